@@ -1,0 +1,1 @@
+//! ISAKMP wire format (filled by the codec work).

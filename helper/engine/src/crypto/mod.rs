@@ -1,0 +1,1 @@
+//! IKE crypto suite (filled by the crypto work).

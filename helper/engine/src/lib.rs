@@ -1,0 +1,15 @@
+//! # postern-engine: the sans-IO IKEv1 engine
+//!
+//! This crate does no I/O: no sockets, no clock, no randomness of its own.
+//! Time is passed in as [`std::time::Instant`] values and randomness through
+//! an injected RNG, so two engines and a simulated clock can run a whole
+//! negotiation inside one test.
+//!
+//! * [`codec`]: the ISAKMP wire format (RFC 2408/2409 and extensions).
+//! * [`crypto`]: PRFs, ciphers, Diffie-Hellman groups and the IKEv1 key schedule.
+//! * [`algs`]: algorithm identifiers shared by everything.
+#![forbid(unsafe_code)]
+
+pub mod algs;
+pub mod codec;
+pub mod crypto;
