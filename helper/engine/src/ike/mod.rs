@@ -1,0 +1,394 @@
+//! The IKEv1 state machine, both roles, without I/O.
+//!
+//! An [`Ike`] is one phase 1 (ISAKMP) SA with the phase 2 (ESP) SAs negotiated
+//! under it. It is driven like quinn-proto's `Connection`:
+//!
+//! * inputs: [`Ike::handle_datagram`], [`Ike::handle_timeout`], [`Ike::close`];
+//! * outputs, to be polled after every input, in this order:
+//!   [`Ike::poll_transmit`] until `None` (datagrams to send to the peer),
+//!   [`Ike::poll_event`] until `None` (state changes, SAs to install or remove, errors),
+//!   then [`Ike::poll_timeout`] (the next deadline at which `handle_timeout` must be called).
+//!
+//! Time comes in as `Instant` values and randomness from the RNG given at
+//! construction, so tests run two engines against each other on a simulated clock.
+//!
+//! States are named for what they expect next (`ExpectSaReply`, `ExpectKeReply`,
+//! `ExpectIdHash`...). Peer faults and local failures are kept apart in [`Error`],
+//! and every error maps to a message a person can read.
+
+mod exchange;
+mod phase1;
+mod quick;
+mod sa;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use zeroize::Zeroizing;
+
+use crate::algs::{EspProposal, IkeProposal};
+use crate::codec::{IdType, NotifyType};
+use crate::crypto::Rng;
+
+pub use exchange::RetransmitConfig;
+
+/// Which phase 1 exchange to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExchangeMode {
+    Main,
+    Aggressive,
+}
+
+impl ExchangeMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            ExchangeMode::Main => "main",
+            ExchangeMode::Aggressive => "aggressive",
+        }
+    }
+}
+
+/// How we prove who we are in phase 1. Signature methods plug in here later
+/// (the key schedule and the HASH/SIG payloads go through [`Auth`]).
+#[derive(Clone)]
+pub enum Auth {
+    /// Pre-shared key (RFC 2409 §5.4).
+    Psk(Zeroizing<Vec<u8>>),
+}
+
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Auth::Psk(_) => f.write_str("Psk(<redacted>)"),
+        }
+    }
+}
+
+impl Auth {
+    pub(crate) fn method_attr(&self) -> u16 {
+        match self {
+            Auth::Psk(_) => crate::codec::attr::AUTH_PSK,
+        }
+    }
+}
+
+/// An IKE identity (RFC 2407 §4.6.2): the type and the bytes that go in the ID payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub kind: IdType,
+    pub data: Vec<u8>,
+}
+
+impl Identity {
+    pub fn address(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(a) => Identity { kind: IdType::IPV4_ADDR, data: a.octets().to_vec() },
+            IpAddr::V6(a) => Identity { kind: IdType::IPV6_ADDR, data: a.octets().to_vec() },
+        }
+    }
+    pub fn fqdn(name: &str) -> Self {
+        Identity { kind: IdType::FQDN, data: name.as_bytes().to_vec() }
+    }
+    pub fn user_fqdn(name: &str) -> Self {
+        Identity { kind: IdType::USER_FQDN, data: name.as_bytes().to_vec() }
+    }
+    pub fn key_id(id: &[u8]) -> Self {
+        Identity { kind: IdType::KEY_ID, data: id.to_vec() }
+    }
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            IdType::IPV4_ADDR if self.data.len() == 4 => {
+                let b: [u8; 4] = [self.data[0], self.data[1], self.data[2], self.data[3]];
+                write!(f, "address:{}", std::net::Ipv4Addr::from(b))
+            }
+            IdType::IPV6_ADDR if self.data.len() == 16 => {
+                let mut b = [0u8; 16];
+                b.copy_from_slice(&self.data);
+                write!(f, "address:{}", std::net::Ipv6Addr::from(b))
+            }
+            IdType::FQDN => write!(f, "fqdn:{}", String::from_utf8_lossy(&self.data).escape_debug()),
+            IdType::USER_FQDN => {
+                write!(f, "user-fqdn:{}", String::from_utf8_lossy(&self.data).escape_debug())
+            }
+            IdType::KEY_ID => {
+                f.write_str("keyid:0x")?;
+                for b in &self.data {
+                    write!(f, "{b:02x}")?;
+                }
+                Ok(())
+            }
+            other => write!(f, "id-type-{}:{} bytes", other.0, self.data.len()),
+        }
+    }
+}
+
+/// A traffic selector: an address range given as address/prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TrafficSelector {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl TrafficSelector {
+    pub fn host(addr: IpAddr) -> Self {
+        let prefix = if addr.is_ipv4() { 32 } else { 128 };
+        TrafficSelector { addr, prefix }
+    }
+    pub fn is_host(&self) -> bool {
+        self.prefix == if self.addr.is_ipv4() { 32 } else { 128 }
+    }
+    /// Whether `other` lies entirely inside `self`.
+    pub fn contains(&self, other: &TrafficSelector) -> bool {
+        if other.prefix < self.prefix {
+            return false;
+        }
+        match (self.addr, other.addr) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => {
+                let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix as u32) };
+                u32::from(a) & mask == u32::from(b) & mask
+            }
+            (IpAddr::V6(a), IpAddr::V6(b)) => {
+                let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - self.prefix as u32) };
+                u128::from(a) & mask == u128::from(b) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for TrafficSelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// ESP encapsulation mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encapsulation {
+    Tunnel,
+    Transport,
+}
+
+/// One phase 2 SA pair to negotiate: our side and the peer's side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildConfig {
+    /// Our traffic selector; `None` in transport mode (no client IDs sent).
+    pub local: Option<TrafficSelector>,
+    pub remote: Option<TrafficSelector>,
+}
+
+/// Everything one tunnel needs to negotiate.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub mode: ExchangeMode,
+    pub auth: Auth,
+    /// Our identity; `None` means our IP address.
+    pub local_id: Option<Identity>,
+    /// The identity the peer must present; `None` accepts any.
+    pub remote_id: Option<Identity>,
+    pub ike_proposals: Vec<IkeProposal>,
+    pub ike_lifetime: Duration,
+    pub esp_proposals: Vec<EspProposal>,
+    pub esp_lifetime: Duration,
+    pub esp_lifetime_kb: Option<u64>,
+    pub encapsulation: Encapsulation,
+    /// Phase 2 SAs to set up once phase 1 is established (initiator), or the
+    /// selectors we accept (responder: `local` is ours, `remote` the peer's).
+    pub children: Vec<ChildConfig>,
+    pub retransmit: RetransmitConfig,
+    /// Send INITIAL-CONTACT in phase 1 (the peer then drops stale SAs of ours).
+    pub initial_contact: bool,
+}
+
+impl Config {
+    /// A config with the usual defaults and the given PSK.
+    pub fn psk(psk: &[u8]) -> Self {
+        Config {
+            mode: ExchangeMode::Main,
+            auth: Auth::Psk(Zeroizing::new(psk.to_vec())),
+            local_id: None,
+            remote_id: None,
+            ike_proposals: Vec::new(),
+            ike_lifetime: Duration::from_secs(8 * 3600),
+            esp_proposals: Vec::new(),
+            esp_lifetime: Duration::from_secs(3600),
+            esp_lifetime_kb: None,
+            encapsulation: Encapsulation::Tunnel,
+            children: Vec::new(),
+            retransmit: RetransmitConfig::default(),
+            initial_contact: true,
+        }
+    }
+}
+
+/// Our role in the phase 1 exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Initiator,
+    Responder,
+}
+
+/// Negotiated phase 1 parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Phase1Info {
+    pub mode: ExchangeMode,
+    pub proposal: IkeProposal,
+    pub lifetime: Duration,
+    pub local_id: Identity,
+    pub peer_id: Identity,
+    pub initiator_cookie: [u8; 8],
+    pub responder_cookie: [u8; 8],
+}
+
+/// Keys of one direction of an ESP SA. Never printed.
+#[derive(Clone)]
+pub struct EspKeys {
+    pub encryption: Zeroizing<Vec<u8>>,
+    pub integrity: Zeroizing<Vec<u8>>,
+}
+
+impl fmt::Debug for EspKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "EspKeys {{ encryption: <{} bytes>, integrity: <{} bytes> }}",
+            self.encryption.len(),
+            self.integrity.len()
+        )
+    }
+}
+
+/// An established ESP SA pair, ready to install.
+#[derive(Debug, Clone)]
+pub struct ChildSa {
+    pub proposal: EspProposal,
+    pub encapsulation: Encapsulation,
+    /// SPI of the SA the peer sends to us.
+    pub spi_in: u32,
+    /// SPI of the SA we send to the peer.
+    pub spi_out: u32,
+    pub keys_in: EspKeys,
+    pub keys_out: EspKeys,
+    pub local_ts: Option<TrafficSelector>,
+    pub remote_ts: Option<TrafficSelector>,
+    pub lifetime: Duration,
+    pub lifetime_kb: Option<u64>,
+}
+
+/// What happened; polled with [`Ike::poll_event`].
+#[derive(Debug, Clone)]
+pub enum Event {
+    Phase1Established(Phase1Info),
+    Phase2Established(ChildSa),
+    /// An ESP SA pair is gone (we closed it or the peer deleted it).
+    Phase2Deleted { spi_in: u32, spi_out: u32, by_peer: bool },
+    /// A quick mode failed; the phase 1 SA stays up.
+    Phase2Failed(Error),
+    /// The peer deleted the phase 1 SA.
+    Phase1Deleted,
+    /// Negotiation failed for good; the engine is dead.
+    Failed(Error),
+    /// `close()` finished: DELETEs are queued, nothing more will happen.
+    Closed,
+}
+
+/// Why a negotiation failed. Each variant reads as one clear sentence.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("authentication failed ({0})")]
+    AuthenticationFailed(String),
+    #[error("no proposal chosen: {0}")]
+    NoProposalChosen(String),
+    #[error("gateway not responding after {0} retransmissions")]
+    NotResponding(u32),
+    #[error("invalid ID information: {0}")]
+    InvalidId(String),
+    #[error("the peer reported {name}{detail}")]
+    PeerNotify { kind: NotifyType, name: String, detail: String },
+    #[error("malformed message from the peer: {0}")]
+    Malformed(String),
+    #[error("the peer deleted the IKE SA")]
+    DeletedByPeer,
+    #[error("{0}")]
+    Local(String),
+}
+
+impl Error {
+    /// The notify to send the peer for this error, when we are the one refusing.
+    pub fn notify(&self) -> Option<NotifyType> {
+        match self {
+            Error::AuthenticationFailed(_) => Some(NotifyType::AUTHENTICATION_FAILED),
+            Error::NoProposalChosen(_) => Some(NotifyType::NO_PROPOSAL_CHOSEN),
+            Error::InvalidId(_) => Some(NotifyType::INVALID_ID_INFORMATION),
+            Error::Malformed(_) => Some(NotifyType::PAYLOAD_MALFORMED),
+            _ => None,
+        }
+    }
+
+    /// The error a peer's notify stands for.
+    pub(crate) fn from_notify(kind: NotifyType, data: &[u8]) -> Error {
+        let text: String = String::from_utf8_lossy(data)
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(120)
+            .collect();
+        let detail = if text.trim().is_empty() { String::new() } else { format!(": {}", text.trim()) };
+        match kind {
+            NotifyType::NO_PROPOSAL_CHOSEN => {
+                Error::NoProposalChosen(format!("the gateway accepted none of our proposals{detail}"))
+            }
+            NotifyType::AUTHENTICATION_FAILED | NotifyType::INVALID_HASH_INFORMATION => {
+                Error::AuthenticationFailed(format!("the gateway refused our authentication{detail}"))
+            }
+            NotifyType::INVALID_ID_INFORMATION => {
+                Error::InvalidId(format!("the gateway refused our identity or traffic selectors{detail}"))
+            }
+            other => Error::PeerNotify {
+                kind: other,
+                name: other.name().map(str::to_owned).unwrap_or_else(|| format!("notify {}", other.0)),
+                detail,
+            },
+        }
+    }
+}
+
+/// A datagram to send to the peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub destination: SocketAddr,
+    pub data: Vec<u8>,
+}
+
+pub use phase1::Ike;
+
+/// Statistics a user may want to see; never keys.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub retransmits: u32,
+    pub dropped: u32,
+}
+
+/// Events and datagrams queued for the driver.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    pub transmits: VecDeque<Transmit>,
+    pub events: VecDeque<Event>,
+}
+
+pub(crate) fn random_bytes<const N: usize>(rng: &mut dyn Rng) -> [u8; N] {
+    let mut b = [0u8; N];
+    rng.fill_bytes(&mut b);
+    b
+}
+
+pub(crate) fn now_plus(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d).unwrap_or(now)
+}

@@ -1,0 +1,1127 @@
+//! The [`Ike`] object: phase 1 (main and aggressive mode, both roles), message
+//! protection, informational exchanges, and dispatch to quick mode.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use crate::algs::IkeProposal;
+use crate::codec::{
+    self, Decoded, DeletePayload, ExchangeType, Header, IdPayload, Message, NotifyPayload, NotifyType, Payload,
+    PayloadType, ProtocolId,
+};
+use crate::crypto::{self, DhKeyPair, Phase1Keys, Rng};
+
+use super::exchange::Pending;
+use super::quick::Quick;
+use super::sa::{self, IkeChoice, DOI_IPSEC};
+use super::{
+    Auth, ChildSa, Config, Counters, Error, Event, ExchangeMode, Identity, Outbox, Phase1Info, Role, Transmit,
+};
+
+const NONCE_LEN: usize = 32;
+/// Phase 1 messages larger than this are refused before decoding.
+const MAX_DATAGRAM: usize = 64 * 1024;
+/// Finished quick modes remembered to answer retransmissions.
+pub(super) const DONE_QUICK_KEEP_PUB: usize = 8;
+
+/// What the phase 1 exchange expects next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Initiator, main mode: sent SA, expect the chosen SA (message 2).
+    ExpectSaReply,
+    /// Initiator, main mode: sent KE/Ni, expect KE/Nr (message 4).
+    ExpectKeReply,
+    /// Initiator, main mode: sent ID/HASH_I, expect ID/HASH_R (message 6).
+    ExpectIdHash,
+    /// Initiator, aggressive mode: sent SA/KE/Ni/ID, expect SA/KE/Nr/ID/HASH_R.
+    ExpectAggressiveReply,
+    /// Responder: expect the initiator's first message (main or aggressive).
+    ExpectSa,
+    /// Responder, main mode: sent SA, expect KE/Ni (message 3).
+    ExpectKe,
+    /// Responder, main mode: sent KE/Nr, expect ID/HASH_I (message 5).
+    ExpectIdHashI,
+    /// Responder, aggressive mode: sent HASH_R, expect HASH_I (message 3).
+    ExpectHashI,
+    Established,
+    /// Failed or closed: everything is ignored.
+    Dead,
+}
+
+/// Phase 1 material gathered along the way.
+#[derive(Default)]
+struct Material {
+    /// SAi_b: the body of the initiator's SA payload, as sent.
+    sai_b: Vec<u8>,
+    choice: Option<IkeChoice>,
+    dh: Option<DhKeyPair>,
+    ni: Vec<u8>,
+    nr: Vec<u8>,
+    g_xi: Vec<u8>,
+    g_xr: Vec<u8>,
+    keys: Option<Phase1Keys>,
+    /// The current phase 1 CBC IV (last ciphertext block seen in phase 1).
+    iv: Vec<u8>,
+    /// Our ID payload as sent.
+    our_id: Option<IdPayload>,
+    peer_id: Option<Identity>,
+}
+
+/// One IKEv1 phase 1 SA and its phase 2 SAs. See the [module docs](super).
+pub struct Ike {
+    pub(super) role: Role,
+    pub(super) config: Config,
+    pub(super) rng: Box<dyn Rng + Send>,
+    local: SocketAddr,
+    remote: SocketAddr,
+    pub(super) icookie: [u8; 8],
+    pub(super) rcookie: [u8; 8],
+    state: State,
+    m: Material,
+    pending: Option<Pending>,
+    /// Responder: the last datagram received and our answer to it, to answer
+    /// retransmissions without processing them again.
+    last_exchange: Option<(Vec<u8>, Vec<u8>)>,
+    pub(super) info: Option<Phase1Info>,
+    pub(super) out: Outbox,
+    pub(super) quick: Vec<Quick>,
+    /// Finished quick modes: message id and our last message, for retransmissions.
+    pub(super) quick_done: Vec<(u32, Option<Vec<u8>>)>,
+    pub(super) children: Vec<ChildSa>,
+    pub(super) counters: Counters,
+}
+
+impl std::fmt::Debug for Ike {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ike").field("role", &self.role).field("state", &self.state).finish_non_exhaustive()
+    }
+}
+
+impl Ike {
+    /// Starts phase 1 as initiator; the first message is ready in `poll_transmit`.
+    /// `local` must be the concrete address the datagrams leave from.
+    pub fn initiate(
+        config: Config,
+        local: SocketAddr,
+        remote: SocketAddr,
+        now: Instant,
+        rng: Box<dyn Rng + Send>,
+    ) -> Result<Ike, Error> {
+        if config.ike_proposals.is_empty() {
+            return Err(Error::Local("no phase 1 proposals configured".into()));
+        }
+        let mut ike = Ike::new(Role::Initiator, config, local, remote, rng);
+        ike.icookie = ike.nonzero_cookie();
+        match ike.config.mode {
+            ExchangeMode::Main => ike.send_main1(now),
+            ExchangeMode::Aggressive => ike.send_aggressive1(now)?,
+        }
+        Ok(ike)
+    }
+
+    /// A responder waiting for the initiator's first message.
+    pub fn respond(config: Config, local: SocketAddr, remote: SocketAddr, rng: Box<dyn Rng + Send>) -> Ike {
+        let mut ike = Ike::new(Role::Responder, config, local, remote, rng);
+        ike.state = State::ExpectSa;
+        ike
+    }
+
+    fn new(role: Role, config: Config, local: SocketAddr, remote: SocketAddr, rng: Box<dyn Rng + Send>) -> Ike {
+        Ike {
+            role,
+            config,
+            rng,
+            local,
+            remote,
+            icookie: [0; 8],
+            rcookie: [0; 8],
+            state: State::ExpectSaReply,
+            m: Material::default(),
+            pending: None,
+            last_exchange: None,
+            info: None,
+            out: Outbox::default(),
+            quick: Vec::new(),
+            quick_done: Vec::new(),
+            children: Vec::new(),
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+    pub fn is_established(&self) -> bool {
+        self.state == State::Established
+    }
+    pub fn is_dead(&self) -> bool {
+        self.state == State::Dead
+    }
+    pub fn phase1(&self) -> Option<&Phase1Info> {
+        self.info.as_ref()
+    }
+    pub fn children(&self) -> &[ChildSa] {
+        &self.children
+    }
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+    pub fn remote(&self) -> SocketAddr {
+        self.remote
+    }
+
+    /// The next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.transmits.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.out.events.pop_front()
+    }
+
+    /// When `handle_timeout` must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.state == State::Dead {
+            return None;
+        }
+        let p1 = self.pending.as_ref().map(|p| p.deadline);
+        let qm = self.quick.iter().filter_map(|q| q.deadline()).min();
+        [p1, qm].into_iter().flatten().min()
+    }
+
+    /// Resends what is due and gives up on what has run out of tries.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.state == State::Dead {
+            return;
+        }
+        if let Some(p) = self.pending.as_mut() {
+            if now >= p.deadline {
+                match p.on_timeout(now, &self.config.retransmit) {
+                    Some(d) => {
+                        self.counters.retransmits += 1;
+                        self.send_raw(d);
+                    }
+                    None => {
+                        let tries = self.config.retransmit.tries.saturating_sub(1);
+                        let err = if self.state == State::ExpectIdHash {
+                            Error::AuthenticationFailed(
+                                "the gateway did not answer our authentication: pre-shared key mismatch?".into(),
+                            )
+                        } else {
+                            Error::NotResponding(tries)
+                        };
+                        self.fail(err);
+                        return;
+                    }
+                }
+            }
+        }
+        self.quick_timeouts(now);
+    }
+
+    /// Closes the tunnel: DELETE for every ESP SA and for the ISAKMP SA are queued,
+    /// then `Phase2Deleted` for each SA and `Closed`.
+    pub fn close(&mut self, _now: Instant) {
+        if self.state == State::Established {
+            let children = std::mem::take(&mut self.children);
+            for c in &children {
+                let d = DeletePayload {
+                    doi: DOI_IPSEC,
+                    protocol: ProtocolId::ESP,
+                    spi_size: 4,
+                    spis: vec![c.spi_in.to_be_bytes().to_vec()],
+                };
+                self.send_informational(vec![Payload::Delete(d)]);
+                self.out.events.push_back(Event::Phase2Deleted { spi_in: c.spi_in, spi_out: c.spi_out, by_peer: false });
+            }
+            let mut spi = self.icookie.to_vec();
+            spi.extend_from_slice(&self.rcookie);
+            let d = DeletePayload { doi: DOI_IPSEC, protocol: ProtocolId::ISAKMP, spi_size: 16, spis: vec![spi] };
+            self.send_informational(vec![Payload::Delete(d)]);
+        }
+        if self.state != State::Dead {
+            self.state = State::Dead;
+            self.pending = None;
+            self.quick.clear();
+            self.out.events.push_back(Event::Closed);
+        }
+    }
+
+    /// Processes one datagram from the peer. Anything invalid is dropped (and
+    /// counted) or, where it settles the negotiation, turned into an error event.
+    pub fn handle_datagram(&mut self, now: Instant, data: &[u8]) {
+        if self.state == State::Dead || data.len() > MAX_DATAGRAM {
+            return;
+        }
+        let Ok(header) = Header::decode(data) else {
+            self.counters.dropped += 1;
+            return;
+        };
+        if header.length as usize != data.len() {
+            self.counters.dropped += 1;
+            return;
+        }
+        if !self.cookies_match(&header) {
+            self.counters.dropped += 1;
+            return;
+        }
+        // A retransmission of the last request we answered: answer again.
+        if let Some((req, resp)) = &self.last_exchange {
+            if req.as_slice() == data {
+                let resp = resp.clone();
+                self.counters.retransmits += 1;
+                self.send_raw(resp);
+                return;
+            }
+        }
+        let result = match header.exchange {
+            ExchangeType::IDENTITY_PROTECTION | ExchangeType::AGGRESSIVE if header.message_id == 0 => {
+                self.handle_phase1(now, &header, data)
+            }
+            ExchangeType::QUICK if self.state == State::Established => self.handle_quick(now, &header, data),
+            ExchangeType::INFORMATIONAL => self.handle_informational(&header, data),
+            _ => {
+                self.counters.dropped += 1;
+                Ok(())
+            }
+        };
+        if let Err(e) = result {
+            if self.state == State::Established {
+                self.out.events.push_back(Event::Phase2Failed(e));
+            } else {
+                self.fail(e);
+            }
+        }
+    }
+
+    fn cookies_match(&self, h: &Header) -> bool {
+        match (self.role, self.state) {
+            (Role::Responder, State::ExpectSa) => h.responder_cookie == [0; 8] && h.initiator_cookie != [0; 8],
+            (Role::Initiator, State::ExpectSaReply | State::ExpectAggressiveReply) => {
+                // The reply brings the responder cookie; a plaintext notify may not.
+                h.initiator_cookie == self.icookie
+            }
+            _ => h.initiator_cookie == self.icookie && (h.responder_cookie == self.rcookie || h.responder_cookie == [0; 8] && h.exchange == ExchangeType::INFORMATIONAL && h.flags & Header::FLAG_ENCRYPTION == 0),
+        }
+    }
+
+    fn fail(&mut self, e: Error) {
+        if self.state == State::Dead {
+            return;
+        }
+        if self.role == Role::Responder && self.state != State::Established {
+            if let Some(kind) = e.notify() {
+                self.send_plain_notify(kind);
+            }
+        }
+        self.state = State::Dead;
+        self.pending = None;
+        self.quick.clear();
+        self.out.events.push_back(Event::Failed(e));
+    }
+
+    // ----- sending ---------------------------------------------------------
+
+    pub(super) fn send_raw(&mut self, data: Vec<u8>) {
+        self.out.transmits.push_back(Transmit { destination: self.remote, data });
+    }
+
+    fn header(&self, exchange: ExchangeType, message_id: u32, flags: u8) -> Header {
+        Header {
+            initiator_cookie: self.icookie,
+            responder_cookie: self.rcookie,
+            next_payload: PayloadType::NONE,
+            version: 0x10,
+            exchange,
+            flags,
+            message_id,
+            length: 0,
+        }
+    }
+
+    fn plain_message(&self, exchange: ExchangeType, payloads: Vec<Payload>) -> Vec<u8> {
+        Message { header: self.header(exchange, 0, 0), payloads }.encode()
+    }
+
+    /// Encrypts `first`/`body` (an encoded payload chain) under the phase 1 keys
+    /// with `iv`; returns the datagram and the last ciphertext block (the next IV).
+    pub(super) fn seal(
+        &self,
+        exchange: ExchangeType,
+        message_id: u32,
+        first: PayloadType,
+        mut body: Vec<u8>,
+        iv: &[u8],
+    ) -> Result<(Vec<u8>, Vec<u8>), Error> {
+        let keys = self.m.keys.as_ref().ok_or_else(|| Error::Local("no phase 1 keys".into()))?;
+        let bl = keys.cipher.block_len();
+        let pad = (bl - body.len() % bl) % bl;
+        body.resize(body.len() + pad, 0);
+        let ct = crypto::cbc_encrypt(keys.cipher, &keys.enc_key, iv, &body).map_err(|e| Error::Local(e.to_string()))?;
+        let mut h = self.header(exchange, message_id, Header::FLAG_ENCRYPTION);
+        h.next_payload = first;
+        h.length = (Header::LEN + ct.len()) as u32;
+        let mut out = Vec::with_capacity(h.length as usize);
+        h.encode(&mut out);
+        out.extend_from_slice(&ct);
+        let last = ct[ct.len().saturating_sub(bl)..].to_vec();
+        Ok((out, last))
+    }
+
+    /// Decrypts an encrypted message with `iv`: the plaintext, its payloads and
+    /// the last ciphertext block (the next IV).
+    pub(super) fn open(&self, header: &Header, data: &[u8], iv: &[u8]) -> Result<Opened, Error> {
+        let keys = self.m.keys.as_ref().ok_or_else(|| Error::Local("no phase 1 keys".into()))?;
+        if header.flags & Header::FLAG_ENCRYPTION == 0 {
+            return Err(Error::Malformed("expected an encrypted message".into()));
+        }
+        let ct = &data[Header::LEN..];
+        let bl = keys.cipher.block_len();
+        if ct.is_empty() || ct.len() % bl != 0 {
+            return Err(Error::Malformed(format!("encrypted body of {} bytes", ct.len())));
+        }
+        let plain = crypto::cbc_decrypt(keys.cipher, &keys.enc_key, iv, ct)
+            .map_err(|e| Error::Malformed(e.to_string()))?;
+        let payloads = codec::decode_payloads(header.next_payload, &plain, true)
+            .map_err(|e| Error::Malformed(e.to_string()))?;
+        Ok(Opened { plain, payloads, last_block: ct[ct.len() - bl..].to_vec() })
+    }
+
+    pub(super) fn phase1_keys(&self) -> Option<&Phase1Keys> {
+        self.m.keys.as_ref()
+    }
+
+    /// The IV of a new phase 2 or informational exchange with this message id.
+    pub(super) fn exchange_iv(&self, message_id: u32) -> Vec<u8> {
+        match &self.m.keys {
+            Some(k) => crypto::phase2_iv(k.prf, k.cipher, &self.m.iv, message_id),
+            None => Vec::new(),
+        }
+    }
+
+    pub(super) fn new_message_id(&mut self) -> u32 {
+        loop {
+            let mid = u32::from_be_bytes(super::random_bytes::<4>(&mut *self.rng));
+            if mid != 0 && !self.quick.iter().any(|q| q.mid == mid) && !self.quick_done.iter().any(|q| q.0 == mid) {
+                return mid;
+            }
+        }
+    }
+
+    fn nonzero_cookie(&mut self) -> [u8; 8] {
+        loop {
+            let c = super::random_bytes::<8>(&mut *self.rng);
+            if c != [0; 8] {
+                return c;
+            }
+        }
+    }
+
+    fn nonce(&mut self) -> Vec<u8> {
+        super::random_bytes::<NONCE_LEN>(&mut *self.rng).to_vec()
+    }
+
+    fn send_plain_notify(&mut self, kind: NotifyType) {
+        let n = NotifyPayload { doi: DOI_IPSEC, protocol: ProtocolId::ISAKMP, spi: Vec::new(), kind, data: Vec::new() };
+        let d = self.plain_message(ExchangeType::INFORMATIONAL, vec![Payload::Notify(n)]);
+        self.send_raw(d);
+    }
+
+    /// An encrypted informational exchange: HASH(1) = prf(SKEYID_a, M-ID | N/D).
+    pub(super) fn send_informational(&mut self, payloads: Vec<Payload>) {
+        let Some(keys) = self.m.keys.as_ref() else { return };
+        let mid = self.new_message_id();
+        let (first, body) = codec::encode_payloads(&payloads);
+        let keys_prf = keys.prf;
+        let hash = crypto::prf(keys_prf, &keys.skeyid_a, &[&mid.to_be_bytes(), &body]);
+        let mut all = Vec::with_capacity(body.len() + hash.len() + 4);
+        Payload::Hash(hash).encode_with_next(first, &mut all);
+        all.extend_from_slice(&body);
+        let iv = self.exchange_iv(mid);
+        if let Ok((d, _)) = self.seal(ExchangeType::INFORMATIONAL, mid, PayloadType::HASH, all, &iv) {
+            self.send_raw(d);
+        }
+    }
+
+    fn send_pending(&mut self, now: Instant, data: Vec<u8>) {
+        self.pending = Some(Pending::new(data.clone(), now, &self.config.retransmit));
+        self.send_raw(data);
+    }
+
+    fn our_identity(&self) -> Identity {
+        self.config.local_id.clone().unwrap_or_else(|| Identity::address(self.local.ip()))
+    }
+
+    fn our_id_payload(&self) -> IdPayload {
+        let id = self.our_identity();
+        IdPayload { id_type: id.kind, protocol: 0, port: 0, data: id.data }
+    }
+
+    fn auth_method(&self) -> u16 {
+        self.config.auth.method_attr()
+    }
+
+    /// Proposals usable in this exchange: aggressive mode sends one KE, so only
+    /// proposals with the first proposal's group can be offered.
+    fn offerable(&self) -> Vec<IkeProposal> {
+        match self.config.mode {
+            ExchangeMode::Main => self.config.ike_proposals.clone(),
+            ExchangeMode::Aggressive => {
+                let g = self.config.ike_proposals[0].group;
+                self.config.ike_proposals.iter().copied().filter(|p| p.group == g).collect()
+            }
+        }
+    }
+
+    // ----- initiator -------------------------------------------------------
+
+    fn send_main1(&mut self, now: Instant) {
+        let sa = sa::ike_offer(&self.offerable(), self.auth_method(), self.config.ike_lifetime);
+        let p = Payload::Sa(sa);
+        self.m.sai_b = p.encode_body();
+        let d = self.plain_message(ExchangeType::IDENTITY_PROTECTION, vec![p]);
+        self.state = State::ExpectSaReply;
+        self.send_pending(now, d);
+    }
+
+    fn send_aggressive1(&mut self, now: Instant) -> Result<(), Error> {
+        let offer = self.offerable();
+        let group = offer[0].group;
+        let sa = Payload::Sa(sa::ike_offer(&offer, self.auth_method(), self.config.ike_lifetime));
+        self.m.sai_b = sa.encode_body();
+        let dh = DhKeyPair::generate(group, &mut *self.rng);
+        self.m.g_xi = dh.public().to_vec();
+        self.m.dh = Some(dh);
+        self.m.ni = self.nonce();
+        let id = self.our_id_payload();
+        self.m.our_id = Some(id.clone());
+        let payloads = vec![sa, Payload::Ke(self.m.g_xi.clone()), Payload::Nonce(self.m.ni.clone()), Payload::Id(id)];
+        let d = self.plain_message(ExchangeType::AGGRESSIVE, payloads);
+        self.state = State::ExpectAggressiveReply;
+        self.send_pending(now, d);
+        Ok(())
+    }
+
+    fn handle_phase1(&mut self, now: Instant, header: &Header, data: &[u8]) -> Result<(), Error> {
+        let expected = match self.state {
+            State::ExpectSaReply | State::ExpectKeReply | State::ExpectIdHash | State::ExpectKe | State::ExpectIdHashI => {
+                ExchangeType::IDENTITY_PROTECTION
+            }
+            State::ExpectAggressiveReply | State::ExpectHashI => ExchangeType::AGGRESSIVE,
+            State::ExpectSa => header.exchange,
+            // Late retransmissions of phase 1 messages after the fact.
+            State::Established | State::Dead => {
+                self.counters.dropped += 1;
+                return Ok(());
+            }
+        };
+        if header.exchange != expected {
+            self.counters.dropped += 1;
+            return Ok(());
+        }
+        match self.state {
+            State::ExpectSaReply => self.on_main2(now, header, data),
+            State::ExpectKeReply => self.on_main4(now, header, data),
+            State::ExpectIdHash => self.on_main6(now, header, data),
+            State::ExpectAggressiveReply => self.on_aggressive2(now, header, data),
+            State::ExpectSa if header.exchange == ExchangeType::IDENTITY_PROTECTION => self.on_main1(now, header, data),
+            State::ExpectSa if header.exchange == ExchangeType::AGGRESSIVE => self.on_aggressive1(now, header, data),
+            State::ExpectKe => self.on_main3(now, header, data),
+            State::ExpectIdHashI => self.on_main5(now, header, data),
+            State::ExpectHashI => self.on_aggressive3(now, header, data),
+            _ => {
+                self.counters.dropped += 1;
+                Ok(())
+            }
+        }
+    }
+
+    fn decode_plain(&mut self, data: &[u8]) -> Option<Message> {
+        match Message::decode(data) {
+            Ok(m) => Some(m),
+            Err(_) => {
+                self.counters.dropped += 1;
+                None
+            }
+        }
+    }
+
+    fn on_main2(&mut self, now: Instant, header: &Header, data: &[u8]) -> Result<(), Error> {
+        let Some(msg) = self.decode_plain(data) else { return Ok(()) };
+        let Some(sa) = msg.payloads.iter().find_map(|p| match p {
+            Payload::Sa(s) => Some(s),
+            _ => None,
+        }) else {
+            self.counters.dropped += 1;
+            return Ok(());
+        };
+        if header.responder_cookie == [0; 8] {
+            self.counters.dropped += 1;
+            return Ok(());
+        }
+        let choice = sa::check_ike_reply(sa, &self.offerable(), self.auth_method())?;
+        self.rcookie = header.responder_cookie;
+        let dh = DhKeyPair::generate(choice.proposal.group, &mut *self.rng);
+        self.m.g_xi = dh.public().to_vec();
+        self.m.dh = Some(dh);
+        self.m.ni = self.nonce();
+        self.m.choice = Some(choice);
+        let payloads = vec![Payload::Ke(self.m.g_xi.clone()), Payload::Nonce(self.m.ni.clone())];
+        let d = self.plain_message(ExchangeType::IDENTITY_PROTECTION, payloads);
+        self.state = State::ExpectKeReply;
+        self.send_pending(now, d);
+        Ok(())
+    }
+
+    fn on_main4(&mut self, now: Instant, _header: &Header, data: &[u8]) -> Result<(), Error> {
+        let Some(msg) = self.decode_plain(data) else { return Ok(()) };
+        let (Some(ke), Some(nr)) = (find_ke(&msg.payloads), find_nonce(&msg.payloads)) else {
+            self.counters.dropped += 1;
+            return Ok(());
+        };
+        check_nonce(nr)?;
+        self.m.g_xr = ke.to_vec();
+        self.m.nr = nr.to_vec();
+        self.derive_keys()?;
+        let id = self.our_id_payload();
+        let idii_b = Payload::Id(id.clone()).encode_body();
+        self.m.our_id = Some(id.clone());
+        let hash_i = self.auth_hash(Role::Initiator, &idii_b)?;
+        let mut payloads = vec![Payload::Id(id), Payload::Hash(hash_i)];
+        if self.config.initial_contact {
+            payloads.push(self.initial_contact());
+        }
+        let (first, body) = codec::encode_payloads(&payloads);
+        let iv = self.m.iv.clone();
+        let (d, last) = self.seal(ExchangeType::IDENTITY_PROTECTION, 0, first, body, &iv)?;
+        self.m.iv = last;
+        self.state = State::ExpectIdHash;
+        self.send_pending(now, d);
+        Ok(())
+    }
+
+    fn on_main6(&mut self, now: Instant, header: &Header, data: &[u8]) -> Result<(), Error> {
+        if header.flags & Header::FLAG_ENCRYPTION == 0 {
+            self.counters.dropped += 1;
+            return Ok(());
+        }
+        let iv = self.m.iv.clone();
+        // A reply we cannot read means the gateway derived other keys: the PSKs differ.
+        let opened = self.open(header, data, &iv).map_err(|_| psk_mismatch())?;
+        let (idir_b, peer_id) = find_id(&opened).ok_or_else(psk_mismatch)?;
+        let hash_r = find_hash(&opened.payloads).ok_or_else(psk_mismatch)?;
+        let expected = self.auth_hash(Role::Responder, &idir_b)?;
+        if !crypto::ct_eq(&expected, hash_r) {
+            return Err(psk_mismatch());
+        }
+        self.m.iv = opened.last_block;
+        self.check_peer_id(&peer_id)?;
+        self.m.peer_id = Some(peer_id);
+        self.established(now);
+        Ok(())
+    }
+
+    fn on_aggressive2(&mut self, now: Instant, header: &Header, data: &[u8]) -> Result<(), Error> {
+        let Some(msg) = self.decode_plain(data) else { return Ok(()) };
+        if header.responder_cookie == [0; 8] {
+            self.counters.dropped += 1;
+            return Ok(());
+        }
+        let sa = msg.payloads.iter().find_map(|p| match p {
+            Payload::Sa(s) => Some(s),
+            _ => None,
+        });
+        let (Some(sa), Some(ke), Some(nr), Some(hash_r)) =
+            (sa, find_ke(&msg.payloads), find_nonce(&msg.payloads), find_hash_plain(&msg.payloads))
+        else {
+            self.counters.dropped += 1;
+            return Ok(());
+        };
+        let choice = sa::check_ike_reply(sa, &self.offerable(), self.auth_method())?;
+        check_nonce(nr)?;
+        let id = msg.payloads.iter().find_map(|p| match p {
+            Payload::Id(i) => Some(i.clone()),
+            _ => None,
+        });
+        let Some(id) = id else {
+            self.counters.dropped += 1;
+            return Ok(());
+        };
+        self.rcookie = header.responder_cookie;
+        self.m.choice = Some(choice);
+        self.m.g_xr = ke.to_vec();
+        self.m.nr = nr.to_vec();
+        self.derive_keys()?;
+        let idir_b = Payload::Id(id.clone()).encode_body();
+        let expected = self.auth_hash(Role::Responder, &idir_b)?;
+        if !crypto::ct_eq(&expected, hash_r) {
+            return Err(psk_mismatch());
+        }
+        let peer_id = Identity { kind: id.id_type, data: id.data.clone() };
+        self.check_peer_id(&peer_id)?;
+        self.m.peer_id = Some(peer_id);
+        let idii_b = Payload::Id(self.m.our_id.clone().unwrap_or_else(|| self.our_id_payload())).encode_body();
+        let hash_i = self.auth_hash(Role::Initiator, &idii_b)?;
+        let mut payloads = vec![Payload::Hash(hash_i)];
+        if self.config.initial_contact {
+            payloads.push(self.initial_contact());
+        }
+        let (first, body) = codec::encode_payloads(&payloads);
+        let iv = self.m.iv.clone();
+        let (d, last) = self.seal(ExchangeType::AGGRESSIVE, 0, first, body, &iv)?;
+        self.m.iv = last;
+        // Message 3 gets no answer: it is sent once, and resent if message 2 comes again.
+        self.last_exchange = Some((data.to_vec(), d.clone()));
+        self.pending = None;
+        self.send_raw(d);
+        self.established(now);
+        Ok(())
+    }
+
+    // ----- responder -------------------------------------------------------
+
+    fn on_main1(&mut self, now: Instant, header: &Header, data: &[u8]) -> Result<(), Error> {
+        let Some(msg) = self.decode_plain(data) else { return Ok(()) };
+        let Some((sai_b, sa)) = msg.payloads.iter().find_map(|p| match p {
+            Payload::Sa(s) => Some((p.encode_body(), s)),
+            _ => None,
+        }) else {
+            self.counters.dropped += 1;
+            return Ok(());
+        };
+        self.icookie = header.initiator_cookie;
+        let (reply, choice) = sa::choose_ike(sa, &self.config.ike_proposals, self.auth_method())?;
+        self.rcookie = self.nonzero_cookie();
+        self.m.sai_b = raw_sa_body(data).unwrap_or(sai_b);
+        self.m.choice = Some(choice);
+        let d = self.plain_message(ExchangeType::IDENTITY_PROTECTION, vec![Payload::Sa(reply)]);
+        self.state = State::ExpectKe;
+        self.answered(now, data, d, true);
+        Ok(())
+    }
+
+    fn on_main3(&mut self, now: Instant, _header: &Header, data: &[u8]) -> Result<(), Error> {
+        let Some(msg) = self.decode_plain(data) else { return Ok(()) };
+        let (Some(ke), Some(ni)) = (find_ke(&msg.payloads), find_nonce(&msg.payloads)) else {
+            self.counters.dropped += 1;
+            return Ok(());
+        };
+        check_nonce(ni)?;
+        let group = self.m.choice.as_ref().map(|c| c.proposal.group).ok_or_else(|| Error::Local("no choice".into()))?;
+        let dh = DhKeyPair::generate(group, &mut *self.rng);
+        self.m.g_xr = dh.public().to_vec();
+        self.m.dh = Some(dh);
+        self.m.g_xi = ke.to_vec();
+        self.m.ni = ni.to_vec();
+        self.m.nr = self.nonce();
+        self.derive_keys()?;
+        let payloads = vec![Payload::Ke(self.m.g_xr.clone()), Payload::Nonce(self.m.nr.clone())];
+        let d = self.plain_message(ExchangeType::IDENTITY_PROTECTION, payloads);
+        self.state = State::ExpectIdHashI;
+        self.answered(now, data, d, true);
+        Ok(())
+    }
+
+    fn on_main5(&mut self, now: Instant, header: &Header, data: &[u8]) -> Result<(), Error> {
+        let iv = self.m.iv.clone();
+        let opened = self.open(header, data, &iv).map_err(|_| psk_mismatch())?;
+        let (idii_b, peer_id) = find_id(&opened).ok_or_else(psk_mismatch)?;
+        let hash_i = find_hash(&opened.payloads).ok_or_else(psk_mismatch)?;
+        let expected = self.auth_hash(Role::Initiator, &idii_b)?;
+        if !crypto::ct_eq(&expected, hash_i) {
+            return Err(Error::AuthenticationFailed("HASH_I mismatch: pre-shared key mismatch?".into()));
+        }
+        self.m.iv = opened.last_block;
+        self.check_peer_id(&peer_id)?;
+        self.m.peer_id = Some(peer_id);
+        let id = self.our_id_payload();
+        let idir_b = Payload::Id(id.clone()).encode_body();
+        self.m.our_id = Some(id.clone());
+        let hash_r = self.auth_hash(Role::Responder, &idir_b)?;
+        let (first, body) = codec::encode_payloads(&[Payload::Id(id), Payload::Hash(hash_r)]);
+        let iv = self.m.iv.clone();
+        let (d, last) = self.seal(ExchangeType::IDENTITY_PROTECTION, 0, first, body, &iv)?;
+        self.m.iv = last;
+        self.answered(now, data, d, false);
+        self.established(now);
+        Ok(())
+    }
+
+    fn on_aggressive1(&mut self, now: Instant, header: &Header, data: &[u8]) -> Result<(), Error> {
+        let Some(msg) = self.decode_plain(data) else { return Ok(()) };
+        let sa = msg.payloads.iter().find_map(|p| match p {
+            Payload::Sa(s) => Some(s),
+            _ => None,
+        });
+        let id = msg.payloads.iter().find_map(|p| match p {
+            Payload::Id(i) => Some(i.clone()),
+            _ => None,
+        });
+        let (Some(sa), Some(ke), Some(ni), Some(id)) = (sa, find_ke(&msg.payloads), find_nonce(&msg.payloads), id)
+        else {
+            self.counters.dropped += 1;
+            return Ok(());
+        };
+        self.icookie = header.initiator_cookie;
+        check_nonce(ni)?;
+        let (reply, choice) = sa::choose_ike(sa, &self.config.ike_proposals, self.auth_method())?;
+        let peer_id = Identity { kind: id.id_type, data: id.data.clone() };
+        self.check_peer_id(&peer_id)?;
+        self.rcookie = self.nonzero_cookie();
+        self.m.sai_b = raw_sa_body(data).unwrap_or_else(|| Payload::Sa(sa.clone()).encode_body());
+        let group = choice.proposal.group;
+        self.m.choice = Some(choice);
+        let dh = DhKeyPair::generate(group, &mut *self.rng);
+        self.m.g_xr = dh.public().to_vec();
+        self.m.dh = Some(dh);
+        self.m.g_xi = ke.to_vec();
+        self.m.ni = ni.to_vec();
+        self.m.nr = self.nonce();
+        self.m.peer_id = Some(peer_id);
+        self.derive_keys()?;
+        let our = self.our_id_payload();
+        let idir_b = Payload::Id(our.clone()).encode_body();
+        self.m.our_id = Some(our.clone());
+        let hash_r = self.auth_hash(Role::Responder, &idir_b)?;
+        let payloads = vec![
+            Payload::Sa(reply),
+            Payload::Ke(self.m.g_xr.clone()),
+            Payload::Nonce(self.m.nr.clone()),
+            Payload::Id(our),
+            Payload::Hash(hash_r),
+        ];
+        let d = self.plain_message(ExchangeType::AGGRESSIVE, payloads);
+        self.state = State::ExpectHashI;
+        self.answered(now, data, d, true);
+        Ok(())
+    }
+
+    fn on_aggressive3(&mut self, now: Instant, header: &Header, data: &[u8]) -> Result<(), Error> {
+        let idii_b = self
+            .m
+            .peer_id
+            .as_ref()
+            .map(|i| Payload::Id(IdPayload { id_type: i.kind, protocol: 0, port: 0, data: i.data.clone() }).encode_body())
+            .unwrap_or_default();
+        let idii_b = raw_id_body(self.last_exchange.as_ref().map(|(r, _)| r.as_slice())).unwrap_or(idii_b);
+        let hash_i = if header.flags & Header::FLAG_ENCRYPTION != 0 {
+            let iv = self.m.iv.clone();
+            let opened = self.open(header, data, &iv).map_err(|_| psk_mismatch())?;
+            let h = find_hash(&opened.payloads).ok_or_else(psk_mismatch)?.to_vec();
+            self.m.iv = opened.last_block;
+            h
+        } else {
+            let Some(msg) = self.decode_plain(data) else { return Ok(()) };
+            find_hash_plain(&msg.payloads).ok_or_else(psk_mismatch)?.to_vec()
+        };
+        let expected = self.auth_hash(Role::Initiator, &idii_b)?;
+        if !crypto::ct_eq(&expected, &hash_i) {
+            return Err(Error::AuthenticationFailed("HASH_I mismatch: pre-shared key mismatch?".into()));
+        }
+        self.established(now);
+        Ok(())
+    }
+
+    /// Responder: remember the request and our answer (to answer a retransmitted
+    /// request again) and send it; when the answer expects a reply of its own,
+    /// it is also retransmitted on our timer (the initiator's last message of an
+    /// exchange has no answer, so only we can repair its loss).
+    fn answered(&mut self, now: Instant, request: &[u8], reply: Vec<u8>, expects_reply: bool) {
+        self.last_exchange = Some((request.to_vec(), reply.clone()));
+        if expects_reply {
+            self.send_pending(now, reply);
+        } else {
+            self.pending = None;
+            self.send_raw(reply);
+        }
+    }
+
+    // ----- shared ----------------------------------------------------------
+
+    fn derive_keys(&mut self) -> Result<(), Error> {
+        let choice = self.m.choice.clone().ok_or_else(|| Error::Local("no phase 1 choice".into()))?;
+        let dh = self.m.dh.as_ref().ok_or_else(|| Error::Local("no DH value".into()))?;
+        let peer = match self.role {
+            Role::Initiator => &self.m.g_xr,
+            Role::Responder => &self.m.g_xi,
+        };
+        let g_xy = dh
+            .shared_secret(peer)
+            .map_err(|e| Error::Malformed(format!("the peer's key exchange value is invalid: {e}")))?;
+        let prf = choice.proposal.hash;
+        let skeyid = match &self.config.auth {
+            Auth::Psk(psk) => crypto::skeyid_psk(prf, psk, &self.m.ni, &self.m.nr),
+        };
+        let keys = crypto::derive_phase1(
+            prf,
+            choice.proposal.cipher,
+            skeyid,
+            &g_xy,
+            &self.icookie,
+            &self.rcookie,
+            &self.m.g_xi,
+            &self.m.g_xr,
+        );
+        self.m.iv = keys.iv.clone();
+        self.m.keys = Some(keys);
+        Ok(())
+    }
+
+    /// HASH_I (`who` = initiator) or HASH_R over the given ID body.
+    fn auth_hash(&self, who: Role, id_b: &[u8]) -> Result<Vec<u8>, Error> {
+        let keys = self.m.keys.as_ref().ok_or_else(|| Error::Local("no phase 1 keys".into()))?;
+        let f = match who {
+            Role::Initiator => crypto::hash_i,
+            Role::Responder => crypto::hash_r,
+        };
+        Ok(f(keys.prf, &keys.skeyid, &self.m.g_xi, &self.m.g_xr, &self.icookie, &self.rcookie, &self.m.sai_b, id_b))
+    }
+
+    fn check_peer_id(&self, peer: &Identity) -> Result<(), Error> {
+        match &self.config.remote_id {
+            Some(want) if want != peer => {
+                Err(Error::InvalidId(format!("the peer identified as {peer}, expected {want}")))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn initial_contact(&self) -> Payload {
+        let mut spi = self.icookie.to_vec();
+        spi.extend_from_slice(&self.rcookie);
+        Payload::Notify(NotifyPayload {
+            doi: DOI_IPSEC,
+            protocol: ProtocolId::ISAKMP,
+            spi,
+            kind: NotifyType::INITIAL_CONTACT,
+            data: Vec::new(),
+        })
+    }
+
+    fn established(&mut self, now: Instant) {
+        self.pending = None;
+        self.state = State::Established;
+        let choice = self.m.choice.clone();
+        let (Some(choice), Some(peer_id)) = (choice, self.m.peer_id.clone()) else { return };
+        let info = Phase1Info {
+            mode: self.config.mode,
+            proposal: choice.proposal,
+            lifetime: choice.lifetime.unwrap_or(self.config.ike_lifetime).min(self.config.ike_lifetime),
+            local_id: self.our_identity(),
+            peer_id,
+            initiator_cookie: self.icookie,
+            responder_cookie: self.rcookie,
+        };
+        // The DH secret is no longer needed.
+        self.m.dh = None;
+        self.info = Some(info.clone());
+        self.out.events.push_back(Event::Phase1Established(info));
+        if self.role == Role::Initiator {
+            let children = self.config.children.clone();
+            for c in children {
+                self.start_quick(now, c);
+            }
+        }
+    }
+
+    // ----- informational ---------------------------------------------------
+
+    fn handle_informational(&mut self, header: &Header, data: &[u8]) -> Result<(), Error> {
+        if header.flags & Header::FLAG_ENCRYPTION == 0 {
+            return self.handle_plain_informational(data);
+        }
+        if self.m.keys.is_none() {
+            self.counters.dropped += 1;
+            return Ok(());
+        }
+        let iv = self.exchange_iv(header.message_id);
+        let Ok(opened) = self.open(header, data, &iv) else {
+            if self.state == State::ExpectIdHash {
+                // Encrypted with keys we do not share: the PSKs differ.
+                return Err(psk_mismatch());
+            }
+            self.counters.dropped += 1;
+            return Ok(());
+        };
+        // HASH(1) = prf(SKEYID_a, M-ID | rest of the message)
+        let Some((hash, rest)) = split_hash(&opened) else {
+            self.counters.dropped += 1;
+            return Ok(());
+        };
+        let Some(keys) = self.m.keys.as_ref() else { return Ok(()) };
+        let expected = crypto::prf(keys.prf, &keys.skeyid_a, &[&header.message_id.to_be_bytes(), rest]);
+        if !crypto::ct_eq(&expected, hash) {
+            self.counters.dropped += 1;
+            return Ok(());
+        }
+        for d in &opened.payloads {
+            match &d.payload {
+                Payload::Delete(del) => self.on_delete(del),
+                Payload::Notify(n) => self.on_authenticated_notify(n)?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Plaintext notifies are unauthenticated: they can end a negotiation still in
+    /// phase 1 (that is how gateways say "no proposal chosen"), never an established SA.
+    fn handle_plain_informational(&mut self, data: &[u8]) -> Result<(), Error> {
+        if matches!(self.state, State::Established | State::ExpectSa) || self.role == Role::Responder {
+            self.counters.dropped += 1;
+            return Ok(());
+        }
+        let Some(msg) = self.decode_plain(data) else { return Ok(()) };
+        for p in &msg.payloads {
+            if let Payload::Notify(n) = p {
+                if n.kind.is_error() {
+                    if self.state == State::ExpectIdHash
+                        && matches!(
+                            n.kind,
+                            NotifyType::PAYLOAD_MALFORMED
+                                | NotifyType::INVALID_PAYLOAD_TYPE
+                                | NotifyType::INVALID_HASH_INFORMATION
+                                | NotifyType::AUTHENTICATION_FAILED
+                        )
+                    {
+                        return Err(psk_mismatch());
+                    }
+                    return Err(Error::from_notify(n.kind, &n.data));
+                }
+            }
+        }
+        self.counters.dropped += 1;
+        Ok(())
+    }
+
+    fn on_delete(&mut self, del: &DeletePayload) {
+        if del.protocol == ProtocolId::ISAKMP {
+            let mut ours = self.icookie.to_vec();
+            ours.extend_from_slice(&self.rcookie);
+            if del.spis.iter().any(|s| *s == ours) {
+                for c in std::mem::take(&mut self.children) {
+                    self.out.events.push_back(Event::Phase2Deleted { spi_in: c.spi_in, spi_out: c.spi_out, by_peer: true });
+                }
+                self.state = State::Dead;
+                self.pending = None;
+                self.quick.clear();
+                self.out.events.push_back(Event::Phase1Deleted);
+            }
+        } else if del.protocol == ProtocolId::ESP {
+            for spi in &del.spis {
+                let Some(spi) = sa::spi_u32(spi) else { continue };
+                // The peer names the SPI it receives on: our outbound SPI.
+                if let Some(i) = self.children.iter().position(|c| c.spi_out == spi) {
+                    let c = self.children.remove(i);
+                    self.out.events.push_back(Event::Phase2Deleted { spi_in: c.spi_in, spi_out: c.spi_out, by_peer: true });
+                }
+            }
+        }
+    }
+
+    fn on_authenticated_notify(&mut self, n: &NotifyPayload) -> Result<(), Error> {
+        if n.kind.is_error() {
+            // An authenticated error about a quick mode of ours: that quick mode failed.
+            let err = Error::from_notify(n.kind, &n.data);
+            if let Some(spi) = sa::spi_u32(&n.spi) {
+                if let Some(i) = self.quick.iter().position(|q| q.spi_in == spi) {
+                    self.quick.remove(i);
+                }
+            } else if self.quick.len() == 1 {
+                self.quick.clear();
+            }
+            return Err(err);
+        }
+        Ok(())
+    }
+}
+
+/// A decrypted message.
+pub(super) struct Opened {
+    pub plain: Vec<u8>,
+    pub payloads: Vec<Decoded>,
+    pub last_block: Vec<u8>,
+}
+
+fn psk_mismatch() -> Error {
+    Error::AuthenticationFailed("pre-shared key mismatch?".into())
+}
+
+fn check_nonce(n: &[u8]) -> Result<(), Error> {
+    if (8..=256).contains(&n.len()) {
+        Ok(())
+    } else {
+        Err(Error::Malformed(format!("nonce of {} bytes", n.len())))
+    }
+}
+
+fn find_ke(p: &[Payload]) -> Option<&[u8]> {
+    p.iter().find_map(|p| match p {
+        Payload::Ke(k) => Some(k.as_slice()),
+        _ => None,
+    })
+}
+
+fn find_nonce(p: &[Payload]) -> Option<&[u8]> {
+    p.iter().find_map(|p| match p {
+        Payload::Nonce(n) => Some(n.as_slice()),
+        _ => None,
+    })
+}
+
+fn find_hash_plain(p: &[Payload]) -> Option<&[u8]> {
+    p.iter().find_map(|p| match p {
+        Payload::Hash(h) => Some(h.as_slice()),
+        _ => None,
+    })
+}
+
+pub(super) fn find_hash(p: &[Decoded]) -> Option<&[u8]> {
+    p.iter().find_map(|d| match &d.payload {
+        Payload::Hash(h) => Some(h.as_slice()),
+        _ => None,
+    })
+}
+
+/// The raw body of the first ID payload and the identity it names.
+fn find_id(o: &Opened) -> Option<(Vec<u8>, Identity)> {
+    o.payloads.iter().find_map(|d| match &d.payload {
+        Payload::Id(i) => {
+            let body = o.plain.get(d.span.start + 4..d.span.end)?.to_vec();
+            Some((body, Identity { kind: i.id_type, data: i.data.clone() }))
+        }
+        _ => None,
+    })
+}
+
+/// The HASH payload that must come first, and the bytes of every payload after it.
+pub(super) fn split_hash(o: &Opened) -> Option<(&[u8], &[u8])> {
+    let first = o.payloads.first()?;
+    let Payload::Hash(h) = &first.payload else { return None };
+    let end = o.payloads.last()?.span.end;
+    Some((h.as_slice(), o.plain.get(first.span.end..end)?))
+}
+
+/// The SA payload body exactly as received (hashes cover the peer's bytes).
+fn raw_sa_body(datagram: &[u8]) -> Option<Vec<u8>> {
+    raw_body(datagram, PayloadType::SA)
+}
+
+fn raw_id_body(datagram: Option<&[u8]>) -> Option<Vec<u8>> {
+    raw_body(datagram?, PayloadType::ID)
+}
+
+fn raw_body(datagram: &[u8], kind: PayloadType) -> Option<Vec<u8>> {
+    let h = Header::decode(datagram).ok()?;
+    let body = datagram.get(Header::LEN..h.length as usize)?;
+    let decoded = codec::decode_payloads(h.next_payload, body, false).ok()?;
+    let d = decoded.iter().find(|d| d.payload.kind() == kind)?;
+    body.get(d.span.start + 4..d.span.end).map(<[u8]>::to_vec)
+}
+
+#[allow(dead_code)]
+fn _assert_send() {
+    fn is_send<T: Send>() {}
+    is_send::<Ike>();
+}

@@ -1,0 +1,529 @@
+//! Two engines in one test: initiator and responder over a simulated link
+//! with a simulated clock, latency, loss and reordering (after quinn-proto's `Pair`).
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::algs::*;
+use crate::codec::{self, ExchangeType, Header};
+use crate::crypto::test_rng;
+
+fn addr(last: u8) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, last)), 500)
+}
+
+fn ts(s: &str) -> TrafficSelector {
+    let (a, p) = s.split_once('/').unwrap();
+    TrafficSelector { addr: a.parse().unwrap(), prefix: p.parse().unwrap() }
+}
+
+fn ike(s: &str) -> IkeProposal {
+    crate::proposal::parse_ike(s).unwrap()
+}
+fn esp(s: &str) -> EspProposal {
+    crate::proposal::parse_esp(s).unwrap()
+}
+
+/// Decides the fate of each datagram: `(from_initiator, index, bytes) -> deliver?`.
+type Filter = Box<dyn FnMut(bool, usize, &[u8]) -> bool>;
+
+struct Pair {
+    now: Instant,
+    latency: Duration,
+    /// Deliver datagrams in each batch in reverse order.
+    reorder: bool,
+    filter: Filter,
+    i: Ike,
+    r: Ike,
+    /// In flight: (arrival, to_responder, bytes).
+    wire: VecDeque<(Instant, bool, Vec<u8>)>,
+    sent: usize,
+    i_events: Vec<Event>,
+    r_events: Vec<Event>,
+}
+
+impl Pair {
+    fn new(ic: Config, rc: Config, seed: u64) -> Pair {
+        let now = Instant::now();
+        let i = Ike::initiate(ic, addr(2), addr(1), now, Box::new(test_rng(seed))).unwrap();
+        let r = Ike::respond(rc, addr(1), addr(2), Box::new(test_rng(seed + 1000)));
+        Pair {
+            now,
+            latency: Duration::from_millis(10),
+            reorder: false,
+            filter: Box::new(|_, _, _| true),
+            i,
+            r,
+            wire: VecDeque::new(),
+            sent: 0,
+            i_events: Vec::new(),
+            r_events: Vec::new(),
+        }
+    }
+
+    fn collect(&mut self) {
+        let mut batch = Vec::new();
+        while let Some(t) = self.i.poll_transmit() {
+            assert_eq!(t.destination, addr(1));
+            batch.push((true, t.data));
+        }
+        while let Some(t) = self.r.poll_transmit() {
+            batch.push((false, t.data));
+        }
+        if self.reorder {
+            batch.reverse();
+        }
+        for (to_r, d) in batch {
+            let n = self.sent;
+            self.sent += 1;
+            if (self.filter)(to_r, n, &d) {
+                self.wire.push_back((self.now + self.latency, to_r, d));
+            }
+        }
+        while let Some(e) = self.i.poll_event() {
+            self.i_events.push(e);
+        }
+        while let Some(e) = self.r.poll_event() {
+            self.r_events.push(e);
+        }
+    }
+
+    /// Runs until nothing is in flight and no timer is due within `horizon`.
+    fn drive_for(&mut self, horizon: Duration) {
+        let end = self.now + horizon;
+        for _ in 0..10_000 {
+            self.collect();
+            let next_wire = self.wire.iter().map(|w| w.0).min();
+            let next_timer = [self.i.poll_timeout(), self.r.poll_timeout()].into_iter().flatten().min();
+            let Some(next) = [next_wire, next_timer].into_iter().flatten().min() else { return };
+            if next > end {
+                return;
+            }
+            self.now = self.now.max(next);
+            if let Some(pos) = self.wire.iter().position(|w| w.0 <= self.now) {
+                let (_, to_r, d) = self.wire.remove(pos).unwrap();
+                if to_r {
+                    self.r.handle_datagram(self.now, &d);
+                } else {
+                    self.i.handle_datagram(self.now, &d);
+                }
+            } else {
+                self.i.handle_timeout(self.now);
+                self.r.handle_timeout(self.now);
+            }
+        }
+        panic!("drive did not settle");
+    }
+
+    fn drive(&mut self) {
+        self.drive_for(Duration::from_secs(300));
+    }
+
+    fn children_i(&self) -> Vec<ChildSa> {
+        self.i_events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Phase2Established(c) => Some(c.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+    fn children_r(&self) -> Vec<ChildSa> {
+        self.r_events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Phase2Established(c) => Some(c.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+    fn failure_i(&self) -> Option<Error> {
+        self.i_events.iter().find_map(|e| match e {
+            Event::Failed(e) => Some(e.clone()),
+            _ => None,
+        })
+    }
+}
+
+fn configs(mode: ExchangeMode) -> (Config, Config) {
+    let mut i = Config::psk(b"correct horse battery staple");
+    i.mode = mode;
+    i.ike_proposals = vec![ike("aes128-sha256-modp2048")];
+    i.esp_proposals = vec![esp("aes128-sha256")];
+    i.children = vec![ChildConfig { local: Some(ts("10.200.0.5/32")), remote: Some(ts("10.77.0.0/24")) }];
+    let mut r = i.clone();
+    r.children = vec![ChildConfig { local: Some(ts("10.77.0.0/24")), remote: Some(ts("10.200.0.0/24")) }];
+    (i, r)
+}
+
+/// Both sides derived the same keys, crosswise.
+fn assert_matching(p: &Pair) {
+    let (ci, cr) = (p.children_i(), p.children_r());
+    assert_eq!(ci.len(), 1, "initiator events: {:?}", p.i_events);
+    assert_eq!(cr.len(), 1, "responder events: {:?}", p.r_events);
+    let (a, b) = (&ci[0], &cr[0]);
+    assert_eq!(a.spi_in, b.spi_out);
+    assert_eq!(a.spi_out, b.spi_in);
+    assert_eq!(*a.keys_in.encryption, *b.keys_out.encryption);
+    assert_eq!(*a.keys_in.integrity, *b.keys_out.integrity);
+    assert_eq!(*a.keys_out.encryption, *b.keys_in.encryption);
+    assert_ne!(*a.keys_in.encryption, *a.keys_out.encryption);
+    assert_eq!(a.proposal, b.proposal);
+    assert_eq!(a.local_ts, b.remote_ts);
+    assert_eq!(a.remote_ts, b.local_ts);
+    assert!(p.i.is_established() && p.r.is_established());
+}
+
+#[test]
+fn main_mode_psk_and_quick_mode() {
+    let (i, r) = configs(ExchangeMode::Main);
+    let mut p = Pair::new(i, r, 1);
+    p.drive();
+    assert_matching(&p);
+    let info = p.i.phase1().unwrap();
+    assert_eq!(info.mode, ExchangeMode::Main);
+    assert_eq!(info.peer_id, Identity::address(addr(1).ip()));
+    assert_eq!(p.r.phase1().unwrap().peer_id, Identity::address(addr(2).ip()));
+    assert_eq!(p.children_i()[0].keys_out.encryption.len(), 16);
+    assert_eq!(p.children_i()[0].keys_out.integrity.len(), 32);
+}
+
+#[test]
+fn aggressive_mode_fqdn_ids() {
+    let (mut i, mut r) = configs(ExchangeMode::Aggressive);
+    i.local_id = Some(Identity::fqdn("client.postern.test"));
+    i.remote_id = Some(Identity::fqdn("gw.postern.test"));
+    r.local_id = Some(Identity::fqdn("gw.postern.test"));
+    r.remote_id = Some(Identity::fqdn("client.postern.test"));
+    let mut p = Pair::new(i, r, 2);
+    p.drive();
+    assert_matching(&p);
+    assert_eq!(p.i.phase1().unwrap().peer_id, Identity::fqdn("gw.postern.test"));
+}
+
+#[test]
+fn every_id_type() {
+    for (n, id) in [
+        Identity::user_fqdn("alice@example.com"),
+        Identity::key_id(b"office-group"),
+        Identity::address("2001:db8::2".parse().unwrap()),
+        Identity::fqdn("laptop.example.com"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for mode in [ExchangeMode::Main, ExchangeMode::Aggressive] {
+            let (mut i, mut r) = configs(mode);
+            i.local_id = Some(id.clone());
+            r.remote_id = Some(id.clone());
+            let mut p = Pair::new(i, r, 10 + n as u64);
+            p.drive();
+            assert_matching(&p);
+            assert_eq!(p.r.phase1().unwrap().peer_id, id);
+        }
+    }
+}
+
+#[test]
+fn legacy_and_modern_suites_with_pfs() {
+    for (n, (p1, p2)) in [
+        ("3des-sha1-modp1024", "3des-sha1"),
+        ("3des-md5-modp768", "3des-md5"),
+        ("aes256-sha256-modp2048", "aes256-sha256-modp2048"),
+        ("aes192-sha384-ecp384", "aes192gcm16-ecp256"),
+        ("aes256-sha512-ecp521", "aes256-sha512-modp1536"),
+        ("aes128-sha1-ecp256", "null-sha1"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for mode in [ExchangeMode::Main, ExchangeMode::Aggressive] {
+            let (mut i, mut r) = configs(mode);
+            i.ike_proposals = vec![ike(p1)];
+            i.esp_proposals = vec![esp(p2)];
+            r.ike_proposals = i.ike_proposals.clone();
+            r.esp_proposals = i.esp_proposals.clone();
+            let mut p = Pair::new(i, r, 20 + n as u64);
+            p.drive();
+            assert_matching(&p);
+            assert_eq!(p.children_i()[0].proposal, esp(p2), "{p1} {p2}");
+        }
+    }
+}
+
+#[test]
+fn responder_picks_the_last_acceptable_proposal() {
+    let (mut i, mut r) = configs(ExchangeMode::Main);
+    i.ike_proposals = vec![ike("aes256-sha512-modp4096"), ike("aes128-sha1-modp2048"), ike("3des-sha1-modp1024")];
+    i.esp_proposals = vec![esp("aes256-sha512"), esp("aes128gcm16"), esp("3des-sha1")];
+    r.ike_proposals = vec![ike("3des-sha1-modp1024")];
+    r.esp_proposals = vec![esp("3des-sha1")];
+    let mut p = Pair::new(i, r, 3);
+    p.drive();
+    assert_matching(&p);
+    assert_eq!(p.i.phase1().unwrap().proposal, ike("3des-sha1-modp1024"));
+    assert_eq!(p.children_i()[0].proposal, esp("3des-sha1"));
+}
+
+#[test]
+fn no_proposal_chosen_phase1() {
+    let (i, mut r) = configs(ExchangeMode::Main);
+    r.ike_proposals = vec![ike("3des-md5-modp768")];
+    let mut p = Pair::new(i, r, 4);
+    p.drive();
+    assert!(matches!(p.failure_i(), Some(Error::NoProposalChosen(_))), "{:?}", p.i_events);
+    assert!(p.i.is_dead());
+}
+
+#[test]
+fn no_proposal_chosen_phase2_keeps_phase1() {
+    let (i, mut r) = configs(ExchangeMode::Main);
+    r.esp_proposals = vec![esp("3des-md5")];
+    let mut p = Pair::new(i, r, 5);
+    p.drive();
+    assert!(p.i.is_established());
+    let f = p.i_events.iter().find_map(|e| match e {
+        Event::Phase2Failed(e) => Some(e.clone()),
+        _ => None,
+    });
+    assert!(matches!(f, Some(Error::NoProposalChosen(_))), "{:?}", p.i_events);
+}
+
+#[test]
+fn wrong_psk_is_authentication_failed() {
+    for mode in [ExchangeMode::Main, ExchangeMode::Aggressive] {
+        let (i, mut r) = configs(mode);
+        r.auth = Auth::Psk(zeroize::Zeroizing::new(b"another key".to_vec()));
+        let mut p = Pair::new(i, r, 6);
+        p.drive();
+        assert!(matches!(p.failure_i(), Some(Error::AuthenticationFailed(_))), "{mode:?}: {:?}", p.i_events);
+        assert!(p.children_r().is_empty());
+    }
+}
+
+#[test]
+fn wrong_psk_with_a_silent_gateway_is_authentication_failed() {
+    let (i, mut r) = configs(ExchangeMode::Main);
+    r.auth = Auth::Psk(zeroize::Zeroizing::new(b"another key".to_vec()));
+    let mut p = Pair::new(i, r, 7);
+    // The gateway never answers message 5 (like some strongSwan versions).
+    p.filter = Box::new(|to_r, _, d| {
+        let h = Header::decode(d).unwrap();
+        to_r || h.exchange != ExchangeType::INFORMATIONAL
+    });
+    p.drive();
+    assert!(matches!(p.failure_i(), Some(Error::AuthenticationFailed(_))), "{:?}", p.i_events);
+}
+
+#[test]
+fn remote_id_mismatch() {
+    let (mut i, r) = configs(ExchangeMode::Main);
+    i.remote_id = Some(Identity::fqdn("someone.else"));
+    let mut p = Pair::new(i, r, 8);
+    p.drive();
+    assert!(matches!(p.failure_i(), Some(Error::InvalidId(_))), "{:?}", p.i_events);
+}
+
+#[test]
+fn gateway_not_responding_gives_up_in_bounded_time() {
+    let (i, r) = configs(ExchangeMode::Main);
+    let mut p = Pair::new(i, r, 9);
+    let start = p.now;
+    p.filter = Box::new(|to_r, _, _| !to_r);
+    p.drive();
+    assert_eq!(p.failure_i(), Some(Error::NotResponding(4)));
+    assert!(p.now - start <= Duration::from_secs(30));
+    // 1 send + 4 retransmissions, nothing more.
+    assert_eq!(p.sent, 5);
+}
+
+#[test]
+fn loss_of_every_other_datagram() {
+    for mode in [ExchangeMode::Main, ExchangeMode::Aggressive] {
+        let (i, r) = configs(mode);
+        let mut p = Pair::new(i, r, 11);
+        p.filter = Box::new(|_, n, _| n % 2 == 1);
+        p.drive();
+        assert_matching(&p);
+    }
+}
+
+#[test]
+fn loss_of_the_last_message_of_each_exchange() {
+    // Main mode 5 and quick mode 3 from the initiator are the ones without an
+    // answer of their own: losing them must be repaired by retransmissions.
+    let (i, r) = configs(ExchangeMode::Main);
+    let mut p = Pair::new(i, r, 12);
+    let mut seen_qm = 0;
+    p.filter = Box::new(move |to_r, _, d| {
+        let h = Header::decode(d).unwrap();
+        if to_r && h.exchange == ExchangeType::QUICK {
+            seen_qm += 1;
+            return seen_qm != 2; // drop the first QM3
+        }
+        true
+    });
+    p.drive();
+    assert_matching(&p);
+}
+
+#[test]
+fn duplicates_and_reordering() {
+    for mode in [ExchangeMode::Main, ExchangeMode::Aggressive] {
+        let (mut i, r) = configs(mode);
+        // Two children, so quick modes run side by side and can be reordered.
+        i.children.push(ChildConfig { local: Some(ts("10.200.0.5/32")), remote: Some(ts("10.77.0.128/25")) });
+        let mut p = Pair::new(i, r, 13);
+        p.reorder = true;
+        p.latency = Duration::from_millis(1500); // longer than the first retransmission wait
+        p.drive();
+        assert_eq!(p.children_i().len(), 2, "{:?}", p.i_events);
+        assert_eq!(p.children_r().len(), 2, "{:?}", p.r_events);
+        for c in p.children_i() {
+            let peer = p.children_r().into_iter().find(|r| r.spi_in == c.spi_out).unwrap();
+            assert_eq!(*c.keys_out.encryption, *peer.keys_in.encryption);
+        }
+    }
+}
+
+#[test]
+fn transport_mode_without_ids() {
+    let (mut i, mut r) = configs(ExchangeMode::Main);
+    i.encapsulation = Encapsulation::Transport;
+    r.encapsulation = Encapsulation::Transport;
+    i.children = vec![ChildConfig { local: None, remote: None }];
+    let mut p = Pair::new(i, r, 14);
+    p.drive();
+    assert_matching(&p);
+    assert_eq!(p.children_i()[0].encapsulation, Encapsulation::Transport);
+    assert_eq!(p.children_i()[0].local_ts, None);
+}
+
+#[test]
+fn traffic_selectors_outside_policy_are_refused() {
+    let (mut i, r) = configs(ExchangeMode::Main);
+    i.children = vec![ChildConfig { local: Some(ts("10.9.9.9/32")), remote: Some(ts("10.77.0.0/24")) }];
+    let mut p = Pair::new(i, r, 15);
+    p.drive();
+    let f = p.i_events.iter().find_map(|e| match e {
+        Event::Phase2Failed(e) => Some(e.clone()),
+        _ => None,
+    });
+    assert!(matches!(f, Some(Error::InvalidId(_))), "{:?}", p.i_events);
+}
+
+#[test]
+fn responder_lifetime_is_honoured_and_kilobytes_pass() {
+    let (mut i, mut r) = configs(ExchangeMode::Main);
+    i.esp_lifetime = Duration::from_secs(3600);
+    i.esp_lifetime_kb = Some(100_000);
+    r.esp_lifetime = Duration::from_secs(600);
+    let mut p = Pair::new(i, r, 16);
+    p.drive();
+    assert_matching(&p);
+    assert_eq!(p.children_i()[0].lifetime, Duration::from_secs(600));
+    assert_eq!(p.children_i()[0].lifetime_kb, Some(100_000));
+}
+
+#[test]
+fn close_sends_deletes_that_the_peer_honours() {
+    let (i, r) = configs(ExchangeMode::Main);
+    let mut p = Pair::new(i, r, 17);
+    p.drive();
+    assert_matching(&p);
+    let spi = p.children_i()[0].spi_in;
+    p.i.close(p.now);
+    p.drive();
+    assert!(p.i_events.iter().any(|e| matches!(e, Event::Closed)));
+    assert!(p.r_events.iter().any(|e| matches!(e, Event::Phase2Deleted { spi_out, by_peer: true, .. } if *spi_out == spi)));
+    assert!(p.r_events.iter().any(|e| matches!(e, Event::Phase1Deleted)));
+    assert!(p.r.is_dead());
+}
+
+#[test]
+fn unauthenticated_notify_never_tears_down_an_established_sa() {
+    let (i, r) = configs(ExchangeMode::Main);
+    let mut p = Pair::new(i, r, 18);
+    p.drive();
+    assert_matching(&p);
+    let info = p.i.phase1().unwrap().clone();
+    for kind in [codec::NotifyType::NO_PROPOSAL_CHOSEN, codec::NotifyType::AUTHENTICATION_FAILED] {
+        let forged = codec::Message {
+            header: Header {
+                initiator_cookie: info.initiator_cookie,
+                responder_cookie: info.responder_cookie,
+                next_payload: codec::PayloadType::NONE,
+                version: 0x10,
+                exchange: ExchangeType::INFORMATIONAL,
+                flags: 0,
+                message_id: 77,
+                length: 0,
+            },
+            payloads: vec![codec::Payload::Notify(codec::NotifyPayload {
+                doi: 1,
+                protocol: codec::ProtocolId::ISAKMP,
+                spi: Vec::new(),
+                kind,
+                data: Vec::new(),
+            })],
+        }
+        .encode();
+        p.i.handle_datagram(p.now, &forged);
+    }
+    // A forged "encrypted" delete with garbage is dropped too.
+    let mut garbage = Header {
+        initiator_cookie: info.initiator_cookie,
+        responder_cookie: info.responder_cookie,
+        next_payload: codec::PayloadType::HASH,
+        version: 0x10,
+        exchange: ExchangeType::INFORMATIONAL,
+        flags: Header::FLAG_ENCRYPTION,
+        message_id: 78,
+        length: (Header::LEN + 32) as u32,
+    };
+    let mut d = Vec::new();
+    garbage.encode(&mut d);
+    d.extend_from_slice(&[0x42; 32]);
+    p.i.handle_datagram(p.now, &d);
+    garbage.length = 5;
+    p.i.handle_datagram(p.now, &d);
+    p.collect();
+    assert!(p.i.is_established());
+    assert!(!p.i_events.iter().any(|e| matches!(e, Event::Failed(_) | Event::Phase1Deleted)));
+}
+
+#[test]
+fn truncations_and_bit_flips_never_panic() {
+    let (i, r) = configs(ExchangeMode::Main);
+    let mut p = Pair::new(i, r, 19);
+    let mut captured = Vec::new();
+    p.filter = Box::new(|_, _, _| true);
+    // Capture a whole negotiation first.
+    for _ in 0..20 {
+        p.collect();
+        for w in &p.wire {
+            captured.push(w.2.clone());
+        }
+        if p.wire.is_empty() {
+            break;
+        }
+        p.drive_for(Duration::from_millis(20));
+    }
+    let (i, r) = configs(ExchangeMode::Main);
+    let mut victim_i = Ike::initiate(i, addr(2), addr(1), p.now, Box::new(test_rng(99))).unwrap();
+    let mut victim_r = Ike::respond(r, addr(1), addr(2), Box::new(test_rng(98)));
+    for d in &captured {
+        for cut in [0, 1, 27, 28, 29, d.len() / 2, d.len().saturating_sub(1)] {
+            victim_i.handle_datagram(p.now, &d[..cut.min(d.len())]);
+            victim_r.handle_datagram(p.now, &d[..cut.min(d.len())]);
+        }
+        for bit in (0..d.len() * 8).step_by(7) {
+            let mut m = d.clone();
+            m[bit / 8] ^= 1 << (bit % 8);
+            victim_i.handle_datagram(p.now, &m);
+            victim_r.handle_datagram(p.now, &m);
+        }
+    }
+}

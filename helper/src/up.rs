@@ -1,0 +1,313 @@
+//! `postern-helper up PROFILE.toml`: one tunnel in the foreground.
+//!
+//! Drives the sans-IO engine with a UDP socket, the tokio clock, the OS RNG and
+//! the signals. Prints one line per state change on stdout; on failure one
+//! `error: ...` line on stderr and an exit code that says what kind of failure.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use postern_dbus::profile::{self, Profile, SecretPolicy};
+use postern_engine::ike::{self, ChildConfig, Config, Encapsulation, Event, Ike, Identity, TrafficSelector};
+use tokio::net::UdpSocket;
+use tokio::signal::unix::{signal, SignalKind};
+
+pub const EXIT_FAILURE: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_AUTH: u8 = 3;
+pub const EXIT_NO_PROPOSAL: u8 = 4;
+pub const EXIT_NOT_RESPONDING: u8 = 5;
+
+const IKE_PORT: u16 = 500;
+/// After a DELETE is queued on shutdown, give the socket this long to send it.
+const FLUSH_GRACE: Duration = Duration::from_millis(200);
+
+pub fn run(path: &Path) -> ExitCode {
+    let profile = match Profile::load(path, SecretPolicy::AllowIfPrivate) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    match rt.block_on(tunnel(profile)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure { code, message }) => {
+            eprintln!("error: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl Failure {
+    fn new(code: u8, message: impl Into<String>) -> Self {
+        Failure { code, message: message.into() }
+    }
+}
+
+impl From<ike::Error> for Failure {
+    fn from(e: ike::Error) -> Self {
+        let code = match e {
+            ike::Error::AuthenticationFailed(_) => EXIT_AUTH,
+            ike::Error::NoProposalChosen(_) => EXIT_NO_PROPOSAL,
+            ike::Error::NotResponding(_) => EXIT_NOT_RESPONDING,
+            _ => EXIT_FAILURE,
+        };
+        Failure::new(code, e.to_string())
+    }
+}
+
+async fn resolve(gateway: &str) -> Result<SocketAddr, Failure> {
+    if let Ok(ip) = gateway.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, IKE_PORT));
+    }
+    let mut addrs = tokio::net::lookup_host((gateway, IKE_PORT))
+        .await
+        .map_err(|e| Failure::new(EXIT_FAILURE, format!("cannot resolve gateway {gateway}: {e}")))?;
+    addrs.next().ok_or_else(|| Failure::new(EXIT_FAILURE, format!("gateway {gateway} has no address")))
+}
+
+async fn tunnel(profile: Profile) -> Result<(), Failure> {
+    let remote = resolve(&profile.gateway).await?;
+    let bind: SocketAddr = match remote {
+        SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], IKE_PORT)),
+        SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], IKE_PORT)),
+    };
+    let socket = UdpSocket::bind(bind).await.map_err(|e| {
+        Failure::new(EXIT_FAILURE, format!("cannot bind UDP port {IKE_PORT}: {e} (run as root; is another IKE daemon running?)"))
+    })?;
+    socket
+        .connect(remote)
+        .await
+        .map_err(|e| Failure::new(EXIT_NOT_RESPONDING, format!("gateway {remote} unreachable: {e}")))?;
+    let local = socket.local_addr().map_err(|e| Failure::new(EXIT_FAILURE, e.to_string()))?;
+
+    let config = engine_config(&profile, local.ip())?;
+    println!(
+        "connecting {} to {remote} from {} ({} mode)",
+        profile.name,
+        local.ip(),
+        config.mode.name()
+    );
+    let start = Instant::now();
+    let mut ike = Ike::initiate(config, local, remote, start, Box::new(postern_engine::crypto::os_rng()))?;
+
+    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| Failure::new(EXIT_FAILURE, e.to_string()))?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| Failure::new(EXIT_FAILURE, e.to_string()))?;
+    let expected_children = profile_children(&profile, local.ip()).len();
+    let mut up_children = 0usize;
+    let mut buf = vec![0u8; 65536];
+    loop {
+        // Outputs, in the engine's documented order.
+        while let Some(t) = ike.poll_transmit() {
+            if let Err(e) = socket.send(&t.data).await {
+                // ICMP unreachable comes back as ECONNREFUSED on a connected socket:
+                // keep retransmitting; the engine gives up in bounded time.
+                if e.kind() != std::io::ErrorKind::ConnectionRefused {
+                    return Err(Failure::new(EXIT_FAILURE, format!("send to {remote}: {e}")));
+                }
+            }
+        }
+        while let Some(ev) = ike.poll_event() {
+            match ev {
+                Event::Phase1Established(i) => println!(
+                    "phase1 established {} ike={} lifetime={}s local_id={} peer_id={}",
+                    i.mode.name(),
+                    i.proposal,
+                    i.lifetime.as_secs(),
+                    i.local_id,
+                    i.peer_id
+                ),
+                Event::Phase2Established(c) => {
+                    up_children += 1;
+                    println!(
+                        "phase2 established spi_in=0x{:08x} spi_out=0x{:08x} esp={} mode={} local_ts={} remote_ts={} lifetime={}s",
+                        c.spi_in,
+                        c.spi_out,
+                        c.proposal,
+                        match c.encapsulation {
+                            Encapsulation::Tunnel => "tunnel",
+                            Encapsulation::Transport => "transport",
+                        },
+                        c.local_ts.map(|t| t.to_string()).unwrap_or_else(|| local.ip().to_string()),
+                        c.remote_ts.map(|t| t.to_string()).unwrap_or_else(|| remote.ip().to_string()),
+                        c.lifetime.as_secs()
+                    );
+                    if up_children == expected_children {
+                        println!("datapath none: the SAs are negotiated but not installed (no datapath yet)");
+                        println!("connected in {} ms", start.elapsed().as_millis());
+                    }
+                }
+                Event::Phase2Failed(e) => {
+                    println!("phase2 failed: {e}");
+                    if ike.children().is_empty() {
+                        // Nothing usable is left: close phase 1 too, and fail.
+                        ike.close(Instant::now());
+                        flush(&socket, &mut ike).await;
+                        return Err(e.into());
+                    }
+                }
+                Event::Phase2Deleted { spi_in, spi_out, by_peer } => {
+                    println!(
+                        "phase2 deleted spi_in=0x{spi_in:08x} spi_out=0x{spi_out:08x}{}",
+                        if by_peer { " by the gateway" } else { "" }
+                    );
+                }
+                Event::Phase1Deleted => {
+                    return Err(Failure::new(EXIT_FAILURE, "the gateway closed the connection (deleted the IKE SA)"));
+                }
+                Event::Failed(e) => return Err(e.into()),
+                Event::Closed => {
+                    println!("disconnected");
+                    return Ok(());
+                }
+            }
+        }
+        let deadline = ike.poll_timeout().map(tokio::time::Instant::from_std);
+        tokio::select! {
+            r = socket.recv(&mut buf) => match r {
+                Ok(n) => ike.handle_datagram(Instant::now(), &buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+                Err(e) => return Err(Failure::new(EXIT_FAILURE, format!("receive: {e}"))),
+            },
+            _ = sleep_until(deadline) => ike.handle_timeout(Instant::now()),
+            _ = sigint.recv() => { println!("closing (SIGINT)"); ike.close(Instant::now()); flush(&socket, &mut ike).await; }
+            _ = sigterm.recv() => { println!("closing (SIGTERM)"); ike.close(Instant::now()); flush(&socket, &mut ike).await; }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends whatever the engine queued (the DELETEs) before we go.
+async fn flush(socket: &UdpSocket, ike: &mut Ike) {
+    let mut pending = Vec::new();
+    while let Some(t) = ike.poll_transmit() {
+        pending.push(t);
+    }
+    let _ = tokio::time::timeout(FLUSH_GRACE, async {
+        for t in pending {
+            let _ = socket.send(&t.data).await;
+        }
+    })
+    .await;
+}
+
+fn identity(id: &profile::Identity) -> Identity {
+    match id {
+        profile::Identity::Address(a) => Identity::address(*a),
+        profile::Identity::Fqdn(s) => Identity::fqdn(s),
+        profile::Identity::UserFqdn(s) => Identity::user_fqdn(s),
+        profile::Identity::KeyId(b) => Identity::key_id(b),
+        profile::Identity::Dn(_) => Identity::key_id(&[]),
+    }
+}
+
+fn ts(s: &profile::Subnet) -> TrafficSelector {
+    TrafficSelector { addr: s.addr, prefix: s.prefix }
+}
+
+fn profile_children(p: &Profile, local: IpAddr) -> Vec<ChildConfig> {
+    if matches!(p.phase2.mode, profile::EncapMode::Transport) {
+        return vec![ChildConfig { local: None, remote: None }];
+    }
+    let locals: Vec<TrafficSelector> = if !p.phase2.local_networks.is_empty() {
+        p.phase2.local_networks.iter().map(ts).collect()
+    } else if let Some(v) = p.network.virtual_ip {
+        vec![TrafficSelector::host(IpAddr::V4(v))]
+    } else {
+        vec![TrafficSelector::host(local)]
+    };
+    let remotes: Vec<TrafficSelector> = if p.phase2.remote_networks.is_empty() {
+        let any = if local.is_ipv4() { "0.0.0.0".parse() } else { "::".parse() };
+        vec![TrafficSelector { addr: any.unwrap_or(local), prefix: 0 }]
+    } else {
+        p.phase2.remote_networks.iter().map(ts).collect()
+    };
+    let mut out = Vec::new();
+    for l in &locals {
+        for r in &remotes {
+            if l.addr.is_ipv4() == r.addr.is_ipv4() {
+                out.push(ChildConfig { local: Some(*l), remote: Some(*r) });
+            }
+        }
+    }
+    out
+}
+
+fn engine_config(p: &Profile, local: IpAddr) -> Result<Config, Failure> {
+    let usage = |m: &str| Failure::new(EXIT_USAGE, m.to_string());
+    if !matches!(p.auth.method, profile::AuthMethod::Psk) {
+        return Err(usage("only pre-shared key authentication is supported so far (auth.method = \"psk\")"));
+    }
+    if p.xauth.is_some() {
+        return Err(usage("XAuth is not supported yet: remove the [xauth] section"));
+    }
+    if let Some(profile::Identity::Dn(_)) = p.auth.local_id {
+        return Err(usage("dn: identities need certificates, which are not supported yet"));
+    }
+    let psk = p.auth.psk.as_ref().ok_or_else(|| {
+        usage("the profile has no pre-shared key: add `psk` under [auth] (file must be mode 0600)")
+    })?;
+    if !matches!(p.network.mode_config, profile::ModeConfig::Off) {
+        println!("note: mode-config is not supported yet; using the profile's addresses");
+    }
+    let mut c = Config::psk(psk.expose().as_bytes());
+    c.mode = match p.exchange_mode {
+        profile::ExchangeMode::Main => ike::ExchangeMode::Main,
+        profile::ExchangeMode::Aggressive => ike::ExchangeMode::Aggressive,
+    };
+    c.local_id = p.auth.local_id.as_ref().map(identity);
+    c.remote_id = match &p.auth.remote_id {
+        Some(profile::Identity::Dn(_)) => {
+            return Err(usage("dn: identities need certificates, which are not supported yet"))
+        }
+        r => r.as_ref().map(identity),
+    };
+    c.ike_proposals = p.phase1.proposals.clone();
+    c.ike_lifetime = p.phase1.lifetime;
+    c.esp_proposals = p
+        .phase2
+        .proposals
+        .iter()
+        .map(|e| {
+            let mut e = *e;
+            if e.group.is_none() {
+                e.group = p.phase2.pfs;
+            }
+            e
+        })
+        .collect();
+    c.esp_lifetime = p.phase2.lifetime;
+    c.esp_lifetime_kb = p.phase2.lifetime_kb;
+    c.encapsulation = match p.phase2.mode {
+        profile::EncapMode::Tunnel => Encapsulation::Tunnel,
+        profile::EncapMode::Transport => Encapsulation::Transport,
+    };
+    c.children = profile_children(p, local);
+    c.retransmit = ike::RetransmitConfig {
+        tries: p.network.retransmit.tries,
+        base: p.network.retransmit.base,
+        cap: Duration::from_secs(10),
+    };
+    Ok(c)
+}
