@@ -28,11 +28,17 @@ pub struct Attribute {
 
 impl Attribute {
     pub fn basic(kind: u16, v: u16) -> Self {
-        Attribute { kind: kind & !AF_BIT, value: AttrValue::Basic(v) }
+        Attribute {
+            kind: kind & !AF_BIT,
+            value: AttrValue::Basic(v),
+        }
     }
 
     pub fn variable(kind: u16, v: Vec<u8>) -> Self {
-        Attribute { kind: kind & !AF_BIT, value: AttrValue::Variable(v) }
+        Attribute {
+            kind: kind & !AF_BIT,
+            value: AttrValue::Variable(v),
+        }
     }
 
     /// Integer value of either form (a TLV value up to 8 significant bytes,
@@ -50,7 +56,11 @@ impl Attribute {
                 if significant.len() > 8 {
                     return None;
                 }
-                Some(significant.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
+                Some(
+                    significant
+                        .iter()
+                        .fold(0u64, |acc, b| (acc << 8) | u64::from(*b)),
+                )
             }
         }
     }
@@ -68,11 +78,17 @@ impl Attribute {
         let t = r.u16()?;
         let kind = t & !AF_BIT;
         if t & AF_BIT != 0 {
-            Ok(Attribute { kind, value: AttrValue::Basic(r.u16()?) })
+            Ok(Attribute {
+                kind,
+                value: AttrValue::Basic(r.u16()?),
+            })
         } else {
             let len = usize::from(r.u16()?);
             let v = r.take(len)?;
-            Ok(Attribute { kind, value: AttrValue::Variable(v.to_vec()) })
+            Ok(Attribute {
+                kind,
+                value: AttrValue::Variable(v.to_vec()),
+            })
         }
     }
 
@@ -81,7 +97,9 @@ impl Attribute {
         let mut out = Vec::new();
         while !r.is_empty() {
             if out.len() >= MAX_ATTRIBUTES {
-                return Err(DecodeError::Invalid { what: "too many attributes" });
+                return Err(DecodeError::Invalid {
+                    what: "too many attributes",
+                });
             }
             out.push(Attribute::read(r)?);
         }

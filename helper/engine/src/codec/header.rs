@@ -32,7 +32,10 @@ impl Header {
         let h = Header::read(&mut r)?;
         let len = usize::try_from(h.length).unwrap_or(usize::MAX);
         if len < Header::LEN || len > buf.len() {
-            return Err(DecodeError::BadLength { what: "ISAKMP header", len });
+            return Err(DecodeError::BadLength {
+                what: "ISAKMP header",
+                len,
+            });
         }
         Ok(h)
     }

@@ -17,10 +17,15 @@ impl Message {
         let header = Header::decode(buf)?;
         let len = usize::try_from(header.length).unwrap_or(usize::MAX);
         if len != buf.len() {
-            return Err(DecodeError::BadLength { what: "ISAKMP message", len });
+            return Err(DecodeError::BadLength {
+                what: "ISAKMP message",
+                len,
+            });
         }
         if header.is_encrypted() {
-            return Err(DecodeError::Invalid { what: "encrypted message where plaintext expected" });
+            return Err(DecodeError::Invalid {
+                what: "encrypted message where plaintext expected",
+            });
         }
         let body = buf.get(Header::LEN..).unwrap_or(&[]);
         let payloads = decode_payloads(header.next_payload, body, false)?

@@ -40,7 +40,11 @@ pub use types::{
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     #[error("truncated {what}: need {need} bytes, have {have}")]
-    Truncated { what: &'static str, need: usize, have: usize },
+    Truncated {
+        what: &'static str,
+        need: usize,
+        have: usize,
+    },
     #[error("bad length {len} in {what}")]
     BadLength { what: &'static str, len: usize },
     #[error("{n} trailing bytes after {what}")]

@@ -2,8 +2,7 @@
 //! and the payload chain.
 
 use super::{
-    Attribute, DecodeError, IdType, NotifyType, PayloadType, ProtocolId, Reader,
-    SIT_IDENTITY_ONLY,
+    Attribute, DecodeError, IdType, NotifyType, PayloadType, ProtocolId, Reader, SIT_IDENTITY_ONLY,
 };
 
 /// Length of the generic payload header (next, reserved, length).
@@ -124,13 +123,22 @@ pub enum Payload {
     Delete(DeletePayload),
     VendorId(Vec<u8>),
     /// Type 20, or 130 when `draft`.
-    NatD { draft: bool, hash: Vec<u8> },
+    NatD {
+        draft: bool,
+        hash: Vec<u8>,
+    },
     /// Type 21, or 131 when `draft`.
-    NatOa { draft: bool, id: IdPayload },
+    NatOa {
+        draft: bool,
+        id: IdPayload,
+    },
     Attr(AttrPayload),
     Fragment(FragmentPayload),
     /// Any other type: the body kept verbatim.
-    Unknown { kind: PayloadType, data: Vec<u8> },
+    Unknown {
+        kind: PayloadType,
+        data: Vec<u8>,
+    },
 }
 
 /// A decoded payload and the byte range it occupied (generic header included)
@@ -177,7 +185,10 @@ fn read_generic<'a>(
     r: &mut Reader<'a>,
     what: &'static str,
 ) -> Result<(PayloadType, Reader<'a>), DecodeError> {
-    let mut h = Reader::named(r.take(GENERIC_HEADER_LEN).map_err(|e| rename(e, what))?, what);
+    let mut h = Reader::named(
+        r.take(GENERIC_HEADER_LEN).map_err(|e| rename(e, what))?,
+        what,
+    );
     let next = PayloadType(h.u8()?);
     let _reserved = h.u8()?;
     let len = usize::from(h.u16()?);
@@ -208,7 +219,11 @@ impl Transform {
         let id = r.u8()?;
         let _reserved = r.u16()?;
         let attributes = Attribute::read_all(r)?;
-        Ok(Transform { number, id, attributes })
+        Ok(Transform {
+            number,
+            id,
+            attributes,
+        })
     }
 
     /// Writes the transform body (without generic header).
@@ -229,13 +244,21 @@ impl Proposal {
         let count = usize::from(r.u8()?);
         let spi = r.take(spi_size)?.to_vec();
         let mut transforms = Vec::with_capacity(count.min(16));
-        let mut next = if r.is_empty() { PayloadType::NONE } else { PayloadType::TRANSFORM };
+        let mut next = if r.is_empty() {
+            PayloadType::NONE
+        } else {
+            PayloadType::TRANSFORM
+        };
         while next != PayloadType::NONE {
             if next != PayloadType::TRANSFORM {
-                return Err(DecodeError::Invalid { what: "payload type in transform chain" });
+                return Err(DecodeError::Invalid {
+                    what: "payload type in transform chain",
+                });
             }
             if transforms.len() >= MAX_TRANSFORMS {
-                return Err(DecodeError::Invalid { what: "too many transforms" });
+                return Err(DecodeError::Invalid {
+                    what: "too many transforms",
+                });
             }
             let (n, mut body) = read_generic(r, "transform payload")?;
             transforms.push(Transform::read(&mut body)?);
@@ -243,9 +266,16 @@ impl Proposal {
         }
         r.expect_empty("transform chain")?;
         if transforms.len() != count {
-            return Err(DecodeError::Invalid { what: "transform count" });
+            return Err(DecodeError::Invalid {
+                what: "transform count",
+            });
         }
-        Ok(Proposal { number, protocol, spi, transforms })
+        Ok(Proposal {
+            number,
+            protocol,
+            spi,
+            transforms,
+        })
     }
 
     /// Writes the proposal body (without generic header), transforms included.
@@ -254,10 +284,18 @@ impl Proposal {
         out.push(self.protocol.0);
         out.push(size_u8(self.spi.len()));
         out.push(size_u8(self.transforms.len()));
-        out.extend_from_slice(self.spi.get(..usize::from(size_u8(self.spi.len()))).unwrap_or(&[]));
+        out.extend_from_slice(
+            self.spi
+                .get(..usize::from(size_u8(self.spi.len())))
+                .unwrap_or(&[]),
+        );
         let n = self.transforms.len();
         for (i, t) in self.transforms.iter().enumerate() {
-            let next = if i + 1 < n { PayloadType::TRANSFORM } else { PayloadType::NONE };
+            let next = if i + 1 < n {
+                PayloadType::TRANSFORM
+            } else {
+                PayloadType::NONE
+            };
             let at = start_generic(next, out);
             t.encode_body(out);
             finish_generic(at, out);
@@ -271,23 +309,33 @@ impl SaPayload {
         let doi = r.u32()?;
         let situation = r.u32()?;
         if situation != SIT_IDENTITY_ONLY {
-            return Err(DecodeError::Invalid { what: "SA situation" });
+            return Err(DecodeError::Invalid {
+                what: "SA situation",
+            });
         }
         let mut proposals = Vec::new();
         let mut next = PayloadType::PROPOSAL;
         while next != PayloadType::NONE {
             if next != PayloadType::PROPOSAL {
-                return Err(DecodeError::Invalid { what: "payload type in proposal chain" });
+                return Err(DecodeError::Invalid {
+                    what: "payload type in proposal chain",
+                });
             }
             if proposals.len() >= MAX_PROPOSALS {
-                return Err(DecodeError::Invalid { what: "too many proposals" });
+                return Err(DecodeError::Invalid {
+                    what: "too many proposals",
+                });
             }
             let (n, mut body) = read_generic(r, "proposal payload")?;
             proposals.push(Proposal::read(&mut body)?);
             next = n;
         }
         r.expect_empty("proposal chain")?;
-        Ok(SaPayload { doi, situation, proposals })
+        Ok(SaPayload {
+            doi,
+            situation,
+            proposals,
+        })
     }
 
     /// Writes the SA body (without generic header).
@@ -296,7 +344,11 @@ impl SaPayload {
         out.extend_from_slice(&self.situation.to_be_bytes());
         let n = self.proposals.len();
         for (i, p) in self.proposals.iter().enumerate() {
-            let next = if i + 1 < n { PayloadType::PROPOSAL } else { PayloadType::NONE };
+            let next = if i + 1 < n {
+                PayloadType::PROPOSAL
+            } else {
+                PayloadType::NONE
+            };
             let at = start_generic(next, out);
             p.encode_body(out);
             finish_generic(at, out);
@@ -310,7 +362,12 @@ impl IdPayload {
         let protocol = r.u8()?;
         let port = r.u16()?;
         let data = r.rest().to_vec();
-        Ok(IdPayload { id_type, protocol, port, data })
+        Ok(IdPayload {
+            id_type,
+            protocol,
+            port,
+            data,
+        })
     }
 
     pub fn encode_body(&self, out: &mut Vec<u8>) {
@@ -324,7 +381,10 @@ impl IdPayload {
 impl CertPayload {
     pub fn read(r: &mut Reader<'_>) -> Result<CertPayload, DecodeError> {
         let encoding = r.u8()?;
-        Ok(CertPayload { encoding, data: r.rest().to_vec() })
+        Ok(CertPayload {
+            encoding,
+            data: r.rest().to_vec(),
+        })
     }
 
     pub fn encode_body(&self, out: &mut Vec<u8>) {
@@ -341,7 +401,13 @@ impl NotifyPayload {
         let kind = NotifyType(r.u16()?);
         let spi = r.take(spi_size)?.to_vec();
         let data = r.rest().to_vec();
-        Ok(NotifyPayload { doi, protocol, spi, kind, data })
+        Ok(NotifyPayload {
+            doi,
+            protocol,
+            spi,
+            kind,
+            data,
+        })
     }
 
     pub fn encode_body(&self, out: &mut Vec<u8>) {
@@ -363,23 +429,37 @@ impl DeletePayload {
         let count = usize::from(r.u16()?);
         let size = usize::from(spi_size);
         if size == 0 && count != 0 {
-            return Err(DecodeError::Invalid { what: "delete payload with empty SPIs" });
+            return Err(DecodeError::Invalid {
+                what: "delete payload with empty SPIs",
+            });
         }
         // Every SPI is exactly spi_size long and they fill the body exactly.
         if size.checked_mul(count) != Some(r.left()) {
-            return Err(DecodeError::BadLength { what: "delete payload SPIs", len: r.left() });
+            return Err(DecodeError::BadLength {
+                what: "delete payload SPIs",
+                len: r.left(),
+            });
         }
         let mut spis = Vec::with_capacity(count);
         for _ in 0..count {
             spis.push(r.take(size)?.to_vec());
         }
         r.expect_empty("delete payload")?;
-        Ok(DeletePayload { doi, protocol, spi_size, spis })
+        Ok(DeletePayload {
+            doi,
+            protocol,
+            spi_size,
+            spis,
+        })
     }
 
     /// Writes the body; SPIs are written as given (each should be `spi_size` long).
     pub fn encode_body(&self, out: &mut Vec<u8>) {
-        debug_assert!(self.spis.iter().all(|s| s.len() == usize::from(self.spi_size)));
+        debug_assert!(
+            self.spis
+                .iter()
+                .all(|s| s.len() == usize::from(self.spi_size))
+        );
         debug_assert!(self.spis.len() <= usize::from(u16::MAX));
         out.extend_from_slice(&self.doi.to_be_bytes());
         out.push(self.protocol.0);
@@ -398,7 +478,11 @@ impl AttrPayload {
         let _reserved = r.u8()?;
         let identifier = r.u16()?;
         let attributes = Attribute::read_all(r)?;
-        Ok(AttrPayload { cfg_type, identifier, attributes })
+        Ok(AttrPayload {
+            cfg_type,
+            identifier,
+            attributes,
+        })
     }
 
     pub fn encode_body(&self, out: &mut Vec<u8>) {
@@ -425,7 +509,11 @@ impl FragmentPayload {
     pub fn encode_body(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.id.to_be_bytes());
         out.push(self.number);
-        out.push(if self.last { FragmentPayload::FLAG_LAST } else { 0 });
+        out.push(if self.last {
+            FragmentPayload::FLAG_LAST
+        } else {
+            0
+        });
         out.extend_from_slice(&self.data);
     }
 }
@@ -468,9 +556,15 @@ impl Payload {
         };
         let mut r = Reader::named(body, what);
         let p = match kind {
-            PayloadType::NONE => return Err(DecodeError::Invalid { what: "payload type NONE" }),
+            PayloadType::NONE => {
+                return Err(DecodeError::Invalid {
+                    what: "payload type NONE",
+                });
+            }
             PayloadType::PROPOSAL | PayloadType::TRANSFORM => {
-                return Err(DecodeError::Invalid { what: "proposal or transform outside SA" });
+                return Err(DecodeError::Invalid {
+                    what: "proposal or transform outside SA",
+                });
             }
             PayloadType::SA => Payload::Sa(SaPayload::read(&mut r)?),
             PayloadType::KE => Payload::Ke(r.rest().to_vec()),
@@ -484,14 +578,27 @@ impl Payload {
             PayloadType::DELETE => Payload::Delete(DeletePayload::read(&mut r)?),
             PayloadType::VENDOR_ID => Payload::VendorId(r.rest().to_vec()),
             PayloadType::ATTRIBUTE => Payload::Attr(AttrPayload::read(&mut r)?),
-            PayloadType::NAT_D => Payload::NatD { draft: false, hash: r.rest().to_vec() },
-            PayloadType::NAT_D_DRAFT => Payload::NatD { draft: true, hash: r.rest().to_vec() },
-            PayloadType::NAT_OA => Payload::NatOa { draft: false, id: IdPayload::read(&mut r)? },
-            PayloadType::NAT_OA_DRAFT => {
-                Payload::NatOa { draft: true, id: IdPayload::read(&mut r)? }
-            }
+            PayloadType::NAT_D => Payload::NatD {
+                draft: false,
+                hash: r.rest().to_vec(),
+            },
+            PayloadType::NAT_D_DRAFT => Payload::NatD {
+                draft: true,
+                hash: r.rest().to_vec(),
+            },
+            PayloadType::NAT_OA => Payload::NatOa {
+                draft: false,
+                id: IdPayload::read(&mut r)?,
+            },
+            PayloadType::NAT_OA_DRAFT => Payload::NatOa {
+                draft: true,
+                id: IdPayload::read(&mut r)?,
+            },
             PayloadType::FRAGMENT => Payload::Fragment(FragmentPayload::read(&mut r)?),
-            other => Payload::Unknown { kind: other, data: r.rest().to_vec() },
+            other => Payload::Unknown {
+                kind: other,
+                data: r.rest().to_vec(),
+            },
         };
         r.expect_empty(what)?;
         Ok(p)
@@ -571,15 +678,22 @@ pub fn decode_payloads(
     let mut next = first;
     while next != PayloadType::NONE {
         if out.len() >= MAX_PAYLOADS {
-            return Err(DecodeError::Invalid { what: "too many payloads" });
+            return Err(DecodeError::Invalid {
+                what: "too many payloads",
+            });
         }
         if matches!(next, PayloadType::PROPOSAL | PayloadType::TRANSFORM) {
-            return Err(DecodeError::Invalid { what: "proposal or transform outside SA" });
+            return Err(DecodeError::Invalid {
+                what: "proposal or transform outside SA",
+            });
         }
         let start = r.position();
         let (n, body) = read_generic(&mut r, payload_what(next))?;
         let payload = Payload::decode_body(next, body.peek_rest())?;
-        out.push(Decoded { payload, span: start..r.position() });
+        out.push(Decoded {
+            payload,
+            span: start..r.position(),
+        });
         next = n;
     }
     if !allow_padding {

@@ -59,7 +59,11 @@ impl<'a> Reader<'a> {
                 self.pos = end;
                 Ok(s)
             }
-            None => Err(DecodeError::Truncated { what: self.what, need: n, have }),
+            None => Err(DecodeError::Truncated {
+                what: self.what,
+                need: n,
+                have,
+            }),
         }
     }
 
@@ -126,15 +130,26 @@ mod tests {
         assert!(s.is_empty());
         assert_eq!(
             s.u8(),
-            Err(DecodeError::Truncated { what: "thing", need: 1, have: 0 })
+            Err(DecodeError::Truncated {
+                what: "thing",
+                need: 1,
+                have: 0
+            })
         );
         assert_eq!(
             r.u32(),
-            Err(DecodeError::Truncated { what: "thing", need: 4, have: 2 })
+            Err(DecodeError::Truncated {
+                what: "thing",
+                need: 4,
+                have: 2
+            })
         );
         // A failed read consumes nothing.
         assert_eq!(r.left(), 2);
-        assert_eq!(r.expect_empty("x"), Err(DecodeError::TrailingBytes { what: "x", n: 2 }));
+        assert_eq!(
+            r.expect_empty("x"),
+            Err(DecodeError::TrailingBytes { what: "x", n: 2 })
+        );
         assert!(r.take(usize::MAX).is_err());
         assert_eq!(r.rest(), &[6, 7]);
         assert_eq!(r.rest(), &[] as &[u8]);

@@ -229,9 +229,8 @@ pub mod attr {
     /// The same authentication methods, by themselves.
     pub mod auth_method {
         pub use super::{
-            DSS, ECDSA_256, ECDSA_384, ECDSA_521, HYBRID_INIT_RSA, HYBRID_RESP_RSA, PSK,
-            RSA_ENC, RSA_REV_ENC, RSA_SIG, XAUTH_INIT_PSK, XAUTH_INIT_RSA, XAUTH_RESP_PSK,
-            XAUTH_RESP_RSA,
+            DSS, ECDSA_256, ECDSA_384, ECDSA_521, HYBRID_INIT_RSA, HYBRID_RESP_RSA, PSK, RSA_ENC,
+            RSA_REV_ENC, RSA_SIG, XAUTH_INIT_PSK, XAUTH_INIT_RSA, XAUTH_RESP_PSK, XAUTH_RESP_RSA,
         };
     }
 }
