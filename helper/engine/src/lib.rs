@@ -13,3 +13,4 @@
 pub mod algs;
 pub mod codec;
 pub mod crypto;
+pub mod proposal;
