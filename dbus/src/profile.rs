@@ -283,10 +283,15 @@ impl fmt::Display for ProfileError {
 // ---------------------------------------------------------------------------------
 
 /// Default phase 1 proposals, in order.
-pub const DEFAULT_IKE_PROPOSALS: [&str; 4] =
-    ["aes256-sha256-modp2048", "aes128-sha1-modp2048", "aes128-sha1-modp1024", "3des-sha1-modp1024"];
+pub const DEFAULT_IKE_PROPOSALS: [&str; 4] = [
+    "aes256-sha256-modp2048",
+    "aes128-sha1-modp2048",
+    "aes128-sha1-modp1024",
+    "3des-sha1-modp1024",
+];
 /// Default phase 2 proposals, in order.
-pub const DEFAULT_ESP_PROPOSALS: [&str; 4] = ["aes256-sha256", "aes128-sha1", "aes128gcm16", "3des-sha1"];
+pub const DEFAULT_ESP_PROPOSALS: [&str; 4] =
+    ["aes256-sha256", "aes128-sha1", "aes128gcm16", "3des-sha1"];
 /// At most this many proposals per phase.
 pub const MAX_PROPOSALS: usize = 16;
 /// At most this many subnets per list.
@@ -328,13 +333,20 @@ impl Default for Phase2 {
 
 impl Default for Dpd {
     fn default() -> Self {
-        Dpd { interval: Duration::from_secs(30), timeout: Duration::from_secs(150) }
+        Dpd {
+            interval: Duration::from_secs(30),
+            timeout: Duration::from_secs(150),
+        }
     }
 }
 
 impl Default for Retransmit {
     fn default() -> Self {
-        Retransmit { tries: 5, base: Duration::from_secs(1), cap: Duration::from_secs(20) }
+        Retransmit {
+            tries: 5,
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(20),
+        }
     }
 }
 
@@ -349,7 +361,10 @@ impl Profile {
             xauth: None,
             phase1: Phase1::default(),
             phase2: Phase2::default(),
-            network: Network { dpd: Some(Dpd::default()), ..Network::default() },
+            network: Network {
+                dpd: Some(Dpd::default()),
+                ..Network::default()
+            },
         }
     }
 
@@ -403,7 +418,12 @@ impl Eq for Secret {}
 /// seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
-    let bad = || format!("'{}' is not a duration (like \"30s\", \"15m\", \"8h\", \"1h30m\", \"1d\")", s.escape_debug());
+    let bad = || {
+        format!(
+            "'{}' is not a duration (like \"30s\", \"15m\", \"8h\", \"1h30m\", \"1d\")",
+            s.escape_debug()
+        )
+    };
     if t.is_empty() {
         return Err(bad());
     }
@@ -462,7 +482,12 @@ pub fn validate_host(s: &str) -> Result<(), String> {
     if s.parse::<IpAddr>().is_ok() {
         return Ok(());
     }
-    let bad = |why: &str| Err(format!("'{}' is not an IP address or host name: {why}", s.escape_debug()));
+    let bad = |why: &str| {
+        Err(format!(
+            "'{}' is not an IP address or host name: {why}",
+            s.escape_debug()
+        ))
+    };
     if s.is_empty() {
         return bad("empty");
     }
@@ -478,24 +503,33 @@ pub fn validate_host(s: &str) -> Result<(), String> {
         if label.is_empty() || label.len() > 63 {
             return bad("each label must be 1 to 63 characters");
         }
-        if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
             return bad("only letters, digits, '-' and '.' are allowed");
         }
         if label.starts_with('-') || label.ends_with('-') {
             return bad("a label may not start or end with '-'");
         }
     }
-    if labels.last().is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit())) {
+    if labels
+        .last()
+        .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()))
+    {
         return bad("not a valid IP address, and a host name cannot end in a number");
     }
     Ok(())
 }
 
 fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if s.is_empty() || s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if s.is_empty() || s.len() & 1 == 1 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+        .collect()
 }
 
 impl FromStr for Identity {
@@ -529,7 +563,9 @@ impl FromStr for Identity {
             Some("fqdn") => {
                 let v = text("fqdn", value)?;
                 if v.chars().any(char::is_whitespace) {
-                    return Err(format!("'{v}': an fqdn identity has no spaces (dn:... for a distinguished name)"));
+                    return Err(format!(
+                        "'{v}': an fqdn identity has no spaces (dn:... for a distinguished name)"
+                    ));
                 }
                 Ok(Identity::Fqdn(v))
             }
@@ -555,7 +591,9 @@ impl FromStr for Identity {
             Some("dn" | "asn1dn") => {
                 let v = text("dn", value)?;
                 if !v.contains('=') {
-                    return Err(format!("'{v}' is not a distinguished name (like \"CN=vpn, O=Example\")"));
+                    return Err(format!(
+                        "'{v}' is not a distinguished name (like \"CN=vpn, O=Example\")"
+                    ));
                 }
                 Ok(Identity::Dn(v.trim().to_string()))
             }
@@ -565,10 +603,14 @@ impl FromStr for Identity {
             _ => {
                 // No (known) prefix.
                 if s.contains('=') {
-                    return Err(format!("'{s}' looks like a distinguished name: write dn:{s}"));
+                    return Err(format!(
+                        "'{s}' looks like a distinguished name: write dn:{s}"
+                    ));
                 }
                 if s.chars().any(char::is_whitespace) {
-                    return Err(format!("'{s}': spaces in an identity (keyid:... or dn:...?)"));
+                    return Err(format!(
+                        "'{s}': spaces in an identity (keyid:... or dn:...?)"
+                    ));
                 }
                 if s.contains('@') {
                     Ok(Identity::UserFqdn(s.to_string()))
@@ -609,7 +651,10 @@ impl FromStr for Subnet {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
         };
-        let addr: IpAddr = a.trim().parse().map_err(|_| format!("'{a}' is not an IP address"))?;
+        let addr: IpAddr = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{a}' is not an IP address"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match p {
             None => max,
@@ -620,7 +665,9 @@ impl FromStr for Subnet {
         };
         let masked = mask(addr, prefix);
         if masked != addr {
-            return Err(format!("host bits set in '{s}' (did you mean {masked}/{prefix}?)"));
+            return Err(format!(
+                "host bits set in '{s}' (did you mean {masked}/{prefix}?)"
+            ));
         }
         Ok(Subnet { addr, prefix })
     }
@@ -629,11 +676,19 @@ impl FromStr for Subnet {
 fn mask(addr: IpAddr, prefix: u8) -> IpAddr {
     match addr {
         IpAddr::V4(a) => {
-            let m = if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix)) };
+            let m = if prefix == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(prefix))
+            };
             IpAddr::V4((u32::from(a) & m).into())
         }
         IpAddr::V6(a) => {
-            let m = if prefix == 0 { 0 } else { u128::MAX << (128 - u32::from(prefix)) };
+            let m = if prefix == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(prefix))
+            };
             IpAddr::V6((u128::from(a) & m).into())
         }
     }
@@ -785,7 +840,10 @@ impl Locator {
 
     /// The span of a key (or array element) by its path.
     fn span_of(&self, path: &str) -> Option<Range<usize>> {
-        self.entries.iter().find(|e| e.path == path).map(|e| e.key.clone().unwrap_or_else(|| e.value.clone()))
+        self.entries
+            .iter()
+            .find(|e| e.path == path)
+            .map(|e| e.key.clone().unwrap_or_else(|| e.value.clone()))
     }
 
     /// The innermost key (or array element) whose key or value span holds `offset`.
@@ -805,8 +863,16 @@ impl Locator {
 
 fn walk_table(t: &toml::de::DeTable<'_>, prefix: &str, out: &mut Vec<Entry>) {
     for (k, v) in t.iter() {
-        let path = if prefix.is_empty() { k.get_ref().to_string() } else { format!("{prefix}.{}", k.get_ref()) };
-        out.push(Entry { path: path.clone(), key: Some(k.span()), value: v.span() });
+        let path = if prefix.is_empty() {
+            k.get_ref().to_string()
+        } else {
+            format!("{prefix}.{}", k.get_ref())
+        };
+        out.push(Entry {
+            path: path.clone(),
+            key: Some(k.span()),
+            value: v.span(),
+        });
         walk_value(v.get_ref(), &path, out);
     }
 }
@@ -817,7 +883,11 @@ fn walk_value(v: &toml::de::DeValue<'_>, path: &str, out: &mut Vec<Entry>) {
         toml::de::DeValue::Array(a) => {
             for (i, e) in a.iter().enumerate() {
                 let p = format!("{path}[{i}]");
-                out.push(Entry { path: p.clone(), key: None, value: e.span() });
+                out.push(Entry {
+                    path: p.clone(),
+                    key: None,
+                    value: e.span(),
+                });
                 walk_value(e.get_ref(), &p, out);
             }
         }
@@ -827,7 +897,11 @@ fn walk_value(v: &toml::de::DeValue<'_>, path: &str, out: &mut Vec<Entry>) {
 
 fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
-    text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 /// Conversion context: where errors point.
@@ -840,7 +914,13 @@ struct Cx<'a> {
 impl Cx<'_> {
     /// An error at `key`: its line from the document, else from `span`, else from the
     /// nearest enclosing key that exists.
-    fn err_kind(&self, kind: ProfileErrorKind, key: &str, span: Option<Range<usize>>, msg: impl Into<String>) -> ProfileError {
+    fn err_kind(
+        &self,
+        kind: ProfileErrorKind,
+        key: &str,
+        span: Option<Range<usize>>,
+        msg: impl Into<String>,
+    ) -> ProfileError {
         let mut at = self.loc.span_of(key).or(span);
         let mut parent = key;
         while at.is_none() {
@@ -866,14 +946,25 @@ impl Cx<'_> {
     }
 
     /// Parse an optional string value.
-    fn opt<T>(&self, key: &str, v: &Str, f: impl FnOnce(&str) -> Result<T, String>) -> Result<Option<T>, ProfileError> {
+    fn opt<T>(
+        &self,
+        key: &str,
+        v: &Str,
+        f: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, ProfileError> {
         match v {
             None => Ok(None),
-            Some(s) => f(s.get_ref()).map(Some).map_err(|m| self.err(key, Some(s.span()), m)),
+            Some(s) => f(s.get_ref())
+                .map(Some)
+                .map_err(|m| self.err(key, Some(s.span()), m)),
         }
     }
 
-    fn keyword<T: FromStr<Err = String> + Default>(&self, key: &str, v: &Str) -> Result<T, ProfileError> {
+    fn keyword<T: FromStr<Err = String> + Default>(
+        &self,
+        key: &str,
+        v: &Str,
+    ) -> Result<T, ProfileError> {
         Ok(self.opt(key, v, str::parse)?.unwrap_or_default())
     }
 
@@ -890,7 +981,12 @@ impl Cx<'_> {
             return Err(self.err(
                 key,
                 Some(s.span()),
-                format!("{} is outside {} ..= {}", format_duration(d), format_duration(range.0), format_duration(range.1)),
+                format!(
+                    "'{}' is outside {} ..= {}",
+                    s.get_ref().0.trim(),
+                    format_duration(range.0),
+                    format_duration(range.1)
+                ),
             ));
         }
         Ok(d)
@@ -910,12 +1006,19 @@ impl Cx<'_> {
         list.get_ref()
             .iter()
             .enumerate()
-            .map(|(i, s)| f(s.get_ref()).map_err(|m| self.err(&format!("{key}[{i}]"), Some(s.span()), m)))
+            .map(|(i, s)| {
+                f(s.get_ref()).map_err(|m| self.err(&format!("{key}[{i}]"), Some(s.span()), m))
+            })
             .collect::<Result<Vec<_>, _>>()
             .map(Some)
     }
 
-    fn secret(&self, key: &str, v: &Str, policy: SecretPolicy) -> Result<Option<Secret>, ProfileError> {
+    fn secret(
+        &self,
+        key: &str,
+        v: &Str,
+        policy: SecretPolicy,
+    ) -> Result<Option<Secret>, ProfileError> {
         let Some(s) = v else { return Ok(None) };
         if policy == SecretPolicy::Forbid {
             return Err(self.err_kind(
@@ -951,17 +1054,31 @@ fn non_empty_text(what: &str) -> impl Fn(&str) -> Result<String, String> + '_ {
 impl Profile {
     /// Parse and validate profile text; `origin` is the path shown in errors.
     /// Secrets (`auth.psk`, `xauth.password`) are refused under [`SecretPolicy::Forbid`].
-    pub fn from_toml_str(text: &str, origin: &str, secrets: SecretPolicy) -> Result<Profile, ProfileError> {
+    pub fn from_toml_str(
+        text: &str,
+        origin: &str,
+        secrets: SecretPolicy,
+    ) -> Result<Profile, ProfileError> {
         let doc = toml::de::DeTable::parse(text).map_err(|e| ProfileError {
             origin: origin.to_string(),
             line: e.span().map(|s| line_of(text, s.start)),
             key: None,
             kind: ProfileErrorKind::Syntax,
-            message: format!("TOML syntax error: {}", e.message().trim().replace('\n', "; ")),
+            message: format!(
+                "TOML syntax error: {}",
+                e.message().trim().replace('\n', "; ")
+            ),
         })?;
-        let cx = Cx { text, origin, loc: Locator::new(doc.get_ref()) };
-        let raw: RawProfile = toml::from_str(text).map_err(|e| {
-            let path = e.span().and_then(|s| cx.loc.path_at(s.start)).map(str::to_string);
+        let cx = Cx {
+            text,
+            origin,
+            loc: Locator::new(doc.get_ref()),
+        };
+        let mut raw: RawProfile = toml::from_str(text).map_err(|e| {
+            let path = e
+                .span()
+                .and_then(|s| cx.loc.path_at(s.start))
+                .map(str::to_string);
             let message = e.message().trim().replace('\n', "; ");
             let kind = if message.starts_with("unknown field") {
                 ProfileErrorKind::UnknownKey
@@ -976,7 +1093,18 @@ impl Profile {
                 message,
             }
         })?;
-        convert(&cx, &raw, secrets)
+        let result = convert(&cx, &raw, secrets);
+        // Best effort: wipe the deserialiser's copies of the secrets (the caller owns `text`).
+        let wipe = |s: &mut Option<Spanned<String>>| {
+            if let Some(s) = s {
+                zeroize::Zeroize::zeroize(s.get_mut());
+            }
+        };
+        wipe(&mut raw.auth.psk);
+        if let Some(x) = &mut raw.xauth {
+            wipe(&mut x.password);
+        }
+        result
     }
 
     /// Read and parse a profile file. With [`SecretPolicy::AllowIfPrivate`], a file that
@@ -994,9 +1122,12 @@ impl Profile {
             kind: ProfileErrorKind::Io,
             message,
         };
-        let mut file = std::fs::File::open(path).map_err(|e| io_err(format!("cannot open: {e}")))?;
+        let mut file =
+            std::fs::File::open(path).map_err(|e| io_err(format!("cannot open: {e}")))?;
         // Check the file we opened, not whatever the path names a moment later.
-        let meta = file.metadata().map_err(|e| io_err(format!("cannot stat: {e}")))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| io_err(format!("cannot stat: {e}")))?;
         if !meta.is_file() {
             return Err(io_err("not a regular file".into()));
         }
@@ -1016,7 +1147,11 @@ impl Profile {
             let me = current_euid();
             let owner_ok = meta.uid() == 0 || Some(meta.uid()) == me;
             if mode & 0o077 != 0 || !owner_ok {
-                let key = if profile.auth.psk.is_some() { "auth.psk" } else { "xauth.password" };
+                let key = if profile.auth.psk.is_some() {
+                    "auth.psk"
+                } else {
+                    "xauth.password"
+                };
                 let doc = toml::de::DeTable::parse(text).ok();
                 let line = doc
                     .and_then(|d| Locator::new(d.get_ref()).span_of(key))
@@ -1064,12 +1199,20 @@ fn convert(cx: &Cx<'_>, raw: &RawProfile, policy: SecretPolicy) -> Result<Profil
         })?
         .ok_or_else(|| cx.err("name", None, "required"))?;
     let gateway = cx
-        .opt("gateway", &raw.gateway, |s| validate_host(s).map(|()| s.to_string()))?
+        .opt("gateway", &raw.gateway, |s| {
+            validate_host(s).map(|()| s.to_string())
+        })?
         .ok_or_else(|| cx.err("gateway", None, "required (host name or IP address)"))?;
-    if let Some(v) = &raw.ike_version {
-        if v.get_ref().as_integer() != Some(1) {
-            return Err(cx.err("ike_version", Some(v.span()), "only IKEv1 is supported (ike_version = 1)"));
-        }
+    if let Some(v) = raw
+        .ike_version
+        .as_ref()
+        .filter(|v| v.get_ref().as_integer() != Some(1))
+    {
+        return Err(cx.err(
+            "ike_version",
+            Some(v.span()),
+            "only IKEv1 is supported (ike_version = 1)",
+        ));
     }
     let exchange_mode: ExchangeMode = cx.keyword("exchange_mode", &raw.exchange_mode)?;
 
@@ -1100,7 +1243,9 @@ fn convert(cx: &Cx<'_>, raw: &RawProfile, policy: SecretPolicy) -> Result<Profil
         Some(x) => Some(XAuth {
             username: cx
                 .opt("xauth.username", &x.username, non_empty_text("user name"))?
-                .ok_or_else(|| cx.err("xauth.username", None, "required when [xauth] is present"))?,
+                .ok_or_else(|| {
+                    cx.err("xauth.username", None, "required when [xauth] is present")
+                })?,
             password: cx.secret("xauth.password", &x.password, policy)?,
         }),
     };
@@ -1108,7 +1253,11 @@ fn convert(cx: &Cx<'_>, raw: &RawProfile, policy: SecretPolicy) -> Result<Profil
     let method_span = a.method.as_ref().map(Spanned::span);
     match auth.method {
         AuthMethod::RsaSig if auth.cert.is_none() || auth.key.is_none() => {
-            return Err(cx.err("auth.method", method_span, "\"rsa-sig\" needs auth.cert and auth.key"));
+            return Err(cx.err(
+                "auth.method",
+                method_span,
+                "\"rsa-sig\" needs auth.cert and auth.key",
+            ));
         }
         AuthMethod::Hybrid if xauth.is_none() => {
             return Err(cx.err(
@@ -1122,26 +1271,43 @@ fn convert(cx: &Cx<'_>, raw: &RawProfile, policy: SecretPolicy) -> Result<Profil
 
     // [phase1]
     let p1 = &raw.phase1;
-    let ike = cx.list("phase1.proposals", &p1.proposals, MAX_PROPOSALS, |s| parse_ike(s).map_err(|e| e.to_string()))?;
+    let ike = cx.list("phase1.proposals", &p1.proposals, MAX_PROPOSALS, |s| {
+        parse_ike(s).map_err(|e| e.to_string())
+    })?;
     if ike.as_ref().is_some_and(Vec::is_empty) {
         return Err(cx.err("phase1.proposals", None, "at least one proposal is needed"));
     }
     let phase1 = Phase1 {
         proposals: ike.unwrap_or_else(|| Phase1::default().proposals),
-        lifetime: cx.duration("phase1.lifetime", &p1.lifetime, 8 * HOUR, (MINUTE, 24 * HOUR))?,
+        lifetime: cx.duration(
+            "phase1.lifetime",
+            &p1.lifetime,
+            8 * HOUR,
+            (MINUTE, 24 * HOUR),
+        )?,
     };
 
     // [phase2]
     let p2 = &raw.phase2;
     let pfs = cx
-        .opt("phase2.pfs", &p2.pfs, |s| match s.to_ascii_lowercase().as_str() {
-            "none" | "no" | "off" => Ok(None),
-            g => DhGroup::ALL.into_iter().find(|x| x.name() == g).map(Some).ok_or_else(|| {
-                format!("'{s}' is not \"none\" or a DH group (modp1024, modp2048, ecp256, ...)")
-            }),
+        .opt("phase2.pfs", &p2.pfs, |s| {
+            match s.to_ascii_lowercase().as_str() {
+                "none" | "no" | "off" => Ok(None),
+                g => DhGroup::ALL
+                    .into_iter()
+                    .find(|x| x.name() == g)
+                    .map(Some)
+                    .ok_or_else(|| {
+                        format!(
+                            "'{s}' is not \"none\" or a DH group (modp1024, modp2048, ecp256, ...)"
+                        )
+                    }),
+            }
         })?
         .flatten();
-    let esp = cx.list("phase2.proposals", &p2.proposals, MAX_PROPOSALS, |s| parse_esp(s).map_err(|e| e.to_string()))?;
+    let esp = cx.list("phase2.proposals", &p2.proposals, MAX_PROPOSALS, |s| {
+        parse_esp(s).map_err(|e| e.to_string())
+    })?;
     if esp.as_ref().is_some_and(Vec::is_empty) {
         return Err(cx.err("phase2.proposals", None, "at least one proposal is needed"));
     }
@@ -1152,7 +1318,13 @@ fn convert(cx: &Cx<'_>, raw: &RawProfile, policy: SecretPolicy) -> Result<Profil
     let lifetime_kb = match &p2.lifetime_kb {
         None => None,
         Some(v) if *v.get_ref() >= 1 => Some(*v.get_ref() as u64),
-        Some(v) => return Err(cx.err("phase2.lifetime_kb", Some(v.span()), "must be a positive number of kilobytes")),
+        Some(v) => {
+            return Err(cx.err(
+                "phase2.lifetime_kb",
+                Some(v.span()),
+                "must be a positive number of kilobytes",
+            ));
+        }
     };
     let subnet = |s: &str| s.parse::<Subnet>();
     let phase2 = Phase2 {
@@ -1161,11 +1333,28 @@ fn convert(cx: &Cx<'_>, raw: &RawProfile, policy: SecretPolicy) -> Result<Profil
         lifetime: cx.duration("phase2.lifetime", &p2.lifetime, HOUR, (MINUTE, 8 * HOUR))?,
         lifetime_kb,
         mode: cx.keyword("phase2.mode", &p2.mode)?,
-        local_networks: cx.list("phase2.local_networks", &p2.local_networks, MAX_NETWORKS, subnet)?.unwrap_or_default(),
-        remote_networks: cx.list("phase2.remote_networks", &p2.remote_networks, MAX_NETWORKS, subnet)?.unwrap_or_default(),
+        local_networks: cx
+            .list(
+                "phase2.local_networks",
+                &p2.local_networks,
+                MAX_NETWORKS,
+                subnet,
+            )?
+            .unwrap_or_default(),
+        remote_networks: cx
+            .list(
+                "phase2.remote_networks",
+                &p2.remote_networks,
+                MAX_NETWORKS,
+                subnet,
+            )?
+            .unwrap_or_default(),
     };
     if phase2.mode == EncapMode::Transport {
-        for (key, list) in [("phase2.remote_networks", &phase2.remote_networks), ("phase2.local_networks", &phase2.local_networks)] {
+        for (key, list) in [
+            ("phase2.remote_networks", &phase2.remote_networks),
+            ("phase2.local_networks", &phase2.local_networks),
+        ] {
             if !list.is_empty() {
                 return Err(cx.err(
                     key,
@@ -1178,13 +1367,22 @@ fn convert(cx: &Cx<'_>, raw: &RawProfile, policy: SecretPolicy) -> Result<Profil
 
     // [network]
     let n = &raw.network;
-    let virtual_ip = cx.opt("network.virtual_ip", &n.virtual_ip, |s| match s.parse::<IpAddr>() {
-        Ok(IpAddr::V4(a)) if a.is_unspecified() || a.is_multicast() || a.is_broadcast() || a.is_loopback() => {
-            Err(format!("{a} cannot be a virtual IP"))
+    let virtual_ip = cx.opt("network.virtual_ip", &n.virtual_ip, |s| {
+        match s.parse::<IpAddr>() {
+            Ok(IpAddr::V4(a))
+                if a.is_unspecified()
+                    || a.is_multicast()
+                    || a.is_broadcast()
+                    || a.is_loopback() =>
+            {
+                Err(format!("{a} cannot be a virtual IP"))
+            }
+            Ok(IpAddr::V4(a)) => Ok(a),
+            Ok(IpAddr::V6(_)) => {
+                Err("must be an IPv4 address (Mode Config assigns IPv4)".to_string())
+            }
+            Err(_) => Err(format!("'{s}' is not an IPv4 address")),
         }
-        Ok(IpAddr::V4(a)) => Ok(a),
-        Ok(IpAddr::V6(_)) => Err("must be an IPv4 address (Mode Config assigns IPv4)".to_string()),
-        Err(_) => Err(format!("'{s}' is not an IPv4 address")),
     })?;
     let dpd = match &n.dpd {
         None => Some(Dpd::default()),
@@ -1197,7 +1395,13 @@ fn convert(cx: &Cx<'_>, raw: &RawProfile, policy: SecretPolicy) -> Result<Profil
             let tries = match &r.tries {
                 None => d.tries,
                 Some(t) if (1..=20).contains(t.get_ref()) => *t.get_ref() as u32,
-                Some(t) => return Err(cx.err("network.retransmit.tries", Some(t.span()), "must be 1..=20")),
+                Some(t) => {
+                    return Err(cx.err(
+                        "network.retransmit.tries",
+                        Some(t.span()),
+                        "must be 1..=20",
+                    ));
+                }
             };
             let base = cx.duration(
                 "network.retransmit.base",
@@ -1205,7 +1409,12 @@ fn convert(cx: &Cx<'_>, raw: &RawProfile, policy: SecretPolicy) -> Result<Profil
                 d.base,
                 (Duration::from_millis(100), Duration::from_secs(60)),
             )?;
-            let cap = cx.duration("network.retransmit.cap", &r.cap, d.cap.max(base), (base, Duration::from_secs(300)))?;
+            let cap = cx.duration(
+                "network.retransmit.cap",
+                &r.cap,
+                d.cap.max(base),
+                (base, Duration::from_secs(300)),
+            )?;
             Retransmit { tries, base, cap }
         }
     };
@@ -1219,7 +1428,16 @@ fn convert(cx: &Cx<'_>, raw: &RawProfile, policy: SecretPolicy) -> Result<Profil
         retransmit,
     };
 
-    Ok(Profile { name, gateway, exchange_mode, auth, xauth, phase1, phase2, network })
+    Ok(Profile {
+        name,
+        gateway,
+        exchange_mode,
+        auth,
+        xauth,
+        phase1,
+        phase2,
+        network,
+    })
 }
 
 fn parse_dpd(cx: &Cx<'_>, v: &Spanned<toml::Value>) -> Result<Option<Dpd>, ProfileError> {
@@ -1228,7 +1446,11 @@ fn parse_dpd(cx: &Cx<'_>, v: &Spanned<toml::Value>) -> Result<Option<Dpd>, Profi
         toml::Value::String(s) if s == "off" => return Ok(None),
         toml::Value::Table(t) => t,
         _ => {
-            return Err(cx.err(KEY, Some(v.span()), "expected \"off\" or { interval = \"30s\", timeout = \"150s\" }"));
+            return Err(cx.err(
+                KEY,
+                Some(v.span()),
+                "expected \"off\" or { interval = \"30s\", timeout = \"150s\" }",
+            ));
         }
     };
     let mut dpd = Dpd::default();
@@ -1253,7 +1475,11 @@ fn parse_dpd(cx: &Cx<'_>, v: &Spanned<toml::Value>) -> Result<Option<Dpd>, Profi
         };
         let d = parse_duration(&text).map_err(|m| cx.err(&key, Some(v.span()), m))?;
         if d < Duration::from_secs(1) || d > HOUR {
-            return Err(cx.err(&key, Some(v.span()), format!("{} is outside 1s ..= 1h", format_duration(d))));
+            return Err(cx.err(
+                &key,
+                Some(v.span()),
+                format!("{} is outside 1s ..= 1h", format_duration(d)),
+            ));
         }
         *slot = d;
     }
@@ -1371,9 +1597,16 @@ impl Profile {
                 cert: self.auth.cert.clone(),
                 key: self.auth.key.clone(),
             },
-            xauth: self.xauth.as_ref().map(|x| OutXAuth { username: x.username.clone() }),
+            xauth: self.xauth.as_ref().map(|x| OutXAuth {
+                username: x.username.clone(),
+            }),
             phase1: OutPhase1 {
-                proposals: self.phase1.proposals.iter().map(IkeProposal::to_string).collect(),
+                proposals: self
+                    .phase1
+                    .proposals
+                    .iter()
+                    .map(IkeProposal::to_string)
+                    .collect(),
                 lifetime: format_duration(self.phase1.lifetime),
             },
             phase2: OutPhase2 {
@@ -1442,10 +1675,29 @@ mod tests {
         ] {
             assert_eq!(parse_duration(t), Ok(want), "{t}");
         }
-        for bad in ["", "s", "10x", "1.5h", "-5", "h1", "1h 30m", "99999999999999999999d", "10S"] {
+        for bad in [
+            "",
+            "s",
+            "10x",
+            "1.5h",
+            "-5",
+            "h1",
+            "1h 30m",
+            "99999999999999999999d",
+            "10S",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
-        for d in [s(0), s(1), s(59), s(60), s(5400), s(86400), s(93784), Duration::from_millis(1500)] {
+        for d in [
+            s(0),
+            s(1),
+            s(59),
+            s(60),
+            s(5400),
+            s(86400),
+            s(93784),
+            Duration::from_millis(1500),
+        ] {
             assert_eq!(parse_duration(&format_duration(d)), Ok(d));
         }
         assert_eq!(format_duration(s(5400)), "1h30m");
@@ -1454,17 +1706,34 @@ mod tests {
     #[test]
     fn subnets() {
         let n: Subnet = "10.77.0.0/24".parse().unwrap();
-        assert_eq!(n, Subnet { addr: "10.77.0.0".parse().unwrap(), prefix: 24 });
+        assert_eq!(
+            n,
+            Subnet {
+                addr: "10.77.0.0".parse().unwrap(),
+                prefix: 24
+            }
+        );
         assert_eq!(n.to_string(), "10.77.0.0/24");
         assert!(n.contains("10.77.0.9".parse().unwrap()));
         assert!(!n.contains("10.78.0.9".parse().unwrap()));
         assert_eq!("192.0.2.1".parse::<Subnet>().unwrap().prefix, 32);
         assert_eq!("2001:db8::1".parse::<Subnet>().unwrap().prefix, 128);
-        assert_eq!("2001:db8::/32".parse::<Subnet>().unwrap().to_string(), "2001:db8::/32");
+        assert_eq!(
+            "2001:db8::/32".parse::<Subnet>().unwrap().to_string(),
+            "2001:db8::/32"
+        );
         assert_eq!("0.0.0.0/0".parse::<Subnet>().unwrap().prefix, 0);
         let e = "10.77.0.1/24".parse::<Subnet>().unwrap_err();
         assert!(e.contains("host bits") && e.contains("10.77.0.0/24"), "{e}");
-        for bad in ["10.0.0.0/33", "2001:db8::/129", "10.0.0/8", "x/8", "10.0.0.0/", "10.0.0.0/-1", ""] {
+        for bad in [
+            "10.0.0.0/33",
+            "2001:db8::/129",
+            "10.0.0/8",
+            "x/8",
+            "10.0.0.0/",
+            "10.0.0.0/-1",
+            "",
+        ] {
             assert!(bad.parse::<Subnet>().is_err(), "{bad}");
         }
     }
@@ -1472,26 +1741,66 @@ mod tests {
     #[test]
     fn identities() {
         let ok = [
-            ("address:192.0.2.1", Identity::Address("192.0.2.1".parse().unwrap())),
-            ("address:2001:db8::1", Identity::Address("2001:db8::1".parse().unwrap())),
-            ("fqdn:vpn.example.com", Identity::Fqdn("vpn.example.com".into())),
-            ("user-fqdn:alice@example.com", Identity::UserFqdn("alice@example.com".into())),
-            ("keyid:office-group", Identity::KeyId(b"office-group".to_vec())),
+            (
+                "address:192.0.2.1",
+                Identity::Address("192.0.2.1".parse().unwrap()),
+            ),
+            (
+                "address:2001:db8::1",
+                Identity::Address("2001:db8::1".parse().unwrap()),
+            ),
+            (
+                "fqdn:vpn.example.com",
+                Identity::Fqdn("vpn.example.com".into()),
+            ),
+            (
+                "user-fqdn:alice@example.com",
+                Identity::UserFqdn("alice@example.com".into()),
+            ),
+            (
+                "keyid:office-group",
+                Identity::KeyId(b"office-group".to_vec()),
+            ),
             ("keyid:0x0a0b", Identity::KeyId(vec![0x0a, 0x0b])),
-            ("dn:CN=vpn, O=Example", Identity::Dn("CN=vpn, O=Example".into())),
+            (
+                "dn:CN=vpn, O=Example",
+                Identity::Dn("CN=vpn, O=Example".into()),
+            ),
             ("192.0.2.7", Identity::Address("192.0.2.7".parse().unwrap())),
-            ("2001:db8::7", Identity::Address("2001:db8::7".parse().unwrap())),
-            ("bob@example.com", Identity::UserFqdn("bob@example.com".into())),
-            ("laptop.example.com", Identity::Fqdn("laptop.example.com".into())),
+            (
+                "2001:db8::7",
+                Identity::Address("2001:db8::7".parse().unwrap()),
+            ),
+            (
+                "bob@example.com",
+                Identity::UserFqdn("bob@example.com".into()),
+            ),
+            (
+                "laptop.example.com",
+                Identity::Fqdn("laptop.example.com".into()),
+            ),
         ];
         for (s, want) in ok {
             let got: Identity = s.parse().unwrap();
             assert_eq!(got, want, "{s}");
-            assert_eq!(got.to_string().parse::<Identity>().unwrap(), want, "{s} round trip");
+            assert_eq!(
+                got.to_string().parse::<Identity>().unwrap(),
+                want,
+                "{s} round trip"
+            );
         }
-        assert_eq!(Identity::KeyId(vec![0, 1, 0xff]).to_string(), "keyid:0x0001ff");
-        assert_eq!(Identity::KeyId(b"0xab".to_vec()).to_string(), "keyid:0x30786162");
-        assert_eq!(Identity::Fqdn("a.example".into()).to_string(), "fqdn:a.example");
+        assert_eq!(
+            Identity::KeyId(vec![0, 1, 0xff]).to_string(),
+            "keyid:0x0001ff"
+        );
+        assert_eq!(
+            Identity::KeyId(b"0xab".to_vec()).to_string(),
+            "keyid:0x30786162"
+        );
+        assert_eq!(
+            Identity::Fqdn("a.example".into()).to_string(),
+            "fqdn:a.example"
+        );
         for bad in [
             "",
             "address:vpn.example.com",
@@ -1510,11 +1819,28 @@ mod tests {
 
     #[test]
     fn hosts() {
-        for ok in ["vpn.example.com", "vpn.example.com.", "192.0.2.1", "2001:db8::1", "gw", "a-b.c0"] {
+        for ok in [
+            "vpn.example.com",
+            "vpn.example.com.",
+            "192.0.2.1",
+            "2001:db8::1",
+            "gw",
+            "a-b.c0",
+        ] {
             assert_eq!(validate_host(ok), Ok(()), "{ok}");
         }
         let long = format!("{}.com", "a".repeat(250));
-        for bad in ["", "vpn example.com", "-vpn.example.com", "vpn..example", "300.1.1.1", "vpn_1.example", "a\n", &long, "http://vpn"] {
+        for bad in [
+            "",
+            "vpn example.com",
+            "-vpn.example.com",
+            "vpn..example",
+            "300.1.1.1",
+            "vpn_1.example",
+            "a\n",
+            &long,
+            "http://vpn",
+        ] {
             assert!(validate_host(bad).is_err(), "{bad:?}");
         }
     }
@@ -1532,7 +1858,10 @@ mod tests {
 
     #[test]
     fn keywords() {
-        assert_eq!("aggressive".parse::<ExchangeMode>(), Ok(ExchangeMode::Aggressive));
+        assert_eq!(
+            "aggressive".parse::<ExchangeMode>(),
+            Ok(ExchangeMode::Aggressive)
+        );
         let e = "agressive".parse::<ExchangeMode>().unwrap_err();
         assert_eq!(e, "'agressive' is not one of \"main\", \"aggressive\"");
         assert_eq!(AuthMethod::RsaSig.to_string(), "rsa-sig");
