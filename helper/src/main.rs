@@ -5,6 +5,7 @@
 //! with the service issue.
 #![forbid(unsafe_code)]
 
+mod rng;
 mod up;
 
 use std::process::ExitCode;

@@ -104,7 +104,8 @@ async fn tunnel(profile: Profile) -> Result<(), Failure> {
         config.mode.name()
     );
     let start = Instant::now();
-    let mut ike = Ike::initiate(config, local, remote, start, Box::new(postern_engine::crypto::os_rng()))?;
+    let rng = crate::rng::os_rng().map_err(|e| Failure::new(EXIT_FAILURE, format!("no randomness: {e}")))?;
+    let mut ike = Ike::initiate(config, local, remote, start, Box::new(rng))?;
 
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| Failure::new(EXIT_FAILURE, e.to_string()))?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(|e| Failure::new(EXIT_FAILURE, e.to_string()))?;

@@ -7,10 +7,13 @@
 //!
 //! * [`codec`]: the ISAKMP wire format (RFC 2408/2409 and extensions).
 //! * [`crypto`]: PRFs, ciphers, Diffie-Hellman groups and the IKEv1 key schedule.
+//! * [`ike`]: the IKEv1 state machines (main, aggressive, quick mode; both roles).
+//! * [`proposal`]: strongSwan-style proposal strings.
 //! * [`algs`]: algorithm identifiers shared by everything.
 #![forbid(unsafe_code)]
 
 pub mod algs;
 pub mod codec;
 pub mod crypto;
+pub mod ike;
 pub mod proposal;

@@ -53,3 +53,10 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq;
     a.len() == b.len() && bool::from(a.ct_eq(b))
 }
+
+/// A deterministic RNG for tests (ChaCha20 from a small seed).
+#[cfg(test)]
+pub(crate) fn test_rng(seed: u64) -> rand_chacha::ChaCha20Rng {
+    use rand_core::SeedableRng;
+    rand_chacha::ChaCha20Rng::seed_from_u64(seed)
+}

@@ -72,7 +72,7 @@ impl fmt::Debug for Auth {
 impl Auth {
     pub(crate) fn method_attr(&self) -> u16 {
         match self {
-            Auth::Psk(_) => crate::codec::attr::AUTH_PSK,
+            Auth::Psk(_) => crate::codec::attr::PSK,
         }
     }
 }

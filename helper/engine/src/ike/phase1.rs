@@ -430,11 +430,13 @@ impl Ike {
 
     /// An encrypted informational exchange: HASH(1) = prf(SKEYID_a, M-ID | N/D).
     pub(super) fn send_informational(&mut self, payloads: Vec<Payload>) {
-        let Some(keys) = self.m.keys.as_ref() else { return };
+        if self.m.keys.is_none() {
+            return;
+        }
         let mid = self.new_message_id();
+        let Some(keys) = self.m.keys.as_ref() else { return };
         let (first, body) = codec::encode_payloads(&payloads);
-        let keys_prf = keys.prf;
-        let hash = crypto::prf(keys_prf, &keys.skeyid_a, &[&mid.to_be_bytes(), &body]);
+        let hash = crypto::prf(keys.prf, &keys.skeyid_a, &[&mid.to_be_bytes(), &body]);
         let mut all = Vec::with_capacity(body.len() + hash.len() + 4);
         Payload::Hash(hash).encode_with_next(first, &mut all);
         all.extend_from_slice(&body);

@@ -37,7 +37,7 @@ fn ike_transform(number: u8, p: &IkeProposal, auth_method: u16, lifetime: Durati
     attributes.push(Attribute::basic(attr::HASH_ALGORITHM, p.hash.ike_id()));
     attributes.push(Attribute::basic(attr::AUTHENTICATION_METHOD, auth_method));
     attributes.push(Attribute::basic(attr::GROUP_DESCRIPTION, p.group.ike_id()));
-    attributes.push(Attribute::basic(attr::LIFE_TYPE, attr::LIFE_SECONDS));
+    attributes.push(Attribute::basic(attr::LIFE_TYPE, attr::SECONDS));
     attributes.push(life_attr(attr::LIFE_DURATION, lifetime.as_secs()));
     Transform { number, id: KEY_IKE, attributes }
 }
@@ -80,7 +80,7 @@ fn parse_ike_transform(t: &Transform) -> Result<IkeChoice, String> {
             attr::KEY_LENGTH => keylen = basic,
             attr::LIFE_TYPE => life_type = basic,
             attr::LIFE_DURATION => {
-                if life_type == Some(attr::LIFE_SECONDS) {
+                if life_type == Some(attr::SECONDS) {
                     lifetime = a.as_u64().map(|s| Duration::from_secs(s.min(MAX_LIFETIME)));
                 }
             }
@@ -177,11 +177,11 @@ pub(crate) fn esp_offer(
 
 fn esp_transform(number: u8, p: &EspProposal, encap: Encapsulation, lifetime: Duration, kb: Option<u64>) -> Transform {
     let mut attributes = vec![
-        Attribute::basic(ipsec_attr::SA_LIFE_TYPE, ipsec_attr::LIFE_SECONDS),
+        Attribute::basic(ipsec_attr::SA_LIFE_TYPE, ipsec_attr::SECONDS),
         life_attr(ipsec_attr::SA_LIFE_DURATION, lifetime.as_secs()),
     ];
     if let Some(kb) = kb {
-        attributes.push(Attribute::basic(ipsec_attr::SA_LIFE_TYPE, ipsec_attr::LIFE_KILOBYTES));
+        attributes.push(Attribute::basic(ipsec_attr::SA_LIFE_TYPE, ipsec_attr::KILOBYTES));
         attributes.push(life_attr(ipsec_attr::SA_LIFE_DURATION, kb));
     }
     if let Some(g) = p.group {
@@ -199,8 +199,8 @@ fn esp_transform(number: u8, p: &EspProposal, encap: Encapsulation, lifetime: Du
 
 fn encap_mode(e: Encapsulation) -> u16 {
     match e {
-        Encapsulation::Tunnel => ipsec_attr::ENCAP_TUNNEL,
-        Encapsulation::Transport => ipsec_attr::ENCAP_TRANSPORT,
+        Encapsulation::Tunnel => ipsec_attr::TUNNEL,
+        Encapsulation::Transport => ipsec_attr::TRANSPORT,
     }
 }
 
@@ -225,10 +225,10 @@ pub(crate) fn parse_esp_transform(t: &Transform) -> Result<EspChoice, String> {
         match a.kind {
             ipsec_attr::SA_LIFE_TYPE => life_type = basic,
             ipsec_attr::SA_LIFE_DURATION => match life_type {
-                Some(ipsec_attr::LIFE_SECONDS) => {
+                Some(ipsec_attr::SECONDS) => {
                     lifetime = a.as_u64().map(|s| Duration::from_secs(s.min(MAX_LIFETIME)))
                 }
-                Some(ipsec_attr::LIFE_KILOBYTES) => lifetime_kb = a.as_u64(),
+                Some(ipsec_attr::KILOBYTES) => lifetime_kb = a.as_u64(),
                 _ => return Err("lifetime without a known life type".into()),
             },
             ipsec_attr::GROUP_DESCRIPTION => group = basic,
@@ -244,7 +244,7 @@ pub(crate) fn parse_esp_transform(t: &Transform) -> Result<EspChoice, String> {
         Some(a) => Some(EspAuth::from_ike(a).ok_or_else(|| format!("unsupported ESP authentication {a}"))?),
         None => None,
     };
-    if cipher.is_aead() == auth.is_some() && !(cipher.is_aead() && auth.is_none()) {
+    if !cipher.is_aead() && auth.is_none() {
         return Err("integrity algorithm missing".into());
     }
     if cipher.is_aead() && auth.is_some() {
@@ -255,8 +255,8 @@ pub(crate) fn parse_esp_transform(t: &Transform) -> Result<EspChoice, String> {
         None => None,
     };
     let encapsulation = match mode {
-        Some(ipsec_attr::ENCAP_TUNNEL) | None => Encapsulation::Tunnel,
-        Some(ipsec_attr::ENCAP_TRANSPORT) => Encapsulation::Transport,
+        Some(ipsec_attr::TUNNEL) | None => Encapsulation::Tunnel,
+        Some(ipsec_attr::TRANSPORT) => Encapsulation::Transport,
         Some(m) => return Err(format!("unsupported encapsulation mode {m}")),
     };
     Ok(EspChoice { proposal: EspProposal { cipher, auth, group }, encapsulation, lifetime, lifetime_kb })
@@ -328,7 +328,8 @@ pub(crate) fn spi_u32(b: &[u8]) -> Option<u32> {
 
 /// RESPONDER-LIFETIME notify data: the attributes that lower our lifetimes.
 pub(crate) fn parse_responder_lifetime(data: &[u8]) -> (Option<Duration>, Option<u64>) {
-    let Ok(attrs) = crate::codec::decode_attributes(data) else { return (None, None) };
+    let mut r = crate::codec::Reader::named(data, "RESPONDER-LIFETIME data");
+    let Ok(attrs) = Attribute::read_all(&mut r) else { return (None, None) };
     let (mut secs, mut kb, mut ty) = (None, None, None);
     for a in attrs {
         match a.kind {
@@ -339,8 +340,8 @@ pub(crate) fn parse_responder_lifetime(data: &[u8]) -> (Option<Duration>, Option
                 }
             }
             ipsec_attr::SA_LIFE_DURATION => match ty {
-                Some(ipsec_attr::LIFE_SECONDS) => secs = a.as_u64().map(|s| Duration::from_secs(s.min(MAX_LIFETIME))),
-                Some(ipsec_attr::LIFE_KILOBYTES) => kb = a.as_u64(),
+                Some(ipsec_attr::SECONDS) => secs = a.as_u64().map(|s| Duration::from_secs(s.min(MAX_LIFETIME))),
+                Some(ipsec_attr::KILOBYTES) => kb = a.as_u64(),
                 _ => {}
             },
             _ => {}
@@ -351,8 +352,10 @@ pub(crate) fn parse_responder_lifetime(data: &[u8]) -> (Option<Duration>, Option
 
 pub(crate) fn responder_lifetime_data(lifetime: Duration) -> Vec<u8> {
     let attrs = [
-        Attribute::basic(ipsec_attr::SA_LIFE_TYPE, ipsec_attr::LIFE_SECONDS),
+        Attribute::basic(ipsec_attr::SA_LIFE_TYPE, ipsec_attr::SECONDS),
         life_attr(ipsec_attr::SA_LIFE_DURATION, lifetime.as_secs()),
     ];
-    crate::codec::encode_attributes(&attrs)
+    let mut out = Vec::new();
+    Attribute::encode_all(&attrs, &mut out);
+    out
 }
