@@ -11,6 +11,7 @@ pub mod config;
 pub mod lab;
 pub mod postern;
 pub mod process;
+pub mod signals;
 pub mod strongswan;
 pub mod wait;
 

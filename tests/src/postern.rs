@@ -22,6 +22,11 @@ pub mod exit {
 /// The binary under test: `$POSTERN_HELPER`, else `<workspace>/target/debug/postern-helper`
 /// (honouring `CARGO_TARGET_DIR`). Fails clearly when it is missing.
 pub fn helper_path() -> Result<PathBuf> {
+    helper_path_in("debug")
+}
+
+/// Like [`helper_path`], for a cargo profile directory (`"debug"`, `"release"`).
+pub fn helper_path_in(cargo_profile: &str) -> Result<PathBuf> {
     let path = match std::env::var_os("POSTERN_HELPER") {
         Some(p) => PathBuf::from(p),
         None => {
@@ -32,14 +37,15 @@ pub fn helper_path() -> Result<PathBuf> {
             let target = std::env::var_os("CARGO_TARGET_DIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| workspace.join("target"));
-            target.join("debug").join("postern-helper")
+            target.join(cargo_profile).join("postern-helper")
         }
     };
     if !path.is_file() {
         lab_bail!(
-            "postern-helper not found at {} — build it first (`cargo build -p postern-helper`, \
+            "postern-helper not found at {} — build it first (`cargo build {}-p postern-helper`, \
              scripts/test.sh does) or set POSTERN_HELPER",
-            path.display()
+            path.display(),
+            if cargo_profile == "release" { "--release " } else { "" }
         );
     }
     Ok(path)
