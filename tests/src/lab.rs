@@ -103,6 +103,30 @@ pub fn cleanup_stale() {
             delete_netns(&ns);
         }
     }
+    prune_old_dirs();
+}
+
+/// Lab directories are kept after failures; remove those older than a day.
+fn prune_old_dirs() {
+    let Ok(entries) = fs::read_dir(lab_base_dir()) else { return };
+    for e in entries.flatten() {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > Duration::from_secs(24 * 3600));
+        if old && e.file_name().to_string_lossy().starts_with(PREFIX) {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// `$POSTERN_LAB_DIR`, else `$TMPDIR/postern-lab`.
+pub fn lab_base_dir() -> PathBuf {
+    std::env::var_os("POSTERN_LAB_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("postern-lab"))
 }
 
 /// One lab: its namespaces, its directory and the processes it started.
@@ -129,10 +153,7 @@ impl Lab {
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
         );
-        let base = std::env::var_os("POSTERN_LAB_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| std::env::temp_dir().join("postern-lab"));
-        let dir = base.join(&name);
+        let dir = lab_base_dir().join(&name);
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir)?;
         let mut lab = Lab {

@@ -287,3 +287,44 @@ pub fn file_tail(path: &Path, n: usize) -> String {
     lines[skip..].iter().map(|l| format!("{l}\n")).collect()
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Arc<Proc> {
+        let mut c = Command::new("sh");
+        c.args(["-c", script]);
+        Proc::spawn("sh", c, None).expect("spawn sh")
+    }
+
+    #[test]
+    fn waits_for_a_line_and_the_exit_code() {
+        let p = sh("echo 'phase1 established main'; sleep 0.1; echo connected; echo 'error: x' >&2; exit 3");
+        let l = p.wait_line(Some(Stream::Stdout), "connected", Duration::from_secs(5)).unwrap();
+        assert_eq!(l.text, "connected");
+        assert_eq!(p.exit_status(Duration::from_secs(5)).unwrap().code(), Some(3));
+        p.wait_line(Some(Stream::Stderr), "error: ", Duration::from_secs(5)).unwrap();
+        assert_eq!(p.lines_of(Stream::Stdout), ["phase1 established main", "connected"]);
+    }
+
+    #[test]
+    fn fails_fast_when_output_ends_without_the_line() {
+        let p = sh("echo hello");
+        let t = Instant::now();
+        let e = p.wait_line(None, "connected", Duration::from_secs(20)).unwrap_err();
+        assert!(t.elapsed() < Duration::from_secs(5), "{e}");
+        assert!(e.0.contains("without printing"), "{e}");
+    }
+
+    #[test]
+    fn times_out_and_sigterm_ends_the_process() {
+        let p = sh("trap 'echo bye; exit 0' TERM; echo up; while :; do sleep 0.05; done");
+        p.wait_line(None, "up", Duration::from_secs(5)).unwrap();
+        let e = p.wait_line(None, "never", Duration::from_millis(200)).unwrap_err();
+        assert!(e.0.contains("did not print"), "{e}");
+        p.sigterm().unwrap();
+        assert_eq!(p.exit_status(Duration::from_secs(5)).unwrap().code(), Some(0));
+        p.wait_line(None, "bye", Duration::from_secs(2)).unwrap();
+    }
+}

@@ -104,7 +104,7 @@ charon {{
       append = no
       default = 1
       ike = 2
-      cfg = 2
+      cfg = 1
       knl = 2
       net = 1
       enc = 1
