@@ -147,7 +147,11 @@ impl Tunnel {
         let _ = writeln!(t, "name = {}", toml_str(&self.name));
         let _ = writeln!(t, "gateway = {}", toml_str(GW_ADDR));
         let _ = writeln!(t, "ike_version = 1");
-        let mode = if self.aggressive { "aggressive" } else { "main" };
+        let mode = if self.aggressive {
+            "aggressive"
+        } else {
+            "main"
+        };
         let _ = writeln!(t, "exchange_mode = {}", toml_str(mode));
         let _ = writeln!(t, "\n[auth]\nmethod = \"psk\"");
         let _ = writeln!(t, "local_id = {}", toml_str(&self.client_id));
@@ -155,7 +159,11 @@ impl Tunnel {
         let _ = writeln!(t, "psk = {}", toml_str(self.client_secret()));
         let _ = writeln!(t, "\n[phase1]\nproposals = {}", toml_list(&self.client_ike));
         let _ = writeln!(t, "\n[phase2]\nproposals = {}", toml_list(&self.client_esp));
-        let _ = writeln!(t, "pfs = {}", toml_str(self.pfs.as_deref().unwrap_or("none")));
+        let _ = writeln!(
+            t,
+            "pfs = {}",
+            toml_str(self.pfs.as_deref().unwrap_or("none"))
+        );
         let _ = writeln!(t, "mode = \"tunnel\"");
         let _ = writeln!(t, "remote_networks = {}", toml_list(&[LAN_NET.to_string()]));
         let _ = writeln!(t, "\n[network]\nmode_config = \"off\"");
@@ -181,14 +189,26 @@ fn swanctl_conf(s: &SwanSide<'_>) -> String {
     let mut c = String::new();
     let _ = writeln!(c, "connections {{\n  {CONN} {{");
     let _ = writeln!(c, "    version = 1");
-    let _ = writeln!(c, "    aggressive = {}", if s.aggressive { "yes" } else { "no" });
+    let _ = writeln!(
+        c,
+        "    aggressive = {}",
+        if s.aggressive { "yes" } else { "no" }
+    );
     let _ = writeln!(c, "    local_addrs = {}", s.local_addr);
     if let Some(r) = s.remote_addr {
         let _ = writeln!(c, "    remote_addrs = {r}");
     }
     let _ = writeln!(c, "    proposals = {}", s.ike.join(","));
-    let _ = writeln!(c, "    local {{\n      auth = psk\n      id = {}\n    }}", swan_id(s.local_id));
-    let _ = writeln!(c, "    remote {{\n      auth = psk\n      id = {}\n    }}", swan_id(s.remote_id));
+    let _ = writeln!(
+        c,
+        "    local {{\n      auth = psk\n      id = {}\n    }}",
+        swan_id(s.local_id)
+    );
+    let _ = writeln!(
+        c,
+        "    remote {{\n      auth = psk\n      id = {}\n    }}",
+        swan_id(s.remote_id)
+    );
     let _ = writeln!(c, "    children {{\n      {CHILD} {{");
     let _ = writeln!(c, "        local_ts = {}", s.local_ts);
     let _ = writeln!(c, "        remote_ts = {}", s.remote_ts);

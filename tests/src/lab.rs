@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use crate::config::{self, Tunnel};
 use crate::postern::Client;
-use crate::process::{run, Proc};
+use crate::process::{Proc, run};
 use crate::strongswan::{Charon, CharonOptions};
 use crate::{LabError, Result};
 
@@ -108,7 +108,9 @@ pub fn cleanup_stale() {
 
 /// Lab directories are kept after failures; remove those older than a day.
 fn prune_old_dirs() {
-    let Ok(entries) = fs::read_dir(lab_base_dir()) else { return };
+    let Ok(entries) = fs::read_dir(lab_base_dir()) else {
+        return;
+    };
     for e in entries.flatten() {
         let old = e
             .metadata()
@@ -185,8 +187,12 @@ impl Lab {
         }
         let (c, g, l) = (self.ns(Role::Client), self.ns(Role::Gw), self.ns(Role::Lan));
         // Created inside the namespaces, so equal names in parallel labs cannot clash.
-        self.ip(&["-n", &c, "link", "add", "c0", "type", "veth", "peer", "name", "g0", "netns", &g])?;
-        self.ip(&["-n", &g, "link", "add", "g1", "type", "veth", "peer", "name", "l0", "netns", &l])?;
+        self.ip(&[
+            "-n", &c, "link", "add", "c0", "type", "veth", "peer", "name", "g0", "netns", &g,
+        ])?;
+        self.ip(&[
+            "-n", &g, "link", "add", "g1", "type", "veth", "peer", "name", "l0", "netns", &l,
+        ])?;
         let client = format!("{}/24", config::CLIENT_ADDR);
         let gw = format!("{}/24", config::GW_ADDR);
         let gw_lan = format!("{}/24", config::GW_LAN_ADDR);
@@ -199,14 +205,24 @@ impl Lab {
         self.ip(&["-n", &g, "link", "set", "g1", "up"])?;
         self.ip(&["-n", &l, "addr", "add", &lan, "dev", "l0"])?;
         self.ip(&["-n", &l, "link", "set", "l0", "up"])?;
-        self.ip(&["-n", &l, "route", "add", "default", "via", config::GW_LAN_ADDR])?;
+        self.ip(&[
+            "-n",
+            &l,
+            "route",
+            "add",
+            "default",
+            "via",
+            config::GW_LAN_ADDR,
+        ])?;
         self.exec(Role::Gw, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
         Ok(())
     }
 
     /// Runs a short command in a namespace; returns stdout.
     pub fn exec(&self, role: Role, args: &[&str]) -> Result<String> {
-        run(Command::new("ip").args(["netns", "exec", &self.ns(role)]).args(args))
+        run(Command::new("ip")
+            .args(["netns", "exec", &self.ns(role)])
+            .args(args))
     }
 
     /// A Command that will run `program` in the namespace of `role`.
@@ -224,7 +240,13 @@ impl Lab {
             .push(Arc::clone(p));
     }
 
-    fn start_charon(&self, role: Role, label: &str, swanctl: &str, opts: &CharonOptions) -> Result<Charon> {
+    fn start_charon(
+        &self,
+        role: Role,
+        label: &str,
+        swanctl: &str,
+        opts: &CharonOptions,
+    ) -> Result<Charon> {
         let dir = self.dir.join(label);
         self.charon_logs
             .lock()
@@ -237,7 +259,12 @@ impl Lab {
 
     /// strongSwan as the gateway of `tunnel`, in the gw namespace.
     pub fn start_gateway(&self, tunnel: &Tunnel) -> Result<Charon> {
-        self.start_charon(Role::Gw, "gateway", &tunnel.gateway_swanctl(), &CharonOptions::default())
+        self.start_charon(
+            Role::Gw,
+            "gateway",
+            &tunnel.gateway_swanctl(),
+            &CharonOptions::default(),
+        )
     }
 
     /// strongSwan's charon as the client (reference client), in the client namespace. The
@@ -257,13 +284,29 @@ impl Lab {
     /// Adds the client's fixed inner address (10.200.0.5/32) to its loopback.
     pub fn add_client_vip(&self) -> Result<()> {
         let vip = format!("{}/32", config::CLIENT_VIP);
-        self.ip(&["-n", &self.ns(Role::Client), "addr", "replace", &vip, "dev", "lo"])
+        self.ip(&[
+            "-n",
+            &self.ns(Role::Client),
+            "addr",
+            "replace",
+            &vip,
+            "dev",
+            "lo",
+        ])
     }
 
     /// Removes it again (before handing the namespace to postern-helper).
     pub fn remove_client_vip(&self) -> Result<()> {
         let vip = format!("{}/32", config::CLIENT_VIP);
-        self.ip(&["-n", &self.ns(Role::Client), "addr", "del", &vip, "dev", "lo"])
+        self.ip(&[
+            "-n",
+            &self.ns(Role::Client),
+            "addr",
+            "del",
+            &vip,
+            "dev",
+            "lo",
+        ])
     }
 
     /// Writes `tunnel`'s Postern profile (mode 0600: it holds the PSK).
@@ -301,13 +344,29 @@ impl Lab {
 
     /// Log tails of every charon and the output of every process: for failure messages.
     pub fn diagnostics(&self) -> String {
-        let mut s = format!("==== lab {} (files in {}) ====\n", self.name, self.dir.display());
-        for (label, log) in self.charon_logs.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            s.push_str(&format!("---- {label}: last lines of {} ----\n", log.display()));
+        let mut s = format!(
+            "==== lab {} (files in {}) ====\n",
+            self.name,
+            self.dir.display()
+        );
+        for (label, log) in self
+            .charon_logs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            s.push_str(&format!(
+                "---- {label}: last lines of {} ----\n",
+                log.display()
+            ));
             s.push_str(&crate::process::file_tail(log, 40));
         }
         for p in self.procs.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            s.push_str(&format!("---- {} (pid {}) output ----\n", p.name(), p.pid()));
+            s.push_str(&format!(
+                "---- {} (pid {}) output ----\n",
+                p.name(),
+                p.pid()
+            ));
             s.push_str(&p.tail(30));
         }
         s
@@ -335,7 +394,11 @@ impl Drop for Lab {
             delete_netns(&ns);
         }
         if std::thread::panicking() || self.keep_dir {
-            eprintln!("postern-lab: files of {} kept in {}", self.name, self.dir.display());
+            eprintln!(
+                "postern-lab: files of {} kept in {}",
+                self.name,
+                self.dir.display()
+            );
         } else {
             let _ = fs::remove_dir_all(&self.dir);
         }

@@ -21,7 +21,7 @@ pub use lab::{Lab, Role};
 pub use postern::Client;
 pub use strongswan::{Charon, ChildSa, IkeSa};
 
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
 /// Runs one scenario in a fresh lab. An `Err` or a panic fails the test with the lab's
 /// diagnostics (charon log tails, process output) in the message; the lab is always torn

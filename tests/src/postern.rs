@@ -45,7 +45,11 @@ pub fn helper_path_in(cargo_profile: &str) -> Result<PathBuf> {
             "postern-helper not found at {} — build it first (`cargo build {}-p postern-helper`, \
              scripts/test.sh does) or set POSTERN_HELPER",
             path.display(),
-            if cargo_profile == "release" { "--release " } else { "" }
+            if cargo_profile == "release" {
+                "--release "
+            } else {
+                ""
+            }
         );
     }
     Ok(path)
@@ -95,7 +99,10 @@ impl Client {
     pub fn exit_code(&self, timeout: Duration) -> Result<i32> {
         let st = self.exit_status(timeout)?;
         st.code().ok_or_else(|| {
-            LabError(format!("postern-helper was killed by a signal ({st}); output:\n{}", self.proc.tail(30)))
+            LabError(format!(
+                "postern-helper was killed by a signal ({st}); output:\n{}",
+                self.proc.tail(30)
+            ))
         })
     }
 

@@ -80,8 +80,14 @@ impl Proc {
             Some(p) => Some(Arc::new(Mutex::new(File::create(p)?))),
             None => None,
         };
-        let out = child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>);
-        let err = child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>);
+        let out = child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>);
+        let err = child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>);
         for (stream, pipe) in [(Stream::Stdout, out), (Stream::Stderr, err)] {
             let Some(pipe) = pipe else { continue };
             let captured = Arc::clone(&captured);
@@ -129,15 +135,17 @@ impl Proc {
     pub fn tail(&self, n: usize) -> String {
         let c = lock(&self.captured.0);
         let skip = c.lines.len().saturating_sub(n);
-        c.lines[skip..]
-            .iter()
-            .map(|l| format!("{l}\n"))
-            .collect()
+        c.lines[skip..].iter().map(|l| format!("{l}\n")).collect()
     }
 
     /// Waits until a line on `stream` (either stream when `None`) contains `pattern`.
     /// Fails early when the process closes its output without printing it.
-    pub fn wait_line(&self, stream: Option<Stream>, pattern: &str, timeout: Duration) -> Result<Line> {
+    pub fn wait_line(
+        &self,
+        stream: Option<Stream>,
+        pattern: &str,
+        timeout: Duration,
+    ) -> Result<Line> {
         let deadline = Instant::now() + timeout;
         let (m, cv) = &*self.captured;
         let mut c = lock(m);
@@ -287,7 +295,6 @@ pub fn file_tail(path: &Path, n: usize) -> String {
     lines[skip..].iter().map(|l| format!("{l}\n")).collect()
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,19 +307,32 @@ mod tests {
 
     #[test]
     fn waits_for_a_line_and_the_exit_code() {
-        let p = sh("echo 'phase1 established main'; sleep 0.1; echo connected; echo 'error: x' >&2; exit 3");
-        let l = p.wait_line(Some(Stream::Stdout), "connected", Duration::from_secs(5)).unwrap();
+        let p = sh(
+            "echo 'phase1 established main'; sleep 0.1; echo connected; echo 'error: x' >&2; exit 3",
+        );
+        let l = p
+            .wait_line(Some(Stream::Stdout), "connected", Duration::from_secs(5))
+            .unwrap();
         assert_eq!(l.text, "connected");
-        assert_eq!(p.exit_status(Duration::from_secs(5)).unwrap().code(), Some(3));
-        p.wait_line(Some(Stream::Stderr), "error: ", Duration::from_secs(5)).unwrap();
-        assert_eq!(p.lines_of(Stream::Stdout), ["phase1 established main", "connected"]);
+        assert_eq!(
+            p.exit_status(Duration::from_secs(5)).unwrap().code(),
+            Some(3)
+        );
+        p.wait_line(Some(Stream::Stderr), "error: ", Duration::from_secs(5))
+            .unwrap();
+        assert_eq!(
+            p.lines_of(Stream::Stdout),
+            ["phase1 established main", "connected"]
+        );
     }
 
     #[test]
     fn fails_fast_when_output_ends_without_the_line() {
         let p = sh("echo hello");
         let t = Instant::now();
-        let e = p.wait_line(None, "connected", Duration::from_secs(20)).unwrap_err();
+        let e = p
+            .wait_line(None, "connected", Duration::from_secs(20))
+            .unwrap_err();
         assert!(t.elapsed() < Duration::from_secs(5), "{e}");
         assert!(e.0.contains("without printing"), "{e}");
     }
@@ -321,10 +341,15 @@ mod tests {
     fn times_out_and_sigterm_ends_the_process() {
         let p = sh("trap 'echo bye; exit 0' TERM; echo up; while :; do sleep 0.05; done");
         p.wait_line(None, "up", Duration::from_secs(5)).unwrap();
-        let e = p.wait_line(None, "never", Duration::from_millis(200)).unwrap_err();
+        let e = p
+            .wait_line(None, "never", Duration::from_millis(200))
+            .unwrap_err();
         assert!(e.0.contains("did not print"), "{e}");
         p.sigterm().unwrap();
-        assert_eq!(p.exit_status(Duration::from_secs(5)).unwrap().code(), Some(0));
+        assert_eq!(
+            p.exit_status(Duration::from_secs(5)).unwrap().code(),
+            Some(0)
+        );
         p.wait_line(None, "bye", Duration::from_secs(2)).unwrap();
     }
 }

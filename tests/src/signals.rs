@@ -14,7 +14,10 @@ pub fn install() -> Result<Receiver<&'static str>> {
     thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     let _ = ready_tx.send(Err(LabError(format!("tokio runtime: {e}"))));
@@ -22,15 +25,17 @@ pub fn install() -> Result<Receiver<&'static str>> {
                 }
             };
             rt.block_on(async move {
-                use tokio::signal::unix::{signal, SignalKind};
-                let (mut int, mut term) =
-                    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
-                        (Ok(i), Ok(t)) => (i, t),
-                        (Err(e), _) | (_, Err(e)) => {
-                            let _ = ready_tx.send(Err(LabError(format!("signal handler: {e}"))));
-                            return;
-                        }
-                    };
+                use tokio::signal::unix::{SignalKind, signal};
+                let (mut int, mut term) = match (
+                    signal(SignalKind::interrupt()),
+                    signal(SignalKind::terminate()),
+                ) {
+                    (Ok(i), Ok(t)) => (i, t),
+                    (Err(e), _) | (_, Err(e)) => {
+                        let _ = ready_tx.send(Err(LabError(format!("signal handler: {e}"))));
+                        return;
+                    }
+                };
                 let _ = ready_tx.send(Ok(()));
                 loop {
                     let name = tokio::select! {

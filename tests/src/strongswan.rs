@@ -13,16 +13,38 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::process::{file_tail, run, Proc};
+use crate::process::{Proc, file_tail, run};
 use crate::wait::wait_for;
 use crate::{LabError, Result};
 
 /// Plugins we want, in load order; those not installed are left out (see [`plugin_list`]).
 /// `des` does not exist in 5.9 (openssl provides 3DES); `kdf` only in newer releases.
 const WANTED_PLUGINS: &[&str] = &[
-    "random", "nonce", "aes", "des", "sha1", "sha2", "md5", "hmac", "gmp", "curve25519",
-    "x509", "pubkey", "pkcs1", "pkcs8", "pem", "openssl", "kdf", "kernel-libipsec",
-    "kernel-netlink", "socket-default", "vici", "updown", "attr", "xauth-generic", "counters",
+    "random",
+    "nonce",
+    "aes",
+    "des",
+    "sha1",
+    "sha2",
+    "md5",
+    "hmac",
+    "gmp",
+    "curve25519",
+    "x509",
+    "pubkey",
+    "pkcs1",
+    "pkcs8",
+    "pem",
+    "openssl",
+    "kdf",
+    "kernel-libipsec",
+    "kernel-netlink",
+    "socket-default",
+    "vici",
+    "updown",
+    "attr",
+    "xauth-generic",
+    "counters",
 ];
 
 /// Directories swanctl looks into next to swanctl.conf (created empty to keep its output quiet).
@@ -36,7 +58,11 @@ pub fn charon_path() -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("CHARON") {
         return Ok(PathBuf::from(p));
     }
-    for p in ["/usr/lib/ipsec/charon", "/usr/libexec/ipsec/charon", "/usr/lib/strongswan/charon"] {
+    for p in [
+        "/usr/lib/ipsec/charon",
+        "/usr/libexec/ipsec/charon",
+        "/usr/lib/strongswan/charon",
+    ] {
         if Path::new(p).exists() {
             return Ok(PathBuf::from(p));
         }
@@ -47,7 +73,11 @@ pub fn charon_path() -> Result<PathBuf> {
 }
 
 fn plugin_dir() -> PathBuf {
-    for p in ["/usr/lib/ipsec/plugins", "/usr/libexec/ipsec/plugins", "/usr/lib/strongswan/plugins"] {
+    for p in [
+        "/usr/lib/ipsec/plugins",
+        "/usr/libexec/ipsec/plugins",
+        "/usr/lib/strongswan/plugins",
+    ] {
         if Path::new(p).is_dir() {
             return PathBuf::from(p);
         }
@@ -155,10 +185,22 @@ impl Charon {
 
         let mut cmd = Command::new("ip");
         // ip netns exec and unshare both exec (no fork), so the pid we get is charon's.
-        cmd.args(["netns", "exec", netns, "unshare", "--mount", "--propagation", "private"])
-            .args(["sh", "-c", "mount -t tmpfs -o mode=0755 lab-run /run && exec \"$0\""])
-            .arg(&charon)
-            .env("STRONGSWAN_CONF", &conf);
+        cmd.args([
+            "netns",
+            "exec",
+            netns,
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+        ])
+        .args([
+            "sh",
+            "-c",
+            "mount -t tmpfs -o mode=0755 lab-run /run && exec \"$0\"",
+        ])
+        .arg(&charon)
+        .env("STRONGSWAN_CONF", &conf);
         // Own process group: a Ctrl-C on the terminal (demo, cargo test) must not kill the
         // gateway before the client has sent its DELETE; the lab stops it itself.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
@@ -177,13 +219,19 @@ impl Charon {
             Duration::from_millis(25),
             || {
                 if let Some(st) = c.proc.try_status() {
-                    lab_bail!("{label}: charon exited at start ({st}):\n{}", c.log_tail(40));
+                    lab_bail!(
+                        "{label}: charon exited at start ({st}):\n{}",
+                        c.log_tail(40)
+                    );
                 }
                 Ok(sock.exists().then_some(()))
             },
         )?;
-        c.swanctl(&["--load-all", "--noprompt", "--file"], Some(&sw.join("swanctl.conf")))
-            .map_err(|e| LabError(format!("{label}: loading swanctl.conf: {e}")))?;
+        c.swanctl(
+            &["--load-all", "--noprompt", "--file"],
+            Some(&sw.join("swanctl.conf")),
+        )
+        .map_err(|e| LabError(format!("{label}: loading swanctl.conf: {e}")))?;
         Ok(c)
     }
 
@@ -194,7 +242,8 @@ impl Charon {
         if let Some(f) = file {
             cmd.arg(f);
         }
-        cmd.args(["--uri", &self.uri]).env("STRONGSWAN_CONF", &self.conf);
+        cmd.args(["--uri", &self.uri])
+            .env("STRONGSWAN_CONF", &self.conf);
         run(&mut cmd)
     }
 
@@ -213,7 +262,10 @@ impl Charon {
     /// Waits until an IKE SA is ESTABLISHED with a CHILD_SA INSTALLED.
     pub fn wait_established(&self, timeout: Duration) -> Result<IkeSa> {
         wait_for(
-            &format!("{}: an ESTABLISHED IKE SA with an INSTALLED CHILD_SA", self.label),
+            &format!(
+                "{}: an ESTABLISHED IKE SA with an INSTALLED CHILD_SA",
+                self.label
+            ),
             timeout,
             Duration::from_millis(100),
             || {
@@ -240,7 +292,16 @@ impl Charon {
     /// how long swanctl took.
     pub fn initiate(&self, child: &str, timeout_s: u32) -> Result<Duration> {
         let t = Instant::now();
-        self.swanctl(&["--initiate", "--child", child, "--timeout", &timeout_s.to_string()], None)?;
+        self.swanctl(
+            &[
+                "--initiate",
+                "--child",
+                child,
+                "--timeout",
+                &timeout_s.to_string(),
+            ],
+            None,
+        )?;
         Ok(t.elapsed())
     }
 
@@ -369,12 +430,11 @@ fn parse_pretty(text: &str) -> Vec<(String, Node)> {
             continue;
         }
         if line == "}" {
-            if stack.len() > 1 {
-                if let Some((name, body)) = stack.pop() {
-                    if let Some(top) = stack.last_mut() {
-                        top.1.push((name, Node::Section(body)));
-                    }
-                }
+            if stack.len() > 1
+                && let Some((name, body)) = stack.pop()
+                && let Some(top) = stack.last_mut()
+            {
+                top.1.push((name, Node::Section(body)));
             }
         } else if let Some(name) = line.strip_suffix(" {") {
             stack.push((name.to_string(), Vec::new()));
@@ -454,7 +514,10 @@ mod tests {
         let sa = &sas[0];
         assert_eq!(sa.name, "lab");
         assert_eq!(sa.state(), "ESTABLISHED");
-        assert_eq!(sa.algorithms(), "AES_CBC-128/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/MODP_2048");
+        assert_eq!(
+            sa.algorithms(),
+            "AES_CBC-128/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/MODP_2048"
+        );
         let c = sa.installed_child().expect("child");
         assert_eq!(c.algorithms(), "AES_CBC-128/HMAC_SHA2_256_128");
         assert_eq!(c.ts("local-ts"), vec!["10.77.0.0/24"]);

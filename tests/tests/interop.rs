@@ -12,9 +12,9 @@
 
 use std::time::{Duration, Instant};
 
-use postern_lab::config::{CLIENT_VIP, LAN_HOST, LAN_NET, CHILD, CONN};
+use postern_lab::config::{CHILD, CLIENT_VIP, CONN, LAN_HOST, LAN_NET};
 use postern_lab::postern::exit;
-use postern_lab::{lab_bail, lab_ensure, run_scenario, Charon, IkeSa, Lab, Result, Role, Tunnel};
+use postern_lab::{Charon, IkeSa, Lab, Result, Role, Tunnel, lab_bail, lab_ensure, run_scenario};
 
 /// What the gateway must show.
 struct Expect {
@@ -70,7 +70,11 @@ fn last_proposal() -> (Tunnel, Expect) {
     (
         Tunnel::main_psk("last-proposal")
             .client_proposals(
-                &["aes256-sha512-modp2048", "aes256-sha256-modp2048", "aes128-sha1-modp2048"],
+                &[
+                    "aes256-sha512-modp2048",
+                    "aes256-sha256-modp2048",
+                    "aes128-sha1-modp2048",
+                ],
                 &["aes256-sha512", "aes256-sha256", "aes128-sha1"],
             )
             .gateway_proposals(&["aes128-sha1-modp2048"], &["aes128-sha1"]),
@@ -95,7 +99,10 @@ fn no_proposal() -> Tunnel {
 fn check_gateway(gw: &Charon, t: &Tunnel, exp: &Expect) -> Result<IkeSa> {
     let sa = gw.wait_established(Duration::from_secs(10))?;
     let shown = gw.list_sas_text();
-    lab_ensure!(sa.get("version") == "1", "gateway SA is not IKEv1:\n{shown}");
+    lab_ensure!(
+        sa.get("version") == "1",
+        "gateway SA is not IKEv1:\n{shown}"
+    );
     lab_ensure!(
         sa.algorithms() == exp.ike,
         "gateway IKE SA algorithms {} != expected {}:\n{shown}",
@@ -111,12 +118,18 @@ fn check_gateway(gw: &Charon, t: &Tunnel, exp: &Expect) -> Result<IkeSa> {
         child.algorithms(),
         exp.esp
     );
-    lab_ensure!(child.get("mode") == "TUNNEL", "CHILD_SA not in tunnel mode:\n{shown}");
+    lab_ensure!(
+        child.get("mode") == "TUNNEL",
+        "CHILD_SA not in tunnel mode:\n{shown}"
+    );
     lab_ensure!(
         child.ts("local-ts") == [LAN_NET] && child.ts("remote-ts") == [format!("{CLIENT_VIP}/32")],
         "unexpected traffic selectors:\n{shown}"
     );
-    let want_id = t.client_id.split_once(':').map_or(t.client_id.as_str(), |(_, v)| v);
+    let want_id = t
+        .client_id
+        .split_once(':')
+        .map_or(t.client_id.as_str(), |(_, v)| v);
     lab_ensure!(
         sa.get("remote-id") == want_id,
         "gateway sees client id {:?}, expected {want_id:?}",
@@ -125,7 +138,10 @@ fn check_gateway(gw: &Charon, t: &Tunnel, exp: &Expect) -> Result<IkeSa> {
     if t.aggressive {
         // The gateway logs the exchange type; make sure aggressive mode was really used.
         let log = std::fs::read_to_string(gw.log_path()).unwrap_or_default();
-        lab_ensure!(log.contains("AGGRESSIVE"), "gateway log shows no aggressive mode exchange");
+        lab_ensure!(
+            log.contains("AGGRESSIVE"),
+            "gateway log shows no aggressive mode exchange"
+        );
     }
     Ok(sa)
 }
@@ -156,7 +172,11 @@ fn harness_selftest() {
         client.initiate(CHILD, 20)?;
         check_gateway(&gw, &t, &exp)?;
         let csa = client.wait_established(Duration::from_secs(5))?;
-        lab_ensure!(csa.algorithms() == exp.ike, "client sees {}", csa.algorithms());
+        lab_ensure!(
+            csa.algorithms() == exp.ike,
+            "client sees {}",
+            csa.algorithms()
+        );
         lab.ping(Role::Client, Some(CLIENT_VIP), LAN_HOST)?;
         let sa = gw.list_sas()?;
         let packets_in: u64 = sa
@@ -164,7 +184,10 @@ fn harness_selftest() {
             .filter_map(|s| s.installed_child())
             .map(|c| c.get("packets-in").parse().unwrap_or(0))
             .sum();
-        lab_ensure!(packets_in >= 2, "ping answered but the gateway CHILD_SA counted {packets_in} packets in");
+        lab_ensure!(
+            packets_in >= 2,
+            "ping answered but the gateway CHILD_SA counted {packets_in} packets in"
+        );
         client.terminate(CONN)?;
         gw.wait_no_sas(Duration::from_secs(10))
     });
@@ -198,7 +221,10 @@ fn reference_failures() {
             let gw = lab.start_gateway(&t)?;
             let client = lab.start_charon_client(&t)?;
             if client.initiate(CHILD, 20).is_ok() {
-                lab_bail!("charon client connected although it must not:\n{}", gw.list_sas_text());
+                lab_bail!(
+                    "charon client connected although it must not:\n{}",
+                    gw.list_sas_text()
+                );
             }
             let sas = gw.list_sas()?;
             lab_ensure!(
@@ -219,17 +245,26 @@ fn postern_connects(scenario: &str, (t, exp): (Tunnel, Expect)) {
         let client = lab.start_postern(&t)?;
         client.wait_connected()?;
         lab_ensure!(
-            client.stdout().iter().any(|l| l.starts_with("phase1 established")),
+            client
+                .stdout()
+                .iter()
+                .any(|l| l.starts_with("phase1 established")),
             "no `phase1 established` line before `connected`"
         );
         lab_ensure!(
-            client.stdout().iter().any(|l| l.starts_with("phase2 established")),
+            client
+                .stdout()
+                .iter()
+                .any(|l| l.starts_with("phase2 established")),
             "no `phase2 established` line before `connected`"
         );
         check_gateway(&gw, &t, &exp)?;
         client.sigterm()?;
         let code = client.exit_code(Duration::from_secs(15))?;
-        lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM, expected 0");
+        lab_ensure!(
+            code == exit::OK,
+            "exit code {code} after SIGTERM, expected 0"
+        );
         gw.wait_no_sas(Duration::from_secs(10))
             .map_err(|e| postern_lab::LabError(format!("no DELETE seen by the gateway? {e}")))
     });
@@ -238,7 +273,11 @@ fn postern_connects(scenario: &str, (t, exp): (Tunnel, Expect)) {
 /// Runs a client that must fail; checks code, message and that it ends within 40 s.
 fn postern_fails(scenario: &str, t: Tunnel, with_gateway: bool, want_code: i32, want_msg: &str) {
     run_scenario(scenario, |lab| {
-        let gw = if with_gateway { Some(lab.start_gateway(&t)?) } else { None };
+        let gw = if with_gateway {
+            Some(lab.start_gateway(&t)?)
+        } else {
+            None
+        };
         let start = Instant::now();
         let client = lab.start_postern(&t)?;
         let code = client.exit_code(Duration::from_secs(40))?;
@@ -294,17 +333,35 @@ fn postern_5_last_proposal() {
 
 #[test]
 fn postern_6_wrong_psk() {
-    postern_fails("p6-wrongpsk", wrong_psk(), true, exit::AUTH_FAILED, "authentication failed");
+    postern_fails(
+        "p6-wrongpsk",
+        wrong_psk(),
+        true,
+        exit::AUTH_FAILED,
+        "authentication failed",
+    );
 }
 
 #[test]
 fn postern_7_no_proposal_chosen() {
-    postern_fails("p7-nopro", no_proposal(), true, exit::NO_PROPOSAL, "no proposal chosen");
+    postern_fails(
+        "p7-nopro",
+        no_proposal(),
+        true,
+        exit::NO_PROPOSAL,
+        "no proposal chosen",
+    );
 }
 
 #[test]
 fn postern_8_gateway_not_running() {
-    postern_fails("p8-nogw", main_psk().0, false, exit::NOT_RESPONDING, "not responding");
+    postern_fails(
+        "p8-nogw",
+        main_psk().0,
+        false,
+        exit::NOT_RESPONDING,
+        "not responding",
+    );
 }
 
 /// Traffic really flows: ping the lan host through Postern's tunnel (the route to the
@@ -322,7 +379,10 @@ fn postern_9_datapath_ping() {
         let code = client.exit_code(Duration::from_secs(15))?;
         lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
         let left = lab.exec(Role::Client, &["ip", "-4", "addr", "show"])?;
-        lab_ensure!(!left.contains(CLIENT_VIP), "virtual IP left behind after exit:\n{left}");
+        lab_ensure!(
+            !left.contains(CLIENT_VIP),
+            "virtual IP left behind after exit:\n{left}"
+        );
         Ok(())
     });
 }

@@ -11,6 +11,7 @@
 //!   until its stdout line containing `connected` is read. Includes `ip netns exec`,
 //!   postern-helper's process start, profile parsing, the IKE exchanges, SA install,
 //!   TUN/addresses/routes.
+//!
 //! Both: main mode PSK, aes128-sha256-modp2048, ESP aes128-sha256, no PFS, against one
 //! charon gateway (kernel-libipsec) in a veth-connected namespace. Between runs the
 //! client disconnects and we wait until the gateway has no SA left (not timed). One
@@ -56,7 +57,10 @@ fn parse_args() -> std::result::Result<Args, String> {
                 _ => return Err("--only charon|postern|both".into()),
             },
             "-h" | "--help" => {
-                return Err("usage: connect-time [--runs N (default 10)] [--only charon|postern|both]".into())
+                return Err(
+                    "usage: connect-time [--runs N (default 10)] [--only charon|postern|both]"
+                        .into(),
+                );
             }
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -96,16 +100,33 @@ fn median_ms(v: &[Duration]) -> f64 {
 }
 
 fn report(label: &str, v: &[Duration]) -> f64 {
-    let ms: Vec<String> = v.iter().map(|d| format!("{:.1}", d.as_secs_f64() * 1000.0)).collect();
-    let min = v.iter().min().map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0);
-    let max = v.iter().max().map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0);
+    let ms: Vec<String> = v
+        .iter()
+        .map(|d| format!("{:.1}", d.as_secs_f64() * 1000.0))
+        .collect();
+    let min = v
+        .iter()
+        .min()
+        .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0);
+    let max = v
+        .iter()
+        .max()
+        .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0);
     let med = median_ms(v);
-    println!("{label:<26} median {med:8.1} ms   min {min:.1}  max {max:.1}   n={}", v.len());
+    println!(
+        "{label:<26} median {med:8.1} ms   min {min:.1}  max {max:.1}   n={}",
+        v.len()
+    );
     println!("{:<26} runs (ms): {}", "", ms.join(" "));
     med
 }
 
-fn charon_runs(lab: &Lab, gw: &postern_lab::Charon, t: &Tunnel, runs: usize) -> Result<Vec<Duration>> {
+fn charon_runs(
+    lab: &Lab,
+    gw: &postern_lab::Charon,
+    t: &Tunnel,
+    runs: usize,
+) -> Result<Vec<Duration>> {
     let client = lab.start_charon_client(t)?;
     let mut times = Vec::new();
     for i in 0..=runs {
@@ -123,7 +144,12 @@ fn charon_runs(lab: &Lab, gw: &postern_lab::Charon, t: &Tunnel, runs: usize) -> 
     Ok(times)
 }
 
-fn postern_runs(lab: &Lab, gw: &postern_lab::Charon, t: &Tunnel, runs: usize) -> Result<Vec<Duration>> {
+fn postern_runs(
+    lab: &Lab,
+    gw: &postern_lab::Charon,
+    t: &Tunnel,
+    runs: usize,
+) -> Result<Vec<Duration>> {
     helper_path()?;
     let mut times = Vec::new();
     for i in 0..=runs {
@@ -136,7 +162,9 @@ fn postern_runs(lab: &Lab, gw: &postern_lab::Charon, t: &Tunnel, runs: usize) ->
         client.sigterm()?;
         let code = client.exit_code(Duration::from_secs(15))?;
         if code != 0 {
-            return Err(LabError(format!("postern-helper exited {code} after SIGTERM")));
+            return Err(LabError(format!(
+                "postern-helper exited {code} after SIGTERM"
+            )));
         }
         gw.wait_no_sas(Duration::from_secs(10))?;
     }
@@ -152,7 +180,10 @@ fn run(a: &Args) -> Result<bool> {
         a.runs, lab.name
     );
     let charon = if a.charon {
-        Some(charon_runs(&lab, &gw, &t, a.runs).map_err(|e| LabError(format!("charon client: {e}\n{}", lab.diagnostics())))?)
+        Some(
+            charon_runs(&lab, &gw, &t, a.runs)
+                .map_err(|e| LabError(format!("charon client: {e}\n{}", lab.diagnostics())))?,
+        )
     } else {
         None
     };
@@ -162,7 +193,9 @@ fn run(a: &Args) -> Result<bool> {
         None
     };
     println!();
-    let mc = charon.as_ref().map(|v| report("charon (swanctl --initiate)", v));
+    let mc = charon
+        .as_ref()
+        .map(|v| report("charon (swanctl --initiate)", v));
     let mut ok = true;
     let mp = match postern {
         Some(Ok(v)) => Some(report("postern-helper up", &v)),

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use postern_lab::config::{CHILD, CLIENT_VIP, CONN, LAN_HOST};
 use postern_lab::postern::helper_path_in;
-use postern_lab::{signals, Lab, LabError, Result, Role, Tunnel};
+use postern_lab::{Lab, LabError, Result, Role, Tunnel, signals};
 
 /// The demo stops by itself after this long (every wait in the lab is bounded).
 const MAX_RUN: Duration = Duration::from_secs(12 * 3600);
@@ -34,8 +34,14 @@ fn run(reference: bool) -> Result<ExitCode> {
     let lab = Lab::new("demo")?;
     println!("demo: office network up:");
     println!("  {}   192.0.2.2   (you: the laptop)", lab.ns(Role::Client));
-    println!("  {}       192.0.2.1 | 10.77.0.1   (strongSwan gateway)", lab.ns(Role::Gw));
-    println!("  {}      10.77.0.10  (a server in the office)", lab.ns(Role::Lan));
+    println!(
+        "  {}       192.0.2.1 | 10.77.0.1   (strongSwan gateway)",
+        lab.ns(Role::Gw)
+    );
+    println!(
+        "  {}      10.77.0.10  (a server in the office)",
+        lab.ns(Role::Lan)
+    );
     let gw = lab.start_gateway(&tunnel)?;
     println!("demo: strongSwan gateway running (main mode, PSK, aes128-sha256-modp2048)");
     println!(
@@ -60,7 +66,10 @@ fn run_postern(lab: &Lab, tunnel: &Tunnel, sig: &Receiver<&'static str>) -> Resu
         None => helper_path_in("release")?,
     };
     let profile = lab.write_profile(tunnel)?;
-    println!("demo: profile {} (mode 0600, holds the PSK):", profile.display());
+    println!(
+        "demo: profile {} (mode 0600, holds the PSK):",
+        profile.display()
+    );
     for line in tunnel.postern_profile().lines() {
         if line.starts_with("psk") {
             println!("  psk = \"********\"");
@@ -87,8 +96,10 @@ fn run_postern(lab: &Lab, tunnel: &Tunnel, sig: &Receiver<&'static str>) -> Resu
         if let Some(st) = child.try_wait()? {
             break st;
         }
-        if let Ok(name) = sig.recv_timeout(Duration::from_millis(100)) {
-            if !forwarded {
+        if let Ok(name) = sig.recv_timeout(Duration::from_millis(100))
+            && !forwarded
+        {
+            {
                 println!("\ndemo: {name} received, asking postern-helper to disconnect");
                 let _ = Command::new("kill")
                     .arg(format!("-{name}"))
@@ -103,14 +114,21 @@ fn run_postern(lab: &Lab, tunnel: &Tunnel, sig: &Receiver<&'static str>) -> Resu
         }
     };
     println!("\ndemo: postern-helper exited: {status}");
-    Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if status.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn run_reference(lab: &Lab, tunnel: &Tunnel, sig: &Receiver<&'static str>) -> Result<ExitCode> {
     println!("demo: reference mode: strongSwan's charon as the client");
     let client = lab.start_charon_client(tunnel)?;
     let took = client.initiate(CHILD, 20)?;
-    println!("demo: connected in {} ms (swanctl --initiate)", took.as_millis());
+    println!(
+        "demo: connected in {} ms (swanctl --initiate)",
+        took.as_millis()
+    );
     println!("{}", client.list_sas_text());
     lab.ping(Role::Client, Some(CLIENT_VIP), LAN_HOST)?;
     println!("demo: ping {LAN_HOST} through the tunnel: ok. Ctrl-C disconnects.");
