@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The one command that runs every test: dependencies, build, unit tests, the namespace lab
+# (root), and the fuzz smoke run when fuzz/run.sh exists.
+#
+# Test sections keep going after a failure so one run shows everything; the script exits
+# non-zero at the end when any section failed (a failed build stops it at once).
+# CARGO_BUILD_JOBS defaults to 1 (the 2 cores here are shared); CI may raise it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-1}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+LOG_DIR="$(mktemp -d "${TMPDIR:-/tmp}/postern-test.XXXXXX")"
+failed=()
+sections=()
+
+header() { printf '\n======== %s ========\n' "$*"; }
+
+# step NAME COMMAND...: runs COMMAND, output shown and kept for the summary.
+step() {
+  local name=$1; shift
+  local log="$LOG_DIR/${#sections[@]}.log"
+  sections+=("$name")
+  header "$name"
+  echo "+ $*"
+  if "$@" 2>&1 | tee "$log"; then
+    echo "-------- $name: ok"
+  else
+    echo "-------- $name: FAILED"
+    failed+=("$name")
+  fi
+}
+
+header "dependencies"
+scripts/install-deps.sh
+
+header "build (cargo build --workspace)"
+cargo build --workspace
+
+step "unit tests (cargo test --workspace, lab excluded)" \
+  cargo test --workspace --exclude postern-lab
+step "lab harness unit tests" \
+  cargo test -p postern-lab --lib --bins
+if [ "$(id -u)" -ne 0 ]; then
+  echo "warning: not root: the lab tests below will fail (they need network namespaces)" >&2
+fi
+step "namespace lab (strongSwan interop, root)" \
+  cargo test -p postern-lab --test interop -- --test-threads=2
+
+if [ -f fuzz/run.sh ]; then
+  step "fuzz smoke run (fuzz/run.sh 30)" bash fuzz/run.sh 30
+else
+  header "fuzz: skipped (no fuzz/run.sh)"
+fi
+
+header "summary"
+for i in "${!sections[@]}"; do
+  echo "${sections[$i]}:"
+  grep -E '^test result:|^running [0-9]+ tests?' "$LOG_DIR/$i.log" | grep '^test result' | sed 's/^/  /' || echo "  (no cargo test summary)"
+done
+rm -rf "$LOG_DIR"
+if [ ${#failed[@]} -ne 0 ]; then
+  printf 'FAILED sections:\n'; printf '  - %s\n' "${failed[@]}"
+  exit 1
+fi
+echo "all sections passed"

@@ -1,0 +1,262 @@
+//! One description of a tunnel ([`Tunnel`]) and the three configurations generated from it:
+//! the strongSwan gateway's swanctl.conf, the charon-as-client swanctl.conf (reference
+//! client), and the Postern profile (DESIGN.md contract 1). Keeping them in one place keeps
+//! the tests, the demo and the benchmark consistent.
+
+use std::fmt::Write as _;
+
+/// Fixed lab addresses (documentation / private ranges, only inside our namespaces).
+pub const CLIENT_ADDR: &str = "192.0.2.2";
+pub const GW_ADDR: &str = "192.0.2.1";
+pub const GW_LAN_ADDR: &str = "10.77.0.1";
+pub const LAN_HOST: &str = "10.77.0.10";
+pub const LAN_NET: &str = "10.77.0.0/24";
+/// The client's inner address (fixed `virtual_ip`, no Mode Config): kernel-libipsec
+/// gateways refuse a CHILD_SA whose client side is the client's outer address.
+pub const CLIENT_VIP: &str = "10.200.0.5";
+
+/// Connection and child names used in every generated swanctl.conf.
+pub const CONN: &str = "lab";
+pub const CHILD: &str = "net";
+
+/// What one scenario negotiates. IDs use the Postern profile syntax
+/// (`address:...`, `fqdn:...`, `user-fqdn:...`, `keyid:...`, `dn:...`).
+#[derive(Clone, Debug)]
+pub struct Tunnel {
+    pub name: String,
+    pub aggressive: bool,
+    pub client_id: String,
+    pub gateway_id: String,
+    /// The secret the gateway knows.
+    pub psk: String,
+    /// The secret the client uses, when it differs (wrong-PSK scenario).
+    pub client_psk: Option<String>,
+    pub gw_ike: Vec<String>,
+    pub gw_esp: Vec<String>,
+    pub client_ike: Vec<String>,
+    pub client_esp: Vec<String>,
+    /// Phase 2 PFS group offered by the client (`None` = "none").
+    pub pfs: Option<String>,
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+impl Tunnel {
+    /// Main mode, PSK, address IDs, aes128-sha256-modp2048 / esp aes128-sha256.
+    pub fn main_psk(name: &str) -> Tunnel {
+        Tunnel {
+            name: name.to_string(),
+            aggressive: false,
+            client_id: format!("address:{CLIENT_ADDR}"),
+            gateway_id: format!("address:{GW_ADDR}"),
+            psk: "lab-secret-3f9c2a".to_string(),
+            client_psk: None,
+            gw_ike: strings(&["aes128-sha256-modp2048"]),
+            gw_esp: strings(&["aes128-sha256"]),
+            client_ike: strings(&["aes128-sha256-modp2048"]),
+            client_esp: strings(&["aes128-sha256"]),
+            pfs: None,
+        }
+    }
+
+    /// Sets the same phase 1 / phase 2 proposals on both sides.
+    pub fn proposals(mut self, ike: &[&str], esp: &[&str]) -> Tunnel {
+        self.gw_ike = strings(ike);
+        self.client_ike = strings(ike);
+        self.gw_esp = strings(esp);
+        self.client_esp = strings(esp);
+        self
+    }
+
+    /// What the gateway accepts (the client offer is left as is).
+    pub fn gateway_proposals(mut self, ike: &[&str], esp: &[&str]) -> Tunnel {
+        self.gw_ike = strings(ike);
+        self.gw_esp = strings(esp);
+        self
+    }
+
+    /// What the client offers (the gateway side is left as is).
+    pub fn client_proposals(mut self, ike: &[&str], esp: &[&str]) -> Tunnel {
+        self.client_ike = strings(ike);
+        self.client_esp = strings(esp);
+        self
+    }
+
+    pub fn aggressive(mut self, client_id: &str, gateway_id: &str) -> Tunnel {
+        self.aggressive = true;
+        self.client_id = client_id.to_string();
+        self.gateway_id = gateway_id.to_string();
+        self
+    }
+
+    pub fn pfs(mut self, group: &str) -> Tunnel {
+        self.pfs = Some(group.to_string());
+        self
+    }
+
+    pub fn client_psk(mut self, psk: &str) -> Tunnel {
+        self.client_psk = Some(psk.to_string());
+        self
+    }
+
+    fn client_secret(&self) -> &str {
+        self.client_psk.as_deref().unwrap_or(&self.psk)
+    }
+
+    /// The gateway's swanctl.conf.
+    pub fn gateway_swanctl(&self) -> String {
+        swanctl_conf(&SwanSide {
+            aggressive: self.aggressive,
+            local_addr: GW_ADDR,
+            remote_addr: None,
+            local_id: &self.gateway_id,
+            remote_id: &self.client_id,
+            ike: &self.gw_ike,
+            esp: &self.gw_esp,
+            local_ts: LAN_NET,
+            remote_ts: &format!("{CLIENT_VIP}/32"),
+            secret: &self.psk,
+        })
+    }
+
+    /// swanctl.conf for strongSwan's charon as the client (the reference client).
+    pub fn charon_client_swanctl(&self) -> String {
+        let esp: Vec<String> = match &self.pfs {
+            Some(g) => self.client_esp.iter().map(|p| format!("{p}-{g}")).collect(),
+            None => self.client_esp.clone(),
+        };
+        swanctl_conf(&SwanSide {
+            aggressive: self.aggressive,
+            local_addr: CLIENT_ADDR,
+            remote_addr: Some(GW_ADDR),
+            local_id: &self.client_id,
+            remote_id: &self.gateway_id,
+            ike: &self.client_ike,
+            esp: &esp,
+            local_ts: &format!("{CLIENT_VIP}/32"),
+            remote_ts: LAN_NET,
+            secret: self.client_secret(),
+        })
+    }
+
+    /// The Postern profile for `postern-helper up` (contains the PSK: write it 0600).
+    pub fn postern_profile(&self) -> String {
+        let mut t = String::new();
+        let _ = writeln!(t, "name = {}", toml_str(&self.name));
+        let _ = writeln!(t, "gateway = {}", toml_str(GW_ADDR));
+        let _ = writeln!(t, "ike_version = 1");
+        let mode = if self.aggressive {
+            "aggressive"
+        } else {
+            "main"
+        };
+        let _ = writeln!(t, "exchange_mode = {}", toml_str(mode));
+        let _ = writeln!(t, "\n[auth]\nmethod = \"psk\"");
+        let _ = writeln!(t, "local_id = {}", toml_str(&self.client_id));
+        let _ = writeln!(t, "remote_id = {}", toml_str(&self.gateway_id));
+        let _ = writeln!(t, "psk = {}", toml_str(self.client_secret()));
+        let _ = writeln!(t, "\n[phase1]\nproposals = {}", toml_list(&self.client_ike));
+        let _ = writeln!(t, "\n[phase2]\nproposals = {}", toml_list(&self.client_esp));
+        let _ = writeln!(
+            t,
+            "pfs = {}",
+            toml_str(self.pfs.as_deref().unwrap_or("none"))
+        );
+        let _ = writeln!(t, "mode = \"tunnel\"");
+        let _ = writeln!(t, "remote_networks = {}", toml_list(&[LAN_NET.to_string()]));
+        let _ = writeln!(t, "\n[network]\nmode_config = \"off\"");
+        let _ = writeln!(t, "virtual_ip = {}", toml_str(CLIENT_VIP));
+        t
+    }
+}
+
+struct SwanSide<'a> {
+    aggressive: bool,
+    local_addr: &'a str,
+    remote_addr: Option<&'a str>,
+    local_id: &'a str,
+    remote_id: &'a str,
+    ike: &'a [String],
+    esp: &'a [String],
+    local_ts: &'a str,
+    remote_ts: &'a str,
+    secret: &'a str,
+}
+
+fn swanctl_conf(s: &SwanSide<'_>) -> String {
+    let mut c = String::new();
+    let _ = writeln!(c, "connections {{\n  {CONN} {{");
+    let _ = writeln!(c, "    version = 1");
+    let _ = writeln!(
+        c,
+        "    aggressive = {}",
+        if s.aggressive { "yes" } else { "no" }
+    );
+    let _ = writeln!(c, "    local_addrs = {}", s.local_addr);
+    if let Some(r) = s.remote_addr {
+        let _ = writeln!(c, "    remote_addrs = {r}");
+    }
+    let _ = writeln!(c, "    proposals = {}", s.ike.join(","));
+    let _ = writeln!(
+        c,
+        "    local {{\n      auth = psk\n      id = {}\n    }}",
+        swan_id(s.local_id)
+    );
+    let _ = writeln!(
+        c,
+        "    remote {{\n      auth = psk\n      id = {}\n    }}",
+        swan_id(s.remote_id)
+    );
+    let _ = writeln!(c, "    children {{\n      {CHILD} {{");
+    let _ = writeln!(c, "        local_ts = {}", s.local_ts);
+    let _ = writeln!(c, "        remote_ts = {}", s.remote_ts);
+    let _ = writeln!(c, "        esp_proposals = {}", s.esp.join(","));
+    let _ = writeln!(c, "      }}\n    }}\n  }}\n}}");
+    let _ = writeln!(c, "secrets {{\n  ike-{CONN} {{");
+    let _ = writeln!(c, "    id-local = {}", swan_id(s.local_id));
+    let _ = writeln!(c, "    id-remote = {}", swan_id(s.remote_id));
+    let _ = writeln!(c, "    secret = {}", swan_str(s.secret));
+    let _ = writeln!(c, "  }}\n}}");
+    c
+}
+
+/// Postern ID syntax → strongSwan identity syntax.
+pub fn swan_id(id: &str) -> String {
+    let (kind, value) = id.split_once(':').unwrap_or(("", id));
+    let v = match kind {
+        "address" => value.to_string(),
+        "fqdn" => format!("fqdn:{value}"),
+        "user-fqdn" => format!("email:{value}"),
+        "keyid" => format!("keyid:{value}"),
+        "dn" => value.to_string(),
+        _ => id.to_string(),
+    };
+    swan_str(&v)
+}
+
+fn swan_str(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+fn toml_str(s: &str) -> String {
+    let mut o = String::from("\"");
+    for ch in s.chars() {
+        match ch {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(o, "\\u{:04x}", c as u32);
+            }
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+fn toml_list(v: &[String]) -> String {
+    let items: Vec<String> = v.iter().map(|s| toml_str(s)).collect();
+    format!("[{}]", items.join(", "))
+}

@@ -1,0 +1,406 @@
+//! The lab: three network namespaces with a per-test unique prefix and everything started
+//! in them. `Drop` stops every process the lab started and deletes the namespaces, also
+//! when the test panics; [`cleanup_stale`] removes what crashed runs left behind.
+//!
+//! ```text
+//!  client 192.0.2.2/24 ──veth── 192.0.2.1/24 gw 10.77.0.1/24 ──veth── 10.77.0.10/24 lan
+//!  (postern / charon client)   (charon gateway, forwarding)        (default via gw)
+//! ```
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::config::{self, Tunnel};
+use crate::postern::Client;
+use crate::process::{Proc, run};
+use crate::strongswan::{Charon, CharonOptions};
+use crate::{LabError, Result};
+
+/// Every lab namespace starts with this.
+pub const PREFIX: &str = "pl-";
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Client,
+    Gw,
+    Lan,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Client => "client",
+            Role::Gw => "gw",
+            Role::Lan => "lan",
+        }
+    }
+    const ALL: [Role; 3] = [Role::Client, Role::Gw, Role::Lan];
+}
+
+/// Fails clearly when not root: the lab needs CAP_NET_ADMIN and CAP_SYS_ADMIN.
+pub fn require_root() -> Result<()> {
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let euid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("?");
+    if euid != "0" {
+        lab_bail!(
+            "the lab tests need root (network namespaces, charon); effective uid is {euid}. \
+             Run them through scripts/test.sh as root."
+        );
+    }
+    Ok(())
+}
+
+fn list_netns() -> Vec<String> {
+    let out = Command::new("ip").args(["netns", "list"]).output();
+    let Ok(out) = out else { return Vec::new() };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Deletes one namespace after killing what runs in it. Only used on our own `pl-`
+/// namespaces, whose processes this harness started.
+fn delete_netns(ns: &str) {
+    if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            if pid.chars().all(|c| c.is_ascii_digit()) {
+                let _ = Command::new("kill").args(["-KILL", pid]).status();
+            }
+        }
+    }
+    let _ = Command::new("ip").args(["netns", "delete", ns]).status();
+}
+
+/// Removes `pl-*` namespaces whose creating process (the pid in the name) is gone.
+/// Namespaces of labs running right now (ours or another test binary's) are left alone.
+pub fn cleanup_stale() {
+    for ns in list_netns() {
+        if !ns.starts_with(PREFIX) {
+            continue;
+        }
+        // pl-<scenario>-<pid>-<seq>-<role>
+        let parts: Vec<&str> = ns.rsplitn(4, '-').collect();
+        let alive = parts
+            .get(2)
+            .and_then(|p| p.parse::<u32>().ok())
+            .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        if !alive {
+            eprintln!("postern-lab: removing stale namespace {ns}");
+            delete_netns(&ns);
+        }
+    }
+    prune_old_dirs();
+}
+
+/// Lab directories are kept after failures; remove those older than a day.
+fn prune_old_dirs() {
+    let Ok(entries) = fs::read_dir(lab_base_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > Duration::from_secs(24 * 3600));
+        if old && e.file_name().to_string_lossy().starts_with(PREFIX) {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// `$POSTERN_LAB_DIR`, else `$TMPDIR/postern-lab`.
+pub fn lab_base_dir() -> PathBuf {
+    std::env::var_os("POSTERN_LAB_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("postern-lab"))
+}
+
+/// One lab: its namespaces, its directory and the processes it started.
+pub struct Lab {
+    pub name: String,
+    pub dir: PathBuf,
+    namespaces: Vec<String>,
+    procs: Mutex<Vec<Arc<Proc>>>,
+    charon_logs: Mutex<Vec<(String, PathBuf)>>,
+    keep_dir: bool,
+}
+
+impl Lab {
+    /// Creates the client/gw/lan namespaces for `scenario`.
+    pub fn new(scenario: &str) -> Result<Lab> {
+        require_root()?;
+        cleanup_stale();
+        let scenario: String = scenario
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let name = format!(
+            "{PREFIX}{scenario}-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let dir = lab_base_dir().join(&name);
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir)?;
+        let mut lab = Lab {
+            namespaces: Vec::new(),
+            name,
+            dir,
+            procs: Mutex::new(Vec::new()),
+            charon_logs: Mutex::new(Vec::new()),
+            keep_dir: std::env::var_os("POSTERN_LAB_KEEP").is_some(),
+        };
+        lab.build_topology()?;
+        Ok(lab)
+    }
+
+    pub fn ns(&self, role: Role) -> String {
+        format!("{}-{}", self.name, role.as_str())
+    }
+
+    fn ip(&self, args: &[&str]) -> Result<()> {
+        run(Command::new("ip").args(args)).map(|_| ())
+    }
+
+    fn build_topology(&mut self) -> Result<()> {
+        for role in Role::ALL {
+            let ns = self.ns(role);
+            self.ip(&["netns", "add", &ns])?;
+            self.namespaces.push(ns.clone());
+            self.ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+        }
+        let (c, g, l) = (self.ns(Role::Client), self.ns(Role::Gw), self.ns(Role::Lan));
+        // Created inside the namespaces, so equal names in parallel labs cannot clash.
+        self.ip(&[
+            "-n", &c, "link", "add", "c0", "type", "veth", "peer", "name", "g0", "netns", &g,
+        ])?;
+        self.ip(&[
+            "-n", &g, "link", "add", "g1", "type", "veth", "peer", "name", "l0", "netns", &l,
+        ])?;
+        let client = format!("{}/24", config::CLIENT_ADDR);
+        let gw = format!("{}/24", config::GW_ADDR);
+        let gw_lan = format!("{}/24", config::GW_LAN_ADDR);
+        let lan = format!("{}/24", config::LAN_HOST);
+        self.ip(&["-n", &c, "addr", "add", &client, "dev", "c0"])?;
+        self.ip(&["-n", &c, "link", "set", "c0", "up"])?;
+        self.ip(&["-n", &g, "addr", "add", &gw, "dev", "g0"])?;
+        self.ip(&["-n", &g, "addr", "add", &gw_lan, "dev", "g1"])?;
+        self.ip(&["-n", &g, "link", "set", "g0", "up"])?;
+        self.ip(&["-n", &g, "link", "set", "g1", "up"])?;
+        self.ip(&["-n", &l, "addr", "add", &lan, "dev", "l0"])?;
+        self.ip(&["-n", &l, "link", "set", "l0", "up"])?;
+        self.ip(&[
+            "-n",
+            &l,
+            "route",
+            "add",
+            "default",
+            "via",
+            config::GW_LAN_ADDR,
+        ])?;
+        self.exec(Role::Gw, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+        Ok(())
+    }
+
+    /// Runs a short command in a namespace; returns stdout.
+    pub fn exec(&self, role: Role, args: &[&str]) -> Result<String> {
+        run(Command::new("ip")
+            .args(["netns", "exec", &self.ns(role)])
+            .args(args))
+    }
+
+    /// A Command that will run `program` in the namespace of `role`.
+    pub fn command(&self, role: Role, program: &Path) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns(role)]).arg(program);
+        cmd
+    }
+
+    /// Keeps track of a process so `Drop` stops it.
+    pub fn adopt(&self, p: &Arc<Proc>) {
+        self.procs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Arc::clone(p));
+    }
+
+    fn start_charon(
+        &self,
+        role: Role,
+        label: &str,
+        swanctl: &str,
+        opts: &CharonOptions,
+    ) -> Result<Charon> {
+        let dir = self.dir.join(label);
+        self.charon_logs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((label.to_string(), dir.join("charon.log")));
+        let c = Charon::start(label, &self.ns(role), &dir, swanctl, opts)?;
+        self.adopt(&c.proc);
+        Ok(c)
+    }
+
+    /// strongSwan as the gateway of `tunnel`, in the gw namespace.
+    pub fn start_gateway(&self, tunnel: &Tunnel) -> Result<Charon> {
+        self.start_charon(
+            Role::Gw,
+            "gateway",
+            &tunnel.gateway_swanctl(),
+            &CharonOptions::default(),
+        )
+    }
+
+    /// strongSwan's charon as the client (reference client), in the client namespace. The
+    /// client's inner address is put on its loopback (charon sources the tunnel from it).
+    pub fn start_charon_client(&self, tunnel: &Tunnel) -> Result<Charon> {
+        self.add_client_vip()?;
+        self.start_charon(
+            Role::Client,
+            "charon-client",
+            &tunnel.charon_client_swanctl(),
+            &CharonOptions {
+                fast_retransmit: true,
+            },
+        )
+    }
+
+    /// Adds the client's fixed inner address (10.200.0.5/32) to its loopback.
+    pub fn add_client_vip(&self) -> Result<()> {
+        let vip = format!("{}/32", config::CLIENT_VIP);
+        self.ip(&[
+            "-n",
+            &self.ns(Role::Client),
+            "addr",
+            "replace",
+            &vip,
+            "dev",
+            "lo",
+        ])
+    }
+
+    /// Removes it again (before handing the namespace to postern-helper).
+    pub fn remove_client_vip(&self) -> Result<()> {
+        let vip = format!("{}/32", config::CLIENT_VIP);
+        self.ip(&[
+            "-n",
+            &self.ns(Role::Client),
+            "addr",
+            "del",
+            &vip,
+            "dev",
+            "lo",
+        ])
+    }
+
+    /// Writes `tunnel`'s Postern profile (mode 0600: it holds the PSK).
+    pub fn write_profile(&self, tunnel: &Tunnel) -> Result<PathBuf> {
+        let path = self.dir.join(format!("{}.toml", tunnel.name));
+        let _ = fs::remove_file(&path);
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        f.write_all(tunnel.postern_profile().as_bytes())?;
+        Ok(path)
+    }
+
+    /// `postern-helper up PROFILE` in the client namespace, output captured.
+    pub fn start_postern(&self, tunnel: &Tunnel) -> Result<Client> {
+        let profile = self.write_profile(tunnel)?;
+        let c = Client::start(self, &profile)?;
+        self.adopt(&c.proc);
+        Ok(c)
+    }
+
+    /// One ping from `role` (source `src` when given) to `dst`; fails unless answered.
+    pub fn ping(&self, role: Role, src: Option<&str>, dst: &str) -> Result<()> {
+        let mut args = vec!["ping", "-n", "-c", "2", "-i", "0.2", "-W", "2"];
+        if let Some(s) = src {
+            args.extend(["-I", s]);
+        }
+        args.push(dst);
+        self.exec(role, &args)
+            .map(|_| ())
+            .map_err(|e| LabError(format!("ping {dst} from {} failed: {e}", role.as_str())))
+    }
+
+    /// Log tails of every charon and the output of every process: for failure messages.
+    pub fn diagnostics(&self) -> String {
+        let mut s = format!(
+            "==== lab {} (files in {}) ====\n",
+            self.name,
+            self.dir.display()
+        );
+        for (label, log) in self
+            .charon_logs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            s.push_str(&format!(
+                "---- {label}: last lines of {} ----\n",
+                log.display()
+            ));
+            s.push_str(&crate::process::file_tail(log, 40));
+        }
+        for p in self.procs.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            s.push_str(&format!(
+                "---- {} (pid {}) output ----\n",
+                p.name(),
+                p.pid()
+            ));
+            s.push_str(&p.tail(30));
+        }
+        s
+    }
+
+    /// Keep the lab directory after a successful run too.
+    pub fn keep_dir(&mut self) {
+        self.keep_dir = true;
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let procs: Vec<Arc<Proc>> = self
+            .procs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .collect();
+        // Clients first (they may still want to send DELETE), then the charons.
+        for p in procs.iter().rev() {
+            p.stop(Duration::from_secs(5));
+        }
+        for ns in self.namespaces.drain(..).rev() {
+            delete_netns(&ns);
+        }
+        if std::thread::panicking() || self.keep_dir {
+            eprintln!(
+                "postern-lab: files of {} kept in {}",
+                self.name,
+                self.dir.display()
+            );
+        } else {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}

@@ -1,0 +1,388 @@
+//! Interoperability scenarios against a real strongSwan gateway in network namespaces.
+//!
+//! `postern_*`: `postern-helper up` (DESIGN.md contract 2) as the client; each checks from
+//! the gateway side (`swanctl --list-sas`) that the IKE SA is ESTABLISHED and the CHILD_SA
+//! INSTALLED with the expected algorithms, then SIGTERMs the client and expects exit 0 and
+//! the gateway's SAs gone (Postern sends DELETE).
+//!
+//! `harness_selftest` and `reference_*`: strongSwan's charon as the client against the same
+//! gateway configurations. They prove the lab and the scenario configurations themselves.
+//!
+//! Root only (scripts/test.sh runs them with `--test-threads=2`).
+
+use std::time::{Duration, Instant};
+
+use postern_lab::config::{CHILD, CLIENT_VIP, CONN, LAN_HOST, LAN_NET};
+use postern_lab::postern::exit;
+use postern_lab::{Charon, IkeSa, Lab, Result, Role, Tunnel, lab_bail, lab_ensure, run_scenario};
+
+/// What the gateway must show.
+struct Expect {
+    ike: &'static str,
+    esp: &'static str,
+}
+
+fn main_psk() -> (Tunnel, Expect) {
+    (
+        Tunnel::main_psk("main-psk"),
+        Expect {
+            ike: "AES_CBC-128/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/MODP_2048",
+            esp: "AES_CBC-128/HMAC_SHA2_256_128",
+        },
+    )
+}
+
+fn aggressive_fqdn() -> (Tunnel, Expect) {
+    (
+        Tunnel::main_psk("aggressive-fqdn")
+            .aggressive("fqdn:client.postern.test", "fqdn:gw.postern.test"),
+        Expect {
+            ike: "AES_CBC-128/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/MODP_2048",
+            esp: "AES_CBC-128/HMAC_SHA2_256_128",
+        },
+    )
+}
+
+fn legacy_3des() -> (Tunnel, Expect) {
+    (
+        Tunnel::main_psk("legacy-3des").proposals(&["3des-sha1-modp1024"], &["3des-sha1"]),
+        Expect {
+            ike: "3DES_CBC/HMAC_SHA1_96/PRF_HMAC_SHA1/MODP_1024",
+            esp: "3DES_CBC/HMAC_SHA1_96",
+        },
+    )
+}
+
+fn modern_pfs() -> (Tunnel, Expect) {
+    (
+        Tunnel::main_psk("modern-pfs")
+            .proposals(&["aes256-sha256-modp2048"], &["aes256-sha256"])
+            .gateway_proposals(&["aes256-sha256-modp2048"], &["aes256-sha256-modp2048"])
+            .pfs("modp2048"),
+        Expect {
+            ike: "AES_CBC-256/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/MODP_2048",
+            esp: "AES_CBC-256/HMAC_SHA2_256_128/MODP_2048",
+        },
+    )
+}
+
+fn last_proposal() -> (Tunnel, Expect) {
+    (
+        Tunnel::main_psk("last-proposal")
+            .client_proposals(
+                &[
+                    "aes256-sha512-modp2048",
+                    "aes256-sha256-modp2048",
+                    "aes128-sha1-modp2048",
+                ],
+                &["aes256-sha512", "aes256-sha256", "aes128-sha1"],
+            )
+            .gateway_proposals(&["aes128-sha1-modp2048"], &["aes128-sha1"]),
+        Expect {
+            ike: "AES_CBC-128/HMAC_SHA1_96/PRF_HMAC_SHA1/MODP_2048",
+            esp: "AES_CBC-128/HMAC_SHA1_96",
+        },
+    )
+}
+
+fn wrong_psk() -> Tunnel {
+    Tunnel::main_psk("wrong-psk").client_psk("not-the-gateway-secret")
+}
+
+fn no_proposal() -> Tunnel {
+    Tunnel::main_psk("no-proposal")
+        .client_proposals(&["aes128-sha256-modp2048"], &["aes128-sha256"])
+        .gateway_proposals(&["aes256-sha512-modp4096"], &["aes256-sha512"])
+}
+
+/// The gateway's view: one ESTABLISHED IKEv1 SA and an INSTALLED CHILD_SA, as expected.
+fn check_gateway(gw: &Charon, t: &Tunnel, exp: &Expect) -> Result<IkeSa> {
+    let sa = gw.wait_established(Duration::from_secs(10))?;
+    let shown = gw.list_sas_text();
+    lab_ensure!(
+        sa.get("version") == "1",
+        "gateway SA is not IKEv1:\n{shown}"
+    );
+    lab_ensure!(
+        sa.algorithms() == exp.ike,
+        "gateway IKE SA algorithms {} != expected {}:\n{shown}",
+        sa.algorithms(),
+        exp.ike
+    );
+    let Some(child) = sa.installed_child() else {
+        lab_bail!("no INSTALLED CHILD_SA on the gateway:\n{shown}")
+    };
+    lab_ensure!(
+        child.algorithms() == exp.esp,
+        "gateway CHILD_SA algorithms {} != expected {}:\n{shown}",
+        child.algorithms(),
+        exp.esp
+    );
+    lab_ensure!(
+        child.get("mode") == "TUNNEL",
+        "CHILD_SA not in tunnel mode:\n{shown}"
+    );
+    lab_ensure!(
+        child.ts("local-ts") == [LAN_NET] && child.ts("remote-ts") == [format!("{CLIENT_VIP}/32")],
+        "unexpected traffic selectors:\n{shown}"
+    );
+    let want_id = t
+        .client_id
+        .split_once(':')
+        .map_or(t.client_id.as_str(), |(_, v)| v);
+    lab_ensure!(
+        sa.get("remote-id") == want_id,
+        "gateway sees client id {:?}, expected {want_id:?}",
+        sa.get("remote-id")
+    );
+    if t.aggressive {
+        // The gateway logs the exchange type; make sure aggressive mode was really used.
+        let log = std::fs::read_to_string(gw.log_path()).unwrap_or_default();
+        lab_ensure!(
+            log.contains("AGGRESSIVE"),
+            "gateway log shows no aggressive mode exchange"
+        );
+    }
+    Ok(sa)
+}
+
+// ---------------------------------------------------------------- reference client (charon)
+
+fn charon_connects(scenario: &str, (t, exp): (Tunnel, Expect)) {
+    run_scenario(scenario, |lab| {
+        let gw = lab.start_gateway(&t)?;
+        let client = lab.start_charon_client(&t)?;
+        client.initiate(CHILD, 20)?;
+        check_gateway(&gw, &t, &exp)?;
+        client.terminate(CONN)?;
+        gw.wait_no_sas(Duration::from_secs(10))
+    });
+}
+
+/// charon client ↔ charon gateway, main mode PSK: the lab itself works, including ESP
+/// through kernel-libipsec on both ends (ping from the client's inner address to the lan).
+#[test]
+fn harness_selftest() {
+    let (t, exp) = main_psk();
+    run_scenario("selftest", |lab| {
+        lab.ping(Role::Client, None, postern_lab::config::GW_ADDR)?;
+        lab.ping(Role::Gw, None, LAN_HOST)?;
+        let gw = lab.start_gateway(&t)?;
+        let client = lab.start_charon_client(&t)?;
+        client.initiate(CHILD, 20)?;
+        check_gateway(&gw, &t, &exp)?;
+        let csa = client.wait_established(Duration::from_secs(5))?;
+        lab_ensure!(
+            csa.algorithms() == exp.ike,
+            "client sees {}",
+            csa.algorithms()
+        );
+        lab.ping(Role::Client, Some(CLIENT_VIP), LAN_HOST)?;
+        let sa = gw.list_sas()?;
+        let packets_in: u64 = sa
+            .iter()
+            .filter_map(|s| s.installed_child())
+            .map(|c| c.get("packets-in").parse().unwrap_or(0))
+            .sum();
+        lab_ensure!(
+            packets_in >= 2,
+            "ping answered but the gateway CHILD_SA counted {packets_in} packets in"
+        );
+        client.terminate(CONN)?;
+        gw.wait_no_sas(Duration::from_secs(10))
+    });
+}
+
+#[test]
+fn reference_aggressive_fqdn() {
+    charon_connects("ref-aggr", aggressive_fqdn());
+}
+
+#[test]
+fn reference_legacy_3des() {
+    charon_connects("ref-3des", legacy_3des());
+}
+
+#[test]
+fn reference_modern_pfs() {
+    charon_connects("ref-pfs", modern_pfs());
+}
+
+#[test]
+fn reference_last_proposal() {
+    charon_connects("ref-last", last_proposal());
+}
+
+/// The failure scenarios' gateway configurations really make charon fail too.
+#[test]
+fn reference_failures() {
+    for (name, t) in [("ref-nopro", no_proposal()), ("ref-wrongpsk", wrong_psk())] {
+        run_scenario(name, |lab| {
+            let gw = lab.start_gateway(&t)?;
+            let client = lab.start_charon_client(&t)?;
+            if client.initiate(CHILD, 20).is_ok() {
+                lab_bail!(
+                    "charon client connected although it must not:\n{}",
+                    gw.list_sas_text()
+                );
+            }
+            let sas = gw.list_sas()?;
+            lab_ensure!(
+                sas.iter().all(|s| s.installed_child().is_none()),
+                "gateway installed a CHILD_SA:\n{}",
+                gw.list_sas_text()
+            );
+            Ok(())
+        });
+    }
+}
+
+// ---------------------------------------------------------------- Postern
+
+fn postern_connects(scenario: &str, (t, exp): (Tunnel, Expect)) {
+    run_scenario(scenario, |lab| {
+        let gw = lab.start_gateway(&t)?;
+        let client = lab.start_postern(&t)?;
+        client.wait_connected()?;
+        lab_ensure!(
+            client
+                .stdout()
+                .iter()
+                .any(|l| l.starts_with("phase1 established")),
+            "no `phase1 established` line before `connected`"
+        );
+        lab_ensure!(
+            client
+                .stdout()
+                .iter()
+                .any(|l| l.starts_with("phase2 established")),
+            "no `phase2 established` line before `connected`"
+        );
+        check_gateway(&gw, &t, &exp)?;
+        client.sigterm()?;
+        let code = client.exit_code(Duration::from_secs(15))?;
+        lab_ensure!(
+            code == exit::OK,
+            "exit code {code} after SIGTERM, expected 0"
+        );
+        gw.wait_no_sas(Duration::from_secs(10))
+            .map_err(|e| postern_lab::LabError(format!("no DELETE seen by the gateway? {e}")))
+    });
+}
+
+/// Runs a client that must fail; checks code, message and that it ends within 40 s.
+fn postern_fails(scenario: &str, t: Tunnel, with_gateway: bool, want_code: i32, want_msg: &str) {
+    run_scenario(scenario, |lab| {
+        let gw = if with_gateway {
+            Some(lab.start_gateway(&t)?)
+        } else {
+            None
+        };
+        let start = Instant::now();
+        let client = lab.start_postern(&t)?;
+        let code = client.exit_code(Duration::from_secs(40))?;
+        let took = start.elapsed();
+        let err = client.error_line().unwrap_or_default();
+        lab_ensure!(
+            code == want_code,
+            "exit code {code}, expected {want_code}; stderr: {:?}",
+            client.stderr()
+        );
+        lab_ensure!(
+            err.contains(want_msg),
+            "expected a stderr line `error: ...{want_msg}...`, got {:?}",
+            client.stderr()
+        );
+        lab_ensure!(took < Duration::from_secs(40), "took {took:?}");
+        if let Some(gw) = gw {
+            let sas = gw.list_sas()?;
+            lab_ensure!(
+                sas.iter().all(|s| s.installed_child().is_none()),
+                "gateway installed a CHILD_SA:\n{}",
+                gw.list_sas_text()
+            );
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn postern_1_main_mode_psk() {
+    postern_connects("p1-main", main_psk());
+}
+
+#[test]
+fn postern_2_aggressive_fqdn() {
+    postern_connects("p2-aggr", aggressive_fqdn());
+}
+
+#[test]
+fn postern_3_legacy_3des() {
+    postern_connects("p3-3des", legacy_3des());
+}
+
+#[test]
+fn postern_4_modern_pfs() {
+    postern_connects("p4-pfs", modern_pfs());
+}
+
+#[test]
+fn postern_5_last_proposal() {
+    postern_connects("p5-last", last_proposal());
+}
+
+#[test]
+fn postern_6_wrong_psk() {
+    postern_fails(
+        "p6-wrongpsk",
+        wrong_psk(),
+        true,
+        exit::AUTH_FAILED,
+        "authentication failed",
+    );
+}
+
+#[test]
+fn postern_7_no_proposal_chosen() {
+    postern_fails(
+        "p7-nopro",
+        no_proposal(),
+        true,
+        exit::NO_PROPOSAL,
+        "no proposal chosen",
+    );
+}
+
+#[test]
+fn postern_8_gateway_not_running() {
+    postern_fails(
+        "p8-nogw",
+        main_psk().0,
+        false,
+        exit::NOT_RESPONDING,
+        "not responding",
+    );
+}
+
+/// Traffic really flows: ping the lan host through Postern's tunnel (the route to the
+/// remote network carries the virtual IP as source).
+#[test]
+fn postern_9_datapath_ping() {
+    let (t, exp) = main_psk();
+    run_scenario("p9-ping", |lab: &Lab| {
+        let gw = lab.start_gateway(&t)?;
+        let client = lab.start_postern(&t)?;
+        client.wait_connected()?;
+        check_gateway(&gw, &t, &exp)?;
+        lab.ping(Role::Client, None, LAN_HOST)?;
+        client.sigterm()?;
+        let code = client.exit_code(Duration::from_secs(15))?;
+        lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
+        let left = lab.exec(Role::Client, &["ip", "-4", "addr", "show"])?;
+        lab_ensure!(
+            !left.contains(CLIENT_VIP),
+            "virtual IP left behind after exit:\n{left}"
+        );
+        Ok(())
+    });
+}
