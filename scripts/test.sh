@@ -4,11 +4,11 @@
 #
 # Test sections keep going after a failure so one run shows everything; the script exits
 # non-zero at the end when any section failed (a failed build stops it at once).
-# CARGO_BUILD_JOBS defaults to 1 (the 2 cores here are shared); CI may raise it.
+# CARGO_BUILD_JOBS defaults to 2 (the machine has 2 cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-1}"
+export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 LOG_DIR="$(mktemp -d "${TMPDIR:-/tmp}/postern-test.XXXXXX")"
 failed=()
@@ -48,6 +48,10 @@ step "namespace lab (strongSwan interop, root)" \
   cargo test -p postern-lab --test interop -- --test-threads=2
 
 if [ -f fuzz/run.sh ]; then
+  if ! command -v cargo-fuzz >/dev/null 2>&1; then
+    header "installing cargo-fuzz (crates.io)"
+    cargo install --locked cargo-fuzz
+  fi
   step "fuzz smoke run (fuzz/run.sh 30)" bash fuzz/run.sh 30
 else
   header "fuzz: skipped (no fuzz/run.sh)"

@@ -10,7 +10,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use postern_dbus::profile::{self, Profile, SecretPolicy};
-use postern_engine::ike::{self, ChildConfig, Config, Encapsulation, Event, Ike, Identity, TrafficSelector};
+use postern_engine::ike::{
+    self, ChildConfig, Config, Encapsulation, Event, Identity, Ike, NAT_T_PORT, NatTraversal, TrafficSelector,
+};
 use tokio::net::UdpSocket;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -95,6 +97,23 @@ async fn tunnel(profile: Profile) -> Result<(), Failure> {
         .await
         .map_err(|e| Failure::new(EXIT_NOT_RESPONDING, format!("gateway {remote} unreachable: {e}")))?;
     let local = socket.local_addr().map_err(|e| Failure::new(EXIT_FAILURE, e.to_string()))?;
+    // The NAT-T socket: IKE floats here when a NAT is found (RFC 3947), with the
+    // 4-byte non-ESP marker in front of each IKE message.
+    let natt_socket = if matches!(profile.network.nat_traversal, profile::NatTraversal::Off) {
+        None
+    } else {
+        let mut b = bind;
+        b.set_port(NAT_T_PORT);
+        let s = UdpSocket::bind(b).await.map_err(|e| {
+            Failure::new(EXIT_FAILURE, format!("cannot bind UDP port {NAT_T_PORT}: {e} (is another IKE daemon running?)"))
+        })?;
+        let mut r = remote;
+        r.set_port(NAT_T_PORT);
+        s.connect(r).await.map_err(|e| Failure::new(EXIT_NOT_RESPONDING, format!("gateway {r} unreachable: {e}")))?;
+        Some(s)
+    };
+    let mut natt_local = local;
+    natt_local.set_port(NAT_T_PORT);
 
     let config = engine_config(&profile, local.ip())?;
     println!(
@@ -112,10 +131,11 @@ async fn tunnel(profile: Profile) -> Result<(), Failure> {
     let expected_children = profile_children(&profile, local.ip()).len();
     let mut up_children = 0usize;
     let mut buf = vec![0u8; 65536];
+    let mut buf4500 = vec![0u8; 65536];
     loop {
         // Outputs, in the engine's documented order.
         while let Some(t) = ike.poll_transmit() {
-            if let Err(e) = socket.send(&t.data).await {
+            if let Err(e) = send(&socket, natt_socket.as_ref(), &t).await {
                 // ICMP unreachable comes back as ECONNREFUSED on a connected socket:
                 // keep retransmitting; the engine gives up in bounded time.
                 if e.kind() != std::io::ErrorKind::ConnectionRefused {
@@ -126,17 +146,24 @@ async fn tunnel(profile: Profile) -> Result<(), Failure> {
         while let Some(ev) = ike.poll_event() {
             match ev {
                 Event::Phase1Established(i) => println!(
-                    "phase1 established {} ike={} lifetime={}s local_id={} peer_id={}",
+                    "phase1 established {} ike={} lifetime={}s local_id={} peer_id={} nat-t={}",
                     i.mode.name(),
                     i.proposal,
                     i.lifetime.as_secs(),
                     i.local_id,
-                    i.peer_id
+                    i.peer_id,
+                    match (i.nat_t, i.nat.local_behind_nat, i.nat.remote_behind_nat) {
+                        (None, _, _) => "no",
+                        (Some(_), true, true) => "yes (both sides behind NAT)",
+                        (Some(_), true, false) => "yes (we are behind NAT)",
+                        (Some(_), false, true) => "yes (gateway behind NAT)",
+                        (Some(_), false, false) => "available (no NAT)",
+                    }
                 ),
                 Event::Phase2Established(c) => {
                     up_children += 1;
                     println!(
-                        "phase2 established spi_in=0x{:08x} spi_out=0x{:08x} esp={} mode={} local_ts={} remote_ts={} lifetime={}s",
+                        "phase2 established spi_in=0x{:08x} spi_out=0x{:08x} esp={} mode={}{} local_ts={} remote_ts={} lifetime={}s",
                         c.spi_in,
                         c.spi_out,
                         c.proposal,
@@ -144,6 +171,7 @@ async fn tunnel(profile: Profile) -> Result<(), Failure> {
                             Encapsulation::Tunnel => "tunnel",
                             Encapsulation::Transport => "transport",
                         },
+                        if c.udp_encapsulation { "-in-udp" } else { "" },
                         c.local_ts.map(|t| t.to_string()).unwrap_or_else(|| local.ip().to_string()),
                         c.remote_ts.map(|t| t.to_string()).unwrap_or_else(|| remote.ip().to_string()),
                         c.lifetime.as_secs()
@@ -158,7 +186,7 @@ async fn tunnel(profile: Profile) -> Result<(), Failure> {
                     if ike.children().is_empty() {
                         // Nothing usable is left: close phase 1 too, and fail.
                         ike.close(Instant::now());
-                        flush(&socket, &mut ike).await;
+                        flush(&socket, natt_socket.as_ref(), &mut ike).await;
                         return Err(e.into());
                     }
                 }
@@ -181,13 +209,25 @@ async fn tunnel(profile: Profile) -> Result<(), Failure> {
         let deadline = ike.poll_timeout().map(tokio::time::Instant::from_std);
         tokio::select! {
             r = socket.recv(&mut buf) => match r {
-                Ok(n) => ike.handle_datagram(Instant::now(), &buf[..n]),
+                Ok(n) => ike.handle_datagram(Instant::now(), local, remote, &buf[..n]),
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
                 Err(e) => return Err(Failure::new(EXIT_FAILURE, format!("receive: {e}"))),
             },
+            r = recv_natt(natt_socket.as_ref(), &mut buf4500) => match r {
+                // Non-ESP marker: an IKE message. Anything else is ESP (not ours
+                // to handle without a datapath) or a NAT keepalive.
+                Ok(n) if n > 4 && buf4500[..4] == [0, 0, 0, 0] => {
+                    let mut from = remote;
+                    from.set_port(NAT_T_PORT);
+                    ike.handle_datagram(Instant::now(), natt_local, from, &buf4500[4..n]);
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+                Err(e) => return Err(Failure::new(EXIT_FAILURE, format!("receive on port {NAT_T_PORT}: {e}"))),
+            },
             _ = sleep_until(deadline) => ike.handle_timeout(Instant::now()),
-            _ = sigint.recv() => { println!("closing (SIGINT)"); ike.close(Instant::now()); flush(&socket, &mut ike).await; }
-            _ = sigterm.recv() => { println!("closing (SIGTERM)"); ike.close(Instant::now()); flush(&socket, &mut ike).await; }
+            _ = sigint.recv() => { println!("closing (SIGINT)"); ike.close(Instant::now()); flush(&socket, natt_socket.as_ref(), &mut ike).await; }
+            _ = sigterm.recv() => { println!("closing (SIGTERM)"); ike.close(Instant::now()); flush(&socket, natt_socket.as_ref(), &mut ike).await; }
         }
     }
 }
@@ -199,15 +239,35 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
+/// Sends one datagram: on port 500, or on 4500 behind the non-ESP marker.
+async fn send(socket: &UdpSocket, natt: Option<&UdpSocket>, t: &ike::Transmit) -> std::io::Result<()> {
+    match (t.nat_t, natt) {
+        (true, Some(s)) => {
+            let mut d = Vec::with_capacity(t.data.len() + 4);
+            d.extend_from_slice(&[0, 0, 0, 0]);
+            d.extend_from_slice(&t.data);
+            s.send(&d).await.map(drop)
+        }
+        _ => socket.send(&t.data).await.map(drop),
+    }
+}
+
+async fn recv_natt(s: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<usize> {
+    match s {
+        Some(s) => s.recv(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Sends whatever the engine queued (the DELETEs) before we go.
-async fn flush(socket: &UdpSocket, ike: &mut Ike) {
+async fn flush(socket: &UdpSocket, natt: Option<&UdpSocket>, ike: &mut Ike) {
     let mut pending = Vec::new();
     while let Some(t) = ike.poll_transmit() {
         pending.push(t);
     }
     let _ = tokio::time::timeout(FLUSH_GRACE, async {
         for t in pending {
-            let _ = socket.send(&t.data).await;
+            let _ = send(socket, natt, &t).await;
         }
     })
     .await;
@@ -305,6 +365,11 @@ fn engine_config(p: &Profile, local: IpAddr) -> Result<Config, Failure> {
         profile::EncapMode::Transport => Encapsulation::Transport,
     };
     c.children = profile_children(p, local);
+    c.nat_traversal = match p.network.nat_traversal {
+        profile::NatTraversal::Auto => NatTraversal::Auto,
+        profile::NatTraversal::Force => NatTraversal::Force,
+        profile::NatTraversal::Off => NatTraversal::Off,
+    };
     c.retransmit = ike::RetransmitConfig {
         tries: p.network.retransmit.tries,
         base: p.network.retransmit.base,

@@ -17,6 +17,7 @@
 //! and every error maps to a message a person can read.
 
 mod exchange;
+mod natt;
 mod phase1;
 mod quick;
 mod sa;
@@ -36,6 +37,7 @@ use crate::codec::{IdType, NotifyType};
 use crate::crypto::Rng;
 
 pub use exchange::RetransmitConfig;
+pub use natt::{NatState, NatTraversal, NattVersion, NAT_T_PORT};
 
 /// Which phase 1 exchange to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,6 +208,7 @@ pub struct Config {
     pub retransmit: RetransmitConfig,
     /// Send INITIAL-CONTACT in phase 1 (the peer then drops stale SAs of ours).
     pub initial_contact: bool,
+    pub nat_traversal: NatTraversal,
 }
 
 impl Config {
@@ -225,6 +228,7 @@ impl Config {
             children: Vec::new(),
             retransmit: RetransmitConfig::default(),
             initial_contact: true,
+            nat_traversal: NatTraversal::Auto,
         }
     }
 }
@@ -246,6 +250,9 @@ pub struct Phase1Info {
     pub peer_id: Identity,
     pub initiator_cookie: [u8; 8],
     pub responder_cookie: [u8; 8],
+    /// The NAT-T dialect agreed on, if any, and where the NATs are.
+    pub nat_t: Option<NattVersion>,
+    pub nat: NatState,
 }
 
 /// Keys of one direction of an ESP SA. Never printed.
@@ -271,6 +278,8 @@ impl fmt::Debug for EspKeys {
 pub struct ChildSa {
     pub proposal: EspProposal,
     pub encapsulation: Encapsulation,
+    /// ESP in UDP (RFC 3948) on port 4500 because NAT traversal is in use.
+    pub udp_encapsulation: bool,
     /// SPI of the SA the peer sends to us.
     pub spi_in: u32,
     /// SPI of the SA we send to the peer.
@@ -365,6 +374,9 @@ impl Error {
 pub struct Transmit {
     pub destination: SocketAddr,
     pub data: Vec<u8>,
+    /// Send from the NAT-T socket (port 4500) with the 4-byte non-ESP marker in
+    /// front of `data` (RFC 3948 §2.2).
+    pub nat_t: bool,
 }
 
 pub use phase1::Ike;

@@ -12,6 +12,7 @@ use crate::codec::{
 use crate::crypto::{self, DhKeyPair, Phase1Keys, Rng};
 
 use super::exchange::Pending;
+use super::natt::{self, NatState, NattVersion, NatTraversal, NAT_T_PORT};
 use super::quick::Quick;
 use super::sa::{self, IkeChoice, DOI_IPSEC};
 use super::{
@@ -89,6 +90,11 @@ pub struct Ike {
     pub(super) quick_done: Vec<(u32, Option<Vec<u8>>)>,
     pub(super) children: Vec<ChildSa>,
     pub(super) counters: Counters,
+    /// The NAT-T dialect both sides speak, once known.
+    natt: Option<NattVersion>,
+    nat: NatState,
+    /// IKE has moved to port 4500 (and ESP will be UDP-encapsulated).
+    floated: bool,
 }
 
 impl std::fmt::Debug for Ike {
@@ -145,6 +151,9 @@ impl Ike {
             quick_done: Vec::new(),
             children: Vec::new(),
             counters: Counters::default(),
+            natt: None,
+            nat: NatState::default(),
+            floated: false,
         }
     }
 
@@ -168,6 +177,14 @@ impl Ike {
     }
     pub fn remote(&self) -> SocketAddr {
         self.remote
+    }
+    /// Where the NATs are (meaningful once phase 1 is past its key exchange).
+    pub fn nat(&self) -> NatState {
+        self.nat
+    }
+    /// The NAT-T dialect in use when IKE and ESP are UDP-encapsulated on port 4500.
+    pub fn udp_encapsulation(&self) -> Option<NattVersion> {
+        self.natt.filter(|_| self.floated)
     }
 
     /// The next datagram to send.
@@ -250,9 +267,24 @@ impl Ike {
 
     /// Processes one datagram from the peer. Anything invalid is dropped (and
     /// counted) or, where it settles the negotiation, turned into an error event.
-    pub fn handle_datagram(&mut self, now: Instant, data: &[u8]) {
+    ///
+    /// `local` is the address it arrived on (port 4500: it came through the NAT-T
+    /// socket, non-ESP marker already removed), `remote` where it came from.
+    pub fn handle_datagram(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
         if self.state == State::Dead || data.len() > MAX_DATAGRAM {
             return;
+        }
+        // A responder answers where the first message came from.
+        if self.role == Role::Responder && self.state == State::ExpectSa {
+            self.remote = remote;
+            self.local = local;
+        }
+        // A responder follows the initiator to port 4500 (and through NAT remappings).
+        if self.role == Role::Responder && self.natt.is_some() && local.port() == NAT_T_PORT && remote != self.remote {
+            if remote.ip() == self.remote.ip() || self.nat.remote_behind_nat {
+                self.remote = remote;
+                self.floated = true;
+            }
         }
         let Ok(header) = Header::decode(data) else {
             self.counters.dropped += 1;
@@ -324,7 +356,7 @@ impl Ike {
     // ----- sending ---------------------------------------------------------
 
     pub(super) fn send_raw(&mut self, data: Vec<u8>) {
-        self.out.transmits.push_back(Transmit { destination: self.remote, data });
+        self.out.transmits.push_back(Transmit { destination: self.remote, data, nat_t: self.floated });
     }
 
     fn header(&self, exchange: ExchangeType, message_id: u32, flags: u8) -> Header {
@@ -482,7 +514,9 @@ impl Ike {
         let sa = sa::ike_offer(&self.offerable(), self.auth_method(), self.config.ike_lifetime);
         let p = Payload::Sa(sa);
         self.m.sai_b = p.encode_body();
-        let d = self.plain_message(ExchangeType::IDENTITY_PROTECTION, vec![p]);
+        let mut payloads = vec![p];
+        payloads.extend(self.our_vendor_ids());
+        let d = self.plain_message(ExchangeType::IDENTITY_PROTECTION, payloads);
         self.state = State::ExpectSaReply;
         self.send_pending(now, d);
     }
@@ -498,7 +532,8 @@ impl Ike {
         self.m.ni = self.nonce();
         let id = self.our_id_payload();
         self.m.our_id = Some(id.clone());
-        let payloads = vec![sa, Payload::Ke(self.m.g_xi.clone()), Payload::Nonce(self.m.ni.clone()), Payload::Id(id)];
+        let mut payloads = vec![sa, Payload::Ke(self.m.g_xi.clone()), Payload::Nonce(self.m.ni.clone()), Payload::Id(id)];
+        payloads.extend(self.our_vendor_ids());
         let d = self.plain_message(ExchangeType::AGGRESSIVE, payloads);
         self.state = State::ExpectAggressiveReply;
         self.send_pending(now, d);
@@ -569,7 +604,9 @@ impl Ike {
         self.m.dh = Some(dh);
         self.m.ni = self.nonce();
         self.m.choice = Some(choice);
-        let payloads = vec![Payload::Ke(self.m.g_xi.clone()), Payload::Nonce(self.m.ni.clone())];
+        self.learn_natt(&msg.payloads);
+        let mut payloads = vec![Payload::Ke(self.m.g_xi.clone()), Payload::Nonce(self.m.ni.clone())];
+        payloads.extend(self.nat_d_payloads());
         let d = self.plain_message(ExchangeType::IDENTITY_PROTECTION, payloads);
         self.state = State::ExpectKeReply;
         self.send_pending(now, d);
@@ -586,6 +623,8 @@ impl Ike {
         self.m.g_xr = ke.to_vec();
         self.m.nr = nr.to_vec();
         self.derive_keys()?;
+        self.detect_nat(&msg.payloads);
+        self.float_if_needed();
         let id = self.our_id_payload();
         let idii_b = Payload::Id(id.clone()).encode_body();
         self.m.our_id = Some(id.clone());
@@ -663,9 +702,13 @@ impl Ike {
         let peer_id = Identity { kind: id.id_type, data: id.data.clone() };
         self.check_peer_id(&peer_id)?;
         self.m.peer_id = Some(peer_id);
+        self.learn_natt(&msg.payloads);
+        self.detect_nat(&msg.payloads);
         let idii_b = Payload::Id(self.m.our_id.clone().unwrap_or_else(|| self.our_id_payload())).encode_body();
         let hash_i = self.auth_hash(Role::Initiator, &idii_b)?;
         let mut payloads = vec![Payload::Hash(hash_i)];
+        payloads.extend(self.nat_d_payloads());
+        self.float_if_needed();
         if self.config.initial_contact {
             payloads.push(self.initial_contact());
         }
@@ -697,7 +740,10 @@ impl Ike {
         self.rcookie = self.nonzero_cookie();
         self.m.sai_b = raw_sa_body(data).unwrap_or(sai_b);
         self.m.choice = Some(choice);
-        let d = self.plain_message(ExchangeType::IDENTITY_PROTECTION, vec![Payload::Sa(reply)]);
+        self.learn_natt(&msg.payloads);
+        let mut payloads = vec![Payload::Sa(reply)];
+        payloads.extend(self.natt.map(|v| Payload::VendorId(natt::vendor_id_for(v))));
+        let d = self.plain_message(ExchangeType::IDENTITY_PROTECTION, payloads);
         self.state = State::ExpectKe;
         self.answered(now, data, d, true);
         Ok(())
@@ -718,7 +764,9 @@ impl Ike {
         self.m.ni = ni.to_vec();
         self.m.nr = self.nonce();
         self.derive_keys()?;
-        let payloads = vec![Payload::Ke(self.m.g_xr.clone()), Payload::Nonce(self.m.nr.clone())];
+        self.detect_nat(&msg.payloads);
+        let mut payloads = vec![Payload::Ke(self.m.g_xr.clone()), Payload::Nonce(self.m.nr.clone())];
+        payloads.extend(self.nat_d_payloads());
         let d = self.plain_message(ExchangeType::IDENTITY_PROTECTION, payloads);
         self.state = State::ExpectIdHashI;
         self.answered(now, data, d, true);
@@ -771,6 +819,7 @@ impl Ike {
         let peer_id = Identity { kind: id.id_type, data: id.data.clone() };
         self.check_peer_id(&peer_id)?;
         self.rcookie = self.nonzero_cookie();
+        self.learn_natt(&msg.payloads);
         self.m.sai_b = raw_sa_body(data).unwrap_or_else(|| Payload::Sa(sa.clone()).encode_body());
         let group = choice.proposal.group;
         self.m.choice = Some(choice);
@@ -786,13 +835,15 @@ impl Ike {
         let idir_b = Payload::Id(our.clone()).encode_body();
         self.m.our_id = Some(our.clone());
         let hash_r = self.auth_hash(Role::Responder, &idir_b)?;
-        let payloads = vec![
+        let mut payloads = vec![
             Payload::Sa(reply),
             Payload::Ke(self.m.g_xr.clone()),
             Payload::Nonce(self.m.nr.clone()),
             Payload::Id(our),
             Payload::Hash(hash_r),
         ];
+        payloads.extend(self.natt.map(|v| Payload::VendorId(natt::vendor_id_for(v))));
+        payloads.extend(self.nat_d_payloads());
         let d = self.plain_message(ExchangeType::AGGRESSIVE, payloads);
         self.state = State::ExpectHashI;
         self.answered(now, data, d, true);
@@ -807,16 +858,18 @@ impl Ike {
             .map(|i| Payload::Id(IdPayload { id_type: i.kind, protocol: 0, port: 0, data: i.data.clone() }).encode_body())
             .unwrap_or_default();
         let idii_b = raw_id_body(self.last_exchange.as_ref().map(|(r, _)| r.as_slice())).unwrap_or(idii_b);
-        let hash_i = if header.flags & Header::FLAG_ENCRYPTION != 0 {
+        let (hash_i, payloads) = if header.flags & Header::FLAG_ENCRYPTION != 0 {
             let iv = self.m.iv.clone();
             let opened = self.open(header, data, &iv).map_err(|_| psk_mismatch())?;
             let h = find_hash(&opened.payloads).ok_or_else(psk_mismatch)?.to_vec();
             self.m.iv = opened.last_block;
-            h
+            (h, opened.payloads.into_iter().map(|d| d.payload).collect::<Vec<_>>())
         } else {
             let Some(msg) = self.decode_plain(data) else { return Ok(()) };
-            find_hash_plain(&msg.payloads).ok_or_else(psk_mismatch)?.to_vec()
+            (find_hash_plain(&msg.payloads).ok_or_else(psk_mismatch)?.to_vec(), msg.payloads)
         };
+        // RFC 3947: in aggressive mode the initiator's NAT-D come in message 3.
+        self.detect_nat(&payloads);
         let expected = self.auth_hash(Role::Initiator, &idii_b)?;
         if !crypto::ct_eq(&expected, &hash_i) {
             return Err(Error::AuthenticationFailed("HASH_I mismatch: pre-shared key mismatch?".into()));
@@ -914,6 +967,8 @@ impl Ike {
             peer_id,
             initiator_cookie: self.icookie,
             responder_cookie: self.rcookie,
+            nat_t: self.udp_encapsulation(),
+            nat: self.nat,
         };
         // The DH secret is no longer needed.
         self.m.dh = None;
@@ -924,6 +979,71 @@ impl Ike {
             for c in children {
                 self.start_quick(now, c);
             }
+        }
+    }
+
+    // ----- NAT traversal ---------------------------------------------------
+
+    fn our_vendor_ids(&self) -> Vec<Payload> {
+        if self.config.nat_traversal == NatTraversal::Off {
+            return Vec::new();
+        }
+        natt::our_vendor_ids().into_iter().map(Payload::VendorId).collect()
+    }
+
+    /// Takes note of the NAT-T dialect the peer's vendor IDs announce.
+    fn learn_natt(&mut self, payloads: &[Payload]) {
+        if self.config.nat_traversal == NatTraversal::Off {
+            return;
+        }
+        let vids = payloads.iter().filter_map(|p| match p {
+            Payload::VendorId(v) => Some(v.as_slice()),
+            _ => None,
+        });
+        self.natt = natt::version_from_vendor_ids(vids);
+    }
+
+    /// NAT-D payloads: first the peer's address as we see it, then ours. With
+    /// `force`, ours is deliberately wrong so the peer sees a NAT and encapsulates.
+    fn nat_d_payloads(&mut self) -> Vec<Payload> {
+        let (Some(v), Some(choice)) = (self.natt, self.m.choice.as_ref()) else { return Vec::new() };
+        let hash = choice.proposal.hash;
+        let peer = natt::nat_d(hash, &self.icookie, &self.rcookie, self.remote);
+        let ours = if self.config.nat_traversal == NatTraversal::Force {
+            super::random_bytes::<16>(&mut *self.rng).to_vec()
+        } else {
+            natt::nat_d(hash, &self.icookie, &self.rcookie, self.local)
+        };
+        vec![Payload::NatD { draft: v.draft(), hash: peer }, Payload::NatD { draft: v.draft(), hash: ours }]
+    }
+
+    fn detect_nat(&mut self, payloads: &[Payload]) {
+        let (Some(_), Some(choice)) = (self.natt, self.m.choice.as_ref()) else { return };
+        let hash = choice.proposal.hash;
+        let received: Vec<Vec<u8>> = payloads
+            .iter()
+            .filter_map(|p| match p {
+                Payload::NatD { hash, .. } => Some(hash.clone()),
+                _ => None,
+            })
+            .collect();
+        let us = natt::nat_d(hash, &self.icookie, &self.rcookie, self.local);
+        let peer = natt::nat_d(hash, &self.icookie, &self.rcookie, self.remote);
+        match natt::detect(&received, &us, &peer) {
+            Some(n) => self.nat = n,
+            // The peer announced NAT-T but sent no NAT-D: treat as no NAT.
+            None => self.natt = None,
+        }
+        if self.config.nat_traversal == NatTraversal::Force {
+            self.nat.local_behind_nat = true;
+        }
+    }
+
+    /// Initiator: move to port 4500 once a NAT is known (RFC 3947 §4).
+    fn float_if_needed(&mut self) {
+        if self.natt.is_some() && self.nat.any() && !self.floated {
+            self.floated = true;
+            self.remote.set_port(NAT_T_PORT);
         }
     }
 

@@ -72,7 +72,7 @@ impl Ike {
             Payload::Sa(sa::esp_offer(
                 &proposals,
                 spi_in,
-                self.config.encapsulation,
+                sa::encap_mode(self.config.encapsulation, self.udp_encapsulation()),
                 self.config.esp_lifetime,
                 self.config.esp_lifetime_kb,
             )),
@@ -245,7 +245,8 @@ impl Ike {
         let result = (|| {
             let sa_p = sa_p.ok_or_else(|| Error::Malformed("quick mode reply without SA".into()))?;
             let nr = nr.ok_or_else(|| Error::Malformed("quick mode reply without nonce".into()))?;
-            let (choice, spi_out) = sa::check_esp_reply(sa_p, &offered, self.config.encapsulation)?;
+            let udp = self.udp_encapsulation().is_some();
+            let (choice, spi_out) = sa::check_esp_reply(sa_p, &offered, self.config.encapsulation, udp)?;
             if let Some((ci, cr)) = &q.ids {
                 if ids.len() != 2 || ids[0] != *ci || ids[1] != *cr {
                     return Err(Error::InvalidId("the gateway answered with other traffic selectors".into()));
@@ -338,7 +339,7 @@ impl Ike {
             Ok(v) => v,
             Err(e) => return refuse(self, e),
         };
-        if choice.encapsulation != self.config.encapsulation {
+        if choice.encapsulation != self.config.encapsulation || choice.udp != self.udp_encapsulation().is_some() {
             return refuse(self, Error::NoProposalChosen("encapsulation mode mismatch".into()));
         }
         let nr = super::random_bytes::<32>(&mut *self.rng).to_vec();
@@ -468,6 +469,7 @@ impl Ike {
         ChildSa {
             proposal: p,
             encapsulation: choice.encapsulation,
+            udp_encapsulation: choice.udp,
             spi_in: q.spi_in,
             spi_out,
             keys_in: derive(q.spi_in),

@@ -159,14 +159,14 @@ pub(crate) fn choose_ike(sa: &SaPayload, acceptable: &[IkeProposal], auth_method
 pub(crate) fn esp_offer(
     proposals: &[EspProposal],
     spi: u32,
-    encap: Encapsulation,
+    mode: u16,
     lifetime: Duration,
     lifetime_kb: Option<u64>,
 ) -> SaPayload {
     let transforms = proposals
         .iter()
         .enumerate()
-        .map(|(i, p)| esp_transform(i as u8 + 1, p, encap, lifetime, lifetime_kb))
+        .map(|(i, p)| esp_transform(i as u8 + 1, p, mode, lifetime, lifetime_kb))
         .collect();
     SaPayload {
         doi: DOI_IPSEC,
@@ -175,7 +175,7 @@ pub(crate) fn esp_offer(
     }
 }
 
-fn esp_transform(number: u8, p: &EspProposal, encap: Encapsulation, lifetime: Duration, kb: Option<u64>) -> Transform {
+fn esp_transform(number: u8, p: &EspProposal, mode: u16, lifetime: Duration, kb: Option<u64>) -> Transform {
     let mut attributes = vec![
         Attribute::basic(ipsec_attr::SA_LIFE_TYPE, ipsec_attr::SECONDS),
         life_attr(ipsec_attr::SA_LIFE_DURATION, lifetime.as_secs()),
@@ -187,7 +187,7 @@ fn esp_transform(number: u8, p: &EspProposal, encap: Encapsulation, lifetime: Du
     if let Some(g) = p.group {
         attributes.push(Attribute::basic(ipsec_attr::GROUP_DESCRIPTION, g.ike_id()));
     }
-    attributes.push(Attribute::basic(ipsec_attr::ENCAPSULATION_MODE, encap_mode(encap)));
+    attributes.push(Attribute::basic(ipsec_attr::ENCAPSULATION_MODE, mode));
     if let Some(a) = p.auth {
         attributes.push(Attribute::basic(ipsec_attr::AUTHENTICATION_ALGORITHM, a.ike_id()));
     }
@@ -197,10 +197,13 @@ fn esp_transform(number: u8, p: &EspProposal, encap: Encapsulation, lifetime: Du
     Transform { number, id: p.cipher.transform_id(), attributes }
 }
 
-fn encap_mode(e: Encapsulation) -> u16 {
-    match e {
-        Encapsulation::Tunnel => ipsec_attr::TUNNEL,
-        Encapsulation::Transport => ipsec_attr::TRANSPORT,
+/// The ENCAPSULATION_MODE value: plain, or UDP-encapsulated in the agreed NAT-T dialect.
+pub(crate) fn encap_mode(e: Encapsulation, udp: Option<super::NattVersion>) -> u16 {
+    let tunnel = e == Encapsulation::Tunnel;
+    match udp {
+        Some(v) => v.udp_mode(tunnel),
+        None if tunnel => ipsec_attr::TUNNEL,
+        None => ipsec_attr::TRANSPORT,
     }
 }
 
@@ -209,6 +212,8 @@ fn encap_mode(e: Encapsulation) -> u16 {
 pub(crate) struct EspChoice {
     pub proposal: EspProposal,
     pub encapsulation: Encapsulation,
+    /// UDP-encapsulated (NAT-T) mode.
+    pub udp: bool,
     pub lifetime: Option<Duration>,
     pub lifetime_kb: Option<u64>,
 }
@@ -254,17 +259,24 @@ pub(crate) fn parse_esp_transform(t: &Transform) -> Result<EspChoice, String> {
         Some(g) => Some(DhGroup::from_ike(g).ok_or_else(|| format!("unsupported PFS group {g}"))?),
         None => None,
     };
-    let encapsulation = match mode {
-        Some(ipsec_attr::TUNNEL) | None => Encapsulation::Tunnel,
-        Some(ipsec_attr::TRANSPORT) => Encapsulation::Transport,
+    let (encapsulation, udp) = match mode {
+        Some(ipsec_attr::TUNNEL) | None => (Encapsulation::Tunnel, false),
+        Some(ipsec_attr::TRANSPORT) => (Encapsulation::Transport, false),
+        Some(ipsec_attr::UDP_TUNNEL_RFC | ipsec_attr::UDP_TUNNEL_DRAFT) => (Encapsulation::Tunnel, true),
+        Some(ipsec_attr::UDP_TRANSPORT_RFC | ipsec_attr::UDP_TRANSPORT_DRAFT) => (Encapsulation::Transport, true),
         Some(m) => return Err(format!("unsupported encapsulation mode {m}")),
     };
-    Ok(EspChoice { proposal: EspProposal { cipher, auth, group }, encapsulation, lifetime, lifetime_kb })
+    Ok(EspChoice { proposal: EspProposal { cipher, auth, group }, encapsulation, udp, lifetime, lifetime_kb })
 }
 
 /// Initiator: the reply must carry one ESP proposal with one transform we offered.
 /// Returns the choice and the peer's SPI.
-pub(crate) fn check_esp_reply(sa: &SaPayload, offered: &[EspProposal], encap: Encapsulation) -> Result<(EspChoice, u32), Error> {
+pub(crate) fn check_esp_reply(
+    sa: &SaPayload,
+    offered: &[EspProposal],
+    encap: Encapsulation,
+    udp: bool,
+) -> Result<(EspChoice, u32), Error> {
     let bad = |why: String| Error::NoProposalChosen(format!("the gateway's phase 2 answer is invalid: {why}"));
     let [p] = sa.proposals.as_slice() else {
         return Err(bad(format!("{} proposals in the reply", sa.proposals.len())));
@@ -280,7 +292,7 @@ pub(crate) fn check_esp_reply(sa: &SaPayload, offered: &[EspProposal], encap: En
     if !offered.contains(&choice.proposal) {
         return Err(bad(format!("it chose {}, which we did not offer", choice.proposal)));
     }
-    if choice.encapsulation != encap {
+    if choice.encapsulation != encap || choice.udp != udp {
         return Err(bad("it chose another encapsulation mode".into()));
     }
     Ok((choice, spi))

@@ -37,8 +37,11 @@ struct Pair {
     filter: Filter,
     i: Ike,
     r: Ike,
-    /// In flight: (arrival, to_responder, bytes).
-    wire: VecDeque<(Instant, bool, Vec<u8>)>,
+    /// In flight: (arrival, to_responder, over port 4500, bytes).
+    wire: VecDeque<(Instant, bool, bool, Vec<u8>)>,
+    /// The initiator sits behind a NAT: the responder sees it as 192.0.2.2 with
+    /// remapped ports.
+    nat: bool,
     sent: usize,
     i_events: Vec<Event>,
     r_events: Vec<Event>,
@@ -46,8 +49,17 @@ struct Pair {
 
 impl Pair {
     fn new(ic: Config, rc: Config, seed: u64) -> Pair {
+        Pair::build(ic, rc, seed, false)
+    }
+
+    fn behind_nat(ic: Config, rc: Config, seed: u64) -> Pair {
+        Pair::build(ic, rc, seed, true)
+    }
+
+    fn build(ic: Config, rc: Config, seed: u64, nat: bool) -> Pair {
         let now = Instant::now();
-        let i = Ike::initiate(ic, addr(2), addr(1), now, Box::new(test_rng(seed))).unwrap();
+        let local = if nat { SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 500) } else { addr(2) };
+        let i = Ike::initiate(ic, local, addr(1), now, Box::new(test_rng(seed))).unwrap();
         let r = Ike::respond(rc, addr(1), addr(2), Box::new(test_rng(seed + 1000)));
         Pair {
             now,
@@ -57,6 +69,7 @@ impl Pair {
             i,
             r,
             wire: VecDeque::new(),
+            nat,
             sent: 0,
             i_events: Vec::new(),
             r_events: Vec::new(),
@@ -66,20 +79,21 @@ impl Pair {
     fn collect(&mut self) {
         let mut batch = Vec::new();
         while let Some(t) = self.i.poll_transmit() {
-            assert_eq!(t.destination, addr(1));
-            batch.push((true, t.data));
+            assert_eq!(t.destination.ip(), addr(1).ip());
+            assert_eq!(t.destination.port(), if t.nat_t { 4500 } else { 500 });
+            batch.push((true, t.nat_t, t.data));
         }
         while let Some(t) = self.r.poll_transmit() {
-            batch.push((false, t.data));
+            batch.push((false, t.nat_t, t.data));
         }
         if self.reorder {
             batch.reverse();
         }
-        for (to_r, d) in batch {
+        for (to_r, nat_t, d) in batch {
             let n = self.sent;
             self.sent += 1;
             if (self.filter)(to_r, n, &d) {
-                self.wire.push_back((self.now + self.latency, to_r, d));
+                self.wire.push_back((self.now + self.latency, to_r, nat_t, d));
             }
         }
         while let Some(e) = self.i.poll_event() {
@@ -103,11 +117,20 @@ impl Pair {
             }
             self.now = self.now.max(next);
             if let Some(pos) = self.wire.iter().position(|w| w.0 <= self.now) {
-                let (_, to_r, d) = self.wire.remove(pos).unwrap();
+                let (_, to_r, nat_t, d) = self.wire.remove(pos).unwrap();
+                let port = if nat_t { 4500 } else { 500 };
+                let gw = SocketAddr::new(addr(1).ip(), port);
+                // What the responder sees as the initiator's address.
+                let client = match (self.nat, nat_t) {
+                    (false, _) => SocketAddr::new(addr(2).ip(), port),
+                    (true, false) => SocketAddr::new(addr(2).ip(), 31000),
+                    (true, true) => SocketAddr::new(addr(2).ip(), 31001),
+                };
                 if to_r {
-                    self.r.handle_datagram(self.now, &d);
+                    self.r.handle_datagram(self.now, gw, client, &d);
                 } else {
-                    self.i.handle_datagram(self.now, &d);
+                    let local = if self.nat { SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), port) } else { client };
+                    self.i.handle_datagram(self.now, local, gw, &d);
                 }
             } else {
                 self.i.handle_timeout(self.now);
@@ -480,7 +503,7 @@ fn unauthenticated_notify_never_tears_down_an_established_sa() {
             })],
         }
         .encode();
-        p.i.handle_datagram(p.now, &forged);
+        p.i.handle_datagram(p.now, addr(2), addr(1), &forged);
     }
     // A forged "encrypted" delete with garbage is dropped too.
     let garbage = Header {
@@ -496,8 +519,8 @@ fn unauthenticated_notify_never_tears_down_an_established_sa() {
     let mut d = Vec::new();
     garbage.encode(&mut d);
     d.extend_from_slice(&[0x42; 32]);
-    p.i.handle_datagram(p.now, &d);
-    p.i.handle_datagram(p.now, &d[..30]);
+    p.i.handle_datagram(p.now, addr(2), addr(1), &d);
+    p.i.handle_datagram(p.now, addr(2), addr(1), &d[..30]);
     p.collect();
     assert!(p.i.is_established());
     assert!(!p.i_events.iter().any(|e| matches!(e, Event::Failed(_) | Event::Phase1Deleted)));
@@ -513,7 +536,7 @@ fn truncations_and_bit_flips_never_panic() {
     for _ in 0..20 {
         p.collect();
         for w in &p.wire {
-            captured.push(w.2.clone());
+            captured.push(w.3.clone());
         }
         if p.wire.is_empty() {
             break;
@@ -525,14 +548,74 @@ fn truncations_and_bit_flips_never_panic() {
     let mut victim_r = Ike::respond(r, addr(1), addr(2), Box::new(test_rng(98)));
     for d in &captured {
         for cut in [0, 1, 27, 28, 29, d.len() / 2, d.len().saturating_sub(1)] {
-            victim_i.handle_datagram(p.now, &d[..cut.min(d.len())]);
-            victim_r.handle_datagram(p.now, &d[..cut.min(d.len())]);
+            victim_i.handle_datagram(p.now, addr(2), addr(1), &d[..cut.min(d.len())]);
+            victim_r.handle_datagram(p.now, addr(1), addr(2), &d[..cut.min(d.len())]);
         }
         for bit in (0..d.len() * 8).step_by(7) {
             let mut m = d.clone();
             m[bit / 8] ^= 1 << (bit % 8);
-            victim_i.handle_datagram(p.now, &m);
-            victim_r.handle_datagram(p.now, &m);
+            victim_i.handle_datagram(p.now, addr(2), addr(1), &m);
+            victim_r.handle_datagram(p.now, addr(1), addr(2), &m);
         }
     }
+}
+
+#[test]
+fn no_nat_stays_on_port_500() {
+    let (i, r) = configs(ExchangeMode::Main);
+    let mut p = Pair::new(i, r, 30);
+    p.drive();
+    assert_matching(&p);
+    assert_eq!(p.i.udp_encapsulation(), None);
+    assert!(!p.children_i()[0].udp_encapsulation);
+    assert_eq!(p.i.phase1().unwrap().nat_t, None);
+}
+
+#[test]
+fn behind_nat_floats_to_4500_and_encapsulates() {
+    for mode in [ExchangeMode::Main, ExchangeMode::Aggressive] {
+        let (i, r) = configs(mode);
+        let mut p = Pair::behind_nat(i, r, 31);
+        p.drive();
+        assert_matching(&p);
+        assert_eq!(p.i.udp_encapsulation(), Some(NattVersion::Rfc3947));
+        assert!(p.i.nat().local_behind_nat && !p.i.nat().remote_behind_nat);
+        assert!(p.r.nat().remote_behind_nat && !p.r.nat().local_behind_nat);
+        assert!(p.children_i()[0].udp_encapsulation && p.children_r()[0].udp_encapsulation);
+        // The responder answers where the NAT maps our port 4500.
+        assert_eq!(p.r.remote().port(), 31001);
+        // DELETE on close still arrives through the NAT.
+        p.i.close(p.now);
+        p.drive();
+        assert!(p.r_events.iter().any(|e| matches!(e, Event::Phase1Deleted)), "{mode:?}");
+    }
+}
+
+#[test]
+fn forced_encapsulation_without_nat() {
+    let (mut i, r) = configs(ExchangeMode::Main);
+    i.nat_traversal = NatTraversal::Force;
+    let mut p = Pair::new(i, r, 32);
+    p.drive();
+    assert_matching(&p);
+    assert!(p.children_i()[0].udp_encapsulation);
+    assert!(p.r.nat().remote_behind_nat);
+}
+
+#[test]
+fn nat_traversal_off_sends_no_vendor_ids() {
+    let (mut i, r) = configs(ExchangeMode::Main);
+    i.nat_traversal = NatTraversal::Off;
+    let mut p = Pair::behind_nat(i, r, 33);
+    let mut vids = 0;
+    p.filter = Box::new(move |to_r, _, d| {
+        if let Ok(m) = codec::Message::decode(d) {
+            vids += m.payloads.iter().filter(|p| matches!(p, codec::Payload::VendorId(_))).count();
+            assert!(!to_r || vids == 0);
+        }
+        true
+    });
+    p.drive();
+    assert_matching(&p);
+    assert!(!p.children_i()[0].udp_encapsulation);
 }
