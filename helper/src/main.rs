@@ -5,6 +5,7 @@
 //! with the service issue.
 #![forbid(unsafe_code)]
 
+mod datapath;
 mod rng;
 mod up;
 
