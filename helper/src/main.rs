@@ -6,20 +6,29 @@
 #![forbid(unsafe_code)]
 
 mod datapath;
+mod kernel;
 mod rng;
 mod up;
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: postern-helper up PROFILE.toml\n\
+const USAGE: &str = "usage: postern-helper up PROFILE.toml | postern-helper cleanup\n\
 \n\
   up PROFILE.toml   negotiate the profile's tunnel in the foreground; one line per\n\
-                    state change; Ctrl-C (SIGINT) or SIGTERM closes it cleanly\n";
+                    state change; Ctrl-C (SIGINT) or SIGTERM closes it cleanly\n\
+  cleanup           remove what a killed helper left in this network namespace\n\
+                    (TUN device, addresses, routes named by its /run/postern journal)\n";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["up", path] => up::run(std::path::Path::new(path)),
+        ["cleanup"] => {
+            for line in kernel::cleanup_stale() {
+                println!("{line}");
+            }
+            ExitCode::SUCCESS
+        }
         ["-h" | "--help" | "help"] => {
             print!("{USAGE}");
             ExitCode::SUCCESS

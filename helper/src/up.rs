@@ -34,6 +34,10 @@ pub fn run(path: &Path) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    // --- datapath (issue 3): undo what a killed helper left in this namespace ---
+    for line in crate::kernel::cleanup_stale() {
+        println!("{line}");
+    }
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -132,6 +136,8 @@ async fn tunnel(profile: Profile) -> Result<(), Failure> {
     let mut up_children = 0usize;
     let mut buf = vec![0u8; 65536];
     let mut buf4500 = vec![0u8; 65536];
+    // --- datapath (issue 3): created with the first SA; dropping it tears it down ---
+    let mut datapath: Option<crate::datapath::Datapath> = None;
     loop {
         // Outputs, in the engine's documented order.
         while let Some(t) = ike.poll_transmit() {
@@ -176,8 +182,22 @@ async fn tunnel(profile: Profile) -> Result<(), Failure> {
                         c.remote_ts.map(|t| t.to_string()).unwrap_or_else(|| remote.ip().to_string()),
                         c.lifetime.as_secs()
                     );
+                    // --- datapath (issue 3): install the SA pair ---
+                    match crate::datapath::on_established(
+                        &mut datapath,
+                        natt_socket.as_ref(),
+                        profile.network.virtual_ip,
+                        remote.is_ipv6(),
+                        &c,
+                    ) {
+                        Ok(line) => println!("{line}"),
+                        Err(e) => {
+                            ike.close(Instant::now());
+                            flush(&socket, natt_socket.as_ref(), &mut ike).await;
+                            return Err(Failure::new(EXIT_FAILURE, format!("datapath: {e}")));
+                        }
+                    }
                     if up_children == expected_children {
-                        println!("datapath none: the SAs are negotiated but not installed (no datapath yet)");
                         println!("connected in {} ms", start.elapsed().as_millis());
                     }
                 }
@@ -195,6 +215,10 @@ async fn tunnel(profile: Profile) -> Result<(), Failure> {
                         "phase2 deleted spi_in=0x{spi_in:08x} spi_out=0x{spi_out:08x}{}",
                         if by_peer { " by the gateway" } else { "" }
                     );
+                    // --- datapath (issue 3) ---
+                    if let Some(dp) = datapath.as_mut() {
+                        dp.remove(spi_in, spi_out);
+                    }
                 }
                 Event::Phase1Deleted => {
                     return Err(Failure::new(EXIT_FAILURE, "the gateway closed the connection (deleted the IKE SA)"));
@@ -214,14 +238,14 @@ async fn tunnel(profile: Profile) -> Result<(), Failure> {
                 Err(e) => return Err(Failure::new(EXIT_FAILURE, format!("receive: {e}"))),
             },
             r = recv_natt(natt_socket.as_ref(), &mut buf4500) => match r {
-                // Non-ESP marker: an IKE message. Anything else is ESP (not ours
-                // to handle without a datapath) or a NAT keepalive.
+                // Non-ESP marker: an IKE message. Anything else is ESP or a NAT keepalive.
                 Ok(n) if n > 4 && buf4500[..4] == [0, 0, 0, 0] => {
                     let mut from = remote;
                     from.set_port(NAT_T_PORT);
                     ike.handle_datagram(Instant::now(), natt_local, from, &buf4500[4..n]);
                 }
-                Ok(_) => {}
+                // --- datapath (issue 3): ESP and NAT keepalives ---
+                Ok(n) => if let Some(dp) = datapath.as_mut() { dp.inbound(&mut buf4500[..n]) },
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
                 Err(e) => return Err(Failure::new(EXIT_FAILURE, format!("receive on port {NAT_T_PORT}: {e}"))),
             },

@@ -367,7 +367,6 @@ fn postern_8_gateway_not_running() {
 /// Traffic really flows: ping the lan host through Postern's tunnel (the route to the
 /// remote network carries the virtual IP as source).
 #[test]
-#[ignore = "needs the datapath (issue 3: userspace ESP over TUN); the SAs are negotiated but not installed yet"]
 fn postern_9_datapath_ping() {
     let (t, exp) = main_psk();
     run_scenario("p9-ping", |lab: &Lab| {

@@ -1,4 +1,422 @@
-//! The userspace ESP datapath: ESP over UDP 4500 (RFC 3948) between a TUN device and
-//! the gateway, for kernels without ESP.
+//! The userspace ESP datapath: ESP in UDP 4500 (RFC 3948) between a TUN device and
+//! the gateway, for kernels without ESP (DESIGN.md, "Datapath and host networking").
+//!
+//! Two threads share the work, one per direction:
+//! - outbound, a thread of its own: read a packet from the TUN device into a reused
+//!   buffer (with room for the ESP header in front), pick the SA whose remote traffic
+//!   selector holds the destination, encapsulate in place, send on the NAT-T socket
+//!   (a duplicate of up.rs's socket); a NAT keepalive (one 0xFF byte) after 20 s
+//!   without sending;
+//! - inbound, in up.rs's loop, which already receives on port 4500: IKE (behind the
+//!   non-ESP marker) goes to the engine, everything else to [`Datapath::inbound`]:
+//!   find the SA by SPI, check and decrypt in place, check the inner source against
+//!   the SA's remote selector, write to the TUN device.
+//!
+//! Host changes (device, address, routes) go through [`crate::kernel`] and its
+//! journal, and are undone when the [`Datapath`] is dropped.
 
 pub mod esp;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, UdpSocket};
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use postern_engine::ike::{ChildSa, Encapsulation, TrafficSelector};
+use tun_rs::{InterruptEvent, SyncDevice};
+
+use crate::kernel::{self, Entry, Journal, KernelError};
+use esp::{EspError, InboundSa, OutboundSa};
+
+/// RFC 3948 §4: keepalives every 20 s while nothing else is sent.
+const NAT_KEEPALIVE: Duration = Duration::from_secs(20);
+/// The outer path MTU we assume (the gateway's link).
+const OUTER_MTU: usize = 1500;
+/// Largest inner packet read from the TUN device.
+const MAX_INNER: usize = 65535;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DatapathError {
+    #[error("cannot create the TUN device: {0}")]
+    Tun(#[source] std::io::Error),
+    #[error("no free TUN device name (postern0..postern15 are taken)")]
+    NoDeviceName,
+    #[error("cannot share the NAT-T socket with the datapath: {0}")]
+    Socket(#[source] std::io::Error),
+    #[error("cannot start the datapath thread: {0}")]
+    Thread(#[source] std::io::Error),
+    #[error("no randomness for ESP IVs: {0}")]
+    Random(getrandom::Error),
+    #[error("cannot install the ESP SA: {0}")]
+    Esp(#[from] EspError),
+    #[error("no inner address: the gateway assigned none and the profile has no network.virtual_ip")]
+    NoVirtualIp,
+    #[error("the userspace datapath does not do {0} yet")]
+    Unsupported(&'static str),
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+}
+
+/// Packet counters, shared by both directions.
+#[derive(Default)]
+struct Stats {
+    tx_packets: AtomicU64,
+    tx_bytes: AtomicU64,
+    tx_dropped: AtomicU64,
+    rx_packets: AtomicU64,
+    rx_bytes: AtomicU64,
+    rx_dropped: AtomicU64,
+}
+
+struct Outbound {
+    remote: TrafficSelector,
+    sa: OutboundSa,
+}
+
+struct Inbound {
+    remote: Option<TrafficSelector>,
+    sa: InboundSa,
+}
+
+/// One tunnel's datapath: TUN device, SAs, worker thread, host changes.
+pub struct Datapath {
+    name: String,
+    dev: Option<Arc<SyncDevice>>,
+    journal: Option<Journal>,
+    vip: IpAddr,
+    inbound: Vec<Inbound>,
+    outbound: Arc<Mutex<Vec<Outbound>>>,
+    routes: Vec<TrafficSelector>,
+    interrupt: Arc<InterruptEvent>,
+    stopping: Arc<AtomicBool>,
+    worker: Option<JoinHandle<()>>,
+    stats: Arc<Stats>,
+}
+
+fn free_device_name() -> Option<String> {
+    (0..16).map(|i| format!("postern{i}")).find(|n| !std::path::Path::new("/sys/class/net").join(n).exists())
+}
+
+impl Datapath {
+    /// Creates the TUN device with `vip` on it and starts the outbound worker, which
+    /// sends on a duplicate of `natt` (the socket connected to the gateway's port 4500).
+    pub fn start(natt: &tokio::net::UdpSocket, vip: IpAddr, mtu: u16) -> Result<Datapath, DatapathError> {
+        let socket = UdpSocket::from(natt.as_fd().try_clone_to_owned().map_err(DatapathError::Socket)?);
+        let name = free_device_name().ok_or(DatapathError::NoDeviceName)?;
+        let mut journal = Journal::create(&kernel::journal::run_dir(), &name)?;
+        journal.record(Entry::Link { dev: name.clone() })?;
+        let dev = match tun_rs::DeviceBuilder::new().name(&name).mtu(mtu).build_sync() {
+            Ok(d) => d,
+            Err(e) => {
+                journal.finish();
+                return Err(DatapathError::Tun(e));
+            }
+        };
+        let dev = Arc::new(dev);
+        let mut dp = Datapath {
+            name,
+            dev: Some(Arc::clone(&dev)),
+            journal: Some(journal),
+            vip,
+            inbound: Vec::new(),
+            outbound: Arc::new(Mutex::new(Vec::new())),
+            routes: Vec::new(),
+            interrupt: Arc::new(InterruptEvent::new().map_err(DatapathError::Tun)?),
+            stopping: Arc::new(AtomicBool::new(false)),
+            worker: None,
+            stats: Arc::new(Stats::default()),
+        };
+        // From here on, errors tear down through Drop.
+        dev.set_nonblocking(true).map_err(DatapathError::Tun)?;
+        let prefix = if vip.is_ipv4() { 32 } else { 128 };
+        if let Some(j) = dp.journal.as_mut() {
+            kernel::net::add_addr(j, vip, prefix, &dp.name)?;
+        }
+        kernel::net::link_up(&dp.name)?;
+        let worker = Outward {
+            dev,
+            socket,
+            sas: Arc::clone(&dp.outbound),
+            interrupt: Arc::clone(&dp.interrupt),
+            stopping: Arc::clone(&dp.stopping),
+            stats: Arc::clone(&dp.stats),
+        };
+        dp.worker = Some(
+            std::thread::Builder::new()
+                .name("postern-esp-out".into())
+                .spawn(move || worker.run())
+                .map_err(DatapathError::Thread)?,
+        );
+        Ok(dp)
+    }
+
+    pub fn device_name(&self) -> &str {
+        &self.name
+    }
+
+    /// Installs an SA pair and routes its remote network through the device (once).
+    /// A newer SA for the same remote network takes over sending (rekey); the older
+    /// inbound SA keeps receiving until it is deleted.
+    pub fn install(&mut self, c: &ChildSa) -> Result<(), DatapathError> {
+        if c.encapsulation != Encapsulation::Tunnel {
+            return Err(DatapathError::Unsupported("transport mode"));
+        }
+        let Some(remote) = c.remote_ts else { return Err(DatapathError::Unsupported("SAs without traffic selectors")) };
+        let rng = crate::rng::os_rng().map_err(DatapathError::Random)?;
+        let out = OutboundSa::new(c.spi_out, &c.proposal, &c.keys_out, rng)?;
+        let inb = InboundSa::new(c.spi_in, &c.proposal, &c.keys_in)?;
+        self.inbound.push(Inbound { remote: Some(remote), sa: inb });
+        {
+            let mut sas = self.outbound.lock().unwrap_or_else(|e| e.into_inner());
+            sas.retain(|o| o.remote != remote);
+            sas.push(Outbound { remote, sa: out });
+        }
+        // A gateway may propose 0.0.0.0/0 for its side (Cisco Unity): the SA can carry
+        // anything, but only the profile's split networks are routed.
+        if remote.prefix > 0 && !self.routes.contains(&remote) {
+            if let Some(j) = self.journal.as_mut() {
+                kernel::net::add_route(j, remote.addr, remote.prefix, &self.name, self.vip)?;
+            }
+            self.routes.push(remote);
+        }
+        Ok(())
+    }
+
+    /// Forgets an SA pair (deleted by us or by the gateway).
+    pub fn remove(&mut self, spi_in: u32, spi_out: u32) {
+        self.inbound.retain(|i| i.sa.spi() != spi_in);
+        self.outbound.lock().unwrap_or_else(|e| e.into_inner()).retain(|o| o.sa.spi() != spi_out);
+    }
+
+    /// Handles one datagram received on port 4500 that is not IKE: a NAT keepalive
+    /// or ESP. Decrypted in place in `pkt`.
+    pub fn inbound(&mut self, pkt: &mut [u8]) {
+        if pkt == [0xff] {
+            return;
+        }
+        if self.inbound_esp(pkt).is_err() {
+            self.stats.rx_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn inbound_esp(&mut self, pkt: &mut [u8]) -> Result<(), ()> {
+        let spi = u32::from_be_bytes(pkt.get(..4).ok_or(())?.try_into().map_err(|_| ())?);
+        let sa = self.inbound.iter_mut().find(|i| i.sa.spi() == spi).ok_or(())?;
+        let (range, next_header) = sa.sa.decapsulate(pkt).map_err(|_| ())?;
+        let inner = &pkt[range];
+        if next_header == esp::NEXT_HEADER_NONE {
+            return Ok(());
+        }
+        let src = inner_address(inner, next_header, false).ok_or(())?;
+        if let Some(remote) = sa.remote {
+            if !remote.contains(&TrafficSelector::host(src)) {
+                return Err(());
+            }
+        }
+        let dev = self.dev.as_ref().ok_or(())?;
+        dev.send(inner).map_err(|_| ())?;
+        self.stats.rx_packets.fetch_add(1, Ordering::Relaxed);
+        self.stats.rx_bytes.fetch_add(inner.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Stops the worker, removes the device, the address and the routes (exactly what
+    /// the journal names), and removes the journal. Returns a summary line.
+    fn teardown(&mut self) -> String {
+        self.stopping.store(true, Ordering::SeqCst);
+        let _ = self.interrupt.trigger();
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+        let mut errors = Vec::new();
+        if let Some(j) = self.journal.take() {
+            // Routes and the address first, while the device exists; then the device
+            // (closing our descriptor deletes it; `ip link del` catches the rest).
+            let (links, others): (Vec<Entry>, Vec<Entry>) =
+                j.entries().iter().cloned().partition(|e| matches!(e, Entry::Link { .. }));
+            errors.extend(kernel::net::undo(&others));
+            self.dev = None;
+            errors.extend(kernel::net::undo(&links));
+            if errors.is_empty() {
+                j.finish();
+            }
+        }
+        self.inbound.clear();
+        self.outbound.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        let s = &self.stats;
+        let mut line = format!(
+            "datapath stopped: {} removed; sent {} packets ({} bytes, {} dropped), received {} packets ({} bytes, {} dropped)",
+            self.name,
+            s.tx_packets.load(Ordering::Relaxed),
+            s.tx_bytes.load(Ordering::Relaxed),
+            s.tx_dropped.load(Ordering::Relaxed),
+            s.rx_packets.load(Ordering::Relaxed),
+            s.rx_bytes.load(Ordering::Relaxed),
+            s.rx_dropped.load(Ordering::Relaxed),
+        );
+        if !errors.is_empty() {
+            line.push_str(&format!("; teardown errors (journal kept): {}", errors.join("; ")));
+        }
+        line
+    }
+}
+
+impl Drop for Datapath {
+    fn drop(&mut self) {
+        if self.journal.is_some() || self.worker.is_some() {
+            println!("{}", self.teardown());
+        }
+    }
+}
+
+/// The source (`dst == false`) or destination address of an inner IP packet whose
+/// version agrees with the ESP next header; `None` if it is not such a packet.
+fn inner_address(p: &[u8], next_header: u8, dst: bool) -> Option<IpAddr> {
+    match (next_header, p.first()? >> 4) {
+        (esp::NEXT_HEADER_IPV4, 4) => {
+            let at = if dst { 16 } else { 12 };
+            let b: [u8; 4] = p.get(at..at + 4)?.try_into().ok()?;
+            Some(IpAddr::V4(Ipv4Addr::from(b)))
+        }
+        (esp::NEXT_HEADER_IPV6, 6) => {
+            let at = if dst { 24 } else { 8 };
+            let b: [u8; 16] = p.get(at..at + 16)?.try_into().ok()?;
+            Some(IpAddr::V6(Ipv6Addr::from(b)))
+        }
+        _ => None,
+    }
+}
+
+/// The outbound worker: TUN → ESP → UDP.
+struct Outward {
+    dev: Arc<SyncDevice>,
+    socket: UdpSocket,
+    sas: Arc<Mutex<Vec<Outbound>>>,
+    interrupt: Arc<InterruptEvent>,
+    stopping: Arc<AtomicBool>,
+    stats: Arc<Stats>,
+}
+
+impl Outward {
+    fn run(self) {
+        let mut buf = vec![0u8; esp::MAX_HEADER + MAX_INNER + esp::MAX_TRAILER];
+        let start = esp::MAX_HEADER;
+        let mut last_send = Instant::now();
+        while !self.stopping.load(Ordering::Relaxed) {
+            let wait = NAT_KEEPALIVE.saturating_sub(last_send.elapsed());
+            let n = match self.dev.recv_intr_timeout(&mut buf[start..start + MAX_INNER], &self.interrupt, Some(wait)) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    self.send(&[0xff]);
+                    last_send = Instant::now();
+                    continue;
+                }
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock) => continue,
+                Err(_) => {
+                    // The device is gone (teardown, or deleted under us).
+                    if !self.stopping.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    continue;
+                }
+            };
+            if self.encapsulate_and_send(&mut buf, start, n) {
+                last_send = Instant::now();
+            } else {
+                self.stats.tx_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn encapsulate_and_send(&self, buf: &mut [u8], start: usize, n: usize) -> bool {
+        let Some(inner) = buf.get(start..start + n) else { return false };
+        let next_header = match inner.first().map(|b| b >> 4) {
+            Some(4) => esp::NEXT_HEADER_IPV4,
+            Some(6) => esp::NEXT_HEADER_IPV6,
+            _ => return false,
+        };
+        let Some(dst) = inner_address(inner, next_header, true) else { return false };
+        let dst = TrafficSelector::host(dst);
+        let range = {
+            let mut sas = self.sas.lock().unwrap_or_else(|e| e.into_inner());
+            // The most specific remote network holding the destination.
+            let Some(o) = sas.iter_mut().filter(|o| o.remote.contains(&dst)).max_by_key(|o| o.remote.prefix) else {
+                return false;
+            };
+            match o.sa.encapsulate(buf, start, n, next_header) {
+                Ok(r) => r,
+                Err(_) => return false,
+            }
+        };
+        let Some(packet) = buf.get(range) else { return false };
+        if self.send(packet) {
+            self.stats.tx_packets.fetch_add(1, Ordering::Relaxed);
+            self.stats.tx_bytes.fetch_add(n as u64, Ordering::Relaxed);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Sends one datagram. The socket is non-blocking (it is shared with up.rs's tokio
+    /// loop): when the send buffer is full, wait a little and retry, up to ~20 ms.
+    fn send(&self, d: &[u8]) -> bool {
+        for _ in 0..400 {
+            match self.socket.send(d) {
+                Ok(_) => return true,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_micros(50)),
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+}
+
+/// The TUN MTU for a proposal: the outer MTU less IP, UDP and ESP overhead.
+pub fn tunnel_mtu(c: &ChildSa, gateway_v6: bool) -> u16 {
+    let ip = if gateway_v6 { 40 } else { 20 };
+    let udp = if c.udp_encapsulation { 8 } else { 0 };
+    let mtu = OUTER_MTU.saturating_sub(ip + udp + esp::max_overhead(&c.proposal));
+    // Keep it a multiple of 4 (sane for every cipher's alignment) and at least IPv4's minimum.
+    u16::try_from(mtu & !3).unwrap_or(1280).max(576)
+}
+
+/// The inner address for a CHILD_SA: its local selector when that is one host, else
+/// the profile's fixed `virtual_ip`.
+pub fn virtual_ip(c: &ChildSa, fixed: Option<Ipv4Addr>) -> Result<IpAddr, DatapathError> {
+    match c.local_ts {
+        Some(ts) if ts.is_host() => Ok(ts.addr),
+        _ => fixed.map(IpAddr::V4).ok_or(DatapathError::NoVirtualIp),
+    }
+}
+
+/// up.rs glue, on `Phase2Established`: creates the datapath with the first
+/// UDP-encapsulated SA and installs the pair. Returns the line to print.
+pub fn on_established(
+    dp: &mut Option<Datapath>,
+    natt: Option<&tokio::net::UdpSocket>,
+    fixed_vip: Option<Ipv4Addr>,
+    gateway_v6: bool,
+    c: &ChildSa,
+) -> Result<String, DatapathError> {
+    if !c.udp_encapsulation {
+        return Ok("datapath none: raw ESP (no UDP encapsulation) is not supported by the userspace datapath yet".into());
+    }
+    let Some(natt) = natt else { return Err(DatapathError::Unsupported("ESP in UDP without the NAT-T socket")) };
+    let d = match dp {
+        Some(d) => d,
+        None => {
+            let vip = virtual_ip(c, fixed_vip)?;
+            dp.insert(Datapath::start(natt, vip, tunnel_mtu(c, gateway_v6))?)
+        }
+    };
+    d.install(c)?;
+    Ok(format!(
+        "datapath userspace dev={} vip={} remote={}",
+        d.device_name(),
+        d.vip,
+        c.remote_ts.map(|t| t.to_string()).unwrap_or_default()
+    ))
+}

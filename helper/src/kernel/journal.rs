@@ -1,0 +1,202 @@
+//! The crash journal: one file per tunnel under /run/postern, written (and synced)
+//! before each change to the host, removed after a clean teardown.
+//!
+//! ```text
+//! postern-journal 1
+//! pid 1234
+//! netns 4026532281
+//! link postern0
+//! addr 10.200.0.5/32 postern0
+//! route 10.77.0.0/24 postern0 10.200.0.5
+//! ```
+//!
+//! Journals name the network namespace (its inode) they were written in: a helper only
+//! cleans up after helpers of its own namespace.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use super::KernelError;
+
+const MAGIC: &str = "postern-journal 1";
+
+/// One change made to the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// A network device we created.
+    Link { dev: String },
+    /// An address (`addr/prefix`) on a device.
+    Addr { cidr: String, dev: String },
+    /// A route to `dst` (`net/prefix`) through a device, with source address `src`.
+    Route { dst: String, dev: String, src: String },
+}
+
+impl Entry {
+    fn to_line(&self) -> String {
+        match self {
+            Entry::Link { dev } => format!("link {dev}"),
+            Entry::Addr { cidr, dev } => format!("addr {cidr} {dev}"),
+            Entry::Route { dst, dev, src } => format!("route {dst} {dev} {src}"),
+        }
+    }
+
+    fn parse(line: &str) -> Option<Entry> {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        // Only names and addresses as written by `to_line`: nothing that could smuggle
+        // an option into the `ip` command line.
+        let ok = |s: &str| !s.is_empty() && !s.starts_with('-') && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b".:/_".contains(&b));
+        if !w.iter().skip(1).all(|s| ok(s)) {
+            return None;
+        }
+        match w.as_slice() {
+            ["link", dev] => Some(Entry::Link { dev: dev.to_string() }),
+            ["addr", cidr, dev] => Some(Entry::Addr { cidr: cidr.to_string(), dev: dev.to_string() }),
+            ["route", dst, dev, src] => Some(Entry::Route { dst: dst.to_string(), dev: dev.to_string(), src: src.to_string() }),
+            _ => None,
+        }
+    }
+}
+
+/// `$POSTERN_RUN_DIR`, else /run/postern.
+pub fn run_dir() -> PathBuf {
+    std::env::var_os("POSTERN_RUN_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/run/postern"))
+}
+
+/// The inode of our network namespace (0 when it cannot be read).
+pub fn netns_id() -> u64 {
+    fs::metadata("/proc/self/ns/net").map(|m| m.ino()).unwrap_or(0)
+}
+
+/// The journal of the running tunnel.
+pub struct Journal {
+    path: PathBuf,
+    file: File,
+    entries: Vec<Entry>,
+}
+
+fn err(path: &Path) -> impl Fn(std::io::Error) -> KernelError + '_ {
+    move |source| KernelError::Journal { path: path.display().to_string(), source }
+}
+
+impl Journal {
+    /// Creates the journal for tunnel device `dev` in `dir` (mode 0600).
+    pub fn create(dir: &Path, dev: &str) -> Result<Journal, KernelError> {
+        let ns = netns_id();
+        let path = dir.join(format!("{ns}-{dev}.journal"));
+        fs::create_dir_all(dir).map_err(err(dir))?;
+        let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path).map_err(err(&path))?;
+        writeln!(file, "{MAGIC}\npid {}\nnetns {ns}", std::process::id()).map_err(err(&path))?;
+        file.sync_data().map_err(err(&path))?;
+        Ok(Journal { path, file, entries: Vec::new() })
+    }
+
+    /// Records `e` durably, before the change is made.
+    pub fn record(&mut self, e: Entry) -> Result<(), KernelError> {
+        writeln!(self.file, "{}", e.to_line()).map_err(err(&self.path))?;
+        self.file.sync_data().map_err(err(&self.path))?;
+        self.entries.push(e);
+        Ok(())
+    }
+
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// Removes the file: everything it named has been undone.
+    pub fn finish(self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// A journal read back from disk.
+#[derive(Debug)]
+pub struct Stale {
+    pub path: PathBuf,
+    pub pid: u32,
+    pub entries: Vec<Entry>,
+}
+
+fn parse(text: &str) -> Option<(u32, u64, Vec<Entry>)> {
+    let mut lines = text.lines();
+    if lines.next()? != MAGIC {
+        return None;
+    }
+    let pid = lines.next()?.strip_prefix("pid ")?.parse().ok()?;
+    let ns = lines.next()?.strip_prefix("netns ")?.parse().ok()?;
+    // A torn last line (crash while writing) is skipped.
+    Some((pid, ns, lines.filter_map(Entry::parse).collect()))
+}
+
+fn helper_alive(pid: u32) -> bool {
+    pid == std::process::id()
+        || fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == "postern-helper")
+}
+
+/// Journals in `dir` of this network namespace whose helper is no longer running.
+pub fn stale_journals(dir: &Path) -> Vec<Stale> {
+    let ns = netns_id();
+    let Ok(rd) = fs::read_dir(dir) else { return Vec::new() };
+    let mut out = Vec::new();
+    for e in rd.flatten() {
+        let path = e.path();
+        if path.extension().and_then(|x| x.to_str()) != Some("journal") {
+            continue;
+        }
+        let Ok(text) = fs::read_to_string(&path) else { continue };
+        let Some((pid, jns, entries)) = parse(&text) else { continue };
+        if jns == ns && !helper_alive(pid) {
+            out.push(Stale { path, pid, entries });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmpdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("postern-journal-test-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn round_trip_and_staleness() {
+        let dir = tmpdir("rt");
+        let mut j = Journal::create(&dir, "postern7").expect("create");
+        let es = [
+            Entry::Link { dev: "postern7".into() },
+            Entry::Addr { cidr: "10.200.0.5/32".into(), dev: "postern7".into() },
+            Entry::Route { dst: "10.77.0.0/24".into(), dev: "postern7".into(), src: "10.200.0.5".into() },
+        ];
+        for e in &es {
+            j.record(e.clone()).expect("record");
+        }
+        // Our own journal is not stale.
+        assert!(stale_journals(&dir).is_empty());
+        // Rewrite it as if a dead helper wrote it.
+        let p = dir.join(format!("{}-postern7.journal", netns_id()));
+        let text = fs::read_to_string(&p).expect("read");
+        let dead = text.replace(&format!("pid {}", std::process::id()), "pid 4194303");
+        fs::write(&p, format!("{dead}route 10.1.0.0/16 postern7")).expect("write"); // torn line
+        let stale = stale_journals(&dir);
+        assert_eq!(stale.len(), 1);
+        assert_eq!(stale[0].pid, 4194303);
+        assert_eq!(stale[0].entries, es);
+        // Another namespace's journal is left alone.
+        fs::write(dir.join("1-postern9.journal"), dead.replace(&format!("netns {}", netns_id()), "netns 1")).expect("write");
+        assert_eq!(stale_journals(&dir).len(), 1);
+        j.finish();
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn hostile_lines_are_ignored() {
+        for l in ["link -all", "addr 1.2.3.4/32 dev;rm", "route a b", "link", "unknown x", "link a b"] {
+            assert_eq!(Entry::parse(l), None, "{l}");
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! Host networking: the virtual IP, the routes to the remote networks, and the crash
+//! journal that lets a later helper remove what a killed one left behind.
+//!
+//! First step: changes are made with the `ip` command (iproute2); the rtnetlink
+//! backend (STYLE.md item 11) replaces [`net`] later behind the same interface.
+
+pub mod journal;
+pub mod net;
+
+pub use journal::{Entry, Journal};
+
+/// Why host networking could not be set up or torn down.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    #[error("`ip {args}` failed: {stderr}")]
+    Command { args: String, stderr: String },
+    #[error("cannot run `ip` (is iproute2 installed?): {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("crash journal {path}: {source}")]
+    Journal {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Undoes what stale journals (of helpers that are gone) in this network namespace
+/// recorded. Returns one line per journal handled.
+pub fn cleanup_stale() -> Vec<String> {
+    cleanup_stale_in(&journal::run_dir())
+}
+
+pub fn cleanup_stale_in(dir: &std::path::Path) -> Vec<String> {
+    let mut report = Vec::new();
+    for j in journal::stale_journals(dir) {
+        let errors = net::undo(&j.entries);
+        let _ = std::fs::remove_file(&j.path);
+        report.push(format!(
+            "cleanup: removed what pid {} left ({} entries{}) from {}",
+            j.pid,
+            j.entries.len(),
+            if errors.is_empty() { String::new() } else { format!(", {} errors: {}", errors.len(), errors.join("; ")) },
+            j.path.display()
+        ));
+    }
+    report
+}
