@@ -6,6 +6,13 @@
 //!  client 192.0.2.2/24 ──veth── 192.0.2.1/24 gw 10.77.0.1/24 ──veth── 10.77.0.10/24 lan
 //!  (postern / charon client)   (charon gateway, forwarding)        (default via gw)
 //! ```
+//!
+//! [`Lab::new_nat`] puts a masquerading router between client and gateway:
+//!
+//! ```text
+//!  client 198.51.100.2/24 ── 198.51.100.1/24 nat 192.0.2.2/24 ── 192.0.2.1/24 gw ...
+//!  (default via nat)         (nftables masquerade out of n1)
+//! ```
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -22,6 +29,9 @@ use crate::process::{Proc, run};
 use crate::strongswan::{Charon, CharonOptions};
 use crate::{LabError, Result};
 
+/// The client's outer address behind the NAT router (NAT labs).
+pub const NAT_CLIENT_ADDR: &str = "198.51.100.2";
+
 /// Every lab namespace starts with this.
 pub const PREFIX: &str = "pl-";
 
@@ -32,6 +42,8 @@ pub enum Role {
     Client,
     Gw,
     Lan,
+    /// Only in NAT labs: the masquerading router between client and gw.
+    Nat,
 }
 
 impl Role {
@@ -40,6 +52,7 @@ impl Role {
             Role::Client => "client",
             Role::Gw => "gw",
             Role::Lan => "lan",
+            Role::Nat => "nat",
         }
     }
     const ALL: [Role; 3] = [Role::Client, Role::Gw, Role::Lan];
@@ -144,6 +157,15 @@ pub struct Lab {
 impl Lab {
     /// Creates the client/gw/lan namespaces for `scenario`.
     pub fn new(scenario: &str) -> Result<Lab> {
+        Self::create(scenario, false)
+    }
+
+    /// Like [`Lab::new`], with a NAT router (namespace `nat`) between client and gw.
+    pub fn new_nat(scenario: &str) -> Result<Lab> {
+        Self::create(scenario, true)
+    }
+
+    fn create(scenario: &str, nat: bool) -> Result<Lab> {
         require_root()?;
         cleanup_stale();
         let scenario: String = scenario
@@ -166,7 +188,11 @@ impl Lab {
             charon_logs: Mutex::new(Vec::new()),
             keep_dir: std::env::var_os("POSTERN_LAB_KEEP").is_some(),
         };
-        lab.build_topology()?;
+        if nat {
+            lab.build_nat_topology()?;
+        } else {
+            lab.build_topology()?;
+        }
         Ok(lab)
     }
 
@@ -215,6 +241,47 @@ impl Lab {
             config::GW_LAN_ADDR,
         ])?;
         self.exec(Role::Gw, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+        Ok(())
+    }
+
+    /// The usual topology, then the client moved behind a masquerading `nat` namespace
+    /// that takes over the client's old address on the gateway's link.
+    fn build_nat_topology(&mut self) -> Result<()> {
+        self.build_topology()?;
+        let n = self.ns(Role::Nat);
+        self.ip(&["netns", "add", &n])?;
+        self.namespaces.push(n.clone());
+        let (c, g) = (self.ns(Role::Client), self.ns(Role::Gw));
+        self.ip(&["-n", &n, "link", "set", "lo", "up"])?;
+        // Re-plumb: client c0 <-> n0 (nat), nat n1 <-> g0 (gw).
+        self.ip(&["-n", &c, "link", "del", "c0"])?;
+        self.ip(&[
+            "-n", &c, "link", "add", "c0", "type", "veth", "peer", "name", "n0", "netns", &n,
+        ])?;
+        self.ip(&[
+            "-n", &n, "link", "add", "n1", "type", "veth", "peer", "name", "g0", "netns", &g,
+        ])?;
+        let gw = format!("{}/24", config::GW_ADDR);
+        self.ip(&["-n", &g, "addr", "add", &gw, "dev", "g0"])?;
+        self.ip(&["-n", &g, "link", "set", "g0", "up"])?;
+        let nat_out = format!("{}/24", config::CLIENT_ADDR);
+        self.ip(&["-n", &n, "addr", "add", &nat_out, "dev", "n1"])?;
+        self.ip(&["-n", &n, "addr", "add", "198.51.100.1/24", "dev", "n0"])?;
+        self.ip(&["-n", &n, "link", "set", "n0", "up"])?;
+        self.ip(&["-n", &n, "link", "set", "n1", "up"])?;
+        self.ip(&["-n", &c, "addr", "add", &format!("{NAT_CLIENT_ADDR}/24"), "dev", "c0"])?;
+        self.ip(&["-n", &c, "link", "set", "c0", "up"])?;
+        self.ip(&["-n", &c, "route", "add", "default", "via", "198.51.100.1"])?;
+        self.exec(Role::Nat, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+        self.exec(
+            Role::Nat,
+            &[
+                "nft",
+                "add table ip nat; \
+                 add chain ip nat post { type nat hook postrouting priority 100; }; \
+                 add rule ip nat post oifname n1 masquerade",
+            ],
+        )?;
         Ok(())
     }
 

@@ -7,6 +7,7 @@
 
 #[macro_use]
 mod error;
+pub mod bench;
 pub mod config;
 pub mod lab;
 pub mod postern;
@@ -27,7 +28,16 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 /// diagnostics (charon log tails, process output) in the message; the lab is always torn
 /// down, its directory kept on failure.
 pub fn run_scenario(scenario: &str, f: impl FnOnce(&Lab) -> Result<()>) {
-    let lab = match Lab::new(scenario) {
+    run_in(scenario, Lab::new(scenario), f)
+}
+
+/// Like [`run_scenario`], in a lab with a NAT router between client and gateway.
+pub fn run_nat_scenario(scenario: &str, f: impl FnOnce(&Lab) -> Result<()>) {
+    run_in(scenario, Lab::new_nat(scenario), f)
+}
+
+fn run_in(scenario: &str, lab: Result<Lab>, f: impl FnOnce(&Lab) -> Result<()>) {
+    let lab = match lab {
         Ok(lab) => lab,
         Err(e) => panic!("{scenario}: cannot build the lab: {e}"),
     };

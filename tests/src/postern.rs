@@ -55,6 +55,13 @@ pub fn helper_path_in(cargo_profile: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// `postern-helper cleanup` in the client namespace; returns its stdout.
+pub fn cleanup(lab: &Lab) -> Result<String> {
+    let helper = helper_path()?;
+    let helper = helper.to_string_lossy();
+    lab.exec(Role::Client, &[helper.as_ref(), "cleanup"])
+}
+
 /// A running `postern-helper up`.
 pub struct Client {
     pub proc: Arc<Proc>,
@@ -89,6 +96,11 @@ impl Client {
 
     pub fn sigterm(&self) -> Result<()> {
         self.proc.sigterm()
+    }
+
+    /// SIGKILL: no teardown at all (the crash case).
+    pub fn sigkill(&self) -> Result<()> {
+        self.proc.signal("KILL")
     }
 
     pub fn exit_status(&self, timeout: Duration) -> Result<ExitStatus> {

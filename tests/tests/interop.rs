@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use postern_lab::config::{CHILD, CLIENT_VIP, CONN, LAN_HOST, LAN_NET};
 use postern_lab::postern::exit;
-use postern_lab::{Charon, IkeSa, Lab, Result, Role, Tunnel, lab_bail, lab_ensure, run_scenario};
+use postern_lab::{
+    Charon, IkeSa, Lab, Result, Role, Tunnel, lab_bail, lab_ensure, run_nat_scenario, run_scenario,
+};
 
 /// What the gateway must show.
 struct Expect {
@@ -384,5 +386,127 @@ fn postern_9_datapath_ping() {
             "virtual IP left behind after exit:\n{left}"
         );
         Ok(())
+    });
+}
+
+/// The client namespace's kernel state that Postern may touch: after a clean exit and
+/// after SIGKILL + `postern-helper cleanup` it must be exactly as before the connect.
+fn snapshot(lab: &Lab) -> Result<String> {
+    let mut s = String::new();
+    for cmd in [
+        &["ip", "addr"][..],
+        &["ip", "route", "show", "table", "all"],
+        &["ip", "-6", "route", "show", "table", "all"],
+        &["ip", "rule"],
+        &["ip", "xfrm", "state"],
+        &["ip", "xfrm", "policy"],
+        &["ip", "link"],
+    ] {
+        s.push_str(&format!("$ {}\n", cmd.join(" ")));
+        // DAD may finish between two snapshots: the flag is not ours.
+        s.push_str(&lab.exec(Role::Client, cmd)?.replace(" tentative", ""));
+    }
+    Ok(s)
+}
+
+fn ensure_same(before: &str, after: &str, when: &str) -> Result<()> {
+    if before != after {
+        let diff: Vec<String> = after
+            .lines()
+            .filter(|l| !before.lines().any(|b| b == *l))
+            .map(|l| format!("+ {l}"))
+            .chain(
+                before
+                    .lines()
+                    .filter(|b| !after.lines().any(|l| l == *b))
+                    .map(|l| format!("- {l}")),
+            )
+            .collect();
+        lab_bail!(
+            "client kernel state differs {when}:\n{}\n--- after:\n{after}",
+            diff.join("\n")
+        );
+    }
+    Ok(())
+}
+
+/// Nothing is left behind: after SIGTERM (clean teardown), and after SIGKILL followed by
+/// `postern-helper cleanup` (the crash journal), the client's addresses, routes, rules,
+/// XFRM state and links are as before the connect.
+#[test]
+fn postern_10_teardown_leaves_nothing() {
+    let (t, _) = main_psk();
+    run_scenario("p10-teardown", |lab: &Lab| {
+        let gw = lab.start_gateway(&t)?;
+        let before = snapshot(lab)?;
+        let client = lab.start_postern(&t)?;
+        client.wait_connected()?;
+        lab.ping(Role::Client, None, LAN_HOST)?;
+        client.sigterm()?;
+        let code = client.exit_code(Duration::from_secs(15))?;
+        lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
+        ensure_same(&before, &snapshot(lab)?, "after SIGTERM")?;
+        gw.wait_no_sas(Duration::from_secs(10))?;
+
+        let client = lab.start_postern(&t)?;
+        client.wait_connected()?;
+        lab.ping(Role::Client, None, LAN_HOST)?;
+        client.sigkill()?;
+        let _ = client.exit_status(Duration::from_secs(10))?;
+        let out = postern_lab::postern::cleanup(lab)?;
+        lab_ensure!(
+            out.contains("cleanup: removed what pid"),
+            "`postern-helper cleanup` found no journal of the killed helper: {out:?}"
+        );
+        ensure_same(&before, &snapshot(lab)?, "after SIGKILL + cleanup")?;
+        let again = postern_lab::postern::cleanup(lab)?;
+        lab_ensure!(again.trim().is_empty(), "second cleanup still found something: {again:?}");
+        Ok(())
+    });
+}
+
+/// TCP through the tunnel: a bounded iperf3 run (3 s) from the client to the lan host.
+#[test]
+fn postern_11_datapath_iperf3() {
+    let (t, _) = main_psk();
+    run_scenario("p11-iperf", |lab: &Lab| {
+        let _gw = lab.start_gateway(&t)?;
+        let client = lab.start_postern(&t)?;
+        client.wait_connected()?;
+        let mbits = postern_lab::bench::iperf3(lab, LAN_HOST, 3)?;
+        eprintln!("postern_11: iperf3 through the tunnel: {mbits:.0} Mbit/s");
+        lab_ensure!(mbits > 0.0, "no throughput");
+        client.sigterm()?;
+        let code = client.exit_code(Duration::from_secs(15))?;
+        lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
+        Ok(())
+    });
+}
+
+/// The client behind a masquerading NAT: NAT-T finds it, ESP goes in UDP 4500, ping works.
+#[test]
+fn postern_12_nat_ping() {
+    let (t, exp) = main_psk();
+    run_nat_scenario("p12-nat", |lab: &Lab| {
+        let gw = lab.start_gateway(&t)?;
+        let client = lab.start_postern(&t)?;
+        client.wait_connected()?;
+        lab_ensure!(
+            client
+                .stdout()
+                .iter()
+                // kernel-libipsec gateways also fake their own NAT (to force UDP
+                // encapsulation): "both sides" is fine, "gateway behind NAT" is not.
+                .any(|l| l.starts_with("phase1 established")
+                    && (l.contains("we are behind NAT") || l.contains("both sides behind NAT"))),
+            "NAT not detected: {:?}",
+            client.stdout()
+        );
+        check_gateway(&gw, &t, &exp)?;
+        lab.ping(Role::Client, None, LAN_HOST)?;
+        client.sigterm()?;
+        let code = client.exit_code(Duration::from_secs(15))?;
+        lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
+        gw.wait_no_sas(Duration::from_secs(10))
     });
 }

@@ -1,0 +1,61 @@
+//! Throughput measurements in the lab: iperf3 (TCP) from the client namespace to a
+//! host, with the server in the lan namespace. Used by a lab test (no timed assertion)
+//! and by the throughput benchmark.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::lab::{Lab, Role};
+use crate::process::{Proc, run};
+use crate::{LabError, Result};
+
+/// Runs a one-off iperf3 server in the lan namespace and an iperf3 client for `secs`
+/// seconds from the client namespace to `dst`; returns the receiver's Mbit/s.
+pub fn iperf3(lab: &Lab, dst: &str, secs: u32) -> Result<f64> {
+    iperf3_from(lab, Role::Client, dst, secs)
+}
+
+/// Like [`iperf3`], with the client in namespace `from`.
+pub fn iperf3_from(lab: &Lab, from: Role, dst: &str, secs: u32) -> Result<f64> {
+    let mut server = lab.command(Role::Lan, Path::new("iperf3"));
+    server.args(["-s", "-1", "-p", "5201"]);
+    let server = Proc::spawn("iperf3-server", server, Some(&lab.dir.join("iperf3-server.out")))?;
+    lab.adopt(&server);
+    // Wait for the server to listen (bounded).
+    let mut last = String::new();
+    for _ in 0..50 {
+        let ss = lab.exec(Role::Lan, &["ss", "-ltn"])?;
+        if ss.contains(":5201") {
+            break;
+        }
+        last = ss;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let secs_s = secs.to_string();
+    let limit = (secs + 20).to_string();
+    let out = run(std::process::Command::new("ip").args(["netns", "exec", &lab.ns(from)]).args([
+        "timeout", &limit, "iperf3", "-c", dst, "-p", "5201", "-t", &secs_s, "-f", "m", "--connect-timeout", "3000",
+    ]))
+    .map_err(|e| LabError(format!("iperf3 to {dst} failed: {e} (server: {last})")))?;
+    server.stop(Duration::from_secs(2));
+    receiver_mbits(&out).ok_or_else(|| LabError(format!("no receiver line in iperf3 output:\n{out}")))
+}
+
+/// The Mbit/s of iperf3's `... receiver` summary line (`-f m`).
+pub fn receiver_mbits(out: &str) -> Option<f64> {
+    let line = out.lines().rev().find(|l| l.trim_end().ends_with("receiver"))?;
+    let w: Vec<&str> = line.split_whitespace().collect();
+    let i = w.iter().position(|x| *x == "Mbits/sec")?;
+    w.get(i.checked_sub(1)?)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parses_receiver_line() {
+        let out = "[ ID] Interval           Transfer     Bitrate         Retr\n\
+                   [  5]   0.00-3.00   sec   120 MBytes   335 Mbits/sec   12             sender\n\
+                   [  5]   0.00-3.04   sec   118 MBytes   326.5 Mbits/sec                  receiver\n";
+        assert_eq!(super::receiver_mbits(out), Some(326.5));
+    }
+}
