@@ -261,6 +261,8 @@ fn postern_connects(scenario: &str, (t, exp): (Tunnel, Expect)) {
             "no `phase2 established` line before `connected`"
         );
         check_gateway(&gw, &t, &exp)?;
+        // Traffic crosses with the negotiated algorithms (userspace datapath).
+        lab.ping(Role::Client, None, LAN_HOST)?;
         client.sigterm()?;
         let code = client.exit_code(Duration::from_secs(15))?;
         lab_ensure!(
@@ -509,4 +511,32 @@ fn postern_12_nat_ping() {
         lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
         gw.wait_no_sas(Duration::from_secs(10))
     });
+}
+
+/// Every ESP transform of the datapath against strongSwan's libipsec: connect, ping the
+/// lan host through the tunnel, check the gateway's algorithms, disconnect.
+#[test]
+fn postern_13_datapath_algorithms() {
+    for (esp, want) in [
+        ("aes128gcm16", "AES_GCM_16-128"),
+        ("aes256gcm16", "AES_GCM_16-256"),
+        ("aes192-sha384", "AES_CBC-192/HMAC_SHA2_384_192"),
+        ("aes256-sha512", "AES_CBC-256/HMAC_SHA2_512_256"),
+        ("3des-md5", "3DES_CBC/HMAC_MD5_96"),
+    ] {
+        let t = Tunnel::main_psk(&format!("alg-{esp}")).proposals(&["aes128-sha256-modp2048"], &[esp]);
+        let exp = Expect { ike: "AES_CBC-128/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/MODP_2048", esp: want };
+        run_scenario(&format!("p13-{esp}"), |lab: &Lab| {
+            let gw = lab.start_gateway(&t)?;
+            let client = lab.start_postern(&t)?;
+            client.wait_connected()?;
+            check_gateway(&gw, &t, &exp)?;
+            lab.ping(Role::Client, None, LAN_HOST)
+                .map_err(|e| postern_lab::LabError(format!("{esp}: {e}")))?;
+            client.sigterm()?;
+            let code = client.exit_code(Duration::from_secs(15))?;
+            lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
+            Ok(())
+        });
+    }
 }
