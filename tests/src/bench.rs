@@ -19,7 +19,11 @@ pub fn iperf3(lab: &Lab, dst: &str, secs: u32) -> Result<f64> {
 pub fn iperf3_from(lab: &Lab, from: Role, dst: &str, secs: u32) -> Result<f64> {
     let mut server = lab.command(Role::Lan, Path::new("iperf3"));
     server.args(["-s", "-1", "-p", "5201"]);
-    let server = Proc::spawn("iperf3-server", server, Some(&lab.dir.join("iperf3-server.out")))?;
+    let server = Proc::spawn(
+        "iperf3-server",
+        server,
+        Some(&lab.dir.join("iperf3-server.out")),
+    )?;
     lab.adopt(&server);
     // Wait for the server to listen (bounded).
     let mut last = String::new();
@@ -33,17 +37,35 @@ pub fn iperf3_from(lab: &Lab, from: Role, dst: &str, secs: u32) -> Result<f64> {
     }
     let secs_s = secs.to_string();
     let limit = (secs + 20).to_string();
-    let out = run(std::process::Command::new("ip").args(["netns", "exec", &lab.ns(from)]).args([
-        "timeout", &limit, "iperf3", "-c", dst, "-p", "5201", "-t", &secs_s, "-f", "m", "--connect-timeout", "3000",
-    ]))
+    let out = run(std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.ns(from)])
+        .args([
+            "timeout",
+            &limit,
+            "iperf3",
+            "-c",
+            dst,
+            "-p",
+            "5201",
+            "-t",
+            &secs_s,
+            "-f",
+            "m",
+            "--connect-timeout",
+            "3000",
+        ]))
     .map_err(|e| LabError(format!("iperf3 to {dst} failed: {e} (server: {last})")))?;
     server.stop(Duration::from_secs(2));
-    receiver_mbits(&out).ok_or_else(|| LabError(format!("no receiver line in iperf3 output:\n{out}")))
+    receiver_mbits(&out)
+        .ok_or_else(|| LabError(format!("no receiver line in iperf3 output:\n{out}")))
 }
 
 /// The Mbit/s of iperf3's `... receiver` summary line (`-f m`).
 pub fn receiver_mbits(out: &str) -> Option<f64> {
-    let line = out.lines().rev().find(|l| l.trim_end().ends_with("receiver"))?;
+    let line = out
+        .lines()
+        .rev()
+        .find(|l| l.trim_end().ends_with("receiver"))?;
     let w: Vec<&str> = line.split_whitespace().collect();
     let i = w.iter().position(|x| *x == "Mbits/sec")?;
     w.get(i.checked_sub(1)?)?.parse().ok()

@@ -269,7 +269,15 @@ impl Lab {
         self.ip(&["-n", &n, "addr", "add", "198.51.100.1/24", "dev", "n0"])?;
         self.ip(&["-n", &n, "link", "set", "n0", "up"])?;
         self.ip(&["-n", &n, "link", "set", "n1", "up"])?;
-        self.ip(&["-n", &c, "addr", "add", &format!("{NAT_CLIENT_ADDR}/24"), "dev", "c0"])?;
+        self.ip(&[
+            "-n",
+            &c,
+            "addr",
+            "add",
+            &format!("{NAT_CLIENT_ADDR}/24"),
+            "dev",
+            "c0",
+        ])?;
         self.ip(&["-n", &c, "link", "set", "c0", "up"])?;
         self.ip(&["-n", &c, "route", "add", "default", "via", "198.51.100.1"])?;
         self.exec(Role::Nat, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;

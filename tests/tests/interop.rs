@@ -462,7 +462,10 @@ fn postern_10_teardown_leaves_nothing() {
         );
         ensure_same(&before, &snapshot(lab)?, "after SIGKILL + cleanup")?;
         let again = postern_lab::postern::cleanup(lab)?;
-        lab_ensure!(again.trim().is_empty(), "second cleanup still found something: {again:?}");
+        lab_ensure!(
+            again.trim().is_empty(),
+            "second cleanup still found something: {again:?}"
+        );
         Ok(())
     });
 }
@@ -524,8 +527,12 @@ fn postern_13_datapath_algorithms() {
         ("aes256-sha512", "AES_CBC-256/HMAC_SHA2_512_256"),
         ("3des-md5", "3DES_CBC/HMAC_MD5_96"),
     ] {
-        let t = Tunnel::main_psk(&format!("alg-{esp}")).proposals(&["aes128-sha256-modp2048"], &[esp]);
-        let exp = Expect { ike: "AES_CBC-128/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/MODP_2048", esp: want };
+        let t =
+            Tunnel::main_psk(&format!("alg-{esp}")).proposals(&["aes128-sha256-modp2048"], &[esp]);
+        let exp = Expect {
+            ike: "AES_CBC-128/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/MODP_2048",
+            esp: want,
+        };
         run_scenario(&format!("p13-{esp}"), |lab: &Lab| {
             let gw = lab.start_gateway(&t)?;
             let client = lab.start_postern(&t)?;

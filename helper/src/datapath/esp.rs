@@ -79,13 +79,19 @@ enum Cipher {
     Aes192(Aes192),
     Aes256(Aes256),
     TripleDes(des::TdesEde3),
-    Gcm { key: aead::LessSafeKey, salt: Zeroizing<[u8; 4]> },
+    Gcm {
+        key: aead::LessSafeKey,
+        salt: Zeroizing<[u8; 4]>,
+    },
 }
 
 enum Integrity {
     /// Combined mode (GCM): the tag is the ICV.
     None,
-    Ring { key: ring::hmac::Key, icv_len: usize },
+    Ring {
+        key: ring::hmac::Key,
+        icv_len: usize,
+    },
     Md5(hmac::Hmac<md5::Md5>),
 }
 
@@ -136,23 +142,33 @@ impl Transform {
                 let alg = match key_bits {
                     128 => &aead::AES_128_GCM,
                     256 => &aead::AES_256_GCM,
-                    _ => return Err(EspError::Unsupported("AES-GCM key length (128 and 256 only)")),
+                    _ => {
+                        return Err(EspError::Unsupported(
+                            "AES-GCM key length (128 and 256 only)",
+                        ));
+                    }
                 };
                 let key_len = usize::from(key_bits / 8);
                 if k.len() != key_len + 4 {
                     return Err(EspError::BadKeyLength(k.len()));
                 }
                 let (key, salt) = k.split_at(key_len);
-                let key = aead::UnboundKey::new(alg, key).map_err(|_| EspError::BadKeyLength(k.len()))?;
+                let key =
+                    aead::UnboundKey::new(alg, key).map_err(|_| EspError::BadKeyLength(k.len()))?;
                 let mut s = Zeroizing::new([0u8; 4]);
                 s.copy_from_slice(salt);
-                Cipher::Gcm { key: aead::LessSafeKey::new(key), salt: s }
+                Cipher::Gcm {
+                    key: aead::LessSafeKey::new(key),
+                    salt: s,
+                }
             }
         };
         let i = keys.integrity.as_slice();
         let integrity = match (&cipher, p.auth) {
             (Cipher::Gcm { .. }, None) => Integrity::None,
-            (Cipher::Gcm { .. }, Some(_)) => return Err(EspError::Unsupported("integrity algorithm with AES-GCM")),
+            (Cipher::Gcm { .. }, Some(_)) => {
+                return Err(EspError::Unsupported("integrity algorithm with AES-GCM"));
+            }
             (_, None) => return Err(EspError::Unsupported("ESP without integrity protection")),
             (_, Some(a)) => {
                 let (alg, key_len, icv_len) = match a {
@@ -160,9 +176,13 @@ impl Transform {
                         if i.len() != 16 {
                             return Err(EspError::BadKeyLength(i.len()));
                         }
-                        let mac = <hmac::Hmac<md5::Md5> as hmac::digest::KeyInit>::new_from_slice(i)
-                            .map_err(|_| EspError::BadKeyLength(i.len()))?;
-                        return Ok(Transform { cipher, integrity: Integrity::Md5(mac) });
+                        let mac =
+                            <hmac::Hmac<md5::Md5> as hmac::digest::KeyInit>::new_from_slice(i)
+                                .map_err(|_| EspError::BadKeyLength(i.len()))?;
+                        return Ok(Transform {
+                            cipher,
+                            integrity: Integrity::Md5(mac),
+                        });
                     }
                     EspAuth::HmacSha1_96 => (ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, 20, 12),
                     EspAuth::HmacSha256_128 => (ring::hmac::HMAC_SHA256, 32, 16),
@@ -172,7 +192,10 @@ impl Transform {
                 if i.len() != key_len {
                     return Err(EspError::BadKeyLength(i.len()));
                 }
-                Integrity::Ring { key: ring::hmac::Key::new(alg, i), icv_len }
+                Integrity::Ring {
+                    key: ring::hmac::Key::new(alg, i),
+                    icv_len,
+                }
             }
         };
         Ok(Transform { cipher, integrity })
@@ -286,8 +309,18 @@ pub struct OutboundSa {
 }
 
 impl OutboundSa {
-    pub fn new(spi: u32, proposal: &EspProposal, keys: &EspKeys, rng: ChaCha20Rng) -> Result<Self, EspError> {
-        Ok(OutboundSa { spi, seq: 1, transform: Transform::new(proposal, keys)?, rng })
+    pub fn new(
+        spi: u32,
+        proposal: &EspProposal,
+        keys: &EspKeys,
+        rng: ChaCha20Rng,
+    ) -> Result<Self, EspError> {
+        Ok(OutboundSa {
+            spi,
+            seq: 1,
+            transform: Transform::new(proposal, keys)?,
+            rng,
+        })
     }
 
     pub fn spi(&self) -> u32 {
@@ -313,7 +346,9 @@ impl OutboundSa {
     ) -> Result<Range<usize>, EspError> {
         let t = &self.transform;
         let iv_len = t.iv_len();
-        let hdr = start.checked_sub(8 + iv_len).ok_or(EspError::BufferTooSmall)?;
+        let hdr = start
+            .checked_sub(8 + iv_len)
+            .ok_or(EspError::BufferTooSmall)?;
         let align = t.align();
         let pad = (align - (len + 2) % align) % align;
         let ct_end = start + len + pad + 2;
@@ -388,7 +423,11 @@ impl ReplayWindow {
     pub fn accept(&mut self, seq: u32) {
         if seq > self.top {
             let shift = seq - self.top;
-            self.bitmap = if shift >= REPLAY_WINDOW { 0 } else { self.bitmap << shift };
+            self.bitmap = if shift >= REPLAY_WINDOW {
+                0
+            } else {
+                self.bitmap << shift
+            };
             self.bitmap |= 1;
             self.top = seq;
         } else {
@@ -409,7 +448,11 @@ pub struct InboundSa {
 
 impl InboundSa {
     pub fn new(spi: u32, proposal: &EspProposal, keys: &EspKeys) -> Result<Self, EspError> {
-        Ok(InboundSa { spi, transform: Transform::new(proposal, keys)?, replay: ReplayWindow::default() })
+        Ok(InboundSa {
+            spi,
+            transform: Transform::new(proposal, keys)?,
+            replay: ReplayWindow::default(),
+        })
     }
 
     pub fn spi(&self) -> u32 {
@@ -427,6 +470,8 @@ impl InboundSa {
             return Err(EspError::BadLength);
         }
         let ct_end = pkt.len() - icv_len;
+        // `is_multiple_of` needs Rust 1.87; the workspace MSRV is 1.85.
+        #[allow(clippy::manual_is_multiple_of)]
         if (ct_end - ct_start) % t.align() != 0 {
             return Err(EspError::BadLength);
         }
@@ -440,7 +485,8 @@ impl InboundSa {
             Cipher::Gcm { key, salt } => {
                 let nonce = gcm_nonce(salt, &pkt[8..ct_start]);
                 let a = aad(pkt);
-                key.open_in_place(nonce, a, &mut pkt[ct_start..]).map_err(|_| EspError::Integrity)?;
+                key.open_in_place(nonce, a, &mut pkt[ct_start..])
+                    .map_err(|_| EspError::Integrity)?;
             }
             _ => {
                 let mut icv = [0u8; 32];
@@ -456,7 +502,10 @@ impl InboundSa {
         self.replay.accept(seq);
         let pad = usize::from(pkt[ct_end - 2]);
         let next_header = pkt[ct_end - 1];
-        let payload_end = (ct_end - 2).checked_sub(pad).filter(|&e| e >= ct_start).ok_or(EspError::BadPadding)?;
+        let payload_end = (ct_end - 2)
+            .checked_sub(pad)
+            .filter(|&e| e >= ct_start)
+            .ok_or(EspError::BadPadding)?;
         for (i, b) in pkt[payload_end..ct_end - 2].iter().enumerate() {
             if usize::from(*b) != i + 1 {
                 return Err(EspError::BadPadding);

@@ -51,7 +51,9 @@ pub enum DatapathError {
     Random(getrandom::Error),
     #[error("cannot install the ESP SA: {0}")]
     Esp(#[from] EspError),
-    #[error("no inner address: the gateway assigned none and the profile has no network.virtual_ip")]
+    #[error(
+        "no inner address: the gateway assigned none and the profile has no network.virtual_ip"
+    )]
     NoVirtualIp,
     #[error("the userspace datapath does not do {0} yet")]
     Unsupported(&'static str),
@@ -96,18 +98,32 @@ pub struct Datapath {
 }
 
 fn free_device_name() -> Option<String> {
-    (0..16).map(|i| format!("postern{i}")).find(|n| !std::path::Path::new("/sys/class/net").join(n).exists())
+    (0..16)
+        .map(|i| format!("postern{i}"))
+        .find(|n| !std::path::Path::new("/sys/class/net").join(n).exists())
 }
 
 impl Datapath {
     /// Creates the TUN device with `vip` on it and starts the outbound worker, which
     /// sends on a duplicate of `natt` (the socket connected to the gateway's port 4500).
-    pub fn start(natt: &tokio::net::UdpSocket, vip: IpAddr, mtu: u16) -> Result<Datapath, DatapathError> {
-        let socket = UdpSocket::from(natt.as_fd().try_clone_to_owned().map_err(DatapathError::Socket)?);
+    pub fn start(
+        natt: &tokio::net::UdpSocket,
+        vip: IpAddr,
+        mtu: u16,
+    ) -> Result<Datapath, DatapathError> {
+        let socket = UdpSocket::from(
+            natt.as_fd()
+                .try_clone_to_owned()
+                .map_err(DatapathError::Socket)?,
+        );
         let name = free_device_name().ok_or(DatapathError::NoDeviceName)?;
         let mut journal = Journal::create(&kernel::journal::run_dir(), &name)?;
         journal.record(Entry::Link { dev: name.clone() })?;
-        let dev = match tun_rs::DeviceBuilder::new().name(&name).mtu(mtu).build_sync() {
+        let dev = match tun_rs::DeviceBuilder::new()
+            .name(&name)
+            .mtu(mtu)
+            .build_sync()
+        {
             Ok(d) => d,
             Err(e) => {
                 journal.finish();
@@ -163,11 +179,16 @@ impl Datapath {
         if c.encapsulation != Encapsulation::Tunnel {
             return Err(DatapathError::Unsupported("transport mode"));
         }
-        let Some(remote) = c.remote_ts else { return Err(DatapathError::Unsupported("SAs without traffic selectors")) };
+        let Some(remote) = c.remote_ts else {
+            return Err(DatapathError::Unsupported("SAs without traffic selectors"));
+        };
         let rng = crate::rng::os_rng().map_err(DatapathError::Random)?;
         let out = OutboundSa::new(c.spi_out, &c.proposal, &c.keys_out, rng)?;
         let inb = InboundSa::new(c.spi_in, &c.proposal, &c.keys_in)?;
-        self.inbound.push(Inbound { remote: Some(remote), sa: inb });
+        self.inbound.push(Inbound {
+            remote: Some(remote),
+            sa: inb,
+        });
         {
             let mut sas = self.outbound.lock().unwrap_or_else(|e| e.into_inner());
             sas.retain(|o| o.remote != remote);
@@ -187,7 +208,10 @@ impl Datapath {
     /// Forgets an SA pair (deleted by us or by the gateway).
     pub fn remove(&mut self, spi_in: u32, spi_out: u32) {
         self.inbound.retain(|i| i.sa.spi() != spi_in);
-        self.outbound.lock().unwrap_or_else(|e| e.into_inner()).retain(|o| o.sa.spi() != spi_out);
+        self.outbound
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|o| o.sa.spi() != spi_out);
     }
 
     /// Handles one datagram received on port 4500 that is not IKE: a NAT keepalive
@@ -203,22 +227,29 @@ impl Datapath {
 
     fn inbound_esp(&mut self, pkt: &mut [u8]) -> Result<(), ()> {
         let spi = u32::from_be_bytes(pkt.get(..4).ok_or(())?.try_into().map_err(|_| ())?);
-        let sa = self.inbound.iter_mut().find(|i| i.sa.spi() == spi).ok_or(())?;
+        let sa = self
+            .inbound
+            .iter_mut()
+            .find(|i| i.sa.spi() == spi)
+            .ok_or(())?;
         let (range, next_header) = sa.sa.decapsulate(pkt).map_err(|_| ())?;
         let inner = &pkt[range];
         if next_header == esp::NEXT_HEADER_NONE {
             return Ok(());
         }
         let src = inner_address(inner, next_header, false).ok_or(())?;
-        if let Some(remote) = sa.remote {
-            if !remote.contains(&TrafficSelector::host(src)) {
-                return Err(());
-            }
+        if sa
+            .remote
+            .is_some_and(|r| !r.contains(&TrafficSelector::host(src)))
+        {
+            return Err(());
         }
         let dev = self.dev.as_ref().ok_or(())?;
         dev.send(inner).map_err(|_| ())?;
         self.stats.rx_packets.fetch_add(1, Ordering::Relaxed);
-        self.stats.rx_bytes.fetch_add(inner.len() as u64, Ordering::Relaxed);
+        self.stats
+            .rx_bytes
+            .fetch_add(inner.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 
@@ -234,8 +265,11 @@ impl Datapath {
         if let Some(j) = self.journal.take() {
             // Routes and the address first, while the device exists; then the device
             // (closing our descriptor deletes it; `ip link del` catches the rest).
-            let (links, others): (Vec<Entry>, Vec<Entry>) =
-                j.entries().iter().cloned().partition(|e| matches!(e, Entry::Link { .. }));
+            let (links, others): (Vec<Entry>, Vec<Entry>) = j
+                .entries()
+                .iter()
+                .cloned()
+                .partition(|e| matches!(e, Entry::Link { .. }));
             errors.extend(kernel::net::undo(&others));
             self.dev = None;
             errors.extend(kernel::net::undo(&links));
@@ -244,7 +278,10 @@ impl Datapath {
             }
         }
         self.inbound.clear();
-        self.outbound.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.outbound
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         let s = &self.stats;
         let mut line = format!(
             "datapath stopped: {} removed; sent {} packets ({} bytes, {} dropped), received {} packets ({} bytes, {} dropped)",
@@ -257,7 +294,10 @@ impl Datapath {
             s.rx_dropped.load(Ordering::Relaxed),
         );
         if !errors.is_empty() {
-            line.push_str(&format!("; teardown errors (journal kept): {}", errors.join("; ")));
+            line.push_str(&format!(
+                "; teardown errors (journal kept): {}",
+                errors.join("; ")
+            ));
         }
         line
     }
@@ -306,14 +346,25 @@ impl Outward {
         let mut last_send = Instant::now();
         while !self.stopping.load(Ordering::Relaxed) {
             let wait = NAT_KEEPALIVE.saturating_sub(last_send.elapsed());
-            let n = match self.dev.recv_intr_timeout(&mut buf[start..start + MAX_INNER], &self.interrupt, Some(wait)) {
+            let n = match self.dev.recv_intr_timeout(
+                &mut buf[start..start + MAX_INNER],
+                &self.interrupt,
+                Some(wait),
+            ) {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                     self.send(&[0xff]);
                     last_send = Instant::now();
                     continue;
                 }
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock) => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock
+                    ) =>
+                {
+                    continue;
+                }
                 Err(_) => {
                     // The device is gone (teardown, or deleted under us).
                     if !self.stopping.load(Ordering::Relaxed) {
@@ -331,18 +382,26 @@ impl Outward {
     }
 
     fn encapsulate_and_send(&self, buf: &mut [u8], start: usize, n: usize) -> bool {
-        let Some(inner) = buf.get(start..start + n) else { return false };
+        let Some(inner) = buf.get(start..start + n) else {
+            return false;
+        };
         let next_header = match inner.first().map(|b| b >> 4) {
             Some(4) => esp::NEXT_HEADER_IPV4,
             Some(6) => esp::NEXT_HEADER_IPV6,
             _ => return false,
         };
-        let Some(dst) = inner_address(inner, next_header, true) else { return false };
+        let Some(dst) = inner_address(inner, next_header, true) else {
+            return false;
+        };
         let dst = TrafficSelector::host(dst);
         let range = {
             let mut sas = self.sas.lock().unwrap_or_else(|e| e.into_inner());
             // The most specific remote network holding the destination.
-            let Some(o) = sas.iter_mut().filter(|o| o.remote.contains(&dst)).max_by_key(|o| o.remote.prefix) else {
+            let Some(o) = sas
+                .iter_mut()
+                .filter(|o| o.remote.contains(&dst))
+                .max_by_key(|o| o.remote.prefix)
+            else {
                 return false;
             };
             match o.sa.encapsulate(buf, start, n, next_header) {
@@ -350,7 +409,9 @@ impl Outward {
                 Err(_) => return false,
             }
         };
-        let Some(packet) = buf.get(range) else { return false };
+        let Some(packet) = buf.get(range) else {
+            return false;
+        };
         if self.send(packet) {
             self.stats.tx_packets.fetch_add(1, Ordering::Relaxed);
             self.stats.tx_bytes.fetch_add(n as u64, Ordering::Relaxed);
@@ -366,7 +427,9 @@ impl Outward {
         for _ in 0..400 {
             match self.socket.send(d) {
                 Ok(_) => return true,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_micros(50)),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_micros(50))
+                }
                 Err(_) => return false,
             }
         }
@@ -404,7 +467,11 @@ pub fn on_established(
     if !c.udp_encapsulation {
         return Ok("datapath none: raw ESP (no UDP encapsulation) is not supported by the userspace datapath yet".into());
     }
-    let Some(natt) = natt else { return Err(DatapathError::Unsupported("ESP in UDP without the NAT-T socket")) };
+    let Some(natt) = natt else {
+        return Err(DatapathError::Unsupported(
+            "ESP in UDP without the NAT-T socket",
+        ));
+    };
     let d = match dp {
         Some(d) => d,
         None => {

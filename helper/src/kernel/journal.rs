@@ -30,7 +30,11 @@ pub enum Entry {
     /// An address (`addr/prefix`) on a device.
     Addr { cidr: String, dev: String },
     /// A route to `dst` (`net/prefix`) through a device, with source address `src`.
-    Route { dst: String, dev: String, src: String },
+    Route {
+        dst: String,
+        dev: String,
+        src: String,
+    },
 }
 
 impl Entry {
@@ -46,14 +50,29 @@ impl Entry {
         let w: Vec<&str> = line.split_whitespace().collect();
         // Only names and addresses as written by `to_line`: nothing that could smuggle
         // an option into the `ip` command line.
-        let ok = |s: &str| !s.is_empty() && !s.starts_with('-') && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b".:/_".contains(&b));
+        let ok = |s: &str| {
+            !s.is_empty()
+                && !s.starts_with('-')
+                && s.len() <= 64
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".:/_".contains(&b))
+        };
         if !w.iter().skip(1).all(|s| ok(s)) {
             return None;
         }
         match w.as_slice() {
-            ["link", dev] => Some(Entry::Link { dev: dev.to_string() }),
-            ["addr", cidr, dev] => Some(Entry::Addr { cidr: cidr.to_string(), dev: dev.to_string() }),
-            ["route", dst, dev, src] => Some(Entry::Route { dst: dst.to_string(), dev: dev.to_string(), src: src.to_string() }),
+            ["link", dev] => Some(Entry::Link {
+                dev: dev.to_string(),
+            }),
+            ["addr", cidr, dev] => Some(Entry::Addr {
+                cidr: cidr.to_string(),
+                dev: dev.to_string(),
+            }),
+            ["route", dst, dev, src] => Some(Entry::Route {
+                dst: dst.to_string(),
+                dev: dev.to_string(),
+                src: src.to_string(),
+            }),
             _ => None,
         }
     }
@@ -61,12 +80,16 @@ impl Entry {
 
 /// `$POSTERN_RUN_DIR`, else /run/postern.
 pub fn run_dir() -> PathBuf {
-    std::env::var_os("POSTERN_RUN_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/run/postern"))
+    std::env::var_os("POSTERN_RUN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/run/postern"))
 }
 
 /// The inode of our network namespace (0 when it cannot be read).
 pub fn netns_id() -> u64 {
-    fs::metadata("/proc/self/ns/net").map(|m| m.ino()).unwrap_or(0)
+    fs::metadata("/proc/self/ns/net")
+        .map(|m| m.ino())
+        .unwrap_or(0)
 }
 
 /// The journal of the running tunnel.
@@ -77,7 +100,10 @@ pub struct Journal {
 }
 
 fn err(path: &Path) -> impl Fn(std::io::Error) -> KernelError + '_ {
-    move |source| KernelError::Journal { path: path.display().to_string(), source }
+    move |source| KernelError::Journal {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 impl Journal {
@@ -86,10 +112,20 @@ impl Journal {
         let ns = netns_id();
         let path = dir.join(format!("{ns}-{dev}.journal"));
         fs::create_dir_all(dir).map_err(err(dir))?;
-        let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path).map_err(err(&path))?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(err(&path))?;
         writeln!(file, "{MAGIC}\npid {}\nnetns {ns}", std::process::id()).map_err(err(&path))?;
         file.sync_data().map_err(err(&path))?;
-        Ok(Journal { path, file, entries: Vec::new() })
+        Ok(Journal {
+            path,
+            file,
+            entries: Vec::new(),
+        })
     }
 
     /// Records `e` durably, before the change is made.
@@ -131,21 +167,28 @@ fn parse(text: &str) -> Option<(u32, u64, Vec<Entry>)> {
 
 fn helper_alive(pid: u32) -> bool {
     pid == std::process::id()
-        || fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == "postern-helper")
+        || fs::read_to_string(format!("/proc/{pid}/comm"))
+            .is_ok_and(|c| c.trim_end() == "postern-helper")
 }
 
 /// Journals in `dir` of this network namespace whose helper is no longer running.
 pub fn stale_journals(dir: &Path) -> Vec<Stale> {
     let ns = netns_id();
-    let Ok(rd) = fs::read_dir(dir) else { return Vec::new() };
+    let Ok(rd) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
     for e in rd.flatten() {
         let path = e.path();
         if path.extension().and_then(|x| x.to_str()) != Some("journal") {
             continue;
         }
-        let Ok(text) = fs::read_to_string(&path) else { continue };
-        let Some((pid, jns, entries)) = parse(&text) else { continue };
+        let Ok(text) = fs::read_to_string(&path) else {
+            continue;
+        };
+        let Some((pid, jns, entries)) = parse(&text) else {
+            continue;
+        };
         if jns == ns && !helper_alive(pid) {
             out.push(Stale { path, pid, entries });
         }
@@ -158,7 +201,10 @@ mod tests {
     use super::*;
 
     fn tmpdir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("postern-journal-test-{}-{name}", std::process::id()));
+        let d = std::env::temp_dir().join(format!(
+            "postern-journal-test-{}-{name}",
+            std::process::id()
+        ));
         let _ = fs::remove_dir_all(&d);
         d
     }
@@ -168,9 +214,18 @@ mod tests {
         let dir = tmpdir("rt");
         let mut j = Journal::create(&dir, "postern7").expect("create");
         let es = [
-            Entry::Link { dev: "postern7".into() },
-            Entry::Addr { cidr: "10.200.0.5/32".into(), dev: "postern7".into() },
-            Entry::Route { dst: "10.77.0.0/24".into(), dev: "postern7".into(), src: "10.200.0.5".into() },
+            Entry::Link {
+                dev: "postern7".into(),
+            },
+            Entry::Addr {
+                cidr: "10.200.0.5/32".into(),
+                dev: "postern7".into(),
+            },
+            Entry::Route {
+                dst: "10.77.0.0/24".into(),
+                dev: "postern7".into(),
+                src: "10.200.0.5".into(),
+            },
         ];
         for e in &es {
             j.record(e.clone()).expect("record");
@@ -187,7 +242,11 @@ mod tests {
         assert_eq!(stale[0].pid, 4194303);
         assert_eq!(stale[0].entries, es);
         // Another namespace's journal is left alone.
-        fs::write(dir.join("1-postern9.journal"), dead.replace(&format!("netns {}", netns_id()), "netns 1")).expect("write");
+        fs::write(
+            dir.join("1-postern9.journal"),
+            dead.replace(&format!("netns {}", netns_id()), "netns 1"),
+        )
+        .expect("write");
         assert_eq!(stale_journals(&dir).len(), 1);
         j.finish();
         let _ = fs::remove_dir_all(&dir);
@@ -195,7 +254,14 @@ mod tests {
 
     #[test]
     fn hostile_lines_are_ignored() {
-        for l in ["link -all", "addr 1.2.3.4/32 dev;rm", "route a b", "link", "unknown x", "link a b"] {
+        for l in [
+            "link -all",
+            "addr 1.2.3.4/32 dev;rm",
+            "route a b",
+            "link",
+            "unknown x",
+            "link a b",
+        ] {
             assert_eq!(Entry::parse(l), None, "{l}");
         }
     }

@@ -39,7 +39,11 @@ pub fn cleanup_stale_in(dir: &std::path::Path) -> Vec<String> {
             "cleanup: removed what pid {} left ({} entries{}) from {}",
             j.pid,
             j.entries.len(),
-            if errors.is_empty() { String::new() } else { format!(", {} errors: {}", errors.len(), errors.join("; ")) },
+            if errors.is_empty() {
+                String::new()
+            } else {
+                format!(", {} errors: {}", errors.len(), errors.join("; "))
+            },
             j.path.display()
         ));
     }

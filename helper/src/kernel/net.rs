@@ -7,7 +7,10 @@ use std::process::Command;
 use super::{Entry, Journal, KernelError};
 
 fn ip(args: &[&str]) -> Result<(), KernelError> {
-    let out = Command::new("ip").args(args).output().map_err(KernelError::Spawn)?;
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(KernelError::Spawn)?;
     if out.status.success() {
         Ok(())
     } else {
@@ -26,15 +29,28 @@ pub fn link_up(dev: &str) -> Result<(), KernelError> {
 /// Adds `addr/prefix` to `dev`.
 pub fn add_addr(j: &mut Journal, addr: IpAddr, prefix: u8, dev: &str) -> Result<(), KernelError> {
     let cidr = format!("{addr}/{prefix}");
-    j.record(Entry::Addr { cidr: cidr.clone(), dev: dev.to_string() })?;
+    j.record(Entry::Addr {
+        cidr: cidr.clone(),
+        dev: dev.to_string(),
+    })?;
     ip(&["addr", "add", &cidr, "dev", dev])
 }
 
 /// Routes `dst/prefix` through `dev` with source address `src`.
-pub fn add_route(j: &mut Journal, dst: IpAddr, prefix: u8, dev: &str, src: IpAddr) -> Result<(), KernelError> {
+pub fn add_route(
+    j: &mut Journal,
+    dst: IpAddr,
+    prefix: u8,
+    dev: &str,
+    src: IpAddr,
+) -> Result<(), KernelError> {
     let dst = format!("{dst}/{prefix}");
     let src = src.to_string();
-    j.record(Entry::Route { dst: dst.clone(), dev: dev.to_string(), src: src.clone() })?;
+    j.record(Entry::Route {
+        dst: dst.clone(),
+        dev: dev.to_string(),
+        src: src.clone(),
+    })?;
     ip(&["route", "add", &dst, "dev", dev, "src", &src])
 }
 
@@ -42,9 +58,15 @@ fn gone(e: &KernelError) -> bool {
     match e {
         KernelError::Command { stderr, .. } => {
             // What `ip` says when the object (or its device) is already gone.
-            ["No such process", "Cannot find device", "Cannot assign requested address", "No such device", "does not exist"]
-                .iter()
-                .any(|m| stderr.contains(m))
+            [
+                "No such process",
+                "Cannot find device",
+                "Cannot assign requested address",
+                "No such device",
+                "does not exist",
+            ]
+            .iter()
+            .any(|m| stderr.contains(m))
         }
         _ => false,
     }
@@ -60,10 +82,9 @@ pub fn undo(entries: &[Entry]) -> Vec<String> {
             Entry::Addr { cidr, dev } => ip(&["addr", "del", cidr, "dev", dev]),
             Entry::Link { dev } => ip(&["link", "del", "dev", dev]),
         };
-        if let Err(e) = r {
-            if !gone(&e) {
-                errors.push(e.to_string());
-            }
+        match r {
+            Err(e) if !gone(&e) => errors.push(e.to_string()),
+            _ => {}
         }
     }
     errors

@@ -2,7 +2,10 @@ use super::*;
 use rand_chacha::rand_core::SeedableRng;
 
 fn keys(enc: &[u8], integ: &[u8]) -> EspKeys {
-    EspKeys { encryption: Zeroizing::new(enc.to_vec()), integrity: Zeroizing::new(integ.to_vec()) }
+    EspKeys {
+        encryption: Zeroizing::new(enc.to_vec()),
+        integrity: Zeroizing::new(integ.to_vec()),
+    }
 }
 
 fn seq_bytes(start: u8, n: usize) -> Vec<u8> {
@@ -10,7 +13,11 @@ fn seq_bytes(start: u8, n: usize) -> Vec<u8> {
 }
 
 fn proposal(cipher: EspCipher, auth: Option<EspAuth>) -> EspProposal {
-    EspProposal { cipher, auth, group: None }
+    EspProposal {
+        cipher,
+        auth,
+        group: None,
+    }
 }
 
 fn key_len(c: EspCipher) -> usize {
@@ -34,7 +41,10 @@ fn integ_len(a: Option<EspAuth>) -> usize {
 }
 
 fn pair(p: &EspProposal) -> (OutboundSa, InboundSa) {
-    let k = keys(&seq_bytes(1, key_len(p.cipher)), &seq_bytes(100, integ_len(p.auth)));
+    let k = keys(
+        &seq_bytes(1, key_len(p.cipher)),
+        &seq_bytes(100, integ_len(p.auth)),
+    );
     let out = OutboundSa::new(0xc0ffee01, p, &k, ChaCha20Rng::seed_from_u64(7)).expect("outbound");
     let inb = InboundSa::new(0xc0ffee01, p, &k).expect("inbound");
     (out, inb)
@@ -68,7 +78,9 @@ fn all_proposals() -> Vec<EspProposal> {
 fn seal(out: &mut OutboundSa, inner: &[u8]) -> Vec<u8> {
     let mut buf = vec![0u8; MAX_HEADER + inner.len() + MAX_TRAILER];
     buf[MAX_HEADER..MAX_HEADER + inner.len()].copy_from_slice(inner);
-    let r = out.encapsulate(&mut buf, MAX_HEADER, inner.len(), NEXT_HEADER_IPV4).expect("encapsulate");
+    let r = out
+        .encapsulate(&mut buf, MAX_HEADER, inner.len(), NEXT_HEADER_IPV4)
+        .expect("encapsulate");
     buf[r].to_vec()
 }
 
@@ -83,7 +95,9 @@ fn round_trip_every_algorithm_and_length() {
                 let a = out.transform.align();
                 (len + 2).div_ceil(a) * a
             });
-            let (r, nh) = inb.decapsulate(&mut pkt).unwrap_or_else(|e| panic!("{p}: {e}"));
+            let (r, nh) = inb
+                .decapsulate(&mut pkt)
+                .unwrap_or_else(|e| panic!("{p}: {e}"));
             assert_eq!(nh, NEXT_HEADER_IPV4, "{p}");
             assert_eq!(&pkt[r], &inner[..], "{p} len {len}");
         }
@@ -92,7 +106,10 @@ fn round_trip_every_algorithm_and_length() {
 
 #[test]
 fn cbc_ivs_are_fresh_and_sequence_increments() {
-    let (mut out, _) = pair(&proposal(EspCipher::AesCbc { key_bits: 128 }, Some(EspAuth::HmacSha1_96)));
+    let (mut out, _) = pair(&proposal(
+        EspCipher::AesCbc { key_bits: 128 },
+        Some(EspAuth::HmacSha1_96),
+    ));
     let a = seal(&mut out, b"same");
     let b = seal(&mut out, b"same");
     assert_eq!(&a[4..8], &1u32.to_be_bytes());
@@ -110,8 +127,13 @@ fn tampering_anywhere_fails_the_icv() {
         for i in 4..pkt.len() {
             let mut t = pkt.clone();
             t[i] ^= 0x20;
-            let e = inb.decapsulate(&mut t).expect_err("tampered packet accepted");
-            assert!(matches!(e, EspError::Integrity | EspError::Replayed), "{p} byte {i}: {e}");
+            let e = inb
+                .decapsulate(&mut t)
+                .expect_err("tampered packet accepted");
+            assert!(
+                matches!(e, EspError::Integrity | EspError::Replayed),
+                "{p} byte {i}: {e}"
+            );
         }
         // The original still passes: failures did not move the window.
         let mut ok = pkt.clone();
@@ -129,11 +151,17 @@ fn replayed_packet_is_dropped() {
 
 #[test]
 fn short_and_misaligned_packets_are_refused() {
-    let (mut out, mut inb) = pair(&proposal(EspCipher::AesCbc { key_bits: 256 }, Some(EspAuth::HmacSha256_128)));
+    let (mut out, mut inb) = pair(&proposal(
+        EspCipher::AesCbc { key_bits: 256 },
+        Some(EspAuth::HmacSha256_128),
+    ));
     let pkt = seal(&mut out, &[0u8; 40]);
     for n in 0..pkt.len() {
         let mut t = pkt[..n].to_vec();
-        assert!(inb.decapsulate(&mut t).is_err(), "prefix of {n} bytes accepted");
+        assert!(
+            inb.decapsulate(&mut t).is_err(),
+            "prefix of {n} bytes accepted"
+        );
     }
     let mut other = pkt.clone();
     other[0] ^= 1;
@@ -201,7 +229,10 @@ fn replay_window_edges() {
 
 #[test]
 fn out_of_order_inside_the_window_is_accepted_once() {
-    let (mut out, mut inb) = pair(&proposal(EspCipher::AesCbc { key_bits: 128 }, Some(EspAuth::HmacSha1_96)));
+    let (mut out, mut inb) = pair(&proposal(
+        EspCipher::AesCbc { key_bits: 128 },
+        Some(EspAuth::HmacSha1_96),
+    ));
     let pkts: Vec<Vec<u8>> = (0..10).map(|i| seal(&mut out, &[i; 20])).collect();
     for i in [9usize, 0, 5, 3, 8, 1, 2, 4, 6, 7] {
         let (r, _) = inb.decapsulate(&mut pkts[i].clone()).expect("in window");
@@ -219,16 +250,36 @@ fn sequence_exhaustion_stops_sending() {
     out.seq = u64::from(u32::MAX);
     let _ = seal(&mut out, b"last");
     let mut buf = [0u8; 128];
-    assert_eq!(out.encapsulate(&mut buf, MAX_HEADER, 4, 4), Err(EspError::SequenceExhausted));
+    assert_eq!(
+        out.encapsulate(&mut buf, MAX_HEADER, 4, 4),
+        Err(EspError::SequenceExhausted)
+    );
 }
 
 #[test]
 fn wrong_key_lengths_and_transforms_are_refused() {
-    let p = proposal(EspCipher::AesCbc { key_bits: 128 }, Some(EspAuth::HmacSha256_128));
+    let p = proposal(
+        EspCipher::AesCbc { key_bits: 128 },
+        Some(EspAuth::HmacSha256_128),
+    );
     assert!(InboundSa::new(1, &p, &keys(&[0; 15], &[0; 32])).is_err());
     assert!(InboundSa::new(1, &p, &keys(&[0; 16], &[0; 20])).is_err());
-    assert!(InboundSa::new(1, &proposal(EspCipher::AesCbc { key_bits: 128 }, None), &keys(&[0; 16], &[])).is_err());
-    assert!(InboundSa::new(1, &proposal(EspCipher::AesGcm16 { key_bits: 192 }, None), &keys(&[0; 28], &[])).is_err());
+    assert!(
+        InboundSa::new(
+            1,
+            &proposal(EspCipher::AesCbc { key_bits: 128 }, None),
+            &keys(&[0; 16], &[])
+        )
+        .is_err()
+    );
+    assert!(
+        InboundSa::new(
+            1,
+            &proposal(EspCipher::AesGcm16 { key_bits: 192 }, None),
+            &keys(&[0; 28], &[])
+        )
+        .is_err()
+    );
 }
 
 // Known answers: packets built by an independent implementation (Python `cryptography`,
@@ -238,7 +289,9 @@ const KAT_INNER: &str = "4500001c00010000400100000ac800050a4d000a0800f7ff0000000
 fn kat(p: EspProposal, enc: &[u8], integ: &[u8], packet: &str) {
     let mut inb = InboundSa::new(0x01020304, &p, &keys(enc, integ)).expect("sa");
     let mut pkt = hex::decode(packet).expect("hex");
-    let (r, nh) = inb.decapsulate(&mut pkt).expect("known-answer packet refused");
+    let (r, nh) = inb
+        .decapsulate(&mut pkt)
+        .expect("known-answer packet refused");
     assert_eq!(nh, NEXT_HEADER_IPV4);
     assert_eq!(hex::encode(&pkt[r]), KAT_INNER);
 }
@@ -246,7 +299,10 @@ fn kat(p: EspProposal, enc: &[u8], integ: &[u8], packet: &str) {
 #[test]
 fn known_answer_aes128_cbc_hmac_sha256() {
     kat(
-        proposal(EspCipher::AesCbc { key_bits: 128 }, Some(EspAuth::HmacSha256_128)),
+        proposal(
+            EspCipher::AesCbc { key_bits: 128 },
+            Some(EspAuth::HmacSha256_128),
+        ),
         &seq_bytes(0, 16),
         &seq_bytes(0x40, 32),
         "0102030400000007101112131415161718191a1b1c1d1e1f0d07096063a374e4c215f342fa7dedb68b9ffa19956adfff9fca87896efbe50b561b9096939dec54fb7571b83f1853f6",
@@ -272,7 +328,13 @@ fn known_answer_aes128_gcm_both_directions() {
     enc.extend_from_slice(&[0xa0, 0xa1, 0xa2, 0xa3]);
     kat(p, &enc, &[], KAT_GCM);
     // Our encapsulation of packet 7 is byte for byte the reference.
-    let mut out = OutboundSa::new(0x01020304, &p, &keys(&enc, &[]), ChaCha20Rng::seed_from_u64(0)).expect("sa");
+    let mut out = OutboundSa::new(
+        0x01020304,
+        &p,
+        &keys(&enc, &[]),
+        ChaCha20Rng::seed_from_u64(0),
+    )
+    .expect("sa");
     out.seq = 7;
     let inner = hex::decode(KAT_INNER).expect("hex");
     assert_eq!(hex::encode(seal(&mut out, &inner)), KAT_GCM);
