@@ -12,11 +12,11 @@ use crate::{LabError, Result};
 /// Runs a one-off iperf3 server in the lan namespace and an iperf3 client for `secs`
 /// seconds from the client namespace to `dst`; returns the receiver's Mbit/s.
 pub fn iperf3(lab: &Lab, dst: &str, secs: u32) -> Result<f64> {
-    iperf3_from(lab, Role::Client, dst, secs)
+    iperf3_from(lab, Role::Client, None, dst, secs)
 }
 
-/// Like [`iperf3`], with the client in namespace `from`.
-pub fn iperf3_from(lab: &Lab, from: Role, dst: &str, secs: u32) -> Result<f64> {
+/// Like [`iperf3`], with the client in namespace `from`, bound to `bind` when given.
+pub fn iperf3_from(lab: &Lab, from: Role, bind: Option<&str>, dst: &str, secs: u32) -> Result<f64> {
     let mut server = lab.command(Role::Lan, Path::new("iperf3"));
     server.args(["-s", "-1", "-p", "5201"]);
     let server = Proc::spawn(
@@ -37,24 +37,27 @@ pub fn iperf3_from(lab: &Lab, from: Role, dst: &str, secs: u32) -> Result<f64> {
     }
     let secs_s = secs.to_string();
     let limit = (secs + 20).to_string();
-    let out = run(std::process::Command::new("ip")
-        .args(["netns", "exec", &lab.ns(from)])
-        .args([
-            "timeout",
-            &limit,
-            "iperf3",
-            "-c",
-            dst,
-            "-p",
-            "5201",
-            "-t",
-            &secs_s,
-            "-f",
-            "m",
-            "--connect-timeout",
-            "3000",
-        ]))
-    .map_err(|e| LabError(format!("iperf3 to {dst} failed: {e} (server: {last})")))?;
+    let mut cmd = std::process::Command::new("ip");
+    cmd.args(["netns", "exec", &lab.ns(from)]).args([
+        "timeout",
+        &limit,
+        "iperf3",
+        "-c",
+        dst,
+        "-p",
+        "5201",
+        "-t",
+        &secs_s,
+        "-f",
+        "m",
+        "--connect-timeout",
+        "3000",
+    ]);
+    if let Some(b) = bind {
+        cmd.args(["-B", b]);
+    }
+    let out = run(&mut cmd)
+        .map_err(|e| LabError(format!("iperf3 to {dst} failed: {e} (server: {last})")))?;
     server.stop(Duration::from_secs(2));
     receiver_mbits(&out)
         .ok_or_else(|| LabError(format!("no receiver line in iperf3 output:\n{out}")))

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# TCP throughput (iperf3) through Postern's userspace ESP datapath vs strongSwan's charon
+# as the client (kernel-libipsec) vs the bare veth link, in the namespace lab (root).
+# Prints Mbit/s and the ratios. What exactly is measured: tests/src/bin/throughput.rs.
+#
+#   bench/throughput.sh [--secs N] [--esp PROPOSAL]
+# Release builds of postern-helper and the benchmark are used.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" -ne 0 ]; then
+  echo "throughput.sh: needs root (network namespaces)" >&2
+  exit 1
+fi
+scripts/install-deps.sh >/dev/null
+export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-1}"
+cargo build --release -q -p postern-helper -p postern-lab --bin postern-helper --bin throughput
+target="${CARGO_TARGET_DIR:-target}"
+export POSTERN_HELPER="${POSTERN_HELPER:-$PWD/$target/release/postern-helper}"
+exec "$target/release/throughput" "$@"
