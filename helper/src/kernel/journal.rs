@@ -38,6 +38,15 @@ pub enum Entry {
 }
 
 impl Entry {
+    /// For messages: what the entry installed.
+    pub fn describe(&self) -> String {
+        match self {
+            Entry::Link { dev } => format!("device {dev}"),
+            Entry::Addr { cidr, dev } => format!("address {cidr} on {dev}"),
+            Entry::Route { dst, dev, src } => format!("route {dst} dev {dev} src {src}"),
+        }
+    }
+
     fn to_line(&self) -> String {
         match self {
             Entry::Link { dev } => format!("link {dev}"),

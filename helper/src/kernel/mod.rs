@@ -1,8 +1,8 @@
 //! Host networking: the virtual IP, the routes to the remote networks, and the crash
 //! journal that lets a later helper remove what a killed one left behind.
 //!
-//! First step: changes are made with the `ip` command (iproute2); the rtnetlink
-//! backend (STYLE.md item 11) replaces [`net`] later behind the same interface.
+//! Changes are made over rtnetlink ([`net`]); XFRM (netlink-packet-xfrm) comes with
+//! the kernel backend.
 
 pub mod journal;
 pub mod net;
@@ -12,10 +12,14 @@ pub use journal::{Entry, Journal};
 /// Why host networking could not be set up or torn down.
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
-    #[error("`ip {args}` failed: {stderr}")]
-    Command { args: String, stderr: String },
-    #[error("cannot run `ip` (is iproute2 installed?): {0}")]
-    Spawn(#[source] std::io::Error),
+    #[error("{what}: {}", std::io::Error::from_raw_os_error(*errno))]
+    Errno { what: String, errno: i32 },
+    #[error("{what}: {source}")]
+    Netlink {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("crash journal {path}: {source}")]
     Journal {
         path: String,

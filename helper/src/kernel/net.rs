@@ -1,42 +1,136 @@
-//! Addresses, routes and devices through iproute2's `ip` command. Each change is
-//! recorded in the journal before it is made.
+//! Addresses, routes and devices over rtnetlink. Each change is recorded in the journal
+//! before it is made.
+//!
+//! The functions are synchronous: each runs its requests on a netlink connection of its
+//! own, driven by a current-thread runtime on a short-lived thread (so they can be called
+//! from inside up.rs's runtime, from `Drop`, and from `postern-helper cleanup` alike).
+//! They run at setup and teardown only, never per packet.
 
+use std::future::Future;
 use std::net::IpAddr;
-use std::process::Command;
+
+use futures_util::TryStreamExt;
+use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
 
 use super::{Entry, Journal, KernelError};
 
-fn ip(args: &[&str]) -> Result<(), KernelError> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(KernelError::Spawn)?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(KernelError::Command {
-            args: args.join(" "),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+/// Runs `f` with a fresh rtnetlink handle, to completion.
+fn with_netlink<T, F, Fut>(what: &str, f: F) -> Result<T, KernelError>
+where
+    T: Send,
+    F: FnOnce(Handle) -> Fut + Send,
+    Fut: Future<Output = Result<T, rtnetlink::Error>>,
+{
+    let what = what.to_string();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .build()
+                .map_err(|e| KernelError::Netlink {
+                    what: what.clone(),
+                    source: Box::new(e),
+                })?;
+            rt.block_on(async move {
+                let (conn, handle, _) =
+                    rtnetlink::new_connection().map_err(|e| KernelError::Netlink {
+                        what: what.clone(),
+                        source: Box::new(e),
+                    })?;
+                let conn = tokio::spawn(conn);
+                let r = f(handle).await;
+                conn.abort();
+                r.map_err(|e| netlink_error(&what, e))
+            })
         })
+        .join()
+        .unwrap_or_else(|_| {
+            Err(KernelError::Netlink {
+                what: "netlink thread".into(),
+                source: "panicked".into(),
+            })
+        })
+    })
+}
+
+fn netlink_error(what: &str, e: rtnetlink::Error) -> KernelError {
+    if let rtnetlink::Error::NetlinkError(m) = &e {
+        if let Some(code) = m.code {
+            return KernelError::Errno {
+                what: what.to_string(),
+                errno: -code.get(),
+            };
+        }
     }
+    KernelError::Netlink {
+        what: what.to_string(),
+        source: Box::new(e),
+    }
+}
+
+const ENOENT: i32 = 2;
+const ESRCH: i32 = 3;
+const ENODEV: i32 = 19;
+const EADDRNOTAVAIL: i32 = 99;
+
+async fn link_index(h: &Handle, dev: &str) -> Result<Option<u32>, rtnetlink::Error> {
+    let mut links = h.link().get().match_name(dev.to_string()).execute();
+    match links.try_next().await {
+        Ok(Some(l)) => Ok(Some(l.header.index)),
+        Ok(None) => Ok(None),
+        Err(rtnetlink::Error::NetlinkError(m)) if m.code.is_some_and(|c| -c.get() == ENODEV) => {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn no_device(dev: &str) -> rtnetlink::Error {
+    rtnetlink::Error::InvalidNla(format!("no device {dev}"))
 }
 
 /// Brings the device up.
 pub fn link_up(dev: &str) -> Result<(), KernelError> {
-    ip(&["link", "set", "dev", dev, "up"])
+    with_netlink(&format!("set {dev} up"), |h| async move {
+        let idx = link_index(&h, dev).await?.ok_or_else(|| no_device(dev))?;
+        h.link()
+            .set(LinkUnspec::new_with_index(idx).up().build())
+            .execute()
+            .await
+    })
 }
 
 /// Adds `addr/prefix` to `dev`.
 pub fn add_addr(j: &mut Journal, addr: IpAddr, prefix: u8, dev: &str) -> Result<(), KernelError> {
-    let cidr = format!("{addr}/{prefix}");
     j.record(Entry::Addr {
-        cidr: cidr.clone(),
+        cidr: format!("{addr}/{prefix}"),
         dev: dev.to_string(),
     })?;
-    ip(&["addr", "add", &cidr, "dev", dev])
+    with_netlink(
+        &format!("add address {addr}/{prefix} to {dev}"),
+        |h| async move {
+            let idx = link_index(&h, dev).await?.ok_or_else(|| no_device(dev))?;
+            h.address().add(idx, addr, prefix).execute().await
+        },
+    )
 }
 
-/// Routes `dst/prefix` through `dev` with source address `src`.
+fn route_message(
+    dst: IpAddr,
+    prefix: u8,
+    idx: u32,
+    src: IpAddr,
+) -> Result<rtnetlink::packet_route::route::RouteMessage, rtnetlink::Error> {
+    Ok(RouteMessageBuilder::<IpAddr>::new()
+        .destination_prefix(dst, prefix)
+        .map_err(|e| rtnetlink::Error::InvalidNla(e.to_string()))?
+        .pref_source(src)
+        .map_err(|e| rtnetlink::Error::InvalidNla(e.to_string()))?
+        .output_interface(idx)
+        .build())
+}
+
+/// Routes `dst/prefix` through `dev` with source address `src` (main table).
 pub fn add_route(
     j: &mut Journal,
     dst: IpAddr,
@@ -44,32 +138,73 @@ pub fn add_route(
     dev: &str,
     src: IpAddr,
 ) -> Result<(), KernelError> {
-    let dst = format!("{dst}/{prefix}");
-    let src = src.to_string();
     j.record(Entry::Route {
-        dst: dst.clone(),
+        dst: format!("{dst}/{prefix}"),
         dev: dev.to_string(),
-        src: src.clone(),
+        src: src.to_string(),
     })?;
-    ip(&["route", "add", &dst, "dev", dev, "src", &src])
+    with_netlink(
+        &format!("add route {dst}/{prefix} dev {dev} src {src}"),
+        |h| async move {
+            let idx = link_index(&h, dev).await?.ok_or_else(|| no_device(dev))?;
+            h.route()
+                .add(route_message(dst, prefix, idx, src)?)
+                .execute()
+                .await
+        },
+    )
 }
 
-fn gone(e: &KernelError) -> bool {
-    match e {
-        KernelError::Command { stderr, .. } => {
-            // What `ip` says when the object (or its device) is already gone.
-            [
-                "No such process",
-                "Cannot find device",
-                "Cannot assign requested address",
-                "No such device",
-                "does not exist",
-            ]
-            .iter()
-            .any(|m| stderr.contains(m))
+fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {
+    let (a, p) = s.split_once('/')?;
+    Some((a.parse().ok()?, p.parse().ok()?))
+}
+
+/// Undoes one entry. `Ok(false)`: it was already gone.
+fn undo_one(e: &Entry) -> Result<bool, KernelError> {
+    let what = format!("undo `{}`", e.describe());
+    let e = e.clone();
+    with_netlink(&what, |h| async move {
+        let dev = match &e {
+            Entry::Link { dev } | Entry::Addr { dev, .. } | Entry::Route { dev, .. } => dev.clone(),
+        };
+        // No device: it took its addresses and routes with it.
+        let Some(idx) = link_index(&h, &dev).await? else {
+            return Ok(false);
+        };
+        match &e {
+            Entry::Link { .. } => h.link().del(idx).execute().await.map(|_| true),
+            Entry::Addr { cidr, .. } => {
+                let Some((addr, prefix)) = parse_cidr(cidr) else {
+                    return Ok(false);
+                };
+                let mut found = h
+                    .address()
+                    .get()
+                    .set_link_index_filter(idx)
+                    .set_address_filter(addr)
+                    .set_prefix_length_filter(prefix)
+                    .execute();
+                let mut any = false;
+                while let Some(msg) = found.try_next().await? {
+                    h.address().del(msg).execute().await?;
+                    any = true;
+                }
+                Ok(any)
+            }
+            Entry::Route { dst, src, .. } => {
+                let (Some((dst, prefix)), Ok(src)) = (parse_cidr(dst), src.parse::<IpAddr>())
+                else {
+                    return Ok(false);
+                };
+                h.route()
+                    .del(route_message(dst, prefix, idx, src)?)
+                    .execute()
+                    .await
+                    .map(|_| true)
+            }
         }
-        _ => false,
-    }
+    })
 }
 
 /// Undoes `entries` in reverse order. Objects already gone (a TUN device takes its
@@ -77,14 +212,11 @@ fn gone(e: &KernelError) -> bool {
 pub fn undo(entries: &[Entry]) -> Vec<String> {
     let mut errors = Vec::new();
     for e in entries.iter().rev() {
-        let r = match e {
-            Entry::Route { dst, dev, src } => ip(&["route", "del", dst, "dev", dev, "src", src]),
-            Entry::Addr { cidr, dev } => ip(&["addr", "del", cidr, "dev", dev]),
-            Entry::Link { dev } => ip(&["link", "del", "dev", dev]),
-        };
-        match r {
-            Err(e) if !gone(&e) => errors.push(e.to_string()),
-            _ => {}
+        match undo_one(e) {
+            Ok(_) => {}
+            Err(KernelError::Errno { errno, .. })
+                if [ENOENT, ESRCH, ENODEV, EADDRNOTAVAIL].contains(&errno) => {}
+            Err(err) => errors.push(err.to_string()),
         }
     }
     errors
