@@ -487,3 +487,81 @@ pub fn on_established(
         c.remote_ts.map(|t| t.to_string()).unwrap_or_default()
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inner_addresses_of_short_or_mismatched_packets_are_none() {
+        let mut v4 = [0u8; 20];
+        v4[0] = 0x45;
+        v4[12..16].copy_from_slice(&[10, 77, 0, 10]);
+        v4[16..20].copy_from_slice(&[10, 200, 0, 5]);
+        assert_eq!(
+            inner_address(&v4, 4, false),
+            Some("10.77.0.10".parse().expect("ip"))
+        );
+        assert_eq!(
+            inner_address(&v4, 4, true),
+            Some("10.200.0.5".parse().expect("ip"))
+        );
+        assert_eq!(
+            inner_address(&v4, 41, false),
+            None,
+            "version/next header mismatch"
+        );
+        for n in 0..20 {
+            assert_eq!(inner_address(&v4[..n], 4, true), None);
+        }
+        let mut v6 = [0u8; 40];
+        v6[0] = 0x60;
+        v6[8] = 0xfd;
+        assert!(inner_address(&v6, 41, false).is_some());
+        assert_eq!(inner_address(&v6[..39], 41, true), None);
+    }
+
+    #[test]
+    fn mtu_leaves_room_for_the_worst_case_overhead() {
+        use postern_engine::algs::{EspAuth, EspCipher, EspProposal};
+        for (cipher, auth) in [
+            (
+                EspCipher::AesCbc { key_bits: 256 },
+                Some(EspAuth::HmacSha512_256),
+            ),
+            (EspCipher::TripleDes, Some(EspAuth::HmacMd5_96)),
+            (EspCipher::AesGcm16 { key_bits: 128 }, None),
+        ] {
+            let p = EspProposal {
+                cipher,
+                auth,
+                group: None,
+            };
+            let c = ChildSa {
+                proposal: p,
+                encapsulation: Encapsulation::Tunnel,
+                udp_encapsulation: true,
+                spi_in: 1,
+                spi_out: 2,
+                keys_in: postern_engine::ike::EspKeys {
+                    encryption: Default::default(),
+                    integrity: Default::default(),
+                },
+                keys_out: postern_engine::ike::EspKeys {
+                    encryption: Default::default(),
+                    integrity: Default::default(),
+                },
+                local_ts: None,
+                remote_ts: None,
+                lifetime: Duration::from_secs(1),
+                lifetime_kb: None,
+            };
+            let mtu = usize::from(tunnel_mtu(&c, false));
+            assert!(
+                20 + 8 + esp::max_overhead(&p) + mtu <= OUTER_MTU,
+                "{p}: {mtu}"
+            );
+            assert!(mtu >= 1390, "{p}: {mtu} needlessly small");
+        }
+    }
+}

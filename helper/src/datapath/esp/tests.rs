@@ -339,3 +339,39 @@ fn known_answer_aes128_gcm_both_directions() {
     let inner = hex::decode(KAT_INNER).expect("hex");
     assert_eq!(hex::encode(seal(&mut out, &inner)), KAT_GCM);
 }
+
+#[test]
+fn garbage_never_panics_and_is_refused() {
+    use rand_chacha::rand_core::Rng;
+    let mut rng = ChaCha20Rng::seed_from_u64(42);
+    for p in all_proposals() {
+        let (mut out, mut inb) = pair(&p);
+        let valid = seal(&mut out, &seq_bytes(3, 77));
+        for _ in 0..500 {
+            let mut len = [0u8; 2];
+            rng.fill_bytes(&mut len);
+            let n = usize::from(u16::from_be_bytes(len)) % 200;
+            let mut pkt = vec![0u8; n];
+            rng.fill_bytes(&mut pkt);
+            // Half of them with our SPI and a fresh sequence number, to get past the
+            // cheap checks.
+            if n >= 8 && pkt[0] & 1 == 0 {
+                pkt[..4].copy_from_slice(&0xc0ffee01u32.to_be_bytes());
+                pkt[4..8].copy_from_slice(&1000u32.to_be_bytes());
+            }
+            assert!(inb.decapsulate(&mut pkt).is_err(), "{p}: garbage accepted");
+        }
+        // Truncations and extensions of a valid packet.
+        for n in 0..valid.len() + 40 {
+            let mut pkt = valid.clone();
+            pkt.resize(n, 0xaa);
+            if n != valid.len() {
+                assert!(
+                    inb.decapsulate(&mut pkt).is_err(),
+                    "{p}: resized to {n} accepted"
+                );
+            }
+        }
+        assert!(inb.decapsulate(&mut valid.clone()).is_ok(), "{p}");
+    }
+}
