@@ -54,17 +54,15 @@ where
 }
 
 fn netlink_error(what: &str, e: rtnetlink::Error) -> KernelError {
-    if let rtnetlink::Error::NetlinkError(m) = &e {
-        if let Some(code) = m.code {
-            return KernelError::Errno {
-                what: what.to_string(),
-                errno: -code.get(),
-            };
-        }
-    }
-    KernelError::Netlink {
-        what: what.to_string(),
-        source: Box::new(e),
+    match &e {
+        rtnetlink::Error::NetlinkError(m) if m.code.is_some() => KernelError::Errno {
+            what: what.to_string(),
+            errno: m.code.map_or(0, |c| -c.get()),
+        },
+        _ => KernelError::Netlink {
+            what: what.to_string(),
+            source: Box::new(e),
+        },
     }
 }
 
