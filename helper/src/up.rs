@@ -187,7 +187,7 @@ async fn tunnel(profile: Profile) -> Result<(), Failure> {
                         &mut datapath,
                         natt_socket.as_ref(),
                         profile.network.virtual_ip,
-                        remote.is_ipv6(),
+                        profile.phase2.remote_networks.is_empty(),
                         &c,
                     ) {
                         Ok(line) => println!("{line}"),

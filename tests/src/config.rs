@@ -37,6 +37,8 @@ pub struct Tunnel {
     pub client_esp: Vec<String>,
     /// Phase 2 PFS group offered by the client (`None` = "none").
     pub pfs: Option<String>,
+    /// Full tunnel: the gateway offers 0.0.0.0/0, the profile names no remote networks.
+    pub full_tunnel: bool,
 }
 
 fn strings(v: &[&str]) -> Vec<String> {
@@ -58,6 +60,7 @@ impl Tunnel {
             client_ike: strings(&["aes128-sha256-modp2048"]),
             client_esp: strings(&["aes128-sha256"]),
             pfs: None,
+            full_tunnel: false,
         }
     }
 
@@ -91,6 +94,12 @@ impl Tunnel {
         self
     }
 
+    /// A full tunnel (0.0.0.0/0 on the gateway's side).
+    pub fn full_tunnel(mut self) -> Tunnel {
+        self.full_tunnel = true;
+        self
+    }
+
     pub fn pfs(mut self, group: &str) -> Tunnel {
         self.pfs = Some(group.to_string());
         self
@@ -115,7 +124,11 @@ impl Tunnel {
             remote_id: &self.client_id,
             ike: &self.gw_ike,
             esp: &self.gw_esp,
-            local_ts: LAN_NET,
+            local_ts: if self.full_tunnel {
+                "0.0.0.0/0"
+            } else {
+                LAN_NET
+            },
             remote_ts: &format!("{CLIENT_VIP}/32"),
             secret: &self.psk,
         })
@@ -165,7 +178,12 @@ impl Tunnel {
             toml_str(self.pfs.as_deref().unwrap_or("none"))
         );
         let _ = writeln!(t, "mode = \"tunnel\"");
-        let _ = writeln!(t, "remote_networks = {}", toml_list(&[LAN_NET.to_string()]));
+        let remote: &[String] = if self.full_tunnel {
+            &[]
+        } else {
+            &[LAN_NET.to_string()]
+        };
+        let _ = writeln!(t, "remote_networks = {}", toml_list(remote));
         let _ = writeln!(t, "\n[network]\nmode_config = \"off\"");
         let _ = writeln!(t, "virtual_ip = {}", toml_str(CLIENT_VIP));
         t

@@ -547,3 +547,48 @@ fn postern_13_datapath_algorithms() {
         });
     }
 }
+
+/// Full tunnel: the profile names no remote network, the gateway offers 0.0.0.0/0. Postern
+/// routes 0.0.0.0/1 and 128.0.0.0/1 through the tunnel, keeps the gateway's own route
+/// outside it, the lan host answers through it, and everything goes away on exit.
+/// Run directly and behind the NAT router (where the gateway is reached through the
+/// default route, so without the bypass route IKE and ESP would loop into the tunnel).
+#[test]
+fn postern_14_full_tunnel() {
+    full_tunnel(false);
+    full_tunnel(true);
+}
+
+fn full_tunnel(behind_nat: bool) {
+    let t = Tunnel::main_psk("full-tunnel").full_tunnel();
+    let scenario = |lab: &Lab| -> Result<()> {
+        let _gw = lab.start_gateway(&t)?;
+        let before = snapshot(lab)?;
+        let client = lab.start_postern(&t)?;
+        client.wait_connected()?;
+        let routes = lab.exec(Role::Client, &["ip", "route"])?;
+        lab_ensure!(
+            routes.contains("0.0.0.0/1 dev postern0")
+                && routes.contains("128.0.0.0/1 dev postern0"),
+            "no full-tunnel routes:\n{routes}"
+        );
+        let gw_route = lab.exec(
+            Role::Client,
+            &["ip", "route", "get", postern_lab::config::GW_ADDR],
+        )?;
+        lab_ensure!(
+            !gw_route.contains("postern0"),
+            "the gateway is routed into the tunnel: {gw_route}"
+        );
+        lab.ping(Role::Client, None, LAN_HOST)?;
+        client.sigterm()?;
+        let code = client.exit_code(Duration::from_secs(15))?;
+        lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
+        ensure_same(&before, &snapshot(lab)?, "after a full tunnel")
+    };
+    if behind_nat {
+        run_nat_scenario("p14-full-nat", scenario);
+    } else {
+        run_scenario("p14-full", scenario);
+    }
+}

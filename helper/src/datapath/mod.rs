@@ -91,6 +91,10 @@ pub struct Datapath {
     inbound: Vec<Inbound>,
     outbound: Arc<Mutex<Vec<Outbound>>>,
     routes: Vec<TrafficSelector>,
+    /// Route everything (0.0.0.0/0 as 0/1 + 128/1) through the tunnel when an SA
+    /// covers it; the gateway keeps its current path.
+    full_tunnel: bool,
+    gateway: IpAddr,
     interrupt: Arc<InterruptEvent>,
     stopping: Arc<AtomicBool>,
     worker: Option<JoinHandle<()>>,
@@ -110,6 +114,7 @@ impl Datapath {
         natt: &tokio::net::UdpSocket,
         vip: IpAddr,
         mtu: u16,
+        full_tunnel: bool,
     ) -> Result<Datapath, DatapathError> {
         let socket = UdpSocket::from(
             natt.as_fd()
@@ -139,6 +144,8 @@ impl Datapath {
             inbound: Vec::new(),
             outbound: Arc::new(Mutex::new(Vec::new())),
             routes: Vec::new(),
+            full_tunnel,
+            gateway: natt.peer_addr().map_err(DatapathError::Socket)?.ip(),
             interrupt: Arc::new(InterruptEvent::new().map_err(DatapathError::Tun)?),
             stopping: Arc::new(AtomicBool::new(false)),
             worker: None,
@@ -195,13 +202,42 @@ impl Datapath {
             sas.push(Outbound { remote, sa: out });
         }
         // A gateway may propose 0.0.0.0/0 for its side (Cisco Unity): the SA can carry
-        // anything, but only the profile's split networks are routed.
-        if remote.prefix > 0 && !self.routes.contains(&remote) {
-            if let Some(j) = self.journal.as_mut() {
-                kernel::net::add_route(j, remote.addr, remote.prefix, &self.name, self.vip)?;
-            }
-            self.routes.push(remote);
+        // anything, but only the profile's split networks are routed, unless the
+        // profile asked for a full tunnel.
+        if self.routes.contains(&remote) || (remote.prefix == 0 && !self.full_tunnel) {
+            return Ok(());
         }
+        let Some(j) = self.journal.as_mut() else {
+            return Ok(());
+        };
+        if remote.prefix == 0 {
+            // The gateway keeps the path it has now, then two halves of the address
+            // space (more specific than any default route, which stays untouched).
+            if remote.addr.is_ipv4() != self.gateway.is_ipv4() {
+                return Err(DatapathError::Unsupported(
+                    "a full tunnel of the other address family",
+                ));
+            }
+            let (dev, via) = kernel::net::route_to(self.gateway)?;
+            kernel::net::add_bypass(j, self.gateway, &dev, via)?;
+            let halves: [(IpAddr, u8); 2] = if remote.addr.is_ipv4() {
+                [
+                    (Ipv4Addr::UNSPECIFIED.into(), 1),
+                    (Ipv4Addr::new(128, 0, 0, 0).into(), 1),
+                ]
+            } else {
+                [
+                    (Ipv6Addr::UNSPECIFIED.into(), 1),
+                    (Ipv6Addr::new(0x8000, 0, 0, 0, 0, 0, 0, 0).into(), 1),
+                ]
+            };
+            for (addr, prefix) in halves {
+                kernel::net::add_route(j, addr, prefix, &self.name, self.vip)?;
+            }
+        } else {
+            kernel::net::add_route(j, remote.addr, remote.prefix, &self.name, self.vip)?;
+        }
+        self.routes.push(remote);
         Ok(())
     }
 
@@ -461,7 +497,7 @@ pub fn on_established(
     dp: &mut Option<Datapath>,
     natt: Option<&tokio::net::UdpSocket>,
     fixed_vip: Option<Ipv4Addr>,
-    gateway_v6: bool,
+    full_tunnel: bool,
     c: &ChildSa,
 ) -> Result<String, DatapathError> {
     if !c.udp_encapsulation {
@@ -476,7 +512,13 @@ pub fn on_established(
         Some(d) => d,
         None => {
             let vip = virtual_ip(c, fixed_vip)?;
-            dp.insert(Datapath::start(natt, vip, tunnel_mtu(c, gateway_v6))?)
+            let gateway_v6 = natt.peer_addr().is_ok_and(|a| a.is_ipv6());
+            dp.insert(Datapath::start(
+                natt,
+                vip,
+                tunnel_mtu(c, gateway_v6),
+                full_tunnel,
+            )?)
         }
     };
     d.install(c)?;

@@ -35,6 +35,13 @@ pub enum Entry {
         dev: String,
         src: String,
     },
+    /// A host route keeping the gateway outside a full tunnel: `dst` through `dev`,
+    /// via the router `via` (`-`: on link).
+    Bypass {
+        dst: String,
+        dev: String,
+        via: String,
+    },
 }
 
 impl Entry {
@@ -44,6 +51,7 @@ impl Entry {
             Entry::Link { dev } => format!("device {dev}"),
             Entry::Addr { cidr, dev } => format!("address {cidr} on {dev}"),
             Entry::Route { dst, dev, src } => format!("route {dst} dev {dev} src {src}"),
+            Entry::Bypass { dst, dev, via } => format!("route {dst} dev {dev} via {via}"),
         }
     }
 
@@ -52,19 +60,20 @@ impl Entry {
             Entry::Link { dev } => format!("link {dev}"),
             Entry::Addr { cidr, dev } => format!("addr {cidr} {dev}"),
             Entry::Route { dst, dev, src } => format!("route {dst} {dev} {src}"),
+            Entry::Bypass { dst, dev, via } => format!("bypass {dst} {dev} {via}"),
         }
     }
 
     fn parse(line: &str) -> Option<Entry> {
         let w: Vec<&str> = line.split_whitespace().collect();
-        // Only names and addresses as written by `to_line`: nothing that could smuggle
-        // an option into the `ip` command line.
+        // Only names and addresses as written by `to_line` (and `-` for "none").
         let ok = |s: &str| {
-            !s.is_empty()
-                && !s.starts_with('-')
-                && s.len() <= 64
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b".:/_".contains(&b))
+            s == "-"
+                || !s.is_empty()
+                    && !s.starts_with('-')
+                    && s.len() <= 64
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b".:/_".contains(&b))
         };
         if !w.iter().skip(1).all(|s| ok(s)) {
             return None;
@@ -76,6 +85,11 @@ impl Entry {
             ["addr", cidr, dev] => Some(Entry::Addr {
                 cidr: cidr.to_string(),
                 dev: dev.to_string(),
+            }),
+            ["bypass", dst, dev, via] => Some(Entry::Bypass {
+                dst: dst.to_string(),
+                dev: dev.to_string(),
+                via: via.to_string(),
             }),
             ["route", dst, dev, src] => Some(Entry::Route {
                 dst: dst.to_string(),
@@ -234,6 +248,16 @@ mod tests {
                 dst: "10.77.0.0/24".into(),
                 dev: "postern7".into(),
                 src: "10.200.0.5".into(),
+            },
+            Entry::Bypass {
+                dst: "192.0.2.1/32".into(),
+                dev: "eth0".into(),
+                via: "-".into(),
+            },
+            Entry::Bypass {
+                dst: "203.0.113.1/32".into(),
+                dev: "eth0".into(),
+                via: "192.0.2.254".into(),
             },
         ];
         for e in &es {

@@ -153,6 +153,97 @@ pub fn add_route(
     )
 }
 
+/// How the host reaches `dst` now: (device name, router or `None` when on link).
+pub fn route_to(dst: IpAddr) -> Result<(String, Option<IpAddr>), KernelError> {
+    use rtnetlink::packet_route::link::LinkAttribute;
+    use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
+    let prefix = if dst.is_ipv4() { 32 } else { 128 };
+    with_netlink(&format!("look up the route to {dst}"), |h| async move {
+        let q = RouteMessageBuilder::<IpAddr>::new()
+            .destination_prefix(dst, prefix)
+            .map_err(|e| rtnetlink::Error::InvalidNla(e.to_string()))?
+            .build();
+        let r = h
+            .route()
+            .get(q)
+            .execute()
+            .try_next()
+            .await?
+            .ok_or(rtnetlink::Error::RequestFailed)?;
+        let mut oif = None;
+        let mut via = None;
+        for a in &r.attributes {
+            match a {
+                RouteAttribute::Oif(i) => oif = Some(*i),
+                RouteAttribute::Gateway(RouteAddress::Inet(g)) => via = Some(IpAddr::V4(*g)),
+                RouteAttribute::Gateway(RouteAddress::Inet6(g)) => via = Some(IpAddr::V6(*g)),
+                _ => {}
+            }
+        }
+        let oif = oif.ok_or(rtnetlink::Error::RequestFailed)?;
+        let link = h
+            .link()
+            .get()
+            .match_index(oif)
+            .execute()
+            .try_next()
+            .await?
+            .ok_or(rtnetlink::Error::RequestFailed)?;
+        let name = link
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                LinkAttribute::IfName(n) => Some(n.clone()),
+                _ => None,
+            })
+            .ok_or(rtnetlink::Error::RequestFailed)?;
+        Ok((name, via))
+    })
+}
+
+fn bypass_message(
+    dst: IpAddr,
+    idx: u32,
+    via: Option<IpAddr>,
+) -> Result<rtnetlink::packet_route::route::RouteMessage, rtnetlink::Error> {
+    let prefix = if dst.is_ipv4() { 32 } else { 128 };
+    let mut b = RouteMessageBuilder::<IpAddr>::new()
+        .destination_prefix(dst, prefix)
+        .map_err(|e| rtnetlink::Error::InvalidNla(e.to_string()))?
+        .output_interface(idx);
+    if let Some(g) = via {
+        b = b
+            .gateway(g)
+            .map_err(|e| rtnetlink::Error::InvalidNla(e.to_string()))?;
+    }
+    Ok(b.build())
+}
+
+/// Keeps the gateway `dst` on the path it has now (`dev`, `via`), outside a full tunnel.
+pub fn add_bypass(
+    j: &mut Journal,
+    dst: IpAddr,
+    dev: &str,
+    via: Option<IpAddr>,
+) -> Result<(), KernelError> {
+    let prefix = if dst.is_ipv4() { 32 } else { 128 };
+    j.record(Entry::Bypass {
+        dst: format!("{dst}/{prefix}"),
+        dev: dev.to_string(),
+        via: via.map_or("-".to_string(), |v| v.to_string()),
+    })?;
+    with_netlink(
+        &format!("add route {dst}/{prefix} dev {dev}"),
+        |h| async move {
+            let idx = link_index(&h, dev).await?.ok_or_else(|| no_device(dev))?;
+            h.route()
+                .add(bypass_message(dst, idx, via)?)
+                .execute()
+                .await
+        },
+    )
+}
+
 fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {
     let (a, p) = s.split_once('/')?;
     Some((a.parse().ok()?, p.parse().ok()?))
@@ -164,7 +255,10 @@ fn undo_one(e: &Entry) -> Result<bool, KernelError> {
     let e = e.clone();
     with_netlink(&what, |h| async move {
         let dev = match &e {
-            Entry::Link { dev } | Entry::Addr { dev, .. } | Entry::Route { dev, .. } => dev.clone(),
+            Entry::Link { dev }
+            | Entry::Addr { dev, .. }
+            | Entry::Route { dev, .. }
+            | Entry::Bypass { dev, .. } => dev.clone(),
         };
         // No device: it took its addresses and routes with it.
         let Some(idx) = link_index(&h, &dev).await? else {
@@ -189,6 +283,21 @@ fn undo_one(e: &Entry) -> Result<bool, KernelError> {
                     any = true;
                 }
                 Ok(any)
+            }
+            Entry::Bypass { dst, via, .. } => {
+                let Some((dst, _)) = parse_cidr(dst) else {
+                    return Ok(false);
+                };
+                let via = if via == "-" {
+                    None
+                } else {
+                    via.parse::<IpAddr>().ok()
+                };
+                h.route()
+                    .del(bypass_message(dst, idx, via)?)
+                    .execute()
+                    .await
+                    .map(|_| true)
             }
             Entry::Route { dst, src, .. } => {
                 let (Some((dst, prefix)), Ok(src)) = (parse_cidr(dst), src.parse::<IpAddr>())
