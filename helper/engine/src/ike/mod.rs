@@ -16,11 +16,13 @@
 //! `ExpectIdHash`...). Peer faults and local failures are kept apart in [`Error`],
 //! and every error maps to a message a person can read.
 
+mod dpd;
 mod exchange;
 mod natt;
 mod phase1;
 mod quick;
 mod sa;
+mod transaction;
 
 #[cfg(test)]
 mod tests;
@@ -37,7 +39,11 @@ use crate::codec::{IdType, NotifyType};
 use crate::crypto::Rng;
 
 pub use exchange::RetransmitConfig;
+pub use dpd::DpdConfig;
 pub use natt::{NatState, NatTraversal, NattVersion, NAT_T_PORT};
+pub use transaction::{
+    Credentials, CredentialsRequest, ModeConfigInfo, ModeConfigMode, XAuthConfig, XAuthField, XAuthServer,
+};
 
 /// Which phase 1 exchange to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,9 +78,12 @@ impl fmt::Debug for Auth {
 }
 
 impl Auth {
-    pub(crate) fn method_attr(&self) -> u16 {
-        match self {
-            Auth::Psk(_) => crate::codec::attr::PSK,
+    /// The AUTHENTICATION_METHOD attribute, XAuth variants when XAuth follows.
+    pub(crate) fn method_attr(&self, xauth: bool) -> u16 {
+        use crate::codec::attr;
+        match (self, xauth) {
+            (Auth::Psk(_), false) => attr::PSK,
+            (Auth::Psk(_), true) => attr::XAUTH_INIT_PSK,
         }
     }
 }
@@ -209,6 +218,19 @@ pub struct Config {
     /// Send INITIAL-CONTACT in phase 1 (the peer then drops stale SAs of ours).
     pub initial_contact: bool,
     pub nat_traversal: NatTraversal,
+    /// XAuth login to give when the gateway asks (client).
+    pub xauth: Option<XAuthConfig>,
+    /// Mode Config: pull or wait for push; the result replaces `children`.
+    pub mode_config: ModeConfigMode,
+    /// With Mode Config: the networks to reach; empty means what the gateway
+    /// pushes as split-include, else everything (0.0.0.0/0).
+    pub remote_networks: Vec<TrafficSelector>,
+    /// Dead peer detection (RFC 3706).
+    pub dpd: Option<DpdConfig>,
+    /// Responder only: ask the initiator for this XAuth login.
+    pub xauth_server: Option<XAuthServer>,
+    /// Responder only: what to hand out by Mode Config.
+    pub mode_config_server: Option<ModeConfigInfo>,
 }
 
 impl Config {
@@ -229,6 +251,12 @@ impl Config {
             retransmit: RetransmitConfig::default(),
             initial_contact: true,
             nat_traversal: NatTraversal::Auto,
+            xauth: None,
+            mode_config: ModeConfigMode::Off,
+            remote_networks: Vec::new(),
+            dpd: Some(DpdConfig::default()),
+            xauth_server: None,
+            mode_config_server: None,
         }
     }
 }
@@ -303,7 +331,13 @@ pub enum Event {
     Phase2Failed(Error),
     /// The peer deleted the phase 1 SA.
     Phase1Deleted,
-    /// Negotiation failed for good; the engine is dead.
+    /// The gateway asks for XAuth credentials: answer with `Ike::submit_credentials`.
+    CredentialsRequired(CredentialsRequest),
+    /// The gateway accepted our XAuth login.
+    XAuthSucceeded,
+    /// What the gateway handed out by Mode Config (quick mode follows).
+    ModeConfig(ModeConfigInfo),
+    /// Negotiation failed for good, or the peer died; the engine is dead.
     Failed(Error),
     /// `close()` finished: DELETEs are queued, nothing more will happen.
     Closed,
@@ -326,6 +360,10 @@ pub enum Error {
     Malformed(String),
     #[error("the peer deleted the IKE SA")]
     DeletedByPeer,
+    #[error("XAuth failed: {0}")]
+    XAuthFailed(String),
+    #[error("dead peer: no answer to {0} dead peer detection probes")]
+    DeadPeer(u32),
     #[error("{0}")]
     Local(String),
 }
@@ -334,7 +372,7 @@ impl Error {
     /// The notify to send the peer for this error, when we are the one refusing.
     pub fn notify(&self) -> Option<NotifyType> {
         match self {
-            Error::AuthenticationFailed(_) => Some(NotifyType::AUTHENTICATION_FAILED),
+            Error::AuthenticationFailed(_) | Error::XAuthFailed(_) => Some(NotifyType::AUTHENTICATION_FAILED),
             Error::NoProposalChosen(_) => Some(NotifyType::NO_PROPOSAL_CHOSEN),
             Error::InvalidId(_) => Some(NotifyType::INVALID_ID_INFORMATION),
             Error::Malformed(_) => Some(NotifyType::PAYLOAD_MALFORMED),

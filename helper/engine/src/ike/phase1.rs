@@ -11,7 +11,9 @@ use crate::codec::{
 };
 use crate::crypto::{self, DhKeyPair, Phase1Keys, Rng};
 
+use super::dpd::{Dpd, VID_DPD};
 use super::exchange::Pending;
+use super::transaction::{ModeConfigInfo, Setup};
 use super::natt::{self, NatState, NattVersion, NatTraversal, NAT_T_PORT};
 use super::quick::Quick;
 use super::sa::{self, IkeChoice, DOI_IPSEC};
@@ -95,6 +97,11 @@ pub struct Ike {
     nat: NatState,
     /// IKE has moved to port 4500 (and ESP will be UDP-encapsulated).
     floated: bool,
+    /// XAuth / Mode Config after phase 1.
+    pub(super) setup: Setup,
+    pub(super) mode_config: Option<ModeConfigInfo>,
+    pub(super) cfg_request_identifier: u16,
+    pub(super) dpd: Dpd,
 }
 
 impl std::fmt::Debug for Ike {
@@ -154,6 +161,10 @@ impl Ike {
             natt: None,
             nat: NatState::default(),
             floated: false,
+            setup: Setup::NotStarted,
+            mode_config: None,
+            cfg_request_identifier: 0,
+            dpd: Dpd::default(),
         }
     }
 
@@ -183,6 +194,14 @@ impl Ike {
         self.nat
     }
     /// The NAT-T dialect in use when IKE and ESP are UDP-encapsulated on port 4500.
+    /// What Mode Config gave us, once it has.
+    pub fn mode_config(&self) -> Option<&ModeConfigInfo> {
+        self.mode_config.as_ref()
+    }
+    /// Phase 1, XAuth and Mode Config are all done: quick modes run or ran.
+    pub fn setup_done(&self) -> bool {
+        matches!(self.setup, Setup::Done)
+    }
     pub fn udp_encapsulation(&self) -> Option<NattVersion> {
         self.natt.filter(|_| self.floated)
     }
@@ -204,7 +223,7 @@ impl Ike {
         }
         let p1 = self.pending.as_ref().map(|p| p.deadline);
         let qm = self.quick.iter().filter_map(|q| q.deadline()).min();
-        [p1, qm].into_iter().flatten().min()
+        [p1, qm, self.setup.deadline(), self.dpd_deadline()].into_iter().flatten().min()
     }
 
     /// Resends what is due and gives up on what has run out of tries.
@@ -235,6 +254,12 @@ impl Ike {
             }
         }
         self.quick_timeouts(now);
+        if self.state == State::Established {
+            self.setup_timeout(now);
+        }
+        if self.state == State::Established {
+            self.dpd_timeout(now);
+        }
     }
 
     /// Closes the tunnel: DELETE for every ESP SA and for the ISAKMP SA are queued,
@@ -274,6 +299,7 @@ impl Ike {
         if self.state == State::Dead || data.len() > MAX_DATAGRAM {
             return;
         }
+        let was_established = self.state == State::Established;
         // A responder answers where the first message came from.
         if self.role == Role::Responder && self.state == State::ExpectSa {
             self.remote = remote;
@@ -312,19 +338,33 @@ impl Ike {
                 self.handle_phase1(now, &header, data)
             }
             ExchangeType::QUICK if self.state == State::Established => self.handle_quick(now, &header, data),
-            ExchangeType::INFORMATIONAL => self.handle_informational(&header, data),
+            ExchangeType::TRANSACTION if self.state == State::Established => {
+                self.handle_transaction(now, &header, data)
+            }
+            ExchangeType::INFORMATIONAL => self.handle_informational(now, &header, data),
             _ => {
                 self.counters.dropped += 1;
                 Ok(())
             }
         };
-        if let Err(e) = result {
-            if self.state == State::Established {
-                self.out.events.push_back(Event::Phase2Failed(e));
-            } else {
-                self.fail(e);
+        match result {
+            // Errors of a quick mode leave phase 1 standing; anything else ends it.
+            Err(e) if self.state == State::Established && self.setup_done() => {
+                self.out.events.push_back(Event::Phase2Failed(e))
+            }
+            Err(e) => self.fail(e),
+            Ok(()) => {
+                if self.state == State::Established {
+                    // Any message that passed the cookie check and decoding shows the peer alive.
+                    self.dpd.heard(now);
+                    self.dpd.confirmed |= was_established;
+                }
             }
         }
+    }
+
+    pub(super) fn set_last_exchange(&mut self, request: Vec<u8>, reply: Vec<u8>) {
+        self.last_exchange = Some((request, reply));
     }
 
     fn cookies_match(&self, h: &Header) -> bool {
@@ -338,7 +378,7 @@ impl Ike {
         }
     }
 
-    fn fail(&mut self, e: Error) {
+    pub(super) fn fail(&mut self, e: Error) {
         if self.state == State::Dead {
             return;
         }
@@ -493,7 +533,7 @@ impl Ike {
     }
 
     fn auth_method(&self) -> u16 {
-        self.config.auth.method_attr()
+        self.config.auth.method_attr(self.config.xauth.is_some() || self.config.xauth_server.is_some())
     }
 
     /// Proposals usable in this exchange: aggressive mode sends one KE, so only
@@ -743,6 +783,9 @@ impl Ike {
         self.learn_natt(&msg.payloads);
         let mut payloads = vec![Payload::Sa(reply)];
         payloads.extend(self.natt.map(|v| Payload::VendorId(natt::vendor_id_for(v))));
+        if self.config.dpd.is_some() {
+            payloads.push(Payload::VendorId(VID_DPD.to_vec()));
+        }
         let d = self.plain_message(ExchangeType::IDENTITY_PROTECTION, payloads);
         self.state = State::ExpectKe;
         self.answered(now, data, d, true);
@@ -843,6 +886,9 @@ impl Ike {
             Payload::Hash(hash_r),
         ];
         payloads.extend(self.natt.map(|v| Payload::VendorId(natt::vendor_id_for(v))));
+        if self.config.dpd.is_some() {
+            payloads.push(Payload::VendorId(VID_DPD.to_vec()));
+        }
         payloads.extend(self.nat_d_payloads());
         let d = self.plain_message(ExchangeType::AGGRESSIVE, payloads);
         self.state = State::ExpectHashI;
@@ -974,25 +1020,26 @@ impl Ike {
         self.m.dh = None;
         self.info = Some(info.clone());
         self.out.events.push_back(Event::Phase1Established(info));
-        if self.role == Role::Initiator {
-            let children = self.config.children.clone();
-            for c in children {
-                self.start_quick(now, c);
-            }
-        }
+        self.dpd.heard(now);
+        self.begin_setup(now);
     }
 
     // ----- NAT traversal ---------------------------------------------------
 
     fn our_vendor_ids(&self) -> Vec<Payload> {
-        if self.config.nat_traversal == NatTraversal::Off {
-            return Vec::new();
+        let mut v = vec![Payload::VendorId(VID_XAUTH.to_vec()), Payload::VendorId(VID_UNITY.to_vec())];
+        if self.config.dpd.is_some() {
+            v.push(Payload::VendorId(VID_DPD.to_vec()));
         }
-        natt::our_vendor_ids().into_iter().map(Payload::VendorId).collect()
+        if self.config.nat_traversal != NatTraversal::Off {
+            v.extend(natt::our_vendor_ids().into_iter().map(Payload::VendorId));
+        }
+        v
     }
 
-    /// Takes note of the NAT-T dialect the peer's vendor IDs announce.
+    /// Takes note of the NAT-T dialect and DPD support the peer's vendor IDs announce.
     fn learn_natt(&mut self, payloads: &[Payload]) {
+        self.dpd.peer_supports = payloads.iter().any(|p| matches!(p, Payload::VendorId(v) if v.as_slice() == VID_DPD));
         if self.config.nat_traversal == NatTraversal::Off {
             return;
         }
@@ -1049,7 +1096,7 @@ impl Ike {
 
     // ----- informational ---------------------------------------------------
 
-    fn handle_informational(&mut self, header: &Header, data: &[u8]) -> Result<(), Error> {
+    fn handle_informational(&mut self, now: Instant, header: &Header, data: &[u8]) -> Result<(), Error> {
         if header.flags & Header::FLAG_ENCRYPTION == 0 {
             return self.handle_plain_informational(data);
         }
@@ -1080,6 +1127,9 @@ impl Ike {
         for d in &opened.payloads {
             match &d.payload {
                 Payload::Delete(del) => self.on_delete(del),
+                Payload::Notify(n) if matches!(n.kind, NotifyType::R_U_THERE | NotifyType::R_U_THERE_ACK) => {
+                    self.on_dpd_notify(now, n)
+                }
                 Payload::Notify(n) => self.on_authenticated_notify(n)?,
                 _ => {}
             }
@@ -1158,6 +1208,13 @@ impl Ike {
         Ok(())
     }
 }
+
+/// Cisco's XAuth vendor ID (draft-ietf-ipsra-isakmp-xauth-06) and the Cisco Unity
+/// vendor ID: gateways send split-include and banners only to Unity clients.
+const VID_XAUTH: [u8; 8] = [0x09, 0x00, 0x26, 0x89, 0xdf, 0xd6, 0xb7, 0x12];
+const VID_UNITY: [u8; 16] = [
+    0x12, 0xf5, 0xf2, 0x8c, 0x45, 0x71, 0x68, 0xa9, 0x70, 0x2d, 0x9f, 0xe2, 0x74, 0xcc, 0x01, 0x00,
+];
 
 /// A decrypted message.
 pub(super) struct Opened {

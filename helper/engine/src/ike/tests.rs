@@ -608,14 +608,165 @@ fn nat_traversal_off_sends_no_vendor_ids() {
     i.nat_traversal = NatTraversal::Off;
     let mut p = Pair::behind_nat(i, r, 33);
     let mut vids = 0;
-    p.filter = Box::new(move |to_r, _, d| {
+    let rfc3947 = crate::crypto::hash(HashAlg::Md5, &[b"RFC 3947"]);
+    p.filter = Box::new(move |_, _, d| {
         if let Ok(m) = codec::Message::decode(d) {
-            vids += m.payloads.iter().filter(|p| matches!(p, codec::Payload::VendorId(_))).count();
-            assert!(!to_r || vids == 0);
+            vids += m.payloads.iter().filter(|p| matches!(p, codec::Payload::VendorId(v) if *v == rfc3947)).count();
+            assert_eq!(vids, 0, "a NAT-T vendor ID was sent");
         }
         true
     });
     p.drive();
     assert_matching(&p);
     assert!(!p.children_i()[0].udp_encapsulation);
+}
+
+fn xauth_configs(mode: ExchangeMode, mc: ModeConfigMode) -> (Config, Config) {
+    let (mut i, mut r) = configs(mode);
+    i.xauth = Some(XAuthConfig { username: "alice".into(), password: Some(zeroize::Zeroizing::new("s3cret".into())) });
+    i.mode_config = mc;
+    i.children.clear();
+    r.xauth_server = Some(XAuthServer {
+        username: "alice".into(),
+        password: zeroize::Zeroizing::new("s3cret".into()),
+        passcode: None,
+    });
+    r.mode_config = mc;
+    r.mode_config_server = Some(ModeConfigInfo {
+        address: Some("10.200.0.7".parse().unwrap()),
+        netmask: Some("255.255.255.255".parse().unwrap()),
+        dns: vec!["10.77.0.53".parse().unwrap()],
+        split_include: vec![ts("10.77.0.0/24"), ts("10.78.0.0/16")],
+        default_domain: Some("office.example".into()),
+        split_dns: vec!["office.example".into(), "corp.example".into()],
+        banner: Some("Welcome\nto the office".into()),
+        ..Default::default()
+    });
+    r.children = vec![ChildConfig { local: Some(ts("10.0.0.0/8")), remote: Some(ts("10.200.0.0/24")) }];
+    (i, r)
+}
+
+#[test]
+fn xauth_and_mode_config_pull_and_push() {
+    for mode in [ExchangeMode::Main, ExchangeMode::Aggressive] {
+        for mc in [ModeConfigMode::Pull, ModeConfigMode::Push] {
+            let (i, r) = xauth_configs(mode, mc);
+            let mut p = Pair::new(i, r, 40);
+            p.drive();
+            assert!(p.i_events.iter().any(|e| matches!(e, Event::XAuthSucceeded)), "{mode:?} {mc:?}: {:?}", p.i_events);
+            let info = p
+                .i_events
+                .iter()
+                .find_map(|e| match e {
+                    Event::ModeConfig(m) => Some(m.clone()),
+                    _ => None,
+                })
+                .unwrap();
+            assert_eq!(info.address, Some("10.200.0.7".parse().unwrap()));
+            assert_eq!(info.dns, vec!["10.77.0.53".parse::<IpAddr>().unwrap()]);
+            assert_eq!(info.split_include, vec![ts("10.77.0.0/24"), ts("10.78.0.0/16")]);
+            assert_eq!(info.split_dns, vec!["office.example".to_string(), "corp.example".to_string()]);
+            assert_eq!(info.banner.as_deref(), Some("Welcome\nto the office"));
+            // One child per split network, with the virtual IP as our side.
+            let children = p.children_i();
+            assert_eq!(children.len(), 2, "{:?}", p.i_events);
+            assert!(children.iter().all(|c| c.local_ts == Some(ts("10.200.0.7/32"))));
+            assert_eq!(p.children_r().len(), 2);
+            assert!(p.i.setup_done());
+        }
+    }
+}
+
+#[test]
+fn mode_config_without_xauth_and_profile_networks_win() {
+    let (mut i, mut r) = xauth_configs(ExchangeMode::Main, ModeConfigMode::Pull);
+    i.xauth = None;
+    r.xauth_server = None;
+    i.remote_networks = vec![ts("10.77.0.0/24")];
+    let mut p = Pair::new(i, r, 41);
+    p.drive();
+    let c = p.children_i();
+    assert_eq!(c.len(), 1, "{:?}", p.i_events);
+    assert_eq!(c[0].remote_ts, Some(ts("10.77.0.0/24")));
+}
+
+#[test]
+fn wrong_xauth_password_is_a_clear_failure() {
+    let (mut i, r) = xauth_configs(ExchangeMode::Aggressive, ModeConfigMode::Pull);
+    i.xauth.as_mut().unwrap().password = Some(zeroize::Zeroizing::new("guess".into()));
+    let mut p = Pair::new(i, r, 42);
+    p.drive();
+    let f = p.failure_i();
+    assert_eq!(f, Some(Error::XAuthFailed("Login incorrect".into())), "{:?}", p.i_events);
+    assert_eq!(f.unwrap().to_string(), "XAuth failed: Login incorrect");
+    assert!(p.children_i().is_empty());
+}
+
+#[test]
+fn xauth_prompts_when_the_profile_has_no_password_and_for_a_passcode() {
+    let (mut i, mut r) = xauth_configs(ExchangeMode::Main, ModeConfigMode::Push);
+    i.xauth.as_mut().unwrap().password = None;
+    r.xauth_server.as_mut().unwrap().passcode = Some(zeroize::Zeroizing::new("123456".into()));
+    let mut p = Pair::new(i, r, 43);
+    // Round 1: the password.
+    p.drive_for(Duration::from_secs(5));
+    let ask = p.i_events.iter().find_map(|e| match e {
+        Event::CredentialsRequired(c) => Some(c.clone()),
+        _ => None,
+    });
+    let ask = ask.expect("credentials asked");
+    assert_eq!(ask.fields, vec![XAuthField::UserName, XAuthField::Password]);
+    let pw = Credentials {
+        values: vec![
+            (XAuthField::UserName, zeroize::Zeroizing::new("alice".into())),
+            (XAuthField::Password, zeroize::Zeroizing::new("s3cret".into())),
+        ],
+    };
+    p.i.submit_credentials(p.now, pw).unwrap();
+    p.i_events.clear();
+    // Round 2: the one-time passcode, with the gateway's message.
+    p.drive_for(Duration::from_secs(5));
+    let ask = p.i_events.iter().find_map(|e| match e {
+        Event::CredentialsRequired(c) => Some(c.clone()),
+        _ => None,
+    });
+    let ask = ask.expect("passcode asked");
+    assert_eq!(ask.fields, vec![XAuthField::Passcode]);
+    assert_eq!(ask.message.as_deref(), Some("Enter your one-time passcode"));
+    let code = Credentials { values: vec![(XAuthField::Passcode, zeroize::Zeroizing::new("123456".into()))] };
+    p.i.submit_credentials(p.now, code).unwrap();
+    p.drive();
+    assert!(p.i_events.iter().any(|e| matches!(e, Event::XAuthSucceeded)), "{:?}", p.i_events);
+    assert_eq!(p.children_i().len(), 2);
+    // Nothing to answer any more.
+    assert!(p.i.submit_credentials(p.now, Credentials::default()).is_err());
+}
+
+#[test]
+fn gateway_without_xauth_is_reported() {
+    let (i, r) = xauth_configs(ExchangeMode::Main, ModeConfigMode::Off);
+    let mut p = Pair::new(i, r, 44);
+    // The gateway never starts XAuth (its requests are lost for good).
+    p.filter = Box::new(|to_r, _, d| to_r || Header::decode(d).map(|h| h.exchange != ExchangeType::TRANSACTION).unwrap_or(true));
+    p.drive();
+    assert!(matches!(p.failure_i(), Some(Error::Local(m)) if m.contains("did not start XAuth")), "{:?}", p.i_events);
+}
+
+#[test]
+fn dpd_keeps_a_quiet_tunnel_and_detects_a_dead_gateway() {
+    let (mut i, mut r) = configs(ExchangeMode::Main);
+    let dpd = DpdConfig { interval: Duration::from_secs(10), timeout: Duration::from_secs(30) };
+    i.dpd = Some(dpd);
+    r.dpd = Some(dpd);
+    let mut p = Pair::new(i, r, 45);
+    p.drive_for(Duration::from_secs(120));
+    assert_matching(&p);
+    // Two minutes of silence answered by R-U-THERE / ACK: still up.
+    assert!(p.i.is_established() && p.failure_i().is_none(), "{:?}", p.i_events);
+    // The gateway dies: silence both ways.
+    p.filter = Box::new(|_, _, _| false);
+    let start = p.now;
+    p.drive_for(Duration::from_secs(120));
+    assert!(matches!(p.failure_i(), Some(Error::DeadPeer(_))), "{:?}", p.i_events);
+    assert!(p.now - start <= Duration::from_secs(45));
 }
