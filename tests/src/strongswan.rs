@@ -44,6 +44,7 @@ const WANTED_PLUGINS: &[&str] = &[
     "updown",
     "attr",
     "xauth-generic",
+    "unity",
     "counters",
 ];
 
@@ -119,6 +120,8 @@ charon {{
   i_dont_care_about_security_and_use_aggressive_mode_psk = yes
   install_routes = yes
   install_virtual_ip = yes
+  # Cisco Unity: split-include (from the child's local_ts) for Unity clients.
+  cisco_unity = yes
 {retransmit}  plugins {{
     vici {{
       socket = unix://{d}/charon.vici
@@ -328,6 +331,12 @@ impl Charon {
     /// Stops charon (SIGTERM: it sends DELETEs for its SAs), SIGKILL after 5 s.
     pub fn stop(&self) {
         self.proc.stop(Duration::from_secs(5));
+    }
+
+    /// Kills charon without letting it say goodbye (no DELETE): a crashed or
+    /// unplugged gateway, as dead peer detection must notice.
+    pub fn kill(&self) -> Result<()> {
+        self.proc.signal("KILL")
     }
 }
 
