@@ -21,6 +21,7 @@ mod exchange;
 mod natt;
 mod phase1;
 mod quick;
+mod rekey;
 mod sa;
 mod transaction;
 

@@ -16,6 +16,7 @@ use super::exchange::Pending;
 use super::transaction::{ModeConfigInfo, Setup};
 use super::natt::{self, NatState, NattVersion, NatTraversal, NAT_T_PORT};
 use super::quick::Quick;
+use super::rekey::ChildTimer;
 use super::sa::{self, IkeChoice, DOI_IPSEC};
 use super::{
     Auth, ChildSa, Config, Counters, Error, Event, ExchangeMode, Identity, Outbox, Phase1Info, Role, Transmit,
@@ -102,6 +103,7 @@ pub struct Ike {
     pub(super) mode_config: Option<ModeConfigInfo>,
     pub(super) cfg_request_identifier: u16,
     pub(super) dpd: Dpd,
+    pub(super) child_timers: Vec<ChildTimer>,
 }
 
 impl std::fmt::Debug for Ike {
@@ -165,6 +167,7 @@ impl Ike {
             mode_config: None,
             cfg_request_identifier: 0,
             dpd: Dpd::default(),
+            child_timers: Vec::new(),
         }
     }
 
@@ -223,7 +226,7 @@ impl Ike {
         }
         let p1 = self.pending.as_ref().map(|p| p.deadline);
         let qm = self.quick.iter().filter_map(|q| q.deadline()).min();
-        [p1, qm, self.setup.deadline(), self.dpd_deadline()].into_iter().flatten().min()
+        [p1, qm, self.setup.deadline(), self.dpd_deadline(), self.child_deadline()].into_iter().flatten().min()
     }
 
     /// Resends what is due and gives up on what has run out of tries.
@@ -260,12 +263,16 @@ impl Ike {
         if self.state == State::Established {
             self.dpd_timeout(now);
         }
+        if self.state == State::Established {
+            self.child_timeouts(now);
+        }
     }
 
     /// Closes the tunnel: DELETE for every ESP SA and for the ISAKMP SA are queued,
     /// then `Phase2Deleted` for each SA and `Closed`.
     pub fn close(&mut self, _now: Instant) {
         if self.state == State::Established {
+            self.child_timers.clear();
             let children = std::mem::take(&mut self.children);
             for c in &children {
                 let d = DeletePayload {
@@ -1186,6 +1193,7 @@ impl Ike {
                 // The peer names the SPI it receives on: our outbound SPI.
                 if let Some(i) = self.children.iter().position(|c| c.spi_out == spi) {
                     let c = self.children.remove(i);
+                    self.child_timers.retain(|t| t.spi_in != c.spi_in);
                     self.out.events.push_back(Event::Phase2Deleted { spi_in: c.spi_in, spi_out: c.spi_out, by_peer: true });
                 }
             }

@@ -48,6 +48,8 @@ pub(crate) struct Quick {
     pending: Option<Pending>,
     /// Responder: the request and our answer, for retransmissions.
     last: Option<(Vec<u8>, Vec<u8>)>,
+    /// Initiator: the inbound SPI of the SA this quick mode replaces (rekey).
+    pub rekey_of: Option<u32>,
 }
 
 impl Quick {
@@ -59,6 +61,11 @@ impl Quick {
 impl Ike {
     /// Initiator: starts a quick mode for one child.
     pub(super) fn start_quick(&mut self, now: Instant, child: ChildConfig) {
+        self.start_quick_for(now, child, None);
+    }
+
+    /// Starts a quick mode; `rekey_of` names the SA (by inbound SPI) it replaces.
+    pub(super) fn start_quick_for(&mut self, now: Instant, child: ChildConfig, rekey_of: Option<u32>) {
         let mid = self.new_message_id();
         let spi_in = self.new_spi();
         let proposals = self.offered_esp();
@@ -115,6 +122,7 @@ impl Ike {
                     ids,
                     pending: Some(pending),
                     last: None,
+                    rekey_of,
                 });
                 self.send_raw(d);
             }
@@ -196,7 +204,7 @@ impl Ike {
             };
             return match self.quick[i].state {
                 QmState::ExpectQmReply => self.on_quick2(now, i, header, opened),
-                QmState::ExpectHash3 => self.on_quick3(i, header, opened),
+                QmState::ExpectHash3 => self.on_quick3(now, i, header, opened),
             };
         }
         // A new quick mode started by the peer.
@@ -282,9 +290,7 @@ impl Ike {
         let child = self.child_sa(&q, &choice, spi_out, &ni, &nr, g_qm.as_deref().map(|v| v.as_slice()), Role::Initiator);
         self.remember_done(q.mid, Some(d.clone()));
         self.send_raw(d);
-        self.children.push(child.clone());
-        self.out.events.push_back(Event::Phase2Established(child));
-        let _ = now;
+        self.child_established(now, child, q.child.clone(), q.rekey_of);
         Ok(())
     }
 
@@ -322,9 +328,7 @@ impl Ike {
             [] => (None, None),
             [ci, cr] => match (id_to_ts(ci), id_to_ts(cr)) {
                 (Some(peer), Some(ours)) => {
-                    let ok = self.config.children.iter().any(|c| {
-                        c.remote.is_some_and(|r| r.contains(&peer)) && c.local.is_some_and(|l| l.contains(&ours))
-                    });
+                    let ok = self.accepts_selectors(&peer, &ours);
                     if !ok {
                         return refuse(self, Error::InvalidId(format!("traffic selectors {peer} <-> {ours} are not allowed")));
                     }
@@ -399,6 +403,7 @@ impl Ike {
             ids: None,
             pending: Some(pending),
             last: Some((data.to_vec(), d.clone())),
+            rekey_of: None,
         });
         // Keep the PFS secret with the exchange until keys are derived.
         if let (Some(q), Some(s)) = (self.quick.last_mut(), g_qm) {
@@ -408,7 +413,7 @@ impl Ike {
         Ok(())
     }
 
-    fn on_quick3(&mut self, i: usize, header: &Header, opened: Opened) -> Result<(), Error> {
+    fn on_quick3(&mut self, now: Instant, i: usize, header: &Header, opened: Opened) -> Result<(), Error> {
         let q = &self.quick[i];
         let Some(keys) = self.phase1_keys() else { return Ok(()) };
         let Some(first) = opened.payloads.first() else {
@@ -429,8 +434,24 @@ impl Ike {
         let g_qm = (!q.peer_ke.is_empty()).then(|| q.peer_ke.clone());
         let child = self.child_sa(&q, &choice, q.spi_out, &q.ni, &q.nr, g_qm.as_deref(), Role::Responder);
         self.remember_done(q.mid, None);
-        self.children.push(child.clone());
-        self.out.events.push_back(Event::Phase2Established(child));
+        // A quick mode the peer started replaces ours with the same selectors (its rekey).
+        let replaces = self
+            .children
+            .iter()
+            .find(|c| {
+                c.local_ts == child.local_ts
+                    && match (c.remote_ts, child.remote_ts) {
+                        (Some(a), Some(b)) => a.contains(&b) || b.contains(&a),
+                        (a, b) => a == b,
+                    }
+            })
+            .map(|c| c.spi_in);
+        let cfg = q.child.clone();
+        self.child_established(now, child, cfg, None);
+        if let Some(old) = replaces {
+            // The peer deletes the old SA itself; we only stop rekeying it.
+            self.superseded(old);
+        }
         Ok(())
     }
 

@@ -770,3 +770,72 @@ fn dpd_keeps_a_quiet_tunnel_and_detects_a_dead_gateway() {
     assert!(matches!(p.failure_i(), Some(Error::DeadPeer(_))), "{:?}", p.i_events);
     assert!(p.now - start <= Duration::from_secs(45));
 }
+
+#[test]
+fn phase2_rekeys_make_before_break_without_piling_up() {
+    let (mut i, mut r) = configs(ExchangeMode::Main);
+    i.esp_lifetime = Duration::from_secs(30);
+    r.esp_lifetime = Duration::from_secs(30);
+    i.esp_proposals = vec![esp("aes128-sha256-modp2048")];
+    r.esp_proposals = i.esp_proposals.clone();
+    let mut p = Pair::new(i, r, 50);
+    p.drive_for(Duration::from_secs(180));
+    let established = p.children_i().len();
+    assert!(established >= 6, "only {established} SAs in 3 minutes: {:?}", p.i_events);
+    // The previous SA pair goes only after its successor is up, and never more than
+    // two pairs exist at once (old one in its grace time, new one).
+    let mut alive: Vec<u32> = Vec::new();
+    for e in &p.i_events {
+        match e {
+            Event::Phase2Established(c) => {
+                alive.push(c.spi_in);
+                assert!(alive.len() <= 2, "{alive:?}");
+            }
+            Event::Phase2Deleted { spi_in, by_peer: false, .. } => {
+                assert!(alive.len() >= 2, "deleted {spi_in:#x} before its successor was up");
+                alive.retain(|s| s != spi_in);
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(p.i.children().len(), 1, "{:?}", p.i.children());
+    assert_eq!(p.r.children().len(), 1, "{:?}", p.r.children());
+    let (a, b) = (&p.i.children()[0], &p.r.children()[0]);
+    assert_eq!(a.spi_out, b.spi_in);
+    assert_eq!(*a.keys_out.encryption, *b.keys_in.encryption);
+    assert!(p.i.is_established() && p.failure_i().is_none());
+}
+
+#[test]
+fn gateway_started_rekey_with_a_wider_selector_is_accepted() {
+    let (i, r) = configs(ExchangeMode::Main);
+    let mut p = Pair::new(i, r, 51);
+    p.drive();
+    assert_matching(&p);
+    let old = p.children_r()[0].clone();
+    // The gateway rekeys, widening its side to 0.0.0.0/0 like a Cisco Unity gateway.
+    p.r.config.children.push(ChildConfig { local: Some(ts("0.0.0.0/0")), remote: old.remote_ts });
+    p.r.start_quick_for(p.now, ChildConfig { local: Some(ts("0.0.0.0/0")), remote: old.remote_ts }, None);
+    p.drive();
+    let ci = p.children_i();
+    assert_eq!(ci.len(), 2, "{:?}", p.i_events);
+    assert_eq!(ci[1].remote_ts, Some(ts("0.0.0.0/0")));
+    assert_eq!(ci[1].local_ts, Some(ts("10.200.0.5/32")));
+    // The client does not start a rekey of its own for the replaced SA.
+    assert!(p.i.child_timers.iter().find(|t| t.spi_in == ci[0].spi_in).is_none_or(|t| t.rekey_at.is_none()));
+}
+
+#[test]
+fn rekey_command_replaces_an_sa() {
+    let (i, r) = configs(ExchangeMode::Aggressive);
+    let mut p = Pair::new(i, r, 52);
+    p.drive_for(Duration::from_secs(5));
+    let old = p.children_i()[0].spi_in;
+    assert!(p.i.rekey(p.now, old));
+    p.drive_for(Duration::from_secs(10));
+    assert_eq!(p.children_i().len(), 2);
+    assert!(p.i_events.iter().any(|e| matches!(e, Event::Phase2Deleted { spi_in, .. } if *spi_in == old)));
+    assert!(p.r_events.iter().any(|e| matches!(e, Event::Phase2Deleted { spi_out, by_peer: true, .. } if *spi_out == old)));
+    assert_eq!(p.i.children().len(), 1);
+    assert!(!p.i.rekey(p.now, 12345));
+}
