@@ -45,7 +45,7 @@ pub fn run(path: &Path) -> ExitCode {
     };
     match rt.block_on(tunnel(profile)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure { code, message }) => {
+        Err(Failure { code, message, .. }) => {
             eprintln!("error: {message}");
             ExitCode::from(code)
         }
@@ -55,11 +55,14 @@ pub fn run(path: &Path) -> ExitCode {
 struct Failure {
     code: u8,
     message: String,
+    /// The tunnel had been up and the gateway went away (dead peer, deleted):
+    /// worth reconnecting.
+    lost: bool,
 }
 
 impl Failure {
     fn new(code: u8, message: impl Into<String>) -> Self {
-        Failure { code, message: message.into() }
+        Failure { code, message: message.into(), lost: false }
     }
 }
 
@@ -85,7 +88,63 @@ async fn resolve(gateway: &str) -> Result<SocketAddr, Failure> {
     addrs.next().ok_or_else(|| Failure::new(EXIT_FAILURE, format!("gateway {gateway} has no address")))
 }
 
+/// Runs the tunnel; when the gateway is lost after the tunnel was up, reconnects
+/// with growing waits (1 s doubling to 60 s) unless the profile says
+/// `reconnect = false`. SIGINT/SIGTERM end it cleanly at any point.
 async fn tunnel(profile: Profile) -> Result<(), Failure> {
+    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| Failure::new(EXIT_FAILURE, e.to_string()))?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| Failure::new(EXIT_FAILURE, e.to_string()))?;
+    let mut wait = Duration::from_secs(1);
+    let mut ever_connected = false;
+    loop {
+        let mut connected = false;
+        let r = connect_once(&profile, &mut sigint, &mut sigterm, &mut connected).await;
+        ever_connected |= connected;
+        match r {
+            Err(f) if f.lost && profile.network.reconnect => {
+                if connected {
+                    wait = Duration::from_secs(1);
+                }
+                println!("connection lost: {}; reconnecting in {} s", f.message, wait.as_secs());
+            }
+            // A reconnect attempt that fails the way a dead gateway does: keep trying.
+            Err(f) if ever_connected && profile.network.reconnect && f.code == EXIT_NOT_RESPONDING => {
+                println!("reconnect failed: {}; next try in {} s", f.message, wait.as_secs());
+            }
+            other => return other,
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = sigint.recv() => { println!("disconnected"); return Ok(()); }
+            _ = sigterm.recv() => { println!("disconnected"); return Ok(()); }
+        }
+        wait = (wait * 2).min(Duration::from_secs(60));
+    }
+}
+
+/// One connection attempt, until the user closes it or it fails.
+async fn connect_once(
+    profile: &Profile,
+    sigint: &mut tokio::signal::unix::Signal,
+    sigterm: &mut tokio::signal::unix::Signal,
+    connected: &mut bool,
+) -> Result<(), Failure> {
+    let r = connect_inner(profile, sigint, sigterm, connected).await;
+    match r {
+        Err(mut f) if *connected => {
+            f.lost = f.lost || f.code == EXIT_NOT_RESPONDING;
+            Err(f)
+        }
+        other => other,
+    }
+}
+
+async fn connect_inner(
+    profile: &Profile,
+    sigint: &mut tokio::signal::unix::Signal,
+    sigterm: &mut tokio::signal::unix::Signal,
+    connected: &mut bool,
+) -> Result<(), Failure> {
     let remote = resolve(&profile.gateway).await?;
     let bind: SocketAddr = match remote {
         SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], IKE_PORT)),
@@ -128,8 +187,6 @@ async fn tunnel(profile: Profile) -> Result<(), Failure> {
     let rng = crate::rng::os_rng().map_err(|e| Failure::new(EXIT_FAILURE, format!("no randomness: {e}")))?;
     let mut ike = Ike::initiate(config, local, remote, start, Box::new(rng))?;
 
-    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| Failure::new(EXIT_FAILURE, e.to_string()))?;
-    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| Failure::new(EXIT_FAILURE, e.to_string()))?;
     let mut expected_children = profile_children(&profile, local.ip()).len();
     let mut up_children = 0usize;
     let mut prompt: Option<tokio::task::JoinHandle<Result<Credentials, String>>> = None;
@@ -182,6 +239,7 @@ async fn tunnel(profile: Profile) -> Result<(), Failure> {
                     if up_children == expected_children {
                         println!("datapath none: the SAs are negotiated but not installed (no datapath yet)");
                         println!("connected in {} ms", start.elapsed().as_millis());
+                        *connected = true;
                     }
                 }
                 Event::CredentialsRequired(req) => {
@@ -219,7 +277,9 @@ async fn tunnel(profile: Profile) -> Result<(), Failure> {
                     );
                 }
                 Event::Phase1Deleted => {
-                    return Err(Failure::new(EXIT_FAILURE, "the gateway closed the connection (deleted the IKE SA)"));
+                    let mut f = Failure::new(EXIT_FAILURE, "the gateway closed the connection (deleted the IKE SA)");
+                    f.lost = true;
+                    return Err(f);
                 }
                 Event::Failed(e) => return Err(e.into()),
                 Event::Closed => {

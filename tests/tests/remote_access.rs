@@ -116,9 +116,10 @@ fn wrong_xauth_password() {
     });
 }
 
-/// The gateway dies: dead peer detection tells the user within its timeout.
+/// The gateway dies: dead peer detection tells the user within its timeout; when the
+/// gateway comes back, the tunnel comes back by itself.
 #[test]
-fn dead_gateway_is_detected() {
+fn dead_gateway_is_detected_and_the_tunnel_comes_back() {
     let t = Tunnel::main_psk("ra-dpd").dpd(2, 8);
     run_scenario("ra-dpd", |lab: &Lab| {
         let gw = lab.start_gateway(&t)?;
@@ -127,16 +128,55 @@ fn dead_gateway_is_detected() {
         gw.wait_established(Duration::from_secs(10))?;
         // A quiet tunnel with a live gateway stays up across several DPD intervals.
         std::thread::sleep(Duration::from_secs(7));
-        lab_ensure!(client.error_line().is_none(), "failed while the gateway lives: {:?}", client.stderr());
+        lab_ensure!(
+            !client.stdout().iter().any(|l| l.starts_with("connection lost")),
+            "lost while the gateway lives: {:?}",
+            client.stdout()
+        );
         gw.kill()?;
         let killed = Instant::now();
-        let code = client.exit_code(Duration::from_secs(30))?;
+        let lost = client.wait_line("connection lost: dead peer", Duration::from_secs(20))?;
         let took = killed.elapsed();
-        let err = client.error_line().unwrap_or_default();
-        lab_ensure!(code == exit::NOT_RESPONDING, "exit code {code}; stderr {:?}", client.stderr());
-        lab_ensure!(err.contains("dead peer"), "stderr {:?}", client.stderr());
         // interval 2 s + timeout 8 s, plus slack.
-        lab_ensure!(took < Duration::from_secs(14), "dead peer declared after {took:?}");
+        lab_ensure!(took < Duration::from_secs(14), "dead peer declared after {took:?}: {lost:?}");
+        // The gateway returns; the client reconnects on its own.
+        let gw2 = lab.start_gateway(&t)?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let n = client.stdout().iter().filter(|l| l.starts_with("connected")).count();
+            if n >= 2 {
+                break;
+            }
+            lab_ensure!(Instant::now() < deadline, "no reconnect within 60 s: {:?}", client.stdout());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        gw2.wait_established(Duration::from_secs(10))?;
+        client.sigterm()?;
+        let code = client.exit_code(Duration::from_secs(15))?;
+        lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
+        Ok(())
+    });
+}
+
+/// Dead peer detection can be turned off together with reconnecting: then the
+/// client ends with a clear error when the gateway deletes the tunnel.
+#[test]
+fn gateway_delete_without_reconnect_ends_clearly() {
+    let t = Tunnel::main_psk("ra-del");
+    run_scenario("ra-del", |lab: &Lab| {
+        let gw = lab.start_gateway(&t)?;
+        let profile = lab.write_profile(&t)?;
+        let mut text = std::fs::read_to_string(&profile)?;
+        text = text.replace("[network]\n", "[network]\nreconnect = false\n");
+        std::fs::write(&profile, text)?;
+        let client = postern_lab::Client::start(lab, &profile)?;
+        client.wait_connected()?;
+        gw.wait_established(Duration::from_secs(10))?;
+        gw.terminate(postern_lab::config::CONN)?;
+        let code = client.exit_code(Duration::from_secs(20))?;
+        let err = client.error_line().unwrap_or_default();
+        lab_ensure!(code == exit::OTHER, "exit code {code}; stderr {:?}", client.stderr());
+        lab_ensure!(err.contains("closed the connection"), "stderr {:?}", client.stderr());
         Ok(())
     });
 }
