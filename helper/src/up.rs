@@ -71,7 +71,7 @@ impl From<ike::Error> for Failure {
         let code = match e {
             ike::Error::AuthenticationFailed(_) | ike::Error::XAuthFailed(_) => EXIT_AUTH,
             ike::Error::NoProposalChosen(_) => EXIT_NO_PROPOSAL,
-            ike::Error::NotResponding(_) | ike::Error::DeadPeer(_) => EXIT_NOT_RESPONDING,
+            ike::Error::NotResponding(_) | ike::Error::DeadPeer(_) | ike::Error::Phase1Expired => EXIT_NOT_RESPONDING,
             _ => EXIT_FAILURE,
         };
         Failure::new(code, e.to_string())
@@ -248,6 +248,12 @@ async fn connect_inner(
                     prompt = Some(tokio::task::spawn_blocking(move || ask_terminal(&req, &username)));
                 }
                 Event::XAuthSucceeded => println!("xauth ok"),
+                Event::Phase1Renewed(i) => println!(
+                    "phase1 renewed ike={} lifetime={}s (ESP SAs unchanged)",
+                    i.proposal,
+                    i.lifetime.as_secs()
+                ),
+                Event::Phase1RenewalFailed(e) => println!("phase1 renewal failed: {e} (will retry)"),
                 Event::ModeConfig(info) => {
                     println!("{}", describe_mode_config(&info));
                     if let Some(b) = &info.banner {

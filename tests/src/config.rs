@@ -43,6 +43,8 @@ pub struct Tunnel {
     pub mode_config: Option<ModeConfigLab>,
     /// Client-side DPD `(interval, timeout)` in seconds.
     pub dpd: Option<(u32, u32)>,
+    /// Client-side lifetimes `(phase 1, phase 2)` in seconds.
+    pub lifetimes: Option<(u32, u32)>,
 }
 
 /// XAuth login: what the gateway knows and what the client says.
@@ -87,6 +89,7 @@ impl Tunnel {
             xauth: None,
             mode_config: None,
             dpd: None,
+            lifetimes: None,
         }
     }
 
@@ -136,6 +139,11 @@ impl Tunnel {
 
     pub fn mode_config(mut self, pull: bool) -> Tunnel {
         self.mode_config = Some(ModeConfigLab { pull });
+        self
+    }
+
+    pub fn lifetimes(mut self, phase1_s: u32, phase2_s: u32) -> Tunnel {
+        self.lifetimes = Some((phase1_s, phase2_s));
         self
     }
 
@@ -221,7 +229,13 @@ impl Tunnel {
         let _ = writeln!(t, "remote_id = {}", toml_str(&self.gateway_id));
         let _ = writeln!(t, "psk = {}", toml_str(self.client_secret()));
         let _ = writeln!(t, "\n[phase1]\nproposals = {}", toml_list(&self.client_ike));
+        if let Some((p1, _)) = self.lifetimes {
+            let _ = writeln!(t, "lifetime = \"{p1}s\"");
+        }
         let _ = writeln!(t, "\n[phase2]\nproposals = {}", toml_list(&self.client_esp));
+        if let Some((_, p2)) = self.lifetimes {
+            let _ = writeln!(t, "lifetime = \"{p2}s\"");
+        }
         let _ = writeln!(
             t,
             "pfs = {}",

@@ -22,6 +22,7 @@ mod natt;
 mod phase1;
 mod quick;
 mod rekey;
+mod renew;
 mod sa;
 mod transaction;
 
@@ -228,6 +229,8 @@ pub struct Config {
     pub remote_networks: Vec<TrafficSelector>,
     /// Dead peer detection (RFC 3706).
     pub dpd: Option<DpdConfig>,
+    /// Mode Config: the address to ask for (a phase 1 renewal asks for the one it has).
+    pub requested_address: Option<std::net::Ipv4Addr>,
     /// Responder only: ask the initiator for this XAuth login.
     pub xauth_server: Option<XAuthServer>,
     /// Responder only: what to hand out by Mode Config.
@@ -256,6 +259,7 @@ impl Config {
             mode_config: ModeConfigMode::Off,
             remote_networks: Vec::new(),
             dpd: Some(DpdConfig::default()),
+            requested_address: None,
             xauth_server: None,
             mode_config_server: None,
         }
@@ -332,6 +336,10 @@ pub enum Event {
     Phase2Failed(Error),
     /// The peer deleted the phase 1 SA.
     Phase1Deleted,
+    /// Phase 1 was renewed (new ISAKMP SA, ESP SAs untouched).
+    Phase1Renewed(Phase1Info),
+    /// A phase 1 renewal failed; it is tried again while the old one lives.
+    Phase1RenewalFailed(Error),
     /// The gateway asks for XAuth credentials: answer with `Ike::submit_credentials`.
     CredentialsRequired(CredentialsRequest),
     /// The gateway accepted our XAuth login.
@@ -361,6 +369,8 @@ pub enum Error {
     Malformed(String),
     #[error("the peer deleted the IKE SA")]
     DeletedByPeer,
+    #[error("phase 1 expired and could not be renewed")]
+    Phase1Expired,
     #[error("XAuth failed: {0}")]
     XAuthFailed(String),
     #[error("dead peer: no answer to {0} dead peer detection probes")]

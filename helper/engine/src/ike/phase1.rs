@@ -54,7 +54,7 @@ enum State {
 
 /// Phase 1 material gathered along the way.
 #[derive(Default)]
-struct Material {
+pub(super) struct Material {
     /// SAi_b: the body of the initiator's SA payload, as sent.
     sai_b: Vec<u8>,
     choice: Option<IkeChoice>,
@@ -104,6 +104,15 @@ pub struct Ike {
     pub(super) cfg_request_identifier: u16,
     pub(super) dpd: Dpd,
     pub(super) child_timers: Vec<ChildTimer>,
+    /// Phase 1 renewal: the new ISAKMP SA being built, and when to start/give up.
+    pub(super) renewal: Option<Box<Ike>>,
+    pub(super) is_renewal: bool,
+    pub(super) p1_renew_at: Option<Instant>,
+    pub(super) p1_expire_at: Option<Instant>,
+    /// The peer's address before any NAT-T float (a renewal starts there).
+    pub(super) original_remote: SocketAddr,
+    /// The ISAKMP SA a renewal replaced, kept until the ESP SAs moved over.
+    pub(super) retired_p1: Option<([u8; 8], [u8; 8], Material)>,
 }
 
 impl std::fmt::Debug for Ike {
@@ -168,6 +177,12 @@ impl Ike {
             cfg_request_identifier: 0,
             dpd: Dpd::default(),
             child_timers: Vec::new(),
+            renewal: None,
+            is_renewal: false,
+            p1_renew_at: None,
+            p1_expire_at: None,
+            original_remote: remote,
+            retired_p1: None,
         }
     }
 
@@ -226,7 +241,10 @@ impl Ike {
         }
         let p1 = self.pending.as_ref().map(|p| p.deadline);
         let qm = self.quick.iter().filter_map(|q| q.deadline()).min();
-        [p1, qm, self.setup.deadline(), self.dpd_deadline(), self.child_deadline()].into_iter().flatten().min()
+        [p1, qm, self.setup.deadline(), self.dpd_deadline(), self.child_deadline(), self.renewal_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Resends what is due and gives up on what has run out of tries.
@@ -265,6 +283,12 @@ impl Ike {
         }
         if self.state == State::Established {
             self.child_timeouts(now);
+        }
+        if self.state == State::Established {
+            self.renewal_timeout(now);
+        }
+        if self.state == State::Established {
+            self.maybe_delete_retired_p1();
         }
     }
 
@@ -327,6 +351,10 @@ impl Ike {
             self.counters.dropped += 1;
             return;
         }
+        if self.for_renewal(&header) {
+            self.renewal_datagram(now, local, remote, data);
+            return;
+        }
         if !self.cookies_match(&header) {
             self.counters.dropped += 1;
             return;
@@ -354,6 +382,9 @@ impl Ike {
                 Ok(())
             }
         };
+        if self.state == State::Established {
+            self.maybe_delete_retired_p1();
+        }
         match result {
             // Errors of a quick mode leave phase 1 standing; anything else ends it.
             Err(e) if self.state == State::Established && self.setup_done() => {
@@ -368,6 +399,51 @@ impl Ike {
                 }
             }
         }
+    }
+
+    pub(super) fn local_addr(&self) -> SocketAddr {
+        let mut l = self.local;
+        l.set_port(self.original_remote.port());
+        l
+    }
+
+    /// Continues on the ISAKMP SA of a completed renewal; returns the old one's
+    /// cookies and keys (to delete it once the ESP SAs moved over).
+    pub(super) fn adopt(&mut self, r: Ike) -> ([u8; 8], [u8; 8], Material) {
+        let old = (self.icookie, self.rcookie, std::mem::take(&mut self.m));
+        self.icookie = r.icookie;
+        self.rcookie = r.rcookie;
+        self.m = r.m;
+        if r.mode_config.is_some() {
+            self.mode_config = r.mode_config;
+        }
+        self.info = r.info;
+        self.natt = r.natt;
+        self.nat = r.nat;
+        self.floated = r.floated;
+        self.remote = r.remote;
+        self.dpd = r.dpd;
+        self.last_exchange = r.last_exchange;
+        self.pending = None;
+        self.quick_done.clear();
+        self.counters.retransmits += r.counters.retransmits;
+        self.counters.dropped += r.counters.dropped;
+        old
+    }
+
+    /// Sends a DELETE for the retired ISAKMP SA, under its own keys.
+    pub(super) fn delete_retired_p1(&mut self) {
+        let Some((ic, rc, m)) = self.retired_p1.take() else { return };
+        let cur = (self.icookie, self.rcookie, std::mem::replace(&mut self.m, m));
+        self.icookie = ic;
+        self.rcookie = rc;
+        let mut spi = ic.to_vec();
+        spi.extend_from_slice(&rc);
+        let d = DeletePayload { doi: DOI_IPSEC, protocol: ProtocolId::ISAKMP, spi_size: 16, spis: vec![spi] };
+        self.send_informational(vec![Payload::Delete(d)]);
+        self.icookie = cur.0;
+        self.rcookie = cur.1;
+        self.m = cur.2;
     }
 
     pub(super) fn set_last_exchange(&mut self, request: Vec<u8>, reply: Vec<u8>) {
@@ -1029,6 +1105,7 @@ impl Ike {
         self.out.events.push_back(Event::Phase1Established(info));
         self.dpd.heard(now);
         self.begin_setup(now);
+        self.schedule_renewal(now);
     }
 
     // ----- NAT traversal ---------------------------------------------------

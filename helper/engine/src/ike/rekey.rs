@@ -24,6 +24,8 @@ pub(crate) struct ChildTimer {
     /// `None` once a rekey started or the peer replaced it.
     pub rekey_at: Option<Instant>,
     pub expire_at: Instant,
+    /// Replaced by a newer SA; kept only for its grace time.
+    pub retiring: bool,
 }
 
 impl Ike {
@@ -39,15 +41,27 @@ impl Ike {
         // the same moment only make duplicates.
         let rekey_at = (self.role == Role::Initiator)
             .then(|| super::now_plus(now, (life * REKEY_PERCENT / 100).saturating_sub(jitter)));
-        self.child_timers.push(ChildTimer { spi_in: child.spi_in, config, rekey_at, expire_at: super::now_plus(now, life) });
+        self.child_timers.push(ChildTimer {
+            spi_in: child.spi_in,
+            config,
+            rekey_at,
+            expire_at: super::now_plus(now, life),
+            retiring: false,
+        });
         self.children.push(child.clone());
         self.out.events.push_back(Event::Phase2Established(child));
         if let Some(old) = replaces {
             self.superseded(old);
             if let Some(t) = self.child_timers.iter_mut().find(|t| t.spi_in == old) {
                 t.expire_at = super::now_plus(now, RETIRE_GRACE);
+                t.retiring = true;
             }
         }
+    }
+
+    /// Whether the SA pair is being replaced (in its grace time).
+    pub(super) fn retiring(&self, spi_in: u32) -> bool {
+        self.child_timers.iter().any(|t| t.spi_in == spi_in && (t.retiring || t.rekey_at.is_none() && self.role == Role::Initiator))
     }
 
     /// The SA pair with inbound SPI `spi_in` no longer needs a rekey of ours.

@@ -37,6 +37,9 @@ struct Pair {
     filter: Filter,
     i: Ike,
     r: Ike,
+    /// Further responders for new ISAKMP SAs (phase 1 renewals), like a gateway has.
+    r_more: Vec<Ike>,
+    r_config: Config,
     /// In flight: (arrival, to_responder, over port 4500, bytes).
     wire: VecDeque<(Instant, bool, bool, Vec<u8>)>,
     /// The initiator sits behind a NAT: the responder sees it as 192.0.2.2 with
@@ -60,7 +63,7 @@ impl Pair {
         let now = Instant::now();
         let local = if nat { SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 500) } else { addr(2) };
         let i = Ike::initiate(ic, local, addr(1), now, Box::new(test_rng(seed))).unwrap();
-        let r = Ike::respond(rc, addr(1), addr(2), Box::new(test_rng(seed + 1000)));
+        let r = Ike::respond(rc.clone(), addr(1), addr(2), Box::new(test_rng(seed + 1000)));
         Pair {
             now,
             latency: Duration::from_millis(10),
@@ -68,6 +71,8 @@ impl Pair {
             filter: Box::new(|_, _, _| true),
             i,
             r,
+            r_more: Vec::new(),
+            r_config: rc,
             wire: VecDeque::new(),
             nat,
             sent: 0,
@@ -86,6 +91,11 @@ impl Pair {
         while let Some(t) = self.r.poll_transmit() {
             batch.push((false, t.nat_t, t.data));
         }
+        for r in &mut self.r_more {
+            while let Some(t) = r.poll_transmit() {
+                batch.push((false, t.nat_t, t.data));
+            }
+        }
         if self.reorder {
             batch.reverse();
         }
@@ -102,6 +112,11 @@ impl Pair {
         while let Some(e) = self.r.poll_event() {
             self.r_events.push(e);
         }
+        for r in &mut self.r_more {
+            while let Some(e) = r.poll_event() {
+                self.r_events.push(e);
+            }
+        }
     }
 
     /// Runs until nothing is in flight and no timer is due within `horizon`.
@@ -110,7 +125,11 @@ impl Pair {
         for _ in 0..10_000 {
             self.collect();
             let next_wire = self.wire.iter().map(|w| w.0).min();
-            let next_timer = [self.i.poll_timeout(), self.r.poll_timeout()].into_iter().flatten().min();
+            let next_timer = [self.i.poll_timeout(), self.r.poll_timeout()]
+                .into_iter()
+                .chain(self.r_more.iter().map(|r| r.poll_timeout()))
+                .flatten()
+                .min();
             let Some(next) = [next_wire, next_timer].into_iter().flatten().min() else { return };
             if next > end {
                 return;
@@ -127,7 +146,22 @@ impl Pair {
                     (true, true) => SocketAddr::new(addr(2).ip(), 31001),
                 };
                 if to_r {
-                    self.r.handle_datagram(self.now, gw, client, &d);
+                    let h = Header::decode(&d).ok();
+                    let first = self.r.phase1().map(|i| i.initiator_cookie);
+                    let cookie = h.as_ref().map(|h| h.initiator_cookie);
+                    let for_first = first.is_none() || first == cookie;
+                    if for_first {
+                        self.r.handle_datagram(self.now, gw, client, &d);
+                    } else if let Some(r) =
+                        self.r_more.iter_mut().find(|r| r.phase1().map(|i| i.initiator_cookie) == cookie || !r.is_established() && !r.is_dead())
+                    {
+                        r.handle_datagram(self.now, gw, client, &d);
+                    } else if h.is_some_and(|h| h.responder_cookie == [0; 8]) {
+                        let seed = 7000 + self.r_more.len() as u64;
+                        let mut r = Ike::respond(self.r_config.clone(), gw, client, Box::new(test_rng(seed)));
+                        r.handle_datagram(self.now, gw, client, &d);
+                        self.r_more.push(r);
+                    }
                 } else {
                     let local = if self.nat { SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), port) } else { client };
                     self.i.handle_datagram(self.now, local, gw, &d);
@@ -135,6 +169,9 @@ impl Pair {
             } else {
                 self.i.handle_timeout(self.now);
                 self.r.handle_timeout(self.now);
+                for r in &mut self.r_more {
+                    r.handle_timeout(self.now);
+                }
             }
         }
         panic!("drive did not settle");
@@ -838,4 +875,36 @@ fn rekey_command_replaces_an_sa() {
     assert!(p.r_events.iter().any(|e| matches!(e, Event::Phase2Deleted { spi_out, by_peer: true, .. } if *spi_out == old)));
     assert_eq!(p.i.children().len(), 1);
     assert!(!p.i.rekey(p.now, 12345));
+}
+
+#[test]
+fn phase1_is_renewed_before_it_expires_and_esp_sas_survive() {
+    for mode in [ExchangeMode::Main, ExchangeMode::Aggressive] {
+        let (mut i, mut r) = xauth_configs(mode, ModeConfigMode::Pull);
+        i.ike_lifetime = Duration::from_secs(90);
+        r.ike_lifetime = Duration::from_secs(90);
+        i.esp_lifetime = Duration::from_secs(30);
+        r.esp_lifetime = Duration::from_secs(30);
+        let mut p = Pair::new(i, r, 60);
+        p.drive_for(Duration::from_secs(240));
+        if std::env::var("DEBUG_EVENTS").is_ok() {
+            for e in &p.i_events {
+                match e {
+                    Event::Phase2Established(c) => eprintln!("est {:x} {:?}", c.spi_in, c.remote_ts),
+                    Event::Phase2Deleted { spi_in, .. } => eprintln!("del {spi_in:x}"),
+                    other => eprintln!("{other:?}"),
+                }
+            }
+        }
+        let renewed = p.i_events.iter().filter(|e| matches!(e, Event::Phase1Renewed(_))).count();
+        assert!(renewed >= 3, "{mode:?}: {renewed} renewals in 4 minutes: {:?}", p.i_events);
+        assert!(p.failure_i().is_none(), "{:?}", p.i_events);
+        assert!(p.i.is_established());
+        // ESP SAs went on being rekeyed under the new ISAKMP SAs, none lost in between.
+        assert_eq!(p.i.children().len(), 2, "{:?}", p.i.children());
+        assert!(p.children_i().len() >= 2 * 6);
+        // The old ISAKMP SAs were deleted on the gateway side.
+        let deleted = p.r_events.iter().filter(|e| matches!(e, Event::Phase1Deleted)).count();
+        assert_eq!(deleted, renewed);
+    }
 }

@@ -293,10 +293,11 @@ pub(crate) fn mode_config_attributes(info: &ModeConfigInfo) -> Vec<Attribute> {
 }
 
 /// What a client asks for in a Mode Config REQUEST.
-fn mode_config_request() -> Vec<Attribute> {
+fn mode_config_request(want: Option<Ipv4Addr>) -> Vec<Attribute> {
     let empty = |k| Attribute::variable(k, Vec::new());
+    let address = want.map(|a| a.octets().to_vec()).unwrap_or_default();
     vec![
-        empty(cfg_attr::INTERNAL_IP4_ADDRESS),
+        Attribute::variable(cfg_attr::INTERNAL_IP4_ADDRESS, address),
         empty(cfg_attr::INTERNAL_IP4_NETMASK),
         empty(cfg_attr::INTERNAL_IP4_DNS),
         empty(cfg_attr::INTERNAL_IP4_NBNS),
@@ -347,7 +348,7 @@ impl Ike {
             }
             ModeConfigMode::Pull => {
                 let mid = self.new_message_id();
-                let attr = AttrPayload { cfg_type: cfg_attr::REQUEST, identifier: self.cfg_identifier(), attributes: mode_config_request() };
+                let attr = AttrPayload { cfg_type: cfg_attr::REQUEST, identifier: self.cfg_identifier(), attributes: mode_config_request(self.config.requested_address) };
                 let iv = self.exchange_iv(mid);
                 match self.seal_transaction(mid, attr, &iv) {
                     Ok((d, last)) => {
@@ -365,6 +366,12 @@ impl Ike {
     /// the virtual IP as our selector and the split networks as the peer's.
     fn mode_config_done(&mut self, now: Instant, info: ModeConfigInfo) {
         self.setup = Setup::Done;
+        if self.is_renewal {
+            // A renewal only re-establishes the address on the new ISAKMP SA; the
+            // ESP SAs are moved over by the SA it renews.
+            self.mode_config = Some(info);
+            return;
+        }
         self.out.events.push_back(Event::ModeConfig(info.clone()));
         let Some(vip) = info.address else {
             self.fail_setup(Error::Local("the gateway assigned no virtual IP address (Mode Config)".into()));
@@ -602,6 +609,14 @@ impl Ike {
 
     /// Answers the pending XAuth round (after [`Event::CredentialsRequired`]).
     pub fn submit_credentials(&mut self, now: Instant, creds: Credentials) -> Result<(), Error> {
+        // A phase 1 renewal asking again (XAuth on the new ISAKMP SA).
+        if let Some(r) = self.renewal.as_mut() {
+            if matches!(r.setup, Setup::Prompting { .. }) {
+                let res = r.submit_credentials(now, creds);
+                self.pump_renewal(now);
+                return res;
+            }
+        }
         let Setup::Prompting { mid, iv, request, asked, rounds } = std::mem::replace(&mut self.setup, Setup::NotStarted) else {
             return Err(Error::Local("no XAuth question is waiting for an answer".into()));
         };
