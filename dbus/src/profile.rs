@@ -1335,7 +1335,12 @@ fn convert(cx: &Cx<'_>, raw: &RawProfile, policy: SecretPolicy) -> Result<Profil
     let phase2 = Phase2 {
         proposals,
         pfs,
-        lifetime: cx.duration("phase2.lifetime", &p2.lifetime, HOUR, (Duration::from_secs(20), 8 * HOUR))?,
+        lifetime: cx.duration(
+            "phase2.lifetime",
+            &p2.lifetime,
+            HOUR,
+            (Duration::from_secs(20), 8 * HOUR),
+        )?,
         lifetime_kb,
         mode: cx.keyword("phase2.mode", &p2.mode)?,
         local_networks: cx

@@ -26,7 +26,10 @@ pub struct DpdConfig {
 
 impl Default for DpdConfig {
     fn default() -> Self {
-        DpdConfig { interval: Duration::from_secs(30), timeout: Duration::from_secs(150) }
+        DpdConfig {
+            interval: Duration::from_secs(30),
+            timeout: Duration::from_secs(150),
+        }
     }
 }
 
@@ -53,14 +56,19 @@ impl Dpd {
 impl Ike {
     fn dpd_active(&self) -> Option<DpdConfig> {
         let confirmed = self.role() == super::Role::Initiator || self.dpd.confirmed;
-        self.config.dpd.filter(|_| self.dpd.peer_supports && self.is_established() && confirmed)
+        self.config
+            .dpd
+            .filter(|_| self.dpd.peer_supports && self.is_established() && confirmed)
     }
 
     pub(super) fn dpd_deadline(&self) -> Option<Instant> {
         let cfg = self.dpd_active()?;
         match self.dpd.outstanding {
             Some((_, since, next)) => Some(next.min(super::now_plus(since, cfg.timeout))),
-            None => self.dpd.last_heard.map(|t| super::now_plus(t, cfg.interval)),
+            None => self
+                .dpd
+                .last_heard
+                .map(|t| super::now_plus(t, cfg.interval)),
         }
     }
 
@@ -83,7 +91,11 @@ impl Ike {
             }
             Some(_) => {}
             None => {
-                if self.dpd.last_heard.is_some_and(|t| now >= super::now_plus(t, cfg.interval)) {
+                if self
+                    .dpd
+                    .last_heard
+                    .is_some_and(|t| now >= super::now_plus(t, cfg.interval))
+                {
                     self.dpd.seq = self.dpd.seq.wrapping_add(1);
                     let seq = self.dpd.seq;
                     self.dpd.outstanding = Some((seq, now, super::now_plus(now, RETRY)));
@@ -97,21 +109,27 @@ impl Ike {
     fn send_dpd(&mut self, kind: NotifyType, seq: u32) {
         let mut spi = self.icookie.to_vec();
         spi.extend_from_slice(&self.rcookie);
-        let n = NotifyPayload { doi: DOI_IPSEC, protocol: ProtocolId::ISAKMP, spi, kind, data: seq.to_be_bytes().to_vec() };
+        let n = NotifyPayload {
+            doi: DOI_IPSEC,
+            protocol: ProtocolId::ISAKMP,
+            spi,
+            kind,
+            data: seq.to_be_bytes().to_vec(),
+        };
         self.send_informational(vec![Payload::Notify(n)]);
     }
 
     /// R-U-THERE gets its ACK; an ACK with the awaited number ends the probe.
     pub(super) fn on_dpd_notify(&mut self, now: Instant, n: &NotifyPayload) {
-        let Ok(seq) = <[u8; 4]>::try_from(n.data.as_slice()).map(u32::from_be_bytes) else { return };
+        let Ok(seq) = <[u8; 4]>::try_from(n.data.as_slice()).map(u32::from_be_bytes) else {
+            return;
+        };
         match n.kind {
             NotifyType::R_U_THERE => self.send_dpd(NotifyType::R_U_THERE_ACK, seq),
-            NotifyType::R_U_THERE_ACK => {
-                if self.dpd.outstanding.is_some_and(|(s, _, _)| s == seq) {
-                    self.dpd.outstanding = None;
-                    self.dpd.probes = 0;
-                    self.dpd.heard(now);
-                }
+            NotifyType::R_U_THERE_ACK if self.dpd.outstanding.is_some_and(|(s, _, _)| s == seq) => {
+                self.dpd.outstanding = None;
+                self.dpd.probes = 0;
+                self.dpd.heard(now);
             }
             _ => {}
         }

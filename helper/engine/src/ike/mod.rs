@@ -40,11 +40,12 @@ use crate::algs::{EspProposal, IkeProposal};
 use crate::codec::{IdType, NotifyType};
 use crate::crypto::Rng;
 
-pub use exchange::RetransmitConfig;
 pub use dpd::DpdConfig;
-pub use natt::{NatState, NatTraversal, NattVersion, NAT_T_PORT};
+pub use exchange::RetransmitConfig;
+pub use natt::{NAT_T_PORT, NatState, NatTraversal, NattVersion};
 pub use transaction::{
-    Credentials, CredentialsRequest, ModeConfigInfo, ModeConfigMode, XAuthConfig, XAuthField, XAuthServer,
+    Credentials, CredentialsRequest, ModeConfigInfo, ModeConfigMode, XAuthConfig, XAuthField,
+    XAuthServer,
 };
 
 /// Which phase 1 exchange to use.
@@ -100,18 +101,33 @@ pub struct Identity {
 impl Identity {
     pub fn address(ip: IpAddr) -> Self {
         match ip {
-            IpAddr::V4(a) => Identity { kind: IdType::IPV4_ADDR, data: a.octets().to_vec() },
-            IpAddr::V6(a) => Identity { kind: IdType::IPV6_ADDR, data: a.octets().to_vec() },
+            IpAddr::V4(a) => Identity {
+                kind: IdType::IPV4_ADDR,
+                data: a.octets().to_vec(),
+            },
+            IpAddr::V6(a) => Identity {
+                kind: IdType::IPV6_ADDR,
+                data: a.octets().to_vec(),
+            },
         }
     }
     pub fn fqdn(name: &str) -> Self {
-        Identity { kind: IdType::FQDN, data: name.as_bytes().to_vec() }
+        Identity {
+            kind: IdType::FQDN,
+            data: name.as_bytes().to_vec(),
+        }
     }
     pub fn user_fqdn(name: &str) -> Self {
-        Identity { kind: IdType::USER_FQDN, data: name.as_bytes().to_vec() }
+        Identity {
+            kind: IdType::USER_FQDN,
+            data: name.as_bytes().to_vec(),
+        }
     }
     pub fn key_id(id: &[u8]) -> Self {
-        Identity { kind: IdType::KEY_ID, data: id.to_vec() }
+        Identity {
+            kind: IdType::KEY_ID,
+            data: id.to_vec(),
+        }
     }
 }
 
@@ -127,9 +143,17 @@ impl fmt::Display for Identity {
                 b.copy_from_slice(&self.data);
                 write!(f, "address:{}", std::net::Ipv6Addr::from(b))
             }
-            IdType::FQDN => write!(f, "fqdn:{}", String::from_utf8_lossy(&self.data).escape_debug()),
+            IdType::FQDN => write!(
+                f,
+                "fqdn:{}",
+                String::from_utf8_lossy(&self.data).escape_debug()
+            ),
             IdType::USER_FQDN => {
-                write!(f, "user-fqdn:{}", String::from_utf8_lossy(&self.data).escape_debug())
+                write!(
+                    f,
+                    "user-fqdn:{}",
+                    String::from_utf8_lossy(&self.data).escape_debug()
+                )
             }
             IdType::KEY_ID => {
                 f.write_str("keyid:0x")?;
@@ -165,11 +189,19 @@ impl TrafficSelector {
         }
         match (self.addr, other.addr) {
             (IpAddr::V4(a), IpAddr::V4(b)) => {
-                let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix as u32) };
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - self.prefix as u32)
+                };
                 u32::from(a) & mask == u32::from(b) & mask
             }
             (IpAddr::V6(a), IpAddr::V6(b)) => {
-                let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - self.prefix as u32) };
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - self.prefix as u32)
+                };
                 u128::from(a) & mask == u128::from(b) & mask
             }
             _ => false,
@@ -331,7 +363,11 @@ pub enum Event {
     Phase1Established(Phase1Info),
     Phase2Established(ChildSa),
     /// An ESP SA pair is gone (we closed it or the peer deleted it).
-    Phase2Deleted { spi_in: u32, spi_out: u32, by_peer: bool },
+    Phase2Deleted {
+        spi_in: u32,
+        spi_out: u32,
+        by_peer: bool,
+    },
     /// A quick mode failed; the phase 1 SA stays up.
     Phase2Failed(Error),
     /// The peer deleted the phase 1 SA.
@@ -364,7 +400,11 @@ pub enum Error {
     #[error("invalid ID information: {0}")]
     InvalidId(String),
     #[error("the peer reported {name}{detail}")]
-    PeerNotify { kind: NotifyType, name: String, detail: String },
+    PeerNotify {
+        kind: NotifyType,
+        name: String,
+        detail: String,
+    },
     #[error("malformed message from the peer: {0}")]
     Malformed(String),
     #[error("the peer deleted the IKE SA")]
@@ -383,7 +423,9 @@ impl Error {
     /// The notify to send the peer for this error, when we are the one refusing.
     pub fn notify(&self) -> Option<NotifyType> {
         match self {
-            Error::AuthenticationFailed(_) | Error::XAuthFailed(_) => Some(NotifyType::AUTHENTICATION_FAILED),
+            Error::AuthenticationFailed(_) | Error::XAuthFailed(_) => {
+                Some(NotifyType::AUTHENTICATION_FAILED)
+            }
             Error::NoProposalChosen(_) => Some(NotifyType::NO_PROPOSAL_CHOSEN),
             Error::InvalidId(_) => Some(NotifyType::INVALID_ID_INFORMATION),
             Error::Malformed(_) => Some(NotifyType::PAYLOAD_MALFORMED),
@@ -398,20 +440,29 @@ impl Error {
             .filter(|c| !c.is_control())
             .take(120)
             .collect();
-        let detail = if text.trim().is_empty() { String::new() } else { format!(": {}", text.trim()) };
+        let detail = if text.trim().is_empty() {
+            String::new()
+        } else {
+            format!(": {}", text.trim())
+        };
         match kind {
-            NotifyType::NO_PROPOSAL_CHOSEN => {
-                Error::NoProposalChosen(format!("the gateway accepted none of our proposals{detail}"))
-            }
+            NotifyType::NO_PROPOSAL_CHOSEN => Error::NoProposalChosen(format!(
+                "the gateway accepted none of our proposals{detail}"
+            )),
             NotifyType::AUTHENTICATION_FAILED | NotifyType::INVALID_HASH_INFORMATION => {
-                Error::AuthenticationFailed(format!("the gateway refused our authentication{detail}"))
+                Error::AuthenticationFailed(format!(
+                    "the gateway refused our authentication{detail}"
+                ))
             }
-            NotifyType::INVALID_ID_INFORMATION => {
-                Error::InvalidId(format!("the gateway refused our identity or traffic selectors{detail}"))
-            }
+            NotifyType::INVALID_ID_INFORMATION => Error::InvalidId(format!(
+                "the gateway refused our identity or traffic selectors{detail}"
+            )),
             other => Error::PeerNotify {
                 kind: other,
-                name: other.name().map(str::to_owned).unwrap_or_else(|| format!("notify {}", other.0)),
+                name: other
+                    .name()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| format!("notify {}", other.0)),
                 detail,
             },
         }

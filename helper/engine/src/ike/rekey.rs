@@ -30,7 +30,13 @@ pub(crate) struct ChildTimer {
 
 impl Ike {
     /// Records a new SA pair, reports it, and retires the one it replaces.
-    pub(super) fn child_established(&mut self, now: Instant, child: ChildSa, config: ChildConfig, replaces: Option<u32>) {
+    pub(super) fn child_established(
+        &mut self,
+        now: Instant,
+        child: ChildSa,
+        config: ChildConfig,
+        replaces: Option<u32>,
+    ) {
         let life = child.lifetime.max(Duration::from_secs(10));
         let jitter_max = life * JITTER_PERCENT / 100;
         let jitter = {
@@ -61,7 +67,10 @@ impl Ike {
 
     /// Whether the SA pair is being replaced (in its grace time).
     pub(super) fn retiring(&self, spi_in: u32) -> bool {
-        self.child_timers.iter().any(|t| t.spi_in == spi_in && (t.retiring || t.rekey_at.is_none() && self.role == Role::Initiator))
+        self.child_timers.iter().any(|t| {
+            t.spi_in == spi_in
+                && (t.retiring || t.rekey_at.is_none() && self.role == Role::Initiator)
+        })
     }
 
     /// The SA pair with inbound SPI `spi_in` no longer needs a rekey of ours.
@@ -72,7 +81,11 @@ impl Ike {
     }
 
     pub(super) fn child_deadline(&self) -> Option<Instant> {
-        self.child_timers.iter().flat_map(|t| [t.rekey_at, Some(t.expire_at)]).flatten().min()
+        self.child_timers
+            .iter()
+            .flat_map(|t| [t.rekey_at, Some(t.expire_at)])
+            .flatten()
+            .min()
     }
 
     pub(super) fn child_timeouts(&mut self, now: Instant) {
@@ -97,7 +110,9 @@ impl Ike {
     /// Sends DELETE for one SA pair and reports it gone.
     pub(super) fn delete_child(&mut self, spi_in: u32) {
         self.child_timers.retain(|t| t.spi_in != spi_in);
-        let Some(i) = self.children.iter().position(|c| c.spi_in == spi_in) else { return };
+        let Some(i) = self.children.iter().position(|c| c.spi_in == spi_in) else {
+            return;
+        };
         let c = self.children.remove(i);
         let d = DeletePayload {
             doi: DOI_IPSEC,
@@ -106,23 +121,26 @@ impl Ike {
             spis: vec![c.spi_in.to_be_bytes().to_vec()],
         };
         self.send_informational(vec![Payload::Delete(d)]);
-        self.out.events.push_back(Event::Phase2Deleted { spi_in: c.spi_in, spi_out: c.spi_out, by_peer: false });
+        self.out.events.push_back(Event::Phase2Deleted {
+            spi_in: c.spi_in,
+            spi_out: c.spi_out,
+            by_peer: false,
+        });
     }
 
     /// Selectors of a quick mode the peer starts: `peer` is its side, `ours` ours.
     pub(super) fn accepts_selectors(&self, peer: &TrafficSelector, ours: &TrafficSelector) -> bool {
-        let by_config = self
-            .config
-            .children
-            .iter()
-            .any(|c| c.remote.is_some_and(|r| r.contains(peer)) && c.local.is_some_and(|l| l.contains(ours)));
+        let by_config = self.config.children.iter().any(|c| {
+            c.remote.is_some_and(|r| r.contains(peer)) && c.local.is_some_and(|l| l.contains(ours))
+        });
         // As the client: the peer rekeys an SA we have. A Cisco Unity gateway widens
         // its side to 0.0.0.0/0 when it rekeys; that is accepted (we still route
         // only the split networks).
         let by_existing = self.role == Role::Initiator
             && self.children.iter().any(|c| {
                 c.local_ts.as_ref() == Some(ours)
-                    && c.remote_ts.is_some_and(|r| r.contains(peer) || peer.contains(&r))
+                    && c.remote_ts
+                        .is_some_and(|r| r.contains(peer) || peer.contains(&r))
             });
         by_config || by_existing
     }
@@ -135,8 +153,13 @@ impl Ike {
         if !self.is_established() {
             return false;
         }
-        let Some(c) = self.children.iter().find(|c| c.spi_in == spi_in) else { return false };
-        let cfg = ChildConfig { local: c.local_ts, remote: c.remote_ts };
+        let Some(c) = self.children.iter().find(|c| c.spi_in == spi_in) else {
+            return false;
+        };
+        let cfg = ChildConfig {
+            local: c.local_ts,
+            remote: c.remote_ts,
+        };
         self.superseded(spi_in);
         self.start_quick_for(now, cfg, Some(spi_in));
         true

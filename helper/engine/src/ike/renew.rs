@@ -36,7 +36,14 @@ impl Ike {
 
     pub(super) fn renewal_deadline(&self) -> Option<Instant> {
         let inner = self.renewal.as_ref().and_then(|r| r.poll_timeout());
-        [inner, self.p1_renew_at.filter(|_| self.renewal.is_none()), self.p1_expire_at].into_iter().flatten().min()
+        [
+            inner,
+            self.p1_renew_at.filter(|_| self.renewal.is_none()),
+            self.p1_expire_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     pub(super) fn renewal_timeout(&mut self, now: Instant) {
@@ -44,7 +51,8 @@ impl Ike {
             r.handle_timeout(now);
             self.pump_renewal(now);
         }
-        if self.renewal.is_none() && self.p1_renew_at.is_some_and(|t| now >= t) && self.setup_done() {
+        if self.renewal.is_none() && self.p1_renew_at.is_some_and(|t| now >= t) && self.setup_done()
+        {
             self.p1_renew_at = None;
             self.start_renewal(now);
         }
@@ -75,10 +83,18 @@ impl Ike {
 
     /// Whether this datagram belongs to the renewal in progress.
     pub(super) fn for_renewal(&self, h: &Header) -> bool {
-        self.renewal.as_ref().is_some_and(|r| r.icookie == h.initiator_cookie)
+        self.renewal
+            .as_ref()
+            .is_some_and(|r| r.icookie == h.initiator_cookie)
     }
 
-    pub(super) fn renewal_datagram(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
+    pub(super) fn renewal_datagram(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: &[u8],
+    ) {
         if let Some(r) = self.renewal.as_mut() {
             r.handle_datagram(now, local, remote, data);
         }
@@ -87,14 +103,18 @@ impl Ike {
 
     /// Moves the renewal's output out, and takes it over once it is complete.
     pub(super) fn pump_renewal(&mut self, now: Instant) {
-        let Some(r) = self.renewal.as_mut() else { return };
+        let Some(r) = self.renewal.as_mut() else {
+            return;
+        };
         while let Some(t) = r.poll_transmit() {
             self.out.transmits.push_back(t);
         }
         let mut failed = None;
         while let Some(e) = r.poll_event() {
             match e {
-                Event::CredentialsRequired(c) => self.out.events.push_back(Event::CredentialsRequired(c)),
+                Event::CredentialsRequired(c) => {
+                    self.out.events.push_back(Event::CredentialsRequired(c))
+                }
                 Event::Failed(e) => failed = Some(e),
                 _ => {}
             }
@@ -129,7 +149,15 @@ impl Ike {
             .children
             .iter()
             .filter(|c| !self.retiring(c.spi_in))
-            .map(|c| (c.spi_in, super::ChildConfig { local: c.local_ts, remote: c.remote_ts }))
+            .map(|c| {
+                (
+                    c.spi_in,
+                    super::ChildConfig {
+                        local: c.local_ts,
+                        remote: c.remote_ts,
+                    },
+                )
+            })
             .collect();
         for (spi, cfg) in moving {
             self.superseded(spi);

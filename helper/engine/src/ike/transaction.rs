@@ -16,11 +16,13 @@ use std::time::{Duration, Instant};
 
 use zeroize::Zeroizing;
 
-use crate::codec::{self, cfg_attr, AttrPayload, AttrValue, Attribute, ExchangeType, Header, Payload, PayloadType};
+use crate::codec::{
+    self, AttrPayload, AttrValue, Attribute, ExchangeType, Header, Payload, PayloadType, cfg_attr,
+};
 use crate::crypto;
 
 use super::exchange::Pending;
-use super::phase1::{split_hash, Ike};
+use super::phase1::{Ike, split_hash};
 use super::{ChildConfig, Error, Event, Role, TrafficSelector};
 
 /// How long the client waits for the gateway to start XAuth or push Mode Config.
@@ -38,7 +40,9 @@ pub struct XAuthConfig {
 
 impl fmt::Debug for XAuthConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("XAuthConfig").field("username", &self.username).finish_non_exhaustive()
+        f.debug_struct("XAuthConfig")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
     }
 }
 
@@ -53,7 +57,9 @@ pub struct XAuthServer {
 
 impl fmt::Debug for XAuthServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("XAuthServer").field("username", &self.username).finish_non_exhaustive()
+        f.debug_struct("XAuthServer")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
     }
 }
 
@@ -113,7 +119,9 @@ pub struct Credentials {
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let fields: Vec<_> = self.values.iter().map(|(k, _)| k).collect();
-        f.debug_struct("Credentials").field("fields", &fields).finish_non_exhaustive()
+        f.debug_struct("Credentials")
+            .field("fields", &fields)
+            .finish_non_exhaustive()
     }
 }
 
@@ -123,21 +131,48 @@ pub(crate) enum Setup {
     /// Phase 1 not done yet.
     NotStarted,
     /// Client: waiting for the gateway's XAuth REQUEST.
-    AwaitXAuth { deadline: Instant },
+    AwaitXAuth {
+        deadline: Instant,
+    },
     /// Client: the user must answer this round (message id of the REQUEST, the IV after it).
-    Prompting { mid: u32, iv: Vec<u8>, request: Vec<u8>, asked: Vec<u16>, rounds: u32 },
+    Prompting {
+        mid: u32,
+        iv: Vec<u8>,
+        request: Vec<u8>,
+        asked: Vec<u16>,
+        rounds: u32,
+    },
     /// Client: answered; waiting for another REQUEST or the SET with the status.
-    AwaitXAuthStatus { deadline: Instant, rounds: u32 },
+    AwaitXAuthStatus {
+        deadline: Instant,
+        rounds: u32,
+    },
     /// Client, pull: REQUEST sent.
-    AwaitModeConfigReply { mid: u32, iv: Vec<u8>, pending: Pending },
+    AwaitModeConfigReply {
+        mid: u32,
+        iv: Vec<u8>,
+        pending: Pending,
+    },
     /// Client, push: waiting for SET.
-    AwaitModeConfigSet { deadline: Instant },
+    AwaitModeConfigSet {
+        deadline: Instant,
+    },
     /// Gateway: XAuth REQUEST (round `round`) or SET(status) sent, answer awaited.
-    ServerXAuth { mid: u32, iv: Vec<u8>, pending: Pending, round: u32, status_sent: Option<bool> },
+    ServerXAuth {
+        mid: u32,
+        iv: Vec<u8>,
+        pending: Pending,
+        round: u32,
+        status_sent: Option<bool>,
+    },
     /// Gateway: waiting for the client's Mode Config REQUEST (pull).
     ServerAwaitModeConfig,
     /// Gateway: SET sent (push), ACK awaited.
-    ServerModeConfigSet { mid: u32, iv: Vec<u8>, pending: Pending },
+    ServerModeConfigSet {
+        mid: u32,
+        iv: Vec<u8>,
+        pending: Pending,
+    },
     Done,
 }
 
@@ -206,10 +241,15 @@ pub(crate) fn parse_mode_config(attrs: &[Attribute]) -> ModeConfigInfo {
     let nets = |b: &[u8], out: &mut Vec<TrafficSelector>| {
         // Cisco Unity: 14 bytes per network: address, mask, 6 bytes of padding.
         for e in b.chunks_exact(14) {
-            let (Some(a), Some(m)) = (v4(&e[..4]), v4(&e[4..8])) else { continue };
+            let (Some(a), Some(m)) = (v4(&e[..4]), v4(&e[4..8])) else {
+                continue;
+            };
             if let Some(prefix) = mask_prefix(u32::from(m)) {
                 let addr = Ipv4Addr::from(u32::from(a) & u32::from(m));
-                out.push(TrafficSelector { addr: IpAddr::V4(addr), prefix });
+                out.push(TrafficSelector {
+                    addr: IpAddr::V4(addr),
+                    prefix,
+                });
             }
         }
     };
@@ -231,19 +271,25 @@ pub(crate) fn parse_mode_config(attrs: &[Attribute]) -> ModeConfigInfo {
                 }
             }
             cfg_attr::INTERNAL_IP4_SUBNET if b.len() == 8 => {
-                if let (Some(ad), Some(m)) = (v4(&b[..4]), v4(&b[4..])) {
-                    if let Some(prefix) = mask_prefix(u32::from(m)) {
-                        let addr = Ipv4Addr::from(u32::from(ad) & u32::from(m));
-                        info.split_include.push(TrafficSelector { addr: IpAddr::V4(addr), prefix });
-                    }
+                if let (Some(ad), Some(m)) = (v4(&b[..4]), v4(&b[4..]))
+                    && let Some(prefix) = mask_prefix(u32::from(m))
+                {
+                    let addr = Ipv4Addr::from(u32::from(ad) & u32::from(m));
+                    info.split_include.push(TrafficSelector {
+                        addr: IpAddr::V4(addr),
+                        prefix,
+                    });
                 }
             }
             cfg_attr::UNITY_SPLIT_INCLUDE => nets(b, &mut info.split_include),
             cfg_attr::UNITY_LOCAL_LAN => nets(b, &mut info.split_exclude),
             cfg_attr::UNITY_DEF_DOMAIN if !b.is_empty() => info.default_domain = Some(text(b)),
-            cfg_attr::UNITY_SPLITDNS_NAME => {
-                info.split_dns.extend(text(b).split([',', ' ']).filter(|s| !s.is_empty()).map(str::to_owned))
-            }
+            cfg_attr::UNITY_SPLITDNS_NAME => info.split_dns.extend(
+                text(b)
+                    .split([',', ' '])
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned),
+            ),
             cfg_attr::UNITY_BANNER if !b.is_empty() => info.banner = Some(text(b)),
             cfg_attr::UNITY_SAVE_PASSWD => info.save_password = a.as_u64().unwrap_or(0) != 0,
             _ => {}
@@ -257,22 +303,38 @@ pub(crate) fn parse_mode_config(attrs: &[Attribute]) -> ModeConfigInfo {
 pub(crate) fn mode_config_attributes(info: &ModeConfigInfo) -> Vec<Attribute> {
     let mut v = Vec::new();
     if let Some(a) = info.address {
-        v.push(Attribute::variable(cfg_attr::INTERNAL_IP4_ADDRESS, a.octets().to_vec()));
+        v.push(Attribute::variable(
+            cfg_attr::INTERNAL_IP4_ADDRESS,
+            a.octets().to_vec(),
+        ));
     }
     if let Some(m) = info.netmask {
-        v.push(Attribute::variable(cfg_attr::INTERNAL_IP4_NETMASK, m.octets().to_vec()));
+        v.push(Attribute::variable(
+            cfg_attr::INTERNAL_IP4_NETMASK,
+            m.octets().to_vec(),
+        ));
     }
     for d in &info.dns {
         match d {
-            IpAddr::V4(a) => v.push(Attribute::variable(cfg_attr::INTERNAL_IP4_DNS, a.octets().to_vec())),
-            IpAddr::V6(a) => v.push(Attribute::variable(cfg_attr::INTERNAL_IP6_DNS, a.octets().to_vec())),
+            IpAddr::V4(a) => v.push(Attribute::variable(
+                cfg_attr::INTERNAL_IP4_DNS,
+                a.octets().to_vec(),
+            )),
+            IpAddr::V6(a) => v.push(Attribute::variable(
+                cfg_attr::INTERNAL_IP6_DNS,
+                a.octets().to_vec(),
+            )),
         }
     }
     if !info.split_include.is_empty() {
         let mut b = Vec::new();
         for t in &info.split_include {
             if let IpAddr::V4(a) = t.addr {
-                let m = if t.prefix == 0 { 0 } else { u32::MAX << (32 - t.prefix as u32) };
+                let m = if t.prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - t.prefix as u32)
+                };
                 b.extend_from_slice(&a.octets());
                 b.extend_from_slice(&m.to_be_bytes());
                 b.extend_from_slice(&[0; 6]);
@@ -281,13 +343,22 @@ pub(crate) fn mode_config_attributes(info: &ModeConfigInfo) -> Vec<Attribute> {
         v.push(Attribute::variable(cfg_attr::UNITY_SPLIT_INCLUDE, b));
     }
     if let Some(d) = &info.default_domain {
-        v.push(Attribute::variable(cfg_attr::UNITY_DEF_DOMAIN, d.as_bytes().to_vec()));
+        v.push(Attribute::variable(
+            cfg_attr::UNITY_DEF_DOMAIN,
+            d.as_bytes().to_vec(),
+        ));
     }
     if !info.split_dns.is_empty() {
-        v.push(Attribute::variable(cfg_attr::UNITY_SPLITDNS_NAME, info.split_dns.join(",").into_bytes()));
+        v.push(Attribute::variable(
+            cfg_attr::UNITY_SPLITDNS_NAME,
+            info.split_dns.join(",").into_bytes(),
+        ));
     }
     if let Some(b) = &info.banner {
-        v.push(Attribute::variable(cfg_attr::UNITY_BANNER, b.as_bytes().to_vec()));
+        v.push(Attribute::variable(
+            cfg_attr::UNITY_BANNER,
+            b.as_bytes().to_vec(),
+        ));
     }
     v
 }
@@ -308,7 +379,10 @@ fn mode_config_request(want: Option<Ipv4Addr>) -> Vec<Attribute> {
         empty(cfg_attr::UNITY_SPLIT_INCLUDE),
         empty(cfg_attr::UNITY_LOCAL_LAN),
         Attribute::basic(cfg_attr::UNITY_SAVE_PASSWD, 0),
-        Attribute::variable(cfg_attr::APPLICATION_VERSION, format!("Postern {}", env!("CARGO_PKG_VERSION")).into_bytes()),
+        Attribute::variable(
+            cfg_attr::APPLICATION_VERSION,
+            format!("Postern {}", env!("CARGO_PKG_VERSION")).into_bytes(),
+        ),
     ]
 }
 
@@ -318,7 +392,9 @@ impl Ike {
         match self.role {
             Role::Initiator => {
                 if self.config.xauth.is_some() {
-                    self.setup = Setup::AwaitXAuth { deadline: super::now_plus(now, SETUP_PATIENCE) };
+                    self.setup = Setup::AwaitXAuth {
+                        deadline: super::now_plus(now, SETUP_PATIENCE),
+                    };
                 } else {
                     self.after_xauth(now);
                 }
@@ -344,16 +420,26 @@ impl Ike {
                 }
             }
             ModeConfigMode::Push => {
-                self.setup = Setup::AwaitModeConfigSet { deadline: super::now_plus(now, SETUP_PATIENCE) };
+                self.setup = Setup::AwaitModeConfigSet {
+                    deadline: super::now_plus(now, SETUP_PATIENCE),
+                };
             }
             ModeConfigMode::Pull => {
                 let mid = self.new_message_id();
-                let attr = AttrPayload { cfg_type: cfg_attr::REQUEST, identifier: self.cfg_identifier(), attributes: mode_config_request(self.config.requested_address) };
+                let attr = AttrPayload {
+                    cfg_type: cfg_attr::REQUEST,
+                    identifier: self.cfg_identifier(),
+                    attributes: mode_config_request(self.config.requested_address),
+                };
                 let iv = self.exchange_iv(mid);
                 match self.seal_transaction(mid, attr, &iv) {
                     Ok((d, last)) => {
                         let pending = Pending::new(d.clone(), now, &self.config.retransmit);
-                        self.setup = Setup::AwaitModeConfigReply { mid, iv: last, pending };
+                        self.setup = Setup::AwaitModeConfigReply {
+                            mid,
+                            iv: last,
+                            pending,
+                        };
                         self.send_raw(d);
                     }
                     Err(e) => self.fail_setup(e),
@@ -374,7 +460,9 @@ impl Ike {
         }
         self.out.events.push_back(Event::ModeConfig(info.clone()));
         let Some(vip) = info.address else {
-            self.fail_setup(Error::Local("the gateway assigned no virtual IP address (Mode Config)".into()));
+            self.fail_setup(Error::Local(
+                "the gateway assigned no virtual IP address (Mode Config)".into(),
+            ));
             return;
         };
         let local = TrafficSelector::host(IpAddr::V4(vip));
@@ -383,11 +471,20 @@ impl Ike {
         } else if !info.split_include.is_empty() {
             info.split_include.clone()
         } else {
-            vec![TrafficSelector { addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED), prefix: 0 }]
+            vec![TrafficSelector {
+                addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                prefix: 0,
+            }]
         };
         self.mode_config = Some(info);
         for r in remotes.into_iter().filter(|r| r.addr.is_ipv4()) {
-            self.start_quick(now, ChildConfig { local: Some(local), remote: Some(r) });
+            self.start_quick(
+                now,
+                ChildConfig {
+                    local: Some(local),
+                    remote: Some(r),
+                },
+            );
         }
     }
 
@@ -401,8 +498,15 @@ impl Ike {
     }
 
     /// `HDR*, HASH, ATTR` for a transaction with `iv`; returns datagram and next IV.
-    fn seal_transaction(&self, mid: u32, attr: AttrPayload, iv: &[u8]) -> Result<(Vec<u8>, Vec<u8>), Error> {
-        let keys = self.phase1_keys().ok_or_else(|| Error::Local("no phase 1 keys".into()))?;
+    fn seal_transaction(
+        &self,
+        mid: u32,
+        attr: AttrPayload,
+        iv: &[u8],
+    ) -> Result<(Vec<u8>, Vec<u8>), Error> {
+        let keys = self
+            .phase1_keys()
+            .ok_or_else(|| Error::Local("no phase 1 keys".into()))?;
         let (first, body) = codec::encode_payloads(&[Payload::Attr(attr)]);
         let hash = crypto::prf(keys.prf, &keys.skeyid_a, &[&mid.to_be_bytes(), &body]);
         let mut all = Vec::new();
@@ -413,14 +517,25 @@ impl Ike {
 
     /// Answers a request of the peer in the same transaction and remembers the
     /// answer for retransmitted requests.
-    fn answer_transaction(&mut self, request: &[u8], mid: u32, iv: &[u8], attr: AttrPayload) -> Result<(), Error> {
+    fn answer_transaction(
+        &mut self,
+        request: &[u8],
+        mid: u32,
+        iv: &[u8],
+        attr: AttrPayload,
+    ) -> Result<(), Error> {
         let (d, _) = self.seal_transaction(mid, attr, iv)?;
         self.set_last_exchange(request.to_vec(), d.clone());
         self.send_raw(d);
         Ok(())
     }
 
-    pub(super) fn handle_transaction(&mut self, now: Instant, header: &Header, data: &[u8]) -> Result<(), Error> {
+    pub(super) fn handle_transaction(
+        &mut self,
+        now: Instant,
+        header: &Header,
+        data: &[u8],
+    ) -> Result<(), Error> {
         let mid = header.message_id;
         let iv = match &self.setup {
             Setup::Prompting { mid: m, .. } if *m == mid => {
@@ -445,7 +560,9 @@ impl Ike {
             self.counters.dropped += 1;
             return Ok(());
         };
-        let Some(keys) = self.phase1_keys() else { return Ok(()) };
+        let Some(keys) = self.phase1_keys() else {
+            return Ok(());
+        };
         let expected = crypto::prf(keys.prf, &keys.skeyid_a, &[&mid.to_be_bytes(), rest]);
         if !crypto::ct_eq(&expected, hash) {
             self.counters.dropped += 1;
@@ -467,8 +584,18 @@ impl Ike {
 
     // ----- client ----------------------------------------------------------
 
-    fn client_transaction(&mut self, now: Instant, data: &[u8], mid: u32, iv: Vec<u8>, attr: AttrPayload) -> Result<(), Error> {
-        let is_xauth = attr.attributes.iter().any(|a| (16520..=16529).contains(&a.kind));
+    fn client_transaction(
+        &mut self,
+        now: Instant,
+        data: &[u8],
+        mid: u32,
+        iv: Vec<u8>,
+        attr: AttrPayload,
+    ) -> Result<(), Error> {
+        let is_xauth = attr
+            .attributes
+            .iter()
+            .any(|a| (16520..=16529).contains(&a.kind));
         match (attr.cfg_type, is_xauth) {
             (cfg_attr::REQUEST, true) => {
                 let rounds = match &self.setup {
@@ -482,11 +609,18 @@ impl Ike {
                 self.on_xauth_request(now, data, mid, iv, attr, rounds)
             }
             (cfg_attr::SET, true) => {
-                if !matches!(self.setup, Setup::AwaitXAuthStatus { .. } | Setup::AwaitXAuth { .. }) {
+                if !matches!(
+                    self.setup,
+                    Setup::AwaitXAuthStatus { .. } | Setup::AwaitXAuth { .. }
+                ) {
                     self.counters.dropped += 1;
                     return Ok(());
                 }
-                let status = attr.attributes.iter().find(|a| a.kind == cfg_attr::XAUTH_STATUS).and_then(Attribute::as_u64);
+                let status = attr
+                    .attributes
+                    .iter()
+                    .find(|a| a.kind == cfg_attr::XAUTH_STATUS)
+                    .and_then(Attribute::as_u64);
                 let message = attr
                     .attributes
                     .iter()
@@ -496,7 +630,10 @@ impl Ike {
                 let ack = AttrPayload {
                     cfg_type: cfg_attr::ACK,
                     identifier: attr.identifier,
-                    attributes: vec![Attribute::basic(cfg_attr::XAUTH_STATUS, status.unwrap_or(0) as u16)],
+                    attributes: vec![Attribute::basic(
+                        cfg_attr::XAUTH_STATUS,
+                        status.unwrap_or(0) as u16,
+                    )],
                 };
                 self.answer_transaction(data, mid, &iv, ack)?;
                 if status == Some(cfg_attr::XAUTH_STATUS_OK as u64) {
@@ -504,7 +641,9 @@ impl Ike {
                     self.after_xauth(now);
                     Ok(())
                 } else {
-                    Err(Error::XAuthFailed(message.unwrap_or_else(|| "the gateway refused the login".into())))
+                    Err(Error::XAuthFailed(
+                        message.unwrap_or_else(|| "the gateway refused the login".into()),
+                    ))
                 }
             }
             (cfg_attr::REPLY, false) => {
@@ -521,15 +660,25 @@ impl Ike {
                 Ok(())
             }
             (cfg_attr::SET, false) => {
-                if !matches!(self.setup, Setup::AwaitModeConfigSet { .. } | Setup::AwaitModeConfigReply { .. }) {
+                if !matches!(
+                    self.setup,
+                    Setup::AwaitModeConfigSet { .. } | Setup::AwaitModeConfigReply { .. }
+                ) {
                     self.counters.dropped += 1;
                     return Ok(());
                 }
                 let info = parse_mode_config(&attr.attributes);
                 // ACK names the attributes we accept.
-                let acked: Vec<Attribute> =
-                    attr.attributes.iter().map(|a| Attribute::variable(a.kind, Vec::new())).collect();
-                let ack = AttrPayload { cfg_type: cfg_attr::ACK, identifier: attr.identifier, attributes: acked };
+                let acked: Vec<Attribute> = attr
+                    .attributes
+                    .iter()
+                    .map(|a| Attribute::variable(a.kind, Vec::new()))
+                    .collect();
+                let ack = AttrPayload {
+                    cfg_type: cfg_attr::ACK,
+                    identifier: attr.identifier,
+                    attributes: acked,
+                };
                 self.answer_transaction(data, mid, &iv, ack)?;
                 self.mode_config_done(now, info);
                 Ok(())
@@ -541,7 +690,15 @@ impl Ike {
         }
     }
 
-    fn on_xauth_request(&mut self, now: Instant, data: &[u8], mid: u32, iv: Vec<u8>, attr: AttrPayload, rounds: u32) -> Result<(), Error> {
+    fn on_xauth_request(
+        &mut self,
+        now: Instant,
+        data: &[u8],
+        mid: u32,
+        iv: Vec<u8>,
+        attr: AttrPayload,
+        rounds: u32,
+    ) -> Result<(), Error> {
         let asked: Vec<u16> = attr.attributes.iter().map(|a| a.kind).collect();
         let message = attr
             .attributes
@@ -562,63 +719,117 @@ impl Ike {
                 })
             });
         if automatic {
-            let c = cfg.unwrap_or(XAuthConfig { username: String::new(), password: None });
+            let c = cfg.unwrap_or(XAuthConfig {
+                username: String::new(),
+                password: None,
+            });
             let mut values = Vec::new();
             for f in &fields {
                 match f {
                     XAuthField::UserName => values.push((*f, Zeroizing::new(c.username.clone()))),
-                    XAuthField::Password => {
-                        values.push((*f, c.password.clone().unwrap_or_else(|| Zeroizing::new(String::new()))))
-                    }
+                    XAuthField::Password => values.push((
+                        *f,
+                        c.password
+                            .clone()
+                            .unwrap_or_else(|| Zeroizing::new(String::new())),
+                    )),
                     _ => {}
                 }
             }
             self.send_xauth_reply(now, data, mid, &iv, &asked, Credentials { values }, rounds)
         } else {
-            self.setup = Setup::Prompting { mid, iv, request: data.to_vec(), asked, rounds };
-            self.out.events.push_back(Event::CredentialsRequired(CredentialsRequest { fields, message }));
+            self.setup = Setup::Prompting {
+                mid,
+                iv,
+                request: data.to_vec(),
+                asked,
+                rounds,
+            };
+            self.out
+                .events
+                .push_back(Event::CredentialsRequired(CredentialsRequest {
+                    fields,
+                    message,
+                }));
             Ok(())
         }
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn send_xauth_reply(&mut self, now: Instant, request: &[u8], mid: u32, iv: &[u8], asked: &[u16], creds: Credentials, rounds: u32) -> Result<(), Error> {
+    fn send_xauth_reply(
+        &mut self,
+        now: Instant,
+        request: &[u8],
+        mid: u32,
+        iv: &[u8],
+        asked: &[u16],
+        creds: Credentials,
+        rounds: u32,
+    ) -> Result<(), Error> {
         let mut attributes = Vec::new();
         for k in asked {
             if *k == cfg_attr::XAUTH_TYPE {
-                attributes.push(Attribute::basic(cfg_attr::XAUTH_TYPE, cfg_attr::XAUTH_TYPE_GENERIC));
+                attributes.push(Attribute::basic(
+                    cfg_attr::XAUTH_TYPE,
+                    cfg_attr::XAUTH_TYPE_GENERIC,
+                ));
                 continue;
             }
             let Some(f) = field_of(*k) else { continue };
-            let value = creds.values.iter().find(|(g, _)| *g == f).map(|(_, v)| v.as_bytes().to_vec());
+            let value = creds
+                .values
+                .iter()
+                .find(|(g, _)| *g == f)
+                .map(|(_, v)| v.as_bytes().to_vec());
             let value = match (f, value) {
                 (_, Some(v)) => v,
-                (XAuthField::UserName, None) => self.config.xauth.as_ref().map(|c| c.username.clone().into_bytes()).unwrap_or_default(),
+                (XAuthField::UserName, None) => self
+                    .config
+                    .xauth
+                    .as_ref()
+                    .map(|c| c.username.clone().into_bytes())
+                    .unwrap_or_default(),
                 (_, None) => Vec::new(),
             };
             attributes.push(Attribute::variable(kind_of(f), value));
         }
-        let reply = AttrPayload { cfg_type: cfg_attr::REPLY, identifier: self.cfg_request_identifier, attributes };
+        let reply = AttrPayload {
+            cfg_type: cfg_attr::REPLY,
+            identifier: self.cfg_request_identifier,
+            attributes,
+        };
         let (d, _) = self.seal_transaction(mid, reply, iv)?;
         // The reply may hold a password: it is not kept for retransmission beyond the SA.
         self.set_last_exchange(request.to_vec(), d.clone());
         self.send_raw(d);
-        self.setup = Setup::AwaitXAuthStatus { deadline: super::now_plus(now, SETUP_PATIENCE), rounds: rounds + 1 };
+        self.setup = Setup::AwaitXAuthStatus {
+            deadline: super::now_plus(now, SETUP_PATIENCE),
+            rounds: rounds + 1,
+        };
         Ok(())
     }
 
     /// Answers the pending XAuth round (after [`Event::CredentialsRequired`]).
     pub fn submit_credentials(&mut self, now: Instant, creds: Credentials) -> Result<(), Error> {
         // A phase 1 renewal asking again (XAuth on the new ISAKMP SA).
-        if let Some(r) = self.renewal.as_mut() {
-            if matches!(r.setup, Setup::Prompting { .. }) {
-                let res = r.submit_credentials(now, creds);
-                self.pump_renewal(now);
-                return res;
-            }
+        if let Some(r) = self.renewal.as_mut()
+            && matches!(r.setup, Setup::Prompting { .. })
+        {
+            let res = r.submit_credentials(now, creds);
+            self.pump_renewal(now);
+            return res;
         }
-        let Setup::Prompting { mid, iv, request, asked, rounds } = std::mem::replace(&mut self.setup, Setup::NotStarted) else {
-            return Err(Error::Local("no XAuth question is waiting for an answer".into()));
+        let Setup::Prompting {
+            mid,
+            iv,
+            request,
+            asked,
+            rounds,
+        } = std::mem::replace(&mut self.setup, Setup::NotStarted)
+        else {
+            return Err(Error::Local(
+                "no XAuth question is waiting for an answer".into(),
+            ));
         };
         let r = self.send_xauth_reply(now, &request, mid, &iv, &asked, creds, rounds);
         if let Err(e) = &r {
@@ -630,28 +841,65 @@ impl Ike {
     // ----- gateway (responder) ----------------------------------------------
 
     fn server_xauth_round(&mut self, now: Instant, round: u32) {
-        let mut attributes = vec![Attribute::basic(cfg_attr::XAUTH_TYPE, cfg_attr::XAUTH_TYPE_GENERIC)];
+        let mut attributes = vec![Attribute::basic(
+            cfg_attr::XAUTH_TYPE,
+            cfg_attr::XAUTH_TYPE_GENERIC,
+        )];
         if round == 0 {
             attributes.push(Attribute::variable(cfg_attr::XAUTH_USER_NAME, Vec::new()));
-            attributes.push(Attribute::variable(cfg_attr::XAUTH_USER_PASSWORD, Vec::new()));
+            attributes.push(Attribute::variable(
+                cfg_attr::XAUTH_USER_PASSWORD,
+                Vec::new(),
+            ));
         } else {
-            attributes.push(Attribute::variable(cfg_attr::XAUTH_MESSAGE, b"Enter your one-time passcode".to_vec()));
+            attributes.push(Attribute::variable(
+                cfg_attr::XAUTH_MESSAGE,
+                b"Enter your one-time passcode".to_vec(),
+            ));
             attributes.push(Attribute::variable(cfg_attr::XAUTH_PASSCODE, Vec::new()));
         }
-        let attr = AttrPayload { cfg_type: cfg_attr::REQUEST, identifier: self.cfg_identifier(), attributes };
-        self.server_send(now, attr, |mid, iv, pending| Setup::ServerXAuth { mid, iv, pending, round, status_sent: None });
+        let attr = AttrPayload {
+            cfg_type: cfg_attr::REQUEST,
+            identifier: self.cfg_identifier(),
+            attributes,
+        };
+        self.server_send(now, attr, |mid, iv, pending| Setup::ServerXAuth {
+            mid,
+            iv,
+            pending,
+            round,
+            status_sent: None,
+        });
     }
 
     fn server_status(&mut self, now: Instant, ok: bool) {
         let mut attributes = vec![Attribute::basic(cfg_attr::XAUTH_STATUS, u16::from(ok))];
         if !ok {
-            attributes.push(Attribute::variable(cfg_attr::XAUTH_MESSAGE, b"Login incorrect".to_vec()));
+            attributes.push(Attribute::variable(
+                cfg_attr::XAUTH_MESSAGE,
+                b"Login incorrect".to_vec(),
+            ));
         }
-        let attr = AttrPayload { cfg_type: cfg_attr::SET, identifier: self.cfg_identifier(), attributes };
-        self.server_send(now, attr, |mid, iv, pending| Setup::ServerXAuth { mid, iv, pending, round: 0, status_sent: Some(ok) });
+        let attr = AttrPayload {
+            cfg_type: cfg_attr::SET,
+            identifier: self.cfg_identifier(),
+            attributes,
+        };
+        self.server_send(now, attr, |mid, iv, pending| Setup::ServerXAuth {
+            mid,
+            iv,
+            pending,
+            round: 0,
+            status_sent: Some(ok),
+        });
     }
 
-    fn server_send(&mut self, now: Instant, attr: AttrPayload, state: impl FnOnce(u32, Vec<u8>, Pending) -> Setup) {
+    fn server_send(
+        &mut self,
+        now: Instant,
+        attr: AttrPayload,
+        state: impl FnOnce(u32, Vec<u8>, Pending) -> Setup,
+    ) {
         let mid = self.new_message_id();
         let iv = self.exchange_iv(mid);
         match self.seal_transaction(mid, attr, &iv) {
@@ -665,27 +913,65 @@ impl Ike {
     }
 
     fn server_after_xauth(&mut self, now: Instant) {
-        match (self.config.mode_config, self.config.mode_config_server.clone()) {
+        match (
+            self.config.mode_config,
+            self.config.mode_config_server.clone(),
+        ) {
             (ModeConfigMode::Push, Some(info)) => {
-                let attr = AttrPayload { cfg_type: cfg_attr::SET, identifier: self.cfg_identifier(), attributes: mode_config_attributes(&info) };
-                self.server_send(now, attr, |mid, iv, pending| Setup::ServerModeConfigSet { mid, iv, pending });
+                let attr = AttrPayload {
+                    cfg_type: cfg_attr::SET,
+                    identifier: self.cfg_identifier(),
+                    attributes: mode_config_attributes(&info),
+                };
+                self.server_send(now, attr, |mid, iv, pending| Setup::ServerModeConfigSet {
+                    mid,
+                    iv,
+                    pending,
+                });
             }
             (ModeConfigMode::Pull, Some(_)) => self.setup = Setup::ServerAwaitModeConfig,
             _ => self.setup = Setup::Done,
         }
     }
 
-    fn server_transaction(&mut self, now: Instant, data: &[u8], mid: u32, iv: Vec<u8>, attr: AttrPayload) -> Result<(), Error> {
+    fn server_transaction(
+        &mut self,
+        now: Instant,
+        data: &[u8],
+        mid: u32,
+        iv: Vec<u8>,
+        attr: AttrPayload,
+    ) -> Result<(), Error> {
         let setup = std::mem::replace(&mut self.setup, Setup::NotStarted);
         match (setup, attr.cfg_type) {
-            (Setup::ServerXAuth { mid: m, round, status_sent: None, .. }, cfg_attr::REPLY) if m == mid => {
-                let Some(server) = self.config.xauth_server.clone() else { return Ok(()) };
-                let get = |k: u16| attr.attributes.iter().find(|a| a.kind == k).map(|a| bytes(a).to_vec());
+            (
+                Setup::ServerXAuth {
+                    mid: m,
+                    round,
+                    status_sent: None,
+                    ..
+                },
+                cfg_attr::REPLY,
+            ) if m == mid => {
+                let Some(server) = self.config.xauth_server.clone() else {
+                    return Ok(());
+                };
+                let get = |k: u16| {
+                    attr.attributes
+                        .iter()
+                        .find(|a| a.kind == k)
+                        .map(|a| bytes(a).to_vec())
+                };
                 let ok = if round == 0 {
                     get(cfg_attr::XAUTH_USER_NAME).as_deref() == Some(server.username.as_bytes())
-                        && get(cfg_attr::XAUTH_USER_PASSWORD).is_some_and(|p| crypto::ct_eq(&p, server.password.as_bytes()))
+                        && get(cfg_attr::XAUTH_USER_PASSWORD)
+                            .is_some_and(|p| crypto::ct_eq(&p, server.password.as_bytes()))
                 } else {
-                    let want = server.passcode.as_ref().map(|p| p.as_bytes().to_vec()).unwrap_or_default();
+                    let want = server
+                        .passcode
+                        .as_ref()
+                        .map(|p| p.as_bytes().to_vec())
+                        .unwrap_or_default();
                     get(cfg_attr::XAUTH_PASSCODE).is_some_and(|p| crypto::ct_eq(&p, &want))
                 };
                 if ok && round == 0 && server.passcode.is_some() {
@@ -695,7 +981,14 @@ impl Ike {
                 }
                 Ok(())
             }
-            (Setup::ServerXAuth { mid: m, status_sent: Some(ok), .. }, cfg_attr::ACK) if m == mid => {
+            (
+                Setup::ServerXAuth {
+                    mid: m,
+                    status_sent: Some(ok),
+                    ..
+                },
+                cfg_attr::ACK,
+            ) if m == mid => {
                 if ok {
                     self.server_after_xauth(now);
                     Ok(())
@@ -705,7 +998,11 @@ impl Ike {
             }
             (Setup::ServerAwaitModeConfig, cfg_attr::REQUEST) => {
                 let info = self.config.mode_config_server.clone().unwrap_or_default();
-                let reply = AttrPayload { cfg_type: cfg_attr::REPLY, identifier: attr.identifier, attributes: mode_config_attributes(&info) };
+                let reply = AttrPayload {
+                    cfg_type: cfg_attr::REPLY,
+                    identifier: attr.identifier,
+                    attributes: mode_config_attributes(&info),
+                };
                 self.answer_transaction(data, mid, &iv, reply)?;
                 self.setup = Setup::Done;
                 Ok(())
@@ -724,7 +1021,9 @@ impl Ike {
 
     /// Timeouts of the setup phase: resend our pending message or give up.
     pub(super) fn setup_timeout(&mut self, now: Instant) {
-        let Some(deadline) = self.setup.deadline() else { return };
+        let Some(deadline) = self.setup.deadline() else {
+            return;
+        };
         if now < deadline {
             return;
         }
