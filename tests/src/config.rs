@@ -45,6 +45,8 @@ pub struct Tunnel {
     pub dpd: Option<(u32, u32)>,
     /// Client-side lifetimes `(phase 1, phase 2)` in seconds.
     pub lifetimes: Option<(u32, u32)>,
+    /// Gateway: `fragmentation = force` and this `charon.fragment_size`.
+    pub gw_fragment_size: Option<u32>,
 }
 
 /// XAuth login: what the gateway knows and what the client says.
@@ -90,6 +92,7 @@ impl Tunnel {
             mode_config: None,
             dpd: None,
             lifetimes: None,
+            gw_fragment_size: None,
         }
     }
 
@@ -142,6 +145,12 @@ impl Tunnel {
         self
     }
 
+    /// The gateway fragments every IKE message larger than `size` bytes.
+    pub fn gateway_fragments(mut self, size: u32) -> Tunnel {
+        self.gw_fragment_size = Some(size);
+        self
+    }
+
     pub fn lifetimes(mut self, phase1_s: u32, phase2_s: u32) -> Tunnel {
         self.lifetimes = Some((phase1_s, phase2_s));
         self
@@ -178,6 +187,7 @@ impl Tunnel {
             secret: &self.psk,
             xauth: self.xauth.as_ref(),
             mode_config: self.mode_config.as_ref(),
+            force_fragmentation: self.gw_fragment_size.is_some(),
         });
         if self.mode_config.is_some() {
             let _ = writeln!(c, "pools {{
@@ -209,6 +219,7 @@ impl Tunnel {
             secret: self.client_secret(),
             xauth: None,
             mode_config: None,
+            force_fragmentation: false,
         })
     }
 
@@ -279,6 +290,7 @@ struct SwanSide<'a> {
     xauth: Option<&'a XAuthLab>,
     /// Gateway side: hand out addresses from pool0 (push when not pull).
     mode_config: Option<&'a ModeConfigLab>,
+    force_fragmentation: bool,
 }
 
 fn swanctl_conf(s: &SwanSide<'_>) -> String {
@@ -295,6 +307,9 @@ fn swanctl_conf(s: &SwanSide<'_>) -> String {
         let _ = writeln!(c, "    remote_addrs = {r}");
     }
     let _ = writeln!(c, "    proposals = {}", s.ike.join(","));
+    if s.force_fragmentation {
+        let _ = writeln!(c, "    fragmentation = force");
+    }
     if let Some(m) = s.mode_config {
         let _ = writeln!(c, "    pools = pool0");
         let _ = writeln!(c, "    pull = {}", if m.pull { "yes" } else { "no" });

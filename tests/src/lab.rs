@@ -263,7 +263,7 @@ impl Lab {
             Role::Gw,
             "gateway",
             &tunnel.gateway_swanctl(),
-            &CharonOptions::default(),
+            &CharonOptions { fragment_size: tunnel.gw_fragment_size, ..CharonOptions::default() },
         )
     }
 
@@ -277,6 +277,7 @@ impl Lab {
             &tunnel.charon_client_swanctl(),
             &CharonOptions {
                 fast_retransmit: true,
+                ..CharonOptions::default()
             },
         )
     }

@@ -101,6 +101,8 @@ pub fn plugin_list() -> Vec<&'static str> {
 pub struct CharonOptions {
     /// Shorter retransmissions (client side), so failing negotiations end quickly.
     pub fast_retransmit: bool,
+    /// `charon.fragment_size`: fragment IKE messages larger than this (bytes).
+    pub fragment_size: Option<u32>,
 }
 
 /// strongswan.conf for one charon whose files live in `dir`.
@@ -122,7 +124,7 @@ charon {{
   install_virtual_ip = yes
   # Cisco Unity: split-include (from the child's local_ts) for Unity clients.
   cisco_unity = yes
-{retransmit}  plugins {{
+{retransmit}{fragment}  plugins {{
     vici {{
       socket = unix://{d}/charon.vici
     }}
@@ -153,7 +155,8 @@ swanctl {{
   load = pem pkcs1 pkcs8 x509 pubkey openssl random
 }}
 "#,
-        plugins = plugin_list().join(" ")
+        plugins = plugin_list().join(" "),
+        fragment = opts.fragment_size.map(|s| format!("  fragment_size = {s}\n")).unwrap_or_default(),
     )
 }
 

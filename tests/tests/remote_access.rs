@@ -180,3 +180,31 @@ fn gateway_delete_without_reconnect_ends_clearly() {
         Ok(())
     });
 }
+
+/// A gateway that fragments its IKE messages (strongSwan `fragmentation = force`,
+/// 300-byte fragments): Postern puts them together, and the whole remote-access
+/// exchange (modp4096 key exchange, XAuth, Mode Config) goes through.
+#[test]
+fn gateway_forcing_ike_fragmentation() {
+    let t = Tunnel::main_psk("ra-frag")
+        .proposals(&["aes256-sha256-modp4096"], &["aes256-sha256"])
+        .xauth("alice", "alice-pass-7", "alice-pass-7")
+        .mode_config(true)
+        .gateway_fragments(300);
+    run_scenario("ra-frag", |lab: &Lab| {
+        let gw = lab.start_gateway(&t)?;
+        let client = lab.start_postern(&t)?;
+        client.wait_connected()?;
+        check_gateway_pool(&gw)?;
+        let log = std::fs::read_to_string(gw.log_path()).unwrap_or_default();
+        lab_ensure!(
+            log.contains("splitting IKE message"),
+            "the gateway log shows no IKE fragments: {}",
+            gw.log_tail(40)
+        );
+        client.sigterm()?;
+        let code = client.exit_code(Duration::from_secs(15))?;
+        lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
+        Ok(())
+    });
+}

@@ -18,6 +18,7 @@
 
 mod dpd;
 mod exchange;
+mod fragment;
 mod natt;
 mod phase1;
 mod quick;
@@ -261,6 +262,11 @@ pub struct Config {
     pub remote_networks: Vec<TrafficSelector>,
     /// Dead peer detection (RFC 3706).
     pub dpd: Option<DpdConfig>,
+    /// Send messages larger than `fragment_size` as IKE fragments when the peer
+    /// announces fragmentation (received fragments are always put together).
+    pub fragmentation: bool,
+    /// Largest datagram sent before fragmenting (bytes).
+    pub fragment_size: usize,
     /// Mode Config: the address to ask for (a phase 1 renewal asks for the one it has).
     pub requested_address: Option<std::net::Ipv4Addr>,
     /// Responder only: ask the initiator for this XAuth login.
@@ -292,6 +298,8 @@ impl Config {
             remote_networks: Vec::new(),
             dpd: Some(DpdConfig::default()),
             requested_address: None,
+            fragmentation: true,
+            fragment_size: 1280,
             xauth_server: None,
             mode_config_server: None,
         }

@@ -114,6 +114,12 @@ pub struct Ike {
     pub(super) original_remote: SocketAddr,
     /// The ISAKMP SA a renewal replaced, kept until the ESP SAs moved over.
     pub(super) retired_p1: Option<([u8; 8], [u8; 8], Material)>,
+    /// IKE fragmentation: the peer takes fragments; our last fragment id; messages
+    /// being put together.
+    pub(super) peer_fragmentation: bool,
+    pub(super) fragment_id: u16,
+    pub(super) reassembly: Vec<super::fragment::Reassembly>,
+    pub(super) fragment_cache: Vec<(Vec<u8>, Vec<Vec<u8>>)>,
 }
 
 impl std::fmt::Debug for Ike {
@@ -198,6 +204,10 @@ impl Ike {
             p1_expire_at: None,
             original_remote: remote,
             retired_p1: None,
+            peer_fragmentation: false,
+            fragment_id: 0,
+            reassembly: Vec::new(),
+            fragment_cache: Vec::new(),
         }
     }
 
@@ -391,6 +401,22 @@ impl Ike {
             self.counters.dropped += 1;
             return;
         }
+        if header.next_payload == PayloadType::FRAGMENT {
+            // Only fragments of our own SAs (or of a first message to a responder).
+            let ours = header.initiator_cookie == self.icookie
+                || self.for_renewal(&header)
+                || (self.role == Role::Responder && self.state == State::ExpectSa);
+            if ours {
+                if let Some(whole) = self.defragment(now, data) {
+                    if Header::decode(&whole).is_ok_and(|h| h.next_payload != PayloadType::FRAGMENT) {
+                        self.handle_datagram(now, local, remote, &whole);
+                    }
+                }
+            } else {
+                self.counters.dropped += 1;
+            }
+            return;
+        }
         if self.for_renewal(&header) {
             self.renewal_datagram(now, local, remote, data);
             return;
@@ -543,11 +569,13 @@ impl Ike {
     // ----- sending ---------------------------------------------------------
 
     pub(super) fn send_raw(&mut self, data: Vec<u8>) {
-        self.out.transmits.push_back(Transmit {
-            destination: self.remote,
-            data,
-            nat_t: self.floated,
-        });
+        for data in self.fragments_of(data) {
+            self.out.transmits.push_back(Transmit {
+                destination: self.remote,
+                data,
+                nat_t: self.floated,
+            });
+        }
     }
 
     fn header(&self, exchange: ExchangeType, message_id: u32, flags: u8) -> Header {
@@ -1031,6 +1059,9 @@ impl Ike {
         if self.config.dpd.is_some() {
             payloads.push(Payload::VendorId(VID_DPD.to_vec()));
         }
+        if self.config.fragmentation {
+            payloads.push(Payload::VendorId(super::fragment::VID_FRAGMENTATION.to_vec()));
+        }
         let d = self.plain_message(ExchangeType::IDENTITY_PROTECTION, payloads);
         self.state = State::ExpectKe;
         self.answered(now, data, d, true);
@@ -1151,6 +1182,9 @@ impl Ike {
         payloads.extend(self.natt.map(|v| Payload::VendorId(natt::vendor_id_for(v))));
         if self.config.dpd.is_some() {
             payloads.push(Payload::VendorId(VID_DPD.to_vec()));
+        }
+        if self.config.fragmentation {
+            payloads.push(Payload::VendorId(super::fragment::VID_FRAGMENTATION.to_vec()));
         }
         payloads.extend(self.nat_d_payloads());
         let d = self.plain_message(ExchangeType::AGGRESSIVE, payloads);
@@ -1348,6 +1382,9 @@ impl Ike {
             Payload::VendorId(VID_XAUTH.to_vec()),
             Payload::VendorId(VID_UNITY.to_vec()),
         ];
+        if self.config.fragmentation {
+            v.push(Payload::VendorId(super::fragment::VID_FRAGMENTATION.to_vec()));
+        }
         if self.config.dpd.is_some() {
             v.push(Payload::VendorId(VID_DPD.to_vec()));
         }
@@ -1362,6 +1399,10 @@ impl Ike {
         self.dpd.peer_supports = payloads
             .iter()
             .any(|p| matches!(p, Payload::VendorId(v) if v.as_slice() == VID_DPD));
+        self.peer_fragmentation = self.config.fragmentation
+            && payloads
+                .iter()
+                .any(|p| matches!(p, Payload::VendorId(v) if super::fragment::is_fragmentation_vid(v)));
         if self.config.nat_traversal == NatTraversal::Off {
             return;
         }

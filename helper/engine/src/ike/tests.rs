@@ -1118,3 +1118,50 @@ fn phase1_is_renewed_before_it_expires_and_esp_sas_survive() {
         assert_eq!(deleted, renewed);
     }
 }
+
+#[test]
+fn ike_fragmentation_both_ways_with_loss_and_reordering() {
+    for mode in [ExchangeMode::Main, ExchangeMode::Aggressive] {
+        let (mut i, mut r) = xauth_configs(mode, ModeConfigMode::Pull);
+        i.fragment_size = 200;
+        r.fragment_size = 200;
+        i.ike_proposals = vec![ike("aes256-sha512-modp4096")];
+        r.ike_proposals = i.ike_proposals.clone();
+        let mut p = Pair::new(i, r, 70);
+        p.reorder = true;
+        let mut n = 0;
+        p.filter = Box::new(move |_to_r, _, d| {
+            let h = Header::decode(d).unwrap();
+            let frag = h.next_payload == codec::PayloadType::FRAGMENT;
+            if std::env::var("DEBUG_FRAG").is_ok() {
+                eprintln!("{} {:?} {:?} len={} n={n}", if _to_r { ">" } else { "<" }, h.exchange, h.next_payload, d.len());
+            }
+            if frag {
+                assert!(d.len() <= 200, "fragment of {} bytes", d.len());
+                n += 1;
+                // Lose one fragment in seven (never the same one of a message every
+                // time): retransmissions, which resend the same fragments, repair it.
+                return n % 7 != 3;
+            }
+            true
+        });
+        p.drive();
+        assert!(p.i_events.iter().any(|e| matches!(e, Event::XAuthSucceeded)), "{mode:?}: {:?}", p.i_events);
+        assert_eq!(p.children_i().len(), 2, "{mode:?}: {:?}", p.i_events);
+    }
+}
+
+#[test]
+fn no_fragments_to_a_peer_that_does_not_announce_them() {
+    let (mut i, mut r) = configs(ExchangeMode::Main);
+    i.fragment_size = 200;
+    r.fragmentation = false;
+    let mut p = Pair::new(i, r, 71);
+    p.filter = Box::new(|_, _, d| {
+        assert_ne!(Header::decode(d).unwrap().next_payload, codec::PayloadType::FRAGMENT);
+        true
+    });
+    p.drive();
+    assert_matching(&p);
+}
+
