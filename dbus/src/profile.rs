@@ -198,6 +198,9 @@ pub struct Network {
     pub datapath: Datapath,
     pub dns: DnsMode,
     pub retransmit: Retransmit,
+    /// Bring the tunnel back by itself (with growing waits) when the gateway was
+    /// lost (dead peer, closed by the gateway) after it had been up. Default on.
+    pub reconnect: bool,
 }
 
 /// Dead peer detection (RFC 3706): probe after `interval` of silence, give up after
@@ -363,6 +366,7 @@ impl Profile {
             phase2: Phase2::default(),
             network: Network {
                 dpd: Some(Dpd::default()),
+                reconnect: true,
                 ..Network::default()
             },
         }
@@ -806,6 +810,7 @@ struct RawNetwork {
     datapath: Str,
     dns: Str,
     retransmit: Option<RawRetransmit>,
+    reconnect: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1330,7 +1335,12 @@ fn convert(cx: &Cx<'_>, raw: &RawProfile, policy: SecretPolicy) -> Result<Profil
     let phase2 = Phase2 {
         proposals,
         pfs,
-        lifetime: cx.duration("phase2.lifetime", &p2.lifetime, HOUR, (MINUTE, 8 * HOUR))?,
+        lifetime: cx.duration(
+            "phase2.lifetime",
+            &p2.lifetime,
+            HOUR,
+            (Duration::from_secs(20), 8 * HOUR),
+        )?,
         lifetime_kb,
         mode: cx.keyword("phase2.mode", &p2.mode)?,
         local_networks: cx
@@ -1426,6 +1436,7 @@ fn convert(cx: &Cx<'_>, raw: &RawProfile, policy: SecretPolicy) -> Result<Profil
         datapath: cx.keyword("network.datapath", &n.datapath)?,
         dns: cx.keyword("network.dns", &n.dns)?,
         retransmit,
+        reconnect: n.reconnect.as_ref().map(|b| *b.get_ref()).unwrap_or(true),
     };
 
     Ok(Profile {
@@ -1562,6 +1573,7 @@ struct OutNetwork {
     datapath: &'static str,
     dns: &'static str,
     dpd: OutDpd,
+    reconnect: bool,
     retransmit: OutRetransmit,
 }
 
@@ -1642,6 +1654,7 @@ impl Profile {
                         timeout: format_duration(d.timeout),
                     },
                 },
+                reconnect: self.network.reconnect,
                 retransmit: OutRetransmit {
                     tries: self.network.retransmit.tries,
                     base: format_duration(self.network.retransmit.base),

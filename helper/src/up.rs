@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 
 use postern_dbus::profile::{self, Profile, SecretPolicy};
 use postern_engine::ike::{
-    self, ChildConfig, Config, Encapsulation, Event, Identity, Ike, NAT_T_PORT, NatTraversal, TrafficSelector,
+    self, ChildConfig, Config, Credentials, CredentialsRequest, DpdConfig, Encapsulation, Event, Identity, Ike,
+    ModeConfigInfo, ModeConfigMode, NAT_T_PORT, NatTraversal, TrafficSelector, XAuthConfig, XAuthField,
 };
+use zeroize::Zeroizing;
 use tokio::net::UdpSocket;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -47,7 +49,7 @@ pub fn run(path: &Path) -> ExitCode {
     };
     match rt.block_on(tunnel(profile)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure { code, message }) => {
+        Err(Failure { code, message, .. }) => {
             eprintln!("error: {message}");
             ExitCode::from(code)
         }
@@ -57,20 +59,23 @@ pub fn run(path: &Path) -> ExitCode {
 struct Failure {
     code: u8,
     message: String,
+    /// The tunnel had been up and the gateway went away (dead peer, deleted):
+    /// worth reconnecting.
+    lost: bool,
 }
 
 impl Failure {
     fn new(code: u8, message: impl Into<String>) -> Self {
-        Failure { code, message: message.into() }
+        Failure { code, message: message.into(), lost: false }
     }
 }
 
 impl From<ike::Error> for Failure {
     fn from(e: ike::Error) -> Self {
         let code = match e {
-            ike::Error::AuthenticationFailed(_) => EXIT_AUTH,
+            ike::Error::AuthenticationFailed(_) | ike::Error::XAuthFailed(_) => EXIT_AUTH,
             ike::Error::NoProposalChosen(_) => EXIT_NO_PROPOSAL,
-            ike::Error::NotResponding(_) => EXIT_NOT_RESPONDING,
+            ike::Error::NotResponding(_) | ike::Error::DeadPeer(_) | ike::Error::Phase1Expired => EXIT_NOT_RESPONDING,
             _ => EXIT_FAILURE,
         };
         Failure::new(code, e.to_string())
@@ -87,7 +92,63 @@ async fn resolve(gateway: &str) -> Result<SocketAddr, Failure> {
     addrs.next().ok_or_else(|| Failure::new(EXIT_FAILURE, format!("gateway {gateway} has no address")))
 }
 
+/// Runs the tunnel; when the gateway is lost after the tunnel was up, reconnects
+/// with growing waits (1 s doubling to 60 s) unless the profile says
+/// `reconnect = false`. SIGINT/SIGTERM end it cleanly at any point.
 async fn tunnel(profile: Profile) -> Result<(), Failure> {
+    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| Failure::new(EXIT_FAILURE, e.to_string()))?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| Failure::new(EXIT_FAILURE, e.to_string()))?;
+    let mut wait = Duration::from_secs(1);
+    let mut ever_connected = false;
+    loop {
+        let mut connected = false;
+        let r = connect_once(&profile, &mut sigint, &mut sigterm, &mut connected).await;
+        ever_connected |= connected;
+        match r {
+            Err(f) if f.lost && profile.network.reconnect => {
+                if connected {
+                    wait = Duration::from_secs(1);
+                }
+                println!("connection lost: {}; reconnecting in {} s", f.message, wait.as_secs());
+            }
+            // A reconnect attempt that fails the way a dead gateway does: keep trying.
+            Err(f) if ever_connected && profile.network.reconnect && f.code == EXIT_NOT_RESPONDING => {
+                println!("reconnect failed: {}; next try in {} s", f.message, wait.as_secs());
+            }
+            other => return other,
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = sigint.recv() => { println!("disconnected"); return Ok(()); }
+            _ = sigterm.recv() => { println!("disconnected"); return Ok(()); }
+        }
+        wait = (wait * 2).min(Duration::from_secs(60));
+    }
+}
+
+/// One connection attempt, until the user closes it or it fails.
+async fn connect_once(
+    profile: &Profile,
+    sigint: &mut tokio::signal::unix::Signal,
+    sigterm: &mut tokio::signal::unix::Signal,
+    connected: &mut bool,
+) -> Result<(), Failure> {
+    let r = connect_inner(profile, sigint, sigterm, connected).await;
+    match r {
+        Err(mut f) if *connected => {
+            f.lost = f.lost || f.code == EXIT_NOT_RESPONDING;
+            Err(f)
+        }
+        other => other,
+    }
+}
+
+async fn connect_inner(
+    profile: &Profile,
+    sigint: &mut tokio::signal::unix::Signal,
+    sigterm: &mut tokio::signal::unix::Signal,
+    connected: &mut bool,
+) -> Result<(), Failure> {
     let remote = resolve(&profile.gateway).await?;
     let bind: SocketAddr = match remote {
         SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], IKE_PORT)),
@@ -130,10 +191,9 @@ async fn tunnel(profile: Profile) -> Result<(), Failure> {
     let rng = crate::rng::os_rng().map_err(|e| Failure::new(EXIT_FAILURE, format!("no randomness: {e}")))?;
     let mut ike = Ike::initiate(config, local, remote, start, Box::new(rng))?;
 
-    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| Failure::new(EXIT_FAILURE, e.to_string()))?;
-    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| Failure::new(EXIT_FAILURE, e.to_string()))?;
-    let expected_children = profile_children(&profile, local.ip()).len();
+    let mut expected_children = profile_children(&profile, local.ip()).len();
     let mut up_children = 0usize;
+    let mut prompt: Option<tokio::task::JoinHandle<Result<Credentials, String>>> = None;
     let mut buf = vec![0u8; 65536];
     let mut buf4500 = vec![0u8; 65536];
     // --- datapath (issue 3): created with the first SA; dropping it tears it down ---
@@ -199,7 +259,33 @@ async fn tunnel(profile: Profile) -> Result<(), Failure> {
                     }
                     if up_children == expected_children {
                         println!("connected in {} ms", start.elapsed().as_millis());
+                        *connected = true;
                     }
+                }
+                Event::CredentialsRequired(req) => {
+                    println!("xauth: the gateway asks for {}", describe_fields(&req));
+                    let username = profile.xauth.as_ref().map(|x| x.username.clone()).unwrap_or_default();
+                    prompt = Some(tokio::task::spawn_blocking(move || ask_terminal(&req, &username)));
+                }
+                Event::XAuthSucceeded => println!("xauth ok"),
+                Event::Phase1Renewed(i) => println!(
+                    "phase1 renewed ike={} lifetime={}s (ESP SAs unchanged)",
+                    i.proposal,
+                    i.lifetime.as_secs()
+                ),
+                Event::Phase1RenewalFailed(e) => println!("phase1 renewal failed: {e} (will retry)"),
+                Event::ModeConfig(info) => {
+                    println!("{}", describe_mode_config(&info));
+                    if let Some(b) = &info.banner {
+                        for line in b.lines() {
+                            println!("banner: {line}");
+                        }
+                    }
+                    expected_children = if !profile.phase2.remote_networks.is_empty() {
+                        profile.phase2.remote_networks.len()
+                    } else {
+                        info.split_include.iter().filter(|t| t.addr.is_ipv4()).count().max(1)
+                    };
                 }
                 Event::Phase2Failed(e) => {
                     println!("phase2 failed: {e}");
@@ -221,7 +307,9 @@ async fn tunnel(profile: Profile) -> Result<(), Failure> {
                     }
                 }
                 Event::Phase1Deleted => {
-                    return Err(Failure::new(EXIT_FAILURE, "the gateway closed the connection (deleted the IKE SA)"));
+                    let mut f = Failure::new(EXIT_FAILURE, "the gateway closed the connection (deleted the IKE SA)");
+                    f.lost = true;
+                    return Err(f);
                 }
                 Event::Failed(e) => return Err(e.into()),
                 Event::Closed => {
@@ -250,6 +338,17 @@ async fn tunnel(profile: Profile) -> Result<(), Failure> {
                 Err(e) => return Err(Failure::new(EXIT_FAILURE, format!("receive on port {NAT_T_PORT}: {e}"))),
             },
             _ = sleep_until(deadline) => ike.handle_timeout(Instant::now()),
+            answer = wait_prompt(&mut prompt) => {
+                prompt = None;
+                match answer {
+                    Ok(creds) => ike.submit_credentials(Instant::now(), creds)?,
+                    Err(msg) => {
+                        ike.close(Instant::now());
+                        flush(&socket, natt_socket.as_ref(), &mut ike).await;
+                        return Err(Failure::new(EXIT_AUTH, msg));
+                    }
+                }
+            }
             _ = sigint.recv() => { println!("closing (SIGINT)"); ike.close(Instant::now()); flush(&socket, natt_socket.as_ref(), &mut ike).await; }
             _ = sigterm.recv() => { println!("closing (SIGTERM)"); ike.close(Instant::now()); flush(&socket, natt_socket.as_ref(), &mut ike).await; }
         }
@@ -261,6 +360,79 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
+}
+
+async fn wait_prompt(p: &mut Option<tokio::task::JoinHandle<Result<Credentials, String>>>) -> Result<Credentials, String> {
+    match p {
+        Some(h) => match h.await {
+            Ok(r) => r,
+            Err(e) => Err(format!("XAuth prompt failed: {e}")),
+        },
+        None => std::future::pending().await,
+    }
+}
+
+fn field_name(f: XAuthField) -> &'static str {
+    match f {
+        XAuthField::UserName => "user name",
+        XAuthField::Password => "password",
+        XAuthField::Passcode => "passcode",
+        XAuthField::NextPin => "next PIN",
+        XAuthField::Answer => "answer",
+    }
+}
+
+fn describe_fields(req: &CredentialsRequest) -> String {
+    let names: Vec<&str> = req.fields.iter().map(|f| field_name(*f)).collect();
+    match &req.message {
+        Some(m) => format!("{} ({m})", names.join(", ")),
+        None => names.join(", "),
+    }
+}
+
+/// Asks on the controlling terminal; secrets without echo.
+fn ask_terminal(req: &CredentialsRequest, username: &str) -> Result<Credentials, String> {
+    let no_tty = |e: std::io::Error| {
+        format!("XAuth needs an answer and there is no terminal to ask on ({e}): put `password` under [xauth] in a 0600 profile")
+    };
+    let mut values = Vec::new();
+    for f in &req.fields {
+        let v = match f {
+            XAuthField::UserName if !username.is_empty() => username.to_string(),
+            XAuthField::UserName => {
+                use std::io::Write;
+                print!("XAuth user name: ");
+                let _ = std::io::stdout().flush();
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line).map_err(no_tty)?;
+                line.trim().to_string()
+            }
+            other => rpassword::prompt_password(format!("XAuth {}: ", field_name(*other))).map_err(no_tty)?,
+        };
+        values.push((*f, Zeroizing::new(v)));
+    }
+    Ok(Credentials { values })
+}
+
+fn describe_mode_config(info: &ModeConfigInfo) -> String {
+    let mut s = String::from("mode-config");
+    match info.address {
+        Some(a) => s.push_str(&format!(" {a}")),
+        None => s.push_str(" (no address)"),
+    }
+    let join = |v: Vec<String>| if v.is_empty() { "-".to_string() } else { v.join(",") };
+    s.push_str(&format!(" dns {}", join(info.dns.iter().map(|d| d.to_string()).collect())));
+    s.push_str(&format!(" split {}", join(info.split_include.iter().map(|t| t.to_string()).collect())));
+    if !info.split_exclude.is_empty() {
+        s.push_str(&format!(" exclude {}", join(info.split_exclude.iter().map(|t| t.to_string()).collect())));
+    }
+    if let Some(d) = &info.default_domain {
+        s.push_str(&format!(" domain {d}"));
+    }
+    if !info.split_dns.is_empty() {
+        s.push_str(&format!(" split-dns {}", info.split_dns.join(",")));
+    }
+    s
 }
 
 /// Sends one datagram: on port 500, or on 4500 behind the non-ESP marker.
@@ -344,18 +516,12 @@ fn engine_config(p: &Profile, local: IpAddr) -> Result<Config, Failure> {
     if !matches!(p.auth.method, profile::AuthMethod::Psk) {
         return Err(usage("only pre-shared key authentication is supported so far (auth.method = \"psk\")"));
     }
-    if p.xauth.is_some() {
-        return Err(usage("XAuth is not supported yet: remove the [xauth] section"));
-    }
     if let Some(profile::Identity::Dn(_)) = p.auth.local_id {
         return Err(usage("dn: identities need certificates, which are not supported yet"));
     }
     let psk = p.auth.psk.as_ref().ok_or_else(|| {
         usage("the profile has no pre-shared key: add `psk` under [auth] (file must be mode 0600)")
     })?;
-    if !matches!(p.network.mode_config, profile::ModeConfig::Off) {
-        println!("note: mode-config is not supported yet; using the profile's addresses");
-    }
     let mut c = Config::psk(psk.expose().as_bytes());
     c.mode = match p.exchange_mode {
         profile::ExchangeMode::Main => ike::ExchangeMode::Main,
@@ -397,7 +563,18 @@ fn engine_config(p: &Profile, local: IpAddr) -> Result<Config, Failure> {
     c.retransmit = ike::RetransmitConfig {
         tries: p.network.retransmit.tries,
         base: p.network.retransmit.base,
-        cap: Duration::from_secs(10),
+        cap: p.network.retransmit.cap,
     };
+    c.xauth = p.xauth.as_ref().map(|x| XAuthConfig {
+        username: x.username.clone(),
+        password: x.password.as_ref().map(|s| Zeroizing::new(s.expose().to_string())),
+    });
+    c.mode_config = match p.network.mode_config {
+        profile::ModeConfig::Off => ModeConfigMode::Off,
+        profile::ModeConfig::Pull => ModeConfigMode::Pull,
+        profile::ModeConfig::Push => ModeConfigMode::Push,
+    };
+    c.remote_networks = p.phase2.remote_networks.iter().map(ts).collect();
+    c.dpd = p.network.dpd.as_ref().map(|d| DpdConfig { interval: d.interval, timeout: d.timeout });
     Ok(c)
 }

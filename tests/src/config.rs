@@ -37,9 +37,39 @@ pub struct Tunnel {
     pub client_esp: Vec<String>,
     /// Phase 2 PFS group offered by the client (`None` = "none").
     pub pfs: Option<String>,
+    /// XAuth after phase 1.
+    pub xauth: Option<XAuthLab>,
+    /// Mode Config from a gateway pool instead of the fixed virtual IP.
+    pub mode_config: Option<ModeConfigLab>,
+    /// Client-side DPD `(interval, timeout)` in seconds.
+    pub dpd: Option<(u32, u32)>,
+    /// Client-side lifetimes `(phase 1, phase 2)` in seconds.
+    pub lifetimes: Option<(u32, u32)>,
+    /// Gateway: `fragmentation = force` and this `charon.fragment_size`.
+    pub gw_fragment_size: Option<u32>,
     /// Full tunnel: the gateway offers 0.0.0.0/0, the profile names no remote networks.
     pub full_tunnel: bool,
 }
+
+/// XAuth login: what the gateway knows and what the client says.
+#[derive(Clone, Debug)]
+pub struct XAuthLab {
+    pub user: String,
+    pub gw_password: String,
+    pub client_password: String,
+}
+
+/// Mode Config from the gateway's pool [`POOL_NET`] with DNS [`POOL_DNS`].
+#[derive(Clone, Debug)]
+pub struct ModeConfigLab {
+    /// true: the client asks (pull); false: the gateway pushes.
+    pub pull: bool,
+}
+
+/// The gateway's Mode Config pool and the first address it hands out.
+pub const POOL_NET: &str = "10.200.1.0/28";
+pub const POOL_FIRST: &str = "10.200.1.1";
+pub const POOL_DNS: &str = "10.77.0.53";
 
 fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
@@ -60,6 +90,11 @@ impl Tunnel {
             client_ike: strings(&["aes128-sha256-modp2048"]),
             client_esp: strings(&["aes128-sha256"]),
             pfs: None,
+            xauth: None,
+            mode_config: None,
+            dpd: None,
+            lifetimes: None,
+            gw_fragment_size: None,
             full_tunnel: false,
         }
     }
@@ -105,6 +140,36 @@ impl Tunnel {
         self
     }
 
+    pub fn xauth(mut self, user: &str, gw_password: &str, client_password: &str) -> Tunnel {
+        self.xauth = Some(XAuthLab {
+            user: user.to_string(),
+            gw_password: gw_password.to_string(),
+            client_password: client_password.to_string(),
+        });
+        self
+    }
+
+    pub fn mode_config(mut self, pull: bool) -> Tunnel {
+        self.mode_config = Some(ModeConfigLab { pull });
+        self
+    }
+
+    /// The gateway fragments every IKE message larger than `size` bytes.
+    pub fn gateway_fragments(mut self, size: u32) -> Tunnel {
+        self.gw_fragment_size = Some(size);
+        self
+    }
+
+    pub fn lifetimes(mut self, phase1_s: u32, phase2_s: u32) -> Tunnel {
+        self.lifetimes = Some((phase1_s, phase2_s));
+        self
+    }
+
+    pub fn dpd(mut self, interval_s: u32, timeout_s: u32) -> Tunnel {
+        self.dpd = Some((interval_s, timeout_s));
+        self
+    }
+
     pub fn client_psk(mut self, psk: &str) -> Tunnel {
         self.client_psk = Some(psk.to_string());
         self
@@ -116,7 +181,9 @@ impl Tunnel {
 
     /// The gateway's swanctl.conf.
     pub fn gateway_swanctl(&self) -> String {
-        swanctl_conf(&SwanSide {
+        let remote_ts =
+            if self.mode_config.is_some() { "dynamic".to_string() } else { format!("{CLIENT_VIP}/32") };
+        let mut c = swanctl_conf(&SwanSide {
             aggressive: self.aggressive,
             local_addr: GW_ADDR,
             remote_addr: None,
@@ -129,9 +196,21 @@ impl Tunnel {
             } else {
                 LAN_NET
             },
-            remote_ts: &format!("{CLIENT_VIP}/32"),
+            remote_ts: &remote_ts,
             secret: &self.psk,
-        })
+            xauth: self.xauth.as_ref(),
+            mode_config: self.mode_config.as_ref(),
+            force_fragmentation: self.gw_fragment_size.is_some(),
+        });
+        if self.mode_config.is_some() {
+            let _ = writeln!(c, "pools {{
+  pool0 {{
+    addrs = {POOL_NET}
+    dns = {POOL_DNS}
+  }}
+}}");
+        }
+        c
     }
 
     /// swanctl.conf for strongSwan's charon as the client (the reference client).
@@ -151,6 +230,9 @@ impl Tunnel {
             local_ts: &format!("{CLIENT_VIP}/32"),
             remote_ts: LAN_NET,
             secret: self.client_secret(),
+            xauth: None,
+            mode_config: None,
+            force_fragmentation: false,
         })
     }
 
@@ -171,21 +253,39 @@ impl Tunnel {
         let _ = writeln!(t, "remote_id = {}", toml_str(&self.gateway_id));
         let _ = writeln!(t, "psk = {}", toml_str(self.client_secret()));
         let _ = writeln!(t, "\n[phase1]\nproposals = {}", toml_list(&self.client_ike));
+        if let Some((p1, _)) = self.lifetimes {
+            let _ = writeln!(t, "lifetime = \"{p1}s\"");
+        }
         let _ = writeln!(t, "\n[phase2]\nproposals = {}", toml_list(&self.client_esp));
+        if let Some((_, p2)) = self.lifetimes {
+            let _ = writeln!(t, "lifetime = \"{p2}s\"");
+        }
         let _ = writeln!(
             t,
             "pfs = {}",
             toml_str(self.pfs.as_deref().unwrap_or("none"))
         );
         let _ = writeln!(t, "mode = \"tunnel\"");
-        let remote: &[String] = if self.full_tunnel {
-            &[]
-        } else {
-            &[LAN_NET.to_string()]
-        };
-        let _ = writeln!(t, "remote_networks = {}", toml_list(remote));
-        let _ = writeln!(t, "\n[network]\nmode_config = \"off\"");
-        let _ = writeln!(t, "virtual_ip = {}", toml_str(CLIENT_VIP));
+        match &self.mode_config {
+            // Networks from the gateway's split-include (Cisco Unity).
+            Some(m) => {
+                let _ = writeln!(t, "\n[network]\nmode_config = {}", toml_str(if m.pull { "pull" } else { "push" }));
+            }
+            None => {
+                // A full tunnel names no remote network.
+                let remote: &[String] = if self.full_tunnel { &[] } else { &[LAN_NET.to_string()] };
+                let _ = writeln!(t, "remote_networks = {}", toml_list(remote));
+                let _ = writeln!(t, "\n[network]\nmode_config = \"off\"");
+                let _ = writeln!(t, "virtual_ip = {}", toml_str(CLIENT_VIP));
+            }
+        }
+        if let Some((i, to)) = self.dpd {
+            let _ = writeln!(t, "dpd = {{ interval = \"{i}s\", timeout = \"{to}s\" }}");
+        }
+        if let Some(x) = &self.xauth {
+            let _ = writeln!(t, "\n[xauth]\nusername = {}", toml_str(&x.user));
+            let _ = writeln!(t, "password = {}", toml_str(&x.client_password));
+        }
         t
     }
 }
@@ -201,6 +301,11 @@ struct SwanSide<'a> {
     local_ts: &'a str,
     remote_ts: &'a str,
     secret: &'a str,
+    /// Gateway side: a second authentication round by XAuth.
+    xauth: Option<&'a XAuthLab>,
+    /// Gateway side: hand out addresses from pool0 (push when not pull).
+    mode_config: Option<&'a ModeConfigLab>,
+    force_fragmentation: bool,
 }
 
 fn swanctl_conf(s: &SwanSide<'_>) -> String {
@@ -217,6 +322,13 @@ fn swanctl_conf(s: &SwanSide<'_>) -> String {
         let _ = writeln!(c, "    remote_addrs = {r}");
     }
     let _ = writeln!(c, "    proposals = {}", s.ike.join(","));
+    if s.force_fragmentation {
+        let _ = writeln!(c, "    fragmentation = force");
+    }
+    if let Some(m) = s.mode_config {
+        let _ = writeln!(c, "    pools = pool0");
+        let _ = writeln!(c, "    pull = {}", if m.pull { "yes" } else { "no" });
+    }
     let _ = writeln!(
         c,
         "    local {{\n      auth = psk\n      id = {}\n    }}",
@@ -227,6 +339,13 @@ fn swanctl_conf(s: &SwanSide<'_>) -> String {
         "    remote {{\n      auth = psk\n      id = {}\n    }}",
         swan_id(s.remote_id)
     );
+    if let Some(x) = s.xauth {
+        let _ = writeln!(
+            c,
+            "    remote-xauth {{\n      auth = xauth\n      xauth_id = {}\n    }}",
+            swan_str(&x.user)
+        );
+    }
     let _ = writeln!(c, "    children {{\n      {CHILD} {{");
     let _ = writeln!(c, "        local_ts = {}", s.local_ts);
     let _ = writeln!(c, "        remote_ts = {}", s.remote_ts);
@@ -236,7 +355,11 @@ fn swanctl_conf(s: &SwanSide<'_>) -> String {
     let _ = writeln!(c, "    id-local = {}", swan_id(s.local_id));
     let _ = writeln!(c, "    id-remote = {}", swan_id(s.remote_id));
     let _ = writeln!(c, "    secret = {}", swan_str(s.secret));
-    let _ = writeln!(c, "  }}\n}}");
+    let _ = writeln!(c, "  }}");
+    if let Some(x) = s.xauth {
+        let _ = writeln!(c, "  xauth-user {{\n    id = {}\n    secret = {}\n  }}", swan_str(&x.user), swan_str(&x.gw_password));
+    }
+    let _ = writeln!(c, "}}");
     c
 }
 

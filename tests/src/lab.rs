@@ -338,7 +338,7 @@ impl Lab {
             Role::Gw,
             "gateway",
             &tunnel.gateway_swanctl(),
-            &CharonOptions::default(),
+            &CharonOptions { fragment_size: tunnel.gw_fragment_size, ..CharonOptions::default() },
         )
     }
 
@@ -352,6 +352,7 @@ impl Lab {
             &tunnel.charon_client_swanctl(),
             &CharonOptions {
                 fast_retransmit: true,
+                ..CharonOptions::default()
             },
         )
     }

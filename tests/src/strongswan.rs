@@ -44,6 +44,7 @@ const WANTED_PLUGINS: &[&str] = &[
     "updown",
     "attr",
     "xauth-generic",
+    "unity",
     "counters",
 ];
 
@@ -100,6 +101,8 @@ pub fn plugin_list() -> Vec<&'static str> {
 pub struct CharonOptions {
     /// Shorter retransmissions (client side), so failing negotiations end quickly.
     pub fast_retransmit: bool,
+    /// `charon.fragment_size`: fragment IKE messages larger than this (bytes).
+    pub fragment_size: Option<u32>,
 }
 
 /// strongswan.conf for one charon whose files live in `dir`.
@@ -119,7 +122,9 @@ charon {{
   i_dont_care_about_security_and_use_aggressive_mode_psk = yes
   install_routes = yes
   install_virtual_ip = yes
-{retransmit}  plugins {{
+  # Cisco Unity: split-include (from the child's local_ts) for Unity clients.
+  cisco_unity = yes
+{retransmit}{fragment}  plugins {{
     vici {{
       socket = unix://{d}/charon.vici
     }}
@@ -150,7 +155,8 @@ swanctl {{
   load = pem pkcs1 pkcs8 x509 pubkey openssl random
 }}
 "#,
-        plugins = plugin_list().join(" ")
+        plugins = plugin_list().join(" "),
+        fragment = opts.fragment_size.map(|s| format!("  fragment_size = {s}\n")).unwrap_or_default(),
     )
 }
 
@@ -328,6 +334,12 @@ impl Charon {
     /// Stops charon (SIGTERM: it sends DELETEs for its SAs), SIGKILL after 5 s.
     pub fn stop(&self) {
         self.proc.stop(Duration::from_secs(5));
+    }
+
+    /// Kills charon without letting it say goodbye (no DELETE): a crashed or
+    /// unplugged gateway, as dead peer detection must notice.
+    pub fn kill(&self) -> Result<()> {
+        self.proc.signal("KILL")
     }
 }
 

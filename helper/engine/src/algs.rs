@@ -45,7 +45,9 @@ impl IkeCipher {
     pub fn from_ike(id: u16, key_bits: Option<u16>) -> Option<Self> {
         match (id, key_bits) {
             (Self::ID_3DES, None | Some(192)) => Some(IkeCipher::TripleDes),
-            (Self::ID_AES_CBC, Some(b @ (128 | 192 | 256))) => Some(IkeCipher::AesCbc { key_bits: b }),
+            (Self::ID_AES_CBC, Some(b @ (128 | 192 | 256))) => {
+                Some(IkeCipher::AesCbc { key_bits: b })
+            }
             // RFC 3602 says AES without KEY_LENGTH is not allowed; some peers send it
             // meaning 128.
             (Self::ID_AES_CBC, None) => Some(IkeCipher::AesCbc { key_bits: 128 }),
@@ -329,7 +331,13 @@ pub struct IkeProposal {
 
 impl std::fmt::Display for IkeProposal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}-{}-{}", self.cipher.name(), self.hash.name(), self.group.name())
+        write!(
+            f,
+            "{}-{}-{}",
+            self.cipher.name(),
+            self.hash.name(),
+            self.group.name()
+        )
     }
 }
 

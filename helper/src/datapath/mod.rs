@@ -492,7 +492,8 @@ pub fn virtual_ip(c: &ChildSa, fixed: Option<Ipv4Addr>) -> Result<IpAddr, Datapa
 }
 
 /// up.rs glue, on `Phase2Established`: creates the datapath with the first
-/// UDP-encapsulated SA and installs the pair. Returns the line to print.
+/// UDP-encapsulated SA and installs the pair. `full_tunnel`: the profile names no
+/// remote network. Returns the line to print.
 pub fn on_established(
     dp: &mut Option<Datapath>,
     natt: Option<&tokio::net::UdpSocket>,
@@ -513,6 +514,10 @@ pub fn on_established(
         None => {
             let vip = virtual_ip(c, fixed_vip)?;
             let gateway_v6 = natt.peer_addr().is_ok_and(|a| a.is_ipv6());
+            // A full tunnel only when the profile names no network and the first SA
+            // covers everything: a later 0.0.0.0/0 (a Unity gateway widening its side
+            // on rekey) keeps routing the split networks only.
+            let full_tunnel = full_tunnel && c.remote_ts.is_some_and(|t| t.prefix == 0);
             dp.insert(Datapath::start(
                 natt,
                 vip,

@@ -17,7 +17,11 @@ impl Default for RetransmitConfig {
     /// 1, 2, 4, 8 s between sends and 10 s after the last: the peer is declared
     /// unresponsive 25 s after the first send.
     fn default() -> Self {
-        RetransmitConfig { tries: 5, base: Duration::from_secs(1), cap: Duration::from_secs(10) }
+        RetransmitConfig {
+            tries: 5,
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(10),
+        }
     }
 }
 
@@ -46,7 +50,11 @@ pub(crate) struct Pending {
 
 impl Pending {
     pub fn new(datagram: Vec<u8>, now: Instant, cfg: &RetransmitConfig) -> Self {
-        Pending { datagram, sent: 1, deadline: super::now_plus(now, cfg.wait_after(1)) }
+        Pending {
+            datagram,
+            sent: 1,
+            deadline: super::now_plus(now, cfg.wait_after(1)),
+        }
     }
 
     /// On timeout: `Some(datagram)` to resend, or `None` when the tries are used up.

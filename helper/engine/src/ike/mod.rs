@@ -16,11 +16,16 @@
 //! `ExpectIdHash`...). Peer faults and local failures are kept apart in [`Error`],
 //! and every error maps to a message a person can read.
 
+mod dpd;
 mod exchange;
+mod fragment;
 mod natt;
 mod phase1;
 mod quick;
+mod rekey;
+mod renew;
 mod sa;
+mod transaction;
 
 #[cfg(test)]
 mod tests;
@@ -36,8 +41,13 @@ use crate::algs::{EspProposal, IkeProposal};
 use crate::codec::{IdType, NotifyType};
 use crate::crypto::Rng;
 
+pub use dpd::DpdConfig;
 pub use exchange::RetransmitConfig;
-pub use natt::{NatState, NatTraversal, NattVersion, NAT_T_PORT};
+pub use natt::{NAT_T_PORT, NatState, NatTraversal, NattVersion};
+pub use transaction::{
+    Credentials, CredentialsRequest, ModeConfigInfo, ModeConfigMode, XAuthConfig, XAuthField,
+    XAuthServer,
+};
 
 /// Which phase 1 exchange to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,9 +82,12 @@ impl fmt::Debug for Auth {
 }
 
 impl Auth {
-    pub(crate) fn method_attr(&self) -> u16 {
-        match self {
-            Auth::Psk(_) => crate::codec::attr::PSK,
+    /// The AUTHENTICATION_METHOD attribute, XAuth variants when XAuth follows.
+    pub(crate) fn method_attr(&self, xauth: bool) -> u16 {
+        use crate::codec::attr;
+        match (self, xauth) {
+            (Auth::Psk(_), false) => attr::PSK,
+            (Auth::Psk(_), true) => attr::XAUTH_INIT_PSK,
         }
     }
 }
@@ -89,18 +102,33 @@ pub struct Identity {
 impl Identity {
     pub fn address(ip: IpAddr) -> Self {
         match ip {
-            IpAddr::V4(a) => Identity { kind: IdType::IPV4_ADDR, data: a.octets().to_vec() },
-            IpAddr::V6(a) => Identity { kind: IdType::IPV6_ADDR, data: a.octets().to_vec() },
+            IpAddr::V4(a) => Identity {
+                kind: IdType::IPV4_ADDR,
+                data: a.octets().to_vec(),
+            },
+            IpAddr::V6(a) => Identity {
+                kind: IdType::IPV6_ADDR,
+                data: a.octets().to_vec(),
+            },
         }
     }
     pub fn fqdn(name: &str) -> Self {
-        Identity { kind: IdType::FQDN, data: name.as_bytes().to_vec() }
+        Identity {
+            kind: IdType::FQDN,
+            data: name.as_bytes().to_vec(),
+        }
     }
     pub fn user_fqdn(name: &str) -> Self {
-        Identity { kind: IdType::USER_FQDN, data: name.as_bytes().to_vec() }
+        Identity {
+            kind: IdType::USER_FQDN,
+            data: name.as_bytes().to_vec(),
+        }
     }
     pub fn key_id(id: &[u8]) -> Self {
-        Identity { kind: IdType::KEY_ID, data: id.to_vec() }
+        Identity {
+            kind: IdType::KEY_ID,
+            data: id.to_vec(),
+        }
     }
 }
 
@@ -116,9 +144,17 @@ impl fmt::Display for Identity {
                 b.copy_from_slice(&self.data);
                 write!(f, "address:{}", std::net::Ipv6Addr::from(b))
             }
-            IdType::FQDN => write!(f, "fqdn:{}", String::from_utf8_lossy(&self.data).escape_debug()),
+            IdType::FQDN => write!(
+                f,
+                "fqdn:{}",
+                String::from_utf8_lossy(&self.data).escape_debug()
+            ),
             IdType::USER_FQDN => {
-                write!(f, "user-fqdn:{}", String::from_utf8_lossy(&self.data).escape_debug())
+                write!(
+                    f,
+                    "user-fqdn:{}",
+                    String::from_utf8_lossy(&self.data).escape_debug()
+                )
             }
             IdType::KEY_ID => {
                 f.write_str("keyid:0x")?;
@@ -154,11 +190,19 @@ impl TrafficSelector {
         }
         match (self.addr, other.addr) {
             (IpAddr::V4(a), IpAddr::V4(b)) => {
-                let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix as u32) };
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - self.prefix as u32)
+                };
                 u32::from(a) & mask == u32::from(b) & mask
             }
             (IpAddr::V6(a), IpAddr::V6(b)) => {
-                let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - self.prefix as u32) };
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - self.prefix as u32)
+                };
                 u128::from(a) & mask == u128::from(b) & mask
             }
             _ => false,
@@ -209,6 +253,26 @@ pub struct Config {
     /// Send INITIAL-CONTACT in phase 1 (the peer then drops stale SAs of ours).
     pub initial_contact: bool,
     pub nat_traversal: NatTraversal,
+    /// XAuth login to give when the gateway asks (client).
+    pub xauth: Option<XAuthConfig>,
+    /// Mode Config: pull or wait for push; the result replaces `children`.
+    pub mode_config: ModeConfigMode,
+    /// With Mode Config: the networks to reach; empty means what the gateway
+    /// pushes as split-include, else everything (0.0.0.0/0).
+    pub remote_networks: Vec<TrafficSelector>,
+    /// Dead peer detection (RFC 3706).
+    pub dpd: Option<DpdConfig>,
+    /// Send messages larger than `fragment_size` as IKE fragments when the peer
+    /// announces fragmentation (received fragments are always put together).
+    pub fragmentation: bool,
+    /// Largest datagram sent before fragmenting (bytes).
+    pub fragment_size: usize,
+    /// Mode Config: the address to ask for (a phase 1 renewal asks for the one it has).
+    pub requested_address: Option<std::net::Ipv4Addr>,
+    /// Responder only: ask the initiator for this XAuth login.
+    pub xauth_server: Option<XAuthServer>,
+    /// Responder only: what to hand out by Mode Config.
+    pub mode_config_server: Option<ModeConfigInfo>,
 }
 
 impl Config {
@@ -229,6 +293,15 @@ impl Config {
             retransmit: RetransmitConfig::default(),
             initial_contact: true,
             nat_traversal: NatTraversal::Auto,
+            xauth: None,
+            mode_config: ModeConfigMode::Off,
+            remote_networks: Vec::new(),
+            dpd: Some(DpdConfig::default()),
+            requested_address: None,
+            fragmentation: true,
+            fragment_size: 1280,
+            xauth_server: None,
+            mode_config_server: None,
         }
     }
 }
@@ -298,12 +371,26 @@ pub enum Event {
     Phase1Established(Phase1Info),
     Phase2Established(ChildSa),
     /// An ESP SA pair is gone (we closed it or the peer deleted it).
-    Phase2Deleted { spi_in: u32, spi_out: u32, by_peer: bool },
+    Phase2Deleted {
+        spi_in: u32,
+        spi_out: u32,
+        by_peer: bool,
+    },
     /// A quick mode failed; the phase 1 SA stays up.
     Phase2Failed(Error),
     /// The peer deleted the phase 1 SA.
     Phase1Deleted,
-    /// Negotiation failed for good; the engine is dead.
+    /// Phase 1 was renewed (new ISAKMP SA, ESP SAs untouched).
+    Phase1Renewed(Phase1Info),
+    /// A phase 1 renewal failed; it is tried again while the old one lives.
+    Phase1RenewalFailed(Error),
+    /// The gateway asks for XAuth credentials: answer with `Ike::submit_credentials`.
+    CredentialsRequired(CredentialsRequest),
+    /// The gateway accepted our XAuth login.
+    XAuthSucceeded,
+    /// What the gateway handed out by Mode Config (quick mode follows).
+    ModeConfig(ModeConfigInfo),
+    /// Negotiation failed for good, or the peer died; the engine is dead.
     Failed(Error),
     /// `close()` finished: DELETEs are queued, nothing more will happen.
     Closed,
@@ -321,11 +408,21 @@ pub enum Error {
     #[error("invalid ID information: {0}")]
     InvalidId(String),
     #[error("the peer reported {name}{detail}")]
-    PeerNotify { kind: NotifyType, name: String, detail: String },
+    PeerNotify {
+        kind: NotifyType,
+        name: String,
+        detail: String,
+    },
     #[error("malformed message from the peer: {0}")]
     Malformed(String),
     #[error("the peer deleted the IKE SA")]
     DeletedByPeer,
+    #[error("phase 1 expired and could not be renewed")]
+    Phase1Expired,
+    #[error("XAuth failed: {0}")]
+    XAuthFailed(String),
+    #[error("dead peer: no answer to {0} dead peer detection probes")]
+    DeadPeer(u32),
     #[error("{0}")]
     Local(String),
 }
@@ -334,7 +431,9 @@ impl Error {
     /// The notify to send the peer for this error, when we are the one refusing.
     pub fn notify(&self) -> Option<NotifyType> {
         match self {
-            Error::AuthenticationFailed(_) => Some(NotifyType::AUTHENTICATION_FAILED),
+            Error::AuthenticationFailed(_) | Error::XAuthFailed(_) => {
+                Some(NotifyType::AUTHENTICATION_FAILED)
+            }
             Error::NoProposalChosen(_) => Some(NotifyType::NO_PROPOSAL_CHOSEN),
             Error::InvalidId(_) => Some(NotifyType::INVALID_ID_INFORMATION),
             Error::Malformed(_) => Some(NotifyType::PAYLOAD_MALFORMED),
@@ -349,20 +448,29 @@ impl Error {
             .filter(|c| !c.is_control())
             .take(120)
             .collect();
-        let detail = if text.trim().is_empty() { String::new() } else { format!(": {}", text.trim()) };
+        let detail = if text.trim().is_empty() {
+            String::new()
+        } else {
+            format!(": {}", text.trim())
+        };
         match kind {
-            NotifyType::NO_PROPOSAL_CHOSEN => {
-                Error::NoProposalChosen(format!("the gateway accepted none of our proposals{detail}"))
-            }
+            NotifyType::NO_PROPOSAL_CHOSEN => Error::NoProposalChosen(format!(
+                "the gateway accepted none of our proposals{detail}"
+            )),
             NotifyType::AUTHENTICATION_FAILED | NotifyType::INVALID_HASH_INFORMATION => {
-                Error::AuthenticationFailed(format!("the gateway refused our authentication{detail}"))
+                Error::AuthenticationFailed(format!(
+                    "the gateway refused our authentication{detail}"
+                ))
             }
-            NotifyType::INVALID_ID_INFORMATION => {
-                Error::InvalidId(format!("the gateway refused our identity or traffic selectors{detail}"))
-            }
+            NotifyType::INVALID_ID_INFORMATION => Error::InvalidId(format!(
+                "the gateway refused our identity or traffic selectors{detail}"
+            )),
             other => Error::PeerNotify {
                 kind: other,
-                name: other.name().map(str::to_owned).unwrap_or_else(|| format!("notify {}", other.0)),
+                name: other
+                    .name()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| format!("notify {}", other.0)),
                 detail,
             },
         }

@@ -53,8 +53,11 @@ impl NattVersion {
 
 /// The vendor ID strings (their MD5 is the payload).
 const VID_RFC3947: &[u8] = b"RFC 3947";
-const VID_DRAFTS: [&[u8]; 3] =
-    [b"draft-ietf-ipsec-nat-t-ike-03", b"draft-ietf-ipsec-nat-t-ike-02\n", b"draft-ietf-ipsec-nat-t-ike-02"];
+const VID_DRAFTS: [&[u8]; 3] = [
+    b"draft-ietf-ipsec-nat-t-ike-03",
+    b"draft-ietf-ipsec-nat-t-ike-02\n",
+    b"draft-ietf-ipsec-nat-t-ike-02",
+];
 
 fn md5(s: &[u8]) -> Vec<u8> {
     crypto::hash(HashAlg::Md5, &[s])
@@ -68,7 +71,9 @@ pub(crate) fn our_vendor_ids() -> Vec<Vec<u8>> {
 }
 
 /// The best NAT-T version among the peer's vendor IDs.
-pub(crate) fn version_from_vendor_ids<'a>(vids: impl Iterator<Item = &'a [u8]>) -> Option<NattVersion> {
+pub(crate) fn version_from_vendor_ids<'a>(
+    vids: impl Iterator<Item = &'a [u8]>,
+) -> Option<NattVersion> {
     let rfc = md5(VID_RFC3947);
     let drafts: Vec<Vec<u8>> = VID_DRAFTS.iter().map(|s| md5(s)).collect();
     let mut best = None;
@@ -92,7 +97,12 @@ pub(crate) fn vendor_id_for(v: NattVersion) -> Vec<u8> {
 }
 
 /// NAT-D = HASH(CKY-I | CKY-R | IP | Port) with the negotiated hash.
-pub(crate) fn nat_d(hash: HashAlg, icookie: &[u8; 8], rcookie: &[u8; 8], addr: SocketAddr) -> Vec<u8> {
+pub(crate) fn nat_d(
+    hash: HashAlg,
+    icookie: &[u8; 8],
+    rcookie: &[u8; 8],
+    addr: SocketAddr,
+) -> Vec<u8> {
     let ip = match addr.ip() {
         IpAddr::V4(a) => a.octets().to_vec(),
         IpAddr::V6(a) => a.octets().to_vec(),
@@ -114,7 +124,11 @@ impl NatState {
     }
 }
 
-pub(crate) fn detect(received: &[Vec<u8>], expect_us: &[u8], expect_peer: &[u8]) -> Option<NatState> {
+pub(crate) fn detect(
+    received: &[Vec<u8>],
+    expect_us: &[u8],
+    expect_peer: &[u8],
+) -> Option<NatState> {
     let (first, rest) = received.split_first()?;
     Some(NatState {
         local_behind_nat: first.as_slice() != expect_us,

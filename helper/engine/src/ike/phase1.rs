@@ -6,17 +6,21 @@ use std::time::Instant;
 
 use crate::algs::IkeProposal;
 use crate::codec::{
-    self, Decoded, DeletePayload, ExchangeType, Header, IdPayload, Message, NotifyPayload, NotifyType, Payload,
-    PayloadType, ProtocolId,
+    self, Decoded, DeletePayload, ExchangeType, Header, IdPayload, Message, NotifyPayload,
+    NotifyType, Payload, PayloadType, ProtocolId,
 };
 use crate::crypto::{self, DhKeyPair, Phase1Keys, Rng};
 
+use super::dpd::{Dpd, VID_DPD};
 use super::exchange::Pending;
-use super::natt::{self, NatState, NattVersion, NatTraversal, NAT_T_PORT};
+use super::natt::{self, NAT_T_PORT, NatState, NatTraversal, NattVersion};
 use super::quick::Quick;
-use super::sa::{self, IkeChoice, DOI_IPSEC};
+use super::rekey::ChildTimer;
+use super::sa::{self, DOI_IPSEC, IkeChoice};
+use super::transaction::{ModeConfigInfo, Setup};
 use super::{
-    Auth, ChildSa, Config, Counters, Error, Event, ExchangeMode, Identity, Outbox, Phase1Info, Role, Transmit,
+    Auth, ChildSa, Config, Counters, Error, Event, ExchangeMode, Identity, Outbox, Phase1Info,
+    Role, Transmit,
 };
 
 const NONCE_LEN: usize = 32;
@@ -51,7 +55,7 @@ enum State {
 
 /// Phase 1 material gathered along the way.
 #[derive(Default)]
-struct Material {
+pub(super) struct Material {
     /// SAi_b: the body of the initiator's SA payload, as sent.
     sai_b: Vec<u8>,
     choice: Option<IkeChoice>,
@@ -95,11 +99,35 @@ pub struct Ike {
     nat: NatState,
     /// IKE has moved to port 4500 (and ESP will be UDP-encapsulated).
     floated: bool,
+    /// XAuth / Mode Config after phase 1.
+    pub(super) setup: Setup,
+    pub(super) mode_config: Option<ModeConfigInfo>,
+    pub(super) cfg_request_identifier: u16,
+    pub(super) dpd: Dpd,
+    pub(super) child_timers: Vec<ChildTimer>,
+    /// Phase 1 renewal: the new ISAKMP SA being built, and when to start/give up.
+    pub(super) renewal: Option<Box<Ike>>,
+    pub(super) is_renewal: bool,
+    pub(super) p1_renew_at: Option<Instant>,
+    pub(super) p1_expire_at: Option<Instant>,
+    /// The peer's address before any NAT-T float (a renewal starts there).
+    pub(super) original_remote: SocketAddr,
+    /// The ISAKMP SA a renewal replaced, kept until the ESP SAs moved over.
+    pub(super) retired_p1: Option<([u8; 8], [u8; 8], Material)>,
+    /// IKE fragmentation: the peer takes fragments; our last fragment id; messages
+    /// being put together.
+    pub(super) peer_fragmentation: bool,
+    pub(super) fragment_id: u16,
+    pub(super) reassembly: Vec<super::fragment::Reassembly>,
+    pub(super) fragment_cache: Vec<(Vec<u8>, Vec<Vec<u8>>)>,
 }
 
 impl std::fmt::Debug for Ike {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ike").field("role", &self.role).field("state", &self.state).finish_non_exhaustive()
+        f.debug_struct("Ike")
+            .field("role", &self.role)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
     }
 }
 
@@ -126,13 +154,24 @@ impl Ike {
     }
 
     /// A responder waiting for the initiator's first message.
-    pub fn respond(config: Config, local: SocketAddr, remote: SocketAddr, rng: Box<dyn Rng + Send>) -> Ike {
+    pub fn respond(
+        config: Config,
+        local: SocketAddr,
+        remote: SocketAddr,
+        rng: Box<dyn Rng + Send>,
+    ) -> Ike {
         let mut ike = Ike::new(Role::Responder, config, local, remote, rng);
         ike.state = State::ExpectSa;
         ike
     }
 
-    fn new(role: Role, config: Config, local: SocketAddr, remote: SocketAddr, rng: Box<dyn Rng + Send>) -> Ike {
+    fn new(
+        role: Role,
+        config: Config,
+        local: SocketAddr,
+        remote: SocketAddr,
+        rng: Box<dyn Rng + Send>,
+    ) -> Ike {
         Ike {
             role,
             config,
@@ -154,6 +193,21 @@ impl Ike {
             natt: None,
             nat: NatState::default(),
             floated: false,
+            setup: Setup::NotStarted,
+            mode_config: None,
+            cfg_request_identifier: 0,
+            dpd: Dpd::default(),
+            child_timers: Vec::new(),
+            renewal: None,
+            is_renewal: false,
+            p1_renew_at: None,
+            p1_expire_at: None,
+            original_remote: remote,
+            retired_p1: None,
+            peer_fragmentation: false,
+            fragment_id: 0,
+            reassembly: Vec::new(),
+            fragment_cache: Vec::new(),
         }
     }
 
@@ -183,6 +237,14 @@ impl Ike {
         self.nat
     }
     /// The NAT-T dialect in use when IKE and ESP are UDP-encapsulated on port 4500.
+    /// What Mode Config gave us, once it has.
+    pub fn mode_config(&self) -> Option<&ModeConfigInfo> {
+        self.mode_config.as_ref()
+    }
+    /// Phase 1, XAuth and Mode Config are all done: quick modes run or ran.
+    pub fn setup_done(&self) -> bool {
+        matches!(self.setup, Setup::Done)
+    }
     pub fn udp_encapsulation(&self) -> Option<NattVersion> {
         self.natt.filter(|_| self.floated)
     }
@@ -204,7 +266,17 @@ impl Ike {
         }
         let p1 = self.pending.as_ref().map(|p| p.deadline);
         let qm = self.quick.iter().filter_map(|q| q.deadline()).min();
-        [p1, qm].into_iter().flatten().min()
+        [
+            p1,
+            qm,
+            self.setup.deadline(),
+            self.dpd_deadline(),
+            self.child_deadline(),
+            self.renewal_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Resends what is due and gives up on what has run out of tries.
@@ -212,35 +284,51 @@ impl Ike {
         if self.state == State::Dead {
             return;
         }
-        if let Some(p) = self.pending.as_mut() {
-            if now >= p.deadline {
-                match p.on_timeout(now, &self.config.retransmit) {
-                    Some(d) => {
-                        self.counters.retransmits += 1;
-                        self.send_raw(d);
-                    }
-                    None => {
-                        let tries = self.config.retransmit.tries.saturating_sub(1);
-                        let err = if self.state == State::ExpectIdHash {
-                            Error::AuthenticationFailed(
+        if let Some(p) = self.pending.as_mut()
+            && now >= p.deadline
+        {
+            match p.on_timeout(now, &self.config.retransmit) {
+                Some(d) => {
+                    self.counters.retransmits += 1;
+                    self.send_raw(d);
+                }
+                None => {
+                    let tries = self.config.retransmit.tries.saturating_sub(1);
+                    let err = if self.state == State::ExpectIdHash {
+                        Error::AuthenticationFailed(
                                 "the gateway did not answer our authentication: pre-shared key mismatch?".into(),
                             )
-                        } else {
-                            Error::NotResponding(tries)
-                        };
-                        self.fail(err);
-                        return;
-                    }
+                    } else {
+                        Error::NotResponding(tries)
+                    };
+                    self.fail(err);
+                    return;
                 }
             }
         }
         self.quick_timeouts(now);
+        if self.state == State::Established {
+            self.setup_timeout(now);
+        }
+        if self.state == State::Established {
+            self.dpd_timeout(now);
+        }
+        if self.state == State::Established {
+            self.child_timeouts(now);
+        }
+        if self.state == State::Established {
+            self.renewal_timeout(now);
+        }
+        if self.state == State::Established {
+            self.maybe_delete_retired_p1();
+        }
     }
 
     /// Closes the tunnel: DELETE for every ESP SA and for the ISAKMP SA are queued,
     /// then `Phase2Deleted` for each SA and `Closed`.
     pub fn close(&mut self, _now: Instant) {
         if self.state == State::Established {
+            self.child_timers.clear();
             let children = std::mem::take(&mut self.children);
             for c in &children {
                 let d = DeletePayload {
@@ -250,11 +338,20 @@ impl Ike {
                     spis: vec![c.spi_in.to_be_bytes().to_vec()],
                 };
                 self.send_informational(vec![Payload::Delete(d)]);
-                self.out.events.push_back(Event::Phase2Deleted { spi_in: c.spi_in, spi_out: c.spi_out, by_peer: false });
+                self.out.events.push_back(Event::Phase2Deleted {
+                    spi_in: c.spi_in,
+                    spi_out: c.spi_out,
+                    by_peer: false,
+                });
             }
             let mut spi = self.icookie.to_vec();
             spi.extend_from_slice(&self.rcookie);
-            let d = DeletePayload { doi: DOI_IPSEC, protocol: ProtocolId::ISAKMP, spi_size: 16, spis: vec![spi] };
+            let d = DeletePayload {
+                doi: DOI_IPSEC,
+                protocol: ProtocolId::ISAKMP,
+                spi_size: 16,
+                spis: vec![spi],
+            };
             self.send_informational(vec![Payload::Delete(d)]);
         }
         if self.state != State::Dead {
@@ -270,21 +367,31 @@ impl Ike {
     ///
     /// `local` is the address it arrived on (port 4500: it came through the NAT-T
     /// socket, non-ESP marker already removed), `remote` where it came from.
-    pub fn handle_datagram(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: &[u8],
+    ) {
         if self.state == State::Dead || data.len() > MAX_DATAGRAM {
             return;
         }
+        let was_established = self.state == State::Established;
         // A responder answers where the first message came from.
         if self.role == Role::Responder && self.state == State::ExpectSa {
             self.remote = remote;
             self.local = local;
         }
         // A responder follows the initiator to port 4500 (and through NAT remappings).
-        if self.role == Role::Responder && self.natt.is_some() && local.port() == NAT_T_PORT && remote != self.remote {
-            if remote.ip() == self.remote.ip() || self.nat.remote_behind_nat {
-                self.remote = remote;
-                self.floated = true;
-            }
+        if self.role == Role::Responder
+            && self.natt.is_some()
+            && local.port() == NAT_T_PORT
+            && remote != self.remote
+            && (remote.ip() == self.remote.ip() || self.nat.remote_behind_nat)
+        {
+            self.remote = remote;
+            self.floated = true;
         }
         let Ok(header) = Header::decode(data) else {
             self.counters.dropped += 1;
@@ -294,58 +401,164 @@ impl Ike {
             self.counters.dropped += 1;
             return;
         }
+        if header.next_payload == PayloadType::FRAGMENT {
+            // Only fragments of our own SAs (or of a first message to a responder).
+            let ours = header.initiator_cookie == self.icookie
+                || self.for_renewal(&header)
+                || (self.role == Role::Responder && self.state == State::ExpectSa);
+            if ours {
+                if let Some(whole) = self.defragment(now, data) {
+                    if Header::decode(&whole).is_ok_and(|h| h.next_payload != PayloadType::FRAGMENT) {
+                        self.handle_datagram(now, local, remote, &whole);
+                    }
+                }
+            } else {
+                self.counters.dropped += 1;
+            }
+            return;
+        }
+        if self.for_renewal(&header) {
+            self.renewal_datagram(now, local, remote, data);
+            return;
+        }
         if !self.cookies_match(&header) {
             self.counters.dropped += 1;
             return;
         }
         // A retransmission of the last request we answered: answer again.
-        if let Some((req, resp)) = &self.last_exchange {
-            if req.as_slice() == data {
-                let resp = resp.clone();
-                self.counters.retransmits += 1;
-                self.send_raw(resp);
-                return;
-            }
+        if let Some((req, resp)) = &self.last_exchange
+            && req.as_slice() == data
+        {
+            let resp = resp.clone();
+            self.counters.retransmits += 1;
+            self.send_raw(resp);
+            return;
         }
         let result = match header.exchange {
-            ExchangeType::IDENTITY_PROTECTION | ExchangeType::AGGRESSIVE if header.message_id == 0 => {
+            ExchangeType::IDENTITY_PROTECTION | ExchangeType::AGGRESSIVE
+                if header.message_id == 0 =>
+            {
                 self.handle_phase1(now, &header, data)
             }
-            ExchangeType::QUICK if self.state == State::Established => self.handle_quick(now, &header, data),
-            ExchangeType::INFORMATIONAL => self.handle_informational(&header, data),
+            ExchangeType::QUICK if self.state == State::Established => {
+                self.handle_quick(now, &header, data)
+            }
+            ExchangeType::TRANSACTION if self.state == State::Established => {
+                self.handle_transaction(now, &header, data)
+            }
+            ExchangeType::INFORMATIONAL => self.handle_informational(now, &header, data),
             _ => {
                 self.counters.dropped += 1;
                 Ok(())
             }
         };
-        if let Err(e) = result {
-            if self.state == State::Established {
-                self.out.events.push_back(Event::Phase2Failed(e));
-            } else {
-                self.fail(e);
+        if self.state == State::Established {
+            self.maybe_delete_retired_p1();
+        }
+        match result {
+            // Errors of a quick mode leave phase 1 standing; anything else ends it.
+            Err(e) if self.state == State::Established && self.setup_done() => {
+                self.out.events.push_back(Event::Phase2Failed(e))
+            }
+            Err(e) => self.fail(e),
+            Ok(()) => {
+                if self.state == State::Established {
+                    // Any message that passed the cookie check and decoding shows the peer alive.
+                    self.dpd.heard(now);
+                    self.dpd.confirmed |= was_established;
+                }
             }
         }
+    }
+
+    pub(super) fn local_addr(&self) -> SocketAddr {
+        let mut l = self.local;
+        l.set_port(self.original_remote.port());
+        l
+    }
+
+    /// Continues on the ISAKMP SA of a completed renewal; returns the old one's
+    /// cookies and keys (to delete it once the ESP SAs moved over).
+    pub(super) fn adopt(&mut self, r: Ike) -> ([u8; 8], [u8; 8], Material) {
+        let old = (self.icookie, self.rcookie, std::mem::take(&mut self.m));
+        self.icookie = r.icookie;
+        self.rcookie = r.rcookie;
+        self.m = r.m;
+        if r.mode_config.is_some() {
+            self.mode_config = r.mode_config;
+        }
+        self.info = r.info;
+        self.natt = r.natt;
+        self.nat = r.nat;
+        self.floated = r.floated;
+        self.remote = r.remote;
+        self.dpd = r.dpd;
+        self.last_exchange = r.last_exchange;
+        self.pending = None;
+        self.quick_done.clear();
+        self.counters.retransmits += r.counters.retransmits;
+        self.counters.dropped += r.counters.dropped;
+        old
+    }
+
+    /// Sends a DELETE for the retired ISAKMP SA, under its own keys.
+    pub(super) fn delete_retired_p1(&mut self) {
+        let Some((ic, rc, m)) = self.retired_p1.take() else {
+            return;
+        };
+        let cur = (
+            self.icookie,
+            self.rcookie,
+            std::mem::replace(&mut self.m, m),
+        );
+        self.icookie = ic;
+        self.rcookie = rc;
+        let mut spi = ic.to_vec();
+        spi.extend_from_slice(&rc);
+        let d = DeletePayload {
+            doi: DOI_IPSEC,
+            protocol: ProtocolId::ISAKMP,
+            spi_size: 16,
+            spis: vec![spi],
+        };
+        self.send_informational(vec![Payload::Delete(d)]);
+        self.icookie = cur.0;
+        self.rcookie = cur.1;
+        self.m = cur.2;
+    }
+
+    pub(super) fn set_last_exchange(&mut self, request: Vec<u8>, reply: Vec<u8>) {
+        self.last_exchange = Some((request, reply));
     }
 
     fn cookies_match(&self, h: &Header) -> bool {
         match (self.role, self.state) {
-            (Role::Responder, State::ExpectSa) => h.responder_cookie == [0; 8] && h.initiator_cookie != [0; 8],
+            (Role::Responder, State::ExpectSa) => {
+                h.responder_cookie == [0; 8] && h.initiator_cookie != [0; 8]
+            }
             (Role::Initiator, State::ExpectSaReply | State::ExpectAggressiveReply) => {
                 // The reply brings the responder cookie; a plaintext notify may not.
                 h.initiator_cookie == self.icookie
             }
-            _ => h.initiator_cookie == self.icookie && (h.responder_cookie == self.rcookie || h.responder_cookie == [0; 8] && h.exchange == ExchangeType::INFORMATIONAL && h.flags & Header::FLAG_ENCRYPTION == 0),
+            _ => {
+                h.initiator_cookie == self.icookie
+                    && (h.responder_cookie == self.rcookie
+                        || h.responder_cookie == [0; 8]
+                            && h.exchange == ExchangeType::INFORMATIONAL
+                            && h.flags & Header::FLAG_ENCRYPTION == 0)
+            }
         }
     }
 
-    fn fail(&mut self, e: Error) {
+    pub(super) fn fail(&mut self, e: Error) {
         if self.state == State::Dead {
             return;
         }
-        if self.role == Role::Responder && self.state != State::Established {
-            if let Some(kind) = e.notify() {
-                self.send_plain_notify(kind);
-            }
+        if self.role == Role::Responder
+            && self.state != State::Established
+            && let Some(kind) = e.notify()
+        {
+            self.send_plain_notify(kind);
         }
         self.state = State::Dead;
         self.pending = None;
@@ -356,7 +569,13 @@ impl Ike {
     // ----- sending ---------------------------------------------------------
 
     pub(super) fn send_raw(&mut self, data: Vec<u8>) {
-        self.out.transmits.push_back(Transmit { destination: self.remote, data, nat_t: self.floated });
+        for data in self.fragments_of(data) {
+            self.out.transmits.push_back(Transmit {
+                destination: self.remote,
+                data,
+                nat_t: self.floated,
+            });
+        }
     }
 
     fn header(&self, exchange: ExchangeType, message_id: u32, flags: u8) -> Header {
@@ -373,7 +592,11 @@ impl Ike {
     }
 
     fn plain_message(&self, exchange: ExchangeType, payloads: Vec<Payload>) -> Vec<u8> {
-        Message { header: self.header(exchange, 0, 0), payloads }.encode()
+        Message {
+            header: self.header(exchange, 0, 0),
+            payloads,
+        }
+        .encode()
     }
 
     /// Encrypts `first`/`body` (an encoded payload chain) under the phase 1 keys
@@ -386,11 +609,16 @@ impl Ike {
         mut body: Vec<u8>,
         iv: &[u8],
     ) -> Result<(Vec<u8>, Vec<u8>), Error> {
-        let keys = self.m.keys.as_ref().ok_or_else(|| Error::Local("no phase 1 keys".into()))?;
+        let keys = self
+            .m
+            .keys
+            .as_ref()
+            .ok_or_else(|| Error::Local("no phase 1 keys".into()))?;
         let bl = keys.cipher.block_len();
         let pad = (bl - body.len() % bl) % bl;
         body.resize(body.len() + pad, 0);
-        let ct = crypto::cbc_encrypt(keys.cipher, &keys.enc_key, iv, &body).map_err(|e| Error::Local(e.to_string()))?;
+        let ct = crypto::cbc_encrypt(keys.cipher, &keys.enc_key, iv, &body)
+            .map_err(|e| Error::Local(e.to_string()))?;
         let mut h = self.header(exchange, message_id, Header::FLAG_ENCRYPTION);
         h.next_payload = first;
         h.length = (Header::LEN + ct.len()) as u32;
@@ -404,20 +632,31 @@ impl Ike {
     /// Decrypts an encrypted message with `iv`: the plaintext, its payloads and
     /// the last ciphertext block (the next IV).
     pub(super) fn open(&self, header: &Header, data: &[u8], iv: &[u8]) -> Result<Opened, Error> {
-        let keys = self.m.keys.as_ref().ok_or_else(|| Error::Local("no phase 1 keys".into()))?;
+        let keys = self
+            .m
+            .keys
+            .as_ref()
+            .ok_or_else(|| Error::Local("no phase 1 keys".into()))?;
         if header.flags & Header::FLAG_ENCRYPTION == 0 {
             return Err(Error::Malformed("expected an encrypted message".into()));
         }
         let ct = &data[Header::LEN..];
         let bl = keys.cipher.block_len();
-        if ct.is_empty() || ct.len() % bl != 0 {
-            return Err(Error::Malformed(format!("encrypted body of {} bytes", ct.len())));
+        if ct.is_empty() || !ct.len().is_multiple_of(bl) {
+            return Err(Error::Malformed(format!(
+                "encrypted body of {} bytes",
+                ct.len()
+            )));
         }
         let plain = crypto::cbc_decrypt(keys.cipher, &keys.enc_key, iv, ct)
             .map_err(|e| Error::Malformed(e.to_string()))?;
         let payloads = codec::decode_payloads(header.next_payload, &plain, true)
             .map_err(|e| Error::Malformed(e.to_string()))?;
-        Ok(Opened { plain, payloads, last_block: ct[ct.len() - bl..].to_vec() })
+        Ok(Opened {
+            plain,
+            payloads,
+            last_block: ct[ct.len() - bl..].to_vec(),
+        })
     }
 
     pub(super) fn phase1_keys(&self) -> Option<&Phase1Keys> {
@@ -435,7 +674,10 @@ impl Ike {
     pub(super) fn new_message_id(&mut self) -> u32 {
         loop {
             let mid = u32::from_be_bytes(super::random_bytes::<4>(&mut *self.rng));
-            if mid != 0 && !self.quick.iter().any(|q| q.mid == mid) && !self.quick_done.iter().any(|q| q.0 == mid) {
+            if mid != 0
+                && !self.quick.iter().any(|q| q.mid == mid)
+                && !self.quick_done.iter().any(|q| q.0 == mid)
+            {
                 return mid;
             }
         }
@@ -455,7 +697,13 @@ impl Ike {
     }
 
     fn send_plain_notify(&mut self, kind: NotifyType) {
-        let n = NotifyPayload { doi: DOI_IPSEC, protocol: ProtocolId::ISAKMP, spi: Vec::new(), kind, data: Vec::new() };
+        let n = NotifyPayload {
+            doi: DOI_IPSEC,
+            protocol: ProtocolId::ISAKMP,
+            spi: Vec::new(),
+            kind,
+            data: Vec::new(),
+        };
         let d = self.plain_message(ExchangeType::INFORMATIONAL, vec![Payload::Notify(n)]);
         self.send_raw(d);
     }
@@ -466,14 +714,22 @@ impl Ike {
             return;
         }
         let mid = self.new_message_id();
-        let Some(keys) = self.m.keys.as_ref() else { return };
+        let Some(keys) = self.m.keys.as_ref() else {
+            return;
+        };
         let (first, body) = codec::encode_payloads(&payloads);
         let hash = crypto::prf(keys.prf, &keys.skeyid_a, &[&mid.to_be_bytes(), &body]);
         let mut all = Vec::with_capacity(body.len() + hash.len() + 4);
         Payload::Hash(hash).encode_with_next(first, &mut all);
         all.extend_from_slice(&body);
         let iv = self.exchange_iv(mid);
-        if let Ok((d, _)) = self.seal(ExchangeType::INFORMATIONAL, mid, PayloadType::HASH, all, &iv) {
+        if let Ok((d, _)) = self.seal(
+            ExchangeType::INFORMATIONAL,
+            mid,
+            PayloadType::HASH,
+            all,
+            &iv,
+        ) {
             self.send_raw(d);
         }
     }
@@ -484,16 +740,26 @@ impl Ike {
     }
 
     fn our_identity(&self) -> Identity {
-        self.config.local_id.clone().unwrap_or_else(|| Identity::address(self.local.ip()))
+        self.config
+            .local_id
+            .clone()
+            .unwrap_or_else(|| Identity::address(self.local.ip()))
     }
 
     fn our_id_payload(&self) -> IdPayload {
         let id = self.our_identity();
-        IdPayload { id_type: id.kind, protocol: 0, port: 0, data: id.data }
+        IdPayload {
+            id_type: id.kind,
+            protocol: 0,
+            port: 0,
+            data: id.data,
+        }
     }
 
     fn auth_method(&self) -> u16 {
-        self.config.auth.method_attr()
+        self.config
+            .auth
+            .method_attr(self.config.xauth.is_some() || self.config.xauth_server.is_some())
     }
 
     /// Proposals usable in this exchange: aggressive mode sends one KE, so only
@@ -503,7 +769,12 @@ impl Ike {
             ExchangeMode::Main => self.config.ike_proposals.clone(),
             ExchangeMode::Aggressive => {
                 let g = self.config.ike_proposals[0].group;
-                self.config.ike_proposals.iter().copied().filter(|p| p.group == g).collect()
+                self.config
+                    .ike_proposals
+                    .iter()
+                    .copied()
+                    .filter(|p| p.group == g)
+                    .collect()
             }
         }
     }
@@ -511,7 +782,11 @@ impl Ike {
     // ----- initiator -------------------------------------------------------
 
     fn send_main1(&mut self, now: Instant) {
-        let sa = sa::ike_offer(&self.offerable(), self.auth_method(), self.config.ike_lifetime);
+        let sa = sa::ike_offer(
+            &self.offerable(),
+            self.auth_method(),
+            self.config.ike_lifetime,
+        );
         let p = Payload::Sa(sa);
         self.m.sai_b = p.encode_body();
         let mut payloads = vec![p];
@@ -524,7 +799,11 @@ impl Ike {
     fn send_aggressive1(&mut self, now: Instant) -> Result<(), Error> {
         let offer = self.offerable();
         let group = offer[0].group;
-        let sa = Payload::Sa(sa::ike_offer(&offer, self.auth_method(), self.config.ike_lifetime));
+        let sa = Payload::Sa(sa::ike_offer(
+            &offer,
+            self.auth_method(),
+            self.config.ike_lifetime,
+        ));
         self.m.sai_b = sa.encode_body();
         let dh = DhKeyPair::generate(group, &mut *self.rng);
         self.m.g_xi = dh.public().to_vec();
@@ -532,7 +811,12 @@ impl Ike {
         self.m.ni = self.nonce();
         let id = self.our_id_payload();
         self.m.our_id = Some(id.clone());
-        let mut payloads = vec![sa, Payload::Ke(self.m.g_xi.clone()), Payload::Nonce(self.m.ni.clone()), Payload::Id(id)];
+        let mut payloads = vec![
+            sa,
+            Payload::Ke(self.m.g_xi.clone()),
+            Payload::Nonce(self.m.ni.clone()),
+            Payload::Id(id),
+        ];
         payloads.extend(self.our_vendor_ids());
         let d = self.plain_message(ExchangeType::AGGRESSIVE, payloads);
         self.state = State::ExpectAggressiveReply;
@@ -542,9 +826,11 @@ impl Ike {
 
     fn handle_phase1(&mut self, now: Instant, header: &Header, data: &[u8]) -> Result<(), Error> {
         let expected = match self.state {
-            State::ExpectSaReply | State::ExpectKeReply | State::ExpectIdHash | State::ExpectKe | State::ExpectIdHashI => {
-                ExchangeType::IDENTITY_PROTECTION
-            }
+            State::ExpectSaReply
+            | State::ExpectKeReply
+            | State::ExpectIdHash
+            | State::ExpectKe
+            | State::ExpectIdHashI => ExchangeType::IDENTITY_PROTECTION,
             State::ExpectAggressiveReply | State::ExpectHashI => ExchangeType::AGGRESSIVE,
             State::ExpectSa => header.exchange,
             // Late retransmissions of phase 1 messages after the fact.
@@ -562,8 +848,12 @@ impl Ike {
             State::ExpectKeReply => self.on_main4(now, header, data),
             State::ExpectIdHash => self.on_main6(now, header, data),
             State::ExpectAggressiveReply => self.on_aggressive2(now, header, data),
-            State::ExpectSa if header.exchange == ExchangeType::IDENTITY_PROTECTION => self.on_main1(now, header, data),
-            State::ExpectSa if header.exchange == ExchangeType::AGGRESSIVE => self.on_aggressive1(now, header, data),
+            State::ExpectSa if header.exchange == ExchangeType::IDENTITY_PROTECTION => {
+                self.on_main1(now, header, data)
+            }
+            State::ExpectSa if header.exchange == ExchangeType::AGGRESSIVE => {
+                self.on_aggressive1(now, header, data)
+            }
             State::ExpectKe => self.on_main3(now, header, data),
             State::ExpectIdHashI => self.on_main5(now, header, data),
             State::ExpectHashI => self.on_aggressive3(now, header, data),
@@ -585,7 +875,9 @@ impl Ike {
     }
 
     fn on_main2(&mut self, now: Instant, header: &Header, data: &[u8]) -> Result<(), Error> {
-        let Some(msg) = self.decode_plain(data) else { return Ok(()) };
+        let Some(msg) = self.decode_plain(data) else {
+            return Ok(());
+        };
         let Some(sa) = msg.payloads.iter().find_map(|p| match p {
             Payload::Sa(s) => Some(s),
             _ => None,
@@ -605,7 +897,10 @@ impl Ike {
         self.m.ni = self.nonce();
         self.m.choice = Some(choice);
         self.learn_natt(&msg.payloads);
-        let mut payloads = vec![Payload::Ke(self.m.g_xi.clone()), Payload::Nonce(self.m.ni.clone())];
+        let mut payloads = vec![
+            Payload::Ke(self.m.g_xi.clone()),
+            Payload::Nonce(self.m.ni.clone()),
+        ];
         payloads.extend(self.nat_d_payloads());
         let d = self.plain_message(ExchangeType::IDENTITY_PROTECTION, payloads);
         self.state = State::ExpectKeReply;
@@ -614,7 +909,9 @@ impl Ike {
     }
 
     fn on_main4(&mut self, now: Instant, _header: &Header, data: &[u8]) -> Result<(), Error> {
-        let Some(msg) = self.decode_plain(data) else { return Ok(()) };
+        let Some(msg) = self.decode_plain(data) else {
+            return Ok(());
+        };
         let (Some(ke), Some(nr)) = (find_ke(&msg.payloads), find_nonce(&msg.payloads)) else {
             self.counters.dropped += 1;
             return Ok(());
@@ -664,7 +961,9 @@ impl Ike {
     }
 
     fn on_aggressive2(&mut self, now: Instant, header: &Header, data: &[u8]) -> Result<(), Error> {
-        let Some(msg) = self.decode_plain(data) else { return Ok(()) };
+        let Some(msg) = self.decode_plain(data) else {
+            return Ok(());
+        };
         if header.responder_cookie == [0; 8] {
             self.counters.dropped += 1;
             return Ok(());
@@ -673,9 +972,12 @@ impl Ike {
             Payload::Sa(s) => Some(s),
             _ => None,
         });
-        let (Some(sa), Some(ke), Some(nr), Some(hash_r)) =
-            (sa, find_ke(&msg.payloads), find_nonce(&msg.payloads), find_hash_plain(&msg.payloads))
-        else {
+        let (Some(sa), Some(ke), Some(nr), Some(hash_r)) = (
+            sa,
+            find_ke(&msg.payloads),
+            find_nonce(&msg.payloads),
+            find_hash_plain(&msg.payloads),
+        ) else {
             self.counters.dropped += 1;
             return Ok(());
         };
@@ -699,12 +1001,21 @@ impl Ike {
         if !crypto::ct_eq(&expected, hash_r) {
             return Err(psk_mismatch());
         }
-        let peer_id = Identity { kind: id.id_type, data: id.data.clone() };
+        let peer_id = Identity {
+            kind: id.id_type,
+            data: id.data.clone(),
+        };
         self.check_peer_id(&peer_id)?;
         self.m.peer_id = Some(peer_id);
         self.learn_natt(&msg.payloads);
         self.detect_nat(&msg.payloads);
-        let idii_b = Payload::Id(self.m.our_id.clone().unwrap_or_else(|| self.our_id_payload())).encode_body();
+        let idii_b = Payload::Id(
+            self.m
+                .our_id
+                .clone()
+                .unwrap_or_else(|| self.our_id_payload()),
+        )
+        .encode_body();
         let hash_i = self.auth_hash(Role::Initiator, &idii_b)?;
         let mut payloads = vec![Payload::Hash(hash_i)];
         payloads.extend(self.nat_d_payloads());
@@ -727,7 +1038,9 @@ impl Ike {
     // ----- responder -------------------------------------------------------
 
     fn on_main1(&mut self, now: Instant, header: &Header, data: &[u8]) -> Result<(), Error> {
-        let Some(msg) = self.decode_plain(data) else { return Ok(()) };
+        let Some(msg) = self.decode_plain(data) else {
+            return Ok(());
+        };
         let Some((sai_b, sa)) = msg.payloads.iter().find_map(|p| match p {
             Payload::Sa(s) => Some((p.encode_body(), s)),
             _ => None,
@@ -743,6 +1056,12 @@ impl Ike {
         self.learn_natt(&msg.payloads);
         let mut payloads = vec![Payload::Sa(reply)];
         payloads.extend(self.natt.map(|v| Payload::VendorId(natt::vendor_id_for(v))));
+        if self.config.dpd.is_some() {
+            payloads.push(Payload::VendorId(VID_DPD.to_vec()));
+        }
+        if self.config.fragmentation {
+            payloads.push(Payload::VendorId(super::fragment::VID_FRAGMENTATION.to_vec()));
+        }
         let d = self.plain_message(ExchangeType::IDENTITY_PROTECTION, payloads);
         self.state = State::ExpectKe;
         self.answered(now, data, d, true);
@@ -750,13 +1069,20 @@ impl Ike {
     }
 
     fn on_main3(&mut self, now: Instant, _header: &Header, data: &[u8]) -> Result<(), Error> {
-        let Some(msg) = self.decode_plain(data) else { return Ok(()) };
+        let Some(msg) = self.decode_plain(data) else {
+            return Ok(());
+        };
         let (Some(ke), Some(ni)) = (find_ke(&msg.payloads), find_nonce(&msg.payloads)) else {
             self.counters.dropped += 1;
             return Ok(());
         };
         check_nonce(ni)?;
-        let group = self.m.choice.as_ref().map(|c| c.proposal.group).ok_or_else(|| Error::Local("no choice".into()))?;
+        let group = self
+            .m
+            .choice
+            .as_ref()
+            .map(|c| c.proposal.group)
+            .ok_or_else(|| Error::Local("no choice".into()))?;
         let dh = DhKeyPair::generate(group, &mut *self.rng);
         self.m.g_xr = dh.public().to_vec();
         self.m.dh = Some(dh);
@@ -765,7 +1091,10 @@ impl Ike {
         self.m.nr = self.nonce();
         self.derive_keys()?;
         self.detect_nat(&msg.payloads);
-        let mut payloads = vec![Payload::Ke(self.m.g_xr.clone()), Payload::Nonce(self.m.nr.clone())];
+        let mut payloads = vec![
+            Payload::Ke(self.m.g_xr.clone()),
+            Payload::Nonce(self.m.nr.clone()),
+        ];
         payloads.extend(self.nat_d_payloads());
         let d = self.plain_message(ExchangeType::IDENTITY_PROTECTION, payloads);
         self.state = State::ExpectIdHashI;
@@ -780,7 +1109,9 @@ impl Ike {
         let hash_i = find_hash(&opened.payloads).ok_or_else(psk_mismatch)?;
         let expected = self.auth_hash(Role::Initiator, &idii_b)?;
         if !crypto::ct_eq(&expected, hash_i) {
-            return Err(Error::AuthenticationFailed("HASH_I mismatch: pre-shared key mismatch?".into()));
+            return Err(Error::AuthenticationFailed(
+                "HASH_I mismatch: pre-shared key mismatch?".into(),
+            ));
         }
         self.m.iv = opened.last_block;
         self.check_peer_id(&peer_id)?;
@@ -799,7 +1130,9 @@ impl Ike {
     }
 
     fn on_aggressive1(&mut self, now: Instant, header: &Header, data: &[u8]) -> Result<(), Error> {
-        let Some(msg) = self.decode_plain(data) else { return Ok(()) };
+        let Some(msg) = self.decode_plain(data) else {
+            return Ok(());
+        };
         let sa = msg.payloads.iter().find_map(|p| match p {
             Payload::Sa(s) => Some(s),
             _ => None,
@@ -808,7 +1141,8 @@ impl Ike {
             Payload::Id(i) => Some(i.clone()),
             _ => None,
         });
-        let (Some(sa), Some(ke), Some(ni), Some(id)) = (sa, find_ke(&msg.payloads), find_nonce(&msg.payloads), id)
+        let (Some(sa), Some(ke), Some(ni), Some(id)) =
+            (sa, find_ke(&msg.payloads), find_nonce(&msg.payloads), id)
         else {
             self.counters.dropped += 1;
             return Ok(());
@@ -816,7 +1150,10 @@ impl Ike {
         self.icookie = header.initiator_cookie;
         check_nonce(ni)?;
         let (reply, choice) = sa::choose_ike(sa, &self.config.ike_proposals, self.auth_method())?;
-        let peer_id = Identity { kind: id.id_type, data: id.data.clone() };
+        let peer_id = Identity {
+            kind: id.id_type,
+            data: id.data.clone(),
+        };
         self.check_peer_id(&peer_id)?;
         self.rcookie = self.nonzero_cookie();
         self.learn_natt(&msg.payloads);
@@ -843,6 +1180,12 @@ impl Ike {
             Payload::Hash(hash_r),
         ];
         payloads.extend(self.natt.map(|v| Payload::VendorId(natt::vendor_id_for(v))));
+        if self.config.dpd.is_some() {
+            payloads.push(Payload::VendorId(VID_DPD.to_vec()));
+        }
+        if self.config.fragmentation {
+            payloads.push(Payload::VendorId(super::fragment::VID_FRAGMENTATION.to_vec()));
+        }
         payloads.extend(self.nat_d_payloads());
         let d = self.plain_message(ExchangeType::AGGRESSIVE, payloads);
         self.state = State::ExpectHashI;
@@ -855,24 +1198,51 @@ impl Ike {
             .m
             .peer_id
             .as_ref()
-            .map(|i| Payload::Id(IdPayload { id_type: i.kind, protocol: 0, port: 0, data: i.data.clone() }).encode_body())
+            .map(|i| {
+                Payload::Id(IdPayload {
+                    id_type: i.kind,
+                    protocol: 0,
+                    port: 0,
+                    data: i.data.clone(),
+                })
+                .encode_body()
+            })
             .unwrap_or_default();
-        let idii_b = raw_id_body(self.last_exchange.as_ref().map(|(r, _)| r.as_slice())).unwrap_or(idii_b);
+        let idii_b =
+            raw_id_body(self.last_exchange.as_ref().map(|(r, _)| r.as_slice())).unwrap_or(idii_b);
         let (hash_i, payloads) = if header.flags & Header::FLAG_ENCRYPTION != 0 {
             let iv = self.m.iv.clone();
             let opened = self.open(header, data, &iv).map_err(|_| psk_mismatch())?;
-            let h = find_hash(&opened.payloads).ok_or_else(psk_mismatch)?.to_vec();
+            let h = find_hash(&opened.payloads)
+                .ok_or_else(psk_mismatch)?
+                .to_vec();
             self.m.iv = opened.last_block;
-            (h, opened.payloads.into_iter().map(|d| d.payload).collect::<Vec<_>>())
+            (
+                h,
+                opened
+                    .payloads
+                    .into_iter()
+                    .map(|d| d.payload)
+                    .collect::<Vec<_>>(),
+            )
         } else {
-            let Some(msg) = self.decode_plain(data) else { return Ok(()) };
-            (find_hash_plain(&msg.payloads).ok_or_else(psk_mismatch)?.to_vec(), msg.payloads)
+            let Some(msg) = self.decode_plain(data) else {
+                return Ok(());
+            };
+            (
+                find_hash_plain(&msg.payloads)
+                    .ok_or_else(psk_mismatch)?
+                    .to_vec(),
+                msg.payloads,
+            )
         };
         // RFC 3947: in aggressive mode the initiator's NAT-D come in message 3.
         self.detect_nat(&payloads);
         let expected = self.auth_hash(Role::Initiator, &idii_b)?;
         if !crypto::ct_eq(&expected, &hash_i) {
-            return Err(Error::AuthenticationFailed("HASH_I mismatch: pre-shared key mismatch?".into()));
+            return Err(Error::AuthenticationFailed(
+                "HASH_I mismatch: pre-shared key mismatch?".into(),
+            ));
         }
         self.established(now);
         Ok(())
@@ -895,15 +1265,23 @@ impl Ike {
     // ----- shared ----------------------------------------------------------
 
     fn derive_keys(&mut self) -> Result<(), Error> {
-        let choice = self.m.choice.clone().ok_or_else(|| Error::Local("no phase 1 choice".into()))?;
-        let dh = self.m.dh.as_ref().ok_or_else(|| Error::Local("no DH value".into()))?;
+        let choice = self
+            .m
+            .choice
+            .clone()
+            .ok_or_else(|| Error::Local("no phase 1 choice".into()))?;
+        let dh = self
+            .m
+            .dh
+            .as_ref()
+            .ok_or_else(|| Error::Local("no DH value".into()))?;
         let peer = match self.role {
             Role::Initiator => &self.m.g_xr,
             Role::Responder => &self.m.g_xi,
         };
-        let g_xy = dh
-            .shared_secret(peer)
-            .map_err(|e| Error::Malformed(format!("the peer's key exchange value is invalid: {e}")))?;
+        let g_xy = dh.shared_secret(peer).map_err(|e| {
+            Error::Malformed(format!("the peer's key exchange value is invalid: {e}"))
+        })?;
         let prf = choice.proposal.hash;
         let skeyid = match &self.config.auth {
             Auth::Psk(psk) => crypto::skeyid_psk(prf, psk, &self.m.ni, &self.m.nr),
@@ -925,19 +1303,32 @@ impl Ike {
 
     /// HASH_I (`who` = initiator) or HASH_R over the given ID body.
     fn auth_hash(&self, who: Role, id_b: &[u8]) -> Result<Vec<u8>, Error> {
-        let keys = self.m.keys.as_ref().ok_or_else(|| Error::Local("no phase 1 keys".into()))?;
+        let keys = self
+            .m
+            .keys
+            .as_ref()
+            .ok_or_else(|| Error::Local("no phase 1 keys".into()))?;
         let f = match who {
             Role::Initiator => crypto::hash_i,
             Role::Responder => crypto::hash_r,
         };
-        Ok(f(keys.prf, &keys.skeyid, &self.m.g_xi, &self.m.g_xr, &self.icookie, &self.rcookie, &self.m.sai_b, id_b))
+        Ok(f(
+            keys.prf,
+            &keys.skeyid,
+            &self.m.g_xi,
+            &self.m.g_xr,
+            &self.icookie,
+            &self.rcookie,
+            &self.m.sai_b,
+            id_b,
+        ))
     }
 
     fn check_peer_id(&self, peer: &Identity) -> Result<(), Error> {
         match &self.config.remote_id {
-            Some(want) if want != peer => {
-                Err(Error::InvalidId(format!("the peer identified as {peer}, expected {want}")))
-            }
+            Some(want) if want != peer => Err(Error::InvalidId(format!(
+                "the peer identified as {peer}, expected {want}"
+            ))),
             _ => Ok(()),
         }
     }
@@ -958,11 +1349,16 @@ impl Ike {
         self.pending = None;
         self.state = State::Established;
         let choice = self.m.choice.clone();
-        let (Some(choice), Some(peer_id)) = (choice, self.m.peer_id.clone()) else { return };
+        let (Some(choice), Some(peer_id)) = (choice, self.m.peer_id.clone()) else {
+            return;
+        };
         let info = Phase1Info {
             mode: self.config.mode,
             proposal: choice.proposal,
-            lifetime: choice.lifetime.unwrap_or(self.config.ike_lifetime).min(self.config.ike_lifetime),
+            lifetime: choice
+                .lifetime
+                .unwrap_or(self.config.ike_lifetime)
+                .min(self.config.ike_lifetime),
             local_id: self.our_identity(),
             peer_id,
             initiator_cookie: self.icookie,
@@ -974,25 +1370,39 @@ impl Ike {
         self.m.dh = None;
         self.info = Some(info.clone());
         self.out.events.push_back(Event::Phase1Established(info));
-        if self.role == Role::Initiator {
-            let children = self.config.children.clone();
-            for c in children {
-                self.start_quick(now, c);
-            }
-        }
+        self.dpd.heard(now);
+        self.begin_setup(now);
+        self.schedule_renewal(now);
     }
 
     // ----- NAT traversal ---------------------------------------------------
 
     fn our_vendor_ids(&self) -> Vec<Payload> {
-        if self.config.nat_traversal == NatTraversal::Off {
-            return Vec::new();
+        let mut v = vec![
+            Payload::VendorId(VID_XAUTH.to_vec()),
+            Payload::VendorId(VID_UNITY.to_vec()),
+        ];
+        if self.config.fragmentation {
+            v.push(Payload::VendorId(super::fragment::VID_FRAGMENTATION.to_vec()));
         }
-        natt::our_vendor_ids().into_iter().map(Payload::VendorId).collect()
+        if self.config.dpd.is_some() {
+            v.push(Payload::VendorId(VID_DPD.to_vec()));
+        }
+        if self.config.nat_traversal != NatTraversal::Off {
+            v.extend(natt::our_vendor_ids().into_iter().map(Payload::VendorId));
+        }
+        v
     }
 
-    /// Takes note of the NAT-T dialect the peer's vendor IDs announce.
+    /// Takes note of the NAT-T dialect and DPD support the peer's vendor IDs announce.
     fn learn_natt(&mut self, payloads: &[Payload]) {
+        self.dpd.peer_supports = payloads
+            .iter()
+            .any(|p| matches!(p, Payload::VendorId(v) if v.as_slice() == VID_DPD));
+        self.peer_fragmentation = self.config.fragmentation
+            && payloads
+                .iter()
+                .any(|p| matches!(p, Payload::VendorId(v) if super::fragment::is_fragmentation_vid(v)));
         if self.config.nat_traversal == NatTraversal::Off {
             return;
         }
@@ -1006,7 +1416,9 @@ impl Ike {
     /// NAT-D payloads: first the peer's address as we see it, then ours. With
     /// `force`, ours is deliberately wrong so the peer sees a NAT and encapsulates.
     fn nat_d_payloads(&mut self) -> Vec<Payload> {
-        let (Some(v), Some(choice)) = (self.natt, self.m.choice.as_ref()) else { return Vec::new() };
+        let (Some(v), Some(choice)) = (self.natt, self.m.choice.as_ref()) else {
+            return Vec::new();
+        };
         let hash = choice.proposal.hash;
         let peer = natt::nat_d(hash, &self.icookie, &self.rcookie, self.remote);
         let ours = if self.config.nat_traversal == NatTraversal::Force {
@@ -1014,11 +1426,22 @@ impl Ike {
         } else {
             natt::nat_d(hash, &self.icookie, &self.rcookie, self.local)
         };
-        vec![Payload::NatD { draft: v.draft(), hash: peer }, Payload::NatD { draft: v.draft(), hash: ours }]
+        vec![
+            Payload::NatD {
+                draft: v.draft(),
+                hash: peer,
+            },
+            Payload::NatD {
+                draft: v.draft(),
+                hash: ours,
+            },
+        ]
     }
 
     fn detect_nat(&mut self, payloads: &[Payload]) {
-        let (Some(_), Some(choice)) = (self.natt, self.m.choice.as_ref()) else { return };
+        let (Some(_), Some(choice)) = (self.natt, self.m.choice.as_ref()) else {
+            return;
+        };
         let hash = choice.proposal.hash;
         let received: Vec<Vec<u8>> = payloads
             .iter()
@@ -1049,7 +1472,12 @@ impl Ike {
 
     // ----- informational ---------------------------------------------------
 
-    fn handle_informational(&mut self, header: &Header, data: &[u8]) -> Result<(), Error> {
+    fn handle_informational(
+        &mut self,
+        now: Instant,
+        header: &Header,
+        data: &[u8],
+    ) -> Result<(), Error> {
         if header.flags & Header::FLAG_ENCRYPTION == 0 {
             return self.handle_plain_informational(data);
         }
@@ -1071,8 +1499,14 @@ impl Ike {
             self.counters.dropped += 1;
             return Ok(());
         };
-        let Some(keys) = self.m.keys.as_ref() else { return Ok(()) };
-        let expected = crypto::prf(keys.prf, &keys.skeyid_a, &[&header.message_id.to_be_bytes(), rest]);
+        let Some(keys) = self.m.keys.as_ref() else {
+            return Ok(());
+        };
+        let expected = crypto::prf(
+            keys.prf,
+            &keys.skeyid_a,
+            &[&header.message_id.to_be_bytes(), rest],
+        );
         if !crypto::ct_eq(&expected, hash) {
             self.counters.dropped += 1;
             return Ok(());
@@ -1080,6 +1514,11 @@ impl Ike {
         for d in &opened.payloads {
             match &d.payload {
                 Payload::Delete(del) => self.on_delete(del),
+                Payload::Notify(n)
+                    if matches!(n.kind, NotifyType::R_U_THERE | NotifyType::R_U_THERE_ACK) =>
+                {
+                    self.on_dpd_notify(now, n)
+                }
                 Payload::Notify(n) => self.on_authenticated_notify(n)?,
                 _ => {}
             }
@@ -1090,27 +1529,31 @@ impl Ike {
     /// Plaintext notifies are unauthenticated: they can end a negotiation still in
     /// phase 1 (that is how gateways say "no proposal chosen"), never an established SA.
     fn handle_plain_informational(&mut self, data: &[u8]) -> Result<(), Error> {
-        if matches!(self.state, State::Established | State::ExpectSa) || self.role == Role::Responder {
+        if matches!(self.state, State::Established | State::ExpectSa)
+            || self.role == Role::Responder
+        {
             self.counters.dropped += 1;
             return Ok(());
         }
-        let Some(msg) = self.decode_plain(data) else { return Ok(()) };
+        let Some(msg) = self.decode_plain(data) else {
+            return Ok(());
+        };
         for p in &msg.payloads {
-            if let Payload::Notify(n) = p {
-                if n.kind.is_error() {
-                    if self.state == State::ExpectIdHash
-                        && matches!(
-                            n.kind,
-                            NotifyType::PAYLOAD_MALFORMED
-                                | NotifyType::INVALID_PAYLOAD_TYPE
-                                | NotifyType::INVALID_HASH_INFORMATION
-                                | NotifyType::AUTHENTICATION_FAILED
-                        )
-                    {
-                        return Err(psk_mismatch());
-                    }
-                    return Err(Error::from_notify(n.kind, &n.data));
+            if let Payload::Notify(n) = p
+                && n.kind.is_error()
+            {
+                if self.state == State::ExpectIdHash
+                    && matches!(
+                        n.kind,
+                        NotifyType::PAYLOAD_MALFORMED
+                            | NotifyType::INVALID_PAYLOAD_TYPE
+                            | NotifyType::INVALID_HASH_INFORMATION
+                            | NotifyType::AUTHENTICATION_FAILED
+                    )
+                {
+                    return Err(psk_mismatch());
                 }
+                return Err(Error::from_notify(n.kind, &n.data));
             }
         }
         self.counters.dropped += 1;
@@ -1121,9 +1564,13 @@ impl Ike {
         if del.protocol == ProtocolId::ISAKMP {
             let mut ours = self.icookie.to_vec();
             ours.extend_from_slice(&self.rcookie);
-            if del.spis.iter().any(|s| *s == ours) {
+            if del.spis.contains(&ours) {
                 for c in std::mem::take(&mut self.children) {
-                    self.out.events.push_back(Event::Phase2Deleted { spi_in: c.spi_in, spi_out: c.spi_out, by_peer: true });
+                    self.out.events.push_back(Event::Phase2Deleted {
+                        spi_in: c.spi_in,
+                        spi_out: c.spi_out,
+                        by_peer: true,
+                    });
                 }
                 self.state = State::Dead;
                 self.pending = None;
@@ -1132,11 +1579,18 @@ impl Ike {
             }
         } else if del.protocol == ProtocolId::ESP {
             for spi in &del.spis {
-                let Some(spi) = sa::spi_u32(spi) else { continue };
+                let Some(spi) = sa::spi_u32(spi) else {
+                    continue;
+                };
                 // The peer names the SPI it receives on: our outbound SPI.
                 if let Some(i) = self.children.iter().position(|c| c.spi_out == spi) {
                     let c = self.children.remove(i);
-                    self.out.events.push_back(Event::Phase2Deleted { spi_in: c.spi_in, spi_out: c.spi_out, by_peer: true });
+                    self.child_timers.retain(|t| t.spi_in != c.spi_in);
+                    self.out.events.push_back(Event::Phase2Deleted {
+                        spi_in: c.spi_in,
+                        spi_out: c.spi_out,
+                        by_peer: true,
+                    });
                 }
             }
         }
@@ -1158,6 +1612,13 @@ impl Ike {
         Ok(())
     }
 }
+
+/// Cisco's XAuth vendor ID (draft-ietf-ipsra-isakmp-xauth-06) and the Cisco Unity
+/// vendor ID: gateways send split-include and banners only to Unity clients.
+const VID_XAUTH: [u8; 8] = [0x09, 0x00, 0x26, 0x89, 0xdf, 0xd6, 0xb7, 0x12];
+const VID_UNITY: [u8; 16] = [
+    0x12, 0xf5, 0xf2, 0x8c, 0x45, 0x71, 0x68, 0xa9, 0x70, 0x2d, 0x9f, 0xe2, 0x74, 0xcc, 0x01, 0x00,
+];
 
 /// A decrypted message.
 pub(super) struct Opened {
@@ -1211,7 +1672,13 @@ fn find_id(o: &Opened) -> Option<(Vec<u8>, Identity)> {
     o.payloads.iter().find_map(|d| match &d.payload {
         Payload::Id(i) => {
             let body = o.plain.get(d.span.start + 4..d.span.end)?.to_vec();
-            Some((body, Identity { kind: i.id_type, data: i.data.clone() }))
+            Some((
+                body,
+                Identity {
+                    kind: i.id_type,
+                    data: i.data.clone(),
+                },
+            ))
         }
         _ => None,
     })
@@ -1220,7 +1687,9 @@ fn find_id(o: &Opened) -> Option<(Vec<u8>, Identity)> {
 /// The HASH payload that must come first, and the bytes of every payload after it.
 pub(super) fn split_hash(o: &Opened) -> Option<(&[u8], &[u8])> {
     let first = o.payloads.first()?;
-    let Payload::Hash(h) = &first.payload else { return None };
+    let Payload::Hash(h) = &first.payload else {
+        return None;
+    };
     let end = o.payloads.last()?.span.end;
     Some((h.as_slice(), o.plain.get(first.span.end..end)?))
 }

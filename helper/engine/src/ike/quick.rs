@@ -13,13 +13,16 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
 
-use crate::codec::{self, ExchangeType, Header, IdPayload, IdType, NotifyPayload, NotifyType, Payload, PayloadType, ProtocolId};
+use crate::codec::{
+    self, ExchangeType, Header, IdPayload, IdType, NotifyPayload, NotifyType, Payload, PayloadType,
+    ProtocolId,
+};
 use crate::crypto::{self, DhKeyPair};
 
 use super::exchange::Pending;
-use super::phase1::{split_hash, Ike, Opened};
-use super::sa::{self, EspChoice, DOI_IPSEC};
-use super::{ChildConfig, ChildSa, Error, Event, EspKeys, Role, TrafficSelector};
+use super::phase1::{Ike, Opened, split_hash};
+use super::sa::{self, DOI_IPSEC, EspChoice};
+use super::{ChildConfig, ChildSa, Error, EspKeys, Event, Role, TrafficSelector};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum QmState {
@@ -48,6 +51,8 @@ pub(crate) struct Quick {
     pending: Option<Pending>,
     /// Responder: the request and our answer, for retransmissions.
     last: Option<(Vec<u8>, Vec<u8>)>,
+    /// Initiator: the inbound SPI of the SA this quick mode replaces (rekey).
+    pub rekey_of: Option<u32>,
 }
 
 impl Quick {
@@ -59,11 +64,23 @@ impl Quick {
 impl Ike {
     /// Initiator: starts a quick mode for one child.
     pub(super) fn start_quick(&mut self, now: Instant, child: ChildConfig) {
+        self.start_quick_for(now, child, None);
+    }
+
+    /// Starts a quick mode; `rekey_of` names the SA (by inbound SPI) it replaces.
+    pub(super) fn start_quick_for(
+        &mut self,
+        now: Instant,
+        child: ChildConfig,
+        rekey_of: Option<u32>,
+    ) {
         let mid = self.new_message_id();
         let spi_in = self.new_spi();
         let proposals = self.offered_esp();
         let Some(first) = proposals.first().copied() else {
-            self.out.events.push_back(Event::Phase2Failed(Error::Local("no phase 2 proposals configured".into())));
+            self.out.events.push_back(Event::Phase2Failed(Error::Local(
+                "no phase 2 proposals configured".into(),
+            )));
             return;
         };
         let ni = super::random_bytes::<32>(&mut *self.rng).to_vec();
@@ -90,7 +107,9 @@ impl Ike {
             rest.push(Payload::Id(cr.clone()));
         }
         let iv = self.exchange_iv(mid);
-        let Some(keys) = self.phase1_keys() else { return };
+        let Some(keys) = self.phase1_keys() else {
+            return;
+        };
         let (first_type, body) = codec::encode_payloads(&rest);
         let hash1 = crypto::prf(keys.prf, &keys.skeyid_a, &[&mid.to_be_bytes(), &body]);
         let mut all = Vec::new();
@@ -115,6 +134,7 @@ impl Ike {
                     ids,
                     pending: Some(pending),
                     last: None,
+                    rekey_of,
                 });
                 self.send_raw(d);
             }
@@ -124,14 +144,24 @@ impl Ike {
 
     /// Proposals that can go in one offer: those sharing the first one's PFS group.
     fn offered_esp(&self) -> Vec<crate::algs::EspProposal> {
-        let Some(first) = self.config.esp_proposals.first() else { return Vec::new() };
-        self.config.esp_proposals.iter().copied().filter(|p| p.group == first.group).collect()
+        let Some(first) = self.config.esp_proposals.first() else {
+            return Vec::new();
+        };
+        self.config
+            .esp_proposals
+            .iter()
+            .copied()
+            .filter(|p| p.group == first.group)
+            .collect()
     }
 
     fn new_spi(&mut self) -> u32 {
         loop {
             let spi = u32::from_be_bytes(super::random_bytes::<4>(&mut *self.rng));
-            if spi > 0xffff && !self.children.iter().any(|c| c.spi_in == spi) && !self.quick.iter().any(|q| q.spi_in == spi) {
+            if spi > 0xffff
+                && !self.children.iter().any(|c| c.spi_in == spi)
+                && !self.quick.iter().any(|q| q.spi_in == spi)
+            {
                 return spi;
             }
         }
@@ -142,12 +172,12 @@ impl Ike {
         let mut resend = Vec::new();
         let mut failed = Vec::new();
         for (i, q) in self.quick.iter_mut().enumerate() {
-            if let Some(p) = q.pending.as_mut() {
-                if now >= p.deadline {
-                    match p.on_timeout(now, &cfg) {
-                        Some(d) => resend.push(d),
-                        None => failed.push(i),
-                    }
+            if let Some(p) = q.pending.as_mut()
+                && now >= p.deadline
+            {
+                match p.on_timeout(now, &cfg) {
+                    Some(d) => resend.push(d),
+                    None => failed.push(i),
                 }
             }
         }
@@ -166,7 +196,12 @@ impl Ike {
         }
     }
 
-    pub(super) fn handle_quick(&mut self, now: Instant, header: &Header, data: &[u8]) -> Result<(), Error> {
+    pub(super) fn handle_quick(
+        &mut self,
+        now: Instant,
+        header: &Header,
+        data: &[u8],
+    ) -> Result<(), Error> {
         let mid = header.message_id;
         if mid == 0 {
             self.counters.dropped += 1;
@@ -181,13 +216,13 @@ impl Ike {
             return Ok(());
         }
         if let Some(i) = self.quick.iter().position(|q| q.mid == mid) {
-            if let Some((req, resp)) = &self.quick[i].last {
-                if req.as_slice() == data {
-                    let resp = resp.clone();
-                    self.counters.retransmits += 1;
-                    self.send_raw(resp);
-                    return Ok(());
-                }
+            if let Some((req, resp)) = &self.quick[i].last
+                && req.as_slice() == data
+            {
+                let resp = resp.clone();
+                self.counters.retransmits += 1;
+                self.send_raw(resp);
+                return Ok(());
             }
             let iv = self.quick[i].iv.clone();
             let Ok(opened) = self.open(header, data, &iv) else {
@@ -196,7 +231,7 @@ impl Ike {
             };
             return match self.quick[i].state {
                 QmState::ExpectQmReply => self.on_quick2(now, i, header, opened),
-                QmState::ExpectHash3 => self.on_quick3(i, header, opened),
+                QmState::ExpectHash3 => self.on_quick3(now, i, header, opened),
             };
         }
         // A new quick mode started by the peer.
@@ -209,8 +244,12 @@ impl Ike {
     }
 
     fn verify_hash(&self, header: &Header, opened: &Opened, prefix: &[&[u8]]) -> bool {
-        let Some(keys) = self.phase1_keys() else { return false };
-        let Some((hash, rest)) = split_hash(opened) else { return false };
+        let Some(keys) = self.phase1_keys() else {
+            return false;
+        };
+        let Some((hash, rest)) = split_hash(opened) else {
+            return false;
+        };
         let mid = header.message_id.to_be_bytes();
         let mut parts: Vec<&[u8]> = vec![&mid];
         parts.extend_from_slice(prefix);
@@ -218,7 +257,13 @@ impl Ike {
         crypto::ct_eq(&crypto::prf(keys.prf, &keys.skeyid_a, &parts), hash)
     }
 
-    fn on_quick2(&mut self, now: Instant, i: usize, header: &Header, opened: Opened) -> Result<(), Error> {
+    fn on_quick2(
+        &mut self,
+        now: Instant,
+        i: usize,
+        header: &Header,
+        opened: Opened,
+    ) -> Result<(), Error> {
         let ni = self.quick[i].ni.clone();
         if !self.verify_hash(header, &opened, &[&ni]) {
             self.counters.dropped += 1;
@@ -234,7 +279,9 @@ impl Ike {
                 Payload::Nonce(n) => nr = Some(n.clone()),
                 Payload::Ke(k) => ke = Some(k.clone()),
                 Payload::Id(id) => ids.push(id.clone()),
-                Payload::Notify(n) if n.kind == NotifyType::RESPONDER_LIFETIME => rl = Some(n.data.clone()),
+                Payload::Notify(n) if n.kind == NotifyType::RESPONDER_LIFETIME => {
+                    rl = Some(n.data.clone())
+                }
                 Payload::Notify(n) if n.kind.is_error() => {
                     self.quick.remove(i);
                     return Err(Error::from_notify(n.kind, &n.data));
@@ -243,21 +290,30 @@ impl Ike {
             }
         }
         let result = (|| {
-            let sa_p = sa_p.ok_or_else(|| Error::Malformed("quick mode reply without SA".into()))?;
+            let sa_p =
+                sa_p.ok_or_else(|| Error::Malformed("quick mode reply without SA".into()))?;
             let nr = nr.ok_or_else(|| Error::Malformed("quick mode reply without nonce".into()))?;
             let udp = self.udp_encapsulation().is_some();
-            let (choice, spi_out) = sa::check_esp_reply(sa_p, &offered, self.config.encapsulation, udp)?;
-            if let Some((ci, cr)) = &q.ids {
-                if ids.len() != 2 || ids[0] != *ci || ids[1] != *cr {
-                    return Err(Error::InvalidId("the gateway answered with other traffic selectors".into()));
-                }
+            let (choice, spi_out) =
+                sa::check_esp_reply(sa_p, &offered, self.config.encapsulation, udp)?;
+            if let Some((ci, cr)) = &q.ids
+                && (ids.len() != 2 || ids[0] != *ci || ids[1] != *cr)
+            {
+                return Err(Error::InvalidId(
+                    "the gateway answered with other traffic selectors".into(),
+                ));
             }
             let g_qm = match (&q.dh, choice.proposal.group, ke) {
                 (Some(dh), Some(_), Some(ke)) => Some(
-                    dh.shared_secret(&ke).map_err(|e| Error::Malformed(format!("quick mode KE: {e}")))?,
+                    dh.shared_secret(&ke)
+                        .map_err(|e| Error::Malformed(format!("quick mode KE: {e}")))?,
                 ),
                 (None, None, None) => None,
-                _ => return Err(Error::NoProposalChosen("PFS mismatch in the gateway's answer".into())),
+                _ => {
+                    return Err(Error::NoProposalChosen(
+                        "PFS mismatch in the gateway's answer".into(),
+                    ));
+                }
             };
             Ok((choice, spi_out, nr, g_qm))
         })();
@@ -273,22 +329,40 @@ impl Ike {
             choice.lifetime = min_opt(choice.lifetime, secs);
             choice.lifetime_kb = min_opt(choice.lifetime_kb, kb);
         }
-        let Some(keys) = self.phase1_keys() else { return Ok(()) };
-        let hash3 = crypto::prf(keys.prf, &keys.skeyid_a, &[&[0u8], &header.message_id.to_be_bytes(), &ni, &nr]);
+        let Some(keys) = self.phase1_keys() else {
+            return Ok(());
+        };
+        let hash3 = crypto::prf(
+            keys.prf,
+            &keys.skeyid_a,
+            &[&[0u8], &header.message_id.to_be_bytes(), &ni, &nr],
+        );
         let (first, body) = codec::encode_payloads(&[Payload::Hash(hash3)]);
         let iv = opened.last_block.clone();
         let (d, _) = self.seal(ExchangeType::QUICK, header.message_id, first, body, &iv)?;
         let q = self.quick.remove(i);
-        let child = self.child_sa(&q, &choice, spi_out, &ni, &nr, g_qm.as_deref().map(|v| v.as_slice()), Role::Initiator);
+        let child = self.child_sa(
+            &q,
+            &choice,
+            spi_out,
+            &ni,
+            &nr,
+            g_qm.as_deref().map(|v| v.as_slice()),
+            Role::Initiator,
+        );
         self.remember_done(q.mid, Some(d.clone()));
         self.send_raw(d);
-        self.children.push(child.clone());
-        self.out.events.push_back(Event::Phase2Established(child));
-        let _ = now;
+        self.child_established(now, child, q.child.clone(), q.rekey_of);
         Ok(())
     }
 
-    fn on_quick1(&mut self, now: Instant, header: &Header, data: &[u8], opened: Opened) -> Result<(), Error> {
+    fn on_quick1(
+        &mut self,
+        now: Instant,
+        header: &Header,
+        data: &[u8],
+        opened: Opened,
+    ) -> Result<(), Error> {
         if !self.verify_hash(header, &opened, &[]) {
             self.counters.dropped += 1;
             return Ok(());
@@ -307,14 +381,23 @@ impl Ike {
         let mid = header.message_id;
         let refuse = |this: &mut Ike, e: Error| -> Result<(), Error> {
             if let Some(kind) = e.notify() {
-                let n = NotifyPayload { doi: DOI_IPSEC, protocol: ProtocolId::ESP, spi: Vec::new(), kind, data: Vec::new() };
+                let n = NotifyPayload {
+                    doi: DOI_IPSEC,
+                    protocol: ProtocolId::ESP,
+                    spi: Vec::new(),
+                    kind,
+                    data: Vec::new(),
+                };
                 this.send_informational(vec![Payload::Notify(n)]);
             }
             this.remember_done(mid, None);
             Err(e)
         };
         let (Some(sa_p), Some(ni)) = (sa_p, ni) else {
-            return refuse(self, Error::Malformed("quick mode request without SA or nonce".into()));
+            return refuse(
+                self,
+                Error::Malformed("quick mode request without SA or nonce".into()),
+            );
         };
         // Traffic selectors: the peer's (IDci) must lie in what we accept for it,
         // ours (IDcr) in what we have.
@@ -322,25 +405,44 @@ impl Ike {
             [] => (None, None),
             [ci, cr] => match (id_to_ts(ci), id_to_ts(cr)) {
                 (Some(peer), Some(ours)) => {
-                    let ok = self.config.children.iter().any(|c| {
-                        c.remote.is_some_and(|r| r.contains(&peer)) && c.local.is_some_and(|l| l.contains(&ours))
-                    });
+                    let ok = self.accepts_selectors(&peer, &ours);
                     if !ok {
-                        return refuse(self, Error::InvalidId(format!("traffic selectors {peer} <-> {ours} are not allowed")));
+                        return refuse(
+                            self,
+                            Error::InvalidId(format!(
+                                "traffic selectors {peer} <-> {ours} are not allowed"
+                            )),
+                        );
                     }
                     (Some(ours), Some(peer))
                 }
-                _ => return refuse(self, Error::InvalidId("unsupported ID type in quick mode".into())),
+                _ => {
+                    return refuse(
+                        self,
+                        Error::InvalidId("unsupported ID type in quick mode".into()),
+                    );
+                }
             },
-            _ => return refuse(self, Error::InvalidId(format!("{} IDs in quick mode", ids.len()))),
+            _ => {
+                return refuse(
+                    self,
+                    Error::InvalidId(format!("{} IDs in quick mode", ids.len())),
+                );
+            }
         };
         let spi_in = self.new_spi();
-        let (reply_sa, mut choice, spi_out) = match sa::choose_esp(&sa_p, &self.config.esp_proposals, spi_in) {
-            Ok(v) => v,
-            Err(e) => return refuse(self, e),
-        };
-        if choice.encapsulation != self.config.encapsulation || choice.udp != self.udp_encapsulation().is_some() {
-            return refuse(self, Error::NoProposalChosen("encapsulation mode mismatch".into()));
+        let (reply_sa, mut choice, spi_out) =
+            match sa::choose_esp(&sa_p, &self.config.esp_proposals, spi_in) {
+                Ok(v) => v,
+                Err(e) => return refuse(self, e),
+            };
+        if choice.encapsulation != self.config.encapsulation
+            || choice.udp != self.udp_encapsulation().is_some()
+        {
+            return refuse(
+                self,
+                Error::NoProposalChosen("encapsulation mode mismatch".into()),
+            );
         }
         let nr = super::random_bytes::<32>(&mut *self.rng).to_vec();
         let (dh, g_qm) = match (choice.proposal.group, ke) {
@@ -373,14 +475,25 @@ impl Ike {
             }));
             choice.lifetime = Some(ours);
         }
-        let Some(keys) = self.phase1_keys() else { return Ok(()) };
+        let Some(keys) = self.phase1_keys() else {
+            return Ok(());
+        };
         let (first, body) = codec::encode_payloads(&rest);
         let hash2 = crypto::prf(keys.prf, &keys.skeyid_a, &[&mid.to_be_bytes(), &ni, &body]);
         let mut all = Vec::new();
         Payload::Hash(hash2).encode_with_next(first, &mut all);
         all.extend_from_slice(&body);
-        let (d, last) = self.seal(ExchangeType::QUICK, mid, PayloadType::HASH, all, &opened.last_block)?;
-        let child = ChildConfig { local: local_ts, remote: remote_ts };
+        let (d, last) = self.seal(
+            ExchangeType::QUICK,
+            mid,
+            PayloadType::HASH,
+            all,
+            &opened.last_block,
+        )?;
+        let child = ChildConfig {
+            local: local_ts,
+            remote: remote_ts,
+        };
         // HASH(3) has no answer: if it is lost only our retransmission repairs it.
         let pending = Pending::new(d.clone(), now, &self.config.retransmit);
         self.quick.push(Quick {
@@ -399,6 +512,7 @@ impl Ike {
             ids: None,
             pending: Some(pending),
             last: Some((data.to_vec(), d.clone())),
+            rekey_of: None,
         });
         // Keep the PFS secret with the exchange until keys are derived.
         if let (Some(q), Some(s)) = (self.quick.last_mut(), g_qm) {
@@ -408,9 +522,17 @@ impl Ike {
         Ok(())
     }
 
-    fn on_quick3(&mut self, i: usize, header: &Header, opened: Opened) -> Result<(), Error> {
+    fn on_quick3(
+        &mut self,
+        now: Instant,
+        i: usize,
+        header: &Header,
+        opened: Opened,
+    ) -> Result<(), Error> {
         let q = &self.quick[i];
-        let Some(keys) = self.phase1_keys() else { return Ok(()) };
+        let Some(keys) = self.phase1_keys() else {
+            return Ok(());
+        };
         let Some(first) = opened.payloads.first() else {
             self.counters.dropped += 1;
             return Ok(());
@@ -419,18 +541,48 @@ impl Ike {
             self.counters.dropped += 1;
             return Ok(());
         };
-        let expected = crypto::prf(keys.prf, &keys.skeyid_a, &[&[0u8], &header.message_id.to_be_bytes(), &q.ni, &q.nr]);
+        let expected = crypto::prf(
+            keys.prf,
+            &keys.skeyid_a,
+            &[&[0u8], &header.message_id.to_be_bytes(), &q.ni, &q.nr],
+        );
         if !crypto::ct_eq(&expected, h) {
             self.counters.dropped += 1;
             return Ok(());
         }
         let q = self.quick.remove(i);
-        let Some(choice) = q.choice.clone() else { return Ok(()) };
+        let Some(choice) = q.choice.clone() else {
+            return Ok(());
+        };
         let g_qm = (!q.peer_ke.is_empty()).then(|| q.peer_ke.clone());
-        let child = self.child_sa(&q, &choice, q.spi_out, &q.ni, &q.nr, g_qm.as_deref(), Role::Responder);
+        let child = self.child_sa(
+            &q,
+            &choice,
+            q.spi_out,
+            &q.ni,
+            &q.nr,
+            g_qm.as_deref(),
+            Role::Responder,
+        );
         self.remember_done(q.mid, None);
-        self.children.push(child.clone());
-        self.out.events.push_back(Event::Phase2Established(child));
+        // A quick mode the peer started replaces ours with the same selectors (its rekey).
+        let replaces = self
+            .children
+            .iter()
+            .find(|c| {
+                c.local_ts == child.local_ts
+                    && match (c.remote_ts, child.remote_ts) {
+                        (Some(a), Some(b)) => a.contains(&b) || b.contains(&a),
+                        (a, b) => a == b,
+                    }
+            })
+            .map(|c| c.spi_in);
+        let cfg = q.child.clone();
+        self.child_established(now, child, cfg, None);
+        if let Some(old) = replaces {
+            // The peer deletes the old SA itself; we only stop rekeying it.
+            self.superseded(old);
+        }
         Ok(())
     }
 
@@ -458,9 +610,21 @@ impl Ike {
         let keys = self.phase1_keys();
         let derive = |spi: u32| -> EspKeys {
             let Some(k) = keys else {
-                return EspKeys { encryption: Default::default(), integrity: Default::default() };
+                return EspKeys {
+                    encryption: Default::default(),
+                    integrity: Default::default(),
+                };
             };
-            let km = crypto::keymat(k.prf, &k.skeyid_d, g_qm, ProtocolId::ESP.0, &spi.to_be_bytes(), ni, nr, enc_len + auth_len);
+            let km = crypto::keymat(
+                k.prf,
+                &k.skeyid_d,
+                g_qm,
+                ProtocolId::ESP.0,
+                &spi.to_be_bytes(),
+                ni,
+                nr,
+                enc_len + auth_len,
+            );
             EspKeys {
                 encryption: zeroize::Zeroizing::new(km[..enc_len].to_vec()),
                 integrity: zeroize::Zeroizing::new(km[enc_len..].to_vec()),
@@ -476,7 +640,10 @@ impl Ike {
             keys_out: derive(spi_out),
             local_ts: q.child.local,
             remote_ts: q.child.remote,
-            lifetime: choice.lifetime.unwrap_or(self.config.esp_lifetime).min(self.config.esp_lifetime),
+            lifetime: choice
+                .lifetime
+                .unwrap_or(self.config.esp_lifetime)
+                .min(self.config.esp_lifetime),
             lifetime_kb: min_opt(choice.lifetime_kb, self.config.esp_lifetime_kb),
         }
     }
@@ -495,19 +662,32 @@ pub(crate) fn ts_to_id(ts: &TrafficSelector) -> IdPayload {
         (IpAddr::V4(a), true) => (IdType::IPV4_ADDR, a.octets().to_vec()),
         (IpAddr::V6(a), true) => (IdType::IPV6_ADDR, a.octets().to_vec()),
         (IpAddr::V4(a), false) => {
-            let mask = if ts.prefix == 0 { 0 } else { u32::MAX << (32 - ts.prefix as u32) };
+            let mask = if ts.prefix == 0 {
+                0
+            } else {
+                u32::MAX << (32 - ts.prefix as u32)
+            };
             let mut d = a.octets().to_vec();
             d.extend_from_slice(&mask.to_be_bytes());
             (IdType::IPV4_ADDR_SUBNET, d)
         }
         (IpAddr::V6(a), false) => {
-            let mask = if ts.prefix == 0 { 0 } else { u128::MAX << (128 - ts.prefix as u32) };
+            let mask = if ts.prefix == 0 {
+                0
+            } else {
+                u128::MAX << (128 - ts.prefix as u32)
+            };
             let mut d = a.octets().to_vec();
             d.extend_from_slice(&mask.to_be_bytes());
             (IdType::IPV6_ADDR_SUBNET, d)
         }
     };
-    IdPayload { id_type, protocol: 0, port: 0, data }
+    IdPayload {
+        id_type,
+        protocol: 0,
+        port: 0,
+        data,
+    }
 }
 
 /// The traffic selector an ID payload names; `None` for types that are not
@@ -529,7 +709,10 @@ pub(crate) fn id_to_ts(id: &IdPayload) -> Option<TrafficSelector> {
             let m = u32::from_be_bytes(m.try_into().ok()?);
             let prefix = m.leading_ones();
             (m.checked_shl(prefix).unwrap_or(0) == 0).then_some(())?;
-            Some(TrafficSelector { addr: IpAddr::V4(Ipv4Addr::from(u32::from_be_bytes(a) & m)), prefix: prefix as u8 })
+            Some(TrafficSelector {
+                addr: IpAddr::V4(Ipv4Addr::from(u32::from_be_bytes(a) & m)),
+                prefix: prefix as u8,
+            })
         }
         IdType::IPV6_ADDR_SUBNET => {
             let (a, m) = (d.get(..16)?, d.get(16..)?);
@@ -537,9 +720,11 @@ pub(crate) fn id_to_ts(id: &IdPayload) -> Option<TrafficSelector> {
             let m = u128::from_be_bytes(m.try_into().ok()?);
             let prefix = m.leading_ones();
             (m.checked_shl(prefix).unwrap_or(0) == 0).then_some(())?;
-            Some(TrafficSelector { addr: IpAddr::V6(Ipv6Addr::from(u128::from_be_bytes(a) & m)), prefix: prefix as u8 })
+            Some(TrafficSelector {
+                addr: IpAddr::V6(Ipv6Addr::from(u128::from_be_bytes(a) & m)),
+                prefix: prefix as u8,
+            })
         }
         _ => None,
     }
 }
-

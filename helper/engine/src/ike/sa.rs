@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use crate::algs::{DhGroup, EspAuth, EspCipher, EspProposal, HashAlg, IkeCipher, IkeProposal};
-use crate::codec::{attr, ipsec_attr, AttrValue, Attribute, ProtocolId, Proposal, SaPayload, Transform};
+use crate::codec::{
+    AttrValue, Attribute, Proposal, ProtocolId, SaPayload, Transform, attr, ipsec_attr,
+};
 
 use super::{Encapsulation, Error};
 
@@ -16,7 +18,11 @@ const KEY_IKE: u8 = 1;
 const MAX_LIFETIME: u64 = 7 * 24 * 3600;
 
 /// Phase 1 SA: one ISAKMP proposal with one transform per configured proposal.
-pub(crate) fn ike_offer(proposals: &[IkeProposal], auth_method: u16, lifetime: Duration) -> SaPayload {
+pub(crate) fn ike_offer(
+    proposals: &[IkeProposal],
+    auth_method: u16,
+    lifetime: Duration,
+) -> SaPayload {
     let transforms = proposals
         .iter()
         .enumerate()
@@ -25,12 +31,20 @@ pub(crate) fn ike_offer(proposals: &[IkeProposal], auth_method: u16, lifetime: D
     SaPayload {
         doi: DOI_IPSEC,
         situation: SIT_IDENTITY_ONLY,
-        proposals: vec![Proposal { number: 1, protocol: ProtocolId::ISAKMP, spi: Vec::new(), transforms }],
+        proposals: vec![Proposal {
+            number: 1,
+            protocol: ProtocolId::ISAKMP,
+            spi: Vec::new(),
+            transforms,
+        }],
     }
 }
 
 fn ike_transform(number: u8, p: &IkeProposal, auth_method: u16, lifetime: Duration) -> Transform {
-    let mut attributes = vec![Attribute::basic(attr::ENCRYPTION_ALGORITHM, p.cipher.ike_id())];
+    let mut attributes = vec![Attribute::basic(
+        attr::ENCRYPTION_ALGORITHM,
+        p.cipher.ike_id(),
+    )];
     if let Some(bits) = p.cipher.key_length_attr() {
         attributes.push(Attribute::basic(attr::KEY_LENGTH, bits));
     }
@@ -39,7 +53,11 @@ fn ike_transform(number: u8, p: &IkeProposal, auth_method: u16, lifetime: Durati
     attributes.push(Attribute::basic(attr::GROUP_DESCRIPTION, p.group.ike_id()));
     attributes.push(Attribute::basic(attr::LIFE_TYPE, attr::SECONDS));
     attributes.push(life_attr(attr::LIFE_DURATION, lifetime.as_secs()));
-    Transform { number, id: KEY_IKE, attributes }
+    Transform {
+        number,
+        id: KEY_IKE,
+        attributes,
+    }
 }
 
 fn life_attr(kind: u16, v: u64) -> Attribute {
@@ -79,10 +97,8 @@ fn parse_ike_transform(t: &Transform) -> Result<IkeChoice, String> {
             attr::GROUP_DESCRIPTION => group = basic,
             attr::KEY_LENGTH => keylen = basic,
             attr::LIFE_TYPE => life_type = basic,
-            attr::LIFE_DURATION => {
-                if life_type == Some(attr::SECONDS) {
-                    lifetime = a.as_u64().map(|s| Duration::from_secs(s.min(MAX_LIFETIME)));
-                }
+            attr::LIFE_DURATION if life_type == Some(attr::SECONDS) => {
+                lifetime = a.as_u64().map(|s| Duration::from_secs(s.min(MAX_LIFETIME)));
             }
             // PRF, group type/prime/generator (custom groups) and the like: refuse.
             attr::PRF | attr::GROUP_TYPE | attr::FIELD_SIZE | attr::GROUP_ORDER => {
@@ -92,66 +108,103 @@ fn parse_ike_transform(t: &Transform) -> Result<IkeChoice, String> {
         }
     }
     let enc = enc.ok_or("no encryption algorithm")?;
-    let cipher = IkeCipher::from_ike(enc, keylen).ok_or_else(|| format!("unsupported cipher {enc}"))?;
+    let cipher =
+        IkeCipher::from_ike(enc, keylen).ok_or_else(|| format!("unsupported cipher {enc}"))?;
     let hash = hash.ok_or("no hash algorithm")?;
     let hash = HashAlg::from_ike(hash).ok_or_else(|| format!("unsupported hash {hash}"))?;
     let group = group.ok_or("no DH group")?;
     let group = DhGroup::from_ike(group).ok_or_else(|| format!("unsupported DH group {group}"))?;
     let auth_method = auth.ok_or("no authentication method")?;
-    Ok(IkeChoice { proposal: IkeProposal { cipher, hash, group }, auth_method, lifetime })
+    Ok(IkeChoice {
+        proposal: IkeProposal {
+            cipher,
+            hash,
+            group,
+        },
+        auth_method,
+        lifetime,
+    })
 }
 
 /// Initiator: the responder's answer must be exactly one of the transforms we offered.
-pub(crate) fn check_ike_reply(sa: &SaPayload, offered: &[IkeProposal], auth_method: u16) -> Result<IkeChoice, Error> {
-    let bad = |why: String| Error::NoProposalChosen(format!("the gateway's phase 1 answer is invalid: {why}"));
+pub(crate) fn check_ike_reply(
+    sa: &SaPayload,
+    offered: &[IkeProposal],
+    auth_method: u16,
+) -> Result<IkeChoice, Error> {
+    let bad = |why: String| {
+        Error::NoProposalChosen(format!("the gateway's phase 1 answer is invalid: {why}"))
+    };
     if sa.doi != DOI_IPSEC {
         return Err(bad(format!("DOI {}", sa.doi)));
     }
     let [p] = sa.proposals.as_slice() else {
-        return Err(bad(format!("{} proposals in the reply", sa.proposals.len())));
+        return Err(bad(format!(
+            "{} proposals in the reply",
+            sa.proposals.len()
+        )));
     };
     let [t] = p.transforms.as_slice() else {
-        return Err(bad(format!("{} transforms in the reply", p.transforms.len())));
+        return Err(bad(format!(
+            "{} transforms in the reply",
+            p.transforms.len()
+        )));
     };
     let choice = parse_ike_transform(t).map_err(bad)?;
     if !offered.contains(&choice.proposal) {
-        return Err(bad(format!("it chose {}, which we did not offer", choice.proposal)));
+        return Err(bad(format!(
+            "it chose {}, which we did not offer",
+            choice.proposal
+        )));
     }
     if choice.auth_method != auth_method {
-        return Err(bad(format!("it chose authentication method {}", choice.auth_method)));
+        return Err(bad(format!(
+            "it chose authentication method {}",
+            choice.auth_method
+        )));
     }
     Ok(choice)
 }
 
 /// Responder: the first of the peer's transforms that we accept, in the peer's order.
 /// Returns the transform to echo back and what it means.
-pub(crate) fn choose_ike(sa: &SaPayload, acceptable: &[IkeProposal], auth_method: u16) -> Result<(SaPayload, IkeChoice), Error> {
+pub(crate) fn choose_ike(
+    sa: &SaPayload,
+    acceptable: &[IkeProposal],
+    auth_method: u16,
+) -> Result<(SaPayload, IkeChoice), Error> {
     if sa.doi != DOI_IPSEC || sa.situation != SIT_IDENTITY_ONLY {
-        return Err(Error::NoProposalChosen(format!("unsupported DOI {} / situation {}", sa.doi, sa.situation)));
+        return Err(Error::NoProposalChosen(format!(
+            "unsupported DOI {} / situation {}",
+            sa.doi, sa.situation
+        )));
     }
     for p in &sa.proposals {
         if p.protocol != ProtocolId::ISAKMP {
             continue;
         }
         for t in &p.transforms {
-            if let Ok(c) = parse_ike_transform(t) {
-                if acceptable.contains(&c.proposal) && c.auth_method == auth_method {
-                    let reply = SaPayload {
-                        doi: DOI_IPSEC,
-                        situation: SIT_IDENTITY_ONLY,
-                        proposals: vec![Proposal {
-                            number: p.number,
-                            protocol: ProtocolId::ISAKMP,
-                            spi: p.spi.clone(),
-                            transforms: vec![t.clone()],
-                        }],
-                    };
-                    return Ok((reply, c));
-                }
+            if let Ok(c) = parse_ike_transform(t)
+                && acceptable.contains(&c.proposal)
+                && c.auth_method == auth_method
+            {
+                let reply = SaPayload {
+                    doi: DOI_IPSEC,
+                    situation: SIT_IDENTITY_ONLY,
+                    proposals: vec![Proposal {
+                        number: p.number,
+                        protocol: ProtocolId::ISAKMP,
+                        spi: p.spi.clone(),
+                        transforms: vec![t.clone()],
+                    }],
+                };
+                return Ok((reply, c));
             }
         }
     }
-    Err(Error::NoProposalChosen("none of the peer's phase 1 proposals is acceptable".into()))
+    Err(Error::NoProposalChosen(
+        "none of the peer's phase 1 proposals is acceptable".into(),
+    ))
 }
 
 /// Phase 2 offer: one ESP proposal with one transform per configured proposal
@@ -171,17 +224,31 @@ pub(crate) fn esp_offer(
     SaPayload {
         doi: DOI_IPSEC,
         situation: SIT_IDENTITY_ONLY,
-        proposals: vec![Proposal { number: 1, protocol: ProtocolId::ESP, spi: spi.to_be_bytes().to_vec(), transforms }],
+        proposals: vec![Proposal {
+            number: 1,
+            protocol: ProtocolId::ESP,
+            spi: spi.to_be_bytes().to_vec(),
+            transforms,
+        }],
     }
 }
 
-fn esp_transform(number: u8, p: &EspProposal, mode: u16, lifetime: Duration, kb: Option<u64>) -> Transform {
+fn esp_transform(
+    number: u8,
+    p: &EspProposal,
+    mode: u16,
+    lifetime: Duration,
+    kb: Option<u64>,
+) -> Transform {
     let mut attributes = vec![
         Attribute::basic(ipsec_attr::SA_LIFE_TYPE, ipsec_attr::SECONDS),
         life_attr(ipsec_attr::SA_LIFE_DURATION, lifetime.as_secs()),
     ];
     if let Some(kb) = kb {
-        attributes.push(Attribute::basic(ipsec_attr::SA_LIFE_TYPE, ipsec_attr::KILOBYTES));
+        attributes.push(Attribute::basic(
+            ipsec_attr::SA_LIFE_TYPE,
+            ipsec_attr::KILOBYTES,
+        ));
         attributes.push(life_attr(ipsec_attr::SA_LIFE_DURATION, kb));
     }
     if let Some(g) = p.group {
@@ -189,12 +256,19 @@ fn esp_transform(number: u8, p: &EspProposal, mode: u16, lifetime: Duration, kb:
     }
     attributes.push(Attribute::basic(ipsec_attr::ENCAPSULATION_MODE, mode));
     if let Some(a) = p.auth {
-        attributes.push(Attribute::basic(ipsec_attr::AUTHENTICATION_ALGORITHM, a.ike_id()));
+        attributes.push(Attribute::basic(
+            ipsec_attr::AUTHENTICATION_ALGORITHM,
+            a.ike_id(),
+        ));
     }
     if let Some(bits) = p.cipher.key_length_attr() {
         attributes.push(Attribute::basic(ipsec_attr::KEY_LENGTH, bits));
     }
-    Transform { number, id: p.cipher.transform_id(), attributes }
+    Transform {
+        number,
+        id: p.cipher.transform_id(),
+        attributes,
+    }
 }
 
 /// The ENCAPSULATION_MODE value: plain, or UDP-encapsulated in the agreed NAT-T dialect.
@@ -244,9 +318,12 @@ pub(crate) fn parse_esp_transform(t: &Transform) -> Result<EspChoice, String> {
             _ => {}
         }
     }
-    let cipher = EspCipher::from_ike(t.id, keylen).ok_or_else(|| format!("unsupported ESP transform {}", t.id))?;
+    let cipher = EspCipher::from_ike(t.id, keylen)
+        .ok_or_else(|| format!("unsupported ESP transform {}", t.id))?;
     let auth = match auth {
-        Some(a) => Some(EspAuth::from_ike(a).ok_or_else(|| format!("unsupported ESP authentication {a}"))?),
+        Some(a) => Some(
+            EspAuth::from_ike(a).ok_or_else(|| format!("unsupported ESP authentication {a}"))?,
+        ),
         None => None,
     };
     if !cipher.is_aead() && auth.is_none() {
@@ -262,11 +339,25 @@ pub(crate) fn parse_esp_transform(t: &Transform) -> Result<EspChoice, String> {
     let (encapsulation, udp) = match mode {
         Some(ipsec_attr::TUNNEL) | None => (Encapsulation::Tunnel, false),
         Some(ipsec_attr::TRANSPORT) => (Encapsulation::Transport, false),
-        Some(ipsec_attr::UDP_TUNNEL_RFC | ipsec_attr::UDP_TUNNEL_DRAFT) => (Encapsulation::Tunnel, true),
-        Some(ipsec_attr::UDP_TRANSPORT_RFC | ipsec_attr::UDP_TRANSPORT_DRAFT) => (Encapsulation::Transport, true),
+        Some(ipsec_attr::UDP_TUNNEL_RFC | ipsec_attr::UDP_TUNNEL_DRAFT) => {
+            (Encapsulation::Tunnel, true)
+        }
+        Some(ipsec_attr::UDP_TRANSPORT_RFC | ipsec_attr::UDP_TRANSPORT_DRAFT) => {
+            (Encapsulation::Transport, true)
+        }
         Some(m) => return Err(format!("unsupported encapsulation mode {m}")),
     };
-    Ok(EspChoice { proposal: EspProposal { cipher, auth, group }, encapsulation, udp, lifetime, lifetime_kb })
+    Ok(EspChoice {
+        proposal: EspProposal {
+            cipher,
+            auth,
+            group,
+        },
+        encapsulation,
+        udp,
+        lifetime,
+        lifetime_kb,
+    })
 }
 
 /// Initiator: the reply must carry one ESP proposal with one transform we offered.
@@ -277,20 +368,31 @@ pub(crate) fn check_esp_reply(
     encap: Encapsulation,
     udp: bool,
 ) -> Result<(EspChoice, u32), Error> {
-    let bad = |why: String| Error::NoProposalChosen(format!("the gateway's phase 2 answer is invalid: {why}"));
+    let bad = |why: String| {
+        Error::NoProposalChosen(format!("the gateway's phase 2 answer is invalid: {why}"))
+    };
     let [p] = sa.proposals.as_slice() else {
-        return Err(bad(format!("{} proposals in the reply", sa.proposals.len())));
+        return Err(bad(format!(
+            "{} proposals in the reply",
+            sa.proposals.len()
+        )));
     };
     if p.protocol != ProtocolId::ESP {
         return Err(bad(format!("protocol {}", p.protocol.0)));
     }
     let spi = spi_u32(&p.spi).ok_or_else(|| bad(format!("SPI of {} bytes", p.spi.len())))?;
     let [t] = p.transforms.as_slice() else {
-        return Err(bad(format!("{} transforms in the reply", p.transforms.len())));
+        return Err(bad(format!(
+            "{} transforms in the reply",
+            p.transforms.len()
+        )));
     };
     let choice = parse_esp_transform(t).map_err(bad)?;
     if !offered.contains(&choice.proposal) {
-        return Err(bad(format!("it chose {}, which we did not offer", choice.proposal)));
+        return Err(bad(format!(
+            "it chose {}, which we did not offer",
+            choice.proposal
+        )));
     }
     if choice.encapsulation != encap || choice.udp != udp {
         return Err(bad("it chose another encapsulation mode".into()));
@@ -309,26 +411,30 @@ pub(crate) fn choose_esp(
         if p.protocol != ProtocolId::ESP {
             continue;
         }
-        let Some(peer_spi) = spi_u32(&p.spi) else { continue };
+        let Some(peer_spi) = spi_u32(&p.spi) else {
+            continue;
+        };
         for t in &p.transforms {
-            if let Ok(c) = parse_esp_transform(t) {
-                if acceptable.contains(&c.proposal) {
-                    let reply = SaPayload {
-                        doi: DOI_IPSEC,
-                        situation: SIT_IDENTITY_ONLY,
-                        proposals: vec![Proposal {
-                            number: p.number,
-                            protocol: ProtocolId::ESP,
-                            spi: our_spi.to_be_bytes().to_vec(),
-                            transforms: vec![t.clone()],
-                        }],
-                    };
-                    return Ok((reply, c, peer_spi));
-                }
+            if let Ok(c) = parse_esp_transform(t)
+                && acceptable.contains(&c.proposal)
+            {
+                let reply = SaPayload {
+                    doi: DOI_IPSEC,
+                    situation: SIT_IDENTITY_ONLY,
+                    proposals: vec![Proposal {
+                        number: p.number,
+                        protocol: ProtocolId::ESP,
+                        spi: our_spi.to_be_bytes().to_vec(),
+                        transforms: vec![t.clone()],
+                    }],
+                };
+                return Ok((reply, c, peer_spi));
             }
         }
     }
-    Err(Error::NoProposalChosen("none of the peer's phase 2 proposals is acceptable".into()))
+    Err(Error::NoProposalChosen(
+        "none of the peer's phase 2 proposals is acceptable".into(),
+    ))
 }
 
 pub(crate) fn spi_u32(b: &[u8]) -> Option<u32> {
@@ -341,7 +447,9 @@ pub(crate) fn spi_u32(b: &[u8]) -> Option<u32> {
 /// RESPONDER-LIFETIME notify data: the attributes that lower our lifetimes.
 pub(crate) fn parse_responder_lifetime(data: &[u8]) -> (Option<Duration>, Option<u64>) {
     let mut r = crate::codec::Reader::named(data, "RESPONDER-LIFETIME data");
-    let Ok(attrs) = Attribute::read_all(&mut r) else { return (None, None) };
+    let Ok(attrs) = Attribute::read_all(&mut r) else {
+        return (None, None);
+    };
     let (mut secs, mut kb, mut ty) = (None, None, None);
     for a in attrs {
         match a.kind {
@@ -352,7 +460,9 @@ pub(crate) fn parse_responder_lifetime(data: &[u8]) -> (Option<Duration>, Option
                 }
             }
             ipsec_attr::SA_LIFE_DURATION => match ty {
-                Some(ipsec_attr::SECONDS) => secs = a.as_u64().map(|s| Duration::from_secs(s.min(MAX_LIFETIME))),
+                Some(ipsec_attr::SECONDS) => {
+                    secs = a.as_u64().map(|s| Duration::from_secs(s.min(MAX_LIFETIME)))
+                }
                 Some(ipsec_attr::KILOBYTES) => kb = a.as_u64(),
                 _ => {}
             },

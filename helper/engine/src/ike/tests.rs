@@ -16,7 +16,10 @@ fn addr(last: u8) -> SocketAddr {
 
 fn ts(s: &str) -> TrafficSelector {
     let (a, p) = s.split_once('/').unwrap();
-    TrafficSelector { addr: a.parse().unwrap(), prefix: p.parse().unwrap() }
+    TrafficSelector {
+        addr: a.parse().unwrap(),
+        prefix: p.parse().unwrap(),
+    }
 }
 
 fn ike(s: &str) -> IkeProposal {
@@ -37,6 +40,9 @@ struct Pair {
     filter: Filter,
     i: Ike,
     r: Ike,
+    /// Further responders for new ISAKMP SAs (phase 1 renewals), like a gateway has.
+    r_more: Vec<Ike>,
+    r_config: Config,
     /// In flight: (arrival, to_responder, over port 4500, bytes).
     wire: VecDeque<(Instant, bool, bool, Vec<u8>)>,
     /// The initiator sits behind a NAT: the responder sees it as 192.0.2.2 with
@@ -56,11 +62,21 @@ impl Pair {
         Pair::build(ic, rc, seed, true)
     }
 
+    #[allow(clippy::disallowed_methods)] // the simulated clock starts at some real instant
     fn build(ic: Config, rc: Config, seed: u64, nat: bool) -> Pair {
         let now = Instant::now();
-        let local = if nat { SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 500) } else { addr(2) };
+        let local = if nat {
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 500)
+        } else {
+            addr(2)
+        };
         let i = Ike::initiate(ic, local, addr(1), now, Box::new(test_rng(seed))).unwrap();
-        let r = Ike::respond(rc, addr(1), addr(2), Box::new(test_rng(seed + 1000)));
+        let r = Ike::respond(
+            rc.clone(),
+            addr(1),
+            addr(2),
+            Box::new(test_rng(seed + 1000)),
+        );
         Pair {
             now,
             latency: Duration::from_millis(10),
@@ -68,6 +84,8 @@ impl Pair {
             filter: Box::new(|_, _, _| true),
             i,
             r,
+            r_more: Vec::new(),
+            r_config: rc,
             wire: VecDeque::new(),
             nat,
             sent: 0,
@@ -86,6 +104,11 @@ impl Pair {
         while let Some(t) = self.r.poll_transmit() {
             batch.push((false, t.nat_t, t.data));
         }
+        for r in &mut self.r_more {
+            while let Some(t) = r.poll_transmit() {
+                batch.push((false, t.nat_t, t.data));
+            }
+        }
         if self.reorder {
             batch.reverse();
         }
@@ -93,7 +116,8 @@ impl Pair {
             let n = self.sent;
             self.sent += 1;
             if (self.filter)(to_r, n, &d) {
-                self.wire.push_back((self.now + self.latency, to_r, nat_t, d));
+                self.wire
+                    .push_back((self.now + self.latency, to_r, nat_t, d));
             }
         }
         while let Some(e) = self.i.poll_event() {
@@ -101,6 +125,11 @@ impl Pair {
         }
         while let Some(e) = self.r.poll_event() {
             self.r_events.push(e);
+        }
+        for r in &mut self.r_more {
+            while let Some(e) = r.poll_event() {
+                self.r_events.push(e);
+            }
         }
     }
 
@@ -110,8 +139,14 @@ impl Pair {
         for _ in 0..10_000 {
             self.collect();
             let next_wire = self.wire.iter().map(|w| w.0).min();
-            let next_timer = [self.i.poll_timeout(), self.r.poll_timeout()].into_iter().flatten().min();
-            let Some(next) = [next_wire, next_timer].into_iter().flatten().min() else { return };
+            let next_timer = [self.i.poll_timeout(), self.r.poll_timeout()]
+                .into_iter()
+                .chain(self.r_more.iter().map(|r| r.poll_timeout()))
+                .flatten()
+                .min();
+            let Some(next) = [next_wire, next_timer].into_iter().flatten().min() else {
+                return;
+            };
             if next > end {
                 return;
             }
@@ -127,14 +162,42 @@ impl Pair {
                     (true, true) => SocketAddr::new(addr(2).ip(), 31001),
                 };
                 if to_r {
-                    self.r.handle_datagram(self.now, gw, client, &d);
+                    let h = Header::decode(&d).ok();
+                    let first = self.r.phase1().map(|i| i.initiator_cookie);
+                    let cookie = h.as_ref().map(|h| h.initiator_cookie);
+                    let for_first = first.is_none() || first == cookie;
+                    if for_first {
+                        self.r.handle_datagram(self.now, gw, client, &d);
+                    } else if let Some(r) = self.r_more.iter_mut().find(|r| {
+                        r.phase1().map(|i| i.initiator_cookie) == cookie
+                            || !r.is_established() && !r.is_dead()
+                    }) {
+                        r.handle_datagram(self.now, gw, client, &d);
+                    } else if h.is_some_and(|h| h.responder_cookie == [0; 8]) {
+                        let seed = 7000 + self.r_more.len() as u64;
+                        let mut r = Ike::respond(
+                            self.r_config.clone(),
+                            gw,
+                            client,
+                            Box::new(test_rng(seed)),
+                        );
+                        r.handle_datagram(self.now, gw, client, &d);
+                        self.r_more.push(r);
+                    }
                 } else {
-                    let local = if self.nat { SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), port) } else { client };
+                    let local = if self.nat {
+                        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), port)
+                    } else {
+                        client
+                    };
                     self.i.handle_datagram(self.now, local, gw, &d);
                 }
             } else {
                 self.i.handle_timeout(self.now);
                 self.r.handle_timeout(self.now);
+                for r in &mut self.r_more {
+                    r.handle_timeout(self.now);
+                }
             }
         }
         panic!("drive did not settle");
@@ -175,9 +238,15 @@ fn configs(mode: ExchangeMode) -> (Config, Config) {
     i.mode = mode;
     i.ike_proposals = vec![ike("aes128-sha256-modp2048")];
     i.esp_proposals = vec![esp("aes128-sha256")];
-    i.children = vec![ChildConfig { local: Some(ts("10.200.0.5/32")), remote: Some(ts("10.77.0.0/24")) }];
+    i.children = vec![ChildConfig {
+        local: Some(ts("10.200.0.5/32")),
+        remote: Some(ts("10.77.0.0/24")),
+    }];
     let mut r = i.clone();
-    r.children = vec![ChildConfig { local: Some(ts("10.77.0.0/24")), remote: Some(ts("10.200.0.0/24")) }];
+    r.children = vec![ChildConfig {
+        local: Some(ts("10.77.0.0/24")),
+        remote: Some(ts("10.200.0.0/24")),
+    }];
     (i, r)
 }
 
@@ -194,7 +263,10 @@ fn assert_matching(p: &Pair) {
     assert_eq!(*a.keys_out.encryption, *b.keys_in.encryption);
     assert_eq!(*a.keys_out.integrity, *b.keys_in.integrity);
     // The two directions have different keys.
-    assert_ne!((&*a.keys_in.encryption, &*a.keys_in.integrity), (&*a.keys_out.encryption, &*a.keys_out.integrity));
+    assert_ne!(
+        (&*a.keys_in.encryption, &*a.keys_in.integrity),
+        (&*a.keys_out.encryption, &*a.keys_out.integrity)
+    );
     assert_eq!(a.proposal, b.proposal);
     assert_eq!(a.local_ts, b.remote_ts);
     assert_eq!(a.remote_ts, b.local_ts);
@@ -210,7 +282,10 @@ fn main_mode_psk_and_quick_mode() {
     let info = p.i.phase1().unwrap();
     assert_eq!(info.mode, ExchangeMode::Main);
     assert_eq!(info.peer_id, Identity::address(addr(1).ip()));
-    assert_eq!(p.r.phase1().unwrap().peer_id, Identity::address(addr(2).ip()));
+    assert_eq!(
+        p.r.phase1().unwrap().peer_id,
+        Identity::address(addr(2).ip())
+    );
     assert_eq!(p.children_i()[0].keys_out.encryption.len(), 16);
     assert_eq!(p.children_i()[0].keys_out.integrity.len(), 32);
 }
@@ -225,7 +300,10 @@ fn aggressive_mode_fqdn_ids() {
     let mut p = Pair::new(i, r, 2);
     p.drive();
     assert_matching(&p);
-    assert_eq!(p.i.phase1().unwrap().peer_id, Identity::fqdn("gw.postern.test"));
+    assert_eq!(
+        p.i.phase1().unwrap().peer_id,
+        Identity::fqdn("gw.postern.test")
+    );
 }
 
 #[test]
@@ -281,7 +359,11 @@ fn legacy_and_modern_suites_with_pfs() {
 #[test]
 fn responder_picks_the_last_acceptable_proposal() {
     let (mut i, mut r) = configs(ExchangeMode::Main);
-    i.ike_proposals = vec![ike("aes256-sha512-modp4096"), ike("aes128-sha1-modp2048"), ike("3des-sha1-modp1024")];
+    i.ike_proposals = vec![
+        ike("aes256-sha512-modp4096"),
+        ike("aes128-sha1-modp2048"),
+        ike("3des-sha1-modp1024"),
+    ];
     i.esp_proposals = vec![esp("aes256-sha512"), esp("aes128gcm16"), esp("3des-sha1")];
     r.ike_proposals = vec![ike("3des-sha1-modp1024")];
     r.esp_proposals = vec![esp("3des-sha1")];
@@ -298,7 +380,11 @@ fn no_proposal_chosen_phase1() {
     r.ike_proposals = vec![ike("3des-md5-modp768")];
     let mut p = Pair::new(i, r, 4);
     p.drive();
-    assert!(matches!(p.failure_i(), Some(Error::NoProposalChosen(_))), "{:?}", p.i_events);
+    assert!(
+        matches!(p.failure_i(), Some(Error::NoProposalChosen(_))),
+        "{:?}",
+        p.i_events
+    );
     assert!(p.i.is_dead());
 }
 
@@ -313,7 +399,11 @@ fn no_proposal_chosen_phase2_keeps_phase1() {
         Event::Phase2Failed(e) => Some(e.clone()),
         _ => None,
     });
-    assert!(matches!(f, Some(Error::NoProposalChosen(_))), "{:?}", p.i_events);
+    assert!(
+        matches!(f, Some(Error::NoProposalChosen(_))),
+        "{:?}",
+        p.i_events
+    );
 }
 
 #[test]
@@ -323,7 +413,11 @@ fn wrong_psk_is_authentication_failed() {
         r.auth = Auth::Psk(zeroize::Zeroizing::new(b"another key".to_vec()));
         let mut p = Pair::new(i, r, 6);
         p.drive();
-        assert!(matches!(p.failure_i(), Some(Error::AuthenticationFailed(_))), "{mode:?}: {:?}", p.i_events);
+        assert!(
+            matches!(p.failure_i(), Some(Error::AuthenticationFailed(_))),
+            "{mode:?}: {:?}",
+            p.i_events
+        );
         assert!(p.children_r().is_empty());
     }
 }
@@ -339,7 +433,11 @@ fn wrong_psk_with_a_silent_gateway_is_authentication_failed() {
         to_r || h.exchange != ExchangeType::INFORMATIONAL
     });
     p.drive();
-    assert!(matches!(p.failure_i(), Some(Error::AuthenticationFailed(_))), "{:?}", p.i_events);
+    assert!(
+        matches!(p.failure_i(), Some(Error::AuthenticationFailed(_))),
+        "{:?}",
+        p.i_events
+    );
 }
 
 #[test]
@@ -348,7 +446,11 @@ fn remote_id_mismatch() {
     i.remote_id = Some(Identity::fqdn("someone.else"));
     let mut p = Pair::new(i, r, 8);
     p.drive();
-    assert!(matches!(p.failure_i(), Some(Error::InvalidId(_))), "{:?}", p.i_events);
+    assert!(
+        matches!(p.failure_i(), Some(Error::InvalidId(_))),
+        "{:?}",
+        p.i_events
+    );
 }
 
 #[test]
@@ -372,9 +474,13 @@ fn thirty_percent_loss() {
             i.retransmit.tries = 10;
             r.retransmit.tries = 10;
             let mut p = Pair::new(i, r, 11 + seed);
-            let mut lcg = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let mut lcg = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             p.filter = Box::new(move |_, _, _| {
-                lcg = lcg.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                lcg = lcg
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 (lcg >> 33) % 10 >= 3
             });
             p.drive();
@@ -407,7 +513,10 @@ fn duplicates_and_reordering() {
     for mode in [ExchangeMode::Main, ExchangeMode::Aggressive] {
         let (mut i, r) = configs(mode);
         // Two children, so quick modes run side by side and can be reordered.
-        i.children.push(ChildConfig { local: Some(ts("10.200.0.5/32")), remote: Some(ts("10.77.0.128/25")) });
+        i.children.push(ChildConfig {
+            local: Some(ts("10.200.0.5/32")),
+            remote: Some(ts("10.77.0.128/25")),
+        });
         let mut p = Pair::new(i, r, 13);
         p.reorder = true;
         p.latency = Duration::from_millis(1500); // longer than the first retransmission wait
@@ -415,7 +524,11 @@ fn duplicates_and_reordering() {
         assert_eq!(p.children_i().len(), 2, "{:?}", p.i_events);
         assert_eq!(p.children_r().len(), 2, "{:?}", p.r_events);
         for c in p.children_i() {
-            let peer = p.children_r().into_iter().find(|r| r.spi_in == c.spi_out).unwrap();
+            let peer = p
+                .children_r()
+                .into_iter()
+                .find(|r| r.spi_in == c.spi_out)
+                .unwrap();
             assert_eq!(*c.keys_out.encryption, *peer.keys_in.encryption);
         }
     }
@@ -426,7 +539,10 @@ fn transport_mode_without_ids() {
     let (mut i, mut r) = configs(ExchangeMode::Main);
     i.encapsulation = Encapsulation::Transport;
     r.encapsulation = Encapsulation::Transport;
-    i.children = vec![ChildConfig { local: None, remote: None }];
+    i.children = vec![ChildConfig {
+        local: None,
+        remote: None,
+    }];
     let mut p = Pair::new(i, r, 14);
     p.drive();
     assert_matching(&p);
@@ -437,7 +553,10 @@ fn transport_mode_without_ids() {
 #[test]
 fn traffic_selectors_outside_policy_are_refused() {
     let (mut i, r) = configs(ExchangeMode::Main);
-    i.children = vec![ChildConfig { local: Some(ts("10.9.9.9/32")), remote: Some(ts("10.77.0.0/24")) }];
+    i.children = vec![ChildConfig {
+        local: Some(ts("10.9.9.9/32")),
+        remote: Some(ts("10.77.0.0/24")),
+    }];
     let mut p = Pair::new(i, r, 15);
     p.drive();
     let f = p.i_events.iter().find_map(|e| match e {
@@ -470,7 +589,9 @@ fn close_sends_deletes_that_the_peer_honours() {
     p.i.close(p.now);
     p.drive();
     assert!(p.i_events.iter().any(|e| matches!(e, Event::Closed)));
-    assert!(p.r_events.iter().any(|e| matches!(e, Event::Phase2Deleted { spi_out, by_peer: true, .. } if *spi_out == spi)));
+    assert!(p.r_events.iter().any(
+        |e| matches!(e, Event::Phase2Deleted { spi_out, by_peer: true, .. } if *spi_out == spi)
+    ));
     assert!(p.r_events.iter().any(|e| matches!(e, Event::Phase1Deleted)));
     assert!(p.r.is_dead());
 }
@@ -482,7 +603,10 @@ fn unauthenticated_notify_never_tears_down_an_established_sa() {
     p.drive();
     assert_matching(&p);
     let info = p.i.phase1().unwrap().clone();
-    for kind in [codec::NotifyType::NO_PROPOSAL_CHOSEN, codec::NotifyType::AUTHENTICATION_FAILED] {
+    for kind in [
+        codec::NotifyType::NO_PROPOSAL_CHOSEN,
+        codec::NotifyType::AUTHENTICATION_FAILED,
+    ] {
         let forged = codec::Message {
             header: Header {
                 initiator_cookie: info.initiator_cookie,
@@ -523,7 +647,11 @@ fn unauthenticated_notify_never_tears_down_an_established_sa() {
     p.i.handle_datagram(p.now, addr(2), addr(1), &d[..30]);
     p.collect();
     assert!(p.i.is_established());
-    assert!(!p.i_events.iter().any(|e| matches!(e, Event::Failed(_) | Event::Phase1Deleted)));
+    assert!(
+        !p.i_events
+            .iter()
+            .any(|e| matches!(e, Event::Failed(_) | Event::Phase1Deleted))
+    );
 }
 
 #[test]
@@ -587,7 +715,10 @@ fn behind_nat_floats_to_4500_and_encapsulates() {
         // DELETE on close still arrives through the NAT.
         p.i.close(p.now);
         p.drive();
-        assert!(p.r_events.iter().any(|e| matches!(e, Event::Phase1Deleted)), "{mode:?}");
+        assert!(
+            p.r_events.iter().any(|e| matches!(e, Event::Phase1Deleted)),
+            "{mode:?}"
+        );
     }
 }
 
@@ -608,10 +739,15 @@ fn nat_traversal_off_sends_no_vendor_ids() {
     i.nat_traversal = NatTraversal::Off;
     let mut p = Pair::behind_nat(i, r, 33);
     let mut vids = 0;
-    p.filter = Box::new(move |to_r, _, d| {
+    let rfc3947 = crate::crypto::hash(HashAlg::Md5, &[b"RFC 3947"]);
+    p.filter = Box::new(move |_, _, d| {
         if let Ok(m) = codec::Message::decode(d) {
-            vids += m.payloads.iter().filter(|p| matches!(p, codec::Payload::VendorId(_))).count();
-            assert!(!to_r || vids == 0);
+            vids += m
+                .payloads
+                .iter()
+                .filter(|p| matches!(p, codec::Payload::VendorId(v) if *v == rfc3947))
+                .count();
+            assert_eq!(vids, 0, "a NAT-T vendor ID was sent");
         }
         true
     });
@@ -619,3 +755,413 @@ fn nat_traversal_off_sends_no_vendor_ids() {
     assert_matching(&p);
     assert!(!p.children_i()[0].udp_encapsulation);
 }
+
+fn xauth_configs(mode: ExchangeMode, mc: ModeConfigMode) -> (Config, Config) {
+    let (mut i, mut r) = configs(mode);
+    i.xauth = Some(XAuthConfig {
+        username: "alice".into(),
+        password: Some(zeroize::Zeroizing::new("s3cret".into())),
+    });
+    i.mode_config = mc;
+    i.children.clear();
+    r.xauth_server = Some(XAuthServer {
+        username: "alice".into(),
+        password: zeroize::Zeroizing::new("s3cret".into()),
+        passcode: None,
+    });
+    r.mode_config = mc;
+    r.mode_config_server = Some(ModeConfigInfo {
+        address: Some("10.200.0.7".parse().unwrap()),
+        netmask: Some("255.255.255.255".parse().unwrap()),
+        dns: vec!["10.77.0.53".parse().unwrap()],
+        split_include: vec![ts("10.77.0.0/24"), ts("10.78.0.0/16")],
+        default_domain: Some("office.example".into()),
+        split_dns: vec!["office.example".into(), "corp.example".into()],
+        banner: Some("Welcome\nto the office".into()),
+        ..Default::default()
+    });
+    r.children = vec![ChildConfig {
+        local: Some(ts("10.0.0.0/8")),
+        remote: Some(ts("10.200.0.0/24")),
+    }];
+    (i, r)
+}
+
+#[test]
+fn xauth_and_mode_config_pull_and_push() {
+    for mode in [ExchangeMode::Main, ExchangeMode::Aggressive] {
+        for mc in [ModeConfigMode::Pull, ModeConfigMode::Push] {
+            let (i, r) = xauth_configs(mode, mc);
+            let mut p = Pair::new(i, r, 40);
+            p.drive();
+            assert!(
+                p.i_events
+                    .iter()
+                    .any(|e| matches!(e, Event::XAuthSucceeded)),
+                "{mode:?} {mc:?}: {:?}",
+                p.i_events
+            );
+            let info = p
+                .i_events
+                .iter()
+                .find_map(|e| match e {
+                    Event::ModeConfig(m) => Some(m.clone()),
+                    _ => None,
+                })
+                .unwrap();
+            assert_eq!(info.address, Some("10.200.0.7".parse().unwrap()));
+            assert_eq!(info.dns, vec!["10.77.0.53".parse::<IpAddr>().unwrap()]);
+            assert_eq!(
+                info.split_include,
+                vec![ts("10.77.0.0/24"), ts("10.78.0.0/16")]
+            );
+            assert_eq!(
+                info.split_dns,
+                vec!["office.example".to_string(), "corp.example".to_string()]
+            );
+            assert_eq!(info.banner.as_deref(), Some("Welcome\nto the office"));
+            // One child per split network, with the virtual IP as our side.
+            let children = p.children_i();
+            assert_eq!(children.len(), 2, "{:?}", p.i_events);
+            assert!(
+                children
+                    .iter()
+                    .all(|c| c.local_ts == Some(ts("10.200.0.7/32")))
+            );
+            assert_eq!(p.children_r().len(), 2);
+            assert!(p.i.setup_done());
+        }
+    }
+}
+
+#[test]
+fn mode_config_without_xauth_and_profile_networks_win() {
+    let (mut i, mut r) = xauth_configs(ExchangeMode::Main, ModeConfigMode::Pull);
+    i.xauth = None;
+    r.xauth_server = None;
+    i.remote_networks = vec![ts("10.77.0.0/24")];
+    let mut p = Pair::new(i, r, 41);
+    p.drive();
+    let c = p.children_i();
+    assert_eq!(c.len(), 1, "{:?}", p.i_events);
+    assert_eq!(c[0].remote_ts, Some(ts("10.77.0.0/24")));
+}
+
+#[test]
+fn wrong_xauth_password_is_a_clear_failure() {
+    let (mut i, r) = xauth_configs(ExchangeMode::Aggressive, ModeConfigMode::Pull);
+    i.xauth.as_mut().unwrap().password = Some(zeroize::Zeroizing::new("guess".into()));
+    let mut p = Pair::new(i, r, 42);
+    p.drive();
+    let f = p.failure_i();
+    assert_eq!(
+        f,
+        Some(Error::XAuthFailed("Login incorrect".into())),
+        "{:?}",
+        p.i_events
+    );
+    assert_eq!(f.unwrap().to_string(), "XAuth failed: Login incorrect");
+    assert!(p.children_i().is_empty());
+}
+
+#[test]
+fn xauth_prompts_when_the_profile_has_no_password_and_for_a_passcode() {
+    let (mut i, mut r) = xauth_configs(ExchangeMode::Main, ModeConfigMode::Push);
+    i.xauth.as_mut().unwrap().password = None;
+    r.xauth_server.as_mut().unwrap().passcode = Some(zeroize::Zeroizing::new("123456".into()));
+    let mut p = Pair::new(i, r, 43);
+    // Round 1: the password.
+    p.drive_for(Duration::from_secs(5));
+    let ask = p.i_events.iter().find_map(|e| match e {
+        Event::CredentialsRequired(c) => Some(c.clone()),
+        _ => None,
+    });
+    let ask = ask.expect("credentials asked");
+    assert_eq!(ask.fields, vec![XAuthField::UserName, XAuthField::Password]);
+    let pw = Credentials {
+        values: vec![
+            (
+                XAuthField::UserName,
+                zeroize::Zeroizing::new("alice".into()),
+            ),
+            (
+                XAuthField::Password,
+                zeroize::Zeroizing::new("s3cret".into()),
+            ),
+        ],
+    };
+    p.i.submit_credentials(p.now, pw).unwrap();
+    p.i_events.clear();
+    // Round 2: the one-time passcode, with the gateway's message.
+    p.drive_for(Duration::from_secs(5));
+    let ask = p.i_events.iter().find_map(|e| match e {
+        Event::CredentialsRequired(c) => Some(c.clone()),
+        _ => None,
+    });
+    let ask = ask.expect("passcode asked");
+    assert_eq!(ask.fields, vec![XAuthField::Passcode]);
+    assert_eq!(ask.message.as_deref(), Some("Enter your one-time passcode"));
+    let code = Credentials {
+        values: vec![(
+            XAuthField::Passcode,
+            zeroize::Zeroizing::new("123456".into()),
+        )],
+    };
+    p.i.submit_credentials(p.now, code).unwrap();
+    p.drive();
+    assert!(
+        p.i_events
+            .iter()
+            .any(|e| matches!(e, Event::XAuthSucceeded)),
+        "{:?}",
+        p.i_events
+    );
+    assert_eq!(p.children_i().len(), 2);
+    // Nothing to answer any more.
+    assert!(
+        p.i.submit_credentials(p.now, Credentials::default())
+            .is_err()
+    );
+}
+
+#[test]
+fn gateway_without_xauth_is_reported() {
+    let (i, r) = xauth_configs(ExchangeMode::Main, ModeConfigMode::Off);
+    let mut p = Pair::new(i, r, 44);
+    // The gateway never starts XAuth (its requests are lost for good).
+    p.filter = Box::new(|to_r, _, d| {
+        to_r || Header::decode(d)
+            .map(|h| h.exchange != ExchangeType::TRANSACTION)
+            .unwrap_or(true)
+    });
+    p.drive();
+    assert!(
+        matches!(p.failure_i(), Some(Error::Local(m)) if m.contains("did not start XAuth")),
+        "{:?}",
+        p.i_events
+    );
+}
+
+#[test]
+fn dpd_keeps_a_quiet_tunnel_and_detects_a_dead_gateway() {
+    let (mut i, mut r) = configs(ExchangeMode::Main);
+    let dpd = DpdConfig {
+        interval: Duration::from_secs(10),
+        timeout: Duration::from_secs(30),
+    };
+    i.dpd = Some(dpd);
+    r.dpd = Some(dpd);
+    let mut p = Pair::new(i, r, 45);
+    p.drive_for(Duration::from_secs(120));
+    assert_matching(&p);
+    // Two minutes of silence answered by R-U-THERE / ACK: still up.
+    assert!(
+        p.i.is_established() && p.failure_i().is_none(),
+        "{:?}",
+        p.i_events
+    );
+    // The gateway dies: silence both ways.
+    p.filter = Box::new(|_, _, _| false);
+    let start = p.now;
+    p.drive_for(Duration::from_secs(120));
+    assert!(
+        matches!(p.failure_i(), Some(Error::DeadPeer(_))),
+        "{:?}",
+        p.i_events
+    );
+    assert!(p.now - start <= Duration::from_secs(45));
+}
+
+#[test]
+fn phase2_rekeys_make_before_break_without_piling_up() {
+    let (mut i, mut r) = configs(ExchangeMode::Main);
+    i.esp_lifetime = Duration::from_secs(30);
+    r.esp_lifetime = Duration::from_secs(30);
+    i.esp_proposals = vec![esp("aes128-sha256-modp2048")];
+    r.esp_proposals = i.esp_proposals.clone();
+    let mut p = Pair::new(i, r, 50);
+    p.drive_for(Duration::from_secs(180));
+    let established = p.children_i().len();
+    assert!(
+        established >= 6,
+        "only {established} SAs in 3 minutes: {:?}",
+        p.i_events
+    );
+    // The previous SA pair goes only after its successor is up, and never more than
+    // two pairs exist at once (old one in its grace time, new one).
+    let mut alive: Vec<u32> = Vec::new();
+    for e in &p.i_events {
+        match e {
+            Event::Phase2Established(c) => {
+                alive.push(c.spi_in);
+                assert!(alive.len() <= 2, "{alive:?}");
+            }
+            Event::Phase2Deleted {
+                spi_in,
+                by_peer: false,
+                ..
+            } => {
+                assert!(
+                    alive.len() >= 2,
+                    "deleted {spi_in:#x} before its successor was up"
+                );
+                alive.retain(|s| s != spi_in);
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(p.i.children().len(), 1, "{:?}", p.i.children());
+    assert_eq!(p.r.children().len(), 1, "{:?}", p.r.children());
+    let (a, b) = (&p.i.children()[0], &p.r.children()[0]);
+    assert_eq!(a.spi_out, b.spi_in);
+    assert_eq!(*a.keys_out.encryption, *b.keys_in.encryption);
+    assert!(p.i.is_established() && p.failure_i().is_none());
+}
+
+#[test]
+fn gateway_started_rekey_with_a_wider_selector_is_accepted() {
+    let (i, r) = configs(ExchangeMode::Main);
+    let mut p = Pair::new(i, r, 51);
+    p.drive();
+    assert_matching(&p);
+    let old = p.children_r()[0].clone();
+    // The gateway rekeys, widening its side to 0.0.0.0/0 like a Cisco Unity gateway.
+    p.r.config.children.push(ChildConfig {
+        local: Some(ts("0.0.0.0/0")),
+        remote: old.remote_ts,
+    });
+    p.r.start_quick_for(
+        p.now,
+        ChildConfig {
+            local: Some(ts("0.0.0.0/0")),
+            remote: old.remote_ts,
+        },
+        None,
+    );
+    p.drive();
+    let ci = p.children_i();
+    assert_eq!(ci.len(), 2, "{:?}", p.i_events);
+    assert_eq!(ci[1].remote_ts, Some(ts("0.0.0.0/0")));
+    assert_eq!(ci[1].local_ts, Some(ts("10.200.0.5/32")));
+    // The client does not start a rekey of its own for the replaced SA.
+    assert!(
+        p.i.child_timers
+            .iter()
+            .find(|t| t.spi_in == ci[0].spi_in)
+            .is_none_or(|t| t.rekey_at.is_none())
+    );
+}
+
+#[test]
+fn rekey_command_replaces_an_sa() {
+    let (i, r) = configs(ExchangeMode::Aggressive);
+    let mut p = Pair::new(i, r, 52);
+    p.drive_for(Duration::from_secs(5));
+    let old = p.children_i()[0].spi_in;
+    assert!(p.i.rekey(p.now, old));
+    p.drive_for(Duration::from_secs(10));
+    assert_eq!(p.children_i().len(), 2);
+    assert!(
+        p.i_events
+            .iter()
+            .any(|e| matches!(e, Event::Phase2Deleted { spi_in, .. } if *spi_in == old))
+    );
+    assert!(p.r_events.iter().any(
+        |e| matches!(e, Event::Phase2Deleted { spi_out, by_peer: true, .. } if *spi_out == old)
+    ));
+    assert_eq!(p.i.children().len(), 1);
+    assert!(!p.i.rekey(p.now, 12345));
+}
+
+#[test]
+fn phase1_is_renewed_before_it_expires_and_esp_sas_survive() {
+    for mode in [ExchangeMode::Main, ExchangeMode::Aggressive] {
+        let (mut i, mut r) = xauth_configs(mode, ModeConfigMode::Pull);
+        i.ike_lifetime = Duration::from_secs(90);
+        r.ike_lifetime = Duration::from_secs(90);
+        i.esp_lifetime = Duration::from_secs(30);
+        r.esp_lifetime = Duration::from_secs(30);
+        let mut p = Pair::new(i, r, 60);
+        p.drive_for(Duration::from_secs(240));
+        if std::env::var("DEBUG_EVENTS").is_ok() {
+            for e in &p.i_events {
+                match e {
+                    Event::Phase2Established(c) => {
+                        eprintln!("est {:x} {:?}", c.spi_in, c.remote_ts)
+                    }
+                    Event::Phase2Deleted { spi_in, .. } => eprintln!("del {spi_in:x}"),
+                    other => eprintln!("{other:?}"),
+                }
+            }
+        }
+        let renewed = p
+            .i_events
+            .iter()
+            .filter(|e| matches!(e, Event::Phase1Renewed(_)))
+            .count();
+        assert!(
+            renewed >= 3,
+            "{mode:?}: {renewed} renewals in 4 minutes: {:?}",
+            p.i_events
+        );
+        assert!(p.failure_i().is_none(), "{:?}", p.i_events);
+        assert!(p.i.is_established());
+        // ESP SAs went on being rekeyed under the new ISAKMP SAs, none lost in between.
+        assert_eq!(p.i.children().len(), 2, "{:?}", p.i.children());
+        assert!(p.children_i().len() >= 2 * 6);
+        // The old ISAKMP SAs were deleted on the gateway side.
+        let deleted = p
+            .r_events
+            .iter()
+            .filter(|e| matches!(e, Event::Phase1Deleted))
+            .count();
+        assert_eq!(deleted, renewed);
+    }
+}
+
+#[test]
+fn ike_fragmentation_both_ways_with_loss_and_reordering() {
+    for mode in [ExchangeMode::Main, ExchangeMode::Aggressive] {
+        let (mut i, mut r) = xauth_configs(mode, ModeConfigMode::Pull);
+        i.fragment_size = 200;
+        r.fragment_size = 200;
+        i.ike_proposals = vec![ike("aes256-sha512-modp4096")];
+        r.ike_proposals = i.ike_proposals.clone();
+        let mut p = Pair::new(i, r, 70);
+        p.reorder = true;
+        let mut n = 0;
+        p.filter = Box::new(move |_to_r, _, d| {
+            let h = Header::decode(d).unwrap();
+            let frag = h.next_payload == codec::PayloadType::FRAGMENT;
+            if std::env::var("DEBUG_FRAG").is_ok() {
+                eprintln!("{} {:?} {:?} len={} n={n}", if _to_r { ">" } else { "<" }, h.exchange, h.next_payload, d.len());
+            }
+            if frag {
+                assert!(d.len() <= 200, "fragment of {} bytes", d.len());
+                n += 1;
+                // Lose one fragment in seven (never the same one of a message every
+                // time): retransmissions, which resend the same fragments, repair it.
+                return n % 7 != 3;
+            }
+            true
+        });
+        p.drive();
+        assert!(p.i_events.iter().any(|e| matches!(e, Event::XAuthSucceeded)), "{mode:?}: {:?}", p.i_events);
+        assert_eq!(p.children_i().len(), 2, "{mode:?}: {:?}", p.i_events);
+    }
+}
+
+#[test]
+fn no_fragments_to_a_peer_that_does_not_announce_them() {
+    let (mut i, mut r) = configs(ExchangeMode::Main);
+    i.fragment_size = 200;
+    r.fragmentation = false;
+    let mut p = Pair::new(i, r, 71);
+    p.filter = Box::new(|_, _, d| {
+        assert_ne!(Header::decode(d).unwrap().next_payload, codec::PayloadType::FRAGMENT);
+        true
+    });
+    p.drive();
+    assert_matching(&p);
+}
+
