@@ -7,9 +7,9 @@
 
 use std::time::{Duration, Instant};
 
-use postern_lab::config::{LAN_NET, POOL_DNS, POOL_FIRST};
+use postern_lab::config::{LAN_HOST, LAN_NET, POOL_DNS, POOL_FIRST};
 use postern_lab::postern::exit;
-use postern_lab::{Charon, IkeSa, Lab, Result, Tunnel, lab_bail, lab_ensure, run_scenario};
+use postern_lab::{Charon, IkeSa, Lab, Result, Role, Tunnel, lab_bail, lab_ensure, run_scenario};
 
 /// The gateway shows the tunnel with the pool address as the client's side.
 fn check_gateway_pool(gw: &Charon) -> Result<IkeSa> {
@@ -55,6 +55,10 @@ fn connects_with_mode_config(scenario: &str, t: Tunnel) {
             );
         }
         lab_ensure!(sa.get("version") == "1", "not IKEv1");
+        // Traffic crosses from the Mode Config address (userspace datapath).
+        lab.ping(Role::Client, None, LAN_HOST)?;
+        let addrs = lab.exec(Role::Client, &["ip", "-4", "addr"])?;
+        lab_ensure!(addrs.contains(POOL_FIRST), "the pool address is not on the client:\n{addrs}");
         client.sigterm()?;
         let code = client.exit_code(Duration::from_secs(15))?;
         lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
