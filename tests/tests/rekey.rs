@@ -7,7 +7,8 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use postern_lab::postern::exit;
-use postern_lab::{Lab, Tunnel, lab_ensure, run_scenario};
+use postern_lab::config::LAN_HOST;
+use postern_lab::{Lab, Role, Tunnel, lab_ensure, run_scenario};
 
 fn stays_up_through_rekeys(scenario: &str, t: Tunnel) {
     run_scenario(scenario, |lab: &Lab| {
@@ -19,8 +20,17 @@ fn stays_up_through_rekeys(scenario: &str, t: Tunnel) {
         let mut child_spis = BTreeSet::new();
         let end = Instant::now() + Duration::from_secs(180);
         let mut samples = 0;
+        let (mut pings, mut ping_failures) = (0, Vec::new());
         while Instant::now() < end && samples < 400 {
             samples += 1;
+            // Traffic keeps crossing while the SAs are replaced (userspace datapath):
+            // a ping (2 packets, either answer counts) every ~2 s.
+            if samples % 4 == 1 {
+                pings += 1;
+                if let Err(e) = lab.ping(Role::Client, None, LAN_HOST) {
+                    ping_failures.push(e.to_string());
+                }
+            }
             let sas = gw.list_sas()?;
             let shown = gw.list_sas_text();
             let established: Vec<_> = sas.iter().filter(|s| s.state() == "ESTABLISHED").collect();
@@ -42,6 +52,11 @@ fn stays_up_through_rekeys(scenario: &str, t: Tunnel) {
             );
             std::thread::sleep(Duration::from_millis(500));
         }
+        lab_ensure!(
+            ping_failures.len() <= 1,
+            "{} of {pings} pings through the tunnel failed during rekeys: {ping_failures:?}",
+            ping_failures.len()
+        );
         let out = client.stdout();
         let renewed = out.iter().filter(|l| l.starts_with("phase1 renewed")).count();
         let rekeyed = out.iter().filter(|l| l.starts_with("phase2 established")).count();
