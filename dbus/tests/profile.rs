@@ -511,9 +511,9 @@ fn refuses_bad_durations() {
         4,
         "phase2.lifetime",
         ProfileErrorKind::Invalid,
-        "outside 1m ..= 8h",
+        "outside 20s ..= 8h",
     );
-    let e = refuse(&format!("{HEAD}[phase2]\nlifetime = 59\n"));
+    let e = refuse(&format!("{HEAD}[phase2]\nlifetime = 19\n"));
     check(
         &e,
         4,

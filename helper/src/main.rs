@@ -21,7 +21,12 @@ const USAGE: &str = "usage: postern-helper up PROFILE.toml | postern-helper clea
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["up", path] => up::run(std::path::Path::new(path)),
         ["cleanup"] => {
             for line in kernel::cleanup_stale() {

@@ -11,12 +11,13 @@ use std::time::{Duration, Instant};
 
 use postern_dbus::profile::{self, Profile, SecretPolicy};
 use postern_engine::ike::{
-    self, ChildConfig, Config, Credentials, CredentialsRequest, DpdConfig, Encapsulation, Event, Identity, Ike,
-    ModeConfigInfo, ModeConfigMode, NAT_T_PORT, NatTraversal, TrafficSelector, XAuthConfig, XAuthField,
+    self, ChildConfig, Config, Credentials, CredentialsRequest, DpdConfig, Encapsulation, Event,
+    Identity, Ike, ModeConfigInfo, ModeConfigMode, NAT_T_PORT, NatTraversal, TrafficSelector,
+    XAuthConfig, XAuthField,
 };
-use zeroize::Zeroizing;
 use tokio::net::UdpSocket;
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{SignalKind, signal};
+use zeroize::Zeroizing;
 
 pub const EXIT_FAILURE: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
@@ -40,7 +41,10 @@ pub fn run(path: &Path) -> ExitCode {
     for line in crate::kernel::cleanup_stale() {
         println!("{line}");
     }
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -66,7 +70,11 @@ struct Failure {
 
 impl Failure {
     fn new(code: u8, message: impl Into<String>) -> Self {
-        Failure { code, message: message.into(), lost: false }
+        Failure {
+            code,
+            message: message.into(),
+            lost: false,
+        }
     }
 }
 
@@ -75,7 +83,9 @@ impl From<ike::Error> for Failure {
         let code = match e {
             ike::Error::AuthenticationFailed(_) | ike::Error::XAuthFailed(_) => EXIT_AUTH,
             ike::Error::NoProposalChosen(_) => EXIT_NO_PROPOSAL,
-            ike::Error::NotResponding(_) | ike::Error::DeadPeer(_) | ike::Error::Phase1Expired => EXIT_NOT_RESPONDING,
+            ike::Error::NotResponding(_) | ike::Error::DeadPeer(_) | ike::Error::Phase1Expired => {
+                EXIT_NOT_RESPONDING
+            }
             _ => EXIT_FAILURE,
         };
         Failure::new(code, e.to_string())
@@ -88,16 +98,25 @@ async fn resolve(gateway: &str) -> Result<SocketAddr, Failure> {
     }
     let mut addrs = tokio::net::lookup_host((gateway, IKE_PORT))
         .await
-        .map_err(|e| Failure::new(EXIT_FAILURE, format!("cannot resolve gateway {gateway}: {e}")))?;
-    addrs.next().ok_or_else(|| Failure::new(EXIT_FAILURE, format!("gateway {gateway} has no address")))
+        .map_err(|e| {
+            Failure::new(
+                EXIT_FAILURE,
+                format!("cannot resolve gateway {gateway}: {e}"),
+            )
+        })?;
+    addrs
+        .next()
+        .ok_or_else(|| Failure::new(EXIT_FAILURE, format!("gateway {gateway} has no address")))
 }
 
 /// Runs the tunnel; when the gateway is lost after the tunnel was up, reconnects
 /// with growing waits (1 s doubling to 60 s) unless the profile says
 /// `reconnect = false`. SIGINT/SIGTERM end it cleanly at any point.
 async fn tunnel(profile: Profile) -> Result<(), Failure> {
-    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| Failure::new(EXIT_FAILURE, e.to_string()))?;
-    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| Failure::new(EXIT_FAILURE, e.to_string()))?;
+    let mut sigint =
+        signal(SignalKind::interrupt()).map_err(|e| Failure::new(EXIT_FAILURE, e.to_string()))?;
+    let mut sigterm =
+        signal(SignalKind::terminate()).map_err(|e| Failure::new(EXIT_FAILURE, e.to_string()))?;
     let mut wait = Duration::from_secs(1);
     let mut ever_connected = false;
     loop {
@@ -109,11 +128,21 @@ async fn tunnel(profile: Profile) -> Result<(), Failure> {
                 if connected {
                     wait = Duration::from_secs(1);
                 }
-                println!("connection lost: {}; reconnecting in {} s", f.message, wait.as_secs());
+                println!(
+                    "connection lost: {}; reconnecting in {} s",
+                    f.message,
+                    wait.as_secs()
+                );
             }
             // A reconnect attempt that fails the way a dead gateway does: keep trying.
-            Err(f) if ever_connected && profile.network.reconnect && f.code == EXIT_NOT_RESPONDING => {
-                println!("reconnect failed: {}; next try in {} s", f.message, wait.as_secs());
+            Err(f)
+                if ever_connected && profile.network.reconnect && f.code == EXIT_NOT_RESPONDING =>
+            {
+                println!(
+                    "reconnect failed: {}; next try in {} s",
+                    f.message,
+                    wait.as_secs()
+                );
             }
             other => return other,
         }
@@ -155,13 +184,22 @@ async fn connect_inner(
         SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], IKE_PORT)),
     };
     let socket = UdpSocket::bind(bind).await.map_err(|e| {
-        Failure::new(EXIT_FAILURE, format!("cannot bind UDP port {IKE_PORT}: {e} (run as root; is another IKE daemon running?)"))
+        Failure::new(
+            EXIT_FAILURE,
+            format!(
+                "cannot bind UDP port {IKE_PORT}: {e} (run as root; is another IKE daemon running?)"
+            ),
+        )
     })?;
-    socket
-        .connect(remote)
-        .await
-        .map_err(|e| Failure::new(EXIT_NOT_RESPONDING, format!("gateway {remote} unreachable: {e}")))?;
-    let local = socket.local_addr().map_err(|e| Failure::new(EXIT_FAILURE, e.to_string()))?;
+    socket.connect(remote).await.map_err(|e| {
+        Failure::new(
+            EXIT_NOT_RESPONDING,
+            format!("gateway {remote} unreachable: {e}"),
+        )
+    })?;
+    let local = socket
+        .local_addr()
+        .map_err(|e| Failure::new(EXIT_FAILURE, e.to_string()))?;
     // The NAT-T socket: IKE floats here when a NAT is found (RFC 3947), with the
     // 4-byte non-ESP marker in front of each IKE message.
     let natt_socket = if matches!(profile.network.nat_traversal, profile::NatTraversal::Off) {
@@ -170,11 +208,16 @@ async fn connect_inner(
         let mut b = bind;
         b.set_port(NAT_T_PORT);
         let s = UdpSocket::bind(b).await.map_err(|e| {
-            Failure::new(EXIT_FAILURE, format!("cannot bind UDP port {NAT_T_PORT}: {e} (is another IKE daemon running?)"))
+            Failure::new(
+                EXIT_FAILURE,
+                format!("cannot bind UDP port {NAT_T_PORT}: {e} (is another IKE daemon running?)"),
+            )
         })?;
         let mut r = remote;
         r.set_port(NAT_T_PORT);
-        s.connect(r).await.map_err(|e| Failure::new(EXIT_NOT_RESPONDING, format!("gateway {r} unreachable: {e}")))?;
+        s.connect(r).await.map_err(|e| {
+            Failure::new(EXIT_NOT_RESPONDING, format!("gateway {r} unreachable: {e}"))
+        })?;
         Some(s)
     };
     let mut natt_local = local;
@@ -188,7 +231,8 @@ async fn connect_inner(
         config.mode.name()
     );
     let start = Instant::now();
-    let rng = crate::rng::os_rng().map_err(|e| Failure::new(EXIT_FAILURE, format!("no randomness: {e}")))?;
+    let rng = crate::rng::os_rng()
+        .map_err(|e| Failure::new(EXIT_FAILURE, format!("no randomness: {e}")))?;
     let mut ike = Ike::initiate(config, local, remote, start, Box::new(rng))?;
 
     let mut expected_children = profile_children(&profile, local.ip()).len();
@@ -238,8 +282,12 @@ async fn connect_inner(
                             Encapsulation::Transport => "transport",
                         },
                         if c.udp_encapsulation { "-in-udp" } else { "" },
-                        c.local_ts.map(|t| t.to_string()).unwrap_or_else(|| local.ip().to_string()),
-                        c.remote_ts.map(|t| t.to_string()).unwrap_or_else(|| remote.ip().to_string()),
+                        c.local_ts
+                            .map(|t| t.to_string())
+                            .unwrap_or_else(|| local.ip().to_string()),
+                        c.remote_ts
+                            .map(|t| t.to_string())
+                            .unwrap_or_else(|| remote.ip().to_string()),
                         c.lifetime.as_secs()
                     );
                     // --- datapath (issue 3): install the SA pair ---
@@ -264,8 +312,14 @@ async fn connect_inner(
                 }
                 Event::CredentialsRequired(req) => {
                     println!("xauth: the gateway asks for {}", describe_fields(&req));
-                    let username = profile.xauth.as_ref().map(|x| x.username.clone()).unwrap_or_default();
-                    prompt = Some(tokio::task::spawn_blocking(move || ask_terminal(&req, &username)));
+                    let username = profile
+                        .xauth
+                        .as_ref()
+                        .map(|x| x.username.clone())
+                        .unwrap_or_default();
+                    prompt = Some(tokio::task::spawn_blocking(move || {
+                        ask_terminal(&req, &username)
+                    }));
                 }
                 Event::XAuthSucceeded => println!("xauth ok"),
                 Event::Phase1Renewed(i) => println!(
@@ -273,7 +327,9 @@ async fn connect_inner(
                     i.proposal,
                     i.lifetime.as_secs()
                 ),
-                Event::Phase1RenewalFailed(e) => println!("phase1 renewal failed: {e} (will retry)"),
+                Event::Phase1RenewalFailed(e) => {
+                    println!("phase1 renewal failed: {e} (will retry)")
+                }
                 Event::ModeConfig(info) => {
                     println!("{}", describe_mode_config(&info));
                     if let Some(b) = &info.banner {
@@ -284,7 +340,11 @@ async fn connect_inner(
                     expected_children = if !profile.phase2.remote_networks.is_empty() {
                         profile.phase2.remote_networks.len()
                     } else {
-                        info.split_include.iter().filter(|t| t.addr.is_ipv4()).count().max(1)
+                        info.split_include
+                            .iter()
+                            .filter(|t| t.addr.is_ipv4())
+                            .count()
+                            .max(1)
                     };
                 }
                 Event::Phase2Failed(e) => {
@@ -296,7 +356,11 @@ async fn connect_inner(
                         return Err(e.into());
                     }
                 }
-                Event::Phase2Deleted { spi_in, spi_out, by_peer } => {
+                Event::Phase2Deleted {
+                    spi_in,
+                    spi_out,
+                    by_peer,
+                } => {
                     println!(
                         "phase2 deleted spi_in=0x{spi_in:08x} spi_out=0x{spi_out:08x}{}",
                         if by_peer { " by the gateway" } else { "" }
@@ -307,7 +371,10 @@ async fn connect_inner(
                     }
                 }
                 Event::Phase1Deleted => {
-                    let mut f = Failure::new(EXIT_FAILURE, "the gateway closed the connection (deleted the IKE SA)");
+                    let mut f = Failure::new(
+                        EXIT_FAILURE,
+                        "the gateway closed the connection (deleted the IKE SA)",
+                    );
                     f.lost = true;
                     return Err(f);
                 }
@@ -362,7 +429,9 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-async fn wait_prompt(p: &mut Option<tokio::task::JoinHandle<Result<Credentials, String>>>) -> Result<Credentials, String> {
+async fn wait_prompt(
+    p: &mut Option<tokio::task::JoinHandle<Result<Credentials, String>>>,
+) -> Result<Credentials, String> {
     match p {
         Some(h) => match h.await {
             Ok(r) => r,
@@ -393,7 +462,9 @@ fn describe_fields(req: &CredentialsRequest) -> String {
 /// Asks on the controlling terminal; secrets without echo.
 fn ask_terminal(req: &CredentialsRequest, username: &str) -> Result<Credentials, String> {
     let no_tty = |e: std::io::Error| {
-        format!("XAuth needs an answer and there is no terminal to ask on ({e}): put `password` under [xauth] in a 0600 profile")
+        format!(
+            "XAuth needs an answer and there is no terminal to ask on ({e}): put `password` under [xauth] in a 0600 profile"
+        )
     };
     let mut values = Vec::new();
     for f in &req.fields {
@@ -407,7 +478,8 @@ fn ask_terminal(req: &CredentialsRequest, username: &str) -> Result<Credentials,
                 std::io::stdin().read_line(&mut line).map_err(no_tty)?;
                 line.trim().to_string()
             }
-            other => rpassword::prompt_password(format!("XAuth {}: ", field_name(*other))).map_err(no_tty)?,
+            other => rpassword::prompt_password(format!("XAuth {}: ", field_name(*other)))
+                .map_err(no_tty)?,
         };
         values.push((*f, Zeroizing::new(v)));
     }
@@ -420,11 +492,26 @@ fn describe_mode_config(info: &ModeConfigInfo) -> String {
         Some(a) => s.push_str(&format!(" {a}")),
         None => s.push_str(" (no address)"),
     }
-    let join = |v: Vec<String>| if v.is_empty() { "-".to_string() } else { v.join(",") };
-    s.push_str(&format!(" dns {}", join(info.dns.iter().map(|d| d.to_string()).collect())));
-    s.push_str(&format!(" split {}", join(info.split_include.iter().map(|t| t.to_string()).collect())));
+    let join = |v: Vec<String>| {
+        if v.is_empty() {
+            "-".to_string()
+        } else {
+            v.join(",")
+        }
+    };
+    s.push_str(&format!(
+        " dns {}",
+        join(info.dns.iter().map(|d| d.to_string()).collect())
+    ));
+    s.push_str(&format!(
+        " split {}",
+        join(info.split_include.iter().map(|t| t.to_string()).collect())
+    ));
     if !info.split_exclude.is_empty() {
-        s.push_str(&format!(" exclude {}", join(info.split_exclude.iter().map(|t| t.to_string()).collect())));
+        s.push_str(&format!(
+            " exclude {}",
+            join(info.split_exclude.iter().map(|t| t.to_string()).collect())
+        ));
     }
     if let Some(d) = &info.default_domain {
         s.push_str(&format!(" domain {d}"));
@@ -436,7 +523,11 @@ fn describe_mode_config(info: &ModeConfigInfo) -> String {
 }
 
 /// Sends one datagram: on port 500, or on 4500 behind the non-ESP marker.
-async fn send(socket: &UdpSocket, natt: Option<&UdpSocket>, t: &ike::Transmit) -> std::io::Result<()> {
+async fn send(
+    socket: &UdpSocket,
+    natt: Option<&UdpSocket>,
+    t: &ike::Transmit,
+) -> std::io::Result<()> {
     match (t.nat_t, natt) {
         (true, Some(s)) => {
             let mut d = Vec::with_capacity(t.data.len() + 4);
@@ -480,12 +571,18 @@ fn identity(id: &profile::Identity) -> Identity {
 }
 
 fn ts(s: &profile::Subnet) -> TrafficSelector {
-    TrafficSelector { addr: s.addr, prefix: s.prefix }
+    TrafficSelector {
+        addr: s.addr,
+        prefix: s.prefix,
+    }
 }
 
 fn profile_children(p: &Profile, local: IpAddr) -> Vec<ChildConfig> {
     if matches!(p.phase2.mode, profile::EncapMode::Transport) {
-        return vec![ChildConfig { local: None, remote: None }];
+        return vec![ChildConfig {
+            local: None,
+            remote: None,
+        }];
     }
     let locals: Vec<TrafficSelector> = if !p.phase2.local_networks.is_empty() {
         p.phase2.local_networks.iter().map(ts).collect()
@@ -495,8 +592,15 @@ fn profile_children(p: &Profile, local: IpAddr) -> Vec<ChildConfig> {
         vec![TrafficSelector::host(local)]
     };
     let remotes: Vec<TrafficSelector> = if p.phase2.remote_networks.is_empty() {
-        let any = if local.is_ipv4() { "0.0.0.0".parse() } else { "::".parse() };
-        vec![TrafficSelector { addr: any.unwrap_or(local), prefix: 0 }]
+        let any = if local.is_ipv4() {
+            "0.0.0.0".parse()
+        } else {
+            "::".parse()
+        };
+        vec![TrafficSelector {
+            addr: any.unwrap_or(local),
+            prefix: 0,
+        }]
     } else {
         p.phase2.remote_networks.iter().map(ts).collect()
     };
@@ -504,7 +608,10 @@ fn profile_children(p: &Profile, local: IpAddr) -> Vec<ChildConfig> {
     for l in &locals {
         for r in &remotes {
             if l.addr.is_ipv4() == r.addr.is_ipv4() {
-                out.push(ChildConfig { local: Some(*l), remote: Some(*r) });
+                out.push(ChildConfig {
+                    local: Some(*l),
+                    remote: Some(*r),
+                });
             }
         }
     }
@@ -514,10 +621,14 @@ fn profile_children(p: &Profile, local: IpAddr) -> Vec<ChildConfig> {
 fn engine_config(p: &Profile, local: IpAddr) -> Result<Config, Failure> {
     let usage = |m: &str| Failure::new(EXIT_USAGE, m.to_string());
     if !matches!(p.auth.method, profile::AuthMethod::Psk) {
-        return Err(usage("only pre-shared key authentication is supported so far (auth.method = \"psk\")"));
+        return Err(usage(
+            "only pre-shared key authentication is supported so far (auth.method = \"psk\")",
+        ));
     }
     if let Some(profile::Identity::Dn(_)) = p.auth.local_id {
-        return Err(usage("dn: identities need certificates, which are not supported yet"));
+        return Err(usage(
+            "dn: identities need certificates, which are not supported yet",
+        ));
     }
     let psk = p.auth.psk.as_ref().ok_or_else(|| {
         usage("the profile has no pre-shared key: add `psk` under [auth] (file must be mode 0600)")
@@ -530,7 +641,9 @@ fn engine_config(p: &Profile, local: IpAddr) -> Result<Config, Failure> {
     c.local_id = p.auth.local_id.as_ref().map(identity);
     c.remote_id = match &p.auth.remote_id {
         Some(profile::Identity::Dn(_)) => {
-            return Err(usage("dn: identities need certificates, which are not supported yet"))
+            return Err(usage(
+                "dn: identities need certificates, which are not supported yet",
+            ));
         }
         r => r.as_ref().map(identity),
     };
@@ -567,7 +680,10 @@ fn engine_config(p: &Profile, local: IpAddr) -> Result<Config, Failure> {
     };
     c.xauth = p.xauth.as_ref().map(|x| XAuthConfig {
         username: x.username.clone(),
-        password: x.password.as_ref().map(|s| Zeroizing::new(s.expose().to_string())),
+        password: x
+            .password
+            .as_ref()
+            .map(|s| Zeroizing::new(s.expose().to_string())),
     });
     c.mode_config = match p.network.mode_config {
         profile::ModeConfig::Off => ModeConfigMode::Off,
@@ -575,6 +691,9 @@ fn engine_config(p: &Profile, local: IpAddr) -> Result<Config, Failure> {
         profile::ModeConfig::Push => ModeConfigMode::Push,
     };
     c.remote_networks = p.phase2.remote_networks.iter().map(ts).collect();
-    c.dpd = p.network.dpd.as_ref().map(|d| DpdConfig { interval: d.interval, timeout: d.timeout });
+    c.dpd = p.network.dpd.as_ref().map(|d| DpdConfig {
+        interval: d.interval,
+        timeout: d.timeout,
+    });
     Ok(c)
 }

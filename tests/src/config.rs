@@ -181,8 +181,11 @@ impl Tunnel {
 
     /// The gateway's swanctl.conf.
     pub fn gateway_swanctl(&self) -> String {
-        let remote_ts =
-            if self.mode_config.is_some() { "dynamic".to_string() } else { format!("{CLIENT_VIP}/32") };
+        let remote_ts = if self.mode_config.is_some() {
+            "dynamic".to_string()
+        } else {
+            format!("{CLIENT_VIP}/32")
+        };
         let mut c = swanctl_conf(&SwanSide {
             aggressive: self.aggressive,
             local_addr: GW_ADDR,
@@ -203,12 +206,15 @@ impl Tunnel {
             force_fragmentation: self.gw_fragment_size.is_some(),
         });
         if self.mode_config.is_some() {
-            let _ = writeln!(c, "pools {{
+            let _ = writeln!(
+                c,
+                "pools {{
   pool0 {{
     addrs = {POOL_NET}
     dns = {POOL_DNS}
   }}
-}}");
+}}"
+            );
         }
         c
     }
@@ -269,11 +275,19 @@ impl Tunnel {
         match &self.mode_config {
             // Networks from the gateway's split-include (Cisco Unity).
             Some(m) => {
-                let _ = writeln!(t, "\n[network]\nmode_config = {}", toml_str(if m.pull { "pull" } else { "push" }));
+                let _ = writeln!(
+                    t,
+                    "\n[network]\nmode_config = {}",
+                    toml_str(if m.pull { "pull" } else { "push" })
+                );
             }
             None => {
                 // A full tunnel names no remote network.
-                let remote: &[String] = if self.full_tunnel { &[] } else { &[LAN_NET.to_string()] };
+                let remote: &[String] = if self.full_tunnel {
+                    &[]
+                } else {
+                    &[LAN_NET.to_string()]
+                };
                 let _ = writeln!(t, "remote_networks = {}", toml_list(remote));
                 let _ = writeln!(t, "\n[network]\nmode_config = \"off\"");
                 let _ = writeln!(t, "virtual_ip = {}", toml_str(CLIENT_VIP));
@@ -357,7 +371,12 @@ fn swanctl_conf(s: &SwanSide<'_>) -> String {
     let _ = writeln!(c, "    secret = {}", swan_str(s.secret));
     let _ = writeln!(c, "  }}");
     if let Some(x) = s.xauth {
-        let _ = writeln!(c, "  xauth-user {{\n    id = {}\n    secret = {}\n  }}", swan_str(&x.user), swan_str(&x.gw_password));
+        let _ = writeln!(
+            c,
+            "  xauth-user {{\n    id = {}\n    secret = {}\n  }}",
+            swan_str(&x.user),
+            swan_str(&x.gw_password)
+        );
     }
     let _ = writeln!(c, "}}");
     c

@@ -338,7 +338,10 @@ impl Lab {
             Role::Gw,
             "gateway",
             &tunnel.gateway_swanctl(),
-            &CharonOptions { fragment_size: tunnel.gw_fragment_size, ..CharonOptions::default() },
+            &CharonOptions {
+                fragment_size: tunnel.gw_fragment_size,
+                ..CharonOptions::default()
+            },
         )
     }
 

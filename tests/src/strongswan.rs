@@ -156,7 +156,10 @@ swanctl {{
 }}
 "#,
         plugins = plugin_list().join(" "),
-        fragment = opts.fragment_size.map(|s| format!("  fragment_size = {s}\n")).unwrap_or_default(),
+        fragment = opts
+            .fragment_size
+            .map(|s| format!("  fragment_size = {s}\n"))
+            .unwrap_or_default(),
     )
 }
 

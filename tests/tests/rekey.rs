@@ -6,8 +6,8 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use postern_lab::postern::exit;
 use postern_lab::config::LAN_HOST;
+use postern_lab::postern::exit;
 use postern_lab::{Lab, Role, Tunnel, lab_ensure, run_scenario};
 
 fn stays_up_through_rekeys(scenario: &str, t: Tunnel) {
@@ -34,10 +34,27 @@ fn stays_up_through_rekeys(scenario: &str, t: Tunnel) {
             let sas = gw.list_sas()?;
             let shown = gw.list_sas_text();
             let established: Vec<_> = sas.iter().filter(|s| s.state() == "ESTABLISHED").collect();
-            lab_ensure!(!established.is_empty(), "no ESTABLISHED IKE SA on the gateway:\n{shown}");
-            lab_ensure!(established.len() <= 2, "IKE SAs pile up on the gateway:\n{shown}");
-            let installed: usize = sas.iter().map(|s| s.children.iter().filter(|c| c.state() == "INSTALLED").count()).sum();
-            lab_ensure!(installed >= 1, "no INSTALLED CHILD_SA on the gateway:\n{shown}");
+            lab_ensure!(
+                !established.is_empty(),
+                "no ESTABLISHED IKE SA on the gateway:\n{shown}"
+            );
+            lab_ensure!(
+                established.len() <= 2,
+                "IKE SAs pile up on the gateway:\n{shown}"
+            );
+            let installed: usize = sas
+                .iter()
+                .map(|s| {
+                    s.children
+                        .iter()
+                        .filter(|c| c.state() == "INSTALLED")
+                        .count()
+                })
+                .sum();
+            lab_ensure!(
+                installed >= 1,
+                "no INSTALLED CHILD_SA on the gateway:\n{shown}"
+            );
             lab_ensure!(installed <= 3, "CHILD_SAs pile up on the gateway:\n{shown}");
             for s in &established {
                 ike_ids.insert(s.get("uniqueid").to_string());
@@ -58,12 +75,27 @@ fn stays_up_through_rekeys(scenario: &str, t: Tunnel) {
             ping_failures.len()
         );
         let out = client.stdout();
-        let renewed = out.iter().filter(|l| l.starts_with("phase1 renewed")).count();
-        let rekeyed = out.iter().filter(|l| l.starts_with("phase2 established")).count();
-        lab_ensure!(renewed >= 2, "phase 1 renewed {renewed} times in 3 minutes: {out:?}");
-        lab_ensure!(rekeyed >= 6, "phase 2 established {rekeyed} times in 3 minutes: {out:?}");
+        let renewed = out
+            .iter()
+            .filter(|l| l.starts_with("phase1 renewed"))
+            .count();
+        let rekeyed = out
+            .iter()
+            .filter(|l| l.starts_with("phase2 established"))
+            .count();
+        lab_ensure!(
+            renewed >= 2,
+            "phase 1 renewed {renewed} times in 3 minutes: {out:?}"
+        );
+        lab_ensure!(
+            rekeyed >= 6,
+            "phase 2 established {rekeyed} times in 3 minutes: {out:?}"
+        );
         lab_ensure!(ike_ids.len() >= 3, "the gateway saw IKE SAs {ike_ids:?}");
-        lab_ensure!(child_spis.len() >= 6, "the gateway saw CHILD_SAs {child_spis:?}");
+        lab_ensure!(
+            child_spis.len() >= 6,
+            "the gateway saw CHILD_SAs {child_spis:?}"
+        );
         client.sigterm()?;
         let code = client.exit_code(Duration::from_secs(15))?;
         lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");

@@ -32,7 +32,10 @@ fn connects_with_mode_config(scenario: &str, t: Tunnel) {
         client.wait_connected()?;
         let out = client.stdout();
         if t.xauth.is_some() {
-            lab_ensure!(out.iter().any(|l| l == "xauth ok"), "no `xauth ok` line: {out:?}");
+            lab_ensure!(
+                out.iter().any(|l| l == "xauth ok"),
+                "no `xauth ok` line: {out:?}"
+            );
         }
         let want = format!("mode-config {POOL_FIRST} dns {POOL_DNS} split {LAN_NET}");
         lab_ensure!(
@@ -58,7 +61,10 @@ fn connects_with_mode_config(scenario: &str, t: Tunnel) {
         // Traffic crosses from the Mode Config address (userspace datapath).
         lab.ping(Role::Client, None, LAN_HOST)?;
         let addrs = lab.exec(Role::Client, &["ip", "-4", "addr"])?;
-        lab_ensure!(addrs.contains(POOL_FIRST), "the pool address is not on the client:\n{addrs}");
+        lab_ensure!(
+            addrs.contains(POOL_FIRST),
+            "the pool address is not on the client:\n{addrs}"
+        );
         client.sigterm()?;
         let code = client.exit_code(Duration::from_secs(15))?;
         lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
@@ -92,7 +98,10 @@ fn main_psk_xauth_mode_config_push() {
 /// Main mode PSK + Mode Config without XAuth.
 #[test]
 fn main_psk_mode_config_pull_without_xauth() {
-    connects_with_mode_config("ra-main-pull", Tunnel::main_psk("ra-main-pull").mode_config(true));
+    connects_with_mode_config(
+        "ra-main-pull",
+        Tunnel::main_psk("ra-main-pull").mode_config(true),
+    );
 }
 
 /// A wrong XAuth password ends with a clear error, not a hang.
@@ -107,9 +116,17 @@ fn wrong_xauth_password() {
         let client = lab.start_postern(&t)?;
         let code = client.exit_code(Duration::from_secs(40))?;
         let err = client.error_line().unwrap_or_default();
-        lab_ensure!(code == exit::AUTH_FAILED, "exit code {code}; stderr {:?}", client.stderr());
+        lab_ensure!(
+            code == exit::AUTH_FAILED,
+            "exit code {code}; stderr {:?}",
+            client.stderr()
+        );
         lab_ensure!(err.contains("XAuth failed"), "stderr {:?}", client.stderr());
-        lab_ensure!(start.elapsed() < Duration::from_secs(40), "took {:?}", start.elapsed());
+        lab_ensure!(
+            start.elapsed() < Duration::from_secs(40),
+            "took {:?}",
+            start.elapsed()
+        );
         let sas = gw.list_sas()?;
         lab_ensure!(
             sas.iter().all(|s| s.installed_child().is_none()),
@@ -133,7 +150,10 @@ fn dead_gateway_is_detected_and_the_tunnel_comes_back() {
         // A quiet tunnel with a live gateway stays up across several DPD intervals.
         std::thread::sleep(Duration::from_secs(7));
         lab_ensure!(
-            !client.stdout().iter().any(|l| l.starts_with("connection lost")),
+            !client
+                .stdout()
+                .iter()
+                .any(|l| l.starts_with("connection lost")),
             "lost while the gateway lives: {:?}",
             client.stdout()
         );
@@ -142,16 +162,27 @@ fn dead_gateway_is_detected_and_the_tunnel_comes_back() {
         let lost = client.wait_line("connection lost: dead peer", Duration::from_secs(20))?;
         let took = killed.elapsed();
         // interval 2 s + timeout 8 s, plus slack.
-        lab_ensure!(took < Duration::from_secs(14), "dead peer declared after {took:?}: {lost:?}");
+        lab_ensure!(
+            took < Duration::from_secs(14),
+            "dead peer declared after {took:?}: {lost:?}"
+        );
         // The gateway returns; the client reconnects on its own.
         let gw2 = lab.start_gateway(&t)?;
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let n = client.stdout().iter().filter(|l| l.starts_with("connected")).count();
+            let n = client
+                .stdout()
+                .iter()
+                .filter(|l| l.starts_with("connected"))
+                .count();
             if n >= 2 {
                 break;
             }
-            lab_ensure!(Instant::now() < deadline, "no reconnect within 60 s: {:?}", client.stdout());
+            lab_ensure!(
+                Instant::now() < deadline,
+                "no reconnect within 60 s: {:?}",
+                client.stdout()
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
         gw2.wait_established(Duration::from_secs(10))?;
@@ -179,8 +210,16 @@ fn gateway_delete_without_reconnect_ends_clearly() {
         gw.terminate(postern_lab::config::CONN)?;
         let code = client.exit_code(Duration::from_secs(20))?;
         let err = client.error_line().unwrap_or_default();
-        lab_ensure!(code == exit::OTHER, "exit code {code}; stderr {:?}", client.stderr());
-        lab_ensure!(err.contains("closed the connection"), "stderr {:?}", client.stderr());
+        lab_ensure!(
+            code == exit::OTHER,
+            "exit code {code}; stderr {:?}",
+            client.stderr()
+        );
+        lab_ensure!(
+            err.contains("closed the connection"),
+            "stderr {:?}",
+            client.stderr()
+        );
         Ok(())
     });
 }

@@ -16,8 +16,8 @@ use super::phase1::Ike;
 
 /// "FRAGMENTATION" with the capability bits strongSwan and Cisco send.
 pub(crate) const VID_FRAGMENTATION: [u8; 20] = [
-    0x40, 0x48, 0xb7, 0xd5, 0x6e, 0xbc, 0xe8, 0x85, 0x25, 0xe7, 0xde, 0x7f, 0x00, 0xd6, 0xc2, 0xd3, 0x80, 0x00, 0x00,
-    0x00,
+    0x40, 0x48, 0xb7, 0xd5, 0x6e, 0xbc, 0xe8, 0x85, 0x25, 0xe7, 0xde, 0x7f, 0x00, 0xd6, 0xc2, 0xd3,
+    0x80, 0x00, 0x00, 0x00,
 ];
 pub(crate) const MAX_FRAGMENTS: u8 = 16;
 pub(crate) const MAX_MESSAGE: usize = 64 * 1024;
@@ -49,7 +49,11 @@ pub(crate) enum Reassembled {
     Complete(Vec<u8>),
 }
 
-pub(crate) fn accept(pending: &mut Vec<Reassembly>, now: Instant, f: &FragmentPayload) -> Reassembled {
+pub(crate) fn accept(
+    pending: &mut Vec<Reassembly>,
+    now: Instant,
+    f: &FragmentPayload,
+) -> Reassembled {
     pending.retain(|r| now.saturating_duration_since(r.started) < REASSEMBLY_TIMEOUT);
     if f.number == 0 || f.number > MAX_FRAGMENTS || f.data.is_empty() {
         return Reassembled::Incomplete;
@@ -60,7 +64,13 @@ pub(crate) fn accept(pending: &mut Vec<Reassembly>, now: Instant, f: &FragmentPa
             if pending.len() >= MAX_PENDING {
                 pending.remove(0);
             }
-            pending.push(Reassembly { id: f.id, started: now, parts: vec![None; MAX_FRAGMENTS as usize], last: None, size: 0 });
+            pending.push(Reassembly {
+                id: f.id,
+                started: now,
+                parts: vec![None; MAX_FRAGMENTS as usize],
+                last: None,
+                size: 0,
+            });
             pending.len() - 1
         }
     };
@@ -85,7 +95,9 @@ pub(crate) fn accept(pending: &mut Vec<Reassembly>, now: Instant, f: &FragmentPa
     }
     r.size += f.data.len();
     r.parts[slot] = Some(f.data.clone());
-    let Some(last) = r.last else { return Reassembled::Incomplete };
+    let Some(last) = r.last else {
+        return Reassembled::Incomplete;
+    };
     if r.parts[..usize::from(last)].iter().any(Option::is_none) {
         return Reassembled::Incomplete;
     }
@@ -110,7 +122,9 @@ impl Ike {
         if let Some((_, frags)) = self.fragment_cache.iter().find(|(orig, _)| *orig == data) {
             return frags.clone();
         }
-        let Ok(h) = Header::decode(&data) else { return vec![data] };
+        let Ok(h) = Header::decode(&data) else {
+            return vec![data];
+        };
         // Room in each datagram: ISAKMP header, fragment payload header (8 bytes).
         let chunk = max.saturating_sub(Header::LEN + 8).max(64);
         let count = data.len().div_ceil(chunk);
@@ -123,9 +137,23 @@ impl Ike {
             .chunks(chunk)
             .enumerate()
             .map(|(n, part)| {
-                let f = FragmentPayload { id, number: n as u8 + 1, last: n + 1 == count, data: part.to_vec() };
-                let header = Header { next_payload: PayloadType::NONE, flags: 0, length: 0, ..h.clone() };
-                codec::Message { header, payloads: vec![Payload::Fragment(f)] }.encode()
+                let f = FragmentPayload {
+                    id,
+                    number: n as u8 + 1,
+                    last: n + 1 == count,
+                    data: part.to_vec(),
+                };
+                let header = Header {
+                    next_payload: PayloadType::NONE,
+                    flags: 0,
+                    length: 0,
+                    ..h.clone()
+                };
+                codec::Message {
+                    header,
+                    payloads: vec![Payload::Fragment(f)],
+                }
+                .encode()
             })
             .collect();
         if self.fragment_cache.len() >= FRAGMENT_CACHE {
@@ -138,7 +166,9 @@ impl Ike {
     /// A datagram made of a FRAGMENT payload: `Some(message)` once complete.
     pub(super) fn defragment(&mut self, now: Instant, data: &[u8]) -> Option<Vec<u8>> {
         let msg = codec::Message::decode(data).ok()?;
-        let [Payload::Fragment(f)] = msg.payloads.as_slice() else { return None };
+        let [Payload::Fragment(f)] = msg.payloads.as_slice() else {
+            return None;
+        };
         match accept(&mut self.reassembly, now, f) {
             Reassembled::Complete(whole) => {
                 // The message inside must be a whole ISAKMP message of these SAs,
@@ -160,16 +190,30 @@ mod tests {
     use super::*;
 
     fn frag(id: u16, number: u8, last: bool, data: &[u8]) -> FragmentPayload {
-        FragmentPayload { id, number, last, data: data.to_vec() }
+        FragmentPayload {
+            id,
+            number,
+            last,
+            data: data.to_vec(),
+        }
     }
 
     #[test]
     fn out_of_order_duplicates_and_completion() {
         let now = Instant::now();
         let mut p = Vec::new();
-        assert!(matches!(accept(&mut p, now, &frag(7, 3, true, b"cc")), Reassembled::Incomplete));
-        assert!(matches!(accept(&mut p, now, &frag(7, 1, false, b"aa")), Reassembled::Incomplete));
-        assert!(matches!(accept(&mut p, now, &frag(7, 1, false, b"XX")), Reassembled::Incomplete));
+        assert!(matches!(
+            accept(&mut p, now, &frag(7, 3, true, b"cc")),
+            Reassembled::Incomplete
+        ));
+        assert!(matches!(
+            accept(&mut p, now, &frag(7, 1, false, b"aa")),
+            Reassembled::Incomplete
+        ));
+        assert!(matches!(
+            accept(&mut p, now, &frag(7, 1, false, b"XX")),
+            Reassembled::Incomplete
+        ));
         match accept(&mut p, now, &frag(7, 2, false, b"bb")) {
             Reassembled::Complete(m) => assert_eq!(m, b"aabbcc"),
             Reassembled::Incomplete => panic!("not complete"),
@@ -181,7 +225,11 @@ mod tests {
     fn impossible_fragments_are_dropped() {
         let now = Instant::now();
         let mut p = Vec::new();
-        for f in [frag(1, 0, false, b"x"), frag(1, MAX_FRAGMENTS + 1, true, b"x"), frag(1, 1, true, b"")] {
+        for f in [
+            frag(1, 0, false, b"x"),
+            frag(1, MAX_FRAGMENTS + 1, true, b"x"),
+            frag(1, 1, true, b""),
+        ] {
             assert!(matches!(accept(&mut p, now, &f), Reassembled::Incomplete));
         }
         // Two different last fragments: the message is abandoned.
@@ -190,7 +238,10 @@ mod tests {
         assert!(p.iter().all(|r| r.id != 2));
         // Fragments beyond the last one are ignored.
         accept(&mut p, now, &frag(3, 2, true, b"b"));
-        assert!(matches!(accept(&mut p, now, &frag(3, 4, false, b"d")), Reassembled::Incomplete));
+        assert!(matches!(
+            accept(&mut p, now, &frag(3, 4, false, b"d")),
+            Reassembled::Incomplete
+        ));
         // Too big in total.
         let big = vec![0u8; MAX_MESSAGE / 2 + 1];
         accept(&mut p, now, &frag(4, 1, false, &big));

@@ -408,7 +408,8 @@ impl Ike {
                 || (self.role == Role::Responder && self.state == State::ExpectSa);
             if ours {
                 if let Some(whole) = self.defragment(now, data) {
-                    if Header::decode(&whole).is_ok_and(|h| h.next_payload != PayloadType::FRAGMENT) {
+                    if Header::decode(&whole).is_ok_and(|h| h.next_payload != PayloadType::FRAGMENT)
+                    {
                         self.handle_datagram(now, local, remote, &whole);
                     }
                 }
@@ -1060,7 +1061,9 @@ impl Ike {
             payloads.push(Payload::VendorId(VID_DPD.to_vec()));
         }
         if self.config.fragmentation {
-            payloads.push(Payload::VendorId(super::fragment::VID_FRAGMENTATION.to_vec()));
+            payloads.push(Payload::VendorId(
+                super::fragment::VID_FRAGMENTATION.to_vec(),
+            ));
         }
         let d = self.plain_message(ExchangeType::IDENTITY_PROTECTION, payloads);
         self.state = State::ExpectKe;
@@ -1184,7 +1187,9 @@ impl Ike {
             payloads.push(Payload::VendorId(VID_DPD.to_vec()));
         }
         if self.config.fragmentation {
-            payloads.push(Payload::VendorId(super::fragment::VID_FRAGMENTATION.to_vec()));
+            payloads.push(Payload::VendorId(
+                super::fragment::VID_FRAGMENTATION.to_vec(),
+            ));
         }
         payloads.extend(self.nat_d_payloads());
         let d = self.plain_message(ExchangeType::AGGRESSIVE, payloads);
@@ -1383,7 +1388,9 @@ impl Ike {
             Payload::VendorId(VID_UNITY.to_vec()),
         ];
         if self.config.fragmentation {
-            v.push(Payload::VendorId(super::fragment::VID_FRAGMENTATION.to_vec()));
+            v.push(Payload::VendorId(
+                super::fragment::VID_FRAGMENTATION.to_vec(),
+            ));
         }
         if self.config.dpd.is_some() {
             v.push(Payload::VendorId(VID_DPD.to_vec()));
@@ -1400,9 +1407,9 @@ impl Ike {
             .iter()
             .any(|p| matches!(p, Payload::VendorId(v) if v.as_slice() == VID_DPD));
         self.peer_fragmentation = self.config.fragmentation
-            && payloads
-                .iter()
-                .any(|p| matches!(p, Payload::VendorId(v) if super::fragment::is_fragmentation_vid(v)));
+            && payloads.iter().any(
+                |p| matches!(p, Payload::VendorId(v) if super::fragment::is_fragmentation_vid(v)),
+            );
         if self.config.nat_traversal == NatTraversal::Off {
             return;
         }

@@ -1134,7 +1134,13 @@ fn ike_fragmentation_both_ways_with_loss_and_reordering() {
             let h = Header::decode(d).unwrap();
             let frag = h.next_payload == codec::PayloadType::FRAGMENT;
             if std::env::var("DEBUG_FRAG").is_ok() {
-                eprintln!("{} {:?} {:?} len={} n={n}", if _to_r { ">" } else { "<" }, h.exchange, h.next_payload, d.len());
+                eprintln!(
+                    "{} {:?} {:?} len={} n={n}",
+                    if _to_r { ">" } else { "<" },
+                    h.exchange,
+                    h.next_payload,
+                    d.len()
+                );
             }
             if frag {
                 assert!(d.len() <= 200, "fragment of {} bytes", d.len());
@@ -1146,7 +1152,13 @@ fn ike_fragmentation_both_ways_with_loss_and_reordering() {
             true
         });
         p.drive();
-        assert!(p.i_events.iter().any(|e| matches!(e, Event::XAuthSucceeded)), "{mode:?}: {:?}", p.i_events);
+        assert!(
+            p.i_events
+                .iter()
+                .any(|e| matches!(e, Event::XAuthSucceeded)),
+            "{mode:?}: {:?}",
+            p.i_events
+        );
         assert_eq!(p.children_i().len(), 2, "{mode:?}: {:?}", p.i_events);
     }
 }
@@ -1158,10 +1170,12 @@ fn no_fragments_to_a_peer_that_does_not_announce_them() {
     r.fragmentation = false;
     let mut p = Pair::new(i, r, 71);
     p.filter = Box::new(|_, _, d| {
-        assert_ne!(Header::decode(d).unwrap().next_payload, codec::PayloadType::FRAGMENT);
+        assert_ne!(
+            Header::decode(d).unwrap().next_payload,
+            codec::PayloadType::FRAGMENT
+        );
         true
     });
     p.drive();
     assert_matching(&p);
 }
-
