@@ -44,8 +44,8 @@ step "lab harness unit tests" \
 if [ "$(id -u)" -ne 0 ]; then
   echo "warning: not root: the lab tests below will fail (they need network namespaces)" >&2
 fi
-step "namespace lab (strongSwan interop, root)" \
-  cargo test -p postern-lab --test interop -- --test-threads=2
+step "namespace lab (strongSwan interop, remote access, rekeying..., root)" \
+  cargo test -p postern-lab --test '*' -- --test-threads=2
 
 if [ -f fuzz/run.sh ]; then
   if ! command -v cargo-fuzz >/dev/null 2>&1; then
@@ -62,6 +62,8 @@ for i in "${!sections[@]}"; do
   echo "${sections[$i]}:"
   grep -E '^test result:|^running [0-9]+ tests?' "$LOG_DIR/$i.log" | grep '^test result' | sed 's/^/  /' || echo "  (no cargo test summary)"
 done
+# One plain closing line over every cargo test summary above.
+cat "$LOG_DIR"/*.log | awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } } END { printf "total: %d passed, %d failed\n", p, f }'
 rm -rf "$LOG_DIR"
 if [ ${#failed[@]} -ne 0 ]; then
   printf 'FAILED sections:\n'; printf '  - %s\n' "${failed[@]}"
