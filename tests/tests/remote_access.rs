@@ -186,6 +186,8 @@ fn dead_gateway_is_detected_and_the_tunnel_comes_back() {
             std::thread::sleep(Duration::from_millis(200));
         }
         gw2.wait_established(Duration::from_secs(10))?;
+        // Traffic crosses the tunnel again after the reconnect.
+        lab.ping(postern_lab::Role::Client, None, postern_lab::config::LAN_HOST)?;
         client.sigterm()?;
         let code = client.exit_code(Duration::from_secs(15))?;
         lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
