@@ -242,6 +242,7 @@ async fn connect_inner(
     let mut buf4500 = vec![0u8; 65536];
     // --- datapath (issue 3): created with the first SA; dropping it tears it down ---
     let mut datapath: Option<crate::datapath::Datapath> = None;
+    let mut pending_dns: Option<crate::kernel::dns::DnsConfig> = None;
     loop {
         // Outputs, in the engine's documented order.
         while let Some(t) = ike.poll_transmit() {
@@ -298,7 +299,16 @@ async fn connect_inner(
                         profile.phase2.remote_networks.is_empty(),
                         &c,
                     ) {
-                        Ok(line) => println!("{line}"),
+                        Ok(line) => {
+                            println!("{line}");
+                            // DNS from Mode Config, once, with the first SA.
+                            if let (Some(dp), Some(info)) = (datapath.as_mut(), pending_dns.take()) {
+                                match dp.set_dns(&info, &profile.name) {
+                                    Ok(l) => println!("{l}"),
+                                    Err(e) => println!("dns: not set up: {e}"),
+                                }
+                            }
+                        }
                         Err(e) => {
                             ike.close(Instant::now());
                             flush(&socket, natt_socket.as_ref(), &mut ike).await;
@@ -332,6 +342,15 @@ async fn connect_inner(
                 }
                 Event::ModeConfig(info) => {
                     println!("{}", describe_mode_config(&info));
+                    if !matches!(profile.network.dns, profile::DnsMode::Off) && !info.dns.is_empty() {
+                        let mut domains: Vec<String> = info.default_domain.iter().cloned().collect();
+                        domains.extend(info.split_dns.iter().cloned());
+                        pending_dns = Some(crate::kernel::dns::DnsConfig {
+                            servers: info.dns.clone(),
+                            domains,
+                            exclusive: matches!(profile.network.dns, profile::DnsMode::Full),
+                        });
+                    }
                     if let Some(b) = &info.banner {
                         for line in b.lines() {
                             println!("banner: {line}");

@@ -253,3 +253,55 @@ fn gateway_forcing_ike_fragmentation() {
         Ok(())
     });
 }
+
+/// Removes the namespace's private resolv.conf directory (`ip netns exec` bind-mounts
+/// /etc/netns/NAME/resolv.conf over /etc/resolv.conf), also when the test fails.
+struct NetnsEtc(std::path::PathBuf);
+
+impl Drop for NetnsEtc {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// DNS from Mode Config goes into the client's resolv.conf (the tunnel's server first,
+/// its domain searched), and the original comes back after SIGTERM and after SIGKILL +
+/// `postern-helper cleanup`.
+#[test]
+fn mode_config_dns_in_resolv_conf_and_restored() {
+    let t = Tunnel::main_psk("ra-dns").xauth("alice", "alice-pass-7", "alice-pass-7").mode_config(true);
+    run_scenario("ra-dns", |lab: &Lab| {
+        let dir = std::path::PathBuf::from("/etc/netns").join(lab.ns(postern_lab::Role::Client));
+        std::fs::create_dir_all(&dir)?;
+        let _guard = NetnsEtc(dir.clone());
+        let file = dir.join("resolv.conf");
+        let original = "# the user's own\nnameserver 192.0.2.53\nsearch home.example\n";
+        std::fs::write(&file, original)?;
+        let gw = lab.start_gateway(&t)?;
+        let client = lab.start_postern(&t)?;
+        client.wait_connected()?;
+        let during = std::fs::read_to_string(&file)?;
+        let ns: Vec<&str> = during.lines().filter(|l| l.starts_with("nameserver")).collect();
+        lab_ensure!(
+            ns == ["nameserver 10.77.0.53", "nameserver 192.0.2.53"],
+            "resolv.conf during the tunnel:\n{during}\nclient: {:?}",
+            client.stdout()
+        );
+        client.sigterm()?;
+        let code = client.exit_code(Duration::from_secs(15))?;
+        lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
+        let after = std::fs::read_to_string(&file)?;
+        lab_ensure!(after == original, "resolv.conf after SIGTERM:\n{after}");
+        gw.wait_no_sas(Duration::from_secs(10))?;
+
+        let client = lab.start_postern(&t)?;
+        client.wait_connected()?;
+        lab_ensure!(std::fs::read_to_string(&file)?.contains("10.77.0.53"), "DNS not set the second time");
+        client.sigkill()?;
+        let _ = client.exit_status(Duration::from_secs(10))?;
+        postern_lab::postern::cleanup(lab)?;
+        let after = std::fs::read_to_string(&file)?;
+        lab_ensure!(after == original, "resolv.conf after SIGKILL + cleanup:\n{after}");
+        Ok(())
+    });
+}

@@ -242,6 +242,14 @@ impl Datapath {
     }
 
     /// Forgets an SA pair (deleted by us or by the gateway).
+    /// Points DNS at the tunnel's servers (recorded in the journal, undone with the rest).
+    pub fn set_dns(&mut self, cfg: &kernel::dns::DnsConfig, tunnel: &str) -> Result<String, DatapathError> {
+        let Some(j) = self.journal.as_mut() else {
+            return Ok("dns: no journal, left alone".into());
+        };
+        Ok(kernel::dns::apply(j, cfg, tunnel)?)
+    }
+
     pub fn remove(&mut self, spi_in: u32, spi_out: u32) {
         self.inbound.retain(|i| i.sa.spi() != spi_in);
         self.outbound

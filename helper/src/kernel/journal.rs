@@ -42,6 +42,8 @@ pub enum Entry {
         dev: String,
         via: String,
     },
+    /// resolv.conf rewritten; the original is in `backup` (under the run directory).
+    ResolvConf { backup: String },
 }
 
 impl Entry {
@@ -52,6 +54,7 @@ impl Entry {
             Entry::Addr { cidr, dev } => format!("address {cidr} on {dev}"),
             Entry::Route { dst, dev, src } => format!("route {dst} dev {dev} src {src}"),
             Entry::Bypass { dst, dev, via } => format!("route {dst} dev {dev} via {via}"),
+            Entry::ResolvConf { backup } => format!("resolv.conf (backup {backup})"),
         }
     }
 
@@ -61,6 +64,7 @@ impl Entry {
             Entry::Addr { cidr, dev } => format!("addr {cidr} {dev}"),
             Entry::Route { dst, dev, src } => format!("route {dst} {dev} {src}"),
             Entry::Bypass { dst, dev, via } => format!("bypass {dst} {dev} {via}"),
+            Entry::ResolvConf { backup } => format!("resolvconf {backup}"),
         }
     }
 
@@ -90,6 +94,9 @@ impl Entry {
                 dst: dst.to_string(),
                 dev: dev.to_string(),
                 via: via.to_string(),
+            }),
+            ["resolvconf", backup] => Some(Entry::ResolvConf {
+                backup: backup.to_string(),
             }),
             ["route", dst, dev, src] => Some(Entry::Route {
                 dst: dst.to_string(),

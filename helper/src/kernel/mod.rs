@@ -4,6 +4,7 @@
 //! Changes are made over rtnetlink ([`net`]); XFRM (netlink-packet-xfrm) comes with
 //! the kernel backend.
 
+pub mod dns;
 pub mod journal;
 pub mod net;
 

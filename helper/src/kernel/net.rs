@@ -251,6 +251,9 @@ fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {
 
 /// Undoes one entry. `Ok(false)`: it was already gone.
 fn undo_one(e: &Entry) -> Result<bool, KernelError> {
+    if let Entry::ResolvConf { backup } = e {
+        return super::dns::restore(backup).map(|_| true);
+    }
     let what = format!("undo `{}`", e.describe());
     let e = e.clone();
     with_netlink(&what, |h| async move {
@@ -259,12 +262,14 @@ fn undo_one(e: &Entry) -> Result<bool, KernelError> {
             | Entry::Addr { dev, .. }
             | Entry::Route { dev, .. }
             | Entry::Bypass { dev, .. } => dev.clone(),
+            Entry::ResolvConf { .. } => return Ok(false),
         };
         // No device: it took its addresses and routes with it.
         let Some(idx) = link_index(&h, &dev).await? else {
             return Ok(false);
         };
         match &e {
+            Entry::ResolvConf { .. } => Ok(false),
             Entry::Link { .. } => h.link().del(idx).execute().await.map(|_| true),
             Entry::Addr { cidr, .. } => {
                 let Some((addr, prefix)) = parse_cidr(cidr) else {
