@@ -419,7 +419,11 @@ async fn connect_inner(
                     ike.handle_datagram(Instant::now(), natt_local, from, &buf4500[4..n]);
                 }
                 // --- datapath (issue 3): ESP and NAT keepalives ---
-                Ok(n) => if let Some(dp) = datapath.as_mut() { dp.inbound(&mut buf4500[..n]) },
+                Ok(n) => if let Some(dp) = datapath.as_mut() {
+                    dp.inbound(&mut buf4500[..n]);
+                    // Anything from the gateway shows it alive: DPD probes only a quiet tunnel.
+                    ike.traffic_received(Instant::now());
+                },
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
                 Err(e) => return Err(Failure::new(EXIT_FAILURE, format!("receive on port {NAT_T_PORT}: {e}"))),
             },
