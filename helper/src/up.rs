@@ -302,7 +302,8 @@ async fn connect_inner(
                         Ok(line) => {
                             println!("{line}");
                             // DNS from Mode Config, once, with the first SA.
-                            if let (Some(dp), Some(info)) = (datapath.as_mut(), pending_dns.take()) {
+                            if let (Some(dp), Some(info)) = (datapath.as_mut(), pending_dns.take())
+                            {
                                 match dp.set_dns(&info, &profile.name) {
                                     Ok(l) => println!("{l}"),
                                     Err(e) => println!("dns: not set up: {e}"),
@@ -342,8 +343,10 @@ async fn connect_inner(
                 }
                 Event::ModeConfig(info) => {
                     println!("{}", describe_mode_config(&info));
-                    if !matches!(profile.network.dns, profile::DnsMode::Off) && !info.dns.is_empty() {
-                        let mut domains: Vec<String> = info.default_domain.iter().cloned().collect();
+                    if !matches!(profile.network.dns, profile::DnsMode::Off) && !info.dns.is_empty()
+                    {
+                        let mut domains: Vec<String> =
+                            info.default_domain.iter().cloned().collect();
                         domains.extend(info.split_dns.iter().cloned());
                         pending_dns = Some(crate::kernel::dns::DnsConfig {
                             servers: info.dns.clone(),

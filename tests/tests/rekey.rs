@@ -68,8 +68,15 @@ fn stays_up_through_rekeys(scenario: &str, t: Tunnel) {
         }
         let _ = ping.exit_status(Duration::from_secs(20));
         let summary = ping.lines_of(postern_lab::process::Stream::Stdout);
-        let stats = summary.iter().find(|l| l.contains("packets transmitted")).cloned().unwrap_or_default();
-        let nums: Vec<u64> = stats.split(|c: char| !c.is_ascii_digit()).filter_map(|w| w.parse().ok()).collect();
+        let stats = summary
+            .iter()
+            .find(|l| l.contains("packets transmitted"))
+            .cloned()
+            .unwrap_or_default();
+        let nums: Vec<u64> = stats
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|w| w.parse().ok())
+            .collect();
         lab_ensure!(nums.len() >= 2, "no ping summary: {summary:?}");
         let (sent, received) = (nums[0], nums[1]);
         let missing: Vec<&String> = summary.iter().filter(|l| l.contains("no answer")).collect();

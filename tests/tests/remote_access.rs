@@ -187,7 +187,11 @@ fn dead_gateway_is_detected_and_the_tunnel_comes_back() {
         }
         gw2.wait_established(Duration::from_secs(10))?;
         // Traffic crosses the tunnel again after the reconnect.
-        lab.ping(postern_lab::Role::Client, None, postern_lab::config::LAN_HOST)?;
+        lab.ping(
+            postern_lab::Role::Client,
+            None,
+            postern_lab::config::LAN_HOST,
+        )?;
         client.sigterm()?;
         let code = client.exit_code(Duration::from_secs(15))?;
         lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
@@ -269,7 +273,9 @@ impl Drop for NetnsEtc {
 /// `postern-helper cleanup`.
 #[test]
 fn mode_config_dns_in_resolv_conf_and_restored() {
-    let t = Tunnel::main_psk("ra-dns").xauth("alice", "alice-pass-7", "alice-pass-7").mode_config(true);
+    let t = Tunnel::main_psk("ra-dns")
+        .xauth("alice", "alice-pass-7", "alice-pass-7")
+        .mode_config(true);
     run_scenario("ra-dns", |lab: &Lab| {
         let dir = std::path::PathBuf::from("/etc/netns").join(lab.ns(postern_lab::Role::Client));
         std::fs::create_dir_all(&dir)?;
@@ -281,7 +287,10 @@ fn mode_config_dns_in_resolv_conf_and_restored() {
         let client = lab.start_postern(&t)?;
         client.wait_connected()?;
         let during = std::fs::read_to_string(&file)?;
-        let ns: Vec<&str> = during.lines().filter(|l| l.starts_with("nameserver")).collect();
+        let ns: Vec<&str> = during
+            .lines()
+            .filter(|l| l.starts_with("nameserver"))
+            .collect();
         lab_ensure!(
             ns == ["nameserver 10.77.0.53", "nameserver 192.0.2.53"],
             "resolv.conf during the tunnel:\n{during}\nclient: {:?}",
@@ -296,12 +305,18 @@ fn mode_config_dns_in_resolv_conf_and_restored() {
 
         let client = lab.start_postern(&t)?;
         client.wait_connected()?;
-        lab_ensure!(std::fs::read_to_string(&file)?.contains("10.77.0.53"), "DNS not set the second time");
+        lab_ensure!(
+            std::fs::read_to_string(&file)?.contains("10.77.0.53"),
+            "DNS not set the second time"
+        );
         client.sigkill()?;
         let _ = client.exit_status(Duration::from_secs(10))?;
         postern_lab::postern::cleanup(lab)?;
         let after = std::fs::read_to_string(&file)?;
-        lab_ensure!(after == original, "resolv.conf after SIGKILL + cleanup:\n{after}");
+        lab_ensure!(
+            after == original,
+            "resolv.conf after SIGKILL + cleanup:\n{after}"
+        );
         Ok(())
     });
 }

@@ -243,7 +243,11 @@ impl Datapath {
 
     /// Forgets an SA pair (deleted by us or by the gateway).
     /// Points DNS at the tunnel's servers (recorded in the journal, undone with the rest).
-    pub fn set_dns(&mut self, cfg: &kernel::dns::DnsConfig, tunnel: &str) -> Result<String, DatapathError> {
+    pub fn set_dns(
+        &mut self,
+        cfg: &kernel::dns::DnsConfig,
+        tunnel: &str,
+    ) -> Result<String, DatapathError> {
         let Some(j) = self.journal.as_mut() else {
             return Ok("dns: no journal, left alone".into());
         };

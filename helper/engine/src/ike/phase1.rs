@@ -472,6 +472,10 @@ impl Ike {
         }
     }
 
+    pub(super) fn local_ip(&self) -> std::net::IpAddr {
+        self.local.ip()
+    }
+
     pub(super) fn local_addr(&self) -> SocketAddr {
         let mut l = self.local;
         l.set_port(self.original_remote.port());

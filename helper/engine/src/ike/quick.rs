@@ -106,6 +106,7 @@ impl Ike {
             rest.push(Payload::Id(ci.clone()));
             rest.push(Payload::Id(cr.clone()));
         }
+        rest.extend(self.nat_oa_payloads(true));
         let iv = self.exchange_iv(mid);
         let Some(keys) = self.phase1_keys() else {
             return;
@@ -140,6 +141,30 @@ impl Ike {
             }
             Err(e) => self.out.events.push_back(Event::Phase2Failed(e)),
         }
+    }
+
+    /// RFC 3947 §5.2: in UDP-encapsulated transport mode each quick mode message carries
+    /// the original addresses (NAT-OAi, NAT-OAr) so the peer can fix TCP/UDP checksums.
+    fn nat_oa_payloads(&self, we_initiate: bool) -> Vec<Payload> {
+        let Some(v) = self.udp_encapsulation() else {
+            return Vec::new();
+        };
+        if self.config.encapsulation != super::Encapsulation::Transport {
+            return Vec::new();
+        }
+        let (i, r) = if we_initiate {
+            (self.local_ip(), self.remote().ip())
+        } else {
+            (self.remote().ip(), self.local_ip())
+        };
+        let oa = |ip| {
+            let ts = super::TrafficSelector::host(ip);
+            Payload::NatOa {
+                draft: v.draft(),
+                id: ts_to_id(&ts),
+            }
+        };
+        vec![oa(i), oa(r)]
     }
 
     /// Proposals that can go in one offer: those sharing the first one's PFS group.
@@ -464,6 +489,7 @@ impl Ike {
             rest.push(Payload::Id(ci.clone()));
             rest.push(Payload::Id(cr.clone()));
         }
+        rest.extend(self.nat_oa_payloads(false));
         let ours = self.config.esp_lifetime;
         if choice.lifetime.is_none_or(|l| l > ours) {
             rest.push(Payload::Notify(NotifyPayload {

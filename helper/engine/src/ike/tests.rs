@@ -1179,3 +1179,20 @@ fn no_fragments_to_a_peer_that_does_not_announce_them() {
     p.drive();
     assert_matching(&p);
 }
+
+#[test]
+fn transport_mode_behind_nat_sends_nat_oa() {
+    let (mut i, mut r) = configs(ExchangeMode::Main);
+    i.encapsulation = Encapsulation::Transport;
+    r.encapsulation = Encapsulation::Transport;
+    i.children = vec![ChildConfig {
+        local: None,
+        remote: None,
+    }];
+    let mut p = Pair::behind_nat(i, r, 80);
+    p.drive();
+    assert_matching(&p);
+    let c = &p.children_i()[0];
+    assert!(c.udp_encapsulation);
+    assert_eq!(c.encapsulation, Encapsulation::Transport);
+}
