@@ -223,7 +223,7 @@ async fn connect_inner(
     let mut natt_local = local;
     natt_local.set_port(NAT_T_PORT);
 
-    let config = engine_config(&profile, local.ip())?;
+    let config = engine_config(profile, local.ip())?;
     println!(
         "connecting {} to {remote} from {} ({} mode)",
         profile.name,
@@ -235,7 +235,7 @@ async fn connect_inner(
         .map_err(|e| Failure::new(EXIT_FAILURE, format!("no randomness: {e}")))?;
     let mut ike = Ike::initiate(config, local, remote, start, Box::new(rng))?;
 
-    let mut expected_children = profile_children(&profile, local.ip()).len();
+    let mut expected_children = profile_children(profile, local.ip()).len();
     let mut up_children = 0usize;
     let mut prompt: Option<tokio::task::JoinHandle<Result<Credentials, String>>> = None;
     let mut buf = vec![0u8; 65536];

@@ -66,19 +66,19 @@ pub fn render(old: &str, cfg: &DnsConfig, tunnel: &str) -> String {
         let mut w = line.split_whitespace();
         match w.next() {
             Some("nameserver") if !cfg.exclusive => {
-                if let Some(s) = w.next() {
-                    if !servers.iter().any(|x| x == s) {
-                        servers.push(s.to_string());
-                    }
+                if let Some(s) = w.next()
+                    && !servers.iter().any(|x| x == s)
+                {
+                    servers.push(s.to_string());
                 }
             }
             Some("nameserver") => {}
             Some("search") | Some("domain") => {
                 for d in w {
-                    if let Some(d) = clean_domain(d) {
-                        if !search.contains(&d) {
-                            search.push(d);
-                        }
+                    if let Some(d) = clean_domain(d)
+                        && !search.contains(&d)
+                    {
+                        search.push(d);
                     }
                 }
             }

@@ -186,6 +186,7 @@ impl Ike {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests start a simulated clock at some real instant
 mod tests {
     use super::*;
 

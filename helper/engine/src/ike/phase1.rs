@@ -407,11 +407,10 @@ impl Ike {
                 || self.for_renewal(&header)
                 || (self.role == Role::Responder && self.state == State::ExpectSa);
             if ours {
-                if let Some(whole) = self.defragment(now, data) {
-                    if Header::decode(&whole).is_ok_and(|h| h.next_payload != PayloadType::FRAGMENT)
-                    {
-                        self.handle_datagram(now, local, remote, &whole);
-                    }
+                if let Some(whole) = self.defragment(now, data)
+                    && Header::decode(&whole).is_ok_and(|h| h.next_payload != PayloadType::FRAGMENT)
+                {
+                    self.handle_datagram(now, local, remote, &whole);
                 }
             } else {
                 self.counters.dropped += 1;
