@@ -201,6 +201,8 @@ pub struct Network {
     /// Bring the tunnel back by itself (with growing waits) when the gateway was
     /// lost (dead peer, closed by the gateway) after it had been up. Default on.
     pub reconnect: bool,
+    /// NAT keepalives (RFC 3948) while ESP is UDP-encapsulated; `None`: off. Default 20 s.
+    pub nat_keepalive: Option<Duration>,
 }
 
 /// Dead peer detection (RFC 3706): probe after `interval` of silence, give up after
@@ -367,6 +369,7 @@ impl Profile {
             network: Network {
                 dpd: Some(Dpd::default()),
                 reconnect: true,
+                nat_keepalive: Some(Duration::from_secs(20)),
                 ..Network::default()
             },
         }
@@ -811,6 +814,7 @@ struct RawNetwork {
     dns: Str,
     retransmit: Option<RawRetransmit>,
     reconnect: Option<Spanned<bool>>,
+    nat_keepalive: Option<Spanned<StrOrInt>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1437,6 +1441,15 @@ fn convert(cx: &Cx<'_>, raw: &RawProfile, policy: SecretPolicy) -> Result<Profil
         dns: cx.keyword("network.dns", &n.dns)?,
         retransmit,
         reconnect: n.reconnect.as_ref().map(|b| *b.get_ref()).unwrap_or(true),
+        nat_keepalive: match &n.nat_keepalive {
+            Some(v) if v.get_ref().0 == "off" => None,
+            v => Some(cx.duration(
+                "network.nat_keepalive",
+                v,
+                Duration::from_secs(20),
+                (Duration::from_secs(1), HOUR),
+            )?),
+        },
     };
 
     Ok(Profile {
@@ -1574,6 +1587,7 @@ struct OutNetwork {
     dns: &'static str,
     dpd: OutDpd,
     reconnect: bool,
+    nat_keepalive: String,
     retransmit: OutRetransmit,
 }
 
@@ -1655,6 +1669,10 @@ impl Profile {
                     },
                 },
                 reconnect: self.network.reconnect,
+                nat_keepalive: self
+                    .network
+                    .nat_keepalive
+                    .map_or("off".to_string(), format_duration),
                 retransmit: OutRetransmit {
                     tries: self.network.retransmit.tries,
                     base: format_duration(self.network.retransmit.base),

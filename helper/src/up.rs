@@ -301,6 +301,9 @@ async fn connect_inner(
                     ) {
                         Ok(line) => {
                             println!("{line}");
+                            if let Some(dp) = datapath.as_ref() {
+                                dp.set_nat_keepalive(profile.network.nat_keepalive);
+                            }
                             // DNS from Mode Config, once, with the first SA.
                             if let (Some(dp), Some(info)) = (datapath.as_mut(), pending_dns.take())
                             {

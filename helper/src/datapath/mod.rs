@@ -99,6 +99,7 @@ pub struct Datapath {
     stopping: Arc<AtomicBool>,
     worker: Option<JoinHandle<()>>,
     stats: Arc<Stats>,
+    keepalive_ms: Arc<std::sync::atomic::AtomicU64>,
 }
 
 fn free_device_name() -> Option<String> {
@@ -150,6 +151,9 @@ impl Datapath {
             stopping: Arc::new(AtomicBool::new(false)),
             worker: None,
             stats: Arc::new(Stats::default()),
+            keepalive_ms: Arc::new(std::sync::atomic::AtomicU64::new(
+                NAT_KEEPALIVE.as_millis() as u64
+            )),
         };
         // From here on, errors tear down through Drop.
         dev.set_nonblocking(true).map_err(DatapathError::Tun)?;
@@ -165,6 +169,7 @@ impl Datapath {
             interrupt: Arc::clone(&dp.interrupt),
             stopping: Arc::clone(&dp.stopping),
             stats: Arc::clone(&dp.stats),
+            keepalive_ms: Arc::clone(&dp.keepalive_ms),
         };
         dp.worker = Some(
             std::thread::Builder::new()
@@ -252,6 +257,14 @@ impl Datapath {
             return Ok("dns: no journal, left alone".into());
         };
         Ok(kernel::dns::apply(j, cfg, tunnel)?)
+    }
+
+    /// Sets the NAT keepalive interval (`None`: no keepalives).
+    pub fn set_nat_keepalive(&self, every: Option<Duration>) {
+        let ms = every
+            .map(|d| d.as_millis().clamp(1000, 3_600_000) as u64)
+            .unwrap_or(0);
+        self.keepalive_ms.store(ms, Ordering::Relaxed);
     }
 
     pub fn remove(&mut self, spi_in: u32, spi_out: u32) {
@@ -385,6 +398,8 @@ struct Outward {
     interrupt: Arc<InterruptEvent>,
     stopping: Arc<AtomicBool>,
     stats: Arc<Stats>,
+    /// NAT keepalive interval in ms; 0: none.
+    keepalive_ms: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Outward {
@@ -393,7 +408,11 @@ impl Outward {
         let start = esp::MAX_HEADER;
         let mut last_send = Instant::now();
         while !self.stopping.load(Ordering::Relaxed) {
-            let wait = NAT_KEEPALIVE.saturating_sub(last_send.elapsed());
+            let every = match self.keepalive_ms.load(Ordering::Relaxed) {
+                0 => Duration::from_secs(3600),
+                ms => Duration::from_millis(ms),
+            };
+            let wait = every.saturating_sub(last_send.elapsed());
             let n = match self.dev.recv_intr_timeout(
                 &mut buf[start..start + MAX_INNER],
                 &self.interrupt,
@@ -401,7 +420,9 @@ impl Outward {
             ) {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                    self.send(&[0xff]);
+                    if self.keepalive_ms.load(Ordering::Relaxed) != 0 {
+                        self.send(&[0xff]);
+                    }
                     last_send = Instant::now();
                     continue;
                 }
