@@ -8,6 +8,7 @@
 mod datapath;
 mod kernel;
 mod rng;
+mod tunnel;
 mod up;
 
 use std::process::ExitCode;
