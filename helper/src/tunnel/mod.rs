@@ -28,7 +28,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::up::{
-    EXIT_AUTH, EXIT_FAILURE, EXIT_NO_PROPOSAL, EXIT_NOT_RESPONDING, EXIT_USAGE, engine_config,
+    EXIT_AUTH, EXIT_FAILURE, EXIT_NO_PROPOSAL, EXIT_NOT_RESPONDING, engine_config,
     profile_children,
 };
 
@@ -240,33 +240,12 @@ pub struct Failure {
     pub lost: bool,
 }
 
-/// The kind of a [`Failure`], for front ends that map it to their own error names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureKind {
-    /// The profile cannot be used as it is (e.g. a missing secret).
-    BadProfile,
-    AuthenticationFailed,
-    NoProposalChosen,
-    GatewayNotResponding,
-    Other,
-}
-
 impl Failure {
     pub fn new(code: u8, message: impl Into<String>) -> Self {
         Failure {
             code,
             message: message.into(),
             lost: false,
-        }
-    }
-
-    pub fn kind(&self) -> FailureKind {
-        match self.code {
-            EXIT_USAGE => FailureKind::BadProfile,
-            EXIT_AUTH => FailureKind::AuthenticationFailed,
-            EXIT_NO_PROPOSAL => FailureKind::NoProposalChosen,
-            EXIT_NOT_RESPONDING => FailureKind::GatewayNotResponding,
-            _ => FailureKind::Other,
         }
     }
 }
