@@ -117,7 +117,9 @@ pub struct SaInfo {
 }
 
 /// Packets and bytes through the tunnel since it came up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Type, Value, OwnedValue, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Type, Value, OwnedValue, Default,
+)]
 pub struct Traffic {
     pub tx_packets: u64,
     pub tx_bytes: u64,

@@ -42,7 +42,10 @@ pub fn wipe(map: &mut HashMap<String, String>) {
 
 /// Parses `Connect(profile, secrets)`: the profile without secrets (contract 1, no
 /// paths), the secrets checked and put into it. Wipes `secrets` in every case.
-pub fn connect(profile: &str, mut secrets: HashMap<String, String>) -> Result<Profile, RequestError> {
+pub fn connect(
+    profile: &str,
+    mut secrets: HashMap<String, String>,
+) -> Result<Profile, RequestError> {
     let r = connect_inner(profile, &secrets);
     wipe(&mut secrets);
     r
@@ -132,7 +135,9 @@ fn check_secret(key: &str, v: &str) -> Result<(), RequestError> {
         limits::SECRET_BYTES
     };
     if v.len() > max {
-        return Err(invalid(format!("secrets: {key}: too long; at most {max} bytes")));
+        return Err(invalid(format!(
+            "secrets: {key}: too long; at most {max} bytes"
+        )));
     }
     if pem {
         if !v.trim_start().starts_with("-----BEGIN ") {
@@ -145,8 +150,12 @@ fn check_secret(key: &str, v: &str) -> Result<(), RequestError> {
                 "secrets: {key}: expected PEM contents (-----BEGIN ...), got {hint}"
             )));
         }
-        if v.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
-            return Err(invalid(format!("secrets: {key}: control characters in PEM")));
+        if v.chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        {
+            return Err(invalid(format!(
+                "secrets: {key}: control characters in PEM"
+            )));
         }
     } else if v.chars().any(char::is_control) {
         return Err(invalid(format!("secrets: {key}: control characters")));
@@ -241,9 +250,21 @@ mod tests {
     fn refusals_name_the_argument_and_never_the_secret() {
         let cases: Vec<(String, HashMap<String, String>, &str)> = vec![
             (PROFILE.into(), map(&[]), "psk: missing"),
-            (PROFILE.into(), map(&[("psk", "a\nb-s3cret")]), "control characters"),
-            (PROFILE.into(), map(&[("psk", &"x".repeat(5000))]), "too long"),
-            (PROFILE.into(), map(&[("psk", "k"), ("bogus", "s3cret")]), "unknown key"),
+            (
+                PROFILE.into(),
+                map(&[("psk", "a\nb-s3cret")]),
+                "control characters",
+            ),
+            (
+                PROFILE.into(),
+                map(&[("psk", &"x".repeat(5000))]),
+                "too long",
+            ),
+            (
+                PROFILE.into(),
+                map(&[("psk", "k"), ("bogus", "s3cret")]),
+                "unknown key",
+            ),
             (
                 PROFILE.into(),
                 map(&[("psk", "k"), ("cert", "/etc/ssl/private/me.pem")]),

@@ -12,8 +12,8 @@ use std::process::ExitCode;
 
 use postern_dbus::profile::{self, Profile, SecretPolicy};
 use postern_engine::ike::{
-    self, ChildConfig, Config, Credentials, CredentialsRequest, DpdConfig, Encapsulation,
-    Identity, ModeConfigMode, NatTraversal, TrafficSelector, XAuthConfig, XAuthField,
+    self, ChildConfig, Config, Credentials, CredentialsRequest, DpdConfig, Encapsulation, Identity,
+    ModeConfigMode, NatTraversal, TrafficSelector, XAuthConfig, XAuthField,
 };
 use tokio::signal::unix::{SignalKind, signal};
 use zeroize::Zeroizing;
@@ -106,7 +106,10 @@ async fn foreground(profile: Profile) -> Result<(), Failure> {
     }
     match task.await {
         Ok(r) => r,
-        Err(e) => Err(Failure::new(EXIT_FAILURE, format!("the tunnel task failed: {e}"))),
+        Err(e) => Err(Failure::new(
+            EXIT_FAILURE,
+            format!("the tunnel task failed: {e}"),
+        )),
     }
 }
 

@@ -30,12 +30,14 @@ impl Authority {
                 let sender = hdr
                     .sender()
                     .ok_or_else(|| Error::AccessDenied("the call has no sender".into()))?;
-                let dbus = zbus::fdo::DBusProxy::new(conn)
-                    .await
-                    .map_err(|e| Error::AccessDenied(format!("cannot ask the bus who you are: {e}")))?;
+                let dbus = zbus::fdo::DBusProxy::new(conn).await.map_err(|e| {
+                    Error::AccessDenied(format!("cannot ask the bus who you are: {e}"))
+                })?;
                 dbus.get_connection_unix_user(sender.clone().into())
                     .await
-                    .map_err(|e| Error::AccessDenied(format!("cannot ask the bus who you are: {e}")))
+                    .map_err(|e| {
+                        Error::AccessDenied(format!("cannot ask the bus who you are: {e}"))
+                    })
             }
             #[cfg(test)]
             Authority::Fixed { uid, .. } => Ok(uid.load(std::sync::atomic::Ordering::Relaxed)),
@@ -52,9 +54,13 @@ impl Authority {
     ) -> Result<(), Error> {
         match self {
             Authority::Polkit => {
-                let denied = |why: String| Error::AccessDenied(format!("not authorized ({action}): {why}"));
-                let subject = Subject::new_for_message_header(hdr).map_err(|e| denied(e.to_string()))?;
-                let polkit = AuthorityProxy::new(conn).await.map_err(|e| denied(format!("polkit unavailable: {e}")))?;
+                let denied =
+                    |why: String| Error::AccessDenied(format!("not authorized ({action}): {why}"));
+                let subject =
+                    Subject::new_for_message_header(hdr).map_err(|e| denied(e.to_string()))?;
+                let polkit = AuthorityProxy::new(conn)
+                    .await
+                    .map_err(|e| denied(format!("polkit unavailable: {e}")))?;
                 let r = polkit
                     .check_authorization(
                         &subject,
@@ -68,7 +74,9 @@ impl Authority {
                 if r.is_authorized {
                     Ok(())
                 } else if r.is_challenge {
-                    Err(denied("authentication is required and no agent answered".into()))
+                    Err(denied(
+                        "authentication is required and no agent answered".into(),
+                    ))
                 } else {
                     Err(denied("polkit said no".into()))
                 }
@@ -78,7 +86,9 @@ impl Authority {
                 if allow(action) {
                     Ok(())
                 } else {
-                    Err(Error::AccessDenied(format!("not authorized ({action}): polkit said no")))
+                    Err(Error::AccessDenied(format!(
+                        "not authorized ({action}): polkit said no"
+                    )))
                 }
             }
         }

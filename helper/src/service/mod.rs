@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use postern_dbus::interface::{
-    BUS_NAME, CONNECTION_INTERFACE, CONNECTION_PATH_PREFIX, Error, MANAGER_PATH,
-    SaInfo, Traffic, action, limits,
+    BUS_NAME, CONNECTION_INTERFACE, CONNECTION_PATH_PREFIX, Error, MANAGER_PATH, SaInfo, Traffic,
+    action, limits,
 };
 use postern_dbus::request;
 use zbus::message::Header;
@@ -48,7 +48,10 @@ struct Conn {
 
 impl Conn {
     fn status(&self) -> Status {
-        self.status.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -133,7 +136,12 @@ impl Manager {
                 return Err(e);
             }
         };
-        if let Err(e) = self.daemon.authority.require(conn, &hdr, action::CONNECT).await {
+        if let Err(e) = self
+            .daemon
+            .authority
+            .require(conn, &hdr, action::CONNECT)
+            .await
+        {
             request::wipe(&mut secrets);
             return Err(e);
         }
@@ -299,9 +307,7 @@ impl ConnObject {
                 .visible(conn, &hdr, &self.conn.path.as_ref(), action::MANAGE_OWN)
                 .await
                 .map_err(|_| {
-                    zbus::fdo::Error::AccessDenied(
-                        "this connection belongs to another user".into(),
-                    )
+                    zbus::fdo::Error::AccessDenied("this connection belongs to another user".into())
                 })?;
         }
         Ok(self.conn.status())

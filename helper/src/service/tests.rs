@@ -101,7 +101,10 @@ async fn malformed_requests_are_refused_with_their_error_names() {
         assert_eq!(name, want, "{e:?}");
         assert!(!format!("{e:?}").contains("s3cret"), "{e:?}");
     }
-    assert!(h.list().await.expect("list").is_empty(), "nothing was created");
+    assert!(
+        h.list().await.expect("list").is_empty(),
+        "nothing was created"
+    );
 }
 
 #[tokio::test]
@@ -120,7 +123,10 @@ async fn a_connection_is_its_owners_only() {
     // manage-any (the admin action) is denied to everyone here.
     let p = peer(|a| a != action::MANAGE_ANY).await;
     let h = HelperProxy::new(&p.client).await.expect("proxy");
-    let path = h.connect(PROFILE, secrets("s3cret")).await.expect("connect");
+    let path = h
+        .connect(PROFILE, secrets("s3cret"))
+        .await
+        .expect("connect");
     assert_eq!(h.list().await.expect("list"), vec![path.clone()]);
     let c = ConnectionProxy::builder(&p.client)
         .path(path.clone())
@@ -172,8 +178,12 @@ async fn a_connection_is_its_owners_only() {
         Err(Error::NotAsking(_))
     ));
     assert!(matches!(
-        h.disconnect(&"/org/postern/Helper1/Connection/999".try_into().expect("path"))
-            .await,
+        h.disconnect(
+            &"/org/postern/Helper1/Connection/999"
+                .try_into()
+                .expect("path")
+        )
+        .await,
         Err(Error::NoSuchConnection(_))
     ));
 }

@@ -28,8 +28,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::up::{
-    EXIT_AUTH, EXIT_FAILURE, EXIT_NO_PROPOSAL, EXIT_NOT_RESPONDING, engine_config,
-    profile_children,
+    EXIT_AUTH, EXIT_FAILURE, EXIT_NO_PROPOSAL, EXIT_NOT_RESPONDING, engine_config, profile_children,
 };
 
 const IKE_PORT: u16 = 500;
@@ -159,7 +158,10 @@ impl fmt::Display for Event {
                 remote,
                 local,
                 mode,
-            } => write!(f, "connecting {name} to {remote} from {local} ({mode} mode)"),
+            } => write!(
+                f,
+                "connecting {name} to {remote} from {local} ({mode} mode)"
+            ),
             Event::Phase1Established(i) => write!(
                 f,
                 "phase1 established {} ike={} lifetime={}s local_id={} peer_id={} nat-t={}",
@@ -428,27 +430,29 @@ impl Driver {
             .map_err(|e| Failure::new(EXIT_FAILURE, e.to_string()))?;
         // The NAT-T socket: IKE floats here when a NAT is found (RFC 3947), with the
         // 4-byte non-ESP marker in front of each IKE message.
-        let natt_socket =
-            if matches!(self.profile.network.nat_traversal, profile::NatTraversal::Off) {
-                None
-            } else {
-                let mut b = bind;
-                b.set_port(NAT_T_PORT);
-                let s = UdpSocket::bind(b).await.map_err(|e| {
-                    Failure::new(
-                        EXIT_FAILURE,
-                        format!(
-                            "cannot bind UDP port {NAT_T_PORT}: {e} (is another IKE daemon running?)"
-                        ),
-                    )
-                })?;
-                let mut r = remote;
-                r.set_port(NAT_T_PORT);
-                s.connect(r).await.map_err(|e| {
-                    Failure::new(EXIT_NOT_RESPONDING, format!("gateway {r} unreachable: {e}"))
-                })?;
-                Some(s)
-            };
+        let natt_socket = if matches!(
+            self.profile.network.nat_traversal,
+            profile::NatTraversal::Off
+        ) {
+            None
+        } else {
+            let mut b = bind;
+            b.set_port(NAT_T_PORT);
+            let s = UdpSocket::bind(b).await.map_err(|e| {
+                Failure::new(
+                    EXIT_FAILURE,
+                    format!(
+                        "cannot bind UDP port {NAT_T_PORT}: {e} (is another IKE daemon running?)"
+                    ),
+                )
+            })?;
+            let mut r = remote;
+            r.set_port(NAT_T_PORT);
+            s.connect(r).await.map_err(|e| {
+                Failure::new(EXIT_NOT_RESPONDING, format!("gateway {r} unreachable: {e}"))
+            })?;
+            Some(s)
+        };
         let mut natt_local = local;
         natt_local.set_port(NAT_T_PORT);
 
