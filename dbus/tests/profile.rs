@@ -927,15 +927,25 @@ fn reconnect_and_nat_keepalive() {
     let p = parse(HEAD);
     assert!(p.network.reconnect);
     assert_eq!(p.network.nat_keepalive, Some(secs(20)));
-    let p = parse(&format!("{HEAD}[network]\nreconnect = false\nnat_keepalive = \"off\"\n"));
+    let p = parse(&format!(
+        "{HEAD}[network]\nreconnect = false\nnat_keepalive = \"off\"\n"
+    ));
     assert!(!p.network.reconnect);
     assert_eq!(p.network.nat_keepalive, None);
     let p = parse(&format!("{HEAD}[network]\nnat_keepalive = \"15s\"\n"));
     assert_eq!(p.network.nat_keepalive, Some(secs(15)));
     let e = refuse(&format!("{HEAD}[network]\nnat_keepalive = \"2h\"\n"));
-    check(&e, 4, "network.nat_keepalive", ProfileErrorKind::Invalid, "outside");
+    check(
+        &e,
+        4,
+        "network.nat_keepalive",
+        ProfileErrorKind::Invalid,
+        "outside",
+    );
     // Round trip through the export keeps both.
-    let p = parse(&format!("{HEAD}[network]\nreconnect = false\nnat_keepalive = \"off\"\n"));
+    let p = parse(&format!(
+        "{HEAD}[network]\nreconnect = false\nnat_keepalive = \"off\"\n"
+    ));
     let again = parse(&p.to_toml_string());
     assert_eq!(again.network.reconnect, false);
     assert_eq!(again.network.nat_keepalive, None);

@@ -1,19 +1,23 @@
 //! `postern-helper`: Postern's privileged side.
 //!
-//! Today it has one mode, `postern-helper up PROFILE.toml`: negotiate one
-//! tunnel in the foreground (DESIGN.md contract 2). The D-Bus service comes
-//! with the service issue.
+//! `postern-helper` (or `daemon`): the D-Bus service on the system bus (contract 3,
+//! `service/`). `postern-helper up PROFILE.toml`: one tunnel in the foreground
+//! (contract 2, `up.rs`). Both drive tunnels through `tunnel/`.
 #![forbid(unsafe_code)]
 
 mod datapath;
 mod kernel;
 mod rng;
+mod service;
+mod tunnel;
 mod up;
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: postern-helper up PROFILE.toml | postern-helper cleanup\n\
+const USAGE: &str = "usage: postern-helper [daemon [--idle-exit SECS]] | postern-helper up PROFILE.toml | postern-helper cleanup\n\
 \n\
+  daemon            (also with no arguments) serve org.postern.Helper1 on the system bus;\n\
+                    --idle-exit: exit after SECS without tunnels (D-Bus activation)\n\
   up PROFILE.toml   negotiate the profile's tunnel in the foreground; one line per\n\
                     state change; Ctrl-C (SIGINT) or SIGTERM closes it cleanly\n\
   cleanup           remove what a killed helper left in this network namespace\n\
@@ -28,6 +32,14 @@ fn main() -> ExitCode {
         .as_slice()
     {
         ["up", path] => up::run(std::path::Path::new(path)),
+        [] | ["daemon"] => service::run(None),
+        ["daemon", "--idle-exit", secs] => match secs.parse::<u64>() {
+            Ok(s) if s > 0 => service::run(Some(std::time::Duration::from_secs(s))),
+            _ => {
+                eprint!("{USAGE}");
+                ExitCode::from(up::EXIT_USAGE)
+            }
+        },
         ["cleanup"] => {
             for line in kernel::cleanup_stale() {
                 println!("{line}");

@@ -184,6 +184,19 @@ impl Datapath {
         &self.name
     }
 
+    /// The packet counters so far (both directions).
+    pub fn counters(&self) -> crate::tunnel::Counters {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        crate::tunnel::Counters {
+            tx_packets: get(&self.stats.tx_packets),
+            tx_bytes: get(&self.stats.tx_bytes),
+            tx_dropped: get(&self.stats.tx_dropped),
+            rx_packets: get(&self.stats.rx_packets),
+            rx_bytes: get(&self.stats.rx_bytes),
+            rx_dropped: get(&self.stats.rx_dropped),
+        }
+    }
+
     /// Installs an SA pair and routes its remote network through the device (once).
     /// A newer SA for the same remote network takes over sending (rekey); the older
     /// inbound SA keeps receiving until it is deleted.

@@ -1,0 +1,671 @@
+//! The D-Bus service (DESIGN.md contract 3): `postern-helper` with no arguments (or
+//! `daemon`) owns `org.postern.Helper1` on the system bus.
+//!
+//! The interface is a thin layer (STYLE.md 8): authorize the caller with polkit,
+//! validate and convert the arguments (`postern_dbus::request`), send a command to the
+//! tunnel's task (`crate::tunnel`), answer. Every method takes `&self` and awaits
+//! nothing but polkit and the bus daemon, so no call blocks another; several tunnels
+//! may run at once. Each tunnel has a pump task that folds its events into a
+//! [`Status`] and sends the changes, log lines and prompts *unicast* to the bus names
+//! that created or watch it.
+
+mod auth;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use postern_dbus::interface::{
+    BUS_NAME, CONNECTION_INTERFACE, CONNECTION_PATH_PREFIX, Error, MANAGER_PATH, SaInfo, Traffic,
+    action, limits,
+};
+use postern_dbus::request;
+use zbus::message::Header;
+use zbus::zvariant::{ObjectPath, OwnedObjectPath, Value};
+use zbus::{Connection, interface};
+
+pub use auth::Authority;
+
+use crate::tunnel::status::{State, Status};
+use crate::tunnel::{self, Command, Event};
+
+/// How long a finished connection object stays for front ends to read its end.
+const LINGER: Duration = Duration::from_secs(30);
+/// How long SIGTERM waits for the tunnels to close.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// One tunnel as the service sees it.
+struct Conn {
+    path: OwnedObjectPath,
+    owner: u32,
+    name: String,
+    status: Mutex<Status>,
+    commands: tokio::sync::mpsc::UnboundedSender<Command>,
+    /// Unique bus names that receive this tunnel's signals.
+    watchers: Mutex<Vec<String>>,
+}
+
+impl Conn {
+    fn status(&self) -> Status {
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// Shared by the manager object, the connection objects and the pump tasks.
+pub struct Daemon {
+    authority: Authority,
+    conns: Mutex<HashMap<OwnedObjectPath, Arc<Conn>>>,
+    next_id: AtomicU64,
+    /// Wakes the idle watcher when the set of tunnels changes.
+    changed: tokio::sync::Notify,
+}
+
+impl Daemon {
+    pub fn new(authority: Authority) -> Arc<Self> {
+        Arc::new(Daemon {
+            authority,
+            conns: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            changed: tokio::sync::Notify::new(),
+        })
+    }
+
+    fn conns(&self) -> std::sync::MutexGuard<'_, HashMap<OwnedObjectPath, Arc<Conn>>> {
+        self.conns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn count(&self) -> usize {
+        self.conns().len()
+    }
+
+    /// The connection at `path` if the caller may touch it: its owner, root, or a
+    /// caller polkit allows `manage-any`. Others are told it does not exist.
+    async fn visible(
+        &self,
+        conn: &Connection,
+        hdr: &Header<'_>,
+        path: &ObjectPath<'_>,
+        own_action: &str,
+    ) -> Result<Arc<Conn>, Error> {
+        let uid = self.authority.caller_uid(conn, hdr).await?;
+        let c = self
+            .conns()
+            .get(&OwnedObjectPath::from(path.to_owned()))
+            .cloned()
+            .ok_or_else(|| Error::NoSuchConnection(format!("no connection {path}")))?;
+        if c.owner == uid || uid == 0 {
+            self.authority.require(conn, hdr, own_action).await?;
+        } else {
+            // Not the caller's: only an admin; never say whether it exists otherwise.
+            if self
+                .authority
+                .require(conn, hdr, action::MANAGE_ANY)
+                .await
+                .is_err()
+            {
+                return Err(Error::NoSuchConnection(format!("no connection {path}")));
+            }
+        }
+        Ok(c)
+    }
+}
+
+/// `org.postern.Helper1` at `/org/postern/Helper1`.
+pub struct Manager {
+    daemon: Arc<Daemon>,
+}
+
+#[interface(name = "org.postern.Helper1")]
+impl Manager {
+    async fn connect(
+        &self,
+        profile: String,
+        secrets: HashMap<String, String>,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<OwnedObjectPath, Error> {
+        let mut secrets = secrets;
+        let uid = match self.daemon.authority.caller_uid(conn, &hdr).await {
+            Ok(u) => u,
+            Err(e) => {
+                request::wipe(&mut secrets);
+                return Err(e);
+            }
+        };
+        if let Err(e) = self
+            .daemon
+            .authority
+            .require(conn, &hdr, action::CONNECT)
+            .await
+        {
+            request::wipe(&mut secrets);
+            return Err(e);
+        }
+        let profile = request::connect(&profile, secrets)?;
+        let sender = hdr.sender().map(|s| s.to_string());
+        let mine = self
+            .daemon
+            .conns()
+            .values()
+            .filter(|c| c.owner == uid)
+            .count();
+        if mine >= limits::CONNECTIONS_PER_UID {
+            return Err(Error::LimitReached(format!(
+                "you have {mine} tunnels; at most {}",
+                limits::CONNECTIONS_PER_UID
+            )));
+        }
+        let id = self.daemon.next_id.fetch_add(1, Ordering::Relaxed);
+        let path = OwnedObjectPath::try_from(format!("{CONNECTION_PATH_PREFIX}{id}"))
+            .map_err(|e| Error::Failed(format!("cannot name the connection: {e}")))?;
+        let name = profile.name.clone();
+        let status = Status::new(&profile.gateway);
+        let handle = tunnel::spawn(profile);
+        let c = Arc::new(Conn {
+            path: path.clone(),
+            owner: uid,
+            name,
+            status: Mutex::new(status),
+            commands: handle.commands.clone(),
+            watchers: Mutex::new(sender.into_iter().collect()),
+        });
+        conn.object_server()
+            .at(
+                path.clone(),
+                ConnObject {
+                    conn: Arc::clone(&c),
+                    daemon: Arc::clone(&self.daemon),
+                },
+            )
+            .await
+            .map_err(|e| Error::Failed(format!("cannot publish the connection: {e}")))?;
+        self.daemon.conns().insert(path.clone(), Arc::clone(&c));
+        self.daemon.changed.notify_one();
+        eprintln!("uid {uid}: connect {} as {}", c.name, path.as_str());
+        tokio::spawn(pump(
+            conn.clone(),
+            Arc::clone(&self.daemon),
+            c,
+            handle.events,
+            handle.task,
+        ));
+        Ok(path)
+    }
+
+    async fn disconnect(
+        &self,
+        connection: ObjectPath<'_>,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(), Error> {
+        let c = self
+            .daemon
+            .visible(conn, &hdr, &connection, action::MANAGE_OWN)
+            .await?;
+        c.commands
+            .send(Command::Disconnect {
+                reason: "disconnect requested over D-Bus".into(),
+            })
+            .map_err(|_| Error::NoSuchConnection(format!("{connection} has already ended")))
+    }
+
+    async fn submit_credentials(
+        &self,
+        connection: ObjectPath<'_>,
+        answers: HashMap<String, String>,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(), Error> {
+        let mut answers = answers;
+        let c = match self
+            .daemon
+            .visible(conn, &hdr, &connection, action::MANAGE_OWN)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                request::wipe(&mut answers);
+                return Err(e);
+            }
+        };
+        let creds = request::answers(answers)?;
+        if c.status().state != State::NeedsCredentials {
+            return Err(Error::NotAsking(format!(
+                "{connection} is not waiting for credentials"
+            )));
+        }
+        c.commands
+            .send(Command::Credentials(creds))
+            .map_err(|_| Error::NoSuchConnection(format!("{connection} has already ended")))
+    }
+
+    async fn list(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<Vec<OwnedObjectPath>, Error> {
+        let uid = self.daemon.authority.caller_uid(conn, &hdr).await?;
+        let mut v: Vec<OwnedObjectPath> = self
+            .daemon
+            .conns()
+            .values()
+            .filter(|c| uid == 0 || c.owner == uid)
+            .map(|c| c.path.clone())
+            .collect();
+        v.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        Ok(v)
+    }
+
+    async fn watch(
+        &self,
+        connection: ObjectPath<'_>,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(), Error> {
+        let c = self
+            .daemon
+            .visible(conn, &hdr, &connection, action::MANAGE_OWN)
+            .await?;
+        if let Some(s) = hdr.sender() {
+            let mut w = c.watchers.lock().unwrap_or_else(|e| e.into_inner());
+            if w.len() >= 16 {
+                return Err(Error::LimitReached("16 watchers already".into()));
+            }
+            if !w.iter().any(|x| x == s.as_str()) {
+                w.push(s.to_string());
+            }
+        }
+        Ok(())
+    }
+
+    #[zbus(property)]
+    fn version(&self) -> u32 {
+        1
+    }
+}
+
+/// `org.postern.Helper1.Connection`: one tunnel. Every property is refused to callers
+/// other than the owner, root and admins.
+struct ConnObject {
+    conn: Arc<Conn>,
+    daemon: Arc<Daemon>,
+}
+
+impl ConnObject {
+    async fn allowed(
+        &self,
+        conn: &Connection,
+        hdr: Option<Header<'_>>,
+    ) -> Result<Status, zbus::fdo::Error> {
+        // No header: zbus building a change signal, which goes unicast to watchers.
+        if let Some(hdr) = hdr {
+            self.daemon
+                .visible(conn, &hdr, &self.conn.path.as_ref(), action::MANAGE_OWN)
+                .await
+                .map_err(|_| {
+                    zbus::fdo::Error::AccessDenied("this connection belongs to another user".into())
+                })?;
+        }
+        Ok(self.conn.status())
+    }
+}
+
+#[interface(name = "org.postern.Helper1.Connection")]
+impl ConnObject {
+    #[zbus(property)]
+    async fn name(
+        &self,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<String> {
+        self.allowed(conn, hdr).await?;
+        Ok(self.conn.name.clone())
+    }
+    #[zbus(property)]
+    async fn owner(
+        &self,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<u32> {
+        self.allowed(conn, hdr).await?;
+        Ok(self.conn.owner)
+    }
+    #[zbus(property)]
+    async fn state(
+        &self,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<String> {
+        Ok(self.allowed(conn, hdr).await?.state.as_str().into())
+    }
+    #[zbus(property)]
+    async fn phase(
+        &self,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<String> {
+        Ok(self.allowed(conn, hdr).await?.phase.into())
+    }
+    #[zbus(property)]
+    async fn gateway(
+        &self,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<String> {
+        Ok(self.allowed(conn, hdr).await?.gateway)
+    }
+    #[zbus(property)]
+    async fn virtual_ip(
+        &self,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<String> {
+        Ok(self
+            .allowed(conn, hdr)
+            .await?
+            .virtual_ip
+            .map(|a| a.to_string())
+            .unwrap_or_default())
+    }
+    #[zbus(property)]
+    async fn dns(
+        &self,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<Vec<String>> {
+        Ok(self
+            .allowed(conn, hdr)
+            .await?
+            .dns
+            .iter()
+            .map(|a| a.to_string())
+            .collect())
+    }
+    #[zbus(property)]
+    async fn routes(
+        &self,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<Vec<String>> {
+        Ok(self.allowed(conn, hdr).await?.routes)
+    }
+    #[zbus(property)]
+    async fn ike_proposal(
+        &self,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<String> {
+        Ok(self.allowed(conn, hdr).await?.ike_proposal)
+    }
+    #[zbus(property)]
+    async fn sas(
+        &self,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<Vec<SaInfo>> {
+        Ok(sa_infos(&self.allowed(conn, hdr).await?))
+    }
+    #[zbus(property(emits_changed_signal = "false"))]
+    async fn traffic(
+        &self,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<Traffic> {
+        self.allowed(conn, hdr).await?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.conn.commands.send(Command::Counters(tx)).is_err() {
+            return Ok(Traffic::default());
+        }
+        let c = tokio::time::timeout(Duration::from_secs(2), rx)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        Ok(Traffic {
+            tx_packets: c.tx_packets,
+            tx_bytes: c.tx_bytes,
+            tx_dropped: c.tx_dropped,
+            rx_packets: c.rx_packets,
+            rx_bytes: c.rx_bytes,
+            rx_dropped: c.rx_dropped,
+        })
+    }
+    #[zbus(property)]
+    async fn last_error(
+        &self,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<String> {
+        Ok(self.allowed(conn, hdr).await?.last_error)
+    }
+}
+
+fn sa_infos(s: &Status) -> Vec<SaInfo> {
+    s.sas
+        .iter()
+        .map(|a| SaInfo {
+            spi_in: a.spi_in,
+            spi_out: a.spi_out,
+            proposal: a.proposal.clone(),
+            mode: a.mode.into(),
+            udp_encapsulation: a.udp_encapsulation,
+            local_ts: a.local_ts.clone(),
+            remote_ts: a.remote_ts.clone(),
+            lifetime_secs: a.lifetime.as_secs(),
+            lifetime_kb: a.lifetime_kb.unwrap_or(0),
+        })
+        .collect()
+}
+
+/// The properties that carry a change signal, as sent in `PropertiesChanged`.
+fn changed_properties(s: &Status) -> HashMap<&'static str, Value<'static>> {
+    let mut m = HashMap::new();
+    m.insert("State", Value::from(s.state.as_str().to_string()));
+    m.insert("Phase", Value::from(s.phase.to_string()));
+    m.insert("Gateway", Value::from(s.gateway.clone()));
+    m.insert(
+        "VirtualIp",
+        Value::from(s.virtual_ip.map(|a| a.to_string()).unwrap_or_default()),
+    );
+    m.insert(
+        "Dns",
+        Value::from(s.dns.iter().map(|a| a.to_string()).collect::<Vec<_>>()),
+    );
+    m.insert("Routes", Value::from(s.routes.clone()));
+    m.insert("IkeProposal", Value::from(s.ike_proposal.clone()));
+    m.insert("Sas", Value::from(sa_infos(s)));
+    m.insert("LastError", Value::from(s.last_error.clone()));
+    m
+}
+
+/// Sends one signal of the connection to each watcher (unicast). A watcher that is
+/// gone is dropped from the list.
+async fn to_watchers<B>(bus: &Connection, c: &Conn, iface: &str, member: &str, body: &B)
+where
+    B: serde::Serialize + zbus::zvariant::DynamicType,
+{
+    let watchers = c.watchers.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    for w in watchers {
+        if bus
+            .emit_signal(Some(w.as_str()), c.path.as_ref(), iface, member, body)
+            .await
+            .is_err()
+        {
+            c.watchers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|x| *x != w);
+        }
+    }
+}
+
+async fn publish(bus: &Connection, c: &Conn) {
+    let props = changed_properties(&c.status());
+    let empty: Vec<&str> = Vec::new();
+    to_watchers(
+        bus,
+        c,
+        "org.freedesktop.DBus.Properties",
+        "PropertiesChanged",
+        &(CONNECTION_INTERFACE, props, empty),
+    )
+    .await;
+}
+
+/// Folds a tunnel's events into its status and tells its watchers; when the task
+/// ends, records how, lingers, and removes the object.
+async fn pump(
+    bus: Connection,
+    daemon: Arc<Daemon>,
+    c: Arc<Conn>,
+    mut events: tokio::sync::mpsc::UnboundedReceiver<Event>,
+    task: tokio::task::JoinHandle<Result<(), tunnel::Failure>>,
+) {
+    while let Some(ev) = events.recv().await {
+        c.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .apply(&ev);
+        for line in ev.to_string().lines() {
+            to_watchers(&bus, &c, CONNECTION_INTERFACE, "LogLine", &(line,)).await;
+        }
+        if let Event::CredentialsRequired(req) = &ev {
+            let fields: Vec<&str> = req
+                .fields
+                .iter()
+                .map(|f| request::answer_key_of(*f))
+                .collect();
+            let message = req.message.clone().unwrap_or_default();
+            to_watchers(
+                &bus,
+                &c,
+                CONNECTION_INTERFACE,
+                "CredentialsRequired",
+                &(fields, message),
+            )
+            .await;
+        }
+        publish(&bus, &c).await;
+    }
+    let result = match task.await {
+        Ok(r) => r,
+        Err(e) => Err(tunnel::Failure::new(
+            crate::up::EXIT_FAILURE,
+            format!("the tunnel task failed: {e}"),
+        )),
+    };
+    let failure = result.err();
+    if let Some(f) = &failure {
+        let line = format!("error: {}", f.message);
+        to_watchers(&bus, &c, CONNECTION_INTERFACE, "LogLine", &(line.as_str(),)).await;
+        eprintln!("{}: {line}", c.path.as_str());
+    } else {
+        eprintln!("{}: disconnected", c.path.as_str());
+    }
+    c.status
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .finish(failure.as_ref());
+    publish(&bus, &c).await;
+    tokio::time::sleep(LINGER).await;
+    let _ = bus
+        .object_server()
+        .remove::<ConnObject, _>(c.path.as_ref())
+        .await;
+    daemon.conns().remove(&c.path);
+    daemon.changed.notify_one();
+}
+
+/// `postern-helper daemon [--idle-exit SECS]`: serve on the system bus until SIGTERM
+/// or SIGINT (every tunnel closed first), or, with `--idle-exit`, until no tunnel has
+/// existed for that long (D-Bus activation starts it again).
+pub fn run(idle_exit: Option<Duration>) -> std::process::ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::from(crate::up::EXIT_FAILURE);
+        }
+    };
+    match rt.block_on(serve(idle_exit)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(m) => {
+            eprintln!("error: {m}");
+            std::process::ExitCode::from(crate::up::EXIT_FAILURE)
+        }
+    }
+}
+
+async fn serve(idle_exit: Option<Duration>) -> Result<(), String> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    for line in crate::kernel::cleanup_stale() {
+        eprintln!("{line}");
+    }
+    let bus = zbus::connection::Builder::system()
+        .map_err(|e| format!("cannot reach the system bus: {e}"))?
+        .build()
+        .await
+        .map_err(|e| format!("cannot reach the system bus: {e}"))?;
+    let daemon = Daemon::new(Authority::Polkit);
+    bus.object_server()
+        .at(
+            MANAGER_PATH,
+            Manager {
+                daemon: Arc::clone(&daemon),
+            },
+        )
+        .await
+        .map_err(|e| format!("cannot serve {MANAGER_PATH}: {e}"))?;
+    bus.request_name(BUS_NAME)
+        .await
+        .map_err(|e| format!("cannot own {BUS_NAME}: {e} (as root, with packaging/org.postern.Helper1.conf installed)"))?;
+    eprintln!("serving {BUS_NAME} on the system bus");
+    loop {
+        let idle = async {
+            match idle_exit {
+                Some(d) if daemon.count() == 0 => tokio::time::sleep(d).await,
+                _ => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+            _ = daemon.changed.notified() => continue,
+            _ = idle => {
+                eprintln!("idle: exiting");
+                return Ok(());
+            }
+        }
+    }
+    shutdown(&daemon).await;
+    Ok(())
+}
+
+/// Closes every tunnel and waits (bounded) until their tasks have torn down.
+async fn shutdown(daemon: &Daemon) {
+    let conns: Vec<Arc<Conn>> = daemon.conns().values().cloned().collect();
+    eprintln!("shutting down {} tunnel(s)", conns.len());
+    for c in &conns {
+        let _ = c.commands.send(Command::Disconnect {
+            reason: "helper stopping".into(),
+        });
+    }
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        for c in &conns {
+            c.commands.closed().await;
+        }
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests;

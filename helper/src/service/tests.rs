@@ -1,0 +1,189 @@
+//! The real service objects over a peer-to-peer zbus connection (no bus daemon, no
+//! polkit): the contract's proxies against the helper's implementation, and the abuse
+//! cases that need no network.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use postern_dbus::interface::{ConnectionProxy, Error, HelperProxy, MANAGER_PATH, action};
+
+use super::{Authority, Daemon, Manager};
+
+const ALICE: u32 = 1000;
+const MALLORY: u32 = 1001;
+
+struct Peer {
+    _server: zbus::Connection,
+    client: zbus::Connection,
+    uid: Arc<AtomicU32>,
+}
+
+async fn peer(allow: fn(&str) -> bool) -> Peer {
+    let uid = Arc::new(AtomicU32::new(ALICE));
+    let daemon = Daemon::new(Authority::Fixed {
+        uid: Arc::clone(&uid),
+        allow,
+    });
+    let (a, b) = tokio::net::UnixStream::pair().expect("socket pair");
+    let guid = zbus::Guid::generate();
+    let server = zbus::connection::Builder::unix_stream(a)
+        .server(guid)
+        .expect("server")
+        .p2p()
+        .serve_at(MANAGER_PATH, Manager { daemon })
+        .expect("serve")
+        .build();
+    let client = zbus::connection::Builder::unix_stream(b).p2p().build();
+    let (server, client) = tokio::try_join!(server, client).expect("p2p connection");
+    Peer {
+        _server: server,
+        client,
+        uid,
+    }
+}
+
+fn secrets(psk: &str) -> HashMap<&str, &str> {
+    HashMap::from([("psk", psk)])
+}
+
+/// A gateway nobody answers on, tried once: the tunnel fails fast (or cannot bind
+/// port 500 when not root); either way it gets an object path first.
+const PROFILE: &str = "name = \"Office\"\ngateway = \"127.0.0.1\"\n\
+[network]\nretransmit = { tries = 1, base = \"100ms\", cap = \"100ms\" }\nreconnect = false\n";
+
+#[tokio::test]
+async fn version_and_an_empty_list() {
+    let p = peer(|_| true).await;
+    let h = HelperProxy::new(&p.client).await.expect("proxy");
+    assert_eq!(h.version().await.expect("version"), 1);
+    assert!(h.list().await.expect("list").is_empty());
+}
+
+#[tokio::test]
+async fn malformed_requests_are_refused_with_their_error_names() {
+    let p = peer(|_| true).await;
+    let h = HelperProxy::new(&p.client).await.expect("proxy");
+    let cases: Vec<(String, HashMap<&str, &str>, &str)> = vec![
+        ("name = \"x\"\n".into(), secrets("s3cret"), "InvalidProfile"),
+        (
+            "name = \"Off\\u0007ice\"\ngateway = \"192.0.2.1\"\n".into(),
+            secrets("s3cret"),
+            "InvalidProfile",
+        ),
+        (
+            "name = \"Office\"\ngateway = \"192.0.2.1\\nevil\"\n".into(),
+            secrets("s3cret"),
+            "InvalidProfile",
+        ),
+        ("#".repeat(100_000), secrets("s3cret"), "InvalidArgument"),
+        (
+            PROFILE.into(),
+            HashMap::from([("psk", "s3cret"), ("cert", "/root/.ssh/id_rsa")]),
+            "InvalidArgument",
+        ),
+        (
+            format!("{PROFILE}[auth]\nkey = \"/etc/shadow\"\n"),
+            secrets("s3cret"),
+            "InvalidProfile",
+        ),
+        (PROFILE.into(), HashMap::new(), "InvalidArgument"),
+        (PROFILE.into(), secrets("s3\ncret"), "InvalidArgument"),
+    ];
+    for (profile, secrets, want) in cases {
+        let e = h.connect(&profile, secrets).await.expect_err(want);
+        let name = match &e {
+            Error::InvalidProfile(_) => "InvalidProfile",
+            Error::InvalidArgument(_) => "InvalidArgument",
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(name, want, "{e:?}");
+        assert!(!format!("{e:?}").contains("s3cret"), "{e:?}");
+    }
+    assert!(
+        h.list().await.expect("list").is_empty(),
+        "nothing was created"
+    );
+}
+
+#[tokio::test]
+async fn polkit_says_no() {
+    let p = peer(|a| a != action::CONNECT).await;
+    let h = HelperProxy::new(&p.client).await.expect("proxy");
+    match h.connect(PROFILE, secrets("s3cret")).await {
+        Err(Error::AccessDenied(m)) => assert!(m.contains(action::CONNECT), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(h.list().await.expect("list").is_empty());
+}
+
+#[tokio::test]
+async fn a_connection_is_its_owners_only() {
+    // manage-any (the admin action) is denied to everyone here.
+    let p = peer(|a| a != action::MANAGE_ANY).await;
+    let h = HelperProxy::new(&p.client).await.expect("proxy");
+    let path = h
+        .connect(PROFILE, secrets("s3cret"))
+        .await
+        .expect("connect");
+    assert_eq!(h.list().await.expect("list"), vec![path.clone()]);
+    let c = ConnectionProxy::builder(&p.client)
+        .path(path.clone())
+        .expect("path")
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await
+        .expect("proxy");
+    assert_eq!(c.name().await.expect("name"), "Office");
+    assert_eq!(c.owner().await.expect("owner"), ALICE);
+    // The tunnel ends by itself (no gateway, or no root): failed, with one sentence.
+    let mut state = String::new();
+    for _ in 0..100 {
+        state = c.state().await.expect("state");
+        if state == "failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(state, "failed");
+    let err = c.last_error().await.expect("last error");
+    assert!(
+        err.contains("not responding") || err.contains("cannot bind"),
+        "{err}"
+    );
+
+    // Another user: cannot see it, read its SAs, answer or close it.
+    p.uid.store(MALLORY, Ordering::Relaxed);
+    assert!(h.list().await.expect("list").is_empty());
+    assert!(c.sas().await.is_err(), "SAs of another user's tunnel");
+    assert!(c.state().await.is_err());
+    assert!(matches!(
+        h.disconnect(&path.as_ref()).await,
+        Err(Error::NoSuchConnection(_))
+    ));
+    assert!(matches!(
+        h.submit_credentials(&path.as_ref(), HashMap::from([("password", "x")]))
+            .await,
+        Err(Error::NoSuchConnection(_))
+    ));
+    // Root sees everything.
+    p.uid.store(0, Ordering::Relaxed);
+    assert_eq!(h.list().await.expect("list"), vec![path.clone()]);
+    // The owner again: not asking for credentials.
+    p.uid.store(ALICE, Ordering::Relaxed);
+    assert!(matches!(
+        h.submit_credentials(&path.as_ref(), HashMap::from([("password", "x")]))
+            .await,
+        Err(Error::NotAsking(_))
+    ));
+    assert!(matches!(
+        h.disconnect(
+            &"/org/postern/Helper1/Connection/999"
+                .try_into()
+                .expect("path")
+        )
+        .await,
+        Err(Error::NoSuchConnection(_))
+    ));
+}

@@ -1,0 +1,811 @@
+//! The tunnel driver: one tokio task per tunnel, shared by `postern-helper up` (the
+//! terminal front end, `up.rs`) and the D-Bus service (`service/`).
+//!
+//! [`spawn`] starts the task for a validated profile (secrets filled in) and returns a
+//! [`Handle`]: commands go in ([`Command`]: disconnect, XAuth answers), typed
+//! [`Event`]s come out, in order, on an unbounded channel (the driver never waits for
+//! a slow consumer), and the task's result says how it ended ([`Failure`]).
+//! Each event's `Display` is the line `postern-helper up` prints (DESIGN.md contract 2),
+//! so both front ends say the same thing. Events never carry keys.
+//!
+//! The task drives the sans-IO engine with the UDP sockets (500 and 4500), the tokio
+//! clock and the OS RNG, and owns the userspace datapath (created with the first SA,
+//! torn down when dropped). When the gateway is lost after the tunnel was up, it
+//! reconnects with growing waits unless the profile says `reconnect = false`.
+
+pub mod status;
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use postern_dbus::profile::{self, Profile};
+use postern_engine::ike::{
+    self, Credentials, CredentialsRequest, Encapsulation, Ike, ModeConfigInfo, NAT_T_PORT,
+    XAuthField,
+};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::up::{
+    EXIT_AUTH, EXIT_FAILURE, EXIT_NO_PROPOSAL, EXIT_NOT_RESPONDING, engine_config, profile_children,
+};
+
+const IKE_PORT: u16 = 500;
+/// After a DELETE is queued on shutdown, give the socket this long to send it.
+const FLUSH_GRACE: Duration = Duration::from_millis(200);
+
+/// What a front end asks of a running tunnel.
+pub enum Command {
+    /// Close the tunnel (DELETEs sent, everything installed removed). `reason` is shown
+    /// in the `closing (...)` line.
+    Disconnect { reason: String },
+    /// Answers to the pending [`Event::CredentialsRequired`].
+    Credentials(Credentials),
+    /// The user could not or would not answer: the tunnel fails with this message
+    /// (an authentication failure).
+    CredentialsRefused(String),
+    /// The traffic counters of the datapath (zero before it exists).
+    Counters(oneshot::Sender<Counters>),
+}
+
+impl fmt::Debug for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Command::Disconnect { reason } => write!(f, "Disconnect({reason})"),
+            // Never the answers themselves.
+            Command::Credentials(c) => write!(f, "Credentials({c:?})"),
+            Command::CredentialsRefused(m) => write!(f, "CredentialsRefused({m})"),
+            Command::Counters(_) => f.write_str("Counters"),
+        }
+    }
+}
+
+/// Traffic through the datapath since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub tx_dropped: u64,
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub rx_dropped: u64,
+}
+
+/// Phase 1 as the user sees it (no cookies, no keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Phase1Summary {
+    pub mode: &'static str,
+    pub proposal: String,
+    pub lifetime: Duration,
+    pub local_id: String,
+    pub peer_id: String,
+    /// `no`, `available (no NAT)`, `yes (we are behind NAT)`, ...
+    pub nat_t: &'static str,
+}
+
+/// One ESP SA pair as the user sees it: SPIs, algorithms, selectors, lifetimes. Never keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaSummary {
+    pub spi_in: u32,
+    pub spi_out: u32,
+    /// strongSwan syntax, e.g. `aes128-sha256`.
+    pub proposal: String,
+    /// `tunnel` or `transport`.
+    pub mode: &'static str,
+    pub udp_encapsulation: bool,
+    pub local_ts: String,
+    pub remote_ts: String,
+    pub lifetime: Duration,
+    pub lifetime_kb: Option<u64>,
+}
+
+/// What happened to a tunnel, in order. `Display` gives the `postern-helper up` line.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Connecting {
+        name: String,
+        remote: SocketAddr,
+        local: IpAddr,
+        mode: &'static str,
+    },
+    Phase1Established(Phase1Summary),
+    Phase2Established(SaSummary),
+    /// The datapath installed an SA pair (the line says where).
+    Datapath(String),
+    /// Every expected SA is up.
+    Connected {
+        elapsed: Duration,
+    },
+    /// The gateway asks for XAuth credentials: answer with [`Command::Credentials`].
+    CredentialsRequired(CredentialsRequest),
+    XAuthSucceeded,
+    Phase1Renewed {
+        proposal: String,
+        lifetime: Duration,
+    },
+    Phase1RenewalFailed(String),
+    ModeConfig(ModeConfigInfo),
+    Phase2Failed(String),
+    Phase2Deleted {
+        spi_in: u32,
+        spi_out: u32,
+        by_peer: bool,
+    },
+    /// The gateway went away after the tunnel was up; reconnecting after `wait`.
+    ConnectionLost {
+        message: String,
+        wait: Duration,
+    },
+    /// A reconnect attempt failed; next one after `wait`.
+    ReconnectFailed {
+        message: String,
+        wait: Duration,
+    },
+    /// Closing on request; `reason` as given in [`Command::Disconnect`].
+    Closing {
+        reason: String,
+    },
+    /// Closed cleanly; the task ends with `Ok(())`.
+    Disconnected,
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::Connecting {
+                name,
+                remote,
+                local,
+                mode,
+            } => write!(
+                f,
+                "connecting {name} to {remote} from {local} ({mode} mode)"
+            ),
+            Event::Phase1Established(i) => write!(
+                f,
+                "phase1 established {} ike={} lifetime={}s local_id={} peer_id={} nat-t={}",
+                i.mode,
+                i.proposal,
+                i.lifetime.as_secs(),
+                i.local_id,
+                i.peer_id,
+                i.nat_t
+            ),
+            Event::Phase2Established(c) => write!(
+                f,
+                "phase2 established spi_in=0x{:08x} spi_out=0x{:08x} esp={} mode={}{} local_ts={} remote_ts={} lifetime={}s",
+                c.spi_in,
+                c.spi_out,
+                c.proposal,
+                c.mode,
+                if c.udp_encapsulation { "-in-udp" } else { "" },
+                c.local_ts,
+                c.remote_ts,
+                c.lifetime.as_secs()
+            ),
+            Event::Datapath(line) => f.write_str(line),
+            Event::Connected { elapsed } => write!(f, "connected in {} ms", elapsed.as_millis()),
+            Event::CredentialsRequired(req) => {
+                write!(f, "xauth: the gateway asks for {}", describe_fields(req))
+            }
+            Event::XAuthSucceeded => f.write_str("xauth ok"),
+            Event::Phase1Renewed { proposal, lifetime } => write!(
+                f,
+                "phase1 renewed ike={proposal} lifetime={}s (ESP SAs unchanged)",
+                lifetime.as_secs()
+            ),
+            Event::Phase1RenewalFailed(e) => write!(f, "phase1 renewal failed: {e} (will retry)"),
+            Event::ModeConfig(info) => {
+                f.write_str(&describe_mode_config(info))?;
+                if let Some(b) = &info.banner {
+                    for line in b.lines() {
+                        write!(f, "\nbanner: {line}")?;
+                    }
+                }
+                Ok(())
+            }
+            Event::Phase2Failed(e) => write!(f, "phase2 failed: {e}"),
+            Event::Phase2Deleted {
+                spi_in,
+                spi_out,
+                by_peer,
+            } => write!(
+                f,
+                "phase2 deleted spi_in=0x{spi_in:08x} spi_out=0x{spi_out:08x}{}",
+                if *by_peer { " by the gateway" } else { "" }
+            ),
+            Event::ConnectionLost { message, wait } => write!(
+                f,
+                "connection lost: {message}; reconnecting in {} s",
+                wait.as_secs()
+            ),
+            Event::ReconnectFailed { message, wait } => write!(
+                f,
+                "reconnect failed: {message}; next try in {} s",
+                wait.as_secs()
+            ),
+            Event::Closing { reason } => write!(f, "closing ({reason})"),
+            Event::Disconnected => f.write_str("disconnected"),
+        }
+    }
+}
+
+/// How a tunnel ended when it did not close cleanly: one sentence and the exit code of
+/// `postern-helper up` that classifies it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+    /// The tunnel had been up and the gateway went away (dead peer, deleted):
+    /// worth reconnecting.
+    pub lost: bool,
+}
+
+impl Failure {
+    pub fn new(code: u8, message: impl Into<String>) -> Self {
+        Failure {
+            code,
+            message: message.into(),
+            lost: false,
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<ike::Error> for Failure {
+    fn from(e: ike::Error) -> Self {
+        let code = match e {
+            ike::Error::AuthenticationFailed(_) | ike::Error::XAuthFailed(_) => EXIT_AUTH,
+            ike::Error::NoProposalChosen(_) => EXIT_NO_PROPOSAL,
+            ike::Error::NotResponding(_) | ike::Error::DeadPeer(_) | ike::Error::Phase1Expired => {
+                EXIT_NOT_RESPONDING
+            }
+            _ => EXIT_FAILURE,
+        };
+        Failure::new(code, e.to_string())
+    }
+}
+
+/// A running tunnel task.
+pub struct Handle {
+    pub commands: mpsc::UnboundedSender<Command>,
+    pub events: mpsc::UnboundedReceiver<Event>,
+    pub task: tokio::task::JoinHandle<Result<(), Failure>>,
+}
+
+/// Starts the tunnel task on the current tokio runtime. Dropping every command sender
+/// closes the tunnel as a `Disconnect` would.
+pub fn spawn(profile: Profile) -> Handle {
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        let mut d = Driver {
+            profile,
+            commands: cmd_rx,
+            events: ev_tx,
+            commands_open: true,
+        };
+        d.run().await
+    });
+    Handle {
+        commands: cmd_tx,
+        events: ev_rx,
+        task,
+    }
+}
+
+struct Driver {
+    profile: Profile,
+    commands: mpsc::UnboundedReceiver<Command>,
+    events: mpsc::UnboundedSender<Event>,
+    /// False once every sender is gone (then the tunnel closes).
+    commands_open: bool,
+}
+
+/// What the command channel said while waiting between attempts.
+enum Interrupt {
+    Disconnect,
+}
+
+impl Driver {
+    fn emit(&self, e: Event) {
+        // A consumer that went away does not stop the tunnel; its commands do.
+        let _ = self.events.send(e);
+    }
+
+    /// The next command; pending forever once the channel is closed (that closure is
+    /// reported once, as a disconnect).
+    async fn next_command(&mut self) -> Command {
+        if !self.commands_open {
+            return std::future::pending().await;
+        }
+        match self.commands.recv().await {
+            Some(c) => c,
+            None => {
+                self.commands_open = false;
+                Command::Disconnect {
+                    reason: "front end gone".into(),
+                }
+            }
+        }
+    }
+
+    /// Runs the tunnel; when the gateway is lost after the tunnel was up, reconnects
+    /// with growing waits (1 s doubling to 60 s) unless the profile says
+    /// `reconnect = false`. A disconnect ends it cleanly at any point.
+    async fn run(&mut self) -> Result<(), Failure> {
+        let mut wait = Duration::from_secs(1);
+        let mut ever_connected = false;
+        loop {
+            let mut connected = false;
+            let r = self.connect_once(&mut connected).await;
+            ever_connected |= connected;
+            match r {
+                Err(f) if f.lost && self.profile.network.reconnect => {
+                    if connected {
+                        wait = Duration::from_secs(1);
+                    }
+                    self.emit(Event::ConnectionLost {
+                        message: f.message,
+                        wait,
+                    });
+                }
+                // A reconnect attempt that fails the way a dead gateway does: keep trying.
+                Err(f)
+                    if ever_connected
+                        && self.profile.network.reconnect
+                        && f.code == EXIT_NOT_RESPONDING =>
+                {
+                    self.emit(Event::ReconnectFailed {
+                        message: f.message,
+                        wait,
+                    });
+                }
+                other => return other,
+            }
+            let sleep = tokio::time::sleep(wait);
+            tokio::pin!(sleep);
+            loop {
+                let interrupt = tokio::select! {
+                    _ = &mut sleep => None,
+                    c = self.next_command() => match c {
+                        Command::Disconnect { .. } => Some(Interrupt::Disconnect),
+                        Command::Counters(reply) => { let _ = reply.send(Counters::default()); continue; }
+                        // Nothing is asking: stale answers are dropped (zeroized).
+                        Command::Credentials(_) | Command::CredentialsRefused(_) => continue,
+                    },
+                };
+                match interrupt {
+                    Some(Interrupt::Disconnect) => {
+                        self.emit(Event::Disconnected);
+                        return Ok(());
+                    }
+                    None => break,
+                }
+            }
+            wait = (wait * 2).min(Duration::from_secs(60));
+        }
+    }
+
+    /// One connection attempt, until it is closed or fails.
+    async fn connect_once(&mut self, connected: &mut bool) -> Result<(), Failure> {
+        let r = self.connect_inner(connected).await;
+        match r {
+            Err(mut f) if *connected => {
+                f.lost = f.lost || f.code == EXIT_NOT_RESPONDING;
+                Err(f)
+            }
+            other => other,
+        }
+    }
+
+    async fn connect_inner(&mut self, connected: &mut bool) -> Result<(), Failure> {
+        let remote = resolve(&self.profile.gateway).await?;
+        let bind: SocketAddr = match remote {
+            SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], IKE_PORT)),
+            SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], IKE_PORT)),
+        };
+        let socket = UdpSocket::bind(bind).await.map_err(|e| {
+            Failure::new(
+                EXIT_FAILURE,
+                format!(
+                    "cannot bind UDP port {IKE_PORT}: {e} (run as root; is another IKE daemon running?)"
+                ),
+            )
+        })?;
+        socket.connect(remote).await.map_err(|e| {
+            Failure::new(
+                EXIT_NOT_RESPONDING,
+                format!("gateway {remote} unreachable: {e}"),
+            )
+        })?;
+        let local = socket
+            .local_addr()
+            .map_err(|e| Failure::new(EXIT_FAILURE, e.to_string()))?;
+        // The NAT-T socket: IKE floats here when a NAT is found (RFC 3947), with the
+        // 4-byte non-ESP marker in front of each IKE message.
+        let natt_socket = if matches!(
+            self.profile.network.nat_traversal,
+            profile::NatTraversal::Off
+        ) {
+            None
+        } else {
+            let mut b = bind;
+            b.set_port(NAT_T_PORT);
+            let s = UdpSocket::bind(b).await.map_err(|e| {
+                Failure::new(
+                    EXIT_FAILURE,
+                    format!(
+                        "cannot bind UDP port {NAT_T_PORT}: {e} (is another IKE daemon running?)"
+                    ),
+                )
+            })?;
+            let mut r = remote;
+            r.set_port(NAT_T_PORT);
+            s.connect(r).await.map_err(|e| {
+                Failure::new(EXIT_NOT_RESPONDING, format!("gateway {r} unreachable: {e}"))
+            })?;
+            Some(s)
+        };
+        let mut natt_local = local;
+        natt_local.set_port(NAT_T_PORT);
+
+        let config = engine_config(&self.profile, local.ip())?;
+        self.emit(Event::Connecting {
+            name: self.profile.name.clone(),
+            remote,
+            local: local.ip(),
+            mode: config.mode.name(),
+        });
+        let start = Instant::now();
+        let rng = crate::rng::os_rng()
+            .map_err(|e| Failure::new(EXIT_FAILURE, format!("no randomness: {e}")))?;
+        let mut ike = Ike::initiate(config, local, remote, start, Box::new(rng))?;
+
+        let mut expected_children = profile_children(&self.profile, local.ip()).len();
+        let mut up_children = 0usize;
+        let mut awaiting_credentials = false;
+        let mut buf = vec![0u8; 65536];
+        let mut buf4500 = vec![0u8; 65536];
+        // The datapath: created with the first SA; dropping it tears it down.
+        let mut datapath: Option<crate::datapath::Datapath> = None;
+        let mut pending_dns: Option<crate::kernel::dns::DnsConfig> = None;
+        loop {
+            // Outputs, in the engine's documented order.
+            while let Some(t) = ike.poll_transmit() {
+                if let Err(e) = send(&socket, natt_socket.as_ref(), &t).await {
+                    // ICMP unreachable comes back as ECONNREFUSED on a connected socket:
+                    // keep retransmitting; the engine gives up in bounded time.
+                    if e.kind() != std::io::ErrorKind::ConnectionRefused {
+                        return Err(Failure::new(EXIT_FAILURE, format!("send to {remote}: {e}")));
+                    }
+                }
+            }
+            while let Some(ev) = ike.poll_event() {
+                match ev {
+                    ike::Event::Phase1Established(i) => {
+                        self.emit(Event::Phase1Established(phase1_summary(&i)))
+                    }
+                    ike::Event::Phase2Established(c) => {
+                        up_children += 1;
+                        self.emit(Event::Phase2Established(sa_summary(&c, local, remote)));
+                        match crate::datapath::on_established(
+                            &mut datapath,
+                            natt_socket.as_ref(),
+                            self.profile.network.virtual_ip,
+                            self.profile.phase2.remote_networks.is_empty(),
+                            &c,
+                        ) {
+                            Ok(line) => {
+                                self.emit(Event::Datapath(line));
+                                if let Some(dp) = datapath.as_ref() {
+                                    dp.set_nat_keepalive(self.profile.network.nat_keepalive);
+                                }
+                                // DNS from Mode Config, once, with the first SA.
+                                if let (Some(dp), Some(info)) =
+                                    (datapath.as_mut(), pending_dns.take())
+                                {
+                                    let line = match dp.set_dns(&info, &self.profile.name) {
+                                        Ok(l) => l,
+                                        Err(e) => format!("dns: not set up: {e}"),
+                                    };
+                                    self.emit(Event::Datapath(line));
+                                }
+                            }
+                            Err(e) => {
+                                ike.close(Instant::now());
+                                flush(&socket, natt_socket.as_ref(), &mut ike).await;
+                                return Err(Failure::new(EXIT_FAILURE, format!("datapath: {e}")));
+                            }
+                        }
+                        if up_children == expected_children {
+                            self.emit(Event::Connected {
+                                elapsed: start.elapsed(),
+                            });
+                            *connected = true;
+                        }
+                    }
+                    ike::Event::CredentialsRequired(req) => {
+                        awaiting_credentials = true;
+                        self.emit(Event::CredentialsRequired(req));
+                    }
+                    ike::Event::XAuthSucceeded => self.emit(Event::XAuthSucceeded),
+                    ike::Event::Phase1Renewed(i) => self.emit(Event::Phase1Renewed {
+                        proposal: i.proposal.to_string(),
+                        lifetime: i.lifetime,
+                    }),
+                    ike::Event::Phase1RenewalFailed(e) => {
+                        self.emit(Event::Phase1RenewalFailed(e.to_string()))
+                    }
+                    ike::Event::ModeConfig(info) => {
+                        let dns_mode = &self.profile.network.dns;
+                        if !matches!(dns_mode, profile::DnsMode::Off) && !info.dns.is_empty() {
+                            let mut domains: Vec<String> =
+                                info.default_domain.iter().cloned().collect();
+                            domains.extend(info.split_dns.iter().cloned());
+                            pending_dns = Some(crate::kernel::dns::DnsConfig {
+                                servers: info.dns.clone(),
+                                domains,
+                                exclusive: matches!(dns_mode, profile::DnsMode::Full),
+                            });
+                        }
+                        expected_children = if !self.profile.phase2.remote_networks.is_empty() {
+                            self.profile.phase2.remote_networks.len()
+                        } else {
+                            info.split_include
+                                .iter()
+                                .filter(|t| t.addr.is_ipv4())
+                                .count()
+                                .max(1)
+                        };
+                        self.emit(Event::ModeConfig(info));
+                    }
+                    ike::Event::Phase2Failed(e) => {
+                        self.emit(Event::Phase2Failed(e.to_string()));
+                        if ike.children().is_empty() {
+                            // Nothing usable is left: close phase 1 too, and fail.
+                            ike.close(Instant::now());
+                            flush(&socket, natt_socket.as_ref(), &mut ike).await;
+                            return Err(e.into());
+                        }
+                    }
+                    ike::Event::Phase2Deleted {
+                        spi_in,
+                        spi_out,
+                        by_peer,
+                    } => {
+                        self.emit(Event::Phase2Deleted {
+                            spi_in,
+                            spi_out,
+                            by_peer,
+                        });
+                        if let Some(dp) = datapath.as_mut() {
+                            dp.remove(spi_in, spi_out);
+                        }
+                    }
+                    ike::Event::Phase1Deleted => {
+                        let mut f = Failure::new(
+                            EXIT_FAILURE,
+                            "the gateway closed the connection (deleted the IKE SA)",
+                        );
+                        f.lost = true;
+                        return Err(f);
+                    }
+                    ike::Event::Failed(e) => return Err(e.into()),
+                    ike::Event::Closed => {
+                        self.emit(Event::Disconnected);
+                        return Ok(());
+                    }
+                }
+            }
+            let deadline = ike.poll_timeout().map(tokio::time::Instant::from_std);
+            tokio::select! {
+                r = socket.recv(&mut buf) => match r {
+                    Ok(n) => ike.handle_datagram(Instant::now(), local, remote, &buf[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+                    Err(e) => return Err(Failure::new(EXIT_FAILURE, format!("receive: {e}"))),
+                },
+                r = recv_natt(natt_socket.as_ref(), &mut buf4500) => match r {
+                    // Non-ESP marker: an IKE message. Anything else is ESP or a NAT keepalive.
+                    Ok(n) if n > 4 && buf4500[..4] == [0, 0, 0, 0] => {
+                        let mut from = remote;
+                        from.set_port(NAT_T_PORT);
+                        ike.handle_datagram(Instant::now(), natt_local, from, &buf4500[4..n]);
+                    }
+                    Ok(n) => if let Some(dp) = datapath.as_mut() {
+                        dp.inbound(&mut buf4500[..n]);
+                        // Anything from the gateway shows it alive: DPD probes only a quiet tunnel.
+                        ike.traffic_received(Instant::now());
+                    },
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+                    Err(e) => return Err(Failure::new(EXIT_FAILURE, format!("receive on port {NAT_T_PORT}: {e}"))),
+                },
+                _ = sleep_until(deadline) => ike.handle_timeout(Instant::now()),
+                c = self.next_command() => match c {
+                    Command::Disconnect { reason } => {
+                        self.emit(Event::Closing { reason });
+                        ike.close(Instant::now());
+                        flush(&socket, natt_socket.as_ref(), &mut ike).await;
+                    }
+                    Command::Credentials(creds) if awaiting_credentials => {
+                        awaiting_credentials = false;
+                        ike.submit_credentials(Instant::now(), creds)?;
+                    }
+                    Command::CredentialsRefused(msg) if awaiting_credentials => {
+                        ike.close(Instant::now());
+                        flush(&socket, natt_socket.as_ref(), &mut ike).await;
+                        return Err(Failure::new(EXIT_AUTH, msg));
+                    }
+                    // Answers nobody asked for are dropped (and zeroized).
+                    Command::Credentials(_) | Command::CredentialsRefused(_) => {}
+                    Command::Counters(reply) => {
+                        let _ = reply.send(datapath.as_ref().map(|d| d.counters()).unwrap_or_default());
+                    }
+                },
+            }
+        }
+    }
+}
+
+async fn resolve(gateway: &str) -> Result<SocketAddr, Failure> {
+    if let Ok(ip) = gateway.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, IKE_PORT));
+    }
+    let mut addrs = tokio::net::lookup_host((gateway, IKE_PORT))
+        .await
+        .map_err(|e| {
+            Failure::new(
+                EXIT_FAILURE,
+                format!("cannot resolve gateway {gateway}: {e}"),
+            )
+        })?;
+    addrs
+        .next()
+        .ok_or_else(|| Failure::new(EXIT_FAILURE, format!("gateway {gateway} has no address")))
+}
+
+fn phase1_summary(i: &ike::Phase1Info) -> Phase1Summary {
+    Phase1Summary {
+        mode: i.mode.name(),
+        proposal: i.proposal.to_string(),
+        lifetime: i.lifetime,
+        local_id: i.local_id.to_string(),
+        peer_id: i.peer_id.to_string(),
+        nat_t: match (i.nat_t, i.nat.local_behind_nat, i.nat.remote_behind_nat) {
+            (None, _, _) => "no",
+            (Some(_), true, true) => "yes (both sides behind NAT)",
+            (Some(_), true, false) => "yes (we are behind NAT)",
+            (Some(_), false, true) => "yes (gateway behind NAT)",
+            (Some(_), false, false) => "available (no NAT)",
+        },
+    }
+}
+
+fn sa_summary(c: &ike::ChildSa, local: SocketAddr, remote: SocketAddr) -> SaSummary {
+    SaSummary {
+        spi_in: c.spi_in,
+        spi_out: c.spi_out,
+        proposal: c.proposal.to_string(),
+        mode: match c.encapsulation {
+            Encapsulation::Tunnel => "tunnel",
+            Encapsulation::Transport => "transport",
+        },
+        udp_encapsulation: c.udp_encapsulation,
+        local_ts: c
+            .local_ts
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| local.ip().to_string()),
+        remote_ts: c
+            .remote_ts
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| remote.ip().to_string()),
+        lifetime: c.lifetime,
+        lifetime_kb: c.lifetime_kb,
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The user-facing name of an XAuth field.
+pub fn field_name(f: XAuthField) -> &'static str {
+    match f {
+        XAuthField::UserName => "user name",
+        XAuthField::Password => "password",
+        XAuthField::Passcode => "passcode",
+        XAuthField::NextPin => "next PIN",
+        XAuthField::Answer => "answer",
+    }
+}
+
+fn describe_fields(req: &CredentialsRequest) -> String {
+    let names: Vec<&str> = req.fields.iter().map(|f| field_name(*f)).collect();
+    match &req.message {
+        Some(m) => format!("{} ({m})", names.join(", ")),
+        None => names.join(", "),
+    }
+}
+
+fn describe_mode_config(info: &ModeConfigInfo) -> String {
+    let mut s = String::from("mode-config");
+    match info.address {
+        Some(a) => s.push_str(&format!(" {a}")),
+        None => s.push_str(" (no address)"),
+    }
+    let join = |v: Vec<String>| {
+        if v.is_empty() {
+            "-".to_string()
+        } else {
+            v.join(",")
+        }
+    };
+    s.push_str(&format!(
+        " dns {}",
+        join(info.dns.iter().map(|d| d.to_string()).collect())
+    ));
+    s.push_str(&format!(
+        " split {}",
+        join(info.split_include.iter().map(|t| t.to_string()).collect())
+    ));
+    if !info.split_exclude.is_empty() {
+        s.push_str(&format!(
+            " exclude {}",
+            join(info.split_exclude.iter().map(|t| t.to_string()).collect())
+        ));
+    }
+    if let Some(d) = &info.default_domain {
+        s.push_str(&format!(" domain {d}"));
+    }
+    if !info.split_dns.is_empty() {
+        s.push_str(&format!(" split-dns {}", info.split_dns.join(",")));
+    }
+    s
+}
+
+/// Sends one datagram: on port 500, or on 4500 behind the non-ESP marker.
+async fn send(
+    socket: &UdpSocket,
+    natt: Option<&UdpSocket>,
+    t: &ike::Transmit,
+) -> std::io::Result<()> {
+    match (t.nat_t, natt) {
+        (true, Some(s)) => {
+            let mut d = Vec::with_capacity(t.data.len() + 4);
+            d.extend_from_slice(&[0, 0, 0, 0]);
+            d.extend_from_slice(&t.data);
+            s.send(&d).await.map(drop)
+        }
+        _ => socket.send(&t.data).await.map(drop),
+    }
+}
+
+async fn recv_natt(s: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<usize> {
+    match s {
+        Some(s) => s.recv(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends whatever the engine queued (the DELETEs) before we go.
+async fn flush(socket: &UdpSocket, natt: Option<&UdpSocket>, ike: &mut Ike) {
+    let mut pending = Vec::new();
+    while let Some(t) = ike.poll_transmit() {
+        pending.push(t);
+    }
+    let _ = tokio::time::timeout(FLUSH_GRACE, async {
+        for t in pending {
+            let _ = send(socket, natt, &t).await;
+        }
+    })
+    .await;
+}

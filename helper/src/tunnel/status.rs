@@ -1,0 +1,207 @@
+//! A tunnel's state as front ends show it, folded from its [`Event`]s.
+//!
+//! The D-Bus service keeps one [`Status`] per connection and publishes it as
+//! properties; nothing here holds a key.
+
+use std::net::IpAddr;
+
+use super::{Event, Failure, SaSummary};
+
+/// Where a tunnel is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum State {
+    #[default]
+    Connecting,
+    /// Waiting for the user's XAuth answers.
+    NeedsCredentials,
+    Connected,
+    /// Lost the gateway; waiting to try again.
+    Reconnecting,
+    Disconnecting,
+    Disconnected,
+    Failed,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Connecting => "connecting",
+            State::NeedsCredentials => "needs-credentials",
+            State::Connected => "connected",
+            State::Reconnecting => "reconnecting",
+            State::Disconnecting => "disconnecting",
+            State::Disconnected => "disconnected",
+            State::Failed => "failed",
+        }
+    }
+}
+
+/// Everything a front end may see of one tunnel.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Status {
+    pub state: State,
+    /// `resolving`, `phase1`, `xauth`, `mode-config`, `phase2`, `established`.
+    pub phase: &'static str,
+    pub gateway: String,
+    pub virtual_ip: Option<IpAddr>,
+    pub dns: Vec<IpAddr>,
+    pub routes: Vec<String>,
+    /// Live ESP SA pairs, oldest first.
+    pub sas: Vec<SaSummary>,
+    /// Phase 1 algorithms, e.g. `aes256-sha256-modp2048`.
+    pub ike_proposal: String,
+    /// The last failure or gateway complaint, one sentence; empty when none.
+    pub last_error: String,
+}
+
+impl Status {
+    pub fn new(gateway: &str) -> Self {
+        Status {
+            phase: "resolving",
+            gateway: gateway.to_string(),
+            ..Status::default()
+        }
+    }
+
+    /// Applies one event.
+    pub fn apply(&mut self, e: &Event) {
+        match e {
+            Event::Connecting { remote, .. } => {
+                self.state = State::Connecting;
+                self.phase = "phase1";
+                self.gateway = remote.ip().to_string();
+                self.sas.clear();
+            }
+            Event::Phase1Established(i) => {
+                self.phase = "phase2";
+                self.ike_proposal = i.proposal.clone();
+            }
+            Event::Phase1Renewed { proposal, .. } => self.ike_proposal = proposal.clone(),
+            Event::Phase2Established(sa) => {
+                self.sas.push(sa.clone());
+                if let Some(ip) = host_of(&sa.local_ts) {
+                    self.virtual_ip.get_or_insert(ip);
+                }
+                if !self.routes.contains(&sa.remote_ts) {
+                    self.routes.push(sa.remote_ts.clone());
+                }
+            }
+            Event::Connected { .. } => {
+                self.state = State::Connected;
+                self.phase = "established";
+            }
+            Event::CredentialsRequired(_) => {
+                self.state = State::NeedsCredentials;
+                self.phase = "xauth";
+            }
+            Event::XAuthSucceeded => {
+                self.state = State::Connecting;
+                self.phase = "mode-config";
+            }
+            Event::ModeConfig(info) => {
+                if let Some(a) = info.address {
+                    self.virtual_ip = Some(IpAddr::V4(a));
+                }
+                self.dns = info.dns.clone();
+                self.phase = "phase2";
+            }
+            Event::Phase2Failed(m) | Event::Phase1RenewalFailed(m) => self.last_error = m.clone(),
+            Event::Phase2Deleted { spi_in, .. } => self.sas.retain(|s| s.spi_in != *spi_in),
+            Event::ConnectionLost { message, .. } | Event::ReconnectFailed { message, .. } => {
+                self.state = State::Reconnecting;
+                self.phase = "resolving";
+                self.last_error = message.clone();
+                self.sas.clear();
+                self.routes.clear();
+            }
+            Event::Closing { .. } => self.state = State::Disconnecting,
+            Event::Disconnected => self.finish(None),
+            Event::Datapath(_) => {}
+        }
+    }
+
+    /// The task ended: cleanly (`None`) or with a failure.
+    pub fn finish(&mut self, failure: Option<&Failure>) {
+        self.state = if failure.is_some() {
+            State::Failed
+        } else {
+            State::Disconnected
+        };
+        if let Some(f) = failure {
+            self.last_error = f.message.clone();
+        }
+        self.sas.clear();
+        self.routes.clear();
+        self.dns.clear();
+        self.virtual_ip = None;
+    }
+}
+
+/// `10.200.0.5/32` → `10.200.0.5`; anything wider → `None`.
+fn host_of(ts: &str) -> Option<IpAddr> {
+    match ts.split_once('/') {
+        Some((a, p)) if p == "32" || p == "128" => a.parse().ok(),
+        Some(_) => None,
+        None => ts.parse().ok(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn sa(spi: u32) -> SaSummary {
+        SaSummary {
+            spi_in: spi,
+            spi_out: spi + 1,
+            proposal: "aes128-sha256".into(),
+            mode: "tunnel",
+            udp_encapsulation: true,
+            local_ts: "10.200.0.5/32".into(),
+            remote_ts: "10.77.0.0/24".into(),
+            lifetime: Duration::from_secs(3600),
+            lifetime_kb: None,
+        }
+    }
+
+    #[test]
+    fn a_tunnel_comes_up_and_goes_down() {
+        let mut s = Status::new("gw");
+        s.apply(&Event::Connecting {
+            name: "x".into(),
+            remote: "192.0.2.1:500".parse().expect("addr"),
+            local: "192.0.2.2".parse().expect("addr"),
+            mode: "main",
+        });
+        assert_eq!(s.phase, "phase1");
+        s.apply(&Event::Phase2Established(sa(7)));
+        s.apply(&Event::Connected {
+            elapsed: Duration::from_millis(5),
+        });
+        assert_eq!(s.state, State::Connected);
+        assert_eq!(s.virtual_ip, Some("10.200.0.5".parse().expect("ip")));
+        assert_eq!(s.routes, vec!["10.77.0.0/24".to_string()]);
+        s.apply(&Event::Phase2Deleted {
+            spi_in: 7,
+            spi_out: 8,
+            by_peer: true,
+        });
+        assert!(s.sas.is_empty());
+        s.apply(&Event::Closing {
+            reason: "D-Bus".into(),
+        });
+        assert_eq!(s.state, State::Disconnecting);
+        s.apply(&Event::Disconnected);
+        assert_eq!(s.state, State::Disconnected);
+        assert_eq!(s.virtual_ip, None);
+    }
+
+    #[test]
+    fn failures_are_kept_as_one_sentence() {
+        let mut s = Status::new("gw");
+        s.finish(Some(&Failure::new(3, "authentication failed (x)")));
+        assert_eq!(s.state, State::Failed);
+        assert_eq!(s.last_error, "authentication failed (x)");
+    }
+}
