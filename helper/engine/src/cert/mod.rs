@@ -24,8 +24,8 @@ use der::{Decode, Encode};
 use rsa::Pkcs1v15Sign;
 use rsa::pkcs1::DecodeRsaPrivateKey;
 use rsa::pkcs8::DecodePrivateKey;
-use sha2::Digest;
 use rsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
+use sha2::Digest;
 use spki::DecodePublicKey;
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::{BasicConstraints, KeyUsage, SubjectAltName};
@@ -37,7 +37,7 @@ use crate::crypto::Rng;
 use crate::ike::Identity;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 /// Longest chain accepted (end entity, intermediates, anchor).
 const MAX_DEPTH: usize = 8;
@@ -88,7 +88,10 @@ pub enum CertError {
     #[error("certificate \"{0}\" signs other certificates but is not a CA (basic constraints)")]
     NotCa(String),
     #[error("certificate \"{subject}\" may not be used for {usage} (key usage)")]
-    KeyUsage { subject: String, usage: &'static str },
+    KeyUsage {
+        subject: String,
+        usage: &'static str,
+    },
     #[error("the chain to \"{0}\" is longer than the path length constraint allows")]
     PathTooLong(String),
     #[error("certificate \"{subject}\" (serial {serial}) is revoked by its CA's CRL")]
@@ -103,7 +106,9 @@ pub enum CertError {
         subject: String,
         alt_names: String,
     },
-    #[error("the signature over the exchange (SIG payload) does not verify with certificate \"{0}\"")]
+    #[error(
+        "the signature over the exchange (SIG payload) does not verify with certificate \"{0}\""
+    )]
     BadIkeSignature(String),
     #[error("signing failed: {0}")]
     Sign(String),
@@ -272,13 +277,25 @@ fn verify_x509_signature(key: &PublicKey, alg: Oid, data: &[u8], sig: &[u8]) -> 
     match key {
         PublicKey::Rsa(k) => {
             let (scheme, digest) = if alg == SHA256_RSA {
-                (Pkcs1v15Sign::new::<sha2::Sha256>(), sha2::Sha256::digest(data).to_vec())
+                (
+                    Pkcs1v15Sign::new::<sha2::Sha256>(),
+                    sha2::Sha256::digest(data).to_vec(),
+                )
             } else if alg == SHA384_RSA {
-                (Pkcs1v15Sign::new::<sha2::Sha384>(), sha2::Sha384::digest(data).to_vec())
+                (
+                    Pkcs1v15Sign::new::<sha2::Sha384>(),
+                    sha2::Sha384::digest(data).to_vec(),
+                )
             } else if alg == SHA512_RSA {
-                (Pkcs1v15Sign::new::<sha2::Sha512>(), sha2::Sha512::digest(data).to_vec())
+                (
+                    Pkcs1v15Sign::new::<sha2::Sha512>(),
+                    sha2::Sha512::digest(data).to_vec(),
+                )
             } else if alg == SHA1_RSA {
-                (Pkcs1v15Sign::new::<sha1::Sha1>(), sha1::Sha1::digest(data).to_vec())
+                (
+                    Pkcs1v15Sign::new::<sha1::Sha1>(),
+                    sha1::Sha1::digest(data).to_vec(),
+                )
             } else {
                 return false;
             };
@@ -503,9 +520,7 @@ fn parse_encrypted_pkcs8(der: &[u8], passphrase: Option<&[u8]>) -> Result<Privat
     let info = pkcs8::EncryptedPrivateKeyInfoRef::from_der(der)
         .map_err(|e| CertError::BadKey(e.to_string()))?;
     let pass = passphrase.ok_or(CertError::PassphraseNeeded)?;
-    let plain = info
-        .decrypt(pass)
-        .map_err(|_| CertError::WrongPassphrase)?;
+    let plain = info.decrypt(pass).map_err(|_| CertError::WrongPassphrase)?;
     parse_pkcs8(plain.as_bytes())
 }
 

@@ -46,7 +46,11 @@ fn keys_in_every_encoding() {
 
 #[test]
 fn garbage_never_panics() {
-    for bad in [&b""[..], b"\x30\x82\xff\xff", b"-----BEGIN CERTIFICATE-----\nxx\n-----END CERTIFICATE-----"] {
+    for bad in [
+        &b""[..],
+        b"\x30\x82\xff\xff",
+        b"-----BEGIN CERTIFICATE-----\nxx\n-----END CERTIFICATE-----",
+    ] {
         assert!(parse_certificates(bad).is_err());
         assert!(PrivateKey::parse(bad, None).is_err());
     }
@@ -60,7 +64,10 @@ fn garbage_never_panics() {
 fn chain_to_the_root() {
     let ca = vec![cert("ca.pem")];
     let gw = vec![cert("gw.pem")];
-    assert_eq!(validate_chain(&gw, &ca, &[], in_2030()).unwrap().subject(), "C=CH, O=Postern Test, CN=gw.example");
+    assert_eq!(
+        validate_chain(&gw, &ca, &[], in_2030()).unwrap().subject(),
+        "C=CH, O=Postern Test, CN=gw.example"
+    );
     // Through an intermediate sent by the peer.
     let chain = vec![cert("gw-inter.pem"), cert("inter.pem")];
     validate_chain(&chain, &ca, &[], in_2030()).unwrap();
@@ -93,7 +100,8 @@ fn refusals_name_what_did_not_match() {
     let mut der = cert("gw.pem").der().to_vec();
     let n = der.len();
     der[n - 5] ^= 1;
-    let e = validate_chain(&[Certificate::from_der(&der).unwrap()], &ca, &[], in_2030()).unwrap_err();
+    let e =
+        validate_chain(&[Certificate::from_der(&der).unwrap()], &ca, &[], in_2030()).unwrap_err();
     assert!(matches!(e, CertError::BadSignature(_)), "{e}");
     // ECDSA chain.
     validate_chain(&[cert("ec-gw.pem")], &[cert("ec-ca.pem")], &[], in_2030()).unwrap();
@@ -105,12 +113,25 @@ fn identities() {
     check_identity(&gw, &Identity::fqdn("gw.example")).unwrap();
     check_identity(&gw, &Identity::fqdn("GW.Example")).unwrap();
     check_identity(&gw, &Identity::address("192.0.2.1".parse().unwrap())).unwrap();
-    let dn = Identity { kind: IdType::DER_ASN1_DN, data: dn_der("C=CH, O=Postern Test, CN=gw.example").unwrap() };
+    let dn = Identity {
+        kind: IdType::DER_ASN1_DN,
+        data: dn_der("C=CH, O=Postern Test, CN=gw.example").unwrap(),
+    };
     check_identity(&gw, &dn).unwrap();
     let e = check_identity(&gw, &Identity::fqdn("evil.example")).unwrap_err();
-    assert!(e.to_string().contains("fqdn:evil.example") && e.to_string().contains("fqdn:gw.example"), "{e}");
-    check_identity(&cert("client.pem"), &Identity::user_fqdn("alice@example.com")).unwrap();
-    assert_eq!(dn_text(&gw.subject_der()).unwrap(), "C=CH, O=Postern Test, CN=gw.example");
+    assert!(
+        e.to_string().contains("fqdn:evil.example") && e.to_string().contains("fqdn:gw.example"),
+        "{e}"
+    );
+    check_identity(
+        &cert("client.pem"),
+        &Identity::user_fqdn("alice@example.com"),
+    )
+    .unwrap();
+    assert_eq!(
+        dn_text(&gw.subject_der()).unwrap(),
+        "C=CH, O=Postern Test, CN=gw.example"
+    );
 }
 
 #[test]
@@ -135,7 +156,9 @@ fn ike_signatures() {
     // s^e mod n, by hand, to see the padded block.
     let n = num_bigint::BigUint::from_bytes_be(&pk.n().to_be_bytes());
     let e = num_bigint::BigUint::from_bytes_be(&pk.e().to_be_bytes());
-    let em = num_bigint::BigUint::from_bytes_be(&sig).modpow(&e, &n).to_bytes_be();
+    let em = num_bigint::BigUint::from_bytes_be(&sig)
+        .modpow(&e, &n)
+        .to_bytes_be();
     assert_eq!(em.len(), pk.size() - 1, "leading 00 dropped");
     assert_eq!(&em[..2], &[0x01, 0xff]);
     assert_eq!(&em[em.len() - 21..], &[&[0u8][..], &hash[..]].concat()[..]);
