@@ -146,8 +146,66 @@ fn identity(id: &profile::Identity) -> Identity {
         profile::Identity::Fqdn(s) => Identity::fqdn(s),
         profile::Identity::UserFqdn(s) => Identity::user_fqdn(s),
         profile::Identity::KeyId(b) => Identity::key_id(b),
-        profile::Identity::Dn(_) => Identity::key_id(&[]),
+        // Checked to parse in engine_config before this is called.
+        profile::Identity::Dn(s) => Identity {
+            kind: postern_engine::codec::IdType::DER_ASN1_DN,
+            data: postern_engine::cert::dn_der(s).unwrap_or_default(),
+        },
     }
+}
+
+/// Reads one file named by the (root-owned) profile for certificate authentication.
+fn read_material(what: &str, path: &str) -> Result<Zeroizing<Vec<u8>>, Failure> {
+    std::fs::read(path)
+        .map(Zeroizing::new)
+        .map_err(|e| Failure::new(EXIT_USAGE, format!("cannot read {what} {path}: {e}")))
+}
+
+/// The engine's `Auth` for a certificate (`rsa-sig`) or `hybrid` profile, and the
+/// identity our certificate names (our ID when the profile gives none).
+fn certificate_auth(p: &Profile) -> Result<(ike::Auth, Option<Identity>), Failure> {
+    use postern_engine::cert::{self, PrivateKey};
+    use std::sync::Arc;
+    let usage = |m: String| Failure::new(EXIT_USAGE, m);
+    let ca_path = p
+        .auth
+        .ca
+        .as_deref()
+        .ok_or_else(|| usage("auth.ca is needed to check the gateway's certificate".into()))?;
+    let trusted = cert::parse_certificates(&read_material("the CA certificate", ca_path)?)
+        .map_err(|e| usage(format!("{ca_path}: {e}")))?;
+    if matches!(p.auth.method, profile::AuthMethod::Hybrid) {
+        let certs = ike::Certs {
+            key: None,
+            chain: Vec::new(),
+            trusted,
+            crls: Vec::new(),
+        };
+        return Ok((ike::Auth::Hybrid(Arc::new(certs)), None));
+    }
+    let (Some(cert_path), Some(key_path)) = (p.auth.cert.as_deref(), p.auth.key.as_deref()) else {
+        return Err(usage("\"rsa-sig\" needs auth.cert and auth.key".into()));
+    };
+    let chain = cert::parse_certificates(&read_material("the certificate", cert_path)?)
+        .map_err(|e| usage(format!("{cert_path}: {e}")))?;
+    let key = PrivateKey::parse(&read_material("the private key", key_path)?, None)
+        .map_err(|e| usage(format!("{key_path}: {e}")))?;
+    let own = chain
+        .first()
+        .ok_or_else(|| usage(format!("{cert_path}: no certificate")))?;
+    key.matches(own)
+        .map_err(|e| usage(format!("{key_path}: {e}")))?;
+    let id = Identity {
+        kind: postern_engine::codec::IdType::DER_ASN1_DN,
+        data: own.subject_der(),
+    };
+    let certs = ike::Certs {
+        key: Some(key),
+        chain,
+        trusted,
+        crls: Vec::new(),
+    };
+    Ok((ike::Auth::Signature(Arc::new(certs)), Some(id)))
 }
 
 fn ts(s: &profile::Subnet) -> TrafficSelector {
@@ -200,33 +258,34 @@ pub fn profile_children(p: &Profile, local: IpAddr) -> Vec<ChildConfig> {
 
 pub fn engine_config(p: &Profile, local: IpAddr) -> Result<Config, Failure> {
     let usage = |m: &str| Failure::new(EXIT_USAGE, m.to_string());
-    if !matches!(p.auth.method, profile::AuthMethod::Psk) {
-        return Err(usage(
-            "only pre-shared key authentication is supported so far (auth.method = \"psk\")",
-        ));
+    for id in [&p.auth.local_id, &p.auth.remote_id].into_iter().flatten() {
+        if let profile::Identity::Dn(s) = id {
+            postern_engine::cert::dn_der(s).map_err(|e| usage(&e.to_string()))?;
+        }
     }
-    if let Some(profile::Identity::Dn(_)) = p.auth.local_id {
-        return Err(usage(
-            "dn: identities need certificates, which are not supported yet",
-        ));
+    let mut c;
+    let mut cert_id = None;
+    if matches!(p.auth.method, profile::AuthMethod::Psk) {
+        let psk = p.auth.psk.as_ref().ok_or_else(|| {
+            usage(
+                "the profile has no pre-shared key: add `psk` under [auth] (file must be mode 0600)",
+            )
+        })?;
+        c = Config::psk(psk.expose().as_bytes());
+    } else {
+        let (auth, id) = certificate_auth(p)?;
+        c = Config::psk(&[]);
+        c.auth = auth;
+        cert_id = id;
+        // Certificates are checked against the wall time; the engine reads no clock.
+        c.wall_clock = Some((std::time::Instant::now(), std::time::SystemTime::now()));
     }
-    let psk = p.auth.psk.as_ref().ok_or_else(|| {
-        usage("the profile has no pre-shared key: add `psk` under [auth] (file must be mode 0600)")
-    })?;
-    let mut c = Config::psk(psk.expose().as_bytes());
     c.mode = match p.exchange_mode {
         profile::ExchangeMode::Main => ike::ExchangeMode::Main,
         profile::ExchangeMode::Aggressive => ike::ExchangeMode::Aggressive,
     };
-    c.local_id = p.auth.local_id.as_ref().map(identity);
-    c.remote_id = match &p.auth.remote_id {
-        Some(profile::Identity::Dn(_)) => {
-            return Err(usage(
-                "dn: identities need certificates, which are not supported yet",
-            ));
-        }
-        r => r.as_ref().map(identity),
-    };
+    c.local_id = p.auth.local_id.as_ref().map(identity).or(cert_id);
+    c.remote_id = p.auth.remote_id.as_ref().map(identity);
     c.ike_proposals = p.phase1.proposals.clone();
     c.ike_lifetime = p.phase1.lifetime;
     c.esp_proposals = p

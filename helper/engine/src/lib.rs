@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod algs;
+pub mod cert;
 pub mod codec;
 pub mod crypto;
 pub mod ike;

@@ -261,7 +261,9 @@ impl fmt::Display for Failure {
 impl From<ike::Error> for Failure {
     fn from(e: ike::Error) -> Self {
         let code = match e {
-            ike::Error::AuthenticationFailed(_) | ike::Error::XAuthFailed(_) => EXIT_AUTH,
+            ike::Error::AuthenticationFailed(_)
+            | ike::Error::XAuthFailed(_)
+            | ike::Error::Certificate(_) => EXIT_AUTH,
             ike::Error::NoProposalChosen(_) => EXIT_NO_PROPOSAL,
             ike::Error::NotResponding(_) | ike::Error::DeadPeer(_) | ike::Error::Phase1Expired => {
                 EXIT_NOT_RESPONDING

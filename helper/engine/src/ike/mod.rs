@@ -33,7 +33,8 @@ mod tests;
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use zeroize::Zeroizing;
 
@@ -65,18 +66,52 @@ impl ExchangeMode {
     }
 }
 
-/// How we prove who we are in phase 1. Signature methods plug in here later
-/// (the key schedule and the HASH/SIG payloads go through [`Auth`]).
+/// How we prove who we are in phase 1. The key schedule (SKEYID) and the
+/// HASH/SIG payloads go through [`Auth`].
 #[derive(Clone)]
 pub enum Auth {
     /// Pre-shared key (RFC 2409 §5.4).
     Psk(Zeroizing<Vec<u8>>),
+    /// Signatures with X.509 certificates (RFC 2409 §5.1), both sides: RSA
+    /// (RSA_SIG, or XAUTH_INIT_RSA with XAuth) or ECDSA (ECDSA_256/384, RFC 4754),
+    /// as our key is.
+    Signature(Arc<Certs>),
+    /// Hybrid (draft-ietf-ipsra-hybrid-auth, HybridInitRSA 64221): the responder
+    /// signs with its certificate; the initiator sends HASH_I (keyed by the
+    /// signature SKEYID, no PSK) and proves itself by XAuth afterwards. The
+    /// initiator needs no key; the responder does.
+    Hybrid(Arc<Certs>),
+}
+
+/// Certificates and key for [`Auth::Signature`] and [`Auth::Hybrid`].
+pub struct Certs {
+    /// Our private key (`None` for a hybrid client).
+    pub key: Option<crate::cert::PrivateKey>,
+    /// Our certificate first, then intermediates to send with it.
+    pub chain: Vec<crate::cert::Certificate>,
+    /// The CAs the peer's certificate must chain to (named in our CERTREQs).
+    pub trusted: Vec<crate::cert::Certificate>,
+    /// CRLs consulted for the peer's chain.
+    pub crls: Vec<crate::cert::Crl>,
+}
+
+impl fmt::Debug for Certs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Certs")
+            .field("key", &self.key)
+            .field("chain", &self.chain)
+            .field("trusted", &self.trusted)
+            .field("crls", &self.crls.len())
+            .finish()
+    }
 }
 
 impl fmt::Debug for Auth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Auth::Psk(_) => f.write_str("Psk(<redacted>)"),
+            Auth::Signature(c) => write!(f, "Signature({c:?})"),
+            Auth::Hybrid(c) => write!(f, "Hybrid({c:?})"),
         }
     }
 }
@@ -84,10 +119,34 @@ impl fmt::Debug for Auth {
 impl Auth {
     /// The AUTHENTICATION_METHOD attribute, XAuth variants when XAuth follows.
     pub(crate) fn method_attr(&self, xauth: bool) -> u16 {
+        use crate::cert::SigKind;
         use crate::codec::attr;
         match (self, xauth) {
             (Auth::Psk(_), false) => attr::PSK,
             (Auth::Psk(_), true) => attr::XAUTH_INIT_PSK,
+            (Auth::Signature(c), x) => match c.key.as_ref().map(|k| k.kind()) {
+                Some(SigKind::EcdsaP256) => attr::ECDSA_256,
+                Some(SigKind::EcdsaP384) => attr::ECDSA_384,
+                _ if x => attr::XAUTH_INIT_RSA,
+                _ => attr::RSA_SIG,
+            },
+            (Auth::Hybrid(_), _) => attr::HYBRID_INIT_RSA,
+        }
+    }
+
+    pub(crate) fn certs(&self) -> Option<&Arc<Certs>> {
+        match self {
+            Auth::Psk(_) => None,
+            Auth::Signature(c) | Auth::Hybrid(c) => Some(c),
+        }
+    }
+
+    /// Whether the side in role `who` signs (else it sends a HASH).
+    pub(crate) fn signs(&self, who: Role) -> bool {
+        match self {
+            Auth::Psk(_) => false,
+            Auth::Signature(_) => true,
+            Auth::Hybrid(_) => who == Role::Responder,
         }
     }
 }
@@ -156,6 +215,10 @@ impl fmt::Display for Identity {
                     String::from_utf8_lossy(&self.data).escape_debug()
                 )
             }
+            IdType::DER_ASN1_DN => match crate::cert::dn_text(&self.data) {
+                Some(t) => write!(f, "dn:{t}"),
+                None => write!(f, "dn:<{} bytes that do not parse>", self.data.len()),
+            },
             IdType::KEY_ID => {
                 f.write_str("keyid:0x")?;
                 for b in &self.data {
@@ -273,6 +336,9 @@ pub struct Config {
     pub xauth_server: Option<XAuthServer>,
     /// Responder only: what to hand out by Mode Config.
     pub mode_config_server: Option<ModeConfigInfo>,
+    /// A moment of the engine's clock and the wall time then, given by the driver
+    /// (the engine reads no clock): certificates are checked at the wall time of `now`.
+    pub wall_clock: Option<(Instant, SystemTime)>,
 }
 
 impl Config {
@@ -302,6 +368,7 @@ impl Config {
             fragment_size: 1280,
             xauth_server: None,
             mode_config_server: None,
+            wall_clock: None,
         }
     }
 }
@@ -419,6 +486,8 @@ pub enum Error {
     DeletedByPeer,
     #[error("phase 1 expired and could not be renewed")]
     Phase1Expired,
+    #[error("certificate refused: {0}")]
+    Certificate(crate::cert::CertError),
     #[error("XAuth failed: {0}")]
     XAuthFailed(String),
     #[error("dead peer: no answer to {0} dead peer detection probes")]
@@ -434,6 +503,13 @@ impl Error {
             Error::AuthenticationFailed(_) | Error::XAuthFailed(_) => {
                 Some(NotifyType::AUTHENTICATION_FAILED)
             }
+            Error::Certificate(crate::cert::CertError::IdMismatch { .. }) => {
+                Some(NotifyType::INVALID_ID_INFORMATION)
+            }
+            Error::Certificate(crate::cert::CertError::BadIkeSignature(_)) => {
+                Some(NotifyType::INVALID_SIGNATURE)
+            }
+            Error::Certificate(_) => Some(NotifyType::INVALID_CERTIFICATE),
             Error::NoProposalChosen(_) => Some(NotifyType::NO_PROPOSAL_CHOSEN),
             Error::InvalidId(_) => Some(NotifyType::INVALID_ID_INFORMATION),
             Error::Malformed(_) => Some(NotifyType::PAYLOAD_MALFORMED),
@@ -462,6 +538,14 @@ impl Error {
                     "the gateway refused our authentication{detail}"
                 ))
             }
+            NotifyType::INVALID_CERTIFICATE
+            | NotifyType::INVALID_SIGNATURE
+            | NotifyType::CERT_TYPE_UNSUPPORTED
+            | NotifyType::INVALID_CERT_AUTHORITY
+            | NotifyType::CERTIFICATE_UNAVAILABLE => Error::AuthenticationFailed(format!(
+                "the gateway refused our certificate or signature ({}){detail}",
+                kind.name().unwrap_or("certificate error")
+            )),
             NotifyType::INVALID_ID_INFORMATION => Error::InvalidId(format!(
                 "the gateway refused our identity or traffic selectors{detail}"
             )),

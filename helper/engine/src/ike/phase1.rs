@@ -2,12 +2,13 @@
 //! protection, informational exchanges, and dispatch to quick mode.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use crate::algs::IkeProposal;
+use crate::cert;
 use crate::codec::{
-    self, Decoded, DeletePayload, ExchangeType, Header, IdPayload, Message, NotifyPayload,
-    NotifyType, Payload, PayloadType, ProtocolId,
+    self, CertPayload, Decoded, DeletePayload, ExchangeType, Header, IdPayload, Message,
+    NotifyPayload, NotifyType, Payload, PayloadType, ProtocolId,
 };
 use crate::crypto::{self, DhKeyPair, Phase1Keys, Rng};
 
@@ -295,9 +296,10 @@ impl Ike {
                 None => {
                     let tries = self.config.retransmit.tries.saturating_sub(1);
                     let err = if self.state == State::ExpectIdHash {
-                        Error::AuthenticationFailed(
-                                "the gateway did not answer our authentication: pre-shared key mismatch?".into(),
-                            )
+                        Error::AuthenticationFailed(match self.config.auth {
+                            Auth::Psk(_) => "the gateway did not answer our authentication: pre-shared key mismatch?".into(),
+                            _ => "the gateway did not answer our authentication: certificate or identity not accepted?".into(),
+                        })
                     } else {
                         Error::NotResponding(tries)
                     };
@@ -821,6 +823,7 @@ impl Ike {
             Payload::Nonce(self.m.ni.clone()),
             Payload::Id(id),
         ];
+        payloads.extend(self.certreq_payloads());
         payloads.extend(self.our_vendor_ids());
         let d = self.plain_message(ExchangeType::AGGRESSIVE, payloads);
         self.state = State::ExpectAggressiveReply;
@@ -905,6 +908,7 @@ impl Ike {
             Payload::Ke(self.m.g_xi.clone()),
             Payload::Nonce(self.m.ni.clone()),
         ];
+        payloads.extend(self.certreq_payloads());
         payloads.extend(self.nat_d_payloads());
         let d = self.plain_message(ExchangeType::IDENTITY_PROTECTION, payloads);
         self.state = State::ExpectKeReply;
@@ -929,8 +933,8 @@ impl Ike {
         let id = self.our_id_payload();
         let idii_b = Payload::Id(id.clone()).encode_body();
         self.m.our_id = Some(id.clone());
-        let hash_i = self.auth_hash(Role::Initiator, &idii_b)?;
-        let mut payloads = vec![Payload::Id(id), Payload::Hash(hash_i)];
+        let mut payloads = vec![Payload::Id(id)];
+        payloads.extend(self.our_auth_payloads(Role::Initiator, &idii_b)?);
         if self.config.initial_contact {
             payloads.push(self.initial_contact());
         }
@@ -952,11 +956,8 @@ impl Ike {
         // A reply we cannot read means the gateway derived other keys: the PSKs differ.
         let opened = self.open(header, data, &iv).map_err(|_| psk_mismatch())?;
         let (idir_b, peer_id) = find_id(&opened).ok_or_else(psk_mismatch)?;
-        let hash_r = find_hash(&opened.payloads).ok_or_else(psk_mismatch)?;
-        let expected = self.auth_hash(Role::Responder, &idir_b)?;
-        if !crypto::ct_eq(&expected, hash_r) {
-            return Err(psk_mismatch());
-        }
+        let payloads: Vec<Payload> = opened.payloads.iter().map(|d| d.payload.clone()).collect();
+        self.verify_peer_auth(now, Role::Responder, &idir_b, &peer_id, &payloads)?;
         self.m.iv = opened.last_block;
         self.check_peer_id(&peer_id)?;
         self.m.peer_id = Some(peer_id);
@@ -976,12 +977,9 @@ impl Ike {
             Payload::Sa(s) => Some(s),
             _ => None,
         });
-        let (Some(sa), Some(ke), Some(nr), Some(hash_r)) = (
-            sa,
-            find_ke(&msg.payloads),
-            find_nonce(&msg.payloads),
-            find_hash_plain(&msg.payloads),
-        ) else {
+        let (Some(sa), Some(ke), Some(nr)) =
+            (sa, find_ke(&msg.payloads), find_nonce(&msg.payloads))
+        else {
             self.counters.dropped += 1;
             return Ok(());
         };
@@ -1000,15 +998,13 @@ impl Ike {
         self.m.g_xr = ke.to_vec();
         self.m.nr = nr.to_vec();
         self.derive_keys()?;
-        let idir_b = Payload::Id(id.clone()).encode_body();
-        let expected = self.auth_hash(Role::Responder, &idir_b)?;
-        if !crypto::ct_eq(&expected, hash_r) {
-            return Err(psk_mismatch());
-        }
+        let idir_b =
+            raw_id_body(Some(data)).unwrap_or_else(|| Payload::Id(id.clone()).encode_body());
         let peer_id = Identity {
             kind: id.id_type,
             data: id.data.clone(),
         };
+        self.verify_peer_auth(now, Role::Responder, &idir_b, &peer_id, &msg.payloads)?;
         self.check_peer_id(&peer_id)?;
         self.m.peer_id = Some(peer_id);
         self.learn_natt(&msg.payloads);
@@ -1020,8 +1016,7 @@ impl Ike {
                 .unwrap_or_else(|| self.our_id_payload()),
         )
         .encode_body();
-        let hash_i = self.auth_hash(Role::Initiator, &idii_b)?;
-        let mut payloads = vec![Payload::Hash(hash_i)];
+        let mut payloads = self.our_auth_payloads(Role::Initiator, &idii_b)?;
         payloads.extend(self.nat_d_payloads());
         self.float_if_needed();
         if self.config.initial_contact {
@@ -1101,6 +1096,7 @@ impl Ike {
             Payload::Ke(self.m.g_xr.clone()),
             Payload::Nonce(self.m.nr.clone()),
         ];
+        payloads.extend(self.certreq_payloads());
         payloads.extend(self.nat_d_payloads());
         let d = self.plain_message(ExchangeType::IDENTITY_PROTECTION, payloads);
         self.state = State::ExpectIdHashI;
@@ -1112,21 +1108,17 @@ impl Ike {
         let iv = self.m.iv.clone();
         let opened = self.open(header, data, &iv).map_err(|_| psk_mismatch())?;
         let (idii_b, peer_id) = find_id(&opened).ok_or_else(psk_mismatch)?;
-        let hash_i = find_hash(&opened.payloads).ok_or_else(psk_mismatch)?;
-        let expected = self.auth_hash(Role::Initiator, &idii_b)?;
-        if !crypto::ct_eq(&expected, hash_i) {
-            return Err(Error::AuthenticationFailed(
-                "HASH_I mismatch: pre-shared key mismatch?".into(),
-            ));
-        }
+        let payloads: Vec<Payload> = opened.payloads.iter().map(|d| d.payload.clone()).collect();
+        self.verify_peer_auth(now, Role::Initiator, &idii_b, &peer_id, &payloads)?;
         self.m.iv = opened.last_block;
         self.check_peer_id(&peer_id)?;
         self.m.peer_id = Some(peer_id);
         let id = self.our_id_payload();
         let idir_b = Payload::Id(id.clone()).encode_body();
         self.m.our_id = Some(id.clone());
-        let hash_r = self.auth_hash(Role::Responder, &idir_b)?;
-        let (first, body) = codec::encode_payloads(&[Payload::Id(id), Payload::Hash(hash_r)]);
+        let mut payloads = vec![Payload::Id(id)];
+        payloads.extend(self.our_auth_payloads(Role::Responder, &idir_b)?);
+        let (first, body) = codec::encode_payloads(&payloads);
         let iv = self.m.iv.clone();
         let (d, last) = self.seal(ExchangeType::IDENTITY_PROTECTION, 0, first, body, &iv)?;
         self.m.iv = last;
@@ -1177,14 +1169,15 @@ impl Ike {
         let our = self.our_id_payload();
         let idir_b = Payload::Id(our.clone()).encode_body();
         self.m.our_id = Some(our.clone());
-        let hash_r = self.auth_hash(Role::Responder, &idir_b)?;
+        let auth = self.our_auth_payloads(Role::Responder, &idir_b)?;
         let mut payloads = vec![
             Payload::Sa(reply),
             Payload::Ke(self.m.g_xr.clone()),
             Payload::Nonce(self.m.nr.clone()),
             Payload::Id(our),
-            Payload::Hash(hash_r),
         ];
+        payloads.extend(auth);
+        payloads.extend(self.certreq_payloads());
         payloads.extend(self.natt.map(|v| Payload::VendorId(natt::vendor_id_for(v))));
         if self.config.dpd.is_some() {
             payloads.push(Payload::VendorId(VID_DPD.to_vec()));
@@ -1218,40 +1211,29 @@ impl Ike {
             .unwrap_or_default();
         let idii_b =
             raw_id_body(self.last_exchange.as_ref().map(|(r, _)| r.as_slice())).unwrap_or(idii_b);
-        let (hash_i, payloads) = if header.flags & Header::FLAG_ENCRYPTION != 0 {
+        let payloads = if header.flags & Header::FLAG_ENCRYPTION != 0 {
             let iv = self.m.iv.clone();
             let opened = self.open(header, data, &iv).map_err(|_| psk_mismatch())?;
-            let h = find_hash(&opened.payloads)
-                .ok_or_else(psk_mismatch)?
-                .to_vec();
             self.m.iv = opened.last_block;
-            (
-                h,
-                opened
-                    .payloads
-                    .into_iter()
-                    .map(|d| d.payload)
-                    .collect::<Vec<_>>(),
-            )
+            opened
+                .payloads
+                .into_iter()
+                .map(|d| d.payload)
+                .collect::<Vec<_>>()
         } else {
             let Some(msg) = self.decode_plain(data) else {
                 return Ok(());
             };
-            (
-                find_hash_plain(&msg.payloads)
-                    .ok_or_else(psk_mismatch)?
-                    .to_vec(),
-                msg.payloads,
-            )
+            msg.payloads
         };
         // RFC 3947: in aggressive mode the initiator's NAT-D come in message 3.
         self.detect_nat(&payloads);
-        let expected = self.auth_hash(Role::Initiator, &idii_b)?;
-        if !crypto::ct_eq(&expected, &hash_i) {
-            return Err(Error::AuthenticationFailed(
-                "HASH_I mismatch: pre-shared key mismatch?".into(),
-            ));
-        }
+        let peer_id = self
+            .m
+            .peer_id
+            .clone()
+            .ok_or_else(|| Error::Local("no peer identity".into()))?;
+        self.verify_peer_auth(now, Role::Initiator, &idii_b, &peer_id, &payloads)?;
         self.established(now);
         Ok(())
     }
@@ -1293,6 +1275,9 @@ impl Ike {
         let prf = choice.proposal.hash;
         let skeyid = match &self.config.auth {
             Auth::Psk(psk) => crypto::skeyid_psk(prf, psk, &self.m.ni, &self.m.nr),
+            Auth::Signature(_) | Auth::Hybrid(_) => {
+                crypto::skeyid_sig(prf, &self.m.ni, &self.m.nr, &g_xy)
+            }
         };
         let keys = crypto::derive_phase1(
             prf,
@@ -1330,6 +1315,146 @@ impl Ike {
             &self.m.sai_b,
             id_b,
         ))
+    }
+
+    /// What proves the side in role `who` (us): HASH, or our CERTs and SIG.
+    fn our_auth_payloads(&mut self, who: Role, id_b: &[u8]) -> Result<Vec<Payload>, Error> {
+        let hash = self.auth_hash(who, id_b)?;
+        if !self.config.auth.signs(who) {
+            return Ok(vec![Payload::Hash(hash)]);
+        }
+        let certs = self
+            .config
+            .auth
+            .certs()
+            .cloned()
+            .ok_or_else(|| Error::Local("no certificates configured".into()))?;
+        let key = certs
+            .key
+            .as_ref()
+            .ok_or_else(|| Error::Local("no private key configured".into()))?;
+        let sig = key
+            .sign_ike(&hash, &mut *self.rng)
+            .map_err(|e| Error::Local(e.to_string()))?;
+        let mut out: Vec<Payload> = certs
+            .chain
+            .iter()
+            .map(|c| {
+                Payload::Cert(CertPayload {
+                    encoding: CertPayload::X509_SIG,
+                    data: c.der().to_vec(),
+                })
+            })
+            .collect();
+        out.push(Payload::Sig(sig));
+        Ok(out)
+    }
+
+    /// CERTREQ payloads naming our CAs, when the peer is to sign.
+    fn certreq_payloads(&self) -> Vec<Payload> {
+        let peer = match self.role {
+            Role::Initiator => Role::Responder,
+            Role::Responder => Role::Initiator,
+        };
+        if !self.config.auth.signs(peer) {
+            return Vec::new();
+        }
+        let Some(certs) = self.config.auth.certs() else {
+            return Vec::new();
+        };
+        certs
+            .trusted
+            .iter()
+            .map(|ca| {
+                Payload::CertReq(CertPayload {
+                    encoding: CertPayload::X509_SIG,
+                    data: ca.subject_der(),
+                })
+            })
+            .collect()
+    }
+
+    /// The wall time at engine time `now`.
+    fn wall_time(&self, now: Instant) -> Result<SystemTime, Error> {
+        let (at, wall) = self.config.wall_clock.ok_or_else(|| {
+            Error::Local("no wall clock given: certificates cannot be checked".into())
+        })?;
+        Ok(if now >= at {
+            wall + (now - at)
+        } else {
+            wall.checked_sub(at - now).unwrap_or(wall)
+        })
+    }
+
+    /// Checks what proves the peer (in role `peer_role`): its HASH, or its
+    /// certificate chain (to our CAs, at the wall time of `now`), that the
+    /// certificate names `peer_id`, and its SIG over HASH_I/HASH_R.
+    fn verify_peer_auth(
+        &self,
+        now: Instant,
+        peer_role: Role,
+        id_b: &[u8],
+        peer_id: &Identity,
+        payloads: &[Payload],
+    ) -> Result<(), Error> {
+        let expected = self.auth_hash(peer_role, id_b)?;
+        if !self.config.auth.signs(peer_role) {
+            let hash = find_hash_plain(payloads).ok_or_else(|| self.hash_mismatch(peer_role))?;
+            if !crypto::ct_eq(&expected, hash) {
+                return Err(self.hash_mismatch(peer_role));
+            }
+            return Ok(());
+        }
+        let certs = self
+            .config
+            .auth
+            .certs()
+            .ok_or_else(|| Error::Local("no certificates configured".into()))?;
+        let sig = payloads
+            .iter()
+            .find_map(|p| match p {
+                Payload::Sig(s) => Some(s.as_slice()),
+                _ => None,
+            })
+            .ok_or_else(|| {
+                Error::AuthenticationFailed("the peer sent no signature (SIG payload)".into())
+            })?;
+        let mut chain = Vec::new();
+        for p in payloads {
+            if let Payload::Cert(c) = p
+                && c.encoding == CertPayload::X509_SIG
+            {
+                chain.push(cert::Certificate::from_der(&c.data).map_err(Error::Certificate)?);
+            }
+        }
+        let at = self.wall_time(now)?;
+        let ee = cert::validate_chain(&chain, &certs.trusted, &certs.crls, at)
+            .map_err(Error::Certificate)?;
+        cert::check_identity(ee, peer_id).map_err(Error::Certificate)?;
+        let key = ee.public_key().map_err(Error::Certificate)?;
+        if !key.verify_ike(&expected, sig) {
+            return Err(Error::Certificate(cert::CertError::BadIkeSignature(
+                ee.subject(),
+            )));
+        }
+        Ok(())
+    }
+
+    fn hash_mismatch(&self, peer_role: Role) -> Error {
+        match (&self.config.auth, peer_role) {
+            (Auth::Psk(_), Role::Initiator) => {
+                Error::AuthenticationFailed("HASH_I mismatch: pre-shared key mismatch?".into())
+            }
+            (Auth::Psk(_), Role::Responder) => psk_mismatch(),
+            _ => Error::AuthenticationFailed(format!(
+                "the peer's {} does not match",
+                if peer_role == Role::Initiator {
+                    "HASH_I"
+                } else {
+                    "HASH_R"
+                }
+            )),
+        }
     }
 
     fn check_peer_id(&self, peer: &Identity) -> Result<(), Error> {
@@ -1665,13 +1790,6 @@ fn find_nonce(p: &[Payload]) -> Option<&[u8]> {
 
 fn find_hash_plain(p: &[Payload]) -> Option<&[u8]> {
     p.iter().find_map(|p| match p {
-        Payload::Hash(h) => Some(h.as_slice()),
-        _ => None,
-    })
-}
-
-pub(super) fn find_hash(p: &[Decoded]) -> Option<&[u8]> {
-    p.iter().find_map(|d| match &d.payload {
         Payload::Hash(h) => Some(h.as_slice()),
         _ => None,
     })

@@ -1196,3 +1196,265 @@ fn transport_mode_behind_nat_sends_nat_oa() {
     assert!(c.udp_encapsulation);
     assert_eq!(c.encapsulation, Encapsulation::Transport);
 }
+
+// ----- signature and hybrid authentication ---------------------------------
+
+mod certs {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::cert::tests::{cert, fixture, in_2030};
+    use crate::cert::{CertError, PrivateKey};
+
+    fn key(name: &str) -> PrivateKey {
+        PrivateKey::parse(&fixture(name), None).unwrap()
+    }
+
+    #[allow(clippy::disallowed_methods)] // the Pair's clock starts at a real instant
+    fn clock() -> Option<(Instant, std::time::SystemTime)> {
+        Some((Instant::now(), in_2030()))
+    }
+
+    /// Client (alice, RSA) and gateway (gw.example) under the test root CA.
+    fn sig_configs(mode: ExchangeMode) -> (Config, Config) {
+        let (mut i, mut r) = configs(mode);
+        i.auth = Auth::Signature(Arc::new(Certs {
+            key: Some(key("client.key")),
+            chain: vec![cert("client.pem")],
+            trusted: vec![cert("ca.pem")],
+            crls: Vec::new(),
+        }));
+        i.local_id = Some(Identity::user_fqdn("alice@example.com"));
+        i.wall_clock = clock();
+        r.auth = Auth::Signature(Arc::new(Certs {
+            key: Some(key("gw.key")),
+            chain: vec![cert("gw.pem")],
+            trusted: vec![cert("ca.pem")],
+            crls: Vec::new(),
+        }));
+        r.local_id = Some(Identity::fqdn("gw.example"));
+        r.wall_clock = clock();
+        (i, r)
+    }
+
+    fn gateway(r: &mut Config, key_file: &str, chain: &[&str], id: Identity) {
+        let trusted = r.auth.certs().unwrap().trusted.clone();
+        r.auth = Auth::Signature(Arc::new(Certs {
+            key: Some(key(key_file)),
+            chain: chain.iter().map(|c| cert(c)).collect(),
+            trusted,
+            crls: Vec::new(),
+        }));
+        r.local_id = Some(id);
+    }
+
+    fn cert_failure(p: &Pair) -> CertError {
+        match p.failure_i() {
+            Some(Error::Certificate(e)) => e,
+            other => panic!(
+                "expected a certificate error, got {other:?}: {:?}",
+                p.i_events
+            ),
+        }
+    }
+
+    #[test]
+    fn rsa_signatures_main_and_aggressive() {
+        for mode in [ExchangeMode::Main, ExchangeMode::Aggressive] {
+            let (i, r) = sig_configs(mode);
+            let mut p = Pair::new(i, r, 60);
+            p.drive();
+            assert_matching(&p);
+            assert_eq!(p.i.phase1().unwrap().peer_id, Identity::fqdn("gw.example"));
+            assert_eq!(
+                p.r.phase1().unwrap().peer_id,
+                Identity::user_fqdn("alice@example.com")
+            );
+        }
+    }
+
+    #[test]
+    fn signature_messages_carry_cert_sig_and_certreq() {
+        let (mut i, mut r) = sig_configs(ExchangeMode::Aggressive);
+        // Whole messages on the wire, to look at their payloads.
+        i.fragmentation = false;
+        r.fragmentation = false;
+        let mut p = Pair::new(i, r, 61);
+        p.filter = Box::new(|_, _, d| {
+            if let Ok(m) = codec::Message::decode(d)
+                && m.header.exchange == ExchangeType::AGGRESSIVE
+                && m.header.flags & Header::FLAG_ENCRYPTION == 0
+            {
+                let kinds: Vec<_> = m.payloads.iter().map(|p| p.kind()).collect();
+                assert!(kinds.contains(&codec::PayloadType::CERTREQ), "{kinds:?}");
+                if m.header.responder_cookie != [0; 8] {
+                    assert!(kinds.contains(&codec::PayloadType::CERT), "{kinds:?}");
+                    assert!(kinds.contains(&codec::PayloadType::SIG), "{kinds:?}");
+                    assert!(!kinds.contains(&codec::PayloadType::HASH), "{kinds:?}");
+                }
+            }
+            true
+        });
+        p.drive();
+        assert_matching(&p);
+    }
+
+    #[test]
+    fn ecdsa_gateway_and_intermediate_ca() {
+        // ECDSA P-256 on both sides (the EC CA trusted for the gateway; the client
+        // uses the EC gateway key and certificate just as well).
+        let (mut i, mut r) = sig_configs(ExchangeMode::Main);
+        let ec = |k: &str, c: &str| {
+            Auth::Signature(Arc::new(Certs {
+                key: Some(key(k)),
+                chain: vec![cert(c)],
+                trusted: vec![cert("ec-ca.pem")],
+                crls: Vec::new(),
+            }))
+        };
+        i.auth = ec("ec-gw.key", "ec-gw.pem");
+        i.local_id = Some(Identity::fqdn("ec-gw.example"));
+        r.auth = ec("ec-gw.key", "ec-gw.pem");
+        r.local_id = Some(Identity::fqdn("ec-gw.example"));
+        let mut p = Pair::new(i, r, 62);
+        p.drive();
+        assert_matching(&p);
+        // RSA with the gateway certificate under an intermediate it sends along.
+        let (i, mut r) = sig_configs(ExchangeMode::Main);
+        gateway(
+            &mut r,
+            "gw.key",
+            &["gw-inter.pem", "inter.pem"],
+            Identity::fqdn("gw.example"),
+        );
+        let mut p = Pair::new(i, r, 63);
+        p.drive();
+        assert_matching(&p);
+    }
+
+    #[test]
+    fn gateway_from_another_ca_is_refused() {
+        let (i, mut r) = sig_configs(ExchangeMode::Main);
+        gateway(
+            &mut r,
+            "gw.key",
+            &["gw-other.pem"],
+            Identity::fqdn("gw.example"),
+        );
+        let mut p = Pair::new(i, r, 64);
+        p.drive();
+        let e = cert_failure(&p);
+        assert!(matches!(e, CertError::UntrustedIssuer { .. }), "{e}");
+        assert!(p.children_r().is_empty());
+    }
+
+    #[test]
+    fn expired_gateway_certificate_is_refused() {
+        let (i, mut r) = sig_configs(ExchangeMode::Aggressive);
+        gateway(
+            &mut r,
+            "gw.key",
+            &["expired.pem"],
+            Identity::fqdn("gw.example"),
+        );
+        let mut p = Pair::new(i, r, 65);
+        p.drive();
+        assert!(matches!(cert_failure(&p), CertError::Expired { .. }));
+    }
+
+    #[test]
+    fn id_not_in_the_certificate_is_refused() {
+        let (i, mut r) = sig_configs(ExchangeMode::Main);
+        r.local_id = Some(Identity::fqdn("other.example"));
+        let mut p = Pair::new(i, r, 66);
+        p.drive();
+        let e = cert_failure(&p);
+        assert!(e.to_string().contains("fqdn:other.example"), "{e}");
+        // The responder refuses a client whose ID is not in its certificate too.
+        let (mut i, r) = sig_configs(ExchangeMode::Main);
+        i.local_id = Some(Identity::user_fqdn("mallory@example.com"));
+        let mut p = Pair::new(i, r, 67);
+        p.drive();
+        assert!(
+            p.r_events.iter().any(|e| matches!(
+                e,
+                Event::Failed(Error::Certificate(CertError::IdMismatch { .. }))
+            )),
+            "{:?}",
+            p.r_events
+        );
+        assert!(p.children_i().is_empty());
+    }
+
+    #[test]
+    fn a_key_that_is_not_the_certificates_fails_the_signature() {
+        let (i, mut r) = sig_configs(ExchangeMode::Main);
+        gateway(
+            &mut r,
+            "client.key",
+            &["gw.pem"],
+            Identity::fqdn("gw.example"),
+        );
+        let mut p = Pair::new(i, r, 68);
+        p.drive();
+        assert!(matches!(cert_failure(&p), CertError::BadIkeSignature(_)));
+    }
+
+    #[test]
+    fn hybrid_gateway_signs_client_uses_xauth() {
+        for mode in [ExchangeMode::Main, ExchangeMode::Aggressive] {
+            let (mut i, mut r) = xauth_configs(mode, ModeConfigMode::Pull);
+            i.auth = Auth::Hybrid(Arc::new(Certs {
+                key: None,
+                chain: Vec::new(),
+                trusted: vec![cert("ca.pem")],
+                crls: Vec::new(),
+            }));
+            i.wall_clock = clock();
+            i.remote_id = Some(Identity::fqdn("gw.example"));
+            r.auth = Auth::Hybrid(Arc::new(Certs {
+                key: Some(key("gw.key")),
+                chain: vec![cert("gw.pem")],
+                trusted: Vec::new(),
+                crls: Vec::new(),
+            }));
+            r.local_id = Some(Identity::fqdn("gw.example"));
+            r.wall_clock = clock();
+            let mut p = Pair::new(i, r, 69);
+            p.drive();
+            assert!(
+                p.i_events
+                    .iter()
+                    .any(|e| matches!(e, Event::XAuthSucceeded)),
+                "{mode:?}: {:?}",
+                p.i_events
+            );
+            assert_eq!(p.children_i().len(), 2, "{mode:?}");
+        }
+    }
+
+    #[test]
+    fn hybrid_client_refuses_a_gateway_from_another_ca() {
+        let (mut i, mut r) = xauth_configs(ExchangeMode::Main, ModeConfigMode::Pull);
+        i.auth = Auth::Hybrid(Arc::new(Certs {
+            key: None,
+            chain: Vec::new(),
+            trusted: vec![cert("ca.pem")],
+            crls: Vec::new(),
+        }));
+        i.wall_clock = clock();
+        r.auth = Auth::Hybrid(Arc::new(Certs {
+            key: Some(key("gw.key")),
+            chain: vec![cert("gw-other.pem")],
+            trusted: Vec::new(),
+            crls: Vec::new(),
+        }));
+        r.local_id = Some(Identity::fqdn("gw.example"));
+        let mut p = Pair::new(i, r, 70);
+        p.drive();
+        assert!(matches!(
+            cert_failure(&p),
+            CertError::UntrustedIssuer { .. }
+        ));
+    }
+}
