@@ -4,6 +4,7 @@
 //! the tests, the demo and the benchmark consistent.
 
 use std::fmt::Write as _;
+use std::path::PathBuf;
 
 /// Fixed lab addresses (documentation / private ranges, only inside our namespaces).
 pub const CLIENT_ADDR: &str = "192.0.2.2";
@@ -49,6 +50,62 @@ pub struct Tunnel {
     pub gw_fragment_size: Option<u32>,
     /// Full tunnel: the gateway offers 0.0.0.0/0, the profile names no remote networks.
     pub full_tunnel: bool,
+    /// Phase 1 authentication (PSK unless a certificate scenario says otherwise).
+    pub auth: LabAuth,
+    /// The gateway ID the client's profile expects, when it differs from the one the
+    /// gateway uses (identity-mismatch scenarios).
+    pub expected_gateway_id: Option<String>,
+}
+
+/// How phase 1 authenticates.
+#[derive(Clone, Debug)]
+pub enum LabAuth {
+    Psk,
+    /// RSA/ECDSA signatures on both sides.
+    Signature(CertSet),
+    /// The gateway signs, the client proves itself by XAuth (needs [`Tunnel::xauth`]).
+    Hybrid(CertSet),
+}
+
+/// Certificate files (made by [`crate::pki`]) for a signature or hybrid scenario.
+#[derive(Clone, Debug)]
+pub struct CertSet {
+    /// The gateway's certificate and key.
+    pub gw_cert: PathBuf,
+    pub gw_key: PathBuf,
+    /// CA certificates the gateway loads (its root, intermediates to send, the CA of
+    /// the client certificates).
+    pub gw_cas: Vec<PathBuf>,
+    /// The CA the client trusts.
+    pub client_ca: PathBuf,
+    /// The client's certificate and key (signature authentication only).
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+}
+
+impl LabAuth {
+    fn certs(&self) -> Option<&CertSet> {
+        match self {
+            LabAuth::Psk => None,
+            LabAuth::Signature(c) | LabAuth::Hybrid(c) => Some(c),
+        }
+    }
+
+    /// Files the gateway needs beside swanctl.conf: `(dir under swanctl/, file name,
+    /// source)`.
+    pub fn gateway_files(&self) -> Vec<(&'static str, String, PathBuf)> {
+        let Some(c) = self.certs() else {
+            return Vec::new();
+        };
+        let mut v = vec![
+            ("x509", "gw.pem".to_string(), c.gw_cert.clone()),
+            ("private", "gw.key".to_string(), c.gw_key.clone()),
+        ];
+        for (i, ca) in c.gw_cas.iter().enumerate() {
+            v.push(("x509ca", format!("ca{i}.pem"), ca.clone()));
+        }
+        v
+    }
 }
 
 /// XAuth login: what the gateway knows and what the client says.
@@ -96,7 +153,31 @@ impl Tunnel {
             lifetimes: None,
             gw_fragment_size: None,
             full_tunnel: false,
+            auth: LabAuth::Psk,
+            expected_gateway_id: None,
         }
+    }
+
+    /// The client's profile expects the gateway to be `id` (the gateway still uses its own).
+    pub fn expect_gateway_id(mut self, id: &str) -> Tunnel {
+        self.expected_gateway_id = Some(id.to_string());
+        self
+    }
+
+    /// Certificate (signature) authentication with `certs`; IDs in Postern syntax.
+    pub fn signatures(mut self, certs: CertSet, client_id: &str, gateway_id: &str) -> Tunnel {
+        self.auth = LabAuth::Signature(certs);
+        self.client_id = client_id.to_string();
+        self.gateway_id = gateway_id.to_string();
+        self
+    }
+
+    /// Hybrid authentication: the gateway's certificate, the client's XAuth login.
+    pub fn hybrid(mut self, certs: CertSet, client_id: &str, gateway_id: &str) -> Tunnel {
+        self.auth = LabAuth::Hybrid(certs);
+        self.client_id = client_id.to_string();
+        self.gateway_id = gateway_id.to_string();
+        self
     }
 
     /// Sets the same phase 1 / phase 2 proposals on both sides.
@@ -204,6 +285,7 @@ impl Tunnel {
             xauth: self.xauth.as_ref(),
             mode_config: self.mode_config.as_ref(),
             force_fragmentation: self.gw_fragment_size.is_some(),
+            auth: &self.auth,
         });
         if self.mode_config.is_some() {
             let _ = writeln!(
@@ -239,6 +321,7 @@ impl Tunnel {
             xauth: None,
             mode_config: None,
             force_fragmentation: false,
+            auth: &LabAuth::Psk,
         })
     }
 
@@ -254,10 +337,31 @@ impl Tunnel {
             "main"
         };
         let _ = writeln!(t, "exchange_mode = {}", toml_str(mode));
-        let _ = writeln!(t, "\n[auth]\nmethod = \"psk\"");
+        let method = match self.auth {
+            LabAuth::Psk => "psk",
+            LabAuth::Signature(_) => "rsa-sig",
+            LabAuth::Hybrid(_) => "hybrid",
+        };
+        let _ = writeln!(t, "\n[auth]\nmethod = {}", toml_str(method));
         let _ = writeln!(t, "local_id = {}", toml_str(&self.client_id));
-        let _ = writeln!(t, "remote_id = {}", toml_str(&self.gateway_id));
-        let _ = writeln!(t, "psk = {}", toml_str(self.client_secret()));
+        let remote_id = self
+            .expected_gateway_id
+            .as_ref()
+            .unwrap_or(&self.gateway_id);
+        let _ = writeln!(t, "remote_id = {}", toml_str(remote_id));
+        match self.auth.certs() {
+            None => {
+                let _ = writeln!(t, "psk = {}", toml_str(self.client_secret()));
+            }
+            Some(c) => {
+                let path = |p: &PathBuf| toml_str(&p.to_string_lossy());
+                let _ = writeln!(t, "ca = {}", path(&c.client_ca));
+                if let (Some(cert), Some(key)) = (&c.client_cert, &c.client_key) {
+                    let _ = writeln!(t, "cert = {}", path(cert));
+                    let _ = writeln!(t, "key = {}", path(key));
+                }
+            }
+        }
         let _ = writeln!(t, "\n[phase1]\nproposals = {}", toml_list(&self.client_ike));
         if let Some((p1, _)) = self.lifetimes {
             let _ = writeln!(t, "lifetime = \"{p1}s\"");
@@ -320,6 +424,7 @@ struct SwanSide<'a> {
     /// Gateway side: hand out addresses from pool0 (push when not pull).
     mode_config: Option<&'a ModeConfigLab>,
     force_fragmentation: bool,
+    auth: &'a LabAuth,
 }
 
 fn swanctl_conf(s: &SwanSide<'_>) -> String {
@@ -343,17 +448,27 @@ fn swanctl_conf(s: &SwanSide<'_>) -> String {
         let _ = writeln!(c, "    pools = pool0");
         let _ = writeln!(c, "    pull = {}", if m.pull { "yes" } else { "no" });
     }
+    let (local_auth, remote_auth) = match s.auth {
+        LabAuth::Psk => ("auth = psk", "auth = psk"),
+        LabAuth::Signature(_) => ("auth = pubkey\n      certs = gw.pem", "auth = pubkey"),
+        LabAuth::Hybrid(_) => ("auth = pubkey\n      certs = gw.pem", "auth = xauth"),
+    };
     let _ = writeln!(
         c,
-        "    local {{\n      auth = psk\n      id = {}\n    }}",
+        "    local {{\n      {local_auth}\n      id = {}\n    }}",
         swan_id(s.local_id)
     );
-    let _ = writeln!(
+    let _ = write!(
         c,
-        "    remote {{\n      auth = psk\n      id = {}\n    }}",
+        "    remote {{\n      {remote_auth}\n      id = {}\n",
         swan_id(s.remote_id)
     );
-    if let Some(x) = s.xauth {
+    let hybrid = matches!(s.auth, LabAuth::Hybrid(_));
+    if let (true, Some(x)) = (hybrid, s.xauth) {
+        let _ = writeln!(c, "      xauth_id = {}", swan_str(&x.user));
+    }
+    let _ = writeln!(c, "    }}");
+    if let (false, Some(x)) = (hybrid, s.xauth) {
         let _ = writeln!(
             c,
             "    remote-xauth {{\n      auth = xauth\n      xauth_id = {}\n    }}",

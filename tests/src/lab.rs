@@ -340,6 +340,7 @@ impl Lab {
             &tunnel.gateway_swanctl(),
             &CharonOptions {
                 fragment_size: tunnel.gw_fragment_size,
+                files: tunnel.auth.gateway_files(),
                 ..CharonOptions::default()
             },
         )

@@ -103,6 +103,9 @@ pub struct CharonOptions {
     pub fast_retransmit: bool,
     /// `charon.fragment_size`: fragment IKE messages larger than this (bytes).
     pub fragment_size: Option<u32>,
+    /// Credentials copied next to swanctl.conf before loading: `(dir under swanctl/,
+    /// file name, source)`, e.g. `("x509", "gw.pem", ...)`.
+    pub files: Vec<(&'static str, String, PathBuf)>,
 }
 
 /// strongswan.conf for one charon whose files live in `dir`.
@@ -190,6 +193,14 @@ impl Charon {
             fs::create_dir_all(sw.join(d))?;
         }
         fs::write(sw.join("swanctl.conf"), swanctl_conf)?;
+        for (sub, name, src) in &opts.files {
+            fs::copy(src, sw.join(sub).join(name)).map_err(|e| {
+                LabError(format!(
+                    "{label}: copying {} into swanctl/{sub}: {e}",
+                    src.display()
+                ))
+            })?;
+        }
         let _ = fs::remove_file(dir.join("charon.vici"));
 
         let mut cmd = Command::new("ip");

@@ -263,6 +263,7 @@ impl From<ike::Error> for Failure {
         let code = match e {
             ike::Error::AuthenticationFailed(_)
             | ike::Error::XAuthFailed(_)
+            | ike::Error::InvalidId(_)
             | ike::Error::Certificate(_) => EXIT_AUTH,
             ike::Error::NoProposalChosen(_) => EXIT_NO_PROPOSAL,
             ike::Error::NotResponding(_) | ike::Error::DeadPeer(_) | ike::Error::Phase1Expired => {

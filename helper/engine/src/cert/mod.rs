@@ -9,7 +9,8 @@
 //!   for `dn:` IDs, a subjectAltName of the ID's type otherwise;
 //! * the IKEv1 signatures ([`PrivateKey::sign_ike`], [`PublicKey::verify_ike`]):
 //!   RSA PKCS#1 v1.5 padding without DigestInfo over HASH_I/HASH_R (RFC 2409 §5.1),
-//!   ECDSA over SHA-256/384 of HASH_I/HASH_R with r|s of fixed size (RFC 4754).
+//!   ECDSA with HASH_I/HASH_R itself as the digest (no second hash, as strongSwan's
+//!   `SIGN_ECDSA_WITH_NULL` in IKEv1), r|s of fixed size (RFC 4754 encoding).
 //!
 //! Every byte string may come from the network and is parsed by the RustCrypto
 //! DER decoders; nothing here panics on bad input. Private keys zeroize on drop
@@ -358,11 +359,24 @@ impl PublicKey {
         match self {
             PublicKey::Rsa(k) => k.verify(Pkcs1v15Sign::new_unprefixed(), hash, sig).is_ok(),
             PublicKey::P256(k) => p256::ecdsa::Signature::from_slice(sig)
-                .is_ok_and(|s| k.verify_prehash(&sha2::Sha256::digest(hash), &s).is_ok()),
+                .is_ok_and(|s| k.verify_prehash(&ecdsa_digest::<32>(hash), &s).is_ok()),
             PublicKey::P384(k) => p384::ecdsa::Signature::from_slice(sig)
-                .is_ok_and(|s| k.verify_prehash(&sha2::Sha384::digest(hash), &s).is_ok()),
+                .is_ok_and(|s| k.verify_prehash(&ecdsa_digest::<48>(hash), &s).is_ok()),
         }
     }
+}
+
+/// HASH_I/HASH_R as the ECDSA digest of an `N`-byte curve. IKEv1 signs the PRF output
+/// itself, whatever its length; as an integer that is the value left-padded with zeros
+/// when shorter than the curve (a SHA-1 PRF on P-384) and its leftmost bytes when
+/// longer (ECDSA's truncation), which is what the ecdsa crate does with `N` bytes.
+fn ecdsa_digest<const N: usize>(hash: &[u8]) -> Vec<u8> {
+    if hash.len() >= N {
+        return hash[..N].to_vec();
+    }
+    let mut d = vec![0u8; N - hash.len()];
+    d.extend_from_slice(hash);
+    d
 }
 
 /// The kind of signature a key makes (and the IKE authentication method for it).
@@ -411,13 +425,13 @@ impl PrivateKey {
                 .map_err(|e| CertError::Sign(e.to_string())),
             PrivateKey::P256(k) => {
                 let s: p256::ecdsa::Signature = k
-                    .sign_prehash(&sha2::Sha256::digest(hash))
+                    .sign_prehash(&ecdsa_digest::<32>(hash))
                     .map_err(|e| CertError::Sign(e.to_string()))?;
                 Ok(s.to_bytes().to_vec())
             }
             PrivateKey::P384(k) => {
                 let s: p384::ecdsa::Signature = k
-                    .sign_prehash(&sha2::Sha384::digest(hash))
+                    .sign_prehash(&ecdsa_digest::<48>(hash))
                     .map_err(|e| CertError::Sign(e.to_string()))?;
                 Ok(s.to_bytes().to_vec())
             }
