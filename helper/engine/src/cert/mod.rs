@@ -37,6 +37,8 @@ use crate::codec::IdType;
 use crate::crypto::Rng;
 use crate::ike::Identity;
 
+pub mod pkcs12;
+
 #[cfg(test)]
 pub(crate) mod tests;
 

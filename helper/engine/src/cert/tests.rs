@@ -163,3 +163,55 @@ fn ike_signatures() {
     assert_eq!(&em[..2], &[0x01, 0xff]);
     assert_eq!(&em[em.len() - 21..], &[&[0u8][..], &hash[..]].concat()[..]);
 }
+
+// ----- PKCS#12 (fixtures made by openssl 3, see fixtures/make.sh) -----------------
+
+fn client_key_public() -> PublicKey {
+    PrivateKey::parse(&fixture("client.key"), None)
+        .unwrap()
+        .public_key()
+}
+
+#[test]
+fn pkcs12_aes_pbes2_opens_with_its_passphrase() {
+    let b = super::pkcs12::parse(&fixture("client.p12"), "p12-secret").unwrap();
+    assert_eq!(b.key.public_key(), client_key_public());
+    assert_eq!(b.chain.len(), 2, "own certificate, then the CA");
+    assert_eq!(b.chain[0], cert("client.pem"));
+    assert_eq!(b.chain[1], cert("ca.pem"));
+}
+
+#[test]
+fn pkcs12_legacy_3des_opens_with_its_passphrase() {
+    let b = super::pkcs12::parse(&fixture("client-3des.p12"), "p12-secret").unwrap();
+    assert_eq!(b.key.public_key(), client_key_public());
+    assert_eq!(b.chain[0], cert("client.pem"));
+}
+
+#[test]
+fn pkcs12_unencrypted_bags_ec_key() {
+    let b = super::pkcs12::parse(&fixture("ec-plain.p12"), "p12-secret").unwrap();
+    assert_eq!(b.key.kind(), SigKind::EcdsaP256);
+    assert_eq!(b.chain, vec![cert("ec-gw.pem")]);
+}
+
+#[test]
+fn pkcs12_wrong_passphrase_is_named() {
+    for f in ["client.p12", "client-3des.p12"] {
+        let e = super::pkcs12::parse(&fixture(f), "not-it").err().unwrap();
+        assert!(matches!(e, CertError::WrongPassphrase), "{f}: {e}");
+    }
+}
+
+#[test]
+fn pkcs12_garbage_and_truncation_are_errors() {
+    let good = fixture("client.p12");
+    for n in [0, 1, 10, 100, good.len() / 2, good.len() - 1] {
+        assert!(super::pkcs12::parse(&good[..n], "p12-secret").is_err(), "{n}");
+    }
+    let mut flipped = good.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0x55;
+    assert!(super::pkcs12::parse(&flipped, "p12-secret").is_err());
+    assert!(super::pkcs12::parse(b"-----BEGIN CERTIFICATE-----", "").is_err());
+}
