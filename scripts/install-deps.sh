@@ -6,7 +6,8 @@ set -euo pipefail
 PACKAGES=(
   # strongSwan as the gateway and as the reference client in the namespace lab
   strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins
-  strongswan-pki
+  # test certificates (pki) and the PKCS#12 bundle of the certificate lab (openssl)
+  strongswan-pki openssl
   # namespaces, links, addresses; firewalling; throughput; captures; ping through the tunnel
   iproute2 nftables iperf3 tcpdump iputils-ping
   # kill(1), sysctl(8) and unshare(1), used by the harness

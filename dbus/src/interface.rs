@@ -61,7 +61,22 @@ pub mod secret_key {
     pub const CA: &str = "ca";
     pub const CERT: &str = "cert";
     pub const KEY: &str = "key";
-    pub const ALL: [&str; 5] = [PSK, XAUTH_PASSWORD, CA, CERT, KEY];
+    /// A CRL of the CA, PEM.
+    pub const CRL: &str = "crl";
+    /// A PKCS#12 bundle (key, certificate, chain), base64 of its DER bytes.
+    pub const PKCS12: &str = "pkcs12";
+    /// The passphrase of an encrypted `key` or of the `pkcs12` bundle.
+    pub const KEY_PASSPHRASE: &str = "key-passphrase";
+    pub const ALL: [&str; 8] = [
+        PSK,
+        XAUTH_PASSWORD,
+        CA,
+        CERT,
+        KEY,
+        CRL,
+        PKCS12,
+        KEY_PASSPHRASE,
+    ];
 }
 
 /// The keys of the `answers` map of `SubmitCredentials` (one per field asked).

@@ -5,7 +5,7 @@
 //! unknown algorithm 'aes999' in 'aes999-sha1-modp1024'`), including TOML syntax
 //! errors and unknown keys.
 //!
-//! Secrets (`auth.psk`, `xauth.password`) normally live in the user's keyring, not in
+//! Secrets (`auth.psk`, `auth.key_passphrase`, `xauth.password`) normally live in the user's keyring, not in
 //! the file: [`SecretPolicy::Forbid`] refuses them. Only `postern-helper up` reads
 //! root-owned files that may carry them ([`SecretPolicy::AllowIfPrivate`], with a
 //! permission check in [`Profile::load`]). [`Secret`] is zeroized on drop, never
@@ -127,6 +127,53 @@ pub struct Auth {
     pub ca: Option<String>,
     pub cert: Option<String>,
     pub key: Option<String>,
+    /// A PKCS#12 bundle (key, certificate, chain) instead of `cert` + `key`.
+    pub pkcs12: Option<String>,
+    /// A CRL of the CA (PEM or DER); the gateway's certificate is checked against it.
+    pub crl: Option<String>,
+    /// The passphrase of an encrypted `key` or of the `pkcs12` bundle (a secret).
+    pub key_passphrase: Option<Secret>,
+    /// The contents of the files above, loaded by whoever may read them (`up` as root
+    /// from the paths; the D-Bus service from the `Connect` secrets map). Never parsed
+    /// from or written to TOML.
+    pub contents: CertContents,
+}
+
+/// Certificate material as bytes: what [`Auth`]'s paths name, loaded. The helper's
+/// engine configuration reads only this, never a path.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CertContents {
+    pub ca: Option<Blob>,
+    pub cert: Option<Blob>,
+    pub key: Option<Blob>,
+    pub pkcs12: Option<Blob>,
+    pub crl: Option<Blob>,
+}
+
+impl CertContents {
+    pub fn is_empty(&self) -> bool {
+        *self == CertContents::default()
+    }
+}
+
+/// File contents that may be secret (a private key): zeroized on drop, `Debug` shows
+/// only the length.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Blob(zeroize::Zeroizing<Vec<u8>>);
+
+impl Blob {
+    pub fn new(bytes: Vec<u8>) -> Blob {
+        Blob(zeroize::Zeroizing::new(bytes))
+    }
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Blob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Blob(<{} bytes>)", self.0.len())
+    }
 }
 
 /// An IKE identity (ID payload). Textual syntax: `address:192.0.2.1`,
@@ -377,13 +424,17 @@ impl Profile {
 
     /// Whether the profile carries any secret.
     pub fn has_secrets(&self) -> bool {
-        self.auth.psk.is_some() || self.xauth.as_ref().is_some_and(|x| x.password.is_some())
+        self.auth.psk.is_some()
+            || self.auth.key_passphrase.is_some()
+            || self.xauth.as_ref().is_some_and(|x| x.password.is_some())
     }
 
     /// The same profile with secrets removed.
     pub fn without_secrets(&self) -> Profile {
         let mut p = self.clone();
         p.auth.psk = None;
+        p.auth.key_passphrase = None;
+        p.auth.contents = CertContents::default();
         if let Some(x) = &mut p.xauth {
             x.password = None;
         }
@@ -775,6 +826,9 @@ struct RawAuth {
     ca: Str,
     cert: Str,
     key: Str,
+    pkcs12: Str,
+    crl: Str,
+    key_passphrase: Str,
 }
 
 #[derive(Deserialize, Default)]
@@ -1110,6 +1164,7 @@ impl Profile {
             }
         };
         wipe(&mut raw.auth.psk);
+        wipe(&mut raw.auth.key_passphrase);
         if let Some(x) = &mut raw.xauth {
             wipe(&mut x.password);
         }
@@ -1158,6 +1213,8 @@ impl Profile {
             if mode & 0o077 != 0 || !owner_ok {
                 let key = if profile.auth.psk.is_some() {
                     "auth.psk"
+                } else if profile.auth.key_passphrase.is_some() {
+                    "auth.key_passphrase"
                 } else {
                     "xauth.password"
                 };
@@ -1244,6 +1301,10 @@ fn convert(cx: &Cx<'_>, raw: &RawProfile, policy: SecretPolicy) -> Result<Profil
         ca: cx.opt("auth.ca", &a.ca, path)?,
         cert: cx.opt("auth.cert", &a.cert, path)?,
         key: cx.opt("auth.key", &a.key, path)?,
+        pkcs12: cx.opt("auth.pkcs12", &a.pkcs12, path)?,
+        crl: cx.opt("auth.crl", &a.crl, path)?,
+        key_passphrase: cx.secret("auth.key_passphrase", &a.key_passphrase, policy)?,
+        contents: CertContents::default(),
     };
 
     // [xauth]
@@ -1261,11 +1322,20 @@ fn convert(cx: &Cx<'_>, raw: &RawProfile, policy: SecretPolicy) -> Result<Profil
 
     let method_span = a.method.as_ref().map(Spanned::span);
     match auth.method {
-        AuthMethod::RsaSig if auth.cert.is_none() || auth.key.is_none() => {
+        // With none of them the material comes as contents (D-Bus `Connect`); the
+        // helper says so if it does not.
+        AuthMethod::RsaSig if auth.cert.is_some() != auth.key.is_some() => {
             return Err(cx.err(
                 "auth.method",
                 method_span,
-                "\"rsa-sig\" needs auth.cert and auth.key",
+                "\"rsa-sig\" needs auth.cert and auth.key together (or auth.pkcs12 alone)",
+            ));
+        }
+        AuthMethod::RsaSig if auth.pkcs12.is_some() && auth.cert.is_some() => {
+            return Err(cx.err(
+                "auth.pkcs12",
+                None,
+                "give either auth.pkcs12 or auth.cert + auth.key, not both",
             ));
         }
         AuthMethod::Hybrid if xauth.is_none() => {
@@ -1552,6 +1622,10 @@ struct OutAuth {
     cert: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pkcs12: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    crl: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -1622,6 +1696,8 @@ impl Profile {
                 ca: self.auth.ca.clone(),
                 cert: self.auth.cert.clone(),
                 key: self.auth.key.clone(),
+                pkcs12: self.auth.pkcs12.clone(),
+                crl: self.auth.crl.clone(),
             },
             xauth: self.xauth.as_ref().map(|x| OutXAuth {
                 username: x.username.clone(),

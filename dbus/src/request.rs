@@ -9,7 +9,7 @@ use postern_engine::ike::{Credentials, XAuthField};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::interface::{answer_key, limits, secret_key};
-use crate::profile::{AuthMethod, Profile, Secret, SecretPolicy};
+use crate::profile::{AuthMethod, Blob, Profile, Secret, SecretPolicy};
 
 /// Why a request was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -100,6 +100,25 @@ fn connect_inner(text: &str, secrets: &HashMap<String, String>) -> Result<Profil
             }
         }
     }
+    let blob = |k: &str| secrets.get(k).map(|v| Blob::new(v.as_bytes().to_vec()));
+    let c = &mut profile.auth.contents;
+    c.ca = blob(secret_key::CA);
+    c.cert = blob(secret_key::CERT);
+    c.key = blob(secret_key::KEY);
+    c.crl = blob(secret_key::CRL);
+    if let Some(b64) = secrets.get(secret_key::PKCS12) {
+        let compact: Zeroizing<String> =
+            Zeroizing::new(b64.chars().filter(|c| !c.is_ascii_whitespace()).collect());
+        let der = <base64ct::Base64 as base64ct::Encoding>::decode_vec(&compact)
+            .map_err(|_| invalid("secrets: pkcs12: not valid base64"))?;
+        c.pkcs12 = Some(Blob::new(der));
+    }
+    profile.auth.key_passphrase = get(secret_key::KEY_PASSPHRASE);
+    if !c.is_empty() && profile.auth.method == AuthMethod::Psk {
+        return Err(invalid(
+            "secrets: certificate material given, but the profile authenticates with a pre-shared key",
+        ));
+    }
     if let Some(pw) = get(secret_key::XAUTH_PASSWORD) {
         match profile.xauth.as_mut() {
             Some(x) => x.password = Some(pw),
@@ -128,8 +147,11 @@ fn check_secret(key: &str, v: &str) -> Result<(), RequestError> {
     if v.is_empty() {
         return Err(invalid(format!("secrets: {key}: empty")));
     }
-    let pem = matches!(key, secret_key::CA | secret_key::CERT | secret_key::KEY);
-    let max = if pem {
+    let pem = matches!(
+        key,
+        secret_key::CA | secret_key::CERT | secret_key::KEY | secret_key::CRL
+    );
+    let max = if pem || key == secret_key::PKCS12 {
         limits::PEM_BYTES
     } else {
         limits::SECRET_BYTES
@@ -155,6 +177,20 @@ fn check_secret(key: &str, v: &str) -> Result<(), RequestError> {
         {
             return Err(invalid(format!(
                 "secrets: {key}: control characters in PEM"
+            )));
+        }
+    } else if key == secret_key::PKCS12 {
+        if looks_like_path(v) {
+            return Err(invalid(format!(
+                "secrets: {key}: a path, not contents; the helper opens no path a caller names"
+            )));
+        }
+        if !v
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=' | '\n' | '\r'))
+        {
+            return Err(invalid(format!(
+                "secrets: {key}: expected the bundle's bytes in base64"
             )));
         }
     } else if v.chars().any(char::is_control) {
@@ -292,6 +328,64 @@ mod tests {
             assert!(e.contains(want), "{e:?} should say {want:?}");
             assert!(!e.contains("s3cret"), "{e:?} shows the secret");
         }
+    }
+
+    const CERT_PROFILE: &str =
+        "name = \"Office\"\ngateway = \"192.0.2.1\"\n[auth]\nmethod = \"rsa-sig\"\n";
+    const PEM: &str = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+
+    #[test]
+    fn certificate_material_arrives_as_contents() {
+        let p = connect(
+            CERT_PROFILE,
+            map(&[
+                ("ca", PEM),
+                ("cert", PEM),
+                ("key", PEM),
+                ("crl", PEM),
+                ("key-passphrase", "pw"),
+            ]),
+        )
+        .expect("valid");
+        let c = &p.auth.contents;
+        for (name, b) in [
+            ("ca", &c.ca),
+            ("cert", &c.cert),
+            ("key", &c.key),
+            ("crl", &c.crl),
+        ] {
+            assert_eq!(b.as_ref().map(Blob::bytes), Some(PEM.as_bytes()), "{name}");
+        }
+        assert_eq!(
+            p.auth.key_passphrase.as_ref().map(Secret::expose),
+            Some("pw")
+        );
+        // Never in the profile that is shown or exported.
+        assert!(p.without_secrets().auth.contents.is_empty());
+        assert!(!format!("{p:?}").contains("AAAA"));
+    }
+
+    #[test]
+    fn a_pkcs12_bundle_arrives_base64() {
+        let p = connect(CERT_PROFILE, map(&[("pkcs12", "MIIB\nAAEC")])).expect("valid");
+        assert_eq!(
+            p.auth.contents.pkcs12.as_ref().map(Blob::bytes),
+            Some(&[0x30, 0x82, 0x01, 0x00, 0x01, 0x02][..])
+        );
+        for (v, want) in [
+            ("/home/a/me.p12", "a path"),
+            ("MII*", "base64"),
+            ("MIIBA", "not valid base64"),
+        ] {
+            let e = connect(CERT_PROFILE, map(&[("pkcs12", v)]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{v}: {e}");
+        }
+        let e = connect(PROFILE, map(&[("psk", "k"), ("ca", PEM)]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("pre-shared key"), "{e}");
     }
 
     #[test]

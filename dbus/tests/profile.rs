@@ -947,6 +947,6 @@ fn reconnect_and_nat_keepalive() {
         "{HEAD}[network]\nreconnect = false\nnat_keepalive = \"off\"\n"
     ));
     let again = parse(&p.to_toml_string());
-    assert_eq!(again.network.reconnect, false);
+    assert!(!again.network.reconnect);
     assert_eq!(again.network.nat_keepalive, None);
 }

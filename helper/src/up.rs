@@ -35,6 +35,11 @@ pub fn run(path: &Path) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    let mut profile = profile;
+    if let Err(f) = load_cert_files(&mut profile) {
+        eprintln!("error: {}", f.message);
+        return ExitCode::from(f.code);
+    }
     // --- datapath (issue 3): undo what a killed helper left in this namespace ---
     for line in crate::kernel::cleanup_stale() {
         println!("{line}");
@@ -154,47 +159,168 @@ fn identity(id: &profile::Identity) -> Identity {
     }
 }
 
-/// Reads one file named by the (root-owned) profile for certificate authentication.
-fn read_material(what: &str, path: &str) -> Result<Zeroizing<Vec<u8>>, Failure> {
-    std::fs::read(path)
-        .map(Zeroizing::new)
-        .map_err(|e| Failure::new(EXIT_USAGE, format!("cannot read {what} {path}: {e}")))
+/// `postern-helper up` (root, a root-owned profile) reads the certificate files the
+/// profile names into `auth.contents`; the engine configuration reads only contents
+/// (the D-Bus service gets them in the `Connect` secrets map and opens no path).
+/// Private keys and bundles must not be readable by group or others.
+pub fn load_cert_files(p: &mut Profile) -> Result<(), Failure> {
+    use postern_dbus::profile::Blob;
+    fn read(what: &str, path: &str, private: bool) -> Result<Blob, Failure> {
+        use std::io::Read;
+        use std::os::unix::fs::MetadataExt;
+        let fail = |m: String| Failure::new(EXIT_USAGE, format!("{what} {path}: {m}"));
+        let mut f = std::fs::File::open(path).map_err(|e| fail(format!("cannot open: {e}")))?;
+        let meta = f
+            .metadata()
+            .map_err(|e| fail(format!("cannot stat: {e}")))?;
+        if !meta.is_file() {
+            return Err(fail("not a regular file".into()));
+        }
+        if private && meta.mode() & 0o077 != 0 {
+            return Err(fail(format!(
+                "mode {:04o}: group or others may read it; chmod 600 it",
+                meta.mode() & 0o7777
+            )));
+        }
+        const MAX: u64 = 1 << 20;
+        let mut buf = Zeroizing::new(Vec::new());
+        f.by_ref()
+            .take(MAX + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| fail(format!("cannot read: {e}")))?;
+        if buf.len() as u64 > MAX {
+            return Err(fail("larger than 1 MiB".into()));
+        }
+        Ok(Blob::new(std::mem::take(&mut *buf)))
+    }
+    let a = &p.auth;
+    let c = profile::CertContents {
+        ca: a
+            .ca
+            .as_deref()
+            .map(|x| read("the CA certificate", x, false))
+            .transpose()?,
+        cert: a
+            .cert
+            .as_deref()
+            .map(|x| read("the certificate", x, false))
+            .transpose()?,
+        key: a
+            .key
+            .as_deref()
+            .map(|x| read("the private key", x, true))
+            .transpose()?,
+        pkcs12: a
+            .pkcs12
+            .as_deref()
+            .map(|x| read("the PKCS#12 bundle", x, true))
+            .transpose()?,
+        crl: a
+            .crl
+            .as_deref()
+            .map(|x| read("the CRL", x, false))
+            .transpose()?,
+    };
+    p.auth.contents = c;
+    Ok(())
 }
 
 /// The engine's `Auth` for a certificate (`rsa-sig`) or `hybrid` profile, and the
-/// identity our certificate names (our ID when the profile gives none).
+/// identity our certificate names (our ID when the profile gives none). Reads only
+/// `auth.contents`.
 fn certificate_auth(p: &Profile) -> Result<(ike::Auth, Option<Identity>), Failure> {
     use postern_engine::cert::{self, PrivateKey};
     use std::sync::Arc;
     let usage = |m: String| Failure::new(EXIT_USAGE, m);
-    let ca_path = p
+    let c = &p.auth.contents;
+    let named = |what: &str, path: &Option<String>| match path {
+        Some(path) => format!("{what} {path}"),
+        None => what.to_string(),
+    };
+    let passphrase = p
         .auth
-        .ca
-        .as_deref()
-        .ok_or_else(|| usage("auth.ca is needed to check the gateway's certificate".into()))?;
-    let trusted = cert::parse_certificates(&read_material("the CA certificate", ca_path)?)
-        .map_err(|e| usage(format!("{ca_path}: {e}")))?;
+        .key_passphrase
+        .as_ref()
+        .map(|s| s.expose().as_bytes());
+    // A bundle: key, our certificate, its chain; a self-signed CA inside it is trusted
+    // when the profile names no CA of its own (the admin handed out both together).
+    let bundle = match &c.pkcs12 {
+        Some(b) => Some(
+            cert::pkcs12::parse(
+                b.bytes(),
+                p.auth.key_passphrase.as_ref().map_or("", |s| s.expose()),
+            )
+            .map_err(|e| {
+                usage(format!(
+                    "{}: {e}",
+                    named("the PKCS#12 bundle", &p.auth.pkcs12)
+                ))
+            })?,
+        ),
+        None => None,
+    };
+    let trusted = match (&c.ca, &bundle) {
+        (Some(ca), _) => cert::parse_certificates(ca.bytes())
+            .map_err(|e| usage(format!("{}: {e}", named("the CA certificate", &p.auth.ca))))?,
+        (None, Some(b)) => b.chain[1..]
+            .iter()
+            .filter(|c| c.is_self_signed())
+            .cloned()
+            .collect(),
+        (None, None) => Vec::new(),
+    };
+    if trusted.is_empty() {
+        return Err(usage(
+            "auth.ca is needed to check the gateway's certificate".into(),
+        ));
+    }
+    let crls = match &c.crl {
+        Some(crl) => cert::parse_crls(crl.bytes())
+            .map_err(|e| usage(format!("{}: {e}", named("the CRL", &p.auth.crl))))?,
+        None => Vec::new(),
+    };
     if matches!(p.auth.method, profile::AuthMethod::Hybrid) {
         let certs = ike::Certs {
             key: None,
             chain: Vec::new(),
             trusted,
-            crls: Vec::new(),
+            crls,
         };
         return Ok((ike::Auth::Hybrid(Arc::new(certs)), None));
     }
-    let (Some(cert_path), Some(key_path)) = (p.auth.cert.as_deref(), p.auth.key.as_deref()) else {
-        return Err(usage("\"rsa-sig\" needs auth.cert and auth.key".into()));
+    let (key, chain) = match (bundle, &c.cert, &c.key) {
+        (Some(b), _, _) => {
+            // Our certificate and the intermediates; the bundle's root stays out of CERT payloads.
+            let chain = b
+                .chain
+                .into_iter()
+                .enumerate()
+                .filter(|(i, c)| *i == 0 || !c.is_self_signed())
+                .map(|(_, c)| c)
+                .collect();
+            (b.key, chain)
+        }
+        (None, Some(cert_pem), Some(key_pem)) => {
+            let chain = cert::parse_certificates(cert_pem.bytes())
+                .map_err(|e| usage(format!("{}: {e}", named("the certificate", &p.auth.cert))))?;
+            let key = PrivateKey::parse(key_pem.bytes(), passphrase)
+                .map_err(|e| usage(format!("{}: {e}", named("the private key", &p.auth.key))))?;
+            (key, chain)
+        }
+        _ => {
+            return Err(usage(
+                "\"rsa-sig\" needs our certificate and private key (auth.cert + auth.key, or auth.pkcs12)".into(),
+            ));
+        }
     };
-    let chain = cert::parse_certificates(&read_material("the certificate", cert_path)?)
-        .map_err(|e| usage(format!("{cert_path}: {e}")))?;
-    let key = PrivateKey::parse(&read_material("the private key", key_path)?, None)
-        .map_err(|e| usage(format!("{key_path}: {e}")))?;
-    let own = chain
-        .first()
-        .ok_or_else(|| usage(format!("{cert_path}: no certificate")))?;
+    let own = chain.first().ok_or_else(|| {
+        usage(format!(
+            "{}: no certificate",
+            named("the certificate", &p.auth.cert)
+        ))
+    })?;
     key.matches(own)
-        .map_err(|e| usage(format!("{key_path}: {e}")))?;
+        .map_err(|e| usage(format!("{}: {e}", named("the private key", &p.auth.key))))?;
     let id = Identity {
         kind: postern_engine::codec::IdType::DER_ASN1_DN,
         data: own.subject_der(),
@@ -203,7 +329,7 @@ fn certificate_auth(p: &Profile) -> Result<(ike::Auth, Option<Identity>), Failur
         key: Some(key),
         chain,
         trusted,
-        crls: Vec::new(),
+        crls,
     };
     Ok((ike::Auth::Signature(Arc::new(certs)), Some(id)))
 }

@@ -81,6 +81,10 @@ pub struct CertSet {
     /// The client's certificate and key (signature authentication only).
     pub client_cert: Option<PathBuf>,
     pub client_key: Option<PathBuf>,
+    /// Instead of `client_cert` + `client_key`: a PKCS#12 bundle and its passphrase.
+    pub client_pkcs12: Option<(PathBuf, String)>,
+    /// A CRL the client checks the gateway's certificate against.
+    pub client_crl: Option<PathBuf>,
 }
 
 impl LabAuth {
@@ -359,6 +363,13 @@ impl Tunnel {
                 if let (Some(cert), Some(key)) = (&c.client_cert, &c.client_key) {
                     let _ = writeln!(t, "cert = {}", path(cert));
                     let _ = writeln!(t, "key = {}", path(key));
+                }
+                if let Some((bundle, pass)) = &c.client_pkcs12 {
+                    let _ = writeln!(t, "pkcs12 = {}", path(bundle));
+                    let _ = writeln!(t, "key_passphrase = {}", toml_str(pass));
+                }
+                if let Some(crl) = &c.client_crl {
+                    let _ = writeln!(t, "crl = {}", path(crl));
                 }
             }
         }

@@ -21,6 +21,9 @@ pub const EC_GW_NAME: &str = "ec-gw.postern.lab";
 /// The ECDSA client's certificate subject.
 pub const EC_CLIENT_DN: &str = "C=CH, O=Postern Lab, CN=ec-client.postern.lab";
 
+/// The passphrase of `client.p12`.
+pub const P12_PASSPHRASE: &str = "lab-p12-pass";
+
 /// Where the generated files are; names as in [`Pki::path`].
 #[derive(Debug)]
 pub struct Pki {
@@ -30,7 +33,8 @@ pub struct Pki {
 impl Pki {
     /// `name` in the set: `ca.pem`, `inter.pem`, `other-ca.pem`, `gw.key`, `gw.pem`,
     /// `gw-inter.pem`, `gw-other.pem`, `gw-expired.pem`, `client.key`, `client.pem`,
-    /// `ec-ca.pem`, `ec-gw.key`, `ec-gw.pem`, `ec-client.key`, `ec-client.pem`.
+    /// `ec-ca.pem`, `ec-gw.key`, `ec-gw.pem`, `ec-client.key`, `ec-client.pem`,
+    /// `gw-revoked.pem` with `ca.crl` revoking it, `client.p12` ([`P12_PASSPHRASE`]).
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
@@ -156,7 +160,7 @@ impl Maker {
             "--outform".into(),
             "pem".into(),
         ];
-        if !extra.iter().any(|a| *a == "--not-after") {
+        if !extra.contains(&"--not-after") {
             args.extend(["--lifetime".into(), "30".into()]);
         }
         args.extend(extra.iter().map(|s| s.to_string()));
@@ -250,6 +254,52 @@ fn make() -> Result<Pki> {
         EC_CLIENT_DN,
         &["--flag", "clientAuth"],
     )?;
+    // A gateway certificate the root revokes, and the root's CRL.
+    m.issue(
+        "gw-revoked.pem",
+        "gw.key",
+        "ca",
+        &gw_dn,
+        &["--san", GW_NAME, "--serial", "7e57"],
+    )?;
+    let crl = pki(
+        &[
+            "--signcrl",
+            "--cacert",
+            &dir.join("ca.pem").to_string_lossy(),
+            "--cakey",
+            &dir.join("ca.key").to_string_lossy(),
+            "--reason",
+            "key-compromise",
+            "--cert",
+            &dir.join("gw-revoked.pem").to_string_lossy(),
+            "--lifetime",
+            "30",
+            "--outform",
+            "pem",
+        ],
+        None,
+    )?;
+    fs::write(dir.join("ca.crl"), crl)?;
+    // The client's key, certificate and the root as one PKCS#12 bundle (OpenSSL 3's
+    // default encryption: PBES2 AES-256-CBC, MAC SHA-256).
+    let out = Command::new("openssl")
+        .args(["pkcs12", "-export", "-inkey"])
+        .arg(dir.join("client.key"))
+        .arg("-in")
+        .arg(dir.join("client.pem"))
+        .arg("-certfile")
+        .arg(dir.join("ca.pem"))
+        .args(["-passout", &format!("pass:{P12_PASSPHRASE}"), "-out"])
+        .arg(dir.join("client.p12"))
+        .output()
+        .map_err(|e| LabError(format!("cannot run openssl ({e}): install openssl")))?;
+    if !out.status.success() {
+        return Err(LabError(format!(
+            "openssl pkcs12 -export: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
     // Sanity: every certificate is there and PEM.
     for c in [
         "ca.pem",

@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use postern_lab::config::{CertSet, LAN_HOST, LAN_NET, POOL_DNS, POOL_FIRST};
-use postern_lab::pki::{CLIENT_DN, EC_CLIENT_DN, EC_GW_NAME, GW_NAME, Pki, lab_pki};
+use postern_lab::pki::{
+    CLIENT_DN, EC_CLIENT_DN, EC_GW_NAME, GW_NAME, P12_PASSPHRASE, Pki, lab_pki,
+};
 use postern_lab::postern::exit;
 use postern_lab::{Lab, Role, Tunnel, lab_bail, lab_ensure, run_scenario};
 
@@ -30,6 +32,8 @@ fn rsa_set(gw_cert: &str, gw_cas: &[&str]) -> CertSet {
         client_ca: p.path("ca.pem"),
         client_cert: Some(p.path("client.pem")),
         client_key: Some(p.path("client.key")),
+        client_pkcs12: None,
+        client_crl: None,
     }
 }
 
@@ -153,6 +157,8 @@ fn hybrid_gateway_certificate_and_xauth() {
         client_ca: p.path("ca.pem"),
         client_cert: None,
         client_key: None,
+        client_pkcs12: None,
+        client_crl: None,
     };
     let t = Tunnel::main_psk("cert-hybrid")
         .hybrid(set, "fqdn:laptop.postern.lab", &gw_id())
@@ -200,6 +206,8 @@ fn ecdsa_p256_certificates() {
         client_ca: p.path("ec-ca.pem"),
         client_cert: Some(p.path("ec-client.pem")),
         client_key: Some(p.path("ec-client.key")),
+        client_pkcs12: None,
+        client_crl: None,
     };
     let t = Tunnel::main_psk("cert-ecdsa").signatures(
         set,
@@ -242,4 +250,26 @@ fn gateway_id_other_than_the_profile_expects_is_refused() {
         .signatures(rsa_set("gw.pem", &["ca.pem"]), &client_id(), &gw_id())
         .expect_gateway_id("fqdn:vpn.elsewhere.lab");
     refused("cert-badid", t, &["gw.postern.lab", "vpn.elsewhere.lab"]);
+}
+
+/// The client's key and certificate from a PKCS#12 bundle with a passphrase (the root
+/// CA inside it is not sent; the profile's `ca` is the trust anchor).
+#[test]
+fn pkcs12_bundle_with_passphrase() {
+    let p = pki();
+    let mut set = rsa_set("gw.pem", &["ca.pem"]);
+    set.client_cert = None;
+    set.client_key = None;
+    set.client_pkcs12 = Some((p.path("client.p12"), P12_PASSPHRASE.to_string()));
+    let t = Tunnel::main_psk("cert-p12").signatures(set, &client_id(), &gw_id());
+    connects("cert-p12", t, CLIENT_DN);
+}
+
+/// The profile gives the CA's CRL, which revokes the gateway's certificate.
+#[test]
+fn revoked_gateway_certificate_is_refused() {
+    let mut set = rsa_set("gw-revoked.pem", &["ca.pem"]);
+    set.client_crl = Some(pki().path("ca.crl"));
+    let t = Tunnel::main_psk("cert-revoked").signatures(set, &client_id(), &gw_id());
+    refused("cert-revoked", t, &["certificate refused", "revoked"]);
 }

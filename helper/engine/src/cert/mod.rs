@@ -163,6 +163,12 @@ impl Certificate {
         name_text(self.cert.tbs_certificate().issuer())
     }
 
+    /// Subject and issuer are the same name (a root CA, or a self-signed end entity).
+    pub fn is_self_signed(&self) -> bool {
+        let t = self.cert.tbs_certificate();
+        t.subject() == t.issuer()
+    }
+
     /// The public key of the subject.
     pub fn public_key(&self) -> Result<PublicKey, CertError> {
         let spki = self.cert.tbs_certificate().subject_public_key_info();

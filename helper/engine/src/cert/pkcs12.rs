@@ -58,7 +58,8 @@ pub fn parse(der_bytes: &[u8], passphrase: &str) -> Result<Bundle, CertError> {
     if let Some(mac) = &pfx.mac_data {
         check_mac(mac, auth_safe, passphrase)?;
     }
-    let contents: Vec<pkcs12::cms::content_info::ContentInfo> = Vec::from_der(auth_safe).map_err(bad)?;
+    let contents: Vec<pkcs12::cms::content_info::ContentInfo> =
+        Vec::from_der(auth_safe).map_err(bad)?;
     let mut keys = Vec::new();
     let mut certs = Vec::new();
     let mut bags_seen = 0usize;

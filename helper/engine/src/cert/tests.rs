@@ -207,7 +207,10 @@ fn pkcs12_wrong_passphrase_is_named() {
 fn pkcs12_garbage_and_truncation_are_errors() {
     let good = fixture("client.p12");
     for n in [0, 1, 10, 100, good.len() / 2, good.len() - 1] {
-        assert!(super::pkcs12::parse(&good[..n], "p12-secret").is_err(), "{n}");
+        assert!(
+            super::pkcs12::parse(&good[..n], "p12-secret").is_err(),
+            "{n}"
+        );
     }
     let mut flipped = good.clone();
     let mid = flipped.len() / 2;
