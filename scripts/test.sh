@@ -45,7 +45,7 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "warning: not root: the lab tests below will fail (they need network namespaces)" >&2
 fi
 step "namespace lab (strongSwan interop, remote access, rekeying..., root)" \
-  cargo test -p postern-lab --test '*' -- --test-threads=2
+  cargo test --no-fail-fast -p postern-lab --test '*' -- --test-threads=2
 
 if [ -f fuzz/run.sh ]; then
   if ! command -v cargo-fuzz >/dev/null 2>&1; then

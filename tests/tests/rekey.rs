@@ -20,10 +20,11 @@ fn stays_up_through_rekeys(scenario: &str, t: Tunnel) {
         let mut child_spis = BTreeSet::new();
         let end = Instant::now() + Duration::from_secs(180);
         let mut samples = 0;
-        // A continuous ping through the tunnel (5 per second) for the whole run:
+        // A continuous ping through the tunnel (5 per second, -O names a missing reply)
+        // for the whole run:
         // make-before-break rekeys must not lose a single packet.
         let mut cmd = lab.command(Role::Client, std::path::Path::new("ping"));
-        cmd.args(["-n", "-i", "0.2", "-c", "850", "-W", "1", LAN_HOST]);
+        cmd.args(["-n", "-O", "-i", "0.2", "-c", "850", "-W", "1", LAN_HOST]);
         let ping = postern_lab::process::Proc::spawn("ping", cmd, None)?;
         lab.adopt(&ping);
         while Instant::now() < end && samples < 400 {
