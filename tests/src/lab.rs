@@ -85,6 +85,11 @@ fn list_netns() -> Vec<String> {
         .collect()
 }
 
+/// The per-namespace /etc overlay directory of `ip netns exec`.
+fn netns_etc(ns: &str) -> PathBuf {
+    Path::new("/etc/netns").join(ns)
+}
+
 /// Deletes one namespace after killing what runs in it. Only used on our own `pl-`
 /// namespaces, whose processes this harness started.
 fn delete_netns(ns: &str) {
@@ -101,19 +106,30 @@ fn delete_netns(ns: &str) {
 /// Removes `pl-*` namespaces whose creating process (the pid in the name) is gone.
 /// Namespaces of labs running right now (ours or another test binary's) are left alone.
 pub fn cleanup_stale() {
+    // pl-<scenario>-<pid>-<seq>-<role>
+    let alive = |ns: &str| {
+        let parts: Vec<&str> = ns.rsplitn(4, '-').collect();
+        parts
+            .get(2)
+            .and_then(|p| p.parse::<u32>().ok())
+            .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
+    };
+    if let Ok(entries) = fs::read_dir("/etc/netns") {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(PREFIX) && !alive(&name) {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+    }
     for ns in list_netns() {
         if !ns.starts_with(PREFIX) {
             continue;
         }
-        // pl-<scenario>-<pid>-<seq>-<role>
-        let parts: Vec<&str> = ns.rsplitn(4, '-').collect();
-        let alive = parts
-            .get(2)
-            .and_then(|p| p.parse::<u32>().ok())
-            .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
-        if !alive {
+        if !alive(&ns) {
             eprintln!("postern-lab: removing stale namespace {ns}");
             delete_netns(&ns);
+            let _ = fs::remove_dir_all(netns_etc(&ns));
         }
     }
     prune_old_dirs();
@@ -193,7 +209,19 @@ impl Lab {
         } else {
             lab.build_topology()?;
         }
+        lab.private_resolv_conf()?;
         Ok(lab)
+    }
+
+    /// Gives the client namespace its own resolv.conf (`ip netns exec` bind-mounts
+    /// /etc/netns/NAME/resolv.conf over /etc/resolv.conf), a copy of the host's, so DNS
+    /// from Mode Config never touches the host's file. Removed with the lab.
+    fn private_resolv_conf(&self) -> Result<()> {
+        let dir = netns_etc(&self.ns(Role::Client));
+        fs::create_dir_all(&dir)?;
+        let host = fs::read("/etc/resolv.conf").unwrap_or_default();
+        fs::write(dir.join("resolv.conf"), host)?;
+        Ok(())
     }
 
     pub fn ns(&self, role: Role) -> String {
@@ -473,6 +501,7 @@ impl Drop for Lab {
         for ns in self.namespaces.drain(..).rev() {
             delete_netns(&ns);
         }
+        let _ = fs::remove_dir_all(netns_etc(&self.ns(Role::Client)));
         if std::thread::panicking() || self.keep_dir {
             eprintln!(
                 "postern-lab: files of {} kept in {}",
