@@ -374,6 +374,12 @@ impl Lab {
         )
     }
 
+    /// strongSwan as the gateway with a hand-made swanctl.conf (scenarios with several
+    /// connections), in the gw namespace.
+    pub fn start_gateway_conf(&self, swanctl: &str) -> Result<Charon> {
+        self.start_charon(Role::Gw, "gateway", swanctl, &CharonOptions::default())
+    }
+
     /// strongSwan's charon as the client (reference client), in the client namespace. The
     /// client's inner address is put on its loopback (charon sources the tunnel from it).
     pub fn start_charon_client(&self, tunnel: &Tunnel) -> Result<Charon> {

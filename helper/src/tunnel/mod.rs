@@ -414,7 +414,7 @@ impl Driver {
             SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], IKE_PORT)),
             SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], IKE_PORT)),
         };
-        let socket = UdpSocket::bind(bind).await.map_err(|e| {
+        let socket = bind_shared(bind).map_err(|e| {
             Failure::new(
                 EXIT_FAILURE,
                 format!(
@@ -441,7 +441,7 @@ impl Driver {
         } else {
             let mut b = bind;
             b.set_port(NAT_T_PORT);
-            let s = UdpSocket::bind(b).await.map_err(|e| {
+            let s = bind_shared(b).map_err(|e| {
                 Failure::new(
                     EXIT_FAILURE,
                     format!(
@@ -790,6 +790,22 @@ async fn send(
         }
         _ => socket.send(&t.data).await.map(drop),
     }
+}
+
+/// A UDP socket on the IKE port that other tunnels may bind too (SO_REUSEADDR). Each
+/// tunnel connects its sockets to its gateway, and the kernel hands a datagram to the
+/// socket connected to its sender, so tunnels to different gateways run side by side,
+/// in one helper or several.
+fn bind_shared(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    UdpSocket::from_std(s.into())
 }
 
 async fn recv_natt(s: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<usize> {

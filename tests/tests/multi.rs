@@ -1,0 +1,128 @@
+//! Two tunnels at once from one client to two gateways (two addresses of one strongSwan,
+//! two connections): both `postern-helper up` share UDP 500/4500 (SO_REUSEADDR, each
+//! socket connected to its gateway), each gets its own TUN device, virtual IP and
+//! routes, and traffic to each remote network crosses its own tunnel. Root only.
+
+use std::fs::OpenOptions;
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use postern_lab::config::{CLIENT_VIP, GW_ADDR, LAN_HOST};
+use postern_lab::postern::exit;
+use postern_lab::{Client, Lab, Result, Role, Tunnel, lab_ensure, run_scenario};
+
+/// The second gateway address (on the same gateway link).
+const GW2_ADDR: &str = "192.0.2.3";
+/// The second client's inner address.
+const CLIENT2_VIP: &str = "10.200.0.6";
+/// A host in the second tunnel's network (on the LAN namespace).
+const LAN_HOST2: &str = "10.77.0.200";
+
+fn write_0600(lab: &Lab, name: &str, text: &str) -> Result<PathBuf> {
+    let path = lab.dir.join(name);
+    let _ = std::fs::remove_file(&path);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)?;
+    f.write_all(text.as_bytes())?;
+    Ok(path)
+}
+
+#[test]
+fn two_tunnels_to_two_gateways_at_once() {
+    run_scenario("multi", |lab: &Lab| {
+        let gw_ns = lab.ns(Role::Gw);
+        let lan_ns = lab.ns(Role::Lan);
+        let addrs: [(&str, &str, &str); 3] = [
+            (&gw_ns, "192.0.2.3/24", "g0"),
+            (&lan_ns, "10.77.0.200/24", "l0"),
+            // charon routes a CHILD_SA from an address of its own inside local_ts.
+            (&gw_ns, "10.77.0.254/24", "g1"),
+        ];
+        for (ns, addr, dev) in addrs {
+            let args = ["-n", ns, "addr", "add", addr, "dev", dev];
+            let st = std::process::Command::new("ip").args(args).status()?;
+            lab_ensure!(st.success(), "ip {args:?} failed");
+        }
+
+        // Tunnel A: 192.0.2.1, 10.77.0.0/25 for 10.200.0.5; tunnel B: 192.0.2.3,
+        // 10.77.0.128/25 for 10.200.0.6. One charon, two connections.
+        let a = Tunnel::main_psk("multi-a");
+        let b = Tunnel::main_psk("multi-b");
+        let conf_a = a
+            .gateway_swanctl()
+            .replace("local_ts = 10.77.0.0/24", "local_ts = 10.77.0.0/25");
+        let conf_b = b
+            .gateway_swanctl()
+            .replace(GW_ADDR, GW2_ADDR)
+            .replace("  lab {", "  lab2 {")
+            .replace("ike-lab {", "ike-lab2 {")
+            .replace("      net {", "      net2 {")
+            .replace("local_ts = 10.77.0.0/24", "local_ts = 10.77.0.128/25")
+            .replace(&format!("{CLIENT_VIP}/32"), &format!("{CLIENT2_VIP}/32"));
+        lab_ensure!(
+            conf_b.contains("lab2") && conf_b.contains(CLIENT2_VIP),
+            "the second connection was not made:\n{conf_b}"
+        );
+        let gw = lab.start_gateway_conf(&format!("{conf_a}\n{conf_b}"))?;
+
+        let prof_a = a
+            .postern_profile()
+            .replace("\"10.77.0.0/24\"", "\"10.77.0.0/25\"");
+        let prof_b = b
+            .postern_profile()
+            .replace(GW_ADDR, GW2_ADDR)
+            .replace(CLIENT_VIP, CLIENT2_VIP)
+            .replace("\"10.77.0.0/24\"", "\"10.77.0.128/25\"");
+        let client_a = Client::start(lab, &write_0600(lab, "multi-a.toml", &prof_a)?)?;
+        lab.adopt(&client_a.proc);
+        client_a.wait_connected()?;
+        let client_b = Client::start(lab, &write_0600(lab, "multi-b.toml", &prof_b)?)?;
+        lab.adopt(&client_b.proc);
+        client_b.wait_connected()?;
+
+        // The gateway has both IKE SAs, each with its CHILD_SA.
+        let mut both = false;
+        for _ in 0..50 {
+            let sas = gw.list_sas()?;
+            if sas.len() == 2 && sas.iter().all(|s| s.installed_child().is_some()) {
+                both = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        lab_ensure!(
+            both,
+            "the gateway does not show two tunnels:\n{}",
+            gw.list_sas_text()
+        );
+        // Traffic to each network crosses its own tunnel, from its own address.
+        lab.ping(Role::Client, Some(CLIENT_VIP), LAN_HOST)?;
+        lab.ping(Role::Client, Some(CLIENT2_VIP), LAN_HOST2)?;
+        let links = lab.exec(Role::Client, &["ip", "-o", "link"])?;
+        lab_ensure!(
+            links.contains("postern0") && links.contains("postern1"),
+            "expected two TUN devices:\n{links}"
+        );
+
+        // Taking A down leaves B up.
+        client_a.sigterm()?;
+        let code = client_a.exit_code(Duration::from_secs(15))?;
+        lab_ensure!(code == exit::OK, "tunnel A: exit code {code} after SIGTERM");
+        lab.ping(Role::Client, Some(CLIENT2_VIP), LAN_HOST2)?;
+        client_b.sigterm()?;
+        let code = client_b.exit_code(Duration::from_secs(15))?;
+        lab_ensure!(code == exit::OK, "tunnel B: exit code {code} after SIGTERM");
+        gw.wait_no_sas(Duration::from_secs(10))?;
+        let links = lab.exec(Role::Client, &["ip", "-o", "link"])?;
+        lab_ensure!(
+            !links.contains("postern"),
+            "a TUN device was left behind:\n{links}"
+        );
+        Ok(())
+    });
+}
