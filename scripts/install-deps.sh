@@ -12,7 +12,29 @@ PACKAGES=(
   iproute2 nftables iperf3 tcpdump iputils-ping
   # kill(1), sysctl(8) and unshare(1), used by the harness
   procps util-linux
+  # a private bus for systemd-resolved in the DNS lab scenario
+  dbus-daemon
 )
+
+# systemd-resolved for the DNS lab scenario, unpacked, never installed: its package
+# would take over this machine's /etc/resolv.conf. The test runs it in a namespace.
+RESOLVED_DIR=/var/cache/postern-lab/systemd-resolved
+unpack_resolved() {
+  [ -x "$RESOLVED_DIR/lib/systemd/systemd-resolved" ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: systemd-resolved not unpacked; run as root" >&2
+    return 1
+  fi
+  local tmp
+  tmp=$(mktemp -d)
+  chmod 755 "$tmp"
+  (cd "$tmp" && apt-get download -qq systemd-resolved 2>/dev/null) ||
+    { apt-get update -qq && (cd "$tmp" && apt-get download -qq systemd-resolved); }
+  mkdir -p "$RESOLVED_DIR"
+  dpkg -x "$tmp"/systemd-resolved_*.deb "$RESOLVED_DIR"
+  rm -rf "$tmp"
+  echo "install-deps: systemd-resolved unpacked in $RESOLVED_DIR"
+}
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -23,6 +45,7 @@ done
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#PACKAGES[@]} packages already installed"
+  unpack_resolved
   exit 0
 fi
 
@@ -35,4 +58,5 @@ echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+unpack_resolved
 echo "install-deps: done"

@@ -74,8 +74,20 @@ impl Client {
     }
 
     pub fn start_with(lab: &Lab, helper: &Path, profile: &Path) -> Result<Client> {
+        Self::start_with_env(lab, helper, profile, &[])
+    }
+
+    /// Like [`Client::start_with`], with extra environment variables (e.g.
+    /// `DBUS_SYSTEM_BUS_ADDRESS` for a lab bus).
+    pub fn start_with_env(
+        lab: &Lab,
+        helper: &Path,
+        profile: &Path,
+        env: &[(&str, &str)],
+    ) -> Result<Client> {
         let mut cmd = lab.command(Role::Client, helper);
         cmd.arg("up").arg(profile);
+        cmd.envs(env.iter().copied());
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let proc = Proc::spawn("postern-helper", cmd, Some(&lab.dir.join("postern.out")))?;
         Ok(Client {

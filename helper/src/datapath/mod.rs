@@ -100,6 +100,8 @@ pub struct Datapath {
     worker: Option<JoinHandle<()>>,
     stats: Arc<Stats>,
     keepalive_ms: Arc<std::sync::atomic::AtomicU64>,
+    /// The device's index when systemd-resolved holds our DNS settings for it.
+    resolved_link: Option<u32>,
 }
 
 fn free_device_name() -> Option<String> {
@@ -151,6 +153,7 @@ impl Datapath {
             stopping: Arc::new(AtomicBool::new(false)),
             worker: None,
             stats: Arc::new(Stats::default()),
+            resolved_link: None,
             keepalive_ms: Arc::new(std::sync::atomic::AtomicU64::new(
                 NAT_KEEPALIVE.as_millis() as u64
             )),
@@ -269,6 +272,14 @@ impl Datapath {
         let Some(j) = self.journal.as_mut() else {
             return Ok("dns: no journal, left alone".into());
         };
+        // systemd-resolved when it owns this namespace's resolv.conf and is on the bus;
+        // else resolv.conf itself.
+        if kernel::resolved::manages_resolv_conf() && kernel::resolved::running() {
+            let idx = kernel::net::device_index(&self.name)?;
+            let line = kernel::resolved::apply(idx, &self.name, cfg)?;
+            self.resolved_link = Some(idx);
+            return Ok(line);
+        }
         Ok(kernel::dns::apply(j, cfg, tunnel)?)
     }
 
@@ -336,6 +347,11 @@ impl Datapath {
             let _ = w.join();
         }
         let mut errors = Vec::new();
+        if let Some(idx) = self.resolved_link.take()
+            && let Err(e) = kernel::resolved::revert(idx)
+        {
+            errors.push(e.to_string());
+        }
         if let Some(j) = self.journal.take() {
             // Routes and the address first, while the device exists; then the device
             // (closing our descriptor deletes it; `ip link del` catches the rest).

@@ -5,9 +5,11 @@
 //!
 //! resolv.conf cannot route queries by domain, so `dns = "split"` puts the tunnel's
 //! servers first and keeps the user's after them (the tunnel's domains are added to
-//! `search`); `dns = "full"` uses only the tunnel's servers. A resolv.conf that is a
-//! symbolic link belongs to a resolver service (systemd-resolved, resolvconf): it is
-//! left alone with one line saying so, never written through.
+//! `search`); `dns = "full"` uses only the tunnel's servers. When resolv.conf points
+//! at systemd-resolved's stub and resolved is on the bus, [`super::resolved`] is used
+//! instead (per-link servers and routing domains). Any other resolv.conf that is a
+//! symbolic link belongs to a resolver service (resolvconf...): it is left alone with
+//! one line saying so, never written through.
 
 use std::fs;
 use std::io::Write;

@@ -7,6 +7,7 @@
 pub mod dns;
 pub mod journal;
 pub mod net;
+pub mod resolved;
 
 pub use journal::{Entry, Journal};
 

@@ -83,6 +83,13 @@ async fn link_index(h: &Handle, dev: &str) -> Result<Option<u32>, rtnetlink::Err
     }
 }
 
+/// The index of device `dev`.
+pub fn device_index(dev: &str) -> Result<u32, KernelError> {
+    with_netlink(&format!("index of {dev}"), |h| async move {
+        link_index(&h, dev).await?.ok_or_else(|| no_device(dev))
+    })
+}
+
 fn no_device(dev: &str) -> rtnetlink::Error {
     rtnetlink::Error::InvalidNla(format!("no device {dev}"))
 }
