@@ -169,6 +169,25 @@ fn split_dns_through_systemd_resolved() {
             !all.contains(POOL_DNS) && !all.contains("postern0"),
             "resolved still has the tunnel's DNS:\n{all}"
         );
+
+        // After a crash the link goes (cleanup), and resolved forgets its settings.
+        let client = Client::start_with_env(
+            lab,
+            &helper_path()?,
+            &profile,
+            &[("DBUS_SYSTEM_BUS_ADDRESS", &addr)],
+        )?;
+        lab.adopt(&client.proc);
+        client.wait_connected()?;
+        client.wait_line("via systemd-resolved", Duration::from_secs(5))?;
+        client.sigkill()?;
+        let _ = client.exit_status(Duration::from_secs(10))?;
+        postern_lab::postern::cleanup(lab)?;
+        let all = resolvectl(lab, &addr, &["dns"]);
+        lab_ensure!(
+            !all.contains(POOL_DNS) && !all.contains("postern0"),
+            "resolved still has the tunnel's DNS after SIGKILL + cleanup:\n{all}"
+        );
         Ok(())
     });
 }
