@@ -14,6 +14,9 @@ PACKAGES=(
   procps util-linux
   # a private bus for systemd-resolved in the DNS lab scenario
   dbus-daemon
+  # the kernel XFRM datapath is proven in a VM (scripts/vm/run-in-vm.sh): a stock
+  # kernel with ESP under qemu, booted from a busybox initramfs
+  qemu-system-x86 linux-image-amd64 busybox-static cpio kmod xz-utils
 )
 
 # systemd-resolved for the DNS lab scenario, unpacked, never installed: its package

@@ -55,6 +55,12 @@ pub struct Tunnel {
     /// The gateway ID the client's profile expects, when it differs from the one the
     /// gateway uses (identity-mismatch scenarios).
     pub expected_gateway_id: Option<String>,
+    /// The profile's `network.datapath` (`auto` when `None`).
+    pub datapath: Option<String>,
+    /// The profile's `network.nat_traversal` (`auto` when `None`).
+    pub nat_traversal: Option<String>,
+    /// The gateway does ESP in the kernel (kernel-netlink, no kernel-libipsec).
+    pub gw_kernel_esp: bool,
 }
 
 /// How phase 1 authenticates.
@@ -159,7 +165,19 @@ impl Tunnel {
             full_tunnel: false,
             auth: LabAuth::Psk,
             expected_gateway_id: None,
+            datapath: None,
+            nat_traversal: None,
+            gw_kernel_esp: false,
         }
+    }
+
+    /// ESP in the kernel on both sides (the test VM): the gateway without
+    /// kernel-libipsec, the client with `datapath = "kernel"` and NAT-T as given.
+    pub fn kernel_esp(mut self, nat_traversal: &str) -> Tunnel {
+        self.datapath = Some("kernel".into());
+        self.nat_traversal = Some(nat_traversal.into());
+        self.gw_kernel_esp = true;
+        self
     }
 
     /// The client's profile expects the gateway to be `id` (the gateway still uses its own).
@@ -407,6 +425,12 @@ impl Tunnel {
                 let _ = writeln!(t, "\n[network]\nmode_config = \"off\"");
                 let _ = writeln!(t, "virtual_ip = {}", toml_str(CLIENT_VIP));
             }
+        }
+        if let Some(d) = &self.datapath {
+            let _ = writeln!(t, "datapath = {}", toml_str(d));
+        }
+        if let Some(n) = &self.nat_traversal {
+            let _ = writeln!(t, "nat_traversal = {}", toml_str(n));
         }
         if let Some((i, to)) = self.dpd {
             let _ = writeln!(t, "dpd = {{ interval = \"{i}s\", timeout = \"{to}s\" }}");

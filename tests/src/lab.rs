@@ -369,6 +369,7 @@ impl Lab {
             &CharonOptions {
                 fragment_size: tunnel.gw_fragment_size,
                 files: tunnel.auth.gateway_files(),
+                kernel_esp: tunnel.gw_kernel_esp,
                 ..CharonOptions::default()
             },
         )

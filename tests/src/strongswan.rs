@@ -106,6 +106,9 @@ pub struct CharonOptions {
     /// Credentials copied next to swanctl.conf before loading: `(dir under swanctl/,
     /// file name, source)`, e.g. `("x509", "gw.pem", ...)`.
     pub files: Vec<(&'static str, String, PathBuf)>,
+    /// ESP in the kernel (kernel-netlink only, no kernel-libipsec): for kernels with
+    /// ESP, i.e. inside the test VM.
+    pub kernel_esp: bool,
 }
 
 /// strongswan.conf for one charon whose files live in `dir`.
@@ -158,7 +161,11 @@ swanctl {{
   load = pem pkcs1 pkcs8 x509 pubkey openssl random
 }}
 "#,
-        plugins = plugin_list().join(" "),
+        plugins = plugin_list()
+            .into_iter()
+            .filter(|p| !(opts.kernel_esp && *p == "kernel-libipsec"))
+            .collect::<Vec<_>>()
+            .join(" "),
         fragment = opts
             .fragment_size
             .map(|s| format!("  fragment_size = {s}\n"))

@@ -16,6 +16,7 @@
 //! journal, and are undone when the [`Datapath`] is dropped.
 
 pub mod esp;
+pub mod kernel_esp;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, UdpSocket};
 use std::os::fd::AsFd;

@@ -44,6 +44,14 @@ pub enum Entry {
     },
     /// resolv.conf rewritten; the original is in `backup` (under the run directory).
     ResolvConf { backup: String },
+    /// A kernel ESP SA (to `dst`, SPI in hex).
+    XfrmSa { dst: String, spi: String },
+    /// A kernel XFRM policy (`in`/`out`/`fwd`, selector `src` -> `dst`).
+    XfrmPolicy {
+        dir: String,
+        src: String,
+        dst: String,
+    },
 }
 
 impl Entry {
@@ -55,6 +63,8 @@ impl Entry {
             Entry::Route { dst, dev, src } => format!("route {dst} dev {dev} src {src}"),
             Entry::Bypass { dst, dev, via } => format!("route {dst} dev {dev} via {via}"),
             Entry::ResolvConf { backup } => format!("resolv.conf (backup {backup})"),
+            Entry::XfrmSa { dst, spi } => format!("ESP SA {spi} to {dst}"),
+            Entry::XfrmPolicy { dir, src, dst } => format!("XFRM policy {dir} {src} -> {dst}"),
         }
     }
 
@@ -65,6 +75,8 @@ impl Entry {
             Entry::Route { dst, dev, src } => format!("route {dst} {dev} {src}"),
             Entry::Bypass { dst, dev, via } => format!("bypass {dst} {dev} {via}"),
             Entry::ResolvConf { backup } => format!("resolvconf {backup}"),
+            Entry::XfrmSa { dst, spi } => format!("xfrm-sa {dst} {spi}"),
+            Entry::XfrmPolicy { dir, src, dst } => format!("xfrm-policy {dir} {src} {dst}"),
         }
     }
 
@@ -94,6 +106,15 @@ impl Entry {
                 dst: dst.to_string(),
                 dev: dev.to_string(),
                 via: via.to_string(),
+            }),
+            ["xfrm-sa", dst, spi] => Some(Entry::XfrmSa {
+                dst: dst.to_string(),
+                spi: spi.to_string(),
+            }),
+            ["xfrm-policy", dir, src, dst] => Some(Entry::XfrmPolicy {
+                dir: dir.to_string(),
+                src: src.to_string(),
+                dst: dst.to_string(),
             }),
             ["resolvconf", backup] => Some(Entry::ResolvConf {
                 backup: backup.to_string(),

@@ -261,6 +261,9 @@ fn undo_one(e: &Entry) -> Result<bool, KernelError> {
     if let Entry::ResolvConf { backup } = e {
         return super::dns::restore(backup).map(|_| true);
     }
+    if let Entry::XfrmSa { .. } | Entry::XfrmPolicy { .. } = e {
+        return super::xfrm::undo(e);
+    }
     let what = format!("undo `{}`", e.describe());
     let e = e.clone();
     with_netlink(&what, |h| async move {
@@ -269,14 +272,16 @@ fn undo_one(e: &Entry) -> Result<bool, KernelError> {
             | Entry::Addr { dev, .. }
             | Entry::Route { dev, .. }
             | Entry::Bypass { dev, .. } => dev.clone(),
-            Entry::ResolvConf { .. } => return Ok(false),
+            Entry::ResolvConf { .. } | Entry::XfrmSa { .. } | Entry::XfrmPolicy { .. } => {
+                return Ok(false);
+            }
         };
         // No device: it took its addresses and routes with it.
         let Some(idx) = link_index(&h, &dev).await? else {
             return Ok(false);
         };
         match &e {
-            Entry::ResolvConf { .. } => Ok(false),
+            Entry::ResolvConf { .. } | Entry::XfrmSa { .. } | Entry::XfrmPolicy { .. } => Ok(false),
             Entry::Link { .. } => h.link().del(idx).execute().await.map(|_| true),
             Entry::Addr { cidr, .. } => {
                 let Some((addr, prefix)) = parse_cidr(cidr) else {

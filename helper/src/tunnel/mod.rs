@@ -478,6 +478,10 @@ impl Driver {
         let mut buf4500 = vec![0u8; 65536];
         // The datapath: created with the first SA; dropping it tears it down.
         let mut datapath: Option<crate::datapath::Datapath> = None;
+        // Or the kernel's, when the profile asks for it or `auto` finds ESP in the kernel
+        // (decided once, with the first SA).
+        let mut kernel_dp: Option<crate::datapath::kernel_esp::KernelDatapath> = None;
+        let mut use_kernel: Option<bool> = None;
         let mut pending_dns: Option<crate::kernel::dns::DnsConfig> = None;
         loop {
             // Outputs, in the engine's documented order.
@@ -498,33 +502,78 @@ impl Driver {
                     ike::Event::Phase2Established(c) => {
                         up_children += 1;
                         self.emit(Event::Phase2Established(sa_summary(&c, local, remote)));
-                        match crate::datapath::on_established(
-                            &mut datapath,
-                            natt_socket.as_ref(),
-                            self.profile.network.virtual_ip,
-                            self.profile.phase2.remote_networks.is_empty(),
-                            &c,
-                        ) {
-                            Ok(line) => {
-                                self.emit(Event::Datapath(line));
-                                if let Some(dp) = datapath.as_ref() {
-                                    dp.set_nat_keepalive(self.profile.network.nat_keepalive);
-                                }
-                                // DNS from Mode Config, once, with the first SA.
-                                if let (Some(dp), Some(info)) =
-                                    (datapath.as_mut(), pending_dns.take())
-                                {
-                                    let line = match dp.set_dns(&info, &self.profile.name) {
-                                        Ok(l) => l,
-                                        Err(e) => format!("dns: not set up: {e}"),
-                                    };
+                        let kernel = match use_kernel {
+                            Some(k) => k,
+                            None => {
+                                let (k, line) = choose_datapath(&self.profile, &c);
+                                if let Some(line) = line {
                                     self.emit(Event::Datapath(line));
                                 }
+                                use_kernel = Some(k);
+                                k
                             }
-                            Err(e) => {
-                                ike.close(Instant::now());
-                                flush(&socket, natt_socket.as_ref(), &mut ike).await;
-                                return Err(Failure::new(EXIT_FAILURE, format!("datapath: {e}")));
+                        };
+                        if kernel {
+                            match kernel_on_established(
+                                &mut kernel_dp,
+                                local.ip(),
+                                remote.ip(),
+                                self.profile.network.virtual_ip,
+                                &c,
+                            ) {
+                                Ok(line) => {
+                                    self.emit(Event::Datapath(line));
+                                    if let (Some(dp), Some(info)) =
+                                        (kernel_dp.as_mut(), pending_dns.take())
+                                    {
+                                        let line = match dp.set_dns(&info, &self.profile.name) {
+                                            Ok(l) => l,
+                                            Err(e) => format!("dns: not set up: {e}"),
+                                        };
+                                        self.emit(Event::Datapath(line));
+                                    }
+                                }
+                                Err(e) => {
+                                    ike.close(Instant::now());
+                                    flush(&socket, natt_socket.as_ref(), &mut ike).await;
+                                    return Err(Failure::new(
+                                        EXIT_FAILURE,
+                                        format!("kernel datapath: {e}"),
+                                    ));
+                                }
+                            }
+                        } else {
+                            match crate::datapath::on_established(
+                                &mut datapath,
+                                natt_socket.as_ref(),
+                                self.profile.network.virtual_ip,
+                                self.profile.phase2.remote_networks.is_empty(),
+                                &c,
+                            ) {
+                                Ok(line) => {
+                                    self.emit(Event::Datapath(line));
+                                    if let Some(dp) = datapath.as_ref() {
+                                        dp.set_nat_keepalive(self.profile.network.nat_keepalive);
+                                    }
+                                    // DNS from Mode Config, once, with the first SA.
+                                    if let (Some(dp), Some(info)) =
+                                        (datapath.as_mut(), pending_dns.take())
+                                    {
+                                        let line = match dp.set_dns(&info, &self.profile.name) {
+                                            Ok(l) => l,
+                                            Err(e) => format!("dns: not set up: {e}"),
+                                        };
+                                        self.emit(Event::Datapath(line));
+                                    }
+                                }
+                                Err(e) => {
+                                    ike.close(Instant::now());
+                                    flush(&socket, natt_socket.as_ref(), &mut ike).await;
+                                    return Err(Failure::new(
+                                        EXIT_FAILURE,
+                                        format!("datapath: {e}"),
+                                    ));
+                                }
                             }
                         }
                         if up_children == expected_children {
@@ -591,6 +640,9 @@ impl Driver {
                         if let Some(dp) = datapath.as_mut() {
                             dp.remove(spi_in, spi_out);
                         }
+                        if let Some(dp) = kernel_dp.as_mut() {
+                            dp.remove(spi_in, spi_out);
+                        }
                     }
                     ike::Event::Phase1Deleted => {
                         let mut f = Failure::new(
@@ -654,6 +706,70 @@ impl Driver {
             }
         }
     }
+}
+
+/// Kernel or userspace ESP for this tunnel, and a line saying why when `auto` chose.
+fn choose_datapath(p: &Profile, c: &ike::ChildSa) -> (bool, Option<String>) {
+    match p.network.datapath {
+        profile::Datapath::Kernel => (true, None),
+        profile::Datapath::Userspace => (false, None),
+        profile::Datapath::Auto if c.udp_encapsulation => (
+            false,
+            Some(
+                "datapath auto: userspace (ESP in UDP; the kernel datapath does raw ESP only so far)"
+                    .into(),
+            ),
+        ),
+        profile::Datapath::Auto => match crate::kernel::xfrm::probe_esp() {
+            Ok(()) => (
+                true,
+                Some("datapath auto: kernel (the kernel accepted a test ESP SA)".into()),
+            ),
+            Err(e) => (
+                false,
+                Some(format!(
+                    "datapath auto: userspace (the kernel has no ESP: {e})"
+                )),
+            ),
+        },
+    }
+}
+
+/// Creates the kernel datapath with the first SA, then installs each SA pair.
+fn kernel_on_established(
+    dp: &mut Option<crate::datapath::kernel_esp::KernelDatapath>,
+    local: IpAddr,
+    gateway: IpAddr,
+    fixed_vip: Option<std::net::Ipv4Addr>,
+    c: &ike::ChildSa,
+) -> Result<String, crate::datapath::DatapathError> {
+    if c.udp_encapsulation {
+        return Err(crate::datapath::DatapathError::Unsupported(
+            "ESP in UDP in the kernel (use datapath = \"userspace\" or nat_traversal = \"off\")",
+        ));
+    }
+    let d = match dp {
+        Some(d) => d,
+        None => {
+            let vip = match c.encapsulation {
+                ike::Encapsulation::Transport => local,
+                ike::Encapsulation::Tunnel => crate::datapath::virtual_ip(c, fixed_vip)?,
+            };
+            dp.insert(crate::datapath::kernel_esp::KernelDatapath::start(
+                local,
+                gateway,
+                vip,
+                Some((NAT_T_PORT, NAT_T_PORT)),
+            )?)
+        }
+    };
+    d.install(c)?;
+    Ok(format!(
+        "datapath kernel reqid={:#x} vip={} remote={}",
+        d.reqid(),
+        d.vip(),
+        c.remote_ts.map(|t| t.to_string()).unwrap_or_default()
+    ))
 }
 
 async fn resolve(gateway: &str) -> Result<SocketAddr, Failure> {

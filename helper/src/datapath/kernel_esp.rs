@@ -1,0 +1,224 @@
+//! The kernel datapath: the negotiated ESP SAs go into the kernel's XFRM (through
+//! [`crate::kernel::xfrm`]), with policies out / in / fwd for each pair of traffic
+//! selectors, for kernels that have ESP. No device: the virtual IP becomes a secondary
+//! address of the interface towards the gateway (the seed article's technique), and
+//! the routes to the remote networks leave through it with `src` = virtual IP; the
+//! kernel's policies then send that traffic through the SAs.
+//!
+//! Every SA, policy, address and route is journaled before it is made and undone when
+//! the datapath is dropped, or by `postern-helper cleanup` after a crash.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use postern_engine::ike::{ChildSa, Encapsulation, TrafficSelector};
+
+use super::DatapathError;
+use crate::kernel::xfrm::{self, Dir, PolicySpec, SaSpec, Xfrm};
+use crate::kernel::{self, Entry, Journal};
+
+/// Anti-replay window of the kernel SAs (packets).
+const REPLAY_WINDOW: u8 = 32;
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+pub struct KernelDatapath {
+    xfrm: Xfrm,
+    journal: Option<Journal>,
+    /// Our outer address and the gateway's.
+    local: IpAddr,
+    gateway: IpAddr,
+    vip: IpAddr,
+    /// The interface towards the gateway (holds the virtual IP).
+    dev: String,
+    reqid: u32,
+    /// ESP in UDP: (our port, the gateway's port).
+    encap: Option<(u16, u16)>,
+    policies: Vec<(TrafficSelector, TrafficSelector)>,
+    routes: Vec<TrafficSelector>,
+    sas: Vec<(u32, u32)>,
+}
+
+impl KernelDatapath {
+    /// Puts the virtual IP on the interface towards `gateway`.
+    pub fn start(
+        local: IpAddr,
+        gateway: IpAddr,
+        vip: IpAddr,
+        encap: Option<(u16, u16)>,
+    ) -> Result<KernelDatapath, DatapathError> {
+        let xfrm = Xfrm::open()?;
+        let (dev, _via) = kernel::net::route_to(gateway)?;
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let reqid = xfrm::REQID_BASE + ((std::process::id() & 0xff) << 8) + (n & 0xff);
+        let mut journal = Journal::create(
+            &kernel::journal::run_dir(),
+            &format!("xfrm{:x}", reqid & 0xffff),
+        )?;
+        let prefix = if vip.is_ipv4() { 32 } else { 128 };
+        if vip != local {
+            kernel::net::add_addr(&mut journal, vip, prefix, &dev)?;
+        }
+        Ok(KernelDatapath {
+            xfrm,
+            journal: Some(journal),
+            local,
+            gateway,
+            vip,
+            dev,
+            reqid,
+            encap,
+            policies: Vec::new(),
+            routes: Vec::new(),
+            sas: Vec::new(),
+        })
+    }
+
+    pub fn vip(&self) -> IpAddr {
+        self.vip
+    }
+
+    pub fn reqid(&self) -> u32 {
+        self.reqid
+    }
+
+    fn journal(&mut self) -> Result<&mut Journal, DatapathError> {
+        self.journal
+            .as_mut()
+            .ok_or(DatapathError::Unsupported("SAs after teardown"))
+    }
+
+    /// Installs an SA pair, and the policies and route of its selectors (once).
+    pub fn install(&mut self, c: &ChildSa) -> Result<(), DatapathError> {
+        let mode = match c.encapsulation {
+            Encapsulation::Tunnel => xfrm::MODE_TUNNEL,
+            Encapsulation::Transport => xfrm::MODE_TRANSPORT,
+        };
+        let encap = if c.udp_encapsulation {
+            self.encap
+        } else {
+            None
+        };
+        let (local, gateway, reqid) = (self.local, self.gateway, self.reqid);
+        for (src, dst, spi, keys) in [
+            (gateway, local, c.spi_in, &c.keys_in),
+            (local, gateway, c.spi_out, &c.keys_out),
+        ] {
+            self.journal()?.record(Entry::XfrmSa {
+                dst: dst.to_string(),
+                spi: format!("{spi:#010x}"),
+            })?;
+            let encap = encap.map(|(ours, theirs)| {
+                if src == local {
+                    (ours, theirs)
+                } else {
+                    (theirs, ours)
+                }
+            });
+            self.xfrm.add_sa(&SaSpec {
+                src,
+                dst,
+                spi,
+                reqid,
+                mode,
+                cipher: c.proposal.cipher,
+                auth: c.proposal.auth,
+                keys,
+                encap,
+                replay_window: REPLAY_WINDOW,
+            })?;
+        }
+        self.sas.push((c.spi_in, c.spi_out));
+        let host = |a: IpAddr| TrafficSelector {
+            addr: a,
+            prefix: if a.is_ipv4() { 32 } else { 128 },
+        };
+        let ours = c.local_ts.unwrap_or(host(local));
+        let theirs = c.remote_ts.unwrap_or(host(gateway));
+        if !self.policies.contains(&(ours, theirs)) {
+            for (dir, src, dst, tsrc, tdst) in [
+                (Dir::Out, ours, theirs, local, gateway),
+                (Dir::In, theirs, ours, gateway, local),
+                (Dir::Fwd, theirs, ours, gateway, local),
+            ] {
+                if mode == xfrm::MODE_TRANSPORT && dir == Dir::Fwd {
+                    continue;
+                }
+                self.journal()?.record(Entry::XfrmPolicy {
+                    dir: dir.name().into(),
+                    src: src.to_string(),
+                    dst: dst.to_string(),
+                })?;
+                self.xfrm.add_policy(&PolicySpec {
+                    src,
+                    dst,
+                    dir,
+                    tmpl_src: tsrc,
+                    tmpl_dst: tdst,
+                    reqid,
+                    mode,
+                })?;
+            }
+            self.policies.push((ours, theirs));
+        }
+        // Tunnel mode: route the remote network out of the gateway's interface with the
+        // virtual IP as source (a 0/0 network is left to the policies and the default
+        // route). Transport mode needs no route.
+        if mode == xfrm::MODE_TUNNEL && theirs.prefix > 0 && !self.routes.contains(&theirs) {
+            let (dev, vip) = (self.dev.clone(), self.vip);
+            kernel::net::add_route(self.journal()?, theirs.addr, theirs.prefix, &dev, vip)?;
+            self.routes.push(theirs);
+        }
+        Ok(())
+    }
+
+    /// Deletes an SA pair (rekeyed away or deleted by the gateway); the policies stay
+    /// for the other SAs and go at teardown.
+    pub fn remove(&mut self, spi_in: u32, spi_out: u32) {
+        if !self.sas.contains(&(spi_in, spi_out)) {
+            return;
+        }
+        self.sas.retain(|s| *s != (spi_in, spi_out));
+        let _ = self.xfrm.del_sa(self.local, spi_in);
+        let _ = self.xfrm.del_sa(self.gateway, spi_out);
+    }
+
+    /// Points DNS at the tunnel's servers (resolv.conf, journaled).
+    pub fn set_dns(
+        &mut self,
+        cfg: &kernel::dns::DnsConfig,
+        tunnel: &str,
+    ) -> Result<String, DatapathError> {
+        let Some(j) = self.journal.as_mut() else {
+            return Ok("dns: no journal, left alone".into());
+        };
+        Ok(kernel::dns::apply(j, cfg, tunnel)?)
+    }
+
+    fn teardown(&mut self) -> String {
+        let Some(j) = self.journal.take() else {
+            return String::new();
+        };
+        let n = j.entries().len();
+        let errors = kernel::net::undo(j.entries());
+        if errors.is_empty() {
+            j.finish();
+        }
+        let mut line = format!(
+            "datapath stopped: kernel XFRM reqid {:#x}, {n} objects removed",
+            self.reqid
+        );
+        if !errors.is_empty() {
+            line.push_str(&format!("; errors: {}", errors.join("; ")));
+        }
+        line
+    }
+}
+
+impl Drop for KernelDatapath {
+    fn drop(&mut self) {
+        if self.journal.is_some() {
+            println!("{}", self.teardown());
+        }
+    }
+}

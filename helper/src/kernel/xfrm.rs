@@ -1,0 +1,582 @@
+//! The kernel's IPsec (XFRM) over netlink: ESP SAs and the policies that send traffic
+//! into them, for machines whose kernel has ESP.
+//!
+//! The messages are encoded here from `linux/xfrm.h` (the structures are fixed ABI):
+//! `xfrm_usersa_info` + algorithm/encapsulation attributes for `XFRM_MSG_NEWSA`,
+//! `xfrm_usersa_id` for `DELSA`, `xfrm_userpolicy_info` + one `xfrm_user_tmpl` for
+//! `NEWPOLICY`, `xfrm_userpolicy_id` for `DELPOLICY`. Every request asks for an ACK and
+//! every reply is length-checked before it is read. Postern's objects use reqids from
+//! [`REQID_BASE`] and policy priority [`PRIORITY`], so they are told apart from others'.
+
+use std::net::IpAddr;
+
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_XFRM};
+use postern_engine::algs::{EspAuth, EspCipher};
+use postern_engine::ike::{EspKeys, TrafficSelector};
+
+use super::KernelError;
+
+/// Postern's reqids: `REQID_BASE + n`.
+pub const REQID_BASE: u32 = 0x7057_0000;
+/// Priority of Postern's policies (lower wins; strongSwan's defaults are larger).
+pub const PRIORITY: u32 = 1500;
+
+const XFRM_MSG_NEWSA: u16 = 0x10;
+const XFRM_MSG_DELSA: u16 = 0x11;
+const XFRM_MSG_NEWPOLICY: u16 = 0x13;
+const XFRM_MSG_DELPOLICY: u16 = 0x14;
+const XFRMA_ALG_CRYPT: u16 = 2;
+const XFRMA_ENCAP: u16 = 4;
+const XFRMA_TMPL: u16 = 5;
+const XFRMA_ALG_AEAD: u16 = 18;
+const XFRMA_ALG_AUTH_TRUNC: u16 = 20;
+const NLM_F_REQUEST: u16 = 0x1;
+const NLM_F_ACK: u16 = 0x4;
+const NLM_F_EXCL: u16 = 0x200;
+const NLM_F_CREATE: u16 = 0x400;
+const NLMSG_ERROR: u16 = 2;
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+const IPPROTO_ESP: u8 = 50;
+const UDP_ENCAP_ESPINUDP: u16 = 2;
+pub const MODE_TRANSPORT: u8 = 0;
+pub const MODE_TUNNEL: u8 = 1;
+const ENOENT: i32 = 2;
+const ESRCH: i32 = 3;
+
+/// Policy directions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dir {
+    In = 0,
+    Out = 1,
+    Fwd = 2,
+}
+
+impl Dir {
+    pub fn name(self) -> &'static str {
+        match self {
+            Dir::In => "in",
+            Dir::Out => "out",
+            Dir::Fwd => "fwd",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Dir> {
+        match s {
+            "in" => Some(Dir::In),
+            "out" => Some(Dir::Out),
+            "fwd" => Some(Dir::Fwd),
+            _ => None,
+        }
+    }
+}
+
+/// One ESP SA to install.
+pub struct SaSpec<'a> {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub spi: u32,
+    pub reqid: u32,
+    pub mode: u8,
+    pub cipher: EspCipher,
+    pub auth: Option<EspAuth>,
+    pub keys: &'a EspKeys,
+    /// ESP in UDP (RFC 3948): `(source port, destination port)`.
+    pub encap: Option<(u16, u16)>,
+    /// Anti-replay window in packets (at most 32 with the legacy replay state).
+    pub replay_window: u8,
+}
+
+/// One policy: traffic from `src` to `dst` in direction `dir` goes through the SA
+/// between the outer addresses `tmpl_src` → `tmpl_dst` with `reqid`.
+pub struct PolicySpec {
+    pub src: TrafficSelector,
+    pub dst: TrafficSelector,
+    pub dir: Dir,
+    pub tmpl_src: IpAddr,
+    pub tmpl_dst: IpAddr,
+    pub reqid: u32,
+    pub mode: u8,
+}
+
+fn family(a: IpAddr) -> u16 {
+    if a.is_ipv4() { AF_INET } else { AF_INET6 }
+}
+
+/// `xfrm_address_t`: 16 bytes, an IPv4 address in the first 4.
+fn put_addr(b: &mut Vec<u8>, a: IpAddr) {
+    match a {
+        IpAddr::V4(v4) => {
+            b.extend_from_slice(&v4.octets());
+            b.extend_from_slice(&[0; 12]);
+        }
+        IpAddr::V6(v6) => b.extend_from_slice(&v6.octets()),
+    }
+}
+
+fn pad_to(b: &mut Vec<u8>, len: usize) {
+    b.resize(len.max(b.len()), 0);
+}
+
+/// `struct xfrm_selector` (56 bytes).
+fn selector(b: &mut Vec<u8>, src: Option<TrafficSelector>, dst: Option<TrafficSelector>) {
+    let start = b.len();
+    let fam = src.or(dst).map_or(0, |t| family(t.addr));
+    match dst {
+        Some(t) => put_addr(b, t.addr),
+        None => b.extend_from_slice(&[0; 16]),
+    }
+    match src {
+        Some(t) => put_addr(b, t.addr),
+        None => b.extend_from_slice(&[0; 16]),
+    }
+    b.extend_from_slice(&[0; 8]); // ports and masks: any
+    b.extend_from_slice(&fam.to_ne_bytes());
+    b.push(dst.map_or(0, |t| t.prefix));
+    b.push(src.map_or(0, |t| t.prefix));
+    b.push(0); // proto: any
+    pad_to(b, start + 48);
+    b.extend_from_slice(&0i32.to_ne_bytes()); // ifindex
+    b.extend_from_slice(&0u32.to_ne_bytes()); // user
+    debug_assert_eq!(b.len() - start, 56);
+}
+
+/// `struct xfrm_lifetime_cfg`: no limits (the engine rekeys and deletes).
+fn lifetime_cfg(b: &mut Vec<u8>) {
+    for _ in 0..8 {
+        b.extend_from_slice(&u64::MAX.to_ne_bytes());
+    }
+}
+
+fn attr(b: &mut Vec<u8>, kind: u16, payload: &[u8]) {
+    let len = 4 + payload.len();
+    b.extend_from_slice(&(len as u16).to_ne_bytes());
+    b.extend_from_slice(&kind.to_ne_bytes());
+    b.extend_from_slice(payload);
+    pad_to(b, b.len().next_multiple_of(4));
+}
+
+/// `struct xfrm_algo` / `xfrm_algo_auth` / `xfrm_algo_aead`: name[64], key bits,
+/// (truncation or ICV bits), key.
+fn algo(name: &str, key: &[u8], extra_bits: Option<u32>) -> Vec<u8> {
+    let mut v = Vec::with_capacity(72 + key.len());
+    let mut n = [0u8; 64];
+    n[..name.len()].copy_from_slice(name.as_bytes());
+    v.extend_from_slice(&n);
+    v.extend_from_slice(&((key.len() * 8) as u32).to_ne_bytes());
+    if let Some(bits) = extra_bits {
+        v.extend_from_slice(&bits.to_ne_bytes());
+    }
+    v.extend_from_slice(key);
+    v
+}
+
+/// The kernel's name and truncation length of an ESP integrity algorithm.
+fn auth_alg(a: EspAuth) -> (&'static str, u32) {
+    match a {
+        EspAuth::HmacMd5_96 => ("hmac(md5)", 96),
+        EspAuth::HmacSha1_96 => ("hmac(sha1)", 96),
+        EspAuth::HmacSha256_128 => ("hmac(sha256)", 128),
+        EspAuth::HmacSha384_192 => ("hmac(sha384)", 192),
+        EspAuth::HmacSha512_256 => ("hmac(sha512)", 256),
+    }
+}
+
+/// The body of `XFRM_MSG_NEWSA` for `sa`.
+pub fn newsa_body(sa: &SaSpec<'_>) -> Result<zeroize::Zeroizing<Vec<u8>>, KernelError> {
+    let mut b = zeroize::Zeroizing::new(Vec::with_capacity(512));
+    // xfrm_usersa_info (224 bytes)
+    selector(&mut b, None, None);
+    // xfrm_id: daddr, spi (network order), proto
+    put_addr(&mut b, sa.dst);
+    b.extend_from_slice(&sa.spi.to_be_bytes());
+    b.push(IPPROTO_ESP);
+    pad_to(&mut b, 80);
+    put_addr(&mut b, sa.src); // saddr
+    lifetime_cfg(&mut b); // 96..160
+    b.extend_from_slice(&[0; 32]); // curlft
+    b.extend_from_slice(&[0; 12]); // stats
+    b.extend_from_slice(&0u32.to_ne_bytes()); // seq
+    b.extend_from_slice(&sa.reqid.to_ne_bytes());
+    b.extend_from_slice(&family(sa.dst).to_ne_bytes());
+    b.push(sa.mode);
+    b.push(sa.replay_window);
+    b.push(0); // flags
+    pad_to(&mut b, 224);
+    let enc = &sa.keys.encryption;
+    match sa.cipher {
+        EspCipher::AesGcm16 { .. } => {
+            // key || 4-byte salt, ICV 128 bits (RFC 4106)
+            let a = zeroize::Zeroizing::new(algo("rfc4106(gcm(aes))", enc, Some(128)));
+            attr(&mut b, XFRMA_ALG_AEAD, &a);
+        }
+        EspCipher::AesCbc { .. } => {
+            let a = zeroize::Zeroizing::new(algo("cbc(aes)", enc, None));
+            attr(&mut b, XFRMA_ALG_CRYPT, &a);
+        }
+        EspCipher::TripleDes => {
+            let a = zeroize::Zeroizing::new(algo("cbc(des3_ede)", enc, None));
+            attr(&mut b, XFRMA_ALG_CRYPT, &a);
+        }
+        EspCipher::Null => {
+            attr(
+                &mut b,
+                XFRMA_ALG_CRYPT,
+                &algo("ecb(cipher_null)", &[], None),
+            );
+        }
+    }
+    if !matches!(sa.cipher, EspCipher::AesGcm16 { .. }) {
+        let Some(auth) = sa.auth else {
+            return Err(KernelError::Errno {
+                what: "ESP SA without an integrity algorithm".into(),
+                errno: 22,
+            });
+        };
+        let (name, trunc) = auth_alg(auth);
+        let a = zeroize::Zeroizing::new(algo(name, &sa.keys.integrity, Some(trunc)));
+        attr(&mut b, XFRMA_ALG_AUTH_TRUNC, &a);
+    }
+    if let Some((sport, dport)) = sa.encap {
+        // xfrm_encap_tmpl: type, sport, dport (network order), pad, original address
+        let mut e = Vec::with_capacity(24);
+        e.extend_from_slice(&UDP_ENCAP_ESPINUDP.to_ne_bytes());
+        e.extend_from_slice(&sport.to_be_bytes());
+        e.extend_from_slice(&dport.to_be_bytes());
+        e.extend_from_slice(&[0; 2]);
+        e.extend_from_slice(&[0; 16]);
+        attr(&mut b, XFRMA_ENCAP, &e);
+    }
+    Ok(b)
+}
+
+/// The body of `XFRM_MSG_DELSA`: `xfrm_usersa_id` (24 bytes).
+pub fn delsa_body(dst: IpAddr, spi: u32) -> Vec<u8> {
+    let mut b = Vec::with_capacity(24);
+    put_addr(&mut b, dst);
+    b.extend_from_slice(&spi.to_be_bytes());
+    b.extend_from_slice(&family(dst).to_ne_bytes());
+    b.push(IPPROTO_ESP);
+    pad_to(&mut b, 24);
+    b
+}
+
+/// The body of `XFRM_MSG_NEWPOLICY`: `xfrm_userpolicy_info` (168 bytes) + one template.
+pub fn newpolicy_body(p: &PolicySpec) -> Vec<u8> {
+    let mut b = Vec::with_capacity(168 + 68);
+    selector(&mut b, Some(p.src), Some(p.dst));
+    lifetime_cfg(&mut b); // 56..120
+    b.extend_from_slice(&[0; 32]); // curlft 120..152
+    b.extend_from_slice(&PRIORITY.to_ne_bytes());
+    b.extend_from_slice(&0u32.to_ne_bytes()); // index: the kernel picks
+    b.push(p.dir as u8);
+    b.push(0); // action: allow
+    b.push(0); // flags
+    b.push(0); // share
+    pad_to(&mut b, 168);
+    // xfrm_user_tmpl (64 bytes)
+    let mut t = Vec::with_capacity(64);
+    put_addr(&mut t, p.tmpl_dst); // id.daddr
+    t.extend_from_slice(&0u32.to_be_bytes()); // id.spi: any
+    t.push(IPPROTO_ESP);
+    pad_to(&mut t, 24);
+    t.extend_from_slice(&family(p.tmpl_dst).to_ne_bytes());
+    pad_to(&mut t, 28);
+    put_addr(&mut t, p.tmpl_src);
+    t.extend_from_slice(&p.reqid.to_ne_bytes());
+    t.push(p.mode);
+    t.push(0); // share
+    t.push(0); // optional
+    pad_to(&mut t, 52);
+    for _ in 0..3 {
+        t.extend_from_slice(&u32::MAX.to_ne_bytes()); // aalgos, ealgos, calgos: any
+    }
+    debug_assert_eq!(t.len(), 64);
+    attr(&mut b, XFRMA_TMPL, &t);
+    b
+}
+
+/// The body of `XFRM_MSG_DELPOLICY`: `xfrm_userpolicy_id` (64 bytes).
+pub fn delpolicy_body(src: TrafficSelector, dst: TrafficSelector, dir: Dir) -> Vec<u8> {
+    let mut b = Vec::with_capacity(64);
+    selector(&mut b, Some(src), Some(dst));
+    b.extend_from_slice(&0u32.to_ne_bytes()); // index
+    b.push(dir as u8);
+    pad_to(&mut b, 64);
+    b
+}
+
+/// A netlink XFRM socket; one request at a time, each acknowledged.
+pub struct Xfrm {
+    sock: Socket,
+    seq: u32,
+}
+
+impl Xfrm {
+    pub fn open() -> Result<Xfrm, KernelError> {
+        let err = |e: std::io::Error| KernelError::Errno {
+            what: "netlink XFRM socket".into(),
+            errno: e.raw_os_error().unwrap_or(5),
+        };
+        let mut sock = Socket::new(NETLINK_XFRM).map_err(err)?;
+        sock.bind_auto().map_err(err)?;
+        sock.connect(&SocketAddr::new(0, 0)).map_err(err)?;
+        Ok(Xfrm { sock, seq: 1 })
+    }
+
+    /// Sends one request and waits for its ACK; the errno of a refusal is returned.
+    fn request(
+        &mut self,
+        what: &str,
+        kind: u16,
+        flags: u16,
+        body: &[u8],
+    ) -> Result<(), KernelError> {
+        let seq = self.seq;
+        self.seq = self.seq.wrapping_add(1);
+        let len = 16 + body.len();
+        let mut msg = zeroize::Zeroizing::new(Vec::with_capacity(len));
+        msg.extend_from_slice(&(len as u32).to_ne_bytes());
+        msg.extend_from_slice(&kind.to_ne_bytes());
+        msg.extend_from_slice(&(flags | NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
+        msg.extend_from_slice(&seq.to_ne_bytes());
+        msg.extend_from_slice(&0u32.to_ne_bytes());
+        msg.extend_from_slice(body);
+        let io = |e: std::io::Error| KernelError::Errno {
+            what: what.to_string(),
+            errno: e.raw_os_error().unwrap_or(5),
+        };
+        self.sock.send(&msg, 0).map_err(io)?;
+        // Bounded: replies to other sequence numbers are skipped, at most 16.
+        for _ in 0..16 {
+            let mut buf = Vec::with_capacity(8192);
+            let n = self.sock.recv(&mut buf, 0).map_err(io)?;
+            let reply = buf.get(..n).unwrap_or_default();
+            let mut off = 0;
+            while off + 16 <= reply.len() {
+                let h = &reply[off..off + 16];
+                let mlen = u32::from_ne_bytes([h[0], h[1], h[2], h[3]]) as usize;
+                let mtype = u16::from_ne_bytes([h[4], h[5]]);
+                let mseq = u32::from_ne_bytes([h[8], h[9], h[10], h[11]]);
+                if mlen < 16 || off + mlen > reply.len() {
+                    return Err(KernelError::Errno {
+                        what: format!("{what}: malformed netlink reply"),
+                        errno: 74,
+                    });
+                }
+                if mseq == seq && mtype == NLMSG_ERROR {
+                    let e = reply.get(off + 16..off + 20).ok_or(KernelError::Errno {
+                        what: format!("{what}: short netlink error"),
+                        errno: 74,
+                    })?;
+                    let code = i32::from_ne_bytes([e[0], e[1], e[2], e[3]]);
+                    return if code == 0 {
+                        Ok(())
+                    } else {
+                        Err(KernelError::Errno {
+                            what: what.to_string(),
+                            errno: -code,
+                        })
+                    };
+                }
+                off += mlen.next_multiple_of(4);
+            }
+        }
+        Err(KernelError::Errno {
+            what: format!("{what}: no acknowledgement"),
+            errno: 62,
+        })
+    }
+
+    pub fn add_sa(&mut self, sa: &SaSpec<'_>) -> Result<(), KernelError> {
+        let body = newsa_body(sa)?;
+        self.request(
+            &format!("add ESP SA {:#010x} to {}", sa.spi, sa.dst),
+            XFRM_MSG_NEWSA,
+            NLM_F_CREATE | NLM_F_EXCL,
+            &body,
+        )
+    }
+
+    /// Deletes an SA; one that is already gone counts as deleted.
+    pub fn del_sa(&mut self, dst: IpAddr, spi: u32) -> Result<(), KernelError> {
+        match self.request(
+            &format!("delete ESP SA {spi:#010x} to {dst}"),
+            XFRM_MSG_DELSA,
+            0,
+            &delsa_body(dst, spi),
+        ) {
+            Err(KernelError::Errno { errno, .. }) if errno == ESRCH || errno == ENOENT => Ok(()),
+            r => r,
+        }
+    }
+
+    pub fn add_policy(&mut self, p: &PolicySpec) -> Result<(), KernelError> {
+        self.request(
+            &format!("add policy {} {} -> {}", p.dir.name(), p.src, p.dst),
+            XFRM_MSG_NEWPOLICY,
+            NLM_F_CREATE | NLM_F_EXCL,
+            &newpolicy_body(p),
+        )
+    }
+
+    /// Deletes a policy; one that is already gone counts as deleted.
+    pub fn del_policy(
+        &mut self,
+        src: TrafficSelector,
+        dst: TrafficSelector,
+        dir: Dir,
+    ) -> Result<(), KernelError> {
+        match self.request(
+            &format!("delete policy {} {src} -> {dst}", dir.name()),
+            XFRM_MSG_DELPOLICY,
+            0,
+            &delpolicy_body(src, dst, dir),
+        ) {
+            Err(KernelError::Errno { errno, .. }) if errno == ENOENT || errno == ESRCH => Ok(()),
+            r => r,
+        }
+    }
+}
+
+/// Undoes one journal entry of ours (an SA or a policy). Entries that do not parse are
+/// left alone (the journal is only ever written by us, but it lives on disk).
+pub fn undo(e: &super::Entry) -> Result<bool, KernelError> {
+    let bad = |what: &str| KernelError::Errno {
+        what: format!("journal: {what}"),
+        errno: 22,
+    };
+    let mut x = Xfrm::open()?;
+    match e {
+        super::Entry::XfrmSa { dst, spi } => {
+            let dst: IpAddr = dst.parse().map_err(|_| bad(dst))?;
+            let spi =
+                u32::from_str_radix(spi.trim_start_matches("0x"), 16).map_err(|_| bad(spi))?;
+            x.del_sa(dst, spi).map(|_| true)
+        }
+        super::Entry::XfrmPolicy { dir, src, dst } => {
+            let d = Dir::parse(dir).ok_or_else(|| bad(dir))?;
+            let s = parse_ts(src).ok_or_else(|| bad(src))?;
+            let t = parse_ts(dst).ok_or_else(|| bad(dst))?;
+            x.del_policy(s, t, d).map(|_| true)
+        }
+        _ => Ok(false),
+    }
+}
+
+/// `addr/prefix` as written by `TrafficSelector`'s `Display`.
+pub fn parse_ts(s: &str) -> Option<TrafficSelector> {
+    let (a, p) = s.split_once('/')?;
+    let addr: IpAddr = a.parse().ok()?;
+    let prefix: u8 = p.parse().ok()?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    (prefix <= max).then_some(TrafficSelector { addr, prefix })
+}
+
+/// Whether this kernel can hold an ESP SA: adds and deletes a scratch SA (loopback,
+/// an SPI of our own range). `Err` says why not, for the one log line of `auto`.
+pub fn probe_esp() -> Result<(), KernelError> {
+    let mut x = Xfrm::open()?;
+    let keys = EspKeys {
+        encryption: zeroize::Zeroizing::new(vec![0x5a; 16]),
+        integrity: zeroize::Zeroizing::new(vec![0xa5; 32]),
+    };
+    let lo: IpAddr = "127.0.0.1".parse().map_err(|_| KernelError::Errno {
+        what: "probe address".into(),
+        errno: 22,
+    })?;
+    let spi = 0x7057_fff0 | (std::process::id() & 0xf);
+    let sa = SaSpec {
+        src: lo,
+        dst: lo,
+        spi,
+        reqid: REQID_BASE | 0xffff,
+        mode: MODE_TUNNEL,
+        cipher: EspCipher::AesCbc { key_bits: 128 },
+        auth: Some(EspAuth::HmacSha256_128),
+        keys: &keys,
+        encap: None,
+        replay_window: 0,
+    };
+    x.add_sa(&sa)?;
+    x.del_sa(lo, spi)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> EspKeys {
+        EspKeys {
+            encryption: zeroize::Zeroizing::new(vec![1; 20]),
+            integrity: zeroize::Zeroizing::new(Vec::new()),
+        }
+    }
+
+    #[test]
+    fn newsa_layout_matches_the_kernel_abi() {
+        let k = keys();
+        let sa = SaSpec {
+            src: "192.0.2.2".parse().unwrap(),
+            dst: "192.0.2.1".parse().unwrap(),
+            spi: 0xc0ffee01,
+            reqid: REQID_BASE + 3,
+            mode: MODE_TUNNEL,
+            cipher: EspCipher::AesGcm16 { key_bits: 128 },
+            auth: None,
+            keys: &k,
+            encap: Some((4500, 4500)),
+            replay_window: 32,
+        };
+        let b = newsa_body(&sa).unwrap();
+        // xfrm_id.daddr at 56, spi big-endian at 72, proto at 76; saddr at 80
+        assert_eq!(&b[56..60], &[192, 0, 2, 1]);
+        assert_eq!(&b[72..76], &0xc0ffee01u32.to_be_bytes());
+        assert_eq!(b[76], IPPROTO_ESP);
+        assert_eq!(&b[80..84], &[192, 0, 2, 2]);
+        assert_eq!(&b[208..212], &(REQID_BASE + 3).to_ne_bytes());
+        assert_eq!(&b[212..214], &AF_INET.to_ne_bytes());
+        assert_eq!(b[214], MODE_TUNNEL);
+        assert_eq!(b[215], 32);
+        // AEAD attribute right after the 224-byte header: 4 + 64 + 4 + 4 + 20 bytes
+        assert_eq!(&b[226..228], &XFRMA_ALG_AEAD.to_ne_bytes());
+        assert_eq!(u16::from_ne_bytes([b[224], b[225]]), 96);
+        assert!(b[228..].starts_with(b"rfc4106(gcm(aes))\0"));
+        assert_eq!(&b[292..296], &160u32.to_ne_bytes(), "key bits incl. salt");
+        assert_eq!(&b[296..300], &128u32.to_ne_bytes(), "ICV bits");
+        // encapsulation attribute, ports in network order
+        let e = 224 + 96;
+        assert_eq!(&b[e + 2..e + 4], &XFRMA_ENCAP.to_ne_bytes());
+        assert_eq!(&b[e + 6..e + 8], &4500u16.to_be_bytes());
+        assert_eq!(b.len() % 4, 0);
+    }
+
+    #[test]
+    fn policy_layout_matches_the_kernel_abi() {
+        let p = PolicySpec {
+            src: parse_ts("10.200.0.5/32").unwrap(),
+            dst: parse_ts("10.77.0.0/24").unwrap(),
+            dir: Dir::Out,
+            tmpl_src: "192.0.2.2".parse().unwrap(),
+            tmpl_dst: "192.0.2.1".parse().unwrap(),
+            reqid: REQID_BASE + 1,
+            mode: MODE_TUNNEL,
+        };
+        let b = newpolicy_body(&p);
+        assert_eq!(&b[0..4], &[10, 77, 0, 0], "selector daddr");
+        assert_eq!(&b[16..20], &[10, 200, 0, 5], "selector saddr");
+        assert_eq!(b[42], 24, "prefixlen_d");
+        assert_eq!(b[43], 32, "prefixlen_s");
+        assert_eq!(&b[152..156], &PRIORITY.to_ne_bytes());
+        assert_eq!(b[160], Dir::Out as u8);
+        assert_eq!(b.len(), 168 + 4 + 64);
+        let t = &b[172..];
+        assert_eq!(&t[0..4], &[192, 0, 2, 1], "template daddr");
+        assert_eq!(t[20], IPPROTO_ESP);
+        assert_eq!(&t[28..32], &[192, 0, 2, 2], "template saddr");
+        assert_eq!(&t[44..48], &(REQID_BASE + 1).to_ne_bytes());
+        assert_eq!(t[48], MODE_TUNNEL);
+        assert_eq!(delpolicy_body(p.src, p.dst, Dir::In).len(), 64);
+        assert_eq!(delsa_body(p.tmpl_dst, 7).len(), 24);
+    }
+}
