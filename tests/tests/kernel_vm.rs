@@ -4,10 +4,11 @@
 //! has XFRM but no ESP.
 //!
 //! The host test boots the VM and runs this same test binary inside it with
-//! `--ignored --exact inner_kernel_datapath`; the inner test is an ordinary lab scenario:
-//! `postern-helper up` with `datapath = "kernel"` and raw ESP (NAT-T off), ping through
-//! the tunnel, the SAs and policies checked in the client's XFRM tables, then after
-//! SIGTERM nothing of ours left (SAs, policies, address, routes). Root only.
+//! `--ignored inner_`; the inner tests are ordinary lab scenarios: `postern-helper up`
+//! with `datapath = "kernel"`, (1) raw ESP (NAT-T off): ping through the tunnel, the SAs
+//! and policies checked in the client's XFRM tables, then after SIGTERM nothing of ours
+//! left (SAs, policies, address, routes); (2) ESP in UDP (NAT-T forced, the kernel
+//! decapsulating on our port 4500 socket) through a phase 2 rekey. Root only.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -33,12 +34,7 @@ fn kernel_datapath_in_a_vm() {
     let start = Instant::now();
     let out = Command::new(script())
         .arg(&me)
-        .args([
-            "--ignored",
-            "--exact",
-            "inner_kernel_datapath",
-            "--nocapture",
-        ])
+        .args(["--ignored", "inner_", "--nocapture"])
         .args(["--test-threads", "1"])
         .env("VM_MODULES", MODULES)
         .env("VM_ENV", "POSTERN_IN_VM RUST_BACKTRACE")
@@ -61,10 +57,12 @@ fn kernel_datapath_in_a_vm() {
     );
     assert!(code != 124, "the VM timed out");
     assert_eq!(code, 0, "the scenario failed inside the VM");
-    assert!(
-        stdout.contains("test inner_kernel_datapath ... ok"),
-        "the inner test did not run"
-    );
+    for t in ["inner_kernel_datapath", "inner_kernel_esp_in_udp_and_rekey"] {
+        assert!(
+            stdout.contains(&format!("test {t} ... ok")),
+            "the inner test {t} did not pass"
+        );
+    }
 }
 
 fn xfrm(lab: &Lab, what: &str) -> String {
@@ -85,6 +83,11 @@ fn inner_kernel_datapath() {
         let before_addr = lab.exec(Role::Client, &["ip", "-4", "addr"])?;
         let before_route =
             lab.exec(Role::Client, &["ip", "-4", "route", "show", "table", "all"])?;
+        // For the diagnostics of a failure: what happened in the client's XFRM tables.
+        let mut mon = lab.command(Role::Client, std::path::Path::new("ip"));
+        mon.args(["-ts", "xfrm", "monitor"]);
+        let monitor = postern_lab::process::Proc::spawn("xfrm-monitor", mon, None)?;
+        lab.adopt(&monitor);
         let gw = lab.start_gateway(&t)?;
         let client = lab.start_postern(&t)?;
         client.wait_connected()?;
@@ -93,6 +96,9 @@ fn inner_kernel_datapath() {
             out.iter().any(|l| l.starts_with("datapath kernel")),
             "not the kernel datapath: {out:?}"
         );
+        lab.ping(Role::Client, None, LAN_HOST)?;
+        // Still there a while later (no lifetime of their own in the kernel).
+        std::thread::sleep(Duration::from_secs(3));
         lab.ping(Role::Client, None, LAN_HOST)?;
         let states = xfrm(lab, "state");
         let policies = xfrm(lab, "policy");
@@ -125,6 +131,92 @@ fn inner_kernel_datapath() {
             after_addr == before_addr && after_route == before_route,
             "addresses or routes differ after the tunnel:\n{before_addr}\n{after_addr}\n{before_route}\n{after_route}"
         );
+        Ok(())
+    });
+}
+
+#[test]
+#[ignore = "runs inside the VM, started by kernel_datapath_in_a_vm"]
+fn inner_kernel_esp_in_udp_and_rekey() {
+    assert_eq!(
+        std::env::var("POSTERN_IN_VM").as_deref(),
+        Ok("1"),
+        "only inside the VM"
+    );
+    let t = Tunnel::main_psk("kvm-udp")
+        .kernel_esp("force")
+        .lifetimes(600, 20);
+    run_scenario("kvm-udp", |lab: &Lab| {
+        let _gw = lab.start_gateway(&t)?;
+        let client = lab.start_postern(&t)?;
+        client.wait_connected()?;
+        let out = client.stdout();
+        lab_ensure!(
+            out.iter()
+                .any(|l| l.starts_with("datapath kernel") && l.contains("esp-in-udp")),
+            "not the kernel datapath with ESP in UDP: {out:?}"
+        );
+        if let Err(e) = lab.ping(Role::Client, None, LAN_HOST) {
+            let st = lab
+                .exec(Role::Client, &["ip", "-s", "xfrm", "state"])
+                .unwrap_or_default();
+            let gst = lab
+                .exec(Role::Gw, &["ip", "-s", "xfrm", "state"])
+                .unwrap_or_default();
+            let ss = lab.exec(Role::Client, &["ss", "-uanp"]).unwrap_or_default();
+            lab_bail!("{e}\nclient SAs:\n{st}\ngateway SAs:\n{gst}\nsockets:\n{ss}");
+        }
+        let states = xfrm(lab, "state");
+        lab_ensure!(
+            states.matches("encap type espinudp").count() == 2,
+            "expected two UDP-encapsulated SAs:\n{states}"
+        );
+        // The phase 2 rekey (lifetime 20 s): new SAs in, old ones out, traffic flows.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let n = client
+                .stdout()
+                .iter()
+                .filter(|l| l.starts_with("phase2 deleted"))
+                .count();
+            if n >= 1 {
+                break;
+            }
+            if Instant::now() > deadline {
+                lab_bail!("no rekey within 60 s: {:?}", client.stdout());
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        if let Err(e) = lab.ping(Role::Client, None, LAN_HOST) {
+            let st = lab
+                .exec(Role::Client, &["ip", "-s", "xfrm", "state"])
+                .unwrap_or_default();
+            let sp = lab
+                .exec(Role::Client, &["ip", "xfrm", "policy"])
+                .unwrap_or_default();
+            let gst = lab
+                .exec(Role::Gw, &["ip", "-s", "xfrm", "state"])
+                .unwrap_or_default();
+            let stat = lab
+                .exec(Role::Client, &["cat", "/proc/net/xfrm_stat"])
+                .unwrap_or_default();
+            let gstat = lab
+                .exec(Role::Gw, &["cat", "/proc/net/xfrm_stat"])
+                .unwrap_or_default();
+            lab_bail!(
+                "after the rekey: {e}\nclient SAs:\n{st}\nclient policies:\n{sp}\ngateway SAs:\n{gst}\nclient xfrm_stat:\n{stat}\ngateway xfrm_stat:\n{gstat}"
+            );
+        }
+        let states = xfrm(lab, "state");
+        lab_ensure!(
+            states.matches("proto esp").count() == 2,
+            "after the rekey, expected only the new SA pair:\n{states}"
+        );
+        client.sigterm()?;
+        let code = client.exit_code(Duration::from_secs(30))?;
+        lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
+        let left = format!("{}{}", xfrm(lab, "state"), xfrm(lab, "policy"));
+        lab_ensure!(left.trim().is_empty(), "left behind:\n{left}");
         Ok(())
     });
 }

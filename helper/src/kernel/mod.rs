@@ -8,6 +8,7 @@ pub mod dns;
 pub mod journal;
 pub mod net;
 pub mod resolved;
+pub mod udp_encap;
 pub mod xfrm;
 
 pub use journal::{Entry, Journal};

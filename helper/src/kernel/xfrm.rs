@@ -141,10 +141,15 @@ fn selector(b: &mut Vec<u8>, src: Option<TrafficSelector>, dst: Option<TrafficSe
     debug_assert_eq!(b.len() - start, 56);
 }
 
-/// `struct xfrm_lifetime_cfg`: no limits (the engine rekeys and deletes).
+/// `struct xfrm_lifetime_cfg`: no limits (the engine rekeys and deletes). Byte and
+/// packet limits are "infinite" as all ones; the four time limits are 0 (= none): all
+/// ones there would read as a time already past and expire the object within a second.
 fn lifetime_cfg(b: &mut Vec<u8>) {
-    for _ in 0..8 {
+    for _ in 0..4 {
         b.extend_from_slice(&u64::MAX.to_ne_bytes());
+    }
+    for _ in 0..4 {
+        b.extend_from_slice(&0u64.to_ne_bytes());
     }
 }
 
@@ -578,5 +583,70 @@ mod tests {
         assert_eq!(t[48], MODE_TUNNEL);
         assert_eq!(delpolicy_body(p.src, p.dst, Dir::In).len(), 64);
         assert_eq!(delsa_body(p.tmpl_dst, 7).len(), 24);
+    }
+}
+
+#[cfg(test)]
+mod live {
+    use super::*;
+
+    /// As root (CI): runs [`policy_installs_stays_and_goes`] in a scratch network
+    /// namespace (`unshare -n`), since the host kernel has XFRM policies even without ESP.
+    #[test]
+    fn policies_install_and_go_for_real() {
+        let uid = std::fs::read_to_string("/proc/self/status")
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("Uid:")
+                    .map(|r| r.split_whitespace().nth(1) == Some("0"))
+            });
+        if uid != Some(true) {
+            eprintln!("not root: the live XFRM policy test runs in CI (root) only");
+            return;
+        }
+        let me = std::env::current_exe().unwrap();
+        let out = std::process::Command::new("unshare")
+            .arg("-n")
+            .arg(me)
+            .args([
+                "--ignored",
+                "--exact",
+                "kernel::xfrm::live::policy_installs_stays_and_goes",
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && text.contains("1 passed"), "{text}");
+    }
+
+    /// In a scratch network namespace: a policy installs, stays, and goes.
+    #[test]
+    #[ignore = "run by policies_install_and_go_for_real in a scratch namespace"]
+    fn policy_installs_stays_and_goes() {
+        let mut x = Xfrm::open().unwrap();
+        let p = PolicySpec {
+            src: parse_ts("10.200.0.5/32").unwrap(),
+            dst: parse_ts("10.77.0.0/24").unwrap(),
+            dir: Dir::Out,
+            tmpl_src: "192.0.2.2".parse().unwrap(),
+            tmpl_dst: "192.0.2.1".parse().unwrap(),
+            reqid: REQID_BASE + 9,
+            mode: MODE_TUNNEL,
+        };
+        x.add_policy(&p).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(2500));
+        let shown = std::process::Command::new("ip")
+            .args(["xfrm", "policy"])
+            .output()
+            .unwrap();
+        let shown = String::from_utf8_lossy(&shown.stdout);
+        assert!(shown.contains("10.200.0.5/32"), "{shown}");
+        x.del_policy(p.src, p.dst, p.dir).unwrap();
+        let shown = std::process::Command::new("ip")
+            .args(["xfrm", "policy"])
+            .output()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&shown.stdout).trim().is_empty());
     }
 }

@@ -482,6 +482,9 @@ impl Driver {
         // (decided once, with the first SA).
         let mut kernel_dp: Option<crate::datapath::kernel_esp::KernelDatapath> = None;
         let mut use_kernel: Option<bool> = None;
+        // NAT keepalives on port 4500 when the kernel carries ESP in UDP (the userspace
+        // datapath sends its own).
+        let mut keepalive: Option<tokio::time::Interval> = None;
         let mut pending_dns: Option<crate::kernel::dns::DnsConfig> = None;
         loop {
             // Outputs, in the engine's documented order.
@@ -505,7 +508,7 @@ impl Driver {
                         let kernel = match use_kernel {
                             Some(k) => k,
                             None => {
-                                let (k, line) = choose_datapath(&self.profile, &c);
+                                let (k, line) = choose_datapath(&self.profile);
                                 if let Some(line) = line {
                                     self.emit(Event::Datapath(line));
                                 }
@@ -516,6 +519,7 @@ impl Driver {
                         if kernel {
                             match kernel_on_established(
                                 &mut kernel_dp,
+                                natt_socket.as_ref(),
                                 local.ip(),
                                 remote.ip(),
                                 self.profile.network.virtual_ip,
@@ -523,6 +527,16 @@ impl Driver {
                             ) {
                                 Ok(line) => {
                                     self.emit(Event::Datapath(line));
+                                    if c.udp_encapsulation
+                                        && keepalive.is_none()
+                                        && let Some(every) = self.profile.network.nat_keepalive
+                                    {
+                                        let every = every.max(Duration::from_secs(1));
+                                        keepalive = Some(tokio::time::interval_at(
+                                            tokio::time::Instant::now() + every,
+                                            every,
+                                        ));
+                                    }
                                     if let (Some(dp), Some(info)) =
                                         (kernel_dp.as_mut(), pending_dns.take())
                                     {
@@ -661,6 +675,18 @@ impl Driver {
             }
             let deadline = ike.poll_timeout().map(tokio::time::Instant::from_std);
             tokio::select! {
+                _ = async {
+                    match keepalive.as_mut() {
+                        Some(k) => {
+                            k.tick().await;
+                        }
+                        None => std::future::pending::<()>().await,
+                    }
+                }, if keepalive.is_some() => {
+                    if let Some(s) = natt_socket.as_ref() {
+                        let _ = s.send(&[0xff]).await;
+                    }
+                }
                 r = socket.recv(&mut buf) => match r {
                     Ok(n) => ike.handle_datagram(Instant::now(), local, remote, &buf[..n]),
                     Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
@@ -709,17 +735,10 @@ impl Driver {
 }
 
 /// Kernel or userspace ESP for this tunnel, and a line saying why when `auto` chose.
-fn choose_datapath(p: &Profile, c: &ike::ChildSa) -> (bool, Option<String>) {
+fn choose_datapath(p: &Profile) -> (bool, Option<String>) {
     match p.network.datapath {
         profile::Datapath::Kernel => (true, None),
         profile::Datapath::Userspace => (false, None),
-        profile::Datapath::Auto if c.udp_encapsulation => (
-            false,
-            Some(
-                "datapath auto: userspace (ESP in UDP; the kernel datapath does raw ESP only so far)"
-                    .into(),
-            ),
-        ),
         profile::Datapath::Auto => match crate::kernel::xfrm::probe_esp() {
             Ok(()) => (
                 true,
@@ -738,15 +757,23 @@ fn choose_datapath(p: &Profile, c: &ike::ChildSa) -> (bool, Option<String>) {
 /// Creates the kernel datapath with the first SA, then installs each SA pair.
 fn kernel_on_established(
     dp: &mut Option<crate::datapath::kernel_esp::KernelDatapath>,
+    natt: Option<&UdpSocket>,
     local: IpAddr,
     gateway: IpAddr,
     fixed_vip: Option<std::net::Ipv4Addr>,
     c: &ike::ChildSa,
 ) -> Result<String, crate::datapath::DatapathError> {
+    use crate::datapath::DatapathError;
+    // ESP in UDP: the kernel decapsulates what arrives on our port 4500 socket.
+    let mut ports = None;
     if c.udp_encapsulation {
-        return Err(crate::datapath::DatapathError::Unsupported(
-            "ESP in UDP in the kernel (use datapath = \"userspace\" or nat_traversal = \"off\")",
-        ));
+        let s = natt.ok_or(DatapathError::Unsupported(
+            "ESP in UDP without the NAT-T socket",
+        ))?;
+        crate::kernel::udp_encap::set_espinudp(s).map_err(DatapathError::Socket)?;
+        let ours = s.local_addr().map_err(DatapathError::Socket)?.port();
+        let theirs = s.peer_addr().map_err(DatapathError::Socket)?.port();
+        ports = Some((ours, theirs));
     }
     let d = match dp {
         Some(d) => d,
@@ -756,17 +783,19 @@ fn kernel_on_established(
                 ike::Encapsulation::Tunnel => crate::datapath::virtual_ip(c, fixed_vip)?,
             };
             dp.insert(crate::datapath::kernel_esp::KernelDatapath::start(
-                local,
-                gateway,
-                vip,
-                Some((NAT_T_PORT, NAT_T_PORT)),
+                local, gateway, vip, ports,
             )?)
         }
     };
     d.install(c)?;
     Ok(format!(
-        "datapath kernel reqid={:#x} vip={} remote={}",
+        "datapath kernel reqid={:#x}{} vip={} remote={}",
         d.reqid(),
+        if c.udp_encapsulation {
+            " esp-in-udp"
+        } else {
+            ""
+        },
         d.vip(),
         c.remote_ts.map(|t| t.to_string()).unwrap_or_default()
     ))
