@@ -8,7 +8,9 @@
 //! with `datapath = "kernel"`, (1) raw ESP (NAT-T off): ping through the tunnel, the SAs
 //! and policies checked in the client's XFRM tables, then after SIGTERM nothing of ours
 //! left (SAs, policies, address, routes); (2) ESP in UDP (NAT-T forced, the kernel
-//! decapsulating on our port 4500 socket) through a phase 2 rekey. Root only.
+//! decapsulating on our port 4500 socket) through a phase 2 rekey; and (3) the
+//! userspace datapath with raw ESP (IP protocol 50, no UDP), which needs a gateway that
+//! does not force UDP encapsulation, as a kernel-ESP strongSwan does not. Root only.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -57,7 +59,11 @@ fn kernel_datapath_in_a_vm() {
     );
     assert!(code != 124, "the VM timed out");
     assert_eq!(code, 0, "the scenario failed inside the VM");
-    for t in ["inner_kernel_datapath", "inner_kernel_esp_in_udp_and_rekey"] {
+    for t in [
+        "inner_kernel_datapath",
+        "inner_kernel_esp_in_udp_and_rekey",
+        "inner_userspace_raw_esp",
+    ] {
         assert!(
             stdout.contains(&format!("test {t} ... ok")),
             "the inner test {t} did not pass"
@@ -217,6 +223,39 @@ fn inner_kernel_esp_in_udp_and_rekey() {
         lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
         let left = format!("{}{}", xfrm(lab, "state"), xfrm(lab, "policy"));
         lab_ensure!(left.trim().is_empty(), "left behind:\n{left}");
+        Ok(())
+    });
+}
+
+#[test]
+#[ignore = "runs inside the VM, started by kernel_datapath_in_a_vm"]
+fn inner_userspace_raw_esp() {
+    assert_eq!(
+        std::env::var("POSTERN_IN_VM").as_deref(),
+        Ok("1"),
+        "only inside the VM"
+    );
+    let mut t = Tunnel::main_psk("kvm-uraw").kernel_esp("off");
+    t.datapath = Some("userspace".into());
+    run_scenario("kvm-uraw", |lab: &Lab| {
+        let _gw = lab.start_gateway(&t)?;
+        let client = lab.start_postern(&t)?;
+        client.wait_connected()?;
+        let out = client.stdout();
+        lab_ensure!(
+            out.iter()
+                .any(|l| l.starts_with("datapath userspace raw-esp")),
+            "not the userspace datapath with raw ESP: {out:?}"
+        );
+        lab.ping(Role::Client, None, LAN_HOST)?;
+        client.sigterm()?;
+        let code = client.exit_code(Duration::from_secs(30))?;
+        lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
+        let links = lab.exec(Role::Client, &["ip", "-o", "link"])?;
+        lab_ensure!(
+            !links.contains("postern"),
+            "the TUN device was left:\n{links}"
+        );
         Ok(())
     });
 }

@@ -101,6 +101,8 @@ pub struct Datapath {
     worker: Option<JoinHandle<()>>,
     stats: Arc<Stats>,
     keepalive_ms: Arc<std::sync::atomic::AtomicU64>,
+    /// ESP in UDP (else raw ESP, IP protocol 50).
+    udp: bool,
     /// The device's index when systemd-resolved holds our DNS settings for it.
     resolved_link: Option<u32>,
 }
@@ -113,9 +115,12 @@ fn free_device_name() -> Option<String> {
 
 impl Datapath {
     /// Creates the TUN device with `vip` on it and starts the outbound worker, which
-    /// sends on a duplicate of `natt` (the socket connected to the gateway's port 4500).
+    /// sends on a duplicate of `natt` (the socket connected to the gateway: its port 4500
+    /// for ESP in UDP, or a raw IP protocol 50 socket for raw ESP).
     pub fn start(
         natt: &tokio::net::UdpSocket,
+        udp: bool,
+        gateway: IpAddr,
         vip: IpAddr,
         mtu: u16,
         full_tunnel: bool,
@@ -149,12 +154,13 @@ impl Datapath {
             outbound: Arc::new(Mutex::new(Vec::new())),
             routes: Vec::new(),
             full_tunnel,
-            gateway: natt.peer_addr().map_err(DatapathError::Socket)?.ip(),
+            gateway,
             interrupt: Arc::new(InterruptEvent::new().map_err(DatapathError::Tun)?),
             stopping: Arc::new(AtomicBool::new(false)),
             worker: None,
             stats: Arc::new(Stats::default()),
             resolved_link: None,
+            udp,
             keepalive_ms: Arc::new(std::sync::atomic::AtomicU64::new(
                 NAT_KEEPALIVE.as_millis() as u64
             )),
@@ -286,6 +292,8 @@ impl Datapath {
 
     /// Sets the NAT keepalive interval (`None`: no keepalives).
     pub fn set_nat_keepalive(&self, every: Option<Duration>) {
+        // Raw ESP goes through no NAT mapping to keep alive.
+        let every = every.filter(|_| self.udp);
         let ms = every
             .map(|d| d.as_millis().clamp(1000, 3_600_000) as u64)
             .unwrap_or(0);
@@ -302,6 +310,21 @@ impl Datapath {
 
     /// Handles one datagram received on port 4500 that is not IKE: a NAT keepalive
     /// or ESP. Decrypted in place in `pkt`.
+    /// A datagram from the raw ESP socket: an IPv4 packet (header included, as raw IPv4
+    /// sockets deliver it) or, for IPv6, the ESP payload itself.
+    pub fn inbound_raw(&mut self, pkt: &mut [u8]) {
+        let start = match pkt.first().map(|b| b >> 4) {
+            Some(4) => usize::from(pkt[0] & 0x0f) * 4,
+            _ => 0,
+        };
+        match pkt.get_mut(start..) {
+            Some(esp) if esp.len() >= 8 => self.inbound(esp),
+            _ => {
+                self.stats.rx_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     pub fn inbound(&mut self, pkt: &mut [u8]) {
         if pkt == [0xff] {
             return;
@@ -560,29 +583,33 @@ pub fn virtual_ip(c: &ChildSa, fixed: Option<Ipv4Addr>) -> Result<IpAddr, Datapa
 pub fn on_established(
     dp: &mut Option<Datapath>,
     natt: Option<&tokio::net::UdpSocket>,
+    raw: Option<&tokio::net::UdpSocket>,
+    gateway: IpAddr,
     fixed_vip: Option<Ipv4Addr>,
     full_tunnel: bool,
     c: &ChildSa,
 ) -> Result<String, DatapathError> {
-    if !c.udp_encapsulation {
-        return Ok("datapath none: raw ESP (no UDP encapsulation) is not supported by the userspace datapath yet".into());
-    }
-    let Some(natt) = natt else {
-        return Err(DatapathError::Unsupported(
-            "ESP in UDP without the NAT-T socket",
-        ));
+    let sock = if c.udp_encapsulation { natt } else { raw };
+    let Some(natt) = sock else {
+        return Err(DatapathError::Unsupported(if c.udp_encapsulation {
+            "ESP in UDP without the NAT-T socket"
+        } else {
+            "raw ESP without its socket"
+        }));
     };
     let d = match dp {
         Some(d) => d,
         None => {
             let vip = virtual_ip(c, fixed_vip)?;
-            let gateway_v6 = natt.peer_addr().is_ok_and(|a| a.is_ipv6());
+            let gateway_v6 = gateway.is_ipv6();
             // A full tunnel only when the profile names no network and the first SA
             // covers everything: a later 0.0.0.0/0 (a Unity gateway widening its side
             // on rekey) keeps routing the split networks only.
             let full_tunnel = full_tunnel && c.remote_ts.is_some_and(|t| t.prefix == 0);
             dp.insert(Datapath::start(
                 natt,
+                c.udp_encapsulation,
+                gateway,
                 vip,
                 tunnel_mtu(c, gateway_v6),
                 full_tunnel,
@@ -591,7 +618,8 @@ pub fn on_established(
     };
     d.install(c)?;
     Ok(format!(
-        "datapath userspace dev={} vip={} remote={}",
+        "datapath userspace{} dev={} vip={} remote={}",
+        if c.udp_encapsulation { "" } else { " raw-esp" },
         d.device_name(),
         d.vip,
         c.remote_ts.map(|t| t.to_string()).unwrap_or_default()

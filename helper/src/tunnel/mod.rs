@@ -485,6 +485,9 @@ impl Driver {
         // NAT keepalives on port 4500 when the kernel carries ESP in UDP (the userspace
         // datapath sends its own).
         let mut keepalive: Option<tokio::time::Interval> = None;
+        // Raw ESP (IP protocol 50) for the userspace datapath when NAT-T is not in use.
+        let mut raw_socket: Option<UdpSocket> = None;
+        let mut buf_raw = vec![0u8; 65536];
         let mut pending_dns: Option<crate::kernel::dns::DnsConfig> = None;
         loop {
             // Outputs, in the engine's documented order.
@@ -557,9 +560,24 @@ impl Driver {
                                 }
                             }
                         } else {
+                            if !c.udp_encapsulation && raw_socket.is_none() {
+                                match open_raw_esp(remote.ip()) {
+                                    Ok(s) => raw_socket = Some(s),
+                                    Err(e) => {
+                                        ike.close(Instant::now());
+                                        flush(&socket, natt_socket.as_ref(), &mut ike).await;
+                                        return Err(Failure::new(
+                                            EXIT_FAILURE,
+                                            format!("datapath: cannot open a raw ESP socket: {e}"),
+                                        ));
+                                    }
+                                }
+                            }
                             match crate::datapath::on_established(
                                 &mut datapath,
                                 natt_socket.as_ref(),
+                                raw_socket.as_ref(),
+                                remote.ip(),
                                 self.profile.network.virtual_ip,
                                 self.profile.phase2.remote_networks.is_empty(),
                                 &c,
@@ -687,6 +705,19 @@ impl Driver {
                         let _ = s.send(&[0xff]).await;
                     }
                 }
+                r = async {
+                    match raw_socket.as_ref() {
+                        Some(s) => s.recv(&mut buf_raw).await,
+                        None => std::future::pending().await,
+                    }
+                }, if raw_socket.is_some() => match r {
+                    Ok(n) => if let Some(dp) = datapath.as_mut() {
+                        dp.inbound_raw(&mut buf_raw[..n]);
+                        ike.traffic_received(Instant::now());
+                    },
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+                    Err(e) => return Err(Failure::new(EXIT_FAILURE, format!("receive raw ESP: {e}"))),
+                },
                 r = socket.recv(&mut buf) => match r {
                     Ok(n) => ike.handle_datagram(Instant::now(), local, remote, &buf[..n]),
                     Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
@@ -935,6 +966,24 @@ async fn send(
         }
         _ => socket.send(&t.data).await.map(drop),
     }
+}
+
+/// A raw IP protocol 50 socket connected to the gateway (so it sees only its ESP), for
+/// the userspace datapath without UDP encapsulation. Sending: the kernel adds the IP
+/// header; receiving: IPv4 packets arrive with theirs
+/// ([`crate::datapath::Datapath::inbound_raw`]).
+fn open_raw_esp(gateway: IpAddr) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let domain = if gateway.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let s = Socket::new(domain, Type::RAW, Some(Protocol::from(50)))?;
+    s.connect(&SocketAddr::new(gateway, 0).into())?;
+    s.set_nonblocking(true)?;
+    let fd: std::os::fd::OwnedFd = s.into();
+    UdpSocket::from_std(std::net::UdpSocket::from(fd))
 }
 
 /// A UDP socket on the IKE port that other tunnels may bind too (SO_REUSEADDR). Each
