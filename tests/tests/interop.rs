@@ -566,11 +566,22 @@ fn full_tunnel(behind_nat: bool) {
         let before = snapshot(lab)?;
         let client = lab.start_postern(&t)?;
         client.wait_connected()?;
-        let routes = lab.exec(Role::Client, &["ip", "route"])?;
+        // In Postern's own table (0x7057), looked up first by its rule; main is untouched.
+        let routes = lab.exec(Role::Client, &["ip", "route", "show", "table", "28759"])?;
         lab_ensure!(
             routes.contains("0.0.0.0/1 dev postern0")
                 && routes.contains("128.0.0.0/1 dev postern0"),
-            "no full-tunnel routes:\n{routes}"
+            "no full-tunnel routes in Postern's table:\n{routes}"
+        );
+        let rules = lab.exec(Role::Client, &["ip", "rule"])?;
+        lab_ensure!(
+            rules.contains("7057:") && rules.contains("lookup 28759"),
+            "no rule for Postern's table:\n{rules}"
+        );
+        let main = lab.exec(Role::Client, &["ip", "route", "show", "table", "main"])?;
+        lab_ensure!(
+            !main.contains("postern0"),
+            "routes in the main table:\n{main}"
         );
         let gw_route = lab.exec(
             Role::Client,

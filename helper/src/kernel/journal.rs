@@ -44,6 +44,8 @@ pub enum Entry {
     },
     /// resolv.conf rewritten; the original is in `backup` (under the run directory).
     ResolvConf { backup: String },
+    /// The policy rule sending lookups to Postern's routing table (`inet`/`inet6`).
+    Rule { family: String, priority: String },
     /// A kernel ESP SA (to `dst`, SPI in hex).
     XfrmSa { dst: String, spi: String },
     /// A kernel XFRM policy (`in`/`out`/`fwd`, selector `src` -> `dst`).
@@ -63,6 +65,9 @@ impl Entry {
             Entry::Route { dst, dev, src } => format!("route {dst} dev {dev} src {src}"),
             Entry::Bypass { dst, dev, via } => format!("route {dst} dev {dev} via {via}"),
             Entry::ResolvConf { backup } => format!("resolv.conf (backup {backup})"),
+            Entry::Rule { family, priority } => {
+                format!("{family} rule {priority} to Postern's routing table")
+            }
             Entry::XfrmSa { dst, spi } => format!("ESP SA {spi} to {dst}"),
             Entry::XfrmPolicy { dir, src, dst } => format!("XFRM policy {dir} {src} -> {dst}"),
         }
@@ -75,6 +80,7 @@ impl Entry {
             Entry::Route { dst, dev, src } => format!("route {dst} {dev} {src}"),
             Entry::Bypass { dst, dev, via } => format!("bypass {dst} {dev} {via}"),
             Entry::ResolvConf { backup } => format!("resolvconf {backup}"),
+            Entry::Rule { family, priority } => format!("rule {family} {priority}"),
             Entry::XfrmSa { dst, spi } => format!("xfrm-sa {dst} {spi}"),
             Entry::XfrmPolicy { dir, src, dst } => format!("xfrm-policy {dir} {src} {dst}"),
         }
@@ -106,6 +112,10 @@ impl Entry {
                 dst: dst.to_string(),
                 dev: dev.to_string(),
                 via: via.to_string(),
+            }),
+            ["rule", family @ ("inet" | "inet6"), priority] => Some(Entry::Rule {
+                family: family.to_string(),
+                priority: priority.to_string(),
             }),
             ["xfrm-sa", dst, spi] => Some(Entry::XfrmSa {
                 dst: dst.to_string(),
@@ -189,6 +199,28 @@ impl Journal {
 
     pub fn entries(&self) -> &[Entry] {
         &self.entries
+    }
+
+    /// Takes back the last entry (its change was not made after all): the file is
+    /// rewritten without it.
+    pub fn forget_last(&mut self) -> Result<(), KernelError> {
+        use std::io::{Seek, SeekFrom};
+        self.entries.pop();
+        self.file.set_len(0).map_err(err(&self.path))?;
+        self.file
+            .seek(SeekFrom::Start(0))
+            .map_err(err(&self.path))?;
+        writeln!(
+            self.file,
+            "{MAGIC}\npid {}\nnetns {}",
+            std::process::id(),
+            netns_id()
+        )
+        .map_err(err(&self.path))?;
+        for e in &self.entries {
+            writeln!(self.file, "{}", e.to_line()).map_err(err(&self.path))?;
+        }
+        self.file.sync_data().map_err(err(&self.path))
     }
 
     /// Removes the file: everything it named has been undone.

@@ -120,6 +120,67 @@ pub fn add_addr(j: &mut Journal, addr: IpAddr, prefix: u8, dev: &str) -> Result<
     )
 }
 
+/// Postern's routing table (0x7057): routes to remote networks and the gateway bypass
+/// go here, so the user's own tables are untouched; a rule at [`RULE_PRIORITY`] sends
+/// lookups to it first (no match falls through to the main table).
+pub const POSTERN_TABLE: u32 = 0x7057;
+pub const RULE_PRIORITY: u32 = 7057;
+
+fn rule_family(a: IpAddr) -> &'static str {
+    if a.is_ipv4() { "inet" } else { "inet6" }
+}
+
+/// Adds a rule for `dst`'s family once per journal. Each tunnel holds its own rule (the
+/// first free priority from [`RULE_PRIORITY`] on: identical rules are refused), so one
+/// tunnel going away never takes another's rule with it.
+fn ensure_rule(j: &mut Journal, dst: IpAddr) -> Result<(), KernelError> {
+    let family = rule_family(dst).to_string();
+    if j.entries()
+        .iter()
+        .any(|e| matches!(e, Entry::Rule { family: f, .. } if *f == family))
+    {
+        return Ok(());
+    }
+    const EEXIST: i32 = 17;
+    for priority in RULE_PRIORITY..RULE_PRIORITY + 16 {
+        j.record(Entry::Rule {
+            family: family.clone(),
+            priority: priority.to_string(),
+        })?;
+        let r = with_netlink(
+            &format!("add {family} rule {priority} to table {POSTERN_TABLE:#x}"),
+            |h| async move {
+                let r = h
+                    .rule()
+                    .add()
+                    .table_id(POSTERN_TABLE)
+                    .priority(priority)
+                    .action(rtnetlink::packet_route::rule::RuleAction::ToTable);
+                if dst.is_ipv4() {
+                    r.v4().execute().await
+                } else {
+                    r.v6().execute().await
+                }
+            },
+        );
+        match r {
+            Err(KernelError::Errno { errno, .. }) if errno == EEXIST => {
+                // Another tunnel's: not ours to remove.
+                j.forget_last()?;
+                continue;
+            }
+            other => return other,
+        }
+    }
+    Err(KernelError::Errno {
+        what: format!(
+            "add {family} rule: priorities {RULE_PRIORITY}..{} are taken",
+            RULE_PRIORITY + 15
+        ),
+        errno: EEXIST,
+    })
+}
+
 fn route_message(
     dst: IpAddr,
     prefix: u8,
@@ -132,6 +193,7 @@ fn route_message(
         .pref_source(src)
         .map_err(|e| rtnetlink::Error::InvalidNla(e.to_string()))?
         .output_interface(idx)
+        .table_id(POSTERN_TABLE)
         .build())
 }
 
@@ -143,6 +205,7 @@ pub fn add_route(
     dev: &str,
     src: IpAddr,
 ) -> Result<(), KernelError> {
+    ensure_rule(j, dst)?;
     j.record(Entry::Route {
         dst: format!("{dst}/{prefix}"),
         dev: dev.to_string(),
@@ -217,7 +280,8 @@ fn bypass_message(
     let mut b = RouteMessageBuilder::<IpAddr>::new()
         .destination_prefix(dst, prefix)
         .map_err(|e| rtnetlink::Error::InvalidNla(e.to_string()))?
-        .output_interface(idx);
+        .output_interface(idx)
+        .table_id(POSTERN_TABLE);
     if let Some(g) = via {
         b = b
             .gateway(g)
@@ -234,6 +298,7 @@ pub fn add_bypass(
     via: Option<IpAddr>,
 ) -> Result<(), KernelError> {
     let prefix = if dst.is_ipv4() { 32 } else { 128 };
+    ensure_rule(j, dst)?;
     j.record(Entry::Bypass {
         dst: format!("{dst}/{prefix}"),
         dev: dev.to_string(),
@@ -264,6 +329,34 @@ fn undo_one(e: &Entry) -> Result<bool, KernelError> {
     if let Entry::XfrmSa { .. } | Entry::XfrmPolicy { .. } = e {
         return super::xfrm::undo(e);
     }
+    if let Entry::Rule { family, priority } = e {
+        let v6 = family == "inet6";
+        let Ok(priority) = priority.parse::<u32>() else {
+            return Ok(false);
+        };
+        return with_netlink(&format!("delete {family} rule"), |h| async move {
+            use rtnetlink::IpVersion;
+            use rtnetlink::packet_route::rule::RuleAttribute;
+            let mut rules = h
+                .rule()
+                .get(if v6 { IpVersion::V6 } else { IpVersion::V4 })
+                .execute();
+            while let Some(r) = rules.try_next().await? {
+                let ours = r
+                    .attributes
+                    .iter()
+                    .any(|a| matches!(a, RuleAttribute::Table(t) if *t == POSTERN_TABLE))
+                    && r.attributes
+                        .iter()
+                        .any(|a| matches!(a, RuleAttribute::Priority(p) if *p == priority));
+                if ours {
+                    h.rule().del(r).execute().await?;
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        });
+    }
     let what = format!("undo `{}`", e.describe());
     let e = e.clone();
     with_netlink(&what, |h| async move {
@@ -272,7 +365,10 @@ fn undo_one(e: &Entry) -> Result<bool, KernelError> {
             | Entry::Addr { dev, .. }
             | Entry::Route { dev, .. }
             | Entry::Bypass { dev, .. } => dev.clone(),
-            Entry::ResolvConf { .. } | Entry::XfrmSa { .. } | Entry::XfrmPolicy { .. } => {
+            Entry::ResolvConf { .. }
+            | Entry::Rule { .. }
+            | Entry::XfrmSa { .. }
+            | Entry::XfrmPolicy { .. } => {
                 return Ok(false);
             }
         };
@@ -281,7 +377,10 @@ fn undo_one(e: &Entry) -> Result<bool, KernelError> {
             return Ok(false);
         };
         match &e {
-            Entry::ResolvConf { .. } | Entry::XfrmSa { .. } | Entry::XfrmPolicy { .. } => Ok(false),
+            Entry::ResolvConf { .. }
+            | Entry::Rule { .. }
+            | Entry::XfrmSa { .. }
+            | Entry::XfrmPolicy { .. } => Ok(false),
             Entry::Link { .. } => h.link().del(idx).execute().await.map(|_| true),
             Entry::Addr { cidr, .. } => {
                 let Some((addr, prefix)) = parse_cidr(cidr) else {
