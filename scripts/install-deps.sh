@@ -12,8 +12,9 @@ PACKAGES=(
   iproute2 nftables iperf3 tcpdump iputils-ping
   # kill(1), sysctl(8) and unshare(1), used by the harness
   procps util-linux
-  # a private bus for systemd-resolved in the DNS lab scenario
-  dbus-daemon
+  # a private system bus (systemd-resolved scenario; the CLI through the helper with
+  # Debian's polkitd: tests/tests/bus.rs), test users
+  dbus-daemon polkitd passwd
   # the kernel XFRM datapath is proven in a VM (scripts/vm/run-in-vm.sh): a stock
   # kernel with ESP under qemu, booted from a busybox initramfs
   qemu-system-x86 linux-image-amd64 busybox-static cpio kmod xz-utils

@@ -1,15 +1,512 @@
-//! `postern`: the unprivileged command-line front end.
+//! `postern`: the unprivileged command-line front end, like `nmcli` for Postern.
 //!
-//! It talks to `postern-helper` over D-Bus, which arrives with the service
-//! issue. Until then it says so instead of pretending.
+//! Profiles are TOML files in `$XDG_CONFIG_HOME/postern/profiles/NAME.toml` (contract
+//! 1, never with secrets). Tunnels are run by `postern-helper` on the system bus
+//! (contract 3): `up` sends the profile, the secrets (asked on the terminal or read
+//! from stdin, never stored in the profile) and the certificate files the profile names
+//! as contents, then follows the tunnel's log and answers XAuth prompts.
+//!
+//! Exit codes: 0 ok, 1 failure, 2 usage or bad profile, 3 authentication failed,
+//! 4 no proposal chosen, 5 gateway not responding, 6 the helper is not reachable.
 #![forbid(unsafe_code)]
 
+mod profiles;
+
+use std::collections::HashMap;
+use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use futures_util::StreamExt;
+use postern_dbus::interface::{ConnectionProxy, HelperProxy, answer_key, secret_key, state};
+use postern_dbus::profile::{AuthMethod, Profile};
+use zbus::zvariant::OwnedObjectPath;
+
+const EXIT_FAILURE: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+const EXIT_AUTH: u8 = 3;
+const EXIT_NO_PROPOSAL: u8 = 4;
+const EXIT_NOT_RESPONDING: u8 = 5;
+const EXIT_NO_HELPER: u8 = 6;
+
+#[derive(Parser)]
+#[command(name = "postern", version, about = "Postern IKEv1 VPN client")]
+struct Cli {
+    /// Machine-readable output (list, show, status).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// The profiles, with the state of their tunnels.
+    List,
+    /// One profile (no secrets: they are never in it).
+    Show { name: String },
+    /// Adds a profile from a TOML file (`-` for stdin), checked before it is saved.
+    Add {
+        name: String,
+        #[arg(long)]
+        from: String,
+    },
+    /// Opens a profile in $EDITOR; it is saved only if it still checks out.
+    Edit { name: String },
+    /// Deletes a profile.
+    Delete { name: String },
+    /// Brings a profile's tunnel up through postern-helper and waits until it is up.
+    Up {
+        name: String,
+        /// Read the secrets (PSK, then XAuth password if the profile has [xauth]) from
+        /// stdin, one per line, instead of asking on the terminal.
+        #[arg(long)]
+        secrets_stdin: bool,
+        /// Seconds to wait for the tunnel (default 60).
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+    /// Takes a profile's tunnel down.
+    Down { name: String },
+    /// Your tunnels (all, for root), with their SAs (never keys).
+    Status,
+    /// Follows a tunnel's log.
+    Log { name: String },
+    /// Shell completions.
+    Completions { shell: clap_complete::Shell },
+}
+
+/// One sentence for the user and an exit code.
+struct Fail(u8, String);
+
+impl From<zbus::Error> for Fail {
+    fn from(e: zbus::Error) -> Self {
+        Fail(EXIT_FAILURE, format!("D-Bus: {e}"))
+    }
+}
+
+impl From<postern_dbus::interface::Error> for Fail {
+    fn from(e: postern_dbus::interface::Error) -> Self {
+        use postern_dbus::interface::Error as E;
+        match e {
+            E::AccessDenied(m) => Fail(EXIT_AUTH, format!("refused: {m}")),
+            E::InvalidArgument(m) | E::InvalidProfile(m) => Fail(EXIT_USAGE, m),
+            E::ZBus(zbus::Error::MethodError(name, msg, _))
+                if name
+                    .as_str()
+                    .starts_with("org.freedesktop.DBus.Error.ServiceUnknown")
+                    || name
+                        .as_str()
+                        .starts_with("org.freedesktop.DBus.Error.NameHasNoOwner") =>
+            {
+                Fail(
+                    EXIT_NO_HELPER,
+                    format!(
+                        "postern-helper is not on the system bus ({}); is it installed (packaging/install.sh)?",
+                        msg.unwrap_or_default()
+                    ),
+                )
+            }
+            other => Fail(EXIT_FAILURE, other.to_string()),
+        }
+    }
+}
 
 fn main() -> ExitCode {
-    eprintln!(
-        "postern: the CLI front end needs the D-Bus service, which is not built yet.\n\
-         For now run a profile in the foreground as root:  postern-helper up PROFILE.toml"
-    );
-    ExitCode::from(2)
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("postern: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Fail(code, msg)) => {
+            eprintln!("postern: {msg}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+async fn bus() -> Result<zbus::Connection, Fail> {
+    zbus::Connection::system()
+        .await
+        .map_err(|e| Fail(EXIT_NO_HELPER, format!("cannot reach the system bus: {e}")))
+}
+
+async fn run(cli: Cli) -> Result<(), Fail> {
+    let json = cli.json;
+    match cli.command {
+        Cmd::List => list(json).await,
+        Cmd::Show { name } => {
+            let p = profiles::load(&name)?;
+            if json {
+                println!("{}", profiles::summary_json(&name, &p, None));
+            } else {
+                print!("{}", p.to_toml_string());
+            }
+            Ok(())
+        }
+        Cmd::Add { name, from } => {
+            let text = if from == "-" {
+                let mut s = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+                    .map_err(|e| Fail(EXIT_USAGE, format!("stdin: {e}")))?;
+                s
+            } else {
+                std::fs::read_to_string(&from)
+                    .map_err(|e| Fail(EXIT_USAGE, format!("{from}: {e}")))?
+            };
+            let path = profiles::add(&name, &text)?;
+            println!("added {name} ({})", path.display());
+            Ok(())
+        }
+        Cmd::Edit { name } => profiles::edit(&name),
+        Cmd::Delete { name } => {
+            profiles::delete(&name)?;
+            println!("deleted {name}");
+            Ok(())
+        }
+        Cmd::Up {
+            name,
+            secrets_stdin,
+            timeout,
+        } => up(&name, secrets_stdin, Duration::from_secs(timeout)).await,
+        Cmd::Down { name } => down(&name).await,
+        Cmd::Status => status(json).await,
+        Cmd::Log { name } => log(&name).await,
+        Cmd::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "postern", &mut std::io::stdout());
+            Ok(())
+        }
+    }
+}
+
+/// The caller's tunnels by profile name.
+async fn tunnels(conn: &zbus::Connection) -> Result<Vec<(String, OwnedObjectPath)>, Fail> {
+    let helper = HelperProxy::new(conn).await?;
+    let mut out = Vec::new();
+    for path in helper.list().await? {
+        let c = ConnectionProxy::builder(conn)
+            .path(path.clone())?
+            .build()
+            .await?;
+        if let Ok(name) = c.name().await {
+            out.push((name, path));
+        }
+    }
+    Ok(out)
+}
+
+async fn list(json: bool) -> Result<(), Fail> {
+    let names = profiles::names()?;
+    // The helper is optional here: without it, profiles are listed as down.
+    let mut states: HashMap<String, String> = HashMap::new();
+    if let Ok(conn) = bus().await
+        && let Ok(ts) = tunnels(&conn).await
+    {
+        for (name, path) in ts {
+            if let Ok(c) = ConnectionProxy::builder(&conn).path(path)?.build().await
+                && let Ok(s) = c.state().await
+            {
+                states.insert(name, s);
+            }
+        }
+    }
+    for name in names {
+        let st = states.get(&name).cloned().unwrap_or_else(|| "down".into());
+        if json {
+            match profiles::load(&name) {
+                Ok(p) => println!("{}", profiles::summary_json(&name, &p, Some(&st))),
+                Err(Fail(_, m)) => println!(
+                    "{{\"name\":{},\"error\":{}}}",
+                    profiles::js(&name),
+                    profiles::js(&m)
+                ),
+            }
+        } else {
+            let gw = profiles::load(&name)
+                .map(|p| p.gateway)
+                .unwrap_or_else(|Fail(_, m)| m);
+            println!("{name:<24} {st:<14} {gw}");
+        }
+    }
+    Ok(())
+}
+
+/// Secrets for `p`: from stdin lines (`--secrets-stdin`) or asked on the terminal.
+fn secrets(
+    p: &Profile,
+    from_stdin: bool,
+) -> Result<HashMap<&'static str, zeroize::Zeroizing<String>>, Fail> {
+    let mut asked: Vec<(&'static str, String)> = Vec::new();
+    if p.auth.method == AuthMethod::Psk {
+        asked.push((secret_key::PSK, format!("pre-shared key for {}", p.name)));
+    }
+    if p.xauth.is_some() {
+        asked.push((
+            secret_key::XAUTH_PASSWORD,
+            format!("XAuth password for {}", p.name),
+        ));
+    }
+    let mut out = HashMap::new();
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock().lines();
+    for (key, prompt) in asked {
+        let v = if from_stdin {
+            lines
+                .next()
+                .and_then(Result::ok)
+                .ok_or_else(|| Fail(EXIT_USAGE, format!("stdin: no line for the {prompt}")))?
+        } else if std::io::stdin().is_terminal() {
+            rpassword::prompt_password(format!("{prompt}: "))
+                .map_err(|e| Fail(EXIT_USAGE, format!("{prompt}: {e}")))?
+        } else {
+            return Err(Fail(
+                EXIT_USAGE,
+                format!("the {prompt} is needed: run on a terminal or use --secrets-stdin"),
+            ));
+        };
+        out.insert(key, zeroize::Zeroizing::new(v));
+    }
+    Ok(out)
+}
+
+fn exit_code_of(error: &str) -> u8 {
+    let e = error.to_ascii_lowercase();
+    if e.contains("authentication") || e.contains("xauth") || e.contains("certificate") {
+        EXIT_AUTH
+    } else if e.contains("no proposal") {
+        EXIT_NO_PROPOSAL
+    } else if e.contains("not respond") || e.contains("dead peer") || e.contains("unreachable") {
+        EXIT_NOT_RESPONDING
+    } else {
+        EXIT_FAILURE
+    }
+}
+
+async fn up(name: &str, secrets_stdin: bool, timeout: Duration) -> Result<(), Fail> {
+    let p = profiles::load(name)?;
+    let mut secret_map = secrets(&p, secrets_stdin)?;
+    // Certificate files: read here, as the user; the helper opens no path.
+    for (key, value) in profiles::cert_contents(&p)? {
+        secret_map.insert(key, value);
+    }
+    let text = profiles::text_for_helper(&p);
+    let conn = bus().await?;
+    let helper = HelperProxy::new(&conn).await?;
+    let secrets_ref: HashMap<&str, &str> =
+        secret_map.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let path = helper.connect(&text, secrets_ref).await?;
+    drop(secret_map);
+    let c = ConnectionProxy::builder(&conn)
+        .path(path.clone())?
+        .build()
+        .await?;
+    let mut logs = c.receive_log_line().await?;
+    let mut asks = c.receive_credentials_required().await?;
+    let mut states = c.receive_state_changed().await;
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    loop {
+        // The state may have moved before we subscribed.
+        let st = c.state().await.unwrap_or_default();
+        if st == state::CONNECTED {
+            println!(
+                "{name} is up ({})",
+                c.virtual_ip().await.unwrap_or_default()
+            );
+            return Ok(());
+        }
+        if st == state::FAILED || st == state::DISCONNECTED {
+            let err = c.last_error().await.unwrap_or_default();
+            return Err(Fail(
+                exit_code_of(&err),
+                if err.is_empty() {
+                    format!("{name}: {st}")
+                } else {
+                    err
+                },
+            ));
+        }
+        tokio::select! {
+            Some(l) = logs.next() => {
+                if let Ok(a) = l.args() {
+                    println!("{}", a.line);
+                }
+            }
+            Some(s) = asks.next() => {
+                let Ok(a) = s.args() else { continue };
+                let answers = prompt_credentials(&a.fields, &a.message)?;
+                let answers_ref: HashMap<&str, &str> =
+                    answers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                helper.submit_credentials(&path, answers_ref).await?;
+            }
+            _ = states.next() => {}
+            _ = &mut deadline => {
+                let _ = helper.disconnect(&path).await;
+                return Err(Fail(EXIT_NOT_RESPONDING, format!("{name}: not up after {} s; disconnected", timeout.as_secs())));
+            }
+        }
+    }
+}
+
+fn prompt_credentials(
+    fields: &[String],
+    message: &str,
+) -> Result<Vec<(String, zeroize::Zeroizing<String>)>, Fail> {
+    if !std::io::stdin().is_terminal() {
+        return Err(Fail(
+            EXIT_AUTH,
+            "the gateway asks for XAuth credentials and there is no terminal to ask on".into(),
+        ));
+    }
+    if !message.is_empty() {
+        println!("{message}");
+    }
+    let mut out = Vec::new();
+    for f in fields {
+        let v = if f == answer_key::USERNAME {
+            print!("username: ");
+            let _ = std::io::stdout().flush();
+            let mut s = String::new();
+            std::io::stdin()
+                .read_line(&mut s)
+                .map_err(|e| Fail(EXIT_AUTH, e.to_string()))?;
+            s.trim_end().to_string()
+        } else {
+            rpassword::prompt_password(format!("{f}: "))
+                .map_err(|e| Fail(EXIT_AUTH, e.to_string()))?
+        };
+        out.push((f.clone(), zeroize::Zeroizing::new(v)));
+    }
+    Ok(out)
+}
+
+async fn down(name: &str) -> Result<(), Fail> {
+    let conn = bus().await?;
+    let helper = HelperProxy::new(&conn).await?;
+    let found: Vec<OwnedObjectPath> = tunnels(&conn)
+        .await?
+        .into_iter()
+        .filter(|(n, _)| n == name)
+        .map(|(_, p)| p)
+        .collect();
+    if found.is_empty() {
+        return Err(Fail(EXIT_FAILURE, format!("{name} is not up")));
+    }
+    for path in found {
+        helper.disconnect(&path).await?;
+        // Until it says disconnected or goes away (bounded).
+        let c = ConnectionProxy::builder(&conn).path(path)?.build().await?;
+        for _ in 0..100 {
+            match c.state().await {
+                Ok(s) if s == state::DISCONNECTED || s == state::FAILED => break,
+                Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(_) => break,
+            }
+        }
+    }
+    println!("{name} is down");
+    Ok(())
+}
+
+async fn status(json: bool) -> Result<(), Fail> {
+    let conn = bus().await?;
+    for (name, path) in tunnels(&conn).await? {
+        let c = ConnectionProxy::builder(&conn).path(path)?.build().await?;
+        let st = c.state().await.unwrap_or_default();
+        let sas = c.sas().await.unwrap_or_default();
+        let t = c.traffic().await.unwrap_or_default();
+        if json {
+            let sas_js: Vec<String> = sas
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{{\"spi_in\":\"{:08x}\",\"spi_out\":\"{:08x}\",\"proposal\":{},\"mode\":{},\"udp\":{},\"local_ts\":{},\"remote_ts\":{},\"lifetime_secs\":{}}}",
+                        s.spi_in, s.spi_out, profiles::js(&s.proposal), profiles::js(&s.mode), s.udp_encapsulation,
+                        profiles::js(&s.local_ts), profiles::js(&s.remote_ts), s.lifetime_secs
+                    )
+                })
+                .collect();
+            println!(
+                "{{\"name\":{},\"state\":{},\"phase\":{},\"gateway\":{},\"virtual_ip\":{},\"ike\":{},\"sas\":[{}],\"tx_bytes\":{},\"rx_bytes\":{},\"last_error\":{}}}",
+                profiles::js(&name),
+                profiles::js(&st),
+                profiles::js(&c.phase().await.unwrap_or_default()),
+                profiles::js(&c.gateway().await.unwrap_or_default()),
+                profiles::js(&c.virtual_ip().await.unwrap_or_default()),
+                profiles::js(&c.ike_proposal().await.unwrap_or_default()),
+                sas_js.join(","),
+                t.tx_bytes,
+                t.rx_bytes,
+                profiles::js(&c.last_error().await.unwrap_or_default())
+            );
+            continue;
+        }
+        println!(
+            "{name}: {st} gateway {} vip {} ike {}",
+            c.gateway().await.unwrap_or_default(),
+            c.virtual_ip().await.unwrap_or_default(),
+            c.ike_proposal().await.unwrap_or_default()
+        );
+        println!("  sent {} bytes, received {} bytes", t.tx_bytes, t.rx_bytes);
+        if !sas.is_empty() {
+            println!(
+                "  {:<10} {:<10} {:<16} {:<16} {:<20} {:<18} lifetime",
+                "spi in", "spi out", "esp", "mode", "local", "remote"
+            );
+        }
+        for s in sas {
+            println!(
+                "  {:08x}   {:08x}   {:<16} {:<16} {:<20} {:<18} {}s",
+                s.spi_in,
+                s.spi_out,
+                s.proposal,
+                format!(
+                    "{}{}",
+                    s.mode,
+                    if s.udp_encapsulation { "+udp" } else { "" }
+                ),
+                s.local_ts,
+                s.remote_ts,
+                s.lifetime_secs
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn log(name: &str) -> Result<(), Fail> {
+    let conn = bus().await?;
+    let helper = HelperProxy::new(&conn).await?;
+    let Some((_, path)) = tunnels(&conn).await?.into_iter().find(|(n, _)| n == name) else {
+        return Err(Fail(EXIT_FAILURE, format!("{name} is not up")));
+    };
+    helper.watch(&path).await?;
+    let c = ConnectionProxy::builder(&conn).path(path)?.build().await?;
+    let mut logs = c.receive_log_line().await?;
+    let mut states = c.receive_state_changed().await;
+    loop {
+        tokio::select! {
+            Some(l) = logs.next() => {
+                if let Ok(a) = l.args() {
+                    println!("{}", a.line);
+                }
+            }
+            Some(s) = states.next() => {
+                if let Ok(v) = s.get().await && (v == state::DISCONNECTED || v == state::FAILED) {
+                    return Ok(());
+                }
+            }
+            else => return Ok(()),
+        }
+    }
 }

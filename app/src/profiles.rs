@@ -1,0 +1,263 @@
+//! The user's profiles: `$XDG_CONFIG_HOME/postern/profiles/NAME.toml` (else
+//! `~/.config/...`), checked with the profile parser under `SecretPolicy::Forbid`
+//! whenever they are written or read: a profile never holds a secret.
+
+use std::fs;
+use std::path::PathBuf;
+
+use postern_dbus::interface::secret_key;
+use postern_dbus::profile::{Profile, SecretPolicy};
+use zeroize::Zeroizing;
+
+use crate::{EXIT_FAILURE, EXIT_USAGE, Fail};
+
+pub fn dir() -> Result<PathBuf, Fail> {
+    let base = match std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
+        Some(x) => PathBuf::from(x),
+        None => {
+            let home = std::env::var_os("HOME").ok_or_else(|| {
+                Fail(EXIT_USAGE, "neither XDG_CONFIG_HOME nor HOME is set".into())
+            })?;
+            PathBuf::from(home).join(".config")
+        }
+    };
+    Ok(base.join("postern").join("profiles"))
+}
+
+/// Profile names are file names: letters, digits, `.`, `_`, `-`; at most 64.
+pub fn check_name(name: &str) -> Result<(), Fail> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Fail(
+            EXIT_USAGE,
+            format!("{name:?} is not a profile name (letters, digits, '.', '_', '-'; at most 64)"),
+        ))
+    }
+}
+
+fn path(name: &str) -> Result<PathBuf, Fail> {
+    check_name(name)?;
+    Ok(dir()?.join(format!("{name}.toml")))
+}
+
+pub fn names() -> Result<Vec<String>, Fail> {
+    let d = dir()?;
+    let mut v: Vec<String> = match fs::read_dir(&d) {
+        Ok(entries) => entries
+            .flatten()
+            .filter_map(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                n.strip_suffix(".toml").map(str::to_string)
+            })
+            .filter(|n| check_name(n).is_ok())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    v.sort();
+    Ok(v)
+}
+
+pub fn load(name: &str) -> Result<Profile, Fail> {
+    let p = path(name)?;
+    if !p.exists() {
+        return Err(Fail(
+            EXIT_USAGE,
+            format!("no profile {name} (in {})", dir()?.display()),
+        ));
+    }
+    Profile::load(&p, SecretPolicy::Forbid).map_err(|e| Fail(EXIT_USAGE, e.to_string()))
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> Result<(), Fail> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let io = |e: std::io::Error| Fail(EXIT_FAILURE, format!("{}: {e}", path.display()));
+    if let Some(parent) = path.parent() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(io)?;
+    }
+    let tmp = path.with_extension("toml.new");
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io)?;
+    std::io::Write::write_all(&mut f, text.as_bytes()).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    fs::rename(&tmp, path).map_err(io)
+}
+
+/// Checks `text` as a profile (no secrets allowed) and saves it as `name`.
+pub fn add(name: &str, text: &str) -> Result<PathBuf, Fail> {
+    let p = path(name)?;
+    if p.exists() {
+        return Err(Fail(
+            EXIT_USAGE,
+            format!("{name} exists; use `postern edit {name}` or delete it first"),
+        ));
+    }
+    Profile::from_toml_str(text, name, SecretPolicy::Forbid)
+        .map_err(|e| Fail(EXIT_USAGE, e.to_string()))?;
+    write_private(&p, text)?;
+    Ok(p)
+}
+
+pub fn delete(name: &str) -> Result<(), Fail> {
+    let p = path(name)?;
+    fs::remove_file(&p).map_err(|e| Fail(EXIT_USAGE, format!("{name}: {e}")))
+}
+
+/// `$EDITOR` on a copy; the profile is replaced only if the copy still checks out.
+pub fn edit(name: &str) -> Result<(), Fail> {
+    let p = path(name)?;
+    let old = fs::read_to_string(&p).map_err(|e| Fail(EXIT_USAGE, format!("{name}: {e}")))?;
+    let tmp = p.with_extension("toml.edit");
+    write_private(&tmp, &old)?;
+    let editor = std::env::var("EDITOR").unwrap_or_else(|_| "vi".into());
+    let st = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{editor} \"$1\""))
+        .arg("sh")
+        .arg(&tmp)
+        .status()
+        .map_err(|e| Fail(EXIT_FAILURE, format!("{editor}: {e}")))?;
+    let new = fs::read_to_string(&tmp).unwrap_or_default();
+    let _ = fs::remove_file(&tmp);
+    if !st.success() {
+        return Err(Fail(
+            EXIT_FAILURE,
+            format!("{editor} failed; {name} unchanged"),
+        ));
+    }
+    Profile::from_toml_str(&new, name, SecretPolicy::Forbid)
+        .map_err(|e| Fail(EXIT_USAGE, format!("{e}; {name} unchanged")))?;
+    write_private(&p, &new)?;
+    println!("saved {name}");
+    Ok(())
+}
+
+/// The profile as the helper gets it: file paths taken out (their contents travel in
+/// the secrets map).
+pub fn text_for_helper(p: &Profile) -> String {
+    let mut q = p.without_secrets();
+    q.auth.ca = None;
+    q.auth.cert = None;
+    q.auth.key = None;
+    q.auth.pkcs12 = None;
+    q.auth.crl = None;
+    q.to_toml_string()
+}
+
+/// The certificate files the profile names, read as the user: PEM as text, a PKCS#12
+/// bundle as base64.
+pub fn cert_contents(p: &Profile) -> Result<Vec<(&'static str, Zeroizing<String>)>, Fail> {
+    let mut out = Vec::new();
+    for (key, path) in [
+        (secret_key::CA, &p.auth.ca),
+        (secret_key::CERT, &p.auth.cert),
+        (secret_key::KEY, &p.auth.key),
+        (secret_key::CRL, &p.auth.crl),
+    ] {
+        if let Some(path) = path {
+            let text = fs::read_to_string(path)
+                .map_err(|e| Fail(EXIT_USAGE, format!("{path}: {e} (PEM expected)")))?;
+            out.push((key, Zeroizing::new(text)));
+        }
+    }
+    if let Some(path) = &p.auth.pkcs12 {
+        let bytes =
+            Zeroizing::new(fs::read(path).map_err(|e| Fail(EXIT_USAGE, format!("{path}: {e}")))?);
+        let b64 = <base64ct::Base64 as base64ct::Encoding>::encode_string(&bytes);
+        out.push((secret_key::PKCS12, Zeroizing::new(b64)));
+    }
+    Ok(out)
+}
+
+/// A JSON string literal.
+pub fn js(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 2);
+    o.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+pub fn summary_json(name: &str, p: &Profile, state: Option<&str>) -> String {
+    format!(
+        "{{\"name\":{},\"gateway\":{},\"exchange_mode\":{},\"auth\":{}{}}}",
+        js(name),
+        js(&p.gateway),
+        js(p.exchange_mode.as_str()),
+        js(p.auth.method.as_str()),
+        state
+            .map(|s| format!(",\"state\":{}", js(s)))
+            .unwrap_or_default()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PROFILE: &str = "name = \"Office\"\ngateway = \"192.0.2.1\"\n";
+
+    #[test]
+    fn names_are_file_names() {
+        for ok in ["office", "Office-2", "a.b_c"] {
+            assert!(check_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".hidden", "../x", "a/b", "a b", &"x".repeat(65)] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn secrets_are_refused_in_profiles() {
+        let e = Profile::from_toml_str(
+            &format!("{PROFILE}[auth]\npsk = \"s3cret\"\n"),
+            "x",
+            SecretPolicy::Forbid,
+        );
+        assert!(e.is_err());
+    }
+
+    #[test]
+    fn the_helper_gets_no_paths() {
+        let p = Profile::from_toml_str(
+            &format!(
+                "{PROFILE}[auth]\nmethod = \"rsa-sig\"\nca = \"/home/a/ca.pem\"\ncert = \"/home/a/c.pem\"\nkey = \"/home/a/k.pem\"\n"
+            ),
+            "x",
+            SecretPolicy::Forbid,
+        )
+        .unwrap();
+        let t = text_for_helper(&p);
+        assert!(!t.contains("/home/a"), "{t}");
+        postern_dbus::request::connect(&t, std::collections::HashMap::new())
+            .map(|_| ())
+            .unwrap_or_else(|e| assert!(!e.to_string().contains("path"), "{e}"));
+    }
+
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(js("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
+    }
+}

@@ -1,0 +1,321 @@
+//! The D-Bus service for real (issue 5): a private system bus (dbus-daemon with
+//! Postern's own packaging/org.postern.Helper1.conf and polkit's bus policy), Debian's
+//! polkitd on it with Postern's packaging/org.postern.helper1.policy, `postern-helper
+//! daemon` in the client namespace, and the `postern` CLI run as two unprivileged test
+//! users: one that polkit allows (a rules file, as an admin would write for a user
+//! without a graphical session) and one it does not. The first brings a tunnel to a
+//! real strongSwan gateway up and down; the second can neither see nor close it, nor
+//! connect. The PSK never shows in the helper's output. Root only.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use postern_lab::postern::helper_path;
+use postern_lab::process::Proc;
+use postern_lab::{Lab, Result, Role, Tunnel, lab_bail, lab_ensure, run_scenario};
+
+const USER_A: &str = "postern-lab-a";
+const USER_B: &str = "postern-lab-b";
+const ACTIONS: &str = "/usr/share/polkit-1/actions/org.postern.helper1.policy";
+const RULES: &str = "/etc/polkit-1/rules.d/49-postern-lab.rules";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Undoes the host changes of the test (users, polkit files) on drop.
+#[derive(Default)]
+struct HostChanges {
+    users: Vec<String>,
+    files: Vec<PathBuf>,
+}
+
+impl Drop for HostChanges {
+    fn drop(&mut self) {
+        for f in &self.files {
+            let _ = fs::remove_file(f);
+        }
+        for u in &self.users {
+            let _ = Command::new("userdel").arg(u).status();
+        }
+    }
+}
+
+fn uid_of(user: &str) -> Option<u32> {
+    let out = Command::new("id").args(["-u", user]).output().ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+fn ensure_user(host: &mut HostChanges, user: &str) -> Result<u32> {
+    if let Some(u) = uid_of(user) {
+        return Ok(u);
+    }
+    let st = Command::new("useradd")
+        .args([
+            "--system",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+            user,
+        ])
+        .status()?;
+    lab_ensure!(st.success(), "useradd {user} failed");
+    host.users.push(user.to_string());
+    uid_of(user).ok_or_else(|| postern_lab::LabError(format!("no uid for {user}")))
+}
+
+fn install(host: &mut HostChanges, path: &str, contents: &[u8]) -> Result<()> {
+    let p = Path::new(path);
+    if p.exists() && fs::read(p)? == contents {
+        return Ok(()); // installed by the package: leave it
+    }
+    if let Some(d) = p.parent() {
+        fs::create_dir_all(d)?;
+    }
+    fs::write(p, contents)?;
+    host.files.push(p.to_path_buf());
+    Ok(())
+}
+
+/// Waits until `name` is on the bus at `addr` (bounded).
+fn wait_name(addr: &str, name: &str, p: &Proc) -> Result<()> {
+    for _ in 0..100 {
+        let out = Command::new("busctl")
+            .args(["--address", addr, "--timeout=2", "list", "--no-pager"])
+            .output()?;
+        if String::from_utf8_lossy(&out.stdout).contains(name) {
+            return Ok(());
+        }
+        if let Some(st) = p.try_status() {
+            lab_bail!("{name}: the process exited ({st}): {}", p.tail(20));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    lab_bail!("{name} did not appear on {addr}: {}", p.tail(20))
+}
+
+/// Runs `postern ARGS` as `user` (uid/gid), with its own config dir and the lab bus.
+fn postern_as(
+    user: (u32, &Path),
+    addr: &str,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Result<Output> {
+    let (uid, home) = user;
+    let cli = helper_path()?.with_file_name("postern");
+    let mut cmd = Command::new("setpriv");
+    cmd.arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={uid}"))
+        .arg("--clear-groups")
+        .arg("--")
+        .arg("timeout")
+        .arg("60")
+        .arg(&cli)
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("DBUS_SYSTEM_BUS_ADDRESS", addr)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn()?;
+    if let Some(s) = stdin {
+        use std::io::Write as _;
+        if let Some(mut w) = child.stdin.take() {
+            w.write_all(s.as_bytes())?;
+        }
+    }
+    Ok(child.wait_with_output()?)
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn cli_through_the_system_bus_and_polkit() {
+    let t = Tunnel::main_psk("office");
+    run_scenario("bus", |lab: &Lab| {
+        let mut host = HostChanges::default();
+        let uid_a = ensure_user(&mut host, USER_A)?;
+        let uid_b = ensure_user(&mut host, USER_B)?;
+        install(
+            &mut host,
+            ACTIONS,
+            &fs::read(repo().join("packaging/org.postern.helper1.policy"))?,
+        )?;
+        // An admin's rule for a user without a graphical session: A may connect and
+        // manage its own tunnels; B falls to the defaults (auth_admin: no agent, denied).
+        let rules = format!(
+            "polkit.addRule(function(action, subject) {{\n  if ((action.id == \"org.postern.helper1.connect\" || action.id == \"org.postern.helper1.manage-own\") && subject.user == \"{USER_A}\") {{\n    return polkit.Result.YES;\n  }}\n}});\n"
+        );
+        install(&mut host, RULES, rules.as_bytes())?;
+
+        // The private system bus with Postern's real bus policy.
+        let dir = lab.dir.join("bus");
+        fs::create_dir_all(&dir)?;
+        let sock = dir.join("system_bus_socket");
+        let conf = dir.join("system.conf");
+        fs::write(
+            &conf,
+            format!(
+                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path={sock}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <deny send_type="method_call"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+  </policy>
+  <include>{ours}</include>
+  <include ignore_missing="yes">/usr/share/dbus-1/system.d/org.freedesktop.PolicyKit1.conf</include>
+</busconfig>
+"#,
+                sock = sock.display(),
+                ours = repo().join("packaging/org.postern.Helper1.conf").display()
+            ),
+        )?;
+        let mut c = Command::new("dbus-daemon");
+        c.arg(format!("--config-file={}", conf.display()))
+            .args(["--nofork", "--nopidfile"]);
+        let bus = Proc::spawn("dbus-daemon", c, Some(&dir.join("dbus.out")))?;
+        lab.adopt(&bus);
+        let addr = format!("unix:path={}", sock.display());
+        for _ in 0..50 {
+            if sock.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut c = Command::new("/usr/lib/polkit-1/polkitd");
+        c.arg("--no-debug").env("DBUS_SYSTEM_BUS_ADDRESS", &addr);
+        let polkitd = Proc::spawn("polkitd", c, Some(&dir.join("polkitd.out")))?;
+        lab.adopt(&polkitd);
+        wait_name(&addr, "org.freedesktop.PolicyKit1", &polkitd)?;
+        let mut c = lab.command(Role::Client, &helper_path()?);
+        c.arg("daemon").env("DBUS_SYSTEM_BUS_ADDRESS", &addr);
+        let helper = Proc::spawn("postern-helper daemon", c, Some(&dir.join("helper.out")))?;
+        lab.adopt(&helper);
+        wait_name(&addr, "org.postern.Helper1", &helper)?;
+        let gw = lab.start_gateway(&t)?;
+
+        // Each user's own config directory.
+        let home_a = dir.join("home-a");
+        let home_b = dir.join("home-b");
+        for (h, uid) in [(&home_a, uid_a), (&home_b, uid_b)] {
+            fs::create_dir_all(h)?;
+            std::os::unix::fs::chown(h, Some(uid), Some(uid))?;
+        }
+        let a = (uid_a, home_a.as_path());
+        let b = (uid_b, home_b.as_path());
+        // The profile without its PSK (the CLI refuses secrets in profiles).
+        let profile: String = t
+            .postern_profile()
+            .lines()
+            .filter(|l| !l.starts_with("psk ="))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        for u in [a, b] {
+            let o = postern_as(u, &addr, &["add", "office", "--from", "-"], Some(&profile))?;
+            lab_ensure!(o.status.success(), "postern add: {}", text(&o));
+        }
+        let with_secret = profile.replace("[auth]\n", "[auth]\npsk = \"x\"\n");
+        let o = postern_as(
+            a,
+            &addr,
+            &["add", "leaky", "--from", "-"],
+            Some(&with_secret),
+        )?;
+        lab_ensure!(
+            o.status.code() == Some(2) && String::from_utf8_lossy(&o.stderr).contains("keyring"),
+            "a profile with a PSK must be refused: {}",
+            text(&o)
+        );
+
+        // B (polkit says no) cannot connect.
+        let o = postern_as(
+            b,
+            &addr,
+            &["up", "office", "--secrets-stdin"],
+            Some(&format!("{}\n", t.psk)),
+        )?;
+        lab_ensure!(
+            o.status.code() == Some(3)
+                && String::from_utf8_lossy(&o.stderr).contains("not authorized"),
+            "B must be refused by polkit: {}",
+            text(&o)
+        );
+
+        // A brings the tunnel up through the helper.
+        let o = postern_as(
+            a,
+            &addr,
+            &["up", "office", "--secrets-stdin"],
+            Some(&format!("{}\n", t.psk)),
+        )?;
+        lab_ensure!(o.status.success(), "postern up as A: {}", text(&o));
+        lab.ping(Role::Client, None, postern_lab::config::LAN_HOST)?;
+        gw.wait_established(Duration::from_secs(10))?;
+        let o = postern_as(a, &addr, &["--json", "status"], None)?;
+        let st = String::from_utf8_lossy(&o.stdout).into_owned();
+        lab_ensure!(
+            st.contains("\"name\":\"office\"")
+                && st.contains("\"state\":\"connected\"")
+                && st.contains("\"spi_in\""),
+            "status as A: {}",
+            text(&o)
+        );
+
+        // B sees nothing of it and cannot take it down.
+        let o = postern_as(b, &addr, &["--json", "status"], None)?;
+        lab_ensure!(
+            !String::from_utf8_lossy(&o.stdout).contains("office"),
+            "B sees A's tunnel: {}",
+            text(&o)
+        );
+        let o = postern_as(b, &addr, &["down", "office"], None)?;
+        lab_ensure!(!o.status.success(), "B took A's tunnel down: {}", text(&o));
+        lab.ping(Role::Client, None, postern_lab::config::LAN_HOST)?;
+
+        // A takes it down; nothing is left at the gateway.
+        let o = postern_as(a, &addr, &["down", "office"], None)?;
+        lab_ensure!(o.status.success(), "postern down as A: {}", text(&o));
+        gw.wait_no_sas(Duration::from_secs(10))?;
+        let links = lab.exec(Role::Client, &["ip", "-o", "link"])?;
+        lab_ensure!(
+            !links.contains("postern"),
+            "the TUN device was left:\n{links}"
+        );
+
+        // The secret never appears in what the helper printed.
+        let out = helper.tail(100_000);
+        lab_ensure!(!out.contains(&t.psk), "the PSK is in the helper's output");
+        drop(host);
+        Ok(())
+    });
+}
