@@ -10,6 +10,7 @@
 //! 4 no proposal chosen, 5 gateway not responding, 6 the helper is not reachable.
 #![forbid(unsafe_code)]
 
+mod keyring;
 mod profiles;
 
 use std::collections::HashMap;
@@ -73,8 +74,26 @@ enum Cmd {
     Status,
     /// Follows a tunnel's log.
     Log { name: String },
+    /// Secrets in your keyring (Secret Service), used by `up`.
+    Secret {
+        #[command(subcommand)]
+        action: SecretCmd,
+    },
     /// Shell completions.
     Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Subcommand)]
+enum SecretCmd {
+    /// Stores the PSK (or with --xauth the XAuth password) of a profile: asked on the
+    /// terminal, or one line from stdin with --stdin.
+    Set {
+        name: String,
+        #[arg(long)]
+        xauth: bool,
+        #[arg(long)]
+        stdin: bool,
+    },
 }
 
 /// One sentence for the user and an exit code.
@@ -181,6 +200,34 @@ async fn run(cli: Cli) -> Result<(), Fail> {
         Cmd::Down { name } => down(&name).await,
         Cmd::Status => status(json).await,
         Cmd::Log { name } => log(&name).await,
+        Cmd::Secret {
+            action: SecretCmd::Set { name, xauth, stdin },
+        } => {
+            let p = profiles::load(&name)?;
+            let kind = if xauth {
+                secret_key::XAUTH_PASSWORD
+            } else {
+                secret_key::PSK
+            };
+            let v = if stdin {
+                let mut l = String::new();
+                std::io::stdin()
+                    .read_line(&mut l)
+                    .map_err(|e| Fail(EXIT_USAGE, format!("stdin: {e}")))?;
+                zeroize::Zeroizing::new(l.trim_end_matches(['\n', '\r']).to_string())
+            } else {
+                zeroize::Zeroizing::new(
+                    rpassword::prompt_password(format!("{kind} for {}: ", p.name))
+                        .map_err(|e| Fail(EXIT_USAGE, e.to_string()))?,
+                )
+            };
+            if v.is_empty() {
+                return Err(Fail(EXIT_USAGE, "empty secret".into()));
+            }
+            keyring::store(&name, kind, &v).await?;
+            println!("stored the {kind} of {name} in the keyring");
+            Ok(())
+        }
         Cmd::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "postern", &mut std::io::stdout());
@@ -241,8 +288,10 @@ async fn list(json: bool) -> Result<(), Fail> {
     Ok(())
 }
 
-/// Secrets for `p`: from stdin lines (`--secrets-stdin`) or asked on the terminal.
-fn secrets(
+/// Secrets for `p`: from stdin lines (`--secrets-stdin`), else from the keyring, else
+/// asked on the terminal.
+async fn secrets(
+    name: &str,
     p: &Profile,
     from_stdin: bool,
 ) -> Result<HashMap<&'static str, zeroize::Zeroizing<String>>, Fail> {
@@ -265,13 +314,17 @@ fn secrets(
                 .next()
                 .and_then(Result::ok)
                 .ok_or_else(|| Fail(EXIT_USAGE, format!("stdin: no line for the {prompt}")))?
+        } else if let Some(v) = keyring::lookup(name, key).await {
+            v.to_string()
         } else if std::io::stdin().is_terminal() {
             rpassword::prompt_password(format!("{prompt}: "))
                 .map_err(|e| Fail(EXIT_USAGE, format!("{prompt}: {e}")))?
         } else {
             return Err(Fail(
                 EXIT_USAGE,
-                format!("the {prompt} is needed: run on a terminal or use --secrets-stdin"),
+                format!(
+                    "the {prompt} is needed: store it with `postern secret set`, run on a terminal, or use --secrets-stdin"
+                ),
             ));
         };
         out.insert(key, zeroize::Zeroizing::new(v));
@@ -294,7 +347,7 @@ fn exit_code_of(error: &str) -> u8 {
 
 async fn up(name: &str, secrets_stdin: bool, timeout: Duration) -> Result<(), Fail> {
     let p = profiles::load(name)?;
-    let mut secret_map = secrets(&p, secrets_stdin)?;
+    let mut secret_map = secrets(name, &p, secrets_stdin).await?;
     // Certificate files: read here, as the user; the helper opens no path.
     for (key, value) in profiles::cert_contents(&p)? {
         secret_map.insert(key, value);
@@ -306,8 +359,10 @@ async fn up(name: &str, secrets_stdin: bool, timeout: Duration) -> Result<(), Fa
         secret_map.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let path = helper.connect(&text, secrets_ref).await?;
     drop(secret_map);
+    // Uncached: every state read asks the helper (signals may race with our subscribing).
     let c = ConnectionProxy::builder(&conn)
         .path(path.clone())?
+        .cache_properties(zbus::proxy::CacheProperties::No)
         .build()
         .await?;
     let mut logs = c.receive_log_line().await?;
@@ -350,6 +405,8 @@ async fn up(name: &str, secrets_stdin: bool, timeout: Duration) -> Result<(), Fa
                 helper.submit_credentials(&path, answers_ref).await?;
             }
             _ = states.next() => {}
+            // A look at the state now and then, whatever the signals did.
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             _ = &mut deadline => {
                 let _ = helper.disconnect(&path).await;
                 return Err(Fail(EXIT_NOT_RESPONDING, format!("{name}: not up after {} s; disconnected", timeout.as_secs())));
@@ -404,8 +461,12 @@ async fn down(name: &str) -> Result<(), Fail> {
     }
     for path in found {
         helper.disconnect(&path).await?;
-        // Until it says disconnected or goes away (bounded).
-        let c = ConnectionProxy::builder(&conn).path(path)?.build().await?;
+        // Until it says disconnected or goes away (bounded; uncached reads).
+        let c = ConnectionProxy::builder(&conn)
+            .path(path)?
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await?;
         for _ in 0..100 {
             match c.state().await {
                 Ok(s) if s == state::DISCONNECTED || s == state::FAILED => break,

@@ -136,6 +136,48 @@ fn postern_as(
     Ok(child.wait_with_output()?)
 }
 
+/// Runs `script` with sh as `user` in a session bus of its own (`dbus-run-session`),
+/// with the CLI on PATH and `vars` in the environment.
+fn session_as(
+    user: (u32, &Path),
+    addr: &str,
+    script: &str,
+    vars: &[(&str, &str)],
+) -> Result<Output> {
+    let (uid, home) = user;
+    let cli_dir = helper_path()?
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let run = home.join("run");
+    fs::create_dir_all(&run)?;
+    std::os::unix::fs::chown(&run, Some(uid), Some(uid))?;
+    fs::set_permissions(&run, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    let mut cmd = Command::new("setpriv");
+    cmd.arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={uid}"))
+        .arg("--clear-groups")
+        .arg("--")
+        .args([
+            "timeout",
+            "90",
+            "dbus-run-session",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ])
+        .env_clear()
+        .env("PATH", format!("{}:/usr/bin:/bin", cli_dir.display()))
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_RUNTIME_DIR", &run)
+        .env("DBUS_SYSTEM_BUS_ADDRESS", addr)
+        .envs(vars.iter().copied())
+        .stdin(Stdio::null());
+    Ok(cmd.output()?)
+}
+
 fn text(o: &Output) -> String {
     format!(
         "exit {:?}\nstdout:\n{}\nstderr:\n{}",
@@ -271,14 +313,23 @@ fn cli_through_the_system_bus_and_polkit() {
             text(&o)
         );
 
-        // A brings the tunnel up through the helper.
-        let o = postern_as(
+        // A keeps the PSK in a real Secret Service (GNOME Keyring in A's session,
+        // unlocked non-interactively) and brings the tunnel up through the helper.
+        let o = session_as(
             a,
             &addr,
-            &["up", "office", "--secrets-stdin"],
-            Some(&format!("{}\n", t.psk)),
+            "printf %s \"$KEYRING_PW\" | gnome-keyring-daemon --unlock --components=secrets >/dev/null 2>&1 \
+             && printf '%s\\n' \"$LAB_PSK\" | postern secret set office --stdin \
+             && postern up office",
+            &[("KEYRING_PW", "lab-keyring-pw"), ("LAB_PSK", &t.psk)],
         )?;
-        lab_ensure!(o.status.success(), "postern up as A: {}", text(&o));
+        lab_ensure!(
+            o.status.success()
+                && String::from_utf8_lossy(&o.stdout).contains("stored the psk of office")
+                && String::from_utf8_lossy(&o.stdout).contains("office is up"),
+            "secret set + up as A (keyring): {}",
+            text(&o)
+        );
         lab.ping(Role::Client, None, postern_lab::config::LAN_HOST)?;
         gw.wait_established(Duration::from_secs(10))?;
         let o = postern_as(a, &addr, &["--json", "status"], None)?;

@@ -1,0 +1,156 @@
+//! Secrets in the user's keyring: the freedesktop Secret Service
+//! (`org.freedesktop.secrets` on the session bus: GNOME Keyring, KWallet, KeePassXC),
+//! spoken directly with zbus (the `keyring` crate would bring a second async executor
+//! into the workspace's zbus). Items carry the attributes `application = postern`,
+//! `profile = NAME`, `kind = psk | xauth-password`; the secret travels in a "plain"
+//! session, which is what local Secret Service clients use over the session bus.
+
+use std::collections::HashMap;
+
+use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue, Value};
+use zeroize::Zeroizing;
+
+use crate::{EXIT_FAILURE, Fail};
+
+const DEST: &str = "org.freedesktop.secrets";
+const SERVICE_PATH: &str = "/org/freedesktop/secrets";
+const DEFAULT_COLLECTION: &str = "/org/freedesktop/secrets/aliases/default";
+
+/// (session, parameters, value, content type)
+type Secret = (OwnedObjectPath, Vec<u8>, Vec<u8>, String);
+
+fn fail(what: &str, e: impl std::fmt::Display) -> Fail {
+    Fail(EXIT_FAILURE, format!("keyring: {what}: {e}"))
+}
+
+struct Keyring {
+    conn: zbus::Connection,
+    session: OwnedObjectPath,
+}
+
+impl Keyring {
+    async fn open() -> Result<Keyring, Fail> {
+        let conn = zbus::Connection::session()
+            .await
+            .map_err(|e| fail("no session bus", e))?;
+        let reply = conn
+            .call_method(
+                Some(DEST),
+                SERVICE_PATH,
+                Some("org.freedesktop.Secret.Service"),
+                "OpenSession",
+                &("plain", Value::from("")),
+            )
+            .await
+            .map_err(|e| fail("no Secret Service (is a keyring running?)", e))?;
+        let (_out, session): (OwnedValue, OwnedObjectPath) = reply
+            .body()
+            .deserialize()
+            .map_err(|e| fail("OpenSession", e))?;
+        Ok(Keyring { conn, session })
+    }
+
+    fn attributes<'a>(profile: &'a str, kind: &'a str) -> HashMap<&'a str, &'a str> {
+        HashMap::from([
+            ("application", "postern"),
+            ("profile", profile),
+            ("kind", kind),
+        ])
+    }
+
+    async fn store(&self, profile: &str, kind: &str, secret: &str) -> Result<(), Fail> {
+        let label = format!("Postern {kind} for {profile}");
+        let mut props: HashMap<&str, Value<'_>> = HashMap::new();
+        props.insert("org.freedesktop.Secret.Item.Label", Value::from(label));
+        props.insert(
+            "org.freedesktop.Secret.Item.Attributes",
+            Value::from(Self::attributes(profile, kind)),
+        );
+        let value = Zeroizing::new(secret.as_bytes().to_vec());
+        let s: Secret = (
+            self.session.clone(),
+            Vec::new(),
+            value.to_vec(),
+            "text/plain".to_string(),
+        );
+        let collection = ObjectPath::try_from(DEFAULT_COLLECTION).map_err(|e| fail("path", e))?;
+        let reply = self
+            .conn
+            .call_method(
+                Some(DEST),
+                &collection,
+                Some("org.freedesktop.Secret.Collection"),
+                "CreateItem",
+                &(props, s, true),
+            )
+            .await
+            .map_err(|e| fail("CreateItem", e))?;
+        let (_item, prompt): (OwnedObjectPath, OwnedObjectPath) = reply
+            .body()
+            .deserialize()
+            .map_err(|e| fail("CreateItem", e))?;
+        if prompt.as_str() != "/" {
+            return Err(Fail(
+                EXIT_FAILURE,
+                "keyring: the keyring is locked; unlock it (log in to the desktop) and try again"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn lookup(&self, profile: &str, kind: &str) -> Result<Option<Zeroizing<String>>, Fail> {
+        let reply = self
+            .conn
+            .call_method(
+                Some(DEST),
+                SERVICE_PATH,
+                Some("org.freedesktop.Secret.Service"),
+                "SearchItems",
+                &(Self::attributes(profile, kind),),
+            )
+            .await
+            .map_err(|e| fail("SearchItems", e))?;
+        let (unlocked, _locked): (Vec<OwnedObjectPath>, Vec<OwnedObjectPath>) = reply
+            .body()
+            .deserialize()
+            .map_err(|e| fail("SearchItems", e))?;
+        let Some(item) = unlocked.into_iter().next() else {
+            return Ok(None);
+        };
+        let reply = self
+            .conn
+            .call_method(
+                Some(DEST),
+                SERVICE_PATH,
+                Some("org.freedesktop.Secret.Service"),
+                "GetSecrets",
+                &(vec![item.clone()], self.session.clone()),
+            )
+            .await
+            .map_err(|e| fail("GetSecrets", e))?;
+        let secrets: HashMap<OwnedObjectPath, Secret> = reply
+            .body()
+            .deserialize()
+            .map_err(|e| fail("GetSecrets", e))?;
+        let Some((_, _, value, _)) = secrets.into_iter().map(|(_, s)| s).next() else {
+            return Ok(None);
+        };
+        let value = Zeroizing::new(value);
+        let text = std::str::from_utf8(&value)
+            .map_err(|_| fail("secret", "not UTF-8"))?
+            .to_string();
+        Ok(Some(Zeroizing::new(text)))
+    }
+}
+
+/// Stores `secret` as `kind` for `profile`.
+pub async fn store(profile: &str, kind: &str, secret: &str) -> Result<(), Fail> {
+    Keyring::open().await?.store(profile, kind, secret).await
+}
+
+/// The stored `kind` for `profile`, if the keyring runs and has it.
+pub async fn lookup(profile: &str, kind: &str) -> Option<Zeroizing<String>> {
+    let k = Keyring::open().await.ok()?;
+    k.lookup(profile, kind).await.ok().flatten()
+}
