@@ -133,7 +133,7 @@ impl Keyring {
             .body()
             .deserialize()
             .map_err(|e| fail("GetSecrets", e))?;
-        let Some((_, _, value, _)) = secrets.into_iter().map(|(_, s)| s).next() else {
+        let Some((_, _, value, _)) = secrets.into_values().next() else {
             return Ok(None);
         };
         let value = Zeroizing::new(value);
