@@ -15,6 +15,7 @@ pub mod postern;
 pub mod process;
 pub mod signals;
 pub mod strongswan;
+pub mod sysbus;
 pub mod wait;
 
 pub use config::Tunnel;

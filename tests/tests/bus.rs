@@ -8,94 +8,17 @@
 //! connect. The PSK never shows in the helper's output. Root only.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use postern_lab::postern::helper_path;
-use postern_lab::process::Proc;
-use postern_lab::{Lab, Result, Role, Tunnel, lab_bail, lab_ensure, run_scenario};
+use postern_lab::sysbus::{HostChanges, SystemBus};
+use postern_lab::{Lab, Result, Role, Tunnel, lab_ensure, run_scenario};
 
 const USER_A: &str = "postern-lab-a";
 const USER_B: &str = "postern-lab-b";
-const ACTIONS: &str = "/usr/share/polkit-1/actions/org.postern.helper1.policy";
 const RULES: &str = "/etc/polkit-1/rules.d/49-postern-lab.rules";
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// Undoes the host changes of the test (users, polkit files) on drop.
-#[derive(Default)]
-struct HostChanges {
-    users: Vec<String>,
-    files: Vec<PathBuf>,
-}
-
-impl Drop for HostChanges {
-    fn drop(&mut self) {
-        for f in &self.files {
-            let _ = fs::remove_file(f);
-        }
-        for u in &self.users {
-            let _ = Command::new("userdel").arg(u).status();
-        }
-    }
-}
-
-fn uid_of(user: &str) -> Option<u32> {
-    let out = Command::new("id").args(["-u", user]).output().ok()?;
-    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
-}
-
-fn ensure_user(host: &mut HostChanges, user: &str) -> Result<u32> {
-    if let Some(u) = uid_of(user) {
-        return Ok(u);
-    }
-    let st = Command::new("useradd")
-        .args([
-            "--system",
-            "--no-create-home",
-            "--shell",
-            "/usr/sbin/nologin",
-            user,
-        ])
-        .status()?;
-    lab_ensure!(st.success(), "useradd {user} failed");
-    host.users.push(user.to_string());
-    uid_of(user).ok_or_else(|| postern_lab::LabError(format!("no uid for {user}")))
-}
-
-fn install(host: &mut HostChanges, path: &str, contents: &[u8]) -> Result<()> {
-    let p = Path::new(path);
-    if p.exists() && fs::read(p)? == contents {
-        return Ok(()); // installed by the package: leave it
-    }
-    if let Some(d) = p.parent() {
-        fs::create_dir_all(d)?;
-    }
-    fs::write(p, contents)?;
-    host.files.push(p.to_path_buf());
-    Ok(())
-}
-
-/// Waits until `name` is on the bus at `addr` (bounded).
-fn wait_name(addr: &str, name: &str, p: &Proc) -> Result<()> {
-    for _ in 0..100 {
-        let out = Command::new("busctl")
-            .args(["--address", addr, "--timeout=2", "list", "--no-pager"])
-            .output()?;
-        if String::from_utf8_lossy(&out.stdout).contains(name) {
-            return Ok(());
-        }
-        if let Some(st) = p.try_status() {
-            lab_bail!("{name}: the process exited ({st}): {}", p.tail(20));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    lab_bail!("{name} did not appear on {addr}: {}", p.tail(20))
-}
-
 /// Runs `postern ARGS` as `user` (uid/gid), with its own config dir and the lab bus.
 fn postern_as(
     user: (u32, &Path),
@@ -192,78 +115,17 @@ fn cli_through_the_system_bus_and_polkit() {
     let t = Tunnel::main_psk("office");
     run_scenario("bus", |lab: &Lab| {
         let mut host = HostChanges::default();
-        let uid_a = ensure_user(&mut host, USER_A)?;
-        let uid_b = ensure_user(&mut host, USER_B)?;
-        install(
-            &mut host,
-            ACTIONS,
-            &fs::read(repo().join("packaging/org.postern.helper1.policy"))?,
-        )?;
+        let uid_a = host.ensure_user(USER_A)?;
+        let uid_b = host.ensure_user(USER_B)?;
+        host.install_polkit_actions()?;
         // An admin's rule for a user without a graphical session: A may connect and
         // manage its own tunnels; B falls to the defaults (auth_admin: no agent, denied).
         let rules = format!(
             "polkit.addRule(function(action, subject) {{\n  if ((action.id == \"org.postern.helper1.connect\" || action.id == \"org.postern.helper1.manage-own\") && subject.user == \"{USER_A}\") {{\n    return polkit.Result.YES;\n  }}\n}});\n"
         );
-        install(&mut host, RULES, rules.as_bytes())?;
-
-        // The private system bus with Postern's real bus policy.
-        let dir = lab.dir.join("bus");
-        fs::create_dir_all(&dir)?;
-        let sock = dir.join("system_bus_socket");
-        let conf = dir.join("system.conf");
-        fs::write(
-            &conf,
-            format!(
-                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path={sock}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <deny send_type="method_call"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-  </policy>
-  <include>{ours}</include>
-  <include ignore_missing="yes">/usr/share/dbus-1/system.d/org.freedesktop.PolicyKit1.conf</include>
-</busconfig>
-"#,
-                sock = sock.display(),
-                ours = repo().join("packaging/org.postern.Helper1.conf").display()
-            ),
-        )?;
-        let mut c = Command::new("dbus-daemon");
-        c.arg(format!("--config-file={}", conf.display()))
-            .args(["--nofork", "--nopidfile"]);
-        let bus = Proc::spawn("dbus-daemon", c, Some(&dir.join("dbus.out")))?;
-        lab.adopt(&bus);
-        let addr = format!("unix:path={}", sock.display());
-        for _ in 0..50 {
-            if sock.exists() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let mut c = Command::new("/usr/lib/polkit-1/polkitd");
-        c.arg("--no-debug").env("DBUS_SYSTEM_BUS_ADDRESS", &addr);
-        let polkitd = Proc::spawn("polkitd", c, Some(&dir.join("polkitd.out")))?;
-        lab.adopt(&polkitd);
-        wait_name(&addr, "org.freedesktop.PolicyKit1", &polkitd)?;
-        let mut c = lab.command(Role::Client, &helper_path()?);
-        c.arg("daemon").env("DBUS_SYSTEM_BUS_ADDRESS", &addr);
-        let helper = Proc::spawn("postern-helper daemon", c, Some(&dir.join("helper.out")))?;
-        lab.adopt(&helper);
-        wait_name(&addr, "org.postern.Helper1", &helper)?;
+        host.install(RULES, rules.as_bytes())?;
+        let sys = SystemBus::start(lab)?;
+        let (addr, dir, helper) = (sys.addr.clone(), sys.dir.clone(), sys.helper.clone());
         let gw = lab.start_gateway(&t)?;
 
         // Each user's own config directory.
