@@ -161,6 +161,56 @@ fn cli_through_the_system_bus_and_polkit() {
             text(&o)
         );
 
+        // Malformed calls straight on the bus (busctl as A), each refused with its reason
+        // and nothing started: a control character in the profile, an oversized
+        // profile, a certificate path instead of its contents.
+        let busctl_as_a = |args: &[&str]| -> Result<Output> {
+            let mut c = Command::new("setpriv");
+            c.arg(format!("--reuid={uid_a}"))
+                .arg(format!("--regid={uid_a}"))
+                .args([
+                    "--clear-groups",
+                    "--",
+                    "busctl",
+                    "--address",
+                    &addr,
+                    "--timeout=5",
+                ])
+                .args(["call", "org.postern.Helper1", "/org/postern/Helper1"])
+                .args(["org.postern.Helper1", "Connect", "sa{ss}"])
+                .args(args);
+            Ok(c.output()?)
+        };
+        // A newline in the name, written as a TOML escape (a raw one is a syntax error).
+        let ctl = format!(
+            "name = \"Off\\nice\"\ngateway = \"{}\"\n",
+            postern_lab::config::GW_ADDR
+        );
+        let big = format!("{}# {}\n", profile, "x".repeat(70 * 1024));
+        let certp = "name = \"c\"\ngateway = \"192.0.2.1\"\n[auth]\nmethod = \"rsa-sig\"\n";
+        for (args, want) in [
+            (vec![ctl.as_str(), "1", "psk", "x"], "control"),
+            (vec![big.as_str(), "1", "psk", "x"], "bytes"),
+            (
+                vec![certp, "1", "cert", "/etc/ssl/private/laptop.pem"],
+                "path",
+            ),
+        ] {
+            let o = busctl_as_a(&args)?;
+            let err = String::from_utf8_lossy(&o.stderr).into_owned();
+            lab_ensure!(
+                !o.status.success() && err.contains(want),
+                "a malformed Connect ({want}) was not refused as such: {}",
+                text(&o)
+            );
+        }
+        let o = postern_as(a, &addr, &["--json", "status"], None)?;
+        lab_ensure!(
+            String::from_utf8_lossy(&o.stdout).trim().is_empty(),
+            "a refused call left a tunnel: {}",
+            text(&o)
+        );
+
         // B (polkit says no) cannot connect.
         let o = postern_as(
             b,
