@@ -48,10 +48,14 @@ enum Cmd {
     /// One profile (no secrets: they are never in it).
     Show { name: String },
     /// Adds a profile from a TOML file (`-` for stdin), checked before it is saved.
+    /// Adds a profile, from a TOML file (`--from FILE`, `-` for stdin) or from flags;
+    /// checked before it is saved.
     Add {
         name: String,
         #[arg(long)]
-        from: String,
+        from: Option<String>,
+        #[command(flatten)]
+        flags: Box<profiles::AddFlags>,
     },
     /// Opens a profile in $EDITOR; it is saved only if it still checks out.
     Edit { name: String },
@@ -97,6 +101,7 @@ enum SecretCmd {
 }
 
 /// One sentence for the user and an exit code.
+#[derive(Debug)]
 struct Fail(u8, String);
 
 impl From<zbus::Error> for Fail {
@@ -172,15 +177,19 @@ async fn run(cli: Cli) -> Result<(), Fail> {
             }
             Ok(())
         }
-        Cmd::Add { name, from } => {
-            let text = if from == "-" {
-                let mut s = String::new();
-                std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
-                    .map_err(|e| Fail(EXIT_USAGE, format!("stdin: {e}")))?;
-                s
+        Cmd::Add { name, from, flags } => {
+            let text = if let Some(from) = from {
+                if from == "-" {
+                    let mut s = String::new();
+                    std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+                        .map_err(|e| Fail(EXIT_USAGE, format!("stdin: {e}")))?;
+                    s
+                } else {
+                    std::fs::read_to_string(&from)
+                        .map_err(|e| Fail(EXIT_USAGE, format!("{from}: {e}")))?
+                }
             } else {
-                std::fs::read_to_string(&from)
-                    .map_err(|e| Fail(EXIT_USAGE, format!("{from}: {e}")))?
+                flags.to_toml(&name)?
             };
             let path = profiles::add(&name, &text)?;
             println!("added {name} ({})", path.display());

@@ -184,7 +184,124 @@ pub fn cert_contents(p: &Profile) -> Result<Vec<(&'static str, Zeroizing<String>
     Ok(out)
 }
 
-/// A JSON string literal.
+/// `postern add NAME` from flags: the common fields of an admin's parameter sheet;
+/// everything else keeps its default (see the profile documentation) or is set with
+/// `postern edit`.
+#[derive(clap::Args, Default)]
+pub struct AddFlags {
+    /// Gateway address or name (required without --from).
+    #[arg(long)]
+    pub gateway: Option<String>,
+    /// Aggressive mode (default: main mode).
+    #[arg(long)]
+    pub aggressive: bool,
+    /// psk, rsa-sig or hybrid (default psk).
+    #[arg(long)]
+    pub auth: Option<String>,
+    /// Our ID, e.g. `keyid:sales` or `fqdn:laptop.example.com`.
+    #[arg(long)]
+    pub local_id: Option<String>,
+    /// The gateway's ID, checked when given.
+    #[arg(long)]
+    pub remote_id: Option<String>,
+    /// CA, certificate, key, PKCS#12 bundle files (certificate profiles).
+    #[arg(long)]
+    pub ca: Option<String>,
+    #[arg(long)]
+    pub cert: Option<String>,
+    #[arg(long)]
+    pub key: Option<String>,
+    #[arg(long)]
+    pub pkcs12: Option<String>,
+    /// Phase 1 proposals in strongSwan syntax (repeatable): aes256-sha256-modp2048.
+    #[arg(long = "ike")]
+    pub ike: Vec<String>,
+    /// Phase 2 proposals (repeatable): aes256-sha256, aes128gcm16.
+    #[arg(long = "esp")]
+    pub esp: Vec<String>,
+    /// PFS group for phase 2 (`none` for none).
+    #[arg(long)]
+    pub pfs: Option<String>,
+    /// A remote network (repeatable); none: what the gateway's split-include says.
+    #[arg(long = "remote-network")]
+    pub remote_networks: Vec<String>,
+    /// Our fixed inner address (no Mode Config).
+    #[arg(long)]
+    pub virtual_ip: Option<String>,
+    /// pull, push or off.
+    #[arg(long)]
+    pub mode_config: Option<String>,
+    /// XAuth user name (the password goes into the keyring: `postern secret set --xauth`).
+    #[arg(long)]
+    pub xauth_user: Option<String>,
+}
+
+impl AddFlags {
+    pub fn to_toml(&self, name: &str) -> Result<String, Fail> {
+        let gateway = self
+            .gateway
+            .as_deref()
+            .ok_or_else(|| Fail(EXIT_USAGE, "give --gateway (or --from FILE)".into()))?;
+        let list = |v: &[String]| {
+            let items: Vec<String> = v.iter().map(|x| js(x)).collect();
+            format!("[{}]", items.join(", "))
+        };
+        let mut t = format!("name = {}\ngateway = {}\n", js(name), js(gateway));
+        if self.aggressive {
+            t.push_str("exchange_mode = \"aggressive\"\n");
+        }
+        t.push_str("\n[auth]\n");
+        t.push_str(&format!(
+            "method = {}\n",
+            js(self.auth.as_deref().unwrap_or("psk"))
+        ));
+        for (k, v) in [
+            ("local_id", &self.local_id),
+            ("remote_id", &self.remote_id),
+            ("ca", &self.ca),
+            ("cert", &self.cert),
+            ("key", &self.key),
+            ("pkcs12", &self.pkcs12),
+        ] {
+            if let Some(v) = v {
+                t.push_str(&format!("{k} = {}\n", js(v)));
+            }
+        }
+        if let Some(u) = &self.xauth_user {
+            t.push_str(&format!("\n[xauth]\nusername = {}\n", js(u)));
+        }
+        if !self.ike.is_empty() {
+            t.push_str(&format!("\n[phase1]\nproposals = {}\n", list(&self.ike)));
+        }
+        if !self.esp.is_empty() || self.pfs.is_some() || !self.remote_networks.is_empty() {
+            t.push_str("\n[phase2]\n");
+            if !self.esp.is_empty() {
+                t.push_str(&format!("proposals = {}\n", list(&self.esp)));
+            }
+            if let Some(p) = &self.pfs {
+                t.push_str(&format!("pfs = {}\n", js(p)));
+            }
+            if !self.remote_networks.is_empty() {
+                t.push_str(&format!(
+                    "remote_networks = {}\n",
+                    list(&self.remote_networks)
+                ));
+            }
+        }
+        if self.virtual_ip.is_some() || self.mode_config.is_some() {
+            t.push_str("\n[network]\n");
+            if let Some(m) = &self.mode_config {
+                t.push_str(&format!("mode_config = {}\n", js(m)));
+            }
+            if let Some(v) = &self.virtual_ip {
+                t.push_str(&format!("virtual_ip = {}\n", js(v)));
+            }
+        }
+        Ok(t)
+    }
+}
+
+/// A JSON string literal (also a valid TOML basic string).
 pub fn js(s: &str) -> String {
     let mut o = String::with_capacity(s.len() + 2);
     o.push('"');
@@ -254,6 +371,29 @@ mod tests {
         postern_dbus::request::connect(&t, std::collections::HashMap::new())
             .map(|_| ())
             .unwrap_or_else(|e| assert!(!e.to_string().contains("path"), "{e}"));
+    }
+
+    #[test]
+    fn flags_make_a_profile_that_checks_out() {
+        let f = AddFlags {
+            gateway: Some("vpn.example.com".into()),
+            aggressive: true,
+            local_id: Some("keyid:sales".into()),
+            ike: vec!["aes256-sha256-modp2048".into()],
+            esp: vec!["aes256-sha256".into()],
+            pfs: Some("none".into()),
+            mode_config: Some("pull".into()),
+            xauth_user: Some("alice".into()),
+            ..AddFlags::default()
+        };
+        let t = f.to_toml("office").unwrap();
+        let p = Profile::from_toml_str(&t, "office", SecretPolicy::Forbid).unwrap();
+        assert_eq!(p.gateway, "vpn.example.com");
+        assert_eq!(p.xauth.as_ref().map(|x| x.username.as_str()), Some("alice"));
+        assert!(
+            AddFlags::default().to_toml("x").is_err(),
+            "--gateway is required"
+        );
     }
 
     #[test]

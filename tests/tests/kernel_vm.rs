@@ -71,6 +71,24 @@ fn kernel_datapath_in_a_vm() {
     }
 }
 
+/// Under TCG the gateway may install its CHILD_SA well after our quick mode ends: wait
+/// for it before sending traffic (bounded).
+fn wait_gateway_child(gw: &postern_lab::Charon) -> postern_lab::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if gw
+            .list_sas()
+            .is_ok_and(|sas| sas.iter().any(|s| s.installed_child().is_some()))
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            lab_bail!("the gateway installed no CHILD_SA:\n{}", gw.list_sas_text());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 fn xfrm(lab: &Lab, what: &str) -> String {
     lab.exec(Role::Client, &["ip", "xfrm", what])
         .unwrap_or_default()
@@ -97,6 +115,7 @@ fn inner_kernel_datapath() {
         let gw = lab.start_gateway(&t)?;
         let client = lab.start_postern(&t)?;
         client.wait_connected()?;
+        wait_gateway_child(&gw)?;
         let out = client.stdout();
         lab_ensure!(
             out.iter().any(|l| l.starts_with("datapath kernel")),
@@ -153,9 +172,10 @@ fn inner_kernel_esp_in_udp_and_rekey() {
         .kernel_esp("force")
         .lifetimes(600, 20);
     run_scenario("kvm-udp", |lab: &Lab| {
-        let _gw = lab.start_gateway(&t)?;
+        let gw = lab.start_gateway(&t)?;
         let client = lab.start_postern(&t)?;
         client.wait_connected()?;
+        wait_gateway_child(&gw)?;
         let out = client.stdout();
         lab_ensure!(
             out.iter()
@@ -238,9 +258,10 @@ fn inner_userspace_raw_esp() {
     let mut t = Tunnel::main_psk("kvm-uraw").kernel_esp("off");
     t.datapath = Some("userspace".into());
     run_scenario("kvm-uraw", |lab: &Lab| {
-        let _gw = lab.start_gateway(&t)?;
+        let gw = lab.start_gateway(&t)?;
         let client = lab.start_postern(&t)?;
         client.wait_connected()?;
+        wait_gateway_child(&gw)?;
         let out = client.stdout();
         lab_ensure!(
             out.iter()
