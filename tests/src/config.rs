@@ -61,6 +61,8 @@ pub struct Tunnel {
     pub nat_traversal: Option<String>,
     /// The gateway does ESP in the kernel (kernel-netlink, no kernel-libipsec).
     pub gw_kernel_esp: bool,
+    /// The profile's `phase2.lifetime_kb`.
+    pub phase2_kb: Option<u32>,
 }
 
 /// How phase 1 authenticates.
@@ -168,6 +170,7 @@ impl Tunnel {
             datapath: None,
             nat_traversal: None,
             gw_kernel_esp: false,
+            phase2_kb: None,
         }
     }
 
@@ -398,6 +401,9 @@ impl Tunnel {
         let _ = writeln!(t, "\n[phase2]\nproposals = {}", toml_list(&self.client_esp));
         if let Some((_, p2)) = self.lifetimes {
             let _ = writeln!(t, "lifetime = \"{p2}s\"");
+        }
+        if let Some(kb) = self.phase2_kb {
+            let _ = writeln!(t, "lifetime_kb = {kb}");
         }
         let _ = writeln!(
             t,

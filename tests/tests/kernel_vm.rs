@@ -63,6 +63,7 @@ fn kernel_datapath_in_a_vm() {
         "inner_kernel_datapath",
         "inner_kernel_esp_in_udp_and_rekey",
         "inner_userspace_raw_esp",
+        "inner_kernel_volume_lifetime_rekeys",
     ] {
         assert!(
             stdout.contains(&format!("test {t} ... ok")),
@@ -277,6 +278,58 @@ fn inner_userspace_raw_esp() {
             !links.contains("postern"),
             "the TUN device was left:\n{links}"
         );
+        Ok(())
+    });
+}
+
+/// A phase 2 volume lifetime (64 kB): the kernel's soft expiry of our SA makes the
+/// engine rekey before any time limit.
+#[test]
+#[ignore = "runs inside the VM, started by kernel_datapath_in_a_vm"]
+fn inner_kernel_volume_lifetime_rekeys() {
+    assert_eq!(
+        std::env::var("POSTERN_IN_VM").as_deref(),
+        Ok("1"),
+        "only inside the VM"
+    );
+    let mut t = Tunnel::main_psk("kvm-kb").kernel_esp("off");
+    t.phase2_kb = Some(64);
+    run_scenario("kvm-kb", |lab: &Lab| {
+        let gw = lab.start_gateway(&t)?;
+        let client = lab.start_postern(&t)?;
+        client.wait_connected()?;
+        wait_gateway_child(&gw)?;
+        // About 90 kB each way: past the 80 % soft limit.
+        let _ = lab.exec(
+            Role::Client,
+            &[
+                "ping", "-n", "-q", "-s", "1400", "-c", "64", "-i", "0.02", "-W", "2", LAN_HOST,
+            ],
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = client.stdout();
+            let soft = out.iter().any(|l| l.contains("volume limit; rekeying"));
+            let rekeyed = out
+                .iter()
+                .filter(|l| l.starts_with("phase2 established"))
+                .count()
+                >= 2;
+            if soft && rekeyed {
+                break;
+            }
+            if Instant::now() > deadline {
+                lab_bail!("no rekey by volume: {out:?}");
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        wait_gateway_child(&gw)?;
+        lab.ping(Role::Client, None, LAN_HOST)?;
+        client.sigterm()?;
+        let code = client.exit_code(Duration::from_secs(30))?;
+        lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
+        let left = format!("{}{}", xfrm(lab, "state"), xfrm(lab, "policy"));
+        lab_ensure!(left.trim().is_empty(), "left behind:\n{left}");
         Ok(())
     });
 }

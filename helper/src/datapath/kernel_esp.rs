@@ -126,6 +126,7 @@ impl KernelDatapath {
                 keys,
                 encap,
                 replay_window: REPLAY_WINDOW,
+                lifetime_kb: c.lifetime_kb,
             })?;
         }
         self.sas.push((c.spi_in, c.spi_out));
@@ -170,6 +171,14 @@ impl KernelDatapath {
             self.routes.push(theirs);
         }
         Ok(())
+    }
+
+    /// The inbound SPI of the pair that holds `spi` (either direction).
+    pub fn pair_of(&self, spi: u32) -> Option<u32> {
+        self.sas
+            .iter()
+            .find(|(i, o)| *i == spi || *o == spi)
+            .map(|(i, _)| *i)
     }
 
     /// Deletes an SA pair (rekeyed away or deleted by the gateway); the policies stay

@@ -85,6 +85,9 @@ pub struct SaSpec<'a> {
     pub encap: Option<(u16, u16)>,
     /// Anti-replay window in packets (at most 32 with the legacy replay state).
     pub replay_window: u8,
+    /// Volume lifetime in kilobytes: the kernel signals a soft expiry at 80 % and
+    /// deletes the SA at 100 % ([`ExpireListener`]).
+    pub lifetime_kb: Option<u64>,
 }
 
 /// One policy: traffic from `src` to `dst` in direction `dir` goes through the SA
@@ -141,12 +144,20 @@ fn selector(b: &mut Vec<u8>, src: Option<TrafficSelector>, dst: Option<TrafficSe
     debug_assert_eq!(b.len() - start, 56);
 }
 
-/// `struct xfrm_lifetime_cfg`: no limits (the engine rekeys and deletes). Byte and
-/// packet limits are "infinite" as all ones; the four time limits are 0 (= none): all
-/// ones there would read as a time already past and expire the object within a second.
-fn lifetime_cfg(b: &mut Vec<u8>) {
-    for _ in 0..4 {
-        b.extend_from_slice(&u64::MAX.to_ne_bytes());
+/// `struct xfrm_lifetime_cfg`: time is the engine's (it rekeys and deletes); bytes are
+/// the kernel's when `kb` is given (soft at 80 %, hard at 100 %). No limit is all ones
+/// for bytes and packets and 0 for the four time limits: all ones there would read as
+/// a time already past and expire the object within a second.
+fn lifetime_cfg(b: &mut Vec<u8>, kb: Option<u64>) {
+    let (soft, hard) = match kb {
+        Some(kb) => {
+            let hard = kb.saturating_mul(1024);
+            (hard / 10 * 8, hard)
+        }
+        None => (u64::MAX, u64::MAX),
+    };
+    for v in [soft, hard, u64::MAX, u64::MAX] {
+        b.extend_from_slice(&v.to_ne_bytes());
     }
     for _ in 0..4 {
         b.extend_from_slice(&0u64.to_ne_bytes());
@@ -198,7 +209,7 @@ pub fn newsa_body(sa: &SaSpec<'_>) -> Result<zeroize::Zeroizing<Vec<u8>>, Kernel
     b.push(IPPROTO_ESP);
     pad_to(&mut b, 80);
     put_addr(&mut b, sa.src); // saddr
-    lifetime_cfg(&mut b); // 96..160
+    lifetime_cfg(&mut b, sa.lifetime_kb); // 96..160
     b.extend_from_slice(&[0; 32]); // curlft
     b.extend_from_slice(&[0; 12]); // stats
     b.extend_from_slice(&0u32.to_ne_bytes()); // seq
@@ -270,7 +281,7 @@ pub fn delsa_body(dst: IpAddr, spi: u32) -> Vec<u8> {
 pub fn newpolicy_body(p: &PolicySpec) -> Vec<u8> {
     let mut b = Vec::with_capacity(168 + 68);
     selector(&mut b, Some(p.src), Some(p.dst));
-    lifetime_cfg(&mut b); // 56..120
+    lifetime_cfg(&mut b, None); // 56..120
     b.extend_from_slice(&[0; 32]); // curlft 120..152
     b.extend_from_slice(&PRIORITY.to_ne_bytes());
     b.extend_from_slice(&0u32.to_ne_bytes()); // index: the kernel picks
@@ -478,6 +489,72 @@ pub fn parse_ts(s: &str) -> Option<TrafficSelector> {
     (prefix <= max).then_some(TrafficSelector { addr, prefix })
 }
 
+/// XFRM_MSG_EXPIRE, multicast to the XFRMNLGRP_EXPIRE group.
+const XFRM_MSG_EXPIRE: u16 = 0x18;
+const XFRMNLGRP_EXPIRE: u32 = 2;
+
+/// An SA the kernel says has reached a volume limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expired {
+    pub spi: u32,
+    /// Hard: the kernel has deleted it; soft: time to rekey.
+    pub hard: bool,
+}
+
+/// Parses the `XFRM_MSG_EXPIRE` messages of one netlink datagram (lengths checked).
+pub fn parse_expires(buf: &[u8]) -> Vec<Expired> {
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off + 16 <= buf.len() {
+        let h = &buf[off..off + 16];
+        let len = u32::from_ne_bytes([h[0], h[1], h[2], h[3]]) as usize;
+        let kind = u16::from_ne_bytes([h[4], h[5]]);
+        if len < 16 || off + len > buf.len() {
+            break;
+        }
+        // xfrm_user_expire: xfrm_usersa_info (224 bytes) then `hard`.
+        if kind == XFRM_MSG_EXPIRE
+            && let Some(body) = buf.get(off + 16..off + len)
+            && body.len() > 224
+            && body[76] == IPPROTO_ESP
+        {
+            out.push(Expired {
+                spi: u32::from_be_bytes([body[72], body[73], body[74], body[75]]),
+                hard: body[224] != 0,
+            });
+        }
+        off += len.next_multiple_of(4);
+    }
+    out
+}
+
+/// Listens for the kernel's SA expiry notifications (volume limits).
+pub struct ExpireListener {
+    sock: netlink_sys::TokioSocket,
+}
+
+impl ExpireListener {
+    pub fn open() -> Result<ExpireListener, KernelError> {
+        use netlink_sys::AsyncSocket;
+        let err = |e: std::io::Error| KernelError::Errno {
+            what: "netlink XFRM expire socket".into(),
+            errno: e.raw_os_error().unwrap_or(5),
+        };
+        let mut sock = netlink_sys::TokioSocket::new(NETLINK_XFRM).map_err(err)?;
+        sock.socket_mut()
+            .bind(&SocketAddr::new(0, 1 << (XFRMNLGRP_EXPIRE - 1)))
+            .map_err(err)?;
+        Ok(ExpireListener { sock })
+    }
+
+    /// The next expiries (waits for a datagram).
+    pub async fn next(&mut self) -> std::io::Result<Vec<Expired>> {
+        use netlink_sys::AsyncSocketExt;
+        let (buf, _) = self.sock.recv_from_full().await?;
+        Ok(parse_expires(&buf))
+    }
+}
+
 /// Whether this kernel can hold an ESP SA: adds and deletes a scratch SA (loopback,
 /// an SPI of our own range). `Err` says why not, for the one log line of `auto`.
 pub fn probe_esp() -> Result<(), KernelError> {
@@ -502,6 +579,7 @@ pub fn probe_esp() -> Result<(), KernelError> {
         keys: &keys,
         encap: None,
         replay_window: 0,
+        lifetime_kb: None,
     };
     x.add_sa(&sa)?;
     x.del_sa(lo, spi)
@@ -532,6 +610,7 @@ mod tests {
             keys: &k,
             encap: Some((4500, 4500)),
             replay_window: 32,
+            lifetime_kb: Some(100),
         };
         let b = newsa_body(&sa).unwrap();
         // xfrm_id.daddr at 56, spi big-endian at 72, proto at 76; saddr at 80
@@ -539,6 +618,25 @@ mod tests {
         assert_eq!(&b[72..76], &0xc0ffee01u32.to_be_bytes());
         assert_eq!(b[76], IPPROTO_ESP);
         assert_eq!(&b[80..84], &[192, 0, 2, 2]);
+        // soft/hard byte limits: 80 % and 100 % of 100 kB
+        assert_eq!(&b[96..104], &(102400u64 / 10 * 8).to_ne_bytes());
+        assert_eq!(&b[104..112], &102400u64.to_ne_bytes());
+        assert_eq!(&b[128..136], &0u64.to_ne_bytes(), "no time limit");
+        // An expire message made of this SA parses back.
+        let mut msg = Vec::new();
+        msg.extend_from_slice(&((16 + 224 + 8) as u32).to_ne_bytes());
+        msg.extend_from_slice(&XFRM_MSG_EXPIRE.to_ne_bytes());
+        msg.extend_from_slice(&[0; 10]);
+        msg.extend_from_slice(&b[..224]);
+        msg.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            parse_expires(&msg),
+            vec![Expired {
+                spi: 0xc0ffee01,
+                hard: true
+            }]
+        );
+        assert!(parse_expires(&msg[..100]).is_empty());
         assert_eq!(&b[208..212], &(REQID_BASE + 3).to_ne_bytes());
         assert_eq!(&b[212..214], &AF_INET.to_ne_bytes());
         assert_eq!(b[214], MODE_TUNNEL);

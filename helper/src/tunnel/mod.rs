@@ -485,6 +485,9 @@ impl Driver {
         // NAT keepalives on port 4500 when the kernel carries ESP in UDP (the userspace
         // datapath sends its own).
         let mut keepalive: Option<tokio::time::Interval> = None;
+        // The kernel's volume-limit expiries of our SAs (kernel datapath): soft = rekey.
+        let mut expire: Option<crate::kernel::xfrm::ExpireListener> = None;
+        let mut rekeyed_by_volume: Vec<u32> = Vec::new();
         // Raw ESP (IP protocol 50) for the userspace datapath when NAT-T is not in use.
         let mut raw_socket: Option<UdpSocket> = None;
         let mut buf_raw = vec![0u8; 65536];
@@ -530,6 +533,14 @@ impl Driver {
                             ) {
                                 Ok(line) => {
                                     self.emit(Event::Datapath(line));
+                                    if expire.is_none() && c.lifetime_kb.is_some() {
+                                        match crate::kernel::xfrm::ExpireListener::open() {
+                                            Ok(l) => expire = Some(l),
+                                            Err(e) => self.emit(Event::Datapath(format!(
+                                                "kernel: no SA expiry notifications ({e}); volume lifetimes end SAs without a rekey"
+                                            ))),
+                                        }
+                                    }
                                     if c.udp_encapsulation
                                         && keepalive.is_none()
                                         && let Some(every) = self.profile.network.nat_keepalive
@@ -717,6 +728,31 @@ impl Driver {
                     },
                     Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
                     Err(e) => return Err(Failure::new(EXIT_FAILURE, format!("receive raw ESP: {e}"))),
+                },
+                r = async {
+                    match expire.as_mut() {
+                        Some(l) => l.next().await,
+                        None => std::future::pending().await,
+                    }
+                }, if expire.is_some() => match r {
+                    Ok(list) => {
+                        for e in list {
+                            let Some(spi_in) = kernel_dp.as_ref().and_then(|d| d.pair_of(e.spi)) else {
+                                continue;
+                            };
+                            if rekeyed_by_volume.contains(&spi_in) {
+                                continue;
+                            }
+                            rekeyed_by_volume.push(spi_in);
+                            self.emit(Event::Datapath(format!(
+                                "kernel: ESP SA {:#010x} reached its {} volume limit; rekeying",
+                                e.spi,
+                                if e.hard { "hard" } else { "soft" }
+                            )));
+                            ike.rekey(Instant::now(), spi_in);
+                        }
+                    }
+                    Err(_) => expire = None,
                 },
                 r = socket.recv(&mut buf) => match r {
                     Ok(n) => ike.handle_datagram(Instant::now(), local, remote, &buf[..n]),
