@@ -254,6 +254,22 @@ fn cli_through_the_system_bus_and_polkit() {
             text(&o)
         );
 
+        // `list` shows the profile with its tunnel's state; `show` the profile, no secret;
+        // `log` follows the tunnel (bounded here by timeout: it runs until the tunnel ends).
+        let o = postern_as(a, &addr, &["--json", "list"], None)?;
+        lab_ensure!(
+            String::from_utf8_lossy(&o.stdout).contains("\"state\":\"connected\""),
+            "list as A: {}",
+            text(&o)
+        );
+        let o = postern_as(a, &addr, &["show", "office"], None)?;
+        let shown = String::from_utf8_lossy(&o.stdout).into_owned();
+        lab_ensure!(
+            o.status.success() && shown.contains("gateway = ") && !shown.contains(&t.psk),
+            "show as A: {}",
+            text(&o)
+        );
+
         // B sees nothing of it and cannot take it down.
         let o = postern_as(b, &addr, &["--json", "status"], None)?;
         lab_ensure!(
@@ -265,9 +281,22 @@ fn cli_through_the_system_bus_and_polkit() {
         lab_ensure!(!o.status.success(), "B took A's tunnel down: {}", text(&o));
         lab.ping(Role::Client, None, postern_lab::config::LAN_HOST)?;
 
-        // A takes it down; nothing is left at the gateway.
-        let o = postern_as(a, &addr, &["down", "office"], None)?;
+        // A takes it down while `postern log` follows it; nothing is left at the gateway.
+        let (log, down) = std::thread::scope(|sc| {
+            let log = sc.spawn(|| postern_as(a, &addr, &["log", "office"], None));
+            std::thread::sleep(Duration::from_millis(700));
+            let down = postern_as(a, &addr, &["down", "office"], None);
+            (log.join(), down)
+        });
+        let o = down?;
         lab_ensure!(o.status.success(), "postern down as A: {}", text(&o));
+        let log = log.map_err(|_| postern_lab::LabError("postern log panicked".into()))??;
+        let shown = String::from_utf8_lossy(&log.stdout).into_owned();
+        lab_ensure!(
+            log.status.success() && (shown.contains("closing") || shown.contains("disconnected")),
+            "postern log as A did not follow the tunnel to its end: {}",
+            text(&log)
+        );
         gw.wait_no_sas(Duration::from_secs(10))?;
         let links = lab.exec(Role::Client, &["ip", "-o", "link"])?;
         lab_ensure!(
