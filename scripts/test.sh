@@ -61,6 +61,11 @@ header "summary"
 for i in "${!sections[@]}"; do
   echo "${sections[$i]}:"
   grep -E '^test result:|^running [0-9]+ tests?' "$LOG_DIR/$i.log" | grep '^test result' | sed 's/^/  /' || echo "  (no cargo test summary)"
+  # Why a test failed, repeated here so the end of the output tells it.
+  if grep -q 'panicked at' "$LOG_DIR/$i.log"; then
+    echo "  failures:"
+    grep -A3 'panicked at' "$LOG_DIR/$i.log" | cut -c1-400 | head -60 | sed 's/^/    /'
+  fi
 done
 # One plain closing line over every cargo test summary above.
 cat "$LOG_DIR"/*.log | awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } } END { printf "total: %d passed, %d failed\n", p, f }'

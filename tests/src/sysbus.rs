@@ -5,6 +5,7 @@
 //! polkit files) are undone by [`HostChanges`] on drop.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -77,6 +78,8 @@ impl HostChanges {
         }
         fs::write(p, contents)?;
         self.files.push(p.to_path_buf());
+        // polkitd reads them as its own user, whatever the umask was.
+        fs::set_permissions(p, fs::Permissions::from_mode(0o644))?;
         Ok(())
     }
 
@@ -115,6 +118,10 @@ pub struct SystemBus {
     /// `unix:path=...`, for DBUS_SYSTEM_BUS_ADDRESS.
     pub addr: String,
     pub dir: PathBuf,
+    /// A world-readable directory with a copy of the `postern` CLI: the test users run
+    /// it from here, since the build's target directory may sit under a path only root
+    /// can enter (a CI clone in /root).
+    pub bin: PathBuf,
     pub helper: Arc<Proc>,
 }
 
@@ -124,6 +131,15 @@ impl SystemBus {
     pub fn start(lab: &Lab) -> Result<SystemBus> {
         let dir = lab.dir.join("bus");
         fs::create_dir_all(&dir)?;
+        // Unprivileged test users enter this tree, whatever the umask was.
+        for d in [crate::lab::lab_base_dir(), lab.dir.clone(), dir.clone()] {
+            fs::set_permissions(&d, fs::Permissions::from_mode(0o755))?;
+        }
+        let bin = dir.join("bin");
+        fs::create_dir_all(&bin)?;
+        fs::set_permissions(&bin, fs::Permissions::from_mode(0o755))?;
+        fs::copy(helper_path()?.with_file_name("postern"), bin.join("postern"))?;
+        fs::set_permissions(bin.join("postern"), fs::Permissions::from_mode(0o755))?;
         let sock = dir.join("system_bus_socket");
         let conf = dir.join("system.conf");
         fs::write(
@@ -179,6 +195,11 @@ impl SystemBus {
         let helper = Proc::spawn("postern-helper daemon", c, Some(&dir.join("helper.out")))?;
         lab.adopt(&helper);
         wait_name(&addr, "org.postern.Helper1", &helper)?;
-        Ok(SystemBus { addr, dir, helper })
+        Ok(SystemBus {
+            addr,
+            dir,
+            bin,
+            helper,
+        })
     }
 }

@@ -12,7 +12,6 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use postern_lab::postern::helper_path;
 use postern_lab::sysbus::{HostChanges, SystemBus};
 use postern_lab::{Lab, Result, Role, Tunnel, lab_ensure, run_scenario};
 
@@ -22,12 +21,12 @@ const RULES: &str = "/etc/polkit-1/rules.d/49-postern-lab.rules";
 /// Runs `postern ARGS` as `user` (uid/gid), with its own config dir and the lab bus.
 fn postern_as(
     user: (u32, &Path),
-    addr: &str,
+    sys: &SystemBus,
     args: &[&str],
     stdin: Option<&str>,
 ) -> Result<Output> {
     let (uid, home) = user;
-    let cli = helper_path()?.with_file_name("postern");
+    let (addr, cli) = (&sys.addr, sys.bin.join("postern"));
     let mut cmd = Command::new("setpriv");
     cmd.arg(format!("--reuid={uid}"))
         .arg(format!("--regid={uid}"))
@@ -63,15 +62,12 @@ fn postern_as(
 /// with the CLI on PATH and `vars` in the environment.
 fn session_as(
     user: (u32, &Path),
-    addr: &str,
+    sys: &SystemBus,
     script: &str,
     vars: &[(&str, &str)],
 ) -> Result<Output> {
     let (uid, home) = user;
-    let cli_dir = helper_path()?
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
+    let (addr, cli_dir) = (&sys.addr, &sys.bin);
     let run = home.join("run");
     fs::create_dir_all(&run)?;
     std::os::unix::fs::chown(&run, Some(uid), Some(uid))?;
@@ -145,13 +141,13 @@ fn cli_through_the_system_bus_and_polkit() {
             .map(|l| format!("{l}\n"))
             .collect();
         for u in [a, b] {
-            let o = postern_as(u, &addr, &["add", "office", "--from", "-"], Some(&profile))?;
+            let o = postern_as(u, &sys, &["add", "office", "--from", "-"], Some(&profile))?;
             lab_ensure!(o.status.success(), "postern add: {}", text(&o));
         }
         let with_secret = profile.replace("[auth]\n", "[auth]\npsk = \"x\"\n");
         let o = postern_as(
             a,
-            &addr,
+            &sys,
             &["add", "leaky", "--from", "-"],
             Some(&with_secret),
         )?;
@@ -204,7 +200,7 @@ fn cli_through_the_system_bus_and_polkit() {
                 text(&o)
             );
         }
-        let o = postern_as(a, &addr, &["--json", "status"], None)?;
+        let o = postern_as(a, &sys, &["--json", "status"], None)?;
         lab_ensure!(
             String::from_utf8_lossy(&o.stdout).trim().is_empty(),
             "a refused call left a tunnel: {}",
@@ -214,7 +210,7 @@ fn cli_through_the_system_bus_and_polkit() {
         // B (polkit says no) cannot connect.
         let o = postern_as(
             b,
-            &addr,
+            &sys,
             &["up", "office", "--secrets-stdin"],
             Some(&format!("{}\n", t.psk)),
         )?;
@@ -229,7 +225,7 @@ fn cli_through_the_system_bus_and_polkit() {
         // unlocked non-interactively) and brings the tunnel up through the helper.
         let o = session_as(
             a,
-            &addr,
+            &sys,
             "printf %s \"$KEYRING_PW\" | gnome-keyring-daemon --unlock --components=secrets >/dev/null 2>&1 \
              && printf '%s\\n' \"$LAB_PSK\" | postern secret set office --stdin \
              && postern up office",
@@ -244,7 +240,7 @@ fn cli_through_the_system_bus_and_polkit() {
         );
         lab.ping(Role::Client, None, postern_lab::config::LAN_HOST)?;
         gw.wait_established(Duration::from_secs(10))?;
-        let o = postern_as(a, &addr, &["--json", "status"], None)?;
+        let o = postern_as(a, &sys, &["--json", "status"], None)?;
         let st = String::from_utf8_lossy(&o.stdout).into_owned();
         lab_ensure!(
             st.contains("\"name\":\"office\"")
@@ -256,13 +252,13 @@ fn cli_through_the_system_bus_and_polkit() {
 
         // `list` shows the profile with its tunnel's state; `show` the profile, no secret;
         // `log` follows the tunnel (bounded here by timeout: it runs until the tunnel ends).
-        let o = postern_as(a, &addr, &["--json", "list"], None)?;
+        let o = postern_as(a, &sys, &["--json", "list"], None)?;
         lab_ensure!(
             String::from_utf8_lossy(&o.stdout).contains("\"state\":\"connected\""),
             "list as A: {}",
             text(&o)
         );
-        let o = postern_as(a, &addr, &["show", "office"], None)?;
+        let o = postern_as(a, &sys, &["show", "office"], None)?;
         let shown = String::from_utf8_lossy(&o.stdout).into_owned();
         lab_ensure!(
             o.status.success() && shown.contains("gateway = ") && !shown.contains(&t.psk),
@@ -271,21 +267,21 @@ fn cli_through_the_system_bus_and_polkit() {
         );
 
         // B sees nothing of it and cannot take it down.
-        let o = postern_as(b, &addr, &["--json", "status"], None)?;
+        let o = postern_as(b, &sys, &["--json", "status"], None)?;
         lab_ensure!(
             !String::from_utf8_lossy(&o.stdout).contains("office"),
             "B sees A's tunnel: {}",
             text(&o)
         );
-        let o = postern_as(b, &addr, &["down", "office"], None)?;
+        let o = postern_as(b, &sys, &["down", "office"], None)?;
         lab_ensure!(!o.status.success(), "B took A's tunnel down: {}", text(&o));
         lab.ping(Role::Client, None, postern_lab::config::LAN_HOST)?;
 
         // A takes it down while `postern log` follows it; nothing is left at the gateway.
         let (log, down) = std::thread::scope(|sc| {
-            let log = sc.spawn(|| postern_as(a, &addr, &["log", "office"], None));
+            let log = sc.spawn(|| postern_as(a, &sys, &["log", "office"], None));
             std::thread::sleep(Duration::from_millis(700));
-            let down = postern_as(a, &addr, &["down", "office"], None);
+            let down = postern_as(a, &sys, &["down", "office"], None);
             (log.join(), down)
         });
         let o = down?;
