@@ -19,8 +19,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use futures_util::StreamExt;
-use postern_dbus::interface::{ConnectionProxy, HelperProxy, answer_key, secret_key, state};
+use futures_util::{FutureExt as _, StreamExt};
+use postern_dbus::interface::{
+    ConnectionProxy, HelperProxy, LogLine, answer_key, secret_key, state,
+};
 use postern_dbus::profile::{AuthMethod, Profile};
 use zbus::zvariant::OwnedObjectPath;
 
@@ -76,7 +78,7 @@ enum Cmd {
     Down { name: String },
     /// Your tunnels (all, for root), with their SAs (never keys).
     Status,
-    /// Follows a tunnel's log.
+    /// A tunnel's log: its latest lines, then each new one until the tunnel ends.
     Log { name: String },
     /// Secrets in your keyring (Secret Service), used by `up`.
     Secret {
@@ -560,19 +562,49 @@ async fn log(name: &str) -> Result<(), Fail> {
     let Some((_, path)) = tunnels(&conn).await?.into_iter().find(|(n, _)| n == name) else {
         return Err(Fail(EXIT_FAILURE, format!("{name} is not up")));
     };
-    helper.watch(&path).await?;
-    let c = ConnectionProxy::builder(&conn).path(path)?.build().await?;
+    // Subscribed before `Watch`, so no signal sent to us is missed; `Watch` says which
+    // line is the first we get, `RecentLog` what came before (printed once each).
+    let c = ConnectionProxy::builder(&conn)
+        .path(path.clone())?
+        .build()
+        .await?;
     let mut logs = c.receive_log_line().await?;
     let mut states = c.receive_state_changed().await;
+    let first_signalled = helper.watch(&path).await?;
+    let (total, recent) = c.recent_log().await?;
+    for line in &recent {
+        println!("{line}");
+    }
+    // Signals for lines [first_signalled, total) are already printed from the history.
+    let mut skip = total.saturating_sub(first_signalled);
+    // Already over (the object lingers a moment after the end): nothing more comes.
+    if let Ok(v) = c.state().await
+        && (v == state::DISCONNECTED || v == state::FAILED)
+    {
+        return Ok(());
+    }
+    let print = |l: &LogLine| {
+        if let Ok(a) = l.args() {
+            println!("{}", a.line);
+        }
+    };
     loop {
+        // Lines first: the helper sends an event's lines before its state change.
         tokio::select! {
+            biased;
             Some(l) = logs.next() => {
-                if let Ok(a) = l.args() {
-                    println!("{}", a.line);
+                if skip > 0 {
+                    skip -= 1;
+                    continue;
                 }
+                print(&l);
             }
             Some(s) = states.next() => {
                 if let Ok(v) = s.get().await && (v == state::DISCONNECTED || v == state::FAILED) {
+                    // The last lines came before the change: already queued here.
+                    while let Some(Some(l)) = logs.next().now_or_never() {
+                        print(&l);
+                    }
                     return Ok(());
                 }
             }

@@ -103,6 +103,9 @@ pub mod limits {
     pub const CONNECTIONS_PER_UID: usize = 4;
 }
 
+/// How many of a tunnel's log lines the helper keeps for `RecentLog`.
+pub const LOG_HISTORY: usize = 200;
+
 /// The values of the `State` property.
 pub mod state {
     pub const CONNECTING: &str = "connecting";
@@ -197,7 +200,10 @@ pub trait Helper {
     fn list(&self) -> Result<Vec<OwnedObjectPath>, Error>;
 
     /// Sends the tunnel's signals to the caller too (e.g. `postern log NAME`).
-    fn watch(&self, connection: &zbus::zvariant::ObjectPath<'_>) -> Result<(), Error>;
+    /// Returns how many log lines the tunnel had at that moment: the caller's first
+    /// `LogLine` signal is line number N (counted from 0), so with `RecentLog` nothing
+    /// is missed or shown twice.
+    fn watch(&self, connection: &zbus::zvariant::ObjectPath<'_>) -> Result<u64, Error>;
 
     /// The interface revision (1).
     #[zbus(property)]
@@ -243,6 +249,10 @@ pub trait Connection {
     /// One sentence; empty when none.
     #[zbus(property)]
     fn last_error(&self) -> zbus::Result<String>;
+
+    /// The tunnel's latest log lines (up to [`LOG_HISTORY`]), oldest first, and how
+    /// many lines it has had in all (the number of the line after the last).
+    fn recent_log(&self) -> zbus::Result<(u64, Vec<String>)>;
 
     /// The gateway asks for XAuth credentials: answer with `SubmitCredentials`.
     /// `fields` are keys of [`answer_key`]; `message` is the gateway's text, if any.

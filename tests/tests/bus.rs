@@ -25,6 +25,24 @@ fn postern_as(
     args: &[&str],
     stdin: Option<&str>,
 ) -> Result<Output> {
+    let mut cmd = postern_cmd(user, sys, args);
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    let mut child = cmd.spawn()?;
+    if let Some(s) = stdin {
+        use std::io::Write as _;
+        if let Some(mut w) = child.stdin.take() {
+            w.write_all(s.as_bytes())?;
+        }
+    }
+    Ok(child.wait_with_output()?)
+}
+
+/// The command line of `postern ARGS` as `user` (stdout and stderr piped, stdin null).
+fn postern_cmd(user: (u32, &Path), sys: &SystemBus, args: &[&str]) -> Command {
     let (uid, home) = user;
     let (addr, cli) = (&sys.addr, sys.bin.join("postern"));
     let mut cmd = Command::new("setpriv");
@@ -41,21 +59,10 @@ fn postern_as(
         .env("HOME", home)
         .env("XDG_CONFIG_HOME", home.join("config"))
         .env("DBUS_SYSTEM_BUS_ADDRESS", addr)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = cmd.spawn()?;
-    if let Some(s) = stdin {
-        use std::io::Write as _;
-        if let Some(mut w) = child.stdin.take() {
-            w.write_all(s.as_bytes())?;
-        }
-    }
-    Ok(child.wait_with_output()?)
+    cmd
 }
 
 /// Runs `script` with sh as `user` in a session bus of its own (`dbus-run-session`),
@@ -277,21 +284,56 @@ fn cli_through_the_system_bus_and_polkit() {
         lab_ensure!(!o.status.success(), "B took A's tunnel down: {}", text(&o));
         lab.ping(Role::Client, None, postern_lab::config::LAN_HOST)?;
 
-        // A takes it down while `postern log` follows it; nothing is left at the gateway.
-        let (log, down) = std::thread::scope(|sc| {
-            let log = sc.spawn(|| postern_as(a, &sys, &["log", "office"], None));
-            std::thread::sleep(Duration::from_millis(700));
-            let down = postern_as(a, &sys, &["down", "office"], None);
-            (log.join(), down)
+        // `postern log` shows the tunnel's history (the phases that brought it up), then
+        // follows it while A takes it down; nothing is left at the gateway.
+        let mut log = postern_cmd(a, &sys, &["log", "office"]).spawn()?;
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let reader = log.stdout.take().map(|out| {
+            std::thread::spawn(move || {
+                use std::io::BufRead as _;
+                for line in std::io::BufReader::new(out).lines().map_while(|l| l.ok()) {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            })
         });
-        let o = down?;
-        lab_ensure!(o.status.success(), "postern down as A: {}", text(&o));
-        let log = log.map_err(|_| postern_lab::LabError("postern log panicked".into()))??;
-        let shown = String::from_utf8_lossy(&log.stdout).into_owned();
+        let mut shown = Vec::new();
+        // The history arrives at once: up to the `connected` line, before any `down`.
+        while !shown.iter().any(|l: &String| l.starts_with("connected")) {
+            match rx.recv_timeout(Duration::from_secs(20)) {
+                Ok(l) => shown.push(l),
+                Err(_) => {
+                    let _ = log.kill();
+                    postern_lab::lab_bail!(
+                        "postern log showed no history up to `connected`: {shown:?}"
+                    );
+                }
+            }
+        }
         lab_ensure!(
-            log.status.success() && (shown.contains("closing") || shown.contains("disconnected")),
-            "postern log as A did not follow the tunnel to its end: {}",
-            text(&log)
+            shown.iter().any(|l| l.starts_with("phase1 established")),
+            "postern log's history lacks phase 1: {shown:?}"
+        );
+        let o = postern_as(a, &sys, &["down", "office"], None)?;
+        lab_ensure!(o.status.success(), "postern down as A: {}", text(&o));
+        // It ends by itself with the tunnel (bounded: `timeout 60` around the CLI).
+        let st = log.wait()?;
+        if let Some(r) = reader {
+            let _ = r.join();
+        }
+        shown.extend(rx.try_iter());
+        lab_ensure!(
+            st.success()
+                && shown
+                    .iter()
+                    .any(|l| l.contains("closing") || l.contains("disconnected")),
+            "postern log as A did not follow the tunnel to its end ({st}): {shown:?}"
+        );
+        let n_connected = shown.iter().filter(|l| l.starts_with("connected")).count();
+        lab_ensure!(
+            n_connected == 1,
+            "a line shown twice (history and signal): {shown:?}"
         );
         gw.wait_no_sas(Duration::from_secs(10))?;
         let links = lab.exec(Role::Client, &["ip", "-o", "link"])?;

@@ -443,6 +443,15 @@ fn postern_10_teardown_leaves_nothing() {
         let before = snapshot(lab)?;
         let client = lab.start_postern(&t)?;
         client.wait_connected()?;
+        // `datapath = "auto"` (the default) probed the kernel in a scratch namespace:
+        // one line says what it chose and why, and the probe left nothing here.
+        let out = client.stdout();
+        lab_ensure!(
+            out.iter().any(
+                |l| l.starts_with("datapath auto: ") && l.contains("scratch network namespace")
+            ),
+            "no line from the auto probe in a scratch namespace: {out:?}"
+        );
         lab.ping(Role::Client, None, LAN_HOST)?;
         client.sigterm()?;
         let code = client.exit_code(Duration::from_secs(15))?;

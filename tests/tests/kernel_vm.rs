@@ -10,7 +10,10 @@
 //! left (SAs, policies, address, routes); (2) ESP in UDP (NAT-T forced, the kernel
 //! decapsulating on our port 4500 socket) through a phase 2 rekey; and (3) the
 //! userspace datapath with raw ESP (IP protocol 50, no UDP), which needs a gateway that
-//! does not force UDP encapsulation, as a kernel-ESP strongSwan does not. Root only.
+//! does not force UDP encapsulation, as a kernel-ESP strongSwan does not; (4) a 64 kB
+//! volume lifetime rekeys through the kernel's expire notifications; (5) `auto` picks
+//! the kernel, and after SIGKILL `postern-helper cleanup` removes exactly what was
+//! installed. Root only.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -64,6 +67,7 @@ fn kernel_datapath_in_a_vm() {
         "inner_kernel_esp_in_udp_and_rekey",
         "inner_userspace_raw_esp",
         "inner_kernel_volume_lifetime_rekeys",
+        "inner_auto_picks_kernel_and_cleanup_after_sigkill",
     ] {
         assert!(
             stdout.contains(&format!("test {t} ... ok")),
@@ -277,6 +281,76 @@ fn inner_userspace_raw_esp() {
         lab_ensure!(
             !links.contains("postern"),
             "the TUN device was left:\n{links}"
+        );
+        Ok(())
+    });
+}
+
+/// `datapath = "auto"` on a kernel with ESP: the probe (in a scratch namespace) finds
+/// ESP and the kernel datapath carries the tunnel; the probe leaves nothing in the
+/// client's namespace. Then the crash case: after SIGKILL the SAs, policies, address
+/// and routes are still there, and `postern-helper cleanup` removes exactly them.
+#[test]
+#[ignore = "runs inside the VM, started by kernel_datapath_in_a_vm"]
+fn inner_auto_picks_kernel_and_cleanup_after_sigkill() {
+    assert_eq!(
+        std::env::var("POSTERN_IN_VM").as_deref(),
+        Ok("1"),
+        "only inside the VM"
+    );
+    let mut t = Tunnel::main_psk("kvm-auto").kernel_esp("off");
+    t.datapath = None;
+    run_scenario("kvm-auto", |lab: &Lab| {
+        let snapshot = |lab: &Lab| -> postern_lab::Result<String> {
+            let mut s = String::new();
+            for cmd in [
+                &["ip", "-4", "addr"][..],
+                &["ip", "-4", "route", "show", "table", "all"],
+                &["ip", "rule"],
+                &["ip", "xfrm", "state"],
+                &["ip", "xfrm", "policy"],
+            ] {
+                s.push_str(&lab.exec(Role::Client, cmd)?);
+            }
+            Ok(s)
+        };
+        let before = snapshot(lab)?;
+        let gw = lab.start_gateway(&t)?;
+        let client = lab.start_postern(&t)?;
+        client.wait_connected()?;
+        wait_gateway_child(&gw)?;
+        let out = client.stdout();
+        lab_ensure!(
+            out.iter().any(|l| l.starts_with("datapath auto: kernel")
+                && l.contains("scratch network namespace")),
+            "auto did not choose the kernel after probing in a scratch namespace: {out:?}"
+        );
+        lab_ensure!(
+            out.iter().any(|l| l.starts_with("datapath kernel")),
+            "not the kernel datapath: {out:?}"
+        );
+        lab.ping(Role::Client, None, LAN_HOST)?;
+        let states = xfrm(lab, "state");
+        lab_ensure!(
+            states.matches("proto esp").count() == 2,
+            "expected exactly our two ESP SAs (none from the probe):\n{states}"
+        );
+        client.sigkill()?;
+        let _ = client.exit_status(Duration::from_secs(10))?;
+        let left = xfrm(lab, "state");
+        lab_ensure!(
+            left.matches("proto esp").count() == 2,
+            "after SIGKILL the SAs should still be there (nothing ran to remove them):\n{left}"
+        );
+        let out = postern_lab::postern::cleanup(lab)?;
+        lab_ensure!(
+            out.contains("cleanup: removed what pid"),
+            "`postern-helper cleanup` found no journal of the killed helper: {out:?}"
+        );
+        let after = snapshot(lab)?;
+        lab_ensure!(
+            after == before,
+            "client state differs after SIGKILL + cleanup:\n--- before\n{before}\n--- after\n{after}"
         );
         Ok(())
     });

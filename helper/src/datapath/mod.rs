@@ -76,11 +76,62 @@ struct Stats {
 struct Outbound {
     remote: TrafficSelector,
     sa: OutboundSa,
+    life: ByteLife,
 }
 
 struct Inbound {
     remote: Option<TrafficSelector>,
     sa: InboundSa,
+    life: ByteLife,
+}
+
+/// Where the datapath asks for a rekey (the inbound SPI of the pair), read by the
+/// tunnel driver's loop.
+pub type RekeySender = tokio::sync::mpsc::UnboundedSender<u32>;
+
+/// The volume lifetime of one SA (the negotiated kilobytes, counted over the inner
+/// packets as the kernel counts): a rekey of its pair is asked for once at 80 %, and
+/// the SA carries nothing past 100 % (RFC 2407 4.5: the SA is then expired).
+struct ByteLife {
+    used: u64,
+    /// 0: no volume lifetime.
+    soft: u64,
+    hard: u64,
+    spi_in: u32,
+    /// Until asked once.
+    rekey: Option<RekeySender>,
+}
+
+impl ByteLife {
+    fn new(kb: Option<u64>, spi_in: u32, rekey: Option<RekeySender>) -> ByteLife {
+        let hard = kb.map_or(0, |k| k.saturating_mul(1024));
+        ByteLife {
+            used: 0,
+            soft: hard - hard / 5,
+            hard,
+            spi_in,
+            rekey,
+        }
+    }
+
+    /// Counts `n` more bytes; false when they would cross the hard limit (they must
+    /// not go). Asks for the rekey when the soft limit is reached.
+    fn charge(&mut self, n: usize) -> bool {
+        if self.hard == 0 {
+            return true;
+        }
+        let used = self.used.saturating_add(n as u64);
+        if used > self.hard {
+            return false;
+        }
+        self.used = used;
+        if used >= self.soft
+            && let Some(tx) = self.rekey.take()
+        {
+            let _ = tx.send(self.spi_in);
+        }
+        true
+    }
 }
 
 /// One tunnel's datapath: TUN device, SAs, worker thread, host changes.
@@ -105,6 +156,8 @@ pub struct Datapath {
     udp: bool,
     /// The device's index when systemd-resolved holds our DNS settings for it.
     resolved_link: Option<u32>,
+    /// Where volume-lifetime rekeys are asked for.
+    rekey: Option<RekeySender>,
 }
 
 fn free_device_name() -> Option<String> {
@@ -160,6 +213,7 @@ impl Datapath {
             worker: None,
             stats: Arc::new(Stats::default()),
             resolved_link: None,
+            rekey: None,
             udp,
             keepalive_ms: Arc::new(std::sync::atomic::AtomicU64::new(
                 NAT_KEEPALIVE.as_millis() as u64
@@ -220,14 +274,20 @@ impl Datapath {
         let rng = crate::rng::os_rng().map_err(DatapathError::Random)?;
         let out = OutboundSa::new(c.spi_out, &c.proposal, &c.keys_out, rng)?;
         let inb = InboundSa::new(c.spi_in, &c.proposal, &c.keys_in)?;
+        let lifetime_kb = c.lifetime_kb;
         self.inbound.push(Inbound {
             remote: Some(remote),
             sa: inb,
+            life: ByteLife::new(lifetime_kb, c.spi_in, self.rekey.clone()),
         });
         {
             let mut sas = self.outbound.lock().unwrap_or_else(|e| e.into_inner());
             sas.retain(|o| o.remote != remote);
-            sas.push(Outbound { remote, sa: out });
+            sas.push(Outbound {
+                remote,
+                sa: out,
+                life: ByteLife::new(lifetime_kb, c.spi_in, self.rekey.clone()),
+            });
         }
         // A gateway may propose 0.0.0.0/0 for its side (Cisco Unity): the SA can carry
         // anything, but only the profile's split networks are routed, unless the
@@ -345,6 +405,9 @@ impl Datapath {
         let inner = &pkt[range];
         if next_header == esp::NEXT_HEADER_NONE {
             return Ok(());
+        }
+        if !sa.life.charge(inner.len()) {
+            return Err(());
         }
         let src = inner_address(inner, next_header, false).ok_or(())?;
         if sa
@@ -526,6 +589,9 @@ impl Outward {
             else {
                 return false;
             };
+            if !o.life.charge(n) {
+                return false;
+            }
             match o.sa.encapsulate(buf, start, n, next_header) {
                 Ok(r) => r,
                 Err(_) => return false,
@@ -587,6 +653,7 @@ pub fn on_established(
     gateway: IpAddr,
     fixed_vip: Option<Ipv4Addr>,
     full_tunnel: bool,
+    rekey: &RekeySender,
     c: &ChildSa,
 ) -> Result<String, DatapathError> {
     let sock = if c.udp_encapsulation { natt } else { raw };
@@ -606,14 +673,16 @@ pub fn on_established(
             // covers everything: a later 0.0.0.0/0 (a Unity gateway widening its side
             // on rekey) keeps routing the split networks only.
             let full_tunnel = full_tunnel && c.remote_ts.is_some_and(|t| t.prefix == 0);
-            dp.insert(Datapath::start(
+            let d = dp.insert(Datapath::start(
                 natt,
                 c.udp_encapsulation,
                 gateway,
                 vip,
                 tunnel_mtu(c, gateway_v6),
                 full_tunnel,
-            )?)
+            )?);
+            d.rekey = Some(rekey.clone());
+            d
         }
     };
     d.install(c)?;
@@ -657,6 +726,26 @@ mod tests {
         v6[8] = 0xfd;
         assert!(inner_address(&v6, 41, false).is_some());
         assert_eq!(inner_address(&v6[..39], 41, true), None);
+    }
+
+    #[test]
+    fn volume_lifetime_asks_for_a_rekey_once_then_stops_the_sa() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut l = ByteLife::new(Some(10), 0x1234, Some(tx));
+        // 10 KiB: soft at 8192 bytes, hard at 10240.
+        assert!(l.charge(8000));
+        assert!(rx.try_recv().is_err());
+        assert!(l.charge(500));
+        assert_eq!(rx.try_recv().ok(), Some(0x1234));
+        assert!(l.charge(1000));
+        assert!(rx.try_recv().is_err(), "asked once only");
+        assert!(l.charge(740));
+        assert!(!l.charge(1), "past the hard limit");
+        assert_eq!(l.used, 10240, "a refused packet is not counted");
+        let mut none = ByteLife::new(None, 1, None);
+        assert!(none.charge(usize::MAX));
+        let mut huge = ByteLife::new(Some(u64::MAX), 1, None);
+        assert!(huge.charge(usize::MAX));
     }
 
     #[test]

@@ -555,9 +555,37 @@ impl ExpireListener {
     }
 }
 
-/// Whether this kernel can hold an ESP SA: adds and deletes a scratch SA (loopback,
-/// an SPI of our own range). `Err` says why not, for the one log line of `auto`.
-pub fn probe_esp() -> Result<(), KernelError> {
+/// Whether this kernel can hold an ESP SA: adds and deletes a throwaway SA (loopback,
+/// an SPI of our own range) in a scratch network namespace, made by a thread of its own
+/// that unshares, so nothing is ever seen on the host and the namespace goes with the
+/// thread. Where unsharing is not allowed (no CAP_SYS_ADMIN), in ours: the SA lives
+/// for the moment between add and delete and no policy points at it.
+/// `Ok` and `Err` are the sentence for the one log line of `auto`.
+pub fn probe_esp() -> Result<String, String> {
+    let probe = || {
+        let scratch = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).is_ok();
+        let place = if scratch {
+            "a scratch network namespace"
+        } else {
+            "this network namespace (no scratch one allowed)"
+        };
+        match probe_here() {
+            Ok(()) => Ok(format!("the kernel accepted a test ESP SA in {place}")),
+            Err(e) => Err(format!("the kernel refused a test ESP SA in {place}: {e}")),
+        }
+    };
+    match std::thread::Builder::new()
+        .name("postern-esp-probe".into())
+        .spawn(probe)
+    {
+        Ok(t) => t
+            .join()
+            .unwrap_or_else(|_| Err("the ESP probe thread failed".into())),
+        Err(e) => Err(format!("cannot start the ESP probe thread: {e}")),
+    }
+}
+
+fn probe_here() -> Result<(), KernelError> {
     let mut x = Xfrm::open()?;
     let keys = EspKeys {
         encryption: zeroize::Zeroizing::new(vec![0x5a; 16]),

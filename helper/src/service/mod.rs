@@ -44,6 +44,31 @@ struct Conn {
     commands: tokio::sync::mpsc::UnboundedSender<Command>,
     /// Unique bus names that receive this tunnel's signals.
     watchers: Mutex<Vec<String>>,
+    /// The latest log lines, and how many there have been in all.
+    log: Mutex<LogHistory>,
+}
+
+#[derive(Default)]
+struct LogHistory {
+    lines: std::collections::VecDeque<String>,
+    total: u64,
+}
+
+impl Conn {
+    /// Keeps one log line and sends it to the watchers. The line is counted before
+    /// the watcher list is read (no await between): a `Watch` that returned N sees
+    /// exactly the lines from N on.
+    async fn log_line(&self, bus: &Connection, line: &str) {
+        {
+            let mut h = self.log.lock().unwrap_or_else(|e| e.into_inner());
+            if h.lines.len() >= postern_dbus::interface::LOG_HISTORY {
+                h.lines.pop_front();
+            }
+            h.lines.push_back(line.to_string());
+            h.total += 1;
+        }
+        to_watchers(bus, self, CONNECTION_INTERFACE, "LogLine", &(line,)).await;
+    }
 }
 
 impl Conn {
@@ -172,6 +197,7 @@ impl Manager {
             status: Mutex::new(status),
             commands: handle.commands.clone(),
             watchers: Mutex::new(sender.into_iter().collect()),
+            log: Mutex::new(LogHistory::default()),
         });
         conn.object_server()
             .at(
@@ -265,7 +291,7 @@ impl Manager {
         connection: ObjectPath<'_>,
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
-    ) -> Result<(), Error> {
+    ) -> Result<u64, Error> {
         let c = self
             .daemon
             .visible(conn, &hdr, &connection, action::MANAGE_OWN)
@@ -279,7 +305,7 @@ impl Manager {
                 w.push(s.to_string());
             }
         }
-        Ok(())
+        Ok(c.log.lock().unwrap_or_else(|e| e.into_inner()).total)
     }
 
     #[zbus(property)]
@@ -442,6 +468,16 @@ impl ConnObject {
     ) -> zbus::fdo::Result<String> {
         Ok(self.allowed(conn, hdr).await?.last_error)
     }
+
+    async fn recent_log(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<(u64, Vec<String>)> {
+        self.allowed(conn, Some(hdr)).await?;
+        let h = self.conn.log.lock().unwrap_or_else(|e| e.into_inner());
+        Ok((h.total, h.lines.iter().cloned().collect()))
+    }
 }
 
 fn sa_infos(s: &Status) -> Vec<SaInfo> {
@@ -531,7 +567,7 @@ async fn pump(
             .unwrap_or_else(|e| e.into_inner())
             .apply(&ev);
         for line in ev.to_string().lines() {
-            to_watchers(&bus, &c, CONNECTION_INTERFACE, "LogLine", &(line,)).await;
+            c.log_line(&bus, line).await;
         }
         if let Event::CredentialsRequired(req) = &ev {
             let fields: Vec<&str> = req
@@ -561,7 +597,7 @@ async fn pump(
     let failure = result.err();
     if let Some(f) = &failure {
         let line = format!("error: {}", f.message);
-        to_watchers(&bus, &c, CONNECTION_INTERFACE, "LogLine", &(line.as_str(),)).await;
+        c.log_line(&bus, &line).await;
         eprintln!("{}: {line}", c.path.as_str());
     } else {
         eprintln!("{}: disconnected", c.path.as_str());

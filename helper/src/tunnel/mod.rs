@@ -488,6 +488,8 @@ impl Driver {
         // The kernel's volume-limit expiries of our SAs (kernel datapath): soft = rekey.
         let mut expire: Option<crate::kernel::xfrm::ExpireListener> = None;
         let mut rekeyed_by_volume: Vec<u32> = Vec::new();
+        // The userspace datapath's SAs at 80 % of their volume lifetime (inbound SPIs).
+        let (volume_tx, mut volume_rx) = tokio::sync::mpsc::unbounded_channel::<u32>();
         // Raw ESP (IP protocol 50) for the userspace datapath when NAT-T is not in use.
         let mut raw_socket: Option<UdpSocket> = None;
         let mut buf_raw = vec![0u8; 65536];
@@ -591,6 +593,7 @@ impl Driver {
                                 remote.ip(),
                                 self.profile.network.virtual_ip,
                                 self.profile.phase2.remote_networks.is_empty(),
+                                &volume_tx,
                                 &c,
                             ) {
                                 Ok(line) => {
@@ -775,6 +778,15 @@ impl Driver {
                     Err(e) => return Err(Failure::new(EXIT_FAILURE, format!("receive on port {NAT_T_PORT}: {e}"))),
                 },
                 _ = sleep_until(deadline) => ike.handle_timeout(Instant::now()),
+                Some(spi_in) = volume_rx.recv() => {
+                    if !rekeyed_by_volume.contains(&spi_in) {
+                        rekeyed_by_volume.push(spi_in);
+                        self.emit(Event::Datapath(format!(
+                            "datapath: ESP SA pair {spi_in:#010x} used 80 % of its volume lifetime; rekeying"
+                        )));
+                        ike.rekey(Instant::now(), spi_in);
+                    }
+                }
                 c = self.next_command() => match c {
                     Command::Disconnect { reason } => {
                         self.emit(Event::Closing { reason });
@@ -807,16 +819,8 @@ fn choose_datapath(p: &Profile) -> (bool, Option<String>) {
         profile::Datapath::Kernel => (true, None),
         profile::Datapath::Userspace => (false, None),
         profile::Datapath::Auto => match crate::kernel::xfrm::probe_esp() {
-            Ok(()) => (
-                true,
-                Some("datapath auto: kernel (the kernel accepted a test ESP SA)".into()),
-            ),
-            Err(e) => (
-                false,
-                Some(format!(
-                    "datapath auto: userspace (the kernel has no ESP: {e})"
-                )),
-            ),
+            Ok(why) => (true, Some(format!("datapath auto: kernel ({why})"))),
+            Err(why) => (false, Some(format!("datapath auto: userspace ({why})"))),
         },
     }
 }
