@@ -15,6 +15,7 @@
 //! Host changes (device, address, routes) go through [`crate::kernel`] and its
 //! journal, and are undone when the [`Datapath`] is dropped.
 
+pub mod batch;
 pub mod esp;
 pub mod kernel_esp;
 
@@ -519,9 +520,18 @@ struct Outward {
 }
 
 impl Outward {
+    /// Waits for a packet on the TUN device, then takes whatever else is already
+    /// queued there (up to [`batch::BATCH`]), encapsulates each in a buffer of its own
+    /// and sends them all with one `sendmmsg`.
     fn run(self) {
-        let mut buf = vec![0u8; esp::MAX_HEADER + MAX_INNER + esp::MAX_TRAILER];
         let start = esp::MAX_HEADER;
+        // Allocated once; only the pages packets touch become resident.
+        let mut slots: Vec<Vec<u8>> = (0..batch::BATCH)
+            .map(|_| vec![0u8; esp::MAX_HEADER + MAX_INNER + esp::MAX_TRAILER])
+            .collect();
+        let mut out: [(std::ops::Range<usize>, usize); batch::BATCH] =
+            std::array::from_fn(|_| (0..0, 0));
+        let mut headers = batch::Headers::new();
         let mut last_send = Instant::now();
         while !self.stopping.load(Ordering::Relaxed) {
             let every = match self.keepalive_ms.load(Ordering::Relaxed) {
@@ -529,8 +539,11 @@ impl Outward {
                 ms => Duration::from_millis(ms),
             };
             let wait = every.saturating_sub(last_send.elapsed());
+            let Some(slot0) = slots.first_mut() else {
+                return;
+            };
             let n = match self.dev.recv_intr_timeout(
-                &mut buf[start..start + MAX_INNER],
+                &mut slot0[start..start + MAX_INNER],
                 &self.interrupt,
                 Some(wait),
             ) {
@@ -558,55 +571,106 @@ impl Outward {
                     continue;
                 }
             };
-            if self.encapsulate_and_send(&mut buf, start, n) {
+            let mut used = 0;
+            let mut next = Some(n);
+            for _ in 0..batch::BATCH {
+                let Some(n) = next.take() else {
+                    break;
+                };
+                let Some(slot) = slots.get_mut(used) else {
+                    break;
+                };
+                match self.encapsulate(slot, start, n) {
+                    Some(r) => {
+                        if let Some(o) = out.get_mut(used) {
+                            *o = (r, n);
+                        }
+                        used += 1;
+                    }
+                    None => {
+                        self.stats.tx_dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                // More already queued? (The device is non-blocking.)
+                if let Some(slot) = slots.get_mut(used) {
+                    next = self.dev.recv(&mut slot[start..start + MAX_INNER]).ok();
+                }
+            }
+            if used > 0 && self.send_batch(&mut headers, &slots, &out[..used]) {
                 last_send = Instant::now();
-            } else {
-                self.stats.tx_dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
 
-    fn encapsulate_and_send(&self, buf: &mut [u8], start: usize, n: usize) -> bool {
-        let Some(inner) = buf.get(start..start + n) else {
-            return false;
-        };
+    /// Encapsulates the packet of `n` bytes at `buf[start..]` in place with the SA of
+    /// its destination; the ESP packet's range, or `None` to drop it.
+    fn encapsulate(
+        &self,
+        buf: &mut [u8],
+        start: usize,
+        n: usize,
+    ) -> Option<std::ops::Range<usize>> {
+        let inner = buf.get(start..start + n)?;
         let next_header = match inner.first().map(|b| b >> 4) {
             Some(4) => esp::NEXT_HEADER_IPV4,
             Some(6) => esp::NEXT_HEADER_IPV6,
-            _ => return false,
+            _ => return None,
         };
-        let Some(dst) = inner_address(inner, next_header, true) else {
-            return false;
-        };
-        let dst = TrafficSelector::host(dst);
-        let range = {
-            let mut sas = self.sas.lock().unwrap_or_else(|e| e.into_inner());
-            // The most specific remote network holding the destination.
-            let Some(o) = sas
-                .iter_mut()
-                .filter(|o| o.remote.contains(&dst))
-                .max_by_key(|o| o.remote.prefix)
-            else {
-                return false;
-            };
-            if !o.life.charge(n) {
-                return false;
-            }
-            match o.sa.encapsulate(buf, start, n, next_header) {
-                Ok(r) => r,
-                Err(_) => return false,
-            }
-        };
-        let Some(packet) = buf.get(range) else {
-            return false;
-        };
-        if self.send(packet) {
-            self.stats.tx_packets.fetch_add(1, Ordering::Relaxed);
-            self.stats.tx_bytes.fetch_add(n as u64, Ordering::Relaxed);
-            true
-        } else {
-            false
+        let dst = TrafficSelector::host(inner_address(inner, next_header, true)?);
+        let mut sas = self.sas.lock().unwrap_or_else(|e| e.into_inner());
+        // The most specific remote network holding the destination.
+        let o = sas
+            .iter_mut()
+            .filter(|o| o.remote.contains(&dst))
+            .max_by_key(|o| o.remote.prefix)?;
+        if !o.life.charge(n) {
+            return None;
         }
+        o.sa.encapsulate(buf, start, n, next_header).ok()
+    }
+
+    /// Sends the encapsulated packets (`(range in its slot, inner length)`), as many
+    /// per `sendmmsg` as the socket takes; a full send buffer is waited out a little,
+    /// as in [`Outward::send`]. False when some were dropped.
+    fn send_batch(
+        &self,
+        headers: &mut batch::Headers,
+        slots: &[Vec<u8>],
+        out: &[(std::ops::Range<usize>, usize)],
+    ) -> bool {
+        let empty: &[u8] = &[];
+        let packets: [&[u8]; batch::BATCH] = std::array::from_fn(|i| {
+            out.get(i)
+                .and_then(|(r, _)| slots.get(i)?.get(r.clone()))
+                .unwrap_or(empty)
+        });
+        let total = out.len().min(batch::BATCH);
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.socket);
+        let mut done = 0;
+        let mut waits = 0;
+        while done < total {
+            match batch::send(fd, headers, &packets[done..total]) {
+                Ok(k) if k > 0 => {
+                    for (_, inner) in &out[done..done + k] {
+                        self.stats.tx_packets.fetch_add(1, Ordering::Relaxed);
+                        self.stats
+                            .tx_bytes
+                            .fetch_add(*inner as u64, Ordering::Relaxed);
+                    }
+                    done += k;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && waits < 400 => {
+                    waits += 1;
+                    std::thread::sleep(Duration::from_micros(50));
+                }
+                _ => break,
+            }
+        }
+        let dropped = total - done;
+        self.stats
+            .tx_dropped
+            .fetch_add(dropped as u64, Ordering::Relaxed);
+        dropped == 0
     }
 
     /// Sends one datagram. The socket is non-blocking (it is shared with up.rs's tokio

@@ -493,6 +493,8 @@ impl Driver {
         // Raw ESP (IP protocol 50) for the userspace datapath when NAT-T is not in use.
         let mut raw_socket: Option<UdpSocket> = None;
         let mut buf_raw = vec![0u8; 65536];
+        // Receive buffers of the batched reads on port 4500 (made with the datapath).
+        let mut batch_bufs: Option<Vec<Vec<u8>>> = None;
         let mut pending_dns: Option<crate::kernel::dns::DnsConfig> = None;
         loop {
             // Outputs, in the engine's documented order.
@@ -771,6 +773,30 @@ impl Driver {
                     }
                     Ok(n) => if let Some(dp) = datapath.as_mut() {
                         dp.inbound(&mut buf4500[..n]);
+                        // Whatever else is waiting, in one recvmmsg, before going round the loop.
+                        if let Some(s) = natt_socket.as_ref() {
+                            let bufs = batch_bufs.get_or_insert_with(|| {
+                                (0..crate::datapath::batch::BATCH).map(|_| vec![0u8; 65536]).collect()
+                            });
+                            let mut lens = [0usize; crate::datapath::batch::BATCH];
+                            let fd = std::os::fd::AsRawFd::as_raw_fd(s);
+                            let got = s
+                                .try_io(tokio::io::Interest::READABLE, || {
+                                    crate::datapath::batch::recv(fd, bufs, &mut lens)
+                                })
+                                .unwrap_or(0);
+                            for (b, &l) in bufs.iter_mut().zip(&lens).take(got) {
+                                match b.get_mut(..l) {
+                                    Some(d) if l > 4 && d[..4] == [0, 0, 0, 0] => {
+                                        let mut from = remote;
+                                        from.set_port(NAT_T_PORT);
+                                        ike.handle_datagram(Instant::now(), natt_local, from, &d[4..]);
+                                    }
+                                    Some(d) if l > 0 => dp.inbound(d),
+                                    _ => {}
+                                }
+                            }
+                        }
                         // Anything from the gateway shows it alive: DPD probes only a quiet tunnel.
                         ike.traffic_received(Instant::now());
                     },
