@@ -531,6 +531,7 @@ fn postern_12_nat_ping() {
 fn postern_13_datapath_algorithms() {
     for (esp, want) in [
         ("aes128gcm16", "AES_GCM_16-128"),
+        ("aes192gcm16", "AES_GCM_16-192"),
         ("aes256gcm16", "AES_GCM_16-256"),
         ("aes192-sha384", "AES_CBC-192/HMAC_SHA2_384_192"),
         ("aes256-sha512", "AES_CBC-256/HMAC_SHA2_512_256"),

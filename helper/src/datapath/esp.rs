@@ -83,6 +83,11 @@ enum Cipher {
         key: aead::LessSafeKey,
         salt: Zeroizing<[u8; 4]>,
     },
+    /// AES-192-GCM, which ring lacks (RustCrypto's aes-gcm; 128 and 256 use ring).
+    Gcm192 {
+        key: Box<aes_gcm::AesGcm<Aes192, aes_gcm::aead::consts::U12>>,
+        salt: Zeroizing<[u8; 4]>,
+    },
 }
 
 enum Integrity {
@@ -139,20 +144,30 @@ impl Transform {
             EspCipher::AesCbc { key_bits: 256 } => Cipher::Aes256(block_key(k)?),
             EspCipher::AesCbc { .. } => return Err(EspError::Unsupported("AES-CBC key length")),
             EspCipher::AesGcm16 { key_bits } => {
-                let alg = match key_bits {
-                    128 => &aead::AES_128_GCM,
-                    256 => &aead::AES_256_GCM,
-                    _ => {
-                        return Err(EspError::Unsupported(
-                            "AES-GCM key length (128 and 256 only)",
-                        ));
-                    }
-                };
                 let key_len = usize::from(key_bits / 8);
                 if k.len() != key_len + 4 {
                     return Err(EspError::BadKeyLength(k.len()));
                 }
                 let (key, salt) = k.split_at(key_len);
+                let alg = match key_bits {
+                    128 => &aead::AES_128_GCM,
+                    256 => &aead::AES_256_GCM,
+                    192 => {
+                        let mut s = Zeroizing::new([0u8; 4]);
+                        s.copy_from_slice(salt);
+                        let key = aes_gcm::KeyInit::new_from_slice(key)
+                            .map_err(|_| EspError::BadKeyLength(k.len()))?;
+                        return Transform::with_integrity(
+                            Cipher::Gcm192 {
+                                key: Box::new(key),
+                                salt: s,
+                            },
+                            p,
+                            keys,
+                        );
+                    }
+                    _ => return Err(EspError::Unsupported("AES-GCM key length")),
+                };
                 let key =
                     aead::UnboundKey::new(alg, key).map_err(|_| EspError::BadKeyLength(k.len()))?;
                 let mut s = Zeroizing::new([0u8; 4]);
@@ -163,10 +178,14 @@ impl Transform {
                 }
             }
         };
+        Transform::with_integrity(cipher, p, keys)
+    }
+
+    fn with_integrity(cipher: Cipher, p: &EspProposal, keys: &EspKeys) -> Result<Self, EspError> {
         let i = keys.integrity.as_slice();
         let integrity = match (&cipher, p.auth) {
-            (Cipher::Gcm { .. }, None) => Integrity::None,
-            (Cipher::Gcm { .. }, Some(_)) => {
+            (Cipher::Gcm { .. } | Cipher::Gcm192 { .. }, None) => Integrity::None,
+            (Cipher::Gcm { .. } | Cipher::Gcm192 { .. }, Some(_)) => {
                 return Err(EspError::Unsupported("integrity algorithm with AES-GCM"));
             }
             (_, None) => return Err(EspError::Unsupported("ESP without integrity protection")),
@@ -206,7 +225,7 @@ impl Transform {
             Cipher::Null => 0,
             Cipher::Aes128(_) | Cipher::Aes192(_) | Cipher::Aes256(_) => 16,
             Cipher::TripleDes(_) => 8,
-            Cipher::Gcm { .. } => 8,
+            Cipher::Gcm { .. } | Cipher::Gcm192 { .. } => 8,
         }
     }
 
@@ -215,7 +234,7 @@ impl Transform {
         match self.cipher {
             Cipher::Aes128(_) | Cipher::Aes192(_) | Cipher::Aes256(_) => 16,
             Cipher::TripleDes(_) => 8,
-            Cipher::Null | Cipher::Gcm { .. } => 4,
+            Cipher::Null | Cipher::Gcm { .. } | Cipher::Gcm192 { .. } => 4,
         }
     }
 
@@ -252,7 +271,7 @@ impl Transform {
             Cipher::Aes192(c) => cbc_encrypt(c, iv, data),
             Cipher::Aes256(c) => cbc_encrypt(c, iv, data),
             Cipher::TripleDes(c) => cbc_encrypt(c, iv, data),
-            Cipher::Null | Cipher::Gcm { .. } => {}
+            Cipher::Null | Cipher::Gcm { .. } | Cipher::Gcm192 { .. } => {}
         }
     }
 
@@ -262,7 +281,7 @@ impl Transform {
             Cipher::Aes192(c) => cbc_decrypt(c, iv, data),
             Cipher::Aes256(c) => cbc_decrypt(c, iv, data),
             Cipher::TripleDes(c) => cbc_decrypt(c, iv, data),
-            Cipher::Null | Cipher::Gcm { .. } => {}
+            Cipher::Null | Cipher::Gcm { .. } | Cipher::Gcm192 { .. } => {}
         }
     }
 }
@@ -272,6 +291,16 @@ fn gcm_nonce(salt: &[u8; 4], iv: &[u8]) -> aead::Nonce {
     n[..4].copy_from_slice(salt);
     n[4..].copy_from_slice(&iv[..8]);
     aead::Nonce::assume_unique_for_key(n)
+}
+
+/// RFC 4106 §4: the nonce is the 4-byte salt and the 8-byte explicit IV.
+fn gcm192_nonce(salt: &[u8; 4], iv: &[u8]) -> aes_gcm::Nonce<aes_gcm::aead::consts::U12> {
+    let mut n = [0u8; 12];
+    n[..4].copy_from_slice(salt);
+    if let Some(iv) = iv.get(..8) {
+        n[4..].copy_from_slice(iv);
+    }
+    n.into()
 }
 
 fn aad(packet: &[u8]) -> aead::Aad<[u8; 8]> {
@@ -377,6 +406,18 @@ impl OutboundSa {
                     .seal_in_place_separate_tag(nonce, a, &mut buf[start..ct_end])
                     .map_err(|_| EspError::BufferTooSmall)?;
                 buf[ct_end..end].copy_from_slice(tag.as_ref());
+            }
+            Cipher::Gcm192 { key, salt } => {
+                use aes_gcm::aead::AeadInOut as _;
+                buf[hdr + 8..start].copy_from_slice(&counter.to_be_bytes());
+                let nonce = gcm192_nonce(salt, &buf[hdr + 8..start]);
+                let a: [u8; 8] = buf[hdr..hdr + 8]
+                    .try_into()
+                    .map_err(|_| EspError::BadLength)?;
+                let tag = key
+                    .encrypt_inout_detached(&nonce, &a, (&mut buf[start..ct_end]).into())
+                    .map_err(|_| EspError::BufferTooSmall)?;
+                buf[ct_end..end].copy_from_slice(&tag);
             }
             _ => {
                 let (head, rest) = buf.split_at_mut(start);
@@ -486,6 +527,15 @@ impl InboundSa {
                 let nonce = gcm_nonce(salt, &pkt[8..ct_start]);
                 let a = aad(pkt);
                 key.open_in_place(nonce, a, &mut pkt[ct_start..])
+                    .map_err(|_| EspError::Integrity)?;
+            }
+            Cipher::Gcm192 { key, salt } => {
+                use aes_gcm::aead::AeadInOut as _;
+                let nonce = gcm192_nonce(salt, &pkt[8..ct_start]);
+                let a: [u8; 8] = pkt[..8].try_into().map_err(|_| EspError::BadLength)?;
+                let (body, tag) = pkt[ct_start..].split_at_mut(ct_end - ct_start);
+                let tag = aes_gcm::Tag::try_from(&*tag).map_err(|_| EspError::BadLength)?;
+                key.decrypt_inout_detached(&nonce, &a, body.into(), &tag)
                     .map_err(|_| EspError::Integrity)?;
             }
             _ => {

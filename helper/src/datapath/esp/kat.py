@@ -27,3 +27,7 @@ gkey = bytes(range(16)); salt = bytes.fromhex("a0a1a2a3"); iv = struct.pack(">Q"
 aad = struct.pack(">II", spi, seq)
 ct = AESGCM(gkey).encrypt(salt + iv, inner + pad(len(inner), 4), aad)
 print("gcm128", (aad + iv + ct).hex())
+# AES-192-GCM (RustCrypto's aes-gcm in the datapath, ring has no 192): key 0..23.
+gkey192 = bytes(range(24))
+ct = AESGCM(gkey192).encrypt(salt + iv, inner + pad(len(inner), 4), aad)
+print("gcm192", (aad + iv + ct).hex())

@@ -70,6 +70,7 @@ fn all_proposals() -> Vec<EspProposal> {
         }
     }
     v.push(proposal(EspCipher::AesGcm16 { key_bits: 128 }, None));
+    v.push(proposal(EspCipher::AesGcm16 { key_bits: 192 }, None));
     v.push(proposal(EspCipher::AesGcm16 { key_bits: 256 }, None));
     v
 }
@@ -276,7 +277,16 @@ fn wrong_key_lengths_and_transforms_are_refused() {
         InboundSa::new(
             1,
             &proposal(EspCipher::AesGcm16 { key_bits: 192 }, None),
-            &keys(&[0; 28], &[])
+            &keys(&[0; 24], &[])
+        )
+        .is_err(),
+        "AES-192-GCM needs 24 key bytes and a 4-byte salt"
+    );
+    assert!(
+        InboundSa::new(
+            1,
+            &proposal(EspCipher::AesGcm16 { key_bits: 160 }, None),
+            &keys(&[0; 24], &[])
         )
         .is_err()
     );
@@ -338,6 +348,26 @@ fn known_answer_aes128_gcm_both_directions() {
     out.seq = 7;
     let inner = hex::decode(KAT_INNER).expect("hex");
     assert_eq!(hex::encode(seal(&mut out, &inner)), KAT_GCM);
+}
+
+const KAT_GCM192: &str = "010203040000000700000000000000073a180668ee4a939c8f0bed7d1c45c2d589f6eb4086b8c113a7ddd67cb3467be5bedad613593fa4b4fe63d5ba054f1b77";
+
+#[test]
+fn known_answer_aes192_gcm_both_directions() {
+    let p = proposal(EspCipher::AesGcm16 { key_bits: 192 }, None);
+    let mut enc = seq_bytes(0, 24);
+    enc.extend_from_slice(&[0xa0, 0xa1, 0xa2, 0xa3]);
+    kat(p, &enc, &[], KAT_GCM192);
+    let mut out = OutboundSa::new(
+        0x01020304,
+        &p,
+        &keys(&enc, &[]),
+        ChaCha20Rng::seed_from_u64(0),
+    )
+    .expect("sa");
+    out.seq = 7;
+    let inner = hex::decode(KAT_INNER).expect("hex");
+    assert_eq!(hex::encode(seal(&mut out, &inner)), KAT_GCM192);
 }
 
 #[test]
