@@ -1,7 +1,8 @@
 //! Two tunnels at once from one client to two gateways (two addresses of one strongSwan,
 //! two connections): both `postern-helper up` share UDP 500/4500 (SO_REUSEADDR, each
 //! socket connected to its gateway), each gets its own TUN device, virtual IP and
-//! routes, and traffic to each remote network crosses its own tunnel. Root only.
+//! routes, and traffic to each remote network crosses its own tunnel. A third profile
+//! to a gateway already in use is refused with one line. Root only.
 
 use std::fs::OpenOptions;
 use std::io::Write as _;
@@ -108,6 +109,21 @@ fn two_tunnels_to_two_gateways_at_once() {
             links.contains("postern0") && links.contains("postern1"),
             "expected two TUN devices:\n{links}"
         );
+
+        // A third profile to A's gateway is refused in one line: it would share A's
+        // IKE socket pair and take its datagrams. A and B stay up.
+        let prof_c = prof_a.replace("name = \"multi-a\"", "name = \"multi-c\"");
+        let client_c = Client::start(lab, &write_0600(lab, "multi-c.toml", &prof_c)?)?;
+        lab.adopt(&client_c.proc);
+        let code = client_c.exit_code(Duration::from_secs(15))?;
+        let err = client_c.error_line().unwrap_or_default();
+        lab_ensure!(
+            code != exit::OK && err.contains("already up"),
+            "a second tunnel to the same gateway was not refused (exit {code}): {err:?} {:?}",
+            client_c.stdout()
+        );
+        lab.ping(Role::Client, Some(CLIENT_VIP), LAN_HOST)?;
+        lab.ping(Role::Client, Some(CLIENT2_VIP), LAN_HOST2)?;
 
         // Taking A down leaves B up.
         client_a.sigterm()?;

@@ -414,6 +414,17 @@ impl Driver {
             SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], IKE_PORT)),
             SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], IKE_PORT)),
         };
+        // The shared port 500 carries one tunnel per gateway: a second socket connected
+        // to the same gateway would take the first one's datagrams.
+        if ike_peer_in_use(remote) {
+            return Err(Failure::new(
+                EXIT_FAILURE,
+                format!(
+                    "a tunnel to {} is already up (another profile uses this gateway); take it down first",
+                    remote.ip()
+                ),
+            ));
+        }
         let socket = bind_shared(bind).map_err(|e| {
             Failure::new(
                 EXIT_FAILURE,
@@ -1068,6 +1079,46 @@ fn bind_shared(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     UdpSocket::from_std(s.into())
 }
 
+/// Whether a UDP socket in this network namespace already talks IKE with `remote`
+/// (local port 500 connected to the gateway's 500), as another tunnel of this helper or
+/// of another helper would.
+fn ike_peer_in_use(remote: SocketAddr) -> bool {
+    let table = if remote.is_ipv4() {
+        "/proc/net/udp"
+    } else {
+        "/proc/net/udp6"
+    };
+    std::fs::read_to_string(table).is_ok_and(|text| {
+        text.lines()
+            .skip(1)
+            .any(|l| ike_socket_to(l, remote) == Some(true))
+    })
+}
+
+/// One line of /proc/net/udp{,6}: whether it is a socket bound to port 500 and
+/// connected to `remote` (`None`: not such a line).
+fn ike_socket_to(line: &str, remote: SocketAddr) -> Option<bool> {
+    let f: Vec<&str> = line.split_whitespace().collect();
+    let (local, rem) = (f.get(1)?, f.get(2)?);
+    let port = |a: &str| u16::from_str_radix(a.rsplit_once(':')?.1, 16).ok();
+    if port(local)? != IKE_PORT || port(rem)? != remote.port() {
+        return None;
+    }
+    let hex = rem.rsplit_once(':')?.0;
+    // The address as the kernel prints it: each 32-bit word in host byte order.
+    let mut bytes = Vec::with_capacity(16);
+    for i in (0..hex.len()).step_by(8) {
+        let w = u32::from_str_radix(hex.get(i..i + 8)?, 16).ok()?;
+        bytes.extend_from_slice(&w.to_ne_bytes());
+    }
+    let ip = match bytes.len() {
+        4 => std::net::IpAddr::from(<[u8; 4]>::try_from(bytes.as_slice()).ok()?),
+        16 => std::net::IpAddr::from(<[u8; 16]>::try_from(bytes.as_slice()).ok()?),
+        _ => return None,
+    };
+    Some(ip == remote.ip())
+}
+
 async fn recv_natt(s: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<usize> {
     match s {
         Some(s) => s.recv(buf).await,
@@ -1087,4 +1138,36 @@ async fn flush(socket: &UdpSocket, natt: Option<&UdpSocket>, ike: &mut Ike) {
         }
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_net_udp_lines_name_the_connected_gateway() {
+        let gw: SocketAddr = "192.0.2.1:500".parse().expect("addr");
+        // 192.0.2.1 as the kernel prints it on a little-endian machine.
+        let word = u32::from_ne_bytes([192, 0, 2, 1]);
+        let line = format!(
+            "  12: 00000000:01F4 {word:08X}:01F4 01 00000000:00000000 00:00000000 00000000     0        0 4242 2 0000000000000000 0"
+        );
+        assert_eq!(ike_socket_to(&line, gw), Some(true));
+        let other: SocketAddr = "192.0.2.3:500".parse().expect("addr");
+        assert_eq!(ike_socket_to(&line, other), Some(false));
+        // Bound to 500 but not connected (remote 0.0.0.0:0), or another port.
+        let unconnected = "  13: 00000000:01F4 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1 2 0 0";
+        assert_eq!(ike_socket_to(unconnected, gw), None);
+        assert_eq!(ike_socket_to("garbage", gw), None);
+        assert_eq!(ike_socket_to("  1: 00000000:01F4 ZZZZ:01F4", gw), None);
+        let v6: SocketAddr = "[2001:db8::1]:500".parse().expect("addr");
+        let words: String = std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)
+            .octets()
+            .chunks(4)
+            .map(|c| format!("{:08X}", u32::from_ne_bytes([c[0], c[1], c[2], c[3]])))
+            .collect();
+        let line6 =
+            format!("  3: 00000000000000000000000000000000:01F4 {words}:01F4 01 0 0 0 0 0 1");
+        assert_eq!(ike_socket_to(&line6, v6), Some(true));
+    }
 }
