@@ -144,6 +144,67 @@ impl Keyring {
     }
 }
 
+impl Keyring {
+    /// Deletes the items of `profile` (of `kind` only, when given); how many went.
+    async fn delete(&self, profile: &str, kind: Option<&str>) -> Result<usize, Fail> {
+        let mut attrs = HashMap::from([("application", "postern"), ("profile", profile)]);
+        if let Some(k) = kind {
+            attrs.insert("kind", k);
+        }
+        let reply = self
+            .conn
+            .call_method(
+                Some(DEST),
+                SERVICE_PATH,
+                Some("org.freedesktop.Secret.Service"),
+                "SearchItems",
+                &(attrs,),
+            )
+            .await
+            .map_err(|e| fail("SearchItems", e))?;
+        let (unlocked, locked): (Vec<OwnedObjectPath>, Vec<OwnedObjectPath>) = reply
+            .body()
+            .deserialize()
+            .map_err(|e| fail("SearchItems", e))?;
+        if !locked.is_empty() {
+            return Err(Fail(
+                EXIT_FAILURE,
+                "keyring: the keyring is locked; unlock it (log in to the desktop) and try again"
+                    .into(),
+            ));
+        }
+        let mut n = 0;
+        for item in unlocked {
+            let reply = self
+                .conn
+                .call_method(
+                    Some(DEST),
+                    &item,
+                    Some("org.freedesktop.Secret.Item"),
+                    "Delete",
+                    &(),
+                )
+                .await
+                .map_err(|e| fail("Delete", e))?;
+            let prompt: OwnedObjectPath =
+                reply.body().deserialize().map_err(|e| fail("Delete", e))?;
+            if prompt.as_str() != "/" {
+                return Err(Fail(
+                    EXIT_FAILURE,
+                    "keyring: the keyring wants a confirmation; delete the item in your keyring manager".into(),
+                ));
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+/// Removes `profile`'s secrets (only `kind`, when given) from the keyring; how many.
+pub async fn delete(profile: &str, kind: Option<&str>) -> Result<usize, Fail> {
+    Keyring::open().await?.delete(profile, kind).await
+}
+
 /// Stores `secret` as `kind` for `profile`.
 pub async fn store(profile: &str, kind: &str, secret: &str) -> Result<(), Fail> {
     Keyring::open().await?.store(profile, kind, secret).await

@@ -61,7 +61,7 @@ enum Cmd {
     },
     /// Opens a profile in $EDITOR; it is saved only if it still checks out.
     Edit { name: String },
-    /// Deletes a profile.
+    /// Deletes a profile and its secrets in your keyring.
     Delete { name: String },
     /// Brings a profile's tunnel up through postern-helper and waits until it is up.
     Up {
@@ -99,6 +99,12 @@ enum SecretCmd {
         xauth: bool,
         #[arg(long)]
         stdin: bool,
+    },
+    /// Removes the PSK (or with --xauth the XAuth password) of a profile from the keyring.
+    Delete {
+        name: String,
+        #[arg(long)]
+        xauth: bool,
     },
 }
 
@@ -200,7 +206,28 @@ async fn run(cli: Cli) -> Result<(), Fail> {
         Cmd::Edit { name } => profiles::edit(&name),
         Cmd::Delete { name } => {
             profiles::delete(&name)?;
-            println!("deleted {name}");
+            // Its secrets go too; a machine without a keyring has none to remove.
+            match keyring::delete(&name, None).await {
+                Ok(0) | Err(_) => println!("deleted {name}"),
+                Ok(n) => println!(
+                    "deleted {name} and its {n} secret{} in the keyring",
+                    if n == 1 { "" } else { "s" }
+                ),
+            }
+            Ok(())
+        }
+        Cmd::Secret {
+            action: SecretCmd::Delete { name, xauth },
+        } => {
+            let kind = if xauth {
+                secret_key::XAUTH_PASSWORD
+            } else {
+                secret_key::PSK
+            };
+            match keyring::delete(&name, Some(kind)).await? {
+                0 => println!("no {kind} of {name} in the keyring"),
+                _ => println!("removed the {kind} of {name} from the keyring"),
+            }
             Ok(())
         }
         Cmd::Up {

@@ -342,6 +342,27 @@ fn cli_through_the_system_bus_and_polkit() {
             "the TUN device was left:\n{links}"
         );
 
+        // The keyring items go with `secret delete` and with the profile (`delete`).
+        let o = session_as(
+            a,
+            &sys,
+            "printf %s \"$KEYRING_PW\" | gnome-keyring-daemon --unlock --components=secrets >/dev/null 2>&1 \
+             && postern secret delete office && postern secret delete office \
+             && printf '%s\\n' \"$LAB_PSK\" | postern secret set office --stdin \
+             && postern delete office && postern list",
+            &[("KEYRING_PW", "lab-keyring-pw"), ("LAB_PSK", &t.psk)],
+        )?;
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        lab_ensure!(
+            o.status.success()
+                && out.contains("removed the psk of office from the keyring")
+                && out.contains("no psk of office in the keyring")
+                && out.contains("deleted office and its 1 secret in the keyring")
+                && !out.lines().any(|l| l.starts_with("office")),
+            "secret delete / delete as A: {}",
+            text(&o)
+        );
+
         // The secret never appears in what the helper printed.
         let out = helper.tail(100_000);
         lab_ensure!(!out.contains(&t.psk), "the PSK is in the helper's output");
