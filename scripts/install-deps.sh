@@ -15,6 +15,8 @@ PACKAGES=(
   # a private system bus (systemd-resolved scenario; the CLI through the helper with
   # Debian's polkitd: tests/tests/bus.rs), test users
   dbus-daemon polkitd passwd
+  # busctl (the lab's bus calls; polkitd pulls systemd in anyway)
+  systemd
   # a real Secret Service for `postern secret set` / `postern up` in the bus scenario
   gnome-keyring
   # the kernel XFRM datapath is proven in a VM (scripts/vm/run-in-vm.sh): a stock

@@ -213,6 +213,32 @@ fn cli_through_the_system_bus_and_polkit() {
             "a refused call left a tunnel: {}",
             text(&o)
         );
+        // Only root may own the helper's name (packaging/org.postern.Helper1.conf): a
+        // user cannot stand in for the helper and collect secrets.
+        // dbus-send (dbus-bin, with dbus-daemon) prints the bus's reason, busctl does not.
+        let o = Command::new("setpriv")
+            .arg(format!("--reuid={uid_a}"))
+            .arg(format!("--regid={uid_a}"))
+            .args(["--clear-groups", "--", "dbus-send"])
+            .arg(format!("--bus={addr}"))
+            .args([
+                "--print-reply",
+                "--dest=org.freedesktop.DBus",
+                "/org/freedesktop/DBus",
+            ])
+            .args([
+                "org.freedesktop.DBus.RequestName",
+                "string:org.postern.Helper1",
+                "uint32:4",
+            ])
+            .output()?;
+        lab_ensure!(
+            !o.status.success()
+                && String::from_utf8_lossy(&o.stderr)
+                    .contains("not allowed to own the service \"org.postern.Helper1\""),
+            "an ordinary user could ask for org.postern.Helper1: {}",
+            text(&o)
+        );
 
         // B (polkit says no) cannot connect.
         let o = postern_as(
