@@ -2,15 +2,18 @@
 //! the gateway, for kernels without ESP (DESIGN.md, "Datapath and host networking").
 //!
 //! Two threads share the work, one per direction:
-//! - outbound, a thread of its own: read a packet from the TUN device into a reused
-//!   buffer (with room for the ESP header in front), pick the SA whose remote traffic
-//!   selector holds the destination, encapsulate in place, send on the NAT-T socket
-//!   (a duplicate of up.rs's socket); a NAT keepalive (one 0xFF byte) after 20 s
-//!   without sending;
-//! - inbound, in up.rs's loop, which already receives on port 4500: IKE (behind the
-//!   non-ESP marker) goes to the engine, everything else to [`Datapath::inbound`]:
-//!   find the SA by SPI, check and decrypt in place, check the inner source against
-//!   the SA's remote selector, write to the TUN device.
+//! - outbound, a thread of its own: read from the TUN device, which does segmentation
+//!   offload where the kernel allows (one read may be a 64 kB TCP segment, split by
+//!   tun-rs into packets of the tunnel MTU), each packet in a reused buffer with room
+//!   for the ESP header in front; pick the SA whose remote traffic selector holds the
+//!   destination, count it against the SA's volume lifetime, encapsulate in place, and
+//!   send up to 32 per `sendmmsg` ([`batch`]) on the NAT-T socket (a duplicate of the
+//!   driver's); a NAT keepalive (one 0xFF byte) after 20 s without sending;
+//! - inbound, in the tunnel driver's loop, which already receives on port 4500 (what
+//!   is waiting is taken with one `recvmmsg`): IKE (behind the non-ESP marker) goes to
+//!   the engine, everything else to [`Datapath::inbound`]: find the SA by SPI, check
+//!   and decrypt in place, check the inner source against the SA's remote selector,
+//!   write to the TUN device.
 //!
 //! Host changes (device, address, routes) go through [`crate::kernel`] and its
 //! journal, and are undone when the [`Datapath`] is dropped.
@@ -27,7 +30,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use postern_engine::ike::{ChildSa, Encapsulation, TrafficSelector};
-use tun_rs::{InterruptEvent, SyncDevice};
+use tun_rs::{IDEAL_BATCH_SIZE, InterruptEvent, SyncDevice, VIRTIO_NET_HDR_LEN};
 
 use crate::kernel::{self, Entry, Journal, KernelError};
 use esp::{EspError, InboundSa, OutboundSa};
@@ -155,6 +158,8 @@ pub struct Datapath {
     keepalive_ms: Arc<std::sync::atomic::AtomicU64>,
     /// ESP in UDP (else raw ESP, IP protocol 50).
     udp: bool,
+    /// The TUN device does segmentation offload (virtio headers on every packet).
+    vnet_hdr: bool,
     /// The device's index when systemd-resolved holds our DNS settings for it.
     resolved_link: Option<u32>,
     /// Where volume-lifetime rekeys are asked for.
@@ -187,17 +192,27 @@ impl Datapath {
         let name = free_device_name().ok_or(DatapathError::NoDeviceName)?;
         let mut journal = Journal::create(&kernel::journal::run_dir(), &name)?;
         journal.record(Entry::Link { dev: name.clone() })?;
-        let dev = match tun_rs::DeviceBuilder::new()
+        // With offload (IFF_VNET_HDR + TSO): the stack hands us TCP segments of up to
+        // 64 kB in one read, which tun-rs splits; without it where the kernel refuses.
+        let built = tun_rs::DeviceBuilder::new()
             .name(&name)
             .mtu(mtu)
+            .offload(true)
             .build_sync()
-        {
+            .or_else(|_| {
+                tun_rs::DeviceBuilder::new()
+                    .name(&name)
+                    .mtu(mtu)
+                    .build_sync()
+            });
+        let dev = match built {
             Ok(d) => d,
             Err(e) => {
                 journal.finish();
                 return Err(DatapathError::Tun(e));
             }
         };
+        let vnet_hdr = dev.tcp_gso();
         let dev = Arc::new(dev);
         let mut dp = Datapath {
             name,
@@ -216,6 +231,7 @@ impl Datapath {
             resolved_link: None,
             rekey: None,
             udp,
+            vnet_hdr,
             keepalive_ms: Arc::new(std::sync::atomic::AtomicU64::new(
                 NAT_KEEPALIVE.as_millis() as u64
             )),
@@ -403,7 +419,7 @@ impl Datapath {
             .find(|i| i.sa.spi() == spi)
             .ok_or(())?;
         let (range, next_header) = sa.sa.decapsulate(pkt).map_err(|_| ())?;
-        let inner = &pkt[range];
+        let inner = &pkt[range.clone()];
         if next_header == esp::NEXT_HEADER_NONE {
             return Ok(());
         }
@@ -417,12 +433,21 @@ impl Datapath {
         {
             return Err(());
         }
+        let n = inner.len();
         let dev = self.dev.as_ref().ok_or(())?;
-        dev.send(inner).map_err(|_| ())?;
+        if self.vnet_hdr {
+            // An offload device takes a virtio header before each packet: all zero, a
+            // plain packet (GSO none, checksums as they are). Written over the ESP
+            // header and IV in front of it, which are spent.
+            let at = range.start.checked_sub(VIRTIO_NET_HDR_LEN).ok_or(())?;
+            let framed = pkt.get_mut(at..range.end).ok_or(())?;
+            framed[..VIRTIO_NET_HDR_LEN].fill(0);
+            dev.send(framed).map_err(|_| ())?;
+        } else {
+            dev.send(inner).map_err(|_| ())?;
+        }
         self.stats.rx_packets.fetch_add(1, Ordering::Relaxed);
-        self.stats
-            .rx_bytes
-            .fetch_add(inner.len() as u64, Ordering::Relaxed);
+        self.stats.rx_bytes.fetch_add(n as u64, Ordering::Relaxed);
         Ok(())
     }
 
@@ -520,17 +545,19 @@ struct Outward {
 }
 
 impl Outward {
-    /// Waits for a packet on the TUN device, then takes whatever else is already
-    /// queued there (up to [`batch::BATCH`]), encapsulates each in a buffer of its own
-    /// and sends them all with one `sendmmsg`.
+    /// Waits until the TUN device has packets, then reads them: with offload one read
+    /// may carry a 64 kB TCP segment that tun-rs splits into packets of the tunnel's
+    /// MTU (up to [`IDEAL_BATCH_SIZE`]); each is encapsulated in place in a buffer of
+    /// its own and they go out [`batch::BATCH`] per `sendmmsg`.
     fn run(self) {
         let start = esp::MAX_HEADER;
         // Allocated once; only the pages packets touch become resident.
-        let mut slots: Vec<Vec<u8>> = (0..batch::BATCH)
+        let mut original = vec![0u8; VIRTIO_NET_HDR_LEN + MAX_INNER];
+        let mut slots: Vec<Vec<u8>> = (0..IDEAL_BATCH_SIZE)
             .map(|_| vec![0u8; esp::MAX_HEADER + MAX_INNER + esp::MAX_TRAILER])
             .collect();
-        let mut out: [(std::ops::Range<usize>, usize); batch::BATCH] =
-            std::array::from_fn(|_| (0..0, 0));
+        let mut sizes = vec![0usize; IDEAL_BATCH_SIZE];
+        let mut out: Vec<(std::ops::Range<usize>, usize)> = Vec::with_capacity(IDEAL_BATCH_SIZE);
         let mut headers = batch::Headers::new();
         let mut last_send = Instant::now();
         while !self.stopping.load(Ordering::Relaxed) {
@@ -539,15 +566,11 @@ impl Outward {
                 ms => Duration::from_millis(ms),
             };
             let wait = every.saturating_sub(last_send.elapsed());
-            let Some(slot0) = slots.first_mut() else {
-                return;
-            };
-            let n = match self.dev.recv_intr_timeout(
-                &mut slot0[start..start + MAX_INNER],
-                &self.interrupt,
-                Some(wait),
-            ) {
-                Ok(n) => n,
+            match self
+                .dev
+                .wait_readable_intr_timeout(&self.interrupt, Some(wait))
+            {
+                Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                     if self.keepalive_ms.load(Ordering::Relaxed) != 0 {
                         self.send(&[0xff]);
@@ -570,34 +593,39 @@ impl Outward {
                     }
                     continue;
                 }
-            };
-            let mut used = 0;
-            let mut next = Some(n);
-            for _ in 0..batch::BATCH {
-                let Some(n) = next.take() else {
-                    break;
-                };
-                let Some(slot) = slots.get_mut(used) else {
-                    break;
-                };
-                match self.encapsulate(slot, start, n) {
-                    Some(r) => {
-                        if let Some(o) = out.get_mut(used) {
-                            *o = (r, n);
-                        }
-                        used += 1;
-                    }
-                    None => {
-                        self.stats.tx_dropped.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                // More already queued? (The device is non-blocking.)
-                if let Some(slot) = slots.get_mut(used) {
-                    next = self.dev.recv(&mut slot[start..start + MAX_INNER]).ok();
-                }
             }
-            if used > 0 && self.send_batch(&mut headers, &slots, &out[..used]) {
-                last_send = Instant::now();
+            // What is queued now, a bounded number of reads (the device is non-blocking).
+            for _ in 0..8 {
+                let k = match self
+                    .dev
+                    .recv_multiple(&mut original, &mut slots, &mut sizes, start)
+                {
+                    Ok(k) => k.min(slots.len()),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(_) => {
+                        self.stats.tx_dropped.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                };
+                out.clear();
+                for (slot, &n) in slots.iter_mut().zip(&sizes).take(k) {
+                    match self.encapsulate(slot, start, n) {
+                        Some(r) => out.push((r, n)),
+                        None => {
+                            // An empty range: nothing to send from this slot.
+                            out.push((0..0, 0));
+                            self.stats.tx_dropped.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                for (chunk_slots, chunk_out) in slots[..k]
+                    .chunks(batch::BATCH)
+                    .zip(out.chunks(batch::BATCH))
+                {
+                    if self.send_batch(&mut headers, chunk_slots, chunk_out) {
+                        last_send = Instant::now();
+                    }
+                }
             }
         }
     }
@@ -638,24 +666,30 @@ impl Outward {
         slots: &[Vec<u8>],
         out: &[(std::ops::Range<usize>, usize)],
     ) -> bool {
+        // The packets that were encapsulated (a dropped one has an empty range), in order.
         let empty: &[u8] = &[];
-        let packets: [&[u8]; batch::BATCH] = std::array::from_fn(|i| {
-            out.get(i)
-                .and_then(|(r, _)| slots.get(i)?.get(r.clone()))
-                .unwrap_or(empty)
-        });
-        let total = out.len().min(batch::BATCH);
+        let mut packets: [&[u8]; batch::BATCH] = [empty; batch::BATCH];
+        let mut inner = [0usize; batch::BATCH];
+        let mut total = 0;
+        for (slot, (r, n)) in slots.iter().zip(out).take(batch::BATCH) {
+            if let Some(p) = slot.get(r.clone()).filter(|p| !p.is_empty()) {
+                packets[total] = p;
+                inner[total] = *n;
+                total += 1;
+            }
+        }
+        if total == 0 {
+            return false;
+        }
         let fd = std::os::fd::AsRawFd::as_raw_fd(&self.socket);
         let mut done = 0;
         let mut waits = 0;
         while done < total {
             match batch::send(fd, headers, &packets[done..total]) {
                 Ok(k) if k > 0 => {
-                    for (_, inner) in &out[done..done + k] {
+                    for n in &inner[done..done + k] {
                         self.stats.tx_packets.fetch_add(1, Ordering::Relaxed);
-                        self.stats
-                            .tx_bytes
-                            .fetch_add(*inner as u64, Ordering::Relaxed);
+                        self.stats.tx_bytes.fetch_add(*n as u64, Ordering::Relaxed);
                     }
                     done += k;
                 }
@@ -751,11 +785,12 @@ pub fn on_established(
     };
     d.install(c)?;
     Ok(format!(
-        "datapath userspace{} dev={} vip={} remote={}",
+        "datapath userspace{} dev={} vip={} remote={} offload={}",
         if c.udp_encapsulation { "" } else { " raw-esp" },
         d.device_name(),
         d.vip,
-        c.remote_ts.map(|t| t.to_string()).unwrap_or_default()
+        c.remote_ts.map(|t| t.to_string()).unwrap_or_default(),
+        if d.vnet_hdr { "tso" } else { "none" }
     ))
 }
 
