@@ -1,8 +1,13 @@
 //! A private system bus for the D-Bus scenarios and the footprint benchmark:
 //! dbus-daemon with Postern's own packaging/org.postern.Helper1.conf (and polkit's bus
 //! policy), Debian's polkitd on it with Postern's packaging/org.postern.helper1.policy,
-//! and `postern-helper daemon` in the lab's client namespace. Host changes (test users,
-//! polkit files) are undone by [`HostChanges`] on drop.
+//! and `postern-helper daemon` in the lab's client namespace.
+//!
+//! polkitd runs in a mount namespace of its own where the lab's copies of the polkit
+//! actions and rules directories (the host's files plus Postern's actions and the
+//! scenario's rules) are bind-mounted over /usr/share/polkit-1/actions and
+//! /usr/share/polkit-1/rules.d: the host's polkit setup is never written. The test
+//! users are the one host change, undone by [`HostChanges`] on drop.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
@@ -16,24 +21,21 @@ use crate::postern::helper_path;
 use crate::process::Proc;
 use crate::{LabError, Result};
 
-pub const ACTIONS: &str = "/usr/share/polkit-1/actions/org.postern.helper1.policy";
+const ACTIONS_DIR: &str = "/usr/share/polkit-1/actions";
+const RULES_DIR: &str = "/usr/share/polkit-1/rules.d";
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Undoes the host changes of a scenario (users, polkit files) on drop.
+/// Undoes the host changes of a scenario (test users) on drop.
 #[derive(Default)]
 pub struct HostChanges {
     users: Vec<String>,
-    files: Vec<PathBuf>,
 }
 
 impl Drop for HostChanges {
     fn drop(&mut self) {
-        for f in &self.files {
-            let _ = fs::remove_file(f);
-        }
         for u in &self.users {
             let _ = Command::new("userdel").arg(u).status();
         }
@@ -66,28 +68,43 @@ impl HostChanges {
         self.users.push(user.to_string());
         uid_of(user).ok_or_else(|| LabError(format!("no uid for {user}")))
     }
+}
 
-    /// Writes `contents` at `path` unless it is already there (installed by a package).
-    pub fn install(&mut self, path: &str, contents: &[u8]) -> Result<()> {
-        let p = Path::new(path);
-        if p.exists() && fs::read(p)? == contents {
-            return Ok(());
+/// The lab's polkit directories: copies of the host's actions and rules plus Postern's
+/// actions and `rules` (when not empty), readable by polkitd's own user.
+fn polkit_dirs(dir: &Path, rules: &str) -> Result<(PathBuf, PathBuf)> {
+    let actions = dir.join("polkit-actions");
+    let rules_dir = dir.join("polkit-rules");
+    for (from, to) in [(ACTIONS_DIR, &actions), (RULES_DIR, &rules_dir)] {
+        fs::create_dir_all(to)?;
+        fs::set_permissions(to, fs::Permissions::from_mode(0o755))?;
+        if let Ok(entries) = fs::read_dir(from) {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_file()) {
+                    fs::copy(e.path(), to.join(e.file_name()))?;
+                }
+            }
         }
-        if let Some(d) = p.parent() {
-            fs::create_dir_all(d)?;
+    }
+    let mut files = vec![(
+        actions.join("org.postern.helper1.policy"),
+        fs::read(repo().join("packaging/org.postern.helper1.policy"))?,
+    )];
+    if !rules.is_empty() {
+        files.push((
+            rules_dir.join("49-postern-lab.rules"),
+            rules.as_bytes().to_vec(),
+        ));
+    }
+    for (path, contents) in files {
+        fs::write(&path, contents)?;
+    }
+    for d in [&actions, &rules_dir] {
+        for e in fs::read_dir(d)?.flatten() {
+            fs::set_permissions(e.path(), fs::Permissions::from_mode(0o644))?;
         }
-        fs::write(p, contents)?;
-        self.files.push(p.to_path_buf());
-        // polkitd reads them as its own user, whatever the umask was.
-        fs::set_permissions(p, fs::Permissions::from_mode(0o644))?;
-        Ok(())
     }
-
-    /// Postern's polkit actions, as packaging/install.sh installs them.
-    pub fn install_polkit_actions(&mut self) -> Result<()> {
-        let a = fs::read(repo().join("packaging/org.postern.helper1.policy"))?;
-        self.install(ACTIONS, &a)
-    }
+    Ok((actions, rules_dir))
 }
 
 /// Waits until `name` is on the bus at `addr` (bounded).
@@ -126,9 +143,10 @@ pub struct SystemBus {
 }
 
 impl SystemBus {
-    /// Starts dbus-daemon, polkitd and `postern-helper daemon` (client namespace).
-    /// Postern's polkit actions must be installed first.
-    pub fn start(lab: &Lab) -> Result<SystemBus> {
+    /// Starts dbus-daemon, polkitd (with Postern's actions and `rules`, JavaScript for a
+    /// rules file, in its own mount namespace) and `postern-helper daemon` (client
+    /// namespace).
+    pub fn start(lab: &Lab, rules: &str) -> Result<SystemBus> {
         let dir = lab.dir.join("bus");
         fs::create_dir_all(&dir)?;
         // Unprivileged test users enter this tree, whatever the umask was.
@@ -188,8 +206,17 @@ impl SystemBus {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let mut c = Command::new("/usr/lib/polkit-1/polkitd");
-        c.arg("--no-debug").env("DBUS_SYSTEM_BUS_ADDRESS", &addr);
+        let (actions, rules_dir) = polkit_dirs(&dir, rules)?;
+        let mut c = Command::new("unshare");
+        c.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+            .arg(
+                "mount --bind \"$1\" \"$3\" && mount --bind \"$2\" \"$4\" \
+                 && exec /usr/lib/polkit-1/polkitd --no-debug",
+            )
+            .arg("sh")
+            .args([&actions, &rules_dir])
+            .args([ACTIONS_DIR, RULES_DIR])
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &addr);
         let polkitd = Proc::spawn("polkitd", c, Some(&dir.join("polkitd.out")))?;
         lab.adopt(&polkitd);
         wait_name(&addr, "org.freedesktop.PolicyKit1", &polkitd)?;

@@ -17,7 +17,6 @@ use postern_lab::{Lab, Result, Role, Tunnel, lab_ensure, run_scenario};
 
 const USER_A: &str = "postern-lab-a";
 const USER_B: &str = "postern-lab-b";
-const RULES: &str = "/etc/polkit-1/rules.d/49-postern-lab.rules";
 /// Runs `postern ARGS` as `user` (uid/gid), with its own config dir and the lab bus.
 fn postern_as(
     user: (u32, &Path),
@@ -120,14 +119,12 @@ fn cli_through_the_system_bus_and_polkit() {
         let mut host = HostChanges::default();
         let uid_a = host.ensure_user(USER_A)?;
         let uid_b = host.ensure_user(USER_B)?;
-        host.install_polkit_actions()?;
         // An admin's rule for a user without a graphical session: A may connect and
         // manage its own tunnels; B falls to the defaults (auth_admin: no agent, denied).
         let rules = format!(
             "polkit.addRule(function(action, subject) {{\n  if ((action.id == \"org.postern.helper1.connect\" || action.id == \"org.postern.helper1.manage-own\") && subject.user == \"{USER_A}\") {{\n    return polkit.Result.YES;\n  }}\n}});\n"
         );
-        host.install(RULES, rules.as_bytes())?;
-        let sys = SystemBus::start(lab)?;
+        let sys = SystemBus::start(lab, &rules)?;
         let (addr, dir, helper) = (sys.addr.clone(), sys.dir.clone(), sys.helper.clone());
         let gw = lab.start_gateway(&t)?;
 

@@ -16,7 +16,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
 
 use postern_lab::postern::helper_path;
-use postern_lab::sysbus::{HostChanges, SystemBus};
+use postern_lab::sysbus::SystemBus;
 use postern_lab::{Lab, LabError, Result, Tunnel};
 
 fn status_field(pid: u32, field: &str) -> Option<u64> {
@@ -62,10 +62,8 @@ fn measure(pid: u32, window: Duration) -> (u64, f64) {
 }
 
 fn run(window: Duration) -> Result<()> {
-    let mut host = HostChanges::default();
-    host.install_polkit_actions()?;
     let lab = Lab::new("footprint")?;
-    let sys = SystemBus::start(&lab)?;
+    let sys = SystemBus::start(&lab, "")?;
     let pid = sys.helper.pid();
     std::thread::sleep(Duration::from_secs(2));
     let (rss_idle, wk_idle) = measure(pid, window);
@@ -125,7 +123,6 @@ fn run(window: Duration) -> Result<()> {
         if wk_up <= 1.0 { "met" } else { "missed" }
     );
     postern(&["down", "footprint"], "")?;
-    drop(host);
     Ok(())
 }
 
