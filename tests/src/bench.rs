@@ -17,6 +17,19 @@ pub fn iperf3(lab: &Lab, dst: &str, secs: u32) -> Result<f64> {
 
 /// Like [`iperf3`], with the client in namespace `from`, bound to `bind` when given.
 pub fn iperf3_from(lab: &Lab, from: Role, bind: Option<&str>, dst: &str, secs: u32) -> Result<f64> {
+    iperf3_dir(lab, from, bind, dst, secs, false)
+}
+
+/// Like [`iperf3_from`]; `reverse`: the server sends (iperf3 -R), so the data flows
+/// towards `from`.
+pub fn iperf3_dir(
+    lab: &Lab,
+    from: Role,
+    bind: Option<&str>,
+    dst: &str,
+    secs: u32,
+    reverse: bool,
+) -> Result<f64> {
     let mut server = lab.command(Role::Lan, Path::new("iperf3"));
     server.args(["-s", "-1", "-p", "5201"]);
     let server = Proc::spawn(
@@ -55,6 +68,9 @@ pub fn iperf3_from(lab: &Lab, from: Role, bind: Option<&str>, dst: &str, secs: u
     ]);
     if let Some(b) = bind {
         cmd.args(["-B", b]);
+    }
+    if reverse {
+        cmd.arg("-R");
     }
     let out = run(&mut cmd)
         .map_err(|e| LabError(format!("iperf3 to {dst} failed: {e} (server: {last})")))?;

@@ -479,7 +479,8 @@ fn postern_10_teardown_leaves_nothing() {
     });
 }
 
-/// TCP through the tunnel: a bounded iperf3 run (3 s) from the client to the lan host.
+/// TCP through the tunnel: bounded iperf3 runs (3 s) from the client to the lan host and
+/// back (`-R`).
 #[test]
 fn postern_11_datapath_iperf3() {
     let (t, _) = main_psk();
@@ -487,9 +488,23 @@ fn postern_11_datapath_iperf3() {
         let _gw = lab.start_gateway(&t)?;
         let client = lab.start_postern(&t)?;
         client.wait_connected()?;
+        // The TUN device does segmentation offload, so these runs take the TSO and GRO
+        // paths of the userspace datapath.
+        lab_ensure!(
+            client
+                .stdout()
+                .iter()
+                .any(|l| l.starts_with("datapath userspace") && l.contains("offload=tso")),
+            "the TUN device has no offload: {:?}",
+            client.stdout()
+        );
         let mbits = postern_lab::bench::iperf3(lab, LAN_HOST, 3)?;
         eprintln!("postern_11: iperf3 through the tunnel: {mbits:.0} Mbit/s");
         lab_ensure!(mbits > 0.0, "no throughput");
+        // The other way (iperf3 -R): inbound segments coalesced (GRO) into the TUN device.
+        let down = postern_lab::bench::iperf3_dir(lab, Role::Client, None, LAN_HOST, 3, true)?;
+        eprintln!("postern_11: iperf3 -R through the tunnel: {down:.0} Mbit/s");
+        lab_ensure!(down > 0.0, "no throughput from the lan host");
         client.sigterm()?;
         let code = client.exit_code(Duration::from_secs(15))?;
         lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");

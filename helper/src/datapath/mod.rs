@@ -41,6 +41,8 @@ const NAT_KEEPALIVE: Duration = Duration::from_secs(20);
 const OUTER_MTU: usize = 1500;
 /// Largest inner packet read from the TUN device.
 const MAX_INNER: usize = 65535;
+/// Inbound packets staged for one GRO write at most (a receive batch and then some).
+const STAGED: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatapathError {
@@ -160,6 +162,11 @@ pub struct Datapath {
     udp: bool,
     /// The TUN device does segmentation offload (virtio headers on every packet).
     vnet_hdr: bool,
+    /// Decrypted inbound packets waiting for [`Datapath::flush_inbound`] (offload
+    /// devices): each buffer a zero virtio header then the packet.
+    staged: Vec<Vec<u8>>,
+    n_staged: usize,
+    gro: tun_rs::GROTable,
     /// The device's index when systemd-resolved holds our DNS settings for it.
     resolved_link: Option<u32>,
     /// Where volume-lifetime rekeys are asked for.
@@ -232,6 +239,9 @@ impl Datapath {
             rekey: None,
             udp,
             vnet_hdr,
+            staged: Vec::new(),
+            n_staged: 0,
+            gro: tun_rs::GROTable::new(),
             keepalive_ms: Arc::new(std::sync::atomic::AtomicU64::new(
                 NAT_KEEPALIVE.as_millis() as u64
             )),
@@ -403,10 +413,35 @@ impl Datapath {
     }
 
     pub fn inbound(&mut self, pkt: &mut [u8]) {
+        self.inbound_deferred(pkt);
+        self.flush_inbound();
+    }
+
+    /// Like [`Datapath::inbound`], but the packet may wait in the GRO stage until
+    /// [`Datapath::flush_inbound`] (the caller's end of a batch).
+    pub fn inbound_deferred(&mut self, pkt: &mut [u8]) {
         if pkt == [0xff] {
             return;
         }
         if self.inbound_esp(pkt).is_err() {
+            self.stats.rx_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Writes the staged inbound packets to the TUN device, TCP segments of one flow
+    /// coalesced (tun-rs's GRO), one write per resulting packet.
+    pub fn flush_inbound(&mut self) {
+        let n = std::mem::take(&mut self.n_staged);
+        if n == 0 {
+            return;
+        }
+        let (Some(dev), Some(staged)) = (self.dev.as_ref(), self.staged.get_mut(..n)) else {
+            return;
+        };
+        if dev
+            .send_multiple(&mut self.gro, staged, VIRTIO_NET_HDR_LEN)
+            .is_err()
+        {
             self.stats.rx_dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -434,16 +469,24 @@ impl Datapath {
             return Err(());
         }
         let n = inner.len();
-        let dev = self.dev.as_ref().ok_or(())?;
         if self.vnet_hdr {
-            // An offload device takes a virtio header before each packet: all zero, a
-            // plain packet (GSO none, checksums as they are). Written over the ESP
-            // header and IV in front of it, which are spent.
-            let at = range.start.checked_sub(VIRTIO_NET_HDR_LEN).ok_or(())?;
-            let framed = pkt.get_mut(at..range.end).ok_or(())?;
-            framed[..VIRTIO_NET_HDR_LEN].fill(0);
-            dev.send(framed).map_err(|_| ())?;
+            // Staged for [`Datapath::flush_inbound`], which coalesces TCP segments of
+            // one flow (GRO) and writes each result behind its virtio header.
+            if self.n_staged >= STAGED {
+                self.flush_inbound();
+            }
+            if self.n_staged >= self.staged.len() {
+                // Warm-up only: at most STAGED buffers, reused from then on.
+                self.staged
+                    .push(Vec::with_capacity(VIRTIO_NET_HDR_LEN + MAX_INNER + 1));
+            }
+            let b = self.staged.get_mut(self.n_staged).ok_or(())?;
+            b.clear();
+            b.resize(VIRTIO_NET_HDR_LEN, 0);
+            b.extend_from_slice(inner);
+            self.n_staged += 1;
         } else {
+            let dev = self.dev.as_ref().ok_or(())?;
             dev.send(inner).map_err(|_| ())?;
         }
         self.stats.rx_packets.fetch_add(1, Ordering::Relaxed);

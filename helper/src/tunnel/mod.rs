@@ -783,7 +783,7 @@ impl Driver {
                         ike.handle_datagram(Instant::now(), natt_local, from, &buf4500[4..n]);
                     }
                     Ok(n) => if let Some(dp) = datapath.as_mut() {
-                        dp.inbound(&mut buf4500[..n]);
+                        dp.inbound_deferred(&mut buf4500[..n]);
                         // Whatever else is waiting, in one recvmmsg, before going round the loop.
                         if let Some(s) = natt_socket.as_ref() {
                             let bufs = batch_bufs.get_or_insert_with(|| {
@@ -803,11 +803,13 @@ impl Driver {
                                         from.set_port(NAT_T_PORT);
                                         ike.handle_datagram(Instant::now(), natt_local, from, &d[4..]);
                                     }
-                                    Some(d) if l > 0 => dp.inbound(d),
+                                    Some(d) if l > 0 => dp.inbound_deferred(d),
                                     _ => {}
                                 }
                             }
                         }
+                        // One write per coalesced packet (GRO) for the whole batch.
+                        dp.flush_inbound();
                         // Anything from the gateway shows it alive: DPD probes only a quiet tunnel.
                         ike.traffic_received(Instant::now());
                     },

@@ -26,7 +26,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use postern_lab::bench::iperf3_from;
+use postern_lab::bench::{iperf3_dir, iperf3_from};
 use postern_lab::config::{CHILD, CLIENT_VIP, CONN, LAN_HOST};
 use postern_lab::{Lab, LabError, Result, Role, Tunnel};
 
@@ -65,19 +65,17 @@ fn run(secs: u32, esp: &str) -> Result<()> {
     );
 
     let bare = iperf3_from(&lab, Role::Gw, None, LAN_HOST, secs)?;
-    println!("bare veth (gw -> lan)            {bare:8.0} Mbit/s");
+    println!("bare veth (gw -> lan)              {bare:8.0} Mbit/s");
 
     let client = lab.start_charon_client(&t)?;
     client.initiate(CHILD, 20)?;
-    let cpu0 = cpu_secs(client.proc.pid())?;
-    let charon = iperf3_from(&lab, Role::Client, Some(CLIENT_VIP), LAN_HOST, secs)
+    let pid = client.proc.pid();
+    let charon_up = measure(&lab, pid, Some(CLIENT_VIP), secs, false)
         .map_err(|e| LabError(format!("charon client: {e}\n{}", lab.diagnostics())))?;
-    let cpu1 = cpu_secs(client.proc.pid())?;
-    let charon_user = per_gb(cpu1.0 - cpu0.0, charon, secs);
-    let charon_sys = per_gb(cpu1.1 - cpu0.1, charon, secs);
-    println!(
-        "strongSwan charon client         {charon:8.0} Mbit/s   CPU s per GB: user {charon_user:5.2}, system {charon_sys:5.2}"
-    );
+    charon_up.print("strongSwan charon client, upload ");
+    let charon_down = measure(&lab, pid, Some(CLIENT_VIP), secs, true)
+        .map_err(|e| LabError(format!("charon client: {e}\n{}", lab.diagnostics())))?;
+    charon_down.print("strongSwan charon client, download");
     client.terminate(CONN)?;
     gw.wait_no_sas(Duration::from_secs(10))?;
     client.stop();
@@ -85,30 +83,59 @@ fn run(secs: u32, esp: &str) -> Result<()> {
 
     let p = lab.start_postern(&t)?;
     p.wait_connected()?;
-    let cpu0 = cpu_secs(p.proc.pid())?;
-    let postern = iperf3_from(&lab, Role::Client, None, LAN_HOST, secs)
+    let pid = p.proc.pid();
+    let postern_up = measure(&lab, pid, None, secs, false)
         .map_err(|e| LabError(format!("postern: {e}\n{}", lab.diagnostics())))?;
-    let cpu1 = cpu_secs(p.proc.pid())?;
-    let postern_user = per_gb(cpu1.0 - cpu0.0, postern, secs);
-    let postern_sys = per_gb(cpu1.1 - cpu0.1, postern, secs);
-    println!(
-        "postern-helper (userspace ESP)   {postern:8.0} Mbit/s   CPU s per GB: user {postern_user:5.2}, system {postern_sys:5.2}"
-    );
+    postern_up.print("postern-helper, upload           ");
+    let postern_down = measure(&lab, pid, None, secs, true)
+        .map_err(|e| LabError(format!("postern: {e}\n{}", lab.diagnostics())))?;
+    postern_down.print("postern-helper, download         ");
     p.sigterm()?;
     let _ = p.exit_code(Duration::from_secs(15))?;
 
     println!();
-    println!("postern / charon    {:6.2}x", postern / charon);
-    println!("postern / bare veth {:6.1} %", 100.0 * postern / bare);
-    println!(
-        "user CPU per GB, charon / postern {:6.2}x (how much cheaper Postern's ESP is per byte)",
-        charon_user / postern_user
-    );
-    println!(
-        "all CPU per GB, charon / postern  {:6.2}x",
-        (charon_user + charon_sys) / (postern_user + postern_sys)
-    );
+    for (dir, pu, ch) in [
+        ("upload  ", &postern_up, &charon_up),
+        ("download", &postern_down, &charon_down),
+    ] {
+        println!(
+            "{dir}: postern / charon {:5.2}x, postern / bare veth {:5.1} %, CPU per GB charon / postern: user {:5.2}x, all {:5.2}x",
+            pu.mbits / ch.mbits,
+            100.0 * pu.mbits / bare,
+            ch.user / pu.user,
+            (ch.user + ch.sys) / (pu.user + pu.sys)
+        );
+    }
     Ok(())
+}
+
+/// One iperf3 run through a client: Mbit/s and that client's CPU seconds per GB.
+struct Run {
+    mbits: f64,
+    user: f64,
+    sys: f64,
+}
+
+impl Run {
+    fn print(&self, label: &str) {
+        println!(
+            "{label} {:8.0} Mbit/s   CPU s per GB: user {:5.2}, system {:5.2}",
+            self.mbits, self.user, self.sys
+        );
+    }
+}
+
+/// iperf3 from the client namespace (`reverse`: the lan host sends) with the CPU time
+/// of process `pid` over the run.
+fn measure(lab: &Lab, pid: u32, bind: Option<&str>, secs: u32, reverse: bool) -> Result<Run> {
+    let cpu0 = cpu_secs(pid)?;
+    let mbits = iperf3_dir(lab, Role::Client, bind, LAN_HOST, secs, reverse)?;
+    let cpu1 = cpu_secs(pid)?;
+    Ok(Run {
+        mbits,
+        user: per_gb(cpu1.0 - cpu0.0, mbits, secs),
+        sys: per_gb(cpu1.1 - cpu0.1, mbits, secs),
+    })
 }
 
 /// User and system CPU seconds of a process so far (all its threads).
