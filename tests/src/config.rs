@@ -57,6 +57,8 @@ pub struct Tunnel {
     pub expected_gateway_id: Option<String>,
     /// The profile's `network.datapath` (`auto` when `None`).
     pub datapath: Option<String>,
+    /// Transport mode (host to host, the gateway's and our own address; no networks).
+    pub transport: bool,
     /// The profile's `network.nat_traversal` (`auto` when `None`).
     pub nat_traversal: Option<String>,
     /// The gateway does ESP in the kernel (kernel-netlink, no kernel-libipsec).
@@ -168,6 +170,7 @@ impl Tunnel {
             auth: LabAuth::Psk,
             expected_gateway_id: None,
             datapath: None,
+            transport: false,
             nat_traversal: None,
             gw_kernel_esp: false,
             phase2_kb: None,
@@ -312,6 +315,10 @@ impl Tunnel {
             force_fragmentation: self.gw_fragment_size.is_some(),
             auth: &self.auth,
         });
+        if self.transport {
+            let ts = format!("        local_ts = {LAN_NET}\n        remote_ts = {remote_ts}\n");
+            c = c.replace(&ts, "        mode = transport\n");
+        }
         if self.mode_config.is_some() {
             let _ = writeln!(
                 c,
@@ -410,7 +417,12 @@ impl Tunnel {
             "pfs = {}",
             toml_str(self.pfs.as_deref().unwrap_or("none"))
         );
-        let _ = writeln!(t, "mode = \"tunnel\"");
+        let mode = if self.transport {
+            "transport"
+        } else {
+            "tunnel"
+        };
+        let _ = writeln!(t, "mode = {}", toml_str(mode));
         match &self.mode_config {
             // Networks from the gateway's split-include (Cisco Unity).
             Some(m) => {
@@ -419,6 +431,9 @@ impl Tunnel {
                     "\n[network]\nmode_config = {}",
                     toml_str(if m.pull { "pull" } else { "push" })
                 );
+            }
+            None if self.transport => {
+                let _ = writeln!(t, "\n[network]\nmode_config = \"off\"");
             }
             None => {
                 // A full tunnel names no remote network.

@@ -13,7 +13,7 @@
 //! does not force UDP encapsulation, as a kernel-ESP strongSwan does not; (4) a 64 kB
 //! volume lifetime rekeys through the kernel's expire notifications; (5) `auto` picks
 //! the kernel, and after SIGKILL `postern-helper cleanup` removes exactly what was
-//! installed. Root only.
+//! installed; (6) transport mode, host to host, through a rekey. Root only.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -68,6 +68,7 @@ fn kernel_datapath_in_a_vm() {
         "inner_userspace_raw_esp",
         "inner_kernel_volume_lifetime_rekeys",
         "inner_auto_picks_kernel_and_cleanup_after_sigkill",
+        "inner_kernel_transport_mode_and_rekey",
     ] {
         assert!(
             stdout.contains(&format!("test {t} ... ok")),
@@ -282,6 +283,79 @@ fn inner_userspace_raw_esp() {
             !links.contains("postern"),
             "the TUN device was left:\n{links}"
         );
+        Ok(())
+    });
+}
+
+/// Transport mode in the kernel: ESP between the client's and the gateway's own
+/// addresses (no virtual IP, no networks). Ping the gateway through it, the SAs say
+/// `mode transport`, and a phase 2 rekey (lifetime 20 s) works: the gateway's IKE
+/// replies reach us in the clear only because our IKE sockets bypass the SAs that
+/// cover their addresses (IP_XFRM_POLICY). Then nothing is left.
+#[test]
+#[ignore = "runs inside the VM, started by kernel_datapath_in_a_vm"]
+fn inner_kernel_transport_mode_and_rekey() {
+    assert_eq!(
+        std::env::var("POSTERN_IN_VM").as_deref(),
+        Ok("1"),
+        "only inside the VM"
+    );
+    let mut t = Tunnel::main_psk("kvm-transport")
+        .kernel_esp("off")
+        .lifetimes(600, 20);
+    t.transport = true;
+    run_scenario("kvm-transport", |lab: &Lab| {
+        lab_ensure!(
+            t.gateway_swanctl().contains("mode = transport"),
+            "the gateway is not in transport mode:\n{}",
+            t.gateway_swanctl()
+        );
+        let before = lab.exec(Role::Client, &["ip", "-4", "addr"])?;
+        let gw = lab.start_gateway(&t)?;
+        let client = lab.start_postern(&t)?;
+        client.wait_connected()?;
+        wait_gateway_child(&gw)?;
+        let states = xfrm(lab, "state");
+        lab_ensure!(
+            states.matches("mode transport").count() == 2,
+            "expected two transport-mode SAs:\n{states}"
+        );
+        lab.ping(Role::Client, None, postern_lab::config::GW_ADDR)?;
+        let counted = lab.exec(Role::Client, &["ip", "-s", "xfrm", "state"])?;
+        // `ip -s xfrm state`: "  84(bytes), 1(packets)" under "lifetime current".
+        let packets = counted.lines().filter_map(|l| {
+            let (before, _) = l.split_once("(packets)")?;
+            before.rsplit([' ', ',']).next()?.parse::<u64>().ok()
+        });
+        lab_ensure!(
+            packets.filter(|&n| n > 0).count() == 2,
+            "the ping did not go through both transport SAs:\n{counted}"
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !client
+            .stdout()
+            .iter()
+            .any(|l| l.starts_with("phase2 deleted"))
+        {
+            if Instant::now() > deadline {
+                lab_bail!(
+                    "no rekey within 60 s (IKE through the SAs?): {:?}\n{}",
+                    client.stdout(),
+                    lab.exec(Role::Client, &["ip", "-s", "xfrm", "state"])
+                        .unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        lab.ping(Role::Client, None, postern_lab::config::GW_ADDR)?;
+        client.sigterm()?;
+        let code = client.exit_code(Duration::from_secs(30))?;
+        lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
+        gw.wait_no_sas(Duration::from_secs(20))?;
+        let left = format!("{}{}", xfrm(lab, "state"), xfrm(lab, "policy"));
+        lab_ensure!(left.trim().is_empty(), "left behind:\n{left}");
+        let after = lab.exec(Role::Client, &["ip", "-4", "addr"])?;
+        lab_ensure!(after == before, "addresses differ:\n{before}\n{after}");
         Ok(())
     });
 }

@@ -312,6 +312,28 @@ pub fn newpolicy_body(p: &PolicySpec) -> Vec<u8> {
     b
 }
 
+/// A per-socket policy (`IP_XFRM_POLICY`): `xfrm_userpolicy_info` (168 bytes) for `dir`
+/// (in or out) that matches everything and allows it without IPsec, so the IKE
+/// sockets' own datagrams never go through the tunnel's SAs (transport mode covers
+/// the very addresses IKE uses).
+pub fn socket_bypass_policy(dir: Dir, v6: bool) -> Vec<u8> {
+    let mut b = Vec::with_capacity(168);
+    selector(&mut b, None, None);
+    // Any address, but of the socket's family (the kernel refuses family 0).
+    let fam = if v6 { AF_INET6 } else { AF_INET };
+    b[40..42].copy_from_slice(&fam.to_ne_bytes());
+    lifetime_cfg(&mut b, None);
+    b.extend_from_slice(&[0; 32]); // curlft
+    b.extend_from_slice(&0u32.to_ne_bytes()); // priority
+    b.extend_from_slice(&0u32.to_ne_bytes()); // index
+    b.push(dir as u8);
+    b.push(0); // action: allow
+    b.push(0); // flags
+    b.push(0); // share
+    pad_to(&mut b, 168);
+    b
+}
+
 /// The body of `XFRM_MSG_DELPOLICY`: `xfrm_userpolicy_id` (64 bytes).
 pub fn delpolicy_body(src: TrafficSelector, dst: TrafficSelector, dir: Dir) -> Vec<u8> {
     let mut b = Vec::with_capacity(64);

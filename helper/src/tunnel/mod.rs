@@ -540,6 +540,7 @@ impl Driver {
                         if kernel {
                             match kernel_on_established(
                                 &mut kernel_dp,
+                                &socket,
                                 natt_socket.as_ref(),
                                 local.ip(),
                                 remote.ip(),
@@ -867,6 +868,7 @@ fn choose_datapath(p: &Profile) -> (bool, Option<String>) {
 /// Creates the kernel datapath with the first SA, then installs each SA pair.
 fn kernel_on_established(
     dp: &mut Option<crate::datapath::kernel_esp::KernelDatapath>,
+    ike: &UdpSocket,
     natt: Option<&UdpSocket>,
     local: IpAddr,
     gateway: IpAddr,
@@ -874,6 +876,15 @@ fn kernel_on_established(
     c: &ike::ChildSa,
 ) -> Result<String, crate::datapath::DatapathError> {
     use crate::datapath::DatapathError;
+    // IKE itself never goes through the SAs (in transport mode they cover its addresses).
+    if dp.is_none() {
+        crate::kernel::udp_encap::bypass_ipsec(ike, gateway.is_ipv6()).map_err(|e| {
+            DatapathError::Socket(std::io::Error::new(
+                e.kind(),
+                format!("IKE socket IPsec bypass: {e}"),
+            ))
+        })?;
+    }
     // ESP in UDP: the kernel decapsulates what arrives on our port 4500 socket.
     let mut ports = None;
     if c.udp_encapsulation {
@@ -881,6 +892,12 @@ fn kernel_on_established(
             "ESP in UDP without the NAT-T socket",
         ))?;
         crate::kernel::udp_encap::set_espinudp(s).map_err(DatapathError::Socket)?;
+        crate::kernel::udp_encap::bypass_ipsec(s, gateway.is_ipv6()).map_err(|e| {
+            DatapathError::Socket(std::io::Error::new(
+                e.kind(),
+                format!("NAT-T socket IPsec bypass: {e}"),
+            ))
+        })?;
         let ours = s.local_addr().map_err(DatapathError::Socket)?.port();
         let theirs = s.peer_addr().map_err(DatapathError::Socket)?.port();
         ports = Some((ours, theirs));
