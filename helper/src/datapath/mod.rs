@@ -784,20 +784,19 @@ pub fn virtual_ip(c: &ChildSa, fixed: Option<Ipv4Addr>) -> Result<IpAddr, Datapa
     }
 }
 
-/// up.rs glue, on `Phase2Established`: creates the datapath with the first
-/// UDP-encapsulated SA and installs the pair. `full_tunnel`: the profile names no
-/// remote network. Returns the line to print.
+/// The tunnel driver's glue, on `Phase2Established`: creates the datapath with the
+/// first SA and installs the pair. `sock`: the NAT-T socket for ESP in UDP, the raw
+/// ESP socket otherwise. `full_tunnel`: the profile names no remote network. Returns
+/// the line to print.
 pub fn on_established(
     dp: &mut Option<Datapath>,
-    natt: Option<&tokio::net::UdpSocket>,
-    raw: Option<&tokio::net::UdpSocket>,
+    sock: Option<&tokio::net::UdpSocket>,
     gateway: IpAddr,
     fixed_vip: Option<Ipv4Addr>,
     full_tunnel: bool,
     rekey: &RekeySender,
     c: &ChildSa,
 ) -> Result<String, DatapathError> {
-    let sock = if c.udp_encapsulation { natt } else { raw };
     let Some(natt) = sock else {
         return Err(DatapathError::Unsupported(if c.udp_encapsulation {
             "ESP in UDP without the NAT-T socket"

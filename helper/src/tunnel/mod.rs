@@ -602,8 +602,11 @@ impl Driver {
                             }
                             match crate::datapath::on_established(
                                 &mut datapath,
-                                natt_socket.as_ref(),
-                                raw_socket.as_ref(),
+                                if c.udp_encapsulation {
+                                    natt_socket.as_ref()
+                                } else {
+                                    raw_socket.as_ref()
+                                },
                                 remote.ip(),
                                 self.profile.network.virtual_ip,
                                 self.profile.phase2.remote_networks.is_empty(),
