@@ -99,7 +99,11 @@ impl Keyring {
         Ok(())
     }
 
-    async fn lookup(&self, profile: &str, kind: &str) -> Result<Option<Zeroizing<String>>, Fail> {
+    /// The items with these attributes: (unlocked, locked).
+    async fn search(
+        &self,
+        attrs: &HashMap<&str, &str>,
+    ) -> Result<(Vec<OwnedObjectPath>, Vec<OwnedObjectPath>), Fail> {
         let reply = self
             .conn
             .call_method(
@@ -107,14 +111,18 @@ impl Keyring {
                 SERVICE_PATH,
                 Some("org.freedesktop.Secret.Service"),
                 "SearchItems",
-                &(Self::attributes(profile, kind),),
+                &(attrs,),
             )
             .await
             .map_err(|e| fail("SearchItems", e))?;
-        let (unlocked, _locked): (Vec<OwnedObjectPath>, Vec<OwnedObjectPath>) = reply
+        reply
             .body()
             .deserialize()
-            .map_err(|e| fail("SearchItems", e))?;
+            .map_err(|e| fail("SearchItems", e))
+    }
+
+    async fn lookup(&self, profile: &str, kind: &str) -> Result<Option<Zeroizing<String>>, Fail> {
+        let (unlocked, _locked) = self.search(&Self::attributes(profile, kind)).await?;
         let Some(item) = unlocked.into_iter().next() else {
             return Ok(None);
         };
@@ -151,21 +159,7 @@ impl Keyring {
         if let Some(k) = kind {
             attrs.insert("kind", k);
         }
-        let reply = self
-            .conn
-            .call_method(
-                Some(DEST),
-                SERVICE_PATH,
-                Some("org.freedesktop.Secret.Service"),
-                "SearchItems",
-                &(attrs,),
-            )
-            .await
-            .map_err(|e| fail("SearchItems", e))?;
-        let (unlocked, locked): (Vec<OwnedObjectPath>, Vec<OwnedObjectPath>) = reply
-            .body()
-            .deserialize()
-            .map_err(|e| fail("SearchItems", e))?;
+        let (unlocked, locked) = self.search(&attrs).await?;
         if !locked.is_empty() {
             return Err(Fail(
                 EXIT_FAILURE,

@@ -77,6 +77,25 @@ fn kernel_datapath_in_a_vm() {
     }
 }
 
+/// SIGTERM: the client exits 0 and leaves no XFRM state or policy behind.
+fn stop_leaves_no_xfrm(lab: &Lab, client: &postern_lab::Client) -> postern_lab::Result<()> {
+    client.sigterm()?;
+    let code = client.exit_code(Duration::from_secs(30))?;
+    lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
+    let left = format!("{}{}", xfrm(lab, "state"), xfrm(lab, "policy"));
+    lab_ensure!(left.trim().is_empty(), "left behind:\n{left}");
+    Ok(())
+}
+
+/// The inner scenarios change the kernel's state: never outside the VM.
+fn only_in_vm() {
+    assert_eq!(
+        std::env::var("POSTERN_IN_VM").as_deref(),
+        Ok("1"),
+        "only inside the VM"
+    );
+}
+
 /// Under TCG the gateway may install its CHILD_SA well after our quick mode ends: wait
 /// for it before sending traffic (bounded).
 fn wait_gateway_child(gw: &postern_lab::Charon) -> postern_lab::Result<()> {
@@ -103,11 +122,7 @@ fn xfrm(lab: &Lab, what: &str) -> String {
 #[test]
 #[ignore = "runs inside the VM, started by kernel_datapath_in_a_vm"]
 fn inner_kernel_datapath() {
-    assert_eq!(
-        std::env::var("POSTERN_IN_VM").as_deref(),
-        Ok("1"),
-        "only inside the VM"
-    );
+    only_in_vm();
     let t = Tunnel::main_psk("kvm-raw").kernel_esp("off");
     run_scenario("kvm-raw", |lab: &Lab| {
         let before_addr = lab.exec(Role::Client, &["ip", "-4", "addr"])?;
@@ -169,11 +184,7 @@ fn inner_kernel_datapath() {
 #[test]
 #[ignore = "runs inside the VM, started by kernel_datapath_in_a_vm"]
 fn inner_kernel_esp_in_udp_and_rekey() {
-    assert_eq!(
-        std::env::var("POSTERN_IN_VM").as_deref(),
-        Ok("1"),
-        "only inside the VM"
-    );
+    only_in_vm();
     let t = Tunnel::main_psk("kvm-udp")
         .kernel_esp("force")
         .lifetimes(600, 20);
@@ -244,11 +255,7 @@ fn inner_kernel_esp_in_udp_and_rekey() {
             states.matches("proto esp").count() == 2,
             "after the rekey, expected only the new SA pair:\n{states}"
         );
-        client.sigterm()?;
-        let code = client.exit_code(Duration::from_secs(30))?;
-        lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
-        let left = format!("{}{}", xfrm(lab, "state"), xfrm(lab, "policy"));
-        lab_ensure!(left.trim().is_empty(), "left behind:\n{left}");
+        stop_leaves_no_xfrm(lab, &client)?;
         Ok(())
     });
 }
@@ -256,11 +263,7 @@ fn inner_kernel_esp_in_udp_and_rekey() {
 #[test]
 #[ignore = "runs inside the VM, started by kernel_datapath_in_a_vm"]
 fn inner_userspace_raw_esp() {
-    assert_eq!(
-        std::env::var("POSTERN_IN_VM").as_deref(),
-        Ok("1"),
-        "only inside the VM"
-    );
+    only_in_vm();
     let mut t = Tunnel::main_psk("kvm-uraw").kernel_esp("off");
     t.datapath = Some("userspace".into());
     run_scenario("kvm-uraw", |lab: &Lab| {
@@ -295,11 +298,7 @@ fn inner_userspace_raw_esp() {
 #[test]
 #[ignore = "runs inside the VM, started by kernel_datapath_in_a_vm"]
 fn inner_kernel_transport_mode_and_rekey() {
-    assert_eq!(
-        std::env::var("POSTERN_IN_VM").as_deref(),
-        Ok("1"),
-        "only inside the VM"
-    );
+    only_in_vm();
     let mut t = Tunnel::main_psk("kvm-transport")
         .kernel_esp("off")
         .lifetimes(600, 20);
@@ -348,12 +347,8 @@ fn inner_kernel_transport_mode_and_rekey() {
             std::thread::sleep(Duration::from_millis(500));
         }
         lab.ping(Role::Client, None, postern_lab::config::GW_ADDR)?;
-        client.sigterm()?;
-        let code = client.exit_code(Duration::from_secs(30))?;
-        lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
+        stop_leaves_no_xfrm(lab, &client)?;
         gw.wait_no_sas(Duration::from_secs(20))?;
-        let left = format!("{}{}", xfrm(lab, "state"), xfrm(lab, "policy"));
-        lab_ensure!(left.trim().is_empty(), "left behind:\n{left}");
         let after = lab.exec(Role::Client, &["ip", "-4", "addr"])?;
         lab_ensure!(after == before, "addresses differ:\n{before}\n{after}");
         Ok(())
@@ -367,11 +362,7 @@ fn inner_kernel_transport_mode_and_rekey() {
 #[test]
 #[ignore = "runs inside the VM, started by kernel_datapath_in_a_vm"]
 fn inner_auto_picks_kernel_and_cleanup_after_sigkill() {
-    assert_eq!(
-        std::env::var("POSTERN_IN_VM").as_deref(),
-        Ok("1"),
-        "only inside the VM"
-    );
+    only_in_vm();
     let mut t = Tunnel::main_psk("kvm-auto").kernel_esp("off");
     t.datapath = None;
     run_scenario("kvm-auto", |lab: &Lab| {
@@ -435,11 +426,7 @@ fn inner_auto_picks_kernel_and_cleanup_after_sigkill() {
 #[test]
 #[ignore = "runs inside the VM, started by kernel_datapath_in_a_vm"]
 fn inner_kernel_volume_lifetime_rekeys() {
-    assert_eq!(
-        std::env::var("POSTERN_IN_VM").as_deref(),
-        Ok("1"),
-        "only inside the VM"
-    );
+    only_in_vm();
     let mut t = Tunnel::main_psk("kvm-kb").kernel_esp("off");
     t.phase2_kb = Some(64);
     run_scenario("kvm-kb", |lab: &Lab| {
@@ -473,11 +460,7 @@ fn inner_kernel_volume_lifetime_rekeys() {
         }
         wait_gateway_child(&gw)?;
         lab.ping(Role::Client, None, LAN_HOST)?;
-        client.sigterm()?;
-        let code = client.exit_code(Duration::from_secs(30))?;
-        lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
-        let left = format!("{}{}", xfrm(lab, "state"), xfrm(lab, "policy"));
-        lab_ensure!(left.trim().is_empty(), "left behind:\n{left}");
+        stop_leaves_no_xfrm(lab, &client)?;
         Ok(())
     });
 }
