@@ -7,6 +7,7 @@
 
 mod datapath;
 mod kernel;
+mod respond;
 mod rng;
 mod service;
 mod tunnel;
@@ -32,6 +33,7 @@ fn main() -> ExitCode {
         .as_slice()
     {
         ["up", path] => up::run(std::path::Path::new(path)),
+        ["respond", path] => respond::run(std::path::Path::new(path)),
         [] | ["daemon"] => service::run(None),
         ["daemon", "--idle-exit", secs] => match secs.parse::<u64>() {
             Ok(s) if s > 0 => service::run(Some(std::time::Duration::from_secs(s))),

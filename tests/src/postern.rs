@@ -5,6 +5,8 @@ use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::Tunnel;
+use crate::config::{CLIENT_ADDR, CLIENT_VIP, GW_ADDR, LAN_NET};
 use crate::lab::{Lab, Role};
 use crate::process::{Line, Proc, Stream};
 use crate::{LabError, Result};
@@ -142,4 +144,40 @@ impl Client {
     pub fn error_line(&self) -> Option<String> {
         self.stderr().into_iter().find(|l| l.starts_with("error: "))
     }
+}
+
+/// `postern-helper respond` in the gateway namespace (instead of strongSwan), the mirror
+/// of the client's profile `t`: the client's inner address behind it, the lan in front,
+/// 10.77.0.254 on its TUN device. Postern at both ends.
+pub fn start_responder(lab: &Lab, t: &Tunnel) -> Result<Arc<Proc>> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let text = format!(
+        "name = \"responder\"\ngateway = \"{CLIENT_ADDR}\"\n\n[auth]\nmethod = \"psk\"\npsk = \"{psk}\"\nlocal_id = \"address:{GW_ADDR}\"\nremote_id = \"address:{CLIENT_ADDR}\"\n\n[phase1]\nproposals = [\"aes128-sha256-modp2048\"]\n\n[phase2]\nproposals = [{esp}]\nlocal_networks = [\"{LAN_NET}\"]\nremote_networks = [\"{CLIENT_VIP}/32\"]\npfs = \"none\"\nmode = \"tunnel\"\n\n[network]\nmode_config = \"off\"\nvirtual_ip = \"10.77.0.254\"\n",
+        psk = t.psk,
+        esp = t
+            .client_esp
+            .iter()
+            .map(|e| format!("\"{e}\""))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    let path = lab.dir.join("responder.toml");
+    let _ = std::fs::remove_file(&path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)?;
+    f.write_all(text.as_bytes())?;
+    let mut c = lab.command(Role::Gw, &helper_path()?);
+    c.arg("respond").arg(&path);
+    let p = Proc::spawn(
+        "postern-helper respond",
+        c,
+        Some(&lab.dir.join("responder.out")),
+    )?;
+    lab.adopt(&p);
+    p.wait_line(None, "responding to", Duration::from_secs(10))?;
+    Ok(p)
 }

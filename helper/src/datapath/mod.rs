@@ -166,6 +166,8 @@ pub struct Datapath {
     /// devices): each buffer a zero virtio header then the packet.
     staged: Vec<Vec<u8>>,
     n_staged: usize,
+    /// Receive buffers of [`Datapath::drain_natt`] (made at its first use).
+    rx_bufs: Vec<Vec<u8>>,
     gro: tun_rs::GROTable,
     /// The device's index when systemd-resolved holds our DNS settings for it.
     resolved_link: Option<u32>,
@@ -241,6 +243,7 @@ impl Datapath {
             vnet_hdr,
             staged: Vec::new(),
             n_staged: 0,
+            rx_bufs: Vec::new(),
             gro: tun_rs::GROTable::new(),
             keepalive_ms: Arc::new(std::sync::atomic::AtomicU64::new(
                 NAT_KEEPALIVE.as_millis() as u64
@@ -426,6 +429,33 @@ impl Datapath {
         if self.inbound_esp(pkt).is_err() {
             self.stats.rx_dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// After one datagram from the NAT-T socket `sock`, takes what else waits there
+    /// with one `recvmmsg` (no waiting): IKE messages (behind the non-ESP marker, which
+    /// is cut off) go to `ike`, the rest is staged like [`Datapath::inbound_deferred`].
+    /// The caller then calls [`Datapath::flush_inbound`].
+    pub fn drain_natt(&mut self, sock: &tokio::net::UdpSocket, mut ike: impl FnMut(&[u8])) {
+        let mut bufs = std::mem::take(&mut self.rx_bufs);
+        if bufs.is_empty() {
+            // Once per datapath; only the pages datagrams touch become resident.
+            bufs = (0..batch::BATCH).map(|_| vec![0u8; 65536]).collect();
+        }
+        let mut lens = [0usize; batch::BATCH];
+        let fd = std::os::fd::AsRawFd::as_raw_fd(sock);
+        let got = sock
+            .try_io(tokio::io::Interest::READABLE, || {
+                batch::recv(fd, &mut bufs, &mut lens)
+            })
+            .unwrap_or(0);
+        for (b, &l) in bufs.iter_mut().zip(&lens).take(got) {
+            match b.get_mut(..l) {
+                Some(d) if l > 4 && d[..4] == [0, 0, 0, 0] => ike(&d[4..]),
+                Some(d) if l > 0 => self.inbound_deferred(d),
+                _ => {}
+            }
+        }
+        self.rx_bufs = bufs;
     }
 
     /// Writes the staged inbound packets to the TUN device, TCP segments of one flow

@@ -31,7 +31,7 @@ use crate::up::{
     EXIT_AUTH, EXIT_FAILURE, EXIT_NO_PROPOSAL, EXIT_NOT_RESPONDING, engine_config, profile_children,
 };
 
-const IKE_PORT: u16 = 500;
+pub(crate) const IKE_PORT: u16 = 500;
 /// After a DELETE is queued on shutdown, give the socket this long to send it.
 const FLUSH_GRACE: Duration = Duration::from_millis(200);
 
@@ -504,8 +504,6 @@ impl Driver {
         // Raw ESP (IP protocol 50) for the userspace datapath when NAT-T is not in use.
         let mut raw_socket: Option<UdpSocket> = None;
         let mut buf_raw = vec![0u8; 65536];
-        // Receive buffers of the batched reads on port 4500 (made with the datapath).
-        let mut batch_bufs: Option<Vec<Vec<u8>>> = None;
         let mut pending_dns: Option<crate::kernel::dns::DnsConfig> = None;
         loop {
             // Outputs, in the engine's documented order.
@@ -790,27 +788,9 @@ impl Driver {
                         dp.inbound_deferred(&mut buf4500[..n]);
                         // Whatever else is waiting, in one recvmmsg, before going round the loop.
                         if let Some(s) = natt_socket.as_ref() {
-                            let bufs = batch_bufs.get_or_insert_with(|| {
-                                (0..crate::datapath::batch::BATCH).map(|_| vec![0u8; 65536]).collect()
-                            });
-                            let mut lens = [0usize; crate::datapath::batch::BATCH];
-                            let fd = std::os::fd::AsRawFd::as_raw_fd(s);
-                            let got = s
-                                .try_io(tokio::io::Interest::READABLE, || {
-                                    crate::datapath::batch::recv(fd, bufs, &mut lens)
-                                })
-                                .unwrap_or(0);
-                            for (b, &l) in bufs.iter_mut().zip(&lens).take(got) {
-                                match b.get_mut(..l) {
-                                    Some(d) if l > 4 && d[..4] == [0, 0, 0, 0] => {
-                                        let mut from = remote;
-                                        from.set_port(NAT_T_PORT);
-                                        ike.handle_datagram(Instant::now(), natt_local, from, &d[4..]);
-                                    }
-                                    Some(d) if l > 0 => dp.inbound_deferred(d),
-                                    _ => {}
-                                }
-                            }
+                            let mut from = remote;
+                            from.set_port(NAT_T_PORT);
+                            dp.drain_natt(s, |d| ike.handle_datagram(Instant::now(), natt_local, from, d));
                         }
                         // One write per coalesced packet (GRO) for the whole batch.
                         dp.flush_inbound();
@@ -1051,7 +1031,7 @@ fn describe_mode_config(info: &ModeConfigInfo) -> String {
 }
 
 /// Sends one datagram: on port 500, or on 4500 behind the non-ESP marker.
-async fn send(
+pub(crate) async fn send(
     socket: &UdpSocket,
     natt: Option<&UdpSocket>,
     t: &ike::Transmit,
@@ -1071,7 +1051,7 @@ async fn send(
 /// the userspace datapath without UDP encapsulation. Sending: the kernel adds the IP
 /// header; receiving: IPv4 packets arrive with theirs
 /// ([`crate::datapath::Datapath::inbound_raw`]).
-fn open_raw_esp(gateway: IpAddr) -> std::io::Result<UdpSocket> {
+pub(crate) fn open_raw_esp(gateway: IpAddr) -> std::io::Result<UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let domain = if gateway.is_ipv4() {
         Domain::IPV4
@@ -1089,7 +1069,7 @@ fn open_raw_esp(gateway: IpAddr) -> std::io::Result<UdpSocket> {
 /// tunnel connects its sockets to its gateway, and the kernel hands a datagram to the
 /// socket connected to its sender, so tunnels to different gateways run side by side,
 /// in one helper or several.
-fn bind_shared(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+pub(crate) fn bind_shared(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     s.set_reuse_address(true)?;

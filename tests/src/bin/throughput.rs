@@ -93,7 +93,39 @@ fn run(secs: u32, esp: &str) -> Result<()> {
     p.sigterm()?;
     let _ = p.exit_code(Duration::from_secs(15))?;
 
+    // Postern at both ends: the gateway's charon gives way to `postern-helper respond`
+    // (the userspace datapath there too), ESP in UDP as with libipsec.
+    gw.stop();
+    let responder = postern_lab::postern::start_responder(&lab, &t)?;
+    let mut t2 = t.clone();
+    t2.nat_traversal = Some("force".into());
+    let p = lab.start_postern(&t2)?;
+    p.wait_connected()?;
+    let pid = p.proc.pid();
+    let rpid = responder.pid();
+    let pp_up = measure2(&lab, pid, rpid, secs, false)?;
+    pp_up.0.print("postern <-> postern, upload      ");
+    let pp_down = measure2(&lab, pid, rpid, secs, true)?;
+    pp_down.0.print("postern <-> postern, download    ");
+    println!(
+        "  (the responder: upload user {:5.2}, system {:5.2}; download user {:5.2}, system {:5.2} CPU s per GB)",
+        pp_up.1.user, pp_up.1.sys, pp_down.1.user, pp_down.1.sys
+    );
+    p.sigterm()?;
+    let _ = p.exit_code(Duration::from_secs(15))?;
+    responder.stop(Duration::from_secs(5));
+
     println!();
+    for (dir, pp, ch) in [
+        ("upload  ", &pp_up.0, &charon_up),
+        ("download", &pp_down.0, &charon_down),
+    ] {
+        println!(
+            "{dir}: postern<->postern / charon via libipsec {:5.2}x, / bare veth {:5.1} %",
+            pp.mbits / ch.mbits,
+            100.0 * pp.mbits / bare
+        );
+    }
     for (dir, pu, ch) in [
         ("upload  ", &postern_up, &charon_up),
         ("download", &postern_down, &charon_down),
@@ -136,6 +168,19 @@ fn measure(lab: &Lab, pid: u32, bind: Option<&str>, secs: u32, reverse: bool) ->
         user: per_gb(cpu1.0 - cpu0.0, mbits, secs),
         sys: per_gb(cpu1.1 - cpu0.1, mbits, secs),
     })
+}
+
+/// Like [`measure`], also with the CPU of a second process (the responder).
+fn measure2(lab: &Lab, pid: u32, other: u32, secs: u32, reverse: bool) -> Result<(Run, Run)> {
+    let o0 = cpu_secs(other)?;
+    let run = measure(lab, pid, None, secs, reverse)?;
+    let o1 = cpu_secs(other)?;
+    let o = Run {
+        mbits: run.mbits,
+        user: per_gb(o1.0 - o0.0, run.mbits, secs),
+        sys: per_gb(o1.1 - o0.1, run.mbits, secs),
+    };
+    Ok((run, o))
 }
 
 /// User and system CPU seconds of a process so far (all its threads).
