@@ -15,17 +15,20 @@ mod up;
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: postern-helper [daemon [--idle-exit SECS]] | postern-helper up PROFILE.toml | postern-helper cleanup | postern-helper respond PROFILE.toml\n\
-\n\
-  daemon            (also with no arguments) serve org.postern.Helper1 on the system bus;\n\
-                    --idle-exit: exit after SECS without tunnels (D-Bus activation)\n\
-  up PROFILE.toml   negotiate the profile's tunnel in the foreground; one line per\n\
-                    state change; Ctrl-C (SIGINT) or SIGTERM closes it cleanly\n\
-  cleanup           remove what a killed helper left in this network namespace\n\
-                    (TUN device, addresses, routes named by its /run/postern journal)\n\
-  respond PROFILE.toml\n\
-                    a minimal IKEv1 responder for one peer (PSK, userspace datapath):\n\
-                    the lab's Postern-to-Postern benchmark, not a gateway\n";
+const USAGE: &str = "\
+usage: postern-helper [daemon [--idle-exit SECS]] | postern-helper up PROFILE.toml
+       | postern-helper cleanup | postern-helper respond PROFILE.toml
+
+  daemon            (also with no arguments) serve org.postern.Helper1 on the system bus;
+                    --idle-exit: exit after SECS without tunnels (D-Bus activation)
+  up PROFILE.toml   negotiate the profile's tunnel in the foreground; one line per
+                    state change; Ctrl-C (SIGINT) or SIGTERM closes it cleanly
+  cleanup           remove what a killed helper left in this network namespace
+                    (TUN device, addresses, routes named by its /run/postern journal)
+  respond PROFILE.toml
+                    a minimal IKEv1 responder for one peer (PSK, userspace datapath):
+                    the lab's Postern-to-Postern benchmark, not a gateway
+";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
