@@ -264,6 +264,7 @@ impl Datapath {
             stopping: Arc::clone(&dp.stopping),
             stats: Arc::clone(&dp.stats),
             keepalive_ms: Arc::clone(&dp.keepalive_ms),
+            gso: std::cell::Cell::new(udp),
         };
         dp.worker = Some(
             std::thread::Builder::new()
@@ -615,6 +616,8 @@ struct Outward {
     stats: Arc<Stats>,
     /// NAT keepalive interval in ms; 0: none.
     keepalive_ms: Arc<std::sync::atomic::AtomicU64>,
+    /// UDP GSO for ESP in UDP, until the kernel refuses it once (raw ESP: never).
+    gso: std::cell::Cell<bool>,
 }
 
 impl Outward {
@@ -758,7 +761,29 @@ impl Outward {
         let mut done = 0;
         let mut waits = 0;
         while done < total {
-            match batch::send(fd, headers, &packets[done..total]) {
+            // ESP in UDP: a run of packets of one size (the last may be shorter) goes as
+            // one UDP GSO send; the rest, or everything where the kernel refuses GSO,
+            // with sendmmsg.
+            let run = if self.gso.get() {
+                gso_run(&packets[done..total])
+            } else {
+                0
+            };
+            let sent = if run >= 2 {
+                let size = u16::try_from(packets[done].len()).unwrap_or(u16::MAX);
+                match batch::send_gso(fd, &packets[done..done + run], size) {
+                    Ok(_) => Ok(run),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(e),
+                    Err(_) => {
+                        self.gso.set(false);
+                        continue;
+                    }
+                }
+            } else {
+                let end = if self.gso.get() { done + 1 } else { total };
+                batch::send(fd, headers, &packets[done..end])
+            };
+            match sent {
                 Ok(k) if k > 0 => {
                     for n in &inner[done..done + k] {
                         self.stats.tx_packets.fetch_add(1, Ordering::Relaxed);
@@ -780,7 +805,7 @@ impl Outward {
         dropped == 0
     }
 
-    /// Sends one datagram. The socket is non-blocking (it is shared with up.rs's tokio
+    /// Sends one datagram. The socket is non-blocking (it is shared with the driver's tokio
     /// loop): when the send buffer is full, wait a little and retry, up to ~20 ms.
     fn send(&self, d: &[u8]) -> bool {
         for _ in 0..400 {
@@ -794,6 +819,30 @@ impl Outward {
         }
         false
     }
+}
+
+/// How many of `packets` from the first make one UDP GSO send: equal sizes, the last
+/// possibly shorter, within the kernel's limits. 1: the first goes alone.
+fn gso_run(packets: &[&[u8]]) -> usize {
+    let Some(size) = packets.first().map(|p| p.len()) else {
+        return 0;
+    };
+    if size == 0 || size > usize::from(u16::MAX) {
+        return 1;
+    }
+    let mut end = 1;
+    let mut bytes = size;
+    let fits = |end: usize, bytes: usize, next: usize| {
+        end < batch::GSO_MAX_SEGMENTS && bytes + next <= batch::GSO_MAX_BYTES
+    };
+    while end < packets.len() && packets[end].len() == size && fits(end, bytes, size) {
+        bytes += size;
+        end += 1;
+    }
+    if end < packets.len() && packets[end].len() < size && fits(end, bytes, packets[end].len()) {
+        end += 1;
+    }
+    end
 }
 
 /// The TUN MTU for a proposal: the outer MTU less IP, UDP and ESP overhead.
@@ -897,6 +946,30 @@ mod tests {
         v6[8] = 0xfd;
         assert!(inner_address(&v6, 41, false).is_some());
         assert_eq!(inner_address(&v6[..39], 41, true), None);
+    }
+
+    #[test]
+    fn gso_runs_are_one_size_with_a_shorter_last() {
+        let (a, b, c) = (vec![0u8; 100], vec![0u8; 100], vec![0u8; 60]);
+        let big = vec![0u8; 1500];
+        assert_eq!(gso_run(&[]), 0);
+        assert_eq!(gso_run(&[&a]), 1);
+        assert_eq!(
+            gso_run(&[&a, &b, &c, &a]),
+            3,
+            "the shorter one ends the run"
+        );
+        assert_eq!(gso_run(&[&c, &a]), 1, "a longer one does not join");
+        assert_eq!(gso_run(&[&a, &b, &b, &a]), 4);
+        let many: Vec<&[u8]> = (0..100).map(|_| big.as_slice()).collect();
+        let n = gso_run(&many);
+        assert!(
+            n * 1500 <= batch::GSO_MAX_BYTES && n < batch::GSO_MAX_SEGMENTS,
+            "{n}"
+        );
+        let tiny = vec![0u8; 10];
+        let small: Vec<&[u8]> = (0..100).map(|_| tiny.as_slice()).collect();
+        assert_eq!(gso_run(&small), batch::GSO_MAX_SEGMENTS);
     }
 
     #[test]
