@@ -156,22 +156,27 @@ async fn respond(profile: Profile) -> Result<(), String> {
                     ike.handle_datagram(Instant::now(), local, peer, &buf[..n]);
                 }
             }
-            r = natt.recv(&mut buf4500) => match r {
-                Ok(n) if n > 4 && buf4500[..4] == [0, 0, 0, 0] => {
-                    let mut from = peer;
-                    from.set_port(NAT_T_PORT);
-                    ike.handle_datagram(Instant::now(), natt_local, from, &buf4500[4..n]);
-                }
-                Ok(n) => {
-                    if let Some(dp) = datapath.as_mut() {
-                        dp.inbound_deferred(&mut buf4500[..n]);
-                        let mut from = peer;
-                        from.set_port(NAT_T_PORT);
-                        dp.drain_natt(&natt, |d| ike.handle_datagram(Instant::now(), natt_local, from, d));
+            r = natt.readable() => {
+                r.map_err(|e| e.to_string())?;
+                let mut from = peer;
+                from.set_port(NAT_T_PORT);
+                match datapath.as_mut() {
+                    Some(dp) => {
+                        dp.drain_natt(&natt, |d| {
+                            ike.handle_datagram(Instant::now(), natt_local, from, d)
+                        })
+                        .map_err(|e| e.to_string())?;
                         dp.flush_inbound();
                     }
+                    None => {
+                        if let Ok(n) = natt.try_recv(&mut buf4500)
+                            && n > 4
+                            && buf4500[..4] == [0, 0, 0, 0]
+                        {
+                            ike.handle_datagram(Instant::now(), natt_local, from, &buf4500[4..n]);
+                        }
+                    }
                 }
-                Err(_) => {}
             },
             r = async {
                 match raw.as_ref() {

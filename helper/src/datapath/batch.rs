@@ -66,9 +66,17 @@ pub fn send_gso(fd: RawFd, packets: &[&[u8]], size: u16) -> std::io::Result<usiz
 }
 
 /// Receives up to [`BATCH`] datagrams (one per buffer) from `fd` without waiting;
-/// their lengths go to `lens`, a truncated one (larger than its buffer) as 0.
-/// Returns how many arrived; `WouldBlock` when none was waiting.
-pub fn recv(fd: RawFd, bufs: &mut [Vec<u8>], lens: &mut [usize; BATCH]) -> std::io::Result<usize> {
+/// their lengths go to `lens`, a truncated one (larger than its buffer) as 0, and, on
+/// a socket with UDP GRO, the size of the datagrams a buffer holds back to back to
+/// `segs` (0: one datagram). Returns how many buffers were filled; `WouldBlock` when
+/// none was waiting.
+pub fn recv_segments(
+    fd: RawFd,
+    bufs: &mut [Vec<u8>],
+    lens: &mut [usize; BATCH],
+    segs: &mut [usize; BATCH],
+) -> std::io::Result<usize> {
+    use nix::sys::socket::ControlMessageOwned;
     let k = bufs.len().min(BATCH);
     let mut it = bufs.iter_mut();
     let mut slices: [[IoSliceMut<'_>; 1]; BATCH] = std::array::from_fn(|_| {
@@ -76,7 +84,7 @@ pub fn recv(fd: RawFd, bufs: &mut [Vec<u8>], lens: &mut [usize; BATCH]) -> std::
             it.next().map_or(&mut [][..], |b| b.as_mut_slice()),
         )]
     });
-    let mut h = MultiHeaders::<()>::preallocate(k, None);
+    let mut h = MultiHeaders::<()>::preallocate(k, Some(nix::cmsg_space!(libc::c_int)));
     let got = recvmmsg(
         fd,
         &mut h,
@@ -87,12 +95,20 @@ pub fn recv(fd: RawFd, bufs: &mut [Vec<u8>], lens: &mut [usize; BATCH]) -> std::
     .map_err(std::io::Error::from)?;
     let mut n = 0;
     for (i, m) in got.enumerate() {
-        if let Some(l) = lens.get_mut(i) {
+        if let (Some(l), Some(s)) = (lens.get_mut(i), segs.get_mut(i)) {
             *l = if m.flags.contains(MsgFlags::MSG_TRUNC) {
                 0
             } else {
                 m.bytes
             };
+            *s = 0;
+            if let Ok(cmsgs) = m.cmsgs() {
+                for c in cmsgs {
+                    if let ControlMessageOwned::UdpGroSegments(size) = c {
+                        *s = usize::try_from(size).unwrap_or(0);
+                    }
+                }
+            }
             n = i + 1;
         }
     }
@@ -123,11 +139,40 @@ mod tests {
         }
         let mut bufs = vec![vec![0u8; 200]; BATCH];
         let mut lens = [0usize; BATCH];
-        let n = recv(b.as_raw_fd(), &mut bufs, &mut lens).expect("recvmmsg");
+        let mut segs = [0usize; BATCH];
+        let n = recv_segments(b.as_raw_fd(), &mut bufs, &mut lens, &mut segs).expect("recvmmsg");
         assert_eq!(n, 4);
         assert_eq!(&lens[..4], &[100, 100, 100, 40]);
         assert_eq!(bufs[2][0], 3);
         assert_eq!(bufs[3][39], 4);
+    }
+
+    /// A GSO send to a socket with UDP GRO arrives as one buffer and its segment size.
+    #[test]
+    fn a_gro_socket_gets_the_datagrams_back_to_back_with_their_size() {
+        let a = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let b = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        a.connect(b.local_addr().expect("addr")).expect("connect");
+        b.connect(a.local_addr().expect("addr")).expect("connect");
+        if nix::sys::socket::setsockopt(&b, nix::sys::socket::sockopt::UdpGroSegment, &true)
+            .is_err()
+        {
+            eprintln!("skipped: no UDP GRO here");
+            return;
+        }
+        let packets: Vec<Vec<u8>> = vec![vec![1; 100], vec![2; 100], vec![3; 100], vec![4; 40]];
+        let refs: Vec<&[u8]> = packets.iter().map(Vec::as_slice).collect();
+        if send_gso(a.as_raw_fd(), &refs, 100).is_err() {
+            eprintln!("skipped: no UDP GSO here");
+            return;
+        }
+        let mut bufs = vec![vec![0u8; 1000]; BATCH];
+        let mut lens = [0usize; BATCH];
+        let mut segs = [0usize; BATCH];
+        let n = recv_segments(b.as_raw_fd(), &mut bufs, &mut lens, &mut segs).expect("recvmmsg");
+        assert_eq!((n, lens[0], segs[0]), (1, 340, 100));
+        assert_eq!(bufs[0][100], 2);
+        assert_eq!(bufs[0][339], 4);
     }
 
     #[test]
@@ -148,7 +193,8 @@ mod tests {
         // A short buffer truncates: reported as length 0.
         bufs[1] = vec![0u8; 4];
         let mut lens = [0usize; BATCH];
-        let n = recv(b.as_raw_fd(), &mut bufs, &mut lens).expect("recvmmsg");
+        let mut segs = [0usize; BATCH];
+        let n = recv_segments(b.as_raw_fd(), &mut bufs, &mut lens, &mut segs).expect("recvmmsg");
         assert_eq!(n, BATCH);
         assert_eq!(lens[0], 10);
         assert_eq!(&bufs[0][..10], &[0u8; 10]);
@@ -156,10 +202,10 @@ mod tests {
         assert_eq!(lens[2], 12);
         assert_eq!(bufs[2][11], 2);
         let mut bufs = vec![vec![0u8; 64]; BATCH];
-        let n = recv(b.as_raw_fd(), &mut bufs, &mut lens).expect("recvmmsg");
+        let n = recv_segments(b.as_raw_fd(), &mut bufs, &mut lens, &mut segs).expect("recvmmsg");
         assert_eq!(n, 40 - BATCH);
         assert_eq!(lens[0], 10 + BATCH);
-        let err = recv(b.as_raw_fd(), &mut bufs, &mut lens).expect_err("empty");
+        let err = recv_segments(b.as_raw_fd(), &mut bufs, &mut lens, &mut segs).expect_err("empty");
         assert_eq!(err.kind(), std::io::ErrorKind::WouldBlock);
     }
 }

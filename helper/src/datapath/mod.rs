@@ -256,6 +256,15 @@ impl Datapath {
             kernel::net::add_addr(j, vip, prefix, &dp.name)?;
         }
         kernel::net::link_up(&dp.name)?;
+        // UDP GRO on the ESP socket: datagrams of a flow may arrive back to back in one
+        // buffer ([`Datapath::drain_natt`] cuts them apart). Without it, one by one.
+        if udp {
+            let _ = nix::sys::socket::setsockopt(
+                &socket,
+                nix::sys::socket::sockopt::UdpGroSegment,
+                &true,
+            );
+        }
         let worker = Outward {
             dev,
             socket,
@@ -432,31 +441,59 @@ impl Datapath {
         }
     }
 
-    /// After one datagram from the NAT-T socket `sock`, takes what else waits there
-    /// with one `recvmmsg` (no waiting): IKE messages (behind the non-ESP marker, which
-    /// is cut off) go to `ike`, the rest is staged like [`Datapath::inbound_deferred`].
-    /// The caller then calls [`Datapath::flush_inbound`].
-    pub fn drain_natt(&mut self, sock: &tokio::net::UdpSocket, mut ike: impl FnMut(&[u8])) {
+    /// Takes what waits on the NAT-T socket `sock` with one `recvmmsg` (no waiting;
+    /// a buffer that UDP GRO filled with several datagrams is cut back into them): IKE
+    /// messages (behind the non-ESP marker, which is cut off) go to `ike`, the rest is
+    /// staged like [`Datapath::inbound_deferred`]. Returns how many were not IKE; the
+    /// caller then calls [`Datapath::flush_inbound`]. Nothing waiting and ICMP errors
+    /// (refused) are not errors.
+    pub fn drain_natt(
+        &mut self,
+        sock: &tokio::net::UdpSocket,
+        mut ike: impl FnMut(&[u8]),
+    ) -> std::io::Result<usize> {
         let mut bufs = std::mem::take(&mut self.rx_bufs);
         if bufs.is_empty() {
             // Once per datapath; only the pages datagrams touch become resident.
             bufs = (0..batch::BATCH).map(|_| vec![0u8; 65536]).collect();
         }
         let mut lens = [0usize; batch::BATCH];
+        let mut segs = [0usize; batch::BATCH];
         let fd = std::os::fd::AsRawFd::as_raw_fd(sock);
-        let got = sock
-            .try_io(tokio::io::Interest::READABLE, || {
-                batch::recv(fd, &mut bufs, &mut lens)
-            })
-            .unwrap_or(0);
-        for (b, &l) in bufs.iter_mut().zip(&lens).take(got) {
-            match b.get_mut(..l) {
-                Some(d) if l > 4 && d[..4] == [0, 0, 0, 0] => ike(&d[4..]),
-                Some(d) if l > 0 => self.inbound_deferred(d),
-                _ => {}
+        let got = match sock.try_io(tokio::io::Interest::READABLE, || {
+            batch::recv_segments(fd, &mut bufs, &mut lens, &mut segs)
+        }) {
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::ConnectionRefused
+                ) =>
+            {
+                0
+            }
+            Err(e) => {
+                self.rx_bufs = bufs;
+                return Err(e);
+            }
+        };
+        let mut esp = 0;
+        for ((b, &l), &seg) in bufs.iter_mut().zip(&lens).zip(&segs).take(got) {
+            let Some(all) = b.get_mut(..l) else {
+                continue;
+            };
+            let seg = if seg == 0 { l.max(1) } else { seg };
+            for d in all.chunks_mut(seg) {
+                if d.len() > 4 && d[..4] == [0, 0, 0, 0] {
+                    ike(&d[4..]);
+                } else if !d.is_empty() {
+                    esp += 1;
+                    self.inbound_deferred(d);
+                }
             }
         }
         self.rx_bufs = bufs;
+        Ok(esp)
     }
 
     /// Writes the staged inbound packets to the TUN device, TCP segments of one flow

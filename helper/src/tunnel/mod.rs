@@ -777,28 +777,44 @@ impl Driver {
                     Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
                     Err(e) => return Err(Failure::new(EXIT_FAILURE, format!("receive: {e}"))),
                 },
-                r = recv_natt(natt_socket.as_ref(), &mut buf4500) => match r {
-                    // Non-ESP marker: an IKE message. Anything else is ESP or a NAT keepalive.
-                    Ok(n) if n > 4 && buf4500[..4] == [0, 0, 0, 0] => {
-                        let mut from = remote;
-                        from.set_port(NAT_T_PORT);
-                        ike.handle_datagram(Instant::now(), natt_local, from, &buf4500[4..n]);
+                r = natt_readable(natt_socket.as_ref()) => {
+                    let mut from = remote;
+                    from.set_port(NAT_T_PORT);
+                    let r = match (datapath.as_mut(), natt_socket.as_ref()) {
+                        // The userspace datapath: everything waiting, in one recvmmsg; IKE
+                        // (behind the non-ESP marker) to the engine, the rest to ESP.
+                        (Some(dp), Some(s)) => r.and_then(|()| {
+                            let esp = dp.drain_natt(s, |d| {
+                                ike.handle_datagram(Instant::now(), natt_local, from, d)
+                            })?;
+                            // One write per coalesced packet (GRO) for the whole batch.
+                            dp.flush_inbound();
+                            // Anything from the gateway shows it alive: DPD probes only a
+                            // quiet tunnel.
+                            if esp > 0 {
+                                ike.traffic_received(Instant::now());
+                            }
+                            Ok(())
+                        }),
+                        // No userspace datapath: only IKE comes here (the kernel takes ESP).
+                        (None, Some(s)) => r.and_then(|()| match s.try_recv(&mut buf4500) {
+                            Ok(n) if n > 4 && buf4500[..4] == [0, 0, 0, 0] => {
+                                ike.handle_datagram(Instant::now(), natt_local, from, &buf4500[4..n]);
+                                Ok(())
+                            }
+                            Ok(_) => Ok(()),
+                            Err(e) => Err(e),
+                        }),
+                        _ => Ok(()),
+                    };
+                    match r {
+                        Ok(()) => {}
+                        Err(e) if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::ConnectionRefused
+                        ) => {}
+                        Err(e) => return Err(Failure::new(EXIT_FAILURE, format!("receive on port {NAT_T_PORT}: {e}"))),
                     }
-                    Ok(n) => if let Some(dp) = datapath.as_mut() {
-                        dp.inbound_deferred(&mut buf4500[..n]);
-                        // Whatever else is waiting, in one recvmmsg, before going round the loop.
-                        if let Some(s) = natt_socket.as_ref() {
-                            let mut from = remote;
-                            from.set_port(NAT_T_PORT);
-                            dp.drain_natt(s, |d| ike.handle_datagram(Instant::now(), natt_local, from, d));
-                        }
-                        // One write per coalesced packet (GRO) for the whole batch.
-                        dp.flush_inbound();
-                        // Anything from the gateway shows it alive: DPD probes only a quiet tunnel.
-                        ike.traffic_received(Instant::now());
-                    },
-                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
-                    Err(e) => return Err(Failure::new(EXIT_FAILURE, format!("receive on port {NAT_T_PORT}: {e}"))),
                 },
                 _ = sleep_until(deadline) => ike.handle_timeout(Instant::now()),
                 Some(spi_in) = volume_rx.recv() => {
@@ -1121,9 +1137,10 @@ fn ike_socket_to(line: &str, remote: SocketAddr) -> Option<bool> {
     Some(ip == remote.ip())
 }
 
-async fn recv_natt(s: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<usize> {
+/// Waits until the NAT-T socket has something to read (never, without one).
+async fn natt_readable(s: Option<&UdpSocket>) -> std::io::Result<()> {
     match s {
-        Some(s) => s.recv(buf).await,
+        Some(s) => s.readable().await,
         None => std::future::pending().await,
     }
 }
