@@ -70,9 +70,9 @@ pub fn send_gso(fd: RawFd, packets: &[&[u8]], size: u16) -> std::io::Result<usiz
 /// a socket with UDP GRO, the size of the datagrams a buffer holds back to back to
 /// `segs` (0: one datagram). Returns how many buffers were filled; `WouldBlock` when
 /// none was waiting.
-pub fn recv_segments(
+pub fn recv_segments<B: AsMut<[u8]>>(
     fd: RawFd,
-    bufs: &mut [Vec<u8>],
+    bufs: &mut [B],
     lens: &mut [usize; BATCH],
     segs: &mut [usize; BATCH],
 ) -> std::io::Result<usize> {
@@ -81,7 +81,7 @@ pub fn recv_segments(
     let mut it = bufs.iter_mut();
     let mut slices: [[IoSliceMut<'_>; 1]; BATCH] = std::array::from_fn(|_| {
         [IoSliceMut::new(
-            it.next().map_or(&mut [][..], |b| b.as_mut_slice()),
+            it.next().map_or(&mut [][..], |b| b.as_mut()),
         )]
     });
     let mut h = MultiHeaders::<()>::preallocate(k, Some(nix::cmsg_space!(libc::c_int)));

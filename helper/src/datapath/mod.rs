@@ -41,6 +41,8 @@ const NAT_KEEPALIVE: Duration = Duration::from_secs(20);
 const OUTER_MTU: usize = 1500;
 /// Largest inner packet read from the TUN device.
 const MAX_INNER: usize = 65535;
+/// One receive buffer of the ESP socket: a UDP datagram, or a GRO run of them.
+const RX_SLOT: usize = 65536;
 /// Inbound packets staged for one GRO write at most (a receive batch and then some).
 const STAGED: usize = 64;
 
@@ -166,8 +168,10 @@ pub struct Datapath {
     /// devices): each buffer a zero virtio header then the packet.
     staged: Vec<Vec<u8>>,
     n_staged: usize,
-    /// Receive buffers of [`Datapath::drain_natt`] (made at its first use).
-    rx_bufs: Vec<Vec<u8>>,
+    /// Receive buffers of [`Datapath::drain_natt`], one area cut in [`RX_SLOT`] pieces
+    /// (made at its first use; one large allocation, so its untouched pages cost no
+    /// memory).
+    rx_area: Vec<u8>,
     gro: tun_rs::GROTable,
     /// The device's index when systemd-resolved holds our DNS settings for it.
     resolved_link: Option<u32>,
@@ -243,7 +247,7 @@ impl Datapath {
             vnet_hdr,
             staged: Vec::new(),
             n_staged: 0,
-            rx_bufs: Vec::new(),
+            rx_area: Vec::new(),
             gro: tun_rs::GROTable::new(),
             keepalive_ms: Arc::new(std::sync::atomic::AtomicU64::new(
                 NAT_KEEPALIVE.as_millis() as u64
@@ -452,11 +456,13 @@ impl Datapath {
         sock: &tokio::net::UdpSocket,
         mut ike: impl FnMut(&[u8]),
     ) -> std::io::Result<usize> {
-        let mut bufs = std::mem::take(&mut self.rx_bufs);
-        if bufs.is_empty() {
-            // Once per datapath; only the pages datagrams touch become resident.
-            bufs = (0..batch::BATCH).map(|_| vec![0u8; 65536]).collect();
+        let mut area = std::mem::take(&mut self.rx_area);
+        if area.is_empty() {
+            area = vec![0u8; batch::BATCH * RX_SLOT];
         }
+        let mut pieces = area.chunks_mut(RX_SLOT);
+        let mut bufs: [&mut [u8]; batch::BATCH] =
+            std::array::from_fn(|_| pieces.next().unwrap_or(&mut []));
         let mut lens = [0usize; batch::BATCH];
         let mut segs = [0usize; batch::BATCH];
         let fd = std::os::fd::AsRawFd::as_raw_fd(sock);
@@ -473,7 +479,7 @@ impl Datapath {
                 0
             }
             Err(e) => {
-                self.rx_bufs = bufs;
+                self.rx_area = area;
                 return Err(e);
             }
         };
@@ -492,7 +498,7 @@ impl Datapath {
                 }
             }
         }
-        self.rx_bufs = bufs;
+        self.rx_area = area;
         Ok(esp)
     }
 
