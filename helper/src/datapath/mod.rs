@@ -823,7 +823,11 @@ impl Outward {
                     }
                 }
             } else {
-                let end = if self.gso.get() { done + 1 } else { total };
+                // Up to where the next GSO run starts (or all, without GSO): one sendmmsg.
+                let mut end = done + 1;
+                while end < total && !(self.gso.get() && gso_run(&packets[end..total]) >= 2) {
+                    end += 1;
+                }
                 batch::send(fd, headers, &packets[done..end])
             };
             match sent {
