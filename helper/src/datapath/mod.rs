@@ -672,9 +672,11 @@ impl Outward {
         let start = esp::MAX_HEADER;
         // Allocated once; only the pages packets touch become resident.
         let mut original = vec![0u8; VIRTIO_NET_HDR_LEN + MAX_INNER];
-        let mut slots: Vec<Vec<u8>> = (0..IDEAL_BATCH_SIZE)
-            .map(|_| vec![0u8; esp::MAX_HEADER + MAX_INNER + esp::MAX_TRAILER])
-            .collect();
+        // One large allocation cut into slots: only the pages packets touch become
+        // resident.
+        const SLOT: usize = esp::MAX_HEADER + MAX_INNER + esp::MAX_TRAILER;
+        let mut area = vec![0u8; IDEAL_BATCH_SIZE * SLOT];
+        let mut slots: Vec<&mut [u8]> = area.chunks_mut(SLOT).collect();
         let mut sizes = vec![0usize; IDEAL_BATCH_SIZE];
         let mut out: Vec<(std::ops::Range<usize>, usize)> = Vec::with_capacity(IDEAL_BATCH_SIZE);
         let mut headers = batch::Headers::new();
@@ -782,7 +784,7 @@ impl Outward {
     fn send_batch(
         &self,
         headers: &mut batch::Headers,
-        slots: &[Vec<u8>],
+        slots: &[&mut [u8]],
         out: &[(std::ops::Range<usize>, usize)],
     ) -> bool {
         // The packets that were encapsulated (a dropped one has an empty range), in order.
