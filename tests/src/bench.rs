@@ -75,6 +75,9 @@ pub fn iperf3_dir(
     let out = run(&mut cmd)
         .map_err(|e| LabError(format!("iperf3 to {dst} failed: {e} (server: {last})")))?;
     server.stop(Duration::from_secs(2));
+    if std::env::var_os("POSTERN_BENCH_IPERF").is_some() {
+        eprintln!("{out}");
+    }
     receiver_mbits(&out)
         .ok_or_else(|| LabError(format!("no receiver line in iperf3 output:\n{out}")))
 }

@@ -260,6 +260,12 @@ impl Datapath {
             kernel::net::add_addr(j, vip, prefix, &dp.name)?;
         }
         kernel::net::link_up(&dp.name)?;
+        // Room for bursts: the kernel's default receive buffer (~208 kB) holds only
+        // three or four GSO trains of a fast sender, and what overflows is lost
+        // (UdpRcvbufErrors; TCP inside then retransmits and backs off). Memory is
+        // only used while packets wait. As root the limit in net.core.*mem_max does not
+        // apply (the FORCE options); otherwise the kernel caps it there.
+        set_socket_buffers(&socket);
         // UDP GRO on the ESP socket: datagrams of a flow may arrive back to back in one
         // buffer ([`Datapath::drain_natt`] cuts them apart). Without it, one by one.
         if udp {
@@ -962,6 +968,22 @@ pub fn on_established(
         c.remote_ts.map(|t| t.to_string()).unwrap_or_default(),
         if d.vnet_hdr { "tso" } else { "none" }
     ))
+}
+
+/// Socket buffer sizes for the ESP socket, both ways.
+const ESP_SOCKET_BUFFER: usize = 4 << 20;
+
+/// Raises the ESP socket's receive and send buffers to [`ESP_SOCKET_BUFFER`] (best
+/// effort: the FORCE options need CAP_NET_ADMIN; without it the plain ones, capped by
+/// the sysctls).
+fn set_socket_buffers<F: std::os::fd::AsFd>(socket: &F) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    if setsockopt(socket, sockopt::RcvBufForce, &ESP_SOCKET_BUFFER).is_err() {
+        let _ = setsockopt(socket, sockopt::RcvBuf, &ESP_SOCKET_BUFFER);
+    }
+    if setsockopt(socket, sockopt::SndBufForce, &ESP_SOCKET_BUFFER).is_err() {
+        let _ = setsockopt(socket, sockopt::SndBuf, &ESP_SOCKET_BUFFER);
+    }
 }
 
 #[cfg(test)]

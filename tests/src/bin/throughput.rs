@@ -21,7 +21,8 @@
 //! aes128gcm16), UDP-encapsulated (libipsec always is). The gateway's libipsec is in
 //! the path of both tunnels: it bounds what either client can show.
 //!
-//! Usage: throughput [--secs N] [--esp PROPOSAL]
+//! Usage: throughput [--secs N] [--esp PROPOSAL] [--pair-only]
+//! (`--pair-only`: only Postern at both ends, no ratios; for profiling that case.)
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -33,20 +34,25 @@ use postern_lab::{Lab, LabError, Result, Role, Tunnel};
 fn main() -> ExitCode {
     let mut secs = 5u32;
     let mut esp = "aes128gcm16".to_string();
+    let mut pair_only = false;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
+        if a == "--pair-only" {
+            pair_only = true;
+            continue;
+        }
         match (a.as_str(), it.next()) {
             ("--secs", Some(v)) if v.parse::<u32>().is_ok_and(|n| (1..=60).contains(&n)) => {
                 secs = v.parse().unwrap_or(5)
             }
             ("--esp", Some(v)) => esp = v,
             _ => {
-                eprintln!("usage: throughput [--secs 1..60] [--esp PROPOSAL]");
+                eprintln!("usage: throughput [--secs 1..60] [--esp PROPOSAL] [--pair-only]");
                 return ExitCode::from(2);
             }
         }
     }
-    match run(secs, &esp) {
+    match run(secs, &esp, pair_only) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("throughput: error: {e}");
@@ -55,14 +61,18 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(secs: u32, esp: &str) -> Result<()> {
+fn run(secs: u32, esp: &str, pair_only: bool) -> Result<()> {
     let t = Tunnel::main_psk("throughput").proposals(&["aes128-sha256-modp2048"], &[esp]);
     let lab = Lab::new("throughput")?;
-    let gw = lab.start_gateway(&t)?;
     println!(
         "throughput: iperf3 TCP {secs} s, esp {esp}, lab {}",
         lab.name
     );
+    if pair_only {
+        postern_pair(&lab, &t, secs)?;
+        return Ok(());
+    }
+    let gw = lab.start_gateway(&t)?;
 
     let bare = iperf3_from(&lab, Role::Gw, None, LAN_HOST, secs)?;
     println!("bare veth (gw -> lan)              {bare:8.0} Mbit/s");
@@ -96,24 +106,7 @@ fn run(secs: u32, esp: &str) -> Result<()> {
     // Postern at both ends: the gateway's charon gives way to `postern-helper respond`
     // (the userspace datapath there too), ESP in UDP as with libipsec.
     gw.stop();
-    let responder = postern_lab::postern::start_responder(&lab, &t)?;
-    let mut t2 = t.clone();
-    t2.nat_traversal = Some("force".into());
-    let p = lab.start_postern(&t2)?;
-    p.wait_connected()?;
-    let pid = p.proc.pid();
-    let rpid = responder.pid();
-    let pp_up = measure2(&lab, pid, rpid, secs, false)?;
-    pp_up.0.print("postern <-> postern, upload      ");
-    let pp_down = measure2(&lab, pid, rpid, secs, true)?;
-    pp_down.0.print("postern <-> postern, download    ");
-    println!(
-        "  (the responder: upload user {:5.2}, system {:5.2}; download user {:5.2}, system {:5.2} CPU s per GB)",
-        pp_up.1.user, pp_up.1.sys, pp_down.1.user, pp_down.1.sys
-    );
-    p.sigterm()?;
-    let _ = p.exit_code(Duration::from_secs(15))?;
-    responder.stop(Duration::from_secs(5));
+    let (pp_up, pp_down) = postern_pair(&lab, &t, secs)?;
 
     println!();
     for (dir, pp, ch) in [
@@ -139,6 +132,30 @@ fn run(secs: u32, esp: &str) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Postern at both ends (`postern-helper respond` in the gateway namespace): upload and
+/// download, each with the client's and the responder's CPU.
+fn postern_pair(lab: &Lab, t: &Tunnel, secs: u32) -> Result<((Run, Run), (Run, Run))> {
+    let responder = postern_lab::postern::start_responder(lab, t)?;
+    let mut t2 = t.clone();
+    t2.nat_traversal = Some("force".into());
+    let p = lab.start_postern(&t2)?;
+    p.wait_connected()?;
+    let pid = p.proc.pid();
+    let rpid = responder.pid();
+    let pp_up = measure2(lab, pid, rpid, secs, false)?;
+    pp_up.0.print("postern <-> postern, upload      ");
+    let pp_down = measure2(lab, pid, rpid, secs, true)?;
+    pp_down.0.print("postern <-> postern, download    ");
+    println!(
+        "  (the responder: upload user {:5.2}, system {:5.2}; download user {:5.2}, system {:5.2} CPU s per GB)",
+        pp_up.1.user, pp_up.1.sys, pp_down.1.user, pp_down.1.sys
+    );
+    p.sigterm()?;
+    let _ = p.exit_code(Duration::from_secs(15))?;
+    responder.stop(Duration::from_secs(5));
+    Ok((pp_up, pp_down))
 }
 
 /// One iperf3 run through a client: Mbit/s and that client's CPU seconds per GB.
