@@ -991,6 +991,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn esp_socket_buffers_are_raised() {
+        use nix::sys::socket::{getsockopt, sockopt};
+        let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let before = getsockopt(&s, sockopt::RcvBuf).expect("rcvbuf");
+        set_socket_buffers(&s);
+        let (rcv, snd) = (
+            getsockopt(&s, sockopt::RcvBuf).expect("rcvbuf"),
+            getsockopt(&s, sockopt::SndBuf).expect("sndbuf"),
+        );
+        // /proc/self belongs to the effective uid.
+        let root = std::os::unix::fs::MetadataExt::uid(
+            &std::fs::metadata("/proc/self").expect("/proc/self"),
+        ) == 0;
+        if root {
+            // The kernel reports twice what was set (its bookkeeping overhead).
+            assert!(rcv >= ESP_SOCKET_BUFFER, "receive buffer {rcv}");
+            assert!(snd >= ESP_SOCKET_BUFFER, "send buffer {snd}");
+        } else {
+            assert!(rcv >= before, "receive buffer {rcv} < {before}");
+        }
+    }
+
+    #[test]
     fn inner_addresses_of_short_or_mismatched_packets_are_none() {
         let mut v4 = [0u8; 20];
         v4[0] = 0x45;
