@@ -13,7 +13,8 @@
 //! does not force UDP encapsulation, as a kernel-ESP strongSwan does not; (4) a 64 kB
 //! volume lifetime rekeys through the kernel's expire notifications; (5) `auto` picks
 //! the kernel, and after SIGKILL `postern-helper cleanup` removes exactly what was
-//! installed; (6) transport mode, host to host, through a rekey. Root only.
+//! installed; (6) transport mode, host to host, through a rekey; (7) SAs deleted behind
+//! Postern's back: the kernel's acquire makes it negotiate a new pair. Root only.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -69,6 +70,7 @@ fn kernel_datapath_in_a_vm() {
         "inner_kernel_volume_lifetime_rekeys",
         "inner_auto_picks_kernel_and_cleanup_after_sigkill",
         "inner_kernel_transport_mode_and_rekey",
+        "inner_kernel_acquire_after_sas_flushed",
     ] {
         assert!(
             stdout.contains(&format!("test {t} ... ok")),
@@ -460,6 +462,57 @@ fn inner_kernel_volume_lifetime_rekeys() {
         }
         wait_gateway_child(&gw)?;
         lab.ping(Role::Client, None, LAN_HOST)?;
+        stop_leaves_no_xfrm(lab, &client)?;
+        Ok(())
+    });
+}
+
+#[test]
+#[ignore = "runs inside the VM, started by kernel_datapath_in_a_vm"]
+fn inner_kernel_acquire_after_sas_flushed() {
+    only_in_vm();
+    let t = Tunnel::main_psk("kvm-acq").kernel_esp("off");
+    run_scenario("kvm-acq", |lab: &Lab| {
+        let gw = lab.start_gateway(&t)?;
+        let client = lab.start_postern(&t)?;
+        client.wait_connected()?;
+        wait_gateway_child(&gw)?;
+        lab.ping(Role::Client, None, LAN_HOST)?;
+        // Someone flushes the SAs (the policies stay): outbound traffic now matches
+        // our policy with no SA, the kernel sends an acquire, and Postern negotiates a
+        // new pair with the gateway.
+        lab.exec(Role::Client, &["ip", "xfrm", "state", "deleteall"])?;
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            let _ = lab.exec(
+                Role::Client,
+                &["ping", "-n", "-c", "1", "-W", "1", LAN_HOST],
+            );
+            let out = client.stdout();
+            let acquired = out.iter().any(|l| l.contains("found no ESP SA (acquire)"));
+            let again = out
+                .iter()
+                .filter(|l| l.starts_with("phase2 established"))
+                .count()
+                >= 2;
+            if acquired && again {
+                break;
+            }
+            if Instant::now() > deadline {
+                lab_bail!(
+                    "no new pair after the SAs were flushed: {out:?}\n{}",
+                    xfrm(lab, "state")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        wait_gateway_child(&gw)?;
+        lab.ping(Role::Client, None, LAN_HOST)?;
+        let states = xfrm(lab, "state");
+        lab_ensure!(
+            states.matches("proto esp").count() == 2,
+            "expected the new pair only (no larval state left):\n{states}"
+        );
         stop_leaves_no_xfrm(lab, &client)?;
         Ok(())
     });

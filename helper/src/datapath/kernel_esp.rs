@@ -36,7 +36,8 @@ pub struct KernelDatapath {
     encap: Option<(u16, u16)>,
     policies: Vec<(TrafficSelector, TrafficSelector)>,
     routes: Vec<TrafficSelector>,
-    sas: Vec<(u32, u32)>,
+    /// Installed pairs, oldest first: (inbound SPI, outbound SPI, remote selector).
+    sas: Vec<(u32, u32, TrafficSelector)>,
 }
 
 impl KernelDatapath {
@@ -129,13 +130,13 @@ impl KernelDatapath {
                 lifetime_kb: c.lifetime_kb,
             })?;
         }
-        self.sas.push((c.spi_in, c.spi_out));
         let host = |a: IpAddr| TrafficSelector {
             addr: a,
             prefix: if a.is_ipv4() { 32 } else { 128 },
         };
         let ours = c.local_ts.unwrap_or(host(local));
         let theirs = c.remote_ts.unwrap_or(host(gateway));
+        self.sas.push((c.spi_in, c.spi_out, theirs));
         if !self.policies.contains(&(ours, theirs)) {
             for (dir, src, dst, tsrc, tdst) in [
                 (Dir::Out, ours, theirs, local, gateway),
@@ -177,17 +178,34 @@ impl KernelDatapath {
     pub fn pair_of(&self, spi: u32) -> Option<u32> {
         self.sas
             .iter()
-            .find(|(i, o)| *i == spi || *o == spi)
-            .map(|(i, _)| *i)
+            .find(|(i, o, _)| *i == spi || *o == spi)
+            .map(|(i, _, _)| *i)
+    }
+
+    /// For the kernel's acquire (`reqid`, the policy's remote selector): the inbound SPI
+    /// of the newest pair that the policy's traffic should have used, if the acquire is
+    /// about our policies.
+    pub fn pair_for_acquire(&self, reqid: u32, remote: Option<TrafficSelector>) -> Option<u32> {
+        if reqid != self.reqid {
+            return None;
+        }
+        let newest = |want: Option<TrafficSelector>| {
+            self.sas
+                .iter()
+                .rev()
+                .find(|(_, _, r)| want.is_none_or(|w| *r == w))
+                .map(|(i, _, _)| *i)
+        };
+        newest(remote).or_else(|| newest(None))
     }
 
     /// Deletes an SA pair (rekeyed away or deleted by the gateway); the policies stay
     /// for the other SAs and go at teardown.
     pub fn remove(&mut self, spi_in: u32, spi_out: u32) {
-        if !self.sas.contains(&(spi_in, spi_out)) {
+        if !self.sas.iter().any(|s| (s.0, s.1) == (spi_in, spi_out)) {
             return;
         }
-        self.sas.retain(|s| *s != (spi_in, spi_out));
+        self.sas.retain(|s| (s.0, s.1) != (spi_in, spi_out));
         let _ = self.xfrm.del_sa(self.local, spi_in);
         let _ = self.xfrm.del_sa(self.gateway, spi_out);
     }

@@ -86,7 +86,7 @@ pub struct SaSpec<'a> {
     /// Anti-replay window in packets (at most 32 with the legacy replay state).
     pub replay_window: u8,
     /// Volume lifetime in kilobytes: the kernel signals a soft expiry at 80 % and
-    /// deletes the SA at 100 % ([`ExpireListener`]).
+    /// deletes the SA at 100 % ([`EventListener`]).
     pub lifetime_kb: Option<u64>,
 }
 
@@ -511,9 +511,17 @@ pub fn parse_ts(s: &str) -> Option<TrafficSelector> {
     (prefix <= max).then_some(TrafficSelector { addr, prefix })
 }
 
-/// XFRM_MSG_EXPIRE, multicast to the XFRMNLGRP_EXPIRE group.
+/// XFRM_MSG_EXPIRE, multicast to the XFRMNLGRP_EXPIRE group; XFRM_MSG_ACQUIRE to
+/// XFRMNLGRP_ACQUIRE.
+const XFRM_MSG_ACQUIRE: u16 = 0x17;
 const XFRM_MSG_EXPIRE: u16 = 0x18;
+const XFRMNLGRP_ACQUIRE: u32 = 1;
 const XFRMNLGRP_EXPIRE: u32 = 2;
+/// `struct xfrm_user_acquire`: id, saddr, selector, policy info, three algorithm
+/// masks and a sequence number; then attributes (the policy's templates).
+const USER_ACQUIRE_LEN: usize = 280;
+/// `struct xfrm_user_tmpl`; its `reqid` at byte 44.
+const USER_TMPL_LEN: usize = 64;
 
 /// An SA the kernel says has reached a volume limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -523,8 +531,41 @@ pub struct Expired {
     pub hard: bool,
 }
 
-/// Parses the `XFRM_MSG_EXPIRE` messages of one netlink datagram (lengths checked).
-pub fn parse_expires(buf: &[u8]) -> Vec<Expired> {
+/// What the kernel tells the tunnel about its SAs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XfrmEvent {
+    /// An SA reached a volume limit.
+    Expired(Expired),
+    /// Outbound traffic matched a policy of request id `reqid` towards `remote` (the
+    /// policy selector's destination) and found no SA (it was deleted behind our back,
+    /// or expired before its replacement came): the kernel asks for one.
+    Acquire {
+        reqid: u32,
+        remote: Option<TrafficSelector>,
+    },
+}
+
+/// The destination of an `xfrm_selector` (daddr at 0, family at 40, prefixlen_d at 42).
+fn selector_destination(sel: &[u8]) -> Option<TrafficSelector> {
+    let family = u16::from_ne_bytes([*sel.get(40)?, *sel.get(41)?]);
+    let prefix = *sel.get(42)?;
+    let addr: IpAddr = match family {
+        AF_INET if prefix <= 32 => {
+            let a: [u8; 4] = sel.get(0..4)?.try_into().ok()?;
+            a.into()
+        }
+        AF_INET6 if prefix <= 128 => {
+            let a: [u8; 16] = sel.get(0..16)?.try_into().ok()?;
+            a.into()
+        }
+        _ => return None,
+    };
+    Some(TrafficSelector { addr, prefix })
+}
+
+/// Parses the expire and acquire messages of one netlink datagram (lengths checked;
+/// anything else, or anything cut short, is skipped).
+pub fn parse_events(buf: &[u8]) -> Vec<XfrmEvent> {
     let mut out = Vec::new();
     let mut off = 0;
     while off + 16 <= buf.len() {
@@ -534,46 +575,72 @@ pub fn parse_expires(buf: &[u8]) -> Vec<Expired> {
         if len < 16 || off + len > buf.len() {
             break;
         }
-        // xfrm_user_expire: xfrm_usersa_info (224 bytes) then `hard`.
-        if kind == XFRM_MSG_EXPIRE
-            && let Some(body) = buf.get(off + 16..off + len)
-            && body.len() > 224
-            && body[76] == IPPROTO_ESP
-        {
-            out.push(Expired {
-                spi: u32::from_be_bytes([body[72], body[73], body[74], body[75]]),
-                hard: body[224] != 0,
-            });
+        let body = &buf[off + 16..off + len];
+        match kind {
+            // xfrm_user_expire: xfrm_usersa_info (224 bytes) then `hard`.
+            XFRM_MSG_EXPIRE if body.len() > 224 && body[76] == IPPROTO_ESP => {
+                out.push(XfrmEvent::Expired(Expired {
+                    spi: u32::from_be_bytes([body[72], body[73], body[74], body[75]]),
+                    hard: body[224] != 0,
+                }))
+            }
+            XFRM_MSG_ACQUIRE if body.len() >= USER_ACQUIRE_LEN && body[20] == IPPROTO_ESP => {
+                if let Some(reqid) = first_template_reqid(&body[USER_ACQUIRE_LEN..]) {
+                    let remote = selector_destination(&body[40..96]);
+                    out.push(XfrmEvent::Acquire { reqid, remote });
+                }
+            }
+            _ => {}
         }
         off += len.next_multiple_of(4);
     }
     out
 }
 
-/// Listens for the kernel's SA expiry notifications (volume limits).
-pub struct ExpireListener {
+/// The `reqid` of the first template in the XFRMA_TMPL attribute of `attrs`.
+fn first_template_reqid(attrs: &[u8]) -> Option<u32> {
+    let mut off = 0;
+    while off + 4 <= attrs.len() {
+        let len = u16::from_ne_bytes([attrs[off], attrs[off + 1]]) as usize;
+        let kind = u16::from_ne_bytes([attrs[off + 2], attrs[off + 3]]) & 0x3fff;
+        if len < 4 || off + len > attrs.len() {
+            return None;
+        }
+        if kind == XFRMA_TMPL && len >= 4 + USER_TMPL_LEN {
+            let t = &attrs[off + 4..off + 4 + USER_TMPL_LEN];
+            return Some(u32::from_ne_bytes([t[44], t[45], t[46], t[47]]));
+        }
+        off += len.next_multiple_of(4);
+    }
+    None
+}
+
+/// Listens for the kernel's SA expiry notifications (volume limits) and acquires
+/// (outbound traffic with no SA).
+pub struct EventListener {
     sock: netlink_sys::TokioSocket,
 }
 
-impl ExpireListener {
-    pub fn open() -> Result<ExpireListener, KernelError> {
+impl EventListener {
+    pub fn open() -> Result<EventListener, KernelError> {
         use netlink_sys::AsyncSocket;
         let err = |e: std::io::Error| KernelError::Errno {
-            what: "netlink XFRM expire socket".into(),
+            what: "netlink XFRM event socket".into(),
             errno: e.raw_os_error().unwrap_or(5),
         };
         let mut sock = netlink_sys::TokioSocket::new(NETLINK_XFRM).map_err(err)?;
+        let groups = (1 << (XFRMNLGRP_EXPIRE - 1)) | (1 << (XFRMNLGRP_ACQUIRE - 1));
         sock.socket_mut()
-            .bind(&SocketAddr::new(0, 1 << (XFRMNLGRP_EXPIRE - 1)))
+            .bind(&SocketAddr::new(0, groups))
             .map_err(err)?;
-        Ok(ExpireListener { sock })
+        Ok(EventListener { sock })
     }
 
-    /// The next expiries (waits for a datagram).
-    pub async fn next(&mut self) -> std::io::Result<Vec<Expired>> {
+    /// The next events (waits for a datagram).
+    pub async fn next(&mut self) -> std::io::Result<Vec<XfrmEvent>> {
         use netlink_sys::AsyncSocketExt;
         let (buf, _) = self.sock.recv_from_full().await?;
-        Ok(parse_expires(&buf))
+        Ok(parse_events(&buf))
     }
 }
 
@@ -680,13 +747,13 @@ mod tests {
         msg.extend_from_slice(&b[..224]);
         msg.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0]);
         assert_eq!(
-            parse_expires(&msg),
-            vec![Expired {
+            parse_events(&msg),
+            vec![XfrmEvent::Expired(Expired {
                 spi: 0xc0ffee01,
                 hard: true
-            }]
+            })]
         );
-        assert!(parse_expires(&msg[..100]).is_empty());
+        assert!(parse_events(&msg[..100]).is_empty());
         assert_eq!(&b[208..212], &(REQID_BASE + 3).to_ne_bytes());
         assert_eq!(&b[212..214], &AF_INET.to_ne_bytes());
         assert_eq!(b[214], MODE_TUNNEL);
@@ -732,14 +799,69 @@ mod tests {
         assert_eq!(delpolicy_body(p.src, p.dst, Dir::In).len(), 64);
         assert_eq!(delsa_body(p.tmpl_dst, 7).len(), 24);
     }
+
+    /// An acquire as the kernel builds it (xfrm_user_acquire, then the policy's
+    /// templates): the template's reqid comes out; cut short or of another protocol,
+    /// nothing does.
+    #[test]
+    fn acquire_gives_the_template_reqid() {
+        let p = PolicySpec {
+            src: parse_ts("10.200.0.5/32").unwrap(),
+            dst: parse_ts("10.77.0.0/24").unwrap(),
+            dir: Dir::Out,
+            tmpl_src: "192.0.2.2".parse().unwrap(),
+            tmpl_dst: "192.0.2.1".parse().unwrap(),
+            reqid: REQID_BASE + 7,
+            mode: MODE_TUNNEL,
+        };
+        let pol = newpolicy_body(&p);
+        let mut body = vec![0u8; 40]; // id, saddr
+        body[20] = IPPROTO_ESP;
+        body.extend_from_slice(&pol[..56]); // the policy's selector
+        body.extend_from_slice(&pol[..168]);
+        body.extend_from_slice(&[0; 16]); // aalgos, ealgos, calgos, seq
+        body.extend_from_slice(&pol[168..]); // XFRMA_TMPL
+        let msg = |body: &[u8]| {
+            let mut m = Vec::new();
+            m.extend_from_slice(&((16 + body.len()) as u32).to_ne_bytes());
+            m.extend_from_slice(&XFRM_MSG_ACQUIRE.to_ne_bytes());
+            m.extend_from_slice(&[0; 10]);
+            m.extend_from_slice(body);
+            m
+        };
+        assert_eq!(
+            parse_events(&msg(&body)),
+            vec![XfrmEvent::Acquire {
+                reqid: REQID_BASE + 7,
+                remote: parse_ts("10.77.0.0/24"),
+            }]
+        );
+        // Two in one datagram.
+        let two = [msg(&body), msg(&body)].concat();
+        assert_eq!(parse_events(&two).len(), 2);
+        // No template, a template cut short, another protocol, a lying length.
+        assert!(parse_events(&msg(&body[..USER_ACQUIRE_LEN])).is_empty());
+        assert!(parse_events(&msg(&body[..USER_ACQUIRE_LEN + 40])).is_empty());
+        let mut ah = body.clone();
+        ah[20] = 51;
+        assert!(parse_events(&msg(&ah)).is_empty());
+        let mut lying = msg(&body);
+        lying[0..4].copy_from_slice(&9999u32.to_ne_bytes());
+        assert!(parse_events(&lying).is_empty());
+        for cut in 0..msg(&body).len() {
+            let _ = parse_events(&msg(&body)[..cut]);
+        }
+    }
 }
 
 #[cfg(test)]
 mod live {
     use super::*;
 
-    /// As root (CI): runs [`policy_installs_stays_and_goes`] in a scratch network
-    /// namespace (`unshare -n`), since the host kernel has XFRM policies even without ESP.
+    /// As root (CI): runs [`inner_policy_installs_stays_and_goes`] and
+    /// [`inner_acquire_reaches_the_listener`] in a scratch network namespace
+    /// (`unshare -n`), since the host kernel has XFRM policies (and acquires) even without
+    /// ESP.
     #[test]
     fn policies_install_and_go_for_real() {
         let uid = std::fs::read_to_string("/proc/self/status")
@@ -754,24 +876,30 @@ mod live {
             return;
         }
         let me = std::env::current_exe().unwrap();
-        let out = std::process::Command::new("unshare")
-            .arg("-n")
-            .arg(me)
-            .args([
-                "--ignored",
-                "--exact",
-                "kernel::xfrm::live::policy_installs_stays_and_goes",
-            ])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success() && text.contains("1 passed"), "{text}");
+        // Each in a namespace of its own.
+        for inner in [
+            "kernel::xfrm::live::inner_policy_installs_stays_and_goes",
+            "kernel::xfrm::live::inner_acquire_reaches_the_listener",
+        ] {
+            let out = std::process::Command::new("unshare")
+                .arg("-n")
+                .arg(&me)
+                .args(["--ignored", "--exact", inner])
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                out.status.success() && text.contains("1 passed"),
+                "{inner}:\n{text}\n{err}"
+            );
+        }
     }
 
     /// In a scratch network namespace: a policy installs, stays, and goes.
     #[test]
     #[ignore = "run by policies_install_and_go_for_real in a scratch namespace"]
-    fn policy_installs_stays_and_goes() {
+    fn inner_policy_installs_stays_and_goes() {
         let mut x = Xfrm::open().unwrap();
         let p = PolicySpec {
             src: parse_ts("10.200.0.5/32").unwrap(),
@@ -796,5 +924,56 @@ mod live {
             .output()
             .unwrap();
         assert!(String::from_utf8_lossy(&shown.stdout).trim().is_empty());
+    }
+
+    /// In a scratch network namespace: traffic matching an outbound policy with no SA
+    /// makes the kernel send an acquire, and the listener hands over the policy's reqid.
+    #[test]
+    #[ignore = "run by policies_install_and_go_for_real in a scratch namespace"]
+    fn inner_acquire_reaches_the_listener() {
+        // Not over loopback: the kernel never applies XFRM policies there.
+        for args in [
+            &["link", "add", "pv0", "type", "veth", "peer", "name", "pv1"][..],
+            &["addr", "add", "198.51.100.1/24", "dev", "pv0"],
+            &["link", "set", "pv0", "up"],
+            &["link", "set", "pv1", "up"],
+        ] {
+            let ok = std::process::Command::new("ip")
+                .args(args)
+                .status()
+                .unwrap();
+            assert!(ok.success(), "ip {args:?}");
+        }
+        let mut x = Xfrm::open().unwrap();
+        let p = PolicySpec {
+            src: parse_ts("198.51.100.1/32").unwrap(),
+            dst: parse_ts("198.51.100.2/32").unwrap(),
+            dir: Dir::Out,
+            tmpl_src: "198.51.100.1".parse().unwrap(),
+            tmpl_dst: "198.51.100.2".parse().unwrap(),
+            reqid: REQID_BASE + 10,
+            mode: MODE_TUNNEL,
+        };
+        x.add_policy(&p).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let got = rt.block_on(async {
+            let mut l = EventListener::open().unwrap();
+            let s = std::net::UdpSocket::bind("198.51.100.1:0").unwrap();
+            // Dropped (no SA yet): the send may fail; the acquire is what counts.
+            let _ = s.send_to(b"hello", "198.51.100.2:9");
+            tokio::time::timeout(std::time::Duration::from_secs(5), l.next()).await
+        });
+        let events = got.expect("no acquire within 5 s").unwrap();
+        assert!(
+            events.contains(&XfrmEvent::Acquire {
+                reqid: REQID_BASE + 10,
+                remote: parse_ts("198.51.100.2/32"),
+            }),
+            "{events:?}"
+        );
+        x.del_policy(p.src, p.dst, p.dir).unwrap();
     }
 }

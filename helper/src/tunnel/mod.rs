@@ -496,9 +496,11 @@ impl Driver {
         // NAT keepalives on port 4500 when the kernel carries ESP in UDP (the userspace
         // datapath sends its own).
         let mut keepalive: Option<tokio::time::Interval> = None;
-        // The kernel's volume-limit expiries of our SAs (kernel datapath): soft = rekey.
-        let mut expire: Option<crate::kernel::xfrm::ExpireListener> = None;
-        let mut rekeyed_by_volume: Vec<u32> = Vec::new();
+        // The kernel's notifications about our SAs (kernel datapath): a volume-limit
+        // expiry (soft = rekey) or an acquire (traffic found no SA: negotiate a pair).
+        let mut xfrm_events: Option<crate::kernel::xfrm::EventListener> = None;
+        // Pairs we asked the engine to replace for the kernel's sake (inbound SPIs): once.
+        let mut replacing: Vec<u32> = Vec::new();
         // The userspace datapath's SAs at 80 % of their volume lifetime (inbound SPIs).
         let (volume_tx, mut volume_rx) = tokio::sync::mpsc::unbounded_channel::<u32>();
         // Raw ESP (IP protocol 50) for the userspace datapath when NAT-T is not in use.
@@ -547,11 +549,11 @@ impl Driver {
                             ) {
                                 Ok(line) => {
                                     self.emit(Event::Datapath(line));
-                                    if expire.is_none() && c.lifetime_kb.is_some() {
-                                        match crate::kernel::xfrm::ExpireListener::open() {
-                                            Ok(l) => expire = Some(l),
+                                    if xfrm_events.is_none() {
+                                        match crate::kernel::xfrm::EventListener::open() {
+                                            Ok(l) => xfrm_events = Some(l),
                                             Err(e) => self.emit(Event::Datapath(format!(
-                                                "kernel: no SA expiry notifications ({e}); volume lifetimes end SAs without a rekey"
+                                                "kernel: no XFRM notifications ({e}); volume lifetimes end SAs without a rekey, lost SAs are not renegotiated"
                                             ))),
                                         }
                                     }
@@ -748,29 +750,42 @@ impl Driver {
                     Err(e) => return Err(Failure::new(EXIT_FAILURE, format!("receive raw ESP: {e}"))),
                 },
                 r = async {
-                    match expire.as_mut() {
+                    match xfrm_events.as_mut() {
                         Some(l) => l.next().await,
                         None => std::future::pending().await,
                     }
-                }, if expire.is_some() => match r {
+                }, if xfrm_events.is_some() => match r {
                     Ok(list) => {
-                        for e in list {
-                            let Some(spi_in) = kernel_dp.as_ref().and_then(|d| d.pair_of(e.spi)) else {
-                                continue;
+                        for ev in list {
+                            let Some(dp) = kernel_dp.as_ref() else { continue };
+                            let (spi_in, line) = match ev {
+                                crate::kernel::xfrm::XfrmEvent::Expired(e) => {
+                                    let Some(spi_in) = dp.pair_of(e.spi) else { continue };
+                                    (spi_in, format!(
+                                        "kernel: ESP SA {:#010x} reached its {} volume limit; rekeying",
+                                        e.spi,
+                                        if e.hard { "hard" } else { "soft" }
+                                    ))
+                                }
+                                crate::kernel::xfrm::XfrmEvent::Acquire { reqid, remote } => {
+                                    let Some(spi_in) = dp.pair_for_acquire(reqid, remote) else {
+                                        continue;
+                                    };
+                                    (spi_in, format!(
+                                        "kernel: traffic to {} found no ESP SA (acquire); negotiating phase 2 again",
+                                        remote.map_or_else(|| "the tunnel".to_string(), |r| r.to_string())
+                                    ))
+                                }
                             };
-                            if rekeyed_by_volume.contains(&spi_in) {
+                            if replacing.contains(&spi_in) {
                                 continue;
                             }
-                            rekeyed_by_volume.push(spi_in);
-                            self.emit(Event::Datapath(format!(
-                                "kernel: ESP SA {:#010x} reached its {} volume limit; rekeying",
-                                e.spi,
-                                if e.hard { "hard" } else { "soft" }
-                            )));
+                            replacing.push(spi_in);
+                            self.emit(Event::Datapath(line));
                             ike.rekey(Instant::now(), spi_in);
                         }
                     }
-                    Err(_) => expire = None,
+                    Err(_) => xfrm_events = None,
                 },
                 r = socket.recv(&mut buf) => match r {
                     Ok(n) => ike.handle_datagram(Instant::now(), local, remote, &buf[..n]),
@@ -818,8 +833,8 @@ impl Driver {
                 },
                 _ = sleep_until(deadline) => ike.handle_timeout(Instant::now()),
                 Some(spi_in) = volume_rx.recv() => {
-                    if !rekeyed_by_volume.contains(&spi_in) {
-                        rekeyed_by_volume.push(spi_in);
+                    if !replacing.contains(&spi_in) {
+                        replacing.push(spi_in);
                         self.emit(Event::Datapath(format!(
                             "datapath: ESP SA pair {spi_in:#010x} used 80 % of its volume lifetime; rekeying"
                         )));
