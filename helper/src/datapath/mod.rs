@@ -263,9 +263,9 @@ impl Datapath {
         // Room for bursts: the kernel's default receive buffer (~208 kB) holds only
         // three or four GSO trains of a fast sender, and what overflows is lost
         // (UdpRcvbufErrors; TCP inside then retransmits and backs off). Memory is
-        // only used while packets wait. As root the limit in net.core.*mem_max does not
-        // apply (the FORCE options); otherwise the kernel caps it there.
-        set_socket_buffers(&socket);
+        // only used while packets wait. As root net.core.rmem_max does not apply (the
+        // FORCE option); otherwise the kernel caps it there.
+        raise_receive_buffer(&socket);
         // UDP GRO on the ESP socket: datagrams of a flow may arrive back to back in one
         // buffer ([`Datapath::drain_natt`] cuts them apart). Without it, one by one.
         if udp {
@@ -970,19 +970,17 @@ pub fn on_established(
     ))
 }
 
-/// Socket buffer sizes for the ESP socket, both ways.
+/// The ESP socket's receive buffer.
 const ESP_SOCKET_BUFFER: usize = 4 << 20;
 
-/// Raises the ESP socket's receive and send buffers to [`ESP_SOCKET_BUFFER`] (best
-/// effort: the FORCE options need CAP_NET_ADMIN; without it the plain ones, capped by
-/// the sysctls).
-fn set_socket_buffers<F: std::os::fd::AsFd>(socket: &F) {
+/// Raises the ESP socket's receive buffer to [`ESP_SOCKET_BUFFER`] (best effort: the
+/// FORCE option needs CAP_NET_ADMIN; without it the plain one, capped by the sysctl).
+/// The send buffer stays as it is: bigger, it would only let more wait in the queues
+/// of a slow link (and made no difference on the bench).
+fn raise_receive_buffer<F: std::os::fd::AsFd>(socket: &F) {
     use nix::sys::socket::{setsockopt, sockopt};
     if setsockopt(socket, sockopt::RcvBufForce, &ESP_SOCKET_BUFFER).is_err() {
         let _ = setsockopt(socket, sockopt::RcvBuf, &ESP_SOCKET_BUFFER);
-    }
-    if setsockopt(socket, sockopt::SndBufForce, &ESP_SOCKET_BUFFER).is_err() {
-        let _ = setsockopt(socket, sockopt::SndBuf, &ESP_SOCKET_BUFFER);
     }
 }
 
@@ -991,15 +989,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn esp_socket_buffers_are_raised() {
+    fn esp_socket_receive_buffer_is_raised() {
         use nix::sys::socket::{getsockopt, sockopt};
         let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
         let before = getsockopt(&s, sockopt::RcvBuf).expect("rcvbuf");
-        set_socket_buffers(&s);
-        let (rcv, snd) = (
-            getsockopt(&s, sockopt::RcvBuf).expect("rcvbuf"),
-            getsockopt(&s, sockopt::SndBuf).expect("sndbuf"),
-        );
+        raise_receive_buffer(&s);
+        let rcv = getsockopt(&s, sockopt::RcvBuf).expect("rcvbuf");
         // /proc/self belongs to the effective uid.
         let root = std::os::unix::fs::MetadataExt::uid(
             &std::fs::metadata("/proc/self").expect("/proc/self"),
@@ -1007,7 +1002,6 @@ mod tests {
         if root {
             // The kernel reports twice what was set (its bookkeeping overhead).
             assert!(rcv >= ESP_SOCKET_BUFFER, "receive buffer {rcv}");
-            assert!(snd >= ESP_SOCKET_BUFFER, "send buffer {snd}");
         } else {
             assert!(rcv >= before, "receive buffer {rcv} < {before}");
         }
