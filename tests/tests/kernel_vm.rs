@@ -116,6 +116,34 @@ fn wait_gateway_child(gw: &postern_lab::Charon) -> postern_lab::Result<()> {
     }
 }
 
+/// Waits (bounded; `poke` between looks, e.g. traffic) until the client has printed a
+/// line containing `marker` and a second "phase2 established"; on timeout, its output.
+fn wait_line_and_second_phase2(
+    client: &postern_lab::Client,
+    marker: &str,
+    timeout: Duration,
+    mut poke: impl FnMut(),
+) -> Result<(), Vec<String>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        poke();
+        let out = client.stdout();
+        let seen = out.iter().any(|l| l.contains(marker));
+        let again = out
+            .iter()
+            .filter(|l| l.starts_with("phase2 established"))
+            .count()
+            >= 2;
+        if seen && again {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(out);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
 fn xfrm(lab: &Lab, what: &str) -> String {
     lab.exec(Role::Client, &["ip", "xfrm", what])
         .unwrap_or_default()
@@ -443,23 +471,13 @@ fn inner_kernel_volume_lifetime_rekeys() {
                 "ping", "-n", "-q", "-s", "1400", "-c", "64", "-i", "0.02", "-W", "2", LAN_HOST,
             ],
         );
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let out = client.stdout();
-            let soft = out.iter().any(|l| l.contains("volume limit; rekeying"));
-            let rekeyed = out
-                .iter()
-                .filter(|l| l.starts_with("phase2 established"))
-                .count()
-                >= 2;
-            if soft && rekeyed {
-                break;
-            }
-            if Instant::now() > deadline {
-                lab_bail!("no rekey by volume: {out:?}");
-            }
-            std::thread::sleep(Duration::from_millis(300));
-        }
+        wait_line_and_second_phase2(
+            &client,
+            "volume limit; rekeying",
+            Duration::from_secs(30),
+            || {},
+        )
+        .map_err(|out| postern_lab::LabError(format!("no rekey by volume: {out:?}")))?;
         wait_gateway_child(&gw)?;
         lab.ping(Role::Client, None, LAN_HOST)?;
         stop_leaves_no_xfrm(lab, &client)?;
@@ -482,30 +500,23 @@ fn inner_kernel_acquire_after_sas_flushed() {
         // our policy with no SA, the kernel sends an acquire, and Postern negotiates a
         // new pair with the gateway.
         lab.exec(Role::Client, &["ip", "xfrm", "state", "deleteall"])?;
-        let deadline = Instant::now() + Duration::from_secs(40);
-        loop {
-            let _ = lab.exec(
-                Role::Client,
-                &["ping", "-n", "-c", "1", "-W", "1", LAN_HOST],
-            );
-            let out = client.stdout();
-            let acquired = out.iter().any(|l| l.contains("found no ESP SA (acquire)"));
-            let again = out
-                .iter()
-                .filter(|l| l.starts_with("phase2 established"))
-                .count()
-                >= 2;
-            if acquired && again {
-                break;
-            }
-            if Instant::now() > deadline {
-                lab_bail!(
-                    "no new pair after the SAs were flushed: {out:?}\n{}",
-                    xfrm(lab, "state")
+        wait_line_and_second_phase2(
+            &client,
+            "found no ESP SA (acquire)",
+            Duration::from_secs(40),
+            || {
+                let _ = lab.exec(
+                    Role::Client,
+                    &["ping", "-n", "-c", "1", "-W", "1", LAN_HOST],
                 );
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
+            },
+        )
+        .map_err(|out| {
+            postern_lab::LabError(format!(
+                "no new pair after the SAs were flushed: {out:?}\n{}",
+                xfrm(lab, "state")
+            ))
+        })?;
         wait_gateway_child(&gw)?;
         lab.ping(Role::Client, None, LAN_HOST)?;
         let states = xfrm(lab, "state");

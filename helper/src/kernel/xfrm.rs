@@ -771,17 +771,22 @@ mod tests {
         assert_eq!(b.len() % 4, 0);
     }
 
-    #[test]
-    fn policy_layout_matches_the_kernel_abi() {
-        let p = PolicySpec {
+    /// An outbound tunnel policy 10.200.0.5/32 -> 10.77.0.0/24 via 192.0.2.2 -> 192.0.2.1.
+    fn out_policy(reqid: u32) -> PolicySpec {
+        PolicySpec {
             src: parse_ts("10.200.0.5/32").unwrap(),
             dst: parse_ts("10.77.0.0/24").unwrap(),
             dir: Dir::Out,
             tmpl_src: "192.0.2.2".parse().unwrap(),
             tmpl_dst: "192.0.2.1".parse().unwrap(),
-            reqid: REQID_BASE + 1,
+            reqid,
             mode: MODE_TUNNEL,
-        };
+        }
+    }
+
+    #[test]
+    fn policy_layout_matches_the_kernel_abi() {
+        let p = out_policy(REQID_BASE + 1);
         let b = newpolicy_body(&p);
         assert_eq!(&b[0..4], &[10, 77, 0, 0], "selector daddr");
         assert_eq!(&b[16..20], &[10, 200, 0, 5], "selector saddr");
@@ -805,15 +810,7 @@ mod tests {
     /// nothing does.
     #[test]
     fn acquire_gives_the_template_reqid() {
-        let p = PolicySpec {
-            src: parse_ts("10.200.0.5/32").unwrap(),
-            dst: parse_ts("10.77.0.0/24").unwrap(),
-            dir: Dir::Out,
-            tmpl_src: "192.0.2.2".parse().unwrap(),
-            tmpl_dst: "192.0.2.1".parse().unwrap(),
-            reqid: REQID_BASE + 7,
-            mode: MODE_TUNNEL,
-        };
+        let p = out_policy(REQID_BASE + 7);
         let pol = newpolicy_body(&p);
         let mut body = vec![0u8; 40]; // id, saddr
         body[20] = IPPROTO_ESP;
