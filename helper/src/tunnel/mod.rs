@@ -700,6 +700,7 @@ impl Driver {
                             spi_out,
                             by_peer,
                         });
+                        replacing.retain(|s| *s != spi_in);
                         if let Some(dp) = datapath.as_mut() {
                             dp.remove(spi_in, spi_out);
                         }
@@ -780,9 +781,11 @@ impl Driver {
                             if replacing.contains(&spi_in) {
                                 continue;
                             }
-                            replacing.push(spi_in);
                             self.emit(Event::Datapath(line));
-                            ike.rekey(Instant::now(), spi_in);
+                            // Not while phase 1 is down: a later acquire asks again.
+                            if ike.rekey(Instant::now(), spi_in) {
+                                replacing.push(spi_in);
+                            }
                         }
                     }
                     Err(_) => xfrm_events = None,
