@@ -103,3 +103,94 @@ mod tests {
         assert_eq!(super::receiver_mbits(out), Some(326.5));
     }
 }
+
+/// The other end of [`checked_transfer`]: `python3 -c TRANSFER recv|send PORT BYTES
+/// [HOST]` listens (no HOST) or connects (HOST), then receives until EOF or sends
+/// BYTES seeded pseudo-random bytes; prints the byte count and SHA-256.
+const TRANSFER: &str = r#"
+import hashlib, random, socket, sys, time
+mode, port, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+if len(sys.argv) > 4:
+    for _ in range(50):
+        try:
+            c = socket.create_connection((sys.argv[4], port), timeout=5)
+            break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        sys.exit("cannot connect")
+else:
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port))
+    s.listen(1)
+    s.settimeout(30)
+    c, _ = s.accept()
+c.settimeout(30)
+h, n = hashlib.sha256(), 0
+if mode == "recv":
+    while True:
+        b = c.recv(1 << 16)
+        if not b:
+            break
+        h.update(b)
+        n += len(b)
+else:
+    data = random.Random(size).randbytes(size)
+    c.sendall(data)
+    h.update(data)
+    n = len(data)
+    c.shutdown(socket.SHUT_WR)
+    c.recv(1)
+print(n, h.hexdigest(), flush=True)
+"#;
+
+/// Sends `bytes` pseudo-random bytes over one TCP connection from namespace `from` to
+/// `dst` (a server in the lan namespace), or the other way when `download`, and checks
+/// that what arrived has the SHA-256 of what was sent: iperf3 does not look at its
+/// data, this does (segmentation, coalescing and ESP all on the way).
+pub fn checked_transfer(
+    lab: &Lab,
+    from: Role,
+    dst: &str,
+    bytes: usize,
+    download: bool,
+) -> Result<()> {
+    let size = bytes.to_string();
+    let (server_mode, client_mode) = if download {
+        ("send", "recv")
+    } else {
+        ("recv", "send")
+    };
+    let mut server = lab.command(Role::Lan, Path::new("timeout"));
+    server.args(["60", "python3", "-c", TRANSFER, server_mode, "5301", &size]);
+    let server = Proc::spawn("transfer-server", server, None)?;
+    lab.adopt(&server);
+    let mut client = std::process::Command::new("ip");
+    client.args(["netns", "exec", &lab.ns(from)]).args([
+        "timeout",
+        "60",
+        "python3",
+        "-c",
+        TRANSFER,
+        client_mode,
+        "5301",
+        &size,
+        dst,
+    ]);
+    let got = run(&mut client)?;
+    let _ = server.exit_status(Duration::from_secs(30));
+    let sent = server
+        .lines_of(crate::process::Stream::Stdout)
+        .pop()
+        .unwrap_or_else(|| server.tail(5));
+    let (a, b) = (got.trim(), sent.trim());
+    if a.is_empty() || a != b || !a.starts_with(&format!("{bytes} ")) {
+        crate::lab_bail!(
+            "the transfer ({} bytes {}) arrived changed: client {a:?}, server {b:?}",
+            bytes,
+            if download { "down" } else { "up" }
+        );
+    }
+    Ok(())
+}

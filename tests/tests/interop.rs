@@ -505,6 +505,9 @@ fn postern_11_datapath_iperf3() {
         let down = postern_lab::bench::iperf3_dir(lab, Role::Client, None, LAN_HOST, 3, true)?;
         eprintln!("postern_11: iperf3 -R through the tunnel: {down:.0} Mbit/s");
         lab_ensure!(down > 0.0, "no throughput from the lan host");
+        // And the bytes themselves, both ways (iperf3 does not look at them).
+        postern_lab::bench::checked_transfer(lab, Role::Client, LAN_HOST, 8 << 20, false)?;
+        postern_lab::bench::checked_transfer(lab, Role::Client, LAN_HOST, 8 << 20, true)?;
         client.sigterm()?;
         let code = client.exit_code(Duration::from_secs(15))?;
         lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");

@@ -1,7 +1,8 @@
 //! Postern at both ends: `postern-helper up` against `postern-helper respond` (the
 //! engine's responder role with the userspace datapath, the benchmark's Postern-side
-//! gateway) instead of strongSwan. ESP in UDP (NAT-T forced) both ways: ping and
-//! iperf3 in both directions from the client namespace to the lan host, then SIGTERM
+//! gateway) instead of strongSwan. ESP in UDP (NAT-T forced) both ways: ping, iperf3
+//! and a 16 MB transfer checked by SHA-256 in both directions from the client
+//! namespace to the lan host, then SIGTERM
 //! to both and nothing left in either namespace. The interop tests against strongSwan
 //! are what count for the client; this keeps the responder (and with it the benchmark)
 //! honest. Root only.
@@ -35,6 +36,9 @@ fn postern_against_its_own_responder() {
         let down = postern_lab::bench::iperf3_dir(lab, Role::Client, None, LAN_HOST, 2, true)?;
         eprintln!("own responder: iperf3 {up:.0} Mbit/s up, {down:.0} Mbit/s down");
         lab_ensure!(up > 0.0 && down > 0.0, "no throughput: {up} / {down}");
+        // The bytes themselves, both ways: through both ends' GRO and TSO.
+        postern_lab::bench::checked_transfer(lab, Role::Client, LAN_HOST, 16 << 20, false)?;
+        postern_lab::bench::checked_transfer(lab, Role::Client, LAN_HOST, 16 << 20, true)?;
         client.sigterm()?;
         let code = client.exit_code(Duration::from_secs(15))?;
         lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
