@@ -71,8 +71,12 @@ fn parse(pkt: &[u8]) -> Option<Tcp> {
             }
             key.addrs[..8].copy_from_slice(pkt.get(12..20)?);
             let frag = u16::from_be_bytes([pkt[6], pkt[7]]);
-            // Options (IHL > 5), more fragments, or an offset: never coalesced.
-            (20, pkt[0] & 0x0f == 5 && frag & 0x3fff == 0)
+            // Options (IHL > 5), more fragments, an offset, or a bad header checksum
+            // (the kernel would drop it): never coalesced.
+            (
+                20,
+                pkt[0] & 0x0f == 5 && frag & 0x3fff == 0 && fold(sum(&pkt[..20], 0)) == 0xffff,
+            )
         }
         6 => {
             let payload = u16::from_be_bytes([*pkt.get(4)?, *pkt.get(5)?]) as usize;
@@ -492,7 +496,12 @@ mod tests {
             seg(false, 5201, 10799, 2, TCP_ACK, &d),
         ];
         assert_eq!(coalesce(&mut bufs), 0b1101);
-        // A bad checksum, a FIN, a larger segment after a smaller one, a SYN.
+        // A bad IPv4 header checksum at the start, a bad TCP checksum, a FIN, a larger
+        // segment after a smaller one, a SYN.
+        let mut bad_ip = seg(false, 5201, 0, 1, TCP_ACK, &d);
+        bad_ip[HDR + 4] ^= 0x10;
+        let mut bufs = vec![bad_ip, seg(false, 5201, 800, 1, TCP_ACK, &d)];
+        assert_eq!(coalesce(&mut bufs), 0b11);
         let mut bad = seg(false, 5201, 800, 1, TCP_ACK, &d);
         let last = bad.len() - 1;
         bad[last] ^= 0x55;
