@@ -524,14 +524,24 @@ async fn status(json: bool) -> Result<(), Fail> {
         let st = c.state().await.unwrap_or_default();
         let sas = c.sas().await.unwrap_or_default();
         let t = c.traffic().await.unwrap_or_default();
+        let per_sa = c.sa_traffic().await.unwrap_or_default();
+        let traffic_of = |spi_in: u32| {
+            per_sa
+                .iter()
+                .find(|x| x.spi_in == spi_in)
+                .copied()
+                .unwrap_or_default()
+        };
         if json {
             let sas_js: Vec<String> = sas
                 .iter()
                 .map(|s| {
+                    let x = traffic_of(s.spi_in);
                     format!(
-                        "{{\"spi_in\":\"{:08x}\",\"spi_out\":\"{:08x}\",\"proposal\":{},\"mode\":{},\"udp\":{},\"local_ts\":{},\"remote_ts\":{},\"lifetime_secs\":{}}}",
+                        "{{\"spi_in\":\"{:08x}\",\"spi_out\":\"{:08x}\",\"proposal\":{},\"mode\":{},\"udp\":{},\"local_ts\":{},\"remote_ts\":{},\"lifetime_secs\":{},\"in_bytes\":{},\"in_packets\":{},\"out_bytes\":{},\"out_packets\":{}}}",
                         s.spi_in, s.spi_out, profiles::js(&s.proposal), profiles::js(&s.mode), s.udp_encapsulation,
-                        profiles::js(&s.local_ts), profiles::js(&s.remote_ts), s.lifetime_secs
+                        profiles::js(&s.local_ts), profiles::js(&s.remote_ts), s.lifetime_secs,
+                        x.in_bytes, x.in_packets, x.out_bytes, x.out_packets
                     )
                 })
                 .collect();
@@ -559,13 +569,22 @@ async fn status(json: bool) -> Result<(), Fail> {
         println!("  sent {} bytes, received {} bytes", t.tx_bytes, t.rx_bytes);
         if !sas.is_empty() {
             println!(
-                "  {:<10} {:<10} {:<16} {:<16} {:<20} {:<18} lifetime",
-                "spi in", "spi out", "esp", "mode", "local", "remote"
+                "  {:<10} {:<10} {:<16} {:<16} {:<20} {:<18} {:<9} {:>14} {:>14}",
+                "spi in",
+                "spi out",
+                "esp",
+                "mode",
+                "local",
+                "remote",
+                "lifetime",
+                "bytes in",
+                "bytes out"
             );
         }
         for s in sas {
+            let x = traffic_of(s.spi_in);
             println!(
-                "  {:08x}   {:08x}   {:<16} {:<16} {:<20} {:<18} {}s",
+                "  {:08x}   {:08x}   {:<16} {:<16} {:<20} {:<18} {:<9} {:>14} {:>14}",
                 s.spi_in,
                 s.spi_out,
                 s.proposal,
@@ -576,7 +595,9 @@ async fn status(json: bool) -> Result<(), Fail> {
                 ),
                 s.local_ts,
                 s.remote_ts,
-                s.lifetime_secs
+                format!("{}s", s.lifetime_secs),
+                x.in_bytes,
+                x.out_bytes
             );
         }
     }

@@ -147,6 +147,19 @@ pub struct Traffic {
     pub rx_dropped: u64,
 }
 
+/// What one SA pair has carried (inner bytes, as the kernel counts them).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Type, Value, OwnedValue, Default,
+)]
+pub struct SaTraffic {
+    pub spi_in: u32,
+    pub spi_out: u32,
+    pub in_bytes: u64,
+    pub in_packets: u64,
+    pub out_bytes: u64,
+    pub out_packets: u64,
+}
+
 /// The errors the helper returns; each name is `org.postern.Helper1.Error.<Variant>`
 /// and each message one sentence.
 #[derive(Debug, zbus::DBusError)]
@@ -246,6 +259,9 @@ pub trait Connection {
     /// Read on demand (no change signal: it changes with every packet).
     #[zbus(property(emits_changed_signal = "false"))]
     fn traffic(&self) -> zbus::Result<Traffic>;
+    /// Per SA pair, read on demand like `Traffic`.
+    #[zbus(property(emits_changed_signal = "false"))]
+    fn sa_traffic(&self) -> zbus::Result<Vec<SaTraffic>>;
     /// One sentence; empty when none.
     #[zbus(property)]
     fn last_error(&self) -> zbus::Result<String>;

@@ -93,17 +93,6 @@ pub fn receiver_mbits(out: &str) -> Option<f64> {
     w.get(i.checked_sub(1)?)?.parse().ok()
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn parses_receiver_line() {
-        let out = "[ ID] Interval           Transfer     Bitrate         Retr\n\
-                   [  5]   0.00-3.00   sec   120 MBytes   335 Mbits/sec   12             sender\n\
-                   [  5]   0.00-3.04   sec   118 MBytes   326.5 Mbits/sec                  receiver\n";
-        assert_eq!(super::receiver_mbits(out), Some(326.5));
-    }
-}
-
 /// The other end of [`checked_transfer`]: `python3 -c TRANSFER recv|send PORT BYTES
 /// [HOST]` listens (no HOST) or connects (HOST), then receives until EOF or sends
 /// BYTES seeded pseudo-random bytes; prints the byte count and SHA-256.
@@ -193,4 +182,15 @@ pub fn checked_transfer(
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parses_receiver_line() {
+        let out = "[ ID] Interval           Transfer     Bitrate         Retr\n\
+                   [  5]   0.00-3.00   sec   120 MBytes   335 Mbits/sec   12             sender\n\
+                   [  5]   0.00-3.04   sec   118 MBytes   326.5 Mbits/sec                  receiver\n";
+        assert_eq!(super::receiver_mbits(out), Some(326.5));
+    }
 }

@@ -279,6 +279,21 @@ fn cli_through_the_system_bus_and_polkit() {
             "status as A: {}",
             text(&o)
         );
+        // The ping went through the SA: its counters show it, both ways.
+        let count = |key: &str| -> u64 {
+            st.split(&format!("\"{key}\":"))
+                .nth(1)
+                .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        };
+        lab_ensure!(
+            count("in_packets") >= 2
+                && count("out_packets") >= 2
+                && count("in_bytes") >= 2 * 84
+                && count("out_bytes") >= 2 * 84,
+            "the SA's traffic in status: {st}"
+        );
 
         // `list` shows the profile with its tunnel's state; `show` the profile, no secret;
         // `log` follows the tunnel (bounded here by timeout: it runs until the tunnel ends).

@@ -196,6 +196,26 @@ fn inner_kernel_datapath() {
         client.sigterm()?;
         let code = client.exit_code(Duration::from_secs(30))?;
         lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
+        // The kernel's SA counters, read before the SAs went: the pings (4 and 4 at
+        // least, 84 bytes each) went out and came back.
+        let out = client.stdout();
+        let stopped = out
+            .iter()
+            .find(|l| l.starts_with("datapath stopped: kernel"))
+            .cloned()
+            .unwrap_or_default();
+        let after = |word: &str| -> u64 {
+            stopped
+                .split(word)
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        };
+        lab_ensure!(
+            after("sent ") >= 4 && after("received ") >= 4,
+            "the kernel SAs' counters: {stopped:?}"
+        );
         let states = xfrm(lab, "state");
         let policies = xfrm(lab, "policy");
         if !states.trim().is_empty() || !policies.trim().is_empty() {

@@ -38,6 +38,8 @@ pub struct KernelDatapath {
     routes: Vec<TrafficSelector>,
     /// Installed pairs, oldest first: (inbound SPI, outbound SPI, remote selector).
     sas: Vec<(u32, u32, TrafficSelector)>,
+    /// What the pairs deleted so far carried (sent, received: packets, bytes).
+    retired: [u64; 4],
 }
 
 impl KernelDatapath {
@@ -72,6 +74,7 @@ impl KernelDatapath {
             policies: Vec::new(),
             routes: Vec::new(),
             sas: Vec::new(),
+            retired: [0; 4],
         })
     }
 
@@ -199,6 +202,41 @@ impl KernelDatapath {
         newest(remote).or_else(|| newest(None))
     }
 
+    /// What each installed pair has carried, from the kernel's SA counters (inner
+    /// bytes); the totals add what the deleted pairs had carried.
+    pub fn counters(&mut self) -> crate::tunnel::Counters {
+        let [tx_packets, tx_bytes, rx_packets, rx_bytes] = self.retired;
+        let mut c = crate::tunnel::Counters {
+            tx_packets,
+            tx_bytes,
+            rx_packets,
+            rx_bytes,
+            ..Default::default()
+        };
+        let pairs: Vec<(u32, u32)> = self.sas.iter().map(|s| (s.0, s.1)).collect();
+        for (spi_in, spi_out) in pairs {
+            let (in_bytes, in_packets) =
+                self.xfrm.sa_traffic(self.local, spi_in).unwrap_or_default();
+            let (out_bytes, out_packets) = self
+                .xfrm
+                .sa_traffic(self.gateway, spi_out)
+                .unwrap_or_default();
+            c.rx_bytes += in_bytes;
+            c.rx_packets += in_packets;
+            c.tx_bytes += out_bytes;
+            c.tx_packets += out_packets;
+            c.sas.push(crate::tunnel::SaCounters {
+                spi_in,
+                spi_out,
+                in_bytes,
+                in_packets,
+                out_bytes,
+                out_packets,
+            });
+        }
+        c
+    }
+
     /// Deletes an SA pair (rekeyed away or deleted by the gateway); the policies stay
     /// for the other SAs and go at teardown.
     pub fn remove(&mut self, spi_in: u32, spi_out: u32) {
@@ -206,6 +244,14 @@ impl KernelDatapath {
             return;
         }
         self.sas.retain(|s| (s.0, s.1) != (spi_in, spi_out));
+        let (rx_b, rx_p) = self.xfrm.sa_traffic(self.local, spi_in).unwrap_or_default();
+        let (tx_b, tx_p) = self
+            .xfrm
+            .sa_traffic(self.gateway, spi_out)
+            .unwrap_or_default();
+        for (r, v) in self.retired.iter_mut().zip([tx_p, tx_b, rx_p, rx_b]) {
+            *r += v;
+        }
         let _ = self.xfrm.del_sa(self.local, spi_in);
         let _ = self.xfrm.del_sa(self.gateway, spi_out);
     }
@@ -223,6 +269,10 @@ impl KernelDatapath {
     }
 
     fn teardown(&mut self) -> String {
+        if self.journal.is_none() {
+            return String::new();
+        }
+        let c = self.counters();
         let Some(j) = self.journal.take() else {
             return String::new();
         };
@@ -232,8 +282,8 @@ impl KernelDatapath {
             j.finish();
         }
         let mut line = format!(
-            "datapath stopped: kernel XFRM reqid {:#x}, {n} objects removed",
-            self.reqid
+            "datapath stopped: kernel XFRM reqid {:#x}, {n} objects removed; sent {} packets ({} bytes), received {} packets ({} bytes)",
+            self.reqid, c.tx_packets, c.tx_bytes, c.rx_packets, c.rx_bytes
         );
         if !errors.is_empty() {
             line.push_str(&format!("; errors: {}", errors.join("; ")));

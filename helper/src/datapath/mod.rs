@@ -104,6 +104,7 @@ pub type RekeySender = tokio::sync::mpsc::UnboundedSender<u32>;
 /// the SA carries nothing past 100 % (RFC 2407 4.5: the SA is then expired).
 struct ByteLife {
     used: u64,
+    packets: u64,
     /// 0: no volume lifetime.
     soft: u64,
     hard: u64,
@@ -117,6 +118,7 @@ impl ByteLife {
         let hard = kb.map_or(0, |k| k.saturating_mul(1024));
         ByteLife {
             used: 0,
+            packets: 0,
             soft: hard - hard / 5,
             hard,
             spi_in,
@@ -124,17 +126,18 @@ impl ByteLife {
         }
     }
 
-    /// Counts `n` more bytes; false when they would cross the hard limit (they must
-    /// not go). Asks for the rekey when the soft limit is reached.
+    /// Counts a packet of `n` bytes; false when they would cross the hard limit (it
+    /// must not go). Asks for the rekey when the soft limit is reached.
     fn charge(&mut self, n: usize) -> bool {
-        if self.hard == 0 {
-            return true;
-        }
         let used = self.used.saturating_add(n as u64);
-        if used > self.hard {
+        if self.hard != 0 && used > self.hard {
             return false;
         }
         self.used = used;
+        self.packets += 1;
+        if self.hard == 0 {
+            return true;
+        }
         if used >= self.soft
             && let Some(tx) = self.rekey.take()
         {
@@ -298,9 +301,31 @@ impl Datapath {
         &self.name
     }
 
-    /// The packet counters so far (both directions).
+    /// The packet counters so far (both directions), and each SA pair's.
     pub fn counters(&self) -> crate::tunnel::Counters {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut sas: Vec<crate::tunnel::SaCounters> = self
+            .inbound
+            .iter()
+            .map(|i| crate::tunnel::SaCounters {
+                spi_in: i.sa.spi(),
+                in_bytes: i.life.used,
+                in_packets: i.life.packets,
+                ..Default::default()
+            })
+            .collect();
+        for o in self
+            .outbound
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            if let Some(s) = sas.iter_mut().find(|s| s.spi_in == o.life.spi_in) {
+                s.spi_out = o.sa.spi();
+                s.out_bytes = o.life.used;
+                s.out_packets = o.life.packets;
+            }
+        }
         crate::tunnel::Counters {
             tx_packets: get(&self.stats.tx_packets),
             tx_bytes: get(&self.stats.tx_bytes),
@@ -308,6 +333,7 @@ impl Datapath {
             rx_packets: get(&self.stats.rx_packets),
             rx_bytes: get(&self.stats.rx_bytes),
             rx_dropped: get(&self.stats.rx_dropped),
+            sas,
         }
     }
 
@@ -1074,7 +1100,11 @@ mod tests {
         assert!(l.charge(740));
         assert!(!l.charge(1), "past the hard limit");
         assert_eq!(l.used, 10240, "a refused packet is not counted");
+        assert_eq!(l.packets, 4);
+        // Without a volume lifetime the bytes and packets are still counted (status).
         let mut none = ByteLife::new(None, 1, None);
+        assert!(none.charge(1400) && none.charge(60));
+        assert_eq!((none.used, none.packets), (1460, 2));
         assert!(none.charge(usize::MAX));
         let mut huge = ByteLife::new(Some(u64::MAX), 1, None);
         assert!(huge.charge(usize::MAX));

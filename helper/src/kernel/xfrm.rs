@@ -23,6 +23,7 @@ pub const PRIORITY: u32 = 1500;
 
 const XFRM_MSG_NEWSA: u16 = 0x10;
 const XFRM_MSG_DELSA: u16 = 0x11;
+const XFRM_MSG_GETSA: u16 = 0x12;
 const XFRM_MSG_NEWPOLICY: u16 = 0x13;
 const XFRM_MSG_DELPOLICY: u16 = 0x14;
 const XFRMA_ALG_CRYPT: u16 = 2;
@@ -266,7 +267,14 @@ pub fn newsa_body(sa: &SaSpec<'_>) -> Result<zeroize::Zeroizing<Vec<u8>>, Kernel
     Ok(b)
 }
 
-/// The body of `XFRM_MSG_DELSA`: `xfrm_usersa_id` (24 bytes).
+/// `curlft.bytes` and `curlft.packets` of an `xfrm_usersa_info` (at 160 and 168).
+fn usersa_traffic(body: &[u8]) -> Option<(u64, u64)> {
+    let b: [u8; 8] = body.get(160..168)?.try_into().ok()?;
+    let p: [u8; 8] = body.get(168..176)?.try_into().ok()?;
+    Some((u64::from_ne_bytes(b), u64::from_ne_bytes(p)))
+}
+
+/// The body of `XFRM_MSG_DELSA` (and `GETSA`): `xfrm_usersa_id` (24 bytes).
 pub fn delsa_body(dst: IpAddr, spi: u32) -> Vec<u8> {
     let mut b = Vec::with_capacity(24);
     put_addr(&mut b, dst);
@@ -370,6 +378,20 @@ impl Xfrm {
         flags: u16,
         body: &[u8],
     ) -> Result<(), KernelError> {
+        self.request_with(what, kind, flags, body, &mut |_, _| {})
+    }
+
+    /// Like [`Xfrm::request`], handing each reply message of the request's sequence
+    /// number before the ACK to `reply` (type, body). The receive buffers are zeroized
+    /// (an SA's reply carries its keys).
+    fn request_with(
+        &mut self,
+        what: &str,
+        kind: u16,
+        flags: u16,
+        body: &[u8],
+        on_reply: &mut dyn FnMut(u16, &[u8]),
+    ) -> Result<(), KernelError> {
         let seq = self.seq;
         self.seq = self.seq.wrapping_add(1);
         let len = 16 + body.len();
@@ -387,8 +409,8 @@ impl Xfrm {
         self.sock.send(&msg, 0).map_err(io)?;
         // Bounded: replies to other sequence numbers are skipped, at most 16.
         for _ in 0..16 {
-            let mut buf = Vec::with_capacity(8192);
-            let n = self.sock.recv(&mut buf, 0).map_err(io)?;
+            let mut buf = zeroize::Zeroizing::new(Vec::with_capacity(8192));
+            let n = self.sock.recv(&mut *buf, 0).map_err(io)?;
             let reply = buf.get(..n).unwrap_or_default();
             let mut off = 0;
             while off + 16 <= reply.len() {
@@ -401,6 +423,9 @@ impl Xfrm {
                         what: format!("{what}: malformed netlink reply"),
                         errno: 74,
                     });
+                }
+                if mseq == seq && mtype != NLMSG_ERROR {
+                    on_reply(mtype, reply.get(off + 16..off + mlen).unwrap_or_default());
                 }
                 if mseq == seq && mtype == NLMSG_ERROR {
                     let e = reply.get(off + 16..off + 20).ok_or(KernelError::Errno {
@@ -434,6 +459,25 @@ impl Xfrm {
             NLM_F_CREATE | NLM_F_EXCL,
             &body,
         )
+    }
+
+    /// The bytes and packets an SA has carried so far (the kernel's `curlft`); None
+    /// when it is gone.
+    pub fn sa_traffic(&mut self, dst: IpAddr, spi: u32) -> Option<(u64, u64)> {
+        let mut got = None;
+        self.request_with(
+            "read ESP SA",
+            XFRM_MSG_GETSA,
+            0,
+            &delsa_body(dst, spi),
+            &mut |kind, body| {
+                if kind == XFRM_MSG_NEWSA {
+                    got = usersa_traffic(body);
+                }
+            },
+        )
+        .ok()?;
+        got
     }
 
     /// Deletes an SA; one that is already gone counts as deleted.
@@ -754,6 +798,13 @@ mod tests {
             })]
         );
         assert!(parse_events(&msg[..100]).is_empty());
+        // curlft (bytes, packets) at 160 and 168: zero in a new SA; read back when set.
+        assert_eq!(usersa_traffic(&b), Some((0, 0)));
+        let mut used = b.clone();
+        used[160..168].copy_from_slice(&1234u64.to_ne_bytes());
+        used[168..176].copy_from_slice(&5u64.to_ne_bytes());
+        assert_eq!(usersa_traffic(&used), Some((1234, 5)));
+        assert_eq!(usersa_traffic(&used[..170]), None);
         assert_eq!(&b[208..212], &(REQID_BASE + 3).to_ne_bytes());
         assert_eq!(&b[212..214], &AF_INET.to_ne_bytes());
         assert_eq!(b[214], MODE_TUNNEL);

@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use postern_dbus::interface::{
-    BUS_NAME, CONNECTION_INTERFACE, CONNECTION_PATH_PREFIX, Error, MANAGER_PATH, SaInfo, Traffic,
-    action, limits,
+    BUS_NAME, CONNECTION_INTERFACE, CONNECTION_PATH_PREFIX, Error, MANAGER_PATH, SaInfo, SaTraffic,
+    Traffic, action, limits,
 };
 use postern_dbus::request;
 use zbus::message::Header;
@@ -338,6 +338,19 @@ impl ConnObject {
         }
         Ok(self.conn.status())
     }
+
+    /// The tunnel's counters, from its driver (zeros when it does not answer in 2 s).
+    async fn counters(&self) -> crate::tunnel::Counters {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.conn.commands.send(Command::Counters(tx)).is_err() {
+            return crate::tunnel::Counters::default();
+        }
+        tokio::time::timeout(Duration::from_secs(2), rx)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default()
+    }
 }
 
 #[interface(name = "org.postern.Helper1.Connection")]
@@ -442,15 +455,7 @@ impl ConnObject {
         #[zbus(connection)] conn: &Connection,
     ) -> zbus::fdo::Result<Traffic> {
         self.allowed(conn, hdr).await?;
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        if self.conn.commands.send(Command::Counters(tx)).is_err() {
-            return Ok(Traffic::default());
-        }
-        let c = tokio::time::timeout(Duration::from_secs(2), rx)
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default();
+        let c = self.counters().await;
         Ok(Traffic {
             tx_packets: c.tx_packets,
             tx_bytes: c.tx_bytes,
@@ -459,6 +464,28 @@ impl ConnObject {
             rx_bytes: c.rx_bytes,
             rx_dropped: c.rx_dropped,
         })
+    }
+    #[zbus(property(emits_changed_signal = "false"))]
+    async fn sa_traffic(
+        &self,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<Vec<SaTraffic>> {
+        self.allowed(conn, hdr).await?;
+        Ok(self
+            .counters()
+            .await
+            .sas
+            .iter()
+            .map(|s| SaTraffic {
+                spi_in: s.spi_in,
+                spi_out: s.spi_out,
+                in_bytes: s.in_bytes,
+                in_packets: s.in_packets,
+                out_bytes: s.out_bytes,
+                out_packets: s.out_packets,
+            })
+            .collect())
     }
     #[zbus(property)]
     async fn last_error(

@@ -61,8 +61,8 @@ impl fmt::Debug for Command {
     }
 }
 
-/// Traffic through the datapath since it started.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Traffic through the datapath since it started, and per SA pair.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counters {
     pub tx_packets: u64,
     pub tx_bytes: u64,
@@ -70,6 +70,18 @@ pub struct Counters {
     pub rx_packets: u64,
     pub rx_bytes: u64,
     pub rx_dropped: u64,
+    pub sas: Vec<SaCounters>,
+}
+
+/// What one SA pair has carried (inner bytes, as the kernel counts them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SaCounters {
+    pub spi_in: u32,
+    pub spi_out: u32,
+    pub in_bytes: u64,
+    pub in_packets: u64,
+    pub out_bytes: u64,
+    pub out_packets: u64,
 }
 
 /// Phase 1 as the user sees it (no cookies, no keys).
@@ -862,7 +874,12 @@ impl Driver {
                     // Answers nobody asked for are dropped (and zeroized).
                     Command::Credentials(_) | Command::CredentialsRefused(_) => {}
                     Command::Counters(reply) => {
-                        let _ = reply.send(datapath.as_ref().map(|d| d.counters()).unwrap_or_default());
+                        let c = match (datapath.as_ref(), kernel_dp.as_mut()) {
+                            (Some(d), _) => d.counters(),
+                            (None, Some(k)) => k.counters(),
+                            (None, None) => Counters::default(),
+                        };
+                        let _ = reply.send(c);
                     }
                 },
             }
