@@ -6,6 +6,10 @@ set -euo pipefail
 PACKAGES=(
   # strongSwan as the gateway and as the reference client in the namespace lab
   strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins
+  # only Recommends of libstrongswan / strongswan-libcharon, which apt skips below
+  # (--no-install-recommends): the openssl plugin (3DES, ECDSA keys for pki) and
+  # xauth-generic (the gateway's XAuth)
+  libstrongswan-standard-plugins libcharon-extauth-plugins
   # test certificates (pki) and the PKCS#12 bundle of the certificate lab (openssl)
   strongswan-pki openssl
   # namespaces, links, addresses; firewalling; throughput; captures; ping through the tunnel
