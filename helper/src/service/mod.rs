@@ -472,20 +472,7 @@ impl ConnObject {
         #[zbus(connection)] conn: &Connection,
     ) -> zbus::fdo::Result<Vec<SaTraffic>> {
         self.allowed(conn, hdr).await?;
-        Ok(self
-            .counters()
-            .await
-            .sas
-            .iter()
-            .map(|s| SaTraffic {
-                spi_in: s.spi_in,
-                spi_out: s.spi_out,
-                in_bytes: s.in_bytes,
-                in_packets: s.in_packets,
-                out_bytes: s.out_bytes,
-                out_packets: s.out_packets,
-            })
-            .collect())
+        Ok(self.counters().await.sas)
     }
     #[zbus(property)]
     async fn last_error(

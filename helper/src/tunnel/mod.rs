@@ -73,16 +73,9 @@ pub struct Counters {
     pub sas: Vec<SaCounters>,
 }
 
-/// What one SA pair has carried (inner bytes, as the kernel counts them).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SaCounters {
-    pub spi_in: u32,
-    pub spi_out: u32,
-    pub in_bytes: u64,
-    pub in_packets: u64,
-    pub out_bytes: u64,
-    pub out_packets: u64,
-}
+/// What one SA pair has carried: the contract's type (inner bytes, as the kernel
+/// counts them), filled by either datapath.
+pub use postern_dbus::interface::SaTraffic as SaCounters;
 
 /// Phase 1 as the user sees it (no cookies, no keys).
 #[derive(Debug, Clone, PartialEq, Eq)]
