@@ -538,11 +538,13 @@ mod tests {
 
     /// What one flow carried, byte by byte: (sequence number, byte, ack number, FIN).
     type Stream = Vec<(u32, u8, u32, bool)>;
+    /// A segment: its flow (source port, v6), sequence number, ack, flags and payload.
+    type Segment = ((u16, bool), u32, u32, u8, Vec<u8>);
 
     /// The segments a written buffer stands for, cut the way the kernel cuts a GSO
     /// packet (`gso_size` bytes of payload each, behind a copy of the headers): each
     /// with its flow (source port, v6), sequence number, ack, flags and payload.
-    fn cut(buf: &[u8]) -> Vec<((u16, bool), u32, u32, u8, Vec<u8>)> {
+    fn cut(buf: &[u8]) -> Vec<Segment> {
         let pkt = if buf[1] != 0 {
             complete(buf)
         } else {
@@ -590,7 +592,7 @@ mod tests {
         out
     }
 
-    fn streams(segs: &[((u16, bool), u32, u32, u8, Vec<u8>)]) -> Vec<((u16, bool), Stream)> {
+    fn streams(segs: &[Segment]) -> Vec<((u16, bool), Stream)> {
         let mut flows: Vec<((u16, bool), Stream)> = Vec::new();
         for (flow, seq, ack, flags, payload) in segs {
             let i = match flows.iter().position(|(f, _)| f == flow) {
