@@ -42,6 +42,8 @@ const NAT_KEEPALIVE: Duration = Duration::from_secs(20);
 const OUTER_MTU: usize = 1500;
 /// Largest inner packet read from the TUN device.
 const MAX_INNER: usize = 65535;
+/// Most TUN reads gathered before the packets are sent (one small packet per read).
+const MAX_GATHER_READS: usize = 64;
 /// One receive buffer of the ESP socket: a UDP datagram, or a GRO run of them.
 const RX_SLOT: usize = 65536;
 /// Inbound packets staged for one GRO write at most (a receive batch and then some).
@@ -698,19 +700,24 @@ struct Outward {
 impl Outward {
     /// Waits until the TUN device has packets, then reads them: with offload one read
     /// may carry a 64 kB TCP segment that tun-rs splits into packets of the tunnel's
-    /// MTU (up to [`IDEAL_BATCH_SIZE`]); each is encapsulated in place in a buffer of
-    /// its own and they go out [`batch::BATCH`] per `sendmmsg`.
+    /// MTU (up to [`IDEAL_BATCH_SIZE`]). What is queued is gathered over several reads
+    /// (small packets such as TCP ACKs come one per read) before any is sent; each is
+    /// encapsulated in place in a buffer of its own and they go out together: runs of
+    /// one size as one UDP GSO send (so the peer takes a train of ACKs in one wakeup),
+    /// the rest [`batch::BATCH`] per `sendmmsg`.
     fn run(self) {
         let start = esp::MAX_HEADER;
         // Allocated once; only the pages packets touch become resident.
         let mut original = vec![0u8; VIRTIO_NET_HDR_LEN + MAX_INNER];
         // One large allocation cut into slots: only the pages packets touch become
-        // resident.
+        // resident. Room for what one gathering may bring: reads go on while a whole
+        // read's worth of slots is left.
         const SLOT: usize = esp::MAX_HEADER + MAX_INNER + esp::MAX_TRAILER;
-        let mut area = vec![0u8; IDEAL_BATCH_SIZE * SLOT];
+        const SLOTS: usize = 2 * IDEAL_BATCH_SIZE;
+        let mut area = vec![0u8; SLOTS * SLOT];
         let mut slots: Vec<&mut [u8]> = area.chunks_mut(SLOT).collect();
-        let mut sizes = vec![0usize; IDEAL_BATCH_SIZE];
-        let mut out: Vec<(std::ops::Range<usize>, usize)> = Vec::with_capacity(IDEAL_BATCH_SIZE);
+        let mut sizes = vec![0usize; SLOTS];
+        let mut out: Vec<(std::ops::Range<usize>, usize)> = Vec::with_capacity(SLOTS);
         let mut headers = batch::Headers::new();
         let mut last_send = Instant::now();
         while !self.stopping.load(Ordering::Relaxed) {
@@ -747,19 +754,32 @@ impl Outward {
                     continue;
                 }
             }
-            // What is queued now, a bounded number of reads (the device is non-blocking).
+            // What is queued now, in a bounded number of gatherings of a bounded number
+            // of reads (the device is non-blocking).
+            let mut drained = false;
             for _ in 0..8 {
-                let k = match self
-                    .dev
-                    .recv_multiple(&mut original, &mut slots, &mut sizes, start)
-                {
-                    Ok(k) => k.min(slots.len()),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                    Err(_) => {
-                        self.stats.tx_dropped.fetch_add(1, Ordering::Relaxed);
-                        break;
+                let mut k = 0;
+                let mut reads = 0;
+                while !drained && k + IDEAL_BATCH_SIZE <= SLOTS && reads < MAX_GATHER_READS {
+                    let end = k + IDEAL_BATCH_SIZE;
+                    match self.dev.recv_multiple(
+                        &mut original,
+                        &mut slots[k..end],
+                        &mut sizes[k..end],
+                        start,
+                    ) {
+                        Ok(n) => k += n.min(IDEAL_BATCH_SIZE),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => drained = true,
+                        Err(_) => {
+                            self.stats.tx_dropped.fetch_add(1, Ordering::Relaxed);
+                            drained = true;
+                        }
                     }
-                };
+                    reads += 1;
+                }
+                if k == 0 {
+                    break;
+                }
                 out.clear();
                 for (slot, &n) in slots.iter_mut().zip(&sizes).take(k) {
                     match self.encapsulate(slot, start, n) {
@@ -778,6 +798,9 @@ impl Outward {
                     if self.send_batch(&mut headers, chunk_slots, chunk_out) {
                         last_send = Instant::now();
                     }
+                }
+                if drained {
+                    break;
                 }
             }
         }
