@@ -3,7 +3,7 @@
 # as the client (kernel-libipsec) vs the bare veth link, in the namespace lab (root).
 # Prints Mbit/s and the ratios. What exactly is measured: tests/src/bin/throughput.rs.
 #
-#   bench/throughput.sh [--secs N] [--esp PROPOSAL]
+#   bench/throughput.sh [--secs N] [--esp PROPOSAL] [--runs N] [--pair-only]
 # Release builds of postern-helper and the benchmark are used.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -23,8 +23,11 @@
 //! aes128gcm16), UDP-encapsulated (libipsec always is). The gateway's libipsec is in
 //! the path of both tunnels: it bounds what either client can show.
 //!
-//! Usage: throughput [--secs N] [--esp PROPOSAL] [--pair-only]
-//! (`--pair-only`: only Postern at both ends, no ratios; for profiling that case.)
+//! Usage: throughput [--secs N] [--esp PROPOSAL] [--runs N] [--pair-only]
+//! (`--pair-only`: only Postern at both ends, no ratios; for profiling that case.
+//! `--runs N`: Postern at both ends measured N times each way, upload and download
+//! alternating, in the same tunnel; every run is printed and the ratios use the
+//! median, which a shared machine's disturbed run moves least.)
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
     let mut secs = 5u32;
     let mut esp = "aes128gcm16".to_string();
     let mut pair_only = false;
+    let mut runs = 1usize;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         if a == "--pair-only" {
@@ -48,13 +52,18 @@ fn main() -> ExitCode {
                 secs = v.parse().unwrap_or(5)
             }
             ("--esp", Some(v)) => esp = v,
+            ("--runs", Some(v)) if v.parse::<usize>().is_ok_and(|n| (1..=9).contains(&n)) => {
+                runs = v.parse().unwrap_or(1)
+            }
             _ => {
-                eprintln!("usage: throughput [--secs 1..60] [--esp PROPOSAL] [--pair-only]");
+                eprintln!(
+                    "usage: throughput [--secs 1..60] [--esp PROPOSAL] [--runs 1..9] [--pair-only]"
+                );
                 return ExitCode::from(2);
             }
         }
     }
-    match run(secs, &esp, pair_only) {
+    match run(secs, &esp, runs, pair_only) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("throughput: error: {e}");
@@ -63,7 +72,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(secs: u32, esp: &str, pair_only: bool) -> Result<()> {
+fn run(secs: u32, esp: &str, runs: usize, pair_only: bool) -> Result<()> {
     let t = Tunnel::main_psk("throughput").proposals(&["aes128-sha256-modp2048"], &[esp]);
     let lab = Lab::new("throughput")?;
     println!(
@@ -71,7 +80,7 @@ fn run(secs: u32, esp: &str, pair_only: bool) -> Result<()> {
         lab.name
     );
     if pair_only {
-        postern_pair(&lab, &t, secs)?;
+        postern_pair(&lab, &t, secs, runs)?;
         return Ok(());
     }
     let gw = lab.start_gateway(&t)?;
@@ -108,7 +117,7 @@ fn run(secs: u32, esp: &str, pair_only: bool) -> Result<()> {
     // Postern at both ends: the gateway's charon gives way to `postern-helper respond`
     // (the userspace datapath there too), ESP in UDP as with libipsec.
     gw.stop();
-    let (pp_up, pp_down) = postern_pair(&lab, &t, secs)?;
+    let (pp_up, pp_down) = postern_pair(&lab, &t, secs, runs)?;
     let bare_last = iperf3_from(&lab, Role::Gw, None, LAN_HOST, secs)?;
     println!("bare veth (gw -> lan), again       {bare_last:8.0} Mbit/s");
     let bare = bare_first.max(bare_last);
@@ -140,8 +149,9 @@ fn run(secs: u32, esp: &str, pair_only: bool) -> Result<()> {
 }
 
 /// Postern at both ends (`postern-helper respond` in the gateway namespace): upload and
-/// download, each with the client's and the responder's CPU.
-fn postern_pair(lab: &Lab, t: &Tunnel, secs: u32) -> Result<((Run, Run), (Run, Run))> {
+/// download, each with the client's and the responder's CPU; with `runs` > 1, the
+/// median run of each direction.
+fn postern_pair(lab: &Lab, t: &Tunnel, secs: u32, runs: usize) -> Result<((Run, Run), (Run, Run))> {
     let responder = postern_lab::postern::start_responder(lab, t)?;
     let mut t2 = t.clone();
     t2.nat_traversal = Some("force".into());
@@ -149,10 +159,21 @@ fn postern_pair(lab: &Lab, t: &Tunnel, secs: u32) -> Result<((Run, Run), (Run, R
     p.wait_connected()?;
     let pid = p.proc.pid();
     let rpid = responder.pid();
-    let pp_up = measure2(lab, pid, rpid, secs, false)?;
-    pp_up.0.print("postern <-> postern, upload      ");
-    let pp_down = measure2(lab, pid, rpid, secs, true)?;
-    pp_down.0.print("postern <-> postern, download    ");
+    let mut ups = Vec::with_capacity(runs);
+    let mut downs = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let up = measure2(lab, pid, rpid, secs, false)?;
+        up.0.print("postern <-> postern, upload      ");
+        ups.push(up);
+        let down = measure2(lab, pid, rpid, secs, true)?;
+        down.0.print("postern <-> postern, download    ");
+        downs.push(down);
+    }
+    let (pp_up, pp_down) = (median(ups), median(downs));
+    if runs > 1 {
+        pp_up.0.print("postern <-> postern, median up   ");
+        pp_down.0.print("postern <-> postern, median down ");
+    }
     println!(
         "  (the responder: upload user {:5.2}, system {:5.2}; download user {:5.2}, system {:5.2} CPU s per GB)",
         pp_up.1.user, pp_up.1.sys, pp_down.1.user, pp_down.1.sys
@@ -161,6 +182,13 @@ fn postern_pair(lab: &Lab, t: &Tunnel, secs: u32) -> Result<((Run, Run), (Run, R
     let _ = p.exit_code(Duration::from_secs(15))?;
     responder.stop(Duration::from_secs(5));
     Ok((pp_up, pp_down))
+}
+
+/// The run with the median rate (of an even count, the upper one); `runs` is not empty.
+fn median(mut runs: Vec<(Run, Run)>) -> (Run, Run) {
+    runs.sort_by(|a, b| a.0.mbits.total_cmp(&b.0.mbits));
+    let mid = runs.len() / 2;
+    runs.swap_remove(mid)
 }
 
 /// One iperf3 run through a client: Mbit/s and that client's CPU seconds per GB.
