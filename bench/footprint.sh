@@ -13,7 +13,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 scripts/install-deps.sh >/dev/null
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-1}"
-cargo build --release -q -p postern-helper -p postern-app -p postern-lab --bin postern-helper --bin postern --bin footprint
+cargo build --release -q -p postern-helper -p postern-cli -p postern-lab --bin postern-helper --bin postern --bin footprint
 target="${CARGO_TARGET_DIR:-target}"
 export POSTERN_HELPER="${POSTERN_HELPER:-$PWD/$target/release/postern-helper}"
 exec "$target/release/footprint" "$@"

@@ -262,9 +262,10 @@ pub trait Connection {
     /// Per SA pair, read on demand like `Traffic`.
     #[zbus(property(emits_changed_signal = "false"))]
     fn sa_traffic(&self) -> zbus::Result<Vec<SaTraffic>>;
-    /// One sentence; empty when none.
+    /// The latest failure: its kind ([`crate::failure::FailureKind`]'s wire name) and
+    /// the helper's sentence; both empty when none.
     #[zbus(property)]
-    fn last_error(&self) -> zbus::Result<String>;
+    fn last_error(&self) -> zbus::Result<crate::failure::LastError>;
 
     /// The tunnel's latest log lines (up to [`LOG_HISTORY`]), oldest first, and how
     /// many lines it has had in all (the number of the line after the last).

@@ -45,7 +45,7 @@ fn main() -> ExitCode {
             Ok(s) if s > 0 => service::run(Some(std::time::Duration::from_secs(s))),
             _ => {
                 eprint!("{USAGE}");
-                ExitCode::from(up::EXIT_USAGE)
+                ExitCode::from(postern_dbus::failure::exit::USAGE)
             }
         },
         ["cleanup"] => {
@@ -64,7 +64,7 @@ fn main() -> ExitCode {
         }
         _ => {
             eprint!("{USAGE}");
-            ExitCode::from(up::EXIT_USAGE)
+            ExitCode::from(postern_dbus::failure::exit::USAGE)
         }
     }
 }

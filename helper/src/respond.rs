@@ -20,7 +20,8 @@ use postern_engine::ike::{self, Ike};
 use tokio::net::UdpSocket;
 
 use crate::tunnel::{IKE_PORT, bind_shared, send};
-use crate::up::{EXIT_FAILURE, EXIT_USAGE, engine_config};
+use crate::up::engine_config;
+use postern_dbus::failure::exit::{FAILURE as EXIT_FAILURE, USAGE as EXIT_USAGE};
 use postern_engine::ike::NAT_T_PORT;
 
 pub fn run(path: &Path) -> ExitCode {

@@ -21,24 +21,20 @@ use zeroize::Zeroizing;
 pub use crate::tunnel::Failure;
 use crate::tunnel::{self, Command, field_name};
 
-pub const EXIT_FAILURE: u8 = 1;
-pub const EXIT_USAGE: u8 = 2;
-pub const EXIT_AUTH: u8 = 3;
-pub const EXIT_NO_PROPOSAL: u8 = 4;
-pub const EXIT_NOT_RESPONDING: u8 = 5;
+use postern_dbus::failure::{FailureKind, exit};
 
 pub fn run(path: &Path) -> ExitCode {
     let profile = match Profile::load(path, SecretPolicy::AllowIfPrivate) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(EXIT_USAGE);
+            return ExitCode::from(exit::USAGE);
         }
     };
     let mut profile = profile;
     if let Err(f) = load_cert_files(&mut profile) {
         eprintln!("error: {}", f.message);
-        return ExitCode::from(f.code);
+        return ExitCode::from(f.code());
     }
     // --- datapath (issue 3): undo what a killed helper left in this namespace ---
     for line in crate::kernel::cleanup_stale() {
@@ -51,14 +47,14 @@ pub fn run(path: &Path) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::from(EXIT_FAILURE);
+            return ExitCode::from(exit::FAILURE);
         }
     };
     match rt.block_on(foreground(profile)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure { code, message, .. }) => {
-            eprintln!("error: {message}");
-            ExitCode::from(code)
+        Err(f) => {
+            eprintln!("error: {}", f.message);
+            ExitCode::from(f.code())
         }
     }
 }
@@ -66,10 +62,10 @@ pub fn run(path: &Path) -> ExitCode {
 /// The terminal front end on the tunnel driver: prints each event as its line, turns
 /// SIGINT/SIGTERM into a disconnect and XAuth requests into terminal prompts.
 async fn foreground(profile: Profile) -> Result<(), Failure> {
-    let mut sigint =
-        signal(SignalKind::interrupt()).map_err(|e| Failure::new(EXIT_FAILURE, e.to_string()))?;
-    let mut sigterm =
-        signal(SignalKind::terminate()).map_err(|e| Failure::new(EXIT_FAILURE, e.to_string()))?;
+    let mut sigint = signal(SignalKind::interrupt())
+        .map_err(|e| Failure::new(FailureKind::Internal, e.to_string()))?;
+    let mut sigterm = signal(SignalKind::terminate())
+        .map_err(|e| Failure::new(FailureKind::Internal, e.to_string()))?;
     let username = profile
         .xauth
         .as_ref()
@@ -112,7 +108,7 @@ async fn foreground(profile: Profile) -> Result<(), Failure> {
     match task.await {
         Ok(r) => r,
         Err(e) => Err(Failure::new(
-            EXIT_FAILURE,
+            FailureKind::Internal,
             format!("the tunnel task failed: {e}"),
         )),
     }
@@ -168,7 +164,7 @@ pub fn load_cert_files(p: &mut Profile) -> Result<(), Failure> {
     fn read(what: &str, path: &str, private: bool) -> Result<Blob, Failure> {
         use std::io::Read;
         use std::os::unix::fs::MetadataExt;
-        let fail = |m: String| Failure::new(EXIT_USAGE, format!("{what} {path}: {m}"));
+        let fail = |m: String| Failure::new(FailureKind::BadProfile, format!("{what} {path}: {m}"));
         let mut f = std::fs::File::open(path).map_err(|e| fail(format!("cannot open: {e}")))?;
         let meta = f
             .metadata()
@@ -231,7 +227,7 @@ pub fn load_cert_files(p: &mut Profile) -> Result<(), Failure> {
 fn certificate_auth(p: &Profile) -> Result<(ike::Auth, Option<Identity>), Failure> {
     use postern_engine::cert::{self, PrivateKey};
     use std::sync::Arc;
-    let usage = |m: String| Failure::new(EXIT_USAGE, m);
+    let usage = |m: String| Failure::new(FailureKind::BadProfile, m);
     let c = &p.auth.contents;
     let named = |what: &str, path: &Option<String>| match path {
         Some(path) => format!("{what} {path}"),
@@ -383,7 +379,7 @@ pub fn profile_children(p: &Profile, local: IpAddr) -> Vec<ChildConfig> {
 }
 
 pub fn engine_config(p: &Profile, local: IpAddr) -> Result<Config, Failure> {
-    let usage = |m: &str| Failure::new(EXIT_USAGE, m.to_string());
+    let usage = |m: &str| Failure::new(FailureKind::BadProfile, m.to_string());
     for id in [&p.auth.local_id, &p.auth.remote_id].into_iter().flatten() {
         if let profile::Identity::Dn(s) = id {
             postern_engine::cert::dn_der(s).map_err(|e| usage(&e.to_string()))?;

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use postern_dbus::failure::LastError;
 use postern_dbus::interface::{
     BUS_NAME, CONNECTION_INTERFACE, CONNECTION_PATH_PREFIX, Error, MANAGER_PATH, SaInfo, SaTraffic,
     Traffic, action, limits,
@@ -479,8 +480,8 @@ impl ConnObject {
         &self,
         #[zbus(header)] hdr: Option<Header<'_>>,
         #[zbus(connection)] conn: &Connection,
-    ) -> zbus::fdo::Result<String> {
-        Ok(self.allowed(conn, hdr).await?.last_error)
+    ) -> zbus::fdo::Result<LastError> {
+        Ok(last_error(&self.allowed(conn, hdr).await?))
     }
 
     async fn recent_log(
@@ -492,6 +493,13 @@ impl ConnObject {
         let h = self.conn.log.lock().unwrap_or_else(|e| e.into_inner());
         Ok((h.total, h.lines.iter().cloned().collect()))
     }
+}
+
+fn last_error(s: &Status) -> LastError {
+    s.last_error
+        .as_ref()
+        .map(LastError::from)
+        .unwrap_or_default()
 }
 
 fn sa_infos(s: &Status) -> Vec<SaInfo> {
@@ -528,7 +536,7 @@ fn changed_properties(s: &Status) -> HashMap<&'static str, Value<'static>> {
     m.insert("Routes", Value::from(s.routes.clone()));
     m.insert("IkeProposal", Value::from(s.ike_proposal.clone()));
     m.insert("Sas", Value::from(sa_infos(s)));
-    m.insert("LastError", Value::from(s.last_error.clone()));
+    m.insert("LastError", Value::from(last_error(s)));
     m
 }
 
@@ -604,7 +612,7 @@ async fn pump(
     let result = match task.await {
         Ok(r) => r,
         Err(e) => Err(tunnel::Failure::new(
-            crate::up::EXIT_FAILURE,
+            postern_dbus::failure::FailureKind::Internal,
             format!("the tunnel task failed: {e}"),
         )),
     };
@@ -641,14 +649,14 @@ pub fn run(idle_exit: Option<Duration>) -> std::process::ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
-            return std::process::ExitCode::from(crate::up::EXIT_FAILURE);
+            return std::process::ExitCode::from(postern_dbus::failure::exit::FAILURE);
         }
     };
     match rt.block_on(serve(idle_exit)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(m) => {
             eprintln!("error: {m}");
-            std::process::ExitCode::from(crate::up::EXIT_FAILURE)
+            std::process::ExitCode::from(postern_dbus::failure::exit::FAILURE)
         }
     }
 }

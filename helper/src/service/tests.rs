@@ -148,10 +148,12 @@ async fn a_connection_is_its_owners_only() {
     }
     assert_eq!(state, "failed");
     let err = c.last_error().await.expect("last error");
-    assert!(
-        err.contains("not responding") || err.contains("cannot bind"),
-        "{err}"
-    );
+    // Typed: the kind says what happened, the sentence says it in words.
+    match err.kind.as_str() {
+        "not-responding" => assert!(err.message.contains("not responding"), "{err:?}"),
+        "datapath" => assert!(err.message.contains("cannot bind"), "{err:?}"),
+        other => panic!("unexpected failure kind {other}: {err:?}"),
+    }
 
     // Another user: cannot see it, read its SAs, answer or close it.
     p.uid.store(MALLORY, Ordering::Relaxed);

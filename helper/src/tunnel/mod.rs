@@ -27,9 +27,9 @@ use postern_engine::ike::{
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::up::{
-    EXIT_AUTH, EXIT_FAILURE, EXIT_NO_PROPOSAL, EXIT_NOT_RESPONDING, engine_config, profile_children,
-};
+use postern_dbus::failure::FailureKind;
+
+use crate::up::{engine_config, profile_children};
 
 pub(crate) const IKE_PORT: u16 = 500;
 /// After a DELETE is queued on shutdown, give the socket this long to send it.
@@ -129,9 +129,9 @@ pub enum Event {
         proposal: String,
         lifetime: Duration,
     },
-    Phase1RenewalFailed(String),
+    Phase1RenewalFailed(Failure),
     ModeConfig(ModeConfigInfo),
-    Phase2Failed(String),
+    Phase2Failed(Failure),
     Phase2Deleted {
         spi_in: u32,
         spi_out: u32,
@@ -139,12 +139,12 @@ pub enum Event {
     },
     /// The gateway went away after the tunnel was up; reconnecting after `wait`.
     ConnectionLost {
-        message: String,
+        failure: Failure,
         wait: Duration,
     },
     /// A reconnect attempt failed; next one after `wait`.
     ReconnectFailed {
-        message: String,
+        failure: Failure,
         wait: Duration,
     },
     /// Closing on request; `reason` as given in [`Command::Disconnect`].
@@ -220,12 +220,18 @@ impl fmt::Display for Event {
                 "phase2 deleted spi_in=0x{spi_in:08x} spi_out=0x{spi_out:08x}{}",
                 if *by_peer { " by the gateway" } else { "" }
             ),
-            Event::ConnectionLost { message, wait } => write!(
+            Event::ConnectionLost {
+                failure: message,
+                wait,
+            } => write!(
                 f,
                 "connection lost: {message}; reconnecting in {} s",
                 wait.as_secs()
             ),
-            Event::ReconnectFailed { message, wait } => write!(
+            Event::ReconnectFailed {
+                failure: message,
+                wait,
+            } => write!(
                 f,
                 "reconnect failed: {message}; next try in {} s",
                 wait.as_secs()
@@ -236,11 +242,12 @@ impl fmt::Display for Event {
     }
 }
 
-/// How a tunnel ended when it did not close cleanly: one sentence and the exit code of
-/// `postern-helper up` that classifies it.
+/// How a tunnel ended when it did not close cleanly: its kind (the contract's
+/// [`FailureKind`], from which front ends derive their explanation and exit code) and
+/// one sentence.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
-    pub code: u8,
+    pub kind: FailureKind,
     pub message: String,
     /// The tunnel had been up and the gateway went away (dead peer, deleted):
     /// worth reconnecting.
@@ -248,12 +255,22 @@ pub struct Failure {
 }
 
 impl Failure {
-    pub fn new(code: u8, message: impl Into<String>) -> Self {
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
         Failure {
-            code,
+            kind,
             message: message.into(),
             lost: false,
         }
+    }
+
+    /// The exit code of `postern-helper up` for it.
+    pub fn code(&self) -> u8 {
+        self.kind.exit_code()
+    }
+
+    /// The contract's form (kind and sentence), for `LastError`.
+    pub fn public(&self) -> postern_dbus::failure::Failure {
+        postern_dbus::failure::Failure::new(self.kind, self.message.clone())
     }
 }
 
@@ -263,20 +280,27 @@ impl fmt::Display for Failure {
     }
 }
 
+/// The kind of failure an engine error is, for the user.
+pub fn kind_of(e: &ike::Error) -> FailureKind {
+    match e {
+        ike::Error::AuthenticationFailed(_)
+        | ike::Error::XAuthFailed(_)
+        | ike::Error::InvalidId(_) => FailureKind::AuthenticationFailed,
+        ike::Error::Certificate(_) => FailureKind::CertificateRefused,
+        ike::Error::NoProposalChosen(_) => FailureKind::NoProposalChosen,
+        // A phase 1 that could not be renewed: the gateway stopped answering.
+        ike::Error::NotResponding(_) | ike::Error::DeadPeer(_) | ike::Error::Phase1Expired => {
+            FailureKind::NotResponding
+        }
+        ike::Error::DeletedByPeer => FailureKind::DroppedByPeer,
+        ike::Error::PeerNotify { .. } | ike::Error::Malformed(_) => FailureKind::PeerError,
+        ike::Error::Local(_) => FailureKind::Internal,
+    }
+}
+
 impl From<ike::Error> for Failure {
     fn from(e: ike::Error) -> Self {
-        let code = match e {
-            ike::Error::AuthenticationFailed(_)
-            | ike::Error::XAuthFailed(_)
-            | ike::Error::InvalidId(_)
-            | ike::Error::Certificate(_) => EXIT_AUTH,
-            ike::Error::NoProposalChosen(_) => EXIT_NO_PROPOSAL,
-            ike::Error::NotResponding(_) | ike::Error::DeadPeer(_) | ike::Error::Phase1Expired => {
-                EXIT_NOT_RESPONDING
-            }
-            _ => EXIT_FAILURE,
-        };
-        Failure::new(code, e.to_string())
+        Failure::new(kind_of(&e), e.to_string())
     }
 }
 
@@ -359,21 +383,15 @@ impl Driver {
                     if connected {
                         wait = Duration::from_secs(1);
                     }
-                    self.emit(Event::ConnectionLost {
-                        message: f.message,
-                        wait,
-                    });
+                    self.emit(Event::ConnectionLost { failure: f, wait });
                 }
                 // A reconnect attempt that fails the way a dead gateway does: keep trying.
                 Err(f)
                     if ever_connected
                         && self.profile.network.reconnect
-                        && f.code == EXIT_NOT_RESPONDING =>
+                        && f.kind == FailureKind::NotResponding =>
                 {
-                    self.emit(Event::ReconnectFailed {
-                        message: f.message,
-                        wait,
-                    });
+                    self.emit(Event::ReconnectFailed { failure: f, wait });
                 }
                 other => return other,
             }
@@ -406,7 +424,7 @@ impl Driver {
         let r = self.connect_inner(connected).await;
         match r {
             Err(mut f) if *connected => {
-                f.lost = f.lost || f.code == EXIT_NOT_RESPONDING;
+                f.lost = f.lost || f.kind == FailureKind::NotResponding;
                 Err(f)
             }
             other => other,
@@ -423,7 +441,7 @@ impl Driver {
         // to the same gateway would take the first one's datagrams.
         if ike_peer_in_use(remote) {
             return Err(Failure::new(
-                EXIT_FAILURE,
+                FailureKind::Datapath,
                 format!(
                     "a tunnel to {} is already up (another profile uses this gateway); take it down first",
                     remote.ip()
@@ -432,7 +450,7 @@ impl Driver {
         }
         let socket = bind_shared(bind).map_err(|e| {
             Failure::new(
-                EXIT_FAILURE,
+                FailureKind::Datapath,
                 format!(
                     "cannot bind UDP port {IKE_PORT}: {e} (run as root; is another IKE daemon running?)"
                 ),
@@ -440,13 +458,13 @@ impl Driver {
         })?;
         socket.connect(remote).await.map_err(|e| {
             Failure::new(
-                EXIT_NOT_RESPONDING,
+                FailureKind::NotResponding,
                 format!("gateway {remote} unreachable: {e}"),
             )
         })?;
         let local = socket
             .local_addr()
-            .map_err(|e| Failure::new(EXIT_FAILURE, e.to_string()))?;
+            .map_err(|e| Failure::new(FailureKind::Internal, e.to_string()))?;
         // The NAT-T socket: IKE floats here when a NAT is found (RFC 3947), with the
         // 4-byte non-ESP marker in front of each IKE message.
         let natt_socket = if matches!(
@@ -459,7 +477,7 @@ impl Driver {
             b.set_port(NAT_T_PORT);
             let s = bind_shared(b).map_err(|e| {
                 Failure::new(
-                    EXIT_FAILURE,
+                    FailureKind::Datapath,
                     format!(
                         "cannot bind UDP port {NAT_T_PORT}: {e} (is another IKE daemon running?)"
                     ),
@@ -468,7 +486,10 @@ impl Driver {
             let mut r = remote;
             r.set_port(NAT_T_PORT);
             s.connect(r).await.map_err(|e| {
-                Failure::new(EXIT_NOT_RESPONDING, format!("gateway {r} unreachable: {e}"))
+                Failure::new(
+                    FailureKind::NotResponding,
+                    format!("gateway {r} unreachable: {e}"),
+                )
             })?;
             Some(s)
         };
@@ -484,7 +505,7 @@ impl Driver {
         });
         let start = Instant::now();
         let rng = crate::rng::os_rng()
-            .map_err(|e| Failure::new(EXIT_FAILURE, format!("no randomness: {e}")))?;
+            .map_err(|e| Failure::new(FailureKind::Internal, format!("no randomness: {e}")))?;
         let mut ike = Ike::initiate(config, local, remote, start, Box::new(rng))?;
 
         let mut expected_children = profile_children(&self.profile, local.ip()).len();
@@ -519,7 +540,10 @@ impl Driver {
                     // ICMP unreachable comes back as ECONNREFUSED on a connected socket:
                     // keep retransmitting; the engine gives up in bounded time.
                     if e.kind() != std::io::ErrorKind::ConnectionRefused {
-                        return Err(Failure::new(EXIT_FAILURE, format!("send to {remote}: {e}")));
+                        return Err(Failure::new(
+                            FailureKind::NotResponding,
+                            format!("send to {remote}: {e}"),
+                        ));
                     }
                 }
             }
@@ -586,7 +610,7 @@ impl Driver {
                                     ike.close(Instant::now());
                                     flush(&socket, natt_socket.as_ref(), &mut ike).await;
                                     return Err(Failure::new(
-                                        EXIT_FAILURE,
+                                        FailureKind::Datapath,
                                         format!("kernel datapath: {e}"),
                                     ));
                                 }
@@ -599,7 +623,7 @@ impl Driver {
                                         ike.close(Instant::now());
                                         flush(&socket, natt_socket.as_ref(), &mut ike).await;
                                         return Err(Failure::new(
-                                            EXIT_FAILURE,
+                                            FailureKind::Datapath,
                                             format!("datapath: cannot open a raw ESP socket: {e}"),
                                         ));
                                     }
@@ -638,7 +662,7 @@ impl Driver {
                                     ike.close(Instant::now());
                                     flush(&socket, natt_socket.as_ref(), &mut ike).await;
                                     return Err(Failure::new(
-                                        EXIT_FAILURE,
+                                        FailureKind::Datapath,
                                         format!("datapath: {e}"),
                                     ));
                                 }
@@ -661,7 +685,7 @@ impl Driver {
                         lifetime: i.lifetime,
                     }),
                     ike::Event::Phase1RenewalFailed(e) => {
-                        self.emit(Event::Phase1RenewalFailed(e.to_string()))
+                        self.emit(Event::Phase1RenewalFailed(e.into()))
                     }
                     ike::Event::ModeConfig(info) => {
                         let dns_mode = &self.profile.network.dns;
@@ -687,12 +711,13 @@ impl Driver {
                         self.emit(Event::ModeConfig(info));
                     }
                     ike::Event::Phase2Failed(e) => {
-                        self.emit(Event::Phase2Failed(e.to_string()));
+                        let failure = Failure::from(e);
+                        self.emit(Event::Phase2Failed(failure.clone()));
                         if ike.children().is_empty() {
                             // Nothing usable is left: close phase 1 too, and fail.
                             ike.close(Instant::now());
                             flush(&socket, natt_socket.as_ref(), &mut ike).await;
-                            return Err(e.into());
+                            return Err(failure);
                         }
                     }
                     ike::Event::Phase2Deleted {
@@ -715,7 +740,7 @@ impl Driver {
                     }
                     ike::Event::Phase1Deleted => {
                         let mut f = Failure::new(
-                            EXIT_FAILURE,
+                            FailureKind::DroppedByPeer,
                             "the gateway closed the connection (deleted the IKE SA)",
                         );
                         f.lost = true;
@@ -753,7 +778,7 @@ impl Driver {
                         ike.traffic_received(Instant::now());
                     },
                     Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
-                    Err(e) => return Err(Failure::new(EXIT_FAILURE, format!("receive raw ESP: {e}"))),
+                    Err(e) => return Err(Failure::new(FailureKind::Internal, format!("receive raw ESP: {e}"))),
                 },
                 r = async {
                     match xfrm_events.as_mut() {
@@ -798,7 +823,7 @@ impl Driver {
                 r = socket.recv(&mut buf) => match r {
                     Ok(n) => ike.handle_datagram(Instant::now(), local, remote, &buf[..n]),
                     Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
-                    Err(e) => return Err(Failure::new(EXIT_FAILURE, format!("receive: {e}"))),
+                    Err(e) => return Err(Failure::new(FailureKind::Internal, format!("receive: {e}"))),
                 },
                 r = natt_readable(natt_socket.as_ref()) => {
                     let mut from = remote;
@@ -836,7 +861,7 @@ impl Driver {
                             e.kind(),
                             std::io::ErrorKind::WouldBlock | std::io::ErrorKind::ConnectionRefused
                         ) => {}
-                        Err(e) => return Err(Failure::new(EXIT_FAILURE, format!("receive on port {NAT_T_PORT}: {e}"))),
+                        Err(e) => return Err(Failure::new(FailureKind::Internal, format!("receive on port {NAT_T_PORT}: {e}"))),
                     }
                 },
                 _ = sleep_until(deadline) => ike.handle_timeout(Instant::now()),
@@ -862,7 +887,7 @@ impl Driver {
                     Command::CredentialsRefused(msg) if awaiting_credentials => {
                         ike.close(Instant::now());
                         flush(&socket, natt_socket.as_ref(), &mut ike).await;
-                        return Err(Failure::new(EXIT_AUTH, msg));
+                        return Err(Failure::new(FailureKind::CredentialsMissing, msg));
                     }
                     // Answers nobody asked for are dropped (and zeroized).
                     Command::Credentials(_) | Command::CredentialsRefused(_) => {}
@@ -963,13 +988,16 @@ async fn resolve(gateway: &str) -> Result<SocketAddr, Failure> {
         .await
         .map_err(|e| {
             Failure::new(
-                EXIT_FAILURE,
+                FailureKind::NotResponding,
                 format!("cannot resolve gateway {gateway}: {e}"),
             )
         })?;
-    addrs
-        .next()
-        .ok_or_else(|| Failure::new(EXIT_FAILURE, format!("gateway {gateway} has no address")))
+    addrs.next().ok_or_else(|| {
+        Failure::new(
+            FailureKind::NotResponding,
+            format!("gateway {gateway} has no address"),
+        )
+    })
 }
 
 fn phase1_summary(i: &ike::Phase1Info) -> Phase1Summary {

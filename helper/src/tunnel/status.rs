@@ -50,8 +50,8 @@ pub struct Status {
     pub sas: Vec<SaSummary>,
     /// Phase 1 algorithms, e.g. `aes256-sha256-modp2048`.
     pub ike_proposal: String,
-    /// The last failure or gateway complaint, one sentence; empty when none.
-    pub last_error: String,
+    /// The last failure or gateway complaint: its kind and one sentence.
+    pub last_error: Option<postern_dbus::failure::Failure>,
 }
 
 impl Status {
@@ -105,12 +105,14 @@ impl Status {
                 self.dns = info.dns.clone();
                 self.phase = "phase2";
             }
-            Event::Phase2Failed(m) | Event::Phase1RenewalFailed(m) => self.last_error = m.clone(),
+            Event::Phase2Failed(f) | Event::Phase1RenewalFailed(f) => {
+                self.last_error = Some(f.public())
+            }
             Event::Phase2Deleted { spi_in, .. } => self.sas.retain(|s| s.spi_in != *spi_in),
-            Event::ConnectionLost { message, .. } | Event::ReconnectFailed { message, .. } => {
+            Event::ConnectionLost { failure, .. } | Event::ReconnectFailed { failure, .. } => {
                 self.state = State::Reconnecting;
                 self.phase = "resolving";
-                self.last_error = message.clone();
+                self.last_error = Some(failure.public());
                 self.sas.clear();
                 self.routes.clear();
             }
@@ -128,7 +130,7 @@ impl Status {
             State::Disconnected
         };
         if let Some(f) = failure {
-            self.last_error = f.message.clone();
+            self.last_error = Some(f.public());
         }
         self.sas.clear();
         self.routes.clear();
@@ -198,10 +200,16 @@ mod tests {
     }
 
     #[test]
-    fn failures_are_kept_as_one_sentence() {
+    fn failures_are_kept_with_their_kind() {
+        use postern_dbus::failure::FailureKind;
         let mut s = Status::new("gw");
-        s.finish(Some(&Failure::new(3, "authentication failed (x)")));
+        s.finish(Some(&Failure::new(
+            FailureKind::AuthenticationFailed,
+            "authentication failed (x)",
+        )));
         assert_eq!(s.state, State::Failed);
-        assert_eq!(s.last_error, "authentication failed (x)");
+        let e = s.last_error.expect("a failure");
+        assert_eq!(e.kind, FailureKind::AuthenticationFailed);
+        assert_eq!(e.message, "authentication failed (x)");
     }
 }

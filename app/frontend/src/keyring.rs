@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue, Value};
 use zeroize::Zeroizing;
 
-use crate::{EXIT_FAILURE, Fail};
+use crate::{Fail, FailureKind};
 
 const DEST: &str = "org.freedesktop.secrets";
 const SERVICE_PATH: &str = "/org/freedesktop/secrets";
@@ -20,7 +20,7 @@ const DEFAULT_COLLECTION: &str = "/org/freedesktop/secrets/aliases/default";
 type Secret = (OwnedObjectPath, Vec<u8>, Vec<u8>, String);
 
 fn fail(what: &str, e: impl std::fmt::Display) -> Fail {
-    Fail(EXIT_FAILURE, format!("keyring: {what}: {e}"))
+    Fail::new(FailureKind::Keyring, format!("keyring: {what}: {e}"))
 }
 
 struct Keyring {
@@ -90,10 +90,9 @@ impl Keyring {
             .deserialize()
             .map_err(|e| fail("CreateItem", e))?;
         if prompt.as_str() != "/" {
-            return Err(Fail(
-                EXIT_FAILURE,
-                "keyring: the keyring is locked; unlock it (log in to the desktop) and try again"
-                    .into(),
+            return Err(Fail::new(
+                FailureKind::Keyring,
+                "keyring: the keyring is locked; unlock it (log in to the desktop) and try again",
             ));
         }
         Ok(())
@@ -161,10 +160,9 @@ impl Keyring {
         }
         let (unlocked, locked) = self.search(&attrs).await?;
         if !locked.is_empty() {
-            return Err(Fail(
-                EXIT_FAILURE,
-                "keyring: the keyring is locked; unlock it (log in to the desktop) and try again"
-                    .into(),
+            return Err(Fail::new(
+                FailureKind::Keyring,
+                "keyring: the keyring is locked; unlock it (log in to the desktop) and try again",
             ));
         }
         let mut n = 0;
@@ -183,9 +181,9 @@ impl Keyring {
             let prompt: OwnedObjectPath =
                 reply.body().deserialize().map_err(|e| fail("Delete", e))?;
             if prompt.as_str() != "/" {
-                return Err(Fail(
-                    EXIT_FAILURE,
-                    "keyring: the keyring wants a confirmation; delete the item in your keyring manager".into(),
+                return Err(Fail::new(
+                    FailureKind::Keyring,
+                    "keyring: the keyring wants a confirmation; delete the item in your keyring manager",
                 ));
             }
             n += 1;

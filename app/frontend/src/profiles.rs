@@ -9,14 +9,17 @@ use postern_dbus::interface::secret_key;
 use postern_dbus::profile::{Profile, SecretPolicy};
 use zeroize::Zeroizing;
 
-use crate::{EXIT_FAILURE, EXIT_USAGE, Fail};
+use crate::{Fail, FailureKind};
 
 pub fn dir() -> Result<PathBuf, Fail> {
     let base = match std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
         Some(x) => PathBuf::from(x),
         None => {
             let home = std::env::var_os("HOME").ok_or_else(|| {
-                Fail(EXIT_USAGE, "neither XDG_CONFIG_HOME nor HOME is set".into())
+                Fail::new(
+                    FailureKind::BadProfile,
+                    "neither XDG_CONFIG_HOME nor HOME is set",
+                )
             })?;
             PathBuf::from(home).join(".config")
         }
@@ -35,8 +38,8 @@ pub fn check_name(name: &str) -> Result<(), Fail> {
     if ok {
         Ok(())
     } else {
-        Err(Fail(
-            EXIT_USAGE,
+        Err(Fail::new(
+            FailureKind::BadProfile,
             format!("{name:?} is not a profile name (letters, digits, '.', '_', '-'; at most 64)"),
         ))
     }
@@ -67,17 +70,19 @@ pub fn names() -> Result<Vec<String>, Fail> {
 pub fn load(name: &str) -> Result<Profile, Fail> {
     let p = path(name)?;
     if !p.exists() {
-        return Err(Fail(
-            EXIT_USAGE,
+        return Err(Fail::new(
+            FailureKind::BadProfile,
             format!("no profile {name} (in {})", dir()?.display()),
         ));
     }
-    Profile::load(&p, SecretPolicy::Forbid).map_err(|e| Fail(EXIT_USAGE, e.to_string()))
+    Profile::load(&p, SecretPolicy::Forbid)
+        .map_err(|e| Fail::new(FailureKind::BadProfile, e.to_string()))
 }
 
 fn write_private(path: &std::path::Path, text: &str) -> Result<(), Fail> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    let io = |e: std::io::Error| Fail(EXIT_FAILURE, format!("{}: {e}", path.display()));
+    let io =
+        |e: std::io::Error| Fail::new(FailureKind::Internal, format!("{}: {e}", path.display()));
     if let Some(parent) = path.parent() {
         fs::DirBuilder::new()
             .recursive(true)
@@ -102,26 +107,27 @@ fn write_private(path: &std::path::Path, text: &str) -> Result<(), Fail> {
 pub fn add(name: &str, text: &str) -> Result<PathBuf, Fail> {
     let p = path(name)?;
     if p.exists() {
-        return Err(Fail(
-            EXIT_USAGE,
+        return Err(Fail::new(
+            FailureKind::BadProfile,
             format!("{name} exists; use `postern edit {name}` or delete it first"),
         ));
     }
     Profile::from_toml_str(text, name, SecretPolicy::Forbid)
-        .map_err(|e| Fail(EXIT_USAGE, e.to_string()))?;
+        .map_err(|e| Fail::new(FailureKind::BadProfile, e.to_string()))?;
     write_private(&p, text)?;
     Ok(p)
 }
 
 pub fn delete(name: &str) -> Result<(), Fail> {
     let p = path(name)?;
-    fs::remove_file(&p).map_err(|e| Fail(EXIT_USAGE, format!("{name}: {e}")))
+    fs::remove_file(&p).map_err(|e| Fail::new(FailureKind::BadProfile, format!("{name}: {e}")))
 }
 
 /// `$EDITOR` on a copy; the profile is replaced only if the copy still checks out.
 pub fn edit(name: &str) -> Result<(), Fail> {
     let p = path(name)?;
-    let old = fs::read_to_string(&p).map_err(|e| Fail(EXIT_USAGE, format!("{name}: {e}")))?;
+    let old = fs::read_to_string(&p)
+        .map_err(|e| Fail::new(FailureKind::BadProfile, format!("{name}: {e}")))?;
     let tmp = p.with_extension("toml.edit");
     write_private(&tmp, &old)?;
     let editor = std::env::var("EDITOR").unwrap_or_else(|_| "vi".into());
@@ -131,17 +137,17 @@ pub fn edit(name: &str) -> Result<(), Fail> {
         .arg("sh")
         .arg(&tmp)
         .status()
-        .map_err(|e| Fail(EXIT_FAILURE, format!("{editor}: {e}")))?;
+        .map_err(|e| Fail::new(FailureKind::Internal, format!("{editor}: {e}")))?;
     let new = fs::read_to_string(&tmp).unwrap_or_default();
     let _ = fs::remove_file(&tmp);
     if !st.success() {
-        return Err(Fail(
-            EXIT_FAILURE,
+        return Err(Fail::new(
+            FailureKind::Internal,
             format!("{editor} failed; {name} unchanged"),
         ));
     }
     Profile::from_toml_str(&new, name, SecretPolicy::Forbid)
-        .map_err(|e| Fail(EXIT_USAGE, format!("{e}; {name} unchanged")))?;
+        .map_err(|e| Fail::new(FailureKind::BadProfile, format!("{e}; {name} unchanged")))?;
     write_private(&p, &new)?;
     println!("saved {name}");
     Ok(())
@@ -170,14 +176,20 @@ pub fn cert_contents(p: &Profile) -> Result<Vec<(&'static str, Zeroizing<String>
         (secret_key::CRL, &p.auth.crl),
     ] {
         if let Some(path) = path {
-            let text = fs::read_to_string(path)
-                .map_err(|e| Fail(EXIT_USAGE, format!("{path}: {e} (PEM expected)")))?;
+            let text = fs::read_to_string(path).map_err(|e| {
+                Fail::new(
+                    FailureKind::BadProfile,
+                    format!("{path}: {e} (PEM expected)"),
+                )
+            })?;
             out.push((key, Zeroizing::new(text)));
         }
     }
     if let Some(path) = &p.auth.pkcs12 {
-        let bytes =
-            Zeroizing::new(fs::read(path).map_err(|e| Fail(EXIT_USAGE, format!("{path}: {e}")))?);
+        let bytes = Zeroizing::new(
+            fs::read(path)
+                .map_err(|e| Fail::new(FailureKind::BadProfile, format!("{path}: {e}")))?,
+        );
         let b64 = <base64ct::Base64 as base64ct::Encoding>::encode_string(&bytes);
         out.push((secret_key::PKCS12, Zeroizing::new(b64)));
     }
@@ -187,52 +199,53 @@ pub fn cert_contents(p: &Profile) -> Result<Vec<(&'static str, Zeroizing<String>
 /// `postern add NAME` from flags: the common fields of an admin's parameter sheet;
 /// everything else keeps its default (see the profile documentation) or is set with
 /// `postern edit`.
-#[derive(clap::Args, Default)]
+#[derive(Default, Debug, Clone)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct AddFlags {
     /// Gateway address or name (required without --from).
-    #[arg(long)]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub gateway: Option<String>,
     /// Aggressive mode (default: main mode).
-    #[arg(long)]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub aggressive: bool,
     /// psk, rsa-sig or hybrid (default psk).
-    #[arg(long)]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub auth: Option<String>,
     /// Our ID, e.g. `keyid:sales` or `fqdn:laptop.example.com`.
-    #[arg(long)]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub local_id: Option<String>,
     /// The gateway's ID, checked when given.
-    #[arg(long)]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub remote_id: Option<String>,
     /// CA, certificate, key, PKCS#12 bundle files (certificate profiles).
-    #[arg(long)]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub ca: Option<String>,
-    #[arg(long)]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub cert: Option<String>,
-    #[arg(long)]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub key: Option<String>,
-    #[arg(long)]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub pkcs12: Option<String>,
     /// Phase 1 proposals in strongSwan syntax (repeatable): aes256-sha256-modp2048.
-    #[arg(long = "ike")]
+    #[cfg_attr(feature = "clap", arg(long = "ike"))]
     pub ike: Vec<String>,
     /// Phase 2 proposals (repeatable): aes256-sha256, aes128gcm16.
-    #[arg(long = "esp")]
+    #[cfg_attr(feature = "clap", arg(long = "esp"))]
     pub esp: Vec<String>,
     /// PFS group for phase 2 (`none` for none).
-    #[arg(long)]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub pfs: Option<String>,
     /// A remote network (repeatable); none: what the gateway's split-include says.
-    #[arg(long = "remote-network")]
+    #[cfg_attr(feature = "clap", arg(long = "remote-network"))]
     pub remote_networks: Vec<String>,
     /// Our fixed inner address (no Mode Config).
-    #[arg(long)]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub virtual_ip: Option<String>,
     /// pull, push or off.
-    #[arg(long)]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub mode_config: Option<String>,
     /// XAuth user name (the password goes into the keyring: `postern secret set --xauth`).
-    #[arg(long)]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub xauth_user: Option<String>,
 }
 
@@ -241,7 +254,7 @@ impl AddFlags {
         let gateway = self
             .gateway
             .as_deref()
-            .ok_or_else(|| Fail(EXIT_USAGE, "give --gateway (or --from FILE)".into()))?;
+            .ok_or_else(|| Fail::new(FailureKind::BadProfile, "give --gateway (or --from FILE)"))?;
         let list = |v: &[String]| {
             let items: Vec<String> = v.iter().map(|x| js(x)).collect();
             format!("[{}]", items.join(", "))

@@ -10,9 +10,6 @@
 //! 4 no proposal chosen, 5 gateway not responding, 6 the helper is not reachable.
 #![forbid(unsafe_code)]
 
-mod keyring;
-mod profiles;
-
 use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
@@ -24,14 +21,10 @@ use postern_dbus::interface::{
     ConnectionProxy, HelperProxy, LogLine, answer_key, secret_key, state,
 };
 use postern_dbus::profile::{AuthMethod, Profile};
+use postern_frontend::{Fail, FailureKind, keyring, profiles};
 use zbus::zvariant::OwnedObjectPath;
 
-const EXIT_FAILURE: u8 = 1;
-const EXIT_USAGE: u8 = 2;
-const EXIT_AUTH: u8 = 3;
-const EXIT_NO_PROPOSAL: u8 = 4;
-const EXIT_NOT_RESPONDING: u8 = 5;
-const EXIT_NO_HELPER: u8 = 6;
+const EXIT_FAILURE: u8 = postern_dbus::failure::exit::FAILURE;
 
 #[derive(Parser)]
 #[command(name = "postern", version, about = "Postern IKEv1 VPN client")]
@@ -108,43 +101,6 @@ enum SecretCmd {
     },
 }
 
-/// One sentence for the user and an exit code.
-#[derive(Debug)]
-struct Fail(u8, String);
-
-impl From<zbus::Error> for Fail {
-    fn from(e: zbus::Error) -> Self {
-        Fail(EXIT_FAILURE, format!("D-Bus: {e}"))
-    }
-}
-
-impl From<postern_dbus::interface::Error> for Fail {
-    fn from(e: postern_dbus::interface::Error) -> Self {
-        use postern_dbus::interface::Error as E;
-        match e {
-            E::AccessDenied(m) => Fail(EXIT_AUTH, format!("refused: {m}")),
-            E::InvalidArgument(m) | E::InvalidProfile(m) => Fail(EXIT_USAGE, m),
-            E::ZBus(zbus::Error::MethodError(name, msg, _))
-                if name
-                    .as_str()
-                    .starts_with("org.freedesktop.DBus.Error.ServiceUnknown")
-                    || name
-                        .as_str()
-                        .starts_with("org.freedesktop.DBus.Error.NameHasNoOwner") =>
-            {
-                Fail(
-                    EXIT_NO_HELPER,
-                    format!(
-                        "postern-helper is not on the system bus ({}); is it installed (packaging/install.sh)?",
-                        msg.unwrap_or_default()
-                    ),
-                )
-            }
-            other => Fail(EXIT_FAILURE, other.to_string()),
-        }
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -159,17 +115,20 @@ fn main() -> ExitCode {
     };
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Fail(code, msg)) => {
-            eprintln!("postern: {msg}");
-            ExitCode::from(code)
+        Err(f) => {
+            eprintln!("postern: {}", f.message);
+            ExitCode::from(f.kind.exit_code())
         }
     }
 }
 
 async fn bus() -> Result<zbus::Connection, Fail> {
-    zbus::Connection::system()
-        .await
-        .map_err(|e| Fail(EXIT_NO_HELPER, format!("cannot reach the system bus: {e}")))
+    zbus::Connection::system().await.map_err(|e| {
+        Fail::new(
+            FailureKind::HelperUnreachable,
+            format!("cannot reach the system bus: {e}"),
+        )
+    })
 }
 
 async fn run(cli: Cli) -> Result<(), Fail> {
@@ -190,11 +149,11 @@ async fn run(cli: Cli) -> Result<(), Fail> {
                 if from == "-" {
                     let mut s = String::new();
                     std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
-                        .map_err(|e| Fail(EXIT_USAGE, format!("stdin: {e}")))?;
+                        .map_err(|e| Fail::new(FailureKind::BadProfile, format!("stdin: {e}")))?;
                     s
                 } else {
                     std::fs::read_to_string(&from)
-                        .map_err(|e| Fail(EXIT_USAGE, format!("{from}: {e}")))?
+                        .map_err(|e| Fail::new(FailureKind::BadProfile, format!("{from}: {e}")))?
                 }
             } else {
                 flags.to_toml(&name)?
@@ -251,16 +210,16 @@ async fn run(cli: Cli) -> Result<(), Fail> {
                 let mut l = String::new();
                 std::io::stdin()
                     .read_line(&mut l)
-                    .map_err(|e| Fail(EXIT_USAGE, format!("stdin: {e}")))?;
+                    .map_err(|e| Fail::new(FailureKind::BadProfile, format!("stdin: {e}")))?;
                 zeroize::Zeroizing::new(l.trim_end_matches(['\n', '\r']).to_string())
             } else {
                 zeroize::Zeroizing::new(
                     rpassword::prompt_password(format!("{kind} for {}: ", p.name))
-                        .map_err(|e| Fail(EXIT_USAGE, e.to_string()))?,
+                        .map_err(|e| Fail::new(FailureKind::BadProfile, e.to_string()))?,
                 )
             };
             if v.is_empty() {
-                return Err(Fail(EXIT_USAGE, "empty secret".into()));
+                return Err(Fail::new(FailureKind::BadProfile, "empty secret"));
             }
             keyring::store(&name, kind, &v).await?;
             println!("stored the {kind} of {name} in the keyring");
@@ -310,7 +269,7 @@ async fn list(json: bool) -> Result<(), Fail> {
         if json {
             match profiles::load(&name) {
                 Ok(p) => println!("{}", profiles::summary_json(&name, &p, Some(&st))),
-                Err(Fail(_, m)) => println!(
+                Err(Fail { message: m, .. }) => println!(
                     "{{\"name\":{},\"error\":{}}}",
                     profiles::js(&name),
                     profiles::js(&m)
@@ -319,7 +278,7 @@ async fn list(json: bool) -> Result<(), Fail> {
         } else {
             let gw = profiles::load(&name)
                 .map(|p| p.gateway)
-                .unwrap_or_else(|Fail(_, m)| m);
+                .unwrap_or_else(|f| f.message);
             println!("{name:<24} {st:<14} {gw}");
         }
     }
@@ -348,18 +307,20 @@ async fn secrets(
     let mut lines = stdin.lock().lines();
     for (key, prompt) in asked {
         let v = if from_stdin {
-            lines
-                .next()
-                .and_then(Result::ok)
-                .ok_or_else(|| Fail(EXIT_USAGE, format!("stdin: no line for the {prompt}")))?
+            lines.next().and_then(Result::ok).ok_or_else(|| {
+                Fail::new(
+                    FailureKind::BadProfile,
+                    format!("stdin: no line for the {prompt}"),
+                )
+            })?
         } else if let Some(v) = keyring::lookup(name, key).await {
             v.to_string()
         } else if std::io::stdin().is_terminal() {
             rpassword::prompt_password(format!("{prompt}: "))
-                .map_err(|e| Fail(EXIT_USAGE, format!("{prompt}: {e}")))?
+                .map_err(|e| Fail::new(FailureKind::BadProfile, format!("{prompt}: {e}")))?
         } else {
-            return Err(Fail(
-                EXIT_USAGE,
+            return Err(Fail::new(
+                FailureKind::BadProfile,
                 format!(
                     "the {prompt} is needed: store it with `postern secret set`, run on a terminal, or use --secrets-stdin"
                 ),
@@ -368,19 +329,6 @@ async fn secrets(
         out.insert(key, zeroize::Zeroizing::new(v));
     }
     Ok(out)
-}
-
-fn exit_code_of(error: &str) -> u8 {
-    let e = error.to_ascii_lowercase();
-    if e.contains("authentication") || e.contains("xauth") || e.contains("certificate") {
-        EXIT_AUTH
-    } else if e.contains("no proposal") {
-        EXIT_NO_PROPOSAL
-    } else if e.contains("not respond") || e.contains("dead peer") || e.contains("unreachable") {
-        EXIT_NOT_RESPONDING
-    } else {
-        EXIT_FAILURE
-    }
 }
 
 async fn up(name: &str, secrets_stdin: bool, timeout: Duration) -> Result<(), Fail> {
@@ -419,15 +367,13 @@ async fn up(name: &str, secrets_stdin: bool, timeout: Duration) -> Result<(), Fa
             return Ok(());
         }
         if st == state::FAILED || st == state::DISCONNECTED {
-            let err = c.last_error().await.unwrap_or_default();
-            return Err(Fail(
-                exit_code_of(&err),
-                if err.is_empty() {
-                    format!("{name}: {st}")
-                } else {
-                    err
-                },
-            ));
+            // The kind decides the exit code; the helper's sentence is shown as it is.
+            return Err(c
+                .last_error()
+                .await
+                .unwrap_or_default()
+                .failure()
+                .unwrap_or_else(|| Fail::new(FailureKind::Internal, format!("{name}: {st}"))));
         }
         tokio::select! {
             Some(l) = logs.next() => {
@@ -447,7 +393,7 @@ async fn up(name: &str, secrets_stdin: bool, timeout: Duration) -> Result<(), Fa
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             _ = &mut deadline => {
                 let _ = helper.disconnect(&path).await;
-                return Err(Fail(EXIT_NOT_RESPONDING, format!("{name}: not up after {} s; disconnected", timeout.as_secs())));
+                return Err(Fail::new(FailureKind::NotResponding, format!("{name}: not up after {} s; disconnected", timeout.as_secs())));
             }
         }
     }
@@ -458,9 +404,9 @@ fn prompt_credentials(
     message: &str,
 ) -> Result<Vec<(String, zeroize::Zeroizing<String>)>, Fail> {
     if !std::io::stdin().is_terminal() {
-        return Err(Fail(
-            EXIT_AUTH,
-            "the gateway asks for XAuth credentials and there is no terminal to ask on".into(),
+        return Err(Fail::new(
+            FailureKind::CredentialsMissing,
+            "the gateway asks for XAuth credentials and there is no terminal to ask on",
         ));
     }
     if !message.is_empty() {
@@ -474,11 +420,11 @@ fn prompt_credentials(
             let mut s = String::new();
             std::io::stdin()
                 .read_line(&mut s)
-                .map_err(|e| Fail(EXIT_AUTH, e.to_string()))?;
+                .map_err(|e| Fail::new(FailureKind::CredentialsMissing, e.to_string()))?;
             s.trim_end().to_string()
         } else {
             rpassword::prompt_password(format!("{f}: "))
-                .map_err(|e| Fail(EXIT_AUTH, e.to_string()))?
+                .map_err(|e| Fail::new(FailureKind::CredentialsMissing, e.to_string()))?
         };
         out.push((f.clone(), zeroize::Zeroizing::new(v)));
     }
@@ -495,7 +441,10 @@ async fn down(name: &str) -> Result<(), Fail> {
         .map(|(_, p)| p)
         .collect();
     if found.is_empty() {
-        return Err(Fail(EXIT_FAILURE, format!("{name} is not up")));
+        return Err(Fail::new(
+            FailureKind::Internal,
+            format!("{name} is not up"),
+        ));
     }
     for path in found {
         helper.disconnect(&path).await?;
@@ -556,7 +505,7 @@ async fn status(json: bool) -> Result<(), Fail> {
                 sas_js.join(","),
                 t.tx_bytes,
                 t.rx_bytes,
-                profiles::js(&c.last_error().await.unwrap_or_default())
+                profiles::js(&c.last_error().await.unwrap_or_default().message)
             );
             continue;
         }
@@ -608,7 +557,10 @@ async fn log(name: &str) -> Result<(), Fail> {
     let conn = bus().await?;
     let helper = HelperProxy::new(&conn).await?;
     let Some((_, path)) = tunnels(&conn).await?.into_iter().find(|(n, _)| n == name) else {
-        return Err(Fail(EXIT_FAILURE, format!("{name} is not up")));
+        return Err(Fail::new(
+            FailureKind::Internal,
+            format!("{name} is not up"),
+        ));
     };
     // Subscribed before `Watch`, so no signal sent to us is missed; `Watch` says which
     // line is the first we get, `RecentLog` what came before (printed once each).
