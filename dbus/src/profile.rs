@@ -23,8 +23,8 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use postern_engine::algs::{DhGroup, EspProposal, IkeProposal};
-use postern_engine::proposal::{parse_esp, parse_ike};
+use postern_algs::algs::{DhGroup, EspProposal, IkeProposal};
+use postern_algs::proposal::{parse_esp, parse_ike};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use postern_engine::ike::{Credentials, XAuthField};
+use postern_algs::xauth::{Credentials, XAuthField};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::interface::{answer_key, limits, secret_key};

@@ -5,11 +5,11 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use postern_dbus::profile::*;
-use postern_engine::algs::{
+use postern_algs::algs::{
     DhGroup, EspAuth, EspCipher, EspProposal, HashAlg, IkeCipher, IkeProposal,
 };
-use postern_engine::proposal::{parse_esp, parse_ike};
+use postern_algs::proposal::{parse_esp, parse_ike};
+use postern_dbus::profile::*;
 
 const OFFICE: &str = include_str!("fixtures/office.toml");
 const MINIMAL: &str = include_str!("fixtures/minimal.toml");

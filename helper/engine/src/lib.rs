@@ -12,9 +12,11 @@
 //! * [`algs`]: algorithm identifiers shared by everything.
 #![forbid(unsafe_code)]
 
-pub mod algs;
+// The vocabulary shared with the contract (no crypto): `crate::algs::...` and
+// `crate::proposal::...` paths keep working inside the engine.
+pub use postern_algs::{algs, proposal};
+
 pub mod cert;
 pub mod codec;
 pub mod crypto;
 pub mod ike;
-pub mod proposal;

@@ -92,15 +92,7 @@ pub struct ModeConfigInfo {
     pub save_password: bool,
 }
 
-/// One thing the gateway asks for in an XAuth round.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum XAuthField {
-    UserName,
-    Password,
-    Passcode,
-    NextPin,
-    Answer,
-}
+pub use postern_algs::xauth::{Credentials, XAuthField};
 
 /// An XAuth round to answer with [`Ike::submit_credentials`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,21 +100,6 @@ pub struct CredentialsRequest {
     pub fields: Vec<XAuthField>,
     /// The gateway's message or challenge, if any.
     pub message: Option<String>,
-}
-
-/// Answers to a [`CredentialsRequest`], one per field asked.
-#[derive(Clone, Default)]
-pub struct Credentials {
-    pub values: Vec<(XAuthField, Zeroizing<String>)>,
-}
-
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let fields: Vec<_> = self.values.iter().map(|(k, _)| k).collect();
-        f.debug_struct("Credentials")
-            .field("fields", &fields)
-            .finish_non_exhaustive()
-    }
 }
 
 /// Where the post-phase-1 setup stands.
