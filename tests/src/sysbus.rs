@@ -147,6 +147,12 @@ impl SystemBus {
     /// rules file, in its own mount namespace) and `postern-helper daemon` (client
     /// namespace).
     pub fn start(lab: &Lab, rules: &str) -> Result<SystemBus> {
+        Self::start_with(lab, rules, &[])
+    }
+
+    /// [`SystemBus::start`] with extra environment for the helper (lab hooks such as
+    /// `POSTERN_TEST_HOLD_DATAPATH`).
+    pub fn start_with(lab: &Lab, rules: &str, helper_env: &[(&str, &str)]) -> Result<SystemBus> {
         let dir = lab.dir.join("bus");
         fs::create_dir_all(&dir)?;
         // Unprivileged test users enter this tree, whatever the umask was.
@@ -222,6 +228,7 @@ impl SystemBus {
         wait_name(&addr, "org.freedesktop.PolicyKit1", &polkitd)?;
         let mut c = lab.command(Role::Client, &helper_path()?);
         c.arg("daemon").env("DBUS_SYSTEM_BUS_ADDRESS", &addr);
+        c.envs(helper_env.iter().copied());
         let helper = Proc::spawn("postern-helper daemon", c, Some(&dir.join("helper.out")))?;
         lab.adopt(&helper);
         wait_name(&addr, "org.postern.Helper1", &helper)?;

@@ -10,16 +10,10 @@ use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use postern_lab::config::{CLIENT_VIP, GW_ADDR, LAN_HOST};
+use postern_lab::config::{CLIENT_VIP, LAN_HOST};
+use postern_lab::multi::{CLIENT2_VIP, LAN_HOST2, two_gateways};
 use postern_lab::postern::exit;
-use postern_lab::{Client, Lab, Result, Role, Tunnel, lab_ensure, run_scenario};
-
-/// The second gateway address (on the same gateway link).
-const GW2_ADDR: &str = "192.0.2.3";
-/// The second client's inner address.
-const CLIENT2_VIP: &str = "10.200.0.6";
-/// A host in the second tunnel's network (on the LAN namespace).
-const LAN_HOST2: &str = "10.77.0.200";
+use postern_lab::{Client, Lab, Result, Role, lab_ensure, run_scenario};
 
 fn write_0600(lab: &Lab, name: &str, text: &str) -> Result<PathBuf> {
     let path = lab.dir.join(name);
@@ -36,49 +30,7 @@ fn write_0600(lab: &Lab, name: &str, text: &str) -> Result<PathBuf> {
 #[test]
 fn two_tunnels_to_two_gateways_at_once() {
     run_scenario("multi", |lab: &Lab| {
-        let gw_ns = lab.ns(Role::Gw);
-        let lan_ns = lab.ns(Role::Lan);
-        let addrs: [(&str, &str, &str); 3] = [
-            (&gw_ns, "192.0.2.3/24", "g0"),
-            (&lan_ns, "10.77.0.200/24", "l0"),
-            // charon routes a CHILD_SA from an address of its own inside local_ts.
-            (&gw_ns, "10.77.0.254/24", "g1"),
-        ];
-        for (ns, addr, dev) in addrs {
-            let args = ["-n", ns, "addr", "add", addr, "dev", dev];
-            let st = std::process::Command::new("ip").args(args).status()?;
-            lab_ensure!(st.success(), "ip {args:?} failed");
-        }
-
-        // Tunnel A: 192.0.2.1, 10.77.0.0/25 for 10.200.0.5; tunnel B: 192.0.2.3,
-        // 10.77.0.128/25 for 10.200.0.6. One charon, two connections.
-        let a = Tunnel::main_psk("multi-a");
-        let b = Tunnel::main_psk("multi-b");
-        let conf_a = a
-            .gateway_swanctl()
-            .replace("local_ts = 10.77.0.0/24", "local_ts = 10.77.0.0/25");
-        let conf_b = b
-            .gateway_swanctl()
-            .replace(GW_ADDR, GW2_ADDR)
-            .replace("  lab {", "  lab2 {")
-            .replace("ike-lab {", "ike-lab2 {")
-            .replace("      net {", "      net2 {")
-            .replace("local_ts = 10.77.0.0/24", "local_ts = 10.77.0.128/25")
-            .replace(&format!("{CLIENT_VIP}/32"), &format!("{CLIENT2_VIP}/32"));
-        lab_ensure!(
-            conf_b.contains("lab2") && conf_b.contains(CLIENT2_VIP),
-            "the second connection was not made:\n{conf_b}"
-        );
-        let gw = lab.start_gateway_conf(&format!("{conf_a}\n{conf_b}"))?;
-
-        let prof_a = a
-            .postern_profile()
-            .replace("\"10.77.0.0/24\"", "\"10.77.0.0/25\"");
-        let prof_b = b
-            .postern_profile()
-            .replace(GW_ADDR, GW2_ADDR)
-            .replace(CLIENT_VIP, CLIENT2_VIP)
-            .replace("\"10.77.0.0/24\"", "\"10.77.0.128/25\"");
+        let (gw, prof_a, prof_b) = two_gateways(lab, "multi-a", "multi-b")?;
         let client_a = Client::start(lab, &write_0600(lab, "multi-a.toml", &prof_a)?)?;
         lab.adopt(&client_a.proc);
         client_a.wait_connected()?;

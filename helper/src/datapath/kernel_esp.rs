@@ -268,7 +268,7 @@ impl KernelDatapath {
         Ok(kernel::dns::apply(j, cfg, tunnel)?)
     }
 
-    fn teardown(&mut self) -> String {
+    pub(super) fn teardown(&mut self) -> String {
         if self.journal.is_none() {
             return String::new();
         }
@@ -292,10 +292,12 @@ impl KernelDatapath {
     }
 }
 
+/// The safety net, as for the userspace datapath: silent (the driver stops it
+/// explicitly and reports the line).
 impl Drop for KernelDatapath {
     fn drop(&mut self) {
         if self.journal.is_some() {
-            println!("{}", self.teardown());
+            let _ = self.teardown();
         }
     }
 }

@@ -18,13 +18,14 @@
 //! Host changes (device, address, routes) go through [`crate::kernel`] and its
 //! journal, and are undone when the [`Datapath`] is dropped.
 
+mod active;
 pub mod batch;
 pub mod esp;
 pub mod gro;
 pub mod kernel_esp;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, UdpSocket};
-use std::os::fd::AsFd;
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -32,6 +33,8 @@ use std::time::{Duration, Instant};
 
 use postern_engine::ike::{ChildSa, Encapsulation, TrafficSelector};
 use tun_rs::{IDEAL_BATCH_SIZE, InterruptEvent, SyncDevice, VIRTIO_NET_HDR_LEN};
+
+pub use active::{Active, Start};
 
 use crate::kernel::{self, Entry, Journal, KernelError};
 use esp::{EspError, InboundSa, OutboundSa};
@@ -193,21 +196,17 @@ fn free_device_name() -> Option<String> {
 
 impl Datapath {
     /// Creates the TUN device with `vip` on it and starts the outbound worker, which
-    /// sends on a duplicate of `natt` (the socket connected to the gateway: its port 4500
-    /// for ESP in UDP, or a raw IP protocol 50 socket for raw ESP).
+    /// sends on `socket`, a duplicate of the socket connected to the gateway (its port
+    /// 4500 for ESP in UDP, or a raw IP protocol 50 socket for raw ESP).
     pub fn start(
-        natt: &tokio::net::UdpSocket,
+        socket: OwnedFd,
         udp: bool,
         gateway: IpAddr,
         vip: IpAddr,
         mtu: u16,
         full_tunnel: bool,
     ) -> Result<Datapath, DatapathError> {
-        let socket = UdpSocket::from(
-            natt.as_fd()
-                .try_clone_to_owned()
-                .map_err(DatapathError::Socket)?,
-        );
+        let socket = UdpSocket::from(socket);
         let name = free_device_name().ok_or(DatapathError::NoDeviceName)?;
         let mut journal = Journal::create(&kernel::journal::run_dir(), &name)?;
         journal.record(Entry::Link { dev: name.clone() })?;
@@ -657,10 +656,13 @@ impl Datapath {
     }
 }
 
+/// The safety net: a datapath dropped without [`Active::stop`] (a panic, an early
+/// return) still removes everything it installed; nobody is told, so the driver always
+/// stops it explicitly and reports the line.
 impl Drop for Datapath {
     fn drop(&mut self) {
         if self.journal.is_some() || self.worker.is_some() {
-            println!("{}", self.teardown());
+            let _ = self.teardown();
         }
     }
 }
@@ -965,58 +967,6 @@ pub fn virtual_ip(c: &ChildSa, fixed: Option<Ipv4Addr>) -> Result<IpAddr, Datapa
         Some(ts) if ts.is_host() => Ok(ts.addr),
         _ => fixed.map(IpAddr::V4).ok_or(DatapathError::NoVirtualIp),
     }
-}
-
-/// The tunnel driver's glue, on `Phase2Established`: creates the datapath with the
-/// first SA and installs the pair. `sock`: the NAT-T socket for ESP in UDP, the raw
-/// ESP socket otherwise. `full_tunnel`: the profile names no remote network. Returns
-/// the line to print.
-pub fn on_established(
-    dp: &mut Option<Datapath>,
-    sock: Option<&tokio::net::UdpSocket>,
-    gateway: IpAddr,
-    fixed_vip: Option<Ipv4Addr>,
-    full_tunnel: bool,
-    rekey: &RekeySender,
-    c: &ChildSa,
-) -> Result<String, DatapathError> {
-    let Some(natt) = sock else {
-        return Err(DatapathError::Unsupported(if c.udp_encapsulation {
-            "ESP in UDP without the NAT-T socket"
-        } else {
-            "raw ESP without its socket"
-        }));
-    };
-    let d = match dp {
-        Some(d) => d,
-        None => {
-            let vip = virtual_ip(c, fixed_vip)?;
-            let gateway_v6 = gateway.is_ipv6();
-            // A full tunnel only when the profile names no network and the first SA
-            // covers everything: a later 0.0.0.0/0 (a Unity gateway widening its side
-            // on rekey) keeps routing the split networks only.
-            let full_tunnel = full_tunnel && c.remote_ts.is_some_and(|t| t.prefix == 0);
-            let d = dp.insert(Datapath::start(
-                natt,
-                c.udp_encapsulation,
-                gateway,
-                vip,
-                tunnel_mtu(c, gateway_v6),
-                full_tunnel,
-            )?);
-            d.rekey = Some(rekey.clone());
-            d
-        }
-    };
-    d.install(c)?;
-    Ok(format!(
-        "datapath userspace{} dev={} vip={} remote={} offload={}",
-        if c.udp_encapsulation { "" } else { " raw-esp" },
-        d.device_name(),
-        d.vip,
-        c.remote_ts.map(|t| t.to_string()).unwrap_or_default(),
-        if d.vnet_hdr { "tso" } else { "none" }
-    ))
 }
 
 /// The ESP socket's receive buffer.

@@ -13,27 +13,26 @@
 //! torn down when dropped). When the gateway is lost after the tunnel was up, it
 //! reconnects with growing waits unless the profile says `reconnect = false`.
 
+pub mod config;
+mod session;
+mod sockets;
 pub mod status;
+
+pub use session::Role;
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use postern_dbus::profile::{self, Profile};
+use postern_dbus::profile::Profile;
 use postern_engine::ike::{
-    self, Credentials, CredentialsRequest, Encapsulation, Ike, ModeConfigInfo, NAT_T_PORT,
-    XAuthField,
+    self, Credentials, CredentialsRequest, Encapsulation, ModeConfigInfo, XAuthField,
 };
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 use postern_dbus::failure::FailureKind;
 
-use crate::up::{engine_config, profile_children};
-
 pub(crate) const IKE_PORT: u16 = 500;
-/// After a DELETE is queued on shutdown, give the socket this long to send it.
-const FLUSH_GRACE: Duration = Duration::from_millis(200);
 
 /// What a front end asks of a running tunnel.
 pub enum Command {
@@ -114,6 +113,11 @@ pub enum Event {
         local: IpAddr,
         mode: &'static str,
     },
+    /// The responder (lab only) waits for its peer.
+    Responding {
+        local: SocketAddr,
+        peer: SocketAddr,
+    },
     Phase1Established(Phase1Summary),
     Phase2Established(SaSummary),
     /// The datapath installed an SA pair (the line says where).
@@ -167,6 +171,7 @@ impl fmt::Display for Event {
                 f,
                 "connecting {name} to {remote} from {local} ({mode} mode)"
             ),
+            Event::Responding { local, peer } => write!(f, "responding to {peer} on {local}"),
             Event::Phase1Established(i) => write!(
                 f,
                 "phase1 established {} ike={} lifetime={}s local_id={} peer_id={} nat-t={}",
@@ -314,11 +319,18 @@ pub struct Handle {
 /// Starts the tunnel task on the current tokio runtime. Dropping every command sender
 /// closes the tunnel as a `Disconnect` would.
 pub fn spawn(profile: Profile) -> Handle {
+    spawn_as(profile, Role::Initiator)
+}
+
+/// Starts a tunnel task in either role (the responder is the lab's
+/// `postern-helper respond`).
+pub fn spawn_as(profile: Profile, role: Role) -> Handle {
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
     let task = tokio::spawn(async move {
         let mut d = Driver {
             profile,
+            role,
             commands: cmd_rx,
             events: ev_tx,
             commands_open: true,
@@ -332,8 +344,11 @@ pub fn spawn(profile: Profile) -> Handle {
     }
 }
 
+/// The tunnel: the profile, the front end's channels, and the reconnect loop around
+/// one [`session::Session`] per attempt.
 struct Driver {
     profile: Profile,
+    role: Role,
     commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<Event>,
     /// False once every sender is gone (then the tunnel closes).
@@ -374,23 +389,20 @@ impl Driver {
     async fn run(&mut self) -> Result<(), Failure> {
         let mut wait = Duration::from_secs(1);
         let mut ever_connected = false;
+        let reconnect = self.profile.network.reconnect && self.role == Role::Initiator;
         loop {
             let mut connected = false;
             let r = self.connect_once(&mut connected).await;
             ever_connected |= connected;
             match r {
-                Err(f) if f.lost && self.profile.network.reconnect => {
+                Err(f) if f.lost && reconnect => {
                     if connected {
                         wait = Duration::from_secs(1);
                     }
                     self.emit(Event::ConnectionLost { failure: f, wait });
                 }
                 // A reconnect attempt that fails the way a dead gateway does: keep trying.
-                Err(f)
-                    if ever_connected
-                        && self.profile.network.reconnect
-                        && f.kind == FailureKind::NotResponding =>
-                {
+                Err(f) if ever_connected && reconnect && f.kind == FailureKind::NotResponding => {
                     self.emit(Event::ReconnectFailed { failure: f, wait });
                 }
                 other => return other,
@@ -421,7 +433,19 @@ impl Driver {
 
     /// One connection attempt, until it is closed or fails.
     async fn connect_once(&mut self, connected: &mut bool) -> Result<(), Failure> {
-        let r = self.connect_inner(connected).await;
+        let role = self.role;
+        let r = match session::Session::open(self, role).await {
+            Ok(mut s) => {
+                let r = s.run().await;
+                *connected = s.connected;
+                r
+            }
+            Err(f) => Err(f),
+        };
+        if r.is_ok() {
+            // After the datapath's teardown line: everything is removed.
+            self.emit(Event::Disconnected);
+        }
         match r {
             Err(mut f) if *connected => {
                 f.lost = f.lost || f.kind == FailureKind::NotResponding;
@@ -430,554 +454,6 @@ impl Driver {
             other => other,
         }
     }
-
-    async fn connect_inner(&mut self, connected: &mut bool) -> Result<(), Failure> {
-        let remote = resolve(&self.profile.gateway).await?;
-        let bind: SocketAddr = match remote {
-            SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], IKE_PORT)),
-            SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], IKE_PORT)),
-        };
-        // The shared port 500 carries one tunnel per gateway: a second socket connected
-        // to the same gateway would take the first one's datagrams.
-        if ike_peer_in_use(remote) {
-            return Err(Failure::new(
-                FailureKind::Datapath,
-                format!(
-                    "a tunnel to {} is already up (another profile uses this gateway); take it down first",
-                    remote.ip()
-                ),
-            ));
-        }
-        let socket = bind_shared(bind).map_err(|e| {
-            Failure::new(
-                FailureKind::Datapath,
-                format!(
-                    "cannot bind UDP port {IKE_PORT}: {e} (run as root; is another IKE daemon running?)"
-                ),
-            )
-        })?;
-        socket.connect(remote).await.map_err(|e| {
-            Failure::new(
-                FailureKind::NotResponding,
-                format!("gateway {remote} unreachable: {e}"),
-            )
-        })?;
-        let local = socket
-            .local_addr()
-            .map_err(|e| Failure::new(FailureKind::Internal, e.to_string()))?;
-        // The NAT-T socket: IKE floats here when a NAT is found (RFC 3947), with the
-        // 4-byte non-ESP marker in front of each IKE message.
-        let natt_socket = if matches!(
-            self.profile.network.nat_traversal,
-            profile::NatTraversal::Off
-        ) {
-            None
-        } else {
-            let mut b = bind;
-            b.set_port(NAT_T_PORT);
-            let s = bind_shared(b).map_err(|e| {
-                Failure::new(
-                    FailureKind::Datapath,
-                    format!(
-                        "cannot bind UDP port {NAT_T_PORT}: {e} (is another IKE daemon running?)"
-                    ),
-                )
-            })?;
-            let mut r = remote;
-            r.set_port(NAT_T_PORT);
-            s.connect(r).await.map_err(|e| {
-                Failure::new(
-                    FailureKind::NotResponding,
-                    format!("gateway {r} unreachable: {e}"),
-                )
-            })?;
-            Some(s)
-        };
-        let mut natt_local = local;
-        natt_local.set_port(NAT_T_PORT);
-
-        let config = engine_config(&self.profile, local.ip())?;
-        self.emit(Event::Connecting {
-            name: self.profile.name.clone(),
-            remote,
-            local: local.ip(),
-            mode: config.mode.name(),
-        });
-        let start = Instant::now();
-        let rng = crate::rng::os_rng()
-            .map_err(|e| Failure::new(FailureKind::Internal, format!("no randomness: {e}")))?;
-        let mut ike = Ike::initiate(config, local, remote, start, Box::new(rng))?;
-
-        let mut expected_children = profile_children(&self.profile, local.ip()).len();
-        let mut up_children = 0usize;
-        let mut awaiting_credentials = false;
-        let mut buf = vec![0u8; 65536];
-        let mut buf4500 = vec![0u8; 65536];
-        // The datapath: created with the first SA; dropping it tears it down.
-        let mut datapath: Option<crate::datapath::Datapath> = None;
-        // Or the kernel's, when the profile asks for it or `auto` finds ESP in the kernel
-        // (decided once, with the first SA).
-        let mut kernel_dp: Option<crate::datapath::kernel_esp::KernelDatapath> = None;
-        let mut use_kernel: Option<bool> = None;
-        // NAT keepalives on port 4500 when the kernel carries ESP in UDP (the userspace
-        // datapath sends its own).
-        let mut keepalive: Option<tokio::time::Interval> = None;
-        // The kernel's notifications about our SAs (kernel datapath): a volume-limit
-        // expiry (soft = rekey) or an acquire (traffic found no SA: negotiate a pair).
-        let mut xfrm_events: Option<crate::kernel::xfrm::EventListener> = None;
-        // Pairs we asked the engine to replace for the kernel's sake (inbound SPIs): once.
-        let mut replacing: Vec<u32> = Vec::new();
-        // The userspace datapath's SAs at 80 % of their volume lifetime (inbound SPIs).
-        let (volume_tx, mut volume_rx) = tokio::sync::mpsc::unbounded_channel::<u32>();
-        // Raw ESP (IP protocol 50) for the userspace datapath when NAT-T is not in use.
-        let mut raw_socket: Option<UdpSocket> = None;
-        let mut buf_raw = vec![0u8; 65536];
-        let mut pending_dns: Option<crate::kernel::dns::DnsConfig> = None;
-        loop {
-            // Outputs, in the engine's documented order.
-            while let Some(t) = ike.poll_transmit() {
-                if let Err(e) = send(&socket, natt_socket.as_ref(), &t).await {
-                    // ICMP unreachable comes back as ECONNREFUSED on a connected socket:
-                    // keep retransmitting; the engine gives up in bounded time.
-                    if e.kind() != std::io::ErrorKind::ConnectionRefused {
-                        return Err(Failure::new(
-                            FailureKind::NotResponding,
-                            format!("send to {remote}: {e}"),
-                        ));
-                    }
-                }
-            }
-            while let Some(ev) = ike.poll_event() {
-                match ev {
-                    ike::Event::Phase1Established(i) => {
-                        self.emit(Event::Phase1Established(phase1_summary(&i)))
-                    }
-                    ike::Event::Phase2Established(c) => {
-                        up_children += 1;
-                        self.emit(Event::Phase2Established(sa_summary(&c, local, remote)));
-                        let kernel = match use_kernel {
-                            Some(k) => k,
-                            None => {
-                                let (k, line) = choose_datapath(&self.profile);
-                                if let Some(line) = line {
-                                    self.emit(Event::Datapath(line));
-                                }
-                                use_kernel = Some(k);
-                                k
-                            }
-                        };
-                        if kernel {
-                            match kernel_on_established(
-                                &mut kernel_dp,
-                                &socket,
-                                natt_socket.as_ref(),
-                                local.ip(),
-                                remote.ip(),
-                                self.profile.network.virtual_ip,
-                                &c,
-                            ) {
-                                Ok(line) => {
-                                    self.emit(Event::Datapath(line));
-                                    if xfrm_events.is_none() {
-                                        match crate::kernel::xfrm::EventListener::open() {
-                                            Ok(l) => xfrm_events = Some(l),
-                                            Err(e) => self.emit(Event::Datapath(format!(
-                                                "kernel: no XFRM notifications ({e}); volume lifetimes end SAs without a rekey, lost SAs are not renegotiated"
-                                            ))),
-                                        }
-                                    }
-                                    if c.udp_encapsulation
-                                        && keepalive.is_none()
-                                        && let Some(every) = self.profile.network.nat_keepalive
-                                    {
-                                        let every = every.max(Duration::from_secs(1));
-                                        keepalive = Some(tokio::time::interval_at(
-                                            tokio::time::Instant::now() + every,
-                                            every,
-                                        ));
-                                    }
-                                    if let (Some(dp), Some(info)) =
-                                        (kernel_dp.as_mut(), pending_dns.take())
-                                    {
-                                        let line = match dp.set_dns(&info, &self.profile.name) {
-                                            Ok(l) => l,
-                                            Err(e) => format!("dns: not set up: {e}"),
-                                        };
-                                        self.emit(Event::Datapath(line));
-                                    }
-                                }
-                                Err(e) => {
-                                    ike.close(Instant::now());
-                                    flush(&socket, natt_socket.as_ref(), &mut ike).await;
-                                    return Err(Failure::new(
-                                        FailureKind::Datapath,
-                                        format!("kernel datapath: {e}"),
-                                    ));
-                                }
-                            }
-                        } else {
-                            if !c.udp_encapsulation && raw_socket.is_none() {
-                                match open_raw_esp(remote.ip()) {
-                                    Ok(s) => raw_socket = Some(s),
-                                    Err(e) => {
-                                        ike.close(Instant::now());
-                                        flush(&socket, natt_socket.as_ref(), &mut ike).await;
-                                        return Err(Failure::new(
-                                            FailureKind::Datapath,
-                                            format!("datapath: cannot open a raw ESP socket: {e}"),
-                                        ));
-                                    }
-                                }
-                            }
-                            match crate::datapath::on_established(
-                                &mut datapath,
-                                if c.udp_encapsulation {
-                                    natt_socket.as_ref()
-                                } else {
-                                    raw_socket.as_ref()
-                                },
-                                remote.ip(),
-                                self.profile.network.virtual_ip,
-                                self.profile.phase2.remote_networks.is_empty(),
-                                &volume_tx,
-                                &c,
-                            ) {
-                                Ok(line) => {
-                                    self.emit(Event::Datapath(line));
-                                    if let Some(dp) = datapath.as_ref() {
-                                        dp.set_nat_keepalive(self.profile.network.nat_keepalive);
-                                    }
-                                    // DNS from Mode Config, once, with the first SA.
-                                    if let (Some(dp), Some(info)) =
-                                        (datapath.as_mut(), pending_dns.take())
-                                    {
-                                        let line = match dp.set_dns(&info, &self.profile.name) {
-                                            Ok(l) => l,
-                                            Err(e) => format!("dns: not set up: {e}"),
-                                        };
-                                        self.emit(Event::Datapath(line));
-                                    }
-                                }
-                                Err(e) => {
-                                    ike.close(Instant::now());
-                                    flush(&socket, natt_socket.as_ref(), &mut ike).await;
-                                    return Err(Failure::new(
-                                        FailureKind::Datapath,
-                                        format!("datapath: {e}"),
-                                    ));
-                                }
-                            }
-                        }
-                        if up_children == expected_children {
-                            self.emit(Event::Connected {
-                                elapsed: start.elapsed(),
-                            });
-                            *connected = true;
-                        }
-                    }
-                    ike::Event::CredentialsRequired(req) => {
-                        awaiting_credentials = true;
-                        self.emit(Event::CredentialsRequired(req));
-                    }
-                    ike::Event::XAuthSucceeded => self.emit(Event::XAuthSucceeded),
-                    ike::Event::Phase1Renewed(i) => self.emit(Event::Phase1Renewed {
-                        proposal: i.proposal.to_string(),
-                        lifetime: i.lifetime,
-                    }),
-                    ike::Event::Phase1RenewalFailed(e) => {
-                        self.emit(Event::Phase1RenewalFailed(e.into()))
-                    }
-                    ike::Event::ModeConfig(info) => {
-                        let dns_mode = &self.profile.network.dns;
-                        if !matches!(dns_mode, profile::DnsMode::Off) && !info.dns.is_empty() {
-                            let mut domains: Vec<String> =
-                                info.default_domain.iter().cloned().collect();
-                            domains.extend(info.split_dns.iter().cloned());
-                            pending_dns = Some(crate::kernel::dns::DnsConfig {
-                                servers: info.dns.clone(),
-                                domains,
-                                exclusive: matches!(dns_mode, profile::DnsMode::Full),
-                            });
-                        }
-                        expected_children = if !self.profile.phase2.remote_networks.is_empty() {
-                            self.profile.phase2.remote_networks.len()
-                        } else {
-                            info.split_include
-                                .iter()
-                                .filter(|t| t.addr.is_ipv4())
-                                .count()
-                                .max(1)
-                        };
-                        self.emit(Event::ModeConfig(info));
-                    }
-                    ike::Event::Phase2Failed(e) => {
-                        let failure = Failure::from(e);
-                        self.emit(Event::Phase2Failed(failure.clone()));
-                        if ike.children().is_empty() {
-                            // Nothing usable is left: close phase 1 too, and fail.
-                            ike.close(Instant::now());
-                            flush(&socket, natt_socket.as_ref(), &mut ike).await;
-                            return Err(failure);
-                        }
-                    }
-                    ike::Event::Phase2Deleted {
-                        spi_in,
-                        spi_out,
-                        by_peer,
-                    } => {
-                        self.emit(Event::Phase2Deleted {
-                            spi_in,
-                            spi_out,
-                            by_peer,
-                        });
-                        replacing.retain(|s| *s != spi_in);
-                        if let Some(dp) = datapath.as_mut() {
-                            dp.remove(spi_in, spi_out);
-                        }
-                        if let Some(dp) = kernel_dp.as_mut() {
-                            dp.remove(spi_in, spi_out);
-                        }
-                    }
-                    ike::Event::Phase1Deleted => {
-                        let mut f = Failure::new(
-                            FailureKind::DroppedByPeer,
-                            "the gateway closed the connection (deleted the IKE SA)",
-                        );
-                        f.lost = true;
-                        return Err(f);
-                    }
-                    ike::Event::Failed(e) => return Err(e.into()),
-                    ike::Event::Closed => {
-                        self.emit(Event::Disconnected);
-                        return Ok(());
-                    }
-                }
-            }
-            let deadline = ike.poll_timeout().map(tokio::time::Instant::from_std);
-            tokio::select! {
-                _ = async {
-                    match keepalive.as_mut() {
-                        Some(k) => {
-                            k.tick().await;
-                        }
-                        None => std::future::pending::<()>().await,
-                    }
-                }, if keepalive.is_some() => {
-                    if let Some(s) = natt_socket.as_ref() {
-                        let _ = s.send(&[0xff]).await;
-                    }
-                }
-                r = async {
-                    match raw_socket.as_ref() {
-                        Some(s) => s.recv(&mut buf_raw).await,
-                        None => std::future::pending().await,
-                    }
-                }, if raw_socket.is_some() => match r {
-                    Ok(n) => if let Some(dp) = datapath.as_mut() {
-                        dp.inbound_raw(&mut buf_raw[..n]);
-                        ike.traffic_received(Instant::now());
-                    },
-                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
-                    Err(e) => return Err(Failure::new(FailureKind::Internal, format!("receive raw ESP: {e}"))),
-                },
-                r = async {
-                    match xfrm_events.as_mut() {
-                        Some(l) => l.next().await,
-                        None => std::future::pending().await,
-                    }
-                }, if xfrm_events.is_some() => match r {
-                    Ok(list) => {
-                        for ev in list {
-                            let Some(dp) = kernel_dp.as_ref() else { continue };
-                            let (spi_in, line) = match ev {
-                                crate::kernel::xfrm::XfrmEvent::Expired(e) => {
-                                    let Some(spi_in) = dp.pair_of(e.spi) else { continue };
-                                    (spi_in, format!(
-                                        "kernel: ESP SA {:#010x} reached its {} volume limit; rekeying",
-                                        e.spi,
-                                        if e.hard { "hard" } else { "soft" }
-                                    ))
-                                }
-                                crate::kernel::xfrm::XfrmEvent::Acquire { reqid, remote } => {
-                                    let Some(spi_in) = dp.pair_for_acquire(reqid, remote) else {
-                                        continue;
-                                    };
-                                    (spi_in, format!(
-                                        "kernel: traffic to {} found no ESP SA (acquire); negotiating phase 2 again",
-                                        remote.map_or_else(|| "the tunnel".to_string(), |r| r.to_string())
-                                    ))
-                                }
-                            };
-                            if replacing.contains(&spi_in) {
-                                continue;
-                            }
-                            self.emit(Event::Datapath(line));
-                            // Not while phase 1 is down: a later acquire asks again.
-                            if ike.rekey(Instant::now(), spi_in) {
-                                replacing.push(spi_in);
-                            }
-                        }
-                    }
-                    Err(_) => xfrm_events = None,
-                },
-                r = socket.recv(&mut buf) => match r {
-                    Ok(n) => ike.handle_datagram(Instant::now(), local, remote, &buf[..n]),
-                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
-                    Err(e) => return Err(Failure::new(FailureKind::Internal, format!("receive: {e}"))),
-                },
-                r = natt_readable(natt_socket.as_ref()) => {
-                    let mut from = remote;
-                    from.set_port(NAT_T_PORT);
-                    let r = match (datapath.as_mut(), natt_socket.as_ref()) {
-                        // The userspace datapath: everything waiting, in one recvmmsg; IKE
-                        // (behind the non-ESP marker) to the engine, the rest to ESP.
-                        (Some(dp), Some(s)) => r.and_then(|()| {
-                            let esp = dp.drain_natt(s, |d| {
-                                ike.handle_datagram(Instant::now(), natt_local, from, d)
-                            })?;
-                            // One write per coalesced packet (GRO) for the whole batch.
-                            dp.flush_inbound();
-                            // Anything from the gateway shows it alive: DPD probes only a
-                            // quiet tunnel.
-                            if esp > 0 {
-                                ike.traffic_received(Instant::now());
-                            }
-                            Ok(())
-                        }),
-                        // No userspace datapath: only IKE comes here (the kernel takes ESP).
-                        (None, Some(s)) => r.and_then(|()| match s.try_recv(&mut buf4500) {
-                            Ok(n) if n > 4 && buf4500[..4] == [0, 0, 0, 0] => {
-                                ike.handle_datagram(Instant::now(), natt_local, from, &buf4500[4..n]);
-                                Ok(())
-                            }
-                            Ok(_) => Ok(()),
-                            Err(e) => Err(e),
-                        }),
-                        _ => Ok(()),
-                    };
-                    match r {
-                        Ok(()) => {}
-                        Err(e) if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::ConnectionRefused
-                        ) => {}
-                        Err(e) => return Err(Failure::new(FailureKind::Internal, format!("receive on port {NAT_T_PORT}: {e}"))),
-                    }
-                },
-                _ = sleep_until(deadline) => ike.handle_timeout(Instant::now()),
-                Some(spi_in) = volume_rx.recv() => {
-                    if !replacing.contains(&spi_in) {
-                        replacing.push(spi_in);
-                        self.emit(Event::Datapath(format!(
-                            "datapath: ESP SA pair {spi_in:#010x} used 80 % of its volume lifetime; rekeying"
-                        )));
-                        ike.rekey(Instant::now(), spi_in);
-                    }
-                }
-                c = self.next_command() => match c {
-                    Command::Disconnect { reason } => {
-                        self.emit(Event::Closing { reason });
-                        ike.close(Instant::now());
-                        flush(&socket, natt_socket.as_ref(), &mut ike).await;
-                    }
-                    Command::Credentials(creds) if awaiting_credentials => {
-                        awaiting_credentials = false;
-                        ike.submit_credentials(Instant::now(), creds)?;
-                    }
-                    Command::CredentialsRefused(msg) if awaiting_credentials => {
-                        ike.close(Instant::now());
-                        flush(&socket, natt_socket.as_ref(), &mut ike).await;
-                        return Err(Failure::new(FailureKind::CredentialsMissing, msg));
-                    }
-                    // Answers nobody asked for are dropped (and zeroized).
-                    Command::Credentials(_) | Command::CredentialsRefused(_) => {}
-                    Command::Counters(reply) => {
-                        let c = match (datapath.as_ref(), kernel_dp.as_mut()) {
-                            (Some(d), _) => d.counters(),
-                            (None, Some(k)) => k.counters(),
-                            (None, None) => Counters::default(),
-                        };
-                        let _ = reply.send(c);
-                    }
-                },
-            }
-        }
-    }
-}
-
-/// Kernel or userspace ESP for this tunnel, and a line saying why when `auto` chose.
-fn choose_datapath(p: &Profile) -> (bool, Option<String>) {
-    match p.network.datapath {
-        profile::Datapath::Kernel => (true, None),
-        profile::Datapath::Userspace => (false, None),
-        profile::Datapath::Auto => match crate::kernel::xfrm::probe_esp() {
-            Ok(why) => (true, Some(format!("datapath auto: kernel ({why})"))),
-            Err(why) => (false, Some(format!("datapath auto: userspace ({why})"))),
-        },
-    }
-}
-
-/// Creates the kernel datapath with the first SA, then installs each SA pair.
-fn kernel_on_established(
-    dp: &mut Option<crate::datapath::kernel_esp::KernelDatapath>,
-    ike: &UdpSocket,
-    natt: Option<&UdpSocket>,
-    local: IpAddr,
-    gateway: IpAddr,
-    fixed_vip: Option<std::net::Ipv4Addr>,
-    c: &ike::ChildSa,
-) -> Result<String, crate::datapath::DatapathError> {
-    use crate::datapath::DatapathError;
-    // IKE itself never goes through the SAs (in transport mode they cover its addresses).
-    if dp.is_none() {
-        crate::kernel::udp_encap::bypass_ipsec(ike, gateway.is_ipv6()).map_err(|e| {
-            DatapathError::Socket(std::io::Error::new(
-                e.kind(),
-                format!("IKE socket IPsec bypass: {e}"),
-            ))
-        })?;
-    }
-    // ESP in UDP: the kernel decapsulates what arrives on our port 4500 socket.
-    let mut ports = None;
-    if c.udp_encapsulation {
-        let s = natt.ok_or(DatapathError::Unsupported(
-            "ESP in UDP without the NAT-T socket",
-        ))?;
-        crate::kernel::udp_encap::set_espinudp(s).map_err(DatapathError::Socket)?;
-        crate::kernel::udp_encap::bypass_ipsec(s, gateway.is_ipv6()).map_err(|e| {
-            DatapathError::Socket(std::io::Error::new(
-                e.kind(),
-                format!("NAT-T socket IPsec bypass: {e}"),
-            ))
-        })?;
-        let ours = s.local_addr().map_err(DatapathError::Socket)?.port();
-        let theirs = s.peer_addr().map_err(DatapathError::Socket)?.port();
-        ports = Some((ours, theirs));
-    }
-    let d = match dp {
-        Some(d) => d,
-        None => {
-            let vip = match c.encapsulation {
-                ike::Encapsulation::Transport => local,
-                ike::Encapsulation::Tunnel => crate::datapath::virtual_ip(c, fixed_vip)?,
-            };
-            dp.insert(crate::datapath::kernel_esp::KernelDatapath::start(
-                local, gateway, vip, ports,
-            )?)
-        }
-    };
-    d.install(c)?;
-    Ok(format!(
-        "datapath kernel reqid={:#x}{} vip={} remote={}",
-        d.reqid(),
-        if c.udp_encapsulation {
-            " esp-in-udp"
-        } else {
-            ""
-        },
-        d.vip(),
-        c.remote_ts.map(|t| t.to_string()).unwrap_or_default()
-    ))
 }
 
 async fn resolve(gateway: &str) -> Result<SocketAddr, Failure> {
@@ -1040,13 +516,6 @@ fn sa_summary(c: &ike::ChildSa, local: SocketAddr, remote: SocketAddr) -> SaSumm
     }
 }
 
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
-}
-
 /// The user-facing name of an XAuth field.
 pub fn field_name(f: XAuthField) -> &'static str {
     match f {
@@ -1100,149 +569,4 @@ fn describe_mode_config(info: &ModeConfigInfo) -> String {
         s.push_str(&format!(" split-dns {}", info.split_dns.join(",")));
     }
     s
-}
-
-/// Sends one datagram: on port 500, or on 4500 behind the non-ESP marker.
-pub(crate) async fn send(
-    socket: &UdpSocket,
-    natt: Option<&UdpSocket>,
-    t: &ike::Transmit,
-) -> std::io::Result<()> {
-    match (t.nat_t, natt) {
-        (true, Some(s)) => {
-            let mut d = Vec::with_capacity(t.data.len() + 4);
-            d.extend_from_slice(&[0, 0, 0, 0]);
-            d.extend_from_slice(&t.data);
-            s.send(&d).await.map(drop)
-        }
-        _ => socket.send(&t.data).await.map(drop),
-    }
-}
-
-/// A raw IP protocol 50 socket connected to the gateway (so it sees only its ESP), for
-/// the userspace datapath without UDP encapsulation. Sending: the kernel adds the IP
-/// header; receiving: IPv4 packets arrive with theirs
-/// ([`crate::datapath::Datapath::inbound_raw`]).
-pub(crate) fn open_raw_esp(gateway: IpAddr) -> std::io::Result<UdpSocket> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let domain = if gateway.is_ipv4() {
-        Domain::IPV4
-    } else {
-        Domain::IPV6
-    };
-    let s = Socket::new(domain, Type::RAW, Some(Protocol::from(50)))?;
-    s.connect(&SocketAddr::new(gateway, 0).into())?;
-    s.set_nonblocking(true)?;
-    let fd: std::os::fd::OwnedFd = s.into();
-    UdpSocket::from_std(std::net::UdpSocket::from(fd))
-}
-
-/// A UDP socket on the IKE port that other tunnels may bind too (SO_REUSEADDR). Each
-/// tunnel connects its sockets to its gateway, and the kernel hands a datagram to the
-/// socket connected to its sender, so tunnels to different gateways run side by side,
-/// in one helper or several.
-pub(crate) fn bind_shared(addr: SocketAddr) -> std::io::Result<UdpSocket> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    s.set_reuse_address(true)?;
-    if addr.is_ipv6() {
-        s.set_only_v6(true)?;
-    }
-    s.set_nonblocking(true)?;
-    s.bind(&addr.into())?;
-    UdpSocket::from_std(s.into())
-}
-
-/// Whether a UDP socket in this network namespace already talks IKE with `remote`
-/// (local port 500 connected to the gateway's 500), as another tunnel of this helper or
-/// of another helper would.
-fn ike_peer_in_use(remote: SocketAddr) -> bool {
-    let table = if remote.is_ipv4() {
-        "/proc/net/udp"
-    } else {
-        "/proc/net/udp6"
-    };
-    std::fs::read_to_string(table).is_ok_and(|text| {
-        text.lines()
-            .skip(1)
-            .any(|l| ike_socket_to(l, remote) == Some(true))
-    })
-}
-
-/// One line of /proc/net/udp{,6}: whether it is a socket bound to port 500 and
-/// connected to `remote` (`None`: not such a line).
-fn ike_socket_to(line: &str, remote: SocketAddr) -> Option<bool> {
-    let f: Vec<&str> = line.split_whitespace().collect();
-    let (local, rem) = (f.get(1)?, f.get(2)?);
-    let port = |a: &str| u16::from_str_radix(a.rsplit_once(':')?.1, 16).ok();
-    if port(local)? != IKE_PORT || port(rem)? != remote.port() {
-        return None;
-    }
-    let hex = rem.rsplit_once(':')?.0;
-    // The address as the kernel prints it: each 32-bit word in host byte order.
-    let mut bytes = Vec::with_capacity(16);
-    for i in (0..hex.len()).step_by(8) {
-        let w = u32::from_str_radix(hex.get(i..i + 8)?, 16).ok()?;
-        bytes.extend_from_slice(&w.to_ne_bytes());
-    }
-    let ip = match bytes.len() {
-        4 => std::net::IpAddr::from(<[u8; 4]>::try_from(bytes.as_slice()).ok()?),
-        16 => std::net::IpAddr::from(<[u8; 16]>::try_from(bytes.as_slice()).ok()?),
-        _ => return None,
-    };
-    Some(ip == remote.ip())
-}
-
-/// Waits until the NAT-T socket has something to read (never, without one).
-async fn natt_readable(s: Option<&UdpSocket>) -> std::io::Result<()> {
-    match s {
-        Some(s) => s.readable().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Sends whatever the engine queued (the DELETEs) before we go.
-async fn flush(socket: &UdpSocket, natt: Option<&UdpSocket>, ike: &mut Ike) {
-    let mut pending = Vec::new();
-    while let Some(t) = ike.poll_transmit() {
-        pending.push(t);
-    }
-    let _ = tokio::time::timeout(FLUSH_GRACE, async {
-        for t in pending {
-            let _ = send(socket, natt, &t).await;
-        }
-    })
-    .await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn proc_net_udp_lines_name_the_connected_gateway() {
-        let gw: SocketAddr = "192.0.2.1:500".parse().expect("addr");
-        // 192.0.2.1 as the kernel prints it on a little-endian machine.
-        let word = u32::from_ne_bytes([192, 0, 2, 1]);
-        let line = format!(
-            "  12: 00000000:01F4 {word:08X}:01F4 01 00000000:00000000 00:00000000 00000000     0        0 4242 2 0000000000000000 0"
-        );
-        assert_eq!(ike_socket_to(&line, gw), Some(true));
-        let other: SocketAddr = "192.0.2.3:500".parse().expect("addr");
-        assert_eq!(ike_socket_to(&line, other), Some(false));
-        // Bound to 500 but not connected (remote 0.0.0.0:0), or another port.
-        let unconnected = "  13: 00000000:01F4 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1 2 0 0";
-        assert_eq!(ike_socket_to(unconnected, gw), None);
-        assert_eq!(ike_socket_to("garbage", gw), None);
-        assert_eq!(ike_socket_to("  1: 00000000:01F4 ZZZZ:01F4", gw), None);
-        let v6: SocketAddr = "[2001:db8::1]:500".parse().expect("addr");
-        let words: String = std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)
-            .octets()
-            .chunks(4)
-            .map(|c| format!("{:08X}", u32::from_ne_bytes([c[0], c[1], c[2], c[3]])))
-            .collect();
-        let line6 =
-            format!("  3: 00000000000000000000000000000000:01F4 {words}:01F4 01 0 0 0 0 0 1");
-        assert_eq!(ike_socket_to(&line6, v6), Some(true));
-    }
 }

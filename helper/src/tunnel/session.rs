@@ -1,0 +1,834 @@
+//! One connection attempt of a tunnel: the engine, its sockets and the datapath, with
+//! one method per event source (the engine's outputs, port 500, port 4500, raw ESP,
+//! the kernel's XFRM notifications, volume lifetimes, NAT keepalives, the front end's
+//! commands). The driver (`super::Driver`) runs one session after another when it
+//! reconnects.
+//!
+//! Nothing here blocks the runtime's thread: every call into the datapath (netlink,
+//! XFRM, the system bus for DNS, the ESP probe) runs through `spawn_blocking`, so one
+//! tunnel's setup never stalls another tunnel or the D-Bus service on the same thread.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use postern_dbus::failure::FailureKind;
+use postern_dbus::profile::{self, Profile};
+use postern_engine::ike::{self, Ike, NAT_T_PORT};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use super::config::{engine_config, profile_children};
+use super::sockets::{bind_shared, flush, ike_peer_in_use, natt_readable, open_raw_esp, send};
+use super::{Command, Driver, Event, Failure, IKE_PORT, phase1_summary, resolve, sa_summary};
+use crate::datapath::{Active, RekeySender, Start};
+use crate::kernel::dns::DnsConfig;
+use crate::kernel::xfrm::{EventListener, XfrmEvent};
+
+/// Which side of the negotiation this tunnel is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A client: resolves the gateway, starts main or aggressive mode.
+    Initiator,
+    /// The lab's one-peer responder (`postern-helper respond`): the profile's
+    /// `gateway` is the peer's address; userspace datapath only.
+    Responder,
+}
+
+/// What woke the session up.
+enum Wake {
+    Keepalive,
+    Raw(io::Result<usize>),
+    Xfrm(io::Result<Vec<XfrmEvent>>),
+    Ike(io::Result<usize>),
+    Natt(io::Result<()>),
+    Timeout,
+    Volume(u32),
+    Command(Command),
+}
+
+/// Whether the session goes on after the engine's outputs.
+enum Flow {
+    Continue,
+    /// Closed cleanly (on request, or by the peer for the responder).
+    Closed,
+}
+
+/// Runs `f` on tokio's blocking pool.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Failure> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        Failure::new(
+            FailureKind::Internal,
+            format!("a datapath task failed: {e}"),
+        )
+    })
+}
+
+pub(super) struct Session<'d> {
+    driver: &'d mut Driver,
+    role: Role,
+    remote: SocketAddr,
+    local: SocketAddr,
+    natt_local: SocketAddr,
+    socket: UdpSocket,
+    natt: Option<UdpSocket>,
+    /// Raw ESP (IP protocol 50) for the userspace datapath when NAT-T is not in use.
+    raw: Option<UdpSocket>,
+    ike: Ike,
+    start: Instant,
+    expected_children: usize,
+    up_children: usize,
+    awaiting_credentials: bool,
+    /// Every expected SA came up at least once.
+    pub(super) connected: bool,
+    /// Created with the first SA.
+    datapath: Option<Active>,
+    /// Kernel or userspace, decided once with the first SA.
+    use_kernel: Option<bool>,
+    /// NAT keepalives on port 4500 when the kernel carries ESP in UDP (the userspace
+    /// datapath sends its own).
+    keepalive: Option<tokio::time::Interval>,
+    /// The kernel's notifications about our SAs (kernel datapath): a volume-limit
+    /// expiry (soft = rekey) or an acquire (traffic found no SA: negotiate a pair).
+    xfrm_events: Option<EventListener>,
+    /// Pairs we asked the engine to replace (inbound SPIs): once each.
+    replacing: Vec<u32>,
+    /// The userspace datapath's SAs at 80 % of their volume lifetime (inbound SPIs).
+    volume_tx: RekeySender,
+    volume_rx: mpsc::UnboundedReceiver<u32>,
+    /// DNS from Mode Config, set up with the first SA.
+    pending_dns: Option<DnsConfig>,
+    buf: Vec<u8>,
+    buf4500: Vec<u8>,
+    buf_raw: Vec<u8>,
+}
+
+impl<'d> Session<'d> {
+    /// Resolves the gateway, binds and connects the sockets, starts the engine.
+    pub(super) async fn open(driver: &'d mut Driver, role: Role) -> Result<Session<'d>, Failure> {
+        let p = &driver.profile;
+        let remote = match role {
+            Role::Initiator => resolve(&p.gateway).await?,
+            Role::Responder => peer_address(&p.gateway)?,
+        };
+        let bind: SocketAddr = match remote {
+            SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], IKE_PORT)),
+            SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], IKE_PORT)),
+        };
+        // The shared port 500 carries one tunnel per gateway: a second socket connected
+        // to the same gateway would take the first one's datagrams.
+        if role == Role::Initiator && ike_peer_in_use(remote) {
+            return Err(Failure::new(
+                FailureKind::Datapath,
+                format!(
+                    "a tunnel to {} is already up (another profile uses this gateway); take it down first",
+                    remote.ip()
+                ),
+            ));
+        }
+        let socket = connected_socket(
+            bind,
+            remote,
+            "(run as root; is another IKE daemon running?)",
+        )
+        .await?;
+        let local = socket
+            .local_addr()
+            .map_err(|e| Failure::new(FailureKind::Internal, e.to_string()))?;
+        // The NAT-T socket: IKE floats here when a NAT is found (RFC 3947), with the
+        // 4-byte non-ESP marker in front of each IKE message.
+        let natt = if role == Role::Initiator
+            && matches!(p.network.nat_traversal, profile::NatTraversal::Off)
+        {
+            None
+        } else {
+            let (mut b, mut r) = (bind, remote);
+            b.set_port(NAT_T_PORT);
+            r.set_port(NAT_T_PORT);
+            Some(connected_socket(b, r, "(is another IKE daemon running?)").await?)
+        };
+        let mut natt_local = local;
+        natt_local.set_port(NAT_T_PORT);
+
+        let config = engine_config(p, local.ip())?;
+        let expected_children = profile_children(p, local.ip()).len();
+        let rng = crate::rng::os_rng()
+            .map_err(|e| Failure::new(FailureKind::Internal, format!("no randomness: {e}")))?;
+        let start = Instant::now();
+        let ike = match role {
+            Role::Initiator => {
+                driver.emit(Event::Connecting {
+                    name: p.name.clone(),
+                    remote,
+                    local: local.ip(),
+                    mode: config.mode.name(),
+                });
+                Ike::initiate(config, local, remote, start, Box::new(rng))?
+            }
+            Role::Responder => {
+                driver.emit(Event::Responding {
+                    local,
+                    peer: remote,
+                });
+                Ike::respond(config, local, remote, Box::new(rng))
+            }
+        };
+        let (volume_tx, volume_rx) = mpsc::unbounded_channel();
+        Ok(Session {
+            driver,
+            role,
+            remote,
+            local,
+            natt_local,
+            socket,
+            natt,
+            raw: None,
+            ike,
+            start,
+            expected_children,
+            up_children: 0,
+            awaiting_credentials: false,
+            connected: false,
+            datapath: None,
+            use_kernel: if role == Role::Responder {
+                Some(false)
+            } else {
+                None
+            },
+            keepalive: None,
+            xfrm_events: None,
+            replacing: Vec::new(),
+            volume_tx,
+            volume_rx,
+            pending_dns: None,
+            buf: vec![0u8; 65536],
+            buf4500: vec![0u8; 65536],
+            buf_raw: vec![0u8; 65536],
+        })
+    }
+
+    fn profile(&self) -> &Profile {
+        &self.driver.profile
+    }
+
+    /// Runs until the tunnel is closed or fails, then removes the datapath (its line is
+    /// the last event before the driver's `disconnected`).
+    pub(super) async fn run(&mut self) -> Result<(), Failure> {
+        let r = self.run_inner().await;
+        if let Some(dp) = self.datapath.take() {
+            match blocking(move || dp.stop()).await {
+                Ok(line) => self.driver.emit(Event::Datapath(line)),
+                Err(f) => self.driver.emit(Event::Datapath(format!("datapath: {f}"))),
+            }
+        }
+        r
+    }
+
+    async fn run_inner(&mut self) -> Result<(), Failure> {
+        loop {
+            if let Flow::Closed = self.drive_engine().await? {
+                return Ok(());
+            }
+            let wake = self.wait().await;
+            self.on_wake(wake).await?;
+        }
+    }
+
+    /// The engine's outputs, in its documented order: datagrams, then events.
+    async fn drive_engine(&mut self) -> Result<Flow, Failure> {
+        while let Some(t) = self.ike.poll_transmit() {
+            if let Err(e) = send(&self.socket, self.natt.as_ref(), &t).await {
+                // ICMP unreachable comes back as ECONNREFUSED on a connected socket:
+                // keep retransmitting; the engine gives up in bounded time.
+                if e.kind() != io::ErrorKind::ConnectionRefused {
+                    return Err(Failure::new(
+                        FailureKind::NotResponding,
+                        format!("send to {}: {e}", self.remote),
+                    ));
+                }
+            }
+        }
+        while let Some(ev) = self.ike.poll_event() {
+            if let Flow::Closed = self.on_engine_event(ev).await? {
+                return Ok(Flow::Closed);
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Waits for the next thing to do.
+    async fn wait(&mut self) -> Wake {
+        let deadline = self.ike.poll_timeout().map(tokio::time::Instant::from_std);
+        tokio::select! {
+            _ = async {
+                match self.keepalive.as_mut() {
+                    Some(k) => { k.tick().await; }
+                    None => std::future::pending::<()>().await,
+                }
+            }, if self.keepalive.is_some() => Wake::Keepalive,
+            r = async {
+                match self.raw.as_ref() {
+                    Some(s) => s.recv(&mut self.buf_raw).await,
+                    None => std::future::pending().await,
+                }
+            }, if self.raw.is_some() => Wake::Raw(r),
+            r = async {
+                match self.xfrm_events.as_mut() {
+                    Some(l) => l.next().await,
+                    None => std::future::pending().await,
+                }
+            }, if self.xfrm_events.is_some() => Wake::Xfrm(r),
+            r = self.socket.recv(&mut self.buf) => Wake::Ike(r),
+            r = natt_readable(self.natt.as_ref()) => Wake::Natt(r),
+            _ = sleep_until(deadline) => Wake::Timeout,
+            Some(spi_in) = self.volume_rx.recv() => Wake::Volume(spi_in),
+            c = self.driver.next_command() => Wake::Command(c),
+        }
+    }
+
+    async fn on_wake(&mut self, wake: Wake) -> Result<(), Failure> {
+        match wake {
+            Wake::Keepalive => {
+                if let Some(s) = self.natt.as_ref() {
+                    let _ = s.send(&[0xff]).await;
+                }
+            }
+            Wake::Raw(r) => self.on_raw(r)?,
+            Wake::Xfrm(r) => self.on_xfrm(r),
+            Wake::Ike(r) => match r {
+                Ok(n) => self.ike.handle_datagram(
+                    Instant::now(),
+                    self.local,
+                    self.remote,
+                    &self.buf[..n],
+                ),
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
+                Err(e) => {
+                    return Err(Failure::new(FailureKind::Internal, format!("receive: {e}")));
+                }
+            },
+            Wake::Natt(r) => self.on_natt(r)?,
+            Wake::Timeout => self.ike.handle_timeout(Instant::now()),
+            Wake::Volume(spi_in) => {
+                if !self.replacing.contains(&spi_in) {
+                    self.replacing.push(spi_in);
+                    self.driver.emit(Event::Datapath(format!(
+                        "datapath: ESP SA pair {spi_in:#010x} used 80 % of its volume lifetime; rekeying"
+                    )));
+                    self.ike.rekey(Instant::now(), spi_in);
+                }
+            }
+            Wake::Command(c) => self.on_command(c).await?,
+        }
+        Ok(())
+    }
+
+    /// One engine event: the front end is told, the datapath follows.
+    async fn on_engine_event(&mut self, ev: ike::Event) -> Result<Flow, Failure> {
+        match ev {
+            ike::Event::Phase1Established(i) => self
+                .driver
+                .emit(Event::Phase1Established(phase1_summary(&i))),
+            ike::Event::Phase2Established(c) => self.on_phase2(c).await?,
+            ike::Event::CredentialsRequired(req) => {
+                self.awaiting_credentials = true;
+                self.driver.emit(Event::CredentialsRequired(req));
+            }
+            ike::Event::XAuthSucceeded => self.driver.emit(Event::XAuthSucceeded),
+            ike::Event::Phase1Renewed(i) => self.driver.emit(Event::Phase1Renewed {
+                proposal: i.proposal.to_string(),
+                lifetime: i.lifetime,
+            }),
+            ike::Event::Phase1RenewalFailed(e) => {
+                self.driver.emit(Event::Phase1RenewalFailed(e.into()))
+            }
+            ike::Event::ModeConfig(info) => {
+                let dns_mode = &self.profile().network.dns;
+                if !matches!(dns_mode, profile::DnsMode::Off) && !info.dns.is_empty() {
+                    let mut domains: Vec<String> = info.default_domain.iter().cloned().collect();
+                    domains.extend(info.split_dns.iter().cloned());
+                    self.pending_dns = Some(DnsConfig {
+                        servers: info.dns.clone(),
+                        domains,
+                        exclusive: matches!(dns_mode, profile::DnsMode::Full),
+                    });
+                }
+                self.expected_children = if !self.profile().phase2.remote_networks.is_empty() {
+                    self.profile().phase2.remote_networks.len()
+                } else {
+                    info.split_include
+                        .iter()
+                        .filter(|t| t.addr.is_ipv4())
+                        .count()
+                        .max(1)
+                };
+                self.driver.emit(Event::ModeConfig(info));
+            }
+            ike::Event::Phase2Failed(e) => {
+                let failure = Failure::from(e);
+                self.driver.emit(Event::Phase2Failed(failure.clone()));
+                if self.ike.children().is_empty() {
+                    // Nothing usable is left: close phase 1 too, and fail.
+                    return Err(self.abort(failure).await);
+                }
+            }
+            ike::Event::Phase2Deleted {
+                spi_in,
+                spi_out,
+                by_peer,
+            } => {
+                self.driver.emit(Event::Phase2Deleted {
+                    spi_in,
+                    spi_out,
+                    by_peer,
+                });
+                self.replacing.retain(|s| *s != spi_in);
+                if self.datapath.as_ref().is_some_and(Active::is_kernel) {
+                    // XFRM deletes: off the runtime's thread.
+                    self.with_datapath(move |dp| dp.remove(spi_in, spi_out))
+                        .await?;
+                } else if let Some(dp) = self.datapath.as_mut() {
+                    dp.remove(spi_in, spi_out);
+                }
+            }
+            ike::Event::Phase1Deleted if self.role == Role::Responder => {
+                self.driver.emit(Event::Closing {
+                    reason: "closed by the peer".into(),
+                });
+                return Ok(Flow::Closed);
+            }
+            ike::Event::Phase1Deleted => {
+                let mut f = Failure::new(
+                    FailureKind::DroppedByPeer,
+                    "the gateway closed the connection (deleted the IKE SA)",
+                );
+                f.lost = true;
+                return Err(f);
+            }
+            ike::Event::Failed(e) => return Err(e.into()),
+            ike::Event::Closed => return Ok(Flow::Closed),
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// An ESP SA pair is up: the datapath is created with the first one (kernel or
+    /// userspace, decided then), each is installed, DNS set up once.
+    async fn on_phase2(&mut self, c: ike::ChildSa) -> Result<(), Failure> {
+        self.up_children += 1;
+        self.driver.emit(Event::Phase2Established(sa_summary(
+            &c,
+            self.local,
+            self.remote,
+        )));
+        let installed = if self.datapath.is_some() {
+            let c = c.clone();
+            self.with_datapath(move |dp| dp.install(&c))
+                .await?
+                .unwrap_or(Ok(String::new()))
+        } else {
+            self.start_datapath(&c).await?
+        };
+        let line = match installed {
+            Ok(line) => line,
+            Err(e) => {
+                let f = Failure::new(FailureKind::Datapath, format!("datapath: {e}"));
+                return Err(self.abort(f).await);
+            }
+        };
+        self.driver.emit(Event::Datapath(line));
+        if let Some(info) = self.pending_dns.take() {
+            let name = self.profile().name.clone();
+            if let Some(line) = self
+                .with_datapath(move |dp| dp.set_dns(&info, &name))
+                .await?
+            {
+                self.driver.emit(Event::Datapath(line));
+            }
+        }
+        if self.up_children == self.expected_children && !self.connected {
+            self.driver.emit(Event::Connected {
+                elapsed: self.start.elapsed(),
+            });
+            self.connected = true;
+        }
+        Ok(())
+    }
+
+    /// Creates the datapath with the first SA. The outer error is the session's; the
+    /// inner one the datapath's.
+    async fn start_datapath(
+        &mut self,
+        c: &ike::ChildSa,
+    ) -> Result<Result<String, crate::datapath::DatapathError>, Failure> {
+        use crate::datapath::DatapathError;
+        let kernel = match self.use_kernel {
+            Some(k) => k,
+            None => {
+                let choice = self.profile().network.datapath;
+                let (k, line) = blocking(move || choose_datapath(choice)).await?;
+                if let Some(line) = line {
+                    self.driver.emit(Event::Datapath(line));
+                }
+                self.use_kernel = Some(k);
+                k
+            }
+        };
+        let mut esp_socket: Option<OwnedFd> = None;
+        let mut kernel_encap = None;
+        if kernel {
+            if let Err(e) = self.kernel_sockets(c, &mut kernel_encap) {
+                return Ok(Err(e));
+            }
+        } else {
+            if !c.udp_encapsulation && self.raw.is_none() {
+                match open_raw_esp(self.remote.ip()) {
+                    Ok(s) => self.raw = Some(s),
+                    Err(e) => {
+                        let f = Failure::new(
+                            FailureKind::Datapath,
+                            format!("datapath: cannot open a raw ESP socket: {e}"),
+                        );
+                        return Err(self.abort(f).await);
+                    }
+                }
+            }
+            let sock = if c.udp_encapsulation {
+                self.natt.as_ref()
+            } else {
+                self.raw.as_ref()
+            };
+            if let Some(s) = sock {
+                match s.as_fd().try_clone_to_owned() {
+                    Ok(fd) => esp_socket = Some(fd),
+                    Err(e) => return Ok(Err(DatapathError::Socket(e))),
+                }
+            }
+        }
+        let p = self.profile();
+        let start = Start {
+            local: self.local.ip(),
+            gateway: self.remote.ip(),
+            fixed_vip: p.network.virtual_ip,
+            full_tunnel: self.role == Role::Initiator && p.phase2.remote_networks.is_empty(),
+            rekey: self.volume_tx.clone(),
+            esp_socket,
+            kernel_encap,
+            nat_keepalive: p.network.nat_keepalive,
+        };
+        let nat_keepalive = p.network.nat_keepalive;
+        let hold = lab_hold(&p.name);
+        let child = c.clone();
+        let r = blocking(move || {
+            if let Some(d) = hold {
+                std::thread::sleep(d);
+            }
+            Active::start(kernel, start, &child)
+        })
+        .await?;
+        let (dp, line) = match r {
+            Ok(x) => x,
+            Err(e) => return Ok(Err(e)),
+        };
+        self.datapath = Some(dp);
+        if kernel {
+            if self.xfrm_events.is_none() {
+                match EventListener::open() {
+                    Ok(l) => self.xfrm_events = Some(l),
+                    Err(e) => self.driver.emit(Event::Datapath(format!(
+                        "kernel: no XFRM notifications ({e}); volume lifetimes end SAs without a rekey, lost SAs are not renegotiated"
+                    ))),
+                }
+            }
+            if c.udp_encapsulation
+                && self.keepalive.is_none()
+                && let Some(every) = nat_keepalive
+            {
+                let every = every.max(Duration::from_secs(1));
+                self.keepalive = Some(tokio::time::interval_at(
+                    tokio::time::Instant::now() + every,
+                    every,
+                ));
+            }
+        }
+        Ok(Ok(line))
+    }
+
+    /// The kernel datapath's socket options: IKE itself never goes through the SAs (in
+    /// transport mode they cover its addresses); ESP in UDP is decapsulated by the
+    /// kernel on our port 4500 socket. Socket options only: nothing here waits.
+    fn kernel_sockets(
+        &self,
+        c: &ike::ChildSa,
+        encap: &mut Option<(u16, u16)>,
+    ) -> Result<(), crate::datapath::DatapathError> {
+        use crate::datapath::DatapathError;
+        let v6 = self.remote.is_ipv6();
+        let bypass = |s: &UdpSocket, what: &str| {
+            crate::kernel::udp_encap::bypass_ipsec(s, v6).map_err(|e| {
+                DatapathError::Socket(io::Error::new(
+                    e.kind(),
+                    format!("{what} socket IPsec bypass: {e}"),
+                ))
+            })
+        };
+        bypass(&self.socket, "IKE")?;
+        if c.udp_encapsulation {
+            let s = self.natt.as_ref().ok_or(DatapathError::Unsupported(
+                "ESP in UDP without the NAT-T socket",
+            ))?;
+            crate::kernel::udp_encap::set_espinudp(s).map_err(DatapathError::Socket)?;
+            bypass(s, "NAT-T")?;
+            let ours = s.local_addr().map_err(DatapathError::Socket)?.port();
+            let theirs = s.peer_addr().map_err(DatapathError::Socket)?.port();
+            *encap = Some((ours, theirs));
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on the datapath off the runtime's thread (`None`: no datapath yet).
+    async fn with_datapath<T: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&mut Active) -> T + Send + 'static,
+    ) -> Result<Option<T>, Failure> {
+        let Some(mut dp) = self.datapath.take() else {
+            return Ok(None);
+        };
+        let (dp, r) = blocking(move || {
+            let r = f(&mut dp);
+            (dp, r)
+        })
+        .await?;
+        self.datapath = Some(dp);
+        Ok(Some(r))
+    }
+
+    /// Closes phase 1 (DELETEs sent) and returns `f`, for failures on our side.
+    async fn abort(&mut self, f: Failure) -> Failure {
+        self.ike.close(Instant::now());
+        flush(&self.socket, self.natt.as_ref(), &mut self.ike).await;
+        f
+    }
+
+    /// A datagram on the raw ESP socket.
+    fn on_raw(&mut self, r: io::Result<usize>) -> Result<(), Failure> {
+        match r {
+            Ok(n) => {
+                if let Some(dp) = self.datapath.as_mut().and_then(Active::user) {
+                    dp.inbound_raw(&mut self.buf_raw[..n]);
+                    self.ike.traffic_received(Instant::now());
+                }
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Ok(()),
+            Err(e) => Err(Failure::new(
+                FailureKind::Internal,
+                format!("receive raw ESP: {e}"),
+            )),
+        }
+    }
+
+    /// Port 4500 is readable: IKE behind the non-ESP marker to the engine, ESP to the
+    /// userspace datapath (everything waiting, in one recvmmsg).
+    fn on_natt(&mut self, r: io::Result<()>) -> Result<(), Failure> {
+        let mut from = self.remote;
+        from.set_port(NAT_T_PORT);
+        let (ike, natt_local) = (&mut self.ike, self.natt_local);
+        let r = match (
+            self.datapath.as_mut().and_then(Active::user),
+            self.natt.as_ref(),
+        ) {
+            (Some(dp), Some(s)) => r.and_then(|()| {
+                let esp = dp.drain_natt(s, |d| {
+                    ike.handle_datagram(Instant::now(), natt_local, from, d)
+                })?;
+                // One write per coalesced packet (GRO) for the whole batch.
+                dp.flush_inbound();
+                // Anything from the gateway shows it alive: DPD probes only a quiet
+                // tunnel.
+                if esp > 0 {
+                    ike.traffic_received(Instant::now());
+                }
+                Ok(())
+            }),
+            // No userspace datapath: only IKE comes here (the kernel takes ESP).
+            (None, Some(s)) => r.and_then(|()| match s.try_recv(&mut self.buf4500) {
+                Ok(n) if n > 4 && self.buf4500[..4] == [0, 0, 0, 0] => {
+                    ike.handle_datagram(Instant::now(), natt_local, from, &self.buf4500[4..n]);
+                    Ok(())
+                }
+                Ok(_) => Ok(()),
+                Err(e) => Err(e),
+            }),
+            _ => Ok(()),
+        };
+        match r {
+            Ok(()) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::ConnectionRefused
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(Failure::new(
+                FailureKind::Internal,
+                format!("receive on port {NAT_T_PORT}: {e}"),
+            )),
+        }
+    }
+
+    /// The kernel's expire and acquire notifications: rekey the pair they name.
+    fn on_xfrm(&mut self, r: io::Result<Vec<XfrmEvent>>) {
+        let list = match r {
+            Ok(list) => list,
+            Err(_) => {
+                self.xfrm_events = None;
+                return;
+            }
+        };
+        for ev in list {
+            let Some(dp) = self.datapath.as_ref().and_then(Active::kernel) else {
+                continue;
+            };
+            let (spi_in, line) = match ev {
+                XfrmEvent::Expired(e) => {
+                    let Some(spi_in) = dp.pair_of(e.spi) else {
+                        continue;
+                    };
+                    (
+                        spi_in,
+                        format!(
+                            "kernel: ESP SA {:#010x} reached its {} volume limit; rekeying",
+                            e.spi,
+                            if e.hard { "hard" } else { "soft" }
+                        ),
+                    )
+                }
+                XfrmEvent::Acquire { reqid, remote } => {
+                    let Some(spi_in) = dp.pair_for_acquire(reqid, remote) else {
+                        continue;
+                    };
+                    (
+                        spi_in,
+                        format!(
+                            "kernel: traffic to {} found no ESP SA (acquire); negotiating phase 2 again",
+                            remote.map_or_else(|| "the tunnel".to_string(), |r| r.to_string())
+                        ),
+                    )
+                }
+            };
+            if self.replacing.contains(&spi_in) {
+                continue;
+            }
+            self.driver.emit(Event::Datapath(line));
+            // Not while phase 1 is down: a later acquire asks again.
+            if self.ike.rekey(Instant::now(), spi_in) {
+                self.replacing.push(spi_in);
+            }
+        }
+    }
+
+    /// A front end's command.
+    async fn on_command(&mut self, c: Command) -> Result<(), Failure> {
+        match c {
+            Command::Disconnect { reason } => {
+                self.driver.emit(Event::Closing { reason });
+                self.ike.close(Instant::now());
+                flush(&self.socket, self.natt.as_ref(), &mut self.ike).await;
+            }
+            Command::Credentials(creds) if self.awaiting_credentials => {
+                self.awaiting_credentials = false;
+                self.ike.submit_credentials(Instant::now(), creds)?;
+            }
+            Command::CredentialsRefused(msg) if self.awaiting_credentials => {
+                let f = Failure::new(FailureKind::CredentialsMissing, msg);
+                return Err(self.abort(f).await);
+            }
+            // Answers nobody asked for are dropped (and zeroized).
+            Command::Credentials(_) | Command::CredentialsRefused(_) => {}
+            Command::Counters(reply) => {
+                let c = if self.datapath.as_ref().is_some_and(Active::is_kernel) {
+                    // The kernel's SA counters come over XFRM: off the runtime's thread.
+                    self.with_datapath(Active::counters)
+                        .await?
+                        .unwrap_or_default()
+                } else {
+                    self.datapath
+                        .as_mut()
+                        .map(Active::counters)
+                        .unwrap_or_default()
+                };
+                let _ = reply.send(c);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Kernel or userspace ESP for this tunnel, and a line saying why when `auto` chose.
+/// May wait (the probe installs a throwaway SA in a scratch namespace).
+fn choose_datapath(choice: profile::Datapath) -> (bool, Option<String>) {
+    match choice {
+        profile::Datapath::Kernel => (true, None),
+        profile::Datapath::Userspace => (false, None),
+        profile::Datapath::Auto => match crate::kernel::xfrm::probe_esp() {
+            Ok(why) => (true, Some(format!("datapath auto: kernel ({why})"))),
+            Err(why) => (false, Some(format!("datapath auto: userspace ({why})"))),
+        },
+    }
+}
+
+/// The lab's stand-in for a slow netlink: `POSTERN_TEST_HOLD_DATAPATH=NAME:MS` (in
+/// the helper's own environment, which only root sets) holds the datapath setup of
+/// profile NAME for MS milliseconds (at most a minute) on the blocking pool, so a test
+/// can show that no other tunnel and no D-Bus call waits for it
+/// (`tests/tests/nonblocking.rs`).
+fn lab_hold(profile: &str) -> Option<Duration> {
+    let v = std::env::var("POSTERN_TEST_HOLD_DATAPATH").ok()?;
+    let (name, ms) = v.split_once(':')?;
+    let ms: u64 = ms.parse().ok()?;
+    (name == profile).then(|| Duration::from_millis(ms.min(60_000)))
+}
+
+/// A UDP socket bound (shared) to `bind` and connected to `remote`.
+async fn connected_socket(
+    bind: SocketAddr,
+    remote: SocketAddr,
+    hint: &str,
+) -> Result<UdpSocket, Failure> {
+    let s = bind_shared(bind).map_err(|e| {
+        Failure::new(
+            FailureKind::Datapath,
+            format!("cannot bind UDP port {}: {e} {hint}", bind.port()),
+        )
+    })?;
+    s.connect(remote).await.map_err(|e| {
+        Failure::new(
+            FailureKind::NotResponding,
+            format!("gateway {remote} unreachable: {e}"),
+        )
+    })?;
+    Ok(s)
+}
+
+/// The responder's peer: an address, never a name.
+fn peer_address(gateway: &str) -> Result<SocketAddr, Failure> {
+    gateway
+        .parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, IKE_PORT))
+        .map_err(|_| {
+            Failure::new(
+                FailureKind::BadProfile,
+                format!("the peer must be an address: {gateway}"),
+            )
+        })
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
