@@ -558,7 +558,7 @@ impl Driver {
                         let kernel = match use_kernel {
                             Some(k) => k,
                             None => {
-                                let (k, line) = choose_datapath(&self.profile);
+                                let (k, line) = choose_datapath(&self.profile).await;
                                 if let Some(line) = line {
                                     self.emit(Event::Datapath(line));
                                 }
@@ -575,7 +575,9 @@ impl Driver {
                                 remote.ip(),
                                 self.profile.network.virtual_ip,
                                 &c,
-                            ) {
+                            )
+                            .await
+                            {
                                 Ok(line) => {
                                     self.emit(Event::Datapath(line));
                                     if xfrm_events.is_none() {
@@ -735,7 +737,7 @@ impl Driver {
                             dp.remove(spi_in, spi_out);
                         }
                         if let Some(dp) = kernel_dp.as_mut() {
-                            dp.remove(spi_in, spi_out);
+                            dp.remove(spi_in, spi_out).await;
                         }
                     }
                     ike::Event::Phase1Deleted => {
@@ -894,7 +896,7 @@ impl Driver {
                     Command::Counters(reply) => {
                         let c = match (datapath.as_ref(), kernel_dp.as_mut()) {
                             (Some(d), _) => d.counters(),
-                            (None, Some(k)) => k.counters(),
+                            (None, Some(k)) => k.counters().await,
                             (None, None) => Counters::default(),
                         };
                         let _ = reply.send(c);
@@ -905,12 +907,13 @@ impl Driver {
     }
 }
 
-/// Kernel or userspace ESP for this tunnel, and a line saying why when `auto` chose.
-fn choose_datapath(p: &Profile) -> (bool, Option<String>) {
+/// Kernel or userspace ESP for this tunnel, and a line saying why when `auto` chose
+/// (the probe runs on a thread of its own; this task awaits it).
+async fn choose_datapath(p: &Profile) -> (bool, Option<String>) {
     match p.network.datapath {
         profile::Datapath::Kernel => (true, None),
         profile::Datapath::Userspace => (false, None),
-        profile::Datapath::Auto => match crate::kernel::xfrm::probe_esp() {
+        profile::Datapath::Auto => match crate::kernel::xfrm::probe_esp().await {
             Ok(why) => (true, Some(format!("datapath auto: kernel ({why})"))),
             Err(why) => (false, Some(format!("datapath auto: userspace ({why})"))),
         },
@@ -918,7 +921,7 @@ fn choose_datapath(p: &Profile) -> (bool, Option<String>) {
 }
 
 /// Creates the kernel datapath with the first SA, then installs each SA pair.
-fn kernel_on_established(
+async fn kernel_on_established(
     dp: &mut Option<crate::datapath::kernel_esp::KernelDatapath>,
     ike: &UdpSocket,
     natt: Option<&UdpSocket>,
@@ -966,7 +969,7 @@ fn kernel_on_established(
             )?)
         }
     };
-    d.install(c)?;
+    d.install(c).await?;
     Ok(format!(
         "datapath kernel reqid={:#x}{} vip={} remote={}",
         d.reqid(),
