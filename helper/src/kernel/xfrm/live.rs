@@ -73,14 +73,14 @@ fn inner_policy_installs_stays_and_goes() {
     assert!(shown.contains("10.200.0.5/32"), "{shown}");
     assert!(shown.contains("reqid 1884749833"), "{shown}");
     assert!(shown.contains("priority 1500"), "{shown}");
-    rt.block_on(x.del_policy(p.src, p.dst, p.dir)).unwrap();
+    x.blocking().del_policy(p.src, p.dst, p.dir).unwrap();
     let shown = std::process::Command::new("ip")
         .args(["xfrm", "policy"])
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&shown.stdout).trim().is_empty());
     // Gone already: still Ok.
-    rt.block_on(x.del_policy(p.src, p.dst, p.dir)).unwrap();
+    x.blocking().del_policy(p.src, p.dst, p.dir).unwrap();
     let gw: IpAddr = "192.0.2.1".parse().unwrap();
     rt.block_on(x.del_sa(gw, 0x7057_0001)).unwrap();
     assert_eq!(rt.block_on(x.sa_traffic(vec![(gw, 0x7057_0001)])), [None]);
@@ -105,7 +105,7 @@ fn inner_acquire_reaches_the_listener() {
             .unwrap();
         assert!(ok.success(), "ip {args:?}");
     }
-    let x = XfrmSocket::open().unwrap();
+    let x = Xfrm::open().unwrap();
     let p = PolicySpec {
         src: parse_ts("198.51.100.1/32").unwrap(),
         dst: parse_ts("198.51.100.2/32").unwrap(),
@@ -115,11 +115,11 @@ fn inner_acquire_reaches_the_listener() {
         reqid: REQID_BASE + 10,
         mode: MODE_TUNNEL,
     };
-    x.add_policy(&p).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
+    rt.block_on(x.add_policy(&p)).unwrap();
     let got = rt.block_on(async {
         let mut l = EventListener::open().unwrap();
         let s = std::net::UdpSocket::bind("198.51.100.1:0").unwrap();
@@ -135,5 +135,5 @@ fn inner_acquire_reaches_the_listener() {
         }),
         "{events:?}"
     );
-    x.del_policy(p.src, p.dst, p.dir).unwrap();
+    x.blocking().del_policy(p.src, p.dst, p.dir).unwrap();
 }

@@ -513,10 +513,6 @@ impl XfrmSocket {
         self.traffic_of(&self.getsa_request(dst, spi))
     }
 
-    pub fn add_policy(&self, p: &PolicySpec) -> Result<(), KernelError> {
-        self.run(&self.add_policy_request(p))
-    }
-
     /// Deletes a policy; one that is already gone counts as deleted.
     pub fn del_policy(
         &self,
@@ -580,16 +576,6 @@ impl Xfrm {
 
     pub async fn add_policy(&self, p: &PolicySpec) -> Result<(), KernelError> {
         self.run(self.sock.add_policy_request(p)).await
-    }
-
-    /// Deletes a policy; one that is already gone counts as deleted.
-    pub async fn del_policy(
-        &self,
-        src: TrafficSelector,
-        dst: TrafficSelector,
-        dir: Dir,
-    ) -> Result<(), KernelError> {
-        self.run(self.sock.del_policy_request(src, dst, dir)).await
     }
 
     /// What each SA `(destination, SPI)` has carried (bytes, packets), in order; None
