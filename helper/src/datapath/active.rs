@@ -7,6 +7,9 @@
 //!
 //! Every method may wait on netlink or the system bus: the driver calls them through
 //! `spawn_blocking`, never on the thread that serves D-Bus and drives other tunnels.
+//! The kernel datapath's XFRM requests are async (`kernel::xfrm::Xfrm`, itself on the
+//! blocking pool): from here they are awaited with the runtime's handle, which a
+//! blocking-pool thread may do.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::OwnedFd;
@@ -107,7 +110,7 @@ impl Active {
                 ))
             }
             Active::Kernel(d) => {
-                d.install(c)?;
+                on_runtime(d.install(c))?;
                 Ok(format!(
                     "datapath kernel reqid={:#x}{} vip={} remote={remote}",
                     d.reqid(),
@@ -126,7 +129,7 @@ impl Active {
     pub fn remove(&mut self, spi_in: u32, spi_out: u32) {
         match self {
             Active::User(d) => d.remove(spi_in, spi_out),
-            Active::Kernel(d) => d.remove(spi_in, spi_out),
+            Active::Kernel(d) => on_runtime(d.remove(spi_in, spi_out)),
         }
     }
 
@@ -143,7 +146,7 @@ impl Active {
     pub fn counters(&mut self) -> Counters {
         match self {
             Active::User(d) => d.counters(),
-            Active::Kernel(d) => d.counters(),
+            Active::Kernel(d) => on_runtime(d.counters()),
         }
     }
 
@@ -170,4 +173,11 @@ impl Active {
             Active::Kernel(d) => d.teardown(),
         }
     }
+}
+
+/// Awaits an async datapath call from a blocking-pool thread (never from a runtime
+/// worker: `Handle::block_on` would panic there, which is why only the driver's
+/// `spawn_blocking` closures call into [`Active`]).
+fn on_runtime<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Handle::current().block_on(f)
 }

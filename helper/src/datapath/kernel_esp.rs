@@ -92,8 +92,9 @@ impl KernelDatapath {
             .ok_or(DatapathError::Unsupported("SAs after teardown"))
     }
 
-    /// Installs an SA pair, and the policies and route of its selectors (once).
-    pub fn install(&mut self, c: &ChildSa) -> Result<(), DatapathError> {
+    /// Installs an SA pair, and the policies and route of its selectors (once). The
+    /// XFRM requests run on tokio's blocking pool ([`Xfrm`]).
+    pub async fn install(&mut self, c: &ChildSa) -> Result<(), DatapathError> {
         let mode = match c.encapsulation {
             Encapsulation::Tunnel => xfrm::MODE_TUNNEL,
             Encapsulation::Transport => xfrm::MODE_TRANSPORT,
@@ -119,19 +120,21 @@ impl KernelDatapath {
                     (theirs, ours)
                 }
             });
-            self.xfrm.add_sa(&SaSpec {
-                src,
-                dst,
-                spi,
-                reqid,
-                mode,
-                cipher: c.proposal.cipher,
-                auth: c.proposal.auth,
-                keys,
-                encap,
-                replay_window: REPLAY_WINDOW,
-                lifetime_kb: c.lifetime_kb,
-            })?;
+            self.xfrm
+                .add_sa(&SaSpec {
+                    src,
+                    dst,
+                    spi,
+                    reqid,
+                    mode,
+                    cipher: c.proposal.cipher,
+                    auth: c.proposal.auth,
+                    keys,
+                    encap,
+                    replay_window: REPLAY_WINDOW,
+                    lifetime_kb: c.lifetime_kb,
+                })
+                .await?;
         }
         let host = |a: IpAddr| TrafficSelector {
             addr: a,
@@ -154,15 +157,17 @@ impl KernelDatapath {
                     src: src.to_string(),
                     dst: dst.to_string(),
                 })?;
-                self.xfrm.add_policy(&PolicySpec {
-                    src,
-                    dst,
-                    dir,
-                    tmpl_src: tsrc,
-                    tmpl_dst: tdst,
-                    reqid,
-                    mode,
-                })?;
+                self.xfrm
+                    .add_policy(&PolicySpec {
+                        src,
+                        dst,
+                        dir,
+                        tmpl_src: tsrc,
+                        tmpl_dst: tdst,
+                        reqid,
+                        mode,
+                    })
+                    .await?;
             }
             self.policies.push((ours, theirs));
         }
@@ -202,9 +207,36 @@ impl KernelDatapath {
         newest(remote).or_else(|| newest(None))
     }
 
+    /// The installed SAs as (destination, SPI): inbound then outbound of each pair.
+    fn sa_ids(&self) -> Vec<(IpAddr, u32)> {
+        self.sas
+            .iter()
+            .flat_map(|s| [(self.local, s.0), (self.gateway, s.1)])
+            .collect()
+    }
+
     /// What each installed pair has carried, from the kernel's SA counters (inner
-    /// bytes); the totals add what the deleted pairs had carried.
-    pub fn counters(&mut self) -> crate::tunnel::Counters {
+    /// bytes); the totals add what the deleted pairs had carried. Read on tokio's
+    /// blocking pool.
+    pub async fn counters(&self) -> crate::tunnel::Counters {
+        let traffic = self.xfrm.sa_traffic(self.sa_ids()).await;
+        self.fold_counters(&traffic)
+    }
+
+    /// [`Self::counters`] on the caller's thread (teardown).
+    fn counters_blocking(&self) -> crate::tunnel::Counters {
+        let x = self.xfrm.blocking();
+        let traffic: Vec<_> = self
+            .sa_ids()
+            .into_iter()
+            .map(|(dst, spi)| x.sa_traffic(dst, spi))
+            .collect();
+        self.fold_counters(&traffic)
+    }
+
+    /// The counters from `traffic`, (bytes, packets) of each SA in [`Self::sa_ids`]'s
+    /// order.
+    fn fold_counters(&self, traffic: &[Option<(u64, u64)>]) -> crate::tunnel::Counters {
         let [tx_packets, tx_bytes, rx_packets, rx_bytes] = self.retired;
         let mut c = crate::tunnel::Counters {
             tx_packets,
@@ -213,14 +245,10 @@ impl KernelDatapath {
             rx_bytes,
             ..Default::default()
         };
-        let pairs: Vec<(u32, u32)> = self.sas.iter().map(|s| (s.0, s.1)).collect();
-        for (spi_in, spi_out) in pairs {
-            let (in_bytes, in_packets) =
-                self.xfrm.sa_traffic(self.local, spi_in).unwrap_or_default();
-            let (out_bytes, out_packets) = self
-                .xfrm
-                .sa_traffic(self.gateway, spi_out)
-                .unwrap_or_default();
+        for (i, (spi_in, spi_out, _)) in self.sas.iter().copied().enumerate() {
+            let get = |k: usize| traffic.get(k).copied().flatten().unwrap_or_default();
+            let (in_bytes, in_packets) = get(2 * i);
+            let (out_bytes, out_packets) = get(2 * i + 1);
             c.rx_bytes += in_bytes;
             c.rx_packets += in_packets;
             c.tx_bytes += out_bytes;
@@ -239,21 +267,22 @@ impl KernelDatapath {
 
     /// Deletes an SA pair (rekeyed away or deleted by the gateway); the policies stay
     /// for the other SAs and go at teardown.
-    pub fn remove(&mut self, spi_in: u32, spi_out: u32) {
+    pub async fn remove(&mut self, spi_in: u32, spi_out: u32) {
         if !self.sas.iter().any(|s| (s.0, s.1) == (spi_in, spi_out)) {
             return;
         }
         self.sas.retain(|s| (s.0, s.1) != (spi_in, spi_out));
-        let (rx_b, rx_p) = self.xfrm.sa_traffic(self.local, spi_in).unwrap_or_default();
-        let (tx_b, tx_p) = self
+        let traffic = self
             .xfrm
-            .sa_traffic(self.gateway, spi_out)
-            .unwrap_or_default();
+            .sa_traffic(vec![(self.local, spi_in), (self.gateway, spi_out)])
+            .await;
+        let get = |k: usize| traffic.get(k).copied().flatten().unwrap_or_default();
+        let ((rx_b, rx_p), (tx_b, tx_p)) = (get(0), get(1));
         for (r, v) in self.retired.iter_mut().zip([tx_p, tx_b, rx_p, rx_b]) {
             *r += v;
         }
-        let _ = self.xfrm.del_sa(self.local, spi_in);
-        let _ = self.xfrm.del_sa(self.gateway, spi_out);
+        let _ = self.xfrm.del_sa(self.local, spi_in).await;
+        let _ = self.xfrm.del_sa(self.gateway, spi_out).await;
     }
 
     /// Points DNS at the tunnel's servers (resolv.conf, journaled).
@@ -272,7 +301,7 @@ impl KernelDatapath {
         if self.journal.is_none() {
             return String::new();
         }
-        let c = self.counters();
+        let c = self.counters_blocking();
         let Some(j) = self.journal.take() else {
             return String::new();
         };

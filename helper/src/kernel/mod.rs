@@ -1,8 +1,8 @@
 //! Host networking: the virtual IP, the routes to the remote networks, and the crash
 //! journal that lets a later helper remove what a killed one left behind.
 //!
-//! Changes are made over rtnetlink ([`net`]); XFRM (netlink-packet-xfrm) comes with
-//! the kernel backend.
+//! Changes are made over rtnetlink ([`net`]); the kernel datapath's SAs and policies
+//! over XFRM netlink with the netlink-packet-xfrm crate ([`xfrm`]).
 
 pub mod dns;
 pub mod journal;

@@ -465,8 +465,7 @@ impl<'d> Session<'d> {
         let kernel = match self.use_kernel {
             Some(k) => k,
             None => {
-                let choice = self.profile().network.datapath;
-                let (k, line) = blocking(move || choose_datapath(choice)).await?;
+                let (k, line) = choose_datapath(self.profile().network.datapath).await;
                 if let Some(line) = line {
                     self.driver.emit(Event::Datapath(line));
                 }
@@ -767,13 +766,13 @@ impl<'d> Session<'d> {
     }
 }
 
-/// Kernel or userspace ESP for this tunnel, and a line saying why when `auto` chose.
-/// May wait (the probe installs a throwaway SA in a scratch namespace).
-fn choose_datapath(choice: profile::Datapath) -> (bool, Option<String>) {
+/// Kernel or userspace ESP for this tunnel, and a line saying why when `auto` chose
+/// (the probe runs on a thread of its own, in a scratch namespace; this task awaits it).
+async fn choose_datapath(choice: profile::Datapath) -> (bool, Option<String>) {
     match choice {
         profile::Datapath::Kernel => (true, None),
         profile::Datapath::Userspace => (false, None),
-        profile::Datapath::Auto => match crate::kernel::xfrm::probe_esp() {
+        profile::Datapath::Auto => match crate::kernel::xfrm::probe_esp().await {
             Ok(why) => (true, Some(format!("datapath auto: kernel ({why})"))),
             Err(why) => (false, Some(format!("datapath auto: userspace ({why})"))),
         },
