@@ -1,9 +1,19 @@
 //! Secrets in the user's keyring: the freedesktop Secret Service
 //! (`org.freedesktop.secrets` on the session bus: GNOME Keyring, KWallet, KeePassXC),
-//! spoken directly with zbus (the `keyring` crate would bring a second async executor
-//! into the workspace's zbus). Items carry the attributes `application = postern`,
+//! spoken directly with the workspace's zbus. Items carry the attributes `application = postern`,
 //! `profile = NAME`, `kind = psk | xauth-password`; the secret travels in a "plain"
 //! session, which is what local Secret Service clients use over the session bus.
+//!
+//! Why not the `keyring` crate (checked 2026-12-06 with `cargo tree` in a scratch
+//! crate beside zbus 5 with only its `tokio` feature): keyring 4.2's Secret Service
+//! store (`zbus-secret-service-keyring-store` 1.0.1) depends on zbus with its default
+//! features, which turns on zbus's `async-io` (async-io, async-executor,
+//! async-process, blocking) and, for keyring's synchronous API, a second runtime that
+//! zbus builds for `block_on`; a dependent crate cannot turn that off. Its other
+//! store (`dbus-secret-service-keyring-store`) builds libdbus and OpenSSL from vendored
+//! C sources. keyring 3.6 brings zbus 4, a second major. `secret-service` 5.2 alone
+//! (`default-features = false, features = ["rt-tokio-crypto-rust"]`) would fit; this
+//! module does the same few calls itself.
 
 use std::collections::HashMap;
 
