@@ -26,6 +26,10 @@ PACKAGES=(
   # the kernel XFRM datapath is proven in a VM (scripts/vm/run-in-vm.sh): a stock
   # kernel with ESP under qemu, booted from a busybox initramfs
   qemu-system-x86 linux-image-amd64 busybox-static cpio kmod xz-utils
+  # libreswan's pluto as a second gateway in the VM (unpacked below, never installed:
+  # its package conflicts with strongSwan's): the libraries it needs beyond strongSwan's,
+  # and certutil/pk12util for its NSS database
+  libldns3 libevent-pthreads-2.1-7 libnss3-tools
 )
 
 # systemd-resolved for the DNS lab scenario, unpacked, never installed: its package
@@ -48,6 +52,31 @@ unpack_resolved() {
   echo "install-deps: systemd-resolved unpacked in $RESOLVED_DIR"
 }
 
+# libreswan (pluto, whack) for the kernel VM scenarios, unpacked, never installed: the
+# package conflicts with strongSwan's. tests/src/libreswan.rs runs it from this directory.
+LIBRESWAN_DIR=/var/cache/postern-lab/libreswan
+unpack_libreswan() {
+  [ -x "$LIBRESWAN_DIR/usr/libexec/ipsec/pluto" ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: libreswan not unpacked; run as root" >&2
+    return 1
+  fi
+  local tmp
+  tmp=$(mktemp -d)
+  chmod 755 "$tmp"
+  (cd "$tmp" && apt-get download -qq libreswan 2>/dev/null) ||
+    { apt-get update -qq && (cd "$tmp" && apt-get download -qq libreswan); }
+  mkdir -p "$LIBRESWAN_DIR"
+  dpkg -x "$tmp"/libreswan_*.deb "$LIBRESWAN_DIR"
+  rm -rf "$tmp"
+  if ldd "$LIBRESWAN_DIR/usr/libexec/ipsec/pluto" | grep -q 'not found'; then
+    echo "install-deps: pluto lacks libraries:" >&2
+    ldd "$LIBRESWAN_DIR/usr/libexec/ipsec/pluto" | grep 'not found' >&2
+    return 1
+  fi
+  echo "install-deps: libreswan unpacked in $LIBRESWAN_DIR"
+}
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
@@ -58,6 +87,7 @@ done
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#PACKAGES[@]} packages already installed"
   unpack_resolved
+  unpack_libreswan
   exit 0
 fi
 
@@ -71,4 +101,5 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 unpack_resolved
+unpack_libreswan
 echo "install-deps: done"

@@ -360,6 +360,14 @@ impl Lab {
         Ok(c)
     }
 
+    /// Shows the tail of `log` (a gateway's log file) in [`Lab::diagnostics`].
+    pub fn add_log(&self, label: &str, log: &Path) {
+        self.charon_logs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((label.to_string(), log.to_path_buf()));
+    }
+
     /// strongSwan as the gateway of `tunnel`, in the gw namespace.
     pub fn start_gateway(&self, tunnel: &Tunnel) -> Result<Charon> {
         self.start_charon(

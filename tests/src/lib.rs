@@ -10,6 +10,7 @@ mod error;
 pub mod bench;
 pub mod config;
 pub mod lab;
+pub mod libreswan;
 pub mod multi;
 pub mod pki;
 pub mod postern;

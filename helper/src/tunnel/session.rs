@@ -406,6 +406,7 @@ impl<'d> Session<'d> {
                 f.lost = true;
                 return Err(f);
             }
+            ike::Event::MessageRefused(line) => self.driver.emit(Event::Datapath(line)),
             ike::Event::Failed(e) => return Err(e.into()),
             ike::Event::Closed => return Ok(Flow::Closed),
         }

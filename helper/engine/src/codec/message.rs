@@ -1,6 +1,9 @@
 //! A whole plaintext ISAKMP message.
 
-use super::{DecodeError, Header, Payload, decode_payloads, encode_payloads};
+use super::{
+    DecodeError, Header, Payload, Trailing, decode_payloads, decode_received_payloads,
+    encode_payloads,
+};
 
 /// A plaintext (unencrypted) message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +17,19 @@ impl Message {
     /// (else `BadLength`), the encryption flag must be clear (else `Invalid`),
     /// payloads strict (no padding).
     pub fn decode(buf: &[u8]) -> Result<Message, DecodeError> {
+        Self::decode_with(buf, false)
+    }
+
+    /// Like [`Message::decode`], for a datagram from a gateway: up to 3 zero bytes of
+    /// 4-octet alignment padding may follow the last payload inside the header's
+    /// length, and an ATTRIBUTE payload may end with such padding too (libreswan
+    /// before 5.2 with its default `ikepad=yes` sends both). The padding is not kept:
+    /// re-encoding gives the message without it.
+    pub fn decode_received(buf: &[u8]) -> Result<Message, DecodeError> {
+        Self::decode_with(buf, true)
+    }
+
+    fn decode_with(buf: &[u8], received: bool) -> Result<Message, DecodeError> {
         let header = Header::decode(buf)?;
         let len = usize::try_from(header.length).unwrap_or(usize::MAX);
         if len != buf.len() {
@@ -28,10 +44,12 @@ impl Message {
             });
         }
         let body = buf.get(Header::LEN..).unwrap_or(&[]);
-        let payloads = decode_payloads(header.next_payload, body, false)?
-            .into_iter()
-            .map(|d| d.payload)
-            .collect();
+        let decoded = if received {
+            decode_received_payloads(header.next_payload, body, Trailing::Alignment)?
+        } else {
+            decode_payloads(header.next_payload, body, false)?
+        };
+        let payloads = decoded.into_iter().map(|d| d.payload).collect();
         Ok(Message { header, payloads })
     }
 

@@ -28,7 +28,7 @@ pub use message::Message;
 pub use payload::{
     AttrPayload, CertPayload, Decoded, DeletePayload, FragmentPayload, GENERIC_HEADER_LEN,
     IdPayload, MAX_PAYLOADS, MAX_PROPOSALS, MAX_TRANSFORMS, NotifyPayload, Payload, Proposal,
-    SaPayload, Transform, decode_payloads, encode_payloads,
+    SaPayload, Trailing, Transform, decode_payloads, decode_received_payloads, encode_payloads,
 };
 pub use reader::Reader;
 pub use types::{

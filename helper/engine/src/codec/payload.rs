@@ -153,6 +153,32 @@ pub struct Decoded {
 // ---------------------------------------------------------------------------
 // Helpers
 
+/// Type and length (or value) of a data attribute: the least an attribute takes.
+const ATTR_HEADER_LEN: usize = 4;
+
+/// What may follow the last payload of a chain, inside the length that holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trailing {
+    /// Nothing: every byte belongs to a payload.
+    Nothing,
+    /// Up to 3 zero bytes of 4-octet alignment padding (libreswan's default
+    /// `ikepad=yes` pads plaintext messages this way).
+    Alignment,
+    /// Anything (the cipher padding of a decrypted body).
+    Any,
+}
+
+/// Consumes what is left of `r` when it is 4-octet alignment padding (1 to 3 zero
+/// bytes); `TrailingBytes` naming `after` when anything else is left.
+fn skip_alignment_padding(r: &mut Reader<'_>, after: &'static str) -> Result<(), DecodeError> {
+    let rest = r.peek_rest();
+    if rest.len() < ATTR_HEADER_LEN && rest.iter().all(|b| *b == 0) {
+        r.rest();
+        return Ok(());
+    }
+    r.expect_empty(after)
+}
+
 /// Appends a generic payload header with a placeholder length; returns where
 /// the header starts so [`finish_generic`] can patch the length.
 fn start_generic(next: PayloadType, out: &mut Vec<u8>) -> usize {
@@ -485,6 +511,33 @@ impl AttrPayload {
         })
     }
 
+    /// Like [`AttrPayload::read`], for what gateways send: up to 3 zero bytes after
+    /// the last attribute are 4-octet alignment padding and are skipped. libreswan
+    /// before 5.2 (with its default `ikepad=yes`) pads the payload this way when an
+    /// attribute's length is not a multiple of 4 (a 14-byte Cisco Unity split
+    /// network, an odd-length domain name). An attribute needs at least 4 bytes, so
+    /// 1 to 3 zero bytes cannot be one; anything else left over is still an error.
+    pub fn read_aligned(r: &mut Reader<'_>) -> Result<AttrPayload, DecodeError> {
+        let cfg_type = r.u8()?;
+        let _reserved = r.u8()?;
+        let identifier = r.u16()?;
+        let mut attributes = Vec::new();
+        while r.left() >= ATTR_HEADER_LEN {
+            if attributes.len() >= super::MAX_ATTRIBUTES {
+                return Err(DecodeError::Invalid {
+                    what: "too many attributes",
+                });
+            }
+            attributes.push(Attribute::read(r)?);
+        }
+        skip_alignment_padding(r, "last attribute")?;
+        Ok(AttrPayload {
+            cfg_type,
+            identifier,
+            attributes,
+        })
+    }
+
     pub fn encode_body(&self, out: &mut Vec<u8>) {
         out.push(self.cfg_type);
         out.push(0);
@@ -550,6 +603,20 @@ impl Payload {
     /// The whole of `body` must be consumed. PROPOSAL and TRANSFORM, which
     /// only occur inside SA, are `Invalid` here; NONE is `Invalid` too.
     pub fn decode_body(kind: PayloadType, body: &[u8]) -> Result<Payload, DecodeError> {
+        Self::decode_body_with(kind, body, false)
+    }
+
+    /// Like [`Payload::decode_body`], for received payloads: an ATTRIBUTE payload may
+    /// end with alignment padding ([`AttrPayload::read_aligned`]), which is dropped.
+    pub fn decode_received_body(kind: PayloadType, body: &[u8]) -> Result<Payload, DecodeError> {
+        Self::decode_body_with(kind, body, true)
+    }
+
+    fn decode_body_with(
+        kind: PayloadType,
+        body: &[u8],
+        aligned: bool,
+    ) -> Result<Payload, DecodeError> {
         let what = match kind.name() {
             Some(_) => payload_what(kind),
             None => "unknown payload",
@@ -577,6 +644,7 @@ impl Payload {
             PayloadType::NOTIFY => Payload::Notify(NotifyPayload::read(&mut r)?),
             PayloadType::DELETE => Payload::Delete(DeletePayload::read(&mut r)?),
             PayloadType::VENDOR_ID => Payload::VendorId(r.rest().to_vec()),
+            PayloadType::ATTRIBUTE if aligned => Payload::Attr(AttrPayload::read_aligned(&mut r)?),
             PayloadType::ATTRIBUTE => Payload::Attr(AttrPayload::read(&mut r)?),
             PayloadType::NAT_D => Payload::NatD {
                 draft: false,
@@ -673,6 +741,33 @@ pub fn decode_payloads(
     buf: &[u8],
     allow_padding: bool,
 ) -> Result<Vec<Decoded>, DecodeError> {
+    let trailing = if allow_padding {
+        Trailing::Any
+    } else {
+        Trailing::Nothing
+    };
+    decode_chain(first, buf, trailing, false)
+}
+
+/// Like [`decode_payloads`], for a chain as received from a gateway: what may follow
+/// the last payload is `trailing`, and an ATTRIBUTE payload may end with alignment
+/// padding ([`Payload::decode_received_body`]). The spans still cover each payload
+/// as its length says (padding inside a payload included), so hashes over received
+/// bytes come out as the sender computed them.
+pub fn decode_received_payloads(
+    first: PayloadType,
+    buf: &[u8],
+    trailing: Trailing,
+) -> Result<Vec<Decoded>, DecodeError> {
+    decode_chain(first, buf, trailing, true)
+}
+
+fn decode_chain(
+    first: PayloadType,
+    buf: &[u8],
+    trailing: Trailing,
+    received: bool,
+) -> Result<Vec<Decoded>, DecodeError> {
     let mut r = Reader::named(buf, "payload chain");
     let mut out = Vec::new();
     let mut next = first;
@@ -689,15 +784,17 @@ pub fn decode_payloads(
         }
         let start = r.position();
         let (n, body) = read_generic(&mut r, payload_what(next))?;
-        let payload = Payload::decode_body(next, body.peek_rest())?;
+        let payload = Payload::decode_body_with(next, body.peek_rest(), received)?;
         out.push(Decoded {
             payload,
             span: start..r.position(),
         });
         next = n;
     }
-    if !allow_padding {
-        r.expect_empty("last payload")?;
+    match trailing {
+        Trailing::Nothing => r.expect_empty("last payload")?,
+        Trailing::Alignment => skip_alignment_padding(&mut r, "last payload")?,
+        Trailing::Any => {}
     }
     Ok(out)
 }

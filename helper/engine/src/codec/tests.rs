@@ -1107,3 +1107,127 @@ fn strongswan_informational_notify() {
     assert!(n.kind.is_error());
     assert_eq!(n.protocol, ProtocolId::ISAKMP);
 }
+
+// ---------------------------------------------------------------------------
+// libreswan 4.10 with its default ikepad=yes (captures in fixtures/libreswan_*)
+
+const LIBRESWAN_AM2: &str = include_str!("fixtures/libreswan_am2_padded.hex");
+const LIBRESWAN_MODECFG_REPLY: &str = include_str!("fixtures/libreswan_modecfg_reply_padded.hex");
+
+#[test]
+fn libreswan_padded_aggressive_reply() {
+    let d = fixture(LIBRESWAN_AM2);
+    assert_eq!(d.len(), 576);
+    assert_eq!(&d[d.len() - 2..], &[0, 0]);
+    // Strictly, the 2 bytes of padding belong to nothing.
+    assert_eq!(
+        Message::decode(&d),
+        Err(DecodeError::TrailingBytes {
+            what: "last payload",
+            n: 2
+        })
+    );
+    let m = Message::decode_received(&d).unwrap();
+    let kinds: Vec<PayloadType> = m.payloads.iter().map(Payload::kind).collect();
+    let vids = kinds
+        .iter()
+        .filter(|k| **k == PayloadType::VENDOR_ID)
+        .count();
+    assert_eq!(
+        kinds[..5],
+        [
+            PayloadType::SA,
+            PayloadType::KE,
+            PayloadType::NONCE,
+            PayloadType::ID,
+            PayloadType::HASH
+        ]
+    );
+    assert_eq!(vids, kinds.len() - 7, "{kinds:?}");
+    assert_eq!(kinds[kinds.len() - 2..], [PayloadType::NAT_D; 2]);
+    let id = m.find(PayloadType::ID).unwrap();
+    assert!(matches!(id, Payload::Id(i) if i.data == b"gw.lab"));
+    // Re-encoded, the message is the same without its padding.
+    let again = m.encode();
+    assert_eq!(again.len(), 574);
+    assert_eq!(&again[28..], &d[28..574]);
+}
+
+#[test]
+fn libreswan_padded_mode_config_reply() {
+    let body = fixture(LIBRESWAN_MODECFG_REPLY);
+    // The strict codec reads the 2 zero bytes as the start of another attribute.
+    assert!(matches!(
+        decode_payloads(PayloadType::HASH, &body, true),
+        Err(DecodeError::Truncated { .. })
+    ));
+    let d = decode_received_payloads(PayloadType::HASH, &body, Trailing::Any).unwrap();
+    assert_eq!(d.len(), 2);
+    // The spans are the payloads as their lengths say: the ATTRIBUTE payload's
+    // includes its padding, as libreswan's HASH does.
+    assert_eq!(d[0].span, 0..36);
+    assert_eq!(d[1].span, 36..88);
+    let Payload::Attr(a) = &d[1].payload else {
+        panic!("not an ATTRIBUTE payload: {:?}", d[1].payload);
+    };
+    assert_eq!(a.cfg_type, cfg_attr::REPLY);
+    assert_eq!(a.identifier, 0xfb1c);
+    assert_eq!(
+        a.attributes,
+        vec![
+            Attribute::variable(cfg_attr::INTERNAL_IP4_ADDRESS, vec![10, 200, 0, 1]),
+            Attribute::variable(cfg_attr::INTERNAL_IP4_NETMASK, vec![255, 255, 255, 0]),
+            Attribute::variable(cfg_attr::INTERNAL_IP4_DNS, vec![10, 77, 0, 53]),
+            Attribute::variable(
+                0x7004,
+                vec![10, 77, 0, 0, 255, 255, 255, 0, 0, 0, 0, 0, 0, 0]
+            ),
+        ]
+    );
+}
+
+#[test]
+fn alignment_padding_is_only_up_to_three_zero_bytes() {
+    let attr = |pad: &[u8]| {
+        let mut body = Payload::Attr(AttrPayload {
+            cfg_type: cfg_attr::REPLY,
+            identifier: 1,
+            attributes: vec![Attribute::variable(0x7002, b"abc".to_vec())],
+        })
+        .encode_body();
+        body.extend_from_slice(pad);
+        Payload::decode_received_body(PayloadType::ATTRIBUTE, &body)
+    };
+    for pad in [&[][..], &[0], &[0, 0], &[0, 0, 0]] {
+        let p = attr(pad).unwrap();
+        assert!(
+            matches!(&p, Payload::Attr(a) if a.attributes.len() == 1),
+            "{pad:?}: {p:?}"
+        );
+    }
+    assert_eq!(
+        attr(&[0, 1]),
+        Err(DecodeError::TrailingBytes {
+            what: "last attribute",
+            n: 2
+        })
+    );
+    // Four zero bytes are an attribute (type 0, empty), not padding.
+    assert!(matches!(attr(&[0; 4]), Ok(Payload::Attr(a)) if a.attributes.len() == 2));
+    // After the last payload of a plaintext chain.
+    let (first, bytes) = encode_payloads(&[Payload::Nonce(vec![7; 13])]);
+    for (pad, ok) in [
+        (&[0u8, 0, 0][..], true),
+        (&[0, 0, 0, 0], false),
+        (&[1], false),
+    ] {
+        let mut b = bytes.clone();
+        b.extend_from_slice(pad);
+        assert_eq!(
+            decode_received_payloads(first, &b, Trailing::Alignment).is_ok(),
+            ok,
+            "{pad:?}"
+        );
+        assert!(decode_payloads(first, &b, false).is_err());
+    }
+}

@@ -165,7 +165,7 @@ impl Ike {
 
     /// A datagram made of a FRAGMENT payload: `Some(message)` once complete.
     pub(super) fn defragment(&mut self, now: Instant, data: &[u8]) -> Option<Vec<u8>> {
-        let msg = codec::Message::decode(data).ok()?;
+        let msg = codec::Message::decode_received(data).ok()?;
         let [Payload::Fragment(f)] = msg.payloads.as_slice() else {
             return None;
         };

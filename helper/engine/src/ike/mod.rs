@@ -457,6 +457,12 @@ pub enum Event {
     XAuthSucceeded,
     /// What the gateway handed out by Mode Config (quick mode follows).
     ModeConfig(ModeConfigInfo),
+    /// A message from the peer that belonged to an exchange in progress was refused
+    /// (it could not be read, its HASH did not verify, it was not what the exchange
+    /// expects): one line saying why. The exchange goes on (retransmissions) until it
+    /// completes or gives up, and then its error names the reason too. Reported once
+    /// per distinct reason, and at most [`MAX_REFUSALS_REPORTED`] times per IKE SA.
+    MessageRefused(String),
     /// Negotiation failed for good, or the peer died; the engine is dead.
     Failed(Error),
     /// `close()` finished: DELETEs are queued, nothing more will happen.
@@ -572,6 +578,10 @@ pub struct Transmit {
 }
 
 pub use phase1::Ike;
+
+/// How many [`Event::MessageRefused`] lines one IKE SA reports at most (a peer
+/// sending junk cannot flood the log).
+pub const MAX_REFUSALS_REPORTED: u32 = 16;
 
 /// Statistics a user may want to see; never keys.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

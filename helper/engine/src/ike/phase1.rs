@@ -8,7 +8,7 @@ use crate::algs::IkeProposal;
 use crate::cert;
 use crate::codec::{
     self, CertPayload, Decoded, DeletePayload, ExchangeType, Header, IdPayload, Message,
-    NotifyPayload, NotifyType, Payload, PayloadType, ProtocolId,
+    NotifyPayload, NotifyType, Payload, PayloadType, ProtocolId, Trailing,
 };
 use crate::crypto::{self, DhKeyPair, Phase1Keys, Rng};
 
@@ -121,6 +121,10 @@ pub struct Ike {
     pub(super) fragment_id: u16,
     pub(super) reassembly: Vec<super::fragment::Reassembly>,
     pub(super) fragment_cache: Vec<(Vec<u8>, Vec<Vec<u8>>)>,
+    /// Why the last message of the peer was refused (named again when the exchange
+    /// waiting for it gives up), and how many refusals were reported.
+    pub(super) last_refusal: Option<String>,
+    refusals_reported: u32,
 }
 
 impl std::fmt::Debug for Ike {
@@ -191,6 +195,8 @@ impl Ike {
             quick_done: Vec::new(),
             children: Vec::new(),
             counters: Counters::default(),
+            last_refusal: None,
+            refusals_reported: 0,
             natt: None,
             nat: NatState::default(),
             floated: false,
@@ -656,7 +662,7 @@ impl Ike {
         }
         let plain = crypto::cbc_decrypt(keys.cipher, &keys.enc_key, iv, ct)
             .map_err(|e| Error::Malformed(e.to_string()))?;
-        let payloads = codec::decode_payloads(header.next_payload, &plain, true)
+        let payloads = codec::decode_received_payloads(header.next_payload, &plain, Trailing::Any)
             .map_err(|e| Error::Malformed(e.to_string()))?;
         Ok(Opened {
             plain,
@@ -872,13 +878,32 @@ impl Ike {
     }
 
     fn decode_plain(&mut self, data: &[u8]) -> Option<Message> {
-        match Message::decode(data) {
+        match Message::decode_received(data) {
             Ok(m) => Some(m),
-            Err(_) => {
-                self.counters.dropped += 1;
+            Err(e) => {
+                self.refuse("a phase 1 message", e);
                 None
             }
         }
+    }
+
+    /// Drops a message of the peer that belonged to an exchange in progress: counts
+    /// it, remembers why (the exchange's timeout error names it) and reports it as
+    /// one [`Event::MessageRefused`] line, once per distinct reason and at most
+    /// [`super::MAX_REFUSALS_REPORTED`] times.
+    pub(super) fn refuse(&mut self, what: &str, why: impl std::fmt::Display) {
+        self.counters.dropped += 1;
+        let line = format!("{what} from the gateway was refused: {why}");
+        if self.last_refusal.as_deref() == Some(line.as_str()) {
+            return;
+        }
+        if self.refusals_reported < super::MAX_REFUSALS_REPORTED {
+            self.refusals_reported += 1;
+            self.out
+                .events
+                .push_back(Event::MessageRefused(line.clone()));
+        }
+        self.last_refusal = Some(line);
     }
 
     fn on_main2(&mut self, now: Instant, header: &Header, data: &[u8]) -> Result<(), Error> {
@@ -1834,7 +1859,8 @@ fn raw_id_body(datagram: Option<&[u8]>) -> Option<Vec<u8>> {
 fn raw_body(datagram: &[u8], kind: PayloadType) -> Option<Vec<u8>> {
     let h = Header::decode(datagram).ok()?;
     let body = datagram.get(Header::LEN..h.length as usize)?;
-    let decoded = codec::decode_payloads(h.next_payload, body, false).ok()?;
+    let decoded =
+        codec::decode_received_payloads(h.next_payload, body, Trailing::Alignment).ok()?;
     let d = decoded.iter().find(|d| d.payload.kind() == kind)?;
     body.get(d.span.start + 4..d.span.end).map(<[u8]>::to_vec)
 }

@@ -116,6 +116,10 @@ impl Ike {
                     self.out.events.push_back(Event::CredentialsRequired(c))
                 }
                 Event::Failed(e) => failed = Some(e),
+                Event::MessageRefused(m) => self
+                    .out
+                    .events
+                    .push_back(Event::MessageRefused(format!("phase 1 renewal: {m}"))),
                 _ => {}
             }
         }

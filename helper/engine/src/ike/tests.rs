@@ -1458,3 +1458,268 @@ mod certs {
         ));
     }
 }
+
+// ----- what libreswan (before 5.2) with its default ikepad=yes sends ---------------
+//
+// Measured against libreswan 4.10 (tests/tests/kernel_vm.rs): pluto pads a plaintext
+// message to 4 octets after its last payload, inside the header's length (an
+// aggressive mode reply with a 6-byte FQDN ID ends in 2 zero bytes), and pads the
+// ATTRIBUTE payload of its Mode Config reply inside the payload's length (a 14-byte
+// Cisco Unity split network leaves 2 zero bytes after the last attribute), with the
+// HASH over the padded payload.
+
+/// Drives an aggressive mode XAuth + Mode Config pull negotiation but holds back the
+/// gateway's Mode Config reply: the pair, the reply and the IV it was sealed with (the
+/// last cipher block of our request).
+fn hold_mode_config_reply(seed: u64) -> (Pair, Vec<u8>, Vec<u8>) {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let (i, r) = xauth_configs(ExchangeMode::Aggressive, ModeConfigMode::Pull);
+    let mut p = Pair::new(i, r, seed);
+    // (message id, our request) of exchanges we started; the reply held back.
+    let ours: Rc<RefCell<Vec<(u32, Vec<u8>)>>> = Rc::default();
+    let held: Rc<RefCell<Option<Vec<u8>>>> = Rc::default();
+    let (o, h) = (Rc::clone(&ours), Rc::clone(&held));
+    p.filter = Box::new(move |to_r, _, d| {
+        let Ok(hd) = Header::decode(d) else {
+            return true;
+        };
+        if hd.exchange != ExchangeType::TRANSACTION {
+            return true;
+        }
+        let started_by_us = o.borrow().iter().any(|(m, _)| *m == hd.message_id);
+        if to_r {
+            // Our XAuth answers reuse the gateway's message ids; only our own
+            // request opens a new one.
+            if !started_by_us && !o.borrow().iter().any(|(m, _)| *m == hd.message_id) {
+                o.borrow_mut().push((hd.message_id, d.to_vec()));
+            }
+            true
+        } else if started_by_us {
+            h.borrow_mut().get_or_insert_with(|| d.to_vec());
+            false
+        } else {
+            true
+        }
+    });
+    p.drive_for(Duration::from_millis(500));
+    let reply = held
+        .borrow()
+        .clone()
+        .expect("the gateway sent a Mode Config reply");
+    let mid = Header::decode(&reply).unwrap().message_id;
+    let request = ours
+        .borrow()
+        .iter()
+        .find(|(m, _)| *m == mid)
+        .map(|(_, d)| d.clone())
+        .unwrap();
+    let iv = request[request.len() - 16..].to_vec();
+    p.filter = Box::new(|_, _, _| true);
+    (p, reply, iv)
+}
+
+/// The gateway's reply re-sealed with `pad` appended inside its ATTRIBUTE payload
+/// (length adjusted); the HASH recomputed over the padded payload when `rehash`.
+fn padded_reply(p: &Pair, reply: &[u8], iv: &[u8], pad: &[u8], rehash: bool) -> Vec<u8> {
+    let h = Header::decode(reply).unwrap();
+    let opened = p.r.open(&h, reply, iv).unwrap();
+    let old_hash = match &opened.payloads[0].payload {
+        codec::Payload::Hash(x) => x.clone(),
+        other => panic!("not a HASH first: {other:?}"),
+    };
+    let a = opened
+        .payloads
+        .iter()
+        .find(|d| matches!(d.payload, codec::Payload::Attr(_)))
+        .unwrap();
+    let mut attr = opened.plain[a.span.clone()].to_vec();
+    assert_ne!(attr.len() % 4, 0, "the reply should need padding: {attr:?}");
+    attr.extend_from_slice(pad);
+    let len = u16::try_from(attr.len()).unwrap().to_be_bytes();
+    attr[2..4].copy_from_slice(&len);
+    let keys = p.r.phase1_keys().unwrap();
+    let hash = if rehash {
+        crate::crypto::prf(
+            keys.prf,
+            &keys.skeyid_a,
+            &[&h.message_id.to_be_bytes(), &attr],
+        )
+    } else {
+        old_hash
+    };
+    let mut body = Vec::new();
+    codec::Payload::Hash(hash).encode_with_next(codec::PayloadType::ATTRIBUTE, &mut body);
+    body.extend_from_slice(&attr);
+    p.r.seal(
+        ExchangeType::TRANSACTION,
+        h.message_id,
+        codec::PayloadType::HASH,
+        body,
+        iv,
+    )
+    .unwrap()
+    .0
+}
+
+fn deliver_to_initiator(p: &mut Pair, d: &[u8]) {
+    p.i.handle_datagram(p.now, addr(2), addr(1), d);
+    p.collect();
+}
+
+fn refusals(p: &Pair) -> Vec<String> {
+    p.i_events
+        .iter()
+        .filter_map(|e| match e {
+            Event::MessageRefused(m) => Some(m.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn mode_config_reply_padded_inside_the_attribute_payload_is_accepted() {
+    let (mut p, reply, iv) = hold_mode_config_reply(90);
+    // 1 to 3 zero bytes, whatever makes the payload a multiple of 4 octets.
+    let h = Header::decode(&reply).unwrap();
+    let opened = p.r.open(&h, &reply, &iv).unwrap();
+    let attr_len = opened.payloads.last().unwrap().span.len();
+    let pad = vec![0u8; (4 - attr_len % 4) % 4];
+    let padded = padded_reply(&p, &reply, &iv, &pad, true);
+    deliver_to_initiator(&mut p, &padded);
+    p.drive();
+    assert!(refusals(&p).is_empty(), "{:?}", p.i_events);
+    let info = p
+        .i_events
+        .iter()
+        .find_map(|e| match e {
+            Event::ModeConfig(m) => Some(m.clone()),
+            _ => None,
+        })
+        .expect("the padded Mode Config reply was taken");
+    assert_eq!(info.address, Some("10.200.0.7".parse().unwrap()));
+    assert_eq!(
+        info.split_include,
+        vec![ts("10.77.0.0/24"), ts("10.78.0.0/16")]
+    );
+    assert_eq!(info.banner.as_deref(), Some("Welcome\nto the office"));
+    assert_eq!(p.children_i().len(), 2, "{:?}", p.i_events);
+}
+
+#[test]
+fn refused_mode_config_reply_is_named_at_once_and_in_the_failure() {
+    // Padding that is not padding (non-zero bytes): refused, said so once although
+    // the gateway answers each retransmission of our request with it, and the
+    // setup's failure names it instead of "did not answer".
+    let (mut p, reply, iv) = hold_mode_config_reply(91);
+    let bad = padded_reply(&p, &reply, &iv, &[0, 7], true);
+    deliver_to_initiator(&mut p, &bad);
+    deliver_to_initiator(&mut p, &bad);
+    // The gateway's answers to our retransmissions: the same bad bytes.
+    p.filter = Box::new(move |to_r, _, d| {
+        let tx = Header::decode(d).is_ok_and(|h| h.exchange == ExchangeType::TRANSACTION);
+        !(tx && !to_r)
+    });
+    for _ in 0..10 {
+        p.drive_for(Duration::from_secs(10));
+        deliver_to_initiator(&mut p, &bad);
+        if p.failure_i().is_some() {
+            break;
+        }
+    }
+    let r = refusals(&p);
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(
+        r[0],
+        "the Mode Config reply from the gateway was refused: malformed message from the peer: \
+         2 trailing bytes after last attribute"
+    );
+    let f = p.failure_i().expect("the setup gave up");
+    assert_eq!(
+        f.to_string(),
+        format!("{}; gave up waiting for a usable one", r[0])
+    );
+    assert!(p.children_i().is_empty());
+}
+
+#[test]
+fn mode_config_reply_whose_hash_misses_the_padding_is_refused_with_the_reason() {
+    let (mut p, reply, iv) = hold_mode_config_reply(92);
+    let h = Header::decode(&reply).unwrap();
+    let opened = p.r.open(&h, &reply, &iv).unwrap();
+    let attr_len = opened.payloads.last().unwrap().span.len();
+    let pad = vec![0u8; 4 - attr_len % 4];
+    // The HASH of the unpadded payload: it does not cover what was received.
+    let bad = padded_reply(&p, &reply, &iv, &pad, false);
+    deliver_to_initiator(&mut p, &bad);
+    let r = refusals(&p);
+    assert_eq!(r.len(), 1, "{:?}", p.i_events);
+    assert!(
+        r[0].starts_with(
+            "the Mode Config reply from the gateway was refused: its HASH does not match"
+        ),
+        "{r:?}"
+    );
+    assert!(!p.i.setup_done());
+}
+
+/// Holds back the responder's aggressive mode message 2 and returns it.
+fn hold_aggressive_reply(p: &mut Pair) -> Vec<u8> {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let held: Rc<RefCell<Option<Vec<u8>>>> = Rc::default();
+    let h = Rc::clone(&held);
+    p.filter = Box::new(move |to_r, _, d| {
+        if to_r {
+            return true;
+        }
+        h.borrow_mut().get_or_insert_with(|| d.to_vec());
+        false
+    });
+    p.drive_for(Duration::from_millis(100));
+    p.filter = Box::new(|_, _, _| true);
+    let m = held.borrow().clone();
+    m.expect("the responder answered")
+}
+
+#[test]
+fn aggressive_reply_padded_after_its_last_payload_is_accepted() {
+    let (mut i, mut r) = configs(ExchangeMode::Aggressive);
+    // A 6-byte FQDN: the gateway's message 2 is not a multiple of 4 octets.
+    i.local_id = Some(Identity::fqdn("client.lab"));
+    i.remote_id = Some(Identity::fqdn("gw.lab"));
+    r.local_id = Some(Identity::fqdn("gw.lab"));
+    r.remote_id = Some(Identity::fqdn("client.lab"));
+    let mut p = Pair::new(i, r, 93);
+    let msg2 = hold_aggressive_reply(&mut p);
+    assert_ne!(msg2.len() % 4, 0, "message 2 should need padding");
+    let mut padded = msg2.clone();
+    padded.resize(msg2.len().div_ceil(4) * 4, 0);
+    let len = u32::try_from(padded.len()).unwrap().to_be_bytes();
+    padded[24..28].copy_from_slice(&len);
+    p.filter = Box::new(|_, _, _| true);
+    deliver_to_initiator(&mut p, &padded);
+    p.drive();
+    assert!(refusals(&p).is_empty(), "{:?}", p.i_events);
+    assert_matching(&p);
+}
+
+#[test]
+fn aggressive_reply_with_junk_after_its_last_payload_is_refused_with_the_reason() {
+    let (i, r) = configs(ExchangeMode::Aggressive);
+    let mut p = Pair::new(i, r, 94);
+    let msg2 = hold_aggressive_reply(&mut p);
+    let mut junk = msg2.clone();
+    junk.extend_from_slice(&[0, 0, 0, 1]);
+    let len = u32::try_from(junk.len()).unwrap().to_be_bytes();
+    junk[24..28].copy_from_slice(&len);
+    deliver_to_initiator(&mut p, &junk);
+    let r = refusals(&p);
+    assert_eq!(
+        r,
+        vec![
+            "a phase 1 message from the gateway was refused: 4 trailing bytes after last payload"
+                .to_string()
+        ]
+    );
+}

@@ -366,6 +366,7 @@ fn mode_config_request(want: Option<Ipv4Addr>) -> Vec<Attribute> {
 impl Ike {
     /// After phase 1: what comes next (XAuth, Mode Config, or quick mode).
     pub(super) fn begin_setup(&mut self, now: Instant) {
+        self.last_refusal = None;
         match self.role {
             Role::Initiator => {
                 if self.config.xauth.is_some() {
@@ -529,12 +530,15 @@ impl Ike {
             }
             _ => self.exchange_iv(mid),
         };
-        let Ok(opened) = self.open(header, data, &iv) else {
-            self.counters.dropped += 1;
-            return Ok(());
+        let opened = match self.open(header, data, &iv) {
+            Ok(o) => o,
+            Err(e) => {
+                self.refuse_transaction(mid, e);
+                return Ok(());
+            }
         };
         let Some((hash, rest)) = split_hash(&opened) else {
-            self.counters.dropped += 1;
+            self.refuse_transaction(mid, "it does not start with a HASH payload");
             return Ok(());
         };
         let Some(keys) = self.phase1_keys() else {
@@ -542,14 +546,17 @@ impl Ike {
         };
         let expected = crypto::prf(keys.prf, &keys.skeyid_a, &[&mid.to_be_bytes(), rest]);
         if !crypto::ct_eq(&expected, hash) {
-            self.counters.dropped += 1;
+            self.refuse_transaction(
+                mid,
+                "its HASH does not match prf(SKEYID_a, M-ID | payloads after HASH)",
+            );
             return Ok(());
         }
         let Some(attr) = opened.payloads.iter().find_map(|d| match &d.payload {
             Payload::Attr(a) => Some(a.clone()),
             _ => None,
         }) else {
-            self.counters.dropped += 1;
+            self.refuse_transaction(mid, "it has no attribute payload");
             return Ok(());
         };
         let next_iv = opened.last_block.clone();
@@ -557,6 +564,26 @@ impl Ike {
             Role::Initiator => self.client_transaction(now, data, mid, next_iv, attr),
             Role::Responder => self.server_transaction(now, data, mid, next_iv, attr),
         }
+    }
+
+    /// A transaction message (XAuth / Mode Config) that could not be used. While
+    /// the setup waits for something it is reported ([`Ike::refuse`]), named after
+    /// what we wait for; afterwards (a late retransmission) it is only counted.
+    fn refuse_transaction(&mut self, mid: u32, why: impl fmt::Display) {
+        let what = match &self.setup {
+            Setup::AwaitModeConfigReply { mid: m, .. } if *m == mid => "the Mode Config reply",
+            Setup::AwaitModeConfigReply { .. } | Setup::AwaitModeConfigSet { .. } => {
+                "a Mode Config message"
+            }
+            Setup::AwaitXAuth { .. } | Setup::AwaitXAuthStatus { .. } => "an XAuth message",
+            Setup::ServerXAuth { .. } => "an XAuth reply",
+            Setup::ServerModeConfigSet { .. } => "a Mode Config acknowledgement",
+            _ => {
+                self.counters.dropped += 1;
+                return;
+            }
+        };
+        self.refuse(what, why);
     }
 
     // ----- client ----------------------------------------------------------
@@ -1027,6 +1054,15 @@ impl Ike {
                     ),
                     Setup::AwaitModeConfigReply { .. } => Error::Local("the gateway did not answer the Mode Config request".into()),
                     _ => Error::NotResponding(cfg.tries.saturating_sub(1)),
+                };
+                // A message that came and was refused is the likelier story than
+                // silence: say so in the one line the user gets.
+                let e = match (e, self.last_refusal.take()) {
+                    (Error::Local(_), Some(r)) => {
+                        Error::Local(format!("{r}; gave up waiting for a usable one"))
+                    }
+                    (Error::XAuthFailed(m), Some(r)) => Error::XAuthFailed(format!("{m} ({r})")),
+                    (e, _) => e,
                 };
                 self.fail_setup(e);
             }
