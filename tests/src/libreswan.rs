@@ -332,8 +332,10 @@ pub fn start_gateway(lab: &Lab, t: &Tunnel, opts: &Options) -> Result<Pluto> {
             if log.contains("failed to add") {
                 lab_bail!("{label}: pluto refused the connection:\n{}", p.log_tail(40));
             }
-            Ok((log.contains("added IKEv1 connection") && log.contains("loading secrets"))
-                .then_some(()))
+            Ok(
+                (log.contains("added IKEv1 connection") && log.contains("loading secrets"))
+                    .then_some(()),
+            )
         },
     )?;
     if !t.transport {

@@ -42,11 +42,29 @@ impl Pki {
 
 static PKI: OnceLock<std::result::Result<Pki, String>> = OnceLock::new();
 
-/// The test PKI of this process, made on first use.
+/// Names a directory with a PKI [`lab_pki`] made already, to use instead of making
+/// one (the kernel VM: key generation under emulation is slow, the host made it).
+pub const PKI_DIR_ENV: &str = "POSTERN_LAB_PKI";
+
+/// The test PKI of this process, made on first use (or the one `$POSTERN_LAB_PKI`
+/// names).
 pub fn lab_pki() -> Result<&'static Pki> {
-    PKI.get_or_init(|| make().map_err(|e| e.0))
-        .as_ref()
-        .map_err(|e| LabError(e.clone()))
+    PKI.get_or_init(|| match std::env::var_os(PKI_DIR_ENV) {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            if dir.join("client.p12").is_file() {
+                Ok(Pki { dir })
+            } else {
+                Err(format!(
+                    "{PKI_DIR_ENV}={} holds no complete test PKI",
+                    dir.display()
+                ))
+            }
+        }
+        None => make().map_err(|e| e.0),
+    })
+    .as_ref()
+    .map_err(|e| LabError(e.clone()))
 }
 
 fn pki(args: &[&str], stdin: Option<&[u8]>) -> Result<Vec<u8>> {

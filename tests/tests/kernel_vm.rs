@@ -24,6 +24,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use postern_lab::config::{CLIENT_VIP, LAN_HOST};
+use postern_lab::libreswan::{self, Pluto};
 use postern_lab::postern::exit;
 use postern_lab::{Lab, Role, Tunnel, lab_bail, lab_ensure, run_scenario};
 
@@ -37,27 +38,40 @@ fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/vm/run-in-vm.sh")
 }
 
-#[test]
-fn kernel_datapath_in_a_vm() {
+/// One VM at a time: two guests under TCG on two cores would slow each other past
+/// their timeouts.
+static ONE_VM: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Boots the VM and runs this binary's ignored tests matching `filter` inside it;
+/// returns their stdout (the test harness's `test NAME ... ok` lines). `env`: more
+/// variables for the guest.
+fn run_inner_tests(filter: &str, timeout_s: u32, env: &[(&str, &str)]) -> String {
     postern_lab::lab::require_root().unwrap_or_else(|e| panic!("{e}"));
+    let _one = ONE_VM.lock().unwrap_or_else(|e| e.into_inner());
     let me = std::env::current_exe().expect("test binary path");
     let start = Instant::now();
+    let mut pass = String::from("POSTERN_IN_VM RUST_BACKTRACE");
+    for (k, _) in env {
+        pass.push(' ');
+        pass.push_str(k);
+    }
     let out = Command::new(script())
         .arg(&me)
-        .args(["--ignored", "inner_", "--nocapture"])
+        .args(["--ignored", filter, "--nocapture"])
         .args(["--test-threads", "1"])
         .env("VM_MODULES", MODULES)
-        .env("VM_ENV", "POSTERN_IN_VM RUST_BACKTRACE")
+        .env("VM_ENV", pass)
         .env("POSTERN_IN_VM", "1")
         .env("RUST_BACKTRACE", "1")
-        .env("VM_TIMEOUT", "420")
+        .env("VM_TIMEOUT", timeout_s.to_string())
+        .envs(env.iter().copied())
         .output()
         .expect("run-in-vm.sh");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
     let code = out.status.code().unwrap_or(-1);
     eprintln!(
-        "VM run: exit {code} after {:.1} s\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
+        "VM run ({filter}): exit {code} after {:.1} s\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
         start.elapsed().as_secs_f64()
     );
     assert!(
@@ -67,6 +81,12 @@ fn kernel_datapath_in_a_vm() {
     );
     assert!(code != 124, "the VM timed out");
     assert_eq!(code, 0, "the scenario failed inside the VM");
+    stdout
+}
+
+#[test]
+fn kernel_datapath_in_a_vm() {
+    let stdout = run_inner_tests("inner_", 420, &[]);
     for t in [
         "inner_kernel_datapath",
         "inner_kernel_esp_in_udp_and_rekey",
@@ -615,4 +635,300 @@ fn inner_kernel_algorithms() {
             stop_leaves_no_xfrm(lab, &client)
         });
     }
+}
+
+// ----- libreswan gateways --------------------------------------------------------
+//
+// libreswan 4.x's pluto (unpacked by install-deps.sh beside strongSwan, run by
+// `postern_lab::libreswan`) as the gateway, ESP in the guest's kernel on its side,
+// Postern with either datapath. Each scenario checks the gateway's own view
+// (`whack --trafficstatus`: the SA, its lease and XAuth user, bytes counted both
+// ways after a ping through the tunnel), that Postern refused nothing on the way,
+// and that after SIGTERM Postern left nothing and the gateway dropped the SA (our
+// DELETE).
+
+/// The inner libreswan scenarios (`lsw_vm_` to keep them apart from `inner_`).
+const LIBRESWAN_SCENARIOS: [&str; 6] = [
+    "lsw_vm_main_psk_kernel",
+    "lsw_vm_main_psk_userspace",
+    "lsw_vm_xauth_mode_config_ikepad_yes_kernel",
+    "lsw_vm_xauth_mode_config_ikepad_no_userspace",
+    "lsw_vm_transport_mode_kernel",
+    "lsw_vm_certificates_esp_in_udp_userspace",
+];
+
+#[test]
+fn libreswan_gateways_in_a_vm() {
+    // The certificates are made here: RSA key generation under TCG is slow.
+    let pki = postern_lab::pki::lab_pki().unwrap_or_else(|e| panic!("{e}"));
+    let dir = pki.dir.to_string_lossy().into_owned();
+    let stdout = run_inner_tests(
+        "lsw_vm_",
+        360,
+        &[(postern_lab::pki::PKI_DIR_ENV, dir.as_str())],
+    );
+    for t in LIBRESWAN_SCENARIOS {
+        assert!(
+            stdout.contains(&format!("test {t} ... ok")),
+            "the inner test {t} did not pass"
+        );
+    }
+}
+
+/// What a libreswan scenario expects of the tunnel.
+struct LsExpect {
+    /// The start of Postern's `datapath ...` line.
+    datapath: &'static str,
+    /// Pinged through the tunnel from the client.
+    ping: &'static str,
+    /// Must be in the gateway's `whack --trafficstatus` line of the SA.
+    traffic: &'static [&'static str],
+    /// Must be in the gateway's log (pluto's one line per IPsec SA names its mode and
+    /// encapsulation).
+    log: &'static [&'static str],
+}
+
+fn libreswan_scenario(
+    name: &str,
+    t: &Tunnel,
+    opts: &libreswan::Options,
+    want: &LsExpect,
+    more: impl FnOnce(&Lab, &Pluto, &postern_lab::Client) -> postern_lab::Result<()>,
+) {
+    only_in_vm();
+    run_scenario(name, |lab: &Lab| {
+        let gw = libreswan::start_gateway(lab, t, opts)?;
+        let client = lab.start_postern(t)?;
+        client.wait_line("connected", Duration::from_secs(60))?;
+        let line = gw.wait_ipsec_sa(Duration::from_secs(30))?;
+        let out = client.stdout();
+        lab_ensure!(
+            out.iter().any(|l| l.starts_with(want.datapath)),
+            "not {:?}: {out:?}",
+            want.datapath
+        );
+        lab_ensure!(
+            !out.iter().any(|l| l.contains("was refused")),
+            "Postern refused a message of the gateway: {out:?}"
+        );
+        for w in want.traffic {
+            lab_ensure!(line.contains(w), "{w:?} not in the gateway's SA: {line}");
+        }
+        let status = gw.status();
+        lab_ensure!(
+            status.contains("STATE_QUICK_R2"),
+            "no established quick mode in whack --status:\n{status}"
+        );
+        let log = std::fs::read_to_string(gw.dir.join("pluto.log")).unwrap_or_default();
+        for w in want.log {
+            lab_ensure!(
+                log.contains(w),
+                "{w:?} not in pluto's log:\n{}",
+                gw.log_tail(30)
+            );
+        }
+        lab.ping(Role::Client, None, want.ping)?;
+        let after = gw.traffic_status();
+        let sa = after
+            .lines()
+            .find(|l| l.contains("type=ESP"))
+            .unwrap_or_default();
+        let (inb, outb) = libreswan::traffic_bytes(sa);
+        // Two pings each way: 84 bytes each as the tunnel carries them (IP header
+        // and all), 64 in transport mode (what follows the IP header).
+        lab_ensure!(
+            inb >= 128 && outb >= 128,
+            "the gateway counted in={inb} out={outb} bytes: {after}"
+        );
+        more(lab, &gw, &client)?;
+        client.sigterm()?;
+        let code = client.exit_code(Duration::from_secs(30))?;
+        lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
+        let left = format!("{}{}", xfrm(lab, "state"), xfrm(lab, "policy"));
+        lab_ensure!(left.trim().is_empty(), "left behind:\n{left}");
+        let links = lab.exec(Role::Client, &["ip", "-o", "link"])?;
+        lab_ensure!(
+            !links.contains("postern"),
+            "a TUN device was left:\n{links}"
+        );
+        postern_lab::wait::wait_for(
+            "the gateway dropped the SA after our DELETE",
+            Duration::from_secs(20),
+            Duration::from_millis(200),
+            || Ok((!gw.traffic_status().contains("type=ESP")).then_some(())),
+        )
+        .map_err(|e| postern_lab::LabError(format!("{e}\n{}", gw.traffic_status())))?;
+        Ok(())
+    });
+}
+
+/// Main mode, PSK, address IDs, our fixed inner address; `datapath`.
+fn libreswan_main_psk(name: &str, datapath: &str, want_dp: &'static str) {
+    let mut t = Tunnel::main_psk(name).kernel_esp("off");
+    t.datapath = Some(datapath.into());
+    libreswan_scenario(
+        name,
+        &t,
+        &libreswan::Options::default(),
+        &LsExpect {
+            datapath: want_dp,
+            ping: LAN_HOST,
+            traffic: &["\"lab\"", "type=ESP"],
+            log: &["IPsec SA established tunnel mode"],
+        },
+        |_, _, _| Ok(()),
+    );
+}
+
+#[test]
+#[ignore = "runs inside the VM, started by libreswan_gateways_in_a_vm"]
+fn lsw_vm_main_psk_kernel() {
+    libreswan_main_psk("lsw-main-kernel", "kernel", "datapath kernel");
+}
+
+#[test]
+#[ignore = "runs inside the VM, started by libreswan_gateways_in_a_vm"]
+fn lsw_vm_main_psk_userspace() {
+    libreswan_main_psk("lsw-main-user", "userspace", "datapath userspace raw-esp");
+}
+
+/// Aggressive mode, XAuth and Mode Config pull, the gateway's FQDN 6 bytes long: with
+/// `ikepad=yes` libreswan pads both its aggressive mode reply (after the last
+/// payload) and its Mode Config reply (inside the attribute payload, after the
+/// 14-byte split network).
+fn libreswan_remote_access(name: &str, ikepad: bool, datapath: &str, want_dp: &'static str) {
+    let mut t = Tunnel::main_psk(name)
+        .kernel_esp("off")
+        .aggressive("fqdn:client.lab", "fqdn:gw.lab")
+        .xauth("alice", "alice-pass-11", "alice-pass-11")
+        .mode_config(true);
+    t.datapath = Some(datapath.into());
+    libreswan_scenario(
+        name,
+        &t,
+        &libreswan::Options {
+            ikepad: Some(ikepad),
+            debug: false,
+        },
+        &LsExpect {
+            datapath: want_dp,
+            ping: LAN_HOST,
+            traffic: &["username=alice", "lease=10.200.1."],
+            log: &["IPsec SA established tunnel mode"],
+        },
+        |_, gw, client| {
+            let out = client.stdout();
+            lab_ensure!(
+                out.iter().any(|l| l == "xauth ok")
+                    && out.iter().any(|l| l.starts_with("mode-config 10.200.1.")
+                        && l.contains("split 10.77.0.0/24")),
+                "no XAuth / Mode Config lines: {out:?}"
+            );
+            let log = std::fs::read_to_string(gw.dir.join("pluto.log")).unwrap_or_default();
+            lab_ensure!(
+                log.contains("sent ModeCfg reply")
+                    && log.contains("XAUTH: User alice: Authentication Successful"),
+                "the gateway's log:\n{}",
+                gw.log_tail(30)
+            );
+            Ok(())
+        },
+    );
+}
+
+#[test]
+#[ignore = "runs inside the VM, started by libreswan_gateways_in_a_vm"]
+fn lsw_vm_xauth_mode_config_ikepad_yes_kernel() {
+    libreswan_remote_access("lsw-ra-pad", true, "kernel", "datapath kernel");
+}
+
+#[test]
+#[ignore = "runs inside the VM, started by libreswan_gateways_in_a_vm"]
+fn lsw_vm_xauth_mode_config_ikepad_no_userspace() {
+    libreswan_remote_access(
+        "lsw-ra-nopad",
+        false,
+        "userspace",
+        "datapath userspace raw-esp",
+    );
+}
+
+/// Transport mode, host to host: ESP between the two outer addresses.
+#[test]
+#[ignore = "runs inside the VM, started by libreswan_gateways_in_a_vm"]
+fn lsw_vm_transport_mode_kernel() {
+    let mut t = Tunnel::main_psk("lsw-transport").kernel_esp("off");
+    t.transport = true;
+    libreswan_scenario(
+        "lsw-transport",
+        &t,
+        &libreswan::Options::default(),
+        &LsExpect {
+            datapath: "datapath kernel",
+            ping: postern_lab::config::GW_ADDR,
+            traffic: &["\"lab\"", "type=ESP"],
+            log: &["IPsec SA established transport mode"],
+        },
+        |lab, _, _| {
+            let states = xfrm(lab, "state");
+            lab_ensure!(
+                states.matches("mode transport").count() == 2,
+                "expected two transport-mode SAs:\n{states}"
+            );
+            Ok(())
+        },
+    );
+}
+
+/// RSA certificates both ways (main mode; the gateway's key and certificate in its
+/// NSS database, the lab CA trusted there), the userspace datapath with NAT-T
+/// forced: ESP in UDP 4500 through libreswan's kernel decapsulation.
+#[test]
+#[ignore = "runs inside the VM, started by libreswan_gateways_in_a_vm"]
+fn lsw_vm_certificates_esp_in_udp_userspace() {
+    use postern_lab::config::CertSet;
+    use postern_lab::pki::{CLIENT_DN, GW_NAME, lab_pki};
+    let p = lab_pki().unwrap_or_else(|e| panic!("{e}"));
+    let set = CertSet {
+        gw_cert: p.path("gw.pem"),
+        gw_key: p.path("gw.key"),
+        gw_cas: vec![p.path("ca.pem")],
+        client_ca: p.path("ca.pem"),
+        client_cert: Some(p.path("client.pem")),
+        client_key: Some(p.path("client.key")),
+        client_pkcs12: None,
+        client_crl: None,
+    };
+    let mut t = Tunnel::main_psk("lsw-cert").kernel_esp("force").signatures(
+        set,
+        &format!("dn:{CLIENT_DN}"),
+        &format!("fqdn:{GW_NAME}"),
+    );
+    t.datapath = Some("userspace".into());
+    libreswan_scenario(
+        "lsw-cert",
+        &t,
+        &libreswan::Options::default(),
+        &LsExpect {
+            datapath: "datapath userspace dev=postern0",
+            ping: LAN_HOST,
+            traffic: &["\"lab\"", "type=ESP"],
+            log: &["IPsec SA established tunnel mode", "ESPinUDP"],
+        },
+        |_, _, client| {
+            let out = client.stdout();
+            lab_ensure!(
+                out.iter().any(|l| l.starts_with("phase1 established")
+                    && l.contains(&format!("peer_id=fqdn:{GW_NAME}"))),
+                "phase 1 line: {out:?}"
+            );
+            lab_ensure!(
+                out.iter().any(
+                    |l| l.starts_with("phase2 established") && l.contains("mode=tunnel-in-udp")
+                ),
+                "not ESP in UDP: {out:?}"
+            );
+            Ok(())
+        },
+    );
 }
