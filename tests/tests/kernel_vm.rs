@@ -648,11 +648,12 @@ fn inner_kernel_algorithms() {
 // DELETE).
 
 /// The inner libreswan scenarios (`lsw_vm_` to keep them apart from `inner_`).
-const LIBRESWAN_SCENARIOS: [&str; 6] = [
+const LIBRESWAN_SCENARIOS: [&str; 7] = [
     "lsw_vm_main_psk_kernel",
     "lsw_vm_main_psk_userspace",
     "lsw_vm_xauth_mode_config_ikepad_yes_kernel",
     "lsw_vm_xauth_mode_config_ikepad_no_userspace",
+    "lsw_vm_xauth_mode_config_default_ikepad_esp_in_udp_userspace",
     "lsw_vm_transport_mode_kernel",
     "lsw_vm_certificates_esp_in_udp_userspace",
 ];
@@ -796,9 +797,15 @@ fn lsw_vm_main_psk_userspace() {
 /// `ikepad=yes` libreswan pads both its aggressive mode reply (after the last
 /// payload) and its Mode Config reply (inside the attribute payload, after the
 /// 14-byte split network).
-fn libreswan_remote_access(name: &str, ikepad: bool, datapath: &str, want_dp: &'static str) {
+fn libreswan_remote_access(
+    name: &str,
+    ikepad: Option<bool>,
+    nat_traversal: &str,
+    datapath: &str,
+    want_dp: &'static str,
+) {
     let mut t = Tunnel::main_psk(name)
-        .kernel_esp("off")
+        .kernel_esp(nat_traversal)
         .aggressive("fqdn:client.lab", "fqdn:gw.lab")
         .xauth("alice", "alice-pass-11", "alice-pass-11")
         .mode_config(true);
@@ -807,7 +814,7 @@ fn libreswan_remote_access(name: &str, ikepad: bool, datapath: &str, want_dp: &'
         name,
         &t,
         &libreswan::Options {
-            ikepad: Some(ikepad),
+            ikepad,
             debug: false,
         },
         &LsExpect {
@@ -839,7 +846,21 @@ fn libreswan_remote_access(name: &str, ikepad: bool, datapath: &str, want_dp: &'
 #[test]
 #[ignore = "runs inside the VM, started by libreswan_gateways_in_a_vm"]
 fn lsw_vm_xauth_mode_config_ikepad_yes_kernel() {
-    libreswan_remote_access("lsw-ra-pad", true, "kernel", "datapath kernel");
+    libreswan_remote_access("lsw-ra-pad", Some(true), "off", "kernel", "datapath kernel");
+}
+
+/// The same with `ikepad` not set at all (libreswan's default pads), the userspace
+/// datapath and NAT-T forced (ESP in UDP).
+#[test]
+#[ignore = "runs inside the VM, started by libreswan_gateways_in_a_vm"]
+fn lsw_vm_xauth_mode_config_default_ikepad_esp_in_udp_userspace() {
+    libreswan_remote_access(
+        "lsw-ra-default",
+        None,
+        "force",
+        "userspace",
+        "datapath userspace dev=postern0",
+    );
 }
 
 #[test]
@@ -847,7 +868,8 @@ fn lsw_vm_xauth_mode_config_ikepad_yes_kernel() {
 fn lsw_vm_xauth_mode_config_ikepad_no_userspace() {
     libreswan_remote_access(
         "lsw-ra-nopad",
-        false,
+        Some(false),
+        "off",
         "userspace",
         "datapath userspace raw-esp",
     );
