@@ -1468,18 +1468,22 @@ mod certs {
 // Cisco Unity split network leaves 2 zero bytes after the last attribute), with the
 // HASH over the padded payload.
 
+/// State a test's link filter shares with the test.
+type Shared<T> = std::rc::Rc<std::cell::RefCell<T>>;
+
 /// Drives an aggressive mode XAuth + Mode Config pull negotiation but holds back the
 /// gateway's Mode Config reply: the pair, the reply and the IV it was sealed with (the
 /// last cipher block of our request).
 fn hold_mode_config_reply(seed: u64) -> (Pair, Vec<u8>, Vec<u8>) {
-    use std::cell::RefCell;
     use std::rc::Rc;
     let (i, r) = xauth_configs(ExchangeMode::Aggressive, ModeConfigMode::Pull);
     let mut p = Pair::new(i, r, seed);
-    // (message id, our request) of exchanges we started; the reply held back.
-    let ours: Rc<RefCell<Vec<(u32, Vec<u8>)>>> = Rc::default();
-    let held: Rc<RefCell<Option<Vec<u8>>>> = Rc::default();
-    let (o, h) = (Rc::clone(&ours), Rc::clone(&held));
+    // Exchanges we started: (message id, our request); message ids the gateway
+    // used first (XAuth); the reply held back.
+    let ours: Shared<Vec<(u32, Vec<u8>)>> = Rc::default();
+    let theirs: Shared<Vec<u32>> = Rc::default();
+    let held: Shared<Option<Vec<u8>>> = Rc::default();
+    let (o, t, h) = (Rc::clone(&ours), Rc::clone(&theirs), Rc::clone(&held));
     p.filter = Box::new(move |to_r, _, d| {
         let Ok(hd) = Header::decode(d) else {
             return true;
@@ -1487,18 +1491,18 @@ fn hold_mode_config_reply(seed: u64) -> (Pair, Vec<u8>, Vec<u8>) {
         if hd.exchange != ExchangeType::TRANSACTION {
             return true;
         }
-        let started_by_us = o.borrow().iter().any(|(m, _)| *m == hd.message_id);
+        let mid = hd.message_id;
+        let started_by_us = o.borrow().iter().any(|(m, _)| *m == mid);
         if to_r {
-            // Our XAuth answers reuse the gateway's message ids; only our own
-            // request opens a new one.
-            if !started_by_us && !o.borrow().iter().any(|(m, _)| *m == hd.message_id) {
-                o.borrow_mut().push((hd.message_id, d.to_vec()));
+            if !started_by_us && !t.borrow().contains(&mid) {
+                o.borrow_mut().push((mid, d.to_vec()));
             }
             true
         } else if started_by_us {
             h.borrow_mut().get_or_insert_with(|| d.to_vec());
             false
         } else {
+            t.borrow_mut().push(mid);
             true
         }
     });
@@ -1618,7 +1622,7 @@ fn refused_mode_config_reply_is_named_at_once_and_in_the_failure() {
     // The gateway's answers to our retransmissions: the same bad bytes.
     p.filter = Box::new(move |to_r, _, d| {
         let tx = Header::decode(d).is_ok_and(|h| h.exchange == ExchangeType::TRANSACTION);
-        !(tx && !to_r)
+        !tx || to_r
     });
     for _ in 0..10 {
         p.drive_for(Duration::from_secs(10));
@@ -1665,9 +1669,8 @@ fn mode_config_reply_whose_hash_misses_the_padding_is_refused_with_the_reason() 
 
 /// Holds back the responder's aggressive mode message 2 and returns it.
 fn hold_aggressive_reply(p: &mut Pair) -> Vec<u8> {
-    use std::cell::RefCell;
     use std::rc::Rc;
-    let held: Rc<RefCell<Option<Vec<u8>>>> = Rc::default();
+    let held: Shared<Option<Vec<u8>>> = Rc::default();
     let h = Rc::clone(&held);
     p.filter = Box::new(move |to_r, _, d| {
         if to_r {
