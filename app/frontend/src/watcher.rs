@@ -179,7 +179,7 @@ impl Drop for AbortOnDrop {
 
 /// Events of the per-tunnel tasks and of spawned commands, back to the main loop.
 enum Internal {
-    Out(Update),
+    Out(Box<Update>),
     /// A connect went through: follow this path as `profile`.
     Connected(String, OwnedObjectPath),
     /// A tunnel task ended (object gone).
@@ -223,7 +223,7 @@ async fn watch(
                 None => return,
             },
             Some(i) = irx.recv() => match i {
-                Internal::Out(u) => { let _ = st.out.send(u).await; }
+                Internal::Out(u) => { let _ = st.out.send(*u).await; }
                 Internal::Connected(profile, path) => st.follow(profile, path, true),
                 Internal::Ended(path) => {
                     if let Some((profile, _)) = st.tunnels.remove(&path) {
@@ -404,17 +404,17 @@ impl State {
                     {
                         let total = c.traffic().await.unwrap_or_default();
                         let per_sa = c.sa_traffic().await.unwrap_or_default();
-                        let _ = itx.send(Internal::Out(Update::Traffic {
+                        let _ = itx.send(Internal::Out(Box::new(Update::Traffic {
                             profile: name,
                             total,
                             per_sa,
-                        }));
+                        })));
                     }
                     Ok(())
                 }
             };
             if let Err(failure) = r {
-                let _ = itx.send(Internal::Out(Update::Failed { profile, failure }));
+                let _ = itx.send(Internal::Out(Box::new(Update::Failed { profile, failure })));
             }
         });
     }
@@ -504,10 +504,10 @@ async fn connect(
             None => match keyring_lookup(name, secret_key::PSK).await {
                 Some(v) => v,
                 None => {
-                    let _ = itx.send(Internal::Out(Update::SecretNeeded {
+                    let _ = itx.send(Internal::Out(Box::new(Update::SecretNeeded {
                         profile: name.to_string(),
                         key: secret_key::PSK,
-                    }));
+                    })));
                     return Ok(());
                 }
             },
@@ -607,7 +607,7 @@ async fn follow_tunnel(
     itx: mpsc::UnboundedSender<Internal>,
 ) {
     let out = |u: Update| {
-        let _ = itx.send(Internal::Out(u));
+        let _ = itx.send(Internal::Out(Box::new(u)));
     };
     let ended = || {
         let _ = itx.send(Internal::Ended(path.clone()));

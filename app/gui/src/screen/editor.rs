@@ -585,8 +585,8 @@ impl State {
             None => "New profile".to_string(),
         };
         let mut form = column![text(title).size(22)].spacing(10);
-        for i in 0..FIELDS.len() {
-            if FIELDS[i].group.is_some() {
+        for (i, fl) in FIELDS.iter().enumerate() {
+            if fl.group.is_some() {
                 continue;
             }
             form = form.push(self.field(i));

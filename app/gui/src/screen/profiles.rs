@@ -423,7 +423,9 @@ mod tests {
             s.update(Message::Toggle("office".into()), &t),
             Some(Event::Disconnect("office".into()))
         );
-        t.get_mut("office").map(|x| x.state = "failed".into());
+        if let Some(x) = t.get_mut("office") {
+            x.state = "failed".into();
+        }
         assert_eq!(
             s.update(Message::Toggle("office".into()), &t),
             Some(Event::Connect("office".into()))
