@@ -23,6 +23,10 @@ PACKAGES=(
   systemd
   # a real Secret Service for `postern secret set` / `postern up` in the bus scenario
   gnome-keyring
+  # the desktop lab (tests/tests/desktop.rs, bench/gui.sh): a virtual X server, real
+  # clicks and keys (XTEST), screenshots (import, convert), a StatusNotifierWatcher for
+  # the tray icon, xmessage for the harness self-test
+  xvfb xdotool imagemagick haskell-status-notifier-item-utils x11-utils
   # the kernel XFRM datapath is proven in a VM (scripts/vm/run-in-vm.sh): a stock
   # kernel with ESP under qemu, booted from a busybox initramfs
   qemu-system-x86 linux-image-amd64 busybox-static cpio kmod xz-utils
