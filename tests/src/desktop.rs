@@ -13,7 +13,9 @@
 //!   run in the foreground so the harness owns its pid;
 //! - Debian's `status-notifier-watcher` (`org.kde.StatusNotifierWatcher`);
 //! - the lab's `notification-recorder` (`org.freedesktop.Notifications`), which appends
-//!   every `Notify` to a JSON-lines file ([`Desktop::notifications`]).
+//!   every `Notify` to a JSON-lines file ([`Desktop::notifications`]) and registers as
+//!   the session's StatusNotifierHost (the panel a real desktop has), so tray items see
+//!   a host.
 //!
 //! Everything on the session bus runs as the test user (the bus only admits its own
 //! user), through `setpriv`, with a clean environment ([`Desktop::user_command`]).
@@ -227,6 +229,74 @@ impl Screenshot {
             h: y1 - y0 + 1,
         })
     }
+
+    /// Connected areas (4-neighbour) of pixels near `colour` inside `within`, with
+    /// their pixel counts, largest first; areas under `min_pixels` left out. A solid
+    /// button is one area (its label's letters are holes in it).
+    pub fn blobs(
+        &self,
+        colour: Rgb,
+        tolerance: u8,
+        within: Option<Rect>,
+        min_pixels: usize,
+    ) -> Vec<(Rect, usize)> {
+        let r = within.unwrap_or(self.full());
+        let (x_end, y_end) = ((r.x + r.w).min(self.width), (r.y + r.h).min(self.height));
+        if x_end <= r.x || y_end <= r.y {
+            return Vec::new();
+        }
+        let (w, h) = ((x_end - r.x) as usize, (y_end - r.y) as usize);
+        let mut mask = vec![false; w * h];
+        for y in 0..h {
+            for x in 0..w {
+                mask[y * w + x] = near(self.pixel(r.x + x as u32, r.y + y as u32), colour, tolerance);
+            }
+        }
+        let mut out = Vec::new();
+        let mut stack = Vec::new();
+        for start in 0..w * h {
+            if !mask[start] {
+                continue;
+            }
+            mask[start] = false;
+            stack.push(start);
+            let (mut x0, mut y0, mut x1, mut y1, mut n) = (w, h, 0, 0, 0usize);
+            while let Some(i) = stack.pop() {
+                let (x, y) = (i % w, i / w);
+                (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
+                n += 1;
+                let mut push = |j: usize| {
+                    if mask[j] {
+                        mask[j] = false;
+                        stack.push(j);
+                    }
+                };
+                if x > 0 {
+                    push(i - 1);
+                }
+                if x + 1 < w {
+                    push(i + 1);
+                }
+                if y > 0 {
+                    push(i - w);
+                }
+                if y + 1 < h {
+                    push(i + w);
+                }
+            }
+            if n >= min_pixels {
+                let rect = Rect {
+                    x: r.x + x0 as u32,
+                    y: r.y + y0 as u32,
+                    w: (x1 - x0 + 1) as u32,
+                    h: (y1 - y0 + 1) as u32,
+                };
+                out.push((rect, n));
+            }
+        }
+        out.sort_by(|a, b| b.1.cmp(&a.1));
+        out
+    }
 }
 
 /// One notification the recorder received.
@@ -271,6 +341,23 @@ pub struct MenuEntry {
     pub visible: bool,
 }
 
+/// A dbusmenu label as shown: `_` marks a mnemonic, `__` is one underscore.
+pub fn strip_mnemonic(label: &str) -> String {
+    let mut out = String::new();
+    let mut chars = label.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '_' {
+            if chars.peek() == Some(&'_') {
+                chars.next();
+                out.push('_');
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Flattens the `data` of `busctl --json=short call ... GetLayout` (signature
 /// `u(ia{sv}av)`): `[revision, [id, {props}, [children...]]]`, where each child is a
 /// variant `{"type":"(ia{sv}av)","data":[id, {props}, [...]]}` and each property a
@@ -292,10 +379,7 @@ pub fn parse_menu_layout(data: &Value) -> Result<Vec<MenuEntry>> {
             .and_then(|i| i32::try_from(i).ok())
             .ok_or_else(|| LabError(format!("dbusmenu id is not an int32: {id}")))?;
         let prop = |k: &str| props.get(k).map(|v| &v["data"]);
-        let label = prop("label")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .replace('_', "");
+        let label = strip_mnemonic(prop("label").and_then(Value::as_str).unwrap_or_default());
         let enabled = prop("enabled").and_then(Value::as_bool).unwrap_or(true);
         let visible = prop("visible").and_then(Value::as_bool).unwrap_or(true);
         if id != 0 {
@@ -500,9 +584,24 @@ impl Desktop {
         d.wait_session_name("org.kde.StatusNotifierWatcher", &watcher)?;
 
         let mut c = d.user_command(&d.bin.join("notification-recorder"), false);
-        c.arg(&d.notifications_file);
+        c.arg(&d.notifications_file).arg("--sni-host");
         let rec = d.spawn(lab, "notification-recorder", c, "recorder.out")?;
         d.wait_session_name("org.freedesktop.Notifications", &rec)?;
+        wait_for(
+            "the StatusNotifierHost to be registered",
+            Duration::from_secs(10),
+            Duration::from_millis(100),
+            || {
+                let v = d.busctl_session(&[
+                    "get-property",
+                    "org.kde.StatusNotifierWatcher",
+                    "/StatusNotifierWatcher",
+                    "org.kde.StatusNotifierWatcher",
+                    "IsStatusNotifierHostRegistered",
+                ])?;
+                Ok((v["data"] == Value::Bool(true)).then_some(()))
+            },
+        )?;
         Ok(d)
     }
 
@@ -1000,6 +1099,11 @@ mod tests {
         assert_eq!(s.find_colour(green, 0, None, 3), None);
         assert!(!s.is_blank());
         assert_eq!(
+            s.blobs(green, 0, None, 1),
+            vec![(Rect { x: 1, y: 0, w: 2, h: 1 }, 2)]
+        );
+        assert!(s.blobs(green, 0, Some(Rect { x: 3, y: 0, w: 1, h: 2 }), 1).is_empty());
+        assert_eq!(
             s.distinct_colours(
                 Some(Rect {
                     x: 1,
@@ -1066,5 +1170,7 @@ mod tests {
         assert_eq!(find_menu_item(&m, "Connect", "home").unwrap().id, 4);
         assert!(find_menu_item(&m, "Connect", "lab").is_none());
         assert!(parse_menu_layout(&serde_json::json!([1, [0, {}]])).is_err());
+        assert_eq!(strip_mnemonic("Connect my__vpn"), "Connect my_vpn");
+        assert_eq!(strip_mnemonic("_Quit"), "Quit");
     }
 }

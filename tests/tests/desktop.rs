@@ -28,11 +28,12 @@ use postern_lab::sysbus::{HostChanges, SystemBus};
 use postern_lab::{Charon, Lab, Result, Tunnel, lab_bail, lab_ensure, run_scenario};
 use serde_json::Value;
 
-/// The app's state colours (light theme), as agreed in NEEDS-FROM-GUI.md.
-const CONNECTED: &str = "#2E7D32";
-const FAILED: &str = "#C62828";
+/// The app's state colours (light theme: app/gui/src/style.rs `LIGHT`: success, danger,
+/// primary).
+const CONNECTED: &str = "#2E8B57";
+const FAILED: &str = "#C8372D";
 /// The primary (Connect) button: the fallback way to find it on screen.
-const PRIMARY: &str = "#1565C0";
+const PRIMARY: &str = "#2F6FDE";
 /// Per-channel tolerance for anti-aliased edges; how many pixels make "present".
 const TOLERANCE: u8 = 12;
 const MIN_PIXELS: usize = 40;
@@ -170,7 +171,8 @@ fn click_connect(d: &Desktop, app: &App, wid: &str) -> Result<()> {
         None => {
             let win = d.window_geometry(wid)?;
             let s = d.screenshot("click-target")?;
-            let Some(r) = s.find_colour(colour(PRIMARY), 4, Some(win), MIN_PIXELS) else {
+            // The largest solid area of the primary colour: the row's Connect button.
+            let Some(&(r, _)) = s.blobs(colour(PRIMARY), 4, Some(win), MIN_PIXELS).first() else {
                 lab_bail!(
                     "no bounds for {key:?} in the app's state and no {PRIMARY} button in the \
                      window {win:?}: {state}"

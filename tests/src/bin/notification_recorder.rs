@@ -3,7 +3,12 @@
 //! file as one JSON line: `{"id":N,"app":"...","summary":"...","body":"...","icon":"..."}`.
 //! Nothing is shown. Runs until it is killed (the harness stops it).
 //!
-//! Usage: notification-recorder FILE
+//! With `--sni-host` it also stands in for the desktop's panel: it owns
+//! `org.kde.StatusNotifierHost-PID` and registers it with the StatusNotifierWatcher, so
+//! tray items see a host (`IsStatusNotifierHostRegistered`) as on a real desktop; the
+//! tests read the items' menus themselves.
+//!
+//! Usage: notification-recorder FILE [--sni-host]
 
 use std::collections::HashMap;
 use std::fs::OpenOptions;
@@ -79,8 +84,10 @@ impl Recorder {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let Some(file) = std::env::args_os().nth(1).map(PathBuf::from) else {
-        eprintln!("usage: notification-recorder FILE");
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let sni_host = args.iter().any(|a| a == "--sni-host");
+    let Some(file) = args.iter().find(|a| *a != "--sni-host").map(PathBuf::from) else {
+        eprintln!("usage: notification-recorder FILE [--sni-host]");
         return ExitCode::from(2);
     };
     let recorder = Recorder {
@@ -95,13 +102,33 @@ async fn main() -> ExitCode {
             .await
     }
     .await;
-    let _conn = match conn {
+    let conn = match conn {
         Ok(c) => c,
         Err(e) => {
             eprintln!("notification-recorder: cannot serve on the session bus: {e}");
             return ExitCode::FAILURE;
         }
     };
+    if sni_host {
+        let host = format!("org.kde.StatusNotifierHost-{}", std::process::id());
+        let registered = async {
+            conn.request_name(host.as_str()).await?;
+            conn.call_method(
+                Some("org.kde.StatusNotifierWatcher"),
+                "/StatusNotifierWatcher",
+                Some("org.kde.StatusNotifierWatcher"),
+                "RegisterStatusNotifierHost",
+                &(host.as_str(),),
+            )
+            .await
+            .map(|_| ())
+        }
+        .await;
+        if let Err(e) = registered {
+            eprintln!("notification-recorder: cannot register as a StatusNotifierHost: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     println!("notification-recorder: ready");
     std::future::pending::<()>().await;
     ExitCode::SUCCESS
