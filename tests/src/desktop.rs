@@ -249,7 +249,11 @@ impl Screenshot {
         let mut mask = vec![false; w * h];
         for y in 0..h {
             for x in 0..w {
-                mask[y * w + x] = near(self.pixel(r.x + x as u32, r.y + y as u32), colour, tolerance);
+                mask[y * w + x] = near(
+                    self.pixel(r.x + x as u32, r.y + y as u32),
+                    colour,
+                    tolerance,
+                );
             }
         }
         let mut out = Vec::new();
@@ -684,7 +688,8 @@ impl Desktop {
     fn busctl(&self, bus: &[&str], args: &[&str]) -> Result<Value> {
         let mut a = vec!["busctl"];
         a.extend_from_slice(bus);
-        a.extend_from_slice(&["--json=short", "--timeout=5", "--no-pager"]);
+        // "--": arguments such as "-1" are not options.
+        a.extend_from_slice(&["--json=short", "--timeout=5", "--no-pager", "--"]);
         a.extend_from_slice(args);
         let o = self.run_as_user(&a, None, 15)?;
         if !o.status.success() {
@@ -1100,9 +1105,30 @@ mod tests {
         assert!(!s.is_blank());
         assert_eq!(
             s.blobs(green, 0, None, 1),
-            vec![(Rect { x: 1, y: 0, w: 2, h: 1 }, 2)]
+            vec![(
+                Rect {
+                    x: 1,
+                    y: 0,
+                    w: 2,
+                    h: 1
+                },
+                2
+            )]
         );
-        assert!(s.blobs(green, 0, Some(Rect { x: 3, y: 0, w: 1, h: 2 }), 1).is_empty());
+        assert!(
+            s.blobs(
+                green,
+                0,
+                Some(Rect {
+                    x: 3,
+                    y: 0,
+                    w: 1,
+                    h: 2
+                }),
+                1
+            )
+            .is_empty()
+        );
         assert_eq!(
             s.distinct_colours(
                 Some(Rect {

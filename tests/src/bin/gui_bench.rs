@@ -117,7 +117,9 @@ fn wait_painted(d: &Desktop, wid: &str, timeout: Duration) -> Result<()> {
             break;
         }
     }
-    Err(LabError(format!("the window stayed one colour for {timeout:?}")))
+    Err(LabError(format!(
+        "the window stayed one colour for {timeout:?}"
+    )))
 }
 
 fn stop(app: &App) {
@@ -197,16 +199,27 @@ fn run(runs: usize, window: Duration) -> Result<()> {
     let wake_tray = wakeups_per_s(pid, window);
     stop(&app);
 
-    println!("postern-gui footprint (release, Xvfb, tiny-skia; {runs} starts, {}s windows)", window.as_secs());
+    println!(
+        "postern-gui footprint (release, Xvfb, tiny-skia; {runs} starts, {}s windows)",
+        window.as_secs()
+    );
     println!(
         "  exec -> window mapped     median {:7.1} ms  (runs: {})   goal: first frame <= 400 ms",
         median(mapped.clone()),
-        mapped.iter().map(|v| format!("{v:.0}")).collect::<Vec<_>>().join(" ")
+        mapped
+            .iter()
+            .map(|v| format!("{v:.0}"))
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     println!(
         "  exec -> window painted    median {:7.1} ms  (runs: {}; resolution ~ one `import`)",
         median(painted.clone()),
-        painted.iter().map(|v| format!("{v:.0}")).collect::<Vec<_>>().join(" ")
+        painted
+            .iter()
+            .map(|v| format!("{v:.0}"))
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     println!(
         "  idle RSS, window open     {:7.1} MB   goal: <= 60 MB",
