@@ -447,6 +447,27 @@ pub struct Desktop {
     procs: Mutex<Vec<Arc<Proc>>>,
 }
 
+/// Puts a binary where the test user can run it (the build's target directory may sit
+/// under a path only root can enter): a hard link, so no file is open for writing when
+/// it is executed (a copy being written while another test thread forks makes the exec
+/// fail with "Text file busy"); a copy where linking is not possible (another file
+/// system), made under a temporary name and renamed.
+pub fn install_bin(from: &Path, to: &Path) -> Result<()> {
+    let _ = fs::remove_file(to);
+    if fs::hard_link(from, to).is_ok() {
+        let mode = fs::metadata(to)?.permissions().mode();
+        if mode & 0o005 == 0o005 {
+            return Ok(());
+        }
+        fs::remove_file(to)?;
+    }
+    let tmp = to.with_extension("partial");
+    fs::copy(from, &tmp)?;
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755))?;
+    fs::rename(&tmp, to)?;
+    Ok(())
+}
+
 fn chown_private(path: &Path, uid: u32, mode: u32) -> Result<()> {
     std::os::unix::fs::chown(path, Some(uid), Some(uid))?;
     fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
@@ -489,11 +510,7 @@ impl Desktop {
                 recorder.display()
             );
         }
-        fs::copy(&recorder, bin.join("notification-recorder"))?;
-        fs::set_permissions(
-            bin.join("notification-recorder"),
-            fs::Permissions::from_mode(0o755),
-        )?;
+        install_bin(&recorder, &bin.join("notification-recorder"))?;
         let notifications_file = dir.join("notifications.jsonl");
         fs::write(&notifications_file, "")?;
         chown_private(&notifications_file, uid, 0o644)?;
@@ -984,8 +1001,7 @@ impl Desktop {
             );
         }
         let gui = self.bin.join("postern-gui");
-        fs::copy(&built, &gui)?;
-        fs::set_permissions(&gui, fs::Permissions::from_mode(0o755))?;
+        install_bin(&built, &gui)?;
         let state_file = self.runtime.join("postern-gui-state.json");
         let _ = fs::remove_file(&state_file);
         let mut c = self.user_command(&gui, true);
