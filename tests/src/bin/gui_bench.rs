@@ -35,32 +35,59 @@ fn status_field(pid: u32, field: &str) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// Context switches of all the process's threads.
-fn switches(pid: u32) -> u64 {
+/// Context switches of each of the process's threads: `(tid, name, count)`.
+fn switches(pid: u32) -> Vec<(String, String, u64)> {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
+        return Vec::new();
     };
     tasks
         .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
-        .map(|s| {
-            s.lines()
+        .filter_map(|t| {
+            let status = std::fs::read_to_string(t.path().join("status")).ok()?;
+            let n = status
+                .lines()
                 .filter(|l| {
                     l.starts_with("voluntary_ctxt_switches")
                         || l.starts_with("nonvoluntary_ctxt_switches")
                 })
                 .filter_map(|l| l.split_whitespace().nth(1))
                 .filter_map(|v| v.parse::<u64>().ok())
-                .sum::<u64>()
+                .sum::<u64>();
+            let name = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Name:"))
+                .unwrap_or("?")
+                .trim()
+                .to_string();
+            Some((t.file_name().to_string_lossy().into_owned(), name, n))
         })
-        .sum()
+        .collect()
 }
 
-fn wakeups_per_s(pid: u32, window: Duration) -> f64 {
+/// Wakeups per second of the whole process over `window`, and the busiest threads
+/// (`name rate`, at most four).
+fn wakeups_per_s(pid: u32, window: Duration) -> (f64, String) {
     let a = switches(pid);
     std::thread::sleep(window);
     let b = switches(pid);
-    b.saturating_sub(a) as f64 / window.as_secs_f64()
+    let secs = window.as_secs_f64();
+    let mut per: Vec<(String, f64)> = b
+        .iter()
+        .map(|(tid, name, n)| {
+            let before = a.iter().find(|(t, _, _)| t == tid).map_or(0, |x| x.2);
+            (name.clone(), n.saturating_sub(before) as f64 / secs)
+        })
+        .collect();
+    let total = per.iter().map(|x| x.1).sum();
+    per.sort_by(|x, y| y.1.total_cmp(&x.1));
+    let top = per
+        .iter()
+        .filter(|x| x.1 > 0.0)
+        .take(4)
+        .map(|(n, r)| format!("{n} {r:.1}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    (total, top)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -183,7 +210,7 @@ fn run(runs: usize, window: Duration) -> Result<()> {
         }
         stop(&app);
     }
-    let (rss_kb, wake_open) = idle.unwrap_or((0, f64::NAN));
+    let (rss_kb, (wake_open, top_open)) = idle.unwrap_or((0, (f64::NAN, String::new())));
 
     // Hidden in the tray.
     let app = d.start_app(&lab, &[("POSTERN_START_HIDDEN", "1")])?;
@@ -196,7 +223,7 @@ fn run(runs: usize, window: Duration) -> Result<()> {
     std::thread::sleep(Duration::from_secs(3));
     let pid = app.proc.pid();
     let rss_tray = status_field(pid, "VmRSS:").unwrap_or(0);
-    let wake_tray = wakeups_per_s(pid, window);
+    let (wake_tray, top_tray) = wakeups_per_s(pid, window);
     stop(&app);
 
     println!(
@@ -229,8 +256,12 @@ fn run(runs: usize, window: Duration) -> Result<()> {
         "  idle RSS, in the tray     {:7.1} MB",
         rss_tray as f64 / 1024.0
     );
-    println!("  wakeups/s, window open    {wake_open:7.1}      goal: <= 5/s");
-    println!("  wakeups/s, in the tray    {wake_tray:7.1}      goal: <= 1/s");
+    println!(
+        "  wakeups/s, window open    {wake_open:7.1}      goal: <= 5/s   (threads: {top_open})"
+    );
+    println!(
+        "  wakeups/s, in the tray    {wake_tray:7.1}      goal: <= 1/s   (threads: {top_tray})"
+    );
     println!(
         "  binary                    {:7.1} MB as built, {:.1} MB stripped",
         built as f64 / 1e6,
