@@ -298,7 +298,7 @@ impl Screenshot {
                 out.push((rect, n));
             }
         }
-        out.sort_by(|a, b| b.1.cmp(&a.1));
+        out.sort_by_key(|b| std::cmp::Reverse(b.1));
         out
     }
 }
@@ -604,7 +604,7 @@ impl Desktop {
         let watcher = d.spawn(lab, "status-notifier-watcher", c, "watcher.out")?;
         d.wait_session_name("org.kde.StatusNotifierWatcher", &watcher)?;
 
-        let mut c = d.user_command(&d.bin.join("notification-recorder"), false);
+        let mut c = d.user_command(d.bin.join("notification-recorder"), false);
         c.arg(&d.notifications_file).arg("--sni-host");
         let rec = d.spawn(lab, "notification-recorder", c, "recorder.out")?;
         d.wait_session_name("org.freedesktop.Notifications", &rec)?;

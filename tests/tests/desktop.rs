@@ -194,7 +194,7 @@ fn wait_tray_offers(d: &Desktop, verb: &str, timeout: Duration) -> Result<()> {
         Duration::from_millis(200),
         || {
             last = tray_labels(d)?;
-            Ok(last.iter().any(|l| *l == want).then_some(()))
+            Ok(last.contains(&want).then_some(()))
         },
     )
     .map_err(|e| postern_lab::LabError(format!("{e}; the menu: {last:?}")))
