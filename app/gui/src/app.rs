@@ -44,11 +44,13 @@ pub enum Message {
     Desktop(desktop::Event),
     Tick(Instant),
     Key(keyboard::Event),
-    WindowOpened,
+    WindowOpened(window::Id),
     CloseRequested(window::Id),
     WindowClosed(window::Id),
     /// A keyring or file job ended; `Err`: what to tell the user.
     Done(Result<String, Fail>),
+    /// Where a row's button is (for the state file): profile, bounds.
+    Bounds(String, Option<iced::Rectangle>),
 }
 
 /// Whether a tray icon shows.
@@ -85,7 +87,15 @@ pub struct App {
     scale: f64,
     /// Notifications sent (also in tests, where no desktop thread runs).
     pub notified: Vec<(String, String)>,
+    /// `POSTERN_GUI_STATE_FILE`: what the window shows, for tests.
+    state_file: Option<std::path::PathBuf>,
+    last_state: String,
+    /// Window-relative bounds of each row's Connect/Disconnect button (state file).
+    bounds: std::collections::BTreeMap<String, [f32; 4]>,
 }
+
+/// Height of the status line at the bottom of the window.
+pub const STATUS_HEIGHT: f32 = 28.0;
 
 pub fn window_settings() -> window::Settings {
     window::Settings {
@@ -149,6 +159,9 @@ impl App {
             now: Instant::now(),
             scale,
             notified: Vec::new(),
+            state_file: crate::state_file::path(),
+            last_state: String::new(),
+            bounds: Default::default(),
         }
     }
 
@@ -168,7 +181,7 @@ impl App {
             None => {
                 let (id, open) = window::open(window_settings());
                 self.window = Some(id);
-                open.map(|_| Message::WindowOpened)
+                open.map(Message::WindowOpened)
             }
         }
     }
@@ -254,14 +267,11 @@ impl App {
     fn open_prompt(&mut self, p: prompt::State) -> Task<Message> {
         let first = p.first_empty();
         self.prompt = Some(p);
-        self.focused = None;
+        self.focused = Some(format!("prompt-{first}"));
         let focus = iced::widget::operation::focus(prompt::field_id(first));
-        if self.window.is_none() {
-            // A prompt never waits unseen in the background.
-            Task::batch([self.open_window(), focus])
-        } else {
-            Task::batch([self.open_window(), focus])
-        }
+        // A prompt never waits unseen in the background: the window comes up (or to
+        // the front) with it.
+        Task::batch([self.open_window(), focus])
     }
 
     pub fn update_tray(&mut self) {
@@ -529,6 +539,19 @@ impl App {
             ));
             return v;
         }
+        if let Some(ed) = &self.editor {
+            // The editor keeps Tab to itself (Enter saves, Escape cancels).
+            for (i, f) in editor::FIELDS.iter().enumerate() {
+                if (f.group.is_none() || ed.advanced) && !matches!(f.kind, editor::Kind::Choice(_))
+                {
+                    v.push((format!("field-{i}"), Some(editor::field_id(i)), None));
+                }
+                if i == editor::METHOD && ed.method() == "psk" {
+                    v.push(("psk".into(), Some(editor::psk_id()), None));
+                }
+            }
+            return v;
+        }
         v.push(("search".into(), Some(plist::search_id()), None));
         for e in self.profiles.visible() {
             v.push((
@@ -545,17 +568,7 @@ impl App {
         ] {
             v.push((k.into(), None, Some(Message::Profiles(m))));
         }
-        if let Some(ed) = &self.editor {
-            for (i, f) in editor::FIELDS.iter().enumerate() {
-                if (f.group.is_none() || ed.advanced) && !matches!(f.kind, editor::Kind::Choice(_))
-                {
-                    v.push((format!("field-{i}"), Some(editor::field_id(i)), None));
-                }
-                if i == editor::METHOD && ed.method() == "psk" {
-                    v.push(("psk".into(), Some(editor::psk_id()), None));
-                }
-            }
-        } else if self.selected().is_some() {
+        if self.selected().is_some() {
             for (k, m) in [
                 ("conn-toggle", connection::Message::Toggle),
                 ("conn-edit", connection::Message::Edit),
@@ -648,8 +661,50 @@ impl App {
     }
 
     pub fn update(&mut self, message: Message) -> Task<Message> {
+        let measure = !matches!(message, Message::Bounds(..));
+        let task = self.handle_message(message);
+        let Some(path) = self.state_file.clone() else {
+            return task;
+        };
+        let text = crate::state_file::render(self, &self.bounds);
+        if text != self.last_state {
+            crate::state_file::write(&path, &text);
+            self.last_state = text;
+        }
+        if !measure || self.window.is_none() {
+            return task;
+        }
+        // Where the rows' buttons are now (after this message's layout).
+        let finds = self.profiles.visible().into_iter().map(|e| {
+            let name = e.name.clone();
+            iced::widget::selector::find(plist::connect_id(&name)).map(move |t| {
+                Message::Bounds(
+                    name.clone(),
+                    t.map(|t| t.visible_bounds().unwrap_or(t.bounds())),
+                )
+            })
+        });
+        Task::batch(std::iter::once(task).chain(finds.collect::<Vec<_>>()))
+    }
+
+    fn handle_message(&mut self, message: Message) -> Task<Message> {
         self.now = Instant::now();
         match message {
+            Message::Bounds(name, b) => {
+                match b {
+                    Some(r) => {
+                        self.bounds
+                            .insert(format!("connect:{name}"), [r.x, r.y, r.width, r.height]);
+                        self.bounds
+                            .insert(format!("disconnect:{name}"), [r.x, r.y, r.width, r.height]);
+                    }
+                    None => {
+                        self.bounds.remove(&format!("connect:{name}"));
+                        self.bounds.remove(&format!("disconnect:{name}"));
+                    }
+                }
+                Task::none()
+            }
             Message::Watcher(u) => self.watcher(u),
             Message::Tick(now) => {
                 self.now = now;
@@ -764,6 +819,7 @@ impl App {
                     None => Task::none(),
                     Some(editor::Event::Cancel) => {
                         self.editor = None;
+                        self.focused = None;
                         Task::none()
                     }
                     Some(editor::Event::Save {
@@ -914,7 +970,17 @@ impl App {
                     Task::none()
                 }
             },
-            Message::WindowOpened => Task::none(),
+            // Take the keyboard (without a window manager, as under Xvfb, nobody else
+            // gives it).
+            Message::WindowOpened(id) => {
+                if let Some(t0) = crate::STARTED.get() {
+                    eprintln!(
+                        "postern-gui: window open after {} ms",
+                        t0.elapsed().as_millis()
+                    );
+                }
+                window::gain_focus(id)
+            }
             Message::CloseRequested(id) => {
                 if self.tray == Tray::Shown {
                     self.window = None;
@@ -958,6 +1024,7 @@ impl App {
                         .collect(),
                     true,
                 ));
+                self.focused = Some("field-1".into());
                 iced::widget::operation::focus(editor::field_id(1))
             }
             Err(f) => {
@@ -1009,16 +1076,21 @@ impl App {
             )
             .into()
         };
-        let mut main = column![].height(Length::Fill);
-        if let Some(n) = &self.notice {
-            main = main.push(
-                container(text(n.clone()).size(13))
-                    .padding([6, 12])
-                    .width(Length::Fill)
-                    .style(style::notice),
-            );
-        }
-        main = main.push(row![left, container(right).width(Length::Fill)].height(Length::Fill));
+        // A status line at the bottom, always there (the layout above never moves).
+        let status = match (&self.notice, &self.helper) {
+            (Some(n), _) => n.clone(),
+            (None, Some(f)) => explain(f.kind).headline.to_string(),
+            (None, None) => String::new(),
+        };
+        let main = column![
+            row![left, container(right).width(Length::Fill)].height(Length::Fill),
+            container(text(status).size(13).wrapping(text::Wrapping::None))
+                .padding([4, 12])
+                .width(Length::Fill)
+                .height(Length::Fixed(STATUS_HEIGHT))
+                .style(style::status_bar),
+        ]
+        .height(Length::Fill);
         let base: Element<'_, Message> = main.into();
         let dialog: Option<Element<'_, Message>> = if let Some(p) = &self.prompt {
             Some(p.view().map(Message::Prompt))

@@ -205,7 +205,19 @@ async fn run(
             model: TrayModel::default(),
             tx: tx.clone(),
         };
-        match t.spawn().await {
+        let spawned = match t.spawn().await {
+            // A watcher without a host (no panel shows items yet, or a test's
+            // watcher): stay registered; a host that comes later shows the icon.
+            Err(ksni::Error::WontShow) => {
+                let t = Tray {
+                    model: TrayModel::default(),
+                    tx: tx.clone(),
+                };
+                t.assume_sni_available(true).spawn().await
+            }
+            other => other,
+        };
+        match spawned {
             Ok(h) => {
                 handle = Some(h);
                 let _ = tx.send(Event::Tray);

@@ -12,11 +12,16 @@
 mod app;
 mod desktop;
 mod screen;
+mod state_file;
 mod style;
+
+/// When the process started (for the "window open after N ms" line).
+pub static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
 
 use std::time::Duration;
 
 fn main() -> iced::Result {
+    let _ = STARTED.set(std::time::Instant::now());
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
         println!(
@@ -25,7 +30,8 @@ fn main() -> iced::Result {
         return Ok(());
     }
     let hidden = args.iter().any(|a| a == "--hidden")
-        || std::env::var("POSTERN_START_HIDDEN").is_ok_and(|v| v == "1");
+        || std::env::var("POSTERN_START_HIDDEN").is_ok_and(|v| v == "1")
+        || std::env::var("POSTERN_GUI_START_HIDDEN").is_ok_and(|v| v == "1");
     let tray = !args.iter().any(|a| a == "--no-tray")
         && !std::env::var("POSTERN_NO_TRAY").is_ok_and(|v| v == "1");
     let desktop = match desktop::start(tray) {

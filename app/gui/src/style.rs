@@ -68,17 +68,38 @@ pub fn accent_text(theme: &Theme) -> text::Style {
 pub fn state_text(state: Option<&str>) -> impl Fn(&Theme) -> text::Style + use<> {
     let state = state.map(str::to_string);
     move |theme: &Theme| {
-        let p = theme.palette();
-        let c = match state.as_deref() {
-            Some("connected") => p.success,
-            Some("connecting" | "needs-credentials" | "reconnecting" | "disconnecting") => {
-                p.primary
-            }
-            Some("failed") => p.danger,
-            _ => Color { a: 0.65, ..p.text },
-        };
+        let mut c = state_color(theme, state.as_deref());
+        // Grey words a little darker than the grey dot, to stay readable.
+        c.a = c.a.max(0.7);
         text::Style { color: Some(c) }
     }
+}
+
+/// The colour of a state (also the tray icon's): green connected, blue on the way,
+/// red failed, grey otherwise.
+pub fn state_color(theme: &Theme, state: Option<&str>) -> Color {
+    let p = theme.palette();
+    match state {
+        Some("connected") => p.success,
+        Some("connecting" | "needs-credentials" | "reconnecting" | "disconnecting") => p.primary,
+        Some("failed") => p.danger,
+        _ => Color { a: 0.45, ..p.text },
+    }
+}
+
+/// A solid 12 px dot in the state's colour, beside the state word.
+pub fn dot<'a, M: 'a>(state: Option<&str>) -> iced::Element<'a, M> {
+    let state = state.map(str::to_string);
+    container(iced::widget::space().width(12).height(12))
+        .style(move |theme: &Theme| container::Style {
+            background: Some(Background::Color(state_color(theme, state.as_deref()))),
+            border: Border {
+                radius: 6.0.into(),
+                ..Border::default()
+            },
+            ..container::Style::default()
+        })
+        .into()
 }
 
 /// A button that shows keyboard focus (iced's buttons take none: the app keeps its
@@ -186,6 +207,15 @@ pub fn scrim(theme: &Theme) -> container::Style {
         } else {
             Color::from_rgba(0.1, 0.12, 0.15, 0.35)
         })),
+        ..container::Style::default()
+    }
+}
+
+pub fn status_bar(theme: &Theme) -> container::Style {
+    let ext = theme.extended_palette();
+    container::Style {
+        background: Some(Background::Color(ext.background.weak.color)),
+        text_color: Some(ext.background.weak.text),
         ..container::Style::default()
     }
 }

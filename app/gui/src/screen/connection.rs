@@ -328,11 +328,14 @@ pub fn view<'a>(
         ]
         .spacing(2)
         .width(Length::Fill),
+        style::dot(t.map(|t| t.state.as_str())),
         text(state_word)
             .size(15)
             .style(style::state_text(t.map(|t| t.state.as_str()))),
         style::focus_button(
-            text(if active { "Disconnect" } else { "Connect" }),
+            text(if active { "Disconnect" } else { "Connect" })
+                .align_x(iced::alignment::Horizontal::Center)
+                .width(Length::Fill),
             focused == Some("conn-toggle"),
             if active {
                 button::secondary

@@ -322,6 +322,8 @@ pub struct State {
     pub taken: Vec<String>,
     /// Saving failed (the file could not be written).
     pub save_error: Option<String>,
+    /// Fields the user has typed in (a new form does not scold untouched fields).
+    touched: Vec<bool>,
     defaults: Vec<String>,
 }
 
@@ -337,6 +339,7 @@ impl State {
             invalid: None,
             taken,
             save_error: None,
+            touched: vec![false; FIELDS.len()],
             defaults: defaults(),
         };
         s.validate();
@@ -354,6 +357,7 @@ impl State {
             }
         }
         s.values[NAME] = name.to_string();
+        s.touched = vec![true; FIELDS.len()];
         // Anything advanced set: open that part.
         s.advanced = FIELDS
             .iter()
@@ -496,6 +500,9 @@ impl State {
                 if let Some(slot) = self.values.get_mut(i) {
                     *slot = v;
                 }
+                if let Some(t) = self.touched.get_mut(i) {
+                    *t = true;
+                }
                 self.save_error = None;
                 self.validate();
                 None
@@ -559,6 +566,7 @@ impl State {
         ];
         if let Some(inv) = &self.invalid
             && inv.field == Some(i)
+            && self.touched[i]
         {
             col = col.push(row![
                 space().width(Length::Fixed(202.0)),
@@ -627,7 +635,8 @@ impl State {
         }
         let mut status = column![].spacing(4);
         if let Some(inv) = &self.invalid
-            && inv.field.is_none()
+            && (inv.field.is_none() || inv.field.is_some_and(|i| !self.touched[i]))
+            && self.touched.iter().any(|t| *t)
         {
             status = status.push(text(inv.message.clone()).style(text::danger));
         }

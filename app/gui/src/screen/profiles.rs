@@ -238,7 +238,9 @@ impl State {
                 .style(style::state_text(t.map(|t| t.state.as_str())));
             let key = format!("toggle:{}", e.name);
             let toggle = style::focus_button(
-                text(if active { "Disconnect" } else { "Connect" }),
+                text(if active { "Disconnect" } else { "Connect" })
+                    .align_x(iced::alignment::Horizontal::Center)
+                    .width(Length::Fill),
                 focused == Some(key.as_str()),
                 if active {
                     button::secondary
@@ -248,11 +250,21 @@ impl State {
             )
             .on_press(Message::Toggle(e.name.clone()))
             .width(Length::Fixed(104.0));
+            let toggle = container(toggle).id(connect_id(&e.name));
             let body = row![
-                column![text(e.name.clone()).size(15), gateway]
-                    .spacing(2)
-                    .width(Length::Fill),
-                state,
+                column![
+                    row![
+                        text(e.name.clone()).size(15).wrapping(text::Wrapping::None),
+                        space::horizontal(),
+                        style::dot(t.map(|t| t.state.as_str())),
+                        state
+                    ]
+                    .spacing(6)
+                    .align_y(Alignment::Center),
+                    container(gateway.wrapping(text::Wrapping::None)).clip(true)
+                ]
+                .spacing(2)
+                .width(Length::Fill),
                 toggle
             ]
             .spacing(10)
@@ -345,6 +357,11 @@ impl State {
 
 /// Height of a profile row (the layout the desktop test clicks by).
 pub const ROW_HEIGHT: f32 = 56.0;
+
+/// The container around a row's Connect/Disconnect button.
+pub fn connect_id(name: &str) -> iced::widget::Id {
+    iced::widget::Id::from(format!("connect:{name}"))
+}
 
 pub fn search_id() -> iced::widget::Id {
     iced::widget::Id::new("profiles-search")
