@@ -16,6 +16,12 @@ PACKAGES=(
   iproute2 nftables iperf3 tcpdump iputils-ping
   # kill(1), sysctl(8) and unshare(1), used by the harness
   procps util-linux
+  # postern-gui at run time (winit loads these with dlopen: X11 with XKB, Wayland),
+  # a font (iced finds system fonts), and for its screenshots and clicks under a
+  # virtual X server: Xvfb, ImageMagick's import, xdotool, a StatusNotifierWatcher
+  libx11-6 libx11-xcb1 libxcursor1 libxi6 libxrandr2 libxkbcommon0 libxkbcommon-x11-0
+  libwayland-client0 libwayland-cursor0 fonts-dejavu-core
+  xvfb imagemagick xdotool haskell-status-notifier-item-utils
   # a private system bus (systemd-resolved scenario; the CLI through the helper with
   # Debian's polkitd: tests/tests/bus.rs), test users
   dbus-daemon polkitd passwd
@@ -23,10 +29,9 @@ PACKAGES=(
   systemd
   # a real Secret Service for `postern secret set` / `postern up` in the bus scenario
   gnome-keyring
-  # the desktop lab (tests/tests/desktop.rs, bench/gui.sh): a virtual X server, real
-  # clicks and keys (XTEST), screenshots (import, convert), a StatusNotifierWatcher for
-  # the tray icon, xmessage for the harness self-test
-  xvfb xdotool imagemagick haskell-status-notifier-item-utils x11-utils
+  # the desktop lab (tests/tests/desktop.rs, bench/gui.sh) needs the four above too;
+  # xmessage, a trivial X client, for its self-test
+  x11-utils
   # the kernel XFRM datapath is proven in a VM (scripts/vm/run-in-vm.sh): a stock
   # kernel with ESP under qemu, booted from a busybox initramfs
   qemu-system-x86 linux-image-amd64 busybox-static cpio kmod xz-utils

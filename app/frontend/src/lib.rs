@@ -5,6 +5,8 @@
 //!   checked with the contract's parser; a profile never holds a secret.
 //! * [`keyring`]: secrets in the user's keyring (Secret Service).
 //! * [`explain`]: each [`FailureKind`] in plain words, with what to check.
+//! * [`watcher`]: the helper's tunnels as a stream of typed updates, and the commands
+//!   (connect, disconnect, answer a prompt, read counters) that drive them.
 //!
 //! Failures are the contract's [`Fail`] (a [`FailureKind`] and one sentence): front ends
 //! explain them by kind and derive exit codes from it, never from the text.
@@ -13,5 +15,6 @@
 pub mod explain;
 pub mod keyring;
 pub mod profiles;
+pub mod watcher;
 
 pub use postern_dbus::failure::{Failure as Fail, FailureKind};

@@ -118,6 +118,35 @@ pub fn add(name: &str, text: &str) -> Result<PathBuf, Fail> {
     Ok(p)
 }
 
+/// Checks `text` as a profile (no secrets allowed) and saves it as `name`, replacing
+/// the file when it exists (the desktop app's editor).
+pub fn save(name: &str, text: &str) -> Result<PathBuf, Fail> {
+    let p = path(name)?;
+    Profile::from_toml_str(text, name, SecretPolicy::Forbid)
+        .map_err(|e| Fail::new(FailureKind::BadProfile, e.to_string()))?;
+    write_private(&p, text)?;
+    Ok(p)
+}
+
+/// The profile file's text as written (for an editor: only the keys the user set).
+pub fn text(name: &str) -> Result<String, Fail> {
+    let p = path(name)?;
+    fs::read_to_string(&p).map_err(|e| Fail::new(FailureKind::BadProfile, format!("{name}: {e}")))
+}
+
+/// Renames profile `from` to `to` (the file; its `name` key is left as it is).
+pub fn rename(from: &str, to: &str) -> Result<(), Fail> {
+    let src = path(from)?;
+    let dst = path(to)?;
+    if dst.exists() {
+        return Err(Fail::new(
+            FailureKind::BadProfile,
+            format!("{to} exists; choose another name"),
+        ));
+    }
+    fs::rename(&src, &dst).map_err(|e| Fail::new(FailureKind::BadProfile, format!("{from}: {e}")))
+}
+
 pub fn delete(name: &str) -> Result<(), Fail> {
     let p = path(name)?;
     fs::remove_file(&p).map_err(|e| Fail::new(FailureKind::BadProfile, format!("{name}: {e}")))

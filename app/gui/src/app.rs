@@ -1,0 +1,1148 @@
+//! The app: its state, `update` (what each message does) and `view` (the window).
+//!
+//! Layout (stable; the desktop test clicks by it): the window "Postern", 960×640
+//! logical pixels; a banner row at the top only when something needs saying (the
+//! helper is away, no tray); on the left (340 px) the profile list: a search field,
+//! then one row per profile ([`screen::profiles::ROW_HEIGHT`] px each, in name
+//! order) with the row's Connect/Disconnect button at its right end, then the
+//! Add / Duplicate / Rename / Delete buttons at the bottom; on the right the
+//! selected profile's connection view (or the editor). Dialogs (XAuth and PSK
+//! prompts, delete confirmation, rename) come centred over a veil.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use iced::keyboard::{self, Key, key::Named};
+use iced::widget::{center, column, container, opaque, row, stack, text};
+use iced::{Element, Length, Subscription, Task, Theme, window};
+use postern_dbus::interface::{answer_key, secret_key, state};
+use postern_dbus::profile::Secret;
+use postern_frontend::explain::explain;
+use postern_frontend::watcher::{self, Command, Handle, Tunnel, Update};
+use postern_frontend::{Fail, FailureKind, keyring, profiles};
+
+use crate::desktop;
+use crate::screen::connection::{self, Change, Live};
+use crate::screen::{editor, profiles as plist, prompt};
+use crate::style::{self, Mode};
+
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Start without the window (in the tray).
+    pub hidden: bool,
+    /// A tray icon is wanted (and a session bus exists).
+    pub tray: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum Message {
+    Profiles(plist::Message),
+    Editor(editor::Message),
+    Connection(connection::Message),
+    Prompt(prompt::Message),
+    Watcher(Update),
+    Desktop(desktop::Event),
+    Tick(Instant),
+    Key(keyboard::Event),
+    WindowOpened(window::Id),
+    CloseRequested(window::Id),
+    WindowClosed(window::Id),
+    /// A keyring or file job ended; `Err`: what to tell the user.
+    Done(Result<String, Fail>),
+    /// Where a row's button is (for the state file): profile, bounds.
+    Bounds(String, Option<iced::Rectangle>),
+}
+
+/// Whether a tray icon shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tray {
+    Unknown,
+    Shown,
+    Absent,
+}
+
+pub struct App {
+    pub window: Option<window::Id>,
+    pub handle: Option<Handle>,
+    /// Commands given before the watcher ran.
+    pub queued: Vec<Command>,
+    /// Why the helper is not reachable (`None`: it is, or not known yet).
+    pub helper: Option<Fail>,
+    pub profiles: plist::State,
+    pub connection: connection::State,
+    pub live: HashMap<String, Live>,
+    /// The latest snapshot per profile (what the list shows).
+    pub tunnels: HashMap<String, Tunnel>,
+    pub editor: Option<editor::State>,
+    pub prompt: Option<prompt::State>,
+    pub focused: Option<String>,
+    pub mode: Mode,
+    mode_forced: bool,
+    pub tray: Tray,
+    tray_wanted: bool,
+    last_tray: Option<desktop::TrayModel>,
+    /// One sentence at the top (a keyring problem, "copied", no tray).
+    pub notice: Option<String>,
+    pub now: Instant,
+    scale: f64,
+    /// Notifications sent (also in tests, where no desktop thread runs).
+    pub notified: Vec<(String, String)>,
+    /// `POSTERN_GUI_STATE_FILE`: what the window shows, for tests.
+    state_file: Option<std::path::PathBuf>,
+    last_state: String,
+    /// Window-relative bounds of each row's Connect/Disconnect button (state file).
+    bounds: std::collections::BTreeMap<String, [f32; 4]>,
+}
+
+/// Height of the status line at the bottom of the window.
+pub const STATUS_HEIGHT: f32 = 28.0;
+
+pub fn window_settings() -> window::Settings {
+    window::Settings {
+        size: iced::Size::new(960.0, 640.0),
+        min_size: Some(iced::Size::new(760.0, 480.0)),
+        exit_on_close_request: false,
+        platform_specific: window::settings::PlatformSpecific {
+            application_id: desktop::APP_ID.to_string(),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+fn entries() -> Vec<plist::Entry> {
+    profiles::names()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|name| plist::Entry {
+            gateway: profiles::load(&name)
+                .map(|p| p.gateway)
+                .map_err(|f| f.message),
+            name,
+        })
+        .collect()
+}
+
+impl App {
+    /// The app with no window and no desktop (tests build on this).
+    pub fn new(tray: bool) -> App {
+        let (mode, mode_forced) = match std::env::var("POSTERN_THEME").as_deref() {
+            Ok("dark") => (Mode::Dark, true),
+            Ok("light") => (Mode::Light, true),
+            _ => (Mode::Light, false),
+        };
+        let scale = std::env::var("POSTERN_SCALE")
+            .ok()
+            .and_then(|s| s.parse::<f64>().ok())
+            .filter(|s| (0.5..=4.0).contains(s))
+            .unwrap_or(1.0);
+        let mut profiles = plist::State::default();
+        profiles.set_entries(entries());
+        App {
+            window: None,
+            handle: None,
+            queued: Vec::new(),
+            helper: None,
+            profiles,
+            connection: connection::State::default(),
+            live: HashMap::new(),
+            tunnels: HashMap::new(),
+            editor: None,
+            prompt: None,
+            focused: None,
+            mode,
+            mode_forced,
+            tray: if tray { Tray::Unknown } else { Tray::Absent },
+            tray_wanted: tray,
+            last_tray: None,
+            notice: None,
+            now: Instant::now(),
+            scale,
+            notified: Vec::new(),
+            state_file: crate::state_file::path(),
+            last_state: String::new(),
+            bounds: Default::default(),
+        }
+    }
+
+    pub fn boot(o: Options) -> (App, Task<Message>) {
+        let mut app = App::new(o.tray);
+        let task = if o.hidden {
+            Task::none()
+        } else {
+            app.open_window()
+        };
+        (app, task)
+    }
+
+    fn open_window(&mut self) -> Task<Message> {
+        match self.window {
+            Some(id) => Task::batch([window::minimize(id, false), window::gain_focus(id)]),
+            None => {
+                let (id, open) = window::open(window_settings());
+                self.window = Some(id);
+                open.map(Message::WindowOpened)
+            }
+        }
+    }
+
+    pub fn title(&self, _window: window::Id) -> String {
+        "Postern".to_string()
+    }
+
+    pub fn theme(&self, _window: window::Id) -> Theme {
+        style::theme(self.mode)
+    }
+
+    pub fn scale_factor(&self, _window: window::Id) -> f32 {
+        self.scale as f32
+    }
+
+    pub fn subscription(&self) -> Subscription<Message> {
+        let mut subs = vec![
+            Subscription::run(watcher::run).map(Message::Watcher),
+            Subscription::run(desktop::events).map(Message::Desktop),
+            keyboard::listen().map(Message::Key),
+            window::close_requests().map(Message::CloseRequested),
+            window::close_events().map(Message::WindowClosed),
+        ];
+        // The clock runs only while it shows something moving (an idle app does
+        // not wake up): a tunnel on its way or up, with the window open.
+        if self.window.is_some() && self.live.values().any(Live::is_active) {
+            subs.push(iced::time::every(crate::TICK).map(Message::Tick));
+        }
+        Subscription::batch(subs)
+    }
+
+    fn send(&mut self, c: Command) {
+        match &self.handle {
+            Some(h) => {
+                if !h.send(c.clone()) {
+                    self.queued.push(c);
+                }
+            }
+            None => self.queued.push(c),
+        }
+    }
+
+    fn notify(&mut self, summary: String, body: String) {
+        desktop::send(desktop::Request::Notify {
+            summary: summary.clone(),
+            body: body.clone(),
+        });
+        self.notified.push((summary, body));
+    }
+
+    fn reload(&mut self) {
+        self.profiles.set_entries(entries());
+        self.update_tray();
+    }
+
+    pub fn selected(&self) -> Option<String> {
+        self.profiles.selected.clone()
+    }
+
+    pub fn connect(&mut self, name: &str) {
+        let live = self.live.entry(name.to_string()).or_default();
+        live.failure = None;
+        live.started = Some(self.now);
+        live.waiting_for_helper = self.helper.is_some();
+        self.send(Command::Connect {
+            profile: name.to_string(),
+            psk: None,
+            xauth_password: None,
+            remember: false,
+        });
+    }
+
+    fn disconnect(&mut self, name: &str) {
+        if let Some(l) = self.live.get_mut(name) {
+            l.waiting_for_helper = false;
+        }
+        self.send(Command::Disconnect {
+            profile: name.to_string(),
+        });
+    }
+
+    fn open_prompt(&mut self, p: prompt::State) -> Task<Message> {
+        let first = p.first_empty();
+        self.prompt = Some(p);
+        self.focused = Some(format!("prompt-{first}"));
+        let focus = iced::widget::operation::focus(prompt::field_id(first));
+        // A prompt never waits unseen in the background: the window comes up (or to
+        // the front) with it.
+        Task::batch([self.open_window(), focus])
+    }
+
+    pub fn update_tray(&mut self) {
+        let mut icon = desktop::Icon::Disconnected;
+        let mut tips = Vec::new();
+        let any = |f: &dyn Fn(&Tunnel) -> bool| self.tunnels.values().any(f);
+        if any(&|t| {
+            matches!(
+                t.state.as_str(),
+                state::CONNECTING | state::NEEDS_CREDENTIALS | state::RECONNECTING
+            )
+        }) {
+            icon = desktop::Icon::Connecting;
+        } else if any(&|t| t.state == state::CONNECTED) {
+            icon = desktop::Icon::Connected;
+        } else if any(&|t| t.state == state::FAILED)
+            || self.live.values().any(|l| l.failure.is_some())
+        {
+            icon = desktop::Icon::Error;
+        }
+        let mut names: Vec<&String> = self.tunnels.keys().collect();
+        names.sort();
+        for n in names {
+            let t = &self.tunnels[n];
+            if t.is_active() {
+                if t.virtual_ip.is_empty() {
+                    tips.push(format!("{n}: {}", plist::state_label(Some(t))));
+                } else {
+                    tips.push(format!(
+                        "{n}: {} ({})",
+                        plist::state_label(Some(t)),
+                        t.virtual_ip
+                    ));
+                }
+            }
+        }
+        let model = desktop::TrayModel {
+            icon,
+            tooltip: if tips.is_empty() {
+                "Not connected".into()
+            } else {
+                tips.join("\n")
+            },
+            profiles: self
+                .profiles
+                .entries
+                .iter()
+                .map(|e| {
+                    (
+                        e.name.clone(),
+                        self.tunnels.get(&e.name).is_some_and(Tunnel::is_active),
+                    )
+                })
+                .collect(),
+        };
+        if self.last_tray.as_ref() != Some(&model) {
+            self.last_tray = Some(model.clone());
+            desktop::send(desktop::Request::Tray(model));
+        }
+    }
+
+    fn changed(&mut self, name: &str, c: Change) {
+        let (summary, body) = match c {
+            Change::Connected { address } => (
+                format!("Connected to {name}"),
+                if address.is_empty() {
+                    "The tunnel is up.".to_string()
+                } else {
+                    format!("Your address in the tunnel is {address}.")
+                },
+            ),
+            Change::Disconnected => (
+                format!("Disconnected from {name}"),
+                "The tunnel is down.".to_string(),
+            ),
+            Change::Failed(f) => (
+                format!("{name}: {}", explain(f.kind).headline),
+                explain(f.kind).check.to_string(),
+            ),
+            Change::Dropped => (
+                format!("{name}: {}", explain(FailureKind::DroppedByPeer).headline),
+                explain(FailureKind::DroppedByPeer).check.to_string(),
+            ),
+            Change::Reconnecting => (
+                format!("Reconnecting {name}"),
+                "The gateway was lost; Postern brings the tunnel back.".to_string(),
+            ),
+            Change::Reconnected { address } => (
+                format!("Reconnected to {name}"),
+                format!("Your address in the tunnel is {address}."),
+            ),
+        };
+        self.notify(summary, body);
+    }
+
+    fn watcher(&mut self, u: Update) -> Task<Message> {
+        match u {
+            Update::Ready(h) => {
+                for c in std::mem::take(&mut self.queued) {
+                    h.send(c);
+                }
+                self.handle = Some(h);
+                Task::none()
+            }
+            Update::Helper(r) => {
+                self.helper = r.err();
+                if self.helper.is_none() {
+                    for l in self.live.values_mut() {
+                        l.waiting_for_helper = false;
+                    }
+                }
+                Task::none()
+            }
+            Update::Tunnel(t) => {
+                let name = t.profile.clone();
+                let needs = t.state == state::NEEDS_CREDENTIALS;
+                self.tunnels.insert(name.clone(), t.clone());
+                let change = self
+                    .live
+                    .entry(name.clone())
+                    .or_default()
+                    .apply(t, self.now);
+                if let Some(c) = change {
+                    self.changed(&name, c);
+                }
+                self.update_tray();
+                if needs && self.prompt.as_ref().is_none_or(|p| p.profile != name) {
+                    // The signal may have been missed: ask for what XAuth usually asks.
+                    let user = profiles::load(&name)
+                        .ok()
+                        .and_then(|p| p.xauth.map(|x| x.username));
+                    let p = prompt::State::new(
+                        &name,
+                        prompt::Ask::Xauth {
+                            fields: vec![
+                                answer_key::USERNAME.to_string(),
+                                answer_key::PASSWORD.to_string(),
+                            ],
+                            message: String::new(),
+                        },
+                        user.as_deref(),
+                    );
+                    return self.open_prompt(p);
+                }
+                if !needs
+                    && let Some(p) = &self.prompt
+                    && p.profile == name
+                    && matches!(p.ask, prompt::Ask::Xauth { .. })
+                {
+                    // Answered elsewhere, or the tunnel moved on: the question is gone.
+                    self.prompt = None;
+                }
+                Task::none()
+            }
+            Update::Log { profile, line } => {
+                self.live.entry(profile).or_default().push_log(line);
+                Task::none()
+            }
+            Update::Credentials {
+                profile,
+                fields,
+                message,
+            } => {
+                let user = profiles::load(&profile)
+                    .ok()
+                    .and_then(|p| p.xauth.map(|x| x.username));
+                if self.window.is_none() {
+                    self.notify(
+                        format!("{profile} needs your login"),
+                        "Postern's window is open for it.".to_string(),
+                    );
+                }
+                let p = prompt::State::new(
+                    &profile,
+                    prompt::Ask::Xauth { fields, message },
+                    user.as_deref(),
+                );
+                self.open_prompt(p)
+            }
+            Update::SecretNeeded { profile, key } => {
+                if key == secret_key::PSK {
+                    let p = prompt::State::new(&profile, prompt::Ask::Psk, None);
+                    self.open_prompt(p)
+                } else {
+                    Task::none()
+                }
+            }
+            Update::Traffic {
+                profile,
+                total,
+                per_sa,
+            } => {
+                let now = self.now;
+                self.live
+                    .entry(profile)
+                    .or_default()
+                    .set_traffic(total, per_sa, now);
+                Task::none()
+            }
+            Update::Failed { profile, failure } => {
+                let kind = failure.kind;
+                let l = self.live.entry(profile.clone()).or_default();
+                l.failure = Some(failure);
+                l.waiting_for_helper = false;
+                l.started = None;
+                self.notify(
+                    format!("{profile}: {}", explain(kind).headline),
+                    explain(kind).check.to_string(),
+                );
+                self.update_tray();
+                Task::none()
+            }
+            Update::Gone { profile } => {
+                if let Some(t) = self.tunnels.get_mut(&profile)
+                    && t.is_active()
+                {
+                    // The helper went away with it.
+                    t.state = state::DISCONNECTED.to_string();
+                    let t = t.clone();
+                    if let Some(c) = self
+                        .live
+                        .entry(profile.clone())
+                        .or_default()
+                        .apply(t, self.now)
+                    {
+                        self.changed(&profile, c);
+                    }
+                }
+                self.update_tray();
+                Task::none()
+            }
+        }
+    }
+
+    /// The controls Tab goes through, in order: (key, the input's id if it is one,
+    /// what Enter/Space does if it is a button).
+    pub fn controls(&self) -> Vec<(String, Option<iced::widget::Id>, Option<Message>)> {
+        let mut v: Vec<(String, Option<iced::widget::Id>, Option<Message>)> = Vec::new();
+        if let Some(p) = &self.prompt {
+            let n = match &p.ask {
+                prompt::Ask::Xauth { fields, .. } => fields.len(),
+                prompt::Ask::Psk => 1,
+            };
+            for i in 0..n {
+                v.push((format!("prompt-{i}"), Some(prompt::field_id(i)), None));
+            }
+            return v;
+        }
+        if let Some(d) = &self.profiles.dialog {
+            if matches!(d, plist::Dialog::Rename { .. }) {
+                v.push(("rename".into(), Some(plist::rename_id()), None));
+            }
+            v.push((
+                "dialog-cancel".into(),
+                None,
+                Some(Message::Profiles(plist::Message::CloseDialog)),
+            ));
+            v.push((
+                "dialog-ok".into(),
+                None,
+                Some(Message::Profiles(match d {
+                    plist::Dialog::Delete(_) => plist::Message::DeleteConfirm,
+                    plist::Dialog::Rename { .. } => plist::Message::RenameConfirm,
+                })),
+            ));
+            return v;
+        }
+        if let Some(ed) = &self.editor {
+            // The editor keeps Tab to itself (Enter saves, Escape cancels).
+            for (i, f) in editor::FIELDS.iter().enumerate() {
+                if (f.group.is_none() || ed.advanced) && !matches!(f.kind, editor::Kind::Choice(_))
+                {
+                    v.push((format!("field-{i}"), Some(editor::field_id(i)), None));
+                }
+                if i == editor::METHOD && ed.method() == "psk" {
+                    v.push(("psk".into(), Some(editor::psk_id()), None));
+                }
+            }
+            return v;
+        }
+        v.push(("search".into(), Some(plist::search_id()), None));
+        for e in self.profiles.visible() {
+            v.push((
+                format!("toggle:{}", e.name),
+                None,
+                Some(Message::Profiles(plist::Message::Toggle(e.name.clone()))),
+            ));
+        }
+        for (k, m) in [
+            ("add", plist::Message::Add),
+            ("duplicate", plist::Message::Duplicate),
+            ("rename", plist::Message::Rename),
+            ("delete", plist::Message::Delete),
+        ] {
+            v.push((k.into(), None, Some(Message::Profiles(m))));
+        }
+        if self.selected().is_some() {
+            for (k, m) in [
+                ("conn-toggle", connection::Message::Toggle),
+                ("conn-edit", connection::Message::Edit),
+                ("conn-copy", connection::Message::CopyDiagnostics),
+            ] {
+                v.push((k.into(), None, Some(Message::Connection(m))));
+            }
+            v.push(("log-filter".into(), Some(connection::log_filter_id()), None));
+        }
+        v
+    }
+
+    fn key(&mut self, e: keyboard::Event) -> Task<Message> {
+        let keyboard::Event::KeyPressed { key, modifiers, .. } = e else {
+            return Task::none();
+        };
+        match key {
+            Key::Named(Named::Escape) => {
+                self.focused = None;
+                if let Some(p) = &self.prompt {
+                    let profile = p.profile.clone();
+                    return self.update(Message::Prompt(prompt::Message::Cancel)).chain(
+                        Task::done(Message::Done(Ok(format!("{profile}: login cancelled")))),
+                    );
+                }
+                if self.profiles.dialog.is_some() {
+                    return self.update(Message::Profiles(plist::Message::CloseDialog));
+                }
+                if self.editor.is_some() {
+                    return self.update(Message::Editor(editor::Message::Cancel));
+                }
+                Task::none()
+            }
+            Key::Named(Named::Tab) => {
+                let c = self.controls();
+                if c.is_empty() {
+                    return Task::none();
+                }
+                let cur = self
+                    .focused
+                    .as_ref()
+                    .and_then(|f| c.iter().position(|(k, _, _)| k == f));
+                let n = c.len();
+                let next = match (cur, modifiers.shift()) {
+                    (None, false) => 0,
+                    (None, true) => n - 1,
+                    (Some(i), false) => (i + 1) % n,
+                    (Some(i), true) => (i + n - 1) % n,
+                };
+                let (k, id, _) = &c[next];
+                self.focused = Some(k.clone());
+                match id {
+                    Some(id) => iced::widget::operation::focus(id.clone()),
+                    // A button: no text field keeps the keyboard.
+                    None => iced::widget::operation::focus(iced::widget::Id::new("none")),
+                }
+            }
+            Key::Named(Named::Enter) | Key::Named(Named::Space) => {
+                let action = self.focused.as_ref().and_then(|f| {
+                    self.controls()
+                        .into_iter()
+                        .find(|(k, _, _)| k == f)
+                        .and_then(|(_, _, m)| m)
+                });
+                if let Some(m) = action {
+                    return self.update(m);
+                }
+                if key == Key::Named(Named::Enter)
+                    && self.prompt.is_none()
+                    && self.editor.is_none()
+                    && self.profiles.dialog.is_none()
+                    && let Some(n) = self.selected()
+                {
+                    return self.update(Message::Profiles(plist::Message::Toggle(n)));
+                }
+                Task::none()
+            }
+            Key::Named(Named::ArrowDown) | Key::Named(Named::ArrowUp)
+                if self.prompt.is_none() && self.profiles.dialog.is_none() =>
+            {
+                let d = if key == Key::Named(Named::ArrowDown) {
+                    1
+                } else {
+                    -1
+                };
+                self.update(Message::Profiles(plist::Message::Move(d)))
+            }
+            _ => Task::none(),
+        }
+    }
+
+    pub fn update(&mut self, message: Message) -> Task<Message> {
+        let measure = !matches!(message, Message::Bounds(..));
+        let task = self.handle_message(message);
+        let Some(path) = self.state_file.clone() else {
+            return task;
+        };
+        let text = crate::state_file::render(self, &self.bounds);
+        if text != self.last_state {
+            crate::state_file::write(&path, &text);
+            self.last_state = text;
+        }
+        if !measure || self.window.is_none() {
+            return task;
+        }
+        // Where the rows' buttons are now (after this message's layout).
+        let finds = self.profiles.visible().into_iter().map(|e| {
+            let name = e.name.clone();
+            iced::widget::selector::find(plist::connect_id(&name)).map(move |t| {
+                Message::Bounds(
+                    name.clone(),
+                    t.map(|t| t.visible_bounds().unwrap_or(t.bounds())),
+                )
+            })
+        });
+        Task::batch(std::iter::once(task).chain(finds.collect::<Vec<_>>()))
+    }
+
+    fn handle_message(&mut self, message: Message) -> Task<Message> {
+        self.now = Instant::now();
+        match message {
+            Message::Bounds(name, b) => {
+                match b {
+                    Some(r) => {
+                        self.bounds
+                            .insert(format!("connect:{name}"), [r.x, r.y, r.width, r.height]);
+                        self.bounds
+                            .insert(format!("disconnect:{name}"), [r.x, r.y, r.width, r.height]);
+                    }
+                    None => {
+                        self.bounds.remove(&format!("connect:{name}"));
+                        self.bounds.remove(&format!("disconnect:{name}"));
+                    }
+                }
+                Task::none()
+            }
+            Message::Watcher(u) => self.watcher(u),
+            Message::Tick(now) => {
+                self.now = now;
+                let up: Vec<String> = self
+                    .tunnels
+                    .values()
+                    .filter(|t| t.state == state::CONNECTED)
+                    .map(|t| t.profile.clone())
+                    .collect();
+                for p in up {
+                    self.send(Command::Traffic { profile: p });
+                }
+                Task::none()
+            }
+            Message::Key(e) => self.key(e),
+            Message::Profiles(m) => {
+                let ev = self.profiles.update(m, &self.tunnels);
+                let focus_rename =
+                    matches!(self.profiles.dialog, Some(plist::Dialog::Rename { .. }));
+                let t = match ev {
+                    None => Task::none(),
+                    Some(plist::Event::Connect(n)) => {
+                        self.connect(&n);
+                        Task::none()
+                    }
+                    Some(plist::Event::Disconnect(n)) => {
+                        self.disconnect(&n);
+                        Task::none()
+                    }
+                    Some(plist::Event::New) => {
+                        self.editor = Some(editor::State::new(
+                            self.profiles
+                                .entries
+                                .iter()
+                                .map(|e| e.name.clone())
+                                .collect(),
+                        ));
+                        iced::widget::operation::focus(editor::field_id(editor::NAME))
+                    }
+                    Some(plist::Event::Duplicate(n)) => match profiles::text(&n) {
+                        Ok(text) => {
+                            self.editor = Some(editor::State::duplicate(
+                                &n,
+                                &text,
+                                self.profiles
+                                    .entries
+                                    .iter()
+                                    .map(|e| e.name.clone())
+                                    .collect(),
+                            ));
+                            iced::widget::operation::focus(editor::field_id(editor::NAME))
+                        }
+                        Err(f) => {
+                            self.notice = Some(f.message);
+                            Task::none()
+                        }
+                    },
+                    Some(plist::Event::Rename { from, to }) => match profiles::rename(&from, &to) {
+                        Ok(()) => {
+                            self.reload();
+                            if let Some(l) = self.live.remove(&from) {
+                                self.live.insert(to.clone(), l);
+                            }
+                            Task::perform(move_secrets(from, to), Message::Done)
+                        }
+                        Err(f) => {
+                            self.notice = Some(f.message);
+                            Task::none()
+                        }
+                    },
+                    Some(plist::Event::Delete(n)) => {
+                        if self.tunnels.get(&n).is_some_and(Tunnel::is_active) {
+                            self.disconnect(&n);
+                        }
+                        match profiles::delete(&n) {
+                            Ok(()) => {
+                                self.live.remove(&n);
+                                self.tunnels.remove(&n);
+                                self.editor = None;
+                                self.reload();
+                                Task::perform(
+                                    async move {
+                                        match keyring::delete(&n, None).await {
+                                            Ok(0) | Err(_) => Ok(format!("Deleted {n}.")),
+                                            Ok(k) => Ok(format!(
+                                                "Deleted {n} and its {k} secret{} in the keyring.",
+                                                if k == 1 { "" } else { "s" }
+                                            )),
+                                        }
+                                    },
+                                    Message::Done,
+                                )
+                            }
+                            Err(f) => {
+                                self.notice = Some(f.message);
+                                Task::none()
+                            }
+                        }
+                    }
+                };
+                if focus_rename {
+                    Task::batch([t, iced::widget::operation::focus(plist::rename_id())])
+                } else {
+                    t
+                }
+            }
+            Message::Editor(m) => {
+                let Some(ed) = &mut self.editor else {
+                    return Task::none();
+                };
+                match ed.update(m) {
+                    None => Task::none(),
+                    Some(editor::Event::Cancel) => {
+                        self.editor = None;
+                        self.focused = None;
+                        Task::none()
+                    }
+                    Some(editor::Event::Save {
+                        name,
+                        original,
+                        text,
+                        psk,
+                    }) => {
+                        let written = profiles::save(&name, &text).and_then(|_| match &original {
+                            Some(o) if *o != name => profiles::delete(o),
+                            _ => Ok(()),
+                        });
+                        if let Err(f) = written {
+                            if let Some(ed) = &mut self.editor {
+                                ed.save_error = Some(f.message);
+                            }
+                            return Task::none();
+                        }
+                        self.editor = None;
+                        self.reload();
+                        self.profiles.selected = Some(name.clone());
+                        let mut tasks = Vec::new();
+                        if let Some(o) = original
+                            && o != name
+                        {
+                            tasks.push(Task::perform(move_secrets(o, name.clone()), Message::Done));
+                        }
+                        if let Some(psk) = psk {
+                            let n = name.clone();
+                            tasks.push(Task::perform(
+                                async move {
+                                    store(&n, secret_key::PSK, &psk).await.map(|()| {
+                                        format!("Saved {n}; its pre-shared key is in your keyring.")
+                                    })
+                                },
+                                Message::Done,
+                            ));
+                        }
+                        Task::batch(tasks)
+                    }
+                }
+            }
+            Message::Connection(m) => {
+                let Some(name) = self.selected() else {
+                    return Task::none();
+                };
+                match self.connection.update(m, self.live.get(&name)) {
+                    None => Task::none(),
+                    Some(connection::Event::Connect) => {
+                        self.connect(&name);
+                        Task::none()
+                    }
+                    Some(connection::Event::Disconnect) => {
+                        self.disconnect(&name);
+                        Task::none()
+                    }
+                    Some(connection::Event::Edit) => self.edit(&name),
+                    Some(connection::Event::CopyDiagnostics) => {
+                        let toml = profiles::load(&name)
+                            .map(|p| p.to_toml_string())
+                            .unwrap_or_else(|f| format!("# {}\n", f.message));
+                        let d = connection::diagnostics(&name, &toml, self.live.get(&name));
+                        self.notice = Some("Diagnostics copied to the clipboard.".into());
+                        iced::clipboard::write(d)
+                    }
+                }
+            }
+            Message::Prompt(m) => {
+                let Some(p) = &mut self.prompt else {
+                    return Task::none();
+                };
+                match p.update(m) {
+                    None => Task::none(),
+                    Some(prompt::Event::Cancel { profile }) => {
+                        self.prompt = None;
+                        // A cancelled login ends the attempt (the gateway would time out).
+                        if self.tunnels.get(&profile).is_some_and(Tunnel::is_active) {
+                            self.disconnect(&profile);
+                        } else if let Some(l) = self.live.get_mut(&profile) {
+                            l.started = None;
+                        }
+                        Task::none()
+                    }
+                    Some(prompt::Event::Psk {
+                        profile,
+                        psk,
+                        remember,
+                    }) => {
+                        self.prompt = None;
+                        self.send(Command::Connect {
+                            profile,
+                            psk: Some(psk),
+                            xauth_password: None,
+                            remember,
+                        });
+                        Task::none()
+                    }
+                    Some(prompt::Event::Answer {
+                        profile,
+                        answers,
+                        remember_password,
+                    }) => {
+                        self.prompt = None;
+                        self.send(Command::Submit {
+                            profile,
+                            answers,
+                            remember_password,
+                        });
+                        Task::none()
+                    }
+                }
+            }
+            Message::Desktop(e) => match e {
+                desktop::Event::Open => self.open_window(),
+                desktop::Event::Connect(n) => {
+                    self.profiles.selected = Some(n.clone());
+                    self.connect(&n);
+                    Task::none()
+                }
+                desktop::Event::Disconnect(n) => {
+                    self.disconnect(&n);
+                    Task::none()
+                }
+                desktop::Event::Quit => iced::exit(),
+                desktop::Event::Tray => {
+                    self.tray = Tray::Shown;
+                    self.last_tray = None;
+                    self.update_tray();
+                    Task::none()
+                }
+                desktop::Event::NoTray(why) => {
+                    self.tray = Tray::Absent;
+                    eprintln!("postern-gui: no tray icon: {why}");
+                    self.notice = Some(
+                        "No system tray here (no StatusNotifierWatcher): closing the window quits Postern."
+                            .into(),
+                    );
+                    if self.window.is_none() {
+                        self.open_window()
+                    } else {
+                        Task::none()
+                    }
+                }
+                desktop::Event::Theme(m) => {
+                    if !self.mode_forced {
+                        self.mode = m;
+                    }
+                    Task::none()
+                }
+            },
+            // Take the keyboard (without a window manager, as under Xvfb, nobody else
+            // gives it).
+            Message::WindowOpened(id) => {
+                if let Some(t0) = crate::STARTED.get() {
+                    eprintln!(
+                        "postern-gui: window open after {} ms",
+                        t0.elapsed().as_millis()
+                    );
+                }
+                window::gain_focus(id)
+            }
+            Message::CloseRequested(id) => {
+                if self.tray == Tray::Shown {
+                    self.window = None;
+                    window::close(id)
+                } else {
+                    iced::exit()
+                }
+            }
+            Message::WindowClosed(id) => {
+                if self.window == Some(id) {
+                    self.window = None;
+                }
+                if self.tray != Tray::Shown && self.tray_wanted && self.tray == Tray::Unknown {
+                    return iced::exit();
+                }
+                if self.tray == Tray::Absent {
+                    return iced::exit();
+                }
+                Task::none()
+            }
+            Message::Done(r) => {
+                self.notice = Some(match r {
+                    Ok(s) => s,
+                    Err(f) => format!("{} {}", explain(f.kind).headline, f.message),
+                });
+                Task::none()
+            }
+        }
+    }
+
+    fn edit(&mut self, name: &str) -> Task<Message> {
+        match profiles::text(name) {
+            Ok(text) => {
+                self.editor = Some(editor::State::edit(
+                    name,
+                    &text,
+                    self.profiles
+                        .entries
+                        .iter()
+                        .map(|e| e.name.clone())
+                        .collect(),
+                    true,
+                ));
+                self.focused = Some("field-1".into());
+                iced::widget::operation::focus(editor::field_id(1))
+            }
+            Err(f) => {
+                self.notice = Some(f.message);
+                Task::none()
+            }
+        }
+    }
+
+    pub fn view(&self, _window: window::Id) -> Element<'_, Message> {
+        let focused = self.focused.as_deref();
+        let left = container(
+            self.profiles
+                .view(&self.tunnels, focused)
+                .map(Message::Profiles),
+        )
+        .width(Length::Fixed(340.0))
+        .height(Length::Fill)
+        .style(style::sidebar);
+        let right: Element<'_, Message> = if let Some(ed) = &self.editor {
+            ed.view().map(Message::Editor)
+        } else if let Some(name) = &self.profiles.selected {
+            let gateway = self
+                .profiles
+                .entries
+                .iter()
+                .find(|e| &e.name == name)
+                .and_then(|e| e.gateway.as_ref().ok())
+                .map(String::as_str)
+                .unwrap_or("");
+            connection::view(
+                &self.connection,
+                name,
+                gateway,
+                self.live.get(name),
+                self.helper.as_ref(),
+                self.now,
+                focused,
+            )
+            .map(Message::Connection)
+        } else {
+            center(
+                column![
+                    text("Welcome to Postern").size(24),
+                    text("Add a profile with the details your admin gave you: a name, the gateway, the pre-shared key, your group and your user name."),
+                ]
+                .spacing(10)
+                .max_width(460),
+            )
+            .into()
+        };
+        // A status line at the bottom, always there (the layout above never moves).
+        let status = match (&self.notice, &self.helper) {
+            (Some(n), _) => n.clone(),
+            (None, Some(f)) => explain(f.kind).headline.to_string(),
+            (None, None) => String::new(),
+        };
+        let main = column![
+            row![left, container(right).width(Length::Fill)].height(Length::Fill),
+            container(text(status).size(13).wrapping(text::Wrapping::None))
+                .padding([4, 12])
+                .width(Length::Fill)
+                .height(Length::Fixed(STATUS_HEIGHT))
+                .style(style::status_bar),
+        ]
+        .height(Length::Fill);
+        let base: Element<'_, Message> = main.into();
+        let dialog: Option<Element<'_, Message>> = if let Some(p) = &self.prompt {
+            Some(p.view().map(Message::Prompt))
+        } else {
+            self.profiles
+                .dialog(focused)
+                .map(|d| d.map(Message::Profiles))
+        };
+        match dialog {
+            Some(d) => stack![
+                base,
+                opaque(
+                    center(d)
+                        .style(style::scrim)
+                        .width(Length::Fill)
+                        .height(Length::Fill)
+                )
+            ]
+            .into(),
+            None => base,
+        }
+    }
+}
+
+async fn store(profile: &str, key: &str, value: &Secret) -> Result<(), Fail> {
+    tokio::time::timeout(
+        watcher::KEYRING_TIMEOUT,
+        keyring::store(profile, key, value.expose()),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(Fail::new(
+            FailureKind::Keyring,
+            "keyring: no answer (locked, waiting for a password?)",
+        ))
+    })
+}
+
+/// A renamed profile's secrets follow it.
+async fn move_secrets(from: String, to: String) -> Result<String, Fail> {
+    let mut moved = 0;
+    for key in [secret_key::PSK, secret_key::XAUTH_PASSWORD] {
+        if let Some(v) = keyring::lookup(&from, key).await {
+            keyring::store(&to, key, &v).await?;
+            moved += 1;
+        }
+    }
+    if moved > 0 {
+        keyring::delete(&from, None).await?;
+    }
+    Ok(format!("Renamed {from} to {to}."))
+}
+
+#[cfg(test)]
+mod tests;

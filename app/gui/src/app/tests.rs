@@ -1,0 +1,417 @@
+//! The app's `update()` against a fake watcher (commands land in a channel, updates
+//! are made by hand), and `iced_test` simulations of its screens.
+
+use super::*;
+use iced_test::simulator;
+use postern_frontend::watcher::Handle;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+fn app_with(names: &[&str]) -> (App, UnboundedReceiver<Command>) {
+    let mut app = App::new(false);
+    app.profiles.set_entries(
+        names
+            .iter()
+            .map(|n| plist::Entry {
+                name: n.to_string(),
+                gateway: Ok("192.0.2.1".into()),
+            })
+            .collect(),
+    );
+    let (h, rx) = Handle::fake();
+    let _ = app.update(Message::Watcher(Update::Ready(h)));
+    (app, rx)
+}
+
+fn key(k: Named) -> Message {
+    match iced_test::simulator::press_key(Key::Named(k), None) {
+        iced::Event::Keyboard(e) => Message::Key(e),
+        _ => unreachable!(),
+    }
+}
+
+fn tunnel(state: &str, phase: &str) -> Tunnel {
+    Tunnel {
+        profile: "office".into(),
+        path: "/org/postern/Helper1/Connection/1".into(),
+        state: state.into(),
+        phase: phase.into(),
+        gateway: "192.0.2.1".into(),
+        virtual_ip: if state == "connected" {
+            "10.200.0.5".into()
+        } else {
+            String::new()
+        },
+        ..Tunnel::default()
+    }
+}
+
+#[test]
+fn enter_connects_the_selected_profile_and_the_prompt_answers_the_gateway() {
+    let (mut app, mut rx) = app_with(&["lab", "office"]);
+    let _ = app.update(Message::Profiles(plist::Message::Select("office".into())));
+    let _ = app.update(key(Named::Enter));
+    match rx.try_recv() {
+        Ok(Command::Connect { profile, psk, .. }) => {
+            assert_eq!(profile, "office");
+            assert!(psk.is_none(), "the watcher takes the PSK from the keyring");
+        }
+        other => panic!("{other:?}"),
+    }
+    let _ = app.update(Message::Watcher(Update::Tunnel(tunnel(
+        "connecting",
+        "phase1",
+    ))));
+    assert_eq!(app.tunnels["office"].phase, "phase1");
+    let _ = app.update(Message::Watcher(Update::Credentials {
+        profile: "office".into(),
+        fields: vec!["username".into(), "password".into()],
+        message: "Welcome to the lab".into(),
+    }));
+    assert!(app.prompt.is_some());
+    let _ = app.update(Message::Prompt(prompt::Message::Input(0, "alice".into())));
+    let _ = app.update(Message::Prompt(prompt::Message::Input(1, "pw".into())));
+    let _ = app.update(Message::Prompt(prompt::Message::Submit));
+    assert!(app.prompt.is_none());
+    match rx.try_recv() {
+        Ok(Command::Submit {
+            profile, answers, ..
+        }) => {
+            assert_eq!(profile, "office");
+            assert_eq!(answers.len(), 2);
+            assert_eq!(answers[1].0, "password");
+            assert_eq!(answers[1].1.expose(), "pw");
+        }
+        other => panic!("{other:?}"),
+    }
+    let _ = app.update(Message::Watcher(Update::Tunnel(tunnel(
+        "connected",
+        "established",
+    ))));
+    assert_eq!(
+        app.notified.last().map(|(s, b)| (s.as_str(), b.as_str())),
+        Some((
+            "Connected to office",
+            "Your address in the tunnel is 10.200.0.5."
+        ))
+    );
+    assert_eq!(
+        app.last_tray.as_ref().map(|t| t.icon),
+        Some(desktop::Icon::Connected)
+    );
+    assert!(
+        app.last_tray
+            .as_ref()
+            .is_some_and(|t| t.tooltip.contains("10.200.0.5"))
+    );
+    // The row's button now disconnects.
+    let _ = app.update(key(Named::Enter));
+    assert!(matches!(
+        rx.try_recv(),
+        Ok(Command::Disconnect { profile }) if profile == "office"
+    ));
+}
+
+#[test]
+fn a_wrong_psk_reads_as_a_refused_login() {
+    let (mut app, _rx) = app_with(&["office"]);
+    app.connect("office");
+    let _ = app.update(Message::Watcher(Update::Tunnel(tunnel(
+        "connecting",
+        "phase1",
+    ))));
+    let mut t = tunnel("failed", "phase1");
+    t.last_error = Some(Fail::new(
+        FailureKind::AuthenticationFailed,
+        "authentication failed (pre-shared key mismatch?)",
+    ));
+    let _ = app.update(Message::Watcher(Update::Tunnel(t)));
+    let (summary, body) = app.notified.last().cloned().unwrap_or_default();
+    assert_eq!(summary, "office: The gateway refused the login.");
+    assert!(body.contains("pre-shared key"), "{body}");
+    assert_eq!(
+        app.last_tray.as_ref().map(|t| t.icon),
+        Some(desktop::Icon::Error)
+    );
+    // And the window says it, the helper's sentence beneath.
+    let mut ui = simulator(app.view(window::Id::unique()));
+    assert!(ui.find("The gateway refused the login.").is_ok());
+    assert!(
+        ui.find("authentication failed (pre-shared key mismatch?)")
+            .is_ok()
+    );
+    assert!(ui.find("not responding").is_err());
+}
+
+#[test]
+fn a_missing_psk_is_asked_for_and_sent_with_the_connect() {
+    let (mut app, mut rx) = app_with(&["office"]);
+    let _ = app.update(Message::Watcher(Update::SecretNeeded {
+        profile: "office".into(),
+        key: "psk",
+    }));
+    assert!(matches!(
+        app.prompt.as_ref().map(|p| &p.ask),
+        Some(prompt::Ask::Psk)
+    ));
+    let _ = app.update(Message::Prompt(prompt::Message::Input(0, "k3y".into())));
+    let _ = app.update(Message::Prompt(prompt::Message::Remember(true)));
+    let _ = app.update(Message::Prompt(prompt::Message::Submit));
+    match rx.try_recv() {
+        Ok(Command::Connect {
+            profile,
+            psk,
+            remember,
+            ..
+        }) => {
+            assert_eq!(profile, "office");
+            assert_eq!(psk.map(|p| p.expose().to_string()).as_deref(), Some("k3y"));
+            assert!(remember);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn escape_closes_dialogs_and_a_cancelled_login_ends_the_attempt() {
+    let (mut app, mut rx) = app_with(&["office"]);
+    let _ = app.update(Message::Watcher(Update::Tunnel(tunnel(
+        "needs-credentials",
+        "xauth",
+    ))));
+    assert!(
+        app.prompt.is_some(),
+        "a missed signal still brings the prompt"
+    );
+    let _ = app.update(key(Named::Escape));
+    assert!(app.prompt.is_none());
+    assert!(matches!(rx.try_recv(), Ok(Command::Disconnect { .. })));
+    let _ = app.update(Message::Profiles(plist::Message::Delete));
+    assert!(app.profiles.dialog.is_some());
+    let _ = app.update(key(Named::Escape));
+    assert!(app.profiles.dialog.is_none());
+}
+
+#[test]
+fn tab_walks_every_control_and_enter_presses_the_focused_button() {
+    let (mut app, mut rx) = app_with(&["lab", "office"]);
+    let keys: Vec<String> = app.controls().into_iter().map(|(k, _, _)| k).collect();
+    assert_eq!(
+        keys,
+        vec![
+            "search",
+            "toggle:lab",
+            "toggle:office",
+            "add",
+            "duplicate",
+            "rename",
+            "delete",
+            "conn-toggle",
+            "conn-edit",
+            "conn-copy",
+            "log-filter"
+        ]
+    );
+    let _ = app.update(key(Named::Tab));
+    let _ = app.update(key(Named::Tab));
+    let _ = app.update(key(Named::Tab));
+    assert_eq!(app.focused.as_deref(), Some("toggle:office"));
+    let _ = app.update(key(Named::Enter));
+    assert!(matches!(
+        rx.try_recv(),
+        Ok(Command::Connect { profile, .. }) if profile == "office"
+    ));
+    // The focused button is drawn as focused (a row renders with it).
+    let mut ui = simulator(app.view(window::Id::unique()));
+    assert!(ui.find("Disconnected").is_ok() || ui.find("Connecting").is_ok());
+}
+
+#[test]
+fn without_the_helper_the_app_says_so_and_the_connect_waits() {
+    let (mut app, _rx) = app_with(&["office"]);
+    let _ = app.update(Message::Watcher(Update::Helper(Err(Fail::new(
+        FailureKind::HelperUnreachable,
+        "postern-helper is not on the system bus (org.postern.Helper1)",
+    )))));
+    app.connect("office");
+    assert!(app.live["office"].waiting_for_helper);
+    {
+        let mut ui = simulator(app.view(window::Id::unique()));
+        assert!(ui.find("The Postern service is not running.").is_ok());
+        assert!(ui.find("Waiting for the Postern service").is_ok());
+    }
+    let _ = app.update(Message::Watcher(Update::Helper(Ok(()))));
+    assert!(!app.live["office"].waiting_for_helper);
+}
+
+#[test]
+fn a_drop_and_a_reconnect_are_notified() {
+    let (mut app, _rx) = app_with(&["office"]);
+    let _ = app.update(Message::Watcher(Update::Tunnel(tunnel(
+        "connected",
+        "established",
+    ))));
+    let _ = app.update(Message::Watcher(Update::Tunnel(tunnel(
+        "reconnecting",
+        "phase1",
+    ))));
+    let _ = app.update(Message::Watcher(Update::Tunnel(tunnel(
+        "connected",
+        "established",
+    ))));
+    let mut d = tunnel("failed", "established");
+    d.last_error = Some(Fail::new(
+        FailureKind::DroppedByPeer,
+        "the gateway deleted it",
+    ));
+    let _ = app.update(Message::Watcher(Update::Tunnel(d)));
+    let summaries: Vec<&str> = app.notified.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(
+        summaries,
+        vec![
+            "Connected to office",
+            "Reconnecting office",
+            "Reconnected to office",
+            "office: The gateway closed the tunnel."
+        ]
+    );
+}
+
+#[test]
+fn connected_shows_address_and_sa_table() {
+    let (mut app, _rx) = app_with(&["office"]);
+    let mut t = tunnel("connected", "established");
+    t.dns = vec!["10.77.0.53".into()];
+    t.routes = vec!["10.77.0.0/24".into()];
+    t.sas = vec![postern_dbus::interface::SaInfo {
+        spi_in: 0xc1a2b3c4,
+        spi_out: 0x0d0e0f10,
+        proposal: "aes128-sha256".into(),
+        mode: "tunnel".into(),
+        udp_encapsulation: true,
+        local_ts: "10.200.0.5/32".into(),
+        remote_ts: "10.77.0.0/24".into(),
+        lifetime_secs: 3600,
+        lifetime_kb: 0,
+    }];
+    let _ = app.update(Message::Watcher(Update::Tunnel(t)));
+    let _ = app.update(Message::Watcher(Update::Traffic {
+        profile: "office".into(),
+        total: postern_dbus::interface::Traffic {
+            rx_bytes: 2500,
+            tx_bytes: 1200,
+            ..Default::default()
+        },
+        per_sa: vec![postern_dbus::interface::SaTraffic {
+            spi_in: 0xc1a2b3c4,
+            spi_out: 0x0d0e0f10,
+            in_bytes: 2500,
+            in_packets: 3,
+            out_bytes: 1200,
+            out_packets: 2,
+        }],
+    }));
+    let mut ui = simulator(app.view(window::Id::unique()));
+    for s in [
+        "10.200.0.5",
+        "10.77.0.53",
+        "c1a2b3c4",
+        "0d0e0f10",
+        "aes128-sha256 udp",
+        "3600s",
+        "2.5 kB / 3",
+    ] {
+        assert!(ui.find(s).is_ok(), "{s} not shown");
+    }
+}
+
+#[test]
+fn the_editor_disables_save_while_the_parser_refuses() {
+    let mut ed = editor::State::new(vec![]);
+    let _ = ed.update(editor::Message::Input(editor::NAME, "office".into()));
+    // No gateway yet: invalid; clicking Save does nothing.
+    {
+        let mut ui = simulator(ed.view());
+        assert!(ui.click("Save").is_ok());
+        assert!(
+            ui.into_messages()
+                .all(|m| !matches!(m, editor::Message::Save))
+        );
+    }
+    // Typing the gateway into its field (a real text input) makes it valid.
+    let msgs: Vec<editor::Message> = {
+        let mut ui = simulator(ed.view());
+        assert!(ui.click(editor::field_id(1)).is_ok());
+        let _ = ui.typewrite("vpn.example.com");
+        ui.into_messages().collect()
+    };
+    for m in msgs {
+        let _ = ed.update(m);
+    }
+    assert_eq!(ed.values[1], "vpn.example.com");
+    assert!(ed.is_valid(), "{:?}", ed.invalid);
+    let mut ui = simulator(ed.view());
+    assert!(ui.click("Save").is_ok());
+    assert!(
+        ui.into_messages()
+            .any(|m| matches!(m, editor::Message::Save))
+    );
+}
+
+#[test]
+fn the_editor_shows_the_parsers_message_under_the_field() {
+    let mut ed = editor::State::new(vec![]);
+    let _ = ed.update(editor::Message::Input(editor::NAME, "office".into()));
+    let _ = ed.update(editor::Message::Input(1, "vpn.example.com".into()));
+    let _ = ed.update(editor::Message::ToggleAdvanced(true));
+    let i = editor::FIELDS
+        .iter()
+        .position(|f| f.key == "phase2.proposals")
+        .unwrap_or(0);
+    let _ = ed.update(editor::Message::Input(i, "aes999-sha1".into()));
+    let msg = ed.invalid.clone().map(|i| i.message).unwrap_or_default();
+    assert!(msg.starts_with("phase2.proposals"), "{msg}");
+    let mut ui = simulator(ed.view());
+    assert!(ui.find(msg.as_str()).is_ok(), "{msg}");
+}
+
+#[test]
+fn the_prompt_dialog_sends_what_is_typed() {
+    let p = prompt::State::new(
+        "office",
+        prompt::Ask::Xauth {
+            fields: vec!["username".into(), "passcode".into()],
+            message: "Enter the code from your token".into(),
+        },
+        Some("alice"),
+    );
+    let mut ui = simulator(p.view());
+    assert!(ui.find("Enter the code from your token").is_ok());
+    assert!(ui.find("Passcode").is_ok());
+    assert!(
+        ui.find("Remember the password in my keyring").is_err(),
+        "a passcode is never remembered"
+    );
+    assert!(ui.click(prompt::field_id(1)).is_ok());
+    let _ = ui.typewrite("123456");
+    assert!(ui.click("Log in").is_ok());
+    let msgs: Vec<prompt::Message> = ui.into_messages().collect();
+    assert!(
+        msgs.iter()
+            .any(|m| matches!(m, prompt::Message::Input(1, v) if v == "123456"))
+    );
+}
+
+#[test]
+fn the_list_connects_by_the_rows_button() {
+    let (app, _rx) = app_with(&["lab", "office"]);
+    let mut ui = simulator(app.profiles.view(&app.tunnels, None));
+    assert!(ui.find("office").is_ok());
+    // The first "Connect" button is lab's (rows in name order).
+    assert!(ui.click("Connect").is_ok());
+    let msgs: Vec<plist::Message> = ui.into_messages().collect();
+    assert!(
+        msgs.iter()
+            .any(|m| matches!(m, plist::Message::Toggle(n) if n == "lab")),
+        "{msgs:?}"
+    );
+}

@@ -1,0 +1,829 @@
+//! The profile editor: the five fields an admin gives (name, gateway, authentication
+//! with its PSK, local ID / group, XAuth user) and, behind "Advanced", every other key
+//! of the profile contract, grouped as a user thinks.
+//!
+//! The form is text; each keystroke builds the profile's TOML from it and checks it
+//! with the contract's own parser (`Profile::from_toml_str` under
+//! `SecretPolicy::Forbid`): the message under a field is the parser's, and Save is
+//! disabled while the parser refuses. Empty fields are left out of the file, so the
+//! parser's defaults apply (shown as placeholders). The PSK never goes into the
+//! TOML: Save hands it to the app, which stores it in the keyring.
+
+use iced::widget::{
+    button, checkbox, column, container, pick_list, row, scrollable, space, text, text_input,
+};
+use iced::{Element, Length};
+#[cfg(test)]
+use postern_dbus::profile::{
+    AuthMethod, Datapath, DnsMode, EncapMode, ExchangeMode, ModeConfig, NatTraversal,
+};
+use postern_dbus::profile::{Profile, Secret, SecretPolicy};
+use postern_frontend::profiles;
+
+use crate::style;
+
+/// How a field's text becomes TOML.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A string.
+    Text,
+    /// Comma-separated: an array of strings.
+    List,
+    /// One of these keywords.
+    Choice(&'static [&'static str]),
+    /// An integer (anything else is passed as a string, for the parser to refuse).
+    Int,
+}
+
+/// One field of the form: a key of the profile contract.
+#[derive(Debug, Clone, Copy)]
+pub struct Field {
+    /// Dotted key path (`phase1.proposals`); "" for none.
+    pub key: &'static str,
+    pub label: &'static str,
+    pub kind: Kind,
+    /// The group under "Advanced"; `None`: the basic view.
+    pub group: Option<&'static str>,
+    /// A placeholder when the contract has no default for it.
+    pub hint: &'static str,
+}
+
+const fn f(
+    key: &'static str,
+    label: &'static str,
+    kind: Kind,
+    group: Option<&'static str>,
+    hint: &'static str,
+) -> Field {
+    Field {
+        key,
+        label,
+        kind,
+        group,
+        hint,
+    }
+}
+
+// `as_str` is not const in the contract; the keyword lists are checked against it in
+// the tests below (one source of truth, verified).
+const EXCHANGE: &[&str] = &["main", "aggressive"];
+const METHODS: &[&str] = &["psk", "rsa-sig", "hybrid"];
+const ENCAP: &[&str] = &["tunnel", "transport"];
+const MODE_CONFIG: &[&str] = &["pull", "push", "off"];
+const NAT: &[&str] = &["auto", "force", "off"];
+const DATAPATH: &[&str] = &["auto", "kernel", "userspace"];
+const DNS: &[&str] = &["split", "full", "off"];
+const ON_OFF: &[&str] = &["true", "false"];
+/// Index of the name field.
+pub const NAME: usize = 0;
+/// Index of the authentication method field.
+pub const METHOD: usize = 2;
+
+const G_GENERAL: Option<&str> = Some("General");
+const G_AUTH: Option<&str> = Some("Authentication");
+const G_P1: Option<&str> = Some("Phase 1 (IKE)");
+const G_P2: Option<&str> = Some("Phase 2 (ESP)");
+const G_NET: Option<&str> = Some("Network");
+
+/// Every field, basic ones first.
+pub const FIELDS: &[Field] = &[
+    f("name", "Name", Kind::Text, None, "office"),
+    f("gateway", "Gateway", Kind::Text, None, "vpn.example.com"),
+    f(
+        "auth.method",
+        "Authentication",
+        Kind::Choice(METHODS),
+        None,
+        "",
+    ),
+    f(
+        "auth.local_id",
+        "Local ID / group",
+        Kind::Text,
+        None,
+        "keyid:sales (your IP address when empty)",
+    ),
+    f(
+        "xauth.username",
+        "XAuth user name",
+        Kind::Text,
+        None,
+        "empty: no XAuth",
+    ),
+    f(
+        "exchange_mode",
+        "Exchange mode",
+        Kind::Choice(EXCHANGE),
+        G_GENERAL,
+        "",
+    ),
+    f(
+        "auth.remote_id",
+        "Gateway ID",
+        Kind::Text,
+        G_AUTH,
+        "checked when given, e.g. fqdn:vpn.example.com",
+    ),
+    f("auth.ca", "CA file", Kind::Text, G_AUTH, "/path/to/ca.pem"),
+    f(
+        "auth.cert",
+        "Certificate file",
+        Kind::Text,
+        G_AUTH,
+        "/path/to/cert.pem",
+    ),
+    f(
+        "auth.key",
+        "Key file",
+        Kind::Text,
+        G_AUTH,
+        "/path/to/key.pem",
+    ),
+    f(
+        "auth.pkcs12",
+        "PKCS#12 file",
+        Kind::Text,
+        G_AUTH,
+        "/path/to/bundle.p12",
+    ),
+    f(
+        "auth.crl",
+        "CRL file",
+        Kind::Text,
+        G_AUTH,
+        "/path/to/crl.pem",
+    ),
+    f("phase1.proposals", "Proposals", Kind::List, G_P1, ""),
+    f("phase1.lifetime", "Lifetime", Kind::Text, G_P1, ""),
+    f("phase2.proposals", "Proposals", Kind::List, G_P2, ""),
+    f("phase2.pfs", "PFS group", Kind::Text, G_P2, ""),
+    f("phase2.lifetime", "Lifetime", Kind::Text, G_P2, ""),
+    f(
+        "phase2.lifetime_kb",
+        "Volume lifetime (KiB)",
+        Kind::Int,
+        G_P2,
+        "none",
+    ),
+    f("phase2.mode", "Mode", Kind::Choice(ENCAP), G_P2, ""),
+    f(
+        "phase2.local_networks",
+        "Local networks",
+        Kind::List,
+        G_P2,
+        "empty: the virtual IP",
+    ),
+    f(
+        "phase2.remote_networks",
+        "Remote networks",
+        Kind::List,
+        G_P2,
+        "empty: what the gateway pushes, e.g. 10.77.0.0/24",
+    ),
+    f(
+        "network.mode_config",
+        "Mode Config",
+        Kind::Choice(MODE_CONFIG),
+        G_NET,
+        "",
+    ),
+    f(
+        "network.virtual_ip",
+        "Fixed inner address",
+        Kind::Text,
+        G_NET,
+        "none: from the gateway",
+    ),
+    f(
+        "network.nat_traversal",
+        "NAT traversal",
+        Kind::Choice(NAT),
+        G_NET,
+        "",
+    ),
+    f(
+        "network.dpd.interval",
+        "DPD interval (\"off\": no DPD)",
+        Kind::Text,
+        G_NET,
+        "",
+    ),
+    f("network.dpd.timeout", "DPD timeout", Kind::Text, G_NET, ""),
+    f(
+        "network.reconnect",
+        "Reconnect by itself",
+        Kind::Choice(ON_OFF),
+        G_NET,
+        "",
+    ),
+    f(
+        "network.datapath",
+        "Datapath",
+        Kind::Choice(DATAPATH),
+        G_NET,
+        "",
+    ),
+    f("network.dns", "DNS", Kind::Choice(DNS), G_NET, ""),
+    f(
+        "network.nat_keepalive",
+        "NAT keepalive",
+        Kind::Text,
+        G_NET,
+        "",
+    ),
+    f(
+        "network.retransmit.tries",
+        "Retransmissions",
+        Kind::Int,
+        G_NET,
+        "",
+    ),
+    f(
+        "network.retransmit.base",
+        "First retransmission after",
+        Kind::Text,
+        G_NET,
+        "",
+    ),
+    f(
+        "network.retransmit.cap",
+        "Longest wait",
+        Kind::Text,
+        G_NET,
+        "",
+    ),
+];
+
+/// The keyword lists above are the contract's (checked here rather than copied
+/// blindly).
+#[cfg(test)]
+fn contract_words() -> Vec<(&'static [&'static str], Vec<&'static str>)> {
+    vec![
+        (
+            EXCHANGE,
+            ExchangeMode::ALL.iter().map(|x| x.as_str()).collect(),
+        ),
+        (
+            METHODS,
+            AuthMethod::ALL.iter().map(|x| x.as_str()).collect(),
+        ),
+        (ENCAP, EncapMode::ALL.iter().map(|x| x.as_str()).collect()),
+        (
+            MODE_CONFIG,
+            ModeConfig::ALL.iter().map(|x| x.as_str()).collect(),
+        ),
+        (NAT, NatTraversal::ALL.iter().map(|x| x.as_str()).collect()),
+        (DATAPATH, Datapath::ALL.iter().map(|x| x.as_str()).collect()),
+        (DNS, DnsMode::ALL.iter().map(|x| x.as_str()).collect()),
+    ]
+}
+
+#[derive(Debug, Clone)]
+pub enum Message {
+    Input(usize, String),
+    Psk(String),
+    ToggleAdvanced(bool),
+    Save,
+    Cancel,
+}
+
+/// What the app does for the editor.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// Write `text` as profile `name` (replacing `original` when it was renamed), and
+    /// store `psk` in the keyring when given.
+    Save {
+        name: String,
+        original: Option<String>,
+        text: String,
+        psk: Option<Secret>,
+    },
+    Cancel,
+}
+
+/// The parser's refusal, placed on a field when it names one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub field: Option<usize>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct State {
+    /// The profile being edited (`None`: a new one).
+    pub original: Option<String>,
+    pub values: Vec<String>,
+    pub psk: String,
+    /// The keyring already has a PSK for it (the field may stay empty).
+    pub has_stored_psk: bool,
+    pub advanced: bool,
+    pub invalid: Option<Invalid>,
+    /// The names of existing profiles (a new profile may not take one).
+    pub taken: Vec<String>,
+    /// Saving failed (the file could not be written).
+    pub save_error: Option<String>,
+    /// Fields the user has typed in (a new form does not scold untouched fields).
+    touched: Vec<bool>,
+    defaults: Vec<String>,
+}
+
+impl State {
+    /// An empty form for a new profile.
+    pub fn new(taken: Vec<String>) -> State {
+        let mut s = State {
+            original: None,
+            values: vec![String::new(); FIELDS.len()],
+            psk: String::new(),
+            has_stored_psk: false,
+            advanced: false,
+            invalid: None,
+            taken,
+            save_error: None,
+            touched: vec![false; FIELDS.len()],
+            defaults: defaults(),
+        };
+        s.validate();
+        s
+    }
+
+    /// The form of an existing profile, from its file's text (only what it sets).
+    pub fn edit(name: &str, text: &str, taken: Vec<String>, has_stored_psk: bool) -> State {
+        let mut s = State::new(taken);
+        s.original = Some(name.to_string());
+        s.has_stored_psk = has_stored_psk;
+        if let Ok(v) = text.parse::<toml::Table>() {
+            for (i, fl) in FIELDS.iter().enumerate() {
+                s.values[i] = lookup(&v, fl.key).unwrap_or_default();
+            }
+        }
+        s.values[NAME] = name.to_string();
+        s.touched = vec![true; FIELDS.len()];
+        // Anything advanced set: open that part.
+        s.advanced = FIELDS
+            .iter()
+            .zip(&s.values)
+            .any(|(f, v)| f.group.is_some() && !v.is_empty());
+        s.validate();
+        s
+    }
+
+    /// A copy of an existing profile's form under a new, free name.
+    pub fn duplicate(name: &str, text: &str, taken: Vec<String>) -> State {
+        let mut s = State::edit(name, text, taken.clone(), false);
+        s.original = None;
+        let mut n = 2;
+        let mut new = format!("{name}-copy");
+        while taken.contains(&new) {
+            new = format!("{name}-copy{n}");
+            n += 1;
+        }
+        s.values[NAME] = new;
+        s.validate();
+        s
+    }
+
+    pub fn method(&self) -> &str {
+        match self.values[METHOD].as_str() {
+            "" => "psk",
+            m => m,
+        }
+    }
+
+    /// The profile's TOML as the form says (empty fields left out).
+    pub fn to_toml(&self) -> String {
+        let js = profiles::js;
+        let mut top = String::new();
+        let mut sections: Vec<(&str, String)> = Vec::new();
+        for (fl, v) in FIELDS.iter().zip(&self.values) {
+            let v = v.trim();
+            if v.is_empty() || fl.key.is_empty() {
+                continue;
+            }
+            let (section, key) = match fl.key.split_once('.') {
+                Some((s, k)) => (s, k),
+                None => ("", fl.key),
+            };
+            let line = if fl.key == "network.dpd.interval" && v == "off" {
+                "dpd = \"off\"\n".to_string()
+            } else if fl.key == "network.dpd.timeout" && self.dpd_off() {
+                continue;
+            } else {
+                let value = match fl.kind {
+                    Kind::Text => js(v),
+                    Kind::List => {
+                        let items: Vec<String> = v
+                            .split(',')
+                            .map(str::trim)
+                            .filter(|x| !x.is_empty())
+                            .map(js)
+                            .collect();
+                        format!("[{}]", items.join(", "))
+                    }
+                    Kind::Choice(_) if fl.key == "network.reconnect" && ON_OFF.contains(&v) => {
+                        v.to_string()
+                    }
+                    Kind::Choice(_) => js(v),
+                    Kind::Int => match v.parse::<i64>() {
+                        Ok(n) => n.to_string(),
+                        Err(_) => js(v),
+                    },
+                };
+                format!("{key} = {value}\n")
+            };
+            if section.is_empty() {
+                top.push_str(&line);
+            } else if let Some((_, body)) = sections.iter_mut().find(|(s, _)| *s == section) {
+                body.push_str(&line);
+            } else {
+                sections.push((section, line));
+            }
+        }
+        let mut out = top;
+        for (s, body) in sections {
+            out.push_str(&format!("\n[{s}]\n{body}"));
+        }
+        out
+    }
+
+    fn dpd_off(&self) -> bool {
+        FIELDS
+            .iter()
+            .position(|f| f.key == "network.dpd.interval")
+            .is_some_and(|i| self.values[i].trim() == "off")
+    }
+
+    /// Checks the form with the contract's parser.
+    pub fn validate(&mut self) {
+        self.invalid = self.check().err();
+    }
+
+    fn check(&self) -> Result<Profile, Invalid> {
+        let name = self.values[NAME].trim();
+        profiles::check_name(name).map_err(|e| Invalid {
+            field: Some(NAME),
+            message: e.message,
+        })?;
+        if self.original.as_deref() != Some(name) && self.taken.iter().any(|t| t == name) {
+            return Err(Invalid {
+                field: Some(NAME),
+                message: format!("a profile named {name} exists"),
+            });
+        }
+        let p =
+            Profile::from_toml_str(&self.to_toml(), name, SecretPolicy::Forbid).map_err(|e| {
+                let key = e.key.as_deref().map(|k| k.split('[').next().unwrap_or(k));
+                let field = key.and_then(|k| {
+                    FIELDS.iter().position(|f| f.key == k).or_else(|| {
+                        FIELDS
+                            .iter()
+                            .position(|f| f.key.starts_with(&format!("{k}.")))
+                    })
+                });
+                Invalid {
+                    field,
+                    message: match &e.key {
+                        Some(k) => format!("{k}: {}", e.message),
+                        None => e.message.clone(),
+                    },
+                }
+            })?;
+        Ok(p)
+    }
+
+    pub fn is_valid(&self) -> bool {
+        self.invalid.is_none()
+    }
+
+    pub fn update(&mut self, message: Message) -> Option<Event> {
+        match message {
+            Message::Input(i, v) => {
+                if let Some(slot) = self.values.get_mut(i) {
+                    *slot = v;
+                }
+                if let Some(t) = self.touched.get_mut(i) {
+                    *t = true;
+                }
+                self.save_error = None;
+                self.validate();
+                None
+            }
+            Message::Psk(v) => {
+                self.psk = v;
+                None
+            }
+            Message::ToggleAdvanced(on) => {
+                self.advanced = on;
+                None
+            }
+            Message::Save => {
+                self.validate();
+                if !self.is_valid() {
+                    return None;
+                }
+                let psk = (self.method() == "psk" && !self.psk.is_empty())
+                    .then(|| Secret::new(std::mem::take(&mut self.psk)));
+                Some(Event::Save {
+                    name: self.values[NAME].trim().to_string(),
+                    original: self.original.clone(),
+                    text: self.to_toml(),
+                    psk,
+                })
+            }
+            Message::Cancel => Some(Event::Cancel),
+        }
+    }
+
+    fn field<'a>(&'a self, i: usize) -> Element<'a, Message> {
+        let fl = &FIELDS[i];
+        let value = &self.values[i];
+        let placeholder = match self.defaults.get(i) {
+            Some(d) if !d.is_empty() => format!("default: {d}"),
+            _ => fl.hint.to_string(),
+        };
+        let input: Element<'a, Message> = match fl.kind {
+            Kind::Choice(words) => {
+                let options: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+                let selected = (!value.is_empty()).then(|| value.clone());
+                pick_list(options, selected, move |v| Message::Input(i, v))
+                    .placeholder(placeholder)
+                    .width(Length::Fill)
+                    .into()
+            }
+            _ => text_input(&placeholder, value)
+                .id(field_id(i))
+                .on_input(move |v| Message::Input(i, v))
+                .on_submit(Message::Save)
+                .padding(6)
+                .into(),
+        };
+        let mut col = column![
+            row![
+                text(fl.label).width(Length::Fixed(190.0)),
+                container(input).width(Length::Fill)
+            ]
+            .spacing(12)
+            .align_y(iced::Alignment::Center)
+        ];
+        if let Some(inv) = &self.invalid
+            && inv.field == Some(i)
+            && self.touched[i]
+        {
+            col = col.push(row![
+                space().width(Length::Fixed(202.0)),
+                text(inv.message.clone())
+                    .size(13)
+                    .style(text::danger)
+                    .width(Length::Fill)
+            ]);
+        }
+        col.spacing(4).into()
+    }
+
+    pub fn view(&self) -> Element<'_, Message> {
+        let title = match &self.original {
+            Some(n) => format!("Edit {n}"),
+            None => "New profile".to_string(),
+        };
+        let mut form = column![text(title).size(22)].spacing(10);
+        for i in 0..FIELDS.len() {
+            if FIELDS[i].group.is_some() {
+                continue;
+            }
+            form = form.push(self.field(i));
+            if i == METHOD && self.method() == "psk" {
+                let ph = if self.has_stored_psk {
+                    "stored in your keyring (type to replace)"
+                } else {
+                    "from your admin; kept in your keyring"
+                };
+                form = form.push(
+                    row![
+                        text("Pre-shared key").width(Length::Fixed(190.0)),
+                        text_input(ph, &self.psk)
+                            .id(psk_id())
+                            .secure(true)
+                            .on_input(Message::Psk)
+                            .on_submit(Message::Save)
+                            .padding(6)
+                    ]
+                    .spacing(12)
+                    .align_y(iced::Alignment::Center),
+                );
+            }
+        }
+        form = form.push(
+            checkbox(self.advanced)
+                .label("Advanced")
+                .on_toggle(Message::ToggleAdvanced),
+        );
+        if self.advanced {
+            let mut group = None;
+            for (i, fl) in FIELDS.iter().enumerate() {
+                if fl.group.is_none() {
+                    continue;
+                }
+                if fl.group != group {
+                    group = fl.group;
+                    form = form.push(
+                        text(fl.group.unwrap_or_default())
+                            .size(16)
+                            .style(style::heading),
+                    );
+                }
+                form = form.push(self.field(i));
+            }
+        }
+        let mut status = column![].spacing(4);
+        if let Some(inv) = &self.invalid
+            && (inv.field.is_none() || inv.field.is_some_and(|i| !self.touched[i]))
+            && self.touched.iter().any(|t| *t)
+        {
+            status = status.push(text(inv.message.clone()).style(text::danger));
+        }
+        if let Some(e) = &self.save_error {
+            status = status.push(text(e.clone()).style(text::danger));
+        }
+        let save = button(text("Save"))
+            .on_press_maybe(self.is_valid().then_some(Message::Save))
+            .style(button::primary)
+            .padding([6, 16]);
+        let actions = row![
+            space::horizontal(),
+            button(text("Cancel"))
+                .on_press(Message::Cancel)
+                .style(button::secondary)
+                .padding([6, 16]),
+            save
+        ]
+        .spacing(8);
+        column![
+            scrollable(container(form).padding([0, 16])).height(Length::Fill),
+            status,
+            actions
+        ]
+        .spacing(10)
+        .padding(16)
+        .into()
+    }
+}
+
+/// The text input of field `i` (for focus and tests).
+pub fn field_id(i: usize) -> iced::widget::Id {
+    iced::widget::Id::from(format!("editor-field-{i}"))
+}
+
+pub fn psk_id() -> iced::widget::Id {
+    iced::widget::Id::new("editor-psk")
+}
+
+/// The contract's defaults, as placeholders.
+fn defaults() -> Vec<String> {
+    let text = Profile::new("x", "y").to_toml_string();
+    let table = text.parse::<toml::Table>().unwrap_or_default();
+    FIELDS
+        .iter()
+        .map(|f| {
+            if f.group.is_none() && f.key != "auth.method" {
+                return String::new();
+            }
+            lookup(&table, f.key).unwrap_or_default()
+        })
+        .collect()
+}
+
+/// A dotted key's value as form text.
+fn lookup(t: &toml::Table, key: &str) -> Option<String> {
+    let mut parts = key.split('.');
+    let mut cur = toml::Value::Table(t.clone());
+    for p in parts.by_ref() {
+        cur = match cur {
+            toml::Value::Table(mut t) => t.remove(p)?,
+            // `dpd = "off"`: the interval field says "off".
+            toml::Value::String(s) if key == "network.dpd.interval" => {
+                return Some(s);
+            }
+            _ => return None,
+        };
+    }
+    Some(match cur {
+        toml::Value::String(s) => s,
+        toml::Value::Array(a) => a
+            .iter()
+            .map(|v| match v {
+                toml::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        toml::Value::Table(_) => return None,
+        other => other.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(pairs: &[(&str, &str)]) -> State {
+        let mut s = State::new(vec!["taken".into()]);
+        for (k, v) in pairs {
+            let i = FIELDS.iter().position(|f| f.key == *k).expect(k);
+            let _ = s.update(Message::Input(i, v.to_string()));
+        }
+        s
+    }
+
+    #[test]
+    fn keyword_lists_are_the_contracts() {
+        for (ours, theirs) in contract_words() {
+            assert_eq!(ours.to_vec(), theirs);
+        }
+    }
+
+    #[test]
+    fn the_five_fields_make_a_profile_the_parser_accepts() {
+        let s = form(&[
+            ("name", "office"),
+            ("gateway", "vpn.example.com"),
+            ("auth.local_id", "keyid:sales"),
+            ("xauth.username", "alice"),
+        ]);
+        assert!(s.is_valid(), "{:?}\n{}", s.invalid, s.to_toml());
+        let p = Profile::from_toml_str(&s.to_toml(), "office", SecretPolicy::Forbid).unwrap();
+        assert_eq!(p.gateway, "vpn.example.com");
+        assert_eq!(p.xauth.unwrap().username, "alice");
+        assert_eq!(p.auth.method, AuthMethod::Psk);
+    }
+
+    #[test]
+    fn the_parsers_message_lands_on_the_field() {
+        let mut s = form(&[("name", "office"), ("gateway", "vpn.example.com")]);
+        let i = FIELDS
+            .iter()
+            .position(|f| f.key == "phase1.proposals")
+            .unwrap();
+        let _ = s.update(Message::Input(
+            i,
+            "aes256-sha256-modp2048, aes999-sha1".into(),
+        ));
+        let inv = s.invalid.clone().expect("refused");
+        assert_eq!(inv.field, Some(i), "{inv:?}");
+        assert!(inv.message.contains("aes999"), "{inv:?}");
+        assert_eq!(
+            s.update(Message::Save).map(|_| ()),
+            None,
+            "no save while invalid"
+        );
+        let _ = s.update(Message::Input(i, "aes128-sha256-modp2048".into()));
+        assert!(s.is_valid(), "{:?}", s.invalid);
+    }
+
+    #[test]
+    fn names_must_be_file_names_and_free() {
+        let s = form(&[("name", "my office"), ("gateway", "vpn.example.com")]);
+        assert_eq!(s.invalid.as_ref().and_then(|i| i.field), Some(NAME));
+        let s = form(&[("name", "taken"), ("gateway", "vpn.example.com")]);
+        assert!(s.invalid.unwrap().message.contains("exists"));
+        let s = form(&[("name", "office"), ("gateway", "")]);
+        assert_eq!(
+            s.invalid.as_ref().and_then(|i| i.field),
+            Some(1),
+            "{:?}",
+            s.invalid
+        );
+    }
+
+    #[test]
+    fn the_psk_goes_to_the_app_never_into_the_toml() {
+        let mut s = form(&[("name", "office"), ("gateway", "192.0.2.1")]);
+        let _ = s.update(Message::Psk("s3cret".into()));
+        match s.update(Message::Save) {
+            Some(Event::Save { text, psk, .. }) => {
+                assert!(!text.contains("s3cret"), "{text}");
+                assert_eq!(
+                    psk.map(|p| p.expose().to_string()).as_deref(),
+                    Some("s3cret")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            s.psk.is_empty(),
+            "the form forgets the key once handed over"
+        );
+    }
+
+    #[test]
+    fn an_existing_profile_round_trips_through_the_form() {
+        let text = "name = \"lab\"\ngateway = \"10.0.0.1\"\nexchange_mode = \"aggressive\"\n\n[auth]\nlocal_id = \"keyid:grp\"\n\n[phase2]\nremote_networks = [\"10.77.0.0/24\", \"10.78.0.0/24\"]\n\n[network]\ndpd = \"off\"\nreconnect = false\n";
+        let s = State::edit("lab", text, vec!["lab".into()], true);
+        assert!(s.is_valid(), "{:?}", s.invalid);
+        assert!(s.advanced, "advanced keys are set: the part is open");
+        let a = Profile::from_toml_str(text, "lab", SecretPolicy::Forbid).unwrap();
+        let b = Profile::from_toml_str(&s.to_toml(), "lab", SecretPolicy::Forbid).unwrap();
+        assert_eq!(a, b, "{}", s.to_toml());
+        let d = State::duplicate("lab", text, vec!["lab".into(), "lab-copy".into()]);
+        assert_eq!(d.values[NAME], "lab-copy2");
+        assert!(d.original.is_none() && d.is_valid());
+    }
+}
