@@ -29,6 +29,9 @@ PACKAGES=(
   systemd
   # a real Secret Service for `postern secret set` / `postern up` in the bus scenario
   gnome-keyring
+  # the desktop lab (tests/tests/desktop.rs, bench/gui.sh) needs the four above too;
+  # xmessage, a trivial X client, for its self-test
+  x11-utils
   # the kernel XFRM datapath is proven in a VM (scripts/vm/run-in-vm.sh): a stock
   # kernel with ESP under qemu, booted from a busybox initramfs
   qemu-system-x86 linux-image-amd64 busybox-static cpio kmod xz-utils

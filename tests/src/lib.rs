@@ -9,6 +9,7 @@
 mod error;
 pub mod bench;
 pub mod config;
+pub mod desktop;
 pub mod lab;
 pub mod libreswan;
 pub mod multi;

@@ -162,11 +162,12 @@ impl SystemBus {
         let bin = dir.join("bin");
         fs::create_dir_all(&bin)?;
         fs::set_permissions(&bin, fs::Permissions::from_mode(0o755))?;
-        fs::copy(
-            helper_path()?.with_file_name("postern"),
-            bin.join("postern"),
+        // A hard link where possible: a copy still open for writing while another
+        // test thread forks makes its exec fail with "Text file busy".
+        crate::desktop::install_bin(
+            &helper_path()?.with_file_name("postern"),
+            &bin.join("postern"),
         )?;
-        fs::set_permissions(bin.join("postern"), fs::Permissions::from_mode(0o755))?;
         let sock = dir.join("system_bus_socket");
         let conf = dir.join("system.conf");
         fs::write(

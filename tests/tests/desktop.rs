@@ -1,0 +1,561 @@
+//! The desktop app end to end (issue 12): the real `postern-gui` under Xvfb as an
+//! unprivileged user, in a session with GNOME Keyring, a StatusNotifierWatcher and a
+//! notification recorder ([`postern_lab::desktop`]), against the real helper on the lab's
+//! private system bus with Debian's polkitd ([`postern_lab::sysbus`]) and a strongSwan
+//! gateway with XAuth and Mode Config.
+//!
+//! - `desktoplab_harness_selftest`: the session without the app: Xvfb takes a real
+//!   click and keys (xmessage), screenshots are read back, the recorder records a
+//!   Notify, the keyring holds the CLI's secrets and `postern up` through the helper
+//!   reaches the gateway (checked over the system bus as the user and from the gateway).
+//! - `desktoplab_gui_click_tray_xauth`: the app connects once by a click on its Connect
+//!   button and once through the tray menu (dbusmenu `Event`), answers the XAuth prompt
+//!   typed with xdotool, shows "connected" with the SA table, and disconnects from the
+//!   tray; the helper (`List` + `State`), the gateway (`swanctl --list-sas`) and the
+//!   notifications agree; a screenshot of each step, its pixels checked.
+//! - `desktoplab_gui_wrong_psk`: a wrong PSK shows the login headline of
+//!   `postern_frontend::explain`, on screen (state file, red on screen) and in the
+//!   failure notification.
+//!
+//! The app is observed through its test state file (`POSTERN_GUI_STATE_FILE`, see
+//! NEEDS-FROM-GUI.md): iced has no accessibility tree. Root only.
+
+use std::time::Duration;
+
+use postern_lab::config::{LAN_NET, POOL_FIRST};
+use postern_lab::desktop::{App, Desktop, Rgb, Screenshot, output_text, rgb};
+use postern_lab::sysbus::{HostChanges, SystemBus};
+use postern_lab::{Charon, Lab, Result, Tunnel, lab_bail, lab_ensure, run_scenario};
+use serde_json::Value;
+
+/// The app's state colours (light theme: app/gui/src/style.rs `LIGHT`: success, danger,
+/// primary).
+const CONNECTED: &str = "#2E8B57";
+const FAILED: &str = "#C8372D";
+/// The primary (Connect) button: the fallback way to find it on screen.
+const PRIMARY: &str = "#2F6FDE";
+/// Per-channel tolerance for anti-aliased edges; how many pixels make "present".
+const TOLERANCE: u8 = 12;
+const MIN_PIXELS: usize = 40;
+/// Colours an iced window with anti-aliased text has at least.
+const APP_COLOURS: usize = 8;
+
+const XAUTH_USER: &str = "alice";
+const XAUTH_PASSWORD: &str = "alice-desk-7";
+const PROFILE: &str = "office";
+
+fn colour(hex: &str) -> Rgb {
+    rgb(hex).unwrap_or([0, 0, 0])
+}
+
+/// polkit lets `user` connect and manage its own tunnels (no logind here: no "active").
+fn rules_for(user: &str) -> String {
+    format!(
+        "polkit.addRule(function(action, subject) {{\n  if ((action.id == \"org.postern.helper1.connect\" || action.id == \"org.postern.helper1.manage-own\") && subject.user == \"{user}\") {{\n    return polkit.Result.YES;\n  }}\n}});\n"
+    )
+}
+
+/// The office: main mode PSK, XAuth, Mode Config pull (10.200.1.1 from the pool).
+fn office() -> Tunnel {
+    Tunnel::main_psk(PROFILE)
+        .xauth(XAUTH_USER, XAUTH_PASSWORD, XAUTH_PASSWORD)
+        .mode_config(true)
+}
+
+/// The profile as a user keeps it: no PSK, no XAuth password (keyring or prompt).
+fn user_profile(t: &Tunnel) -> String {
+    t.postern_profile()
+        .lines()
+        .filter(|l| !l.starts_with("psk =") && !l.starts_with("password ="))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// The lab, the system bus, the gateway and the user's session with `office` added and
+/// `psk` stored in the keyring.
+struct Setup {
+    desktop: Desktop,
+    gw: Charon,
+    _sys: SystemBus,
+    _host: HostChanges,
+}
+
+fn setup(lab: &Lab, user: &str, t: &Tunnel, psk: &str) -> Result<Setup> {
+    let mut host = HostChanges::default();
+    let uid = host.ensure_user(user)?;
+    let sys = SystemBus::start(lab, &rules_for(user))?;
+    let gw = lab.start_gateway(t)?;
+    let desktop = Desktop::start(lab, &sys, uid)?;
+    let o = desktop.postern(&["add", PROFILE, "--from", "-"], Some(&user_profile(t)))?;
+    lab_ensure!(o.status.success(), "postern add: {}", output_text(&o));
+    let o = desktop.postern(
+        &["secret", "set", PROFILE, "--stdin"],
+        Some(&format!("{psk}\n")),
+    )?;
+    lab_ensure!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).contains("stored the psk"),
+        "postern secret set (GNOME Keyring in the lab session): {}",
+        output_text(&o)
+    );
+    Ok(Setup {
+        desktop,
+        gw,
+        _sys: sys,
+        _host: host,
+    })
+}
+
+/// The profile's connection as the helper shows it to the user: `(state, virtual IP)`
+/// of the newest one (finished connections linger a while).
+fn helper_state(d: &Desktop) -> Result<Option<(String, String)>> {
+    Ok(d.helper_connections()?
+        .into_iter()
+        .filter(|(_, n, _, _)| n == PROFILE)
+        .map(|(_, _, s, ip)| (s, ip))
+        .next_back())
+}
+
+/// Waits (bounded) until the helper shows the user the profile's connection in `state`.
+fn wait_helper(d: &Desktop, state: &str, timeout: Duration) -> Result<String> {
+    let mut last = None;
+    postern_lab::wait::wait_for(
+        &format!("the helper to show {PROFILE} {state}"),
+        timeout,
+        Duration::from_millis(200),
+        || {
+            let now = helper_state(d)?;
+            let hit = now
+                .as_ref()
+                .filter(|(s, _)| s == state)
+                .map(|(_, ip)| ip.clone());
+            last = now;
+            Ok(hit)
+        },
+    )
+    .map_err(|e| postern_lab::LabError(format!("{e}; last seen: {last:?}")))
+}
+
+/// Saves a screenshot and checks it: not blank (at least `min_colours` colours inside
+/// the window `wid`: an iced window with anti-aliased text has many, an unpainted one
+/// one), and `colour` present when given.
+fn shot(
+    d: &Desktop,
+    name: &str,
+    wid: &str,
+    min_colours: usize,
+    colour_hex: Option<&str>,
+) -> Result<Screenshot> {
+    let win = d.window_geometry(wid)?;
+    let s = d.screenshot(name)?;
+    let n = s.distinct_colours(Some(win), min_colours);
+    lab_ensure!(
+        !s.is_blank() && n >= min_colours,
+        "screenshot {} is blank: {n} colours in the window {win:?} (want >= {min_colours})",
+        s.png.display()
+    );
+    if let Some(hex) = colour_hex {
+        let n = s.count_near(colour(hex), TOLERANCE, Some(win));
+        lab_ensure!(
+            n >= MIN_PIXELS,
+            "screenshot {}: the state colour {hex} covers {n} pixels of the window (want >= {MIN_PIXELS})",
+            s.png.display()
+        );
+    }
+    Ok(s)
+}
+
+fn profile_field(state: &Value, key: &str) -> String {
+    App::profile_state(state, PROFILE)
+        .map(|p| match &p[key] {
+            Value::String(s) => s.clone(),
+            Value::Null => String::new(),
+            v => v.to_string(),
+        })
+        .unwrap_or_default()
+}
+
+/// The labels of the tray menu's items (the app's own view of its profiles and
+/// tunnels: "Connect office" when down, "Disconnect office" when up).
+fn tray_labels(d: &Desktop) -> Result<Vec<String>> {
+    let items = d.tray_items()?;
+    let Some(item) = items.first() else {
+        return Ok(Vec::new());
+    };
+    Ok(d.tray_menu(item)?.1.into_iter().map(|e| e.label).collect())
+}
+
+/// Waits (bounded) until the tray menu offers `verb` for the profile.
+fn wait_tray_offers(d: &Desktop, verb: &str, timeout: Duration) -> Result<()> {
+    let want = format!("{verb} {PROFILE}");
+    let mut last = Vec::new();
+    postern_lab::wait::wait_for(
+        &format!("the tray menu to offer {want:?}"),
+        timeout,
+        Duration::from_millis(200),
+        || {
+            last = tray_labels(d)?;
+            Ok(last.contains(&want).then_some(()))
+        },
+    )
+    .map_err(|e| postern_lab::LabError(format!("{e}; the menu: {last:?}")))
+}
+
+/// Clicks the profile's Connect button like a user: where the app's state file says it
+/// is, else on the largest area of the primary colour inside the window (the row's
+/// Connect button).
+fn click_connect(d: &Desktop, app: &App, wid: &str) -> Result<()> {
+    let key = format!("connect:{PROFILE}");
+    let (x, y) = match app.state().and_then(|s| App::bounds(&s, &key)) {
+        Some(r) => r.centre(),
+        None => {
+            let win = d.window_geometry(wid)?;
+            let s = d.screenshot("click-target")?;
+            let Some(&(r, _)) = s.blobs(colour(PRIMARY), 4, Some(win), MIN_PIXELS).first() else {
+                lab_bail!("no {PRIMARY} (primary) button in the window {win:?}");
+            };
+            let (cx, cy) = r.centre();
+            (cx - win.x, cy - win.y)
+        }
+    };
+    d.click(wid, x, y)
+}
+
+/// Waits for the XAuth question (the helper asks for credentials; the app opens its
+/// prompt with the password field focused) and answers it by typing, as a user would.
+fn answer_prompt(d: &Desktop, app: &App, wid: &str, shot_name: &str) -> Result<()> {
+    wait_helper(d, "needs-credentials", Duration::from_secs(30))?;
+    if app.state().is_some() {
+        app.wait_state(
+            "the prompt in the app's state",
+            Duration::from_secs(10),
+            |s| s["prompt"]["profile"].as_str() == Some(PROFILE),
+        )?;
+    } else {
+        // No state file: give the dialog a moment to be drawn and focused.
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    shot(d, shot_name, wid, APP_COLOURS, None)?;
+    d.type_text(wid, XAUTH_PASSWORD, Some("Return"))
+}
+
+/// Connected, as the helper, the gateway, the app (tray menu, screen, notification,
+/// state file when there is one) show it.
+fn check_connected(
+    d: &Desktop,
+    app: &App,
+    wid: &str,
+    gw: &Charon,
+    shot_name: &str,
+    notes_before: usize,
+) -> Result<()> {
+    let vip = wait_helper(d, "connected", Duration::from_secs(45))?;
+    lab_ensure!(
+        vip == POOL_FIRST,
+        "the helper gave {PROFILE} {vip:?}, not {POOL_FIRST}"
+    );
+    let sa = gw.wait_established(Duration::from_secs(10))?;
+    let child = sa.installed_child();
+    lab_ensure!(
+        child
+            .is_some_and(|c| c.ts("local-ts") == [LAN_NET]
+                && c.ts("remote-ts") == [format!("{POOL_FIRST}/32")]),
+        "the gateway's CHILD_SA: {}",
+        gw.list_sas_text()
+    );
+    wait_tray_offers(d, "Disconnect", Duration::from_secs(10))?;
+    postern_lab::wait::wait_for(
+        "a notification: connected, with the address",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || Ok((count_notes(d, connected_note) > notes_before).then_some(())),
+    )
+    .map_err(|e| postern_lab::LabError(format!("{e}: {:?}", d.notifications())))?;
+    if app.state().is_some() {
+        let st = app.wait_state(
+            "the app's state: connected with the SA table",
+            Duration::from_secs(10),
+            |s| {
+                profile_field(s, "state") == "connected"
+                    && profile_field(s, "sa_rows").parse::<u32>().unwrap_or(0) >= 1
+            },
+        )?;
+        lab_ensure!(
+            profile_field(&st, "virtual_ip") == POOL_FIRST,
+            "the app shows another address: {st}"
+        );
+    }
+    // The SA table is filled from the helper's Sas property right after the state.
+    std::thread::sleep(Duration::from_millis(500));
+    shot(d, shot_name, wid, APP_COLOURS, Some(CONNECTED))?;
+    Ok(())
+}
+
+/// Down, as the helper, the gateway and the app's tray menu show it.
+fn check_disconnected(d: &Desktop, wid: &str, gw: &Charon, shot_name: &str) -> Result<()> {
+    gw.wait_no_sas(Duration::from_secs(20))?;
+    postern_lab::wait::wait_for(
+        "the helper to show no connected tunnel",
+        Duration::from_secs(15),
+        Duration::from_millis(200),
+        || {
+            Ok(helper_state(d)?
+                .is_none_or(|(s, _)| s != "connected")
+                .then_some(()))
+        },
+    )?;
+    wait_tray_offers(d, "Connect", Duration::from_secs(10))?;
+    shot(d, shot_name, wid, APP_COLOURS, None)?;
+    Ok(())
+}
+
+/// Finds the profile's `verb` item in the tray menu and clicks it (dbusmenu `Event`).
+fn tray(d: &Desktop, verb: &str) -> Result<()> {
+    let items = d.tray_items()?;
+    let Some(item) = items.first() else {
+        lab_bail!("no StatusNotifierItem registered with the watcher");
+    };
+    lab_ensure!(items.len() == 1, "more than one tray item: {items:?}");
+    let (menu, entries) = d.tray_menu(item)?;
+    let Some(e) = postern_lab::desktop::find_menu_item(&entries, verb, PROFILE) else {
+        lab_bail!("no {verb:?} item for {PROFILE} in the tray menu: {entries:?}");
+    };
+    lab_ensure!(
+        e.enabled,
+        "the tray's {verb:?} item is disabled: {entries:?}"
+    );
+    d.tray_click(item, &menu, e.id)
+}
+
+fn connected_note(n: &postern_lab::desktop::Notification) -> bool {
+    let t = n.text().to_lowercase();
+    t.contains("connected") && !t.contains("disconnected") && t.contains(POOL_FIRST)
+}
+
+fn disconnected_note(n: &postern_lab::desktop::Notification) -> bool {
+    n.text().to_lowercase().contains("disconnected")
+}
+
+fn count_notes(d: &Desktop, f: fn(&postern_lab::desktop::Notification) -> bool) -> usize {
+    d.notifications().iter().filter(|n| f(n)).count()
+}
+
+/// Starts the app and waits for its window and for its profile in the tray menu.
+fn start_app(lab: &Lab, d: &Desktop) -> Result<(App, String)> {
+    // The light theme, whose colours the screenshots are checked for (there is no
+    // settings portal in the lab, so the app would fall back to it anyway).
+    let app = d.start_app(lab, &[("POSTERN_THEME", "light")])?;
+    let wid = d.wait_window("^Postern$", Duration::from_secs(30))?;
+    wait_tray_offers(d, "Connect", Duration::from_secs(20))?;
+    // The list is drawn from the same model as the menu.
+    std::thread::sleep(Duration::from_millis(500));
+    Ok((app, wid))
+}
+
+#[test]
+fn desktoplab_harness_selftest() {
+    let t = office();
+    run_scenario("desk-self", |lab: &Lab| {
+        let s = setup(lab, "postern-lab-d0", &t, &t.psk)?;
+        let d = &s.desktop;
+
+        // An empty screen is blank; a real X client is not, takes a real click on its
+        // button and keys typed into it.
+        let empty = d.screenshot("selftest-0-empty")?;
+        lab_ensure!(
+            empty.is_blank() && (empty.width, empty.height) == postern_lab::desktop::SCREEN,
+            "the empty Xvfb screen is not blank or not 1024x768"
+        );
+        let mut c = d.user_command("xmessage", true);
+        c.args([
+            "-geometry",
+            "+100+100",
+            "-buttons",
+            "first:3,second:4",
+            "Postern lab selftest",
+        ]);
+        let xm = postern_lab::process::Proc::spawn("xmessage", c, None)?;
+        lab.adopt(&xm);
+        let wid = d.wait_window("^xmessage$", Duration::from_secs(10))?;
+        let win = d.window_geometry(&wid)?;
+        let shot1 = shot(d, "selftest-1-xmessage", &wid, 2, None)?;
+        // xmessage's buttons sit along its bottom edge, the first at the left: click
+        // 15 px in from the left, 12 px up from the bottom. The button ends xmessage
+        // with its exit code (3 for "first").
+        lab_ensure!(
+            shot1.width == 1024 && win.w > 30 && win.h > 30,
+            "xmessage window {win:?}"
+        );
+        d.click(&wid, 15, win.h - 12)?;
+        let st = xm.exit_status(Duration::from_secs(10))?;
+        lab_ensure!(
+            st.code() == Some(3),
+            "a click on xmessage's first button: exit {st}"
+        );
+
+        // The recorder records what is sent to org.freedesktop.Notifications.
+        let o = d.run_as_user(
+            &[
+                "busctl",
+                "--user",
+                "call",
+                // "-1" below is an argument, not an option.
+                "--",
+                "org.freedesktop.Notifications",
+                "/org/freedesktop/Notifications",
+                "org.freedesktop.Notifications",
+                "Notify",
+                "susssasa{sv}i",
+                "lab",
+                "0",
+                "",
+                "selftest summary",
+                "selftest body \"quoted\"",
+                "0",
+                "0",
+                "-1",
+            ],
+            None,
+            10,
+        )?;
+        lab_ensure!(o.status.success(), "Notify: {}", output_text(&o));
+        let n = d.wait_notification("the selftest notification", Duration::from_secs(5), |n| {
+            n.summary == "selftest summary"
+        })?;
+        lab_ensure!(
+            n.app == "lab" && n.body == "selftest body \"quoted\"",
+            "recorded: {n:?}"
+        );
+        // The watcher is up, with no item yet.
+        lab_ensure!(d.tray_items()?.is_empty(), "a tray item before any app ran");
+
+        // The keyring holds both secrets; `postern up` (the CLI, in this session) takes
+        // them from it and the helper brings the tunnel up.
+        let o = d.postern(
+            &["secret", "set", PROFILE, "--xauth", "--stdin"],
+            Some(&format!("{XAUTH_PASSWORD}\n")),
+        )?;
+        lab_ensure!(
+            o.status.success(),
+            "secret set --xauth: {}",
+            output_text(&o)
+        );
+        let o = d.postern(&["up", PROFILE], None)?;
+        lab_ensure!(
+            o.status.success()
+                && String::from_utf8_lossy(&o.stdout)
+                    .contains(&format!("office is up ({POOL_FIRST})")),
+            "postern up in the lab session: {}",
+            output_text(&o)
+        );
+        let vip = wait_helper(d, "connected", Duration::from_secs(10))?;
+        lab_ensure!(vip == POOL_FIRST, "the helper shows {vip:?}");
+        s.gw.wait_established(Duration::from_secs(10))?;
+        let o = d.postern(&["down", PROFILE], None)?;
+        lab_ensure!(o.status.success(), "postern down: {}", output_text(&o));
+        s.gw.wait_no_sas(Duration::from_secs(15))?;
+        Ok(())
+    });
+}
+
+#[test]
+fn desktoplab_gui_click_tray_xauth() {
+    let t = office();
+    run_scenario("desk-gui", |lab: &Lab| {
+        let s = setup(lab, "postern-lab-d1", &t, &t.psk)?;
+        let d = &s.desktop;
+        let (app, wid) = start_app(lab, d)?;
+        shot(d, "desktop-1-profiles", &wid, APP_COLOURS, Some(PRIMARY))?;
+
+        // 1. A real click on Connect; the XAuth prompt answered by typing.
+        click_connect(d, &app, &wid)?;
+        answer_prompt(d, &app, &wid, "desktop-2-xauth-prompt")?;
+        check_connected(d, &app, &wid, &s.gw, "desktop-3-connected", 0)?;
+
+        // 2. Disconnect from the tray menu.
+        tray(d, "Disconnect")?;
+        check_disconnected(d, &wid, &s.gw, "desktop-4-disconnected-from-tray")?;
+        d.wait_notification(
+            "a notification: disconnected",
+            Duration::from_secs(10),
+            disconnected_note,
+        )?;
+
+        // 3. Connect from the tray menu, the prompt again (the password was not
+        //    remembered), then disconnect from the tray again.
+        let before = count_notes(d, connected_note);
+        tray(d, "Connect")?;
+        answer_prompt(d, &app, &wid, "desktop-5-xauth-prompt-tray")?;
+        check_connected(
+            d,
+            &app,
+            &wid,
+            &s.gw,
+            "desktop-6-connected-from-tray",
+            before,
+        )?;
+        let before = count_notes(d, disconnected_note);
+        tray(d, "Disconnect")?;
+        check_disconnected(d, &wid, &s.gw, "desktop-7-disconnected-from-tray")?;
+        postern_lab::wait::wait_for(
+            "a second disconnected notification",
+            Duration::from_secs(10),
+            Duration::from_millis(100),
+            || Ok((count_notes(d, disconnected_note) > before).then_some(())),
+        )?;
+
+        // The secrets never show in what the app printed.
+        let out = app.proc.tail(100_000);
+        lab_ensure!(
+            !out.contains(XAUTH_PASSWORD) && !out.contains(&t.psk),
+            "a secret is in the app's output"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn desktoplab_gui_wrong_psk() {
+    let t = office();
+    run_scenario("desk-psk", |lab: &Lab| {
+        let s = setup(lab, "postern-lab-d2", &t, "not-the-gateway-secret")?;
+        let d = &s.desktop;
+        let (app, wid) = start_app(lab, d)?;
+        click_connect(d, &app, &wid)?;
+        let headline = "The gateway refused the login.";
+        // The app's failure notification carries the headline of
+        // postern_frontend::explain for AuthenticationFailed, not a timeout's.
+        let n = d.wait_notification(
+            "a failure notification with the wrong-PSK headline",
+            Duration::from_secs(60),
+            |n| n.text().contains(headline) || n.text().contains("not responding"),
+        )?;
+        lab_ensure!(
+            n.text().contains(headline),
+            "a wrong PSK reads as something else: {n:?}"
+        );
+        let (st, _) = helper_state(d)?.unwrap_or_default();
+        lab_ensure!(
+            st == "failed",
+            "the helper shows {PROFILE} {st:?}, not failed"
+        );
+        if app.state().is_some() {
+            app.wait_state(
+                "the app's state: the wrong-PSK headline on screen",
+                Duration::from_secs(10),
+                |s| profile_field(s, "error_headline") == headline,
+            )?;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        shot(d, "desktop-8-wrong-psk", &wid, APP_COLOURS, Some(FAILED))?;
+        wait_tray_offers(d, "Connect", Duration::from_secs(10))?;
+        // A half-open responder SA (CONNECTING) may linger until charon times it out.
+        lab_ensure!(
+            s.gw.list_sas()?
+                .iter()
+                .all(|sa| sa.state() != "ESTABLISHED"),
+            "the gateway has an established SA after a wrong PSK: {}",
+            s.gw.list_sas_text()
+        );
+        Ok(())
+    });
+}
