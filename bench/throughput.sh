@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # TCP throughput (iperf3) through Postern's userspace ESP datapath vs strongSwan's charon
-# as the client (kernel-libipsec) vs the bare veth link, in the namespace lab (root).
-# Prints Mbit/s and the ratios. What exactly is measured: tests/src/bin/throughput.rs.
+# as the client (kernel-libipsec) vs the bare veth link, in the namespace lab (root);
+# Postern at both ends with both encapsulations (the default, ESP in UDP on this NAT-free
+# path, and raw ESP with NAT-T off). Prints Mbit/s, shares of bare veth and the ratios. What exactly is measured: tests/src/bin/throughput.rs.
 #
 #   bench/throughput.sh [--secs N] [--esp PROPOSAL] [--runs N] [--pair-only]
 # Release builds of postern-helper and the benchmark are used.

@@ -87,6 +87,26 @@ fn last_proposal() -> (Tunnel, Expect) {
     )
 }
 
+/// Issue 19: the profile offers three suites with three DH groups in both phases; the
+/// gateway takes only the last. Phase 1 settles on ECP384, so quick mode must offer the
+/// ECP384 proposal (one KE payload: one PFS group per offer) and say what it left out.
+fn pfs_group_of_phase1() -> (Tunnel, Expect) {
+    let suites = [
+        "aes128-sha1-modp1024",
+        "aes256-sha512-modp4096",
+        "aes192-sha384-ecp384",
+    ];
+    (
+        Tunnel::main_psk("pfs-group")
+            .client_proposals(&suites, &suites)
+            .gateway_proposals(&["aes192-sha384-ecp384"], &["aes192-sha384-ecp384"]),
+        Expect {
+            ike: "AES_CBC-192/HMAC_SHA2_384_192/PRF_HMAC_SHA2_384/ECP_384",
+            esp: "AES_CBC-192/HMAC_SHA2_384_192/ECP_384",
+        },
+    )
+}
+
 fn wrong_psk() -> Tunnel {
     Tunnel::main_psk("wrong-psk").client_psk("not-the-gateway-secret")
 }
@@ -217,6 +237,11 @@ fn reference_last_proposal() {
 
 /// The failure scenarios' gateway configurations really make charon fail too.
 #[test]
+fn reference_pfs_group_of_phase1() {
+    charon_connects("r-pfsgrp", pfs_group_of_phase1());
+}
+
+#[test]
 fn reference_failures() {
     for (name, t) in [("ref-nopro", no_proposal()), ("ref-wrongpsk", wrong_psk())] {
         run_scenario(name, |lab| {
@@ -333,6 +358,35 @@ fn postern_4_modern_pfs() {
 #[test]
 fn postern_5_last_proposal() {
     postern_connects("p5-last", last_proposal());
+}
+
+/// Issue 19 point 1: connects, with ping through the tunnel (`postern_connects`), and
+/// the offer left out the other groups' proposals in one line saying why.
+#[test]
+fn postern_15_pfs_group_of_phase1() {
+    let (t, exp) = pfs_group_of_phase1();
+    run_scenario("p15-pfsgrp", |lab| {
+        let gw = lab.start_gateway(&t)?;
+        let client = lab.start_postern(&t)?;
+        client.wait_connected()?;
+        check_gateway(&gw, &t, &exp)?;
+        lab.ping(Role::Client, None, LAN_HOST)?;
+        let out = client.stdout();
+        let want = "phase2 offer: aes192-sha384-ecp384 (PFS ecp384, the group phase 1 agreed on); \
+                    left out: aes128-sha1-modp1024, aes256-sha512-modp4096 (a quick mode carries one key exchange, so one PFS group)";
+        lab_ensure!(
+            out.iter()
+                .filter(|l| l.starts_with("phase2 offer:"))
+                .count()
+                == 1
+                && out.iter().any(|l| l == want),
+            "expected the one line `{want}`: {out:?}"
+        );
+        client.sigterm()?;
+        let code = client.exit_code(Duration::from_secs(15))?;
+        lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
+        gw.wait_no_sas(Duration::from_secs(10))
+    });
 }
 
 #[test]

@@ -10,7 +10,8 @@
 //! left (SAs, policies, address, routes); (2) ESP in UDP (NAT-T forced, the kernel
 //! decapsulating on our port 4500 socket) through a phase 2 rekey; and (3) the
 //! userspace datapath with raw ESP (IP protocol 50, no UDP), which needs a gateway that
-//! does not force UDP encapsulation, as a kernel-ESP strongSwan does not; (4) a 64 kB
+//! does not force UDP encapsulation, as a kernel-ESP strongSwan does not, and the same
+//! datapath with NAT-T on `auto` getting ESP in UDP on that NAT-free path; (4) a 64 kB
 //! volume lifetime rekeys through the kernel's expire notifications; (5) `auto` picks
 //! the kernel, and after SIGKILL `postern-helper cleanup` removes exactly what was
 //! installed; (6) transport mode, host to host, through a rekey; (7) SAs deleted behind
@@ -91,6 +92,7 @@ fn kernel_datapath_in_a_vm() {
         "inner_kernel_datapath",
         "inner_kernel_esp_in_udp_and_rekey",
         "inner_userspace_raw_esp",
+        "inner_userspace_default_asks_for_udp",
         "inner_kernel_volume_lifetime_rekeys",
         "inner_auto_picks_kernel_and_cleanup_after_sigkill",
         "inner_kernel_transport_mode_and_rekey",
@@ -361,6 +363,45 @@ fn inner_userspace_raw_esp() {
             !links.contains("postern"),
             "the TUN device was left:\n{links}"
         );
+        Ok(())
+    });
+}
+
+/// Issue 19: the userspace datapath with `nat_traversal = "auto"` (the default) on a
+/// NAT-free path asks for UDP encapsulation (several times faster there than raw ESP),
+/// and a kernel-ESP strongSwan gateway, which would do raw ESP, agrees: its CHILD_SA
+/// says `encap = yes`. Ping through it.
+#[test]
+#[ignore = "runs inside the VM, started by kernel_datapath_in_a_vm"]
+fn inner_userspace_default_asks_for_udp() {
+    only_in_vm();
+    let mut t = Tunnel::main_psk("kvm-udef").kernel_esp("auto");
+    t.datapath = Some("userspace".into());
+    run_scenario("kvm-udef", |lab: &Lab| {
+        let gw = lab.start_gateway(&t)?;
+        let client = lab.start_postern(&t)?;
+        client.wait_connected()?;
+        wait_gateway_child(&gw)?;
+        let sas = gw.list_sas()?;
+        let encap = sas
+            .iter()
+            .find_map(|s| s.installed_child())
+            .map(|c| c.get("encap").to_string());
+        lab_ensure!(
+            encap.as_deref() == Some("yes"),
+            "the gateway's CHILD_SA is not UDP-encapsulated:\n{}",
+            gw.list_sas_text()
+        );
+        let out = client.stdout();
+        lab_ensure!(
+            out.iter().any(|l| l
+                == "encapsulation: ESP in UDP (port 4500): asked for by the userspace datapath"),
+            "the client does not say why ESP in UDP: {out:?}"
+        );
+        lab.ping(Role::Client, None, LAN_HOST)?;
+        client.sigterm()?;
+        let code = client.exit_code(Duration::from_secs(30))?;
+        lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
         Ok(())
     });
 }

@@ -53,3 +53,78 @@ fn postern_against_its_own_responder() {
         Ok(())
     });
 }
+
+/// Issue 19: the default profile (`nat_traversal = "auto"`) on a NAT-free path, with
+/// the userspace datapath (this kernel has no ESP), asks for UDP encapsulation and gets
+/// it from a gateway that does NAT-T but forces nothing (Postern's responder: it
+/// floats only because the client claims a NAT). Seen from both sides: the responder's
+/// datapath is ESP in UDP, the client says which encapsulation and why.
+#[test]
+fn default_profile_gets_esp_in_udp_without_nat() {
+    let t = Tunnel::main_psk("udp-default");
+    lab_ensure_default(&t);
+    run_scenario("udp-default", |lab: &Lab| {
+        let responder = start_responder(lab, &t)?;
+        let client = lab.start_postern(&t)?;
+        client.wait_connected()?;
+        let line = responder.wait_line(None, "datapath userspace", Duration::from_secs(10))?;
+        lab_ensure!(
+            !line.text.contains("raw-esp"),
+            "the responder uses raw ESP: {}",
+            line.text
+        );
+        let out = client.stdout();
+        for want in [
+            "encapsulation: asking for ESP in UDP",
+            "encapsulation: ESP in UDP (port 4500): asked for by the userspace datapath",
+        ] {
+            lab_ensure!(
+                out.iter().any(|l| l.starts_with(want)),
+                "no line `{want}...`: {out:?}"
+            );
+        }
+        lab.ping(Role::Client, None, LAN_HOST)?;
+        client.sigterm()?;
+        let code = client.exit_code(Duration::from_secs(15))?;
+        lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
+        responder.wait_line(None, "closed by the peer", Duration::from_secs(10))?;
+        Ok(())
+    });
+}
+
+/// With NAT-T off, raw ESP (IP protocol 50) both ways, received in batches: ping, and
+/// 16 MB each way checked by SHA-256 (through the batched receive and GRO at both ends).
+#[test]
+fn raw_esp_with_nat_traversal_off() {
+    let mut t = Tunnel::main_psk("raw-esp");
+    t.nat_traversal = Some("off".into());
+    run_scenario("raw-esp", |lab: &Lab| {
+        let responder = start_responder(lab, &t)?;
+        let client = lab.start_postern(&t)?;
+        client.wait_connected()?;
+        responder.wait_line(None, "datapath userspace raw-esp", Duration::from_secs(10))?;
+        let out = client.stdout();
+        lab_ensure!(
+            out.iter()
+                .any(|l| l.starts_with("datapath userspace raw-esp"))
+                && out.iter().any(
+                    |l| l == "encapsulation: raw ESP (IP protocol 50): nat_traversal = \"off\""
+                ),
+            "the client does not say raw ESP and why: {out:?}"
+        );
+        lab.ping(Role::Client, None, LAN_HOST)?;
+        postern_lab::bench::checked_transfer(lab, Role::Client, LAN_HOST, 16 << 20, false)?;
+        postern_lab::bench::checked_transfer(lab, Role::Client, LAN_HOST, 16 << 20, true)?;
+        client.sigterm()?;
+        let code = client.exit_code(Duration::from_secs(15))?;
+        lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
+        responder.wait_line(None, "closed by the peer", Duration::from_secs(10))?;
+        Ok(())
+    });
+}
+
+/// The scenario above means the defaults: nothing set that a new user would not set.
+fn lab_ensure_default(t: &Tunnel) {
+    assert_eq!(t.nat_traversal, None, "not the default NAT-T setting");
+    assert_eq!(t.datapath, None, "not the default datapath");
+}

@@ -20,6 +20,7 @@
 
 mod active;
 pub mod batch;
+pub mod encap;
 pub mod esp;
 pub mod gro;
 pub mod kernel_esp;
@@ -445,29 +446,20 @@ impl Datapath {
             .retain(|o| o.sa.spi() != spi_out);
     }
 
-    /// Handles one datagram received on port 4500 that is not IKE: a NAT keepalive
-    /// or ESP. Decrypted in place in `pkt`.
     /// A datagram from the raw ESP socket: an IPv4 packet (header included, as raw IPv4
-    /// sockets deliver it) or, for IPv6, the ESP payload itself.
-    pub fn inbound_raw(&mut self, pkt: &mut [u8]) {
-        let start = match pkt.first().map(|b| b >> 4) {
-            Some(4) => usize::from(pkt[0] & 0x0f) * 4,
-            _ => 0,
-        };
-        match pkt.get_mut(start..) {
-            Some(esp) if esp.len() >= 8 => self.inbound(esp),
-            _ => {
+    /// sockets deliver it) or, for IPv6, the ESP payload itself. Staged until
+    /// [`Datapath::flush_inbound`].
+    fn inbound_raw_deferred(&mut self, pkt: &mut [u8]) {
+        match raw_esp_payload(pkt, self.gateway.is_ipv4()) {
+            Some(esp) => self.inbound_deferred(esp),
+            None => {
                 self.stats.rx_dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
 
-    pub fn inbound(&mut self, pkt: &mut [u8]) {
-        self.inbound_deferred(pkt);
-        self.flush_inbound();
-    }
-
-    /// Like [`Datapath::inbound`], but the packet may wait in the GRO stage until
+    /// Handles one ESP packet (or, from port 4500, a NAT keepalive), decrypted in
+    /// place in `pkt`; the result may wait in the GRO stage until
     /// [`Datapath::flush_inbound`] (the caller's end of a batch).
     pub fn inbound_deferred(&mut self, pkt: &mut [u8]) {
         if pkt == [0xff] {
@@ -533,6 +525,51 @@ impl Datapath {
         }
         self.rx_area = area;
         Ok(esp)
+    }
+
+    /// Takes what waits on the raw ESP socket `sock` with one `recvmmsg` (no waiting),
+    /// decrypts it and writes the result to the device (coalesced like
+    /// [`Datapath::drain_natt`]'s, one write per flow run). Returns how many ESP packets
+    /// came; nothing waiting and ICMP errors (refused) are not errors.
+    pub fn drain_raw(&mut self, sock: &tokio::net::UdpSocket) -> std::io::Result<usize> {
+        let mut area = std::mem::take(&mut self.rx_area);
+        if area.is_empty() {
+            area = vec![0u8; batch::BATCH * RX_SLOT];
+        }
+        let mut pieces = area.chunks_mut(RX_SLOT);
+        let mut bufs: [&mut [u8]; batch::BATCH] =
+            std::array::from_fn(|_| pieces.next().unwrap_or(&mut []));
+        let mut lens = [0usize; batch::BATCH];
+        let mut segs = [0usize; batch::BATCH];
+        let fd = std::os::fd::AsRawFd::as_raw_fd(sock);
+        let got = match sock.try_io(tokio::io::Interest::READABLE, || {
+            batch::recv_segments(fd, &mut bufs, &mut lens, &mut segs)
+        }) {
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::ConnectionRefused
+                ) =>
+            {
+                0
+            }
+            Err(e) => {
+                self.rx_area = area;
+                return Err(e);
+            }
+        };
+        for (b, &l) in bufs.iter_mut().zip(&lens).take(got) {
+            match b.get_mut(..l) {
+                Some(pkt) if l > 0 => self.inbound_raw_deferred(pkt),
+                _ => {
+                    self.stats.rx_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        self.rx_area = area;
+        self.flush_inbound();
+        Ok(got)
     }
 
     /// Writes the staged inbound packets to the TUN device, TCP segments of one flow
@@ -927,6 +964,23 @@ impl Outward {
     }
 }
 
+/// The ESP packet in what a raw IP protocol 50 socket delivers: IPv4 with its header
+/// (skipped by its IHL), IPv6 without (so an SPI starting 0x4. is not taken for one). `None` when too short to be ESP (SPI and
+/// sequence number) or the header length is impossible.
+fn raw_esp_payload(pkt: &mut [u8], ipv4: bool) -> Option<&mut [u8]> {
+    let start = if ipv4 {
+        let first = *pkt.first()?;
+        let ihl = usize::from(first & 0x0f) * 4;
+        if first >> 4 != 4 || ihl < 20 {
+            return None;
+        }
+        ihl
+    } else {
+        0
+    };
+    pkt.get_mut(start..).filter(|esp| esp.len() >= 8)
+}
+
 /// How many of `packets` from the first make one UDP GSO send: equal sizes, the last
 /// possibly shorter, within the kernel's limits. 1: the first goes alone.
 fn gso_run(packets: &[&[u8]]) -> usize {
@@ -1033,6 +1087,30 @@ mod tests {
         v6[8] = 0xfd;
         assert!(inner_address(&v6, 41, false).is_some());
         assert_eq!(inner_address(&v6[..39], 41, true), None);
+    }
+
+    #[test]
+    fn raw_esp_payload_skips_the_ipv4_header_only() {
+        // IPv4, IHL 5 then 6 (an option), then ESP (SPI 0x01020304, seq 1).
+        let mut v4 = vec![0x45u8; 20];
+        v4.extend_from_slice(&[1, 2, 3, 4, 0, 0, 0, 1, 0xaa]);
+        assert_eq!(
+            raw_esp_payload(&mut v4, true).map(|e| e.to_vec()),
+            Some(vec![1, 2, 3, 4, 0, 0, 0, 1, 0xaa])
+        );
+        let mut opt = vec![0x46u8; 24];
+        opt.extend_from_slice(&[9; 8]);
+        assert_eq!(raw_esp_payload(&mut opt, true).map(|e| e.len()), Some(8));
+        // IPv6 raw sockets give the payload itself, whatever its first byte.
+        let mut v6 = vec![0x45, 0, 0x10, 0, 0, 0, 0, 1, 7];
+        assert_eq!(raw_esp_payload(&mut v6, false).map(|e| e.len()), Some(9));
+        // Too short, not IPv4, or an IHL below 5: dropped, never a panic.
+        assert!(raw_esp_payload(&mut [0x45; 27], true).is_none());
+        assert!(raw_esp_payload(&mut [0x41; 40], true).is_none());
+        assert!(raw_esp_payload(&mut [0x65; 40], true).is_none());
+        assert!(raw_esp_payload(&mut [0x4f; 30], true).is_none());
+        assert!(raw_esp_payload(&mut [], true).is_none());
+        assert!(raw_esp_payload(&mut [1, 2, 3], false).is_none());
     }
 
     #[test]

@@ -122,6 +122,9 @@ pub enum Event {
     Phase2Established(SaSummary),
     /// The datapath installed an SA pair (the line says where).
     Datapath(String),
+    /// A line for the log: the engine's notes (phase 2 proposals left out of an offer),
+    /// the encapsulation asked for and why.
+    Note(String),
     /// Every expected SA is up.
     Connected {
         elapsed: Duration,
@@ -194,7 +197,7 @@ impl fmt::Display for Event {
                 c.remote_ts,
                 c.lifetime.as_secs()
             ),
-            Event::Datapath(line) => f.write_str(line),
+            Event::Datapath(line) | Event::Note(line) => f.write_str(line),
             Event::Connected { elapsed } => write!(f, "connected in {} ms", elapsed.as_millis()),
             Event::CredentialsRequired(req) => {
                 write!(f, "xauth: the gateway asks for {}", describe_fields(req))

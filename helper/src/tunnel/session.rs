@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use super::config::{engine_config, profile_children};
 use super::sockets::{bind_shared, flush, ike_peer_in_use, natt_readable, open_raw_esp, send};
 use super::{Command, Driver, Event, Failure, IKE_PORT, phase1_summary, resolve, sa_summary};
-use crate::datapath::{Active, RekeySender, Start};
+use crate::datapath::{Active, RekeySender, Start, encap};
 use crate::kernel::dns::DnsConfig;
 use crate::kernel::xfrm::{EventListener, XfrmEvent};
 
@@ -39,7 +39,7 @@ pub enum Role {
 /// What woke the session up.
 enum Wake {
     Keepalive,
-    Raw(io::Result<usize>),
+    Raw(io::Result<()>),
     Xfrm(io::Result<Vec<XfrmEvent>>),
     Ike(io::Result<usize>),
     Natt(io::Result<()>),
@@ -84,8 +84,13 @@ pub(super) struct Session<'d> {
     pub(super) connected: bool,
     /// Created with the first SA.
     datapath: Option<Active>,
-    /// Kernel or userspace, decided once with the first SA.
+    /// Kernel or userspace, decided once with the first SA (or before phase 1, when
+    /// the encapsulation to ask for depends on it).
     use_kernel: Option<bool>,
+    /// ESP in UDP or raw ESP: what was asked for and why (initiator).
+    encap: Option<encap::Plan>,
+    /// The encapsulation the first SA got was said.
+    encap_said: bool,
     /// NAT keepalives on port 4500 when the kernel carries ESP in UDP (the userspace
     /// datapath sends its own).
     keepalive: Option<tokio::time::Interval>,
@@ -101,7 +106,6 @@ pub(super) struct Session<'d> {
     pending_dns: Option<DnsConfig>,
     buf: Vec<u8>,
     buf4500: Vec<u8>,
-    buf_raw: Vec<u8>,
 }
 
 impl<'d> Session<'d> {
@@ -151,7 +155,21 @@ impl<'d> Session<'d> {
         let mut natt_local = local;
         natt_local.set_port(NAT_T_PORT);
 
-        let config = engine_config(p, local.ip())?;
+        let mut config = engine_config(p, local.ip())?;
+        // ESP in UDP or raw ESP, decided before phase 1: the userspace datapath asks for
+        // UDP (much faster there), so `auto` may have to pick the datapath now.
+        let encap = if role == Role::Initiator {
+            let probed = if encap::needs_probe(p) {
+                Some(crate::kernel::xfrm::probe_esp().await)
+            } else {
+                None
+            };
+            let plan = encap::plan(p, probed);
+            config.nat_traversal = plan.nat_traversal;
+            Some(plan)
+        } else {
+            None
+        };
         let expected_children = profile_children(p, local.ip()).len();
         let rng = crate::rng::os_rng()
             .map_err(|e| Failure::new(FailureKind::Internal, format!("no randomness: {e}")))?;
@@ -164,6 +182,14 @@ impl<'d> Session<'d> {
                     local: local.ip(),
                     mode: config.mode.name(),
                 });
+                if let Some(plan) = &encap {
+                    for line in [plan.datapath_line.clone(), plan.asking_line()]
+                        .into_iter()
+                        .flatten()
+                    {
+                        driver.emit(Event::Note(line));
+                    }
+                }
                 Ike::initiate(config, local, remote, start, Box::new(rng))?
             }
             Role::Responder => {
@@ -194,8 +220,10 @@ impl<'d> Session<'d> {
             use_kernel: if role == Role::Responder {
                 Some(false)
             } else {
-                None
+                encap.as_ref().and_then(|e| e.kernel)
             },
+            encap,
+            encap_said: false,
             keepalive: None,
             xfrm_events: None,
             replacing: Vec::new(),
@@ -204,7 +232,6 @@ impl<'d> Session<'d> {
             pending_dns: None,
             buf: vec![0u8; 65536],
             buf4500: vec![0u8; 65536],
-            buf_raw: vec![0u8; 65536],
         })
     }
 
@@ -267,12 +294,7 @@ impl<'d> Session<'d> {
                     None => std::future::pending::<()>().await,
                 }
             }, if self.keepalive.is_some() => Wake::Keepalive,
-            r = async {
-                match self.raw.as_ref() {
-                    Some(s) => s.recv(&mut self.buf_raw).await,
-                    None => std::future::pending().await,
-                }
-            }, if self.raw.is_some() => Wake::Raw(r),
+            r = natt_readable(self.raw.as_ref()), if self.raw.is_some() => Wake::Raw(r),
             r = async {
                 match self.xfrm_events.as_mut() {
                     Some(l) => l.next().await,
@@ -409,6 +431,7 @@ impl<'d> Session<'d> {
             ike::Event::MessageRefused(line) => self.driver.emit(Event::Datapath(line)),
             ike::Event::Failed(e) => return Err(e.into()),
             ike::Event::Closed => return Ok(Flow::Closed),
+            ike::Event::Note(line) => self.driver.emit(Event::Note(line)),
         }
         Ok(Flow::Continue)
     }
@@ -422,6 +445,14 @@ impl<'d> Session<'d> {
             self.local,
             self.remote,
         )));
+        if let Some(plan) = self.encap.as_ref().filter(|_| !self.encap_said) {
+            let (nat_t, remote_nat) = self.ike.phase1().map_or((false, false), |i| {
+                (i.nat_t.is_some(), i.nat.remote_behind_nat)
+            });
+            let line = plan.chosen_line(c.udp_encapsulation, nat_t, remote_nat);
+            self.encap_said = true;
+            self.driver.emit(Event::Note(line));
+        }
         let installed = if self.datapath.is_some() {
             let c = c.clone();
             self.with_datapath(move |dp| dp.install(&c))
@@ -610,17 +641,32 @@ impl<'d> Session<'d> {
         f
     }
 
-    /// A datagram on the raw ESP socket.
-    fn on_raw(&mut self, r: io::Result<usize>) -> Result<(), Failure> {
+    /// The raw ESP socket is readable: everything waiting, in one recvmmsg, through
+    /// the userspace datapath (the socket exists with it).
+    fn on_raw(&mut self, r: io::Result<()>) -> Result<(), Failure> {
+        let r = match (
+            self.datapath.as_mut().and_then(Active::user),
+            self.raw.as_ref(),
+        ) {
+            (Some(dp), Some(s)) => r.and_then(|()| dp.drain_raw(s)),
+            // Not ours to read: drop what waits so the socket does not stay readable.
+            (None, Some(s)) => r.and_then(|()| s.try_recv(&mut self.buf4500).map(|_| 0)),
+            _ => Ok(0),
+        };
         match r {
-            Ok(n) => {
-                if let Some(dp) = self.datapath.as_mut().and_then(Active::user) {
-                    dp.inbound_raw(&mut self.buf_raw[..n]);
-                    self.ike.traffic_received(Instant::now());
-                }
+            Ok(0) => Ok(()),
+            Ok(_) => {
+                self.ike.traffic_received(Instant::now());
                 Ok(())
             }
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Ok(()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::ConnectionRefused
+                ) =>
+            {
+                Ok(())
+            }
             Err(e) => Err(Failure::new(
                 FailureKind::Internal,
                 format!("receive raw ESP: {e}"),

@@ -32,7 +32,7 @@ pub(crate) async fn send(
 /// A raw IP protocol 50 socket connected to the gateway (so it sees only its ESP), for
 /// the userspace datapath without UDP encapsulation. Sending: the kernel adds the IP
 /// header; receiving: IPv4 packets arrive with theirs
-/// ([`crate::datapath::Datapath::inbound_raw`]).
+/// ([`crate::datapath::Datapath::drain_raw`]).
 pub(crate) fn open_raw_esp(gateway: IpAddr) -> std::io::Result<UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let domain = if gateway.is_ipv4() {

@@ -118,7 +118,7 @@ impl Status {
             }
             Event::Closing { .. } => self.state = State::Disconnecting,
             Event::Disconnected => self.finish(None),
-            Event::Datapath(_) | Event::Responding { .. } => {}
+            Event::Datapath(_) | Event::Responding { .. } | Event::Note(_) => {}
         }
     }
 

@@ -9,7 +9,12 @@
 //!   first run would otherwise flatter every ratio to it);
 //! - charon: from the client namespace, bound to the inner address, through charon
 //!   client ↔ charon gateway (both kernel-libipsec);
-//! - postern: from the client namespace through `postern-helper up` ↔ charon gateway.
+//! - postern: from the client namespace through `postern-helper up` ↔ charon gateway;
+//! - postern <-> postern: `postern-helper up` ↔ `postern-helper respond` (the userspace
+//!   datapath at both ends), twice: the default profile (NAT-T `auto`, which on this
+//!   NAT-free path asks for ESP in UDP) and raw ESP (`nat_traversal = "off"`, IP
+//!   protocol 50); each as a share of bare veth (goal 40 %) and against charon via
+//!   libipsec.
 //!
 //! CPU cost: the client process's CPU time (all threads, from /proc/PID/stat) over the
 //! iperf3 run, per GB carried, user and system apart. User time is what each client's
@@ -19,12 +24,13 @@
 //! (TUN, UDP, and over veth the receiving namespace's stack, run in the sender's
 //! context), much the same for both.
 //!
-//! Both tunnels: main mode PSK aes128-sha256-modp2048, ESP `--esp` (default
-//! aes128gcm16), UDP-encapsulated (libipsec always is). The gateway's libipsec is in
+//! All tunnels: main mode PSK aes128-sha256-modp2048, ESP `--esp` (default
+//! aes128gcm16); through charon's libipsec UDP-encapsulated (libipsec always is). The gateway's libipsec is in
 //! the path of both tunnels: it bounds what either client can show.
 //!
 //! Usage: throughput [--secs N] [--esp PROPOSAL] [--runs N] [--pair-only]
-//! (`--pair-only`: only Postern at both ends, no ratios; for profiling that case.
+//! (`--pair-only`: only Postern at both ends, both encapsulations, no ratios; for
+//! profiling that case.
 //! `--runs N`: Postern at both ends measured N times each way, upload and download
 //! alternating, in the same tunnel; every run is printed and the ratios use the
 //! median, which a shared machine's disturbed run moves least.)
@@ -80,7 +86,8 @@ fn run(secs: u32, esp: &str, runs: usize, pair_only: bool) -> Result<()> {
         lab.name
     );
     if pair_only {
-        postern_pair(&lab, &t, secs, runs)?;
+        postern_pair(&lab, &t, secs, runs, Encap::Default)?;
+        postern_pair(&lab, &t, secs, runs, Encap::Raw)?;
         return Ok(());
     }
     let gw = lab.start_gateway(&t)?;
@@ -115,24 +122,38 @@ fn run(secs: u32, esp: &str, runs: usize, pair_only: bool) -> Result<()> {
     let _ = p.exit_code(Duration::from_secs(15))?;
 
     // Postern at both ends: the gateway's charon gives way to `postern-helper respond`
-    // (the userspace datapath there too), ESP in UDP as with libipsec.
+    // (the userspace datapath there too). Both encapsulations, in the same run: the
+    // default profile (NAT-T `auto`: the userspace datapath asks for ESP in UDP on this
+    // NAT-free path) and raw ESP (NAT-T off, IP protocol 50).
     gw.stop();
-    let (pp_up, pp_down) = postern_pair(&lab, &t, secs, runs)?;
+    let (pp_up, pp_down) = postern_pair(&lab, &t, secs, runs, Encap::Default)?;
+    let (raw_up, raw_down) = postern_pair(&lab, &t, secs, runs, Encap::Raw)?;
     let bare_last = iperf3_from(&lab, Role::Gw, None, LAN_HOST, secs)?;
     println!("bare veth (gw -> lan), again       {bare_last:8.0} Mbit/s");
     let bare = bare_first.max(bare_last);
 
     println!();
-    for (dir, pp, ch) in [
-        ("upload  ", &pp_up.0, &charon_up),
-        ("download", &pp_down.0, &charon_down),
+    for (what, up, down) in [
+        ("default (ESP in UDP)", &pp_up, &pp_down),
+        ("raw ESP (NAT-T off) ", &raw_up, &raw_down),
     ] {
-        println!(
-            "{dir}: postern<->postern / charon via libipsec {:5.2}x, / bare veth {:5.1} %",
-            pp.mbits / ch.mbits,
-            100.0 * pp.mbits / bare
-        );
+        for (dir, pp, ch) in [
+            ("upload  ", &up.0, &charon_up),
+            ("download", &down.0, &charon_down),
+        ] {
+            println!(
+                "postern<->postern {what} {dir}: {:6.0} Mbit/s, {:5.1} % of bare veth (goal 40 %), {:5.2}x charon via libipsec",
+                pp.mbits,
+                100.0 * pp.mbits / bare,
+                pp.mbits / ch.mbits,
+            );
+        }
     }
+    println!(
+        "raw ESP / ESP in UDP: upload {:4.2}, download {:4.2}",
+        raw_up.0.mbits / pp_up.0.mbits,
+        raw_down.0.mbits / pp_down.0.mbits
+    );
     for (dir, pu, ch) in [
         ("upload  ", &postern_up, &charon_up),
         ("download", &postern_down, &charon_down),
@@ -148,31 +169,71 @@ fn run(secs: u32, esp: &str, runs: usize, pair_only: bool) -> Result<()> {
     Ok(())
 }
 
+/// Which encapsulation Postern at both ends runs with.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Encap {
+    /// The profile's defaults (NAT-T `auto`; the datapath asks for ESP in UDP).
+    Default,
+    /// `nat_traversal = "off"`: raw ESP, IP protocol 50.
+    Raw,
+}
+
 /// Postern at both ends (`postern-helper respond` in the gateway namespace): upload and
 /// download, each with the client's and the responder's CPU; with `runs` > 1, the
 /// median run of each direction.
-fn postern_pair(lab: &Lab, t: &Tunnel, secs: u32, runs: usize) -> Result<((Run, Run), (Run, Run))> {
+fn postern_pair(
+    lab: &Lab,
+    t: &Tunnel,
+    secs: u32,
+    runs: usize,
+    encap: Encap,
+) -> Result<((Run, Run), (Run, Run))> {
     let responder = postern_lab::postern::start_responder(lab, t)?;
     let mut t2 = t.clone();
-    t2.nat_traversal = Some("force".into());
+    let label = match encap {
+        Encap::Default => "default ",
+        Encap::Raw => {
+            t2.nat_traversal = Some("off".into());
+            "raw ESP "
+        }
+    };
     let p = lab.start_postern(&t2)?;
     p.wait_connected()?;
+    // What the client says it got, and why (the bench measures what it claims).
+    let said = p
+        .stdout()
+        .into_iter()
+        .find(|l| l.starts_with("encapsulation: ") && !l.starts_with("encapsulation: asking"))
+        .unwrap_or_else(|| "encapsulation: (not said)".into());
+    println!("postern <-> postern, {label}: {said}");
+    let want_udp = encap == Encap::Default;
+    if said.contains("ESP in UDP") != want_udp {
+        return Err(LabError(format!(
+            "expected {} for the {label} run: {said}",
+            if want_udp { "ESP in UDP" } else { "raw ESP" }
+        )));
+    }
     let pid = p.proc.pid();
     let rpid = responder.pid();
     let mut ups = Vec::with_capacity(runs);
     let mut downs = Vec::with_capacity(runs);
     for _ in 0..runs {
         let up = measure2(lab, pid, rpid, secs, false)?;
-        up.0.print("postern <-> postern, upload      ");
+        up.0.print(&format!("postern <-> postern, {label}upload  "));
         ups.push(up);
         let down = measure2(lab, pid, rpid, secs, true)?;
-        down.0.print("postern <-> postern, download    ");
+        down.0
+            .print(&format!("postern <-> postern, {label}download"));
         downs.push(down);
     }
     let (pp_up, pp_down) = (median(ups), median(downs));
     if runs > 1 {
-        pp_up.0.print("postern <-> postern, median up   ");
-        pp_down.0.print("postern <-> postern, median down ");
+        pp_up
+            .0
+            .print(&format!("postern <-> postern, {label}median up  "));
+        pp_down
+            .0
+            .print(&format!("postern <-> postern, {label}median down"));
     }
     println!(
         "  (the responder: upload user {:5.2}, system {:5.2}; download user {:5.2}, system {:5.2} CPU s per GB)",

@@ -467,6 +467,9 @@ pub enum Event {
     Failed(Error),
     /// `close()` finished: DELETEs are queued, nothing more will happen.
     Closed,
+    /// A line worth showing the user (e.g. phase 2 proposals left out of an offer);
+    /// nothing to act on.
+    Note(String),
 }
 
 /// Why a negotiation failed. Each variant reads as one clear sentence.

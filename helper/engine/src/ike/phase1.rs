@@ -125,6 +125,8 @@ pub struct Ike {
     /// waiting for it gives up), and how many refusals were reported.
     pub(super) last_refusal: Option<String>,
     refusals_reported: u32,
+    /// The phase 2 proposals left out of the offer were named in an [`Event::Note`].
+    pub(super) esp_offer_noted: bool,
 }
 
 impl std::fmt::Debug for Ike {
@@ -215,6 +217,7 @@ impl Ike {
             fragment_id: 0,
             reassembly: Vec::new(),
             fragment_cache: Vec::new(),
+            esp_offer_noted: false,
         }
     }
 

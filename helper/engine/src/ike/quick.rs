@@ -45,6 +45,8 @@ pub(crate) struct Quick {
     pub spi_in: u32,
     spi_out: u32,
     child: ChildConfig,
+    /// Initiator: the proposals offered (the reply must pick one of them).
+    offered: Vec<crate::algs::EspProposal>,
     choice: Option<EspChoice>,
     /// IDs as sent in message 1 (checked against the reply).
     ids: Option<(IdPayload, IdPayload)>,
@@ -131,6 +133,7 @@ impl Ike {
                     spi_in,
                     spi_out: 0,
                     child,
+                    offered: proposals,
                     choice: None,
                     ids,
                     pending: Some(pending),
@@ -167,17 +170,19 @@ impl Ike {
         vec![oa(i), oa(r)]
     }
 
-    /// Proposals that can go in one offer: those sharing the first one's PFS group.
-    fn offered_esp(&self) -> Vec<crate::algs::EspProposal> {
-        let Some(first) = self.config.esp_proposals.first() else {
-            return Vec::new();
-        };
-        self.config
-            .esp_proposals
-            .iter()
-            .copied()
-            .filter(|p| p.group == first.group)
-            .collect()
+    /// Proposals that can go in one offer: those sharing one PFS group, the one phase 1
+    /// agreed on when a proposal names it ([`sa::select_esp`]). The first time some are
+    /// left out, one line says which and why.
+    fn offered_esp(&mut self) -> Vec<crate::algs::EspProposal> {
+        let phase1 = self.info.as_ref().map(|i| i.proposal.group);
+        let sel = sa::select_esp(&self.config.esp_proposals, phase1);
+        if !self.esp_offer_noted
+            && let Some(line) = sel.note()
+        {
+            self.esp_offer_noted = true;
+            self.out.events.push_back(Event::Note(line));
+        }
+        sel.offered
     }
 
     fn new_spi(&mut self) -> u32 {
@@ -295,7 +300,7 @@ impl Ike {
             return Ok(());
         }
         let q = &self.quick[i];
-        let offered = self.offered_esp();
+        let offered = q.offered.clone();
         let mut sa_p = None;
         let (mut nr, mut ke, mut ids, mut rl) = (None, None, Vec::new(), None);
         for d in &opened.payloads {
@@ -534,6 +539,7 @@ impl Ike {
             spi_in,
             spi_out,
             child,
+            offered: Vec::new(),
             choice: Some(choice),
             ids: None,
             pending: Some(pending),

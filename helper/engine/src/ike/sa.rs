@@ -207,8 +207,66 @@ pub(crate) fn choose_ike(
     ))
 }
 
-/// Phase 2 offer: one ESP proposal with one transform per configured proposal
-/// (all sharing the PFS group of the first, since a quick mode carries one KE).
+/// The phase 2 proposals that fit in one quick mode offer. A quick mode carries at most
+/// one KE payload, so every transform of the offer must name the same PFS group (or
+/// none). The group: the one phase 1 negotiated when some proposal names it (a gateway
+/// that accepted it for phase 1 is the likeliest to accept it for PFS, and strongSwan's
+/// client prefers it the same way), else the first proposal's (`None`: no PFS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct EspSelection {
+    /// The PFS group of the offer.
+    pub group: Option<DhGroup>,
+    /// Offered, in the profile's order.
+    pub offered: Vec<EspProposal>,
+    /// Left out (another group, or none while the offer has one), in the profile's order.
+    pub left_out: Vec<EspProposal>,
+    /// The group came from phase 1 rather than from the first proposal.
+    pub from_phase1: bool,
+}
+
+pub(crate) fn select_esp(proposals: &[EspProposal], phase1: Option<DhGroup>) -> EspSelection {
+    let from_phase1 = phase1.is_some_and(|g| proposals.iter().any(|p| p.group == Some(g)));
+    let group = if from_phase1 {
+        phase1
+    } else {
+        proposals.first().and_then(|p| p.group)
+    };
+    let (offered, left_out) = proposals.iter().partition(|p| p.group == group);
+    EspSelection {
+        group,
+        offered,
+        left_out,
+        from_phase1: from_phase1 && proposals.first().is_some_and(|p| p.group != group),
+    }
+}
+
+impl EspSelection {
+    /// One line for the log when some proposals were left out; `None` when all fit.
+    pub(crate) fn note(&self) -> Option<String> {
+        if self.left_out.is_empty() {
+            return None;
+        }
+        let list = |v: &[EspProposal]| {
+            v.iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let why = match self.group {
+            Some(g) if self.from_phase1 => format!("PFS {}, the group phase 1 agreed on", g.name()),
+            Some(g) => format!("PFS {}, the first proposal's group", g.name()),
+            None => "no PFS, as the first proposal asks".to_string(),
+        };
+        Some(format!(
+            "phase2 offer: {} ({why}); left out: {} (a quick mode carries one key exchange, so one PFS group)",
+            list(&self.offered),
+            list(&self.left_out),
+        ))
+    }
+}
+
+/// Phase 2 offer: one ESP proposal with one transform per given proposal (all sharing
+/// one PFS group, since a quick mode carries one KE: see [`select_esp`]).
 pub(crate) fn esp_offer(
     proposals: &[EspProposal],
     spi: u32,

@@ -1726,3 +1726,131 @@ fn aggressive_reply_with_junk_after_its_last_payload_is_refused_with_the_reason(
         ]
     );
 }
+
+/// Issue 19: phase 1 settles on ECP384; the phase 2 proposals name three PFS groups.
+/// One KE payload means one group per quick mode: the offer takes phase 1's group
+/// (every proposal naming it, in order), and a note names the ones left out.
+#[test]
+fn pfs_group_follows_phase1_when_phase2_proposals_differ() {
+    for mode in [ExchangeMode::Main, ExchangeMode::Aggressive] {
+        let (mut i, mut r) = configs(mode);
+        // Aggressive mode sends its KE first: one group in phase 1 there.
+        i.ike_proposals = match mode {
+            ExchangeMode::Main => vec![
+                ike("aes128-sha1-modp1024"),
+                ike("aes256-sha512-modp4096"),
+                ike("aes192-sha384-ecp384"),
+            ],
+            ExchangeMode::Aggressive => vec![ike("aes192-sha384-ecp384")],
+        };
+        i.esp_proposals = vec![
+            esp("aes128-sha1-modp1024"),
+            esp("aes256-sha512-modp4096"),
+            esp("aes128gcm16-ecp384"),
+            esp("aes192-sha384-ecp384"),
+        ];
+        r.ike_proposals = vec![ike("aes192-sha384-ecp384")];
+        // Only the last one: both ECP384 proposals must be in the offer.
+        r.esp_proposals = vec![esp("aes192-sha384-ecp384")];
+        let mut p = Pair::new(i, r, 60);
+        p.drive();
+        assert_matching(&p);
+        assert_eq!(p.i.phase1().unwrap().proposal, ike("aes192-sha384-ecp384"));
+        assert_eq!(p.children_i()[0].proposal, esp("aes192-sha384-ecp384"));
+        let notes: Vec<&String> = p
+            .i_events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Note(l) => Some(l),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(notes.len(), 1, "{mode:?}: {:?}", p.i_events);
+        assert_eq!(
+            notes[0].as_str(),
+            "phase2 offer: aes128gcm16-ecp384, aes192-sha384-ecp384 (PFS ecp384, the group phase 1 agreed on); \
+             left out: aes128-sha1-modp1024, aes256-sha512-modp4096 (a quick mode carries one key exchange, so one PFS group)"
+        );
+    }
+}
+
+/// When no phase 2 proposal names phase 1's group, the first proposal's group decides
+/// (here: no PFS at all), and the proposals with a group are left out.
+#[test]
+fn pfs_group_of_the_first_proposal_when_phase1_group_is_not_offered() {
+    let (mut i, mut r) = configs(ExchangeMode::Main);
+    i.ike_proposals = vec![ike("aes128-sha256-modp2048")];
+    i.esp_proposals = vec![
+        esp("aes256-sha256"),
+        esp("aes128-sha1-ecp256"),
+        esp("aes128gcm16"),
+    ];
+    r.ike_proposals = i.ike_proposals.clone();
+    r.esp_proposals = vec![esp("aes128gcm16"), esp("aes128-sha1-ecp256")];
+    let mut p = Pair::new(i, r, 61);
+    p.drive();
+    assert_matching(&p);
+    assert_eq!(p.children_i()[0].proposal, esp("aes128gcm16"));
+    assert!(
+        p.i_events.iter().any(|e| matches!(e, Event::Note(l)
+            if l.contains("(no PFS, as the first proposal asks)") && l.contains("left out: aes128-sha1-ecp256 ("))),
+        "{:?}",
+        p.i_events
+    );
+}
+
+/// One group for all (the profile's `pfs` key): nothing left out, no note; a rekey
+/// offers the same again.
+#[test]
+fn one_pfs_group_for_all_proposals_needs_no_note() {
+    let (mut i, mut r) = configs(ExchangeMode::Main);
+    i.ike_proposals = vec![ike("aes128-sha256-ecp256")];
+    i.esp_proposals = vec![esp("aes256-sha256-modp2048"), esp("aes128gcm16-modp2048")];
+    r.ike_proposals = i.ike_proposals.clone();
+    r.esp_proposals = vec![esp("aes128gcm16-modp2048")];
+    let mut p = Pair::new(i, r, 62);
+    p.drive();
+    assert_matching(&p);
+    assert_eq!(p.children_i()[0].proposal, esp("aes128gcm16-modp2048"));
+    assert!(
+        !p.i_events.iter().any(|e| matches!(e, Event::Note(_))),
+        "{:?}",
+        p.i_events
+    );
+}
+
+#[test]
+fn esp_selection_rules() {
+    use super::sa::select_esp;
+    let ps = [
+        esp("aes128-sha1-modp1024"),
+        esp("aes256-sha256"),
+        esp("aes192-sha384-ecp384"),
+        esp("aes128gcm16-modp1024"),
+    ];
+    // Phase 1's group named by a proposal: it wins over the first proposal's.
+    let s = select_esp(&ps, Some(DhGroup::Ecp384));
+    assert_eq!(s.group, Some(DhGroup::Ecp384));
+    assert_eq!(s.offered, vec![ps[2]]);
+    assert_eq!(s.left_out, vec![ps[0], ps[1], ps[3]]);
+    assert!(s.from_phase1);
+    // Phase 1's group is the first proposal's anyway.
+    let s = select_esp(&ps, Some(DhGroup::Modp1024));
+    assert_eq!(s.offered, vec![ps[0], ps[3]]);
+    assert!(!s.from_phase1);
+    assert!(
+        s.note()
+            .unwrap()
+            .contains("(PFS modp1024, the first proposal's group)")
+    );
+    // Not named: the first proposal's group.
+    let s = select_esp(&ps, Some(DhGroup::Modp2048));
+    assert_eq!(s.group, Some(DhGroup::Modp1024));
+    assert_eq!(s.left_out, vec![ps[1], ps[2]]);
+    // No phase 1 yet (never happens, but defined): the first proposal's group.
+    assert_eq!(select_esp(&ps, None).group, Some(DhGroup::Modp1024));
+    // All fit: no note.
+    let s = select_esp(&ps[..1], Some(DhGroup::Ecp384));
+    assert!(s.left_out.is_empty() && s.note().is_none());
+    assert!(select_esp(&[], Some(DhGroup::Ecp384)).offered.is_empty());
+}
