@@ -18,8 +18,11 @@ use postern_lab::{Lab, LabError, Result, Role, lab_ensure, run_scenario};
 
 /// How long the first tunnel's datapath setup is held.
 const HOLD: Duration = Duration::from_secs(6);
-/// The longest a D-Bus answer may take while it is held.
+/// How long D-Bus answers may take while it is held: 99 % within 100 ms (the issue's
+/// figure), none over 500 ms (a blocked thread would hold them for the whole 6 s; a
+/// loaded CI machine may delay one or two by a scheduling slice).
 const MAX_ANSWER: Duration = Duration::from_millis(100);
+const WORST_ANSWER: Duration = Duration::from_millis(500);
 
 fn bus_err(e: impl std::fmt::Display) -> LabError {
     LabError(format!("D-Bus: {e}"))
@@ -121,8 +124,7 @@ fn a_held_tunnel_setup_stalls_no_other_tunnel_and_no_call() {
                 .await
                 .map_err(bus_err)?;
             let b = connection(&conn, &path_b).await?;
-            let mut slowest = Duration::ZERO;
-            let mut calls = 0u32;
+            let mut times: Vec<Duration> = Vec::new();
             let mut b_up = None;
             // Bounded: the hold plus a margin.
             while held_since.elapsed() < HOLD + Duration::from_secs(4) {
@@ -133,8 +135,7 @@ fn a_held_tunnel_setup_stalls_no_other_tunnel_and_no_call() {
                         1 => drop(a.state().await.map_err(bus_err)?),
                         _ => drop(a.phase().await.map_err(bus_err)?),
                     }
-                    slowest = slowest.max(t.elapsed());
-                    calls += 1;
+                    times.push(t.elapsed());
                 }
                 if b_up.is_none() && b.state().await.map_err(bus_err)? == state::CONNECTED {
                     let a_state = a.state().await.map_err(bus_err)?;
@@ -145,8 +146,16 @@ fn a_held_tunnel_setup_stalls_no_other_tunnel_and_no_call() {
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
+            times.sort();
+            let slowest = times.last().copied().unwrap_or_default();
+            let p99 = times
+                .get(times.len().saturating_sub(1) * 99 / 100)
+                .copied()
+                .unwrap_or_default();
             eprintln!(
-                "while A was held: {calls} calls, slowest {} ms; B connected after {:?}",
+                "while A was held: {} calls, 99th percentile {} ms, slowest {} ms; B connected after {:?}",
+                times.len(),
+                p99.as_millis(),
                 slowest.as_millis(),
                 b_up.as_ref().map(|b| b.0)
             );
@@ -162,10 +171,13 @@ fn a_held_tunnel_setup_stalls_no_other_tunnel_and_no_call() {
                 "B connected after {b_after:?}, A was {a_then}: not while A was held"
             );
             lab_ensure!(
-                slowest < MAX_ANSWER,
-                "a D-Bus call took {} ms while A was held (at most {} ms)",
+                times.len() >= 30 && p99 < MAX_ANSWER && slowest < WORST_ANSWER,
+                "{} D-Bus calls while A was held: 99th percentile {} ms (at most {} ms), slowest {} ms (at most {} ms)",
+                times.len(),
+                p99.as_millis(),
+                MAX_ANSWER.as_millis(),
                 slowest.as_millis(),
-                MAX_ANSWER.as_millis()
+                WORST_ANSWER.as_millis()
             );
             lab.ping(Role::Client, Some(CLIENT2_VIP), LAN_HOST2)?;
 
