@@ -844,16 +844,18 @@ mod tests {
         for e in std::fs::read_dir(&dir).unwrap() {
             let p = e.unwrap().path();
             let name = p.file_name().unwrap().to_string_lossy().to_string();
-            let want = match name.split('_').next().unwrap() {
-                "pcf" => Format::Pcf,
-                "shrew" => Format::Shrew,
-                "ipsecconf" => Format::IpsecConf,
-                "swanctl" => Format::Swanctl,
-                "racoon" => Format::Racoon,
-                "ifcfg" => Format::Ifcfg,
-                "nm" => Format::NmConnection,
-                _ => continue,
-            };
+            let want = [
+                ("pcf_", Format::Pcf),
+                ("shrew_", Format::Shrew),
+                ("ipsecconf_", Format::IpsecConf),
+                ("swanctl_", Format::Swanctl),
+                ("racoon_", Format::Racoon),
+                ("ifcfg-", Format::Ifcfg),
+                ("nm_", Format::NmConnection),
+            ]
+            .into_iter()
+            .find(|(p, _)| name.starts_with(p));
+            let Some((_, want)) = want else { continue };
             if p.is_dir() {
                 continue;
             }
