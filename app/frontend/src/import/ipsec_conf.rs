@@ -390,7 +390,7 @@ pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Draft>, ImportError> {
             }
         }
         params.extend(resolve(&sections, &sec.name, &mut HashSet::new(), src.origin)?);
-        match conn(src, sec, params, &secrets)? {
+        match conn(sec, params, &secrets)? {
             Ok(mut d) => {
                 for (l, k, m) in &notes {
                     d.warn(*l, k, m.clone());
@@ -416,8 +416,24 @@ pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Draft>, ImportError> {
 }
 
 /// One conn; `Ok(Err(why))`: not a client connection Postern can use.
+/// A conn given as parameters (NetworkManager's libreswan plugin stores one this way).
+pub(crate) fn conn_from_params(
+    name: &str,
+    line: usize,
+    params: Vec<Param>,
+    secrets: &[SecretEntry],
+) -> Result<Result<Draft, String>, ImportError> {
+    let sec = Section {
+        kind: "conn".into(),
+        name: name.to_string(),
+        line,
+        params: Vec::new(),
+    };
+    let map = params.into_iter().map(|p| (p.key.clone(), p)).collect();
+    conn(&sec, map, secrets)
+}
+
 fn conn(
-    src: &Source<'_>,
     sec: &Section,
     mut params: BTreeMap<String, Param>,
     secrets: &[SecretEntry],
