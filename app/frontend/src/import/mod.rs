@@ -683,6 +683,8 @@ impl Draft {
         } else if self.secrets.remove(XAUTH_PASSWORD).is_some() {
             self.warn(None, "xauth password", "an XAuth password was found but the connection has no XAuth user: not kept");
         }
+        let files = &self.files;
+        self.missing.retain(|m| !files.iter().any(|f| f.0 == m.key));
         let secrets_missing = needed
             .into_iter()
             .filter(|k| !self.secrets.contains_key(*k))

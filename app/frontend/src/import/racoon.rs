@@ -685,6 +685,15 @@ mod tests {
         assert_eq!(v[0].profile.gateway, "X.X.X.X");
     }
 
+    #[test]
+    fn seed_002_files_with_the_include_beside() {
+        // The include names /etc/racoon/X.X.X.X.conf: the file of that name beside is read.
+        let i = one("racoon_seed002.conf");
+        assert_eq!(i.profile.gateway, "X.X.X.X");
+        assert_eq!(ike(&i), ["3des-sha1-modp1024"]);
+        assert!(!i.warnings.iter().any(|w| w.message.contains("not beside")), "{:?}", i.warnings);
+    }
+
     /// Seed 004's listings as printed (the article lost the addresses and closing braces).
     const SEED_004_RACOON: &str = "# Практически все данные в разделах remote и sainfo берутся из первоначального шаблона## Мы рассмотрим простейший пример с PSK авторизацией\npath pre_shared_key \"/etc/racoon/psk.txt\";\nlog debug;\nlisten {\n# Указываем интерфейс, с которого будет строиться будущий ISAKMP туннель\n   isakmp [500];\n# В разделе remote перчислены настройки для первой фазы IPSec.# Это в некотором смысле аналог tunnel-group в ASA.# Вместо конкретного IP-адреса можно указать anonymous# Это будет означать возможность подключения к вам с любого адреса. # Так делаются присоединения типа user-network# remote anonymous\nremote {\n   nat_traversal off;\n   exchange_mode main;\n   my_identifier address;\n   proposal {\n      encryption_algorithm 3des;\n      hash_algorithm sha1;\n      authentication_method pre_shared_key;\n      dh_group modp1024;\n      lifetime time 86400 sec;\n# Вторая фаза IPSec. Аналог transform-set в ASA.## Предполагается, что для разных адресов взаимодействия# можно применять разные параметры шифрования второй фазы.# Конкретизация сервисов как раз указывается в первой строчке# sainfo address <src> address <dst># Скорее всего вам это не понадобится, вы будете писать первую строку так# sainfo anonymous \nsainfo address any address any {\n   pfs_group modp1024;\n   lifetime time 28800 sec;\n   encryption_algorithm 3des;\n   authentication_algorithm hmac_sha1;\n   compression_algorithm deflate;\n";
 
