@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod explain;
+pub mod export;
 pub mod import;
 pub mod keyring;
 pub mod profiles;

@@ -724,6 +724,10 @@ fn conn(
             _ => {}
         }
     }
+    if delay.is_none() && timeout.is_none() && action.is_none() {
+        // Neither libreswan nor strongSwan probes without dpddelay / dpdaction.
+        d.p.network.dpd = None;
+    }
     if action.as_ref().is_none_or(|(a, _)| a != "none") {
         let mut dpd = d.p.network.dpd.unwrap_or_default();
         let mut any = false;

@@ -220,7 +220,7 @@ fn libreswan(src: &Source<'_>, name: &str, vpn: &[&Item], secrets: &[&Item]) -> 
     if let Some(id) = params.iter_mut().find(|p| p.key == "leftid") {
         // The plugin sends a group name as "@group" and uses aggressive mode for it.
         let v = id.value.clone();
-        if !v.starts_with('@') && !v.starts_with('%') && !v.contains('=') && v.parse::<std::net::IpAddr>().is_err() {
+        if !v.starts_with('@') && !v.starts_with('%') && !v.contains('=') && !v.contains('@') && v.parse::<std::net::IpAddr>().is_err() {
             id.value = format!("@{v}");
         }
         if !cert {
