@@ -718,6 +718,81 @@ impl Draft {
     }
 }
 
+/// `{"connections": [{"name", "profile", "secrets", "warnings"}]}`: `profile` is the
+/// TOML as JSON (same keys and nesting), `secrets` maps each secret the connection has
+/// or needs to `true`/`false` (its value with `show_secrets`), `warnings` is a list of
+/// `{"line", "key", "message"}`; material the file only points to is listed there too,
+/// with `line` null and `key` the profile key to fill (`auth.cert`).
+pub fn to_json(v: &[Imported], show_secrets: bool) -> String {
+    use crate::profiles::js;
+    let mut out = String::from("{\"connections\":[");
+    for (n, i) in v.iter().enumerate() {
+        if n > 0 {
+            out.push(',');
+        }
+        let profile = i
+            .toml
+            .parse::<toml::Table>()
+            .map(|t| toml_json(&toml::Value::Table(t)))
+            .unwrap_or_else(|_| "null".into());
+        let mut secrets: Vec<String> = i
+            .secrets
+            .iter()
+            .map(|(k, s)| {
+                let v = if show_secrets { js(s.expose()) } else { "true".into() };
+                format!("{}:{v}", js(k))
+            })
+            .collect();
+        secrets.extend(i.secrets_missing.iter().map(|k| format!("{}:false", js(k))));
+        let mut warnings: Vec<String> = i
+            .warnings
+            .iter()
+            .map(|w| {
+                format!(
+                    "{{\"line\":{},\"key\":{},\"message\":{}}}",
+                    w.line.map_or("null".into(), |l| l.to_string()),
+                    js(&w.key),
+                    js(&w.message)
+                )
+            })
+            .collect();
+        warnings.extend(i.missing.iter().map(|m| {
+            format!(
+                "{{\"line\":null,\"key\":{},\"message\":{}}}",
+                js(&m.key),
+                js(&format!("missing: {}", m.message))
+            )
+        }));
+        out.push_str(&format!(
+            "{{\"name\":{},\"profile\":{profile},\"secrets\":{{{}}},\"warnings\":[{}]}}",
+            js(&i.name),
+            secrets.join(","),
+            warnings.join(",")
+        ));
+    }
+    out.push_str("]}");
+    out
+}
+
+fn toml_json(v: &toml::Value) -> String {
+    use crate::profiles::js;
+    match v {
+        toml::Value::String(s) => js(s),
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::Float(f) => f.to_string(),
+        toml::Value::Boolean(b) => b.to_string(),
+        toml::Value::Datetime(d) => js(&d.to_string()),
+        toml::Value::Array(a) => format!("[{}]", a.iter().map(toml_json).collect::<Vec<_>>().join(",")),
+        toml::Value::Table(t) => format!(
+            "{{{}}}",
+            t.iter()
+                .map(|(k, v)| format!("{}:{}", js(k), toml_json(v)))
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+    }
+}
+
 /// A profile file name from a connection name: letters, digits, `-`, `_`, `.`.
 pub fn file_name_for(conn: &str) -> String {
     let mut s: String = conn
@@ -872,6 +947,19 @@ mod tests {
     fn unknown_files_are_refused_with_a_sentence() {
         let e = import_str("hello world\n", "notes.txt", &[], &ImportOptions::default()).unwrap_err();
         assert!(e.to_string().starts_with("notes.txt: not a file"), "{e}");
+    }
+
+    #[test]
+    fn json_has_the_four_keys_and_hides_secrets() {
+        let v = import("pcf_group_crlf_latin1.pcf");
+        let j = to_json(&v, false);
+        assert!(j.starts_with("{\"connections\":[{\"name\":\"Si\u{e8}ge Lyon\",\"profile\":{"), "{j}");
+        assert!(j.contains("\"secrets\":{\"psk\":true,\"xauth-password\":false}"), "{j}");
+        assert!(j.contains("\"gateway\":\"vpn.lyon.example.com\""), "{j}");
+        assert!(j.contains("\"auth\":{\"method\":\"psk\""), "{j}");
+        assert!(j.contains("{\"line\":17,\"key\":\"EnableBackup\""), "{j}");
+        assert!(!j.contains("Th!s"), "{j}");
+        assert!(to_json(&v, true).contains("\"psk\":\"Th!sIsMyK3y#\""));
     }
 
     #[test]
