@@ -34,7 +34,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use postern_dbus::profile::{
-    AuthMethod, Identity, Profile, Secret, SecretPolicy, Subnet, parse_duration,
+    AuthMethod, EncapMode, Identity, ModeConfig, Profile, Secret, SecretPolicy, Subnet,
+    parse_duration,
 };
 use postern_engine::proposal::{parse_esp, parse_ike};
 
@@ -49,6 +50,7 @@ pub mod shrew;
 pub mod swanctl;
 mod text;
 
+pub use postern_dbus::profile::Secret as SecretValue;
 pub use text::decode;
 
 /// The formats [`detect`] knows.
@@ -682,6 +684,18 @@ impl Draft {
             needed.push(XAUTH_PASSWORD);
         } else if self.secrets.remove(XAUTH_PASSWORD).is_some() {
             self.warn(None, "xauth password", "an XAuth password was found but the connection has no XAuth user: not kept");
+        }
+        // A single /32 as our side with no Mode Config: the inner ("secondary") address
+        // the tunnel's traffic comes from, as in the seed article.
+        if self.p.network.mode_config == ModeConfig::Off
+            && self.p.network.virtual_ip.is_none()
+            && self.p.phase2.mode == EncapMode::Tunnel
+        {
+            if let [Subnet { addr: std::net::IpAddr::V4(a), prefix: 32 }] = self.p.phase2.local_networks[..] {
+                self.p.network.virtual_ip = Some(a);
+                self.p.phase2.local_networks.clear();
+                self.warn(None, "local networks", format!("the single host {a}/32 is used as the tunnel's inner address (network.virtual_ip)"));
+            }
         }
         let files = &self.files;
         self.missing.retain(|m| !files.iter().any(|f| f.0 == m.key));
