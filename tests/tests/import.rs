@@ -30,9 +30,15 @@ fn import_one(text: &str, origin: &str, companions: &[Companion]) -> Imported {
 /// The imported TOML plus the imported secrets and the given certificate paths, written
 /// 0600 for `postern-helper up`.
 fn write_profile(lab: &Lab, i: &Imported, files: &[(&str, PathBuf)]) -> Result<PathBuf> {
-    let mut t: toml::Table = i.toml.parse().map_err(|e| postern_lab::LabError(format!("imported TOML: {e}")))?;
+    let mut t: toml::Table = i
+        .toml
+        .parse()
+        .map_err(|e| postern_lab::LabError(format!("imported TOML: {e}")))?;
     let table = |t: &mut toml::Table, k: &str| -> toml::Table {
-        t.get(k).and_then(|v| v.as_table()).cloned().unwrap_or_default()
+        t.get(k)
+            .and_then(|v| v.as_table())
+            .cloned()
+            .unwrap_or_default()
     };
     let mut auth = table(&mut t, "auth");
     if let Some(psk) = i.secrets.get("psk") {
@@ -49,10 +55,21 @@ fn write_profile(lab: &Lab, i: &Imported, files: &[(&str, PathBuf)]) -> Result<P
         }
         t.insert("xauth".into(), x.into());
     }
-    let path = lab.dir.join(format!("imported-{}.toml", postern_frontend::import::file_name_for(&i.name)));
+    let path = lab.dir.join(format!(
+        "imported-{}.toml",
+        postern_frontend::import::file_name_for(&i.name)
+    ));
     let _ = std::fs::remove_file(&path);
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
-    f.write_all(toml::to_string(&t).map_err(|e| postern_lab::LabError(e.to_string()))?.as_bytes())?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)?;
+    f.write_all(
+        toml::to_string(&t)
+            .map_err(|e| postern_lab::LabError(e.to_string()))?
+            .as_bytes(),
+    )?;
     Ok(path)
 }
 
@@ -66,15 +83,27 @@ fn connects(scenario: &str, t: &Tunnel, profile: impl FnOnce(&Lab) -> Result<Pat
         client.wait_connected()?;
         let out = client.stdout();
         if t.xauth.is_some() {
-            lab_ensure!(out.iter().any(|l| l == "xauth ok"), "no `xauth ok` line: {out:?}");
+            lab_ensure!(
+                out.iter().any(|l| l == "xauth ok"),
+                "no `xauth ok` line: {out:?}"
+            );
         }
         let sa = gw.wait_established(Duration::from_secs(10))?;
         let shown = gw.list_sas_text();
-        lab_ensure!(sa.get("version") == "1", "gateway SA is not IKEv1:\n{shown}");
-        lab_ensure!(sa.installed_child().is_some(), "no INSTALLED CHILD_SA on the gateway:\n{shown}");
+        lab_ensure!(
+            sa.get("version") == "1",
+            "gateway SA is not IKEv1:\n{shown}"
+        );
+        lab_ensure!(
+            sa.installed_child().is_some(),
+            "no INSTALLED CHILD_SA on the gateway:\n{shown}"
+        );
         if t.aggressive {
             let log = std::fs::read_to_string(gw.log_path()).unwrap_or_default();
-            lab_ensure!(log.contains("AGGRESSIVE"), "gateway log shows no aggressive mode exchange");
+            lab_ensure!(
+                log.contains("AGGRESSIVE"),
+                "gateway log shows no aggressive mode exchange"
+            );
         }
         lab.ping(Role::Client, None, LAN_HOST)?;
         client.sigterm()?;
@@ -96,8 +125,20 @@ fn libreswan_ipsec_conf_main_mode_psk() {
         text: format!("{CLIENT_ADDR} {GW_ADDR} : PSK \"{}\"\n", t.psk),
     };
     let i = import_one(&conf, "ipsec.conf", &[secrets]);
-    assert_eq!(i.profile.network.virtual_ip.map(|a| a.to_string()).as_deref(), Some(CLIENT_VIP));
-    assert!(i.secrets_missing.is_empty() && i.missing.is_empty(), "{:?} {:?}", i.secrets_missing, i.missing);
+    assert_eq!(
+        i.profile
+            .network
+            .virtual_ip
+            .map(|a| a.to_string())
+            .as_deref(),
+        Some(CLIENT_VIP)
+    );
+    assert!(
+        i.secrets_missing.is_empty() && i.missing.is_empty(),
+        "{:?} {:?}",
+        i.secrets_missing,
+        i.missing
+    );
     connects("imp-libreswan", &t, |lab| write_profile(lab, &i, &[]));
 }
 
@@ -134,15 +175,28 @@ fn swanctl_certificates() {
         client_pkcs12: None,
         client_crl: None,
     };
-    let t = Tunnel::main_psk("imp-swanctl").signatures(set, &format!("dn:{CLIENT_DN}"), &format!("fqdn:{GW_NAME}"));
+    let t = Tunnel::main_psk("imp-swanctl").signatures(
+        set,
+        &format!("dn:{CLIENT_DN}"),
+        &format!("fqdn:{GW_NAME}"),
+    );
     let conf = format!(
         "connections {{\n    lab {{\n        version = 1\n        remote_addrs = {GW_ADDR}\n        proposals = aes128-sha256-modp2048\n        local {{\n            auth = pubkey\n            certs = client.pem\n            id = \"{CLIENT_DN}\"\n        }}\n        remote {{\n            auth = pubkey\n            id = {GW_NAME}\n            cacerts = ca.pem\n        }}\n        children {{\n            net {{\n                local_ts = {CLIENT_VIP}/32\n                remote_ts = {LAN_NET}\n                esp_proposals = aes128-sha256\n            }}\n        }}\n    }}\n}}\n"
     );
     let i = import_one(&conf, "swanctl.conf", &[]);
     let mut keys: Vec<&str> = i.missing.iter().map(|m| m.key.as_str()).collect();
     keys.sort();
-    assert_eq!(keys, ["auth.ca", "auth.cert", "auth.key"], "{:?}", i.missing);
-    let files = [("ca", p.path("ca.pem")), ("cert", p.path("client.pem")), ("key", p.path("client.key"))];
+    assert_eq!(
+        keys,
+        ["auth.ca", "auth.cert", "auth.key"],
+        "{:?}",
+        i.missing
+    );
+    let files = [
+        ("ca", p.path("ca.pem")),
+        ("cert", p.path("client.pem")),
+        ("key", p.path("client.key")),
+    ];
     connects("imp-swanctl", &t, |lab| write_profile(lab, &i, &files));
 }
 
@@ -177,7 +231,10 @@ fn shrew_vpn_hybrid_with_embedded_ca() {
     assert_eq!(i.secrets_missing, ["xauth-password"]);
     // The password is asked when connecting; the test gives it as the user would.
     let mut i = i;
-    i.secrets.insert("xauth-password".into(), postern_dbus_secret("alice-pass-72"));
+    i.secrets.insert(
+        "xauth-password".into(),
+        postern_dbus_secret("alice-pass-72"),
+    );
     connects("imp-shrew", &t, |lab| {
         let ca_path = lab.dir.join("imported-ca.pem");
         std::fs::write(&ca_path, &i.files[0].2)?;
@@ -195,7 +252,9 @@ mod base64ct_shim {
         const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
         let mut o = String::new();
         for c in b.chunks(3) {
-            let n = (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
+            let n = (u32::from(c[0]) << 16)
+                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+                | u32::from(*c.get(2).unwrap_or(&0));
             for i in 0..4 {
                 if i <= c.len() {
                     o.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);

@@ -264,7 +264,18 @@ async fn run(cli: Cli) -> Result<(), Fail> {
             connection,
             dry_run,
             show_secrets,
-        } => import(&file, secrets, name, connection, dry_run, json, show_secrets).await,
+        } => {
+            import(
+                &file,
+                secrets,
+                name,
+                connection,
+                dry_run,
+                json,
+                show_secrets,
+            )
+            .await
+        }
         Cmd::Export {
             name,
             format,
@@ -314,7 +325,11 @@ async fn import(
                 "{} holds {} connections ({}): pick one with --connection before naming it with --name",
                 file.display(),
                 found.len(),
-                found.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ")
+                found
+                    .iter()
+                    .map(|i| i.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         ));
     }
@@ -358,9 +373,18 @@ async fn import(
             continue;
         }
         match &saved {
-            Some(path) => println!("imported {} ({}) as {} ({})", i.name, i.format, i.profile_name, path.display()),
+            Some(path) => println!(
+                "imported {} ({}) as {} ({})",
+                i.name,
+                i.format,
+                i.profile_name,
+                path.display()
+            ),
             None => {
-                println!("# {} ({}) would be saved as {}", i.name, i.format, i.profile_name);
+                println!(
+                    "# {} ({}) would be saved as {}",
+                    i.name, i.format, i.profile_name
+                );
                 print!("{}", i.toml);
             }
         }
@@ -376,7 +400,10 @@ async fn import(
             }
         }
         for kind in &i.secrets_missing {
-            println!("  {kind}: not in the file; you will be asked, or run `postern secret set {}`", i.profile_name);
+            println!(
+                "  {kind}: not in the file; you will be asked, or run `postern secret set {}`",
+                i.profile_name
+            );
         }
         for m in &i.missing {
             println!("  missing {}: {}", m.key, m.message);
@@ -393,9 +420,14 @@ async fn import(
 
 fn write_private_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), Fail> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    let io = |e: std::io::Error| Fail::new(FailureKind::Internal, format!("{}: {e}", path.display()));
+    let io =
+        |e: std::io::Error| Fail::new(FailureKind::Internal, format!("{}: {e}", path.display()));
     if let Some(parent) = path.parent() {
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(parent).map_err(io)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(io)?;
     }
     let mut f = std::fs::OpenOptions::new()
         .write(true)

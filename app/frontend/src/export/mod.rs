@@ -130,7 +130,10 @@ fn swan_id(id: &Identity) -> String {
         Identity::Dn(d) => format!("\"{d}\""),
         Identity::KeyId(k) => match std::str::from_utf8(k) {
             Ok(s) if s.chars().all(|c| c.is_ascii_graphic() && c != ']') => format!("@[{s}]"),
-            _ => format!("@#{}", k.iter().map(|b| format!("{b:02x}")).collect::<String>()),
+            _ => format!(
+                "@#{}",
+                k.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            ),
         },
     }
 }
@@ -140,7 +143,10 @@ fn secs(d: std::time::Duration) -> u64 {
 }
 
 fn networks(v: &[postern_dbus::profile::Subnet]) -> String {
-    v.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",")
+    v.iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn pcf(p: &Profile) -> String {
@@ -161,15 +167,47 @@ fn pcf(p: &Profile) -> String {
         ("GroupName", group),
         ("GroupPwd", String::new()),
         ("EnableISPConnect", "0".into()),
-        ("Username", p.xauth.as_ref().map(|x| x.username.clone()).unwrap_or_default()),
+        (
+            "Username",
+            p.xauth
+                .as_ref()
+                .map(|x| x.username.clone())
+                .unwrap_or_default(),
+        ),
         ("SaveUserPassword", "0".into()),
         ("EnableBackup", "0".into()),
-        ("EnableNat", if p.network.nat_traversal == NatTraversal::Off { "0" } else { "1" }.into()),
+        (
+            "EnableNat",
+            if p.network.nat_traversal == NatTraversal::Off {
+                "0"
+            } else {
+                "1"
+            }
+            .into(),
+        ),
         ("TunnelingMode", "0".into()),
-        ("CertStore", if p.auth.method == AuthMethod::RsaSig { "1" } else { "0" }.into()),
-        ("PeerTimeout", p.network.dpd.map_or(0, |d| secs(d.timeout)).to_string()),
+        (
+            "CertStore",
+            if p.auth.method == AuthMethod::RsaSig {
+                "1"
+            } else {
+                "0"
+            }
+            .into(),
+        ),
+        (
+            "PeerTimeout",
+            p.network.dpd.map_or(0, |d| secs(d.timeout)).to_string(),
+        ),
         ("EnableLocalLAN", "0".into()),
-        ("DHGroup", p.phase1.proposals.first().map_or(2, |g| g.group.ike_id()).to_string()),
+        (
+            "DHGroup",
+            p.phase1
+                .proposals
+                .first()
+                .map_or(2, |g| g.group.ike_id())
+                .to_string(),
+        ),
     ];
     o.push_str("[main]\r\n");
     for (k, v) in lines {
@@ -199,7 +237,12 @@ fn libreswan_keys(p: &Profile) -> Vec<(&'static str, String)> {
     ));
     v.push((
         "aggrmode",
-        if p.exchange_mode == ExchangeMode::Aggressive { "yes" } else { "no" }.into(),
+        if p.exchange_mode == ExchangeMode::Aggressive {
+            "yes"
+        } else {
+            "no"
+        }
+        .into(),
     ));
     if let Some(x) = &p.xauth {
         v.push(("leftxauthclient", "yes".into()));
@@ -209,16 +252,34 @@ fn libreswan_keys(p: &Profile) -> Vec<(&'static str, String)> {
         v.push(("leftmodecfgclient", "yes".into()));
         v.push((
             "modecfgpull",
-            if p.network.mode_config == ModeConfig::Pull { "yes" } else { "no" }.into(),
+            if p.network.mode_config == ModeConfig::Pull {
+                "yes"
+            } else {
+                "no"
+            }
+            .into(),
         ));
     }
     if let Some(ip) = p.network.virtual_ip {
         v.push(("leftsourceip", ip.to_string()));
     }
-    v.push(("ike", p.phase1.proposals.iter().map(swan_ike).collect::<Vec<_>>().join(",")));
+    v.push((
+        "ike",
+        p.phase1
+            .proposals
+            .iter()
+            .map(swan_ike)
+            .collect::<Vec<_>>()
+            .join(","),
+    ));
     v.push((
         "esp",
-        p.phase2.proposals.iter().map(|e| swan_esp(e, p.phase2.pfs)).collect::<Vec<_>>().join(","),
+        p.phase2
+            .proposals
+            .iter()
+            .map(|e| swan_esp(e, p.phase2.pfs))
+            .collect::<Vec<_>>()
+            .join(","),
     ));
     if p.phase2.pfs.is_none() && p.phase2.proposals.iter().all(|e| e.group.is_none()) {
         v.push(("pfs", "no".into()));
@@ -226,10 +287,32 @@ fn libreswan_keys(p: &Profile) -> Vec<(&'static str, String)> {
     v.push(("ikelifetime", format!("{}s", secs(p.phase1.lifetime))));
     v.push(("salifetime", format!("{}s", secs(p.phase2.lifetime))));
     if !p.phase2.remote_networks.is_empty() {
-        v.push(("rightsubnets", format!("{{{}}}", p.phase2.remote_networks.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(" "))));
+        v.push((
+            "rightsubnets",
+            format!(
+                "{{{}}}",
+                p.phase2
+                    .remote_networks
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+        ));
     }
     if !p.phase2.local_networks.is_empty() {
-        v.push(("leftsubnets", format!("{{{}}}", p.phase2.local_networks.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(" "))));
+        v.push((
+            "leftsubnets",
+            format!(
+                "{{{}}}",
+                p.phase2
+                    .local_networks
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+        ));
     }
     if p.phase2.mode == EncapMode::Transport {
         v.push(("type", "transport".into()));
@@ -238,7 +321,15 @@ fn libreswan_keys(p: &Profile) -> Vec<(&'static str, String)> {
         Some(d) => {
             v.push(("dpddelay", secs(d.interval).to_string()));
             v.push(("dpdtimeout", secs(d.timeout).to_string()));
-            v.push(("dpdaction", if p.network.reconnect { "restart" } else { "clear" }.into()));
+            v.push((
+                "dpdaction",
+                if p.network.reconnect {
+                    "restart"
+                } else {
+                    "clear"
+                }
+                .into(),
+            ));
         }
         None => {}
     }
@@ -255,20 +346,49 @@ fn libreswan_keys(p: &Profile) -> Vec<(&'static str, String)> {
 
 fn ipsec_conf(p: &Profile) -> String {
     let mut o = String::new();
-    let _ = writeln!(o, "# {} - exported by Postern for libreswan (ipsec.conf)", p.name.replace('\n', " "));
+    let _ = writeln!(
+        o,
+        "# {} - exported by Postern for libreswan (ipsec.conf)",
+        p.name.replace('\n', " ")
+    );
     match p.auth.method {
         AuthMethod::Psk => {
-            let _ = writeln!(o, "# The pre-shared key goes in ipsec.secrets: {} {} : PSK \"...\"", p.auth.local_id.as_ref().map_or("%any".to_string(), swan_id), p.gateway);
+            let _ = writeln!(
+                o,
+                "# The pre-shared key goes in ipsec.secrets: {} {} : PSK \"...\"",
+                p.auth.local_id.as_ref().map_or("%any".to_string(), swan_id),
+                p.gateway
+            );
         }
         AuthMethod::Hybrid => {
-            let _ = writeln!(o, "# Postern's hybrid mode (gateway certificate + XAuth) has no libreswan equivalent: written as rsasig");
+            let _ = writeln!(
+                o,
+                "# Postern's hybrid mode (gateway certificate + XAuth) has no libreswan equivalent: written as rsasig"
+            );
         }
         AuthMethod::RsaSig => {}
     }
     if p.xauth.is_some() {
-        let _ = writeln!(o, "# The XAuth password goes in ipsec.secrets: @{} : XAUTH \"...\"", p.xauth.as_ref().map(|x| x.username.as_str()).unwrap_or_default());
+        let _ = writeln!(
+            o,
+            "# The XAuth password goes in ipsec.secrets: @{} : XAUTH \"...\"",
+            p.xauth
+                .as_ref()
+                .map(|x| x.username.as_str())
+                .unwrap_or_default()
+        );
     }
-    let name: String = p.name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).collect();
+    let name: String = p
+        .name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
     let _ = writeln!(o, "conn {name}");
     let _ = writeln!(o, "    left=%defaultroute");
     for (k, v) in libreswan_keys(p) {
@@ -293,7 +413,14 @@ fn uuid_for(name: &str) -> String {
     b[6] = (b[6] & 0x0f) | 0x50;
     b[8] = (b[8] & 0x3f) | 0x80;
     let x: String = b.iter().map(|v| format!("{v:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &x[0..8], &x[8..12], &x[12..16], &x[16..20], &x[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &x[0..8],
+        &x[8..12],
+        &x[12..16],
+        &x[16..20],
+        &x[20..32]
+    )
 }
 
 fn keyfile_escape(s: &str) -> String {
@@ -313,8 +440,16 @@ fn keyfile_escape(s: &str) -> String {
 
 fn nmconnection(p: &Profile) -> String {
     let mut o = String::new();
-    let _ = writeln!(o, "[connection]\nid={}\nuuid={}\ntype=vpn\nautoconnect=false\n", keyfile_escape(&p.name), uuid_for(&p.name));
-    let _ = writeln!(o, "[vpn]\nservice-type=org.freedesktop.NetworkManager.libreswan");
+    let _ = writeln!(
+        o,
+        "[connection]\nid={}\nuuid={}\ntype=vpn\nautoconnect=false\n",
+        keyfile_escape(&p.name),
+        uuid_for(&p.name)
+    );
+    let _ = writeln!(
+        o,
+        "[vpn]\nservice-type=org.freedesktop.NetworkManager.libreswan"
+    );
     for (k, v) in libreswan_keys(p) {
         // The plugin's own key names for the XAuth user and ESP.
         let k = match k {
@@ -354,10 +489,30 @@ fn sheet_rows(p: &Profile) -> Vec<(&'static str, &'static str, String, String)> 
         o.join(", ")
     };
     let esp_enc = uniq(p.phase2.proposals.iter().map(|e| e.cipher.name()).collect());
-    let esp_int = uniq(p.phase2.proposals.iter().map(|e| e.auth.map_or("(AEAD)".to_string(), |a| a.name().to_string())).collect());
+    let esp_int = uniq(
+        p.phase2
+            .proposals
+            .iter()
+            .map(|e| {
+                e.auth
+                    .map_or("(AEAD)".to_string(), |a| a.name().to_string())
+            })
+            .collect(),
+    );
     let pfs = {
-        let groups = uniq(p.phase2.proposals.iter().filter_map(|e| e.group.or(p.phase2.pfs)).map(|g| format!("{} (group {})", g.name(), g.ike_id())).collect());
-        if groups.is_empty() { "none".to_string() } else { groups }
+        let groups = uniq(
+            p.phase2
+                .proposals
+                .iter()
+                .filter_map(|e| e.group.or(p.phase2.pfs))
+                .map(|g| format!("{} (group {})", g.name(), g.ike_id()))
+                .collect(),
+        );
+        if groups.is_empty() {
+            "none".to_string()
+        } else {
+            groups
+        }
     };
     let ours_net = if !p.phase2.local_networks.is_empty() {
         networks(&p.phase2.local_networks)
@@ -370,27 +525,141 @@ fn sheet_rows(p: &Profile) -> Vec<(&'static str, &'static str, String, String)> 
     };
     vec![
         ("General", "Organisation", String::new(), String::new()),
-        ("General", "Technical contact (name, e-mail, phone)", String::new(), String::new()),
-        ("General", "VPN device (vendor, model, software)", "Postern (Linux, IKEv1)".into(), String::new()),
-        ("Peers", "Public IP address of the VPN peer", String::new(), p.gateway.clone()),
-        ("Peers", "IKE identity", id(&p.auth.local_id), id(&p.auth.remote_id)),
-        ("Encryption domain", "Networks / hosts inside the tunnel", ours_net, networks(&p.phase2.remote_networks)),
-        ("Phase 1 (IKE)", "IKE version", "IKEv1".into(), String::new()),
-        ("Phase 1 (IKE)", "Exchange mode", p.exchange_mode.as_str().into(), String::new()),
-        ("Phase 1 (IKE)", "Authentication", match p.auth.method { AuthMethod::Psk => "pre-shared key (sent separately)".into(), AuthMethod::RsaSig => "RSA signatures (X.509)".into(), AuthMethod::Hybrid => "hybrid (gateway certificate + XAuth)".into() }, String::new()),
-        ("Phase 1 (IKE)", "Encryption", uniq(ike.iter().map(|p| p.cipher.name().to_string()).collect()), String::new()),
-        ("Phase 1 (IKE)", "Hash / integrity", uniq(ike.iter().map(|p| p.hash.name().to_string()).collect()), String::new()),
-        ("Phase 1 (IKE)", "Diffie-Hellman group", uniq(ike.iter().map(|p| format!("{} (group {})", p.group.name(), p.group.ike_id())).collect()), String::new()),
-        ("Phase 1 (IKE)", "Lifetime", format!("{} s", secs(p.phase1.lifetime)), String::new()),
+        (
+            "General",
+            "Technical contact (name, e-mail, phone)",
+            String::new(),
+            String::new(),
+        ),
+        (
+            "General",
+            "VPN device (vendor, model, software)",
+            "Postern (Linux, IKEv1)".into(),
+            String::new(),
+        ),
+        (
+            "Peers",
+            "Public IP address of the VPN peer",
+            String::new(),
+            p.gateway.clone(),
+        ),
+        (
+            "Peers",
+            "IKE identity",
+            id(&p.auth.local_id),
+            id(&p.auth.remote_id),
+        ),
+        (
+            "Encryption domain",
+            "Networks / hosts inside the tunnel",
+            ours_net,
+            networks(&p.phase2.remote_networks),
+        ),
+        (
+            "Phase 1 (IKE)",
+            "IKE version",
+            "IKEv1".into(),
+            String::new(),
+        ),
+        (
+            "Phase 1 (IKE)",
+            "Exchange mode",
+            p.exchange_mode.as_str().into(),
+            String::new(),
+        ),
+        (
+            "Phase 1 (IKE)",
+            "Authentication",
+            match p.auth.method {
+                AuthMethod::Psk => "pre-shared key (sent separately)".into(),
+                AuthMethod::RsaSig => "RSA signatures (X.509)".into(),
+                AuthMethod::Hybrid => "hybrid (gateway certificate + XAuth)".into(),
+            },
+            String::new(),
+        ),
+        (
+            "Phase 1 (IKE)",
+            "Encryption",
+            uniq(ike.iter().map(|p| p.cipher.name().to_string()).collect()),
+            String::new(),
+        ),
+        (
+            "Phase 1 (IKE)",
+            "Hash / integrity",
+            uniq(ike.iter().map(|p| p.hash.name().to_string()).collect()),
+            String::new(),
+        ),
+        (
+            "Phase 1 (IKE)",
+            "Diffie-Hellman group",
+            uniq(
+                ike.iter()
+                    .map(|p| format!("{} (group {})", p.group.name(), p.group.ike_id()))
+                    .collect(),
+            ),
+            String::new(),
+        ),
+        (
+            "Phase 1 (IKE)",
+            "Lifetime",
+            format!("{} s", secs(p.phase1.lifetime)),
+            String::new(),
+        ),
         ("Phase 2 (IPsec)", "Protocol", "ESP".into(), String::new()),
-        ("Phase 2 (IPsec)", "Mode", p.phase2.mode.as_str().into(), String::new()),
+        (
+            "Phase 2 (IPsec)",
+            "Mode",
+            p.phase2.mode.as_str().into(),
+            String::new(),
+        ),
         ("Phase 2 (IPsec)", "Encryption", esp_enc, String::new()),
         ("Phase 2 (IPsec)", "Integrity", esp_int, String::new()),
         ("Phase 2 (IPsec)", "PFS group", pfs, String::new()),
-        ("Phase 2 (IPsec)", "Lifetime", format!("{} s{}", secs(p.phase2.lifetime), p.phase2.lifetime_kb.map(|k| format!(" / {k} KB")).unwrap_or_default()), String::new()),
-        ("Options", "NAT traversal", match p.network.nat_traversal { NatTraversal::Auto => "yes (RFC 3947, when NAT is detected)".into(), NatTraversal::Force => "yes, always (UDP 4500)".into(), NatTraversal::Off => "no".into() }, String::new()),
-        ("Options", "Dead peer detection", p.network.dpd.map_or("no".to_string(), |d| format!("yes, every {} s, {} s timeout", secs(d.interval), secs(d.timeout))), String::new()),
-        ("Options", "XAuth / Mode Config", format!("{} / {}", if p.xauth.is_some() { "yes" } else { "no" }, p.network.mode_config.as_str()), String::new()),
+        (
+            "Phase 2 (IPsec)",
+            "Lifetime",
+            format!(
+                "{} s{}",
+                secs(p.phase2.lifetime),
+                p.phase2
+                    .lifetime_kb
+                    .map(|k| format!(" / {k} KB"))
+                    .unwrap_or_default()
+            ),
+            String::new(),
+        ),
+        (
+            "Options",
+            "NAT traversal",
+            match p.network.nat_traversal {
+                NatTraversal::Auto => "yes (RFC 3947, when NAT is detected)".into(),
+                NatTraversal::Force => "yes, always (UDP 4500)".into(),
+                NatTraversal::Off => "no".into(),
+            },
+            String::new(),
+        ),
+        (
+            "Options",
+            "Dead peer detection",
+            p.network.dpd.map_or("no".to_string(), |d| {
+                format!(
+                    "yes, every {} s, {} s timeout",
+                    secs(d.interval),
+                    secs(d.timeout)
+                )
+            }),
+            String::new(),
+        ),
+        (
+            "Options",
+            "XAuth / Mode Config",
+            format!(
+                "{} / {}",
+                if p.xauth.is_some() { "yes" } else { "no" },
+                p.network.mode_config.as_str()
+            ),
+            String::new(),
+        ),
     ]
 }
 
@@ -401,11 +670,21 @@ fn md_cell(s: &str) -> String {
 fn sheet_md(p: &Profile) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "# IPsec VPN parameters: {}\n", md_cell(&p.name));
-    let _ = writeln!(o, "Filled in from the Postern profile; the partner fills in the empty cells. Keys and passwords are exchanged separately, never in this sheet.\n");
+    let _ = writeln!(
+        o,
+        "Filled in from the Postern profile; the partner fills in the empty cells. Keys and passwords are exchanged separately, never in this sheet.\n"
+    );
     let _ = writeln!(o, "| Section | Parameter | Our side | Partner side |");
     let _ = writeln!(o, "|---|---|---|---|");
     for (s, k, a, b) in sheet_rows(p) {
-        let _ = writeln!(o, "| {} | {} | {} | {} |", md_cell(s), md_cell(k), md_cell(&a), md_cell(&b));
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} |",
+            md_cell(s),
+            md_cell(k),
+            md_cell(&a),
+            md_cell(&b)
+        );
     }
     o
 }
@@ -421,7 +700,14 @@ fn csv_cell(s: &str) -> String {
 fn sheet_csv(p: &Profile) -> String {
     let mut o = String::from("Section,Parameter,Our side,Partner side\r\n");
     for (s, k, a, b) in sheet_rows(p) {
-        let _ = write!(o, "{},{},{},{}\r\n", csv_cell(s), csv_cell(k), csv_cell(&a), csv_cell(&b));
+        let _ = write!(
+            o,
+            "{},{},{},{}\r\n",
+            csv_cell(s),
+            csv_cell(k),
+            csv_cell(&a),
+            csv_cell(&b)
+        );
     }
     o
 }
@@ -434,8 +720,12 @@ mod tests {
     use std::path::Path;
 
     fn fixture(name: &str) -> Imported {
-        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/import").join(name);
-        import_file(&p, &ImportOptions::default()).unwrap().remove(0)
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/import")
+            .join(name);
+        import_file(&p, &ImportOptions::default())
+            .unwrap()
+            .remove(0)
     }
 
     fn reimport(text: &str, origin: &str) -> Profile {
@@ -446,23 +736,35 @@ mod tests {
     }
 
     fn effective_esp(p: &Profile) -> Vec<String> {
-        p.phase2.proposals.iter().map(|e| {
-            let mut e = *e;
-            if e.group.is_none() {
-                e.group = p.phase2.pfs;
-            }
-            e.to_string()
-        }).collect()
+        p.phase2
+            .proposals
+            .iter()
+            .map(|e| {
+                let mut e = *e;
+                if e.group.is_none() {
+                    e.group = p.phase2.pfs;
+                }
+                e.to_string()
+            })
+            .collect()
     }
 
     /// What ipsec.conf / nmconnection carry must come back unchanged.
     fn same_libreswan_view(a: &Profile, b: &Profile, text: &str) {
         assert_eq!(a.gateway, b.gateway, "{text}");
         assert_eq!(a.exchange_mode, b.exchange_mode, "{text}");
-        assert_eq!(a.auth.method == AuthMethod::Psk, b.auth.method == AuthMethod::Psk, "{text}");
+        assert_eq!(
+            a.auth.method == AuthMethod::Psk,
+            b.auth.method == AuthMethod::Psk,
+            "{text}"
+        );
         assert_eq!(a.auth.local_id, b.auth.local_id, "{text}");
         assert_eq!(a.auth.remote_id, b.auth.remote_id, "{text}");
-        assert_eq!(a.xauth.as_ref().map(|x| &x.username), b.xauth.as_ref().map(|x| &x.username), "{text}");
+        assert_eq!(
+            a.xauth.as_ref().map(|x| &x.username),
+            b.xauth.as_ref().map(|x| &x.username),
+            "{text}"
+        );
         assert_eq!(a.phase1, b.phase1, "{text}");
         assert_eq!(effective_esp(a), effective_esp(b), "{text}");
         assert_eq!(a.phase2.lifetime, b.phase2.lifetime, "{text}");
@@ -501,7 +803,10 @@ mod tests {
     fn ipsec_conf_and_nmconnection_round_trip() {
         for f in SAMPLES {
             let p = fixture(f).profile;
-            for (fmt, origin) in [(Format::IpsecConf, "x.conf"), (Format::NmConnection, "x.nmconnection")] {
+            for (fmt, origin) in [
+                (Format::IpsecConf, "x.conf"),
+                (Format::NmConnection, "x.nmconnection"),
+            ] {
                 let text = export(&p, fmt);
                 let back = reimport(&text, origin);
                 same_libreswan_view(&p, &back, &text);
@@ -521,7 +826,10 @@ mod tests {
         assert_eq!(back.exchange_mode, p.exchange_mode);
         assert_eq!(back.xauth, p.xauth);
         assert_eq!(back.phase1.proposals, p.phase1.proposals);
-        assert_eq!(back.network.dpd.map(|d| d.timeout), p.network.dpd.map(|d| d.timeout));
+        assert_eq!(
+            back.network.dpd.map(|d| d.timeout),
+            p.network.dpd.map(|d| d.timeout)
+        );
         assert_eq!(back.network.nat_traversal, p.network.nat_traversal);
     }
 
@@ -529,13 +837,25 @@ mod tests {
     fn sheet_is_filled_from_the_profile_and_blank_for_the_partner() {
         let p = fixture("racoon_two_remotes.conf").profile;
         let md = export(&p, Format::SheetMd);
-        assert!(md.contains("| Peers | Public IP address of the VPN peer |  | 198.51.100.20 |"), "{md}");
+        assert!(
+            md.contains("| Peers | Public IP address of the VPN peer |  | 198.51.100.20 |"),
+            "{md}"
+        );
         assert!(md.contains("| Phase 1 (IKE) | Diffie-Hellman group | modp2048 (group 14), modp1024 (group 2) |  |"), "{md}");
-        assert!(md.contains("| Phase 2 (IPsec) | PFS group | modp2048 (group 14) |  |"), "{md}");
+        assert!(
+            md.contains("| Phase 2 (IPsec) | PFS group | modp2048 (group 14) |  |"),
+            "{md}"
+        );
         assert!(md.contains("| Encryption domain | Networks / hosts inside the tunnel | 10.0.0.0/8 | 192.168.0.0/16 |"), "{md}");
         let csv = export(&p, Format::SheetCsv);
         let rows: Vec<&str> = csv.lines().collect();
-        assert_eq!(rows.len(), md.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| Section")).count() + 1);
+        assert_eq!(
+            rows.len(),
+            md.lines()
+                .filter(|l| l.starts_with("| ") && !l.starts_with("| Section"))
+                .count()
+                + 1
+        );
         assert!(csv.contains("Phase 1 (IKE),Diffie-Hellman group,\"modp2048 (group 14), modp1024 (group 2)\",\r\n"), "{csv}");
         assert!(csv.contains("General,Organisation,,\r\n"));
     }
@@ -546,6 +866,9 @@ mod tests {
             assert_eq!(f.as_str().parse::<Format>(), Ok(f));
         }
         assert!("docx".parse::<Format>().is_err());
-        let _ = Companion { origin: String::new(), text: String::new() };
+        let _ = Companion {
+            origin: String::new(),
+            text: String::new(),
+        };
     }
 }

@@ -25,10 +25,18 @@ fn read(origin: &str, text: &str) -> Result<Vec<Var>, ImportError> {
         }
         let l = l.strip_prefix("export ").unwrap_or(l);
         let Some((k, rest)) = l.split_once('=') else {
-            return Err(err(origin, Some(line), format!("'{l}' is not a KEY=value line")));
+            return Err(err(
+                origin,
+                Some(line),
+                format!("'{l}' is not a KEY=value line"),
+            ));
         };
         if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-            return Err(err(origin, Some(line), format!("'{k}' is not a shell variable name")));
+            return Err(err(
+                origin,
+                Some(line),
+                format!("'{k}' is not a shell variable name"),
+            ));
         }
         let mut val = String::new();
         let mut chars = rest.chars();
@@ -48,9 +56,17 @@ fn read(origin: &str, text: &str) -> Result<Vec<Var>, ImportError> {
             }
         }
         if let Some(q) = quote {
-            return Err(err(origin, Some(line), format!("the {q} quote opened in '{l}' is never closed (not valid shell)")));
+            return Err(err(
+                origin,
+                Some(line),
+                format!("the {q} quote opened in '{l}' is never closed (not valid shell)"),
+            ));
         }
-        v.push(Var { key: k.to_string(), value: val, line });
+        v.push(Var {
+            key: k.to_string(),
+            value: val,
+            line,
+        });
     }
     Ok(v)
 }
@@ -59,12 +75,19 @@ pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Draft>, ImportError> {
     let vars = read(src.origin, src.text)?;
     let mut keys_vars = Vec::new();
     for c in companion(src, &["keys-"], |t| t.contains("IKE_PSK")) {
-        keys_vars.extend(read(&c.origin, &c.text)?.into_iter().map(|v| (c.origin.clone(), v)));
+        keys_vars.extend(
+            read(&c.origin, &c.text)?
+                .into_iter()
+                .map(|v| (c.origin.clone(), v)),
+        );
     }
     let get = |k: &str| vars.iter().rev().find(|v| v.key == k);
-    let name = get("DEVICE")
-        .map(|v| v.value.clone())
-        .unwrap_or_else(|| src.stem.strip_prefix("ifcfg-").unwrap_or(src.stem).to_string());
+    let name = get("DEVICE").map(|v| v.value.clone()).unwrap_or_else(|| {
+        src.stem
+            .strip_prefix("ifcfg-")
+            .unwrap_or(src.stem)
+            .to_string()
+    });
     let mut d = Draft::new(name, Some(1));
     let Some(dst) = get("DST") else {
         return Err(err(src.origin, None, "no DST= (the peer's address)"));
@@ -73,25 +96,42 @@ pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Draft>, ImportError> {
     d.p.network.mode_config = ModeConfig::Off;
     if let Some(t) = get("TYPE") {
         if !t.value.eq_ignore_ascii_case("ipsec") {
-            return Err(err(src.origin, Some(t.line), format!("TYPE={} is not an IPsec interface", t.value)));
+            return Err(err(
+                src.origin,
+                Some(t.line),
+                format!("TYPE={} is not an IPsec interface", t.value),
+            ));
         }
     }
     let esp = get("ESP_PROTO").map_or("3des".to_string(), |v| v.value.clone());
     let ah = get("AH_PROTO").map(|v| v.value.clone());
     let ike_enc = get("IKE_ENC").map_or(esp.clone(), |v| v.value.clone());
-    let ike_auth = get("IKE_AUTH").map(|v| v.value.clone()).or(ah.clone()).filter(|a| a != "none").unwrap_or_else(|| "sha1".into());
+    let ike_auth = get("IKE_AUTH")
+        .map(|v| v.value.clone())
+        .or(ah.clone())
+        .filter(|a| a != "none")
+        .unwrap_or_else(|| "sha1".into());
     let group = get("IKE_DHGROUP").map_or("2".to_string(), |v| v.value.clone());
     let gline = get("IKE_DHGROUP").map(|v| v.line);
     let g = d.dh_group(gline, "IKE_DHGROUP", &group);
     if let Some(g) = g {
-        let p = format!("{}-{}-{}", cipher(&ike_enc, None), hash(&ike_auth), g.name());
+        let p = format!(
+            "{}-{}-{}",
+            cipher(&ike_enc, None),
+            hash(&ike_auth),
+            g.name()
+        );
         d.ike(get("IKE_ENC").map(|v| v.line), "IKE_ENC", &[p]);
     }
     let esp_auth = match ah.as_deref() {
         Some("none") | None => "sha1".to_string(),
         Some(a) => hash(a),
     };
-    d.esp(get("ESP_PROTO").map(|v| v.line), "ESP_PROTO", &[format!("{}-{}", cipher(&esp, None), esp_auth)]);
+    d.esp(
+        get("ESP_PROTO").map(|v| v.line),
+        "ESP_PROTO",
+        &[format!("{}-{}", cipher(&esp, None), esp_auth)],
+    );
     d.p.phase2.pfs = g;
     d.warn(
         None,
@@ -161,7 +201,11 @@ pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Draft>, ImportError> {
             ("address", Some(v)) => Some(format!("address:{}", v.value)),
             ("address", None) => None,
             (other, _) => {
-                d.drop_key(Some(t.line), "MYID_TYPE", &format!("'{other}' is not an identifier type Postern reads"));
+                d.drop_key(
+                    Some(t.line),
+                    "MYID_TYPE",
+                    &format!("'{other}' is not an identifier type Postern reads"),
+                );
                 None
             }
         };
@@ -175,7 +219,11 @@ pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Draft>, ImportError> {
     for (origin, v) in &keys_vars {
         match v.key.as_str() {
             "IKE_PSK" => d.secret(PSK, &v.value),
-            k if k.starts_with("KEY_") => d.drop_key(Some(v.line), &format!("{origin}: {k}"), "manual keying cannot be imported"),
+            k if k.starts_with("KEY_") => d.drop_key(
+                Some(v.line),
+                &format!("{origin}: {k}"),
+                "manual keying cannot be imported",
+            ),
             k => d.unknown(Some(v.line), &format!("{origin}: {k}")),
         }
     }
@@ -191,7 +239,13 @@ mod tests {
     #[test]
     fn seed_002_listing_1_is_refused_with_its_line() {
         // `DST=X.X.X.X'` as printed: an unclosed quote, not valid shell.
-        let e = import_str("DST=X.X.X.X'  \nTYPE=IPSEC  \nONBOOT=yes  \nIKE_METHOD=PSK\n", "ifcfg-ipsec0", &[], &ImportOptions::default()).unwrap_err();
+        let e = import_str(
+            "DST=X.X.X.X'  \nTYPE=IPSEC  \nONBOOT=yes  \nIKE_METHOD=PSK\n",
+            "ifcfg-ipsec0",
+            &[],
+            &ImportOptions::default(),
+        )
+        .unwrap_err();
         assert_eq!((e.origin.as_str(), e.line), ("ifcfg-ipsec0", Some(1)));
         assert!(e.message.contains("never closed"), "{e}");
     }
@@ -199,7 +253,10 @@ mod tests {
     #[test]
     fn seed_002_listing_6_with_listing_2_keys() {
         let text = "TYPE=IPSEC\nONBOOT=yes\nIKE_METHOD=PSK\nSRCGW=192.168.1.254\nDSTGW=192.168.2.254\nSRCNET=192.168.1.0/24\nDSTNET=192.168.2.0/24\nDST=X.X.X.X\n";
-        let keys = [Companion { origin: "keys-ipsec1".into(), text: "IKE_PSK=r3dh4t11nux\n".into() }];
+        let keys = [Companion {
+            origin: "keys-ipsec1".into(),
+            text: "IKE_PSK=r3dh4t11nux\n".into(),
+        }];
         let v = import_str(text, "ifcfg-ipsec1", &keys, &ImportOptions::default()).unwrap();
         let i = &v[0];
         assert_eq!(i.name, "ipsec1");
@@ -230,7 +287,10 @@ mod tests {
     fn quoting_latin1_and_crlf() {
         let i = one("ifcfg-ipsec7");
         assert_eq!(i.name, "Zweigstelle-Köln");
-        assert_eq!(i.profile.auth.local_id.as_ref().unwrap().to_string(), "fqdn:koeln.example.de");
+        assert_eq!(
+            i.profile.auth.local_id.as_ref().unwrap().to_string(),
+            "fqdn:koeln.example.de"
+        );
         assert_eq!(secret(&i, "psk"), Some("geheim mit Leerzeichen"));
         assert_eq!(i.profile.phase2.mode, EncapMode::Tunnel);
     }
@@ -239,7 +299,11 @@ mod tests {
     fn x509_reports_the_files() {
         let i = one("ifcfg-ipsec9");
         assert_eq!(i.profile.auth.method, AuthMethod::RsaSig);
-        assert!(i.missing.iter().any(|m| m.key == "auth.cert" && m.message.contains("laptop.public")));
+        assert!(
+            i.missing
+                .iter()
+                .any(|m| m.key == "auth.cert" && m.message.contains("laptop.public"))
+        );
         assert!(warned(&i, "KEY_AH_IN"));
     }
 }

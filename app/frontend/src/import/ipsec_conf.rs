@@ -112,17 +112,27 @@ fn read_sections(
                     return Err(err(
                         origin,
                         Some(line),
-                        format!("'{t}' is not a section header (conn NAME, config setup, ca NAME, include FILE); parameters must be indented"),
+                        format!(
+                            "'{t}' is not a section header (conn NAME, config setup, ca NAME, include FILE); parameters must be indented"
+                        ),
                     ));
                 }
             }
             continue;
         }
         let Some((k, v)) = t.split_once('=') else {
-            return Err(err(origin, Some(line), format!("'{t}' is not a key=value parameter")));
+            return Err(err(
+                origin,
+                Some(line),
+                format!("'{t}' is not a key=value parameter"),
+            ));
         };
         let Some(sec) = out.last_mut() else {
-            return Err(err(origin, Some(line), "a parameter before any 'conn' section"));
+            return Err(err(
+                origin,
+                Some(line),
+                "a parameter before any 'conn' section",
+            ));
         };
         sec.params.push(Param {
             key: k.trim().to_ascii_lowercase(),
@@ -141,17 +151,29 @@ fn resolve(
     origin: &str,
 ) -> Result<BTreeMap<String, Param>, ImportError> {
     let mut out = BTreeMap::new();
-    let Some(sec) = sections.iter().rev().find(|s| s.kind == "conn" && s.name == name) else {
+    let Some(sec) = sections
+        .iter()
+        .rev()
+        .find(|s| s.kind == "conn" && s.name == name)
+    else {
         return Ok(out);
     };
     if !seen.insert(name.to_string()) {
-        return Err(err(origin, Some(sec.line), format!("also={name} loops back to itself")));
+        return Err(err(
+            origin,
+            Some(sec.line),
+            format!("also={name} loops back to itself"),
+        ));
     }
     for p in &sec.params {
         if p.key == "also" {
             for other in p.value.split_whitespace() {
                 if !sections.iter().any(|s| s.kind == "conn" && s.name == other) {
-                    return Err(err(origin, Some(p.line), format!("also={other}: there is no conn {other}")));
+                    return Err(err(
+                        origin,
+                        Some(p.line),
+                        format!("also={other}: there is no conn {other}"),
+                    ));
                 }
                 for (k, v) in resolve(sections, other, seen, origin)? {
                     out.entry(k).or_insert(v);
@@ -169,7 +191,13 @@ fn resolve(
 
 fn is_any(v: &str) -> bool {
     let v = v.trim().to_ascii_lowercase();
-    v.is_empty() || v.starts_with("%any") || v == "%defaultroute" || v == "%default" || v == "0.0.0.0" || v == "%config" || v == "%opportunistic"
+    v.is_empty()
+        || v.starts_with("%any")
+        || v == "%defaultroute"
+        || v == "%default"
+        || v == "0.0.0.0"
+        || v == "%config"
+        || v == "%opportunistic"
 }
 
 /// An ipsec.conf id (`@fqdn`, `@[keyid]`, `@#hex`, `user@host`, a DN, an address,
@@ -221,17 +249,31 @@ pub(crate) fn swan_id(v: &str, libreswan: bool) -> Result<Option<String>, String
 
 /// One ipsec.conf / racoon proposal in strongSwan's syntax.
 pub(crate) fn swan_proposal(s: &str) -> String {
-    let s = s.trim().trim_end_matches('!').to_ascii_lowercase().replace(';', "-");
+    let s = s
+        .trim()
+        .trim_end_matches('!')
+        .to_ascii_lowercase()
+        .replace(';', "-");
     let mut toks: Vec<String> = Vec::new();
     for t in s.split('-').filter(|t| !t.is_empty()) {
         let t = match t {
             "sha2" => "sha256".to_string(),
             "aes_cbc" => "aes".to_string(),
             "null" if toks.iter().any(|x| x.contains("gcm")) => continue,
-            t if t.starts_with("aes_cbc") => format!("aes{}", t.trim_start_matches("aes_cbc").trim_start_matches('_')),
+            t if t.starts_with("aes_cbc") => format!(
+                "aes{}",
+                t.trim_start_matches("aes_cbc").trim_start_matches('_')
+            ),
             t if t.starts_with("aes_gcm") => {
-                let bits = t.trim_start_matches("aes_gcm").trim_start_matches(['_', 'c', 'a', 'b']).trim_start_matches('_');
-                let bits = if bits.is_empty() || bits == "16" { "128" } else { bits };
+                let bits = t
+                    .trim_start_matches("aes_gcm")
+                    .trim_start_matches(['_', 'c', 'a', 'b'])
+                    .trim_start_matches('_');
+                let bits = if bits.is_empty() || bits == "16" {
+                    "128"
+                } else {
+                    bits
+                };
                 format!("aes{bits}gcm16")
             }
             t if t.starts_with("dh") && t[2..].parse::<u16>().is_ok() => t[2..]
@@ -259,7 +301,9 @@ pub(crate) struct SecretEntry {
 
 fn secret_value(v: &str) -> Option<String> {
     let v = v.trim();
-    if v.len() >= 2 && (v.starts_with('"') && v.ends_with('"') || v.starts_with('\'') && v.ends_with('\'')) {
+    if v.len() >= 2
+        && (v.starts_with('"') && v.ends_with('"') || v.starts_with('\'') && v.ends_with('\''))
+    {
         return Some(v[1..v.len() - 1].to_string());
     }
     if let Some(h) = v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
@@ -267,7 +311,10 @@ fn secret_value(v: &str) -> Option<String> {
         if h.len() % 2 != 0 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
-        let bytes: Vec<u8> = (0..h.len()).step_by(2).filter_map(|i| u8::from_str_radix(&h[i..i + 2], 16).ok()).collect();
+        let bytes: Vec<u8> = (0..h.len())
+            .step_by(2)
+            .filter_map(|i| u8::from_str_radix(&h[i..i + 2], 16).ok())
+            .collect();
         return String::from_utf8(bytes).ok();
     }
     if let Some(b) = v.strip_prefix("0s") {
@@ -301,7 +348,11 @@ pub(crate) fn read_secrets(c: &Companion) -> Result<Vec<SecretEntry>, ImportErro
             continue;
         }
         let Some((sel, rest)) = l.split_once(':') else {
-            return Err(err(&c.origin, Some(line), "not a secrets entry ('[selectors] : TYPE secret')"));
+            return Err(err(
+                &c.origin,
+                Some(line),
+                "not a secrets entry ('[selectors] : TYPE secret')",
+            ));
         };
         let rest = rest.trim();
         let (kind, secret) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
@@ -312,14 +363,21 @@ pub(crate) fn read_secrets(c: &Companion) -> Result<Vec<SecretEntry>, ImportErro
             (Some(unquote(f)), secret_value(p).unwrap_or_default())
         } else {
             let Some(s) = secret_value(secret) else {
-                return Err(err(&c.origin, Some(line), format!("the {kind} secret is not a quoted string, 0x hex or 0s base64 text")));
+                return Err(err(
+                    &c.origin,
+                    Some(line),
+                    format!("the {kind} secret is not a quoted string, 0x hex or 0s base64 text"),
+                ));
             };
             (None, s)
         };
         v.push(SecretEntry {
             origin: c.origin.clone(),
             line,
-            selectors: sel.split_whitespace().map(|s| s.trim_matches('"').to_string()).collect(),
+            selectors: sel
+                .split_whitespace()
+                .map(|s| s.trim_matches('"').to_string())
+                .collect(),
             kind,
             secret,
             file,
@@ -330,8 +388,17 @@ pub(crate) fn read_secrets(c: &Companion) -> Result<Vec<SecretEntry>, ImportErro
 
 /// The best PSK entry for a connection: every selector must be one of `names` or a
 /// wildcard; the most specific wins.
-pub(crate) fn best_psk<'a>(entries: &'a [SecretEntry], kind: &str, names: &[String]) -> Option<&'a SecretEntry> {
-    let norm = |s: &str| s.trim_start_matches('@').trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+pub(crate) fn best_psk<'a>(
+    entries: &'a [SecretEntry],
+    kind: &str,
+    names: &[String],
+) -> Option<&'a SecretEntry> {
+    let norm = |s: &str| {
+        s.trim_start_matches('@')
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase()
+    };
     let names: Vec<String> = names.iter().map(|n| norm(n)).collect();
     entries
         .iter()
@@ -355,17 +422,75 @@ pub(crate) fn best_psk<'a>(entries: &'a [SecretEntry], kind: &str, names: &[Stri
 }
 
 const NO_EQUIVALENT: &[&str] = &[
-    "left", "leftnexthop", "rightnexthop", "leftfirewall", "leftupdown", "rightupdown", "rekey",
-    "rekeymargin", "margintime", "rekeyfuzz", "keyingtries", "compress", "ikepad", "fragmentation",
-    "narrowing", "mobike", "reauth", "closeaction", "leftprotoport", "rightprotoport", "installpolicy",
-    "leftallowany", "rightallowany", "mark", "reqid", "replay_window", "sha2-truncbug", "sha2_truncbug",
-    "nat-keepalive", "nat_keepalive", "leftsendcert", "rightsendcert", "hostaddrfamily", "clientaddrfamily",
-    "connaddrfamily", "leftikeport", "rightikeport", "metric", "mtu", "priority", "ikelifetime_kb",
-    "initial_contact", "initial-contact", "overlapip", "vti-interface", "ipsec-interface", "leftvti",
-    "xauthby", "xauthfail", "rightxauthserver", "rightmodecfgserver", "leftsubnets_name",
-    "rightsourceip", "leftdns", "rightdns", "modecfgdns", "modecfgdomains", "modecfgbanner",
-    "leftgroups", "rightgroups", "eap_identity", "aaa_identity", "tfc", "dpdaction_restart",
-    "leftca", "rightcert", "rightauth", "rightauth2", "sendcert",
+    "left",
+    "leftnexthop",
+    "rightnexthop",
+    "leftfirewall",
+    "leftupdown",
+    "rightupdown",
+    "rekey",
+    "rekeymargin",
+    "margintime",
+    "rekeyfuzz",
+    "keyingtries",
+    "compress",
+    "ikepad",
+    "fragmentation",
+    "narrowing",
+    "mobike",
+    "reauth",
+    "closeaction",
+    "leftprotoport",
+    "rightprotoport",
+    "installpolicy",
+    "leftallowany",
+    "rightallowany",
+    "mark",
+    "reqid",
+    "replay_window",
+    "sha2-truncbug",
+    "sha2_truncbug",
+    "nat-keepalive",
+    "nat_keepalive",
+    "leftsendcert",
+    "rightsendcert",
+    "hostaddrfamily",
+    "clientaddrfamily",
+    "connaddrfamily",
+    "leftikeport",
+    "rightikeport",
+    "metric",
+    "mtu",
+    "priority",
+    "ikelifetime_kb",
+    "initial_contact",
+    "initial-contact",
+    "overlapip",
+    "vti-interface",
+    "ipsec-interface",
+    "leftvti",
+    "xauthby",
+    "xauthfail",
+    "rightxauthserver",
+    "rightmodecfgserver",
+    "leftsubnets_name",
+    "rightsourceip",
+    "leftdns",
+    "rightdns",
+    "modecfgdns",
+    "modecfgdomains",
+    "modecfgbanner",
+    "leftgroups",
+    "rightgroups",
+    "eap_identity",
+    "aaa_identity",
+    "tfc",
+    "dpdaction_restart",
+    "leftca",
+    "rightcert",
+    "rightauth",
+    "rightauth2",
+    "sendcert",
 ];
 
 pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Draft>, ImportError> {
@@ -373,7 +498,9 @@ pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Draft>, ImportError> {
     let mut notes = Vec::new();
     read_sections(src, src.origin, src.text, 0, &mut sections, &mut notes)?;
     let mut secrets = Vec::new();
-    for c in companion(src, &["ipsec.secrets"], |t| t.contains(": PSK") || t.contains(":PSK") || t.contains(": XAUTH")) {
+    for c in companion(src, &["ipsec.secrets"], |t| {
+        t.contains(": PSK") || t.contains(":PSK") || t.contains(": XAUTH")
+    }) {
         secrets.extend(read_secrets(c)?);
     }
     let mut out = Vec::new();
@@ -384,12 +511,20 @@ pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Draft>, ImportError> {
             continue;
         }
         let mut params = BTreeMap::new();
-        if let Some(def) = sections.iter().find(|s| s.kind == "conn" && s.name == "%default") {
+        if let Some(def) = sections
+            .iter()
+            .find(|s| s.kind == "conn" && s.name == "%default")
+        {
             for p in &def.params {
                 params.insert(p.key.clone(), p.clone());
             }
         }
-        params.extend(resolve(&sections, &sec.name, &mut HashSet::new(), src.origin)?);
+        params.extend(resolve(
+            &sections,
+            &sec.name,
+            &mut HashSet::new(),
+            src.origin,
+        )?);
         match conn(sec, params, &secrets)? {
             Ok(mut d) => {
                 for (l, k, m) in &notes {
@@ -409,7 +544,11 @@ pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Draft>, ImportError> {
     }
     for d in &mut out {
         for (line, name, why) in &skipped {
-            d.warn(Some(*line), &format!("conn {name}"), format!("not imported: {why}"));
+            d.warn(
+                Some(*line),
+                &format!("conn {name}"),
+                format!("not imported: {why}"),
+            );
         }
     }
     Ok(out)
@@ -439,20 +578,52 @@ fn conn(
     secrets: &[SecretEntry],
 ) -> Result<Result<Draft, String>, ImportError> {
     const LIBRESWAN: &[&str] = &[
-        "ikev2", "aggrmode", "leftxauthclient", "phase2alg", "leftmodecfgclient", "modecfgpull", "pfs",
-        "leftusername", "leftxauthusername", "cisco-unity", "remote_peer_type", "encapsulation",
-        "ikepad", "salifetime", "phase2",
+        "ikev2",
+        "aggrmode",
+        "leftxauthclient",
+        "phase2alg",
+        "leftmodecfgclient",
+        "modecfgpull",
+        "pfs",
+        "leftusername",
+        "leftxauthusername",
+        "cisco-unity",
+        "remote_peer_type",
+        "encapsulation",
+        "ikepad",
+        "salifetime",
+        "phase2",
     ];
     const STRONGSWAN: &[&str] = &[
-        "keyexchange", "leftauth", "leftauth2", "xauth_identity", "aggressive", "forceencaps", "modeconfig",
-        "lifetime", "margintime", "rightauth",
+        "keyexchange",
+        "leftauth",
+        "leftauth2",
+        "xauth_identity",
+        "aggressive",
+        "forceencaps",
+        "modeconfig",
+        "lifetime",
+        "margintime",
+        "rightauth",
     ];
-    let libreswan = params.keys().filter(|k| LIBRESWAN.contains(&k.as_str())).count()
-        > params.keys().filter(|k| STRONGSWAN.contains(&k.as_str())).count();
+    let libreswan = params
+        .keys()
+        .filter(|k| LIBRESWAN.contains(&k.as_str()))
+        .count()
+        > params
+            .keys()
+            .filter(|k| STRONGSWAN.contains(&k.as_str()))
+            .count();
     // Which side is us: a client writes itself as left (%defaultroute, %any); a conn
     // copied from the gateway has us on the right.
-    let left = params.get("left").map(|p| p.value.clone()).unwrap_or_default();
-    let right = params.get("right").map(|p| p.value.clone()).unwrap_or_default();
+    let left = params
+        .get("left")
+        .map(|p| p.value.clone())
+        .unwrap_or_default();
+    let right = params
+        .get("right")
+        .map(|p| p.value.clone())
+        .unwrap_or_default();
     let mirrored = !is_any(&left) && is_any(&right);
     if mirrored {
         params = params
@@ -471,9 +642,14 @@ fn conn(
     if mirrored {
         d.warn(Some(sec.line), "left", "this conn is written from the gateway's side (left is the gateway): left and right were swapped");
     }
-    let gateway = params.get("right").map(|p| p.value.clone()).unwrap_or_default();
+    let gateway = params
+        .get("right")
+        .map(|p| p.value.clone())
+        .unwrap_or_default();
     if is_any(&gateway) {
-        return Ok(Err("it has no gateway address (right=): a template or server conn".into()));
+        return Ok(Err(
+            "it has no gateway address (right=): a template or server conn".into(),
+        ));
     }
     d.p.gateway = gateway;
     if let Some(p) = params.get("keyexchange") {
@@ -487,27 +663,43 @@ fn conn(
     }
     if let Some(p) = params.get("ikev2") {
         if matches!(p.value.to_ascii_lowercase().as_str(), "insist" | "yes") {
-            return Ok(Err(format!("ikev2={}: IKEv2 only; Postern speaks IKEv1", p.value)));
+            return Ok(Err(format!(
+                "ikev2={}: IKEv2 only; Postern speaks IKEv1",
+                p.value
+            )));
         }
     }
     // Authentication.
     let authby = params.get("authby").map(|p| p.value.to_ascii_lowercase());
     let leftauth = params.get("leftauth").map(|p| p.value.to_ascii_lowercase());
-    let rightauth = params.get("rightauth").map(|p| p.value.to_ascii_lowercase());
+    let rightauth = params
+        .get("rightauth")
+        .map(|p| p.value.to_ascii_lowercase());
     let mut xauth = false;
     d.p.auth.method = AuthMethod::Psk;
     match authby.as_deref() {
         Some("secret" | "psk") => {}
-        Some("rsasig" | "rsa" | "pubkey" | "ecdsa" | "rsa-sha2" | "rsasig,ecdsa" | "ecdsa,rsasig") => d.p.auth.method = AuthMethod::RsaSig,
+        Some(
+            "rsasig" | "rsa" | "pubkey" | "ecdsa" | "rsa-sha2" | "rsasig,ecdsa" | "ecdsa,rsasig",
+        ) => d.p.auth.method = AuthMethod::RsaSig,
         Some("xauthpsk") => xauth = true,
         Some("xauthrsasig") => {
             d.p.auth.method = AuthMethod::RsaSig;
             xauth = true;
         }
-        Some("never" | "null") => return Ok(Err(format!("authby={}: no authentication", authby.unwrap_or_default()))),
+        Some("never" | "null") => {
+            return Ok(Err(format!(
+                "authby={}: no authentication",
+                authby.unwrap_or_default()
+            )));
+        }
         Some(other) => {
             if let Some(p) = params.get("authby") {
-                d.warn(Some(p.line), "authby", format!("'{other}' is not an IKEv1 method Postern has: psk assumed"));
+                d.warn(
+                    Some(p.line),
+                    "authby",
+                    format!("'{other}' is not an IKEv1 method Postern has: psk assumed"),
+                );
             }
         }
         None => {
@@ -526,7 +718,11 @@ fn conn(
         }
         Some(other) => {
             let l = params.get("leftauth").map(|p| p.line);
-            d.warn(l, "leftauth", format!("'{other}' is not an IKEv1 method Postern has"));
+            d.warn(
+                l,
+                "leftauth",
+                format!("'{other}' is not an IKEv1 method Postern has"),
+            );
         }
         None => {}
     }
@@ -534,10 +730,17 @@ fn conn(
         if p.value.eq_ignore_ascii_case("xauth") {
             xauth = true;
         } else {
-            d.drop_key(Some(p.line), "leftauth2", "only XAuth is a second round Postern has");
+            d.drop_key(
+                Some(p.line),
+                "leftauth2",
+                "only XAuth is a second round Postern has",
+            );
         }
     }
-    if params.get("leftxauthclient").is_some_and(|p| truthy(&p.value)) {
+    if params
+        .get("leftxauthclient")
+        .is_some_and(|p| truthy(&p.value))
+    {
         xauth = true;
     }
     let user = ["leftusername", "leftxauthusername", "xauth_identity"]
@@ -546,14 +749,31 @@ fn conn(
     if xauth || user.is_some() {
         match user {
             Some(u) => {
-                d.p.xauth = Some(XAuth { username: u, password: None });
+                d.p.xauth = Some(XAuth {
+                    username: u,
+                    password: None,
+                });
             }
-            None => d.missing("xauth.username", "the conn uses XAuth but names no user (leftusername / xauth_identity)"),
+            None => d.missing(
+                "xauth.username",
+                "the conn uses XAuth but names no user (leftusername / xauth_identity)",
+            ),
         }
     }
     let mut consumed: HashSet<&str> = [
-        "left", "right", "keyexchange", "ikev2", "authby", "leftauth", "leftauth2", "rightauth",
-        "leftxauthclient", "leftusername", "leftxauthusername", "xauth_identity", "also",
+        "left",
+        "right",
+        "keyexchange",
+        "ikev2",
+        "authby",
+        "leftauth",
+        "leftauth2",
+        "rightauth",
+        "leftxauthclient",
+        "leftusername",
+        "leftxauthusername",
+        "xauth_identity",
+        "also",
     ]
     .into_iter()
     .collect();
@@ -616,7 +836,11 @@ fn conn(
             "rightsubnet" | "rightsubnets" | "leftsubnet" | "leftsubnets" => {
                 let v2 = v.trim_matches(|c| c == '{' || c == '}');
                 let items = list(v2);
-                let items: Vec<&str> = items.iter().map(String::as_str).filter(|s| !s.starts_with('%')).collect();
+                let items: Vec<&str> = items
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|s| !s.starts_with('%'))
+                    .collect();
                 let nets = d.subnets(line, key, &items);
                 if key.starts_with("right") {
                     d.p.phase2.remote_networks = nets;
@@ -628,7 +852,11 @@ fn conn(
             "type" => match v.to_ascii_lowercase().as_str() {
                 "tunnel" => {}
                 "transport" => d.p.phase2.mode = EncapMode::Transport,
-                other => return Ok(Err(format!("type={other} is not a tunnel Postern can make"))),
+                other => {
+                    return Ok(Err(format!(
+                        "type={other} is not a tunnel Postern can make"
+                    )));
+                }
             },
             "dpddelay" | "dpdtimeout" | "dpdaction" => {}
             "forceencaps" | "encapsulation" => match v.to_ascii_lowercase().as_str() {
@@ -638,8 +866,16 @@ fn conn(
             },
             "leftcert" => {
                 let path = v.to_string();
-                if path.contains('/') || path.ends_with(".pem") || path.ends_with(".crt") || path.ends_with(".der") {
-                    let full = if path.starts_with('/') { path.clone() } else { format!("/etc/ipsec.d/certs/{path}") };
+                if path.contains('/')
+                    || path.ends_with(".pem")
+                    || path.ends_with(".crt")
+                    || path.ends_with(".der")
+                {
+                    let full = if path.starts_with('/') {
+                        path.clone()
+                    } else {
+                        format!("/etc/ipsec.d/certs/{path}")
+                    };
                     d.missing("auth.cert", format!("the conn's certificate is the file {full} on the machine it came from: copy it here and set auth.cert"));
                     d.missing("auth.key", "its private key is named in ipsec.secrets (': RSA file'): copy it here and set auth.key");
                 } else {
@@ -647,16 +883,29 @@ fn conn(
                 }
             }
             "rightca" => {
-                d.missing("auth.ca", format!("the gateway's CA ({v}) is not in the file: give its PEM file as auth.ca"));
+                d.missing(
+                    "auth.ca",
+                    format!(
+                        "the gateway's CA ({v}) is not in the file: give its PEM file as auth.ca"
+                    ),
+                );
             }
             "leftrsasigkey" | "rightrsasigkey" => {
                 if !v.eq_ignore_ascii_case("%cert") {
-                    d.drop_key(line, key, "raw RSA keys are not supported; use certificates");
+                    d.drop_key(
+                        line,
+                        key,
+                        "raw RSA keys are not supported; use certificates",
+                    );
                 }
             }
             "auto" => {
                 if matches!(v, "start" | "route" | "ondemand") {
-                    d.warn(line, key, format!("auto={v}: Postern brings the tunnel up when you connect"));
+                    d.warn(
+                        line,
+                        key,
+                        format!("auto={v}: Postern brings the tunnel up when you connect"),
+                    );
                 }
             }
             "cisco-unity" | "remote_peer_type" => {
@@ -688,11 +937,19 @@ fn conn(
         // strongSwan's default ESP proposals have no PFS: Postern's defaults match.
     }
     // Mode Config.
-    let src_ip = params.get("leftsourceip").map(|p| (p.value.clone(), p.line));
-    let modecfg = params.get("leftmodecfgclient").is_some_and(|p| truthy(&p.value))
+    let src_ip = params
+        .get("leftsourceip")
+        .map(|p| (p.value.clone(), p.line));
+    let modecfg = params
+        .get("leftmodecfgclient")
+        .is_some_and(|p| truthy(&p.value))
         || params.get("modecfgpull").is_some_and(|p| truthy(&p.value))
         || src_ip.as_ref().is_some_and(|(v, _)| v.starts_with('%'));
-    d.p.network.mode_config = if modecfg { ModeConfig::Pull } else { ModeConfig::Off };
+    d.p.network.mode_config = if modecfg {
+        ModeConfig::Pull
+    } else {
+        ModeConfig::Off
+    };
     if let Some(p) = params.get("modeconfig") {
         if p.value.eq_ignore_ascii_case("push") && modecfg {
             d.p.network.mode_config = ModeConfig::Push;
@@ -705,14 +962,20 @@ fn conn(
         if !v.starts_with('%') {
             match v.parse() {
                 Ok(ip) => d.p.network.virtual_ip = Some(ip),
-                Err(_) => d.warn(Some(line), "leftsourceip", format!("not carried over: '{v}' is not one IPv4 address")),
+                Err(_) => d.warn(
+                    Some(line),
+                    "leftsourceip",
+                    format!("not carried over: '{v}' is not one IPv4 address"),
+                ),
             }
         }
     }
     // DPD.
     let delay = params.get("dpddelay").map(|p| (p.value.clone(), p.line));
     let timeout = params.get("dpdtimeout").map(|p| (p.value.clone(), p.line));
-    let action = params.get("dpdaction").map(|p| (p.value.to_ascii_lowercase(), p.line));
+    let action = params
+        .get("dpdaction")
+        .map(|p| (p.value.to_ascii_lowercase(), p.line));
     if let Some((a, line)) = &action {
         match a.as_str() {
             "none" => d.p.network.dpd = None,
@@ -733,13 +996,19 @@ fn conn(
         let mut any = false;
         if let Some((v, line)) = &delay {
             if let Some(t) = d.duration(Some(*line), "dpddelay", v) {
-                dpd.interval = t.clamp(std::time::Duration::from_secs(1), std::time::Duration::from_secs(3600));
+                dpd.interval = t.clamp(
+                    std::time::Duration::from_secs(1),
+                    std::time::Duration::from_secs(3600),
+                );
                 any = true;
             }
         }
         if let Some((v, line)) = &timeout {
             if let Some(t) = d.duration(Some(*line), "dpdtimeout", v) {
-                dpd.timeout = t.clamp(std::time::Duration::from_secs(1), std::time::Duration::from_secs(3600));
+                dpd.timeout = t.clamp(
+                    std::time::Duration::from_secs(1),
+                    std::time::Duration::from_secs(3600),
+                );
                 any = true;
             }
         }
@@ -753,7 +1022,10 @@ fn conn(
     let _ = Dpd::default;
     // Secrets.
     let mut names: Vec<String> = vec![d.p.gateway.clone()];
-    for id in [&d.p.auth.local_id, &d.p.auth.remote_id].into_iter().flatten() {
+    for id in [&d.p.auth.local_id, &d.p.auth.remote_id]
+        .into_iter()
+        .flatten()
+    {
         names.push(id_value(id));
     }
     if let Some(p) = params.get("leftid") {
@@ -810,14 +1082,24 @@ mod tests {
         assert_eq!(i.profile.gateway, "vpn.example.com");
         assert_eq!(i.profile.exchange_mode, ExchangeMode::Aggressive);
         assert_eq!(i.profile.auth.method, AuthMethod::Psk);
-        assert_eq!(i.profile.auth.local_id.as_ref().unwrap().to_string(), "keyid:sales");
+        assert_eq!(
+            i.profile.auth.local_id.as_ref().unwrap().to_string(),
+            "keyid:sales"
+        );
         assert_eq!(i.profile.xauth.as_ref().unwrap().username, "alice");
         assert_eq!(i.profile.network.mode_config, ModeConfig::Pull);
         assert_eq!(ike(i), ["aes256-sha1-modp1536", "aes128-sha1-modp1024"]);
-        assert_eq!(esp(i), ["aes256-sha1-modp1536", "aes128-sha1-modp1536"], "libreswan: PFS with the IKE group");
+        assert_eq!(
+            esp(i),
+            ["aes256-sha1-modp1536", "aes128-sha1-modp1536"],
+            "libreswan: PFS with the IKE group"
+        );
         assert_eq!(secret(i, "psk"), Some("group secret"));
         assert_eq!(secret(i, "xauth-password"), Some("alice pw"));
-        assert_eq!(nets(&i.profile.phase2.remote_networks), ["10.1.0.0/16", "10.2.0.0/16"]);
+        assert_eq!(
+            nets(&i.profile.phase2.remote_networks),
+            ["10.1.0.0/16", "10.2.0.0/16"]
+        );
         assert_eq!(i.profile.network.dpd.unwrap().interval.as_secs(), 15);
         assert!(warned(i, "ikepad"), "{:?}", i.warnings);
         // The server conn in the same file is named, not silently dropped.
@@ -832,19 +1114,36 @@ mod tests {
         assert_eq!(names, ["paris", "berlin"]);
         let p = &all[0];
         assert_eq!(p.profile.gateway, "198.51.100.10");
-        assert_eq!(p.profile.auth.local_id.as_ref().unwrap().to_string(), "fqdn:laptop.example.org");
-        assert_eq!(p.profile.auth.remote_id.as_ref().unwrap().to_string(), "fqdn:paris.example.org");
+        assert_eq!(
+            p.profile.auth.local_id.as_ref().unwrap().to_string(),
+            "fqdn:laptop.example.org"
+        );
+        assert_eq!(
+            p.profile.auth.remote_id.as_ref().unwrap().to_string(),
+            "fqdn:paris.example.org"
+        );
         assert_eq!(ike(p), ["aes128-sha256-modp2048"]);
-        assert_eq!(esp(p), ["aes128-sha256-modp2048"], "strongSwan: the group in esp= is PFS");
+        assert_eq!(
+            esp(p),
+            ["aes128-sha256-modp2048"],
+            "strongSwan: the group in esp= is PFS"
+        );
         assert_eq!(p.profile.phase1.lifetime.as_secs(), 3 * 3600);
-        assert_eq!(p.profile.phase2.lifetime.as_secs(), 8 * 3600, "clamped from 12h");
+        assert_eq!(
+            p.profile.phase2.lifetime.as_secs(),
+            8 * 3600,
+            "clamped from 12h"
+        );
         assert!(warned(p, "lifetime"));
         assert_eq!(secret(p, "psk"), Some("paris-secret"));
         let b = &all[1];
         assert_eq!(b.profile.gateway, "berlin.example.org");
         assert_eq!(secret(b, "psk"), Some("0sdefault"), "the wildcard entry");
         assert_eq!(b.profile.network.nat_traversal, NatTraversal::Force);
-        assert_eq!(b.profile.network.virtual_ip.unwrap().to_string(), "10.99.0.2");
+        assert_eq!(
+            b.profile.network.virtual_ip.unwrap().to_string(),
+            "10.99.0.2"
+        );
     }
 
     #[test]
@@ -855,7 +1154,10 @@ mod tests {
         assert_eq!(i.profile.phase2.mode, EncapMode::Transport);
         assert!(warned(&i, "left"));
         let keys: Vec<&str> = i.missing.iter().map(|m| m.key.as_str()).collect();
-        assert!(keys.contains(&"auth.cert") && keys.contains(&"auth.ca"), "{keys:?}");
+        assert!(
+            keys.contains(&"auth.cert") && keys.contains(&"auth.ca"),
+            "{keys:?}"
+        );
         assert_eq!(secret(&i, "key-passphrase"), Some("k3y pass"));
     }
 
@@ -866,17 +1168,41 @@ mod tests {
             text: "# c\n@group : PSK \"a b\"\n10.0.0.1 10.0.0.2: PSK 0x616263\n%any : PSK 0sYWJj\nalice : XAUTH 'pw'\n: RSA key.pem \"pp\"\nbob : XAUTH\n  \"continued\"\n".into(),
         };
         let v = read_secrets(&c).unwrap();
-        let s: Vec<(&str, &str)> = v.iter().map(|e| (e.kind.as_str(), e.secret.as_str())).collect();
-        assert_eq!(s, [("PSK", "a b"), ("PSK", "abc"), ("PSK", "abc"), ("XAUTH", "pw"), ("RSA", "pp"), ("XAUTH", "continued")]);
+        let s: Vec<(&str, &str)> = v
+            .iter()
+            .map(|e| (e.kind.as_str(), e.secret.as_str()))
+            .collect();
+        assert_eq!(
+            s,
+            [
+                ("PSK", "a b"),
+                ("PSK", "abc"),
+                ("PSK", "abc"),
+                ("XAUTH", "pw"),
+                ("RSA", "pp"),
+                ("XAUTH", "continued")
+            ]
+        );
         assert_eq!(best_psk(&v, "PSK", &["group".into()]).unwrap().line, 2);
-        assert_eq!(best_psk(&v, "PSK", &["10.0.0.1".into(), "10.0.0.2".into()]).unwrap().line, 3);
+        assert_eq!(
+            best_psk(&v, "PSK", &["10.0.0.1".into(), "10.0.0.2".into()])
+                .unwrap()
+                .line,
+            3
+        );
         assert_eq!(best_psk(&v, "PSK", &["other".into()]).unwrap().line, 4);
     }
 
     #[test]
     fn proposals_in_both_syntaxes() {
-        assert_eq!(swan_proposal("aes256-sha1;modp1536"), "aes256-sha1-modp1536");
-        assert_eq!(swan_proposal("AES_CBC_256-SHA2_256-MODP2048!"), "aes256-sha2_256-modp2048");
+        assert_eq!(
+            swan_proposal("aes256-sha1;modp1536"),
+            "aes256-sha1-modp1536"
+        );
+        assert_eq!(
+            swan_proposal("AES_CBC_256-SHA2_256-MODP2048!"),
+            "aes256-sha2_256-modp2048"
+        );
         assert_eq!(swan_proposal("aes_gcm256-null"), "aes256gcm16");
         assert_eq!(swan_proposal("3des-md5-dh2"), "3des-md5-modp1024");
         assert_eq!(swan_proposal("aes-sha2"), "aes-sha256");
@@ -884,9 +1210,21 @@ mod tests {
 
     #[test]
     fn malformed_lines_name_the_line() {
-        let e = super::super::import_str("conn a\n  right=1.2.3.4\n  oops\n", "x.conf", &[], &Default::default()).unwrap_err();
+        let e = super::super::import_str(
+            "conn a\n  right=1.2.3.4\n  oops\n",
+            "x.conf",
+            &[],
+            &Default::default(),
+        )
+        .unwrap_err();
         assert_eq!((e.line, e.origin.as_str()), (Some(3), "x.conf"));
-        let e = super::super::import_str("conn a\n  also=b\n  right=1.2.3.4\n", "x.conf", &[], &Default::default()).unwrap_err();
+        let e = super::super::import_str(
+            "conn a\n  also=b\n  right=1.2.3.4\n",
+            "x.conf",
+            &[],
+            &Default::default(),
+        )
+        .unwrap_err();
         assert!(e.message.contains("no conn b"), "{e}");
     }
 }

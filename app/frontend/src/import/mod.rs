@@ -221,8 +221,7 @@ pub fn detect(text: &str) -> Option<Format> {
         return Some(Format::Pcf);
     }
     if has(&|l| {
-        (l.starts_with("s:") || l.starts_with("n:") || l.starts_with("b:"))
-            && l[2..].contains(':')
+        (l.starts_with("s:") || l.starts_with("n:") || l.starts_with("b:")) && l[2..].contains(':')
     }) && has(&|l| l.starts_with("s:network-host:") || l.starts_with("n:version:"))
     {
         return Some(Format::Shrew);
@@ -233,9 +232,7 @@ pub fn detect(text: &str) -> Option<Format> {
     if has(&|l| l.starts_with("connections") && (l.ends_with('{') || l == "connections")) {
         return Some(Format::Swanctl);
     }
-    if has(&|l| {
-        l.starts_with("remote ") || l.starts_with("sainfo ") || l.starts_with("remote{")
-    }) {
+    if has(&|l| l.starts_with("remote ") || l.starts_with("sainfo ") || l.starts_with("remote{")) {
         return Some(Format::Racoon);
     }
     if has(&|l| l.starts_with("type=ipsec") || l.starts_with("type=\"ipsec\""))
@@ -314,8 +311,7 @@ pub fn import_str(
     let text = text::normalize(text);
     let format = match opts.format {
         Some(f) => f,
-        None => detect(&text)
-            .ok_or_else(|| err(origin, None, "not a file Postern can import"))?,
+        None => detect(&text).ok_or_else(|| err(origin, None, "not a file Postern can import"))?,
     };
     let stem = Path::new(origin)
         .file_stem()
@@ -357,7 +353,10 @@ fn import_source(
                 return Err(err(
                     src.origin,
                     None,
-                    format!("no connection named '{want}' (there are: {})", names.join(", ")),
+                    format!(
+                        "no connection named '{want}' (there are: {})",
+                        names.join(", ")
+                    ),
                 ));
             }
             d
@@ -380,7 +379,10 @@ fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
         .read_to_end(&mut v)
         .map_err(|e| format!("cannot read: {e}"))?;
     if v.len() as u64 > MAX_INPUT {
-        return Err(format!("bigger than {} MiB; not a VPN configuration", MAX_INPUT >> 20));
+        return Err(format!(
+            "bigger than {} MiB; not a VPN configuration",
+            MAX_INPUT >> 20
+        ));
     }
     Ok(v)
 }
@@ -534,7 +536,11 @@ impl Draft {
         match parse_duration(&t) {
             Ok(d) => Some(d),
             Err(_) => {
-                self.warn(line, key, format!("not carried over: '{v}' is not a duration"));
+                self.warn(
+                    line,
+                    key,
+                    format!("not carried over: '{v}' is not a duration"),
+                );
                 None
             }
         }
@@ -596,7 +602,12 @@ impl Draft {
         v
     }
 
-    pub fn dh_group(&mut self, line: Option<usize>, key: &str, v: &str) -> Option<postern_engine::algs::DhGroup> {
+    pub fn dh_group(
+        &mut self,
+        line: Option<usize>,
+        key: &str,
+        v: &str,
+    ) -> Option<postern_engine::algs::DhGroup> {
         use postern_engine::algs::DhGroup;
         let l = v.trim().to_ascii_lowercase();
         let l = l
@@ -605,14 +616,18 @@ impl Draft {
             .trim_start_matches("modp")
             .trim();
         let by_num = l.parse::<u16>().ok().and_then(|n| match n {
-            768 | 1024 | 1536 | 2048 | 3072 | 4096 | 6144 | 8192 => {
-                DhGroup::ALL.into_iter().find(|g| g.name() == format!("modp{n}"))
-            }
+            768 | 1024 | 1536 | 2048 | 3072 | 4096 | 6144 | 8192 => DhGroup::ALL
+                .into_iter()
+                .find(|g| g.name() == format!("modp{n}")),
             n => DhGroup::from_ike(n),
         });
         let g = by_num.or_else(|| DhGroup::ALL.into_iter().find(|g| g.name() == v.trim()));
         if g.is_none() {
-            self.warn(line, key, format!("not carried over: DH group '{v}' is not one Postern has"));
+            self.warn(
+                line,
+                key,
+                format!("not carried over: DH group '{v}' is not one Postern has"),
+            );
         }
         g
     }
@@ -651,7 +666,13 @@ impl Draft {
         if self.p.name.trim().is_empty() || self.p.name.chars().count() > 64 {
             self.p.name = name.clone();
         }
-        self.p.name = self.p.name.chars().filter(|c| !c.is_control()).take(64).collect();
+        self.p.name = self
+            .p
+            .name
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(64)
+            .collect();
         let mut needed = Vec::new();
         match self.p.auth.method {
             AuthMethod::Psk => needed.push(PSK),
@@ -663,7 +684,10 @@ impl Draft {
                     );
                 }
                 if self.p.auth.key.is_none() && self.p.auth.pkcs12.is_none() {
-                    self.missing("auth.key", "the file does not hold our private key: give its PEM file");
+                    self.missing(
+                        "auth.key",
+                        "the file does not hold our private key: give its PEM file",
+                    );
                 }
             }
             AuthMethod::Hybrid => {}
@@ -677,13 +701,21 @@ impl Draft {
         if self.p.auth.method != AuthMethod::Psk {
             if let Some(psk) = self.secrets.remove(PSK) {
                 drop(psk);
-                self.warn(None, "psk", "a pre-shared key was found but the connection does not use one: not kept");
+                self.warn(
+                    None,
+                    "psk",
+                    "a pre-shared key was found but the connection does not use one: not kept",
+                );
             }
         }
         if self.p.xauth.is_some() {
             needed.push(XAUTH_PASSWORD);
         } else if self.secrets.remove(XAUTH_PASSWORD).is_some() {
-            self.warn(None, "xauth password", "an XAuth password was found but the connection has no XAuth user: not kept");
+            self.warn(
+                None,
+                "xauth password",
+                "an XAuth password was found but the connection has no XAuth user: not kept",
+            );
         }
         // A single /32 as our side with no Mode Config: the inner ("secondary") address
         // the tunnel's traffic comes from, as in the seed article.
@@ -691,7 +723,13 @@ impl Draft {
             && self.p.network.virtual_ip.is_none()
             && self.p.phase2.mode == EncapMode::Tunnel
         {
-            if let [Subnet { addr: std::net::IpAddr::V4(a), prefix: 32 }] = self.p.phase2.local_networks[..] {
+            if let [
+                Subnet {
+                    addr: std::net::IpAddr::V4(a),
+                    prefix: 32,
+                },
+            ] = self.p.phase2.local_networks[..]
+            {
                 self.p.network.virtual_ip = Some(a);
                 self.p.phase2.local_networks.clear();
                 self.warn(None, "local networks", format!("the single host {a}/32 is used as the tunnel's inner address (network.virtual_ip)"));
@@ -753,7 +791,11 @@ pub fn to_json(v: &[Imported], show_secrets: bool) -> String {
             .secrets
             .iter()
             .map(|(k, s)| {
-                let v = if show_secrets { js(s.expose()) } else { "true".into() };
+                let v = if show_secrets {
+                    js(s.expose())
+                } else {
+                    "true".into()
+                };
                 format!("{}:{v}", js(k))
             })
             .collect();
@@ -796,7 +838,10 @@ fn toml_json(v: &toml::Value) -> String {
         toml::Value::Float(f) => f.to_string(),
         toml::Value::Boolean(b) => b.to_string(),
         toml::Value::Datetime(d) => js(&d.to_string()),
-        toml::Value::Array(a) => format!("[{}]", a.iter().map(toml_json).collect::<Vec<_>>().join(",")),
+        toml::Value::Array(a) => format!(
+            "[{}]",
+            a.iter().map(toml_json).collect::<Vec<_>>().join(",")
+        ),
         toml::Value::Table(t) => format!(
             "{{{}}}",
             t.iter()
@@ -911,11 +956,21 @@ pub(crate) mod testutil {
     }
 
     pub fn ike(i: &Imported) -> Vec<String> {
-        i.profile.phase1.proposals.iter().map(|p| p.to_string()).collect()
+        i.profile
+            .phase1
+            .proposals
+            .iter()
+            .map(|p| p.to_string())
+            .collect()
     }
 
     pub fn esp(i: &Imported) -> Vec<String> {
-        i.profile.phase2.proposals.iter().map(|p| p.to_string()).collect()
+        i.profile
+            .phase2
+            .proposals
+            .iter()
+            .map(|p| p.to_string())
+            .collect()
     }
 
     pub fn nets(v: &[Subnet]) -> Vec<String> {
@@ -959,7 +1014,8 @@ mod tests {
 
     #[test]
     fn unknown_files_are_refused_with_a_sentence() {
-        let e = import_str("hello world\n", "notes.txt", &[], &ImportOptions::default()).unwrap_err();
+        let e =
+            import_str("hello world\n", "notes.txt", &[], &ImportOptions::default()).unwrap_err();
         assert!(e.to_string().starts_with("notes.txt: not a file"), "{e}");
     }
 
@@ -967,8 +1023,14 @@ mod tests {
     fn json_has_the_four_keys_and_hides_secrets() {
         let v = import("pcf_group_crlf_latin1.pcf");
         let j = to_json(&v, false);
-        assert!(j.starts_with("{\"connections\":[{\"name\":\"Si\u{e8}ge Lyon\",\"profile\":{"), "{j}");
-        assert!(j.contains("\"secrets\":{\"psk\":true,\"xauth-password\":false}"), "{j}");
+        assert!(
+            j.starts_with("{\"connections\":[{\"name\":\"Si\u{e8}ge Lyon\",\"profile\":{"),
+            "{j}"
+        );
+        assert!(
+            j.contains("\"secrets\":{\"psk\":true,\"xauth-password\":false}"),
+            "{j}"
+        );
         assert!(j.contains("\"gateway\":\"vpn.lyon.example.com\""), "{j}");
         assert!(j.contains("\"auth\":{\"method\":\"psk\""), "{j}");
         assert!(j.contains("{\"line\":17,\"key\":\"EnableBackup\""), "{j}");
@@ -984,7 +1046,11 @@ mod tests {
             ("10.1.0.0 / 255.255.0.0", "10.1.0.0/16"),
             ("10.1.2.3", "10.1.2.3/32"),
         ] {
-            assert_eq!(parse_subnet(s).map(|s| s.to_string()).as_deref(), Some(want), "{s}");
+            assert_eq!(
+                parse_subnet(s).map(|s| s.to_string()).as_deref(),
+                Some(want),
+                "{s}"
+            );
         }
         assert!(parse_subnet("10.1.0.0/255.0.255.0").is_none());
         assert!(parse_subnet("any").is_none());

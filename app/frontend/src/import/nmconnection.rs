@@ -31,14 +31,26 @@ pub(crate) fn read(origin: &str, text: &str) -> Result<Vec<Item>, ImportError> {
             continue;
         }
         if l.starts_with('[') {
-            let Some(g) = l.trim_end().strip_prefix('[').and_then(|s| s.strip_suffix(']')) else {
-                return Err(err(origin, Some(line), format!("'{}' is not a [group] header", l.trim())));
+            let Some(g) = l
+                .trim_end()
+                .strip_prefix('[')
+                .and_then(|s| s.strip_suffix(']'))
+            else {
+                return Err(err(
+                    origin,
+                    Some(line),
+                    format!("'{}' is not a [group] header", l.trim()),
+                ));
             };
             group = Some(g.to_string());
             continue;
         }
         let Some((k, val)) = l.split_once('=') else {
-            return Err(err(origin, Some(line), format!("'{}' is not a key=value line", l.trim())));
+            return Err(err(
+                origin,
+                Some(line),
+                format!("'{}' is not a key=value line", l.trim()),
+            ));
         };
         let Some(g) = &group else {
             return Err(err(origin, Some(line), "a key before any [group]"));
@@ -66,7 +78,12 @@ pub(crate) fn read(origin: &str, text: &str) -> Result<Vec<Item>, ImportError> {
         let key = k.trim_end().to_string();
         // A repeated key: the last one wins.
         v.retain(|it| !(it.group == *g && it.key == key));
-        v.push(Item { group: g.clone(), key, value: out.trim_end().to_string(), line });
+        v.push(Item {
+            group: g.clone(),
+            key,
+            value: out.trim_end().to_string(),
+            line,
+        });
     }
     Ok(v)
 }
@@ -76,26 +93,54 @@ pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Draft>, ImportError> {
     let get = |g: &str, k: &str| items.iter().find(|i| i.group == g && i.key == k);
     let name = get("connection", "id").map_or(src.stem.to_string(), |i| i.value.clone());
     let Some(st) = get("vpn", "service-type") else {
-        return Err(err(src.origin, None, "no [vpn] service-type: not a NetworkManager VPN connection"));
+        return Err(err(
+            src.origin,
+            None,
+            "no [vpn] service-type: not a NetworkManager VPN connection",
+        ));
     };
     let service = st.value.rsplit('.').next().unwrap_or_default().to_string();
-    let vpn: Vec<&Item> = items.iter().filter(|i| i.group == "vpn" && i.key != "service-type").collect();
+    let vpn: Vec<&Item> = items
+        .iter()
+        .filter(|i| i.group == "vpn" && i.key != "service-type")
+        .collect();
     let secrets: Vec<&Item> = items.iter().filter(|i| i.group == "vpn-secrets").collect();
     let mut d = match service.as_str() {
         "vpnc" => vpnc(&name, &vpn, &secrets),
         "libreswan" | "openswan" => libreswan(src, &name, &vpn, &secrets)?,
         "strongswan" => strongswan(&name, &vpn, &secrets),
         other => {
-            return Err(err(src.origin, Some(st.line), format!("service-type {} is not an IPsec plugin Postern imports (vpnc, libreswan, strongswan)", if other.is_empty() { &st.value } else { &st.value })));
+            return Err(err(
+                src.origin,
+                Some(st.line),
+                format!(
+                    "service-type {} is not an IPsec plugin Postern imports (vpnc, libreswan, strongswan)",
+                    if other.is_empty() {
+                        &st.value
+                    } else {
+                        &st.value
+                    }
+                ),
+            ));
         }
     };
     d.line = Some(1);
     for it in &items {
         let line = Some(it.line);
         match (it.group.as_str(), it.key.as_str()) {
-            ("connection", "id" | "uuid" | "type" | "interface-name" | "timestamp") | ("vpn", _) | ("vpn-secrets", _) => {}
-            ("connection", "autoconnect") if truthy(&it.value) => d.drop_key(line, "connection.autoconnect", "Postern connects when you ask"),
-            ("connection", "permissions") => d.drop_key(line, "connection.permissions", "Postern profiles belong to the user who imports them"),
+            ("connection", "id" | "uuid" | "type" | "interface-name" | "timestamp")
+            | ("vpn", _)
+            | ("vpn-secrets", _) => {}
+            ("connection", "autoconnect") if truthy(&it.value) => d.drop_key(
+                line,
+                "connection.autoconnect",
+                "Postern connects when you ask",
+            ),
+            ("connection", "permissions") => d.drop_key(
+                line,
+                "connection.permissions",
+                "Postern profiles belong to the user who imports them",
+            ),
             ("ipv4", "method" | "dns-search" | "ignore-auto-dns") => {}
             ("ipv4", "never-default") => {}
             ("ipv4", k) if k.starts_with("route") && !k.contains("_options") => {
@@ -107,17 +152,28 @@ pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Draft>, ImportError> {
                     }
                 }
             }
-            ("ipv4", "dns") => d.drop_key(line, "ipv4.dns", "fixed DNS servers: Postern uses the ones the gateway sends (Mode Config)"),
+            ("ipv4", "dns") => d.drop_key(
+                line,
+                "ipv4.dns",
+                "fixed DNS servers: Postern uses the ones the gateway sends (Mode Config)",
+            ),
             ("ipv6", "method") if matches!(it.value.as_str(), "ignore" | "disabled" | "auto") => {}
             ("proxy", _) => {}
-            (g, k) => d.drop_key(line, &format!("{g}.{k}"), "Postern has no equivalent setting"),
+            (g, k) => d.drop_key(
+                line,
+                &format!("{g}.{k}"),
+                "Postern has no equivalent setting",
+            ),
         }
     }
     Ok(vec![d])
 }
 
 fn flag_note(d: &mut Draft, vpn: &[&Item], secrets: &[&Item], key: &str, kind: &str) {
-    let flags = vpn.iter().find(|i| i.key == format!("{key}-flags")).map(|i| i.value.as_str());
+    let flags = vpn
+        .iter()
+        .find(|i| i.key == format!("{key}-flags"))
+        .map(|i| i.value.as_str());
     if let Some(s) = secrets.iter().find(|i| i.key == key) {
         d.secret(kind, &s.value);
     } else if let Some(f) = flags {
@@ -194,24 +250,47 @@ fn vpnc(name: &str, vpn: &[&Item], secrets: &[&Item]) -> Draft {
     d
 }
 
-fn libreswan(src: &Source<'_>, name: &str, vpn: &[&Item], secrets: &[&Item]) -> Result<Draft, ImportError> {
+fn libreswan(
+    src: &Source<'_>,
+    name: &str,
+    vpn: &[&Item],
+    secrets: &[&Item],
+) -> Result<Draft, ImportError> {
     let mut params: Vec<Param> = vpn
         .iter()
-        .filter(|i| !i.key.ends_with("-flags") && !i.key.ends_with("inputmodes") && i.key != "nm-auto-defaults")
-        .map(|i| Param { key: i.key.to_ascii_lowercase(), value: i.value.clone(), line: i.line })
+        .filter(|i| {
+            !i.key.ends_with("-flags")
+                && !i.key.ends_with("inputmodes")
+                && i.key != "nm-auto-defaults"
+        })
+        .map(|i| Param {
+            key: i.key.to_ascii_lowercase(),
+            value: i.value.clone(),
+            line: i.line,
+        })
         .collect();
     let has = |p: &[Param], k: &str| p.iter().any(|x| x.key == k);
     let cert = has(&params, "leftcert") || has(&params, "leftrsasigkey");
     // What the plugin adds when it writes the conn for pluto (IKEv1 client defaults).
     let mut add = |p: &mut Vec<Param>, k: &str, v: &str| {
         if !p.iter().any(|x| x.key == k) {
-            p.push(Param { key: k.into(), value: v.into(), line: 0 });
+            p.push(Param {
+                key: k.into(),
+                value: v.into(),
+                line: 0,
+            });
         }
     };
     add(&mut params, "left", "%defaultroute");
-    add(&mut params, "authby", if cert { "rsasig" } else { "secret" });
+    add(
+        &mut params,
+        "authby",
+        if cert { "rsasig" } else { "secret" },
+    );
     add(&mut params, "ikev2", "never");
-    let user = params.iter().any(|p| p.key == "leftxauthusername" || p.key == "leftusername");
+    let user = params
+        .iter()
+        .any(|p| p.key == "leftxauthusername" || p.key == "leftusername");
     if user {
         add(&mut params, "leftxauthclient", "yes");
         add(&mut params, "leftmodecfgclient", "yes");
@@ -220,7 +299,12 @@ fn libreswan(src: &Source<'_>, name: &str, vpn: &[&Item], secrets: &[&Item]) -> 
     if let Some(id) = params.iter_mut().find(|p| p.key == "leftid") {
         // The plugin sends a group name as "@group" and uses aggressive mode for it.
         let v = id.value.clone();
-        if !v.starts_with('@') && !v.starts_with('%') && !v.contains('=') && !v.contains('@') && v.parse::<std::net::IpAddr>().is_err() {
+        if !v.starts_with('@')
+            && !v.starts_with('%')
+            && !v.contains('=')
+            && !v.contains('@')
+            && v.parse::<std::net::IpAddr>().is_err()
+        {
             id.value = format!("@{v}");
         }
         if !cert {
@@ -239,7 +323,14 @@ fn libreswan(src: &Source<'_>, name: &str, vpn: &[&Item], secrets: &[&Item]) -> 
             "xauthpassword" => "XAUTH",
             _ => continue,
         };
-        sec.push(SecretEntry { origin: src.origin.to_string(), line: s.line, selectors: Vec::new(), kind: kind.into(), secret: s.value.clone(), file: None });
+        sec.push(SecretEntry {
+            origin: src.origin.to_string(),
+            line: s.line,
+            selectors: Vec::new(),
+            kind: kind.into(),
+            secret: s.value.clone(),
+            file: None,
+        });
     }
     let mut d = match conn_from_params(name, 1, params, &sec)? {
         Ok(d) => d,
@@ -259,7 +350,9 @@ fn strongswan(name: &str, vpn: &[&Item], secrets: &[&Item]) -> Draft {
     d.warn(None, "service-type", "NetworkManager's strongswan plugin speaks only IKEv2: imported as IKEv1 (the gateway must accept IKEv1)");
     d.p.network.mode_config = ModeConfig::Off;
     let get = |k: &str| vpn.iter().find(|i| i.key == k);
-    let method = get("method").map_or("key", |i| i.value.as_str()).to_string();
+    let method = get("method")
+        .map_or("key", |i| i.value.as_str())
+        .to_string();
     let mut user = get("user").map(|i| i.value.clone());
     match method.as_str() {
         "psk" => {
@@ -281,11 +374,18 @@ fn strongswan(name: &str, vpn: &[&Item], secrets: &[&Item]) -> Draft {
                 d.secret(XAUTH_PASSWORD, &s.value);
             }
         }
-        o => d.warn(get("method").map(|i| i.line), "method", format!("'{o}' is not a method Postern has")),
+        o => d.warn(
+            get("method").map(|i| i.line),
+            "method",
+            format!("'{o}' is not a method Postern has"),
+        ),
     }
     if method == "eap" {
         if let Some(u) = user.take() {
-            d.p.xauth = Some(XAuth { username: u, password: None });
+            d.p.xauth = Some(XAuth {
+                username: u,
+                password: None,
+            });
         } else {
             d.missing("xauth.username", "no user name in the file");
         }
@@ -326,7 +426,8 @@ fn strongswan(name: &str, vpn: &[&Item], secrets: &[&Item]) -> Draft {
                 }
             }
             "ike" | "esp" => {
-                let props: Vec<String> = v.split(',').map(super::ipsec_conf::swan_proposal).collect();
+                let props: Vec<String> =
+                    v.split(',').map(super::ipsec_conf::swan_proposal).collect();
                 if it.key == "ike" {
                     d.ike(line, "ike", &props);
                 } else {
@@ -337,7 +438,11 @@ fn strongswan(name: &str, vpn: &[&Item], secrets: &[&Item]) -> Draft {
         }
     }
     if user.is_some() && method != "eap" {
-        d.drop_key(None, "user", "the user name is for EAP/XAuth, which this method does not use");
+        d.drop_key(
+            None,
+            "user",
+            "the user name is for EAP/XAuth, which this method does not use",
+        );
     }
     d
 }
@@ -353,7 +458,10 @@ mod tests {
         assert_eq!(i.name, "Office (vpnc)");
         assert_eq!(i.profile.gateway, "vpn.example.com");
         assert_eq!(i.profile.exchange_mode, ExchangeMode::Aggressive);
-        assert_eq!(i.profile.auth.local_id.as_ref().unwrap().to_string(), "keyid:sales");
+        assert_eq!(
+            i.profile.auth.local_id.as_ref().unwrap().to_string(),
+            "keyid:sales"
+        );
         assert_eq!(i.profile.xauth.as_ref().unwrap().username, "alice");
         assert_eq!(secret(&i, "psk"), Some("group secret"));
         assert_eq!(i.secrets_missing, ["xauth-password"]);
@@ -370,7 +478,10 @@ mod tests {
         let i = one("nm_libreswan_xauth.nmconnection");
         assert_eq!(i.profile.gateway, "203.0.113.80");
         assert_eq!(i.profile.exchange_mode, ExchangeMode::Aggressive);
-        assert_eq!(i.profile.auth.local_id.as_ref().unwrap().to_string(), "fqdn:staff");
+        assert_eq!(
+            i.profile.auth.local_id.as_ref().unwrap().to_string(),
+            "fqdn:staff"
+        );
         assert_eq!(i.profile.xauth.as_ref().unwrap().username, "bob");
         assert_eq!(i.profile.network.mode_config, ModeConfig::Pull);
         assert_eq!(secret(&i, "psk"), Some("s3cret ps k"));

@@ -4,9 +4,7 @@
 //! public algorithm of vpnc's cisco-decrypt ([`cisco_decrypt`]).
 
 use ::cbc::cipher::{Block, BlockCipherDecrypt, BlockModeDecrypt, KeyIvInit};
-use postern_dbus::profile::{
-    AuthMethod, Dpd, ExchangeMode, Identity, NatTraversal, XAuth,
-};
+use postern_dbus::profile::{AuthMethod, Dpd, ExchangeMode, Identity, NatTraversal, XAuth};
 use sha1::{Digest, Sha1};
 use std::time::Duration;
 use zeroize::Zeroizing;
@@ -59,7 +57,8 @@ pub fn cisco_decrypt(hex: &str) -> Result<Zeroizing<String>, DecryptError> {
         .map_err(|_| DecryptError::Length(bytes.len()))?;
     let mut plain = Zeroizing::new(ct.to_vec());
     for chunk in plain.chunks_exact_mut(8) {
-        let mut block = Block::<des::TdesEde3>::try_from(&*chunk).map_err(|_| DecryptError::Padding)?;
+        let mut block =
+            Block::<des::TdesEde3>::try_from(&*chunk).map_err(|_| DecryptError::Padding)?;
         dec.decrypt_block(&mut block);
         chunk.copy_from_slice(&block);
     }
@@ -92,7 +91,11 @@ fn read(src: &Source<'_>) -> Result<Vec<Entry>, ImportError> {
         }
         if l.starts_with('[') {
             let Some(name) = l.strip_prefix('[').and_then(|s| s.strip_suffix(']')) else {
-                return Err(err(src.origin, Some(line), format!("'{l}' is not a [section] header")));
+                return Err(err(
+                    src.origin,
+                    Some(line),
+                    format!("'{l}' is not a [section] header"),
+                ));
             };
             section = Some(name.trim().to_ascii_lowercase());
             continue;
@@ -101,7 +104,10 @@ fn read(src: &Source<'_>) -> Result<Vec<Entry>, ImportError> {
             return Err(err(
                 src.origin,
                 Some(line),
-                format!("'{}' is not a Key=Value line", l.chars().take(40).collect::<String>()),
+                format!(
+                    "'{}' is not a Key=Value line",
+                    l.chars().take(40).collect::<String>()
+                ),
             ));
         };
         if section.as_deref() != Some("main") {
@@ -143,7 +149,9 @@ pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Draft>, ImportError> {
         ));
     };
     d.p.gateway = host.value.clone();
-    let auth = get("AuthType").map_or("1", |e| e.value.as_str()).to_string();
+    let auth = get("AuthType")
+        .map_or("1", |e| e.value.as_str())
+        .to_string();
     let group = get("GroupName").map(|e| e.value.clone());
     match auth.as_str() {
         "1" => {
@@ -169,7 +177,9 @@ pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Draft>, ImportError> {
             return Err(err(
                 src.origin,
                 l,
-                format!("AuthType={other} is not a Cisco authentication type (1 group, 3 certificate, 5 mutual group)"),
+                format!(
+                    "AuthType={other} is not a Cisco authentication type (1 group, 3 certificate, 5 mutual group)"
+                ),
             ));
         }
     }
@@ -215,7 +225,11 @@ pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Draft>, ImportError> {
                 }
                 match cisco_decrypt(v) {
                     Ok(s) => {
-                        let kind = if k == "enc_grouppwd" { PSK } else { XAUTH_PASSWORD };
+                        let kind = if k == "enc_grouppwd" {
+                            PSK
+                        } else {
+                            XAUTH_PASSWORD
+                        };
                         // A plain value in the same file wins over the obfuscated one.
                         if !d.secrets.contains_key(kind) {
                             d.secret(kind, &s);
@@ -234,7 +248,11 @@ pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Draft>, ImportError> {
                 "1" => d.p.network.nat_traversal = NatTraversal::Auto,
                 "0" => d.p.network.nat_traversal = NatTraversal::Off,
                 "" => {}
-                _ => d.warn(line, &e.key, format!("not carried over: '{v}' is not 0 or 1")),
+                _ => d.warn(
+                    line,
+                    &e.key,
+                    format!("not carried over: '{v}' is not 0 or 1"),
+                ),
             },
             "tunnelingmode" => {
                 if v == "1" {
@@ -265,11 +283,19 @@ pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Draft>, ImportError> {
                             timeout: t,
                         });
                         if n > 3600 {
-                            d.warn(line, &e.key, "more than an hour: 1h used as the DPD timeout");
+                            d.warn(
+                                line,
+                                &e.key,
+                                "more than an hour: 1h used as the DPD timeout",
+                            );
                         }
                     }
                 } else if !v.is_empty() {
-                    d.warn(line, &e.key, format!("not carried over: '{v}' is not a number of seconds"));
+                    d.warn(
+                        line,
+                        &e.key,
+                        format!("not carried over: '{v}' is not a number of seconds"),
+                    );
                 }
             }
             "forcekeepalives" => {
@@ -284,12 +310,20 @@ pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Draft>, ImportError> {
             }
             "enablesplitdns" => {
                 if v == "1" {
-                    d.warn(line, &e.key, "split DNS is Postern's default (network.dns = \"split\")");
+                    d.warn(
+                        line,
+                        &e.key,
+                        "split DNS is Postern's default (network.dns = \"split\")",
+                    );
                 }
             }
             "ntdomain" | "enablemslogon" | "mslogontype" => {
                 if !v.is_empty() && v != "0" {
-                    d.drop_key(line, &e.key, "Windows domain logon has no equivalent on Linux");
+                    d.drop_key(
+                        line,
+                        &e.key,
+                        "Windows domain logon has no equivalent on Linux",
+                    );
                 }
             }
             "enablebackup" | "backupserver" => {
@@ -313,7 +347,8 @@ pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Draft>, ImportError> {
                 let nets = d.subnets(line, &e.key, &items);
                 d.p.phase2.remote_networks = nets;
             }
-            "enableispconnect" | "ispconnecttype" | "ispconnect" | "ispcommand" | "ispphonebook" => {
+            "enableispconnect" | "ispconnecttype" | "ispconnect" | "ispcommand"
+            | "ispphonebook" => {
                 if !v.is_empty() && v != "0" {
                     d.drop_key(line, &e.key, "dial-up before the VPN is not Postern's job");
                 }
@@ -358,12 +393,18 @@ mod tests {
         assert_eq!(cisco_decrypt(v1).unwrap().as_str(), "Th!sIsMyK3y#");
         let v2 = "A39CADD77ED72A9C75467D0F5A5C88BFCD75370DD63E3388D3F402AF50C4E5029071B0965C343B99B6D6636A8698562DDB2EE51020D87EA3";
         assert_eq!(cisco_decrypt(v2).unwrap().as_str(), "HelloWorld");
-        assert_eq!(cisco_decrypt(&v2.to_lowercase()).unwrap().as_str(), "HelloWorld");
+        assert_eq!(
+            cisco_decrypt(&v2.to_lowercase()).unwrap().as_str(),
+            "HelloWorld"
+        );
     }
 
     #[test]
     fn decrypt_refuses_what_is_not_a_cisco_value() {
-        assert_eq!(cisco_decrypt("01270E454822152238671D105A"), Err(DecryptError::Length(13)));
+        assert_eq!(
+            cisco_decrypt("01270E454822152238671D105A"),
+            Err(DecryptError::Length(13))
+        );
         assert_eq!(cisco_decrypt("zz"), Err(DecryptError::NotHex));
         let mut bad = "886E2FC74BFCD8B6FAF47784C386A50D0C1A5D0528D1E682B7EBAB6B2E91E792E389914767193F9114FA26C1E192034754F85FC97ED36509".to_string();
         bad.replace_range(90..92, "00");
@@ -382,15 +423,27 @@ mod tests {
         assert_eq!(i.profile.exchange_mode, ExchangeMode::Aggressive);
         assert_eq!(i.profile.auth.method, AuthMethod::Psk);
         assert_eq!(
-            i.profile.auth.local_id.as_ref().map(|i| i.to_string()).as_deref(),
+            i.profile
+                .auth
+                .local_id
+                .as_ref()
+                .map(|i| i.to_string())
+                .as_deref(),
             Some("keyid:ventes")
         );
         assert_eq!(secret(&i, "psk"), Some("Th!sIsMyK3y#"));
         assert_eq!(i.profile.xauth.as_ref().unwrap().username, "marie");
         assert_eq!(secret(&i, "xauth-password"), None);
         assert_eq!(i.secrets_missing, vec!["xauth-password".to_string()]);
-        assert!(ike(&i).iter().all(|p| p.ends_with("modp1024")), "{:?}", ike(&i));
-        assert_eq!(i.profile.network.dpd.unwrap().timeout, Duration::from_secs(90));
+        assert!(
+            ike(&i).iter().all(|p| p.ends_with("modp1024")),
+            "{:?}",
+            ike(&i)
+        );
+        assert_eq!(
+            i.profile.network.dpd.unwrap().timeout,
+            Duration::from_secs(90)
+        );
         assert!(warned(&i, "EnableBackup"));
         assert!(warned(&i, "TunnelingMode"));
         assert!(warned(&i, "NTDomain"));
@@ -414,7 +467,10 @@ mod tests {
         assert_eq!(i.profile.auth.method, AuthMethod::RsaSig);
         assert_eq!(i.profile.exchange_mode, ExchangeMode::Main);
         let keys: Vec<&str> = i.missing.iter().map(|m| m.key.as_str()).collect();
-        assert!(keys.contains(&"auth.cert") && keys.contains(&"auth.key") && keys.contains(&"auth.ca"), "{keys:?}");
+        assert!(
+            keys.contains(&"auth.cert") && keys.contains(&"auth.key") && keys.contains(&"auth.ca"),
+            "{keys:?}"
+        );
         assert!(i.secrets.is_empty());
     }
 

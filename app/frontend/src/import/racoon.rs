@@ -62,15 +62,29 @@ fn tokenize(origin: &str, text: &str) -> Result<Vec<Tok>, ImportError> {
                     match it.next() {
                         Some('"') => break,
                         Some('\n') => {
-                            return Err(err(origin, Some(start), "a quoted string is not closed on its line"));
+                            return Err(err(
+                                origin,
+                                Some(start),
+                                "a quoted string is not closed on its line",
+                            ));
                         }
                         Some(c) => s.push(c),
-                        None => return Err(err(origin, Some(start), "a quoted string is never closed")),
+                        None => {
+                            return Err(err(origin, Some(start), "a quoted string is never closed"));
+                        }
                     }
                 }
-                v.push(Tok { text: s, line, quoted: true });
+                v.push(Tok {
+                    text: s,
+                    line,
+                    quoted: true,
+                });
             }
-            '{' | '}' | ';' => v.push(Tok { text: c.to_string(), line, quoted: false }),
+            '{' | '}' | ';' => v.push(Tok {
+                text: c.to_string(),
+                line,
+                quoted: false,
+            }),
             _ => {
                 let mut s = String::from(c);
                 while let Some(&n) = it.peek() {
@@ -81,7 +95,11 @@ fn tokenize(origin: &str, text: &str) -> Result<Vec<Tok>, ImportError> {
                     it.next();
                 }
                 // "sec;" / "hour;" glued to the terminator are split above.
-                v.push(Tok { text: s, line, quoted: false });
+                v.push(Tok {
+                    text: s,
+                    line,
+                    quoted: false,
+                });
             }
         }
     }
@@ -97,15 +115,30 @@ fn statements(toks: &[Tok], notes: &mut Vec<(usize, String)>) -> Vec<Stmt> {
             if !cur.is_empty() {
                 let line = cur[0].line;
                 if let Some(top) = stack.last_mut() {
-                    top.1.push(Stmt { words: std::mem::take(&mut cur), line, block: None, nested_in: None });
+                    top.1.push(Stmt {
+                        words: std::mem::take(&mut cur),
+                        line,
+                        block: None,
+                        nested_in: None,
+                    });
                 }
             }
             continue;
         }
         if !t.quoted && t.text == "{" {
             let line = cur.first().map_or(t.line, |w| w.line);
-            let opener = stack.last().and_then(|s| s.0.block.as_ref().map(|_| s.0.line));
-            stack.push((Stmt { words: std::mem::take(&mut cur), line, block: Some(Vec::new()), nested_in: opener }, Vec::new()));
+            let opener = stack
+                .last()
+                .and_then(|s| s.0.block.as_ref().map(|_| s.0.line));
+            stack.push((
+                Stmt {
+                    words: std::mem::take(&mut cur),
+                    line,
+                    block: Some(Vec::new()),
+                    nested_in: opener,
+                },
+                Vec::new(),
+            ));
             continue;
         }
         if !t.quoted && t.text == "}" {
@@ -114,7 +147,12 @@ fn statements(toks: &[Tok], notes: &mut Vec<(usize, String)>) -> Vec<Stmt> {
                 let line = cur[0].line;
                 notes.push((line, "a statement without ';' before '}'".into()));
                 if let Some(top) = stack.last_mut() {
-                    top.1.push(Stmt { words: std::mem::take(&mut cur), line, block: None, nested_in: None });
+                    top.1.push(Stmt {
+                        words: std::mem::take(&mut cur),
+                        line,
+                        block: None,
+                        nested_in: None,
+                    });
                 }
             }
             if stack.len() > 1 {
@@ -130,10 +168,18 @@ fn statements(toks: &[Tok], notes: &mut Vec<(usize, String)>) -> Vec<Stmt> {
             continue;
         }
         // `include "file"` at the end of a line without ';' (as the Red Hat scripts wrote it).
-        if cur.first().is_some_and(|w| w.text == "include") && cur.len() >= 2 && t.line != cur[cur.len() - 1].line {
+        if cur.first().is_some_and(|w| w.text == "include")
+            && cur.len() >= 2
+            && t.line != cur[cur.len() - 1].line
+        {
             let line = cur[0].line;
             if let Some(top) = stack.last_mut() {
-                top.1.push(Stmt { words: std::mem::take(&mut cur), line, block: None, nested_in: None });
+                top.1.push(Stmt {
+                    words: std::mem::take(&mut cur),
+                    line,
+                    block: None,
+                    nested_in: None,
+                });
             }
         }
         cur.push(t.clone());
@@ -141,12 +187,27 @@ fn statements(toks: &[Tok], notes: &mut Vec<(usize, String)>) -> Vec<Stmt> {
     if !cur.is_empty() {
         let line = cur[0].line;
         if let Some(top) = stack.last_mut() {
-            top.1.push(Stmt { words: cur, line, block: None, nested_in: None });
+            top.1.push(Stmt {
+                words: cur,
+                line,
+                block: None,
+                nested_in: None,
+            });
         }
     }
     while stack.len() > 1 {
         if let Some((mut s, body)) = stack.pop() {
-            notes.push((s.line, format!("the block '{}' opened here is never closed (closed at the end of the file)", s.words.iter().map(|t| t.text.as_str()).collect::<Vec<_>>().join(" "))));
+            notes.push((
+                s.line,
+                format!(
+                    "the block '{}' opened here is never closed (closed at the end of the file)",
+                    s.words
+                        .iter()
+                        .map(|t| t.text.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+            ));
             s.block = Some(body);
             if let Some(top) = stack.last_mut() {
                 top.1.push(s);
@@ -157,15 +218,26 @@ fn statements(toks: &[Tok], notes: &mut Vec<(usize, String)>) -> Vec<Stmt> {
 }
 
 /// Reads a file and its includes into one statement list.
-fn read(src: &Source<'_>, origin: &str, text: &str, depth: usize, notes: &mut Vec<(usize, String)>) -> Result<Vec<Stmt>, ImportError> {
+fn read(
+    src: &Source<'_>,
+    origin: &str,
+    text: &str,
+    depth: usize,
+    notes: &mut Vec<(usize, String)>,
+) -> Result<Vec<Stmt>, ImportError> {
     let toks = tokenize(origin, text)?;
     let mut out = Vec::new();
     for s in statements(&toks, notes) {
         if s.kw() == "include" && s.block.is_none() {
             let name = s.args().first().map(|s| s.to_string()).unwrap_or_default();
             match (depth < 8).then(|| (src.include)(&name)).flatten() {
-                Some(Companion { origin: o, text: t }) => out.extend(read(src, &o, &t, depth + 1, notes)?),
-                None => notes.push((s.line, format!("include \"{name}\": not beside this file, not read"))),
+                Some(Companion { origin: o, text: t }) => {
+                    out.extend(read(src, &o, &t, depth + 1, notes)?)
+                }
+                None => notes.push((
+                    s.line,
+                    format!("include \"{name}\": not beside this file, not read"),
+                )),
             }
             continue;
         }
@@ -175,11 +247,20 @@ fn read(src: &Source<'_>, origin: &str, text: &str, depth: usize, notes: &mut Ve
 }
 
 /// Every `remote` / `sainfo`, wherever it is (an unclosed block may hold it).
-fn collect<'a>(v: &'a [Stmt], kw: &str, out: &mut Vec<&'a Stmt>, nested: bool, notes: &mut Vec<(usize, String)>) {
+fn collect<'a>(
+    v: &'a [Stmt],
+    kw: &str,
+    out: &mut Vec<&'a Stmt>,
+    nested: bool,
+    notes: &mut Vec<(usize, String)>,
+) {
     for s in v {
         if s.kw() == kw && s.block.is_some() {
             if nested {
-                notes.push((s.line, format!("'{kw}' is inside another block (a '}}' is missing before it?)")));
+                notes.push((
+                    s.line,
+                    format!("'{kw}' is inside another block (a '}}' is missing before it?)"),
+                ));
             }
             out.push(s);
         } else if let Some(b) = &s.block {
@@ -286,15 +367,27 @@ pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Draft>, ImportError> {
             sainfo(&mut d, s);
         }
         for s in sainfos.iter().skip(1) {
-            d.drop_key(Some(s.line), "sainfo", "Postern makes one phase 2 per profile: only the first sainfo is used");
+            d.drop_key(
+                Some(s.line),
+                "sainfo",
+                "Postern makes one phase 2 per profile: only the first sainfo is used",
+            );
         }
         for s in &top {
             match s.kw() {
                 "remote" | "sainfo" => {}
                 "path" | "log" | "listen" | "padding" | "timer" | "privsep" => {
-                    d.drop_key(Some(s.line), s.kw(), "a racoon daemon setting, not part of a connection");
+                    d.drop_key(
+                        Some(s.line),
+                        s.kw(),
+                        "a racoon daemon setting, not part of a connection",
+                    );
                 }
-                "mode_cfg" => d.drop_key(Some(s.line), "mode_cfg", "racoon's Mode Config server settings are for gateways"),
+                "mode_cfg" => d.drop_key(
+                    Some(s.line),
+                    "mode_cfg",
+                    "racoon's Mode Config server settings are for gateways",
+                ),
                 "" => {}
                 k => d.unknown(Some(s.line), k),
             }
@@ -336,15 +429,31 @@ fn remote(d: &mut Draft, r: &Stmt) {
         let line = Some(s.line);
         match s.kw() {
             "exchange_mode" => {
-                let modes: Vec<String> = a.join(" ").split(',').map(|m| m.trim().to_string()).collect();
+                let modes: Vec<String> = a
+                    .join(" ")
+                    .split(',')
+                    .map(|m| m.trim().to_string())
+                    .collect();
                 match modes.first().map(String::as_str) {
                     Some("aggressive") => d.p.exchange_mode = ExchangeMode::Aggressive,
                     Some("main") => d.p.exchange_mode = ExchangeMode::Main,
-                    Some(m) => d.warn(line, "exchange_mode", format!("'{m}' is not main or aggressive")),
+                    Some(m) => d.warn(
+                        line,
+                        "exchange_mode",
+                        format!("'{m}' is not main or aggressive"),
+                    ),
                     None => {}
                 }
                 if modes.len() > 1 {
-                    d.warn(line, "exchange_mode", format!("racoon would fall back to {}; Postern uses only the first ({})", modes[1..].join(", "), modes[0]));
+                    d.warn(
+                        line,
+                        "exchange_mode",
+                        format!(
+                            "racoon would fall back to {}; Postern uses only the first ({})",
+                            modes[1..].join(", "),
+                            modes[0]
+                        ),
+                    );
                 }
             }
             "my_identifier" | "peers_identifier" => {
@@ -352,7 +461,11 @@ fn remote(d: &mut Draft, r: &Stmt) {
                 let v = match (kind, a.get(1).copied()) {
                     ("keyid", Some("tag")) => a.get(2).copied(),
                     ("keyid", Some("file")) => {
-                        d.drop_key(line, s.kw(), "a key ID read from a file: give it as keyid:... in auth.local_id");
+                        d.drop_key(
+                            line,
+                            s.kw(),
+                            "a key ID read from a file: give it as keyid:... in auth.local_id",
+                        );
                         continue;
                     }
                     (_, v) => v,
@@ -369,7 +482,11 @@ fn remote(d: &mut Draft, r: &Stmt) {
                             d.p.auth.remote_id = id;
                         }
                     }
-                    None => d.drop_key(line, s.kw(), &format!("identifier type '{kind}' is not one Postern has")),
+                    None => d.drop_key(
+                        line,
+                        s.kw(),
+                        &format!("identifier type '{kind}' is not one Postern has"),
+                    ),
                 }
             }
             "verify_identifier" => {}
@@ -381,7 +498,12 @@ fn remote(d: &mut Draft, r: &Stmt) {
                     let pa = p.args();
                     let pl = Some(p.line);
                     match p.kw() {
-                        "encryption_algorithm" => enc = Some(cipher(pa.first().copied().unwrap_or_default(), pa.get(1).copied())),
+                        "encryption_algorithm" => {
+                            enc = Some(cipher(
+                                pa.first().copied().unwrap_or_default(),
+                                pa.get(1).copied(),
+                            ))
+                        }
                         "hash_algorithm" => h = Some(hash(pa.first().copied().unwrap_or_default())),
                         "dh_group" => g = pa.first().and_then(|v| d.dh_group(pl, "dh_group", v)),
                         "authentication_method" => {
@@ -404,7 +526,11 @@ fn remote(d: &mut Draft, r: &Stmt) {
                 if let (Some(e), Some(h), Some(g)) = (enc, h, g) {
                     ike.push(format!("{e}-{h}-{}", g.name()));
                 } else {
-                    d.warn(line, "proposal", "incomplete (encryption, hash and dh_group are needed): left out");
+                    d.warn(
+                        line,
+                        "proposal",
+                        "incomplete (encryption, hash and dh_group are needed): left out",
+                    );
                 }
             }
             "lifetime" => {
@@ -430,7 +556,13 @@ fn remote(d: &mut Draft, r: &Stmt) {
             "certificate_type" => {
                 let cert = a.get(1).copied().unwrap_or_default();
                 d.missing("auth.cert", format!("'{cert}' is a file in racoon's certificate directory: copy it here and set auth.cert"));
-                d.missing("auth.key", format!("'{}' is its private key file: copy it here and set auth.key", a.get(2).copied().unwrap_or_default()));
+                d.missing(
+                    "auth.key",
+                    format!(
+                        "'{}' is its private key file: copy it here and set auth.key",
+                        a.get(2).copied().unwrap_or_default()
+                    ),
+                );
             }
             "ca_type" => {
                 d.missing("auth.ca", format!("'{}' is the CA file in racoon's certificate directory: copy it here and set auth.ca", a.get(1).copied().unwrap_or_default()));
@@ -448,10 +580,21 @@ fn remote(d: &mut Draft, r: &Stmt) {
         Some("hybrid_rsa_client") => d.p.auth.method = AuthMethod::Hybrid,
         Some(other) => d.warn(Some(r.line), "authentication_method", format!("'{other}' is not a client method Postern has (a *_server method is a gateway's): psk assumed")),
     }
-    if auth.as_deref().is_some_and(|a| a.contains("xauth") || a.starts_with("hybrid")) {
+    if auth
+        .as_deref()
+        .is_some_and(|a| a.contains("xauth") || a.starts_with("hybrid"))
+    {
         match xauth_user {
-            Some(u) => d.p.xauth = Some(XAuth { username: u, password: None }),
-            None => d.missing("xauth.username", "XAuth without xauth_login: give the user name in [xauth] username"),
+            Some(u) => {
+                d.p.xauth = Some(XAuth {
+                    username: u,
+                    password: None,
+                })
+            }
+            None => d.missing(
+                "xauth.username",
+                "XAuth without xauth_login: give the user name in [xauth] username",
+            ),
         }
     }
     if let Some(delay) = dpd_delay {
@@ -460,7 +603,10 @@ fn remote(d: &mut Draft, r: &Stmt) {
         } else {
             let i = Duration::from_secs(delay.clamp(1, 3600));
             let t = Duration::from_secs((retry * maxfail).clamp(1, 3600)).max(i);
-            d.p.network.dpd = Some(Dpd { interval: i, timeout: t });
+            d.p.network.dpd = Some(Dpd {
+                interval: i,
+                timeout: t,
+            });
         }
     }
 }
@@ -549,21 +695,36 @@ fn psk_txt(d: &mut Draft, c: &Companion) {
             continue;
         }
         let Some((who, key)) = l.split_once(char::is_whitespace) else {
-            d.warn(Some(i + 1), "psk.txt", format!("{}:{}: a line without 'identifier key': not used", c.origin, i + 1));
+            d.warn(
+                Some(i + 1),
+                "psk.txt",
+                format!(
+                    "{}:{}: a line without 'identifier key': not used",
+                    c.origin,
+                    i + 1
+                ),
+            );
             continue;
         };
         if names.iter().any(|n| n == who) {
             let key = key.trim();
             let v = match key.strip_prefix("0x") {
                 Some(h) if h.len() % 2 == 0 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
-                    let b: Vec<u8> = (0..h.len()).step_by(2).filter_map(|j| u8::from_str_radix(&h[j..j + 2], 16).ok()).collect();
+                    let b: Vec<u8> = (0..h.len())
+                        .step_by(2)
+                        .filter_map(|j| u8::from_str_radix(&h[j..j + 2], 16).ok())
+                        .collect();
                     String::from_utf8(b).ok()
                 }
                 _ => Some(key.to_string()),
             };
             match v {
                 Some(v) => d.secret(PSK, &v),
-                None => d.warn(Some(i + 1), "psk.txt", "the hex key is not text: Postern keeps PSKs as text"),
+                None => d.warn(
+                    Some(i + 1),
+                    "psk.txt",
+                    "the hex key is not text: Postern keeps PSKs as text",
+                ),
             }
         }
     }
@@ -602,10 +763,23 @@ fn setkey(d: &mut Draft, c: &Companion) {
                 continue;
             }
         }
-        let dir = w.iter().position(|x| *x == "-P").and_then(|p| w.get(p + 1)).copied();
-        let policy: Vec<&str> = w.iter().skip_while(|x| **x != "ipsec").skip(1).copied().collect();
+        let dir = w
+            .iter()
+            .position(|x| *x == "-P")
+            .and_then(|p| w.get(p + 1))
+            .copied();
+        let policy: Vec<&str> = w
+            .iter()
+            .skip_while(|x| **x != "ipsec")
+            .skip(1)
+            .copied()
+            .collect();
         if w.len() < 4 || dir.is_none() {
-            d.warn(Some(line), "spdadd", format!("{}: not a policy Postern can read", c.origin));
+            d.warn(
+                Some(line),
+                "spdadd",
+                format!("{}: not a policy Postern can read", c.origin),
+            );
             continue;
         }
         if dir != Some("out") {
@@ -615,7 +789,11 @@ fn setkey(d: &mut Draft, c: &Companion) {
         for p in &policy {
             let parts: Vec<&str> = p.split('/').collect();
             match parts.first().copied() {
-                Some("ah") => d.drop_key(Some(line), "spdadd", "AH is not supported: Postern protects traffic with ESP only"),
+                Some("ah") => d.drop_key(
+                    Some(line),
+                    "spdadd",
+                    "AH is not supported: Postern protects traffic with ESP only",
+                ),
                 Some("esp") => {
                     if parts.get(1) == Some(&"transport") {
                         d.p.phase2.mode = EncapMode::Transport;
@@ -624,7 +802,11 @@ fn setkey(d: &mut Draft, c: &Companion) {
                         let peer = ends.rsplit('-').next().unwrap_or_default();
                         ours = peer == gw || ends.is_empty();
                         if !ours {
-                            d.warn(Some(line), "spdadd", format!("a tunnel to {peer}, not to this gateway: not used"));
+                            d.warn(
+                                Some(line),
+                                "spdadd",
+                                format!("a tunnel to {peer}, not to this gateway: not used"),
+                            );
                         }
                     }
                 }
@@ -649,7 +831,11 @@ fn setkey(d: &mut Draft, c: &Companion) {
                     }
                 }
             }
-            _ => d.warn(Some(line), "spdadd", format!("'{}' / '{}' are not networks", w[1], w[2])),
+            _ => d.warn(
+                Some(line),
+                "spdadd",
+                format!("'{}' / '{}' are not networks", w[1], w[2]),
+            ),
         }
     }
     let _ = Identity::Fqdn;
@@ -669,19 +855,36 @@ mod tests {
     #[test]
     fn seed_002_listings_import_as_given() {
         // The peer file is what the include names; `;` alone is an empty statement.
-        let text = format!("{SEED_002_RACOON}\n{}", SEED_002_PEER.trim_start_matches(";\n"));
+        let text = format!(
+            "{SEED_002_RACOON}\n{}",
+            SEED_002_PEER.trim_start_matches(";\n")
+        );
         let v = import_str(&text, "racoon.conf", &[], &ImportOptions::default()).unwrap();
         let i = &v[0];
         assert_eq!(i.profile.gateway, "X.X.X.X");
         assert_eq!(i.profile.exchange_mode, ExchangeMode::Aggressive);
         assert_eq!(ike(i), ["3des-sha1-modp1024"]);
-        assert_eq!(esp(i), ["3des-sha1-modp1024", "3des-md5-modp1024", "aes128-sha1-modp1024", "aes128-md5-modp1024"]);
+        assert_eq!(
+            esp(i),
+            [
+                "3des-sha1-modp1024",
+                "3des-md5-modp1024",
+                "aes128-sha1-modp1024",
+                "aes128-md5-modp1024"
+            ]
+        );
         assert_eq!(i.profile.phase2.lifetime.as_secs(), 3600);
         assert!(warned(i, "compression_algorithm"));
         assert!(warned(i, "encryption_algorithm"), "blowfish is named");
         assert_eq!(i.secrets_missing, ["psk"]);
         // The per-peer file alone imports too.
-        let v = import_str(SEED_002_PEER, "X.X.X.X.conf", &[], &ImportOptions::default()).unwrap();
+        let v = import_str(
+            SEED_002_PEER,
+            "X.X.X.X.conf",
+            &[],
+            &ImportOptions::default(),
+        )
+        .unwrap();
         assert_eq!(v[0].profile.gateway, "X.X.X.X");
     }
 
@@ -691,7 +894,11 @@ mod tests {
         let i = one("racoon_seed002.conf");
         assert_eq!(i.profile.gateway, "X.X.X.X");
         assert_eq!(ike(&i), ["3des-sha1-modp1024"]);
-        assert!(!i.warnings.iter().any(|w| w.message.contains("not beside")), "{:?}", i.warnings);
+        assert!(
+            !i.warnings.iter().any(|w| w.message.contains("not beside")),
+            "{:?}",
+            i.warnings
+        );
     }
 
     /// Seed 004's listings as printed (the article lost the addresses and closing braces).
@@ -699,7 +906,13 @@ mod tests {
 
     #[test]
     fn seed_004_listing_as_printed_is_one_clear_error() {
-        let e = import_str(SEED_004_RACOON, "racoon.conf", &[], &ImportOptions::default()).unwrap_err();
+        let e = import_str(
+            SEED_004_RACOON,
+            "racoon.conf",
+            &[],
+            &ImportOptions::default(),
+        )
+        .unwrap_err();
         assert_eq!(e.line, Some(8), "{e}");
         assert!(e.message.contains("names no gateway address"), "{e}");
     }
@@ -720,21 +933,36 @@ mod tests {
         assert_eq!(i.profile.phase2.lifetime.as_secs(), 28800);
         assert_eq!(esp(i), ["3des-sha1-modp1024"]);
         assert_eq!(secret(i, "psk"), Some("SUPERPASSWORD"));
-        assert_eq!(i.profile.network.virtual_ip.unwrap().to_string(), "10.8.0.5");
+        assert_eq!(
+            i.profile.network.virtual_ip.unwrap().to_string(),
+            "10.8.0.5"
+        );
         assert_eq!(nets(&i.profile.phase2.remote_networks), ["172.16.0.0/16"]);
         assert_eq!(i.profile.network.mode_config, ModeConfig::Off);
-        assert!(i.warnings.iter().any(|w| w.key == "syntax" && w.message.contains("never closed")), "{:?}", i.warnings);
+        assert!(
+            i.warnings
+                .iter()
+                .any(|w| w.key == "syntax" && w.message.contains("never closed")),
+            "{:?}",
+            i.warnings
+        );
     }
 
     #[test]
     fn xauth_hybrid_and_several_remotes() {
         let v = import("racoon_two_remotes.conf");
-        assert_eq!(v.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["198.51.100.20", "vpn.example.org"]);
+        assert_eq!(
+            v.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(),
+            ["198.51.100.20", "vpn.example.org"]
+        );
         let a = &v[0];
         assert_eq!(a.profile.auth.method, AuthMethod::Psk);
         assert_eq!(a.profile.xauth.as_ref().unwrap().username, "carol");
         assert_eq!(a.profile.network.mode_config, ModeConfig::Pull);
-        assert_eq!(a.profile.auth.local_id.as_ref().unwrap().to_string(), "keyid:staff");
+        assert_eq!(
+            a.profile.auth.local_id.as_ref().unwrap().to_string(),
+            "keyid:staff"
+        );
         assert_eq!(ike(a), ["aes256-sha256-modp2048", "aes128-sha1-modp1024"]);
         assert_eq!(a.profile.network.dpd.unwrap().interval.as_secs(), 20);
         assert_eq!(a.profile.network.dpd.unwrap().timeout.as_secs(), 30);
@@ -750,7 +978,13 @@ mod tests {
         let e = import("racoon_crlf_latin1.conf");
         assert_eq!(e[0].profile.gateway, "192.0.2.77");
         assert_eq!(esp(&e[0]), ["aes256-sha256", "aes128-sha256"]);
-        let x = import_str("remote anonymous {\n exchange_mode main;\n}\n", "r.conf", &[], &ImportOptions::default()).unwrap_err();
+        let x = import_str(
+            "remote anonymous {\n exchange_mode main;\n}\n",
+            "r.conf",
+            &[],
+            &ImportOptions::default(),
+        )
+        .unwrap_err();
         assert_eq!(x.line, Some(1));
     }
 }

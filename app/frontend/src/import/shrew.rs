@@ -5,9 +5,7 @@
 use std::time::Duration;
 
 use base64ct::{Base64, Encoding};
-use postern_dbus::profile::{
-    AuthMethod, Dpd, ExchangeMode, ModeConfig, NatTraversal, XAuth,
-};
+use postern_dbus::profile::{AuthMethod, Dpd, ExchangeMode, ModeConfig, NatTraversal, XAuth};
 
 use super::{Draft, ImportError, PSK, Source, err};
 
@@ -28,19 +26,38 @@ fn read(src: &Source<'_>) -> Result<Vec<Entry>, ImportError> {
         }
         let mut parts = l.splitn(3, ':');
         let (Some(t), Some(k), Some(val)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(err(src.origin, Some(line), format!("'{l}' is not a 'type:key:value' line")));
+            return Err(err(
+                src.origin,
+                Some(line),
+                format!("'{l}' is not a 'type:key:value' line"),
+            ));
         };
         let kind = match t {
             "s" | "n" | "b" => t.chars().next().unwrap_or('s'),
-            _ => return Err(err(src.origin, Some(line), format!("'{t}:' is not a Shrew value type (s:, n:, b:)"))),
+            _ => {
+                return Err(err(
+                    src.origin,
+                    Some(line),
+                    format!("'{t}:' is not a Shrew value type (s:, n:, b:)"),
+                ));
+            }
         };
-        v.push(Entry { kind, key: k.to_string(), value: val.to_string(), line });
+        v.push(Entry {
+            kind,
+            key: k.to_string(),
+            value: val.to_string(),
+            line,
+        });
     }
     Ok(v)
 }
 
 fn cipher(name: &str, bits: &str) -> Option<String> {
-    let bits = if bits == "0" || bits.is_empty() { "" } else { bits };
+    let bits = if bits == "0" || bits.is_empty() {
+        ""
+    } else {
+        bits
+    };
     match name {
         "aes" | "esp-aes" => Some(format!("aes{}", if bits.is_empty() { "256" } else { bits })),
         "3des" | "esp-3des" => Some("3des".into()),
@@ -94,20 +111,35 @@ pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Draft>, ImportError> {
         }
         "" => AuthMethod::Psk,
         o => {
-            return Err(err(src.origin, line("auth-method"), format!("auth-method '{o}' is not one Shrew writes")));
+            return Err(err(
+                src.origin,
+                line("auth-method"),
+                format!("auth-method '{o}' is not one Shrew writes"),
+            ));
         }
     };
     if xauth {
         let u = val("client-saved-username");
         if u.is_empty() {
-            d.missing("xauth.username", "Shrew asks for the user name when connecting: give it in [xauth] username");
+            d.missing(
+                "xauth.username",
+                "Shrew asks for the user name when connecting: give it in [xauth] username",
+            );
         } else {
-            d.p.xauth = Some(XAuth { username: u, password: None });
+            d.p.xauth = Some(XAuth {
+                username: u,
+                password: None,
+            });
         }
     }
     let mut p1: (Option<String>, Option<String>, Option<String>) = (None, None, None);
     let mut p2: (Option<String>, Option<String>) = (None, None);
-    let (mut c1, mut k1, mut c2, mut k2) = (String::new(), String::from("0"), String::new(), String::from("0"));
+    let (mut c1, mut k1, mut c2, mut k2) = (
+        String::new(),
+        String::from("0"),
+        String::new(),
+        String::from("0"),
+    );
     for e in &entries {
         let l = Some(e.line);
         let key = format!("{}:{}", e.kind, e.key);
@@ -119,12 +151,19 @@ pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Draft>, ImportError> {
                     d.drop_key(l, &key, "Postern uses the standard IKE port 500");
                 }
             }
-            "auth-mutual-psk" => match Base64::decode_vec(v).ok().and_then(|b| String::from_utf8(b).ok()) {
+            "auth-mutual-psk" => match Base64::decode_vec(v)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+            {
                 Some(s) => d.secret(PSK, &s),
                 None => d.warn(l, &key, "not base64 text: the PSK was not carried over"),
             },
             "ident-client-type" | "ident-server-type" => {
-                let data_key = if e.key.contains("client") { "ident-client-data" } else { "ident-server-data" };
+                let data_key = if e.key.contains("client") {
+                    "ident-client-data"
+                } else {
+                    "ident-server-data"
+                };
                 let data = val(data_key);
                 let id = match (v, data.is_empty()) {
                     ("none" | "any", _) | ("address", true) => None,
@@ -135,7 +174,11 @@ pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Draft>, ImportError> {
                     ("asn1dn", false) => Some(format!("dn:{data}")),
                     ("asn1dn", true) => None,
                     (o, _) => {
-                        d.warn(l, &key, format!("identity type '{o}' without data: not carried over"));
+                        d.warn(
+                            l,
+                            &key,
+                            format!("identity type '{o}' without data: not carried over"),
+                        );
                         None
                     }
                 };
@@ -157,7 +200,9 @@ pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Draft>, ImportError> {
                     _ => ("auth.key", "key.pem"),
                 };
                 match Base64::decode_vec(v) {
-                    Ok(bytes) if !bytes.is_empty() => d.files.push((pkey.to_string(), file.to_string(), bytes)),
+                    Ok(bytes) if !bytes.is_empty() => {
+                        d.files.push((pkey.to_string(), file.to_string(), bytes))
+                    }
                     _ => d.warn(l, &key, "the embedded file is not base64: not carried over"),
                 }
             }
@@ -231,14 +276,22 @@ pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Draft>, ImportError> {
             }
             "client-dns-addr" | "client-dns-suffix" | "client-wins-addr" => {
                 if !v.is_empty() && v != "0.0.0.0" {
-                    d.drop_key(l, &key, "fixed DNS/WINS settings: Postern uses what the gateway sends");
+                    d.drop_key(
+                        l,
+                        &key,
+                        "fixed DNS/WINS settings: Postern uses what the gateway sends",
+                    );
                 }
             }
             "network-natt-mode" => match v {
                 "disable" => d.p.network.nat_traversal = NatTraversal::Off,
                 "enable" => d.p.network.nat_traversal = NatTraversal::Auto,
                 "force-draft" | "force-rfc" => d.p.network.nat_traversal = NatTraversal::Force,
-                o => d.warn(l, &key, format!("'{o}' (Cisco UDP) is not supported: auto used")),
+                o => d.warn(
+                    l,
+                    &key,
+                    format!("'{o}' (Cisco UDP) is not supported: auto used"),
+                ),
             },
             "network-natt-port" => {
                 if v != "4500" {
@@ -247,11 +300,15 @@ pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Draft>, ImportError> {
             }
             "network-natt-rate" => {
                 if let Ok(n) = v.parse::<u64>() {
-                    d.p.network.nat_keepalive = (n > 0).then(|| Duration::from_secs(n.clamp(1, 3600)));
+                    d.p.network.nat_keepalive =
+                        (n > 0).then(|| Duration::from_secs(n.clamp(1, 3600)));
                 }
             }
             "network-dpd-enable" => {
-                d.p.network.dpd = (v != "0").then(|| Dpd { interval: Duration::from_secs(15), timeout: Duration::from_secs(75) });
+                d.p.network.dpd = (v != "0").then(|| Dpd {
+                    interval: Duration::from_secs(15),
+                    timeout: Duration::from_secs(75),
+                });
             }
             "policy-list-include" => {
                 let items: Vec<&str> = v.split(',').collect();
@@ -263,10 +320,26 @@ pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Draft>, ImportError> {
                     d.drop_key(l, &key, "exclude lists cannot be expressed: Postern routes the included networks only");
                 }
             }
-            "policy-level" | "policy-list-auto" | "network-frag-mode" | "network-frag-size" | "network-mtu-size" | "client-banner-enable" | "network-notify-enable" | "client-splitdns-used" | "client-splitdns-auto" | "client-wins-used" | "client-wins-auto" | "phase1-life-kbytes" | "vendor-chkpt-enable" => {}
+            "policy-level"
+            | "policy-list-auto"
+            | "network-frag-mode"
+            | "network-frag-size"
+            | "network-mtu-size"
+            | "client-banner-enable"
+            | "network-notify-enable"
+            | "client-splitdns-used"
+            | "client-splitdns-auto"
+            | "client-wins-used"
+            | "client-wins-auto"
+            | "phase1-life-kbytes"
+            | "vendor-chkpt-enable" => {}
             "policy-nailed" => {
                 if v == "1" {
-                    d.drop_key(l, &key, "persistent SAs: Postern keeps the tunnel while connected");
+                    d.drop_key(
+                        l,
+                        &key,
+                        "persistent SAs: Postern keeps the tunnel while connected",
+                    );
                 }
             }
             _ => {
@@ -277,19 +350,34 @@ pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Draft>, ImportError> {
         }
     }
     // Phase 1: one proposal when everything is given; "auto" keeps Postern's defaults.
-    let g1 = p1.2.as_deref().filter(|g| *g != "0").and_then(|g| d.dh_group(line("phase1-dhgroup"), "n:phase1-dhgroup", g));
+    let g1 =
+        p1.2.as_deref()
+            .filter(|g| *g != "0")
+            .and_then(|g| d.dh_group(line("phase1-dhgroup"), "n:phase1-dhgroup", g));
     match (cipher(&c1, &k1), p1.1.as_deref().and_then(hash), g1) {
-        (Some(c), Some(h), Some(g)) => d.ike(line("phase1-cipher"), "s:phase1-cipher", &[format!("{c}-{h}-{}", g.name())]),
+        (Some(c), Some(h), Some(g)) => d.ike(
+            line("phase1-cipher"),
+            "s:phase1-cipher",
+            &[format!("{c}-{h}-{}", g.name())],
+        ),
         (_, _, Some(g)) => d.set_ike_group(g),
         _ => {}
     }
     match (cipher(&c2, &k2), p2.0.as_deref().and_then(hash)) {
-        (Some(c), Some(h)) => d.esp(line("phase2-transform"), "s:phase2-transform", &[format!("{c}-{h}")]),
+        (Some(c), Some(h)) => d.esp(
+            line("phase2-transform"),
+            "s:phase2-transform",
+            &[format!("{c}-{h}")],
+        ),
         _ => {}
     }
     match p2.1.as_deref() {
         Some("-1") | None => d.p.phase2.pfs = None,
-        Some("0") => d.warn(line("phase2-pfsgroup"), "n:phase2-pfsgroup", "0 means 'the group the gateway names in Mode Config': not expressible, no PFS offered"),
+        Some("0") => d.warn(
+            line("phase2-pfsgroup"),
+            "n:phase2-pfsgroup",
+            "0 means 'the group the gateway names in Mode Config': not expressible, no PFS offered",
+        ),
         Some(g) => d.p.phase2.pfs = d.dh_group(line("phase2-pfsgroup"), "n:phase2-pfsgroup", g),
     }
     if d.p.auth.method != AuthMethod::Psk {
@@ -311,10 +399,16 @@ mod tests {
         assert_eq!(i.profile.exchange_mode, ExchangeMode::Aggressive);
         assert_eq!(secret(&i, "psk"), Some("shroot12"));
         assert_eq!(i.profile.xauth.as_ref().unwrap().username, "erin");
-        assert_eq!(i.profile.auth.local_id.as_ref().unwrap().to_string(), "keyid:sales");
+        assert_eq!(
+            i.profile.auth.local_id.as_ref().unwrap().to_string(),
+            "keyid:sales"
+        );
         assert_eq!(ike(&i), ["aes256-sha256-modp2048"]);
         assert_eq!(esp(&i), ["aes128-sha1-modp1024"]);
-        assert_eq!(nets(&i.profile.phase2.remote_networks), ["10.50.0.0/16", "192.168.7.0/24"]);
+        assert_eq!(
+            nets(&i.profile.phase2.remote_networks),
+            ["10.50.0.0/16", "192.168.7.0/24"]
+        );
         assert!(warned(&i, "s:policy-list-exclude"));
     }
 
@@ -333,7 +427,11 @@ mod tests {
     fn minimal_site_keeps_postern_defaults() {
         let i = one("shrew_minimal_auto.vpn");
         assert_eq!(i.profile.gateway, "192.0.2.200");
-        assert_eq!(i.profile.phase1.proposals.len(), 4, "auto = Postern's defaults");
+        assert_eq!(
+            i.profile.phase1.proposals.len(),
+            4,
+            "auto = Postern's defaults"
+        );
         assert!(warned(&i, "s:ipcomp-transform"));
         assert!(warned(&i, "n:network-ike-port"));
     }

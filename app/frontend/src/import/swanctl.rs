@@ -31,7 +31,12 @@ impl Node {
     }
 }
 
-fn parse_tree(src: &Source<'_>, origin: &str, text: &str, depth: usize) -> Result<Node, ImportError> {
+fn parse_tree(
+    src: &Source<'_>,
+    origin: &str,
+    text: &str,
+    depth: usize,
+) -> Result<Node, ImportError> {
     let mut stack: Vec<Node> = vec![Node::default()];
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
@@ -73,10 +78,18 @@ fn parse_tree(src: &Source<'_>, origin: &str, text: &str, depth: usize) -> Resul
             continue;
         }
         let Some((k, v)) = t.split_once('=') else {
-            return Err(err(origin, Some(line), format!("'{t}' is neither 'key = value' nor 'name {{'")));
+            return Err(err(
+                origin,
+                Some(line),
+                format!("'{t}' is neither 'key = value' nor 'name {{'"),
+            ));
         };
         let v = v.trim();
-        let v = if v.len() >= 2 && v.starts_with('"') && v.ends_with('"') { &v[1..v.len() - 1] } else { v };
+        let v = if v.len() >= 2 && v.starts_with('"') && v.ends_with('"') {
+            &v[1..v.len() - 1]
+        } else {
+            v
+        };
         if let Some(top) = stack.last_mut() {
             top.children.push(Node {
                 name: k.trim().to_string(),
@@ -87,20 +100,32 @@ fn parse_tree(src: &Source<'_>, origin: &str, text: &str, depth: usize) -> Resul
         }
     }
     if stack.len() > 1 {
-        let open = stack.last().map(|n| (n.name.clone(), n.line)).unwrap_or_default();
-        return Err(err(origin, Some(open.1), format!("section '{}' is never closed", open.0)));
+        let open = stack
+            .last()
+            .map(|n| (n.name.clone(), n.line))
+            .unwrap_or_default();
+        return Err(err(
+            origin,
+            Some(open.1),
+            format!("section '{}' is never closed", open.0),
+        ));
     }
     Ok(stack.pop().unwrap_or_default())
 }
 
 fn secret_text(v: &str) -> Option<String> {
     if let Some(h) = v.strip_prefix("0x") {
-        let bytes: Option<Vec<u8>> = (0..h.len()).step_by(2).map(|i| h.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok())).collect();
+        let bytes: Option<Vec<u8>> = (0..h.len())
+            .step_by(2)
+            .map(|i| h.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+            .collect();
         return bytes.and_then(|b| String::from_utf8(b).ok());
     }
     if let Some(b) = v.strip_prefix("0s") {
         use base64ct::{Base64, Encoding};
-        return Base64::decode_vec(b).ok().and_then(|b| String::from_utf8(b).ok());
+        return Base64::decode_vec(b)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok());
     }
     Some(v.to_string())
 }
@@ -123,7 +148,10 @@ pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Draft>, ImportError> {
         out.push(conn(c, &secrets_root));
     }
     for top in root.children.iter() {
-        if !matches!(top.name.as_str(), "connections" | "secrets" | "pools" | "authorities") {
+        if !matches!(
+            top.name.as_str(),
+            "connections" | "secrets" | "pools" | "authorities"
+        ) {
             if let Some(d) = out.first_mut() {
                 d.drop_key(Some(top.line), &top.name, "not a section Postern reads");
             }
@@ -164,14 +192,24 @@ fn conn(c: &Node, secrets: &Node) -> Draft {
                     d.p.gateway = a.clone();
                 }
                 if addrs.len() > 1 {
-                    d.warn(line, key, "several gateway addresses: Postern connects to the first");
+                    d.warn(
+                        line,
+                        key,
+                        "several gateway addresses: Postern connects to the first",
+                    );
                 }
             }
-            "local_addrs" | "local_port" | "remote_port" | "mobike" | "fragmentation" | "send_certreq" | "send_cert" | "keyingtries" | "unique" | "over_time" | "rand_time" | "if_id_in" | "if_id_out" => {
+            "local_addrs" | "local_port" | "remote_port" | "mobike" | "fragmentation"
+            | "send_certreq" | "send_cert" | "keyingtries" | "unique" | "over_time"
+            | "rand_time" | "if_id_in" | "if_id_out" => {
                 d.drop_key(line, key, "Postern has no equivalent setting");
             }
             "proposals" => {
-                let props: Vec<String> = list(v).iter().filter(|p| *p != "default").map(|p| swan_proposal(p)).collect();
+                let props: Vec<String> = list(v)
+                    .iter()
+                    .filter(|p| *p != "default")
+                    .map(|p| swan_proposal(p))
+                    .collect();
                 d.ike(line, key, &props);
             }
             "vips" => {
@@ -223,7 +261,10 @@ fn conn(c: &Node, secrets: &Node) -> Draft {
             }
             k if k.starts_with("local") => {
                 let auth = n.val("auth").unwrap_or("pubkey").to_string();
-                let round = n.val("round").and_then(|r| r.parse::<u32>().ok()).unwrap_or(local_auth.len() as u32);
+                let round = n
+                    .val("round")
+                    .and_then(|r| r.parse::<u32>().ok())
+                    .unwrap_or(local_auth.len() as u32);
                 local_auth.push((round, auth.clone(), n.line));
                 if let Some(id) = n.val("id") {
                     if auth != "xauth" && auth != "xauth-generic" {
@@ -242,8 +283,15 @@ fn conn(c: &Node, secrets: &Node) -> Draft {
                     d.missing("auth.key", "its private key is in swanctl/private (or rsa, ecdsa, pkcs8): copy it here and set auth.key");
                 }
                 for sub in &n.children {
-                    if !matches!(sub.name.as_str(), "auth" | "id" | "xauth_id" | "certs" | "round" | "cert") {
-                        d.drop_key(Some(sub.line), &format!("{}.{}", n.name, sub.name), "Postern has no equivalent setting");
+                    if !matches!(
+                        sub.name.as_str(),
+                        "auth" | "id" | "xauth_id" | "certs" | "round" | "cert"
+                    ) {
+                        d.drop_key(
+                            Some(sub.line),
+                            &format!("{}.{}", n.name, sub.name),
+                            "Postern has no equivalent setting",
+                        );
                     }
                 }
             }
@@ -256,8 +304,15 @@ fn conn(c: &Node, secrets: &Node) -> Draft {
                     d.missing("auth.ca", format!("'{ca}' is a file in swanctl/x509ca on the machine the file came from: copy it here and set auth.ca"));
                 }
                 for sub in &n.children {
-                    if !matches!(sub.name.as_str(), "auth" | "id" | "cacerts" | "round" | "certs" | "revocation") {
-                        d.drop_key(Some(sub.line), &format!("{}.{}", n.name, sub.name), "Postern has no equivalent setting");
+                    if !matches!(
+                        sub.name.as_str(),
+                        "auth" | "id" | "cacerts" | "round" | "certs" | "revocation"
+                    ) {
+                        d.drop_key(
+                            Some(sub.line),
+                            &format!("{}.{}", n.name, sub.name),
+                            "Postern has no equivalent setting",
+                        );
                     }
                 }
             }
@@ -277,7 +332,10 @@ fn conn(c: &Node, secrets: &Node) -> Draft {
         d.warn(Some(c.line), "version", "not given: strongSwan would start IKEv2; imported as IKEv1 (the gateway must accept IKEv1)");
     }
     local_auth.sort_by_key(|(r, _, _)| *r);
-    let first = local_auth.first().map(|(_, a, _)| a.as_str()).unwrap_or("pubkey");
+    let first = local_auth
+        .first()
+        .map(|(_, a, _)| a.as_str())
+        .unwrap_or("pubkey");
     let remote = remote_auth.as_deref().unwrap_or("pubkey");
     let has_xauth = local_auth.iter().any(|(_, a, _)| a.starts_with("xauth"));
     d.p.auth.method = match first {
@@ -286,27 +344,49 @@ fn conn(c: &Node, secrets: &Node) -> Draft {
         "pubkey" => AuthMethod::RsaSig,
         other => {
             let l = local_auth.first().map(|(_, _, l)| *l);
-            d.warn(l, "local.auth", format!("'{other}' is not an IKEv1 method Postern has: psk assumed"));
+            d.warn(
+                l,
+                "local.auth",
+                format!("'{other}' is not an IKEv1 method Postern has: psk assumed"),
+            );
             AuthMethod::Psk
         }
     };
     if has_xauth {
         match xauth_user {
-            Some(u) => d.p.xauth = Some(XAuth { username: u, password: None }),
-            None => d.missing("xauth.username", "the connection uses XAuth but names no xauth_id"),
+            Some(u) => {
+                d.p.xauth = Some(XAuth {
+                    username: u,
+                    password: None,
+                })
+            }
+            None => d.missing(
+                "xauth.username",
+                "the connection uses XAuth but names no xauth_id",
+            ),
         }
     }
     // Secrets: the ike/xauth section whose id* owners match.
     let mut names = vec![d.p.gateway.clone()];
-    for id in [&d.p.auth.local_id, &d.p.auth.remote_id].into_iter().flatten() {
+    for id in [&d.p.auth.local_id, &d.p.auth.remote_id]
+        .into_iter()
+        .flatten()
+    {
         names.push(id_value(id));
     }
     let mut best: Option<(usize, String)> = None;
     for s in secrets.sections() {
-        let owners: Vec<&str> = s.children.iter().filter(|c| c.name.starts_with("id")).filter_map(|c| c.value.as_deref()).collect();
+        let owners: Vec<&str> = s
+            .children
+            .iter()
+            .filter(|c| c.name.starts_with("id"))
+            .filter_map(|c| c.value.as_deref())
+            .collect();
         let Some(val) = s.val("secret") else { continue };
         if s.name.starts_with("ike") && d.p.auth.method == AuthMethod::Psk {
-            let ok = owners.iter().all(|o| *o == "%any" || names.contains(&owner_name(o)));
+            let ok = owners
+                .iter()
+                .all(|o| *o == "%any" || names.contains(&owner_name(o)));
             if ok {
                 let score = owners.len();
                 if best.as_ref().is_none_or(|(b, _)| score > *b) {
@@ -321,7 +401,10 @@ fn conn(c: &Node, secrets: &Node) -> Draft {
                     }
                 }
             }
-        } else if ["private", "rsa", "ecdsa", "pkcs8", "pkcs12"].iter().any(|p| s.name.starts_with(p)) {
+        } else if ["private", "rsa", "ecdsa", "pkcs8", "pkcs12"]
+            .iter()
+            .any(|p| s.name.starts_with(p))
+        {
             if let Some(t) = secret_text(val) {
                 d.secret(KEY_PASSPHRASE, &t);
             }
@@ -369,7 +452,10 @@ fn child(d: &mut Draft, ch: &Node) {
         let v = n.value.as_deref().unwrap_or_default();
         match n.name.as_str() {
             "remote_ts" | "local_ts" => {
-                let items: Vec<String> = list(v).into_iter().filter(|s| s != "dynamic" && !s.starts_with('%')).collect();
+                let items: Vec<String> = list(v)
+                    .into_iter()
+                    .filter(|s| s != "dynamic" && !s.starts_with('%'))
+                    .collect();
                 let items: Vec<&str> = items.iter().map(String::as_str).collect();
                 let nets = d.subnets(line, &key, &items);
                 if n.name == "remote_ts" {
@@ -380,7 +466,11 @@ fn child(d: &mut Draft, ch: &Node) {
             }
             "esp_proposals" => {
                 esp_given = true;
-                let props: Vec<String> = list(v).iter().filter(|p| *p != "default").map(|p| swan_proposal(p)).collect();
+                let props: Vec<String> = list(v)
+                    .iter()
+                    .filter(|p| *p != "default")
+                    .map(|p| swan_proposal(p))
+                    .collect();
                 d.esp(line, &key, &props);
             }
             "rekey_time" | "life_time" => {
@@ -393,7 +483,11 @@ fn child(d: &mut Draft, ch: &Node) {
             "mode" => match v {
                 "tunnel" => {}
                 "transport" => d.p.phase2.mode = EncapMode::Transport,
-                other => d.warn(line, &key, format!("mode '{other}' is not one Postern has: tunnel used")),
+                other => d.warn(
+                    line,
+                    &key,
+                    format!("mode '{other}' is not one Postern has: tunnel used"),
+                ),
             },
             "dpd_action" | "close_action" => {
                 if v == "clear" || v == "none" {
@@ -419,12 +513,18 @@ mod tests {
     #[test]
     fn psk_aggressive_xauth_vips_and_secrets() {
         let all = import("swanctl_two_conns.conf");
-        assert_eq!(all.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["office", "lab"]);
+        assert_eq!(
+            all.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(),
+            ["office", "lab"]
+        );
         let i = &all[0];
         assert_eq!(i.profile.gateway, "vpn.example.com");
         assert_eq!(i.profile.exchange_mode, ExchangeMode::Aggressive);
         assert_eq!(i.profile.auth.method, AuthMethod::Psk);
-        assert_eq!(i.profile.auth.local_id.as_ref().unwrap().to_string(), "keyid:sales");
+        assert_eq!(
+            i.profile.auth.local_id.as_ref().unwrap().to_string(),
+            "keyid:sales"
+        );
         assert_eq!(i.profile.xauth.as_ref().unwrap().username, "alice");
         assert_eq!(i.profile.network.mode_config, ModeConfig::Pull);
         assert_eq!(ike(i), ["aes256-sha256-modp2048", "aes128-sha1-modp1024"]);
@@ -443,9 +543,15 @@ mod tests {
         let all = import("swanctl_cert_hybrid.conf");
         let c = all.iter().find(|i| i.name == "cert").unwrap();
         assert_eq!(c.profile.auth.method, AuthMethod::RsaSig);
-        assert_eq!(c.profile.auth.remote_id.as_ref().unwrap().to_string(), "dn:C=CH, O=Lab, CN=gw");
+        assert_eq!(
+            c.profile.auth.remote_id.as_ref().unwrap().to_string(),
+            "dn:C=CH, O=Lab, CN=gw"
+        );
         let keys: Vec<&str> = c.missing.iter().map(|m| m.key.as_str()).collect();
-        assert!(keys.contains(&"auth.cert") && keys.contains(&"auth.ca"), "{keys:?}");
+        assert!(
+            keys.contains(&"auth.cert") && keys.contains(&"auth.ca"),
+            "{keys:?}"
+        );
         let h = all.iter().find(|i| i.name == "hybrid").unwrap();
         assert_eq!(h.profile.auth.method, AuthMethod::Hybrid);
         assert_eq!(h.profile.xauth.as_ref().unwrap().username, "bob");
@@ -464,7 +570,13 @@ mod tests {
 
     #[test]
     fn unclosed_section_names_its_line() {
-        let e = super::super::import_str("connections {\n  a {\n    remote_addrs = 1.2.3.4\n}\n", "s.conf", &[], &Default::default()).unwrap_err();
+        let e = super::super::import_str(
+            "connections {\n  a {\n    remote_addrs = 1.2.3.4\n}\n",
+            "s.conf",
+            &[],
+            &Default::default(),
+        )
+        .unwrap_err();
         assert_eq!(e.line, Some(1), "{e}");
     }
 }

@@ -43,7 +43,10 @@ mod tests {
     #[test]
     fn encodings() {
         assert_eq!(decode(b"\xEF\xBB\xBFa=b\r\nc=d\r\n"), "a=b\nc=d\n");
-        assert_eq!(decode(b"Description=Bureau \xE0 Lyon\r\n"), "Description=Bureau à Lyon\n");
+        assert_eq!(
+            decode(b"Description=Bureau \xE0 Lyon\r\n"),
+            "Description=Bureau à Lyon\n"
+        );
         assert_eq!(decode("Café\n".as_bytes()), "Café\n");
         assert_eq!(decode(b"\xFF\xFEa\x00=\x00b\x00\r\x00\n\x00"), "a=b\n");
         assert_eq!(decode(b"a\rb"), "a\nb");
