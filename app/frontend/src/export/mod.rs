@@ -317,21 +317,18 @@ fn libreswan_keys(p: &Profile) -> Vec<(&'static str, String)> {
     if p.phase2.mode == EncapMode::Transport {
         v.push(("type", "transport".into()));
     }
-    match p.network.dpd {
-        Some(d) => {
-            v.push(("dpddelay", secs(d.interval).to_string()));
-            v.push(("dpdtimeout", secs(d.timeout).to_string()));
-            v.push((
-                "dpdaction",
-                if p.network.reconnect {
-                    "restart"
-                } else {
-                    "clear"
-                }
-                .into(),
-            ));
-        }
-        None => {}
+    if let Some(d) = p.network.dpd {
+        v.push(("dpddelay", secs(d.interval).to_string()));
+        v.push(("dpdtimeout", secs(d.timeout).to_string()));
+        v.push((
+            "dpdaction",
+            if p.network.reconnect {
+                "restart"
+            } else {
+                "clear"
+            }
+            .into(),
+        ));
     }
     match p.network.nat_traversal {
         NatTraversal::Force => v.push(("encapsulation", "yes".into())),

@@ -94,14 +94,14 @@ pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Draft>, ImportError> {
     };
     d.p.gateway = dst.value.clone();
     d.p.network.mode_config = ModeConfig::Off;
-    if let Some(t) = get("TYPE") {
-        if !t.value.eq_ignore_ascii_case("ipsec") {
-            return Err(err(
-                src.origin,
-                Some(t.line),
-                format!("TYPE={} is not an IPsec interface", t.value),
-            ));
-        }
+    if let Some(t) = get("TYPE")
+        && !t.value.eq_ignore_ascii_case("ipsec")
+    {
+        return Err(err(
+            src.origin,
+            Some(t.line),
+            format!("TYPE={} is not an IPsec interface", t.value),
+        ));
     }
     let esp = get("ESP_PROTO").map_or("3des".to_string(), |v| v.value.clone());
     let ah = get("AH_PROTO").map(|v| v.value.clone());

@@ -308,7 +308,7 @@ fn secret_value(v: &str) -> Option<String> {
     }
     if let Some(h) = v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
         let h: String = h.chars().filter(|c| *c != ' ' && *c != '_').collect();
-        if h.len() % 2 != 0 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if !h.len().is_multiple_of(2) || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
         let bytes: Vec<u8> = (0..h.len())
@@ -537,10 +537,10 @@ pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Draft>, ImportError> {
     }
     out.reverse();
     // A conn only a gateway or IKEv2 can use is named on every other connection.
-    if out.is_empty() {
-        if let Some((line, name, why)) = skipped.first() {
-            return Err(err(src.origin, Some(*line), format!("conn {name}: {why}")));
-        }
+    if out.is_empty()
+        && let Some((line, name, why)) = skipped.first()
+    {
+        return Err(err(src.origin, Some(*line), format!("conn {name}: {why}")));
     }
     for d in &mut out {
         for (line, name, why) in &skipped {
@@ -661,13 +661,13 @@ fn conn(
     } else if !libreswan {
         d.warn(Some(sec.line), "keyexchange", "not given: strongSwan would start IKEv2; imported as IKEv1 (the gateway must accept IKEv1)");
     }
-    if let Some(p) = params.get("ikev2") {
-        if matches!(p.value.to_ascii_lowercase().as_str(), "insist" | "yes") {
-            return Ok(Err(format!(
-                "ikev2={}: IKEv2 only; Postern speaks IKEv1",
-                p.value
-            )));
-        }
+    if let Some(p) = params.get("ikev2")
+        && matches!(p.value.to_ascii_lowercase().as_str(), "insist" | "yes")
+    {
+        return Ok(Err(format!(
+            "ikev2={}: IKEv2 only; Postern speaks IKEv1",
+            p.value
+        )));
     }
     // Authentication.
     let authby = params.get("authby").map(|p| p.value.to_ascii_lowercase());
@@ -950,24 +950,25 @@ fn conn(
     } else {
         ModeConfig::Off
     };
-    if let Some(p) = params.get("modeconfig") {
-        if p.value.eq_ignore_ascii_case("push") && modecfg {
-            d.p.network.mode_config = ModeConfig::Push;
-        }
+    if let Some(p) = params.get("modeconfig")
+        && p.value.eq_ignore_ascii_case("push")
+        && modecfg
+    {
+        d.p.network.mode_config = ModeConfig::Push;
     }
     if params.get("modecfgpull").is_some_and(|p| !truthy(&p.value)) && modecfg {
         d.p.network.mode_config = ModeConfig::Push;
     }
-    if let Some((v, line)) = src_ip {
-        if !v.starts_with('%') {
-            match v.parse() {
-                Ok(ip) => d.p.network.virtual_ip = Some(ip),
-                Err(_) => d.warn(
-                    Some(line),
-                    "leftsourceip",
-                    format!("not carried over: '{v}' is not one IPv4 address"),
-                ),
-            }
+    if let Some((v, line)) = src_ip
+        && !v.starts_with('%')
+    {
+        match v.parse() {
+            Ok(ip) => d.p.network.virtual_ip = Some(ip),
+            Err(_) => d.warn(
+                Some(line),
+                "leftsourceip",
+                format!("not carried over: '{v}' is not one IPv4 address"),
+            ),
         }
     }
     // DPD.
@@ -994,23 +995,23 @@ fn conn(
     if action.as_ref().is_none_or(|(a, _)| a != "none") {
         let mut dpd = d.p.network.dpd.unwrap_or_default();
         let mut any = false;
-        if let Some((v, line)) = &delay {
-            if let Some(t) = d.duration(Some(*line), "dpddelay", v) {
-                dpd.interval = t.clamp(
-                    std::time::Duration::from_secs(1),
-                    std::time::Duration::from_secs(3600),
-                );
-                any = true;
-            }
+        if let Some((v, line)) = &delay
+            && let Some(t) = d.duration(Some(*line), "dpddelay", v)
+        {
+            dpd.interval = t.clamp(
+                std::time::Duration::from_secs(1),
+                std::time::Duration::from_secs(3600),
+            );
+            any = true;
         }
-        if let Some((v, line)) = &timeout {
-            if let Some(t) = d.duration(Some(*line), "dpdtimeout", v) {
-                dpd.timeout = t.clamp(
-                    std::time::Duration::from_secs(1),
-                    std::time::Duration::from_secs(3600),
-                );
-                any = true;
-            }
+        if let Some((v, line)) = &timeout
+            && let Some(t) = d.duration(Some(*line), "dpdtimeout", v)
+        {
+            dpd.timeout = t.clamp(
+                std::time::Duration::from_secs(1),
+                std::time::Duration::from_secs(3600),
+            );
+            any = true;
         }
         if any {
             if dpd.timeout < dpd.interval {
@@ -1034,10 +1035,20 @@ fn conn(
     if let Some(p) = params.get("rightid") {
         names.push(p.value.clone());
     }
-    if d.p.auth.method == AuthMethod::Psk {
-        if let Some(e) = best_psk(secrets, "PSK", &names) {
-            let s = e.secret.clone();
-            d.secret(PSK, &s);
+    if d.p.auth.method == AuthMethod::Psk
+        && let Some(e) = best_psk(secrets, "PSK", &names)
+    {
+        let s = e.secret.clone();
+        d.secret(PSK, &s);
+        if e.selectors.iter().all(|s| is_any(s)) {
+            d.warn(
+                None,
+                "psk",
+                format!(
+                    "taken from the catch-all entry at {}:{} (it names no peer): check that it is this gateway's",
+                    e.origin, e.line
+                ),
+            );
         }
     }
     if let Some(x) = &d.p.xauth {
@@ -1047,15 +1058,15 @@ fn conn(
             d.secret(XAUTH_PASSWORD, &s);
         }
     }
-    if d.p.auth.method == AuthMethod::RsaSig {
-        if let Some(e) = secrets.iter().find(|e| e.file.is_some()) {
-            if !e.secret.is_empty() {
-                let s = e.secret.clone();
-                d.secret(KEY_PASSPHRASE, &s);
-            }
-            let f = e.file.clone().unwrap_or_default();
-            d.missing("auth.key", format!("the private key is the file {f} on the machine it came from: copy it here and set auth.key"));
+    if d.p.auth.method == AuthMethod::RsaSig
+        && let Some(e) = secrets.iter().find(|e| e.file.is_some())
+    {
+        if !e.secret.is_empty() {
+            let s = e.secret.clone();
+            d.secret(KEY_PASSPHRASE, &s);
         }
+        let f = e.file.clone().unwrap_or_default();
+        d.missing("auth.key", format!("the private key is the file {f} on the machine it came from: copy it here and set auth.key"));
     }
     let _ = Identity::Fqdn;
     Ok(Ok(d))

@@ -698,15 +698,15 @@ impl Draft {
                 "the CA certificate that signed the gateway's certificate is not in the file",
             );
         }
-        if self.p.auth.method != AuthMethod::Psk {
-            if let Some(psk) = self.secrets.remove(PSK) {
-                drop(psk);
-                self.warn(
-                    None,
-                    "psk",
-                    "a pre-shared key was found but the connection does not use one: not kept",
-                );
-            }
+        if self.p.auth.method != AuthMethod::Psk
+            && let Some(psk) = self.secrets.remove(PSK)
+        {
+            drop(psk);
+            self.warn(
+                None,
+                "psk",
+                "a pre-shared key was found but the connection does not use one: not kept",
+            );
         }
         if self.p.xauth.is_some() {
             needed.push(XAUTH_PASSWORD);
@@ -722,18 +722,16 @@ impl Draft {
         if self.p.network.mode_config == ModeConfig::Off
             && self.p.network.virtual_ip.is_none()
             && self.p.phase2.mode == EncapMode::Tunnel
-        {
-            if let [
+            && let [
                 Subnet {
                     addr: std::net::IpAddr::V4(a),
                     prefix: 32,
                 },
             ] = self.p.phase2.local_networks[..]
-            {
-                self.p.network.virtual_ip = Some(a);
-                self.p.phase2.local_networks.clear();
-                self.warn(None, "local networks", format!("the single host {a}/32 is used as the tunnel's inner address (network.virtual_ip)"));
-            }
+        {
+            self.p.network.virtual_ip = Some(a);
+            self.p.phase2.local_networks.clear();
+            self.warn(None, "local networks", format!("the single host {a}/32 is used as the tunnel's inner address (network.virtual_ip)"));
         }
         let files = &self.files;
         self.missing.retain(|m| !files.iter().any(|f| f.0 == m.key));
@@ -878,14 +876,14 @@ pub fn file_name_for(conn: &str) -> String {
 /// `10.0.0.0/24`, `10.0.0.0/255.255.255.0`, `10.0.0.0 / 255.255.255.0`, `10.0.0.1`.
 pub(crate) fn parse_subnet(s: &str) -> Option<Subnet> {
     let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    if let Some((a, m)) = s.split_once('/') {
-        if let Ok(mask) = m.parse::<std::net::Ipv4Addr>() {
-            let bits = u32::from(mask);
-            if bits.leading_ones() + bits.trailing_zeros() != 32 {
-                return None;
-            }
-            return format!("{a}/{}", bits.leading_ones()).parse().ok();
+    if let Some((a, m)) = s.split_once('/')
+        && let Ok(mask) = m.parse::<std::net::Ipv4Addr>()
+    {
+        let bits = u32::from(mask);
+        if bits.leading_ones() + bits.trailing_zeros() != 32 {
+            return None;
         }
+        return format!("{a}/{}", bits.leading_ones()).parse().ok();
     }
     s.parse().ok()
 }

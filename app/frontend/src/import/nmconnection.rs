@@ -109,17 +109,13 @@ pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Draft>, ImportError> {
         "vpnc" => vpnc(&name, &vpn, &secrets),
         "libreswan" | "openswan" => libreswan(src, &name, &vpn, &secrets)?,
         "strongswan" => strongswan(&name, &vpn, &secrets),
-        other => {
+        _ => {
             return Err(err(
                 src.origin,
                 Some(st.line),
                 format!(
                     "service-type {} is not an IPsec plugin Postern imports (vpnc, libreswan, strongswan)",
-                    if other.is_empty() {
-                        &st.value
-                    } else {
-                        &st.value
-                    }
+                    st.value
                 ),
             ));
         }
@@ -176,11 +172,12 @@ fn flag_note(d: &mut Draft, vpn: &[&Item], secrets: &[&Item], key: &str, kind: &
         .map(|i| i.value.as_str());
     if let Some(s) = secrets.iter().find(|i| i.key == key) {
         d.secret(kind, &s.value);
-    } else if let Some(f) = flags {
-        if f != "0" && f != "4" {
-            // 1: in the keyring of the desktop; 2: asked each time. Not in the file.
-            d.warn(None, key, format!("not in the file (NetworkManager flags {f}: kept in the desktop keyring or asked): Postern asks for it or takes it from its own keyring"));
-        }
+    } else if let Some(f) = flags
+        && f != "0"
+        && f != "4"
+    {
+        // 1: in the keyring of the desktop; 2: asked each time. Not in the file.
+        d.warn(None, key, format!("not in the file (NetworkManager flags {f}: kept in the desktop keyring or asked): Postern asks for it or takes it from its own keyring"));
     }
 }
 
@@ -272,7 +269,7 @@ fn libreswan(
     let has = |p: &[Param], k: &str| p.iter().any(|x| x.key == k);
     let cert = has(&params, "leftcert") || has(&params, "leftrsasigkey");
     // What the plugin adds when it writes the conn for pluto (IKEv1 client defaults).
-    let mut add = |p: &mut Vec<Param>, k: &str, v: &str| {
+    let add = |p: &mut Vec<Param>, k: &str, v: &str| {
         if !p.iter().any(|x| x.key == k) {
             p.push(Param {
                 key: k.into(),

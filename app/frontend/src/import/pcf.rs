@@ -3,7 +3,7 @@
 //! values mean "unset". `enc_GroupPwd` / `enc_UserPassword` are decrypted with the
 //! public algorithm of vpnc's cisco-decrypt ([`cisco_decrypt`]).
 
-use ::cbc::cipher::{Block, BlockCipherDecrypt, BlockModeDecrypt, KeyIvInit};
+use ::cbc::cipher::{Block, BlockModeDecrypt, KeyIvInit};
 use postern_dbus::profile::{AuthMethod, Dpd, ExchangeMode, Identity, NatTraversal, XAuth};
 use sha1::{Digest, Sha1};
 use std::time::Duration;
@@ -31,14 +31,14 @@ pub enum DecryptError {
 /// the rest 3DES-CBC ciphertext under SHA1(h1 with h1[19]+1) ‖ SHA1(h1 with h1[19]+3)[..4].
 pub fn cisco_decrypt(hex: &str) -> Result<Zeroizing<String>, DecryptError> {
     let hex = hex.trim();
-    if hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !hex.len().is_multiple_of(2) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(DecryptError::NotHex);
     }
     let bytes: Vec<u8> = (0..hex.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).map_err(|_| DecryptError::NotHex))
         .collect::<Result<_, _>>()?;
-    if bytes.len() < 48 || (bytes.len() - 40) % 8 != 0 {
+    if bytes.len() < 48 || !(bytes.len() - 40).is_multiple_of(8) {
         return Err(DecryptError::Length(bytes.len()));
     }
     let (h1, rest) = bytes.split_at(20);
@@ -265,10 +265,10 @@ pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Draft>, ImportError> {
                 }
             }
             "dhgroup" => {
-                if !v.is_empty() {
-                    if let Some(g) = d.dh_group(line, &e.key, v) {
-                        d.set_ike_group(g);
-                    }
+                if !v.is_empty()
+                    && let Some(g) = d.dh_group(line, &e.key, v)
+                {
+                    d.set_ike_group(g);
                 }
             }
             "peertimeout" => {

@@ -26,8 +26,6 @@ struct Stmt {
     words: Vec<Tok>,
     line: usize,
     block: Option<Vec<Stmt>>,
-    /// The block's opening line (for "never closed" warnings).
-    nested_in: Option<usize>,
 }
 
 impl Stmt {
@@ -70,7 +68,11 @@ fn tokenize(origin: &str, text: &str) -> Result<Vec<Tok>, ImportError> {
                         }
                         Some(c) => s.push(c),
                         None => {
-                            return Err(err(origin, Some(start), "a quoted string is never closed"));
+                            return Err(err(
+                                origin,
+                                Some(start),
+                                "a quoted string is never closed",
+                            ));
                         }
                     }
                 }
@@ -119,7 +121,6 @@ fn statements(toks: &[Tok], notes: &mut Vec<(usize, String)>) -> Vec<Stmt> {
                         words: std::mem::take(&mut cur),
                         line,
                         block: None,
-                        nested_in: None,
                     });
                 }
             }
@@ -127,15 +128,11 @@ fn statements(toks: &[Tok], notes: &mut Vec<(usize, String)>) -> Vec<Stmt> {
         }
         if !t.quoted && t.text == "{" {
             let line = cur.first().map_or(t.line, |w| w.line);
-            let opener = stack
-                .last()
-                .and_then(|s| s.0.block.as_ref().map(|_| s.0.line));
             stack.push((
                 Stmt {
                     words: std::mem::take(&mut cur),
                     line,
                     block: Some(Vec::new()),
-                    nested_in: opener,
                 },
                 Vec::new(),
             ));
@@ -151,7 +148,6 @@ fn statements(toks: &[Tok], notes: &mut Vec<(usize, String)>) -> Vec<Stmt> {
                         words: std::mem::take(&mut cur),
                         line,
                         block: None,
-                        nested_in: None,
                     });
                 }
             }
@@ -178,7 +174,6 @@ fn statements(toks: &[Tok], notes: &mut Vec<(usize, String)>) -> Vec<Stmt> {
                     words: std::mem::take(&mut cur),
                     line,
                     block: None,
-                    nested_in: None,
                 });
             }
         }
@@ -191,7 +186,6 @@ fn statements(toks: &[Tok], notes: &mut Vec<(usize, String)>) -> Vec<Stmt> {
                 words: cur,
                 line,
                 block: None,
-                nested_in: None,
             });
         }
     }

@@ -224,10 +224,10 @@ pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Draft>, ImportError> {
             "phase1-hash" => p1.1 = Some(v.to_string()),
             "phase1-dhgroup" => p1.2 = Some(v.to_string()),
             "phase1-life-secs" => {
-                if let Ok(n) = v.parse::<u64>() {
-                    if n > 0 {
-                        d.lifetime1(l, &key, Duration::from_secs(n));
-                    }
+                if let Ok(n) = v.parse::<u64>()
+                    && n > 0
+                {
+                    d.lifetime1(l, &key, Duration::from_secs(n));
                 }
             }
             "phase2-transform" => c2 = v.to_string(),
@@ -235,17 +235,17 @@ pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Draft>, ImportError> {
             "phase2-hmac" => p2.0 = Some(v.to_string()),
             "phase2-pfsgroup" => p2.1 = Some(v.to_string()),
             "phase2-life-secs" => {
-                if let Ok(n) = v.parse::<u64>() {
-                    if n > 0 {
-                        d.lifetime2(l, &key, Duration::from_secs(n));
-                    }
+                if let Ok(n) = v.parse::<u64>()
+                    && n > 0
+                {
+                    d.lifetime2(l, &key, Duration::from_secs(n));
                 }
             }
             "phase2-life-kbytes" => {
-                if let Ok(n) = v.parse::<u64>() {
-                    if n > 0 {
-                        d.p.phase2.lifetime_kb = Some(n);
-                    }
+                if let Ok(n) = v.parse::<u64>()
+                    && n > 0
+                {
+                    d.p.phase2.lifetime_kb = Some(n);
                 }
             }
             "ipcomp-transform" => {
@@ -363,13 +363,12 @@ pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Draft>, ImportError> {
         (_, _, Some(g)) => d.set_ike_group(g),
         _ => {}
     }
-    match (cipher(&c2, &k2), p2.0.as_deref().and_then(hash)) {
-        (Some(c), Some(h)) => d.esp(
+    if let (Some(c), Some(h)) = (cipher(&c2, &k2), p2.0.as_deref().and_then(hash)) {
+        d.esp(
             line("phase2-transform"),
             "s:phase2-transform",
             &[format!("{c}-{h}")],
-        ),
-        _ => {}
+        )
     }
     match p2.1.as_deref() {
         Some("-1") | None => d.p.phase2.pfs = None,

@@ -67,12 +67,12 @@ fn parse_tree(
             continue;
         }
         if let Some(f) = t.strip_prefix("include ") {
-            if depth < 8 {
-                if let Some(c) = (src.include)(f.trim().trim_matches('"')) {
-                    let sub = parse_tree(src, &c.origin, &c.text, depth + 1)?;
-                    if let Some(top) = stack.last_mut() {
-                        top.children.extend(sub.children);
-                    }
+            if depth < 8
+                && let Some(c) = (src.include)(f.trim().trim_matches('"'))
+            {
+                let sub = parse_tree(src, &c.origin, &c.text, depth + 1)?;
+                if let Some(top) = stack.last_mut() {
+                    top.children.extend(sub.children);
                 }
             }
             continue;
@@ -134,10 +134,10 @@ pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Draft>, ImportError> {
     let root = parse_tree(src, src.origin, src.text, 0)?;
     let mut secrets_root = root.get("secrets").cloned().unwrap_or_default();
     for c in src.companions {
-        if let Ok(t) = parse_tree(src, &c.origin, &c.text, 0) {
-            if let Some(s) = t.get("secrets") {
-                secrets_root.children.extend(s.children.clone());
-            }
+        if let Ok(t) = parse_tree(src, &c.origin, &c.text, 0)
+            && let Some(s) = t.get("secrets")
+        {
+            secrets_root.children.extend(s.children.clone());
         }
     }
     let Some(conns) = root.get("connections") else {
@@ -151,10 +151,9 @@ pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Draft>, ImportError> {
         if !matches!(
             top.name.as_str(),
             "connections" | "secrets" | "pools" | "authorities"
-        ) {
-            if let Some(d) = out.first_mut() {
-                d.drop_key(Some(top.line), &top.name, "not a section Postern reads");
-            }
+        ) && let Some(d) = out.first_mut()
+        {
+            d.drop_key(Some(top.line), &top.name, "not a section Postern reads");
         }
         if top.name == "pools" {
             for d in &mut out {
@@ -253,10 +252,10 @@ fn conn(c: &Node, secrets: &Node) -> Draft {
                 }
             }
             "rekey_time" | "reauth_time" => {
-                if let Some(t) = d.duration(line, key, v) {
-                    if !t.is_zero() {
-                        d.lifetime1(line, key, t);
-                    }
+                if let Some(t) = d.duration(line, key, v)
+                    && !t.is_zero()
+                {
+                    d.lifetime1(line, key, t);
                 }
             }
             k if k.starts_with("local") => {
@@ -266,17 +265,18 @@ fn conn(c: &Node, secrets: &Node) -> Draft {
                     .and_then(|r| r.parse::<u32>().ok())
                     .unwrap_or(local_auth.len() as u32);
                 local_auth.push((round, auth.clone(), n.line));
-                if let Some(id) = n.val("id") {
-                    if auth != "xauth" && auth != "xauth-generic" {
-                        set_id(&mut d, n, id, true);
-                    }
+                if let Some(id) = n.val("id")
+                    && auth != "xauth"
+                    && auth != "xauth-generic"
+                {
+                    set_id(&mut d, n, id, true);
                 }
                 if let Some(x) = n.val("xauth_id") {
                     xauth_user = Some(x.to_string());
-                } else if auth.starts_with("xauth") {
-                    if let Some(id) = n.val("id") {
-                        xauth_user = Some(id.to_string());
-                    }
+                } else if auth.starts_with("xauth")
+                    && let Some(id) = n.val("id")
+                {
+                    xauth_user = Some(id.to_string());
                 }
                 if let Some(cert) = n.val("certs") {
                     d.missing("auth.cert", format!("'{cert}' is a file in swanctl/x509 on the machine the file came from: copy it here and set auth.cert"));
@@ -394,26 +394,24 @@ fn conn(c: &Node, secrets: &Node) -> Draft {
                 }
             }
         } else if s.name.starts_with("xauth") || s.name.starts_with("eap") {
-            if let Some(x) = &d.p.xauth {
-                if owners.is_empty() || owners.contains(&x.username.as_str()) {
-                    if let Some(t) = secret_text(val) {
-                        d.secret(XAUTH_PASSWORD, &t);
-                    }
-                }
+            if let Some(x) = &d.p.xauth
+                && (owners.is_empty() || owners.contains(&x.username.as_str()))
+                && let Some(t) = secret_text(val)
+            {
+                d.secret(XAUTH_PASSWORD, &t);
             }
         } else if ["private", "rsa", "ecdsa", "pkcs8", "pkcs12"]
             .iter()
             .any(|p| s.name.starts_with(p))
+            && let Some(t) = secret_text(val)
         {
-            if let Some(t) = secret_text(val) {
-                d.secret(KEY_PASSPHRASE, &t);
-            }
+            d.secret(KEY_PASSPHRASE, &t);
         }
     }
-    if let Some((_, v)) = best {
-        if let Some(t) = secret_text(&v) {
-            d.secret(PSK, &t);
-        }
+    if let Some((_, v)) = best
+        && let Some(t) = secret_text(&v)
+    {
+        d.secret(PSK, &t);
     }
     d
 }
@@ -474,10 +472,10 @@ fn child(d: &mut Draft, ch: &Node) {
                 d.esp(line, &key, &props);
             }
             "rekey_time" | "life_time" => {
-                if let Some(t) = d.duration(line, &key, v) {
-                    if !t.is_zero() {
-                        d.lifetime2(line, &key, t);
-                    }
+                if let Some(t) = d.duration(line, &key, v)
+                    && !t.is_zero()
+                {
+                    d.lifetime2(line, &key, t);
                 }
             }
             "mode" => match v {
