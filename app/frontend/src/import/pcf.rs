@@ -332,9 +332,13 @@ pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Draft>, ImportError> {
                 }
             }
             "certstore" | "certname" | "certpath" | "certsubjectname" | "certserialhash" => {
-                if !v.is_empty() && v != "0" {
-                    d.warn(line, &e.key, format!("the certificate is in the Cisco/Windows store ({v}), not in this file: export it with its key and fill auth.cert and auth.key (or auth.pkcs12)"));
-                    d.missing("auth.cert", "the certificate named by the .pcf lives in the Cisco/Windows certificate store");
+                if !v.is_empty() && !v.bytes().all(|b| b == b'0') {
+                    if d.p.auth.method == AuthMethod::RsaSig {
+                        d.warn(line, &e.key, format!("the certificate is in the Cisco/Windows store ({v}), not in this file: export it with its key and fill auth.cert and auth.key (or auth.pkcs12)"));
+                        d.missing("auth.cert", "the certificate named by the .pcf lives in the Cisco/Windows certificate store");
+                    } else {
+                        d.drop_key(line, &e.key, "a certificate setting in a profile that does not authenticate with certificates");
+                    }
                 }
             }
             "sendcertchain" | "verifycertdn" => {
