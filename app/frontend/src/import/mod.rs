@@ -1030,8 +1030,14 @@ mod tests {
             "{j}"
         );
         assert!(j.contains("\"gateway\":\"vpn.lyon.example.com\""), "{j}");
-        assert!(j.contains("\"auth\":{\"local_id\":\"keyid:ventes\",\"method\":\"psk\"}"), "{j}");
-        assert!(!j.contains("auth.cert"), "a PSK profile needs no certificate: {j}");
+        assert!(
+            j.contains("\"auth\":{\"local_id\":\"keyid:ventes\",\"method\":\"psk\"}"),
+            "{j}"
+        );
+        assert!(
+            !j.contains("auth.cert"),
+            "a PSK profile needs no certificate: {j}"
+        );
         assert!(j.contains("{\"line\":17,\"key\":\"EnableBackup\""), "{j}");
         assert!(!j.contains("Th!s"), "{j}");
         assert!(to_json(&v, true).contains("\"psk\":\"Th!sIsMyK3y#\""));
