@@ -78,6 +78,38 @@ enum Cmd {
         #[command(subcommand)]
         action: SecretCmd,
     },
+    /// Imports the connections of a file from another client (Cisco .pcf, Shrew .vpn,
+    /// ipsec.conf, swanctl.conf, racoon.conf, ifcfg-ipsecN, NetworkManager
+    /// .nmconnection) as profiles; secrets go to the keyring, never into the profile.
+    Import {
+        file: std::path::PathBuf,
+        /// Companion file(s) with the secrets or networks (ipsec.secrets, psk.txt,
+        /// keys-ipsecN, setkey.conf); by default looked for beside FILE.
+        #[arg(long)]
+        secrets: Vec<std::path::PathBuf>,
+        /// The profile name to save under (one connection only).
+        #[arg(long)]
+        name: Option<String>,
+        /// Only this connection of the file (by its name there); default: all.
+        #[arg(long)]
+        connection: Option<String>,
+        /// Show what would be imported; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// With --json or --dry-run: show the secrets' values instead of `true`.
+        #[arg(long)]
+        show_secrets: bool,
+    },
+    /// Writes a profile in another format (no secrets): toml, pcf, nmconnection,
+    /// ipsec.conf, or the partner parameter sheet (sheet-md, sheet-csv).
+    Export {
+        name: String,
+        #[arg(long)]
+        format: postern_frontend::export::Format,
+        /// Write to FILE instead of stdout.
+        #[arg(short, long)]
+        output: Option<std::path::PathBuf>,
+    },
     /// Shell completions.
     Completions { shell: clap_complete::Shell },
 }
@@ -225,12 +257,186 @@ async fn run(cli: Cli) -> Result<(), Fail> {
             println!("stored the {kind} of {name} in the keyring");
             Ok(())
         }
+        Cmd::Import {
+            file,
+            secrets,
+            name,
+            connection,
+            dry_run,
+            show_secrets,
+        } => {
+            import(
+                &file,
+                secrets,
+                name,
+                connection,
+                dry_run,
+                json,
+                show_secrets,
+            )
+            .await
+        }
+        Cmd::Export {
+            name,
+            format,
+            output,
+        } => {
+            let p = profiles::load(&name)?;
+            let text = postern_frontend::export::export(&p, format);
+            match output {
+                Some(path) => {
+                    std::fs::write(&path, text).map_err(|e| {
+                        Fail::new(FailureKind::Internal, format!("{}: {e}", path.display()))
+                    })?;
+                    eprintln!("wrote {} ({})", path.display(), format.as_str());
+                }
+                None => print!("{text}"),
+            }
+            Ok(())
+        }
         Cmd::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "postern", &mut std::io::stdout());
             Ok(())
         }
     }
+}
+
+async fn import(
+    file: &std::path::Path,
+    secrets: Vec<std::path::PathBuf>,
+    name: Option<String>,
+    connection: Option<String>,
+    dry_run: bool,
+    json: bool,
+    show_secrets: bool,
+) -> Result<(), Fail> {
+    use postern_frontend::import;
+    let opts = import::ImportOptions {
+        connection,
+        secrets,
+        format: None,
+    };
+    let mut found = import::import_file(file, &opts)?;
+    if name.is_some() && found.len() > 1 {
+        return Err(Fail::new(
+            FailureKind::BadProfile,
+            format!(
+                "{} holds {} connections ({}): pick one with --connection before naming it with --name",
+                file.display(),
+                found.len(),
+                found
+                    .iter()
+                    .map(|i| i.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    if let Some(n) = &name {
+        profiles::check_name(n)?;
+        found[0].profile_name = n.clone();
+    }
+    if !dry_run {
+        for i in &mut found {
+            // Files the import carried (Shrew's embedded certificates) go beside the profile.
+            let files = std::mem::take(&mut i.files);
+            for (key, fname, bytes) in files {
+                let dir = profiles::dir()?.join(format!("{}.files", i.profile_name));
+                let path = dir.join(&fname);
+                write_private_file(&path, &bytes)?;
+                let p = path.display().to_string();
+                match key.as_str() {
+                    "auth.ca" => i.profile.auth.ca = Some(p),
+                    "auth.cert" => i.profile.auth.cert = Some(p),
+                    "auth.key" => i.profile.auth.key = Some(p),
+                    _ => {}
+                }
+            }
+            i.toml = i.profile.to_toml_string();
+        }
+    }
+    if json {
+        println!("{}", import::to_json(&found, show_secrets));
+    }
+    for i in &found {
+        let mut saved = None;
+        let mut stored = Vec::new();
+        if !dry_run {
+            saved = Some(profiles::add(&i.profile_name, &i.toml)?);
+            for (kind, secret) in &i.secrets {
+                let r = keyring::store(&i.profile_name, kind, secret.expose()).await;
+                stored.push((kind.clone(), r));
+            }
+        }
+        if json {
+            continue;
+        }
+        match &saved {
+            Some(path) => println!(
+                "imported {} ({}) as {} ({})",
+                i.name,
+                i.format,
+                i.profile_name,
+                path.display()
+            ),
+            None => {
+                println!(
+                    "# {} ({}) would be saved as {}",
+                    i.name, i.format, i.profile_name
+                );
+                print!("{}", i.toml);
+            }
+        }
+        for (kind, secret) in &i.secrets {
+            match stored.iter().find(|(k, _)| k == kind) {
+                Some((_, Ok(()))) => println!("  {kind}: stored in the keyring"),
+                Some((_, Err(f))) => println!(
+                    "  {kind}: NOT stored ({}); store it with `postern secret set {}`",
+                    f.message, i.profile_name
+                ),
+                None if show_secrets => println!("  {kind}: {}", secret.expose()),
+                None => println!("  {kind}: found"),
+            }
+        }
+        for kind in &i.secrets_missing {
+            println!(
+                "  {kind}: not in the file; you will be asked, or run `postern secret set {}`",
+                i.profile_name
+            );
+        }
+        for m in &i.missing {
+            println!("  missing {}: {}", m.key, m.message);
+        }
+        for w in &i.warnings {
+            match w.line {
+                Some(l) => println!("  line {l}: {}: {}", w.key, w.message),
+                None => println!("  {}: {}", w.key, w.message),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn write_private_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), Fail> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let io =
+        |e: std::io::Error| Fail::new(FailureKind::Internal, format!("{}: {e}", path.display()));
+    if let Some(parent) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(io)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    f.write_all(bytes).map_err(io)
 }
 
 /// The caller's tunnels by profile name.

@@ -13,6 +13,8 @@
 #![forbid(unsafe_code)]
 
 pub mod explain;
+pub mod export;
+pub mod import;
 pub mod keyring;
 pub mod profiles;
 pub mod watcher;

@@ -1,0 +1,871 @@
+//! Export: a profile as Postern TOML (without secrets), a Cisco `.pcf`, a
+//! NetworkManager `.nmconnection` (libreswan plugin), a libreswan `ipsec.conf` conn, or
+//! the partner parameter sheet (the "technical conditions" table two organisations
+//! exchange before a tunnel is set up, seed 004) as Markdown or CSV.
+//!
+//! API: [`export`]`(&Profile, Format) -> String`; [`Format`] parses the CLI names
+//! (`toml`, `pcf`, `nmconnection`, `ipsec.conf`, `sheet-md`, `sheet-csv`). No secret is
+//! ever written: PSK and passwords stay in the keyring (the formats that could hold
+//! them get empty values or a comment saying where they go).
+
+use std::fmt::Write as _;
+use std::str::FromStr;
+
+use postern_dbus::profile::{
+    AuthMethod, EncapMode, ExchangeMode, Identity, ModeConfig, NatTraversal, Profile,
+};
+use postern_engine::algs::{EspCipher, EspProposal, IkeProposal};
+
+/// What [`export`] can write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Toml,
+    Pcf,
+    NmConnection,
+    IpsecConf,
+    SheetMd,
+    SheetCsv,
+}
+
+impl Format {
+    pub const ALL: [Format; 6] = [
+        Format::Toml,
+        Format::Pcf,
+        Format::NmConnection,
+        Format::IpsecConf,
+        Format::SheetMd,
+        Format::SheetCsv,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Toml => "toml",
+            Format::Pcf => "pcf",
+            Format::NmConnection => "nmconnection",
+            Format::IpsecConf => "ipsec.conf",
+            Format::SheetMd => "sheet-md",
+            Format::SheetCsv => "sheet-csv",
+        }
+    }
+    /// A file name extension for "Save as".
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Toml => "toml",
+            Format::Pcf => "pcf",
+            Format::NmConnection => "nmconnection",
+            Format::IpsecConf => "conf",
+            Format::SheetMd => "md",
+            Format::SheetCsv => "csv",
+        }
+    }
+}
+
+impl FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Format::ALL
+            .into_iter()
+            .find(|f| f.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "'{s}' is not an export format ({})",
+                    Format::ALL.map(Format::as_str).join(", ")
+                )
+            })
+    }
+}
+
+/// The profile in `format`, without secrets.
+pub fn export(p: &Profile, format: Format) -> String {
+    match format {
+        Format::Toml => p.without_secrets().to_toml_string(),
+        Format::Pcf => pcf(p),
+        Format::NmConnection => nmconnection(p),
+        Format::IpsecConf => ipsec_conf(p),
+        Format::SheetMd => sheet_md(p),
+        Format::SheetCsv => sheet_csv(p),
+    }
+}
+
+/// libreswan's spelling of a proposal (`aes256-sha2_256-modp2048`, `aes_gcm128`).
+fn swan_ike(p: &IkeProposal) -> String {
+    libreswan_names(&p.to_string())
+}
+
+fn swan_esp(p: &EspProposal, pfs: Option<postern_engine::algs::DhGroup>) -> String {
+    let mut q = *p;
+    if q.group.is_none() {
+        q.group = pfs;
+    }
+    let s = match q.cipher {
+        EspCipher::AesGcm16 { key_bits } => {
+            let mut s = format!("aes_gcm{key_bits}");
+            if let Some(g) = q.group {
+                let _ = write!(s, "-{}", g.name());
+            }
+            return s;
+        }
+        _ => q.to_string(),
+    };
+    libreswan_names(&s)
+}
+
+fn libreswan_names(s: &str) -> String {
+    s.split('-')
+        .map(|t| match t {
+            "sha256" => "sha2_256",
+            "sha384" => "sha2_384",
+            "sha512" => "sha2_512",
+            t => t,
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// An identity in ipsec.conf syntax (`@fqdn`, `@[keyid]`, `@#hex`, address, DN).
+fn swan_id(id: &Identity) -> String {
+    match id {
+        Identity::Address(a) => a.to_string(),
+        Identity::Fqdn(f) => format!("@{f}"),
+        Identity::UserFqdn(u) => u.clone(),
+        Identity::Dn(d) => format!("\"{d}\""),
+        Identity::KeyId(k) => match std::str::from_utf8(k) {
+            Ok(s) if s.chars().all(|c| c.is_ascii_graphic() && c != ']') => format!("@[{s}]"),
+            _ => format!(
+                "@#{}",
+                k.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            ),
+        },
+    }
+}
+
+fn secs(d: std::time::Duration) -> u64 {
+    d.as_secs()
+}
+
+fn networks(v: &[postern_dbus::profile::Subnet]) -> String {
+    v.iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn pcf(p: &Profile) -> String {
+    let mut o = String::new();
+    let auth_type = match p.auth.method {
+        AuthMethod::Psk => 1,
+        AuthMethod::RsaSig => 3,
+        AuthMethod::Hybrid => 5,
+    };
+    let group = match &p.auth.local_id {
+        Some(Identity::KeyId(k)) => String::from_utf8_lossy(k).to_string(),
+        _ => String::new(),
+    };
+    let lines = [
+        ("Description", p.name.clone()),
+        ("Host", p.gateway.clone()),
+        ("AuthType", auth_type.to_string()),
+        ("GroupName", group),
+        ("GroupPwd", String::new()),
+        ("EnableISPConnect", "0".into()),
+        (
+            "Username",
+            p.xauth
+                .as_ref()
+                .map(|x| x.username.clone())
+                .unwrap_or_default(),
+        ),
+        ("SaveUserPassword", "0".into()),
+        ("EnableBackup", "0".into()),
+        (
+            "EnableNat",
+            if p.network.nat_traversal == NatTraversal::Off {
+                "0"
+            } else {
+                "1"
+            }
+            .into(),
+        ),
+        ("TunnelingMode", "0".into()),
+        (
+            "CertStore",
+            if p.auth.method == AuthMethod::RsaSig {
+                "1"
+            } else {
+                "0"
+            }
+            .into(),
+        ),
+        (
+            "PeerTimeout",
+            p.network.dpd.map_or(0, |d| secs(d.timeout)).to_string(),
+        ),
+        ("EnableLocalLAN", "0".into()),
+        (
+            "DHGroup",
+            p.phase1
+                .proposals
+                .first()
+                .map_or(2, |g| g.group.ike_id())
+                .to_string(),
+        ),
+    ];
+    o.push_str("[main]\r\n");
+    for (k, v) in lines {
+        let _ = write!(o, "{k}={v}\r\n");
+    }
+    o
+}
+
+/// The conn body shared by ipsec.conf and the NetworkManager libreswan keyfile.
+fn libreswan_keys(p: &Profile) -> Vec<(&'static str, String)> {
+    let mut v: Vec<(&'static str, String)> = Vec::new();
+    v.push(("ikev2", "never".into()));
+    v.push(("right", p.gateway.clone()));
+    if let Some(id) = &p.auth.remote_id {
+        v.push(("rightid", swan_id(id)));
+    }
+    if let Some(id) = &p.auth.local_id {
+        v.push(("leftid", swan_id(id)));
+    }
+    v.push((
+        "authby",
+        match p.auth.method {
+            AuthMethod::Psk => "secret",
+            AuthMethod::RsaSig | AuthMethod::Hybrid => "rsasig",
+        }
+        .into(),
+    ));
+    v.push((
+        "aggrmode",
+        if p.exchange_mode == ExchangeMode::Aggressive {
+            "yes"
+        } else {
+            "no"
+        }
+        .into(),
+    ));
+    if let Some(x) = &p.xauth {
+        v.push(("leftxauthclient", "yes".into()));
+        v.push(("leftusername", x.username.clone()));
+    }
+    if p.network.mode_config != ModeConfig::Off {
+        v.push(("leftmodecfgclient", "yes".into()));
+        v.push((
+            "modecfgpull",
+            if p.network.mode_config == ModeConfig::Pull {
+                "yes"
+            } else {
+                "no"
+            }
+            .into(),
+        ));
+    }
+    if let Some(ip) = p.network.virtual_ip {
+        v.push(("leftsourceip", ip.to_string()));
+    }
+    v.push((
+        "ike",
+        p.phase1
+            .proposals
+            .iter()
+            .map(swan_ike)
+            .collect::<Vec<_>>()
+            .join(","),
+    ));
+    v.push((
+        "esp",
+        p.phase2
+            .proposals
+            .iter()
+            .map(|e| swan_esp(e, p.phase2.pfs))
+            .collect::<Vec<_>>()
+            .join(","),
+    ));
+    if p.phase2.pfs.is_none() && p.phase2.proposals.iter().all(|e| e.group.is_none()) {
+        v.push(("pfs", "no".into()));
+    }
+    v.push(("ikelifetime", format!("{}s", secs(p.phase1.lifetime))));
+    v.push(("salifetime", format!("{}s", secs(p.phase2.lifetime))));
+    if !p.phase2.remote_networks.is_empty() {
+        v.push((
+            "rightsubnets",
+            format!(
+                "{{{}}}",
+                p.phase2
+                    .remote_networks
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+        ));
+    }
+    if !p.phase2.local_networks.is_empty() {
+        v.push((
+            "leftsubnets",
+            format!(
+                "{{{}}}",
+                p.phase2
+                    .local_networks
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+        ));
+    }
+    if p.phase2.mode == EncapMode::Transport {
+        v.push(("type", "transport".into()));
+    }
+    if let Some(d) = p.network.dpd {
+        v.push(("dpddelay", secs(d.interval).to_string()));
+        v.push(("dpdtimeout", secs(d.timeout).to_string()));
+        v.push((
+            "dpdaction",
+            if p.network.reconnect {
+                "restart"
+            } else {
+                "clear"
+            }
+            .into(),
+        ));
+    }
+    match p.network.nat_traversal {
+        NatTraversal::Force => v.push(("encapsulation", "yes".into())),
+        NatTraversal::Off => v.push(("encapsulation", "no".into())),
+        NatTraversal::Auto => {}
+    }
+    if let Some(c) = &p.auth.cert {
+        v.push(("leftcert", c.clone()));
+    }
+    v
+}
+
+fn ipsec_conf(p: &Profile) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "# {} - exported by Postern for libreswan (ipsec.conf)",
+        p.name.replace('\n', " ")
+    );
+    match p.auth.method {
+        AuthMethod::Psk => {
+            let _ = writeln!(
+                o,
+                "# The pre-shared key goes in ipsec.secrets: {} {} : PSK \"...\"",
+                p.auth.local_id.as_ref().map_or("%any".to_string(), swan_id),
+                p.gateway
+            );
+        }
+        AuthMethod::Hybrid => {
+            let _ = writeln!(
+                o,
+                "# Postern's hybrid mode (gateway certificate + XAuth) has no libreswan equivalent: written as rsasig"
+            );
+        }
+        AuthMethod::RsaSig => {}
+    }
+    if p.xauth.is_some() {
+        let _ = writeln!(
+            o,
+            "# The XAuth password goes in ipsec.secrets: @{} : XAUTH \"...\"",
+            p.xauth
+                .as_ref()
+                .map(|x| x.username.as_str())
+                .unwrap_or_default()
+        );
+    }
+    let name: String = p
+        .name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let _ = writeln!(o, "conn {name}");
+    let _ = writeln!(o, "    left=%defaultroute");
+    for (k, v) in libreswan_keys(p) {
+        let _ = writeln!(o, "    {k}={v}");
+    }
+    if p.xauth.is_some() {
+        let _ = writeln!(o, "    rightxauthserver=yes");
+    }
+    if p.network.mode_config != ModeConfig::Off {
+        let _ = writeln!(o, "    rightmodecfgserver=yes");
+    }
+    let _ = writeln!(o, "    auto=add");
+    o
+}
+
+/// A stable UUID-shaped id from the name (NetworkManager wants one per connection).
+fn uuid_for(name: &str) -> String {
+    use sha1::{Digest, Sha1};
+    let h = Sha1::digest(format!("postern:{name}").as_bytes());
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&h[..16]);
+    b[6] = (b[6] & 0x0f) | 0x50;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let x: String = b.iter().map(|v| format!("{v:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &x[0..8],
+        &x[8..12],
+        &x[12..16],
+        &x[16..20],
+        &x[20..32]
+    )
+}
+
+fn keyfile_escape(s: &str) -> String {
+    let mut o = String::new();
+    for (i, c) in s.chars().enumerate() {
+        match c {
+            ' ' if i == 0 => o.push_str("\\s"),
+            '\n' => o.push_str("\\n"),
+            '\t' => o.push_str("\\t"),
+            '\r' => o.push_str("\\r"),
+            '\\' => o.push_str("\\\\"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+fn nmconnection(p: &Profile) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "[connection]\nid={}\nuuid={}\ntype=vpn\nautoconnect=false\n",
+        keyfile_escape(&p.name),
+        uuid_for(&p.name)
+    );
+    let _ = writeln!(
+        o,
+        "[vpn]\nservice-type=org.freedesktop.NetworkManager.libreswan"
+    );
+    for (k, v) in libreswan_keys(p) {
+        // The plugin's own key names for the XAuth user and ESP.
+        let k = match k {
+            "leftusername" => "leftxauthusername",
+            k => k,
+        };
+        if matches!(k, "leftxauthclient" | "modecfgpull") {
+            continue;
+        }
+        let _ = writeln!(o, "{k}={}", keyfile_escape(&v));
+    }
+    if p.auth.method == AuthMethod::Psk {
+        let _ = writeln!(o, "pskvalue-flags=1");
+    }
+    if p.xauth.is_some() {
+        let _ = writeln!(o, "xauthpassword-flags=1");
+    }
+    let _ = writeln!(o, "\n[ipv4]\nmethod=auto");
+    if !p.phase2.remote_networks.is_empty() {
+        let _ = writeln!(o, "never-default=true");
+    }
+    let _ = writeln!(o, "\n[ipv6]\nmethod=ignore");
+    o
+}
+
+/// The sheet's rows: (section, parameter, our side, partner side).
+fn sheet_rows(p: &Profile) -> Vec<(&'static str, &'static str, String, String)> {
+    let id = |i: &Option<Identity>| i.as_ref().map(|i| i.to_string()).unwrap_or_default();
+    let ike = &p.phase1.proposals;
+    let uniq = |v: Vec<String>| {
+        let mut o: Vec<String> = Vec::new();
+        for s in v {
+            if !o.contains(&s) {
+                o.push(s);
+            }
+        }
+        o.join(", ")
+    };
+    let esp_enc = uniq(p.phase2.proposals.iter().map(|e| e.cipher.name()).collect());
+    let esp_int = uniq(
+        p.phase2
+            .proposals
+            .iter()
+            .map(|e| {
+                e.auth
+                    .map_or("(AEAD)".to_string(), |a| a.name().to_string())
+            })
+            .collect(),
+    );
+    let pfs = {
+        let groups = uniq(
+            p.phase2
+                .proposals
+                .iter()
+                .filter_map(|e| e.group.or(p.phase2.pfs))
+                .map(|g| format!("{} (group {})", g.name(), g.ike_id()))
+                .collect(),
+        );
+        if groups.is_empty() {
+            "none".to_string()
+        } else {
+            groups
+        }
+    };
+    let ours_net = if !p.phase2.local_networks.is_empty() {
+        networks(&p.phase2.local_networks)
+    } else if let Some(v) = p.network.virtual_ip {
+        format!("{v}/32")
+    } else if p.network.mode_config != ModeConfig::Off {
+        "(address assigned by the gateway)".into()
+    } else {
+        String::new()
+    };
+    vec![
+        ("General", "Organisation", String::new(), String::new()),
+        (
+            "General",
+            "Technical contact (name, e-mail, phone)",
+            String::new(),
+            String::new(),
+        ),
+        (
+            "General",
+            "VPN device (vendor, model, software)",
+            "Postern (Linux, IKEv1)".into(),
+            String::new(),
+        ),
+        (
+            "Peers",
+            "Public IP address of the VPN peer",
+            String::new(),
+            p.gateway.clone(),
+        ),
+        (
+            "Peers",
+            "IKE identity",
+            id(&p.auth.local_id),
+            id(&p.auth.remote_id),
+        ),
+        (
+            "Encryption domain",
+            "Networks / hosts inside the tunnel",
+            ours_net,
+            networks(&p.phase2.remote_networks),
+        ),
+        (
+            "Phase 1 (IKE)",
+            "IKE version",
+            "IKEv1".into(),
+            String::new(),
+        ),
+        (
+            "Phase 1 (IKE)",
+            "Exchange mode",
+            p.exchange_mode.as_str().into(),
+            String::new(),
+        ),
+        (
+            "Phase 1 (IKE)",
+            "Authentication",
+            match p.auth.method {
+                AuthMethod::Psk => "pre-shared key (sent separately)".into(),
+                AuthMethod::RsaSig => "RSA signatures (X.509)".into(),
+                AuthMethod::Hybrid => "hybrid (gateway certificate + XAuth)".into(),
+            },
+            String::new(),
+        ),
+        (
+            "Phase 1 (IKE)",
+            "Encryption",
+            uniq(ike.iter().map(|p| p.cipher.name().to_string()).collect()),
+            String::new(),
+        ),
+        (
+            "Phase 1 (IKE)",
+            "Hash / integrity",
+            uniq(ike.iter().map(|p| p.hash.name().to_string()).collect()),
+            String::new(),
+        ),
+        (
+            "Phase 1 (IKE)",
+            "Diffie-Hellman group",
+            uniq(
+                ike.iter()
+                    .map(|p| format!("{} (group {})", p.group.name(), p.group.ike_id()))
+                    .collect(),
+            ),
+            String::new(),
+        ),
+        (
+            "Phase 1 (IKE)",
+            "Lifetime",
+            format!("{} s", secs(p.phase1.lifetime)),
+            String::new(),
+        ),
+        ("Phase 2 (IPsec)", "Protocol", "ESP".into(), String::new()),
+        (
+            "Phase 2 (IPsec)",
+            "Mode",
+            p.phase2.mode.as_str().into(),
+            String::new(),
+        ),
+        ("Phase 2 (IPsec)", "Encryption", esp_enc, String::new()),
+        ("Phase 2 (IPsec)", "Integrity", esp_int, String::new()),
+        ("Phase 2 (IPsec)", "PFS group", pfs, String::new()),
+        (
+            "Phase 2 (IPsec)",
+            "Lifetime",
+            format!(
+                "{} s{}",
+                secs(p.phase2.lifetime),
+                p.phase2
+                    .lifetime_kb
+                    .map(|k| format!(" / {k} KB"))
+                    .unwrap_or_default()
+            ),
+            String::new(),
+        ),
+        (
+            "Options",
+            "NAT traversal",
+            match p.network.nat_traversal {
+                NatTraversal::Auto => "yes (RFC 3947, when NAT is detected)".into(),
+                NatTraversal::Force => "yes, always (UDP 4500)".into(),
+                NatTraversal::Off => "no".into(),
+            },
+            String::new(),
+        ),
+        (
+            "Options",
+            "Dead peer detection",
+            p.network.dpd.map_or("no".to_string(), |d| {
+                format!(
+                    "yes, every {} s, {} s timeout",
+                    secs(d.interval),
+                    secs(d.timeout)
+                )
+            }),
+            String::new(),
+        ),
+        (
+            "Options",
+            "XAuth / Mode Config",
+            format!(
+                "{} / {}",
+                if p.xauth.is_some() { "yes" } else { "no" },
+                p.network.mode_config.as_str()
+            ),
+            String::new(),
+        ),
+    ]
+}
+
+fn md_cell(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+fn sheet_md(p: &Profile) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "# IPsec VPN parameters: {}\n", md_cell(&p.name));
+    let _ = writeln!(
+        o,
+        "Filled in from the Postern profile; the partner fills in the empty cells. Keys and passwords are exchanged separately, never in this sheet.\n"
+    );
+    let _ = writeln!(o, "| Section | Parameter | Our side | Partner side |");
+    let _ = writeln!(o, "|---|---|---|---|");
+    for (s, k, a, b) in sheet_rows(p) {
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} |",
+            md_cell(s),
+            md_cell(k),
+            md_cell(&a),
+            md_cell(&b)
+        );
+    }
+    o
+}
+
+fn csv_cell(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn sheet_csv(p: &Profile) -> String {
+    let mut o = String::from("Section,Parameter,Our side,Partner side\r\n");
+    for (s, k, a, b) in sheet_rows(p) {
+        let _ = write!(
+            o,
+            "{},{},{},{}\r\n",
+            csv_cell(s),
+            csv_cell(k),
+            csv_cell(&a),
+            csv_cell(&b)
+        );
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::import::{Companion, ImportOptions, Imported, import_file, import_str};
+    use postern_dbus::profile::SecretPolicy;
+    use std::path::Path;
+
+    fn fixture(name: &str) -> Imported {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/import")
+            .join(name);
+        import_file(&p, &ImportOptions::default())
+            .unwrap()
+            .remove(0)
+    }
+
+    fn reimport(text: &str, origin: &str) -> Profile {
+        import_str(text, origin, &[], &ImportOptions::default())
+            .unwrap_or_else(|e| panic!("{e}\n{text}"))
+            .remove(0)
+            .profile
+    }
+
+    fn effective_esp(p: &Profile) -> Vec<String> {
+        p.phase2
+            .proposals
+            .iter()
+            .map(|e| {
+                let mut e = *e;
+                if e.group.is_none() {
+                    e.group = p.phase2.pfs;
+                }
+                e.to_string()
+            })
+            .collect()
+    }
+
+    /// What ipsec.conf / nmconnection carry must come back unchanged.
+    fn same_libreswan_view(a: &Profile, b: &Profile, text: &str) {
+        assert_eq!(a.gateway, b.gateway, "{text}");
+        assert_eq!(a.exchange_mode, b.exchange_mode, "{text}");
+        assert_eq!(
+            a.auth.method == AuthMethod::Psk,
+            b.auth.method == AuthMethod::Psk,
+            "{text}"
+        );
+        assert_eq!(a.auth.local_id, b.auth.local_id, "{text}");
+        assert_eq!(a.auth.remote_id, b.auth.remote_id, "{text}");
+        assert_eq!(
+            a.xauth.as_ref().map(|x| &x.username),
+            b.xauth.as_ref().map(|x| &x.username),
+            "{text}"
+        );
+        assert_eq!(a.phase1, b.phase1, "{text}");
+        assert_eq!(effective_esp(a), effective_esp(b), "{text}");
+        assert_eq!(a.phase2.lifetime, b.phase2.lifetime, "{text}");
+        assert_eq!(a.phase2.mode, b.phase2.mode, "{text}");
+        assert_eq!(a.phase2.remote_networks, b.phase2.remote_networks, "{text}");
+        assert_eq!(a.network.mode_config, b.network.mode_config, "{text}");
+        assert_eq!(a.network.dpd, b.network.dpd, "{text}");
+        assert_eq!(a.network.virtual_ip, b.network.virtual_ip, "{text}");
+    }
+
+    const SAMPLES: [&str; 8] = [
+        "ipsecconf_libreswan_xauth.conf",
+        "ipsecconf_strongswan_also.conf",
+        "swanctl_two_conns.conf",
+        "racoon_two_remotes.conf",
+        "ifcfg-ipsec7",
+        "nm_libreswan_xauth.nmconnection",
+        "shrew_office.vpn",
+        "pcf_group_crlf_latin1.pcf",
+    ];
+
+    #[test]
+    fn toml_round_trips_exactly_and_has_no_secrets() {
+        for f in SAMPLES {
+            let i = fixture(f);
+            let t = export(&i.profile, Format::Toml);
+            let back = Profile::from_toml_str(&t, f, SecretPolicy::Forbid).unwrap();
+            assert_eq!(back, i.profile.without_secrets(), "{f}");
+            for s in i.secrets.values() {
+                assert!(!t.contains(s.expose()), "{f}: secret in export");
+            }
+        }
+    }
+
+    #[test]
+    fn ipsec_conf_and_nmconnection_round_trip() {
+        for f in SAMPLES {
+            let p = fixture(f).profile;
+            for (fmt, origin) in [
+                (Format::IpsecConf, "x.conf"),
+                (Format::NmConnection, "x.nmconnection"),
+            ] {
+                let text = export(&p, fmt);
+                let back = reimport(&text, origin);
+                same_libreswan_view(&p, &back, &text);
+            }
+        }
+    }
+
+    #[test]
+    fn pcf_round_trips_what_it_carries() {
+        let p = fixture("pcf_group_crlf_latin1.pcf").profile;
+        let text = export(&p, Format::Pcf);
+        assert!(text.contains("\r\n"));
+        let back = reimport(&text, "x.pcf");
+        assert_eq!(back.name, p.name);
+        assert_eq!(back.gateway, p.gateway);
+        assert_eq!(back.auth, p.auth);
+        assert_eq!(back.exchange_mode, p.exchange_mode);
+        assert_eq!(back.xauth, p.xauth);
+        assert_eq!(back.phase1.proposals, p.phase1.proposals);
+        assert_eq!(
+            back.network.dpd.map(|d| d.timeout),
+            p.network.dpd.map(|d| d.timeout)
+        );
+        assert_eq!(back.network.nat_traversal, p.network.nat_traversal);
+    }
+
+    #[test]
+    fn sheet_is_filled_from_the_profile_and_blank_for_the_partner() {
+        let p = fixture("racoon_two_remotes.conf").profile;
+        let md = export(&p, Format::SheetMd);
+        assert!(
+            md.contains("| Peers | Public IP address of the VPN peer |  | 198.51.100.20 |"),
+            "{md}"
+        );
+        assert!(md.contains("| Phase 1 (IKE) | Diffie-Hellman group | modp2048 (group 14), modp1024 (group 2) |  |"), "{md}");
+        assert!(
+            md.contains("| Phase 2 (IPsec) | PFS group | modp2048 (group 14) |  |"),
+            "{md}"
+        );
+        assert!(md.contains("| Encryption domain | Networks / hosts inside the tunnel | 10.0.0.0/8 | 192.168.0.0/16 |"), "{md}");
+        let csv = export(&p, Format::SheetCsv);
+        let rows: Vec<&str> = csv.lines().collect();
+        assert_eq!(
+            rows.len(),
+            md.lines()
+                .filter(|l| l.starts_with("| ") && !l.starts_with("| Section"))
+                .count()
+                + 1
+        );
+        assert!(csv.contains("Phase 1 (IKE),Diffie-Hellman group,\"modp2048 (group 14), modp1024 (group 2)\",\r\n"), "{csv}");
+        assert!(csv.contains("General,Organisation,,\r\n"));
+    }
+
+    #[test]
+    fn formats_parse_by_their_cli_names() {
+        for f in Format::ALL {
+            assert_eq!(f.as_str().parse::<Format>(), Ok(f));
+        }
+        assert!("docx".parse::<Format>().is_err());
+        let _ = Companion {
+            origin: String::new(),
+            text: String::new(),
+        };
+    }
+}
