@@ -11,10 +11,10 @@
 use std::fmt::Write as _;
 use std::str::FromStr;
 
+use postern_algs::algs::{EspCipher, EspProposal, IkeProposal};
 use postern_dbus::profile::{
     AuthMethod, EncapMode, ExchangeMode, Identity, ModeConfig, NatTraversal, Profile,
 };
-use postern_engine::algs::{EspCipher, EspProposal, IkeProposal};
 
 /// What [`export`] can write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,7 +91,7 @@ fn swan_ike(p: &IkeProposal) -> String {
     libreswan_names(&p.to_string())
 }
 
-fn swan_esp(p: &EspProposal, pfs: Option<postern_engine::algs::DhGroup>) -> String {
+fn swan_esp(p: &EspProposal, pfs: Option<postern_algs::algs::DhGroup>) -> String {
     let mut q = *p;
     if q.group.is_none() {
         q.group = pfs;

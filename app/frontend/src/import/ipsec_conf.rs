@@ -8,10 +8,10 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use postern_algs::algs::DhGroup;
 use postern_dbus::profile::{
     AuthMethod, Dpd, EncapMode, ExchangeMode, Identity, ModeConfig, NatTraversal, XAuth,
 };
-use postern_engine::algs::DhGroup;
 
 use super::{
     Companion, Draft, ImportError, KEY_PASSPHRASE, PSK, Source, XAUTH_PASSWORD, companion, err,

@@ -33,11 +33,11 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use postern_algs::proposal::{parse_esp, parse_ike};
 use postern_dbus::profile::{
     AuthMethod, EncapMode, Identity, ModeConfig, Profile, Secret, SecretPolicy, Subnet,
     parse_duration,
 };
-use postern_engine::proposal::{parse_esp, parse_ike};
 
 use crate::{Fail, FailureKind};
 
@@ -607,8 +607,8 @@ impl Draft {
         line: Option<usize>,
         key: &str,
         v: &str,
-    ) -> Option<postern_engine::algs::DhGroup> {
-        use postern_engine::algs::DhGroup;
+    ) -> Option<postern_algs::algs::DhGroup> {
+        use postern_algs::algs::DhGroup;
         let l = v.trim().to_ascii_lowercase();
         let l = l
             .trim_start_matches("dh")
@@ -633,7 +633,7 @@ impl Draft {
     }
 
     /// Every phase 1 proposal gets `group` (a file that names only a group).
-    pub fn set_ike_group(&mut self, g: postern_engine::algs::DhGroup) {
+    pub fn set_ike_group(&mut self, g: postern_algs::algs::DhGroup) {
         let mut v: Vec<_> = Vec::new();
         for mut p in self.p.phase1.proposals.clone() {
             p.group = g;
