@@ -238,7 +238,9 @@ impl State {
                 .style(style::state_text(t.map(|t| t.state.as_str())));
             let key = format!("toggle:{}", e.name);
             let toggle = style::focus_button(
+                // 14 px: "Disconnect" fits the row's button at scale 1.
                 text(if active { "Disconnect" } else { "Connect" })
+                    .size(14)
                     .align_x(iced::alignment::Horizontal::Center)
                     .width(Length::Fill),
                 focused == Some(key.as_str()),
