@@ -825,7 +825,9 @@ impl Desktop {
     pub fn type_text(&self, wid: &str, text: &str, then: Option<&str>) -> Result<()> {
         // No window manager: focus the window explicitly (XSetInputFocus).
         let _ = self.xdotool(&["windowfocus", "--sync", wid]);
-        self.xdotool(&["type", "--delay", "20", "--", text])?;
+        // Let the app see the focus change before the first key.
+        std::thread::sleep(Duration::from_millis(200));
+        self.xdotool(&["type", "--delay", "40", "--", text])?;
         if let Some(k) = then {
             self.xdotool(&["key", k])?;
         }

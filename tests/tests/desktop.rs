@@ -230,6 +230,10 @@ fn answer_prompt(d: &Desktop, app: &App, wid: &str, shot_name: &str) -> Result<(
             Duration::from_secs(10),
             |s| s["prompt"]["profile"].as_str() == Some(PROFILE),
         )?;
+        // The state says the prompt is open; its field gets the focus in the frame
+        // after (an iced task). Keys typed before that are lost (seen once in CI on a
+        // loaded machine: the gateway got a shortened password).
+        std::thread::sleep(Duration::from_millis(500));
     } else {
         // No state file: give the dialog a moment to be drawn and focused.
         std::thread::sleep(Duration::from_millis(1500));
