@@ -7,8 +7,8 @@
 //!   `Watch(o)`;
 //! * [`CONNECTION_INTERFACE`] at one path per tunnel under [`CONNECTION_PATH_PREFIX`]
 //!   ([`ConnectionProxy`]): read-only properties (state, phase, gateway, virtual IP,
-//!   DNS, routes, SAs, traffic, last error, owner) and the `CredentialsRequired` and
-//!   `LogLine` signals.
+//!   DNS, routes, SAs, traffic, last error, owner), `RecentLog`, `Check` ("check the
+//!   tunnel") and the `CredentialsRequired` and `LogLine` signals.
 //!
 //! A connection belongs to the uid that created it: only that uid or root may read its
 //! properties, answer its prompts or disconnect it (an admin may disconnect any with
@@ -160,6 +160,38 @@ pub struct SaTraffic {
     pub out_packets: u64,
 }
 
+/// One step of the connection's `Check`: which test ([`check`]'s names), how it went
+/// (`ok`, `failed`, `skipped`) and one sentence saying what was seen and, when it
+/// failed, what that means.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type, Value, OwnedValue, Default)]
+pub struct CheckStep {
+    pub name: String,
+    pub outcome: String,
+    pub detail: String,
+}
+
+/// The names and outcomes of [`CheckStep`]s, in the order `Check` reports them.
+pub mod check {
+    /// Packets entered the tunnel and answers came back during the check.
+    pub const TRAFFIC: &str = "traffic";
+    /// A host behind the tunnel answers ping (`network.check_host`, else the first DNS
+    /// server).
+    pub const HOST: &str = "host";
+    /// The tunnel's DNS servers answer a query (`network.check_domain`, else the
+    /// gateway's domain, else the root).
+    pub const DNS: &str = "dns";
+    /// The largest packet that crosses the tunnel unfragmented.
+    pub const MTU: &str = "mtu";
+    /// A captive portal in front of the gateway (`network.portal_url`, else
+    /// NetworkManager's connectivity check).
+    pub const PORTAL: &str = "portal";
+    pub const ALL: [&str; 5] = [TRAFFIC, HOST, DNS, MTU, PORTAL];
+
+    pub const OK: &str = "ok";
+    pub const FAILED: &str = "failed";
+    pub const SKIPPED: &str = "skipped";
+}
+
 /// The errors the helper returns; each name is `org.postern.Helper1.Error.<Variant>`
 /// and each message one sentence.
 #[derive(Debug, zbus::DBusError)]
@@ -270,6 +302,11 @@ pub trait Connection {
     /// The tunnel's latest log lines (up to [`LOG_HISTORY`]), oldest first, and how
     /// many lines it has had in all (the number of the line after the last).
     fn recent_log(&self) -> zbus::Result<(u64, Vec<String>)>;
+
+    /// "Check the tunnel": the helper tests what users call "connected but nothing
+    /// works" and reports each step of [`check::ALL`] (about 15 s at most). Allowed to
+    /// whoever may manage the connection; fails when it is not connected.
+    fn check(&self) -> Result<Vec<CheckStep>, Error>;
 
     /// The gateway asks for XAuth credentials: answer with `SubmitCredentials`.
     /// `fields` are keys of [`answer_key`]; `message` is the gateway's text, if any.

@@ -250,6 +250,15 @@ pub struct Network {
     pub reconnect: bool,
     /// NAT keepalives (RFC 3948) while ESP is UDP-encapsulated; `None`: off. Default 20 s.
     pub nat_keepalive: Option<Duration>,
+    /// "Check the tunnel": a host behind the tunnel that answers ping (default: the
+    /// first DNS server the gateway gave). IPv4, like the tunnel's inner side.
+    pub check_host: Option<Ipv4Addr>,
+    /// "Check the tunnel": the name asked of the tunnel's DNS servers (default: the
+    /// domain the gateway gave, else the root).
+    pub check_domain: Option<String>,
+    /// "Check the tunnel": a captive-portal probe, `http://` only, that answers 204 (or
+    /// 200) when nothing intercepts (default: ask NetworkManager, else skip).
+    pub portal_url: Option<String>,
 }
 
 /// Dead peer detection (RFC 3706): probe after `interval` of silence, give up after
@@ -869,6 +878,9 @@ struct RawNetwork {
     retransmit: Option<RawRetransmit>,
     reconnect: Option<Spanned<bool>>,
     nat_keepalive: Option<Spanned<StrOrInt>>,
+    check_host: Str,
+    check_domain: Str,
+    portal_url: Str,
 }
 
 #[derive(Deserialize, Default)]
@@ -1520,6 +1532,26 @@ fn convert(cx: &Cx<'_>, raw: &RawProfile, policy: SecretPolicy) -> Result<Profil
                 (Duration::from_secs(1), HOUR),
             )?),
         },
+        check_host: cx.opt("network.check_host", &n.check_host, |s| {
+            match s.parse::<Ipv4Addr>() {
+                Ok(a)
+                    if a.is_unspecified()
+                        || a.is_multicast()
+                        || a.is_broadcast()
+                        || a.is_loopback() =>
+                {
+                    Err(format!("{a} cannot answer a check through the tunnel"))
+                }
+                Ok(a) => Ok(a),
+                Err(_) => Err(format!("'{s}' is not an IPv4 address")),
+            }
+        })?,
+        check_domain: cx.opt("network.check_domain", &n.check_domain, |s| {
+            check_dns_name(s).map(|()| s.trim_end_matches('.').to_ascii_lowercase())
+        })?,
+        portal_url: cx.opt("network.portal_url", &n.portal_url, |s| {
+            check_portal_url(s).map(|()| s.to_string())
+        })?,
     };
 
     Ok(Profile {
@@ -1663,6 +1695,12 @@ struct OutNetwork {
     reconnect: bool,
     nat_keepalive: String,
     retransmit: OutRetransmit,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    check_host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    check_domain: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    portal_url: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -1677,6 +1715,45 @@ struct OutRetransmit {
     tries: u32,
     base: String,
     cap: String,
+}
+
+/// A DNS name as `network.check_domain` takes it: dot-separated labels of letters,
+/// digits, `-` and `_`, each 1..=63 bytes, 253 in all.
+fn check_dns_name(s: &str) -> Result<(), String> {
+    let name = s.strip_suffix('.').unwrap_or(s);
+    if name.is_empty() || name.len() > 253 {
+        return Err("must be a DNS name of 1 to 253 characters".into());
+    }
+    for label in name.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err(format!("'{s}' has an empty or over-long label"));
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(format!(
+                "'{s}' is not a DNS name (letters, digits, '-', '.')"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A captive-portal probe URL: `http://host[:port][/path]`, printable, at most 512
+/// bytes. Plain HTTP on purpose: a portal intercepts exactly that.
+fn check_portal_url(s: &str) -> Result<(), String> {
+    let Some(rest) = s.strip_prefix("http://") else {
+        return Err("must start with http:// (portals intercept plain HTTP)".into());
+    };
+    if s.len() > 512 || s.bytes().any(|b| !(0x21..0x7f).contains(&b)) {
+        return Err("must be at most 512 printable characters without spaces".into());
+    }
+    let host = rest.split('/').next().unwrap_or("");
+    if host.is_empty() || host.contains('@') {
+        return Err("must name a host (and no user)".into());
+    }
+    Ok(())
 }
 
 impl Profile {
@@ -1754,6 +1831,9 @@ impl Profile {
                     base: format_duration(self.network.retransmit.base),
                     cap: format_duration(self.network.retransmit.cap),
                 },
+                check_host: self.network.check_host.map(|a| a.to_string()),
+                check_domain: self.network.check_domain.clone(),
+                portal_url: self.network.portal_url.clone(),
             },
         };
         toml::to_string(&out).expect("a profile always serialises")

@@ -282,6 +282,12 @@ fn every_key_changed() {
     assert_eq!(p.network.dpd, None);
     assert_eq!(p.network.datapath, Datapath::Userspace);
     assert_eq!(p.network.dns, DnsMode::Full);
+    assert_eq!(p.network.check_host, Some(Ipv4Addr::new(10, 77, 0, 10)));
+    assert_eq!(p.network.check_domain.as_deref(), Some("corp.example"));
+    assert_eq!(
+        p.network.portal_url.as_deref(),
+        Some("http://192.0.2.80:8080/generate_204")
+    );
     assert_eq!(
         p.network.retransmit,
         Retransmit {
@@ -757,6 +763,19 @@ fn refuses_other_invalid_values() {
         ProfileErrorKind::Invalid,
         "IPv4",
     );
+    for (line, msg) in [
+        ("check_host = \"2001:db8::5\"", "not an IPv4 address"),
+        ("check_host = \"127.0.0.1\"", "cannot answer a check"),
+        ("check_domain = \"bad name\"", "not a DNS name"),
+        ("check_domain = \"a..b\"", "empty or over-long label"),
+        ("portal_url = \"https://x.example/\"", "http://"),
+        ("portal_url = \"http:///x\"", "must name a host"),
+        ("portal_url = \"http://a b/\"", "printable"),
+    ] {
+        let e = refuse(&format!("{HEAD}[network]\n{line}\n"));
+        let key = format!("network.{}", line.split(' ').next().unwrap());
+        check(&e, 4, &key, ProfileErrorKind::Invalid, msg);
+    }
     let e = refuse(&format!("{HEAD}[network]\nvirtual_ip = \"10.0.0.300\"\n"));
     check(
         &e,

@@ -5,6 +5,7 @@
 //! (contract 2, `up.rs`). Both drive tunnels through `tunnel/`.
 #![deny(unsafe_code)] // one audited exception: kernel::udp_encap
 
+mod check;
 mod datapath;
 mod kernel;
 mod respond;

@@ -71,6 +71,10 @@ enum Cmd {
     Down { name: String },
     /// Your tunnels (all, for root), with their SAs (never keys).
     Status,
+    /// "Check the tunnel": traffic both ways, a host behind it, its DNS servers, the
+    /// path MTU, a captive portal; each step with what it means. Exit status 0 when
+    /// nothing failed.
+    Check { name: String },
     /// A tunnel's log: its latest lines, then each new one until the tunnel ends.
     Log { name: String },
     /// Secrets in your keyring (Secret Service), used by `up`.
@@ -227,6 +231,7 @@ async fn run(cli: Cli) -> Result<(), Fail> {
             timeout,
         } => up(&name, secrets_stdin, Duration::from_secs(timeout)).await,
         Cmd::Down { name } => down(&name).await,
+        Cmd::Check { name } => check_tunnel(&name).await,
         Cmd::Status => status(json).await,
         Cmd::Log { name } => log(&name).await,
         Cmd::Secret {
@@ -669,6 +674,39 @@ async fn down(name: &str) -> Result<(), Fail> {
         }
     }
     println!("{name} is down");
+    Ok(())
+}
+
+async fn check_tunnel(name: &str) -> Result<(), Fail> {
+    let conn = bus().await?;
+    let Some(path) = tunnels(&conn)
+        .await?
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, p)| p)
+    else {
+        return Err(Fail::new(
+            FailureKind::Internal,
+            format!("{name} is not up"),
+        ));
+    };
+    let c = ConnectionProxy::builder(&conn).path(path)?.build().await?;
+    println!("checking {name} (at most 15 s)...");
+    let steps = c.check().await?;
+    let mut failed = 0;
+    for s in &steps {
+        if s.outcome == postern_dbus::interface::check::FAILED {
+            failed += 1;
+        }
+        println!("{:<8} {:<8} {}", s.name, s.outcome, s.detail);
+    }
+    if failed > 0 {
+        return Err(Fail::new(
+            FailureKind::Datapath,
+            format!("{name}: {failed} of {} checks failed", steps.len()),
+        ));
+    }
+    println!("{name}: nothing wrong found");
     Ok(())
 }
 

@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use postern_dbus::failure::LastError;
 use postern_dbus::interface::{
-    BUS_NAME, CONNECTION_INTERFACE, CONNECTION_PATH_PREFIX, Error, MANAGER_PATH, SaInfo, SaTraffic,
-    Traffic, action, limits,
+    BUS_NAME, CONNECTION_INTERFACE, CONNECTION_PATH_PREFIX, CheckStep, Error, MANAGER_PATH, SaInfo,
+    SaTraffic, Traffic, action, limits,
 };
 use postern_dbus::request;
 use zbus::message::Header;
@@ -47,6 +47,18 @@ struct Conn {
     watchers: Mutex<Vec<String>>,
     /// The latest log lines, and how many there have been in all.
     log: Mutex<LogHistory>,
+    /// The profile's settings for "Check the tunnel".
+    check: CheckSettings,
+    /// A check is running (one at a time per tunnel).
+    checking: std::sync::atomic::AtomicBool,
+}
+
+/// The profile keys `Check` uses (`network.check_host`, `check_domain`, `portal_url`).
+#[derive(Debug, Clone, Default)]
+struct CheckSettings {
+    host: Option<std::net::Ipv4Addr>,
+    domain: Option<String>,
+    portal_url: Option<String>,
 }
 
 #[derive(Default)]
@@ -189,6 +201,11 @@ impl Manager {
         let path = OwnedObjectPath::try_from(format!("{CONNECTION_PATH_PREFIX}{id}"))
             .map_err(|e| Error::Failed(format!("cannot name the connection: {e}")))?;
         let name = profile.name.clone();
+        let check = CheckSettings {
+            host: profile.network.check_host,
+            domain: profile.network.check_domain.clone(),
+            portal_url: profile.network.portal_url.clone(),
+        };
         let status = Status::new(&profile.gateway);
         let handle = tunnel::spawn(profile);
         let c = Arc::new(Conn {
@@ -199,6 +216,8 @@ impl Manager {
             commands: handle.commands.clone(),
             watchers: Mutex::new(sender.into_iter().collect()),
             log: Mutex::new(LogHistory::default()),
+            check,
+            checking: std::sync::atomic::AtomicBool::new(false),
         });
         conn.object_server()
             .at(
@@ -492,6 +511,97 @@ impl ConnObject {
         self.allowed(conn, Some(hdr)).await?;
         let h = self.conn.log.lock().unwrap_or_else(|e| e.into_inner());
         Ok((h.total, h.lines.iter().cloned().collect()))
+    }
+
+    /// "Check the tunnel" (`crate::check`): only while connected, one at a time.
+    async fn check(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<Vec<CheckStep>, Error> {
+        self.daemon
+            .visible(conn, &hdr, &self.conn.path.as_ref(), action::MANAGE_OWN)
+            .await?;
+        let status = self.conn.status();
+        if status.state != State::Connected {
+            return Err(Error::Failed(format!(
+                "{} is {}: the tunnel can be checked once it is connected",
+                self.conn.name,
+                status.state.as_str()
+            )));
+        }
+        if self.conn.checking.swap(true, Ordering::AcqRel) {
+            return Err(Error::Failed(format!(
+                "{} is being checked already",
+                self.conn.name
+            )));
+        }
+        let target = crate::check::Target {
+            virtual_ip: status.virtual_ip,
+            dns: status.dns.clone(),
+            domain: status.domain.clone(),
+            check_host: self.conn.check.host,
+            check_domain: self.conn.check.domain.clone(),
+            portal_url: self.conn.check.portal_url.clone(),
+        };
+        let nm = if target.portal_url.is_none() {
+            networkmanager_connectivity(conn).await
+        } else {
+            None
+        };
+        let steps = crate::check::run(
+            target,
+            || async {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                self.conn.commands.send(Command::Counters(tx)).ok()?;
+                let c = tokio::time::timeout(Duration::from_secs(2), rx)
+                    .await
+                    .ok()?
+                    .ok()?;
+                Some(crate::check::Count {
+                    tx_packets: c.tx_packets,
+                    rx_packets: c.rx_packets,
+                })
+            },
+            nm,
+        )
+        .await;
+        self.conn.checking.store(false, Ordering::Release);
+        for s in &steps {
+            self.conn
+                .log_line(
+                    conn,
+                    &format!("check {}: {}: {}", s.name, s.outcome, s.detail),
+                )
+                .await;
+        }
+        Ok(steps)
+    }
+}
+
+/// NetworkManager's connectivity verdict, if it runs on this bus and has one (1 s at
+/// most).
+async fn networkmanager_connectivity(bus: &Connection) -> Option<crate::check::Connectivity> {
+    use crate::check::Connectivity;
+    let proxy = zbus::fdo::PropertiesProxy::builder(bus)
+        .destination("org.freedesktop.NetworkManager")
+        .ok()?
+        .path("/org/freedesktop/NetworkManager")
+        .ok()?
+        .build()
+        .await
+        .ok()?;
+    let iface = zbus::names::InterfaceName::try_from("org.freedesktop.NetworkManager").ok()?;
+    let v = tokio::time::timeout(Duration::from_secs(1), proxy.get(iface, "Connectivity"))
+        .await
+        .ok()?
+        .ok()?;
+    match u32::try_from(v).ok()? {
+        1 => Some(Connectivity::None),
+        2 => Some(Connectivity::Portal),
+        3 => Some(Connectivity::Limited),
+        4 => Some(Connectivity::Full),
+        _ => None,
     }
 }
 

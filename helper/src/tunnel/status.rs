@@ -45,6 +45,8 @@ pub struct Status {
     pub gateway: String,
     pub virtual_ip: Option<IpAddr>,
     pub dns: Vec<IpAddr>,
+    /// The domain the gateway gave (its default domain, else the first split-DNS name).
+    pub domain: Option<String>,
     pub routes: Vec<String>,
     /// Live ESP SA pairs, oldest first.
     pub sas: Vec<SaSummary>,
@@ -103,6 +105,10 @@ impl Status {
                     self.virtual_ip = Some(IpAddr::V4(a));
                 }
                 self.dns = info.dns.clone();
+                self.domain = info
+                    .default_domain
+                    .clone()
+                    .or_else(|| info.split_dns.first().cloned());
                 self.phase = "phase2";
             }
             Event::Phase2Failed(f) | Event::Phase1RenewalFailed(f) => {
@@ -135,6 +141,7 @@ impl Status {
         self.sas.clear();
         self.routes.clear();
         self.dns.clear();
+        self.domain = None;
         self.virtual_ip = None;
     }
 }
