@@ -7,6 +7,7 @@
 
 mod check;
 mod datapath;
+mod fleet;
 mod kernel;
 mod respond;
 mod rng;
@@ -18,12 +19,16 @@ use std::process::ExitCode;
 
 const USAGE: &str = "\
 usage: postern-helper [daemon [--idle-exit SECS]] | postern-helper up PROFILE.toml
-       | postern-helper cleanup | postern-helper respond PROFILE.toml
+       | postern-helper check [PATH...] | postern-helper cleanup | postern-helper respond PROFILE.toml
 
   daemon            (also with no arguments) serve org.postern.Helper1 on the system bus;
                     --idle-exit: exit after SECS without tunnels (D-Bus activation)
   up PROFILE.toml   negotiate the profile's tunnel in the foreground; one line per
                     state change; Ctrl-C (SIGINT) or SIGTERM closes it cleanly
+  check [--json] [--policy FILE] [--user] [PATH...]
+                    validate profile files before rolling them out (default
+                    /etc/postern/profiles): keys, permissions, certificates, secrets,
+                    the site policy; file:line per problem, non-zero exit if any
   cleanup           remove what a killed helper left in this network namespace
                     (TUN device, addresses, routes named by its /run/postern journal)
   respond PROFILE.toml
@@ -49,6 +54,7 @@ fn main() -> ExitCode {
                 ExitCode::from(postern_dbus::failure::exit::USAGE)
             }
         },
+        ["check", rest @ ..] => fleet::check_command(rest),
         ["cleanup"] => {
             for line in kernel::cleanup_stale() {
                 println!("{line}");

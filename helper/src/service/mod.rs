@@ -183,7 +183,18 @@ impl Manager {
             request::wipe(&mut secrets);
             return Err(e);
         }
-        let profile = request::connect(&profile, secrets)?;
+        let mut profile = request::connect(&profile, secrets)?;
+        // The site policy (read at each connect, so an admin's change needs no restart).
+        let policy = crate::fleet::policy::Policy::load(&crate::fleet::policy::path())
+            .map_err(|e| Error::Failed(format!("the site policy cannot be read: {e}")))?;
+        if !policy.user_profiles {
+            return Err(Error::AccessDenied(
+                "this machine's policy allows system profiles only".into(),
+            ));
+        }
+        if let Err((key, why)) = policy.apply(&mut profile) {
+            return Err(Error::InvalidProfile(format!("{key}: {why}")));
+        }
         let sender = hdr.sender().map(|s| s.to_string());
         let mine = self
             .daemon
