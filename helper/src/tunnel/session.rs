@@ -781,6 +781,13 @@ impl<'d> Session<'d> {
         match c {
             Command::Disconnect { reason } => {
                 self.driver.emit(Event::Closing { reason });
+                let c = self.ike.counters();
+                if c.dropped > 0 || c.retransmits > 0 {
+                    self.driver.emit(Event::Note(format!(
+                        "ike: {} datagrams from the gateway dropped (malformed, unauthenticated or unexpected), {} retransmissions",
+                        c.dropped, c.retransmits
+                    )));
+                }
                 self.ike.close(Instant::now());
                 flush(&self.socket, self.natt.as_ref(), &mut self.ike).await;
             }

@@ -1,0 +1,217 @@
+//! Hostile input at the running helper (issue 15, point 1, the lab half): a tunnel is
+//! up with a real strongSwan gateway, then the gateway's namespace sends malformed and
+//! malicious datagrams to the client's IKE and NAT-T ports, from the gateway's address
+//! and port 500 (raw sockets, so they look like the gateway's), with the live cookies
+//! where that makes them more dangerous. After each family the tunnel must still be up
+//! (no teardown, traffic through it), the helper alive, and its log bounded (refusals
+//! are rate-limited: a flood of junk does not become a flood of lines). Root only.
+
+use std::time::Duration;
+
+use postern_lab::config::{CLIENT_ADDR, GW_ADDR, LAN_HOST};
+use postern_lab::process::Proc;
+use postern_lab::{Lab, LabError, Role, Tunnel, lab_ensure, run_scenario};
+
+/// Sends one family of hostile datagrams: `python3 hostile.py FAMILY SRC DST ICOOKIE RCOOKIE`.
+/// Every family is bounded (at most a few thousand datagrams).
+const SENDER: &str = r#"
+import os, random, socket, struct, sys
+
+family, src, dst, ic, rc = sys.argv[1], sys.argv[2], sys.argv[3], bytes.fromhex(sys.argv[4]), bytes.fromhex(sys.argv[5])
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+rnd = random.Random(7)
+
+def udp(sport, dport, payload):
+    ln = 8 + len(payload)
+    u = struct.pack("!HHHH", sport, dport, ln, 0) + payload
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + ln, rnd.randrange(65536), 0, 64, 17, 0,
+                     socket.inet_aton(src), socket.inet_aton(dst))
+    s.sendto(ip + u, (dst, 0))
+
+def hdr(np, exch, flags, msgid, length, i=ic, r=rc, ver=0x10):
+    return i + r + struct.pack("!BBBBII", np, ver, exch, flags, msgid, length)
+
+def ike(body_np, exch, flags, msgid, body, i=ic, r=rc, ver=0x10, length=None):
+    l = 28 + len(body) if length is None else length
+    return hdr(body_np, exch, flags, msgid, l, i, r, ver) + body
+
+def pl(np, body, length=None):
+    l = 4 + len(body) if length is None else length
+    return struct.pack("!BBH", np, 0, l) + body
+
+def both(payload):
+    udp(500, 500, payload)
+    udp(4500, 4500, b"\0\0\0\0" + payload)
+
+if family == "lengths":
+    for n in range(0, 28):
+        both(os.urandom(n))
+    both(ike(0, 2, 0, 0, b"", length=20))            # length below the header
+    both(ike(0, 2, 0, 0, b"", length=60000))         # length beyond the datagram
+    both(ike(1, 2, 0, 0, pl(0, b"", length=0)))      # zero-length payload
+    both(ike(1, 2, 0, 0, pl(0, b"x" * 8, length=1000)))  # payload overruns the message
+    both(ike(13, 2, 0, 0, pl(13, b"", length=4) * 300))  # a 300-payload chain
+    both(ike(13, 2, 0, 0, pl(13, b"ab", length=3)))      # payload shorter than its header
+elif family == "sa":
+    proposal_none = pl(0, struct.pack("!II", 1, 1))                       # SA, no proposals
+    both(ike(1, 2, 0, 0, proposal_none))
+    t = b"".join(pl(3, struct.pack("!BBH", k, 1, 0)) for k in range(150))
+    prop = pl(0, struct.pack("!BBBB", 1, 1, 0, 150) + t)
+    both(ike(1, 2, 0, 0, pl(0, struct.pack("!II", 1, 1) + prop)))        # 150 transforms
+    attr_overrun = struct.pack("!HH", 0x0001, 200) + b"ab"
+    tr = pl(0, struct.pack("!BBH", 1, 1, 0) + attr_overrun)
+    prop = pl(0, struct.pack("!BBBB", 1, 1, 0, 1) + tr)
+    both(ike(1, 2, 0, 0, pl(0, struct.pack("!II", 1, 1) + prop)))        # attribute TLV overrun
+    for exch in (2, 4, 5, 6, 32, 99, 255):
+        both(ike(1, exch, 0, rnd.randrange(1 << 32), proposal_none))
+    # A fresh initiator message 1 with new cookies (the client is no responder).
+    both(ike(1, 2, 0, 0, proposal_none, i=os.urandom(8), r=b"\0" * 8))
+elif family == "live":
+    # Unauthenticated DELETE and notifies with the live cookies, in the clear.
+    delete_p1 = pl(0, struct.pack("!IBBH", 1, 1, 16, 1) + ic + rc)
+    both(ike(12, 5, 0, rnd.randrange(1 << 32), delete_p1))
+    delete_esp = pl(0, struct.pack("!IBBH", 1, 3, 4, 1) + b"\x11\x22\x33\x44")
+    both(ike(12, 5, 0, rnd.randrange(1 << 32), delete_esp))
+    delete_huge = pl(0, struct.pack("!IBBH", 1, 3, 4, 65535) + b"\x11\x22\x33\x44")
+    both(ike(12, 5, 0, rnd.randrange(1 << 32), delete_huge))
+    delete_spi0 = pl(0, struct.pack("!IBBH", 1, 3, 0, 1))
+    both(ike(12, 5, 0, rnd.randrange(1 << 32), delete_spi0))
+    rut = pl(0, struct.pack("!IBBH", 1, 1, 16, 36136) + ic + rc + b"\0\0\0\1")
+    both(ike(11, 5, 0, rnd.randrange(1 << 32), rut))
+    # "Encrypted" informational and quick mode with garbage bodies: fail to decrypt.
+    for exch in (5, 32, 6):
+        for n in (0, 1, 8, 15, 16, 17, 64, 1000):
+            both(ike(8, exch, 1, rnd.randrange(1 << 32), os.urandom(n)))
+    # Replays of the same garbage.
+    g = ike(8, 5, 1, 7, os.urandom(48))
+    for _ in range(20):
+        both(g)
+    # An IKEv2 header with the live cookies.
+    both(ike(33, 34, 8, 0, os.urandom(40), ver=0x20))
+elif family == "fragments":
+    def frag(fid, num, last, data, length=None):
+        body = struct.pack("!HBB", fid, num, 1 if last else 0) + data
+        l = 4 + len(body) if length is None else length
+        return ike(132, 2, 0, 0, struct.pack("!BBH", 0, 0, l) + body)
+    both(frag(1, 1, False, b"", length=5))          # fragment payload length < 8
+    both(frag(2, 0, True, b"x" * 32))               # number 0
+    for n in range(1, 256):                         # 255 fragments, the last one missing
+        both(frag(3, n, False, b"y" * 64))
+    for _ in range(5):                              # duplicates
+        both(frag(4, 1, False, b"z" * 64))
+    both(frag(4, 1, True, b"w" * 64))               # overlapping, claiming to be last
+    for fid in range(100, 400):                     # many reassemblies at once
+        both(frag(fid, 1, False, os.urandom(100)))
+elif family == "natt":
+    for n in (1, 2, 3, 4, 5, 8, 12, 20, 100):
+        udp(4500, 4500, os.urandom(n))               # no non-ESP marker: ESP with junk
+    udp(4500, 4500, b"\xff")                          # a NAT keepalive
+    udp(4500, 4500, b"\0\0\0\0")                      # a marker and nothing after it
+    for _ in range(200):                              # ESP, unknown SPI, bad ICV
+        udp(4500, 4500, os.urandom(4) + struct.pack("!I", rnd.randrange(1 << 32)) + os.urandom(60))
+elif family == "flood":
+    for k in range(3000):
+        n = rnd.randrange(0, 400)
+        port = 500 if k % 2 else 4500
+        udp(port, port, os.urandom(n))
+else:
+    sys.exit("unknown family " + family)
+"#;
+
+/// How many lines the client's output may grow per family (refusals are reported once
+/// per reason and at most 16 times per IKE SA).
+const MAX_NEW_LINES: usize = 40;
+
+#[test]
+fn hostile_datagrams_do_not_hurt_an_established_tunnel() {
+    let t = Tunnel::main_psk("hostile");
+    run_scenario("hostile", |lab: &Lab| {
+        let gw = lab.start_gateway(&t)?;
+        let client = lab.start_postern(&t)?;
+        client.wait_connected()?;
+        let sa = gw.wait_established(Duration::from_secs(10))?;
+        let (ic, rc) = (sa.get("initiator-spi"), sa.get("responder-spi"));
+        lab_ensure!(
+            ic.len() == 16 && rc.len() == 16,
+            "no cookies in the gateway's SA: {:?}",
+            sa.fields
+        );
+        let script = lab.dir.join("hostile.py");
+        std::fs::write(&script, SENDER)?;
+        lab.ping(Role::Client, None, LAN_HOST)?;
+
+        for family in ["lengths", "sa", "live", "fragments", "natt", "flood"] {
+            let before = client.stdout().len() + client.stderr().len();
+            let mut c = lab.command(Role::Gw, std::path::Path::new("python3"));
+            c.arg(&script).args([family, GW_ADDR, CLIENT_ADDR, ic, rc]);
+            let sender = Proc::spawn(
+                &format!("hostile-{family}"),
+                c,
+                Some(&lab.dir.join(format!("hostile-{family}.out"))),
+            )?;
+            lab.adopt(&sender);
+            let status = sender.exit_status(Duration::from_secs(60))?;
+            lab_ensure!(
+                status.success(),
+                "the {family} sender failed: {}",
+                sender.tail(20)
+            );
+            // Let the helper read what was sent, then look.
+            std::thread::sleep(Duration::from_millis(500));
+            lab_ensure!(
+                client.proc.try_status().is_none(),
+                "the helper died on the {family} datagrams:\n{}",
+                client.stderr().join("\n")
+            );
+            let out: Vec<String> = client.stdout().into_iter().chain(client.stderr()).collect();
+            let new = &out[before.min(out.len())..];
+            eprintln!("after {family}: {} new lines", new.len());
+            for l in new {
+                eprintln!("  {l}");
+            }
+            lab_ensure!(
+                !new.iter().any(|l| l.contains("closing")
+                    || l.contains("connection lost")
+                    || l.contains("deleted")
+                    || l.contains("panicked")),
+                "the {family} datagrams tore something down:\n{}",
+                new.join("\n")
+            );
+            lab_ensure!(
+                new.len() <= MAX_NEW_LINES,
+                "the {family} datagrams made {} lines (at most {MAX_NEW_LINES})",
+                new.len()
+            );
+            lab.ping(Role::Client, None, LAN_HOST)
+                .map_err(|e| LabError(format!("after the {family} datagrams: {e}")))?;
+            lab_ensure!(
+                gw.list_sas()?.iter().any(|s| s.state() == "ESTABLISHED"),
+                "the gateway lost the SA after {family}"
+            );
+        }
+        client.sigterm()?;
+        lab_ensure!(
+            client.exit_code(Duration::from_secs(10))? == 0,
+            "the helper did not exit cleanly after the hostile datagrams"
+        );
+        // The datagrams did reach the engine: it counted what it dropped.
+        let out = client.stdout();
+        let dropped = out
+            .iter()
+            .find_map(|l| {
+                l.strip_prefix("ike: ")?
+                    .split_whitespace()
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .unwrap_or(0);
+        eprintln!("the engine dropped {dropped} datagrams");
+        lab_ensure!(
+            dropped >= 1000,
+            "the engine counted {dropped} dropped datagrams (the families send thousands):\n{}",
+            out.join("\n")
+        );
+        Ok(())
+    });
+}
