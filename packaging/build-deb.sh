@@ -36,7 +36,10 @@ esac
 VERSION=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' Cargo.toml)
 ARCH=$(dpkg --print-architecture)
 OUT="$TARGET/debian"
-STAGE="$OUT/postern_${VERSION}_${ARCH}"
+# Staged as debhelper would (debian/postern under a build directory), so that
+# dpkg-shlibdeps finds the binaries where it expects a package's files.
+BUILD="$OUT/build"
+STAGE="$BUILD/debian/postern"
 DEB="$OUT/postern_${VERSION}_${ARCH}.deb"
 
 step() { printf 'build-deb: %s\n' "$*"; }
@@ -46,7 +49,7 @@ start=$(date +%s)
 "${build[@]}"
 step "build took $(( $(date +%s) - start )) s"
 
-rm -rf "$STAGE" "$DEB"
+rm -rf "$BUILD" "$DEB"
 mkdir -p "$STAGE"
 
 step "staging with packaging/install.sh"
@@ -96,21 +99,22 @@ for f in README.md CHANGELOG.md docs/profile.md docs/security.md docs/troublesho
   gzip -9n "$DOC/$(basename "$f")"
 done
 
+if [ -s packaging/lintian-overrides ]; then
+  install -D -m 0644 packaging/lintian-overrides "$STAGE/usr/share/lintian/overrides/postern"
+fi
+
 step "control: Depends from dpkg-shlibdeps"
-SHL=$(mktemp -d)
-mkdir -p "$SHL/debian"
-printf 'Source: postern\n\nPackage: postern\nArchitecture: any\n' > "$SHL/debian/control"
-shlibs=$(cd "$SHL" && dpkg-shlibdeps -O \
-  "$OLDPWD/$STAGE/usr/bin/postern" "$OLDPWD/$STAGE/usr/bin/postern-gui" \
-  "$OLDPWD/$STAGE/usr/libexec/postern/postern-helper" | sed -n 's/^shlibs:Depends=//p')
-rm -rf "$SHL"
+printf 'Source: postern\n\nPackage: postern\nArchitecture: any\n' > "$BUILD/debian/control"
+mkdir -p "$STAGE/DEBIAN"   # how dpkg-shlibdeps finds the package's root
+shlibs=$(cd "$BUILD" && dpkg-shlibdeps -O debian/postern/usr/bin/postern \
+  debian/postern/usr/bin/postern-gui debian/postern/usr/libexec/postern/postern-helper |
+  sed -n 's/^shlibs:Depends=//p')
 # Beyond the linked libraries: the system bus and polkit the helper serves through,
 # and what postern-gui loads with dlopen (winit: X11 with XKB, or Wayland). The helper
 # runs no programs (netlink only: no iproute2).
-depends="$shlibs, default-dbus-system-bus | dbus-system-bus, polkitd | policykit-1"
+depends="$shlibs, default-dbus-system-bus | dbus-system-bus, polkitd"
 depends="$depends, libxkbcommon0, libx11-6, libx11-xcb1, libxcursor1, libxi6, libxrandr2, libxkbcommon-x11-0, libwayland-client0, libwayland-cursor0"
-size=$(du -sk --apparent-size "$STAGE" | cut -f1)
-mkdir -p "$STAGE/DEBIAN"
+size=$(du -sk --apparent-size --exclude=DEBIAN "$STAGE" | cut -f1)
 cat > "$STAGE/DEBIAN/control" <<CONTROL
 Package: postern
 Version: $VERSION

@@ -22,7 +22,6 @@ pub enum Cmd {
     List,
     /// One profile (no secrets: they are never in it).
     Show { name: String },
-    /// Adds a profile from a TOML file (`-` for stdin), checked before it is saved.
     /// Adds a profile, from a TOML file (`--from FILE`, `-` for stdin) or from flags;
     /// checked before it is saved.
     Add {

@@ -148,7 +148,7 @@ fn render_subcommand(out: &mut Vec<u8>, parent: &str, sub: &clap::Command) -> st
         }
         let item = arg_synopsis(a);
         usage.push(' ');
-        if a.is_required_set() || a.is_positional() && a.is_required_set() {
+        if a.is_required_set() {
             usage.push_str(&item);
         } else {
             usage.push_str(&format!("[{item}]"));
@@ -177,7 +177,11 @@ fn render_subcommand(out: &mut Vec<u8>, parent: &str, sub: &clap::Command) -> st
         }
         writeln!(out, ".TP\n\\fB{}\\fR", escape(&arg_synopsis(a)))?;
         let mut text = help.replace('\n', " ");
-        if let Some(v) = a.get_default_values().first() {
+        if let Some(v) = a
+            .get_default_values()
+            .first()
+            .filter(|_| a.get_action().takes_values())
+        {
             text.push_str(&format!(" [default: {}]", v.to_string_lossy()));
         }
         let values: Vec<String> = a
@@ -287,7 +291,7 @@ mod tests {
             while let Some(c) = cmds.pop() {
                 for a in c.get_arguments() {
                     if let Some(l) = a.get_long() {
-                        if l == "help" || l == "version" && c.get_name() != name {
+                        if l == "help" || (l == "version" && c.get_name() != name) {
                             continue;
                         }
                         assert!(
