@@ -78,8 +78,13 @@ step "icons (hicolor PNG sizes)"
 for n in 16 22 24 32 48 64 128 256 512; do
   dest="$STAGE/usr/share/icons/hicolor/${n}x${n}/apps/org.postern.Postern.png"
   mkdir -p "$(dirname "$dest")"
-  if [ -f "assets/icons/${n}x${n}/org.postern.Postern.png" ]; then
-    install -m 0644 "assets/icons/${n}x${n}/org.postern.Postern.png" "$dest"
+  drawn=""
+  for f in "assets/icons/${n}x${n}/org.postern.Postern.png" \
+           "assets/icons/hicolor/${n}x${n}/apps/org.postern.Postern.png"; do
+    [ -f "$f" ] && drawn="$f"
+  done
+  if [ -n "$drawn" ]; then
+    install -m 0644 "$drawn" "$dest"
   else
     rsvg-convert -w "$n" -h "$n" -o "$dest" assets/org.postern.Postern.svg
     chmod 0644 "$dest"

@@ -131,8 +131,19 @@ fn the_document_has_every_key_and_only_those() {
         assert!(parser.contains(k), "the parser walk missed {k}: {parser:?}");
     }
     let rows = doc_rows();
-    let documented: BTreeSet<String> = rows.iter().map(|(k, _)| k.clone()).collect();
+    let mut documented: BTreeSet<String> = rows.iter().map(|(k, _)| k.clone()).collect();
     assert_eq!(rows.len(), documented.len(), "a key has two rows");
+    // A section (`[auth]`, `[network]`, ...) is documented by its heading.
+    let doc = doc();
+    for k in &parser {
+        if !k.contains('.') && keys_under(k).is_some() {
+            assert!(
+                doc.contains(&format!("\n## `[{k}]`")),
+                "no section heading for [{k}] in docs/profile.md"
+            );
+            documented.insert(k.clone());
+        }
+    }
     let missing: Vec<_> = parser.difference(&documented).collect();
     let unknown: Vec<_> = documented.difference(&parser).collect();
     assert!(

@@ -123,8 +123,17 @@ fn exec_start(bus: &Bus, as_nobody: bool) -> Command {
     let exec = ini_value(UNIT, "ExecStart");
     let argv: Vec<&str> = exec.split_whitespace().collect();
     let mut c = if as_nobody {
-        let mut c = Command::new("setpriv");
-        c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"]);
+        // Bounded: should the policy ever let nobody own the name, the helper would
+        // serve until its idle exit.
+        let mut c = Command::new("timeout");
+        c.args([
+            "20",
+            "setpriv",
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "--",
+        ]);
         c.args(&argv);
         c
     } else {
