@@ -33,6 +33,13 @@ case "$PROFILE" in
   *) echo "build-deb: POSTERN_DEB_PROFILE must be release or dev, not $PROFILE" >&2; exit 2 ;;
 esac
 
+for tool in cargo python3 dpkg-deb dpkg-shlibdeps strip rsvg-convert gzip; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "build-deb: $tool is missing (sudo scripts/install-deps.sh installs what the package needs)" >&2
+    exit 1
+  fi
+done
+
 VERSION=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' Cargo.toml)
 ARCH=$(dpkg --print-architecture)
 OUT="$TARGET/debian"
