@@ -25,13 +25,18 @@ export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 case "$PROFILE" in
   release)
     BIN="$TARGET/release"
-    build=(cargo build --locked --release -p postern-helper -p postern-cli -p postern-gui -p postern-pkg-gen) ;;
+    build=(cargo build --locked --release -p postern-helper -p postern-cli -p postern-gui) ;;
   dev)
     # The workspace build CI has just done: nothing to compile again.
     BIN="$TARGET/debug"
     build=(cargo build --locked --workspace) ;;
   *) echo "build-deb: POSTERN_DEB_PROFILE must be release or dev, not $PROFILE" >&2; exit 2 ;;
 esac
+# The man page and completion generator runs at build time only: its debug build (in
+# CI already made by the workspace build). Kept out of the release build, where its
+# clap features would make cargo build the three binaries' clap (and relink them) anew.
+gen_build=(cargo build --locked -p postern-pkg-gen)
+GEN_BIN="$TARGET/debug/postern-pkg-gen"
 
 for tool in cargo python3 dpkg-deb dpkg-shlibdeps strip rsvg-convert gzip; do
   if ! command -v "$tool" >/dev/null 2>&1; then
@@ -55,6 +60,7 @@ step "building the binaries ($PROFILE): ${build[*]}"
 start=$(date +%s)
 "${build[@]}"
 step "build took $(( $(date +%s) - start )) s"
+"${gen_build[@]}"
 
 rm -rf "$BUILD" "$DEB"
 mkdir -p "$STAGE"
@@ -69,7 +75,7 @@ done
 step "man pages and completions (postern-pkg-gen, from the clap definitions)"
 GEN=$(mktemp -d)
 trap 'rm -rf "$GEN"' EXIT
-"$BIN/postern-pkg-gen" "$GEN"
+"$GEN_BIN" "$GEN"
 for page in postern.1 postern-gui.1 postern-helper.8; do
   sec=${page##*.}
   install -D -m 0644 "$GEN/man/$page" "$STAGE/usr/share/man/man$sec/$page"
