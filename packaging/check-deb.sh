@@ -70,7 +70,9 @@ wc -l < "$WORK/before"
 
 section "dpkg -i"
 installed=1
-dpkg -i "$deb"
+# --path-include: every file, even where a slim image's dpkg.cfg.d excludes
+# /usr/share/man or /usr/share/doc (then dpkg -L would differ from the list).
+dpkg --path-include='/*' -i "$deb"
 
 section "--version of the three binaries"
 v=$(dpkg-deb -f "$deb" Version)
