@@ -112,7 +112,7 @@ cargo metadata --format-version 1 --locked --filter-platform "$HOST" |
   python3 packaging/copyright.py "$URL" > "$DOC/copyright"
 DATE=$(date -R -d "@${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}")
 python3 packaging/changelog.py "$VERSION" "$MAINTAINER" "$DATE" < CHANGELOG.md | gzip -9n > "$DOC/changelog.gz"
-for f in README.md CHANGELOG.md docs/profile.md docs/security.md docs/troubleshooting.md; do
+for f in README.md CHANGELOG.md docs/profile.md docs/security.md docs/troubleshooting.md docs/fleet.md; do
   install -m 0644 "$f" "$DOC/$(basename "$f")"
   gzip -9n "$DOC/$(basename "$f")"
 done
