@@ -371,7 +371,7 @@ fn helper_state(addr: &str) -> Option<String> {
     let path = text
         .split_whitespace()
         .filter(|w| w.starts_with("\"/"))
-        .last()?;
+        .next_back()?;
     let out = Command::new("busctl")
         .args(["--address", addr, "--timeout=2", "get-property"])
         .args(["org.postern.Helper1", path.trim_matches('"')])
