@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# The demo office (run as root): namespaces client/gw/lan, a strongSwan gateway (main mode
-# PSK), a Postern profile, and `postern-helper up` in the client namespace in the
-# foreground so you see each phase. Ctrl-C disconnects and removes everything.
+# The demo office (run as root): namespaces client/gw/lan, a strongSwan gateway, a
+# Postern profile. Ctrl-C removes everything the demo added.
 #
-#   scripts/demo.sh               # Postern as the client
-#   scripts/demo.sh --reference   # strongSwan's charon as the client (for comparison)
+#   sudo scripts/demo.sh               # from a desktop session: the app (postern-gui)
+#                                      # opens on your display, as you; otherwise the CLI
+#   sudo scripts/demo.sh --cli         # `postern-helper up` in the foreground, line by line
+#   sudo scripts/demo.sh --reference   # strongSwan's charon as the client (for comparison)
+#
+# With the app: the gateway also asks for an XAuth login and hands out an address; the
+# helper serves a private system bus for the demo's length (nothing is installed on
+# this machine's bus); a demo-office profile (no secrets) goes into your profile
+# directory. You click Connect and answer the prompts; the demo pings the office host
+# through the tunnel once it is up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,10 +20,35 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
+# The app when run with sudo from a desktop session (a display for SUDO_USER), unless
+# --cli or --reference is asked for.
+mode=(--cli)
+for a in "$@"; do
+  case "$a" in
+    --cli) mode=(--cli) ;;
+    --reference) mode=(--reference) ;;
+    *) echo "demo.sh: unknown argument $a (--cli, --reference)" >&2; exit 2 ;;
+  esac
+done
+if [ $# -eq 0 ] && [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ]; then
+  uid=$(id -u "$SUDO_USER")
+  if [ -n "${DISPLAY:-}" ] || [ -n "${WAYLAND_DISPLAY:-}" ] || [ -S "/run/user/$uid/wayland-0" ]; then
+    mode=(--gui)
+  else
+    echo "demo.sh: no display for $SUDO_USER: the command-line demo"
+  fi
+fi
+
+echo "demo.sh: installing what the demo needs (scripts/install-deps.sh)"
 scripts/install-deps.sh
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-1}"
-echo "demo.sh: building (release)..."
-cargo build --release -q -p postern-helper -p postern-lab --bin postern-helper --bin demo
+bins=(-p postern-helper -p postern-lab --bin postern-helper --bin demo)
+if [ "${mode[0]}" = --gui ]; then
+  bins+=(-p postern-cli -p postern-gui --bin postern --bin postern-gui)
+fi
+echo "demo.sh: building (release; the first time takes several minutes)..."
+cargo build --release -q "${bins[@]}"
+export POSTERN_HELPER="$(realpath "${CARGO_TARGET_DIR:-target}")/release/postern-helper"
 
 # The demo binary handles Ctrl-C itself (passes it on to postern-helper, tears down, then
 # exits). The INT/TERM trap keeps this shell alive meanwhile (bash runs it only after the
@@ -36,5 +68,5 @@ trap 'true' INT TERM
 trap cleanup EXIT
 
 status=0
-"${CARGO_TARGET_DIR:-target}/release/demo" "$@" || status=$?
+"${CARGO_TARGET_DIR:-target}/release/demo" "${mode[@]}" || status=$?
 exit "$status"

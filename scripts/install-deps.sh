@@ -39,6 +39,9 @@ PACKAGES=(
   # its package conflicts with strongSwan's): the libraries it needs beyond strongSwan's,
   # and certutil/pk12util for its NSS database
   libldns3 libevent-pthreads-2.1-7 libnss3-tools
+  # the Debian package (packaging/build-deb.sh, check-deb.sh): dpkg-shlibdeps and
+  # strip, PNG icons from the SVG, the checks, and man(1) to render the pages
+  dpkg-dev binutils librsvg2-bin lintian appstream desktop-file-utils man-db
 )
 
 # systemd-resolved for the DNS lab scenario, unpacked, never installed: its package

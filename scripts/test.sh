@@ -47,6 +47,13 @@ fi
 step "namespace lab (strongSwan interop, remote access, rekeying..., root)" \
   cargo test --no-fail-fast -p postern-lab --test '*' -- --test-threads=2
 
+# The .deb: built, lintian/appstream/desktop-file checked, installed on this machine,
+# the installed helper exercised on a private bus, purged, nothing left. The release
+# build it packages adds about 6 min to a cold run (measured: packaging/README.md);
+# POSTERN_DEB_PROFILE=dev packages the debug build just made instead (no build time).
+step "Debian package (packaging/check-deb.sh, root)" \
+  env POSTERN_DEB_PROFILE="${POSTERN_DEB_PROFILE:-release}" packaging/check-deb.sh
+
 if [ -f fuzz/run.sh ]; then
   if ! command -v cargo-fuzz >/dev/null 2>&1; then
     header "installing cargo-fuzz (crates.io)"

@@ -6,6 +6,7 @@
 #![deny(unsafe_code)] // one audited exception: kernel::udp_encap
 
 mod check;
+mod cli;
 mod datapath;
 mod fleet;
 mod kernel;
@@ -17,61 +18,42 @@ mod up;
 
 use std::process::ExitCode;
 
-const USAGE: &str = "\
-usage: postern-helper [daemon [--idle-exit SECS]] | postern-helper up PROFILE.toml
-       | postern-helper check [PATH...] | postern-helper cleanup | postern-helper respond PROFILE.toml
-
-  daemon            (also with no arguments) serve org.postern.Helper1 on the system bus;
-                    --idle-exit: exit after SECS without tunnels (D-Bus activation)
-  up PROFILE.toml   negotiate the profile's tunnel in the foreground; one line per
-                    state change; Ctrl-C (SIGINT) or SIGTERM closes it cleanly
-  check [--json] [--policy FILE] [--user] [PATH...]
-                    validate profile files before rolling them out (default
-                    /etc/postern/profiles): keys, permissions, certificates, secrets,
-                    the site policy; file:line per problem, non-zero exit if any
-  cleanup           remove what a killed helper left in this network namespace
-                    (TUN device, addresses, routes named by its /run/postern journal)
-  respond PROFILE.toml
-                    a minimal IKEv1 responder for one peer (PSK, userspace datapath):
-                    the lab's Postern-to-Postern benchmark, not a gateway
-";
-
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
-        ["up", path] => up::run(std::path::Path::new(path)),
-        ["respond", path] => respond::run(std::path::Path::new(path)),
-        [] | ["daemon"] => service::run(None),
-        ["daemon", "--idle-exit", secs] => match secs.parse::<u64>() {
-            Ok(s) if s > 0 => service::run(Some(std::time::Duration::from_secs(s))),
-            _ => {
-                eprint!("{USAGE}");
-                ExitCode::from(postern_dbus::failure::exit::USAGE)
+    let cli = <cli::Cli as clap::Parser>::parse();
+    match cli.command {
+        Some(cli::Cmd::Up { profile }) => up::run(&profile),
+        Some(cli::Cmd::Respond { profile }) => respond::run(&profile),
+        None => service::run(None),
+        Some(cli::Cmd::Daemon { idle_exit }) => {
+            service::run(idle_exit.map(std::time::Duration::from_secs))
+        }
+        Some(cli::Cmd::Check {
+            json,
+            policy,
+            user,
+            paths,
+        }) => {
+            // fleet::check_command takes the words of its command line.
+            let mut args: Vec<String> = Vec::new();
+            if json {
+                args.push("--json".into());
             }
-        },
-        ["check", rest @ ..] => fleet::check_command(rest),
-        ["cleanup"] => {
+            if let Some(p) = policy {
+                args.push("--policy".into());
+                args.push(p.to_string_lossy().into_owned());
+            }
+            if user {
+                args.push("--user".into());
+            }
+            args.extend(paths.iter().map(|p| p.to_string_lossy().into_owned()));
+            let words: Vec<&str> = args.iter().map(String::as_str).collect();
+            fleet::check_command(&words)
+        }
+        Some(cli::Cmd::Cleanup) => {
             for line in kernel::cleanup_stale() {
                 println!("{line}");
             }
             ExitCode::SUCCESS
-        }
-        ["-h" | "--help" | "help"] => {
-            print!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        ["--version" | "-V"] => {
-            println!("postern-helper {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
-        }
-        _ => {
-            eprint!("{USAGE}");
-            ExitCode::from(postern_dbus::failure::exit::USAGE)
         }
     }
 }

@@ -284,7 +284,7 @@ impl Tunnel {
         self
     }
 
-    fn client_secret(&self) -> &str {
+    pub fn client_secret(&self) -> &str {
         self.client_psk.as_deref().unwrap_or(&self.psk)
     }
 

@@ -10,6 +10,7 @@
 #![deny(unsafe_code)]
 
 mod app;
+mod cli;
 mod desktop;
 mod screen;
 mod state_file;
@@ -22,18 +23,11 @@ use std::time::Duration;
 
 fn main() -> iced::Result {
     let _ = STARTED.set(std::time::Instant::now());
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!(
-            "postern-gui [--hidden] [--no-tray]\n  --hidden   start in the tray, without the window\n  --no-tray  no tray icon (closing the window quits)"
-        );
-        return Ok(());
-    }
-    let hidden = args.iter().any(|a| a == "--hidden")
+    let cli = <cli::Cli as clap::Parser>::parse();
+    let hidden = cli.hidden
         || std::env::var("POSTERN_START_HIDDEN").is_ok_and(|v| v == "1")
         || std::env::var("POSTERN_GUI_START_HIDDEN").is_ok_and(|v| v == "1");
-    let tray = !args.iter().any(|a| a == "--no-tray")
-        && !std::env::var("POSTERN_NO_TRAY").is_ok_and(|v| v == "1");
+    let tray = !cli.no_tray && !std::env::var("POSTERN_NO_TRAY").is_ok_and(|v| v == "1");
     let desktop = match desktop::start(tray) {
         desktop::Start::First => true,
         desktop::Start::Second => {
