@@ -16,6 +16,7 @@
 //! `ExpectIdHash`...). Peer faults and local failures are kept apart in [`Error`],
 //! and every error maps to a message a person can read.
 
+mod dispatch;
 mod dpd;
 mod exchange;
 mod fragment;
@@ -25,6 +26,7 @@ mod quick;
 mod rekey;
 mod renew;
 mod sa;
+mod sa_ctx;
 mod transaction;
 
 #[cfg(test)]
@@ -580,7 +582,7 @@ pub struct Transmit {
     pub nat_t: bool,
 }
 
-pub use phase1::Ike;
+pub use dispatch::Ike;
 
 /// How many [`Event::MessageRefused`] lines one IKE SA reports at most (a peer
 /// sending junk cannot flood the log).

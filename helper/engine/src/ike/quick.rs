@@ -9,20 +9,29 @@
 //! HASH(1) = prf(SKEYID_a, M-ID | SA | Ni [ | KE ] [ | IDci | IDcr ])
 //! HASH(2) = prf(SKEYID_a, M-ID | Ni_b | SA | Nr [ | KE ] [ | IDci | IDcr ])
 //! HASH(3) = prf(SKEYID_a, 0 | M-ID | Ni_b | Nr_b)
+//!
+//! [`QuickModes`] owns the quick modes under way and the finished ones it still
+//! answers retransmissions of; it is handed the [`IsakmpSa`] context and reads
+//! the established SA pairs ([`Children`]) for SPIs and selectors. A completed
+//! quick mode comes out as a [`NewChild`] for the caller to record.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
 
+use crate::algs::{DhGroup, EspProposal};
 use crate::codec::{
-    self, ExchangeType, Header, IdPayload, IdType, NotifyPayload, NotifyType, Payload, PayloadType,
-    ProtocolId,
+    self, ExchangeType, Header, IdPayload, IdType, NotifyPayload, NotifyType, Payload, ProtocolId,
 };
 use crate::crypto::{self, DhKeyPair};
 
 use super::exchange::Pending;
-use super::phase1::{Ike, Opened, split_hash};
+use super::rekey::{Children, NewChild};
 use super::sa::{self, DOI_IPSEC, EspChoice};
+use super::sa_ctx::{IsakmpSa, Opened};
 use super::{ChildConfig, ChildSa, Error, EspKeys, Event, Role, TrafficSelector};
+
+/// Finished quick modes remembered to answer retransmissions.
+const DONE_KEEP: usize = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum QmState {
@@ -33,20 +42,21 @@ enum QmState {
 }
 
 /// A quick mode in progress.
-pub(crate) struct Quick {
-    pub mid: u32,
+struct Quick {
+    mid: u32,
     role: Role,
     state: QmState,
     iv: Vec<u8>,
     ni: Vec<u8>,
     nr: Vec<u8>,
     dh: Option<DhKeyPair>,
-    peer_ke: Vec<u8>,
-    pub spi_in: u32,
+    /// Responder: the PFS shared secret, kept with the exchange until keys are derived.
+    g_qm: Vec<u8>,
+    spi_in: u32,
     spi_out: u32,
     child: ChildConfig,
     /// Initiator: the proposals offered (the reply must pick one of them).
-    offered: Vec<crate::algs::EspProposal>,
+    offered: Vec<EspProposal>,
     choice: Option<EspChoice>,
     /// IDs as sent in message 1 (checked against the reply).
     ids: Option<(IdPayload, IdPayload)>,
@@ -54,46 +64,107 @@ pub(crate) struct Quick {
     /// Responder: the request and our answer, for retransmissions.
     last: Option<(Vec<u8>, Vec<u8>)>,
     /// Initiator: the inbound SPI of the SA this quick mode replaces (rekey).
-    pub rekey_of: Option<u32>,
+    rekey_of: Option<u32>,
 }
 
-impl Quick {
+/// The quick modes of one ISAKMP SA. See the [module docs](self).
+#[derive(Default)]
+pub(crate) struct QuickModes {
+    active: Vec<Quick>,
+    /// Finished quick modes: message id and our last message, for retransmissions.
+    done: Vec<(u32, Option<Vec<u8>>)>,
+    /// The phase 2 proposals left out of the offer were named in an [`Event::Note`].
+    esp_offer_noted: bool,
+}
+
+impl QuickModes {
+    pub fn is_empty(&self) -> bool {
+        self.active.is_empty()
+    }
+
     pub fn deadline(&self) -> Option<Instant> {
-        self.pending.as_ref().map(|p| p.deadline)
-    }
-}
-
-impl Ike {
-    /// Initiator: starts a quick mode for one child.
-    pub(super) fn start_quick(&mut self, now: Instant, child: ChildConfig) {
-        self.start_quick_for(now, child, None);
+        self.active
+            .iter()
+            .filter_map(|q| q.pending.as_ref().map(|p| p.deadline))
+            .min()
     }
 
-    /// Starts a quick mode; `rekey_of` names the SA (by inbound SPI) it replaces.
-    pub(super) fn start_quick_for(
+    /// Drops every quick mode under way (the IKE SA is gone).
+    pub fn clear(&mut self, ctx: &mut IsakmpSa) {
+        for q in self.active.drain(..) {
+            ctx.release_message_id(q.mid);
+        }
+    }
+
+    /// Forgets the finished quick modes (their ISAKMP SA was replaced).
+    pub fn forget_done(&mut self, ctx: &mut IsakmpSa) {
+        for (mid, _) in self.done.drain(..) {
+            ctx.release_message_id(mid);
+        }
+    }
+
+    fn add(&mut self, ctx: &mut IsakmpSa, q: Quick) {
+        ctx.hold_message_id(q.mid);
+        self.active.push(q);
+    }
+
+    fn remove(&mut self, ctx: &mut IsakmpSa, i: usize) -> Quick {
+        let q = self.active.remove(i);
+        ctx.release_message_id(q.mid);
+        q
+    }
+
+    fn remember_done(&mut self, ctx: &mut IsakmpSa, mid: u32, last: Option<Vec<u8>>) {
+        if self.done.len() >= DONE_KEEP {
+            let (old, _) = self.done.remove(0);
+            ctx.release_message_id(old);
+        }
+        ctx.hold_message_id(mid);
+        self.done.push((mid, last));
+    }
+
+    /// An authenticated error notify from the peer: the quick mode it names (by
+    /// our SPI, or the only one under way) failed.
+    pub fn refused_by_peer(&mut self, ctx: &mut IsakmpSa, n: &NotifyPayload) {
+        if let Some(spi) = sa::spi_u32(&n.spi) {
+            if let Some(i) = self.active.iter().position(|q| q.spi_in == spi) {
+                self.remove(ctx, i);
+            }
+        } else if self.active.len() == 1 {
+            self.clear(ctx);
+        }
+    }
+
+    /// Initiator: starts a quick mode for `child`; `rekey_of` names the SA (by
+    /// inbound SPI) it replaces; `phase1_group` is phase 1's DH group.
+    pub fn start(
         &mut self,
+        ctx: &mut IsakmpSa,
+        children: &Children,
+        phase1_group: Option<DhGroup>,
         now: Instant,
         child: ChildConfig,
         rekey_of: Option<u32>,
     ) {
-        let mid = self.new_message_id();
-        let spi_in = self.new_spi();
-        let proposals = self.offered_esp();
+        let mid = ctx.new_message_id();
+        let spi_in = self.new_spi(ctx, children);
+        let proposals = self.offered_esp(ctx, phase1_group);
         let Some(first) = proposals.first().copied() else {
-            self.out.events.push_back(Event::Phase2Failed(Error::Local(
+            ctx.event(Event::Phase2Failed(Error::Local(
                 "no phase 2 proposals configured".into(),
             )));
             return;
         };
-        let ni = super::random_bytes::<32>(&mut *self.rng).to_vec();
-        let dh = first.group.map(|g| DhKeyPair::generate(g, &mut *self.rng));
+        let ni = ctx.random::<32>().to_vec();
+        let dh = first.group.map(|g| DhKeyPair::generate(g, ctx.rng()));
+        let cfg = ctx.config();
         let mut rest = vec![
             Payload::Sa(sa::esp_offer(
                 &proposals,
                 spi_in,
-                sa::encap_mode(self.config.encapsulation, self.udp_encapsulation()),
-                self.config.esp_lifetime,
-                self.config.esp_lifetime_kb,
+                sa::encap_mode(cfg.encapsulation, ctx.udp_encapsulation()),
+                cfg.esp_lifetime,
+                cfg.esp_lifetime_kb,
             )),
             Payload::Nonce(ni.clone()),
         ];
@@ -108,20 +179,15 @@ impl Ike {
             rest.push(Payload::Id(ci.clone()));
             rest.push(Payload::Id(cr.clone()));
         }
-        rest.extend(self.nat_oa_payloads(true));
-        let iv = self.exchange_iv(mid);
-        let Some(keys) = self.phase1_keys() else {
+        rest.extend(nat_oa_payloads(ctx, true));
+        let iv = ctx.exchange_iv(mid);
+        if ctx.keys().is_none() {
             return;
-        };
-        let (first_type, body) = codec::encode_payloads(&rest);
-        let hash1 = crypto::prf(keys.prf, &keys.skeyid_a, &[&mid.to_be_bytes(), &body]);
-        let mut all = Vec::new();
-        Payload::Hash(hash1).encode_with_next(first_type, &mut all);
-        all.extend_from_slice(&body);
-        match self.seal(ExchangeType::QUICK, mid, PayloadType::HASH, all, &iv) {
+        }
+        match ctx.seal_hashed(ExchangeType::QUICK, mid, &[], &rest, &iv) {
             Ok((d, last)) => {
-                let pending = Pending::new(d.clone(), now, &self.config.retransmit);
-                self.quick.push(Quick {
+                let pending = Pending::new(d.clone(), now, &ctx.config().retransmit);
+                let q = Quick {
                     mid,
                     role: Role::Initiator,
                     state: QmState::ExpectQmReply,
@@ -129,7 +195,7 @@ impl Ike {
                     ni,
                     nr: Vec::new(),
                     dh,
-                    peer_ke: Vec::new(),
+                    g_qm: Vec::new(),
                     spi_in,
                     spi_out: 0,
                     child,
@@ -139,69 +205,46 @@ impl Ike {
                     pending: Some(pending),
                     last: None,
                     rekey_of,
-                });
-                self.send_raw(d);
+                };
+                self.add(ctx, q);
+                ctx.send(d);
             }
-            Err(e) => self.out.events.push_back(Event::Phase2Failed(e)),
+            Err(e) => ctx.event(Event::Phase2Failed(e)),
         }
-    }
-
-    /// RFC 3947 §5.2: in UDP-encapsulated transport mode each quick mode message carries
-    /// the original addresses (NAT-OAi, NAT-OAr) so the peer can fix TCP/UDP checksums.
-    fn nat_oa_payloads(&self, we_initiate: bool) -> Vec<Payload> {
-        let Some(v) = self.udp_encapsulation() else {
-            return Vec::new();
-        };
-        if self.config.encapsulation != super::Encapsulation::Transport {
-            return Vec::new();
-        }
-        let (i, r) = if we_initiate {
-            (self.local_ip(), self.remote().ip())
-        } else {
-            (self.remote().ip(), self.local_ip())
-        };
-        let oa = |ip| {
-            let ts = super::TrafficSelector::host(ip);
-            Payload::NatOa {
-                draft: v.draft(),
-                id: ts_to_id(&ts),
-            }
-        };
-        vec![oa(i), oa(r)]
     }
 
     /// Proposals that can go in one offer: those sharing one PFS group, the one phase 1
     /// agreed on when a proposal names it ([`sa::select_esp`]). The first time some are
     /// left out, one line says which and why.
-    fn offered_esp(&mut self) -> Vec<crate::algs::EspProposal> {
-        let phase1 = self.info.as_ref().map(|i| i.proposal.group);
-        let sel = sa::select_esp(&self.config.esp_proposals, phase1);
+    fn offered_esp(&mut self, ctx: &mut IsakmpSa, phase1: Option<DhGroup>) -> Vec<EspProposal> {
+        let sel = sa::select_esp(&ctx.config().esp_proposals, phase1);
         if !self.esp_offer_noted
             && let Some(line) = sel.note()
         {
             self.esp_offer_noted = true;
-            self.out.events.push_back(Event::Note(line));
+            ctx.event(Event::Note(line));
         }
         sel.offered
     }
 
-    fn new_spi(&mut self) -> u32 {
+    fn new_spi(&self, ctx: &mut IsakmpSa, children: &Children) -> u32 {
         loop {
-            let spi = u32::from_be_bytes(super::random_bytes::<4>(&mut *self.rng));
+            let spi = u32::from_be_bytes(ctx.random::<4>());
             if spi > 0xffff
-                && !self.children.iter().any(|c| c.spi_in == spi)
-                && !self.quick.iter().any(|q| q.spi_in == spi)
+                && !children.uses_spi(spi)
+                && !self.active.iter().any(|q| q.spi_in == spi)
             {
                 return spi;
             }
         }
     }
 
-    pub(super) fn quick_timeouts(&mut self, now: Instant) {
-        let cfg = self.config.retransmit;
+    /// Resends what is due; a quick mode out of tries fails (phase 1 stays).
+    pub fn timeouts(&mut self, ctx: &mut IsakmpSa, now: Instant) {
+        let cfg = ctx.config().retransmit;
         let mut resend = Vec::new();
         let mut failed = Vec::new();
-        for (i, q) in self.quick.iter_mut().enumerate() {
+        for (i, q) in self.active.iter_mut().enumerate() {
             if let Some(p) = q.pending.as_mut()
                 && now >= p.deadline
             {
@@ -212,155 +255,90 @@ impl Ike {
             }
         }
         for d in resend {
-            self.counters.retransmits += 1;
-            self.send_raw(d);
+            ctx.resend(d);
         }
         for i in failed.into_iter().rev() {
-            let q = self.quick.remove(i);
+            let q = self.remove(ctx, i);
             let tries = cfg.tries.saturating_sub(1);
             let e = match q.role {
                 Role::Initiator => Error::NotResponding(tries),
                 Role::Responder => Error::Local("the peer never confirmed a quick mode".into()),
             };
-            self.out.events.push_back(Event::Phase2Failed(e));
+            ctx.event(Event::Phase2Failed(e));
         }
     }
 
-    pub(super) fn handle_quick(
+    /// A quick mode message. `Some` when it completed an SA pair.
+    pub fn handle(
         &mut self,
+        ctx: &mut IsakmpSa,
+        children: &Children,
         now: Instant,
         header: &Header,
         data: &[u8],
-    ) -> Result<(), Error> {
+    ) -> Result<Option<NewChild>, Error> {
         let mid = header.message_id;
         if mid == 0 {
-            self.counters.dropped += 1;
-            return Ok(());
+            ctx.dropped();
+            return Ok(None);
         }
         // Retransmissions of finished exchanges get our last message again.
-        if let Some((_, last)) = self.quick_done.iter().find(|(m, _)| *m == mid) {
+        if let Some((_, last)) = self.done.iter().find(|(m, _)| *m == mid) {
             if let Some(d) = last.clone() {
-                self.counters.retransmits += 1;
-                self.send_raw(d);
+                ctx.resend(d);
             }
-            return Ok(());
+            return Ok(None);
         }
-        if let Some(i) = self.quick.iter().position(|q| q.mid == mid) {
-            if let Some((req, resp)) = &self.quick[i].last
+        if let Some(i) = self.active.iter().position(|q| q.mid == mid) {
+            if let Some((req, resp)) = &self.active[i].last
                 && req.as_slice() == data
             {
                 let resp = resp.clone();
-                self.counters.retransmits += 1;
-                self.send_raw(resp);
-                return Ok(());
+                ctx.resend(resp);
+                return Ok(None);
             }
-            let iv = self.quick[i].iv.clone();
-            let Ok(opened) = self.open(header, data, &iv) else {
-                self.counters.dropped += 1;
-                return Ok(());
+            let Ok(opened) = ctx.open(header, data, &self.active[i].iv) else {
+                ctx.dropped();
+                return Ok(None);
             };
-            return match self.quick[i].state {
-                QmState::ExpectQmReply => self.on_quick2(now, i, header, opened),
-                QmState::ExpectHash3 => self.on_quick3(now, i, header, opened),
+            return match self.active[i].state {
+                QmState::ExpectQmReply => self.on_quick2(ctx, i, header, opened),
+                QmState::ExpectHash3 => Ok(self.on_quick3(ctx, i, header, &opened)),
             };
         }
         // A new quick mode started by the peer.
-        let iv = self.exchange_iv(mid);
-        let Ok(opened) = self.open(header, data, &iv) else {
-            self.counters.dropped += 1;
-            return Ok(());
+        let iv = ctx.exchange_iv(mid);
+        let Ok(opened) = ctx.open(header, data, &iv) else {
+            ctx.dropped();
+            return Ok(None);
         };
-        self.on_quick1(now, header, data, opened)
+        self.on_quick1(ctx, children, now, header, data, opened)
+            .map(|()| None)
     }
 
-    fn verify_hash(&self, header: &Header, opened: &Opened, prefix: &[&[u8]]) -> bool {
-        let Some(keys) = self.phase1_keys() else {
-            return false;
-        };
-        let Some((hash, rest)) = split_hash(opened) else {
-            return false;
-        };
-        let mid = header.message_id.to_be_bytes();
-        let mut parts: Vec<&[u8]> = vec![&mid];
-        parts.extend_from_slice(prefix);
-        parts.push(rest);
-        crypto::ct_eq(&crypto::prf(keys.prf, &keys.skeyid_a, &parts), hash)
-    }
-
+    /// Initiator: the reply (HASH(2), SA, Nr...) in, HASH(3) out: established.
     fn on_quick2(
         &mut self,
-        now: Instant,
+        ctx: &mut IsakmpSa,
         i: usize,
         header: &Header,
         opened: Opened,
-    ) -> Result<(), Error> {
-        let ni = self.quick[i].ni.clone();
-        if !self.verify_hash(header, &opened, &[&ni]) {
-            self.counters.dropped += 1;
-            return Ok(());
+    ) -> Result<Option<NewChild>, Error> {
+        let ni = self.active[i].ni.clone();
+        if !ctx.verify_hash(header, &opened, &[&ni]) {
+            ctx.dropped();
+            return Ok(None);
         }
-        let q = &self.quick[i];
-        let offered = q.offered.clone();
-        let mut sa_p = None;
-        let (mut nr, mut ke, mut ids, mut rl) = (None, None, Vec::new(), None);
-        for d in &opened.payloads {
-            match &d.payload {
-                Payload::Sa(s) => sa_p = Some(s),
-                Payload::Nonce(n) => nr = Some(n.clone()),
-                Payload::Ke(k) => ke = Some(k.clone()),
-                Payload::Id(id) => ids.push(id.clone()),
-                Payload::Notify(n) if n.kind == NotifyType::RESPONDER_LIFETIME => {
-                    rl = Some(n.data.clone())
-                }
-                Payload::Notify(n) if n.kind.is_error() => {
-                    self.quick.remove(i);
-                    return Err(Error::from_notify(n.kind, &n.data));
-                }
-                _ => {}
-            }
-        }
-        let result = (|| {
-            let sa_p =
-                sa_p.ok_or_else(|| Error::Malformed("quick mode reply without SA".into()))?;
-            let nr = nr.ok_or_else(|| Error::Malformed("quick mode reply without nonce".into()))?;
-            let udp = self.udp_encapsulation().is_some();
-            let (choice, spi_out) =
-                sa::check_esp_reply(sa_p, &offered, self.config.encapsulation, udp)?;
-            if let Some((ci, cr)) = &q.ids
-                && (ids.len() != 2 || ids[0] != *ci || ids[1] != *cr)
-            {
-                return Err(Error::InvalidId(
-                    "the gateway answered with other traffic selectors".into(),
-                ));
-            }
-            let g_qm = match (&q.dh, choice.proposal.group, ke) {
-                (Some(dh), Some(_), Some(ke)) => Some(
-                    dh.shared_secret(&ke)
-                        .map_err(|e| Error::Malformed(format!("quick mode KE: {e}")))?,
-                ),
-                (None, None, None) => None,
-                _ => {
-                    return Err(Error::NoProposalChosen(
-                        "PFS mismatch in the gateway's answer".into(),
-                    ));
-                }
-            };
-            Ok((choice, spi_out, nr, g_qm))
-        })();
-        let (mut choice, spi_out, nr, g_qm) = match result {
+        let checked = read_reply(&opened).and_then(|r| check_reply(ctx, &self.active[i], r));
+        let (choice, spi_out, nr, g_qm) = match checked {
             Ok(v) => v,
             Err(e) => {
-                self.quick.remove(i);
+                self.remove(ctx, i);
                 return Err(e);
             }
         };
-        if let Some(data) = rl {
-            let (secs, kb) = sa::parse_responder_lifetime(&data);
-            choice.lifetime = min_opt(choice.lifetime, secs);
-            choice.lifetime_kb = min_opt(choice.lifetime_kb, kb);
-        }
-        let Some(keys) = self.phase1_keys() else {
-            return Ok(());
+        let Some(keys) = ctx.keys() else {
+            return Ok(None);
         };
         let hash3 = crypto::prf(
             keys.prf,
@@ -368,35 +346,75 @@ impl Ike {
             &[&[0u8], &header.message_id.to_be_bytes(), &ni, &nr],
         );
         let (first, body) = codec::encode_payloads(&[Payload::Hash(hash3)]);
-        let iv = opened.last_block.clone();
-        let (d, _) = self.seal(ExchangeType::QUICK, header.message_id, first, body, &iv)?;
-        let q = self.quick.remove(i);
-        let child = self.child_sa(
-            &q,
-            &choice,
+        let (d, _) = ctx.seal(
+            ExchangeType::QUICK,
+            header.message_id,
+            first,
+            body,
+            &opened.last_block,
+        )?;
+        let q = self.remove(ctx, i);
+        let keys = Keying {
             spi_out,
-            &ni,
-            &nr,
-            g_qm.as_deref().map(|v| v.as_slice()),
-            Role::Initiator,
-        );
-        self.remember_done(q.mid, Some(d.clone()));
-        self.send_raw(d);
-        self.child_established(now, child, q.child.clone(), q.rekey_of);
-        Ok(())
+            ni: &ni,
+            nr: &nr,
+            g_qm: g_qm.as_deref().map(|v| v.as_slice()),
+        };
+        let child = child_sa(ctx, &q, &choice, &keys);
+        self.remember_done(ctx, q.mid, Some(d.clone()));
+        ctx.send(d);
+        Ok(Some(NewChild {
+            child,
+            config: q.child,
+            rekey_of: q.rekey_of,
+            by_peer: false,
+        }))
     }
 
+    /// Responder: a new quick mode (HASH(1), SA, Ni...) in, HASH(2)... out.
     fn on_quick1(
         &mut self,
+        ctx: &mut IsakmpSa,
+        children: &Children,
         now: Instant,
         header: &Header,
         data: &[u8],
         opened: Opened,
     ) -> Result<(), Error> {
-        if !self.verify_hash(header, &opened, &[]) {
-            self.counters.dropped += 1;
+        if !ctx.verify_hash(header, &opened, &[]) {
+            ctx.dropped();
             return Ok(());
         }
+        let mid = header.message_id;
+        match self.answer_quick1(ctx, children, now, header, data, opened) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                // Refused: say why (when a notify says it) and answer no more.
+                if let Some(kind) = e.notify() {
+                    let n = NotifyPayload {
+                        doi: DOI_IPSEC,
+                        protocol: ProtocolId::ESP,
+                        spi: Vec::new(),
+                        kind,
+                        data: Vec::new(),
+                    };
+                    ctx.send_informational(vec![Payload::Notify(n)]);
+                }
+                self.remember_done(ctx, mid, None);
+                Err(e)
+            }
+        }
+    }
+
+    fn answer_quick1(
+        &mut self,
+        ctx: &mut IsakmpSa,
+        children: &Children,
+        now: Instant,
+        header: &Header,
+        data: &[u8],
+        opened: Opened,
+    ) -> Result<(), Error> {
         let mut sa_p = None;
         let (mut ni, mut ke, mut ids) = (None, None, Vec::new());
         for d in &opened.payloads {
@@ -409,82 +427,33 @@ impl Ike {
             }
         }
         let mid = header.message_id;
-        let refuse = |this: &mut Ike, e: Error| -> Result<(), Error> {
-            if let Some(kind) = e.notify() {
-                let n = NotifyPayload {
-                    doi: DOI_IPSEC,
-                    protocol: ProtocolId::ESP,
-                    spi: Vec::new(),
-                    kind,
-                    data: Vec::new(),
-                };
-                this.send_informational(vec![Payload::Notify(n)]);
-            }
-            this.remember_done(mid, None);
-            Err(e)
-        };
         let (Some(sa_p), Some(ni)) = (sa_p, ni) else {
-            return refuse(
-                self,
-                Error::Malformed("quick mode request without SA or nonce".into()),
-            );
+            return Err(Error::Malformed(
+                "quick mode request without SA or nonce".into(),
+            ));
         };
-        // Traffic selectors: the peer's (IDci) must lie in what we accept for it,
-        // ours (IDcr) in what we have.
-        let (local_ts, remote_ts) = match ids.as_slice() {
-            [] => (None, None),
-            [ci, cr] => match (id_to_ts(ci), id_to_ts(cr)) {
-                (Some(peer), Some(ours)) => {
-                    let ok = self.accepts_selectors(&peer, &ours);
-                    if !ok {
-                        return refuse(
-                            self,
-                            Error::InvalidId(format!(
-                                "traffic selectors {peer} <-> {ours} are not allowed"
-                            )),
-                        );
-                    }
-                    (Some(ours), Some(peer))
-                }
-                _ => {
-                    return refuse(
-                        self,
-                        Error::InvalidId("unsupported ID type in quick mode".into()),
-                    );
-                }
-            },
-            _ => {
-                return refuse(
-                    self,
-                    Error::InvalidId(format!("{} IDs in quick mode", ids.len())),
-                );
-            }
-        };
-        let spi_in = self.new_spi();
+        let (local_ts, remote_ts) = requested_selectors(ctx, children, &ids)?;
+        let spi_in = self.new_spi(ctx, children);
         let (reply_sa, mut choice, spi_out) =
-            match sa::choose_esp(&sa_p, &self.config.esp_proposals, spi_in) {
-                Ok(v) => v,
-                Err(e) => return refuse(self, e),
-            };
-        if choice.encapsulation != self.config.encapsulation
-            || choice.udp != self.udp_encapsulation().is_some()
+            sa::choose_esp(&sa_p, &ctx.config().esp_proposals, spi_in)?;
+        if choice.encapsulation != ctx.config().encapsulation
+            || choice.udp != ctx.udp_encapsulation().is_some()
         {
-            return refuse(
-                self,
-                Error::NoProposalChosen("encapsulation mode mismatch".into()),
-            );
+            return Err(Error::NoProposalChosen(
+                "encapsulation mode mismatch".into(),
+            ));
         }
-        let nr = super::random_bytes::<32>(&mut *self.rng).to_vec();
+        let nr = ctx.random::<32>().to_vec();
         let (dh, g_qm) = match (choice.proposal.group, ke) {
             (Some(g), Some(ke)) => {
-                let dh = DhKeyPair::generate(g, &mut *self.rng);
+                let dh = DhKeyPair::generate(g, ctx.rng());
                 match dh.shared_secret(&ke) {
                     Ok(s) => (Some(dh), Some(s)),
-                    Err(e) => return refuse(self, Error::Malformed(format!("quick mode KE: {e}"))),
+                    Err(e) => return Err(Error::Malformed(format!("quick mode KE: {e}"))),
                 }
             }
             (None, None) => (None, None),
-            _ => return refuse(self, Error::NoProposalChosen("PFS mismatch".into())),
+            _ => return Err(Error::NoProposalChosen("PFS mismatch".into())),
         };
         let mut rest = vec![Payload::Sa(reply_sa), Payload::Nonce(nr.clone())];
         if let Some(dh) = &dh {
@@ -494,8 +463,8 @@ impl Ike {
             rest.push(Payload::Id(ci.clone()));
             rest.push(Payload::Id(cr.clone()));
         }
-        rest.extend(self.nat_oa_payloads(false));
-        let ours = self.config.esp_lifetime;
+        rest.extend(nat_oa_payloads(ctx, false));
+        let ours = ctx.config().esp_lifetime;
         if choice.lifetime.is_none_or(|l| l > ours) {
             rest.push(Payload::Notify(NotifyPayload {
                 doi: DOI_IPSEC,
@@ -506,28 +475,14 @@ impl Ike {
             }));
             choice.lifetime = Some(ours);
         }
-        let Some(keys) = self.phase1_keys() else {
+        if ctx.keys().is_none() {
             return Ok(());
-        };
-        let (first, body) = codec::encode_payloads(&rest);
-        let hash2 = crypto::prf(keys.prf, &keys.skeyid_a, &[&mid.to_be_bytes(), &ni, &body]);
-        let mut all = Vec::new();
-        Payload::Hash(hash2).encode_with_next(first, &mut all);
-        all.extend_from_slice(&body);
-        let (d, last) = self.seal(
-            ExchangeType::QUICK,
-            mid,
-            PayloadType::HASH,
-            all,
-            &opened.last_block,
-        )?;
-        let child = ChildConfig {
-            local: local_ts,
-            remote: remote_ts,
-        };
+        }
+        let (d, last) =
+            ctx.seal_hashed(ExchangeType::QUICK, mid, &[&ni], &rest, &opened.last_block)?;
         // HASH(3) has no answer: if it is lost only our retransmission repairs it.
-        let pending = Pending::new(d.clone(), now, &self.config.retransmit);
-        self.quick.push(Quick {
+        let pending = Pending::new(d.clone(), now, &ctx.config().retransmit);
+        let q = Quick {
             mid,
             role: Role::Responder,
             state: QmState::ExpectHash3,
@@ -535,43 +490,38 @@ impl Ike {
             ni,
             nr,
             dh: None,
-            peer_ke: Vec::new(),
+            g_qm: g_qm.map(|s| s.to_vec()).unwrap_or_default(),
             spi_in,
             spi_out,
-            child,
+            child: ChildConfig {
+                local: local_ts,
+                remote: remote_ts,
+            },
             offered: Vec::new(),
             choice: Some(choice),
             ids: None,
             pending: Some(pending),
             last: Some((data.to_vec(), d.clone())),
             rekey_of: None,
-        });
-        // Keep the PFS secret with the exchange until keys are derived.
-        if let (Some(q), Some(s)) = (self.quick.last_mut(), g_qm) {
-            q.peer_ke = s.to_vec();
-        }
-        self.send_raw(d);
+        };
+        self.add(ctx, q);
+        ctx.send(d);
         Ok(())
     }
 
+    /// Responder: HASH(3) in: established.
     fn on_quick3(
         &mut self,
-        now: Instant,
+        ctx: &mut IsakmpSa,
         i: usize,
         header: &Header,
-        opened: Opened,
-    ) -> Result<(), Error> {
-        let q = &self.quick[i];
-        let Some(keys) = self.phase1_keys() else {
-            return Ok(());
-        };
-        let Some(first) = opened.payloads.first() else {
-            self.counters.dropped += 1;
-            return Ok(());
-        };
-        let codec::Payload::Hash(h) = &first.payload else {
-            self.counters.dropped += 1;
-            return Ok(());
+        opened: &Opened,
+    ) -> Option<NewChild> {
+        let q = &self.active[i];
+        let keys = ctx.keys()?;
+        let Some(Payload::Hash(h)) = opened.payloads.first().map(|d| &d.payload) else {
+            ctx.dropped();
+            return None;
         };
         let expected = crypto::prf(
             keys.prf,
@@ -579,105 +529,209 @@ impl Ike {
             &[&[0u8], &header.message_id.to_be_bytes(), &q.ni, &q.nr],
         );
         if !crypto::ct_eq(&expected, h) {
-            self.counters.dropped += 1;
-            return Ok(());
+            ctx.dropped();
+            return None;
         }
-        let q = self.quick.remove(i);
-        let Some(choice) = q.choice.clone() else {
-            return Ok(());
+        let q = self.remove(ctx, i);
+        let choice = q.choice.clone()?;
+        let keying = Keying {
+            spi_out: q.spi_out,
+            ni: &q.ni,
+            nr: &q.nr,
+            g_qm: (!q.g_qm.is_empty()).then_some(q.g_qm.as_slice()),
         };
-        let g_qm = (!q.peer_ke.is_empty()).then(|| q.peer_ke.clone());
-        let child = self.child_sa(
-            &q,
-            &choice,
-            q.spi_out,
-            &q.ni,
-            &q.nr,
-            g_qm.as_deref(),
-            Role::Responder,
-        );
-        self.remember_done(q.mid, None);
-        // A quick mode the peer started replaces ours with the same selectors (its rekey).
-        let replaces = self
-            .children
-            .iter()
-            .find(|c| {
-                c.local_ts == child.local_ts
-                    && match (c.remote_ts, child.remote_ts) {
-                        (Some(a), Some(b)) => a.contains(&b) || b.contains(&a),
-                        (a, b) => a == b,
-                    }
-            })
-            .map(|c| c.spi_in);
-        let cfg = q.child.clone();
-        self.child_established(now, child, cfg, None);
-        if let Some(old) = replaces {
-            // The peer deletes the old SA itself; we only stop rekeying it.
-            self.superseded(old);
-        }
-        Ok(())
+        let child = child_sa(ctx, &q, &choice, &keying);
+        self.remember_done(ctx, q.mid, None);
+        Some(NewChild {
+            child,
+            config: q.child,
+            rekey_of: None,
+            by_peer: true,
+        })
     }
+}
 
-    fn remember_done(&mut self, mid: u32, last: Option<Vec<u8>>) {
-        if self.quick_done.len() >= super::phase1::DONE_QUICK_KEEP_PUB {
-            self.quick_done.remove(0);
-        }
-        self.quick_done.push((mid, last));
-    }
+/// What the gateway's quick mode reply holds.
+struct Reply {
+    sa: Option<codec::SaPayload>,
+    nr: Option<Vec<u8>>,
+    ke: Option<Vec<u8>>,
+    ids: Vec<IdPayload>,
+    /// RESPONDER-LIFETIME notify data.
+    lifetime: Option<Vec<u8>>,
+}
 
-    #[allow(clippy::too_many_arguments)]
-    fn child_sa(
-        &self,
-        q: &Quick,
-        choice: &EspChoice,
-        spi_out: u32,
-        ni: &[u8],
-        nr: &[u8],
-        g_qm: Option<&[u8]>,
-        _role: Role,
-    ) -> ChildSa {
-        let p = choice.proposal;
-        let enc_len = p.cipher.keymat_len();
-        let auth_len = p.auth.map(|a| a.key_len()).unwrap_or(0);
-        let keys = self.phase1_keys();
-        let derive = |spi: u32| -> EspKeys {
-            let Some(k) = keys else {
-                return EspKeys {
-                    encryption: Default::default(),
-                    integrity: Default::default(),
-                };
-            };
-            let km = crypto::keymat(
-                k.prf,
-                &k.skeyid_d,
-                g_qm,
-                ProtocolId::ESP.0,
-                &spi.to_be_bytes(),
-                ni,
-                nr,
-                enc_len + auth_len,
-            );
-            EspKeys {
-                encryption: zeroize::Zeroizing::new(km[..enc_len].to_vec()),
-                integrity: zeroize::Zeroizing::new(km[enc_len..].to_vec()),
+/// The payloads of a reply; an error notify in it is the quick mode's failure.
+fn read_reply(opened: &Opened) -> Result<Reply, Error> {
+    let mut r = Reply {
+        sa: None,
+        nr: None,
+        ke: None,
+        ids: Vec::new(),
+        lifetime: None,
+    };
+    for d in &opened.payloads {
+        match &d.payload {
+            Payload::Sa(s) => r.sa = Some(s.clone()),
+            Payload::Nonce(n) => r.nr = Some(n.clone()),
+            Payload::Ke(k) => r.ke = Some(k.clone()),
+            Payload::Id(id) => r.ids.push(id.clone()),
+            Payload::Notify(n) if n.kind == NotifyType::RESPONDER_LIFETIME => {
+                r.lifetime = Some(n.data.clone())
             }
-        };
-        ChildSa {
-            proposal: p,
-            encapsulation: choice.encapsulation,
-            udp_encapsulation: choice.udp,
-            spi_in: q.spi_in,
-            spi_out,
-            keys_in: derive(q.spi_in),
-            keys_out: derive(spi_out),
-            local_ts: q.child.local,
-            remote_ts: q.child.remote,
-            lifetime: choice
-                .lifetime
-                .unwrap_or(self.config.esp_lifetime)
-                .min(self.config.esp_lifetime),
-            lifetime_kb: min_opt(choice.lifetime_kb, self.config.esp_lifetime_kb),
+            Payload::Notify(n) if n.kind.is_error() => {
+                return Err(Error::from_notify(n.kind, &n.data));
+            }
+            _ => {}
         }
+    }
+    Ok(r)
+}
+
+/// The shared PFS secret of a quick mode (`None` without PFS).
+type PfsSecret = Option<zeroize::Zeroizing<Vec<u8>>>;
+
+/// Checks the reply against our offer: the choice (with RESPONDER-LIFETIME
+/// applied), the peer's SPI, Nr and the PFS secret.
+fn check_reply(
+    ctx: &IsakmpSa,
+    q: &Quick,
+    r: Reply,
+) -> Result<(EspChoice, u32, Vec<u8>, PfsSecret), Error> {
+    let sa_p =
+        r.sa.ok_or_else(|| Error::Malformed("quick mode reply without SA".into()))?;
+    let nr =
+        r.nr.ok_or_else(|| Error::Malformed("quick mode reply without nonce".into()))?;
+    let udp = ctx.udp_encapsulation().is_some();
+    let (mut choice, spi_out) =
+        sa::check_esp_reply(&sa_p, &q.offered, ctx.config().encapsulation, udp)?;
+    if let Some((ci, cr)) = &q.ids
+        && (r.ids.len() != 2 || r.ids[0] != *ci || r.ids[1] != *cr)
+    {
+        return Err(Error::InvalidId(
+            "the gateway answered with other traffic selectors".into(),
+        ));
+    }
+    let g_qm = match (&q.dh, choice.proposal.group, r.ke) {
+        (Some(dh), Some(_), Some(ke)) => Some(
+            dh.shared_secret(&ke)
+                .map_err(|e| Error::Malformed(format!("quick mode KE: {e}")))?,
+        ),
+        (None, None, None) => None,
+        _ => {
+            return Err(Error::NoProposalChosen(
+                "PFS mismatch in the gateway's answer".into(),
+            ));
+        }
+    };
+    if let Some(data) = r.lifetime {
+        let (secs, kb) = sa::parse_responder_lifetime(&data);
+        choice.lifetime = min_opt(choice.lifetime, secs);
+        choice.lifetime_kb = min_opt(choice.lifetime_kb, kb);
+    }
+    Ok((choice, spi_out, nr, g_qm))
+}
+
+/// Traffic selectors of a quick mode the peer starts: the peer's (IDci) must lie
+/// in what we accept for it, ours (IDcr) in what we have. Returns (ours, peer's).
+fn requested_selectors(
+    ctx: &IsakmpSa,
+    children: &Children,
+    ids: &[IdPayload],
+) -> Result<(Option<TrafficSelector>, Option<TrafficSelector>), Error> {
+    match ids {
+        [] => Ok((None, None)),
+        [ci, cr] => match (id_to_ts(ci), id_to_ts(cr)) {
+            (Some(peer), Some(ours)) => {
+                if !children.accepts_selectors(ctx, &peer, &ours) {
+                    return Err(Error::InvalidId(format!(
+                        "traffic selectors {peer} <-> {ours} are not allowed"
+                    )));
+                }
+                Ok((Some(ours), Some(peer)))
+            }
+            _ => Err(Error::InvalidId("unsupported ID type in quick mode".into())),
+        },
+        _ => Err(Error::InvalidId(format!("{} IDs in quick mode", ids.len()))),
+    }
+}
+
+/// RFC 3947 §5.2: in UDP-encapsulated transport mode each quick mode message carries
+/// the original addresses (NAT-OAi, NAT-OAr) so the peer can fix TCP/UDP checksums.
+fn nat_oa_payloads(ctx: &IsakmpSa, we_initiate: bool) -> Vec<Payload> {
+    let Some(v) = ctx.udp_encapsulation() else {
+        return Vec::new();
+    };
+    if ctx.config().encapsulation != super::Encapsulation::Transport {
+        return Vec::new();
+    }
+    let (i, r) = if we_initiate {
+        (ctx.local_ip(), ctx.remote().ip())
+    } else {
+        (ctx.remote().ip(), ctx.local_ip())
+    };
+    let oa = |ip| {
+        let ts = super::TrafficSelector::host(ip);
+        Payload::NatOa {
+            draft: v.draft(),
+            id: ts_to_id(&ts),
+        }
+    };
+    vec![oa(i), oa(r)]
+}
+
+/// What KEYMAT is made of besides phase 1's SKEYID_d.
+struct Keying<'a> {
+    spi_out: u32,
+    ni: &'a [u8],
+    nr: &'a [u8],
+    g_qm: Option<&'a [u8]>,
+}
+
+/// The SA pair a completed quick mode made, with its keys.
+fn child_sa(ctx: &IsakmpSa, q: &Quick, choice: &EspChoice, k: &Keying<'_>) -> ChildSa {
+    let p = choice.proposal;
+    let enc_len = p.cipher.keymat_len();
+    let auth_len = p.auth.map(|a| a.key_len()).unwrap_or(0);
+    let keys = ctx.keys();
+    let derive = |spi: u32| -> EspKeys {
+        let Some(p1) = keys else {
+            return EspKeys {
+                encryption: Default::default(),
+                integrity: Default::default(),
+            };
+        };
+        let km = crypto::keymat(
+            p1.prf,
+            &p1.skeyid_d,
+            k.g_qm,
+            ProtocolId::ESP.0,
+            &spi.to_be_bytes(),
+            k.ni,
+            k.nr,
+            enc_len + auth_len,
+        );
+        EspKeys {
+            encryption: zeroize::Zeroizing::new(km[..enc_len].to_vec()),
+            integrity: zeroize::Zeroizing::new(km[enc_len..].to_vec()),
+        }
+    };
+    let cfg = ctx.config();
+    ChildSa {
+        proposal: p,
+        encapsulation: choice.encapsulation,
+        udp_encapsulation: choice.udp,
+        spi_in: q.spi_in,
+        spi_out: k.spi_out,
+        keys_in: derive(q.spi_in),
+        keys_out: derive(k.spi_out),
+        local_ts: q.child.local,
+        remote_ts: q.child.remote,
+        lifetime: choice
+            .lifetime
+            .unwrap_or(cfg.esp_lifetime)
+            .min(cfg.esp_lifetime),
+        lifetime_kb: min_opt(choice.lifetime_kb, cfg.esp_lifetime_kb),
     }
 }
 

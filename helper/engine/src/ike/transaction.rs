@@ -16,13 +16,11 @@ use std::time::{Duration, Instant};
 
 use zeroize::Zeroizing;
 
-use crate::codec::{
-    self, AttrPayload, AttrValue, Attribute, ExchangeType, Header, Payload, PayloadType, cfg_attr,
-};
+use crate::codec::{AttrPayload, AttrValue, Attribute, ExchangeType, Header, Payload, cfg_attr};
 use crate::crypto;
 
 use super::exchange::Pending;
-use super::phase1::{Ike, split_hash};
+use super::sa_ctx::{IsakmpSa, split_hash};
 use super::{ChildConfig, Error, Event, Role, TrafficSelector};
 
 /// How long the client waits for the gateway to start XAuth or push Mode Config.
@@ -363,64 +361,118 @@ fn mode_config_request(want: Option<Ipv4Addr>) -> Vec<Attribute> {
     ]
 }
 
-impl Ike {
+/// What the setup asks of the IKE SA after a step.
+#[derive(Debug)]
+pub(crate) enum Step {
+    /// Waiting for the peer or the user.
+    Wait,
+    /// The setup is complete: start quick modes for these children.
+    Done(Vec<ChildConfig>),
+    /// The setup failed for good: the IKE SA fails with this error.
+    Failed(Error),
+}
+
+/// The transaction exchanges after phase 1 (XAuth, Mode Config), either role.
+#[derive(Debug)]
+pub(crate) struct Transaction {
+    setup: Setup,
+    /// What Mode Config gave us.
+    mode_config: Option<ModeConfigInfo>,
+    /// The identifier of the gateway's last XAuth REQUEST (our REPLY repeats it).
+    cfg_request_identifier: u16,
+    /// This setup runs on a phase 1 renewal: the result only re-establishes the
+    /// address; the renewed SA moves the ESP SAs.
+    renewal: bool,
+}
+
+impl Transaction {
+    pub fn new(renewal: bool) -> Transaction {
+        Transaction {
+            setup: Setup::NotStarted,
+            mode_config: None,
+            cfg_request_identifier: 0,
+            renewal,
+        }
+    }
+
+    /// Phase 1, XAuth and Mode Config are all done.
+    pub fn is_done(&self) -> bool {
+        matches!(self.setup, Setup::Done)
+    }
+    /// An XAuth question waits for the user's answer.
+    pub fn is_prompting(&self) -> bool {
+        matches!(self.setup, Setup::Prompting { .. })
+    }
+    pub fn deadline(&self) -> Option<Instant> {
+        self.setup.deadline()
+    }
+    pub fn mode_config(&self) -> Option<&ModeConfigInfo> {
+        self.mode_config.as_ref()
+    }
+    /// A renewal's Mode Config result replaces ours (the same address, normally).
+    pub fn adopt_mode_config(&mut self, other: Transaction) {
+        if other.mode_config.is_some() {
+            self.mode_config = other.mode_config;
+        }
+    }
+
     /// After phase 1: what comes next (XAuth, Mode Config, or quick mode).
-    pub(super) fn begin_setup(&mut self, now: Instant) {
-        self.last_refusal = None;
-        match self.role {
+    pub fn begin(&mut self, ctx: &mut IsakmpSa, now: Instant) -> Step {
+        ctx.take_refusal();
+        match ctx.role() {
             Role::Initiator => {
-                if self.config.xauth.is_some() {
+                if ctx.config().xauth.is_some() {
                     self.setup = Setup::AwaitXAuth {
                         deadline: super::now_plus(now, SETUP_PATIENCE),
                     };
+                    Step::Wait
                 } else {
-                    self.after_xauth(now);
+                    self.after_xauth(ctx, now)
                 }
             }
             Role::Responder => {
-                if self.config.xauth_server.is_some() {
-                    self.server_xauth_round(now, 0);
+                if ctx.config().xauth_server.is_some() {
+                    self.server_xauth_round(ctx, now, 0)
                 } else {
-                    self.server_after_xauth(now);
+                    self.server_after_xauth(ctx, now)
                 }
             }
         }
     }
 
     /// Client: XAuth done (or not used): Mode Config, then quick mode.
-    fn after_xauth(&mut self, now: Instant) {
-        match self.config.mode_config {
+    fn after_xauth(&mut self, ctx: &mut IsakmpSa, now: Instant) -> Step {
+        match ctx.config().mode_config {
             ModeConfigMode::Off => {
                 self.setup = Setup::Done;
-                let children = self.config.children.clone();
-                for c in children {
-                    self.start_quick(now, c);
-                }
+                Step::Done(ctx.config().children.clone())
             }
             ModeConfigMode::Push => {
                 self.setup = Setup::AwaitModeConfigSet {
                     deadline: super::now_plus(now, SETUP_PATIENCE),
                 };
+                Step::Wait
             }
             ModeConfigMode::Pull => {
-                let mid = self.new_message_id();
+                let mid = ctx.new_message_id();
                 let attr = AttrPayload {
                     cfg_type: cfg_attr::REQUEST,
-                    identifier: self.cfg_identifier(),
-                    attributes: mode_config_request(self.config.requested_address),
+                    identifier: cfg_identifier(ctx),
+                    attributes: mode_config_request(ctx.config().requested_address),
                 };
-                let iv = self.exchange_iv(mid);
-                match self.seal_transaction(mid, attr, &iv) {
+                let iv = ctx.exchange_iv(mid);
+                match seal_transaction(ctx, mid, attr, &iv) {
                     Ok((d, last)) => {
-                        let pending = Pending::new(d.clone(), now, &self.config.retransmit);
+                        let pending = Pending::new(d.clone(), now, &ctx.config().retransmit);
                         self.setup = Setup::AwaitModeConfigReply {
                             mid,
                             iv: last,
                             pending,
                         };
-                        self.send_raw(d);
+                        ctx.send(d);
+                        Step::Wait
                     }
-                    Err(e) => self.fail_setup(e),
+                    Err(e) => self.fail(e),
                 }
             }
         }
@@ -428,24 +480,24 @@ impl Ike {
 
     /// Client: Mode Config result in hand: report it and start quick mode with
     /// the virtual IP as our selector and the split networks as the peer's.
-    fn mode_config_done(&mut self, now: Instant, info: ModeConfigInfo) {
+    fn mode_config_done(&mut self, ctx: &mut IsakmpSa, info: ModeConfigInfo) -> Step {
         self.setup = Setup::Done;
-        if self.is_renewal {
+        if self.renewal {
             // A renewal only re-establishes the address on the new ISAKMP SA; the
             // ESP SAs are moved over by the SA it renews.
             self.mode_config = Some(info);
-            return;
+            return Step::Done(Vec::new());
         }
-        self.out.events.push_back(Event::ModeConfig(info.clone()));
+        ctx.event(Event::ModeConfig(info.clone()));
         let Some(vip) = info.address else {
-            self.fail_setup(Error::Local(
+            return self.fail(Error::Local(
                 "the gateway assigned no virtual IP address (Mode Config)".into(),
             ));
-            return;
         };
         let local = TrafficSelector::host(IpAddr::V4(vip));
-        let remotes: Vec<TrafficSelector> = if !self.config.remote_networks.is_empty() {
-            self.config.remote_networks.clone()
+        let cfg = ctx.config();
+        let remotes: Vec<TrafficSelector> = if !cfg.remote_networks.is_empty() {
+            cfg.remote_networks.clone()
         } else if !info.split_include.is_empty() {
             info.split_include.clone()
         } else {
@@ -455,71 +507,37 @@ impl Ike {
             }]
         };
         self.mode_config = Some(info);
-        for r in remotes.into_iter().filter(|r| r.addr.is_ipv4()) {
-            self.start_quick(
-                now,
-                ChildConfig {
+        Step::Done(
+            remotes
+                .into_iter()
+                .filter(|r| r.addr.is_ipv4())
+                .map(|r| ChildConfig {
                     local: Some(local),
                     remote: Some(r),
-                },
-            );
-        }
+                })
+                .collect(),
+        )
     }
 
-    fn fail_setup(&mut self, e: Error) {
+    fn fail(&mut self, e: Error) -> Step {
         self.setup = Setup::Done;
-        self.fail(e);
+        Step::Failed(e)
     }
 
-    fn cfg_identifier(&mut self) -> u16 {
-        u16::from_be_bytes(super::random_bytes::<2>(&mut *self.rng))
-    }
-
-    /// `HDR*, HASH, ATTR` for a transaction with `iv`; returns datagram and next IV.
-    fn seal_transaction(
-        &self,
-        mid: u32,
-        attr: AttrPayload,
-        iv: &[u8],
-    ) -> Result<(Vec<u8>, Vec<u8>), Error> {
-        let keys = self
-            .phase1_keys()
-            .ok_or_else(|| Error::Local("no phase 1 keys".into()))?;
-        let (first, body) = codec::encode_payloads(&[Payload::Attr(attr)]);
-        let hash = crypto::prf(keys.prf, &keys.skeyid_a, &[&mid.to_be_bytes(), &body]);
-        let mut all = Vec::new();
-        Payload::Hash(hash).encode_with_next(first, &mut all);
-        all.extend_from_slice(&body);
-        self.seal(ExchangeType::TRANSACTION, mid, PayloadType::HASH, all, iv)
-    }
-
-    /// Answers a request of the peer in the same transaction and remembers the
-    /// answer for retransmitted requests.
-    fn answer_transaction(
+    /// A transaction message (exchange type 6).
+    pub fn handle(
         &mut self,
-        request: &[u8],
-        mid: u32,
-        iv: &[u8],
-        attr: AttrPayload,
-    ) -> Result<(), Error> {
-        let (d, _) = self.seal_transaction(mid, attr, iv)?;
-        self.set_last_exchange(request.to_vec(), d.clone());
-        self.send_raw(d);
-        Ok(())
-    }
-
-    pub(super) fn handle_transaction(
-        &mut self,
+        ctx: &mut IsakmpSa,
         now: Instant,
         header: &Header,
         data: &[u8],
-    ) -> Result<(), Error> {
+    ) -> Result<Step, Error> {
         let mid = header.message_id;
         let iv = match &self.setup {
             Setup::Prompting { mid: m, .. } if *m == mid => {
                 // A retransmitted REQUEST while the user is typing: ignore.
-                self.counters.dropped += 1;
-                return Ok(());
+                ctx.dropped();
+                return Ok(Step::Wait);
             }
             Setup::AwaitModeConfigReply { mid: m, iv, .. }
             | Setup::ServerXAuth { mid: m, iv, .. }
@@ -528,48 +546,52 @@ impl Ike {
             {
                 iv.clone()
             }
-            _ => self.exchange_iv(mid),
+            _ => ctx.exchange_iv(mid),
         };
-        let opened = match self.open(header, data, &iv) {
+        let opened = match ctx.open(header, data, &iv) {
             Ok(o) => o,
             Err(e) => {
-                self.refuse_transaction(mid, e);
-                return Ok(());
+                self.refuse(ctx, mid, e);
+                return Ok(Step::Wait);
             }
         };
-        let Some((hash, rest)) = split_hash(&opened) else {
-            self.refuse_transaction(mid, "it does not start with a HASH payload");
-            return Ok(());
-        };
-        let Some(keys) = self.phase1_keys() else {
-            return Ok(());
-        };
-        let expected = crypto::prf(keys.prf, &keys.skeyid_a, &[&mid.to_be_bytes(), rest]);
-        if !crypto::ct_eq(&expected, hash) {
-            self.refuse_transaction(
+        if split_hash(&opened).is_none() {
+            self.refuse(ctx, mid, "it does not start with a HASH payload");
+            return Ok(Step::Wait);
+        }
+        if ctx.keys().is_none() {
+            return Ok(Step::Wait);
+        }
+        if !ctx.verify_hash(header, &opened, &[]) {
+            self.refuse(
+                ctx,
                 mid,
                 "its HASH does not match prf(SKEYID_a, M-ID | payloads after HASH)",
             );
-            return Ok(());
+            return Ok(Step::Wait);
         }
         let Some(attr) = opened.payloads.iter().find_map(|d| match &d.payload {
             Payload::Attr(a) => Some(a.clone()),
             _ => None,
         }) else {
-            self.refuse_transaction(mid, "it has no attribute payload");
-            return Ok(());
+            self.refuse(ctx, mid, "it has no attribute payload");
+            return Ok(Step::Wait);
         };
-        let next_iv = opened.last_block.clone();
-        match self.role {
-            Role::Initiator => self.client_transaction(now, data, mid, next_iv, attr),
-            Role::Responder => self.server_transaction(now, data, mid, next_iv, attr),
+        let msg = TxMsg {
+            data,
+            mid,
+            iv: opened.last_block.clone(),
+        };
+        match ctx.role() {
+            Role::Initiator => self.client_transaction(ctx, now, msg, attr),
+            Role::Responder => self.server_transaction(ctx, now, msg, attr),
         }
     }
 
     /// A transaction message (XAuth / Mode Config) that could not be used. While
-    /// the setup waits for something it is reported ([`Ike::refuse`]), named after
-    /// what we wait for; afterwards (a late retransmission) it is only counted.
-    fn refuse_transaction(&mut self, mid: u32, why: impl fmt::Display) {
+    /// the setup waits for something it is reported ([`IsakmpSa::refuse`]), named
+    /// after what we wait for; afterwards (a late retransmission) it is only counted.
+    fn refuse(&self, ctx: &mut IsakmpSa, mid: u32, why: impl fmt::Display) {
         let what = match &self.setup {
             Setup::AwaitModeConfigReply { mid: m, .. } if *m == mid => "the Mode Config reply",
             Setup::AwaitModeConfigReply { .. } | Setup::AwaitModeConfigSet { .. } => {
@@ -579,23 +601,22 @@ impl Ike {
             Setup::ServerXAuth { .. } => "an XAuth reply",
             Setup::ServerModeConfigSet { .. } => "a Mode Config acknowledgement",
             _ => {
-                self.counters.dropped += 1;
+                ctx.dropped();
                 return;
             }
         };
-        self.refuse(what, why);
+        ctx.refuse(what, why);
     }
 
     // ----- client ----------------------------------------------------------
 
     fn client_transaction(
         &mut self,
+        ctx: &mut IsakmpSa,
         now: Instant,
-        data: &[u8],
-        mid: u32,
-        iv: Vec<u8>,
+        msg: TxMsg<'_>,
         attr: AttrPayload,
-    ) -> Result<(), Error> {
+    ) -> Result<Step, Error> {
         let is_xauth = attr
             .attributes
             .iter()
@@ -606,70 +627,42 @@ impl Ike {
                     Setup::AwaitXAuth { .. } => 0,
                     Setup::AwaitXAuthStatus { rounds, .. } => *rounds,
                     _ => {
-                        self.counters.dropped += 1;
-                        return Ok(());
+                        ctx.dropped();
+                        return Ok(Step::Wait);
                     }
                 };
-                self.on_xauth_request(now, data, mid, iv, attr, rounds)
+                self.on_xauth_request(ctx, now, msg, attr, rounds)
+                    .map(|()| Step::Wait)
             }
             (cfg_attr::SET, true) => {
                 if !matches!(
                     self.setup,
                     Setup::AwaitXAuthStatus { .. } | Setup::AwaitXAuth { .. }
                 ) {
-                    self.counters.dropped += 1;
-                    return Ok(());
+                    ctx.dropped();
+                    return Ok(Step::Wait);
                 }
-                let status = attr
-                    .attributes
-                    .iter()
-                    .find(|a| a.kind == cfg_attr::XAUTH_STATUS)
-                    .and_then(Attribute::as_u64);
-                let message = attr
-                    .attributes
-                    .iter()
-                    .find(|a| a.kind == cfg_attr::XAUTH_MESSAGE)
-                    .map(|a| text(bytes(a)))
-                    .filter(|s| !s.is_empty());
-                let ack = AttrPayload {
-                    cfg_type: cfg_attr::ACK,
-                    identifier: attr.identifier,
-                    attributes: vec![Attribute::basic(
-                        cfg_attr::XAUTH_STATUS,
-                        status.unwrap_or(0) as u16,
-                    )],
-                };
-                self.answer_transaction(data, mid, &iv, ack)?;
-                if status == Some(cfg_attr::XAUTH_STATUS_OK as u64) {
-                    self.out.events.push_back(Event::XAuthSucceeded);
-                    self.after_xauth(now);
-                    Ok(())
-                } else {
-                    Err(Error::XAuthFailed(
-                        message.unwrap_or_else(|| "the gateway refused the login".into()),
-                    ))
-                }
+                self.on_xauth_status(ctx, now, msg, attr)
             }
             (cfg_attr::REPLY, false) => {
                 let Setup::AwaitModeConfigReply { mid: m, .. } = &self.setup else {
-                    self.counters.dropped += 1;
-                    return Ok(());
+                    ctx.dropped();
+                    return Ok(Step::Wait);
                 };
-                if *m != mid {
-                    self.counters.dropped += 1;
-                    return Ok(());
+                if *m != msg.mid {
+                    ctx.dropped();
+                    return Ok(Step::Wait);
                 }
                 let info = parse_mode_config(&attr.attributes);
-                self.mode_config_done(now, info);
-                Ok(())
+                Ok(self.mode_config_done(ctx, info))
             }
             (cfg_attr::SET, false) => {
                 if !matches!(
                     self.setup,
                     Setup::AwaitModeConfigSet { .. } | Setup::AwaitModeConfigReply { .. }
                 ) {
-                    self.counters.dropped += 1;
-                    return Ok(());
+                    ctx.dropped();
+                    return Ok(Step::Wait);
                 }
                 let info = parse_mode_config(&attr.attributes);
                 // ACK names the attributes we accept.
@@ -683,23 +676,59 @@ impl Ike {
                     identifier: attr.identifier,
                     attributes: acked,
                 };
-                self.answer_transaction(data, mid, &iv, ack)?;
-                self.mode_config_done(now, info);
-                Ok(())
+                answer_transaction(ctx, &msg, ack)?;
+                Ok(self.mode_config_done(ctx, info))
             }
             _ => {
-                self.counters.dropped += 1;
-                Ok(())
+                ctx.dropped();
+                Ok(Step::Wait)
             }
+        }
+    }
+
+    /// The gateway's SET with the XAuth status: ACK it; on success Mode Config next.
+    fn on_xauth_status(
+        &mut self,
+        ctx: &mut IsakmpSa,
+        now: Instant,
+        msg: TxMsg<'_>,
+        attr: AttrPayload,
+    ) -> Result<Step, Error> {
+        let status = attr
+            .attributes
+            .iter()
+            .find(|a| a.kind == cfg_attr::XAUTH_STATUS)
+            .and_then(Attribute::as_u64);
+        let message = attr
+            .attributes
+            .iter()
+            .find(|a| a.kind == cfg_attr::XAUTH_MESSAGE)
+            .map(|a| text(bytes(a)))
+            .filter(|s| !s.is_empty());
+        let ack = AttrPayload {
+            cfg_type: cfg_attr::ACK,
+            identifier: attr.identifier,
+            attributes: vec![Attribute::basic(
+                cfg_attr::XAUTH_STATUS,
+                status.unwrap_or(0) as u16,
+            )],
+        };
+        answer_transaction(ctx, &msg, ack)?;
+        if status == Some(cfg_attr::XAUTH_STATUS_OK as u64) {
+            ctx.event(Event::XAuthSucceeded);
+            Ok(self.after_xauth(ctx, now))
+        } else {
+            Err(Error::XAuthFailed(
+                message.unwrap_or_else(|| "the gateway refused the login".into()),
+            ))
         }
     }
 
     fn on_xauth_request(
         &mut self,
+        ctx: &mut IsakmpSa,
         now: Instant,
-        data: &[u8],
-        mid: u32,
-        iv: Vec<u8>,
+        msg: TxMsg<'_>,
         attr: AttrPayload,
         rounds: u32,
     ) -> Result<(), Error> {
@@ -712,7 +741,7 @@ impl Ike {
             .find(|s| !s.is_empty());
         let fields: Vec<XAuthField> = asked.iter().filter_map(|k| field_of(*k)).collect();
         self.cfg_request_identifier = attr.identifier;
-        let cfg = self.config.xauth.clone();
+        let cfg = ctx.config().xauth.clone();
         // The first round answers itself when the profile holds everything asked.
         let automatic = rounds == 0
             && cfg.as_ref().is_some_and(|c| {
@@ -722,56 +751,54 @@ impl Ike {
                     _ => false,
                 })
             });
-        if automatic {
-            let c = cfg.unwrap_or(XAuthConfig {
-                username: String::new(),
-                password: None,
-            });
-            let mut values = Vec::new();
-            for f in &fields {
-                match f {
-                    XAuthField::UserName => values.push((*f, Zeroizing::new(c.username.clone()))),
-                    XAuthField::Password => values.push((
-                        *f,
-                        c.password
-                            .clone()
-                            .unwrap_or_else(|| Zeroizing::new(String::new())),
-                    )),
-                    _ => {}
-                }
-            }
-            self.send_xauth_reply(now, data, mid, &iv, &asked, Credentials { values }, rounds)
-        } else {
+        if !automatic {
             self.setup = Setup::Prompting {
-                mid,
-                iv,
-                request: data.to_vec(),
+                mid: msg.mid,
+                iv: msg.iv,
+                request: msg.data.to_vec(),
                 asked,
                 rounds,
             };
-            self.out
-                .events
-                .push_back(Event::CredentialsRequired(CredentialsRequest {
-                    fields,
-                    message,
-                }));
-            Ok(())
+            ctx.event(Event::CredentialsRequired(CredentialsRequest {
+                fields,
+                message,
+            }));
+            return Ok(());
         }
+        let c = cfg.unwrap_or(XAuthConfig {
+            username: String::new(),
+            password: None,
+        });
+        let mut values = Vec::new();
+        for f in &fields {
+            match f {
+                XAuthField::UserName => values.push((*f, Zeroizing::new(c.username.clone()))),
+                XAuthField::Password => values.push((
+                    *f,
+                    c.password
+                        .clone()
+                        .unwrap_or_else(|| Zeroizing::new(String::new())),
+                )),
+                _ => {}
+            }
+        }
+        let round = Round {
+            asked: &asked,
+            rounds,
+        };
+        self.send_xauth_reply(ctx, now, &msg, &round, Credentials { values })
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn send_xauth_reply(
         &mut self,
+        ctx: &mut IsakmpSa,
         now: Instant,
-        request: &[u8],
-        mid: u32,
-        iv: &[u8],
-        asked: &[u16],
+        msg: &TxMsg<'_>,
+        round: &Round<'_>,
         creds: Credentials,
-        rounds: u32,
     ) -> Result<(), Error> {
         let mut attributes = Vec::new();
-        for k in asked {
+        for k in round.asked {
             if *k == cfg_attr::XAUTH_TYPE {
                 attributes.push(Attribute::basic(
                     cfg_attr::XAUTH_TYPE,
@@ -787,8 +814,8 @@ impl Ike {
                 .map(|(_, v)| v.as_bytes().to_vec());
             let value = match (f, value) {
                 (_, Some(v)) => v,
-                (XAuthField::UserName, None) => self
-                    .config
+                (XAuthField::UserName, None) => ctx
+                    .config()
                     .xauth
                     .as_ref()
                     .map(|c| c.username.clone().into_bytes())
@@ -802,27 +829,23 @@ impl Ike {
             identifier: self.cfg_request_identifier,
             attributes,
         };
-        let (d, _) = self.seal_transaction(mid, reply, iv)?;
         // The reply may hold a password: it is not kept for retransmission beyond the SA.
-        self.set_last_exchange(request.to_vec(), d.clone());
-        self.send_raw(d);
+        answer_transaction(ctx, msg, reply)?;
         self.setup = Setup::AwaitXAuthStatus {
             deadline: super::now_plus(now, SETUP_PATIENCE),
-            rounds: rounds + 1,
+            rounds: round.rounds + 1,
         };
         Ok(())
     }
 
     /// Answers the pending XAuth round (after [`Event::CredentialsRequired`]).
-    pub fn submit_credentials(&mut self, now: Instant, creds: Credentials) -> Result<(), Error> {
-        // A phase 1 renewal asking again (XAuth on the new ISAKMP SA).
-        if let Some(r) = self.renewal.as_mut()
-            && matches!(r.setup, Setup::Prompting { .. })
-        {
-            let res = r.submit_credentials(now, creds);
-            self.pump_renewal(now);
-            return res;
-        }
+    /// `Ok(Step::Failed)` when the answer could not be sent.
+    pub fn submit_credentials(
+        &mut self,
+        ctx: &mut IsakmpSa,
+        now: Instant,
+        creds: Credentials,
+    ) -> Result<Step, Error> {
         let Setup::Prompting {
             mid,
             iv,
@@ -835,16 +858,24 @@ impl Ike {
                 "no XAuth question is waiting for an answer".into(),
             ));
         };
-        let r = self.send_xauth_reply(now, &request, mid, &iv, &asked, creds, rounds);
-        if let Err(e) = &r {
-            self.fail(e.clone());
-        }
-        r
+        let msg = TxMsg {
+            data: &request,
+            mid,
+            iv,
+        };
+        let round = Round {
+            asked: &asked,
+            rounds,
+        };
+        Ok(match self.send_xauth_reply(ctx, now, &msg, &round, creds) {
+            Ok(()) => Step::Wait,
+            Err(e) => Step::Failed(e),
+        })
     }
 
     // ----- gateway (responder) ----------------------------------------------
 
-    fn server_xauth_round(&mut self, now: Instant, round: u32) {
+    fn server_xauth_round(&mut self, ctx: &mut IsakmpSa, now: Instant, round: u32) -> Step {
         let mut attributes = vec![Attribute::basic(
             cfg_attr::XAUTH_TYPE,
             cfg_attr::XAUTH_TYPE_GENERIC,
@@ -864,19 +895,19 @@ impl Ike {
         }
         let attr = AttrPayload {
             cfg_type: cfg_attr::REQUEST,
-            identifier: self.cfg_identifier(),
+            identifier: cfg_identifier(ctx),
             attributes,
         };
-        self.server_send(now, attr, |mid, iv, pending| Setup::ServerXAuth {
+        self.server_send(ctx, now, attr, |mid, iv, pending| Setup::ServerXAuth {
             mid,
             iv,
             pending,
             round,
             status_sent: None,
-        });
+        })
     }
 
-    fn server_status(&mut self, now: Instant, ok: bool) {
+    fn server_status(&mut self, ctx: &mut IsakmpSa, now: Instant, ok: bool) -> Step {
         let mut attributes = vec![Attribute::basic(cfg_attr::XAUTH_STATUS, u16::from(ok))];
         if !ok {
             attributes.push(Attribute::variable(
@@ -886,66 +917,69 @@ impl Ike {
         }
         let attr = AttrPayload {
             cfg_type: cfg_attr::SET,
-            identifier: self.cfg_identifier(),
+            identifier: cfg_identifier(ctx),
             attributes,
         };
-        self.server_send(now, attr, |mid, iv, pending| Setup::ServerXAuth {
+        self.server_send(ctx, now, attr, |mid, iv, pending| Setup::ServerXAuth {
             mid,
             iv,
             pending,
             round: 0,
             status_sent: Some(ok),
-        });
+        })
     }
 
     fn server_send(
         &mut self,
+        ctx: &mut IsakmpSa,
         now: Instant,
         attr: AttrPayload,
         state: impl FnOnce(u32, Vec<u8>, Pending) -> Setup,
-    ) {
-        let mid = self.new_message_id();
-        let iv = self.exchange_iv(mid);
-        match self.seal_transaction(mid, attr, &iv) {
+    ) -> Step {
+        let mid = ctx.new_message_id();
+        let iv = ctx.exchange_iv(mid);
+        match seal_transaction(ctx, mid, attr, &iv) {
             Ok((d, last)) => {
-                let pending = Pending::new(d.clone(), now, &self.config.retransmit);
+                let pending = Pending::new(d.clone(), now, &ctx.config().retransmit);
                 self.setup = state(mid, last, pending);
-                self.send_raw(d);
+                ctx.send(d);
+                Step::Wait
             }
-            Err(e) => self.fail_setup(e),
+            Err(e) => self.fail(e),
         }
     }
 
-    fn server_after_xauth(&mut self, now: Instant) {
-        match (
-            self.config.mode_config,
-            self.config.mode_config_server.clone(),
-        ) {
+    fn server_after_xauth(&mut self, ctx: &mut IsakmpSa, now: Instant) -> Step {
+        let cfg = ctx.config();
+        match (cfg.mode_config, cfg.mode_config_server.clone()) {
             (ModeConfigMode::Push, Some(info)) => {
                 let attr = AttrPayload {
                     cfg_type: cfg_attr::SET,
-                    identifier: self.cfg_identifier(),
+                    identifier: cfg_identifier(ctx),
                     attributes: mode_config_attributes(&info),
                 };
-                self.server_send(now, attr, |mid, iv, pending| Setup::ServerModeConfigSet {
-                    mid,
-                    iv,
-                    pending,
-                });
+                self.server_send(ctx, now, attr, |mid, iv, pending| {
+                    Setup::ServerModeConfigSet { mid, iv, pending }
+                })
             }
-            (ModeConfigMode::Pull, Some(_)) => self.setup = Setup::ServerAwaitModeConfig,
-            _ => self.setup = Setup::Done,
+            (ModeConfigMode::Pull, Some(_)) => {
+                self.setup = Setup::ServerAwaitModeConfig;
+                Step::Wait
+            }
+            _ => {
+                self.setup = Setup::Done;
+                Step::Done(Vec::new())
+            }
         }
     }
 
     fn server_transaction(
         &mut self,
+        ctx: &mut IsakmpSa,
         now: Instant,
-        data: &[u8],
-        mid: u32,
-        iv: Vec<u8>,
+        msg: TxMsg<'_>,
         attr: AttrPayload,
-    ) -> Result<(), Error> {
+    ) -> Result<Step, Error> {
         let setup = std::mem::replace(&mut self.setup, Setup::NotStarted);
         match (setup, attr.cfg_type) {
             (
@@ -956,35 +990,7 @@ impl Ike {
                     ..
                 },
                 cfg_attr::REPLY,
-            ) if m == mid => {
-                let Some(server) = self.config.xauth_server.clone() else {
-                    return Ok(());
-                };
-                let get = |k: u16| {
-                    attr.attributes
-                        .iter()
-                        .find(|a| a.kind == k)
-                        .map(|a| bytes(a).to_vec())
-                };
-                let ok = if round == 0 {
-                    get(cfg_attr::XAUTH_USER_NAME).as_deref() == Some(server.username.as_bytes())
-                        && get(cfg_attr::XAUTH_USER_PASSWORD)
-                            .is_some_and(|p| crypto::ct_eq(&p, server.password.as_bytes()))
-                } else {
-                    let want = server
-                        .passcode
-                        .as_ref()
-                        .map(|p| p.as_bytes().to_vec())
-                        .unwrap_or_default();
-                    get(cfg_attr::XAUTH_PASSCODE).is_some_and(|p| crypto::ct_eq(&p, &want))
-                };
-                if ok && round == 0 && server.passcode.is_some() {
-                    self.server_xauth_round(now, 1);
-                } else {
-                    self.server_status(now, ok);
-                }
-                Ok(())
-            }
+            ) if m == msg.mid => Ok(self.server_check_login(ctx, now, &attr, round)),
             (
                 Setup::ServerXAuth {
                     mid: m,
@@ -992,80 +998,159 @@ impl Ike {
                     ..
                 },
                 cfg_attr::ACK,
-            ) if m == mid => {
+            ) if m == msg.mid => {
                 if ok {
-                    self.server_after_xauth(now);
-                    Ok(())
+                    Ok(self.server_after_xauth(ctx, now))
                 } else {
                     Err(Error::XAuthFailed("the client's login was refused".into()))
                 }
             }
             (Setup::ServerAwaitModeConfig, cfg_attr::REQUEST) => {
-                let info = self.config.mode_config_server.clone().unwrap_or_default();
+                let info = ctx.config().mode_config_server.clone().unwrap_or_default();
                 let reply = AttrPayload {
                     cfg_type: cfg_attr::REPLY,
                     identifier: attr.identifier,
                     attributes: mode_config_attributes(&info),
                 };
-                self.answer_transaction(data, mid, &iv, reply)?;
+                answer_transaction(ctx, &msg, reply)?;
                 self.setup = Setup::Done;
-                Ok(())
+                Ok(Step::Done(Vec::new()))
             }
-            (Setup::ServerModeConfigSet { mid: m, .. }, cfg_attr::ACK) if m == mid => {
+            (Setup::ServerModeConfigSet { mid: m, .. }, cfg_attr::ACK) if m == msg.mid => {
                 self.setup = Setup::Done;
-                Ok(())
+                Ok(Step::Done(Vec::new()))
             }
             (other, _) => {
                 self.setup = other;
-                self.counters.dropped += 1;
-                Ok(())
+                ctx.dropped();
+                Ok(Step::Wait)
             }
         }
     }
 
+    /// Gateway: the client's XAuth REPLY: another round, or the status.
+    fn server_check_login(
+        &mut self,
+        ctx: &mut IsakmpSa,
+        now: Instant,
+        attr: &AttrPayload,
+        round: u32,
+    ) -> Step {
+        let Some(server) = ctx.config().xauth_server.clone() else {
+            return Step::Wait;
+        };
+        let get = |k: u16| {
+            attr.attributes
+                .iter()
+                .find(|a| a.kind == k)
+                .map(|a| bytes(a).to_vec())
+        };
+        let ok = if round == 0 {
+            get(cfg_attr::XAUTH_USER_NAME).as_deref() == Some(server.username.as_bytes())
+                && get(cfg_attr::XAUTH_USER_PASSWORD)
+                    .is_some_and(|p| crypto::ct_eq(&p, server.password.as_bytes()))
+        } else {
+            let want = server
+                .passcode
+                .as_ref()
+                .map(|p| p.as_bytes().to_vec())
+                .unwrap_or_default();
+            get(cfg_attr::XAUTH_PASSCODE).is_some_and(|p| crypto::ct_eq(&p, &want))
+        };
+        if ok && round == 0 && server.passcode.is_some() {
+            self.server_xauth_round(ctx, now, 1)
+        } else {
+            self.server_status(ctx, now, ok)
+        }
+    }
+
     /// Timeouts of the setup phase: resend our pending message or give up.
-    pub(super) fn setup_timeout(&mut self, now: Instant) {
+    pub fn timeout(&mut self, ctx: &mut IsakmpSa, now: Instant) -> Step {
         let Some(deadline) = self.setup.deadline() else {
-            return;
+            return Step::Wait;
         };
         if now < deadline {
-            return;
+            return Step::Wait;
         }
-        let cfg = self.config.retransmit;
+        let cfg = ctx.config().retransmit;
         let resend = match &mut self.setup {
             Setup::AwaitModeConfigReply { pending, .. }
             | Setup::ServerXAuth { pending, .. }
-            | Setup::ServerModeConfigSet { pending, .. } => pending.on_timeout(now, &cfg).ok_or(()),
-            _ => Err(()),
+            | Setup::ServerModeConfigSet { pending, .. } => pending.on_timeout(now, &cfg),
+            _ => None,
         };
-        match resend {
-            Ok(d) => {
-                self.counters.retransmits += 1;
-                self.send_raw(d);
-            }
-            Err(()) => {
-                let e = match &self.setup {
-                    Setup::AwaitXAuth { .. } => Error::Local(
-                        "the gateway did not start XAuth (is XAuth configured on the gateway? remove [xauth] otherwise)".into(),
-                    ),
-                    Setup::AwaitXAuthStatus { .. } => Error::XAuthFailed("the gateway never answered our login".into()),
-                    Setup::AwaitModeConfigSet { .. } => Error::Local(
-                        "the gateway pushed no Mode Config (try mode_config = \"pull\")".into(),
-                    ),
-                    Setup::AwaitModeConfigReply { .. } => Error::Local("the gateway did not answer the Mode Config request".into()),
-                    _ => Error::NotResponding(cfg.tries.saturating_sub(1)),
-                };
-                // A message that came and was refused is the likelier story than
-                // silence: say so in the one line the user gets.
-                let e = match (e, self.last_refusal.take()) {
-                    (Error::Local(_), Some(r)) => {
-                        Error::Local(format!("{r}; gave up waiting for a usable one"))
-                    }
-                    (Error::XAuthFailed(m), Some(r)) => Error::XAuthFailed(format!("{m} ({r})")),
-                    (e, _) => e,
-                };
-                self.fail_setup(e);
-            }
+        if let Some(d) = resend {
+            ctx.resend(d);
+            return Step::Wait;
         }
+        let e = match &self.setup {
+            Setup::AwaitXAuth { .. } => Error::Local(
+                "the gateway did not start XAuth (is XAuth configured on the gateway? remove [xauth] otherwise)".into(),
+            ),
+            Setup::AwaitXAuthStatus { .. } => {
+                Error::XAuthFailed("the gateway never answered our login".into())
+            }
+            Setup::AwaitModeConfigSet { .. } => Error::Local(
+                "the gateway pushed no Mode Config (try mode_config = \"pull\")".into(),
+            ),
+            Setup::AwaitModeConfigReply { .. } => {
+                Error::Local("the gateway did not answer the Mode Config request".into())
+            }
+            _ => Error::NotResponding(cfg.tries.saturating_sub(1)),
+        };
+        // A message that came and was refused is the likelier story than
+        // silence: say so in the one line the user gets.
+        let e = match (e, ctx.take_refusal()) {
+            (Error::Local(_), Some(r)) => {
+                Error::Local(format!("{r}; gave up waiting for a usable one"))
+            }
+            (Error::XAuthFailed(m), Some(r)) => Error::XAuthFailed(format!("{m} ({r})")),
+            (e, _) => e,
+        };
+        self.fail(e)
     }
+}
+
+/// The transaction message being answered.
+struct TxMsg<'a> {
+    /// The datagram as received (remembered with our answer).
+    data: &'a [u8],
+    mid: u32,
+    /// The IV after it.
+    iv: Vec<u8>,
+}
+
+/// One XAuth round: the attributes asked and how many rounds came before.
+struct Round<'a> {
+    asked: &'a [u16],
+    rounds: u32,
+}
+
+fn cfg_identifier(ctx: &mut IsakmpSa) -> u16 {
+    u16::from_be_bytes(ctx.random::<2>())
+}
+
+/// `HDR*, HASH, ATTR` for a transaction with `iv`; returns datagram and next IV.
+fn seal_transaction(
+    ctx: &IsakmpSa,
+    mid: u32,
+    attr: AttrPayload,
+    iv: &[u8],
+) -> Result<(Vec<u8>, Vec<u8>), Error> {
+    ctx.seal_hashed(
+        ExchangeType::TRANSACTION,
+        mid,
+        &[],
+        &[Payload::Attr(attr)],
+        iv,
+    )
+}
+
+/// Answers a request of the peer in the same transaction and remembers the
+/// answer for retransmitted requests.
+fn answer_transaction(ctx: &mut IsakmpSa, msg: &TxMsg<'_>, attr: AttrPayload) -> Result<(), Error> {
+    let (d, _) = seal_transaction(ctx, msg.mid, attr, &msg.iv)?;
+    ctx.remember_answer(msg.data.to_vec(), d.clone());
+    ctx.send(d);
+    Ok(())
 }
