@@ -15,6 +15,14 @@
 //! States are named for what they expect next (`ExpectSaReply`, `ExpectKeReply`,
 //! `ExpectIdHash`...). Peer faults and local failures are kept apart in [`Error`],
 //! and every error maps to a message a person can read.
+//!
+//! Inside, [`Ike`] (`dispatch.rs`) owns one ISAKMP SA context (`sa_ctx::IsakmpSa`:
+//! cookies, keys, IV chain, seal/open, message ids, outbox) and the sub-machines
+//! that keep their own state and are handed the context `&mut`: `phase1::Phase1`
+//! (main and aggressive mode, both roles), `transaction::Transaction` (XAuth, Mode
+//! Config), `quick::QuickModes`, `rekey::Children` (SA pairs and their timers),
+//! `dpd::Dpd` and `renew::Renewal`. The machines reach each other only through the
+//! dispatcher, which routes each datagram and acts on what each step returns.
 
 mod dispatch;
 mod dpd;
