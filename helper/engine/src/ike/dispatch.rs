@@ -470,7 +470,7 @@ impl Ike {
         self.quick.clear(&mut self.ctx);
     }
 
-    pub(super) fn fail(&mut self, e: Error) {
+    fn fail(&mut self, e: Error) {
         if self.phase1.is_dead() {
             return;
         }
