@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 
 use crate::codec::{NotifyPayload, NotifyType, Payload, ProtocolId};
 
-use super::phase1::Ike;
 use super::sa::DOI_IPSEC;
-use super::{Error, Event};
+use super::sa_ctx::IsakmpSa;
+use super::{Error, Role};
 
 /// The DPD vendor ID (RFC 3706 §5.1, major 1 minor 0).
 pub(crate) const VID_DPD: [u8; 16] = [
@@ -36,7 +36,6 @@ impl Default for DpdConfig {
 /// DPD state of one phase 1 SA.
 #[derive(Debug, Default)]
 pub(crate) struct Dpd {
-    pub peer_supports: bool,
     pub last_heard: Option<Instant>,
     /// A responder probes only once the initiator has shown it completed phase 1
     /// (sent something after it); before that the initiator cannot decrypt a probe.
@@ -51,90 +50,79 @@ impl Dpd {
     pub fn heard(&mut self, now: Instant) {
         self.last_heard = Some(now);
     }
-}
 
-impl Ike {
-    fn dpd_active(&self) -> Option<DpdConfig> {
-        let confirmed = self.role() == super::Role::Initiator || self.dpd.confirmed;
-        self.config
+    /// DPD runs when configured, the peer announced it, phase 1 is up (`established`)
+    /// and, for a responder, confirmed.
+    fn active(&self, ctx: &IsakmpSa, established: bool) -> Option<DpdConfig> {
+        let confirmed = ctx.role() == Role::Initiator || self.confirmed;
+        ctx.config()
             .dpd
-            .filter(|_| self.dpd.peer_supports && self.is_established() && confirmed)
+            .filter(|_| ctx.peer_dpd() && established && confirmed)
     }
 
-    pub(super) fn dpd_deadline(&self) -> Option<Instant> {
-        let cfg = self.dpd_active()?;
-        match self.dpd.outstanding {
+    pub fn deadline(&self, ctx: &IsakmpSa, established: bool) -> Option<Instant> {
+        let cfg = self.active(ctx, established)?;
+        match self.outstanding {
             Some((_, since, next)) => Some(next.min(super::now_plus(since, cfg.timeout))),
-            None => self
-                .dpd
-                .last_heard
-                .map(|t| super::now_plus(t, cfg.interval)),
+            None => self.last_heard.map(|t| super::now_plus(t, cfg.interval)),
         }
     }
 
-    /// Tells the engine that traffic arrived from the peer (ESP), so the peer is alive.
-    pub fn traffic_received(&mut self, now: Instant) {
-        self.dpd.heard(now);
-    }
-
-    pub(super) fn dpd_timeout(&mut self, now: Instant) {
-        let Some(cfg) = self.dpd_active() else { return };
-        match self.dpd.outstanding {
+    /// Probes when the peer has been quiet; an error when it is dead.
+    pub fn timeout(&mut self, ctx: &mut IsakmpSa, now: Instant) -> Result<(), Error> {
+        let Some(cfg) = self.active(ctx, true) else {
+            return Ok(());
+        };
+        match self.outstanding {
             Some((_, since, _)) if now >= super::now_plus(since, cfg.timeout) => {
-                let probes = self.dpd.probes;
-                self.fail(Error::DeadPeer(probes));
+                return Err(Error::DeadPeer(self.probes));
             }
             Some((seq, since, next)) if now >= next => {
-                self.dpd.outstanding = Some((seq, since, super::now_plus(now, RETRY)));
-                self.dpd.probes += 1;
-                self.send_dpd(NotifyType::R_U_THERE, seq);
+                self.outstanding = Some((seq, since, super::now_plus(now, RETRY)));
+                self.probes += 1;
+                send(ctx, NotifyType::R_U_THERE, seq);
             }
             Some(_) => {}
             None => {
                 if self
-                    .dpd
                     .last_heard
                     .is_some_and(|t| now >= super::now_plus(t, cfg.interval))
                 {
-                    self.dpd.seq = self.dpd.seq.wrapping_add(1);
-                    let seq = self.dpd.seq;
-                    self.dpd.outstanding = Some((seq, now, super::now_plus(now, RETRY)));
-                    self.dpd.probes = 1;
-                    self.send_dpd(NotifyType::R_U_THERE, seq);
+                    self.seq = self.seq.wrapping_add(1);
+                    let seq = self.seq;
+                    self.outstanding = Some((seq, now, super::now_plus(now, RETRY)));
+                    self.probes = 1;
+                    send(ctx, NotifyType::R_U_THERE, seq);
                 }
             }
         }
-    }
-
-    fn send_dpd(&mut self, kind: NotifyType, seq: u32) {
-        let mut spi = self.icookie.to_vec();
-        spi.extend_from_slice(&self.rcookie);
-        let n = NotifyPayload {
-            doi: DOI_IPSEC,
-            protocol: ProtocolId::ISAKMP,
-            spi,
-            kind,
-            data: seq.to_be_bytes().to_vec(),
-        };
-        self.send_informational(vec![Payload::Notify(n)]);
+        Ok(())
     }
 
     /// R-U-THERE gets its ACK; an ACK with the awaited number ends the probe.
-    pub(super) fn on_dpd_notify(&mut self, now: Instant, n: &NotifyPayload) {
+    pub fn on_notify(&mut self, ctx: &mut IsakmpSa, now: Instant, n: &NotifyPayload) {
         let Ok(seq) = <[u8; 4]>::try_from(n.data.as_slice()).map(u32::from_be_bytes) else {
             return;
         };
         match n.kind {
-            NotifyType::R_U_THERE => self.send_dpd(NotifyType::R_U_THERE_ACK, seq),
-            NotifyType::R_U_THERE_ACK if self.dpd.outstanding.is_some_and(|(s, _, _)| s == seq) => {
-                self.dpd.outstanding = None;
-                self.dpd.probes = 0;
-                self.dpd.heard(now);
+            NotifyType::R_U_THERE => send(ctx, NotifyType::R_U_THERE_ACK, seq),
+            NotifyType::R_U_THERE_ACK if self.outstanding.is_some_and(|(s, _, _)| s == seq) => {
+                self.outstanding = None;
+                self.probes = 0;
+                self.heard(now);
             }
             _ => {}
         }
     }
 }
 
-#[allow(dead_code)]
-fn _event_used(_: Event) {}
+fn send(ctx: &mut IsakmpSa, kind: NotifyType, seq: u32) {
+    let n = NotifyPayload {
+        doi: DOI_IPSEC,
+        protocol: ProtocolId::ISAKMP,
+        spi: ctx.spi(),
+        kind,
+        data: seq.to_be_bytes().to_vec(),
+    };
+    ctx.send_informational(vec![Payload::Notify(n)]);
+}

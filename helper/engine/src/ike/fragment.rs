@@ -12,8 +12,6 @@ use std::time::{Duration, Instant};
 
 use crate::codec::{self, ExchangeType, FragmentPayload, Header, Payload, PayloadType};
 
-use super::phase1::Ike;
-
 /// "FRAGMENTATION" with the capability bits strongSwan and Cisco send.
 pub(crate) const VID_FRAGMENTATION: [u8; 20] = [
     0x40, 0x48, 0xb7, 0xd5, 0x6e, 0xbc, 0xe8, 0x85, 0x25, 0xe7, 0xde, 0x7f, 0x00, 0xd6, 0xc2, 0xd3,
@@ -109,17 +107,27 @@ pub(crate) fn accept(
     Reassembled::Complete(whole)
 }
 
-impl Ike {
+/// Fragmentation state of one ISAKMP SA: whether the peer takes fragments, our
+/// last fragment id, the fragments of our recent messages, messages being put
+/// together.
+#[derive(Debug, Default)]
+pub(crate) struct Fragmentation {
+    pub peer_takes_fragments: bool,
+    fragment_id: u16,
+    reassembly: Vec<Reassembly>,
+    cache: Vec<(Vec<u8>, Vec<Vec<u8>>)>,
+}
+
+impl Fragmentation {
     /// Splits `data` into fragment datagrams when the peer takes fragments and it
-    /// is larger than the configured size; otherwise returns it as it is.
-    pub(super) fn fragments_of(&mut self, data: Vec<u8>) -> Vec<Vec<u8>> {
-        let max = self.config.fragment_size;
-        if !self.peer_fragmentation || data.len() <= max {
+    /// is larger than `max`; otherwise returns it as it is.
+    pub fn split(&mut self, data: Vec<u8>, max: usize) -> Vec<Vec<u8>> {
+        if !self.peer_takes_fragments || data.len() <= max {
             return vec![data];
         }
         // A retransmission goes out as the same fragments (same id), so the peer can
         // complete a message from fragments of several sends.
-        if let Some((_, frags)) = self.fragment_cache.iter().find(|(orig, _)| *orig == data) {
+        if let Some((_, frags)) = self.cache.iter().find(|(orig, _)| *orig == data) {
             return frags.clone();
         }
         let Ok(h) = Header::decode(&data) else {
@@ -156,15 +164,15 @@ impl Ike {
                 .encode()
             })
             .collect();
-        if self.fragment_cache.len() >= FRAGMENT_CACHE {
-            self.fragment_cache.remove(0);
+        if self.cache.len() >= FRAGMENT_CACHE {
+            self.cache.remove(0);
         }
-        self.fragment_cache.push((data, frags.clone()));
+        self.cache.push((data, frags.clone()));
         frags
     }
 
     /// A datagram made of a FRAGMENT payload: `Some(message)` once complete.
-    pub(super) fn defragment(&mut self, now: Instant, data: &[u8]) -> Option<Vec<u8>> {
+    pub fn defragment(&mut self, now: Instant, data: &[u8]) -> Option<Vec<u8>> {
         let msg = codec::Message::decode_received(data).ok()?;
         let [Payload::Fragment(f)] = msg.payloads.as_slice() else {
             return None;

@@ -15,7 +15,16 @@
 //! States are named for what they expect next (`ExpectSaReply`, `ExpectKeReply`,
 //! `ExpectIdHash`...). Peer faults and local failures are kept apart in [`Error`],
 //! and every error maps to a message a person can read.
+//!
+//! Inside, [`Ike`] (`dispatch.rs`) owns one ISAKMP SA context (`sa_ctx::IsakmpSa`:
+//! cookies, keys, IV chain, seal/open, message ids, outbox) and the sub-machines
+//! that keep their own state and are handed the context `&mut`: `phase1::Phase1`
+//! (main and aggressive mode, both roles), `transaction::Transaction` (XAuth, Mode
+//! Config), `quick::QuickModes`, `rekey::Children` (SA pairs and their timers),
+//! `dpd::Dpd` and `renew::Renewal`. The machines reach each other only through the
+//! dispatcher, which routes each datagram and acts on what each step returns.
 
+mod dispatch;
 mod dpd;
 mod exchange;
 mod fragment;
@@ -25,6 +34,7 @@ mod quick;
 mod rekey;
 mod renew;
 mod sa;
+mod sa_ctx;
 mod transaction;
 
 #[cfg(test)]
@@ -580,7 +590,7 @@ pub struct Transmit {
     pub nat_t: bool,
 }
 
-pub use phase1::Ike;
+pub use dispatch::Ike;
 
 /// How many [`Event::MessageRefused`] lines one IKE SA reports at most (a peer
 /// sending junk cannot flood the log).

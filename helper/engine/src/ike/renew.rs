@@ -8,173 +8,211 @@
 //! The renewal is an [`Ike`] of its own, driven from inside this one: datagrams
 //! with its cookies go to it, its datagrams and questions come out of this one.
 
-use std::net::SocketAddr;
-use std::time::Instant;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
 
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
 
-use crate::codec::Header;
+use crate::codec::{DeletePayload, Header, Payload, ProtocolId};
 
-use super::phase1::Ike;
-use super::{Error, Event, Role};
+use super::dispatch::Ike;
+use super::sa::DOI_IPSEC;
+use super::sa_ctx::{IsakmpSa, SaKeys};
+use super::{Credentials, Error, Event, Role};
 
 /// Renew at this share of the phase 1 lifetime.
 const RENEW_PERCENT: u32 = 55;
 
-impl Ike {
-    /// Called when phase 1 (re)starts its life: schedules the renewal.
-    pub(super) fn schedule_renewal(&mut self, now: Instant) {
-        if self.role != Role::Initiator || self.is_renewal {
-            return;
+/// How a renewal stands after a step.
+pub(crate) enum Progress {
+    Running,
+    /// The new ISAKMP SA is complete (phase 1, XAuth, Mode Config): take it over.
+    Complete(Box<Ike>),
+}
+
+/// The phase 1 renewal of one IKE SA: when to start and when the old SA dies, the
+/// new SA being built, and the old SA's keys once replaced.
+#[derive(Default)]
+pub(crate) struct Renewal {
+    /// This IKE SA is itself a renewal: it never renews.
+    is_renewal: bool,
+    inner: Option<Box<Ike>>,
+    renew_at: Option<Instant>,
+    expire_at: Option<Instant>,
+    /// The ISAKMP SA a renewal replaced, kept until the ESP SAs moved over.
+    retired: Option<SaKeys>,
+}
+
+impl Renewal {
+    pub fn new(is_renewal: bool) -> Renewal {
+        Renewal {
+            is_renewal,
+            ..Renewal::default()
         }
-        let Some(info) = &self.info else { return };
-        let life = info.lifetime;
-        self.p1_renew_at = Some(super::now_plus(now, life * RENEW_PERCENT / 100));
-        self.p1_expire_at = Some(super::now_plus(now, life));
     }
 
-    pub(super) fn renewal_deadline(&self) -> Option<Instant> {
-        let inner = self.renewal.as_ref().and_then(|r| r.poll_timeout());
+    /// Called when phase 1 (re)starts its life: schedules the renewal.
+    pub fn schedule(&mut self, ctx: &IsakmpSa, now: Instant, lifetime: Duration) {
+        if ctx.role() != Role::Initiator || self.is_renewal {
+            return;
+        }
+        self.renew_at = Some(super::now_plus(now, lifetime * RENEW_PERCENT / 100));
+        self.expire_at = Some(super::now_plus(now, lifetime));
+    }
+
+    pub fn deadline(&self) -> Option<Instant> {
+        let inner = self.inner.as_ref().and_then(|r| r.poll_timeout());
         [
             inner,
-            self.p1_renew_at.filter(|_| self.renewal.is_none()),
-            self.p1_expire_at,
+            self.renew_at.filter(|_| self.inner.is_none()),
+            self.expire_at,
         ]
         .into_iter()
         .flatten()
         .min()
     }
 
-    pub(super) fn renewal_timeout(&mut self, now: Instant) {
-        if let Some(r) = self.renewal.as_mut() {
+    /// Timers: the renewal's own, starting it, the old SA's end (an error).
+    /// `address`: the one Mode Config gave us (the renewal asks for it again).
+    pub fn timeout(
+        &mut self,
+        ctx: &mut IsakmpSa,
+        now: Instant,
+        may_start: bool,
+        address: Option<Ipv4Addr>,
+        quick_idle: bool,
+    ) -> Result<Progress, Error> {
+        if let Some(r) = self.inner.as_mut() {
             r.handle_timeout(now);
-            self.pump_renewal(now);
+            if let Progress::Complete(r) = self.pump(ctx, now, quick_idle) {
+                return Ok(Progress::Complete(r));
+            }
         }
-        if self.renewal.is_none() && self.p1_renew_at.is_some_and(|t| now >= t) && self.setup_done()
-        {
-            self.p1_renew_at = None;
-            self.start_renewal(now);
+        if self.inner.is_none() && self.renew_at.is_some_and(|t| now >= t) && may_start {
+            self.renew_at = None;
+            self.start(ctx, now, address);
         }
-        if self.p1_expire_at.is_some_and(|t| now >= t) {
-            self.p1_expire_at = None;
-            self.fail(Error::Phase1Expired);
+        if self.expire_at.is_some_and(|t| now >= t) {
+            self.expire_at = None;
+            return Err(Error::Phase1Expired);
         }
+        Ok(Progress::Running)
     }
 
-    fn start_renewal(&mut self, now: Instant) {
-        let mut cfg = self.config.clone();
-        cfg.children.clear();
-        cfg.remote_networks.clear();
+    fn start(&mut self, ctx: &mut IsakmpSa, now: Instant, address: Option<Ipv4Addr>) {
         // XAuth and Mode Config run again on the new ISAKMP SA (gateways tie the
         // virtual IP to it), asking for the address we have.
-        cfg.requested_address = self.mode_config.as_ref().and_then(|m| m.address);
-        let seed = super::random_bytes::<32>(&mut *self.rng);
+        let cfg = ctx.renewal_config(address);
+        let seed = ctx.random::<32>();
         let rng = Box::new(ChaCha20Rng::from_seed(seed));
-        match Ike::initiate(cfg, self.local_addr(), self.original_remote, now, rng) {
-            Ok(mut r) => {
-                r.is_renewal = true;
-                self.renewal = Some(Box::new(r));
-                self.pump_renewal(now);
+        match Ike::initiate_renewal(cfg, ctx.local_addr(), ctx.original_remote(), now, rng) {
+            Ok(r) => {
+                self.inner = Some(Box::new(r));
+                // Just started: it cannot be complete yet; its first message goes out.
+                let _ = self.pump(ctx, now, false);
             }
-            Err(e) => self.out.events.push_back(Event::Phase1RenewalFailed(e)),
+            Err(e) => ctx.event(Event::Phase1RenewalFailed(e)),
         }
     }
 
     /// Whether this datagram belongs to the renewal in progress.
-    pub(super) fn for_renewal(&self, h: &Header) -> bool {
-        self.renewal
+    pub fn owns(&self, h: &Header) -> bool {
+        self.inner
             .as_ref()
-            .is_some_and(|r| r.icookie == h.initiator_cookie)
+            .is_some_and(|r| r.ctx.icookie() == h.initiator_cookie)
     }
 
-    pub(super) fn renewal_datagram(
+    pub fn datagram(
         &mut self,
+        ctx: &mut IsakmpSa,
         now: Instant,
-        local: SocketAddr,
-        remote: SocketAddr,
+        path: (SocketAddr, SocketAddr),
         data: &[u8],
-    ) {
-        if let Some(r) = self.renewal.as_mut() {
-            r.handle_datagram(now, local, remote, data);
+        quick_idle: bool,
+    ) -> Progress {
+        if let Some(r) = self.inner.as_mut() {
+            r.handle_datagram(now, path.0, path.1, data);
         }
-        self.pump_renewal(now);
+        self.pump(ctx, now, quick_idle)
     }
 
-    /// Moves the renewal's output out, and takes it over once it is complete.
-    pub(super) fn pump_renewal(&mut self, now: Instant) {
-        let Some(r) = self.renewal.as_mut() else {
-            return;
+    /// The renewal asks XAuth credentials: `Some` with the answer's result when
+    /// they were for it.
+    pub fn submit_credentials(
+        &mut self,
+        ctx: &mut IsakmpSa,
+        now: Instant,
+        creds: &mut Option<Credentials>,
+        quick_idle: bool,
+    ) -> Option<(Result<(), Error>, Progress)> {
+        let r = self.inner.as_mut().filter(|r| r.setup.is_prompting())?;
+        let res = r.submit_credentials(now, creds.take()?);
+        Some((res, self.pump(ctx, now, quick_idle)))
+    }
+
+    /// Moves the renewal's output out; `Complete` once it is done and no quick
+    /// mode of ours is under way.
+    fn pump(&mut self, ctx: &mut IsakmpSa, now: Instant, quick_idle: bool) -> Progress {
+        let Some(r) = self.inner.as_mut() else {
+            return Progress::Running;
         };
         while let Some(t) = r.poll_transmit() {
-            self.out.transmits.push_back(t);
+            ctx.transmit(t);
         }
         let mut failed = None;
         while let Some(e) = r.poll_event() {
             match e {
-                Event::CredentialsRequired(c) => {
-                    self.out.events.push_back(Event::CredentialsRequired(c))
-                }
+                Event::CredentialsRequired(c) => ctx.event(Event::CredentialsRequired(c)),
                 Event::Failed(e) => failed = Some(e),
-                Event::MessageRefused(m) => self
-                    .out
-                    .events
-                    .push_back(Event::MessageRefused(format!("phase 1 renewal: {m}"))),
+                Event::MessageRefused(m) => {
+                    ctx.event(Event::MessageRefused(format!("phase 1 renewal: {m}")))
+                }
                 _ => {}
             }
         }
         if let Some(e) = failed {
-            self.renewal = None;
-            self.out.events.push_back(Event::Phase1RenewalFailed(e));
+            self.inner = None;
+            ctx.event(Event::Phase1RenewalFailed(e));
             // Try again while the old phase 1 still lives.
-            let retry = super::now_plus(now, self.config.retransmit.total());
-            if self.p1_expire_at.is_some_and(|t| retry < t) {
-                self.p1_renew_at = Some(retry);
+            let retry = super::now_plus(now, ctx.config().retransmit.total());
+            if self.expire_at.is_some_and(|t| retry < t) {
+                self.renew_at = Some(retry);
             }
+            return Progress::Running;
+        }
+        if r.is_established()
+            && r.setup_done()
+            && quick_idle
+            && let Some(r) = self.inner.take()
+        {
+            return Progress::Complete(r);
+        }
+        Progress::Running
+    }
+
+    /// Keeps the replaced ISAKMP SA's keys until its DELETE can go.
+    pub fn retire(&mut self, old: SaKeys) {
+        self.retired = Some(old);
+    }
+
+    /// The old ISAKMP SA goes (DELETE under its own keys) once no quick mode is
+    /// under way any more.
+    pub fn delete_retired_if_idle(&mut self, ctx: &mut IsakmpSa, quick_idle: bool) {
+        if !quick_idle {
             return;
         }
-        if r.is_established() && r.setup_done() && self.quick.is_empty() {
-            self.take_over_renewal(now);
-        }
-    }
-
-    /// The new phase 1 is complete: continue on it, move the ESP SAs over by
-    /// rekeying them under it (make-before-break), and delete the old ISAKMP SA
-    /// once they are (gateways delete an IKE SA's CHILD_SAs with it).
-    fn take_over_renewal(&mut self, now: Instant) {
-        let Some(r) = self.renewal.take() else { return };
-        let old = self.adopt(*r);
-        self.retired_p1 = Some(old);
-        if let Some(info) = self.info.clone() {
-            self.out.events.push_back(Event::Phase1Renewed(info));
-        }
-        // SAs already replaced (in their grace time) or being rekeyed need no move.
-        let moving: Vec<(u32, super::ChildConfig)> = self
-            .children
-            .iter()
-            .filter(|c| !self.retiring(c.spi_in))
-            .map(|c| {
-                (
-                    c.spi_in,
-                    super::ChildConfig {
-                        local: c.local_ts,
-                        remote: c.remote_ts,
-                    },
-                )
-            })
-            .collect();
-        for (spi, cfg) in moving {
-            self.superseded(spi);
-            self.start_quick_for(now, cfg, Some(spi));
-        }
-        self.schedule_renewal(now);
-        self.maybe_delete_retired_p1();
-    }
-
-    /// The old ISAKMP SA goes once no quick mode is under way any more.
-    pub(super) fn maybe_delete_retired_p1(&mut self) {
-        if self.retired_p1.is_some() && self.quick.is_empty() {
-            self.delete_retired_p1();
-        }
+        let Some(mut old) = self.retired.take() else {
+            return;
+        };
+        ctx.swap_sa(&mut old);
+        let d = DeletePayload {
+            doi: DOI_IPSEC,
+            protocol: ProtocolId::ISAKMP,
+            spi_size: 16,
+            spis: vec![ctx.spi()],
+        };
+        ctx.send_informational(vec![Payload::Delete(d)]);
+        ctx.swap_sa(&mut old);
     }
 }

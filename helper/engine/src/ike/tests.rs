@@ -1026,7 +1026,7 @@ fn gateway_started_rekey_with_a_wider_selector_is_accepted() {
     assert_matching(&p);
     let old = p.children_r()[0].clone();
     // The gateway rekeys, widening its side to 0.0.0.0/0 like a Cisco Unity gateway.
-    p.r.config.children.push(ChildConfig {
+    p.r.ctx.config_mut().children.push(ChildConfig {
         local: Some(ts("0.0.0.0/0")),
         remote: old.remote_ts,
     });
@@ -1045,7 +1045,8 @@ fn gateway_started_rekey_with_a_wider_selector_is_accepted() {
     assert_eq!(ci[1].local_ts, Some(ts("10.200.0.5/32")));
     // The client does not start a rekey of its own for the replaced SA.
     assert!(
-        p.i.child_timers
+        p.i.children
+            .timers
             .iter()
             .find(|t| t.spi_in == ci[0].spi_in)
             .is_none_or(|t| t.rekey_at.is_none())
@@ -1527,7 +1528,7 @@ fn hold_mode_config_reply(seed: u64) -> (Pair, Vec<u8>, Vec<u8>) {
 /// (length adjusted); the HASH recomputed over the padded payload when `rehash`.
 fn padded_reply(p: &Pair, reply: &[u8], iv: &[u8], pad: &[u8], rehash: bool) -> Vec<u8> {
     let h = Header::decode(reply).unwrap();
-    let opened = p.r.open(&h, reply, iv).unwrap();
+    let opened = p.r.ctx.open(&h, reply, iv).unwrap();
     let old_hash = match &opened.payloads[0].payload {
         codec::Payload::Hash(x) => x.clone(),
         other => panic!("not a HASH first: {other:?}"),
@@ -1542,7 +1543,7 @@ fn padded_reply(p: &Pair, reply: &[u8], iv: &[u8], pad: &[u8], rehash: bool) -> 
     attr.extend_from_slice(pad);
     let len = u16::try_from(attr.len()).unwrap().to_be_bytes();
     attr[2..4].copy_from_slice(&len);
-    let keys = p.r.phase1_keys().unwrap();
+    let keys = p.r.ctx.keys().unwrap();
     let hash = if rehash {
         crate::crypto::prf(
             keys.prf,
@@ -1555,15 +1556,16 @@ fn padded_reply(p: &Pair, reply: &[u8], iv: &[u8], pad: &[u8], rehash: bool) -> 
     let mut body = Vec::new();
     codec::Payload::Hash(hash).encode_with_next(codec::PayloadType::ATTRIBUTE, &mut body);
     body.extend_from_slice(&attr);
-    p.r.seal(
-        ExchangeType::TRANSACTION,
-        h.message_id,
-        codec::PayloadType::HASH,
-        body,
-        iv,
-    )
-    .unwrap()
-    .0
+    p.r.ctx
+        .seal(
+            ExchangeType::TRANSACTION,
+            h.message_id,
+            codec::PayloadType::HASH,
+            body,
+            iv,
+        )
+        .unwrap()
+        .0
 }
 
 fn deliver_to_initiator(p: &mut Pair, d: &[u8]) {
@@ -1586,7 +1588,7 @@ fn mode_config_reply_padded_inside_the_attribute_payload_is_accepted() {
     let (mut p, reply, iv) = hold_mode_config_reply(90);
     // 1 to 3 zero bytes, whatever makes the payload a multiple of 4 octets.
     let h = Header::decode(&reply).unwrap();
-    let opened = p.r.open(&h, &reply, &iv).unwrap();
+    let opened = p.r.ctx.open(&h, &reply, &iv).unwrap();
     let attr_len = opened.payloads.last().unwrap().span.len();
     let pad = vec![0u8; (4 - attr_len % 4) % 4];
     let padded = padded_reply(&p, &reply, &iv, &pad, true);
@@ -1650,7 +1652,7 @@ fn refused_mode_config_reply_is_named_at_once_and_in_the_failure() {
 fn mode_config_reply_whose_hash_misses_the_padding_is_refused_with_the_reason() {
     let (mut p, reply, iv) = hold_mode_config_reply(92);
     let h = Header::decode(&reply).unwrap();
-    let opened = p.r.open(&h, &reply, &iv).unwrap();
+    let opened = p.r.ctx.open(&h, &reply, &iv).unwrap();
     let attr_len = opened.payloads.last().unwrap().span.len();
     let pad = vec![0u8; 4 - attr_len % 4];
     // The HASH of the unpadded payload: it does not cover what was received.
