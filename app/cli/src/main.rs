@@ -239,18 +239,7 @@ async fn import(
         for i in &mut found {
             // Files the import carried (Shrew's embedded certificates) go beside the profile.
             let files = std::mem::take(&mut i.files);
-            for (key, fname, bytes) in files {
-                let dir = profiles::dir()?.join(format!("{}.files", i.profile_name));
-                let path = dir.join(&fname);
-                write_private_file(&path, &bytes)?;
-                let p = path.display().to_string();
-                match key.as_str() {
-                    "auth.ca" => i.profile.auth.ca = Some(p),
-                    "auth.cert" => i.profile.auth.cert = Some(p),
-                    "auth.key" => i.profile.auth.key = Some(p),
-                    _ => {}
-                }
-            }
+            import::save_files(&i.profile_name, &mut i.profile, &files)?;
             i.toml = i.profile.to_toml_string();
         }
     }
@@ -262,10 +251,7 @@ async fn import(
         let mut stored = Vec::new();
         if !dry_run {
             saved = Some(profiles::add(&i.profile_name, &i.toml)?);
-            for (kind, secret) in &i.secrets {
-                let r = keyring::store(&i.profile_name, kind, secret.expose()).await;
-                stored.push((kind.clone(), r));
-            }
+            stored = import::store_secrets(&i.profile_name, &i.secrets).await;
         }
         if json {
             continue;
@@ -314,27 +300,6 @@ async fn import(
         }
     }
     Ok(())
-}
-
-fn write_private_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), Fail> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    let io =
-        |e: std::io::Error| Fail::new(FailureKind::Internal, format!("{}: {e}", path.display()));
-    if let Some(parent) = path.parent() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(parent)
-            .map_err(io)?;
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io)?;
-    f.write_all(bytes).map_err(io)
 }
 
 /// The caller's tunnels by profile name.

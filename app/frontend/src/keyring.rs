@@ -130,10 +130,11 @@ impl Keyring {
             .map_err(|e| fail("SearchItems", e))
     }
 
-    async fn lookup(&self, profile: &str, kind: &str) -> Result<Option<Zeroizing<String>>, Fail> {
-        let (unlocked, _locked) = self.search(&Self::attributes(profile, kind)).await?;
-        let Some(item) = unlocked.into_iter().next() else {
-            return Ok(None);
+    async fn lookup(&self, profile: &str, kind: &str) -> Result<Found, Fail> {
+        let (unlocked, locked) = self.search(&Self::attributes(profile, kind)).await?;
+        let item = match classify(unlocked, &locked) {
+            Ok(item) => item,
+            Err(found) => return Ok(found),
         };
         let reply = self
             .conn
@@ -151,13 +152,14 @@ impl Keyring {
             .deserialize()
             .map_err(|e| fail("GetSecrets", e))?;
         let Some((_, _, value, _)) = secrets.into_values().next() else {
-            return Ok(None);
+            // Listed as unlocked but no secret given: locked in between.
+            return Ok(Found::Locked);
         };
         let value = Zeroizing::new(value);
         let text = std::str::from_utf8(&value)
             .map_err(|_| fail("secret", "not UTF-8"))?
             .to_string();
-        Ok(Some(Zeroizing::new(text)))
+        Ok(Found::Secret(Zeroizing::new(text)))
     }
 }
 
@@ -212,8 +214,95 @@ pub async fn store(profile: &str, kind: &str, secret: &str) -> Result<(), Fail> 
     Keyring::open().await?.store(profile, kind, secret).await
 }
 
-/// The stored `kind` for `profile`, if the keyring runs and has it.
+/// The stored `kind` for `profile`, if the keyring runs, is unlocked and has it.
 pub async fn lookup(profile: &str, kind: &str) -> Option<Zeroizing<String>> {
-    let k = Keyring::open().await.ok()?;
-    k.lookup(profile, kind).await.ok().flatten()
+    match find(profile, kind).await {
+        Found::Secret(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// What the keyring says about a secret.
+pub enum Found {
+    Secret(Zeroizing<String>),
+    /// No such item.
+    Absent,
+    /// The item is there but the keyring is locked (the desktop did not unlock it at
+    /// login, or the user locked it).
+    Locked,
+    /// No keyring answered (no session bus, no Secret Service): why.
+    Unavailable(Fail),
+}
+
+impl Found {
+    /// One sentence for the user when the secret could not be read (`None`: found, or
+    /// simply not stored).
+    pub fn sentence(&self, what: &str) -> Option<String> {
+        match self {
+            Found::Secret(_) | Found::Absent => None,
+            Found::Locked => Some(format!(
+                "Your keyring is locked, so Postern asks for {what} instead."
+            )),
+            Found::Unavailable(f) => Some(format!(
+                "Postern cannot reach your keyring ({}), so it asks for {what} instead.",
+                f.message.trim_start_matches("keyring: ")
+            )),
+        }
+    }
+}
+
+/// The item to read, or what to say without reading: items only in the locked list
+/// mean a locked keyring.
+fn classify(
+    unlocked: Vec<OwnedObjectPath>,
+    locked: &[OwnedObjectPath],
+) -> Result<OwnedObjectPath, Found> {
+    match unlocked.into_iter().next() {
+        Some(item) => Ok(item),
+        None if !locked.is_empty() => Err(Found::Locked),
+        None => Err(Found::Absent),
+    }
+}
+
+/// The stored `kind` for `profile`, or why it cannot be had.
+pub async fn find(profile: &str, kind: &str) -> Found {
+    let k = match Keyring::open().await {
+        Ok(k) => k,
+        Err(f) => return Found::Unavailable(f),
+    };
+    match k.lookup(profile, kind).await {
+        Ok(found) => found,
+        // GetSecrets on an item locked in between says IsLocked.
+        Err(f) if f.message.contains("IsLocked") || f.message.contains("locked") => Found::Locked,
+        Err(f) => Found::Unavailable(f),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(s: &str) -> OwnedObjectPath {
+        OwnedObjectPath::try_from(s).unwrap()
+    }
+
+    #[test]
+    fn items_only_in_the_locked_list_mean_a_locked_keyring() {
+        let item = path("/org/freedesktop/secrets/collection/login/7");
+        assert!(matches!(
+            classify(Vec::new(), std::slice::from_ref(&item)),
+            Err(Found::Locked)
+        ));
+        assert!(matches!(classify(Vec::new(), &[]), Err(Found::Absent)));
+        assert_eq!(
+            classify(vec![item.clone()], std::slice::from_ref(&item)).ok(),
+            Some(item)
+        );
+        let s = Found::Locked.sentence("the pre-shared key").unwrap();
+        assert_eq!(
+            s,
+            "Your keyring is locked, so Postern asks for the pre-shared key instead."
+        );
+        assert!(Found::Absent.sentence("x").is_none());
+    }
 }

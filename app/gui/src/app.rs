@@ -22,8 +22,9 @@ use postern_frontend::watcher::{self, Command, Handle, Tunnel, Update};
 use postern_frontend::{Fail, FailureKind, keyring, profiles};
 
 use crate::desktop;
+use crate::portal::{self, Pick};
 use crate::screen::connection::{self, Change, Live};
-use crate::screen::{editor, profiles as plist, prompt};
+use crate::screen::{editor, files, profiles as plist, prompt};
 use crate::style::{self, Mode};
 
 #[derive(Debug, Clone, Copy)]
@@ -51,6 +52,25 @@ pub enum Message {
     Done(Result<String, Fail>),
     /// Where a row's button is (for the state file): profile, bounds.
     Bounds(String, Option<iced::Rectangle>),
+    Files(files::Message),
+    /// The desktop's file dialog answered for `Job`.
+    Picked(Job, Pick),
+}
+
+/// What a file dialog was opened for.
+#[derive(Debug, Clone)]
+pub enum Job {
+    /// "Import…": read and import the file.
+    Import,
+    /// The editor's file field `i`: its path.
+    Field(usize),
+    /// Write `contents` there (an export, the diagnostics); `name`: the proposed file
+    /// name; `done`: the sentence said afterwards, before the path.
+    Save {
+        contents: String,
+        name: String,
+        done: String,
+    },
 }
 
 /// Whether a tray icon shows.
@@ -75,6 +95,8 @@ pub struct App {
     pub tunnels: HashMap<String, Tunnel>,
     pub editor: Option<editor::State>,
     pub prompt: Option<prompt::State>,
+    /// Export, import choice, path fallback.
+    pub files: Option<files::Dialog>,
     pub focused: Option<String>,
     pub mode: Mode,
     mode_forced: bool,
@@ -149,6 +171,7 @@ impl App {
             tunnels: HashMap::new(),
             editor: None,
             prompt: None,
+            files: None,
             focused: None,
             mode,
             mode_forced,
@@ -520,6 +543,13 @@ impl App {
             }
             return v;
         }
+        if let Some(d) = &self.files {
+            return d
+                .controls()
+                .into_iter()
+                .map(|(k, id, m)| (k, id, m.map(Message::Files)))
+                .collect();
+        }
         if let Some(d) = &self.profiles.dialog {
             if matches!(d, plist::Dialog::Rename { .. }) {
                 v.push(("rename".into(), Some(plist::rename_id()), None));
@@ -545,6 +575,13 @@ impl App {
                 if (f.group.is_none() || ed.advanced) && !matches!(f.kind, editor::Kind::Choice(_))
                 {
                     v.push((format!("field-{i}"), Some(editor::field_id(i)), None));
+                    if matches!(f.kind, editor::Kind::File(_)) {
+                        v.push((
+                            editor::choose_key(i),
+                            None,
+                            Some(Message::Editor(editor::Message::Choose(i))),
+                        ));
+                    }
                 }
                 if i == editor::METHOD && ed.method() == "psk" {
                     v.push(("psk".into(), Some(editor::psk_id()), None));
@@ -562,6 +599,8 @@ impl App {
         }
         for (k, m) in [
             ("add", plist::Message::Add),
+            ("import", plist::Message::Import),
+            ("settings", plist::Message::Settings),
             ("duplicate", plist::Message::Duplicate),
             ("rename", plist::Message::Rename),
             ("delete", plist::Message::Delete),
@@ -572,7 +611,9 @@ impl App {
             for (k, m) in [
                 ("conn-toggle", connection::Message::Toggle),
                 ("conn-edit", connection::Message::Edit),
+                ("conn-export", connection::Message::Export),
                 ("conn-copy", connection::Message::CopyDiagnostics),
+                ("conn-save", connection::Message::SaveDiagnostics),
             ] {
                 v.push((k.into(), None, Some(Message::Connection(m))));
             }
@@ -593,6 +634,9 @@ impl App {
                     return self.update(Message::Prompt(prompt::Message::Cancel)).chain(
                         Task::done(Message::Done(Ok(format!("{profile}: login cancelled")))),
                     );
+                }
+                if self.files.is_some() {
+                    return self.update(Message::Files(files::Message::Close));
                 }
                 if self.profiles.dialog.is_some() {
                     return self.update(Message::Profiles(plist::Message::CloseDialog));
@@ -639,6 +683,7 @@ impl App {
                 if key == Key::Named(Named::Enter)
                     && self.prompt.is_none()
                     && self.editor.is_none()
+                    && self.files.is_none()
                     && self.profiles.dialog.is_none()
                     && let Some(n) = self.selected()
                 {
@@ -647,7 +692,9 @@ impl App {
                 Task::none()
             }
             Key::Named(Named::ArrowDown) | Key::Named(Named::ArrowUp)
-                if self.prompt.is_none() && self.profiles.dialog.is_none() =>
+                if self.prompt.is_none()
+                    && self.profiles.dialog.is_none()
+                    && self.files.is_none() =>
             {
                 let d = if key == Key::Named(Named::ArrowDown) {
                     1
@@ -744,6 +791,15 @@ impl App {
                         ));
                         iced::widget::operation::focus(editor::field_id(editor::NAME))
                     }
+                    Some(plist::Event::Import) => self.pick(Job::Import),
+                    Some(plist::Event::Settings) => {
+                        self.files = Some(files::Dialog::Settings {
+                            settings: crate::settings::Settings::load(),
+                            error: None,
+                        });
+                        self.focused = None;
+                        Task::none()
+                    }
                     Some(plist::Event::Duplicate(n)) => match profiles::text(&n) {
                         Ok(text) => {
                             self.editor = Some(editor::State::duplicate(
@@ -822,6 +878,15 @@ impl App {
                         self.focused = None;
                         Task::none()
                     }
+                    Some(editor::Event::Choose(i)) => self.pick(Job::Field(i)),
+                    Some(editor::Event::Save {
+                        name,
+                        original: None,
+                        text,
+                        psk,
+                    }) if self.editor.as_ref().is_some_and(|e| e.import.is_some()) => {
+                        self.save_import(name, text, psk)
+                    }
                     Some(editor::Event::Save {
                         name,
                         original,
@@ -878,12 +943,25 @@ impl App {
                     }
                     Some(connection::Event::Edit) => self.edit(&name),
                     Some(connection::Event::CopyDiagnostics) => {
-                        let toml = profiles::load(&name)
-                            .map(|p| p.to_toml_string())
-                            .unwrap_or_else(|f| format!("# {}\n", f.message));
-                        let d = connection::diagnostics(&name, &toml, self.live.get(&name));
+                        let d = self.diagnostics(&name);
                         self.notice = Some("Diagnostics copied to the clipboard.".into());
                         iced::clipboard::write(d)
+                    }
+                    Some(connection::Event::SaveDiagnostics) => {
+                        let contents = self.diagnostics(&name);
+                        self.pick(Job::Save {
+                            contents,
+                            name: format!("postern-{name}-diagnostics.txt"),
+                            done: format!("Saved the diagnostics of {name} to"),
+                        })
+                    }
+                    Some(connection::Event::Export) => {
+                        self.files = Some(files::Dialog::Export {
+                            profile: name,
+                            format: postern_frontend::export::Format::Toml,
+                        });
+                        self.focused = None;
+                        Task::none()
                     }
                 }
             }
@@ -1001,6 +1079,82 @@ impl App {
                 }
                 Task::none()
             }
+            Message::Files(m) => {
+                let Some(d) = &mut self.files else {
+                    return Task::none();
+                };
+                match d.update(m) {
+                    None => Task::none(),
+                    Some(files::Event::Close) => {
+                        self.files = None;
+                        self.focused = None;
+                        Task::none()
+                    }
+                    Some(files::Event::Export { profile, format }) => {
+                        self.files = None;
+                        self.focused = None;
+                        match profiles::load(&profile) {
+                            Ok(p) => {
+                                let contents = postern_frontend::export::export(&p, format);
+                                let name = match format {
+                                    postern_frontend::export::Format::SheetMd
+                                    | postern_frontend::export::Format::SheetCsv => {
+                                        format!("{profile}-parameters.{}", format.extension())
+                                    }
+                                    _ => format!("{profile}.{}", format.extension()),
+                                };
+                                self.pick(Job::Save {
+                                    contents,
+                                    name,
+                                    done: format!(
+                                        "Exported {profile} ({}) to",
+                                        files::export_label(format)
+                                    ),
+                                })
+                            }
+                            Err(f) => {
+                                self.notice = Some(f.message);
+                                Task::none()
+                            }
+                        }
+                    }
+                    Some(files::Event::Settings(new)) => {
+                        let r = new.save();
+                        if let Some(files::Dialog::Settings { settings, error }) = &mut self.files {
+                            // The files are the truth (a failed write leaves the box as it was).
+                            *settings = crate::settings::Settings::load();
+                            *error = r.err();
+                        }
+                        Task::none()
+                    }
+                    Some(files::Event::Picked { file, imported }) => {
+                        self.files = None;
+                        self.open_import(&file, &imported)
+                    }
+                    Some(files::Event::Path { purpose, path }) => {
+                        let path = std::path::PathBuf::from(path);
+                        let r = match purpose {
+                            files::Purpose::Import => self.import_path(&path),
+                            files::Purpose::Save { contents, done } => write_file(&path, &contents)
+                                .map(|()| {
+                                    self.notice = Some(format!("{done} {}.", path.display()));
+                                    self.files = None;
+                                    Task::none()
+                                }),
+                        };
+                        match r {
+                            Ok(t) => t,
+                            Err(e) => {
+                                if let Some(files::Dialog::Path { error, .. }) = &mut self.files {
+                                    *error = Some(e);
+                                }
+                                Task::none()
+                            }
+                        }
+                    }
+                }
+            }
+            Message::Picked(job, pick) => self.picked(job, pick),
             Message::Done(r) => {
                 self.notice = Some(match r {
                     Ok(s) => s,
@@ -1009,6 +1163,198 @@ impl App {
                 Task::none()
             }
         }
+    }
+
+    /// The diagnostics of `name` (profile without secrets, state, SAs, log).
+    fn diagnostics(&self, name: &str) -> String {
+        let toml = profiles::load(name)
+            .map(|p| p.to_toml_string())
+            .unwrap_or_else(|f| format!("# {}\n", f.message));
+        connection::diagnostics(name, &toml, self.live.get(name))
+    }
+
+    /// Opens the desktop's file dialog for `job`.
+    fn pick(&mut self, job: Job) -> Task<Message> {
+        type Fut = std::pin::Pin<Box<dyn std::future::Future<Output = Pick> + Send>>;
+        let fut: Fut = match &job {
+            Job::Import => Box::pin(portal::open_file(
+                "Import a VPN configuration".into(),
+                portal::IMPORT_FILTERS.to_vec(),
+            )),
+            Job::Field(i) => {
+                let f = editor::FIELDS.get(*i);
+                let filters = match f.map(|f| f.kind) {
+                    Some(editor::Kind::File(editor::FileKind::Pkcs12)) => portal::PKCS12_FILTERS,
+                    _ => portal::PEM_FILTERS,
+                };
+                let title = format!(
+                    "Choose the {}",
+                    f.map_or("file", |f| f.label).to_lowercase()
+                );
+                Box::pin(portal::open_file(title, filters.to_vec()))
+            }
+            Job::Save { name, .. } => {
+                let title = if name.ends_with("-diagnostics.txt") {
+                    "Save the diagnostics"
+                } else {
+                    "Export the profile"
+                };
+                Box::pin(portal::save_file(title.into(), name.clone()))
+            }
+        };
+        Task::perform(fut, move |p| Message::Picked(job.clone(), p))
+    }
+
+    /// The file dialog's answer.
+    fn picked(&mut self, job: Job, pick: Pick) -> Task<Message> {
+        match (job, pick) {
+            (_, Pick::Cancelled) => Task::none(),
+            (_, Pick::Failed(m)) => {
+                self.notice = Some(format!("The file dialog failed: {m}."));
+                Task::none()
+            }
+            (Job::Import, Pick::File(p)) => match self.import_path(&p) {
+                Ok(t) => t,
+                Err(e) => {
+                    self.notice = Some(e);
+                    Task::none()
+                }
+            },
+            (Job::Import, Pick::Unavailable(why)) => {
+                self.files = Some(files::Dialog::Path {
+                    purpose: files::Purpose::Import,
+                    path: String::new(),
+                    why,
+                    error: None,
+                });
+                self.focused = Some("path".into());
+                iced::widget::operation::focus(files::path_id())
+            }
+            (Job::Field(i), Pick::File(p)) => {
+                let v = p.display().to_string();
+                self.update(Message::Editor(editor::Message::Input(i, v)))
+            }
+            (Job::Field(i), Pick::Unavailable(why)) => {
+                self.notice = Some(format!(
+                    "This desktop has no file dialog ({why}): type the file's path."
+                ));
+                self.focused = Some(format!("field-{i}"));
+                iced::widget::operation::focus(editor::field_id(i))
+            }
+            (Job::Save { contents, done, .. }, Pick::File(p)) => {
+                self.notice = Some(match write_file(&p, &contents) {
+                    Ok(()) => format!("{done} {}.", p.display()),
+                    Err(e) => e,
+                });
+                Task::none()
+            }
+            (
+                Job::Save {
+                    contents,
+                    name,
+                    done,
+                },
+                Pick::Unavailable(why),
+            ) => {
+                self.files = Some(files::Dialog::Path {
+                    purpose: files::Purpose::Save { contents, done },
+                    path: files::home_path(&name),
+                    why,
+                    error: None,
+                });
+                self.focused = Some("path".into());
+                iced::widget::operation::focus(files::path_id())
+            }
+        }
+    }
+
+    /// Imports the file at `path` (read here, in the app, never by the helper): one
+    /// connection opens the editor on it; several ask which. `Err`: one sentence.
+    fn import_path(&mut self, path: &std::path::Path) -> Result<Task<Message>, String> {
+        let found = postern_frontend::import::import_file(
+            path,
+            &postern_frontend::import::ImportOptions::default(),
+        )
+        .map_err(|e| format!("Cannot import {e}"))?;
+        let file = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_else(|| path.display().to_string());
+        self.files = None;
+        match found.len() {
+            1 => Ok(self.open_import(&file, &found[0])),
+            _ => {
+                self.files = Some(files::Dialog::Choose { file, found });
+                self.focused = None;
+                Ok(Task::none())
+            }
+        }
+    }
+
+    /// The editor on an imported connection, what could not be carried over above it.
+    fn open_import(
+        &mut self,
+        file: &str,
+        imported: &postern_frontend::import::Imported,
+    ) -> Task<Message> {
+        let taken = self
+            .profiles
+            .entries
+            .iter()
+            .map(|e| e.name.clone())
+            .collect();
+        self.editor = Some(editor::State::imported(
+            &imported.profile_name,
+            &imported.toml,
+            taken,
+            editor::ImportNotes::from_imported(imported, file),
+        ));
+        self.focused = Some(format!("field-{}", editor::NAME));
+        iced::widget::operation::focus(editor::field_id(editor::NAME))
+    }
+
+    /// Saves an imported profile: its embedded files beside it, the profile, and its
+    /// secrets in the keyring (the front-end library's import code, as `postern import`).
+    fn save_import(&mut self, name: String, text: String, psk: Option<Secret>) -> Task<Message> {
+        use postern_dbus::profile::{Profile, SecretPolicy};
+        let Some(notes) = self.editor.as_ref().and_then(|e| e.import.clone()) else {
+            return Task::none();
+        };
+        let mut text = text;
+        let written = (|| {
+            if !notes.files.is_empty() {
+                let mut p = Profile::from_toml_str(&text, &name, SecretPolicy::Forbid)
+                    .map_err(|e| Fail::new(FailureKind::BadProfile, e.to_string()))?;
+                postern_frontend::import::save_files(&name, &mut p, &notes.files)?;
+                text = p.to_toml_string();
+            }
+            profiles::save(&name, &text)
+        })();
+        if let Err(f) = written {
+            if let Some(ed) = &mut self.editor {
+                ed.save_error = Some(f.message);
+            }
+            return Task::none();
+        }
+        self.editor = None;
+        self.focused = None;
+        self.reload();
+        self.profiles.selected = Some(name.clone());
+        let mut secrets = notes.secrets;
+        if let Some(psk) = psk {
+            secrets.insert(secret_key::PSK.to_string(), psk);
+        }
+        if secrets.is_empty() {
+            self.notice = Some(format!("Imported {name}."));
+            return Task::none();
+        }
+        Task::perform(
+            async move {
+                let stored = postern_frontend::import::store_secrets(&name, &secrets).await;
+                Ok(import_sentence(&name, &stored))
+            },
+            Message::Done,
+        )
     }
 
     fn edit(&mut self, name: &str) -> Task<Message> {
@@ -1045,7 +1391,7 @@ impl App {
         .height(Length::Fill)
         .style(style::sidebar);
         let right: Element<'_, Message> = if let Some(ed) = &self.editor {
-            ed.view().map(Message::Editor)
+            ed.view(focused).map(Message::Editor)
         } else if let Some(name) = &self.profiles.selected {
             let gateway = self
                 .profiles
@@ -1094,6 +1440,8 @@ impl App {
         let base: Element<'_, Message> = main.into();
         let dialog: Option<Element<'_, Message>> = if let Some(p) = &self.prompt {
             Some(p.view().map(Message::Prompt))
+        } else if let Some(d) = &self.files {
+            Some(d.view(focused).map(Message::Files))
         } else {
             self.profiles
                 .dialog(focused)
@@ -1112,6 +1460,47 @@ impl App {
             .into(),
             None => base,
         }
+    }
+}
+
+/// Writes an export or the diagnostics (no secrets in either). `Err`: one sentence.
+fn write_file(path: &std::path::Path, contents: &str) -> Result<(), String> {
+    std::fs::write(path, contents).map_err(|e| format!("Cannot write {}: {e}.", path.display()))
+}
+
+/// What happened to an import's secrets, in one or two sentences.
+pub fn import_sentence(name: &str, stored: &[(String, Result<(), Fail>)]) -> String {
+    let ok: Vec<&str> = stored
+        .iter()
+        .filter(|(_, r)| r.is_ok())
+        .map(|(k, _)| editor::secret_label(k))
+        .collect();
+    let failed: Vec<(&str, &Fail)> = stored
+        .iter()
+        .filter_map(|(k, r)| r.as_ref().err().map(|f| (editor::secret_label(k), f)))
+        .collect();
+    let mut s = format!("Imported {name}.");
+    if !ok.is_empty() {
+        s.push_str(&format!(" In your keyring: {}.", ok.join(", ")));
+    }
+    if let Some((_, f)) = failed.first() {
+        let what: Vec<&str> = failed.iter().map(|(k, _)| *k).collect();
+        s.push_str(&format!(
+            " Not kept ({}): {}; Postern asks when you connect.",
+            keyring_words(f),
+            what.join(", ")
+        ));
+    }
+    s
+}
+
+/// A keyring failure in a few words ("the keyring is locked", ...).
+pub fn keyring_words(f: &Fail) -> String {
+    let m = f.message.trim_start_matches("keyring: ");
+    if m.contains("locked") {
+        "the keyring is locked".into()
+    } else {
+        m.split(';').next().unwrap_or(m).to_string()
     }
 }
 

@@ -12,7 +12,9 @@
 mod app;
 mod cli;
 mod desktop;
+mod portal;
 mod screen;
+mod settings;
 mod state_file;
 mod style;
 
@@ -26,7 +28,8 @@ fn main() -> iced::Result {
     let cli = <cli::Cli as clap::Parser>::parse();
     let hidden = cli.hidden
         || std::env::var("POSTERN_START_HIDDEN").is_ok_and(|v| v == "1")
-        || std::env::var("POSTERN_GUI_START_HIDDEN").is_ok_and(|v| v == "1");
+        || std::env::var("POSTERN_GUI_START_HIDDEN").is_ok_and(|v| v == "1")
+        || settings::Settings::load().start_hidden;
     let tray = !cli.no_tray && !std::env::var("POSTERN_NO_TRAY").is_ok_and(|v| v == "1");
     let desktop = match desktop::start(tray) {
         desktop::Start::First => true,

@@ -3,5 +3,6 @@
 
 pub mod connection;
 pub mod editor;
+pub mod files;
 pub mod profiles;
 pub mod prompt;

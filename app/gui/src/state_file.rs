@@ -9,6 +9,7 @@ use postern_frontend::explain::explain;
 use postern_frontend::profiles::js;
 
 use crate::app::{App, Tray};
+use crate::screen::files::Dialog;
 use crate::screen::prompt;
 
 /// The file, when the variable names one.
@@ -65,25 +66,59 @@ pub fn render(app: &App, bounds: &BTreeMap<String, [f32; 4]>) -> String {
     };
     let screen = if app.prompt.is_some() {
         "prompt"
-    } else if app.profiles.dialog.is_some() {
+    } else if app.files.is_some() || app.profiles.dialog.is_some() {
         "dialog"
     } else if app.editor.is_some() {
         "editor"
     } else {
         "profiles"
     };
+    let dialog = match &app.files {
+        Some(Dialog::Export { .. }) => js("export"),
+        Some(Dialog::Choose { .. }) => js("choose-connection"),
+        Some(Dialog::Path { .. }) => js("path"),
+        Some(Dialog::Settings { .. }) => js("settings"),
+        None => match &app.profiles.dialog {
+            Some(crate::screen::profiles::Dialog::Delete(_)) => js("delete"),
+            Some(crate::screen::profiles::Dialog::Rename { .. }) => js("rename"),
+            None => "null".to_string(),
+        },
+    };
+    // The editor: its name field, whether Save is possible, and what an import could
+    // not carry over (shown above the form).
+    let editor = match &app.editor {
+        None => "null".to_string(),
+        Some(ed) => {
+            let notes = ed.import.as_ref();
+            let list = |v: Option<&Vec<String>>| {
+                v.map(|v| v.iter().map(|w| js(w)).collect::<Vec<_>>().join(","))
+                    .unwrap_or_default()
+            };
+            format!(
+                "{{\"name\":{},\"valid\":{},\"imported_from\":{},\"warnings\":[{}],\"missing\":[{}],\"save_error\":{}}}",
+                js(ed.values[crate::screen::editor::NAME].trim()),
+                ed.is_valid(),
+                notes.map_or("null".to_string(), |n| js(&n.source)),
+                list(notes.map(|n| &n.warnings)),
+                list(notes.map(|n| &n.missing)),
+                ed.save_error.as_deref().map_or("null".to_string(), js),
+            )
+        }
+    };
     let bounds: Vec<String> = bounds
         .iter()
         .map(|(k, b)| format!("{}:[{},{},{},{}]", js(k), b[0], b[1], b[2], b[3]))
         .collect();
     format!(
-        "{{\"window\":{},\"screen\":{},\"helper\":{},\"tray\":{},\"selected\":{},\"profiles\":[{}],\"prompt\":{},\"notice\":{},\"bounds\":{{{}}}}}\n",
+        "{{\"window\":{},\"screen\":{},\"dialog\":{},\"editor\":{},\"helper\":{},\"tray\":{},\"selected\":{},\"profiles\":[{}],\"prompt\":{},\"notice\":{},\"bounds\":{{{}}}}}\n",
         js(if app.window.is_some() {
             "open"
         } else {
             "hidden"
         }),
         js(screen),
+        dialog,
+        editor,
         js(if app.helper.is_some() {
             "unreachable"
         } else {

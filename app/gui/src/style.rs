@@ -219,3 +219,19 @@ pub fn status_bar(theme: &Theme) -> container::Style {
         ..container::Style::default()
     }
 }
+
+/// A focus ring around a control that draws none itself (checkboxes, pick lists).
+pub fn focus_ring(theme: &Theme, focused: bool) -> container::Style {
+    container::Style {
+        border: Border {
+            color: if focused {
+                theme.palette().text
+            } else {
+                iced::Color::TRANSPARENT
+            },
+            width: 2.0,
+            radius: 6.0.into(),
+        },
+        ..container::Style::default()
+    }
+}

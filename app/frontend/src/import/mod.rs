@@ -413,6 +413,87 @@ fn companion_names(format: Format, file_name: &str) -> Vec<String> {
     }
 }
 
+/// Writes the files an import carried (Shrew's embedded certificates) beside profile
+/// `name` (`<profiles>/NAME.files/`, 0600 in a 0700 directory) and points the
+/// profile's keys (`auth.ca`, `auth.cert`, `auth.key`) at them. A key the user already
+/// filled (in the app's editor) is left as it is; the file is written anyway.
+pub fn save_files(
+    name: &str,
+    profile: &mut Profile,
+    files: &[(String, String, Vec<u8>)],
+) -> Result<(), Fail> {
+    for (key, file_name, bytes) in files {
+        let dir = crate::profiles::dir()?.join(format!("{name}.files"));
+        // The suggested name comes from the file being imported: no directories.
+        let base = Path::new(file_name)
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .filter(|n| !n.is_empty() && n != "..")
+            .unwrap_or_else(|| "embedded.pem".to_string());
+        let path = dir.join(base);
+        write_private_file(&path, bytes)?;
+        let p = path.display().to_string();
+        let slot = match key.as_str() {
+            "auth.ca" => &mut profile.auth.ca,
+            "auth.cert" => &mut profile.auth.cert,
+            "auth.key" => &mut profile.auth.key,
+            _ => continue,
+        };
+        if slot.as_deref().is_none_or(str::is_empty) {
+            *slot = Some(p);
+        }
+    }
+    Ok(())
+}
+
+/// Stores an import's secrets (`psk`, `xauth-password`, `key-passphrase`) in the
+/// keyring under profile `name`: each kind with how it went (a locked keyring must not
+/// hang the caller: each store is bounded by [`crate::watcher::KEYRING_TIMEOUT`]).
+pub async fn store_secrets(
+    name: &str,
+    secrets: &BTreeMap<String, Secret>,
+) -> Vec<(String, Result<(), Fail>)> {
+    let mut out = Vec::new();
+    for (kind, secret) in secrets {
+        let r = tokio::time::timeout(
+            crate::watcher::KEYRING_TIMEOUT,
+            crate::keyring::store(name, kind, secret.expose()),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(Fail::new(
+                FailureKind::Keyring,
+                "keyring: no answer (locked, waiting for a password?)",
+            ))
+        });
+        out.push((kind.clone(), r));
+    }
+    out
+}
+
+/// Writes `bytes` to `path` readable by the user only, creating its directory (0700).
+pub fn write_private_file(path: &Path, bytes: &[u8]) -> Result<(), Fail> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let io =
+        |e: std::io::Error| Fail::new(FailureKind::Internal, format!("{}: {e}", path.display()));
+    if let Some(parent) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(io)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    f.write_all(bytes).map_err(io)
+}
+
 /// A connection being imported; parsers fill it, [`Draft::finish`] validates it.
 pub(crate) struct Draft {
     pub conn: String,

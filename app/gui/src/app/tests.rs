@@ -202,12 +202,16 @@ fn tab_walks_every_control_and_enter_presses_the_focused_button() {
             "toggle:lab",
             "toggle:office",
             "add",
+            "import",
+            "settings",
             "duplicate",
             "rename",
             "delete",
             "conn-toggle",
             "conn-edit",
+            "conn-export",
             "conn-copy",
+            "conn-save",
             "log-filter"
         ]
     );
@@ -330,7 +334,7 @@ fn the_editor_disables_save_while_the_parser_refuses() {
     let _ = ed.update(editor::Message::Input(editor::NAME, "office".into()));
     // No gateway yet: invalid; clicking Save does nothing.
     {
-        let mut ui = simulator(ed.view());
+        let mut ui = simulator(ed.view(None));
         assert!(ui.click("Save").is_ok());
         assert!(
             ui.into_messages()
@@ -339,7 +343,7 @@ fn the_editor_disables_save_while_the_parser_refuses() {
     }
     // Typing the gateway into its field (a real text input) makes it valid.
     let msgs: Vec<editor::Message> = {
-        let mut ui = simulator(ed.view());
+        let mut ui = simulator(ed.view(None));
         assert!(ui.click(editor::field_id(1)).is_ok());
         let _ = ui.typewrite("vpn.example.com");
         ui.into_messages().collect()
@@ -349,7 +353,7 @@ fn the_editor_disables_save_while_the_parser_refuses() {
     }
     assert_eq!(ed.values[1], "vpn.example.com");
     assert!(ed.is_valid(), "{:?}", ed.invalid);
-    let mut ui = simulator(ed.view());
+    let mut ui = simulator(ed.view(None));
     assert!(ui.click("Save").is_ok());
     assert!(
         ui.into_messages()
@@ -370,7 +374,7 @@ fn the_editor_shows_the_parsers_message_under_the_field() {
     let _ = ed.update(editor::Message::Input(i, "aes999-sha1".into()));
     let msg = ed.invalid.clone().map(|i| i.message).unwrap_or_default();
     assert!(msg.starts_with("phase2.proposals"), "{msg}");
-    let mut ui = simulator(ed.view());
+    let mut ui = simulator(ed.view(None));
     assert!(ui.find(msg.as_str()).is_ok(), "{msg}");
 }
 
@@ -414,4 +418,249 @@ fn the_list_connects_by_the_rows_button() {
             .any(|m| matches!(m, plist::Message::Toggle(n) if n == "lab")),
         "{msgs:?}"
     );
+}
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../frontend/tests/fixtures/import")
+        .join(name)
+}
+
+#[test]
+fn import_opens_the_editor_on_the_result_with_what_was_not_carried_over() {
+    let (mut app, _rx) = app_with(&["office"]);
+    let _ = app.update(Message::Picked(
+        Job::Import,
+        Pick::File(fixture("pcf_group_crlf_latin1.pcf")),
+    ));
+    let ed = app.editor.as_ref().expect("the editor opens on the import");
+    let notes = ed.import.as_ref().expect("with the import's notes");
+    assert!(
+        notes.source.starts_with("pcf_group_crlf_latin1.pcf (Cisco"),
+        "{}",
+        notes.source
+    );
+    assert!(
+        notes.warnings.iter().any(|w| w.contains("EnableBackup")),
+        "{:?}",
+        notes.warnings
+    );
+    assert!(notes.secrets.contains_key("psk"), "enc_GroupPwd decrypted");
+    assert!(ed.is_valid(), "{:?}", ed.invalid);
+    assert_eq!(ed.values[1], "vpn.lyon.example.com");
+    assert_eq!(
+        app.focused.as_deref(),
+        Some("field-0"),
+        "the name is focused"
+    );
+    let state = crate::state_file::render(&app, &Default::default());
+    assert!(state.contains("\"screen\":\"editor\""), "{state}");
+    assert!(state.contains("EnableBackup"), "{state}");
+    // Shown above the form; secrets never on screen.
+    let ed = app.editor.as_ref().unwrap();
+    let mut ui = simulator(ed.view(None));
+    assert!(ui.find("What could not be carried over:").is_ok());
+    assert!(ui.find("Imported profile").is_ok());
+    let w = notes_first(&app, "EnableBackup");
+    assert!(ui.find(format!("• {w}").as_str()).is_ok(), "{w}");
+    assert!(
+        ui.find("Found in the file, kept in your keyring when you save: the pre-shared key.")
+            .is_ok()
+    );
+    assert!(
+        !state.contains(notes_secret(&app).as_str()),
+        "no secret in the state"
+    );
+}
+
+fn notes_first(app: &App, word: &str) -> String {
+    app.editor
+        .as_ref()
+        .and_then(|e| e.import.as_ref())
+        .and_then(|n| n.warnings.iter().find(|w| w.contains(word)).cloned())
+        .unwrap_or_default()
+}
+
+fn notes_secret(app: &App) -> String {
+    app.editor
+        .as_ref()
+        .and_then(|e| e.import.as_ref())
+        .and_then(|n| n.secrets.get("psk"))
+        .map(|s| s.expose().to_string())
+        .unwrap_or_else(|| "no secret".into())
+}
+
+#[test]
+fn an_imported_name_that_is_taken_gets_a_free_one() {
+    let (mut app, _rx) = app_with(&["office"]);
+    let _ = app.update(Message::Picked(
+        Job::Import,
+        Pick::File(fixture("nm_vpnc_office.nmconnection")),
+    ));
+    let ed = app.editor.as_ref().expect("editor");
+    assert!(
+        ed.values[editor::NAME] != "office",
+        "{}",
+        ed.values[editor::NAME]
+    );
+    assert!(ed.is_valid(), "{:?}", ed.invalid);
+}
+
+#[test]
+fn without_a_portal_import_asks_for_a_path_and_a_file_with_two_connections_asks_which() {
+    let (mut app, _rx) = app_with(&[]);
+    let _ = app.update(Message::Picked(
+        Job::Import,
+        Pick::Unavailable("no file dialog portal".into()),
+    ));
+    assert!(matches!(app.files, Some(files::Dialog::Path { .. })));
+    assert_eq!(app.focused.as_deref(), Some("path"));
+    {
+        let d = app.files.as_ref().unwrap();
+        let mut ui = simulator(d.view(None));
+        assert!(
+            ui.find(
+                "This desktop has no file dialog (no file dialog portal): type the file's path."
+            )
+            .is_ok()
+        );
+    }
+    // A file that is not there: the error stays in the dialog.
+    let _ = app.update(Message::Files(files::Message::PathInput(
+        "/nonexistent/office.pcf".into(),
+    )));
+    let _ = app.update(Message::Files(files::Message::PathConfirm));
+    match &app.files {
+        Some(files::Dialog::Path { error: Some(e), .. }) => {
+            assert!(
+                e.starts_with("Cannot import /nonexistent/office.pcf"),
+                "{e}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    let two = fixture("swanctl_two_conns.conf").display().to_string();
+    let _ = app.update(Message::Files(files::Message::PathInput(two)));
+    let _ = app.update(Message::Files(files::Message::PathConfirm));
+    let names: Vec<String> = match &app.files {
+        Some(files::Dialog::Choose { found, .. }) => found.iter().map(|i| i.name.clone()).collect(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(names.len(), 2, "{names:?}");
+    let _ = app.update(Message::Files(files::Message::Pick(1)));
+    assert!(app.files.is_none());
+    let ed = app
+        .editor
+        .as_ref()
+        .expect("editor on the second connection");
+    assert_eq!(
+        ed.import.as_ref().map(|n| n.source.contains("swanctl")),
+        Some(true)
+    );
+}
+
+#[test]
+fn save_as_writes_the_file_or_asks_for_a_path() {
+    let (mut app, _rx) = app_with(&["office"]);
+    let dir = std::env::temp_dir().join(format!("postern-gui-save-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let out = dir.join("diag.txt");
+    let job = Job::Save {
+        contents: "Postern diagnostics for office\n".into(),
+        name: "postern-office-diagnostics.txt".into(),
+        done: "Saved the diagnostics of office to".into(),
+    };
+    let _ = app.update(Message::Picked(job.clone(), Pick::File(out.clone())));
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "Postern diagnostics for office\n"
+    );
+    assert_eq!(
+        app.notice.as_deref(),
+        Some(format!("Saved the diagnostics of office to {}.", out.display()).as_str())
+    );
+    let _ = app.update(Message::Picked(job, Pick::Unavailable("no portal".into())));
+    match &app.files {
+        Some(files::Dialog::Path { path, .. }) => {
+            assert!(path.ends_with("/postern-office-diagnostics.txt"), "{path}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let out2 = dir.join("diag2.txt");
+    let _ = app.update(Message::Files(files::Message::PathInput(
+        out2.display().to_string(),
+    )));
+    let _ = app.update(Message::Files(files::Message::PathConfirm));
+    assert!(app.files.is_none());
+    assert!(std::fs::read_to_string(&out2).is_ok());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_editors_file_fields_take_the_chosen_path_and_are_in_the_tab_order() {
+    let (mut app, _rx) = app_with(&[]);
+    let _ = app.update(Message::Profiles(plist::Message::Add));
+    let _ = app.update(Message::Editor(editor::Message::ToggleAdvanced(true)));
+    let i = editor::FIELDS
+        .iter()
+        .position(|f| f.key == "auth.cert")
+        .unwrap();
+    let keys: Vec<String> = app.controls().into_iter().map(|(k, _, _)| k).collect();
+    let at = keys
+        .iter()
+        .position(|k| *k == format!("field-{i}"))
+        .unwrap();
+    assert_eq!(keys[at + 1], editor::choose_key(i));
+    let _ = app.update(Message::Picked(
+        Job::Field(i),
+        Pick::File("/home/alice/certs/alice.pem".into()),
+    ));
+    assert_eq!(
+        app.editor.as_ref().unwrap().values[i],
+        "/home/alice/certs/alice.pem"
+    );
+    let _ = app.update(Message::Picked(
+        Job::Field(i),
+        Pick::Unavailable("no portal".into()),
+    ));
+    assert_eq!(app.focused, Some(format!("field-{i}")));
+    assert!(
+        app.notice
+            .as_deref()
+            .unwrap_or("")
+            .contains("type the file's path")
+    );
+}
+
+#[test]
+fn an_import_whose_secrets_the_keyring_refused_says_so() {
+    let stored = vec![
+        ("psk".to_string(), Ok(())),
+        (
+            "xauth-password".to_string(),
+            Err(Fail::new(
+                FailureKind::Keyring,
+                "keyring: the keyring is locked; unlock it (log in to the desktop) and try again",
+            )),
+        ),
+    ];
+    assert_eq!(
+        import_sentence("office", &stored),
+        "Imported office. In your keyring: the pre-shared key. Not kept (the keyring is locked): the XAuth password; Postern asks when you connect."
+    );
+}
+
+#[test]
+fn settings_open_from_the_list() {
+    let (mut app, _rx) = app_with(&["office"]);
+    let _ = app.update(Message::Profiles(plist::Message::Settings));
+    assert!(matches!(app.files, Some(files::Dialog::Settings { .. })));
+    {
+        let d = app.files.as_ref().unwrap();
+        let mut ui = simulator(d.view(None));
+        assert!(ui.find("Start hidden in the tray").is_ok());
+        assert!(ui.find("Start at login (in the tray)").is_ok());
+    }
+    let _ = app.update(key(Named::Escape));
+    assert!(app.files.is_none());
 }

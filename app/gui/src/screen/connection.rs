@@ -167,7 +167,9 @@ impl Live {
 pub enum Message {
     Toggle,
     Edit,
+    Export,
     CopyDiagnostics,
+    SaveDiagnostics,
     LogFilter(String),
 }
 
@@ -176,7 +178,9 @@ pub enum Event {
     Connect,
     Disconnect,
     Edit,
+    Export,
     CopyDiagnostics,
+    SaveDiagnostics,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -194,6 +198,8 @@ impl State {
             }),
             Message::Edit => Some(Event::Edit),
             Message::CopyDiagnostics => Some(Event::CopyDiagnostics),
+            Message::Export => Some(Event::Export),
+            Message::SaveDiagnostics => Some(Event::SaveDiagnostics),
             Message::LogFilter(f) => {
                 self.log_filter = f;
                 None
@@ -351,17 +357,30 @@ pub fn view<'a>(
             button::secondary
         )
         .on_press(Message::Edit),
-        style::focus_button(
-            text("Copy diagnostics"),
-            focused == Some("conn-copy"),
-            button::secondary
-        )
-        .on_press(Message::CopyDiagnostics),
     ]
     .spacing(10)
     .align_y(Alignment::Center);
+    let small = |label: &'a str, key: &'a str, m: Message| {
+        style::focus_button(
+            text(label).size(13),
+            focused == Some(key),
+            button::secondary,
+        )
+        .on_press(m)
+        .padding([4, 10])
+    };
+    let tools = row![
+        small("Export…", "conn-export", Message::Export),
+        small("Copy diagnostics", "conn-copy", Message::CopyDiagnostics),
+        small(
+            "Save diagnostics as…",
+            "conn-save",
+            Message::SaveDiagnostics
+        ),
+    ]
+    .spacing(8);
 
-    let mut body = column![header].spacing(16);
+    let mut body = column![header, tools].spacing(16);
 
     if let Some(f) = helper
         && !active

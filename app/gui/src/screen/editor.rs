@@ -33,6 +33,17 @@ pub enum Kind {
     Choice(&'static [&'static str]),
     /// An integer (anything else is passed as a string, for the parser to refuse).
     Int,
+    /// A file's path, with a "Choose…" button (the desktop's file dialog).
+    File(FileKind),
+}
+
+/// What a file field holds (which filters its dialog offers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// PEM or DER certificates, keys, CRLs.
+    Pem,
+    /// A PKCS#12 bundle.
+    Pkcs12,
 }
 
 /// One field of the form: a key of the profile contract.
@@ -124,32 +135,38 @@ pub const FIELDS: &[Field] = &[
         G_AUTH,
         "checked when given, e.g. fqdn:vpn.example.com",
     ),
-    f("auth.ca", "CA file", Kind::Text, G_AUTH, "/path/to/ca.pem"),
+    f(
+        "auth.ca",
+        "CA file",
+        Kind::File(FileKind::Pem),
+        G_AUTH,
+        "/path/to/ca.pem",
+    ),
     f(
         "auth.cert",
         "Certificate file",
-        Kind::Text,
+        Kind::File(FileKind::Pem),
         G_AUTH,
         "/path/to/cert.pem",
     ),
     f(
         "auth.key",
         "Key file",
-        Kind::Text,
+        Kind::File(FileKind::Pem),
         G_AUTH,
         "/path/to/key.pem",
     ),
     f(
         "auth.pkcs12",
         "PKCS#12 file",
-        Kind::Text,
+        Kind::File(FileKind::Pkcs12),
         G_AUTH,
         "/path/to/bundle.p12",
     ),
     f(
         "auth.crl",
         "CRL file",
-        Kind::Text,
+        Kind::File(FileKind::Pem),
         G_AUTH,
         "/path/to/crl.pem",
     ),
@@ -283,6 +300,8 @@ pub enum Message {
     Input(usize, String),
     Psk(String),
     ToggleAdvanced(bool),
+    /// The "Choose…" button of file field `i`.
+    Choose(usize),
     Save,
     Cancel,
 }
@@ -298,7 +317,75 @@ pub enum Event {
         text: String,
         psk: Option<Secret>,
     },
+    /// Open the desktop's file dialog for file field `i`.
+    Choose(usize),
     Cancel,
+}
+
+/// What an import brought besides the profile: shown above the form, and saved with it
+/// (secrets to the keyring, embedded files beside the profile).
+#[derive(Debug, Clone)]
+pub struct ImportNotes {
+    /// "office.pcf (Cisco VPN Client .pcf)".
+    pub source: String,
+    /// What could not be carried over: "line 12: EnableBackup: not carried over: …".
+    pub warnings: Vec<String>,
+    /// Material the file only points to: "auth.cert: …".
+    pub missing: Vec<String>,
+    /// Secrets found, by keyring kind.
+    pub secrets: std::collections::BTreeMap<String, Secret>,
+    /// Secrets the profile needs that the file did not hold (keyring kinds).
+    pub secrets_missing: Vec<String>,
+    /// Embedded files: profile key, file name, contents.
+    pub files: Vec<(String, String, Vec<u8>)>,
+}
+
+impl ImportNotes {
+    pub fn from_imported(i: &postern_frontend::import::Imported, file: &str) -> ImportNotes {
+        ImportNotes {
+            source: format!("{file} ({})", format_label(i.format)),
+            warnings: i
+                .warnings
+                .iter()
+                .map(|w| match w.line {
+                    Some(l) => format!("line {l}: {}: {}", w.key, w.message),
+                    None => format!("{}: {}", w.key, w.message),
+                })
+                .collect(),
+            missing: i
+                .missing
+                .iter()
+                .map(|m| format!("{}: {}", m.key, m.message))
+                .collect(),
+            secrets: i.secrets.clone(),
+            secrets_missing: i.secrets_missing.clone(),
+            files: i.files.clone(),
+        }
+    }
+}
+
+/// A format's name as a user knows it.
+pub fn format_label(f: postern_frontend::import::Format) -> &'static str {
+    use postern_frontend::import::Format as F;
+    match f {
+        F::Pcf => "Cisco VPN Client .pcf",
+        F::Shrew => "Shrew Soft .vpn",
+        F::IpsecConf => "ipsec.conf",
+        F::Swanctl => "strongSwan swanctl.conf",
+        F::Racoon => "racoon.conf",
+        F::Ifcfg => "Red Hat ifcfg-ipsec",
+        F::NmConnection => "NetworkManager .nmconnection",
+    }
+}
+
+/// A keyring kind in words.
+pub fn secret_label(kind: &str) -> &str {
+    match kind {
+        "psk" => "the pre-shared key",
+        "xauth-password" => "the XAuth password",
+        "key-passphrase" => "the key's passphrase",
+        other => other,
+    }
 }
 
 /// The parser's refusal, placed on a field when it names one.
@@ -322,6 +409,8 @@ pub struct State {
     pub taken: Vec<String>,
     /// Saving failed (the file could not be written).
     pub save_error: Option<String>,
+    /// What an import brought (`None`: not an import).
+    pub import: Option<ImportNotes>,
     /// Fields the user has typed in (a new form does not scold untouched fields).
     touched: Vec<bool>,
     defaults: Vec<String>,
@@ -339,6 +428,7 @@ impl State {
             invalid: None,
             taken,
             save_error: None,
+            import: None,
             touched: vec![false; FIELDS.len()],
             defaults: defaults(),
         };
@@ -382,6 +472,35 @@ impl State {
         s
     }
 
+    /// The form of an imported profile (a new one, under a free name), with what the
+    /// import could not carry over shown above it. Values equal to the contract's
+    /// defaults are left empty (shown as "default: …"), so "Advanced" opens only when
+    /// the file set something else.
+    pub fn imported(name: &str, text: &str, taken: Vec<String>, notes: ImportNotes) -> State {
+        let mut s = State::edit(name, text, taken.clone(), false);
+        s.original = None;
+        let mut free = name.to_string();
+        let mut n = 2;
+        while taken.contains(&free) {
+            free = format!("{name}-{n}");
+            n += 1;
+        }
+        s.values[NAME] = free;
+        for (i, f) in FIELDS.iter().enumerate() {
+            if f.group.is_some() && s.values[i] == s.defaults[i] {
+                s.values[i].clear();
+            }
+        }
+        s.advanced = FIELDS
+            .iter()
+            .zip(&s.values)
+            .any(|(f, v)| f.group.is_some() && !v.is_empty());
+        s.has_stored_psk = notes.secrets.contains_key("psk");
+        s.import = Some(notes);
+        s.validate();
+        s
+    }
+
     pub fn method(&self) -> &str {
         match self.values[METHOD].as_str() {
             "" => "psk",
@@ -409,7 +528,7 @@ impl State {
                 continue;
             } else {
                 let value = match fl.kind {
-                    Kind::Text => js(v),
+                    Kind::Text | Kind::File(_) => js(v),
                     Kind::List => {
                         let items: Vec<String> = v
                             .split(',')
@@ -515,6 +634,7 @@ impl State {
                 self.advanced = on;
                 None
             }
+            Message::Choose(i) => Some(Event::Choose(i)),
             Message::Save => {
                 self.validate();
                 if !self.is_valid() {
@@ -533,7 +653,7 @@ impl State {
         }
     }
 
-    fn field<'a>(&'a self, i: usize) -> Element<'a, Message> {
+    fn field<'a>(&'a self, i: usize, focused: Option<&str>) -> Element<'a, Message> {
         let fl = &FIELDS[i];
         let value = &self.values[i];
         let placeholder = match self.defaults.get(i) {
@@ -549,6 +669,23 @@ impl State {
                     .width(Length::Fill)
                     .into()
             }
+            Kind::File(_) => row![
+                text_input(&placeholder, value)
+                    .id(field_id(i))
+                    .on_input(move |v| Message::Input(i, v))
+                    .on_submit(Message::Save)
+                    .padding(6),
+                style::focus_button(
+                    text("Choose…"),
+                    focused == Some(choose_key(i).as_str()),
+                    button::secondary
+                )
+                .on_press(Message::Choose(i))
+                .padding([6, 12]),
+            ]
+            .spacing(6)
+            .align_y(iced::Alignment::Center)
+            .into(),
             _ => text_input(&placeholder, value)
                 .id(field_id(i))
                 .on_input(move |v| Message::Input(i, v))
@@ -579,19 +716,29 @@ impl State {
         col.spacing(4).into()
     }
 
-    pub fn view(&self) -> Element<'_, Message> {
-        let title = match &self.original {
-            Some(n) => format!("Edit {n}"),
-            None => "New profile".to_string(),
+    pub fn view(&self, focused: Option<&str>) -> Element<'_, Message> {
+        let title = match (&self.original, &self.import) {
+            (Some(n), _) => format!("Edit {n}"),
+            (None, Some(_)) => "Imported profile".to_string(),
+            (None, None) => "New profile".to_string(),
         };
         let mut form = column![text(title).size(22)].spacing(10);
+        if let Some(notes) = &self.import {
+            form = form.push(import_box(notes));
+        }
         for (i, fl) in FIELDS.iter().enumerate() {
             if fl.group.is_some() {
                 continue;
             }
-            form = form.push(self.field(i));
+            form = form.push(self.field(i, focused));
             if i == METHOD && self.method() == "psk" {
-                let ph = if self.has_stored_psk {
+                let ph = if self
+                    .import
+                    .as_ref()
+                    .is_some_and(|n| n.secrets.contains_key("psk"))
+                {
+                    "from the imported file (type to replace)"
+                } else if self.has_stored_psk {
                     "stored in your keyring (type to replace)"
                 } else {
                     "from your admin; kept in your keyring"
@@ -630,7 +777,7 @@ impl State {
                             .style(style::heading),
                     );
                 }
-                form = form.push(self.field(i));
+                form = form.push(self.field(i, focused));
             }
         }
         let mut status = column![].spacing(4);
@@ -665,6 +812,51 @@ impl State {
         .padding(16)
         .into()
     }
+}
+
+/// What the import could not carry over, above the form.
+fn import_box(n: &ImportNotes) -> Element<'_, Message> {
+    let mut c = column![text(format!("Imported from {}", n.source)).size(16)].spacing(4);
+    if n.warnings.is_empty() && n.missing.is_empty() {
+        c = c.push(text("Everything in the file was carried over.").size(14));
+    } else {
+        c = c.push(text("What could not be carried over:").size(14));
+        for w in n.warnings.iter().chain(&n.missing) {
+            c = c.push(text(format!("• {w}")).size(13));
+        }
+    }
+    if !n.secrets.is_empty() {
+        let found: Vec<&str> = n.secrets.keys().map(|k| secret_label(k)).collect();
+        c = c.push(
+            text(format!(
+                "Found in the file, kept in your keyring when you save: {}.",
+                found.join(", ")
+            ))
+            .size(13)
+            .style(style::muted),
+        );
+    }
+    if !n.secrets_missing.is_empty() {
+        let missing: Vec<&str> = n.secrets_missing.iter().map(|k| secret_label(k)).collect();
+        c = c.push(
+            text(format!(
+                "Not in the file: {} (Postern asks when you connect).",
+                missing.join(", ")
+            ))
+            .size(13)
+            .style(style::muted),
+        );
+    }
+    container(c)
+        .padding(12)
+        .width(Length::Fill)
+        .style(style::notice)
+        .into()
+}
+
+/// The focus key of file field `i`'s "Choose…" button.
+pub fn choose_key(i: usize) -> String {
+    format!("choose-{i}")
 }
 
 /// The text input of field `i` (for focus and tests).

@@ -35,6 +35,8 @@ pub enum Message {
     /// The row's Connect / Disconnect button.
     Toggle(String),
     Add,
+    Import,
+    Settings,
     Duplicate,
     Rename,
     RenameInput(String),
@@ -51,6 +53,8 @@ pub enum Event {
     Connect(String),
     Disconnect(String),
     New,
+    Import,
+    Settings,
     Duplicate(String),
     Rename { from: String, to: String },
     Delete(String),
@@ -143,6 +147,8 @@ impl State {
                 }
             }
             Message::Add => Some(Event::New),
+            Message::Import => Some(Event::Import),
+            Message::Settings => Some(Event::Settings),
             Message::Duplicate => self.selected.clone().map(Event::Duplicate),
             Message::Rename => {
                 if let Some(s) = &self.selected {
@@ -218,7 +224,7 @@ impl State {
         if visible.is_empty() {
             list = list.push(
                 container(text(if self.entries.is_empty() {
-                    "No profiles yet. Add one with the details your admin gave you."
+                    "No profiles yet. Add one with the details your admin gave you, or import the file you have."
                 } else {
                     "No profile matches."
                 }))
@@ -290,11 +296,20 @@ impl State {
             .padding([4, 8])
         };
         let has = self.selected.is_some();
-        let toolbar = row![
-            b("Add", "add", Some(Message::Add)),
-            b("Duplicate", "duplicate", has.then_some(Message::Duplicate)),
-            b("Rename", "rename", has.then_some(Message::Rename)),
-            b("Delete", "delete", has.then_some(Message::Delete)),
+        let toolbar = column![
+            row![
+                b("Add", "add", Some(Message::Add)),
+                b("Import…", "import", Some(Message::Import)),
+                space::horizontal(),
+                b("Settings", "settings", Some(Message::Settings)),
+            ]
+            .spacing(6),
+            row![
+                b("Duplicate", "duplicate", has.then_some(Message::Duplicate)),
+                b("Rename", "rename", has.then_some(Message::Rename)),
+                b("Delete", "delete", has.then_some(Message::Delete)),
+            ]
+            .spacing(6)
         ]
         .spacing(6);
         column![search, scrollable(list).height(Length::Fill), toolbar]
