@@ -992,6 +992,51 @@ impl Desktop {
         Ok(out)
     }
 
+    /// Starts the lab's stand-in for the XDG Desktop Portal's file dialog
+    /// (`fake-portal`: `OpenFile` answers `open`, `SaveFile` answers `save`, both file
+    /// paths, as if the user had picked them) and waits for its name. Its calls are
+    /// recorded in `<session>/portal.jsonl` ([`Desktop::portal_calls`]).
+    pub fn start_fake_portal(&self, lab: &Lab, open: &Path, save: Option<&Path>) -> Result<()> {
+        let built = helper_path()?.with_file_name("fake-portal");
+        if !built.is_file() {
+            lab_bail!(
+                "{} not found: build it first (cargo build -p postern-lab --bins)",
+                built.display()
+            );
+        }
+        install_bin(&built, &self.bin.join("fake-portal"))?;
+        let log = self.dir.join("portal.jsonl");
+        fs::write(&log, "")?;
+        chown_private(&log, self.uid, 0o644)?;
+        let uri = |p: &Path| format!("file://{}", p.display());
+        let mut c = self.user_command(self.bin.join("fake-portal"), false);
+        c.arg(&log).arg("--open").arg(uri(open));
+        if let Some(s) = save {
+            c.arg("--save").arg(uri(s));
+        }
+        let p = self.spawn(lab, "fake-portal", c, "portal.out")?;
+        self.wait_session_name("org.freedesktop.portal.Desktop", &p)
+    }
+
+    /// The file dialog calls the fake portal answered: one JSON object each
+    /// (`method`, `title`, `token`, `current_name`).
+    pub fn portal_calls(&self) -> Vec<Value> {
+        fs::read_to_string(self.dir.join("portal.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Writes `text` as a file of the test user (mode 0600) under its home; returns the
+    /// path.
+    pub fn user_file(&self, name: &str, text: &str) -> Result<PathBuf> {
+        let p = self.home.join(name);
+        fs::write(&p, text)?;
+        chown_private(&p, self.uid, 0o600)?;
+        Ok(p)
+    }
+
     /// Starts `postern-gui` as the user in this session (copied into the lab's bin),
     /// with `POSTERN_GUI_STATE_FILE` set and `env` added.
     pub fn start_app(&self, lab: &Lab, env: &[(&str, &str)]) -> Result<App> {

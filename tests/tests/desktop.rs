@@ -16,9 +16,14 @@
 //! - `desktoplab_gui_wrong_psk`: a wrong PSK shows the login headline of
 //!   `postern_frontend::explain`, on screen (state file, red on screen) and in the
 //!   failure notification.
+//! - `desktoplab_gui_editor_adds_and_connects`: the profile added in the app's editor
+//!   from the five fields an admin gives, typed with xdotool; it connects.
+//! - `desktoplab_gui_import_export`: "Import…" through the desktop's file dialog (the
+//!   lab's `fake-portal` answers with a Cisco .pcf), the editor with what could not be
+//!   carried over, Save, "Export…" through SaveFile, and the imported profile connects.
 //!
 //! The app is observed through its test state file (`POSTERN_GUI_STATE_FILE`, see
-//! NEEDS-FROM-GUI.md): iced has no accessibility tree. Root only.
+//! app/gui/README.md): iced has no accessibility tree. Root only.
 
 use std::time::Duration;
 
@@ -81,11 +86,8 @@ struct Setup {
 }
 
 fn setup(lab: &Lab, user: &str, t: &Tunnel, psk: &str) -> Result<Setup> {
-    let mut host = HostChanges::default();
-    let uid = host.ensure_user(user)?;
-    let sys = SystemBus::start(lab, &rules_for(user))?;
-    let gw = lab.start_gateway(t)?;
-    let desktop = Desktop::start(lab, &sys, uid)?;
+    let s = setup_bare(lab, user, t)?;
+    let desktop = &s.desktop;
     let o = desktop.postern(&["add", PROFILE, "--from", "-"], Some(&user_profile(t)))?;
     lab_ensure!(o.status.success(), "postern add: {}", output_text(&o));
     let o = desktop.postern(
@@ -97,6 +99,16 @@ fn setup(lab: &Lab, user: &str, t: &Tunnel, psk: &str) -> Result<Setup> {
         "postern secret set (GNOME Keyring in the lab session): {}",
         output_text(&o)
     );
+    Ok(s)
+}
+
+/// The lab, the system bus, the gateway and the user's session, with no profile yet.
+fn setup_bare(lab: &Lab, user: &str, t: &Tunnel) -> Result<Setup> {
+    let mut host = HostChanges::default();
+    let uid = host.ensure_user(user)?;
+    let sys = SystemBus::start(lab, &rules_for(user))?;
+    let gw = lab.start_gateway(t)?;
+    let desktop = Desktop::start(lab, &sys, uid)?;
     Ok(Setup {
         desktop,
         gw,
@@ -343,6 +355,46 @@ fn count_notes(d: &Desktop, f: fn(&postern_lab::desktop::Notification) -> bool) 
     d.notifications().iter().filter(|n| f(n)).count()
 }
 
+/// Starts the app with no profile yet and waits for its window and its state file.
+fn start_app_empty(lab: &Lab, d: &Desktop) -> Result<(App, String)> {
+    let app = d.start_app(lab, &[("POSTERN_THEME", "light")])?;
+    let wid = d.wait_window("^Postern$", Duration::from_secs(30))?;
+    app.wait_state("the app's first state", Duration::from_secs(20), |s| {
+        s["window"] == "open" && App::bounds(s, "button:add").is_some()
+    })?;
+    std::thread::sleep(Duration::from_millis(300));
+    Ok((app, wid))
+}
+
+/// Clicks the button the app reports as `button:KEY` in its state file.
+fn click_button(d: &Desktop, app: &App, wid: &str, key: &str) -> Result<()> {
+    let b = format!("button:{key}");
+    let st = app.wait_state(
+        &format!("the app to show {b}"),
+        Duration::from_secs(10),
+        |s| App::bounds(s, &b).is_some_and(|r| r.w > 0 && r.h > 0),
+    )?;
+    let Some(r) = App::bounds(&st, &b) else {
+        lab_bail!("no {b} in the app's state");
+    };
+    let (x, y) = r.centre();
+    d.click(wid, x, y)
+}
+
+/// Types into the focused field as a user would (the window focused first).
+fn type_keys(d: &Desktop, wid: &str, text: &str) -> Result<()> {
+    let _ = d.xdotool(&["windowfocus", "--sync", wid]);
+    d.xdotool(&["type", "--delay", "30", "--", text])
+        .map(|_| ())
+}
+
+/// Presses a key (Tab, Return) and gives the app a moment to move its focus.
+fn press(d: &Desktop, key: &str) -> Result<()> {
+    d.xdotool(&["key", key])?;
+    std::thread::sleep(Duration::from_millis(300));
+    Ok(())
+}
+
 /// Starts the app and waits for its window and for its profile in the tray menu.
 fn start_app(lab: &Lab, d: &Desktop) -> Result<(App, String)> {
     // The light theme, whose colours the screenshots are checked for (there is no
@@ -559,6 +611,237 @@ fn desktoplab_gui_wrong_psk() {
                 .all(|sa| sa.state() != "ESTABLISHED"),
             "the gateway has an established SA after a wrong PSK: {}",
             s.gw.list_sas_text()
+        );
+        Ok(())
+    });
+}
+
+/// The office with the gateway on Postern's default proposals: what an admin gives a
+/// user is the five basic fields, nothing else.
+fn office_defaults() -> Tunnel {
+    office().gateway_proposals(&["aes256-sha256-modp2048"], &["aes256-sha256"])
+}
+
+/// A user adds the profile in the app's editor from the five fields an admin gives
+/// (name, gateway, PSK, local ID, XAuth user), typed with xdotool, Save stores the PSK
+/// in the keyring, and the profile connects (XAuth prompt answered) to the gateway.
+#[test]
+fn desktoplab_gui_editor_adds_and_connects() {
+    let t = office_defaults();
+    run_scenario("desk-edit", |lab: &Lab| {
+        let s = setup_bare(lab, "postern-lab-d3", &t)?;
+        let d = &s.desktop;
+        let (app, wid) = start_app_empty(lab, d)?;
+        shot(d, "desktop-editor-0-empty", &wid, APP_COLOURS, None)?;
+        click_button(d, &app, &wid, "add")?;
+        app.wait_state("the editor", Duration::from_secs(10), |s| {
+            s["screen"] == "editor"
+        })?;
+        std::thread::sleep(Duration::from_millis(500));
+        // Name (focused), Tab, gateway, Tab (the authentication pick list: PSK by
+        // default), Tab, pre-shared key, Tab, local ID, Tab, XAuth user.
+        type_keys(d, &wid, PROFILE)?;
+        press(d, "Tab")?;
+        type_keys(d, &wid, postern_lab::config::GW_ADDR)?;
+        press(d, "Tab")?;
+        press(d, "Tab")?;
+        type_keys(d, &wid, &t.psk)?;
+        press(d, "Tab")?;
+        type_keys(
+            d,
+            &wid,
+            &format!("address:{}", postern_lab::config::CLIENT_ADDR),
+        )?;
+        press(d, "Tab")?;
+        type_keys(d, &wid, XAUTH_USER)?;
+        let st = app.wait_state("the editor's form valid", Duration::from_secs(10), |s| {
+            s["editor"]["valid"] == true && s["editor"]["name"] == PROFILE
+        })?;
+        lab_ensure!(st["editor"]["imported_from"].is_null(), "{st}");
+        shot(
+            d,
+            "desktop-editor-1-five-fields",
+            &wid,
+            APP_COLOURS,
+            Some(PRIMARY),
+        )?;
+        press(d, "Return")?;
+        app.wait_state(
+            "the profile saved, its PSK in the keyring",
+            Duration::from_secs(15),
+            |s| {
+                s["screen"] == "profiles"
+                    && App::profile_state(s, PROFILE).is_some()
+                    && s["notice"]
+                        .as_str()
+                        .is_some_and(|n| n.contains("pre-shared key is in your keyring"))
+            },
+        )?;
+        // The file has no secret; the keyring has the PSK (the CLI reads the same).
+        let o = d.postern(&["show", PROFILE], None)?;
+        let shown = String::from_utf8_lossy(&o.stdout).to_string();
+        lab_ensure!(
+            o.status.success()
+                && shown.contains(postern_lab::config::GW_ADDR)
+                && !shown.contains(&t.psk),
+            "postern show: {}",
+            output_text(&o)
+        );
+        shot(
+            d,
+            "desktop-editor-2-saved",
+            &wid,
+            APP_COLOURS,
+            Some(PRIMARY),
+        )?;
+        click_connect(d, &app, &wid)?;
+        answer_prompt(d, &app, &wid, "desktop-editor-3-xauth")?;
+        check_connected(d, &app, &wid, &s.gw, "desktop-editor-4-connected", 0)?;
+        tray(d, "Disconnect")?;
+        check_disconnected(d, &wid, &s.gw, "desktop-editor-5-disconnected")?;
+        let out = app.proc.tail(100_000);
+        lab_ensure!(
+            !out.contains(XAUTH_PASSWORD) && !out.contains(&t.psk),
+            "a secret is in the app's output"
+        );
+        Ok(())
+    });
+}
+
+/// "Import…": the desktop's file dialog (the lab's fake portal answers with a Cisco
+/// .pcf pointing at the lab gateway), the editor opened on the result with what could
+/// not be carried over above it, Save (profile written, group PSK and XAuth password
+/// into the keyring), "Export…" through the portal's SaveFile (no secret in the
+/// file), and the imported profile connects with no prompt (its XAuth password came
+/// from the file).
+#[test]
+fn desktoplab_gui_import_export() {
+    let t = Tunnel::main_psk(PROFILE)
+        .aggressive(
+            "keyid:lab-group",
+            &format!("address:{}", postern_lab::config::GW_ADDR),
+        )
+        .gateway_proposals(&["aes256-sha256-modp2048"], &["aes256-sha256"])
+        .xauth(XAUTH_USER, XAUTH_PASSWORD, XAUTH_PASSWORD)
+        .mode_config(true);
+    run_scenario("desk-import", |lab: &Lab| {
+        let s = setup_bare(lab, "postern-lab-d4", &t)?;
+        let d = &s.desktop;
+        let pcf = d.user_file(
+            "office.pcf",
+            &format!(
+                "[main]\r\nDescription={PROFILE}\r\nHost={}\r\nAuthType=1\r\nGroupName=lab-group\r\nGroupPwd={}\r\nUsername={XAUTH_USER}\r\nUserPassword={XAUTH_PASSWORD}\r\nEnableNat=1\r\nDHGroup=14\r\nEnableBackup=1\r\nBackupServer=192.0.2.99\r\n",
+                postern_lab::config::GW_ADDR,
+                t.psk
+            ),
+        )?;
+        let exported = d.home.join("office-export.toml");
+        d.start_fake_portal(lab, &pcf, Some(&exported))?;
+        let (app, wid) = start_app_empty(lab, d)?;
+        click_button(d, &app, &wid, "import")?;
+        let st = app.wait_state(
+            "the editor on the imported profile",
+            Duration::from_secs(15),
+            |s| s["screen"] == "editor" && !s["editor"]["imported_from"].is_null(),
+        )?;
+        let warnings = st["editor"]["warnings"].to_string();
+        lab_ensure!(
+            warnings.contains("EnableBackup") || warnings.contains("BackupServer"),
+            "the backup server is not among what could not be carried over: {st}"
+        );
+        lab_ensure!(
+            st["editor"]["valid"] == true && st["editor"]["name"] == PROFILE,
+            "{st}"
+        );
+        let calls = d.portal_calls();
+        lab_ensure!(
+            calls
+                .iter()
+                .any(|c| c["method"] == "OpenFile" && c["title"] == "Import a VPN configuration"),
+            "the app did not ask the portal: {calls:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        shot(
+            d,
+            "desktop-import-1-editor-warnings",
+            &wid,
+            APP_COLOURS,
+            None,
+        )?;
+        click_button(d, &app, &wid, "editor-save")?;
+        app.wait_state(
+            "the imported profile saved, its secrets in the keyring",
+            Duration::from_secs(15),
+            |s| {
+                s["screen"] == "profiles"
+                    && App::profile_state(s, PROFILE).is_some()
+                    && s["notice"].as_str().is_some_and(|n| {
+                        n.contains("In your keyring: the pre-shared key, the XAuth password")
+                    })
+            },
+        )?;
+        shot(
+            d,
+            "desktop-import-2-saved",
+            &wid,
+            APP_COLOURS,
+            Some(PRIMARY),
+        )?;
+
+        // Export… as the Postern TOML (the dialog's default) through SaveFile.
+        click_button(d, &app, &wid, "conn-export")?;
+        app.wait_state("the export dialog", Duration::from_secs(10), |s| {
+            s["dialog"] == "export"
+        })?;
+        std::thread::sleep(Duration::from_millis(300));
+        shot(
+            d,
+            "desktop-import-3-export-dialog",
+            &wid,
+            APP_COLOURS,
+            Some(PRIMARY),
+        )?;
+        click_button(d, &app, &wid, "files-ok")?;
+        postern_lab::wait::wait_for(
+            "the exported file",
+            Duration::from_secs(10),
+            Duration::from_millis(100),
+            || {
+                Ok(std::fs::read_to_string(&exported)
+                    .ok()
+                    .filter(|t| !t.is_empty()))
+            },
+        )?;
+        let text = std::fs::read_to_string(&exported)?;
+        lab_ensure!(
+            text.contains(postern_lab::config::GW_ADDR)
+                && text.contains("aggressive")
+                && !text.contains(&t.psk)
+                && !text.contains(XAUTH_PASSWORD),
+            "the export: {text}"
+        );
+        lab_ensure!(
+            d.portal_calls()
+                .iter()
+                .any(|c| c["method"] == "SaveFile" && c["current_name"] == "office.toml"),
+            "no SaveFile for office.toml: {:?}",
+            d.portal_calls()
+        );
+
+        // The imported profile connects; no prompt: the file's XAuth password is in
+        // the keyring.
+        click_connect(d, &app, &wid)?;
+        check_connected(d, &app, &wid, &s.gw, "desktop-import-4-connected", 0)?;
+        lab_ensure!(
+            app.state().is_some_and(|s| s["prompt"].is_null()),
+            "a prompt although the keyring has the password"
+        );
+        tray(d, "Disconnect")?;
+        check_disconnected(d, &wid, &s.gw, "desktop-import-5-disconnected")?;
+        let out = app.proc.tail(100_000);
+        lab_ensure!(
+            !out.contains(XAUTH_PASSWORD) && !out.contains(&t.psk),
+            "a secret is in the app's output"
         );
         Ok(())
     });

@@ -7,13 +7,20 @@
 //!
 //! What it copes with:
 //! * the system bus or the helper missing: [`Update::Helper`] says so (once per
-//!   change), the watcher looks again every [`TICK`], and picks the helper up when it
-//!   appears (also when it is D-Bus activatable but not yet running);
+//!   change), the watcher looks again every [`TICK`] while it is absent (and at once
+//!   when the bus says the name got an owner: `NameOwnerChanged`), and picks the helper
+//!   up when it appears (also when it is D-Bus activatable but not yet running);
+//! * while the helper is there nothing is polled: the watcher follows the helper's
+//!   signals (`PropertiesChanged`, `LogLine`, `CredentialsRequired`) and the bus's
+//!   `NameOwnerChanged`, and only every [`IDLE_LOOK`] (or on [`Command::Refresh`], when
+//!   the window opens) asks `List` for tunnels started elsewhere and objects the
+//!   helper removed (an idle app in the tray wakes up far less than once a second);
 //! * connects asked while the helper is away wait for it (they are not lost);
 //! * tunnels started elsewhere (the CLI, an earlier run of the app) are found by `List`
 //!   and `Watch`ed, so their signals reach us too;
-//! * signals missed around subscribing: every tunnel's properties are read again on
-//!   each [`TICK`] and after each signal; a snapshot goes out only when it changed.
+//! * signals missed around subscribing: a tunnel's properties are read once after its
+//!   signals are subscribed, then again after each `PropertiesChanged` or prompt; a
+//!   snapshot goes out only when it changed.
 //!
 //! Secrets: the PSK and XAuth password come from the command (typed by the user) or
 //! the keyring ([`crate::keyring`], under a timeout: a locked keyring must not hang
@@ -34,8 +41,11 @@ use zbus::zvariant::OwnedObjectPath;
 
 use crate::{Fail, FailureKind, keyring, profiles};
 
-/// How often the watcher looks at the bus, the helper and every tunnel by itself.
+/// How often the watcher looks for the bus and the helper while the helper is absent.
 pub const TICK: Duration = Duration::from_secs(2);
+/// How often it asks the helper for its list of tunnels while it is there (tunnels
+/// started elsewhere, objects removed after they went down); signals cover the rest.
+pub const IDLE_LOOK: Duration = Duration::from_secs(60);
 /// How long a keyring call may take (a locked keyring can block on a prompt).
 pub const KEYRING_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -64,6 +74,9 @@ pub enum Command {
     Traffic {
         profile: String,
     },
+    /// Look at the helper's tunnels now (the window opened: tunnels started elsewhere
+    /// show at once).
+    Refresh,
 }
 
 /// What the watcher tells the app.
@@ -85,8 +98,16 @@ pub enum Update {
         message: String,
     },
     /// A secret the connect needs is neither given nor in the keyring
-    /// ([`secret_key::PSK`]): ask the user and connect again with it.
-    SecretNeeded { profile: String, key: &'static str },
+    /// ([`secret_key::PSK`]): ask the user and connect again with it. `reason`: one
+    /// sentence when the keyring could not be read (locked, not running).
+    SecretNeeded {
+        profile: String,
+        key: &'static str,
+        reason: Option<String>,
+    },
+    /// A stored secret could not be read (the keyring is locked or not there), so the
+    /// user will be asked: one sentence to show with that question.
+    KeyringNote { profile: String, sentence: String },
     /// Counters, answering [`Command::Traffic`].
     Traffic {
         profile: String,
@@ -213,12 +234,32 @@ async fn watch(
         tunnels: HashMap::new(),
         pending: Vec::new(),
     };
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first look at once; then every TICK while the helper is absent, every
+    // IDLE_LOOK while it is there, and at once when its name changes owner.
+    let mut next = tokio::time::Instant::now();
+    let mut owners: Option<zbus::fdo::NameOwnerChangedStream> = None;
     loop {
         tokio::select! {
-            _ = tick.tick() => st.look().await,
+            _ = tokio::time::sleep_until(next) => {
+                st.look().await;
+                next = tokio::time::Instant::now() + st.look_every();
+            }
+            changed = next_owner_change(&mut owners) => {
+                if changed {
+                    st.look().await;
+                    next = tokio::time::Instant::now() + st.look_every();
+                } else {
+                    // The bus connection ended: look again (and subscribe again).
+                    owners = None;
+                    st.conn = None;
+                    next = tokio::time::Instant::now();
+                }
+            }
             c = cmds.recv() => match c {
+                Some(Command::Refresh) => {
+                    st.look().await;
+                    next = tokio::time::Instant::now() + st.look_every();
+                }
                 Some(c) => st.command(c).await,
                 None => return,
             },
@@ -235,6 +276,29 @@ async fn watch(
         if st.out.is_closed() {
             return;
         }
+        if st.conn.is_none() {
+            owners = None;
+        } else if owners.is_none()
+            && let Some(conn) = &st.conn
+        {
+            owners = owner_changes(conn).await;
+        }
+    }
+}
+
+/// `NameOwnerChanged` for the helper's name (the helper started, stopped, restarted).
+async fn owner_changes(conn: &zbus::Connection) -> Option<zbus::fdo::NameOwnerChangedStream> {
+    let dbus = zbus::fdo::DBusProxy::new(conn).await.ok()?;
+    dbus.receive_name_owner_changed_with_args(&[(0, iface::BUS_NAME)])
+        .await
+        .ok()
+}
+
+/// True on a change; false when the stream ended; pending forever without a stream.
+async fn next_owner_change(s: &mut Option<zbus::fdo::NameOwnerChangedStream>) -> bool {
+    match s {
+        Some(s) => s.next().await.is_some(),
+        None => std::future::pending().await,
     }
 }
 
@@ -247,7 +311,16 @@ impl State {
         }
     }
 
-    /// The periodic look: bus, helper, new tunnels.
+    /// How long until the next look by itself.
+    fn look_every(&self) -> Duration {
+        if self.helper_ok == Some(true) {
+            IDLE_LOOK
+        } else {
+            TICK
+        }
+    }
+
+    /// The look: bus, helper, new tunnels, tunnels gone.
     async fn look(&mut self) {
         if self.conn.is_none() {
             let c = match &self.address {
@@ -301,6 +374,19 @@ impl State {
         match paths {
             Ok(paths) => {
                 self.set_helper(Ok(())).await;
+                // Objects the helper removed (a while after they went down): no signal
+                // says so, the list does.
+                let gone: Vec<OwnedObjectPath> = self
+                    .tunnels
+                    .keys()
+                    .filter(|p| !paths.contains(p))
+                    .cloned()
+                    .collect();
+                for p in gone {
+                    if let Some((profile, _)) = self.tunnels.remove(&p) {
+                        let _ = self.out.send(Update::Gone { profile }).await;
+                    }
+                }
                 for p in paths {
                     if !self.tunnels.contains_key(&p) {
                         let profile = profile_of(&conn, &p).await;
@@ -348,6 +434,8 @@ impl State {
             | Command::Disconnect { profile }
             | Command::Submit { profile, .. }
             | Command::Traffic { profile } => profile.clone(),
+            // Handled by the loop (`watch`); never queued.
+            Command::Refresh => return,
         };
         let conn = match (&self.conn, self.helper_ok) {
             (Some(conn), Some(true)) => conn.clone(),
@@ -398,6 +486,7 @@ impl State {
                         format!("{name} has no tunnel to answer for"),
                     )),
                 },
+                Command::Refresh => Ok(()),
                 Command::Traffic { profile: name } => {
                     if let Some(p) = path
                         && let Ok(c) = proxy(&conn, &p).await
@@ -470,11 +559,12 @@ pub fn match_profile(name: &str, files: &[String]) -> String {
         .unwrap_or_else(|| name.to_string())
 }
 
-async fn keyring_lookup(profile: &str, key: &str) -> Option<zeroize::Zeroizing<String>> {
-    tokio::time::timeout(KEYRING_TIMEOUT, keyring::lookup(profile, key))
+/// A stored secret; a keyring that does not answer in time is taken as locked (it is
+/// usually waiting for its password).
+async fn keyring_lookup(profile: &str, key: &str) -> keyring::Found {
+    tokio::time::timeout(KEYRING_TIMEOUT, keyring::find(profile, key))
         .await
-        .ok()
-        .flatten()
+        .unwrap_or(keyring::Found::Locked)
 }
 
 async fn keyring_store(profile: &str, key: &str, value: &str) -> Result<(), Fail> {
@@ -502,11 +592,12 @@ async fn connect(
         let v = match &psk {
             Some(s) => zeroize::Zeroizing::new(s.expose().to_string()),
             None => match keyring_lookup(name, secret_key::PSK).await {
-                Some(v) => v,
-                None => {
+                keyring::Found::Secret(v) => v,
+                other => {
                     let _ = itx.send(Internal::Out(Box::new(Update::SecretNeeded {
                         profile: name.to_string(),
                         key: secret_key::PSK,
+                        reason: other.sentence("the pre-shared key"),
                     })));
                     return Ok(());
                 }
@@ -518,7 +609,18 @@ async fn connect(
         // Optional: without it the gateway's prompt comes to the app.
         let v = match &xauth_password {
             Some(s) => Some(zeroize::Zeroizing::new(s.expose().to_string())),
-            None => keyring_lookup(name, secret_key::XAUTH_PASSWORD).await,
+            None => match keyring_lookup(name, secret_key::XAUTH_PASSWORD).await {
+                keyring::Found::Secret(v) => Some(v),
+                other => {
+                    if let Some(sentence) = other.sentence("your password") {
+                        let _ = itx.send(Internal::Out(Box::new(Update::KeyringNote {
+                            profile: name.to_string(),
+                            sentence,
+                        })));
+                    }
+                    None
+                }
+            },
         };
         if let Some(v) = v {
             secrets.insert(secret_key::XAUTH_PASSWORD, v);
@@ -667,23 +769,26 @@ async fn follow_tunnel(
     }
     let mut last: Option<Tunnel> = None;
     let mut seen_asks: HashSet<(Vec<String>, String)> = HashSet::new();
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Read once now (after subscribing: nothing is missed), then after each change.
+    let mut read = true;
     loop {
-        match snapshot(&c, &profile, path.as_str()).await {
-            Ok(t) => {
-                if last.as_ref() != Some(&t) {
-                    if t.state != state::NEEDS_CREDENTIALS {
-                        seen_asks.clear();
+        // (After a log line alone the properties are as they were.)
+        if std::mem::take(&mut read) {
+            match snapshot(&c, &profile, path.as_str()).await {
+                Ok(t) => {
+                    if last.as_ref() != Some(&t) {
+                        if t.state != state::NEEDS_CREDENTIALS {
+                            seen_asks.clear();
+                        }
+                        last = Some(t.clone());
+                        out(Update::Tunnel(t));
                     }
-                    last = Some(t.clone());
-                    out(Update::Tunnel(t));
                 }
-            }
-            Err(_) => {
-                // The object is gone (the helper removed it, or the helper left).
-                ended();
-                return;
+                Err(_) => {
+                    // The object is gone (the helper removed it, or the helper left).
+                    ended();
+                    return;
+                }
             }
         }
         tokio::select! {
@@ -696,6 +801,7 @@ async fn follow_tunnel(
                 }
             }
             Some(s) = asks.next() => {
+                read = true;
                 if let Ok(a) = s.args() {
                     let key = (a.fields.clone(), a.message.clone());
                     if seen_asks.insert(key) {
@@ -703,8 +809,12 @@ async fn follow_tunnel(
                     }
                 }
             }
-            Some(_) = changes.next() => {}
-            _ = tick.tick() => {}
+            Some(_) = changes.next() => read = true,
+            // Every stream ended: the bus connection is gone.
+            else => {
+                ended();
+                return;
+            }
         }
     }
 }
@@ -773,6 +883,117 @@ mod tests {
         assert_eq!(match_profile("lab", &files), "lab");
         // Unknown names stay as they are (a tunnel of a deleted profile).
         assert_eq!(match_profile("elsewhere", &files), "elsewhere");
+    }
+
+    /// A private bus (dbus-daemon with its own config, no service activation) and a
+    /// stand-in helper that only answers `List` and counts the calls.
+    struct Bus {
+        daemon: std::process::Child,
+        address: String,
+        dir: std::path::PathBuf,
+    }
+
+    impl Drop for Bus {
+        fn drop(&mut self) {
+            let _ = self.daemon.kill();
+            let _ = self.daemon.wait();
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn private_bus() -> Option<Bus> {
+        let dir = std::env::temp_dir().join(format!("postern-watcher-bus-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).ok()?;
+        let sock = dir.join("bus");
+        let conf = dir.join("bus.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN\" \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n<busconfig><type>session</type><listen>unix:path={}</listen><auth>EXTERNAL</auth><policy context=\"default\"><allow send_destination=\"*\" eavesdrop=\"true\"/><allow eavesdrop=\"true\"/><allow own=\"*\"/></policy></busconfig>\n",
+                sock.display()
+            ),
+        )
+        .ok()?;
+        let daemon = std::process::Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", conf.display()))
+            .args(["--nofork", "--nopidfile"])
+            .spawn()
+            .ok()?;
+        let bus = Bus {
+            daemon,
+            address: format!("unix:path={}", sock.display()),
+            dir,
+        };
+        for _ in 0..100 {
+            if sock.exists() {
+                return Some(bus);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    struct FakeHelper {
+        lists: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    }
+
+    #[zbus::interface(name = "org.postern.Helper1")]
+    impl FakeHelper {
+        fn list(&self) -> Vec<OwnedObjectPath> {
+            self.lists.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Vec::new()
+        }
+    }
+
+    /// The helper appears: the watcher hears it from the bus (`NameOwnerChanged`) and
+    /// says so; while it is there the watcher does not poll it (one `List` when it came,
+    /// none in the seconds after: an idle app stays asleep). Needs `dbus-daemon`
+    /// (scripts/install-deps.sh installs it).
+    #[tokio::test(flavor = "current_thread")]
+    async fn with_the_helper_there_it_follows_signals_and_does_not_poll() {
+        let Some(bus) = private_bus() else {
+            panic!("dbus-daemon could not be started (scripts/install-deps.sh installs it)");
+        };
+        let mut s = Box::pin(run_on(Some(bus.address.clone())));
+        let Some(Update::Ready(_h)) = s.next().await else {
+            panic!("first update is Ready");
+        };
+        match tokio::time::timeout(Duration::from_secs(10), s.next()).await {
+            Ok(Some(Update::Helper(Err(f)))) => {
+                assert_eq!(f.kind, FailureKind::HelperUnreachable, "{f:?}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let lists = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let _helper = zbus::connection::Builder::address(bus.address.as_str())
+            .unwrap()
+            .serve_at(
+                iface::MANAGER_PATH,
+                FakeHelper {
+                    lists: lists.clone(),
+                },
+            )
+            .unwrap()
+            .name(iface::BUS_NAME)
+            .unwrap()
+            .build()
+            .await
+            .unwrap();
+        match tokio::time::timeout(Duration::from_secs(10), s.next()).await {
+            Ok(Some(Update::Helper(Ok(())))) => {}
+            other => panic!("{other:?}"),
+        }
+        let seen = lists.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(seen >= 1, "List when the helper came");
+        // Three of the old polling periods: no further List, nothing sent to the app.
+        let quiet = tokio::time::timeout(3 * TICK, s.next()).await;
+        assert!(quiet.is_err(), "an update while idle: {quiet:?}");
+        assert_eq!(
+            lists.load(std::sync::atomic::Ordering::SeqCst),
+            seen,
+            "the watcher polled the helper while it was there"
+        );
     }
 
     /// Without a helper on the bus (here: no bus at that address), the watcher says

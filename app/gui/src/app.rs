@@ -97,6 +97,8 @@ pub struct App {
     pub prompt: Option<prompt::State>,
     /// Export, import choice, path fallback.
     pub files: Option<files::Dialog>,
+    /// Why a stored password could not be read, per profile (shown with its prompt).
+    pub keyring_notes: HashMap<String, String>,
     pub focused: Option<String>,
     pub mode: Mode,
     mode_forced: bool,
@@ -172,6 +174,7 @@ impl App {
             editor: None,
             prompt: None,
             files: None,
+            keyring_notes: HashMap::new(),
             focused: None,
             mode,
             mode_forced,
@@ -467,20 +470,30 @@ impl App {
                         "Postern's window is open for it.".to_string(),
                     );
                 }
-                let p = prompt::State::new(
+                let mut p = prompt::State::new(
                     &profile,
                     prompt::Ask::Xauth { fields, message },
                     user.as_deref(),
                 );
+                p.note = self.keyring_notes.remove(&profile);
                 self.open_prompt(p)
             }
-            Update::SecretNeeded { profile, key } => {
+            Update::SecretNeeded {
+                profile,
+                key,
+                reason,
+            } => {
                 if key == secret_key::PSK {
-                    let p = prompt::State::new(&profile, prompt::Ask::Psk, None);
+                    let mut p = prompt::State::new(&profile, prompt::Ask::Psk, None);
+                    p.note = reason;
                     self.open_prompt(p)
                 } else {
                     Task::none()
                 }
+            }
+            Update::KeyringNote { profile, sentence } => {
+                self.keyring_notes.insert(profile, sentence);
+                Task::none()
             }
             Update::Traffic {
                 profile,
@@ -571,23 +584,11 @@ impl App {
         }
         if let Some(ed) = &self.editor {
             // The editor keeps Tab to itself (Enter saves, Escape cancels).
-            for (i, f) in editor::FIELDS.iter().enumerate() {
-                if (f.group.is_none() || ed.advanced) && !matches!(f.kind, editor::Kind::Choice(_))
-                {
-                    v.push((format!("field-{i}"), Some(editor::field_id(i)), None));
-                    if matches!(f.kind, editor::Kind::File(_)) {
-                        v.push((
-                            editor::choose_key(i),
-                            None,
-                            Some(Message::Editor(editor::Message::Choose(i))),
-                        ));
-                    }
-                }
-                if i == editor::METHOD && ed.method() == "psk" {
-                    v.push(("psk".into(), Some(editor::psk_id()), None));
-                }
-            }
-            return v;
+            return ed
+                .controls()
+                .into_iter()
+                .map(|(k, id, m)| (k, id, m.map(Message::Editor)))
+                .collect();
         }
         v.push(("search".into(), Some(plist::search_id()), None));
         for e in self.profiles.visible() {
@@ -731,12 +732,36 @@ impl App {
                 )
             })
         });
-        Task::batch(std::iter::once(task).chain(finds.collect::<Vec<_>>()))
+        let buttons = style::REPORTED_BUTTONS.iter().map(|k| {
+            let key = format!("button:{k}");
+            iced::widget::selector::find(style::button_id(k)).map(move |t| {
+                Message::Bounds(
+                    key.clone(),
+                    t.map(|t| t.visible_bounds().unwrap_or(t.bounds())),
+                )
+            })
+        });
+        Task::batch(
+            std::iter::once(task)
+                .chain(finds.collect::<Vec<_>>())
+                .chain(buttons.collect::<Vec<_>>()),
+        )
     }
 
     fn handle_message(&mut self, message: Message) -> Task<Message> {
         self.now = Instant::now();
         match message {
+            Message::Bounds(key, b) if key.starts_with("button:") => {
+                match b {
+                    Some(r) => {
+                        self.bounds.insert(key, [r.x, r.y, r.width, r.height]);
+                    }
+                    None => {
+                        self.bounds.remove(&key);
+                    }
+                }
+                Task::none()
+            }
             Message::Bounds(name, b) => {
                 match b {
                     Some(r) => {
@@ -789,6 +814,7 @@ impl App {
                                 .map(|e| e.name.clone())
                                 .collect(),
                         ));
+                        self.focused = Some(format!("field-{}", editor::NAME));
                         iced::widget::operation::focus(editor::field_id(editor::NAME))
                     }
                     Some(plist::Event::Import) => self.pick(Job::Import),
@@ -811,6 +837,7 @@ impl App {
                                     .map(|e| e.name.clone())
                                     .collect(),
                             ));
+                            self.focused = Some(format!("field-{}", editor::NAME));
                             iced::widget::operation::focus(editor::field_id(editor::NAME))
                         }
                         Err(f) => {
@@ -1011,7 +1038,14 @@ impl App {
                 }
             }
             Message::Desktop(e) => match e {
-                desktop::Event::Open => self.open_window(),
+                desktop::Event::Open => {
+                    // Tunnels started elsewhere while the window was closed show at once
+                    // (the watcher otherwise looks only now and then).
+                    if self.window.is_none() {
+                        self.send(Command::Refresh);
+                    }
+                    self.open_window()
+                }
                 desktop::Event::Connect(n) => {
                     self.profiles.selected = Some(n.clone());
                     self.connect(&n);

@@ -334,6 +334,51 @@ pub fn icon_dir() -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/../../assets/tray").to_string()
 }
 
+/// The tray icon of `icon` at 22 and 44 px (PNGs rendered from the SVGs in
+/// assets/tray by scripts/render-icons.sh), as ARGB32 in network byte order.
+pub fn pixmaps(icon: Icon) -> Vec<ksni::Icon> {
+    let pngs: [&[u8]; 2] = match icon {
+        Icon::Disconnected => [
+            include_bytes!("../../../assets/tray/postern-disconnected-22.png"),
+            include_bytes!("../../../assets/tray/postern-disconnected-44.png"),
+        ],
+        Icon::Connecting => [
+            include_bytes!("../../../assets/tray/postern-connecting-22.png"),
+            include_bytes!("../../../assets/tray/postern-connecting-44.png"),
+        ],
+        Icon::Connected => [
+            include_bytes!("../../../assets/tray/postern-connected-22.png"),
+            include_bytes!("../../../assets/tray/postern-connected-44.png"),
+        ],
+        Icon::Error => [
+            include_bytes!("../../../assets/tray/postern-error-22.png"),
+            include_bytes!("../../../assets/tray/postern-error-44.png"),
+        ],
+    };
+    pngs.iter().filter_map(|b| argb(b)).collect()
+}
+
+/// An 8-bit RGBA PNG as a ksni icon (ARGB32, network byte order); `None` otherwise.
+fn argb(bytes: &[u8]) -> Option<ksni::Icon> {
+    let mut dec = png::Decoder::new(std::io::Cursor::new(bytes));
+    dec.set_transformations(png::Transformations::EXPAND);
+    let mut reader = dec.read_info().ok()?;
+    let mut buf = vec![0; reader.output_buffer_size()?];
+    let info = reader.next_frame(&mut buf).ok()?;
+    if info.bit_depth != png::BitDepth::Eight || info.color_type != png::ColorType::Rgba {
+        return None;
+    }
+    let data = buf[..info.buffer_size()]
+        .chunks_exact(4)
+        .flat_map(|p| [p[3], p[0], p[1], p[2]])
+        .collect();
+    Some(ksni::Icon {
+        width: info.width as i32,
+        height: info.height as i32,
+        data,
+    })
+}
+
 struct Tray {
     model: TrayModel,
     tx: mpsc::UnboundedSender<Event>,
@@ -354,6 +399,11 @@ impl ksni::Tray for Tray {
 
     fn icon_name(&self) -> String {
         self.model.icon.name().into()
+    }
+
+    /// The same icon as pixels, for trays that do not look in `IconThemePath`.
+    fn icon_pixmap(&self) -> Vec<ksni::Icon> {
+        pixmaps(self.model.icon)
     }
 
     fn tool_tip(&self) -> ksni::ToolTip {
@@ -438,6 +488,40 @@ mod tests {
             "ReadOne's variant in a variant"
         );
         assert_eq!(scheme_of(&Value::from("dark")), None);
+    }
+
+    #[test]
+    fn every_state_has_pixmaps_in_its_colour() {
+        for (icon, rgb) in [
+            (Icon::Connected, [0x2e, 0x8b, 0x57]),
+            (Icon::Disconnected, [0, 0, 0]),
+            (Icon::Connecting, [0, 0, 0]),
+            (Icon::Error, [0, 0, 0]),
+        ] {
+            let p = pixmaps(icon);
+            assert_eq!(
+                p.iter().map(|i| (i.width, i.height)).collect::<Vec<_>>(),
+                vec![(22, 22), (44, 44)],
+                "{icon:?}"
+            );
+            for i in &p {
+                assert_eq!(i.data.len(), (i.width * i.height * 4) as usize);
+                // Opaque pixels in the middle (the shield), transparent corners.
+                assert_eq!(i.data[0], 0, "{icon:?}: a transparent corner");
+                let mid = ((i.height / 2 * i.width + i.width / 2) * 4) as usize;
+                assert_eq!(i.data[mid], 255, "{icon:?}: an opaque middle");
+            }
+            if icon == Icon::Connected {
+                // The connected shield's green (#2E8B57) is there, as ARGB.
+                let i = &p[1];
+                assert!(
+                    i.data
+                        .chunks_exact(4)
+                        .any(|px| px[0] == 255 && px[1..] == rgb),
+                    "no #2E8B57 in the connected pixmap"
+                );
+            }
+        }
     }
 
     #[test]

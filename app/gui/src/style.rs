@@ -235,3 +235,12 @@ pub fn focus_ring(theme: &Theme, focused: bool) -> container::Style {
         ..container::Style::default()
     }
 }
+
+/// The container around a button whose place the state file reports (`bounds`,
+/// key `button:KEY`), for the desktop lab to click like a user.
+pub fn button_id(key: &str) -> iced::widget::Id {
+    iced::widget::Id::from(format!("button:{key}"))
+}
+
+/// The buttons whose places the state file reports.
+pub const REPORTED_BUTTONS: [&str; 5] = ["add", "import", "conn-export", "files-ok", "editor-save"];

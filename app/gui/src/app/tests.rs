@@ -148,6 +148,7 @@ fn a_missing_psk_is_asked_for_and_sent_with_the_connect() {
     let _ = app.update(Message::Watcher(Update::SecretNeeded {
         profile: "office".into(),
         key: "psk",
+        reason: None,
     }));
     assert!(matches!(
         app.prompt.as_ref().map(|p| &p.ask),
@@ -663,4 +664,40 @@ fn settings_open_from_the_list() {
     }
     let _ = app.update(key(Named::Escape));
     assert!(app.files.is_none());
+}
+
+#[test]
+fn a_locked_keyring_is_said_in_one_sentence_and_the_secret_asked_for() {
+    let (mut app, _rx) = app_with(&["office"]);
+    let sentence = "Your keyring is locked, so Postern asks for the pre-shared key instead.";
+    let _ = app.update(Message::Watcher(Update::SecretNeeded {
+        profile: "office".into(),
+        key: "psk",
+        reason: Some(sentence.into()),
+    }));
+    let p = app.prompt.as_ref().expect("the PSK is asked for");
+    assert_eq!(p.note.as_deref(), Some(sentence));
+    {
+        let mut ui = simulator(p.view());
+        assert!(ui.find(sentence).is_ok());
+        assert!(ui.find("Pre-shared key for office").is_ok());
+    }
+    let _ = app.update(key(Named::Escape));
+    // The XAuth password: the note waits for the gateway's question.
+    let pw = "Your keyring is locked, so Postern asks for your password instead.";
+    let _ = app.update(Message::Watcher(Update::KeyringNote {
+        profile: "office".into(),
+        sentence: pw.into(),
+    }));
+    assert!(app.prompt.is_none());
+    let _ = app.update(Message::Watcher(Update::Credentials {
+        profile: "office".into(),
+        fields: vec!["username".into(), "password".into()],
+        message: String::new(),
+    }));
+    assert_eq!(
+        app.prompt.as_ref().and_then(|p| p.note.as_deref()),
+        Some(pw)
+    );
+    assert!(app.keyring_notes.is_empty(), "said once");
 }

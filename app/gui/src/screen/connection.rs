@@ -370,7 +370,8 @@ pub fn view<'a>(
         .padding([4, 10])
     };
     let tools = row![
-        small("Export…", "conn-export", Message::Export),
+        container(small("Export…", "conn-export", Message::Export))
+            .id(style::button_id("conn-export")),
         small("Copy diagnostics", "conn-copy", Message::CopyDiagnostics),
         small(
             "Save diagnostics as…",

@@ -35,6 +35,86 @@ pub enum Kind {
     Int,
     /// A file's path, with a "Choose…" button (the desktop's file dialog).
     File(FileKind),
+    /// Comma-separated proposals, edited as rows of pick lists (encryption, integrity,
+    /// DH group) from the algorithms Postern supports.
+    Proposals(Phase),
+}
+
+/// Which phase a proposals field is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Ike,
+    Esp,
+}
+
+/// Phase 1 encryption, integrity (PRF) and DH groups as `postern_algs` names them
+/// (every combination parses: see the tests).
+pub const IKE_CIPHERS: &[&str] = &["aes256", "aes192", "aes128", "3des"];
+pub const IKE_HASHES: &[&str] = &["sha256", "sha384", "sha512", "sha1", "md5"];
+/// Phase 2 encryption and integrity; GCM carries its own integrity.
+pub const ESP_CIPHERS: &[&str] = &[
+    "aes256",
+    "aes192",
+    "aes128",
+    "aes256gcm16",
+    "aes192gcm16",
+    "aes128gcm16",
+    "3des",
+];
+pub const ESP_AUTHS: &[&str] = &["sha256", "sha384", "sha512", "sha1", "md5"];
+
+/// The DH groups Postern supports, strongest common ones first.
+pub fn groups() -> Vec<&'static str> {
+    postern_algs::algs::DhGroup::ALL
+        .iter()
+        .map(|g| g.name())
+        .collect()
+}
+
+/// One proposal split into its parts (`None`: it does not parse; kept as typed).
+pub fn split_proposal(phase: Phase, s: &str) -> Option<[String; 3]> {
+    match phase {
+        Phase::Ike => postern_algs::proposal::parse_ike(s).ok().map(|p| {
+            [
+                p.cipher.name().to_string(),
+                p.hash.name().to_string(),
+                p.group.name().to_string(),
+            ]
+        }),
+        Phase::Esp => postern_algs::proposal::parse_esp(s).ok().map(|p| {
+            [
+                p.cipher.name(),
+                p.auth.map(|a| a.name().to_string()).unwrap_or_default(),
+                p.group.map(|g| g.name().to_string()).unwrap_or_default(),
+            ]
+        }),
+    }
+}
+
+/// Parts back into one proposal (`aes256-sha256-modp2048`, `aes256gcm16`).
+pub fn join_proposal(parts: &[String; 3]) -> String {
+    parts
+        .iter()
+        .filter(|p| !p.is_empty())
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// The choices for part `part` (0 encryption, 1 integrity, 2 group) of a row whose
+/// encryption is `cipher`.
+pub fn part_choices(phase: Phase, part: usize, cipher: &str) -> Vec<String> {
+    let v: Vec<&str> = match (phase, part) {
+        (Phase::Ike, 0) => IKE_CIPHERS.to_vec(),
+        (Phase::Ike, 1) => IKE_HASHES.to_vec(),
+        (Phase::Ike, _) => groups(),
+        (Phase::Esp, 0) => ESP_CIPHERS.to_vec(),
+        (Phase::Esp, 1) if cipher.contains("gcm") => vec![],
+        (Phase::Esp, 1) => ESP_AUTHS.to_vec(),
+        // Phase 2: a group is this proposal's PFS; "" for none.
+        (Phase::Esp, _) => std::iter::once("").chain(groups()).collect(),
+    };
+    v.into_iter().map(str::to_string).collect()
 }
 
 /// What a file field holds (which filters its dialog offers).
@@ -170,9 +250,21 @@ pub const FIELDS: &[Field] = &[
         G_AUTH,
         "/path/to/crl.pem",
     ),
-    f("phase1.proposals", "Proposals", Kind::List, G_P1, ""),
+    f(
+        "phase1.proposals",
+        "Proposals",
+        Kind::Proposals(Phase::Ike),
+        G_P1,
+        "",
+    ),
     f("phase1.lifetime", "Lifetime", Kind::Text, G_P1, ""),
-    f("phase2.proposals", "Proposals", Kind::List, G_P2, ""),
+    f(
+        "phase2.proposals",
+        "Proposals",
+        Kind::Proposals(Phase::Esp),
+        G_P2,
+        "",
+    ),
     f("phase2.pfs", "PFS group", Kind::Text, G_P2, ""),
     f("phase2.lifetime", "Lifetime", Kind::Text, G_P2, ""),
     f(
@@ -302,6 +394,16 @@ pub enum Message {
     ToggleAdvanced(bool),
     /// The "Choose…" button of file field `i`.
     Choose(usize),
+    /// Proposals field `i`, row `row`, part `part` (0 encryption, 1 integrity, 2 group)
+    /// set to a value.
+    Part(usize, usize, usize, String),
+    /// Add a proposal row to field `i` (a copy of the last, or Postern's first default).
+    AddProposal(usize),
+    /// Remove row `row` of field `i`.
+    RemoveProposal(usize, usize),
+    /// Keyboard: the next choice of a focused pick list (field `i`; for a proposals
+    /// field, row and part).
+    Cycle(usize, Option<(usize, usize)>),
     Save,
     Cancel,
 }
@@ -501,6 +603,49 @@ impl State {
         s
     }
 
+    /// The proposals of field `i` as rows: parts, or the text of one that does not
+    /// parse (kept, shown as typed, removable).
+    pub fn rows(&self, i: usize) -> Vec<Result<[String; 3], String>> {
+        let Some(Kind::Proposals(phase)) = FIELDS.get(i).map(|f| f.kind) else {
+            return Vec::new();
+        };
+        self.values[i]
+            .split(',')
+            .map(str::trim)
+            .filter(|x| !x.is_empty())
+            .map(|x| split_proposal(phase, x).ok_or_else(|| x.to_string()))
+            .collect()
+    }
+
+    fn set_rows(&mut self, i: usize, rows: &[Result<[String; 3], String>]) {
+        let text: Vec<String> = rows
+            .iter()
+            .map(|r| match r {
+                Ok(p) => join_proposal(p),
+                Err(t) => t.clone(),
+            })
+            .collect();
+        let _ = self.update(Message::Input(i, text.join(", ")));
+    }
+
+    fn set_part(&mut self, i: usize, r: usize, part: usize, v: String) {
+        let mut rows = self.rows(i);
+        if let Some(Ok(p)) = rows.get_mut(r)
+            && part < 3
+        {
+            p[part] = v;
+            // GCM has its own integrity; a CBC cipher needs one.
+            if part == 0 {
+                if p[0].contains("gcm") {
+                    p[1].clear();
+                } else if p[1].is_empty() {
+                    p[1] = "sha256".into();
+                }
+            }
+        }
+        self.set_rows(i, &rows);
+    }
+
     pub fn method(&self) -> &str {
         match self.values[METHOD].as_str() {
             "" => "psk",
@@ -529,7 +674,7 @@ impl State {
             } else {
                 let value = match fl.kind {
                     Kind::Text | Kind::File(_) => js(v),
-                    Kind::List => {
+                    Kind::List | Kind::Proposals(_) => {
                         let items: Vec<String> = v
                             .split(',')
                             .map(str::trim)
@@ -635,6 +780,58 @@ impl State {
                 None
             }
             Message::Choose(i) => Some(Event::Choose(i)),
+            Message::Part(i, r, part, v) => {
+                self.set_part(i, r, part, v);
+                None
+            }
+            Message::AddProposal(i) => {
+                let mut rows = self.rows(i);
+                let next = match rows.last() {
+                    Some(Ok(p)) => join_proposal(p),
+                    _ => self.defaults[i]
+                        .split(',')
+                        .next()
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string(),
+                };
+                rows.push(Err(next));
+                self.set_rows(i, &rows);
+                None
+            }
+            Message::RemoveProposal(i, r) => {
+                let mut rows = self.rows(i);
+                if r < rows.len() {
+                    let _ = rows.remove(r);
+                }
+                self.set_rows(i, &rows);
+                None
+            }
+            Message::Cycle(i, None) => {
+                if let Some(Kind::Choice(words)) = FIELDS.get(i).map(|f| f.kind) {
+                    let cur = words.iter().position(|w| *w == self.values[i]);
+                    let next = match cur {
+                        Some(c) => words[(c + 1) % words.len()],
+                        None => words[0],
+                    };
+                    return self.update(Message::Input(i, next.to_string()));
+                }
+                None
+            }
+            Message::Cycle(i, Some((r, part))) => {
+                let Some(Kind::Proposals(phase)) = FIELDS.get(i).map(|f| f.kind) else {
+                    return None;
+                };
+                if let Some(Ok(p)) = self.rows(i).get(r) {
+                    let choices = part_choices(phase, part, &p[0]);
+                    if !choices.is_empty() {
+                        let cur = choices.iter().position(|c| *c == p[part]);
+                        let next = choices[cur.map_or(0, |c| (c + 1) % choices.len())].clone();
+                        self.set_part(i, r, part, next);
+                    }
+                }
+                None
+            }
             Message::Save => {
                 self.validate();
                 if !self.is_valid() {
@@ -664,11 +861,17 @@ impl State {
             Kind::Choice(words) => {
                 let options: Vec<String> = words.iter().map(|w| w.to_string()).collect();
                 let selected = (!value.is_empty()).then(|| value.clone());
-                pick_list(options, selected, move |v| Message::Input(i, v))
-                    .placeholder(placeholder)
-                    .width(Length::Fill)
-                    .into()
+                let on = focused == Some(choice_key(i).as_str());
+                container(
+                    pick_list(options, selected, move |v| Message::Input(i, v))
+                        .placeholder(placeholder)
+                        .width(Length::Fill),
+                )
+                .padding(2)
+                .style(move |t| style::focus_ring(t, on))
+                .into()
             }
+            Kind::Proposals(phase) => self.proposals_view(i, phase, &placeholder, focused),
             Kind::File(_) => row![
                 text_input(&placeholder, value)
                     .id(field_id(i))
@@ -716,6 +919,135 @@ impl State {
         col.spacing(4).into()
     }
 
+    /// A proposals field: one row of pick lists per proposal, "Add a proposal".
+    fn proposals_view<'a>(
+        &'a self,
+        i: usize,
+        phase: Phase,
+        placeholder: &str,
+        focused: Option<&str>,
+    ) -> Element<'a, Message> {
+        let mut col = column![].spacing(6);
+        let rows = self.rows(i);
+        if rows.is_empty() {
+            col = col.push(text(placeholder.to_string()).size(13).style(style::muted));
+        }
+        for (r, row_) in rows.into_iter().enumerate() {
+            let mut line = row![].spacing(6).align_y(iced::Alignment::Center);
+            match row_ {
+                Ok(p) => {
+                    for part in 0..3 {
+                        let choices = part_choices(phase, part, &p[0]);
+                        if choices.is_empty() {
+                            line = line.push(
+                                text("(built in)")
+                                    .size(13)
+                                    .style(style::muted)
+                                    .width(Length::FillPortion(1)),
+                            );
+                            continue;
+                        }
+                        let shown: Vec<Pick> = choices.into_iter().map(Pick).collect();
+                        let selected = Some(Pick(p[part].clone()));
+                        let key = part_key(i, r, part);
+                        let on = focused == Some(key.as_str());
+                        line = line.push(
+                            container(
+                                pick_list(shown, selected, move |v: Pick| {
+                                    Message::Part(i, r, part, v.0)
+                                })
+                                .text_size(13)
+                                .width(Length::Fill),
+                            )
+                            .padding(2)
+                            .width(Length::FillPortion(1))
+                            .style(move |t| style::focus_ring(t, on)),
+                        );
+                    }
+                }
+                Err(t) => {
+                    line = line.push(
+                        text(format!("{t} (not one Postern offers)"))
+                            .size(13)
+                            .style(text::danger)
+                            .width(Length::Fill),
+                    );
+                }
+            }
+            let key = remove_key(i, r);
+            line = line.push(
+                style::focus_button(text("×"), focused == Some(key.as_str()), button::secondary)
+                    .on_press(Message::RemoveProposal(i, r))
+                    .padding([2, 8]),
+            );
+            col = col.push(line);
+        }
+        let key = add_key(i);
+        col.push(
+            style::focus_button(
+                text("Add a proposal").size(13),
+                focused == Some(key.as_str()),
+                button::secondary,
+            )
+            .on_press(Message::AddProposal(i))
+            .padding([3, 10]),
+        )
+        .into()
+    }
+
+    /// The editor's controls in Tab order: (focus key, text input id, what
+    /// Enter/Space does). Pick lists take part: Enter/Space moves to the next choice.
+    pub fn controls(&self) -> Vec<(String, Option<iced::widget::Id>, Option<Message>)> {
+        let mut v = Vec::new();
+        let advanced = (
+            "advanced".to_string(),
+            None,
+            Some(Message::ToggleAdvanced(!self.advanced)),
+        );
+        let mut advanced_box = Some(advanced);
+        for (i, f) in FIELDS.iter().enumerate() {
+            if f.group.is_some()
+                && let Some(a) = advanced_box.take()
+            {
+                v.push(a);
+            }
+            if f.group.is_some() && !self.advanced {
+                continue;
+            }
+            match f.kind {
+                Kind::Choice(_) => {
+                    v.push((choice_key(i), None, Some(Message::Cycle(i, None))));
+                }
+                Kind::Proposals(phase) => {
+                    for (r, row_) in self.rows(i).iter().enumerate() {
+                        if let Ok(p) = row_ {
+                            for part in 0..3 {
+                                if !part_choices(phase, part, &p[0]).is_empty() {
+                                    v.push((
+                                        part_key(i, r, part),
+                                        None,
+                                        Some(Message::Cycle(i, Some((r, part)))),
+                                    ));
+                                }
+                            }
+                        }
+                        v.push((remove_key(i, r), None, Some(Message::RemoveProposal(i, r))));
+                    }
+                    v.push((add_key(i), None, Some(Message::AddProposal(i))));
+                }
+                Kind::File(_) => {
+                    v.push((format!("field-{i}"), Some(field_id(i)), None));
+                    v.push((choose_key(i), None, Some(Message::Choose(i))));
+                }
+                _ => v.push((format!("field-{i}"), Some(field_id(i)), None)),
+            }
+            if i == METHOD && self.method() == "psk" {
+                v.push(("psk".into(), Some(psk_id()), None));
+            }
+        }
+        v
+    }
+
     pub fn view(&self, focused: Option<&str>) -> Element<'_, Message> {
         let title = match (&self.original, &self.import) {
             (Some(n), _) => format!("Edit {n}"),
@@ -758,10 +1090,15 @@ impl State {
                 );
             }
         }
+        let on = focused == Some("advanced");
         form = form.push(
-            checkbox(self.advanced)
-                .label("Advanced")
-                .on_toggle(Message::ToggleAdvanced),
+            container(
+                checkbox(self.advanced)
+                    .label("Advanced")
+                    .on_toggle(Message::ToggleAdvanced),
+            )
+            .padding(2)
+            .style(move |t| style::focus_ring(t, on)),
         );
         if self.advanced {
             let mut group = None;
@@ -800,7 +1137,7 @@ impl State {
                 .on_press(Message::Cancel)
                 .style(button::secondary)
                 .padding([6, 16]),
-            save
+            container(save).id(style::button_id("editor-save"))
         ]
         .spacing(8);
         column![
@@ -852,6 +1189,32 @@ fn import_box(n: &ImportNotes) -> Element<'_, Message> {
         .width(Length::Fill)
         .style(style::notice)
         .into()
+}
+
+/// A pick list's entry (a `String` that shows "none" when empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pick(pub String);
+
+impl std::fmt::Display for Pick {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "no PFS" } else { &self.0 })
+    }
+}
+
+pub fn choice_key(i: usize) -> String {
+    format!("choice-{i}")
+}
+
+pub fn part_key(i: usize, r: usize, part: usize) -> String {
+    format!("prop-{i}-{r}-{part}")
+}
+
+pub fn remove_key(i: usize, r: usize) -> String {
+    format!("prop-remove-{i}-{r}")
+}
+
+pub fn add_key(i: usize) -> String {
+    format!("prop-add-{i}")
 }
 
 /// The focus key of file field `i`'s "Choose…" button.
@@ -923,6 +1286,82 @@ mod tests {
             let _ = s.update(Message::Input(i, v.to_string()));
         }
         s
+    }
+
+    #[test]
+    fn every_offered_proposal_parses() {
+        for c in IKE_CIPHERS {
+            for h in IKE_HASHES {
+                for g in groups() {
+                    let p = format!("{c}-{h}-{g}");
+                    assert_eq!(
+                        split_proposal(Phase::Ike, &p).map(|x| join_proposal(&x)),
+                        Some(p.clone()),
+                        "{p}"
+                    );
+                }
+            }
+        }
+        for c in ESP_CIPHERS {
+            for h in part_choices(Phase::Esp, 1, c)
+                .iter()
+                .map(String::as_str)
+                .chain([""])
+            {
+                if h.is_empty() != c.contains("gcm") {
+                    continue;
+                }
+                for g in part_choices(Phase::Esp, 2, c) {
+                    let p = join_proposal(&[c.to_string(), h.to_string(), g]);
+                    assert_eq!(
+                        split_proposal(Phase::Esp, &p).map(|x| join_proposal(&x)),
+                        Some(p.clone()),
+                        "{p}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn proposals_are_picked_added_removed_and_cycled() {
+        let mut s = form(&[("name", "office"), ("gateway", "vpn.example.com")]);
+        let i = FIELDS
+            .iter()
+            .position(|f| f.key == "phase1.proposals")
+            .unwrap();
+        assert!(s.rows(i).is_empty(), "the defaults apply");
+        let _ = s.update(Message::AddProposal(i));
+        assert_eq!(s.values[i], "aes256-sha256-modp2048", "the first default");
+        let _ = s.update(Message::Part(i, 0, 2, "ecp256".into()));
+        let _ = s.update(Message::AddProposal(i));
+        let _ = s.update(Message::Part(i, 1, 0, "aes128".into()));
+        assert_eq!(s.values[i], "aes256-sha256-ecp256, aes128-sha256-ecp256");
+        assert!(s.is_valid(), "{:?}", s.invalid);
+        let _ = s.update(Message::Cycle(i, Some((1, 1))));
+        assert_eq!(s.values[i], "aes256-sha256-ecp256, aes128-sha384-ecp256");
+        let _ = s.update(Message::RemoveProposal(i, 0));
+        assert_eq!(s.values[i], "aes128-sha384-ecp256");
+        let p = Profile::from_toml_str(&s.to_toml(), "office", SecretPolicy::Forbid).unwrap();
+        assert_eq!(p.phase1.proposals.len(), 1);
+        // Phase 2: GCM drops the integrity, CBC gets one back.
+        let j = FIELDS
+            .iter()
+            .position(|f| f.key == "phase2.proposals")
+            .unwrap();
+        let _ = s.update(Message::AddProposal(j));
+        let _ = s.update(Message::Part(j, 0, 0, "aes128gcm16".into()));
+        assert_eq!(s.values[j], "aes128gcm16");
+        let _ = s.update(Message::Part(j, 0, 0, "aes256".into()));
+        assert_eq!(s.values[j], "aes256-sha256");
+        let _ = s.update(Message::Part(j, 0, 2, "modp2048".into()));
+        assert_eq!(s.values[j], "aes256-sha256-modp2048");
+        assert!(s.is_valid(), "{:?}", s.invalid);
+        // A choice field cycles with the keyboard.
+        let _ = s.update(Message::Cycle(METHOD, None));
+        assert_eq!(s.values[METHOD], "psk");
+        let _ = s.update(Message::Cycle(METHOD, None));
+        assert_eq!(s.values[METHOD], "rsa-sig");
     }
 
     #[test]

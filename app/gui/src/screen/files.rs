@@ -48,6 +48,8 @@ pub enum Dialog {
 #[derive(Debug, Clone)]
 pub enum Message {
     Format(ExportFormat),
+    /// Keyboard: the next format.
+    NextFormat,
     /// Export: "Save as…".
     Export,
     /// Pick connection `i` of the file.
@@ -119,6 +121,12 @@ impl Dialog {
                 *format = f;
                 None
             }
+            (Dialog::Export { format, .. }, Message::NextFormat) => {
+                let all = ExportFormat::ALL;
+                let i = all.iter().position(|f| f == format).unwrap_or(0);
+                *format = all[(i + 1) % all.len()];
+                None
+            }
             (Dialog::Export { profile, format }, Message::Export) => Some(Event::Export {
                 profile: profile.clone(),
                 format: *format,
@@ -157,7 +165,9 @@ impl Dialog {
     pub fn controls(&self) -> Vec<(String, Option<iced::widget::Id>, Option<Message>)> {
         let mut v = Vec::new();
         match self {
-            Dialog::Export { .. } => {}
+            Dialog::Export { .. } => {
+                v.push(("format".into(), None, Some(Message::NextFormat)));
+            }
             Dialog::Choose { found, .. } => {
                 for i in 0..found.len() {
                     v.push((format!("pick-{i}"), None, Some(Message::Pick(i))));
@@ -202,12 +212,17 @@ impl Dialog {
                 text(format!("Export {profile}")).size(20),
                 row![
                     text("Format").width(Length::Fixed(70.0)),
-                    pick_list(
-                        ExportFormat::ALL.map(Choice).to_vec(),
-                        Some(Choice(*format)),
-                        |c| Message::Format(c.0)
+                    container(
+                        pick_list(
+                            ExportFormat::ALL.map(Choice).to_vec(),
+                            Some(Choice(*format)),
+                            |c| Message::Format(c.0)
+                        )
+                        .width(Length::Fill)
                     )
-                    .width(Length::Fill),
+                    .padding(2)
+                    .width(Length::Fill)
+                    .style(move |t| style::focus_ring(t, focused == Some("format"))),
                 ]
                 .spacing(12)
                 .align_y(iced::Alignment::Center),
@@ -219,12 +234,15 @@ impl Dialog {
                 row![
                     space::horizontal(),
                     cancel,
-                    style::focus_button(
-                        text("Save as…"),
-                        focused == Some("files-ok"),
-                        button::primary
+                    container(
+                        style::focus_button(
+                            text("Save as…"),
+                            focused == Some("files-ok"),
+                            button::primary
+                        )
+                        .on_press(Message::Export)
                     )
-                    .on_press(Message::Export),
+                    .id(style::button_id("files-ok")),
                 ]
                 .spacing(8)
             ]
@@ -343,6 +361,14 @@ mod tests {
             profile: "office".into(),
             format: ExportFormat::Toml,
         };
+        assert!(d.update(Message::NextFormat).is_none());
+        assert!(matches!(
+            d,
+            Dialog::Export {
+                format: ExportFormat::Pcf,
+                ..
+            }
+        ));
         assert!(d.update(Message::Format(ExportFormat::Pcf)).is_none());
         match d.update(Message::Export) {
             Some(Event::Export { profile, format }) => {

@@ -298,8 +298,9 @@ impl State {
         let has = self.selected.is_some();
         let toolbar = column![
             row![
-                b("Add", "add", Some(Message::Add)),
-                b("Import…", "import", Some(Message::Import)),
+                container(b("Add", "add", Some(Message::Add))).id(style::button_id("add")),
+                container(b("Import…", "import", Some(Message::Import)))
+                    .id(style::button_id("import")),
                 space::horizontal(),
                 b("Settings", "settings", Some(Message::Settings)),
             ]

@@ -54,6 +54,8 @@ pub struct State {
     /// One value per field (for `Psk`: one).
     values: Vec<String>,
     pub remember: bool,
+    /// Why Postern asks although something may be stored (a locked keyring).
+    pub note: Option<String>,
 }
 
 /// A field's label.
@@ -89,6 +91,7 @@ impl State {
             ask,
             values,
             remember: false,
+            note: None,
         }
     }
 
@@ -166,13 +169,21 @@ impl State {
                     message.clone()
                 },
             ),
+            Ask::Psk if self.note.is_some() => (
+                format!("Pre-shared key for {}", self.profile),
+                "Your admin gave it to you with the gateway's address.".to_string(),
+            ),
             Ask::Psk => (
                 format!("Pre-shared key for {}", self.profile),
                 "The profile's pre-shared key is not in your keyring. Your admin gave it to you with the gateway's address."
                     .to_string(),
             ),
         };
-        let mut col = column![text(title).size(20), text(intro).width(Length::Fill)].spacing(12);
+        let mut col = column![text(title).size(20)].spacing(12);
+        if let Some(n) = &self.note {
+            col = col.push(text(n.clone()).width(Length::Fill).style(text::danger));
+        }
+        col = col.push(text(intro).width(Length::Fill));
         for (i, f) in self.fields().into_iter().enumerate() {
             let secret = f != answer_key::USERNAME;
             let lbl = if f == "psk" {
