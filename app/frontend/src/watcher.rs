@@ -346,8 +346,21 @@ impl State {
             return;
         };
         match helper_present(&conn).await {
-            Ok(true) => {}
-            Ok(false) => {
+            Ok(Presence::Running) => {}
+            Ok(Presence::Activatable) => {
+                // Not running, so no tunnel: the bus starts it for the first command
+                // (asking for its list here would start it, and keep an idle helper
+                // from ever exiting).
+                for (_, (profile, _)) in std::mem::take(&mut self.tunnels) {
+                    let _ = self.out.send(Update::Gone { profile }).await;
+                }
+                self.set_helper(Ok(())).await;
+                for c in std::mem::take(&mut self.pending) {
+                    self.command(c).await;
+                }
+                return;
+            }
+            Ok(Presence::Absent) => {
                 self.tunnels.clear();
                 self.set_helper(Err(Fail::new(
                     FailureKind::HelperUnreachable,
@@ -509,18 +522,32 @@ impl State {
     }
 }
 
+/// Whether the helper runs.
+enum Presence {
+    Running,
+    /// Not running, but the bus starts it on the first call (D-Bus activation).
+    Activatable,
+    Absent,
+}
+
 /// Whether the helper runs or can be activated; `Err` when the bus broke.
-async fn helper_present(conn: &zbus::Connection) -> Result<bool, Fail> {
+async fn helper_present(conn: &zbus::Connection) -> Result<Presence, Fail> {
     let dbus = zbus::fdo::DBusProxy::new(conn).await.map_err(Fail::from)?;
     let name = zbus::names::BusName::try_from(iface::BUS_NAME)
         .map_err(|e| Fail::new(FailureKind::Internal, e.to_string()))?;
     match dbus.name_has_owner(name).await {
-        Ok(true) => Ok(true),
-        Ok(false) => Ok(dbus
-            .list_activatable_names()
-            .await
-            .map(|v| v.iter().any(|n| n.as_str() == iface::BUS_NAME))
-            .unwrap_or(false)),
+        Ok(true) => Ok(Presence::Running),
+        Ok(false) => Ok(
+            if dbus
+                .list_activatable_names()
+                .await
+                .is_ok_and(|v| v.iter().any(|n| n.as_str() == iface::BUS_NAME))
+            {
+                Presence::Activatable
+            } else {
+                Presence::Absent
+            },
+        ),
         Err(e) => Err(Fail::new(
             FailureKind::HelperUnreachable,
             format!("the system bus does not answer: {e}"),

@@ -229,6 +229,20 @@ impl App {
             Subscription::run(watcher::run).map(Message::Watcher),
             Subscription::run(desktop::events).map(Message::Desktop),
             keyboard::listen().map(Message::Key),
+            // A focused text field takes Escape for itself (it only unfocuses): the
+            // dialog or editor around it closes all the same.
+            iced::event::listen_with(|e, status, _| match (e, status) {
+                (
+                    iced::Event::Keyboard(
+                        k @ keyboard::Event::KeyPressed {
+                            key: Key::Named(Named::Escape),
+                            ..
+                        },
+                    ),
+                    iced::event::Status::Captured,
+                ) => Some(Message::Key(k)),
+                _ => None,
+            }),
             window::close_requests().map(Message::CloseRequested),
             window::close_events().map(Message::WindowClosed),
         ];

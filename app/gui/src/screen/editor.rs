@@ -165,6 +165,12 @@ const NAT: &[&str] = &["auto", "force", "off"];
 const DATAPATH: &[&str] = &["auto", "kernel", "userspace"];
 const DNS: &[&str] = &["split", "full", "off"];
 const ON_OFF: &[&str] = &["true", "false"];
+/// "none" and the DH groups of `postern_algs::algs::DhGroup::ALL` (checked in the
+/// tests).
+const PFS: &[&str] = &[
+    "none", "modp768", "modp1024", "modp1536", "modp2048", "modp3072", "modp4096", "modp6144",
+    "modp8192", "ecp256", "ecp384", "ecp521",
+];
 /// Index of the name field.
 pub const NAME: usize = 0;
 /// Index of the authentication method field.
@@ -265,7 +271,7 @@ pub const FIELDS: &[Field] = &[
         G_P2,
         "",
     ),
-    f("phase2.pfs", "PFS group", Kind::Text, G_P2, ""),
+    f("phase2.pfs", "PFS group", Kind::Choice(PFS), G_P2, ""),
     f("phase2.lifetime", "Lifetime", Kind::Text, G_P2, ""),
     f(
         "phase2.lifetime_kb",
@@ -896,14 +902,19 @@ impl State {
                 .padding(6)
                 .into(),
         };
-        let mut col = column![
-            row![
-                text(fl.label).width(Length::Fixed(190.0)),
-                container(input).width(Length::Fill)
+        // Proposal rows take the whole width (three pick lists and ×), under their label.
+        let mut col = if matches!(fl.kind, Kind::Proposals(_)) {
+            column![text(fl.label), container(input).width(Length::Fill)].spacing(6)
+        } else {
+            column![
+                row![
+                    text(fl.label).width(Length::Fixed(190.0)),
+                    container(input).width(Length::Fill)
+                ]
+                .spacing(12)
+                .align_y(iced::Alignment::Center)
             ]
-            .spacing(12)
-            .align_y(iced::Alignment::Center)
-        ];
+        };
         if let Some(inv) = &self.invalid
             && inv.field == Some(i)
             && self.touched[i]
@@ -1286,6 +1297,21 @@ mod tests {
             let _ = s.update(Message::Input(i, v.to_string()));
         }
         s
+    }
+
+    #[test]
+    fn the_pfs_choices_are_the_supported_groups() {
+        let mut want = vec!["none"];
+        want.extend(groups());
+        assert_eq!(PFS.to_vec(), want);
+        for g in PFS {
+            let s = form(&[
+                ("name", "office"),
+                ("gateway", "vpn.example.com"),
+                ("phase2.pfs", g),
+            ]);
+            assert!(s.is_valid(), "{g}: {:?}", s.invalid);
+        }
     }
 
     #[test]
