@@ -697,6 +697,41 @@ fn desktoplab_gui_editor_adds_and_connects() {
         click_connect(d, &app, &wid)?;
         answer_prompt(d, &app, &wid, "desktop-editor-3-xauth")?;
         check_connected(d, &app, &wid, &s.gw, "desktop-editor-4-connected", 0)?;
+        // "Check the tunnel": the helper's steps, each with its outcome and sentence.
+        click_button(d, &app, &wid, "conn-check")?;
+        let st = app.wait_state("the check's steps", Duration::from_secs(45), |s| {
+            App::profile_state(s, PROFILE)
+                .is_some_and(|p| p["check"].is_array() || p["check"]["error"].is_string())
+        })?;
+        let check = App::profile_state(&st, PROFILE).map(|p| p["check"].clone());
+        let steps = check
+            .as_ref()
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let names: Vec<&str> = steps.iter().filter_map(|x| x["name"].as_str()).collect();
+        lab_ensure!(
+            names == ["traffic", "host", "dns", "mtu", "portal"]
+                && steps.iter().all(|x| {
+                    ["ok", "failed", "skipped"].contains(&x["outcome"].as_str().unwrap_or(""))
+                        && !x["detail"].as_str().unwrap_or("").is_empty()
+                }),
+            "the check as the app shows it: {check:?}"
+        );
+        lab_ensure!(
+            steps
+                .iter()
+                .any(|x| x["name"] == "traffic" && x["outcome"] == "ok"),
+            "traffic did not cross the tunnel during the check: {check:?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        shot(
+            d,
+            "desktop-editor-4b-checked",
+            &wid,
+            APP_COLOURS,
+            Some(CONNECTED),
+        )?;
         tray(d, "Disconnect")?;
         check_disconnected(d, &wid, &s.gw, "desktop-editor-5-disconnected")?;
         let out = app.proc.tail(100_000);

@@ -46,6 +46,8 @@ pub const TICK: Duration = Duration::from_secs(2);
 /// How often it asks the helper for its list of tunnels while it is there (tunnels
 /// started elsewhere, objects removed after they went down); signals cover the rest.
 pub const IDLE_LOOK: Duration = Duration::from_secs(60);
+/// How long "Check the tunnel" may take (the helper's own bound is about 15 s).
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(40);
 /// How long a keyring call may take (a locked keyring can block on a prompt).
 pub const KEYRING_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -77,6 +79,10 @@ pub enum Command {
     /// Look at the helper's tunnels now (the window opened: tunnels started elsewhere
     /// show at once).
     Refresh,
+    /// "Check the tunnel" (the connection's `Check`): [`Update::Checked`] answers.
+    Check {
+        profile: String,
+    },
 }
 
 /// What the watcher tells the app.
@@ -119,6 +125,11 @@ pub enum Update {
     Failed { profile: String, failure: Fail },
     /// The helper removed the tunnel's object (after it went down).
     Gone { profile: String },
+    /// The steps of "Check the tunnel", or why it could not run.
+    Checked {
+        profile: String,
+        result: Result<Vec<iface::CheckStep>, Fail>,
+    },
 }
 
 /// One tunnel as the helper reports it.
@@ -446,7 +457,8 @@ impl State {
             Command::Connect { profile, .. }
             | Command::Disconnect { profile }
             | Command::Submit { profile, .. }
-            | Command::Traffic { profile } => profile.clone(),
+            | Command::Traffic { profile }
+            | Command::Check { profile } => profile.clone(),
             // Handled by the loop (`watch`); never queued.
             Command::Refresh => return,
         };
@@ -459,6 +471,17 @@ impl State {
                         |p| !matches!(p, Command::Connect { profile: q, .. } if *q == profile),
                     );
                     self.pending.push(c);
+                } else if let Command::Check { .. } = c {
+                    let _ = self
+                        .out
+                        .send(Update::Checked {
+                            profile,
+                            result: Err(Fail::new(
+                                FailureKind::HelperUnreachable,
+                                "postern-helper is not on the system bus",
+                            )),
+                        })
+                        .await;
                 } else if !matches!(c, Command::Traffic { .. }) {
                     let _ = self
                         .out
@@ -500,6 +523,32 @@ impl State {
                     )),
                 },
                 Command::Refresh => Ok(()),
+                Command::Check { profile: name } => {
+                    let result = match path {
+                        Some(p) => match proxy(&conn, &p).await {
+                            // The helper bounds its checks (about 15 s); this bounds us.
+                            Ok(c) => tokio::time::timeout(CHECK_TIMEOUT, c.check())
+                                .await
+                                .map_err(|_| {
+                                    Fail::new(
+                                        FailureKind::HelperUnreachable,
+                                        "the check did not finish in time",
+                                    )
+                                })
+                                .and_then(|r| r.map_err(Fail::from)),
+                            Err(f) => Err(f),
+                        },
+                        None => Err(Fail::new(
+                            FailureKind::Internal,
+                            format!("{name} is not up"),
+                        )),
+                    };
+                    let _ = itx.send(Internal::Out(Box::new(Update::Checked {
+                        profile: name,
+                        result,
+                    })));
+                    Ok(())
+                }
                 Command::Traffic { profile: name } => {
                     if let Some(p) = path
                         && let Ok(c) = proxy(&conn, &p).await

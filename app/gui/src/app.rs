@@ -285,6 +285,7 @@ impl App {
     pub fn connect(&mut self, name: &str) {
         let live = self.live.entry(name.to_string()).or_default();
         live.failure = None;
+        live.check = None;
         live.started = Some(self.now);
         live.waiting_for_helper = self.helper.is_some();
         self.send(Command::Connect {
@@ -466,6 +467,15 @@ impl App {
                 }
                 Task::none()
             }
+            Update::Checked { profile, result } => {
+                self.live.entry(profile).or_default().check = Some(match result {
+                    Ok(steps) => connection::Check::Done(steps),
+                    Err(f) => {
+                        connection::Check::Failed(format!("The check could not run: {}", f.message))
+                    }
+                });
+                Task::none()
+            }
             Update::Log { profile, line } => {
                 self.live.entry(profile).or_default().push_log(line);
                 Task::none()
@@ -626,6 +636,7 @@ impl App {
             for (k, m) in [
                 ("conn-toggle", connection::Message::Toggle),
                 ("conn-edit", connection::Message::Edit),
+                ("conn-check", connection::Message::Check),
                 ("conn-export", connection::Message::Export),
                 ("conn-copy", connection::Message::CopyDiagnostics),
                 ("conn-save", connection::Message::SaveDiagnostics),
@@ -983,6 +994,12 @@ impl App {
                         Task::none()
                     }
                     Some(connection::Event::Edit) => self.edit(&name),
+                    Some(connection::Event::Check) => {
+                        self.live.entry(name.clone()).or_default().check =
+                            Some(connection::Check::Running);
+                        self.send(Command::Check { profile: name });
+                        Task::none()
+                    }
                     Some(connection::Event::CopyDiagnostics) => {
                         let d = self.diagnostics(&name);
                         self.notice = Some("Diagnostics copied to the clipboard.".into());

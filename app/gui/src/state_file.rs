@@ -36,8 +36,28 @@ pub fn render(app: &App, bounds: &BTreeMap<String, [f32; 4]>) -> String {
             Some(f) => (explain(f.kind).headline, f.message.as_str()),
             None => ("", ""),
         };
+        let check = match live.and_then(|l| l.check.as_ref()) {
+            None => "null".to_string(),
+            Some(crate::screen::connection::Check::Running) => js("running"),
+            Some(crate::screen::connection::Check::Failed(m)) => {
+                format!("{{\"error\":{}}}", js(m))
+            }
+            Some(crate::screen::connection::Check::Done(steps)) => format!(
+                "[{}]",
+                steps
+                    .iter()
+                    .map(|s| format!(
+                        "{{\"name\":{},\"outcome\":{},\"detail\":{}}}",
+                        js(&s.name),
+                        js(&s.outcome),
+                        js(&s.detail)
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+        };
         profiles.push(format!(
-            "{{\"name\":{},\"state\":{},\"phase\":{},\"virtual_ip\":{},\"sa_rows\":{},\"error_headline\":{},\"error_detail\":{},\"waiting_for_helper\":{}}}",
+            "{{\"name\":{},\"state\":{},\"phase\":{},\"virtual_ip\":{},\"sa_rows\":{},\"error_headline\":{},\"error_detail\":{},\"waiting_for_helper\":{},\"check\":{}}}",
             js(&e.name),
             js(state),
             js(t.map_or("", |t| t.phase.as_str())),
@@ -45,7 +65,8 @@ pub fn render(app: &App, bounds: &BTreeMap<String, [f32; 4]>) -> String {
             sa_rows,
             js(headline),
             js(detail),
-            live.is_some_and(|l| l.waiting_for_helper)
+            live.is_some_and(|l| l.waiting_for_helper),
+            check
         ));
     }
     let prompt = match &app.prompt {

@@ -243,4 +243,11 @@ pub fn button_id(key: &str) -> iced::widget::Id {
 }
 
 /// The buttons whose places the state file reports.
-pub const REPORTED_BUTTONS: [&str; 5] = ["add", "import", "conn-export", "files-ok", "editor-save"];
+pub const REPORTED_BUTTONS: [&str; 6] = [
+    "add",
+    "import",
+    "conn-check",
+    "conn-export",
+    "files-ok",
+    "editor-save",
+];

@@ -210,6 +210,7 @@ fn tab_walks_every_control_and_enter_presses_the_focused_button() {
             "delete",
             "conn-toggle",
             "conn-edit",
+            "conn-check",
             "conn-export",
             "conn-copy",
             "conn-save",
@@ -700,4 +701,45 @@ fn a_locked_keyring_is_said_in_one_sentence_and_the_secret_asked_for() {
         Some(pw)
     );
     assert!(app.keyring_notes.is_empty(), "said once");
+}
+
+#[test]
+fn check_the_tunnel_asks_the_helper_and_shows_each_step() {
+    let (mut app, mut rx) = app_with(&["office"]);
+    let _ = app.update(Message::Watcher(Update::Tunnel(tunnel(
+        "connected",
+        "established",
+    ))));
+    let _ = app.update(Message::Connection(connection::Message::Check));
+    assert!(matches!(
+        rx.try_recv(),
+        Ok(Command::Check { profile }) if profile == "office"
+    ));
+    assert_eq!(app.live["office"].check, Some(connection::Check::Running));
+    let step = |name: &str, outcome: &str, detail: &str| postern_dbus::interface::CheckStep {
+        name: name.into(),
+        outcome: outcome.into(),
+        detail: detail.into(),
+    };
+    let _ = app.update(Message::Watcher(Update::Checked {
+        profile: "office".into(),
+        result: Ok(vec![
+            step("traffic", "ok", "12 packets out, 12 back."),
+            step(
+                "host",
+                "failed",
+                "10.77.0.10 does not answer: traffic goes in but nothing comes back.",
+            ),
+        ]),
+    }));
+    let mut ui = simulator(app.view(window::Id::unique()));
+    for s in [
+        "Check the tunnel",
+        "Traffic both ways",
+        "A host behind the tunnel",
+        "failed",
+        "10.77.0.10 does not answer: traffic goes in but nothing comes back.",
+    ] {
+        assert!(ui.find(s).is_ok(), "{s} not shown");
+    }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use iced::widget::{Column, button, column, container, row, scrollable, space, text, text_input};
 use iced::{Alignment, Element, Font, Length};
-use postern_dbus::interface::{SaTraffic, Traffic, state};
+use postern_dbus::interface::{CheckStep, SaTraffic, Traffic, state};
 use postern_frontend::Fail;
 use postern_frontend::explain::explain;
 use postern_frontend::watcher::Tunnel;
@@ -36,6 +36,28 @@ pub struct Live {
     pub failure: Option<Fail>,
     /// A connect waits for the helper to come.
     pub waiting_for_helper: bool,
+    /// "Check the tunnel": running, or its steps, or why it could not run.
+    pub check: Option<Check>,
+}
+
+/// "Check the tunnel" as shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    Running,
+    Done(Vec<CheckStep>),
+    Failed(String),
+}
+
+/// A check step's name in words.
+pub fn check_label(name: &str) -> &str {
+    match name {
+        "traffic" => "Traffic both ways",
+        "host" => "A host behind the tunnel",
+        "dns" => "The tunnel's DNS",
+        "mtu" => "Path MTU",
+        "portal" => "Captive portal",
+        other => other,
+    }
 }
 
 /// What a state change meant, for notifications and the tray.
@@ -167,6 +189,7 @@ impl Live {
 pub enum Message {
     Toggle,
     Edit,
+    Check,
     Export,
     CopyDiagnostics,
     SaveDiagnostics,
@@ -178,6 +201,7 @@ pub enum Event {
     Connect,
     Disconnect,
     Edit,
+    Check,
     Export,
     CopyDiagnostics,
     SaveDiagnostics,
@@ -199,6 +223,7 @@ impl State {
             Message::Edit => Some(Event::Edit),
             Message::CopyDiagnostics => Some(Event::CopyDiagnostics),
             Message::Export => Some(Event::Export),
+            Message::Check => Some(Event::Check),
             Message::SaveDiagnostics => Some(Event::SaveDiagnostics),
             Message::LogFilter(f) => {
                 self.log_filter = f;
@@ -369,7 +394,24 @@ pub fn view<'a>(
         .on_press(m)
         .padding([4, 10])
     };
+    let connected = t.is_some_and(|t| t.state == state::CONNECTED);
+    let checking = live.is_some_and(|l| l.check == Some(Check::Running));
     let tools = row![
+        container(
+            style::focus_button(
+                text(if checking {
+                    "Checking…"
+                } else {
+                    "Check the tunnel"
+                })
+                .size(13),
+                focused == Some("conn-check"),
+                button::secondary
+            )
+            .on_press_maybe((connected && !checking).then_some(Message::Check))
+            .padding([4, 10])
+        )
+        .id(style::button_id("conn-check")),
         container(small("Export…", "conn-export", Message::Export))
             .id(style::button_id("conn-export")),
         small("Copy diagnostics", "conn-copy", Message::CopyDiagnostics),
@@ -426,6 +468,9 @@ pub fn view<'a>(
         if t.state == state::CONNECTED
             && let Some(l) = live
         {
+            if let Some(c) = &l.check {
+                body = body.push(check_box(c));
+            }
             body = body.push(details(t, l, now));
         }
     }
@@ -521,6 +566,57 @@ fn phases<'a>(t: &'a Tunnel, live: Option<&'a Live>, now: Instant) -> Element<'a
     ]
     .spacing(8)
     .into()
+}
+
+/// The steps of "Check the tunnel": name, outcome, the helper's sentence.
+fn check_box(c: &Check) -> Element<'_, Message> {
+    let mut col = column![text("Check the tunnel").size(16)].spacing(4);
+    match c {
+        Check::Running => {
+            col = col.push(
+                text("Testing traffic, a host behind the tunnel, DNS, the path MTU and a captive portal (about 15 s)…")
+                    .size(13)
+                    .style(style::muted),
+            );
+        }
+        Check::Failed(m) => {
+            col = col.push(text(m.clone()).size(13).style(text::danger));
+        }
+        Check::Done(steps) => {
+            for s in steps {
+                let outcome = text(match s.outcome.as_str() {
+                    "ok" => "ok",
+                    "failed" => "failed",
+                    _ => "skipped",
+                })
+                .size(13)
+                .width(Length::Fixed(60.0))
+                .style(match s.outcome.as_str() {
+                    "ok" => text::success,
+                    "failed" => text::danger,
+                    _ => style::muted,
+                });
+                col = col.push(
+                    row![
+                        text(check_label(&s.name))
+                            .size(13)
+                            .width(Length::Fixed(170.0)),
+                        outcome,
+                        text(s.detail.clone()).size(13).width(Length::Fill),
+                    ]
+                    .spacing(8),
+                );
+            }
+        }
+    }
+    // At most a third of the pane: the address, the SA table and the log stay in view.
+    // (Room on the right for the scroll bar.)
+    container(scrollable(col.padding(iced::Padding::ZERO.right(14))).width(Length::Fill))
+        .padding(12)
+        .width(Length::Fill)
+        .max_height(170.0)
+        .style(style::notice)
+        .into()
 }
 
 fn details<'a>(t: &'a Tunnel, l: &'a Live, now: Instant) -> Element<'a, Message> {
