@@ -347,6 +347,27 @@ pub const FIELDS: &[Field] = &[
         "",
     ),
     f(
+        "network.check_host",
+        "Check: host that answers ping",
+        Kind::Text,
+        G_NET,
+        "the first DNS server, e.g. 10.77.0.10",
+    ),
+    f(
+        "network.check_domain",
+        "Check: DNS name to ask",
+        Kind::Text,
+        G_NET,
+        "the gateway's domain",
+    ),
+    f(
+        "network.portal_url",
+        "Check: captive portal probe",
+        Kind::Text,
+        G_NET,
+        "NetworkManager's check, e.g. http://…/generate_204",
+    ),
+    f(
         "network.retransmit.tries",
         "Retransmissions",
         Kind::Int,
@@ -1482,5 +1503,22 @@ mod tests {
         let d = State::duplicate("lab", text, vec!["lab".into(), "lab-copy".into()]);
         assert_eq!(d.values[NAME], "lab-copy2");
         assert!(d.original.is_none() && d.is_valid());
+    }
+
+    /// Every key of the contract is in the form: the profile that sets every key
+    /// (the contract's own test fixture, without its secrets) survives the form.
+    #[test]
+    fn every_key_of_the_contract_survives_the_form() {
+        let full = include_str!("../../../../dbus/tests/fixtures/everything.toml");
+        let mut p = Profile::from_toml_str(full, "everything", SecretPolicy::AllowIfPrivate)
+            .unwrap()
+            .without_secrets();
+        // The app's names are file names.
+        p.name = "branch".into();
+        let text = p.to_toml_string();
+        let s = State::edit(&p.name, &text, vec![p.name.clone()], true);
+        assert!(s.is_valid(), "{:?}", s.invalid);
+        let back = Profile::from_toml_str(&s.to_toml(), "form", SecretPolicy::Forbid).unwrap();
+        assert_eq!(back, p, "{}", s.to_toml());
     }
 }
