@@ -558,7 +558,7 @@ fn dns_step(t: &Target, src: Option<Ipv4Addr>) -> CheckStep {
         .or_else(|| t.domain.clone())
         .unwrap_or_default();
     let shown = if name.is_empty() {
-        ".".to_string()
+        "the root zone".to_string()
     } else {
         name.clone()
     };

@@ -1000,6 +1000,12 @@ impl App {
                         self.send(Command::Check { profile: name });
                         Task::none()
                     }
+                    Some(connection::Event::HideCheck) => {
+                        if let Some(l) = self.live.get_mut(&name) {
+                            l.check = None;
+                        }
+                        Task::none()
+                    }
                     Some(connection::Event::CopyDiagnostics) => {
                         let d = self.diagnostics(&name);
                         self.notice = Some("Diagnostics copied to the clipboard.".into());

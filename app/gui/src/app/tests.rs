@@ -742,4 +742,14 @@ fn check_the_tunnel_asks_the_helper_and_shows_each_step() {
     ] {
         assert!(ui.find(s).is_ok(), "{s} not shown");
     }
+    // "Hide" closes the results; the log has the pane again.
+    assert!(ui.click("Hide").is_ok(), "no Hide button");
+    drop(ui);
+    let _ = app.update(Message::Connection(connection::Message::HideCheck));
+    assert_eq!(app.live["office"].check, None);
+    let mut ui = simulator(app.view(window::Id::unique()));
+    assert!(
+        ui.find("Traffic both ways").is_err(),
+        "the results are still shown"
+    );
 }

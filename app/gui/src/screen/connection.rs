@@ -190,6 +190,8 @@ pub enum Message {
     Toggle,
     Edit,
     Check,
+    /// Close the check's results (the log comes back into view).
+    HideCheck,
     Export,
     CopyDiagnostics,
     SaveDiagnostics,
@@ -202,6 +204,7 @@ pub enum Event {
     Disconnect,
     Edit,
     Check,
+    HideCheck,
     Export,
     CopyDiagnostics,
     SaveDiagnostics,
@@ -224,6 +227,7 @@ impl State {
             Message::CopyDiagnostics => Some(Event::CopyDiagnostics),
             Message::Export => Some(Event::Export),
             Message::Check => Some(Event::Check),
+            Message::HideCheck => Some(Event::HideCheck),
             Message::SaveDiagnostics => Some(Event::SaveDiagnostics),
             Message::LogFilter(f) => {
                 self.log_filter = f;
@@ -570,7 +574,20 @@ fn phases<'a>(t: &'a Tunnel, live: Option<&'a Live>, now: Instant) -> Element<'a
 
 /// The steps of "Check the tunnel": name, outcome, the helper's sentence.
 fn check_box(c: &Check) -> Element<'_, Message> {
-    let mut col = column![text("Check the tunnel").size(16)].spacing(4);
+    let title = text("Check the tunnel").size(16).width(Length::Fill);
+    let head = if matches!(c, Check::Running) {
+        row![title]
+    } else {
+        row![
+            title,
+            button(text("Hide").size(12))
+                .style(button::secondary)
+                .padding([2, 8])
+                .on_press(Message::HideCheck)
+        ]
+        .align_y(Alignment::Center)
+    };
+    let mut col = column![head].spacing(4);
     match c {
         Check::Running => {
             col = col.push(
