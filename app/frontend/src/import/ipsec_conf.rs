@@ -7,10 +7,11 @@
 //! them has, and the guess is shown as a warning when it matters.
 
 use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
 
 use postern_algs::algs::DhGroup;
 use postern_dbus::profile::{
-    AuthMethod, Dpd, EncapMode, ExchangeMode, Identity, ModeConfig, NatTraversal, XAuth,
+    AuthMethod, EncapMode, ExchangeMode, Identity, ModeConfig, NatTraversal, XAuth,
 };
 
 use super::{
@@ -572,90 +573,129 @@ pub(crate) fn conn_from_params(
     conn(&sec, map, secrets)
 }
 
+/// Keys only libreswan (and Openswan) write, and keys only strongSwan writes: the
+/// dialect is the one with more of its keys in the conn.
+const LIBRESWAN_KEYS: &[&str] = &[
+    "ikev2",
+    "aggrmode",
+    "leftxauthclient",
+    "phase2alg",
+    "leftmodecfgclient",
+    "modecfgpull",
+    "pfs",
+    "leftusername",
+    "leftxauthusername",
+    "cisco-unity",
+    "remote_peer_type",
+    "encapsulation",
+    "ikepad",
+    "salifetime",
+    "phase2",
+];
+const STRONGSWAN_KEYS: &[&str] = &[
+    "keyexchange",
+    "leftauth",
+    "leftauth2",
+    "xauth_identity",
+    "aggressive",
+    "forceencaps",
+    "modeconfig",
+    "lifetime",
+    "margintime",
+    "rightauth",
+];
+
+/// Keys [`auth`] and [`gateway_and_version`] read; the per-key pass skips them.
+const CONSUMED: &[&str] = &[
+    "left",
+    "right",
+    "keyexchange",
+    "ikev2",
+    "authby",
+    "leftauth",
+    "leftauth2",
+    "rightauth",
+    "leftxauthclient",
+    "leftusername",
+    "leftxauthusername",
+    "xauth_identity",
+    "also",
+];
+
+type Params = BTreeMap<String, Param>;
+
+/// One conn as a draft profile, or (inner `Err`) the reason it is not one Postern can
+/// make (a template, IKEv2 only, no authentication...).
 fn conn(
     sec: &Section,
-    mut params: BTreeMap<String, Param>,
+    params: Params,
     secrets: &[SecretEntry],
 ) -> Result<Result<Draft, String>, ImportError> {
-    const LIBRESWAN: &[&str] = &[
-        "ikev2",
-        "aggrmode",
-        "leftxauthclient",
-        "phase2alg",
-        "leftmodecfgclient",
-        "modecfgpull",
-        "pfs",
-        "leftusername",
-        "leftxauthusername",
-        "cisco-unity",
-        "remote_peer_type",
-        "encapsulation",
-        "ikepad",
-        "salifetime",
-        "phase2",
-    ];
-    const STRONGSWAN: &[&str] = &[
-        "keyexchange",
-        "leftauth",
-        "leftauth2",
-        "xauth_identity",
-        "aggressive",
-        "forceencaps",
-        "modeconfig",
-        "lifetime",
-        "margintime",
-        "rightauth",
-    ];
-    let libreswan = params
-        .keys()
-        .filter(|k| LIBRESWAN.contains(&k.as_str()))
-        .count()
-        > params
-            .keys()
-            .filter(|k| STRONGSWAN.contains(&k.as_str()))
-            .count();
-    // Which side is us: a client writes itself as left (%defaultroute, %any); a conn
-    // copied from the gateway has us on the right.
-    let left = params
-        .get("left")
-        .map(|p| p.value.clone())
-        .unwrap_or_default();
-    let right = params
-        .get("right")
-        .map(|p| p.value.clone())
-        .unwrap_or_default();
-    let mirrored = !is_any(&left) && is_any(&right);
-    if mirrored {
-        params = params
-            .into_values()
-            .map(|mut p| {
-                if let Some(r) = p.key.strip_prefix("left") {
-                    p.key = format!("right{r}");
-                } else if let Some(r) = p.key.strip_prefix("right") {
-                    p.key = format!("left{r}");
-                }
-                (p.key.clone(), p)
-            })
-            .collect();
-    }
+    let libreswan = is_libreswan(&params);
+    let (params, mirrored) = orient(params);
     let mut d = Draft::new(sec.name.clone(), Some(sec.line));
     if mirrored {
         d.warn(Some(sec.line), "left", "this conn is written from the gateway's side (left is the gateway): left and right were swapped");
     }
+    let steps = gateway_and_version(&mut d, sec, &params, libreswan)
+        .and_then(|()| auth(&mut d, &params))
+        .and_then(|()| keys(&mut d, &params, libreswan));
+    if let Err(why) = steps {
+        return Ok(Err(why));
+    }
+    pfs(&mut d, &params, libreswan);
+    mode_config(&mut d, &params);
+    dpd(&mut d, &params);
+    conn_secrets(&mut d, &params, secrets);
+    Ok(Ok(d))
+}
+
+fn is_libreswan(params: &Params) -> bool {
+    let count = |keys: &[&str]| params.keys().filter(|k| keys.contains(&k.as_str())).count();
+    count(LIBRESWAN_KEYS) > count(STRONGSWAN_KEYS)
+}
+
+/// Which side is us: a client writes itself as left (%defaultroute, %any); a conn
+/// copied from the gateway has us on the right, and then left and right are swapped.
+fn orient(params: Params) -> (Params, bool) {
+    let value = |k: &str| params.get(k).map(|p| p.value.clone()).unwrap_or_default();
+    let mirrored = !is_any(&value("left")) && is_any(&value("right"));
+    if !mirrored {
+        return (params, false);
+    }
+    let swapped = params
+        .into_values()
+        .map(|mut p| {
+            if let Some(r) = p.key.strip_prefix("left") {
+                p.key = format!("right{r}");
+            } else if let Some(r) = p.key.strip_prefix("right") {
+                p.key = format!("left{r}");
+            }
+            (p.key.clone(), p)
+        })
+        .collect();
+    (swapped, true)
+}
+
+/// The gateway (`right=`) and the IKE version (`keyexchange=`, libreswan's `ikev2=`).
+fn gateway_and_version(
+    d: &mut Draft,
+    sec: &Section,
+    params: &Params,
+    libreswan: bool,
+) -> Result<(), String> {
     let gateway = params
         .get("right")
         .map(|p| p.value.clone())
         .unwrap_or_default();
     if is_any(&gateway) {
-        return Ok(Err(
-            "it has no gateway address (right=): a template or server conn".into(),
-        ));
+        return Err("it has no gateway address (right=): a template or server conn".into());
     }
     d.p.gateway = gateway;
     if let Some(p) = params.get("keyexchange") {
         match p.value.to_ascii_lowercase().as_str() {
             "ikev1" => {}
-            "ikev2" => return Ok(Err("keyexchange=ikev2: Postern speaks IKEv1 only".into())),
+            "ikev2" => return Err("keyexchange=ikev2: Postern speaks IKEv1 only".into()),
             _ => d.warn(Some(p.line), "keyexchange", "'ike' starts IKEv2 in strongSwan: imported as IKEv1 (the gateway must accept IKEv1)"),
         }
     } else if !libreswan {
@@ -664,17 +704,19 @@ fn conn(
     if let Some(p) = params.get("ikev2")
         && matches!(p.value.to_ascii_lowercase().as_str(), "insist" | "yes")
     {
-        return Ok(Err(format!(
+        return Err(format!(
             "ikev2={}: IKEv2 only; Postern speaks IKEv1",
             p.value
-        )));
+        ));
     }
-    // Authentication.
-    let authby = params.get("authby").map(|p| p.value.to_ascii_lowercase());
-    let leftauth = params.get("leftauth").map(|p| p.value.to_ascii_lowercase());
-    let rightauth = params
-        .get("rightauth")
-        .map(|p| p.value.to_ascii_lowercase());
+    Ok(())
+}
+
+/// The authentication method (`authby=`, strongSwan's `leftauth`/`rightauth`/
+/// `leftauth2`) and the XAuth user.
+fn auth(d: &mut Draft, params: &Params) -> Result<(), String> {
+    let lower = |k: &str| params.get(k).map(|p| p.value.to_ascii_lowercase());
+    let (authby, leftauth, rightauth) = (lower("authby"), lower("leftauth"), lower("rightauth"));
     let mut xauth = false;
     d.p.auth.method = AuthMethod::Psk;
     match authby.as_deref() {
@@ -687,12 +729,7 @@ fn conn(
             d.p.auth.method = AuthMethod::RsaSig;
             xauth = true;
         }
-        Some("never" | "null") => {
-            return Ok(Err(format!(
-                "authby={}: no authentication",
-                authby.unwrap_or_default()
-            )));
-        }
+        Some(none @ ("never" | "null")) => return Err(format!("authby={none}: no authentication")),
         Some(other) => {
             if let Some(p) = params.get("authby") {
                 d.warn(
@@ -702,12 +739,9 @@ fn conn(
                 );
             }
         }
-        None => {
-            if leftauth.is_none() {
-                // Both projects default to RSA signatures.
-                d.p.auth.method = AuthMethod::RsaSig;
-            }
-        }
+        // Both projects default to RSA signatures.
+        None if leftauth.is_none() => d.p.auth.method = AuthMethod::RsaSig,
+        None => {}
     }
     match leftauth.as_deref() {
         Some("psk" | "secret") => d.p.auth.method = AuthMethod::Psk,
@@ -746,217 +780,209 @@ fn conn(
     let user = ["leftusername", "leftxauthusername", "xauth_identity"]
         .iter()
         .find_map(|k| params.get(*k).map(|p| p.value.clone()));
-    if xauth || user.is_some() {
-        match user {
-            Some(u) => {
-                d.p.xauth = Some(XAuth {
-                    username: u,
-                    password: None,
-                });
-            }
-            None => d.missing(
-                "xauth.username",
-                "the conn uses XAuth but names no user (leftusername / xauth_identity)",
-            ),
+    match user {
+        Some(u) => {
+            d.p.xauth = Some(XAuth {
+                username: u,
+                password: None,
+            });
         }
+        None if xauth => d.missing(
+            "xauth.username",
+            "the conn uses XAuth but names no user (leftusername / xauth_identity)",
+        ),
+        None => {}
     }
-    let mut consumed: HashSet<&str> = [
-        "left",
-        "right",
-        "keyexchange",
-        "ikev2",
-        "authby",
-        "leftauth",
-        "leftauth2",
-        "rightauth",
-        "leftxauthclient",
-        "leftusername",
-        "leftxauthusername",
-        "xauth_identity",
-        "also",
-    ]
-    .into_iter()
-    .collect();
+    Ok(())
+}
+
+/// Every other key, one at a time.
+fn keys(d: &mut Draft, params: &Params, libreswan: bool) -> Result<(), String> {
     for p in params.values() {
-        let line = Some(p.line);
-        let v = p.value.as_str();
         let key = p.key.as_str();
-        if consumed.contains(key) || key.starts_with("x-") {
+        if CONSUMED.contains(&key) || key.starts_with("x-") {
             continue;
         }
-        match key {
-            "aggressive" | "aggrmode" => {
-                if truthy(v) {
-                    d.p.exchange_mode = ExchangeMode::Aggressive;
-                }
+        one_key(d, p, libreswan)?;
+    }
+    Ok(())
+}
+
+fn one_key(d: &mut Draft, p: &Param, libreswan: bool) -> Result<(), String> {
+    let line = Some(p.line);
+    let v = p.value.as_str();
+    let key = p.key.as_str();
+    match key {
+        "aggressive" | "aggrmode" => {
+            if truthy(v) {
+                d.p.exchange_mode = ExchangeMode::Aggressive;
             }
-            "leftid" | "rightid" => match swan_id(v, libreswan) {
-                Ok(Some(id)) => {
-                    if let Some(id) = d.identity(line, key, &id) {
-                        if key == "leftid" {
-                            d.p.auth.local_id = Some(id);
-                        } else {
-                            d.p.auth.remote_id = Some(id);
-                        }
-                    }
-                }
-                Ok(None) => {}
-                Err(fqdn) => {
-                    d.warn(line, key, format!("libreswan resolves a bare name in DNS and uses the address: imported as {fqdn}; write @{v} in libreswan or check with the gateway's admin"));
-                    let id = d.identity(line, key, &fqdn);
-                    if key == "leftid" {
-                        d.p.auth.local_id = id;
-                    } else {
-                        d.p.auth.remote_id = id;
-                    }
-                }
-            },
-            "ike" => {
-                let props: Vec<String> = v.split(',').map(swan_proposal).collect();
-                if !v.trim_end().ends_with('!') && !libreswan {
-                    d.warn(line, key, "without '!' strongSwan adds its default proposals; Postern offers only these");
-                }
-                d.ike(line, key, &props);
-            }
-            "esp" | "phase2alg" => {
-                let props: Vec<String> = v.split(',').map(swan_proposal).collect();
-                d.esp(line, key, &props);
-            }
-            "pfs" => {}
-            "ikelifetime" => {
-                if let Some(t) = d.duration(line, key, v) {
-                    d.lifetime1(line, key, t);
-                }
-            }
-            "salifetime" | "keylife" | "lifetime" => {
-                if let Some(t) = d.duration(line, key, v) {
-                    d.lifetime2(line, key, t);
-                }
-            }
-            "rightsubnet" | "rightsubnets" | "leftsubnet" | "leftsubnets" => {
-                let v2 = v.trim_matches(|c| c == '{' || c == '}');
-                let items = list(v2);
-                let items: Vec<&str> = items
-                    .iter()
-                    .map(String::as_str)
-                    .filter(|s| !s.starts_with('%'))
-                    .collect();
-                let nets = d.subnets(line, key, &items);
-                if key.starts_with("right") {
-                    d.p.phase2.remote_networks = nets;
-                } else {
-                    d.p.phase2.local_networks = nets;
-                }
-            }
-            "leftsourceip" | "leftmodecfgclient" | "modecfgpull" | "modeconfig" => {}
-            "type" => match v.to_ascii_lowercase().as_str() {
-                "tunnel" => {}
-                "transport" => d.p.phase2.mode = EncapMode::Transport,
-                other => {
-                    return Ok(Err(format!(
-                        "type={other} is not a tunnel Postern can make"
-                    )));
-                }
-            },
-            "dpddelay" | "dpdtimeout" | "dpdaction" => {}
-            "forceencaps" | "encapsulation" => match v.to_ascii_lowercase().as_str() {
-                "yes" | "true" => d.p.network.nat_traversal = NatTraversal::Force,
-                "no" if key == "encapsulation" => d.p.network.nat_traversal = NatTraversal::Off,
-                _ => {}
-            },
-            "leftcert" => {
-                let path = v.to_string();
-                if path.contains('/')
-                    || path.ends_with(".pem")
-                    || path.ends_with(".crt")
-                    || path.ends_with(".der")
-                {
-                    let full = if path.starts_with('/') {
-                        path.clone()
-                    } else {
-                        format!("/etc/ipsec.d/certs/{path}")
-                    };
-                    d.missing("auth.cert", format!("the conn's certificate is the file {full} on the machine it came from: copy it here and set auth.cert"));
-                    d.missing("auth.key", "its private key is named in ipsec.secrets (': RSA file'): copy it here and set auth.key");
-                } else {
-                    d.missing("auth.cert", format!("'{path}' is a certificate nickname in libreswan's NSS database: export it (pk12util -o cert.p12 -n '{path}') and set auth.pkcs12"));
-                }
-            }
-            "rightca" => {
-                d.missing(
-                    "auth.ca",
-                    format!(
-                        "the gateway's CA ({v}) is not in the file: give its PEM file as auth.ca"
-                    ),
+        }
+        "leftid" | "rightid" => identity(d, p, libreswan),
+        "ike" => {
+            let props: Vec<String> = v.split(',').map(swan_proposal).collect();
+            if !v.trim_end().ends_with('!') && !libreswan {
+                d.warn(
+                    line,
+                    key,
+                    "without '!' strongSwan adds its default proposals; Postern offers only these",
                 );
             }
-            "leftrsasigkey" | "rightrsasigkey" => {
-                if !v.eq_ignore_ascii_case("%cert") {
-                    d.drop_key(
-                        line,
-                        key,
-                        "raw RSA keys are not supported; use certificates",
-                    );
-                }
-            }
-            "auto" => {
-                if matches!(v, "start" | "route" | "ondemand") {
-                    d.warn(
-                        line,
-                        key,
-                        format!("auto={v}: Postern brings the tunnel up when you connect"),
-                    );
-                }
-            }
-            "cisco-unity" | "remote_peer_type" => {
-                d.warn(line, key, "Postern always announces Cisco Unity");
-            }
-            "dpd" => {}
-            k if NO_EQUIVALENT.contains(&k) => {
-                if !(k == "left" || k == "rightca") {
-                    d.drop_key(line, key, "Postern has no equivalent setting");
-                }
-            }
-            _ => d.unknown(line, key),
+            d.ike(line, key, &props);
         }
+        "esp" | "phase2alg" => {
+            let props: Vec<String> = v.split(',').map(swan_proposal).collect();
+            d.esp(line, key, &props);
+        }
+        "ikelifetime" => {
+            if let Some(t) = d.duration(line, key, v) {
+                d.lifetime1(line, key, t);
+            }
+        }
+        "salifetime" | "keylife" | "lifetime" => {
+            if let Some(t) = d.duration(line, key, v) {
+                d.lifetime2(line, key, t);
+            }
+        }
+        "rightsubnet" | "rightsubnets" | "leftsubnet" | "leftsubnets" => {
+            let items = list(v.trim_matches(|c| c == '{' || c == '}'));
+            let items: Vec<&str> = items
+                .iter()
+                .map(String::as_str)
+                .filter(|s| !s.starts_with('%'))
+                .collect();
+            let nets = d.subnets(line, key, &items);
+            if key.starts_with("right") {
+                d.p.phase2.remote_networks = nets;
+            } else {
+                d.p.phase2.local_networks = nets;
+            }
+        }
+        // Read by the passes after this one.
+        "pfs" | "leftsourceip" | "leftmodecfgclient" | "modecfgpull" | "modeconfig" | "dpd"
+        | "dpddelay" | "dpdtimeout" | "dpdaction" => {}
+        "type" => match v.to_ascii_lowercase().as_str() {
+            "tunnel" => {}
+            "transport" => d.p.phase2.mode = EncapMode::Transport,
+            other => return Err(format!("type={other} is not a tunnel Postern can make")),
+        },
+        "forceencaps" | "encapsulation" => match v.to_ascii_lowercase().as_str() {
+            "yes" | "true" => d.p.network.nat_traversal = NatTraversal::Force,
+            "no" if key == "encapsulation" => d.p.network.nat_traversal = NatTraversal::Off,
+            _ => {}
+        },
+        "leftcert" => left_cert(d, v),
+        "rightca" => {
+            d.missing(
+                "auth.ca",
+                format!("the gateway's CA ({v}) is not in the file: give its PEM file as auth.ca"),
+            );
+        }
+        "leftrsasigkey" | "rightrsasigkey" => {
+            if !v.eq_ignore_ascii_case("%cert") {
+                d.drop_key(
+                    line,
+                    key,
+                    "raw RSA keys are not supported; use certificates",
+                );
+            }
+        }
+        "auto" => {
+            if matches!(v, "start" | "route" | "ondemand") {
+                d.warn(
+                    line,
+                    key,
+                    format!("auto={v}: Postern brings the tunnel up when you connect"),
+                );
+            }
+        }
+        "cisco-unity" | "remote_peer_type" => {
+            d.warn(line, key, "Postern always announces Cisco Unity");
+        }
+        k if NO_EQUIVALENT.contains(&k) => {
+            d.drop_key(line, key, "Postern has no equivalent setting");
+        }
+        _ => d.unknown(line, key),
     }
-    consumed.clear();
-    // PFS: libreswan defaults to PFS with the IKE group; strongSwan's esp= names it.
+    Ok(())
+}
+
+/// `leftid` / `rightid`; a bare name is resolved in DNS by libreswan.
+fn identity(d: &mut Draft, p: &Param, libreswan: bool) {
+    let (line, key, v) = (Some(p.line), p.key.as_str(), p.value.as_str());
+    let id = match swan_id(v, libreswan) {
+        Ok(Some(id)) => d.identity(line, key, &id),
+        Ok(None) => return,
+        Err(fqdn) => {
+            d.warn(line, key, format!("libreswan resolves a bare name in DNS and uses the address: imported as {fqdn}; write @{v} in libreswan or check with the gateway's admin"));
+            d.identity(line, key, &fqdn)
+        }
+    };
+    if id.is_none() {
+        return;
+    }
+    if key == "leftid" {
+        d.p.auth.local_id = id;
+    } else {
+        d.p.auth.remote_id = id;
+    }
+}
+
+/// `leftcert`: a file on the machine the conn came from, or an NSS nickname.
+fn left_cert(d: &mut Draft, path: &str) {
+    let is_file = path.contains('/')
+        || path.ends_with(".pem")
+        || path.ends_with(".crt")
+        || path.ends_with(".der");
+    if is_file {
+        let full = if path.starts_with('/') {
+            path.to_string()
+        } else {
+            format!("/etc/ipsec.d/certs/{path}")
+        };
+        d.missing("auth.cert", format!("the conn's certificate is the file {full} on the machine it came from: copy it here and set auth.cert"));
+        d.missing("auth.key", "its private key is named in ipsec.secrets (': RSA file'): copy it here and set auth.key");
+    } else {
+        d.missing("auth.cert", format!("'{path}' is a certificate nickname in libreswan's NSS database: export it (pk12util -o cert.p12 -n '{path}') and set auth.pkcs12"));
+    }
+}
+
+/// PFS: libreswan defaults to PFS with the IKE group; strongSwan's esp= names it (its
+/// default ESP proposals have no PFS, and neither have Postern's).
+fn pfs(d: &mut Draft, params: &Params, libreswan: bool) {
+    if !libreswan {
+        return;
+    }
     let pfs = params.get("pfs").map(|p| p.value.to_ascii_lowercase());
-    let esp_given = params.contains_key("esp") || params.contains_key("phase2alg");
-    if libreswan {
-        if pfs.as_deref() == Some("no") {
-            d.p.phase2.pfs = None;
-            for p in &mut d.p.phase2.proposals {
-                p.group = None;
-            }
-        } else if d.p.phase2.proposals.iter().all(|p| p.group.is_none()) {
-            d.p.phase2.pfs = d.p.phase1.proposals.first().map(|p| p.group);
+    if pfs.as_deref() == Some("no") {
+        d.p.phase2.pfs = None;
+        for p in &mut d.p.phase2.proposals {
+            p.group = None;
         }
-    } else if !esp_given {
-        // strongSwan's default ESP proposals have no PFS: Postern's defaults match.
+    } else if d.p.phase2.proposals.iter().all(|p| p.group.is_none()) {
+        d.p.phase2.pfs = d.p.phase1.proposals.first().map(|p| p.group);
     }
-    // Mode Config.
+}
+
+/// Mode Config: pulled, pushed or off, and a fixed `leftsourceip`.
+fn mode_config(d: &mut Draft, params: &Params) {
     let src_ip = params
         .get("leftsourceip")
         .map(|p| (p.value.clone(), p.line));
-    let modecfg = params
-        .get("leftmodecfgclient")
-        .is_some_and(|p| truthy(&p.value))
-        || params.get("modecfgpull").is_some_and(|p| truthy(&p.value))
+    let yes = |k: &str| params.get(k).is_some_and(|p| truthy(&p.value));
+    let modecfg = yes("leftmodecfgclient")
+        || yes("modecfgpull")
         || src_ip.as_ref().is_some_and(|(v, _)| v.starts_with('%'));
     d.p.network.mode_config = if modecfg {
         ModeConfig::Pull
     } else {
         ModeConfig::Off
     };
-    if let Some(p) = params.get("modeconfig")
-        && p.value.eq_ignore_ascii_case("push")
-        && modecfg
-    {
-        d.p.network.mode_config = ModeConfig::Push;
-    }
-    if params.get("modecfgpull").is_some_and(|p| !truthy(&p.value)) && modecfg {
+    let push = params
+        .get("modeconfig")
+        .is_some_and(|p| p.value.eq_ignore_ascii_case("push"))
+        || params.get("modecfgpull").is_some_and(|p| !truthy(&p.value));
+    if push && modecfg {
         d.p.network.mode_config = ModeConfig::Push;
     }
     if let Some((v, line)) = src_ip
@@ -971,12 +997,13 @@ fn conn(
             ),
         }
     }
-    // DPD.
-    let delay = params.get("dpddelay").map(|p| (p.value.clone(), p.line));
-    let timeout = params.get("dpdtimeout").map(|p| (p.value.clone(), p.line));
-    let action = params
-        .get("dpdaction")
-        .map(|p| (p.value.to_ascii_lowercase(), p.line));
+}
+
+/// Dead peer detection: `dpddelay`, `dpdtimeout`, `dpdaction`.
+fn dpd(d: &mut Draft, params: &Params) {
+    let at = |k: &str| params.get(k).map(|p| (p.value.clone(), p.line));
+    let (delay, timeout) = (at("dpddelay"), at("dpdtimeout"));
+    let action = at("dpdaction").map(|(v, line)| (v.to_ascii_lowercase(), line));
     if let Some((a, line)) = &action {
         match a.as_str() {
             "none" => d.p.network.dpd = None,
@@ -992,36 +1019,32 @@ fn conn(
         // Neither libreswan nor strongSwan probes without dpddelay / dpdaction.
         d.p.network.dpd = None;
     }
-    if action.as_ref().is_none_or(|(a, _)| a != "none") {
-        let mut dpd = d.p.network.dpd.unwrap_or_default();
-        let mut any = false;
-        if let Some((v, line)) = &delay
-            && let Some(t) = d.duration(Some(*line), "dpddelay", v)
-        {
-            dpd.interval = t.clamp(
-                std::time::Duration::from_secs(1),
-                std::time::Duration::from_secs(3600),
-            );
-            any = true;
-        }
-        if let Some((v, line)) = &timeout
-            && let Some(t) = d.duration(Some(*line), "dpdtimeout", v)
-        {
-            dpd.timeout = t.clamp(
-                std::time::Duration::from_secs(1),
-                std::time::Duration::from_secs(3600),
-            );
-            any = true;
-        }
-        if any {
-            if dpd.timeout < dpd.interval {
-                dpd.timeout = dpd.interval;
-            }
-            d.p.network.dpd = Some(dpd);
-        }
+    if action.as_ref().is_some_and(|(a, _)| a == "none") {
+        return;
     }
-    let _ = Dpd::default;
-    // Secrets.
+    let bounds = (Duration::from_secs(1), Duration::from_secs(3600));
+    let mut dpd = d.p.network.dpd.unwrap_or_default();
+    let mut any = false;
+    if let Some((v, line)) = &delay
+        && let Some(t) = d.duration(Some(*line), "dpddelay", v)
+    {
+        dpd.interval = t.clamp(bounds.0, bounds.1);
+        any = true;
+    }
+    if let Some((v, line)) = &timeout
+        && let Some(t) = d.duration(Some(*line), "dpdtimeout", v)
+    {
+        dpd.timeout = t.clamp(bounds.0, bounds.1);
+        any = true;
+    }
+    if any {
+        dpd.timeout = dpd.timeout.max(dpd.interval);
+        d.p.network.dpd = Some(dpd);
+    }
+}
+
+/// The PSK, the XAuth password and the key's passphrase from `ipsec.secrets`.
+fn conn_secrets(d: &mut Draft, params: &Params, secrets: &[SecretEntry]) {
     let mut names: Vec<String> = vec![d.p.gateway.clone()];
     for id in [&d.p.auth.local_id, &d.p.auth.remote_id]
         .into_iter()
@@ -1029,17 +1052,15 @@ fn conn(
     {
         names.push(id_value(id));
     }
-    if let Some(p) = params.get("leftid") {
-        names.push(p.value.clone());
-    }
-    if let Some(p) = params.get("rightid") {
-        names.push(p.value.clone());
+    for k in ["leftid", "rightid"] {
+        if let Some(p) = params.get(k) {
+            names.push(p.value.clone());
+        }
     }
     if d.p.auth.method == AuthMethod::Psk
         && let Some(e) = best_psk(secrets, "PSK", &names)
     {
-        let s = e.secret.clone();
-        d.secret(PSK, &s);
+        d.secret(PSK, &e.secret);
         if e.selectors.iter().all(|s| is_any(s)) {
             d.warn(
                 None,
@@ -1051,25 +1072,20 @@ fn conn(
             );
         }
     }
-    if let Some(x) = &d.p.xauth {
-        let u = vec![x.username.clone()];
-        if let Some(e) = best_psk(secrets, "XAUTH", &u) {
-            let s = e.secret.clone();
-            d.secret(XAUTH_PASSWORD, &s);
-        }
+    if let Some(x) = &d.p.xauth
+        && let Some(e) = best_psk(secrets, "XAUTH", std::slice::from_ref(&x.username))
+    {
+        d.secret(XAUTH_PASSWORD, &e.secret);
     }
     if d.p.auth.method == AuthMethod::RsaSig
         && let Some(e) = secrets.iter().find(|e| e.file.is_some())
     {
         if !e.secret.is_empty() {
-            let s = e.secret.clone();
-            d.secret(KEY_PASSPHRASE, &s);
+            d.secret(KEY_PASSPHRASE, &e.secret);
         }
         let f = e.file.clone().unwrap_or_default();
         d.missing("auth.key", format!("the private key is the file {f} on the machine it came from: copy it here and set auth.key"));
     }
-    let _ = Identity::Fqdn;
-    Ok(Ok(d))
 }
 
 /// The text of an identity as it appears in secrets selectors.
