@@ -128,20 +128,31 @@ fn read(src: &Source<'_>) -> Result<Vec<Entry>, ImportError> {
     Ok(v)
 }
 
-pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Draft>, ImportError> {
-    let entries = read(src)?;
-    let get = |k: &str| {
-        entries
+/// The `[main]` entries, looked up case-insensitively (the last one wins; empty means
+/// unset).
+struct Pcf(Vec<Entry>);
+
+impl Pcf {
+    fn get(&self, k: &str) -> Option<&Entry> {
+        self.0
             .iter()
             .rev()
             .find(|e| e.key.eq_ignore_ascii_case(k))
             .filter(|e| !e.value.is_empty())
-    };
-    let name = get("Description")
+    }
+}
+
+/// Keys read before the per-key pass.
+const COVERED: &[&str] = &["Description", "Host", "AuthType", "GroupName", "Username"];
+
+pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Draft>, ImportError> {
+    let pcf = Pcf(read(src)?);
+    let name = pcf
+        .get("Description")
         .map(|e| e.value.clone())
         .unwrap_or_else(|| src.stem.to_string());
     let mut d = Draft::new(name, Some(1));
-    let Some(host) = get("Host") else {
+    let Some(host) = pcf.get("Host") else {
         return Err(err(
             src.origin,
             None,
@@ -149,50 +160,53 @@ pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Draft>, ImportError> {
         ));
     };
     d.p.gateway = host.value.clone();
-    let auth = get("AuthType")
-        .map_or("1", |e| e.value.as_str())
-        .to_string();
-    let group = get("GroupName").map(|e| e.value.clone());
-    match auth.as_str() {
-        "1" => {
-            d.p.auth.method = AuthMethod::Psk;
-            d.p.exchange_mode = ExchangeMode::Aggressive;
+    auth(&mut d, &pcf, src)?;
+    for e in &pcf.0 {
+        if !COVERED.iter().any(|c| c.eq_ignore_ascii_case(&e.key)) {
+            entry(&mut d, e);
         }
-        "3" => {
-            d.p.auth.method = AuthMethod::RsaSig;
-            d.p.exchange_mode = ExchangeMode::Main;
-        }
+    }
+    // AuthType 3 with a user name is certificate + XAuth: rsa-sig + [xauth] in Postern.
+    Ok(vec![d])
+}
+
+/// `AuthType` (1 group PSK, 3 certificate, 5 mutual group), the group name as the
+/// key id, and the XAuth user.
+fn auth(d: &mut Draft, pcf: &Pcf, src: &Source<'_>) -> Result<(), ImportError> {
+    let line = pcf.get("AuthType").map(|e| e.line);
+    let (method, mode) = match pcf.get("AuthType").map_or("1", |e| e.value.as_str()) {
+        "1" => (AuthMethod::Psk, ExchangeMode::Aggressive),
+        "3" => (AuthMethod::RsaSig, ExchangeMode::Main),
         "5" => {
-            d.p.auth.method = AuthMethod::Hybrid;
-            d.p.exchange_mode = ExchangeMode::Aggressive;
-            let l = get("AuthType").map(|e| e.line);
             d.warn(
-                l,
+                line,
                 "AuthType",
                 "mutual group authentication: Postern's hybrid mode checks the gateway's certificate but not the group password",
             );
+            (AuthMethod::Hybrid, ExchangeMode::Aggressive)
         }
         other => {
-            let l = get("AuthType").map(|e| e.line);
             return Err(err(
                 src.origin,
-                l,
+                line,
                 format!(
                     "AuthType={other} is not a Cisco authentication type (1 group, 3 certificate, 5 mutual group)"
                 ),
             ));
         }
-    }
-    if d.p.auth.method != AuthMethod::RsaSig {
-        match &group {
-            Some(g) => d.p.auth.local_id = Some(Identity::KeyId(g.as_bytes().to_vec())),
+    };
+    d.p.auth.method = method;
+    d.p.exchange_mode = mode;
+    if method != AuthMethod::RsaSig {
+        match pcf.get("GroupName") {
+            Some(g) => d.p.auth.local_id = Some(Identity::KeyId(g.value.as_bytes().to_vec())),
             None => d.missing(
                 "auth.local_id",
                 "no GroupName: the gateway's group name goes in as keyid:GROUP",
             ),
         }
     }
-    match get("Username") {
+    match pcf.get("Username") {
         Some(u) => {
             d.p.xauth = Some(XAuth {
                 username: u.value.clone(),
@@ -204,186 +218,210 @@ pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Draft>, ImportError> {
             "the Cisco client asks for the user name when connecting; Postern needs it in [xauth] username if the gateway uses XAuth",
         ),
     }
-    let mut covered: Vec<&str> = vec!["Description", "Host", "AuthType", "GroupName", "Username"];
-    for e in &entries {
-        let k = e.key.to_ascii_lowercase();
-        let v = e.value.as_str();
-        let line = Some(e.line);
-        let known = covered.iter().any(|c| c.eq_ignore_ascii_case(&e.key));
-        if known {
-            continue;
+    Ok(())
+}
+
+/// When a key Postern does not take over changes something worth saying.
+#[derive(Clone, Copy)]
+enum Matters {
+    /// Set to anything.
+    Set,
+    /// Set to something other than 0.
+    NonZero,
+    /// Set to 1.
+    One,
+}
+
+/// Keys without an equivalent, when each matters, and why it is dropped.
+const DROPPED: &[(&[&str], Matters, &str)] = &[
+    (
+        &["tunnelingmode"],
+        Matters::One,
+        "Cisco's TCP encapsulation is proprietary; Postern uses standard NAT traversal (UDP 4500)",
+    ),
+    (
+        &["ntdomain", "enablemslogon", "mslogontype"],
+        Matters::NonZero,
+        "Windows domain logon has no equivalent on Linux",
+    ),
+    (
+        &["enablebackup", "backupserver"],
+        Matters::NonZero,
+        "Postern connects to one gateway; make a second profile for a backup gateway",
+    ),
+    (
+        &["sendcertchain", "verifycertdn"],
+        Matters::NonZero,
+        "no equivalent (Postern sends its certificate and checks the gateway's against auth.ca and auth.remote_id)",
+    ),
+    (
+        &[
+            "enableispconnect",
+            "ispconnecttype",
+            "ispconnect",
+            "ispcommand",
+            "ispphonebook",
+        ],
+        Matters::NonZero,
+        "dial-up before the VPN is not Postern's job",
+    ),
+    (
+        &["singledes"],
+        Matters::One,
+        "single DES is not offered by Postern",
+    ),
+    (
+        &["uselegacyikeport", "interfacename"],
+        Matters::Set,
+        "no equivalent key",
+    ),
+    (
+        &[
+            "enablebackupserver",
+            "radiussdi",
+            "sdiusehardwaretoken",
+            "usesdi",
+        ],
+        Matters::NonZero,
+        "no equivalent in Postern",
+    ),
+];
+
+/// Keys that carry over as a remark only, when set to 1.
+const REMARKS: &[(&str, &str)] = &[
+    (
+        "forcekeepalives",
+        "Postern sends NAT keepalives only while NAT traversal is in use (every 20s)",
+    ),
+    (
+        "enablelocallan",
+        "local LAN access: Postern routes only the networks the gateway pushes (or phase2.remote_networks), so the local LAN stays reachable unless the gateway sends a full tunnel",
+    ),
+    (
+        "enablesplitdns",
+        "split DNS is Postern's default (network.dns = \"split\")",
+    ),
+];
+
+/// One `Key=Value` of `[main]` (or a key of another section, which is unknown).
+fn entry(d: &mut Draft, e: &Entry) {
+    let k = e.key.to_ascii_lowercase();
+    let v = e.value.as_str();
+    let line = Some(e.line);
+    if let Some((_, matters, why)) = DROPPED.iter().find(|(keys, ..)| keys.contains(&k.as_str())) {
+        let drop = match matters {
+            Matters::Set => !v.is_empty(),
+            Matters::NonZero => !v.is_empty() && v != "0",
+            Matters::One => v == "1",
+        };
+        if drop {
+            d.drop_key(line, &e.key, *why);
         }
-        match k.as_str() {
-            "grouppwd" => {
-                if !v.is_empty() {
-                    d.secret(PSK, v);
-                }
+        return;
+    }
+    if let Some((_, remark)) = REMARKS.iter().find(|(key, _)| *key == k) {
+        if v == "1" {
+            d.warn(line, &e.key, *remark);
+        }
+        return;
+    }
+    match k.as_str() {
+        "grouppwd" if !v.is_empty() => d.secret(PSK, v),
+        "userpassword" if !v.is_empty() => d.secret(XAUTH_PASSWORD, v),
+        "enc_grouppwd" | "enc_userpassword" if !v.is_empty() => {
+            let kind = if k == "enc_grouppwd" {
+                PSK
+            } else {
+                XAUTH_PASSWORD
+            };
+            match cisco_decrypt(v) {
+                // A plain value in the same file wins over the obfuscated one.
+                Ok(s) if !d.secrets.contains_key(kind) => d.secret(kind, &s),
+                Ok(_) => {}
+                Err(why) => d.warn(line, &e.key, format!("could not be decrypted: {why}")),
             }
-            "enc_grouppwd" | "enc_userpassword" => {
-                if v.is_empty() {
-                    continue;
-                }
-                match cisco_decrypt(v) {
-                    Ok(s) => {
-                        let kind = if k == "enc_grouppwd" {
-                            PSK
-                        } else {
-                            XAUTH_PASSWORD
-                        };
-                        // A plain value in the same file wins over the obfuscated one.
-                        if !d.secrets.contains_key(kind) {
-                            d.secret(kind, &s);
-                        }
-                    }
-                    Err(e2) => d.warn(line, &e.key, format!("could not be decrypted: {e2}")),
-                }
+        }
+        "grouppwd"
+        | "userpassword"
+        | "enc_grouppwd"
+        | "enc_userpassword"
+        | "saveuserpassword"
+        | "x-nm-savegrouppassword" => {}
+        "enablenat" => match v {
+            "1" => d.p.network.nat_traversal = NatTraversal::Auto,
+            "0" => d.p.network.nat_traversal = NatTraversal::Off,
+            "" => {}
+            _ => d.warn(
+                line,
+                &e.key,
+                format!("not carried over: '{v}' is not 0 or 1"),
+            ),
+        },
+        "tcptunnelingport" => {
+            if !v.is_empty() && v != "10000" {
+                d.drop_key(line, &e.key, "Cisco's TCP encapsulation is not supported");
             }
-            "userpassword" => {
-                if !v.is_empty() {
-                    d.secret(XAUTH_PASSWORD, v);
-                }
+        }
+        "dhgroup" => {
+            if !v.is_empty()
+                && let Some(g) = d.dh_group(line, &e.key, v)
+            {
+                d.set_ike_group(g);
             }
-            "saveuserpassword" | "x-nm-savegrouppassword" => {}
-            "enablenat" => match v {
-                "1" => d.p.network.nat_traversal = NatTraversal::Auto,
-                "0" => d.p.network.nat_traversal = NatTraversal::Off,
-                "" => {}
-                _ => d.warn(
-                    line,
-                    &e.key,
-                    format!("not carried over: '{v}' is not 0 or 1"),
-                ),
-            },
-            "tunnelingmode" => {
-                if v == "1" {
-                    d.drop_key(line, &e.key, "Cisco's TCP encapsulation is proprietary; Postern uses standard NAT traversal (UDP 4500)");
-                }
-            }
-            "tcptunnelingport" => {
-                if !v.is_empty() && v != "10000" {
-                    d.drop_key(line, &e.key, "Cisco's TCP encapsulation is not supported");
-                }
-            }
-            "dhgroup" => {
-                if !v.is_empty()
-                    && let Some(g) = d.dh_group(line, &e.key, v)
-                {
-                    d.set_ike_group(g);
-                }
-            }
-            "peertimeout" => {
-                if let Ok(n) = v.parse::<u64>() {
-                    if n == 0 {
-                        d.p.network.dpd = None;
-                    } else {
-                        let t = Duration::from_secs(n.clamp(1, 3600));
-                        let i = Duration::from_secs(30).min(t);
-                        d.p.network.dpd = Some(Dpd {
-                            interval: i,
-                            timeout: t,
-                        });
-                        if n > 3600 {
-                            d.warn(
-                                line,
-                                &e.key,
-                                "more than an hour: 1h used as the DPD timeout",
-                            );
-                        }
-                    }
-                } else if !v.is_empty() {
-                    d.warn(
-                        line,
-                        &e.key,
-                        format!("not carried over: '{v}' is not a number of seconds"),
-                    );
-                }
-            }
-            "forcekeepalives" => {
-                if v == "1" {
-                    d.warn(line, &e.key, "Postern sends NAT keepalives only while NAT traversal is in use (every 20s)");
-                }
-            }
-            "enablelocallan" => {
-                if v == "1" {
-                    d.warn(line, &e.key, "local LAN access: Postern routes only the networks the gateway pushes (or phase2.remote_networks), so the local LAN stays reachable unless the gateway sends a full tunnel");
-                }
-            }
-            "enablesplitdns" => {
-                if v == "1" {
-                    d.warn(
-                        line,
-                        &e.key,
-                        "split DNS is Postern's default (network.dns = \"split\")",
-                    );
-                }
-            }
-            "ntdomain" | "enablemslogon" | "mslogontype" => {
-                if !v.is_empty() && v != "0" {
-                    d.drop_key(
-                        line,
-                        &e.key,
-                        "Windows domain logon has no equivalent on Linux",
-                    );
-                }
-            }
-            "enablebackup" | "backupserver" => {
-                if !v.is_empty() && v != "0" {
-                    d.drop_key(line, &e.key, "Postern connects to one gateway; make a second profile for a backup gateway");
-                }
-            }
-            "certstore" | "certname" | "certpath" | "certsubjectname" | "certserialhash" => {
-                if !v.is_empty() && !v.bytes().all(|b| b == b'0') {
-                    if d.p.auth.method == AuthMethod::RsaSig {
-                        d.warn(line, &e.key, format!("the certificate is in the Cisco/Windows store ({v}), not in this file: export it with its key and fill auth.cert and auth.key (or auth.pkcs12)"));
-                        d.missing("auth.cert", "the certificate named by the .pcf lives in the Cisco/Windows certificate store");
-                    } else {
-                        d.drop_key(line, &e.key, "a certificate setting in a profile that does not authenticate with certificates");
-                    }
-                }
-            }
-            "sendcertchain" | "verifycertdn" => {
-                if !v.is_empty() && v != "0" {
-                    d.drop_key(line, &e.key, "no equivalent (Postern sends its certificate and checks the gateway's against auth.ca and auth.remote_id)");
-                }
-            }
-            "x-nm-routes" => {
-                let items: Vec<&str> = v.split_whitespace().collect();
-                let nets = d.subnets(line, &e.key, &items);
-                d.p.phase2.remote_networks = nets;
-            }
-            "enableispconnect" | "ispconnecttype" | "ispconnect" | "ispcommand"
-            | "ispphonebook" => {
-                if !v.is_empty() && v != "0" {
-                    d.drop_key(line, &e.key, "dial-up before the VPN is not Postern's job");
-                }
-            }
-            "singledes" => {
-                if v == "1" {
-                    d.drop_key(line, &e.key, "single DES is not offered by Postern");
-                }
-            }
-            "uselegacyikeport" | "interfacename" => {
-                if !v.is_empty() {
-                    d.drop_key(line, &e.key, "no equivalent key");
-                }
-            }
-            "enablebackupserver" | "radiussdi" | "sdiusehardwaretoken" | "usesdi" => {
-                if !v.is_empty() && v != "0" {
-                    d.drop_key(line, &e.key, "no equivalent in Postern");
-                }
-            }
-            _ => {
-                if !v.is_empty() {
-                    d.unknown(line, &e.key);
+        }
+        "peertimeout" => peer_timeout(d, e),
+        "certstore" | "certname" | "certpath" | "certsubjectname" | "certserialhash" => {
+            if !v.is_empty() && !v.bytes().all(|b| b == b'0') {
+                if d.p.auth.method == AuthMethod::RsaSig {
+                    d.warn(line, &e.key, format!("the certificate is in the Cisco/Windows store ({v}), not in this file: export it with its key and fill auth.cert and auth.key (or auth.pkcs12)"));
+                    d.missing("auth.cert", "the certificate named by the .pcf lives in the Cisco/Windows certificate store");
+                } else {
+                    d.drop_key(line, &e.key, "a certificate setting in a profile that does not authenticate with certificates");
                 }
             }
         }
+        "x-nm-routes" => {
+            let items: Vec<&str> = v.split_whitespace().collect();
+            let nets = d.subnets(line, &e.key, &items);
+            d.p.phase2.remote_networks = nets;
+        }
+        _ => {
+            if !v.is_empty() {
+                d.unknown(line, &e.key);
+            }
+        }
     }
-    covered.clear();
-    if d.p.auth.method == AuthMethod::RsaSig && d.p.xauth.is_some() {
-        // AuthType 3 with a user name: certificate + XAuth, which Postern does as rsa-sig + [xauth].
+}
+
+/// `PeerTimeout` (seconds, 0 = no DPD) as the DPD timeout, probing every 30 s or less.
+fn peer_timeout(d: &mut Draft, e: &Entry) {
+    let (line, v) = (Some(e.line), e.value.as_str());
+    let Ok(n) = v.parse::<u64>() else {
+        if !v.is_empty() {
+            d.warn(
+                line,
+                &e.key,
+                format!("not carried over: '{v}' is not a number of seconds"),
+            );
+        }
+        return;
+    };
+    if n == 0 {
+        d.p.network.dpd = None;
+        return;
     }
-    Ok(vec![d])
+    let timeout = Duration::from_secs(n.clamp(1, 3600));
+    d.p.network.dpd = Some(Dpd {
+        interval: Duration::from_secs(30).min(timeout),
+        timeout,
+    });
+    if n > 3600 {
+        d.warn(
+            line,
+            &e.key,
+            "more than an hour: 1h used as the DPD timeout",
+        );
+    }
 }
 
 #[cfg(test)]
