@@ -315,7 +315,7 @@ fn entry(d: &mut Draft, e: &Entry) {
             Matters::One => v == "1",
         };
         if drop {
-            d.drop_key(line, &e.key, *why);
+            d.drop_key(line, &e.key, why);
         }
         return;
     }
