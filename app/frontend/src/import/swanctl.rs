@@ -4,9 +4,7 @@
 
 use std::time::Duration;
 
-use postern_dbus::profile::{
-    AuthMethod, Dpd, EncapMode, ExchangeMode, ModeConfig, NatTraversal, XAuth,
-};
+use postern_dbus::profile::{AuthMethod, EncapMode, ExchangeMode, ModeConfig, NatTraversal, XAuth};
 
 use super::ipsec_conf::{id_value, swan_id, swan_proposal};
 use super::{Draft, ImportError, KEY_PASSPHRASE, PSK, Source, XAUTH_PASSWORD, err, list, truthy};
@@ -164,186 +162,211 @@ pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Draft>, ImportError> {
     Ok(out)
 }
 
+/// The `local*` and `remote*` sections' authentication, gathered over the conn.
+#[derive(Default)]
+struct Auths {
+    /// (round, auth, line) of each local section.
+    local: Vec<(u32, String, usize)>,
+    remote: Option<String>,
+    xauth_user: Option<String>,
+}
+
 fn conn(c: &Node, secrets: &Node) -> Draft {
     let mut d = Draft::new(c.name.clone(), Some(c.line));
     d.p.network.mode_config = ModeConfig::Off;
-    let mut xauth_user = None;
-    let mut local_auth = Vec::new();
-    let mut remote_auth = None;
+    let mut auths = Auths::default();
     for n in &c.children {
-        let line = Some(n.line);
-        let key = n.name.as_str();
-        let v = n.value.as_deref().unwrap_or_default();
-        match key {
-            "version" => {
-                if v != "1" {
-                    d.warn(line, key, format!("version = {v}: strongSwan would use IKEv2; imported as IKEv1 (the gateway must accept IKEv1)"));
-                }
-            }
-            "aggressive" => {
-                if truthy(v) {
-                    d.p.exchange_mode = ExchangeMode::Aggressive;
-                }
-            }
-            "remote_addrs" => {
-                let addrs = list(v);
-                if let Some(a) = addrs.first() {
-                    d.p.gateway = a.clone();
-                }
-                if addrs.len() > 1 {
-                    d.warn(
-                        line,
-                        key,
-                        "several gateway addresses: Postern connects to the first",
-                    );
-                }
-            }
-            "local_addrs" | "local_port" | "remote_port" | "mobike" | "fragmentation"
-            | "send_certreq" | "send_cert" | "keyingtries" | "unique" | "over_time"
-            | "rand_time" | "if_id_in" | "if_id_out" => {
-                d.drop_key(line, key, "Postern has no equivalent setting");
-            }
-            "proposals" => {
-                let props: Vec<String> = list(v)
-                    .iter()
-                    .filter(|p| *p != "default")
-                    .map(|p| swan_proposal(p))
-                    .collect();
-                d.ike(line, key, &props);
-            }
-            "vips" => {
-                d.p.network.mode_config = ModeConfig::Pull;
-                for a in list(v) {
-                    if a != "0.0.0.0" && a != "::" {
-                        match a.parse() {
-                            Ok(ip) => d.p.network.virtual_ip = Some(ip),
-                            Err(_) => d.warn(line, key, format!("'{a}' is not an IPv4 address")),
-                        }
-                    }
-                }
-            }
-            "pull" => {
-                if !truthy(v) && d.p.network.mode_config == ModeConfig::Pull {
-                    d.p.network.mode_config = ModeConfig::Push;
-                }
-            }
-            "encap" => {
-                if truthy(v) {
-                    d.p.network.nat_traversal = NatTraversal::Force;
-                }
-            }
-            "dpd_delay" | "dpd_timeout" => {
-                if let Some(t) = d.duration(line, key, v) {
-                    let t = t.clamp(Duration::from_secs(1), Duration::from_secs(3600));
-                    let mut dpd = d.p.network.dpd.unwrap_or_default();
-                    if key == "dpd_delay" {
-                        if t.is_zero() {
-                            d.p.network.dpd = None;
-                            continue;
-                        }
-                        dpd.interval = t;
-                    } else {
-                        dpd.timeout = t;
-                    }
-                    if dpd.timeout < dpd.interval {
-                        dpd.timeout = dpd.interval;
-                    }
-                    d.p.network.dpd = Some(Dpd { ..dpd });
-                }
-            }
-            "rekey_time" | "reauth_time" => {
-                if let Some(t) = d.duration(line, key, v)
-                    && !t.is_zero()
-                {
-                    d.lifetime1(line, key, t);
-                }
-            }
-            k if k.starts_with("local") => {
-                let auth = n.val("auth").unwrap_or("pubkey").to_string();
-                let round = n
-                    .val("round")
-                    .and_then(|r| r.parse::<u32>().ok())
-                    .unwrap_or(local_auth.len() as u32);
-                local_auth.push((round, auth.clone(), n.line));
-                if let Some(id) = n.val("id")
-                    && auth != "xauth"
-                    && auth != "xauth-generic"
-                {
-                    set_id(&mut d, n, id, true);
-                }
-                if let Some(x) = n.val("xauth_id") {
-                    xauth_user = Some(x.to_string());
-                } else if auth.starts_with("xauth")
-                    && let Some(id) = n.val("id")
-                {
-                    xauth_user = Some(id.to_string());
-                }
-                if let Some(cert) = n.val("certs") {
-                    d.missing("auth.cert", format!("'{cert}' is a file in swanctl/x509 on the machine the file came from: copy it here and set auth.cert"));
-                    d.missing("auth.key", "its private key is in swanctl/private (or rsa, ecdsa, pkcs8): copy it here and set auth.key");
-                }
-                for sub in &n.children {
-                    if !matches!(
-                        sub.name.as_str(),
-                        "auth" | "id" | "xauth_id" | "certs" | "round" | "cert"
-                    ) {
-                        d.drop_key(
-                            Some(sub.line),
-                            &format!("{}.{}", n.name, sub.name),
-                            "Postern has no equivalent setting",
-                        );
-                    }
-                }
-            }
-            k if k.starts_with("remote") => {
-                remote_auth = Some(n.val("auth").unwrap_or("pubkey").to_string());
-                if let Some(id) = n.val("id") {
-                    set_id(&mut d, n, id, false);
-                }
-                if let Some(ca) = n.val("cacerts") {
-                    d.missing("auth.ca", format!("'{ca}' is a file in swanctl/x509ca on the machine the file came from: copy it here and set auth.ca"));
-                }
-                for sub in &n.children {
-                    if !matches!(
-                        sub.name.as_str(),
-                        "auth" | "id" | "cacerts" | "round" | "certs" | "revocation"
-                    ) {
-                        d.drop_key(
-                            Some(sub.line),
-                            &format!("{}.{}", n.name, sub.name),
-                            "Postern has no equivalent setting",
-                        );
-                    }
-                }
-            }
-            "children" => {
-                let kids: Vec<&Node> = n.sections().collect();
-                if let Some(ch) = kids.first() {
-                    child(&mut d, ch);
-                }
-                for other in kids.iter().skip(1) {
-                    d.drop_key(Some(other.line), &format!("children.{}", other.name), "Postern makes one phase 2 per profile: import the others as their own profiles");
-                }
-            }
-            _ => d.unknown(line, key),
-        }
+        conn_key(&mut d, n, &mut auths);
     }
     if c.get("version").is_none() {
         d.warn(Some(c.line), "version", "not given: strongSwan would start IKEv2; imported as IKEv1 (the gateway must accept IKEv1)");
     }
-    local_auth.sort_by_key(|(r, _, _)| *r);
-    let first = local_auth
+    auth_method(&mut d, auths);
+    conn_secrets(&mut d, secrets);
+    d
+}
+
+/// One key or section of a connection.
+fn conn_key(d: &mut Draft, n: &Node, auths: &mut Auths) {
+    let line = Some(n.line);
+    let key = n.name.as_str();
+    let v = n.value.as_deref().unwrap_or_default();
+    match key {
+        "version" => {
+            if v != "1" {
+                d.warn(line, key, format!("version = {v}: strongSwan would use IKEv2; imported as IKEv1 (the gateway must accept IKEv1)"));
+            }
+        }
+        "aggressive" => {
+            if truthy(v) {
+                d.p.exchange_mode = ExchangeMode::Aggressive;
+            }
+        }
+        "remote_addrs" => {
+            let addrs = list(v);
+            if let Some(a) = addrs.first() {
+                d.p.gateway = a.clone();
+            }
+            if addrs.len() > 1 {
+                d.warn(
+                    line,
+                    key,
+                    "several gateway addresses: Postern connects to the first",
+                );
+            }
+        }
+        "local_addrs" | "local_port" | "remote_port" | "mobike" | "fragmentation"
+        | "send_certreq" | "send_cert" | "keyingtries" | "unique" | "over_time" | "rand_time"
+        | "if_id_in" | "if_id_out" => {
+            d.drop_key(line, key, "Postern has no equivalent setting");
+        }
+        "proposals" => {
+            let props: Vec<String> = list(v)
+                .iter()
+                .filter(|p| *p != "default")
+                .map(|p| swan_proposal(p))
+                .collect();
+            d.ike(line, key, &props);
+        }
+        "vips" => {
+            d.p.network.mode_config = ModeConfig::Pull;
+            for a in list(v) {
+                if a != "0.0.0.0" && a != "::" {
+                    match a.parse() {
+                        Ok(ip) => d.p.network.virtual_ip = Some(ip),
+                        Err(_) => d.warn(line, key, format!("'{a}' is not an IPv4 address")),
+                    }
+                }
+            }
+        }
+        "pull" => {
+            if !truthy(v) && d.p.network.mode_config == ModeConfig::Pull {
+                d.p.network.mode_config = ModeConfig::Push;
+            }
+        }
+        "encap" => {
+            if truthy(v) {
+                d.p.network.nat_traversal = NatTraversal::Force;
+            }
+        }
+        "dpd_delay" | "dpd_timeout" => dpd_key(d, n),
+        "rekey_time" | "reauth_time" => {
+            if let Some(t) = d.duration(line, key, v)
+                && !t.is_zero()
+            {
+                d.lifetime1(line, key, t);
+            }
+        }
+        k if k.starts_with("local") => local_section(d, n, auths),
+        k if k.starts_with("remote") => remote_section(d, n, auths),
+        "children" => {
+            let kids: Vec<&Node> = n.sections().collect();
+            if let Some(ch) = kids.first() {
+                child(d, ch);
+            }
+            for other in kids.iter().skip(1) {
+                d.drop_key(Some(other.line), &format!("children.{}", other.name), "Postern makes one phase 2 per profile: import the others as their own profiles");
+            }
+        }
+        _ => d.unknown(line, key),
+    }
+}
+
+/// `dpd_delay` (0 turns DPD off) or `dpd_timeout`.
+fn dpd_key(d: &mut Draft, n: &Node) {
+    let key = n.name.as_str();
+    let v = n.value.as_deref().unwrap_or_default();
+    let Some(t) = d.duration(Some(n.line), key, v) else {
+        return;
+    };
+    let t = t.clamp(Duration::from_secs(1), Duration::from_secs(3600));
+    let mut dpd = d.p.network.dpd.unwrap_or_default();
+    if key == "dpd_delay" {
+        if t.is_zero() {
+            d.p.network.dpd = None;
+            return;
+        }
+        dpd.interval = t;
+    } else {
+        dpd.timeout = t;
+    }
+    dpd.timeout = dpd.timeout.max(dpd.interval);
+    d.p.network.dpd = Some(dpd);
+}
+
+/// Drops the subkeys of `n` that Postern has no setting for.
+fn drop_unknown_subkeys(d: &mut Draft, n: &Node, known: &[&str]) {
+    for sub in &n.children {
+        if !known.contains(&sub.name.as_str()) {
+            d.drop_key(
+                Some(sub.line),
+                &format!("{}.{}", n.name, sub.name),
+                "Postern has no equivalent setting",
+            );
+        }
+    }
+}
+
+/// A `local*` section: one authentication round, our identity, the XAuth user.
+fn local_section(d: &mut Draft, n: &Node, auths: &mut Auths) {
+    let auth = n.val("auth").unwrap_or("pubkey").to_string();
+    let round = n
+        .val("round")
+        .and_then(|r| r.parse::<u32>().ok())
+        .unwrap_or(auths.local.len() as u32);
+    if let Some(id) = n.val("id")
+        && auth != "xauth"
+        && auth != "xauth-generic"
+    {
+        set_id(d, n, id, true);
+    }
+    if let Some(x) = n.val("xauth_id") {
+        auths.xauth_user = Some(x.to_string());
+    } else if auth.starts_with("xauth")
+        && let Some(id) = n.val("id")
+    {
+        auths.xauth_user = Some(id.to_string());
+    }
+    if let Some(cert) = n.val("certs") {
+        d.missing("auth.cert", format!("'{cert}' is a file in swanctl/x509 on the machine the file came from: copy it here and set auth.cert"));
+        d.missing("auth.key", "its private key is in swanctl/private (or rsa, ecdsa, pkcs8): copy it here and set auth.key");
+    }
+    auths.local.push((round, auth, n.line));
+    drop_unknown_subkeys(d, n, &["auth", "id", "xauth_id", "certs", "round", "cert"]);
+}
+
+/// A `remote*` section: the gateway's authentication, identity and CA.
+fn remote_section(d: &mut Draft, n: &Node, auths: &mut Auths) {
+    auths.remote = Some(n.val("auth").unwrap_or("pubkey").to_string());
+    if let Some(id) = n.val("id") {
+        set_id(d, n, id, false);
+    }
+    if let Some(ca) = n.val("cacerts") {
+        d.missing("auth.ca", format!("'{ca}' is a file in swanctl/x509ca on the machine the file came from: copy it here and set auth.ca"));
+    }
+    drop_unknown_subkeys(
+        d,
+        n,
+        &["auth", "id", "cacerts", "round", "certs", "revocation"],
+    );
+}
+
+/// The method from the first local round (and the remote's): psk, pubkey, or hybrid
+/// (XAuth first against a gateway that signs); XAuth from any round.
+fn auth_method(d: &mut Draft, mut auths: Auths) {
+    auths.local.sort_by_key(|(r, _, _)| *r);
+    let first = auths
+        .local
         .first()
         .map(|(_, a, _)| a.as_str())
         .unwrap_or("pubkey");
-    let remote = remote_auth.as_deref().unwrap_or("pubkey");
-    let has_xauth = local_auth.iter().any(|(_, a, _)| a.starts_with("xauth"));
+    let remote = auths.remote.as_deref().unwrap_or("pubkey");
     d.p.auth.method = match first {
         "psk" => AuthMethod::Psk,
         a if a.starts_with("xauth") && remote == "pubkey" => AuthMethod::Hybrid,
         "pubkey" => AuthMethod::RsaSig,
         other => {
-            let l = local_auth.first().map(|(_, _, l)| *l);
+            let l = auths.local.first().map(|(_, _, l)| *l);
             d.warn(
                 l,
                 "local.auth",
@@ -352,21 +375,26 @@ fn conn(c: &Node, secrets: &Node) -> Draft {
             AuthMethod::Psk
         }
     };
-    if has_xauth {
-        match xauth_user {
-            Some(u) => {
-                d.p.xauth = Some(XAuth {
-                    username: u,
-                    password: None,
-                })
-            }
-            None => d.missing(
-                "xauth.username",
-                "the connection uses XAuth but names no xauth_id",
-            ),
-        }
+    if !auths.local.iter().any(|(_, a, _)| a.starts_with("xauth")) {
+        return;
     }
-    // Secrets: the ike/xauth section whose id* owners match.
+    match auths.xauth_user {
+        Some(u) => {
+            d.p.xauth = Some(XAuth {
+                username: u,
+                password: None,
+            })
+        }
+        None => d.missing(
+            "xauth.username",
+            "the connection uses XAuth but names no xauth_id",
+        ),
+    }
+}
+
+/// Secrets: the ike section whose id* owners match best, the xauth/eap one of the
+/// user, a private key's passphrase.
+fn conn_secrets(d: &mut Draft, secrets: &Node) {
     let mut names = vec![d.p.gateway.clone()];
     for id in [&d.p.auth.local_id, &d.p.auth.remote_id]
         .into_iter()
@@ -387,11 +415,8 @@ fn conn(c: &Node, secrets: &Node) -> Draft {
             let ok = owners
                 .iter()
                 .all(|o| *o == "%any" || names.contains(&owner_name(o)));
-            if ok {
-                let score = owners.len();
-                if best.as_ref().is_none_or(|(b, _)| score > *b) {
-                    best = Some((score, val.to_string()));
-                }
+            if ok && best.as_ref().is_none_or(|(b, _)| owners.len() > *b) {
+                best = Some((owners.len(), val.to_string()));
             }
         } else if s.name.starts_with("xauth") || s.name.starts_with("eap") {
             if let Some(x) = &d.p.xauth
@@ -413,7 +438,6 @@ fn conn(c: &Node, secrets: &Node) -> Draft {
     {
         d.secret(PSK, &t);
     }
-    d
 }
 
 /// A secret's owner (`keyid:sales`, `@host`, `192.0.2.1`) as the text of its identity.
