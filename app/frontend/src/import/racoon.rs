@@ -411,197 +411,234 @@ pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Draft>, ImportError> {
     Ok(out)
 }
 
+/// What a `remote` block's statements gather for the end of it.
+struct RemoteState {
+    auth: Option<String>,
+    ike: Vec<String>,
+    dpd_delay: Option<u64>,
+    retry: u64,
+    maxfail: u64,
+    xauth_user: Option<String>,
+}
+
 fn remote(d: &mut Draft, r: &Stmt) {
     let body = r.block.clone().unwrap_or_default();
-    let mut auth: Option<String> = None;
-    let mut ike = Vec::new();
-    let mut dpd_delay = None;
-    let (mut retry, mut maxfail) = (5u64, 5u64);
-    let mut xauth_user = None;
+    let mut st = RemoteState {
+        auth: None,
+        ike: Vec::new(),
+        dpd_delay: None,
+        retry: 5,
+        maxfail: 5,
+        xauth_user: None,
+    };
     for s in &body {
-        let a = s.args();
-        let line = Some(s.line);
-        match s.kw() {
-            "exchange_mode" => {
-                let modes: Vec<String> = a
-                    .join(" ")
-                    .split(',')
-                    .map(|m| m.trim().to_string())
-                    .collect();
-                match modes.first().map(String::as_str) {
-                    Some("aggressive") => d.p.exchange_mode = ExchangeMode::Aggressive,
-                    Some("main") => d.p.exchange_mode = ExchangeMode::Main,
-                    Some(m) => d.warn(
-                        line,
-                        "exchange_mode",
-                        format!("'{m}' is not main or aggressive"),
-                    ),
-                    None => {}
-                }
-                if modes.len() > 1 {
-                    d.warn(
-                        line,
-                        "exchange_mode",
-                        format!(
-                            "racoon would fall back to {}; Postern uses only the first ({})",
-                            modes[1..].join(", "),
-                            modes[0]
-                        ),
-                    );
-                }
-            }
-            "my_identifier" | "peers_identifier" => {
-                let kind = a.first().copied().unwrap_or_default();
-                let v = match (kind, a.get(1).copied()) {
-                    ("keyid", Some("tag")) => a.get(2).copied(),
-                    ("keyid", Some("file")) => {
-                        d.drop_key(
-                            line,
-                            s.kw(),
-                            "a key ID read from a file: give it as keyid:... in auth.local_id",
-                        );
-                        continue;
-                    }
-                    (_, v) => v,
-                };
-                if kind == "address" && v.is_none() {
-                    continue; // our own address: Postern's default
-                }
-                match racoon_id(kind, v) {
-                    Some(id) => {
-                        let id = d.identity(line, s.kw(), &id);
-                        if s.kw() == "my_identifier" {
-                            d.p.auth.local_id = id;
-                        } else {
-                            d.p.auth.remote_id = id;
-                        }
-                    }
-                    None => d.drop_key(
-                        line,
-                        s.kw(),
-                        &format!("identifier type '{kind}' is not one Postern has"),
-                    ),
-                }
-            }
-            "verify_identifier" => {}
-            "proposal" => {
-                let mut enc = None;
-                let mut h = None;
-                let mut g = None;
-                for p in s.block.as_deref().unwrap_or_default() {
-                    let pa = p.args();
-                    let pl = Some(p.line);
-                    match p.kw() {
-                        "encryption_algorithm" => {
-                            enc = Some(cipher(
-                                pa.first().copied().unwrap_or_default(),
-                                pa.get(1).copied(),
-                            ))
-                        }
-                        "hash_algorithm" => h = Some(hash(pa.first().copied().unwrap_or_default())),
-                        "dh_group" => g = pa.first().and_then(|v| d.dh_group(pl, "dh_group", v)),
-                        "authentication_method" => {
-                            let m = pa.first().copied().unwrap_or_default().to_string();
-                            if auth.as_ref().is_some_and(|x| *x != m) {
-                                d.warn(pl, "authentication_method", format!("'{m}' differs from the first proposal's: Postern uses one method"));
-                            } else {
-                                auth = Some(m);
-                            }
-                        }
-                        "lifetime" => {
-                            if let Some(t) = time(&pa) {
-                                d.lifetime1(pl, "lifetime", t);
-                            }
-                        }
-                        "sainfo" | "remote" => {}
-                        k => d.drop_key(pl, k, "no equivalent in a Postern proposal"),
-                    }
-                }
-                if let (Some(e), Some(h), Some(g)) = (enc, h, g) {
-                    ike.push(format!("{e}-{h}-{}", g.name()));
-                } else {
-                    d.warn(
-                        line,
-                        "proposal",
-                        "incomplete (encryption, hash and dh_group are needed): left out",
-                    );
-                }
-            }
-            "lifetime" => {
-                if let Some(t) = time(&a) {
-                    d.lifetime1(line, "lifetime", t);
-                }
-            }
-            "nat_traversal" => match a.first().copied() {
-                Some("on") => d.p.network.nat_traversal = NatTraversal::Auto,
-                Some("off") => d.p.network.nat_traversal = NatTraversal::Off,
-                Some("force") => d.p.network.nat_traversal = NatTraversal::Force,
-                _ => {}
-            },
-            "dpd_delay" => dpd_delay = a.first().and_then(|v| v.parse::<u64>().ok()),
-            "dpd_retry" => retry = a.first().and_then(|v| v.parse().ok()).unwrap_or(retry),
-            "dpd_maxfail" => maxfail = a.first().and_then(|v| v.parse().ok()).unwrap_or(maxfail),
-            "mode_cfg" => {
-                if a.first() == Some(&"on") {
-                    d.p.network.mode_config = ModeConfig::Pull;
-                }
-            }
-            "xauth_login" => xauth_user = a.first().map(|s| s.to_string()),
-            "certificate_type" => {
-                let cert = a.get(1).copied().unwrap_or_default();
-                d.missing("auth.cert", format!("'{cert}' is a file in racoon's certificate directory: copy it here and set auth.cert"));
-                d.missing(
-                    "auth.key",
-                    format!(
-                        "'{}' is its private key file: copy it here and set auth.key",
-                        a.get(2).copied().unwrap_or_default()
-                    ),
-                );
-            }
-            "ca_type" => {
-                d.missing("auth.ca", format!("'{}' is the CA file in racoon's certificate directory: copy it here and set auth.ca", a.get(1).copied().unwrap_or_default()));
-            }
-            "" | "sainfo" | "remote" => {}
-            k => d.drop_key(line, k, "Postern has no equivalent setting"),
-        }
+        remote_stmt(d, s, &mut st);
     }
-    d.ike(Some(r.line), "proposal", &ike);
-    match auth.as_deref() {
-        None | Some("pre_shared_key") => d.p.auth.method = AuthMethod::Psk,
-        Some("rsasig") => d.p.auth.method = AuthMethod::RsaSig,
-        Some("xauth_psk_client") => d.p.auth.method = AuthMethod::Psk,
-        Some("xauth_rsa_client") => d.p.auth.method = AuthMethod::RsaSig,
-        Some("hybrid_rsa_client") => d.p.auth.method = AuthMethod::Hybrid,
-        Some(other) => d.warn(Some(r.line), "authentication_method", format!("'{other}' is not a client method Postern has (a *_server method is a gateway's): psk assumed")),
-    }
-    if auth
-        .as_deref()
-        .is_some_and(|a| a.contains("xauth") || a.starts_with("hybrid"))
-    {
-        match xauth_user {
-            Some(u) => {
-                d.p.xauth = Some(XAuth {
-                    username: u,
-                    password: None,
-                })
-            }
-            None => d.missing(
-                "xauth.username",
-                "XAuth without xauth_login: give the user name in [xauth] username",
-            ),
-        }
-    }
-    if let Some(delay) = dpd_delay {
+    d.ike(Some(r.line), "proposal", &st.ike);
+    remote_auth(d, r, &st);
+    if let Some(delay) = st.dpd_delay {
         if delay == 0 {
             d.p.network.dpd = None;
         } else {
             let i = Duration::from_secs(delay.clamp(1, 3600));
-            let t = Duration::from_secs((retry * maxfail).clamp(1, 3600)).max(i);
+            let t = Duration::from_secs((st.retry * st.maxfail).clamp(1, 3600)).max(i);
             d.p.network.dpd = Some(Dpd {
                 interval: i,
                 timeout: t,
             });
         }
+    }
+}
+
+/// One statement of a `remote` block.
+fn remote_stmt(d: &mut Draft, s: &Stmt, st: &mut RemoteState) {
+    let a = s.args();
+    let line = Some(s.line);
+    let first = || a.first().copied();
+    match s.kw() {
+        "exchange_mode" => exchange_mode(d, s),
+        "my_identifier" | "peers_identifier" => identifier(d, s),
+        "verify_identifier" => {}
+        "proposal" => {
+            if let Some(p) = proposal(d, s, &mut st.auth) {
+                st.ike.push(p);
+            } else {
+                d.warn(
+                    line,
+                    "proposal",
+                    "incomplete (encryption, hash and dh_group are needed): left out",
+                );
+            }
+        }
+        "lifetime" => {
+            if let Some(t) = time(&a) {
+                d.lifetime1(line, "lifetime", t);
+            }
+        }
+        "nat_traversal" => match first() {
+            Some("on") => d.p.network.nat_traversal = NatTraversal::Auto,
+            Some("off") => d.p.network.nat_traversal = NatTraversal::Off,
+            Some("force") => d.p.network.nat_traversal = NatTraversal::Force,
+            _ => {}
+        },
+        "dpd_delay" => st.dpd_delay = first().and_then(|v| v.parse::<u64>().ok()),
+        "dpd_retry" => st.retry = first().and_then(|v| v.parse().ok()).unwrap_or(st.retry),
+        "dpd_maxfail" => st.maxfail = first().and_then(|v| v.parse().ok()).unwrap_or(st.maxfail),
+        "mode_cfg" => {
+            if first() == Some("on") {
+                d.p.network.mode_config = ModeConfig::Pull;
+            }
+        }
+        "xauth_login" => st.xauth_user = first().map(|s| s.to_string()),
+        "certificate_type" => {
+            let cert = a.get(1).copied().unwrap_or_default();
+            d.missing("auth.cert", format!("'{cert}' is a file in racoon's certificate directory: copy it here and set auth.cert"));
+            d.missing(
+                "auth.key",
+                format!(
+                    "'{}' is its private key file: copy it here and set auth.key",
+                    a.get(2).copied().unwrap_or_default()
+                ),
+            );
+        }
+        "ca_type" => {
+            d.missing("auth.ca", format!("'{}' is the CA file in racoon's certificate directory: copy it here and set auth.ca", a.get(1).copied().unwrap_or_default()));
+        }
+        "" | "sainfo" | "remote" => {}
+        k => d.drop_key(line, k, "Postern has no equivalent setting"),
+    }
+}
+
+/// `exchange_mode aggressive, main;`: Postern uses the first.
+fn exchange_mode(d: &mut Draft, s: &Stmt) {
+    let line = Some(s.line);
+    let modes: Vec<String> = s
+        .args()
+        .join(" ")
+        .split(',')
+        .map(|m| m.trim().to_string())
+        .collect();
+    match modes.first().map(String::as_str) {
+        Some("aggressive") => d.p.exchange_mode = ExchangeMode::Aggressive,
+        Some("main") => d.p.exchange_mode = ExchangeMode::Main,
+        Some(m) => d.warn(
+            line,
+            "exchange_mode",
+            format!("'{m}' is not main or aggressive"),
+        ),
+        None => {}
+    }
+    if modes.len() > 1 {
+        d.warn(
+            line,
+            "exchange_mode",
+            format!(
+                "racoon would fall back to {}; Postern uses only the first ({})",
+                modes[1..].join(", "),
+                modes[0]
+            ),
+        );
+    }
+}
+
+/// `my_identifier` / `peers_identifier`.
+fn identifier(d: &mut Draft, s: &Stmt) {
+    let a = s.args();
+    let line = Some(s.line);
+    let kind = a.first().copied().unwrap_or_default();
+    let v = match (kind, a.get(1).copied()) {
+        ("keyid", Some("tag")) => a.get(2).copied(),
+        ("keyid", Some("file")) => {
+            d.drop_key(
+                line,
+                s.kw(),
+                "a key ID read from a file: give it as keyid:... in auth.local_id",
+            );
+            return;
+        }
+        (_, v) => v,
+    };
+    if kind == "address" && v.is_none() {
+        return; // our own address: Postern's default
+    }
+    match racoon_id(kind, v) {
+        Some(id) => {
+            let id = d.identity(line, s.kw(), &id);
+            if s.kw() == "my_identifier" {
+                d.p.auth.local_id = id;
+            } else {
+                d.p.auth.remote_id = id;
+            }
+        }
+        None => d.drop_key(
+            line,
+            s.kw(),
+            &format!("identifier type '{kind}' is not one Postern has"),
+        ),
+    }
+}
+
+/// A phase 1 `proposal { }` as Postern's proposal syntax, when it is complete; the
+/// first authentication method met is kept in `auth`.
+fn proposal(d: &mut Draft, s: &Stmt, auth: &mut Option<String>) -> Option<String> {
+    let (mut enc, mut h, mut g) = (None, None, None);
+    for p in s.block.as_deref().unwrap_or_default() {
+        let pa = p.args();
+        let pl = Some(p.line);
+        let first = pa.first().copied().unwrap_or_default();
+        match p.kw() {
+            "encryption_algorithm" => enc = Some(cipher(first, pa.get(1).copied())),
+            "hash_algorithm" => h = Some(hash(first)),
+            "dh_group" => g = pa.first().and_then(|v| d.dh_group(pl, "dh_group", v)),
+            "authentication_method" => {
+                if auth.as_ref().is_some_and(|x| x != first) {
+                    d.warn(
+                        pl,
+                        "authentication_method",
+                        format!(
+                            "'{first}' differs from the first proposal's: Postern uses one method"
+                        ),
+                    );
+                } else {
+                    *auth = Some(first.to_string());
+                }
+            }
+            "lifetime" => {
+                if let Some(t) = time(&pa) {
+                    d.lifetime1(pl, "lifetime", t);
+                }
+            }
+            "sainfo" | "remote" => {}
+            k => d.drop_key(pl, k, "no equivalent in a Postern proposal"),
+        }
+    }
+    let (e, h, g) = (enc?, h?, g?);
+    Some(format!("{e}-{h}-{}", g.name()))
+}
+
+/// The method from `authentication_method`, and the XAuth user it needs.
+fn remote_auth(d: &mut Draft, r: &Stmt, st: &RemoteState) {
+    let auth = st.auth.as_deref();
+    match auth {
+        None | Some("pre_shared_key" | "xauth_psk_client") => d.p.auth.method = AuthMethod::Psk,
+        Some("rsasig" | "xauth_rsa_client") => d.p.auth.method = AuthMethod::RsaSig,
+        Some("hybrid_rsa_client") => d.p.auth.method = AuthMethod::Hybrid,
+        Some(other) => d.warn(Some(r.line), "authentication_method", format!("'{other}' is not a client method Postern has (a *_server method is a gateway's): psk assumed")),
+    }
+    if !auth.is_some_and(|a| a.contains("xauth") || a.starts_with("hybrid")) {
+        return;
+    }
+    match &st.xauth_user {
+        Some(u) => {
+            d.p.xauth = Some(XAuth {
+                username: u.clone(),
+                password: None,
+            })
+        }
+        None => d.missing(
+            "xauth.username",
+            "XAuth without xauth_login: give the user name in [xauth] username",
+        ),
     }
 }
 
