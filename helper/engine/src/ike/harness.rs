@@ -226,3 +226,52 @@ impl Harness {
         self.client.children().len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{ExchangeType, NotifyPayload, NotifyType, Payload, ProtocolId};
+
+    #[test]
+    #[allow(clippy::disallowed_methods)] // the simulated clock starts at some real instant
+    fn phase1_runs_and_a_sealed_message_reaches_the_state_machine() {
+        for (mode, setup) in [
+            (ExchangeMode::Main, false),
+            (ExchangeMode::Aggressive, false),
+            (ExchangeMode::Main, true),
+        ] {
+            let (c, g) = psk_configs(mode, setup);
+            let mut h = Harness::new(c, g, 5, Instant::now()).unwrap();
+            h.settle(Duration::from_secs(60), 200);
+            assert!(h.client.is_established() && h.gateway.is_established());
+            assert_eq!(h.client_children(), 1, "{:?}", h.client_events);
+            // A DPD request sealed by the gateway's keys is answered (it passed the
+            // decryption and the HASH check), one built otherwise is dropped.
+            let (ic, rc) = h.client.cookies();
+            let ping = Payload::Notify(NotifyPayload {
+                doi: 1,
+                protocol: ProtocolId::ISAKMP,
+                spi: [ic, rc].concat(),
+                kind: NotifyType::R_U_THERE,
+                data: 7u32.to_be_bytes().to_vec(),
+            });
+            let (first, body) = crate::codec::encode_payloads(&[ping]);
+            let d = h
+                .gateway
+                .seal_as_peer(ExchangeType::INFORMATIONAL, 99, first, &body)
+                .unwrap();
+            let dropped = h.client.counters().dropped;
+            h.client
+                .handle_datagram(h.now, sock(CLIENT, 500), sock(GATEWAY, 500), &d);
+            assert_eq!(h.client.counters().dropped, dropped);
+            assert!(h.client.poll_transmit().is_some(), "no R-U-THERE-ACK");
+            let mut forged = d.clone();
+            let last = forged.len() - 1;
+            forged[last] ^= 1;
+            h.client
+                .handle_datagram(h.now, sock(CLIENT, 500), sock(GATEWAY, 500), &forged);
+            assert_eq!(h.client.counters().dropped, dropped + 1);
+            assert!(h.client.poll_transmit().is_none());
+        }
+    }
+}

@@ -578,12 +578,15 @@ fn quick_mode_nonces_and_fqdn_ids_with_nuls_are_refused_phase1_stays() {
     still_works(&mut p);
 }
 
+/// Datagrams seen on the wire: (to the responder, bytes).
+type Captured = Vec<(bool, Vec<u8>)>;
+
 #[test]
 fn replayed_and_out_of_order_messages_change_nothing() {
     for mode in [ExchangeMode::Main, ExchangeMode::Aggressive] {
         let (i, r) = configs(mode);
         let mut p = Pair::new(i, r, 350);
-        let seen: Rc<RefCell<Vec<(bool, Vec<u8>)>>> = Rc::default();
+        let seen: Rc<RefCell<Captured>> = Rc::default();
         let s = seen.clone();
         p.filter = Box::new(move |to_r, _, d| {
             s.borrow_mut().push((to_r, d.to_vec()));
