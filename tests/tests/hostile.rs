@@ -207,6 +207,19 @@ fn hostile_datagrams_do_not_hurt_an_established_tunnel() {
             })
             .unwrap_or(0);
         eprintln!("the engine dropped {dropped} datagrams");
+        // What was dropped on the established SA was said, at most once a minute
+        // (the families take well under three minutes).
+        let reports: Vec<&String> = out
+            .iter()
+            .filter(|l| l.starts_with("ike: dropped "))
+            .collect();
+        eprintln!("drop reports: {reports:?}");
+        lab_ensure!(
+            !reports.is_empty() && reports.len() <= 4,
+            "{} drop report lines (expected 1 to 4, at most one a minute):\n{}",
+            reports.len(),
+            out.join("\n")
+        );
         lab_ensure!(
             dropped >= 1000,
             "the engine counted {dropped} dropped datagrams (the families send thousands):\n{}",

@@ -8,6 +8,8 @@
 //! * [`codec`]: the ISAKMP wire format (RFC 2408/2409 and extensions).
 //! * [`crypto`]: PRFs, ciphers, Diffie-Hellman groups and the IKEv1 key schedule.
 //! * [`ike`]: the IKEv1 state machines (main, aggressive, quick mode; both roles).
+//! * [`esp`]: ESP (RFC 4303) encapsulation and decapsulation for the userspace
+//!   datapath (pure functions on buffers; the helper owns the sockets and TUN).
 //! * [`proposal`]: strongSwan-style proposal strings.
 //! * [`algs`]: algorithm identifiers shared by everything.
 #![forbid(unsafe_code)]
@@ -19,4 +21,5 @@ pub use postern_algs::{algs, proposal};
 pub mod cert;
 pub mod codec;
 pub mod crypto;
+pub mod esp;
 pub mod ike;

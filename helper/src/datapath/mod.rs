@@ -21,7 +21,7 @@
 mod active;
 pub mod batch;
 pub mod encap;
-pub mod esp;
+pub use postern_engine::esp;
 pub mod gro;
 pub mod kernel_esp;
 

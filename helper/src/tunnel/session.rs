@@ -429,6 +429,8 @@ impl<'d> Session<'d> {
                 return Err(f);
             }
             ike::Event::MessageRefused(line) => self.driver.emit(Event::Datapath(line)),
+            // Junk on the established SA: at most one line a minute (the engine's limit).
+            ike::Event::Dropped(report) => self.driver.emit(Event::Datapath(report.to_string())),
             ike::Event::Failed(e) => return Err(e.into()),
             ike::Event::Closed => return Ok(Flow::Closed),
             ike::Event::Note(line) => self.driver.emit(Event::Note(line)),

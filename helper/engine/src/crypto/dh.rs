@@ -22,6 +22,12 @@ fn modp_prime(group: DhGroup) -> Option<&'static [u8]> {
     })
 }
 
+/// The prime of a MODP group, for tests that build edge values (p - 1...).
+#[cfg(test)]
+pub(crate) fn modp_prime_for_test(group: DhGroup) -> Option<&'static [u8]> {
+    modp_prime(group)
+}
+
 /// Length in bits of our private MODP exponent: at least twice the upper strength
 /// estimate of RFC 3526 §8 for the group (rounded up to whole 64-bit words), so the
 /// exponent is never the weak point; far cheaper than a full-length exponent.

@@ -23,6 +23,8 @@ pub use rand_core;
 
 pub use self::cbc::{cbc_decrypt, cbc_encrypt};
 pub use self::dh::DhKeyPair;
+#[cfg(test)]
+pub(crate) use self::dh::modp_prime_for_test;
 pub use self::keys::{
     Phase1Keys, derive_phase1, hash_i, hash_r, keymat, phase2_iv, skeyid_psk, skeyid_sig,
 };

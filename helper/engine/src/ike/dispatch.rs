@@ -18,6 +18,7 @@ use crate::codec::{
 use crate::crypto::Rng;
 
 use super::dpd::Dpd;
+use super::junk::JunkLog;
 use super::phase1::Phase1;
 use super::quick::QuickModes;
 use super::rekey::Children;
@@ -45,6 +46,8 @@ pub struct Ike {
     pub(super) children: Children,
     pub(super) dpd: Dpd,
     pub(super) renewal: Renewal,
+    /// The rate limit of the drop reports.
+    junk: JunkLog,
 }
 
 impl std::fmt::Debug for Ike {
@@ -117,6 +120,7 @@ impl Ike {
             children: Children::default(),
             dpd: Dpd::default(),
             renewal: Renewal::new(is_renewal),
+            junk: JunkLog::default(),
         }
     }
 
@@ -158,6 +162,28 @@ impl Ike {
         self.ctx.udp_encapsulation()
     }
 
+    /// A message of this SA's peer as the peer would seal it: `HDR*, HASH(1), body`
+    /// under the shared keys, HASH computed over `body` whatever it holds (see
+    /// [`super::harness`]). `None` before the keys exist or for message id 0.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub fn seal_as_peer(
+        &self,
+        exchange: crate::codec::ExchangeType,
+        mid: u32,
+        first: PayloadType,
+        body: &[u8],
+    ) -> Option<Vec<u8>> {
+        if mid == 0 {
+            return None;
+        }
+        self.ctx.seal_hashed_raw(exchange, mid, first, body).ok()
+    }
+
+    /// The cookies of this ISAKMP SA (initiator's, responder's).
+    pub fn cookies(&self) -> ([u8; 8], [u8; 8]) {
+        (self.ctx.icookie(), self.ctx.rcookie())
+    }
+
     /// The next datagram to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.ctx.poll_transmit()
@@ -181,6 +207,8 @@ impl Ike {
             self.dpd.deadline(&self.ctx, established),
             self.children.deadline(),
             self.renewal.deadline(),
+            self.junk.deadline(),
+            self.ctx.fragment_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -192,6 +220,10 @@ impl Ike {
         if self.phase1.is_dead() {
             return;
         }
+        if let Some(r) = self.junk.due(now) {
+            self.ctx.event(Event::Dropped(r));
+        }
+        self.ctx.fragments().expire(now);
         if let Err(e) = self.phase1.timeout(&mut self.ctx, now) {
             self.fail(e);
             return;
@@ -241,6 +273,9 @@ impl Ike {
     ///
     /// `local` is the address it arrived on (port 4500: it came through the NAT-T
     /// socket, non-ESP marker already removed), `remote` where it came from.
+    ///
+    /// What is dropped on an established SA is reported in [`Event::Dropped`], at
+    /// most once a minute.
     pub fn handle_datagram(
         &mut self,
         now: Instant,
@@ -248,21 +283,50 @@ impl Ike {
         remote: SocketAddr,
         data: &[u8],
     ) {
-        if self.phase1.is_dead() || data.len() > MAX_DATAGRAM {
+        if self.phase1.is_dead() {
             return;
         }
+        let before = self.ctx.counters().dropped;
+        if data.len() > MAX_DATAGRAM {
+            self.ctx.dropped_because("larger than 64 KiB");
+        } else {
+            self.datagram(now, local, remote, data);
+        }
+        let n = self.ctx.counters().dropped.saturating_sub(before);
+        if n > 0
+            && self.is_established()
+            && let Some(r) = self.junk.dropped(now, n, self.ctx.last_drop())
+        {
+            self.ctx.event(Event::Dropped(r));
+        }
+    }
+
+    fn datagram(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
         let was_established = self.is_established();
         // A responder answers where the first message came from.
         if self.phase1.expects_first_message() {
             self.ctx.set_path(local, remote);
         }
         self.ctx.follow_peer(local, remote);
-        let Ok(header) = Header::decode(data) else {
-            self.ctx.dropped();
-            return;
+        let header = match Header::decode(data) {
+            Ok(h) => h,
+            Err(crate::codec::DecodeError::UnsupportedVersion(v)) => {
+                self.ctx.dropped_because(&format!(
+                    "ISAKMP version {}.{} (IKEv1 is 1.0)",
+                    v >> 4,
+                    v & 15
+                ));
+                return;
+            }
+            Err(_) => {
+                self.ctx
+                    .dropped_because("not an ISAKMP message (too short or a bad length)");
+                return;
+            }
         };
         if header.length as usize != data.len() {
-            self.ctx.dropped();
+            self.ctx
+                .dropped_because("its length field does not match the datagram");
             return;
         }
         if header.next_payload == PayloadType::FRAGMENT {
@@ -277,19 +341,50 @@ impl Ike {
             self.renewal_progress(now, p);
             return;
         }
-        if !self.phase1.cookies_match(&self.ctx, &header) {
+        let first_message = header.responder_cookie == [0; 8]
+            && header.message_id == 0
+            && matches!(
+                header.exchange,
+                ExchangeType::IDENTITY_PROTECTION | ExchangeType::AGGRESSIVE
+            );
+        if self.role() == Role::Responder && first_message && self.phase1.half_open() {
+            if header.initiator_cookie == self.ctx.icookie() {
+                // The initiator did not get our answer: the same answer again.
+                if !self.ctx.answer_again(data) {
+                    self.ctx.dropped();
+                }
+                return;
+            }
+            // Another first message while the last initiator has not returned our
+            // cookie: one half-open negotiation at a time, the newest.
             self.ctx.dropped();
+            self.phase1.reset_responder(&mut self.ctx);
+            self.ctx.set_path(local, remote);
+        }
+        if !self.phase1.cookies_match(&self.ctx, &header) {
+            self.ctx.dropped_because("cookies of no SA of ours");
             return;
         }
         // A retransmission of the last request we answered: answer again.
         if self.ctx.answer_again(data) {
             return;
         }
+        let answering_first = self.phase1.expects_first_message();
         let result = self.route(now, &header, data);
         if self.is_established() {
             self.delete_retired();
         }
         match result {
+            // A responder refuses a first message (no acceptable proposal, a bad
+            // nonce or key exchange value...): it says so and waits for the next one;
+            // an unauthenticated datagram does not end it.
+            Err(e) if answering_first && self.role() == Role::Responder => {
+                if let Some(kind) = e.notify() {
+                    self.ctx.send_plain_notify(kind);
+                }
+                self.ctx.refuse("a first message", &e);
+                self.phase1.reset_responder(&mut self.ctx);
+            }
             // Errors of a quick mode leave phase 1 standing; anything else ends it.
             Err(e) if self.is_established() && self.setup_done() => {
                 self.ctx.event(Event::Phase2Failed(e))
@@ -318,13 +413,13 @@ impl Ike {
             || self.renewal.owns(header)
             || self.phase1.expects_first_message();
         if !ours {
-            self.ctx.dropped();
+            self.ctx.dropped_because("a fragment of no SA of ours");
             return;
         }
-        if let Some(whole) = self.ctx.defragment(now, data)
-            && Header::decode(&whole).is_ok_and(|h| h.next_payload != PayloadType::FRAGMENT)
-        {
-            self.handle_datagram(now, path.0, path.1, &whole);
+        match self.ctx.defragment(now, data) {
+            Ok(Some(whole)) => self.datagram(now, path.0, path.1, &whole),
+            Ok(None) => {}
+            Err(why) => self.ctx.dropped_because(why),
         }
     }
 
@@ -355,8 +450,9 @@ impl Ike {
                 Ok(())
             }
             ExchangeType::INFORMATIONAL => self.informational(now, header, data),
-            _ => {
-                self.ctx.dropped();
+            other => {
+                self.ctx
+                    .dropped_because(&format!("exchange type {} is not expected now", other.0));
                 Ok(())
             }
         }
@@ -413,7 +509,8 @@ impl Ike {
             return self.phase1.plain_informational(&mut self.ctx, data);
         }
         if self.ctx.keys().is_none() {
-            self.ctx.dropped();
+            self.ctx
+                .dropped_because("an encrypted informational message before the keys");
             return Ok(());
         }
         let iv = self.ctx.exchange_iv(header.message_id);
@@ -424,12 +521,14 @@ impl Ike {
                     "pre-shared key mismatch?".into(),
                 ));
             }
-            self.ctx.dropped();
+            self.ctx
+                .dropped_because("an informational message that does not decrypt");
             return Ok(());
         };
         // HASH(1) = prf(SKEYID_a, M-ID | rest of the message)
         if !self.ctx.verify_hash(header, &opened, &[]) {
-            self.ctx.dropped();
+            self.ctx
+                .dropped_because("an informational message whose HASH does not verify");
             return Ok(());
         }
         for d in &opened.payloads {

@@ -45,6 +45,8 @@ pub(crate) enum Reassembled {
     Incomplete,
     /// The whole message.
     Complete(Vec<u8>),
+    /// A fragment that cannot belong to any message (counted as dropped), and why.
+    Refused(&'static str),
 }
 
 pub(crate) fn accept(
@@ -53,8 +55,11 @@ pub(crate) fn accept(
     f: &FragmentPayload,
 ) -> Reassembled {
     pending.retain(|r| now.saturating_duration_since(r.started) < REASSEMBLY_TIMEOUT);
-    if f.number == 0 || f.number > MAX_FRAGMENTS || f.data.is_empty() {
-        return Reassembled::Incomplete;
+    if f.number == 0 || f.number > MAX_FRAGMENTS {
+        return Reassembled::Refused("a fragment with an impossible number");
+    }
+    if f.data.is_empty() {
+        return Reassembled::Refused("an empty fragment");
     }
     let i = match pending.iter().position(|r| r.id == f.id) {
         Some(i) => i,
@@ -81,15 +86,15 @@ pub(crate) fn accept(
         if r.last.is_some() || r.parts[slot + 1..].iter().any(Option::is_some) {
             // Two different "last" fragments, or fragments beyond the last: give up on it.
             pending.remove(i);
-            return Reassembled::Incomplete;
+            return Reassembled::Refused("a second last fragment");
         }
         r.last = Some(f.number);
     } else if r.last.is_some_and(|l| f.number > l) {
-        return Reassembled::Incomplete;
+        return Reassembled::Refused("a fragment beyond the last one");
     }
     if r.size + f.data.len() > MAX_MESSAGE {
         pending.remove(i);
-        return Reassembled::Incomplete;
+        return Reassembled::Refused("fragments of a message larger than 64 KiB");
     }
     r.size += f.data.len();
     r.parts[slot] = Some(f.data.clone());
@@ -171,25 +176,57 @@ impl Fragmentation {
         frags
     }
 
-    /// A datagram made of a FRAGMENT payload: `Some(message)` once complete.
-    pub fn defragment(&mut self, now: Instant, data: &[u8]) -> Option<Vec<u8>> {
-        let msg = codec::Message::decode_received(data).ok()?;
+    /// A datagram made of a FRAGMENT payload: `Ok(Some(message))` once complete,
+    /// `Ok(None)` while incomplete (or a duplicate), `Err(why)` when it is refused.
+    pub fn defragment(
+        &mut self,
+        now: Instant,
+        data: &[u8],
+    ) -> Result<Option<Vec<u8>>, &'static str> {
+        let msg = codec::Message::decode_received(data)
+            .map_err(|_| "a fragment datagram that does not decode")?;
         let [Payload::Fragment(f)] = msg.payloads.as_slice() else {
-            return None;
+            return Err("a fragment datagram that is not one FRAGMENT payload");
         };
         match accept(&mut self.reassembly, now, f) {
             Reassembled::Complete(whole) => {
                 // The message inside must be a whole ISAKMP message of these SAs,
                 // not fragments again.
-                let h = Header::decode(&whole).ok()?;
+                let h = Header::decode(&whole).map_err(|_| "fragments of no ISAKMP message")?;
                 let ok = h.initiator_cookie == msg.header.initiator_cookie
                     && h.next_payload != PayloadType::FRAGMENT
                     && h.length as usize == whole.len()
                     && h.exchange != ExchangeType(0);
-                ok.then_some(whole)
+                if ok {
+                    Ok(Some(whole))
+                } else {
+                    Err("fragments of a message of another SA, or of fragments")
+                }
             }
-            Reassembled::Incomplete => None,
+            Reassembled::Incomplete => Ok(None),
+            Reassembled::Refused(why) => Err(why),
         }
+    }
+
+    /// Forgets messages whose first fragment came [`REASSEMBLY_TIMEOUT`] ago.
+    pub fn expire(&mut self, now: Instant) {
+        self.reassembly
+            .retain(|r| now.saturating_duration_since(r.started) < REASSEMBLY_TIMEOUT);
+    }
+
+    /// When the oldest message being put together is forgotten.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.reassembly
+            .iter()
+            .map(|r| super::now_plus(r.started, REASSEMBLY_TIMEOUT))
+            .min()
+    }
+
+    /// Messages being put together, and the bytes held for them.
+    #[cfg(test)]
+    pub fn pending(&self) -> (usize, usize) {
+        let bytes = self.reassembly.iter().map(|r| r.size).sum();
+        (self.reassembly.len(), bytes)
     }
 }
 
@@ -225,7 +262,7 @@ mod tests {
         ));
         match accept(&mut p, now, &frag(7, 2, false, b"bb")) {
             Reassembled::Complete(m) => assert_eq!(m, b"aabbcc"),
-            Reassembled::Incomplete => panic!("not complete"),
+            _ => panic!("not complete"),
         }
         assert!(p.is_empty());
     }
@@ -239,7 +276,7 @@ mod tests {
             frag(1, MAX_FRAGMENTS + 1, true, b"x"),
             frag(1, 1, true, b""),
         ] {
-            assert!(matches!(accept(&mut p, now, &f), Reassembled::Incomplete));
+            assert!(matches!(accept(&mut p, now, &f), Reassembled::Refused(_)));
         }
         // Two different last fragments: the message is abandoned.
         accept(&mut p, now, &frag(2, 2, true, b"b"));
@@ -249,7 +286,7 @@ mod tests {
         accept(&mut p, now, &frag(3, 2, true, b"b"));
         assert!(matches!(
             accept(&mut p, now, &frag(3, 4, false, b"d")),
-            Reassembled::Incomplete
+            Reassembled::Refused(_)
         ));
         // Too big in total.
         let big = vec![0u8; MAX_MESSAGE / 2 + 1];

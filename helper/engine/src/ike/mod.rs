@@ -28,6 +28,9 @@ mod dispatch;
 mod dpd;
 mod exchange;
 mod fragment;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod harness;
+mod junk;
 mod natt;
 mod phase1;
 mod quick;
@@ -54,6 +57,7 @@ use crate::crypto::Rng;
 
 pub use dpd::DpdConfig;
 pub use exchange::RetransmitConfig;
+pub use junk::{DropReport, REPORT_INTERVAL as DROP_REPORT_INTERVAL};
 pub use natt::{NAT_T_PORT, NatState, NatTraversal, NattVersion};
 pub use transaction::{
     Credentials, CredentialsRequest, ModeConfigInfo, ModeConfigMode, XAuthConfig, XAuthField,
@@ -473,6 +477,10 @@ pub enum Event {
     /// completes or gives up, and then its error names the reason too. Reported once
     /// per distinct reason, and at most [`MAX_REFUSALS_REPORTED`] times per IKE SA.
     MessageRefused(String),
+    /// Datagrams from the peer's address were dropped on the established SA
+    /// (malformed, unauthenticated, for no SA of ours...): at most one of these per
+    /// [`DROP_REPORT_INTERVAL`]; its `Display` is the log line.
+    Dropped(DropReport),
     /// Negotiation failed for good, or the peer died; the engine is dead.
     Failed(Error),
     /// `close()` finished: DELETEs are queued, nothing more will happen.

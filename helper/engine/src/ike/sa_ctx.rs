@@ -93,6 +93,8 @@ pub(crate) struct IsakmpSa {
     /// waiting for it gives up), and how many refusals were reported.
     last_refusal: Option<String>,
     refusals_reported: u32,
+    /// Why the last datagram was dropped (for the rate-limited drop report).
+    last_drop: String,
 }
 
 impl IsakmpSa {
@@ -122,7 +124,23 @@ impl IsakmpSa {
             held_mids: Vec::new(),
             last_refusal: None,
             refusals_reported: 0,
+            last_drop: String::new(),
         }
+    }
+
+    /// A responder's negotiation that never completed is forgotten: cookies, keys,
+    /// what the peer announced, the remembered answer. Counters, the refusal
+    /// budget and the configuration stay.
+    pub fn forget_negotiation(&mut self) {
+        self.sa = SaKeys::default();
+        self.natt = None;
+        self.nat = NatState::default();
+        self.floated = false;
+        self.peer_dpd = false;
+        self.frag = Fragmentation::default();
+        self.last_exchange = None;
+        self.held_mids.clear();
+        self.last_refusal = None;
     }
 
     // ----- who ---------------------------------------------------------------
@@ -329,6 +347,26 @@ impl IsakmpSa {
         self.seal(exchange, mid, PayloadType::HASH, all, iv)
     }
 
+    /// `HDR*, HASH(1), body` for an already encoded payload chain `body` starting with
+    /// `first` (any bytes: the harness of the fuzz targets and the hostile tests sends
+    /// what a peer holding the keys could send), on the IV of exchange `mid` (not 0).
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub fn seal_hashed_raw(
+        &self,
+        exchange: ExchangeType,
+        mid: u32,
+        first: PayloadType,
+        body: &[u8],
+    ) -> Result<Vec<u8>, Error> {
+        let keys = self.keys_or_err()?;
+        let hash = crypto::prf(keys.prf, &keys.skeyid_a, &[&mid.to_be_bytes(), body]);
+        let mut all = Vec::with_capacity(body.len() + hash.len() + 4);
+        Payload::Hash(hash).encode_with_next(first, &mut all);
+        all.extend_from_slice(body);
+        let iv = self.exchange_iv(mid);
+        Ok(self.seal(exchange, mid, PayloadType::HASH, all, &iv)?.0)
+    }
+
     /// Whether the message starts with HASH = prf(SKEYID_a, M-ID | `prefix` |
     /// every payload after the HASH).
     pub fn verify_hash(&self, header: &Header, opened: &Opened, prefix: &[&[u8]]) -> bool {
@@ -451,7 +489,16 @@ impl IsakmpSa {
     }
     /// A datagram was dropped (counted, nothing else).
     pub fn dropped(&mut self) {
-        self.counters.dropped += 1;
+        self.dropped_because("not expected at this point of the exchange");
+    }
+    /// A datagram was dropped for a reason worth naming in the drop report.
+    pub fn dropped_because(&mut self, why: &str) {
+        self.counters.dropped = self.counters.dropped.saturating_add(1);
+        why.clone_into(&mut self.last_drop);
+    }
+    /// Why the last datagram was dropped.
+    pub fn last_drop(&self) -> &str {
+        &self.last_drop
     }
 
     /// Drops a message of the peer that belonged to an exchange in progress: counts
@@ -459,8 +506,8 @@ impl IsakmpSa {
     /// one [`Event::MessageRefused`] line, once per distinct reason and at most
     /// [`super::MAX_REFUSALS_REPORTED`] times.
     pub fn refuse(&mut self, what: &str, why: impl std::fmt::Display) {
-        self.counters.dropped += 1;
         let line = format!("{what} from the gateway was refused: {why}");
+        self.dropped_because(&line);
         if self.last_refusal.as_deref() == Some(line.as_str()) {
             return;
         }
@@ -608,8 +655,23 @@ impl IsakmpSa {
     // ----- fragmentation and renewal -------------------------------------------
 
     /// A datagram made of a FRAGMENT payload: `Some(message)` once complete.
-    pub fn defragment(&mut self, now: Instant, data: &[u8]) -> Option<Vec<u8>> {
+    pub fn defragment(
+        &mut self,
+        now: Instant,
+        data: &[u8],
+    ) -> Result<Option<Vec<u8>>, &'static str> {
         self.frag.defragment(now, data)
+    }
+    pub fn fragments(&mut self) -> &mut Fragmentation {
+        &mut self.frag
+    }
+    pub fn fragment_deadline(&self) -> Option<Instant> {
+        self.frag.deadline()
+    }
+    /// Messages being put together from fragments, and the bytes held for them.
+    #[cfg(test)]
+    pub fn reassembly(&self) -> (usize, usize) {
+        self.frag.pending()
     }
 
     /// Continues on the ISAKMP SA a renewal built: its cookies, keys and IV chain,

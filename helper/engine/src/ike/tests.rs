@@ -1856,3 +1856,5 @@ fn esp_selection_rules() {
     assert!(s.left_out.is_empty() && s.note().is_none());
     assert!(select_esp(&[], Some(DhGroup::Ecp384)).offered.is_empty());
 }
+
+mod hostile;

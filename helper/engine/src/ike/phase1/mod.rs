@@ -123,6 +123,9 @@ pub(crate) struct Phase1 {
     state: State,
     /// Our last message, retransmitted until the peer answers it.
     pending: Option<Pending>,
+    /// Responder, half open (message 1 answered, our cookie not yet returned): when
+    /// the negotiation is forgotten if the initiator does not go on.
+    half_open_until: Option<Instant>,
 }
 
 impl std::fmt::Debug for Phase1 {
@@ -139,6 +142,7 @@ impl Phase1 {
         let mut p = Phase1 {
             state: State::Dead(None),
             pending: None,
+            half_open_until: None,
         };
         let next = match ctx.config().mode {
             ExchangeMode::Main => main_mode::start(ctx),
@@ -153,6 +157,7 @@ impl Phase1 {
         Phase1 {
             state: State::ExpectSa,
             pending: None,
+            half_open_until: None,
         }
     }
 
@@ -172,6 +177,25 @@ impl Phase1 {
     /// A responder waiting for the first message of an initiator.
     pub fn expects_first_message(&self) -> bool {
         matches!(self.state, State::ExpectSa)
+    }
+    /// A responder that answered a first message and waits for the initiator to
+    /// come back with our cookie (main mode message 3, aggressive mode message 3).
+    /// Until then nothing proves the initiator is at the address it claims, so a
+    /// new first message replaces this negotiation (one half-open negotiation per
+    /// responder) and it is forgotten after [`super::RetransmitConfig::total`].
+    pub fn half_open(&self) -> bool {
+        matches!(
+            self.state,
+            State::ExpectKe { .. } | State::ExpectHashI { .. }
+        )
+    }
+    /// Back to waiting for a first message: the half-open negotiation (or the
+    /// refused first message) is forgotten, with what the context learnt from it.
+    pub fn reset_responder(&mut self, ctx: &mut IsakmpSa) {
+        self.state = State::ExpectSa;
+        self.pending = None;
+        self.half_open_until = None;
+        ctx.forget_negotiation();
     }
     /// The initiator of main mode waits for the answer to its authentication: a
     /// message that cannot be read now means the keys (the PSKs) differ.
@@ -212,11 +236,18 @@ impl Phase1 {
     }
 
     pub fn deadline(&self) -> Option<Instant> {
-        self.pending.as_ref().map(|p| p.deadline)
+        let pending = self.pending.as_ref().map(|p| p.deadline);
+        [pending, self.half_open_until].into_iter().flatten().min()
     }
 
     /// Resends our last message when due; an error when the tries are used up.
     pub fn timeout(&mut self, ctx: &mut IsakmpSa, now: Instant) -> Result<(), Error> {
+        if self.half_open_until.is_some_and(|t| now >= t) {
+            // The initiator never came back with our cookie: forget it, wait for another.
+            ctx.dropped();
+            self.reset_responder(ctx);
+            return Ok(());
+        }
         let Some(p) = self.pending.as_mut() else {
             return Ok(());
         };
@@ -226,6 +257,12 @@ impl Phase1 {
         let cfg = ctx.config().retransmit;
         if let Some(d) = p.on_timeout(now, &cfg) {
             ctx.resend(d);
+            return Ok(());
+        }
+        if ctx.role() == Role::Responder && self.half_open() {
+            // Our answer to a first message went unanswered: forget it, as above.
+            ctx.dropped();
+            self.reset_responder(ctx);
             return Ok(());
         }
         Err(if self.awaits_auth_reply() {
@@ -325,6 +362,12 @@ impl Phase1 {
             Send::Nothing => {}
         }
         self.state = state;
+        self.half_open_until = if ctx.role() == Role::Responder && self.half_open() {
+            let patience = ctx.config().retransmit.total();
+            Some(super::now_plus(now, patience))
+        } else {
+            None
+        };
         let State::Established(info) = &self.state else {
             return None;
         };

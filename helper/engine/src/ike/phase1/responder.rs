@@ -2,7 +2,9 @@
 //! request it answers, so a retransmitted request gets it again unprocessed; an
 //! answer that expects a reply is also retransmitted on our timer (the
 //! initiator's last message of an exchange has no answer, so only we can repair
-//! its loss).
+//! its loss). Main mode message 2 is the exception: it is sent once and only the
+//! initiator's retransmitted message 1 brings it again, so a forged message 1 gets
+//! one answer and no more (message 3 proves the initiator got it).
 
 use crate::codec::{ExchangeType, Header, IdPayload, Payload};
 use crate::crypto::DhKeyPair;
@@ -44,7 +46,9 @@ pub(super) fn on_main1(ctx: &mut IsakmpSa, m: &Msg<'_>) -> Result<Next, Error> {
     let mut payloads = vec![Payload::Sa(reply)];
     payloads.extend(super::responder_vendor_ids(ctx));
     let d = ctx.plain_message(ExchangeType::IDENTITY_PROTECTION, payloads);
-    let send = answered(ctx, m, d, true);
+    // Sent once: until the initiator returns our cookie, only its retransmission of
+    // message 1 brings message 2 again (a forged message 1 gets one answer, no more).
+    let send = answered(ctx, m, d, false);
     Ok(Next::To(State::ExpectKe { sai_b, choice }, send))
 }
 
@@ -177,6 +181,9 @@ pub(super) fn on_aggressive1(ctx: &mut IsakmpSa, m: &Msg<'_>) -> Result<Next, Er
     payloads.extend(ctx.nat_d_payloads(choice.proposal.hash));
     let d = ctx.plain_message(ExchangeType::AGGRESSIVE, payloads);
     let idii_b = super::raw_id_body(m.data).unwrap_or_else(|| id_body(&peer_id));
+    // Retransmitted: message 3 has no answer, so only our retransmission makes the
+    // initiator send it again when it is lost. A new first message replaces this
+    // one (and its retransmissions) while the initiator has not come back.
     let send = answered(ctx, m, d, true);
     let state = State::ExpectHashI {
         t,

@@ -429,6 +429,7 @@ fn check_reply(
         r.sa.ok_or_else(|| Error::Malformed("quick mode reply without SA".into()))?;
     let nr =
         r.nr.ok_or_else(|| Error::Malformed("quick mode reply without nonce".into()))?;
+    check_nonce(&nr)?;
     let udp = ctx.udp_encapsulation().is_some();
     let (mut choice, spi_out) =
         sa::check_esp_reply(&sa_p, &q.offered, ctx.config().encapsulation, udp)?;
@@ -542,5 +543,18 @@ fn min_opt<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
+    }
+}
+
+/// A quick mode nonce must be 8 to 256 bytes (RFC 2409 §5: the phase 1 rule holds
+/// for Ni_b/Nr_b of quick mode too).
+pub(super) fn check_nonce(n: &[u8]) -> Result<(), Error> {
+    if (8..=256).contains(&n.len()) {
+        Ok(())
+    } else {
+        Err(Error::Malformed(format!(
+            "quick mode nonce of {} bytes",
+            n.len()
+        )))
     }
 }

@@ -77,6 +77,7 @@ impl QuickModes {
                 "quick mode request without SA or nonce".into(),
             ));
         };
+        super::check_nonce(&ni)?;
         let (local_ts, remote_ts) = requested_selectors(ctx, children, &ids)?;
         let spi_in = self.new_spi(ctx, children);
         let (reply_sa, mut choice, spi_out) =

@@ -18,6 +18,8 @@
 
 use std::ops::Range;
 
+use crate::algs::{EspAuth, EspCipher, EspProposal};
+use crate::ike::EspKeys;
 use aes::{Aes128, Aes192, Aes256};
 use cbc::cipher::array::Array;
 use cbc::cipher::{
@@ -25,8 +27,6 @@ use cbc::cipher::{
     KeyInit,
 };
 use hmac::Mac;
-use postern_engine::algs::{EspAuth, EspCipher, EspProposal};
-use postern_engine::ike::EspKeys;
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::Rng;
 use ring::aead;
