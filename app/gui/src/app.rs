@@ -33,6 +33,9 @@ pub struct Options {
     pub hidden: bool,
     /// A tray icon is wanted (and a session bus exists).
     pub tray: bool,
+    /// Started at login with "connect the login profiles" on: connect every profile
+    /// with `autoconnect = "login"`.
+    pub login: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -147,6 +150,18 @@ fn entries() -> Vec<plist::Entry> {
         .collect()
 }
 
+/// The user's profiles with `autoconnect = "login"`, by name.
+pub fn login_profiles() -> Vec<String> {
+    profiles::names()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| {
+            profiles::load(n)
+                .is_ok_and(|p| p.autoconnect == postern_dbus::profile::Autoconnect::Login)
+        })
+        .collect()
+}
+
 impl App {
     /// The app with no window and no desktop (tests build on this).
     pub fn new(tray: bool) -> App {
@@ -193,6 +208,10 @@ impl App {
 
     pub fn boot(o: Options) -> (App, Task<Message>) {
         let mut app = App::new(o.tray);
+        if o.login {
+            // Queued until the watcher runs; the keyring supplies the secrets.
+            app.connect_login_profiles(&login_profiles());
+        }
         let task = if o.hidden {
             Task::none()
         } else {
@@ -294,6 +313,20 @@ impl App {
             xauth_password: None,
             remember: false,
         });
+    }
+
+    /// Connects each of `names` (the profiles marked `autoconnect = "login"`) that is
+    /// not up or coming up already.
+    pub fn connect_login_profiles(&mut self, names: &[String]) {
+        for n in names {
+            let busy = self
+                .tunnels
+                .get(n)
+                .is_some_and(|t| t.state != state::DISCONNECTED && t.state != state::FAILED);
+            if !busy {
+                self.connect(n);
+            }
+        }
     }
 
     fn disconnect(&mut self, name: &str) {

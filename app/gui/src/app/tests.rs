@@ -753,3 +753,55 @@ fn check_the_tunnel_asks_the_helper_and_shows_each_step() {
         "the results are still shown"
     );
 }
+
+/// Started at login: the profiles marked `autoconnect = "login"` are connected as
+/// soon as the watcher runs (asked before it did, as `boot` does), once each, and not
+/// again while they are up.
+#[test]
+fn login_profiles_are_connected_at_start() {
+    let mut app = App::new(false);
+    app.profiles.set_entries(
+        ["lab", "office"]
+            .iter()
+            .map(|n| plist::Entry {
+                name: n.to_string(),
+                gateway: Ok("192.0.2.1".into()),
+            })
+            .collect(),
+    );
+    app.connect_login_profiles(&["office".to_string()]);
+    let (h, mut rx) = Handle::fake();
+    let _ = app.update(Message::Watcher(Update::Ready(h)));
+    match rx.try_recv() {
+        Ok(Command::Connect { profile, psk, .. }) => {
+            assert_eq!(profile, "office");
+            assert!(psk.is_none(), "the watcher takes the PSK from the keyring");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(rx.try_recv().is_err(), "only the login profile");
+    let _ = app.update(Message::Watcher(Update::Tunnel(tunnel(
+        "connecting",
+        "phase1",
+    ))));
+    app.connect_login_profiles(&["office".to_string()]);
+    assert!(rx.try_recv().is_err(), "connected twice");
+}
+
+/// The `autoconnect` key survives the editor (and the contract's export).
+#[test]
+fn the_autoconnect_key_round_trips_through_the_editor() {
+    let text = "name = \"office\"\ngateway = \"192.0.2.1\"\nautoconnect = \"login\"\n";
+    let s = editor::State::edit("office", text, vec!["office".into()], true);
+    assert!(s.is_valid(), "{:?}", s.invalid);
+    let out = s.to_toml();
+    assert!(out.contains("autoconnect = \"login\"\n"), "{out}");
+    let p = postern_dbus::profile::Profile::from_toml_str(
+        &out,
+        "form",
+        postern_dbus::profile::SecretPolicy::Forbid,
+    )
+    .expect("parses");
+    assert_eq!(p.autoconnect, postern_dbus::profile::Autoconnect::Login);
+    assert!(p.to_toml_string().contains("autoconnect = \"login\"\n"));
+}
