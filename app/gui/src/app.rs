@@ -119,6 +119,9 @@ pub struct App {
     last_state: String,
     /// Window-relative bounds of each row's Connect/Disconnect button (state file).
     bounds: std::collections::BTreeMap<String, [f32; 4]>,
+    /// The machine's system profiles as the helper last listed them (rows
+    /// `system:NAME` after the user's own).
+    pub system: Vec<postern_dbus::interface::SystemProfile>,
 }
 
 /// Height of the status line at the bottom of the window.
@@ -146,6 +149,22 @@ fn entries() -> Vec<plist::Entry> {
                 .map(|p| p.gateway)
                 .map_err(|f| f.message),
             name,
+        })
+        .collect()
+}
+
+/// The list's rows for the system profiles: `system:NAME`, the gateway marked as a
+/// system profile, or why the helper refuses it (shown where the gateway would be).
+pub fn system_entries(system: &[postern_dbus::interface::SystemProfile]) -> Vec<plist::Entry> {
+    system
+        .iter()
+        .map(|s| plist::Entry {
+            name: format!("{}{}", watcher::SYSTEM_PREFIX, s.name),
+            gateway: if s.refused.is_empty() {
+                Ok(format!("{} (system profile)", s.gateway))
+            } else {
+                Err(format!("refused: {}", s.refused))
+            },
         })
         .collect()
 }
@@ -203,6 +222,7 @@ impl App {
             state_file: crate::state_file::path(),
             last_state: String::new(),
             bounds: Default::default(),
+            system: Vec::new(),
         }
     }
 
@@ -293,7 +313,9 @@ impl App {
     }
 
     fn reload(&mut self) {
-        self.profiles.set_entries(entries());
+        let mut all = entries();
+        all.extend(system_entries(&self.system));
+        self.profiles.set_entries(all);
         self.update_tray();
     }
 
@@ -575,6 +597,13 @@ impl App {
                     explain(kind).check.to_string(),
                 );
                 self.update_tray();
+                Task::none()
+            }
+            Update::SystemProfiles(list) => {
+                if list != self.system {
+                    self.system = list;
+                    self.reload();
+                }
                 Task::none()
             }
             Update::Gone { profile } => {
@@ -1462,6 +1491,17 @@ impl App {
     }
 
     fn edit(&mut self, name: &str) -> Task<Message> {
+        if let Some(sys) = name.strip_prefix(watcher::SYSTEM_PREFIX) {
+            // The file is the truth and root's: not edited here.
+            let file = self.system.iter().find(|s| s.name == sys).map_or_else(
+                || format!("/etc/postern/profiles/{sys}.toml"),
+                |s| s.file.clone(),
+            );
+            self.notice = Some(format!(
+                "{name} is a system profile: editing it needs administrator rights ({file})."
+            ));
+            return Task::none();
+        }
         match profiles::text(name) {
             Ok(text) => {
                 self.editor = Some(editor::State::edit(
