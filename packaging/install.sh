@@ -19,6 +19,8 @@ install -D -m 0644 packaging/org.postern.Helper1.conf "$DESTDIR/usr/share/dbus-1
 install -D -m 0644 packaging/org.postern.Helper1.service "$DESTDIR/usr/share/dbus-1/system-services/org.postern.Helper1.service"
 install -D -m 0644 packaging/org.postern.helper1.policy "$DESTDIR/usr/share/polkit-1/actions/org.postern.helper1.policy"
 install -D -m 0644 packaging/postern-helper.service "$DESTDIR/usr/lib/systemd/system/postern-helper.service"
+# System profiles with autoconnect = "boot" (docs/fleet.md): enabled by the package.
+install -D -m 0644 packaging/postern-autoconnect.service "$DESTDIR/usr/lib/systemd/system/postern-autoconnect.service"
 # The desktop app: menu entry, AppStream metadata, app icon, tray icons.
 install -D -m 0644 packaging/org.postern.Postern.desktop "$DESTDIR/usr/share/applications/org.postern.Postern.desktop"
 sed "s|@URL@|${POSTERN_URL:-https://postern.example.org}|g" packaging/org.postern.Postern.metainfo.xml |

@@ -4,7 +4,9 @@
 //!
 //! * [`MANAGER_INTERFACE`] at [`MANAGER_PATH`] ([`HelperProxy`]): `Connect(profile,
 //!   secrets) → o`, `Disconnect(o)`, `SubmitCredentials(o, answers)`, `List() → ao`,
-//!   `Watch(o)`;
+//!   `Watch(o)`; the system profiles: `SystemProfiles() → a(ssssss)`,
+//!   `ConnectSystem(name) → o`, `SystemProfileText(name) → s`,
+//!   `SaveSystemProfile(name, profile)`; and `CheckProfile(profile) → s`;
 //! * [`CONNECTION_INTERFACE`] at one path per tunnel under [`CONNECTION_PATH_PREFIX`]
 //!   ([`ConnectionProxy`]): read-only properties (state, phase, gateway, virtual IP,
 //!   DNS, routes, SAs, traffic, last error, owner), `RecentLog`, `Check` ("check the
@@ -49,6 +51,27 @@ pub mod action {
     pub const MANAGE_ANY: &str = "org.postern.helper1.manage-any";
     /// Alias kept for the issue's wording.
     pub const DISCONNECT_ANY: &str = MANAGE_ANY;
+    /// Connect, disconnect, watch and answer a system profile's tunnel (the profiles
+    /// in /etc/postern/profiles, shared by every user). Default: the active local user.
+    pub const CONNECT_SYSTEM: &str = "org.postern.helper1.connect-system";
+    /// Change a system profile (`SaveSystemProfile`). Default: admin.
+    pub const EDIT_SYSTEM: &str = "org.postern.helper1.edit-system";
+}
+
+/// One system profile as `SystemProfiles` reports it: what a front end lists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type, Value, OwnedValue, Default)]
+pub struct SystemProfile {
+    /// The file's stem (`/etc/postern/profiles/NAME.toml`): what `ConnectSystem` takes.
+    pub name: String,
+    /// The profile's `name` key, for display.
+    pub title: String,
+    pub gateway: String,
+    /// `no`, `login` or `boot`.
+    pub autoconnect: String,
+    /// The file (for the admin's eyes; front ends never send paths).
+    pub file: String,
+    /// Why it cannot be connected, one line naming the file; empty when it can.
+    pub refused: String,
 }
 
 /// The keys of the `secrets` map of `Connect`.
@@ -250,6 +273,30 @@ pub trait Helper {
     /// is missed or shown twice.
     fn watch(&self, connection: &zbus::zvariant::ObjectPath<'_>) -> Result<u64, Error>;
 
+    /// The system profiles (/etc/postern/profiles, read from disk at each call), for
+    /// every caller: names, gateways, and why one is refused, if it is.
+    fn system_profiles(&self) -> Result<Vec<SystemProfile>, Error>;
+
+    /// Brings up system profile `name` (the helper reads the file and its secrets; the
+    /// caller sends nothing else). polkit [`action::CONNECT_SYSTEM`]. A system profile
+    /// has one tunnel: when it is up already, its path is returned (and the caller
+    /// watches it). The tunnel belongs to no user (owner 0): any caller allowed
+    /// `connect-system` may disconnect it.
+    fn connect_system(&self, name: &str) -> Result<OwnedObjectPath, Error>;
+
+    /// System profile `name` as TOML without its secrets (the app's read-only editor).
+    fn system_profile_text(&self, name: &str) -> Result<String, Error>;
+
+    /// Replaces system profile `name` with `profile` (TOML; polkit
+    /// [`action::EDIT_SYSTEM`], admin). Secrets the old file held inline and the new
+    /// text lacks are kept in `NAME.secrets` beside it.
+    fn save_system_profile(&self, name: &str, profile: &str) -> Result<(), Error>;
+
+    /// Why this machine's policy would refuse `profile` (a user profile, TOML without
+    /// secrets) at `Connect`, in one sentence; empty when it would not. Nothing is
+    /// started; no polkit.
+    fn check_profile(&self, profile: &str) -> Result<String, Error>;
+
     /// The interface revision (1).
     #[zbus(property)]
     fn version(&self) -> zbus::Result<u32>;
@@ -265,9 +312,12 @@ pub trait Connection {
     /// The profile's name.
     #[zbus(property)]
     fn name(&self) -> zbus::Result<String>;
-    /// The uid that owns it.
+    /// The uid that owns it (0 for a system profile's tunnel).
     #[zbus(property)]
     fn owner(&self) -> zbus::Result<u32>;
+    /// The system profile's name when it is one's tunnel; empty for a user profile's.
+    #[zbus(property)]
+    fn system_profile(&self) -> zbus::Result<String>;
     /// One of [`state`].
     #[zbus(property)]
     fn state(&self) -> zbus::Result<String>;

@@ -46,6 +46,10 @@ pub struct Profile {
     pub phase1: Phase1,
     pub phase2: Phase2,
     pub network: Network,
+    /// When the tunnel comes up by itself: never (`no`), when the user's session starts
+    /// (`login`, a user profile, brought up by the app), or when the machine starts
+    /// (`boot`, a system profile, brought up and kept up by the helper).
+    pub autoconnect: Autoconnect,
 }
 
 macro_rules! keyword_enum {
@@ -107,6 +111,11 @@ keyword_enum!(
 keyword_enum!(
     /// ESP datapath: kernel XFRM when the kernel has ESP, else userspace; or forced.
     Datapath { Auto = "auto", Kernel = "kernel", Userspace = "userspace" } default Auto
+);
+keyword_enum!(
+    /// `autoconnect`: never, at the user's login (the app), at boot (the helper; system
+    /// profiles only).
+    Autoconnect { No = "no", Login = "login", Boot = "boot" } default No
 );
 keyword_enum!(
     /// DNS from Mode Config: split (routing domains), full (all queries), or ignored.
@@ -428,6 +437,7 @@ impl Profile {
                 nat_keepalive: Some(Duration::from_secs(20)),
                 ..Network::default()
             },
+            autoconnect: Autoconnect::No,
         }
     }
 
@@ -814,6 +824,7 @@ struct RawProfile {
     gateway: Str,
     ike_version: Option<Spanned<toml::Value>>,
     exchange_mode: Str,
+    autoconnect: Str,
     #[serde(default)]
     auth: RawAuth,
     xauth: Option<RawXAuth>,
@@ -1293,6 +1304,7 @@ fn convert(cx: &Cx<'_>, raw: &RawProfile, policy: SecretPolicy) -> Result<Profil
         ));
     }
     let exchange_mode: ExchangeMode = cx.keyword("exchange_mode", &raw.exchange_mode)?;
+    let autoconnect: Autoconnect = cx.keyword("autoconnect", &raw.autoconnect)?;
 
     // [auth]
     let a = &raw.auth;
@@ -1563,6 +1575,7 @@ fn convert(cx: &Cx<'_>, raw: &RawProfile, policy: SecretPolicy) -> Result<Profil
         phase1,
         phase2,
         network,
+        autoconnect,
     })
 }
 
@@ -1633,6 +1646,8 @@ struct OutProfile {
     gateway: String,
     ike_version: u8,
     exchange_mode: &'static str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    autoconnect: &'static str,
     auth: OutAuth,
     #[serde(skip_serializing_if = "Option::is_none")]
     xauth: Option<OutXAuth>,
@@ -1766,6 +1781,10 @@ impl Profile {
             gateway: self.gateway.clone(),
             ike_version: 1,
             exchange_mode: self.exchange_mode.as_str(),
+            autoconnect: match self.autoconnect {
+                Autoconnect::No => "",
+                a => a.as_str(),
+            },
             auth: OutAuth {
                 method: self.auth.method.as_str(),
                 local_id: self.auth.local_id.as_ref().map(Identity::to_string),

@@ -12,10 +12,26 @@ fn read(name: &str) -> String {
 #[test]
 fn the_polkit_policy_has_every_action() {
     let policy = read("org.postern.helper1.policy");
-    for a in [action::CONNECT, action::MANAGE_OWN, action::MANAGE_ANY] {
+    for a in [
+        action::CONNECT,
+        action::MANAGE_OWN,
+        action::MANAGE_ANY,
+        action::CONNECT_SYSTEM,
+        action::EDIT_SYSTEM,
+    ] {
         assert!(policy.contains(&format!("<action id=\"{a}\">")), "{a}");
     }
-    assert_eq!(policy.matches("<action id=").count(), 3);
+    assert_eq!(policy.matches("<action id=").count(), 5);
+    // Editing a system profile is for admins even in the active session.
+    let edit = policy
+        .split(&format!("<action id=\"{}\">", action::EDIT_SYSTEM))
+        .nth(1)
+        .and_then(|r| r.split("</action>").next())
+        .unwrap_or_default();
+    assert!(
+        edit.contains("<allow_active>auth_admin</allow_active>"),
+        "{edit}"
+    );
 }
 
 #[test]

@@ -217,6 +217,7 @@ fn every_key_changed() {
     assert_eq!(p.name, "Branch office (ä)");
     assert_eq!(p.gateway, "2001:db8::443");
     assert_eq!(p.exchange_mode, ExchangeMode::Aggressive);
+    assert_eq!(p.autoconnect, Autoconnect::Login);
     assert_eq!(p.auth.method, AuthMethod::Hybrid);
     assert_eq!(p.auth.local_id, Some(Identity::KeyId(vec![10, 11, 12])));
     assert_eq!(
@@ -698,6 +699,14 @@ fn refuses_other_invalid_values() {
         "gateway",
         ProfileErrorKind::Invalid,
         "not an IP address or host name",
+    );
+    let e = refuse(&format!("{HEAD}autoconnect = \"always\"\n"));
+    check(
+        &e,
+        3,
+        "autoconnect",
+        ProfileErrorKind::Invalid,
+        "not one of \"no\", \"login\", \"boot\"",
     );
     let e = refuse(&format!("{HEAD}exchange_mode = \"agressive\"\n"));
     check(

@@ -153,6 +153,17 @@ impl SystemBus {
     /// [`SystemBus::start`] with extra environment for the helper (lab hooks such as
     /// `POSTERN_TEST_HOLD_DATAPATH`).
     pub fn start_with(lab: &Lab, rules: &str, helper_env: &[(&str, &str)]) -> Result<SystemBus> {
+        Self::start_helper_args(lab, rules, helper_env, &[])
+    }
+
+    /// [`SystemBus::start_with`], the helper started as `postern-helper daemon ARGS`
+    /// (e.g. the unit's `--idle-exit 300`).
+    pub fn start_helper_args(
+        lab: &Lab,
+        rules: &str,
+        helper_env: &[(&str, &str)],
+        helper_args: &[&str],
+    ) -> Result<SystemBus> {
         let dir = lab.dir.join("bus");
         fs::create_dir_all(&dir)?;
         // Unprivileged test users enter this tree, whatever the umask was.
@@ -228,7 +239,9 @@ impl SystemBus {
         lab.adopt(&polkitd);
         wait_name(&addr, "org.freedesktop.PolicyKit1", &polkitd)?;
         let mut c = lab.command(Role::Client, &helper_path()?);
-        c.arg("daemon").env("DBUS_SYSTEM_BUS_ADDRESS", &addr);
+        c.arg("daemon")
+            .args(helper_args)
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &addr);
         c.envs(helper_env.iter().copied());
         let helper = Proc::spawn("postern-helper daemon", c, Some(&dir.join("helper.out")))?;
         lab.adopt(&helper);

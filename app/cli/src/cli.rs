@@ -18,7 +18,9 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Cmd {
-    /// The profiles, with the state of their tunnels.
+    /// The profiles, with the state of their tunnels; then the machine's system
+    /// profiles (/etc/postern/profiles) as `system:NAME`, and why a profile this
+    /// machine's policy refuses is refused.
     List,
     /// One profile (no secrets: they are never in it).
     Show { name: String },
@@ -36,6 +38,9 @@ pub enum Cmd {
     /// Deletes a profile and its secrets in your keyring.
     Delete { name: String },
     /// Brings a profile's tunnel up through postern-helper and waits until it is up.
+    ///
+    /// `system:NAME` (or NAME, when you have no profile of that name) is a system
+    /// profile: the helper reads it and its secrets itself.
     Up {
         name: String,
         /// Read the secrets (PSK, then XAuth password if the profile has [xauth]) from

@@ -302,7 +302,11 @@ async fn import(
     Ok(())
 }
 
-/// The caller's tunnels by profile name.
+/// How a system profile is named on the command line: `system:NAME` (plain `NAME`
+/// works too when no profile of yours has that name).
+const SYSTEM_PREFIX: &str = "system:";
+
+/// The caller's tunnels by profile name (`system:NAME` for a system profile's).
 async fn tunnels(conn: &zbus::Connection) -> Result<Vec<(String, OwnedObjectPath)>, Fail> {
     let helper = HelperProxy::new(conn).await?;
     let mut out = Vec::new();
@@ -311,11 +315,25 @@ async fn tunnels(conn: &zbus::Connection) -> Result<Vec<(String, OwnedObjectPath
             .path(path.clone())?
             .build()
             .await?;
-        if let Ok(name) = c.name().await {
-            out.push((name, path));
+        match c.system_profile().await {
+            Ok(sys) if !sys.is_empty() => out.push((format!("{SYSTEM_PREFIX}{sys}"), path)),
+            _ => {
+                if let Ok(name) = c.name().await {
+                    out.push((name, path));
+                }
+            }
         }
     }
     Ok(out)
+}
+
+/// The system profile `name` stands for: `system:X`, or a bare name that is no user
+/// profile of the caller's.
+fn system_name(name: &str) -> Option<&str> {
+    if let Some(n) = name.strip_prefix(SYSTEM_PREFIX) {
+        return Some(n);
+    }
+    (!profiles::names().is_ok_and(|ns| ns.iter().any(|n| n == name))).then_some(name)
 }
 
 async fn list(json: bool) -> Result<(), Fail> {
@@ -333,8 +351,23 @@ async fn list(json: bool) -> Result<(), Fail> {
             }
         }
     }
+    let helper = match bus().await {
+        Ok(conn) => HelperProxy::new(&conn).await.ok().map(|h| (conn, h)),
+        Err(_) => None,
+    };
     for name in names {
-        let st = states.get(&name).cloned().unwrap_or_else(|| "down".into());
+        let mut st = states.get(&name).cloned().unwrap_or_else(|| "down".into());
+        // Refused by this machine's policy? (The helper can tell before a connect.)
+        let refused = match (&helper, profiles::load(&name)) {
+            (Some((_, h)), Ok(p)) if st == "down" => h
+                .check_profile(&profiles::text_for_helper(&p))
+                .await
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
+        if !refused.is_empty() {
+            st = "refused".into();
+        }
         if json {
             match profiles::load(&name) {
                 Ok(p) => println!("{}", profiles::summary_json(&name, &p, Some(&st))),
@@ -349,6 +382,43 @@ async fn list(json: bool) -> Result<(), Fail> {
                 .map(|p| p.gateway)
                 .unwrap_or_else(|f| f.message);
             println!("{name:<24} {st:<14} {gw}");
+            if !refused.is_empty() {
+                println!("{:<24} refused: {refused}", "");
+            }
+        }
+    }
+    // The system profiles (/etc/postern/profiles), shared by every user of the machine.
+    if let Some((_, h)) = &helper
+        && let Ok(sys) = h.system_profiles().await
+    {
+        for s in sys {
+            let key = format!("{SYSTEM_PREFIX}{}", s.name);
+            let st = if !s.refused.is_empty() {
+                "refused".to_string()
+            } else {
+                states.get(&key).cloned().unwrap_or_else(|| "down".into())
+            };
+            if json {
+                println!(
+                    "{{\"name\":{},\"system\":true,\"title\":{},\"gateway\":{},\"autoconnect\":{},\"state\":{},\"refused\":{}}}",
+                    profiles::js(&key),
+                    profiles::js(&s.title),
+                    profiles::js(&s.gateway),
+                    profiles::js(&s.autoconnect),
+                    profiles::js(&st),
+                    profiles::js(&s.refused)
+                );
+            } else {
+                let auto = if s.autoconnect == "boot" {
+                    " (at boot)"
+                } else {
+                    ""
+                };
+                println!("{key:<24} {st:<14} {} [system]{auto}", s.gateway);
+                if !s.refused.is_empty() {
+                    println!("{:<24} refused: {}", "", s.refused);
+                }
+            }
         }
     }
     Ok(())
@@ -401,19 +471,28 @@ async fn secrets(
 }
 
 async fn up(name: &str, secrets_stdin: bool, timeout: Duration) -> Result<(), Fail> {
-    let p = profiles::load(name)?;
-    let mut secret_map = secrets(name, &p, secrets_stdin).await?;
-    // Certificate files: read here, as the user; the helper opens no path.
-    for (key, value) in profiles::cert_contents(&p)? {
-        secret_map.insert(key, value);
-    }
-    let text = profiles::text_for_helper(&p);
-    let conn = bus().await?;
-    let helper = HelperProxy::new(&conn).await?;
-    let secrets_ref: HashMap<&str, &str> =
-        secret_map.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let path = helper.connect(&text, secrets_ref).await?;
-    drop(secret_map);
+    let (conn, helper, path) = if let Some(sys) = system_name(name) {
+        // A system profile: the helper reads it and its secrets; we send the name only.
+        let conn = bus().await?;
+        let helper = HelperProxy::new(&conn).await?;
+        let path = helper.connect_system(sys).await?;
+        (conn, helper, path)
+    } else {
+        let p = profiles::load(name)?;
+        let mut secret_map = secrets(name, &p, secrets_stdin).await?;
+        // Certificate files: read here, as the user; the helper opens no path.
+        for (key, value) in profiles::cert_contents(&p)? {
+            secret_map.insert(key, value);
+        }
+        let text = profiles::text_for_helper(&p);
+        let conn = bus().await?;
+        let helper = HelperProxy::new(&conn).await?;
+        let secrets_ref: HashMap<&str, &str> =
+            secret_map.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let path = helper.connect(&text, secrets_ref).await?;
+        drop(secret_map);
+        (conn, helper, path)
+    };
     // Uncached: every state read asks the helper (signals may race with our subscribing).
     let c = ConnectionProxy::builder(&conn)
         .path(path.clone())?
@@ -503,12 +582,22 @@ fn prompt_credentials(
 async fn down(name: &str) -> Result<(), Fail> {
     let conn = bus().await?;
     let helper = HelperProxy::new(&conn).await?;
-    let found: Vec<OwnedObjectPath> = tunnels(&conn)
-        .await?
-        .into_iter()
+    let all = tunnels(&conn).await?;
+    let mut found: Vec<OwnedObjectPath> = all
+        .iter()
         .filter(|(n, _)| n == name)
-        .map(|(_, p)| p)
+        .map(|(_, p)| p.clone())
         .collect();
+    if found.is_empty()
+        && let Some(sys) = system_name(name)
+    {
+        let key = format!("{SYSTEM_PREFIX}{sys}");
+        found = all
+            .into_iter()
+            .filter(|(n, _)| *n == key)
+            .map(|(_, p)| p)
+            .collect();
+    }
     if found.is_empty() {
         return Err(Fail::new(
             FailureKind::Internal,

@@ -130,7 +130,14 @@ pub enum Update {
         profile: String,
         result: Result<Vec<iface::CheckStep>, Fail>,
     },
+    /// The machine's system profiles (with each list from the helper). Their tunnels
+    /// come as the profile [`SYSTEM_PREFIX`]`NAME`.
+    SystemProfiles(Vec<iface::SystemProfile>),
 }
+
+/// How a system profile is named among the user's: `system:NAME` (a user profile's
+/// name cannot contain `:`).
+pub const SYSTEM_PREFIX: &str = "system:";
 
 /// One tunnel as the helper reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -411,6 +418,11 @@ impl State {
                         let _ = self.out.send(Update::Gone { profile }).await;
                     }
                 }
+                if let Ok(h) = HelperProxy::new(&conn).await
+                    && let Ok(sys) = h.system_profiles().await
+                {
+                    let _ = self.out.send(Update::SystemProfiles(sys)).await;
+                }
                 for p in paths {
                     if !self.tunnels.contains_key(&p) {
                         let profile = profile_of(&conn, &p).await;
@@ -618,7 +630,13 @@ async fn proxy(
 /// The profile a tunnel started elsewhere belongs to: the file whose name, or whose
 /// `name` key, is the tunnel's `Name`.
 async fn profile_of(conn: &zbus::Connection, path: &OwnedObjectPath) -> Option<String> {
-    let name = proxy(conn, path).await.ok()?.name().await.ok()?;
+    let c = proxy(conn, path).await.ok()?;
+    if let Ok(sys) = c.system_profile().await
+        && !sys.is_empty()
+    {
+        return Some(format!("{SYSTEM_PREFIX}{sys}"));
+    }
+    let name = c.name().await.ok()?;
     Some(match_profile(&name, &profiles::names().unwrap_or_default()))
 }
 
@@ -662,6 +680,12 @@ async fn connect(
     remember: bool,
     itx: &mpsc::UnboundedSender<Internal>,
 ) -> Result<(), Fail> {
+    if let Some(sys) = name.strip_prefix(SYSTEM_PREFIX) {
+        // The helper reads the system profile and its secrets: the name only.
+        let path = HelperProxy::new(conn).await?.connect_system(sys).await?;
+        let _ = itx.send(Internal::Connected(name.to_string(), path));
+        return Ok(());
+    }
     let p = profiles::load(name)?;
     let mut secrets: HashMap<&'static str, zeroize::Zeroizing<String>> = HashMap::new();
     if p.auth.method == AuthMethod::Psk {

@@ -33,6 +33,9 @@ pub struct Options {
     pub hidden: bool,
     /// A tray icon is wanted (and a session bus exists).
     pub tray: bool,
+    /// Started at login with "connect the login profiles" on: connect every profile
+    /// with `autoconnect = "login"`.
+    pub login: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -116,6 +119,9 @@ pub struct App {
     last_state: String,
     /// Window-relative bounds of each row's Connect/Disconnect button (state file).
     bounds: std::collections::BTreeMap<String, [f32; 4]>,
+    /// The machine's system profiles as the helper last listed them (rows
+    /// `system:NAME` after the user's own).
+    pub system: Vec<postern_dbus::interface::SystemProfile>,
 }
 
 /// Height of the status line at the bottom of the window.
@@ -143,6 +149,34 @@ fn entries() -> Vec<plist::Entry> {
                 .map(|p| p.gateway)
                 .map_err(|f| f.message),
             name,
+        })
+        .collect()
+}
+
+/// The list's rows for the system profiles: `system:NAME`, the gateway marked as a
+/// system profile, or why the helper refuses it (shown where the gateway would be).
+pub fn system_entries(system: &[postern_dbus::interface::SystemProfile]) -> Vec<plist::Entry> {
+    system
+        .iter()
+        .map(|s| plist::Entry {
+            name: format!("{}{}", watcher::SYSTEM_PREFIX, s.name),
+            gateway: if s.refused.is_empty() {
+                Ok(format!("{} (system profile)", s.gateway))
+            } else {
+                Err(format!("refused: {}", s.refused))
+            },
+        })
+        .collect()
+}
+
+/// The user's profiles with `autoconnect = "login"`, by name.
+pub fn login_profiles() -> Vec<String> {
+    profiles::names()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| {
+            profiles::load(n)
+                .is_ok_and(|p| p.autoconnect == postern_dbus::profile::Autoconnect::Login)
         })
         .collect()
 }
@@ -188,11 +222,16 @@ impl App {
             state_file: crate::state_file::path(),
             last_state: String::new(),
             bounds: Default::default(),
+            system: Vec::new(),
         }
     }
 
     pub fn boot(o: Options) -> (App, Task<Message>) {
         let mut app = App::new(o.tray);
+        if o.login {
+            // Queued until the watcher runs; the keyring supplies the secrets.
+            app.connect_login_profiles(&login_profiles());
+        }
         let task = if o.hidden {
             Task::none()
         } else {
@@ -274,7 +313,9 @@ impl App {
     }
 
     fn reload(&mut self) {
-        self.profiles.set_entries(entries());
+        let mut all = entries();
+        all.extend(system_entries(&self.system));
+        self.profiles.set_entries(all);
         self.update_tray();
     }
 
@@ -294,6 +335,20 @@ impl App {
             xauth_password: None,
             remember: false,
         });
+    }
+
+    /// Connects each of `names` (the profiles marked `autoconnect = "login"`) that is
+    /// not up or coming up already.
+    pub fn connect_login_profiles(&mut self, names: &[String]) {
+        for n in names {
+            let busy = self
+                .tunnels
+                .get(n)
+                .is_some_and(|t| t.state != state::DISCONNECTED && t.state != state::FAILED);
+            if !busy {
+                self.connect(n);
+            }
+        }
     }
 
     fn disconnect(&mut self, name: &str) {
@@ -542,6 +597,13 @@ impl App {
                     explain(kind).check.to_string(),
                 );
                 self.update_tray();
+                Task::none()
+            }
+            Update::SystemProfiles(list) => {
+                if list != self.system {
+                    self.system = list;
+                    self.reload();
+                }
                 Task::none()
             }
             Update::Gone { profile } => {
@@ -1429,6 +1491,17 @@ impl App {
     }
 
     fn edit(&mut self, name: &str) -> Task<Message> {
+        if let Some(sys) = name.strip_prefix(watcher::SYSTEM_PREFIX) {
+            // The file is the truth and root's: not edited here.
+            let file = self.system.iter().find(|s| s.name == sys).map_or_else(
+                || format!("/etc/postern/profiles/{sys}.toml"),
+                |s| s.file.clone(),
+            );
+            self.notice = Some(format!(
+                "{name} is a system profile: editing it needs administrator rights ({file})."
+            ));
+            return Task::none();
+        }
         match profiles::text(name) {
             Ok(text) => {
                 self.editor = Some(editor::State::edit(

@@ -21,4 +21,8 @@ pub struct Cli {
     /// No tray icon: closing the window quits.
     #[arg(long)]
     pub no_tray: bool,
+    /// Started at login (the autostart entry): connect the profiles marked
+    /// autoconnect = "login", unless Settings says not to.
+    #[arg(long)]
+    pub login: bool,
 }

@@ -42,10 +42,12 @@ fn main() -> iced::Result {
             false
         }
     };
+    let login = cli.login && settings::Settings::load().connect_at_login;
     let boot = move || {
         app::App::boot(app::Options {
             hidden: hidden && desktop && tray,
             tray: desktop && tray,
+            login,
         })
     };
     iced::daemon(boot, app::App::update, app::App::view)

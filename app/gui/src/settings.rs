@@ -1,19 +1,33 @@
 //! The app's own settings, in `$XDG_CONFIG_HOME/postern/gui.toml` (beside the profiles
 //! directory): "Start hidden in the tray" and "Start at login". The latter is the XDG
 //! autostart entry `$XDG_CONFIG_HOME/autostart/org.postern.Postern.desktop`, which
-//! starts the app with `--hidden`; it is written when the box is ticked and removed
-//! when it is cleared (the file is the truth: a user who deleted it by hand sees the
-//! box cleared).
+//! starts the app with `--hidden --login`; it is written when the box is ticked and
+//! removed when it is cleared (the file is the truth: a user who deleted it by hand
+//! sees the box cleared). Started with `--login`, the app connects the profiles marked
+//! `autoconnect = "login"` unless "Connect the profiles marked for login" is cleared.
 
 use std::path::{Path, PathBuf};
 
 /// The settings file's keys.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settings {
     /// Start without the window (in the tray) even when not started at login.
     pub start_hidden: bool,
     /// An autostart entry exists.
     pub start_at_login: bool,
+    /// Started at login (`--login`): connect the profiles with `autoconnect = "login"`
+    /// (default on).
+    pub connect_at_login: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            start_hidden: false,
+            start_at_login: false,
+            connect_at_login: true,
+        }
+    }
 }
 
 fn config_home() -> Option<PathBuf> {
@@ -59,13 +73,17 @@ impl Settings {
                 .and_then(toml::Value::as_bool)
                 .unwrap_or(false),
             start_at_login: false,
+            connect_at_login: t
+                .get("connect_at_login")
+                .and_then(toml::Value::as_bool)
+                .unwrap_or(true),
         }
     }
 
     pub fn to_toml(self) -> String {
         format!(
-            "# Postern's desktop app (\"Start at login\" is the autostart entry)\nstart_hidden = {}\n",
-            self.start_hidden
+            "# Postern's desktop app (\"Start at login\" is the autostart entry)\nstart_hidden = {}\nconnect_at_login = {}\n",
+            self.start_hidden, self.connect_at_login
         )
     }
 
@@ -113,7 +131,7 @@ pub fn autostart_entry(exec: &str) -> String {
         exec.to_string()
     };
     format!(
-        "[Desktop Entry]\nType=Application\nName=Postern\nComment=IPsec VPN client (in the tray)\nExec={quoted} --hidden\nIcon=org.postern.Postern\nTerminal=false\nX-GNOME-Autostart-enabled=true\n"
+        "[Desktop Entry]\nType=Application\nName=Postern\nComment=IPsec VPN client (in the tray)\nExec={quoted} --hidden --login\nIcon=org.postern.Postern\nTerminal=false\nX-GNOME-Autostart-enabled=true\n"
     )
 }
 
@@ -135,8 +153,10 @@ mod tests {
         let s = Settings {
             start_hidden: true,
             start_at_login: false,
+            connect_at_login: false,
         };
         assert_eq!(Settings::parse(&s.to_toml()), s);
+        assert!(Settings::parse("start_hidden = true\n").connect_at_login);
     }
 
     #[test]
@@ -146,17 +166,19 @@ mod tests {
         let on = Settings {
             start_hidden: true,
             start_at_login: true,
+            connect_at_login: true,
         };
         on.save_to(&dir, "/usr/bin/postern-gui").unwrap();
         let entry = std::fs::read_to_string(autostart_in(&dir)).unwrap();
         assert!(
-            entry.contains("Exec=/usr/bin/postern-gui --hidden"),
+            entry.contains("Exec=/usr/bin/postern-gui --hidden --login"),
             "{entry}"
         );
         assert_eq!(Settings::load_from(&dir), on);
         let off = Settings {
             start_hidden: false,
             start_at_login: false,
+            connect_at_login: false,
         };
         off.save_to(&dir, "/usr/bin/postern-gui").unwrap();
         assert!(!autostart_in(&dir).exists());
@@ -168,11 +190,14 @@ mod tests {
     fn the_autostart_entry_starts_hidden_and_quotes_its_path() {
         let e = autostart_entry("/usr/bin/postern-gui");
         assert!(e.starts_with("[Desktop Entry]\n"), "{e}");
-        assert!(e.contains("\nExec=/usr/bin/postern-gui --hidden\n"), "{e}");
+        assert!(
+            e.contains("\nExec=/usr/bin/postern-gui --hidden --login\n"),
+            "{e}"
+        );
         assert!(e.contains("\nType=Application\n"));
         let e = autostart_entry("/home/a b/bin/postern-gui");
         assert!(
-            e.contains("\nExec=\"/home/a b/bin/postern-gui\" --hidden\n"),
+            e.contains("\nExec=\"/home/a b/bin/postern-gui\" --hidden --login\n"),
             "{e}"
         );
     }

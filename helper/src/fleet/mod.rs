@@ -7,6 +7,7 @@
 //! message` per problem; exit status 0 only when there is none.
 
 pub mod policy;
+pub mod system;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -66,7 +67,6 @@ fn line_of_key(text: &str, key: &str) -> Option<usize> {
 /// Every problem of one profile file. `system`: it is (or will be) a system profile,
 /// so it must be owned by root and writable by no one else.
 pub fn check_file(path: &Path, policy: &Policy, system: bool) -> Vec<Problem> {
-    use std::os::unix::fs::MetadataExt;
     let file = path.display().to_string();
     let problem = |line, key: Option<&str>, message: String| Problem {
         file: file.clone(),
@@ -75,26 +75,11 @@ pub fn check_file(path: &Path, policy: &Policy, system: bool) -> Vec<Problem> {
         message,
     };
     let mut out = Vec::new();
-    if system {
-        match std::fs::metadata(path) {
-            Ok(m) if m.uid() != 0 => out.push(problem(
-                None,
-                None,
-                format!(
-                    "owned by uid {}: a system profile must be owned by root",
-                    m.uid()
-                ),
-            )),
-            Ok(m) if m.mode() & 0o022 != 0 => out.push(problem(
-                None,
-                None,
-                format!(
-                    "mode {:04o}: group or others may change it; chmod go-w it",
-                    m.mode() & 0o7777
-                ),
-            )),
-            _ => {}
-        }
+    if system
+        && let Ok(m) = std::fs::metadata(path)
+        && let Some(why) = system::ownership_problem(&m)
+    {
+        out.push(problem(None, None, why));
     }
     let mut profile = match Profile::load(path, SecretPolicy::AllowIfPrivate) {
         Ok(p) => p,
@@ -111,6 +96,10 @@ pub fn check_file(path: &Path, policy: &Policy, system: bool) -> Vec<Problem> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let at = |key: &str| line_of_key(&text, key);
 
+    if system && let Err(why) = system::merge_secrets(&mut profile, &path.with_extension("secrets"))
+    {
+        out.push(problem(None, None, why));
+    }
     if let Err((key, why)) = policy.apply(&mut profile) {
         out.push(problem(at(&key), Some(&key), why));
     }
@@ -118,7 +107,7 @@ pub fn check_file(path: &Path, policy: &Policy, system: bool) -> Vec<Problem> {
         out.push(problem(
             at("auth.method"),
             Some("auth.psk"),
-            "the pre-shared key is missing: a system profile keeps it in the file (mode 0600, owned by root)".into(),
+            "the pre-shared key is missing: a system profile keeps it in the file (mode 0600, owned by root) or in NAME.secrets beside it".into(),
         ));
     }
     // The certificate files: readable, private keys private, and parsable (the engine's
@@ -216,7 +205,7 @@ pub fn check_command(args: &[&str]) -> ExitCode {
         }
     }
     if paths.is_empty() {
-        paths.push(PathBuf::from(SYSTEM_PROFILES));
+        paths.push(system::dir());
     }
     let policy = match Policy::load(&policy_path) {
         Ok(p) => p,

@@ -19,7 +19,7 @@ use std::time::Duration;
 use postern_dbus::failure::LastError;
 use postern_dbus::interface::{
     BUS_NAME, CONNECTION_INTERFACE, CONNECTION_PATH_PREFIX, CheckStep, Error, MANAGER_PATH, SaInfo,
-    SaTraffic, Traffic, action, limits,
+    SaTraffic, SystemProfile, Traffic, action, limits,
 };
 use postern_dbus::request;
 use zbus::message::Header;
@@ -41,8 +41,18 @@ struct Conn {
     path: OwnedObjectPath,
     owner: u32,
     name: String,
+    /// The system profile (file stem) this tunnel is of; `None` for a user profile's.
+    system: Option<String>,
+    /// An `autoconnect = "boot"` tunnel: brought back after any failure, forever, with
+    /// growing waits, until someone disconnects it.
+    keep_up: bool,
+    /// Someone asked for a disconnect (a kept-up tunnel then stays down).
+    stopped: std::sync::atomic::AtomicBool,
+    /// Wakes a kept-up tunnel's wait between attempts when it is disconnected.
+    stop: tokio::sync::Notify,
     status: Mutex<Status>,
-    commands: tokio::sync::mpsc::UnboundedSender<Command>,
+    /// The current attempt's command channel (replaced when a kept-up tunnel restarts).
+    commands: Mutex<tokio::sync::mpsc::UnboundedSender<Command>>,
     /// Unique bus names that receive this tunnel's signals.
     watchers: Mutex<Vec<String>>,
     /// The latest log lines, and how many there have been in all.
@@ -85,6 +95,21 @@ impl Conn {
 }
 
 impl Conn {
+    fn send(&self, c: Command) -> Result<(), ()> {
+        self.commands
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(c)
+            .map_err(|_| ())
+    }
+
+    fn sender(&self) -> tokio::sync::mpsc::UnboundedSender<Command> {
+        self.commands
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     fn status(&self) -> Status {
         self.status
             .lock()
@@ -100,6 +125,8 @@ pub struct Daemon {
     next_id: AtomicU64,
     /// Wakes the idle watcher when the set of tunnels changes.
     changed: tokio::sync::Notify,
+    /// Where the system profiles are (`fleet::system::dir()`; never a caller's path).
+    profiles_dir: std::path::PathBuf,
 }
 
 impl Daemon {
@@ -109,7 +136,18 @@ impl Daemon {
             conns: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             changed: tokio::sync::Notify::new(),
+            profiles_dir: crate::fleet::system::dir(),
         })
+    }
+
+    /// A daemon reading system profiles from `dir` (tests).
+    #[cfg(test)]
+    pub fn with_profiles_dir(authority: Authority, dir: std::path::PathBuf) -> Arc<Self> {
+        let mut d = Daemon::new(authority);
+        if let Some(m) = Arc::get_mut(&mut d) {
+            m.profiles_dir = dir;
+        }
+        d
     }
 
     fn conns(&self) -> std::sync::MutexGuard<'_, HashMap<OwnedObjectPath, Arc<Conn>>> {
@@ -135,7 +173,12 @@ impl Daemon {
             .get(&OwnedObjectPath::from(path.to_owned()))
             .cloned()
             .ok_or_else(|| Error::NoSuchConnection(format!("no connection {path}")))?;
-        if c.owner == uid || uid == 0 {
+        if c.system.is_some() {
+            // A system profile's tunnel is everyone's: connect-system decides.
+            self.authority
+                .require(conn, hdr, action::CONNECT_SYSTEM)
+                .await?;
+        } else if c.owner == uid || uid == 0 {
             self.authority.require(conn, hdr, own_action).await?;
         } else {
             // Not the caller's: only an admin; never say whether it exists otherwise.
@@ -149,6 +192,136 @@ impl Daemon {
             }
         }
         Ok(c)
+    }
+}
+
+/// The refusal of a user profile under `[profiles] user_profiles = false`.
+const USER_PROFILES_OFF: &str = "this machine's policy allows system profiles only";
+
+/// The longest wait between two attempts of a kept-up (`autoconnect = "boot"`) tunnel.
+const KEEP_UP_MAX_WAIT: Duration = Duration::from_secs(60);
+
+fn finished(s: State) -> bool {
+    matches!(s, State::Disconnected | State::Failed)
+}
+
+/// The site policy, read at each use (an admin's change needs no restart).
+fn site_policy() -> Result<crate::fleet::policy::Policy, Error> {
+    crate::fleet::policy::Policy::load(&crate::fleet::policy::path())
+        .map_err(|e| Error::Failed(format!("the site policy cannot be read: {e}")))
+}
+
+/// System profile `name`, read from disk now (file, secrets beside it, certificate
+/// files, the site policy); a refusal names the file.
+async fn load_system(daemon: &Daemon, name: &str) -> Result<postern_dbus::profile::Profile, Error> {
+    let policy = site_policy()?;
+    let dir = daemon.profiles_dir.clone();
+    let n = name.to_string();
+    tokio::task::spawn_blocking(move || crate::fleet::system::load(&dir, &n, &policy))
+        .await
+        .map_err(|e| Error::Failed(format!("cannot read the system profile: {e}")))?
+        .map_err(Error::InvalidProfile)
+}
+
+/// Whose a new tunnel is.
+struct Origin {
+    owner: u32,
+    system: Option<String>,
+    keep_up: bool,
+}
+
+/// Starts a tunnel for `profile`, publishes its object, and pumps its events.
+async fn start(
+    bus: &Connection,
+    daemon: &Arc<Daemon>,
+    profile: postern_dbus::profile::Profile,
+    origin: Origin,
+    watcher: Option<String>,
+) -> Result<OwnedObjectPath, Error> {
+    let id = daemon.next_id.fetch_add(1, Ordering::Relaxed);
+    let path = OwnedObjectPath::try_from(format!("{CONNECTION_PATH_PREFIX}{id}"))
+        .map_err(|e| Error::Failed(format!("cannot name the connection: {e}")))?;
+    let check = CheckSettings {
+        host: profile.network.check_host,
+        domain: profile.network.check_domain.clone(),
+        portal_url: profile.network.portal_url.clone(),
+    };
+    let name = profile.name.clone();
+    let status = Status::new(&profile.gateway);
+    let handle = tunnel::spawn(profile);
+    let c = Arc::new(Conn {
+        path: path.clone(),
+        owner: origin.owner,
+        name,
+        system: origin.system,
+        keep_up: origin.keep_up,
+        stopped: std::sync::atomic::AtomicBool::new(false),
+        stop: tokio::sync::Notify::new(),
+        status: Mutex::new(status),
+        commands: Mutex::new(handle.commands.clone()),
+        watchers: Mutex::new(watcher.into_iter().collect()),
+        log: Mutex::new(LogHistory::default()),
+        check,
+        checking: std::sync::atomic::AtomicBool::new(false),
+    });
+    bus.object_server()
+        .at(
+            path.clone(),
+            ConnObject {
+                conn: Arc::clone(&c),
+                daemon: Arc::clone(daemon),
+            },
+        )
+        .await
+        .map_err(|e| Error::Failed(format!("cannot publish the connection: {e}")))?;
+    daemon.conns().insert(path.clone(), Arc::clone(&c));
+    daemon.changed.notify_one();
+    tokio::spawn(pump(
+        bus.clone(),
+        Arc::clone(daemon),
+        c,
+        handle.events,
+        handle.task,
+    ));
+    Ok(path)
+}
+
+/// Brings up every system profile with `autoconnect = "boot"` (the helper's start,
+/// with no user): kept up, whatever fails, until someone disconnects it.
+async fn autoconnect_boot(bus: &Connection, daemon: &Arc<Daemon>) {
+    let dir = daemon.profiles_dir.clone();
+    let Ok(policy) = site_policy() else {
+        eprintln!("autoconnect: the site policy cannot be read; no boot profile started");
+        return;
+    };
+    let d = dir.clone();
+    let list = tokio::task::spawn_blocking(move || crate::fleet::system::list(&d, &policy))
+        .await
+        .unwrap_or_default();
+    for e in list {
+        if e.autoconnect != postern_dbus::profile::Autoconnect::Boot {
+            continue;
+        }
+        if let Some(why) = e.refused {
+            eprintln!("autoconnect: {} refused: {why}", e.name);
+            continue;
+        }
+        let profile = match load_system(daemon, &e.name).await {
+            Ok(p) => p,
+            Err(err) => {
+                eprintln!("autoconnect: {}: {err}", e.name);
+                continue;
+            }
+        };
+        let origin = Origin {
+            owner: 0,
+            system: Some(e.name.clone()),
+            keep_up: true,
+        };
+        match start(bus, daemon, profile, origin, None).await {
+            Ok(p) => eprintln!("autoconnect: {} (boot) as {}", e.name, p.as_str()),
+            Err(err) => eprintln!("autoconnect: {}: {err}", e.name),
+        }
     }
 }
 
@@ -185,12 +358,9 @@ impl Manager {
         }
         let mut profile = request::connect(&profile, secrets)?;
         // The site policy (read at each connect, so an admin's change needs no restart).
-        let policy = crate::fleet::policy::Policy::load(&crate::fleet::policy::path())
-            .map_err(|e| Error::Failed(format!("the site policy cannot be read: {e}")))?;
+        let policy = site_policy()?;
         if !policy.user_profiles {
-            return Err(Error::AccessDenied(
-                "this machine's policy allows system profiles only".into(),
-            ));
+            return Err(Error::AccessDenied(USER_PROFILES_OFF.into()));
         }
         if let Err((key, why)) = policy.apply(&mut profile) {
             return Err(Error::InvalidProfile(format!("{key}: {why}")));
@@ -200,7 +370,7 @@ impl Manager {
             .daemon
             .conns()
             .values()
-            .filter(|c| c.owner == uid)
+            .filter(|c| c.owner == uid && c.system.is_none())
             .count();
         if mine >= limits::CONNECTIONS_PER_UID {
             return Err(Error::LimitReached(format!(
@@ -208,49 +378,150 @@ impl Manager {
                 limits::CONNECTIONS_PER_UID
             )));
         }
-        let id = self.daemon.next_id.fetch_add(1, Ordering::Relaxed);
-        let path = OwnedObjectPath::try_from(format!("{CONNECTION_PATH_PREFIX}{id}"))
-            .map_err(|e| Error::Failed(format!("cannot name the connection: {e}")))?;
-        let name = profile.name.clone();
-        let check = CheckSettings {
-            host: profile.network.check_host,
-            domain: profile.network.check_domain.clone(),
-            portal_url: profile.network.portal_url.clone(),
-        };
-        let status = Status::new(&profile.gateway);
-        let handle = tunnel::spawn(profile);
-        let c = Arc::new(Conn {
-            path: path.clone(),
-            owner: uid,
-            name,
-            status: Mutex::new(status),
-            commands: handle.commands.clone(),
-            watchers: Mutex::new(sender.into_iter().collect()),
-            log: Mutex::new(LogHistory::default()),
-            check,
-            checking: std::sync::atomic::AtomicBool::new(false),
-        });
-        conn.object_server()
-            .at(
-                path.clone(),
-                ConnObject {
-                    conn: Arc::clone(&c),
-                    daemon: Arc::clone(&self.daemon),
-                },
-            )
-            .await
-            .map_err(|e| Error::Failed(format!("cannot publish the connection: {e}")))?;
-        self.daemon.conns().insert(path.clone(), Arc::clone(&c));
-        self.daemon.changed.notify_one();
-        eprintln!("uid {uid}: connect {} as {}", c.name, path.as_str());
-        tokio::spawn(pump(
-            conn.clone(),
-            Arc::clone(&self.daemon),
-            c,
-            handle.events,
-            handle.task,
-        ));
+        let path = start(
+            conn,
+            &self.daemon,
+            profile,
+            Origin {
+                owner: uid,
+                system: None,
+                keep_up: false,
+            },
+            sender,
+        )
+        .await?;
+        eprintln!("uid {uid}: connect {}", path.as_str());
         Ok(path)
+    }
+
+    async fn system_profiles(&self) -> Result<Vec<SystemProfile>, Error> {
+        let policy = site_policy()?;
+        let dir = self.daemon.profiles_dir.clone();
+        let list = tokio::task::spawn_blocking(move || crate::fleet::system::list(&dir, &policy))
+            .await
+            .map_err(|e| Error::Failed(format!("cannot read the system profiles: {e}")))?;
+        Ok(list
+            .into_iter()
+            .map(|e| SystemProfile {
+                name: e.name,
+                title: e.title,
+                gateway: e.gateway,
+                autoconnect: e.autoconnect.as_str().into(),
+                file: e.file.display().to_string(),
+                refused: e.refused.unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    async fn connect_system(
+        &self,
+        name: String,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<OwnedObjectPath, Error> {
+        let uid = self.daemon.authority.caller_uid(conn, &hdr).await?;
+        self.daemon
+            .authority
+            .require(conn, &hdr, action::CONNECT_SYSTEM)
+            .await?;
+        let sender = hdr.sender().map(|s| s.to_string());
+        // One tunnel per system profile: the caller joins it when it is up already.
+        let existing = self
+            .daemon
+            .conns()
+            .values()
+            .find(|c| c.system.as_deref() == Some(name.as_str()) && !finished(c.status().state))
+            .cloned();
+        if let Some(c) = existing {
+            if let Some(s) = sender {
+                let mut w = c.watchers.lock().unwrap_or_else(|e| e.into_inner());
+                if !w.contains(&s) && w.len() < 16 {
+                    w.push(s);
+                }
+            }
+            return Ok(c.path.clone());
+        }
+        let profile = load_system(&self.daemon, &name).await?;
+        let path = start(
+            conn,
+            &self.daemon,
+            profile,
+            Origin {
+                owner: 0,
+                system: Some(name.clone()),
+                keep_up: false,
+            },
+            sender,
+        )
+        .await?;
+        eprintln!(
+            "uid {uid}: connect system profile {name} as {}",
+            path.as_str()
+        );
+        Ok(path)
+    }
+
+    async fn system_profile_text(&self, name: String) -> Result<String, Error> {
+        let dir = self.daemon.profiles_dir.clone();
+        tokio::task::spawn_blocking(move || crate::fleet::system::shown_text(&dir, &name))
+            .await
+            .map_err(|e| Error::Failed(format!("cannot read the system profile: {e}")))?
+            .map_err(Error::InvalidProfile)
+    }
+
+    async fn save_system_profile(
+        &self,
+        name: String,
+        profile: String,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(), Error> {
+        let uid = self.daemon.authority.caller_uid(conn, &hdr).await?;
+        self.daemon
+            .authority
+            .require(conn, &hdr, action::EDIT_SYSTEM)
+            .await?;
+        if profile.len() > limits::PROFILE_BYTES || profile.contains('\0') {
+            return Err(Error::InvalidArgument(format!(
+                "profile: at most {} bytes, no NUL",
+                limits::PROFILE_BYTES
+            )));
+        }
+        let dir = self.daemon.profiles_dir.clone();
+        let n = name.clone();
+        let path =
+            tokio::task::spawn_blocking(move || crate::fleet::system::save(&dir, &n, &profile))
+                .await
+                .map_err(|e| Error::Failed(format!("cannot save the system profile: {e}")))?
+                .map_err(Error::InvalidProfile)?;
+        eprintln!(
+            "uid {uid}: saved system profile {name} ({})",
+            path.display()
+        );
+        Ok(())
+    }
+
+    async fn check_profile(&self, profile: String) -> Result<String, Error> {
+        if profile.len() > limits::PROFILE_BYTES {
+            return Err(Error::InvalidArgument(format!(
+                "profile: at most {} bytes",
+                limits::PROFILE_BYTES
+            )));
+        }
+        let mut p = postern_dbus::profile::Profile::from_toml_str(
+            &profile,
+            "profile",
+            postern_dbus::profile::SecretPolicy::Forbid,
+        )
+        .map_err(|e| Error::InvalidProfile(e.to_string()))?;
+        let policy = site_policy()?;
+        if !policy.user_profiles {
+            return Ok(USER_PROFILES_OFF.into());
+        }
+        Ok(match policy.apply(&mut p) {
+            Ok(()) => String::new(),
+            Err((key, why)) => format!("{key}: {why}"),
+        })
     }
 
     async fn disconnect(
@@ -263,11 +534,18 @@ impl Manager {
             .daemon
             .visible(conn, &hdr, &connection, action::MANAGE_OWN)
             .await?;
-        c.commands
-            .send(Command::Disconnect {
-                reason: "disconnect requested over D-Bus".into(),
-            })
-            .map_err(|_| Error::NoSuchConnection(format!("{connection} has already ended")))
+        c.stopped.store(true, Ordering::Release);
+        c.stop.notify_one();
+        match c.send(Command::Disconnect {
+            reason: "disconnect requested over D-Bus".into(),
+        }) {
+            Ok(()) => Ok(()),
+            // Waiting between attempts: the wait ends on `stop`.
+            Err(()) if c.keep_up && !finished(c.status().state) => Ok(()),
+            Err(()) => Err(Error::NoSuchConnection(format!(
+                "{connection} has already ended"
+            ))),
+        }
     }
 
     async fn submit_credentials(
@@ -295,9 +573,8 @@ impl Manager {
                 "{connection} is not waiting for credentials"
             )));
         }
-        c.commands
-            .send(Command::Credentials(creds))
-            .map_err(|_| Error::NoSuchConnection(format!("{connection} has already ended")))
+        c.send(Command::Credentials(creds))
+            .map_err(|()| Error::NoSuchConnection(format!("{connection} has already ended")))
     }
 
     async fn list(
@@ -310,7 +587,7 @@ impl Manager {
             .daemon
             .conns()
             .values()
-            .filter(|c| uid == 0 || c.owner == uid)
+            .filter(|c| uid == 0 || c.owner == uid || c.system.is_some())
             .map(|c| c.path.clone())
             .collect();
         v.sort_by(|a, b| a.as_str().cmp(b.as_str()));
@@ -373,7 +650,7 @@ impl ConnObject {
     /// The tunnel's counters, from its driver (zeros when it does not answer in 2 s).
     async fn counters(&self) -> crate::tunnel::Counters {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        if self.conn.commands.send(Command::Counters(tx)).is_err() {
+        if self.conn.send(Command::Counters(tx)).is_err() {
             return crate::tunnel::Counters::default();
         }
         tokio::time::timeout(Duration::from_secs(2), rx)
@@ -403,6 +680,15 @@ impl ConnObject {
     ) -> zbus::fdo::Result<u32> {
         self.allowed(conn, hdr).await?;
         Ok(self.conn.owner)
+    }
+    #[zbus(property)]
+    async fn system_profile(
+        &self,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<String> {
+        self.allowed(conn, hdr).await?;
+        Ok(self.conn.system.clone().unwrap_or_default())
     }
     #[zbus(property)]
     async fn state(
@@ -564,7 +850,7 @@ impl ConnObject {
             target,
             || async {
                 let (tx, rx) = tokio::sync::oneshot::channel();
-                self.conn.commands.send(Command::Counters(tx)).ok()?;
+                self.conn.send(Command::Counters(tx)).ok()?;
                 let c = tokio::time::timeout(Duration::from_secs(2), rx)
                     .await
                     .ok()?
@@ -696,59 +982,120 @@ async fn publish(bus: &Connection, c: &Conn) {
 }
 
 /// Folds a tunnel's events into its status and tells its watchers; when the task
-/// ends, records how, lingers, and removes the object.
+/// ends, records how, lingers, and removes the object. A kept-up tunnel that failed
+/// (and that nobody disconnected) starts again instead, after a wait growing from 1 s
+/// to [`KEEP_UP_MAX_WAIT`], with its profile read again from disk.
 async fn pump(
     bus: Connection,
     daemon: Arc<Daemon>,
     c: Arc<Conn>,
     mut events: tokio::sync::mpsc::UnboundedReceiver<Event>,
-    task: tokio::task::JoinHandle<Result<(), tunnel::Failure>>,
+    mut task: tokio::task::JoinHandle<Result<(), tunnel::Failure>>,
 ) {
-    while let Some(ev) = events.recv().await {
+    let mut wait = Duration::from_secs(1);
+    loop {
+        let mut connected = false;
+        while let Some(ev) = events.recv().await {
+            c.status
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .apply(&ev);
+            connected |= c.status().state == State::Connected;
+            for line in ev.to_string().lines() {
+                c.log_line(&bus, line).await;
+            }
+            if let Event::CredentialsRequired(req) = &ev {
+                let fields: Vec<&str> = req
+                    .fields
+                    .iter()
+                    .map(|f| request::answer_key_of(*f))
+                    .collect();
+                let message = req.message.clone().unwrap_or_default();
+                to_watchers(
+                    &bus,
+                    &c,
+                    CONNECTION_INTERFACE,
+                    "CredentialsRequired",
+                    &(fields, message),
+                )
+                .await;
+            }
+            publish(&bus, &c).await;
+        }
+        let result = match (&mut task).await {
+            Ok(r) => r,
+            Err(e) => Err(tunnel::Failure::new(
+                postern_dbus::failure::FailureKind::Internal,
+                format!("the tunnel task failed: {e}"),
+            )),
+        };
+        let failure = result.err();
+        if let Some(f) = &failure {
+            let line = format!("error: {}", f.message);
+            c.log_line(&bus, &line).await;
+            eprintln!("{}: {line}", c.path.as_str());
+        } else {
+            eprintln!("{}: disconnected", c.path.as_str());
+        }
         c.status
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .apply(&ev);
-        for line in ev.to_string().lines() {
-            c.log_line(&bus, line).await;
+            .finish(failure.as_ref());
+        if !(c.keep_up && failure.is_some() && !c.stopped.load(Ordering::Acquire)) {
+            break;
         }
-        if let Event::CredentialsRequired(req) = &ev {
-            let fields: Vec<&str> = req
-                .fields
-                .iter()
-                .map(|f| request::answer_key_of(*f))
-                .collect();
-            let message = req.message.clone().unwrap_or_default();
-            to_watchers(
-                &bus,
-                &c,
-                CONNECTION_INTERFACE,
-                "CredentialsRequired",
-                &(fields, message),
-            )
-            .await;
+        // Kept up: try again after a wait (reset once an attempt got connected).
+        if connected {
+            wait = Duration::from_secs(1);
         }
+        c.status.lock().unwrap_or_else(|e| e.into_inner()).state = State::Reconnecting;
         publish(&bus, &c).await;
+        c.log_line(
+            &bus,
+            &format!(
+                "kept up (autoconnect = boot): trying again in {} s",
+                wait.as_secs()
+            ),
+        )
+        .await;
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = c.stop.notified() => {}
+        }
+        wait = (wait * 2).min(KEEP_UP_MAX_WAIT);
+        if c.stopped.load(Ordering::Acquire) {
+            c.status
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .finish(None);
+            c.log_line(&bus, "disconnected").await;
+            break;
+        }
+        let Some(name) = c.system.clone() else { break };
+        match load_system(&daemon, &name).await {
+            Ok(profile) => {
+                let handle = tunnel::spawn(profile);
+                *c.commands.lock().unwrap_or_else(|e| e.into_inner()) = handle.commands;
+                events = handle.events;
+                task = handle.task;
+            }
+            Err(e) => {
+                // The file changed into something refused: say so and keep waiting.
+                let line = format!("error: {e}");
+                c.log_line(&bus, &line).await;
+                eprintln!("{}: {line}", c.path.as_str());
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                drop(tx);
+                events = rx;
+                task = tokio::spawn(async move {
+                    Err(tunnel::Failure::new(
+                        postern_dbus::failure::FailureKind::BadProfile,
+                        e.to_string(),
+                    ))
+                });
+            }
+        }
     }
-    let result = match task.await {
-        Ok(r) => r,
-        Err(e) => Err(tunnel::Failure::new(
-            postern_dbus::failure::FailureKind::Internal,
-            format!("the tunnel task failed: {e}"),
-        )),
-    };
-    let failure = result.err();
-    if let Some(f) = &failure {
-        let line = format!("error: {}", f.message);
-        c.log_line(&bus, &line).await;
-        eprintln!("{}: {line}", c.path.as_str());
-    } else {
-        eprintln!("{}: disconnected", c.path.as_str());
-    }
-    c.status
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .finish(failure.as_ref());
     publish(&bus, &c).await;
     tokio::time::sleep(LINGER).await;
     let _ = bus
@@ -808,6 +1155,7 @@ async fn serve(idle_exit: Option<Duration>) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot own {BUS_NAME}: {e} (as root, with packaging/org.postern.Helper1.conf installed)"))?;
     eprintln!("serving {BUS_NAME} on the system bus");
+    autoconnect_boot(&bus, &daemon).await;
     loop {
         let idle = async {
             match idle_exit {
@@ -834,13 +1182,15 @@ async fn shutdown(daemon: &Daemon) {
     let conns: Vec<Arc<Conn>> = daemon.conns().values().cloned().collect();
     eprintln!("shutting down {} tunnel(s)", conns.len());
     for c in &conns {
-        let _ = c.commands.send(Command::Disconnect {
+        c.stopped.store(true, Ordering::Release);
+        c.stop.notify_one();
+        let _ = c.send(Command::Disconnect {
             reason: "helper stopping".into(),
         });
     }
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
         for c in &conns {
-            c.commands.closed().await;
+            c.sender().closed().await;
         }
     })
     .await;

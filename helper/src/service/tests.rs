@@ -189,3 +189,152 @@ async fn a_connection_is_its_owners_only() {
         Err(Error::NoSuchConnection(_))
     ));
 }
+
+/// A system profile in a directory of its own (root-owned when the tests run as root,
+/// as CI does), with its PSK beside it in `office.secrets`.
+fn system_dir(tag: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let d = std::env::temp_dir().join(format!("postern-sys-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("dir");
+    let office = "name = \"Office\"\ngateway = \"127.0.0.9\"\n[network]\nretransmit = { tries = 3, base = \"1s\", cap = \"1s\" }\nreconnect = false\n";
+    for (f, text, mode) in [
+        ("office.toml", office, 0o644),
+        ("office.secrets", "psk = \"s3cret\"\n", 0o600),
+        ("open.toml", office, 0o666),
+    ] {
+        std::fs::write(d.join(f), text).expect("write");
+        std::fs::set_permissions(d.join(f), std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+    d
+}
+
+fn root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+}
+
+async fn peer_in(dir: std::path::PathBuf, allow: fn(&str) -> bool) -> Peer {
+    let uid = Arc::new(AtomicU32::new(ALICE));
+    let daemon = Daemon::with_profiles_dir(
+        Authority::Fixed {
+            uid: Arc::clone(&uid),
+            allow,
+        },
+        dir,
+    );
+    let (a, b) = tokio::net::UnixStream::pair().expect("socket pair");
+    let server = zbus::connection::Builder::unix_stream(a)
+        .server(zbus::Guid::generate())
+        .expect("server")
+        .p2p()
+        .serve_at(MANAGER_PATH, Manager { daemon })
+        .expect("serve")
+        .build();
+    let client = zbus::connection::Builder::unix_stream(b).p2p().build();
+    let (server, client) = tokio::try_join!(server, client).expect("p2p connection");
+    Peer {
+        _server: server,
+        client,
+        uid,
+    }
+}
+
+#[tokio::test]
+async fn a_system_profile_is_everyones() {
+    let dir = system_dir("shared");
+    // Admins only may edit; everything else is allowed.
+    let p = peer_in(dir.clone(), |a| {
+        a != action::EDIT_SYSTEM && a != action::MANAGE_ANY
+    })
+    .await;
+    let h = HelperProxy::new(&p.client).await.expect("proxy");
+    let list = h.system_profiles().await.expect("system profiles");
+    let names: Vec<&str> = list.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["office", "open"], "{list:?}");
+    let open = &list[1];
+    assert!(
+        open.refused.contains("open.toml: ")
+            && open.refused.contains("group or others may change it")
+            || open.refused.contains("owned by uid"),
+        "{open:?}"
+    );
+    // The text a front end may show: no secret.
+    let text = h.system_profile_text("office").await.expect("text");
+    assert!(
+        text.contains("gateway = \"127.0.0.9\"") && !text.contains("s3cret"),
+        "{text}"
+    );
+    // A caller's path is never a name.
+    assert!(matches!(
+        h.connect_system("../../etc/passwd").await,
+        Err(Error::InvalidProfile(_))
+    ));
+    // A save without the admin's action: refused, and the file unchanged.
+    match h
+        .save_system_profile("office", "name = \"x\"\ngateway = \"192.0.2.7\"\n")
+        .await
+    {
+        Err(Error::AccessDenied(m)) => assert!(m.contains(action::EDIT_SYSTEM), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        std::fs::read_to_string(dir.join("office.toml"))
+            .expect("read")
+            .contains("127.0.0.9")
+    );
+    if !root() {
+        // Files made by a non-root user are not system profiles.
+        assert!(list[0].refused.contains("owned by uid"), "{list:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
+    assert_eq!(list[0].refused, "", "{list:?}");
+    assert_eq!(list[0].title, "Office");
+    assert!(
+        matches!(h.connect_system("open").await, Err(Error::InvalidProfile(m)) if m.contains("open.toml: mode 0666"))
+    );
+
+    // Alice connects it; Mallory sees it, joins it (same path) and disconnects it.
+    let path = h.connect_system("office").await.expect("connect system");
+    let c = ConnectionProxy::builder(&p.client)
+        .path(path.clone())
+        .expect("path")
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await
+        .expect("proxy");
+    assert_eq!(c.system_profile().await.expect("system"), "office");
+    assert_eq!(c.owner().await.expect("owner"), 0);
+    p.uid.store(MALLORY, Ordering::Relaxed);
+    assert_eq!(h.list().await.expect("list"), vec![path.clone()]);
+    assert_eq!(h.connect_system("office").await.expect("again"), path);
+    assert!(c.state().await.is_ok(), "Mallory may read a system tunnel");
+    h.disconnect(&path.as_ref())
+        .await
+        .expect("Mallory disconnects");
+    let mut state = String::new();
+    for _ in 0..100 {
+        state = c.state().await.expect("state");
+        if state == "disconnected" || state == "failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(state, "disconnected");
+    // Mallory's own tunnels are still counted apart: the system one is not Mallory's.
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn check_profile_says_nothing_without_a_policy() {
+    let p = peer(|_| true).await;
+    let h = HelperProxy::new(&p.client).await.expect("proxy");
+    // No /etc/postern/policy.toml on a build machine: nothing refused.
+    if !std::path::Path::new(crate::fleet::policy::POLICY_PATH).exists() {
+        assert_eq!(h.check_profile(PROFILE).await.expect("check"), "");
+    }
+    assert!(matches!(
+        h.check_profile("name = \"x\"\n").await,
+        Err(Error::InvalidProfile(_))
+    ));
+}

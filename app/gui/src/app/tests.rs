@@ -753,3 +753,118 @@ fn check_the_tunnel_asks_the_helper_and_shows_each_step() {
         "the results are still shown"
     );
 }
+
+/// Started at login: the profiles marked `autoconnect = "login"` are connected as
+/// soon as the watcher runs (asked before it did, as `boot` does), once each, and not
+/// again while they are up.
+#[test]
+fn login_profiles_are_connected_at_start() {
+    let mut app = App::new(false);
+    app.profiles.set_entries(
+        ["lab", "office"]
+            .iter()
+            .map(|n| plist::Entry {
+                name: n.to_string(),
+                gateway: Ok("192.0.2.1".into()),
+            })
+            .collect(),
+    );
+    app.connect_login_profiles(&["office".to_string()]);
+    let (h, mut rx) = Handle::fake();
+    let _ = app.update(Message::Watcher(Update::Ready(h)));
+    match rx.try_recv() {
+        Ok(Command::Connect { profile, psk, .. }) => {
+            assert_eq!(profile, "office");
+            assert!(psk.is_none(), "the watcher takes the PSK from the keyring");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(rx.try_recv().is_err(), "only the login profile");
+    let _ = app.update(Message::Watcher(Update::Tunnel(tunnel(
+        "connecting",
+        "phase1",
+    ))));
+    app.connect_login_profiles(&["office".to_string()]);
+    assert!(rx.try_recv().is_err(), "connected twice");
+}
+
+/// The `autoconnect` key survives the editor (and the contract's export).
+#[test]
+fn the_autoconnect_key_round_trips_through_the_editor() {
+    let text = "name = \"office\"\ngateway = \"192.0.2.1\"\nautoconnect = \"login\"\n";
+    let s = editor::State::edit("office", text, vec!["office".into()], true);
+    assert!(s.is_valid(), "{:?}", s.invalid);
+    let out = s.to_toml();
+    assert!(out.contains("autoconnect = \"login\"\n"), "{out}");
+    let p = postern_dbus::profile::Profile::from_toml_str(
+        &out,
+        "form",
+        postern_dbus::profile::SecretPolicy::Forbid,
+    )
+    .expect("parses");
+    assert_eq!(p.autoconnect, postern_dbus::profile::Autoconnect::Login);
+    assert!(p.to_toml_string().contains("autoconnect = \"login\"\n"));
+}
+
+/// The helper's system profiles are rows of the list, marked; a refused one shows
+/// why; connecting one sends its `system:` name (the watcher calls ConnectSystem);
+/// editing one says it needs an administrator.
+#[test]
+fn system_profiles_are_listed_marked_and_connected_by_name() {
+    use postern_dbus::interface::SystemProfile;
+    let (mut app, mut rx) = app_with(&["lab"]);
+    let sys = vec![
+        SystemProfile {
+            name: "office".into(),
+            title: "Office".into(),
+            gateway: "192.0.2.1".into(),
+            autoconnect: "boot".into(),
+            file: "/etc/postern/profiles/office.toml".into(),
+            refused: String::new(),
+        },
+        SystemProfile {
+            name: "open".into(),
+            title: "open".into(),
+            gateway: "192.0.2.2".into(),
+            autoconnect: "no".into(),
+            file: "/etc/postern/profiles/open.toml".into(),
+            refused: "/etc/postern/profiles/open.toml: mode 0666: group or others may change it; chmod go-w it".into(),
+        },
+    ];
+    let _ = app.update(Message::Watcher(Update::SystemProfiles(sys)));
+    let rows: Vec<(String, Result<String, String>)> = app
+        .profiles
+        .entries
+        .iter()
+        .map(|e| (e.name.clone(), e.gateway.clone()))
+        .collect();
+    assert!(
+        rows.contains(&(
+            "system:office".into(),
+            Ok("192.0.2.1 (system profile)".into())
+        )),
+        "{rows:?}"
+    );
+    assert!(
+        rows.iter().any(|(n, g)| n == "system:open"
+            && g.as_ref()
+                .is_err_and(|e| e.contains("open.toml: mode 0666"))),
+        "{rows:?}"
+    );
+    app.connect("system:office");
+    match rx.try_recv() {
+        Ok(Command::Connect { profile, psk, .. }) => {
+            assert_eq!(profile, "system:office");
+            assert!(psk.is_none());
+        }
+        other => panic!("{other:?}"),
+    }
+    let _ = app.edit("system:office");
+    assert!(app.editor.is_none());
+    let notice = app.notice.clone().unwrap_or_default();
+    assert!(
+        notice.contains("needs administrator rights")
+            && notice.contains("/etc/postern/profiles/office.toml"),
+        "{notice}"
+    );
+}

@@ -15,7 +15,7 @@ use iced::widget::{
 use iced::{Element, Length};
 #[cfg(test)]
 use postern_dbus::profile::{
-    AuthMethod, Datapath, DnsMode, EncapMode, ExchangeMode, ModeConfig, NatTraversal,
+    AuthMethod, Autoconnect, Datapath, DnsMode, EncapMode, ExchangeMode, ModeConfig, NatTraversal,
 };
 use postern_dbus::profile::{Profile, Secret, SecretPolicy};
 use postern_frontend::profiles;
@@ -158,6 +158,9 @@ const fn f(
 // `as_str` is not const in the contract; the keyword lists are checked against it in
 // the tests below (one source of truth, verified).
 const EXCHANGE: &[&str] = &["main", "aggressive"];
+/// `autoconnect`: `boot` is for system profiles (the helper ignores it on yours), kept
+/// so a profile that says it survives the form.
+const AUTOCONNECT: &[&str] = &["no", "login", "boot"];
 const METHODS: &[&str] = &["psk", "rsa-sig", "hybrid"];
 const ENCAP: &[&str] = &["tunnel", "transport"];
 const MODE_CONFIG: &[&str] = &["pull", "push", "off"];
@@ -213,6 +216,13 @@ pub const FIELDS: &[Field] = &[
         Kind::Choice(EXCHANGE),
         G_GENERAL,
         "",
+    ),
+    f(
+        "autoconnect",
+        "Connect automatically",
+        Kind::Choice(AUTOCONNECT),
+        G_GENERAL,
+        "login: when the app starts at login (Settings)",
     ),
     f(
         "auth.remote_id",
@@ -398,6 +408,10 @@ fn contract_words() -> Vec<(&'static [&'static str], Vec<&'static str>)> {
         (
             EXCHANGE,
             ExchangeMode::ALL.iter().map(|x| x.as_str()).collect(),
+        ),
+        (
+            AUTOCONNECT,
+            Autoconnect::ALL.iter().map(|x| x.as_str()).collect(),
         ),
         (
             METHODS,

@@ -58,6 +58,7 @@ pub enum Message {
     PathConfirm,
     StartHidden(bool),
     StartAtLogin(bool),
+    ConnectAtLogin(bool),
     Close,
 }
 
@@ -157,6 +158,10 @@ impl Dialog {
                 settings.start_at_login = on;
                 Some(Event::Settings(*settings))
             }
+            (Dialog::Settings { settings, .. }, Message::ConnectAtLogin(on)) => {
+                settings.connect_at_login = on;
+                Some(Event::Settings(*settings))
+            }
             _ => None,
         }
     }
@@ -184,6 +189,11 @@ impl Dialog {
                     "set-login".into(),
                     None,
                     Some(Message::StartAtLogin(!settings.start_at_login)),
+                ));
+                v.push((
+                    "set-autoconnect".into(),
+                    None,
+                    Some(Message::ConnectAtLogin(!settings.connect_at_login)),
                 ));
             }
         }
@@ -319,6 +329,13 @@ impl Dialog {
                     )
                     .padding(4)
                     .style(move |t| style::focus_ring(t, ring("set-login"))),
+                    container(
+                        checkbox(settings.connect_at_login)
+                            .label("At login, connect the profiles marked \u{201c}Connect automatically: login\u{201d}")
+                            .on_toggle(Message::ConnectAtLogin)
+                    )
+                    .padding(4)
+                    .style(move |t| style::focus_ring(t, ring("set-autoconnect"))),
                     text("Postern keeps your tunnels up from the tray; closing the window does not disconnect.")
                         .size(13)
                         .style(style::muted),
