@@ -353,3 +353,42 @@ fn ipv4_only_full_tunnel_blocks_ipv6() {
         Ok(())
     });
 }
+
+/// The site policy's `[network] kill_switch = "force"` turns the kill switch on for a
+/// profile that does not ask for it, and `postern-helper check` says so.
+#[test]
+fn site_policy_forces_the_kill_switch() {
+    let t = Tunnel::main_psk("ks-policy");
+    run_scenario("ks-policy", |lab: &Lab| {
+        let policy = lab.dir.join("policy.toml");
+        std::fs::write(&policy, "[network]\nkill_switch = \"force\"\n")?;
+        let profile = lab.write_profile(&t)?;
+        let helper = postern::helper_path()?;
+        let checked = std::process::Command::new(&helper)
+            .args(["check", "--user", "--policy"])
+            .arg(&policy)
+            .arg(&profile)
+            .output()?;
+        let said = String::from_utf8_lossy(&checked.stdout).into_owned();
+        lab_ensure!(
+            checked.status.success() && said.contains("the kill switch is on for every profile"),
+            "check said: {said}"
+        );
+        let _gw = lab.start_gateway(&t)?;
+        let policy_env = policy.to_string_lossy().into_owned();
+        let client =
+            Client::start_with_env(lab, &helper, &profile, &[("POSTERN_POLICY", &policy_env)])?;
+        lab.adopt(&client.proc);
+        client.wait_connected()?;
+        client.wait_line("kill switch on:", Duration::from_secs(5))?;
+        lab_ensure!(postern_tables(lab)?.len() == 1, "no table");
+        client.sigterm()?;
+        let code = client.exit_code(Duration::from_secs(15))?;
+        lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
+        lab_ensure!(
+            postern_tables(lab)?.is_empty(),
+            "table left after disconnect"
+        );
+        Ok(())
+    });
+}
