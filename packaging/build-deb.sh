@@ -129,8 +129,8 @@ shlibs=$(cd "$BUILD" && dpkg-shlibdeps -O debian/postern/usr/bin/postern \
   sed -n 's/^shlibs:Depends=//p')
 # Beyond the linked libraries: the system bus and polkit the helper serves through,
 # and what postern-gui loads with dlopen (winit: X11 with XKB, or Wayland). The helper
-# runs no programs (netlink only: no iproute2).
-depends="$shlibs, default-dbus-system-bus | dbus-system-bus, polkitd"
+# runs one program: nft, for the kill switch's table (netlink otherwise: no iproute2).
+depends="$shlibs, default-dbus-system-bus | dbus-system-bus, polkitd, nftables"
 depends="$depends, libxkbcommon0, libx11-6, libx11-xcb1, libxcursor1, libxi6, libxrandr2, libxkbcommon-x11-0, libwayland-client0, libwayland-cursor0"
 size=$(du -sk --apparent-size --exclude=DEBIAN "$STAGE" | cut -f1)
 cat > "$STAGE/DEBIAN/control" <<CONTROL

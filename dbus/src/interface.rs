@@ -348,6 +348,11 @@ pub trait Connection {
     /// the helper's sentence; both empty when none.
     #[zbus(property)]
     fn last_error(&self) -> zbus::Result<crate::failure::LastError>;
+    /// What the helper's firewall holds for this tunnel, one sentence each:
+    /// `kill switch on: ...`, `IPv6 blocked while connected: ...`; empty: nothing.
+    /// Kept while the tunnel reconnects.
+    #[zbus(property)]
+    fn protection(&self) -> zbus::Result<Vec<String>>;
 
     /// The tunnel's latest log lines (up to [`LOG_HISTORY`]), oldest first, and how
     /// many lines it has had in all (the number of the line after the last).

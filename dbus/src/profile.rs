@@ -268,6 +268,13 @@ pub struct Network {
     /// "Check the tunnel": a captive-portal probe, `http://` only, that answers 204 (or
     /// 200) when nothing intercepts (default: ask NetworkManager, else skip).
     pub portal_url: Option<String>,
+    /// The kill switch: while the tunnel is up or reconnecting, its traffic never
+    /// leaves outside it (everything, for a full tunnel; the tunnel's networks, for a
+    /// split one). Default off. Needs the userspace datapath.
+    pub kill_switch: bool,
+    /// With the kill switch: the local networks (RFC 1918, link-local) stay reachable
+    /// outside the tunnel. Default off.
+    pub allow_lan: bool,
 }
 
 /// Dead peer detection (RFC 3706): probe after `interval` of silence, give up after
@@ -892,6 +899,8 @@ struct RawNetwork {
     check_host: Str,
     check_domain: Str,
     portal_url: Str,
+    kill_switch: Option<Spanned<bool>>,
+    allow_lan: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1564,7 +1573,16 @@ fn convert(cx: &Cx<'_>, raw: &RawProfile, policy: SecretPolicy) -> Result<Profil
         portal_url: cx.opt("network.portal_url", &n.portal_url, |s| {
             check_portal_url(s).map(|()| s.to_string())
         })?,
+        kill_switch: n.kill_switch.as_ref().is_some_and(|b| *b.get_ref()),
+        allow_lan: n.allow_lan.as_ref().is_some_and(|b| *b.get_ref()),
     };
+    if network.kill_switch && network.datapath == Datapath::Kernel {
+        return Err(cx.err(
+            "network.kill_switch",
+            n.kill_switch.as_ref().map(|b| b.span()),
+            "the kill switch needs the userspace datapath (network.datapath = \"userspace\" or \"auto\"): it lets the tunnel's traffic out through Postern's TUN device only",
+        ));
+    }
 
     Ok(Profile {
         name,
@@ -1716,6 +1734,14 @@ struct OutNetwork {
     check_domain: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     portal_url: Option<String>,
+    #[serde(skip_serializing_if = "is_false")]
+    kill_switch: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    allow_lan: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 #[derive(Serialize)]
@@ -1853,6 +1879,8 @@ impl Profile {
                 check_host: self.network.check_host.map(|a| a.to_string()),
                 check_domain: self.network.check_domain.clone(),
                 portal_url: self.network.portal_url.clone(),
+                kill_switch: self.network.kill_switch,
+                allow_lan: self.network.allow_lan,
             },
         };
         toml::to_string(&out).expect("a profile always serialises")

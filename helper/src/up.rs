@@ -32,6 +32,21 @@ pub fn run(path: &Path) -> ExitCode {
         eprintln!("error: {}", f.message);
         return ExitCode::from(f.code());
     }
+    // The site policy (forbidden algorithms, a forced kill switch), as the D-Bus
+    // service applies it.
+    let policy_path = crate::fleet::policy::path();
+    match crate::fleet::policy::Policy::load(&policy_path) {
+        Ok(policy) => {
+            if let Err((key, why)) = policy.apply(&mut profile) {
+                eprintln!("error: {}: {key}: {why}", path.display());
+                return ExitCode::from(FailureKind::BadProfile.exit_code());
+            }
+        }
+        Err(e) => {
+            eprintln!("error: the site policy cannot be read: {e}");
+            return ExitCode::from(FailureKind::BadProfile.exit_code());
+        }
+    }
     // --- datapath (issue 3): undo what a killed helper left in this namespace ---
     for line in crate::kernel::cleanup_stale() {
         println!("{line}");

@@ -686,7 +686,7 @@ async fn status(json: bool) -> Result<(), Fail> {
                 })
                 .collect();
             println!(
-                "{{\"name\":{},\"state\":{},\"phase\":{},\"gateway\":{},\"virtual_ip\":{},\"ike\":{},\"sas\":[{}],\"tx_bytes\":{},\"rx_bytes\":{},\"last_error\":{}}}",
+                "{{\"name\":{},\"state\":{},\"phase\":{},\"gateway\":{},\"virtual_ip\":{},\"ike\":{},\"sas\":[{}],\"tx_bytes\":{},\"rx_bytes\":{},\"last_error\":{},\"protection\":[{}]}}",
                 profiles::js(&name),
                 profiles::js(&st),
                 profiles::js(&c.phase().await.unwrap_or_default()),
@@ -696,7 +696,14 @@ async fn status(json: bool) -> Result<(), Fail> {
                 sas_js.join(","),
                 t.tx_bytes,
                 t.rx_bytes,
-                profiles::js(&c.last_error().await.unwrap_or_default().message)
+                profiles::js(&c.last_error().await.unwrap_or_default().message),
+                c.protection()
+                    .await
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|l| profiles::js(l))
+                    .collect::<Vec<_>>()
+                    .join(",")
             );
             continue;
         }
@@ -707,6 +714,9 @@ async fn status(json: bool) -> Result<(), Fail> {
             c.ike_proposal().await.unwrap_or_default()
         );
         println!("  sent {} bytes, received {} bytes", t.tx_bytes, t.rx_bytes);
+        for line in c.protection().await.unwrap_or_default() {
+            println!("  {line}");
+        }
         if !sas.is_empty() {
             println!(
                 "  {:<10} {:<10} {:<16} {:<16} {:<20} {:<18} {:<9} {:>14} {:>14}",

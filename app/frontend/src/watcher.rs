@@ -156,6 +156,9 @@ pub struct Tunnel {
     pub ike_proposal: String,
     pub sas: Vec<SaInfo>,
     pub last_error: Option<Fail>,
+    /// The helper's firewall for this tunnel (`kill switch on: ...`, `IPv6 blocked
+    /// while connected: ...`); empty: nothing.
+    pub protection: Vec<String>,
 }
 
 impl Tunnel {
@@ -797,6 +800,7 @@ async fn snapshot(c: &ConnectionProxy<'_>, profile: &str, path: &str) -> Result<
             .await
             .unwrap_or_else(|_| LastError::default())
             .failure(),
+        protection: c.protection().await.unwrap_or_default(),
     })
 }
 

@@ -166,6 +166,8 @@ fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
 struct Report<'a> {
     files: usize,
     problems: &'a [Problem],
+    /// The site policy turns the kill switch on for every profile.
+    kill_switch_forced: bool,
 }
 
 const CHECK_USAGE: &str = "usage: postern-helper check [--json] [--policy FILE] [--user] [PATH...]
@@ -229,6 +231,7 @@ pub fn check_command(args: &[&str]) -> ExitCode {
         let report = Report {
             files: files.len(),
             problems: &problems,
+            kill_switch_forced: policy.force_kill_switch,
         };
         match serde_json::to_string_pretty(&report) {
             Ok(s) => println!("{s}"),
@@ -237,6 +240,12 @@ pub fn check_command(args: &[&str]) -> ExitCode {
     } else {
         for p in &problems {
             println!("{p}");
+        }
+        if policy.force_kill_switch {
+            println!(
+                "policy {}: the kill switch is on for every profile (network.kill_switch = \"force\")",
+                policy_path.display()
+            );
         }
         println!(
             "{} file{} checked, {} problem{}",

@@ -6,6 +6,9 @@
 //!
 //! [algorithms]
 //! forbid = ["modp1024", "md5", "3des"]   # any cipher, hash or group name of the proposal syntax
+//!
+//! [network]
+//! kill_switch = "force"          # the kill switch on for every profile ("profile": each decides)
 //! ```
 //!
 //! The helper applies it to every profile it is asked to connect, and
@@ -34,6 +37,8 @@ pub struct Policy {
     pub user_profiles: bool,
     /// Lower-case algorithm names no proposal may contain.
     pub forbid: Vec<String>,
+    /// `[network] kill_switch = "force"`: every profile gets the kill switch.
+    pub force_kill_switch: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -43,6 +48,14 @@ struct Raw {
     profiles: RawProfiles,
     #[serde(default)]
     algorithms: RawAlgorithms,
+    #[serde(default)]
+    network: RawNetwork,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawNetwork {
+    kill_switch: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -69,6 +82,7 @@ impl Policy {
         Policy {
             user_profiles: true,
             forbid: Vec::new(),
+            force_kill_switch: false,
         }
     }
 
@@ -84,9 +98,19 @@ impl Policy {
             }
             forbid.push(n);
         }
+        let force_kill_switch = match raw.network.kill_switch.as_deref() {
+            None | Some("profile") => false,
+            Some("force") => true,
+            Some(other) => {
+                return Err(format!(
+                    "{origin}: network.kill_switch: '{other}' is not \"force\" (on for every profile) or \"profile\" (each profile decides)"
+                ));
+            }
+        };
         Ok(Policy {
             user_profiles: raw.profiles.user_profiles.unwrap_or(true),
             forbid,
+            force_kill_switch,
         })
     }
 
@@ -107,6 +131,15 @@ impl Policy {
     /// the forbidden ones quietly; a proposal the profile names that uses a forbidden
     /// algorithm refuses the profile, as `(key, sentence)`.
     pub fn apply(&self, p: &mut Profile) -> Result<(), (String, String)> {
+        if self.force_kill_switch {
+            if p.network.datapath == postern_dbus::profile::Datapath::Kernel {
+                return Err((
+                    "network.datapath".to_string(),
+                    "this machine's policy forces the kill switch, which needs the userspace datapath: set network.datapath to \"auto\" or \"userspace\"".to_string(),
+                ));
+            }
+            p.network.kill_switch = true;
+        }
         if self.forbid.is_empty() {
             return Ok(());
         }
@@ -209,6 +242,27 @@ mod tests {
             strict.apply(&mut defaults).is_err(),
             "nothing left to offer"
         );
+    }
+
+    #[test]
+    fn forces_the_kill_switch() {
+        let pol = Policy::parse("[network]\nkill_switch = \"force\"\n", "policy.toml").unwrap();
+        assert!(pol.force_kill_switch);
+        let mut p = profile("");
+        assert!(!p.network.kill_switch);
+        assert_eq!(pol.apply(&mut p), Ok(()));
+        assert!(p.network.kill_switch, "forced on");
+        let mut kernel = profile("[network]\ndatapath = \"kernel\"\n");
+        let (key, why) = pol.apply(&mut kernel).unwrap_err();
+        assert_eq!(key, "network.datapath");
+        assert!(why.contains("forces the kill switch"), "{why}");
+        // "profile" (the default): each profile decides.
+        let open = Policy::parse("[network]\nkill_switch = \"profile\"\n", "p").unwrap();
+        let mut p = profile("");
+        assert_eq!(open.apply(&mut p), Ok(()));
+        assert!(!p.network.kill_switch);
+        let e = Policy::parse("[network]\nkill_switch = \"yes\"\n", "policy.toml").unwrap_err();
+        assert!(e.starts_with("policy.toml: network.kill_switch"), "{e}");
     }
 
     #[test]

@@ -54,6 +54,8 @@ pub enum Entry {
         src: String,
         dst: String,
     },
+    /// An nftables table of ours (the kill switch, the IPv6 leak block).
+    NfTable { family: String, name: String },
 }
 
 impl Entry {
@@ -70,6 +72,7 @@ impl Entry {
             }
             Entry::XfrmSa { dst, spi } => format!("ESP SA {spi} to {dst}"),
             Entry::XfrmPolicy { dir, src, dst } => format!("XFRM policy {dir} {src} -> {dst}"),
+            Entry::NfTable { family, name } => format!("nftables table {family} {name}"),
         }
     }
 
@@ -83,6 +86,7 @@ impl Entry {
             Entry::Rule { family, priority } => format!("rule {family} {priority}"),
             Entry::XfrmSa { dst, spi } => format!("xfrm-sa {dst} {spi}"),
             Entry::XfrmPolicy { dir, src, dst } => format!("xfrm-policy {dir} {src} {dst}"),
+            Entry::NfTable { family, name } => format!("nftable {family} {name}"),
         }
     }
 
@@ -126,6 +130,14 @@ impl Entry {
                 src: src.to_string(),
                 dst: dst.to_string(),
             }),
+            ["nftable", family @ ("inet" | "ip" | "ip6"), name]
+                if name.starts_with(super::firewall::TABLE_PREFIX) =>
+            {
+                Some(Entry::NfTable {
+                    family: family.to_string(),
+                    name: name.to_string(),
+                })
+            }
             ["resolvconf", backup] => Some(Entry::ResolvConf {
                 backup: backup.to_string(),
             }),
@@ -320,6 +332,14 @@ mod tests {
                 via: "192.0.2.254".into(),
             },
         ];
+        let es = [
+            es.as_slice(),
+            &[Entry::NfTable {
+                family: "inet".into(),
+                name: "postern_77_0".into(),
+            }],
+        ]
+        .concat();
         for e in &es {
             j.record(e.clone()).expect("record");
         }
@@ -354,6 +374,8 @@ mod tests {
             "link",
             "unknown x",
             "link a b",
+            "nftable inet filter",
+            "nftable netdev postern_1_0",
         ] {
             assert_eq!(Entry::parse(l), None, "{l}");
         }

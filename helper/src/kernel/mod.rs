@@ -5,6 +5,7 @@
 //! over XFRM netlink with the netlink-packet-xfrm crate ([`xfrm`]).
 
 pub mod dns;
+pub mod firewall;
 pub mod journal;
 pub mod net;
 pub mod resolved;

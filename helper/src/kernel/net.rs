@@ -329,6 +329,9 @@ fn undo_one(e: &Entry) -> Result<bool, KernelError> {
     if let Entry::XfrmSa { .. } | Entry::XfrmPolicy { .. } = e {
         return super::xfrm::undo(e);
     }
+    if let Entry::NfTable { family, name } = e {
+        return super::firewall::delete_table(family, name);
+    }
     if let Entry::Rule { family, priority } = e {
         let v6 = family == "inet6";
         let Ok(priority) = priority.parse::<u32>() else {
@@ -368,7 +371,8 @@ fn undo_one(e: &Entry) -> Result<bool, KernelError> {
             Entry::ResolvConf { .. }
             | Entry::Rule { .. }
             | Entry::XfrmSa { .. }
-            | Entry::XfrmPolicy { .. } => {
+            | Entry::XfrmPolicy { .. }
+            | Entry::NfTable { .. } => {
                 return Ok(false);
             }
         };
@@ -380,7 +384,8 @@ fn undo_one(e: &Entry) -> Result<bool, KernelError> {
             Entry::ResolvConf { .. }
             | Entry::Rule { .. }
             | Entry::XfrmSa { .. }
-            | Entry::XfrmPolicy { .. } => Ok(false),
+            | Entry::XfrmPolicy { .. }
+            | Entry::NfTable { .. } => Ok(false),
             Entry::Link { .. } => h.link().del(idx).execute().await.map(|_| true),
             Entry::Addr { cidr, .. } => {
                 let Some((addr, prefix)) = parse_cidr(cidr) else {

@@ -799,6 +799,14 @@ impl ConnObject {
     ) -> zbus::fdo::Result<LastError> {
         Ok(last_error(&self.allowed(conn, hdr).await?))
     }
+    #[zbus(property)]
+    async fn protection(
+        &self,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<Vec<String>> {
+        Ok(self.allowed(conn, hdr).await?.protection)
+    }
 
     async fn recent_log(
         &self,
@@ -944,6 +952,7 @@ fn changed_properties(s: &Status) -> HashMap<&'static str, Value<'static>> {
     m.insert("IkeProposal", Value::from(s.ike_proposal.clone()));
     m.insert("Sas", Value::from(sa_infos(s)));
     m.insert("LastError", Value::from(last_error(s)));
+    m.insert("Protection", Value::from(s.protection.clone()));
     m
 }
 

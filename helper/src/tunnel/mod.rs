@@ -30,6 +30,8 @@ use postern_engine::ike::{
 };
 use tokio::sync::{mpsc, oneshot};
 
+use crate::kernel::firewall::{self, Firewall, Rules};
+
 use postern_dbus::failure::FailureKind;
 
 pub(crate) const IKE_PORT: u16 = 500;
@@ -122,6 +124,9 @@ pub enum Event {
     Phase2Established(SaSummary),
     /// The datapath installed an SA pair (the line says where).
     Datapath(String),
+    /// The kill switch or the IPv6 leak block holds (one line each, e.g. `kill switch
+    /// on: nothing leaves outside the tunnel`), or was lifted (`kill switch off`).
+    Protection(Vec<String>),
     /// A line for the log: the engine's notes (phase 2 proposals left out of an offer),
     /// the encapsulation asked for and why.
     Note(String),
@@ -198,6 +203,10 @@ impl fmt::Display for Event {
                 c.lifetime.as_secs()
             ),
             Event::Datapath(line) | Event::Note(line) => f.write_str(line),
+            Event::Protection(lines) if lines.is_empty() => {
+                f.write_str("kill switch off: the firewall table is removed")
+            }
+            Event::Protection(lines) => f.write_str(&lines.join("\n")),
             Event::Connected { elapsed } => write!(f, "connected in {} ms", elapsed.as_millis()),
             Event::CredentialsRequired(req) => {
                 write!(f, "xauth: the gateway asks for {}", describe_fields(req))
@@ -337,8 +346,20 @@ pub fn spawn_as(profile: Profile, role: Role) -> Handle {
             commands: cmd_rx,
             events: ev_tx,
             commands_open: true,
+            firewall: None,
         };
-        d.run().await
+        if d.profile.network.kill_switch
+            && d.profile.network.datapath == postern_dbus::profile::Datapath::Auto
+        {
+            // The kill switch lets the tunnel's traffic out through the TUN device only.
+            d.profile.network.datapath = postern_dbus::profile::Datapath::Userspace;
+            d.emit(Event::Note(
+                "datapath: userspace (the kill switch lets the tunnel's traffic out through its TUN device only)".into(),
+            ));
+        }
+        let r = d.run().await;
+        d.lift_firewall().await;
+        r
     });
     Handle {
         commands: cmd_tx,
@@ -356,6 +377,9 @@ struct Driver {
     events: mpsc::UnboundedSender<Event>,
     /// False once every sender is gone (then the tunnel closes).
     commands_open: bool,
+    /// The kill switch or IPv6 leak block: made when the tunnel first connects, kept
+    /// across the reconnect loop, removed when the task ends.
+    firewall: Option<Firewall>,
 }
 
 /// What the command channel said while waiting between attempts.
@@ -364,6 +388,67 @@ enum Interrupt {
 }
 
 impl Driver {
+    /// Makes or updates the firewall table for a tunnel that just connected; returns
+    /// the lines describing it (none: nothing to hold).
+    async fn shield(&mut self, rules: Option<Rules>) -> Result<(), Failure> {
+        let Some(rules) = rules else {
+            self.lift_firewall().await;
+            return Ok(());
+        };
+        let current = self.firewall.take();
+        let same = current.as_ref().is_some_and(|f| *f.rules() == rules);
+        let kill_switch = rules.mode == firewall::Mode::KillSwitch;
+        let lines = rules.describe();
+        let joined = tokio::task::spawn_blocking(move || match current {
+            Some(mut f) => {
+                let r = f.update(rules);
+                (Some(f), r)
+            }
+            None => match Firewall::install(rules) {
+                Ok(f) => (Some(f), Ok(())),
+                Err(e) => (None, Err(e)),
+            },
+        })
+        .await;
+        let (fw, r) = joined
+            .map_err(|e| Failure::new(FailureKind::Internal, format!("firewall task: {e}")))?;
+        self.firewall = fw;
+        match r {
+            Ok(()) => {
+                if !same {
+                    self.emit(Event::Protection(lines));
+                }
+                Ok(())
+            }
+            Err(e) if kill_switch => Err(Failure::new(
+                FailureKind::Datapath,
+                format!("the kill switch cannot be set up: {e}"),
+            )),
+            Err(e) => {
+                self.emit(Event::Note(format!(
+                    "IPv6 not blocked (the firewall table cannot be made: {e}): IPv6 traffic may leave outside the tunnel"
+                )));
+                Ok(())
+            }
+        }
+    }
+
+    /// Removes the firewall table, if any.
+    async fn lift_firewall(&mut self) {
+        let Some(f) = self.firewall.take() else {
+            return;
+        };
+        let table = f.table().to_string();
+        let r = tokio::task::spawn_blocking(move || f.remove()).await;
+        match r {
+            Ok(Ok(())) => self.emit(Event::Protection(Vec::new())),
+            Ok(Err(e)) => self.emit(Event::Note(format!(
+                "the firewall table {table} could not be removed ({e}); `postern-helper cleanup` removes it"
+            ))),
+            Err(e) => self.emit(Event::Note(format!("firewall task: {e}"))),
+        }
+    }
+
     fn emit(&self, e: Event) {
         // A consumer that went away does not stop the tunnel; its commands do.
         let _ = self.events.send(e);

@@ -24,6 +24,7 @@ use super::sockets::{bind_shared, flush, ike_peer_in_use, natt_readable, open_ra
 use super::{Command, Driver, Event, Failure, IKE_PORT, phase1_summary, resolve, sa_summary};
 use crate::datapath::{Active, RekeySender, Start, encap};
 use crate::kernel::dns::DnsConfig;
+use crate::kernel::firewall::{self, Rules};
 use crate::kernel::xfrm::{EventListener, XfrmEvent};
 
 /// Which side of the negotiation this tunnel is.
@@ -104,6 +105,8 @@ pub(super) struct Session<'d> {
     volume_rx: mpsc::UnboundedReceiver<u32>,
     /// DNS from Mode Config, set up with the first SA.
     pending_dns: Option<DnsConfig>,
+    /// The DNS servers Mode Config gave (the kill switch pins port 53 to them).
+    mode_config_dns: Vec<IpAddr>,
     buf: Vec<u8>,
     buf4500: Vec<u8>,
 }
@@ -230,6 +233,7 @@ impl<'d> Session<'d> {
             volume_tx,
             volume_rx,
             pending_dns: None,
+            mode_config_dns: Vec::new(),
             buf: vec![0u8; 65536],
             buf4500: vec![0u8; 65536],
         })
@@ -366,6 +370,7 @@ impl<'d> Session<'d> {
                 self.driver.emit(Event::Phase1RenewalFailed(e.into()))
             }
             ike::Event::ModeConfig(info) => {
+                self.mode_config_dns = info.dns.clone();
                 let dns_mode = &self.profile().network.dns;
                 if !matches!(dns_mode, profile::DnsMode::Off) && !info.dns.is_empty() {
                     let mut domains: Vec<String> = info.default_domain.iter().cloned().collect();
@@ -481,12 +486,61 @@ impl<'d> Session<'d> {
             }
         }
         if self.up_children == self.expected_children && !self.connected {
+            let rules = self.firewall_rules();
+            if let Err(f) = self.driver.shield(rules).await {
+                return Err(self.abort(f).await);
+            }
             self.driver.emit(Event::Connected {
                 elapsed: self.start.elapsed(),
             });
             self.connected = true;
         }
         Ok(())
+    }
+
+    /// What the firewall should hold now that the tunnel is up: the kill switch when
+    /// the profile asks for it, else the IPv6 leak block for a full tunnel that carries
+    /// no IPv6; `None`: nothing.
+    fn firewall_rules(&self) -> Option<Rules> {
+        if self.role != Role::Initiator {
+            return None;
+        }
+        let p = self.profile();
+        let children = self.ike.children();
+        let full_tunnel = p.phase2.remote_networks.is_empty()
+            && children
+                .iter()
+                .any(|c| c.remote_ts.is_some_and(|t| t.prefix == 0));
+        let networks: Vec<(IpAddr, u8)> = children
+            .iter()
+            .filter_map(|c| c.remote_ts)
+            .filter(|t| t.prefix != 0)
+            .map(|t| (t.addr, t.prefix))
+            .collect();
+        let carries_v6 = children
+            .iter()
+            .any(|c| c.remote_ts.is_some_and(|t| t.addr.is_ipv6()));
+        let block_ipv6 = full_tunnel && !carries_v6;
+        let mode = if p.network.kill_switch {
+            firewall::Mode::KillSwitch
+        } else if block_ipv6 {
+            firewall::Mode::Ipv6Block
+        } else {
+            return None;
+        };
+        let dns_on = !matches!(p.network.dns, profile::DnsMode::Off);
+        Some(Rules {
+            mode,
+            gateway: self.remote.ip(),
+            full_tunnel,
+            networks,
+            pin_dns: dns_on
+                && !self.mode_config_dns.is_empty()
+                && (full_tunnel || matches!(p.network.dns, profile::DnsMode::Full)),
+            dns: self.mode_config_dns.clone(),
+            allow_lan: p.network.allow_lan,
+            block_ipv6,
+        })
     }
 
     /// Creates the datapath with the first SA. The outer error is the session's; the

@@ -54,6 +54,9 @@ pub struct Status {
     pub ike_proposal: String,
     /// The last failure or gateway complaint: its kind and one sentence.
     pub last_error: Option<postern_dbus::failure::Failure>,
+    /// What the firewall holds: `kill switch on: ...`, `IPv6 blocked while
+    /// connected: ...` (empty: nothing). Kept while reconnecting.
+    pub protection: Vec<String>,
 }
 
 impl Status {
@@ -124,6 +127,7 @@ impl Status {
             }
             Event::Closing { .. } => self.state = State::Disconnecting,
             Event::Disconnected => self.finish(None),
+            Event::Protection(lines) => self.protection = lines.clone(),
             Event::Datapath(_) | Event::Responding { .. } | Event::Note(_) => {}
         }
     }
@@ -143,6 +147,7 @@ impl Status {
         self.dns.clear();
         self.domain = None;
         self.virtual_ip = None;
+        self.protection.clear();
     }
 }
 

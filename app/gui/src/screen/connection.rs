@@ -284,6 +284,30 @@ fn kv<'a>(k: &'a str, v: String) -> Element<'a, Message> {
     .into()
 }
 
+/// The firewall's lines as one short phrase for the pane: `kill switch on`,
+/// `IPv6 blocked`, both joined, or `none`.
+pub fn protection_summary(lines: &[String]) -> String {
+    let mut parts = Vec::new();
+    if let Some(l) = lines.iter().find(|l| l.starts_with("kill switch on")) {
+        // "kill switch on: the tunnel's networks (...) only through it" → keep the scope.
+        match l.split_once(": ") {
+            Some((_, scope)) => parts.push(format!(
+                "kill switch on ({})",
+                scope.split(';').next().unwrap_or(scope).trim()
+            )),
+            None => parts.push("kill switch on".to_string()),
+        }
+    }
+    if lines.iter().any(|l| l.starts_with("IPv6 blocked")) {
+        parts.push("IPv6 blocked (the tunnel carries IPv4 only)".to_string());
+    }
+    if parts.is_empty() {
+        "none".to_string()
+    } else {
+        parts.join("; ")
+    }
+}
+
 /// The diagnostics for the user's admin: profile without secrets, state, SAs, log.
 pub fn diagnostics(name: &str, profile_toml: &str, live: Option<&Live>) -> String {
     let mut out = format!(
@@ -302,6 +326,9 @@ pub fn diagnostics(name: &str, profile_toml: &str, live: Option<&Live>) -> Strin
                 t.routes.join(", "),
                 t.ike_proposal
             ));
+            for p in &t.protection {
+                out.push_str(&format!("protection: {p}\n"));
+            }
             if let Some(f) = &t.last_error {
                 out.push_str(&format!("last error: {} ({})\n", f.message, f.kind));
             }
@@ -649,6 +676,7 @@ fn details<'a>(t: &'a Tunnel, l: &'a Live, now: Instant) -> Element<'a, Message>
         kv("Address", t.virtual_ip.clone()),
         kv("DNS", t.dns.join(", ")),
         kv("Routes", t.routes.join(", ")),
+        kv("Protection", protection_summary(&t.protection)),
         kv("Uptime", uptime),
         kv(
             "Received",
@@ -839,5 +867,30 @@ mod tests {
         assert!(d.contains("c0ffee01") && d.contains("0badf00d"));
         assert!(d.contains("phase1 established"));
         assert!(!d.to_lowercase().contains("psk ="));
+    }
+
+    #[test]
+    fn protection_in_a_few_words() {
+        assert_eq!(protection_summary(&[]), "none");
+        let split = vec![
+            "kill switch on: the tunnel's networks (10.77.0.0/24) only through it; DNS only to 10.77.0.53"
+                .to_string(),
+        ];
+        assert_eq!(
+            protection_summary(&split),
+            "kill switch on (the tunnel's networks (10.77.0.0/24) only through it)"
+        );
+        let full = vec![
+            "kill switch on: nothing leaves outside the tunnel".to_string(),
+            "IPv6 blocked while connected: the tunnel carries IPv4 only".to_string(),
+        ];
+        assert_eq!(
+            protection_summary(&full),
+            "kill switch on (nothing leaves outside the tunnel); IPv6 blocked (the tunnel carries IPv4 only)"
+        );
+        assert_eq!(
+            protection_summary(&full[1..]),
+            "IPv6 blocked (the tunnel carries IPv4 only)"
+        );
     }
 }

@@ -378,6 +378,20 @@ pub const FIELDS: &[Field] = &[
         "NetworkManager's check, e.g. http://…/generate_204",
     ),
     f(
+        "network.kill_switch",
+        "Kill switch (block traffic outside the tunnel)",
+        Kind::Choice(ON_OFF),
+        G_NET,
+        "",
+    ),
+    f(
+        "network.allow_lan",
+        "Kill switch: allow the local network",
+        Kind::Choice(ON_OFF),
+        G_NET,
+        "",
+    ),
+    f(
         "network.retransmit.tries",
         "Retransmissions",
         Kind::Int,
@@ -724,7 +738,12 @@ impl State {
                             .collect();
                         format!("[{}]", items.join(", "))
                     }
-                    Kind::Choice(_) if fl.key == "network.reconnect" && ON_OFF.contains(&v) => {
+                    Kind::Choice(_)
+                        if matches!(
+                            fl.key,
+                            "network.reconnect" | "network.kill_switch" | "network.allow_lan"
+                        ) && ON_OFF.contains(&v) =>
+                    {
                         v.to_string()
                     }
                     Kind::Choice(_) => js(v),

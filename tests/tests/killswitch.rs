@@ -1,0 +1,394 @@
+//! The kill switch and the IPv6 leak block against a real strongSwan gateway.
+//!
+//! The proof is counted on the gateway's side: an nftables table in the gw namespace
+//! counts every packet that arrives from the client's link and is not IKE (UDP 500/4500)
+//! or ESP to the gateway — `office` for the office network 10.77.0.0/24, `other` for
+//! anything else (IPv6 link-local housekeeping left out). The client has a default route
+//! through the gateway's link, like a laptop on a hotel network, so without the kill
+//! switch a ping to the office network goes out in the clear while the tunnel is down
+//! (each test shows that too, after the normal disconnect, so the counters are seen
+//! to count). Root only, like the other lab tests.
+
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use postern_lab::config::{GW_ADDR, LAN_HOST};
+use postern_lab::postern::{self, exit};
+use postern_lab::{Client, Lab, Result, Role, Tunnel, lab_ensure, run_scenario};
+
+/// The counters' table in the gw namespace.
+const COUNT_RULES: &str = r#"
+table inet plcount {
+    counter office { }
+    counter other { }
+    counter v6echo { }
+    chain pre {
+        type filter hook prerouting priority -300; policy accept;
+        iifname "g0" ip6 daddr 2001:db8:1::1 icmpv6 type echo-request counter name v6echo
+        iifname "g0" ip daddr 192.0.2.1 udp dport { 500, 4500 } return
+        iifname "g0" ip daddr 192.0.2.1 meta l4proto esp return
+        iifname "g0" ip6 daddr { fe80::/10, ff02::/16 } return
+        iifname "g0" ip daddr 10.77.0.0/24 counter name office return
+        iifname "g0" counter name other
+    }
+}
+"#;
+
+fn install_counters(lab: &Lab) -> Result<()> {
+    let file = lab.dir.join("plcount.nft");
+    std::fs::write(&file, COUNT_RULES)?;
+    lab.exec(Role::Gw, &["nft", "-f", &file.to_string_lossy()])?;
+    Ok(())
+}
+
+fn reset_counters(lab: &Lab) -> Result<()> {
+    lab.exec(
+        Role::Gw,
+        &["nft", "reset", "counters", "table", "inet", "plcount"],
+    )?;
+    Ok(())
+}
+
+/// Packets counted by the gateway-side counter `name` since the last reset.
+fn counter(lab: &Lab, name: &str) -> Result<u64> {
+    let out = lab.exec(
+        Role::Gw,
+        &["nft", "list", "counter", "inet", "plcount", name],
+    )?;
+    let n = out
+        .split_whitespace()
+        .skip_while(|w| *w != "packets")
+        .nth(1)
+        .and_then(|n| n.parse().ok());
+    match n {
+        Some(n) => Ok(n),
+        None => Err(postern_lab::LabError(format!("no packet count in: {out}"))),
+    }
+}
+
+/// Postern's nftables tables in the client namespace.
+fn postern_tables(lab: &Lab) -> Result<Vec<String>> {
+    let out = lab.exec(Role::Client, &["nft", "list", "tables"])?;
+    Ok(out
+        .lines()
+        .filter_map(|l| l.strip_prefix("table inet "))
+        .filter(|n| n.starts_with("postern_"))
+        .map(str::to_string)
+        .collect())
+}
+
+/// A laptop on a foreign network: everything goes to the gateway's link.
+fn default_route(lab: &Lab) -> Result<()> {
+    lab.exec(
+        Role::Client,
+        &["ip", "route", "add", "default", "via", GW_ADDR],
+    )?;
+    Ok(())
+}
+
+const UDP_SENDER: &str = "import socket, sys, time
+end = time.time() + float(sys.argv[1])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sent = refused = 0
+while time.time() < end:
+    for d in sys.argv[2:]:
+        try:
+            s.sendto(b'is this leaking?', (d, 9))
+            sent += 1
+        except OSError:
+            refused += 1
+    time.sleep(0.1)
+print(sent, refused)
+";
+
+/// Applications that keep trying for `secs` seconds: a ping and a UDP sender, to
+/// each of `dsts`, from the client namespace.
+fn start_traffic(lab: &Lab, secs: u32, dsts: &[&str]) -> Result<Vec<Child>> {
+    let mut children = Vec::new();
+    for d in dsts {
+        let mut ping = lab.command(Role::Client, Path::new("ping"));
+        ping.args(["-n", "-i", "0.2", "-W", "1", "-w", &secs.to_string(), d]);
+        children.push(ping.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?);
+    }
+    let mut udp = lab.command(Role::Client, Path::new("python3"));
+    udp.args(["-c", UDP_SENDER, &secs.to_string()]).args(dsts);
+    children.push(udp.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?);
+    Ok(children)
+}
+
+/// Waits for the traffic generators (each bounded by its own time limit); returns
+/// their output.
+fn finish_traffic(children: Vec<Child>) -> Result<String> {
+    let mut all = String::new();
+    for c in children {
+        let out = c.wait_with_output()?;
+        all.push_str(&String::from_utf8_lossy(&out.stdout));
+        all.push_str(&String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(all)
+}
+
+fn kill_switch_profile(lab: &Lab, t: &Tunnel, extra: &str) -> Result<std::path::PathBuf> {
+    let profile = lab.write_profile(t)?;
+    let text = std::fs::read_to_string(&profile)?;
+    std::fs::write(
+        &profile,
+        text.replace("[network]\n", &format!("[network]\n{extra}")),
+    )?;
+    Ok(profile)
+}
+
+/// The gateway dies; for 20 s the client reconnects while a ping and a UDP sender keep
+/// trying the office network (and, for the full tunnel, an address outside it). Not one
+/// of their packets reaches the gateway's link. Then a normal disconnect removes the
+/// table, and the same ping now goes out in the clear (the counters count).
+fn holds_while_reconnecting(lab: &Lab, t: &Tunnel, full: bool) -> Result<()> {
+    default_route(lab)?;
+    install_counters(lab)?;
+    let gw = lab.start_gateway(t)?;
+    let profile = kill_switch_profile(lab, t, "kill_switch = true\n")?;
+    let client = Client::start(lab, &profile)?;
+    lab.adopt(&client.proc);
+    client.wait_connected()?;
+    let line = client.wait_line("kill switch on:", Duration::from_secs(5))?;
+    let want = if full {
+        "kill switch on: nothing leaves outside the tunnel"
+    } else {
+        "kill switch on: the tunnel's networks (10.77.0.0/24) only through it"
+    };
+    lab_ensure!(line.text.starts_with(want), "{line:?}");
+    let tables = postern_tables(lab)?;
+    lab_ensure!(tables.len() == 1, "tables: {tables:?}");
+    lab.ping(Role::Client, None, LAN_HOST)?;
+    // Outside the office network a split tunnel leaves the traffic alone.
+    if !full {
+        lab.ping(Role::Client, None, GW_ADDR)?;
+    }
+
+    gw.kill()?;
+    reset_counters(lab)?;
+    let outside = "198.18.0.1";
+    let dsts: Vec<&str> = if full {
+        vec![LAN_HOST, outside]
+    } else {
+        vec![LAN_HOST]
+    };
+    let started = Instant::now();
+    let traffic = start_traffic(lab, 20, &dsts)?;
+    let lost = client.wait_line("connection lost", Duration::from_secs(20));
+    let out = finish_traffic(traffic)?;
+    let took = started.elapsed();
+    lost?;
+    let office = counter(lab, "office")?;
+    let other = counter(lab, "other")?;
+    let tries = client
+        .stdout()
+        .iter()
+        .filter(|l| l.starts_with("reconnect failed") || l.starts_with("connection lost"))
+        .count();
+    eprintln!(
+        "killswitch full={full}: {took:?} of traffic while reconnecting ({tries} lost/failed lines): office {office}, other {other} packets at the gateway; generators: {}",
+        out.lines().last().unwrap_or("")
+    );
+    lab_ensure!(
+        office == 0,
+        "{office} packets to the office network left outside the tunnel"
+    );
+    if full {
+        lab_ensure!(other == 0, "{other} packets left outside the full tunnel");
+    }
+    // Still the same table, still held.
+    lab_ensure!(
+        postern_tables(lab)? == tables,
+        "the table changed while reconnecting"
+    );
+    // A normal disconnect (while reconnecting) removes it.
+    client.sigterm()?;
+    let code = client.exit_code(Duration::from_secs(15))?;
+    lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
+    let left = postern_tables(lab)?;
+    lab_ensure!(left.is_empty(), "left after disconnect: {left:?}");
+    lab_ensure!(
+        client
+            .stdout()
+            .iter()
+            .any(|l| l.starts_with("kill switch off")),
+        "no `kill switch off` line: {:?}",
+        client.stdout()
+    );
+    // The control: without the kill switch the same traffic leaves in the clear.
+    reset_counters(lab)?;
+    let _ = lab.exec(
+        Role::Client,
+        &["ping", "-n", "-c", "3", "-i", "0.2", "-W", "1", LAN_HOST],
+    );
+    let office = counter(lab, "office")?;
+    lab_ensure!(
+        office >= 3,
+        "the control ping was not counted ({office}): the counters do not count"
+    );
+    Ok(())
+}
+
+#[test]
+fn kill_switch_split_tunnel_holds_while_reconnecting_then_cleanup_after_sigkill() {
+    let t = Tunnel::main_psk("ks-split").dpd(2, 6);
+    run_scenario("ks-split", |lab: &Lab| {
+        holds_while_reconnecting(lab, &t, false)?;
+        // SIGKILL: the table stays (the kill switch holds without its helper), and
+        // `postern-helper cleanup` removes it with the rest.
+        let _gw = lab.start_gateway(&t)?;
+        let profile = kill_switch_profile(lab, &t, "kill_switch = true\n")?;
+        let client = Client::start(lab, &profile)?;
+        lab.adopt(&client.proc);
+        client.wait_connected()?;
+        client.wait_line("kill switch on:", Duration::from_secs(5))?;
+        client.sigkill()?;
+        let _ = client.exit_status(Duration::from_secs(10))?;
+        let held = postern_tables(lab)?;
+        lab_ensure!(held.len() == 1, "after SIGKILL: {held:?}");
+        let report = postern::cleanup(lab)?;
+        lab_ensure!(
+            report.contains("cleanup: removed"),
+            "cleanup said: {report}"
+        );
+        let left = postern_tables(lab)?;
+        lab_ensure!(left.is_empty(), "left after cleanup: {left:?} ({report})");
+        let links = lab.exec(Role::Client, &["ip", "-o", "link"])?;
+        lab_ensure!(!links.contains("postern"), "device left: {links}");
+        Ok(())
+    });
+}
+
+#[test]
+fn kill_switch_full_tunnel_holds_while_reconnecting() {
+    let t = Tunnel::main_psk("ks-full").full_tunnel().dpd(2, 6);
+    run_scenario("ks-full", |lab: &Lab| {
+        holds_while_reconnecting(lab, &t, true)
+    });
+}
+
+/// An IPv4-only full tunnel without the kill switch: IPv6 to the outside is refused
+/// while it is up (said in one line), and works again after the disconnect.
+#[test]
+fn ipv4_only_full_tunnel_blocks_ipv6() {
+    let t = Tunnel::main_psk("v6-block").full_tunnel();
+    run_scenario("v6-block", |lab: &Lab| {
+        for (role, addr, dev) in [
+            (Role::Client, "2001:db8:1::2/64", "c0"),
+            (Role::Gw, "2001:db8:1::1/64", "g0"),
+        ] {
+            lab.exec(
+                role,
+                &["ip", "-6", "addr", "add", addr, "dev", dev, "nodad"],
+            )?;
+        }
+        install_counters(lab)?;
+        let ping6 = |lab: &Lab| {
+            lab.exec(
+                Role::Client,
+                &[
+                    "ping",
+                    "-6",
+                    "-n",
+                    "-c",
+                    "2",
+                    "-i",
+                    "0.2",
+                    "-W",
+                    "1",
+                    "2001:db8:1::1",
+                ],
+            )
+        };
+        // IPv6 works before the tunnel (a few tries while the link settles).
+        let mut ok = false;
+        for _ in 0..10 {
+            if ping6(lab).is_ok() {
+                ok = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        lab_ensure!(ok, "no IPv6 between client and gateway before the tunnel");
+        let _gw = lab.start_gateway(&t)?;
+        let client = lab.start_postern(&t)?;
+        client.wait_connected()?;
+        let line = client.wait_line("IPv6 blocked", Duration::from_secs(5))?;
+        lab_ensure!(
+            line.text == "IPv6 blocked while connected: the tunnel carries IPv4 only",
+            "{line:?}"
+        );
+        lab_ensure!(
+            !client
+                .stdout()
+                .iter()
+                .any(|l| l.starts_with("kill switch on")),
+            "a kill switch without asking"
+        );
+        reset_counters(lab)?;
+        let refused = ping6(lab);
+        lab_ensure!(refused.is_err(), "IPv6 ping answered while connected");
+        let seen = counter(lab, "v6echo")?;
+        lab_ensure!(seen == 0, "{seen} IPv6 echo requests reached the gateway");
+        // IPv4 goes through the tunnel as usual.
+        lab.ping(Role::Client, None, LAN_HOST)?;
+        client.sigterm()?;
+        let code = client.exit_code(Duration::from_secs(15))?;
+        lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
+        lab_ensure!(
+            postern_tables(lab)?.is_empty(),
+            "table left after disconnect"
+        );
+        ping6(lab).map_err(|e| {
+            postern_lab::LabError(format!(
+                "IPv6 does not work again after the disconnect: {e}"
+            ))
+        })?;
+        lab_ensure!(
+            counter(lab, "v6echo")? >= 2,
+            "the IPv6 counter does not count"
+        );
+        Ok(())
+    });
+}
+
+/// The site policy's `[network] kill_switch = "force"` turns the kill switch on for a
+/// profile that does not ask for it, and `postern-helper check` says so.
+#[test]
+fn site_policy_forces_the_kill_switch() {
+    let t = Tunnel::main_psk("ks-policy");
+    run_scenario("ks-policy", |lab: &Lab| {
+        let policy = lab.dir.join("policy.toml");
+        std::fs::write(&policy, "[network]\nkill_switch = \"force\"\n")?;
+        let profile = lab.write_profile(&t)?;
+        let helper = postern::helper_path()?;
+        let checked = std::process::Command::new(&helper)
+            .args(["check", "--user", "--policy"])
+            .arg(&policy)
+            .arg(&profile)
+            .output()?;
+        let said = String::from_utf8_lossy(&checked.stdout).into_owned();
+        lab_ensure!(
+            checked.status.success() && said.contains("the kill switch is on for every profile"),
+            "check said: {said}"
+        );
+        let _gw = lab.start_gateway(&t)?;
+        let policy_env = policy.to_string_lossy().into_owned();
+        let client =
+            Client::start_with_env(lab, &helper, &profile, &[("POSTERN_POLICY", &policy_env)])?;
+        lab.adopt(&client.proc);
+        client.wait_connected()?;
+        client.wait_line("kill switch on:", Duration::from_secs(5))?;
+        lab_ensure!(postern_tables(lab)?.len() == 1, "no table");
+        client.sigterm()?;
+        let code = client.exit_code(Duration::from_secs(15))?;
+        lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
+        lab_ensure!(
+            postern_tables(lab)?.is_empty(),
+            "table left after disconnect"
+        );
+        Ok(())
+    });
+}
