@@ -121,6 +121,11 @@ keyword_enum!(
     /// DNS from Mode Config: split (routing domains), full (all queries), or ignored.
     DnsMode { Split = "split", Full = "full", Off = "off" } default Split
 );
+keyword_enum!(
+    /// What a suspend does to the tunnel: keep it (check the gateway at once on
+    /// resume) or close it first (DELETEs sent while logind waits for us).
+    OnSuspend { Keep = "keep", Disconnect = "disconnect" } default Keep
+);
 
 /// Phase 1 authentication settings.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -259,6 +264,8 @@ pub struct Network {
     pub reconnect: bool,
     /// NAT keepalives (RFC 3948) while ESP is UDP-encapsulated; `None`: off. Default 20 s.
     pub nat_keepalive: Option<Duration>,
+    /// What a suspend does to the tunnel (default: keep it).
+    pub on_suspend: OnSuspend,
     /// "Check the tunnel": a host behind the tunnel that answers ping (default: the
     /// first DNS server the gateway gave). IPv4, like the tunnel's inner side.
     pub check_host: Option<Ipv4Addr>,
@@ -896,6 +903,7 @@ struct RawNetwork {
     retransmit: Option<RawRetransmit>,
     reconnect: Option<Spanned<bool>>,
     nat_keepalive: Option<Spanned<StrOrInt>>,
+    on_suspend: Str,
     check_host: Str,
     check_domain: Str,
     portal_url: Str,
@@ -1544,6 +1552,7 @@ fn convert(cx: &Cx<'_>, raw: &RawProfile, policy: SecretPolicy) -> Result<Profil
         dns: cx.keyword("network.dns", &n.dns)?,
         retransmit,
         reconnect: n.reconnect.as_ref().map(|b| *b.get_ref()).unwrap_or(true),
+        on_suspend: cx.keyword("network.on_suspend", &n.on_suspend)?,
         nat_keepalive: match &n.nat_keepalive {
             Some(v) if v.get_ref().0 == "off" => None,
             v => Some(cx.duration(
@@ -1727,6 +1736,7 @@ struct OutNetwork {
     dpd: OutDpd,
     reconnect: bool,
     nat_keepalive: String,
+    on_suspend: &'static str,
     retransmit: OutRetransmit,
     #[serde(skip_serializing_if = "Option::is_none")]
     check_host: Option<String>,
@@ -1871,6 +1881,7 @@ impl Profile {
                     .network
                     .nat_keepalive
                     .map_or("off".to_string(), format_duration),
+                on_suspend: self.network.on_suspend.as_str(),
                 retransmit: OutRetransmit {
                     tries: self.network.retransmit.tries,
                     base: format_duration(self.network.retransmit.base),

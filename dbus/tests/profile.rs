@@ -283,6 +283,7 @@ fn every_key_changed() {
     assert_eq!(p.network.dpd, None);
     assert_eq!(p.network.datapath, Datapath::Userspace);
     assert_eq!(p.network.dns, DnsMode::Full);
+    assert_eq!(p.network.on_suspend, OnSuspend::Disconnect);
     assert_eq!(p.network.check_host, Some(Ipv4Addr::new(10, 77, 0, 10)));
     assert_eq!(p.network.check_domain.as_deref(), Some("corp.example"));
     assert_eq!(
@@ -977,4 +978,22 @@ fn reconnect_and_nat_keepalive() {
     let again = parse(&p.to_toml_string());
     assert!(!again.network.reconnect);
     assert_eq!(again.network.nat_keepalive, None);
+}
+
+#[test]
+fn on_suspend_keeps_by_default_and_round_trips() {
+    let p = parse(HEAD);
+    assert_eq!(p.network.on_suspend, OnSuspend::Keep);
+    let p = parse(&format!("{HEAD}[network]\non_suspend = \"disconnect\"\n"));
+    assert_eq!(p.network.on_suspend, OnSuspend::Disconnect);
+    let again = parse(&p.to_toml_string());
+    assert_eq!(again.network.on_suspend, OnSuspend::Disconnect);
+    let e = refuse(&format!("{HEAD}[network]\non_suspend = \"hibernate\"\n"));
+    check(
+        &e,
+        4,
+        "network.on_suspend",
+        ProfileErrorKind::Invalid,
+        "\"keep\", \"disconnect\"",
+    );
 }

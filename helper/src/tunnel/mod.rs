@@ -14,6 +14,7 @@
 //! reconnects with growing waits unless the profile says `reconnect = false`.
 
 pub mod config;
+pub mod netwatch;
 mod session;
 mod sockets;
 pub mod status;

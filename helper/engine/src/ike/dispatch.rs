@@ -10,7 +10,7 @@
 //! [`IsakmpSa`] context they are handed.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::codec::{
     DeletePayload, ExchangeType, Header, NotifyType, Payload, PayloadType, ProtocolId,
@@ -670,6 +670,22 @@ impl Ike {
             }
             _ => Ok(()),
         }
+    }
+
+    /// Command: ask the peer at once whether it is alive (R-U-THERE now, not after the
+    /// DPD interval), e.g. after the machine slept; the peer is declared dead
+    /// (`Failed(DeadPeer)`) if no answer comes within `give_up`. False when DPD is not in
+    /// use with this peer or phase 1 is not up.
+    pub fn check_peer(&mut self, now: Instant, give_up: Duration) -> bool {
+        if !self.is_established() {
+            return false;
+        }
+        self.dpd.check_now(&mut self.ctx, now, give_up)
+    }
+
+    /// Whether the check of [`Ike::check_peer`] still waits for the peer's answer.
+    pub fn checking_peer(&self) -> bool {
+        self.dpd.checking()
     }
 
     /// Command: rekey the SA pair with inbound SPI `spi_in` now (make-before-break).

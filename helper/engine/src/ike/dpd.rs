@@ -44,7 +44,14 @@ pub(crate) struct Dpd {
     /// Waiting for an ACK: (sequence number, first sent, next send).
     outstanding: Option<(u32, Instant, Instant)>,
     probes: u32,
+    /// A check asked for by the driver ([`Dpd::check_now`], after a resume): the
+    /// peer is declared dead at this moment if it has not answered, and asked again
+    /// every [`CHECK_RETRY`] meanwhile.
+    check_until: Option<Instant>,
 }
+
+/// Between two R-U-THERE of a check asked for by the driver.
+const CHECK_RETRY: Duration = Duration::from_secs(1);
 
 impl Dpd {
     pub fn heard(&mut self, now: Instant) {
@@ -63,7 +70,10 @@ impl Dpd {
     pub fn deadline(&self, ctx: &IsakmpSa, established: bool) -> Option<Instant> {
         let cfg = self.active(ctx, established)?;
         match self.outstanding {
-            Some((_, since, next)) => Some(next.min(super::now_plus(since, cfg.timeout))),
+            Some((_, since, next)) => {
+                let dead = super::now_plus(since, cfg.timeout);
+                Some(next.min(self.check_until.map_or(dead, |c| c.min(dead))))
+            }
             None => self.last_heard.map(|t| super::now_plus(t, cfg.interval)),
         }
     }
@@ -74,11 +84,19 @@ impl Dpd {
             return Ok(());
         };
         match self.outstanding {
-            Some((_, since, _)) if now >= super::now_plus(since, cfg.timeout) => {
+            Some((_, since, _))
+                if now >= super::now_plus(since, cfg.timeout)
+                    || self.check_until.is_some_and(|c| now >= c) =>
+            {
                 return Err(Error::DeadPeer(self.probes));
             }
             Some((seq, since, next)) if now >= next => {
-                self.outstanding = Some((seq, since, super::now_plus(now, RETRY)));
+                let retry = if self.check_until.is_some() {
+                    CHECK_RETRY
+                } else {
+                    RETRY
+                };
+                self.outstanding = Some((seq, since, super::now_plus(now, retry)));
                 self.probes += 1;
                 send(ctx, NotifyType::R_U_THERE, seq);
             }
@@ -99,6 +117,28 @@ impl Dpd {
         Ok(())
     }
 
+    /// Asks the peer now (R-U-THERE at once, again every second), whatever the quiet
+    /// time: the driver's check after a resume. The peer is declared dead when
+    /// `give_up` passes without an answer. False when DPD is not in use (not
+    /// configured, not announced by the peer, or phase 1 not up).
+    pub fn check_now(&mut self, ctx: &mut IsakmpSa, now: Instant, give_up: Duration) -> bool {
+        if self.active(ctx, true).is_none() {
+            return false;
+        }
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        self.outstanding = Some((seq, now, super::now_plus(now, CHECK_RETRY)));
+        self.probes = 1;
+        self.check_until = Some(super::now_plus(now, give_up));
+        send(ctx, NotifyType::R_U_THERE, seq);
+        true
+    }
+
+    /// Whether a check asked for with [`Dpd::check_now`] still waits for its answer.
+    pub fn checking(&self) -> bool {
+        self.check_until.is_some()
+    }
+
     /// R-U-THERE gets its ACK; an ACK with the awaited number ends the probe.
     pub fn on_notify(&mut self, ctx: &mut IsakmpSa, now: Instant, n: &NotifyPayload) {
         let Ok(seq) = <[u8; 4]>::try_from(n.data.as_slice()).map(u32::from_be_bytes) else {
@@ -109,6 +149,7 @@ impl Dpd {
             NotifyType::R_U_THERE_ACK if self.outstanding.is_some_and(|(s, _, _)| s == seq) => {
                 self.outstanding = None;
                 self.probes = 0;
+                self.check_until = None;
                 self.heard(now);
             }
             _ => {}

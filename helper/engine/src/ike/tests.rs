@@ -972,6 +972,43 @@ fn dpd_keeps_a_quiet_tunnel_and_detects_a_dead_gateway() {
     assert!(p.now - start <= Duration::from_secs(45));
 }
 
+/// After a resume the driver asks at once: a live gateway answers within a round trip
+/// (the check ends, the tunnel stays), a gateway that forgot us is declared dead within
+/// the check's few seconds, not after the DPD timeout.
+#[test]
+fn a_check_after_resume_asks_at_once_and_gives_up_quickly() {
+    let (mut i, mut r) = configs(ExchangeMode::Main);
+    let dpd = DpdConfig {
+        interval: Duration::from_secs(30),
+        timeout: Duration::from_secs(150),
+    };
+    i.dpd = Some(dpd);
+    r.dpd = Some(dpd);
+    let mut p = Pair::new(i, r, 46);
+    p.drive_for(Duration::from_secs(5));
+    assert!(p.i.is_established(), "{:?}", p.i_events);
+    let sent = p.sent;
+    assert!(p.i.check_peer(p.now, Duration::from_secs(3)));
+    assert!(p.i.checking_peer());
+    // The R-U-THERE leaves now, not after the 30 s interval, and its ACK ends the check.
+    p.drive_for(Duration::from_millis(500));
+    assert!(p.sent > sent, "no R-U-THERE sent at once");
+    assert!(!p.i.checking_peer(), "the ACK did not end the check");
+    assert!(p.failure_i().is_none(), "{:?}", p.i_events);
+    // The gateway forgot us: silence. Dead within the check's 3 s (plus a retry).
+    p.filter = Box::new(|_, _, _| false);
+    let start = p.now;
+    assert!(p.i.check_peer(p.now, Duration::from_secs(3)));
+    p.drive_for(Duration::from_secs(20));
+    assert!(
+        matches!(p.failure_i(), Some(Error::DeadPeer(_))),
+        "{:?}",
+        p.i_events
+    );
+    let took = p.now - start;
+    assert!(took <= Duration::from_secs(3), "dead after {took:?}");
+}
+
 #[test]
 fn phase2_rekeys_make_before_break_without_piling_up() {
     let (mut i, mut r) = configs(ExchangeMode::Main);
