@@ -140,6 +140,16 @@ pub mod state {
     pub const FAILED: &str = "failed";
 }
 
+/// The values of the `Detail` property: what a tunnel is doing beyond its `State`, as
+/// front ends show it instead of the bare state ("" when there is nothing to add).
+pub mod detail {
+    /// The outer network changed (another address or interface): negotiating again
+    /// from the new address, the inner address and routes kept.
+    pub const NETWORK_CHANGED: &str = "reconnecting: network changed";
+    /// The machine woke up: asking the gateway at once whether it still knows us.
+    pub const RESUMED: &str = "resumed: checking the gateway";
+}
+
 /// One ESP SA pair: SPIs, algorithms, selectors, lifetimes. Never keys.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type, Value, OwnedValue, Default)]
 pub struct SaInfo {
@@ -324,6 +334,10 @@ pub trait Connection {
     /// `resolving`, `phase1`, `xauth`, `mode-config`, `phase2`, `established`.
     #[zbus(property)]
     fn phase(&self) -> zbus::Result<String>;
+    /// One of [`detail`], or empty: what the tunnel is doing beyond its state, shown
+    /// by front ends instead of the bare state.
+    #[zbus(property)]
+    fn detail(&self) -> zbus::Result<String>;
     #[zbus(property)]
     fn gateway(&self) -> zbus::Result<String>;
     /// Empty when none yet.

@@ -707,6 +707,14 @@ impl ConnObject {
         Ok(self.allowed(conn, hdr).await?.phase.into())
     }
     #[zbus(property)]
+    async fn detail(
+        &self,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<String> {
+        Ok(self.allowed(conn, hdr).await?.detail.into())
+    }
+    #[zbus(property)]
     async fn gateway(
         &self,
         #[zbus(header)] hdr: Option<Header<'_>>,
@@ -939,6 +947,7 @@ fn changed_properties(s: &Status) -> HashMap<&'static str, Value<'static>> {
     let mut m = HashMap::new();
     m.insert("State", Value::from(s.state.as_str().to_string()));
     m.insert("Phase", Value::from(s.phase.to_string()));
+    m.insert("Detail", Value::from(s.detail.to_string()));
     m.insert("Gateway", Value::from(s.gateway.clone()));
     m.insert(
         "VirtualIp",

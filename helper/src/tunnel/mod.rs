@@ -14,6 +14,8 @@
 //! reconnects with growing waits unless the profile says `reconnect = false`.
 
 pub mod config;
+mod clock;
+pub mod logind;
 pub mod netwatch;
 mod session;
 mod sockets;
@@ -22,10 +24,10 @@ pub mod status;
 pub use session::Role;
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use postern_dbus::profile::Profile;
+use postern_dbus::profile::{OnSuspend, Profile};
 use postern_engine::ike::{
     self, Credentials, CredentialsRequest, Encapsulation, ModeConfigInfo, XAuthField,
 };
@@ -160,6 +162,17 @@ pub enum Event {
         failure: Failure,
         wait: Duration,
     },
+    /// The gateway is now reached from another address or by another interface
+    /// (the outer network changed): negotiating again at once from `to`.
+    NetworkChanged {
+        from: IpAddr,
+        to: IpAddr,
+    },
+    /// The machine woke up: the gateway is being asked at once whether it still
+    /// knows the tunnel.
+    Resumed,
+    /// The gateway answered the check after a resume: the tunnel is up as it was.
+    GatewayAnswered,
     /// Closing on request; `reason` as given in [`Command::Disconnect`].
     Closing {
         reason: String,
@@ -254,6 +267,14 @@ impl fmt::Display for Event {
                 "reconnect failed: {message}; next try in {} s",
                 wait.as_secs()
             ),
+            Event::NetworkChanged { from, to } => write!(
+                f,
+                "network changed: the gateway is now reached from {to} (was {from}); negotiating again"
+            ),
+            Event::Resumed => f.write_str("resumed: checking the gateway"),
+            Event::GatewayAnswered => {
+                f.write_str("resumed: the gateway answered; the tunnel is up")
+            }
             Event::Closing { reason } => write!(f, "closing ({reason})"),
             Event::Disconnected => f.write_str("disconnected"),
         }
@@ -270,6 +291,12 @@ pub struct Failure {
     /// The tunnel had been up and the gateway went away (dead peer, deleted):
     /// worth reconnecting.
     pub lost: bool,
+    /// Reconnect at once, without the growing wait (the network changed, or the
+    /// gateway forgot us while the machine slept).
+    pub retry_now: bool,
+    /// The session ended because the outer network changed (the driver said so
+    /// already with [`Event::NetworkChanged`]).
+    pub network_changed: bool,
 }
 
 impl Failure {
@@ -278,6 +305,8 @@ impl Failure {
             kind,
             message: message.into(),
             lost: false,
+            retry_now: false,
+            network_changed: false,
         }
     }
 
@@ -348,6 +377,8 @@ pub fn spawn_as(profile: Profile, role: Role) -> Handle {
             events: ev_tx,
             commands_open: true,
             firewall: None,
+            logind: None,
+            requested_address: None,
         };
         if d.profile.network.kill_switch
             && d.profile.network.datapath == postern_dbus::profile::Datapath::Auto
@@ -381,6 +412,12 @@ struct Driver {
     /// The kill switch or IPv6 leak block: made when the tunnel first connects, kept
     /// across the reconnect loop, removed when the task ends.
     firewall: Option<Firewall>,
+    /// logind's sleep signals (initiator, when there is a system bus); lent to the
+    /// running session.
+    logind: Option<logind::Logind>,
+    /// The inner address the gateway gave last: asked for again when the tunnel is
+    /// negotiated anew (network change, resume), so applications' connections survive.
+    requested_address: Option<Ipv4Addr>,
 }
 
 /// What the command channel said while waiting between attempts.
@@ -479,6 +516,9 @@ impl Driver {
         let mut wait = Duration::from_secs(1);
         let mut ever_connected = false;
         let reconnect = self.profile.network.reconnect && self.role == Role::Initiator;
+        if self.role == Role::Initiator {
+            self.follow_sleep().await;
+        }
         loop {
             let mut connected = false;
             let r = self.connect_once(&mut connected).await;
@@ -488,7 +528,13 @@ impl Driver {
                     if connected {
                         wait = Duration::from_secs(1);
                     }
-                    self.emit(Event::ConnectionLost { failure: f, wait });
+                    if f.retry_now {
+                        wait = Duration::ZERO;
+                    }
+                    // A network change was said already, with its own line.
+                    if !f.network_changed {
+                        self.emit(Event::ConnectionLost { failure: f, wait });
+                    }
                 }
                 // A reconnect attempt that fails the way a dead gateway does: keep trying.
                 Err(f) if ever_connected && reconnect && f.kind == FailureKind::NotResponding => {
@@ -496,11 +542,27 @@ impl Driver {
                 }
                 other => return other,
             }
+            if wait.is_zero() {
+                wait = Duration::from_secs(1);
+                continue;
+            }
             let sleep = tokio::time::sleep(wait);
             tokio::pin!(sleep);
+            // Lent out of `self` while `next_command` borrows it.
+            let mut sleeps = self.logind.take();
             loop {
                 let interrupt = tokio::select! {
                     _ = &mut sleep => None,
+                    s = logind::next(sleeps.as_mut()), if sleeps.is_some() => match s {
+                        // Woken up while waiting: try now, the network may be back.
+                        logind::Sleep::Resumed => None,
+                        logind::Sleep::Suspending
+                            if self.profile.network.on_suspend == OnSuspend::Disconnect =>
+                        {
+                            Some(Interrupt::Disconnect)
+                        }
+                        logind::Sleep::Suspending => continue,
+                    },
                     c = self.next_command() => match c {
                         Command::Disconnect { .. } => Some(Interrupt::Disconnect),
                         Command::Counters(reply) => { let _ = reply.send(Counters::default()); continue; }
@@ -510,14 +572,42 @@ impl Driver {
                 };
                 match interrupt {
                     Some(Interrupt::Disconnect) => {
+                        if let Some(l) = sleeps.as_mut() {
+                            l.release();
+                        }
                         self.emit(Event::Disconnected);
                         return Ok(());
                     }
                     None => break,
                 }
             }
+            self.logind = sleeps;
             wait = (wait * 2).min(Duration::from_secs(60));
         }
+    }
+
+    /// Follows logind's sleep signals, and with `network.on_suspend = "disconnect"`
+    /// holds a delay inhibitor until the DELETEs are sent. Without a system bus or
+    /// logind, one line says so and the tunnel runs as before.
+    async fn follow_sleep(&mut self) {
+        let mut l = match logind::Logind::open().await {
+            Ok(l) => l,
+            Err(e) => {
+                self.emit(Event::Note(format!(
+                    "suspend and resume not followed: {e}; after a sleep dead peer detection finds a lost gateway"
+                )));
+                return;
+            }
+        };
+        if self.profile.network.on_suspend == OnSuspend::Disconnect {
+            let name = self.profile.name.clone();
+            if let Err(e) = l.inhibit(&name).await {
+                self.emit(Event::Note(format!(
+                    "suspend: {e}; the tunnel may not be closed before the machine sleeps"
+                )));
+            }
+        }
+        self.logind = Some(l);
     }
 
     /// One connection attempt, until it is closed or fails.

@@ -97,7 +97,7 @@ impl Debounce {
 }
 
 type Notifications = std::pin::Pin<
-    Box<dyn Stream<Item = (NetlinkMessage<RouteNetlinkMessage>, netlink_sys::SocketAddr)> + Send>,
+    Box<dyn Stream<Item = (NetlinkMessage<RouteNetlinkMessage>, netlink_sys::SocketAddr)> + Send + Sync>,
 >;
 
 /// The kernel's notifications about the outer network, and the route to one gateway.

@@ -19,9 +19,14 @@ use postern_engine::ike::{self, Ike, NAT_T_PORT};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+use super::clock::Clock;
 use super::config::{engine_config, profile_children};
+use super::logind::{self, Logind, Sleep};
+use super::netwatch::{self, Verdict, Watcher};
 use super::sockets::{bind_shared, flush, ike_peer_in_use, natt_readable, open_raw_esp, send};
-use super::{Command, Driver, Event, Failure, IKE_PORT, phase1_summary, resolve, sa_summary};
+use super::{
+    Command, Driver, Event, Failure, IKE_PORT, phase1_summary, resolve, sa_summary,
+};
 use crate::datapath::{Active, RekeySender, Start, encap};
 use crate::kernel::dns::DnsConfig;
 use crate::kernel::firewall::{self, Rules};
@@ -47,7 +52,14 @@ enum Wake {
     Timeout,
     Volume(u32),
     Command(Command),
+    /// The outer network changed and settled: look at the route to the gateway.
+    Network,
+    Sleep(Sleep),
 }
+
+/// After a resume, how long the gateway has to answer the R-U-THERE before it is
+/// taken for one that forgot us (then the tunnel is negotiated again at once).
+const RESUME_CHECK: Duration = Duration::from_secs(3);
 
 /// Whether the session goes on after the engine's outputs.
 enum Flow {
@@ -109,6 +121,18 @@ pub(super) struct Session<'d> {
     mode_config_dns: Vec<IpAddr>,
     buf: Vec<u8>,
     buf4500: Vec<u8>,
+    /// The engine's clock, which counts the time asleep.
+    clock: Clock,
+    /// The outer network (initiator): the route to the gateway, and how the tunnel's
+    /// packets leave now.
+    net: Option<Watcher>,
+    path: netwatch::Path,
+    /// "No route to the gateway" was said (once per loss).
+    no_route_said: bool,
+    /// logind's signals, lent by the driver for the session.
+    logind: Option<Logind>,
+    /// Waiting for the gateway's answer to the check after a resume.
+    resume_check: bool,
 }
 
 impl<'d> Session<'d> {
@@ -159,6 +183,10 @@ impl<'d> Session<'d> {
         natt_local.set_port(NAT_T_PORT);
 
         let mut config = engine_config(p, local.ip())?;
+        if role == Role::Initiator && !matches!(p.network.mode_config, profile::ModeConfig::Off) {
+            // Negotiating anew (network change, resume): the same inner address.
+            config.requested_address = driver.requested_address;
+        }
         // ESP in UDP or raw ESP, decided before phase 1: the userspace datapath asks for
         // UDP (much faster there), so `auto` may have to pick the datapath now.
         let encap = if role == Role::Initiator {
@@ -177,6 +205,18 @@ impl<'d> Session<'d> {
         let rng = crate::rng::os_rng()
             .map_err(|e| Failure::new(FailureKind::Internal, format!("no randomness: {e}")))?;
         let start = Instant::now();
+        let clock = Clock::new();
+        let (net, path) = if role == Role::Initiator {
+            watch_network(driver, remote.ip(), local.ip()).await
+        } else {
+            (
+                None,
+                netwatch::Path {
+                    source: local.ip(),
+                    oif: None,
+                },
+            )
+        };
         let ike = match role {
             Role::Initiator => {
                 driver.emit(Event::Connecting {
@@ -193,7 +233,7 @@ impl<'d> Session<'d> {
                         driver.emit(Event::Note(line));
                     }
                 }
-                Ike::initiate(config, local, remote, start, Box::new(rng))?
+                Ike::initiate(config, local, remote, clock.now(), Box::new(rng))?
             }
             Role::Responder => {
                 driver.emit(Event::Responding {
@@ -236,6 +276,12 @@ impl<'d> Session<'d> {
             mode_config_dns: Vec::new(),
             buf: vec![0u8; 65536],
             buf4500: vec![0u8; 65536],
+            clock,
+            net,
+            path,
+            no_route_said: false,
+            logind: None,
+            resume_check: false,
         })
     }
 
@@ -246,7 +292,9 @@ impl<'d> Session<'d> {
     /// Runs until the tunnel is closed or fails, then removes the datapath (its line is
     /// the last event before the driver's `disconnected`).
     pub(super) async fn run(&mut self) -> Result<(), Failure> {
+        self.logind = self.driver.logind.take();
         let r = self.run_inner().await;
+        self.driver.logind = self.logind.take();
         if let Some(dp) = self.datapath.take() {
             match blocking(move || dp.stop()).await {
                 Ok(line) => self.driver.emit(Event::Datapath(line)),
@@ -263,6 +311,10 @@ impl<'d> Session<'d> {
             }
             let wake = self.wait().await;
             self.on_wake(wake).await?;
+            if self.resume_check && !self.ike.checking_peer() && self.ike.is_established() {
+                self.resume_check = false;
+                self.driver.emit(Event::GatewayAnswered);
+            }
         }
     }
 
@@ -290,7 +342,7 @@ impl<'d> Session<'d> {
 
     /// Waits for the next thing to do.
     async fn wait(&mut self) -> Wake {
-        let deadline = self.ike.poll_timeout().map(tokio::time::Instant::from_std);
+        let deadline = self.ike.poll_timeout().map(|d| self.clock.to_tokio(d));
         tokio::select! {
             _ = async {
                 match self.keepalive.as_mut() {
@@ -310,6 +362,13 @@ impl<'d> Session<'d> {
             _ = sleep_until(deadline) => Wake::Timeout,
             Some(spi_in) = self.volume_rx.recv() => Wake::Volume(spi_in),
             c = self.driver.next_command() => Wake::Command(c),
+            _ = async {
+                match self.net.as_mut() {
+                    Some(n) => n.changed().await,
+                    None => std::future::pending().await,
+                }
+            }, if self.net.is_some() => Wake::Network,
+            s = logind::next(self.logind.as_mut()), if self.logind.is_some() => Wake::Sleep(s),
         }
     }
 
@@ -324,7 +383,7 @@ impl<'d> Session<'d> {
             Wake::Xfrm(r) => self.on_xfrm(r),
             Wake::Ike(r) => match r {
                 Ok(n) => self.ike.handle_datagram(
-                    Instant::now(),
+                    self.clock.now(),
                     self.local,
                     self.remote,
                     &self.buf[..n],
@@ -335,17 +394,110 @@ impl<'d> Session<'d> {
                 }
             },
             Wake::Natt(r) => self.on_natt(r)?,
-            Wake::Timeout => self.ike.handle_timeout(Instant::now()),
+            Wake::Timeout => self.ike.handle_timeout(self.clock.now()),
             Wake::Volume(spi_in) => {
                 if !self.replacing.contains(&spi_in) {
                     self.replacing.push(spi_in);
                     self.driver.emit(Event::Datapath(format!(
                         "datapath: ESP SA pair {spi_in:#010x} used 80 % of its volume lifetime; rekeying"
                     )));
-                    self.ike.rekey(Instant::now(), spi_in);
+                    self.ike.rekey(self.clock.now(), spi_in);
                 }
             }
             Wake::Command(c) => self.on_command(c).await?,
+            Wake::Network => self.on_network().await?,
+            Wake::Sleep(s) => self.on_sleep(s).await?,
+        }
+        Ok(())
+    }
+
+    /// The outer network changed: when the gateway is now reached from another
+    /// address or by another interface, this session ends and the driver negotiates
+    /// again at once from the new address (IKEv1 has no MOBIKE).
+    async fn on_network(&mut self) -> Result<(), Failure> {
+        let Some(w) = self.net.as_ref() else {
+            return Ok(());
+        };
+        let now = w.path().await;
+        match netwatch::judge(&self.path, now.as_ref()) {
+            Verdict::Same => {
+                self.no_route_said = false;
+                Ok(())
+            }
+            Verdict::NoRoute => {
+                if !self.no_route_said {
+                    self.no_route_said = true;
+                    self.driver.emit(Event::Note(format!(
+                        "network: no route to the gateway {} now; waiting for a network",
+                        self.remote.ip()
+                    )));
+                }
+                Ok(())
+            }
+            Verdict::Moved { to } => {
+                self.driver.emit(Event::NetworkChanged {
+                    from: self.path.source,
+                    to: to.source,
+                });
+                let mut f = Failure::new(
+                    FailureKind::NotResponding,
+                    format!(
+                        "the network changed (the gateway is now reached from {})",
+                        to.source
+                    ),
+                );
+                f.lost = true;
+                f.retry_now = true;
+                f.network_changed = true;
+                Err(f)
+            }
+        }
+    }
+
+    /// logind: before a sleep, close the tunnel (`on_suspend = "disconnect"`, then let
+    /// the machine sleep) or keep it; after it, ask the gateway at once and let the
+    /// engine see the time that passed (lifetimes that ran out are renewed now).
+    async fn on_sleep(&mut self, s: Sleep) -> Result<(), Failure> {
+        match s {
+            Sleep::Suspending
+                if self.profile().network.on_suspend == profile::OnSuspend::Disconnect =>
+            {
+                self.on_command(Command::Disconnect {
+                    reason: "the machine suspends".into(),
+                })
+                .await?;
+                // The DELETEs are sent: the machine may sleep.
+                if let Some(l) = self.logind.as_mut() {
+                    l.release();
+                }
+            }
+            Sleep::Suspending => self.driver.emit(Event::Note(
+                "suspend: the tunnel is kept (network.on_suspend = \"keep\"); checked on resume".into(),
+            )),
+            Sleep::Resumed => {
+                self.driver.emit(Event::Resumed);
+                let asleep = self.clock.asleep();
+                if !asleep.is_zero() {
+                    self.driver.emit(Event::Note(format!(
+                        "resumed after {} s asleep",
+                        asleep.as_secs()
+                    )));
+                }
+                // Timers first (what ran out during the sleep is renegotiated now),
+                // then the question to the gateway.
+                let now = self.clock.now();
+                self.ike.handle_timeout(now);
+                if self.ike.check_peer(now, RESUME_CHECK) {
+                    self.resume_check = true;
+                } else if self.ike.is_established() {
+                    self.driver.emit(Event::Note(
+                        "resumed: the gateway does not do dead peer detection; the tunnel is kept as it was".into(),
+                    ));
+                    self.driver.emit(Event::GatewayAnswered);
+                }
+                // The network may have changed during the sleep.
+                self.on_network().await?;
+            }
         }
         Ok(())
     }
@@ -390,6 +542,9 @@ impl<'d> Session<'d> {
                         .count()
                         .max(1)
                 };
+                if info.address.is_some() {
+                    self.driver.requested_address = info.address;
+                }
                 self.driver.emit(Event::ModeConfig(info));
             }
             ike::Event::Phase2Failed(e) => {
@@ -436,7 +591,12 @@ impl<'d> Session<'d> {
             ike::Event::MessageRefused(line) => self.driver.emit(Event::Datapath(line)),
             // Junk on the established SA: at most one line a minute (the engine's limit).
             ike::Event::Dropped(report) => self.driver.emit(Event::Datapath(report.to_string())),
-            ike::Event::Failed(e) => return Err(e.into()),
+            ike::Event::Failed(e) => {
+                let mut f = Failure::from(e);
+                // The gateway forgot us while we slept: negotiate again at once.
+                f.retry_now = self.resume_check;
+                return Err(f);
+            }
             ike::Event::Closed => return Ok(Flow::Closed),
             ike::Event::Note(line) => self.driver.emit(Event::Note(line)),
         }
@@ -618,6 +778,14 @@ impl<'d> Session<'d> {
             Err(e) => return Ok(Err(e)),
         };
         self.datapath = Some(dp);
+        // Routes through our own TUN device are no way to the gateway.
+        if let (Some(w), Some(user)) = (
+            self.net.as_mut(),
+            self.datapath.as_mut().and_then(Active::user),
+        ) && let Ok(index) = nix::net::if_::if_nametoindex(user.device_name())
+        {
+            w.ignore_device(index);
+        }
         if kernel {
             if self.xfrm_events.is_none() {
                 match EventListener::open() {
@@ -692,7 +860,7 @@ impl<'d> Session<'d> {
 
     /// Closes phase 1 (DELETEs sent) and returns `f`, for failures on our side.
     async fn abort(&mut self, f: Failure) -> Failure {
-        self.ike.close(Instant::now());
+        self.ike.close(self.clock.now());
         flush(&self.socket, self.natt.as_ref(), &mut self.ike).await;
         f
     }
@@ -712,7 +880,7 @@ impl<'d> Session<'d> {
         match r {
             Ok(0) => Ok(()),
             Ok(_) => {
-                self.ike.traffic_received(Instant::now());
+                self.ike.traffic_received(self.clock.now());
                 Ok(())
             }
             Err(e)
@@ -735,6 +903,7 @@ impl<'d> Session<'d> {
     fn on_natt(&mut self, r: io::Result<()>) -> Result<(), Failure> {
         let mut from = self.remote;
         from.set_port(NAT_T_PORT);
+        let now = self.clock.now();
         let (ike, natt_local) = (&mut self.ike, self.natt_local);
         let r = match (
             self.datapath.as_mut().and_then(Active::user),
@@ -742,21 +911,21 @@ impl<'d> Session<'d> {
         ) {
             (Some(dp), Some(s)) => r.and_then(|()| {
                 let esp = dp.drain_natt(s, |d| {
-                    ike.handle_datagram(Instant::now(), natt_local, from, d)
+                    ike.handle_datagram(now, natt_local, from, d)
                 })?;
                 // One write per coalesced packet (GRO) for the whole batch.
                 dp.flush_inbound();
                 // Anything from the gateway shows it alive: DPD probes only a quiet
                 // tunnel.
                 if esp > 0 {
-                    ike.traffic_received(Instant::now());
+                    ike.traffic_received(now);
                 }
                 Ok(())
             }),
             // No userspace datapath: only IKE comes here (the kernel takes ESP).
             (None, Some(s)) => r.and_then(|()| match s.try_recv(&mut self.buf4500) {
                 Ok(n) if n > 4 && self.buf4500[..4] == [0, 0, 0, 0] => {
-                    ike.handle_datagram(Instant::now(), natt_local, from, &self.buf4500[4..n]);
+                    ike.handle_datagram(now, natt_local, from, &self.buf4500[4..n]);
                     Ok(())
                 }
                 Ok(_) => Ok(()),
@@ -826,7 +995,7 @@ impl<'d> Session<'d> {
             }
             self.driver.emit(Event::Datapath(line));
             // Not while phase 1 is down: a later acquire asks again.
-            if self.ike.rekey(Instant::now(), spi_in) {
+            if self.ike.rekey(self.clock.now(), spi_in) {
                 self.replacing.push(spi_in);
             }
         }
@@ -844,12 +1013,12 @@ impl<'d> Session<'d> {
                         c.dropped, c.retransmits
                     )));
                 }
-                self.ike.close(Instant::now());
+                self.ike.close(self.clock.now());
                 flush(&self.socket, self.natt.as_ref(), &mut self.ike).await;
             }
             Command::Credentials(creds) if self.awaiting_credentials => {
                 self.awaiting_credentials = false;
-                self.ike.submit_credentials(Instant::now(), creds)?;
+                self.ike.submit_credentials(self.clock.now(), creds)?;
             }
             Command::CredentialsRefused(msg) if self.awaiting_credentials => {
                 let f = Failure::new(FailureKind::CredentialsMissing, msg);
@@ -873,6 +1042,34 @@ impl<'d> Session<'d> {
             }
         }
         Ok(())
+    }
+}
+
+/// Opens the outer-network watcher and takes the path the tunnel uses now (source
+/// `local`, and the interface the kernel routes the gateway by). Without rtnetlink
+/// notifications one line says so and network changes are found by DPD only.
+async fn watch_network(
+    driver: &Driver,
+    gateway: IpAddr,
+    local: IpAddr,
+) -> (Option<Watcher>, netwatch::Path) {
+    let mut path = netwatch::Path {
+        source: local,
+        oif: None,
+    };
+    match Watcher::open(gateway) {
+        Ok(w) => {
+            if let Some(p) = w.path().await.filter(|p| p.source == local) {
+                path.oif = p.oif;
+            }
+            (Some(w), path)
+        }
+        Err(e) => {
+            driver.emit(Event::Note(format!(
+                "network changes not followed ({e}); a lost address is found by dead peer detection"
+            )));
+            (None, path)
+        }
     }
 }
 

@@ -5,6 +5,8 @@
 
 use std::net::IpAddr;
 
+use postern_dbus::interface::detail;
+
 use super::{Event, Failure, SaSummary};
 
 /// Where a tunnel is.
@@ -42,6 +44,9 @@ pub struct Status {
     pub state: State,
     /// `resolving`, `phase1`, `xauth`, `mode-config`, `phase2`, `established`.
     pub phase: &'static str,
+    /// What the tunnel is doing beyond its state (`postern_dbus::interface::detail`),
+    /// or empty.
+    pub detail: &'static str,
     pub gateway: String,
     pub virtual_ip: Option<IpAddr>,
     pub dns: Vec<IpAddr>,
@@ -72,7 +77,12 @@ impl Status {
     pub fn apply(&mut self, e: &Event) {
         match e {
             Event::Connecting { remote, .. } => {
-                self.state = State::Connecting;
+                // A negotiation after a network change stays "reconnecting".
+                self.state = if self.detail == detail::NETWORK_CHANGED {
+                    State::Reconnecting
+                } else {
+                    State::Connecting
+                };
                 self.phase = "phase1";
                 self.gateway = remote.ip().to_string();
                 self.sas.clear();
@@ -94,13 +104,28 @@ impl Status {
             Event::Connected { .. } => {
                 self.state = State::Connected;
                 self.phase = "established";
+                self.detail = "";
+            }
+            Event::NetworkChanged { .. } => {
+                self.state = State::Reconnecting;
+                self.detail = detail::NETWORK_CHANGED;
+                self.phase = "resolving";
+                self.sas.clear();
+            }
+            Event::Resumed => self.detail = detail::RESUMED,
+            Event::GatewayAnswered => {
+                if self.detail == detail::RESUMED {
+                    self.detail = "";
+                }
             }
             Event::CredentialsRequired(_) => {
                 self.state = State::NeedsCredentials;
                 self.phase = "xauth";
             }
             Event::XAuthSucceeded => {
-                self.state = State::Connecting;
+                if self.state != State::Reconnecting {
+                    self.state = State::Connecting;
+                }
                 self.phase = "mode-config";
             }
             Event::ModeConfig(info) => {
@@ -120,6 +145,7 @@ impl Status {
             Event::Phase2Deleted { spi_in, .. } => self.sas.retain(|s| s.spi_in != *spi_in),
             Event::ConnectionLost { failure, .. } | Event::ReconnectFailed { failure, .. } => {
                 self.state = State::Reconnecting;
+                self.detail = "";
                 self.phase = "resolving";
                 self.last_error = Some(failure.public());
                 self.sas.clear();
@@ -134,6 +160,7 @@ impl Status {
 
     /// The task ended: cleanly (`None`) or with a failure.
     pub fn finish(&mut self, failure: Option<&Failure>) {
+        self.detail = "";
         self.state = if failure.is_some() {
             State::Failed
         } else {
@@ -209,6 +236,52 @@ mod tests {
         s.apply(&Event::Disconnected);
         assert_eq!(s.state, State::Disconnected);
         assert_eq!(s.virtual_ip, None);
+    }
+
+    #[test]
+    fn a_network_change_shows_until_connected_again() {
+        let mut s = Status::new("gw");
+        s.apply(&Event::Phase2Established(sa(7)));
+        s.apply(&Event::Connected {
+            elapsed: Duration::from_millis(5),
+        });
+        s.apply(&Event::NetworkChanged {
+            from: "192.0.2.2".parse().expect("addr"),
+            to: "192.0.2.77".parse().expect("addr"),
+        });
+        assert_eq!(s.state, State::Reconnecting);
+        assert_eq!(s.detail, "reconnecting: network changed");
+        assert!(s.sas.is_empty());
+        // The inner address and routes stay meanwhile.
+        assert_eq!(s.virtual_ip, Some("10.200.0.5".parse().expect("ip")));
+        assert_eq!(s.routes, vec!["10.77.0.0/24".to_string()]);
+        s.apply(&Event::Connecting {
+            name: "x".into(),
+            remote: "192.0.2.1:500".parse().expect("addr"),
+            local: "192.0.2.77".parse().expect("addr"),
+            mode: "main",
+        });
+        assert_eq!(s.state, State::Reconnecting);
+        assert_eq!(s.detail, "reconnecting: network changed");
+        s.apply(&Event::Phase2Established(sa(9)));
+        s.apply(&Event::Connected {
+            elapsed: Duration::from_millis(5),
+        });
+        assert_eq!(s.state, State::Connected);
+        assert_eq!(s.detail, "");
+    }
+
+    #[test]
+    fn a_resume_shows_until_the_gateway_answers() {
+        let mut s = Status::new("gw");
+        s.apply(&Event::Connected {
+            elapsed: Duration::from_millis(5),
+        });
+        s.apply(&Event::Resumed);
+        assert_eq!(s.state, State::Connected);
+        assert_eq!(s.detail, "resumed: checking the gateway");
+        s.apply(&Event::GatewayAnswered);
+        assert_eq!(s.detail, "");
     }
 
     #[test]
