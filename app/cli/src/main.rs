@@ -662,6 +662,9 @@ async fn status(json: bool) -> Result<(), Fail> {
     for (name, path) in tunnels(&conn).await? {
         let c = ConnectionProxy::builder(&conn).path(path)?.build().await?;
         let st = c.state().await.unwrap_or_default();
+        // "reconnecting: network changed", "resumed: checking the gateway": shown
+        // instead of the bare state.
+        let detail = c.detail().await.unwrap_or_default();
         let sas = c.sas().await.unwrap_or_default();
         let t = c.traffic().await.unwrap_or_default();
         let per_sa = c.sa_traffic().await.unwrap_or_default();
@@ -686,9 +689,10 @@ async fn status(json: bool) -> Result<(), Fail> {
                 })
                 .collect();
             println!(
-                "{{\"name\":{},\"state\":{},\"phase\":{},\"gateway\":{},\"virtual_ip\":{},\"ike\":{},\"sas\":[{}],\"tx_bytes\":{},\"rx_bytes\":{},\"last_error\":{},\"protection\":[{}]}}",
+                "{{\"name\":{},\"state\":{},\"detail\":{},\"phase\":{},\"gateway\":{},\"virtual_ip\":{},\"ike\":{},\"sas\":[{}],\"tx_bytes\":{},\"rx_bytes\":{},\"last_error\":{},\"protection\":[{}]}}",
                 profiles::js(&name),
                 profiles::js(&st),
+                profiles::js(&detail),
                 profiles::js(&c.phase().await.unwrap_or_default()),
                 profiles::js(&c.gateway().await.unwrap_or_default()),
                 profiles::js(&c.virtual_ip().await.unwrap_or_default()),
@@ -707,6 +711,7 @@ async fn status(json: bool) -> Result<(), Fail> {
             );
             continue;
         }
+        let st = if detail.is_empty() { st } else { detail };
         println!(
             "{name}: {st} gateway {} vip {} ike {}",
             c.gateway().await.unwrap_or_default(),

@@ -149,6 +149,9 @@ pub struct Tunnel {
     pub state: String,
     /// `resolving`, `phase1`, `xauth`, `mode-config`, `phase2`, `established`.
     pub phase: String,
+    /// One of [`iface::detail`] ("reconnecting: network changed", "resumed: checking
+    /// the gateway") or empty: shown instead of the bare state.
+    pub detail: String,
     pub gateway: String,
     pub virtual_ip: String,
     pub dns: Vec<String>,
@@ -789,6 +792,7 @@ async fn snapshot(c: &ConnectionProxy<'_>, profile: &str, path: &str) -> Result<
         path: path.to_string(),
         state,
         phase: c.phase().await.unwrap_or_default(),
+        detail: c.detail().await.unwrap_or_default(),
         gateway: c.gateway().await.unwrap_or_default(),
         virtual_ip: c.virtual_ip().await.unwrap_or_default(),
         dns: c.dns().await.unwrap_or_default(),

@@ -26,7 +26,10 @@ fn read(id: ClockId) -> Option<Duration> {
 
 /// CLOCK_BOOTTIME − CLOCK_MONOTONIC: the time spent suspended since boot.
 fn suspended_since_boot() -> Duration {
-    match (read(ClockId::CLOCK_BOOTTIME), read(ClockId::CLOCK_MONOTONIC)) {
+    match (
+        read(ClockId::CLOCK_BOOTTIME),
+        read(ClockId::CLOCK_MONOTONIC),
+    ) {
         (Some(b), Some(m)) => b.saturating_sub(m),
         _ => Duration::ZERO,
     }

@@ -13,8 +13,8 @@
 //! torn down when dropped). When the gateway is lost after the tunnel was up, it
 //! reconnects with growing waits unless the profile says `reconnect = false`.
 
-pub mod config;
 mod clock;
+pub mod config;
 pub mod logind;
 pub mod netwatch;
 mod session;

@@ -18,11 +18,11 @@ use futures_util::{Stream, StreamExt};
 use netlink_packet_core::NetlinkMessage;
 use netlink_sys::AsyncSocket;
 use rtnetlink::RouteMessageBuilder;
-use rtnetlink::packet_route::RouteNetlinkMessage;
-use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
 use rtnetlink::constants::{
     RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE, RTMGRP_IPV6_IFADDR, RTMGRP_IPV6_ROUTE, RTMGRP_LINK,
 };
+use rtnetlink::packet_route::RouteNetlinkMessage;
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
 
 /// How the tunnel's outer packets leave: the source address and the interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +97,11 @@ impl Debounce {
 }
 
 type Notifications = std::pin::Pin<
-    Box<dyn Stream<Item = (NetlinkMessage<RouteNetlinkMessage>, netlink_sys::SocketAddr)> + Send + Sync>,
+    Box<
+        dyn Stream<Item = (NetlinkMessage<RouteNetlinkMessage>, netlink_sys::SocketAddr)>
+            + Send
+            + Sync,
+    >,
 >;
 
 /// The kernel's notifications about the outer network, and the route to one gateway.
@@ -240,17 +244,17 @@ mod tests {
         );
         assert_eq!(judge(&cur, Some(&path("192.0.2.10", None))), Verdict::Same);
         assert_eq!(
-            judge(&path("192.0.2.10", None), Some(&path("192.0.2.10", Some(9)))),
+            judge(
+                &path("192.0.2.10", None),
+                Some(&path("192.0.2.10", Some(9)))
+            ),
             Verdict::Same
         );
     }
 
     #[test]
     fn no_route_means_wait() {
-        assert_eq!(
-            judge(&path("192.0.2.10", Some(2)), None),
-            Verdict::NoRoute
-        );
+        assert_eq!(judge(&path("192.0.2.10", Some(2)), None), Verdict::NoRoute);
     }
 
     #[test]

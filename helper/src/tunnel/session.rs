@@ -24,9 +24,7 @@ use super::config::{engine_config, profile_children};
 use super::logind::{self, Logind, Sleep};
 use super::netwatch::{self, Verdict, Watcher};
 use super::sockets::{bind_shared, flush, ike_peer_in_use, natt_readable, open_raw_esp, send};
-use super::{
-    Command, Driver, Event, Failure, IKE_PORT, phase1_summary, resolve, sa_summary,
-};
+use super::{Command, Driver, Event, Failure, IKE_PORT, phase1_summary, resolve, sa_summary};
 use crate::datapath::{Active, RekeySender, Start, encap};
 use crate::kernel::dns::DnsConfig;
 use crate::kernel::firewall::{self, Rules};
@@ -472,7 +470,8 @@ impl<'d> Session<'d> {
                 }
             }
             Sleep::Suspending => self.driver.emit(Event::Note(
-                "suspend: the tunnel is kept (network.on_suspend = \"keep\"); checked on resume".into(),
+                "suspend: the tunnel is kept (network.on_suspend = \"keep\"); checked on resume"
+                    .into(),
             )),
             Sleep::Resumed => {
                 self.driver.emit(Event::Resumed);
@@ -910,9 +909,7 @@ impl<'d> Session<'d> {
             self.natt.as_ref(),
         ) {
             (Some(dp), Some(s)) => r.and_then(|()| {
-                let esp = dp.drain_natt(s, |d| {
-                    ike.handle_datagram(now, natt_local, from, d)
-                })?;
+                let esp = dp.drain_natt(s, |d| ike.handle_datagram(now, natt_local, from, d))?;
                 // One write per coalesced packet (GRO) for the whole batch.
                 dp.flush_inbound();
                 // Anything from the gateway shows it alive: DPD probes only a quiet

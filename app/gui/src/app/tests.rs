@@ -283,6 +283,33 @@ fn a_drop_and_a_reconnect_are_notified() {
 }
 
 #[test]
+fn the_connection_pane_says_why_it_reconnects_or_checks() {
+    let (mut app, _rx) = app_with(&["office"]);
+    let mut t = tunnel("reconnecting", "phase1");
+    t.detail = postern_dbus::interface::detail::NETWORK_CHANGED.into();
+    let _ = app.update(Message::Watcher(Update::Tunnel(t)));
+    {
+        let mut ui = simulator(app.view(window::Id::unique()));
+        assert!(ui.find("Reconnecting: network changed").is_ok());
+    }
+    let mut t = tunnel("connected", "established");
+    t.detail = postern_dbus::interface::detail::RESUMED.into();
+    let _ = app.update(Message::Watcher(Update::Tunnel(t)));
+    {
+        let mut ui = simulator(app.view(window::Id::unique()));
+        assert!(ui.find("Resumed: checking the gateway").is_ok());
+    }
+    // The gateway answered: the plain state again.
+    let _ = app.update(Message::Watcher(Update::Tunnel(tunnel(
+        "connected",
+        "established",
+    ))));
+    let mut ui = simulator(app.view(window::Id::unique()));
+    assert!(ui.find("Resumed: checking the gateway").is_err());
+    assert!(ui.find("Connected").is_ok());
+}
+
+#[test]
 fn connected_shows_address_and_sa_table() {
     let (mut app, _rx) = app_with(&["office"]);
     let mut t = tunnel("connected", "established");

@@ -379,9 +379,9 @@ pub fn view<'a>(
     let t = live.and_then(|l| l.tunnel.as_ref());
     let active = live.is_some_and(Live::is_active);
     let state_word = if live.is_some_and(|l| l.waiting_for_helper) {
-        "Waiting for the Postern service"
+        "Waiting for the Postern service".to_string()
     } else {
-        super::profiles::state_label(t)
+        super::profiles::state_sentence(t)
     };
     let header = row![
         column![

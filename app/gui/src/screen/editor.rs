@@ -167,6 +167,7 @@ const MODE_CONFIG: &[&str] = &["pull", "push", "off"];
 const NAT: &[&str] = &["auto", "force", "off"];
 const DATAPATH: &[&str] = &["auto", "kernel", "userspace"];
 const DNS: &[&str] = &["split", "full", "off"];
+const ON_SUSPEND: &[&str] = &["keep", "disconnect"];
 const ON_OFF: &[&str] = &["true", "false"];
 /// "none" and the DH groups of `postern_algs::algs::DhGroup::ALL` (checked in the
 /// tests).
@@ -349,6 +350,13 @@ pub const FIELDS: &[Field] = &[
         "",
     ),
     f("network.dns", "DNS", Kind::Choice(DNS), G_NET, ""),
+    f(
+        "network.on_suspend",
+        "On suspend",
+        Kind::Choice(ON_SUSPEND),
+        G_NET,
+        "",
+    ),
     f(
         "network.nat_keepalive",
         "NAT keepalive",

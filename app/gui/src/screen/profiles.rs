@@ -81,6 +81,21 @@ pub fn state_label(t: Option<&Tunnel>) -> &'static str {
     }
 }
 
+/// The state as the connection pane says it: what the tunnel is doing beyond its
+/// state when the helper says ("Reconnecting: network changed", "Resumed: checking
+/// the gateway"), else the state word.
+pub fn state_sentence(t: Option<&Tunnel>) -> String {
+    match t.map(|t| t.detail.as_str()).filter(|d| !d.is_empty()) {
+        Some(d) => {
+            let mut c = d.chars();
+            c.next()
+                .map(|f| f.to_uppercase().chain(c).collect())
+                .unwrap_or_default()
+        }
+        None => state_label(t).to_string(),
+    }
+}
+
 impl State {
     pub fn set_entries(&mut self, entries: Vec<Entry>) {
         self.entries = entries;
