@@ -63,6 +63,22 @@ fn all_released(held: &Mutex<Vec<PipeWriter>>) -> bool {
     held.is_empty()
 }
 
+/// Emits `PrepareForSleep(start)`; gives up waiting for the send after 1 s (seen
+/// once in a loaded lab: the signal reached the helper but the send never returned,
+/// which left the inhibitor unwatched).
+async fn emit(emitter: &SignalEmitter<'_>, start: bool) {
+    match tokio::time::timeout(
+        Duration::from_secs(1),
+        Manager::prepare_for_sleep(emitter, start),
+    )
+    .await
+    {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => eprintln!("fake-logind: {e}"),
+        Err(_) => eprintln!("fake-logind: sending PrepareForSleep({start}) took over 1 s"),
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let m = Manager::default();
@@ -108,9 +124,7 @@ async fn main() -> ExitCode {
     while let Some(cmd) = rx.recv().await {
         match cmd.trim() {
             "sleep" => {
-                if let Err(e) = Manager::prepare_for_sleep(&emitter, true).await {
-                    eprintln!("fake-logind: {e}");
-                }
+                emit(&emitter, true).await;
                 say("sleeping");
                 let start = Instant::now();
                 let mut waited = false;
@@ -128,9 +142,7 @@ async fn main() -> ExitCode {
                 }
             }
             "wake" => {
-                if let Err(e) = Manager::prepare_for_sleep(&emitter, false).await {
-                    eprintln!("fake-logind: {e}");
-                }
+                emit(&emitter, false).await;
                 say("woke");
             }
             other => eprintln!("fake-logind: unknown command {other:?}"),
