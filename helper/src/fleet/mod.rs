@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use postern_dbus::failure::{FailureKind, exit};
-use postern_dbus::profile::{AuthMethod, Profile, SecretPolicy};
+use postern_dbus::profile::{AuthMethod, Autoconnect, Profile, SecretPolicy};
 use serde::Serialize;
 
 use policy::Policy;
@@ -102,6 +102,16 @@ pub fn check_file(path: &Path, policy: &Policy, system: bool) -> Vec<Problem> {
     }
     if let Err((key, why)) = policy.apply(&mut profile) {
         out.push(problem(at(&key), Some(&key), why));
+    }
+    if system && let Some((key, why)) = system::boot_problem(&profile) {
+        out.push(problem(at("autoconnect"), Some(key), why));
+    }
+    if !system && profile.autoconnect == Autoconnect::Boot {
+        out.push(problem(
+            at("autoconnect"),
+            Some("autoconnect"),
+            system::USER_BOOT.into(),
+        ));
     }
     if matches!(profile.auth.method, AuthMethod::Psk) && profile.auth.psk.is_none() {
         out.push(problem(
@@ -303,6 +313,58 @@ mod tests {
                 .any(|s| s.contains("weak.toml:4: auth.psk: the pre-shared key is missing")),
             "{shown:?}"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn boot_on_a_user_profile_and_a_boot_profile_without_its_xauth_password() {
+        let dir = std::env::temp_dir().join(format!("postern-fleet-boot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("office.toml");
+        std::fs::write(
+            &f,
+            "name = \"office\"\ngateway = \"192.0.2.1\"\nautoconnect = \"boot\"\n[auth]\nmethod = \"psk\"\npsk = \"s3cret\"\n[xauth]\nusername = \"alice\"\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        let pol = Policy::open();
+        // A user profile: boot does nothing there, said on the key's line.
+        let user: Vec<String> = check_file(&f, &pol, false)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(user.len(), 1, "{user:?}");
+        assert!(
+            user[0].contains(
+                "office.toml:3: autoconnect: autoconnect = \"boot\" applies to system profiles only"
+            ),
+            "{user:?}"
+        );
+        // A system profile: it would wait forever for an XAuth answer.
+        let sys: Vec<String> = check_file(&f, &pol, true)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert!(
+            sys.iter().any(|s| s.contains("office.toml:3: xauth.password: autoconnect = \"boot\" with XAuth needs the XAuth password on disk")),
+            "{sys:?}"
+        );
+        assert!(
+            !sys.iter()
+                .any(|s| s.contains("applies to system profiles only")),
+            "{sys:?}"
+        );
+        // The password beside it in NAME.secrets (root, 0600): no boot problem left
+        // (as root; otherwise the secrets file is refused for its owner).
+        let sec = dir.join("office.secrets");
+        std::fs::write(&sec, "xauth_password = \"pw\"\n").unwrap();
+        std::fs::set_permissions(&sec, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        let root = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&sec).unwrap()) == 0;
+        if root {
+            let sys = check_file(&f, &pol, true);
+            assert!(sys.is_empty(), "{sys:?}");
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -135,6 +135,25 @@ pub fn merge_secrets(p: &mut Profile, path: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Why a profile with `autoconnect = "boot"` cannot come up with no one there, as
+/// (key, one sentence), or `None`. At boot no user answers a prompt, so every secret the
+/// connect asks for must be on disk.
+pub fn boot_problem(p: &Profile) -> Option<(&'static str, String)> {
+    if p.autoconnect != Autoconnect::Boot {
+        return None;
+    }
+    if p.xauth.as_ref().is_some_and(|x| x.password.is_none()) {
+        return Some((
+            "xauth.password",
+            "autoconnect = \"boot\" with XAuth needs the XAuth password on disk (xauth.password in the profile, mode 0600, or xauth_password in NAME.secrets): at boot no one is there to type it".into(),
+        ));
+    }
+    None
+}
+
+/// What `autoconnect = "boot"` does on a user profile: nothing; said in one line.
+pub const USER_BOOT: &str = "autoconnect = \"boot\" applies to system profiles only (/etc/postern/profiles): a user profile is never started at boot; use \"login\"";
+
 /// Reads system profile `name` from `dir` for a connect: ownership, syntax, secrets,
 /// certificate files, the site policy. The error is one line naming the file.
 pub fn load(dir: &Path, name: &str, policy: &Policy) -> Result<Profile, String> {
@@ -382,6 +401,28 @@ mod tests {
                 .contains("no system profile nope")
         );
         std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_boot_profile_needs_its_xauth_password_on_disk() {
+        let text = format!("{OFFICE}[xauth]\nusername = \"alice\"\n");
+        let mut p =
+            Profile::from_toml_str(&text, "office.toml", SecretPolicy::AllowIfPrivate).unwrap();
+        let (key, why) = boot_problem(&p).unwrap();
+        assert_eq!(key, "xauth.password");
+        assert!(why.contains("no one is there to type it"), "{why}");
+        assert!(why.contains("NAME.secrets"), "{why}");
+        // With the password (from NAME.secrets or inline) it can come up alone.
+        p.xauth.as_mut().unwrap().password = Some(Secret::new("pw".into()));
+        assert_eq!(boot_problem(&p), None);
+        // Not a boot profile: a user connecting it may answer the prompt.
+        p.xauth.as_mut().unwrap().password = None;
+        p.autoconnect = Autoconnect::No;
+        assert_eq!(boot_problem(&p), None);
+        // No XAuth at all: nothing to ask.
+        let plain =
+            Profile::from_toml_str(OFFICE, "office.toml", SecretPolicy::AllowIfPrivate).unwrap();
+        assert_eq!(boot_problem(&plain), None);
     }
 
     #[test]

@@ -313,6 +313,14 @@ async fn autoconnect_boot(bus: &Connection, daemon: &Arc<Daemon>) {
                 continue;
             }
         };
+        if let Some((_, why)) = crate::fleet::system::boot_problem(&profile) {
+            eprintln!(
+                "autoconnect: {} not started: {}: {why}",
+                e.name,
+                e.file.display()
+            );
+            continue;
+        }
         let origin = Origin {
             owner: 0,
             system: Some(e.name.clone()),
