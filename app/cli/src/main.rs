@@ -717,6 +717,10 @@ async fn status(json: bool) -> Result<(), Fail> {
         for line in c.protection().await.unwrap_or_default() {
             println!("  {line}");
         }
+        let last = c.last_error().await.unwrap_or_default();
+        if !last.message.is_empty() {
+            println!("  {}", last.message);
+        }
         if !sas.is_empty() {
             println!(
                 "  {:<10} {:<10} {:<16} {:<16} {:<20} {:<18} {:<9} {:>14} {:>14}",

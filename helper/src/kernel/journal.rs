@@ -260,7 +260,7 @@ fn parse(text: &str) -> Option<(u32, u64, Vec<Entry>)> {
     Some((pid, ns, lines.filter_map(Entry::parse).collect()))
 }
 
-fn helper_alive(pid: u32) -> bool {
+pub(crate) fn helper_alive(pid: u32) -> bool {
     pid == std::process::id()
         || fs::read_to_string(format!("/proc/{pid}/comm"))
             .is_ok_and(|c| c.trim_end() == "postern-helper")
