@@ -189,10 +189,57 @@ pub struct Datapath {
     rekey: Option<RekeySender>,
 }
 
-fn free_device_name() -> Option<String> {
+/// Device names not in use now, in order. Two tunnels starting at once may both see
+/// a name free: the journal, created exclusively per name, decides which one takes it
+/// ([`claim_device`]).
+fn free_device_names() -> impl Iterator<Item = String> {
     (0..16)
         .map(|i| format!("postern{i}"))
-        .find(|n| !std::path::Path::new("/sys/class/net").join(n).exists())
+        .filter(|n| !std::path::Path::new("/sys/class/net").join(n).exists())
+}
+
+/// Creates the TUN device under the first free name whose journal this helper could
+/// create exclusively; a name another tunnel took between the look and the create
+/// (journal there, or the device busy) is skipped.
+fn claim_device(mtu: u16) -> Result<(String, Journal, tun_rs::SyncDevice), DatapathError> {
+    let dir = kernel::journal::run_dir();
+    for name in free_device_names() {
+        let mut journal = match Journal::create_new(&dir, &name) {
+            Ok(j) => j,
+            Err(kernel::KernelError::Journal { source, .. })
+                if source.kind() == std::io::ErrorKind::AlreadyExists =>
+            {
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        journal.record(Entry::Link { dev: name.clone() })?;
+        // With offload (IFF_VNET_HDR + TSO): the stack hands us TCP segments of up to
+        // 64 kB in one read, which tun-rs splits; without it where the kernel refuses.
+        let built = tun_rs::DeviceBuilder::new()
+            .name(&name)
+            .mtu(mtu)
+            .offload(true)
+            .build_sync()
+            .or_else(|_| {
+                tun_rs::DeviceBuilder::new()
+                    .name(&name)
+                    .mtu(mtu)
+                    .build_sync()
+            });
+        match built {
+            Ok(dev) => return Ok((name, journal, dev)),
+            Err(e) => {
+                journal.finish();
+                if e.raw_os_error() == Some(16) {
+                    // EBUSY: the device was made by someone else meanwhile.
+                    continue;
+                }
+                return Err(DatapathError::Tun(e));
+            }
+        }
+    }
+    Err(DatapathError::NoDeviceName)
 }
 
 impl Datapath {
@@ -208,29 +255,7 @@ impl Datapath {
         full_tunnel: bool,
     ) -> Result<Datapath, DatapathError> {
         let socket = UdpSocket::from(socket);
-        let name = free_device_name().ok_or(DatapathError::NoDeviceName)?;
-        let mut journal = Journal::create(&kernel::journal::run_dir(), &name)?;
-        journal.record(Entry::Link { dev: name.clone() })?;
-        // With offload (IFF_VNET_HDR + TSO): the stack hands us TCP segments of up to
-        // 64 kB in one read, which tun-rs splits; without it where the kernel refuses.
-        let built = tun_rs::DeviceBuilder::new()
-            .name(&name)
-            .mtu(mtu)
-            .offload(true)
-            .build_sync()
-            .or_else(|_| {
-                tun_rs::DeviceBuilder::new()
-                    .name(&name)
-                    .mtu(mtu)
-                    .build_sync()
-            });
-        let dev = match built {
-            Ok(d) => d,
-            Err(e) => {
-                journal.finish();
-                return Err(DatapathError::Tun(e));
-            }
-        };
+        let (name, journal, dev) = claim_device(mtu)?;
         let vnet_hdr = dev.tcp_gso();
         let dev = Arc::new(dev);
         let mut dp = Datapath {
