@@ -135,8 +135,7 @@ pub fn run(lab: &Lab, n: u32, progress: bool) -> Result<Report> {
             lab.exec(Role::Client, &["ping", "-n", "-c", "1", "-W", "2", dst])
                 .map_err(|e| LabError(format!("cycle {i}: ping {dst}: {e}")))?;
         }
-        let down =
-            both(&user, "down", "", &[]).map_err(|e| LabError(format!("cycle {i}: {e}")))?;
+        let down = both(&user, "down", "", &[]).map_err(|e| LabError(format!("cycle {i}: {e}")))?;
         let (fds, rss_kib) = settled(pid)?;
         samples.push(Sample {
             fds,
@@ -175,8 +174,5 @@ pub fn run(lab: &Lab, n: u32, progress: bool) -> Result<Report> {
         "the PSK is in the helper daemon's output"
     );
     drop(host);
-    Ok(Report {
-        samples,
-        start,
-    })
+    Ok(Report { samples, start })
 }

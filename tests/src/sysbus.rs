@@ -284,7 +284,12 @@ impl SystemBus {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        self.helper = start_helper(lab, &self.addr, &self.dir.join(format!("helper-{n}.out")), &[])?;
+        self.helper = start_helper(
+            lab,
+            &self.addr,
+            &self.dir.join(format!("helper-{n}.out")),
+            &[],
+        )?;
         Ok(())
     }
 }
