@@ -301,7 +301,9 @@ fn abuse_of_the_dbus_boundary_is_refused() {
                 "Connect",
                 &[
                     "sa{ss}",
-                    &dead_profile(&format!("flood{i}"), 5),
+                    // One gateway each (a second tunnel to one gateway fails at once).
+                    &dead_profile(&format!("flood{i}"), 5)
+                        .replace("192.0.2.77", &format!("192.0.2.{}", 100 + i)),
                     "1",
                     "psk",
                     "x",
