@@ -44,10 +44,13 @@ pub enum FailureKind {
     Keyring,
     /// Anything else (a bug, an OS error without a better home).
     Internal,
+    /// The helper was killed or crashed while the tunnel was up; the helper started
+    /// after it removed what the tunnel had installed and says so with this kind.
+    HelperRestarted,
 }
 
 impl FailureKind {
-    pub const ALL: [FailureKind; 13] = [
+    pub const ALL: [FailureKind; 14] = [
         FailureKind::AuthenticationFailed,
         FailureKind::CertificateRefused,
         FailureKind::NoProposalChosen,
@@ -61,6 +64,7 @@ impl FailureKind {
         FailureKind::HelperUnreachable,
         FailureKind::Keyring,
         FailureKind::Internal,
+        FailureKind::HelperRestarted,
     ];
 
     /// The stable wire name (the `kind` of [`LastError`]).
@@ -79,6 +83,7 @@ impl FailureKind {
             FailureKind::HelperUnreachable => "helper-unreachable",
             FailureKind::Keyring => "keyring",
             FailureKind::Internal => "internal",
+            FailureKind::HelperRestarted => "helper-restarted",
         }
     }
 
@@ -108,7 +113,8 @@ impl FailureKind {
             | FailureKind::PeerError
             | FailureKind::Datapath
             | FailureKind::Keyring
-            | FailureKind::Internal => exit::FAILURE,
+            | FailureKind::Internal
+            | FailureKind::HelperRestarted => exit::FAILURE,
         }
     }
 }

@@ -8,8 +8,11 @@
 #[macro_use]
 mod error;
 pub mod bench;
+pub mod bususer;
 pub mod config;
+pub mod cycles;
 pub mod desktop;
+pub mod hoststate;
 pub mod lab;
 pub mod libreswan;
 pub mod multi;

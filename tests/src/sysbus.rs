@@ -301,3 +301,42 @@ pub fn bare_bus(lab: &Lab) -> Result<String> {
         "the bare system bus did not start within 2 s".into(),
     ))
 }
+
+/// `postern-helper daemon` in the client namespace on the bus at `addr`, output in `log`;
+/// returns once it owns its name.
+fn start_helper(lab: &Lab, addr: &str, log: &Path, env: &[(&str, &str)]) -> Result<Arc<Proc>> {
+    let mut c = lab.command(Role::Client, &helper_path()?);
+    c.arg("daemon").env("DBUS_SYSTEM_BUS_ADDRESS", addr);
+    c.envs(env.iter().copied());
+    let helper = Proc::spawn("postern-helper daemon", c, Some(log))?;
+    lab.adopt(&helper);
+    wait_name(addr, "org.postern.Helper1", &helper)?;
+    Ok(helper)
+}
+
+impl SystemBus {
+    /// Starts the helper daemon again (after the previous one was killed): output in
+    /// `helper-N.out`. The old process must be gone (its name released).
+    pub fn restart_helper(&mut self, lab: &Lab, n: u32) -> Result<()> {
+        if self.helper.try_status().is_none() {
+            return Err(LabError("the previous helper daemon still runs".into()));
+        }
+        // The bus releases the dead helper's name when it notices the closed socket.
+        for _ in 0..50 {
+            let out = Command::new("busctl")
+                .args(["--address", &self.addr, "--timeout=2", "list", "--no-pager"])
+                .output()?;
+            if !String::from_utf8_lossy(&out.stdout).contains("org.postern.Helper1") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.helper = start_helper(
+            lab,
+            &self.addr,
+            &self.dir.join(format!("helper-{n}.out")),
+            &[],
+        )?;
+        Ok(())
+    }
+}

@@ -598,6 +598,22 @@ async fn down(name: &str) -> Result<(), Fail> {
             .map(|(_, p)| p)
             .collect();
     }
+    // A tunnel that has ended lingers a while for its state to be read: not up.
+    let mut live: Vec<OwnedObjectPath> = Vec::new();
+    for path in found {
+        let st = ConnectionProxy::builder(&conn)
+            .path(path.clone())?
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await?
+            .state()
+            .await
+            .unwrap_or_default();
+        if st != state::DISCONNECTED && st != state::FAILED {
+            live.push(path);
+        }
+    }
+    let found = live;
     if found.is_empty() {
         return Err(Fail::new(
             FailureKind::Internal,
@@ -721,6 +737,10 @@ async fn status(json: bool) -> Result<(), Fail> {
         println!("  sent {} bytes, received {} bytes", t.tx_bytes, t.rx_bytes);
         for line in c.protection().await.unwrap_or_default() {
             println!("  {line}");
+        }
+        let last = c.last_error().await.unwrap_or_default();
+        if !last.message.is_empty() {
+            println!("  {}", last.message);
         }
         if !sas.is_empty() {
             println!(

@@ -68,6 +68,10 @@ pub fn explain(kind: FailureKind) -> Explanation {
             "Something went wrong inside Postern.",
             "Look at the log below; please report it with the diagnostics.",
         ),
+        FailureKind::HelperRestarted => (
+            "The tunnel was lost: the Postern service was restarted.",
+            "Connect again; if it keeps happening, send the diagnostics (the service's log) to your admin.",
+        ),
     };
     Explanation { headline, check }
 }

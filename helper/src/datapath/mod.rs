@@ -180,19 +180,75 @@ pub struct Datapath {
     staged: Vec<Vec<u8>>,
     n_staged: usize,
     /// Receive buffers of [`Datapath::drain_natt`], one area cut in [`RX_SLOT`] pieces
-    /// (made at its first use; one large allocation, so its untouched pages cost no
-    /// memory).
-    rx_area: Vec<u8>,
+    /// (made at its first use; mapped, see [`big_area`], so its untouched pages cost
+    /// no memory).
+    rx_area: Option<memmap2::MmapMut>,
     /// The device's index when systemd-resolved holds our DNS settings for it.
     resolved_link: Option<u32>,
     /// Where volume-lifetime rekeys are asked for.
     rekey: Option<RekeySender>,
 }
 
-fn free_device_name() -> Option<String> {
+/// A large zeroed buffer mapped from the kernel: its pages become resident only when
+/// touched and go back to the system when it is dropped. A `Vec` of this size comes
+/// from malloc, whose dynamic mmap threshold (raised by the first such free) serves the
+/// next one from the heap, zeroed by hand and kept after the free: 16 MiB of RSS per
+/// tunnel that stayed in the daemon after the tunnel closed (bench/cycles.sh).
+fn big_area(len: usize) -> std::io::Result<memmap2::MmapMut> {
+    memmap2::MmapMut::map_anon(len)
+}
+
+/// Device names not in use now, in order. Two tunnels starting at once may both see
+/// a name free: the journal, created exclusively per name, decides which one takes it
+/// ([`claim_device`]).
+fn free_device_names() -> impl Iterator<Item = String> {
     (0..16)
         .map(|i| format!("postern{i}"))
-        .find(|n| !std::path::Path::new("/sys/class/net").join(n).exists())
+        .filter(|n| !std::path::Path::new("/sys/class/net").join(n).exists())
+}
+
+/// Creates the TUN device under the first free name whose journal this helper could
+/// create exclusively; a name another tunnel took between the look and the create
+/// (journal there, or the device busy) is skipped.
+fn claim_device(mtu: u16) -> Result<(String, Journal, tun_rs::SyncDevice), DatapathError> {
+    let dir = kernel::journal::run_dir();
+    for name in free_device_names() {
+        let mut journal = match Journal::create_new(&dir, &name) {
+            Ok(j) => j,
+            Err(kernel::KernelError::Journal { source, .. })
+                if source.kind() == std::io::ErrorKind::AlreadyExists =>
+            {
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        journal.record(Entry::Link { dev: name.clone() })?;
+        // With offload (IFF_VNET_HDR + TSO): the stack hands us TCP segments of up to
+        // 64 kB in one read, which tun-rs splits; without it where the kernel refuses.
+        let built = tun_rs::DeviceBuilder::new()
+            .name(&name)
+            .mtu(mtu)
+            .offload(true)
+            .build_sync()
+            .or_else(|_| {
+                tun_rs::DeviceBuilder::new()
+                    .name(&name)
+                    .mtu(mtu)
+                    .build_sync()
+            });
+        match built {
+            Ok(dev) => return Ok((name, journal, dev)),
+            Err(e) => {
+                journal.finish();
+                if e.raw_os_error() == Some(16) {
+                    // EBUSY: the device was made by someone else meanwhile.
+                    continue;
+                }
+                return Err(DatapathError::Tun(e));
+            }
+        }
+    }
+    Err(DatapathError::NoDeviceName)
 }
 
 impl Datapath {
@@ -208,29 +264,7 @@ impl Datapath {
         full_tunnel: bool,
     ) -> Result<Datapath, DatapathError> {
         let socket = UdpSocket::from(socket);
-        let name = free_device_name().ok_or(DatapathError::NoDeviceName)?;
-        let mut journal = Journal::create(&kernel::journal::run_dir(), &name)?;
-        journal.record(Entry::Link { dev: name.clone() })?;
-        // With offload (IFF_VNET_HDR + TSO): the stack hands us TCP segments of up to
-        // 64 kB in one read, which tun-rs splits; without it where the kernel refuses.
-        let built = tun_rs::DeviceBuilder::new()
-            .name(&name)
-            .mtu(mtu)
-            .offload(true)
-            .build_sync()
-            .or_else(|_| {
-                tun_rs::DeviceBuilder::new()
-                    .name(&name)
-                    .mtu(mtu)
-                    .build_sync()
-            });
-        let dev = match built {
-            Ok(d) => d,
-            Err(e) => {
-                journal.finish();
-                return Err(DatapathError::Tun(e));
-            }
-        };
+        let (name, journal, dev) = claim_device(mtu)?;
         let vnet_hdr = dev.tcp_gso();
         let dev = Arc::new(dev);
         let mut dp = Datapath {
@@ -253,7 +287,7 @@ impl Datapath {
             vnet_hdr,
             staged: Vec::new(),
             n_staged: 0,
-            rx_area: Vec::new(),
+            rx_area: None,
             keepalive_ms: Arc::new(std::sync::atomic::AtomicU64::new(
                 NAT_KEEPALIVE.as_millis() as u64
             )),
@@ -481,10 +515,10 @@ impl Datapath {
         sock: &tokio::net::UdpSocket,
         mut ike: impl FnMut(&[u8]),
     ) -> std::io::Result<usize> {
-        let mut area = std::mem::take(&mut self.rx_area);
-        if area.is_empty() {
-            area = vec![0u8; batch::BATCH * RX_SLOT];
-        }
+        let mut area = match self.rx_area.take() {
+            Some(a) => a,
+            None => big_area(batch::BATCH * RX_SLOT)?,
+        };
         let mut pieces = area.chunks_mut(RX_SLOT);
         let mut bufs: [&mut [u8]; batch::BATCH] =
             std::array::from_fn(|_| pieces.next().unwrap_or(&mut []));
@@ -504,7 +538,7 @@ impl Datapath {
                 0
             }
             Err(e) => {
-                self.rx_area = area;
+                self.rx_area = Some(area);
                 return Err(e);
             }
         };
@@ -523,7 +557,7 @@ impl Datapath {
                 }
             }
         }
-        self.rx_area = area;
+        self.rx_area = Some(area);
         Ok(esp)
     }
 
@@ -532,10 +566,10 @@ impl Datapath {
     /// [`Datapath::drain_natt`]'s, one write per flow run). Returns how many ESP packets
     /// came; nothing waiting and ICMP errors (refused) are not errors.
     pub fn drain_raw(&mut self, sock: &tokio::net::UdpSocket) -> std::io::Result<usize> {
-        let mut area = std::mem::take(&mut self.rx_area);
-        if area.is_empty() {
-            area = vec![0u8; batch::BATCH * RX_SLOT];
-        }
+        let mut area = match self.rx_area.take() {
+            Some(a) => a,
+            None => big_area(batch::BATCH * RX_SLOT)?,
+        };
         let mut pieces = area.chunks_mut(RX_SLOT);
         let mut bufs: [&mut [u8]; batch::BATCH] =
             std::array::from_fn(|_| pieces.next().unwrap_or(&mut []));
@@ -555,7 +589,7 @@ impl Datapath {
                 0
             }
             Err(e) => {
-                self.rx_area = area;
+                self.rx_area = Some(area);
                 return Err(e);
             }
         };
@@ -567,7 +601,7 @@ impl Datapath {
                 }
             }
         }
-        self.rx_area = area;
+        self.rx_area = Some(area);
         self.flush_inbound();
         Ok(got)
     }
@@ -753,7 +787,17 @@ impl Outward {
         // read's worth of slots is left.
         const SLOT: usize = esp::MAX_HEADER + MAX_INNER + esp::MAX_TRAILER;
         const SLOTS: usize = 2 * IDEAL_BATCH_SIZE;
-        let mut area = vec![0u8; SLOTS * SLOT];
+        let (mut mapped, mut heap);
+        let area: &mut [u8] = match big_area(SLOTS * SLOT) {
+            Ok(m) => {
+                mapped = m;
+                &mut mapped[..]
+            }
+            Err(_) => {
+                heap = vec![0u8; SLOTS * SLOT];
+                &mut heap[..]
+            }
+        };
         let mut slots: Vec<&mut [u8]> = area.chunks_mut(SLOT).collect();
         let mut sizes = vec![0usize; SLOTS];
         let mut out: Vec<(std::ops::Range<usize>, usize)> = Vec::with_capacity(SLOTS);

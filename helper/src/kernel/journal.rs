@@ -201,6 +201,28 @@ impl Journal {
         })
     }
 
+    /// Like [`Journal::create`], but fails (`AlreadyExists`) when a journal for `dev`
+    /// is there: a tunnel of a running helper has claimed the name (stale journals are
+    /// removed at start by `cleanup_stale`).
+    pub fn create_new(dir: &Path, dev: &str) -> Result<Journal, KernelError> {
+        let ns = netns_id();
+        let path = dir.join(format!("{ns}-{dev}.journal"));
+        fs::create_dir_all(dir).map_err(err(dir))?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(err(&path))?;
+        writeln!(file, "{MAGIC}\npid {}\nnetns {ns}", std::process::id()).map_err(err(&path))?;
+        file.sync_data().map_err(err(&path))?;
+        Ok(Journal {
+            path,
+            file,
+            entries: Vec::new(),
+        })
+    }
+
     /// Records `e` durably, before the change is made.
     pub fn record(&mut self, e: Entry) -> Result<(), KernelError> {
         writeln!(self.file, "{}", e.to_line()).map_err(err(&self.path))?;
@@ -260,7 +282,7 @@ fn parse(text: &str) -> Option<(u32, u64, Vec<Entry>)> {
     Some((pid, ns, lines.filter_map(Entry::parse).collect()))
 }
 
-fn helper_alive(pid: u32) -> bool {
+pub(crate) fn helper_alive(pid: u32) -> bool {
     pid == std::process::id()
         || fs::read_to_string(format!("/proc/{pid}/comm"))
             .is_ok_and(|c| c.trim_end() == "postern-helper")

@@ -10,6 +10,7 @@
 //! that created or watch it.
 
 mod auth;
+mod lost;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,6 +34,13 @@ use crate::tunnel::{self, Command, Event};
 
 /// How long a finished connection object stays for front ends to read its end.
 const LINGER: Duration = Duration::from_secs(30);
+/// How long the notice of a tunnel lost with a killed helper stays (a failed
+/// connection object its owner can read; not counted against the owner's limit).
+const LOST_LINGER: Duration = Duration::from_secs(600);
+/// The `LastError` sentence of such a tunnel.
+pub const LOST_MESSAGE: &str = "tunnel lost: the helper was restarted (it had stopped without closing the tunnel); what it had set up on this computer was removed";
+/// Ended tunnels kept per uid while they linger (the oldest is dropped early).
+const ENDED_PER_UID: usize = 8;
 /// How long SIGTERM waits for the tunnels to close.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -61,6 +69,19 @@ struct Conn {
     check: CheckSettings,
     /// A check is running (one at a time per tunnel).
     checking: std::sync::atomic::AtomicBool,
+    /// The record naming this tunnel's owner for a helper started after a crash
+    /// ([`lost`]); removed when the tunnel ends.
+    record: Mutex<Option<std::path::PathBuf>>,
+    /// Only the notice of a tunnel a killed helper had (no task behind it).
+    lost: bool,
+}
+
+impl Conn {
+    fn forget_record(&self) {
+        if let Some(p) = self.record.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
 }
 
 /// The profile keys `Check` uses (`network.check_host`, `check_domain`, `portal_url`).
@@ -127,6 +148,8 @@ pub struct Daemon {
     changed: tokio::sync::Notify,
     /// Where the system profiles are (`fleet::system::dir()`; never a caller's path).
     profiles_dir: std::path::PathBuf,
+    /// Where each user tunnel's owner record goes ([`lost`]); `None`: none written.
+    records: Option<std::path::PathBuf>,
 }
 
 impl Daemon {
@@ -137,7 +160,17 @@ impl Daemon {
             next_id: AtomicU64::new(1),
             changed: tokio::sync::Notify::new(),
             profiles_dir: crate::fleet::system::dir(),
+            records: None,
         })
+    }
+
+    /// A daemon that records each user tunnel's owner in `records` (the run directory).
+    pub fn with_records(authority: Authority, records: std::path::PathBuf) -> Arc<Self> {
+        let mut d = Daemon::new(authority);
+        if let Some(m) = Arc::get_mut(&mut d) {
+            m.records = Some(records);
+        }
+        d
     }
 
     /// A daemon reading system profiles from `dir` (tests).
@@ -248,6 +281,25 @@ async fn start(
     };
     let name = profile.name.clone();
     let status = Status::new(&profile.gateway);
+    // User tunnels only: a system tunnel's owner is root, told by the journal's lines.
+    let record = match (&daemon.records, &origin.system) {
+        (Some(dir), None) => {
+            let t = lost::Lost {
+                owner: origin.owner,
+                gateway: profile.gateway.clone(),
+                name: name.clone(),
+            };
+            lost::record(dir, id, &t)
+                .map_err(|e| {
+                    eprintln!(
+                        "warning: cannot record the tunnel's owner in {}: {e}",
+                        dir.display()
+                    )
+                })
+                .ok()
+        }
+        _ => None,
+    };
     let handle = tunnel::spawn(profile);
     let c = Arc::new(Conn {
         path: path.clone(),
@@ -263,6 +315,8 @@ async fn start(
         log: Mutex::new(LogHistory::default()),
         check,
         checking: std::sync::atomic::AtomicBool::new(false),
+        record: Mutex::new(record),
+        lost: false,
     });
     bus.object_server()
         .at(
@@ -374,17 +428,42 @@ impl Manager {
             return Err(Error::InvalidProfile(format!("{key}: {why}")));
         }
         let sender = hdr.sender().map(|s| s.to_string());
-        let mine = self
-            .daemon
-            .conns()
-            .values()
-            .filter(|c| c.owner == uid && c.system.is_none())
-            .count();
+        // Tunnels that ended linger for their owner to read (LINGER); they do not count
+        // against the limit, but at most ENDED_PER_UID of them are kept (the oldest
+        // goes first), so quick connect/disconnect cycles neither hit the limit nor
+        // pile up objects.
+        let (mine, ended) = {
+            let conns = self.daemon.conns();
+            let mut ended: Vec<OwnedObjectPath> = Vec::new();
+            let mut live = 0;
+            for c in conns
+                .values()
+                .filter(|c| c.owner == uid && c.system.is_none())
+            {
+                if c.lost || c.status().state.is_final() {
+                    ended.push(c.path.clone());
+                } else {
+                    live += 1;
+                }
+            }
+            (live, ended)
+        };
         if mine >= limits::CONNECTIONS_PER_UID {
             return Err(Error::LimitReached(format!(
                 "you have {mine} tunnels; at most {}",
                 limits::CONNECTIONS_PER_UID
             )));
+        }
+        if ended.len() >= ENDED_PER_UID {
+            let mut ended = ended;
+            ended.sort_by_key(path_number);
+            for p in &ended[..=ended.len() - ENDED_PER_UID] {
+                self.daemon.conns().remove(p);
+                let _ = conn
+                    .object_server()
+                    .remove::<ConnObject, _>(p.as_ref())
+                    .await;
+            }
         }
         let path = start(
             conn,
@@ -1068,6 +1147,7 @@ async fn pump(
             .unwrap_or_else(|e| e.into_inner())
             .finish(failure.as_ref());
         if !(c.keep_up && failure.is_some() && !c.stopped.load(Ordering::Acquire)) {
+            c.forget_record();
             break;
         }
         // Kept up: try again after a wait (reset once an attempt got connected).
@@ -1167,7 +1247,9 @@ async fn serve(idle_exit: Option<Duration>) -> Result<(), String> {
         .build()
         .await
         .map_err(|e| format!("cannot reach the system bus: {e}"))?;
-    let daemon = Daemon::new(Authority::Polkit);
+    let dir = crate::kernel::journal::run_dir();
+    let lost = lost::take_stale(&dir);
+    let daemon = Daemon::with_records(Authority::Polkit, dir);
     bus.object_server()
         .at(
             MANAGER_PATH,
@@ -1180,6 +1262,9 @@ async fn serve(idle_exit: Option<Duration>) -> Result<(), String> {
     bus.request_name(BUS_NAME)
         .await
         .map_err(|e| format!("cannot own {BUS_NAME}: {e} (as root, with packaging/org.postern.Helper1.conf installed)"))?;
+    for t in lost {
+        publish_lost(&bus, &daemon, t).await;
+    }
     eprintln!("serving {BUS_NAME} on the system bus");
     autoconnect_boot(&bus, &daemon).await;
     loop {
@@ -1220,6 +1305,85 @@ async fn shutdown(daemon: &Daemon) {
         }
     })
     .await;
+    // Closed on request: not lost, whatever a later helper finds.
+    for c in &conns {
+        c.forget_record();
+    }
+}
+
+/// The `n` of `<prefix><n>` (ordering connection paths by age).
+fn path_number(p: &OwnedObjectPath) -> u64 {
+    p.as_str()
+        .rsplit('/')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A tunnel the previous (killed) helper had: published as a failed connection of its
+/// owner with `LastError` kind `helper-restarted`, for [`LOST_LINGER`], so the owner's
+/// front end (which sees the helper come back on the bus and calls `List`) can say so.
+async fn publish_lost(bus: &Connection, daemon: &Arc<Daemon>, t: lost::Lost) {
+    let id = daemon.next_id.fetch_add(1, Ordering::Relaxed);
+    let Ok(path) = OwnedObjectPath::try_from(format!("{CONNECTION_PATH_PREFIX}{id}")) else {
+        return;
+    };
+    let mut status = Status::new(&t.gateway);
+    status.finish(Some(&tunnel::Failure::new(
+        postern_dbus::failure::FailureKind::HelperRestarted,
+        LOST_MESSAGE,
+    )));
+    // No task behind it: commands go nowhere ("has already ended").
+    let (commands, _) = tokio::sync::mpsc::unbounded_channel();
+    let c = Arc::new(Conn {
+        path: path.clone(),
+        owner: t.owner,
+        name: t.name,
+        system: None,
+        keep_up: false,
+        stopped: std::sync::atomic::AtomicBool::new(true),
+        stop: tokio::sync::Notify::new(),
+        status: Mutex::new(status),
+        commands: Mutex::new(commands),
+        watchers: Mutex::new(Vec::new()),
+        log: Mutex::new(LogHistory::default()),
+        check: CheckSettings::default(),
+        checking: std::sync::atomic::AtomicBool::new(false),
+        record: Mutex::new(None),
+        lost: true,
+    });
+    c.log_line(bus, &format!("error: {LOST_MESSAGE}")).await;
+    if bus
+        .object_server()
+        .at(
+            path.clone(),
+            ConnObject {
+                conn: Arc::clone(&c),
+                daemon: Arc::clone(daemon),
+            },
+        )
+        .await
+        .is_err()
+    {
+        return;
+    }
+    eprintln!(
+        "uid {}: tunnel {} lost with the previous helper, shown as {}",
+        c.owner,
+        c.name,
+        path.as_str()
+    );
+    daemon.conns().insert(path.clone(), c);
+    let (bus, daemon) = (bus.clone(), Arc::clone(daemon));
+    tokio::spawn(async move {
+        tokio::time::sleep(LOST_LINGER).await;
+        let _ = bus
+            .object_server()
+            .remove::<ConnObject, _>(path.as_ref())
+            .await;
+        daemon.conns().remove(&path);
+        daemon.changed.notify_one();
+    });
 }
 
 #[cfg(test)]

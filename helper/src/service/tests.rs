@@ -338,3 +338,39 @@ async fn check_profile_says_nothing_without_a_policy() {
         Err(Error::InvalidProfile(_))
     ));
 }
+
+/// Connect/disconnect cycles: tunnels that ended linger but neither count against the
+/// per-user limit nor pile up (at most `ENDED_PER_UID` are kept, the oldest go first).
+#[tokio::test]
+async fn ended_tunnels_do_not_count_and_do_not_pile_up() {
+    let p = peer(|_| true).await;
+    let h = HelperProxy::new(&p.client).await.expect("proxy");
+    let n = postern_dbus::interface::limits::CONNECTIONS_PER_UID + super::ENDED_PER_UID + 3;
+    for i in 0..n {
+        let path = h
+            .connect(PROFILE, secrets("s3cret"))
+            .await
+            .unwrap_or_else(|e| panic!("connect {i}: {e:?}"));
+        let c = ConnectionProxy::builder(&p.client)
+            .path(path)
+            .expect("path")
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await
+            .expect("proxy");
+        let mut state = String::new();
+        for _ in 0..100 {
+            state = c.state().await.expect("state");
+            if state == "failed" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(state, "failed", "connect {i}");
+    }
+    let listed = h.list().await.expect("list").len();
+    assert!(
+        listed <= super::ENDED_PER_UID,
+        "{listed} ended tunnels kept"
+    );
+}

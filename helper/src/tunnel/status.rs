@@ -25,6 +25,11 @@ pub enum State {
 }
 
 impl State {
+    /// The tunnel has ended (its object only lingers for front ends to read).
+    pub fn is_final(self) -> bool {
+        matches!(self, State::Disconnected | State::Failed)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             State::Connecting => "connecting",
