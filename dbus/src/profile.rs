@@ -1289,21 +1289,7 @@ fn current_euid() -> Option<u32> {
 }
 
 fn convert(cx: &Cx<'_>, raw: &RawProfile, policy: SecretPolicy) -> Result<Profile, ProfileError> {
-    // Top level.
-    let name = cx
-        .opt("name", &raw.name, |s| {
-            let n = s.chars().count();
-            if s.trim().is_empty() {
-                Err("empty name".to_string())
-            } else if n > 64 {
-                Err(format!("{n} characters; at most 64"))
-            } else if has_control(s) {
-                Err("control characters in name".to_string())
-            } else {
-                Ok(s.to_string())
-            }
-        })?
-        .ok_or_else(|| cx.err("name", None, "required"))?;
+    let name = parse_name(cx, raw)?;
     let gateway = cx
         .opt("gateway", &raw.gateway, |s| {
             validate_host(s).map(|()| s.to_string())
@@ -1320,84 +1306,126 @@ fn convert(cx: &Cx<'_>, raw: &RawProfile, policy: SecretPolicy) -> Result<Profil
             "only IKEv1 is supported (ike_version = 1)",
         ));
     }
-    let exchange_mode: ExchangeMode = cx.keyword("exchange_mode", &raw.exchange_mode)?;
-    let autoconnect: Autoconnect = cx.keyword("autoconnect", &raw.autoconnect)?;
+    let exchange_mode = cx.keyword("exchange_mode", &raw.exchange_mode)?;
+    let autoconnect = cx.keyword("autoconnect", &raw.autoconnect)?;
+    let auth = parse_auth(cx, &raw.auth, policy)?;
+    let xauth = parse_xauth(cx, raw.xauth.as_ref(), policy)?;
+    check_auth_material(cx, &raw.auth, &auth, xauth.is_some())?;
+    // In the order of the file's sections, so the first error reported is the first.
+    let phase1 = parse_phase1(cx, &raw.phase1)?;
+    let phase2 = parse_phase2(cx, &raw.phase2)?;
+    let network = parse_network(cx, &raw.network)?;
+    Ok(Profile {
+        name,
+        gateway,
+        exchange_mode,
+        auth,
+        xauth,
+        phase1,
+        phase2,
+        network,
+        autoconnect,
+    })
+}
 
-    // [auth]
-    let a = &raw.auth;
-    let path = |s: &str| {
+fn parse_name(cx: &Cx<'_>, raw: &RawProfile) -> Result<String, ProfileError> {
+    cx.opt("name", &raw.name, |s| {
+        let n = s.chars().count();
         if s.trim().is_empty() {
-            Err("empty path".to_string())
+            Err("empty name".to_string())
+        } else if n > 64 {
+            Err(format!("{n} characters; at most 64"))
         } else if has_control(s) {
-            Err("control characters in path".to_string())
+            Err("control characters in name".to_string())
         } else {
             Ok(s.to_string())
         }
-    };
-    let auth = Auth {
+    })?
+    .ok_or_else(|| cx.err("name", None, "required"))
+}
+
+/// A file named in `[auth]`: only its form is checked here; whoever reads the file
+/// says what is wrong with its contents.
+fn file_path(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        Err("empty path".to_string())
+    } else if has_control(s) {
+        Err("control characters in path".to_string())
+    } else {
+        Ok(s.to_string())
+    }
+}
+
+/// `[auth]`
+fn parse_auth(cx: &Cx<'_>, a: &RawAuth, policy: SecretPolicy) -> Result<Auth, ProfileError> {
+    Ok(Auth {
         method: cx.keyword("auth.method", &a.method)?,
         local_id: cx.opt("auth.local_id", &a.local_id, str::parse)?,
         remote_id: cx.opt("auth.remote_id", &a.remote_id, str::parse)?,
         psk: cx.secret("auth.psk", &a.psk, policy)?,
-        ca: cx.opt("auth.ca", &a.ca, path)?,
-        cert: cx.opt("auth.cert", &a.cert, path)?,
-        key: cx.opt("auth.key", &a.key, path)?,
-        pkcs12: cx.opt("auth.pkcs12", &a.pkcs12, path)?,
-        crl: cx.opt("auth.crl", &a.crl, path)?,
+        ca: cx.opt("auth.ca", &a.ca, file_path)?,
+        cert: cx.opt("auth.cert", &a.cert, file_path)?,
+        key: cx.opt("auth.key", &a.key, file_path)?,
+        pkcs12: cx.opt("auth.pkcs12", &a.pkcs12, file_path)?,
+        crl: cx.opt("auth.crl", &a.crl, file_path)?,
         key_passphrase: cx.secret("auth.key_passphrase", &a.key_passphrase, policy)?,
         contents: CertContents::default(),
-    };
+    })
+}
 
-    // [xauth]
-    let xauth = match &raw.xauth {
-        None => None,
-        Some(x) => Some(XAuth {
-            username: cx
-                .opt("xauth.username", &x.username, non_empty_text("user name"))?
-                .ok_or_else(|| {
-                    cx.err("xauth.username", None, "required when [xauth] is present")
-                })?,
-            password: cx.secret("xauth.password", &x.password, policy)?,
-        }),
-    };
+/// `[xauth]`
+fn parse_xauth(
+    cx: &Cx<'_>,
+    x: Option<&RawXAuth>,
+    policy: SecretPolicy,
+) -> Result<Option<XAuth>, ProfileError> {
+    let Some(x) = x else { return Ok(None) };
+    Ok(Some(XAuth {
+        username: cx
+            .opt("xauth.username", &x.username, non_empty_text("user name"))?
+            .ok_or_else(|| cx.err("xauth.username", None, "required when [xauth] is present"))?,
+        password: cx.secret("xauth.password", &x.password, policy)?,
+    }))
+}
 
+/// The combinations of `[auth]` keys a method needs. With none of the files the
+/// material comes as contents (D-Bus `Connect`); the helper says so if it does not.
+fn check_auth_material(
+    cx: &Cx<'_>,
+    a: &RawAuth,
+    auth: &Auth,
+    has_xauth: bool,
+) -> Result<(), ProfileError> {
     let method_span = a.method.as_ref().map(Spanned::span);
     match auth.method {
-        // With none of them the material comes as contents (D-Bus `Connect`); the
-        // helper says so if it does not.
-        AuthMethod::RsaSig if auth.cert.is_some() != auth.key.is_some() => {
-            return Err(cx.err(
-                "auth.method",
-                method_span,
-                "\"rsa-sig\" needs auth.cert and auth.key together (or auth.pkcs12 alone)",
-            ));
-        }
-        AuthMethod::RsaSig if auth.pkcs12.is_some() && auth.cert.is_some() => {
-            return Err(cx.err(
-                "auth.pkcs12",
-                None,
-                "give either auth.pkcs12 or auth.cert + auth.key, not both",
-            ));
-        }
-        AuthMethod::Hybrid if xauth.is_none() => {
-            return Err(cx.err(
-                "auth.method",
-                method_span,
-                "\"hybrid\" authenticates the user with XAuth: add an [xauth] section",
-            ));
-        }
-        _ => {}
+        AuthMethod::RsaSig if auth.cert.is_some() != auth.key.is_some() => Err(cx.err(
+            "auth.method",
+            method_span,
+            "\"rsa-sig\" needs auth.cert and auth.key together (or auth.pkcs12 alone)",
+        )),
+        AuthMethod::RsaSig if auth.pkcs12.is_some() && auth.cert.is_some() => Err(cx.err(
+            "auth.pkcs12",
+            None,
+            "give either auth.pkcs12 or auth.cert + auth.key, not both",
+        )),
+        AuthMethod::Hybrid if !has_xauth => Err(cx.err(
+            "auth.method",
+            method_span,
+            "\"hybrid\" authenticates the user with XAuth: add an [xauth] section",
+        )),
+        _ => Ok(()),
     }
+}
 
-    // [phase1]
-    let p1 = &raw.phase1;
+/// `[phase1]`
+fn parse_phase1(cx: &Cx<'_>, p1: &RawPhase1) -> Result<Phase1, ProfileError> {
     let ike = cx.list("phase1.proposals", &p1.proposals, MAX_PROPOSALS, |s| {
         parse_ike(s).map_err(|e| e.to_string())
     })?;
     if ike.as_ref().is_some_and(Vec::is_empty) {
         return Err(cx.err("phase1.proposals", None, "at least one proposal is needed"));
     }
-    let phase1 = Phase1 {
+    Ok(Phase1 {
         proposals: ike.unwrap_or_else(|| Phase1::default().proposals),
         lifetime: cx.duration(
             "phase1.lifetime",
@@ -1405,26 +1433,26 @@ fn convert(cx: &Cx<'_>, raw: &RawProfile, policy: SecretPolicy) -> Result<Profil
             8 * HOUR,
             (MINUTE, 24 * HOUR),
         )?,
-    };
+    })
+}
 
-    // [phase2]
-    let p2 = &raw.phase2;
-    let pfs = cx
-        .opt("phase2.pfs", &p2.pfs, |s| {
-            match s.to_ascii_lowercase().as_str() {
-                "none" | "no" | "off" => Ok(None),
-                g => DhGroup::ALL
-                    .into_iter()
-                    .find(|x| x.name() == g)
-                    .map(Some)
-                    .ok_or_else(|| {
-                        format!(
-                            "'{s}' is not \"none\" or a DH group (modp1024, modp2048, ecp256, ...)"
-                        )
-                    }),
-            }
-        })?
-        .flatten();
+/// `phase2.pfs`: "none" or a DH group name.
+fn parse_pfs(s: &str) -> Result<Option<DhGroup>, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "none" | "no" | "off" => Ok(None),
+        g => DhGroup::ALL
+            .into_iter()
+            .find(|x| x.name() == g)
+            .map(Some)
+            .ok_or_else(|| {
+                format!("'{s}' is not \"none\" or a DH group (modp1024, modp2048, ecp256, ...)")
+            }),
+    }
+}
+
+/// `[phase2]`
+fn parse_phase2(cx: &Cx<'_>, p2: &RawPhase2) -> Result<Phase2, ProfileError> {
+    let pfs = cx.opt("phase2.pfs", &p2.pfs, parse_pfs)?.flatten();
     let esp = cx.list("phase2.proposals", &p2.proposals, MAX_PROPOSALS, |s| {
         parse_esp(s).map_err(|e| e.to_string())
     })?;
@@ -1446,7 +1474,10 @@ fn convert(cx: &Cx<'_>, raw: &RawProfile, policy: SecretPolicy) -> Result<Profil
             ));
         }
     };
-    let subnet = |s: &str| s.parse::<Subnet>();
+    let networks = |key, list| {
+        cx.list(key, list, MAX_NETWORKS, |s: &str| s.parse::<Subnet>())
+            .map(Option::unwrap_or_default)
+    };
     let phase2 = Phase2 {
         proposals,
         pfs,
@@ -1458,22 +1489,8 @@ fn convert(cx: &Cx<'_>, raw: &RawProfile, policy: SecretPolicy) -> Result<Profil
         )?,
         lifetime_kb,
         mode: cx.keyword("phase2.mode", &p2.mode)?,
-        local_networks: cx
-            .list(
-                "phase2.local_networks",
-                &p2.local_networks,
-                MAX_NETWORKS,
-                subnet,
-            )?
-            .unwrap_or_default(),
-        remote_networks: cx
-            .list(
-                "phase2.remote_networks",
-                &p2.remote_networks,
-                MAX_NETWORKS,
-                subnet,
-            )?
-            .unwrap_or_default(),
+        local_networks: networks("phase2.local_networks", &p2.local_networks)?,
+        remote_networks: networks("phase2.remote_networks", &p2.remote_networks)?,
     };
     if phase2.mode == EncapMode::Transport {
         for (key, list) in [
@@ -1489,68 +1506,74 @@ fn convert(cx: &Cx<'_>, raw: &RawProfile, policy: SecretPolicy) -> Result<Profil
             }
         }
     }
+    Ok(phase2)
+}
 
-    // [network]
-    let n = &raw.network;
-    let virtual_ip = cx.opt("network.virtual_ip", &n.virtual_ip, |s| {
-        match s.parse::<IpAddr>() {
-            Ok(IpAddr::V4(a))
-                if a.is_unspecified()
-                    || a.is_multicast()
-                    || a.is_broadcast()
-                    || a.is_loopback() =>
-            {
-                Err(format!("{a} cannot be a virtual IP"))
-            }
-            Ok(IpAddr::V4(a)) => Ok(a),
-            Ok(IpAddr::V6(_)) => {
-                Err("must be an IPv4 address (Mode Config assigns IPv4)".to_string())
-            }
-            Err(_) => Err(format!("'{s}' is not an IPv4 address")),
+/// `network.virtual_ip`: the inner address asked of Mode Config.
+fn parse_virtual_ip(s: &str) -> Result<Ipv4Addr, String> {
+    match s.parse::<IpAddr>() {
+        Ok(IpAddr::V4(a))
+            if a.is_unspecified() || a.is_multicast() || a.is_broadcast() || a.is_loopback() =>
+        {
+            Err(format!("{a} cannot be a virtual IP"))
         }
-    })?;
+        Ok(IpAddr::V4(a)) => Ok(a),
+        Ok(IpAddr::V6(_)) => Err("must be an IPv4 address (Mode Config assigns IPv4)".to_string()),
+        Err(_) => Err(format!("'{s}' is not an IPv4 address")),
+    }
+}
+
+/// `network.check_host`: an address inside the tunnel that answers a ping.
+fn parse_check_host(s: &str) -> Result<Ipv4Addr, String> {
+    match s.parse::<Ipv4Addr>() {
+        Ok(a) if a.is_unspecified() || a.is_multicast() || a.is_broadcast() || a.is_loopback() => {
+            Err(format!("{a} cannot answer a check through the tunnel"))
+        }
+        Ok(a) => Ok(a),
+        Err(_) => Err(format!("'{s}' is not an IPv4 address")),
+    }
+}
+
+/// `[network.retransmit]`
+fn parse_retransmit(cx: &Cx<'_>, r: Option<&RawRetransmit>) -> Result<Retransmit, ProfileError> {
+    let d = Retransmit::default();
+    let Some(r) = r else { return Ok(d) };
+    let tries = match &r.tries {
+        None => d.tries,
+        Some(t) if (1..=20).contains(t.get_ref()) => *t.get_ref() as u32,
+        Some(t) => {
+            return Err(cx.err("network.retransmit.tries", Some(t.span()), "must be 1..=20"));
+        }
+    };
+    let base = cx.duration(
+        "network.retransmit.base",
+        &r.base,
+        d.base,
+        (Duration::from_millis(100), Duration::from_secs(60)),
+    )?;
+    let cap = cx.duration(
+        "network.retransmit.cap",
+        &r.cap,
+        d.cap.max(base),
+        (base, Duration::from_secs(300)),
+    )?;
+    Ok(Retransmit { tries, base, cap })
+}
+
+/// `[network]`
+fn parse_network(cx: &Cx<'_>, n: &RawNetwork) -> Result<Network, ProfileError> {
     let dpd = match &n.dpd {
         None => Some(Dpd::default()),
         Some(v) => parse_dpd(cx, v)?,
     };
-    let retransmit = match &n.retransmit {
-        None => Retransmit::default(),
-        Some(r) => {
-            let d = Retransmit::default();
-            let tries = match &r.tries {
-                None => d.tries,
-                Some(t) if (1..=20).contains(t.get_ref()) => *t.get_ref() as u32,
-                Some(t) => {
-                    return Err(cx.err(
-                        "network.retransmit.tries",
-                        Some(t.span()),
-                        "must be 1..=20",
-                    ));
-                }
-            };
-            let base = cx.duration(
-                "network.retransmit.base",
-                &r.base,
-                d.base,
-                (Duration::from_millis(100), Duration::from_secs(60)),
-            )?;
-            let cap = cx.duration(
-                "network.retransmit.cap",
-                &r.cap,
-                d.cap.max(base),
-                (base, Duration::from_secs(300)),
-            )?;
-            Retransmit { tries, base, cap }
-        }
-    };
     let network = Network {
         mode_config: cx.keyword("network.mode_config", &n.mode_config)?,
-        virtual_ip,
+        virtual_ip: cx.opt("network.virtual_ip", &n.virtual_ip, parse_virtual_ip)?,
         nat_traversal: cx.keyword("network.nat_traversal", &n.nat_traversal)?,
         dpd,
         datapath: cx.keyword("network.datapath", &n.datapath)?,
         dns: cx.keyword("network.dns", &n.dns)?,
-        retransmit,
+        retransmit: parse_retransmit(cx, n.retransmit.as_ref())?,
         reconnect: n.reconnect.as_ref().map(|b| *b.get_ref()).unwrap_or(true),
         on_suspend: cx.keyword("network.on_suspend", &n.on_suspend)?,
         nat_keepalive: match &n.nat_keepalive {
@@ -1562,20 +1585,7 @@ fn convert(cx: &Cx<'_>, raw: &RawProfile, policy: SecretPolicy) -> Result<Profil
                 (Duration::from_secs(1), HOUR),
             )?),
         },
-        check_host: cx.opt("network.check_host", &n.check_host, |s| {
-            match s.parse::<Ipv4Addr>() {
-                Ok(a)
-                    if a.is_unspecified()
-                        || a.is_multicast()
-                        || a.is_broadcast()
-                        || a.is_loopback() =>
-                {
-                    Err(format!("{a} cannot answer a check through the tunnel"))
-                }
-                Ok(a) => Ok(a),
-                Err(_) => Err(format!("'{s}' is not an IPv4 address")),
-            }
-        })?,
+        check_host: cx.opt("network.check_host", &n.check_host, parse_check_host)?,
         check_domain: cx.opt("network.check_domain", &n.check_domain, |s| {
             check_dns_name(s).map(|()| s.trim_end_matches('.').to_ascii_lowercase())
         })?,
@@ -1592,18 +1602,7 @@ fn convert(cx: &Cx<'_>, raw: &RawProfile, policy: SecretPolicy) -> Result<Profil
             "the kill switch needs the userspace datapath (network.datapath = \"userspace\" or \"auto\"): it lets the tunnel's traffic out through Postern's TUN device only",
         ));
     }
-
-    Ok(Profile {
-        name,
-        gateway,
-        exchange_mode,
-        auth,
-        xauth,
-        phase1,
-        phase2,
-        network,
-        autoconnect,
-    })
+    Ok(network)
 }
 
 fn parse_dpd(cx: &Cx<'_>, v: &Spanned<toml::Value>) -> Result<Option<Dpd>, ProfileError> {
