@@ -11,7 +11,7 @@
 use std::fmt::Write as _;
 use std::str::FromStr;
 
-use postern_algs::algs::{EspCipher, EspProposal, IkeProposal};
+use postern_algs::algs::{DhGroup, EspCipher, EspProposal, IkeProposal};
 use postern_dbus::profile::{
     AuthMethod, EncapMode, ExchangeMode, Identity, ModeConfig, NatTraversal, Profile,
 };
@@ -91,7 +91,7 @@ fn swan_ike(p: &IkeProposal) -> String {
     libreswan_names(&p.to_string())
 }
 
-fn swan_esp(p: &EspProposal, pfs: Option<postern_algs::algs::DhGroup>) -> String {
+fn swan_esp(p: &EspProposal, pfs: Option<DhGroup>) -> String {
     let mut q = *p;
     if q.group.is_none() {
         q.group = pfs;
@@ -473,45 +473,175 @@ fn nmconnection(p: &Profile) -> String {
 }
 
 /// The sheet's rows: (section, parameter, our side, partner side).
-fn sheet_rows(p: &Profile) -> Vec<(&'static str, &'static str, String, String)> {
-    let id = |i: &Option<Identity>| i.as_ref().map(|i| i.to_string()).unwrap_or_default();
-    let ike = &p.phase1.proposals;
-    let uniq = |v: Vec<String>| {
-        let mut o: Vec<String> = Vec::new();
-        for s in v {
-            if !o.contains(&s) {
-                o.push(s);
-            }
-        }
-        o.join(", ")
-    };
-    let esp_enc = uniq(p.phase2.proposals.iter().map(|e| e.cipher.name()).collect());
-    let esp_int = uniq(
-        p.phase2
-            .proposals
-            .iter()
-            .map(|e| {
+/// One row of the partner sheet: its section, its parameter, and how our side's and
+/// the partner's cells are filled from the profile (empty where the partner fills it in).
+struct SheetRow {
+    section: &'static str,
+    label: &'static str,
+    ours: fn(&Profile) -> String,
+    partner: fn(&Profile) -> String,
+}
+
+const fn row(
+    section: &'static str,
+    label: &'static str,
+    ours: fn(&Profile) -> String,
+    partner: fn(&Profile) -> String,
+) -> SheetRow {
+    SheetRow {
+        section,
+        label,
+        ours,
+        partner,
+    }
+}
+
+fn blank(_: &Profile) -> String {
+    String::new()
+}
+
+const SHEET: &[SheetRow] = &[
+    row("General", "Organisation", blank, blank),
+    row(
+        "General",
+        "Technical contact (name, e-mail, phone)",
+        blank,
+        blank,
+    ),
+    row(
+        "General",
+        "VPN device (vendor, model, software)",
+        |_| "Postern (Linux, IKEv1)".into(),
+        blank,
+    ),
+    row("Peers", "Public IP address of the VPN peer", blank, |p| {
+        p.gateway.clone()
+    }),
+    row(
+        "Peers",
+        "IKE identity",
+        |p| identity(&p.auth.local_id),
+        |p| identity(&p.auth.remote_id),
+    ),
+    row(
+        "Encryption domain",
+        "Networks / hosts inside the tunnel",
+        our_networks,
+        |p| networks(&p.phase2.remote_networks),
+    ),
+    row("Phase 1 (IKE)", "IKE version", |_| "IKEv1".into(), blank),
+    row(
+        "Phase 1 (IKE)",
+        "Exchange mode",
+        |p| p.exchange_mode.as_str().into(),
+        blank,
+    ),
+    row("Phase 1 (IKE)", "Authentication", authentication, blank),
+    row(
+        "Phase 1 (IKE)",
+        "Encryption",
+        |p| {
+            distinct(
+                p.phase1
+                    .proposals
+                    .iter()
+                    .map(|x| x.cipher.name().to_string()),
+            )
+        },
+        blank,
+    ),
+    row(
+        "Phase 1 (IKE)",
+        "Hash / integrity",
+        |p| distinct(p.phase1.proposals.iter().map(|x| x.hash.name().to_string())),
+        blank,
+    ),
+    row(
+        "Phase 1 (IKE)",
+        "Diffie-Hellman group",
+        |p| distinct(p.phase1.proposals.iter().map(|x| group(x.group))),
+        blank,
+    ),
+    row(
+        "Phase 1 (IKE)",
+        "Lifetime",
+        |p| format!("{} s", secs(p.phase1.lifetime)),
+        blank,
+    ),
+    row("Phase 2 (IPsec)", "Protocol", |_| "ESP".into(), blank),
+    row(
+        "Phase 2 (IPsec)",
+        "Mode",
+        |p| p.phase2.mode.as_str().into(),
+        blank,
+    ),
+    row(
+        "Phase 2 (IPsec)",
+        "Encryption",
+        |p| {
+            distinct(
+                p.phase2
+                    .proposals
+                    .iter()
+                    .map(|e| e.cipher.name().to_string()),
+            )
+        },
+        blank,
+    ),
+    row(
+        "Phase 2 (IPsec)",
+        "Integrity",
+        |p| {
+            distinct(p.phase2.proposals.iter().map(|e| {
                 e.auth
                     .map_or("(AEAD)".to_string(), |a| a.name().to_string())
-            })
-            .collect(),
-    );
-    let pfs = {
-        let groups = uniq(
-            p.phase2
-                .proposals
-                .iter()
-                .filter_map(|e| e.group.or(p.phase2.pfs))
-                .map(|g| format!("{} (group {})", g.name(), g.ike_id()))
-                .collect(),
-        );
-        if groups.is_empty() {
-            "none".to_string()
-        } else {
-            groups
+            }))
+        },
+        blank,
+    ),
+    row("Phase 2 (IPsec)", "PFS group", pfs_groups, blank),
+    row("Phase 2 (IPsec)", "Lifetime", phase2_lifetime, blank),
+    row("Options", "NAT traversal", nat_traversal, blank),
+    row("Options", "Dead peer detection", dead_peer_detection, blank),
+    row(
+        "Options",
+        "XAuth / Mode Config",
+        |p| {
+            let xauth = if p.xauth.is_some() { "yes" } else { "no" };
+            format!("{xauth} / {}", p.network.mode_config.as_str())
+        },
+        blank,
+    ),
+];
+
+fn sheet_rows(p: &Profile) -> Vec<(&'static str, &'static str, String, String)> {
+    SHEET
+        .iter()
+        .map(|r| (r.section, r.label, (r.ours)(p), (r.partner)(p)))
+        .collect()
+}
+
+fn identity(i: &Option<Identity>) -> String {
+    i.as_ref().map(|i| i.to_string()).unwrap_or_default()
+}
+
+/// The values once each, in their first order, comma separated.
+fn distinct(values: impl Iterator<Item = String>) -> String {
+    let mut seen: Vec<String> = Vec::new();
+    for v in values {
+        if !seen.contains(&v) {
+            seen.push(v);
         }
-    };
-    let ours_net = if !p.phase2.local_networks.is_empty() {
+    }
+    seen.join(", ")
+}
+
+fn group(g: DhGroup) -> String {
+    format!("{} (group {})", g.name(), g.ike_id())
+}
+
+fn our_networks(p: &Profile) -> String {
+    if !p.phase2.local_networks.is_empty() {
         networks(&p.phase2.local_networks)
     } else if let Some(v) = p.network.virtual_ip {
         format!("{v}/32")
@@ -519,145 +649,55 @@ fn sheet_rows(p: &Profile) -> Vec<(&'static str, &'static str, String, String)> 
         "(address assigned by the gateway)".into()
     } else {
         String::new()
-    };
-    vec![
-        ("General", "Organisation", String::new(), String::new()),
-        (
-            "General",
-            "Technical contact (name, e-mail, phone)",
-            String::new(),
-            String::new(),
-        ),
-        (
-            "General",
-            "VPN device (vendor, model, software)",
-            "Postern (Linux, IKEv1)".into(),
-            String::new(),
-        ),
-        (
-            "Peers",
-            "Public IP address of the VPN peer",
-            String::new(),
-            p.gateway.clone(),
-        ),
-        (
-            "Peers",
-            "IKE identity",
-            id(&p.auth.local_id),
-            id(&p.auth.remote_id),
-        ),
-        (
-            "Encryption domain",
-            "Networks / hosts inside the tunnel",
-            ours_net,
-            networks(&p.phase2.remote_networks),
-        ),
-        (
-            "Phase 1 (IKE)",
-            "IKE version",
-            "IKEv1".into(),
-            String::new(),
-        ),
-        (
-            "Phase 1 (IKE)",
-            "Exchange mode",
-            p.exchange_mode.as_str().into(),
-            String::new(),
-        ),
-        (
-            "Phase 1 (IKE)",
-            "Authentication",
-            match p.auth.method {
-                AuthMethod::Psk => "pre-shared key (sent separately)".into(),
-                AuthMethod::RsaSig => "RSA signatures (X.509)".into(),
-                AuthMethod::Hybrid => "hybrid (gateway certificate + XAuth)".into(),
-            },
-            String::new(),
-        ),
-        (
-            "Phase 1 (IKE)",
-            "Encryption",
-            uniq(ike.iter().map(|p| p.cipher.name().to_string()).collect()),
-            String::new(),
-        ),
-        (
-            "Phase 1 (IKE)",
-            "Hash / integrity",
-            uniq(ike.iter().map(|p| p.hash.name().to_string()).collect()),
-            String::new(),
-        ),
-        (
-            "Phase 1 (IKE)",
-            "Diffie-Hellman group",
-            uniq(
-                ike.iter()
-                    .map(|p| format!("{} (group {})", p.group.name(), p.group.ike_id()))
-                    .collect(),
-            ),
-            String::new(),
-        ),
-        (
-            "Phase 1 (IKE)",
-            "Lifetime",
-            format!("{} s", secs(p.phase1.lifetime)),
-            String::new(),
-        ),
-        ("Phase 2 (IPsec)", "Protocol", "ESP".into(), String::new()),
-        (
-            "Phase 2 (IPsec)",
-            "Mode",
-            p.phase2.mode.as_str().into(),
-            String::new(),
-        ),
-        ("Phase 2 (IPsec)", "Encryption", esp_enc, String::new()),
-        ("Phase 2 (IPsec)", "Integrity", esp_int, String::new()),
-        ("Phase 2 (IPsec)", "PFS group", pfs, String::new()),
-        (
-            "Phase 2 (IPsec)",
-            "Lifetime",
-            format!(
-                "{} s{}",
-                secs(p.phase2.lifetime),
-                p.phase2
-                    .lifetime_kb
-                    .map(|k| format!(" / {k} KB"))
-                    .unwrap_or_default()
-            ),
-            String::new(),
-        ),
-        (
-            "Options",
-            "NAT traversal",
-            match p.network.nat_traversal {
-                NatTraversal::Auto => "yes (RFC 3947, when NAT is detected)".into(),
-                NatTraversal::Force => "yes, always (UDP 4500)".into(),
-                NatTraversal::Off => "no".into(),
-            },
-            String::new(),
-        ),
-        (
-            "Options",
-            "Dead peer detection",
-            p.network.dpd.map_or("no".to_string(), |d| {
-                format!(
-                    "yes, every {} s, {} s timeout",
-                    secs(d.interval),
-                    secs(d.timeout)
-                )
-            }),
-            String::new(),
-        ),
-        (
-            "Options",
-            "XAuth / Mode Config",
-            format!(
-                "{} / {}",
-                if p.xauth.is_some() { "yes" } else { "no" },
-                p.network.mode_config.as_str()
-            ),
-            String::new(),
-        ),
-    ]
+    }
+}
+
+fn authentication(p: &Profile) -> String {
+    match p.auth.method {
+        AuthMethod::Psk => "pre-shared key (sent separately)",
+        AuthMethod::RsaSig => "RSA signatures (X.509)",
+        AuthMethod::Hybrid => "hybrid (gateway certificate + XAuth)",
+    }
+    .into()
+}
+
+fn pfs_groups(p: &Profile) -> String {
+    let groups = distinct(
+        p.phase2
+            .proposals
+            .iter()
+            .filter_map(|e| e.group.or(p.phase2.pfs))
+            .map(group),
+    );
+    if groups.is_empty() {
+        "none".to_string()
+    } else {
+        groups
+    }
+}
+
+fn phase2_lifetime(p: &Profile) -> String {
+    let kb = p.phase2.lifetime_kb.map(|k| format!(" / {k} KB"));
+    format!("{} s{}", secs(p.phase2.lifetime), kb.unwrap_or_default())
+}
+
+fn nat_traversal(p: &Profile) -> String {
+    match p.network.nat_traversal {
+        NatTraversal::Auto => "yes (RFC 3947, when NAT is detected)",
+        NatTraversal::Force => "yes, always (UDP 4500)",
+        NatTraversal::Off => "no",
+    }
+    .into()
+}
+
+fn dead_peer_detection(p: &Profile) -> String {
+    p.network.dpd.map_or("no".to_string(), |d| {
+        format!(
+            "yes, every {} s, {} s timeout",
+            secs(d.interval),
+            secs(d.timeout)
+        )
+    })
 }
 
 fn md_cell(s: &str) -> String {
