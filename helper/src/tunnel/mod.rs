@@ -656,18 +656,24 @@ async fn resolve(gateway: &str) -> Result<SocketAddr, Failure> {
 }
 
 fn phase1_summary(i: &ike::Phase1Info) -> Phase1Summary {
+    let n = i.nat;
     Phase1Summary {
         mode: i.mode.name(),
         proposal: i.proposal.to_string(),
         lifetime: i.lifetime,
         local_id: i.local_id.to_string(),
         peer_id: i.peer_id.to_string(),
-        nat_t: match (i.nat_t, i.nat.local_behind_nat, i.nat.remote_behind_nat) {
-            (None, _, _) => "no",
-            (Some(_), true, true) => "yes (both sides behind NAT)",
-            (Some(_), true, false) => "yes (we are behind NAT)",
-            (Some(_), false, true) => "yes (gateway behind NAT)",
-            (Some(_), false, false) => "available (no NAT)",
+        nat_t: match (i.nat_t, n.forced, n.local_behind_nat, n.remote_behind_nat) {
+            (None, ..) => "no",
+            (Some(_), false, true, true) => "yes (both sides behind NAT)",
+            (Some(_), false, true, false) => "yes (we are behind NAT)",
+            (Some(_), false, false, true) => "yes (gateway behind NAT)",
+            (Some(_), false, false, false) => "available (no NAT)",
+            // Our own NAT-D was faked to have ESP in UDP: what the peer's say is real.
+            (Some(_), true, true, true) => "yes, forced (both sides behind NAT)",
+            (Some(_), true, true, false) => "yes, forced (we are behind NAT)",
+            (Some(_), true, false, true) => "yes, forced (gateway behind NAT)",
+            (Some(_), true, false, false) => "yes, forced (no NAT)",
         },
     }
 }

@@ -368,10 +368,7 @@ fn helper_state(addr: &str) -> Option<String> {
         .output()
         .ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let path = text
-        .split_whitespace()
-        .filter(|w| w.starts_with("\"/"))
-        .next_back()?;
+    let path = text.split_whitespace().rfind(|w| w.starts_with("\"/"))?;
     let out = Command::new("busctl")
         .args(["--address", addr, "--timeout=2", "get-property"])
         .args(["org.postern.Helper1", path.trim_matches('"')])

@@ -116,11 +116,15 @@ pub(crate) fn nat_d(
 pub struct NatState {
     pub local_behind_nat: bool,
     pub remote_behind_nat: bool,
+    /// We made the peer believe we are behind a NAT ([`NatTraversal::Force`]): UDP
+    /// encapsulation whatever the two fields above found.
+    pub forced: bool,
 }
 
 impl NatState {
+    /// Whether IKE floats to 4500 and ESP goes in UDP.
     pub fn any(self) -> bool {
-        self.local_behind_nat || self.remote_behind_nat
+        self.local_behind_nat || self.remote_behind_nat || self.forced
     }
 }
 
@@ -133,5 +137,6 @@ pub(crate) fn detect(
     Some(NatState {
         local_behind_nat: first.as_slice() != expect_us,
         remote_behind_nat: !rest.iter().any(|h| h.as_slice() == expect_peer),
+        forced: false,
     })
 }

@@ -639,9 +639,8 @@ impl IsakmpSa {
             // The peer announced NAT-T but sent no NAT-D: treat as no NAT.
             None => self.natt = None,
         }
-        if self.config.nat_traversal == NatTraversal::Force {
-            self.nat.local_behind_nat = true;
-        }
+        // Kept apart from what the NAT-D payloads found, so the user is told both.
+        self.nat.forced = self.config.nat_traversal == NatTraversal::Force;
     }
 
     /// Initiator: move to port 4500 once a NAT is known (RFC 3947 §4).

@@ -731,6 +731,9 @@ fn forced_encapsulation_without_nat() {
     assert_matching(&p);
     assert!(p.children_i()[0].udp_encapsulation);
     assert!(p.r.nat().remote_behind_nat);
+    // The client knows it forced, and that there is no NAT.
+    let n = p.i.nat();
+    assert!(n.forced && !n.local_behind_nat && !n.remote_behind_nat);
 }
 
 #[test]
