@@ -140,6 +140,9 @@ pub struct SystemBus {
     /// can enter (a CI clone in /root).
     pub bin: PathBuf,
     pub helper: Arc<Proc>,
+    /// How the helper was started: [`SystemBus::restart_helper`] starts it the same way.
+    helper_env: Vec<(String, String)>,
+    helper_args: Vec<String>,
 }
 
 impl SystemBus {
@@ -238,19 +241,20 @@ impl SystemBus {
         let polkitd = Proc::spawn("polkitd", c, Some(&dir.join("polkitd.out")))?;
         lab.adopt(&polkitd);
         wait_name(&addr, "org.freedesktop.PolicyKit1", &polkitd)?;
-        let mut c = lab.command(Role::Client, &helper_path()?);
-        c.arg("daemon")
-            .args(helper_args)
-            .env("DBUS_SYSTEM_BUS_ADDRESS", &addr);
-        c.envs(helper_env.iter().copied());
-        let helper = Proc::spawn("postern-helper daemon", c, Some(&dir.join("helper.out")))?;
-        lab.adopt(&helper);
-        wait_name(&addr, "org.postern.Helper1", &helper)?;
+        let helper_env: Vec<(String, String)> = helper_env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let helper_args: Vec<String> = helper_args.iter().map(|a| a.to_string()).collect();
+        let log = dir.join("helper.out");
+        let helper = start_helper(lab, &addr, &log, &helper_env, &helper_args)?;
         Ok(SystemBus {
             addr,
             dir,
             bin,
             helper,
+            helper_env,
+            helper_args,
         })
     }
 }
@@ -304,10 +308,18 @@ pub fn bare_bus(lab: &Lab) -> Result<String> {
 
 /// `postern-helper daemon` in the client namespace on the bus at `addr`, output in `log`;
 /// returns once it owns its name.
-fn start_helper(lab: &Lab, addr: &str, log: &Path, env: &[(&str, &str)]) -> Result<Arc<Proc>> {
+fn start_helper(
+    lab: &Lab,
+    addr: &str,
+    log: &Path,
+    env: &[(String, String)],
+    args: &[String],
+) -> Result<Arc<Proc>> {
     let mut c = lab.command(Role::Client, &helper_path()?);
-    c.arg("daemon").env("DBUS_SYSTEM_BUS_ADDRESS", addr);
-    c.envs(env.iter().copied());
+    c.arg("daemon")
+        .args(args)
+        .env("DBUS_SYSTEM_BUS_ADDRESS", addr);
+    c.envs(env.iter().map(|(k, v)| (k, v)));
     let helper = Proc::spawn("postern-helper daemon", c, Some(log))?;
     lab.adopt(&helper);
     wait_name(addr, "org.postern.Helper1", &helper)?;
@@ -315,8 +327,9 @@ fn start_helper(lab: &Lab, addr: &str, log: &Path, env: &[(&str, &str)]) -> Resu
 }
 
 impl SystemBus {
-    /// Starts the helper daemon again (after the previous one was killed): output in
-    /// `helper-N.out`. The old process must be gone (its name released).
+    /// Starts the helper daemon again (after the previous one was killed), with the
+    /// environment and arguments it was first started with: output in `helper-N.out`.
+    /// The old process must be gone (its name released).
     pub fn restart_helper(&mut self, lab: &Lab, n: u32) -> Result<()> {
         if self.helper.try_status().is_none() {
             return Err(LabError("the previous helper daemon still runs".into()));
@@ -335,7 +348,8 @@ impl SystemBus {
             lab,
             &self.addr,
             &self.dir.join(format!("helper-{n}.out")),
-            &[],
+            &self.helper_env,
+            &self.helper_args,
         )?;
         Ok(())
     }
