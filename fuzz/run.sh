@@ -16,7 +16,7 @@
 # (codec fixtures) and the profile fixtures.
 set -eu
 SECONDS_TO_RUN="${1:-60}"
-TARGETS="${FUZZ_TARGETS:-isakmp initiator responder transaction esp profile}"
+TARGETS="${FUZZ_TARGETS:-isakmp initiator responder transaction esp profile eap}"
 cd "$(dirname "$0")"
 command -v cargo-fuzz >/dev/null 2>&1 || { echo "cargo-fuzz not installed: cargo install cargo-fuzz" >&2; exit 1; }
 for t in $TARGETS; do mkdir -p "corpus/$t"; done

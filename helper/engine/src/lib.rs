@@ -8,6 +8,7 @@
 //! * [`codec`]: the ISAKMP wire format (RFC 2408/2409 and extensions).
 //! * [`crypto`]: PRFs, ciphers, Diffie-Hellman groups and the IKEv1 key schedule.
 //! * [`ike`]: the IKEv1 state machines (main, aggressive, quick mode; both roles).
+//! * [`eap`]: the peer side of EAP (Identity, MS-CHAPv2, GTC) for IKEv2's IKE_AUTH.
 //! * [`esp`]: ESP (RFC 4303) encapsulation and decapsulation for the userspace
 //!   datapath (pure functions on buffers; the helper owns the sockets and TUN).
 //! * [`proposal`]: strongSwan-style proposal strings.
@@ -21,5 +22,6 @@ pub use postern_algs::{algs, proposal};
 pub mod cert;
 pub mod codec;
 pub mod crypto;
+pub mod eap;
 pub mod esp;
 pub mod ike;
