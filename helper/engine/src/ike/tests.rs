@@ -1585,7 +1585,7 @@ fn hold_mode_config_reply(seed: u64) -> (Pair, Vec<u8>, Vec<u8>) {
             true
         }
     });
-    // The request leaves ACK_SETTLE (0.5 s) after the XAuth ACK.
+    // The request leaves ACK_SETTLE (0.25 s) after the XAuth ACK.
     p.drive_for(Duration::from_millis(1200));
     let reply = held
         .borrow()

@@ -8,7 +8,7 @@
 //! it without a word; our quick mode was retransmitted into the void until it gave up.
 //! The ACK is the last message of the gateway's transaction: nobody retransmits it on
 //! its own; the gateway resends its SET until an ACK arrives. Now the client holds its
-//! next request [`ACK_SETTLE`](super::super::transaction::ACK_SETTLE) after the ACK
+//! next request [`ACK_SETTLE`] after the ACK
 //! (a repeated SET restarts the hold), sends its pending quick modes again right
 //! behind a repeated ACK, and when the first quick modes go unanswered with not a
 //! word from the gateway (it dropped the SA), starts the negotiation over, once.
@@ -17,6 +17,7 @@
 //! (as charon) be destroyed by a quick mode that comes before its setup is complete.
 
 use super::*;
+use crate::ike::transaction::ACK_SETTLE;
 
 const MODES: [ModeConfigMode; 3] = [
     ModeConfigMode::Off,
@@ -187,12 +188,12 @@ fn ack_index(mc: ModeConfigMode) -> usize {
 
 #[test]
 fn a_slow_xauth_ack_is_not_overtaken_by_the_quick_mode_at_charon() {
-    // The ACK takes 200 ms longer than anything else (charon's worker thread picks it
+    // The ACK takes 150 ms longer than anything else (charon's worker thread picks it
     // up late): a quick mode sent with it would be handled first and destroy the IKE
     // SA. Held for ACK_SETTLE, the quick mode comes after it.
     for mc in [ModeConfigMode::Off, ModeConfigMode::Pull] {
         let mut p = setup_pair(mc, EarlyQuick::Destroys, 63);
-        p.slow = Some((ack_index(mc), Duration::from_millis(200)));
+        p.slow = Some((ack_index(mc), Duration::from_millis(150)));
         let t = time_to_connect(&mut p, wanted(mc), budget());
         assert!(t.is_some(), "{mc:?}: {:?}", p.i_events);
         assert!(
@@ -250,7 +251,7 @@ fn lost_xauth_ack_at_charon_starts_the_negotiation_over_once_and_connects() {
         "the first quick mode should have reached the gateway first"
     );
     assert_eq!(restarts(&p), 1, "{:?}", p.i_events);
-    // The restart comes when the 4th send of the quick mode was due (0.5 + 7 s).
+    // The restart comes when the 4th send of the quick mode was due (ACK_SETTLE + 7 s).
     assert!(
         t > Duration::from_secs(7) && t < Duration::from_secs(9),
         "{t:?}"
@@ -318,5 +319,9 @@ fn the_quick_mode_waits_for_the_settle_after_the_xauth_ack() {
         .find(|(x, _)| *x == ExchangeType::QUICK.0)
         .unwrap()
         .1;
-    assert!(qm - ack >= Duration::from_millis(400), "{:?}", qm - ack);
+    assert!(
+        qm - ack >= ACK_SETTLE - Duration::from_millis(10),
+        "{:?}",
+        qm - ack
+    );
 }

@@ -44,7 +44,7 @@ pub(crate) const SETUP_PATIENCE: Duration = Duration::from_secs(30);
 /// charon handles two datagrams that arrive together on two worker threads, in
 /// either order. Holding our next message this long lets the ACK be processed
 /// first; a repeated SET meanwhile restarts the wait.
-pub(crate) const ACK_SETTLE: Duration = Duration::from_millis(500);
+pub(crate) const ACK_SETTLE: Duration = Duration::from_millis(250);
 
 /// XAuth credentials of the client. The password is optional: without it the
 /// engine asks with [`Event::CredentialsRequired`].
