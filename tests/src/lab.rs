@@ -556,10 +556,10 @@ impl Drop for Lab {
             delete_netns(&ns);
         }
         let _ = fs::remove_dir_all(netns_etc(&self.ns(Role::Client)));
-        if let Some(dest) = std::env::var_os(LOGS_ENV) {
-            if let Err(e) = keep_logs(&self.dir, &PathBuf::from(dest).join(&self.name)) {
-                eprintln!("postern-lab: the logs of {} not kept: {e}", self.name);
-            }
+        if let Some(dest) = std::env::var_os(LOGS_ENV)
+            && let Err(e) = keep_logs(&self.dir, &PathBuf::from(dest).join(&self.name))
+        {
+            eprintln!("postern-lab: the logs of {} not kept: {e}", self.name);
         }
         if std::thread::panicking() || self.keep_dir {
             eprintln!(

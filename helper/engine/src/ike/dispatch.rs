@@ -39,9 +39,11 @@ const MAX_DATAGRAM: usize = 64 * 1024;
 /// a word from the gateway since they started: the gateway has most likely dropped
 /// the ISAKMP SA (strongSwan does so, silently, when a quick mode reaches it before
 /// the XAuth ACK it is waiting for, and that ACK is never retransmitted on its own),
-/// so the negotiation starts over, once. 3 sends: at 0, 1 and 3 s; the restart
-/// comes at 7 s, when the 4th send was due.
+/// so the negotiation starts over, at most [`MAX_RESTARTS`] times. 3 sends: at 0, 1
+/// and 3 s; the restart comes at 7 s, when the 4th send was due.
 const RESTART_AFTER_SENDS: u32 = 3;
+/// How many times one connect starts over ([`RESTART_AFTER_SENDS`]).
+const MAX_RESTARTS: u8 = 2;
 
 /// One IKEv1 phase 1 SA and its phase 2 SAs. See the [module docs](super).
 pub struct Ike {
@@ -60,8 +62,8 @@ pub struct Ike {
     /// Initiator: when the setup started the first quick modes (cleared once one
     /// completes); see [`RESTART_AFTER_SENDS`].
     first_children_since: Option<Instant>,
-    /// The negotiation was started over once ([`Ike::restart`]).
-    restarted: bool,
+    /// How many times the negotiation was started over ([`Ike::restart`]).
+    restarts: u8,
 }
 
 impl std::fmt::Debug for Ike {
@@ -136,7 +138,7 @@ impl Ike {
             renewal: Renewal::new(is_renewal),
             junk: JunkLog::default(),
             first_children_since: None,
-            restarted: false,
+            restarts: 0,
         }
     }
 
@@ -607,20 +609,21 @@ impl Ike {
     /// Whether the first quick modes after the setup went unanswered in a way that
     /// says the gateway no longer has the ISAKMP SA: [`RESTART_AFTER_SENDS`] sends
     /// each, nothing heard from the gateway since they started, no SA pair yet, and
-    /// no restart before.
+    /// fewer than [`MAX_RESTARTS`] restarts before.
     fn gateway_dropped_the_sa(&self, now: Instant) -> bool {
         let Some(since) = self.first_children_since else {
             return false;
         };
-        !self.restarted
+        self.restarts < MAX_RESTARTS
             && self.children.sas.is_empty()
             && self.dpd.last_heard.is_none_or(|h| h <= since)
             && self.quick.all_unanswered(now, RESTART_AFTER_SENDS)
     }
 
     /// Starts the negotiation over with new cookies (phase 1, XAuth, Mode Config,
-    /// quick mode), once; the old ISAKMP SA is deleted in case the gateway still
-    /// holds it. One [`Event::Note`] says why.
+    /// quick mode); the old ISAKMP SA is deleted in case the gateway still holds it.
+    /// The path is known to lose datagrams now: the new setup holds its requests
+    /// longer after an ACK. One [`Event::Note`] says why.
     fn restart(&mut self, now: Instant) {
         let d = DeletePayload {
             doi: DOI_IPSEC,
@@ -653,7 +656,8 @@ impl Ike {
         ));
         let phase1 = Phase1::initiate(&mut ctx, now);
         let mut fresh = Ike::assemble(ctx, phase1, false);
-        fresh.restarted = true;
+        fresh.restarts = self.restarts + 1;
+        fresh.setup.lossy = true;
         fresh.junk = std::mem::take(&mut self.junk);
         *self = fresh;
     }

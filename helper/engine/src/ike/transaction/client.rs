@@ -169,7 +169,7 @@ impl Transaction {
                 Ok(match self.mode_config_done(ctx, info) {
                     Step::Done(children) if !children.is_empty() => {
                         self.setup = Setup::AckSettle {
-                            until: super::super::now_plus(now, super::ACK_SETTLE),
+                            until: super::super::now_plus(now, self.ack_settle(ctx)),
                             next: AfterAck::Children(children),
                         };
                         Step::Wait
@@ -219,7 +219,7 @@ impl Transaction {
                 return Ok(self.after_xauth(ctx, now));
             }
             self.setup = Setup::AckSettle {
-                until: super::super::now_plus(now, super::ACK_SETTLE),
+                until: super::super::now_plus(now, self.ack_settle(ctx)),
                 next: AfterAck::ModeConfig,
             };
             Ok(Step::Wait)

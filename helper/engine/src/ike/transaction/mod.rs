@@ -46,6 +46,12 @@ pub(crate) const SETUP_PATIENCE: Duration = Duration::from_secs(30);
 /// first; a repeated SET meanwhile restarts the wait.
 pub(crate) const ACK_SETTLE: Duration = Duration::from_millis(250);
 
+/// The hold on a path that lost or delayed datagrams during this negotiation (we
+/// retransmitted, or answered a retransmission): a lost ACK is likely there, and the
+/// gateway's repeated SET must come within the hold to repair it before our quick mode
+/// reaches the gateway. strongSwan repeats its SET 4 s after the first.
+pub(crate) const ACK_SETTLE_LOSSY: Duration = Duration::from_millis(4500);
+
 /// XAuth credentials of the client. The password is optional: without it the
 /// engine asks with [`Event::CredentialsRequired`].
 #[derive(Clone)]
@@ -223,6 +229,9 @@ pub(crate) struct Transaction {
     /// This setup runs on a phase 1 renewal: the result only re-establishes the
     /// address; the renewed SA moves the ESP SAs.
     renewal: bool,
+    /// The path lost datagrams before this negotiation (it was started over):
+    /// the longer hold after our ACK ([`ACK_SETTLE_LOSSY`]).
+    pub(super) lossy: bool,
 }
 
 impl Transaction {
@@ -232,6 +241,7 @@ impl Transaction {
             mode_config: None,
             cfg_request_identifier: 0,
             renewal,
+            lossy: false,
         }
     }
 
@@ -283,6 +293,16 @@ impl Transaction {
     pub(super) fn fail(&mut self, e: Error) -> Step {
         self.setup = Setup::Done;
         Step::Failed(e)
+    }
+
+    /// How long to hold our next request after an ACK: [`ACK_SETTLE`], or
+    /// [`ACK_SETTLE_LOSSY`] when this path lost or delayed datagrams.
+    pub(super) fn ack_settle(&self, ctx: &IsakmpSa) -> Duration {
+        if self.lossy || ctx.counters().retransmits > 0 {
+            ACK_SETTLE_LOSSY
+        } else {
+            ACK_SETTLE
+        }
     }
 
     /// A transaction message (exchange type 6).
@@ -377,7 +397,7 @@ impl Transaction {
     pub fn answered_again(&mut self, now: Instant) -> bool {
         match &mut self.setup {
             Setup::AckSettle { until, .. } => {
-                *until = super::now_plus(now, ACK_SETTLE);
+                *until = super::now_plus(now, ACK_SETTLE_LOSSY);
                 false
             }
             Setup::AwaitModeConfigReply { pending, .. } => {
