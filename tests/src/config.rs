@@ -668,10 +668,12 @@ mod secret_list {
                     let named = ["PASSWORD", "PASSPHRASE", "PSK", "SECRET"]
                         .iter()
                         .any(|n| l.split(':').next().is_some_and(|c| c.contains(n)));
-                    if l.starts_with("const ") || l.starts_with("pub const ") {
-                        if named && let Some(v) = l.split('"').nth(1) {
-                            found.push(v.to_string());
-                        }
+                    let constant = l.starts_with("const ") || l.starts_with("pub const ");
+                    if constant
+                        && named
+                        && let Some(v) = l.split('"').nth(1)
+                    {
+                        found.push(v.to_string());
                     }
                 }
             }
