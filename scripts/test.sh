@@ -44,6 +44,10 @@ step "lab harness unit tests" \
 if [ "$(id -u)" -ne 0 ]; then
   echo "warning: not root: the lab tests below will fail (they need network namespaces)" >&2
 fi
+# Every lab keeps its processes' output (not the gateways' logs) in target/lab-logs,
+# searched for the test secrets by the last step.
+export POSTERN_LAB_LOGS="$PWD/target/lab-logs"
+rm -rf "$POSTERN_LAB_LOGS"
 step "namespace lab (strongSwan interop, remote access, rekeying..., root)" \
   cargo test --no-fail-fast -p postern-lab --test '*' -- --test-threads=2
 
@@ -63,6 +67,13 @@ if [ -f fuzz/run.sh ]; then
 else
   header "fuzz: skipped (no fuzz/run.sh)"
 fi
+
+# No test secret (PSKs, XAuth passwords, passphrases: LAB_SECRETS in tests/src/config.rs)
+# in anything the run produced: the helper's and the other processes' output the labs
+# kept, and the test output captured above. Fails naming file and line; also fails when
+# it saw no output (no logs kept, or a known marker line missing).
+step "no test secret in the run's output (lab-secret-grep)" \
+  cargo run -q -p postern-lab --bin lab-secret-grep -- "$POSTERN_LAB_LOGS" "$LOG_DIR"
 
 header "summary"
 for i in "${!sections[@]}"; do

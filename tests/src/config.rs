@@ -16,6 +16,37 @@ pub const LAN_NET: &str = "10.77.0.0/24";
 /// gateways refuse a CHILD_SA whose client side is the client's outer address.
 pub const CLIENT_VIP: &str = "10.200.0.5";
 
+/// The lab gateway's pre-shared key (every [`Tunnel`] starts with it).
+pub const LAB_PSK: &str = "lab-secret-3f9c2a";
+
+/// Every secret the lab tests hand to Postern, with what it is: no log line, D-Bus
+/// property or output of Postern's may ever contain one. `lab-secret-grep` searches a
+/// whole lab run's output for them (scripts/test.sh); the unit test below finds the
+/// secrets written in the tests' sources and fails when one is missing here.
+/// (`pw`, the libreswan client's XAuth password, is too short to be searched for.)
+pub const LAB_SECRETS: &[(&str, &str)] = &[
+    (LAB_PSK, "the lab gateway's PSK"),
+    ("not-the-gateway-secret", "the wrong client PSK (interop)"),
+    ("alice-pw-5c1e", "an XAuth password (abuse)"),
+    (
+        "alice-pass-7",
+        "an XAuth password (remote access, roaming, rekey, suspend)",
+    ),
+    ("alice-pass-9", "an XAuth password (import, resolved)"),
+    ("alice-pass-11", "an XAuth password (kernel VM)"),
+    ("alice-pass-71", "an XAuth password (certs)"),
+    ("alice-pass-72", "an XAuth password (import)"),
+    ("bob-pass-9", "an XAuth password (remote access)"),
+    ("not-her-password", "a wrong XAuth password (remote access)"),
+    ("alice-desk-7", "an XAuth password (desktop)"),
+    ("demo-password", "the demo's XAuth password"),
+    ("lab-keyring-pw", "the desktop lab's keyring password"),
+    (
+        crate::pki::P12_PASSPHRASE,
+        "the PKCS#12 bundle's passphrase",
+    ),
+];
+
 /// Connection and child names used in every generated swanctl.conf.
 pub const CONN: &str = "lab";
 pub const CHILD: &str = "net";
@@ -154,7 +185,7 @@ impl Tunnel {
             aggressive: false,
             client_id: format!("address:{CLIENT_ADDR}"),
             gateway_id: format!("address:{GW_ADDR}"),
-            psk: "lab-secret-3f9c2a".to_string(),
+            psk: LAB_PSK.to_string(),
             client_psk: None,
             gw_ike: strings(&["aes128-sha256-modp2048"]),
             gw_esp: strings(&["aes128-sha256"]),
@@ -590,4 +621,73 @@ fn toml_str(s: &str) -> String {
 fn toml_list(v: &[String]) -> String {
     let items: Vec<String> = v.iter().map(|s| toml_str(s)).collect();
     format!("[{}]", items.join(", "))
+}
+
+#[cfg(test)]
+mod secret_list {
+    use super::LAB_SECRETS;
+
+    /// The string literal arguments of `call(` in `text` (`"a", "b"` -> a, b).
+    fn literal_args<'a>(text: &'a str, call: &str) -> Vec<&'a str> {
+        let mut out = Vec::new();
+        for part in text.split(call).skip(1) {
+            let args = part.split(')').next().unwrap_or("");
+            for (i, piece) in args.split('"').enumerate() {
+                if i % 2 == 1 {
+                    out.push(piece);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_secret_in_the_test_sources_is_listed() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut found = Vec::new();
+        let mut files = 0;
+        for sub in ["src", "src/bin", "tests"] {
+            for e in std::fs::read_dir(root.join(sub)).unwrap().flatten() {
+                let p = e.path();
+                if p.extension().is_none_or(|x| x != "rs") {
+                    continue;
+                }
+                files += 1;
+                let text = std::fs::read_to_string(&p).unwrap();
+                // .xauth(user, gateway password, client password): the two passwords.
+                let mut x = literal_args(&text, ".xauth(");
+                x.retain(|a| !["alice", "bob"].contains(a));
+                found.extend(x.into_iter().map(str::to_string));
+                found.extend(
+                    literal_args(&text, ".client_psk(")
+                        .into_iter()
+                        .map(str::to_string),
+                );
+                for line in text.lines() {
+                    let l = line.trim_start();
+                    let named = ["PASSWORD", "PASSPHRASE", "PSK", "SECRET"]
+                        .iter()
+                        .any(|n| l.split(':').next().is_some_and(|c| c.contains(n)));
+                    let constant = l.starts_with("const ") || l.starts_with("pub const ");
+                    if constant
+                        && named
+                        && let Some(v) = l.split('"').nth(1)
+                    {
+                        found.push(v.to_string());
+                    }
+                }
+            }
+        }
+        assert!(files > 20, "only {files} source files read");
+        assert!(found.len() > 10, "only {found:?} found");
+        for s in found {
+            if s.len() < 4 {
+                continue;
+            }
+            assert!(
+                LAB_SECRETS.iter().any(|(k, _)| *k == s),
+                "a secret of the tests is missing from LAB_SECRETS (config.rs): {s}"
+            );
+        }
+    }
 }

@@ -153,6 +153,45 @@ fn prune_old_dirs() {
     }
 }
 
+/// When set, every lab copies the output of the processes it ran into
+/// `$POSTERN_LAB_LOGS/<lab name>/` before its directory is removed (scripts/test.sh:
+/// `target/lab-logs`, which `lab_secret_grep` then searches for the test secrets).
+pub const LOGS_ENV: &str = "POSTERN_LAB_LOGS";
+
+/// Copies the captured output (`*.out`, `*.log`) under `dir` to `dest`, keeping the
+/// relative paths, except the gateways' own logs (charon, pluto: the gateway knows the
+/// PSK and may log it).
+pub fn keep_logs(dir: &Path, dest: &Path) -> std::io::Result<usize> {
+    let mut kept = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d)?.flatten() {
+            let p = e.path();
+            let Ok(t) = e.file_type() else { continue };
+            if t.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let name = e.file_name().to_string_lossy().into_owned();
+            let output = name.ends_with(".out") || name.ends_with(".log");
+            let gateway = name.starts_with("charon") || name.starts_with("pluto");
+            if !t.is_file() || !output || gateway {
+                continue;
+            }
+            let Ok(rel) = p.strip_prefix(dir) else {
+                continue;
+            };
+            let to = dest.join(rel);
+            if let Some(parent) = to.parent() {
+                fs::create_dir_all(parent)?;
+            }
+            fs::copy(&p, &to)?;
+            kept += 1;
+        }
+    }
+    Ok(kept)
+}
+
 /// `$POSTERN_LAB_DIR`, else `$TMPDIR/postern-lab`.
 pub fn lab_base_dir() -> PathBuf {
     std::env::var_os("POSTERN_LAB_DIR")
@@ -517,6 +556,11 @@ impl Drop for Lab {
             delete_netns(&ns);
         }
         let _ = fs::remove_dir_all(netns_etc(&self.ns(Role::Client)));
+        if let Some(dest) = std::env::var_os(LOGS_ENV)
+            && let Err(e) = keep_logs(&self.dir, &PathBuf::from(dest).join(&self.name))
+        {
+            eprintln!("postern-lab: the logs of {} not kept: {e}", self.name);
+        }
         if std::thread::panicking() || self.keep_dir {
             eprintln!(
                 "postern-lab: files of {} kept in {}",

@@ -16,6 +16,7 @@ use crate::codec::{
     DeletePayload, ExchangeType, Header, NotifyType, Payload, PayloadType, ProtocolId,
 };
 use crate::crypto::Rng;
+use rand_chacha::rand_core::SeedableRng;
 
 use super::dpd::Dpd;
 use super::junk::JunkLog;
@@ -25,7 +26,7 @@ use super::rekey::Children;
 use super::renew::{Progress, Renewal};
 use super::sa::DOI_IPSEC;
 use super::sa_ctx::IsakmpSa;
-use super::transaction::{ModeConfigInfo, Step, Transaction};
+use super::transaction::{ModeConfigInfo, ModeConfigMode, Step, Transaction};
 use super::{
     ChildConfig, ChildSa, Config, Counters, Credentials, Error, Event, NatState, NattVersion,
     Phase1Info, Role, Transmit,
@@ -33,6 +34,16 @@ use super::{
 
 /// Phase 1 messages larger than this are refused before decoding.
 const MAX_DATAGRAM: usize = 64 * 1024;
+
+/// The first quick modes after the setup, unanswered after this many sends with not
+/// a word from the gateway since they started: the gateway has most likely dropped
+/// the ISAKMP SA (strongSwan does so, silently, when a quick mode reaches it before
+/// the XAuth ACK it is waiting for, and that ACK is never retransmitted on its own),
+/// so the negotiation starts over, at most [`MAX_RESTARTS`] times. 3 sends: at 0, 1
+/// and 3 s; the restart comes at 7 s, when the 4th send was due.
+const RESTART_AFTER_SENDS: u32 = 3;
+/// How many times one connect starts over ([`RESTART_AFTER_SENDS`]).
+const MAX_RESTARTS: u8 = 2;
 
 /// One IKEv1 phase 1 SA and its phase 2 SAs. See the [module docs](super).
 pub struct Ike {
@@ -48,6 +59,11 @@ pub struct Ike {
     pub(super) renewal: Renewal,
     /// The rate limit of the drop reports.
     junk: JunkLog,
+    /// Initiator: when the setup started the first quick modes (cleared once one
+    /// completes); see [`RESTART_AFTER_SENDS`].
+    first_children_since: Option<Instant>,
+    /// How many times the negotiation was started over ([`Ike::restart`]).
+    restarts: u8,
 }
 
 impl std::fmt::Debug for Ike {
@@ -121,6 +137,8 @@ impl Ike {
             dpd: Dpd::default(),
             renewal: Renewal::new(is_renewal),
             junk: JunkLog::default(),
+            first_children_since: None,
+            restarts: 0,
         }
     }
 
@@ -226,6 +244,10 @@ impl Ike {
         self.ctx.fragments().expire(now);
         if let Err(e) = self.phase1.timeout(&mut self.ctx, now) {
             self.fail(e);
+            return;
+        }
+        if self.gateway_dropped_the_sa(now) {
+            self.restart(now);
             return;
         }
         self.quick.timeouts(&mut self.ctx, now);
@@ -365,8 +387,13 @@ impl Ike {
             self.ctx.dropped_because("cookies of no SA of ours");
             return;
         }
-        // A retransmission of the last request we answered: answer again.
+        // A retransmission of the last request we answered: answer again. Past the
+        // setup, the gateway missed our last answer (the XAuth or Mode Config ACK):
+        // the quick modes it may have ignored meanwhile go again right behind it.
         if self.ctx.answer_again(data) {
+            if self.setup.answered_again(now) {
+                self.quick.resend_unanswered(&mut self.ctx);
+            }
             return;
         }
         let answering_first = self.phase1.expects_first_message();
@@ -440,6 +467,7 @@ impl Ike {
                     .quick
                     .handle(&mut self.ctx, &self.children, now, header, data)?;
                 if let Some(new) = done {
+                    self.first_children_since = None;
                     self.children.established(&mut self.ctx, now, new);
                 }
                 Ok(())
@@ -472,6 +500,15 @@ impl Ike {
         match step {
             Step::Wait => {}
             Step::Done(children) => {
+                // The setup ended with an ACK of ours (XAuth without Mode Config, or
+                // Mode Config push), which nobody retransmits on its own: if the
+                // gateway missed it, it may drop the SA at our quick mode.
+                let cfg = self.ctx.config();
+                let ended_with_our_ack = cfg.mode_config == ModeConfigMode::Push
+                    || (cfg.xauth.is_some() && cfg.mode_config == ModeConfigMode::Off);
+                if self.role() == Role::Initiator && ended_with_our_ack && !children.is_empty() {
+                    self.first_children_since = Some(now);
+                }
                 for c in children {
                     self.start_quick_for(now, c, None);
                 }
@@ -567,6 +604,62 @@ impl Ike {
     fn end(&mut self) {
         self.phase1.kill();
         self.quick.clear(&mut self.ctx);
+    }
+
+    /// Whether the first quick modes after the setup went unanswered in a way that
+    /// says the gateway no longer has the ISAKMP SA: [`RESTART_AFTER_SENDS`] sends
+    /// each, nothing heard from the gateway since they started, no SA pair yet, and
+    /// fewer than [`MAX_RESTARTS`] restarts before.
+    fn gateway_dropped_the_sa(&self, now: Instant) -> bool {
+        let Some(since) = self.first_children_since else {
+            return false;
+        };
+        self.restarts < MAX_RESTARTS
+            && self.children.sas.is_empty()
+            && self.dpd.last_heard.is_none_or(|h| h <= since)
+            && self.quick.all_unanswered(now, RESTART_AFTER_SENDS)
+    }
+
+    /// Starts the negotiation over with new cookies (phase 1, XAuth, Mode Config,
+    /// quick mode); the old ISAKMP SA is deleted in case the gateway still holds it.
+    /// The path is known to lose datagrams now: the new setup holds its requests
+    /// longer after an ACK. One [`Event::Note`] says why.
+    fn restart(&mut self, now: Instant) {
+        let d = DeletePayload {
+            doi: DOI_IPSEC,
+            protocol: ProtocolId::ISAKMP,
+            spi_size: 16,
+            spis: vec![self.ctx.spi()],
+        };
+        self.ctx.send_informational(vec![Payload::Delete(d)]);
+        self.quick.clear(&mut self.ctx);
+        let seed = self.ctx.random::<32>();
+        let rng = Box::new(rand_chacha::ChaCha20Rng::from_seed(seed));
+        let mut ctx = IsakmpSa::new(
+            Role::Initiator,
+            self.ctx.config().clone(),
+            self.ctx.local_addr(),
+            self.ctx.original_remote(),
+            rng,
+        );
+        // What the old SA still had to say goes out first.
+        while let Some(t) = self.ctx.poll_transmit() {
+            ctx.transmit(t);
+        }
+        while let Some(e) = self.ctx.poll_event() {
+            ctx.event(e);
+        }
+        ctx.event(Event::Note(
+            "the gateway answered none of our quick mode messages after XAuth: it has most \
+             likely dropped the negotiation; starting it over"
+                .into(),
+        ));
+        let phase1 = Phase1::initiate(&mut ctx, now);
+        let mut fresh = Ike::assemble(ctx, phase1, false);
+        fresh.restarts = self.restarts + 1;
+        fresh.setup.lossy = true;
+        fresh.junk = std::mem::take(&mut self.junk);
+        *self = fresh;
     }
 
     fn fail(&mut self, e: Error) {

@@ -51,6 +51,27 @@ struct Pair {
     sent: usize,
     i_events: Vec<Event>,
     r_events: Vec<Event>,
+    /// What the first responder does with a quick mode that comes before its setup
+    /// (XAuth, Mode Config) is complete.
+    early_quick: EarlyQuick,
+    /// The first responder was destroyed ([`EarlyQuick::Destroys`]): it hears nothing more.
+    r_gone: bool,
+    /// The datagram of this index (as counted by `sent`) is delivered twice.
+    dup: Option<usize>,
+    /// The datagram of this index takes this much longer than the others.
+    slow: Option<(usize, Duration)>,
+}
+
+/// A gateway's handling of a quick mode that arrives before its setup is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EarlyQuick {
+    /// Our own responder: answers it.
+    Answers,
+    /// Drops it and waits for the setup to complete.
+    Ignores,
+    /// Destroys the IKE SA without a word, as strongSwan's charon does ("received
+    /// quick mode request for unestablished IKE_SA, ignored", then DESTROYING).
+    Destroys,
 }
 
 impl Pair {
@@ -91,6 +112,10 @@ impl Pair {
             sent: 0,
             i_events: Vec::new(),
             r_events: Vec::new(),
+            early_quick: EarlyQuick::Answers,
+            r_gone: false,
+            dup: None,
+            slow: None,
         }
     }
 
@@ -102,7 +127,9 @@ impl Pair {
             batch.push((true, t.nat_t, t.data));
         }
         while let Some(t) = self.r.poll_transmit() {
-            batch.push((false, t.nat_t, t.data));
+            if !self.r_gone {
+                batch.push((false, t.nat_t, t.data));
+            }
         }
         for r in &mut self.r_more {
             while let Some(t) = r.poll_transmit() {
@@ -116,8 +143,15 @@ impl Pair {
             let n = self.sent;
             self.sent += 1;
             if (self.filter)(to_r, n, &d) {
-                self.wire
-                    .push_back((self.now + self.latency, to_r, nat_t, d));
+                let latency = match self.slow {
+                    Some((i, extra)) if i == n => self.latency + extra,
+                    _ => self.latency,
+                };
+                if self.dup == Some(n) {
+                    self.wire
+                        .push_back((self.now + self.latency, to_r, nat_t, d.clone()));
+                }
+                self.wire.push_back((self.now + latency, to_r, nat_t, d));
             }
         }
         while let Some(e) = self.i.poll_event() {
@@ -166,8 +200,15 @@ impl Pair {
                     let first = self.r.phase1().map(|i| i.initiator_cookie);
                     let cookie = h.as_ref().map(|h| h.initiator_cookie);
                     let for_first = first.is_none() || first == cookie;
-                    if for_first {
+                    let early = !self.r.setup_done()
+                        && h.as_ref()
+                            .is_some_and(|h| h.exchange == ExchangeType::QUICK);
+                    if for_first && early && self.early_quick != EarlyQuick::Answers {
+                        self.r_gone |= self.early_quick == EarlyQuick::Destroys;
+                    } else if for_first && !self.r_gone {
                         self.r.handle_datagram(self.now, gw, client, &d);
+                    } else if for_first {
+                        // Destroyed: the datagram finds no IKE SA.
                     } else if let Some(r) = self.r_more.iter_mut().find(|r| {
                         r.phase1().map(|i| i.initiator_cookie) == cookie
                             || !r.is_established() && !r.is_dead()
@@ -1547,7 +1588,8 @@ fn hold_mode_config_reply(seed: u64) -> (Pair, Vec<u8>, Vec<u8>) {
             true
         }
     });
-    p.drive_for(Duration::from_millis(500));
+    // The request leaves ACK_SETTLE (0.25 s) after the XAuth ACK.
+    p.drive_for(Duration::from_millis(1200));
     let reply = held
         .borrow()
         .clone()
@@ -1898,3 +1940,4 @@ fn esp_selection_rules() {
 }
 
 mod hostile;
+mod setup_loss;

@@ -245,6 +245,33 @@ impl QuickModes {
         }
     }
 
+    /// Our quick modes that still wait for the gateway's first answer: their first
+    /// message again, now (the gateway showed it had missed our last answer, so it
+    /// may have ignored them). Their retransmission schedules are unchanged.
+    pub fn resend_unanswered(&mut self, ctx: &mut IsakmpSa) {
+        for q in &self.active {
+            if q.role == Role::Initiator
+                && q.state == QmState::ExpectQmReply
+                && let Some(p) = &q.pending
+            {
+                ctx.resend(p.datagram.clone());
+            }
+        }
+    }
+
+    /// Every quick mode under way is ours, unanswered after `sends` sends and due
+    /// again: the gateway may have dropped the ISAKMP SA they run under.
+    pub fn all_unanswered(&self, now: Instant, sends: u32) -> bool {
+        !self.active.is_empty()
+            && self.active.iter().all(|q| {
+                q.role == Role::Initiator
+                    && q.state == QmState::ExpectQmReply
+                    && q.pending
+                        .as_ref()
+                        .is_some_and(|p| p.sent >= sends && now >= p.deadline)
+            })
+    }
+
     /// Resends what is due; a quick mode out of tries fails (phase 1 stays).
     pub fn timeouts(&mut self, ctx: &mut IsakmpSa, now: Instant) {
         let cfg = ctx.config().retransmit;

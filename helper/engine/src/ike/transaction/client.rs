@@ -13,9 +13,9 @@ use super::super::sa_ctx::IsakmpSa;
 use super::super::{ChildConfig, Error, Event, TrafficSelector};
 use super::attrs::{bytes, field_of, kind_of, mode_config_request, parse_mode_config, text};
 use super::{
-    Credentials, CredentialsRequest, ModeConfigInfo, ModeConfigMode, Round, SETUP_PATIENCE, Setup,
-    Step, Transaction, TxMsg, XAuthConfig, XAuthField, answer_transaction, cfg_identifier,
-    seal_transaction,
+    AfterAck, Credentials, CredentialsRequest, ModeConfigInfo, ModeConfigMode, Round,
+    SETUP_PATIENCE, Setup, Step, Transaction, TxMsg, XAuthConfig, XAuthField, answer_transaction,
+    cfg_identifier, seal_transaction,
 };
 
 impl Transaction {
@@ -165,7 +165,17 @@ impl Transaction {
                     attributes: acked,
                 };
                 answer_transaction(ctx, &msg, ack)?;
-                Ok(self.mode_config_done(ctx, info))
+                // Quick modes follow the ACK after ACK_SETTLE, like after XAuth.
+                Ok(match self.mode_config_done(ctx, info) {
+                    Step::Done(children) if !children.is_empty() => {
+                        self.setup = Setup::AckSettle {
+                            until: super::super::now_plus(now, self.ack_settle(ctx)),
+                            next: AfterAck::Children(children),
+                        };
+                        Step::Wait
+                    }
+                    other => other,
+                })
             }
             _ => {
                 ctx.dropped();
@@ -204,7 +214,15 @@ impl Transaction {
         answer_transaction(ctx, &msg, ack)?;
         if status == Some(cfg_attr::XAUTH_STATUS_OK as u64) {
             ctx.event(Event::XAuthSucceeded);
-            Ok(self.after_xauth(ctx, now))
+            if ctx.config().mode_config == ModeConfigMode::Push {
+                // The gateway speaks next (its SET proves it has the ACK).
+                return Ok(self.after_xauth(ctx, now));
+            }
+            self.setup = Setup::AckSettle {
+                until: super::super::now_plus(now, self.ack_settle(ctx)),
+                next: AfterAck::ModeConfig,
+            };
+            Ok(Step::Wait)
         } else {
             Err(Error::XAuthFailed(
                 message.unwrap_or_else(|| "the gateway refused the login".into()),

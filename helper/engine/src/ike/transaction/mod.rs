@@ -35,6 +35,23 @@ use super::{ChildConfig, Error, Role, TrafficSelector};
 /// How long the client waits for the gateway to start XAuth or push Mode Config.
 pub(crate) const SETUP_PATIENCE: Duration = Duration::from_secs(30);
 
+/// How long the client holds its next request after acknowledging the XAuth status.
+///
+/// The ACK ends the gateway's transaction and is never retransmitted on its own: the
+/// gateway resends its SET until an ACK arrives, and we answer each copy. A quick
+/// mode that reaches the gateway before the ACK is fatal with strongSwan (charon
+/// destroys the IKE SA: "quick mode request for unestablished IKE_SA, ignored"), and
+/// charon handles two datagrams that arrive together on two worker threads, in
+/// either order. Holding our next message this long lets the ACK be processed
+/// first; a repeated SET meanwhile restarts the wait.
+pub(crate) const ACK_SETTLE: Duration = Duration::from_millis(250);
+
+/// The hold on a path that lost or delayed datagrams during this negotiation (we
+/// retransmitted, or answered a retransmission): a lost ACK is likely there, and the
+/// gateway's repeated SET must come within the hold to repair it before our quick mode
+/// reaches the gateway. strongSwan repeats its SET 4 s after the first.
+pub(crate) const ACK_SETTLE_LOSSY: Duration = Duration::from_millis(4500);
+
 /// XAuth credentials of the client. The password is optional: without it the
 /// engine asks with [`Event::CredentialsRequired`].
 #[derive(Clone)]
@@ -129,6 +146,12 @@ pub(crate) enum Setup {
         deadline: Instant,
         rounds: u32,
     },
+    /// Client: a SET of the gateway (XAuth status, Mode Config push) is
+    /// acknowledged; what comes next starts at `until` ([`ACK_SETTLE`]).
+    AckSettle {
+        until: Instant,
+        next: AfterAck,
+    },
     /// Client, pull: REQUEST sent.
     AwaitModeConfigReply {
         mid: u32,
@@ -163,13 +186,25 @@ impl Setup {
         match self {
             Setup::AwaitXAuth { deadline }
             | Setup::AwaitXAuthStatus { deadline, .. }
-            | Setup::AwaitModeConfigSet { deadline } => Some(*deadline),
+            | Setup::AwaitModeConfigSet { deadline }
+            | Setup::AckSettle {
+                until: deadline, ..
+            } => Some(*deadline),
             Setup::AwaitModeConfigReply { pending, .. }
             | Setup::ServerXAuth { pending, .. }
             | Setup::ServerModeConfigSet { pending, .. } => Some(pending.deadline),
             _ => None,
         }
     }
+}
+
+/// What the client starts once the hold after its ACK is over.
+#[derive(Debug)]
+pub(crate) enum AfterAck {
+    /// XAuth is done: Mode Config (pull) or the quick modes (no Mode Config).
+    ModeConfig,
+    /// Mode Config (push) is done: these quick modes.
+    Children(Vec<ChildConfig>),
 }
 
 /// What the setup asks of the IKE SA after a step.
@@ -194,6 +229,9 @@ pub(crate) struct Transaction {
     /// This setup runs on a phase 1 renewal: the result only re-establishes the
     /// address; the renewed SA moves the ESP SAs.
     renewal: bool,
+    /// The path lost datagrams before this negotiation (it was started over):
+    /// the longer hold after our ACK ([`ACK_SETTLE_LOSSY`]).
+    pub(super) lossy: bool,
 }
 
 impl Transaction {
@@ -203,6 +241,7 @@ impl Transaction {
             mode_config: None,
             cfg_request_identifier: 0,
             renewal,
+            lossy: false,
         }
     }
 
@@ -254,6 +293,16 @@ impl Transaction {
     pub(super) fn fail(&mut self, e: Error) -> Step {
         self.setup = Setup::Done;
         Step::Failed(e)
+    }
+
+    /// How long to hold our next request after an ACK: [`ACK_SETTLE`], or
+    /// [`ACK_SETTLE_LOSSY`] when this path lost or delayed datagrams.
+    pub(super) fn ack_settle(&self, ctx: &IsakmpSa) -> Duration {
+        if self.lossy || ctx.counters().retransmits > 0 {
+            ACK_SETTLE_LOSSY
+        } else {
+            ACK_SETTLE
+        }
     }
 
     /// A transaction message (exchange type 6).
@@ -340,6 +389,26 @@ impl Transaction {
         ctx.refuse(what, why);
     }
 
+    /// The gateway repeated a request we had answered (our answer went out again):
+    /// while our next request is held after the XAuth ACK, the hold starts over, so
+    /// that it follows the repeated ACK. True when the setup is past that point and a
+    /// request of ours may have reached the gateway before the ACK it was missing:
+    /// the caller sends that request again now.
+    pub fn answered_again(&mut self, now: Instant) -> bool {
+        match &mut self.setup {
+            Setup::AckSettle { until, .. } => {
+                *until = super::now_plus(now, ACK_SETTLE_LOSSY);
+                false
+            }
+            Setup::AwaitModeConfigReply { pending, .. } => {
+                pending.deadline = now;
+                false
+            }
+            Setup::Done => true,
+            _ => false,
+        }
+    }
+
     /// Timeouts of the setup phase: resend our pending message or give up.
     pub fn timeout(&mut self, ctx: &mut IsakmpSa, now: Instant) -> Step {
         let Some(deadline) = self.setup.deadline() else {
@@ -347,6 +416,14 @@ impl Transaction {
         };
         if now < deadline {
             return Step::Wait;
+        }
+        if matches!(self.setup, Setup::AckSettle { .. })
+            && let Setup::AckSettle { next, .. } = std::mem::replace(&mut self.setup, Setup::Done)
+        {
+            return match next {
+                AfterAck::ModeConfig => self.after_xauth(ctx, now),
+                AfterAck::Children(c) => Step::Done(c),
+            };
         }
         let cfg = ctx.config().retransmit;
         let resend = match &mut self.setup {
