@@ -122,6 +122,11 @@ pub struct App {
     /// The machine's system profiles as the helper last listed them (rows
     /// `system:NAME` after the user's own).
     pub system: Vec<postern_dbus::interface::SystemProfile>,
+    /// Why this machine's policy refuses the user's profiles (the helper's
+    /// `CheckProfile`), by profile; refused ones only.
+    pub refused: HashMap<String, String>,
+    /// The system profile whose text was asked for to open the editor on it.
+    system_open: Option<String>,
 }
 
 /// Height of the status line at the bottom of the window.
@@ -144,27 +149,27 @@ fn entries() -> Vec<plist::Entry> {
     profiles::names()
         .unwrap_or_default()
         .into_iter()
-        .map(|name| plist::Entry {
-            gateway: profiles::load(&name)
-                .map(|p| p.gateway)
-                .map_err(|f| f.message),
-            name,
+        .map(|name| {
+            plist::Entry::user(
+                &name,
+                profiles::load(&name)
+                    .map(|p| p.gateway)
+                    .map_err(|f| f.message),
+            )
         })
         .collect()
 }
 
-/// The list's rows for the system profiles: `system:NAME`, the gateway marked as a
-/// system profile, or why the helper refuses it (shown where the gateway would be).
+/// The list's rows for the system profiles: `system:NAME`, tagged as system profiles,
+/// with why the helper refuses one (shown where the gateway would be).
 pub fn system_entries(system: &[postern_dbus::interface::SystemProfile]) -> Vec<plist::Entry> {
     system
         .iter()
         .map(|s| plist::Entry {
             name: format!("{}{}", watcher::SYSTEM_PREFIX, s.name),
-            gateway: if s.refused.is_empty() {
-                Ok(format!("{} (system profile)", s.gateway))
-            } else {
-                Err(format!("refused: {}", s.refused))
-            },
+            gateway: Ok(s.gateway.clone()),
+            system: true,
+            refused: (!s.refused.is_empty()).then(|| s.refused.clone()),
         })
         .collect()
 }
@@ -223,6 +228,8 @@ impl App {
             last_state: String::new(),
             bounds: Default::default(),
             system: Vec::new(),
+            refused: HashMap::new(),
+            system_open: None,
         }
     }
 
@@ -316,7 +323,27 @@ impl App {
         let mut all = entries();
         all.extend(system_entries(&self.system));
         self.profiles.set_entries(all);
+        self.mark_refused();
         self.update_tray();
+    }
+
+    /// The user's rows carry the policy's refusals the helper last gave.
+    fn mark_refused(&mut self) {
+        for e in self.profiles.entries.iter_mut().filter(|e| !e.system) {
+            e.refused = self.refused.get(&e.name).cloned();
+        }
+    }
+
+    /// The helper's answers to `CheckProfile`: (profile, sentence; empty: allowed).
+    fn policy(&mut self, answers: Vec<(String, String)>) {
+        for (name, why) in answers {
+            if why.is_empty() {
+                self.refused.remove(&name);
+            } else {
+                self.refused.insert(name, why);
+            }
+        }
+        self.mark_refused();
     }
 
     pub fn selected(&self) -> Option<String> {
@@ -610,6 +637,12 @@ impl App {
                 }
                 Task::none()
             }
+            Update::Policy(answers) => {
+                self.policy(answers);
+                Task::none()
+            }
+            Update::SystemText { name, result } => self.system_text(name, result),
+            Update::SystemSaved { name, result } => self.system_saved(name, result),
             Update::Gone { profile } => {
                 if let Some(t) = self.tunnels.get_mut(&profile)
                     && t.is_active()
@@ -1025,6 +1058,10 @@ impl App {
                 Task::none()
             }
             Some(editor::Event::Choose(i)) => self.pick(Job::Field(i)),
+            Some(editor::Event::SaveSystem { name, text }) => {
+                self.send(Command::SaveSystem { name, text });
+                Task::none()
+            }
             Some(editor::Event::Save {
                 name,
                 original: None,
@@ -1062,6 +1099,9 @@ impl App {
         self.editor = None;
         self.reload();
         self.profiles.selected = Some(name.clone());
+        self.send(Command::CheckPolicy {
+            profiles: vec![name.clone()],
+        });
         let mut tasks = Vec::new();
         if let Some(o) = original
             && o != name
@@ -1338,6 +1378,69 @@ impl App {
         })
     }
 
+    /// A system profile's text came: the read-only editor on it (asked for by Edit,
+    /// or read again after a save).
+    fn system_text(&mut self, name: String, result: Result<String, Fail>) -> Task<Message> {
+        let after_save = self
+            .editor
+            .as_ref()
+            .is_some_and(|e| e.system.is_some() && e.original.as_deref() == Some(&name));
+        if !after_save && self.system_open.as_deref() != Some(&name) {
+            return Task::none();
+        }
+        self.system_open = None;
+        match result {
+            Ok(text) => {
+                let file = self.system.iter().find(|s| s.name == name).map_or_else(
+                    || format!("/etc/postern/profiles/{name}.toml"),
+                    |s| s.file.clone(),
+                );
+                let mut ed = editor::State::system(&name, &text, &file);
+                ed.refused = self
+                    .system
+                    .iter()
+                    .find(|s| s.name == name && !s.refused.is_empty())
+                    .map(|s| s.refused.clone());
+                self.editor = Some(ed);
+                self.focused = None;
+            }
+            Err(f) => {
+                self.notice = Some(format!(
+                    "Cannot show the system profile {name}: {}",
+                    f.message
+                ));
+            }
+        }
+        Task::none()
+    }
+
+    /// The helper's answer to a system profile's save: the file read again (it is
+    /// what counts), or why not in one sentence under the form.
+    fn system_saved(&mut self, name: String, result: Result<(), Fail>) -> Task<Message> {
+        let Some(ed) = self
+            .editor
+            .as_mut()
+            .filter(|e| e.original.as_deref() == Some(&name))
+        else {
+            return Task::none();
+        };
+        if let Some(s) = &mut ed.system {
+            s.saving = false;
+        }
+        match result {
+            Ok(()) => {
+                self.notice = Some(format!(
+                    "Saved the system profile {name}; the editor shows the file as it is now."
+                ));
+                self.send(Command::SystemText { name });
+                // The list (gateway, refusal) from the file too.
+                self.send(Command::Refresh);
+            }
+            Err(f) => ed.save_error = Some(save_refused(&f)),
+        }
+        Task::none()
+    }
+
     /// The diagnostics of `name` (profile without secrets, state, SAs, log).
     fn diagnostics(&self, name: &str) -> String {
         let toml = profiles::load(name)
@@ -1506,6 +1609,9 @@ impl App {
         self.focused = None;
         self.reload();
         self.profiles.selected = Some(name.clone());
+        self.send(Command::CheckPolicy {
+            profiles: vec![name.clone()],
+        });
         let mut secrets = notes.secrets;
         if let Some(psk) = psk {
             secrets.insert(secret_key::PSK.to_string(), psk);
@@ -1523,21 +1629,21 @@ impl App {
         )
     }
 
-    fn edit(&mut self, name: &str) -> Task<Message> {
+    pub fn edit(&mut self, name: &str) -> Task<Message> {
         if let Some(sys) = name.strip_prefix(watcher::SYSTEM_PREFIX) {
-            // The file is the truth and root's: not edited here.
-            let file = self.system.iter().find(|s| s.name == sys).map_or_else(
-                || format!("/etc/postern/profiles/{sys}.toml"),
-                |s| s.file.clone(),
-            );
-            self.notice = Some(format!(
-                "{name} is a system profile: editing it needs administrator rights ({file})."
-            ));
+            // The helper reads root's file (without its secrets); the editor opens
+            // read-only when the text comes.
+            self.system_open = Some(sys.to_string());
+            self.send(Command::SystemText {
+                name: sys.to_string(),
+            });
             return Task::none();
         }
         match profiles::text(name) {
             Ok(text) => {
-                self.editor = Some(editor::State::edit(name, &text, self.names(), true));
+                let mut ed = editor::State::edit(name, &text, self.names(), true);
+                ed.refused = self.refused.get(name).cloned();
+                self.editor = Some(ed);
                 self.focus_field(1)
             }
             Err(f) => {
@@ -1560,14 +1666,15 @@ impl App {
         let right: Element<'_, Message> = if let Some(ed) = &self.editor {
             ed.view(focused).map(Message::Editor)
         } else if let Some(name) = &self.profiles.selected {
-            let gateway = self
-                .profiles
-                .entries
-                .iter()
-                .find(|e| &e.name == name)
+            let entry = self.profiles.entries.iter().find(|e| &e.name == name);
+            let gateway = entry
                 .and_then(|e| e.gateway.as_ref().ok())
                 .map(String::as_str)
                 .unwrap_or("");
+            let about = connection::About {
+                system: entry.is_some_and(|e| e.system),
+                refused: entry.and_then(|e| e.refused.as_deref()),
+            };
             connection::view(
                 &self.connection,
                 name,
@@ -1576,6 +1683,7 @@ impl App {
                 self.helper.as_ref(),
                 self.now,
                 focused,
+                about,
             )
             .map(Message::Connection)
         } else {
@@ -1627,6 +1735,17 @@ impl App {
             .into(),
             None => base,
         }
+    }
+}
+
+/// Why a system profile was not saved, in one sentence.
+pub fn save_refused(f: &Fail) -> String {
+    match f.kind {
+        FailureKind::AccessDenied => format!(
+            "Not saved: changing a system profile needs an administrator's password ({}).",
+            f.message.trim_start_matches("refused: ")
+        ),
+        _ => format!("Not saved: {}.", f.message.trim_end_matches('.')),
     }
 }
 

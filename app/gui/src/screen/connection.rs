@@ -367,6 +367,16 @@ pub fn diagnostics(name: &str, profile_toml: &str, live: Option<&Live>) -> Strin
     out
 }
 
+/// What the list knows of the profile besides its tunnel.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct About<'a> {
+    /// A system profile (the administrator's): said under the gateway; Edit shows it.
+    pub system: bool,
+    /// Why the helper refuses it (this machine's policy, a system file's mode).
+    pub refused: Option<&'a str>,
+}
+
+#[allow(clippy::too_many_arguments)]
 pub fn view<'a>(
     st: &'a State,
     name: &'a str,
@@ -375,6 +385,7 @@ pub fn view<'a>(
     helper: Option<&'a Fail>,
     now: Instant,
     focused: Option<&'a str>,
+    about: About<'a>,
 ) -> Element<'a, Message> {
     let t = live.and_then(|l| l.tunnel.as_ref());
     let active = live.is_some_and(Live::is_active);
@@ -383,13 +394,21 @@ pub fn view<'a>(
     } else {
         super::profiles::state_sentence(t)
     };
+    let mut title = column![
+        text(name).size(24),
+        text(gateway).size(14).style(style::muted)
+    ]
+    .spacing(2)
+    .width(Length::Fill);
+    if about.system {
+        title = title.push(
+            text(super::editor::SYSTEM_LINE)
+                .size(13)
+                .style(style::muted),
+        );
+    }
     let header = row![
-        column![
-            text(name).size(24),
-            text(gateway).size(14).style(style::muted)
-        ]
-        .spacing(2)
-        .width(Length::Fill),
+        title,
         style::dot(t.map(|t| t.state.as_str())),
         text(state_word)
             .size(15)
@@ -408,7 +427,7 @@ pub fn view<'a>(
         .on_press(Message::Toggle)
         .width(Length::Fixed(110.0)),
         style::focus_button(
-            text("Edit"),
+            text(if about.system { "View" } else { "Edit" }),
             focused == Some("conn-edit"),
             button::secondary
         )
@@ -475,7 +494,14 @@ pub fn view<'a>(
         );
     }
 
-    if let Some(f) = live.and_then(Live::shown_failure) {
+    let failure = live.and_then(Live::shown_failure);
+    if let Some(why) = about.refused
+        && failure.is_none()
+    {
+        body = body.push(super::editor::refused_box(why));
+    }
+
+    if let Some(f) = failure {
         let e = explain(f.kind);
         body = body.push(
             container(
