@@ -351,6 +351,23 @@ impl App {
     }
 
     pub fn connect(&mut self, name: &str) {
+        if let Some(why) = self.refused.get(name).cloned() {
+            // The helper said this machine's policy refuses it: its sentence now, not
+            // a question for the PSK first; and ask again (the policy may have changed:
+            // the next click connects then).
+            let f = policy_failure(&why);
+            let kind = f.kind;
+            let live = self.live.entry(name.to_string()).or_default();
+            live.failure = Some(f);
+            live.check = None;
+            live.started = None;
+            self.notify(format!("{name}: {}", explain(kind).headline), why.clone());
+            self.update_tray();
+            self.send(Command::CheckPolicy {
+                profiles: vec![name.to_string()],
+            });
+            return;
+        }
         let live = self.live.entry(name.to_string()).or_default();
         live.failure = None;
         live.check = None;
@@ -1738,13 +1755,31 @@ impl App {
     }
 }
 
+/// A connect refused by this machine's policy, as the helper's `Connect` would say
+/// it: a key named (`phase1.proposals: ... forbids`) is the profile's fault; "system
+/// profiles only" is the caller's.
+pub fn policy_failure(why: &str) -> Fail {
+    if why
+        .split_once(": ")
+        .is_some_and(|(k, _)| !k.is_empty() && !k.contains(' '))
+    {
+        Fail::new(FailureKind::BadProfile, why)
+    } else {
+        Fail::new(FailureKind::AccessDenied, format!("refused: {why}"))
+    }
+}
+
 /// Why a system profile was not saved, in one sentence.
 pub fn save_refused(f: &Fail) -> String {
     match f.kind {
-        FailureKind::AccessDenied => format!(
-            "Not saved: changing a system profile needs an administrator's password ({}).",
-            f.message.trim_start_matches("refused: ")
-        ),
+        FailureKind::AccessDenied => {
+            // "refused: not authorized (ACTION): WHY": WHY is what the user can act on.
+            let m = f.message.trim_start_matches("refused: ");
+            let why = m.rsplit_once("): ").map_or(m, |(_, w)| w);
+            format!(
+                "Not saved: changing a system profile needs an administrator's password ({why})."
+            )
+        }
         _ => format!("Not saved: {}.", f.message.trim_end_matches('.')),
     }
 }

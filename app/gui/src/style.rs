@@ -132,7 +132,7 @@ pub fn system_tag<'a, M: 'a>() -> iced::Element<'a, M> {
         .padding([0, 5])
         .style(|theme: &Theme| container::Style {
             border: Border {
-                color: theme.extended_palette().background.strong.color,
+                color: theme.palette().text.scale_alpha(0.35),
                 width: 1.0,
                 radius: 4.0.into(),
             },
@@ -282,9 +282,10 @@ pub fn button_id(key: &str) -> iced::widget::Id {
 }
 
 /// The buttons whose places the state file reports.
-pub const REPORTED_BUTTONS: [&str; 7] = [
+pub const REPORTED_BUTTONS: [&str; 8] = [
     "add",
     "import",
+    "conn-edit",
     "conn-check",
     "conn-export",
     "files-ok",

@@ -881,10 +881,10 @@ fn system_profiles_are_listed_marked_and_connected_by_name() {
         let mut ui = simulator(app.profiles.view(&app.tunnels, None));
         assert!(ui.find("system").is_ok(), "the tag");
         assert!(
-            ui.find("/etc/postern/profiles/open.toml: mode 0666: group or others may change it; chmod go-w it")
-                .is_ok(),
-            "the refusal in the row"
+            ui.find("office").is_ok(),
+            "the file's name, without system:"
         );
+        assert!(ui.find("Refused").is_ok(), "the refusal in the row");
     }
     app.connect("system:office");
     match rx.try_recv() {
@@ -989,10 +989,9 @@ fn a_system_profile_opens_read_only_and_saves_through_the_helper() {
     }));
     let ed = app.editor.as_ref().expect("still open");
     let err = ed.save_error.clone().unwrap_or_default();
-    assert!(
-        err.starts_with("Not saved: changing a system profile needs an administrator's password")
-            && err.ends_with("polkit said no)."),
-        "{err}"
+    assert_eq!(
+        err,
+        "Not saved: changing a system profile needs an administrator's password (polkit said no)."
     );
     assert!(!ed.read_only(), "editable again after the refusal");
     // Saved: the file is read again and shown, locked.
@@ -1041,7 +1040,7 @@ fn a_profile_the_policy_refuses_says_why() {
     assert_eq!(row(&app, "lab"), None);
     {
         let mut ui = simulator(app.profiles.view(&app.tunnels, None));
-        assert!(ui.find(why).is_ok(), "the row says why");
+        assert!(ui.find("Refused").is_ok(), "the row says it");
     }
     let _ = app.update(Message::Profiles(plist::Message::Select("weak".into())));
     {
@@ -1049,14 +1048,22 @@ fn a_profile_the_policy_refuses_says_why() {
         assert!(ui.find(editor::REFUSED_LINE).is_ok());
         assert!(ui.find(why).is_ok());
     }
-    // A connect still asks the helper (the policy may have changed); its refusal is
-    // the same sentence, shown in place of the policy box.
+    // A connect says the same sentence at once (no PSK asked for first) and asks the
+    // helper again (the policy may have changed).
     app.connect("weak");
-    assert!(matches!(rx.try_recv(), Ok(Command::Connect { .. })));
-    let _ = app.update(Message::Watcher(Update::Failed {
-        profile: "weak".into(),
-        failure: Fail::new(FailureKind::BadProfile, why),
-    }));
+    match rx.try_recv() {
+        Ok(Command::CheckPolicy { profiles }) => assert_eq!(profiles, ["weak"]),
+        other => panic!("{other:?}"),
+    }
+    assert!(rx.try_recv().is_err(), "no connect sent");
+    assert_eq!(
+        app.live["weak"]
+            .failure
+            .as_ref()
+            .map(|f| (f.kind, f.message.as_str())),
+        Some((FailureKind::BadProfile, why))
+    );
+    assert!(app.notified.last().is_some_and(|(_, b)| b == why));
     {
         let mut ui = simulator(app.view(window::Id::unique()));
         assert!(ui.find(why).is_ok());
@@ -1070,11 +1077,20 @@ fn a_profile_the_policy_refuses_says_why() {
         assert!(ui.find(editor::REFUSED_LINE).is_ok());
         assert!(ui.find(why).is_ok());
     }
-    // A later answer clears the mark.
+    // A later answer clears the mark, and the next connect goes to the helper.
     let _ = app.update(Message::Watcher(Update::Policy(vec![(
         "weak".into(),
         String::new(),
     )])));
     assert_eq!(row(&app, "weak"), None);
     assert!(app.refused.is_empty());
+    app.connect("weak");
+    assert!(matches!(rx.try_recv(), Ok(Command::Connect { .. })));
+    // "System profiles only" is the caller's refusal, as the helper's Connect says it.
+    let f = policy_failure("this machine's policy allows system profiles only");
+    assert_eq!(f.kind, FailureKind::AccessDenied);
+    assert_eq!(
+        f.message,
+        "refused: this machine's policy allows system profiles only"
+    );
 }

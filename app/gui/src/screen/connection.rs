@@ -394,21 +394,17 @@ pub fn view<'a>(
     } else {
         super::profiles::state_sentence(t)
     };
-    let mut title = column![
-        text(name).size(24),
-        text(gateway).size(14).style(style::muted)
-    ]
-    .spacing(2)
-    .width(Length::Fill);
-    if about.system {
-        title = title.push(
-            text(super::editor::SYSTEM_LINE)
-                .size(13)
-                .style(style::muted),
-        );
-    }
+    // A system profile: its file's name, and whose it is under the header.
+    let shown = name
+        .strip_prefix(postern_frontend::watcher::SYSTEM_PREFIX)
+        .unwrap_or(name);
     let header = row![
-        title,
+        column![
+            text(shown).size(24),
+            text(gateway).size(14).style(style::muted)
+        ]
+        .spacing(2)
+        .width(Length::Fill),
         style::dot(t.map(|t| t.state.as_str())),
         text(state_word)
             .size(15)
@@ -426,12 +422,15 @@ pub fn view<'a>(
         )
         .on_press(Message::Toggle)
         .width(Length::Fixed(110.0)),
-        style::focus_button(
-            text(if about.system { "View" } else { "Edit" }),
-            focused == Some("conn-edit"),
-            button::secondary
+        container(
+            style::focus_button(
+                text(if about.system { "View" } else { "Edit" }),
+                focused == Some("conn-edit"),
+                button::secondary
+            )
+            .on_press(Message::Edit)
         )
-        .on_press(Message::Edit),
+        .id(style::button_id("conn-edit")),
     ]
     .spacing(10)
     .align_y(Alignment::Center);
@@ -473,7 +472,20 @@ pub fn view<'a>(
     ]
     .spacing(8);
 
-    let mut body = column![header, tools].spacing(16);
+    let mut body = column![header].spacing(16);
+    if about.system {
+        body = body.push(
+            row![
+                style::system_tag(),
+                text(super::editor::SYSTEM_LINE)
+                    .size(13)
+                    .style(style::muted)
+            ]
+            .spacing(8)
+            .align_y(Alignment::Center),
+        );
+    }
+    body = body.push(tools);
 
     if let Some(f) = helper
         && !active

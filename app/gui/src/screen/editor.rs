@@ -1011,11 +1011,16 @@ impl State {
         };
         let fixed = self.read_only() || (i == NAME && self.system.is_some());
         let input: Element<'a, Message> = match fl.kind {
-            // Shown, not editable: a text field without input is drawn disabled.
-            _ if fixed => text_input(&placeholder, value)
-                .id(field_id(i))
-                .padding(6)
-                .into(),
+            // Shown, not editable: the value as plain text (the default, muted, when
+            // unset), in line with the note of the pre-shared key.
+            _ if fixed => container(if value.is_empty() {
+                text(placeholder).style(style::muted)
+            } else {
+                text(value.clone())
+            })
+            .padding([6, 0])
+            .width(Length::Fill)
+            .into(),
             Kind::Choice(words) => {
                 let options: Vec<String> = words.iter().map(|w| w.to_string()).collect();
                 let selected = (!value.is_empty()).then(|| value.clone());
@@ -1227,7 +1232,7 @@ impl State {
 
     pub fn view(&self, focused: Option<&str>) -> Element<'_, Message> {
         let title = match (&self.original, &self.import, &self.system) {
-            (Some(n), _, Some(_)) => format!("System profile {n}"),
+            (Some(n), _, Some(_)) => n.clone(),
             (Some(n), _, None) => format!("Edit {n}"),
             (None, Some(_), _) => "Imported profile".to_string(),
             (None, None, _) => "New profile".to_string(),
@@ -1374,7 +1379,7 @@ fn system_box<'a>(sys: &'a SystemEdit, focused: Option<&str>) -> Element<'a, Mes
                 style::focus_button(
                     text("Edit as administrator").size(14),
                     focused == Some("editor-admin"),
-                    button::secondary,
+                    button::primary,
                 )
                 .on_press(Message::Unlock)
                 .padding([5, 12]),

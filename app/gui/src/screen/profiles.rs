@@ -284,22 +284,38 @@ impl State {
             let t = tunnels.get(&e.name);
             let active = t.is_some_and(Tunnel::is_active);
             let selected = self.selected.as_deref() == Some(e.name.as_str());
-            // The second line: why it is refused (a mark and the helper's sentence, in
-            // full in a tooltip), else the gateway or why the file does not load.
-            let second: Element<'a, Message> = match (&e.refused, &e.gateway) {
-                (Some(why), _) => tooltip(
+            // The second line: a system profile's tag; "Refused" with a mark when the
+            // helper refuses it (its sentence in a tooltip, and in full in the pane);
+            // else the gateway, or why the file does not load.
+            let mut second = row![].spacing(6).align_y(Alignment::Center);
+            if e.system {
+                second = second.push(style::system_tag());
+            }
+            if e.refused.is_some() {
+                second = second.push(
                     row![
                         style::refused_icon(),
-                        container(
-                            text(why.clone())
-                                .size(13)
-                                .style(text::danger)
-                                .wrapping(text::Wrapping::None)
-                        )
-                        .clip(true)
+                        text("Refused").size(13).style(text::danger)
                     ]
                     .spacing(5)
                     .align_y(Alignment::Center),
+                );
+            }
+            if e.refused.is_none() {
+                second = second.push(match &e.gateway {
+                    Ok(g) => text(g.clone())
+                        .size(13)
+                        .style(style::muted)
+                        .wrapping(text::Wrapping::None),
+                    Err(m) => text(m.clone())
+                        .size(13)
+                        .style(text::danger)
+                        .wrapping(text::Wrapping::None),
+                });
+            }
+            let second: Element<'a, Message> = match &e.refused {
+                Some(why) => tooltip(
+                    container(second).clip(true),
                     container(text(why.clone()).size(13))
                         .padding(8)
                         .max_width(420)
@@ -307,29 +323,16 @@ impl State {
                     tooltip::Position::Bottom,
                 )
                 .into(),
-                (None, Ok(g)) => container(
-                    text(g.clone())
-                        .size(13)
-                        .style(style::muted)
-                        .wrapping(text::Wrapping::None),
-                )
-                .clip(true)
-                .into(),
-                (None, Err(m)) => container(
-                    text(m.clone())
-                        .size(13)
-                        .style(text::danger)
-                        .wrapping(text::Wrapping::None),
-                )
-                .clip(true)
-                .into(),
+                None => container(second).clip(true).into(),
             };
-            let mut title = row![text(e.name.clone()).size(15).wrapping(text::Wrapping::None)]
-                .spacing(6)
-                .align_y(Alignment::Center);
-            if e.system {
-                title = title.push(style::system_tag());
-            }
+            // A system profile shows its file's name; the tag says whose it is.
+            let shown = e
+                .name
+                .strip_prefix(postern_frontend::watcher::SYSTEM_PREFIX)
+                .unwrap_or(&e.name);
+            let title = text(shown.to_string())
+                .size(15)
+                .wrapping(text::Wrapping::None);
             let state = text(state_label(t))
                 .size(13)
                 .style(style::state_text(t.map(|t| t.state.as_str())));
