@@ -461,7 +461,9 @@ impl State {
                     }
                     let names = profiles::names().unwrap_or_default();
                     let refused = policy_of(&h, &names).await;
-                    let _ = self.out.send(Update::Policy(refused)).await;
+                    if !refused.is_empty() {
+                        let _ = self.out.send(Update::Policy(refused)).await;
+                    }
                 }
                 for p in paths {
                     if !self.tunnels.contains_key(&p) {

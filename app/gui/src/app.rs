@@ -1026,6 +1026,10 @@ impl App {
                 if let Some(l) = self.live.remove(&from) {
                     self.live.insert(to.clone(), l);
                 }
+                self.refused.remove(&from);
+                self.send(Command::CheckPolicy {
+                    profiles: vec![to.clone()],
+                });
                 Task::perform(move_secrets(from, to), Message::Done)
             }
             Err(f) => {
@@ -1045,6 +1049,7 @@ impl App {
         }
         self.live.remove(&n);
         self.tunnels.remove(&n);
+        self.refused.remove(&n);
         self.editor = None;
         self.reload();
         Task::perform(
