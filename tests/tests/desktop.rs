@@ -22,6 +22,14 @@
 //!   lab's `fake-portal` answers with a Cisco .pcf), the editor with what could not be
 //!   carried over, Save, "Export…" through SaveFile, and the imported profile connects.
 //!
+//! - `desktoplab_gui_system_and_refused_profiles` (issue 17): system profiles (one
+//!   fine, one world-writable) and a user profile the site policy refuses (MODP1024):
+//!   the list marks them, the system profile connects from its row, its editor opens
+//!   read-only with "Edit as administrator", and the save is refused in one sentence
+//!   (no polkit agent in the lab: `edit-system` is `auth_admin`), the file unchanged;
+//!   a connect of the refused profile shows the helper's sentence. Light and dark
+//!   screenshots of the list, the read-only editor and the connection pane.
+//!
 //! The app is observed through its test state file (`POSTERN_GUI_STATE_FILE`, see
 //! app/gui/README.md): iced has no accessibility tree. Root only.
 
@@ -386,6 +394,12 @@ fn type_keys(d: &Desktop, wid: &str, text: &str) -> Result<()> {
     let _ = d.xdotool(&["windowfocus", "--sync", wid]);
     d.xdotool(&["type", "--delay", "30", "--", text])
         .map(|_| ())
+}
+
+/// Presses `key` in the window (focused first).
+fn press_in(d: &Desktop, wid: &str, key: &str) -> Result<()> {
+    let _ = d.xdotool(&["windowfocus", "--sync", wid]);
+    press(d, key)
 }
 
 /// Presses a key (Tab, Return) and gives the app a moment to move its focus.
@@ -878,6 +892,274 @@ fn desktoplab_gui_import_export() {
             !out.contains(XAUTH_PASSWORD) && !out.contains(&t.psk),
             "a secret is in the app's output"
         );
+        Ok(())
+    });
+}
+
+/// polkit lets `user` connect its own tunnels and the system profiles.
+fn fleet_rules(user: &str) -> String {
+    format!(
+        "polkit.addRule(function(action, subject) {{\n  if ((action.id == \"org.postern.helper1.connect\" || action.id == \"org.postern.helper1.manage-own\" || action.id == \"org.postern.helper1.connect-system\") && subject.user == \"{user}\") {{\n    return polkit.Result.YES;\n  }}\n}});\n"
+    )
+}
+
+/// Clicks the row of `name` in the list (left of its Connect button).
+fn click_row(d: &Desktop, app: &App, wid: &str, name: &str) -> Result<()> {
+    let key = format!("connect:{name}");
+    let st = app.wait_state(
+        &format!("the row of {name}"),
+        Duration::from_secs(10),
+        |s| App::bounds(s, &key).is_some(),
+    )?;
+    let Some(r) = App::bounds(&st, &key) else {
+        lab_bail!("no {key} in the app's state");
+    };
+    let (_, y) = r.centre();
+    d.click(wid, 40, y)?;
+    app.wait_state(&format!("{name} selected"), Duration::from_secs(5), |s| {
+        s["selected"] == name
+    })?;
+    std::thread::sleep(Duration::from_millis(300));
+    Ok(())
+}
+
+fn row_of(st: &Value, name: &str) -> Value {
+    App::profile_state(st, name).unwrap_or(Value::Null)
+}
+
+/// The app in `theme`: the list with the system profiles and the refused one, the
+/// connection pane of the system profile (connected when `connected`), its read-only
+/// editor; screenshots `desktop-fleet-THEME-*`. Returns the app (still running).
+fn fleet_screens(lab: &Lab, d: &Desktop, theme: &str, weak_why: &str) -> Result<(App, String)> {
+    let app = d.start_app(lab, &[("POSTERN_THEME", theme)])?;
+    let wid = d.wait_window("^Postern$", Duration::from_secs(30))?;
+    let st = app.wait_state(
+        "the list with the system profiles and the policy's refusal",
+        Duration::from_secs(30),
+        |s| {
+            row_of(s, "system:office")["system"] == true
+                && row_of(s, "system:open")["refused"].is_string()
+                && row_of(s, "weak")["refused"].is_string()
+        },
+    )?;
+    lab_ensure!(
+        row_of(&st, "weak")["refused"]
+            .as_str()
+            .is_some_and(|r| r.contains(weak_why))
+            && row_of(&st, "lab")["refused"].is_null()
+            && row_of(&st, "system:open")["refused"]
+                .as_str()
+                .is_some_and(|r| r.contains("open.toml: mode 0666")),
+        "the rows: {st}"
+    );
+    click_row(d, &app, &wid, "weak")?;
+    shot(
+        d,
+        &format!("desktop-fleet-{theme}-1-list"),
+        &wid,
+        APP_COLOURS,
+        None,
+    )?;
+    click_row(d, &app, &wid, "system:office")?;
+    Ok((app, wid))
+}
+
+/// The read-only editor of `system:office`, opened by View.
+fn open_system_editor(d: &Desktop, app: &App, wid: &str, theme: &str) -> Result<Value> {
+    click_button(d, app, wid, "conn-edit")?;
+    let st = app.wait_state(
+        "the system profile's editor, read-only",
+        Duration::from_secs(10),
+        |s| s["screen"] == "editor" && s["editor"]["read_only"] == true,
+    )?;
+    std::thread::sleep(Duration::from_millis(400));
+    shot(
+        d,
+        &format!("desktop-fleet-{theme}-3-readonly-editor"),
+        wid,
+        APP_COLOURS,
+        None,
+    )?;
+    Ok(st)
+}
+
+#[test]
+fn desktoplab_gui_system_and_refused_profiles() {
+    let t = Tunnel::main_psk(PROFILE);
+    let weak =
+        Tunnel::main_psk("weak").client_proposals(&["3des-sha1-modp1024"], &["aes256-sha256"]);
+    let fine = Tunnel::main_psk("lab");
+    run_scenario("desk-fleet", |lab: &Lab| {
+        use std::os::unix::fs::PermissionsExt;
+        let user = "postern-lab-d5";
+        let mut host = HostChanges::default();
+        let uid = host.ensure_user(user)?;
+        // The administrator's files: a system profile (root, 0600, its PSK inline), a
+        // world-writable one, and a site policy forbidding MODP1024.
+        let dir = lab.dir.join("system-profiles");
+        std::fs::create_dir_all(&dir)?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+        for (name, mode) in [(PROFILE, 0o600), ("open", 0o666)] {
+            let f = dir.join(format!("{name}.toml"));
+            std::fs::write(&f, t.postern_profile())?;
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode))?;
+        }
+        let policy = lab.dir.join("policy.toml");
+        std::fs::write(&policy, "[algorithms]\nforbid = [\"modp1024\"]\n")?;
+        let (d_s, p_s) = (
+            dir.to_string_lossy().into_owned(),
+            policy.to_string_lossy().into_owned(),
+        );
+        let sys = SystemBus::start_with(
+            lab,
+            &fleet_rules(user),
+            &[("POSTERN_PROFILES_DIR", &d_s), ("POSTERN_POLICY", &p_s)],
+        )?;
+        let gw = lab.start_gateway(&t)?;
+        let d = Desktop::start(lab, &sys, uid)?;
+        for (name, tun) in [("weak", &weak), ("lab", &fine)] {
+            let o = d.postern(&["add", name, "--from", "-"], Some(&user_profile(tun)))?;
+            lab_ensure!(
+                o.status.success(),
+                "postern add {name}: {}",
+                output_text(&o)
+            );
+        }
+        let weak_why = "uses modp1024, which this machine's policy forbids";
+
+        // Light: the list, the system profile connected from its row, its editor.
+        let (app, wid) = fleet_screens(lab, &d, "light", weak_why)?;
+        let key = format!("system:{PROFILE}");
+        let st = app.wait_state("the pane's buttons", Duration::from_secs(10), |s| {
+            App::bounds(s, &format!("connect:{key}")).is_some()
+        })?;
+        let Some(r) = App::bounds(&st, &format!("connect:{key}")) else {
+            lab_bail!("no connect:{key}");
+        };
+        let (x, y) = r.centre();
+        d.click(&wid, x, y)?;
+        gw.wait_established(Duration::from_secs(30))?;
+        app.wait_state(
+            "the system profile connected in the app",
+            Duration::from_secs(20),
+            |s| {
+                row_of(s, &key)["state"] == "connected"
+                    && row_of(s, &key)["sa_rows"].as_u64().unwrap_or(0) >= 1
+            },
+        )?;
+        std::thread::sleep(Duration::from_millis(500));
+        shot(
+            &d,
+            "desktop-fleet-light-2-connection",
+            &wid,
+            APP_COLOURS,
+            Some(CONNECTED),
+        )?;
+        let st = open_system_editor(&d, &app, &wid, "light")?;
+        lab_ensure!(
+            st["editor"]["system"]
+                .as_str()
+                .is_some_and(|f| f.ends_with("system-profiles/office.toml")),
+            "the editor: {}",
+            st["editor"]
+        );
+        // Edit as administrator, then Save: the helper asks polkit (auth_admin); the lab
+        // has no polkit agent, so it is refused: one sentence, the file unchanged.
+        let before = std::fs::read(dir.join("office.toml"))?;
+        click_button(&d, &app, &wid, "editor-admin")?;
+        app.wait_state("the editor unlocked", Duration::from_secs(5), |s| {
+            s["editor"]["read_only"] == false
+        })?;
+        click_button(&d, &app, &wid, "editor-save")?;
+        let st = app.wait_state(
+            "the save refused in one sentence",
+            Duration::from_secs(40),
+            |s| s["editor"]["save_error"].is_string(),
+        )?;
+        let err = st["editor"]["save_error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        lab_ensure!(
+            err.starts_with(
+                "Not saved: changing a system profile needs an administrator's password"
+            ) && err.contains("no agent answered")
+                && !err.contains('\n'),
+            "the refusal: {err}"
+        );
+        eprintln!("save refused: {err}");
+        lab_ensure!(
+            std::fs::read(dir.join("office.toml"))? == before,
+            "the system profile's file changed"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        shot(
+            &d,
+            "desktop-fleet-light-4-save-refused",
+            &wid,
+            APP_COLOURS,
+            None,
+        )?;
+        press_in(&d, &wid, "Escape")?;
+        app.wait_state("the editor closed", Duration::from_secs(5), |s| {
+            s["editor"].is_null()
+        })?;
+        // The refused profile: a connect shows the helper's sentence.
+        click_row(&d, &app, &wid, "weak")?;
+        let st = app.wait_state("weak's buttons", Duration::from_secs(10), |s| {
+            App::bounds(s, "connect:weak").is_some()
+        })?;
+        let Some(r) = App::bounds(&st, "connect:weak") else {
+            lab_bail!("no connect:weak");
+        };
+        let (x, y) = r.centre();
+        d.click(&wid, x, y)?;
+        let st = app.wait_state(
+            "the policy's refusal of weak's connect",
+            Duration::from_secs(20),
+            |s| {
+                row_of(s, "weak")["error_detail"]
+                    .as_str()
+                    .is_some_and(|e| e.contains(weak_why))
+            },
+        )?;
+        eprintln!("weak: {}", row_of(&st, "weak"));
+        std::thread::sleep(Duration::from_millis(300));
+        shot(
+            &d,
+            "desktop-fleet-light-5-refused-connect",
+            &wid,
+            APP_COLOURS,
+            Some(FAILED),
+        )?;
+        app.proc.stop(Duration::from_secs(3));
+
+        // Dark: the same screens (the tunnel is still up: the pane shows it).
+        let (app, wid) = fleet_screens(lab, &d, "dark", weak_why)?;
+        app.wait_state("connected in the dark app", Duration::from_secs(20), |s| {
+            row_of(s, &key)["state"] == "connected"
+        })?;
+        std::thread::sleep(Duration::from_millis(500));
+        shot(
+            &d,
+            "desktop-fleet-dark-2-connection",
+            &wid,
+            APP_COLOURS,
+            None,
+        )?;
+        open_system_editor(&d, &app, &wid, "dark")?;
+        press_in(&d, &wid, "Escape")?;
+        app.wait_state("the editor closed", Duration::from_secs(5), |s| {
+            s["editor"].is_null()
+        })?;
+        let o = d.postern(&["down", &key], None)?;
+        lab_ensure!(o.status.success(), "postern down: {}", output_text(&o));
+        gw.wait_no_sas(Duration::from_secs(15))?;
+        let out = app.proc.tail(100_000) + &sys.helper.tail(100_000);
+        lab_ensure!(!out.contains(&t.psk), "the PSK is in the output");
+        // The session, the bus and the gateway go first; the test user last (`host`
+        // was declared first).
+        drop(d);
         Ok(())
     });
 }

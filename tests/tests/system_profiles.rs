@@ -8,7 +8,10 @@
 //!   without an admin, a world-writable one refused with its file named;
 //! * `a_boot_profile_comes_up_with_no_user_and_stays_up`: the helper started as its
 //!   unit starts it brings an `autoconnect = "boot"` profile up with nobody asking,
-//!   and brings it back after the gateway is killed and restarted.
+//!   and brings it back after the gateway is killed and restarted;
+//! * `a_boot_profile_waits_for_a_gateway_that_is_down_at_boot`: the helper starts
+//!   while the gateway's namespace has no IKE daemon; the first attempts fail, the
+//!   gateway starts, and the tunnel comes up by itself within the backoff.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -236,6 +239,75 @@ fn a_boot_profile_comes_up_with_no_user_and_stays_up() {
         eprintln!("back {:?} after the gateway's restart", killed.elapsed());
         lab.ping(Role::Client, None, postern_lab::config::LAN_HOST)?;
         drop(gw);
+        Ok(())
+    });
+}
+
+/// The attempts of the helper's boot tunnel that failed so far (its `error:` lines).
+fn failed_attempts(sys: &SystemBus) -> usize {
+    sys.helper
+        .tail(100_000)
+        .lines()
+        .filter(|l| l.contains("/org/postern/Helper1/Connection/") && l.contains(": error: "))
+        .count()
+}
+
+#[test]
+fn a_boot_profile_waits_for_a_gateway_that_is_down_at_boot() {
+    let t = Tunnel::main_psk("late");
+    run_scenario("syslate", |lab: &Lab| {
+        let dir = profiles_dir(lab)?;
+        write_system_profile(&dir, "site", &t, "autoconnect = \"boot\"\n", 0o600)?;
+        // An attempt gives up after 3 sends in 3.5 s (the default, 5 in 31 s, makes the
+        // same story last a minute longer).
+        let file = dir.join("site.toml");
+        let text = fs::read_to_string(&file)?.replacen(
+            "[network]\n",
+            "[network]\nretransmit = { tries = 3, base = \"500ms\", cap = \"2s\" }\n",
+            1,
+        );
+        lab_ensure!(text.contains("retransmit = "), "no [network] table: {text}");
+        fs::write(&file, text)?;
+        let d = dir.to_string_lossy().into_owned();
+        // The machine boots before the gateway: its namespace is there (the address
+        // answers, with port unreachable), no IKE daemon in it yet.
+        let started = Instant::now();
+        let sys = SystemBus::start_helper_args(
+            lab,
+            "",
+            &[("POSTERN_PROFILES_DIR", &d)],
+            &["--idle-exit", "300"],
+        )?;
+        // The first attempts fail (bounded: the backoff is 1 s, 2 s, 4 s ... and an
+        // unanswered attempt gives up by itself).
+        postern_lab::wait::wait_for(
+            "two failed attempts of the boot profile",
+            Duration::from_secs(150),
+            Duration::from_millis(250),
+            || Ok((failed_attempts(&sys) >= 2).then_some(())),
+        )
+        .map_err(|e| postern_lab::LabError(format!("{e}: {}", sys.helper.tail(40))))?;
+        let failed = failed_attempts(&sys);
+        eprintln!(
+            "{failed} attempts failed in {:?} with the gateway down",
+            started.elapsed()
+        );
+        lab_ensure!(
+            sys.helper.tail(400).contains("autoconnect: site (boot)"),
+            "the helper did not start the boot profile: {}",
+            sys.helper.tail(50)
+        );
+        // The gateway comes up: the tunnel follows with nobody asking.
+        let gw_start = Instant::now();
+        let gw = lab.start_gateway(&t)?;
+        gw.wait_established(Duration::from_secs(120))?;
+        eprintln!(
+            "boot profile up {:?} after the gateway started ({:?} after the helper's start, {} failed attempts before)",
+            gw_start.elapsed(),
+            started.elapsed(),
+            failed_attempts(&sys)
+        );
+        lab.ping(Role::Client, None, postern_lab::config::LAN_HOST)?;
         Ok(())
     });
 }

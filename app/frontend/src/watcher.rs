@@ -83,6 +83,23 @@ pub enum Command {
     Check {
         profile: String,
     },
+    /// Whether this machine's policy refuses these user profiles (the helper's
+    /// `CheckProfile`, each file read here as the user): [`Update::Policy`] answers.
+    CheckPolicy {
+        profiles: Vec<String>,
+    },
+    /// System profile `name`'s text without secrets (`SystemProfileText`):
+    /// [`Update::SystemText`] answers.
+    SystemText {
+        name: String,
+    },
+    /// Replaces system profile `name` with `text` (`SaveSystemProfile`: polkit
+    /// `edit-system`, the desktop's polkit agent asks for an administrator's
+    /// password): [`Update::SystemSaved`] answers.
+    SaveSystem {
+        name: String,
+        text: String,
+    },
 }
 
 /// What the watcher tells the app.
@@ -133,6 +150,20 @@ pub enum Update {
     /// The machine's system profiles (with each list from the helper). Their tunnels
     /// come as the profile [`SYSTEM_PREFIX`]`NAME`.
     SystemProfiles(Vec<iface::SystemProfile>),
+    /// Why this machine's policy refuses user profiles: (profile, the helper's
+    /// sentence; empty when it does not). With each list from the helper, and
+    /// answering [`Command::CheckPolicy`]; profiles that cannot be read are left out.
+    Policy(Vec<(String, String)>),
+    /// A system profile's text (answering [`Command::SystemText`]).
+    SystemText {
+        name: String,
+        result: Result<String, Fail>,
+    },
+    /// Answering [`Command::SaveSystem`]: saved, or why not.
+    SystemSaved {
+        name: String,
+        result: Result<(), Fail>,
+    },
 }
 
 /// How a system profile is named among the user's: `system:NAME` (a user profile's
@@ -424,10 +455,15 @@ impl State {
                         let _ = self.out.send(Update::Gone { profile }).await;
                     }
                 }
-                if let Ok(h) = HelperProxy::new(&conn).await
-                    && let Ok(sys) = h.system_profiles().await
-                {
-                    let _ = self.out.send(Update::SystemProfiles(sys)).await;
+                if let Ok(h) = HelperProxy::new(&conn).await {
+                    if let Ok(sys) = h.system_profiles().await {
+                        let _ = self.out.send(Update::SystemProfiles(sys)).await;
+                    }
+                    let names = profiles::names().unwrap_or_default();
+                    let refused = policy_of(&h, &names).await;
+                    if !refused.is_empty() {
+                        let _ = self.out.send(Update::Policy(refused)).await;
+                    }
                 }
                 for p in paths {
                     if !self.tunnels.contains_key(&p) {
@@ -477,6 +513,8 @@ impl State {
             | Command::Submit { profile, .. }
             | Command::Traffic { profile }
             | Command::Check { profile } => profile.clone(),
+            Command::SystemText { name } | Command::SaveSystem { name, .. } => name.clone(),
+            Command::CheckPolicy { .. } => String::new(),
             // Handled by the loop (`watch`); never queued.
             Command::Refresh => return,
         };
@@ -489,6 +527,8 @@ impl State {
                         |p| !matches!(p, Command::Connect { profile: q, .. } if *q == profile),
                     );
                     self.pending.push(c);
+                } else if let Some(u) = helper_away(&c) {
+                    let _ = self.out.send(u).await;
                 } else if let Command::Check { .. } = c {
                     let _ = self
                         .out
@@ -500,7 +540,7 @@ impl State {
                             )),
                         })
                         .await;
-                } else if !matches!(c, Command::Traffic { .. }) {
+                } else if !matches!(c, Command::Traffic { .. } | Command::CheckPolicy { .. }) {
                     let _ = self
                         .out
                         .send(Update::Failed {
@@ -541,6 +581,35 @@ impl State {
                     )),
                 },
                 Command::Refresh => Ok(()),
+                Command::CheckPolicy { profiles: names } => {
+                    if let Ok(h) = HelperProxy::new(&conn).await {
+                        let refused = policy_of(&h, &names).await;
+                        let _ = itx.send(Internal::Out(Box::new(Update::Policy(refused))));
+                    }
+                    Ok(())
+                }
+                Command::SystemText { name } => {
+                    let result = match HelperProxy::new(&conn).await {
+                        Ok(h) => h.system_profile_text(&name).await.map_err(Fail::from),
+                        Err(e) => Err(Fail::from(e)),
+                    };
+                    let _ = itx.send(Internal::Out(Box::new(Update::SystemText { name, result })));
+                    Ok(())
+                }
+                Command::SaveSystem { name, text } => {
+                    let result = match HelperProxy::new(&conn).await {
+                        Ok(h) => h
+                            .save_system_profile(&name, &text)
+                            .await
+                            .map_err(Fail::from),
+                        Err(e) => Err(Fail::from(e)),
+                    };
+                    let _ = itx.send(Internal::Out(Box::new(Update::SystemSaved {
+                        name,
+                        result,
+                    })));
+                    Ok(())
+                }
                 Command::Check { profile: name } => {
                     let result = match path {
                         Some(p) => match proxy(&conn, &p).await {
@@ -586,6 +655,47 @@ impl State {
                 let _ = itx.send(Internal::Out(Box::new(Update::Failed { profile, failure })));
             }
         });
+    }
+}
+
+/// At most this many profiles are checked against the policy at once.
+const POLICY_CHECKS: usize = 64;
+
+/// The helper's `CheckProfile` for each of the user's profiles `names` (read here,
+/// sent without secrets or certificate paths, as `postern list` does): (name,
+/// sentence). A profile that does not load, or a helper without the method, is left
+/// out.
+async fn policy_of(h: &HelperProxy<'_>, names: &[String]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for name in names.iter().take(POLICY_CHECKS) {
+        let Ok(p) = profiles::load(name) else {
+            continue;
+        };
+        if let Ok(s) = h.check_profile(&profiles::text_for_helper(&p)).await {
+            out.push((name.clone(), s));
+        }
+    }
+    out
+}
+
+/// What a system-profile command answers when the helper is away.
+fn helper_away(c: &Command) -> Option<Update> {
+    let away = || {
+        Fail::new(
+            FailureKind::HelperUnreachable,
+            "postern-helper is not on the system bus",
+        )
+    };
+    match c {
+        Command::SystemText { name } => Some(Update::SystemText {
+            name: name.clone(),
+            result: Err(away()),
+        }),
+        Command::SaveSystem { name, .. } => Some(Update::SystemSaved {
+            name: name.clone(),
+            result: Err(away()),
+        }),
+        _ => None,
     }
 }
 

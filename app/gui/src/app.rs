@@ -122,6 +122,11 @@ pub struct App {
     /// The machine's system profiles as the helper last listed them (rows
     /// `system:NAME` after the user's own).
     pub system: Vec<postern_dbus::interface::SystemProfile>,
+    /// Why this machine's policy refuses the user's profiles (the helper's
+    /// `CheckProfile`), by profile; refused ones only.
+    pub refused: HashMap<String, String>,
+    /// The system profile whose text was asked for to open the editor on it.
+    system_open: Option<String>,
 }
 
 /// Height of the status line at the bottom of the window.
@@ -144,27 +149,27 @@ fn entries() -> Vec<plist::Entry> {
     profiles::names()
         .unwrap_or_default()
         .into_iter()
-        .map(|name| plist::Entry {
-            gateway: profiles::load(&name)
-                .map(|p| p.gateway)
-                .map_err(|f| f.message),
-            name,
+        .map(|name| {
+            plist::Entry::user(
+                &name,
+                profiles::load(&name)
+                    .map(|p| p.gateway)
+                    .map_err(|f| f.message),
+            )
         })
         .collect()
 }
 
-/// The list's rows for the system profiles: `system:NAME`, the gateway marked as a
-/// system profile, or why the helper refuses it (shown where the gateway would be).
+/// The list's rows for the system profiles: `system:NAME`, tagged as system profiles,
+/// with why the helper refuses one (shown where the gateway would be).
 pub fn system_entries(system: &[postern_dbus::interface::SystemProfile]) -> Vec<plist::Entry> {
     system
         .iter()
         .map(|s| plist::Entry {
             name: format!("{}{}", watcher::SYSTEM_PREFIX, s.name),
-            gateway: if s.refused.is_empty() {
-                Ok(format!("{} (system profile)", s.gateway))
-            } else {
-                Err(format!("refused: {}", s.refused))
-            },
+            gateway: Ok(s.gateway.clone()),
+            system: true,
+            refused: (!s.refused.is_empty()).then(|| s.refused.clone()),
         })
         .collect()
 }
@@ -223,6 +228,8 @@ impl App {
             last_state: String::new(),
             bounds: Default::default(),
             system: Vec::new(),
+            refused: HashMap::new(),
+            system_open: None,
         }
     }
 
@@ -316,7 +323,27 @@ impl App {
         let mut all = entries();
         all.extend(system_entries(&self.system));
         self.profiles.set_entries(all);
+        self.mark_refused();
         self.update_tray();
+    }
+
+    /// The user's rows carry the policy's refusals the helper last gave.
+    fn mark_refused(&mut self) {
+        for e in self.profiles.entries.iter_mut().filter(|e| !e.system) {
+            e.refused = self.refused.get(&e.name).cloned();
+        }
+    }
+
+    /// The helper's answers to `CheckProfile`: (profile, sentence; empty: allowed).
+    fn policy(&mut self, answers: Vec<(String, String)>) {
+        for (name, why) in answers {
+            if why.is_empty() {
+                self.refused.remove(&name);
+            } else {
+                self.refused.insert(name, why);
+            }
+        }
+        self.mark_refused();
     }
 
     pub fn selected(&self) -> Option<String> {
@@ -324,6 +351,23 @@ impl App {
     }
 
     pub fn connect(&mut self, name: &str) {
+        if let Some(why) = self.refused.get(name).cloned() {
+            // The helper said this machine's policy refuses it: its sentence now, not
+            // a question for the PSK first; and ask again (the policy may have changed:
+            // the next click connects then).
+            let f = policy_failure(&why);
+            let kind = f.kind;
+            let live = self.live.entry(name.to_string()).or_default();
+            live.failure = Some(f);
+            live.check = None;
+            live.started = None;
+            self.notify(format!("{name}: {}", explain(kind).headline), why.clone());
+            self.update_tray();
+            self.send(Command::CheckPolicy {
+                profiles: vec![name.to_string()],
+            });
+            return;
+        }
         let live = self.live.entry(name.to_string()).or_default();
         live.failure = None;
         live.check = None;
@@ -463,6 +507,50 @@ impl App {
         self.notify(summary, body);
     }
 
+    /// A tunnel's new snapshot: the list, the notification of a change, the XAuth
+    /// prompt opened or closed with the state.
+    fn tunnel_changed(&mut self, t: Tunnel) -> Task<Message> {
+        let name = t.profile.clone();
+        let needs = t.state == state::NEEDS_CREDENTIALS;
+        self.tunnels.insert(name.clone(), t.clone());
+        let change = self
+            .live
+            .entry(name.clone())
+            .or_default()
+            .apply(t, self.now);
+        if let Some(c) = change {
+            self.changed(&name, c);
+        }
+        self.update_tray();
+        if needs && self.prompt.as_ref().is_none_or(|p| p.profile != name) {
+            // The signal may have been missed: ask for what XAuth usually asks.
+            let user = profiles::load(&name)
+                .ok()
+                .and_then(|p| p.xauth.map(|x| x.username));
+            let p = prompt::State::new(
+                &name,
+                prompt::Ask::Xauth {
+                    fields: vec![
+                        answer_key::USERNAME.to_string(),
+                        answer_key::PASSWORD.to_string(),
+                    ],
+                    message: String::new(),
+                },
+                user.as_deref(),
+            );
+            return self.open_prompt(p);
+        }
+        if !needs
+            && let Some(p) = &self.prompt
+            && p.profile == name
+            && matches!(p.ask, prompt::Ask::Xauth { .. })
+        {
+            // Answered elsewhere, or the tunnel moved on: the question is gone.
+            self.prompt = None;
+        }
+        Task::none()
+    }
+
     fn watcher(&mut self, u: Update) -> Task<Message> {
         match u {
             Update::Ready(h) => {
@@ -481,47 +569,7 @@ impl App {
                 }
                 Task::none()
             }
-            Update::Tunnel(t) => {
-                let name = t.profile.clone();
-                let needs = t.state == state::NEEDS_CREDENTIALS;
-                self.tunnels.insert(name.clone(), t.clone());
-                let change = self
-                    .live
-                    .entry(name.clone())
-                    .or_default()
-                    .apply(t, self.now);
-                if let Some(c) = change {
-                    self.changed(&name, c);
-                }
-                self.update_tray();
-                if needs && self.prompt.as_ref().is_none_or(|p| p.profile != name) {
-                    // The signal may have been missed: ask for what XAuth usually asks.
-                    let user = profiles::load(&name)
-                        .ok()
-                        .and_then(|p| p.xauth.map(|x| x.username));
-                    let p = prompt::State::new(
-                        &name,
-                        prompt::Ask::Xauth {
-                            fields: vec![
-                                answer_key::USERNAME.to_string(),
-                                answer_key::PASSWORD.to_string(),
-                            ],
-                            message: String::new(),
-                        },
-                        user.as_deref(),
-                    );
-                    return self.open_prompt(p);
-                }
-                if !needs
-                    && let Some(p) = &self.prompt
-                    && p.profile == name
-                    && matches!(p.ask, prompt::Ask::Xauth { .. })
-                {
-                    // Answered elsewhere, or the tunnel moved on: the question is gone.
-                    self.prompt = None;
-                }
-                Task::none()
-            }
+            Update::Tunnel(t) => self.tunnel_changed(t),
             Update::Checked { profile, result } => {
                 self.live.entry(profile).or_default().check = Some(match result {
                     Ok(steps) => connection::Check::Done(steps),
@@ -606,6 +654,12 @@ impl App {
                 }
                 Task::none()
             }
+            Update::Policy(answers) => {
+                self.policy(answers);
+                Task::none()
+            }
+            Update::SystemText { name, result } => self.system_text(name, result),
+            Update::SystemSaved { name, result } => self.system_saved(name, result),
             Update::Gone { profile } => {
                 if let Some(t) = self.tunnels.get_mut(&profile)
                     && t.is_active()
@@ -835,458 +889,26 @@ impl App {
         )
     }
 
+    /// What each message does: one method per screen or event group.
     fn handle_message(&mut self, message: Message) -> Task<Message> {
         self.now = Instant::now();
         match message {
-            Message::Bounds(key, b) if key.starts_with("button:") => {
-                match b {
-                    Some(r) => {
-                        self.bounds.insert(key, [r.x, r.y, r.width, r.height]);
-                    }
-                    None => {
-                        self.bounds.remove(&key);
-                    }
-                }
-                Task::none()
-            }
-            Message::Bounds(name, b) => {
-                match b {
-                    Some(r) => {
-                        self.bounds
-                            .insert(format!("connect:{name}"), [r.x, r.y, r.width, r.height]);
-                        self.bounds
-                            .insert(format!("disconnect:{name}"), [r.x, r.y, r.width, r.height]);
-                    }
-                    None => {
-                        self.bounds.remove(&format!("connect:{name}"));
-                        self.bounds.remove(&format!("disconnect:{name}"));
-                    }
-                }
+            Message::Bounds(key, b) => {
+                self.bounds_changed(key, b);
                 Task::none()
             }
             Message::Watcher(u) => self.watcher(u),
-            Message::Tick(now) => {
-                self.now = now;
-                let up: Vec<String> = self
-                    .tunnels
-                    .values()
-                    .filter(|t| t.state == state::CONNECTED)
-                    .map(|t| t.profile.clone())
-                    .collect();
-                for p in up {
-                    self.send(Command::Traffic { profile: p });
-                }
-                Task::none()
-            }
+            Message::Tick(now) => self.tick(now),
             Message::Key(e) => self.key(e),
-            Message::Profiles(m) => {
-                let ev = self.profiles.update(m, &self.tunnels);
-                let focus_rename =
-                    matches!(self.profiles.dialog, Some(plist::Dialog::Rename { .. }));
-                let t = match ev {
-                    None => Task::none(),
-                    Some(plist::Event::Connect(n)) => {
-                        self.connect(&n);
-                        Task::none()
-                    }
-                    Some(plist::Event::Disconnect(n)) => {
-                        self.disconnect(&n);
-                        Task::none()
-                    }
-                    Some(plist::Event::New) => {
-                        self.editor = Some(editor::State::new(
-                            self.profiles
-                                .entries
-                                .iter()
-                                .map(|e| e.name.clone())
-                                .collect(),
-                        ));
-                        self.focused = Some(format!("field-{}", editor::NAME));
-                        iced::widget::operation::focus(editor::field_id(editor::NAME))
-                    }
-                    Some(plist::Event::Import) => self.pick(Job::Import),
-                    Some(plist::Event::Settings) => {
-                        self.files = Some(files::Dialog::Settings {
-                            settings: crate::settings::Settings::load(),
-                            error: None,
-                        });
-                        self.focused = None;
-                        Task::none()
-                    }
-                    Some(plist::Event::Duplicate(n)) => match profiles::text(&n) {
-                        Ok(text) => {
-                            self.editor = Some(editor::State::duplicate(
-                                &n,
-                                &text,
-                                self.profiles
-                                    .entries
-                                    .iter()
-                                    .map(|e| e.name.clone())
-                                    .collect(),
-                            ));
-                            self.focused = Some(format!("field-{}", editor::NAME));
-                            iced::widget::operation::focus(editor::field_id(editor::NAME))
-                        }
-                        Err(f) => {
-                            self.notice = Some(f.message);
-                            Task::none()
-                        }
-                    },
-                    Some(plist::Event::Rename { from, to }) => match profiles::rename(&from, &to) {
-                        Ok(()) => {
-                            self.reload();
-                            if let Some(l) = self.live.remove(&from) {
-                                self.live.insert(to.clone(), l);
-                            }
-                            Task::perform(move_secrets(from, to), Message::Done)
-                        }
-                        Err(f) => {
-                            self.notice = Some(f.message);
-                            Task::none()
-                        }
-                    },
-                    Some(plist::Event::Delete(n)) => {
-                        if self.tunnels.get(&n).is_some_and(Tunnel::is_active) {
-                            self.disconnect(&n);
-                        }
-                        match profiles::delete(&n) {
-                            Ok(()) => {
-                                self.live.remove(&n);
-                                self.tunnels.remove(&n);
-                                self.editor = None;
-                                self.reload();
-                                Task::perform(
-                                    async move {
-                                        match keyring::delete(&n, None).await {
-                                            Ok(0) | Err(_) => Ok(format!("Deleted {n}.")),
-                                            Ok(k) => Ok(format!(
-                                                "Deleted {n} and its {k} secret{} in the keyring.",
-                                                if k == 1 { "" } else { "s" }
-                                            )),
-                                        }
-                                    },
-                                    Message::Done,
-                                )
-                            }
-                            Err(f) => {
-                                self.notice = Some(f.message);
-                                Task::none()
-                            }
-                        }
-                    }
-                };
-                if focus_rename {
-                    Task::batch([t, iced::widget::operation::focus(plist::rename_id())])
-                } else {
-                    t
-                }
-            }
-            Message::Editor(m) => {
-                let Some(ed) = &mut self.editor else {
-                    return Task::none();
-                };
-                match ed.update(m) {
-                    None => Task::none(),
-                    Some(editor::Event::Cancel) => {
-                        self.editor = None;
-                        self.focused = None;
-                        Task::none()
-                    }
-                    Some(editor::Event::Choose(i)) => self.pick(Job::Field(i)),
-                    Some(editor::Event::Save {
-                        name,
-                        original: None,
-                        text,
-                        psk,
-                    }) if self.editor.as_ref().is_some_and(|e| e.import.is_some()) => {
-                        self.save_import(name, text, psk)
-                    }
-                    Some(editor::Event::Save {
-                        name,
-                        original,
-                        text,
-                        psk,
-                    }) => {
-                        let written = profiles::save(&name, &text).and_then(|_| match &original {
-                            Some(o) if *o != name => profiles::delete(o),
-                            _ => Ok(()),
-                        });
-                        if let Err(f) = written {
-                            if let Some(ed) = &mut self.editor {
-                                ed.save_error = Some(f.message);
-                            }
-                            return Task::none();
-                        }
-                        self.editor = None;
-                        self.reload();
-                        self.profiles.selected = Some(name.clone());
-                        let mut tasks = Vec::new();
-                        if let Some(o) = original
-                            && o != name
-                        {
-                            tasks.push(Task::perform(move_secrets(o, name.clone()), Message::Done));
-                        }
-                        if let Some(psk) = psk {
-                            let n = name.clone();
-                            tasks.push(Task::perform(
-                                async move {
-                                    store(&n, secret_key::PSK, &psk).await.map(|()| {
-                                        format!("Saved {n}; its pre-shared key is in your keyring.")
-                                    })
-                                },
-                                Message::Done,
-                            ));
-                        }
-                        Task::batch(tasks)
-                    }
-                }
-            }
-            Message::Connection(m) => {
-                let Some(name) = self.selected() else {
-                    return Task::none();
-                };
-                match self.connection.update(m, self.live.get(&name)) {
-                    None => Task::none(),
-                    Some(connection::Event::Connect) => {
-                        self.connect(&name);
-                        Task::none()
-                    }
-                    Some(connection::Event::Disconnect) => {
-                        self.disconnect(&name);
-                        Task::none()
-                    }
-                    Some(connection::Event::Edit) => self.edit(&name),
-                    Some(connection::Event::Check) => {
-                        self.live.entry(name.clone()).or_default().check =
-                            Some(connection::Check::Running);
-                        self.send(Command::Check { profile: name });
-                        Task::none()
-                    }
-                    Some(connection::Event::HideCheck) => {
-                        if let Some(l) = self.live.get_mut(&name) {
-                            l.check = None;
-                        }
-                        Task::none()
-                    }
-                    Some(connection::Event::CopyDiagnostics) => {
-                        let d = self.diagnostics(&name);
-                        self.notice = Some("Diagnostics copied to the clipboard.".into());
-                        iced::clipboard::write(d)
-                    }
-                    Some(connection::Event::SaveDiagnostics) => {
-                        let contents = self.diagnostics(&name);
-                        self.pick(Job::Save {
-                            contents,
-                            name: format!("postern-{name}-diagnostics.txt"),
-                            done: format!("Saved the diagnostics of {name} to"),
-                        })
-                    }
-                    Some(connection::Event::Export) => {
-                        self.files = Some(files::Dialog::Export {
-                            profile: name,
-                            format: postern_frontend::export::Format::Toml,
-                        });
-                        self.focused = None;
-                        Task::none()
-                    }
-                }
-            }
-            Message::Prompt(m) => {
-                let Some(p) = &mut self.prompt else {
-                    return Task::none();
-                };
-                match p.update(m) {
-                    None => Task::none(),
-                    Some(prompt::Event::Cancel { profile }) => {
-                        self.prompt = None;
-                        // A cancelled login ends the attempt (the gateway would time out).
-                        if self.tunnels.get(&profile).is_some_and(Tunnel::is_active) {
-                            self.disconnect(&profile);
-                        } else if let Some(l) = self.live.get_mut(&profile) {
-                            l.started = None;
-                        }
-                        Task::none()
-                    }
-                    Some(prompt::Event::Psk {
-                        profile,
-                        psk,
-                        remember,
-                    }) => {
-                        self.prompt = None;
-                        self.send(Command::Connect {
-                            profile,
-                            psk: Some(psk),
-                            xauth_password: None,
-                            remember,
-                        });
-                        Task::none()
-                    }
-                    Some(prompt::Event::Answer {
-                        profile,
-                        answers,
-                        remember_password,
-                    }) => {
-                        self.prompt = None;
-                        self.send(Command::Submit {
-                            profile,
-                            answers,
-                            remember_password,
-                        });
-                        Task::none()
-                    }
-                }
-            }
-            Message::Desktop(e) => match e {
-                desktop::Event::Open => {
-                    // Tunnels started elsewhere while the window was closed show at once
-                    // (the watcher otherwise looks only now and then).
-                    if self.window.is_none() {
-                        self.send(Command::Refresh);
-                    }
-                    self.open_window()
-                }
-                desktop::Event::Connect(n) => {
-                    self.profiles.selected = Some(n.clone());
-                    self.connect(&n);
-                    Task::none()
-                }
-                desktop::Event::Disconnect(n) => {
-                    self.disconnect(&n);
-                    Task::none()
-                }
-                desktop::Event::Quit => iced::exit(),
-                desktop::Event::Tray => {
-                    self.tray = Tray::Shown;
-                    self.last_tray = None;
-                    self.update_tray();
-                    Task::none()
-                }
-                desktop::Event::NoTray(why) => {
-                    self.tray = Tray::Absent;
-                    eprintln!("postern-gui: no tray icon: {why}");
-                    self.notice = Some(
-                        "No system tray here (no StatusNotifierWatcher): closing the window quits Postern."
-                            .into(),
-                    );
-                    if self.window.is_none() {
-                        self.open_window()
-                    } else {
-                        Task::none()
-                    }
-                }
-                desktop::Event::Theme(m) => {
-                    if !self.mode_forced {
-                        self.mode = m;
-                    }
-                    Task::none()
-                }
-            },
-            // Take the keyboard (without a window manager, as under Xvfb, nobody else
-            // gives it).
-            Message::WindowOpened(id) => {
-                if let Some(t0) = crate::STARTED.get() {
-                    eprintln!(
-                        "postern-gui: window open after {} ms",
-                        t0.elapsed().as_millis()
-                    );
-                }
-                window::gain_focus(id)
-            }
-            Message::CloseRequested(id) => {
-                if self.tray == Tray::Shown {
-                    self.window = None;
-                    window::close(id)
-                } else {
-                    iced::exit()
-                }
-            }
-            Message::WindowClosed(id) => {
-                if self.window == Some(id) {
-                    self.window = None;
-                }
-                if self.tray != Tray::Shown && self.tray_wanted && self.tray == Tray::Unknown {
-                    return iced::exit();
-                }
-                if self.tray == Tray::Absent {
-                    return iced::exit();
-                }
-                Task::none()
-            }
-            Message::Files(m) => {
-                let Some(d) = &mut self.files else {
-                    return Task::none();
-                };
-                match d.update(m) {
-                    None => Task::none(),
-                    Some(files::Event::Close) => {
-                        self.files = None;
-                        self.focused = None;
-                        Task::none()
-                    }
-                    Some(files::Event::Export { profile, format }) => {
-                        self.files = None;
-                        self.focused = None;
-                        match profiles::load(&profile) {
-                            Ok(p) => {
-                                let contents = postern_frontend::export::export(&p, format);
-                                let name = match format {
-                                    postern_frontend::export::Format::SheetMd
-                                    | postern_frontend::export::Format::SheetCsv => {
-                                        format!("{profile}-parameters.{}", format.extension())
-                                    }
-                                    _ => format!("{profile}.{}", format.extension()),
-                                };
-                                self.pick(Job::Save {
-                                    contents,
-                                    name,
-                                    done: format!(
-                                        "Exported {profile} ({}) to",
-                                        files::export_label(format)
-                                    ),
-                                })
-                            }
-                            Err(f) => {
-                                self.notice = Some(f.message);
-                                Task::none()
-                            }
-                        }
-                    }
-                    Some(files::Event::Settings(new)) => {
-                        let r = new.save();
-                        if let Some(files::Dialog::Settings { settings, error }) = &mut self.files {
-                            // The files are the truth (a failed write leaves the box as it was).
-                            *settings = crate::settings::Settings::load();
-                            *error = r.err();
-                        }
-                        Task::none()
-                    }
-                    Some(files::Event::Picked { file, imported }) => {
-                        self.files = None;
-                        self.open_import(&file, &imported)
-                    }
-                    Some(files::Event::Path { purpose, path }) => {
-                        let path = std::path::PathBuf::from(path);
-                        let r = match purpose {
-                            files::Purpose::Import => self.import_path(&path),
-                            files::Purpose::Save { contents, done } => write_file(&path, &contents)
-                                .map(|()| {
-                                    self.notice = Some(format!("{done} {}.", path.display()));
-                                    self.files = None;
-                                    Task::none()
-                                }),
-                        };
-                        match r {
-                            Ok(t) => t,
-                            Err(e) => {
-                                if let Some(files::Dialog::Path { error, .. }) = &mut self.files {
-                                    *error = Some(e);
-                                }
-                                Task::none()
-                            }
-                        }
-                    }
-                }
-            }
+            Message::Profiles(m) => self.profiles_message(m),
+            Message::Editor(m) => self.editor_message(m),
+            Message::Connection(m) => self.connection_message(m),
+            Message::Prompt(m) => self.prompt_message(m),
+            Message::Desktop(e) => self.desktop_event(e),
+            Message::WindowOpened(id) => self.window_opened(id),
+            Message::CloseRequested(id) => self.close_requested(id),
+            Message::WindowClosed(id) => self.window_closed(id),
+            Message::Files(m) => self.files_message(m),
             Message::Picked(job, pick) => self.picked(job, pick),
             Message::Done(r) => {
                 self.notice = Some(match r {
@@ -1296,6 +918,549 @@ impl App {
                 Task::none()
             }
         }
+    }
+
+    /// Where a reported button (`button:KEY`) or a row's Connect button (`NAME`) is.
+    fn bounds_changed(&mut self, key: String, b: Option<iced::Rectangle>) {
+        let keys = if key.starts_with("button:") {
+            vec![key]
+        } else {
+            vec![format!("connect:{key}"), format!("disconnect:{key}")]
+        };
+        for k in keys {
+            match b {
+                Some(r) => {
+                    self.bounds.insert(k, [r.x, r.y, r.width, r.height]);
+                }
+                None => {
+                    self.bounds.remove(&k);
+                }
+            }
+        }
+    }
+
+    /// The clock: the counters of the tunnels that are up.
+    fn tick(&mut self, now: Instant) -> Task<Message> {
+        self.now = now;
+        let up: Vec<String> = self
+            .tunnels
+            .values()
+            .filter(|t| t.state == state::CONNECTED)
+            .map(|t| t.profile.clone())
+            .collect();
+        for p in up {
+            self.send(Command::Traffic { profile: p });
+        }
+        Task::none()
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.profiles
+            .entries
+            .iter()
+            .map(|e| e.name.clone())
+            .collect()
+    }
+
+    /// The profile list: its rows' buttons, the toolbar, its dialogs.
+    fn profiles_message(&mut self, m: plist::Message) -> Task<Message> {
+        let ev = self.profiles.update(m, &self.tunnels);
+        let focus_rename = matches!(self.profiles.dialog, Some(plist::Dialog::Rename { .. }));
+        let t = match ev {
+            None => Task::none(),
+            Some(plist::Event::Connect(n)) => {
+                self.connect(&n);
+                Task::none()
+            }
+            Some(plist::Event::Disconnect(n)) => {
+                self.disconnect(&n);
+                Task::none()
+            }
+            Some(plist::Event::New) => {
+                self.editor = Some(editor::State::new(self.names()));
+                self.focus_field(editor::NAME)
+            }
+            Some(plist::Event::Import) => self.pick(Job::Import),
+            Some(plist::Event::Settings) => {
+                self.files = Some(files::Dialog::Settings {
+                    settings: crate::settings::Settings::load(),
+                    error: None,
+                });
+                self.focused = None;
+                Task::none()
+            }
+            Some(plist::Event::Duplicate(n)) => self.duplicate(&n),
+            Some(plist::Event::Rename { from, to }) => self.rename(from, to),
+            Some(plist::Event::Delete(n)) => self.delete(n),
+        };
+        if focus_rename {
+            Task::batch([t, iced::widget::operation::focus(plist::rename_id())])
+        } else {
+            t
+        }
+    }
+
+    /// Focuses the editor's field `i`.
+    fn focus_field(&mut self, i: usize) -> Task<Message> {
+        self.focused = Some(format!("field-{i}"));
+        iced::widget::operation::focus(editor::field_id(i))
+    }
+
+    fn duplicate(&mut self, name: &str) -> Task<Message> {
+        match profiles::text(name) {
+            Ok(text) => {
+                self.editor = Some(editor::State::duplicate(name, &text, self.names()));
+                self.focus_field(editor::NAME)
+            }
+            Err(f) => {
+                self.notice = Some(f.message);
+                Task::none()
+            }
+        }
+    }
+
+    fn rename(&mut self, from: String, to: String) -> Task<Message> {
+        match profiles::rename(&from, &to) {
+            Ok(()) => {
+                self.reload();
+                if let Some(l) = self.live.remove(&from) {
+                    self.live.insert(to.clone(), l);
+                }
+                self.refused.remove(&from);
+                self.send(Command::CheckPolicy {
+                    profiles: vec![to.clone()],
+                });
+                Task::perform(move_secrets(from, to), Message::Done)
+            }
+            Err(f) => {
+                self.notice = Some(f.message);
+                Task::none()
+            }
+        }
+    }
+
+    fn delete(&mut self, n: String) -> Task<Message> {
+        if self.tunnels.get(&n).is_some_and(Tunnel::is_active) {
+            self.disconnect(&n);
+        }
+        if let Err(f) = profiles::delete(&n) {
+            self.notice = Some(f.message);
+            return Task::none();
+        }
+        self.live.remove(&n);
+        self.tunnels.remove(&n);
+        self.refused.remove(&n);
+        self.editor = None;
+        self.reload();
+        Task::perform(
+            async move {
+                match keyring::delete(&n, None).await {
+                    Ok(0) | Err(_) => Ok(format!("Deleted {n}.")),
+                    Ok(k) => Ok(format!(
+                        "Deleted {n} and its {k} secret{} in the keyring.",
+                        if k == 1 { "" } else { "s" }
+                    )),
+                }
+            },
+            Message::Done,
+        )
+    }
+
+    /// The editor: Cancel, a file field's "Choose…", Save.
+    fn editor_message(&mut self, m: editor::Message) -> Task<Message> {
+        let Some(ed) = &mut self.editor else {
+            return Task::none();
+        };
+        let importing = ed.import.is_some();
+        match ed.update(m) {
+            None => Task::none(),
+            Some(editor::Event::Cancel) => {
+                self.editor = None;
+                self.focused = None;
+                Task::none()
+            }
+            Some(editor::Event::Choose(i)) => self.pick(Job::Field(i)),
+            Some(editor::Event::SaveSystem { name, text }) => {
+                self.send(Command::SaveSystem { name, text });
+                Task::none()
+            }
+            Some(editor::Event::Save {
+                name,
+                original: None,
+                text,
+                psk,
+            }) if importing => self.save_import(name, text, psk),
+            Some(editor::Event::Save {
+                name,
+                original,
+                text,
+                psk,
+            }) => self.save_profile(name, original, text, psk),
+        }
+    }
+
+    /// Saves the editor's profile (renamed: the old file goes, its secrets follow);
+    /// a typed PSK goes to the keyring.
+    fn save_profile(
+        &mut self,
+        name: String,
+        original: Option<String>,
+        text: String,
+        psk: Option<Secret>,
+    ) -> Task<Message> {
+        let written = profiles::save(&name, &text).and_then(|_| match &original {
+            Some(o) if *o != name => profiles::delete(o),
+            _ => Ok(()),
+        });
+        if let Err(f) = written {
+            if let Some(ed) = &mut self.editor {
+                ed.save_error = Some(f.message);
+            }
+            return Task::none();
+        }
+        self.editor = None;
+        self.reload();
+        self.profiles.selected = Some(name.clone());
+        self.send(Command::CheckPolicy {
+            profiles: vec![name.clone()],
+        });
+        let mut tasks = Vec::new();
+        if let Some(o) = original
+            && o != name
+        {
+            tasks.push(Task::perform(move_secrets(o, name.clone()), Message::Done));
+        }
+        if let Some(psk) = psk {
+            tasks.push(Task::perform(
+                async move {
+                    store(&name, secret_key::PSK, &psk)
+                        .await
+                        .map(|()| format!("Saved {name}; its pre-shared key is in your keyring."))
+                },
+                Message::Done,
+            ));
+        }
+        Task::batch(tasks)
+    }
+
+    /// The selected profile's connection pane.
+    fn connection_message(&mut self, m: connection::Message) -> Task<Message> {
+        let Some(name) = self.selected() else {
+            return Task::none();
+        };
+        match self.connection.update(m, self.live.get(&name)) {
+            None => Task::none(),
+            Some(connection::Event::Connect) => {
+                self.connect(&name);
+                Task::none()
+            }
+            Some(connection::Event::Disconnect) => {
+                self.disconnect(&name);
+                Task::none()
+            }
+            Some(connection::Event::Edit) => self.edit(&name),
+            Some(connection::Event::Check) => {
+                self.live.entry(name.clone()).or_default().check = Some(connection::Check::Running);
+                self.send(Command::Check { profile: name });
+                Task::none()
+            }
+            Some(connection::Event::HideCheck) => {
+                if let Some(l) = self.live.get_mut(&name) {
+                    l.check = None;
+                }
+                Task::none()
+            }
+            Some(connection::Event::CopyDiagnostics) => {
+                let d = self.diagnostics(&name);
+                self.notice = Some("Diagnostics copied to the clipboard.".into());
+                iced::clipboard::write(d)
+            }
+            Some(connection::Event::SaveDiagnostics) => {
+                let contents = self.diagnostics(&name);
+                self.pick(Job::Save {
+                    contents,
+                    name: format!("postern-{name}-diagnostics.txt"),
+                    done: format!("Saved the diagnostics of {name} to"),
+                })
+            }
+            Some(connection::Event::Export) => {
+                self.files = Some(files::Dialog::Export {
+                    profile: name,
+                    format: postern_frontend::export::Format::Toml,
+                });
+                self.focused = None;
+                Task::none()
+            }
+        }
+    }
+
+    /// The XAuth and PSK prompts.
+    fn prompt_message(&mut self, m: prompt::Message) -> Task<Message> {
+        let Some(p) = &mut self.prompt else {
+            return Task::none();
+        };
+        let Some(ev) = p.update(m) else {
+            return Task::none();
+        };
+        self.prompt = None;
+        match ev {
+            prompt::Event::Cancel { profile } => {
+                // A cancelled login ends the attempt (the gateway would time out).
+                if self.tunnels.get(&profile).is_some_and(Tunnel::is_active) {
+                    self.disconnect(&profile);
+                } else if let Some(l) = self.live.get_mut(&profile) {
+                    l.started = None;
+                }
+            }
+            prompt::Event::Psk {
+                profile,
+                psk,
+                remember,
+            } => self.send(Command::Connect {
+                profile,
+                psk: Some(psk),
+                xauth_password: None,
+                remember,
+            }),
+            prompt::Event::Answer {
+                profile,
+                answers,
+                remember_password,
+            } => self.send(Command::Submit {
+                profile,
+                answers,
+                remember_password,
+            }),
+        }
+        Task::none()
+    }
+
+    /// The desktop: the tray (its menu, whether it shows) and the theme.
+    fn desktop_event(&mut self, e: desktop::Event) -> Task<Message> {
+        match e {
+            desktop::Event::Open => {
+                // Tunnels started elsewhere while the window was closed show at once
+                // (the watcher otherwise looks only now and then).
+                if self.window.is_none() {
+                    self.send(Command::Refresh);
+                }
+                self.open_window()
+            }
+            desktop::Event::Connect(n) => {
+                self.profiles.selected = Some(n.clone());
+                self.connect(&n);
+                Task::none()
+            }
+            desktop::Event::Disconnect(n) => {
+                self.disconnect(&n);
+                Task::none()
+            }
+            desktop::Event::Quit => iced::exit(),
+            desktop::Event::Tray => {
+                self.tray = Tray::Shown;
+                self.last_tray = None;
+                self.update_tray();
+                Task::none()
+            }
+            desktop::Event::NoTray(why) => {
+                self.tray = Tray::Absent;
+                eprintln!("postern-gui: no tray icon: {why}");
+                self.notice = Some(
+                    "No system tray here (no StatusNotifierWatcher): closing the window quits Postern."
+                        .into(),
+                );
+                if self.window.is_none() {
+                    self.open_window()
+                } else {
+                    Task::none()
+                }
+            }
+            desktop::Event::Theme(m) => {
+                if !self.mode_forced {
+                    self.mode = m;
+                }
+                Task::none()
+            }
+        }
+    }
+
+    /// Takes the keyboard (without a window manager, as under Xvfb, nobody else gives
+    /// it).
+    fn window_opened(&mut self, id: window::Id) -> Task<Message> {
+        if let Some(t0) = crate::STARTED.get() {
+            eprintln!(
+                "postern-gui: window open after {} ms",
+                t0.elapsed().as_millis()
+            );
+        }
+        window::gain_focus(id)
+    }
+
+    /// Closing the window: to the tray when there is one, else quit.
+    fn close_requested(&mut self, id: window::Id) -> Task<Message> {
+        if self.tray == Tray::Shown {
+            self.window = None;
+            window::close(id)
+        } else {
+            iced::exit()
+        }
+    }
+
+    fn window_closed(&mut self, id: window::Id) -> Task<Message> {
+        if self.window == Some(id) {
+            self.window = None;
+        }
+        if self.tray != Tray::Shown && self.tray_wanted && self.tray == Tray::Unknown {
+            return iced::exit();
+        }
+        if self.tray == Tray::Absent {
+            return iced::exit();
+        }
+        Task::none()
+    }
+
+    /// The file dialogs: export, settings, the import choice, a typed path.
+    fn files_message(&mut self, m: files::Message) -> Task<Message> {
+        let Some(d) = &mut self.files else {
+            return Task::none();
+        };
+        match d.update(m) {
+            None => Task::none(),
+            Some(files::Event::Close) => {
+                self.files = None;
+                self.focused = None;
+                Task::none()
+            }
+            Some(files::Event::Export { profile, format }) => {
+                self.files = None;
+                self.focused = None;
+                self.export(profile, format)
+            }
+            Some(files::Event::Settings(new)) => {
+                let r = new.save();
+                if let Some(files::Dialog::Settings { settings, error }) = &mut self.files {
+                    // The files are the truth (a failed write leaves the box as it was).
+                    *settings = crate::settings::Settings::load();
+                    *error = r.err();
+                }
+                Task::none()
+            }
+            Some(files::Event::Picked { file, imported }) => {
+                self.files = None;
+                self.open_import(&file, &imported)
+            }
+            Some(files::Event::Path { purpose, path }) => self.typed_path(purpose, path),
+        }
+    }
+
+    /// Exports `profile` as `format` through the save dialog.
+    fn export(
+        &mut self,
+        profile: String,
+        format: postern_frontend::export::Format,
+    ) -> Task<Message> {
+        use postern_frontend::export::Format;
+        let p = match profiles::load(&profile) {
+            Ok(p) => p,
+            Err(f) => {
+                self.notice = Some(f.message);
+                return Task::none();
+            }
+        };
+        let contents = postern_frontend::export::export(&p, format);
+        let name = match format {
+            Format::SheetMd | Format::SheetCsv => {
+                format!("{profile}-parameters.{}", format.extension())
+            }
+            _ => format!("{profile}.{}", format.extension()),
+        };
+        self.pick(Job::Save {
+            contents,
+            name,
+            done: format!("Exported {profile} ({}) to", files::export_label(format)),
+        })
+    }
+
+    /// A path typed where the desktop has no file dialog: import it or write there.
+    fn typed_path(&mut self, purpose: files::Purpose, path: String) -> Task<Message> {
+        let path = std::path::PathBuf::from(path);
+        let r = match purpose {
+            files::Purpose::Import => self.import_path(&path),
+            files::Purpose::Save { contents, done } => write_file(&path, &contents).map(|()| {
+                self.notice = Some(format!("{done} {}.", path.display()));
+                self.files = None;
+                Task::none()
+            }),
+        };
+        r.unwrap_or_else(|e| {
+            if let Some(files::Dialog::Path { error, .. }) = &mut self.files {
+                *error = Some(e);
+            }
+            Task::none()
+        })
+    }
+
+    /// A system profile's text came: the read-only editor on it (asked for by Edit,
+    /// or read again after a save).
+    fn system_text(&mut self, name: String, result: Result<String, Fail>) -> Task<Message> {
+        let after_save = self
+            .editor
+            .as_ref()
+            .is_some_and(|e| e.system.is_some() && e.original.as_deref() == Some(&name));
+        if !after_save && self.system_open.as_deref() != Some(&name) {
+            return Task::none();
+        }
+        self.system_open = None;
+        match result {
+            Ok(text) => {
+                let file = self.system.iter().find(|s| s.name == name).map_or_else(
+                    || format!("/etc/postern/profiles/{name}.toml"),
+                    |s| s.file.clone(),
+                );
+                let mut ed = editor::State::system(&name, &text, &file);
+                ed.refused = self
+                    .system
+                    .iter()
+                    .find(|s| s.name == name && !s.refused.is_empty())
+                    .map(|s| s.refused.clone());
+                self.editor = Some(ed);
+                self.focused = None;
+            }
+            Err(f) => {
+                self.notice = Some(format!(
+                    "Cannot show the system profile {name}: {}",
+                    f.message
+                ));
+            }
+        }
+        Task::none()
+    }
+
+    /// The helper's answer to a system profile's save: the file read again (it is
+    /// what counts), or why not in one sentence under the form.
+    fn system_saved(&mut self, name: String, result: Result<(), Fail>) -> Task<Message> {
+        let Some(ed) = self
+            .editor
+            .as_mut()
+            .filter(|e| e.original.as_deref() == Some(&name))
+        else {
+            return Task::none();
+        };
+        if let Some(s) = &mut ed.system {
+            s.saving = false;
+        }
+        match result {
+            Ok(()) => {
+                self.notice = Some(format!(
+                    "Saved the system profile {name}; the editor shows the file as it is now."
+                ));
+                self.send(Command::SystemText { name });
+                // The list (gateway, refusal) from the file too.
+                self.send(Command::Refresh);
+            }
+            Err(f) => ed.save_error = Some(save_refused(&f)),
+        }
+        Task::none()
     }
 
     /// The diagnostics of `name` (profile without secrets, state, SAs, log).
@@ -1430,20 +1595,13 @@ impl App {
         file: &str,
         imported: &postern_frontend::import::Imported,
     ) -> Task<Message> {
-        let taken = self
-            .profiles
-            .entries
-            .iter()
-            .map(|e| e.name.clone())
-            .collect();
         self.editor = Some(editor::State::imported(
             &imported.profile_name,
             &imported.toml,
-            taken,
+            self.names(),
             editor::ImportNotes::from_imported(imported, file),
         ));
-        self.focused = Some(format!("field-{}", editor::NAME));
-        iced::widget::operation::focus(editor::field_id(editor::NAME))
+        self.focus_field(editor::NAME)
     }
 
     /// Saves an imported profile: its embedded files beside it, the profile, and its
@@ -1473,6 +1631,9 @@ impl App {
         self.focused = None;
         self.reload();
         self.profiles.selected = Some(name.clone());
+        self.send(Command::CheckPolicy {
+            profiles: vec![name.clone()],
+        });
         let mut secrets = notes.secrets;
         if let Some(psk) = psk {
             secrets.insert(secret_key::PSK.to_string(), psk);
@@ -1490,32 +1651,22 @@ impl App {
         )
     }
 
-    fn edit(&mut self, name: &str) -> Task<Message> {
+    pub fn edit(&mut self, name: &str) -> Task<Message> {
         if let Some(sys) = name.strip_prefix(watcher::SYSTEM_PREFIX) {
-            // The file is the truth and root's: not edited here.
-            let file = self.system.iter().find(|s| s.name == sys).map_or_else(
-                || format!("/etc/postern/profiles/{sys}.toml"),
-                |s| s.file.clone(),
-            );
-            self.notice = Some(format!(
-                "{name} is a system profile: editing it needs administrator rights ({file})."
-            ));
+            // The helper reads root's file (without its secrets); the editor opens
+            // read-only when the text comes.
+            self.system_open = Some(sys.to_string());
+            self.send(Command::SystemText {
+                name: sys.to_string(),
+            });
             return Task::none();
         }
         match profiles::text(name) {
             Ok(text) => {
-                self.editor = Some(editor::State::edit(
-                    name,
-                    &text,
-                    self.profiles
-                        .entries
-                        .iter()
-                        .map(|e| e.name.clone())
-                        .collect(),
-                    true,
-                ));
-                self.focused = Some("field-1".into());
-                iced::widget::operation::focus(editor::field_id(1))
+                let mut ed = editor::State::edit(name, &text, self.names(), true);
+                ed.refused = self.refused.get(name).cloned();
+                self.editor = Some(ed);
+                self.focus_field(1)
             }
             Err(f) => {
                 self.notice = Some(f.message);
@@ -1537,14 +1688,15 @@ impl App {
         let right: Element<'_, Message> = if let Some(ed) = &self.editor {
             ed.view(focused).map(Message::Editor)
         } else if let Some(name) = &self.profiles.selected {
-            let gateway = self
-                .profiles
-                .entries
-                .iter()
-                .find(|e| &e.name == name)
+            let entry = self.profiles.entries.iter().find(|e| &e.name == name);
+            let gateway = entry
                 .and_then(|e| e.gateway.as_ref().ok())
                 .map(String::as_str)
                 .unwrap_or("");
+            let about = connection::About {
+                system: entry.is_some_and(|e| e.system),
+                refused: entry.and_then(|e| e.refused.as_deref()),
+            };
             connection::view(
                 &self.connection,
                 name,
@@ -1553,6 +1705,7 @@ impl App {
                 self.helper.as_ref(),
                 self.now,
                 focused,
+                about,
             )
             .map(Message::Connection)
         } else {
@@ -1604,6 +1757,35 @@ impl App {
             .into(),
             None => base,
         }
+    }
+}
+
+/// A connect refused by this machine's policy, as the helper's `Connect` would say
+/// it: a key named (`phase1.proposals: ... forbids`) is the profile's fault; "system
+/// profiles only" is the caller's.
+pub fn policy_failure(why: &str) -> Fail {
+    if why
+        .split_once(": ")
+        .is_some_and(|(k, _)| !k.is_empty() && !k.contains(' '))
+    {
+        Fail::new(FailureKind::BadProfile, why)
+    } else {
+        Fail::new(FailureKind::AccessDenied, format!("refused: {why}"))
+    }
+}
+
+/// Why a system profile was not saved, in one sentence.
+pub fn save_refused(f: &Fail) -> String {
+    match f.kind {
+        FailureKind::AccessDenied => {
+            // "refused: not authorized (ACTION): WHY": WHY is what the user can act on.
+            let m = f.message.trim_start_matches("refused: ");
+            let why = m.rsplit_once("): ").map_or(m, |(_, w)| w);
+            format!(
+                "Not saved: changing a system profile needs an administrator's password ({why})."
+            )
+        }
+        _ => format!("Not saved: {}.", f.message.trim_end_matches('.')),
     }
 }
 

@@ -57,8 +57,10 @@ pub fn render(app: &App, bounds: &BTreeMap<String, [f32; 4]>) -> String {
             ),
         };
         profiles.push(format!(
-            "{{\"name\":{},\"state\":{},\"phase\":{},\"virtual_ip\":{},\"sa_rows\":{},\"error_headline\":{},\"error_detail\":{},\"waiting_for_helper\":{},\"check\":{}}}",
+            "{{\"name\":{},\"system\":{},\"refused\":{},\"state\":{},\"phase\":{},\"virtual_ip\":{},\"sa_rows\":{},\"error_headline\":{},\"error_detail\":{},\"waiting_for_helper\":{},\"check\":{}}}",
             js(&e.name),
+            e.system,
+            e.refused.as_deref().map_or("null".to_string(), js),
             js(state),
             js(t.map_or("", |t| t.phase.as_str())),
             js(t.map_or("", |t| t.virtual_ip.as_str())),
@@ -116,8 +118,14 @@ pub fn render(app: &App, bounds: &BTreeMap<String, [f32; 4]>) -> String {
                     .unwrap_or_default()
             };
             format!(
-                "{{\"name\":{},\"valid\":{},\"imported_from\":{},\"warnings\":[{}],\"missing\":[{}],\"save_error\":{}}}",
+                "{{\"name\":{},\"system\":{},\"read_only\":{},\"saving\":{},\"refused\":{},\"valid\":{},\"imported_from\":{},\"warnings\":[{}],\"missing\":[{}],\"save_error\":{}}}",
                 js(ed.values[crate::screen::editor::NAME].trim()),
+                ed.system
+                    .as_ref()
+                    .map_or("null".to_string(), |s| js(&s.file)),
+                ed.read_only(),
+                ed.system.as_ref().is_some_and(|s| s.saving),
+                ed.refused.as_deref().map_or("null".to_string(), js),
                 ed.is_valid(),
                 notes.map_or("null".to_string(), |n| js(&n.source)),
                 list(notes.map(|n| &n.warnings)),

@@ -102,6 +102,45 @@ pub fn dot<'a, M: 'a>(state: Option<&str>) -> iced::Element<'a, M> {
         .into()
 }
 
+/// The mark of a profile this machine's policy refuses: a white "!" on a 16 px
+/// disc of the danger colour (drawn, so no font needs the glyph).
+pub fn refused_icon<'a, M: 'a>() -> iced::Element<'a, M> {
+    container(
+        iced::widget::text("!")
+            .size(12)
+            .font(iced::Font {
+                weight: iced::font::Weight::Bold,
+                ..iced::Font::DEFAULT
+            })
+            .color(Color::WHITE),
+    )
+    .center(16)
+    .style(|theme: &Theme| container::Style {
+        background: Some(Background::Color(theme.palette().danger)),
+        border: Border {
+            radius: 8.0.into(),
+            ..Border::default()
+        },
+        ..container::Style::default()
+    })
+    .into()
+}
+
+/// The small "system" tag beside a system profile's name.
+pub fn system_tag<'a, M: 'a>() -> iced::Element<'a, M> {
+    container(iced::widget::text("system").size(11).style(muted))
+        .padding([0, 5])
+        .style(|theme: &Theme| container::Style {
+            border: Border {
+                color: theme.palette().text.scale_alpha(0.35),
+                width: 1.0,
+                radius: 4.0.into(),
+            },
+            ..container::Style::default()
+        })
+        .into()
+}
+
 /// A button that shows keyboard focus (iced's buttons take none: the app keeps its
 /// own focus order and draws it).
 pub fn focus_button<'a, M: Clone + 'a>(
@@ -243,11 +282,13 @@ pub fn button_id(key: &str) -> iced::widget::Id {
 }
 
 /// The buttons whose places the state file reports.
-pub const REPORTED_BUTTONS: [&str; 6] = [
+pub const REPORTED_BUTTONS: [&str; 8] = [
     "add",
     "import",
+    "conn-edit",
     "conn-check",
     "conn-export",
     "files-ok",
     "editor-save",
+    "editor-admin",
 ];

@@ -11,10 +11,7 @@ fn app_with(names: &[&str]) -> (App, UnboundedReceiver<Command>) {
     app.profiles.set_entries(
         names
             .iter()
-            .map(|n| plist::Entry {
-                name: n.to_string(),
-                gateway: Ok("192.0.2.1".into()),
-            })
+            .map(|n| plist::Entry::user(n, Ok("192.0.2.1".into())))
             .collect(),
     );
     let (h, rx) = Handle::fake();
@@ -790,10 +787,7 @@ fn login_profiles_are_connected_at_start() {
     app.profiles.set_entries(
         ["lab", "office"]
             .iter()
-            .map(|n| plist::Entry {
-                name: n.to_string(),
-                gateway: Ok("192.0.2.1".into()),
-            })
+            .map(|n| plist::Entry::user(n, Ok("192.0.2.1".into())))
             .collect(),
     );
     app.connect_login_profiles(&["office".to_string()]);
@@ -833,14 +827,9 @@ fn the_autoconnect_key_round_trips_through_the_editor() {
     assert!(p.to_toml_string().contains("autoconnect = \"login\"\n"));
 }
 
-/// The helper's system profiles are rows of the list, marked; a refused one shows
-/// why; connecting one sends its `system:` name (the watcher calls ConnectSystem);
-/// editing one says it needs an administrator.
-#[test]
-fn system_profiles_are_listed_marked_and_connected_by_name() {
+fn system_list() -> Vec<postern_dbus::interface::SystemProfile> {
     use postern_dbus::interface::SystemProfile;
-    let (mut app, mut rx) = app_with(&["lab"]);
-    let sys = vec![
+    vec![
         SystemProfile {
             name: "office".into(),
             title: "Office".into(),
@@ -857,27 +846,46 @@ fn system_profiles_are_listed_marked_and_connected_by_name() {
             file: "/etc/postern/profiles/open.toml".into(),
             refused: "/etc/postern/profiles/open.toml: mode 0666: group or others may change it; chmod go-w it".into(),
         },
-    ];
-    let _ = app.update(Message::Watcher(Update::SystemProfiles(sys)));
-    let rows: Vec<(String, Result<String, String>)> = app
+    ]
+}
+
+/// The helper's system profiles are rows of the list, tagged; a refused one shows
+/// why; connecting one sends its `system:` name (the watcher calls ConnectSystem);
+/// the toolbar does not duplicate, rename or delete one.
+#[test]
+fn system_profiles_are_listed_marked_and_connected_by_name() {
+    let (mut app, mut rx) = app_with(&["lab"]);
+    let _ = app.update(Message::Watcher(Update::SystemProfiles(system_list())));
+    let office = app
         .profiles
         .entries
         .iter()
-        .map(|e| (e.name.clone(), e.gateway.clone()))
-        .collect();
+        .find(|e| e.name == "system:office")
+        .cloned();
     assert!(
-        rows.contains(&(
-            "system:office".into(),
-            Ok("192.0.2.1 (system profile)".into())
-        )),
-        "{rows:?}"
+        office.as_ref().is_some_and(|e| e.system
+            && e.refused.is_none()
+            && e.gateway == Ok("192.0.2.1".into())),
+        "{office:?}"
     );
     assert!(
-        rows.iter().any(|(n, g)| n == "system:open"
-            && g.as_ref()
-                .is_err_and(|e| e.contains("open.toml: mode 0666"))),
-        "{rows:?}"
+        app.profiles.entries.iter().any(|e| e.name == "system:open"
+            && e.system
+            && e.refused
+                .as_deref()
+                .is_some_and(|r| r.contains("open.toml: mode 0666"))),
+        "{:?}",
+        app.profiles.entries
     );
+    {
+        let mut ui = simulator(app.profiles.view(&app.tunnels, None));
+        assert!(ui.find("system").is_ok(), "the tag");
+        assert!(
+            ui.find("office").is_ok(),
+            "the file's name, without system:"
+        );
+        assert!(ui.find("Refused").is_ok(), "the refusal in the row");
+    }
     app.connect("system:office");
     match rx.try_recv() {
         Ok(Command::Connect { profile, psk, .. }) => {
@@ -886,12 +894,203 @@ fn system_profiles_are_listed_marked_and_connected_by_name() {
         }
         other => panic!("{other:?}"),
     }
-    let _ = app.edit("system:office");
-    assert!(app.editor.is_none());
-    let notice = app.notice.clone().unwrap_or_default();
+    let _ = app.update(Message::Profiles(plist::Message::Select(
+        "system:office".into(),
+    )));
+    let _ = app.update(Message::Profiles(plist::Message::Delete));
     assert!(
-        notice.contains("needs administrator rights")
-            && notice.contains("/etc/postern/profiles/office.toml"),
-        "{notice}"
+        app.profiles.dialog.is_none(),
+        "no delete of a system profile"
+    );
+    let _ = app.update(Message::Profiles(plist::Message::Rename));
+    assert!(
+        app.profiles.dialog.is_none(),
+        "no rename of a system profile"
+    );
+    // The connection pane says whose it is, and Edit is View.
+    let mut ui = simulator(app.view(window::Id::unique()));
+    assert!(ui.find(editor::SYSTEM_LINE).is_ok());
+    assert!(ui.find("View").is_ok());
+}
+
+/// Edit on a system profile asks the helper for its text and opens the editor
+/// read-only; "Edit as administrator" unlocks it; Save goes to the helper
+/// (SaveSystemProfile); a refusal is one sentence under the form; a save that went
+/// through reads the file again.
+#[test]
+fn a_system_profile_opens_read_only_and_saves_through_the_helper() {
+    let (mut app, mut rx) = app_with(&["lab"]);
+    let _ = app.update(Message::Watcher(Update::SystemProfiles(system_list())));
+    let _ = app.update(Message::Profiles(plist::Message::Select(
+        "system:office".into(),
+    )));
+    let _ = app.update(Message::Connection(connection::Message::Edit));
+    match rx.try_recv() {
+        Ok(Command::SystemText { name }) => assert_eq!(name, "office"),
+        other => panic!("{other:?}"),
+    }
+    assert!(app.editor.is_none(), "opens when the text comes");
+    let text = "name = \"Office\"\ngateway = \"192.0.2.1\"\nautoconnect = \"boot\"\n\n[xauth]\nusername = \"kiosk\"\n";
+    let _ = app.update(Message::Watcher(Update::SystemText {
+        name: "office".into(),
+        result: Ok(text.into()),
+    }));
+    let ed = app.editor.as_ref().expect("the editor");
+    assert!(ed.read_only());
+    assert_eq!(ed.values[editor::NAME], "Office", "the file's own name key");
+    {
+        let mut ui = simulator(ed.view(None));
+        assert!(ui.find(editor::SYSTEM_LINE).is_ok());
+        assert!(ui.find("Edit as administrator").is_ok());
+        assert!(ui.find("Close").is_ok());
+        assert!(
+            ui.find("Save as administrator").is_err(),
+            "no Save while locked"
+        );
+    }
+    // Typing does nothing while locked.
+    let _ = app.update(Message::Editor(editor::Message::Input(
+        1,
+        "evil.example".into(),
+    )));
+    let _ = app.update(Message::Editor(editor::Message::Save));
+    assert_eq!(
+        app.editor.as_ref().map(|e| e.values[1].clone()),
+        Some("192.0.2.1".into())
+    );
+    assert!(rx.try_recv().is_err(), "nothing sent while locked");
+    // Unlocked, the gateway changes and Save asks the helper.
+    let _ = app.update(Message::Editor(editor::Message::Unlock));
+    let _ = app.update(Message::Editor(editor::Message::Input(
+        NAME_OF_GATEWAY,
+        "192.0.2.9".into(),
+    )));
+    let _ = app.update(Message::Editor(editor::Message::Save));
+    match rx.try_recv() {
+        Ok(Command::SaveSystem { name, text }) => {
+            assert_eq!(name, "office");
+            assert!(text.contains("gateway = \"192.0.2.9\""), "{text}");
+            assert!(text.contains("autoconnect = \"boot\""), "{text}");
+            assert!(text.contains("name = \"Office\""), "{text}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        app.editor.as_ref().is_some_and(|e| e.read_only()),
+        "locked while saving"
+    );
+    // polkit said no (no administrator's password): one sentence, the form stays.
+    let _ = app.update(Message::Watcher(Update::SystemSaved {
+        name: "office".into(),
+        result: Err(Fail::new(
+            FailureKind::AccessDenied,
+            "refused: not authorized (org.postern.helper1.edit-system): polkit said no",
+        )),
+    }));
+    let ed = app.editor.as_ref().expect("still open");
+    let err = ed.save_error.clone().unwrap_or_default();
+    assert_eq!(
+        err,
+        "Not saved: changing a system profile needs an administrator's password (polkit said no)."
+    );
+    assert!(!ed.read_only(), "editable again after the refusal");
+    // Saved: the file is read again and shown, locked.
+    let _ = app.update(Message::Editor(editor::Message::Save));
+    assert!(matches!(rx.try_recv(), Ok(Command::SaveSystem { .. })));
+    let _ = app.update(Message::Watcher(Update::SystemSaved {
+        name: "office".into(),
+        result: Ok(()),
+    }));
+    match rx.try_recv() {
+        Ok(Command::SystemText { name }) => assert_eq!(name, "office"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(rx.try_recv(), Ok(Command::Refresh)));
+    let _ = app.update(Message::Watcher(Update::SystemText {
+        name: "office".into(),
+        result: Ok(text.replace("192.0.2.1", "192.0.2.9")),
+    }));
+    let ed = app.editor.as_ref().expect("the editor");
+    assert!(ed.read_only() && ed.values[1] == "192.0.2.9");
+    assert!(ed.save_error.is_none());
+}
+
+const NAME_OF_GATEWAY: usize = 1;
+
+/// The helper's `CheckProfile` answers mark the user's refused profiles in the list
+/// (a mark and the sentence), in the connection pane and in the editor; a connect on
+/// one shows the helper's refusal; a save asks again.
+#[test]
+fn a_profile_the_policy_refuses_says_why() {
+    let (mut app, mut rx) = app_with(&["lab", "weak"]);
+    let why =
+        "phase1.proposals: 3des-sha1-modp1024 uses modp1024, which this machine's policy forbids";
+    let _ = app.update(Message::Watcher(Update::Policy(vec![
+        ("lab".into(), String::new()),
+        ("weak".into(), why.into()),
+    ])));
+    let row = |app: &App, n: &str| {
+        app.profiles
+            .entries
+            .iter()
+            .find(|e| e.name == n)
+            .and_then(|e| e.refused.clone())
+    };
+    assert_eq!(row(&app, "weak").as_deref(), Some(why));
+    assert_eq!(row(&app, "lab"), None);
+    {
+        let mut ui = simulator(app.profiles.view(&app.tunnels, None));
+        assert!(ui.find("Refused").is_ok(), "the row says it");
+    }
+    let _ = app.update(Message::Profiles(plist::Message::Select("weak".into())));
+    {
+        let mut ui = simulator(app.view(window::Id::unique()));
+        assert!(ui.find(editor::REFUSED_LINE).is_ok());
+        assert!(ui.find(why).is_ok());
+    }
+    // A connect says the same sentence at once (no PSK asked for first) and asks the
+    // helper again (the policy may have changed).
+    app.connect("weak");
+    match rx.try_recv() {
+        Ok(Command::CheckPolicy { profiles }) => assert_eq!(profiles, ["weak"]),
+        other => panic!("{other:?}"),
+    }
+    assert!(rx.try_recv().is_err(), "no connect sent");
+    assert_eq!(
+        app.live["weak"]
+            .failure
+            .as_ref()
+            .map(|f| (f.kind, f.message.as_str())),
+        Some((FailureKind::BadProfile, why))
+    );
+    assert!(app.notified.last().is_some_and(|(_, b)| b == why));
+    {
+        let mut ui = simulator(app.view(window::Id::unique()));
+        assert!(ui.find(why).is_ok());
+        assert!(ui.find("The profile is not valid.").is_ok());
+    }
+    // The editor says it above the form.
+    let mut ed = editor::State::edit("weak", "gateway = \"192.0.2.1\"\n", vec![], false);
+    ed.refused = app.refused.get("weak").cloned();
+    {
+        let mut ui = simulator(ed.view(None));
+        assert!(ui.find(editor::REFUSED_LINE).is_ok());
+        assert!(ui.find(why).is_ok());
+    }
+    // A later answer clears the mark, and the next connect goes to the helper.
+    let _ = app.update(Message::Watcher(Update::Policy(vec![(
+        "weak".into(),
+        String::new(),
+    )])));
+    assert_eq!(row(&app, "weak"), None);
+    assert!(app.refused.is_empty());
+    app.connect("weak");
+    assert!(matches!(rx.try_recv(), Ok(Command::Connect { .. })));
+    // "System profiles only" is the caller's refusal, as the helper's Connect says it.
+    let f = policy_failure("this machine's policy allows system profiles only");
+    assert_eq!(f.kind, FailureKind::AccessDenied);
+    assert_eq!(
+        f.message,
+        "refused: this machine's policy allows system profiles only"
     );
 }

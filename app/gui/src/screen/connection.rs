@@ -367,6 +367,16 @@ pub fn diagnostics(name: &str, profile_toml: &str, live: Option<&Live>) -> Strin
     out
 }
 
+/// What the list knows of the profile besides its tunnel.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct About<'a> {
+    /// A system profile (the administrator's): said under the gateway; Edit shows it.
+    pub system: bool,
+    /// Why the helper refuses it (this machine's policy, a system file's mode).
+    pub refused: Option<&'a str>,
+}
+
+#[allow(clippy::too_many_arguments)]
 pub fn view<'a>(
     st: &'a State,
     name: &'a str,
@@ -375,6 +385,7 @@ pub fn view<'a>(
     helper: Option<&'a Fail>,
     now: Instant,
     focused: Option<&'a str>,
+    about: About<'a>,
 ) -> Element<'a, Message> {
     let t = live.and_then(|l| l.tunnel.as_ref());
     let active = live.is_some_and(Live::is_active);
@@ -383,9 +394,13 @@ pub fn view<'a>(
     } else {
         super::profiles::state_sentence(t)
     };
+    // A system profile: its file's name, and whose it is under the header.
+    let shown = name
+        .strip_prefix(postern_frontend::watcher::SYSTEM_PREFIX)
+        .unwrap_or(name);
     let header = row![
         column![
-            text(name).size(24),
+            text(shown).size(24),
             text(gateway).size(14).style(style::muted)
         ]
         .spacing(2)
@@ -407,12 +422,15 @@ pub fn view<'a>(
         )
         .on_press(Message::Toggle)
         .width(Length::Fixed(110.0)),
-        style::focus_button(
-            text("Edit"),
-            focused == Some("conn-edit"),
-            button::secondary
+        container(
+            style::focus_button(
+                text(if about.system { "View" } else { "Edit" }),
+                focused == Some("conn-edit"),
+                button::secondary
+            )
+            .on_press(Message::Edit)
         )
-        .on_press(Message::Edit),
+        .id(style::button_id("conn-edit")),
     ]
     .spacing(10)
     .align_y(Alignment::Center);
@@ -454,7 +472,20 @@ pub fn view<'a>(
     ]
     .spacing(8);
 
-    let mut body = column![header, tools].spacing(16);
+    let mut body = column![header].spacing(16);
+    if about.system {
+        body = body.push(
+            row![
+                style::system_tag(),
+                text(super::editor::SYSTEM_LINE)
+                    .size(13)
+                    .style(style::muted)
+            ]
+            .spacing(8)
+            .align_y(Alignment::Center),
+        );
+    }
+    body = body.push(tools);
 
     if let Some(f) = helper
         && !active
@@ -475,7 +506,14 @@ pub fn view<'a>(
         );
     }
 
-    if let Some(f) = live.and_then(Live::shown_failure) {
+    let failure = live.and_then(Live::shown_failure);
+    if let Some(why) = about.refused
+        && failure.is_none()
+    {
+        body = body.push(super::editor::refused_box(why));
+    }
+
+    if let Some(f) = failure {
         let e = explain(f.kind);
         body = body.push(
             container(

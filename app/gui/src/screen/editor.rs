@@ -467,6 +467,9 @@ pub enum Message {
     /// Keyboard: the next choice of a focused pick list (field `i`; for a proposals
     /// field, row and part).
     Cycle(usize, Option<(usize, usize)>),
+    /// "Edit as administrator": a system profile's form becomes editable (Save then
+    /// asks polkit, through the helper).
+    Unlock,
     Save,
     Cancel,
 }
@@ -482,10 +485,31 @@ pub enum Event {
         text: String,
         psk: Option<Secret>,
     },
+    /// Write system profile `name` (the file's stem) as `text`, through the helper
+    /// (`SaveSystemProfile`, an administrator's password).
+    SaveSystem {
+        name: String,
+        text: String,
+    },
     /// Open the desktop's file dialog for file field `i`.
     Choose(usize),
     Cancel,
 }
+
+/// A system profile in the editor (/etc/postern/profiles/NAME.toml): read-only until
+/// "Edit as administrator".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemEdit {
+    /// The file (shown; never sent: the helper takes the name).
+    pub file: String,
+    /// Fields shown, not editable.
+    pub locked: bool,
+    /// Save was pressed: the helper (and polkit's agent) has not answered yet.
+    pub saving: bool,
+}
+
+/// The line that says whose a system profile is.
+pub const SYSTEM_LINE: &str = "System profile, managed by your administrator";
 
 /// What an import brought besides the profile: shown above the form, and saved with it
 /// (secrets to the keyring, embedded files beside the profile).
@@ -576,6 +600,11 @@ pub struct State {
     pub save_error: Option<String>,
     /// What an import brought (`None`: not an import).
     pub import: Option<ImportNotes>,
+    /// A system profile (`None`: one of the user's).
+    pub system: Option<SystemEdit>,
+    /// Why this machine's policy refuses the profile (the helper's sentence), shown
+    /// above the form.
+    pub refused: Option<String>,
     /// Fields the user has typed in (a new form does not scold untouched fields).
     touched: Vec<bool>,
     defaults: Vec<String>,
@@ -594,6 +623,8 @@ impl State {
             taken,
             save_error: None,
             import: None,
+            system: None,
+            refused: None,
             touched: vec![false; FIELDS.len()],
             defaults: defaults(),
         };
@@ -620,6 +651,31 @@ impl State {
             .any(|(f, v)| f.group.is_some() && !v.is_empty());
         s.validate();
         s
+    }
+
+    /// System profile `name` (the file's stem), from the helper's text of it (no
+    /// secrets), read-only.
+    pub fn system(name: &str, text: &str, file: &str) -> State {
+        let mut s = State::edit(name, text, Vec::new(), false);
+        s.system = Some(SystemEdit {
+            file: file.to_string(),
+            locked: true,
+            saving: false,
+        });
+        // The file's own `name` key, when it has one (a title may differ from the
+        // file's name, and is kept).
+        if let Ok(v) = text.parse::<toml::Table>()
+            && let Some(n) = lookup(&v, "name")
+        {
+            s.values[NAME] = n;
+        }
+        s.validate();
+        s
+    }
+
+    /// The form shows values only (a locked system profile).
+    pub fn read_only(&self) -> bool {
+        self.system.as_ref().is_some_and(|s| s.locked || s.saving)
     }
 
     /// A copy of an existing profile's form under a new, free name.
@@ -791,11 +847,17 @@ impl State {
 
     fn check(&self) -> Result<Profile, Invalid> {
         let name = self.values[NAME].trim();
-        profiles::check_name(name).map_err(|e| Invalid {
-            field: Some(NAME),
-            message: e.message,
-        })?;
-        if self.original.as_deref() != Some(name) && self.taken.iter().any(|t| t == name) {
+        // A system profile keeps its file's name (its `name` key is only a title).
+        if self.system.is_none() {
+            profiles::check_name(name).map_err(|e| Invalid {
+                field: Some(NAME),
+                message: e.message,
+            })?;
+        }
+        if self.system.is_none()
+            && self.original.as_deref() != Some(name)
+            && self.taken.iter().any(|t| t == name)
+        {
             return Err(Invalid {
                 field: Some(NAME),
                 message: format!("a profile named {name} exists"),
@@ -827,7 +889,21 @@ impl State {
     }
 
     pub fn update(&mut self, message: Message) -> Option<Event> {
+        let edits = !matches!(
+            message,
+            Message::ToggleAdvanced(_) | Message::Unlock | Message::Cancel
+        );
+        if self.read_only() && edits {
+            return None;
+        }
         match message {
+            Message::Unlock => {
+                if let Some(s) = &mut self.system {
+                    s.locked = false;
+                }
+                None
+            }
+            Message::Input(NAME, _) if self.system.is_some() => None,
             Message::Input(i, v) => {
                 if let Some(slot) = self.values.get_mut(i) {
                     *slot = v;
@@ -905,6 +981,14 @@ impl State {
                 if !self.is_valid() {
                     return None;
                 }
+                if let Some(sys) = &mut self.system {
+                    sys.saving = true;
+                    self.save_error = None;
+                    return Some(Event::SaveSystem {
+                        name: self.original.clone().unwrap_or_default(),
+                        text: self.to_toml(),
+                    });
+                }
                 let psk = (self.method() == "psk" && !self.psk.is_empty())
                     .then(|| Secret::new(std::mem::take(&mut self.psk)));
                 Some(Event::Save {
@@ -925,7 +1009,18 @@ impl State {
             Some(d) if !d.is_empty() => format!("default: {d}"),
             _ => fl.hint.to_string(),
         };
+        let fixed = self.read_only() || (i == NAME && self.system.is_some());
         let input: Element<'a, Message> = match fl.kind {
+            // Shown, not editable: the value as plain text (the default, muted, when
+            // unset), in line with the note of the pre-shared key.
+            _ if fixed => container(if value.is_empty() {
+                text(placeholder).style(style::muted)
+            } else {
+                text(value.clone())
+            })
+            .padding([6, 0])
+            .width(Length::Fill)
+            .into(),
             Kind::Choice(words) => {
                 let options: Vec<String> = words.iter().map(|w| w.to_string()).collect();
                 let selected = (!value.is_empty()).then(|| value.clone());
@@ -965,7 +1060,7 @@ impl State {
                 .into(),
         };
         // Proposal rows take the whole width (three pick lists and ×), under their label.
-        let mut col = if matches!(fl.kind, Kind::Proposals(_)) {
+        let mut col = if matches!(fl.kind, Kind::Proposals(_)) && !fixed {
             column![text(fl.label), container(input).width(Length::Fill)].spacing(6)
         } else {
             column![
@@ -1072,6 +1167,17 @@ impl State {
     /// Enter/Space does). Pick lists take part: Enter/Space moves to the next choice.
     pub fn controls(&self) -> Vec<(String, Option<iced::widget::Id>, Option<Message>)> {
         let mut v = Vec::new();
+        if self.read_only() {
+            if self.system.as_ref().is_some_and(|s| !s.saving) {
+                v.push(("editor-admin".to_string(), None, Some(Message::Unlock)));
+            }
+            v.push((
+                "advanced".to_string(),
+                None,
+                Some(Message::ToggleAdvanced(!self.advanced)),
+            ));
+            return v;
+        }
         let advanced = (
             "advanced".to_string(),
             None,
@@ -1114,7 +1220,10 @@ impl State {
                 }
                 _ => v.push((format!("field-{i}"), Some(field_id(i)), None)),
             }
-            if i == METHOD && self.method() == "psk" {
+            if i == NAME && self.system.is_some() {
+                v.pop();
+            }
+            if i == METHOD && self.method() == "psk" && self.system.is_none() {
                 v.push(("psk".into(), Some(psk_id()), None));
             }
         }
@@ -1122,12 +1231,19 @@ impl State {
     }
 
     pub fn view(&self, focused: Option<&str>) -> Element<'_, Message> {
-        let title = match (&self.original, &self.import) {
-            (Some(n), _) => format!("Edit {n}"),
-            (None, Some(_)) => "Imported profile".to_string(),
-            (None, None) => "New profile".to_string(),
+        let title = match (&self.original, &self.import, &self.system) {
+            (Some(n), _, Some(_)) => n.clone(),
+            (Some(n), _, None) => format!("Edit {n}"),
+            (None, Some(_), _) => "Imported profile".to_string(),
+            (None, None, _) => "New profile".to_string(),
         };
         let mut form = column![text(title).size(22)].spacing(10);
+        if let Some(sys) = &self.system {
+            form = form.push(system_box(sys, focused));
+        }
+        if let Some(why) = &self.refused {
+            form = form.push(refused_box(why));
+        }
         if let Some(notes) = &self.import {
             form = form.push(import_box(notes));
         }
@@ -1136,7 +1252,17 @@ impl State {
                 continue;
             }
             form = form.push(self.field(i, focused));
-            if i == METHOD && self.method() == "psk" {
+            if i == METHOD && self.method() == "psk" && self.system.is_some() {
+                form = form.push(
+                    row![
+                        text("Pre-shared key").width(Length::Fixed(190.0)),
+                        text("kept by the helper in the administrator's files, never shown")
+                            .style(style::muted)
+                    ]
+                    .spacing(12)
+                    .align_y(iced::Alignment::Center),
+                );
+            } else if i == METHOD && self.method() == "psk" {
                 let ph = if self
                     .import
                     .as_ref()
@@ -1200,19 +1326,30 @@ impl State {
         if let Some(e) = &self.save_error {
             status = status.push(text(e.clone()).style(text::danger));
         }
-        let save = button(text("Save"))
-            .on_press_maybe(self.is_valid().then_some(Message::Save))
+        let saving = self.system.as_ref().is_some_and(|s| s.saving);
+        if saving {
+            status = status.push(
+                text("Waiting for an administrator's password (the desktop asks for it)…")
+                    .style(style::muted),
+            );
+        }
+        let save_label = if self.system.is_some() {
+            "Save as administrator"
+        } else {
+            "Save"
+        };
+        let save = button(text(save_label))
+            .on_press_maybe((self.is_valid() && !self.read_only()).then_some(Message::Save))
             .style(button::primary)
             .padding([6, 16]);
-        let actions = row![
-            space::horizontal(),
-            button(text("Cancel"))
-                .on_press(Message::Cancel)
-                .style(button::secondary)
-                .padding([6, 16]),
-            container(save).id(style::button_id("editor-save"))
-        ]
-        .spacing(8);
+        let cancel = button(text(if self.read_only() { "Close" } else { "Cancel" }))
+            .on_press(Message::Cancel)
+            .style(button::secondary)
+            .padding([6, 16]);
+        let mut actions = row![space::horizontal(), cancel].spacing(8);
+        if !self.read_only() || saving {
+            actions = actions.push(container(save).id(style::button_id("editor-save")));
+        }
         column![
             scrollable(container(form).padding([0, 16])).height(Length::Fill),
             status,
@@ -1223,6 +1360,63 @@ impl State {
         .into()
     }
 }
+
+/// Whose a system profile is, its file, and "Edit as administrator" while locked.
+fn system_box<'a>(sys: &'a SystemEdit, focused: Option<&str>) -> Element<'a, Message> {
+    let mut c = column![
+        text(SYSTEM_LINE).size(16),
+        text(format!(
+            "{}: the file is what counts; saving it needs an administrator's password.",
+            sys.file
+        ))
+        .size(13)
+        .style(style::muted),
+    ]
+    .spacing(6);
+    if sys.locked {
+        c = c.push(
+            container(
+                style::focus_button(
+                    text("Edit as administrator").size(14),
+                    focused == Some("editor-admin"),
+                    button::primary,
+                )
+                .on_press(Message::Unlock)
+                .padding([5, 12]),
+            )
+            .id(style::button_id("editor-admin")),
+        );
+    }
+    container(c)
+        .padding(12)
+        .width(Length::Fill)
+        .style(style::notice)
+        .into()
+}
+
+/// Why the helper refuses the profile (this machine's policy; a system file's mode):
+/// a mark, a headline and the helper's sentence (the editor and the connection pane).
+pub fn refused_box<'a, M: 'a>(why: &'a str) -> Element<'a, M> {
+    container(
+        row![
+            style::refused_icon(),
+            column![
+                text(REFUSED_LINE).size(15).style(text::danger),
+                text(why).size(13),
+            ]
+            .spacing(4)
+            .width(Length::Fill)
+        ]
+        .spacing(10),
+    )
+    .padding(12)
+    .width(Length::Fill)
+    .style(style::failure_box)
+    .into()
+}
+
+/// The headline above a policy refusal.
+pub const REFUSED_LINE: &str = "This machine's policy refuses this profile.";
 
 /// What the import could not carry over, above the form.
 fn import_box(n: &ImportNotes) -> Element<'_, Message> {

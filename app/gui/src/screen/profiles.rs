@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use iced::widget::{button, column, container, row, scrollable, space, text, text_input};
+use iced::widget::{button, column, container, row, scrollable, space, text, text_input, tooltip};
 use iced::{Alignment, Element, Length};
 use postern_frontend::watcher::Tunnel;
 
@@ -16,6 +16,28 @@ pub struct Entry {
     pub name: String,
     /// The gateway, or why the file does not load.
     pub gateway: Result<String, String>,
+    /// A system profile (/etc/postern/profiles), tagged "system" in its row.
+    pub system: bool,
+    /// Why the helper refuses it (this machine's policy, a system file's mode): the
+    /// helper's sentence, shown under the name with a mark instead of the gateway.
+    pub refused: Option<String>,
+}
+
+impl Entry {
+    /// One of the user's profiles, not (yet) known to be refused.
+    pub fn user(name: &str, gateway: Result<String, String>) -> Entry {
+        Entry {
+            name: name.to_string(),
+            gateway,
+            system: false,
+            refused: None,
+        }
+    }
+
+    /// The selected row is a system profile (not duplicated, renamed or deleted here).
+    pub fn is_system(name: &str) -> bool {
+        name.starts_with(postern_frontend::watcher::SYSTEM_PREFIX)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +146,18 @@ impl State {
     }
 
     pub fn update(&mut self, message: Message, tunnels: &HashMap<String, Tunnel>) -> Option<Event> {
+        let mine = self
+            .selected
+            .as_deref()
+            .is_some_and(|s| !Entry::is_system(s));
+        if !mine
+            && matches!(
+                message,
+                Message::Duplicate | Message::Rename | Message::Delete
+            )
+        {
+            return None;
+        }
         match message {
             Message::Search(s) => {
                 self.search = s;
@@ -250,10 +284,55 @@ impl State {
             let t = tunnels.get(&e.name);
             let active = t.is_some_and(Tunnel::is_active);
             let selected = self.selected.as_deref() == Some(e.name.as_str());
-            let gateway = match &e.gateway {
-                Ok(g) => text(g.clone()).size(13).style(style::muted),
-                Err(m) => text(m.clone()).size(13).style(text::danger),
+            // The second line: a system profile's tag; "Refused" with a mark when the
+            // helper refuses it (its sentence in a tooltip, and in full in the pane);
+            // else the gateway, or why the file does not load.
+            let mut second = row![].spacing(6).align_y(Alignment::Center);
+            if e.system {
+                second = second.push(style::system_tag());
+            }
+            if e.refused.is_some() {
+                second = second.push(
+                    row![
+                        style::refused_icon(),
+                        text("Refused").size(13).style(text::danger)
+                    ]
+                    .spacing(5)
+                    .align_y(Alignment::Center),
+                );
+            }
+            if e.refused.is_none() {
+                second = second.push(match &e.gateway {
+                    Ok(g) => text(g.clone())
+                        .size(13)
+                        .style(style::muted)
+                        .wrapping(text::Wrapping::None),
+                    Err(m) => text(m.clone())
+                        .size(13)
+                        .style(text::danger)
+                        .wrapping(text::Wrapping::None),
+                });
+            }
+            let second: Element<'a, Message> = match &e.refused {
+                Some(why) => tooltip(
+                    container(second).clip(true),
+                    container(text(why.clone()).size(13))
+                        .padding(8)
+                        .max_width(420)
+                        .style(container::bordered_box),
+                    tooltip::Position::Bottom,
+                )
+                .into(),
+                None => container(second).clip(true).into(),
             };
+            // A system profile shows its file's name; the tag says whose it is.
+            let shown = e
+                .name
+                .strip_prefix(postern_frontend::watcher::SYSTEM_PREFIX)
+                .unwrap_or(&e.name);
+            let title = text(shown.to_string())
+                .size(15)
+                .wrapping(text::Wrapping::None);
             let state = text(state_label(t))
                 .size(13)
                 .style(style::state_text(t.map(|t| t.state.as_str())));
@@ -277,14 +356,13 @@ impl State {
             let body = row![
                 column![
                     row![
-                        text(e.name.clone()).size(15).wrapping(text::Wrapping::None),
-                        space::horizontal(),
+                        container(title).clip(true).width(Length::Fill),
                         style::dot(t.map(|t| t.state.as_str())),
                         state
                     ]
                     .spacing(6)
                     .align_y(Alignment::Center),
-                    container(gateway.wrapping(text::Wrapping::None)).clip(true)
+                    second
                 ]
                 .spacing(2)
                 .width(Length::Fill),
@@ -310,7 +388,11 @@ impl State {
             .on_press_maybe(msg)
             .padding([4, 8])
         };
-        let has = self.selected.is_some();
+        // A system profile is the administrator's: not duplicated, renamed or deleted here.
+        let has = self
+            .selected
+            .as_deref()
+            .is_some_and(|s| !Entry::is_system(s));
         let toolbar = column![
             row![
                 container(b("Add", "add", Some(Message::Add))).id(style::button_id("add")),
@@ -411,14 +493,8 @@ mod tests {
     fn state() -> State {
         let mut s = State::default();
         s.set_entries(vec![
-            Entry {
-                name: "lab".into(),
-                gateway: Ok("10.0.0.1".into()),
-            },
-            Entry {
-                name: "office".into(),
-                gateway: Ok("vpn.example.com".into()),
-            },
+            Entry::user("lab", Ok("10.0.0.1".into())),
+            Entry::user("office", Ok("vpn.example.com".into())),
         ]);
         s
     }
