@@ -20,6 +20,7 @@ pub mod netwatch;
 mod session;
 mod sockets;
 pub mod status;
+mod xauth;
 
 pub use session::Role;
 
@@ -33,6 +34,8 @@ use postern_engine::ike::{
 };
 use tokio::sync::{mpsc, oneshot};
 
+use crate::datapath::Active;
+use xauth::XAuthCache;
 use crate::kernel::firewall::{self, Firewall, Rules};
 
 use postern_dbus::failure::FailureKind;
@@ -379,6 +382,9 @@ pub fn spawn_as(profile: Profile, role: Role) -> Handle {
             firewall: None,
             logind: None,
             requested_address: None,
+            kept: None,
+            xauth: XAuthCache::default(),
+            gateway: None,
         };
         if d.profile.network.kill_switch
             && d.profile.network.datapath == postern_dbus::profile::Datapath::Auto
@@ -390,6 +396,7 @@ pub fn spawn_as(profile: Profile, role: Role) -> Handle {
             ));
         }
         let r = d.run().await;
+        d.stop_kept().await;
         d.lift_firewall().await;
         r
     });
@@ -418,11 +425,54 @@ struct Driver {
     /// The inner address the gateway gave last: asked for again when the tunnel is
     /// negotiated anew (network change, resume), so applications' connections survive.
     requested_address: Option<Ipv4Addr>,
+    /// The userspace datapath parked between two negotiations (device, inner address
+    /// and routes in place, no SAs): the next session takes it up.
+    kept: Option<Active>,
+    /// XAuth answers the user gave, for the reconnects of this tunnel (memory only,
+    /// dropped, zeroized, when the task ends).
+    xauth: XAuthCache,
+    /// The gateway's address as last resolved: the network is watched for a way to it
+    /// while waiting between attempts.
+    gateway: Option<IpAddr>,
 }
 
 /// What the command channel said while waiting between attempts.
 enum Interrupt {
     Disconnect,
+}
+
+/// The outer network while waiting between attempts: a new way to the gateway (a new
+/// address, the default route back) ends the wait at once.
+struct BackoffWatch {
+    watcher: netwatch::Watcher,
+    /// The route to the gateway when the wait began (`None`: none).
+    before: Option<netwatch::Path>,
+}
+
+impl BackoffWatch {
+    async fn open(gateway: Option<IpAddr>, kept: Option<&mut Active>) -> Option<BackoffWatch> {
+        let mut watcher = netwatch::Watcher::open(gateway?).ok()?;
+        if let Some(name) = kept.and_then(Active::user).map(|d| d.device_name().to_string())
+            && let Ok(index) = nix::net::if_::if_nametoindex(name.as_str())
+        {
+            watcher.ignore_device(index);
+        }
+        let before = watcher.path().await;
+        Some(BackoffWatch { watcher, before })
+    }
+
+    /// Waits until the network changed into one with another way to the gateway;
+    /// returns the address it is now reached from.
+    async fn new_way(&mut self) -> IpAddr {
+        loop {
+            self.watcher.changed().await;
+            if let Some(now) = self.watcher.path().await
+                && netwatch::judge_wait(self.before.as_ref(), &now)
+            {
+                return now.source;
+            }
+        }
+    }
 }
 
 impl Driver {
@@ -487,6 +537,22 @@ impl Driver {
         }
     }
 
+    /// Whether a lost tunnel is negotiated again.
+    fn reconnects(&self) -> bool {
+        self.profile.network.reconnect && self.role == Role::Initiator
+    }
+
+    /// Removes a parked datapath (the tunnel ends without another negotiation).
+    async fn stop_kept(&mut self) {
+        let Some(dp) = self.kept.take() else {
+            return;
+        };
+        match tokio::task::spawn_blocking(move || dp.stop()).await {
+            Ok(line) => self.emit(Event::Datapath(line)),
+            Err(e) => self.emit(Event::Datapath(format!("datapath: {e}"))),
+        }
+    }
+
     fn emit(&self, e: Event) {
         // A consumer that went away does not stop the tunnel; its commands do.
         let _ = self.events.send(e);
@@ -515,7 +581,7 @@ impl Driver {
     async fn run(&mut self) -> Result<(), Failure> {
         let mut wait = Duration::from_secs(1);
         let mut ever_connected = false;
-        let reconnect = self.profile.network.reconnect && self.role == Role::Initiator;
+        let reconnect = self.reconnects();
         if self.role == Role::Initiator {
             self.follow_sleep().await;
         }
@@ -548,11 +614,23 @@ impl Driver {
             }
             let sleep = tokio::time::sleep(wait);
             tokio::pin!(sleep);
+            let mut net = BackoffWatch::open(self.gateway, self.kept.as_mut()).await;
             // Lent out of `self` while `next_command` borrows it.
             let mut sleeps = self.logind.take();
             loop {
                 let interrupt = tokio::select! {
                     _ = &mut sleep => None,
+                    from = async {
+                        match net.as_mut() {
+                            Some(n) => n.new_way().await,
+                            None => std::future::pending().await,
+                        }
+                    }, if net.is_some() => {
+                        self.emit(Event::Note(format!(
+                            "network: the gateway is reached from {from} now; trying again at once"
+                        )));
+                        None
+                    },
                     s = logind::next(sleeps.as_mut()), if sleeps.is_some() => match s {
                         // Woken up while waiting: try now, the network may be back.
                         logind::Sleep::Resumed => None,
@@ -575,6 +653,7 @@ impl Driver {
                         if let Some(l) = sleeps.as_mut() {
                             l.release();
                         }
+                        self.stop_kept().await;
                         self.emit(Event::Disconnected);
                         return Ok(());
                     }

@@ -91,6 +91,10 @@ pub(super) struct Session<'d> {
     expected_children: usize,
     up_children: usize,
     awaiting_credentials: bool,
+    /// The XAuth round the user is asked to answer.
+    asked: Option<ike::CredentialsRequest>,
+    /// This session's XAuth was answered from the driver's memory.
+    xauth_from_memory: bool,
     /// Every expected SA came up at least once.
     pub(super) connected: bool,
     /// Created with the first SA.
@@ -215,6 +219,19 @@ impl<'d> Session<'d> {
                 },
             )
         };
+        let mut net = net;
+        // A device kept from the last negotiation is no way to the gateway.
+        if let (Some(w), Some(name)) = (
+            net.as_mut(),
+            driver
+                .kept
+                .as_mut()
+                .and_then(Active::user)
+                .map(|d| d.device_name().to_string()),
+        ) && let Ok(index) = nix::net::if_::if_nametoindex(name.as_str())
+        {
+            w.ignore_device(index);
+        }
         let ike = match role {
             Role::Initiator => {
                 driver.emit(Event::Connecting {
@@ -242,6 +259,9 @@ impl<'d> Session<'d> {
             }
         };
         let (volume_tx, volume_rx) = mpsc::unbounded_channel();
+        if role == Role::Initiator {
+            driver.gateway = Some(remote.ip());
+        }
         Ok(Session {
             driver,
             role,
@@ -256,6 +276,8 @@ impl<'d> Session<'d> {
             expected_children,
             up_children: 0,
             awaiting_credentials: false,
+            asked: None,
+            xauth_from_memory: false,
             connected: false,
             datapath: None,
             use_kernel: if role == Role::Responder {
@@ -289,13 +311,33 @@ impl<'d> Session<'d> {
 
     /// Runs until the tunnel is closed or fails, then removes the datapath (its line is
     /// the last event before the driver's `disconnected`).
+    ///
+    /// A userspace datapath is kept instead (parked in the driver, device, inner
+    /// address and routes in place) when the driver will negotiate again: the next
+    /// session's SAs go into it, so applications' connections survive.
     pub(super) async fn run(&mut self) -> Result<(), Failure> {
         self.logind = self.driver.logind.take();
         let r = self.run_inner().await;
         self.driver.logind = self.logind.take();
+        let again = self.driver.reconnects()
+            && matches!(&r, Err(f) if f.lost || f.retry_now || f.kind == FailureKind::NotResponding);
         if let Some(dp) = self.datapath.take() {
-            match blocking(move || dp.stop()).await {
-                Ok(line) => self.driver.emit(Event::Datapath(line)),
+            let r = blocking(move || {
+                let mut dp = dp;
+                if again && dp.park() {
+                    (Some(dp), None)
+                } else {
+                    (None, Some(dp.stop()))
+                }
+            })
+            .await;
+            match r {
+                Ok((kept, line)) => {
+                    if let Some(line) = line {
+                        self.driver.emit(Event::Datapath(line));
+                    }
+                    self.driver.kept = kept;
+                }
                 Err(f) => self.driver.emit(Event::Datapath(format!("datapath: {f}"))),
             }
         }
@@ -509,7 +551,18 @@ impl<'d> Session<'d> {
                 .emit(Event::Phase1Established(phase1_summary(&i))),
             ike::Event::Phase2Established(c) => self.on_phase2(c).await?,
             ike::Event::CredentialsRequired(req) => {
+                // A reconnect: what the user gave at connect answers a password round
+                // (never a one-time passcode, next PIN or challenge).
+                if let Some(creds) = self.driver.xauth.answer(&req) {
+                    self.driver.emit(Event::Note(
+                        "xauth: answered with what was given at connect (reconnecting)".into(),
+                    ));
+                    self.xauth_from_memory = true;
+                    self.ike.submit_credentials(self.clock.now(), creds)?;
+                    return Ok(Flow::Continue);
+                }
                 self.awaiting_credentials = true;
+                self.asked = Some(req.clone());
                 self.driver.emit(Event::CredentialsRequired(req));
             }
             ike::Event::XAuthSucceeded => self.driver.emit(Event::XAuthSucceeded),
@@ -591,6 +644,10 @@ impl<'d> Session<'d> {
             // Junk on the established SA: at most one line a minute (the engine's limit).
             ike::Event::Dropped(report) => self.driver.emit(Event::Datapath(report.to_string())),
             ike::Event::Failed(e) => {
+                if self.xauth_from_memory && matches!(e, ike::Error::XAuthFailed(_)) {
+                    // Refused now: the next connect asks the user.
+                    self.driver.xauth.forget();
+                }
                 let mut f = Failure::from(e);
                 // The gateway forgot us while we slept: negotiate again at once.
                 f.retry_now = self.resume_check;
@@ -764,6 +821,47 @@ impl<'d> Session<'d> {
         };
         let nat_keepalive = p.network.nat_keepalive;
         let hold = lab_hold(&p.name);
+        let mut start = start;
+        // A datapath kept from the last negotiation (network change, lost gateway):
+        // the same device, inner address and routes carry the new SAs.
+        if let Some(kept) = self.driver.kept.take() {
+            let child = c.clone();
+            let was = kept.vip();
+            let (kept, start_back, r) = blocking(move || {
+                let mut kept = kept;
+                let r = if kernel {
+                    Ok(None)
+                } else {
+                    kept.resume(&mut start, &child)
+                };
+                (kept, start, r)
+            })
+            .await?;
+            start = start_back;
+            match r {
+                Ok(Some(line)) => {
+                    self.datapath = Some(kept);
+                    self.driver.emit(Event::Note(format!(
+                        "datapath: kept across the reconnect (the same device, inner address {was} and routes)"
+                    )));
+                    self.after_datapath_start(c, kernel, nat_keepalive);
+                    return Ok(Ok(line));
+                }
+                Ok(None) => {
+                    self.driver.emit(Event::Note(
+                        "datapath: the tunnel's inner address or gateway changed: the device and routes are made anew".into(),
+                    ));
+                    match blocking(move || kept.stop()).await {
+                        Ok(line) => self.driver.emit(Event::Datapath(line)),
+                        Err(f) => self.driver.emit(Event::Datapath(format!("datapath: {f}"))),
+                    }
+                }
+                Err(e) => {
+                    self.datapath = Some(kept);
+                    return Ok(Err(e));
+                }
+            }
+        }
         let child = c.clone();
         let r = blocking(move || {
             if let Some(d) = hold {
@@ -777,6 +875,18 @@ impl<'d> Session<'d> {
             Err(e) => return Ok(Err(e)),
         };
         self.datapath = Some(dp);
+        self.after_datapath_start(c, kernel, nat_keepalive);
+        Ok(Ok(line))
+    }
+
+    /// What follows a datapath's start (or its resume): the network watcher ignores
+    /// its device; the kernel's notifications and NAT keepalives.
+    fn after_datapath_start(
+        &mut self,
+        c: &ike::ChildSa,
+        kernel: bool,
+        nat_keepalive: Option<Duration>,
+    ) {
         // Routes through our own TUN device are no way to the gateway.
         if let (Some(w), Some(user)) = (
             self.net.as_mut(),
@@ -805,7 +915,6 @@ impl<'d> Session<'d> {
                 ));
             }
         }
-        Ok(Ok(line))
     }
 
     /// The kernel datapath's socket options: IKE itself never goes through the SAs (in
@@ -1015,6 +1124,9 @@ impl<'d> Session<'d> {
             }
             Command::Credentials(creds) if self.awaiting_credentials => {
                 self.awaiting_credentials = false;
+                if let Some(req) = self.asked.take() {
+                    self.driver.xauth.remember(&req, &creds);
+                }
                 self.ike.submit_credentials(self.clock.now(), creds)?;
             }
             Command::CredentialsRefused(msg) if self.awaiting_credentials => {
