@@ -116,10 +116,9 @@ impl Active {
         if !d.can_resume(s.gateway, vip) {
             return Ok(None);
         }
-        let socket = s
-            .esp_socket
-            .take()
-            .ok_or(DatapathError::Unsupported("a resume without the ESP socket"))?;
+        let socket = s.esp_socket.take().ok_or(DatapathError::Unsupported(
+            "a resume without the ESP socket",
+        ))?;
         d.resume(socket, c.udp_encapsulation)?;
         d.rekey = Some(s.rekey.clone());
         d.set_nat_keepalive(s.nat_keepalive);

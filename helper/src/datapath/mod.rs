@@ -322,7 +322,11 @@ impl Datapath {
     }
 
     /// Starts the outbound worker sending on `socket`.
-    fn spawn_worker(&mut self, dev: Arc<SyncDevice>, socket: UdpSocket) -> Result<(), DatapathError> {
+    fn spawn_worker(
+        &mut self,
+        dev: Arc<SyncDevice>,
+        socket: UdpSocket,
+    ) -> Result<(), DatapathError> {
         let worker = Outward {
             dev,
             socket,

@@ -35,8 +35,8 @@ use postern_engine::ike::{
 use tokio::sync::{mpsc, oneshot};
 
 use crate::datapath::Active;
-use xauth::XAuthCache;
 use crate::kernel::firewall::{self, Firewall, Rules};
+use xauth::XAuthCache;
 
 use postern_dbus::failure::FailureKind;
 
@@ -452,7 +452,9 @@ struct BackoffWatch {
 impl BackoffWatch {
     async fn open(gateway: Option<IpAddr>, kept: Option<&mut Active>) -> Option<BackoffWatch> {
         let mut watcher = netwatch::Watcher::open(gateway?).ok()?;
-        if let Some(name) = kept.and_then(Active::user).map(|d| d.device_name().to_string())
+        if let Some(name) = kept
+            .and_then(Active::user)
+            .map(|d| d.device_name().to_string())
             && let Ok(index) = nix::net::if_::if_nametoindex(name.as_str())
         {
             watcher.ignore_device(index);
