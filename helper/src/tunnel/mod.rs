@@ -176,6 +176,9 @@ pub enum Event {
     Resumed,
     /// The gateway answered the check after a resume: the tunnel is up as it was.
     GatewayAnswered,
+    /// The tunnel failed and will not be tried again, but the kill switch holds until
+    /// the user disconnects (then the task ends with this failure).
+    FailedHolding(Failure),
     /// Closing on request; `reason` as given in [`Command::Disconnect`].
     Closing {
         reason: String,
@@ -277,6 +280,9 @@ impl fmt::Display for Event {
             Event::Resumed => f.write_str("resumed: checking the gateway"),
             Event::GatewayAnswered => {
                 f.write_str("resumed: the gateway answered; the tunnel is up")
+            }
+            Event::FailedHolding(e) => {
+                write!(f, "failed: {e}; the kill switch holds until you disconnect")
             }
             Event::Closing { reason } => write!(f, "closing ({reason})"),
             Event::Disconnected => f.write_str("disconnected"),
@@ -386,17 +392,17 @@ pub fn spawn_as(profile: Profile, role: Role) -> Handle {
             xauth: XAuthCache::default(),
             gateway: None,
         };
-        if d.profile.network.kill_switch
-            && d.profile.network.datapath == postern_dbus::profile::Datapath::Auto
-        {
-            // The kill switch lets the tunnel's traffic out through the TUN device only.
-            d.profile.network.datapath = postern_dbus::profile::Datapath::Userspace;
-            d.emit(Event::Note(
-                "datapath: userspace (the kill switch lets the tunnel's traffic out through its TUN device only)".into(),
-            ));
-        }
         let r = d.run().await;
         d.stop_kept().await;
+        if let Err(f) = &r
+            && d.firewall
+                .as_ref()
+                .is_some_and(|f| f.rules().mode == firewall::Mode::KillSwitch)
+        {
+            // Failed, not disconnected: the kill switch holds until the user says.
+            d.emit(Event::FailedHolding(f.clone()));
+            d.wait_for_disconnect().await;
+        }
         d.lift_firewall().await;
         r
     });
@@ -519,6 +525,51 @@ impl Driver {
                     "IPv6 not blocked (the firewall table cannot be made: {e}): IPv6 traffic may leave outside the tunnel"
                 )));
                 Ok(())
+            }
+        }
+    }
+
+    /// The kill switch while a negotiation runs: made at the first attempt (only the
+    /// way to `gateway` open until the tunnel's networks are known); a table already
+    /// there (a reconnect) stays as it is, following a gateway that moved.
+    async fn hold_while_connecting(&mut self, gateway: IpAddr) -> Result<(), Failure> {
+        let rules = match self.firewall.as_ref() {
+            Some(f) if f.rules().gateway == gateway => return Ok(()),
+            Some(f) => Rules {
+                gateway,
+                ..f.rules().clone()
+            },
+            None => Rules {
+                mode: firewall::Mode::KillSwitch,
+                gateway,
+                full_tunnel: true,
+                networks: Vec::new(),
+                pin_dns: false,
+                dns: Vec::new(),
+                allow_lan: self.profile.network.allow_lan,
+                block_ipv6: false,
+                inner: None,
+                connecting: true,
+            },
+        };
+        self.shield(Some(rules)).await
+    }
+
+    /// Failed with the kill switch on: waits for the user's disconnect (or the front
+    /// end going away); nothing else is done meanwhile.
+    async fn wait_for_disconnect(&mut self) {
+        if let Some(l) = self.logind.as_mut() {
+            // No DELETE to send before a sleep any more.
+            l.release();
+        }
+        // Bounded by the front end: a disconnect, or its channel closing.
+        loop {
+            match self.next_command().await {
+                Command::Disconnect { .. } => return,
+                Command::Counters(reply) => {
+                    let _ = reply.send(Counters::default());
+                }
+                Command::Credentials(_) | Command::CredentialsRefused(_) => {}
             }
         }
     }

@@ -140,11 +140,16 @@ pub(super) struct Session<'d> {
 impl<'d> Session<'d> {
     /// Resolves the gateway, binds and connects the sockets, starts the engine.
     pub(super) async fn open(driver: &'d mut Driver, role: Role) -> Result<Session<'d>, Failure> {
-        let p = &driver.profile;
         let remote = match role {
-            Role::Initiator => resolve(&p.gateway).await?,
-            Role::Responder => peer_address(&p.gateway)?,
+            Role::Initiator => resolve(&driver.profile.gateway).await?,
+            Role::Responder => peer_address(&driver.profile.gateway)?,
         };
+        // The kill switch holds from the first attempt on: only the way to the
+        // gateway until the tunnel is up.
+        if role == Role::Initiator && driver.profile.network.kill_switch {
+            driver.hold_while_connecting(remote.ip()).await?;
+        }
+        let p = &driver.profile;
         let bind: SocketAddr = match remote {
             SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], IKE_PORT)),
             SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], IKE_PORT)),
@@ -756,6 +761,13 @@ impl<'d> Session<'d> {
             dns: self.mode_config_dns.clone(),
             allow_lan: p.network.allow_lan,
             block_ipv6,
+            // No device with XFRM: the tunnel's packets are known by their source.
+            inner: self
+                .datapath
+                .as_ref()
+                .filter(|d| d.is_kernel())
+                .map(Active::vip),
+            connecting: false,
         })
     }
 

@@ -156,6 +156,16 @@ impl Status {
                 self.sas.clear();
                 self.routes.clear();
             }
+            Event::FailedHolding(failure) => {
+                // Failed; the kill switch (in `protection`) stays until the disconnect.
+                self.state = State::Failed;
+                self.detail = "";
+                self.phase = "resolving";
+                self.last_error = Some(failure.public());
+                self.sas.clear();
+                self.routes.clear();
+                self.virtual_ip = None;
+            }
             Event::Closing { .. } => self.state = State::Disconnecting,
             Event::Disconnected => self.finish(None),
             Event::Protection(lines) => self.protection = lines.clone(),
