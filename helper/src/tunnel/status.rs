@@ -300,6 +300,32 @@ mod tests {
     }
 
     #[test]
+    fn a_failure_holding_the_kill_switch_shows_it_until_the_disconnect() {
+        use postern_dbus::failure::FailureKind;
+        let mut s = Status::new("gw");
+        let on = vec!["kill switch on: nothing leaves outside the tunnel".to_string()];
+        s.apply(&Event::Protection(on.clone()));
+        assert_eq!(s.protection, on, "from the first attempt");
+        s.apply(&Event::FailedHolding(Failure::new(
+            FailureKind::AuthenticationFailed,
+            "XAuth failed: Login incorrect",
+        )));
+        assert_eq!(s.state, State::Failed);
+        assert_eq!(s.protection, on, "held after the failure");
+        assert_eq!(
+            s.last_error.as_ref().map(|e| e.kind),
+            Some(FailureKind::AuthenticationFailed)
+        );
+        // The user disconnects: the table goes, then the task ends.
+        s.apply(&Event::Protection(Vec::new()));
+        assert!(s.protection.is_empty());
+        assert_eq!(
+            Event::FailedHolding(Failure::new(FailureKind::NotResponding, "gone")).to_string(),
+            "failed: gone; the kill switch holds until you disconnect"
+        );
+    }
+
+    #[test]
     fn failures_are_kept_with_their_kind() {
         use postern_dbus::failure::FailureKind;
         let mut s = Status::new("gw");
