@@ -345,3 +345,98 @@ fn network_back_while_waiting_retries_at_once() {
         Ok(())
     });
 }
+
+/// XAuth on a reconnect: the profile has no password, the user types it once (here on
+/// the terminal `postern-helper up` asks on, a pty made by `script`); after the outer
+/// address changes, the new negotiation's XAuth is answered from the helper's memory
+/// and nobody is asked again.
+#[test]
+fn xauth_answered_from_memory_after_a_network_change() {
+    let t = Tunnel::main_psk("roam-xauth")
+        .xauth("alice", "alice-pass-7", "alice-pass-7")
+        .mode_config(true)
+        .dpd(10, 30);
+    run_scenario("roam-xauth", |lab: &Lab| {
+        let _gw = lab.start_gateway(&t)?;
+        let profile = lab.write_profile(&t)?;
+        let text = std::fs::read_to_string(&profile)?;
+        std::fs::write(&profile, text.replace("password = \"alice-pass-7\"\n", ""))?;
+        let helper = postern_lab::postern::helper_path()?;
+        // The password typed once; the pipe stays open (bounded: 40 s).
+        let line = format!(
+            "(sleep 1; printf 'alice-pass-7\\r'; sleep 40) | script -qfec 'exec {} up {}' /dev/null",
+            helper.display(),
+            profile.display()
+        );
+        let mut cmd = lab.command(Role::Client, Path::new("sh"));
+        cmd.args(["-c", &line]);
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let up = Proc::spawn("postern-helper-pty", cmd, Some(&lab.dir.join("pty.out")))?;
+        lab.adopt(&up);
+        let asked = |p: &Proc| {
+            p.lines_of(Stream::Stdout)
+                .iter()
+                .filter(|l| l.contains("xauth: the gateway asks for"))
+                .count()
+        };
+        let connected = |p: &Proc| {
+            p.lines_of(Stream::Stdout)
+                .iter()
+                .filter(|l| l.starts_with("connected"))
+                .count()
+        };
+        up.wait_line(Some(Stream::Stdout), "connected", Duration::from_secs(20))?;
+        lab_ensure!(asked(&up) == 1, "asked {} times", asked(&up));
+        lab.exec(
+            Role::Client,
+            &["ip", "addr", "del", "192.0.2.2/24", "dev", "c0"],
+        )?;
+        lab.exec(
+            Role::Client,
+            &[
+                "ip",
+                "addr",
+                "add",
+                &format!("{NEW_CLIENT_ADDR}/24"),
+                "dev",
+                "c0",
+            ],
+        )?;
+        up.wait_line(
+            Some(Stream::Stdout),
+            "xauth: answered with what was given at connect",
+            Duration::from_secs(10),
+        )?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while connected(&up) < 2 {
+            lab_ensure!(
+                Instant::now() < deadline,
+                "not connected again: {:?}",
+                up.lines_of(Stream::Stdout)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        lab_ensure!(
+            asked(&up) == 1,
+            "asked again: {:?}",
+            up.lines_of(Stream::Stdout)
+        );
+        lab.ping(Role::Client, None, LAN_HOST)?;
+        // The password is in no line the helper printed.
+        let all = up.lines();
+        lab_ensure!(
+            !all.iter().any(|l| l.text.contains("alice-pass-7")),
+            "the password was printed"
+        );
+        // A clean end: SIGTERM to the group (the helper, script and the feeding shell).
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", "--", &format!("-{}", up.pid())])
+            .status();
+        up.wait_line(
+            Some(Stream::Stdout),
+            "disconnected",
+            Duration::from_secs(15),
+        )?;
+        Ok(())
+    });
+}

@@ -363,8 +363,23 @@ impl<'d> Session<'d> {
         }
     }
 
-    /// The engine's outputs, in its documented order: datagrams, then events.
+    /// The engine's outputs, in its documented order: datagrams, then events; again
+    /// after each event, since handling one may feed the engine (XAuth answered from
+    /// memory) and its datagrams must not wait for the next wakeup.
     async fn drive_engine(&mut self) -> Result<Flow, Failure> {
+        loop {
+            self.send_datagrams().await?;
+            let Some(ev) = self.ike.poll_event() else {
+                return Ok(Flow::Continue);
+            };
+            if let Flow::Closed = self.on_engine_event(ev).await? {
+                return Ok(Flow::Closed);
+            }
+        }
+    }
+
+    /// Sends what the engine has to send.
+    async fn send_datagrams(&mut self) -> Result<(), Failure> {
         while let Some(t) = self.ike.poll_transmit() {
             if let Err(e) = send(&self.socket, self.natt.as_ref(), &t).await {
                 // ICMP unreachable comes back as ECONNREFUSED on a connected socket:
@@ -377,12 +392,7 @@ impl<'d> Session<'d> {
                 }
             }
         }
-        while let Some(ev) = self.ike.poll_event() {
-            if let Flow::Closed = self.on_engine_event(ev).await? {
-                return Ok(Flow::Closed);
-            }
-        }
-        Ok(Flow::Continue)
+        Ok(())
     }
 
     /// Waits for the next thing to do.
