@@ -277,7 +277,7 @@ pub struct Network {
     pub portal_url: Option<String>,
     /// The kill switch: while the tunnel is up or reconnecting, its traffic never
     /// leaves outside it (everything, for a full tunnel; the tunnel's networks, for a
-    /// split one). Default off. Needs the userspace datapath.
+    /// split one). Default off. Either datapath.
     pub kill_switch: bool,
     /// With the kill switch: the local networks (RFC 1918, link-local) stay reachable
     /// outside the tunnel. Default off.
@@ -1595,13 +1595,6 @@ fn parse_network(cx: &Cx<'_>, n: &RawNetwork) -> Result<Network, ProfileError> {
         kill_switch: n.kill_switch.as_ref().is_some_and(|b| *b.get_ref()),
         allow_lan: n.allow_lan.as_ref().is_some_and(|b| *b.get_ref()),
     };
-    if network.kill_switch && network.datapath == Datapath::Kernel {
-        return Err(cx.err(
-            "network.kill_switch",
-            n.kill_switch.as_ref().map(|b| b.span()),
-            "the kill switch needs the userspace datapath (network.datapath = \"userspace\" or \"auto\"): it lets the tunnel's traffic out through Postern's TUN device only",
-        ));
-    }
     Ok(network)
 }
 

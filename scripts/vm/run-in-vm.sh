@@ -65,6 +65,10 @@ mkdir -p dev/pts dev/shm run/netns run/lock
 mount -t devpts -o newinstance,ptmxmode=666 devpts dev/pts
 mount -t tmpfs -o mode=1777 shm dev/shm
 ln -sfn /proc/self/fd dev/fd
+# As udev makes them: nft -j -f /dev/stdin (the kill switch) reads through this.
+ln -sfn /proc/self/fd/0 dev/stdin
+ln -sfn /proc/self/fd/1 dev/stdout
+ln -sfn /proc/self/fd/2 dev/stderr
 chmod 1777 tmp 2>/dev/null
 hostname postern-vm
 ip link set lo up

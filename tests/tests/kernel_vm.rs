@@ -18,7 +18,9 @@
 //! Postern's back: the kernel's acquire makes it negotiate a new pair; (8) every ESP
 //! algorithm family of the kernel backend (AES-GCM-16, AES-CBC with HMAC-SHA1/SHA2,
 //! 3DES) carries a ping, with the kernel's own algorithm names and truncation lengths in
-//! the client's SAs. Root only.
+//! the client's SAs; (9) the kill switch with the kernel datapath: the tunnel's own
+//! packets (from the inner address, in the clear before XFRM) go through, and with the
+//! gateway dead not one packet to the office network leaves in the clear. Root only.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -98,6 +100,7 @@ fn kernel_datapath_in_a_vm() {
         "inner_kernel_transport_mode_and_rekey",
         "inner_kernel_acquire_after_sas_flushed",
         "inner_kernel_algorithms",
+        "inner_kernel_kill_switch",
     ] {
         assert!(
             stdout.contains(&format!("test {t} ... ok")),
@@ -994,4 +997,98 @@ fn lsw_vm_certificates_esp_in_udp_userspace() {
             Ok(())
         },
     );
+}
+
+/// Counts, on the gateway's side, what arrives from the client's link for the office
+/// network outside IKE and ESP (as in `tests/killswitch.rs`).
+const OFFICE_COUNTER: &str = r#"
+table inet plcount {
+    counter office { }
+    chain pre {
+        type filter hook prerouting priority -300; policy accept;
+        iifname "g0" ip daddr 192.0.2.1 udp dport { 500, 4500 } return
+        iifname "g0" ip daddr 192.0.2.1 meta l4proto esp return
+        iifname "g0" ip daddr 10.77.0.0/24 counter name office return
+    }
+}
+"#;
+
+fn office_packets(lab: &Lab) -> postern_lab::Result<u64> {
+    let out = lab.exec(
+        Role::Gw,
+        &["nft", "list", "counter", "inet", "plcount", "office"],
+    )?;
+    Ok(out
+        .split_whitespace()
+        .skip_while(|w| *w != "packets")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u64::MAX))
+}
+
+/// The kill switch with the kernel datapath (no TUN device): the ping through the
+/// tunnel works (the rules let the inner address's packets out for XFRM); the gateway
+/// killed, pings to the office network while the client reconnects never reach the
+/// gateway's link in the clear; SIGTERM removes the table.
+#[test]
+#[ignore = "runs inside the VM, started by kernel_datapath_in_a_vm"]
+fn inner_kernel_kill_switch() {
+    only_in_vm();
+    let t = Tunnel::main_psk("kvm-ks").kernel_esp("off").dpd(2, 6);
+    run_scenario("kvm-ks", |lab: &Lab| {
+        lab.exec(
+            Role::Client,
+            &["ip", "route", "add", "default", "via", "192.0.2.1"],
+        )?;
+        let file = lab.dir.join("plcount.nft");
+        std::fs::write(&file, OFFICE_COUNTER)?;
+        lab.exec(Role::Gw, &["nft", "-f", &file.to_string_lossy()])?;
+        let gw = lab.start_gateway(&t)?;
+        let profile = lab.write_profile(&t)?;
+        let text = std::fs::read_to_string(&profile)?;
+        std::fs::write(
+            &profile,
+            text.replace("[network]\n", "[network]\nkill_switch = true\n"),
+        )?;
+        let client = postern_lab::Client::start(lab, &profile)?;
+        lab.adopt(&client.proc);
+        client.wait_connected()?;
+        wait_gateway_child(&gw)?;
+        let out = client.stdout();
+        lab_ensure!(
+            out.iter().any(|l| l.starts_with("datapath kernel"))
+                && out
+                    .iter()
+                    .any(|l| l.starts_with("kill switch on: the tunnel's networks")),
+            "not the kernel datapath with the kill switch: {out:?}"
+        );
+        lab.ping(Role::Client, None, LAN_HOST)?;
+        gw.kill()?;
+        lab.exec(
+            Role::Gw,
+            &["nft", "reset", "counters", "table", "inet", "plcount"],
+        )?;
+        client.wait_line("connection lost", Duration::from_secs(20))?;
+        let _ = lab.exec(
+            Role::Client,
+            &["ping", "-n", "-c", "10", "-i", "0.2", "-W", "1", LAN_HOST],
+        );
+        let office = office_packets(lab)?;
+        lab_ensure!(
+            office == 0,
+            "{office} packets to the office network in the clear"
+        );
+        client.sigterm()?;
+        let code = client.exit_code(Duration::from_secs(30))?;
+        lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
+        let tables = lab.exec(Role::Client, &["nft", "list", "tables"])?;
+        lab_ensure!(!tables.contains("postern_"), "table left: {tables}");
+        // The control: without it the same ping is counted.
+        let _ = lab.exec(
+            Role::Client,
+            &["ping", "-n", "-c", "3", "-i", "0.2", "-W", "1", LAN_HOST],
+        );
+        lab_ensure!(office_packets(lab)? >= 3, "the counter does not count");
+        Ok(())
+    });
 }

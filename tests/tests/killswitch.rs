@@ -151,7 +151,29 @@ fn holds_while_reconnecting(lab: &Lab, t: &Tunnel, full: bool) -> Result<()> {
     let client = Client::start(lab, &profile)?;
     lab.adopt(&client.proc);
     client.wait_connected()?;
-    let line = client.wait_line("kill switch on:", Duration::from_secs(5))?;
+    // Held from the first attempt (only the gateway reached), then the tunnel's rules.
+    let first = client.wait_line("kill switch on:", Duration::from_secs(5))?;
+    lab_ensure!(
+        first
+            .text
+            .ends_with("(while connecting: only the gateway is reached)"),
+        "{first:?}"
+    );
+    let out = client.stdout();
+    let at = |p: &str| out.iter().position(|l| l.starts_with(p));
+    lab_ensure!(
+        matches!((at("kill switch on:"), at("connecting ")), (Some(k), Some(c)) if k < c),
+        "the kill switch came after the first attempt: {out:?}"
+    );
+    let Some(text) = out
+        .iter()
+        .rev()
+        .find(|l| l.starts_with("kill switch on:"))
+        .cloned()
+    else {
+        postern_lab::lab_bail!("no kill switch line: {out:?}");
+    };
+    let line = postern_lab::process::Line { text, ..first };
     let want = if full {
         "kill switch on: nothing leaves outside the tunnel"
     } else {
@@ -389,6 +411,87 @@ fn site_policy_forces_the_kill_switch() {
             postern_tables(lab)?.is_empty(),
             "table left after disconnect"
         );
+        Ok(())
+    });
+}
+
+/// The kill switch holds from the first attempt (before any tunnel exists) and stays
+/// after a failure that is not retried (the gateway refuses the XAuth password) until
+/// the user disconnects: meanwhile not one packet to the office network or elsewhere
+/// reaches the gateway's link in the clear.
+#[test]
+fn kill_switch_holds_from_the_first_attempt_and_after_a_failure() {
+    let t = Tunnel::main_psk("ks-fail")
+        .xauth("alice", "alice-pass-7", "not-her-password")
+        .mode_config(true);
+    run_scenario("ks-fail", |lab: &Lab| {
+        default_route(lab)?;
+        install_counters(lab)?;
+        let _gw = lab.start_gateway(&t)?;
+        let profile = kill_switch_profile(lab, &t, "kill_switch = true\n")?;
+        let client = Client::start(lab, &profile)?;
+        lab.adopt(&client.proc);
+        let first = client.wait_line("kill switch on:", Duration::from_secs(10))?;
+        lab_ensure!(
+            first.text
+                == "kill switch on: nothing leaves outside the tunnel (while connecting: only the gateway is reached)",
+            "{first:?}"
+        );
+        let held = client.wait_line("failed:", Duration::from_secs(40))?;
+        lab_ensure!(
+            held.text.contains("XAuth failed")
+                && held
+                    .text
+                    .ends_with("the kill switch holds until you disconnect"),
+            "{held:?}"
+        );
+        let out = client.stdout();
+        let at = |p: &str| out.iter().position(|l| l.starts_with(p));
+        lab_ensure!(
+            matches!((at("kill switch on:"), at("connecting ")), (Some(k), Some(c)) if k < c),
+            "the kill switch came after the first attempt: {out:?}"
+        );
+        lab_ensure!(
+            client.proc.try_status().is_none(),
+            "the helper ended instead of holding: {out:?}"
+        );
+        lab_ensure!(postern_tables(lab)?.len() == 1, "no table while failed");
+        reset_counters(lab)?;
+        let outside = "198.18.0.1";
+        let traffic = start_traffic(lab, 3, &[LAN_HOST, outside])?;
+        let said = finish_traffic(traffic)?;
+        let (office, other) = (counter(lab, "office")?, counter(lab, "other")?);
+        eprintln!(
+            "killswitch after a failure: office {office}, other {other} packets at the gateway; generators: {}",
+            said.lines().last().unwrap_or("")
+        );
+        lab_ensure!(
+            office == 0 && other == 0,
+            "{office} + {other} packets left in the clear"
+        );
+        // The user disconnects: the failure is the exit code, the table goes.
+        client.sigterm()?;
+        let code = client.exit_code(Duration::from_secs(15))?;
+        lab_ensure!(code == exit::AUTH_FAILED, "exit code {code}");
+        lab_ensure!(
+            postern_tables(lab)?.is_empty(),
+            "table left after the disconnect"
+        );
+        lab_ensure!(
+            client
+                .stdout()
+                .iter()
+                .any(|l| l.starts_with("kill switch off")),
+            "no `kill switch off` line: {:?}",
+            client.stdout()
+        );
+        reset_counters(lab)?;
+        let _ = lab.exec(
+            Role::Client,
+            &["ping", "-n", "-c", "3", "-i", "0.2", "-W", "1", LAN_HOST],
+        );
+        let office = counter(lab, "office")?;
+        lab_ensure!(office >= 3, "the control ping was not counted ({office})");
         Ok(())
     });
 }

@@ -599,17 +599,17 @@ async fn down(name: &str) -> Result<(), Fail> {
             .collect();
     }
     // A tunnel that has ended lingers a while for its state to be read: not up.
+    // A failed one whose kill switch holds is still up: it waits for this disconnect.
     let mut live: Vec<OwnedObjectPath> = Vec::new();
     for path in found {
-        let st = ConnectionProxy::builder(&conn)
+        let c = ConnectionProxy::builder(&conn)
             .path(path.clone())?
             .cache_properties(zbus::proxy::CacheProperties::No)
             .build()
-            .await?
-            .state()
-            .await
-            .unwrap_or_default();
-        if st != state::DISCONNECTED && st != state::FAILED {
+            .await?;
+        let st = c.state().await.unwrap_or_default();
+        let holding = st == state::FAILED && !c.protection().await.unwrap_or_default().is_empty();
+        if (st != state::DISCONNECTED && st != state::FAILED) || holding {
             live.push(path);
         }
     }
@@ -629,8 +629,9 @@ async fn down(name: &str) -> Result<(), Fail> {
             .build()
             .await?;
         for _ in 0..100 {
+            let held = !c.protection().await.unwrap_or_default().is_empty();
             match c.state().await {
-                Ok(s) if s == state::DISCONNECTED || s == state::FAILED => break,
+                Ok(s) if (s == state::DISCONNECTED || s == state::FAILED) && !held => break,
                 Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
                 Err(_) => break,
             }

@@ -91,6 +91,48 @@ impl Active {
         Ok((dp, line))
     }
 
+    /// Parks a userspace datapath between two negotiations ([`Datapath::park`]: the
+    /// device, inner address and routes stay); `false` for the kernel's, which the
+    /// caller stops instead.
+    pub fn park(&mut self) -> bool {
+        match self {
+            Active::User(d) => {
+                d.park();
+                true
+            }
+            Active::Kernel(_) => false,
+        }
+    }
+
+    /// Takes a parked datapath up again with the next negotiation's first SA and
+    /// installs it. `Ok(None)`: it cannot carry it (another gateway, another inner
+    /// address, the kernel's): the caller stops it and starts a new one.
+    /// The socket is taken out of `s` only when it is used.
+    pub fn resume(&mut self, s: &mut Start, c: &ChildSa) -> Result<Option<String>, DatapathError> {
+        let Active::User(d) = self else {
+            return Ok(None);
+        };
+        let vip = virtual_ip(c, s.fixed_vip)?;
+        if !d.can_resume(s.gateway, vip) {
+            return Ok(None);
+        }
+        let socket = s.esp_socket.take().ok_or(DatapathError::Unsupported(
+            "a resume without the ESP socket",
+        ))?;
+        d.resume(socket, c.udp_encapsulation)?;
+        d.rekey = Some(s.rekey.clone());
+        d.set_nat_keepalive(s.nat_keepalive);
+        self.install(c).map(Some)
+    }
+
+    /// The inner address it holds.
+    pub fn vip(&self) -> IpAddr {
+        match self {
+            Active::User(d) => d.vip,
+            Active::Kernel(d) => d.vip(),
+        }
+    }
+
     pub fn is_kernel(&self) -> bool {
         matches!(self, Active::Kernel(_))
     }

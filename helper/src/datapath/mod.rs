@@ -187,6 +187,8 @@ pub struct Datapath {
     resolved_link: Option<u32>,
     /// Where volume-lifetime rekeys are asked for.
     rekey: Option<RekeySender>,
+    /// The DNS settings made (a reconnect that keeps the device does not make them twice).
+    dns_set: Option<kernel::dns::DnsConfig>,
 }
 
 /// A large zeroed buffer mapped from the kernel: its pages become resident only when
@@ -283,6 +285,7 @@ impl Datapath {
             stats: Arc::new(Stats::default()),
             resolved_link: None,
             rekey: None,
+            dns_set: None,
             udp,
             vnet_hdr,
             staged: Vec::new(),
@@ -314,23 +317,87 @@ impl Datapath {
                 &true,
             );
         }
+        dp.spawn_worker(dev, socket)?;
+        Ok(dp)
+    }
+
+    /// Starts the outbound worker sending on `socket`.
+    fn spawn_worker(
+        &mut self,
+        dev: Arc<SyncDevice>,
+        socket: UdpSocket,
+    ) -> Result<(), DatapathError> {
         let worker = Outward {
             dev,
             socket,
-            sas: Arc::clone(&dp.outbound),
-            interrupt: Arc::clone(&dp.interrupt),
-            stopping: Arc::clone(&dp.stopping),
-            stats: Arc::clone(&dp.stats),
-            keepalive_ms: Arc::clone(&dp.keepalive_ms),
-            gso: std::cell::Cell::new(udp),
+            sas: Arc::clone(&self.outbound),
+            interrupt: Arc::clone(&self.interrupt),
+            stopping: Arc::clone(&self.stopping),
+            stats: Arc::clone(&self.stats),
+            keepalive_ms: Arc::clone(&self.keepalive_ms),
+            gso: std::cell::Cell::new(self.udp),
         };
-        dp.worker = Some(
+        self.worker = Some(
             std::thread::Builder::new()
                 .name("postern-esp-out".into())
                 .spawn(move || worker.run())
                 .map_err(DatapathError::Thread)?,
         );
-        Ok(dp)
+        Ok(())
+    }
+
+    /// Stops the outbound worker (its duplicate of the ESP socket is closed with it).
+    fn stop_worker(&mut self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let _ = self.interrupt.trigger();
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+    }
+
+    /// Between two negotiations (the network changed, the gateway was lost): the
+    /// worker stops and closes its socket, every SA is forgotten, and the device, its
+    /// address and the routes stay. What applications send meanwhile waits in the
+    /// device's queue or is dropped there; nothing leaves outside the tunnel.
+    pub fn park(&mut self) {
+        self.stop_worker();
+        self.inbound.clear();
+        self.outbound
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.n_staged = 0;
+    }
+
+    /// Whether a parked datapath can carry the next negotiation's SAs: the same
+    /// gateway and the same inner address.
+    pub fn can_resume(&self, gateway: IpAddr, vip: IpAddr) -> bool {
+        self.journal.is_some() && self.dev.is_some() && self.gateway == gateway && self.vip == vip
+    }
+
+    /// Takes a parked datapath up again with the new negotiation's socket (a duplicate
+    /// of its NAT-T socket, or its raw ESP socket); the SAs follow with
+    /// [`Datapath::install`].
+    pub fn resume(&mut self, socket: OwnedFd, udp: bool) -> Result<(), DatapathError> {
+        self.park();
+        let dev = self
+            .dev
+            .as_ref()
+            .map(Arc::clone)
+            .ok_or(DatapathError::Unsupported("a resume after teardown"))?;
+        let socket = UdpSocket::from(socket);
+        raise_receive_buffer(&socket);
+        if udp {
+            let _ = nix::sys::socket::setsockopt(
+                &socket,
+                nix::sys::socket::sockopt::UdpGroSegment,
+                &true,
+            );
+        }
+        self.udp = udp;
+        self.stopping = Arc::new(AtomicBool::new(false));
+        self.interrupt = Arc::new(InterruptEvent::new().map_err(DatapathError::Tun)?);
+        self.spawn_worker(dev, socket)
     }
 
     pub fn device_name(&self) -> &str {
@@ -448,6 +515,10 @@ impl Datapath {
         cfg: &kernel::dns::DnsConfig,
         tunnel: &str,
     ) -> Result<String, DatapathError> {
+        // Kept across a reconnect: the same settings are in place already.
+        if self.dns_set.as_ref() == Some(cfg) {
+            return Ok("dns: unchanged (kept with the device)".into());
+        }
         let Some(j) = self.journal.as_mut() else {
             return Ok("dns: no journal, left alone".into());
         };
@@ -457,9 +528,12 @@ impl Datapath {
             let idx = kernel::net::device_index(&self.name)?;
             let line = kernel::resolved::apply(idx, &self.name, cfg)?;
             self.resolved_link = Some(idx);
+            self.dns_set = Some(cfg.clone());
             return Ok(line);
         }
-        Ok(kernel::dns::apply(j, cfg, tunnel)?)
+        let line = kernel::dns::apply(j, cfg, tunnel)?;
+        self.dns_set = Some(cfg.clone());
+        Ok(line)
     }
 
     /// Sets the NAT keepalive interval (`None`: no keepalives).
@@ -675,11 +749,7 @@ impl Datapath {
     /// Stops the worker, removes the device, the address and the routes (exactly what
     /// the journal names), and removes the journal. Returns a summary line.
     fn teardown(&mut self) -> String {
-        self.stopping.store(true, Ordering::SeqCst);
-        let _ = self.interrupt.trigger();
-        if let Some(w) = self.worker.take() {
-            let _ = w.join();
-        }
+        self.stop_worker();
         let mut errors = Vec::new();
         if let Some(idx) = self.resolved_link.take()
             && let Err(e) = kernel::resolved::revert(idx)

@@ -132,12 +132,8 @@ impl Policy {
     /// algorithm refuses the profile, as `(key, sentence)`.
     pub fn apply(&self, p: &mut Profile) -> Result<(), (String, String)> {
         if self.force_kill_switch {
-            if p.network.datapath == postern_dbus::profile::Datapath::Kernel {
-                return Err((
-                    "network.datapath".to_string(),
-                    "this machine's policy forces the kill switch, which needs the userspace datapath: set network.datapath to \"auto\" or \"userspace\"".to_string(),
-                ));
-            }
+            // Either datapath: with XFRM the rules know the tunnel's packets by their
+            // inner source address.
             p.network.kill_switch = true;
         }
         if self.forbid.is_empty() {
@@ -253,9 +249,8 @@ mod tests {
         assert_eq!(pol.apply(&mut p), Ok(()));
         assert!(p.network.kill_switch, "forced on");
         let mut kernel = profile("[network]\ndatapath = \"kernel\"\n");
-        let (key, why) = pol.apply(&mut kernel).unwrap_err();
-        assert_eq!(key, "network.datapath");
-        assert!(why.contains("forces the kill switch"), "{why}");
+        assert_eq!(pol.apply(&mut kernel), Ok(()));
+        assert!(kernel.network.kill_switch, "forced on with XFRM too");
         // "profile" (the default): each profile decides.
         let open = Policy::parse("[network]\nkill_switch = \"profile\"\n", "p").unwrap();
         let mut p = profile("");

@@ -14,7 +14,13 @@
 //! 2. IKE (UDP 500, 4500) and raw ESP to the gateway;
 //! 3. DHCP and DHCPv6 client traffic, IPv6 neighbour discovery on the link;
 //! 4. DNS (port 53, UDP and TCP) only to the tunnel's servers, when pinned;
-//! 5. anything through Postern's TUN devices (`postern*`);
+//! 5. anything through Postern's TUN devices (`postern*`); with the kernel (XFRM)
+//!    datapath, which has no device, the tunnel's own packets: source = the inner
+//!    address (to the tunnel's networks, or anywhere for a full tunnel). The output
+//!    hook sees them in the clear before XFRM encrypts them (the ESP packet then
+//!    passes the hook again, to the gateway: rule 2); XFRM's `out` policy for that
+//!    source sends them through an SA or drops them, and without the inner address
+//!    on the host no packet can have that source, so nothing of it leaves in the clear;
 //! 6. the local networks (RFC 1918, link-local, multicast; IPv6 ULA and link-local),
 //!    when `allow_lan`;
 //! 7. then: a full tunnel refuses everything else; a split tunnel refuses only its
@@ -64,6 +70,11 @@ pub struct Rules {
     pub allow_lan: bool,
     /// A full tunnel without IPv6 inside: every IPv6 packet outside it is refused.
     pub block_ipv6: bool,
+    /// The kernel (XFRM) datapath's inner address: its packets are the tunnel's.
+    pub inner: Option<IpAddr>,
+    /// Held before the tunnel is up (its networks not known yet: everything but the
+    /// way to the gateway is refused).
+    pub connecting: bool,
 }
 
 impl Rules {
@@ -105,7 +116,12 @@ impl Rules {
             } else {
                 format!("; {}", extra.join("; "))
             };
-            out.push(format!("kill switch on: {scope}{extra}"));
+            let when = if self.connecting {
+                " (while connecting: only the gateway is reached)"
+            } else {
+                ""
+            };
+            out.push(format!("kill switch on: {scope}{extra}{when}"));
         }
         if self.block_ipv6 {
             out.push("IPv6 blocked while connected: the tunnel carries IPv4 only".to_string());
@@ -197,6 +213,14 @@ fn daddr(v6: bool) -> Expression<'static> {
         field("ip6", "daddr")
     } else {
         field("ip", "daddr")
+    }
+}
+
+fn saddr(v6: bool) -> Expression<'static> {
+    if v6 {
+        field("ip6", "saddr")
+    } else {
+        field("ip", "saddr")
     }
 }
 
@@ -301,6 +325,24 @@ impl Rules {
         }
         // Through the tunnel (Postern's TUN devices).
         r.push(vec![is(meta(MetaKey::Oifname), s("postern*")), accept()]);
+        // The kernel datapath's packets, in the clear before XFRM takes them.
+        if let Some(inner) = self.inner {
+            let v6 = inner.is_ipv6();
+            let from = is(saddr(v6), s(inner.to_string()));
+            if self.full_tunnel {
+                r.push(vec![from, accept()]);
+            } else {
+                let nets: Vec<Expression<'static>> = self
+                    .networks
+                    .iter()
+                    .filter(|(a, _)| a.is_ipv6() == v6)
+                    .map(|(a, l)| prefix(*a, *l))
+                    .collect();
+                if !nets.is_empty() {
+                    r.push(vec![from, is(daddr(v6), set(nets)), accept()]);
+                }
+            }
+        }
         match self.mode {
             Mode::Ipv6Block => {
                 r.push(vec![nfproto(true), refuse()]);
@@ -504,6 +546,8 @@ mod tests {
             dns: vec!["10.77.0.53".parse().unwrap()],
             allow_lan: false,
             block_ipv6: full,
+            inner: None,
+            connecting: false,
         }
     }
 
@@ -568,6 +612,71 @@ mod tests {
         assert_eq!(
             r.describe(),
             ["IPv6 blocked while connected: the tunnel carries IPv4 only"]
+        );
+    }
+
+    #[test]
+    fn kernel_datapath_lets_the_inner_address_out_for_xfrm() {
+        // Split: from the inner address to the tunnel's networks, before the refusal
+        // of those networks.
+        let r = Rules {
+            inner: Some("10.200.1.1".parse().unwrap()),
+            ..rules(Mode::KillSwitch, false)
+        };
+        let st: Vec<String> = r
+            .statements()
+            .iter()
+            .map(|x| serde_json::to_string(x).unwrap())
+            .collect();
+        let from = st
+            .iter()
+            .position(|x| {
+                x.contains(r#""field":"saddr"}},"right":"10.200.1.1""#)
+                    && x.contains(r#""prefix":{"addr":"10.77.0.0","len":24}"#)
+                    && x.contains("accept")
+            })
+            .unwrap_or_else(|| panic!("no inner-address rule: {st:#?}"));
+        let refusal = st
+            .iter()
+            .position(|x| x.contains(r#""addr":"10.77.0.0""#) && x.contains("reject"))
+            .unwrap();
+        assert!(from < refusal, "{st:#?}");
+        // Full: everything from the inner address, before the final refusal.
+        let full = Rules {
+            inner: Some("10.200.1.1".parse().unwrap()),
+            ..rules(Mode::KillSwitch, true)
+        };
+        let st = full.statements();
+        let n = st.len();
+        let text = serde_json::to_string(&st[n - 2]).unwrap();
+        assert!(
+            text.contains(r#""right":"10.200.1.1""#) && text.contains("accept"),
+            "{text}"
+        );
+        // The userspace datapath has no such rule.
+        let none = serde_json::to_string(&rules(Mode::KillSwitch, true).statements()).unwrap();
+        assert!(!none.contains("saddr"), "{none}");
+    }
+
+    #[test]
+    fn while_connecting_only_the_gateway_is_reached() {
+        let r = Rules {
+            connecting: true,
+            pin_dns: false,
+            dns: Vec::new(),
+            networks: Vec::new(),
+            block_ipv6: false,
+            ..rules(Mode::KillSwitch, true)
+        };
+        let st = r.statements();
+        assert!(matches!(st.last().unwrap()[..], [Statement::Reject(_)]));
+        let j = serde_json::to_string(&st).unwrap();
+        assert!(j.contains(r#""right":"192.0.2.1""#), "{j}");
+        assert_eq!(
+            r.describe(),
+            [
+                "kill switch on: nothing leaves outside the tunnel (while connecting: only the gateway is reached)"
+            ]
         );
     }
 

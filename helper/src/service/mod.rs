@@ -1109,6 +1109,16 @@ async fn pump(
             for line in ev.to_string().lines() {
                 c.log_line(&bus, line).await;
             }
+            // A kept-up tunnel starts again by itself: its kill switch is not held
+            // for a disconnect nobody will send.
+            if matches!(ev, Event::FailedHolding(_))
+                && c.keep_up
+                && !c.stopped.load(Ordering::Acquire)
+            {
+                let _ = c.send(tunnel::Command::Disconnect {
+                    reason: "kept up: trying again".into(),
+                });
+            }
             if let Event::CredentialsRequired(req) = &ev {
                 let fields: Vec<&str> = req
                     .fields

@@ -20,6 +20,7 @@ pub mod netwatch;
 mod session;
 mod sockets;
 pub mod status;
+mod xauth;
 
 pub use session::Role;
 
@@ -33,7 +34,9 @@ use postern_engine::ike::{
 };
 use tokio::sync::{mpsc, oneshot};
 
+use crate::datapath::Active;
 use crate::kernel::firewall::{self, Firewall, Rules};
+use xauth::XAuthCache;
 
 use postern_dbus::failure::FailureKind;
 
@@ -173,6 +176,9 @@ pub enum Event {
     Resumed,
     /// The gateway answered the check after a resume: the tunnel is up as it was.
     GatewayAnswered,
+    /// The tunnel failed and will not be tried again, but the kill switch holds until
+    /// the user disconnects (then the task ends with this failure).
+    FailedHolding(Failure),
     /// Closing on request; `reason` as given in [`Command::Disconnect`].
     Closing {
         reason: String,
@@ -274,6 +280,9 @@ impl fmt::Display for Event {
             Event::Resumed => f.write_str("resumed: checking the gateway"),
             Event::GatewayAnswered => {
                 f.write_str("resumed: the gateway answered; the tunnel is up")
+            }
+            Event::FailedHolding(e) => {
+                write!(f, "failed: {e}; the kill switch holds until you disconnect")
             }
             Event::Closing { reason } => write!(f, "closing ({reason})"),
             Event::Disconnected => f.write_str("disconnected"),
@@ -379,17 +388,21 @@ pub fn spawn_as(profile: Profile, role: Role) -> Handle {
             firewall: None,
             logind: None,
             requested_address: None,
+            kept: None,
+            xauth: XAuthCache::default(),
+            gateway: None,
         };
-        if d.profile.network.kill_switch
-            && d.profile.network.datapath == postern_dbus::profile::Datapath::Auto
-        {
-            // The kill switch lets the tunnel's traffic out through the TUN device only.
-            d.profile.network.datapath = postern_dbus::profile::Datapath::Userspace;
-            d.emit(Event::Note(
-                "datapath: userspace (the kill switch lets the tunnel's traffic out through its TUN device only)".into(),
-            ));
-        }
         let r = d.run().await;
+        d.stop_kept().await;
+        if let Err(f) = &r
+            && d.firewall
+                .as_ref()
+                .is_some_and(|f| f.rules().mode == firewall::Mode::KillSwitch)
+        {
+            // Failed, not disconnected: the kill switch holds until the user says.
+            d.emit(Event::FailedHolding(f.clone()));
+            d.wait_for_disconnect().await;
+        }
         d.lift_firewall().await;
         r
     });
@@ -418,11 +431,56 @@ struct Driver {
     /// The inner address the gateway gave last: asked for again when the tunnel is
     /// negotiated anew (network change, resume), so applications' connections survive.
     requested_address: Option<Ipv4Addr>,
+    /// The userspace datapath parked between two negotiations (device, inner address
+    /// and routes in place, no SAs): the next session takes it up.
+    kept: Option<Active>,
+    /// XAuth answers the user gave, for the reconnects of this tunnel (memory only,
+    /// dropped, zeroized, when the task ends).
+    xauth: XAuthCache,
+    /// The gateway's address as last resolved: the network is watched for a way to it
+    /// while waiting between attempts.
+    gateway: Option<IpAddr>,
 }
 
 /// What the command channel said while waiting between attempts.
 enum Interrupt {
     Disconnect,
+}
+
+/// The outer network while waiting between attempts: a new way to the gateway (a new
+/// address, the default route back) ends the wait at once.
+struct BackoffWatch {
+    watcher: netwatch::Watcher,
+    /// The route to the gateway when the wait began (`None`: none).
+    before: Option<netwatch::Path>,
+}
+
+impl BackoffWatch {
+    async fn open(gateway: Option<IpAddr>, kept: Option<&mut Active>) -> Option<BackoffWatch> {
+        let mut watcher = netwatch::Watcher::open(gateway?).ok()?;
+        if let Some(name) = kept
+            .and_then(Active::user)
+            .map(|d| d.device_name().to_string())
+            && let Ok(index) = nix::net::if_::if_nametoindex(name.as_str())
+        {
+            watcher.ignore_device(index);
+        }
+        let before = watcher.path().await;
+        Some(BackoffWatch { watcher, before })
+    }
+
+    /// Waits until the network changed into one with another way to the gateway;
+    /// returns the address it is now reached from.
+    async fn new_way(&mut self) -> IpAddr {
+        loop {
+            self.watcher.changed().await;
+            if let Some(now) = self.watcher.path().await
+                && netwatch::judge_wait(self.before.as_ref(), &now)
+            {
+                return now.source;
+            }
+        }
+    }
 }
 
 impl Driver {
@@ -471,6 +529,51 @@ impl Driver {
         }
     }
 
+    /// The kill switch while a negotiation runs: made at the first attempt (only the
+    /// way to `gateway` open until the tunnel's networks are known); a table already
+    /// there (a reconnect) stays as it is, following a gateway that moved.
+    async fn hold_while_connecting(&mut self, gateway: IpAddr) -> Result<(), Failure> {
+        let rules = match self.firewall.as_ref() {
+            Some(f) if f.rules().gateway == gateway => return Ok(()),
+            Some(f) => Rules {
+                gateway,
+                ..f.rules().clone()
+            },
+            None => Rules {
+                mode: firewall::Mode::KillSwitch,
+                gateway,
+                full_tunnel: true,
+                networks: Vec::new(),
+                pin_dns: false,
+                dns: Vec::new(),
+                allow_lan: self.profile.network.allow_lan,
+                block_ipv6: false,
+                inner: None,
+                connecting: true,
+            },
+        };
+        self.shield(Some(rules)).await
+    }
+
+    /// Failed with the kill switch on: waits for the user's disconnect (or the front
+    /// end going away); nothing else is done meanwhile.
+    async fn wait_for_disconnect(&mut self) {
+        if let Some(l) = self.logind.as_mut() {
+            // No DELETE to send before a sleep any more.
+            l.release();
+        }
+        // Bounded by the front end: a disconnect, or its channel closing.
+        loop {
+            match self.next_command().await {
+                Command::Disconnect { .. } => return,
+                Command::Counters(reply) => {
+                    let _ = reply.send(Counters::default());
+                }
+                Command::Credentials(_) | Command::CredentialsRefused(_) => {}
+            }
+        }
+    }
+
     /// Removes the firewall table, if any.
     async fn lift_firewall(&mut self) {
         let Some(f) = self.firewall.take() else {
@@ -484,6 +587,22 @@ impl Driver {
                 "the firewall table {table} could not be removed ({e}); `postern-helper cleanup` removes it"
             ))),
             Err(e) => self.emit(Event::Note(format!("firewall task: {e}"))),
+        }
+    }
+
+    /// Whether a lost tunnel is negotiated again.
+    fn reconnects(&self) -> bool {
+        self.profile.network.reconnect && self.role == Role::Initiator
+    }
+
+    /// Removes a parked datapath (the tunnel ends without another negotiation).
+    async fn stop_kept(&mut self) {
+        let Some(dp) = self.kept.take() else {
+            return;
+        };
+        match tokio::task::spawn_blocking(move || dp.stop()).await {
+            Ok(line) => self.emit(Event::Datapath(line)),
+            Err(e) => self.emit(Event::Datapath(format!("datapath: {e}"))),
         }
     }
 
@@ -515,7 +634,7 @@ impl Driver {
     async fn run(&mut self) -> Result<(), Failure> {
         let mut wait = Duration::from_secs(1);
         let mut ever_connected = false;
-        let reconnect = self.profile.network.reconnect && self.role == Role::Initiator;
+        let reconnect = self.reconnects();
         if self.role == Role::Initiator {
             self.follow_sleep().await;
         }
@@ -548,11 +667,23 @@ impl Driver {
             }
             let sleep = tokio::time::sleep(wait);
             tokio::pin!(sleep);
+            let mut net = BackoffWatch::open(self.gateway, self.kept.as_mut()).await;
             // Lent out of `self` while `next_command` borrows it.
             let mut sleeps = self.logind.take();
             loop {
                 let interrupt = tokio::select! {
                     _ = &mut sleep => None,
+                    from = async {
+                        match net.as_mut() {
+                            Some(n) => n.new_way().await,
+                            None => std::future::pending().await,
+                        }
+                    }, if net.is_some() => {
+                        self.emit(Event::Note(format!(
+                            "network: the gateway is reached from {from} now; trying again at once"
+                        )));
+                        None
+                    },
                     s = logind::next(sleeps.as_mut()), if sleeps.is_some() => match s {
                         // Woken up while waiting: try now, the network may be back.
                         logind::Sleep::Resumed => None,
@@ -575,6 +706,7 @@ impl Driver {
                         if let Some(l) = sleeps.as_mut() {
                             l.release();
                         }
+                        self.stop_kept().await;
                         self.emit(Event::Disconnected);
                         return Ok(());
                     }

@@ -59,6 +59,16 @@ pub fn judge(current: &Path, now: Option<&Path>) -> Verdict {
     }
 }
 
+/// While waiting to try again: whether the route to the gateway now (`now`) is a new
+/// way to it compared to the one when the wait began (`before`, `None`: there was
+/// none): a route back, another source address or another interface.
+pub fn judge_wait(before: Option<&Path>, now: &Path) -> bool {
+    match before {
+        None => true,
+        Some(b) => judge(b, Some(now)) != Verdict::Same,
+    }
+}
+
 /// Bursts of notifications folded into one look: due [`Debounce::QUIET`] after the
 /// last notification, and never later than [`Debounce::MAX`] after the first, so a
 /// network that keeps chattering is still looked at within a second.
@@ -250,6 +260,18 @@ mod tests {
             ),
             Verdict::Same
         );
+    }
+
+    #[test]
+    fn while_waiting_a_route_back_or_a_new_address_ends_the_wait() {
+        let now = path("192.0.2.3", Some(2));
+        // No route when the wait began: any route now is a way back.
+        assert!(judge_wait(None, &now));
+        // Another address, another interface: try at once.
+        assert!(judge_wait(Some(&path("192.0.2.2", Some(2))), &now));
+        assert!(judge_wait(Some(&path("192.0.2.3", Some(7))), &now));
+        // The same way as before (a gateway that is down): the wait goes on.
+        assert!(!judge_wait(Some(&path("192.0.2.3", Some(2))), &now));
     }
 
     #[test]

@@ -91,6 +91,10 @@ pub(super) struct Session<'d> {
     expected_children: usize,
     up_children: usize,
     awaiting_credentials: bool,
+    /// The XAuth round the user is asked to answer.
+    asked: Option<ike::CredentialsRequest>,
+    /// This session's XAuth was answered from the driver's memory.
+    xauth_from_memory: bool,
     /// Every expected SA came up at least once.
     pub(super) connected: bool,
     /// Created with the first SA.
@@ -136,11 +140,16 @@ pub(super) struct Session<'d> {
 impl<'d> Session<'d> {
     /// Resolves the gateway, binds and connects the sockets, starts the engine.
     pub(super) async fn open(driver: &'d mut Driver, role: Role) -> Result<Session<'d>, Failure> {
-        let p = &driver.profile;
         let remote = match role {
-            Role::Initiator => resolve(&p.gateway).await?,
-            Role::Responder => peer_address(&p.gateway)?,
+            Role::Initiator => resolve(&driver.profile.gateway).await?,
+            Role::Responder => peer_address(&driver.profile.gateway)?,
         };
+        // The kill switch holds from the first attempt on: only the way to the
+        // gateway until the tunnel is up.
+        if role == Role::Initiator && driver.profile.network.kill_switch {
+            driver.hold_while_connecting(remote.ip()).await?;
+        }
+        let p = &driver.profile;
         let bind: SocketAddr = match remote {
             SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], IKE_PORT)),
             SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], IKE_PORT)),
@@ -215,6 +224,19 @@ impl<'d> Session<'d> {
                 },
             )
         };
+        let mut net = net;
+        // A device kept from the last negotiation is no way to the gateway.
+        if let (Some(w), Some(name)) = (
+            net.as_mut(),
+            driver
+                .kept
+                .as_mut()
+                .and_then(Active::user)
+                .map(|d| d.device_name().to_string()),
+        ) && let Ok(index) = nix::net::if_::if_nametoindex(name.as_str())
+        {
+            w.ignore_device(index);
+        }
         let ike = match role {
             Role::Initiator => {
                 driver.emit(Event::Connecting {
@@ -242,6 +264,9 @@ impl<'d> Session<'d> {
             }
         };
         let (volume_tx, volume_rx) = mpsc::unbounded_channel();
+        if role == Role::Initiator {
+            driver.gateway = Some(remote.ip());
+        }
         Ok(Session {
             driver,
             role,
@@ -256,6 +281,8 @@ impl<'d> Session<'d> {
             expected_children,
             up_children: 0,
             awaiting_credentials: false,
+            asked: None,
+            xauth_from_memory: false,
             connected: false,
             datapath: None,
             use_kernel: if role == Role::Responder {
@@ -289,13 +316,33 @@ impl<'d> Session<'d> {
 
     /// Runs until the tunnel is closed or fails, then removes the datapath (its line is
     /// the last event before the driver's `disconnected`).
+    ///
+    /// A userspace datapath is kept instead (parked in the driver, device, inner
+    /// address and routes in place) when the driver will negotiate again: the next
+    /// session's SAs go into it, so applications' connections survive.
     pub(super) async fn run(&mut self) -> Result<(), Failure> {
         self.logind = self.driver.logind.take();
         let r = self.run_inner().await;
         self.driver.logind = self.logind.take();
+        let again = self.driver.reconnects()
+            && matches!(&r, Err(f) if f.lost || f.retry_now || f.kind == FailureKind::NotResponding);
         if let Some(dp) = self.datapath.take() {
-            match blocking(move || dp.stop()).await {
-                Ok(line) => self.driver.emit(Event::Datapath(line)),
+            let r = blocking(move || {
+                let mut dp = dp;
+                if again && dp.park() {
+                    (Some(dp), None)
+                } else {
+                    (None, Some(dp.stop()))
+                }
+            })
+            .await;
+            match r {
+                Ok((kept, line)) => {
+                    if let Some(line) = line {
+                        self.driver.emit(Event::Datapath(line));
+                    }
+                    self.driver.kept = kept;
+                }
                 Err(f) => self.driver.emit(Event::Datapath(format!("datapath: {f}"))),
             }
         }
@@ -316,8 +363,23 @@ impl<'d> Session<'d> {
         }
     }
 
-    /// The engine's outputs, in its documented order: datagrams, then events.
+    /// The engine's outputs, in its documented order: datagrams, then events; again
+    /// after each event, since handling one may feed the engine (XAuth answered from
+    /// memory) and its datagrams must not wait for the next wakeup.
     async fn drive_engine(&mut self) -> Result<Flow, Failure> {
+        loop {
+            self.send_datagrams().await?;
+            let Some(ev) = self.ike.poll_event() else {
+                return Ok(Flow::Continue);
+            };
+            if let Flow::Closed = self.on_engine_event(ev).await? {
+                return Ok(Flow::Closed);
+            }
+        }
+    }
+
+    /// Sends what the engine has to send.
+    async fn send_datagrams(&mut self) -> Result<(), Failure> {
         while let Some(t) = self.ike.poll_transmit() {
             if let Err(e) = send(&self.socket, self.natt.as_ref(), &t).await {
                 // ICMP unreachable comes back as ECONNREFUSED on a connected socket:
@@ -330,12 +392,7 @@ impl<'d> Session<'d> {
                 }
             }
         }
-        while let Some(ev) = self.ike.poll_event() {
-            if let Flow::Closed = self.on_engine_event(ev).await? {
-                return Ok(Flow::Closed);
-            }
-        }
-        Ok(Flow::Continue)
+        Ok(())
     }
 
     /// Waits for the next thing to do.
@@ -509,7 +566,18 @@ impl<'d> Session<'d> {
                 .emit(Event::Phase1Established(phase1_summary(&i))),
             ike::Event::Phase2Established(c) => self.on_phase2(c).await?,
             ike::Event::CredentialsRequired(req) => {
+                // A reconnect: what the user gave at connect answers a password round
+                // (never a one-time passcode, next PIN or challenge).
+                if let Some(creds) = self.driver.xauth.answer(&req) {
+                    self.driver.emit(Event::Note(
+                        "xauth: answered with what was given at connect (reconnecting)".into(),
+                    ));
+                    self.xauth_from_memory = true;
+                    self.ike.submit_credentials(self.clock.now(), creds)?;
+                    return Ok(Flow::Continue);
+                }
                 self.awaiting_credentials = true;
+                self.asked = Some(req.clone());
                 self.driver.emit(Event::CredentialsRequired(req));
             }
             ike::Event::XAuthSucceeded => self.driver.emit(Event::XAuthSucceeded),
@@ -591,6 +659,10 @@ impl<'d> Session<'d> {
             // Junk on the established SA: at most one line a minute (the engine's limit).
             ike::Event::Dropped(report) => self.driver.emit(Event::Datapath(report.to_string())),
             ike::Event::Failed(e) => {
+                if self.xauth_from_memory && matches!(e, ike::Error::XAuthFailed(_)) {
+                    // Refused now: the next connect asks the user.
+                    self.driver.xauth.forget();
+                }
                 let mut f = Failure::from(e);
                 // The gateway forgot us while we slept: negotiate again at once.
                 f.retry_now = self.resume_check;
@@ -699,6 +771,13 @@ impl<'d> Session<'d> {
             dns: self.mode_config_dns.clone(),
             allow_lan: p.network.allow_lan,
             block_ipv6,
+            // No device with XFRM: the tunnel's packets are known by their source.
+            inner: self
+                .datapath
+                .as_ref()
+                .filter(|d| d.is_kernel())
+                .map(Active::vip),
+            connecting: false,
         })
     }
 
@@ -764,6 +843,47 @@ impl<'d> Session<'d> {
         };
         let nat_keepalive = p.network.nat_keepalive;
         let hold = lab_hold(&p.name);
+        let mut start = start;
+        // A datapath kept from the last negotiation (network change, lost gateway):
+        // the same device, inner address and routes carry the new SAs.
+        if let Some(kept) = self.driver.kept.take() {
+            let child = c.clone();
+            let was = kept.vip();
+            let (kept, start_back, r) = blocking(move || {
+                let mut kept = kept;
+                let r = if kernel {
+                    Ok(None)
+                } else {
+                    kept.resume(&mut start, &child)
+                };
+                (kept, start, r)
+            })
+            .await?;
+            start = start_back;
+            match r {
+                Ok(Some(line)) => {
+                    self.datapath = Some(kept);
+                    self.driver.emit(Event::Note(format!(
+                        "datapath: kept across the reconnect (the same device, inner address {was} and routes)"
+                    )));
+                    self.after_datapath_start(c, kernel, nat_keepalive);
+                    return Ok(Ok(line));
+                }
+                Ok(None) => {
+                    self.driver.emit(Event::Note(
+                        "datapath: the tunnel's inner address or gateway changed: the device and routes are made anew".into(),
+                    ));
+                    match blocking(move || kept.stop()).await {
+                        Ok(line) => self.driver.emit(Event::Datapath(line)),
+                        Err(f) => self.driver.emit(Event::Datapath(format!("datapath: {f}"))),
+                    }
+                }
+                Err(e) => {
+                    self.datapath = Some(kept);
+                    return Ok(Err(e));
+                }
+            }
+        }
         let child = c.clone();
         let r = blocking(move || {
             if let Some(d) = hold {
@@ -777,6 +897,18 @@ impl<'d> Session<'d> {
             Err(e) => return Ok(Err(e)),
         };
         self.datapath = Some(dp);
+        self.after_datapath_start(c, kernel, nat_keepalive);
+        Ok(Ok(line))
+    }
+
+    /// What follows a datapath's start (or its resume): the network watcher ignores
+    /// its device; the kernel's notifications and NAT keepalives.
+    fn after_datapath_start(
+        &mut self,
+        c: &ike::ChildSa,
+        kernel: bool,
+        nat_keepalive: Option<Duration>,
+    ) {
         // Routes through our own TUN device are no way to the gateway.
         if let (Some(w), Some(user)) = (
             self.net.as_mut(),
@@ -805,7 +937,6 @@ impl<'d> Session<'d> {
                 ));
             }
         }
-        Ok(Ok(line))
     }
 
     /// The kernel datapath's socket options: IKE itself never goes through the SAs (in
@@ -1015,6 +1146,9 @@ impl<'d> Session<'d> {
             }
             Command::Credentials(creds) if self.awaiting_credentials => {
                 self.awaiting_credentials = false;
+                if let Some(req) = self.asked.take() {
+                    self.driver.xauth.remember(&req, &creds);
+                }
                 self.ike.submit_credentials(self.clock.now(), creds)?;
             }
             Command::CredentialsRefused(msg) if self.awaiting_credentials => {

@@ -156,6 +156,16 @@ impl Status {
                 self.sas.clear();
                 self.routes.clear();
             }
+            Event::FailedHolding(failure) => {
+                // Failed; the kill switch (in `protection`) stays until the disconnect.
+                self.state = State::Failed;
+                self.detail = "";
+                self.phase = "resolving";
+                self.last_error = Some(failure.public());
+                self.sas.clear();
+                self.routes.clear();
+                self.virtual_ip = None;
+            }
             Event::Closing { .. } => self.state = State::Disconnecting,
             Event::Disconnected => self.finish(None),
             Event::Protection(lines) => self.protection = lines.clone(),
@@ -287,6 +297,32 @@ mod tests {
         assert_eq!(s.detail, "resumed: checking the gateway");
         s.apply(&Event::GatewayAnswered);
         assert_eq!(s.detail, "");
+    }
+
+    #[test]
+    fn a_failure_holding_the_kill_switch_shows_it_until_the_disconnect() {
+        use postern_dbus::failure::FailureKind;
+        let mut s = Status::new("gw");
+        let on = vec!["kill switch on: nothing leaves outside the tunnel".to_string()];
+        s.apply(&Event::Protection(on.clone()));
+        assert_eq!(s.protection, on, "from the first attempt");
+        s.apply(&Event::FailedHolding(Failure::new(
+            FailureKind::AuthenticationFailed,
+            "XAuth failed: Login incorrect",
+        )));
+        assert_eq!(s.state, State::Failed);
+        assert_eq!(s.protection, on, "held after the failure");
+        assert_eq!(
+            s.last_error.as_ref().map(|e| e.kind),
+            Some(FailureKind::AuthenticationFailed)
+        );
+        // The user disconnects: the table goes, then the task ends.
+        s.apply(&Event::Protection(Vec::new()));
+        assert!(s.protection.is_empty());
+        assert_eq!(
+            Event::FailedHolding(Failure::new(FailureKind::NotResponding, "gone")).to_string(),
+            "failed: gone; the kill switch holds until you disconnect"
+        );
     }
 
     #[test]
