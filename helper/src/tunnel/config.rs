@@ -163,15 +163,20 @@ pub fn profile_children(p: &Profile, local: IpAddr) -> Vec<ChildConfig> {
         vec![TrafficSelector::host(local)]
     };
     let remotes: Vec<TrafficSelector> = if p.phase2.remote_networks.is_empty() {
-        let any = if local.is_ipv4() {
-            "0.0.0.0".parse()
-        } else {
-            "::".parse()
-        };
-        vec![TrafficSelector {
-            addr: any.unwrap_or(local),
-            prefix: 0,
-        }]
+        // Everything, in the family of each of our selectors (an IPv4 inner address
+        // over an IPv6 gateway wants 0.0.0.0/0, not ::/0).
+        let mut any: Vec<TrafficSelector> = Vec::new();
+        for l in &locals {
+            let addr = if l.addr.is_ipv4() {
+                IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+            } else {
+                IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+            };
+            if !any.iter().any(|a| a.addr == addr) {
+                any.push(TrafficSelector { addr, prefix: 0 });
+            }
+        }
+        any
     } else {
         p.phase2.remote_networks.iter().map(ts).collect()
     };
@@ -263,6 +268,13 @@ pub fn engine_config(p: &Profile, local: IpAddr) -> Result<Config, Failure> {
         profile::ModeConfig::Push => ModeConfigMode::Push,
     };
     c.remote_networks = p.phase2.remote_networks.iter().map(ts).collect();
+    // An IPv6 network in the profile: Mode Config is asked for an IPv6 address too.
+    c.request_ipv6 = p
+        .phase2
+        .remote_networks
+        .iter()
+        .chain(&p.phase2.local_networks)
+        .any(|n| n.addr.is_ipv6());
     c.dpd = p.network.dpd.as_ref().map(|d| DpdConfig {
         interval: d.interval,
         timeout: d.timeout,

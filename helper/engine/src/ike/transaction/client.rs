@@ -1,7 +1,7 @@
 //! The client side of the transaction exchanges: answering XAuth (from the
 //! profile or by asking the user), then Mode Config (pull or push).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
 
 use zeroize::Zeroizing;
@@ -37,7 +37,10 @@ impl Transaction {
                 let attr = AttrPayload {
                     cfg_type: cfg_attr::REQUEST,
                     identifier: cfg_identifier(ctx),
-                    attributes: mode_config_request(ctx.config().requested_address),
+                    attributes: mode_config_request(
+                        ctx.config().requested_address,
+                        ctx.config().request_ipv6,
+                    ),
                 };
                 let iv = ctx.exchange_iv(mid);
                 match seal_transaction(ctx, mid, attr, &iv) {
@@ -68,31 +71,49 @@ impl Transaction {
             return Step::Done(Vec::new());
         }
         ctx.event(Event::ModeConfig(info.clone()));
-        let Some(vip) = info.address else {
+        let vip4 = info.address.map(|a| TrafficSelector::host(IpAddr::V4(a)));
+        let vip6 = info
+            .address6
+            .map(|(a, _)| TrafficSelector::host(IpAddr::V6(a)));
+        if vip4.is_none() && vip6.is_none() {
             return self.fail(Error::Local(
                 "the gateway assigned no virtual IP address (Mode Config)".into(),
             ));
-        };
-        let local = TrafficSelector::host(IpAddr::V4(vip));
+        }
         let cfg = ctx.config();
         let remotes: Vec<TrafficSelector> = if !cfg.remote_networks.is_empty() {
             cfg.remote_networks.clone()
         } else if !info.split_include.is_empty() {
             info.split_include.clone()
         } else {
-            vec![TrafficSelector {
-                addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-                prefix: 0,
-            }]
+            // Everything, in each family the gateway gave an address of.
+            let mut all = Vec::new();
+            if vip4.is_some() {
+                all.push(TrafficSelector {
+                    addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                    prefix: 0,
+                });
+            }
+            if vip6.is_some() {
+                all.push(TrafficSelector {
+                    addr: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+                    prefix: 0,
+                });
+            }
+            all
         };
         self.mode_config = Some(info);
+        // One pair per remote network, from our address of its family; networks of a
+        // family we have no address of are left out.
         Step::Done(
             remotes
                 .into_iter()
-                .filter(|r| r.addr.is_ipv4())
-                .map(|r| ChildConfig {
-                    local: Some(local),
-                    remote: Some(r),
+                .filter_map(|r| {
+                    let local = if r.addr.is_ipv4() { vip4 } else { vip6 }?;
+                    Some(ChildConfig {
+                        local: Some(local),
+                        remote: Some(r),
+                    })
                 })
                 .collect(),
         )
