@@ -227,3 +227,53 @@ fn ipv6_inside_ipv4_tunnel() {
         Ok(())
     });
 }
+
+/// A full tunnel whose gateway gives an IPv6 address too: quick mode for 0.0.0.0/0 and
+/// ::/0, both routed into the TUN device (two halves each), and no IPv6 leak block (the
+/// tunnel carries IPv6). ping -6 to the LAN goes through.
+#[test]
+fn dual_stack_full_tunnel_carries_ipv6() {
+    let t = Tunnel::main_psk("v6-full")
+        .xauth("carol", "carol-pass-3", "carol-pass-3")
+        .mode_config(true)
+        .full_tunnel();
+    run_scenario("v6-full", |lab: &Lab| {
+        add_ipv6(lab)?;
+        let swanctl = dual_stack_swanctl(&t).replace(
+            "        local_ts = 0.0.0.0/0\n",
+            "        local_ts = 0.0.0.0/0, ::/0\n",
+        );
+        let gw = lab.start_gateway_conf(&swanctl)?;
+        let client = start_client(lab, "v6-full", &t.postern_profile())?;
+        client.wait_connected()?;
+        let out = client.stdout();
+        for remote in ["0.0.0.0/0", "::/0"] {
+            lab_ensure!(
+                out.iter().any(|l| l.starts_with("phase2 established")
+                    && l.contains(&format!("remote_ts={remote} "))),
+                "no quick mode for {remote}: {out:?}"
+            );
+        }
+        lab_ensure!(
+            !out.iter().any(|l| l.contains("IPv6 blocked")),
+            "IPv6 blocked although the tunnel carries it: {out:?}"
+        );
+        let route = lab.exec(Role::Client, &["ip", "-6", "route", "get", LAN_HOST6])?;
+        lab_ensure!(
+            route.contains("dev postern"),
+            "IPv6 is not routed into the tunnel: {route}"
+        );
+        lab.ping(Role::Client, None, LAN_HOST)?;
+        ping6(lab, LAN_HOST6)?;
+        disconnect(&client, &gw)?;
+        // Unreachable now (an error), or any route but the tunnel's.
+        let route = lab
+            .exec(Role::Client, &["ip", "-6", "route", "get", LAN_HOST6])
+            .unwrap_or_else(|e| e.to_string());
+        lab_ensure!(
+            !route.contains("dev postern"),
+            "the IPv6 route stayed after the disconnect: {route}"
+        );
+        Ok(())
+    });
+}

@@ -141,7 +141,7 @@ fn certificate_auth(p: &Profile) -> Result<(ike::Auth, Option<Identity>), Failur
     Ok((ike::Auth::Signature(Arc::new(certs)), Some(id)))
 }
 
-fn ts(s: &profile::Subnet) -> TrafficSelector {
+pub(super) fn ts(s: &profile::Subnet) -> TrafficSelector {
     TrafficSelector {
         addr: s.addr,
         prefix: s.prefix,
@@ -268,13 +268,16 @@ pub fn engine_config(p: &Profile, local: IpAddr) -> Result<Config, Failure> {
         profile::ModeConfig::Push => ModeConfigMode::Push,
     };
     c.remote_networks = p.phase2.remote_networks.iter().map(ts).collect();
-    // An IPv6 network in the profile: Mode Config is asked for an IPv6 address too.
-    c.request_ipv6 = p
-        .phase2
-        .remote_networks
-        .iter()
-        .chain(&p.phase2.local_networks)
-        .any(|n| n.addr.is_ipv6());
+    // Mode Config is asked for an IPv6 address too when IPv6 may go through the tunnel:
+    // the profile names an IPv6 network, or leaves the networks to the gateway (a
+    // full tunnel then carries IPv6 when the gateway gives an address, instead of
+    // blocking it). A gateway without IPv6 just assigns none.
+    c.request_ipv6 = p.phase2.remote_networks.is_empty()
+        || p.phase2
+            .remote_networks
+            .iter()
+            .chain(&p.phase2.local_networks)
+            .any(|n| n.addr.is_ipv6());
     c.dpd = p.network.dpd.as_ref().map(|d| DpdConfig {
         interval: d.interval,
         timeout: d.timeout,

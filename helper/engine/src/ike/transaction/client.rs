@@ -1,7 +1,6 @@
 //! The client side of the transaction exchanges: answering XAuth (from the
 //! profile or by asking the user), then Mode Config (pull or push).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
 
 use zeroize::Zeroizing;
@@ -10,7 +9,7 @@ use crate::codec::{AttrPayload, Attribute, cfg_attr};
 
 use super::super::exchange::Pending;
 use super::super::sa_ctx::IsakmpSa;
-use super::super::{ChildConfig, Error, Event, TrafficSelector};
+use super::super::{Error, Event};
 use super::attrs::{bytes, field_of, kind_of, mode_config_request, parse_mode_config, text};
 use super::{
     Credentials, CredentialsRequest, ModeConfigInfo, ModeConfigMode, Round, SETUP_PATIENCE, Setup,
@@ -71,52 +70,14 @@ impl Transaction {
             return Step::Done(Vec::new());
         }
         ctx.event(Event::ModeConfig(info.clone()));
-        let vip4 = info.address.map(|a| TrafficSelector::host(IpAddr::V4(a)));
-        let vip6 = info
-            .address6
-            .map(|(a, _)| TrafficSelector::host(IpAddr::V6(a)));
-        if vip4.is_none() && vip6.is_none() {
+        if info.address.is_none() && info.address6.is_none() {
             return self.fail(Error::Local(
                 "the gateway assigned no virtual IP address (Mode Config)".into(),
             ));
         }
-        let cfg = ctx.config();
-        let remotes: Vec<TrafficSelector> = if !cfg.remote_networks.is_empty() {
-            cfg.remote_networks.clone()
-        } else if !info.split_include.is_empty() {
-            info.split_include.clone()
-        } else {
-            // Everything, in each family the gateway gave an address of.
-            let mut all = Vec::new();
-            if vip4.is_some() {
-                all.push(TrafficSelector {
-                    addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-                    prefix: 0,
-                });
-            }
-            if vip6.is_some() {
-                all.push(TrafficSelector {
-                    addr: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-                    prefix: 0,
-                });
-            }
-            all
-        };
+        let children = info.children(&ctx.config().remote_networks);
         self.mode_config = Some(info);
-        // One pair per remote network, from our address of its family; networks of a
-        // family we have no address of are left out.
-        Step::Done(
-            remotes
-                .into_iter()
-                .filter_map(|r| {
-                    let local = if r.addr.is_ipv4() { vip4 } else { vip6 }?;
-                    Some(ChildConfig {
-                        local: Some(local),
-                        remote: Some(r),
-                    })
-                })
-                .collect(),
-        )
+        Step::Done(children)
     }
 
     pub(super) fn client_transaction(
