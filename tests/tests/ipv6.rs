@@ -15,46 +15,16 @@
 
 use std::time::{Duration, Instant};
 
-use postern_lab::config::{CLIENT_ADDR, GW_ADDR, LAN_HOST, LAN_NET};
+use postern_lab::config::{
+    CLIENT_ADDR, CLIENT6, GW_ADDR, GW6, LAN_HOST, LAN_HOST6, LAN_NET, LAN_NET6,
+};
 use postern_lab::postern::exit;
 use postern_lab::{Client, Lab, Result, Role, Tunnel, lab_bail, lab_ensure, run_scenario};
 
-const CLIENT6: &str = "fd00:2::2";
-const GW6: &str = "fd00:2::1";
-const GW_LAN6: &str = "fd00:77::1";
-const LAN_HOST6: &str = "fd00:77::10";
-const LAN_NET6: &str = "fd00:77::/64";
 const POOL6: &str = "fd01::/120";
 
-/// IPv6 on the client–gateway link and on the gateway–lan link; the gateway forwards.
 fn add_ipv6(lab: &Lab) -> Result<()> {
-    for (role, addr, dev) in [
-        (Role::Client, format!("{CLIENT6}/64"), "c0"),
-        (Role::Gw, format!("{GW6}/64"), "g0"),
-        (Role::Gw, format!("{GW_LAN6}/64"), "g1"),
-        (Role::Lan, format!("{LAN_HOST6}/64"), "l0"),
-    ] {
-        lab.exec(
-            role,
-            &["ip", "-6", "addr", "add", &addr, "dev", dev, "nodad"],
-        )?;
-    }
-    lab.exec(
-        Role::Lan,
-        &["ip", "-6", "route", "add", "default", "via", GW_LAN6],
-    )?;
-    lab.exec(
-        Role::Gw,
-        &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"],
-    )?;
-    // The link answers IPv6 (a few tries while it settles).
-    for _ in 0..20 {
-        if ping6(lab, GW6).is_ok() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    lab_bail!("no IPv6 between client and gateway")
+    lab.add_ipv6()
 }
 
 fn ping6(lab: &Lab, dst: &str) -> Result<String> {
@@ -64,21 +34,8 @@ fn ping6(lab: &Lab, dst: &str) -> Result<String> {
     )
 }
 
-/// Writes `text` as the profile (0600: it holds the PSK) and starts the client on it.
 fn start_client(lab: &Lab, name: &str, text: &str) -> Result<Client> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let path = lab.dir.join(format!("{name}.toml"));
-    let _ = std::fs::remove_file(&path);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)?
-        .write_all(text.as_bytes())?;
-    let c = Client::start(lab, &path)?;
-    lab.adopt(&c.proc);
-    Ok(c)
+    lab.start_postern_text(name, text)
 }
 
 /// SIGTERM, exit 0, the gateway's SAs gone.
