@@ -399,7 +399,14 @@ fn ipv6_outer_raw_esp(name: &str, datapath: &str, want: &'static str) {
             "the gateway's IKE SA is not over IPv6:\n{}",
             gw.list_sas_text()
         );
-        lab.ping(Role::Client, None, LAN_HOST)?;
+        if let Err(e) = lab.ping(Role::Client, None, LAN_HOST) {
+            lab_bail!(
+                "{e}\nclient XFRM:\n{}\n{}\ngateway XFRM:\n{}",
+                xfrm(lab, "state"),
+                xfrm(lab, "policy"),
+                lab.exec(Role::Gw, &["ip", "xfrm", "state"]).unwrap_or_default()
+            );
+        }
         if datapath == "kernel" {
             let states = xfrm(lab, "state");
             lab_ensure!(

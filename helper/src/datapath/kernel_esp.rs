@@ -108,6 +108,10 @@ impl KernelDatapath {
             None
         };
         let (local, gateway, reqid) = (self.local, self.gateway, self.reqid);
+        let cross_family = c
+            .local_ts
+            .or(c.remote_ts)
+            .is_some_and(|t| t.addr.is_ipv4() != gateway.is_ipv4());
         for (src, dst, spi, keys) in [
             (gateway, local, c.spi_in, &c.keys_in),
             (local, gateway, c.spi_out, &c.keys_out),
@@ -136,6 +140,7 @@ impl KernelDatapath {
                     encap,
                     replay_window: REPLAY_WINDOW,
                     lifetime_kb: c.lifetime_kb,
+                    cross_family,
                 })
                 .await?;
         }
