@@ -340,7 +340,8 @@ pub trait Connection {
     fn detail(&self) -> zbus::Result<String>;
     #[zbus(property)]
     fn gateway(&self) -> zbus::Result<String>;
-    /// Empty when none yet.
+    /// The tunnel's inner address, `10.200.1.1`; with IPv6 beside IPv4 both,
+    /// comma-separated (`10.200.1.1,fd01::1`). Empty when none yet.
     #[zbus(property)]
     fn virtual_ip(&self) -> zbus::Result<String>;
     #[zbus(property)]

@@ -568,6 +568,15 @@ fn has_control(s: &str) -> bool {
     s.chars().any(char::is_control)
 }
 
+/// The gateway as written, without the brackets of an IPv6 literal (`[2001:db8::1]`,
+/// the URL form, is accepted beside the bare `2001:db8::1`).
+pub fn unbracket(s: &str) -> &str {
+    match s.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+        Some(inner) if inner.parse::<std::net::Ipv6Addr>().is_ok() => inner,
+        _ => s,
+    }
+}
+
 /// A host name (DNS syntax) or an IP literal.
 pub fn validate_host(s: &str) -> Result<(), String> {
     if s.parse::<IpAddr>().is_ok() {
@@ -1292,6 +1301,7 @@ fn convert(cx: &Cx<'_>, raw: &RawProfile, policy: SecretPolicy) -> Result<Profil
     let name = parse_name(cx, raw)?;
     let gateway = cx
         .opt("gateway", &raw.gateway, |s| {
+            let s = unbracket(s);
             validate_host(s).map(|()| s.to_string())
         })?
         .ok_or_else(|| cx.err("gateway", None, "required (host name or IP address)"))?;
@@ -2080,6 +2090,18 @@ mod tests {
         ] {
             assert!(validate_host(bad).is_err(), "{bad:?}");
         }
+        assert_eq!(unbracket("[2001:db8::1]"), "2001:db8::1");
+        assert_eq!(unbracket("2001:db8::1"), "2001:db8::1");
+        // Brackets only around an IPv6 literal.
+        assert_eq!(unbracket("[vpn.example.com]"), "[vpn.example.com]");
+        assert!(validate_host(unbracket("[192.0.2.1]")).is_err());
+        let p = Profile::from_toml_str(
+            "name = \"x\"\ngateway = \"[fd00::1]\"\n",
+            "t.toml",
+            SecretPolicy::Forbid,
+        )
+        .expect("bracketed IPv6 gateway");
+        assert_eq!(p.gateway, "fd00::1");
     }
 
     #[test]

@@ -47,6 +47,20 @@ pub const LAB_SECRETS: &[(&str, &str)] = &[
     ),
 ];
 
+/// IPv6 on top of the lab ([`crate::Lab::add_ipv6`]): ULA prefixes on the client–gateway
+/// link and on the gateway's LAN.
+pub const CLIENT6: &str = "fd00:2::2";
+pub const GW6: &str = "fd00:2::1";
+pub const GW_LAN6: &str = "fd00:77::1";
+pub const LAN_HOST6: &str = "fd00:77::10";
+pub const LAN_NET6: &str = "fd00:77::/64";
+
+/// A generated swanctl.conf or Postern profile with the outer addresses (and address
+/// IDs) moved to IPv6: the gateway reached over IPv6.
+pub fn over_ipv6(conf: &str) -> String {
+    conf.replace(GW_ADDR, GW6).replace(CLIENT_ADDR, CLIENT6)
+}
+
 /// Connection and child names used in every generated swanctl.conf.
 pub const CONN: &str = "lab";
 pub const CHILD: &str = "net";

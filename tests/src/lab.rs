@@ -360,6 +360,49 @@ impl Lab {
         Ok(())
     }
 
+    /// IPv6 beside IPv4: [`config::CLIENT6`]/[`config::GW6`] on the client–gateway
+    /// link, [`config::GW_LAN6`]/[`config::LAN_HOST6`] on the LAN (default route via the
+    /// gateway, which forwards), all `nodad` (no duplicate address detection wait);
+    /// returns once the client reaches the gateway over IPv6.
+    pub fn add_ipv6(&self) -> Result<()> {
+        for (role, addr, dev) in [
+            (Role::Client, config::CLIENT6, "c0"),
+            (Role::Gw, config::GW6, "g0"),
+            (Role::Gw, config::GW_LAN6, "g1"),
+            (Role::Lan, config::LAN_HOST6, "l0"),
+        ] {
+            let cidr = format!("{addr}/64");
+            self.exec(
+                role,
+                &["ip", "-6", "addr", "add", &cidr, "dev", dev, "nodad"],
+            )?;
+        }
+        self.exec(
+            Role::Lan,
+            &[
+                "ip",
+                "-6",
+                "route",
+                "add",
+                "default",
+                "via",
+                config::GW_LAN6,
+            ],
+        )?;
+        self.exec(
+            Role::Gw,
+            &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"],
+        )?;
+        for _ in 0..20 {
+            let ping = ["ping", "-6", "-n", "-c", "1", "-W", "1", config::GW6];
+            if self.exec(Role::Client, &ping).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        lab_bail!("no IPv6 between client and gateway")
+    }
+
     /// Runs a short command in a namespace; returns stdout.
     pub fn exec(&self, role: Role, args: &[&str]) -> Result<String> {
         run(Command::new("ip")
@@ -413,6 +456,23 @@ impl Lab {
             Role::Gw,
             "gateway",
             &tunnel.gateway_swanctl(),
+            &CharonOptions {
+                fragment_size: tunnel.gw_fragment_size,
+                files: tunnel.auth.gateway_files(),
+                kernel_esp: tunnel.gw_kernel_esp,
+                ..CharonOptions::default()
+            },
+        )
+    }
+
+    /// strongSwan as the gateway of `tunnel` (its options: kernel ESP, fragments,
+    /// certificates) with `swanctl`, a changed version of its swanctl.conf (e.g.
+    /// [`config::over_ipv6`]).
+    pub fn start_gateway_as(&self, tunnel: &Tunnel, swanctl: &str) -> Result<Charon> {
+        self.start_charon(
+            Role::Gw,
+            "gateway",
+            swanctl,
             &CharonOptions {
                 fragment_size: tunnel.gw_fragment_size,
                 files: tunnel.auth.gateway_files(),
@@ -488,6 +548,22 @@ impl Lab {
     pub fn start_postern(&self, tunnel: &Tunnel) -> Result<Client> {
         let profile = self.write_profile(tunnel)?;
         let c = Client::start(self, &profile)?;
+        self.adopt(&c.proc);
+        Ok(c)
+    }
+
+    /// `postern-helper up` on the profile text `text` (written 0600 as NAME.toml: it
+    /// may hold the PSK), for scenarios that change a generated profile.
+    pub fn start_postern_text(&self, name: &str, text: &str) -> Result<Client> {
+        let path = self.dir.join(format!("{name}.toml"));
+        let _ = fs::remove_file(&path);
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        f.write_all(text.as_bytes())?;
+        let c = Client::start(self, &path)?;
         self.adopt(&c.proc);
         Ok(c)
     }

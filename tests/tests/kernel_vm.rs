@@ -26,14 +26,14 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use postern_lab::config::{CLIENT_VIP, LAN_HOST};
+use postern_lab::config::{self, CLIENT_VIP, LAN_HOST};
 use postern_lab::libreswan::{self, Pluto};
 use postern_lab::postern::exit;
 use postern_lab::{Lab, Role, Tunnel, lab_bail, lab_ensure, run_scenario};
 
 /// Modules the guest loads up front (one modprobe; on-demand loading of the crypto
 /// modules is very slow under TCG).
-const MODULES: &str = "esp4 xfrm_user veth authenc echainiv seqiv cbc aes_generic \
+const MODULES: &str = "esp4 esp6 xfrm_user veth authenc echainiv seqiv cbc aes_generic \
                        sha256_generic hmac drbg jitterentropy_rng ctr gcm ghash_generic \
                        sha512_generic des_generic";
 
@@ -101,6 +101,8 @@ fn kernel_datapath_in_a_vm() {
         "inner_kernel_acquire_after_sas_flushed",
         "inner_kernel_algorithms",
         "inner_kernel_kill_switch",
+        "inner_kernel_ipv6_outer",
+        "inner_userspace_ipv6_outer_raw_esp",
     ] {
         assert!(
             stdout.contains(&format!("test {t} ... ok")),
@@ -368,6 +370,74 @@ fn inner_userspace_raw_esp() {
         );
         Ok(())
     });
+}
+
+/// A gateway reached over IPv6 (IPv4 inside, the fixed inner address): raw ESP over
+/// IPv6 through `kernel` XFRM (SAs and policies of family AF_INET6 outside) or the
+/// userspace datapath (an IPv6 raw ESP socket, which delivers ESP without the IP
+/// header). Ping through; nothing left after SIGTERM.
+fn ipv6_outer_raw_esp(name: &str, datapath: &str, want: &'static str) {
+    only_in_vm();
+    let mut t = Tunnel::main_psk(name).kernel_esp("off");
+    t.datapath = Some(datapath.into());
+    run_scenario(name, |lab: &Lab| {
+        lab.add_ipv6()?;
+        // The gateway's way back to the client's IPv4 inner address leaves by the
+        // IPv6-only link (the policy then encrypts): a route charon may not make for
+        // an IPv4 network behind an IPv6 peer.
+        let vip = format!("{CLIENT_VIP}/32");
+        lab.exec(Role::Gw, &["ip", "route", "replace", &vip, "dev", "g0"])?;
+        let gw = lab.start_gateway_as(&t, &config::over_ipv6(&t.gateway_swanctl()))?;
+        let client = lab.start_postern_text(name, &config::over_ipv6(&t.postern_profile()))?;
+        client.wait_connected()?;
+        wait_gateway_child(&gw)?;
+        let out = client.stdout();
+        lab_ensure!(
+            out.iter().any(|l| l.starts_with(want)),
+            "no `{want}` line: {out:?}"
+        );
+        let sa = gw.wait_established(Duration::from_secs(10))?;
+        lab_ensure!(
+            sa.get("remote-host") == config::CLIENT6,
+            "the gateway's IKE SA is not over IPv6:\n{}",
+            gw.list_sas_text()
+        );
+        if let Err(e) = lab.ping(Role::Client, None, LAN_HOST) {
+            lab_bail!(
+                "{e}\nclient XFRM:\n{}\n{}\ngateway XFRM:\n{}",
+                xfrm(lab, "state"),
+                xfrm(lab, "policy"),
+                lab.exec(Role::Gw, &["ip", "xfrm", "state"]).unwrap_or_default()
+            );
+        }
+        if datapath == "kernel" {
+            let states = xfrm(lab, "state");
+            lab_ensure!(
+                states.contains(&format!("src {} dst {}", config::CLIENT6, config::GW6))
+                    && states.contains(&format!("src {} dst {}", config::GW6, config::CLIENT6))
+                    && !states.contains("encap"),
+                "expected two raw ESP SAs over IPv6:\n{states}"
+            );
+            stop_leaves_no_xfrm(lab, &client)?;
+        } else {
+            client.sigterm()?;
+            let code = client.exit_code(Duration::from_secs(30))?;
+            lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
+        }
+        Ok(())
+    });
+}
+
+#[test]
+#[ignore = "runs inside the VM, started by kernel_datapath_in_a_vm"]
+fn inner_kernel_ipv6_outer() {
+    ipv6_outer_raw_esp("kvm-v6", "kernel", "datapath kernel");
+}
+
+#[test]
+#[ignore = "runs inside the VM, started by kernel_datapath_in_a_vm"]
+fn inner_userspace_ipv6_outer_raw_esp() {
+    ipv6_outer_raw_esp("kvm-v6u", "userspace", "datapath userspace raw-esp");
 }
 
 /// Issue 19: the userspace datapath with `nat_traversal = "auto"` (the default) on a

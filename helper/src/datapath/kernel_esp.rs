@@ -38,6 +38,8 @@ pub struct KernelDatapath {
     routes: Vec<TrafficSelector>,
     /// Installed pairs, oldest first: (inbound SPI, outbound SPI, remote selector).
     sas: Vec<(u32, u32, TrafficSelector)>,
+    /// Inner addresses of the other family (IPv6 beside IPv4), added with their first SA.
+    more_vips: Vec<IpAddr>,
     /// What the pairs deleted so far carried (sent, received: packets, bytes).
     retired: [u64; 4],
 }
@@ -68,6 +70,7 @@ impl KernelDatapath {
             local,
             gateway,
             vip,
+            more_vips: Vec::new(),
             dev,
             reqid,
             encap,
@@ -105,6 +108,10 @@ impl KernelDatapath {
             None
         };
         let (local, gateway, reqid) = (self.local, self.gateway, self.reqid);
+        let cross_family = c
+            .local_ts
+            .or(c.remote_ts)
+            .is_some_and(|t| t.addr.is_ipv4() != gateway.is_ipv4());
         for (src, dst, spi, keys) in [
             (gateway, local, c.spi_in, &c.keys_in),
             (local, gateway, c.spi_out, &c.keys_out),
@@ -133,6 +140,7 @@ impl KernelDatapath {
                     encap,
                     replay_window: REPLAY_WINDOW,
                     lifetime_kb: c.lifetime_kb,
+                    cross_family,
                 })
                 .await?;
         }
@@ -175,8 +183,20 @@ impl KernelDatapath {
         // virtual IP as source (a 0/0 network is left to the policies and the default
         // route). Transport mode needs no route.
         if mode == xfrm::MODE_TUNNEL && theirs.prefix > 0 && !self.routes.contains(&theirs) {
-            let (dev, vip) = (self.dev.clone(), self.vip);
-            kernel::net::add_route(self.journal()?, theirs.addr, theirs.prefix, &dev, vip)?;
+            // From our inner address of the network's family (an IPv6 one beside the
+            // IPv4 one goes on the interface with its first SA).
+            let src = match c.local_ts {
+                Some(ts) if ts.is_host() && ts.addr.is_ipv4() == theirs.addr.is_ipv4() => ts.addr,
+                _ if self.vip.is_ipv4() == theirs.addr.is_ipv4() => self.vip,
+                _ => return Err(DatapathError::NoVirtualIp),
+            };
+            let dev = self.dev.clone();
+            if src != self.vip && src != self.local && !self.more_vips.contains(&src) {
+                let prefix = if src.is_ipv4() { 32 } else { 128 };
+                kernel::net::add_addr(self.journal()?, src, prefix, &dev)?;
+                self.more_vips.push(src);
+            }
+            kernel::net::add_route(self.journal()?, theirs.addr, theirs.prefix, &dev, src)?;
             self.routes.push(theirs);
         }
         Ok(())

@@ -159,6 +159,9 @@ pub struct Datapath {
     dev: Option<Arc<SyncDevice>>,
     journal: Option<Journal>,
     vip: IpAddr,
+    /// Inner addresses of the other family on the device (an IPv6 address beside the
+    /// IPv4 one, from Mode Config), added with the first SA that uses each.
+    more_vips: Vec<IpAddr>,
     inbound: Vec<Inbound>,
     outbound: Arc<Mutex<Vec<Outbound>>>,
     routes: Vec<TrafficSelector>,
@@ -274,6 +277,7 @@ impl Datapath {
             dev: Some(Arc::clone(&dev)),
             journal: Some(journal),
             vip,
+            more_vips: Vec::new(),
             inbound: Vec::new(),
             outbound: Arc::new(Mutex::new(Vec::new())),
             routes: Vec::new(),
@@ -474,19 +478,29 @@ impl Datapath {
         if self.routes.contains(&remote) || (remote.prefix == 0 && !self.full_tunnel) {
             return Ok(());
         }
+        // The source of the routes: our inner address of the network's family (an
+        // IPv6 one beside the IPv4 one goes on the device with its first SA).
+        let src = match c.local_ts {
+            Some(ts) if ts.is_host() && ts.addr.is_ipv4() == remote.addr.is_ipv4() => ts.addr,
+            _ if self.vip.is_ipv4() == remote.addr.is_ipv4() => self.vip,
+            _ => return Err(DatapathError::NoVirtualIp),
+        };
         let Some(j) = self.journal.as_mut() else {
             return Ok(());
         };
+        if src != self.vip && !self.more_vips.contains(&src) {
+            let prefix = if src.is_ipv4() { 32 } else { 128 };
+            kernel::net::add_addr(j, src, prefix, &self.name)?;
+            self.more_vips.push(src);
+        }
         if remote.prefix == 0 {
             // The gateway keeps the path it has now, then two halves of the address
             // space (more specific than any default route, which stays untouched).
-            if remote.addr.is_ipv4() != self.gateway.is_ipv4() {
-                return Err(DatapathError::Unsupported(
-                    "a full tunnel of the other address family",
-                ));
+            // A gateway of the other family needs no exception.
+            if remote.addr.is_ipv4() == self.gateway.is_ipv4() {
+                let (dev, via) = kernel::net::route_to(self.gateway)?;
+                kernel::net::add_bypass(j, self.gateway, &dev, via)?;
             }
-            let (dev, via) = kernel::net::route_to(self.gateway)?;
-            kernel::net::add_bypass(j, self.gateway, &dev, via)?;
             let halves: [(IpAddr, u8); 2] = if remote.addr.is_ipv4() {
                 [
                     (Ipv4Addr::UNSPECIFIED.into(), 1),
@@ -499,10 +513,10 @@ impl Datapath {
                 ]
             };
             for (addr, prefix) in halves {
-                kernel::net::add_route(j, addr, prefix, &self.name, self.vip)?;
+                kernel::net::add_route(j, addr, prefix, &self.name, src)?;
             }
         } else {
-            kernel::net::add_route(j, remote.addr, remote.prefix, &self.name, self.vip)?;
+            kernel::net::add_route(j, remote.addr, remote.prefix, &self.name, src)?;
         }
         self.routes.push(remote);
         Ok(())

@@ -815,12 +815,7 @@ impl ConnObject {
         #[zbus(header)] hdr: Option<Header<'_>>,
         #[zbus(connection)] conn: &Connection,
     ) -> zbus::fdo::Result<String> {
-        Ok(self
-            .allowed(conn, hdr)
-            .await?
-            .virtual_ip
-            .map(|a| a.to_string())
-            .unwrap_or_default())
+        Ok(self.allowed(conn, hdr).await?.addresses())
     }
     #[zbus(property)]
     async fn dns(
@@ -1036,10 +1031,7 @@ fn changed_properties(s: &Status) -> HashMap<&'static str, Value<'static>> {
     m.insert("Phase", Value::from(s.phase.to_string()));
     m.insert("Detail", Value::from(s.detail.to_string()));
     m.insert("Gateway", Value::from(s.gateway.clone()));
-    m.insert(
-        "VirtualIp",
-        Value::from(s.virtual_ip.map(|a| a.to_string()).unwrap_or_default()),
-    );
+    m.insert("VirtualIp", Value::from(s.addresses()));
     m.insert(
         "Dns",
         Value::from(s.dns.iter().map(|a| a.to_string()).collect::<Vec<_>>()),

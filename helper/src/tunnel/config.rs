@@ -141,7 +141,7 @@ fn certificate_auth(p: &Profile) -> Result<(ike::Auth, Option<Identity>), Failur
     Ok((ike::Auth::Signature(Arc::new(certs)), Some(id)))
 }
 
-fn ts(s: &profile::Subnet) -> TrafficSelector {
+pub(super) fn ts(s: &profile::Subnet) -> TrafficSelector {
     TrafficSelector {
         addr: s.addr,
         prefix: s.prefix,
@@ -163,15 +163,20 @@ pub fn profile_children(p: &Profile, local: IpAddr) -> Vec<ChildConfig> {
         vec![TrafficSelector::host(local)]
     };
     let remotes: Vec<TrafficSelector> = if p.phase2.remote_networks.is_empty() {
-        let any = if local.is_ipv4() {
-            "0.0.0.0".parse()
-        } else {
-            "::".parse()
-        };
-        vec![TrafficSelector {
-            addr: any.unwrap_or(local),
-            prefix: 0,
-        }]
+        // Everything, in the family of each of our selectors (an IPv4 inner address
+        // over an IPv6 gateway wants 0.0.0.0/0, not ::/0).
+        let mut any: Vec<TrafficSelector> = Vec::new();
+        for l in &locals {
+            let addr = if l.addr.is_ipv4() {
+                IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+            } else {
+                IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+            };
+            if !any.iter().any(|a| a.addr == addr) {
+                any.push(TrafficSelector { addr, prefix: 0 });
+            }
+        }
+        any
     } else {
         p.phase2.remote_networks.iter().map(ts).collect()
     };
@@ -263,6 +268,16 @@ pub fn engine_config(p: &Profile, local: IpAddr) -> Result<Config, Failure> {
         profile::ModeConfig::Push => ModeConfigMode::Push,
     };
     c.remote_networks = p.phase2.remote_networks.iter().map(ts).collect();
+    // Mode Config is asked for an IPv6 address too when IPv6 may go through the tunnel:
+    // the profile names an IPv6 network, or leaves the networks to the gateway (a
+    // full tunnel then carries IPv6 when the gateway gives an address, instead of
+    // blocking it). A gateway without IPv6 just assigns none.
+    c.request_ipv6 = p.phase2.remote_networks.is_empty()
+        || p.phase2
+            .remote_networks
+            .iter()
+            .chain(&p.phase2.local_networks)
+            .any(|n| n.addr.is_ipv6());
     c.dpd = p.network.dpd.as_ref().map(|d| DpdConfig {
         interval: d.interval,
         timeout: d.timeout,

@@ -856,7 +856,11 @@ fn describe_mode_config(info: &ModeConfigInfo) -> String {
     let mut s = String::from("mode-config");
     match info.address {
         Some(a) => s.push_str(&format!(" {a}")),
-        None => s.push_str(" (no address)"),
+        None if info.address6.is_none() => s.push_str(" (no address)"),
+        None => {}
+    }
+    if let Some((a, prefix)) = info.address6 {
+        s.push_str(&format!(" {a}/{prefix}"));
     }
     let join = |v: Vec<String>| {
         if v.is_empty() {

@@ -600,15 +600,15 @@ impl<'d> Session<'d> {
                         exclusive: matches!(dns_mode, profile::DnsMode::Full),
                     });
                 }
-                self.expected_children = if !self.profile().phase2.remote_networks.is_empty() {
-                    self.profile().phase2.remote_networks.len()
-                } else {
-                    info.split_include
-                        .iter()
-                        .filter(|t| t.addr.is_ipv4())
-                        .count()
-                        .max(1)
-                };
+                // The pairs the engine negotiates next (at least one is waited for).
+                let networks: Vec<ike::TrafficSelector> = self
+                    .profile()
+                    .phase2
+                    .remote_networks
+                    .iter()
+                    .map(super::config::ts)
+                    .collect();
+                self.expected_children = info.children(&networks).len().max(1);
                 if info.address.is_some() {
                     self.driver.requested_address = info.address;
                 }

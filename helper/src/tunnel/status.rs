@@ -54,6 +54,8 @@ pub struct Status {
     pub detail: &'static str,
     pub gateway: String,
     pub virtual_ip: Option<IpAddr>,
+    /// The IPv6 inner address beside an IPv4 `virtual_ip` (dual stack).
+    pub virtual_ip6: Option<IpAddr>,
     pub dns: Vec<IpAddr>,
     /// The domain the gateway gave (its default domain, else the first split-DNS name).
     pub domain: Option<String>,
@@ -100,7 +102,7 @@ impl Status {
             Event::Phase2Established(sa) => {
                 self.sas.push(sa.clone());
                 if let Some(ip) = host_of(&sa.local_ts) {
-                    self.virtual_ip.get_or_insert(ip);
+                    self.add_address(ip);
                 }
                 if !self.routes.contains(&sa.remote_ts) {
                     self.routes.push(sa.remote_ts.clone());
@@ -136,6 +138,9 @@ impl Status {
             Event::ModeConfig(info) => {
                 if let Some(a) = info.address {
                     self.virtual_ip = Some(IpAddr::V4(a));
+                }
+                if let Some((a, _)) = info.address6 {
+                    self.add_address(IpAddr::V6(a));
                 }
                 self.dns = info.dns.clone();
                 self.domain = info
@@ -189,7 +194,30 @@ impl Status {
         self.dns.clear();
         self.domain = None;
         self.virtual_ip = None;
+        self.virtual_ip6 = None;
         self.protection.clear();
+    }
+
+    /// An inner address of the tunnel: the first one, or an IPv6 one beside IPv4.
+    fn add_address(&mut self, ip: IpAddr) {
+        match self.virtual_ip {
+            None => self.virtual_ip = Some(ip),
+            Some(v) if v.is_ipv4() && ip.is_ipv6() => {
+                self.virtual_ip6.get_or_insert(ip);
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// The inner addresses as front ends show them (`VirtualIp`): `10.200.1.1`, or
+    /// `10.200.1.1,fd01::1` with IPv6 beside IPv4; empty when none yet.
+    pub fn addresses(&self) -> String {
+        [self.virtual_ip, self.virtual_ip6]
+            .into_iter()
+            .flatten()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 
@@ -219,6 +247,29 @@ mod tests {
             lifetime: Duration::from_secs(3600),
             lifetime_kb: None,
         }
+    }
+
+    #[test]
+    fn ipv6_beside_ipv4_is_shown_with_its_network() {
+        let mut s = Status::new("gw");
+        s.apply(&Event::Phase2Established(sa(7)));
+        let mut v6 = sa(9);
+        v6.local_ts = "fd01::1/128".into();
+        v6.remote_ts = "fd00:77::/64".into();
+        s.apply(&Event::Phase2Established(v6));
+        assert_eq!(s.addresses(), "10.200.0.5,fd01::1");
+        assert_eq!(
+            s.routes,
+            vec!["10.77.0.0/24".to_string(), "fd00:77::/64".to_string()]
+        );
+        // IPv6 only: the one address.
+        let mut only = Status::new("gw");
+        let mut v6 = sa(9);
+        v6.local_ts = "fd01::1/128".into();
+        only.apply(&Event::Phase2Established(v6));
+        assert_eq!(only.addresses(), "fd01::1");
+        s.apply(&Event::Disconnected);
+        assert_eq!(s.addresses(), "");
     }
 
     #[test]

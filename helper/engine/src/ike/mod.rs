@@ -346,6 +346,9 @@ pub struct Config {
     pub fragment_size: usize,
     /// Mode Config: the address to ask for (a phase 1 renewal asks for the one it has).
     pub requested_address: Option<std::net::Ipv4Addr>,
+    /// Mode Config: ask for an IPv6 address too (INTERNAL_IP6_ADDRESS), for a profile
+    /// that names IPv6 networks.
+    pub request_ipv6: bool,
     /// Responder only: ask the initiator for this XAuth login.
     pub xauth_server: Option<XAuthServer>,
     /// Responder only: what to hand out by Mode Config.
@@ -378,6 +381,7 @@ impl Config {
             remote_networks: Vec::new(),
             dpd: Some(DpdConfig::default()),
             requested_address: None,
+            request_ipv6: false,
             fragmentation: true,
             fragment_size: 1280,
             xauth_server: None,

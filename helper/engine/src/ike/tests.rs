@@ -14,6 +14,13 @@ fn addr(last: u8) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, last)), 500)
 }
 
+fn addr6(last: u16) -> SocketAddr {
+    SocketAddr::new(
+        IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, last)),
+        500,
+    )
+}
+
 fn ts(s: &str) -> TrafficSelector {
     let (a, p) = s.split_once('/').unwrap();
     TrafficSelector {
@@ -48,6 +55,9 @@ struct Pair {
     /// The initiator sits behind a NAT: the responder sees it as 192.0.2.2 with
     /// remapped ports.
     nat: bool,
+    /// The gateway's and the client's outer addresses (192.0.2.1 and .2, or IPv6).
+    gw_ip: IpAddr,
+    client_ip: IpAddr,
     sent: usize,
     i_events: Vec<Event>,
     r_events: Vec<Event>,
@@ -83,21 +93,32 @@ impl Pair {
         Pair::build(ic, rc, seed, true)
     }
 
-    #[allow(clippy::disallowed_methods)] // the simulated clock starts at some real instant
+    /// Both outer addresses IPv6 (2001:db8::1 the gateway, ::2 the client).
+    fn over_ipv6(ic: Config, rc: Config, seed: u64) -> Pair {
+        Pair::build_at(ic, rc, seed, false, addr6(1), addr6(2))
+    }
+
     fn build(ic: Config, rc: Config, seed: u64, nat: bool) -> Pair {
+        Pair::build_at(ic, rc, seed, nat, addr(1), addr(2))
+    }
+
+    #[allow(clippy::disallowed_methods)] // the simulated clock starts at some real instant
+    fn build_at(
+        ic: Config,
+        rc: Config,
+        seed: u64,
+        nat: bool,
+        gw: SocketAddr,
+        client: SocketAddr,
+    ) -> Pair {
         let now = Instant::now();
         let local = if nat {
             SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 500)
         } else {
-            addr(2)
+            client
         };
-        let i = Ike::initiate(ic, local, addr(1), now, Box::new(test_rng(seed))).unwrap();
-        let r = Ike::respond(
-            rc.clone(),
-            addr(1),
-            addr(2),
-            Box::new(test_rng(seed + 1000)),
-        );
+        let i = Ike::initiate(ic, local, gw, now, Box::new(test_rng(seed))).unwrap();
+        let r = Ike::respond(rc.clone(), gw, client, Box::new(test_rng(seed + 1000)));
         Pair {
             now,
             latency: Duration::from_millis(10),
@@ -109,6 +130,8 @@ impl Pair {
             r_config: rc,
             wire: VecDeque::new(),
             nat,
+            gw_ip: gw.ip(),
+            client_ip: client.ip(),
             sent: 0,
             i_events: Vec::new(),
             r_events: Vec::new(),
@@ -122,7 +145,7 @@ impl Pair {
     fn collect(&mut self) {
         let mut batch = Vec::new();
         while let Some(t) = self.i.poll_transmit() {
-            assert_eq!(t.destination.ip(), addr(1).ip());
+            assert_eq!(t.destination.ip(), self.gw_ip);
             assert_eq!(t.destination.port(), if t.nat_t { 4500 } else { 500 });
             batch.push((true, t.nat_t, t.data));
         }
@@ -188,12 +211,12 @@ impl Pair {
             if let Some(pos) = self.wire.iter().position(|w| w.0 <= self.now) {
                 let (_, to_r, nat_t, d) = self.wire.remove(pos).unwrap();
                 let port = if nat_t { 4500 } else { 500 };
-                let gw = SocketAddr::new(addr(1).ip(), port);
+                let gw = SocketAddr::new(self.gw_ip, port);
                 // What the responder sees as the initiator's address.
                 let client = match (self.nat, nat_t) {
-                    (false, _) => SocketAddr::new(addr(2).ip(), port),
-                    (true, false) => SocketAddr::new(addr(2).ip(), 31000),
-                    (true, true) => SocketAddr::new(addr(2).ip(), 31001),
+                    (false, _) => SocketAddr::new(self.client_ip, port),
+                    (true, false) => SocketAddr::new(self.client_ip, 31000),
+                    (true, true) => SocketAddr::new(self.client_ip, 31001),
                 };
                 if to_r {
                     let h = Header::decode(&d).ok();
@@ -885,6 +908,125 @@ fn mode_config_without_xauth_and_profile_networks_win() {
     r.xauth_server = None;
     i.remote_networks = vec![ts("10.77.0.0/24")];
     let mut p = Pair::new(i, r, 41);
+    p.drive();
+    let c = p.children_i();
+    assert_eq!(c.len(), 1, "{:?}", p.i_events);
+    assert_eq!(c[0].remote_ts, Some(ts("10.77.0.0/24")));
+}
+
+/// A gateway reached over IPv6: phase 1 with IPv6 address identities (ID_IPV6_ADDR)
+/// and 16-byte NAT-D hashes (no NAT found), quick mode, in main and aggressive mode.
+#[test]
+fn phase1_and_quick_mode_over_ipv6() {
+    for mode in [ExchangeMode::Main, ExchangeMode::Aggressive] {
+        let (i, r) = configs(mode);
+        let mut p = Pair::over_ipv6(i, r, 44);
+        p.drive();
+        assert_matching(&p);
+        let info = p.i.phase1().expect("phase 1").clone();
+        assert_eq!(info.local_id.to_string(), "address:2001:db8::2", "{mode:?}");
+        assert_eq!(info.peer_id.to_string(), "address:2001:db8::1", "{mode:?}");
+        // The NAT-D hashes (address and port, 16-byte addresses) match: no NAT, no
+        // encapsulation.
+        assert!(
+            !p.i.nat().local_behind_nat && !p.i.nat().remote_behind_nat,
+            "{mode:?}: a NAT found between unchanged IPv6 addresses: {:?}",
+            p.i.nat()
+        );
+        assert!(!p.r.nat().local_behind_nat && !p.r.nat().remote_behind_nat);
+        assert_eq!(p.i.udp_encapsulation(), None, "{mode:?}");
+    }
+    // ESP in UDP over IPv6 when asked for: IKE floats to port 4500.
+    let (mut i, r) = configs(ExchangeMode::Main);
+    i.nat_traversal = NatTraversal::Force;
+    let mut p = Pair::over_ipv6(i, r, 48);
+    p.drive();
+    assert_matching(&p);
+    assert!(p.children_i()[0].udp_encapsulation && p.children_r()[0].udp_encapsulation);
+    assert_eq!(p.r.remote(), SocketAddr::new(addr6(2).ip(), 4500));
+}
+
+/// Mode Config with IPv6 (asked for): INTERNAL_IP6_ADDRESS and INTERNAL_IP6_SUBNET from
+/// the gateway; quick mode negotiates one pair per family, IPv6 IDs (ID_IPV6_ADDR,
+/// ID_IPV6_ADDR_SUBNET) for the IPv6 one; a dual-stack full tunnel when nothing is split.
+#[test]
+fn mode_config_with_ipv6_inside() {
+    let (mut i, mut r) = xauth_configs(ExchangeMode::Main, ModeConfigMode::Pull);
+    i.request_ipv6 = true;
+    let server = r.mode_config_server.as_mut().unwrap();
+    server.address6 = Some(("fd01::7".parse().unwrap(), 128));
+    server.split_include = vec![ts("10.77.0.0/24"), ts("fd00:77::/64")];
+    r.children.push(ChildConfig {
+        local: Some(ts("fd00::/8")),
+        remote: Some(ts("fd01::/64")),
+    });
+    let mut p = Pair::new(i.clone(), r.clone(), 45);
+    p.drive();
+    let info = p
+        .i_events
+        .iter()
+        .find_map(|e| match e {
+            Event::ModeConfig(m) => Some(m.clone()),
+            _ => None,
+        })
+        .expect("mode config");
+    assert_eq!(info.address6, Some(("fd01::7".parse().unwrap(), 128)));
+    let mut split = info.split_include.clone();
+    split.sort_by_key(|t| t.addr.is_ipv6());
+    assert_eq!(split, vec![ts("10.77.0.0/24"), ts("fd00:77::/64")]);
+    let mut pairs: Vec<(TrafficSelector, TrafficSelector)> = p
+        .children_i()
+        .iter()
+        .map(|c| (c.local_ts.unwrap(), c.remote_ts.unwrap()))
+        .collect();
+    pairs.sort_by_key(|(l, _)| l.addr.is_ipv6());
+    assert_eq!(
+        pairs,
+        vec![
+            (ts("10.200.0.7/32"), ts("10.77.0.0/24")),
+            (ts("fd01::7/128"), ts("fd00:77::/64")),
+        ],
+        "{:?}",
+        p.i_events
+    );
+    assert_eq!(p.children_r().len(), 2);
+
+    // Nothing split: everything, in both families.
+    r.mode_config_server.as_mut().unwrap().split_include.clear();
+    r.children = vec![
+        ChildConfig {
+            local: Some(ts("0.0.0.0/0")),
+            remote: Some(ts("10.200.0.0/24")),
+        },
+        ChildConfig {
+            local: Some(ts("::/0")),
+            remote: Some(ts("fd01::/64")),
+        },
+    ];
+    let mut p = Pair::new(i, r, 46);
+    p.drive();
+    let mut remotes: Vec<TrafficSelector> = p
+        .children_i()
+        .iter()
+        .map(|c| c.remote_ts.unwrap())
+        .collect();
+    remotes.sort_by_key(|t| t.addr.is_ipv6());
+    assert_eq!(
+        remotes,
+        vec![ts("0.0.0.0/0"), ts("::/0")],
+        "{:?}",
+        p.i_events
+    );
+}
+
+/// An IPv6 split network without an IPv6 address of ours is left out, not negotiated
+/// from the IPv4 address.
+#[test]
+fn mode_config_ipv6_only_when_asked() {
+    let (i, mut r) = xauth_configs(ExchangeMode::Main, ModeConfigMode::Pull);
+    r.mode_config_server.as_mut().unwrap().split_include =
+        vec![ts("10.77.0.0/24"), ts("fd00:77::/64")];
+    let mut p = Pair::new(i, r, 47);
     p.drive();
     let c = p.children_i();
     assert_eq!(c.len(), 1, "{:?}", p.i_events);

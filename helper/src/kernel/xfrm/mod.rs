@@ -33,7 +33,8 @@ use netlink_packet_xfrm::{
     AF_INET, AF_INET6, Address, EncapTmpl, IPPROTO_ESP, LifetimeConfig, Selector,
     UDP_ENCAP_ESPINUDP, UserPolicyId, UserPolicyInfo, UserSaId, UserSaInfo, UserTemplate,
     XFRM_MSG_ACQUIRE, XFRM_MSG_EXPIRE, XFRM_MSG_NEWSA, XFRM_POLICY_ALLOW, XFRM_POLICY_FWD,
-    XFRM_POLICY_IN, XFRM_POLICY_OUT, XFRMNLGRP_ACQUIRE, XFRMNLGRP_EXPIRE, XfrmAttrs, XfrmMessage,
+    XFRM_POLICY_IN, XFRM_POLICY_OUT, XFRM_STATE_AF_UNSPEC, XFRMNLGRP_ACQUIRE, XFRMNLGRP_EXPIRE,
+    XfrmAttrs, XfrmMessage,
     policy::{DelGetMessage as PolicyDelGet, ModifyMessage as PolicyModify},
     state::{DelGetMessage as SaDelGet, ModifyMessage as SaModify},
 };
@@ -115,6 +116,11 @@ pub struct SaSpec<'a> {
     /// Volume lifetime in kilobytes: the kernel signals a soft expiry at 80 % and
     /// deletes the SA at 100 % ([`EventListener`]).
     pub lifetime_kb: Option<u64>,
+    /// Tunnel mode with inner packets of the other family than the outer addresses
+    /// (IPv4 inside IPv6 or the reverse): the SA's own selector is left "any family"
+    /// (`XFRM_STATE_AF_UNSPEC`), else the kernel gives it the outer family and the
+    /// inner packets find no SA.
+    pub cross_family: bool,
 }
 
 /// One policy: traffic from `src` to `dst` in direction `dir` goes through the SA
@@ -195,6 +201,11 @@ pub fn newsa_message(sa: &SaSpec<'_>) -> Result<XfrmMessage, KernelError> {
         reqid: sa.reqid,
         mode: sa.mode,
         replay_window: sa.replay_window,
+        flags: if sa.mode == MODE_TUNNEL && sa.cross_family {
+            XFRM_STATE_AF_UNSPEC
+        } else {
+            0
+        },
         ..Default::default()
     };
     info.id.spi = sa.spi;
@@ -791,6 +802,7 @@ fn probe_here() -> Result<(), KernelError> {
         encap: None,
         replay_window: 0,
         lifetime_kb: None,
+        cross_family: false,
     };
     x.add_sa(&sa)?;
     x.del_sa(lo, spi)

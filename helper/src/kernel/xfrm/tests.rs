@@ -56,13 +56,13 @@ fn sa_messages_are_byte_identical_to_the_known_good_encoding() {
     let k7 = keys(11, 36, 0, 0);
     #[rustfmt::skip]
     let specs = [
-        ("newsa_gcm128_v4_encap_kb", SaSpec { src: ip(V4A), dst: ip(V4B), spi: 0xc0ffee01, reqid: REQID_BASE + 3, mode: MODE_TUNNEL, cipher: EspCipher::AesGcm16 { key_bits: 128 }, auth: None, keys: &k1, encap: Some((4500, 4500)), replay_window: 32, lifetime_kb: Some(100) }),
-        ("newsa_cbc256_sha512_v4_transport", SaSpec { src: ip(V4B), dst: ip(V4A), spi: 0x12345678, reqid: REQID_BASE + 0x1ff, mode: MODE_TRANSPORT, cipher: EspCipher::AesCbc { key_bits: 256 }, auth: Some(HmacSha512_256), keys: &k2, encap: None, replay_window: 32, lifetime_kb: None }),
-        ("newsa_3des_md5_v6_encap", SaSpec { src: ip(V6A), dst: ip(V6B), spi: 0x0000abcd, reqid: REQID_BASE + 0x101, mode: MODE_TUNNEL, cipher: EspCipher::TripleDes, auth: Some(HmacMd5_96), keys: &k3, encap: Some((4500, 1234)), replay_window: 0, lifetime_kb: Some(1) }),
-        ("newsa_null_sha1_v4", SaSpec { src: ip(V4A), dst: ip(V4B), spi: 0xffffffff, reqid: REQID_BASE, mode: MODE_TUNNEL, cipher: EspCipher::Null, auth: Some(HmacSha1_96), keys: &k4, encap: None, replay_window: 32, lifetime_kb: Some(64) }),
-        ("newsa_cbc128_sha256_v4", SaSpec { src: ip(V4A), dst: ip(V4B), spi: 0x7057fff3, reqid: REQID_BASE | 0xffff, mode: MODE_TUNNEL, cipher: EspCipher::AesCbc { key_bits: 128 }, auth: Some(HmacSha256_128), keys: &k5, encap: None, replay_window: 0, lifetime_kb: None }),
-        ("newsa_cbc192_sha384_v6", SaSpec { src: ip(V6B), dst: ip(V6A), spi: 0x01020304, reqid: REQID_BASE + 2, mode: MODE_TRANSPORT, cipher: EspCipher::AesCbc { key_bits: 192 }, auth: Some(HmacSha384_192), keys: &k6, encap: None, replay_window: 32, lifetime_kb: Some(u64::MAX) }),
-        ("newsa_gcm256_v6", SaSpec { src: ip(V6B), dst: ip(V6A), spi: 0x0a0b0c0d, reqid: REQID_BASE + 4, mode: MODE_TUNNEL, cipher: EspCipher::AesGcm16 { key_bits: 256 }, auth: None, keys: &k7, encap: Some((4500, 4500)), replay_window: 32, lifetime_kb: None }),
+        ("newsa_gcm128_v4_encap_kb", SaSpec { src: ip(V4A), dst: ip(V4B), spi: 0xc0ffee01, reqid: REQID_BASE + 3, mode: MODE_TUNNEL, cipher: EspCipher::AesGcm16 { key_bits: 128 }, auth: None, keys: &k1, encap: Some((4500, 4500)), replay_window: 32, lifetime_kb: Some(100), cross_family: false }),
+        ("newsa_cbc256_sha512_v4_transport", SaSpec { src: ip(V4B), dst: ip(V4A), spi: 0x12345678, reqid: REQID_BASE + 0x1ff, mode: MODE_TRANSPORT, cipher: EspCipher::AesCbc { key_bits: 256 }, auth: Some(HmacSha512_256), keys: &k2, encap: None, replay_window: 32, lifetime_kb: None, cross_family: false }),
+        ("newsa_3des_md5_v6_encap", SaSpec { src: ip(V6A), dst: ip(V6B), spi: 0x0000abcd, reqid: REQID_BASE + 0x101, mode: MODE_TUNNEL, cipher: EspCipher::TripleDes, auth: Some(HmacMd5_96), keys: &k3, encap: Some((4500, 1234)), replay_window: 0, lifetime_kb: Some(1), cross_family: false }),
+        ("newsa_null_sha1_v4", SaSpec { src: ip(V4A), dst: ip(V4B), spi: 0xffffffff, reqid: REQID_BASE, mode: MODE_TUNNEL, cipher: EspCipher::Null, auth: Some(HmacSha1_96), keys: &k4, encap: None, replay_window: 32, lifetime_kb: Some(64), cross_family: false }),
+        ("newsa_cbc128_sha256_v4", SaSpec { src: ip(V4A), dst: ip(V4B), spi: 0x7057fff3, reqid: REQID_BASE | 0xffff, mode: MODE_TUNNEL, cipher: EspCipher::AesCbc { key_bits: 128 }, auth: Some(HmacSha256_128), keys: &k5, encap: None, replay_window: 0, lifetime_kb: None, cross_family: false }),
+        ("newsa_cbc192_sha384_v6", SaSpec { src: ip(V6B), dst: ip(V6A), spi: 0x01020304, reqid: REQID_BASE + 2, mode: MODE_TRANSPORT, cipher: EspCipher::AesCbc { key_bits: 192 }, auth: Some(HmacSha384_192), keys: &k6, encap: None, replay_window: 32, lifetime_kb: Some(u64::MAX), cross_family: false }),
+        ("newsa_gcm256_v6", SaSpec { src: ip(V6B), dst: ip(V6A), spi: 0x0a0b0c0d, reqid: REQID_BASE + 4, mode: MODE_TUNNEL, cipher: EspCipher::AesGcm16 { key_bits: 256 }, auth: None, keys: &k7, encap: Some((4500, 4500)), replay_window: 32, lifetime_kb: None, cross_family: false }),
     ];
     for (name, sa) in &specs {
         assert_eq!(
@@ -163,6 +163,7 @@ fn newsa_layout_matches_the_kernel_abi() {
         encap: Some((4500, 4500)),
         replay_window: 32,
         lifetime_kb: Some(100),
+        cross_family: false,
     };
     let b = newsa_body(&sa);
     // xfrm_id.daddr at 56, spi big-endian at 72, proto at 76; saddr at 80
@@ -261,6 +262,7 @@ fn requests_carry_the_netlink_header() {
         encap: Some((4500, 4500)),
         replay_window: 32,
         lifetime_kb: Some(100),
+        cross_family: false,
     };
     let m = encode(7, NLM_F_CREATE | NLM_F_EXCL, newsa_message(&sa).unwrap());
     let want = known_good("newsa_gcm128_v4_encap_kb");
@@ -371,6 +373,7 @@ fn mangled_events_never_panic() {
         encap: None,
         replay_window: 0,
         lifetime_kb: None,
+        cross_family: false,
     };
     let mut expire = Vec::new();
     expire.extend_from_slice(&((16 + 232) as u32).to_ne_bytes());
@@ -447,4 +450,38 @@ fn probe_leaves_the_callers_namespace_alone() {
         "{line}"
     );
     assert!(!line.contains('\n'), "{line}");
+}
+
+/// IPv4 inside IPv6 (tunnel mode): the SA says XFRM_STATE_AF_UNSPEC so the kernel
+/// leaves its selector "any family"; same-family SAs keep flags 0 (the known-good bytes).
+#[test]
+fn cross_family_tunnel_sa_leaves_its_selector_to_any_family() {
+    let k = keys(1, 16, 2, 32);
+    let mut sa = SaSpec {
+        src: ip(V6A),
+        dst: ip(V6B),
+        spi: 0x0102_0304,
+        reqid: REQID_BASE + 5,
+        mode: MODE_TUNNEL,
+        cipher: EspCipher::AesCbc { key_bits: 128 },
+        auth: Some(EspAuth::HmacSha256_128),
+        keys: &k,
+        encap: None,
+        replay_window: 32,
+        lifetime_kb: None,
+        cross_family: true,
+    };
+    // family at 212, mode 214, replay window 215, flags 216.
+    let b = newsa_body(&sa);
+    assert_eq!(&b[212..214], &AF_INET6.to_ne_bytes());
+    assert_eq!(b[216], XFRM_STATE_AF_UNSPEC);
+    sa.cross_family = false;
+    assert_eq!(newsa_body(&sa)[216], 0);
+    sa.cross_family = true;
+    sa.mode = MODE_TRANSPORT;
+    assert_eq!(
+        newsa_body(&sa)[216],
+        0,
+        "transport mode has no inner family"
+    );
 }

@@ -81,9 +81,12 @@ pub(crate) fn parse_mode_config(attrs: &[Attribute]) -> ModeConfigInfo {
             cfg_attr::INTERNAL_IP4_NETMASK => info.netmask = v4(b),
             cfg_attr::INTERNAL_IP4_DNS => info.dns.extend(v4(b).map(IpAddr::V4)),
             cfg_attr::INTERNAL_IP4_NBNS => info.nbns.extend(v4(b)),
-            cfg_attr::INTERNAL_IP6_ADDRESS if b.len() == 17 => {
+            // 17 bytes, address and prefix length (RFC 4306 style); strongSwan's IKEv1
+            // sends the 16-byte address alone.
+            cfg_attr::INTERNAL_IP6_ADDRESS if b.len() == 16 || b.len() == 17 => {
                 if let Ok(a) = <[u8; 16]>::try_from(&b[..16]) {
-                    info.address6 = Some((Ipv6Addr::from(a), b[16].min(128)));
+                    let prefix = b.get(16).copied().unwrap_or(128).min(128);
+                    info.address6 = Some((Ipv6Addr::from(a), prefix));
                 }
             }
             cfg_attr::INTERNAL_IP6_DNS => {
@@ -98,6 +101,16 @@ pub(crate) fn parse_mode_config(attrs: &[Attribute]) -> ModeConfigInfo {
                     let addr = Ipv4Addr::from(u32::from(ad) & u32::from(m));
                     info.split_include.push(TrafficSelector {
                         addr: IpAddr::V4(addr),
+                        prefix,
+                    });
+                }
+            }
+            cfg_attr::INTERNAL_IP6_SUBNET if b.len() == 17 => {
+                if let Ok(a) = <[u8; 16]>::try_from(&b[..16]) {
+                    let prefix = b[16].min(128);
+                    let m = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+                    info.split_include.push(TrafficSelector {
+                        addr: IpAddr::V6(Ipv6Addr::from(u128::from_be_bytes(a) & m)),
                         prefix,
                     });
                 }
@@ -135,6 +148,18 @@ pub(crate) fn mode_config_attributes(info: &ModeConfigInfo) -> Vec<Attribute> {
             m.octets().to_vec(),
         ));
     }
+    if let Some((a, prefix)) = info.address6 {
+        let mut b = a.octets().to_vec();
+        b.push(prefix);
+        v.push(Attribute::variable(cfg_attr::INTERNAL_IP6_ADDRESS, b));
+    }
+    for t in &info.split_include {
+        if let IpAddr::V6(a) = t.addr {
+            let mut b = a.octets().to_vec();
+            b.push(t.prefix);
+            v.push(Attribute::variable(cfg_attr::INTERNAL_IP6_SUBNET, b));
+        }
+    }
     for d in &info.dns {
         match d {
             IpAddr::V4(a) => v.push(Attribute::variable(
@@ -147,7 +172,7 @@ pub(crate) fn mode_config_attributes(info: &ModeConfigInfo) -> Vec<Attribute> {
             )),
         }
     }
-    if !info.split_include.is_empty() {
+    if info.split_include.iter().any(|t| t.addr.is_ipv4()) {
         let mut b = Vec::new();
         for t in &info.split_include {
             if let IpAddr::V4(a) = t.addr {
@@ -185,10 +210,10 @@ pub(crate) fn mode_config_attributes(info: &ModeConfigInfo) -> Vec<Attribute> {
 }
 
 /// What a client asks for in a Mode Config REQUEST.
-pub(super) fn mode_config_request(want: Option<Ipv4Addr>) -> Vec<Attribute> {
+pub(super) fn mode_config_request(want: Option<Ipv4Addr>, ipv6: bool) -> Vec<Attribute> {
     let empty = |k| Attribute::variable(k, Vec::new());
     let address = want.map(|a| a.octets().to_vec()).unwrap_or_default();
-    vec![
+    let mut v = vec![
         Attribute::variable(cfg_attr::INTERNAL_IP4_ADDRESS, address),
         empty(cfg_attr::INTERNAL_IP4_NETMASK),
         empty(cfg_attr::INTERNAL_IP4_DNS),
@@ -204,5 +229,53 @@ pub(super) fn mode_config_request(want: Option<Ipv4Addr>) -> Vec<Attribute> {
             cfg_attr::APPLICATION_VERSION,
             format!("Postern {}", env!("CARGO_PKG_VERSION")).into_bytes(),
         ),
-    ]
+    ];
+    if ipv6 {
+        // Empty: any address (17 bytes, address and prefix length, when it has one).
+        v.insert(1, empty(cfg_attr::INTERNAL_IP6_ADDRESS));
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_address_and_subnets() {
+        let addr: Ipv6Addr = "fd01::1".parse().unwrap();
+        let with_prefix = |a: Ipv6Addr, p: u8| {
+            let mut b = a.octets().to_vec();
+            b.push(p);
+            b
+        };
+        // strongSwan's IKEv1: the address alone (16 bytes) means /128.
+        let info = parse_mode_config(&[Attribute::variable(
+            cfg_attr::INTERNAL_IP6_ADDRESS,
+            addr.octets().to_vec(),
+        )]);
+        assert_eq!(info.address6, Some((addr, 128)));
+        let info = parse_mode_config(&[
+            Attribute::variable(cfg_attr::INTERNAL_IP6_ADDRESS, with_prefix(addr, 64)),
+            // Host bits are cut off; a prefix over 128 is taken as 128.
+            Attribute::variable(
+                cfg_attr::INTERNAL_IP6_SUBNET,
+                with_prefix("fd00:77::99".parse().unwrap(), 64),
+            ),
+            Attribute::variable(
+                cfg_attr::INTERNAL_IP6_SUBNET,
+                with_prefix("fd00:78::1".parse().unwrap(), 200),
+            ),
+            // Wrong lengths are ignored, never a panic.
+            Attribute::variable(cfg_attr::INTERNAL_IP6_SUBNET, vec![1; 5]),
+            Attribute::variable(cfg_attr::INTERNAL_IP6_ADDRESS, vec![1; 15]),
+        ]);
+        assert_eq!(info.address6, Some((addr, 64)));
+        let nets: Vec<String> = info.split_include.iter().map(|t| t.to_string()).collect();
+        assert_eq!(nets, ["fd00:77::/64", "fd00:78::1/128"]);
+        // Asked for only when wanted.
+        let has6 = |v: &[Attribute]| v.iter().any(|a| a.kind == cfg_attr::INTERNAL_IP6_ADDRESS);
+        assert!(has6(&mode_config_request(None, true)));
+        assert!(!has6(&mode_config_request(None, false)));
+    }
 }

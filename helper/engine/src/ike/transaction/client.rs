@@ -1,7 +1,6 @@
 //! The client side of the transaction exchanges: answering XAuth (from the
 //! profile or by asking the user), then Mode Config (pull or push).
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
 use zeroize::Zeroizing;
@@ -10,7 +9,7 @@ use crate::codec::{AttrPayload, Attribute, cfg_attr};
 
 use super::super::exchange::Pending;
 use super::super::sa_ctx::IsakmpSa;
-use super::super::{ChildConfig, Error, Event, TrafficSelector};
+use super::super::{Error, Event};
 use super::attrs::{bytes, field_of, kind_of, mode_config_request, parse_mode_config, text};
 use super::{
     AfterAck, Credentials, CredentialsRequest, ModeConfigInfo, ModeConfigMode, Round,
@@ -37,7 +36,10 @@ impl Transaction {
                 let attr = AttrPayload {
                     cfg_type: cfg_attr::REQUEST,
                     identifier: cfg_identifier(ctx),
-                    attributes: mode_config_request(ctx.config().requested_address),
+                    attributes: mode_config_request(
+                        ctx.config().requested_address,
+                        ctx.config().request_ipv6,
+                    ),
                 };
                 let iv = ctx.exchange_iv(mid);
                 match seal_transaction(ctx, mid, attr, &iv) {
@@ -68,34 +70,14 @@ impl Transaction {
             return Step::Done(Vec::new());
         }
         ctx.event(Event::ModeConfig(info.clone()));
-        let Some(vip) = info.address else {
+        if info.address.is_none() && info.address6.is_none() {
             return self.fail(Error::Local(
                 "the gateway assigned no virtual IP address (Mode Config)".into(),
             ));
-        };
-        let local = TrafficSelector::host(IpAddr::V4(vip));
-        let cfg = ctx.config();
-        let remotes: Vec<TrafficSelector> = if !cfg.remote_networks.is_empty() {
-            cfg.remote_networks.clone()
-        } else if !info.split_include.is_empty() {
-            info.split_include.clone()
-        } else {
-            vec![TrafficSelector {
-                addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-                prefix: 0,
-            }]
-        };
+        }
+        let children = info.children(&ctx.config().remote_networks);
         self.mode_config = Some(info);
-        Step::Done(
-            remotes
-                .into_iter()
-                .filter(|r| r.addr.is_ipv4())
-                .map(|r| ChildConfig {
-                    local: Some(local),
-                    remote: Some(r),
-                })
-                .collect(),
-        )
+        Step::Done(children)
     }
 
     pub(super) fn client_transaction(

@@ -114,6 +114,49 @@ pub struct ModeConfigInfo {
     pub save_password: bool,
 }
 
+impl ModeConfigInfo {
+    /// The pairs quick mode negotiates after Mode Config: one per remote network (the
+    /// profile's `remote_networks` when it names some, else the gateway's split
+    /// networks, else everything in each family we got an address of), each from our
+    /// address of its family; networks of a family we have no address of are left out.
+    pub fn children(&self, remote_networks: &[TrafficSelector]) -> Vec<ChildConfig> {
+        let vip4 = self.address.map(|a| TrafficSelector::host(IpAddr::V4(a)));
+        let vip6 = self
+            .address6
+            .map(|(a, _)| TrafficSelector::host(IpAddr::V6(a)));
+        let remotes: Vec<TrafficSelector> = if !remote_networks.is_empty() {
+            remote_networks.to_vec()
+        } else if !self.split_include.is_empty() {
+            self.split_include.clone()
+        } else {
+            let mut all = Vec::new();
+            if vip4.is_some() {
+                all.push(TrafficSelector {
+                    addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                    prefix: 0,
+                });
+            }
+            if vip6.is_some() {
+                all.push(TrafficSelector {
+                    addr: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+                    prefix: 0,
+                });
+            }
+            all
+        };
+        remotes
+            .into_iter()
+            .filter_map(|r| {
+                let local = if r.addr.is_ipv4() { vip4 } else { vip6 }?;
+                Some(ChildConfig {
+                    local: Some(local),
+                    remote: Some(r),
+                })
+            })
+            .collect()
+    }
+}
+
 pub use postern_algs::xauth::{Credentials, XAuthField};
 
 /// An XAuth round to answer with [`Ike::submit_credentials`].
