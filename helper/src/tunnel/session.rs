@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 use postern_dbus::failure::FailureKind;
 use postern_dbus::profile::{self, Profile};
 use postern_engine::ike::{self, Ike, NAT_T_PORT};
+use postern_engine::ike2::Ike2;
+
+use super::engine::Engine;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
@@ -86,7 +89,7 @@ pub(super) struct Session<'d> {
     natt: Option<UdpSocket>,
     /// Raw ESP (IP protocol 50) for the userspace datapath when NAT-T is not in use.
     raw: Option<UdpSocket>,
-    ike: Ike,
+    ike: Engine,
     start: Instant,
     expected_children: usize,
     up_children: usize,
@@ -199,7 +202,13 @@ impl<'d> Session<'d> {
         } else {
             None
         };
-        let expected_children = profile_children(p, local.ip()).len();
+        // IKEv2 negotiates one child SA (in IKE_AUTH).
+        let v2 = p.ike_version == 2;
+        let expected_children = if v2 {
+            1
+        } else {
+            profile_children(p, local.ip()).len()
+        };
         let rng = crate::rng::os_rng()
             .map_err(|e| Failure::new(FailureKind::Internal, format!("no randomness: {e}")))?;
         let start = Instant::now();
@@ -221,7 +230,7 @@ impl<'d> Session<'d> {
                     name: p.name.clone(),
                     remote,
                     local: local.ip(),
-                    mode: config.mode.name(),
+                    mode: if v2 { "ikev2" } else { config.mode.name() },
                 });
                 if let Some(plan) = &encap {
                     for line in [plan.datapath_line.clone(), plan.asking_line()]
@@ -231,14 +240,39 @@ impl<'d> Session<'d> {
                         driver.emit(Event::Note(line));
                     }
                 }
-                Ike::initiate(config, local, remote, clock.now(), Box::new(rng))?
+                if v2 {
+                    Engine::V2(Box::new(Ike2::initiate(
+                        config,
+                        local,
+                        remote,
+                        clock.now(),
+                        Box::new(rng),
+                    )?))
+                } else {
+                    Engine::V1(Ike::initiate(
+                        config,
+                        local,
+                        remote,
+                        clock.now(),
+                        Box::new(rng),
+                    )?)
+                }
             }
             Role::Responder => {
                 driver.emit(Event::Responding {
                     local,
                     peer: remote,
                 });
-                Ike::respond(config, local, remote, Box::new(rng))
+                if v2 {
+                    Engine::V2(Box::new(Ike2::respond(
+                        config,
+                        local,
+                        remote,
+                        Box::new(rng),
+                    )))
+                } else {
+                    Engine::V1(Ike::respond(config, local, remote, Box::new(rng)))
+                }
             }
         };
         let (volume_tx, volume_rx) = mpsc::unbounded_channel();
@@ -541,6 +575,9 @@ impl<'d> Session<'d> {
                         .count()
                         .max(1)
                 };
+                if self.ike.is_v2() {
+                    self.expected_children = 1;
+                }
                 if info.address.is_some() {
                     self.driver.requested_address = info.address;
                 }

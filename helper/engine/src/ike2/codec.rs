@@ -338,7 +338,9 @@ impl Payload {
         match self {
             Payload::Sa(_) => ptype::SA,
             Payload::Ke { .. } => ptype::KE,
-            Payload::Id { initiator: true, .. } => ptype::IDI,
+            Payload::Id {
+                initiator: true, ..
+            } => ptype::IDI,
             Payload::Id { .. } => ptype::IDR,
             Payload::Cert { .. } => ptype::CERT,
             Payload::CertReq { .. } => ptype::CERTREQ,
@@ -347,7 +349,9 @@ impl Payload {
             Payload::Notify { .. } => ptype::NOTIFY,
             Payload::Delete { .. } => ptype::DELETE,
             Payload::Vendor(_) => ptype::VENDOR,
-            Payload::Ts { initiator: true, .. } => ptype::TSI,
+            Payload::Ts {
+                initiator: true, ..
+            } => ptype::TSI,
             Payload::Ts { .. } => ptype::TSR,
             Payload::Cp { .. } => ptype::CP,
             Payload::Eap(_) => ptype::EAP,
@@ -677,17 +681,11 @@ fn decode_selector(r: &mut Reader<'_>) -> Result<Selector, DecodeError> {
     let (start, end) = if alen == 4 {
         let a: [u8; 4] = a.try_into().map_err(|_| bad("address"))?;
         let b: [u8; 4] = b.try_into().map_err(|_| bad("address"))?;
-        (
-            std::net::IpAddr::from(a),
-            std::net::IpAddr::from(b),
-        )
+        (std::net::IpAddr::from(a), std::net::IpAddr::from(b))
     } else {
         let a: [u8; 16] = a.try_into().map_err(|_| bad("address"))?;
         let b: [u8; 16] = b.try_into().map_err(|_| bad("address"))?;
-        (
-            std::net::IpAddr::from(a),
-            std::net::IpAddr::from(b),
-        )
+        (std::net::IpAddr::from(a), std::net::IpAddr::from(b))
     };
     Ok(Selector {
         ts_type,

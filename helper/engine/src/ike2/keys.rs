@@ -37,6 +37,22 @@ pub fn icv_len(integ: HashAlg) -> usize {
     }
 }
 
+/// The IKEv2 ENCR transform ID of an IKE cipher (§3.3.2; IKEv1 numbers differ).
+pub fn encr_id(c: IkeCipher) -> u16 {
+    match c {
+        IkeCipher::TripleDes => 3,
+        IkeCipher::AesCbc { .. } => 12,
+    }
+}
+
+pub fn encr_from_id(id: u16, key_bits: Option<u16>) -> Option<IkeCipher> {
+    match (id, key_bits) {
+        (3, None) => Some(IkeCipher::TripleDes),
+        (12, Some(b @ (128 | 192 | 256))) => Some(IkeCipher::AesCbc { key_bits: b }),
+        _ => None,
+    }
+}
+
 /// The IKEv2 PRF transform ID of a hash (§3.3.2).
 pub fn prf_id(h: HashAlg) -> u16 {
     match h {
@@ -141,11 +157,7 @@ pub fn derive(
     let nonces = Zeroizing::new([ni, nr].concat());
     let skeyseed = Zeroizing::new(prf(prf_alg, &nonces, &[g_ir]));
     let seed = [ni, nr, spi_i, spi_r].concat();
-    let (p, a, e) = (
-        prf_alg.output_len(),
-        prf_alg.output_len(),
-        cipher.key_len(),
-    );
+    let (p, a, e) = (prf_alg.output_len(), prf_alg.output_len(), cipher.key_len());
     let total = 3 * p + 2 * a + 2 * e;
     let km = prf_plus(prf_alg, &skeyseed, &seed, total);
     let mut at = 0;

@@ -33,17 +33,17 @@ use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use crate::algs::{DhGroup, EspCipher, EspProposal, IkeCipher, IkeProposal};
+use crate::algs::{DhGroup, EspCipher, EspProposal, IkeProposal};
 use crate::codec::{IdType, NotifyType};
 use crate::crypto::{DhKeyPair, Rng, ct_eq};
 use crate::ike::{
-    Auth, ChildSa, Config, Counters, Encapsulation, Error, EspKeys, Event, ExchangeMode,
-    Identity, ModeConfigInfo, ModeConfigMode, NAT_T_PORT, NatState, NatTraversal, NattVersion,
-    Phase1Info, RetransmitConfig, Role, TrafficSelector, Transmit,
+    Auth, ChildSa, Config, Counters, Encapsulation, Error, EspKeys, Event, ExchangeMode, Identity,
+    ModeConfigInfo, ModeConfigMode, NAT_T_PORT, NatState, NatTraversal, NattVersion, Phase1Info,
+    RetransmitConfig, Role, TrafficSelector, Transmit,
 };
 use codec::{
-    CfgAttr, Header, Message, Payload, Proposal, Selector, Transform, cfg, exchange, flags,
-    notify, proto, ptype, transform,
+    CfgAttr, Header, Message, Payload, Proposal, Selector, Transform, cfg, exchange, flags, notify,
+    proto, ptype, transform,
 };
 use keys::IkeKeys;
 
@@ -167,9 +167,9 @@ pub fn error_from_notify(kind: u16, data: &[u8]) -> Error {
         notify::NO_PROPOSAL_CHOSEN => {
             Error::NoProposalChosen("the gateway accepted none of our proposals".into())
         }
-        notify::TS_UNACCEPTABLE | notify::INVALID_SELECTORS => Error::InvalidId(
-            "the gateway refused our traffic selectors (remote_networks)".into(),
-        ),
+        notify::TS_UNACCEPTABLE | notify::INVALID_SELECTORS => {
+            Error::InvalidId("the gateway refused our traffic selectors (remote_networks)".into())
+        }
         notify::INTERNAL_ADDRESS_FAILURE => Error::PeerNotify {
             kind: NotifyType(kind),
             name: "INTERNAL_ADDRESS_FAILURE".into(),
@@ -287,7 +287,7 @@ fn ike_transforms(p: &IkeProposal) -> Vec<Transform> {
     vec![
         Transform::with_key_len(
             transform::ENCR,
-            p.cipher.ike_id(),
+            keys::encr_id(p.cipher),
             p.cipher.key_length_attr(),
         ),
         Transform::new(transform::PRF, keys::prf_id(p.hash)),
@@ -305,7 +305,7 @@ fn offered_ike(p: &Proposal) -> Vec<IkeProposal> {
     }
     let of = |k: u8| p.transforms.iter().filter(move |t| t.kind == k);
     for e in of(transform::ENCR) {
-        let Some(cipher) = IkeCipher::from_ike(e.id, e.key_len()) else {
+        let Some(cipher) = keys::encr_from_id(e.id, e.key_len()) else {
             continue;
         };
         for pr in of(transform::PRF) {
@@ -1045,7 +1045,13 @@ impl Ike2 {
         self.proposal = Some(p);
         self.init_response = data.to_vec();
         self.keys = Some(keys::derive(
-            p.hash, p.cipher, &shared, &self.ni, &self.nr, &self.spi_i, &self.spi_r,
+            p.hash,
+            p.cipher,
+            &shared,
+            &self.ni,
+            &self.nr,
+            &self.spi_i,
+            &self.spi_r,
         ));
         drop(dh);
         self.pending = None;
@@ -1223,7 +1229,9 @@ impl Ike2 {
             _ => None,
         });
         let (Some(idr), Some((method, auth))) = (idr, auth) else {
-            self.fail(Error::Malformed("IKE_AUTH reply without IDr or AUTH".into()));
+            self.fail(Error::Malformed(
+                "IKE_AUTH reply without IDr or AUTH".into(),
+            ));
             return;
         };
         if let Some(want) = &self.config.remote_id
@@ -1329,8 +1337,7 @@ impl Ike2 {
         let (Some(local_ts), Some(remote_ts)) = (pick(&tsi, &offered_l), pick(&tsr, &offered_r))
         else {
             return Err(Error::InvalidId(
-                "the gateway's traffic selectors are not within ours (or not whole subnets)"
-                    .into(),
+                "the gateway's traffic selectors are not within ours (or not whole subnets)".into(),
             ));
         };
         if tsr.len() > 1 {
@@ -1356,7 +1363,8 @@ impl Ike2 {
         };
         let enc_len = proposal.cipher.keymat_len();
         let integ_len = proposal.auth.map_or(0, |a| a.key_len());
-        let [ei, ai, er, ar] = keys::child_keymat(prf, sk_d, &self.ni, &self.nr, enc_len, integ_len);
+        let [ei, ai, er, ar] =
+            keys::child_keymat(prf, sk_d, &self.ni, &self.nr, enc_len, integ_len);
         let i_to_r = EspKeys {
             encryption: ei,
             integrity: ai,
@@ -1726,7 +1734,9 @@ impl Ike2 {
                 id,
                 &[notify_payload(notify::INVALID_SYNTAX, Vec::new())],
             );
-            self.fail(Error::Malformed("IKE_AUTH request without IDi or AUTH".into()));
+            self.fail(Error::Malformed(
+                "IKE_AUTH request without IDi or AUTH".into(),
+            ));
             return;
         };
         let Some(k) = &self.keys else {
@@ -1813,9 +1823,7 @@ impl Ike2 {
                 out.push(Payload::Sa(vec![chosen]));
                 out.push(Payload::Ts {
                     initiator: true,
-                    selectors: vec![to_selector(
-                        &child.remote_ts.unwrap_or_else(any_v4),
-                    )],
+                    selectors: vec![to_selector(&child.remote_ts.unwrap_or_else(any_v4))],
                 });
                 out.push(Payload::Ts {
                     initiator: false,
@@ -1895,7 +1903,10 @@ impl Ike2 {
             number: theirs.number,
             protocol: proto::ESP,
             spi: spi_in.to_be_bytes().to_vec(),
-            transforms: esp_transforms(&EspProposal { group: None, ..ours }),
+            transforms: esp_transforms(&EspProposal {
+                group: None,
+                ..ours
+            }),
         };
         Ok((
             self.make_child(ours, spi_in, spi_out, local_ts, remote_ts),

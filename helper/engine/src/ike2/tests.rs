@@ -415,8 +415,11 @@ impl Pair {
                 Duration::from_millis(5)
             };
             if hit(n, f.dup_every) {
-                self.wire
-                    .push((self.now + delay + Duration::from_millis(1), to_gw, t.clone()));
+                self.wire.push((
+                    self.now + delay + Duration::from_millis(1),
+                    to_gw,
+                    t.clone(),
+                ));
             }
             self.wire.push((self.now + delay, to_gw, t));
         }
@@ -510,10 +513,19 @@ fn check_children_mirror(p: &Pair) {
 
 #[test]
 fn pair_connects_on_a_clean_link() {
-    let (c, s) = configs(&["aes256-sha256-modp2048"], &["aes256-sha256-modp2048"], b"shared secret");
+    let (c, s) = configs(
+        &["aes256-sha256-modp2048"],
+        &["aes256-sha256-modp2048"],
+        b"shared secret",
+    );
     let mut p = Pair::new(c, s, Faults::default());
     p.drive(Duration::from_secs(5));
-    assert!(p.established(), "{:?} / {:?}", p.client_events, p.gateway_events);
+    assert!(
+        p.established(),
+        "{:?} / {:?}",
+        p.client_events,
+        p.gateway_events
+    );
     check_children_mirror(&p);
     // Event order for the driver: IKE SA, mode config, child.
     let kinds: Vec<&str> = p
@@ -535,6 +547,26 @@ fn pair_connects_on_a_clean_link() {
     assert!(!info.nat.any());
     // Four datagrams in all: two exchanges.
     assert_eq!(p.count, 4);
+    // IKEv2 transform numbers (not IKEv1's): ENCR_AES_CBC 12 with 256-bit keys,
+    // PRF_HMAC_SHA2_256 5, AUTH_HMAC_SHA2_256_128 12, MODP 2048 14.
+    let init = Message::decode(&p.sent_to_gateway[0]).unwrap();
+    let Some(Payload::Sa(props)) = init.payloads().find(|p| p.kind() == ptype::SA) else {
+        panic!("no SA")
+    };
+    let ids: Vec<(u8, u16, Option<u16>)> = props[0]
+        .transforms
+        .iter()
+        .map(|t| (t.kind, t.id, t.key_len()))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            (1, 12, Some(256)),
+            (2, 5, None),
+            (3, 12, None),
+            (4, 14, None)
+        ]
+    );
 }
 
 #[test]
@@ -564,7 +596,11 @@ fn pair_connects_through_loss_duplication_and_reordering() {
     .into_iter()
     .enumerate()
     {
-        let (c, s) = configs(&["aes128-sha256-ecp256"], &["aes128-sha256-ecp256"], b"shared secret");
+        let (c, s) = configs(
+            &["aes128-sha256-ecp256"],
+            &["aes128-sha256-ecp256"],
+            b"shared secret",
+        );
         let mut p = Pair::new(c, s, faults);
         p.drive(Duration::from_secs(30));
         assert!(p.established(), "case {seed}: {:?}", p.client_events);
@@ -615,7 +651,11 @@ fn invalid_ke_payload_retry_uses_the_group_asked_for() {
 
 #[test]
 fn cookie_retry() {
-    let (c, s) = configs(&["aes128-sha256-ecp256"], &["aes128-sha256-ecp256"], b"shared secret");
+    let (c, s) = configs(
+        &["aes128-sha256-ecp256"],
+        &["aes128-sha256-ecp256"],
+        b"shared secret",
+    );
     let mut p = Pair::new(c, s, Faults::default());
     p.gateway.set_require_cookie(true);
     p.drive(Duration::from_secs(5));
@@ -639,7 +679,11 @@ fn cookie_retry() {
 
 #[test]
 fn wrong_psk_is_authentication_failed_on_both_sides() {
-    let (c, s) = configs(&["aes128-sha256-ecp256"], &["aes128-sha256-ecp256"], b"another secret");
+    let (c, s) = configs(
+        &["aes128-sha256-ecp256"],
+        &["aes128-sha256-ecp256"],
+        b"another secret",
+    );
     let mut p = Pair::new(c, s, Faults::default());
     p.drive(Duration::from_secs(5));
     let e = Pair::failure(&p.client_events).expect("client fails");
@@ -656,7 +700,11 @@ fn wrong_psk_is_authentication_failed_on_both_sides() {
 
 #[test]
 fn no_proposal_chosen_is_reported() {
-    let (c, s) = configs(&["aes128-sha256-ecp256"], &["aes256-sha512-modp4096"], b"shared secret");
+    let (c, s) = configs(
+        &["aes128-sha256-ecp256"],
+        &["aes256-sha512-modp4096"],
+        b"shared secret",
+    );
     let mut p = Pair::new(c, s, Faults::default());
     p.drive(Duration::from_secs(5));
     assert!(matches!(
@@ -667,7 +715,11 @@ fn no_proposal_chosen_is_reported() {
 
 #[test]
 fn unreachable_gateway_gives_up_after_the_retransmissions() {
-    let (c, s) = configs(&["aes128-sha256-ecp256"], &["aes128-sha256-ecp256"], b"shared secret");
+    let (c, s) = configs(
+        &["aes128-sha256-ecp256"],
+        &["aes128-sha256-ecp256"],
+        b"shared secret",
+    );
     let mut p = Pair::new(
         c,
         s,
@@ -687,7 +739,11 @@ fn unreachable_gateway_gives_up_after_the_retransmissions() {
 
 #[test]
 fn liveness_checks_keep_a_quiet_tunnel_and_find_a_dead_peer() {
-    let (c, s) = configs(&["aes128-sha256-ecp256"], &["aes128-sha256-ecp256"], b"shared secret");
+    let (c, s) = configs(
+        &["aes128-sha256-ecp256"],
+        &["aes128-sha256-ecp256"],
+        b"shared secret",
+    );
     let mut p = Pair::new(c, s, Faults::default());
     p.drive(Duration::from_secs(5));
     assert!(p.established());
@@ -708,7 +764,11 @@ fn liveness_checks_keep_a_quiet_tunnel_and_find_a_dead_peer() {
 
 #[test]
 fn check_peer_after_resume() {
-    let (c, s) = configs(&["aes128-sha256-ecp256"], &["aes128-sha256-ecp256"], b"shared secret");
+    let (c, s) = configs(
+        &["aes128-sha256-ecp256"],
+        &["aes128-sha256-ecp256"],
+        b"shared secret",
+    );
     let mut p = Pair::new(c, s, Faults::default());
     p.drive(Duration::from_secs(5));
     assert!(p.client.check_peer(p.now, Duration::from_secs(10)));
@@ -720,7 +780,11 @@ fn check_peer_after_resume() {
 
 #[test]
 fn close_deletes_the_ike_sa_at_the_peer() {
-    let (c, s) = configs(&["aes128-sha256-ecp256"], &["aes128-sha256-ecp256"], b"shared secret");
+    let (c, s) = configs(
+        &["aes128-sha256-ecp256"],
+        &["aes128-sha256-ecp256"],
+        b"shared secret",
+    );
     let mut p = Pair::new(c, s, Faults::default());
     p.drive(Duration::from_secs(5));
     let spi = p.client.children()[0].spi_in;
@@ -730,26 +794,44 @@ fn close_deletes_the_ike_sa_at_the_peer() {
     assert!(p.client_events.iter().any(
         |e| matches!(e, Event::Phase2Deleted { spi_in, by_peer: false, .. } if *spi_in == spi)
     ));
-    assert!(p.gateway_events.iter().any(|e| matches!(e, Event::Phase1Deleted)));
+    assert!(
+        p.gateway_events
+            .iter()
+            .any(|e| matches!(e, Event::Phase1Deleted))
+    );
     assert!(p.gateway.is_dead());
 }
 
 #[test]
 fn gateway_delete_of_the_ike_sa_reaches_the_client() {
-    let (c, s) = configs(&["aes128-sha256-ecp256"], &["aes128-sha256-ecp256"], b"shared secret");
+    let (c, s) = configs(
+        &["aes128-sha256-ecp256"],
+        &["aes128-sha256-ecp256"],
+        b"shared secret",
+    );
     let mut p = Pair::new(c, s, Faults::default());
     p.drive(Duration::from_secs(5));
     p.gateway.close(p.now);
     p.drive(Duration::from_secs(5));
-    assert!(p.client_events.iter().any(|e| matches!(e, Event::Phase1Deleted)));
-    assert!(p.client_events.iter().any(
-        |e| matches!(e, Event::Phase2Deleted { by_peer: true, .. })
-    ));
+    assert!(
+        p.client_events
+            .iter()
+            .any(|e| matches!(e, Event::Phase1Deleted))
+    );
+    assert!(
+        p.client_events
+            .iter()
+            .any(|e| matches!(e, Event::Phase2Deleted { by_peer: true, .. }))
+    );
 }
 
 #[test]
 fn forced_nat_traversal_floats_to_4500() {
-    let (mut c, s) = configs(&["aes128-sha256-ecp256"], &["aes128-sha256-ecp256"], b"shared secret");
+    let (mut c, s) = configs(
+        &["aes128-sha256-ecp256"],
+        &["aes128-sha256-ecp256"],
+        b"shared secret",
+    );
     c.nat_traversal = crate::ike::NatTraversal::Force;
     let mut p = Pair::new(c, s, Faults::default());
     p.drive(Duration::from_secs(5));
@@ -763,7 +845,11 @@ fn forced_nat_traversal_floats_to_4500() {
 
 #[test]
 fn garbage_and_replays_do_not_disturb_an_established_sa() {
-    let (c, s) = configs(&["aes128-sha256-ecp256"], &["aes128-sha256-ecp256"], b"shared secret");
+    let (c, s) = configs(
+        &["aes128-sha256-ecp256"],
+        &["aes128-sha256-ecp256"],
+        b"shared secret",
+    );
     let mut p = Pair::new(c, s, Faults::default());
     p.drive(Duration::from_secs(5));
     let old = p.sent_to_gateway.clone();
