@@ -9,7 +9,7 @@ use postern_engine::ike::{self, Ike};
 use postern_engine::ike2::Ike2;
 
 pub(crate) enum Engine {
-    V1(Ike),
+    V1(Box<Ike>),
     V2(Box<Ike2>),
 }
 

@@ -249,13 +249,13 @@ impl<'d> Session<'d> {
                         Box::new(rng),
                     )?))
                 } else {
-                    Engine::V1(Ike::initiate(
+                    Engine::V1(Box::new(Ike::initiate(
                         config,
                         local,
                         remote,
                         clock.now(),
                         Box::new(rng),
-                    )?)
+                    )?))
                 }
             }
             Role::Responder => {
@@ -271,7 +271,7 @@ impl<'d> Session<'d> {
                         Box::new(rng),
                     )))
                 } else {
-                    Engine::V1(Ike::respond(config, local, remote, Box::new(rng)))
+                    Engine::V1(Box::new(Ike::respond(config, local, remote, Box::new(rng))))
                 }
             }
         };

@@ -321,16 +321,18 @@ impl IkeKeys {
 }
 
 /// KEYMAT for one child SA (§2.17): prf+(SK_d, [g^ir (new) |] Ni | Nr), cut into
-/// initiator-to-responder encryption and integrity keys, then the other direction.
+/// the keys from the exchange's initiator to its responder (encryption, integrity),
+/// then the other direction.
 pub fn child_keymat(
     prf_alg: HashAlg,
     sk_d: &[u8],
+    g_ir: Option<&[u8]>,
     ni: &[u8],
     nr: &[u8],
     enc_len: usize,
     integ_len: usize,
 ) -> [Zeroizing<Vec<u8>>; 4] {
-    let seed = [ni, nr].concat();
+    let seed = Zeroizing::new([g_ir.unwrap_or(&[]), ni, nr].concat());
     let km = prf_plus(prf_alg, sk_d, &seed, 2 * (enc_len + integ_len));
     let mut at = 0;
     let mut cut = |n: usize| {

@@ -50,6 +50,29 @@ use keys::IkeKeys;
 /// AUTH method: Shared Key Message Integrity Code (§3.8).
 const AUTH_PSK: u8 = 2;
 
+/// Where a child's KEYMAT comes from (§2.17).
+struct Keymat<'a> {
+    ni: &'a [u8],
+    nr: &'a [u8],
+    g_ir: Option<&'a [u8]>,
+    /// We initiated the exchange that made the child.
+    we_initiated: bool,
+}
+
+/// Our CREATE_CHILD_SA rekey in flight.
+struct Rekey {
+    old_spi_in: u32,
+    new_spi_in: u32,
+    ni: Vec<u8>,
+    dh: Option<DhKeyPair>,
+    local_ts: TrafficSelector,
+    remote_ts: TrafficSelector,
+}
+
+/// A child's rekey is started at this share of its lifetime (the gateway's own rekey,
+/// if it has a shorter lifetime, comes first and is answered).
+const REKEY_AT_PERCENT: u32 = 85;
+
 /// What the engine waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -71,6 +94,13 @@ enum Request {
     Init,
     Auth,
     Liveness,
+    /// CREATE_CHILD_SA rekeying our child (state in `Ike2::rekey`).
+    RekeyChild,
+    /// The DELETE of the child a rekey replaced (its SPIs).
+    DeleteOld {
+        spi_in: u32,
+        spi_out: u32,
+    },
 }
 
 /// Our request waiting for its answer (window of 1).
@@ -127,6 +157,9 @@ pub struct Ike2 {
     require_cookie: bool,
     cookie_secret: [u8; 16],
     refusals: u32,
+    /// Our rekey in flight, and when the current child is due for one (initiator).
+    rekey: Option<Rekey>,
+    rekey_due: Option<Instant>,
 }
 
 impl std::fmt::Debug for Ike2 {
@@ -329,7 +362,7 @@ fn offered_ike(p: &Proposal) -> Vec<IkeProposal> {
     out
 }
 
-fn esp_transforms(p: &EspProposal) -> Vec<Transform> {
+fn esp_transforms(p: &EspProposal, dh: Option<DhGroup>) -> Vec<Transform> {
     let mut t = vec![Transform::with_key_len(
         transform::ENCR,
         u16::from(p.cipher.transform_id()),
@@ -337,6 +370,9 @@ fn esp_transforms(p: &EspProposal) -> Vec<Transform> {
     )];
     if let Some(a) = p.auth {
         t.push(Transform::new(transform::INTEG, keys::esp_integ_id(a)));
+    }
+    if let Some(g) = dh {
+        t.push(Transform::new(transform::DH, g.ike_id()));
     }
     t.push(Transform::new(transform::ESN, 0));
     t
@@ -461,6 +497,8 @@ impl Ike2 {
             require_cookie: false,
             cookie_secret: [0; 16],
             refusals: 0,
+            rekey: None,
+            rekey_due: None,
         }
     }
 
@@ -521,10 +559,10 @@ impl Ike2 {
             }
             _ => None,
         };
-        match (retransmit, dpd) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let rekey = self
+            .rekey_due
+            .filter(|_| self.pending.is_none() && self.state == State::Established);
+        [retransmit, dpd, rekey].into_iter().flatten().min()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -559,10 +597,360 @@ impl Ike2 {
             return;
         }
         if self.state == State::Established
+            && self.rekey_due.is_some_and(|t| now >= t)
+            && let Some(spi) = self.children.last().map(|c| c.spi_in)
+        {
+            self.rekey_due = None;
+            self.start_rekey(now, spi);
+            return;
+        }
+        if self.state == State::Established
             && let (Some(d), Some(h)) = (&self.config.dpd, self.last_heard)
             && now >= later(h, d.interval)
         {
             self.send_liveness(now, None);
+        }
+    }
+
+    fn rekey_time(&self) -> Duration {
+        self.config.esp_lifetime * REKEY_AT_PERCENT / 100
+    }
+
+    /// CREATE_CHILD_SA rekeying the child with inbound SPI `old_spi_in` (§1.3.3):
+    /// a new pair with fresh nonces (and a new DH exchange with PFS); the old pair is
+    /// deleted once the new one is up.
+    fn start_rekey(&mut self, now: Instant, old_spi_in: u32) -> bool {
+        if self.state != State::Established || self.pending.is_some() || self.rekey.is_some() {
+            return false;
+        }
+        let Some(old) = self
+            .children
+            .iter()
+            .find(|c| c.spi_in == old_spi_in)
+            .cloned()
+        else {
+            return false;
+        };
+        let (Some(local_ts), Some(remote_ts)) = (old.local_ts, old.remote_ts) else {
+            return false;
+        };
+        let new_spi_in = self.new_spi();
+        let ni = random::<32>(&mut *self.rng).to_vec();
+        let pfs = self.config.esp_proposals.first().and_then(|p| p.group);
+        let dh = pfs.map(|g| DhKeyPair::generate(g, &mut *self.rng));
+        let spi = new_spi_in.to_be_bytes().to_vec();
+        let mut payloads = vec![
+            Payload::Notify {
+                protocol: proto::ESP,
+                spi: old_spi_in.to_be_bytes().to_vec(),
+                kind: notify::REKEY_SA,
+                data: Vec::new(),
+            },
+            Payload::Sa(
+                self.config
+                    .esp_proposals
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| Proposal {
+                        number: (i + 1).min(255) as u8,
+                        protocol: proto::ESP,
+                        spi: spi.clone(),
+                        transforms: esp_transforms(p, p.group),
+                    })
+                    .collect(),
+            ),
+            Payload::Nonce(ni.clone()),
+        ];
+        if let Some(dh) = &dh {
+            payloads.push(Payload::Ke {
+                group: dh.group().ike_id(),
+                data: dh.public().to_vec(),
+            });
+        }
+        payloads.push(Payload::Ts {
+            initiator: true,
+            selectors: vec![to_selector(&local_ts)],
+        });
+        payloads.push(Payload::Ts {
+            initiator: false,
+            selectors: vec![to_selector(&remote_ts)],
+        });
+        self.rekey = Some(Rekey {
+            old_spi_in,
+            new_spi_in,
+            ni,
+            dh,
+            local_ts,
+            remote_ts,
+        });
+        self.request(
+            now,
+            Request::RekeyChild,
+            exchange::CREATE_CHILD_SA,
+            &payloads,
+        );
+        self.next_id = self.next_id.wrapping_add(1);
+        true
+    }
+
+    fn on_rekey_reply(&mut self, now: Instant, payloads: &[Payload]) {
+        let Some(rk) = self.rekey.take() else {
+            return;
+        };
+        let retry = later(
+            now,
+            Duration::from_secs(30).min(self.config.esp_lifetime / 10),
+        );
+        for p in payloads {
+            if let Payload::Notify { kind, data, .. } = p
+                && *kind < notify::STATUS_FIRST
+            {
+                self.outbox_ev
+                    .push_back(Event::Phase2Failed(error_from_notify(*kind, data)));
+                self.rekey_due = Some(retry);
+                return;
+            }
+        }
+        match self.rekeyed_child(&rk, payloads) {
+            Ok(c) => {
+                self.children.push(c.clone());
+                self.outbox_ev.push_back(Event::Phase2Established(c));
+                self.rekey_due = Some(later(now, self.rekey_time()));
+                if let Some(old) = self.children.iter().find(|c| c.spi_in == rk.old_spi_in) {
+                    let (spi_in, spi_out) = (old.spi_in, old.spi_out);
+                    self.request(
+                        now,
+                        Request::DeleteOld { spi_in, spi_out },
+                        exchange::INFORMATIONAL,
+                        &[Payload::Delete {
+                            protocol: proto::ESP,
+                            spi_size: 4,
+                            spis: vec![spi_in.to_be_bytes().to_vec()],
+                        }],
+                    );
+                    self.next_id = self.next_id.wrapping_add(1);
+                }
+            }
+            Err(e) => {
+                self.outbox_ev.push_back(Event::Phase2Failed(e));
+                self.rekey_due = Some(retry);
+            }
+        }
+    }
+
+    fn rekeyed_child(&self, rk: &Rekey, payloads: &[Payload]) -> Result<ChildSa, Error> {
+        let sa = payloads.iter().find_map(|p| match p {
+            Payload::Sa(v) => Some(v),
+            _ => None,
+        });
+        let Some([chosen]) = sa.map(Vec::as_slice) else {
+            return Err(Error::Malformed(
+                "CREATE_CHILD_SA reply without exactly one proposal".into(),
+            ));
+        };
+        let Some(ours) = self
+            .config
+            .esp_proposals
+            .iter()
+            .find(|o| esp_matches(chosen, o))
+            .copied()
+        else {
+            return Err(Error::NoProposalChosen(
+                "the gateway chose an ESP proposal we did not offer (rekey)".into(),
+            ));
+        };
+        let spi_out = spi_of(chosen).ok_or_else(|| Error::Malformed("child SPI".into()))?;
+        let nr = payloads
+            .iter()
+            .find_map(|p| match p {
+                Payload::Nonce(n) => Some(n.clone()),
+                _ => None,
+            })
+            .ok_or_else(|| Error::Malformed("CREATE_CHILD_SA reply without a nonce".into()))?;
+        let shared = match &rk.dh {
+            Some(dh) => {
+                let ke = payloads
+                    .iter()
+                    .find_map(|p| match p {
+                        Payload::Ke { group, data } if *group == dh.group().ike_id() => Some(data),
+                        _ => None,
+                    })
+                    .ok_or_else(|| {
+                        Error::NoProposalChosen("the gateway refused PFS on the rekey".into())
+                    })?;
+                Some(
+                    dh.shared_secret(ke)
+                        .map_err(|e| Error::Malformed(format!("rekey KE: {e}")))?,
+                )
+            }
+            None => None,
+        };
+        let ts = |init: bool, within: &TrafficSelector| {
+            payloads.iter().find_map(|p| match p {
+                Payload::Ts {
+                    initiator,
+                    selectors,
+                } if *initiator == init => selectors
+                    .iter()
+                    .filter_map(from_selector)
+                    .find(|t| within.contains(t)),
+                _ => None,
+            })
+        };
+        let (Some(local_ts), Some(remote_ts)) = (ts(true, &rk.local_ts), ts(false, &rk.remote_ts))
+        else {
+            return Err(Error::InvalidId(
+                "the gateway's traffic selectors on the rekey are not within ours".into(),
+            ));
+        };
+        let km = Keymat {
+            ni: &rk.ni,
+            nr: &nr,
+            g_ir: shared.as_ref().map(|s| s.as_slice()),
+            we_initiated: true,
+        };
+        Ok(self.make_child_with(ours, rk.new_spi_in, spi_out, local_ts, remote_ts, km))
+    }
+
+    /// The peer's CREATE_CHILD_SA: a rekey of our child is answered (with PFS when the
+    /// peer asks for it); a new child or a rekey of the IKE SA is refused.
+    fn on_create_child_request(&mut self, now: Instant, id: u32, payloads: &[Payload]) {
+        let refuse = |e: &mut Ike2, n: u16, why: &str| {
+            e.outbox_ev.push_back(Event::Note(format!(
+                "ike: refused the gateway's CREATE_CHILD_SA ({why})"
+            )));
+            e.respond_with(
+                exchange::CREATE_CHILD_SA,
+                id,
+                &[notify_payload(n, Vec::new())],
+            );
+        };
+        let sa = payloads.iter().find_map(|p| match p {
+            Payload::Sa(v) => Some(v.clone()),
+            _ => None,
+        });
+        let Some(sa) = sa else {
+            return refuse(self, notify::INVALID_SYNTAX, "no SA payload");
+        };
+        if sa.iter().any(|p| p.protocol == proto::IKE) {
+            return refuse(
+                self,
+                notify::NO_ADDITIONAL_SAS,
+                "rekeying the IKE SA is not supported yet",
+            );
+        }
+        let rekey_of = payloads.iter().find_map(|p| match p {
+            Payload::Notify {
+                kind: notify::REKEY_SA,
+                protocol: proto::ESP,
+                spi,
+                ..
+            } => <[u8; 4]>::try_from(spi.as_slice())
+                .ok()
+                .map(u32::from_be_bytes),
+            _ => None,
+        });
+        let Some(rekey_of) = rekey_of else {
+            return refuse(self, notify::NO_ADDITIONAL_SAS, "a second child SA");
+        };
+        let Some(old) = self
+            .children
+            .iter()
+            .find(|c| c.spi_out == rekey_of)
+            .cloned()
+        else {
+            return refuse(self, notify::CHILD_SA_NOT_FOUND, "no such child SA");
+        };
+        let ni = payloads.iter().find_map(|p| match p {
+            Payload::Nonce(n) => Some(n.clone()),
+            _ => None,
+        });
+        let Some(ni) = ni else {
+            return refuse(self, notify::INVALID_SYNTAX, "no nonce");
+        };
+        let ke = payloads.iter().find_map(|p| match p {
+            Payload::Ke { group, data } => Some((*group, data.clone())),
+            _ => None,
+        });
+        let Some((theirs, ours)) = self.config.esp_proposals.iter().find_map(|o| {
+            sa.iter()
+                .find(|t| esp_matches(t, o))
+                .map(|t| (t.clone(), *o))
+        }) else {
+            return refuse(
+                self,
+                notify::NO_PROPOSAL_CHOSEN,
+                "no acceptable ESP proposal",
+            );
+        };
+        let Some(spi_out) = spi_of(&theirs) else {
+            return refuse(self, notify::INVALID_SYNTAX, "bad SPI");
+        };
+        // PFS: the group of the KE, which the chosen proposal must list.
+        let mut dh_group = None;
+        if let Some((g, _)) = &ke {
+            let listed = theirs
+                .transforms
+                .iter()
+                .any(|t| t.kind == transform::DH && t.id == *g);
+            match DhGroup::from_ike(*g).filter(|_| listed) {
+                Some(group) => dh_group = Some(group),
+                None => {
+                    return refuse(self, notify::NO_PROPOSAL_CHOSEN, "unsupported PFS group");
+                }
+            }
+        }
+        let mut shared = None;
+        let mut ker = None;
+        if let (Some(group), Some((_, data))) = (dh_group, &ke) {
+            let dh = DhKeyPair::generate(group, &mut *self.rng);
+            match dh.shared_secret(data) {
+                Ok(x) => shared = Some(x),
+                Err(_) => {
+                    return refuse(self, notify::INVALID_SYNTAX, "bad KE");
+                }
+            }
+            ker = Some(Payload::Ke {
+                group: group.ike_id(),
+                data: dh.public().to_vec(),
+            });
+        }
+        let (Some(local_ts), Some(remote_ts)) = (old.local_ts, old.remote_ts) else {
+            return refuse(self, notify::TS_UNACCEPTABLE, "no selectors");
+        };
+        let spi_in = self.new_spi();
+        let nr = random::<32>(&mut *self.rng).to_vec();
+        let mut out = vec![
+            Payload::Sa(vec![Proposal {
+                number: theirs.number,
+                protocol: proto::ESP,
+                spi: spi_in.to_be_bytes().to_vec(),
+                transforms: esp_transforms(&ours, dh_group),
+            }]),
+            Payload::Nonce(nr.clone()),
+        ];
+        out.extend(ker);
+        // The exchange's initiator is the peer: TSi is its side, ours is TSr.
+        out.push(Payload::Ts {
+            initiator: true,
+            selectors: vec![to_selector(&remote_ts)],
+        });
+        out.push(Payload::Ts {
+            initiator: false,
+            selectors: vec![to_selector(&local_ts)],
+        });
+        self.respond_with(exchange::CREATE_CHILD_SA, id, &out);
+        let km = Keymat {
+            ni: &ni,
+            nr: &nr,
+            g_ir: shared.as_ref().map(|s| s.as_slice()),
+            we_initiated: false,
+        };
+        let child = self.make_child_with(ours, spi_in, spi_out, local_ts, remote_ts, km);
+        self.children.push(child.clone());
+        self.outbox_ev.push_back(Event::Phase2Established(child));
+        if self.role == Role::Initiator {
+            self.rekey_due = Some(later(now, self.rekey_time()));
         }
     }
 
@@ -600,9 +988,11 @@ impl Ike2 {
             .is_some_and(|p| p.kind == Request::Liveness)
     }
 
-    /// CREATE_CHILD_SA is not implemented yet: no rekey.
-    pub fn rekey(&mut self, _now: Instant, _spi_in: u32) -> bool {
-        false
+    /// Command: rekey the child with inbound SPI `spi_in` now (CREATE_CHILD_SA,
+    /// make-before-break). False when there is no such child, the IKE SA is not up, or
+    /// another request is in flight (the timer tries again).
+    pub fn rekey(&mut self, now: Instant, spi_in: u32) -> bool {
+        self.start_rekey(now, spi_in)
     }
 
     /// Deletes the IKE SA (and with it the children): the DELETE is queued, then
@@ -932,6 +1322,17 @@ impl Ike2 {
                 self.last_heard = Some(now);
                 match kind {
                     Request::Auth => self.on_auth_reply(now, &payloads),
+                    Request::RekeyChild => self.on_rekey_reply(now, &payloads),
+                    Request::DeleteOld { spi_in, spi_out } => {
+                        if let Some(i) = self.children.iter().position(|c| c.spi_in == spi_in) {
+                            self.children.remove(i);
+                            self.outbox_ev.push_back(Event::Phase2Deleted {
+                                spi_in,
+                                spi_out,
+                                by_peer: false,
+                            });
+                        }
+                    }
                     Request::Liveness | Request::Init => {}
                 }
             }
@@ -1176,7 +1577,7 @@ impl Ike2 {
                     number: (i + 1).min(255) as u8,
                     protocol: proto::ESP,
                     spi: spi.clone(),
-                    transforms: esp_transforms(p),
+                    transforms: esp_transforms(p, None),
                 })
                 .collect(),
         ));
@@ -1284,6 +1685,7 @@ impl Ike2 {
             Ok(c) => {
                 self.children.push(c.clone());
                 self.outbox_ev.push_back(Event::Phase2Established(c));
+                self.rekey_due = Some(later(now, self.rekey_time()));
             }
             Err(e) => {
                 self.close_quietly();
@@ -1357,6 +1759,25 @@ impl Ike2 {
         local_ts: TrafficSelector,
         remote_ts: TrafficSelector,
     ) -> ChildSa {
+        let first = Keymat {
+            ni: &self.ni,
+            nr: &self.nr,
+            g_ir: None,
+            we_initiated: self.role == Role::Initiator,
+        };
+        self.make_child_with(proposal, spi_in, spi_out, local_ts, remote_ts, first)
+    }
+
+    /// A child with keys from `km` (the nonces and DH of the exchange that made it).
+    fn make_child_with(
+        &self,
+        proposal: EspProposal,
+        spi_in: u32,
+        spi_out: u32,
+        local_ts: TrafficSelector,
+        remote_ts: TrafficSelector,
+        km: Keymat<'_>,
+    ) -> ChildSa {
         let (prf, sk_d) = match &self.keys {
             Some(k) => (k.prf, k.sk_d.as_slice()),
             None => (crate::algs::HashAlg::Sha256, &[][..]),
@@ -1364,7 +1785,7 @@ impl Ike2 {
         let enc_len = proposal.cipher.keymat_len();
         let integ_len = proposal.auth.map_or(0, |a| a.key_len());
         let [ei, ai, er, ar] =
-            keys::child_keymat(prf, sk_d, &self.ni, &self.nr, enc_len, integ_len);
+            keys::child_keymat(prf, sk_d, km.g_ir, km.ni, km.nr, enc_len, integ_len);
         let i_to_r = EspKeys {
             encryption: ei,
             integrity: ai,
@@ -1373,7 +1794,7 @@ impl Ike2 {
             encryption: er,
             integrity: ar,
         };
-        let (keys_in, keys_out) = if self.role == Role::Initiator {
+        let (keys_in, keys_out) = if km.we_initiated {
             (r_to_i, i_to_r)
         } else {
             (i_to_r, r_to_i)
@@ -1475,14 +1896,7 @@ impl Ike2 {
             }
             (State::Established, exchange::CREATE_CHILD_SA) => {
                 self.last_heard = Some(now);
-                self.outbox_ev.push_back(Event::Note(
-                    "ike: the gateway asked for CREATE_CHILD_SA (rekey), which this IKEv2 engine does not do yet; refused".into(),
-                ));
-                self.respond_with(
-                    exchange::CREATE_CHILD_SA,
-                    id,
-                    &[notify_payload(notify::NO_ADDITIONAL_SAS, Vec::new())],
-                );
+                self.on_create_child_request(now, id, &payloads);
             }
             _ => self.counters.dropped += 1,
         }
@@ -1903,10 +2317,13 @@ impl Ike2 {
             number: theirs.number,
             protocol: proto::ESP,
             spi: spi_in.to_be_bytes().to_vec(),
-            transforms: esp_transforms(&EspProposal {
-                group: None,
-                ..ours
-            }),
+            transforms: esp_transforms(
+                &EspProposal {
+                    group: None,
+                    ..ours
+                },
+                None,
+            ),
         };
         Ok((
             self.make_child(ours, spi_in, spi_out, local_ts, remote_ts),

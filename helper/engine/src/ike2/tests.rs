@@ -361,6 +361,8 @@ struct Pair {
 }
 
 impl Pair {
+    // The simulated clock starts at a real instant; nothing reads it afterwards.
+    #[allow(clippy::disallowed_methods)]
     fn new(c: Config, s: Config, faults: Faults) -> Pair {
         let now = Instant::now();
         let client = Ike2::initiate(
@@ -873,4 +875,97 @@ fn garbage_and_replays_do_not_disturb_an_established_sa() {
     assert!(p.established());
     assert!(Pair::failure(&p.client_events).is_none());
     assert!(Pair::failure(&p.gateway_events).is_none());
+}
+
+/// Both sides hold exactly one child, with mirrored SPIs and keys, and it is not `old`.
+fn check_rekeyed(p: &Pair, old_spi_in: u32) {
+    assert_eq!(p.client.children().len(), 1, "{:?}", p.client_events);
+    assert_eq!(p.gateway.children().len(), 1, "{:?}", p.gateway_events);
+    let c = &p.client.children()[0];
+    let g = &p.gateway.children()[0];
+    assert_ne!(c.spi_in, old_spi_in);
+    assert_eq!(c.spi_in, g.spi_out);
+    assert_eq!(c.spi_out, g.spi_in);
+    assert_eq!(c.keys_in.encryption, g.keys_out.encryption);
+    assert_eq!(c.keys_in.integrity, g.keys_out.integrity);
+    assert_eq!(c.keys_out.encryption, g.keys_in.encryption);
+    assert_eq!(c.local_ts, g.remote_ts);
+    assert_eq!(c.remote_ts, g.local_ts);
+}
+
+#[test]
+fn the_client_rekeys_its_child_before_the_lifetime_with_and_without_pfs() {
+    for pfs in [None, Some(crate::algs::DhGroup::Ecp256)] {
+        let (mut c, s) = configs(
+            &["aes128-sha256-ecp256"],
+            &["aes128-sha256-ecp256"],
+            b"shared secret",
+        );
+        c.esp_lifetime = Duration::from_secs(100);
+        for e in &mut c.esp_proposals {
+            e.group = pfs;
+        }
+        let mut p = Pair::new(
+            c,
+            s,
+            Faults {
+                drop_every: 7,
+                ..Default::default()
+            },
+        );
+        p.drive(Duration::from_secs(5));
+        assert!(p.established());
+        let first = p.client.children()[0].clone();
+        // 85 % of 100 s.
+        p.drive(Duration::from_secs(60));
+        assert_eq!(
+            p.client.children()[0].spi_in,
+            first.spi_in,
+            "rekeyed too early"
+        );
+        p.drive(Duration::from_secs(40));
+        check_rekeyed(&p, first.spi_in);
+        // The new keys differ from the old ones.
+        assert_ne!(
+            p.client.children()[0].keys_out.encryption,
+            first.keys_out.encryption
+        );
+        // The old pair was deleted by us, the gateway saw the DELETE.
+        assert!(p.client_events.iter().any(|e| matches!(
+            e,
+            Event::Phase2Deleted { spi_in, by_peer: false, .. } if *spi_in == first.spi_in
+        )));
+        assert!(p.gateway_events.iter().any(|e| matches!(
+            e,
+            Event::Phase2Deleted { spi_out, by_peer: true, .. } if *spi_out == first.spi_in
+        )));
+        // And again one lifetime later.
+        let second = p.client.children()[0].spi_in;
+        p.drive(Duration::from_secs(90));
+        check_rekeyed(&p, second);
+        assert!(Pair::failure(&p.client_events).is_none(), "pfs {pfs:?}");
+    }
+}
+
+#[test]
+fn the_gateway_rekeys_the_child_and_the_client_answers() {
+    let (mut c, s) = configs(
+        &["aes128-sha256-ecp256"],
+        &["aes128-sha256-ecp256"],
+        b"shared secret",
+    );
+    for e in &mut c.esp_proposals {
+        e.group = Some(crate::algs::DhGroup::Ecp256);
+    }
+    let mut p = Pair::new(c, s, Faults::default());
+    p.drive(Duration::from_secs(5));
+    let old = p.gateway.children()[0].spi_in;
+    let client_old = p.client.children()[0].spi_in;
+    assert!(p.gateway.rekey(p.now, old));
+    p.drive(Duration::from_secs(5));
+    check_rekeyed(&p, client_old);
+    assert!(p.client_events.iter().any(|e| matches!(
+        e,
+        Event::Phase2Deleted { spi_in, by_peer: true, .. } if *spi_in == client_old
+    )));
 }
