@@ -117,3 +117,78 @@ fn ikev2_wrong_psk_and_no_proposal() {
         });
     }
 }
+
+/// The client rekeys its child (CREATE_CHILD_SA with PFS) at 85 % of a 20 s lifetime
+/// while a continuous ping runs: not one reply may be missing, and the gateway ends
+/// with one installed child whose SPIs are not the first ones.
+#[test]
+fn ikev2_child_rekeys_with_pfs_under_a_continuous_ping() {
+    let t = Tunnel::main_psk("v2-rekey")
+        .ikev2()
+        .mode_config(true)
+        .gateway_proposals(&["aes128-sha256-modp2048"], &["aes128-sha256-modp2048"])
+        .pfs("modp2048")
+        .lifetimes(3600, 20);
+    run_scenario("v2-rekey", |lab: &Lab| {
+        let gw = lab.start_gateway(&t)?;
+        let client = lab.start_postern(&t)?;
+        client.wait_connected()?;
+        let first = gw.wait_established(Duration::from_secs(10))?;
+        let first_spi = first
+            .installed_child()
+            .map(|c| c.get("spi-in").to_string())
+            .unwrap_or_default();
+        // 5 pings a second for 40 s: two rekeys (at 17 s and 34 s).
+        let mut cmd = lab.command(Role::Client, std::path::Path::new("ping"));
+        cmd.args(["-n", "-O", "-i", "0.2", "-c", "200", "-W", "1", LAN_HOST]);
+        let ping = postern_lab::process::Proc::spawn("ping", cmd, None)?;
+        lab.adopt(&ping);
+        let _ = ping.exit_status(Duration::from_secs(60));
+        let summary = ping.lines_of(postern_lab::process::Stream::Stdout);
+        let stats = summary
+            .iter()
+            .find(|l| l.contains("packets transmitted"))
+            .cloned()
+            .unwrap_or_default();
+        let nums: Vec<u64> = stats
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        lab_ensure!(nums.len() >= 2, "no ping summary: {summary:?}");
+        let (sent, received) = (nums[0], nums[1]);
+        let out = client.stdout();
+        lab_ensure!(
+            sent >= 190 && received == sent,
+            "{} of {sent} pings lost across the rekeys: {stats}\nclient: {out:?}",
+            sent.saturating_sub(received)
+        );
+        let established = out
+            .iter()
+            .filter(|l| l.starts_with("phase2 established"))
+            .count();
+        lab_ensure!(
+            established >= 3,
+            "the child was established {established} times in 40 s (first + 2 rekeys): {out:?}"
+        );
+        let sas = gw.list_sas()?;
+        let shown = gw.list_sas_text();
+        let installed: Vec<_> = sas
+            .iter()
+            .flat_map(|s| s.children.iter())
+            .filter(|c| c.state() == "INSTALLED")
+            .collect();
+        lab_ensure!(
+            installed.len() == 1 && installed[0].get("spi-in") != first_spi,
+            "the gateway does not hold exactly one new child:\n{shown}"
+        );
+        lab_ensure!(
+            client.error_line().is_none(),
+            "the client failed: {:?}",
+            client.stderr()
+        );
+        client.sigterm()?;
+        let code = client.exit_code(Duration::from_secs(15))?;
+        lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
+        gw.wait_no_sas(Duration::from_secs(10))
+    });
+}
