@@ -1489,9 +1489,10 @@ impl Ike2 {
         let mine = keys::nat_hash(&self.spi_i, &spi_r_for, self.local);
         let theirs = keys::nat_hash(&self.spi_i, &spi_r_for, self.remote);
         self.nat = NatState {
-            local_behind_nat: !ct_eq(&dst, &mine)
-                || self.config.nat_traversal == NatTraversal::Force,
+            local_behind_nat: !ct_eq(&dst, &mine),
             remote_behind_nat: !srcs.iter().any(|s| ct_eq(s, &theirs)),
+            forced: self.role == Role::Initiator
+                && self.config.nat_traversal == NatTraversal::Force,
         };
         if self.nat.any() && self.role == Role::Initiator {
             self.floated = true;

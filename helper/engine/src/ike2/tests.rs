@@ -843,6 +843,9 @@ fn forced_nat_traversal_floats_to_4500() {
     assert!(p.client.children()[0].udp_encapsulation);
     assert!(p.gateway.children()[0].udp_encapsulation);
     assert!(p.gateway.phase1().unwrap().nat.remote_behind_nat);
+    // No NAT was detected: the float is ours.
+    let nat = p.client.phase1().unwrap().nat;
+    assert!(nat.forced && !nat.local_behind_nat && !nat.remote_behind_nat);
 }
 
 #[test]
