@@ -8,6 +8,7 @@
 #   transaction  XAuth / Mode Config, both sides, sealed TRANSACTION messages
 #   esp          the userspace datapath's ESP decapsulation, and encap/decap round trips
 #   profile      the profile TOML parser (parse -> export -> parse)
+#   ikev2        the IKEv2 codec (decode -> encode -> decode) and both IKEv2 engines fed raw datagrams
 #
 # FUZZ_TARGETS="esp profile" picks some; FUZZ_LOG_DIR=DIR keeps each target's log there
 # (the long run: `nice -n 19 fuzz/run.sh 3600` with FUZZ_PARALLEL=1 runs them side by side,
@@ -16,7 +17,7 @@
 # (codec fixtures) and the profile fixtures.
 set -eu
 SECONDS_TO_RUN="${1:-60}"
-TARGETS="${FUZZ_TARGETS:-isakmp initiator responder transaction esp profile eap}"
+TARGETS="${FUZZ_TARGETS:-isakmp initiator responder transaction esp profile eap ikev2}"
 cd "$(dirname "$0")"
 command -v cargo-fuzz >/dev/null 2>&1 || { echo "cargo-fuzz not installed: cargo install cargo-fuzz" >&2; exit 1; }
 for t in $TARGETS; do mkdir -p "corpus/$t"; done

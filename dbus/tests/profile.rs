@@ -627,14 +627,16 @@ fn refuses_secrets_under_forbid() {
 }
 
 #[test]
-fn refuses_ike_version_2() {
-    let e = refuse(&format!("{HEAD}ike_version = 2\n"));
+fn ike_version_1_or_2() {
+    assert_eq!(parse(&format!("{HEAD}ike_version = 2\n")).ike_version, 2);
+    assert_eq!(parse(HEAD).ike_version, 1);
+    let e = refuse(&format!("{HEAD}ike_version = 3\n"));
     check(
         &e,
         3,
         "ike_version",
         ProfileErrorKind::Invalid,
-        "only IKEv1 is supported",
+        "must be 1 (IKEv1) or 2 (IKEv2)",
     );
     let e = refuse(&format!("{HEAD}ike_version = \"1\"\n"));
     check(
@@ -642,8 +644,23 @@ fn refuses_ike_version_2() {
         3,
         "ike_version",
         ProfileErrorKind::Invalid,
-        "only IKEv1 is supported",
+        "must be 1 (IKEv1) or 2 (IKEv2)",
     );
+    // What IKEv2 does not do yet is refused at the key, in one sentence.
+    let e = refuse(&format!(
+        "{HEAD}ike_version = 2\n[xauth]\nusername = \"alice\"\n"
+    ));
+    check(
+        &e,
+        3,
+        "ike_version",
+        ProfileErrorKind::Invalid,
+        "IKEv2 has no XAuth",
+    );
+    // Exported and parsed again, the version stays.
+    let p = parse(&format!("{HEAD}ike_version = 2\n"));
+    assert!(p.to_toml_string().contains("ike_version = 2"));
+    assert_eq!(parse(&p.to_toml_string()).ike_version, 2);
 }
 
 #[test]

@@ -110,6 +110,9 @@ pub struct Tunnel {
     pub gw_kernel_esp: bool,
     /// The profile's `phase2.lifetime_kb`.
     pub phase2_kb: Option<u32>,
+    /// The IKE version both sides speak (`version` in swanctl.conf, `ike_version` in
+    /// the profile).
+    pub ike_version: u8,
 }
 
 /// How phase 1 authenticates.
@@ -219,7 +222,14 @@ impl Tunnel {
             nat_traversal: None,
             gw_kernel_esp: false,
             phase2_kb: None,
+            ike_version: 1,
         }
+    }
+
+    /// IKEv2 on both sides (strongSwan `version = 2`, the profile's `ike_version = 2`).
+    pub fn ikev2(mut self) -> Tunnel {
+        self.ike_version = 2;
+        self
     }
 
     /// ESP in the kernel on both sides (the test VM): the gateway without
@@ -341,6 +351,7 @@ impl Tunnel {
             format!("{CLIENT_VIP}/32")
         };
         let mut c = swanctl_conf(&SwanSide {
+            ike_version: self.ike_version,
             aggressive: self.aggressive,
             local_addr: GW_ADDR,
             remote_addr: None,
@@ -385,6 +396,7 @@ impl Tunnel {
             None => self.client_esp.clone(),
         };
         swanctl_conf(&SwanSide {
+            ike_version: self.ike_version,
             aggressive: self.aggressive,
             local_addr: CLIENT_ADDR,
             remote_addr: Some(GW_ADDR),
@@ -407,7 +419,7 @@ impl Tunnel {
         let mut t = String::new();
         let _ = writeln!(t, "name = {}", toml_str(&self.name));
         let _ = writeln!(t, "gateway = {}", toml_str(GW_ADDR));
-        let _ = writeln!(t, "ike_version = 1");
+        let _ = writeln!(t, "ike_version = {}", self.ike_version);
         let mode = if self.aggressive {
             "aggressive"
         } else {
@@ -510,6 +522,7 @@ impl Tunnel {
 }
 
 struct SwanSide<'a> {
+    ike_version: u8,
     aggressive: bool,
     local_addr: &'a str,
     remote_addr: Option<&'a str>,
@@ -531,7 +544,7 @@ struct SwanSide<'a> {
 fn swanctl_conf(s: &SwanSide<'_>) -> String {
     let mut c = String::new();
     let _ = writeln!(c, "connections {{\n  {CONN} {{");
-    let _ = writeln!(c, "    version = 1");
+    let _ = writeln!(c, "    version = {}", s.ike_version);
     let _ = writeln!(
         c,
         "    aggressive = {}",
@@ -547,7 +560,10 @@ fn swanctl_conf(s: &SwanSide<'_>) -> String {
     }
     if let Some(m) = s.mode_config {
         let _ = writeln!(c, "    pools = pool0");
-        let _ = writeln!(c, "    pull = {}", if m.pull { "yes" } else { "no" });
+        // IKEv1 only (IKEv2 has no push).
+        if s.ike_version == 1 {
+            let _ = writeln!(c, "    pull = {}", if m.pull { "yes" } else { "no" });
+        }
     }
     let (local_auth, remote_auth) = match s.auth {
         LabAuth::Psk => ("auth = psk", "auth = psk"),

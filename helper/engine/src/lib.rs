@@ -9,6 +9,8 @@
 //! * [`crypto`]: PRFs, ciphers, Diffie-Hellman groups and the IKEv1 key schedule.
 //! * [`ike`]: the IKEv1 state machines (main, aggressive, quick mode; both roles).
 //! * [`eap`]: the peer side of EAP (Identity, MS-CHAPv2, GTC) for IKEv2's IKE_AUTH.
+//! * [`ike2`]: the IKEv2 state machines (RFC 7296; both roles), same driving
+//!   interface and events as [`ike`].
 //! * [`esp`]: ESP (RFC 4303) encapsulation and decapsulation for the userspace
 //!   datapath (pure functions on buffers; the helper owns the sockets and TUN).
 //! * [`proposal`]: strongSwan-style proposal strings.
@@ -25,3 +27,4 @@ pub mod crypto;
 pub mod eap;
 pub mod esp;
 pub mod ike;
+pub mod ike2;

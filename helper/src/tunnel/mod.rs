@@ -15,6 +15,7 @@
 
 mod clock;
 pub mod config;
+mod engine;
 pub mod logind;
 pub mod netwatch;
 mod session;

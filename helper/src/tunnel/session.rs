@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 use postern_dbus::failure::FailureKind;
 use postern_dbus::profile::{self, Profile};
 use postern_engine::ike::{self, Ike, NAT_T_PORT};
+use postern_engine::ike2::Ike2;
+
+use super::engine::Engine;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
@@ -86,7 +89,7 @@ pub(super) struct Session<'d> {
     natt: Option<UdpSocket>,
     /// Raw ESP (IP protocol 50) for the userspace datapath when NAT-T is not in use.
     raw: Option<UdpSocket>,
-    ike: Ike,
+    ike: Engine,
     start: Instant,
     expected_children: usize,
     up_children: usize,
@@ -208,7 +211,13 @@ impl<'d> Session<'d> {
         } else {
             None
         };
-        let expected_children = profile_children(p, local.ip()).len();
+        // IKEv2 negotiates one child SA (in IKE_AUTH).
+        let v2 = p.ike_version == 2;
+        let expected_children = if v2 {
+            1
+        } else {
+            profile_children(p, local.ip()).len()
+        };
         let rng = crate::rng::os_rng()
             .map_err(|e| Failure::new(FailureKind::Internal, format!("no randomness: {e}")))?;
         let start = Instant::now();
@@ -243,7 +252,7 @@ impl<'d> Session<'d> {
                     name: p.name.clone(),
                     remote,
                     local: local.ip(),
-                    mode: config.mode.name(),
+                    mode: if v2 { "ikev2" } else { config.mode.name() },
                 });
                 if let Some(plan) = &encap {
                     for line in [plan.datapath_line.clone(), plan.asking_line()]
@@ -253,14 +262,39 @@ impl<'d> Session<'d> {
                         driver.emit(Event::Note(line));
                     }
                 }
-                Ike::initiate(config, local, remote, clock.now(), Box::new(rng))?
+                if v2 {
+                    Engine::V2(Box::new(Ike2::initiate(
+                        config,
+                        local,
+                        remote,
+                        clock.now(),
+                        Box::new(rng),
+                    )?))
+                } else {
+                    Engine::V1(Box::new(Ike::initiate(
+                        config,
+                        local,
+                        remote,
+                        clock.now(),
+                        Box::new(rng),
+                    )?))
+                }
             }
             Role::Responder => {
                 driver.emit(Event::Responding {
                     local,
                     peer: remote,
                 });
-                Ike::respond(config, local, remote, Box::new(rng))
+                if v2 {
+                    Engine::V2(Box::new(Ike2::respond(
+                        config,
+                        local,
+                        remote,
+                        Box::new(rng),
+                    )))
+                } else {
+                    Engine::V1(Box::new(Ike::respond(config, local, remote, Box::new(rng))))
+                }
             }
         };
         let (volume_tx, volume_rx) = mpsc::unbounded_channel();
@@ -609,6 +643,10 @@ impl<'d> Session<'d> {
                     .map(super::config::ts)
                     .collect();
                 self.expected_children = info.children(&networks).len().max(1);
+                // IKEv2 negotiates one child SA (the first network).
+                if self.ike.is_v2() {
+                    self.expected_children = 1;
+                }
                 if info.address.is_some() {
                     self.driver.requested_address = info.address;
                 }

@@ -4,7 +4,9 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use postern_engine::ike::{self, Ike};
+use postern_engine::ike;
+
+use super::engine::Engine;
 use tokio::net::UdpSocket;
 
 use super::IKE_PORT;
@@ -112,7 +114,7 @@ pub(crate) async fn natt_readable(s: Option<&UdpSocket>) -> std::io::Result<()> 
 }
 
 /// Sends whatever the engine queued (the DELETEs) before we go.
-pub(crate) async fn flush(socket: &UdpSocket, natt: Option<&UdpSocket>, ike: &mut Ike) {
+pub(crate) async fn flush(socket: &UdpSocket, natt: Option<&UdpSocket>, ike: &mut Engine) {
     let mut pending = Vec::new();
     while let Some(t) = ike.poll_transmit() {
         pending.push(t);

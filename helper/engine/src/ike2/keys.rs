@@ -1,0 +1,344 @@
+//! The IKEv2 key schedule (RFC 7296 §2.13, §2.14, §2.15, §2.17) and the SK payload
+//! (§3.14): AES-CBC or 3DES with HMAC integrity, encrypt-then-MAC over the whole
+//! message.
+
+use zeroize::Zeroizing;
+
+use super::codec::{self, Chain, HEADER_LEN, Header, PAYLOAD_HEADER_LEN, Payload, ptype};
+use crate::algs::{EspAuth, HashAlg, IkeCipher};
+use crate::crypto::{self, Rng, cbc_decrypt, cbc_encrypt, ct_eq, prf};
+
+/// prf+ (§2.13): T1 | T2 | ... with T1 = prf(K, S | 0x01), Tn = prf(K, Tn-1 | S | n),
+/// truncated to `len`. At most 255 blocks (the counter is one octet).
+pub fn prf_plus(alg: HashAlg, key: &[u8], seed: &[u8], len: usize) -> Zeroizing<Vec<u8>> {
+    let mut out = Zeroizing::new(Vec::with_capacity(len + alg.output_len()));
+    let mut t: Zeroizing<Vec<u8>> = Zeroizing::new(Vec::new());
+    let mut n: u8 = 1;
+    while out.len() < len {
+        t = Zeroizing::new(prf(alg, key, &[&t, seed, &[n]]));
+        out.extend_from_slice(&t);
+        match n.checked_add(1) {
+            Some(m) => n = m,
+            None => break,
+        }
+    }
+    out.truncate(len);
+    out
+}
+
+/// The length of the ICV of AUTH_HMAC_*: half the hash for SHA-2 (RFC 4868), 96
+/// bits for MD5 and SHA-1.
+pub fn icv_len(integ: HashAlg) -> usize {
+    match integ {
+        HashAlg::Md5 | HashAlg::Sha1 => 12,
+        HashAlg::Sha256 => 16,
+        HashAlg::Sha384 => 24,
+        HashAlg::Sha512 => 32,
+    }
+}
+
+/// The IKEv2 ENCR transform ID of an IKE cipher (§3.3.2; IKEv1 numbers differ).
+pub fn encr_id(c: IkeCipher) -> u16 {
+    match c {
+        IkeCipher::TripleDes => 3,
+        IkeCipher::AesCbc { .. } => 12,
+    }
+}
+
+pub fn encr_from_id(id: u16, key_bits: Option<u16>) -> Option<IkeCipher> {
+    match (id, key_bits) {
+        (3, None) => Some(IkeCipher::TripleDes),
+        (12, Some(b @ (128 | 192 | 256))) => Some(IkeCipher::AesCbc { key_bits: b }),
+        _ => None,
+    }
+}
+
+/// The IKEv2 PRF transform ID of a hash (§3.3.2).
+pub fn prf_id(h: HashAlg) -> u16 {
+    match h {
+        HashAlg::Md5 => 1,
+        HashAlg::Sha1 => 2,
+        HashAlg::Sha256 => 5,
+        HashAlg::Sha384 => 6,
+        HashAlg::Sha512 => 7,
+    }
+}
+
+pub fn prf_from_id(id: u16) -> Option<HashAlg> {
+    Some(match id {
+        1 => HashAlg::Md5,
+        2 => HashAlg::Sha1,
+        5 => HashAlg::Sha256,
+        6 => HashAlg::Sha384,
+        7 => HashAlg::Sha512,
+        _ => return None,
+    })
+}
+
+/// The IKEv2 integrity transform ID of a hash (AUTH_HMAC_*, §3.3.2, RFC 4868).
+pub fn integ_id(h: HashAlg) -> u16 {
+    match h {
+        HashAlg::Md5 => 1,
+        HashAlg::Sha1 => 2,
+        HashAlg::Sha256 => 12,
+        HashAlg::Sha384 => 13,
+        HashAlg::Sha512 => 14,
+    }
+}
+
+pub fn integ_from_id(id: u16) -> Option<HashAlg> {
+    Some(match id {
+        1 => HashAlg::Md5,
+        2 => HashAlg::Sha1,
+        12 => HashAlg::Sha256,
+        13 => HashAlg::Sha384,
+        14 => HashAlg::Sha512,
+        _ => return None,
+    })
+}
+
+/// ESP integrity algorithms by their IKEv2 transform ID.
+pub fn esp_integ_id(a: EspAuth) -> u16 {
+    match a {
+        EspAuth::HmacMd5_96 => 1,
+        EspAuth::HmacSha1_96 => 2,
+        EspAuth::HmacSha256_128 => 12,
+        EspAuth::HmacSha384_192 => 13,
+        EspAuth::HmacSha512_256 => 14,
+    }
+}
+
+pub fn esp_integ_from_id(id: u16) -> Option<EspAuth> {
+    Some(match id {
+        1 => EspAuth::HmacMd5_96,
+        2 => EspAuth::HmacSha1_96,
+        12 => EspAuth::HmacSha256_128,
+        13 => EspAuth::HmacSha384_192,
+        14 => EspAuth::HmacSha512_256,
+        _ => return None,
+    })
+}
+
+/// The keys of one IKE SA. Never printed.
+pub struct IkeKeys {
+    pub prf: HashAlg,
+    pub integ: HashAlg,
+    pub cipher: IkeCipher,
+    pub sk_d: Zeroizing<Vec<u8>>,
+    pub sk_ai: Zeroizing<Vec<u8>>,
+    pub sk_ar: Zeroizing<Vec<u8>>,
+    pub sk_ei: Zeroizing<Vec<u8>>,
+    pub sk_er: Zeroizing<Vec<u8>>,
+    pub sk_pi: Zeroizing<Vec<u8>>,
+    pub sk_pr: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for IkeKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IkeKeys")
+            .field("prf", &self.prf)
+            .field("cipher", &self.cipher)
+            .finish_non_exhaustive()
+    }
+}
+
+/// SKEYSEED = prf(Ni | Nr, g^ir) and {SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi |
+/// SK_pr} = prf+(SKEYSEED, Ni | Nr | SPIi | SPIr) (§2.14). The integrity algorithm is
+/// the PRF's hash (the proposals name one hash for both).
+pub fn derive(
+    prf_alg: HashAlg,
+    cipher: IkeCipher,
+    g_ir: &[u8],
+    ni: &[u8],
+    nr: &[u8],
+    spi_i: &[u8; 8],
+    spi_r: &[u8; 8],
+) -> IkeKeys {
+    let nonces = Zeroizing::new([ni, nr].concat());
+    let skeyseed = Zeroizing::new(prf(prf_alg, &nonces, &[g_ir]));
+    let seed = [ni, nr, spi_i, spi_r].concat();
+    let (p, a, e) = (prf_alg.output_len(), prf_alg.output_len(), cipher.key_len());
+    let total = 3 * p + 2 * a + 2 * e;
+    let km = prf_plus(prf_alg, &skeyseed, &seed, total);
+    let mut at = 0;
+    let mut cut = |n: usize| {
+        let v = Zeroizing::new(km[at..at + n].to_vec());
+        at += n;
+        v
+    };
+    IkeKeys {
+        prf: prf_alg,
+        integ: prf_alg,
+        cipher,
+        sk_d: cut(p),
+        sk_ai: cut(a),
+        sk_ar: cut(a),
+        sk_ei: cut(e),
+        sk_er: cut(e),
+        sk_pi: cut(p),
+        sk_pr: cut(p),
+    }
+}
+
+/// The octets the AUTH payload covers (§2.15): the first message the side sent, the
+/// peer's nonce, and prf(SK_p, IDType | RESERVED | ID data).
+pub fn signed_octets(
+    prf_alg: HashAlg,
+    sk_p: &[u8],
+    first_message: &[u8],
+    peer_nonce: &[u8],
+    id_kind: u8,
+    id_data: &[u8],
+) -> Vec<u8> {
+    let maced = prf(prf_alg, sk_p, &[&[id_kind, 0, 0, 0], id_data]);
+    [first_message, peer_nonce, &maced].concat()
+}
+
+/// AUTH for a shared key (§2.15): prf(prf(secret, "Key Pad for IKEv2"), octets).
+pub fn psk_auth(prf_alg: HashAlg, secret: &[u8], octets: &[u8]) -> Vec<u8> {
+    let pad = Zeroizing::new(prf(prf_alg, secret, &[b"Key Pad for IKEv2"]));
+    prf(prf_alg, &pad, &[octets])
+}
+
+/// NAT_DETECTION_*_IP data (§2.23): SHA-1(SPIi | SPIr | IP | port).
+pub fn nat_hash(spi_i: &[u8; 8], spi_r: &[u8; 8], addr: std::net::SocketAddr) -> Vec<u8> {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(a) => a.octets().to_vec(),
+        std::net::IpAddr::V6(a) => a.octets().to_vec(),
+    };
+    crypto::hash(
+        HashAlg::Sha1,
+        &[spi_i, spi_r, &ip, &addr.port().to_be_bytes()],
+    )
+}
+
+/// Why an SK payload could not be opened.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SkError {
+    #[error("no SK payload (an unprotected message where protection is required)")]
+    Missing,
+    #[error("SK payload too short")]
+    Short,
+    #[error("integrity check failed")]
+    Integrity,
+    #[error("bad encryption: {0}")]
+    Cipher(#[from] crypto::CryptoError),
+    #[error("bad padding")]
+    Padding,
+    #[error("inner payloads: {0}")]
+    Decode(#[from] crate::codec::DecodeError),
+}
+
+impl IkeKeys {
+    fn out_keys(&self, initiator: bool) -> (&[u8], &[u8]) {
+        if initiator {
+            (&self.sk_ei, &self.sk_ai)
+        } else {
+            (&self.sk_er, &self.sk_ar)
+        }
+    }
+
+    /// Builds a protected message: `payloads` inside SK, sent by the initiator of the
+    /// IKE SA when `initiator`.
+    pub fn seal(
+        &self,
+        header: Header,
+        payloads: &[Payload],
+        initiator: bool,
+        rng: &mut dyn Rng,
+    ) -> Vec<u8> {
+        let (first, inner) = codec::encode_chain(payloads, None);
+        let block = self.cipher.block_len();
+        let pad = block - (inner.len() + 1) % block;
+        let pad = if pad == block { 0 } else { pad };
+        let mut plain = Zeroizing::new(inner);
+        plain.extend(std::iter::repeat_n(0u8, pad));
+        plain.push(pad as u8);
+        let mut iv = vec![0u8; block];
+        rng.fill_bytes(&mut iv);
+        let (ek, ak) = self.out_keys(initiator);
+        // The key lengths are ours and the plaintext is padded to whole blocks.
+        let ct = cbc_encrypt(self.cipher, ek, &iv, &plain).unwrap_or_default();
+        let icv = icv_len(self.integ);
+        let sk_len = PAYLOAD_HEADER_LEN + iv.len() + ct.len() + icv;
+        let mut h = header;
+        h.next_payload = ptype::SK;
+        h.length = (HEADER_LEN + sk_len) as u32;
+        let mut o = Vec::with_capacity(h.length as usize);
+        h.encode(&mut o);
+        o.push(first);
+        o.push(0);
+        o.extend_from_slice(&(sk_len as u16).to_be_bytes());
+        o.extend_from_slice(&iv);
+        o.extend_from_slice(&ct);
+        let mac = prf(self.integ, ak, &[&o]);
+        o.extend_from_slice(&mac[..icv]);
+        o
+    }
+
+    /// Checks and decrypts the SK payload of `data` (decoded as `msg`), sent by the
+    /// initiator of the IKE SA when `from_initiator`; the inner chain.
+    pub fn open(
+        &self,
+        data: &[u8],
+        msg: &codec::Message,
+        from_initiator: bool,
+    ) -> Result<Chain, SkError> {
+        let Some(codec::Decoded {
+            payload: Payload::Raw { kind, body, .. },
+            ..
+        }) = msg.chain.payloads.last()
+        else {
+            return Err(SkError::Missing);
+        };
+        if *kind != ptype::SK {
+            return Err(SkError::Missing);
+        }
+        let first = msg.chain.sk_first.unwrap_or(ptype::NONE);
+        let block = self.cipher.block_len();
+        let icv = icv_len(self.integ);
+        if body.len() < block + icv || data.len() < icv {
+            return Err(SkError::Short);
+        }
+        let (ek, ak) = self.out_keys(from_initiator);
+        let (covered, tag) = data.split_at(data.len() - icv);
+        let mac = prf(self.integ, ak, &[covered]);
+        if !ct_eq(&mac[..icv], tag) {
+            return Err(SkError::Integrity);
+        }
+        let iv = &body[..block];
+        let ct = &body[block..body.len() - icv];
+        let plain = Zeroizing::new(cbc_decrypt(self.cipher, ek, iv, ct)?);
+        let Some((&pad, rest)) = plain.split_last() else {
+            return Err(SkError::Padding);
+        };
+        if pad as usize > rest.len() {
+            return Err(SkError::Padding);
+        }
+        let inner = &rest[..rest.len() - pad as usize];
+        Ok(codec::decode_chain(first, inner)?)
+    }
+}
+
+/// KEYMAT for one child SA (§2.17): prf+(SK_d, [g^ir (new) |] Ni | Nr), cut into
+/// the keys from the exchange's initiator to its responder (encryption, integrity),
+/// then the other direction.
+pub fn child_keymat(
+    prf_alg: HashAlg,
+    sk_d: &[u8],
+    g_ir: Option<&[u8]>,
+    ni: &[u8],
+    nr: &[u8],
+    enc_len: usize,
+    integ_len: usize,
+) -> [Zeroizing<Vec<u8>>; 4] {
+    let seed = Zeroizing::new([g_ir.unwrap_or(&[]), ni, nr].concat());
+    let km = prf_plus(prf_alg, sk_d, &seed, 2 * (enc_len + integ_len));
+    let mut at = 0;
+    let mut cut = |n: usize| {
+        let v = Zeroizing::new(km[at..at + n].to_vec());
+        at += n;
+        v
+    };
+    [cut(enc_len), cut(integ_len), cut(enc_len), cut(integ_len)]
+}
