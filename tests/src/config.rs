@@ -37,6 +37,7 @@ pub const LAB_SECRETS: &[(&str, &str)] = &[
     ("alice-pass-71", "an XAuth password (certs)"),
     ("alice-pass-72", "an XAuth password (import)"),
     ("bob-pass-9", "an XAuth password (remote access)"),
+    ("carol-pass-3", "an XAuth password (IPv6)"),
     ("not-her-password", "a wrong XAuth password (remote access)"),
     ("alice-desk-7", "an XAuth password (desktop)"),
     ("demo-password", "the demo's XAuth password"),
@@ -659,16 +660,18 @@ mod secret_list {
 
     /// The string literal arguments of `call(` in `text` (`"a", "b"` -> a, b).
     fn literal_args<'a>(text: &'a str, call: &str) -> Vec<&'a str> {
-        let mut out = Vec::new();
-        for part in text.split(call).skip(1) {
-            let args = part.split(')').next().unwrap_or("");
-            for (i, piece) in args.split('"').enumerate() {
-                if i % 2 == 1 {
-                    out.push(piece);
-                }
-            }
-        }
-        out
+        calls(text, call).into_iter().flatten().collect()
+    }
+
+    /// The string literal arguments of each `call(` in `text`, call by call.
+    fn calls<'a>(text: &'a str, call: &str) -> Vec<Vec<&'a str>> {
+        text.split(call)
+            .skip(1)
+            .map(|part| {
+                let args = part.split(')').next().unwrap_or("");
+                args.split('"').skip(1).step_by(2).collect()
+            })
+            .collect()
     }
 
     #[test]
@@ -685,9 +688,9 @@ mod secret_list {
                 files += 1;
                 let text = std::fs::read_to_string(&p).unwrap();
                 // .xauth(user, gateway password, client password): the two passwords.
-                let mut x = literal_args(&text, ".xauth(");
-                x.retain(|a| !["alice", "bob"].contains(a));
-                found.extend(x.into_iter().map(str::to_string));
+                for args in calls(&text, ".xauth(") {
+                    found.extend(args.iter().skip(1).map(|a| a.to_string()));
+                }
                 found.extend(
                     literal_args(&text, ".client_psk(")
                         .into_iter()
