@@ -580,6 +580,26 @@ impl Lab {
             .map_err(|e| LabError(format!("ping {dst} from {} failed: {e}", role.as_str())))
     }
 
+    /// Like [`Lab::ping`], tried again until `within` has passed: for a tunnel the
+    /// gateway already counts as established while the client is still installing its
+    /// side (its routes come a few milliseconds after the last quick mode message).
+    pub fn ping_within(
+        &self,
+        role: Role,
+        src: Option<&str>,
+        dst: &str,
+        within: std::time::Duration,
+    ) -> Result<()> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            match self.ping(role, src, dst) {
+                Ok(()) => return Ok(()),
+                Err(e) if std::time::Instant::now() >= deadline => return Err(e),
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(200)),
+            }
+        }
+    }
+
     /// Log tails of every charon and the output of every process: for failure messages.
     pub fn diagnostics(&self) -> String {
         let mut s = format!(

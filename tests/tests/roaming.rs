@@ -428,15 +428,26 @@ fn xauth_answered_from_memory_after_a_network_change() {
             !all.iter().any(|l| l.text.contains("alice-pass-7")),
             "the password was printed"
         );
-        // A clean end: SIGTERM to the group (the helper, script and the feeding shell).
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", "--", &format!("-{}", up.pid())])
+        // A clean end: SIGTERM to the helper alone (its last lines still go through
+        // `script`'s pty), then to the rest of the group (script, the feeding shell).
+        // (`script` runs the helper in a session of its own, on the pty: it is found
+        // as the child of `script`, itself a child of the shell we started.)
+        let group = up.pid().to_string();
+        let _ = std::process::Command::new("sh")
+            .args([
+                "-c",
+                &format!("pkill -TERM -x postern-helper -P \"$(pgrep -x script -P {group})\""),
+            ])
             .status();
-        up.wait_line(
+        let ended = up.wait_line(
             Some(Stream::Stdout),
             "disconnected",
             Duration::from_secs(15),
-        )?;
+        );
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", "--", &format!("-{group}")])
+            .status();
+        ended?;
         Ok(())
     });
 }

@@ -151,7 +151,12 @@ fn a_system_profile_is_shared_by_every_user() {
         );
         eprintln!("system profile up in {:?}", started.elapsed());
         gw.wait_established(Duration::from_secs(10))?;
-        lab.ping(Role::Client, None, postern_lab::config::LAN_HOST)?;
+        lab.ping_within(
+            Role::Client,
+            None,
+            postern_lab::config::LAN_HOST,
+            Duration::from_secs(5),
+        )?;
         // B sees it up, and takes it down.
         let o = postern_as(uid_b, &home_b, &sys, &["list"])?;
         lab_ensure!(
@@ -223,7 +228,12 @@ fn a_boot_profile_comes_up_with_no_user_and_stays_up() {
             "boot profile up {:?} after the helper's start",
             started.elapsed()
         );
-        lab.ping(Role::Client, None, postern_lab::config::LAN_HOST)?;
+        lab.ping_within(
+            Role::Client,
+            None,
+            postern_lab::config::LAN_HOST,
+            Duration::from_secs(5),
+        )?;
         lab_ensure!(
             sys.helper.tail(200).contains("autoconnect: site (boot)"),
             "the helper did not say it brought the boot profile up: {}",
@@ -237,7 +247,12 @@ fn a_boot_profile_comes_up_with_no_user_and_stays_up() {
         let gw2 = lab.start_gateway(&t)?;
         gw2.wait_established(Duration::from_secs(90))?;
         eprintln!("back {:?} after the gateway's restart", killed.elapsed());
-        lab.ping(Role::Client, None, postern_lab::config::LAN_HOST)?;
+        lab.ping_within(
+            Role::Client,
+            None,
+            postern_lab::config::LAN_HOST,
+            Duration::from_secs(5),
+        )?;
         drop(gw);
         Ok(())
     });
@@ -307,7 +322,12 @@ fn a_boot_profile_waits_for_a_gateway_that_is_down_at_boot() {
             started.elapsed(),
             failed_attempts(&sys)
         );
-        lab.ping(Role::Client, None, postern_lab::config::LAN_HOST)?;
+        lab.ping_within(
+            Role::Client,
+            None,
+            postern_lab::config::LAN_HOST,
+            Duration::from_secs(5),
+        )?;
         Ok(())
     });
 }
