@@ -407,7 +407,8 @@ fn ipv6_outer_raw_esp(name: &str, datapath: &str, want: &'static str) {
                 "{e}\nclient XFRM:\n{}\n{}\ngateway XFRM:\n{}",
                 xfrm(lab, "state"),
                 xfrm(lab, "policy"),
-                lab.exec(Role::Gw, &["ip", "xfrm", "state"]).unwrap_or_default()
+                lab.exec(Role::Gw, &["ip", "xfrm", "state"])
+                    .unwrap_or_default()
             );
         }
         if datapath == "kernel" {
