@@ -259,7 +259,9 @@ fn kill_switch_split_tunnel_holds_while_reconnecting_then_cleanup_after_sigkill(
     run_scenario("ks-split", |lab: &Lab| {
         holds_while_reconnecting(lab, &t, false)?;
         // SIGKILL: the table stays (the kill switch holds without its helper), and
-        // `postern-helper cleanup` removes it with the rest.
+        // `postern-helper cleanup` removes it with the rest: the client's kernel state
+        // afterwards is what it was before this connect.
+        let before = postern_lab::hoststate::snapshot(lab)?;
         let _gw = lab.start_gateway(&t)?;
         let profile = kill_switch_profile(lab, &t, "kill_switch = true\n")?;
         let client = Client::start(lab, &profile)?;
@@ -279,6 +281,9 @@ fn kill_switch_split_tunnel_holds_while_reconnecting_then_cleanup_after_sigkill(
         lab_ensure!(left.is_empty(), "left after cleanup: {left:?} ({report})");
         let links = lab.exec(Role::Client, &["ip", "-o", "link"])?;
         lab_ensure!(!links.contains("postern"), "device left: {links}");
+        // Addresses, routes, rules, XFRM, links, nftables, resolv.conf: nothing left.
+        let after = postern_lab::hoststate::snapshot(lab)?;
+        postern_lab::hoststate::ensure_same(&before, &after, "after SIGKILL + cleanup")?;
         Ok(())
     });
 }
