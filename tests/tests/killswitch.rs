@@ -500,3 +500,194 @@ fn kill_switch_holds_from_the_first_attempt_and_after_a_failure() {
         Ok(())
     });
 }
+
+/// Counters on the gateway's link for the DNS and LAN proofs: DNS (UDP 53) and other
+/// UDP to an address outside the tunnel, and pings to the LAN neighbour, each counted
+/// when it arrives in the clear.
+const DNS_LAN_RULES: &str = r#"
+table inet plcount2 {
+    counter dns { }
+    counter udp9 { }
+    counter lan { }
+    chain pre {
+        type filter hook prerouting priority -300; policy accept;
+        iifname "g0" ip daddr 198.18.0.53 udp dport 53 counter name dns
+        iifname "g0" ip daddr 198.18.0.53 udp dport 9 counter name udp9
+        iifname "g0" ip daddr 192.168.77.1 icmp type echo-request counter name lan
+    }
+}
+"#;
+
+/// Sends `n` datagrams to `dst` port `port` from the client namespace, 50 ms apart.
+fn send_udp(lab: &Lab, dst: &str, port: u16, n: u32) -> Result<()> {
+    let script = "import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _ in range(int(sys.argv[3])):
+    try:
+        s.sendto(b'\\x12\\x34\\x01\\x00\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x07example\\x03com\\x00\\x00\\x01\\x00\\x01', (sys.argv[1], int(sys.argv[2])))
+    except OSError:
+        pass
+    time.sleep(0.05)
+";
+    lab.exec(
+        Role::Client,
+        &[
+            "python3",
+            "-c",
+            script,
+            dst,
+            &port.to_string(),
+            &n.to_string(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Packets counted by `name` in the `plcount2` table.
+fn counter2(lab: &Lab, name: &str) -> Result<u64> {
+    let out = lab.exec(
+        Role::Gw,
+        &["nft", "list", "counter", "inet", "plcount2", name],
+    )?;
+    out.split_whitespace()
+        .skip_while(|w| *w != "packets")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| postern_lab::LabError(format!("no packet count in: {out}")))
+}
+
+fn ping_lan(lab: &Lab) -> Result<String> {
+    lab.exec(
+        Role::Client,
+        &[
+            "ping",
+            "-n",
+            "-c",
+            "2",
+            "-i",
+            "0.2",
+            "-W",
+            "1",
+            "192.168.77.1",
+        ],
+    )
+}
+
+/// DNS pinned: a split tunnel with `dns = "full"` and the kill switch lets port 53 go
+/// only to the tunnel's server (Mode Config's 10.77.0.53): a DNS query to a server
+/// outside the tunnel reaches the gateway's link 0 times, while other UDP to the same
+/// address still leaves (a split tunnel leaves it alone). Then `allow_lan`: with a full
+/// tunnel and the kill switch, a ping to the client's LAN neighbour (a 192.168.77.0/24
+/// address on the same link) is refused; with `allow_lan = true` it passes, outside the
+/// tunnel (counted in the clear at the neighbour).
+#[test]
+fn kill_switch_pins_dns_and_allow_lan_reaches_the_neighbour() {
+    let split = Tunnel::main_psk("ks-dns")
+        .xauth("alice", "alice-pass-7", "alice-pass-7")
+        .mode_config(true);
+    let full = Tunnel::main_psk("ks-lan").full_tunnel();
+    run_scenario("ks-dns-lan", |lab: &Lab| {
+        default_route(lab)?;
+        // The LAN neighbour: the gateway's namespace holds a private address on the
+        // client's link too (a printer next to the laptop).
+        lab.exec(
+            Role::Client,
+            &["ip", "addr", "add", "192.168.77.2/24", "dev", "c0"],
+        )?;
+        lab.exec(
+            Role::Gw,
+            &["ip", "addr", "add", "192.168.77.1/24", "dev", "g0"],
+        )?;
+        let file = lab.dir.join("plcount2.nft");
+        std::fs::write(&file, DNS_LAN_RULES)?;
+        lab.exec(Role::Gw, &["nft", "-f", &file.to_string_lossy()])?;
+        let reset = |lab: &Lab| {
+            lab.exec(
+                Role::Gw,
+                &["nft", "reset", "counters", "table", "inet", "plcount2"],
+            )
+        };
+        ping_lan(lab)?;
+
+        // 1. DNS pinned (split tunnel, dns = "full").
+        let gw = lab.start_gateway(&split)?;
+        let profile = kill_switch_profile(lab, &split, "kill_switch = true\ndns = \"full\"\n")?;
+        let client = Client::start(lab, &profile)?;
+        lab.adopt(&client.proc);
+        client.wait_connected()?;
+        let line = client.wait_line("kill switch on:", Duration::from_secs(5))?;
+        let last = client
+            .stdout()
+            .iter()
+            .rev()
+            .find(|l| l.starts_with("kill switch on:"))
+            .cloned()
+            .unwrap_or_default();
+        lab_ensure!(
+            last.contains("DNS only to 10.77.0.53"),
+            "DNS not pinned: {last:?} (first {line:?})"
+        );
+        lab.ping(Role::Client, None, LAN_HOST)?;
+        reset(lab)?;
+        send_udp(lab, "198.18.0.53", 53, 10)?;
+        send_udp(lab, "198.18.0.53", 9, 10)?;
+        let (dns, udp9) = (counter2(lab, "dns")?, counter2(lab, "udp9")?);
+        eprintln!(
+            "dns pinned: {dns} DNS queries and {udp9} other datagrams reached the gateway's link"
+        );
+        lab_ensure!(dns == 0, "{dns} DNS queries left outside the tunnel");
+        lab_ensure!(
+            udp9 >= 10,
+            "the control datagrams were not counted ({udp9}): the counters do not count"
+        );
+        client.sigterm()?;
+        let code = client.exit_code(Duration::from_secs(15))?;
+        lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
+        // Without the kill switch the same query leaves (the counter counts).
+        reset(lab)?;
+        send_udp(lab, "198.18.0.53", 53, 3)?;
+        let dns = counter2(lab, "dns")?;
+        lab_ensure!(dns >= 3, "the control DNS queries were not counted ({dns})");
+        drop(gw);
+
+        // 2. allow_lan (full tunnel): refused without it, passes in the clear with it.
+        let gw = lab.start_gateway(&full)?;
+        for allow in [false, true] {
+            let extra = format!("kill_switch = true\nallow_lan = {allow}\n");
+            let profile = kill_switch_profile(lab, &full, &extra)?;
+            let client = Client::start(lab, &profile)?;
+            lab.adopt(&client.proc);
+            client.wait_connected()?;
+            client.wait_line("kill switch on:", Duration::from_secs(5))?;
+            lab.ping(Role::Client, None, LAN_HOST)?;
+            reset(lab)?;
+            let pinged = ping_lan(lab);
+            let seen = counter2(lab, "lan")?;
+            eprintln!(
+                "allow_lan = {allow}: LAN ping {}, {seen} echo requests at the neighbour",
+                if pinged.is_ok() {
+                    "answered"
+                } else {
+                    "refused"
+                }
+            );
+            if allow {
+                lab_ensure!(
+                    pinged.is_ok() && seen >= 2,
+                    "allow_lan: the LAN neighbour was not reached in the clear ({seen}): {pinged:?}"
+                );
+            } else {
+                lab_ensure!(
+                    pinged.is_err() && seen == 0,
+                    "without allow_lan {seen} pings reached the LAN neighbour"
+                );
+            }
+            client.sigterm()?;
+            let code = client.exit_code(Duration::from_secs(15))?;
+            lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
+            gw.wait_no_sas(Duration::from_secs(10))?;
+        }
+        lab_ensure!(postern_tables(lab)?.is_empty(), "table left");
+        Ok(())
+    });
+}
