@@ -577,7 +577,7 @@ fn kill_switch_pins_dns_to_the_tunnels_servers() {
             )
         };
 
-        let gw = lab.start_gateway(&split)?;
+        let _gw = lab.start_gateway(&split)?;
         let profile = kill_switch_profile(lab, &split, "kill_switch = true\ndns = \"full\"\n")?;
         let client = Client::start(lab, &profile)?;
         lab.adopt(&client.proc);
@@ -617,6 +617,91 @@ fn kill_switch_pins_dns_to_the_tunnels_servers() {
         lab_ensure!(dns >= 3, "the control DNS queries were not counted ({dns})");
 
         lab_ensure!(postern_tables(lab)?.is_empty(), "table left");
+        Ok(())
+    });
+}
+
+/// `network.allow_lan = true` with a full tunnel and the kill switch: a ping to the
+/// client's LAN neighbour (a 192.168.77.0/24 address on the same link: a printer next
+/// to the laptop) leaves outside the tunnel and is answered; without it, not one echo
+/// request reaches the neighbour in the clear (the full tunnel takes them).
+#[test]
+fn kill_switch_allow_lan_reaches_the_neighbour_outside_a_full_tunnel() {
+    let full = Tunnel::main_psk("ks-lan").full_tunnel();
+    run_scenario("ks-lan", |lab: &Lab| {
+        default_route(lab)?;
+        lab.exec(
+            Role::Client,
+            &["ip", "addr", "add", "192.168.77.2/24", "dev", "c0"],
+        )?;
+        lab.exec(
+            Role::Gw,
+            &["ip", "addr", "add", "192.168.77.1/24", "dev", "g0"],
+        )?;
+        let file = lab.dir.join("plcount2.nft");
+        std::fs::write(&file, DNS_LAN_RULES)?;
+        lab.exec(Role::Gw, &["nft", "-f", &file.to_string_lossy()])?;
+        let ping_lan = |lab: &Lab| {
+            lab.exec(
+                Role::Client,
+                &[
+                    "ping",
+                    "-n",
+                    "-c",
+                    "2",
+                    "-i",
+                    "0.2",
+                    "-W",
+                    "1",
+                    "192.168.77.1",
+                ],
+            )
+        };
+        ping_lan(lab)?;
+        let before = postern_lab::hoststate::snapshot(lab)?;
+        let gw = lab.start_gateway(&full)?;
+        for allow in [false, true] {
+            let extra = format!("kill_switch = true\nallow_lan = {allow}\n");
+            let profile = kill_switch_profile(lab, &full, &extra)?;
+            let client = Client::start(lab, &profile)?;
+            lab.adopt(&client.proc);
+            client.wait_connected()?;
+            let line = client.wait_line("kill switch on:", Duration::from_secs(5))?;
+            lab.ping(Role::Client, None, LAN_HOST)?;
+            lab.exec(
+                Role::Gw,
+                &["nft", "reset", "counters", "table", "inet", "plcount2"],
+            )?;
+            let pinged = ping_lan(lab);
+            let seen = counter2(lab, "lan")?;
+            eprintln!(
+                "allow_lan = {allow}: LAN ping {}, {seen} echo requests in the clear at the neighbour ({})",
+                if pinged.is_ok() {
+                    "answered"
+                } else {
+                    "not answered"
+                },
+                line.text
+            );
+            if allow {
+                lab_ensure!(
+                    pinged.is_ok() && seen >= 2,
+                    "allow_lan: the LAN neighbour was not reached outside the tunnel ({seen}): {pinged:?}"
+                );
+            } else {
+                lab_ensure!(
+                    seen == 0,
+                    "without allow_lan {seen} pings reached the LAN neighbour in the clear"
+                );
+            }
+            client.sigterm()?;
+            let code = client.exit_code(Duration::from_secs(15))?;
+            lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
+            gw.wait_no_sas(Duration::from_secs(10))?;
+        }
+        // The throw routes went with the rest.
+        let after = postern_lab::hoststate::snapshot(lab)?;
+        postern_lab::hoststate::ensure_same(&before, &after, "after the allow_lan tunnel")?;
         Ok(())
     });
 }
