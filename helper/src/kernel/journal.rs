@@ -361,6 +361,12 @@ mod tests {
                 dev: "eth0".into(),
                 via: "192.0.2.254".into(),
             },
+            Entry::Throw {
+                dst: "192.168.0.0/16".into(),
+            },
+            Entry::Throw {
+                dst: "fc00::/7".into(),
+            },
         ];
         let es = [
             es.as_slice(),
