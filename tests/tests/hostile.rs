@@ -631,7 +631,7 @@ fn hostile_esp_on_the_live_spi_is_dropped() {
         let received = stopped.split("received ").nth(1).unwrap_or_default();
         let number_before = |s: &str, word: &str| -> Option<u64> {
             let words: Vec<&str> = s
-                .split(|c: char| c == ' ' || c == '(' || c == ')' || c == ',')
+                .split([' ', '(', ')', ','])
                 .filter(|w| !w.is_empty())
                 .collect();
             let at = words.iter().position(|w| *w == word)?;
