@@ -140,3 +140,152 @@ fn the_running_helper_applies_the_site_policy() {
         })
     });
 }
+
+/// A polkit rule letting `users` connect their own profiles and the system ones.
+fn connect_rules(users: &[&str]) -> String {
+    let cond: Vec<String> = users
+        .iter()
+        .map(|u| format!("subject.user == \"{u}\""))
+        .collect();
+    format!(
+        "polkit.addRule(function(action, subject) {{\n  if ((action.id == \"org.postern.helper1.connect\" || action.id == \"org.postern.helper1.manage-own\" || action.id == \"org.postern.helper1.connect-system\") && ({})) {{\n    return polkit.Result.YES;\n  }}\n}});\n",
+        cond.join(" || ")
+    )
+}
+
+/// `[profiles] user_profiles = false`: a user's own profile is refused at `postern up`
+/// in one sentence (and `postern list` says so), while `system:NAME` still connects.
+#[test]
+fn user_profiles_off_refuses_a_user_profile_but_not_a_system_one() {
+    use postern_lab::bususer::{BusUser, text, without_psk};
+    use postern_lab::sysbus::HostChanges;
+    let t = postern_lab::Tunnel::main_psk("site");
+    run_scenario("fleet-nouser", |lab: &Lab| {
+        let policy = lab.dir.join("policy.toml");
+        std::fs::write(&policy, "[profiles]\nuser_profiles = false\n")?;
+        let dir = lab.dir.join("system-profiles");
+        std::fs::create_dir_all(&dir)?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+        write(&dir, "site.toml", &t.postern_profile(), 0o600)?;
+        let mut host = HostChanges::default();
+        let user = "postern-lab-fu";
+        let (p, d) = (
+            policy.to_string_lossy().into_owned(),
+            dir.to_string_lossy().into_owned(),
+        );
+        let sys = SystemBus::start_with(
+            lab,
+            &connect_rules(&[user]),
+            &[("POSTERN_POLICY", &p), ("POSTERN_PROFILES_DIR", &d)],
+        )?;
+        let u = BusUser::new(lab, &mut host, &sys, user)?;
+        let gw = lab.start_gateway(&t)?;
+        let o = u.postern(
+            &["add", "office", "--from", "-"],
+            Some(&without_psk(&t.postern_profile())),
+        )?;
+        lab_ensure!(o.status.success(), "postern add: {}", text(&o));
+
+        // The user's own profile: refused, in one sentence, before anything is sent.
+        let o = u.postern(
+            &["up", "office", "--secrets-stdin"],
+            Some(&format!("{}\n", t.psk)),
+        )?;
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        eprintln!("refusal: {err}");
+        lab_ensure!(
+            !o.status.success()
+                && err.contains("this machine's policy allows system profiles only")
+                && err.trim().lines().count() == 1,
+            "a user profile was not refused in one line: {}",
+            text(&o)
+        );
+        let o = u.postern(&["list"], None)?;
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        lab_ensure!(
+            out.lines()
+                .any(|l| l.starts_with("office") && l.contains("refused"))
+                && out.contains("refused: this machine's policy allows system profiles only")
+                && out
+                    .lines()
+                    .any(|l| l.starts_with("system:site") && l.contains(" down ")),
+            "list: {}",
+            text(&o)
+        );
+        lab_ensure!(
+            gw.list_sas()?.is_empty(),
+            "the refused profile reached the gateway"
+        );
+
+        // The system profile connects (its PSK stays in root's file).
+        let o = u.postern(&["up", "system:site"], None)?;
+        lab_ensure!(
+            o.status.success() && String::from_utf8_lossy(&o.stdout).contains("system:site is up"),
+            "up system:site: {}",
+            text(&o)
+        );
+        gw.wait_established(std::time::Duration::from_secs(10))?;
+        lab.ping(
+            postern_lab::Role::Client,
+            None,
+            postern_lab::config::LAN_HOST,
+        )?;
+        let o = u.postern(&["down", "system:site"], None)?;
+        lab_ensure!(o.status.success(), "down system:site: {}", text(&o));
+        gw.wait_no_sas(std::time::Duration::from_secs(10))?;
+        drop(host);
+        Ok(())
+    });
+}
+
+/// `postern list` shows why the site policy refuses a user profile (a proposal with
+/// MODP1024 under `forbid = ["modp1024"]`), and lists an acceptable one as down.
+#[test]
+fn postern_list_shows_the_policy_refusal_of_a_user_profile() {
+    use postern_lab::bususer::{BusUser, text};
+    use postern_lab::sysbus::HostChanges;
+    run_scenario("fleet-list", |lab: &Lab| {
+        let policy = lab.dir.join("policy.toml");
+        std::fs::write(&policy, POLICY)?;
+        let mut host = HostChanges::default();
+        let user = "postern-lab-fl";
+        let p = policy.to_string_lossy().into_owned();
+        let sys = SystemBus::start_with(lab, &connect_rules(&[user]), &[("POSTERN_POLICY", &p)])?;
+        let u = BusUser::new(lab, &mut host, &sys, user)?;
+        for (name, text_) in [("weak", WEAK), ("good", GOOD)] {
+            let o = u.postern(
+                &["add", name, "--from", "-"],
+                Some(&text_.replace("psk = \"s3cret\"\n", "")),
+            )?;
+            lab_ensure!(o.status.success(), "postern add {name}: {}", text(&o));
+        }
+        let o = u.postern(&["list"], None)?;
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        eprintln!("{out}");
+        lab_ensure!(
+            o.status.success()
+                && out
+                    .lines()
+                    .any(|l| l.starts_with("weak") && l.contains("refused"))
+                && out.lines().any(|l| l.trim_start().starts_with(
+                    "refused: phase1.proposals: 3des-sha1-modp1024 uses modp1024, which this machine's policy forbids"
+                ))
+                && out
+                    .lines()
+                    .any(|l| l.starts_with("good") && l.contains(" down ")),
+            "list: {}",
+            text(&o)
+        );
+        // --json carries the state too.
+        let o = u.postern(&["--json", "list"], None)?;
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        lab_ensure!(
+            out.lines()
+                .any(|l| l.contains("\"name\":\"weak\"") && l.contains("\"state\":\"refused\"")),
+            "list --json: {}",
+            text(&o)
+        );
+        drop(host);
+        Ok(())
+    });
+}

@@ -440,3 +440,217 @@ fn a_flood_of_first_messages_leaves_the_responders_memory_flat() {
         Ok(())
     });
 }
+
+/// Captures the gateway's ESP-in-UDP packets to the client on the gateway's link
+/// (`python3 capture.py GW CLIENT N`): prints `ready`, then `pkt HEX` for each of the
+/// first N (at most 10 s), with the client's port.
+const CAPTURE: &str = r#"
+import socket, sys, time
+gw, client, n = socket.inet_aton(sys.argv[1]), socket.inet_aton(sys.argv[2]), int(sys.argv[3])
+# ETH_P_ALL: a socket bound to one protocol does not see what the host sends.
+s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(3))
+s.bind(("g0", 3))
+s.settimeout(0.5)
+print("ready", flush=True)
+end = time.time() + 10
+got = 0
+while got < n and time.time() < end:
+    try:
+        p, addr = s.recvfrom(65536)
+    except socket.timeout:
+        continue
+    if addr[1] != 0x0800:
+        continue
+    ihl = (p[0] & 15) * 4
+    if len(p) < ihl + 8 or p[9] != 17 or p[12:16] != gw or p[16:20] != client:
+        continue
+    u = p[ihl:]
+    if u[0:2] != b"\x11\x94":
+        continue
+    esp = u[8:]
+    if len(esp) <= 8 or esp[0:4] == b"\0\0\0\0":
+        continue
+    print("pkt", int.from_bytes(u[2:4], "big"), esp.hex(), flush=True)
+    got += 1
+"#;
+
+/// Sends hostile ESP on the live inbound SA, from the gateway's address and NAT-T port
+/// (`python3 esp.py GW CLIENT PORT HEX...`, genuine packets captured from the gateway):
+/// replays of each, copies with a new sequence number and a broken ICV or ciphertext,
+/// truncations, and random bodies behind the live SPI. Prints the number sent.
+const ESP_SENDER: &str = r#"
+import os, random, socket, struct, sys
+src, dst, dport = sys.argv[1], sys.argv[2], int(sys.argv[3])
+pkts = [bytes.fromhex(h) for h in sys.argv[4:]]
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+rnd = random.Random(15)
+sent = 0
+def udp(payload):
+    global sent
+    sent += 1
+    ln = 8 + len(payload)
+    u = struct.pack("!HHHH", 4500, dport, ln, 0) + payload
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + ln, rnd.randrange(65536), 0, 64, 17, 0,
+                     socket.inet_aton(src), socket.inet_aton(dst))
+    s.sendto(ip + u, (dst, 0))
+def with_seq(p, seq):
+    return p[:4] + struct.pack("!I", seq) + p[8:]
+for p in pkts:
+    seq = struct.unpack("!I", p[4:8])[0]
+    for _ in range(20):                                 # replayed: a genuine ICV, an old sequence number
+        udp(p)
+    for k in range(1, 21):                              # a new sequence number, the ICV broken
+        q = bytearray(with_seq(p, seq + 1000 + k))
+        q[-1] ^= 0x5a
+        udp(bytes(q))
+    for k in range(21, 41):                             # a new sequence number, the ciphertext broken
+        q = bytearray(with_seq(p, seq + 1000 + k))
+        q[8 + (k % (len(q) - 8))] ^= 0x01
+        udp(bytes(q))
+p = with_seq(pkts[0], 5000)
+for n in range(4, len(p)):                              # truncated (the SPI whole, at least)
+    udp(p[:n])
+for k in range(50):                                     # random bodies behind the live SPI
+    udp(p[:4] + struct.pack("!I", 6000 + k) + os.urandom(rnd.randrange(0, 200)))
+print(sent)
+"#;
+
+/// ESP on the live inbound SPI (issue 15: bad ICV, replayed sequence number, truncated
+/// packets), sent from the gateway's address and NAT-T port with genuine packets of the
+/// gateway as the base: every one is dropped by the userspace datapath (its drop count
+/// at the end covers them all), the tunnel stays up and carries a ping after, the
+/// helper does not panic.
+#[test]
+fn hostile_esp_on_the_live_spi_is_dropped() {
+    let t = Tunnel::main_psk("hostile-esp");
+    run_scenario("hostile-esp", |lab: &Lab| {
+        let gw = lab.start_gateway(&t)?;
+        let client = lab.start_postern(&t)?;
+        client.wait_connected()?;
+        gw.wait_established(Duration::from_secs(10))?;
+        let out = client.stdout();
+        lab_ensure!(
+            out.iter().any(|l| l.starts_with("datapath userspace")),
+            "not the userspace datapath: {out:?}"
+        );
+        let spi_in = out
+            .iter()
+            .find_map(|l| {
+                l.strip_prefix("phase2 established spi_in=0x")?
+                    .split_whitespace()
+                    .next()
+                    .map(str::to_string)
+            })
+            .ok_or_else(|| LabError(format!("no inbound SPI in: {out:?}")))?;
+
+        // Genuine ESP of the gateway to the client: the ping's answers.
+        let cap = lab.dir.join("capture.py");
+        std::fs::write(&cap, CAPTURE)?;
+        let mut c = lab.command(Role::Gw, std::path::Path::new("python3"));
+        c.arg(&cap).args([GW_ADDR, CLIENT_ADDR, "2"]);
+        let capture = Proc::spawn("esp-capture", c, Some(&lab.dir.join("capture.out")))?;
+        lab.adopt(&capture);
+        capture.wait_line(
+            Some(postern_lab::process::Stream::Stdout),
+            "ready",
+            Duration::from_secs(5),
+        )?;
+        lab.ping(Role::Client, None, LAN_HOST)?;
+        let st = capture.exit_status(Duration::from_secs(15))?;
+        let captured: Vec<(String, String)> = capture
+            .lines_of(postern_lab::process::Stream::Stdout)
+            .iter()
+            .filter_map(|l| {
+                let (port, hex) = l.strip_prefix("pkt ")?.split_once(' ')?;
+                Some((port.to_string(), hex.to_string()))
+            })
+            .collect();
+        let port = captured.first().map(|c| c.0.clone()).unwrap_or_default();
+        let pkts: Vec<String> = captured.into_iter().map(|c| c.1).collect();
+        lab_ensure!(
+            st.success() && pkts.len() == 2,
+            "captured {} packets ({st}): {}",
+            pkts.len(),
+            capture.tail(10)
+        );
+        lab_ensure!(
+            pkts.iter().all(|p| p.starts_with(&spi_in)),
+            "the captured ESP is not on the live inbound SPI {spi_in}: {pkts:?}"
+        );
+
+        let script = lab.dir.join("esp.py");
+        std::fs::write(&script, ESP_SENDER)?;
+        let mut c = lab.command(Role::Gw, std::path::Path::new("python3"));
+        c.arg(&script)
+            .args([GW_ADDR, CLIENT_ADDR, port.as_str()])
+            .args(&pkts);
+        let sender = Proc::spawn("esp-sender", c, Some(&lab.dir.join("esp-sender.out")))?;
+        lab.adopt(&sender);
+        let st = sender.exit_status(Duration::from_secs(30))?;
+        let sent: u64 = sender
+            .lines_of(postern_lab::process::Stream::Stdout)
+            .last()
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or(0);
+        lab_ensure!(
+            st.success() && sent > 200,
+            "the ESP sender: {st}, {sent} sent: {}",
+            sender.tail(10)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        lab_ensure!(
+            client.proc.try_status().is_none(),
+            "the helper died on hostile ESP:\n{}",
+            client.stderr().join("\n")
+        );
+        let out: Vec<String> = client.stdout().into_iter().chain(client.stderr()).collect();
+        lab_ensure!(
+            !out.iter().any(|l| l.contains("closing")
+                || l.contains("connection lost")
+                || l.contains("deleted")
+                || l.contains("panicked")),
+            "hostile ESP tore something down:\n{}",
+            out.join("\n")
+        );
+        lab.ping(Role::Client, None, LAN_HOST)
+            .map_err(|e| LabError(format!("after hostile ESP: {e}")))?;
+        lab_ensure!(
+            gw.list_sas()?.iter().any(|s| s.state() == "ESTABLISHED"),
+            "the gateway lost the SA after hostile ESP"
+        );
+        client.sigterm()?;
+        lab_ensure!(
+            client.exit_code(Duration::from_secs(10))? == 0,
+            "the helper did not exit cleanly after hostile ESP"
+        );
+        // "datapath stopped: ...; received N packets (B bytes, D dropped)"
+        let out: Vec<String> = client.stdout().into_iter().chain(client.stderr()).collect();
+        let Some(stopped) = out.iter().find(|l| l.contains("datapath stopped")) else {
+            postern_lab::lab_bail!("no `datapath stopped` line: {out:?}");
+        };
+        let received = stopped.split("received ").nth(1).unwrap_or_default();
+        let number_before = |s: &str, word: &str| -> Option<u64> {
+            let words: Vec<&str> = s
+                .split([' ', '(', ')', ','])
+                .filter(|w| !w.is_empty())
+                .collect();
+            let at = words.iter().position(|w| *w == word)?;
+            words.get(at.checked_sub(1)?)?.parse().ok()
+        };
+        let (good, dropped) = (
+            number_before(received, "packets"),
+            number_before(received, "dropped"),
+        );
+        eprintln!("hostile ESP: {sent} sent on SPI {spi_in}; {stopped}");
+        lab_ensure!(
+            matches!(dropped, Some(d) if d >= sent),
+            "the datapath dropped {dropped:?} of {sent} hostile packets: {stopped}"
+        );
+        // Two pings of two answers each (the replays were not delivered again).
+        lab_ensure!(
+            matches!(good, Some(g) if (4..sent).contains(&g)),
+            "the datapath received {good:?} packets: {stopped}"
+        );
+        Ok(())
+    });
+}

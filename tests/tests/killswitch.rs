@@ -259,7 +259,9 @@ fn kill_switch_split_tunnel_holds_while_reconnecting_then_cleanup_after_sigkill(
     run_scenario("ks-split", |lab: &Lab| {
         holds_while_reconnecting(lab, &t, false)?;
         // SIGKILL: the table stays (the kill switch holds without its helper), and
-        // `postern-helper cleanup` removes it with the rest.
+        // `postern-helper cleanup` removes it with the rest: the client's kernel state
+        // afterwards is what it was before this connect.
+        let before = postern_lab::hoststate::snapshot(lab)?;
         let _gw = lab.start_gateway(&t)?;
         let profile = kill_switch_profile(lab, &t, "kill_switch = true\n")?;
         let client = Client::start(lab, &profile)?;
@@ -279,6 +281,9 @@ fn kill_switch_split_tunnel_holds_while_reconnecting_then_cleanup_after_sigkill(
         lab_ensure!(left.is_empty(), "left after cleanup: {left:?} ({report})");
         let links = lab.exec(Role::Client, &["ip", "-o", "link"])?;
         lab_ensure!(!links.contains("postern"), "device left: {links}");
+        // Addresses, routes, rules, XFRM, links, nftables, resolv.conf: nothing left.
+        let after = postern_lab::hoststate::snapshot(lab)?;
+        postern_lab::hoststate::ensure_same(&before, &after, "after SIGKILL + cleanup")?;
         Ok(())
     });
 }
@@ -492,6 +497,211 @@ fn kill_switch_holds_from_the_first_attempt_and_after_a_failure() {
         );
         let office = counter(lab, "office")?;
         lab_ensure!(office >= 3, "the control ping was not counted ({office})");
+        Ok(())
+    });
+}
+
+/// Counters on the gateway's link for the DNS and LAN proofs: DNS (UDP 53) and other
+/// UDP to an address outside the tunnel, and pings to the LAN neighbour, each counted
+/// when it arrives in the clear.
+const DNS_LAN_RULES: &str = r#"
+table inet plcount2 {
+    counter dns { }
+    counter udp9 { }
+    counter lan { }
+    chain pre {
+        type filter hook prerouting priority -300; policy accept;
+        iifname "g0" ip daddr 198.18.0.53 udp dport 53 counter name dns
+        iifname "g0" ip daddr 198.18.0.53 udp dport 9 counter name udp9
+        iifname "g0" ip daddr 192.168.77.1 icmp type echo-request counter name lan
+    }
+}
+"#;
+
+/// Sends `n` datagrams to `dst` port `port` from the client namespace, 50 ms apart.
+fn send_udp(lab: &Lab, dst: &str, port: u16, n: u32) -> Result<()> {
+    let script = "import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _ in range(int(sys.argv[3])):
+    try:
+        s.sendto(b'\\x12\\x34\\x01\\x00\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x07example\\x03com\\x00\\x00\\x01\\x00\\x01', (sys.argv[1], int(sys.argv[2])))
+    except OSError:
+        pass
+    time.sleep(0.05)
+";
+    lab.exec(
+        Role::Client,
+        &[
+            "python3",
+            "-c",
+            script,
+            dst,
+            &port.to_string(),
+            &n.to_string(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Packets counted by `name` in the `plcount2` table.
+fn counter2(lab: &Lab, name: &str) -> Result<u64> {
+    let out = lab.exec(
+        Role::Gw,
+        &["nft", "list", "counter", "inet", "plcount2", name],
+    )?;
+    out.split_whitespace()
+        .skip_while(|w| *w != "packets")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| postern_lab::LabError(format!("no packet count in: {out}")))
+}
+
+/// DNS pinned: a split tunnel with `dns = "full"` and the kill switch lets port 53 go
+/// only to the tunnel's server (Mode Config's 10.77.0.53): a DNS query to a server
+/// outside the tunnel reaches the gateway's link 0 times, while other UDP to the same
+/// address still leaves (a split tunnel leaves it alone).
+#[test]
+fn kill_switch_pins_dns_to_the_tunnels_servers() {
+    let split = Tunnel::main_psk("ks-dns")
+        .xauth("alice", "alice-pass-7", "alice-pass-7")
+        .mode_config(true);
+    run_scenario("ks-dns", |lab: &Lab| {
+        default_route(lab)?;
+        let file = lab.dir.join("plcount2.nft");
+        std::fs::write(&file, DNS_LAN_RULES)?;
+        lab.exec(Role::Gw, &["nft", "-f", &file.to_string_lossy()])?;
+        let reset = |lab: &Lab| {
+            lab.exec(
+                Role::Gw,
+                &["nft", "reset", "counters", "table", "inet", "plcount2"],
+            )
+        };
+
+        let _gw = lab.start_gateway(&split)?;
+        let profile = kill_switch_profile(lab, &split, "kill_switch = true\ndns = \"full\"\n")?;
+        let client = Client::start(lab, &profile)?;
+        lab.adopt(&client.proc);
+        client.wait_connected()?;
+        let line = client.wait_line("kill switch on:", Duration::from_secs(5))?;
+        let last = client
+            .stdout()
+            .iter()
+            .rev()
+            .find(|l| l.starts_with("kill switch on:"))
+            .cloned()
+            .unwrap_or_default();
+        lab_ensure!(
+            last.contains("DNS only to 10.77.0.53"),
+            "DNS not pinned: {last:?} (first {line:?})"
+        );
+        lab.ping(Role::Client, None, LAN_HOST)?;
+        reset(lab)?;
+        send_udp(lab, "198.18.0.53", 53, 10)?;
+        send_udp(lab, "198.18.0.53", 9, 10)?;
+        let (dns, udp9) = (counter2(lab, "dns")?, counter2(lab, "udp9")?);
+        eprintln!(
+            "dns pinned: {dns} DNS queries and {udp9} other datagrams reached the gateway's link"
+        );
+        lab_ensure!(dns == 0, "{dns} DNS queries left outside the tunnel");
+        lab_ensure!(
+            udp9 >= 10,
+            "the control datagrams were not counted ({udp9}): the counters do not count"
+        );
+        client.sigterm()?;
+        let code = client.exit_code(Duration::from_secs(15))?;
+        lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
+        // Without the kill switch the same query leaves (the counter counts).
+        reset(lab)?;
+        send_udp(lab, "198.18.0.53", 53, 3)?;
+        let dns = counter2(lab, "dns")?;
+        lab_ensure!(dns >= 3, "the control DNS queries were not counted ({dns})");
+
+        lab_ensure!(postern_tables(lab)?.is_empty(), "table left");
+        Ok(())
+    });
+}
+
+/// `network.allow_lan = true` with a full tunnel and the kill switch: a ping to the
+/// client's LAN neighbour (a 192.168.77.0/24 address on the same link: a printer next
+/// to the laptop) leaves outside the tunnel and is answered; without it, not one echo
+/// request reaches the neighbour in the clear (the full tunnel takes them).
+#[test]
+fn kill_switch_allow_lan_reaches_the_neighbour_outside_a_full_tunnel() {
+    let full = Tunnel::main_psk("ks-lan").full_tunnel();
+    run_scenario("ks-lan", |lab: &Lab| {
+        default_route(lab)?;
+        lab.exec(
+            Role::Client,
+            &["ip", "addr", "add", "192.168.77.2/24", "dev", "c0"],
+        )?;
+        lab.exec(
+            Role::Gw,
+            &["ip", "addr", "add", "192.168.77.1/24", "dev", "g0"],
+        )?;
+        let file = lab.dir.join("plcount2.nft");
+        std::fs::write(&file, DNS_LAN_RULES)?;
+        lab.exec(Role::Gw, &["nft", "-f", &file.to_string_lossy()])?;
+        let ping_lan = |lab: &Lab| {
+            lab.exec(
+                Role::Client,
+                &[
+                    "ping",
+                    "-n",
+                    "-c",
+                    "2",
+                    "-i",
+                    "0.2",
+                    "-W",
+                    "1",
+                    "192.168.77.1",
+                ],
+            )
+        };
+        ping_lan(lab)?;
+        let before = postern_lab::hoststate::snapshot(lab)?;
+        let gw = lab.start_gateway(&full)?;
+        for allow in [false, true] {
+            let extra = format!("kill_switch = true\nallow_lan = {allow}\n");
+            let profile = kill_switch_profile(lab, &full, &extra)?;
+            let client = Client::start(lab, &profile)?;
+            lab.adopt(&client.proc);
+            client.wait_connected()?;
+            let line = client.wait_line("kill switch on:", Duration::from_secs(5))?;
+            lab.ping(Role::Client, None, LAN_HOST)?;
+            lab.exec(
+                Role::Gw,
+                &["nft", "reset", "counters", "table", "inet", "plcount2"],
+            )?;
+            let pinged = ping_lan(lab);
+            let seen = counter2(lab, "lan")?;
+            eprintln!(
+                "allow_lan = {allow}: LAN ping {}, {seen} echo requests in the clear at the neighbour ({})",
+                if pinged.is_ok() {
+                    "answered"
+                } else {
+                    "not answered"
+                },
+                line.text
+            );
+            if allow {
+                lab_ensure!(
+                    pinged.is_ok() && seen >= 2,
+                    "allow_lan: the LAN neighbour was not reached outside the tunnel ({seen}): {pinged:?}"
+                );
+            } else {
+                lab_ensure!(
+                    seen == 0,
+                    "without allow_lan {seen} pings reached the LAN neighbour in the clear"
+                );
+            }
+            client.sigterm()?;
+            let code = client.exit_code(Duration::from_secs(15))?;
+            lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
+            gw.wait_no_sas(Duration::from_secs(10))?;
+        }
+        // The throw routes went with the rest.
+        let after = postern_lab::hoststate::snapshot(lab)?;
+        postern_lab::hoststate::ensure_same(&before, &after, "after the allow_lan tunnel")?;
         Ok(())
     });
 }

@@ -331,3 +331,145 @@ fn a_boot_profile_waits_for_a_gateway_that_is_down_at_boot() {
         Ok(())
     });
 }
+
+/// A system profile changed, added or replaced on disk while the helper runs is seen
+/// by the next `postern list` and used by the next connect, with no restart.
+#[test]
+fn a_system_profile_changed_on_disk_is_used_without_a_restart() {
+    let t = Tunnel::main_psk("edited");
+    run_scenario("sysedit", |lab: &Lab| {
+        let mut host = HostChanges::default();
+        let uid = host.ensure_user(USER_A)?;
+        let rules = format!(
+            "polkit.addRule(function(action, subject) {{\n  if (action.id == \"org.postern.helper1.connect-system\" && subject.user == \"{USER_A}\") {{\n    return polkit.Result.YES;\n  }}\n}});\n"
+        );
+        let dir = profiles_dir(lab)?;
+        // Rolled out first with a gateway that does not exist.
+        let wrong = "198.51.100.77";
+        let text0 = t.postern_profile().replace(
+            &format!("gateway = \"{}\"", postern_lab::config::GW_ADDR),
+            &format!("gateway = \"{wrong}\""),
+        );
+        lab_ensure!(text0.contains(wrong), "no gateway line in: {text0}");
+        let file = dir.join("office.toml");
+        fs::write(&file, &text0)?;
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o600))?;
+        let d = dir.to_string_lossy().into_owned();
+        let sys = SystemBus::start_with(lab, &rules, &[("POSTERN_PROFILES_DIR", &d)])?;
+        let gw = lab.start_gateway(&t)?;
+        let home = sys.dir.join("home-sa");
+        fs::create_dir_all(&home)?;
+        std::os::unix::fs::chown(&home, Some(uid), Some(uid))?;
+        let list = || -> Result<String> {
+            let o = postern_as(uid, &home, &sys, &["list"])?;
+            lab_ensure!(o.status.success(), "list: {}", text(&o));
+            Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+        };
+        let out = list()?;
+        lab_ensure!(
+            out.lines()
+                .any(|l| l.starts_with("system:office") && l.contains(wrong)),
+            "first list: {out}"
+        );
+
+        // Configuration management fixes the gateway (a rename over the file, as
+        // Ansible does) and adds a second profile: both seen at once.
+        let tmp = dir.join(".office.toml.tmp");
+        fs::write(&tmp, t.postern_profile())?;
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))?;
+        fs::rename(&tmp, &file)?;
+        write_system_profile(&dir, "second", &t, "", 0o600)?;
+        let out = list()?;
+        lab_ensure!(
+            out.lines().any(|l| l.starts_with("system:office")
+                && l.contains(postern_lab::config::GW_ADDR)
+                && l.contains(" down "))
+                && !out.contains(wrong)
+                && out.lines().any(|l| l.starts_with("system:second")),
+            "the change on disk was not seen: {out}"
+        );
+        // And the connect uses the new gateway.
+        let o = postern_as(uid, &home, &sys, &["up", "system:office"])?;
+        lab_ensure!(
+            o.status.success()
+                && String::from_utf8_lossy(&o.stdout).contains("system:office is up"),
+            "up after the edit: {}",
+            text(&o)
+        );
+        gw.wait_established(Duration::from_secs(10))?;
+        lab.ping(Role::Client, None, postern_lab::config::LAN_HOST)?;
+        let o = postern_as(uid, &home, &sys, &["down", "system:office"])?;
+        lab_ensure!(o.status.success(), "down: {}", text(&o));
+        gw.wait_no_sas(Duration::from_secs(10))?;
+        // Removed on disk: gone from the list, and not connectable.
+        fs::remove_file(dir.join("second.toml"))?;
+        let out = list()?;
+        lab_ensure!(
+            !out.contains("system:second"),
+            "a removed profile listed: {out}"
+        );
+        drop(host);
+        Ok(())
+    });
+}
+
+/// A system profile owned by an ordinary user is refused (CI runs as root, so the
+/// helper really sees a non-root owner): `postern list` and `postern up` say so in one
+/// line naming the file.
+#[test]
+fn a_system_profile_owned_by_a_user_is_refused_naming_the_file() {
+    let t = Tunnel::main_psk("owned");
+    run_scenario("sysowner", |lab: &Lab| {
+        let mut host = HostChanges::default();
+        let uid = host.ensure_user(USER_B)?;
+        let rules = format!(
+            "polkit.addRule(function(action, subject) {{\n  if (action.id == \"org.postern.helper1.connect-system\" && subject.user == \"{USER_B}\") {{\n    return polkit.Result.YES;\n  }}\n}});\n"
+        );
+        let dir = profiles_dir(lab)?;
+        write_system_profile(&dir, "mine", &t, "", 0o600)?;
+        let file = dir.join("mine.toml");
+        // The user may write it: it could send everyone's traffic elsewhere.
+        std::os::unix::fs::chown(&file, Some(uid), Some(uid))?;
+        let d = dir.to_string_lossy().into_owned();
+        let sys = SystemBus::start_with(lab, &rules, &[("POSTERN_PROFILES_DIR", &d)])?;
+        let gw = lab.start_gateway(&t)?;
+        let home = sys.dir.join("home-sb");
+        fs::create_dir_all(&home)?;
+        std::os::unix::fs::chown(&home, Some(uid), Some(uid))?;
+        let want =
+            format!("{d}/mine.toml: owned by uid {uid}: a system profile must be owned by root");
+        let o = postern_as(uid, &home, &sys, &["list"])?;
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        lab_ensure!(
+            o.status.success()
+                && out
+                    .lines()
+                    .any(|l| l.starts_with("system:mine") && l.contains("refused"))
+                && out.contains(&format!("refused: {want}")),
+            "list: {}",
+            text(&o)
+        );
+        let o = postern_as(uid, &home, &sys, &["up", "system:mine"])?;
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        eprintln!("refusal: {err}");
+        lab_ensure!(
+            !o.status.success() && err.contains(&want) && err.trim().lines().count() == 1,
+            "a user-owned system profile was not refused in one line: {}",
+            text(&o)
+        );
+        lab_ensure!(
+            gw.list_sas()?.is_empty(),
+            "the refused profile reached the gateway"
+        );
+        // Given back to root, the same file connects.
+        std::os::unix::fs::chown(&file, Some(0), Some(0))?;
+        let o = postern_as(uid, &home, &sys, &["up", "system:mine"])?;
+        lab_ensure!(o.status.success(), "up after chown root: {}", text(&o));
+        gw.wait_established(Duration::from_secs(10))?;
+        let o = postern_as(uid, &home, &sys, &["down", "system:mine"])?;
+        lab_ensure!(o.status.success(), "down: {}", text(&o));
+        gw.wait_no_sas(Duration::from_secs(10))?;
+        drop(host);
+        Ok(())
+    });
+}

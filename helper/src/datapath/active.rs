@@ -45,6 +45,8 @@ pub struct Start {
     pub kernel_encap: Option<(u16, u16)>,
     /// The userspace datapath's NAT keepalive interval (ESP in UDP only).
     pub nat_keepalive: Option<std::time::Duration>,
+    /// `network.allow_lan`: the local networks stay outside a full tunnel's routes.
+    pub allow_lan: bool,
 }
 
 impl Active {
@@ -84,6 +86,7 @@ impl Active {
                 full_tunnel,
             )?;
             d.rekey = Some(s.rekey);
+            d.allow_lan = s.allow_lan;
             d.set_nat_keepalive(s.nat_keepalive);
             Active::User(d)
         };

@@ -168,6 +168,9 @@ pub struct Datapath {
     /// Route everything (0.0.0.0/0 as 0/1 + 128/1) through the tunnel when an SA
     /// covers it; the gateway keeps its current path.
     full_tunnel: bool,
+    /// `network.allow_lan`: with a full tunnel, the local networks stay routed outside
+    /// it (`throw` routes in Postern's table; the tunnel's more specific networks win).
+    pub allow_lan: bool,
     gateway: IpAddr,
     interrupt: Arc<InterruptEvent>,
     stopping: Arc<AtomicBool>,
@@ -282,6 +285,7 @@ impl Datapath {
             outbound: Arc::new(Mutex::new(Vec::new())),
             routes: Vec::new(),
             full_tunnel,
+            allow_lan: false,
             gateway,
             interrupt: Arc::new(InterruptEvent::new().map_err(DatapathError::Tun)?),
             stopping: Arc::new(AtomicBool::new(false)),
@@ -514,6 +518,11 @@ impl Datapath {
             };
             for (addr, prefix) in halves {
                 kernel::net::add_route(j, addr, prefix, &self.name, src)?;
+            }
+            if self.allow_lan {
+                for (addr, prefix) in kernel::firewall::lan(remote.addr.is_ipv6()) {
+                    kernel::net::add_throw(j, addr, prefix)?;
+                }
             }
         } else {
             kernel::net::add_route(j, remote.addr, remote.prefix, &self.name, src)?;

@@ -239,8 +239,8 @@ fn refuse() -> Statement<'static> {
     )))
 }
 
-/// The local networks (`allow_lan`).
-fn lan(v6: bool) -> Vec<(IpAddr, u8)> {
+/// The local networks (`allow_lan`); also kept outside a full tunnel's routes.
+pub fn lan(v6: bool) -> Vec<(IpAddr, u8)> {
     let list: &[(&str, u8)] = if v6 {
         &[("fe80::", 10), ("fc00::", 7), ("ff00::", 8)]
     } else {

@@ -44,6 +44,9 @@ pub enum Entry {
     },
     /// resolv.conf rewritten; the original is in `backup` (under the run directory).
     ResolvConf { backup: String },
+    /// A `throw` route in Postern's routing table: lookups for `dst` (a local network,
+    /// `network.allow_lan` with a full tunnel) fall through to the main table.
+    Throw { dst: String },
     /// The policy rule sending lookups to Postern's routing table (`inet`/`inet6`).
     Rule { family: String, priority: String },
     /// A kernel ESP SA (to `dst`, SPI in hex).
@@ -66,6 +69,7 @@ impl Entry {
             Entry::Addr { cidr, dev } => format!("address {cidr} on {dev}"),
             Entry::Route { dst, dev, src } => format!("route {dst} dev {dev} src {src}"),
             Entry::Bypass { dst, dev, via } => format!("route {dst} dev {dev} via {via}"),
+            Entry::Throw { dst } => format!("throw route {dst} in Postern's routing table"),
             Entry::ResolvConf { backup } => format!("resolv.conf (backup {backup})"),
             Entry::Rule { family, priority } => {
                 format!("{family} rule {priority} to Postern's routing table")
@@ -82,6 +86,7 @@ impl Entry {
             Entry::Addr { cidr, dev } => format!("addr {cidr} {dev}"),
             Entry::Route { dst, dev, src } => format!("route {dst} {dev} {src}"),
             Entry::Bypass { dst, dev, via } => format!("bypass {dst} {dev} {via}"),
+            Entry::Throw { dst } => format!("throw {dst}"),
             Entry::ResolvConf { backup } => format!("resolvconf {backup}"),
             Entry::Rule { family, priority } => format!("rule {family} {priority}"),
             Entry::XfrmSa { dst, spi } => format!("xfrm-sa {dst} {spi}"),
@@ -116,6 +121,9 @@ impl Entry {
                 dst: dst.to_string(),
                 dev: dev.to_string(),
                 via: via.to_string(),
+            }),
+            ["throw", dst] => Some(Entry::Throw {
+                dst: dst.to_string(),
             }),
             ["rule", family @ ("inet" | "inet6"), priority] => Some(Entry::Rule {
                 family: family.to_string(),
@@ -352,6 +360,12 @@ mod tests {
                 dst: "203.0.113.1/32".into(),
                 dev: "eth0".into(),
                 via: "192.0.2.254".into(),
+            },
+            Entry::Throw {
+                dst: "192.168.0.0/16".into(),
+            },
+            Entry::Throw {
+                dst: "fc00::/7".into(),
             },
         ];
         let es = [

@@ -316,6 +316,30 @@ pub fn add_bypass(
     )
 }
 
+fn throw_message(
+    dst: IpAddr,
+    prefix: u8,
+) -> Result<rtnetlink::packet_route::route::RouteMessage, rtnetlink::Error> {
+    Ok(RouteMessageBuilder::<IpAddr>::new()
+        .destination_prefix(dst, prefix)
+        .map_err(|e| rtnetlink::Error::InvalidNla(e.to_string()))?
+        .kind(rtnetlink::packet_route::route::RouteType::Throw)
+        .table_id(POSTERN_TABLE)
+        .build())
+}
+
+/// Lets lookups for `dst/prefix` fall through Postern's routing table to the main one
+/// (a `throw` route): the local networks stay outside a full tunnel (`allow_lan`).
+pub fn add_throw(j: &mut Journal, dst: IpAddr, prefix: u8) -> Result<(), KernelError> {
+    ensure_rule(j, dst)?;
+    j.record(Entry::Throw {
+        dst: format!("{dst}/{prefix}"),
+    })?;
+    with_netlink(&format!("add throw route {dst}/{prefix}"), |h| async move {
+        h.route().add(throw_message(dst, prefix)?).execute().await
+    })
+}
+
 fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {
     let (a, p) = s.split_once('/')?;
     Some((a.parse().ok()?, p.parse().ok()?))
@@ -331,6 +355,21 @@ fn undo_one(e: &Entry) -> Result<bool, KernelError> {
     }
     if let Entry::NfTable { family, name } = e {
         return super::firewall::delete_table(family, name);
+    }
+    if let Entry::Throw { dst } = e {
+        let Some((dst, prefix)) = parse_cidr(dst) else {
+            return Ok(false);
+        };
+        return with_netlink(
+            &format!("delete throw route {dst}/{prefix}"),
+            |h| async move {
+                h.route()
+                    .del(throw_message(dst, prefix)?)
+                    .execute()
+                    .await
+                    .map(|_| true)
+            },
+        );
     }
     if let Entry::Rule { family, priority } = e {
         let v6 = family == "inet6";
@@ -369,6 +408,7 @@ fn undo_one(e: &Entry) -> Result<bool, KernelError> {
             | Entry::Route { dev, .. }
             | Entry::Bypass { dev, .. } => dev.clone(),
             Entry::ResolvConf { .. }
+            | Entry::Throw { .. }
             | Entry::Rule { .. }
             | Entry::XfrmSa { .. }
             | Entry::XfrmPolicy { .. }
@@ -382,6 +422,7 @@ fn undo_one(e: &Entry) -> Result<bool, KernelError> {
         };
         match &e {
             Entry::ResolvConf { .. }
+            | Entry::Throw { .. }
             | Entry::Rule { .. }
             | Entry::XfrmSa { .. }
             | Entry::XfrmPolicy { .. }

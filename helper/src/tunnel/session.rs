@@ -878,6 +878,7 @@ impl<'d> Session<'d> {
             esp_socket,
             kernel_encap,
             nat_keepalive: p.network.nat_keepalive,
+            allow_lan: p.network.allow_lan,
         };
         let nat_keepalive = p.network.nat_keepalive;
         let hold = lab_hold(&p.name);
