@@ -1367,6 +1367,10 @@ impl App {
                 return Task::none();
             }
         };
+        if let Some(why) = postern_frontend::export::refusal(&p, format) {
+            self.notice = Some(why);
+            return Task::none();
+        }
         let contents = postern_frontend::export::export(&p, format);
         let name = match format {
             Format::SheetMd | Format::SheetCsv => {
