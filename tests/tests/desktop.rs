@@ -957,7 +957,13 @@ fn desktoplab_gui_ikev2_import_editor() {
         std::thread::sleep(Duration::from_millis(500));
         shot(d, "desktop-ikev2-light-1-imported", &wid, APP_COLOURS, None)?;
         scroll_down(d, &wid, 6)?;
-        shot(d, "desktop-ikev2-light-2-ike-version", &wid, APP_COLOURS, None)?;
+        shot(
+            d,
+            "desktop-ikev2-light-2-ike-version",
+            &wid,
+            APP_COLOURS,
+            None,
+        )?;
         click_button(d, &app, &wid, "editor-save")?;
         app.wait_state(
             "the IKEv2 profile saved, its PSK in the keyring",
@@ -1012,7 +1018,13 @@ fn desktoplab_gui_ikev2_import_editor() {
         std::thread::sleep(Duration::from_millis(500));
         shot(d, "desktop-ikev2-dark-1-editor", &wid, APP_COLOURS, None)?;
         scroll_down(d, &wid, 6)?;
-        shot(d, "desktop-ikev2-dark-2-ike-version", &wid, APP_COLOURS, None)?;
+        shot(
+            d,
+            "desktop-ikev2-dark-2-ike-version",
+            &wid,
+            APP_COLOURS,
+            None,
+        )?;
         press_in(d, &wid, "Escape")?;
         app.wait_state("the editor closed", Duration::from_secs(5), |s| {
             s["editor"].is_null()

@@ -437,7 +437,10 @@ fn swanctl_id(id: &Identity) -> String {
         Identity::UserFqdn(u) => format!("email:{u}"),
         Identity::Dn(d) => format!("\"{}\"", d.replace('"', "")),
         Identity::KeyId(k) => match std::str::from_utf8(k) {
-            Ok(s) if s.chars().all(|c| c.is_ascii_graphic() && c != '"' && c != '#') => {
+            Ok(s)
+                if s.chars()
+                    .all(|c| c.is_ascii_graphic() && c != '"' && c != '#') =>
+            {
                 format!("keyid:{s}")
             }
             _ => format!(
@@ -492,7 +495,10 @@ fn swanctl(p: &Profile) -> String {
     // Asking for an address (a given one, or any); a fixed inner address without
     // Mode Config is our traffic selector instead (below).
     if p.network.mode_config != ModeConfig::Off {
-        let ip = p.network.virtual_ip.map_or("0.0.0.0".to_string(), |ip| ip.to_string());
+        let ip = p
+            .network
+            .virtual_ip
+            .map_or("0.0.0.0".to_string(), |ip| ip.to_string());
         let _ = writeln!(o, "        vips = {ip}");
     }
     if !v2 && p.network.mode_config == ModeConfig::Push {
@@ -579,7 +585,11 @@ fn swanctl(p: &Profile) -> String {
             "                local_ts = {}",
             networks(&p.phase2.local_networks).replace(',', ", ")
         );
-    } else if let Some(ip) = p.network.virtual_ip.filter(|_| p.network.mode_config == ModeConfig::Off) {
+    } else if let Some(ip) = p
+        .network
+        .virtual_ip
+        .filter(|_| p.network.mode_config == ModeConfig::Off)
+    {
         let _ = writeln!(o, "                local_ts = {ip}/32");
     }
     let esp: Vec<String> = p
@@ -607,7 +617,11 @@ fn swanctl(p: &Profile) -> String {
         let _ = writeln!(
             o,
             "                dpd_action = {}",
-            if p.network.reconnect { "restart" } else { "clear" }
+            if p.network.reconnect {
+                "restart"
+            } else {
+                "clear"
+            }
         );
     }
     let _ = writeln!(o, "            }}\n        }}\n    }}\n}}");
@@ -615,7 +629,10 @@ fn swanctl(p: &Profile) -> String {
     let _ = writeln!(o, "\n# secrets {{");
     match p.auth.method {
         AuthMethod::Psk => {
-            let _ = writeln!(o, "#     ike-{name} {{ secret = \"...\" }}   (the pre-shared key)");
+            let _ = writeln!(
+                o,
+                "#     ike-{name} {{ secret = \"...\" }}   (the pre-shared key)"
+            );
         }
         AuthMethod::RsaSig => {
             let _ = writeln!(o, "#     (the private key goes in swanctl/private/)");
@@ -624,7 +641,10 @@ fn swanctl(p: &Profile) -> String {
     }
     if let Some(u) = login {
         let kind = if v2 { "eap" } else { "xauth" };
-        let _ = writeln!(o, "#     {kind}-{name} {{ id = {u}; secret = \"...\" }}   (the user's password)");
+        let _ = writeln!(
+            o,
+            "#     {kind}-{name} {{ id = {u}; secret = \"...\" }}   (the user's password)"
+        );
     }
     let _ = writeln!(o, "# }}");
     o
@@ -1161,7 +1181,9 @@ mod tests {
         }
         let v1 = fixture("pcf_group_crlf_latin1.pcf").profile;
         assert_eq!(refusal(&v1, Format::Pcf), None);
-        assert!(export(&v1, Format::SheetMd).contains("| Phase 1 (IKE) | IKE version | IKEv1 |  |"));
+        assert!(
+            export(&v1, Format::SheetMd).contains("| Phase 1 (IKE) | IKE version | IKEv1 |  |")
+        );
     }
 
     #[test]

@@ -839,7 +839,9 @@ fn auth_v2(d: &mut Draft, params: &Params) {
         }
         _ => {}
     }
-    let remote_psk = rightauth.as_deref().is_some_and(|a| a.starts_with("psk") || a == "secret");
+    let remote_psk = rightauth
+        .as_deref()
+        .is_some_and(|a| a.starts_with("psk") || a == "secret");
     let mut eap = false;
     for (key, round) in [("leftauth", &leftauth), ("leftauth2", &lower("leftauth2"))] {
         let Some(a) = round.as_deref() else { continue };
@@ -887,7 +889,12 @@ fn auth_v2(d: &mut Draft, params: &Params) {
         }
     }
     if !eap {
-        for k in ["leftusername", "leftxauthusername", "xauth_identity", "eap_identity"] {
+        for k in [
+            "leftusername",
+            "leftxauthusername",
+            "xauth_identity",
+            "eap_identity",
+        ] {
             if let Some(p) = params.get(k) {
                 d.drop_key(
                     Some(p.line),
@@ -1360,7 +1367,13 @@ mod tests {
         let aggr = conn("    aggressive=yes\n");
         assert_eq!(aggr.profile.ike_version, 1);
         assert!(warned(&aggr, "keyexchange"));
-        for (v, want) in [("insist", 2), ("yes", 2), ("propose", 2), ("permit", 1), ("never", 1)] {
+        for (v, want) in [
+            ("insist", 2),
+            ("yes", 2),
+            ("propose", 2),
+            ("permit", 1),
+            ("never", 1),
+        ] {
             let i = conn(&format!("    ikev2={v}\n    pfs=no\n"));
             assert_eq!(i.profile.ike_version, want, "ikev2={v}");
         }

@@ -785,6 +785,12 @@ impl Draft {
     /// IKEv1-only settings in an IKEv2 connection: aggressive mode and pushed Mode
     /// Config do not exist in IKEv2 (a warning says what was changed).
     fn ikev2_settings(&mut self) {
+        // The proposal parser speaks of IKEv1's phase 1; here it is the IKE SA.
+        for w in &mut self.warnings {
+            w.message = w
+                .message
+                .replace("in IKEv1 phase 1", "for Postern's IKEv2 IKE SA yet");
+        }
         if self.p.exchange_mode == ExchangeMode::Aggressive {
             self.p.exchange_mode = ExchangeMode::Main;
             self.warn(
@@ -1190,20 +1196,31 @@ pub(crate) mod testutil {
     /// `conn` of `all` when the contract takes its kind of profile (`allowed`); else
     /// `None`, after checking that it was left out and named, in one line that says
     /// IKEv2, on the connections that were imported.
-    pub fn v2_or_refused<'a>(all: &'a [Imported], conn: &str, allowed: bool) -> Option<&'a Imported> {
+    pub fn v2_or_refused<'a>(
+        all: &'a [Imported],
+        conn: &str,
+        allowed: bool,
+    ) -> Option<&'a Imported> {
         let found = all.iter().find(|i| i.name == conn);
         if allowed {
             assert!(found.is_some(), "{conn} not imported");
             return found;
         }
-        assert!(found.is_none(), "{conn} imported although the contract refuses it");
+        assert!(
+            found.is_none(),
+            "{conn} imported although the contract refuses it"
+        );
         for i in all {
             let w = i
                 .warnings
                 .iter()
                 .find(|w| w.key == "connection" && w.message.contains(&format!("'{conn}'")))
                 .unwrap_or_else(|| panic!("{}: no warning about {conn}: {:?}", i.name, i.warnings));
-            assert!(w.message.contains("IKEv2") && !w.message.contains('\n'), "{}", w.message);
+            assert!(
+                w.message.contains("IKEv2") && !w.message.contains('\n'),
+                "{}",
+                w.message
+            );
         }
         None
     }

@@ -132,6 +132,7 @@ pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Draft>, ImportError> {
                 "connection.autoconnect",
                 "Postern connects when you ask",
             ),
+            ("connection", "autoconnect") => {}
             ("connection", "permissions") => d.drop_key(
                 line,
                 "connection.permissions",
@@ -288,7 +289,11 @@ fn libreswan(
     // ikev2 = propose/yes/insist: the plugin writes an IKEv2 conn (no XAuth, no
     // aggressive mode) that asks for an address (leftmodecfgclient).
     let ikev2 = params.iter().any(|p| {
-        p.key == "ikev2" && matches!(p.value.to_ascii_lowercase().as_str(), "propose" | "yes" | "insist")
+        p.key == "ikev2"
+            && matches!(
+                p.value.to_ascii_lowercase().as_str(),
+                "propose" | "yes" | "insist"
+            )
     });
     let user = params
         .iter()
@@ -380,7 +385,10 @@ fn strongswan(name: &str, vpn: &[&Item], secrets: &[&Item]) -> Draft {
                 "method",
                 format!("'{method}': the private key is in the ssh-agent or on a smartcard; Postern needs its file (auth.key)"),
             );
-            d.missing("auth.key", "the private key was not a file: give its PEM file");
+            d.missing(
+                "auth.key",
+                "the private key was not a file: give its PEM file",
+            );
             None
         }
         "eap" => {
@@ -436,7 +444,11 @@ fn strongswan(name: &str, vpn: &[&Item], secrets: &[&Item]) -> Draft {
             }
             "server-port" => {
                 if v.trim() != "500" {
-                    d.drop_key(line, "server-port", "Postern talks to the gateway on port 500 (then 4500)");
+                    d.drop_key(
+                        line,
+                        "server-port",
+                        "Postern talks to the gateway on port 500 (then 4500)",
+                    );
                 }
             }
             "cert-source" => {}
@@ -456,7 +468,11 @@ fn strongswan(name: &str, vpn: &[&Item], secrets: &[&Item]) -> Draft {
             }
             "ike" | "esp" if !proposal => {
                 if !v.trim().is_empty() {
-                    d.drop_key(line, &it.key, "proposal=no: the plugin does not use these proposals");
+                    d.drop_key(
+                        line,
+                        &it.key,
+                        "proposal=no: the plugin does not use these proposals",
+                    );
                 }
             }
             "ike" | "esp" => {
@@ -552,7 +568,9 @@ mod tests {
             assert_eq!(v.len(), 1);
             return Some(v.remove(0));
         }
-        let e = r.err().unwrap_or_else(|| panic!("{name}: imported although refused"));
+        let e = r
+            .err()
+            .unwrap_or_else(|| panic!("{name}: imported although refused"));
         let m = e.to_string();
         assert!(m.contains("IKEv2") && !m.contains('\n'), "{m}");
         None
@@ -565,7 +583,10 @@ mod tests {
         assert_eq!(i.profile.ike_version, 2);
         assert_eq!(i.profile.gateway, "vpn.example.org");
         assert_eq!(i.profile.auth.method, AuthMethod::Psk);
-        assert_eq!(secret(&i, "psk"), Some("a long pre-shared key of 20+ chars"));
+        assert_eq!(
+            secret(&i, "psk"),
+            Some("a long pre-shared key of 20+ chars")
+        );
         assert_eq!(
             i.profile.auth.local_id.as_ref().unwrap().to_string(),
             "user-fqdn:laptop@example.org"
@@ -582,11 +603,25 @@ mod tests {
         assert!(warned(&i, "server-port"));
         assert!(!warned(&i, "ipcomp"), "ipcomp=no is nothing to warn about");
         assert!(!warned(&i, "service-type"), "{:?}", i.warnings);
+        assert!(
+            !warned(&i, "connection.autoconnect"),
+            "autoconnect=false is nothing to warn about"
+        );
+        assert!(
+            i.warnings
+                .iter()
+                .any(|w| w.key == "ike" && w.message.contains("IKEv2 IKE SA")),
+            "{:?}",
+            i.warnings
+        );
     }
 
     #[test]
     fn strongswan_eap_keyfile_is_a_user_login_against_the_gateway_certificate() {
-        if let Some(i) = one_v2("nm_strongswan_eap.nmconnection", ikev2_allows("hybrid", true)) {
+        if let Some(i) = one_v2(
+            "nm_strongswan_eap.nmconnection",
+            ikev2_allows("hybrid", true),
+        ) {
             assert_eq!(i.profile.ike_version, 2);
             assert_eq!(i.profile.auth.method, AuthMethod::Hybrid);
             assert_eq!(i.profile.xauth.as_ref().unwrap().username, "alice");
@@ -602,7 +637,10 @@ mod tests {
 
     #[test]
     fn strongswan_certificate_keyfile() {
-        if let Some(i) = one_v2("nm_strongswan_cert.nmconnection", ikev2_allows("rsa-sig", false)) {
+        if let Some(i) = one_v2(
+            "nm_strongswan_cert.nmconnection",
+            ikev2_allows("rsa-sig", false),
+        ) {
             assert_eq!(i.profile.ike_version, 2);
             assert_eq!(i.profile.auth.method, AuthMethod::RsaSig);
             assert_eq!(i.profile.auth.cert.as_deref(), Some("/home/u/certs/me.pem"));
@@ -616,7 +654,10 @@ mod tests {
         let text = "[connection]\nid=Card\ntype=vpn\n[vpn]\nservice-type=org.freedesktop.NetworkManager.strongswan\naddress=gw.example.org\nmethod=eap-tls\n";
         let e = super::super::import_str(text, "card.nmconnection", &[], &Default::default())
             .unwrap_err();
-        assert!(e.message.contains("'Card'") && e.message.contains("EAP-TLS"), "{e}");
+        assert!(
+            e.message.contains("'Card'") && e.message.contains("EAP-TLS"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -624,7 +665,11 @@ mod tests {
         let i = one("nm_libreswan_ikev2.nmconnection");
         assert_eq!(i.profile.ike_version, 2);
         assert_eq!(i.profile.gateway, "198.51.100.7");
-        assert_eq!(i.profile.exchange_mode, ExchangeMode::Main, "no aggrmode in IKEv2");
+        assert_eq!(
+            i.profile.exchange_mode,
+            ExchangeMode::Main,
+            "no aggrmode in IKEv2"
+        );
         assert_eq!(i.profile.auth.method, AuthMethod::Psk);
         assert_eq!(
             i.profile.auth.local_id.as_ref().unwrap().to_string(),

@@ -793,7 +793,10 @@ mod tests {
         // The same with version = 2 is XAuth in IKEv2: refused in one sentence.
         let v2 = text.replace("aggressive = yes", "version = 2");
         let e = super::super::import_str(&v2, "x.conf", &[], &Default::default()).unwrap_err();
-        assert!(e.message.contains("XAuth") && e.message.contains("IKEv1"), "{e}");
+        assert!(
+            e.message.contains("XAuth") && e.message.contains("IKEv1"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -1828,7 +1828,10 @@ mod tests {
         let t = s.to_toml();
         assert!(t.contains("ike_version = 2\n"), "{t}");
         assert!(!t.contains("aggressive"), "no exchange mode in IKEv2: {t}");
-        assert!(t.contains("mode_config = \"pull\""), "push became pull: {t}");
+        assert!(
+            t.contains("mode_config = \"pull\""),
+            "push became pull: {t}"
+        );
         assert_eq!(s.label(index("xauth.username")), "User login (EAP)");
         assert_eq!(s.words(index("network.mode_config")), ["pull", "off"]);
         assert!(s.not_in_ikev2(index("exchange_mode")).is_some());
