@@ -934,13 +934,18 @@ impl Draft {
             .collect();
         let toml = self.p.to_toml_string();
         let profile = Profile::from_toml_str(&toml, origin, SecretPolicy::Forbid).map_err(|e| {
-            // The profile's own check says which IKEv2 combinations work today.
-            if e.key.as_deref() == Some("ike_version") {
+            // The profile's own check says which IKEv2 combinations work today (at
+            // `ike_version`, or at the key an IKEv2 method needs).
+            if self.p.ike_version == 2 {
+                let key = match e.key.as_deref() {
+                    None | Some("ike_version") => String::new(),
+                    Some(k) => format!("{k}: "),
+                };
                 return Refusal::Unsupported(err(
                     origin,
                     self.line,
                     format!(
-                        "connection '{}' is IKEv2 ({}), which Postern cannot do yet: {}",
+                        "connection '{}' is IKEv2 ({}), which Postern cannot do yet: {key}{}",
                         self.conn,
                         self.ikev2_summary(),
                         e.message
