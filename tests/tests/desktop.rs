@@ -30,6 +30,11 @@
 //!   a connect of the refused profile shows the helper's sentence. Light and dark
 //!   screenshots of the list, the read-only editor and the connection pane.
 //!
+//! - `desktoplab_gui_ikev2_import_editor` (issue 18): an IKEv2 swanctl.conf imported
+//!   opens the editor as IKEv2, is saved with `ike_version = 2`, connects (IKEv2 on
+//!   the gateway, `postern status` says IKEv2), and its editor reopens as IKEv2 in
+//!   the dark theme; light and dark screenshots of the editor.
+//!
 //! The app is observed through its test state file (`POSTERN_GUI_STATE_FILE`, see
 //! app/gui/README.md): iced has no accessibility tree. Root only.
 
@@ -892,6 +897,140 @@ fn desktoplab_gui_import_export() {
             !out.contains(XAUTH_PASSWORD) && !out.contains(&t.psk),
             "a secret is in the app's output"
         );
+        Ok(())
+    });
+}
+
+/// Scrolls the editor's form down by `clicks` wheel steps (the pointer over the form).
+fn scroll_down(d: &Desktop, wid: &str, clicks: u32) -> Result<()> {
+    d.xdotool(&["mousemove", "--sync", "--window", wid, "400", "300"])?;
+    for _ in 0..clicks.min(40) {
+        d.xdotool(&["click", "5"])?;
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    std::thread::sleep(Duration::from_millis(400));
+    Ok(())
+}
+
+/// The editor of an IKEv2 profile as the state file shows it: IKE version 2, the user
+/// login labelled for EAP, Advanced open.
+fn is_ikev2_editor(s: &Value) -> bool {
+    s["screen"] == "editor"
+        && s["editor"]["ike_version"] == 2
+        && s["editor"]["login_label"] == "User login (EAP)"
+        && s["editor"]["advanced"] == true
+}
+
+/// IKEv2 in the app (issue 18): a swanctl.conf `version = 2` connection imported
+/// through the file dialog opens the editor as IKEv2 ("IKE version" IKEv2 under
+/// Advanced, the exchange mode marked as not in IKEv2, the user login labelled EAP),
+/// Save writes `ike_version = 2` with the PSK in the keyring, the profile connects to
+/// the gateway speaking IKEv2 and `postern status` says so; then the same editor in
+/// the dark theme. Screenshots `desktop-ikev2-{light,dark}-*`.
+#[test]
+fn desktoplab_gui_ikev2_import_editor() {
+    let t = Tunnel::main_psk(PROFILE).ikev2().mode_config(true);
+    run_scenario("desk-ikev2", |lab: &Lab| {
+        let s = setup_bare(lab, "postern-lab-d6", &t)?;
+        let d = &s.desktop;
+        let gw_addr = postern_lab::config::GW_ADDR;
+        let client_addr = postern_lab::config::CLIENT_ADDR;
+        let conf = d.user_file(
+            "office.conf",
+            &format!(
+                "# swanctl.conf from the office's admin\nconnections {{\n    {PROFILE} {{\n        version = 2\n        remote_addrs = {gw_addr}\n        vips = 0.0.0.0\n        proposals = aes128-sha256-modp2048\n        local {{\n            auth = psk\n            id = {client_addr}\n        }}\n        remote {{\n            auth = psk\n            id = {gw_addr}\n        }}\n        children {{\n            net {{\n                remote_ts = {LAN_NET}\n                esp_proposals = aes128-sha256\n            }}\n        }}\n    }}\n}}\nsecrets {{\n    ike-office {{\n        id = {gw_addr}\n        secret = \"{}\"\n    }}\n}}\n",
+                t.psk
+            ),
+        )?;
+        d.start_fake_portal(lab, &conf, None)?;
+        let (app, wid) = start_app_empty(lab, d)?;
+        click_button(d, &app, &wid, "import")?;
+        let st = app.wait_state(
+            "the editor on the imported IKEv2 profile",
+            Duration::from_secs(15),
+            |s| is_ikev2_editor(s) && !s["editor"]["imported_from"].is_null(),
+        )?;
+        lab_ensure!(
+            st["editor"]["valid"] == true && st["editor"]["name"] == PROFILE,
+            "{st}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        shot(d, "desktop-ikev2-light-1-imported", &wid, APP_COLOURS, None)?;
+        scroll_down(d, &wid, 6)?;
+        shot(
+            d,
+            "desktop-ikev2-light-2-ike-version",
+            &wid,
+            APP_COLOURS,
+            None,
+        )?;
+        click_button(d, &app, &wid, "editor-save")?;
+        app.wait_state(
+            "the IKEv2 profile saved, its PSK in the keyring",
+            Duration::from_secs(15),
+            |s| {
+                s["screen"] == "profiles"
+                    && App::profile_state(s, PROFILE).is_some()
+                    && s["notice"]
+                        .as_str()
+                        .is_some_and(|n| n.contains("pre-shared key"))
+            },
+        )?;
+        let o = d.postern(&["show", PROFILE], None)?;
+        let shown = String::from_utf8_lossy(&o.stdout).to_string();
+        lab_ensure!(
+            o.status.success() && shown.contains("ike_version = 2") && !shown.contains(&t.psk),
+            "postern show: {}",
+            output_text(&o)
+        );
+        // It connects, speaking IKEv2 with the gateway.
+        click_connect(d, &app, &wid)?;
+        check_connected(d, &app, &wid, &s.gw, "desktop-ikev2-light-3-connected", 0)?;
+        let sa = s.gw.wait_established(Duration::from_secs(5))?;
+        lab_ensure!(
+            sa.get("version") == "2",
+            "the gateway's SA is not IKEv2:\n{}",
+            s.gw.list_sas_text()
+        );
+        let o = d.postern(&["status"], None)?;
+        let status = String::from_utf8_lossy(&o.stdout).to_string();
+        lab_ensure!(
+            o.status.success() && status.contains("ike IKEv2 aes128-sha256-modp2048"),
+            "postern status: {}",
+            output_text(&o)
+        );
+        tray(d, "Disconnect")?;
+        check_disconnected(d, &wid, &s.gw, "desktop-ikev2-light-4-disconnected")?;
+        app.proc.stop(Duration::from_secs(3));
+
+        // Dark: the saved profile's editor (Edit), IKEv2 read back from the file.
+        let app = d.start_app(lab, &[("POSTERN_THEME", "dark")])?;
+        let wid = d.wait_window("^Postern$", Duration::from_secs(30))?;
+        wait_tray_offers(d, "Connect", Duration::from_secs(20))?;
+        click_row(d, &app, &wid, PROFILE)?;
+        click_button(d, &app, &wid, "conn-edit")?;
+        let st = app.wait_state(
+            "the saved profile's editor, IKEv2",
+            Duration::from_secs(10),
+            is_ikev2_editor,
+        )?;
+        lab_ensure!(st["editor"]["imported_from"].is_null(), "{st}");
+        std::thread::sleep(Duration::from_millis(500));
+        shot(d, "desktop-ikev2-dark-1-editor", &wid, APP_COLOURS, None)?;
+        scroll_down(d, &wid, 6)?;
+        shot(
+            d,
+            "desktop-ikev2-dark-2-ike-version",
+            &wid,
+            APP_COLOURS,
+            None,
+        )?;
+        press_in(d, &wid, "Escape")?;
+        app.wait_state("the editor closed", Duration::from_secs(5), |s| {
+            s["editor"].is_null()
+        })?;
+        let out = app.proc.tail(100_000);
+        lab_ensure!(!out.contains(&t.psk), "the PSK is in the app's output");
         Ok(())
     });
 }

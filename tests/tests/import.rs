@@ -4,8 +4,10 @@
 //! is imported with `postern_frontend::import`, the imported secrets (and the
 //! certificate files the import reports missing) are written with the imported TOML
 //! into a root-only 0600 profile, and `postern-helper up` runs it against the lab's
-//! strongSwan gateway: the gateway must show the IKEv1 SA ESTABLISHED with an
-//! INSTALLED CHILD_SA, a ping crosses the tunnel, SIGTERM ends it cleanly.
+//! strongSwan gateway: the gateway must show the IKE SA ESTABLISHED (IKEv1, or IKEv2
+//! for the IKEv2 imports: a swanctl.conf `version = 2` connection and a
+//! NetworkManager strongswan keyfile) with an INSTALLED CHILD_SA, a ping crosses the
+//! tunnel, SIGTERM ends it cleanly.
 //!
 //! Root only.
 
@@ -90,9 +92,10 @@ fn connects(scenario: &str, t: &Tunnel, profile: impl FnOnce(&Lab) -> Result<Pat
         }
         let sa = gw.wait_established(Duration::from_secs(10))?;
         let shown = gw.list_sas_text();
+        let version = t.ike_version.to_string();
         lab_ensure!(
-            sa.get("version") == "1",
-            "gateway SA is not IKEv1:\n{shown}"
+            sa.get("version") == version,
+            "gateway SA is not IKEv{version}:\n{shown}"
         );
         lab_ensure!(
             sa.installed_child().is_some(),
@@ -198,6 +201,42 @@ fn swanctl_certificates() {
         ("key", p.path("client.key")),
     ];
     connects("imp-swanctl", &t, |lab| write_profile(lab, &i, &files));
+}
+
+/// IKEv2 with a PSK and a virtual IP from the gateway's pool, from a swanctl.conf
+/// `version = 2` connection with its secrets section.
+#[test]
+fn swanctl_ikev2_psk_virtual_ip() {
+    let t = Tunnel::main_psk("imp-v2-swanctl").ikev2().mode_config(true);
+    let conf = format!(
+        "connections {{\n    lab {{\n        version = 2\n        remote_addrs = {GW_ADDR}\n        vips = 0.0.0.0\n        proposals = aes128-sha256-modp2048\n        local {{\n            auth = psk\n            id = {CLIENT_ADDR}\n        }}\n        remote {{\n            auth = psk\n            id = {GW_ADDR}\n        }}\n        children {{\n            net {{\n                remote_ts = {LAN_NET}\n                esp_proposals = aes128-sha256\n            }}\n        }}\n    }}\n}}\nsecrets {{\n    ike-lab {{\n        id-1 = {CLIENT_ADDR}\n        id-2 = {GW_ADDR}\n        secret = \"{}\"\n    }}\n}}\n",
+        t.psk
+    );
+    let i = import_one(&conf, "swanctl.conf", &[]);
+    assert_eq!(i.profile.ike_version, 2, "{}", i.toml);
+    assert!(i.toml.contains("ike_version = 2"), "{}", i.toml);
+    assert!(
+        i.secrets_missing.is_empty() && i.missing.is_empty(),
+        "{:?} {:?}",
+        i.secrets_missing,
+        i.missing
+    );
+    connects("imp-v2-swanctl", &t, |lab| write_profile(lab, &i, &[]));
+}
+
+/// IKEv2 with a PSK and a virtual IP from a NetworkManager strongswan keyfile (the
+/// plugin is IKEv2 only; its secret saved in the file, the remote network as a route).
+#[test]
+fn nm_strongswan_ikev2_psk() {
+    let t = Tunnel::main_psk("imp-v2-nm").ikev2().mode_config(true);
+    let keyfile = format!(
+        "[connection]\nid=Lab IKEv2\ntype=vpn\n\n[vpn]\nservice-type=org.freedesktop.NetworkManager.strongswan\naddress={GW_ADDR}\nmethod=psk\nlocal-identity={CLIENT_ADDR}\nremote-identity={GW_ADDR}\nvirtual=yes\nencap=no\nipcomp=no\nproposal=yes\nike=aes128-sha256-modp2048\nesp=aes128-sha256\npassword-flags=0\n\n[vpn-secrets]\npassword={}\n\n[ipv4]\nmethod=auto\nroute1={LAN_NET}\n",
+        t.psk
+    );
+    let i = import_one(&keyfile, "lab.nmconnection", &[]);
+    assert_eq!(i.profile.ike_version, 2, "{}", i.toml);
+    assert!(i.secrets_missing.is_empty(), "{:?}", i.secrets_missing);
+    connects("imp-v2-nm", &t, |lab| write_profile(lab, &i, &[]));
 }
 
 /// Hybrid (gateway certificate + XAuth) with Mode Config from a Shrew .vpn whose CA

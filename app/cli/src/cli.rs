@@ -89,7 +89,8 @@ pub enum Cmd {
         show_secrets: bool,
     },
     /// Writes a profile in another format (no secrets): toml, pcf, nmconnection,
-    /// ipsec.conf, or the partner parameter sheet (sheet-md, sheet-csv).
+    /// ipsec.conf, swanctl.conf, or the partner parameter sheet (sheet-md, sheet-csv).
+    /// An IKEv2 profile is written as IKEv2 (the Cisco .pcf has none).
     Export {
         name: String,
         #[arg(long)]

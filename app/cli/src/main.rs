@@ -180,6 +180,9 @@ async fn run(cli: Cli) -> Result<(), Fail> {
             output,
         } => {
             let p = profiles::load(&name)?;
+            if let Some(why) = postern_frontend::export::refusal(&p, format) {
+                return Err(Fail::new(FailureKind::BadProfile, why));
+            }
             let text = postern_frontend::export::export(&p, format);
             match output {
                 Some(path) => {
@@ -325,6 +328,25 @@ async fn tunnels(conn: &zbus::Connection) -> Result<Vec<(String, OwnedObjectPath
         }
     }
     Ok(out)
+}
+
+/// The IKE version of the profile tunnel `name` was started from (a user profile, or
+/// `system:X` read through the helper); `None` when it cannot be read.
+async fn ike_version_of(conn: &zbus::Connection, name: &str) -> Option<u8> {
+    match name.strip_prefix(SYSTEM_PREFIX) {
+        Some(sys) => {
+            let text = HelperProxy::new(conn)
+                .await
+                .ok()?
+                .system_profile_text(sys)
+                .await
+                .ok()?;
+            Profile::from_toml_str(&text, sys, postern_dbus::profile::SecretPolicy::Forbid)
+                .ok()
+                .map(|p| p.ike_version)
+        }
+        None => profiles::load(name).ok().map(|p| p.ike_version),
+    }
 }
 
 /// The system profile `name` stands for: `system:X`, or a bare name that is no user
@@ -685,6 +707,7 @@ async fn status(json: bool) -> Result<(), Fail> {
         let sas = c.sas().await.unwrap_or_default();
         let t = c.traffic().await.unwrap_or_default();
         let per_sa = c.sa_traffic().await.unwrap_or_default();
+        let version = ike_version_of(&conn, &name).await;
         let traffic_of = |spi_in: u32| {
             per_sa
                 .iter()
@@ -706,13 +729,14 @@ async fn status(json: bool) -> Result<(), Fail> {
                 })
                 .collect();
             println!(
-                "{{\"name\":{},\"state\":{},\"detail\":{},\"phase\":{},\"gateway\":{},\"virtual_ip\":{},\"ike\":{},\"sas\":[{}],\"tx_bytes\":{},\"rx_bytes\":{},\"last_error\":{},\"protection\":[{}]}}",
+                "{{\"name\":{},\"state\":{},\"detail\":{},\"phase\":{},\"gateway\":{},\"virtual_ip\":{},\"ike_version\":{},\"ike\":{},\"sas\":[{}],\"tx_bytes\":{},\"rx_bytes\":{},\"last_error\":{},\"protection\":[{}]}}",
                 profiles::js(&name),
                 profiles::js(&st),
                 profiles::js(&detail),
                 profiles::js(&c.phase().await.unwrap_or_default()),
                 profiles::js(&c.gateway().await.unwrap_or_default()),
                 profiles::js(&c.virtual_ip().await.unwrap_or_default()),
+                version.map_or("null".to_string(), |v| v.to_string()),
                 profiles::js(&c.ike_proposal().await.unwrap_or_default()),
                 sas_js.join(","),
                 t.tx_bytes,
@@ -729,11 +753,16 @@ async fn status(json: bool) -> Result<(), Fail> {
             continue;
         }
         let st = if detail.is_empty() { st } else { detail };
+        // "IKEv2 aes256-sha256-modp2048": the version, then the IKE SA's algorithms.
+        let ike = match version {
+            Some(v) => format!("IKEv{v} {}", c.ike_proposal().await.unwrap_or_default()),
+            None => c.ike_proposal().await.unwrap_or_default(),
+        };
         println!(
             "{name}: {st} gateway {} vip {} ike {}",
             c.gateway().await.unwrap_or_default(),
             c.virtual_ip().await.unwrap_or_default(),
-            c.ike_proposal().await.unwrap_or_default()
+            ike.trim_end()
         );
         println!("  sent {} bytes, received {} bytes", t.tx_bytes, t.rx_bytes);
         for line in c.protection().await.unwrap_or_default() {

@@ -361,9 +361,10 @@ pub fn js(s: &str) -> String {
 
 pub fn summary_json(name: &str, p: &Profile, state: Option<&str>) -> String {
     format!(
-        "{{\"name\":{},\"gateway\":{},\"exchange_mode\":{},\"auth\":{}{}}}",
+        "{{\"name\":{},\"gateway\":{},\"ike_version\":{},\"exchange_mode\":{},\"auth\":{}{}}}",
         js(name),
         js(&p.gateway),
+        p.ike_version,
         js(p.exchange_mode.as_str()),
         js(p.auth.method.as_str()),
         state

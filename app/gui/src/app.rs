@@ -150,12 +150,11 @@ fn entries() -> Vec<plist::Entry> {
         .unwrap_or_default()
         .into_iter()
         .map(|name| {
-            plist::Entry::user(
-                &name,
-                profiles::load(&name)
-                    .map(|p| p.gateway)
-                    .map_err(|f| f.message),
-            )
+            let p = profiles::load(&name);
+            let version = p.as_ref().map_or(1, |p| p.ike_version);
+            let mut e = plist::Entry::user(&name, p.map(|p| p.gateway).map_err(|f| f.message));
+            e.ike_version = version;
+            e
         })
         .collect()
 }
@@ -170,6 +169,7 @@ pub fn system_entries(system: &[postern_dbus::interface::SystemProfile]) -> Vec<
             gateway: Ok(s.gateway.clone()),
             system: true,
             refused: (!s.refused.is_empty()).then(|| s.refused.clone()),
+            ike_version: 0,
         })
         .collect()
 }
@@ -1367,6 +1367,10 @@ impl App {
                 return Task::none();
             }
         };
+        if let Some(why) = postern_frontend::export::refusal(&p, format) {
+            self.notice = Some(why);
+            return Task::none();
+        }
         let contents = postern_frontend::export::export(&p, format);
         let name = match format {
             Format::SheetMd | Format::SheetCsv => {
@@ -1696,6 +1700,7 @@ impl App {
             let about = connection::About {
                 system: entry.is_some_and(|e| e.system),
                 refused: entry.and_then(|e| e.refused.as_deref()),
+                ike_version: entry.map_or(0, |e| e.ike_version),
             };
             connection::view(
                 &self.connection,

@@ -118,7 +118,7 @@ pub fn render(app: &App, bounds: &BTreeMap<String, [f32; 4]>) -> String {
                     .unwrap_or_default()
             };
             format!(
-                "{{\"name\":{},\"system\":{},\"read_only\":{},\"saving\":{},\"refused\":{},\"valid\":{},\"imported_from\":{},\"warnings\":[{}],\"missing\":[{}],\"save_error\":{}}}",
+                "{{\"name\":{},\"system\":{},\"read_only\":{},\"saving\":{},\"refused\":{},\"valid\":{},\"imported_from\":{},\"warnings\":[{}],\"missing\":[{}],\"save_error\":{},\"ike_version\":{},\"login_label\":{},\"advanced\":{}}}",
                 js(ed.values[crate::screen::editor::NAME].trim()),
                 ed.system
                     .as_ref()
@@ -131,6 +131,9 @@ pub fn render(app: &App, bounds: &BTreeMap<String, [f32; 4]>) -> String {
                 list(notes.map(|n| &n.warnings)),
                 list(notes.map(|n| &n.missing)),
                 ed.save_error.as_deref().map_or("null".to_string(), js),
+                if ed.ikev2() { 2 } else { 1 },
+                js(ed.label(crate::screen::editor::index("xauth.username"))),
+                ed.advanced,
             )
         }
     };

@@ -1,10 +1,14 @@
 //! Export: a profile as Postern TOML (without secrets), a Cisco `.pcf`, a
-//! NetworkManager `.nmconnection` (libreswan plugin), a libreswan `ipsec.conf` conn, or
-//! the partner parameter sheet (the "technical conditions" table two organisations
-//! exchange before a tunnel is set up, seed 004) as Markdown or CSV.
+//! NetworkManager `.nmconnection` (libreswan plugin), a libreswan `ipsec.conf` conn, a
+//! strongSwan `swanctl.conf` connection, or the partner parameter sheet (the
+//! "technical conditions" table two organisations exchange before a tunnel is set up,
+//! seed 004) as Markdown or CSV. IKEv2 profiles (`ike_version = 2`) are written as
+//! IKEv2 (`ikev2=insist`, `version = 2`); the Cisco client has no IKEv2
+//! ([`refusal`]).
 //!
 //! API: [`export`]`(&Profile, Format) -> String`; [`Format`] parses the CLI names
-//! (`toml`, `pcf`, `nmconnection`, `ipsec.conf`, `sheet-md`, `sheet-csv`). No secret is
+//! (`toml`, `pcf`, `nmconnection`, `ipsec.conf`, `swanctl.conf`, `sheet-md`,
+//! `sheet-csv`). No secret is
 //! ever written: PSK and passwords stay in the keyring (the formats that could hold
 //! them get empty values or a comment saying where they go).
 
@@ -23,16 +27,18 @@ pub enum Format {
     Pcf,
     NmConnection,
     IpsecConf,
+    Swanctl,
     SheetMd,
     SheetCsv,
 }
 
 impl Format {
-    pub const ALL: [Format; 6] = [
+    pub const ALL: [Format; 7] = [
         Format::Toml,
         Format::Pcf,
         Format::NmConnection,
         Format::IpsecConf,
+        Format::Swanctl,
         Format::SheetMd,
         Format::SheetCsv,
     ];
@@ -42,6 +48,7 @@ impl Format {
             Format::Pcf => "pcf",
             Format::NmConnection => "nmconnection",
             Format::IpsecConf => "ipsec.conf",
+            Format::Swanctl => "swanctl.conf",
             Format::SheetMd => "sheet-md",
             Format::SheetCsv => "sheet-csv",
         }
@@ -52,7 +59,7 @@ impl Format {
             Format::Toml => "toml",
             Format::Pcf => "pcf",
             Format::NmConnection => "nmconnection",
-            Format::IpsecConf => "conf",
+            Format::IpsecConf | Format::Swanctl => "conf",
             Format::SheetMd => "md",
             Format::SheetCsv => "csv",
         }
@@ -81,9 +88,21 @@ pub fn export(p: &Profile, format: Format) -> String {
         Format::Pcf => pcf(p),
         Format::NmConnection => nmconnection(p),
         Format::IpsecConf => ipsec_conf(p),
+        Format::Swanctl => swanctl(p),
         Format::SheetMd => sheet_md(p),
         Format::SheetCsv => sheet_csv(p),
     }
+}
+
+/// Why `p` cannot be written as `format` (one sentence), or `None`: the Cisco VPN
+/// Client speaks only IKEv1.
+pub fn refusal(p: &Profile, format: Format) -> Option<String> {
+    (format == Format::Pcf && p.ike_version == 2).then(|| {
+        format!(
+            "{} is an IKEv2 profile and the Cisco VPN Client (.pcf) speaks only IKEv1: export it as swanctl.conf, ipsec.conf or nmconnection",
+            p.name
+        )
+    })
 }
 
 /// libreswan's spelling of a proposal (`aes256-sha2_256-modp2048`, `aes_gcm128`).
@@ -219,7 +238,8 @@ fn pcf(p: &Profile) -> String {
 /// The conn body shared by ipsec.conf and the NetworkManager libreswan keyfile.
 fn libreswan_keys(p: &Profile) -> Vec<(&'static str, String)> {
     let mut v: Vec<(&'static str, String)> = Vec::new();
-    v.push(("ikev2", "never".into()));
+    let v2 = p.ike_version == 2;
+    v.push(("ikev2", if v2 { "insist" } else { "never" }.into()));
     v.push(("right", p.gateway.clone()));
     if let Some(id) = &p.auth.remote_id {
         v.push(("rightid", swan_id(id)));
@@ -235,16 +255,19 @@ fn libreswan_keys(p: &Profile) -> Vec<(&'static str, String)> {
         }
         .into(),
     ));
-    v.push((
-        "aggrmode",
-        if p.exchange_mode == ExchangeMode::Aggressive {
-            "yes"
-        } else {
-            "no"
-        }
-        .into(),
-    ));
-    if let Some(x) = &p.xauth {
+    if !v2 {
+        v.push((
+            "aggrmode",
+            if p.exchange_mode == ExchangeMode::Aggressive {
+                "yes"
+            } else {
+                "no"
+            }
+            .into(),
+        ));
+    }
+    // libreswan has no EAP client for IKEv2's user login: left out (a comment says so).
+    if let Some(x) = p.xauth.as_ref().filter(|_| !v2) {
         v.push(("leftxauthclient", "yes".into()));
         v.push(("leftusername", x.username.clone()));
     }
@@ -365,7 +388,12 @@ fn ipsec_conf(p: &Profile) -> String {
         }
         AuthMethod::RsaSig => {}
     }
-    if p.xauth.is_some() {
+    if p.ike_version == 2 && p.xauth.is_some() {
+        let _ = writeln!(
+            o,
+            "# The profile's IKEv2 user login (EAP) has no libreswan client equivalent: not written"
+        );
+    } else if p.xauth.is_some() {
         let _ = writeln!(
             o,
             "# The XAuth password goes in ipsec.secrets: @{} : XAUTH \"...\"",
@@ -391,13 +419,234 @@ fn ipsec_conf(p: &Profile) -> String {
     for (k, v) in libreswan_keys(p) {
         let _ = writeln!(o, "    {k}={v}");
     }
-    if p.xauth.is_some() {
+    if p.xauth.is_some() && p.ike_version == 1 {
         let _ = writeln!(o, "    rightxauthserver=yes");
     }
     if p.network.mode_config != ModeConfig::Off {
         let _ = writeln!(o, "    rightmodecfgserver=yes");
     }
     let _ = writeln!(o, "    auto=add");
+    o
+}
+
+/// An identity in swanctl.conf syntax (typed: `fqdn:`, `email:`, `keyid:`...).
+fn swanctl_id(id: &Identity) -> String {
+    match id {
+        Identity::Address(a) => a.to_string(),
+        Identity::Fqdn(f) => format!("fqdn:{f}"),
+        Identity::UserFqdn(u) => format!("email:{u}"),
+        Identity::Dn(d) => format!("\"{}\"", d.replace('"', "")),
+        Identity::KeyId(k) => match std::str::from_utf8(k) {
+            Ok(s)
+                if s.chars()
+                    .all(|c| c.is_ascii_graphic() && c != '"' && c != '#') =>
+            {
+                format!("keyid:{s}")
+            }
+            _ => format!(
+                "keyid:#{}",
+                k.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            ),
+        },
+    }
+}
+
+/// A name swanctl.conf takes for a section: letters, digits, `-`, `_`.
+fn section_name(s: &str) -> String {
+    let n: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if n.is_empty() { "postern".into() } else { n }
+}
+
+/// The file name of a path (swanctl looks certificates up in its own directories).
+fn base_name(path: &str) -> String {
+    std::path::Path::new(path)
+        .file_name()
+        .map_or(path.to_string(), |n| n.to_string_lossy().to_string())
+}
+
+/// A strongSwan `swanctl.conf` connection (`version = 1` or `2`) for a client.
+fn swanctl(p: &Profile) -> String {
+    let mut o = String::new();
+    let name = section_name(&p.name);
+    let v2 = p.ike_version == 2;
+    let _ = writeln!(
+        o,
+        "# {} - exported by Postern for strongSwan (swanctl.conf)",
+        p.name.replace('\n', " ")
+    );
+    let _ = writeln!(o, "connections {{\n    {name} {{");
+    let _ = writeln!(o, "        version = {}", if v2 { 2 } else { 1 });
+    if !v2 && p.exchange_mode == ExchangeMode::Aggressive {
+        let _ = writeln!(o, "        aggressive = yes");
+    }
+    let _ = writeln!(o, "        remote_addrs = {}", p.gateway);
+    let ike: Vec<String> = p.phase1.proposals.iter().map(|x| x.to_string()).collect();
+    let _ = writeln!(o, "        proposals = {}", ike.join(", "));
+    let _ = writeln!(o, "        rekey_time = {}s", secs(p.phase1.lifetime));
+    // Asking for an address (a given one, or any); a fixed inner address without
+    // Mode Config is our traffic selector instead (below).
+    if p.network.mode_config != ModeConfig::Off {
+        let ip = p
+            .network
+            .virtual_ip
+            .map_or("0.0.0.0".to_string(), |ip| ip.to_string());
+        let _ = writeln!(o, "        vips = {ip}");
+    }
+    if !v2 && p.network.mode_config == ModeConfig::Push {
+        let _ = writeln!(o, "        pull = no");
+    }
+    if p.network.nat_traversal == NatTraversal::Force {
+        let _ = writeln!(o, "        encap = yes");
+    }
+    match p.network.dpd {
+        Some(d) => {
+            let _ = writeln!(o, "        dpd_delay = {}s", secs(d.interval));
+            if !v2 {
+                let _ = writeln!(o, "        dpd_timeout = {}s", secs(d.timeout));
+            }
+        }
+        None => {
+            let _ = writeln!(o, "        dpd_delay = 0s");
+        }
+    }
+    // Our rounds: the first says how we authenticate, a second one is the login.
+    let login = p.xauth.as_ref().map(|x| x.username.as_str());
+    let first = match (p.auth.method, login, v2) {
+        (AuthMethod::Psk, _, false) | (AuthMethod::Psk, None, true) => "psk",
+        (AuthMethod::RsaSig, _, _) => "pubkey",
+        (AuthMethod::Hybrid, _, false) => "xauth",
+        // IKEv2: the user's EAP login is our only round against the gateway.
+        (AuthMethod::Hybrid | AuthMethod::Psk, _, true) => "eap",
+    };
+    let _ = writeln!(o, "        local-1 {{\n            auth = {first}");
+    if let Some(id) = &p.auth.local_id {
+        let _ = writeln!(o, "            id = {}", swanctl_id(id));
+    }
+    if let Some(c) = &p.auth.cert {
+        let _ = writeln!(o, "            certs = {}", base_name(c));
+    }
+    if let Some(u) = login {
+        match first {
+            "eap" => {
+                let _ = writeln!(o, "            eap_id = {u}");
+            }
+            "xauth" => {
+                let _ = writeln!(o, "            xauth_id = {u}");
+            }
+            _ => {}
+        }
+    }
+    let _ = writeln!(o, "        }}");
+    if let Some(u) = login
+        && (first == "psk" || first == "pubkey")
+    {
+        let (auth, key) = if v2 {
+            ("eap", "eap_id")
+        } else {
+            ("xauth", "xauth_id")
+        };
+        let _ = writeln!(
+            o,
+            "        local-2 {{\n            auth = {auth}\n            {key} = {u}\n        }}"
+        );
+    }
+    let remote = match p.auth.method {
+        AuthMethod::Psk => "psk",
+        AuthMethod::RsaSig | AuthMethod::Hybrid => "pubkey",
+    };
+    let _ = writeln!(o, "        remote {{\n            auth = {remote}");
+    if let Some(id) = &p.auth.remote_id {
+        let _ = writeln!(o, "            id = {}", swanctl_id(id));
+    }
+    if let Some(c) = &p.auth.ca {
+        let _ = writeln!(o, "            cacerts = {}", base_name(c));
+    }
+    let _ = writeln!(o, "        }}");
+    let _ = writeln!(o, "        children {{\n            {name} {{");
+    if !p.phase2.remote_networks.is_empty() {
+        let _ = writeln!(
+            o,
+            "                remote_ts = {}",
+            networks(&p.phase2.remote_networks).replace(',', ", ")
+        );
+    }
+    if !p.phase2.local_networks.is_empty() {
+        let _ = writeln!(
+            o,
+            "                local_ts = {}",
+            networks(&p.phase2.local_networks).replace(',', ", ")
+        );
+    } else if let Some(ip) = p
+        .network
+        .virtual_ip
+        .filter(|_| p.network.mode_config == ModeConfig::Off)
+    {
+        let _ = writeln!(o, "                local_ts = {ip}/32");
+    }
+    let esp: Vec<String> = p
+        .phase2
+        .proposals
+        .iter()
+        .map(|e| {
+            let mut e = *e;
+            if e.group.is_none() {
+                e.group = p.phase2.pfs;
+            }
+            e.to_string()
+        })
+        .collect();
+    let _ = writeln!(o, "                esp_proposals = {}", esp.join(", "));
+    let _ = writeln!(
+        o,
+        "                rekey_time = {}s",
+        secs(p.phase2.lifetime)
+    );
+    if p.phase2.mode == EncapMode::Transport {
+        let _ = writeln!(o, "                mode = transport");
+    }
+    if p.network.dpd.is_some() {
+        let _ = writeln!(
+            o,
+            "                dpd_action = {}",
+            if p.network.reconnect {
+                "restart"
+            } else {
+                "clear"
+            }
+        );
+    }
+    let _ = writeln!(o, "            }}\n        }}\n    }}\n}}");
+    // Where the secrets go, never what they are.
+    let _ = writeln!(o, "\n# secrets {{");
+    match p.auth.method {
+        AuthMethod::Psk => {
+            let _ = writeln!(
+                o,
+                "#     ike-{name} {{ secret = \"...\" }}   (the pre-shared key)"
+            );
+        }
+        AuthMethod::RsaSig => {
+            let _ = writeln!(o, "#     (the private key goes in swanctl/private/)");
+        }
+        AuthMethod::Hybrid => {}
+    }
+    if let Some(u) = login {
+        let kind = if v2 { "eap" } else { "xauth" };
+        let _ = writeln!(
+            o,
+            "#     {kind}-{name} {{ id = {u}; secret = \"...\" }}   (the user's password)"
+        );
+    }
+    let _ = writeln!(o, "# }}");
     o
 }
 
@@ -461,7 +710,7 @@ fn nmconnection(p: &Profile) -> String {
     if p.auth.method == AuthMethod::Psk {
         let _ = writeln!(o, "pskvalue-flags=1");
     }
-    if p.xauth.is_some() {
+    if p.xauth.is_some() && p.ike_version == 1 {
         let _ = writeln!(o, "xauthpassword-flags=1");
     }
     let _ = writeln!(o, "\n[ipv4]\nmethod=auto");
@@ -511,7 +760,7 @@ const SHEET: &[SheetRow] = &[
     row(
         "General",
         "VPN device (vendor, model, software)",
-        |_| "Postern (Linux, IKEv1)".into(),
+        |p| format!("Postern (Linux, IKEv{})", p.ike_version),
         blank,
     ),
     row("Peers", "Public IP address of the VPN peer", blank, |p| {
@@ -529,11 +778,22 @@ const SHEET: &[SheetRow] = &[
         our_networks,
         |p| networks(&p.phase2.remote_networks),
     ),
-    row("Phase 1 (IKE)", "IKE version", |_| "IKEv1".into(), blank),
+    row(
+        "Phase 1 (IKE)",
+        "IKE version",
+        |p| format!("IKEv{}", p.ike_version),
+        blank,
+    ),
     row(
         "Phase 1 (IKE)",
         "Exchange mode",
-        |p| p.exchange_mode.as_str().into(),
+        |p| {
+            if p.ike_version == 2 {
+                "IKE_SA_INIT + IKE_AUTH".into()
+            } else {
+                p.exchange_mode.as_str().into()
+            }
+        },
         blank,
     ),
     row("Phase 1 (IKE)", "Authentication", authentication, blank),
@@ -607,7 +867,11 @@ const SHEET: &[SheetRow] = &[
         "Options",
         "XAuth / Mode Config",
         |p| {
-            let xauth = if p.xauth.is_some() { "yes" } else { "no" };
+            let xauth = match (p.xauth.is_some(), p.ike_version) {
+                (true, 2) => "EAP",
+                (true, _) => "yes",
+                (false, _) => "no",
+            };
             format!("{xauth} / {}", p.network.mode_config.as_str())
         },
         blank,
@@ -656,6 +920,7 @@ fn authentication(p: &Profile) -> String {
     match p.auth.method {
         AuthMethod::Psk => "pre-shared key (sent separately)",
         AuthMethod::RsaSig => "RSA signatures (X.509)",
+        AuthMethod::Hybrid if p.ike_version == 2 => "gateway certificate + EAP user login",
         AuthMethod::Hybrid => "hybrid (gateway certificate + XAuth)",
     }
     .into()
@@ -683,6 +948,7 @@ fn phase2_lifetime(p: &Profile) -> String {
 
 fn nat_traversal(p: &Profile) -> String {
     match p.network.nat_traversal {
+        NatTraversal::Auto if p.ike_version == 2 => "yes (RFC 7296, when NAT is detected)",
         NatTraversal::Auto => "yes (RFC 3947, when NAT is detected)",
         NatTraversal::Force => "yes, always (UDP 4500)",
         NatTraversal::Off => "no",
@@ -849,6 +1115,75 @@ mod tests {
                 same_libreswan_view(&p, &back, &text);
             }
         }
+    }
+
+    /// IKEv2 profiles from each importer that makes them.
+    const V2_SAMPLES: [&str; 3] = [
+        "swanctl_ikev2.conf",
+        "nm_strongswan_psk.nmconnection",
+        "nm_libreswan_ikev2.nmconnection",
+    ];
+
+    /// What swanctl.conf carries must come back unchanged.
+    fn same_swanctl_view(a: &Profile, b: &Profile, text: &str) {
+        assert_eq!(a.ike_version, b.ike_version, "{text}");
+        assert_eq!(a.auth.method, b.auth.method, "{text}");
+        same_libreswan_view(a, b, text);
+        assert_eq!(a.phase1.lifetime, b.phase1.lifetime, "{text}");
+        assert_eq!(a.network.nat_traversal, b.network.nat_traversal, "{text}");
+        assert_eq!(a.network.reconnect, b.network.reconnect, "{text}");
+    }
+
+    #[test]
+    fn swanctl_round_trips_ikev1_and_ikev2_profiles() {
+        for f in SAMPLES.iter().chain(V2_SAMPLES.iter()) {
+            let p = fixture(f).profile;
+            let text = export(&p, Format::Swanctl);
+            let want = format!("        version = {}\n", p.ike_version);
+            assert!(text.contains(&want), "{f}: {text}");
+            let back = reimport(&text, "x.conf");
+            // IKEv2 has no dpd_timeout: only the interval comes back.
+            let mut p = p;
+            if p.ike_version == 2
+                && let (Some(a), Some(b)) = (&mut p.network.dpd, back.network.dpd)
+            {
+                a.timeout = b.timeout;
+            }
+            same_swanctl_view(&p, &back, &text);
+        }
+    }
+
+    #[test]
+    fn ikev2_profiles_are_written_as_ikev2() {
+        for f in V2_SAMPLES {
+            let p = fixture(f).profile;
+            assert_eq!(p.ike_version, 2, "{f}");
+            for (fmt, origin) in [
+                (Format::IpsecConf, "x.conf"),
+                (Format::NmConnection, "x.nmconnection"),
+            ] {
+                let text = export(&p, fmt);
+                assert!(text.contains("ikev2=insist"), "{f}: {text}");
+                assert!(!text.contains("aggrmode"), "{f}: {text}");
+                let back = reimport(&text, origin);
+                assert_eq!(back.ike_version, 2, "{f}: {text}");
+                same_libreswan_view(&p, &back, &text);
+            }
+            let md = export(&p, Format::SheetMd);
+            assert!(
+                md.contains("| Phase 1 (IKE) | IKE version | IKEv2 |  |"),
+                "{md}"
+            );
+            assert!(md.contains("IKE_SA_INIT + IKE_AUTH"), "{md}");
+            let why = refusal(&p, Format::Pcf).unwrap();
+            assert!(why.contains("IKEv2") && why.contains(".pcf"), "{why}");
+            assert_eq!(refusal(&p, Format::Swanctl), None);
+        }
+        let v1 = fixture("pcf_group_crlf_latin1.pcf").profile;
+        assert_eq!(refusal(&v1, Format::Pcf), None);
+        assert!(
+            export(&v1, Format::SheetMd).contains("| Phase 1 (IKE) | IKE version | IKEv1 |  |")
+        );
     }
 
     #[test]

@@ -500,7 +500,7 @@ pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Draft>, ImportError> {
     read_sections(src, src.origin, src.text, 0, &mut sections, &mut notes)?;
     let mut secrets = Vec::new();
     for c in companion(src, &["ipsec.secrets"], |t| {
-        t.contains(": PSK") || t.contains(":PSK") || t.contains(": XAUTH")
+        t.contains(": PSK") || t.contains(":PSK") || t.contains(": XAUTH") || t.contains(": EAP")
     }) {
         secrets.extend(read_secrets(c)?);
     }
@@ -692,22 +692,40 @@ fn gateway_and_version(
         return Err("it has no gateway address (right=): a template or server conn".into());
     }
     d.p.gateway = gateway;
+    let lower = |k: &str| params.get(k).map(|p| p.value.to_ascii_lowercase());
+    // What exists only in IKEv1: aggressive mode and XAuth.
+    let ikev1_only = ["aggressive", "aggrmode", "leftxauthclient"]
+        .iter()
+        .any(|k| params.get(*k).is_some_and(|p| truthy(&p.value)))
+        || matches!(lower("authby").as_deref(), Some("xauthpsk" | "xauthrsasig"))
+        || lower("leftauth").is_some_and(|a| a.starts_with("xauth"))
+        || lower("leftauth2").is_some_and(|a| a.starts_with("xauth"));
     if let Some(p) = params.get("keyexchange") {
         match p.value.to_ascii_lowercase().as_str() {
             "ikev1" => {}
-            "ikev2" => return Err("keyexchange=ikev2: Postern speaks IKEv1 only".into()),
-            _ => d.warn(Some(p.line), "keyexchange", "'ike' starts IKEv2 in strongSwan: imported as IKEv1 (the gateway must accept IKEv1)"),
+            "ikev2" => d.ikev2(),
+            _ if ikev1_only => d.warn(Some(p.line), "keyexchange", "'ike' starts IKEv2 in strongSwan, but this conn uses aggressive mode or XAuth (IKEv1 only): imported as IKEv1"),
+            _ => {
+                d.ikev2();
+                d.warn(Some(p.line), "keyexchange", "'ike' starts IKEv2 in strongSwan: imported as IKEv2 (write keyexchange=ikev1 for IKEv1)");
+            }
+        }
+    } else if let Some(p) = params.get("ikev2") {
+        // libreswan: insist/yes (IKEv2 only) and propose (IKEv2 first) start IKEv2;
+        // permit/no/never start IKEv1.
+        if matches!(
+            p.value.to_ascii_lowercase().as_str(),
+            "insist" | "yes" | "propose"
+        ) {
+            d.ikev2();
         }
     } else if !libreswan {
-        d.warn(Some(sec.line), "keyexchange", "not given: strongSwan would start IKEv2; imported as IKEv1 (the gateway must accept IKEv1)");
-    }
-    if let Some(p) = params.get("ikev2")
-        && matches!(p.value.to_ascii_lowercase().as_str(), "insist" | "yes")
-    {
-        return Err(format!(
-            "ikev2={}: IKEv2 only; Postern speaks IKEv1",
-            p.value
-        ));
+        if ikev1_only {
+            d.warn(Some(sec.line), "keyexchange", "not given: strongSwan would start IKEv2, but this conn uses aggressive mode or XAuth (IKEv1 only): imported as IKEv1");
+        } else {
+            d.ikev2();
+            d.warn(Some(sec.line), "keyexchange", "not given: strongSwan starts IKEv2, so this conn is imported as IKEv2 (write keyexchange=ikev1 for IKEv1)");
+        }
     }
     Ok(())
 }
@@ -715,6 +733,10 @@ fn gateway_and_version(
 /// The authentication method (`authby=`, strongSwan's `leftauth`/`rightauth`/
 /// `leftauth2`) and the XAuth user.
 fn auth(d: &mut Draft, params: &Params) -> Result<(), String> {
+    if d.p.ike_version == 2 {
+        auth_v2(d, params);
+        return Ok(());
+    }
     let lower = |k: &str| params.get(k).map(|p| p.value.to_ascii_lowercase());
     let (authby, leftauth, rightauth) = (lower("authby"), lower("leftauth"), lower("rightauth"));
     let mut xauth = false;
@@ -796,6 +818,115 @@ fn auth(d: &mut Draft, params: &Params) -> Result<(), String> {
     Ok(())
 }
 
+/// IKEv2: `authby=secret|rsasig`, strongSwan's `leftauth` (`psk`, `pubkey`, `eap-*`:
+/// the user's login, kept in `[xauth]`, against a gateway that signs (`hybrid`) or
+/// uses the pre-shared key) and `leftauth2=eap-*`; the login's user is `eap_identity`
+/// (else `leftid`, else libreswan's `leftusername`). XAuth and EAP methods Postern does
+/// not answer refuse the conn.
+fn auth_v2(d: &mut Draft, params: &Params) {
+    let lower = |k: &str| params.get(k).map(|p| p.value.to_ascii_lowercase());
+    let (authby, leftauth, rightauth) = (lower("authby"), lower("leftauth"), lower("rightauth"));
+    d.p.auth.method = AuthMethod::RsaSig;
+    match authby.as_deref() {
+        Some("secret" | "psk") => d.p.auth.method = AuthMethod::Psk,
+        Some(a) if a.starts_with("xauth") => {
+            return d.refuse(format!(
+                "authby={a} is XAuth, which exists only in IKEv1: write keyexchange=ikev1, or EAP for IKEv2"
+            ));
+        }
+        Some(none @ ("never" | "null")) => {
+            return d.refuse(format!("authby={none}: no authentication"));
+        }
+        _ => {}
+    }
+    let remote_psk = rightauth
+        .as_deref()
+        .is_some_and(|a| a.starts_with("psk") || a == "secret");
+    let mut eap = false;
+    for (key, round) in [("leftauth", &leftauth), ("leftauth2", &lower("leftauth2"))] {
+        let Some(a) = round.as_deref() else { continue };
+        let line = params.get(key).map(|p| p.line);
+        let kind = a.split(['-', ':', '/']).next().unwrap_or_default();
+        match kind {
+            "psk" | "secret" if key == "leftauth" => d.p.auth.method = AuthMethod::Psk,
+            "pubkey" | "rsa" | "ecdsa" if key == "leftauth" => {
+                d.p.auth.method = AuthMethod::RsaSig;
+            }
+            "eap" => {
+                match a.strip_prefix("eap-").unwrap_or("") {
+                    "" | "mschapv2" | "gtc" => {}
+                    "dynamic" | "radius" => d.warn(
+                        line,
+                        key,
+                        format!("'{a}': the gateway picks the EAP method; Postern answers EAP-MSCHAPv2 and EAP-GTC"),
+                    ),
+                    other => {
+                        return d.refuse(format!(
+                            "its login is EAP-{} ({key}={a}); Postern's IKEv2 login is EAP-MSCHAPv2 or EAP-GTC",
+                            other.to_ascii_uppercase()
+                        ));
+                    }
+                }
+                eap = true;
+                if key == "leftauth" {
+                    d.p.auth.method = if remote_psk {
+                        AuthMethod::Psk
+                    } else {
+                        AuthMethod::Hybrid
+                    };
+                }
+            }
+            "xauth" => {
+                return d.refuse(format!(
+                    "{key}={a} is XAuth, which exists only in IKEv1: write keyexchange=ikev1, or EAP for IKEv2"
+                ));
+            }
+            _ => {
+                return d.refuse(format!(
+                    "{key}={a} is not an IKEv2 method Postern has (psk, pubkey, eap-mschapv2, eap-gtc)"
+                ));
+            }
+        }
+    }
+    if !eap {
+        for k in [
+            "leftusername",
+            "leftxauthusername",
+            "xauth_identity",
+            "eap_identity",
+        ] {
+            if let Some(p) = params.get(k) {
+                d.drop_key(
+                    Some(p.line),
+                    k,
+                    "an IKEv2 user login is EAP, and this conn has no EAP round (leftauth=eap-...)",
+                );
+            }
+        }
+        return;
+    }
+    let user = ["eap_identity", "leftusername"]
+        .iter()
+        .find_map(|k| params.get(*k).map(|p| p.value.clone()))
+        .or_else(|| {
+            params
+                .get("leftid")
+                .map(|p| p.value.trim_start_matches('@').to_string())
+        });
+    match user {
+        Some(u) => {
+            d.p.xauth = Some(XAuth {
+                username: u,
+                password: None,
+            });
+        }
+        None => d.missing(
+            "xauth.username",
+            "the conn logs in with EAP but names no user (eap_identity)",
+        ),
+    }
+}
+
 /// Every other key, one at a time.
 fn keys(d: &mut Draft, params: &Params, libreswan: bool) -> Result<(), String> {
     for p in params.values() {
@@ -819,6 +950,8 @@ fn one_key(d: &mut Draft, p: &Param, libreswan: bool) -> Result<(), String> {
             }
         }
         "leftid" | "rightid" => identity(d, p, libreswan),
+        // Read by `auth_v2`.
+        "eap_identity" if d.p.ike_version == 2 => {}
         "ike" => {
             let props: Vec<String> = v.split(',').map(swan_proposal).collect();
             if !v.trim_end().ends_with('!') && !libreswan {
@@ -1072,8 +1205,10 @@ fn conn_secrets(d: &mut Draft, params: &Params, secrets: &[SecretEntry]) {
             );
         }
     }
+    // IKEv2's user login is EAP (`user : EAP "..."`); IKEv1's is XAuth.
+    let login = if d.p.ike_version == 2 { "EAP" } else { "XAUTH" };
     if let Some(x) = &d.p.xauth
-        && let Some(e) = best_psk(secrets, "XAUTH", std::slice::from_ref(&x.username))
+        && let Some(e) = best_psk(secrets, login, std::slice::from_ref(&x.username))
     {
         d.secret(XAUTH_PASSWORD, &e.secret);
     }
@@ -1186,6 +1321,62 @@ mod tests {
             "{keys:?}"
         );
         assert_eq!(secret(&i, "key-passphrase"), Some("k3y pass"));
+    }
+
+    #[test]
+    fn strongswan_ikev2_conns_psk_eap_and_xauth_refused() {
+        let all = import("ipsecconf_strongswan_ikev2.conf");
+        let psk = all.iter().find(|i| i.name == "psk-lab").unwrap();
+        assert_eq!(psk.profile.ike_version, 2);
+        assert_eq!(psk.profile.auth.method, AuthMethod::Psk);
+        assert_eq!(secret(psk, "psk"), Some("lab psk v2"));
+        assert_eq!(psk.profile.network.mode_config, ModeConfig::Pull);
+        assert_eq!(nets(&psk.profile.phase2.remote_networks), ["10.78.0.0/16"]);
+        assert!(psk.profile.network.reconnect);
+        assert_eq!(psk.profile.network.dpd.unwrap().interval.as_secs(), 30);
+        if let Some(e) = v2_or_refused(&all, "eap-office", ikev2_allows("hybrid", true)) {
+            assert_eq!(e.profile.auth.method, AuthMethod::Hybrid);
+            assert_eq!(e.profile.xauth.as_ref().unwrap().username, "alice");
+            assert_eq!(secret(e, "xauth-password"), Some("alice eap"));
+            assert_eq!(ike(e), ["aes256-sha256-modp2048"]);
+            assert_eq!(esp(e), ["aes256gcm16"]);
+        }
+        // XAuth in an IKEv2 conn: not imported, named on the others in one line.
+        assert!(all.iter().all(|i| i.name != "old-xauth"));
+        assert!(psk.warnings.iter().any(|w| w.key == "connection"
+            && w.message.contains("'old-xauth'")
+            && w.message.contains("XAuth")));
+    }
+
+    #[test]
+    fn keyexchange_and_libreswan_ikev2_pick_the_version() {
+        let conn = |extra: &str| {
+            let text = format!(
+                "conn x\n    left=%defaultroute\n    right=192.0.2.1\n    authby=secret\n{extra}"
+            );
+            super::super::import_str(&text, "x.conf", &[], &Default::default())
+                .unwrap_or_else(|e| panic!("{extra}: {e}"))
+                .remove(0)
+        };
+        assert_eq!(conn("    keyexchange=ikev1\n").profile.ike_version, 1);
+        assert_eq!(conn("    keyexchange=ikev2\n").profile.ike_version, 2);
+        let ike = conn("    keyexchange=ike\n");
+        assert_eq!(ike.profile.ike_version, 2);
+        assert!(warned(&ike, "keyexchange"));
+        // Aggressive mode exists only in IKEv1: a conn that uses it stays IKEv1.
+        let aggr = conn("    aggressive=yes\n");
+        assert_eq!(aggr.profile.ike_version, 1);
+        assert!(warned(&aggr, "keyexchange"));
+        for (v, want) in [
+            ("insist", 2),
+            ("yes", 2),
+            ("propose", 2),
+            ("permit", 1),
+            ("never", 1),
+        ] {
+            let i = conn(&format!("    ikev2={v}\n    pfs=no\n"));
+            assert_eq!(i.profile.ike_version, want, "ikev2={v}");
+        }
     }
 
     #[test]

@@ -132,6 +132,7 @@ pub(crate) fn parse(src: &Source<'_>) -> Result<Vec<Draft>, ImportError> {
                 "connection.autoconnect",
                 "Postern connects when you ask",
             ),
+            ("connection", "autoconnect") => {}
             ("connection", "permissions") => d.drop_key(
                 line,
                 "connection.permissions",
@@ -285,10 +286,22 @@ fn libreswan(
         if cert { "rsasig" } else { "secret" },
     );
     add(&mut params, "ikev2", "never");
+    // ikev2 = propose/yes/insist: the plugin writes an IKEv2 conn (no XAuth, no
+    // aggressive mode) that asks for an address (leftmodecfgclient).
+    let ikev2 = params.iter().any(|p| {
+        p.key == "ikev2"
+            && matches!(
+                p.value.to_ascii_lowercase().as_str(),
+                "propose" | "yes" | "insist"
+            )
+    });
     let user = params
         .iter()
         .any(|p| p.key == "leftxauthusername" || p.key == "leftusername");
-    if user {
+    if ikev2 {
+        add(&mut params, "leftmodecfgclient", "yes");
+        add(&mut params, "modecfgpull", "yes");
+    } else if user {
         add(&mut params, "leftxauthclient", "yes");
         add(&mut params, "leftmodecfgclient", "yes");
         add(&mut params, "modecfgpull", "yes");
@@ -304,7 +317,7 @@ fn libreswan(
         {
             id.value = format!("@{v}");
         }
-        if !cert {
+        if !cert && !ikev2 {
             add(&mut params, "aggrmode", "yes");
         }
     }
@@ -342,51 +355,72 @@ fn libreswan(
     Ok(d)
 }
 
+/// NetworkManager's strongswan plugin (`nm-strongswan.c`): IKEv2 only. `method` psk,
+/// key/cert/agent/smartcard (our certificate), eap (the user's login against the
+/// gateway's certificate: Postern's `hybrid` + `[xauth]`), eap-tls (not supported).
 fn strongswan(name: &str, vpn: &[&Item], secrets: &[&Item]) -> Draft {
     let mut d = Draft::new(name, Some(1));
-    d.warn(None, "service-type", "NetworkManager's strongswan plugin speaks only IKEv2: imported as IKEv1 (the gateway must accept IKEv1)");
+    d.ikev2();
     d.p.network.mode_config = ModeConfig::Off;
     let get = |k: &str| vpn.iter().find(|i| i.key == k);
+    let method_line = get("method").map(|i| i.line);
+    // The plugin's editor starts with "key" (certificate and private key files).
     let method = get("method")
         .map_or("key", |i| i.value.as_str())
         .to_string();
-    let mut user = get("user").map(|i| i.value.clone());
-    match method.as_str() {
+    let user = get("user").map(|i| i.value.clone());
+    let password_kind = match method.as_str() {
         "psk" => {
             d.p.auth.method = AuthMethod::Psk;
-            if let Some(s) = secrets.iter().find(|s| s.key == "password") {
-                d.secret(PSK, &s.value);
-            }
+            Some(PSK)
         }
-        "key" | "cert" | "agent" | "smartcard" => {
+        "key" | "cert" => {
             d.p.auth.method = AuthMethod::RsaSig;
-            if let Some(s) = secrets.iter().find(|s| s.key == "password") {
-                d.secret(KEY_PASSPHRASE, &s.value);
-            }
+            Some(KEY_PASSPHRASE)
+        }
+        "agent" | "smartcard" => {
+            d.p.auth.method = AuthMethod::RsaSig;
+            d.warn(
+                method_line,
+                "method",
+                format!("'{method}': the private key is in the ssh-agent or on a smartcard; Postern needs its file (auth.key)"),
+            );
+            d.missing(
+                "auth.key",
+                "the private key was not a file: give its PEM file",
+            );
+            None
         }
         "eap" => {
             d.p.auth.method = AuthMethod::Hybrid;
-            d.warn(get("method").map(|i| i.line), "method", "EAP exists only in IKEv2: imported as hybrid (gateway certificate + XAuth with the same user and password)");
-            if let Some(s) = secrets.iter().find(|s| s.key == "password") {
-                d.secret(XAUTH_PASSWORD, &s.value);
-            }
+            Some(XAUTH_PASSWORD)
         }
-        o => d.warn(
-            get("method").map(|i| i.line),
-            "method",
-            format!("'{o}' is not a method Postern has"),
-        ),
+        "eap-tls" => {
+            d.refuse("its login is EAP-TLS (method = eap-tls); Postern's IKEv2 login is EAP-MSCHAPv2 or EAP-GTC");
+            None
+        }
+        o => {
+            d.refuse(format!(
+                "method = {o} is not one Postern has (psk, key, cert, eap)"
+            ));
+            None
+        }
+    };
+    if let Some(kind) = password_kind {
+        flag_note(&mut d, vpn, secrets, "password", kind);
     }
     if method == "eap" {
-        if let Some(u) = user.take() {
-            d.p.xauth = Some(XAuth {
-                username: u,
-                password: None,
-            });
-        } else {
-            d.missing("xauth.username", "no user name in the file");
+        match &user {
+            Some(u) if !u.is_empty() => {
+                d.p.xauth = Some(XAuth {
+                    username: u.clone(),
+                    password: None,
+                })
+            }
+            _ => d.missing("xauth.username", "no user name in the file"),
         }
     }
+    let proposal = get("proposal").is_some_and(|i| truthy(&i.value));
     for it in vpn {
         let line = Some(it.line);
         let v = it.value.as_str();
@@ -408,6 +442,16 @@ fn strongswan(name: &str, vpn: &[&Item], secrets: &[&Item]) -> Draft {
                     d.drop_key(line, "ipcomp", "Postern does not do IPComp");
                 }
             }
+            "server-port" => {
+                if v.trim() != "500" {
+                    d.drop_key(
+                        line,
+                        "server-port",
+                        "Postern talks to the gateway on port 500 (then 4500)",
+                    );
+                }
+            }
+            "cert-source" => {}
             "certificate" => d.p.auth.ca = Some(v.to_string()),
             "usercert" => d.p.auth.cert = Some(v.to_string()),
             "userkey" => d.p.auth.key = Some(v.to_string()),
@@ -422,9 +466,23 @@ fn strongswan(name: &str, vpn: &[&Item], secrets: &[&Item]) -> Draft {
                     d.p.auth.remote_id = id;
                 }
             }
+            "ike" | "esp" if !proposal => {
+                if !v.trim().is_empty() {
+                    d.drop_key(
+                        line,
+                        &it.key,
+                        "proposal=no: the plugin does not use these proposals",
+                    );
+                }
+            }
             "ike" | "esp" => {
-                let props: Vec<String> =
-                    v.split(',').map(super::ipsec_conf::swan_proposal).collect();
+                // Saved with ';' between proposals (older versions: ',').
+                let props: Vec<String> = v
+                    .split([';', ','])
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(super::ipsec_conf::swan_proposal)
+                    .collect();
                 if it.key == "ike" {
                     d.ike(line, "ike", &props);
                 } else {
@@ -434,12 +492,24 @@ fn strongswan(name: &str, vpn: &[&Item], secrets: &[&Item]) -> Draft {
             k => d.drop_key(line, k, "Postern has no equivalent setting"),
         }
     }
-    if user.is_some() && method != "eap" {
-        d.drop_key(
-            None,
-            "user",
-            "the user name is for EAP/XAuth, which this method does not use",
-        );
+    if let Some(u) = user.filter(|u| !u.is_empty())
+        && method != "eap"
+    {
+        // Old PSK profiles kept our identity in "user"; the plugin still falls back to it.
+        if method == "psk" && d.p.auth.local_id.is_none() {
+            let line = get("user").map(|i| i.line);
+            let id = match super::ipsec_conf::swan_id(&u, false) {
+                Ok(Some(s)) | Err(s) => d.identity(line, "user", &s),
+                Ok(None) => None,
+            };
+            d.p.auth.local_id = id;
+        } else {
+            d.drop_key(
+                None,
+                "user",
+                "the user name is for EAP, which this method does not use",
+            );
+        }
     }
     d
 }
@@ -447,6 +517,7 @@ fn strongswan(name: &str, vpn: &[&Item], secrets: &[&Item]) -> Draft {
 #[cfg(test)]
 mod tests {
     use super::super::testutil::*;
+    use super::super::{ImportOptions, Imported, import_file};
     use super::*;
 
     #[test]
@@ -488,14 +559,127 @@ mod tests {
         assert_eq!(i.profile.phase2.lifetime.as_secs(), 8 * 3600);
     }
 
+    /// One connection, or the one-line refusal when the contract does not take its
+    /// kind of IKEv2 profile yet.
+    fn one_v2(name: &str, allowed: bool) -> Option<Imported> {
+        let r = import_file(&fixture(name), &ImportOptions::default());
+        if allowed {
+            let mut v = r.unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(v.len(), 1);
+            return Some(v.remove(0));
+        }
+        let e = r
+            .err()
+            .unwrap_or_else(|| panic!("{name}: imported although refused"));
+        let m = e.to_string();
+        assert!(m.contains("IKEv2") && !m.contains('\n'), "{m}");
+        None
+    }
+
     #[test]
-    fn strongswan_keyfile_is_warned_about_ikev2() {
-        let i = one("nm_strongswan_cert.nmconnection");
-        assert_eq!(i.profile.auth.method, AuthMethod::RsaSig);
-        assert_eq!(i.profile.auth.cert.as_deref(), Some("/home/u/certs/me.pem"));
+    fn strongswan_psk_keyfile_is_ikev2() {
+        let i = one("nm_strongswan_psk.nmconnection");
+        assert_eq!(i.name, "Home (IKEv2)");
+        assert_eq!(i.profile.ike_version, 2);
+        assert_eq!(i.profile.gateway, "vpn.example.org");
+        assert_eq!(i.profile.auth.method, AuthMethod::Psk);
+        assert_eq!(
+            secret(&i, "psk"),
+            Some("a long pre-shared key of 20+ chars")
+        );
+        assert_eq!(
+            i.profile.auth.local_id.as_ref().unwrap().to_string(),
+            "user-fqdn:laptop@example.org"
+        );
+        assert_eq!(
+            i.profile.auth.remote_id.as_ref().unwrap().to_string(),
+            "fqdn:vpn.example.org"
+        );
         assert_eq!(i.profile.network.mode_config, ModeConfig::Pull);
-        assert!(warned(&i, "service-type"));
-        assert!(warned(&i, "ipcomp"));
+        assert_eq!(i.profile.network.nat_traversal, NatTraversal::Force);
+        assert_eq!(ike(&i)[0], "aes256-sha256-modp2048");
+        assert_eq!(esp(&i), ["aes256gcm16", "aes128-sha256"]);
+        assert_eq!(nets(&i.profile.phase2.remote_networks), ["10.10.0.0/16"]);
+        assert!(warned(&i, "server-port"));
+        assert!(!warned(&i, "ipcomp"), "ipcomp=no is nothing to warn about");
+        assert!(!warned(&i, "service-type"), "{:?}", i.warnings);
+        assert!(
+            !warned(&i, "connection.autoconnect"),
+            "autoconnect=false is nothing to warn about"
+        );
+        assert!(
+            i.warnings
+                .iter()
+                .any(|w| w.key == "ike" && w.message.contains("IKEv2 IKE SA")),
+            "{:?}",
+            i.warnings
+        );
+    }
+
+    #[test]
+    fn strongswan_eap_keyfile_is_a_user_login_against_the_gateway_certificate() {
+        if let Some(i) = one_v2(
+            "nm_strongswan_eap.nmconnection",
+            ikev2_allows("hybrid", true),
+        ) {
+            assert_eq!(i.profile.ike_version, 2);
+            assert_eq!(i.profile.auth.method, AuthMethod::Hybrid);
+            assert_eq!(i.profile.xauth.as_ref().unwrap().username, "alice");
+            assert_eq!(
+                i.profile.auth.ca.as_deref(),
+                Some("/home/alice/.config/corp-ca.pem")
+            );
+            assert_eq!(i.secrets_missing, ["xauth-password"]);
+            assert!(warned(&i, "password"), "flags 1: in the desktop keyring");
+            assert!(warned(&i, "ipcomp"));
+        }
+    }
+
+    #[test]
+    fn strongswan_certificate_keyfile() {
+        if let Some(i) = one_v2(
+            "nm_strongswan_cert.nmconnection",
+            ikev2_allows("rsa-sig", false),
+        ) {
+            assert_eq!(i.profile.ike_version, 2);
+            assert_eq!(i.profile.auth.method, AuthMethod::RsaSig);
+            assert_eq!(i.profile.auth.cert.as_deref(), Some("/home/u/certs/me.pem"));
+            assert_eq!(i.profile.network.mode_config, ModeConfig::Pull);
+            assert!(warned(&i, "ipcomp"));
+        }
+    }
+
+    #[test]
+    fn strongswan_eap_tls_is_refused_in_one_line() {
+        let text = "[connection]\nid=Card\ntype=vpn\n[vpn]\nservice-type=org.freedesktop.NetworkManager.strongswan\naddress=gw.example.org\nmethod=eap-tls\n";
+        let e = super::super::import_str(text, "card.nmconnection", &[], &Default::default())
+            .unwrap_err();
+        assert!(
+            e.message.contains("'Card'") && e.message.contains("EAP-TLS"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn libreswan_keyfile_with_ikev2_insist() {
+        let i = one("nm_libreswan_ikev2.nmconnection");
+        assert_eq!(i.profile.ike_version, 2);
+        assert_eq!(i.profile.gateway, "198.51.100.7");
+        assert_eq!(
+            i.profile.exchange_mode,
+            ExchangeMode::Main,
+            "no aggrmode in IKEv2"
+        );
+        assert_eq!(i.profile.auth.method, AuthMethod::Psk);
+        assert_eq!(
+            i.profile.auth.local_id.as_ref().unwrap().to_string(),
+            "fqdn:branch.example.org"
+        );
+        assert_eq!(secret(&i, "psk"), Some("branch psk"));
+        assert_eq!(i.profile.network.mode_config, ModeConfig::Pull);
+        assert_eq!(ike(&i), ["aes256-sha256-modp2048"]);
+        assert_eq!(nets(&i.profile.phase2.remote_networks), ["10.50.0.0/16"]);
+        assert!(i.profile.xauth.is_none());
     }
 
     #[test]

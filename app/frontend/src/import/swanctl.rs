@@ -178,10 +178,12 @@ fn conn(c: &Node, secrets: &Node) -> Draft {
     for n in &c.children {
         conn_key(&mut d, n, &mut auths);
     }
-    if c.get("version").is_none() {
-        d.warn(Some(c.line), "version", "not given: strongSwan would start IKEv2; imported as IKEv1 (the gateway must accept IKEv1)");
+    version(&mut d, c, &auths);
+    if d.p.ike_version == 2 {
+        auth_method_v2(&mut d, auths);
+    } else {
+        auth_method(&mut d, auths);
     }
-    auth_method(&mut d, auths);
     conn_secrets(&mut d, secrets);
     d
 }
@@ -192,11 +194,7 @@ fn conn_key(d: &mut Draft, n: &Node, auths: &mut Auths) {
     let key = n.name.as_str();
     let v = n.value.as_deref().unwrap_or_default();
     match key {
-        "version" => {
-            if v != "1" {
-                d.warn(line, key, format!("version = {v}: strongSwan would use IKEv2; imported as IKEv1 (the gateway must accept IKEv1)"));
-            }
-        }
+        "version" => {}
         "aggressive" => {
             if truthy(v) {
                 d.p.exchange_mode = ExchangeMode::Aggressive;
@@ -272,6 +270,41 @@ fn conn_key(d: &mut Draft, n: &Node, auths: &mut Auths) {
     }
 }
 
+/// `version`: 1 is IKEv1, 2 IKEv2; 0 (the default) lets strongSwan start IKEv2, so
+/// such a connection is IKEv2 unless it uses what only IKEv1 has (aggressive mode,
+/// XAuth rounds).
+fn version(d: &mut Draft, c: &Node, auths: &Auths) {
+    let given = c.get("version");
+    let line = Some(given.map_or(c.line, |n| n.line));
+    let v = given.and_then(|n| n.value.as_deref()).unwrap_or("0").trim();
+    let ikev1_only = d.p.exchange_mode == ExchangeMode::Aggressive
+        || auths.local.iter().any(|(_, a, _)| a.starts_with("xauth"));
+    match v {
+        "1" => {}
+        "2" => d.ikev2(),
+        "0" if ikev1_only => d.warn(
+            line,
+            "version",
+            "0 or not given: strongSwan starts IKEv2, but this connection uses aggressive mode or XAuth (IKEv1 only): imported as IKEv1",
+        ),
+        "0" => {
+            d.ikev2();
+            d.warn(
+                line,
+                "version",
+                "0 or not given: strongSwan starts IKEv2, so this is imported as IKEv2 (write version = 1 for IKEv1)",
+            );
+        }
+        other => {
+            d.warn(
+                line,
+                "version",
+                format!("'{other}' is not 0, 1 or 2: imported as IKEv1"),
+            );
+        }
+    }
+}
+
 /// `dpd_delay` (0 turns DPD off) or `dpd_timeout`.
 fn dpd_key(d: &mut Draft, n: &Node) {
     let key = n.name.as_str();
@@ -279,13 +312,13 @@ fn dpd_key(d: &mut Draft, n: &Node) {
     let Some(t) = d.duration(Some(n.line), key, v) else {
         return;
     };
+    if key == "dpd_delay" && t.is_zero() {
+        d.p.network.dpd = None;
+        return;
+    }
     let t = t.clamp(Duration::from_secs(1), Duration::from_secs(3600));
     let mut dpd = d.p.network.dpd.unwrap_or_default();
     if key == "dpd_delay" {
-        if t.is_zero() {
-            d.p.network.dpd = None;
-            return;
-        }
         dpd.interval = t;
     } else {
         dpd.timeout = t;
@@ -322,7 +355,9 @@ fn local_section(d: &mut Draft, n: &Node, auths: &mut Auths) {
     }
     if let Some(x) = n.val("xauth_id") {
         auths.xauth_user = Some(x.to_string());
-    } else if auth.starts_with("xauth")
+    } else if let Some(x) = n.val("eap_id").filter(|_| auth.starts_with("eap")) {
+        auths.xauth_user = Some(x.to_string());
+    } else if (auth.starts_with("xauth") || auth.starts_with("eap"))
         && let Some(id) = n.val("id")
     {
         auths.xauth_user = Some(id.to_string());
@@ -332,7 +367,11 @@ fn local_section(d: &mut Draft, n: &Node, auths: &mut Auths) {
         d.missing("auth.key", "its private key is in swanctl/private (or rsa, ecdsa, pkcs8): copy it here and set auth.key");
     }
     auths.local.push((round, auth, n.line));
-    drop_unknown_subkeys(d, n, &["auth", "id", "xauth_id", "certs", "round", "cert"]);
+    drop_unknown_subkeys(
+        d,
+        n,
+        &["auth", "id", "xauth_id", "eap_id", "certs", "round", "cert"],
+    );
 }
 
 /// A `remote*` section: the gateway's authentication, identity and CA.
@@ -388,6 +427,84 @@ fn auth_method(d: &mut Draft, mut auths: Auths) {
         None => d.missing(
             "xauth.username",
             "the connection uses XAuth but names no xauth_id",
+        ),
+    }
+}
+
+/// IKEv2: the first local round says how we authenticate: `psk`, `pubkey` (a
+/// certificate), or EAP (the user's login, kept in `[xauth]`) against a gateway that
+/// signs (`hybrid`) or uses the pre-shared key (`psk`); an EAP round after a `psk` or
+/// `pubkey` one adds the login to that method. Whether the combination works today
+/// is the profile's check to say.
+fn auth_method_v2(d: &mut Draft, mut auths: Auths) {
+    auths.local.sort_by_key(|(r, _, _)| *r);
+    let remote = auths.remote.as_deref().unwrap_or("pubkey");
+    let remote_signs = !remote.starts_with("psk");
+    let mut eap = false;
+    for (i, (_, auth, line)) in auths.local.iter().enumerate() {
+        let a = auth.to_ascii_lowercase();
+        let kind = a.split(['-', ':', '/']).next().unwrap_or_default();
+        match kind {
+            "psk" if i == 0 => d.p.auth.method = AuthMethod::Psk,
+            "pubkey" | "rsa" | "ecdsa" | "ed25519" | "ed448" if i == 0 => {
+                d.p.auth.method = AuthMethod::RsaSig;
+            }
+            "eap" => {
+                let method = a.strip_prefix("eap-").unwrap_or("");
+                match method {
+                    "" | "mschapv2" | "gtc" => {}
+                    "dynamic" | "radius" => d.warn(
+                        Some(*line),
+                        "local.auth",
+                        format!("'{auth}': the gateway picks the EAP method; Postern answers EAP-MSCHAPv2 and EAP-GTC"),
+                    ),
+                    other => {
+                        d.refuse(format!(
+                            "its login is EAP-{} (auth = {auth}); Postern's IKEv2 login is EAP-MSCHAPv2 or EAP-GTC",
+                            other.to_ascii_uppercase()
+                        ));
+                        return;
+                    }
+                }
+                eap = true;
+                if i == 0 {
+                    d.p.auth.method = if remote_signs {
+                        AuthMethod::Hybrid
+                    } else {
+                        AuthMethod::Psk
+                    };
+                }
+            }
+            "xauth" => {
+                d.refuse(format!(
+                    "auth = {auth} is XAuth, which exists only in IKEv1: write version = 1, or EAP for IKEv2"
+                ));
+                return;
+            }
+            _ => {
+                d.refuse(format!(
+                    "auth = {auth} is not an IKEv2 method Postern has (psk, pubkey, eap-mschapv2, eap-gtc)"
+                ));
+                return;
+            }
+        }
+    }
+    if auths.local.is_empty() {
+        d.p.auth.method = AuthMethod::RsaSig;
+    }
+    if !eap {
+        return;
+    }
+    match auths.xauth_user {
+        Some(u) => {
+            d.p.xauth = Some(XAuth {
+                username: u,
+                password: None,
+            })
+        }
+        None => d.missing(
+            "xauth.username",
+            "the connection logs in with EAP but names no eap_id or id",
         ),
     }
 }
@@ -530,6 +647,7 @@ fn child(d: &mut Draft, ch: &Node) {
 #[cfg(test)]
 mod tests {
     use super::super::testutil::*;
+    use super::super::{ImportOptions, import_file};
     use super::*;
 
     #[test]
@@ -588,6 +706,97 @@ mod tests {
         assert_eq!(i.profile_name, "z-rich");
         assert_eq!(secret(&i, "psk"), Some("Gr\u{fc}ezi"));
         assert_eq!(i.profile.network.mode_config, ModeConfig::Off);
+    }
+
+    #[test]
+    fn ikev2_psk_connection_with_its_proposals_and_secret() {
+        let all = import("swanctl_ikev2.conf");
+        let i = all.iter().find(|i| i.name == "home").unwrap();
+        assert_eq!(i.profile.ike_version, 2);
+        assert_eq!(i.profile.auth.method, AuthMethod::Psk);
+        assert!(i.profile.xauth.is_none());
+        assert_eq!(
+            i.profile.auth.local_id.as_ref().unwrap().to_string(),
+            "user-fqdn:laptop@example.org"
+        );
+        assert_eq!(
+            i.profile.auth.remote_id.as_ref().unwrap().to_string(),
+            "fqdn:vpn.example.org"
+        );
+        assert_eq!(secret(i, "psk"), Some("home key 2"));
+        assert_eq!(i.profile.network.mode_config, ModeConfig::Pull);
+        assert_eq!(i.profile.network.nat_traversal, NatTraversal::Force);
+        assert_eq!(i.profile.phase1.lifetime.as_secs(), 4 * 3600);
+        assert_eq!(i.profile.phase2.lifetime.as_secs(), 3600);
+        assert_eq!(ike(i)[0], "aes256-sha256-modp2048");
+        assert_eq!(esp(i), ["aes256gcm16", "aes128-sha256-modp2048"]);
+        assert_eq!(
+            nets(&i.profile.phase2.remote_networks),
+            ["10.10.0.0/16", "10.20.0.0/16"]
+        );
+        assert!(!warned(i, "version"), "{:?}", i.warnings);
+        assert!(i.toml.contains("ike_version = 2"), "{}", i.toml);
+    }
+
+    #[test]
+    fn ikev2_eap_login_and_certificates_as_far_as_the_contract_goes() {
+        let all = import("swanctl_ikev2.conf");
+        // EAP-MSCHAPv2 against a gateway certificate: hybrid + [xauth] (EAP for IKEv2).
+        if let Some(s) = v2_or_refused(&all, "staff", ikev2_allows("hybrid", true)) {
+            assert_eq!(s.profile.ike_version, 2);
+            assert_eq!(s.profile.auth.method, AuthMethod::Hybrid);
+            assert_eq!(s.profile.xauth.as_ref().unwrap().username, "alice");
+            assert_eq!(secret(s, "xauth-password"), Some("alice eap"));
+            assert!(s.missing.iter().any(|m| m.key == "auth.ca"));
+        }
+        // No version: strongSwan starts IKEv2; a certificate.
+        if let Some(b) = v2_or_refused(&all, "badge", ikev2_allows("rsa-sig", false)) {
+            assert_eq!(b.profile.ike_version, 2);
+            assert_eq!(b.profile.auth.method, AuthMethod::RsaSig);
+            assert!(warned(b, "version"));
+            assert!(b.missing.iter().any(|m| m.key == "auth.cert"));
+        }
+        // EAP-TLS: never imported, named on the others.
+        assert!(all.iter().all(|i| i.name != "smartcard"));
+        let home = all.iter().find(|i| i.name == "home").unwrap();
+        let w = home
+            .warnings
+            .iter()
+            .find(|w| w.key == "connection" && w.message.contains("'smartcard'"))
+            .unwrap();
+        assert!(w.message.contains("EAP-TLS"), "{}", w.message);
+        // Asked for by name, a refused connection is the error, in one line.
+        let e = import_file(
+            &fixture("swanctl_ikev2.conf"),
+            &ImportOptions {
+                connection: Some("smartcard".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("EAP-TLS"), "{e}");
+    }
+
+    #[test]
+    fn ikev1_only_settings_keep_a_versionless_connection_ikev1() {
+        // "office" says version = 1; "lab" says nothing and uses only PSK: IKEv2.
+        let all = import("swanctl_two_conns.conf");
+        assert_eq!(all[0].profile.ike_version, 1);
+        assert_eq!(all[1].profile.ike_version, 2);
+        let text = "connections {\n x {\n  remote_addrs = 192.0.2.1\n  aggressive = yes\n  local-1 {\n   auth = psk\n  }\n  local-2 {\n   auth = xauth\n   xauth_id = u\n  }\n  remote {\n   auth = psk\n  }\n }\n}\n";
+        let i = super::super::import_str(text, "x.conf", &[], &Default::default())
+            .unwrap()
+            .remove(0);
+        assert_eq!(i.profile.ike_version, 1);
+        assert_eq!(i.profile.exchange_mode, ExchangeMode::Aggressive);
+        assert!(warned(&i, "version"));
+        // The same with version = 2 is XAuth in IKEv2: refused in one sentence.
+        let v2 = text.replace("aggressive = yes", "version = 2");
+        let e = super::super::import_str(&v2, "x.conf", &[], &Default::default()).unwrap_err();
+        assert!(
+            e.message.contains("XAuth") && e.message.contains("IKEv1"),
+            "{e}"
+        );
     }
 
     #[test]

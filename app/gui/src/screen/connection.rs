@@ -374,6 +374,17 @@ pub struct About<'a> {
     pub system: bool,
     /// Why the helper refuses it (this machine's policy, a system file's mode).
     pub refused: Option<&'a str>,
+    /// The profile's IKE version (0: not known): the IKE SA's row says it.
+    pub ike_version: u8,
+}
+
+/// The label and value of the IKE SA's row: "Phase 1" in IKEv1's words, "IKE SA" with
+/// the version for IKEv2.
+pub fn ike_row(version: u8, proposal: &str) -> (&'static str, String) {
+    match version {
+        2 => ("IKE SA", format!("IKEv2 {proposal}")),
+        _ => ("Phase 1", proposal.to_string()),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -540,7 +551,7 @@ pub fn view<'a>(
             if let Some(c) = &l.check {
                 body = body.push(check_box(c));
             }
-            body = body.push(details(t, l, now));
+            body = body.push(details(t, l, now, about.ike_version));
         }
     }
 
@@ -701,7 +712,8 @@ fn check_box(c: &Check) -> Element<'_, Message> {
         .into()
 }
 
-fn details<'a>(t: &'a Tunnel, l: &'a Live, now: Instant) -> Element<'a, Message> {
+fn details<'a>(t: &'a Tunnel, l: &'a Live, now: Instant, version: u8) -> Element<'a, Message> {
+    let (ike_label, ike_value) = ike_row(version, &t.ike_proposal);
     let uptime = l
         .connected_since
         .map(|s| elapsed(now.saturating_duration_since(s)))
@@ -721,7 +733,7 @@ fn details<'a>(t: &'a Tunnel, l: &'a Live, now: Instant) -> Element<'a, Message>
             format!("{}  ({}/s)", bytes(rx), bytes(l.rates.0))
         ),
         kv("Sent", format!("{}  ({}/s)", bytes(tx), bytes(l.rates.1))),
-        kv("Phase 1", t.ike_proposal.clone()),
+        kv(ike_label, ike_value),
     ]
     .spacing(4);
     let head = |s: &'a str, w: f32| text(s).size(12).style(style::muted).width(Length::Fixed(w));
@@ -791,6 +803,16 @@ pub fn log_filter_id() -> iced::widget::Id {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ike_sa_row_says_the_version() {
+        assert_eq!(
+            ike_row(2, "aes128-sha256-modp2048"),
+            ("IKE SA", "IKEv2 aes128-sha256-modp2048".to_string())
+        );
+        assert_eq!(ike_row(1, "3des-sha1-modp1024").0, "Phase 1");
+        assert_eq!(ike_row(0, "x"), ("Phase 1", "x".to_string()));
+    }
     use postern_frontend::FailureKind;
 
     fn t(state: &str, phase: &str) -> Tunnel {

@@ -158,6 +158,10 @@ const fn f(
 // `as_str` is not const in the contract; the keyword lists are checked against it in
 // the tests below (one source of truth, verified).
 const EXCHANGE: &[&str] = &["main", "aggressive"];
+/// `ike_version` 1 and 2, as the form shows them (the TOML has the number).
+const IKE_VERSIONS: &[&str] = &["IKEv1", "IKEv2"];
+/// Mode Config in IKEv2: the address is asked for in IKE_AUTH (no push).
+const MODE_CONFIG_V2: &[&str] = &["pull", "off"];
 /// `autoconnect`: `boot` is for system profiles (the helper ignores it on yours), kept
 /// so a profile that says it survives the form.
 const AUTOCONNECT: &[&str] = &["no", "login", "boot"];
@@ -179,6 +183,11 @@ const PFS: &[&str] = &[
 pub const NAME: usize = 0;
 /// Index of the authentication method field.
 pub const METHOD: usize = 2;
+
+/// The index of the field of `key` (every key used here is in [`FIELDS`]).
+pub fn index(key: &str) -> usize {
+    FIELDS.iter().position(|f| f.key == key).unwrap_or(NAME)
+}
 
 const G_GENERAL: Option<&str> = Some("General");
 const G_AUTH: Option<&str> = Some("Authentication");
@@ -266,6 +275,13 @@ pub const FIELDS: &[Field] = &[
         Kind::File(FileKind::Pem),
         G_AUTH,
         "/path/to/crl.pem",
+    ),
+    f(
+        "ike_version",
+        "IKE version",
+        Kind::Choice(IKE_VERSIONS),
+        G_P1,
+        "",
     ),
     f(
         "phase1.proposals",
@@ -765,6 +781,37 @@ impl State {
         self.set_rows(i, &rows);
     }
 
+    /// The form says IKEv2 (`ike_version = 2`).
+    pub fn ikev2(&self) -> bool {
+        self.values[index("ike_version")] == "IKEv2"
+    }
+
+    /// A field's label as the IKE version has it: IKEv2's user login is EAP.
+    pub fn label(&self, i: usize) -> &'static str {
+        match FIELDS[i].key {
+            "xauth.username" if self.ikev2() => "User login (EAP)",
+            "network.mode_config" if self.ikev2() => "Ask for an address",
+            _ => FIELDS[i].label,
+        }
+    }
+
+    /// The keywords a choice field offers (IKEv2 has no pushed Mode Config).
+    fn words(&self, i: usize) -> &'static [&'static str] {
+        match FIELDS[i].kind {
+            Kind::Choice(_) if FIELDS[i].key == "network.mode_config" && self.ikev2() => {
+                MODE_CONFIG_V2
+            }
+            Kind::Choice(w) => w,
+            _ => &[],
+        }
+    }
+
+    /// Shown instead of the field, with IKEv2: what does not apply.
+    fn not_in_ikev2(&self, i: usize) -> Option<&'static str> {
+        (self.ikev2() && FIELDS[i].key == "exchange_mode")
+            .then_some("IKEv2 has no main or aggressive mode (IKE_SA_INIT, then IKE_AUTH)")
+    }
+
     pub fn method(&self) -> &str {
         match self.values[METHOD].as_str() {
             "" => "psk",
@@ -790,6 +837,14 @@ impl State {
                 "dpd = \"off\"\n".to_string()
             } else if fl.key == "network.dpd.timeout" && self.dpd_off() {
                 continue;
+            } else if fl.key == "exchange_mode" && self.ikev2() {
+                // IKEv2 has no exchange modes: kept in the form, left out of the file.
+                continue;
+            } else if fl.key == "ike_version" {
+                match v.strip_prefix("IKEv") {
+                    Some(n @ ("1" | "2")) => format!("ike_version = {n}\n"),
+                    _ => format!("ike_version = {}\n", js(v)),
+                }
             } else {
                 let value = match fl.kind {
                     Kind::Text | Kind::File(_) => js(v),
@@ -905,8 +960,13 @@ impl State {
             }
             Message::Input(NAME, _) if self.system.is_some() => None,
             Message::Input(i, v) => {
+                let to_v2 = FIELDS.get(i).is_some_and(|f| f.key == "ike_version") && v == "IKEv2";
                 if let Some(slot) = self.values.get_mut(i) {
                     *slot = v;
+                }
+                let mc = index("network.mode_config");
+                if to_v2 && self.values[mc] == "push" {
+                    self.values[mc] = "pull".into();
                 }
                 if let Some(t) = self.touched.get_mut(i) {
                     *t = true;
@@ -952,7 +1012,8 @@ impl State {
                 None
             }
             Message::Cycle(i, None) => {
-                if let Some(Kind::Choice(words)) = FIELDS.get(i).map(|f| f.kind) {
+                if let Some(Kind::Choice(_)) = FIELDS.get(i).map(|f| f.kind) {
+                    let words = self.words(i);
                     let cur = words.iter().position(|w| *w == self.values[i]);
                     let next = match cur {
                         Some(c) => words[(c + 1) % words.len()],
@@ -1007,10 +1068,19 @@ impl State {
         let value = &self.values[i];
         let placeholder = match self.defaults.get(i) {
             Some(d) if !d.is_empty() => format!("default: {d}"),
+            _ if fl.key == "xauth.username" && self.ikev2() => "empty: no EAP login".to_string(),
             _ => fl.hint.to_string(),
         };
         let fixed = self.read_only() || (i == NAME && self.system.is_some());
         let input: Element<'a, Message> = match fl.kind {
+            _ if self.not_in_ikev2(i).is_some() => container(
+                text(self.not_in_ikev2(i).unwrap_or_default())
+                    .size(13)
+                    .style(style::muted),
+            )
+            .padding([6, 0])
+            .width(Length::Fill)
+            .into(),
             // Shown, not editable: the value as plain text (the default, muted, when
             // unset), in line with the note of the pre-shared key.
             _ if fixed => container(if value.is_empty() {
@@ -1021,8 +1091,8 @@ impl State {
             .padding([6, 0])
             .width(Length::Fill)
             .into(),
-            Kind::Choice(words) => {
-                let options: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+            Kind::Choice(_) => {
+                let options: Vec<String> = self.words(i).iter().map(|w| w.to_string()).collect();
                 let selected = (!value.is_empty()).then(|| value.clone());
                 let on = focused == Some(choice_key(i).as_str());
                 container(
@@ -1061,11 +1131,11 @@ impl State {
         };
         // Proposal rows take the whole width (three pick lists and ×), under their label.
         let mut col = if matches!(fl.kind, Kind::Proposals(_)) && !fixed {
-            column![text(fl.label), container(input).width(Length::Fill)].spacing(6)
+            column![text(self.label(i)), container(input).width(Length::Fill)].spacing(6)
         } else {
             column![
                 row![
-                    text(fl.label).width(Length::Fixed(190.0)),
+                    text(self.label(i)).width(Length::Fixed(190.0)),
                     container(input).width(Length::Fill)
                 ]
                 .spacing(12)
@@ -1194,6 +1264,7 @@ impl State {
                 continue;
             }
             match f.kind {
+                _ if self.not_in_ikev2(i).is_some() => {}
                 Kind::Choice(_) => {
                     v.push((choice_key(i), None, Some(Message::Cycle(i, None))));
                 }
@@ -1528,6 +1599,7 @@ fn lookup(t: &toml::Table, key: &str) -> Option<String> {
         };
     }
     Some(match cur {
+        toml::Value::Integer(n @ (1 | 2)) if key == "ike_version" => format!("IKEv{n}"),
         toml::Value::String(s) => s,
         toml::Value::Array(a) => a
             .iter()
@@ -1738,6 +1810,48 @@ mod tests {
         let d = State::duplicate("lab", text, vec!["lab".into(), "lab-copy".into()]);
         assert_eq!(d.values[NAME], "lab-copy2");
         assert!(d.original.is_none() && d.is_valid());
+    }
+
+    #[test]
+    fn ikev2_is_chosen_saved_and_read_back() {
+        let mut s = form(&[
+            ("name", "home"),
+            ("gateway", "192.0.2.7"),
+            ("exchange_mode", "aggressive"),
+            ("network.mode_config", "push"),
+        ]);
+        assert!(!s.ikev2());
+        assert_eq!(s.label(index("xauth.username")), "XAuth user name");
+        let v = index("ike_version");
+        let _ = s.update(Message::Input(v, "IKEv2".into()));
+        assert!(s.ikev2() && s.is_valid(), "{:?}", s.invalid);
+        let t = s.to_toml();
+        assert!(t.contains("ike_version = 2\n"), "{t}");
+        assert!(!t.contains("aggressive"), "no exchange mode in IKEv2: {t}");
+        assert!(
+            t.contains("mode_config = \"pull\""),
+            "push became pull: {t}"
+        );
+        assert_eq!(s.label(index("xauth.username")), "User login (EAP)");
+        assert_eq!(s.words(index("network.mode_config")), ["pull", "off"]);
+        assert!(s.not_in_ikev2(index("exchange_mode")).is_some());
+        // The exchange mode is no stop in the Tab order.
+        let stop = choice_key(index("exchange_mode"));
+        s.advanced = true;
+        assert!(s.controls().iter().all(|(k, _, _)| *k != stop));
+        let p = Profile::from_toml_str(&t, "home", SecretPolicy::Forbid).unwrap();
+        assert_eq!(p.ike_version, 2);
+        // The saved file opens as IKEv2 again; back to IKEv1 the exchange mode returns.
+        let mut e = State::edit("home", &p.to_toml_string(), vec!["home".into()], false);
+        assert!(e.ikev2() && e.is_valid());
+        assert_eq!(e.values[v], "IKEv2");
+        let _ = e.update(Message::Input(v, "IKEv1".into()));
+        assert!(e.to_toml().contains("ike_version = 1\n"));
+        let _ = e.update(Message::Cycle(v, None));
+        assert!(e.ikev2(), "Enter/Space cycles to IKEv2");
+        // Anything else is the parser's to refuse, on the field.
+        let _ = e.update(Message::Input(v, "IKEv3".into()));
+        assert_eq!(e.invalid.as_ref().and_then(|i| i.field), Some(v));
     }
 
     /// Every key of the contract is in the form: the profile that sets every key

@@ -91,6 +91,7 @@ pub fn export_label(f: ExportFormat) -> &'static str {
         ExportFormat::Pcf => "Cisco VPN Client (.pcf)",
         ExportFormat::NmConnection => "NetworkManager, libreswan (.nmconnection)",
         ExportFormat::IpsecConf => "libreswan ipsec.conf (.conf)",
+        ExportFormat::Swanctl => "strongSwan swanctl.conf (.conf)",
         ExportFormat::SheetMd => "Partner parameter sheet (Markdown)",
         ExportFormat::SheetCsv => "Partner parameter sheet (CSV)",
     }

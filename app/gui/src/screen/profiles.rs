@@ -21,6 +21,8 @@ pub struct Entry {
     /// Why the helper refuses it (this machine's policy, a system file's mode): the
     /// helper's sentence, shown under the name with a mark instead of the gateway.
     pub refused: Option<String>,
+    /// The profile's `ike_version` (0: not known, e.g. a system profile's).
+    pub ike_version: u8,
 }
 
 impl Entry {
@@ -31,6 +33,7 @@ impl Entry {
             gateway,
             system: false,
             refused: None,
+            ike_version: 1,
         }
     }
 
