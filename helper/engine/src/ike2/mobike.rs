@@ -164,8 +164,7 @@ impl Ike2 {
         new_local: SocketAddr,
         new_remote: SocketAddr,
     ) -> bool {
-        if self.role != Role::Initiator || self.state != State::Established || !self.mobike.peer
-        {
+        if self.role != Role::Initiator || self.state != State::Established || !self.mobike.peer {
             return false;
         }
         let port = if self.floated {
@@ -246,7 +245,8 @@ impl Ike2 {
         Some(NatState {
             local_behind_nat: !ct_eq(dst, &mine),
             remote_behind_nat: !srcs.iter().any(|s| ct_eq(s, &theirs)),
-            forced: self.role == Role::Initiator && self.config.nat_traversal == NatTraversal::Force,
+            forced: self.role == Role::Initiator
+                && self.config.nat_traversal == NatTraversal::Force,
         })
     }
 
@@ -286,7 +286,9 @@ impl Ike2 {
                 && *kind < notify::STATUS_FIRST
             {
                 let e = if *kind == kind::UNEXPECTED_NAT_DETECTED {
-                    Error::Local("the gateway refused the new path (UNEXPECTED_NAT_DETECTED)".into())
+                    Error::Local(
+                        "the gateway refused the new path (UNEXPECTED_NAT_DETECTED)".into(),
+                    )
                 } else {
                     super::error_from_notify(*kind, data)
                 };

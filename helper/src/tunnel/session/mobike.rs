@@ -156,7 +156,10 @@ impl Session<'_> {
         if udp {
             self.raw = None;
         }
-        match self.with_datapath(move |dp| dp.move_socket(fd, udp)).await? {
+        match self
+            .with_datapath(move |dp| dp.move_socket(fd, udp))
+            .await?
+        {
             Some(Ok(true)) | None => Ok(Ok(())),
             Some(Ok(false)) => Ok(Err("the kernel datapath does not follow".into())),
             Some(Err(e)) => Ok(Err(format!("datapath: {e}"))),
@@ -166,20 +169,22 @@ impl Session<'_> {
     /// The engine's MOBIKE move is confirmed by the gateway.
     pub(super) async fn on_moved(&mut self, a: AddressChange) -> Result<(), Failure> {
         // A NAT on the new path turns ESP in UDP on.
-        if a.udp_encapsulation && self.raw.is_some() {
-            if let Err(line) = self.move_datapath(true).await? {
-                let mut f = Failure::new(
-                    FailureKind::NotResponding,
-                    format!("roaming: cannot switch to ESP in UDP ({line})"),
-                );
-                f.lost = true;
-                f.retry_now = true;
-                return Err(f);
-            }
+        if a.udp_encapsulation
+            && self.raw.is_some()
+            && let Err(line) = self.move_datapath(true).await?
+        {
+            let mut f = Failure::new(
+                FailureKind::NotResponding,
+                format!("roaming: cannot switch to ESP in UDP ({line})"),
+            );
+            f.lost = true;
+            f.retry_now = true;
+            return Err(f);
         }
         let Some(m) = self.moving.take() else {
             // Nothing of ours in flight (a responder followed its peer).
-            self.driver.emit(Event::Note(format!("roaming: the SAs now run {a}")));
+            self.driver
+                .emit(Event::Note(format!("roaming: the SAs now run {a}")));
             return Ok(());
         };
         let mut path = Vec::new();

@@ -43,14 +43,10 @@ fn drive_net(p: &mut Pair, net: &mut Net, limit: Duration) {
     for _ in 0..10_000 {
         p.collect();
         let next_wire = p.wire.iter().map(|w| w.0).min();
-        let next = [
-            next_wire,
-            p.client.poll_timeout(),
-            p.gateway.poll_timeout(),
-        ]
-        .into_iter()
-        .flatten()
-        .min();
+        let next = [next_wire, p.client.poll_timeout(), p.gateway.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min();
         let Some(next) = next else { return };
         if next > end {
             p.now = end;
@@ -141,7 +137,10 @@ fn a_gateway_without_mobike_is_not_asked_to_move() {
     assert!(!p.client.mobike() && !p.gateway.mobike());
     // Refused: the driver negotiates again instead.
     let now = p.now;
-    assert!(!p.client.update_addresses(now, sock(MOVED, 500), sock(GATEWAY, 500)));
+    assert!(
+        !p.client
+            .update_addresses(now, sock(MOVED, 500), sock(GATEWAY, 500))
+    );
     assert!(p.client.poll_transmit().is_none());
 }
 
@@ -152,7 +151,10 @@ fn the_client_moves_and_the_same_sas_carry_on() {
     let child = p.client.children()[0].clone();
     let mut net = Net::at(MOVED);
     let now = p.now;
-    assert!(p.client.update_addresses(now, sock(MOVED, 500), sock(GATEWAY, 500)));
+    assert!(
+        p.client
+            .update_addresses(now, sock(MOVED, 500), sock(GATEWAY, 500))
+    );
     assert!(p.client.moving());
     drive_net(&mut p, &mut net, Duration::from_secs(5));
     assert!(!p.client.moving());
@@ -171,7 +173,10 @@ fn the_client_moves_and_the_same_sas_carry_on() {
     assert_eq!(p.gateway.spis(), spis);
     assert_eq!(p.client.children().len(), 1);
     assert_eq!(p.client.children()[0].spi_in, child.spi_in);
-    assert_eq!(p.client.children()[0].keys_out.encryption, child.keys_out.encryption);
+    assert_eq!(
+        p.client.children()[0].keys_out.encryption,
+        child.keys_out.encryption
+    );
     // The request carried UPDATE_SA_ADDRESSES, NAT notifies and a COOKIE2 (read by
     // the gateway: the request is sealed).
     let req = Message::decode(p.sent_to_gateway.last().unwrap()).unwrap();
@@ -195,7 +200,10 @@ fn a_lost_update_is_retransmitted() {
     net.lose_to_gateway = 2;
     let now = p.now;
     let retransmits = p.client.counters().retransmits;
-    assert!(p.client.update_addresses(now, sock(MOVED, 500), sock(GATEWAY, 500)));
+    assert!(
+        p.client
+            .update_addresses(now, sock(MOVED, 500), sock(GATEWAY, 500))
+    );
     drive_net(&mut p, &mut net, Duration::from_secs(8));
     assert_eq!(changes(&p.client_events).len(), 1, "{:?}", p.client_events);
     assert_eq!(p.client.counters().retransmits, retransmits + 2);
@@ -208,7 +216,10 @@ fn no_answer_to_the_update_fails_in_bounded_time() {
     let mut net = Net::at(MOVED);
     net.gateway_gone = true;
     let start = p.now;
-    assert!(p.client.update_addresses(start, sock(MOVED, 500), sock(GATEWAY, 500)));
+    assert!(
+        p.client
+            .update_addresses(start, sock(MOVED, 500), sock(GATEWAY, 500))
+    );
     // Given up at the budget (10 s), not after a whole retransmission series (25 s).
     drive_net(&mut p, &mut net, Duration::from_secs(11));
     assert!(
@@ -233,7 +244,10 @@ fn a_nat_appearing_on_the_new_path_turns_on_esp_in_udp() {
     let mut net = Net::at(private);
     net.nat = Some((public, 31_000, 31_001));
     let now = p.now;
-    assert!(p.client.update_addresses(now, sock(private, 500), sock(GATEWAY, 500)));
+    assert!(
+        p.client
+            .update_addresses(now, sock(private, 500), sock(GATEWAY, 500))
+    );
     drive_net(&mut p, &mut net, Duration::from_secs(5));
     let c = changes(&p.client_events);
     assert_eq!(c.len(), 1, "{:?}", p.client_events);
@@ -260,10 +274,17 @@ fn a_move_during_a_rekey_waits_for_its_answer() {
     let now = p.now;
     assert!(p.client.rekey(now, spi));
     let mut net = Net::at(MOVED);
-    assert!(p.client.update_addresses(now, sock(MOVED, 500), sock(GATEWAY, 500)));
+    assert!(
+        p.client
+            .update_addresses(now, sock(MOVED, 500), sock(GATEWAY, 500))
+    );
     assert!(p.client.moving());
     drive_net(&mut p, &mut net, Duration::from_secs(10));
-    assert!(Pair::failure(&p.client_events).is_none(), "{:?}", p.client_events);
+    assert!(
+        Pair::failure(&p.client_events).is_none(),
+        "{:?}",
+        p.client_events
+    );
     assert_eq!(changes(&p.client_events).len(), 1);
     assert_eq!(p.client.children().len(), 1);
     assert_ne!(p.client.children()[0].spi_in, spi);
@@ -292,11 +313,13 @@ fn an_update_before_mobike_was_agreed_moves_nothing() {
     let now = p.now;
     p.gateway
         .handle_datagram(now, sock(GATEWAY, 500), sock(MOVED, 500), &d);
-    assert!(changes(&{
-        p.collect();
-        p.gateway_events.clone()
-    })
-    .is_empty());
+    assert!(
+        changes(&{
+            p.collect();
+            p.gateway_events.clone()
+        })
+        .is_empty()
+    );
     assert_eq!(p.gateway.addresses().1, sock(CLIENT, 500));
 }
 
@@ -304,12 +327,17 @@ fn an_update_before_mobike_was_agreed_moves_nothing() {
 fn a_wrong_cookie2_echo_is_refused() {
     let mut p = up();
     let now = p.now;
-    assert!(p.client.update_addresses(now, sock(MOVED, 500), sock(GATEWAY, 500)));
+    assert!(
+        p.client
+            .update_addresses(now, sock(MOVED, 500), sock(GATEWAY, 500))
+    );
     let req = p.client.poll_transmit().unwrap();
     let id = Message::decode(&req.data).unwrap().header.message_id;
     // The gateway's answer with another COOKIE2 (as an off-path replay would have).
     let h = p.gateway.header(codec::exchange::INFORMATIONAL, id, true);
-    let d = p.gateway.seal(h, &[notify_payload(kind::COOKIE2, vec![7; 16])]);
+    let d = p
+        .gateway
+        .seal(h, &[notify_payload(kind::COOKIE2, vec![7; 16])]);
     p.client
         .handle_datagram(now, sock(MOVED, 4500), sock(GATEWAY, 4500), &d);
     p.collect();
