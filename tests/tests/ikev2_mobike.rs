@@ -172,3 +172,100 @@ fn ikev2_mobike_outer_address_replaced_while_pinging() {
         gw.wait_no_sas(Duration::from_secs(10))
     });
 }
+
+/// A gateway with `mobike = no`: the client still sends IKE_AUTH from port 4500, and
+/// on the address change says why it cannot move and negotiates again from the new
+/// address (a new IKE SA), as an IKEv1 tunnel does; the ping resumes.
+#[test]
+fn ikev2_without_mobike_at_the_gateway_negotiates_again() {
+    let t = Tunnel::main_psk("v2-nomobike").ikev2().mode_config(true);
+    run_scenario("v2-nomobike", |lab: &Lab| {
+        let conf = t
+            .gateway_swanctl()
+            .replacen("    version = 2\n", "    version = 2\n    mobike = no\n", 1);
+        lab_ensure!(conf.contains("mobike = no"), "no version line in:\n{conf}");
+        let gw = lab.start_gateway_as(&t, &conf)?;
+        let client = lab.start_postern(&t)?;
+        client.wait_connected()?;
+        gw.wait_established(Duration::from_secs(10))?;
+        lab.ping(Role::Client, None, LAN_HOST)?;
+        let before = gateway_view(&gw)?;
+
+        let mut cmd = lab.command(Role::Client, Path::new("ping"));
+        cmd.args(["-n", "-i", "0.05", "-W", "1", "-w", "40", LAN_HOST]);
+        let ping = Proc::spawn("ping", cmd, Some(&lab.dir.join("ping.out")))?;
+        lab.adopt(&ping);
+        std::thread::sleep(Duration::from_millis(500));
+        lab_ensure!(!replies(&ping).is_empty(), "no answers before the change");
+
+        lab.exec(
+            Role::Client,
+            &["ip", "addr", "del", "192.0.2.2/24", "dev", "c0"],
+        )?;
+        let new_addr = Instant::now();
+        lab.exec(
+            Role::Client,
+            &[
+                "ip",
+                "addr",
+                "add",
+                &format!("{NEW_CLIENT_ADDR}/24"),
+                "dev",
+                "c0",
+            ],
+        )?;
+        let why = client.wait_line("roaming: no MOBIKE move", Duration::from_secs(15))?;
+        lab_ensure!(
+            why.text.contains("the gateway did not offer MOBIKE"),
+            "another reason: {why}"
+        );
+        client.wait_line("network changed", Duration::from_secs(5))?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let resumed = loop {
+            if let Some(t) = replies(&ping).into_iter().find(|t| *t > new_addr) {
+                break t;
+            }
+            lab_ensure!(
+                Instant::now() < deadline,
+                "the ping did not resume within 30 s: {:?}",
+                client.stdout()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        println!(
+            "mobike fallback: new outer address -> ping answered again in {} ms (a new IKE SA, gateway without MOBIKE)",
+            (resumed - new_addr).as_millis()
+        );
+        let out = client.stdout();
+        lab_ensure!(
+            out.iter().filter(|l| l.starts_with("connected")).count() == 2
+                && !out.iter().any(|l| l.starts_with("roaming: moved")),
+            "not negotiated again: {out:?}"
+        );
+        // A new IKE SA from the new address (the old one is gone or going).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let sas = gw.list_sas()?;
+            let fresh = sas.iter().any(|sa| {
+                sa.get("remote-host") == NEW_CLIENT_ADDR
+                    && sa.get("initiator-spi") != before[0]
+                    && sa.installed_child().is_some()
+            });
+            if fresh {
+                break;
+            }
+            lab_ensure!(
+                Instant::now() < deadline,
+                "no new IKE SA from {NEW_CLIENT_ADDR}:\n{}",
+                gw.list_sas_text()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        ping.signal("INT")?;
+        ping.exit_status(Duration::from_secs(5))?;
+        client.sigterm()?;
+        let code = client.exit_code(Duration::from_secs(15))?;
+        lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
+        Ok(())
+    });
+}
