@@ -173,19 +173,39 @@ fn ikev2_mobike_outer_address_replaced_while_pinging() {
     });
 }
 
-/// A gateway with `mobike = no`: the client still sends IKE_AUTH from port 4500, and
-/// on the address change says why it cannot move and negotiates again from the new
-/// address (a new IKE SA), as an IKEv1 tunnel does; the ping resumes.
+/// Without MOBIKE on one side, a gateway with `mobike = no` (the client still sends
+/// IKE_AUTH from port 4500) or a profile with `network.mobike = false`: on the address
+/// change the client says why it cannot move and negotiates again from the new address
+/// (a new IKE SA), as an IKEv1 tunnel does; the ping resumes.
 #[test]
-fn ikev2_without_mobike_at_the_gateway_negotiates_again() {
-    let t = Tunnel::main_psk("v2-nomobike").ikev2().mode_config(true);
-    run_scenario("v2-nomobike", |lab: &Lab| {
-        let conf = t
-            .gateway_swanctl()
-            .replacen("    version = 2\n", "    version = 2\n    mobike = no\n", 1);
-        lab_ensure!(conf.contains("mobike = no"), "no version line in:\n{conf}");
-        let gw = lab.start_gateway_as(&t, &conf)?;
-        let client = lab.start_postern(&t)?;
+fn ikev2_without_mobike_negotiates_again() {
+    fallback("v2-nomobike-gw", true, "the gateway did not offer MOBIKE");
+    fallback("v2-nomobike-cl", false, "network.mobike = false");
+}
+
+fn fallback(scenario: &str, gateway_off: bool, reason: &str) {
+    let t = Tunnel::main_psk(scenario).ikev2().mode_config(true);
+    run_scenario(scenario, |lab: &Lab| {
+        let gw = if gateway_off {
+            let conf = t.gateway_swanctl().replacen(
+                "    version = 2\n",
+                "    version = 2\n    mobike = no\n",
+                1,
+            );
+            lab_ensure!(conf.contains("mobike = no"), "no version line in:\n{conf}");
+            lab.start_gateway_as(&t, &conf)?
+        } else {
+            lab.start_gateway(&t)?
+        };
+        let client = if gateway_off {
+            lab.start_postern(&t)?
+        } else {
+            let text =
+                t.postern_profile()
+                    .replacen("\n[network]\n", "\n[network]\nmobike = false\n", 1);
+            lab_ensure!(text.contains("mobike = false"), "no [network] in:\n{text}");
+            lab.start_postern_text(scenario, &text)?
+        };
         client.wait_connected()?;
         gw.wait_established(Duration::from_secs(10))?;
         lab.ping(Role::Client, None, LAN_HOST)?;
@@ -215,10 +235,7 @@ fn ikev2_without_mobike_at_the_gateway_negotiates_again() {
             ],
         )?;
         let why = client.wait_line("roaming: no MOBIKE move", Duration::from_secs(15))?;
-        lab_ensure!(
-            why.text.contains("the gateway did not offer MOBIKE"),
-            "another reason: {why}"
-        );
+        lab_ensure!(why.text.contains(reason), "another reason: {why}");
         client.wait_line("network changed", Duration::from_secs(5))?;
         let deadline = Instant::now() + Duration::from_secs(30);
         let resumed = loop {
@@ -233,7 +250,7 @@ fn ikev2_without_mobike_at_the_gateway_negotiates_again() {
             std::thread::sleep(Duration::from_millis(20));
         };
         println!(
-            "mobike fallback: new outer address -> ping answered again in {} ms (a new IKE SA, gateway without MOBIKE)",
+            "mobike fallback: new outer address -> ping answered again in {} ms (a new IKE SA; {reason})",
             (resumed - new_addr).as_millis()
         );
         let out = client.stdout();

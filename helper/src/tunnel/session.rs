@@ -267,13 +267,10 @@ impl<'d> Session<'d> {
                     }
                 }
                 if v2 {
-                    Engine::V2(Box::new(Ike2::initiate(
-                        config,
-                        local,
-                        remote,
-                        clock.now(),
-                        Box::new(rng),
-                    )?))
+                    let mut e = Ike2::initiate(config, local, remote, clock.now(), Box::new(rng))?;
+                    // MOBIKE is offered in IKE_AUTH, after this first message.
+                    e.set_mobike(p.network.mobike);
+                    Engine::V2(Box::new(e))
                 } else {
                     Engine::V1(Box::new(Ike::initiate(
                         config,
@@ -290,12 +287,11 @@ impl<'d> Session<'d> {
                     peer: remote,
                 });
                 if v2 {
-                    Engine::V2(Box::new(Ike2::respond(
-                        config,
-                        local,
-                        remote,
-                        Box::new(rng),
-                    )))
+                    let mut e = Ike2::respond(config, local, remote, Box::new(rng));
+                    // The responder's sockets are connected to the peer's address: it
+                    // could not follow a move, so it does not offer MOBIKE.
+                    e.set_mobike(false);
+                    Engine::V2(Box::new(e))
                 } else {
                     Engine::V1(Box::new(Ike::respond(config, local, remote, Box::new(rng))))
                 }
