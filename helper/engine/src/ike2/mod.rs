@@ -18,7 +18,7 @@
 //! detection), message IDs with a window of 1 and retransmission with the IKEv1
 //! engine's timer ([`RetransmitConfig`]). What it does not do yet: CREATE_CHILD_SA
 //! (rekeying; a gateway's request is refused with NO_ADDITIONAL_SAS), certificates,
-//! EAP, MOBIKE, fragmentation, more than one child SA.
+//! EAP, fragmentation, more than one child SA. MOBIKE (RFC 4555) is in `mobike.rs`.
 //!
 //! States are named for what they expect next (`ExpectInitReply`, `ExpectAuthReply`,
 //! `ExpectInit`, `ExpectAuth`).
