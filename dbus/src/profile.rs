@@ -284,6 +284,9 @@ pub struct Network {
     /// With the kill switch: the local networks (RFC 1918, link-local) stay reachable
     /// outside the tunnel. Default off.
     pub allow_lan: bool,
+    /// IKEv2: MOBIKE (RFC 4555), so a network change moves the tunnel instead of
+    /// negotiating it again (when the gateway does it too). Default on.
+    pub mobike: bool,
 }
 
 /// Dead peer detection (RFC 3706): probe after `interval` of silence, give up after
@@ -452,6 +455,7 @@ impl Profile {
                 dpd: Some(Dpd::default()),
                 reconnect: true,
                 nat_keepalive: Some(Duration::from_secs(20)),
+                mobike: true,
                 ..Network::default()
             },
             autoconnect: Autoconnect::No,
@@ -921,6 +925,7 @@ struct RawNetwork {
     portal_url: Str,
     kill_switch: Option<Spanned<bool>>,
     allow_lan: Option<Spanned<bool>>,
+    mobike: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1641,6 +1646,7 @@ fn parse_network(cx: &Cx<'_>, n: &RawNetwork) -> Result<Network, ProfileError> {
         })?,
         kill_switch: n.kill_switch.as_ref().is_some_and(|b| *b.get_ref()),
         allow_lan: n.allow_lan.as_ref().is_some_and(|b| *b.get_ref()),
+        mobike: n.mobike.as_ref().is_none_or(|b| *b.get_ref()),
     };
     Ok(network)
 }
@@ -1787,10 +1793,16 @@ struct OutNetwork {
     kill_switch: bool,
     #[serde(skip_serializing_if = "is_false")]
     allow_lan: bool,
+    #[serde(skip_serializing_if = "is_true")]
+    mobike: bool,
 }
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 #[derive(Serialize)]
@@ -1931,6 +1943,7 @@ impl Profile {
                 portal_url: self.network.portal_url.clone(),
                 kill_switch: self.network.kill_switch,
                 allow_lan: self.network.allow_lan,
+                mobike: self.network.mobike,
             },
         };
         toml::to_string(&out).expect("a profile always serialises")

@@ -128,6 +128,16 @@ impl Active {
         self.install(c).map(Some)
     }
 
+    /// IKEv2 MOBIKE moved the tunnel: the userspace datapath sends on the new socket
+    /// ([`Datapath::move_socket`]); `Ok(false)` for the kernel's, which does not
+    /// follow yet (the caller negotiates again).
+    pub fn move_socket(&mut self, socket: OwnedFd, udp: bool) -> Result<bool, DatapathError> {
+        match self {
+            Active::User(d) => d.move_socket(socket, udp).map(|()| true),
+            Active::Kernel(_) => Ok(false),
+        }
+    }
+
     /// The inner address it holds.
     pub fn vip(&self) -> IpAddr {
         match self {

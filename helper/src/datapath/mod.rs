@@ -388,6 +388,15 @@ impl Datapath {
     /// [`Datapath::install`].
     pub fn resume(&mut self, socket: OwnedFd, udp: bool) -> Result<(), DatapathError> {
         self.park();
+        self.move_socket(socket, udp)
+    }
+
+    /// The tunnel moved to another outer address (IKEv2 MOBIKE): the outbound worker
+    /// sends on `socket` from now on (a duplicate of the new NAT-T socket, or a new
+    /// raw ESP socket); the SAs with their sequence numbers and replay windows, the
+    /// device, the inner address and the routes stay.
+    pub fn move_socket(&mut self, socket: OwnedFd, udp: bool) -> Result<(), DatapathError> {
+        self.stop_worker();
         let dev = self
             .dev
             .as_ref()

@@ -172,6 +172,15 @@ pub enum Event {
         from: IpAddr,
         to: IpAddr,
     },
+    /// IKEv2 MOBIKE: the tunnel moved to the outer address `to` (the same IKE SA and
+    /// ESP SAs, the datapath kept), `elapsed` after the network change was seen.
+    Roamed {
+        from: IpAddr,
+        to: IpAddr,
+        elapsed: Duration,
+        /// How the new path is: NAT found, ESP in UDP.
+        path: String,
+    },
     /// The machine woke up: the gateway is being asked at once whether it still
     /// knows the tunnel.
     Resumed,
@@ -277,6 +286,16 @@ impl fmt::Display for Event {
             Event::NetworkChanged { from, to } => write!(
                 f,
                 "network changed: the gateway is now reached from {to} (was {from}); negotiating again"
+            ),
+            Event::Roamed {
+                from,
+                to,
+                elapsed,
+                path,
+            } => write!(
+                f,
+                "roaming: moved to {to} (was {from}) in {} ms by MOBIKE, the same IKE SA and ESP SAs ({path})",
+                elapsed.as_millis()
             ),
             Event::Resumed => f.write_str("resumed: checking the gateway"),
             Event::GatewayAnswered => {

@@ -33,6 +33,8 @@ use crate::kernel::dns::DnsConfig;
 use crate::kernel::firewall::{self, Rules};
 use crate::kernel::xfrm::{EventListener, XfrmEvent};
 
+mod mobike;
+
 /// Which side of the negotiation this tunnel is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -138,6 +140,8 @@ pub(super) struct Session<'d> {
     logind: Option<Logind>,
     /// Waiting for the gateway's answer to the check after a resume.
     resume_check: bool,
+    /// An IKEv2 MOBIKE move in flight (`mobike.rs`).
+    moving: Option<mobike::Move>,
 }
 
 impl<'d> Session<'d> {
@@ -263,13 +267,10 @@ impl<'d> Session<'d> {
                     }
                 }
                 if v2 {
-                    Engine::V2(Box::new(Ike2::initiate(
-                        config,
-                        local,
-                        remote,
-                        clock.now(),
-                        Box::new(rng),
-                    )?))
+                    let mut e = Ike2::initiate(config, local, remote, clock.now(), Box::new(rng))?;
+                    // MOBIKE is offered in IKE_AUTH, after this first message.
+                    e.set_mobike(p.network.mobike);
+                    Engine::V2(Box::new(e))
                 } else {
                     Engine::V1(Box::new(Ike::initiate(
                         config,
@@ -286,12 +287,11 @@ impl<'d> Session<'d> {
                     peer: remote,
                 });
                 if v2 {
-                    Engine::V2(Box::new(Ike2::respond(
-                        config,
-                        local,
-                        remote,
-                        Box::new(rng),
-                    )))
+                    let mut e = Ike2::respond(config, local, remote, Box::new(rng));
+                    // The responder's sockets are connected to the peer's address: it
+                    // could not follow a move, so it does not offer MOBIKE.
+                    e.set_mobike(false);
+                    Engine::V2(Box::new(e))
                 } else {
                     Engine::V1(Box::new(Ike::respond(config, local, remote, Box::new(rng))))
                 }
@@ -341,6 +341,7 @@ impl<'d> Session<'d> {
             no_route_said: false,
             logind: None,
             resume_check: false,
+            moving: None,
         })
     }
 
@@ -524,6 +525,10 @@ impl<'d> Session<'d> {
                 Ok(())
             }
             Verdict::Moved { to } => {
+                // IKEv2 with a gateway that does MOBIKE: the tunnel moves.
+                if self.try_move(to).await? {
+                    return Ok(());
+                }
                 self.driver.emit(Event::NetworkChanged {
                     from: self.path.source,
                     to: to.source,
@@ -704,10 +709,13 @@ impl<'d> Session<'d> {
                 let mut f = Failure::from(e);
                 // The gateway forgot us while we slept: negotiate again at once.
                 f.retry_now = self.resume_check;
+                // A MOBIKE move the gateway did not confirm: as a network change.
+                self.move_failed(&mut f);
                 return Err(f);
             }
             ike::Event::Closed => return Ok(Flow::Closed),
             ike::Event::Note(line) => self.driver.emit(Event::Note(line)),
+            ike::Event::AddressesChanged(a) => self.on_moved(a).await?,
         }
         Ok(Flow::Continue)
     }

@@ -174,7 +174,10 @@ impl Status {
             Event::Closing { .. } => self.state = State::Disconnecting,
             Event::Disconnected => self.finish(None),
             Event::Protection(lines) => self.protection = lines.clone(),
-            Event::Datapath(_) | Event::Responding { .. } | Event::Note(_) => {}
+            Event::Datapath(_)
+            | Event::Responding { .. }
+            | Event::Note(_)
+            | Event::Roamed { .. } => {}
         }
     }
 

@@ -492,6 +492,9 @@ pub enum Event {
     /// A line worth showing the user (e.g. phase 2 proposals left out of an offer);
     /// nothing to act on.
     Note(String),
+    /// IKEv2 MOBIKE: the IKE SA and its child SAs (same SPIs, keys and counters) now
+    /// run between these outer addresses, with this NAT state and encapsulation.
+    AddressesChanged(crate::ike2::mobike::AddressChange),
 }
 
 /// Why a negotiation failed. Each variant reads as one clear sentence.

@@ -18,13 +18,14 @@
 //! detection), message IDs with a window of 1 and retransmission with the IKEv1
 //! engine's timer ([`RetransmitConfig`]). What it does not do yet: CREATE_CHILD_SA
 //! (rekeying; a gateway's request is refused with NO_ADDITIONAL_SAS), certificates,
-//! EAP, MOBIKE, fragmentation, more than one child SA.
+//! EAP, fragmentation, more than one child SA. MOBIKE (RFC 4555) is in `mobike.rs`.
 //!
 //! States are named for what they expect next (`ExpectInitReply`, `ExpectAuthReply`,
 //! `ExpectInit`, `ExpectAuth`).
 
 pub mod codec;
 pub mod keys;
+pub mod mobike;
 
 #[cfg(test)]
 mod tests;
@@ -101,6 +102,8 @@ enum Request {
         spi_in: u32,
         spi_out: u32,
     },
+    /// MOBIKE: our UPDATE_SA_ADDRESSES (`mobike.rs`).
+    UpdateAddresses,
 }
 
 /// Our request waiting for its answer (window of 1).
@@ -160,6 +163,11 @@ pub struct Ike2 {
     /// Our rekey in flight, and when the current child is due for one (initiator).
     rekey: Option<Rekey>,
     rekey_due: Option<Instant>,
+    /// MOBIKE (RFC 4555): offered, negotiated, a move in flight.
+    mobike: mobike::Mobike,
+    /// Where the request being answered came from: answers go there (§2.11), which
+    /// may differ from `remote` while a peer moves.
+    reply_to: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for Ike2 {
@@ -499,6 +507,8 @@ impl Ike2 {
             refusals: 0,
             rekey: None,
             rekey_due: None,
+            mobike: mobike::Mobike::default(),
+            reply_to: None,
         }
     }
 
@@ -571,9 +581,12 @@ impl Ike2 {
         }
         if let Some(p) = self.pending.as_mut() {
             if p.give_up.is_some_and(|g| now >= g) {
-                let sent = p.sent;
+                let (kind, sent) = (p.kind, p.sent);
                 self.pending = None;
-                self.fail(Error::DeadPeer(sent));
+                self.fail(match kind {
+                    Request::UpdateAddresses => Error::NotResponding(sent.saturating_sub(1)),
+                    _ => Error::DeadPeer(sent),
+                });
                 return;
             }
             if now >= p.deadline {
@@ -1108,7 +1121,16 @@ impl Ike2 {
         let d = self.seal(h, payloads);
         self.last_response = Some((id, d.clone()));
         self.peer_next_id = id.wrapping_add(1);
-        self.send_raw(d);
+        self.send_reply(d);
+    }
+
+    /// An answer: to where the request came from (§2.11), else to the peer.
+    fn send_reply(&mut self, data: Vec<u8>) {
+        self.outbox_tx.push_back(Transmit {
+            destination: self.reply_to.unwrap_or(self.remote),
+            data,
+            nat_t: self.floated,
+        });
     }
 
     fn nat_notifies(&self, spi_r: [u8; 8]) -> [Payload; 2] {
@@ -1333,8 +1355,10 @@ impl Ike2 {
                             });
                         }
                     }
+                    Request::UpdateAddresses => self.on_update_reply(&payloads),
                     Request::Liveness | Request::Init => {}
                 }
+                self.mobike_after_response(now);
             }
         }
     }
@@ -1548,6 +1572,7 @@ impl Ike2 {
             method: AUTH_PSK,
             data: auth,
         });
+        self.mobike_offer(&mut payloads);
         if self.config.mode_config != ModeConfigMode::Off {
             let addr = self
                 .config
@@ -1667,6 +1692,7 @@ impl Ike2 {
         // The IKE SA is up.
         self.state = State::Established;
         self.last_heard = Some(now);
+        self.mobike_reply(payloads);
         let Some(info) = self.phase1_info(idr) else {
             return;
         };
@@ -1806,7 +1832,8 @@ impl Ike2 {
                 ..proposal
             },
             encapsulation: Encapsulation::Tunnel,
-            udp_encapsulation: self.floated,
+            // IKE may be on 4500 for MOBIKE alone: ESP goes in UDP for a NAT.
+            udp_encapsulation: self.nat.any(),
             spi_in,
             spi_out,
             keys_in,
@@ -1846,6 +1873,20 @@ impl Ike2 {
         msg: &Message,
     ) {
         let id = msg.header.message_id;
+        self.reply_to = Some(remote);
+        self.on_request_from(now, local, remote, data, msg, id);
+        self.reply_to = None;
+    }
+
+    fn on_request_from(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: &[u8],
+        msg: &Message,
+        id: u32,
+    ) {
         // A retransmission of the request we answered last: the same answer.
         if let Some((last, resp)) = &self.last_response
             && *last == id
@@ -1853,7 +1894,7 @@ impl Ike2 {
             let r = resp.clone();
             // The initiator may have floated to 4500 meanwhile.
             self.follow_float(local, remote);
-            self.send_raw(r);
+            self.send_reply(r);
             return;
         }
         if id != self.peer_next_id {
@@ -1893,7 +1934,11 @@ impl Ike2 {
             (State::ExpectAuth, exchange::IKE_AUTH) => self.on_auth_request(now, id, &payloads),
             (State::Established, exchange::INFORMATIONAL) => {
                 self.last_heard = Some(now);
-                self.on_informational(id, &payloads);
+                if self.is_update_request(&payloads) {
+                    self.on_update_request(local, remote, id, &payloads);
+                } else {
+                    self.on_informational(id, &payloads);
+                }
             }
             (State::Established, exchange::CREATE_CHILD_SA) => {
                 self.last_heard = Some(now);
@@ -2207,6 +2252,7 @@ impl Ike2 {
                 data: my_auth,
             },
         ];
+        self.mobike_answer(payloads, &mut out);
         // The child: CP, SA, TS.
         let mut vip = None;
         if payloads.iter().any(|p| {
