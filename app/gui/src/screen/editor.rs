@@ -416,6 +416,13 @@ pub const FIELDS: &[Field] = &[
         "",
     ),
     f(
+        "network.mobike",
+        "IKEv2: move the tunnel when the network changes (MOBIKE)",
+        Kind::Choice(ON_OFF),
+        G_NET,
+        "",
+    ),
+    f(
         "network.retransmit.tries",
         "Retransmissions",
         Kind::Int,
@@ -860,7 +867,10 @@ impl State {
                     Kind::Choice(_)
                         if matches!(
                             fl.key,
-                            "network.reconnect" | "network.kill_switch" | "network.allow_lan"
+                            "network.reconnect"
+                                | "network.kill_switch"
+                                | "network.allow_lan"
+                                | "network.mobike"
                         ) && ON_OFF.contains(&v) =>
                     {
                         v.to_string()
@@ -1800,7 +1810,7 @@ mod tests {
 
     #[test]
     fn an_existing_profile_round_trips_through_the_form() {
-        let text = "name = \"lab\"\ngateway = \"10.0.0.1\"\nexchange_mode = \"aggressive\"\n\n[auth]\nlocal_id = \"keyid:grp\"\n\n[phase2]\nremote_networks = [\"10.77.0.0/24\", \"10.78.0.0/24\"]\n\n[network]\ndpd = \"off\"\nreconnect = false\n";
+        let text = "name = \"lab\"\ngateway = \"10.0.0.1\"\nexchange_mode = \"aggressive\"\n\n[auth]\nlocal_id = \"keyid:grp\"\n\n[phase2]\nremote_networks = [\"10.77.0.0/24\", \"10.78.0.0/24\"]\n\n[network]\ndpd = \"off\"\nreconnect = false\nmobike = false\n";
         let s = State::edit("lab", text, vec!["lab".into()], true);
         assert!(s.is_valid(), "{:?}", s.invalid);
         assert!(s.advanced, "advanced keys are set: the part is open");
