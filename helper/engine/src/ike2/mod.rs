@@ -25,6 +25,7 @@
 
 pub mod codec;
 pub mod keys;
+mod rekey_ike;
 
 #[cfg(test)]
 mod tests;
@@ -96,6 +97,8 @@ enum Request {
     Liveness,
     /// CREATE_CHILD_SA rekeying our child (state in `Ike2::rekey`).
     RekeyChild,
+    /// CREATE_CHILD_SA rekeying the IKE SA (state in `Ike2::ike_rekey`).
+    RekeyIke,
     /// The DELETE of the child a rekey replaced (its SPIs).
     DeleteOld {
         spi_in: u32,
@@ -160,6 +163,14 @@ pub struct Ike2 {
     /// Our rekey in flight, and when the current child is due for one (initiator).
     rekey: Option<Rekey>,
     rekey_due: Option<Instant>,
+    /// We are the original initiator of the current IKE SA (a rekey by the peer makes
+    /// it the initiator): the I flag and the direction of the SK_e/SK_a keys.
+    ike_initiator: bool,
+    /// Our rekey of the IKE SA in flight, when the next is due, and replaced SAs
+    /// still answering (rekey_ike.rs).
+    ike_rekey: Option<rekey_ike::IkeRekey>,
+    ike_rekey_due: Option<Instant>,
+    retiring: Vec<rekey_ike::Retiring>,
 }
 
 impl std::fmt::Debug for Ike2 {
@@ -499,6 +510,10 @@ impl Ike2 {
             refusals: 0,
             rekey: None,
             rekey_due: None,
+            ike_initiator: role == Role::Initiator,
+            ike_rekey: None,
+            ike_rekey_due: None,
+            retiring: Vec::new(),
         }
     }
 
@@ -559,16 +574,20 @@ impl Ike2 {
             }
             _ => None,
         };
-        let rekey = self
-            .rekey_due
-            .filter(|_| self.pending.is_none() && self.state == State::Established);
-        [retransmit, dpd, rekey].into_iter().flatten().min()
+        let idle = self.pending.is_none() && self.state == State::Established;
+        let rekey = self.rekey_due.filter(|_| idle);
+        let ike_rekey = self.ike_rekey_due.filter(|_| idle);
+        [retransmit, dpd, rekey, ike_rekey, self.retiring_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.state == State::Dead {
             return;
         }
+        self.retiring_timeout(now);
         if let Some(p) = self.pending.as_mut() {
             if p.give_up.is_some_and(|g| now >= g) {
                 let sent = p.sent;
@@ -594,6 +613,12 @@ impl Ike2 {
                 self.counters.retransmits += 1;
                 self.send_raw(d);
             }
+            return;
+        }
+        if self.state == State::Established
+            && self.ike_rekey_due.is_some_and(|t| now >= t)
+            && self.start_ike_rekey(now, None)
+        {
             return;
         }
         if self.state == State::Established
@@ -833,10 +858,14 @@ impl Ike2 {
             return refuse(self, notify::INVALID_SYNTAX, "no SA payload");
         };
         if sa.iter().any(|p| p.protocol == proto::IKE) {
+            return self.on_ike_rekey_request(now, id, payloads, &sa);
+        }
+        if self.ike_rekey.is_some() {
+            // §2.25.2: no child exchange while the IKE SA is being rekeyed.
             return refuse(
                 self,
-                notify::NO_ADDITIONAL_SAS,
-                "rekeying the IKE SA is not supported yet",
+                notify::TEMPORARY_FAILURE,
+                "the IKE SA is being rekeyed",
             );
         }
         let rekey_of = payloads.iter().find_map(|p| match p {
@@ -1048,7 +1077,7 @@ impl Ike2 {
 
     fn header(&self, exch: u8, id: u32, response: bool) -> Header {
         let mut f = 0;
-        if self.role == Role::Initiator {
+        if self.ike_initiator {
             f |= flags::INITIATOR;
         }
         if response {
@@ -1067,7 +1096,7 @@ impl Ike2 {
 
     fn seal(&mut self, h: Header, payloads: &[Payload]) -> Vec<u8> {
         match &self.keys {
-            Some(k) => k.seal(h, payloads, self.role == Role::Initiator, &mut *self.rng),
+            Some(k) => k.seal(h, payloads, self.ike_initiator, &mut *self.rng),
             None => Message::encode(h, payloads),
         }
     }
@@ -1259,6 +1288,9 @@ impl Ike2 {
             }
             return;
         }
+        if (h.spi_i, h.spi_r) != (self.spi_i, self.spi_r) && self.on_retiring(data, &msg) {
+            return;
+        }
         if h.spi_i != self.spi_i {
             self.counters.dropped += 1;
             return;
@@ -1271,7 +1303,7 @@ impl Ike2 {
             self.counters.dropped += 1;
             return;
         }
-        if h.from_initiator() == (self.role == Role::Initiator) {
+        if h.from_initiator() == self.ike_initiator {
             // Our own flags reflected: not from the peer.
             self.counters.dropped += 1;
             return;
@@ -1323,6 +1355,7 @@ impl Ike2 {
                 match kind {
                     Request::Auth => self.on_auth_reply(now, &payloads),
                     Request::RekeyChild => self.on_rekey_reply(now, &payloads),
+                    Request::RekeyIke => self.on_ike_rekey_reply(now, &payloads),
                     Request::DeleteOld { spi_in, spi_out } => {
                         if let Some(i) = self.children.iter().position(|c| c.spi_in == spi_in) {
                             self.children.remove(i);
@@ -1687,6 +1720,7 @@ impl Ike2 {
                 self.children.push(c.clone());
                 self.outbox_ev.push_back(Event::Phase2Established(c));
                 self.rekey_due = Some(later(now, self.rekey_time()));
+                self.ike_rekey_due = Some(later(now, self.ike_rekey_time()));
             }
             Err(e) => {
                 self.close_quietly();

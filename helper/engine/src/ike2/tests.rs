@@ -13,6 +13,8 @@ use crate::crypto::test_rng;
 use crate::ike::{ChildConfig, Config, DpdConfig, Error, Event, ModeConfigInfo};
 use crate::proposal::{parse_esp, parse_ike};
 
+mod ike_sa;
+
 // ----- codec ----------------------------------------------------------------------
 
 fn sample_message() -> Vec<u8> {
