@@ -261,7 +261,7 @@ pub enum SkError {
 }
 
 impl IkeKeys {
-    fn out_keys(&self, initiator: bool) -> (&[u8], &[u8]) {
+    pub(super) fn out_keys(&self, initiator: bool) -> (&[u8], &[u8]) {
         if initiator {
             (&self.sk_ei, &self.sk_ai)
         } else {

@@ -24,6 +24,7 @@
 //! `ExpectInit`, `ExpectAuth`).
 
 pub mod codec;
+mod frag;
 pub mod keys;
 mod rekey_ike;
 
@@ -171,6 +172,13 @@ pub struct Ike2 {
     ike_rekey: Option<rekey_ike::IkeRekey>,
     ike_rekey_due: Option<Instant>,
     retiring: Vec<rekey_ike::Retiring>,
+    /// Both sides announced IKEv2 fragmentation (frag.rs); the message being put
+    /// together; our last fragmented messages (retransmitted as they were); a
+    /// reassembled message's payloads for `open`.
+    frag_ok: bool,
+    reassembly: Option<frag::Reassembly>,
+    frag_cache: Vec<(Vec<u8>, Vec<Vec<u8>>)>,
+    reassembled: Option<Vec<Payload>>,
 }
 
 impl std::fmt::Debug for Ike2 {
@@ -514,6 +522,10 @@ impl Ike2 {
             ike_rekey: None,
             ike_rekey_due: None,
             retiring: Vec::new(),
+            frag_ok: false,
+            reassembly: None,
+            frag_cache: Vec::new(),
+            reassembled: None,
         }
     }
 
@@ -1068,11 +1080,13 @@ impl Ike2 {
     }
 
     fn send_raw(&mut self, data: Vec<u8>) {
-        self.outbox_tx.push_back(Transmit {
-            destination: self.remote,
-            data,
-            nat_t: self.floated,
-        });
+        for data in self.fragments_of(data) {
+            self.outbox_tx.push_back(Transmit {
+                destination: self.remote,
+                data,
+                nat_t: self.floated,
+            });
+        }
     }
 
     fn header(&self, exch: u8, id: u32, response: bool) -> Header {
@@ -1188,6 +1202,12 @@ impl Ike2 {
         if self.config.nat_traversal != NatTraversal::Off {
             payloads.extend(self.nat_notifies([0; 8]));
         }
+        if self.config.fragmentation {
+            payloads.push(notify_payload(
+                notify::IKEV2_FRAGMENTATION_SUPPORTED,
+                Vec::new(),
+            ));
+        }
         let h = self.header(exchange::IKE_SA_INIT, 0, false);
         let d = Message::encode(h, &payloads);
         self.init_request = d.clone();
@@ -1261,6 +1281,10 @@ impl Ike2 {
         if self.state == State::Dead {
             return;
         }
+        if data.len() > codec::HEADER_LEN && data[16] == frag::SKF {
+            self.on_fragment(now, local, remote, data);
+            return;
+        }
         let msg = match Message::decode(data) {
             Ok(m) => m,
             Err(e) => {
@@ -1271,6 +1295,18 @@ impl Ike2 {
                 return;
             }
         };
+        self.dispatch(now, local, remote, data, &msg);
+    }
+
+    /// A decoded message (or one reassembled from fragments) to its handler.
+    fn dispatch(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: &[u8],
+        msg: &Message,
+    ) {
         let h = msg.header;
         // Responder, first message: take the initiator's SPI.
         if self.role == Role::Responder && self.state == State::ExpectInit {
@@ -1282,13 +1318,13 @@ impl Ike2 {
             {
                 self.local = local;
                 self.remote = remote;
-                self.on_init_request(now, data, &msg);
+                self.on_init_request(now, data, msg);
             } else {
                 self.counters.dropped += 1;
             }
             return;
         }
-        if (h.spi_i, h.spi_r) != (self.spi_i, self.spi_r) && self.on_retiring(data, &msg) {
+        if (h.spi_i, h.spi_r) != (self.spi_i, self.spi_r) && self.on_retiring(data, msg) {
             return;
         }
         if h.spi_i != self.spi_i {
@@ -1309,13 +1345,16 @@ impl Ike2 {
             return;
         }
         if h.is_response() {
-            self.on_response(now, data, &msg);
+            self.on_response(now, data, msg);
         } else {
-            self.on_request(now, local, remote, data, &msg);
+            self.on_request(now, local, remote, data, msg);
         }
     }
 
     fn open(&mut self, data: &[u8], msg: &Message) -> Option<Vec<Payload>> {
+        if let Some(p) = self.reassembled.take() {
+            return Some(p);
+        }
         let from_initiator = msg.header.from_initiator();
         let keys = self.keys.as_ref()?;
         match keys.open(data, msg, from_initiator) {
@@ -1489,6 +1528,7 @@ impl Ike2 {
         ));
         drop(dh);
         self.pending = None;
+        self.frag_ok = self.config.fragmentation && has_frag_notify(payloads);
         self.detect_nat(payloads, h.spi_r);
         self.send_auth(now);
     }
@@ -2142,6 +2182,13 @@ impl Ike2 {
                 keys::nat_hash(&self.spi_i, &spi_r, self.remote),
             ));
         }
+        if self.config.fragmentation && has_frag_notify(&payloads) {
+            self.frag_ok = true;
+            out.push(notify_payload(
+                notify::IKEV2_FRAGMENTATION_SUPPORTED,
+                Vec::new(),
+            ));
+        }
         let hd = self.header(exchange::IKE_SA_INIT, 0, true);
         let d = Message::encode(hd, &out);
         self.init_response = d.clone();
@@ -2365,6 +2412,18 @@ impl Ike2 {
             chosen,
         ))
     }
+}
+
+fn has_frag_notify(payloads: &[Payload]) -> bool {
+    payloads.iter().any(|p| {
+        matches!(
+            p,
+            Payload::Notify {
+                kind: notify::IKEV2_FRAGMENTATION_SUPPORTED,
+                ..
+            }
+        )
+    })
 }
 
 /// What a CFG_REPLY hands out.
