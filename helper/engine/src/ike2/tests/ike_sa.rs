@@ -327,8 +327,10 @@ fn hostile_ike_rekey_requests_are_refused_without_harm() {
         );
         assert_eq!(p.client.spis(), first, "case {n}");
     }
-    p.gateway.peer_next_id = p.client.next_id;
-    // Still the same SA, still usable.
-    while p.client.poll_event().is_some() {}
+    // Still the same SA, nothing else sent, no event but notes and refusals.
     assert!(p.client.is_established());
+    assert!(p.client.poll_transmit().is_none());
+    while let Some(e) = p.client.poll_event() {
+        assert!(matches!(e, Event::Note(_) | Event::MessageRefused(_)), "{e:?}");
+    }
 }
