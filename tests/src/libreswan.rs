@@ -339,7 +339,7 @@ pub fn start_gateway(lab: &Lab, t: &Tunnel, opts: &Options) -> Result<Pluto> {
             Ok(
                 (log.contains(&format!("added IKEv{} connection", t.ike_version))
                     && log.contains("loading secrets"))
-                    .then_some(()),
+                .then_some(()),
             )
         },
     )?;

@@ -833,9 +833,13 @@ fn libreswan_scenario(
         let status = gw.status();
         // IKEv1: quick mode; IKEv2 (libreswan 4.x / 3.x names): the CHILD_SA.
         lab_ensure!(
-            ["STATE_QUICK_R2", "STATE_V2_ESTABLISHED_CHILD_SA", "STATE_V2_IPSEC_R"]
-                .iter()
-                .any(|s| status.contains(s)),
+            [
+                "STATE_QUICK_R2",
+                "STATE_V2_ESTABLISHED_CHILD_SA",
+                "STATE_V2_IPSEC_R"
+            ]
+            .iter()
+            .any(|s| status.contains(s)),
             "no established quick mode / CHILD_SA in whack --status:\n{status}"
         );
         let log = std::fs::read_to_string(gw.dir.join("pluto.log")).unwrap_or_default();
@@ -925,9 +929,7 @@ fn libreswan_ikev2_in_a_vm() {
 #[test]
 #[ignore = "runs inside the VM, started by libreswan_ikev2_in_a_vm"]
 fn lsw_v2_vm_ikev2_psk_kernel() {
-    let t = Tunnel::main_psk("lsw-v2-kernel")
-        .ikev2()
-        .kernel_esp("off");
+    let t = Tunnel::main_psk("lsw-v2-kernel").ikev2().kernel_esp("off");
     libreswan_scenario(
         "lsw-v2-kernel",
         &t,

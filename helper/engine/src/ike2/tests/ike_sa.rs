@@ -331,6 +331,9 @@ fn hostile_ike_rekey_requests_are_refused_without_harm() {
     assert!(p.client.is_established());
     assert!(p.client.poll_transmit().is_none());
     while let Some(e) = p.client.poll_event() {
-        assert!(matches!(e, Event::Note(_) | Event::MessageRefused(_)), "{e:?}");
+        assert!(
+            matches!(e, Event::Note(_) | Event::MessageRefused(_)),
+            "{e:?}"
+        );
     }
 }
