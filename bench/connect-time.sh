@@ -3,7 +3,7 @@
 # same strongSwan gateway in the namespace lab (root). Prints per-run times, medians and
 # the ratio postern/charon. What exactly is timed: see tests/src/bin/connect_time.rs.
 #
-#   bench/connect-time.sh [--runs N] [--only charon|postern|both]
+#   bench/connect-time.sh [--runs N] [--only charon|postern|both] [--ike 1|2]
 # Release builds of postern-helper and the benchmark are used.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -130,7 +130,11 @@ pub fn ipsec_conf(t: &Tunnel, dir: &Path, opts: &Options) -> String {
     // libreswan 4.x refuses IKEv1 connections unless told otherwise.
     let _ = writeln!(c, "\tikev1-policy=accept");
     let _ = writeln!(c, "\nconn {CONN}");
-    let _ = writeln!(c, "\tikev2=no");
+    let _ = writeln!(
+        c,
+        "\tikev2={}",
+        if t.ike_version == 2 { "yes" } else { "no" }
+    );
     let _ = writeln!(
         c,
         "\taggressive={}",
@@ -333,8 +337,9 @@ pub fn start_gateway(lab: &Lab, t: &Tunnel, opts: &Options) -> Result<Pluto> {
                 lab_bail!("{label}: pluto refused the connection:\n{}", p.log_tail(40));
             }
             Ok(
-                (log.contains("added IKEv1 connection") && log.contains("loading secrets"))
-                    .then_some(()),
+                (log.contains(&format!("added IKEv{} connection", t.ike_version))
+                    && log.contains("loading secrets"))
+                .then_some(()),
             )
         },
     )?;

@@ -831,9 +831,16 @@ fn libreswan_scenario(
             lab_ensure!(line.contains(w), "{w:?} not in the gateway's SA: {line}");
         }
         let status = gw.status();
+        // IKEv1: quick mode; IKEv2 (libreswan 4.x / 3.x names): the CHILD_SA.
         lab_ensure!(
-            status.contains("STATE_QUICK_R2"),
-            "no established quick mode in whack --status:\n{status}"
+            [
+                "STATE_QUICK_R2",
+                "STATE_V2_ESTABLISHED_CHILD_SA",
+                "STATE_V2_IPSEC_R"
+            ]
+            .iter()
+            .any(|s| status.contains(s)),
+            "no established quick mode / CHILD_SA in whack --status:\n{status}"
         );
         let log = std::fs::read_to_string(gw.dir.join("pluto.log")).unwrap_or_default();
         for w in want.log {
@@ -906,6 +913,35 @@ fn lsw_vm_main_psk_kernel() {
 #[ignore = "runs inside the VM, started by libreswan_gateways_in_a_vm"]
 fn lsw_vm_main_psk_userspace() {
     libreswan_main_psk("lsw-main-user", "userspace", "datapath userspace raw-esp");
+}
+
+/// IKEv2 (`ikev2=yes` on pluto, `ike_version = 2` in the profile), PSK, address IDs,
+/// our fixed inner address, ESP in the guest's kernel on both sides.
+#[test]
+fn libreswan_ikev2_in_a_vm() {
+    let stdout = run_inner_tests("lsw_v2_vm_", 300, &[]);
+    assert!(
+        stdout.contains("test lsw_v2_vm_ikev2_psk_kernel ... ok"),
+        "the inner test lsw_v2_vm_ikev2_psk_kernel did not pass"
+    );
+}
+
+#[test]
+#[ignore = "runs inside the VM, started by libreswan_ikev2_in_a_vm"]
+fn lsw_v2_vm_ikev2_psk_kernel() {
+    let t = Tunnel::main_psk("lsw-v2-kernel").ikev2().kernel_esp("off");
+    libreswan_scenario(
+        "lsw-v2-kernel",
+        &t,
+        &libreswan::Options::default(),
+        &LsExpect {
+            datapath: "datapath kernel",
+            ping: LAN_HOST,
+            traffic: &["\"lab\"", "type=ESP"],
+            log: &["added IKEv2 connection"],
+        },
+        |_, _, _| Ok(()),
+    );
 }
 
 /// Aggressive mode, XAuth and Mode Config pull, the gateway's FQDN 6 bytes long: with

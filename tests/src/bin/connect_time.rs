@@ -19,7 +19,11 @@
 //! its inner address is removed, since both clients need UDP 500/4500 and 10.200.0.5 in
 //! the client namespace), then the postern runs.
 //!
-//! Usage: connect-time [--runs N] [--only charon|postern|both]
+//! With `--ike 2` both clients speak IKEv2 (charon `version = 2`, the profile's
+//! `ike_version = 2`): IKE_SA_INIT + IKE_AUTH PSK, same proposals, the same gateway
+//! with `version = 2`.
+//!
+//! Usage: connect-time [--runs N] [--only charon|postern|both] [--ike 1|2]
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -32,6 +36,7 @@ struct Args {
     runs: usize,
     charon: bool,
     postern: bool,
+    ike: u8,
 }
 
 fn parse_args() -> std::result::Result<Args, String> {
@@ -39,6 +44,7 @@ fn parse_args() -> std::result::Result<Args, String> {
         runs: 10,
         charon: true,
         postern: true,
+        ike: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -56,9 +62,14 @@ fn parse_args() -> std::result::Result<Args, String> {
                 Some("both") => {}
                 _ => return Err("--only charon|postern|both".into()),
             },
+            "--ike" => match it.next().as_deref() {
+                Some("1") => a.ike = 1,
+                Some("2") => a.ike = 2,
+                _ => return Err("--ike 1|2".into()),
+            },
             "-h" | "--help" => {
                 return Err(
-                    "usage: connect-time [--runs N (default 10)] [--only charon|postern|both]"
+                    "usage: connect-time [--runs N (default 10)] [--only charon|postern|both] [--ike 1|2]"
                         .into(),
                 );
             }
@@ -173,11 +184,15 @@ fn postern_runs(
 
 fn run(a: &Args) -> Result<bool> {
     let t = Tunnel::main_psk("bench");
+    let t = if a.ike == 2 { t.ikev2() } else { t };
     let lab = Lab::new("bench")?;
     let gw = lab.start_gateway(&t)?;
     println!(
-        "connect-time: {} runs each (+1 warm-up), main mode PSK aes128-sha256-modp2048, esp aes128-sha256, lab {}",
-        a.runs, lab.name
+        "connect-time: {} runs each (+1 warm-up), IKEv{} {}PSK aes128-sha256-modp2048, esp aes128-sha256, lab {}",
+        a.runs,
+        a.ike,
+        if a.ike == 1 { "main mode " } else { "" },
+        lab.name
     );
     let charon = if a.charon {
         Some(

@@ -156,10 +156,41 @@ pub fn derive(
 ) -> IkeKeys {
     let nonces = Zeroizing::new([ni, nr].concat());
     let skeyseed = Zeroizing::new(prf(prf_alg, &nonces, &[g_ir]));
+    from_skeyseed(prf_alg, cipher, &skeyseed, ni, nr, spi_i, spi_r)
+}
+
+/// The keys of an IKE SA made by rekeying (§2.18): SKEYSEED = prf(SK_d (old),
+/// g^ir (new) | Ni | Nr) with the old SA's PRF, then prf+ as in §2.14 with the new
+/// SA's PRF, nonces of the rekeying exchange and the new SPIs.
+#[allow(clippy::too_many_arguments)]
+pub fn derive_rekey(
+    old_prf: HashAlg,
+    old_sk_d: &[u8],
+    prf_alg: HashAlg,
+    cipher: IkeCipher,
+    g_ir: &[u8],
+    ni: &[u8],
+    nr: &[u8],
+    spi_i: &[u8; 8],
+    spi_r: &[u8; 8],
+) -> IkeKeys {
+    let skeyseed = Zeroizing::new(prf(old_prf, old_sk_d, &[g_ir, ni, nr]));
+    from_skeyseed(prf_alg, cipher, &skeyseed, ni, nr, spi_i, spi_r)
+}
+
+fn from_skeyseed(
+    prf_alg: HashAlg,
+    cipher: IkeCipher,
+    skeyseed: &[u8],
+    ni: &[u8],
+    nr: &[u8],
+    spi_i: &[u8; 8],
+    spi_r: &[u8; 8],
+) -> IkeKeys {
     let seed = [ni, nr, spi_i, spi_r].concat();
     let (p, a, e) = (prf_alg.output_len(), prf_alg.output_len(), cipher.key_len());
     let total = 3 * p + 2 * a + 2 * e;
-    let km = prf_plus(prf_alg, &skeyseed, &seed, total);
+    let km = prf_plus(prf_alg, skeyseed, &seed, total);
     let mut at = 0;
     let mut cut = |n: usize| {
         let v = Zeroizing::new(km[at..at + n].to_vec());
@@ -230,7 +261,7 @@ pub enum SkError {
 }
 
 impl IkeKeys {
-    fn out_keys(&self, initiator: bool) -> (&[u8], &[u8]) {
+    pub(super) fn out_keys(&self, initiator: bool) -> (&[u8], &[u8]) {
         if initiator {
             (&self.sk_ei, &self.sk_ai)
         } else {

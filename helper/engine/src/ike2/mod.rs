@@ -24,8 +24,10 @@
 //! `ExpectInit`, `ExpectAuth`).
 
 pub mod codec;
+mod frag;
 pub mod keys;
 pub mod mobike;
+mod rekey_ike;
 
 #[cfg(test)]
 mod tests;
@@ -97,6 +99,8 @@ enum Request {
     Liveness,
     /// CREATE_CHILD_SA rekeying our child (state in `Ike2::rekey`).
     RekeyChild,
+    /// CREATE_CHILD_SA rekeying the IKE SA (state in `Ike2::ike_rekey`).
+    RekeyIke,
     /// The DELETE of the child a rekey replaced (its SPIs).
     DeleteOld {
         spi_in: u32,
@@ -168,6 +172,21 @@ pub struct Ike2 {
     /// Where the request being answered came from: answers go there (§2.11), which
     /// may differ from `remote` while a peer moves.
     reply_to: Option<SocketAddr>,
+    /// We are the original initiator of the current IKE SA (a rekey by the peer makes
+    /// it the initiator): the I flag and the direction of the SK_e/SK_a keys.
+    ike_initiator: bool,
+    /// Our rekey of the IKE SA in flight, when the next is due, and replaced SAs
+    /// still answering (rekey_ike.rs).
+    ike_rekey: Option<rekey_ike::IkeRekey>,
+    ike_rekey_due: Option<Instant>,
+    retiring: Vec<rekey_ike::Retiring>,
+    /// Both sides announced IKEv2 fragmentation (frag.rs); the message being put
+    /// together; our last fragmented messages (retransmitted as they were); a
+    /// reassembled message's payloads for `open`.
+    frag_ok: bool,
+    reassembly: Option<frag::Reassembly>,
+    frag_cache: Vec<(Vec<u8>, Vec<Vec<u8>>)>,
+    reassembled: Option<Vec<Payload>>,
 }
 
 impl std::fmt::Debug for Ike2 {
@@ -509,6 +528,14 @@ impl Ike2 {
             rekey_due: None,
             mobike: mobike::Mobike::default(),
             reply_to: None,
+            ike_initiator: role == Role::Initiator,
+            ike_rekey: None,
+            ike_rekey_due: None,
+            retiring: Vec::new(),
+            frag_ok: false,
+            reassembly: None,
+            frag_cache: Vec::new(),
+            reassembled: None,
         }
     }
 
@@ -569,16 +596,20 @@ impl Ike2 {
             }
             _ => None,
         };
-        let rekey = self
-            .rekey_due
-            .filter(|_| self.pending.is_none() && self.state == State::Established);
-        [retransmit, dpd, rekey].into_iter().flatten().min()
+        let idle = self.pending.is_none() && self.state == State::Established;
+        let rekey = self.rekey_due.filter(|_| idle);
+        let ike_rekey = self.ike_rekey_due.filter(|_| idle);
+        [retransmit, dpd, rekey, ike_rekey, self.retiring_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.state == State::Dead {
             return;
         }
+        self.retiring_timeout(now);
         if let Some(p) = self.pending.as_mut() {
             if p.give_up.is_some_and(|g| now >= g) {
                 let (kind, sent) = (p.kind, p.sent);
@@ -607,6 +638,12 @@ impl Ike2 {
                 self.counters.retransmits += 1;
                 self.send_raw(d);
             }
+            return;
+        }
+        if self.state == State::Established
+            && self.ike_rekey_due.is_some_and(|t| now >= t)
+            && self.start_ike_rekey(now, None)
+        {
             return;
         }
         if self.state == State::Established
@@ -846,10 +883,14 @@ impl Ike2 {
             return refuse(self, notify::INVALID_SYNTAX, "no SA payload");
         };
         if sa.iter().any(|p| p.protocol == proto::IKE) {
+            return self.on_ike_rekey_request(now, id, payloads, &sa);
+        }
+        if self.ike_rekey.is_some() {
+            // §2.25.2: no child exchange while the IKE SA is being rekeyed.
             return refuse(
                 self,
-                notify::NO_ADDITIONAL_SAS,
-                "rekeying the IKE SA is not supported yet",
+                notify::TEMPORARY_FAILURE,
+                "the IKE SA is being rekeyed",
             );
         }
         let rekey_of = payloads.iter().find_map(|p| match p {
@@ -1052,16 +1093,18 @@ impl Ike2 {
     }
 
     fn send_raw(&mut self, data: Vec<u8>) {
-        self.outbox_tx.push_back(Transmit {
-            destination: self.remote,
-            data,
-            nat_t: self.floated,
-        });
+        for data in self.fragments_of(data) {
+            self.outbox_tx.push_back(Transmit {
+                destination: self.remote,
+                data,
+                nat_t: self.floated,
+            });
+        }
     }
 
     fn header(&self, exch: u8, id: u32, response: bool) -> Header {
         let mut f = 0;
-        if self.role == Role::Initiator {
+        if self.ike_initiator {
             f |= flags::INITIATOR;
         }
         if response {
@@ -1080,7 +1123,7 @@ impl Ike2 {
 
     fn seal(&mut self, h: Header, payloads: &[Payload]) -> Vec<u8> {
         match &self.keys {
-            Some(k) => k.seal(h, payloads, self.role == Role::Initiator, &mut *self.rng),
+            Some(k) => k.seal(h, payloads, self.ike_initiator, &mut *self.rng),
             None => Message::encode(h, payloads),
         }
     }
@@ -1181,6 +1224,12 @@ impl Ike2 {
         if self.config.nat_traversal != NatTraversal::Off {
             payloads.extend(self.nat_notifies([0; 8]));
         }
+        if self.config.fragmentation {
+            payloads.push(notify_payload(
+                notify::IKEV2_FRAGMENTATION_SUPPORTED,
+                Vec::new(),
+            ));
+        }
         let h = self.header(exchange::IKE_SA_INIT, 0, false);
         let d = Message::encode(h, &payloads);
         self.init_request = d.clone();
@@ -1254,6 +1303,10 @@ impl Ike2 {
         if self.state == State::Dead {
             return;
         }
+        if data.len() > codec::HEADER_LEN && data[16] == frag::SKF {
+            self.on_fragment(now, local, remote, data);
+            return;
+        }
         let msg = match Message::decode(data) {
             Ok(m) => m,
             Err(e) => {
@@ -1264,6 +1317,18 @@ impl Ike2 {
                 return;
             }
         };
+        self.dispatch(now, local, remote, data, &msg);
+    }
+
+    /// A decoded message (or one reassembled from fragments) to its handler.
+    fn dispatch(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: &[u8],
+        msg: &Message,
+    ) {
         let h = msg.header;
         // Responder, first message: take the initiator's SPI.
         if self.role == Role::Responder && self.state == State::ExpectInit {
@@ -1275,10 +1340,13 @@ impl Ike2 {
             {
                 self.local = local;
                 self.remote = remote;
-                self.on_init_request(now, data, &msg);
+                self.on_init_request(now, data, msg);
             } else {
                 self.counters.dropped += 1;
             }
+            return;
+        }
+        if (h.spi_i, h.spi_r) != (self.spi_i, self.spi_r) && self.on_retiring(data, msg) {
             return;
         }
         if h.spi_i != self.spi_i {
@@ -1293,19 +1361,22 @@ impl Ike2 {
             self.counters.dropped += 1;
             return;
         }
-        if h.from_initiator() == (self.role == Role::Initiator) {
+        if h.from_initiator() == self.ike_initiator {
             // Our own flags reflected: not from the peer.
             self.counters.dropped += 1;
             return;
         }
         if h.is_response() {
-            self.on_response(now, data, &msg);
+            self.on_response(now, data, msg);
         } else {
-            self.on_request(now, local, remote, data, &msg);
+            self.on_request(now, local, remote, data, msg);
         }
     }
 
     fn open(&mut self, data: &[u8], msg: &Message) -> Option<Vec<Payload>> {
+        if let Some(p) = self.reassembled.take() {
+            return Some(p);
+        }
         let from_initiator = msg.header.from_initiator();
         let keys = self.keys.as_ref()?;
         match keys.open(data, msg, from_initiator) {
@@ -1345,6 +1416,7 @@ impl Ike2 {
                 match kind {
                     Request::Auth => self.on_auth_reply(now, &payloads),
                     Request::RekeyChild => self.on_rekey_reply(now, &payloads),
+                    Request::RekeyIke => self.on_ike_rekey_reply(now, &payloads),
                     Request::DeleteOld { spi_in, spi_out } => {
                         if let Some(i) = self.children.iter().position(|c| c.spi_in == spi_in) {
                             self.children.remove(i);
@@ -1480,6 +1552,7 @@ impl Ike2 {
         ));
         drop(dh);
         self.pending = None;
+        self.frag_ok = self.config.fragmentation && has_frag_notify(payloads);
         self.detect_nat(payloads, h.spi_r);
         self.send_auth(now);
     }
@@ -1713,6 +1786,7 @@ impl Ike2 {
                 self.children.push(c.clone());
                 self.outbox_ev.push_back(Event::Phase2Established(c));
                 self.rekey_due = Some(later(now, self.rekey_time()));
+                self.ike_rekey_due = Some(later(now, self.ike_rekey_time()));
             }
             Err(e) => {
                 self.close_quietly();
@@ -2153,6 +2227,13 @@ impl Ike2 {
                 keys::nat_hash(&self.spi_i, &spi_r, self.remote),
             ));
         }
+        if self.config.fragmentation && has_frag_notify(&payloads) {
+            self.frag_ok = true;
+            out.push(notify_payload(
+                notify::IKEV2_FRAGMENTATION_SUPPORTED,
+                Vec::new(),
+            ));
+        }
         let hd = self.header(exchange::IKE_SA_INIT, 0, true);
         let d = Message::encode(hd, &out);
         self.init_response = d.clone();
@@ -2377,6 +2458,18 @@ impl Ike2 {
             chosen,
         ))
     }
+}
+
+fn has_frag_notify(payloads: &[Payload]) -> bool {
+    payloads.iter().any(|p| {
+        matches!(
+            p,
+            Payload::Notify {
+                kind: notify::IKEV2_FRAGMENTATION_SUPPORTED,
+                ..
+            }
+        )
+    })
 }
 
 /// What a CFG_REPLY hands out.

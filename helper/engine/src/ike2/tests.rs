@@ -14,6 +14,8 @@ use crate::ike::{ChildConfig, Config, DpdConfig, Error, Event, ModeConfigInfo};
 use crate::proposal::{parse_esp, parse_ike};
 
 mod mobike;
+mod frag;
+mod ike_sa;
 
 // ----- codec ----------------------------------------------------------------------
 
