@@ -1168,12 +1168,16 @@ impl Ike2 {
     }
 
     /// An answer: to where the request came from (§2.11), else to the peer.
+    /// (In fragments when it is too large, like any message: `fragments_of`.)
     fn send_reply(&mut self, data: Vec<u8>) {
-        self.outbox_tx.push_back(Transmit {
-            destination: self.reply_to.unwrap_or(self.remote),
-            data,
-            nat_t: self.floated,
-        });
+        let destination = self.reply_to.unwrap_or(self.remote);
+        for data in self.fragments_of(data) {
+            self.outbox_tx.push_back(Transmit {
+                destination,
+                data,
+                nat_t: self.floated,
+            });
+        }
     }
 
     fn nat_notifies(&self, spi_r: [u8; 8]) -> [Payload; 2] {
