@@ -1360,11 +1360,10 @@ fn check_ikev2(
     if ike_version != 2 {
         return Ok(());
     }
-    let unsupported = if !matches!(auth.method, AuthMethod::Psk) {
-        Some("IKEv2 supports only auth.method = \"psk\" for now")
-    } else if xauth {
-        Some("IKEv2 has no XAuth (and EAP is not supported yet): remove [xauth]")
-    } else if matches!(phase2.mode, EncapMode::Transport) {
+    // psk and rsa-sig, each with or without [xauth] (EAP for IKEv2); hybrid (the
+    // gateway's certificate + EAP) needs [xauth], checked with IKEv1's rules.
+    let _ = (auth, xauth);
+    let unsupported = if matches!(phase2.mode, EncapMode::Transport) {
         Some("IKEv2 supports only phase2.mode = \"tunnel\" for now")
     } else {
         None

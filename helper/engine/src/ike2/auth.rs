@@ -217,9 +217,9 @@ fn ecdsa_ok(key: &PublicKey, digest: &[u8], sig: &[u8], der: bool) -> bool {
 
 fn rsa_ok(key: &PublicKey, h: HashAlg, octets: &[u8], sig: &[u8]) -> bool {
     match (key, pkcs1(h)) {
-        (PublicKey::Rsa(k), Some(scheme)) => k
-            .verify(scheme, &crypto::hash(h, &[octets]), sig)
-            .is_ok(),
+        (PublicKey::Rsa(k), Some(scheme)) => {
+            k.verify(scheme, &crypto::hash(h, &[octets]), sig).is_ok()
+        }
         _ => false,
     }
 }
@@ -449,9 +449,7 @@ impl Ike2 {
         let key = ee.public_key().map_err(Error::Certificate)?;
         match verify(&key, m, data, octets) {
             Ok(true) => Ok(()),
-            Ok(false) => Err(Error::Certificate(CertError::BadIkeSignature(
-                ee.subject(),
-            ))),
+            Ok(false) => Err(Error::Certificate(CertError::BadIkeSignature(ee.subject()))),
             Err(Unsupported(why)) => Err(Error::AuthenticationFailed(why)),
         }
     }

@@ -331,11 +331,15 @@ impl Ike2 {
         creds: Credentials,
     ) -> Result<(), Error> {
         let Some(mut st) = self.eap.take() else {
-            return Err(Error::Local("the IKEv2 engine asked for no credentials".into()));
+            return Err(Error::Local(
+                "the IKEv2 engine asked for no credentials".into(),
+            ));
         };
         let Some(packet) = st.waiting.take() else {
             self.eap = Some(st);
-            return Err(Error::Local("the IKEv2 engine asked for no credentials".into()));
+            return Err(Error::Local(
+                "the IKEv2 engine asked for no credentials".into(),
+            ));
         };
         let value = creds
             .values
@@ -530,13 +534,8 @@ impl Ike2 {
                 if name != server.username.as_bytes() || !ct_eq(&want, &nt) {
                     return self.eap_server_refuses(id, next, "the client's login was refused");
                 }
-                let s = mschapv2::authenticator_response(
-                    &server.password,
-                    &nt,
-                    &peer,
-                    challenge,
-                    name,
-                );
+                let s =
+                    mschapv2::authenticator_response(&server.password, &nt, &peer, challenge, name);
                 sv.msk = Some(mschapv2::msk(&server.password, &nt));
                 sv.stage = ServerStage::SuccessSent;
                 let hexs: String = s.iter().map(|b| format!("{b:02X}")).collect();

@@ -49,7 +49,6 @@ use codec::{
 };
 use keys::IkeKeys;
 
-
 /// Where a child's KEYMAT comes from (§2.17).
 struct Keymat<'a> {
     ni: &'a [u8],
@@ -438,8 +437,7 @@ impl Ike2 {
             && config.xauth.is_none()
         {
             return Err(Error::Local(
-                "certificate authentication needs our private key (auth.key or auth.pkcs12)"
-                    .into(),
+                "certificate authentication needs our private key (auth.key or auth.pkcs12)".into(),
             ));
         }
         let mut e = Ike2::new(Role::Initiator, config, local, remote, rng);
@@ -1672,6 +1670,9 @@ impl Ike2 {
             &idr.data,
         );
         if let Err(e) = self.check_peer_auth(now, &idr, payloads, &octets) {
+            // The gateway holds an IKE SA (and child) it thinks is up: delete it
+            // (§2.21.2 lets the initiator tell in a separate INFORMATIONAL).
+            self.close_quietly();
             self.fail(e);
             return;
         }

@@ -98,10 +98,7 @@ fn rsa_certificates_both_roles_with_rfc7427_signatures() {
         })
         .unwrap();
     assert_eq!(m, method::DIGITAL_SIGNATURE);
-    assert_eq!(
-        hex::encode(&data[..16]),
-        "0f300d06092a864886f70d01010b0500"
-    );
+    assert_eq!(hex::encode(&data[..16]), "0f300d06092a864886f70d01010b0500");
     assert!(req.iter().any(|p| matches!(p,
         Payload::Cert { encoding: 4, data } if *data == cert("client.pem").der())));
     let want_req = crate::crypto::hash(HashAlg::Sha1, &[&cert("ca.pem").spki_der()]);
@@ -137,7 +134,11 @@ fn classic_signature_methods_without_rfc7427() {
         assert_eq!(auth::verify(&public, m, &sig, octets), Ok(true));
         assert_eq!(auth::verify(&public, m, &sig, b"other octets"), Ok(false));
         // RFC 7427 with each SHA-2.
-        for h in [auth::hash::SHA2_256, auth::hash::SHA2_384, auth::hash::SHA2_512] {
+        for h in [
+            auth::hash::SHA2_256,
+            auth::hash::SHA2_384,
+            auth::hash::SHA2_512,
+        ] {
             let (m, sig) = auth::sign(&k, octets, &[h], &mut rng).unwrap();
             assert_eq!(m, method::DIGITAL_SIGNATURE);
             assert_eq!(auth::verify(&public, m, &sig, octets), Ok(true));
@@ -173,6 +174,13 @@ fn gateway_certificate_from_an_untrusted_ca_is_refused() {
     );
     assert!(e.to_string().starts_with("certificate refused: "), "{e}");
     assert!(!p.client.is_established());
+    // The gateway, up after its reply, is told by a DELETE.
+    assert!(p.gateway.is_dead(), "{:?}", p.gateway_events);
+    assert!(
+        p.gateway_events
+            .iter()
+            .any(|e| matches!(e, Event::Phase1Deleted))
+    );
 }
 
 #[test]
