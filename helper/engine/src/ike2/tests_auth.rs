@@ -382,3 +382,133 @@ fn eap_gtc_asks_for_a_passcode_every_time_even_with_a_profile_password() {
         }
     }
 }
+
+// ----- hostile IKE_AUTH replies -----------------------------------------------------
+
+/// A client that has sent its IKE_AUTH request (the gateway did IKE_SA_INIT with it).
+fn client_awaiting_auth(c: Config, s: Config) -> Pair {
+    let mut p = Pair::new(c, s, Faults::default());
+    let t = p.client.poll_transmit().expect("IKE_SA_INIT");
+    p.gateway
+        .handle_datagram(p.now, sock(GATEWAY, 500), sock(CLIENT, 500), &t.data);
+    let r = p.gateway.poll_transmit().expect("IKE_SA_INIT reply");
+    p.client
+        .handle_datagram(p.now, sock(CLIENT, 500), sock(GATEWAY, 500), &r.data);
+    assert!(p.client.poll_transmit().is_some(), "IKE_AUTH request");
+    while p.client.poll_event().is_some() {}
+    p
+}
+
+/// `payloads` sealed by the gateway as its IKE_AUTH reply 1.
+fn gateway_reply(p: &Pair, payloads: &[Payload], rng: &mut dyn crate::crypto::Rng) -> Vec<u8> {
+    let (spi_i, spi_r) = p.gateway.spis();
+    let h = Header {
+        spi_i,
+        spi_r,
+        next_payload: 0,
+        exchange: exchange::IKE_AUTH,
+        flags: codec::flags::RESPONSE,
+        message_id: 1,
+        length: 0,
+    };
+    p.gateway.keys.as_ref().unwrap().seal(h, payloads, false, rng)
+}
+
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        self.0 >> 33
+    }
+    fn bytes(&mut self, max: usize) -> Vec<u8> {
+        let n = (self.next() as usize) % (max + 1);
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+/// Authenticated (correctly sealed) but hostile IKE_AUTH replies: AUTH of every
+/// method with random or truncated data, garbage and truncated certificates, random
+/// EAP packets; for a certificate client, a hybrid client and an EAP client. Nothing
+/// panics, nothing is established, every failure is a typed error.
+#[test]
+fn hostile_ike_auth_replies_are_refused_without_panics() {
+    let gw_der = cert("gw.pem").der().to_vec();
+    let mut lcg = Lcg(0x5eed);
+    let mut rng = crate::crypto::test_rng(9);
+    let variants: [fn() -> (Config, Config); 3] = [
+        sig_configs,
+        || eap_configs(Some("alice-pw"), "alice-pw"),
+        || {
+            let (mut c, mut s) = eap_configs(Some("alice-pw"), "alice-pw");
+            c.auth = certs(None, &[], &["ca.pem"]);
+            c.auth = match c.auth {
+                Auth::Signature(x) => Auth::Hybrid(x),
+                a => a,
+            };
+            c.wall_clock = clock();
+            s.auth = certs(Some("gw.key"), &["gw.pem"], &["ca.pem"]);
+            s.wall_clock = clock();
+            (c, s)
+        },
+    ];
+    for (v, make) in variants.iter().enumerate() {
+        for round in 0..60u32 {
+            let (mut c, s) = make();
+            c.ike_proposals = vec![crate::proposal::parse_ike("aes128-sha256-ecp256").unwrap()];
+            let mut s = s;
+            s.ike_proposals = c.ike_proposals.clone();
+            let mut p = client_awaiting_auth(c, s);
+            let mut cert_data = gw_der.clone();
+            cert_data.truncate((lcg.next() as usize) % (gw_der.len() + 1));
+            let mut auth_data = lcg.bytes(300);
+            if round % 3 == 0 {
+                // A plausible RFC 7427 prefix with garbage after it.
+                let mut d = hex::decode("0f300d06092a864886f70d01010b0500").unwrap();
+                d.extend(lcg.bytes(260));
+                auth_data = d;
+            }
+            let mut eap = lcg.bytes(64);
+            if round % 2 == 0 && eap.len() >= 4 {
+                eap[0] = 1 + (round % 4) as u8;
+                let l = (eap.len() as u16).to_be_bytes();
+                eap[2..4].copy_from_slice(&l);
+            }
+            let mut payloads = vec![Payload::Id {
+                initiator: false,
+                kind: 2,
+                data: b"gw.example".to_vec(),
+            }];
+            if round % 4 != 1 {
+                payloads.push(Payload::Cert {
+                    encoding: 4,
+                    data: cert_data,
+                });
+            }
+            payloads.push(Payload::Auth {
+                method: (round % 16) as u8,
+                data: auth_data,
+            });
+            if round % 5 != 0 {
+                payloads.push(Payload::Eap(eap));
+            }
+            let d = gateway_reply(&p, &payloads, &mut rng);
+            let now = p.now;
+            p.client
+                .handle_datagram(now, sock(CLIENT, 500), sock(GATEWAY, 500), &d);
+            p.client.handle_timeout(now + Duration::from_secs(1));
+            while p.client.poll_transmit().is_some() {}
+            let events: Vec<Event> = std::iter::from_fn(|| p.client.poll_event()).collect();
+            assert!(
+                !p.client.is_established(),
+                "variant {v} round {round}: established on a hostile reply"
+            );
+            if let Some(e) = Pair::failure(&events) {
+                assert!(!e.to_string().is_empty());
+            }
+        }
+    }
+}
