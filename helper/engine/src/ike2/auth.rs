@@ -455,6 +455,22 @@ impl Ike2 {
     }
 }
 
+#[cfg(any(test, feature = "fuzzing"))]
+impl Ike2 {
+    /// Test and fuzz harness: `payloads` sealed as this engine's own message (its
+    /// SPIs, role flags and SK keys), to hand to its peer.
+    pub fn seal_as_self(
+        &mut self,
+        exch: u8,
+        id: u32,
+        response: bool,
+        payloads: &[Payload],
+    ) -> Vec<u8> {
+        let h = self.header(exch, id, response);
+        self.seal(h, payloads)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

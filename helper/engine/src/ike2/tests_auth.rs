@@ -411,7 +411,11 @@ fn gateway_reply(p: &Pair, payloads: &[Payload], rng: &mut dyn crate::crypto::Rn
         message_id: 1,
         length: 0,
     };
-    p.gateway.keys.as_ref().unwrap().seal(h, payloads, false, rng)
+    p.gateway
+        .keys
+        .as_ref()
+        .unwrap()
+        .seal(h, payloads, false, rng)
 }
 
 struct Lcg(u64);
