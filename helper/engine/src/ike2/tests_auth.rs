@@ -516,3 +516,51 @@ fn hostile_ike_auth_replies_are_refused_without_panics() {
         }
     }
 }
+
+/// A gateway that asks for an EAP method we do not speak (EAP-TLS, 13): the client
+/// answers with a Nak naming MS-CHAPv2 and GTC; when the gateway gives up, the error
+/// names the method in one sentence.
+#[test]
+fn eap_method_we_do_not_speak_is_named() {
+    let (mut c, s) = eap_configs(Some("alice-pw"), "alice-pw");
+    c.ike_proposals = vec![crate::proposal::parse_ike("aes128-sha256-ecp256").unwrap()];
+    let mut s = s;
+    s.ike_proposals = c.ike_proposals.clone();
+    let mut p = client_awaiting_auth(c, s);
+    let mut first = p.gateway.responder_id_and_auth(1).expect("IDr and AUTH");
+    first.push(Payload::Eap(vec![1, 7, 0, 6, 13, 0x20]));
+    let d = p.gateway.seal_as_self(exchange::IKE_AUTH, 1, true, &first);
+    let now = p.now;
+    p.client
+        .handle_datagram(now, sock(CLIENT, 500), sock(GATEWAY, 500), &d);
+    let nak = p.client.poll_transmit().expect("the client answers");
+    let msg = Message::decode(&nak.data).unwrap();
+    let k = p.client.keys.as_ref().unwrap();
+    let payloads: Vec<Payload> = k
+        .open(&nak.data, &msg, true)
+        .unwrap()
+        .payloads
+        .into_iter()
+        .map(|d| d.payload)
+        .collect();
+    assert!(
+        payloads
+            .iter()
+            .any(|p| matches!(p, Payload::Eap(e) if *e == [2, 7, 0, 7, 3, 26, 6])),
+        "{payloads:?}"
+    );
+    let d = p.gateway.seal_as_self(
+        exchange::IKE_AUTH,
+        2,
+        true,
+        &[Payload::Eap(vec![4, 8, 0, 4])],
+    );
+    p.client
+        .handle_datagram(now, sock(CLIENT, 500), sock(GATEWAY, 500), &d);
+    let events: Vec<Event> = std::iter::from_fn(|| p.client.poll_event()).collect();
+    let e = Pair::failure(&events).expect("the client fails");
+    assert_eq!(
+        e.to_string(),
+        "authentication failed (the gateway asks for EAP method 13, which Postern does not speak)"
+    );
+}
