@@ -1360,10 +1360,13 @@ fn check_ikev2(
     if ike_version != 2 {
         return Ok(());
     }
-    // psk and rsa-sig, each with or without [xauth] (EAP for IKEv2); hybrid (the
+    // psk with or without [xauth] (EAP for IKEv2), rsa-sig without; hybrid (the
     // gateway's certificate + EAP) needs [xauth], checked with IKEv1's rules.
-    let _ = (auth, xauth);
-    let unsupported = if matches!(phase2.mode, EncapMode::Transport) {
+    let unsupported = if matches!(auth.method, AuthMethod::RsaSig) && xauth {
+        Some(
+            "with IKEv2, [xauth] is an EAP login in place of our certificate: use auth.method = \"hybrid\" (the gateway's certificate + EAP), or remove [xauth]",
+        )
+    } else if matches!(phase2.mode, EncapMode::Transport) {
         Some("IKEv2 supports only phase2.mode = \"tunnel\" for now")
     } else {
         None

@@ -651,6 +651,17 @@ fn ike_version_1_or_2() {
         "{HEAD}ike_version = 2\n[xauth]\nusername = \"alice\"\n"
     ));
     assert_eq!(p.xauth.as_ref().map(|x| x.username.as_str()), Some("alice"));
+    // ... which replaces our certificate: rsa-sig + [xauth] is refused.
+    let e = refuse(&format!(
+        "{HEAD}ike_version = 2\n[auth]\nmethod = \"rsa-sig\"\n[xauth]\nusername = \"alice\"\n"
+    ));
+    check(
+        &e,
+        3,
+        "ike_version",
+        ProfileErrorKind::Invalid,
+        "use auth.method = \"hybrid\"",
+    );
     // What IKEv2 does not do yet is refused at the key, in one sentence.
     let e = refuse(&format!(
         "{HEAD}ike_version = 2\n[phase2]\nmode = \"transport\"\n"

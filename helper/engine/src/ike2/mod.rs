@@ -433,6 +433,14 @@ impl Ike2 {
             ));
         }
         if let Auth::Signature(c) = &config.auth
+            && config.xauth.is_some()
+            && c.key.is_some()
+        {
+            return Err(Error::Local(
+                "with IKEv2, [xauth] is an EAP login in place of our certificate: use auth.method = \"hybrid\" or remove [xauth]".into(),
+            ));
+        }
+        if let Auth::Signature(c) = &config.auth
             && c.key.is_none()
             && config.xauth.is_none()
         {
