@@ -1365,10 +1365,12 @@ fn check_ikev2(
     if ike_version != 2 {
         return Ok(());
     }
-    let unsupported = if !matches!(auth.method, AuthMethod::Psk) {
-        Some("IKEv2 supports only auth.method = \"psk\" for now")
-    } else if xauth {
-        Some("IKEv2 has no XAuth (and EAP is not supported yet): remove [xauth]")
+    // psk with or without [xauth] (EAP for IKEv2), rsa-sig without; hybrid (the
+    // gateway's certificate + EAP) needs [xauth], checked with IKEv1's rules.
+    let unsupported = if matches!(auth.method, AuthMethod::RsaSig) && xauth {
+        Some(
+            "with IKEv2, [xauth] is an EAP login in place of our certificate: use auth.method = \"hybrid\" (the gateway's certificate + EAP), or remove [xauth]",
+        )
     } else if matches!(phase2.mode, EncapMode::Transport) {
         Some("IKEv2 supports only phase2.mode = \"tunnel\" for now")
     } else {

@@ -646,16 +646,32 @@ fn ike_version_1_or_2() {
         ProfileErrorKind::Invalid,
         "must be 1 (IKEv1) or 2 (IKEv2)",
     );
-    // What IKEv2 does not do yet is refused at the key, in one sentence.
-    let e = refuse(&format!(
+    // [xauth] with IKEv2 is the user's EAP login.
+    let p = parse(&format!(
         "{HEAD}ike_version = 2\n[xauth]\nusername = \"alice\"\n"
+    ));
+    assert_eq!(p.xauth.as_ref().map(|x| x.username.as_str()), Some("alice"));
+    // ... which replaces our certificate: rsa-sig + [xauth] is refused.
+    let e = refuse(&format!(
+        "{HEAD}ike_version = 2\n[auth]\nmethod = \"rsa-sig\"\n[xauth]\nusername = \"alice\"\n"
     ));
     check(
         &e,
         3,
         "ike_version",
         ProfileErrorKind::Invalid,
-        "IKEv2 has no XAuth",
+        "use auth.method = \"hybrid\"",
+    );
+    // What IKEv2 does not do yet is refused at the key, in one sentence.
+    let e = refuse(&format!(
+        "{HEAD}ike_version = 2\n[phase2]\nmode = \"transport\"\n"
+    ));
+    check(
+        &e,
+        3,
+        "ike_version",
+        ProfileErrorKind::Invalid,
+        "IKEv2 supports only phase2.mode = \"tunnel\"",
     );
     // Exported and parsed again, the version stays.
     let p = parse(&format!("{HEAD}ike_version = 2\n"));

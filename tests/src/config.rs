@@ -36,6 +36,7 @@ pub const LAB_SECRETS: &[(&str, &str)] = &[
     ("alice-pass-11", "an XAuth password (kernel VM)"),
     ("alice-pass-71", "an XAuth password (certs)"),
     ("alice-pass-72", "an XAuth password (import)"),
+    ("alice-pass-73", "an EAP password (ikev2)"),
     ("bob-pass-9", "an XAuth password (remote access)"),
     ("carol-pass-3", "an XAuth password (IPv6)"),
     ("not-her-password", "a wrong XAuth password (remote access)"),
@@ -566,11 +567,20 @@ fn swanctl_conf(s: &SwanSide<'_>) -> String {
             let _ = writeln!(c, "    pull = {}", if m.pull { "yes" } else { "no" });
         }
     }
-    let (local_auth, remote_auth) = match s.auth {
-        LabAuth::Psk => ("auth = psk", "auth = psk"),
-        LabAuth::Signature(_) => ("auth = pubkey\n      certs = gw.pem", "auth = pubkey"),
-        LabAuth::Hybrid(_) => ("auth = pubkey\n      certs = gw.pem", "auth = xauth"),
+    let (local_auth, mut remote_auth) = match s.auth {
+        LabAuth::Psk => ("auth = psk", "auth = psk".to_string()),
+        LabAuth::Signature(_) => (
+            "auth = pubkey\n      certs = gw.pem",
+            "auth = pubkey".to_string(),
+        ),
+        LabAuth::Hybrid(_) => (
+            "auth = pubkey\n      certs = gw.pem",
+            "auth = xauth".to_string(),
+        ),
     };
+    if let (2, Some(x)) = (s.ike_version, s.xauth) {
+        remote_auth = format!("auth = eap-mschapv2\n      eap_id = {}", swan_str(&x.user));
+    }
     let _ = writeln!(
         c,
         "    local {{\n      {local_auth}\n      id = {}\n    }}",
@@ -582,11 +592,13 @@ fn swanctl_conf(s: &SwanSide<'_>) -> String {
         swan_id(s.remote_id)
     );
     let hybrid = matches!(s.auth, LabAuth::Hybrid(_));
-    if let (true, Some(x)) = (hybrid, s.xauth) {
+    // IKEv2: the user's login is EAP-MSCHAPv2 in place of the remote's AUTH.
+    let eap = s.ike_version == 2 && s.xauth.is_some();
+    if let (true, Some(x)) = (hybrid && !eap, s.xauth) {
         let _ = writeln!(c, "      xauth_id = {}", swan_str(&x.user));
     }
     let _ = writeln!(c, "    }}");
-    if let (false, Some(x)) = (hybrid, s.xauth) {
+    if let (false, Some(x)) = (hybrid || eap, s.xauth) {
         let _ = writeln!(
             c,
             "    remote-xauth {{\n      auth = xauth\n      xauth_id = {}\n    }}",
@@ -604,9 +616,10 @@ fn swanctl_conf(s: &SwanSide<'_>) -> String {
     let _ = writeln!(c, "    secret = {}", swan_str(s.secret));
     let _ = writeln!(c, "  }}");
     if let Some(x) = s.xauth {
+        let kind = if s.ike_version == 2 { "eap" } else { "xauth" };
         let _ = writeln!(
             c,
-            "  xauth-user {{\n    id = {}\n    secret = {}\n  }}",
+            "  {kind}-user {{\n    id = {}\n    secret = {}\n  }}",
             swan_str(&x.user),
             swan_str(&x.gw_password)
         );

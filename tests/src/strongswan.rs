@@ -44,6 +44,8 @@ const WANTED_PLUGINS: &[&str] = &[
     "updown",
     "attr",
     "xauth-generic",
+    "eap-identity",
+    "eap-mschapv2",
     "unity",
     "counters",
 ];

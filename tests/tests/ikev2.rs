@@ -344,3 +344,159 @@ fn ikev2_gateway_sends_ike_auth_in_fragments() {
         gw.wait_no_sas(Duration::from_secs(10))
     });
 }
+
+// ----- certificates and EAP (issue 18) ------------------------------------------------
+
+use postern_lab::config::CertSet;
+use postern_lab::pki::{CLIENT_DN, EC_CLIENT_DN, EC_GW_NAME, GW_NAME, Pki, lab_pki};
+
+fn pki() -> &'static Pki {
+    match lab_pki() {
+        Ok(p) => p,
+        Err(e) => panic!("cannot make the test certificates: {e}"),
+    }
+}
+
+fn cert_set(gw: &str, ca: &str, client: Option<&str>) -> CertSet {
+    let p = pki();
+    CertSet {
+        gw_cert: p.path(&format!("{gw}.pem")),
+        gw_key: p.path(&format!("{gw}.key")),
+        gw_cas: vec![p.path(ca)],
+        client_ca: p.path(ca),
+        client_cert: client.map(|c| p.path(&format!("{c}.pem"))),
+        client_key: client.map(|c| p.path(&format!("{c}.key"))),
+        client_pkcs12: None,
+        client_crl: None,
+    }
+}
+
+/// RSA certificates both ways (strongSwan `auth = pubkey` on both sides, RFC 7427
+/// signatures), a virtual IP from the pool, ping through.
+#[test]
+fn ikev2_rsa_certificates() {
+    let t = Tunnel::main_psk("v2-rsa")
+        .ikev2()
+        .signatures(
+            cert_set("gw", "ca.pem", Some("client")),
+            &format!("dn:{CLIENT_DN}"),
+            &format!("fqdn:{GW_NAME}"),
+        )
+        .mode_config(true);
+    connects("v2-rsa", t, POOL_FIRST);
+}
+
+/// ECDSA P-256 certificates both ways, the fixed inner address.
+#[test]
+fn ikev2_ecdsa_certificates() {
+    let t = Tunnel::main_psk("v2-ecdsa").ikev2().signatures(
+        cert_set("ec-gw", "ec-ca.pem", Some("ec-client")),
+        &format!("dn:{EC_CLIENT_DN}"),
+        &format!("fqdn:{EC_GW_NAME}"),
+    );
+    connects("v2-ecdsa", t, CLIENT_VIP);
+}
+
+/// The gateway's certificate from a CA the client does not trust: refused at once,
+/// "certificate refused: ...".
+#[test]
+fn ikev2_gateway_certificate_from_another_ca_is_refused() {
+    let mut set = cert_set("gw-other", "ca.pem", Some("client"));
+    set.gw_cas.push(pki().path("other-ca.pem"));
+    set.gw_key = pki().path("gw.key");
+    let t = Tunnel::main_psk("v2-otherca").ikev2().signatures(
+        set,
+        &format!("dn:{CLIENT_DN}"),
+        &format!("fqdn:{GW_NAME}"),
+    );
+    refused_v2("v2-otherca", t, exit::AUTH_FAILED, "certificate refused");
+}
+
+/// EAP-MSCHAPv2 with the gateway's certificate (`auth.method = "hybrid"` + [xauth]):
+/// strongSwan `remote { auth = eap-mschapv2 }`, a virtual IP from the pool.
+#[test]
+fn ikev2_eap_mschapv2_with_gateway_certificate() {
+    let t = Tunnel::main_psk("v2-eap")
+        .ikev2()
+        .hybrid(
+            cert_set("gw", "ca.pem", None),
+            "fqdn:laptop.postern.lab",
+            &format!("fqdn:{GW_NAME}"),
+        )
+        .xauth("alice", "alice-pass-73", "alice-pass-73")
+        .mode_config(true);
+    run_scenario("v2-eap", |lab: &Lab| {
+        let gw = lab.start_gateway(&t)?;
+        let client = lab.start_postern(&t)?;
+        client.wait_connected()?;
+        let out = client.stdout();
+        lab_ensure!(
+            out.iter().any(|l| l == "xauth ok"),
+            "no `xauth ok` line: {out:?}"
+        );
+        lab_ensure!(
+            out.iter()
+                .any(|l| l.starts_with(&format!("mode-config {POOL_FIRST}"))),
+            "no virtual IP: {out:?}"
+        );
+        let sa = gw.wait_established(Duration::from_secs(10))?;
+        let shown = gw.list_sas_text();
+        lab_ensure!(sa.get("version") == "2", "not IKEv2:\n{shown}");
+        lab_ensure!(
+            shown.contains("alice"),
+            "the gateway does not show the EAP identity:\n{shown}"
+        );
+        lab.ping(Role::Client, None, LAN_HOST)?;
+        client.sigterm()?;
+        let code = client.exit_code(Duration::from_secs(15))?;
+        lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
+        gw.wait_no_sas(Duration::from_secs(10))
+    });
+}
+
+/// EAP-MSCHAPv2 after a PSK-authenticated gateway, and a wrong password refused in
+/// one sentence.
+#[test]
+fn ikev2_eap_mschapv2_with_psk_and_a_wrong_password() {
+    let t = Tunnel::main_psk("v2-eappsk")
+        .ikev2()
+        .xauth("alice", "alice-pass-73", "alice-pass-73")
+        .mode_config(true);
+    connects("v2-eappsk", t, POOL_FIRST);
+    let t = Tunnel::main_psk("v2-eapwrong")
+        .ikev2()
+        .xauth("alice", "alice-pass-73", "not-her-password")
+        .mode_config(true);
+    refused_v2(
+        "v2-eapwrong",
+        t,
+        exit::AUTH_FAILED,
+        "authentication failed (user name or password refused)",
+    );
+}
+
+/// A client that must be refused quickly with `want_code` and `want_text`.
+fn refused_v2(scenario: &str, t: Tunnel, want_code: i32, want_text: &str) {
+    run_scenario(scenario, |lab: &Lab| {
+        let gw = lab.start_gateway(&t)?;
+        let start = Instant::now();
+        let client = lab.start_postern(&t)?;
+        let code = client.exit_code(Duration::from_secs(30))?;
+        let err = client.error_line().unwrap_or_default();
+        lab_ensure!(
+            code == want_code && err.contains(want_text),
+            "exit {code} with {err:?}, expected {want_code} with {want_text:?}; stderr {:?}",
+            client.stderr()
+        );
+        lab_ensure!(
+            start.elapsed() < Duration::from_secs(15),
+            "took {:?}",
+            start.elapsed()
+        );
+        let sas = gw.list_sas()?;
+        if sas.iter().any(|s| s.installed_child().is_some()) {
+            lab_bail!("the gateway installed a CHILD_SA:\n{}", gw.list_sas_text());
+        }
+        Ok(())
+    });
+}

@@ -159,6 +159,14 @@ impl Certificate {
             .unwrap_or_default()
     }
 
+    /// The DER of the SubjectPublicKeyInfo (an IKEv2 CERTREQ names a CA by its SHA-1).
+    pub fn spki_der(&self) -> Vec<u8> {
+        self.tbs()
+            .subject_public_key_info()
+            .to_der()
+            .unwrap_or_default()
+    }
+
     pub fn issuer(&self) -> String {
         name_text(self.cert.tbs_certificate().issuer())
     }

@@ -96,6 +96,11 @@ impl Peer {
         }
     }
 
+    /// The password (or this round's passcode) once the user has typed it.
+    pub fn set_password(&mut self, password: Zeroizing<String>) {
+        self.creds.password = password;
+    }
+
     /// The gateway's EAP packet; what to answer.
     pub fn on_request(&mut self, packet: &[u8], rng: &mut dyn Rng) -> Result<Step, EapError> {
         let (code, id, body) = header(packet)?;

@@ -139,14 +139,17 @@ fn start_key(master: &[u8; 16], magic: &[u8]) -> Zeroizing<[u8; 16]> {
     k
 }
 
-/// The MSK of EAP-MSCHAPv2 (32 bytes): the client's send key, then its receive key,
-/// as RFC 3079 derives them (the layout EAP peers and servers agree on; IKEv2 uses
-/// it as the AUTH secret, RFC 7296 §2.16).
+/// The MSK of EAP-MSCHAPv2 (64 bytes): the client's send key (the server's
+/// MasterReceiveKey), then its receive key (the server's MasterSendKey), as RFC 3079
+/// derives them, then 32 zero bytes: strongSwan's eap_mschapv2 layout (and hostapd's
+/// first 32 bytes). IKEv2 uses it as the AUTH secret (RFC 7296 §2.16); as an HMAC
+/// key the zero tail changes nothing, but the length is strongSwan's.
 pub fn msk(password: &str, nt_response: &[u8; 24]) -> Zeroizing<Vec<u8>> {
     let mk = master_key(password, nt_response);
-    let mut out = Zeroizing::new(Vec::with_capacity(32));
+    let mut out = Zeroizing::new(Vec::with_capacity(64));
     out.extend_from_slice(&*start_key(&mk, CLIENT_SEND));
     out.extend_from_slice(&*start_key(&mk, CLIENT_RECEIVE));
+    out.extend_from_slice(&[0u8; 32]);
     out
 }
 
@@ -194,8 +197,9 @@ mod tests {
         let (a, p) = (arr::<16>(AUTH_CHALLENGE), arr::<16>(PEER_CHALLENGE));
         let nt = nt_response(&a, &p, USER, PASSWORD);
         let k = msk(PASSWORD, &nt);
-        assert_eq!(k.len(), 32);
-        assert_ne!(k[..16], k[16..]);
+        assert_eq!(k.len(), 64);
+        assert_ne!(k[..16], k[16..32]);
+        assert_eq!(k[32..], [0u8; 32]);
         let mut other = nt;
         other[0] ^= 1;
         assert_ne!(*msk(PASSWORD, &other), *k);

@@ -71,7 +71,7 @@ fn identity_mschapv2_and_success_give_the_msk() {
     let Step::Success(Some(msk)) = p.on_request(&[SUCCESS, 4, 0, 4], &mut rng).unwrap() else {
         panic!()
     };
-    assert_eq!(msk.len(), 32);
+    assert_eq!(msk.len(), 64);
 }
 
 #[test]

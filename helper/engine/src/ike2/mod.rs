@@ -23,8 +23,10 @@
 //! States are named for what they expect next (`ExpectInitReply`, `ExpectAuthReply`,
 //! `ExpectInit`, `ExpectAuth`).
 
+pub mod auth;
 pub mod codec;
 mod frag;
+mod eap_auth;
 pub mod keys;
 pub mod mobike;
 mod rekey_ike;
@@ -49,9 +51,6 @@ use codec::{
     proto, ptype, transform,
 };
 use keys::IkeKeys;
-
-/// AUTH method: Shared Key Message Integrity Code (§3.8).
-const AUTH_PSK: u8 = 2;
 
 /// Where a child's KEYMAT comes from (§2.17).
 struct Keymat<'a> {
@@ -187,6 +186,12 @@ pub struct Ike2 {
     reassembly: Option<frag::Reassembly>,
     frag_cache: Vec<(Vec<u8>, Vec<Vec<u8>>)>,
     reassembled: Option<Vec<Payload>>,
+    /// The hash algorithms the peer announced for RFC 7427 signatures.
+    peer_hashes: Vec<u16>,
+    /// Initiator: EAP in IKE_AUTH (the profile's [xauth] login), while it runs.
+    eap: Option<eap_auth::EapClient>,
+    /// Responder: the EAP server side (tests), while it runs.
+    eap_server: Option<eap_auth::EapServer>,
 }
 
 impl std::fmt::Debug for Ike2 {
@@ -449,14 +454,25 @@ impl Ike2 {
         if config.esp_proposals.is_empty() {
             return Err(Error::Local("no ESP proposals configured".into()));
         }
-        if !matches!(config.auth, Auth::Psk(_)) {
+        if matches!(config.auth, Auth::Hybrid(_)) && config.xauth.is_none() {
             return Err(Error::Local(
-                "IKEv2 supports only pre-shared keys for now (auth.method = \"psk\")".into(),
+                "auth.method = \"hybrid\" needs the user's login ([xauth], EAP in IKEv2)".into(),
             ));
         }
-        if config.xauth.is_some() {
+        if let Auth::Signature(c) = &config.auth
+            && config.xauth.is_some()
+            && c.key.is_some()
+        {
             return Err(Error::Local(
-                "IKEv2 has no XAuth (EAP is not supported yet): remove [xauth]".into(),
+                "with IKEv2, [xauth] is an EAP login in place of our certificate: use auth.method = \"hybrid\" or remove [xauth]".into(),
+            ));
+        }
+        if let Auth::Signature(c) = &config.auth
+            && c.key.is_none()
+            && config.xauth.is_none()
+        {
+            return Err(Error::Local(
+                "certificate authentication needs our private key (auth.key or auth.pkcs12)".into(),
             ));
         }
         let mut e = Ike2::new(Role::Initiator, config, local, remote, rng);
@@ -536,6 +552,9 @@ impl Ike2 {
             reassembly: None,
             frag_cache: Vec::new(),
             reassembled: None,
+            peer_hashes: Vec::new(),
+            eap: None,
+            eap_server: None,
         }
     }
 
@@ -1015,15 +1034,14 @@ impl Ike2 {
         }
     }
 
-    /// IKEv2 here asks no credentials (no EAP yet).
+    /// The user's answer to `Event::CredentialsRequired` (an EAP password or
+    /// passcode round).
     pub fn submit_credentials(
         &mut self,
-        _now: Instant,
-        _creds: crate::ike::Credentials,
+        now: Instant,
+        creds: crate::ike::Credentials,
     ) -> Result<(), Error> {
-        Err(Error::Local(
-            "the IKEv2 engine asked for no credentials".into(),
-        ))
+        self.eap_credentials(now, creds)
     }
 
     /// Asks the peer at once whether it is alive (an empty INFORMATIONAL); the peer is
@@ -1234,6 +1252,7 @@ impl Ike2 {
                 Vec::new(),
             ));
         }
+        payloads.extend(self.auth_init_notifies());
         let h = self.header(exchange::IKE_SA_INIT, 0, false);
         let d = Message::encode(h, &payloads);
         self.init_request = d.clone();
@@ -1270,13 +1289,6 @@ impl Ike2 {
             .local_id
             .clone()
             .unwrap_or_else(|| Identity::address(self.local.ip()))
-    }
-
-    fn psk(&self) -> &[u8] {
-        match &self.config.auth {
-            Auth::Psk(k) => k,
-            _ => &[],
-        }
     }
 
     fn phase1_info(&self, peer_id: Identity) -> Option<Phase1Info> {
@@ -1557,6 +1569,7 @@ impl Ike2 {
         drop(dh);
         self.pending = None;
         self.frag_ok = self.config.fragmentation && has_frag_notify(payloads);
+        self.note_peer_hashes(payloads);
         self.detect_nat(payloads, h.spi_r);
         self.send_auth(now);
     }
@@ -1629,12 +1642,22 @@ impl Ike2 {
             id.kind.0,
             &id.data,
         );
-        let auth = keys::psk_auth(k.prf, self.psk(), &octets);
+        // With the user's login (EAP, RFC 7296 §2.16) our AUTH comes after EAP.
+        let eap = self.config.xauth.is_some();
+        let auth = if eap {
+            None
+        } else {
+            match self.our_auth(&octets) {
+                Ok(a) => Some(a),
+                Err(e) => return self.fail(e),
+            }
+        };
         let mut payloads = vec![Payload::Id {
             initiator: true,
             kind: id.kind.0,
             data: id.data.clone(),
         }];
+        payloads.extend(self.cert_payloads(!eap));
         if self.config.initial_contact {
             payloads.push(notify_payload(notify::INITIAL_CONTACT, Vec::new()));
         }
@@ -1645,11 +1668,11 @@ impl Ike2 {
                 data: r.data.clone(),
             });
         }
-        payloads.push(Payload::Auth {
-            method: AUTH_PSK,
-            data: auth,
-        });
+        payloads.extend(auth);
         self.mobike_offer(&mut payloads);
+        if eap {
+            self.eap = Some(eap_auth::EapClient::new(&self.config));
+        }
         if self.config.mode_config != ModeConfigMode::Off {
             let addr = self
                 .config
@@ -1699,6 +1722,9 @@ impl Ike2 {
     }
 
     fn on_auth_reply(&mut self, now: Instant, payloads: &[Payload]) {
+        if self.eap.is_some() {
+            return self.on_eap_auth_reply(now, payloads);
+        }
         let has = |t: u8| payloads.iter().any(|p| p.kind() == t);
         let auth_ok_present = has(ptype::AUTH) && has(ptype::IDR);
         // Errors: AUTHENTICATION_FAILED ends everything; a child error after a good
@@ -1728,11 +1754,7 @@ impl Ike2 {
             }),
             _ => None,
         });
-        let auth = payloads.iter().find_map(|p| match p {
-            Payload::Auth { method, data } => Some((*method, data)),
-            _ => None,
-        });
-        let (Some(idr), Some((method, auth))) = (idr, auth) else {
+        let Some(idr) = idr.filter(|_| has(ptype::AUTH)) else {
             self.fail(Error::Malformed(
                 "IKE_AUTH reply without IDr or AUTH".into(),
             ));
@@ -1757,15 +1779,19 @@ impl Ike2 {
             idr.kind.0,
             &idr.data,
         );
-        let expect = keys::psk_auth(k.prf, self.psk(), &octets);
-        if method != AUTH_PSK || !ct_eq(&expect, auth) {
-            self.fail(Error::AuthenticationFailed(if method != AUTH_PSK {
-                format!("the gateway authenticated with method {method}, not a pre-shared key")
-            } else {
-                "the gateway's AUTH does not match: wrong pre-shared key or identity".into()
-            }));
+        if let Err(e) = self.check_peer_auth(now, &idr, payloads, &octets) {
+            // The gateway holds an IKE SA (and child) it thinks is up: delete it
+            // (§2.21.2 lets the initiator tell in a separate INFORMATIONAL).
+            self.close_quietly();
+            self.fail(e);
             return;
         }
+        self.auth_done(now, idr, payloads);
+    }
+
+    /// The initiator's IKE SA is authenticated both ways: it is up, with the child
+    /// (and configuration) the last IKE_AUTH reply carries.
+    fn auth_done(&mut self, now: Instant, idr: Identity, payloads: &[Payload]) {
         // The IKE SA is up.
         self.state = State::Established;
         self.last_heard = Some(now);
@@ -2238,6 +2264,8 @@ impl Ike2 {
                 Vec::new(),
             ));
         }
+        self.note_peer_hashes(&payloads);
+        out.extend(self.auth_init_notifies());
         let hd = self.header(exchange::IKE_SA_INIT, 0, true);
         let d = Message::encode(hd, &out);
         self.init_response = d.clone();
@@ -2258,6 +2286,9 @@ impl Ike2 {
     }
 
     fn on_auth_request(&mut self, now: Instant, id: u32, payloads: &[Payload]) {
+        if self.eap_server.is_some() {
+            return self.on_eap_server_request(now, id, payloads);
+        }
         let idi = payloads.iter().find_map(|p| match p {
             Payload::Id {
                 initiator: true,
@@ -2269,20 +2300,24 @@ impl Ike2 {
             }),
             _ => None,
         });
-        let auth = payloads.iter().find_map(|p| match p {
-            Payload::Auth { method, data } => Some((*method, data.clone())),
-            _ => None,
-        });
-        let (Some(idi), Some((method, auth))) = (idi, auth) else {
-            self.respond_with(
-                exchange::IKE_AUTH,
-                id,
-                &[notify_payload(notify::INVALID_SYNTAX, Vec::new())],
-            );
-            self.fail(Error::Malformed(
-                "IKE_AUTH request without IDi or AUTH".into(),
-            ));
-            return;
+        let has_auth = payloads.iter().any(|p| matches!(p, Payload::Auth { .. }));
+        let idi = match idi {
+            Some(i) if has_auth => i,
+            // No AUTH: the initiator wants EAP (§2.16).
+            Some(i) if self.config.xauth_server.is_some() => {
+                return self.start_eap_server(now, id, i, payloads);
+            }
+            _ => {
+                self.respond_with(
+                    exchange::IKE_AUTH,
+                    id,
+                    &[notify_payload(notify::INVALID_SYNTAX, Vec::new())],
+                );
+                self.fail(Error::Malformed(
+                    "IKE_AUTH request without IDi or AUTH".into(),
+                ));
+                return;
+            }
         };
         let Some(k) = &self.keys else {
             return;
@@ -2295,20 +2330,32 @@ impl Ike2 {
             idi.kind.0,
             &idi.data,
         );
-        let expect = keys::psk_auth(k.prf, self.psk(), &octets);
         let id_ok = self.config.remote_id.as_ref().is_none_or(|w| *w == idi);
-        if method != AUTH_PSK || !ct_eq(&expect, &auth) || !id_ok {
+        let checked = if id_ok {
+            self.check_peer_auth(now, &idi, payloads, &octets)
+        } else {
+            Err(Error::AuthenticationFailed(
+                "the initiator's AUTH does not match: wrong pre-shared key or identity".into(),
+            ))
+        };
+        if let Err(e) = checked {
             self.respond_with(
                 exchange::IKE_AUTH,
                 id,
                 &[notify_payload(notify::AUTHENTICATION_FAILED, Vec::new())],
             );
-            self.fail(Error::AuthenticationFailed(
-                "the initiator's AUTH does not match: wrong pre-shared key or identity".into(),
-            ));
+            self.fail(e);
             return;
         }
-        // Our AUTH.
+        let Some(out) = self.responder_id_and_auth(id) else {
+            return;
+        };
+        self.finish_auth_request(now, id, idi, out, payloads);
+    }
+
+    /// The responder's IDr, CERTs and AUTH (None after failing).
+    fn responder_id_and_auth(&mut self, id: u32) -> Option<Vec<Payload>> {
+        let k = self.keys.as_ref()?;
         let me = self.local_identity();
         let octets = keys::signed_octets(
             k.prf,
@@ -2318,7 +2365,38 @@ impl Ike2 {
             me.kind.0,
             &me.data,
         );
-        let my_auth = keys::psk_auth(k.prf, self.psk(), &octets);
+        let my_auth = match self.our_auth(&octets) {
+            Ok(a) => a,
+            Err(e) => {
+                self.respond_with(
+                    exchange::IKE_AUTH,
+                    id,
+                    &[notify_payload(notify::AUTHENTICATION_FAILED, Vec::new())],
+                );
+                self.fail(e);
+                return None;
+            }
+        };
+        let mut out = vec![Payload::Id {
+            initiator: false,
+            kind: me.kind.0,
+            data: me.data.clone(),
+        }];
+        out.extend(self.cert_payloads(true));
+        out.push(my_auth);
+        Some(out)
+    }
+
+    /// The responder's IKE SA is authenticated both ways: answer with `out` (IDr and
+    /// AUTH) and the child, configuration and selectors the request asked for.
+    fn finish_auth_request(
+        &mut self,
+        now: Instant,
+        id: u32,
+        idi: Identity,
+        mut out: Vec<Payload>,
+        payloads: &[Payload],
+    ) {
         self.state = State::Established;
         self.last_heard = Some(now);
         let Some(info) = self.phase1_info(idi) else {
@@ -2326,17 +2404,6 @@ impl Ike2 {
         };
         self.phase1 = Some(info.clone());
         self.outbox_ev.push_back(Event::Phase1Established(info));
-        let mut out = vec![
-            Payload::Id {
-                initiator: false,
-                kind: me.kind.0,
-                data: me.data.clone(),
-            },
-            Payload::Auth {
-                method: AUTH_PSK,
-                data: my_auth,
-            },
-        ];
         self.mobike_answer(payloads, &mut out);
         // The child: CP, SA, TS.
         let mut vip = None;

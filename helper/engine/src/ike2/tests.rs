@@ -976,3 +976,6 @@ fn the_gateway_rekeys_the_child_and_the_client_answers() {
         Event::Phase2Deleted { spi_in, by_peer: true, .. } if *spi_in == client_old
     )));
 }
+
+#[path = "tests_auth.rs"]
+mod auth_tests;
