@@ -25,8 +25,8 @@
 
 pub mod auth;
 pub mod codec;
-mod frag;
 mod eap_auth;
+mod frag;
 pub mod keys;
 pub mod mobike;
 mod rekey_ike;

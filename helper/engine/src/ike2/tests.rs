@@ -13,9 +13,9 @@ use crate::crypto::test_rng;
 use crate::ike::{ChildConfig, Config, DpdConfig, Error, Event, ModeConfigInfo};
 use crate::proposal::{parse_esp, parse_ike};
 
-mod mobike;
 mod frag;
 mod ike_sa;
+mod mobike;
 
 // ----- codec ----------------------------------------------------------------------
 

@@ -79,7 +79,11 @@ fn connected(p: &Pair) {
 
 #[test]
 fn rsa_certificates_both_roles_with_rfc7427_signatures() {
-    let (c, s) = sig_configs();
+    // Unfragmented, so the request can be read whole below
+    // (`certificates_go_in_fragments` has them fragmented).
+    let (mut c, mut s) = sig_configs();
+    c.fragmentation = false;
+    s.fragmentation = false;
     let mut p = Pair::new(c, s, Faults::default());
     p.drive(Duration::from_secs(5));
     connected(&p);
@@ -563,4 +567,22 @@ fn eap_method_we_do_not_speak_is_named() {
         e.to_string(),
         "authentication failed (the gateway asks for EAP method 13, which Postern does not speak)"
     );
+}
+
+/// With fragmentation announced by both (the default), an IKE_AUTH carrying a
+/// certificate is larger than 1280 bytes: it goes in RFC 7383 fragments and connects.
+#[test]
+fn certificates_go_in_fragments() {
+    let (c, s) = sig_configs();
+    let mut p = Pair::new(c, s, Faults::default());
+    p.drive(Duration::from_secs(5));
+    connected(&p);
+    let fragments = p
+        .sent_to_gateway
+        .iter()
+        .filter(|d| {
+            d.get(18) == Some(&exchange::IKE_AUTH) && d.get(16) == Some(&crate::ike2::frag::SKF)
+        })
+        .count();
+    assert!(fragments >= 2, "{fragments} IKE_AUTH fragments");
 }
