@@ -105,6 +105,8 @@ fn every_example_parses() {
     let doc = doc();
     let mut n = 0;
     let mut rest = doc.as_str();
+    // Profile examples are fenced "```toml"; other files' ("```toml policy.toml")
+    // are not profiles.
     while let Some(start) = rest.find("```toml\n") {
         let body = &rest[start + 8..];
         let end = body.find("```").expect("closed code block");
