@@ -438,17 +438,24 @@ fn a_system_profile_owned_by_a_user_is_refused_naming_the_file() {
         std::os::unix::fs::chown(&home, Some(uid), Some(uid))?;
         let want =
             format!("{d}/mine.toml: owned by uid {uid}: a system profile must be owned by root");
-        let o = postern_as(uid, &home, &sys, &["list"])?;
-        let out = String::from_utf8_lossy(&o.stdout).into_owned();
-        lab_ensure!(
+        // (The daemon may still be starting: a few tries, 1 s apart.)
+        let listed = |o: &std::process::Output| {
+            let out = String::from_utf8_lossy(&o.stdout).into_owned();
             o.status.success()
                 && out
                     .lines()
                     .any(|l| l.starts_with("system:mine") && l.contains("refused"))
-                && out.contains(&format!("refused: {want}")),
-            "list: {}",
-            text(&o)
-        );
+                && out.contains(&format!("refused: {want}"))
+        };
+        let mut o = postern_as(uid, &home, &sys, &["list"])?;
+        for _ in 0..5 {
+            if listed(&o) {
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+            o = postern_as(uid, &home, &sys, &["list"])?;
+        }
+        lab_ensure!(listed(&o), "list: {}", text(&o));
         let o = postern_as(uid, &home, &sys, &["up", "system:mine"])?;
         let err = String::from_utf8_lossy(&o.stderr).into_owned();
         eprintln!("refusal: {err}");

@@ -410,10 +410,21 @@ async fn list(json: bool) -> Result<(), Fail> {
         }
     }
     // The system profiles (/etc/postern/profiles), shared by every user of the machine.
-    if let Some((_, h)) = &helper
-        && let Ok(sys) = h.system_profiles().await
+    let system = match &helper {
+        Some((_, h)) => match h.system_profiles().await {
+            Ok(sys) => sys,
+            Err(e) => {
+                eprintln!("system profiles not listed: the helper did not answer: {e}");
+                Vec::new()
+            }
+        },
+        None => {
+            eprintln!("system profiles not listed: the helper is not reachable on the system bus");
+            Vec::new()
+        }
+    };
     {
-        for s in sys {
+        for s in system {
             let key = format!("{SYSTEM_PREFIX}{}", s.name);
             let st = if !s.refused.is_empty() {
                 "refused".to_string()
