@@ -25,6 +25,15 @@ use postern_lab::{Lab, Result, Role, Tunnel, lab_ensure, run_scenario};
 const USER_A: &str = "postern-lab-sa";
 const USER_B: &str = "postern-lab-sb";
 
+/// The tests that make the lab's test users hold this: a test removes the users it
+/// created when it ends, which took USER_B away from a test running beside it (its
+/// `postern` could no longer reach the bus: CI, --test-threads=2).
+static TEST_USERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn lock_users() -> std::sync::MutexGuard<'static, ()> {
+    TEST_USERS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// `postern ARGS` as `uid`, with its own (empty) config dir and the lab bus.
 fn postern_as(uid: u32, home: &Path, sys: &SystemBus, args: &[&str]) -> Result<Output> {
     Ok(Command::new("setpriv")
@@ -87,6 +96,7 @@ fn profiles_dir(lab: &Lab) -> Result<std::path::PathBuf> {
 
 #[test]
 fn a_system_profile_is_shared_by_every_user() {
+    let _users = lock_users();
     let t = Tunnel::main_psk("shared");
     run_scenario("sysprof", |lab: &Lab| {
         let mut host = HostChanges::default();
@@ -336,6 +346,7 @@ fn a_boot_profile_waits_for_a_gateway_that_is_down_at_boot() {
 /// by the next `postern list` and used by the next connect, with no restart.
 #[test]
 fn a_system_profile_changed_on_disk_is_used_without_a_restart() {
+    let _users = lock_users();
     let t = Tunnel::main_psk("edited");
     run_scenario("sysedit", |lab: &Lab| {
         let mut host = HostChanges::default();
@@ -418,6 +429,7 @@ fn a_system_profile_changed_on_disk_is_used_without_a_restart() {
 /// line naming the file.
 #[test]
 fn a_system_profile_owned_by_a_user_is_refused_naming_the_file() {
+    let _users = lock_users();
     let t = Tunnel::main_psk("owned");
     run_scenario("sysowner", |lab: &Lab| {
         let mut host = HostChanges::default();
