@@ -417,7 +417,7 @@ pub const FIELDS: &[Field] = &[
     ),
     f(
         "network.mobike",
-        "IKEv2: move the tunnel when the network changes (MOBIKE)",
+        "IKEv2 roaming (MOBIKE)",
         Kind::Choice(ON_OFF),
         G_NET,
         "",
