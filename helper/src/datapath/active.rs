@@ -138,6 +138,23 @@ impl Active {
         }
     }
 
+    /// IKEv2 MOBIKE moved the tunnel to our outer address `local`: the kernel
+    /// datapath moves its SAs and policies there ([`KernelDatapath::migrate`]: ESP in
+    /// UDP with `encap`, our port and the gateway's, when given; `was_udp`: the SAs
+    /// are in UDP now). The line says what moved. The userspace datapath follows by
+    /// [`Active::move_socket`] instead: nothing to do here.
+    pub fn migrate(
+        &mut self,
+        local: IpAddr,
+        encap: Option<(u16, u16)>,
+        was_udp: bool,
+    ) -> Result<Option<String>, DatapathError> {
+        match self {
+            Active::User(_) => Ok(None),
+            Active::Kernel(d) => on_runtime(d.migrate(local, encap, was_udp)).map(Some),
+        }
+    }
+
     /// The inner address it holds.
     pub fn vip(&self) -> IpAddr {
         match self {

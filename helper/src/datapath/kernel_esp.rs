@@ -350,3 +350,159 @@ impl Drop for KernelDatapath {
         }
     }
 }
+
+/// IKEv2 MOBIKE: the tunnel's outer address moved.
+impl KernelDatapath {
+    /// Our outer address is now `local` (same gateway): every policy's template and
+    /// every SA pair move there with `XFRM_MSG_MIGRATE` (why that request and not
+    /// new states: [`xfrm::migrate`]), ESP in UDP with `encap` (our port, the
+    /// gateway's) when given, else as the SAs were. `was_udp`: the SAs are in UDP now
+    /// (a move cannot take that off). The journal names the moved SAs before the
+    /// kernel moves them, and forgets the old names once they are gone, so `cleanup`
+    /// after a crash removes exactly what is installed. Pairs the kernel did not move
+    /// (a rekey's two pairs share the policies, and one request moves one SA per
+    /// policy) are deleted: the newest pair carries the traffic. Returns the line
+    /// saying what moved; an error leaves the journal naming both the old and the new
+    /// SAs (the caller negotiates again and stops this datapath).
+    pub async fn migrate(
+        &mut self,
+        local: IpAddr,
+        encap: Option<(u16, u16)>,
+        was_udp: bool,
+    ) -> Result<String, DatapathError> {
+        let old = self.local;
+        if was_udp && encap.is_none() {
+            return Err(DatapathError::CannotMove(
+                "ESP in UDP cannot be turned off in place (the NAT is gone)",
+            ));
+        }
+        if self.vip == self.local {
+            return Err(DatapathError::CannotMove(
+                "MOBIKE moves tunnel mode SAs only (RFC 4555)",
+            ));
+        }
+        if local.is_ipv4() != self.gateway.is_ipv4() {
+            return Err(DatapathError::CannotMove(
+                "the new outer address is of the other family",
+            ));
+        }
+        // The inner address and the routes stay on the interface they are on.
+        let (dev, _via) = kernel::net::route_to(self.gateway)?;
+        if dev != self.dev {
+            return Err(DatapathError::CannotMove(
+                "the gateway is now reached by another interface",
+            ));
+        }
+        if self.sas.is_empty() {
+            return Err(DatapathError::CannotMove("no SA installed"));
+        }
+        let gateway = self.gateway;
+        let pairs: Vec<(u32, u32)> = self.sas.iter().map(|s| (s.0, s.1)).collect();
+        if old != local {
+            for (spi_in, _) in &pairs {
+                self.journal()?.record(Entry::XfrmSa {
+                    dst: local.to_string(),
+                    spi: format!("{spi_in:#010x}"),
+                })?;
+            }
+        }
+        let mut moves = Vec::new();
+        for (ours, theirs) in self.policies.clone() {
+            for (dir, src, dst, from, to, enc) in [
+                (Dir::Out, ours, theirs, (old, gateway), (local, gateway), encap),
+                (
+                    Dir::In,
+                    theirs,
+                    ours,
+                    (gateway, old),
+                    (gateway, local),
+                    encap.map(|(a, b)| (b, a)),
+                ),
+                (
+                    Dir::Fwd,
+                    theirs,
+                    ours,
+                    (gateway, old),
+                    (gateway, local),
+                    encap.map(|(a, b)| (b, a)),
+                ),
+            ] {
+                moves.push(xfrm::migrate::MigrateSpec {
+                    src,
+                    dst,
+                    dir,
+                    old_src: from.0,
+                    old_dst: from.1,
+                    new_src: to.0,
+                    new_dst: to.1,
+                    reqid: self.reqid,
+                    mode: xfrm::MODE_TUNNEL,
+                    encap: enc,
+                });
+            }
+        }
+        if let Err(e) = self.xfrm.migrate(moves).await {
+            return Err(match e {
+                kernel::KernelError::Errno { errno, .. }
+                    if errno == xfrm::migrate::MIGRATE_UNSUPPORTED =>
+                {
+                    DatapathError::CannotMove(
+                        "this kernel cannot move SAs (built without CONFIG_XFRM_MIGRATE)",
+                    )
+                }
+                e => e.into(),
+            });
+        }
+        // Which pairs moved: the inbound SA is found at the new address, the outbound
+        // one (same destination) has the new source.
+        let ids: Vec<(IpAddr, u32)> = pairs
+            .iter()
+            .flat_map(|(i, o)| [(local, *i), (gateway, *o)])
+            .collect();
+        let found = self.xfrm.sa_sources(ids).await;
+        let mut moved = 0;
+        let mut dropped = 0;
+        for (k, (spi_in, spi_out)) in pairs.iter().copied().enumerate() {
+            let inb = found.get(2 * k).copied().flatten() == Some(gateway);
+            let outb = found.get(2 * k + 1).copied().flatten() == Some(local);
+            if inb && outb {
+                moved += 1;
+                continue;
+            }
+            // Left behind: deleted wherever its halves are now.
+            self.sas.retain(|s| (s.0, s.1) != (spi_in, spi_out));
+            for dst in [old, local] {
+                let _ = self.xfrm.del_sa(dst, spi_in).await;
+            }
+            let _ = self.xfrm.del_sa(gateway, spi_out).await;
+            dropped += 1;
+        }
+        if moved == 0 {
+            return Err(DatapathError::CannotMove("the kernel moved no SA pair"));
+        }
+        self.local = local;
+        if encap.is_some() {
+            self.encap = encap;
+        }
+        if old != local {
+            let gone = old.to_string();
+            self.journal()?
+                .retain(|e| !matches!(e, Entry::XfrmSa { dst, .. } if *dst == gone))?;
+        }
+        let mut line = format!(
+            "datapath kernel: {moved} SA pair(s) and {} policies moved to {local} <-> {gateway}{} (XFRM_MSG_MIGRATE)",
+            self.policies.len() * 3,
+            if encap.is_some() || was_udp {
+                ", esp-in-udp"
+            } else {
+                ""
+            }
+        );
+        if dropped > 0 {
+            line.push_str(&format!(
+                "; {dropped} older pair(s) left behind by the kernel deleted"
+            ));
+        }
+        Ok(line)
+    }
+}

@@ -74,6 +74,8 @@ pub enum DatapathError {
     NoVirtualIp,
     #[error("the userspace datapath does not do {0} yet")]
     Unsupported(&'static str),
+    #[error("the kernel datapath cannot follow the move: {0}")]
+    CannotMove(&'static str),
     #[error(transparent)]
     Kernel(#[from] KernelError),
 }

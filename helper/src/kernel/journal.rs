@@ -246,8 +246,20 @@ impl Journal {
     /// Takes back the last entry (its change was not made after all): the file is
     /// rewritten without it.
     pub fn forget_last(&mut self) -> Result<(), KernelError> {
-        use std::io::{Seek, SeekFrom};
         self.entries.pop();
+        self.rewrite()
+    }
+
+    /// Keeps only the entries `keep` says yes to (what a change replaced, e.g. the SAs
+    /// a MOBIKE move took to other addresses): the file is rewritten without the others.
+    pub fn retain(&mut self, keep: impl FnMut(&Entry) -> bool) -> Result<(), KernelError> {
+        self.entries.retain(keep);
+        self.rewrite()
+    }
+
+    /// Writes the file anew from `entries` (synced).
+    fn rewrite(&mut self) -> Result<(), KernelError> {
+        use std::io::{Seek, SeekFrom};
         self.file.set_len(0).map_err(err(&self.path))?;
         self.file
             .seek(SeekFrom::Start(0))

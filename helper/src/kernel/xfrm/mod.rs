@@ -19,6 +19,7 @@
 //! here every buffer that can hold a key is zeroized.
 
 pub mod ext;
+pub mod migrate;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -7,8 +7,12 @@
 //! ([`Event::Roamed`]); no answer within the engine's budget, and the session ends
 //! as for any network change: the driver negotiates again at once.
 //!
-//! Not (yet) for the kernel datapath: its XFRM states and policies carry the outer
-//! addresses, and are not migrated; such a tunnel is negotiated again.
+//! The kernel datapath follows too: its XFRM states and policies carry the outer
+//! addresses, and the kernel moves them in place (`XFRM_MSG_MIGRATE`, at once when
+//! the new sockets are made, before the gateway's answer: the old address is gone,
+//! so nothing could be sent from it anyway). A kernel that refuses (no
+//! `CONFIG_XFRM_MIGRATE`, another interface towards the gateway, transport mode)
+//! makes the tunnel negotiate again, as without MOBIKE.
 
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
@@ -24,6 +28,8 @@ pub(super) struct Move {
     pub from: IpAddr,
     pub to: IpAddr,
     pub since: Instant,
+    /// The kernel datapath's SAs were moved in UDP (ESP in UDP).
+    pub kernel_udp: bool,
 }
 
 impl Session<'_> {
@@ -41,8 +47,14 @@ impl Session<'_> {
         if !e.mobike() {
             return Some("the gateway did not offer MOBIKE");
         }
-        if self.datapath.as_ref().is_some_and(Active::is_kernel) {
-            return Some("the kernel datapath does not follow a MOBIKE move yet");
+        if self.datapath.as_ref().is_some_and(Active::is_kernel)
+            && self
+                .ike
+                .children()
+                .iter()
+                .any(|c| c.encapsulation == ike::Encapsulation::Transport)
+        {
+            return Some("MOBIKE moves tunnel mode SAs only (RFC 4555)");
         }
         None
     }
@@ -119,6 +131,7 @@ impl Session<'_> {
             from,
             to: local.ip(),
             since,
+            kernel_udp: udp,
         });
         self.driver.emit(Event::Note(format!(
             "roaming: the gateway is now reached from {} (was {from}); moving the tunnel there (MOBIKE)",
@@ -133,6 +146,9 @@ impl Session<'_> {
     async fn move_datapath(&mut self, udp: bool) -> Result<Result<(), String>, Failure> {
         if self.datapath.is_none() {
             return Ok(Ok(()));
+        }
+        if self.datapath.as_ref().is_some_and(Active::is_kernel) {
+            return self.move_kernel_datapath(udp, udp).await;
         }
         let fd = if udp {
             let Some(s) = self.natt.as_ref() else {
@@ -166,9 +182,54 @@ impl Session<'_> {
         }
     }
 
+    /// The kernel datapath follows the move: the new sockets get the kernel's socket
+    /// options (IKE bypasses the SAs; ESP in UDP is decapsulated on the NAT-T socket),
+    /// then the SAs and policies move to our new address (`XFRM_MSG_MIGRATE`, see
+    /// `kernel::xfrm::migrate`). `was_udp`: the SAs are in UDP now; `udp`: they go in
+    /// UDP after the move. The inner `Err` is the line saying why not.
+    async fn move_kernel_datapath(
+        &mut self,
+        was_udp: bool,
+        udp: bool,
+    ) -> Result<Result<(), String>, Failure> {
+        let Some(mut c) = self.ike.children().first().cloned() else {
+            return Ok(Err("no CHILD_SA".into()));
+        };
+        c.udp_encapsulation = udp;
+        let mut encap = None;
+        if let Err(e) = self.kernel_sockets(&c, &mut encap) {
+            return Ok(Err(format!("datapath: {e}")));
+        }
+        let local = self.local.ip();
+        match self
+            .with_datapath(move |dp| dp.migrate(local, encap, was_udp))
+            .await?
+        {
+            Some(Ok(Some(line))) => {
+                self.driver.emit(Event::Datapath(line));
+                Ok(Ok(()))
+            }
+            Some(Ok(None)) | None => Ok(Ok(())),
+            Some(Err(e)) => Ok(Err(format!("datapath: {e}"))),
+        }
+    }
+
     /// The engine's MOBIKE move is confirmed by the gateway.
     pub(super) async fn on_moved(&mut self, a: AddressChange) -> Result<(), Failure> {
-        // A NAT on the new path turns ESP in UDP on.
+        // A NAT on the new path turns ESP in UDP on (the kernel's SAs: in place).
+        if a.udp_encapsulation
+            && self.datapath.as_ref().is_some_and(Active::is_kernel)
+            && self.moving.is_some_and(|m| !m.kernel_udp)
+            && let Err(line) = self.move_kernel_datapath(false, true).await?
+        {
+            let mut f = Failure::new(
+                FailureKind::NotResponding,
+                format!("roaming: cannot switch to ESP in UDP ({line})"),
+            );
+            f.lost = true;
+            f.retry_now = true;
+            return Err(f);
+        }
         if a.udp_encapsulation
             && self.raw.is_some()
             && let Err(line) = self.move_datapath(true).await?
