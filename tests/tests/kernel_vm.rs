@@ -1199,3 +1199,244 @@ fn inner_kernel_kill_switch() {
         Ok(())
     });
 }
+
+/// IKEv2 MOBIKE with the kernel datapath: raw ESP (NAT-T on `auto`, no NAT: IKE on
+/// port 4500, ESP in IP protocol 50) and ESP in UDP (NAT-T forced: the encapsulation
+/// template moves too), each against a kernel-ESP strongSwan.
+#[test]
+fn kernel_ikev2_mobike_in_a_vm() {
+    let stdout = run_inner_tests("inner_kernel_ikev2_mobike", 300, &[]);
+    // The scenarios print their figures between "test NAME ..." and "ok".
+    for t in [
+        "inner_kernel_ikev2_mobike ",
+        "inner_kernel_ikev2_mobike_esp_in_udp ",
+    ] {
+        assert!(
+            stdout.contains(&format!("test {t}...")),
+            "the inner test {t} did not run"
+        );
+    }
+    assert!(
+        stdout.contains("test result: ok. 2 passed; 0 failed"),
+        "the inner MOBIKE tests did not both pass"
+    );
+}
+
+/// The client's new outer address in the MOBIKE scenarios (same link as the old one).
+const MOBIKE_NEW_ADDR: &str = "192.0.2.3";
+
+/// (initiator SPI, responder SPI, CHILD_SA in SPI, CHILD_SA out SPI, remote host) of
+/// the gateway's one IKE SA.
+fn mobike_gateway_view(gw: &postern_lab::Charon) -> postern_lab::Result<[String; 5]> {
+    let sas = gw.list_sas()?;
+    let [sa] = sas.as_slice() else {
+        lab_bail!(
+            "the gateway has {} IKE SAs:\n{}",
+            sas.len(),
+            gw.list_sas_text()
+        )
+    };
+    let Some(child) = sa.installed_child() else {
+        lab_bail!("no INSTALLED CHILD_SA:\n{}", gw.list_sas_text())
+    };
+    Ok([
+        sa.get("initiator-spi").to_string(),
+        sa.get("responder-spi").to_string(),
+        child.get("spi-in").to_string(),
+        child.get("spi-out").to_string(),
+        sa.get("remote-host").to_string(),
+    ])
+}
+
+/// The client's outer address replaced while a ping runs through a kernel-datapath
+/// IKEv2 tunnel: the helper moves the tunnel by MOBIKE and the kernel's SAs and
+/// policies follow (XFRM_MSG_MIGRATE). The ping resumes; the gateway shows the same
+/// IKE SA and the same CHILD_SA SPIs from the new address; `ip xfrm` on the client
+/// names the new address and nothing of the old one (ESP in UDP: both SAs still
+/// encapsulated); after SIGKILL, `postern-helper cleanup` leaves no XFRM state or
+/// policy. Prints the time from the new address to the first answer.
+fn kernel_mobike(name: &str, nat: &str, udp: bool) {
+    only_in_vm();
+    let t = Tunnel::main_psk(name)
+        .ikev2()
+        .mode_config(true)
+        .kernel_esp(nat);
+    run_scenario(name, |lab: &Lab| {
+        use postern_lab::process::{Proc, Stream};
+        let gw = lab.start_gateway(&t)?;
+        let client = lab.start_postern(&t)?;
+        client.wait_connected()?;
+        wait_gateway_child(&gw)?;
+        let out = client.stdout();
+        lab_ensure!(
+            out.iter().any(|l| l.starts_with("datapath kernel")),
+            "not the kernel datapath: {out:?}"
+        );
+        lab.ping(Role::Client, None, LAN_HOST)?;
+        let before = mobike_gateway_view(&gw)?;
+        lab_ensure!(
+            before[4] == config::CLIENT_ADDR,
+            "the gateway does not see the client at {}:\n{}",
+            config::CLIENT_ADDR,
+            gw.list_sas_text()
+        );
+        let replies = |ping: &Proc| -> Vec<Instant> {
+            ping.lines()
+                .into_iter()
+                .filter(|l| l.stream == Stream::Stdout && l.text.contains("bytes from"))
+                .map(|l| ping.started() + l.at)
+                .collect()
+        };
+        // A ping through the tunnel for the whole scenario (bounded: 60 s).
+        let mut cmd = lab.command(Role::Client, std::path::Path::new("ping"));
+        cmd.args(["-n", "-i", "0.1", "-W", "1", "-w", "60", LAN_HOST]);
+        let ping = Proc::spawn("ping", cmd, Some(&lab.dir.join("ping.out")))?;
+        lab.adopt(&ping);
+        std::thread::sleep(Duration::from_millis(1500));
+        lab_ensure!(!replies(&ping).is_empty(), "no answers before the change");
+
+        // Another network: the old address goes, a new one comes.
+        lab.exec(
+            Role::Client,
+            &["ip", "addr", "del", "192.0.2.2/24", "dev", "c0"],
+        )?;
+        let new_addr = Instant::now();
+        lab.exec(
+            Role::Client,
+            &[
+                "ip",
+                "addr",
+                "add",
+                &format!("{MOBIKE_NEW_ADDR}/24"),
+                "dev",
+                "c0",
+            ],
+        )?;
+        let moved = client
+            .wait_line("roaming: moved to", Duration::from_secs(30))
+            .map_err(|e| postern_lab::LabError(format!("{e}\n{:?}", client.stdout())))?;
+        lab_ensure!(
+            moved.text.contains(MOBIKE_NEW_ADDR),
+            "the move does not name the new address: {moved}"
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let resumed = loop {
+            if let Some(t) = replies(&ping).into_iter().find(|t| *t > new_addr) {
+                break t;
+            }
+            if Instant::now() > deadline {
+                let st = lab
+                    .exec(Role::Client, &["ip", "-s", "xfrm", "state"])
+                    .unwrap_or_default();
+                let sp = xfrm(lab, "policy");
+                let gst = lab
+                    .exec(Role::Gw, &["ip", "-s", "xfrm", "state"])
+                    .unwrap_or_default();
+                lab_bail!(
+                    "the ping did not resume within 30 s: {:?}\nclient SAs:\n{st}\nclient policies:\n{sp}\ngateway SAs:\n{gst}",
+                    client.stdout()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        println!(
+            "kernel mobike figure ({name}): new outer address -> ping answered through the tunnel again in {} ms (IKEv2 MOBIKE, kernel datapath{}, under TCG); {}",
+            (resumed - new_addr).as_millis(),
+            if udp { ", ESP in UDP" } else { ", raw ESP" },
+            moved.text
+        );
+        // The same IKE SA and the same CHILD_SA, now from the new address.
+        let after = mobike_gateway_view(&gw)?;
+        lab_ensure!(
+            after[..4] == before[..4],
+            "the gateway's IKE SA or CHILD_SA changed ({before:?} -> {after:?}):\n{}",
+            gw.list_sas_text()
+        );
+        lab_ensure!(
+            after[4] == MOBIKE_NEW_ADDR,
+            "the gateway does not see the client at {MOBIKE_NEW_ADDR}:\n{}",
+            gw.list_sas_text()
+        );
+        let out = client.stdout();
+        let count = |p: &str| out.iter().filter(|l| l.starts_with(p)).count();
+        lab_ensure!(
+            count("connecting") == 1 && count("connected") == 1,
+            "the client negotiated again: {out:?}"
+        );
+        lab_ensure!(count("network changed") == 0, "not a MOBIKE move: {out:?}");
+        lab_ensure!(
+            count("datapath kernel moved") == 1,
+            "the kernel datapath did not say it moved: {out:?}"
+        );
+        // The client's kernel: our two SAs and the policies at the new address only.
+        let states = xfrm(lab, "state");
+        let policies = xfrm(lab, "policy");
+        // "192.0.2.2" not followed by another digit.
+        let old_addr = |s: &str| {
+            s.match_indices(config::CLIENT_ADDR).any(|(i, m)| {
+                !s[i + m.len()..].starts_with(|c: char| c.is_ascii_digit())
+            })
+        };
+        lab_ensure!(
+            states.matches("proto esp").count() == 2
+                && states.matches(MOBIKE_NEW_ADDR).count() == 2
+                && !old_addr(&states),
+            "the client's SAs after the move:\n{states}"
+        );
+        lab_ensure!(
+            states.matches("encap type espinudp").count() == if udp { 2 } else { 0 },
+            "the SAs' encapsulation after the move:\n{states}"
+        );
+        lab_ensure!(
+            policies.contains(&format!("tmpl src {MOBIKE_NEW_ADDR} dst"))
+                && policies.matches(MOBIKE_NEW_ADDR).count() >= 3
+                && !old_addr(&policies),
+            "the client's policies after the move:\n{policies}"
+        );
+        lab.ping(Role::Client, None, LAN_HOST)?;
+        ping.signal("INT")?;
+        ping.exit_status(Duration::from_secs(5))?;
+        let summary = ping
+            .lines_of(Stream::Stdout)
+            .into_iter()
+            .find(|l| l.contains("packets transmitted"))
+            .unwrap_or_default();
+        println!("kernel mobike figure ({name}): ping during the move: {summary}");
+        // A crash after the move: `cleanup` removes exactly what is installed now.
+        client.sigkill()?;
+        let _ = client.exit_status(Duration::from_secs(10))?;
+        let left = xfrm(lab, "state");
+        lab_ensure!(
+            left.matches("proto esp").count() == 2,
+            "after SIGKILL the SAs should still be there:\n{left}"
+        );
+        let out = postern_lab::postern::cleanup(lab)?;
+        lab_ensure!(
+            out.contains("cleanup: removed what pid") && !out.contains("errors"),
+            "`postern-helper cleanup` after the move: {out:?}"
+        );
+        let left = format!("{}{}", xfrm(lab, "state"), xfrm(lab, "policy"));
+        lab_ensure!(
+            left.trim().is_empty(),
+            "left behind after cleanup:\n{left}"
+        );
+        let addrs = lab.exec(Role::Client, &["ip", "-4", "addr"])?;
+        lab_ensure!(
+            !addrs.contains(config::POOL_FIRST),
+            "the inner address was left behind:\n{addrs}"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+#[ignore = "runs inside the VM, started by kernel_ikev2_mobike_in_a_vm"]
+fn inner_kernel_ikev2_mobike() {
+    kernel_mobike("kvm-v2-mobike", "auto", false);
+}
+
+#[test]
+#[ignore = "runs inside the VM, started by kernel_ikev2_mobike_in_a_vm"]
+fn inner_kernel_ikev2_mobike_esp_in_udp() {
+    kernel_mobike("kvm-v2-mobike-udp", "force", true);
+}

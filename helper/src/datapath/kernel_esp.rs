@@ -490,7 +490,7 @@ impl KernelDatapath {
                 .retain(|e| !matches!(e, Entry::XfrmSa { dst, .. } if *dst == gone))?;
         }
         let mut line = format!(
-            "datapath kernel: {moved} SA pair(s) and {} policies moved to {local} <-> {gateway}{} (XFRM_MSG_MIGRATE)",
+            "datapath kernel moved: {moved} SA pair(s) and {} policies moved to {local} <-> {gateway}{} (XFRM_MSG_MIGRATE)",
             self.policies.len() * 3,
             if encap.is_some() || was_udp {
                 ", esp-in-udp"

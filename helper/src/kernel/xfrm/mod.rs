@@ -813,3 +813,5 @@ fn probe_here() -> Result<(), KernelError> {
 mod live;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_migrate;
