@@ -1373,9 +1373,8 @@ fn kernel_mobike(name: &str, nat: &str, udp: bool) {
         let policies = xfrm(lab, "policy");
         // "192.0.2.2" not followed by another digit.
         let old_addr = |s: &str| {
-            s.match_indices(config::CLIENT_ADDR).any(|(i, m)| {
-                !s[i + m.len()..].starts_with(|c: char| c.is_ascii_digit())
-            })
+            s.match_indices(config::CLIENT_ADDR)
+                .any(|(i, m)| !s[i + m.len()..].starts_with(|c: char| c.is_ascii_digit()))
         };
         lab_ensure!(
             states.matches("proto esp").count() == 2
@@ -1416,10 +1415,7 @@ fn kernel_mobike(name: &str, nat: &str, udp: bool) {
             "`postern-helper cleanup` after the move: {out:?}"
         );
         let left = format!("{}{}", xfrm(lab, "state"), xfrm(lab, "policy"));
-        lab_ensure!(
-            left.trim().is_empty(),
-            "left behind after cleanup:\n{left}"
-        );
+        lab_ensure!(left.trim().is_empty(), "left behind after cleanup:\n{left}");
         let addrs = lab.exec(Role::Client, &["ip", "-4", "addr"])?;
         lab_ensure!(
             !addrs.contains(config::POOL_FIRST),

@@ -409,7 +409,14 @@ impl KernelDatapath {
         let mut moves = Vec::new();
         for (ours, theirs) in self.policies.clone() {
             for (dir, src, dst, from, to, enc) in [
-                (Dir::Out, ours, theirs, (old, gateway), (local, gateway), encap),
+                (
+                    Dir::Out,
+                    ours,
+                    theirs,
+                    (old, gateway),
+                    (local, gateway),
+                    encap,
+                ),
                 (
                     Dir::In,
                     theirs,

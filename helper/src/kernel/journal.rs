@@ -413,6 +413,49 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
     }
 
+    /// After a MOBIKE move the inbound SAs' old names go: the file read back (as
+    /// `cleanup` reads it) names exactly what is installed.
+    #[test]
+    fn retain_rewrites_the_file() {
+        let dir = tmpdir("retain");
+        let mut j = Journal::create(&dir, "xfrm7").expect("create");
+        let sa = |dst: &str, spi: &str| Entry::XfrmSa {
+            dst: dst.into(),
+            spi: spi.into(),
+        };
+        let policy = Entry::XfrmPolicy {
+            dir: "out".into(),
+            src: "10.200.1.1/32".into(),
+            dst: "0.0.0.0/0".into(),
+        };
+        for e in [
+            sa("192.0.2.2", "0xc0000001"),
+            sa("192.0.2.1", "0xc0000002"),
+            policy.clone(),
+            sa("192.0.2.3", "0xc0000001"),
+        ] {
+            j.record(e).expect("record");
+        }
+        j.retain(|e| !matches!(e, Entry::XfrmSa { dst, .. } if dst == "192.0.2.2"))
+            .expect("retain");
+        let want = [
+            sa("192.0.2.1", "0xc0000002"),
+            policy,
+            sa("192.0.2.3", "0xc0000001"),
+        ];
+        assert_eq!(j.entries(), want);
+        let text = fs::read_to_string(&j.path).expect("read");
+        let (pid, _, entries) = parse(&text).expect("parse");
+        assert_eq!(pid, std::process::id());
+        assert_eq!(entries, want);
+        // Later records append after the rewritten lines.
+        j.record(sa("192.0.2.4", "0xc0000003")).expect("record");
+        let (_, _, entries) = parse(&fs::read_to_string(&j.path).unwrap()).unwrap();
+        assert_eq!(entries.len(), 4);
+        j.finish();
+        let _ = fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn hostile_lines_are_ignored() {
         for l in [

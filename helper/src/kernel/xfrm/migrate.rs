@@ -30,8 +30,8 @@
 use std::net::IpAddr;
 
 use netlink_packet_xfrm::{
-    Address, EncapTmpl, IPPROTO_ESP, MigrateMessage, UDP_ENCAP_ESPINUDP, UserMigrate,
-    UserPolicyId, UserSaInfo, XFRM_MSG_NEWSA, XfrmAttrs, XfrmMessage,
+    Address, EncapTmpl, IPPROTO_ESP, MigrateMessage, UDP_ENCAP_ESPINUDP, UserMigrate, UserPolicyId,
+    UserSaInfo, XFRM_MSG_NEWSA, XfrmAttrs, XfrmMessage,
 };
 use postern_engine::ike::TrafficSelector;
 
@@ -146,12 +146,8 @@ impl Xfrm {
     /// Moves the policies (and the SAs they find) in order, on one trip to the
     /// blocking pool; stops at the first refusal.
     pub async fn migrate(&self, moves: Vec<MigrateSpec>) -> Result<(), KernelError> {
-        let reqs: Vec<Request> = moves
-            .iter()
-            .map(|m| self.sock.migrate_request(m))
-            .collect();
         self.on_pool("move XFRM policies", move |s| {
-            reqs.iter().try_for_each(|r| s.run(r))
+            moves.iter().try_for_each(|m| s.migrate(m))
         })
         .await?
     }
