@@ -1201,8 +1201,9 @@ fn inner_kernel_kill_switch() {
 }
 
 /// IKEv2 MOBIKE with the kernel datapath: raw ESP (NAT-T on `auto`, no NAT: IKE on
-/// port 4500, ESP in IP protocol 50) and ESP in UDP (NAT-T forced: the encapsulation
-/// template moves too), each against a kernel-ESP strongSwan.
+/// port 4500, ESP in IP protocol 50), ESP in UDP (NAT-T forced: the encapsulation
+/// template moves too), and a NAT appearing on the new path (raw ESP before, ESP in
+/// UDP after, switched in place), each against a kernel-ESP strongSwan. About 30 s.
 #[test]
 fn kernel_ikev2_mobike_in_a_vm() {
     let stdout = run_inner_tests("inner_kernel_ikev2_mobike", 300, &[]);
@@ -1210,6 +1211,7 @@ fn kernel_ikev2_mobike_in_a_vm() {
     for t in [
         "inner_kernel_ikev2_mobike ",
         "inner_kernel_ikev2_mobike_esp_in_udp ",
+        "inner_kernel_ikev2_mobike_nat_appears ",
     ] {
         assert!(
             stdout.contains(&format!("test {t}...")),
@@ -1217,7 +1219,7 @@ fn kernel_ikev2_mobike_in_a_vm() {
         );
     }
     assert!(
-        stdout.contains("test result: ok. 2 passed; 0 failed"),
+        stdout.contains("test result: ok. 3 passed; 0 failed"),
         "the inner MOBIKE tests did not both pass"
     );
 }
@@ -1255,7 +1257,10 @@ fn mobike_gateway_view(gw: &postern_lab::Charon) -> postern_lab::Result<[String;
 /// names the new address and nothing of the old one (ESP in UDP: both SAs still
 /// encapsulated); after SIGKILL, `postern-helper cleanup` leaves no XFRM state or
 /// policy. Prints the time from the new address to the first answer.
-fn kernel_mobike(name: &str, nat: &str, udp: bool) {
+/// `nat_after`: the new path has a NAT (a source-port rewrite in the client's own
+/// namespace, 4500 -> 4501, which the gateway's NAT detection sees): raw ESP before,
+/// ESP in UDP after, the kernel's SAs switched in place.
+fn kernel_mobike(name: &str, nat: &str, udp: bool, nat_after: bool) {
     only_in_vm();
     let t = Tunnel::main_psk(name)
         .ikev2()
@@ -1295,6 +1300,15 @@ fn kernel_mobike(name: &str, nat: &str, udp: bool) {
         std::thread::sleep(Duration::from_millis(1500));
         lab_ensure!(!replies(&ping).is_empty(), "no answers before the change");
 
+        if nat_after {
+            let rule = format!(
+                "add table ip pmnat; \
+                 add chain ip pmnat post {{ type nat hook postrouting priority 100; }}; \
+                 add rule ip pmnat post ip saddr {MOBIKE_NEW_ADDR} udp sport 4500 \
+                 snat to {MOBIKE_NEW_ADDR}:4501"
+            );
+            lab.exec(Role::Client, &["nft", &rule])?;
+        }
         // Another network: the old address goes, a new one comes.
         lab.exec(
             Role::Client,
@@ -1319,6 +1333,10 @@ fn kernel_mobike(name: &str, nat: &str, udp: bool) {
             moved.text.contains(MOBIKE_NEW_ADDR),
             "the move does not name the new address: {moved}"
         );
+        lab_ensure!(
+            moved.text.contains("behind a NAT") == nat_after,
+            "the NAT on the new path: {moved}"
+        );
         let deadline = Instant::now() + Duration::from_secs(30);
         let resumed = loop {
             if let Some(t) = replies(&ping).into_iter().find(|t| *t > new_addr) {
@@ -1342,7 +1360,11 @@ fn kernel_mobike(name: &str, nat: &str, udp: bool) {
         println!(
             "kernel mobike figure ({name}): new outer address -> ping answered through the tunnel again in {} ms (IKEv2 MOBIKE, kernel datapath{}, under TCG); {}",
             (resumed - new_addr).as_millis(),
-            if udp { ", ESP in UDP" } else { ", raw ESP" },
+            match (udp, nat_after) {
+                (_, true) => ", raw ESP, then ESP in UDP behind a NAT",
+                (true, _) => ", ESP in UDP",
+                _ => ", raw ESP",
+            },
             moved.text
         );
         // The same IKE SA and the same CHILD_SA, now from the new address.
@@ -1365,8 +1387,8 @@ fn kernel_mobike(name: &str, nat: &str, udp: bool) {
         );
         lab_ensure!(count("network changed") == 0, "not a MOBIKE move: {out:?}");
         lab_ensure!(
-            count("datapath kernel moved") == 1,
-            "the kernel datapath did not say it moved: {out:?}"
+            count("datapath kernel moved") == if nat_after { 2 } else { 1 },
+            "the kernel datapath did not say it moved (and switched to UDP): {out:?}"
         );
         // The client's kernel: our two SAs and the policies at the new address only.
         let states = xfrm(lab, "state");
@@ -1383,9 +1405,17 @@ fn kernel_mobike(name: &str, nat: &str, udp: bool) {
             "the client's SAs after the move:\n{states}"
         );
         lab_ensure!(
-            states.matches("encap type espinudp").count() == if udp { 2 } else { 0 },
+            states.matches("encap type espinudp").count() == if udp || nat_after { 2 } else { 0 },
             "the SAs' encapsulation after the move:\n{states}"
         );
+        if nat_after {
+            let gst = lab.exec(Role::Gw, &["ip", "xfrm", "state"])?;
+            lab_ensure!(
+                gst.contains("encap type espinudp sport 4500 dport 4501")
+                    || gst.contains("encap type espinudp sport 4501 dport 4500"),
+                "the gateway's SAs do not go in UDP to the NAT's port:\n{gst}"
+            );
+        }
         lab_ensure!(
             policies.contains(&format!("tmpl src {MOBIKE_NEW_ADDR} dst"))
                 && policies.matches(MOBIKE_NEW_ADDR).count() >= 3
@@ -1428,11 +1458,17 @@ fn kernel_mobike(name: &str, nat: &str, udp: bool) {
 #[test]
 #[ignore = "runs inside the VM, started by kernel_ikev2_mobike_in_a_vm"]
 fn inner_kernel_ikev2_mobike() {
-    kernel_mobike("kvm-v2-mobike", "auto", false);
+    kernel_mobike("kvm-v2-mobike", "auto", false, false);
 }
 
 #[test]
 #[ignore = "runs inside the VM, started by kernel_ikev2_mobike_in_a_vm"]
 fn inner_kernel_ikev2_mobike_esp_in_udp() {
-    kernel_mobike("kvm-v2-mobike-udp", "force", true);
+    kernel_mobike("kvm-v2-mobike-udp", "force", true, false);
+}
+
+#[test]
+#[ignore = "runs inside the VM, started by kernel_ikev2_mobike_in_a_vm"]
+fn inner_kernel_ikev2_mobike_nat_appears() {
+    kernel_mobike("kvm-v2-mobike-nat", "auto", false, true);
 }

@@ -200,6 +200,18 @@ impl Session<'_> {
         if let Err(e) = self.kernel_sockets(&c, &mut encap) {
             return Ok(Err(format!("datapath: {e}")));
         }
+        // ESP in UDP from now on: the NAT keepalives the kernel does not send.
+        if udp
+            && !was_udp
+            && self.keepalive.is_none()
+            && let Some(every) = self.profile().network.nat_keepalive
+        {
+            let every = every.max(Duration::from_secs(1));
+            self.keepalive = Some(tokio::time::interval_at(
+                tokio::time::Instant::now() + every,
+                every,
+            ));
+        }
         let local = self.local.ip();
         match self
             .with_datapath(move |dp| dp.migrate(local, encap, was_udp))
