@@ -1214,6 +1214,7 @@ fn kernel_ikev2_mobike_in_a_vm() {
         "inner_kernel_ikev2_mobike_esp_in_udp ",
         "inner_kernel_ikev2_mobike_nat_appears ",
         "inner_userspace_ikev2_mobike_nat_appears ",
+        "inner_kernel_ikev2_mobike_other_interface ",
     ] {
         assert!(
             stdout.contains(&format!("test {t}...")),
@@ -1221,7 +1222,7 @@ fn kernel_ikev2_mobike_in_a_vm() {
         );
     }
     assert!(
-        stdout.contains("test result: ok. 4 passed; 0 failed"),
+        stdout.contains("test result: ok. 5 passed; 0 failed"),
         "the inner MOBIKE tests did not both pass"
     );
 }
@@ -1516,4 +1517,184 @@ fn inner_kernel_ikev2_mobike_nat_appears() {
 #[ignore = "runs inside the VM, started by kernel_ikev2_mobike_in_a_vm"]
 fn inner_userspace_ikev2_mobike_nat_appears() {
     kernel_mobike("kvm-v2-mobike-unat", "auto", true, true, true);
+}
+
+/// The client's way to the gateway moves to another interface (a second link, c1 with
+/// 198.51.100.2, comes up; c0 goes down, taking its routes with it) while a ping runs
+/// through a kernel-datapath IKEv2 tunnel: the SAs and policies move to the new
+/// address, and the inner address and the route to the office network move to c1.
+/// The gateway shows the same IKE SA and CHILD_SA from the new address; after SIGKILL,
+/// `cleanup` leaves no XFRM object, no inner address and nothing in Postern's table.
+#[test]
+#[ignore = "runs inside the VM, started by kernel_ikev2_mobike_in_a_vm"]
+fn inner_kernel_ikev2_mobike_other_interface() {
+    only_in_vm();
+    let name = "kvm-v2-mobike-if";
+    let t = Tunnel::main_psk(name)
+        .ikev2()
+        .mode_config(true)
+        .kernel_esp("auto");
+    run_scenario(name, |lab: &Lab| {
+        use postern_lab::process::{Proc, Stream};
+        const NEW: &str = "198.51.100.2";
+        let gw = lab.start_gateway(&t)?;
+        let client = lab.start_postern(&t)?;
+        client.wait_connected()?;
+        wait_gateway_child(&gw)?;
+        lab.ping(Role::Client, None, LAN_HOST)?;
+        let before = mobike_gateway_view(&gw)?;
+        // The second link, a worse way to the gateway's network while c0 is up.
+        let gw_ns = lab.ns(Role::Gw);
+        for (role, args) in [
+            (
+                Role::Client,
+                &[
+                    "ip", "link", "add", "c1", "type", "veth", "peer", "name", "g2", "netns",
+                    &gw_ns,
+                ][..],
+            ),
+            (
+                Role::Gw,
+                &["ip", "addr", "add", "198.51.100.1/24", "dev", "g2"],
+            ),
+            (Role::Gw, &["ip", "link", "set", "g2", "up"]),
+            (
+                Role::Client,
+                &["ip", "addr", "add", "198.51.100.2/24", "dev", "c1"],
+            ),
+            (Role::Client, &["ip", "link", "set", "c1", "up"]),
+            (
+                Role::Client,
+                &[
+                    "ip",
+                    "route",
+                    "add",
+                    "192.0.2.0/24",
+                    "via",
+                    "198.51.100.1",
+                    "dev",
+                    "c1",
+                    "metric",
+                    "50",
+                ],
+            ),
+        ] {
+            lab.exec(role, args)?;
+        }
+        lab.ping_within(
+            Role::Client,
+            Some(NEW),
+            "198.51.100.1",
+            Duration::from_secs(10),
+        )?;
+        let replies = |ping: &Proc| -> Vec<Instant> {
+            ping.lines()
+                .into_iter()
+                .filter(|l| l.stream == Stream::Stdout && l.text.contains("bytes from"))
+                .map(|l| ping.started() + l.at)
+                .collect()
+        };
+        let mut cmd = lab.command(Role::Client, std::path::Path::new("ping"));
+        cmd.args(["-n", "-i", "0.1", "-W", "1", "-w", "60", LAN_HOST]);
+        let ping = Proc::spawn("ping", cmd, Some(&lab.dir.join("ping.out")))?;
+        lab.adopt(&ping);
+        std::thread::sleep(Duration::from_millis(1500));
+        lab_ensure!(!replies(&ping).is_empty(), "no answers before the change");
+        // c0 down: the gateway is now reached by c1, from 198.51.100.2.
+        lab.exec(Role::Client, &["ip", "link", "set", "c0", "down"])?;
+        let changed = Instant::now();
+        let moved = client
+            .wait_line("roaming: moved to", Duration::from_secs(30))
+            .map_err(|e| postern_lab::LabError(format!("{e}\n{:?}", client.stdout())))?;
+        lab_ensure!(moved.text.contains(NEW), "not moved to {NEW}: {moved}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let resumed = loop {
+            if let Some(t) = replies(&ping).into_iter().find(|t| *t > changed) {
+                break t;
+            }
+            if Instant::now() > deadline {
+                let st = lab
+                    .exec(Role::Client, &["ip", "-s", "xfrm", "state"])
+                    .unwrap_or_default();
+                let rt = lab
+                    .exec(Role::Client, &["ip", "route", "show", "table", "all"])
+                    .unwrap_or_default();
+                lab_bail!(
+                    "the ping did not resume within 30 s: {:?}\nclient SAs:\n{st}\nroutes:\n{rt}",
+                    client.stdout()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        println!(
+            "kernel mobike figure ({name}): c0 down, the gateway reached by c1 -> ping answered through the tunnel again in {} ms (kernel datapath, under TCG); {}",
+            (resumed - changed).as_millis(),
+            moved.text
+        );
+        let after = mobike_gateway_view(&gw)?;
+        lab_ensure!(
+            after[..4] == before[..4] && after[4] == NEW,
+            "the gateway's view {before:?} -> {after:?}:\n{}",
+            gw.list_sas_text()
+        );
+        let out = client.stdout();
+        lab_ensure!(
+            out.iter().any(
+                |l| l.starts_with("datapath kernel moved") && l.contains("moved from c0 to c1")
+            ),
+            "the inner address and routes did not move: {out:?}"
+        );
+        lab_ensure!(
+            out.iter().filter(|l| l.starts_with("connected")).count() == 1,
+            "negotiated again: {out:?}"
+        );
+        let addrs = lab.exec(Role::Client, &["ip", "-4", "-o", "addr"])?;
+        lab_ensure!(
+            addrs
+                .lines()
+                .any(|l| l.contains(" c1 ") && l.contains(config::POOL_FIRST))
+                && !addrs
+                    .lines()
+                    .any(|l| l.contains(" c0 ") && l.contains(config::POOL_FIRST)),
+            "the inner address is not on c1 alone:\n{addrs}"
+        );
+        let table = lab.exec(
+            Role::Client,
+            &["ip", "-4", "route", "show", "table", "28759"],
+        )?;
+        lab_ensure!(
+            table.contains("dev c1") && !table.contains("dev c0"),
+            "Postern's routes:\n{table}"
+        );
+        let states = xfrm(lab, "state");
+        lab_ensure!(
+            states.matches("proto esp").count() == 2 && states.matches(NEW).count() == 2,
+            "the client's SAs:\n{states}"
+        );
+        ping.signal("INT")?;
+        ping.exit_status(Duration::from_secs(5))?;
+        client.sigkill()?;
+        let _ = client.exit_status(Duration::from_secs(10))?;
+        let out = postern_lab::postern::cleanup(lab)?;
+        lab_ensure!(
+            out.contains("cleanup: removed what pid") && !out.contains("errors"),
+            "`postern-helper cleanup` after the move: {out:?}"
+        );
+        let left = format!(
+            "{}{}{}",
+            xfrm(lab, "state"),
+            xfrm(lab, "policy"),
+            lab.exec(
+                Role::Client,
+                &["ip", "-4", "route", "show", "table", "28759"]
+            )?
+        );
+        lab_ensure!(left.trim().is_empty(), "left behind:\n{left}");
+        let addrs = lab.exec(Role::Client, &["ip", "-4", "addr"])?;
+        lab_ensure!(
+            !addrs.contains(config::POOL_FIRST),
+            "the inner address was left behind:\n{addrs}"
+        );
+        Ok(())
+    });
 }

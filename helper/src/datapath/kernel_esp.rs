@@ -386,13 +386,10 @@ impl KernelDatapath {
                 "the new outer address is of the other family",
             ));
         }
-        // The inner address and the routes stay on the interface they are on.
+        // Another interface towards the gateway: the inner address and the routes
+        // follow once the SAs have moved.
         let (dev, _via) = kernel::net::route_to(self.gateway)?;
-        if dev != self.dev {
-            return Err(DatapathError::CannotMove(
-                "the gateway is now reached by another interface",
-            ));
-        }
+        let new_dev = (dev != self.dev).then_some(dev);
         if self.sas.is_empty() {
             return Err(DatapathError::CannotMove("no SA installed"));
         }
@@ -496,6 +493,10 @@ impl KernelDatapath {
             self.journal()?
                 .retain(|e| !matches!(e, Entry::XfrmSa { dst, .. } if *dst == gone))?;
         }
+        let moved_dev = match new_dev {
+            Some(dev) => Some(self.move_device(dev)?),
+            None => None,
+        };
         let mut line = format!(
             "datapath kernel moved: {moved} SA pair(s) and {} policies moved to {local} <-> {gateway}{} (XFRM_MSG_MIGRATE)",
             self.policies.len() * 3,
@@ -510,6 +511,72 @@ impl KernelDatapath {
                 "; {dropped} older pair(s) left behind by the kernel deleted"
             ));
         }
+        if let Some(m) = moved_dev {
+            line.push_str(&format!("; {m}"));
+        }
         Ok(line)
+    }
+
+    /// The gateway is now reached by `dev`: the inner addresses and the routes to the
+    /// remote networks move there from the old interface (which may be gone, and its
+    /// addresses and routes with it). Each new one is journaled before it is made; the
+    /// old ones are removed and forgotten. Returns what moved, for the log line.
+    fn move_device(&mut self, dev: String) -> Result<String, DatapathError> {
+        const EEXIST: i32 = 17;
+        let old = std::mem::replace(&mut self.dev, dev.clone());
+        let local = self.local;
+        let vips: Vec<IpAddr> = std::iter::once(self.vip)
+            .chain(self.more_vips.iter().copied())
+            .filter(|v| *v != local)
+            .collect();
+        for v in &vips {
+            let prefix = if v.is_ipv4() { 32 } else { 128 };
+            match kernel::net::add_addr(self.journal()?, *v, prefix, &dev) {
+                Err(kernel::KernelError::Errno { errno, .. }) if errno == EEXIST => {}
+                r => r?,
+            }
+        }
+        // The routes: the old one out (the same destination in our table), the new
+        // one in. Inner packets in between still match the XFRM policies.
+        let old_routes: Vec<Entry> = self
+            .journal()?
+            .entries()
+            .iter()
+            .filter(|e| matches!(e, Entry::Route { dev: d, .. } if *d == old))
+            .cloned()
+            .collect();
+        for e in &old_routes {
+            let Entry::Route { dst, src, .. } = e else {
+                continue;
+            };
+            let _ = kernel::net::undo(std::slice::from_ref(e));
+            let forget = e.clone();
+            self.journal()?.retain(|x| *x != forget)?;
+            let (Some((addr, prefix)), Ok(src)) = (
+                dst.split_once('/')
+                    .and_then(|(a, p)| Some((a.parse::<IpAddr>().ok()?, p.parse::<u8>().ok()?))),
+                src.parse::<IpAddr>(),
+            ) else {
+                continue;
+            };
+            kernel::net::add_route(self.journal()?, addr, prefix, &dev, src)?;
+        }
+        let old_addrs: Vec<Entry> = self
+            .journal()?
+            .entries()
+            .iter()
+            .filter(|e| matches!(e, Entry::Addr { dev: d, .. } if *d == old))
+            .cloned()
+            .collect();
+        for e in &old_addrs {
+            let _ = kernel::net::undo(std::slice::from_ref(e));
+            let forget = e.clone();
+            self.journal()?.retain(|x| *x != forget)?;
+        }
+        Ok(format!(
+            "inner address{} and {} route(s) moved from {old} to {dev}",
+            if vips.len() == 1 { "" } else { "es" },
+            old_routes.len()
+        ))
     }
 }
