@@ -361,8 +361,9 @@ impl KernelDatapath {
     /// kernel moves them, and forgets the old names once they are gone, so `cleanup`
     /// after a crash removes exactly what is installed. Pairs the kernel did not move
     /// (a rekey's two pairs share the policies, and one request moves one SA per
-    /// policy) are deleted: the newest pair carries the traffic. Returns the line
-    /// saying what moved; an error leaves the journal naming both the old and the new
+    /// policy) are deleted: the newest pair carries the traffic. When another
+    /// interface now reaches the gateway, the inner addresses and routes move to it
+    /// (`move_device`). Returns the line saying what moved; an error leaves the journal naming both the old and the new
     /// SAs (the caller negotiates again and stops this datapath).
     pub async fn migrate(
         &mut self,

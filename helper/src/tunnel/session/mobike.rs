@@ -10,9 +10,9 @@
 //! The kernel datapath follows too: its XFRM states and policies carry the outer
 //! addresses, and the kernel moves them in place (`XFRM_MSG_MIGRATE`, at once when
 //! the new sockets are made, before the gateway's answer: the old address is gone,
-//! so nothing could be sent from it anyway). A kernel that refuses (no
-//! `CONFIG_XFRM_MIGRATE`, another interface towards the gateway, transport mode)
-//! makes the tunnel negotiate again, as without MOBIKE.
+//! so nothing could be sent from it anyway); the inner address and routes follow to
+//! another interface. A kernel that refuses (no `CONFIG_XFRM_MIGRATE`) or transport
+//! mode makes the tunnel negotiate again, as without MOBIKE.
 
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
