@@ -363,8 +363,9 @@ impl KernelDatapath {
     /// (a rekey's two pairs share the policies, and one request moves one SA per
     /// policy) are deleted: the newest pair carries the traffic. When another
     /// interface now reaches the gateway, the inner addresses and routes move to it
-    /// (`move_device`). Returns the line saying what moved; an error leaves the journal naming both the old and the new
-    /// SAs (the caller negotiates again and stops this datapath).
+    /// (`move_device`). Returns the line saying what moved; an error leaves the
+    /// journal naming both the old and the new SAs (the caller negotiates again and
+    /// stops this datapath).
     pub async fn migrate(
         &mut self,
         local: IpAddr,
