@@ -30,20 +30,20 @@ use crate::ike::{ChildSa, Config, Error, Event, ModeConfigMode, TrafficSelector}
 
 /// Our CREATE_CHILD_SA for a new child in flight.
 pub(super) struct NewChild {
-    spi_in: u32,
-    ni: Vec<u8>,
-    dh: Option<DhKeyPair>,
-    local_ts: TrafficSelector,
-    remote_ts: TrafficSelector,
+    pub(super) spi_in: u32,
+    pub(super) ni: Vec<u8>,
+    pub(super) dh: Option<DhKeyPair>,
+    pub(super) local_ts: TrafficSelector,
+    pub(super) remote_ts: TrafficSelector,
 }
 
 /// The children beyond the first.
 #[derive(Default)]
 pub(super) struct Extra {
     /// Initiator: the children still to ask for, in order (our side, the network).
-    queue: VecDeque<(TrafficSelector, TrafficSelector)>,
+    pub(super) queue: VecDeque<(TrafficSelector, TrafficSelector)>,
     /// Initiator: the one asked for now.
-    in_flight: Option<NewChild>,
+    pub(super) in_flight: Option<NewChild>,
     /// Responder: the virtual address the initiator was given in IKE_AUTH.
     pub(super) peer_vip: Option<Ipv4Addr>,
 }
@@ -452,6 +452,36 @@ impl Ike2 {
             self.set_rekey(child.spi_in, later(now, self.rekey_time()));
         }
         self.outbox_ev.push_back(Event::Phase2Established(child));
+    }
+
+    /// Command: deletes the child with inbound SPI `spi_in` alone (an INFORMATIONAL
+    /// with its DELETE; `Phase2Deleted` when the peer answers). False when there is
+    /// no such child, the IKE SA is not up, or another request is in flight.
+    pub fn delete_child(&mut self, now: Instant, spi_in: u32) -> bool {
+        if self.state != State::Established || self.pending.is_some() {
+            return false;
+        }
+        let Some(spi_out) = self
+            .children
+            .iter()
+            .find(|c| c.spi_in == spi_in)
+            .map(|c| c.spi_out)
+        else {
+            return false;
+        };
+        self.forget_rekey(spi_in);
+        self.request(
+            now,
+            Request::DeleteOld { spi_in, spi_out },
+            exchange::INFORMATIONAL,
+            &[Payload::Delete {
+                protocol: super::proto::ESP,
+                spi_size: 4,
+                spis: vec![spi_in.to_be_bytes().to_vec()],
+            }],
+        );
+        self.next_id = self.next_id.wrapping_add(1);
+        true
     }
 
     // ----- one rekey timer per child ------------------------------------------------
