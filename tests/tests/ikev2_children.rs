@@ -245,3 +245,145 @@ fn ikev2_a_network_the_gateway_lacks_is_refused_and_the_others_work() {
         gw.wait_no_sas(Duration::from_secs(10))
     });
 }
+
+// ----- the kernel datapath, in the throw-away VM (as tests/tests/kernel_vm.rs) -----
+
+/// Modules the guest loads up front (on-demand loading is very slow under TCG).
+const VM_MODULES: &str = "esp4 xfrm_user veth authenc echainiv seqiv cbc aes_generic \
+                          sha256_generic hmac drbg jitterentropy_rng ctr gcm ghash_generic";
+
+/// Boots the VM (scripts/vm/run-in-vm.sh) and runs this binary's ignored tests
+/// matching `filter` inside it; returns their stdout.
+fn run_inner_tests(filter: &str, timeout_s: u32) -> String {
+    postern_lab::lab::require_root().unwrap_or_else(|e| panic!("{e}"));
+    let me = std::env::current_exe().expect("test binary path");
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../scripts/vm/run-in-vm.sh");
+    let start = std::time::Instant::now();
+    // The helper under test, inside the VM too.
+    let helper = postern_lab::postern::helper_path().unwrap_or_else(|e| panic!("{e}"));
+    let out = std::process::Command::new(script)
+        .arg(&me)
+        .args(["--ignored", filter, "--nocapture", "--test-threads", "1"])
+        .env("VM_MODULES", VM_MODULES)
+        .env("VM_ENV", "POSTERN_IN_VM RUST_BACKTRACE POSTERN_HELPER")
+        .env("POSTERN_HELPER", helper)
+        .env("POSTERN_IN_VM", "1")
+        .env("RUST_BACKTRACE", "1")
+        .env("VM_TIMEOUT", timeout_s.to_string())
+        .output()
+        .expect("run-in-vm.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let code = out.status.code().unwrap_or(-1);
+    eprintln!(
+        "VM run ({filter}): exit {code} after {:.1} s\n--- stdout ---\n{stdout}\n--- stderr ---\n{}",
+        start.elapsed().as_secs_f64(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(code != 125, "the VM could not be set up");
+    assert!(code != 124, "the VM timed out");
+    assert_eq!(code, 0, "the scenario failed inside the VM");
+    stdout
+}
+
+/// The two children with kernel ESP on both sides (XFRM states and policies per
+/// child), through the gateway's rekey of one of them.
+#[test]
+fn ikev2_children_kernel_datapath_in_a_vm() {
+    let stdout = run_inner_tests("inner_v2kids_", 400);
+    assert!(
+        stdout.contains("test inner_v2kids_kernel ... ok"),
+        "the inner test inner_v2kids_kernel did not pass"
+    );
+}
+
+/// Bounded: until the gateway shows an installed child for each of `nets`.
+fn wait_gateway_children(gw: &Charon, nets: &[&str]) -> postern_lab::Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if nets.iter().all(|n| child_for(gw, n).is_ok()) {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            lab_bail!("the gateway did not install both children:\n{}", gw.list_sas_text());
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+#[ignore = "runs inside the VM, started by ikev2_children_kernel_datapath_in_a_vm"]
+fn inner_v2kids_kernel() {
+    assert_eq!(
+        std::env::var("POSTERN_IN_VM").as_deref(),
+        Ok("1"),
+        "only inside the VM"
+    );
+    let t = tunnel("kvm-kids").kernel_esp("auto");
+    run_scenario("kvm-kids", |lab: &Lab| {
+        add_second_network(lab)?;
+        let gw = lab.start_gateway_as(&t, &gateway_conf(&t, "        rekey_time = 20s\n"))?;
+        let client = lab.start_postern_text("kvm-kids", &profile(&t, &[LAN_NET, NET2]))?;
+        client.wait_connected()?;
+        wait_gateway_children(&gw, &[LAN_NET, NET2])?;
+        let out = client.stdout();
+        lab_ensure!(
+            out.iter().any(|l| l.starts_with("datapath kernel")),
+            "not the kernel datapath: {out:?}"
+        );
+        lab.ping_within(Role::Client, None, LAN_HOST, Duration::from_secs(5))?;
+        lab.ping_within(Role::Client, None, NET2_HOST, Duration::from_secs(5))?;
+        let xfrm = |what: &str| {
+            lab.exec(Role::Client, &["ip", "xfrm", what])
+                .unwrap_or_default()
+        };
+        let states = xfrm("state");
+        let policies = xfrm("policy");
+        lab_ensure!(
+            states.matches("proto esp").count() == 4,
+            "expected two SA pairs:\n{states}"
+        );
+        for net in [LAN_NET, NET2] {
+            lab_ensure!(
+                policies.contains(&format!("dst {net}")),
+                "no policy for {net}:\n{policies}"
+            );
+        }
+        let net1 = child_for(&gw, LAN_NET)?;
+        // The gateway rekeys net2 after 18-20 s: bounded wait, with traffic.
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        while !client
+            .stdout()
+            .iter()
+            .any(|l| l.starts_with("phase2 deleted"))
+        {
+            lab_ensure!(
+                std::time::Instant::now() < deadline,
+                "no rekey of net2 within 90 s: {:?}",
+                client.stdout()
+            );
+            let _ = lab.ping(Role::Client, None, NET2_HOST);
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        wait_gateway_children(&gw, &[LAN_NET, NET2])?;
+        lab.ping_within(Role::Client, None, NET2_HOST, Duration::from_secs(5))?;
+        lab.ping(Role::Client, None, LAN_HOST)?;
+        let after1 = child_for(&gw, LAN_NET)?;
+        lab_ensure!(
+            after1.get("spi-in") == net1.get("spi-in"),
+            "net changed its SPIs:\n{}",
+            gw.list_sas_text()
+        );
+        let states = xfrm("state");
+        lab_ensure!(
+            states.matches("proto esp").count() == 4,
+            "after the rekey, expected two SA pairs:\n{states}"
+        );
+        client.sigterm()?;
+        let code = client.exit_code(Duration::from_secs(30))?;
+        lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
+        let left = format!("{}{}", xfrm("state"), xfrm("policy"));
+        lab_ensure!(left.trim().is_empty(), "left behind:\n{left}");
+        Ok(())
+    });
+}
