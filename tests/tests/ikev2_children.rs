@@ -26,11 +26,19 @@ fn add_second_network(lab: &Lab) -> postern_lab::Result<()> {
     let lan = lab.ns(Role::Lan);
     lab.exec(
         Role::Gw,
-        &["ip", "link", "add", "g2", "type", "veth", "peer", "name", "l1", "netns", &lan],
+        &[
+            "ip", "link", "add", "g2", "type", "veth", "peer", "name", "l1", "netns", &lan,
+        ],
     )?;
-    lab.exec(Role::Gw, &["ip", "addr", "add", "10.88.0.1/24", "dev", "g2"])?;
+    lab.exec(
+        Role::Gw,
+        &["ip", "addr", "add", "10.88.0.1/24", "dev", "g2"],
+    )?;
     lab.exec(Role::Gw, &["ip", "link", "set", "g2", "up"])?;
-    lab.exec(Role::Lan, &["ip", "addr", "add", "10.88.0.10/24", "dev", "l1"])?;
+    lab.exec(
+        Role::Lan,
+        &["ip", "addr", "add", "10.88.0.10/24", "dev", "l1"],
+    )?;
     lab.exec(Role::Lan, &["ip", "link", "set", "l1", "up"])?;
     Ok(())
 }
@@ -65,7 +73,10 @@ fn profile(t: &Tunnel, networks: &[&str]) -> String {
     let list: Vec<String> = networks.iter().map(|n| format!("\"{n}\"")).collect();
     t.postern_profile().replacen(
         "mode = \"tunnel\"\n",
-        &format!("mode = \"tunnel\"\nremote_networks = [{}]\n", list.join(", ")),
+        &format!(
+            "mode = \"tunnel\"\nremote_networks = [{}]\n",
+            list.join(", ")
+        ),
         1,
     )
 }
@@ -84,10 +95,7 @@ fn installed(gw: &Charon) -> postern_lab::Result<Vec<ChildSa>> {
 /// the other side.
 fn child_for(gw: &Charon, net: &str) -> postern_lab::Result<ChildSa> {
     let all = installed(gw)?;
-    let found: Vec<&ChildSa> = all
-        .iter()
-        .filter(|c| c.ts("local-ts") == [net])
-        .collect();
+    let found: Vec<&ChildSa> = all.iter().filter(|c| c.ts("local-ts") == [net]).collect();
     let [c] = found.as_slice() else {
         lab_bail!(
             "not exactly one installed child for {net}:\n{}",
@@ -214,10 +222,8 @@ fn ikev2_a_network_the_gateway_lacks_is_refused_and_the_others_work() {
     run_scenario("v2-kidsno", |lab: &Lab| {
         add_second_network(lab)?;
         let gw = lab.start_gateway_as(&t, &gateway_conf(&t, ""))?;
-        let client = lab.start_postern_text(
-            "v2-kidsno",
-            &profile(&t, &[LAN_NET, "10.99.0.0/24", NET2]),
-        )?;
+        let client =
+            lab.start_postern_text("v2-kidsno", &profile(&t, &[LAN_NET, "10.99.0.0/24", NET2]))?;
         client.wait_connected()?;
         let out = client.stdout();
         let refused: Vec<&String> = out
@@ -257,8 +263,8 @@ const VM_MODULES: &str = "esp4 xfrm_user veth authenc echainiv seqiv cbc aes_gen
 fn run_inner_tests(filter: &str, timeout_s: u32) -> String {
     postern_lab::lab::require_root().unwrap_or_else(|e| panic!("{e}"));
     let me = std::env::current_exe().expect("test binary path");
-    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../scripts/vm/run-in-vm.sh");
+    let script =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/vm/run-in-vm.sh");
     let start = std::time::Instant::now();
     // The helper under test, inside the VM too.
     let helper = postern_lab::postern::helper_path().unwrap_or_else(|e| panic!("{e}"));
@@ -305,7 +311,10 @@ fn wait_gateway_children(gw: &Charon, nets: &[&str]) -> postern_lab::Result<()> 
             return Ok(());
         }
         if std::time::Instant::now() > deadline {
-            lab_bail!("the gateway did not install both children:\n{}", gw.list_sas_text());
+            lab_bail!(
+                "the gateway did not install both children:\n{}",
+                gw.list_sas_text()
+            );
         }
         std::thread::sleep(Duration::from_millis(300));
     }

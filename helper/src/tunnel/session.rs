@@ -217,8 +217,10 @@ impl<'d> Session<'d> {
         };
         // IKEv2: one child SA in IKE_AUTH, one CREATE_CHILD_SA per further network.
         let v2 = p.ike_version == 2;
-        let expected_children = if v2 {
+        let expected_children = if v2 && role == Role::Initiator {
             postern_engine::ike2::planned_children(&config)
+        } else if v2 {
+            1
         } else {
             profile_children(p, local.ip()).len()
         };

@@ -24,8 +24,8 @@ use super::{
     later, notify_payload, random, spi_of, to_selector,
 };
 use crate::algs::DhGroup;
-use crate::crypto::DhKeyPair;
 use crate::codec::NotifyType;
+use crate::crypto::DhKeyPair;
 use crate::ike::{ChildSa, Config, Error, Event, ModeConfigMode, TrafficSelector};
 
 /// Our CREATE_CHILD_SA for a new child in flight.
@@ -87,7 +87,9 @@ fn child_refused(kind: u16, data: &[u8], remote: &TrafficSelector) -> Error {
         notify::NO_ADDITIONAL_SAS => Error::PeerNotify {
             kind: NotifyType(kind),
             name: "NO_ADDITIONAL_SAS".into(),
-            detail: format!(": the gateway takes no further child SA, so {remote} is not reachable"),
+            detail: format!(
+                ": the gateway takes no further child SA, so {remote} is not reachable"
+            ),
         },
         other => match error_from_notify(other, data) {
             Error::PeerNotify { kind, name, detail } => Error::PeerNotify {
@@ -138,10 +140,19 @@ impl Ike2 {
             .or(first.local_ts);
         let own = TrafficSelector::host(self.local.ip());
         for (local, remote) in plan(&self.config).into_iter().skip(1) {
-            let Some(remote) = remote else { continue };
             let local = if cp { inner } else { local.or(Some(own)) };
-            let Some(local) = local else { continue };
-            self.extra.queue.push_back((local, remote));
+            match (local, remote) {
+                (Some(l), Some(r)) if l.addr.is_ipv4() == r.addr.is_ipv4() => {
+                    self.extra.queue.push_back((l, r));
+                }
+                // Counted by `planned_children`: said, so the driver stops waiting.
+                (_, r) => self
+                    .outbox_ev
+                    .push_back(Event::Phase2Failed(Error::Local(format!(
+                        "no child SA for {}: our inner address is of the other IP family",
+                        r.map_or_else(|| "any network".to_string(), |r| r.to_string())
+                    )))),
+            }
         }
         self.start_next_child(now);
     }
@@ -262,7 +273,9 @@ impl Ike2 {
                 _ => None,
             })
             .ok_or_else(|| {
-                Error::Malformed(format!("the answer for the child SA for {remote} has no nonce"))
+                Error::Malformed(format!(
+                    "the answer for the child SA for {remote} has no nonce"
+                ))
             })?;
         let shared = match &nc.dh {
             Some(dh) => {

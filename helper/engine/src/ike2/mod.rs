@@ -1,6 +1,7 @@
 //! The IKEv2 state machine (RFC 7296), both roles, without I/O.
 //!
-//! An [`Ike2`] is one IKE SA with the CHILD_SA negotiated in its IKE_AUTH exchange.
+//! An [`Ike2`] is one IKE SA with the CHILD_SA negotiated in its IKE_AUTH exchange
+//! and one more per further configured network (`children.rs`).
 //! It is driven exactly like the IKEv1 [`crate::ike::Ike`], and speaks the same
 //! vocabulary ([`Config`], [`Event`], [`Error`], [`Transmit`], [`ChildSa`]), so the
 //! tunnel driver handles both with one code path:
@@ -790,7 +791,8 @@ impl Ike2 {
         match self.rekeyed_child(&rk, payloads) {
             Ok(c) => {
                 self.children.push(c.clone());
-                self.outbox_ev.push_back(Event::Phase2Established(c.clone()));
+                self.outbox_ev
+                    .push_back(Event::Phase2Established(c.clone()));
                 self.set_rekey(c.spi_in, later(now, self.rekey_time()));
                 self.forget_rekey(rk.old_spi_in);
                 if let Some(old) = self.children.iter().find(|c| c.spi_in == rk.old_spi_in) {
@@ -1825,7 +1827,8 @@ impl Ike2 {
         match self.child_from_reply(payloads) {
             Ok(c) => {
                 self.children.push(c.clone());
-                self.outbox_ev.push_back(Event::Phase2Established(c.clone()));
+                self.outbox_ev
+                    .push_back(Event::Phase2Established(c.clone()));
                 self.set_rekey(c.spi_in, later(now, self.rekey_time()));
                 self.ike_rekey_due = Some(later(now, self.ike_rekey_time()));
                 self.plan_more_children(now, &c);

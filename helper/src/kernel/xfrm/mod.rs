@@ -482,7 +482,10 @@ impl XfrmSocket {
         dst: TrafficSelector,
     ) -> Result<Request, KernelError> {
         Ok(self.request(
-            format!("add ESP SA {:#010x} to {} for {src} -> {dst}", sa.spi, sa.dst),
+            format!(
+                "add ESP SA {:#010x} to {} for {src} -> {dst}",
+                sa.spi, sa.dst
+            ),
             newsa_message_for(sa, src, dst)?,
             NLM_F_CREATE | NLM_F_EXCL,
         ))
