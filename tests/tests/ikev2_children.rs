@@ -215,7 +215,8 @@ fn ikev2_two_children_and_one_rekeyed_by_the_gateway() {
 }
 
 /// Three networks, the gateway has two: the third is refused (TS_UNACCEPTABLE) in
-/// one line naming it, the tunnel connects with the other two, which carry pings.
+/// one line naming it, the tunnel connects with the other two, which carry pings;
+/// then the gateway deletes one child and the other still carries a ping.
 #[test]
 fn ikev2_a_network_the_gateway_lacks_is_refused_and_the_others_work() {
     let t = tunnel("v2-kidsno");
@@ -240,6 +241,22 @@ fn ikev2_a_network_the_gateway_lacks_is_refused_and_the_others_work() {
         child_for(&gw, NET2)?;
         lab.ping_within(Role::Client, None, LAN_HOST, Duration::from_secs(3))?;
         lab.ping_within(Role::Client, None, NET2_HOST, Duration::from_secs(3))?;
+        // The gateway deletes net2 alone: the client removes that child only.
+        gw.swanctl(&["--terminate", "--child", "net2", "--timeout", "5"], None)?;
+        client.wait_line("by the gateway", Duration::from_secs(10))?;
+        let out = client.stdout();
+        let deleted: Vec<&String> = out
+            .iter()
+            .filter(|l| l.starts_with("phase2 deleted"))
+            .collect();
+        lab_ensure!(deleted.len() == 1, "not one child deleted: {out:?}");
+        lab.ping(Role::Client, None, LAN_HOST)?;
+        child_for(&gw, LAN_NET)?;
+        lab_ensure!(
+            installed(&gw)?.len() == 1,
+            "the gateway holds more than net:\n{}",
+            gw.list_sas_text()
+        );
         lab_ensure!(
             client.error_line().is_none(),
             "the client failed: {:?}",
