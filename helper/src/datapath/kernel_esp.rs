@@ -112,9 +112,19 @@ impl KernelDatapath {
             .local_ts
             .or(c.remote_ts)
             .is_some_and(|t| t.addr.is_ipv4() != gateway.is_ipv4());
-        for (src, dst, spi, keys) in [
-            (gateway, local, c.spi_in, &c.keys_in),
-            (local, gateway, c.spi_out, &c.keys_out),
+        let host = |a: IpAddr| TrafficSelector {
+            addr: a,
+            prefix: if a.is_ipv4() { 32 } else { 128 },
+        };
+        let ours = c.local_ts.unwrap_or(host(local));
+        let theirs = c.remote_ts.unwrap_or(host(gateway));
+        // Tunnel mode: each SA carries its own selectors, so the pairs of several
+        // remote networks (IKEv2 children, IKEv1 quick modes) under our one reqid
+        // each take only their network's packets.
+        let selectors = mode == xfrm::MODE_TUNNEL && !cross_family;
+        for (src, dst, spi, keys, sel) in [
+            (gateway, local, c.spi_in, &c.keys_in, (theirs, ours)),
+            (local, gateway, c.spi_out, &c.keys_out, (ours, theirs)),
         ] {
             self.journal()?.record(Entry::XfrmSa {
                 dst: dst.to_string(),
@@ -127,29 +137,26 @@ impl KernelDatapath {
                     (theirs, ours)
                 }
             });
-            self.xfrm
-                .add_sa(&SaSpec {
-                    src,
-                    dst,
-                    spi,
-                    reqid,
-                    mode,
-                    cipher: c.proposal.cipher,
-                    auth: c.proposal.auth,
-                    keys,
-                    encap,
-                    replay_window: REPLAY_WINDOW,
-                    lifetime_kb: c.lifetime_kb,
-                    cross_family,
-                })
-                .await?;
+            let spec = SaSpec {
+                src,
+                dst,
+                spi,
+                reqid,
+                mode,
+                cipher: c.proposal.cipher,
+                auth: c.proposal.auth,
+                keys,
+                encap,
+                replay_window: REPLAY_WINDOW,
+                lifetime_kb: c.lifetime_kb,
+                cross_family,
+            };
+            if selectors {
+                self.xfrm.add_sa_for(&spec, sel.0, sel.1).await?;
+            } else {
+                self.xfrm.add_sa(&spec).await?;
+            }
         }
-        let host = |a: IpAddr| TrafficSelector {
-            addr: a,
-            prefix: if a.is_ipv4() { 32 } else { 128 },
-        };
-        let ours = c.local_ts.unwrap_or(host(local));
-        let theirs = c.remote_ts.unwrap_or(host(gateway));
         self.sas.push((c.spi_in, c.spi_out, theirs));
         if !self.policies.contains(&(ours, theirs)) {
             for (dir, src, dst, tsrc, tdst) in [

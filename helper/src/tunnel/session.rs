@@ -215,9 +215,11 @@ impl<'d> Session<'d> {
         } else {
             None
         };
-        // IKEv2 negotiates one child SA (in IKE_AUTH).
+        // IKEv2: one child SA in IKE_AUTH, one CREATE_CHILD_SA per further network.
         let v2 = p.ike_version == 2;
-        let expected_children = if v2 {
+        let expected_children = if v2 && role == Role::Initiator {
+            postern_engine::ike2::planned_children(&config)
+        } else if v2 {
             1
         } else {
             profile_children(p, local.ip()).len()
@@ -647,10 +649,9 @@ impl<'d> Session<'d> {
                     .iter()
                     .map(super::config::ts)
                     .collect();
-                self.expected_children = info.children(&networks).len().max(1);
-                // IKEv2 negotiates one child SA (the first network).
-                if self.ike.is_v2() {
-                    self.expected_children = 1;
+                // IKEv2 plans its children from the profile (set at the start).
+                if !self.ike.is_v2() {
+                    self.expected_children = info.children(&networks).len().max(1);
                 }
                 if info.address.is_some() {
                     self.driver.requested_address = info.address;
@@ -663,6 +664,11 @@ impl<'d> Session<'d> {
                 if self.ike.children().is_empty() {
                     // Nothing usable is left: close phase 1 too, and fail.
                     return Err(self.abort(failure).await);
+                }
+                // IKEv2: a further child refused; the others carry the tunnel.
+                if self.ike.is_v2() && !self.connected {
+                    self.expected_children = self.expected_children.saturating_sub(1).max(1);
+                    self.connected_if_all_up().await?;
                 }
             }
             ike::Event::Phase2Deleted {
@@ -762,7 +768,13 @@ impl<'d> Session<'d> {
                 self.driver.emit(Event::Datapath(line));
             }
         }
-        if self.up_children == self.expected_children && !self.connected {
+        self.connected_if_all_up().await
+    }
+
+    /// Says connected (and raises the firewall's rules) once every child the
+    /// profile asks for is up or refused.
+    async fn connected_if_all_up(&mut self) -> Result<(), Failure> {
+        if self.up_children >= self.expected_children && !self.connected {
             let rules = self.firewall_rules();
             if let Err(f) = self.driver.shield(rules).await {
                 return Err(self.abort(f).await);

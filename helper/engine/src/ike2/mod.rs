@@ -1,6 +1,7 @@
 //! The IKEv2 state machine (RFC 7296), both roles, without I/O.
 //!
-//! An [`Ike2`] is one IKE SA with the CHILD_SA negotiated in its IKE_AUTH exchange.
+//! An [`Ike2`] is one IKE SA with the CHILD_SA negotiated in its IKE_AUTH exchange
+//! and one more per further configured network (`children.rs`).
 //! It is driven exactly like the IKEv1 [`crate::ike::Ike`], and speaks the same
 //! vocabulary ([`Config`], [`Event`], [`Error`], [`Transmit`], [`ChildSa`]), so the
 //! tunnel driver handles both with one code path:
@@ -24,12 +25,15 @@
 //! `ExpectInit`, `ExpectAuth`).
 
 pub mod auth;
+mod children;
 pub mod codec;
 mod eap_auth;
 mod frag;
 pub mod keys;
 pub mod mobike;
 mod rekey_ike;
+
+pub use children::planned_children;
 
 #[cfg(test)]
 mod tests;
@@ -100,6 +104,8 @@ enum Request {
     RekeyChild,
     /// CREATE_CHILD_SA rekeying the IKE SA (state in `Ike2::ike_rekey`).
     RekeyIke,
+    /// CREATE_CHILD_SA for a further child (children.rs).
+    NewChild,
     /// The DELETE of the child a rekey replaced (its SPIs).
     DeleteOld {
         spi_in: u32,
@@ -163,9 +169,12 @@ pub struct Ike2 {
     require_cookie: bool,
     cookie_secret: [u8; 16],
     refusals: u32,
-    /// Our rekey in flight, and when the current child is due for one (initiator).
+    /// Our rekey in flight, and when each child (by inbound SPI) is due for one
+    /// (initiator; children.rs).
     rekey: Option<Rekey>,
-    rekey_due: Option<Instant>,
+    rekey_due: Vec<(u32, Instant)>,
+    /// The children after the first (children.rs).
+    extra: children::Extra,
     /// MOBIKE (RFC 4555): offered, negotiated, a move in flight.
     mobike: mobike::Mobike,
     /// Where the request being answered came from: answers go there (§2.11), which
@@ -541,7 +550,8 @@ impl Ike2 {
             cookie_secret: [0; 16],
             refusals: 0,
             rekey: None,
-            rekey_due: None,
+            rekey_due: Vec::new(),
+            extra: children::Extra::default(),
             mobike: mobike::Mobike::default(),
             reply_to: None,
             ike_initiator: role == Role::Initiator,
@@ -616,7 +626,7 @@ impl Ike2 {
             _ => None,
         };
         let idle = self.pending.is_none() && self.state == State::Established;
-        let rekey = self.rekey_due.filter(|_| idle);
+        let rekey = self.next_rekey().filter(|_| idle);
         let ike_rekey = self.ike_rekey_due.filter(|_| idle);
         [retransmit, dpd, rekey, ike_rekey, self.retiring_deadline()]
             .into_iter()
@@ -666,10 +676,8 @@ impl Ike2 {
             return;
         }
         if self.state == State::Established
-            && self.rekey_due.is_some_and(|t| now >= t)
-            && let Some(spi) = self.children.last().map(|c| c.spi_in)
+            && let Some(spi) = self.due_rekey(now)
         {
-            self.rekey_due = None;
             self.start_rekey(now, spi);
             return;
         }
@@ -776,15 +784,17 @@ impl Ike2 {
             {
                 self.outbox_ev
                     .push_back(Event::Phase2Failed(error_from_notify(*kind, data)));
-                self.rekey_due = Some(retry);
+                self.set_rekey(rk.old_spi_in, retry);
                 return;
             }
         }
         match self.rekeyed_child(&rk, payloads) {
             Ok(c) => {
                 self.children.push(c.clone());
-                self.outbox_ev.push_back(Event::Phase2Established(c));
-                self.rekey_due = Some(later(now, self.rekey_time()));
+                self.outbox_ev
+                    .push_back(Event::Phase2Established(c.clone()));
+                self.set_rekey(c.spi_in, later(now, self.rekey_time()));
+                self.forget_rekey(rk.old_spi_in);
                 if let Some(old) = self.children.iter().find(|c| c.spi_in == rk.old_spi_in) {
                     let (spi_in, spi_out) = (old.spi_in, old.spi_out);
                     self.request(
@@ -802,7 +812,7 @@ impl Ike2 {
             }
             Err(e) => {
                 self.outbox_ev.push_back(Event::Phase2Failed(e));
-                self.rekey_due = Some(retry);
+                self.set_rekey(rk.old_spi_in, retry);
             }
         }
     }
@@ -881,8 +891,9 @@ impl Ike2 {
         Ok(self.make_child_with(ours, rk.new_spi_in, spi_out, local_ts, remote_ts, km))
     }
 
-    /// The peer's CREATE_CHILD_SA: a rekey of our child is answered (with PFS when the
-    /// peer asks for it); a new child or a rekey of the IKE SA is refused.
+    /// The peer's CREATE_CHILD_SA: a rekey of a child is answered (with PFS when the
+    /// peer asks for it), a rekey of the IKE SA goes to rekey_ike.rs, a new child to
+    /// children.rs.
     fn on_create_child_request(&mut self, now: Instant, id: u32, payloads: &[Payload]) {
         let refuse = |e: &mut Ike2, n: u16, why: &str| {
             e.outbox_ev.push_back(Event::Note(format!(
@@ -924,7 +935,7 @@ impl Ike2 {
             _ => None,
         });
         let Some(rekey_of) = rekey_of else {
-            return refuse(self, notify::NO_ADDITIONAL_SAS, "a second child SA");
+            return self.on_new_child_request(now, id, payloads, &sa);
         };
         let Some(old) = self
             .children
@@ -1021,10 +1032,11 @@ impl Ike2 {
         };
         let child = self.make_child_with(ours, spi_in, spi_out, local_ts, remote_ts, km);
         self.children.push(child.clone());
-        self.outbox_ev.push_back(Event::Phase2Established(child));
+        self.forget_rekey(old.spi_in);
         if self.role == Role::Initiator {
-            self.rekey_due = Some(later(now, self.rekey_time()));
+            self.set_rekey(child.spi_in, later(now, self.rekey_time()));
         }
+        self.outbox_ev.push_back(Event::Phase2Established(child));
     }
 
     /// Tells the engine that traffic arrived from the peer (ESP), so the peer is alive.
@@ -1433,6 +1445,7 @@ impl Ike2 {
                     Request::Auth => self.on_auth_reply(now, &payloads),
                     Request::RekeyChild => self.on_rekey_reply(now, &payloads),
                     Request::RekeyIke => self.on_ike_rekey_reply(now, &payloads),
+                    Request::NewChild => self.on_new_child_reply(now, &payloads),
                     Request::DeleteOld { spi_in, spi_out } => {
                         if let Some(i) = self.children.iter().position(|c| c.spi_in == spi_in) {
                             self.children.remove(i);
@@ -1814,9 +1827,11 @@ impl Ike2 {
         match self.child_from_reply(payloads) {
             Ok(c) => {
                 self.children.push(c.clone());
-                self.outbox_ev.push_back(Event::Phase2Established(c));
-                self.rekey_due = Some(later(now, self.rekey_time()));
+                self.outbox_ev
+                    .push_back(Event::Phase2Established(c.clone()));
+                self.set_rekey(c.spi_in, later(now, self.rekey_time()));
                 self.ike_rekey_due = Some(later(now, self.ike_rekey_time()));
+                self.plan_more_children(now, &c);
             }
             Err(e) => {
                 self.close_quietly();
@@ -2419,6 +2434,7 @@ impl Ike2 {
             match self.config.mode_config_server.clone() {
                 Some(mc) => {
                     vip = mc.address;
+                    self.extra.peer_vip = vip;
                     out.push(Payload::Cp {
                         cfg_type: cfg::CFG_REPLY,
                         attrs: cp_reply(&mc),
@@ -2487,30 +2503,10 @@ impl Ike2 {
         };
         let tsi = ts(true).ok_or(notify::TS_UNACCEPTABLE)?;
         let tsr = ts(false).ok_or(notify::TS_UNACCEPTABLE)?;
-        let child = self.config.children.first().cloned();
-        let our_local = child.as_ref().and_then(|c| c.local).unwrap_or_else(any_v4);
-        let their_allowed = child.as_ref().and_then(|c| c.remote).unwrap_or_else(any_v4);
-        // Narrow: the intersection of two prefixes is the longer one when one holds
-        // the other.
-        let narrow = |list: &[Selector], ours: &TrafficSelector| {
-            list.iter().filter_map(from_selector).find_map(|t| {
-                if ours.contains(&t) {
-                    Some(t)
-                } else if t.contains(ours) {
-                    Some(*ours)
-                } else {
-                    None
-                }
-            })
-        };
-        let remote_ts = match vip {
-            Some(v) => {
-                let host = TrafficSelector::host(IpAddr::V4(v));
-                narrow(&tsi, &host).ok_or(notify::TS_UNACCEPTABLE)?
-            }
-            None => narrow(&tsi, &their_allowed).ok_or(notify::TS_UNACCEPTABLE)?,
-        };
-        let local_ts = narrow(&tsr, &our_local).ok_or(notify::TS_UNACCEPTABLE)?;
+        // Narrowed to the first configured child both lists fit (children.rs).
+        let (local_ts, remote_ts) = self
+            .narrow_to_config(&tsi, &tsr, vip)
+            .ok_or(notify::TS_UNACCEPTABLE)?;
         let spi_in = self.new_spi();
         let chosen = Proposal {
             number: theirs.number,

@@ -246,6 +246,22 @@ pub fn newsa_message(sa: &SaSpec<'_>) -> Result<XfrmMessage, KernelError> {
     }))
 }
 
+/// [`newsa_message`] for an SA that carries only `src` → `dst` (inner selectors,
+/// tunnel mode): the kernel then picks it only for that traffic, so several SA pairs
+/// to one gateway under one reqid (one per remote network) do not take each other's
+/// packets, and checks decapsulated packets against it.
+pub fn newsa_message_for(
+    sa: &SaSpec<'_>,
+    src: TrafficSelector,
+    dst: TrafficSelector,
+) -> Result<XfrmMessage, KernelError> {
+    let mut m = newsa_message(sa)?;
+    if let XfrmMessage::AddSa(SaModify { user_sa_info, .. }) = &mut m {
+        user_sa_info.selector = selector(Some(src), Some(dst));
+    }
+    Ok(m)
+}
+
 fn sa_id(dst: IpAddr, spi: u32) -> SaDelGet {
     let mut id = UserSaId {
         spi,
@@ -460,6 +476,22 @@ impl XfrmSocket {
         ))
     }
 
+    fn add_sa_for_request(
+        &self,
+        sa: &SaSpec<'_>,
+        src: TrafficSelector,
+        dst: TrafficSelector,
+    ) -> Result<Request, KernelError> {
+        Ok(self.request(
+            format!(
+                "add ESP SA {:#010x} to {} for {src} -> {dst}",
+                sa.spi, sa.dst
+            ),
+            newsa_message_for(sa, src, dst)?,
+            NLM_F_CREATE | NLM_F_EXCL,
+        ))
+    }
+
     /// Deleting an SA that is already gone counts as deleted.
     fn del_sa_request(&self, dst: IpAddr, spi: u32) -> Request {
         Request {
@@ -579,6 +611,16 @@ impl Xfrm {
 
     pub async fn add_sa(&self, sa: &SaSpec<'_>) -> Result<(), KernelError> {
         self.run(self.sock.add_sa_request(sa)?).await
+    }
+
+    /// [`Xfrm::add_sa`] for an SA that carries only `src` → `dst` ([`newsa_message_for`]).
+    pub async fn add_sa_for(
+        &self,
+        sa: &SaSpec<'_>,
+        src: TrafficSelector,
+        dst: TrafficSelector,
+    ) -> Result<(), KernelError> {
+        self.run(self.sock.add_sa_for_request(sa, src, dst)?).await
     }
 
     /// Deletes an SA; one that is already gone counts as deleted.

@@ -485,3 +485,39 @@ fn cross_family_tunnel_sa_leaves_its_selector_to_any_family() {
         "transport mode has no inner family"
     );
 }
+
+/// An SA for one remote network carries its selectors (so pairs of several networks
+/// under one reqid each take only their packets); the rest of the message is the
+/// plain one.
+#[test]
+fn sa_for_a_network_carries_its_selector() {
+    let k = keys(1, 16, 2, 32);
+    let sa = SaSpec {
+        src: ip(V4A),
+        dst: ip(V4B),
+        spi: 0x0102_0304,
+        reqid: REQID_BASE + 6,
+        mode: MODE_TUNNEL,
+        cipher: EspCipher::AesCbc { key_bits: 128 },
+        auth: Some(EspAuth::HmacSha256_128),
+        keys: &k,
+        encap: None,
+        replay_window: 32,
+        lifetime_kb: None,
+        cross_family: false,
+    };
+    let ts = |s: &str, p: u8| TrafficSelector {
+        addr: ip(s),
+        prefix: p,
+    };
+    let plain = newsa_body(&sa);
+    let b = body(&newsa_message_for(&sa, ts("10.200.1.1", 32), ts("10.88.0.0", 24)).unwrap());
+    // xfrm_selector: daddr 0, saddr 16, ports 32..40, family 40, prefixlen_d 42, _s 43.
+    assert_eq!(&b[0..4], &[10, 88, 0, 0]);
+    assert_eq!(&b[16..20], &[10, 200, 1, 1]);
+    assert_eq!(&b[40..42], &AF_INET.to_ne_bytes());
+    assert_eq!((b[42], b[43]), (24, 32));
+    assert_eq!(plain.len(), b.len());
+    assert_eq!(&plain[56..], &b[56..], "only the selector differs");
+    assert!(plain[..56].iter().all(|x| *x == 0));
+}
