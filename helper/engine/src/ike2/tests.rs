@@ -16,6 +16,7 @@ use crate::proposal::{parse_esp, parse_ike};
 mod frag;
 mod ike_sa;
 mod mobike;
+mod suites;
 
 // ----- codec ----------------------------------------------------------------------
 
