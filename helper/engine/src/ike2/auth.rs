@@ -1,6 +1,6 @@
 //! IKEv2 authentication (RFC 7296 §2.15, §3.6–§3.8): the pre-shared key, and
 //! certificates with signatures, the classic methods (1: RSA PKCS#1 v1.5 with SHA-1;
-//! 9/10: ECDSA P-256/P-384 with SHA-256/384, r|s as RFC 4754 encodes it) and RFC 7427's
+//! 9/10/11: ECDSA P-256/P-384/P-521 with SHA-256/384/512, r|s as RFC 4754 encodes it) and RFC 7427's
 //! digital signature (method 14: a length octet, the DER AlgorithmIdentifier, then the
 //! signature; RSA PKCS#1 v1.5 or DER ECDSA with SHA-256/384/512). We sign with method
 //! 14 when the peer announced a hash we can use in SIGNATURE_HASH_ALGORITHMS (RFC 7427
@@ -121,6 +121,7 @@ pub fn sign(
 ) -> Result<(u8, Vec<u8>), CertError> {
     let preferred: [u16; 3] = match key {
         PrivateKey::P384(_) => [hash::SHA2_384, hash::SHA2_256, hash::SHA2_512],
+        PrivateKey::P521(_) => [hash::SHA2_512, hash::SHA2_384, hash::SHA2_256],
         _ => [hash::SHA2_256, hash::SHA2_384, hash::SHA2_512],
     };
     let chosen = preferred
@@ -153,6 +154,13 @@ pub fn sign(
                     s.to_der().as_bytes().to_vec(),
                 )
             }
+            PrivateKey::P521(k) => {
+                let s: p521::ecdsa::Signature = k.sign_prehash(&digest).map_err(sign_err)?;
+                (
+                    algorithm_identifier(ecdsa_oid(h), false),
+                    s.to_der().as_bytes().to_vec(),
+                )
+            }
         };
         let mut out = Vec::with_capacity(1 + algid.len() + sig.len());
         out.push(algid.len() as u8);
@@ -177,6 +185,11 @@ pub fn sign(
             let digest = crypto::hash(HashAlg::Sha384, &[octets]);
             let s: p384::ecdsa::Signature = k.sign_prehash(&digest).map_err(sign_err)?;
             Ok((method::ECDSA_384, s.to_bytes().to_vec()))
+        }
+        PrivateKey::P521(k) => {
+            let digest = crypto::hash(HashAlg::Sha512, &[octets]);
+            let s: p521::ecdsa::Signature = k.sign_prehash(&digest).map_err(sign_err)?;
+            Ok((method::ECDSA_521, s.to_bytes().to_vec()))
         }
     }
 }
@@ -208,6 +221,14 @@ fn ecdsa_ok(key: &PublicKey, digest: &[u8], sig: &[u8], der: bool) -> bool {
                 p384::ecdsa::Signature::from_der(sig)
             } else {
                 p384::ecdsa::Signature::from_slice(sig)
+            };
+            s.is_ok_and(|s| k.verify_prehash(digest, &s).is_ok())
+        }
+        PublicKey::P521(k) => {
+            let s = if der {
+                p521::ecdsa::Signature::from_der(sig)
+            } else {
+                p521::ecdsa::Signature::from_slice(sig)
             };
             s.is_ok_and(|s| k.verify_prehash(digest, &s).is_ok())
         }
@@ -254,11 +275,15 @@ pub fn verify(
             data,
             false,
         )),
-        method::RSA | method::ECDSA_256 | method::ECDSA_384 => Err(mismatch()),
-        method::ECDSA_521 => Err(Unsupported(
-            "the peer signs with ECDSA P-521 (AUTH method 11), which Postern does not support"
-                .into(),
+        method::ECDSA_521 if matches!(key, PublicKey::P521(_)) => Ok(ecdsa_ok(
+            key,
+            &crypto::hash(HashAlg::Sha512, &[octets]),
+            data,
+            false,
         )),
+        method::RSA | method::ECDSA_256 | method::ECDSA_384 | method::ECDSA_521 => {
+            Err(mismatch())
+        }
         method::DIGITAL_SIGNATURE => {
             let Some((&n, rest)) = data.split_first() else {
                 return Err(Unsupported("an empty RFC 7427 signature".into()));

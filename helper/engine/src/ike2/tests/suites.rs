@@ -418,3 +418,100 @@ fn the_ike_sa_rekeys_onto_gcm_and_curve25519() {
     p.drive(Duration::from_secs(3));
     assert!(Pair::failure(&p.client_events).is_none(), "{:?}", p.client_events);
 }
+
+// ----- ECDSA P-521 (AUTH method 11, RFC 4754; RFC 7427 with ecdsa-with-SHA*) -------
+
+mod p521_signatures {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::cert::PrivateKey;
+    use crate::cert::tests::{cert, fixture, in_2030};
+    use crate::ike::{Auth, Certs};
+    use crate::ike2::auth::{self, method};
+
+    fn certs(key_file: &str, chain: &str, trusted: &str) -> Auth {
+        Auth::Signature(Arc::new(Certs {
+            key: Some(PrivateKey::parse(&fixture(key_file), None).unwrap()),
+            chain: vec![cert(chain)],
+            trusted: vec![cert(trusted)],
+            crls: Vec::new(),
+        }))
+    }
+
+    #[test]
+    fn p521_classic_method_11_and_rfc7427() {
+        let mut rng = test_rng(9);
+        let octets = b"the octets an IKE_AUTH signs";
+        let k = PrivateKey::parse(&fixture("ec521-gw.key"), None).unwrap();
+        let public = cert("ec521-gw.pem").public_key().unwrap();
+        assert_eq!(k.public_key(), public);
+        // No SIGNATURE_HASH_ALGORITHMS: method 11, r | s of 66 octets each.
+        let (m, sig) = auth::sign(&k, octets, &[], &mut rng).unwrap();
+        assert_eq!(m, method::ECDSA_521);
+        assert_eq!(sig.len(), 132);
+        assert_eq!(auth::verify(&public, m, &sig, octets), Ok(true));
+        assert_eq!(auth::verify(&public, m, &sig, b"other"), Ok(false));
+        // RFC 7427: SHA-512 preferred for P-521 (ecdsa-with-SHA512, DER).
+        let (m, sig) = auth::sign(
+            &k,
+            octets,
+            &[auth::hash::SHA2_256, auth::hash::SHA2_512],
+            &mut rng,
+        )
+        .unwrap();
+        assert_eq!(m, method::DIGITAL_SIGNATURE);
+        // Length octet, then SEQUENCE { OID 1.2.840.10045.4.3.4 }.
+        assert_eq!(hex::encode(&sig[..13]), "0c300a06082a8648ce3d040304");
+        assert_eq!(auth::verify(&public, m, &sig, octets), Ok(true));
+        for n in 0..sig.len() {
+            assert_ne!(auth::verify(&public, m, &sig[..n], octets), Ok(true));
+        }
+        // Method 11 with another curve's key, or garbage: refused, no panic.
+        let p256 = cert("ec-gw.pem").public_key().unwrap();
+        assert!(auth::verify(&p256, method::ECDSA_521, &sig, octets).is_err());
+        assert_eq!(
+            auth::verify(&public, method::ECDSA_521, &[0; 132], octets),
+            Ok(false)
+        );
+        assert_eq!(
+            auth::verify(&public, method::ECDSA_521, &[1; 7], octets),
+            Ok(false)
+        );
+    }
+
+    /// The chain (a P-521 root signing with ecdsa-with-SHA512) is validated on both
+    /// sides and each signs its AUTH with RFC 7427 ecdsa-with-SHA512.
+    #[test]
+    fn p521_gateway_and_client_certificates_both_ways() {
+        {
+            let (mut c, mut s) = configs(
+                &["aes256gcm16-prfsha512-ecp521"],
+                &["aes256gcm16-prfsha512-ecp521"],
+                b"shared secret",
+            );
+            // Both sides sign with the gateway's P-521 key (the test PKI has one).
+            c.auth = certs("ec521-gw.key", "ec521-gw.pem", "ec521-ca.pem");
+            c.local_id = Some(Identity::fqdn("ec521-gw.example"));
+            c.remote_id = Some(Identity::fqdn("ec521-gw.example"));
+            c.wall_clock = Some((p_now(), in_2030()));
+            s.auth = certs("ec521-gw.key", "ec521-gw.pem", "ec521-ca.pem");
+            s.local_id = Some(Identity::fqdn("ec521-gw.example"));
+            s.remote_id = None;
+            s.wall_clock = Some((p_now(), in_2030()));
+            let mut p = Pair::new(c, s, Faults::default());
+            p.drive(Duration::from_secs(5));
+            assert!(
+                p.established(),
+                "{:?} / {:?}",
+                p.client_events,
+                p.gateway_events
+            );
+        }
+    }
+
+    #[allow(clippy::disallowed_methods)] // the Pair's clock starts at a real instant
+    fn p_now() -> Instant {
+        Instant::now()
+    }
+}
