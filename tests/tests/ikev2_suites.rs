@@ -161,3 +161,58 @@ fn ikev2_child_rekey_with_x25519_pfs() {
         gw.wait_no_sas(Duration::from_secs(10))
     });
 }
+
+// ----- ECDSA P-521 certificates ---------------------------------------------------
+
+use postern_lab::config::{CLIENT_VIP, CertSet};
+use postern_lab::pki::{EC521_CLIENT_DN, EC521_GW_NAME, lab_pki};
+
+/// ECDSA P-521 certificates on both sides (strongSwan `auth = pubkey`; RFC 7427
+/// ecdsa-with-SHA512 both ways), with AES-GCM on ecp521, ping through.
+#[test]
+fn ikev2_ecdsa_p521_certificates() {
+    let p = match lab_pki() {
+        Ok(p) => p,
+        Err(e) => panic!("cannot make the test certificates: {e}"),
+    };
+    let set = CertSet {
+        gw_cert: p.path("ec521-gw.pem"),
+        gw_key: p.path("ec521-gw.key"),
+        gw_cas: vec![p.path("ec521-ca.pem")],
+        client_ca: p.path("ec521-ca.pem"),
+        client_cert: Some(p.path("ec521-client.pem")),
+        client_key: Some(p.path("ec521-client.key")),
+        client_pkcs12: None,
+        client_crl: None,
+    };
+    let t = Tunnel::main_psk("v2s-p521")
+        .ikev2()
+        .signatures(
+            set,
+            &format!("dn:{EC521_CLIENT_DN}"),
+            &format!("fqdn:{EC521_GW_NAME}"),
+        )
+        .proposals(&["aes256gcm16-prfsha512-ecp521"], &["aes256gcm16"]);
+    run_scenario("v2s-p521", |lab: &Lab| {
+        let gw = lab.start_gateway(&t)?;
+        let client = lab.start_postern(&t)?;
+        client.wait_connected()?;
+        let sa = gw.wait_established(Duration::from_secs(10))?;
+        let shown = gw.list_sas_text();
+        lab_ensure!(
+            sa.get("remote-id") == EC521_CLIENT_DN && sa.get("dh-group") == "ECP_521",
+            "not the P-521 client on ecp521:\n{shown}"
+        );
+        let out = client.stdout();
+        lab_ensure!(
+            out.iter()
+                .any(|l| l.starts_with("phase2 established") && l.contains(CLIENT_VIP)),
+            "no child for {CLIENT_VIP}: {out:?}"
+        );
+        lab.ping(Role::Client, None, LAN_HOST)?;
+        client.sigterm()?;
+        let code = client.exit_code(Duration::from_secs(15))?;
+        lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
+        gw.wait_no_sas(Duration::from_secs(10))
+    });
+}
