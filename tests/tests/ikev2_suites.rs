@@ -30,9 +30,15 @@ fn suite(scenario: &str, ike: &str, esp: &str, want: &[(&str, &str)]) {
         }
         // AEAD: strongSwan shows no integrity algorithm for the IKE SA.
         if ike.contains("gcm") || ike.contains("chacha") {
-            lab_ensure!(sa.get("integ-alg").is_empty(), "an integrity algorithm:\n{shown}");
+            lab_ensure!(
+                sa.get("integ-alg").is_empty(),
+                "an integrity algorithm:\n{shown}"
+            );
         }
-        lab_ensure!(sa.installed_child().is_some(), "no installed child:\n{shown}");
+        lab_ensure!(
+            sa.installed_child().is_some(),
+            "no installed child:\n{shown}"
+        );
         lab.ping(Role::Client, None, LAN_HOST)?;
         client.sigterm()?;
         let code = client.exit_code(Duration::from_secs(15))?;

@@ -52,9 +52,7 @@ impl IkeCipher {
     pub fn key_length_attr(self) -> Option<u16> {
         match self {
             IkeCipher::TripleDes | IkeCipher::ChaCha20Poly1305 => None,
-            IkeCipher::AesCbc { key_bits } | IkeCipher::AesGcm { key_bits, .. } => {
-                Some(key_bits)
-            }
+            IkeCipher::AesCbc { key_bits } | IkeCipher::AesGcm { key_bits, .. } => Some(key_bits),
         }
     }
     /// The block length the plaintext is padded to (1 for the AEAD stream modes).

@@ -476,7 +476,11 @@ mod tests {
             ),
             (
                 "chacha20poly1305-prfsha256-x25519",
-                ike(IkeCipher::ChaCha20Poly1305, HashAlg::Sha256, DhGroup::Curve25519),
+                ike(
+                    IkeCipher::ChaCha20Poly1305,
+                    HashAlg::Sha256,
+                    DhGroup::Curve25519,
+                ),
             ),
             (
                 "aes128-sha256-curve25519",
@@ -490,7 +494,8 @@ mod tests {
             let e = parse_ike_for(s, 1).unwrap_err();
             assert_eq!(e, ProposalError::Ikev2Only { proposal: s.into() });
             assert!(
-                e.to_string().starts_with(&format!("'{s}' is an IKEv2-only proposal")),
+                e.to_string()
+                    .starts_with(&format!("'{s}' is an IKEv2-only proposal")),
                 "{e}"
             );
         }

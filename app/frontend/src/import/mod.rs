@@ -855,11 +855,7 @@ impl Draft {
         }
         if self.p.phase2.pfs.is_some_and(|g| g.ikev2_only()) {
             self.p.phase2.pfs = None;
-            self.warn(
-                None,
-                "pfs",
-                "curve25519 is an IKEv2-only DH group: no PFS",
-            );
+            self.warn(None, "pfs", "curve25519 is an IKEv2-only DH group: no PFS");
         }
     }
 

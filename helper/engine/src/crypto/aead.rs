@@ -130,7 +130,11 @@ pub fn aead_seal(
             let k = UnboundKey::new(&CHACHA20_POLY1305, key)
                 .map_err(|_| CryptoError::BadKeyLength(key.len()))?;
             LessSafeKey::new(k)
-                .seal_in_place_separate_tag(Nonce::assume_unique_for_key(n), Aad::from(aad), &mut buf)
+                .seal_in_place_separate_tag(
+                    Nonce::assume_unique_for_key(n),
+                    Aad::from(aad),
+                    &mut buf,
+                )
                 .map_err(|_| CryptoError::BadCiphertextLength(plain.len()))?
                 .as_ref()
                 .to_vec()
@@ -157,7 +161,9 @@ pub fn aead_open(
     let (ct, tag) = sealed.split_at(sealed.len() - icv);
     let mut buf = ct.to_vec();
     match cipher {
-        IkeCipher::AesGcm { key_bits, icv } => gcm_open(key_bits, icv, key, &n, aad, &mut buf, tag)?,
+        IkeCipher::AesGcm { key_bits, icv } => {
+            gcm_open(key_bits, icv, key, &n, aad, &mut buf, tag)?
+        }
         _ => {
             use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, Tag, UnboundKey};
             let k = UnboundKey::new(&CHACHA20_POLY1305, key)

@@ -281,9 +281,7 @@ pub fn verify(
             data,
             false,
         )),
-        method::RSA | method::ECDSA_256 | method::ECDSA_384 | method::ECDSA_521 => {
-            Err(mismatch())
-        }
+        method::RSA | method::ECDSA_256 | method::ECDSA_384 | method::ECDSA_521 => Err(mismatch()),
         method::DIGITAL_SIGNATURE => {
             let Some((&n, rest)) = data.split_first() else {
                 return Err(Unsupported("an empty RFC 7427 signature".into()));

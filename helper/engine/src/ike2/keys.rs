@@ -395,7 +395,9 @@ impl IkeKeys {
         if pad as usize > content.len() {
             return Err(SkError::Padding);
         }
-        Ok(Zeroizing::new(content[..content.len() - pad as usize].to_vec()))
+        Ok(Zeroizing::new(
+            content[..content.len() - pad as usize].to_vec(),
+        ))
     }
 
     /// Builds a protected message: `payloads` inside SK, sent by the initiator of the

@@ -32,7 +32,11 @@ const GCM_CASES: [(u16, &str); 3] = [
 /// The test cases' key repeated to the key size (test cases 10 and 16 do so).
 fn gcm_key(bits: u16) -> Vec<u8> {
     let k = unhex(GCM_KEY);
-    k.iter().chain(k.iter()).take(usize::from(bits) / 8).copied().collect()
+    k.iter()
+        .chain(k.iter())
+        .take(usize::from(bits) / 8)
+        .copied()
+        .collect()
 }
 
 #[test]
@@ -416,7 +420,11 @@ fn the_ike_sa_rekeys_onto_gcm_and_curve25519() {
     // Still usable: a liveness check is answered on the new SA.
     assert!(p.client.check_peer(p.now, Duration::from_secs(20)));
     p.drive(Duration::from_secs(3));
-    assert!(Pair::failure(&p.client_events).is_none(), "{:?}", p.client_events);
+    assert!(
+        Pair::failure(&p.client_events).is_none(),
+        "{:?}",
+        p.client_events
+    );
 }
 
 // ----- ECDSA P-521 (AUTH method 11, RFC 4754; RFC 7427 with ecdsa-with-SHA*) -------
