@@ -54,6 +54,11 @@ const SHA512_RSA: Oid = Oid::new_unwrap("1.2.840.113549.1.1.13");
 const ECDSA_SHA256: Oid = Oid::new_unwrap("1.2.840.10045.4.3.2");
 const ECDSA_SHA384: Oid = Oid::new_unwrap("1.2.840.10045.4.3.3");
 const ECDSA_SHA512: Oid = Oid::new_unwrap("1.2.840.10045.4.3.4");
+const RSASSA_PSS: Oid = Oid::new_unwrap("1.2.840.113549.1.1.10");
+const MGF1: Oid = Oid::new_unwrap("1.2.840.113549.1.1.8");
+const SHA256: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.2.1");
+const SHA384: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.2.2");
+const SHA512: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.2.3");
 
 /// The SIGNATURE_HASH_ALGORITHMS notify data we send.
 pub fn hash_algorithms_data() -> Vec<u8> {
@@ -245,6 +250,54 @@ fn rsa_ok(key: &PublicKey, h: HashAlg, octets: &[u8], sig: &[u8]) -> bool {
     }
 }
 
+/// An RFC 7427 RSASSA-PSS signature (RFC 8017 §8.1, parameters RFC 4055 §3.1): the
+/// hash SHA-256/384/512, MGF1 with the same hash, the salt length as given, trailer 1.
+fn pss_ok(
+    key: &PublicKey,
+    algid: &spki::AlgorithmIdentifierOwned,
+    octets: &[u8],
+    sig: &[u8],
+) -> Result<bool, Unsupported> {
+    use der::Encode;
+    let bad = |why: &str| Unsupported(format!("the peer's RSASSA-PSS parameters {why}"));
+    let params = algid
+        .parameters
+        .as_ref()
+        .ok_or_else(|| bad("are missing"))?
+        .to_der()
+        .map_err(|_| bad("are unreadable"))?;
+    let params =
+        pkcs1::RsaPssParamsOwned::from_der(&params).map_err(|_| bad("are unreadable"))?;
+    let h = match params.hash.oid {
+        o if o == SHA256 => HashAlg::Sha256,
+        o if o == SHA384 => HashAlg::Sha384,
+        o if o == SHA512 => HashAlg::Sha512,
+        o => return Err(bad(&format!("name hash {o}, not SHA-256/384/512"))),
+    };
+    let mgf_hash = params
+        .mask_gen
+        .parameters
+        .as_ref()
+        .map(|p| p.oid);
+    if params.mask_gen.oid != MGF1 || mgf_hash != Some(params.hash.oid) {
+        return Err(bad("name a mask generation other than MGF1 with the same hash"));
+    }
+    if params.trailer_field != pkcs1::TrailerField::BC {
+        return Err(bad("name a trailer field other than 1"));
+    }
+    let PublicKey::Rsa(k) = key else {
+        return Ok(false);
+    };
+    let digest = crypto::hash(h, &[octets]);
+    let salt = usize::from(params.salt_len);
+    let ok = match h {
+        HashAlg::Sha384 => k.verify(rsa::pss::Pss::<sha2::Sha384>::new_with_salt(salt), &digest, sig),
+        HashAlg::Sha512 => k.verify(rsa::pss::Pss::<sha2::Sha512>::new_with_salt(salt), &digest, sig),
+        _ => k.verify(rsa::pss::Pss::<sha2::Sha256>::new_with_salt(salt), &digest, sig),
+    };
+    Ok(ok.is_ok())
+}
+
 /// Checks a peer's signature AUTH (`method`, `data`) over `octets` with `key`:
 /// `Ok(true)` when it verifies, `Ok(false)` when it does not, `Err` when the method or
 /// algorithm is one we cannot check or does not fit the key.
@@ -295,6 +348,12 @@ pub fn verify(
             let algid = spki::AlgorithmIdentifierOwned::from_der(algid).map_err(|e| {
                 Unsupported(format!("an unreadable RFC 7427 AlgorithmIdentifier: {e}"))
             })?;
+            if algid.oid == RSASSA_PSS {
+                if !is_rsa {
+                    return Err(mismatch());
+                }
+                return pss_ok(key, &algid, octets, sig);
+            }
             let (h, ecdsa) = match algid.oid {
                 o if o == SHA1_RSA => (HashAlg::Sha1, false),
                 o if o == SHA256_RSA => (HashAlg::Sha256, false),

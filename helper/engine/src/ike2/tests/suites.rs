@@ -523,3 +523,96 @@ mod p521_signatures {
         Instant::now()
     }
 }
+
+// ----- RSASSA-PSS from the gateway (RFC 7427 with id-RSASSA-PSS) ------------------
+
+mod rsa_pss {
+    use super::*;
+    use crate::cert::tests::cert;
+    use crate::ike2::auth::{self, method};
+
+    const OCTETS: &[u8] = b"the octets an IKE_AUTH signs";
+    /// RSASSA-PSS AlgorithmIdentifiers as RFC 7427 Appendix A.4 writes them (hash
+    /// with NULL parameters, MGF1 with the same hash, salt = the hash's length).
+    const ALGID_256: &str = "304106092a864886f70d01010a3034a00f300d06096086480165030402010500a11c301a06092a864886f70d010108300d06096086480165030402010500a203020120";
+    const ALGID_512: &str = "304106092a864886f70d01010a3034a00f300d06096086480165030402030500a11c301a06092a864886f70d010108300d06096086480165030402030500a203020140";
+    /// `openssl dgst -sha256 -sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:32
+    /// -sign client.key` over OCTETS (and the same with SHA-512, salt 64).
+    const SIG_256: &str = "7cf81571819aad7f36216d7d210eb403d46f43d505769c5e045450074e18f451789badf6dc50da6c5f70addb2094f67cfec1c30a6acd6019991652fc63f15692370871d55f77613e79440e6b6acd64d1ebb290f353c7ac86fc784e403a5c47d166426d1bbfe3a8b2ff18e3a3b9ada75b49808f6cdbdb3c8e410956802373369469b17f03b3204b7278772cfe06d9ef6a394eeca830c330e4fb44b21592fa4eae1d9e3c659fbedfdac177fcd181cdb72db654f9742273fe50f6a7cc54ca159bc10483c214f0b458de91595f56afb1288e4487d9bce5501035141aa42fb65190b367593eb89632e95c017d1ec8d54838a18c648c8f1524353bc46ef406517124d2";
+    const SIG_512: &str = "0572a9e75d5e400769b45b1c307e58b803ec96f7dc4d572faf9274d210804ea0067a7ffe114ffd05701aa24b3b8ad5dfe70eafdae85d95deef86d3ad71efae60df6a03fc3be034028227087d59be9c2a884b7e4ff6ae5d731e382d7bd19b063d4b0774ef22955b460ff5406e0b1c5f86fc49ac866866afb8babcc1bb9836fe995e6ee429ecb9e0c347bd28ca3e1c627f8399ebcd5cd0059cdba8d02e9106613192b8a03fc63f6a76b8012f743850eab6313c98dc59d30c280810f9985359dc948665aa74ea6190189129b25f90959f47fdb538d644f12333ecf6fbd23ea2f2536eca619a1545a43dae9fa8d127ff2a4ba7e532dab30a904ec7416f75e0397abc";
+
+    fn auth_data(algid: &str, sig: &str) -> Vec<u8> {
+        let a = unhex(algid);
+        [vec![a.len() as u8], a, unhex(sig)].concat()
+    }
+
+    #[test]
+    fn rsassa_pss_signatures_made_by_openssl_verify() {
+        let public = cert("client.pem").public_key().unwrap();
+        for (algid, sig) in [(ALGID_256, SIG_256), (ALGID_512, SIG_512)] {
+            let data = auth_data(algid, sig);
+            assert_eq!(
+                auth::verify(&public, method::DIGITAL_SIGNATURE, &data, OCTETS),
+                Ok(true)
+            );
+            assert_eq!(
+                auth::verify(&public, method::DIGITAL_SIGNATURE, &data, b"other"),
+                Ok(false)
+            );
+            let mut bad = data.clone();
+            let last = bad.len() - 1;
+            bad[last] ^= 1;
+            assert_eq!(
+                auth::verify(&public, method::DIGITAL_SIGNATURE, &bad, OCTETS),
+                Ok(false)
+            );
+            for n in 0..data.len() {
+                assert_ne!(
+                    auth::verify(&public, method::DIGITAL_SIGNATURE, &data[..n], OCTETS),
+                    Ok(true)
+                );
+            }
+        }
+        // The SHA-256 signature under SHA-512 parameters: no.
+        assert_eq!(
+            auth::verify(
+                &public,
+                method::DIGITAL_SIGNATURE,
+                &auth_data(ALGID_512, SIG_256),
+                OCTETS
+            ),
+            Ok(false)
+        );
+        // A wrong salt length in the parameters: no.
+        let wrong_salt = ALGID_256.replace("a203020120", "a203020114");
+        assert_eq!(
+            auth::verify(
+                &public,
+                method::DIGITAL_SIGNATURE,
+                &auth_data(&wrong_salt, SIG_256),
+                OCTETS
+            ),
+            Ok(false)
+        );
+        // MGF1 with another hash than the signature's: refused as unsupported.
+        let mixed = ALGID_256.replacen(
+            "a11c301a06092a864886f70d010108300d0609608648016503040201",
+            "a11c301a06092a864886f70d010108300d0609608648016503040203",
+            1,
+        );
+        let e = auth::verify(
+            &public,
+            method::DIGITAL_SIGNATURE,
+            &auth_data(&mixed, SIG_256),
+            OCTETS,
+        )
+        .unwrap_err();
+        assert!(e.0.contains("MGF1"), "{e:?}");
+        // PSS with an EC key: the method does not fit.
+        let ec = cert("ec-gw.pem").public_key().unwrap();
+        assert!(
+            auth::verify(&ec, method::DIGITAL_SIGNATURE, &auth_data(ALGID_256, SIG_256), OCTETS)
+                .is_err()
+        );
+    }
+}
