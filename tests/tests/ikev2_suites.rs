@@ -222,3 +222,62 @@ fn ikev2_ecdsa_p521_certificates() {
         gw.wait_no_sas(Duration::from_secs(10))
     });
 }
+
+// ----- RSASSA-PSS from the gateway -----------------------------------------------
+
+use postern_lab::pki::{CLIENT_DN, GW_NAME};
+
+/// The gateway signs its AUTH with RSASSA-PSS (swanctl `local { auth =
+/// rsa/pss-sha256 }`: RFC 7427 with id-RSASSA-PSS, SHA-256, salt 32); the client
+/// verifies it (and signs with PKCS#1 v1.5, which the gateway's `auth = pubkey` takes).
+#[test]
+fn ikev2_gateway_signs_with_rsa_pss() {
+    let p = match lab_pki() {
+        Ok(p) => p,
+        Err(e) => panic!("cannot make the test certificates: {e}"),
+    };
+    let set = CertSet {
+        gw_cert: p.path("gw.pem"),
+        gw_key: p.path("gw.key"),
+        gw_cas: vec![p.path("ca.pem")],
+        client_ca: p.path("ca.pem"),
+        client_cert: Some(p.path("client.pem")),
+        client_key: Some(p.path("client.key")),
+        client_pkcs12: None,
+        client_crl: None,
+    };
+    let t = Tunnel::main_psk("v2s-pss").ikev2().signatures(
+        set,
+        &format!("dn:{CLIENT_DN}"),
+        &format!("fqdn:{GW_NAME}"),
+    );
+    let plain = t.gateway_swanctl();
+    let from = "auth = pubkey\n      certs = gw.pem";
+    assert!(plain.contains(from), "{plain}");
+    let swanctl = plain.replacen(from, "auth = rsa/pss-sha256\n      certs = gw.pem", 1);
+    run_scenario("v2s-pss", |lab: &Lab| {
+        let gw = lab.start_gateway_as(&t, &swanctl)?;
+        let client = lab.start_postern(&t)?;
+        client.wait_connected()?;
+        let sa = gw.wait_established(Duration::from_secs(10))?;
+        let shown = gw.list_sas_text();
+        lab_ensure!(
+            sa.installed_child().is_some(),
+            "no installed child:\n{shown}"
+        );
+        // The gateway did sign with PSS (its log names the scheme).
+        let log = std::fs::read_to_string(gw.log_path()).unwrap_or_default();
+        lab_ensure!(
+            log.lines()
+                .any(|l| l.contains("(myself) with RSA_EMSA_PSS_SHA2_256")
+                    && l.contains("successful")),
+            "the gateway did not sign with RSASSA-PSS:\n{}",
+            gw.log_tail(20)
+        );
+        lab.ping(Role::Client, None, LAN_HOST)?;
+        client.sigterm()?;
+        let code = client.exit_code(Duration::from_secs(15))?;
+        lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
+        gw.wait_no_sas(Duration::from_secs(10))
+    });
+}

@@ -266,21 +266,18 @@ fn pss_ok(
         .ok_or_else(|| bad("are missing"))?
         .to_der()
         .map_err(|_| bad("are unreadable"))?;
-    let params =
-        pkcs1::RsaPssParamsOwned::from_der(&params).map_err(|_| bad("are unreadable"))?;
+    let params = pkcs1::RsaPssParamsOwned::from_der(&params).map_err(|_| bad("are unreadable"))?;
     let h = match params.hash.oid {
         o if o == SHA256 => HashAlg::Sha256,
         o if o == SHA384 => HashAlg::Sha384,
         o if o == SHA512 => HashAlg::Sha512,
         o => return Err(bad(&format!("name hash {o}, not SHA-256/384/512"))),
     };
-    let mgf_hash = params
-        .mask_gen
-        .parameters
-        .as_ref()
-        .map(|p| p.oid);
+    let mgf_hash = params.mask_gen.parameters.as_ref().map(|p| p.oid);
     if params.mask_gen.oid != MGF1 || mgf_hash != Some(params.hash.oid) {
-        return Err(bad("name a mask generation other than MGF1 with the same hash"));
+        return Err(bad(
+            "name a mask generation other than MGF1 with the same hash",
+        ));
     }
     if params.trailer_field != pkcs1::TrailerField::BC {
         return Err(bad("name a trailer field other than 1"));
@@ -291,9 +288,21 @@ fn pss_ok(
     let digest = crypto::hash(h, &[octets]);
     let salt = usize::from(params.salt_len);
     let ok = match h {
-        HashAlg::Sha384 => k.verify(rsa::pss::Pss::<sha2::Sha384>::new_with_salt(salt), &digest, sig),
-        HashAlg::Sha512 => k.verify(rsa::pss::Pss::<sha2::Sha512>::new_with_salt(salt), &digest, sig),
-        _ => k.verify(rsa::pss::Pss::<sha2::Sha256>::new_with_salt(salt), &digest, sig),
+        HashAlg::Sha384 => k.verify(
+            rsa::pss::Pss::<sha2::Sha384>::new_with_salt(salt),
+            &digest,
+            sig,
+        ),
+        HashAlg::Sha512 => k.verify(
+            rsa::pss::Pss::<sha2::Sha512>::new_with_salt(salt),
+            &digest,
+            sig,
+        ),
+        _ => k.verify(
+            rsa::pss::Pss::<sha2::Sha256>::new_with_salt(salt),
+            &digest,
+            sig,
+        ),
     };
     Ok(ok.is_ok())
 }

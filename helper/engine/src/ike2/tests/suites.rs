@@ -611,8 +611,13 @@ mod rsa_pss {
         // PSS with an EC key: the method does not fit.
         let ec = cert("ec-gw.pem").public_key().unwrap();
         assert!(
-            auth::verify(&ec, method::DIGITAL_SIGNATURE, &auth_data(ALGID_256, SIG_256), OCTETS)
-                .is_err()
+            auth::verify(
+                &ec,
+                method::DIGITAL_SIGNATURE,
+                &auth_data(ALGID_256, SIG_256),
+                OCTETS
+            )
+            .is_err()
         );
     }
 }
