@@ -24,7 +24,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use postern_algs::algs::{DhGroup, EspProposal, IkeProposal};
-use postern_algs::proposal::{parse_esp, parse_ike};
+use postern_algs::proposal::{parse_esp, parse_esp_for, parse_ike, parse_ike_for};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
@@ -1320,8 +1320,8 @@ fn convert(cx: &Cx<'_>, raw: &RawProfile, policy: SecretPolicy) -> Result<Profil
     let xauth = parse_xauth(cx, raw.xauth.as_ref(), policy)?;
     check_auth_material(cx, &raw.auth, &auth, xauth.is_some())?;
     // In the order of the file's sections, so the first error reported is the first.
-    let phase1 = parse_phase1(cx, &raw.phase1)?;
-    let phase2 = parse_phase2(cx, &raw.phase2)?;
+    let phase1 = parse_phase1(cx, &raw.phase1, ike_version)?;
+    let phase2 = parse_phase2(cx, &raw.phase2, ike_version)?;
     let network = parse_network(cx, &raw.network)?;
     check_ikev2(cx, raw, ike_version, &auth, xauth.is_some(), &phase2)?;
     Ok(Profile {
@@ -1472,9 +1472,9 @@ fn check_auth_material(
 }
 
 /// `[phase1]`
-fn parse_phase1(cx: &Cx<'_>, p1: &RawPhase1) -> Result<Phase1, ProfileError> {
+fn parse_phase1(cx: &Cx<'_>, p1: &RawPhase1, ike_version: u8) -> Result<Phase1, ProfileError> {
     let ike = cx.list("phase1.proposals", &p1.proposals, MAX_PROPOSALS, |s| {
-        parse_ike(s).map_err(|e| e.to_string())
+        parse_ike_for(s, ike_version).map_err(|e| e.to_string())
     })?;
     if ike.as_ref().is_some_and(Vec::is_empty) {
         return Err(cx.err("phase1.proposals", None, "at least one proposal is needed"));
@@ -1490,10 +1490,14 @@ fn parse_phase1(cx: &Cx<'_>, p1: &RawPhase1) -> Result<Phase1, ProfileError> {
     })
 }
 
-/// `phase2.pfs`: "none" or a DH group name.
-fn parse_pfs(s: &str) -> Result<Option<DhGroup>, String> {
+/// `phase2.pfs`: "none" or a DH group name (curve25519 with IKEv2 only).
+fn parse_pfs(s: &str, ike_version: u8) -> Result<Option<DhGroup>, String> {
     match s.to_ascii_lowercase().as_str() {
         "none" | "no" | "off" => Ok(None),
+        "curve25519" | "x25519" if ike_version < 2 => Err(format!(
+            "'{s}' is an IKEv2-only DH group: use it with ike_version = 2"
+        )),
+        "x25519" => Ok(Some(DhGroup::Curve25519)),
         g => DhGroup::ALL
             .into_iter()
             .find(|x| x.name() == g)
@@ -1505,10 +1509,12 @@ fn parse_pfs(s: &str) -> Result<Option<DhGroup>, String> {
 }
 
 /// `[phase2]`
-fn parse_phase2(cx: &Cx<'_>, p2: &RawPhase2) -> Result<Phase2, ProfileError> {
-    let pfs = cx.opt("phase2.pfs", &p2.pfs, parse_pfs)?.flatten();
+fn parse_phase2(cx: &Cx<'_>, p2: &RawPhase2, ike_version: u8) -> Result<Phase2, ProfileError> {
+    let pfs = cx
+        .opt("phase2.pfs", &p2.pfs, |s| parse_pfs(s, ike_version))?
+        .flatten();
     let esp = cx.list("phase2.proposals", &p2.proposals, MAX_PROPOSALS, |s| {
-        parse_esp(s).map_err(|e| e.to_string())
+        parse_esp_for(s, ike_version).map_err(|e| e.to_string())
     })?;
     if esp.as_ref().is_some_and(Vec::is_empty) {
         return Err(cx.err("phase2.proposals", None, "at least one proposal is needed"));

@@ -1,7 +1,7 @@
 //! Test certificates, made at test time with strongSwan's `pki` (Debian's
 //! strongswan-pki): an RSA root CA with an intermediate, a gateway and a client
 //! certificate, the gateway's certificate also from another CA and expired, and an
-//! ECDSA P-256 set. Made once per test process (key generation is the slow part) in
+//! ECDSA P-256 set and an ECDSA P-521 set. Made once per test process (key generation is the slow part) in
 //! `<lab dir>/pl-pki-<pid>/`; the keys are test-only.
 
 use std::fs;
@@ -20,6 +20,10 @@ pub const CLIENT_DN: &str = "C=CH, O=Postern Lab, CN=client.postern.lab";
 pub const EC_GW_NAME: &str = "ec-gw.postern.lab";
 /// The ECDSA client's certificate subject.
 pub const EC_CLIENT_DN: &str = "C=CH, O=Postern Lab, CN=ec-client.postern.lab";
+/// The ECDSA P-521 gateway's name (`ec521-gw.pem` under `ec521-ca.pem`).
+pub const EC521_GW_NAME: &str = "ec521-gw.postern.lab";
+/// The ECDSA P-521 client's certificate subject (`ec521-client.pem`).
+pub const EC521_CLIENT_DN: &str = "C=CH, O=Postern Lab, CN=ec521-client.postern.lab";
 
 /// The passphrase of `client.p12`.
 pub const P12_PASSPHRASE: &str = "lab-p12-pass";
@@ -34,6 +38,7 @@ impl Pki {
     /// `name` in the set: `ca.pem`, `inter.pem`, `other-ca.pem`, `gw.key`, `gw.pem`,
     /// `gw-inter.pem`, `gw-other.pem`, `gw-expired.pem`, `client.key`, `client.pem`,
     /// `ec-ca.pem`, `ec-gw.key`, `ec-gw.pem`, `ec-client.key`, `ec-client.pem`,
+    /// the same with `ec521-` (ECDSA P-521),
     /// `gw-revoked.pem` with `ca.crl` revoking it, `client.p12` ([`P12_PASSPHRASE`]).
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
@@ -206,6 +211,9 @@ fn make() -> Result<Pki> {
     for k in ["ec-ca.key", "ec-gw.key", "ec-client.key"] {
         m.key(k, "ecdsa", "256")?;
     }
+    for k in ["ec521-ca.key", "ec521-gw.key", "ec521-client.key"] {
+        m.key(k, "ecdsa", "521")?;
+    }
     m.self_signed("ca.pem", "ca.key", "C=CH, O=Postern Lab, CN=Lab Root CA")?;
     m.self_signed(
         "other-ca.pem",
@@ -216,6 +224,11 @@ fn make() -> Result<Pki> {
         "ec-ca.pem",
         "ec-ca.key",
         "C=CH, O=Postern Lab, CN=Lab EC CA",
+    )?;
+    m.self_signed(
+        "ec521-ca.pem",
+        "ec521-ca.key",
+        "C=CH, O=Postern Lab, CN=Lab P-521 CA",
     )?;
     m.issue(
         "inter.pem",
@@ -270,6 +283,20 @@ fn make() -> Result<Pki> {
         "ec-client.key",
         "ec-ca",
         EC_CLIENT_DN,
+        &["--flag", "clientAuth"],
+    )?;
+    m.issue(
+        "ec521-gw.pem",
+        "ec521-gw.key",
+        "ec521-ca",
+        &format!("C=CH, O=Postern Lab, CN={EC521_GW_NAME}"),
+        &["--san", EC521_GW_NAME, "--flag", "serverAuth"],
+    )?;
+    m.issue(
+        "ec521-client.pem",
+        "ec521-client.key",
+        "ec521-ca",
+        EC521_CLIENT_DN,
         &["--flag", "clientAuth"],
     )?;
     // A gateway certificate the root revokes, and the root's CRL.

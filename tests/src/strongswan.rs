@@ -28,6 +28,8 @@ const WANTED_PLUGINS: &[&str] = &[
     "sha2",
     "md5",
     "hmac",
+    // MGF1 for RSASSA-PSS signatures (the gmp plugin's PSS needs it).
+    "mgf1",
     "gmp",
     "curve25519",
     "x509",

@@ -9,37 +9,67 @@ pub enum IkeCipher {
     TripleDes,
     /// AES-CBC (value 7) with a 128, 192 or 256 bit key (attribute 14).
     AesCbc { key_bits: u16 },
+    /// AES-GCM with an 8, 12 or 16 octet ICV (IKEv2 only, RFC 5282: ENCR 18/19/20):
+    /// an AEAD cipher, the IKE SA has a PRF and no integrity algorithm.
+    AesGcm { key_bits: u16, icv: u8 },
+    /// ChaCha20-Poly1305 (IKEv2 only, RFC 7634: ENCR 28), AEAD, 16 octet ICV.
+    ChaCha20Poly1305,
 }
 
 impl IkeCipher {
     pub const ID_3DES: u16 = 5;
     pub const ID_AES_CBC: u16 = 7;
 
+    /// The IKEv1 attribute value. The IKEv2-only ciphers have none: 0 (reserved),
+    /// never sent, since IKEv1 leaves IKEv2-only proposals out.
     pub fn ike_id(self) -> u16 {
         match self {
             IkeCipher::TripleDes => Self::ID_3DES,
             IkeCipher::AesCbc { .. } => Self::ID_AES_CBC,
+            IkeCipher::AesGcm { .. } | IkeCipher::ChaCha20Poly1305 => 0,
         }
     }
-    /// Key length in bytes.
+    /// Key length in bytes (without the salt of an AEAD cipher).
     pub fn key_len(self) -> usize {
         match self {
             IkeCipher::TripleDes => 24,
-            IkeCipher::AesCbc { key_bits } => key_bits as usize / 8,
+            IkeCipher::AesCbc { key_bits } | IkeCipher::AesGcm { key_bits, .. } => {
+                key_bits as usize / 8
+            }
+            IkeCipher::ChaCha20Poly1305 => 32,
+        }
+    }
+    /// Octets of keying material per direction: the key, plus the 4 octet salt of an
+    /// AEAD cipher (RFC 5282 §7.1, RFC 7634 §2).
+    pub fn keymat_len(self) -> usize {
+        if self.is_aead() {
+            self.key_len() + 4
+        } else {
+            self.key_len()
         }
     }
     /// The KEY_LENGTH attribute to send, if the cipher has a variable key.
     pub fn key_length_attr(self) -> Option<u16> {
         match self {
-            IkeCipher::TripleDes => None,
-            IkeCipher::AesCbc { key_bits } => Some(key_bits),
+            IkeCipher::TripleDes | IkeCipher::ChaCha20Poly1305 => None,
+            IkeCipher::AesCbc { key_bits } | IkeCipher::AesGcm { key_bits, .. } => Some(key_bits),
         }
     }
+    /// The block length the plaintext is padded to (1 for the AEAD stream modes).
     pub fn block_len(self) -> usize {
         match self {
             IkeCipher::TripleDes => 8,
             IkeCipher::AesCbc { .. } => 16,
+            IkeCipher::AesGcm { .. } | IkeCipher::ChaCha20Poly1305 => 1,
         }
+    }
+    /// An AEAD cipher: no integrity transform, the ICV comes from the cipher.
+    pub fn is_aead(self) -> bool {
+        matches!(self, IkeCipher::AesGcm { .. } | IkeCipher::ChaCha20Poly1305)
+    }
+    /// Only IKEv2 defines this cipher for the IKE SA.
+    pub fn ikev2_only(self) -> bool {
+        self.is_aead()
     }
     /// From the attribute values; `None` for anything we do not implement.
     pub fn from_ike(id: u16, key_bits: Option<u16>) -> Option<Self> {
@@ -54,13 +84,26 @@ impl IkeCipher {
             _ => None,
         }
     }
-    /// strongSwan-style name: `3des`, `aes128`, `aes192`, `aes256`.
+    /// strongSwan-style name: `3des`, `aes128`, `aes192`, `aes256`, `aes256gcm16`,
+    /// `aes128gcm8`, `chacha20poly1305`.
     pub fn name(self) -> &'static str {
         match self {
             IkeCipher::TripleDes => "3des",
             IkeCipher::AesCbc { key_bits: 128 } => "aes128",
             IkeCipher::AesCbc { key_bits: 192 } => "aes192",
             IkeCipher::AesCbc { .. } => "aes256",
+            IkeCipher::AesGcm { key_bits, icv } => match (key_bits, icv) {
+                (128, 8) => "aes128gcm8",
+                (128, 12) => "aes128gcm12",
+                (128, _) => "aes128gcm16",
+                (192, 8) => "aes192gcm8",
+                (192, 12) => "aes192gcm12",
+                (192, _) => "aes192gcm16",
+                (_, 8) => "aes256gcm8",
+                (_, 12) => "aes256gcm12",
+                (_, _) => "aes256gcm16",
+            },
+            IkeCipher::ChaCha20Poly1305 => "chacha20poly1305",
         }
     }
 }
@@ -130,6 +173,8 @@ pub enum DhGroup {
     Ecp256,
     Ecp384,
     Ecp521,
+    /// Curve25519 (group 31, RFC 8031), IKEv2 only.
+    Curve25519,
 }
 
 impl DhGroup {
@@ -146,6 +191,7 @@ impl DhGroup {
             DhGroup::Ecp256 => 19,
             DhGroup::Ecp384 => 20,
             DhGroup::Ecp521 => 21,
+            DhGroup::Curve25519 => 31,
         }
     }
     pub fn from_ike(id: u16) -> Option<Self> {
@@ -161,6 +207,7 @@ impl DhGroup {
             19 => DhGroup::Ecp256,
             20 => DhGroup::Ecp384,
             21 => DhGroup::Ecp521,
+            31 => DhGroup::Curve25519,
             _ => return None,
         })
     }
@@ -178,6 +225,7 @@ impl DhGroup {
             DhGroup::Ecp256 => 64,
             DhGroup::Ecp384 => 96,
             DhGroup::Ecp521 => 132,
+            DhGroup::Curve25519 => 32,
         }
     }
     /// strongSwan name: `modp1024`, `ecp256`, ...
@@ -194,9 +242,14 @@ impl DhGroup {
             DhGroup::Ecp256 => "ecp256",
             DhGroup::Ecp384 => "ecp384",
             DhGroup::Ecp521 => "ecp521",
+            DhGroup::Curve25519 => "curve25519",
         }
     }
-    pub const ALL: [DhGroup; 11] = [
+    /// Only IKEv2 defines this group (RFC 8031).
+    pub fn ikev2_only(self) -> bool {
+        matches!(self, DhGroup::Curve25519)
+    }
+    pub const ALL: [DhGroup; 12] = [
         DhGroup::Modp768,
         DhGroup::Modp1024,
         DhGroup::Modp1536,
@@ -208,6 +261,7 @@ impl DhGroup {
         DhGroup::Ecp256,
         DhGroup::Ecp384,
         DhGroup::Ecp521,
+        DhGroup::Curve25519,
     ];
 }
 
@@ -321,7 +375,8 @@ impl EspAuth {
     }
 }
 
-/// One phase 1 proposal: cipher, hash (PRF) and DH group.
+/// One phase 1 proposal: cipher, hash (PRF, and with a non-AEAD cipher the integrity
+/// algorithm too) and DH group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct IkeProposal {
     pub cipher: IkeCipher,
@@ -329,11 +384,21 @@ pub struct IkeProposal {
     pub group: DhGroup,
 }
 
+impl IkeProposal {
+    /// Only IKEv2 can negotiate this proposal (an AEAD cipher or an IKEv2-only group).
+    pub fn ikev2_only(&self) -> bool {
+        self.cipher.ikev2_only() || self.group.ikev2_only()
+    }
+}
+
+/// `aes128-sha256-modp2048`; with an AEAD cipher `hash` is the PRF alone:
+/// `aes256gcm16-prfsha384-curve25519`.
 impl std::fmt::Display for IkeProposal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let prf = if self.cipher.is_aead() { "prf" } else { "" };
         write!(
             f,
-            "{}-{}-{}",
+            "{}-{prf}{}-{}",
             self.cipher.name(),
             self.hash.name(),
             self.group.name()
@@ -348,6 +413,13 @@ pub struct EspProposal {
     pub cipher: EspCipher,
     pub auth: Option<EspAuth>,
     pub group: Option<DhGroup>,
+}
+
+impl EspProposal {
+    /// Only IKEv2 can negotiate this proposal (its PFS group is IKEv2-only).
+    pub fn ikev2_only(&self) -> bool {
+        self.group.is_some_and(DhGroup::ikev2_only)
+    }
 }
 
 impl std::fmt::Display for EspProposal {

@@ -4,8 +4,12 @@
 //! * Phase 1 ([`parse_ike`]): `aes128-sha256-modp2048`, `3des-md5-modp768`,
 //!   `aes256-sha1-ecp256`, `aes-sha1-modp1024` (`aes` = `aes128`). Exactly one cipher,
 //!   one hash and one group; a `prf...` token may be given and must agree with the hash.
+//!   IKEv2 only ([`parse_ike_for`] refuses them for IKEv1): the AEAD ciphers with a PRF
+//!   and no hash, `aes256gcm16-prfsha384-x25519`, `aes128gcm12-prfsha256-ecp256`,
+//!   `chacha20poly1305-prfsha256-curve25519`, and the group `curve25519` (`x25519`).
 //! * Phase 2 ([`parse_esp`]): `aes256-sha256`, `aes128gcm16`, `aes256gcm16-modp2048`,
-//!   `3des-sha1`, `null-sha1`; a trailing group is the PFS group of that proposal.
+//!   `3des-sha1`, `null-sha1`; a trailing group is the PFS group of that proposal
+//!   (`aes256gcm16-x25519`: IKEv2 only, [`parse_esp_for`]).
 //!
 //! Names are case-insensitive. A single trailing `!` (ipsec.conf's "strict" marker) is
 //! accepted and ignored: we only ever offer what the profile lists. strongSwan's
@@ -31,6 +35,31 @@ pub enum ProposalError {
     /// The tokens are known but do not make a valid proposal together.
     #[error("'{proposal}': {reason}")]
     Invalid { proposal: String, reason: String },
+    /// A valid proposal that only IKEv2 can negotiate, in an IKEv1 profile.
+    #[error(
+        "'{proposal}' is an IKEv2-only proposal (AES-GCM or ChaCha20-Poly1305 for the IKE SA, or curve25519): use it with ike_version = 2"
+    )]
+    Ikev2Only { proposal: String },
+}
+
+/// [`parse_ike`] for a profile of IKE version `ike_version` (1 or 2): IKEv1 refuses
+/// the IKEv2-only proposals.
+pub fn parse_ike_for(s: &str, ike_version: u8) -> Result<IkeProposal, ProposalError> {
+    let p = parse_ike(s)?;
+    if ike_version < 2 && p.ikev2_only() {
+        return Err(ProposalError::Ikev2Only { proposal: s.into() });
+    }
+    Ok(p)
+}
+
+/// [`parse_esp`] for a profile of IKE version `ike_version`: IKEv1 refuses an
+/// IKEv2-only PFS group.
+pub fn parse_esp_for(s: &str, ike_version: u8) -> Result<EspProposal, ProposalError> {
+    let p = parse_esp(s)?;
+    if ike_version < 2 && p.ikev2_only() {
+        return Err(ProposalError::Ikev2Only { proposal: s.into() });
+    }
+    Ok(p)
 }
 
 /// One classified token.
@@ -57,7 +86,24 @@ fn hash_name(t: &str) -> Option<HashAlg> {
 }
 
 fn group_name(t: &str) -> Option<DhGroup> {
+    if t == "x25519" {
+        return Some(DhGroup::Curve25519);
+    }
     DhGroup::ALL.into_iter().find(|g| g.name() == t)
+}
+
+/// AES-GCM for the IKE SA (RFC 5282): `aes256gcm16`, `aes128gcm12`, `aes128gcm8`,
+/// `aes128gcm128` (ICV length in bits), `aes128gcm` (16 octets). `(key bits, ICV)`.
+fn gcm_ike_name(t: &str) -> Option<(u16, u8)> {
+    let (bits, icv) = t.strip_prefix("aes")?.split_once("gcm")?;
+    let bits = aes_bits(bits)?;
+    let icv = match icv {
+        "" | "16" | "128" => 16,
+        "12" | "96" => 12,
+        "8" | "64" => 8,
+        _ => return None,
+    };
+    Some((bits, icv))
 }
 
 fn aes_bits(t: &str) -> Option<u16> {
@@ -99,14 +145,11 @@ fn classify_ike(t: &str, proposal: &str) -> Result<Token, ProposalError> {
     if let Some(bits) = l.strip_prefix("aes").and_then(aes_bits) {
         return Ok(Token::IkeCipher(IkeCipher::AesCbc { key_bits: bits }));
     }
-    match gcm_name(&l) {
-        Ok(Some(_)) | Err(_) => {
-            return Err(ProposalError::Invalid {
-                proposal: proposal.into(),
-                reason: format!("'{t}': AES-GCM is not available in IKEv1 phase 1"),
-            });
-        }
-        Ok(None) => {}
+    if let Some((key_bits, icv)) = gcm_ike_name(&l) {
+        return Ok(Token::IkeCipher(IkeCipher::AesGcm { key_bits, icv }));
+    }
+    if l == "chacha20poly1305" {
+        return Ok(Token::IkeCipher(IkeCipher::ChaCha20Poly1305));
     }
     if let Some(h) = hash_name(&l) {
         return Ok(Token::Hash(h));
@@ -220,7 +263,28 @@ pub fn parse_ike(s: &str) -> Result<IkeProposal, ProposalError> {
             Token::EspCipher(_) | Token::NoEsn => unreachable!("classify_ike yields no ESP tokens"),
         }
     }
+    let cipher = cipher.ok_or_else(|| ProposalError::Missing {
+        what: "cipher",
+        proposal: s.into(),
+    })?;
     let hash = match (hash, prf) {
+        (Some(h), _) if cipher.is_aead() => {
+            return Err(ProposalError::Invalid {
+                proposal: s.into(),
+                reason: format!(
+                    "{} is an AEAD cipher and takes no integrity algorithm (drop '{}'; name the PRF as prf{})",
+                    cipher.name(),
+                    h.name(),
+                    h.name()
+                ),
+            });
+        }
+        (None, None) if cipher.is_aead() => {
+            return Err(ProposalError::Missing {
+                what: "PRF (prfsha256, prfsha384, ...)",
+                proposal: s.into(),
+            });
+        }
         (Some(h), Some(p)) if h != p => {
             return Err(ProposalError::Invalid {
                 proposal: s.into(),
@@ -239,10 +303,6 @@ pub fn parse_ike(s: &str) -> Result<IkeProposal, ProposalError> {
             });
         }
     };
-    let cipher = cipher.ok_or_else(|| ProposalError::Missing {
-        what: "cipher",
-        proposal: s.into(),
-    })?;
     let group = group.ok_or_else(|| ProposalError::Missing {
         what: "DH group",
         proposal: s.into(),
@@ -391,9 +451,98 @@ mod tests {
     }
 
     #[test]
+    fn ikev2_only_spellings() {
+        let gcm = |key_bits, icv| IkeCipher::AesGcm { key_bits, icv };
+        let cases = [
+            (
+                "aes256gcm16-prfsha384-x25519",
+                ike(gcm(256, 16), HashAlg::Sha384, DhGroup::Curve25519),
+            ),
+            (
+                "aes128gcm16-prfsha256-ecp256",
+                ike(gcm(128, 16), HashAlg::Sha256, DhGroup::Ecp256),
+            ),
+            (
+                "aes192gcm12-prfsha512-curve25519",
+                ike(gcm(192, 12), HashAlg::Sha512, DhGroup::Curve25519),
+            ),
+            (
+                "aes128gcm64-prfsha256-modp2048",
+                ike(gcm(128, 8), HashAlg::Sha256, DhGroup::Modp2048),
+            ),
+            (
+                "aes256gcm-prfsha256-ecp521",
+                ike(gcm(256, 16), HashAlg::Sha256, DhGroup::Ecp521),
+            ),
+            (
+                "chacha20poly1305-prfsha256-x25519",
+                ike(
+                    IkeCipher::ChaCha20Poly1305,
+                    HashAlg::Sha256,
+                    DhGroup::Curve25519,
+                ),
+            ),
+            (
+                "aes128-sha256-curve25519",
+                ike(A128, HashAlg::Sha256, DhGroup::Curve25519),
+            ),
+        ];
+        for (s, want) in cases {
+            assert_eq!(parse_ike(s), Ok(want), "{s}");
+            assert_eq!(parse_ike_for(s, 2), Ok(want), "{s}");
+            assert!(want.ikev2_only(), "{s}");
+            let e = parse_ike_for(s, 1).unwrap_err();
+            assert_eq!(e, ProposalError::Ikev2Only { proposal: s.into() });
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("'{s}' is an IKEv2-only proposal")),
+                "{e}"
+            );
+        }
+        assert_eq!(
+            parse_ike_for("aes128-sha256-ecp521", 1),
+            Ok(ike(A128, HashAlg::Sha256, DhGroup::Ecp521))
+        );
+        assert!(matches!(
+            parse_ike("aes128gcm16-modp2048"),
+            Err(ProposalError::Missing { .. })
+        ));
+        assert!(matches!(
+            parse_ike("aes128gcm10-prfsha256-modp2048"),
+            Err(ProposalError::UnknownAlgorithm { .. })
+        ));
+        let p = parse_esp_for("aes256gcm16-x25519", 2).unwrap();
+        assert_eq!(p.group, Some(DhGroup::Curve25519));
+        assert_eq!(
+            parse_esp_for("aes256gcm16-x25519", 1),
+            Err(ProposalError::Ikev2Only {
+                proposal: "aes256gcm16-x25519".into()
+            })
+        );
+    }
+
+    #[test]
     fn ike_display_round_trips() {
         for g in DhGroup::ALL {
-            for c in [IkeCipher::TripleDes, A128, A192, A256] {
+            for c in [
+                IkeCipher::TripleDes,
+                A128,
+                A192,
+                A256,
+                IkeCipher::AesGcm {
+                    key_bits: 128,
+                    icv: 8,
+                },
+                IkeCipher::AesGcm {
+                    key_bits: 192,
+                    icv: 12,
+                },
+                IkeCipher::AesGcm {
+                    key_bits: 256,
+                    icv: 16,
+                },
+                IkeCipher::ChaCha20Poly1305,
+            ] {
                 for h in [
                     HashAlg::Md5,
                     HashAlg::Sha1,
@@ -457,7 +606,9 @@ mod tests {
             "aes128-sha1-md5-modp1024",
             "aes128-sha1-modp1024-modp2048",
             "aes128-sha256-prfsha1-modp2048",
-            "aes128gcm16-prfsha256-modp2048",
+            "aes128gcm16-sha256-modp2048",
+            "aes128gcm16-prfsha256-sha256-modp2048",
+            "aes128gcm16-prfsha256-prfsha384-modp2048",
             "aes128-sha1-modp1024,3des-sha1-modp1024",
         ] {
             assert!(

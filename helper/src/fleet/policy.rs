@@ -72,8 +72,17 @@ struct RawAlgorithms {
 }
 
 /// The names a proposal string is made of (`aes128-sha256-modp2048` → its three parts).
+/// The algorithm names of a proposal; a PRF token counts as its hash (`prfsha1` is
+/// `sha1`) and `x25519` as `curve25519`, so forbidding a name catches every spelling.
 fn parts(proposal: &str) -> impl Iterator<Item = String> + '_ {
-    proposal.split('-').map(str::to_ascii_lowercase)
+    proposal.split('-').map(|t| {
+        let t = t.to_ascii_lowercase();
+        match t.strip_prefix("prf") {
+            Some(h) => h.to_string(),
+            None if t == "x25519" => "curve25519".to_string(),
+            None => t,
+        }
+    })
 }
 
 impl Policy {
@@ -232,6 +241,22 @@ mod tests {
             .map(ToString::to_string)
             .collect();
         assert_eq!(left, ["aes256-sha256-modp2048", "aes128-sha1-modp2048"]);
+        // The PRF of an IKEv2 AEAD proposal and the x25519 spelling are caught too.
+        let pol2 =
+            Policy::parse("[algorithms]\nforbid = [\"sha384\", \"curve25519\"]\n", "p").unwrap();
+        for p in [
+            "aes256gcm16-prfsha384-ecp256",
+            "aes256gcm16-prfsha256-x25519",
+        ] {
+            let mut v2 = profile("");
+            v2.ike_version = 2;
+            v2.phase1.proposals = vec![postern_engine::proposal::parse_ike(p).unwrap()];
+            assert_eq!(
+                pol2.apply(&mut v2).unwrap_err().0,
+                "phase1.proposals",
+                "{p}"
+            );
+        }
         let strict = Policy::parse("[algorithms]\nforbid = [\"sha1\", \"sha256\"]\n", "p").unwrap();
         let mut defaults = profile("");
         assert!(

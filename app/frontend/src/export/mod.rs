@@ -119,7 +119,7 @@ fn swan_esp(p: &EspProposal, pfs: Option<DhGroup>) -> String {
         EspCipher::AesGcm16 { key_bits } => {
             let mut s = format!("aes_gcm{key_bits}");
             if let Some(g) = q.group {
-                let _ = write!(s, "-{}", g.name());
+                let _ = write!(s, "-{}", libreswan_names(g.name()));
             }
             return s;
         }
@@ -128,13 +128,26 @@ fn swan_esp(p: &EspProposal, pfs: Option<DhGroup>) -> String {
     libreswan_names(&s)
 }
 
+/// Also the IKEv2-only tokens: the PRF of an AEAD proposal (`prfsha384` →
+/// `sha2_384`), `aes256gcm16` → `aes_gcm256` (`aes_gcm_a`/`_b` for the 8/12 octet
+/// ICV), `chacha20poly1305` → `chacha20_poly1305`, `curve25519` → `dh31`.
 fn libreswan_names(s: &str) -> String {
     s.split('-')
-        .map(|t| match t {
-            "sha256" => "sha2_256",
-            "sha384" => "sha2_384",
-            "sha512" => "sha2_512",
-            t => t,
+        .map(|t| {
+            let t = t.strip_prefix("prf").unwrap_or(t);
+            match t {
+                "sha256" => "sha2_256".into(),
+                "sha384" => "sha2_384".into(),
+                "sha512" => "sha2_512".into(),
+                "chacha20poly1305" => "chacha20_poly1305".into(),
+                "curve25519" => "dh31".into(),
+                t => match t.strip_prefix("aes").and_then(|r| r.split_once("gcm")) {
+                    Some((bits, "16")) => format!("aes_gcm{bits}"),
+                    Some((bits, "12")) => format!("aes_gcm_b{bits}"),
+                    Some((bits, "8")) => format!("aes_gcm_a{bits}"),
+                    _ => t.to_string(),
+                },
+            }
         })
         .collect::<Vec<_>>()
         .join("-")

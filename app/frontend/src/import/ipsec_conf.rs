@@ -266,16 +266,32 @@ pub(crate) fn swan_proposal(s: &str) -> String {
                 t.trim_start_matches("aes_cbc").trim_start_matches('_')
             ),
             t if t.starts_with("aes_gcm") => {
-                let bits = t
-                    .trim_start_matches("aes_gcm")
-                    .trim_start_matches(['_', 'c', 'a', 'b'])
+                let rest = t.trim_start_matches("aes_gcm");
+                // libreswan: aes_gcm_a / _b / _c are the 8 / 12 / 16 octet ICVs.
+                let icv = match rest.trim_start_matches('_').chars().next() {
+                    Some('a') => 8,
+                    Some('b') => 12,
+                    _ => 16,
+                };
+                let bits = rest
+                    .trim_start_matches('_')
+                    .trim_start_matches(['c', 'a', 'b'])
                     .trim_start_matches('_');
                 let bits = if bits.is_empty() || bits == "16" {
                     "128"
                 } else {
                     bits
                 };
-                format!("aes{bits}gcm16")
+                format!("aes{bits}gcm{icv}")
+            }
+            "chacha20_poly1305" => "chacha20poly1305".to_string(),
+            // After an AEAD cipher, libreswan's IKE hash is the PRF.
+            t if (t.starts_with("sha") || t == "md5")
+                && toks
+                    .iter()
+                    .any(|x| x.contains("gcm") || x == "chacha20poly1305") =>
+            {
+                format!("prf{t}")
             }
             t if t.starts_with("dh") && t[2..].parse::<u16>().is_ok() => t[2..]
                 .parse::<u16>()
@@ -1422,6 +1438,18 @@ mod tests {
             "aes256-sha2_256-modp2048"
         );
         assert_eq!(swan_proposal("aes_gcm256-null"), "aes256gcm16");
+        assert_eq!(
+            swan_proposal("aes_gcm256-sha2_384-dh31"),
+            "aes256gcm16-prfsha2_384-curve25519"
+        );
+        assert_eq!(
+            swan_proposal("aes_gcm_a128-sha2_256-ecp256"),
+            "aes128gcm8-prfsha2_256-ecp256"
+        );
+        assert_eq!(
+            swan_proposal("chacha20_poly1305-sha2_256-dh31"),
+            "chacha20poly1305-prfsha2_256-curve25519"
+        );
         assert_eq!(swan_proposal("3des-md5-dh2"), "3des-md5-modp1024");
         assert_eq!(swan_proposal("aes-sha2"), "aes-sha256");
     }

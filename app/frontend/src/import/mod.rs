@@ -809,6 +809,56 @@ impl Draft {
         }
     }
 
+    /// An IKEv1 connection leaves out the IKEv2-only proposals (AES-GCM or
+    /// ChaCha20-Poly1305 for the IKE SA, curve25519), each named in a warning; none
+    /// left: Postern's defaults.
+    fn ikev1_proposals(&mut self) {
+        let (v1, v2): (Vec<_>, Vec<_>) = self
+            .p
+            .phase1
+            .proposals
+            .iter()
+            .partition(|p| !p.ikev2_only());
+        for p in &v2 {
+            self.warn(
+                None,
+                "proposals",
+                format!("proposal left out: '{p}' is an IKEv2-only proposal"),
+            );
+        }
+        if !v2.is_empty() {
+            self.p.phase1.proposals = if v1.is_empty() {
+                postern_dbus::profile::Phase1::default().proposals
+            } else {
+                v1
+            };
+        }
+        let (v1, v2): (Vec<_>, Vec<_>) = self
+            .p
+            .phase2
+            .proposals
+            .iter()
+            .partition(|p| !p.ikev2_only());
+        for p in &v2 {
+            self.warn(
+                None,
+                "esp_proposals",
+                format!("proposal left out: '{p}' is an IKEv2-only proposal"),
+            );
+        }
+        if !v2.is_empty() {
+            self.p.phase2.proposals = if v1.is_empty() {
+                postern_dbus::profile::Phase2::default().proposals
+            } else {
+                v1
+            };
+        }
+        if self.p.phase2.pfs.is_some_and(|g| g.ikev2_only()) {
+            self.p.phase2.pfs = None;
+            self.warn(None, "pfs", "curve25519 is an IKEv2-only DH group: no PFS");
+        }
+    }
+
     /// "EAP user login with a gateway certificate", for the one-line refusal.
     fn ikev2_summary(&self) -> String {
         let auth = match self.p.auth.method {
@@ -843,6 +893,8 @@ impl Draft {
         }
         if self.p.ike_version == 2 {
             self.ikev2_settings();
+        } else {
+            self.ikev1_proposals();
         }
         self.p.gateway = self.p.gateway.trim().to_string();
         // A display name the contract accepts.

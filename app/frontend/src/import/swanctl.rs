@@ -728,7 +728,16 @@ mod tests {
         assert_eq!(i.profile.network.nat_traversal, NatTraversal::Force);
         assert_eq!(i.profile.phase1.lifetime.as_secs(), 4 * 3600);
         assert_eq!(i.profile.phase2.lifetime.as_secs(), 3600);
-        assert_eq!(ike(i)[0], "aes256-sha256-modp2048");
+        // strongSwan's IKEv2-only proposals (AES-GCM with a PRF, x25519) are kept.
+        assert_eq!(
+            ike(i),
+            [
+                "aes256-sha256-modp2048",
+                "aes128gcm16-prfsha256-ecp256",
+                "aes128-sha256-curve25519"
+            ]
+        );
+        assert!(!warned(i, "proposals"), "{:?}", i.warnings);
         assert_eq!(esp(i), ["aes256gcm16", "aes128-sha256-modp2048"]);
         assert_eq!(
             nets(&i.profile.phase2.remote_networks),
@@ -797,6 +806,32 @@ mod tests {
             e.message.contains("XAuth") && e.message.contains("IKEv1"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn ikev2_only_proposals_are_left_out_of_an_ikev1_connection() {
+        let text = "connections {\n x {\n  version = 1\n  remote_addrs = 192.0.2.1\n  proposals = aes256gcm16-prfsha384-x25519, aes128-sha256-ecp521\n  local {\n   auth = psk\n  }\n  remote {\n   auth = psk\n  }\n  children {\n   c {\n    esp_proposals = aes256gcm16-x25519, aes128-sha256\n   }\n  }\n }\n}\n";
+        let i = super::super::import_str(text, "x.conf", &[], &Default::default())
+            .unwrap()
+            .remove(0);
+        assert_eq!(i.profile.ike_version, 1);
+        assert_eq!(ike(&i), ["aes128-sha256-ecp521"]);
+        assert_eq!(esp(&i), ["aes128-sha256"]);
+        let w: Vec<&str> = i
+            .warnings
+            .iter()
+            .filter(|w| w.message.contains("IKEv2-only"))
+            .map(|w| w.message.as_str())
+            .collect();
+        assert_eq!(w.len(), 2, "{:?}", i.warnings);
+        assert!(w[0].contains("'aes256gcm16-prfsha384-curve25519'"), "{w:?}");
+        // Written out, the profile is valid IKEv1.
+        postern_dbus::profile::Profile::from_toml_str(
+            &i.toml,
+            "t.toml",
+            postern_dbus::profile::SecretPolicy::AllowIfPrivate,
+        )
+        .unwrap();
     }
 
     #[test]

@@ -63,10 +63,12 @@ pub const ESP_CIPHERS: &[&str] = &[
 ];
 pub const ESP_AUTHS: &[&str] = &["sha256", "sha384", "sha512", "sha1", "md5"];
 
-/// The DH groups Postern supports, strongest common ones first.
+/// The DH groups Postern supports for both IKE versions, strongest common ones first
+/// (curve25519, IKEv2 only, is typed as text).
 pub fn groups() -> Vec<&'static str> {
     postern_algs::algs::DhGroup::ALL
         .iter()
+        .filter(|g| !g.ikev2_only())
         .map(|g| g.name())
         .collect()
 }
@@ -74,13 +76,17 @@ pub fn groups() -> Vec<&'static str> {
 /// One proposal split into its parts (`None`: it does not parse; kept as typed).
 pub fn split_proposal(phase: Phase, s: &str) -> Option<[String; 3]> {
     match phase {
-        Phase::Ike => postern_algs::proposal::parse_ike(s).ok().map(|p| {
-            [
-                p.cipher.name().to_string(),
-                p.hash.name().to_string(),
-                p.group.name().to_string(),
-            ]
-        }),
+        // The IKEv2-only ones (AES-GCM with a PRF, curve25519) stay as typed.
+        Phase::Ike => postern_algs::proposal::parse_ike(s)
+            .ok()
+            .filter(|p| !p.ikev2_only())
+            .map(|p| {
+                [
+                    p.cipher.name().to_string(),
+                    p.hash.name().to_string(),
+                    p.group.name().to_string(),
+                ]
+            }),
         Phase::Esp => postern_algs::proposal::parse_esp(s).ok().map(|p| {
             [
                 p.cipher.name(),

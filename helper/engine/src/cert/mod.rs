@@ -57,6 +57,7 @@ const ECDSA_SHA384: Oid = Oid::new_unwrap("1.2.840.10045.4.3.3");
 const ECDSA_SHA512: Oid = Oid::new_unwrap("1.2.840.10045.4.3.4");
 const P256_OID: Oid = Oid::new_unwrap("1.2.840.10045.3.1.7");
 const P384_OID: Oid = Oid::new_unwrap("1.3.132.0.34");
+const P521_OID: Oid = Oid::new_unwrap("1.3.132.0.35");
 
 /// Why a certificate, key or signature was refused. Each reads as one sentence
 /// naming what did not match.
@@ -210,6 +211,9 @@ impl Certificate {
             Some(c) if c == P384_OID => p384::ecdsa::VerifyingKey::from_public_key_der(&der)
                 .map(PublicKey::P384)
                 .map_err(|e| CertError::BadCertificate(e.to_string())),
+            Some(c) if c == P521_OID => p521::ecdsa::VerifyingKey::from_public_key_der(&der)
+                .map(PublicKey::P521)
+                .map_err(|e| CertError::BadCertificate(e.to_string())),
             _ => Err(unsupported()),
         }
     }
@@ -318,7 +322,7 @@ fn verify_x509_signature(key: &PublicKey, alg: Oid, data: &[u8], sig: &[u8]) -> 
             };
             k.verify(scheme, &digest, sig).is_ok()
         }
-        PublicKey::P256(_) | PublicKey::P384(_) => {
+        PublicKey::P256(_) | PublicKey::P384(_) | PublicKey::P521(_) => {
             let digest = if alg == ECDSA_SHA256 {
                 sha2::Sha256::digest(data).to_vec()
             } else if alg == ECDSA_SHA384 {
@@ -334,6 +338,8 @@ fn verify_x509_signature(key: &PublicKey, alg: Oid, data: &[u8], sig: &[u8]) -> 
                 PublicKey::P256(k) => p256::ecdsa::Signature::from_der(sig)
                     .is_ok_and(|s| k.verify_prehash(&digest, &s).is_ok()),
                 PublicKey::P384(k) => p384::ecdsa::Signature::from_der(sig)
+                    .is_ok_and(|s| k.verify_prehash(&digest, &s).is_ok()),
+                PublicKey::P521(k) => p521::ecdsa::Signature::from_der(sig)
                     .is_ok_and(|s| k.verify_prehash(&digest, &s).is_ok()),
                 PublicKey::Rsa(_) => false,
             }
@@ -367,6 +373,7 @@ pub enum PublicKey {
     Rsa(Box<rsa::RsaPublicKey>),
     P256(p256::ecdsa::VerifyingKey),
     P384(p384::ecdsa::VerifyingKey),
+    P521(p521::ecdsa::VerifyingKey),
 }
 
 impl PublicKey {
@@ -378,6 +385,8 @@ impl PublicKey {
                 .is_ok_and(|s| k.verify_prehash(&ecdsa_digest::<32>(hash), &s).is_ok()),
             PublicKey::P384(k) => p384::ecdsa::Signature::from_slice(sig)
                 .is_ok_and(|s| k.verify_prehash(&ecdsa_digest::<48>(hash), &s).is_ok()),
+            PublicKey::P521(k) => p521::ecdsa::Signature::from_slice(sig)
+                .is_ok_and(|s| k.verify_prehash(&ecdsa_digest::<66>(hash), &s).is_ok()),
         }
     }
 }
@@ -401,6 +410,7 @@ pub enum SigKind {
     Rsa,
     EcdsaP256,
     EcdsaP384,
+    EcdsaP521,
 }
 
 /// Our private key. Zeroized on drop; `Debug` shows only its kind.
@@ -408,6 +418,7 @@ pub enum PrivateKey {
     Rsa(Box<rsa::RsaPrivateKey>),
     P256(p256::ecdsa::SigningKey),
     P384(p384::ecdsa::SigningKey),
+    P521(p521::ecdsa::SigningKey),
 }
 
 impl fmt::Debug for PrivateKey {
@@ -422,6 +433,7 @@ impl PrivateKey {
             PrivateKey::Rsa(_) => SigKind::Rsa,
             PrivateKey::P256(_) => SigKind::EcdsaP256,
             PrivateKey::P384(_) => SigKind::EcdsaP384,
+            PrivateKey::P521(_) => SigKind::EcdsaP521,
         }
     }
 
@@ -430,6 +442,7 @@ impl PrivateKey {
             PrivateKey::Rsa(k) => PublicKey::Rsa(Box::new(k.to_public_key())),
             PrivateKey::P256(k) => PublicKey::P256(*k.verifying_key()),
             PrivateKey::P384(k) => PublicKey::P384(*k.verifying_key()),
+            PrivateKey::P521(k) => PublicKey::P521(*k.verifying_key()),
         }
     }
 
@@ -448,6 +461,12 @@ impl PrivateKey {
             PrivateKey::P384(k) => {
                 let s: p384::ecdsa::Signature = k
                     .sign_prehash(&ecdsa_digest::<48>(hash))
+                    .map_err(|e| CertError::Sign(e.to_string()))?;
+                Ok(s.to_bytes().to_vec())
+            }
+            PrivateKey::P521(k) => {
+                let s: p521::ecdsa::Signature = k
+                    .sign_prehash(&ecdsa_digest::<66>(hash))
                     .map_err(|e| CertError::Sign(e.to_string()))?;
                 Ok(s.to_bytes().to_vec())
             }
@@ -540,8 +559,11 @@ fn parse_pkcs8(der: &[u8]) -> Result<PrivateKey, CertError> {
         Some(c) if c == P384_OID => p384::SecretKey::from_pkcs8_der(der)
             .map(|k| PrivateKey::P384(k.into()))
             .map_err(|e| CertError::BadKey(e.to_string())),
+        Some(c) if c == P521_OID => p521::SecretKey::from_pkcs8_der(der)
+            .map(|k| PrivateKey::P521(k.into()))
+            .map_err(|e| CertError::BadKey(e.to_string())),
         _ => Err(CertError::UnsupportedKey(
-            "EC keys on curves other than P-256 and P-384".into(),
+            "EC keys on curves other than P-256, P-384 and P-521".into(),
         )),
     }
 }
@@ -563,8 +585,11 @@ fn parse_sec1(der: &[u8]) -> Result<PrivateKey, CertError> {
         Some(c) if c == P384_OID => p384::SecretKey::from_sec1_der(der)
             .map(|k| PrivateKey::P384(k.into()))
             .map_err(|e| CertError::BadKey(e.to_string())),
+        Some(c) if c == P521_OID => p521::SecretKey::from_sec1_der(der)
+            .map(|k| PrivateKey::P521(k.into()))
+            .map_err(|e| CertError::BadKey(e.to_string())),
         _ => Err(CertError::UnsupportedKey(
-            "EC keys on curves other than P-256 and P-384".into(),
+            "EC keys on curves other than P-256, P-384 and P-521".into(),
         )),
     }
 }

@@ -9,6 +9,9 @@ use super::CryptoError;
 use crate::algs::IkeCipher;
 
 fn check(cipher: IkeCipher, key: &[u8], iv: &[u8], data_len: usize) -> Result<(), CryptoError> {
+    if cipher.is_aead() {
+        return Err(CryptoError::NotCbc);
+    }
     if key.len() != cipher.key_len() {
         return Err(CryptoError::BadKeyLength(key.len()));
     }
@@ -69,6 +72,9 @@ pub fn cbc_encrypt(
         IkeCipher::AesCbc { key_bits: 192 } => encrypt_with::<aes::Aes192>(key, iv, &mut buf)?,
         IkeCipher::AesCbc { key_bits: 256 } => encrypt_with::<aes::Aes256>(key, iv, &mut buf)?,
         IkeCipher::AesCbc { .. } => return Err(CryptoError::BadKeyLength(key.len())),
+        IkeCipher::AesGcm { .. } | IkeCipher::ChaCha20Poly1305 => {
+            return Err(CryptoError::NotCbc);
+        }
     }
     Ok(buf)
 }
@@ -89,6 +95,9 @@ pub fn cbc_decrypt(
         IkeCipher::AesCbc { key_bits: 192 } => decrypt_with::<aes::Aes192>(key, iv, &mut buf)?,
         IkeCipher::AesCbc { key_bits: 256 } => decrypt_with::<aes::Aes256>(key, iv, &mut buf)?,
         IkeCipher::AesCbc { .. } => return Err(CryptoError::BadKeyLength(key.len())),
+        IkeCipher::AesGcm { .. } | IkeCipher::ChaCha20Poly1305 => {
+            return Err(CryptoError::NotCbc);
+        }
     }
     Ok(buf)
 }

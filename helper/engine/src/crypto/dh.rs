@@ -1,5 +1,6 @@
 //! Diffie-Hellman: the MODP groups (RFC 2409 §6, RFC 3526) and the ECP groups
-//! (RFC 5903), with the public value encodings of the IKEv1 KE payload.
+//! (RFC 5903), with the public value encodings of the IKEv1 KE payload, and
+//! Curve25519 (RFC 8031, IKEv2 only) through ring's X25519.
 
 use num_bigint::BigUint;
 use zeroize::Zeroizing;
@@ -18,7 +19,9 @@ fn modp_prime(group: DhGroup) -> Option<&'static [u8]> {
         DhGroup::Modp4096 => &modp_primes::MODP_4096,
         DhGroup::Modp6144 => &modp_primes::MODP_6144,
         DhGroup::Modp8192 => &modp_primes::MODP_8192,
-        DhGroup::Ecp256 | DhGroup::Ecp384 | DhGroup::Ecp521 => return None,
+        DhGroup::Ecp256 | DhGroup::Ecp384 | DhGroup::Ecp521 | DhGroup::Curve25519 => {
+            return None;
+        }
     })
 }
 
@@ -40,7 +43,7 @@ fn modp_exponent_bits(group: DhGroup) -> usize {
         DhGroup::Modp4096 => 512,
         DhGroup::Modp6144 => 576,
         DhGroup::Modp8192 => 640,
-        DhGroup::Ecp256 | DhGroup::Ecp384 | DhGroup::Ecp521 => 0,
+        DhGroup::Ecp256 | DhGroup::Ecp384 | DhGroup::Ecp521 | DhGroup::Curve25519 => 0,
     }
 }
 
@@ -132,6 +135,41 @@ ecp_ops!(ecp256, p256::NistP256);
 ecp_ops!(ecp384, p384::NistP384);
 ecp_ops!(ecp521, p521::NistP521);
 
+/// Curve25519 (RFC 7748, RFC 8031) with ring's X25519. ring draws an X25519 private
+/// key from its own sealed RNG type only, so our 32 random octets (from the injected
+/// RNG) reach it through ring's fixed-output RNG; the private key is those octets,
+/// clamped by ring as RFC 7748 §5 says, so the same octets give the same key each time.
+mod x25519 {
+    use ring::agreement::{self, EphemeralPrivateKey, UnparsedPublicKey, X25519};
+    use zeroize::Zeroizing;
+
+    use crate::crypto::CryptoError;
+
+    fn key(private: &[u8]) -> Option<EphemeralPrivateKey> {
+        if private.len() != 32 {
+            return None;
+        }
+        #[allow(deprecated)]
+        let rng = ring::test::rand::FixedSliceRandom { bytes: private };
+        EphemeralPrivateKey::generate(&X25519, &rng).ok()
+    }
+
+    /// The public value (32 octets, RFC 8031 §2).
+    pub(super) fn public(private: &[u8]) -> Option<Vec<u8>> {
+        Some(key(private)?.compute_public_key().ok()?.as_ref().to_vec())
+    }
+
+    /// The shared secret; ring refuses an all-zero result (a low-order peer value,
+    /// which RFC 8031 §2.3 says to refuse).
+    pub(super) fn shared(private: &[u8], peer: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        let k = key(private).ok_or(CryptoError::InvalidPublicValue)?;
+        agreement::agree_ephemeral(k, &UnparsedPublicKey::new(&X25519, peer), |z| {
+            Zeroizing::new(z.to_vec())
+        })
+        .map_err(|_| CryptoError::InvalidPublicValue)
+    }
+}
+
 impl DhKeyPair {
     /// A fresh key pair for `group`. MODP: a random exponent of
     /// `modp_exponent_bits(group)` bits (top bit set); ECP: a random nonzero scalar.
@@ -140,6 +178,11 @@ impl DhKeyPair {
             DhGroup::Ecp256 => ecp256::random_scalar(rng),
             DhGroup::Ecp384 => ecp384::random_scalar(rng),
             DhGroup::Ecp521 => ecp521::random_scalar(rng),
+            DhGroup::Curve25519 => {
+                let mut x = Zeroizing::new(vec![0u8; 32]);
+                rng.fill_bytes(&mut x);
+                x
+            }
             _ => {
                 let mut x = Zeroizing::new(vec![0u8; modp_exponent_bits(group) / 8]);
                 rng.fill_bytes(&mut x);
@@ -159,6 +202,7 @@ impl DhKeyPair {
             DhGroup::Ecp256 => ecp256::public(&private)?,
             DhGroup::Ecp384 => ecp384::public(&private)?,
             DhGroup::Ecp521 => ecp521::public(&private)?,
+            DhGroup::Curve25519 => x25519::public(&private)?,
             _ => {
                 let p = BigUint::from_bytes_be(modp_prime(group)?);
                 let x = BigUint::from_bytes_be(&private);
@@ -207,6 +251,7 @@ impl DhKeyPair {
             DhGroup::Ecp256 => ecp256::shared(&self.private, peer_public),
             DhGroup::Ecp384 => ecp384::shared(&self.private, peer_public),
             DhGroup::Ecp521 => ecp521::shared(&self.private, peer_public),
+            DhGroup::Curve25519 => x25519::shared(&self.private, peer_public),
             group => {
                 let p = BigUint::from_bytes_be(modp_prime(group).expect("MODP group"));
                 let y = BigUint::from_bytes_be(peer_public);

@@ -9,6 +9,7 @@
 //! what ring lacks or cannot do with an injected RNG (HMAC-MD5, 3DES, AES-CBC without
 //! padding, ECDH on P-256/P-384/P-521); `num-bigint` for MODP exponentiation.
 
+mod aead;
 mod cbc;
 mod dh;
 mod keys;
@@ -21,6 +22,7 @@ mod tests;
 /// The `rand_core` this crate uses; other crates should name RNGs through it.
 pub use rand_core;
 
+pub use self::aead::{AEAD_IV_LEN, aead_icv_len, aead_open, aead_seal};
 pub use self::cbc::{cbc_decrypt, cbc_encrypt};
 pub use self::dh::DhKeyPair;
 #[cfg(test)]
@@ -47,6 +49,10 @@ pub enum CryptoError {
     BadCiphertextLength(usize),
     #[error("invalid key length {0}")]
     BadKeyLength(usize),
+    #[error("an AEAD cipher is not a CBC cipher")]
+    NotCbc,
+    #[error("the AEAD integrity check failed")]
+    AeadIntegrity,
 }
 
 /// Constant-time equality (for hashes and MACs). Slices of different lengths are

@@ -111,6 +111,11 @@ impl Ike {
         if config.ike_proposals.is_empty() {
             return Err(Error::Local("no phase 1 proposals configured".into()));
         }
+        if let Some(p) = config.ike_proposals.iter().find(|p| p.ikev2_only()) {
+            return Err(Error::Local(format!(
+                "{p} is an IKEv2-only proposal and cannot be used with IKEv1"
+            )));
+        }
         let mut ctx = IsakmpSa::new(Role::Initiator, config, local, remote, rng);
         let phase1 = Phase1::initiate(&mut ctx, now);
         Ok(Ike::assemble(ctx, phase1, is_renewal))

@@ -141,6 +141,7 @@ impl Auth {
             (Auth::Signature(c), x) => match c.key.as_ref().map(|k| k.kind()) {
                 Some(SigKind::EcdsaP256) => attr::ECDSA_256,
                 Some(SigKind::EcdsaP384) => attr::ECDSA_384,
+                Some(SigKind::EcdsaP521) => attr::ECDSA_521,
                 _ if x => attr::XAUTH_INIT_RSA,
                 _ => attr::RSA_SIG,
             },

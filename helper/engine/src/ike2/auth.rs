@@ -1,6 +1,6 @@
 //! IKEv2 authentication (RFC 7296 §2.15, §3.6–§3.8): the pre-shared key, and
 //! certificates with signatures, the classic methods (1: RSA PKCS#1 v1.5 with SHA-1;
-//! 9/10: ECDSA P-256/P-384 with SHA-256/384, r|s as RFC 4754 encodes it) and RFC 7427's
+//! 9/10/11: ECDSA P-256/P-384/P-521 with SHA-256/384/512, r|s as RFC 4754 encodes it) and RFC 7427's
 //! digital signature (method 14: a length octet, the DER AlgorithmIdentifier, then the
 //! signature; RSA PKCS#1 v1.5 or DER ECDSA with SHA-256/384/512). We sign with method
 //! 14 when the peer announced a hash we can use in SIGNATURE_HASH_ALGORITHMS (RFC 7427
@@ -54,6 +54,11 @@ const SHA512_RSA: Oid = Oid::new_unwrap("1.2.840.113549.1.1.13");
 const ECDSA_SHA256: Oid = Oid::new_unwrap("1.2.840.10045.4.3.2");
 const ECDSA_SHA384: Oid = Oid::new_unwrap("1.2.840.10045.4.3.3");
 const ECDSA_SHA512: Oid = Oid::new_unwrap("1.2.840.10045.4.3.4");
+const RSASSA_PSS: Oid = Oid::new_unwrap("1.2.840.113549.1.1.10");
+const MGF1: Oid = Oid::new_unwrap("1.2.840.113549.1.1.8");
+const SHA256: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.2.1");
+const SHA384: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.2.2");
+const SHA512: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.2.3");
 
 /// The SIGNATURE_HASH_ALGORITHMS notify data we send.
 pub fn hash_algorithms_data() -> Vec<u8> {
@@ -121,6 +126,7 @@ pub fn sign(
 ) -> Result<(u8, Vec<u8>), CertError> {
     let preferred: [u16; 3] = match key {
         PrivateKey::P384(_) => [hash::SHA2_384, hash::SHA2_256, hash::SHA2_512],
+        PrivateKey::P521(_) => [hash::SHA2_512, hash::SHA2_384, hash::SHA2_256],
         _ => [hash::SHA2_256, hash::SHA2_384, hash::SHA2_512],
     };
     let chosen = preferred
@@ -153,6 +159,13 @@ pub fn sign(
                     s.to_der().as_bytes().to_vec(),
                 )
             }
+            PrivateKey::P521(k) => {
+                let s: p521::ecdsa::Signature = k.sign_prehash(&digest).map_err(sign_err)?;
+                (
+                    algorithm_identifier(ecdsa_oid(h), false),
+                    s.to_der().as_bytes().to_vec(),
+                )
+            }
         };
         let mut out = Vec::with_capacity(1 + algid.len() + sig.len());
         out.push(algid.len() as u8);
@@ -177,6 +190,11 @@ pub fn sign(
             let digest = crypto::hash(HashAlg::Sha384, &[octets]);
             let s: p384::ecdsa::Signature = k.sign_prehash(&digest).map_err(sign_err)?;
             Ok((method::ECDSA_384, s.to_bytes().to_vec()))
+        }
+        PrivateKey::P521(k) => {
+            let digest = crypto::hash(HashAlg::Sha512, &[octets]);
+            let s: p521::ecdsa::Signature = k.sign_prehash(&digest).map_err(sign_err)?;
+            Ok((method::ECDSA_521, s.to_bytes().to_vec()))
         }
     }
 }
@@ -211,6 +229,14 @@ fn ecdsa_ok(key: &PublicKey, digest: &[u8], sig: &[u8], der: bool) -> bool {
             };
             s.is_ok_and(|s| k.verify_prehash(digest, &s).is_ok())
         }
+        PublicKey::P521(k) => {
+            let s = if der {
+                p521::ecdsa::Signature::from_der(sig)
+            } else {
+                p521::ecdsa::Signature::from_slice(sig)
+            };
+            s.is_ok_and(|s| k.verify_prehash(digest, &s).is_ok())
+        }
         PublicKey::Rsa(_) => false,
     }
 }
@@ -222,6 +248,63 @@ fn rsa_ok(key: &PublicKey, h: HashAlg, octets: &[u8], sig: &[u8]) -> bool {
         }
         _ => false,
     }
+}
+
+/// An RFC 7427 RSASSA-PSS signature (RFC 8017 §8.1, parameters RFC 4055 §3.1): the
+/// hash SHA-256/384/512, MGF1 with the same hash, the salt length as given, trailer 1.
+fn pss_ok(
+    key: &PublicKey,
+    algid: &spki::AlgorithmIdentifierOwned,
+    octets: &[u8],
+    sig: &[u8],
+) -> Result<bool, Unsupported> {
+    use der::Encode;
+    let bad = |why: &str| Unsupported(format!("the peer's RSASSA-PSS parameters {why}"));
+    let params = algid
+        .parameters
+        .as_ref()
+        .ok_or_else(|| bad("are missing"))?
+        .to_der()
+        .map_err(|_| bad("are unreadable"))?;
+    let params = pkcs1::RsaPssParamsOwned::from_der(&params).map_err(|_| bad("are unreadable"))?;
+    let h = match params.hash.oid {
+        o if o == SHA256 => HashAlg::Sha256,
+        o if o == SHA384 => HashAlg::Sha384,
+        o if o == SHA512 => HashAlg::Sha512,
+        o => return Err(bad(&format!("name hash {o}, not SHA-256/384/512"))),
+    };
+    let mgf_hash = params.mask_gen.parameters.as_ref().map(|p| p.oid);
+    if params.mask_gen.oid != MGF1 || mgf_hash != Some(params.hash.oid) {
+        return Err(bad(
+            "name a mask generation other than MGF1 with the same hash",
+        ));
+    }
+    if params.trailer_field != pkcs1::TrailerField::BC {
+        return Err(bad("name a trailer field other than 1"));
+    }
+    let PublicKey::Rsa(k) = key else {
+        return Ok(false);
+    };
+    let digest = crypto::hash(h, &[octets]);
+    let salt = usize::from(params.salt_len);
+    let ok = match h {
+        HashAlg::Sha384 => k.verify(
+            rsa::pss::Pss::<sha2::Sha384>::new_with_salt(salt),
+            &digest,
+            sig,
+        ),
+        HashAlg::Sha512 => k.verify(
+            rsa::pss::Pss::<sha2::Sha512>::new_with_salt(salt),
+            &digest,
+            sig,
+        ),
+        _ => k.verify(
+            rsa::pss::Pss::<sha2::Sha256>::new_with_salt(salt),
+            &digest,
+            sig,
+        ),
+    };
+    Ok(ok.is_ok())
 }
 
 /// Checks a peer's signature AUTH (`method`, `data`) over `octets` with `key`:
@@ -254,11 +337,13 @@ pub fn verify(
             data,
             false,
         )),
-        method::RSA | method::ECDSA_256 | method::ECDSA_384 => Err(mismatch()),
-        method::ECDSA_521 => Err(Unsupported(
-            "the peer signs with ECDSA P-521 (AUTH method 11), which Postern does not support"
-                .into(),
+        method::ECDSA_521 if matches!(key, PublicKey::P521(_)) => Ok(ecdsa_ok(
+            key,
+            &crypto::hash(HashAlg::Sha512, &[octets]),
+            data,
+            false,
         )),
+        method::RSA | method::ECDSA_256 | method::ECDSA_384 | method::ECDSA_521 => Err(mismatch()),
         method::DIGITAL_SIGNATURE => {
             let Some((&n, rest)) = data.split_first() else {
                 return Err(Unsupported("an empty RFC 7427 signature".into()));
@@ -272,6 +357,12 @@ pub fn verify(
             let algid = spki::AlgorithmIdentifierOwned::from_der(algid).map_err(|e| {
                 Unsupported(format!("an unreadable RFC 7427 AlgorithmIdentifier: {e}"))
             })?;
+            if algid.oid == RSASSA_PSS {
+                if !is_rsa {
+                    return Err(mismatch());
+                }
+                return pss_ok(key, &algid, octets, sig);
+            }
             let (h, ecdsa) = match algid.oid {
                 o if o == SHA1_RSA => (HashAlg::Sha1, false),
                 o if o == SHA256_RSA => (HashAlg::Sha256, false),

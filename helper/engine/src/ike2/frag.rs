@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 use super::codec::{self, HEADER_LEN, Header, Message, PAYLOAD_HEADER_LEN, ptype};
-use super::keys::{IkeKeys, SkError, icv_len};
+use super::keys::{IkeKeys, SkError};
 use super::{Ike2, State};
-use crate::crypto::{Rng, cbc_decrypt, cbc_encrypt, ct_eq, prf};
+use crate::crypto::Rng;
 
 /// The SKF payload type (RFC 7383 §2.5).
 pub const SKF: u8 = 53;
@@ -67,18 +67,7 @@ impl IkeKeys {
         initiator: bool,
         rng: &mut dyn Rng,
     ) -> Vec<u8> {
-        let block = self.cipher.block_len();
-        let pad = block - (chunk.len() + 1) % block;
-        let pad = if pad == block { 0 } else { pad };
-        let mut plain = Zeroizing::new(chunk.to_vec());
-        plain.extend(std::iter::repeat_n(0u8, pad));
-        plain.push(pad as u8);
-        let mut iv = vec![0u8; block];
-        rng.fill_bytes(&mut iv);
-        let (ek, ak) = self.out_keys(initiator);
-        let ct = cbc_encrypt(self.cipher, ek, &iv, &plain).unwrap_or_default();
-        let icv = icv_len(self.integ);
-        let skf_len = PAYLOAD_HEADER_LEN + SKF_FIELDS + iv.len() + ct.len() + icv;
+        let skf_len = PAYLOAD_HEADER_LEN + SKF_FIELDS + self.sealed_len(chunk.len());
         let mut h = header;
         h.next_payload = SKF;
         h.length = (HEADER_LEN + skf_len) as u32;
@@ -89,11 +78,9 @@ impl IkeKeys {
         o.extend_from_slice(&(skf_len as u16).to_be_bytes());
         o.extend_from_slice(&number.to_be_bytes());
         o.extend_from_slice(&total.to_be_bytes());
-        o.extend_from_slice(&iv);
-        o.extend_from_slice(&ct);
-        let mac = prf(self.integ, ak, &[&o]);
-        o.extend_from_slice(&mac[..icv]);
-        o
+        // RFC 7383 §2.5: with AEAD the associated data runs through the Total
+        // Fragments field.
+        self.seal_after(o, chunk, initiator, rng)
     }
 
     /// Checks the ICV of an SKF message, then decrypts it.
@@ -104,9 +91,7 @@ impl IkeKeys {
             return Err(SkError::Missing);
         }
         let rest = r.rest();
-        let block = self.cipher.block_len();
-        let icv = icv_len(self.integ);
-        if rest.len() < PAYLOAD_HEADER_LEN + SKF_FIELDS + block + icv {
+        if rest.len() < PAYLOAD_HEADER_LEN + SKF_FIELDS {
             return Err(SkError::Short);
         }
         let first = rest[0];
@@ -116,27 +101,14 @@ impl IkeKeys {
         }
         let number = u16::from_be_bytes([rest[4], rest[5]]);
         let total = u16::from_be_bytes([rest[6], rest[7]]);
-        let (ek, ak) = self.out_keys(header.from_initiator());
-        let (covered, tag) = data.split_at(data.len() - icv);
-        let mac = prf(self.integ, ak, &[covered]);
-        if !ct_eq(&mac[..icv], tag) {
-            return Err(SkError::Integrity);
-        }
-        let body = &rest[PAYLOAD_HEADER_LEN + SKF_FIELDS..rest.len() - icv];
-        let (iv, ct) = body.split_at(block);
-        let plain = Zeroizing::new(cbc_decrypt(self.cipher, ek, iv, ct)?);
-        let Some((&pad, content)) = plain.split_last() else {
-            return Err(SkError::Padding);
-        };
-        if pad as usize > content.len() {
-            return Err(SkError::Padding);
-        }
+        let head_len = HEADER_LEN + PAYLOAD_HEADER_LEN + SKF_FIELDS;
+        let plain = self.open_after(data, head_len, header.from_initiator())?;
         Ok(Fragment {
             header,
             first,
             number,
             total,
-            plain: Zeroizing::new(content[..content.len() - pad as usize].to_vec()),
+            plain,
         })
     }
 }
@@ -272,8 +244,8 @@ impl Ike2 {
         let (first, inner) = codec::encode_chain(&payloads, None);
         let inner = Zeroizing::new(inner);
         let block = keys.cipher.block_len();
-        let room = limit.checked_sub(HEADER_LEN + PAYLOAD_HEADER_LEN + SKF_FIELDS + block)?;
-        let room = room.checked_sub(icv_len(keys.integ))?;
+        let room = limit.checked_sub(HEADER_LEN + PAYLOAD_HEADER_LEN + SKF_FIELDS)?;
+        let room = room.checked_sub(keys.iv_len() + keys.icv_len())?;
         let chunk = (room / block * block).checked_sub(1).filter(|c| *c > 0)?;
         let total = inner.len().div_ceil(chunk);
         let total = u16::try_from(total).ok().filter(|t| *t <= MAX_FRAGMENTS)?;

@@ -1,12 +1,16 @@
 //! The IKEv2 key schedule (RFC 7296 §2.13, §2.14, §2.15, §2.17) and the SK payload
 //! (§3.14): AES-CBC or 3DES with HMAC integrity, encrypt-then-MAC over the whole
-//! message.
+//! message, or an AEAD cipher (AES-GCM, RFC 5282; ChaCha20-Poly1305, RFC 7634) with
+//! the message up to the SK payload header as associated data.
 
 use zeroize::Zeroizing;
 
 use super::codec::{self, Chain, HEADER_LEN, Header, PAYLOAD_HEADER_LEN, Payload, ptype};
 use crate::algs::{EspAuth, HashAlg, IkeCipher};
-use crate::crypto::{self, Rng, cbc_decrypt, cbc_encrypt, ct_eq, prf};
+use crate::crypto::{
+    self, AEAD_IV_LEN, Rng, aead_icv_len, aead_open, aead_seal, cbc_decrypt, cbc_encrypt, ct_eq,
+    prf,
+};
 
 /// prf+ (§2.13): T1 | T2 | ... with T1 = prf(K, S | 0x01), Tn = prf(K, Tn-1 | S | n),
 /// truncated to `len`. At most 255 blocks (the counter is one octet).
@@ -38,17 +42,30 @@ pub fn icv_len(integ: HashAlg) -> usize {
 }
 
 /// The IKEv2 ENCR transform ID of an IKE cipher (§3.3.2; IKEv1 numbers differ).
+/// ENCR_AES_GCM_8/12/16 (RFC 5282 §8) and ENCR_CHACHA20_POLY1305 (RFC 7634 §4).
 pub fn encr_id(c: IkeCipher) -> u16 {
     match c {
         IkeCipher::TripleDes => 3,
         IkeCipher::AesCbc { .. } => 12,
+        IkeCipher::AesGcm { icv: 8, .. } => 18,
+        IkeCipher::AesGcm { icv: 12, .. } => 19,
+        IkeCipher::AesGcm { .. } => 20,
+        IkeCipher::ChaCha20Poly1305 => 28,
     }
 }
 
 pub fn encr_from_id(id: u16, key_bits: Option<u16>) -> Option<IkeCipher> {
+    let gcm = |icv| match key_bits {
+        Some(b @ (128 | 192 | 256)) => Some(IkeCipher::AesGcm { key_bits: b, icv }),
+        _ => None,
+    };
     match (id, key_bits) {
         (3, None) => Some(IkeCipher::TripleDes),
         (12, Some(b @ (128 | 192 | 256))) => Some(IkeCipher::AesCbc { key_bits: b }),
+        (18, _) => gcm(8),
+        (19, _) => gcm(12),
+        (20, _) => gcm(16),
+        (28, None) => Some(IkeCipher::ChaCha20Poly1305),
         _ => None,
     }
 }
@@ -122,7 +139,8 @@ pub fn esp_integ_from_id(id: u16) -> Option<EspAuth> {
 /// The keys of one IKE SA. Never printed.
 pub struct IkeKeys {
     pub prf: HashAlg,
-    pub integ: HashAlg,
+    /// The HMAC of a CBC cipher; `None` with an AEAD cipher.
+    pub integ: Option<HashAlg>,
     pub cipher: IkeCipher,
     pub sk_d: Zeroizing<Vec<u8>>,
     pub sk_ai: Zeroizing<Vec<u8>>,
@@ -144,7 +162,8 @@ impl std::fmt::Debug for IkeKeys {
 
 /// SKEYSEED = prf(Ni | Nr, g^ir) and {SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi |
 /// SK_pr} = prf+(SKEYSEED, Ni | Nr | SPIi | SPIr) (§2.14). The integrity algorithm is
-/// the PRF's hash (the proposals name one hash for both).
+/// the PRF's hash (the proposals name one hash for both), none with an AEAD cipher,
+/// whose SK_e* are the key and 4 octets of salt (RFC 5282 §7.1).
 pub fn derive(
     prf_alg: HashAlg,
     cipher: IkeCipher,
@@ -188,7 +207,12 @@ fn from_skeyseed(
     spi_r: &[u8; 8],
 ) -> IkeKeys {
     let seed = [ni, nr, spi_i, spi_r].concat();
-    let (p, a, e) = (prf_alg.output_len(), prf_alg.output_len(), cipher.key_len());
+    let integ = (!cipher.is_aead()).then_some(prf_alg);
+    let (p, a, e) = (
+        prf_alg.output_len(),
+        integ.map_or(0, HashAlg::output_len),
+        cipher.keymat_len(),
+    );
     let total = 3 * p + 2 * a + 2 * e;
     let km = prf_plus(prf_alg, skeyseed, &seed, total);
     let mut at = 0;
@@ -199,7 +223,7 @@ fn from_skeyseed(
     };
     IkeKeys {
         prf: prf_alg,
-        integ: prf_alg,
+        integ,
         cipher,
         sk_d: cut(p),
         sk_ai: cut(a),
@@ -269,6 +293,113 @@ impl IkeKeys {
         }
     }
 
+    /// The IV in an SK or SKF payload: a cipher block for CBC, 8 octets for AEAD.
+    pub(super) fn iv_len(&self) -> usize {
+        if self.cipher.is_aead() {
+            AEAD_IV_LEN
+        } else {
+            self.cipher.block_len()
+        }
+    }
+
+    /// The ICV: the truncated HMAC, or the AEAD cipher's tag.
+    pub(super) fn icv_len(&self) -> usize {
+        match self.integ {
+            Some(h) => icv_len(h),
+            None => aead_icv_len(self.cipher),
+        }
+    }
+
+    /// The octets an SK payload body takes for `n` inner octets: IV, the padded
+    /// plaintext with its Pad Length octet, ICV.
+    pub(super) fn sealed_len(&self, n: usize) -> usize {
+        let block = self.cipher.block_len();
+        (n + 1).div_ceil(block) * block + self.iv_len() + self.icv_len()
+    }
+
+    /// Appends IV, ciphertext and ICV of `inner` to `head`: the message up to the
+    /// end of the SK (or SKF) payload header, its lengths already counting
+    /// [`Self::sealed_len`]. CBC: encrypt, then HMAC over the whole message (§3.14);
+    /// AEAD: `head` is the associated data (RFC 5282 §5.1).
+    pub(super) fn seal_after(
+        &self,
+        mut head: Vec<u8>,
+        inner: &[u8],
+        initiator: bool,
+        rng: &mut dyn Rng,
+    ) -> Vec<u8> {
+        let block = self.cipher.block_len();
+        let pad = (inner.len() + 1).div_ceil(block) * block - inner.len() - 1;
+        let mut plain = Zeroizing::new(Vec::with_capacity(inner.len() + pad + 1));
+        plain.extend_from_slice(inner);
+        plain.extend(std::iter::repeat_n(0u8, pad));
+        plain.push(pad as u8);
+        let mut iv = vec![0u8; self.iv_len()];
+        rng.fill_bytes(&mut iv);
+        let (ek, ak) = self.out_keys(initiator);
+        match self.integ {
+            None => {
+                // Our keys have the cipher's lengths: this cannot fail.
+                let sealed = aead_seal(self.cipher, ek, &iv, &head, &plain).unwrap_or_default();
+                head.extend_from_slice(&iv);
+                head.extend_from_slice(&sealed);
+            }
+            Some(integ) => {
+                // The key lengths are ours and the plaintext is padded to whole blocks.
+                let ct = cbc_encrypt(self.cipher, ek, &iv, &plain).unwrap_or_default();
+                head.extend_from_slice(&iv);
+                head.extend_from_slice(&ct);
+                let mac = prf(integ, ak, &[&head]);
+                head.extend_from_slice(&mac[..icv_len(integ)]);
+            }
+        }
+        head
+    }
+
+    /// Checks and decrypts what follows the first `head_len` octets of `data` (IV,
+    /// ciphertext, ICV, to the end of `data`); the inner octets without padding.
+    pub(super) fn open_after(
+        &self,
+        data: &[u8],
+        head_len: usize,
+        from_initiator: bool,
+    ) -> Result<Zeroizing<Vec<u8>>, SkError> {
+        let (iv_len, icv) = (self.iv_len(), self.icv_len());
+        // At least the IV, one octet (Pad Length) or block and the ICV.
+        if data.len() < head_len + iv_len + self.cipher.block_len() + icv {
+            return Err(SkError::Short);
+        }
+        let (head, body) = data.split_at(head_len);
+        let (iv, rest) = body.split_at(iv_len);
+        let (ek, ak) = self.out_keys(from_initiator);
+        let plain = match self.integ {
+            None => Zeroizing::new(aead_open(self.cipher, ek, iv, head, rest).map_err(
+                |e| match e {
+                    crypto::CryptoError::AeadIntegrity => SkError::Integrity,
+                    e => SkError::Cipher(e),
+                },
+            )?),
+            Some(integ) => {
+                let (covered, tag) = data.split_at(data.len() - icv);
+                let mac = prf(integ, ak, &[covered]);
+                if !ct_eq(&mac[..icv], tag) {
+                    return Err(SkError::Integrity);
+                }
+                let ct = &rest[..rest.len() - icv];
+                Zeroizing::new(cbc_decrypt(self.cipher, ek, iv, ct)?)
+            }
+        };
+        let Some((&pad, content)) = plain.split_last() else {
+            return Err(SkError::Padding);
+        };
+        if pad as usize > content.len() {
+            return Err(SkError::Padding);
+        }
+        Ok(Zeroizing::new(
+            content[..content.len() - pad as usize].to_vec(),
+        ))
+    }
+
     /// Builds a protected message: `payloads` inside SK, sent by the initiator of the
     /// IKE SA when `initiator`.
     pub fn seal(
@@ -279,19 +410,8 @@ impl IkeKeys {
         rng: &mut dyn Rng,
     ) -> Vec<u8> {
         let (first, inner) = codec::encode_chain(payloads, None);
-        let block = self.cipher.block_len();
-        let pad = block - (inner.len() + 1) % block;
-        let pad = if pad == block { 0 } else { pad };
-        let mut plain = Zeroizing::new(inner);
-        plain.extend(std::iter::repeat_n(0u8, pad));
-        plain.push(pad as u8);
-        let mut iv = vec![0u8; block];
-        rng.fill_bytes(&mut iv);
-        let (ek, ak) = self.out_keys(initiator);
-        // The key lengths are ours and the plaintext is padded to whole blocks.
-        let ct = cbc_encrypt(self.cipher, ek, &iv, &plain).unwrap_or_default();
-        let icv = icv_len(self.integ);
-        let sk_len = PAYLOAD_HEADER_LEN + iv.len() + ct.len() + icv;
+        let inner = Zeroizing::new(inner);
+        let sk_len = PAYLOAD_HEADER_LEN + self.sealed_len(inner.len());
         let mut h = header;
         h.next_payload = ptype::SK;
         h.length = (HEADER_LEN + sk_len) as u32;
@@ -300,11 +420,7 @@ impl IkeKeys {
         o.push(first);
         o.push(0);
         o.extend_from_slice(&(sk_len as u16).to_be_bytes());
-        o.extend_from_slice(&iv);
-        o.extend_from_slice(&ct);
-        let mac = prf(self.integ, ak, &[&o]);
-        o.extend_from_slice(&mac[..icv]);
-        o
+        self.seal_after(o, &inner, initiator, rng)
     }
 
     /// Checks and decrypts the SK payload of `data` (decoded as `msg`), sent by the
@@ -326,28 +442,10 @@ impl IkeKeys {
             return Err(SkError::Missing);
         }
         let first = msg.chain.sk_first.unwrap_or(ptype::NONE);
-        let block = self.cipher.block_len();
-        let icv = icv_len(self.integ);
-        if body.len() < block + icv || data.len() < icv {
-            return Err(SkError::Short);
-        }
-        let (ek, ak) = self.out_keys(from_initiator);
-        let (covered, tag) = data.split_at(data.len() - icv);
-        let mac = prf(self.integ, ak, &[covered]);
-        if !ct_eq(&mac[..icv], tag) {
-            return Err(SkError::Integrity);
-        }
-        let iv = &body[..block];
-        let ct = &body[block..body.len() - icv];
-        let plain = Zeroizing::new(cbc_decrypt(self.cipher, ek, iv, ct)?);
-        let Some((&pad, rest)) = plain.split_last() else {
-            return Err(SkError::Padding);
-        };
-        if pad as usize > rest.len() {
-            return Err(SkError::Padding);
-        }
-        let inner = &rest[..rest.len() - pad as usize];
-        Ok(codec::decode_chain(first, inner)?)
+        // The SK payload is the last one and runs to the end of the message.
+        let head_len = data.len().checked_sub(body.len()).ok_or(SkError::Short)?;
+        let inner = self.open_after(data, head_len, from_initiator)?;
+        Ok(codec::decode_chain(first, &inner)?)
     }
 }
 

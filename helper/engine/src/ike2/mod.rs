@@ -357,21 +357,26 @@ fn any_v4() -> TrafficSelector {
 
 // ----- proposals ------------------------------------------------------------------
 
+/// An AEAD cipher has no INTEG transform (RFC 5282 §8, RFC 7296 §3.3.3).
 fn ike_transforms(p: &IkeProposal) -> Vec<Transform> {
-    vec![
+    let mut t = vec![
         Transform::with_key_len(
             transform::ENCR,
             keys::encr_id(p.cipher),
             p.cipher.key_length_attr(),
         ),
         Transform::new(transform::PRF, keys::prf_id(p.hash)),
-        Transform::new(transform::INTEG, keys::integ_id(p.hash)),
-        Transform::new(transform::DH, p.group.ike_id()),
-    ]
+    ];
+    if !p.cipher.is_aead() {
+        t.push(Transform::new(transform::INTEG, keys::integ_id(p.hash)));
+    }
+    t.push(Transform::new(transform::DH, p.group.ike_id()));
+    t
 }
 
 /// The IKE proposal a received proposal is, if it is one we can run (exactly one of
-/// each transform type after choosing; PRF and INTEG on the same hash).
+/// each transform type after choosing; PRF and INTEG on the same hash; an AEAD
+/// cipher with no INTEG other than NONE).
 fn offered_ike(p: &Proposal) -> Vec<IkeProposal> {
     let mut out = Vec::new();
     if p.protocol != proto::IKE {
@@ -386,7 +391,12 @@ fn offered_ike(p: &Proposal) -> Vec<IkeProposal> {
             let Some(h) = keys::prf_from_id(pr.id) else {
                 continue;
             };
-            if !of(transform::INTEG).any(|i| keys::integ_from_id(i.id) == Some(h)) {
+            let integ_ok = if cipher.is_aead() {
+                of(transform::INTEG).all(|i| i.id == 0)
+            } else {
+                of(transform::INTEG).any(|i| keys::integ_from_id(i.id) == Some(h))
+            };
+            if !integ_ok {
                 continue;
             }
             for d in of(transform::DH) {

@@ -17,6 +17,7 @@ mod children;
 mod frag;
 mod ike_sa;
 mod mobike;
+mod suites;
 
 // ----- codec ----------------------------------------------------------------------
 
