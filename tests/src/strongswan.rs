@@ -46,6 +46,8 @@ const WANTED_PLUGINS: &[&str] = &[
     "xauth-generic",
     "eap-identity",
     "eap-mschapv2",
+    "eap-tls",
+    "eap-gtc",
     "unity",
     "counters",
 ];

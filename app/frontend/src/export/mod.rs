@@ -172,7 +172,7 @@ fn pcf(p: &Profile) -> String {
     let mut o = String::new();
     let auth_type = match p.auth.method {
         AuthMethod::Psk => 1,
-        AuthMethod::RsaSig => 3,
+        AuthMethod::RsaSig | AuthMethod::EapTls => 3,
         AuthMethod::Hybrid => 5,
     };
     let group = match &p.auth.local_id {
@@ -251,7 +251,7 @@ fn libreswan_keys(p: &Profile) -> Vec<(&'static str, String)> {
         "authby",
         match p.auth.method {
             AuthMethod::Psk => "secret",
-            AuthMethod::RsaSig | AuthMethod::Hybrid => "rsasig",
+            AuthMethod::RsaSig | AuthMethod::Hybrid | AuthMethod::EapTls => "rsasig",
         }
         .into(),
     ));
@@ -384,6 +384,12 @@ fn ipsec_conf(p: &Profile) -> String {
             let _ = writeln!(
                 o,
                 "# Postern's hybrid mode (gateway certificate + XAuth) has no libreswan equivalent: written as rsasig"
+            );
+        }
+        AuthMethod::EapTls => {
+            let _ = writeln!(
+                o,
+                "# The profile's EAP-TLS login has no libreswan client equivalent: written as rsasig (our certificate in IKE AUTH)"
             );
         }
         AuthMethod::RsaSig => {}
@@ -523,6 +529,8 @@ fn swanctl(p: &Profile) -> String {
     let first = match (p.auth.method, login, v2) {
         (AuthMethod::Psk, _, false) | (AuthMethod::Psk, None, true) => "psk",
         (AuthMethod::RsaSig, _, _) => "pubkey",
+        // Our certificate inside EAP-TLS (IKEv2 only).
+        (AuthMethod::EapTls, _, _) => "eap-tls",
         (AuthMethod::Hybrid, _, false) => "xauth",
         // IKEv2: the user's EAP login is our only round against the gateway.
         (AuthMethod::Hybrid | AuthMethod::Psk, _, true) => "eap",
@@ -561,7 +569,7 @@ fn swanctl(p: &Profile) -> String {
     }
     let remote = match p.auth.method {
         AuthMethod::Psk => "psk",
-        AuthMethod::RsaSig | AuthMethod::Hybrid => "pubkey",
+        AuthMethod::RsaSig | AuthMethod::Hybrid | AuthMethod::EapTls => "pubkey",
     };
     let _ = writeln!(o, "        remote {{\n            auth = {remote}");
     if let Some(id) = &p.auth.remote_id {
@@ -634,7 +642,7 @@ fn swanctl(p: &Profile) -> String {
                 "#     ike-{name} {{ secret = \"...\" }}   (the pre-shared key)"
             );
         }
-        AuthMethod::RsaSig => {
+        AuthMethod::RsaSig | AuthMethod::EapTls => {
             let _ = writeln!(o, "#     (the private key goes in swanctl/private/)");
         }
         AuthMethod::Hybrid => {}
@@ -922,6 +930,7 @@ fn authentication(p: &Profile) -> String {
         AuthMethod::RsaSig => "RSA signatures (X.509)",
         AuthMethod::Hybrid if p.ike_version == 2 => "gateway certificate + EAP user login",
         AuthMethod::Hybrid => "hybrid (gateway certificate + XAuth)",
+        AuthMethod::EapTls => "gateway certificate + EAP-TLS with our certificate (X.509)",
     }
     .into()
 }

@@ -357,7 +357,8 @@ fn libreswan(
 
 /// NetworkManager's strongswan plugin (`nm-strongswan.c`): IKEv2 only. `method` psk,
 /// key/cert/agent/smartcard (our certificate), eap (the user's login against the
-/// gateway's certificate: Postern's `hybrid` + `[xauth]`), eap-tls (not supported).
+/// gateway's certificate: Postern's `hybrid` + `[xauth]`), eap-tls (our certificate
+/// inside EAP-TLS: Postern's `eap-tls`).
 fn strongswan(name: &str, vpn: &[&Item], secrets: &[&Item]) -> Draft {
     let mut d = Draft::new(name, Some(1));
     d.ikev2();
@@ -396,12 +397,12 @@ fn strongswan(name: &str, vpn: &[&Item], secrets: &[&Item]) -> Draft {
             Some(XAUTH_PASSWORD)
         }
         "eap-tls" => {
-            d.refuse("its login is EAP-TLS (method = eap-tls); Postern's IKEv2 login is EAP-MSCHAPv2 or EAP-GTC");
-            None
+            d.p.auth.method = AuthMethod::EapTls;
+            Some(KEY_PASSPHRASE)
         }
         o => {
             d.refuse(format!(
-                "method = {o} is not one Postern has (psk, key, cert, eap)"
+                "method = {o} is not one Postern has (psk, key, cert, eap, eap-tls)"
             ));
             None
         }

@@ -451,6 +451,11 @@ fn auth_method_v2(d: &mut Draft, mut auths: Auths) {
             }
             "eap" => {
                 let method = a.strip_prefix("eap-").unwrap_or("");
+                if method == "tls" && i == 0 {
+                    // Our certificate inside EAP-TLS; the gateway signs.
+                    d.p.auth.method = AuthMethod::EapTls;
+                    continue;
+                }
                 match method {
                     "" | "mschapv2" | "gtc" => {}
                     "dynamic" | "radius" => d.warn(
@@ -460,7 +465,7 @@ fn auth_method_v2(d: &mut Draft, mut auths: Auths) {
                     ),
                     other => {
                         d.refuse(format!(
-                            "its login is EAP-{} (auth = {auth}); Postern's IKEv2 login is EAP-MSCHAPv2 or EAP-GTC",
+                            "its login is EAP-{} (auth = {auth}); Postern's IKEv2 login is EAP-MSCHAPv2, EAP-GTC or EAP-TLS",
                             other.to_ascii_uppercase()
                         ));
                         return;

@@ -50,7 +50,7 @@ pub enum EapError {
     #[error("{0}")]
     ServerCertificate(crate::cert::CertError),
     /// The gateway's TLS server refused us (an alert, or EAP Failure during EAP-TLS).
-    #[error("the gateway refused our certificate in EAP-TLS ({0})")]
+    #[error("the gateway refused our certificate in EAP-TLS: {0}")]
     TlsRefused(String),
     #[error("EAP-TLS failed: {0}")]
     Tls(String),

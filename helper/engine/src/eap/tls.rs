@@ -426,9 +426,9 @@ fn alert_text(a: rustls::AlertDescription) -> String {
         A::CertificateRequired => "certificate required",
         A::ProtocolVersion => "protocol version",
         A::InsufficientSecurity => "insufficient security",
-        other => return format!("{other:?}"),
+        other => return format!("TLS alert {other:?}"),
     };
-    s.into()
+    format!("TLS alert \"{s}\"")
 }
 
 /// rustls asks for the time; the engine reads no clock, so it is the wall time given.

@@ -1,0 +1,131 @@
+//! IKEv2 EAP methods against a real strongSwan gateway (issue 18): EAP-TLS
+//! (`auth.method = "eap-tls"`: the gateway proves itself with its certificate in
+//! AUTH, the user with the lab PKI's client certificate inside EAP-TLS; strongSwan
+//! `remote { auth = eap-tls }`, TLS 1.2 as its libtls negotiates by default), a pool
+//! address and a ping through; a client certificate from a CA the gateway does not
+//! trust refused in one sentence. Root only.
+
+use std::time::{Duration, Instant};
+
+use postern_lab::config::{CertSet, LAN_HOST, POOL_FIRST};
+use postern_lab::pki::{CLIENT_DN, EC_CLIENT_DN, GW_NAME, Pki, lab_pki};
+use postern_lab::postern::exit;
+use postern_lab::{Lab, Role, Tunnel, lab_bail, lab_ensure, run_scenario};
+
+fn pki() -> &'static Pki {
+    match lab_pki() {
+        Ok(p) => p,
+        Err(e) => panic!("cannot make the test certificates: {e}"),
+    }
+}
+
+fn cert_set(gw: &str, ca: &str, client: &str) -> CertSet {
+    let p = pki();
+    CertSet {
+        gw_cert: p.path(&format!("{gw}.pem")),
+        gw_key: p.path(&format!("{gw}.key")),
+        gw_cas: vec![p.path(ca)],
+        client_ca: p.path(ca),
+        client_cert: Some(p.path(&format!("{client}.pem"))),
+        client_key: Some(p.path(&format!("{client}.key"))),
+        client_pkcs12: None,
+        client_crl: None,
+    }
+}
+
+/// A certificate tunnel turned into EAP-TLS: the gateway's remote round is
+/// `auth = eap-tls` instead of `pubkey`, the profile's method "eap-tls".
+fn eap_tls(name: &str, client: &str, client_dn: &str) -> (Tunnel, String, String) {
+    let t = Tunnel::main_psk(name)
+        .ikev2()
+        .signatures(
+            cert_set("gw", "ca.pem", client),
+            &format!("dn:{client_dn}"),
+            &format!("fqdn:{GW_NAME}"),
+        )
+        .mode_config(true);
+    let swanctl = t.gateway_swanctl();
+    let from = "    remote {\n      auth = pubkey\n";
+    assert!(swanctl.contains(from), "{swanctl}");
+    let swanctl = swanctl.replace(from, "    remote {\n      auth = eap-tls\n");
+    let profile = t.postern_profile();
+    let from = "method = \"rsa-sig\"";
+    assert!(profile.contains(from), "{profile}");
+    let profile = profile.replace(from, "method = \"eap-tls\"");
+    (t, swanctl, profile)
+}
+
+/// EAP-TLS with the lab's RSA client certificate: the gateway's log shows EAP-TLS
+/// succeeded, the SA is IKEv2 with the client's DN, a pool address, ping through.
+#[test]
+fn ikev2_eap_tls_client_certificate() {
+    let (t, swanctl, profile) = eap_tls("v2-eaptls", "client", CLIENT_DN);
+    run_scenario("v2-eaptls", |lab: &Lab| {
+        let gw = lab.start_gateway_as(&t, &swanctl)?;
+        let start = Instant::now();
+        let client = lab.start_postern_text("v2-eaptls", &profile)?;
+        client.wait_connected()?;
+        let took = start.elapsed();
+        let out = client.stdout();
+        lab_ensure!(
+            out.iter().any(|l| l == "xauth ok"),
+            "no `xauth ok` line (EAP success): {out:?}"
+        );
+        lab_ensure!(
+            out.iter()
+                .any(|l| l.starts_with(&format!("mode-config {POOL_FIRST}"))),
+            "no virtual IP: {out:?}"
+        );
+        let sa = gw.wait_established(Duration::from_secs(10))?;
+        let shown = gw.list_sas_text();
+        lab_ensure!(sa.get("version") == "2", "not IKEv2:\n{shown}");
+        lab_ensure!(
+            shown.contains("client.postern.lab"),
+            "the gateway does not show the client's DN:\n{shown}"
+        );
+        let log = std::fs::read_to_string(gw.log_path()).unwrap_or_default();
+        lab_ensure!(
+            log.contains("EAP method EAP_TLS succeeded"),
+            "the gateway's log has no EAP-TLS success:\n{}",
+            gw.log_tail(40)
+        );
+        lab.ping(Role::Client, None, LAN_HOST)?;
+        println!("v2-eaptls: connected in {} ms", took.as_millis());
+        client.sigterm()?;
+        let code = client.exit_code(Duration::from_secs(15))?;
+        lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
+        gw.wait_no_sas(Duration::from_secs(10))
+    });
+}
+
+/// A client certificate from a CA the gateway does not trust (the lab's ECDSA CA):
+/// refused at once in one sentence, no CHILD_SA on the gateway.
+#[test]
+fn ikev2_eap_tls_client_certificate_from_another_ca_is_refused() {
+    let (t, swanctl, profile) = eap_tls("v2-eaptls-ca", "ec-client", EC_CLIENT_DN);
+    run_scenario("v2-eaptls-ca", |lab: &Lab| {
+        let gw = lab.start_gateway_as(&t, &swanctl)?;
+        let start = Instant::now();
+        let client = lab.start_postern_text("v2-eaptls-ca", &profile)?;
+        let code = client.exit_code(Duration::from_secs(30))?;
+        let err = client.error_line().unwrap_or_default();
+        let want = "the gateway refused our certificate in EAP-TLS";
+        lab_ensure!(
+            code == exit::AUTH_FAILED && err.contains(want),
+            "exit {code} with {err:?}, expected {} with {want:?}; stderr {:?}",
+            exit::AUTH_FAILED,
+            client.stderr()
+        );
+        lab_ensure!(
+            start.elapsed() < Duration::from_secs(15),
+            "took {:?}",
+            start.elapsed()
+        );
+        println!("v2-eaptls-ca: {err}");
+        let sas = gw.list_sas()?;
+        if sas.iter().any(|s| s.installed_child().is_some()) {
+            lab_bail!("the gateway installed a CHILD_SA:\n{}", gw.list_sas_text());
+        }
+        Ok(())
+    });
+}
