@@ -1465,10 +1465,7 @@ fn check_auth_material(
             method_span,
             "\"rsa-sig\" needs auth.cert and auth.key together (or auth.pkcs12 alone)",
         )),
-        AuthMethod::EapTls
-            if auth.cert.is_some() != auth.key.is_some()
-                || (auth.cert.is_none() && auth.pkcs12.is_none()) =>
-        {
+        AuthMethod::EapTls if auth.cert.is_some() != auth.key.is_some() => {
             Err(cx.err(
                 "auth.method",
                 method_span,

@@ -1163,6 +1163,23 @@ mod tests {
     }
 
     #[test]
+    fn swanctl_writes_and_reads_back_eap_tls() {
+        let mut p = fixture("nm_strongswan_psk.nmconnection").profile;
+        p.auth.method = AuthMethod::EapTls;
+        p.auth.psk = None;
+        p.auth.ca = Some("/etc/vpn/ca.pem".into());
+        p.auth.cert = Some("/etc/vpn/me.pem".into());
+        p.auth.key = Some("/etc/vpn/me.key".into());
+        let text = export(&p, Format::Swanctl);
+        assert!(text.contains("local-1 {\n            auth = eap-tls"), "{text}");
+        assert!(text.contains("remote {\n            auth = pubkey"), "{text}");
+        let back = reimport(&text, "x.conf");
+        assert_eq!(back.auth.method, AuthMethod::EapTls, "{text}");
+        assert_eq!(back.ike_version, 2, "{text}");
+        assert!(back.xauth.is_none(), "{text}");
+    }
+
+    #[test]
     fn ikev2_profiles_are_written_as_ikev2() {
         for f in V2_SAMPLES {
             let p = fixture(f).profile;

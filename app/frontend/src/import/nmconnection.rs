@@ -651,14 +651,17 @@ mod tests {
     }
 
     #[test]
-    fn strongswan_eap_tls_is_refused_in_one_line() {
-        let text = "[connection]\nid=Card\ntype=vpn\n[vpn]\nservice-type=org.freedesktop.NetworkManager.strongswan\naddress=gw.example.org\nmethod=eap-tls\n";
-        let e = super::super::import_str(text, "card.nmconnection", &[], &Default::default())
-            .unwrap_err();
-        assert!(
-            e.message.contains("'Card'") && e.message.contains("EAP-TLS"),
-            "{e}"
-        );
+    fn strongswan_eap_tls_is_our_certificate_inside_eap_tls() {
+        let text = "[connection]\nid=Card\ntype=vpn\n[vpn]\nservice-type=org.freedesktop.NetworkManager.strongswan\naddress=gw.example.org\nmethod=eap-tls\ncertificate=/etc/ca.pem\nusercert=/home/u/me.pem\nuserkey=/home/u/me.key\n";
+        let i = super::super::import_str(text, "card.nmconnection", &[], &Default::default())
+            .unwrap();
+        let p = &i[0].profile;
+        assert_eq!(p.ike_version, 2);
+        assert_eq!(p.auth.method, AuthMethod::EapTls);
+        assert_eq!(p.auth.cert.as_deref(), Some("/home/u/me.pem"));
+        assert_eq!(p.auth.key.as_deref(), Some("/home/u/me.key"));
+        assert_eq!(p.auth.ca.as_deref(), Some("/etc/ca.pem"));
+        assert!(p.xauth.is_none());
     }
 
     #[test]
