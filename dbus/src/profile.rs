@@ -1372,9 +1372,7 @@ fn check_ikev2(
     } else if ike_version != 2 {
         None
     } else if matches!(auth.method, AuthMethod::EapTls) && xauth {
-        Some(
-            "with auth.method = \"eap-tls\" our certificate is the login: remove [xauth]",
-        )
+        Some("with auth.method = \"eap-tls\" our certificate is the login: remove [xauth]")
     } else if matches!(auth.method, AuthMethod::RsaSig) && xauth {
         Some(
             "with IKEv2, [xauth] is an EAP login in place of our certificate: use auth.method = \"hybrid\" (the gateway's certificate + EAP), or remove [xauth]",

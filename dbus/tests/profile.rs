@@ -1045,7 +1045,8 @@ fn eap_tls_is_an_ikev2_certificate_login() {
         "{HEAD}[auth]\nmethod = \"eap-tls\"\ncert = \"/c.pem\"\nkey = \"/k.pem\"\n"
     ));
     assert!(
-        e.to_string().contains("is an IKEv2 login: set ike_version = 2"),
+        e.to_string()
+            .contains("is an IKEv2 login: set ike_version = 2"),
         "{e}"
     );
     let e = refuse(&format!(

@@ -115,9 +115,10 @@ fn certificate_auth(p: &Profile) -> Result<(ike::Auth, Option<Identity>), Failur
             (key, chain)
         }
         _ => {
-            return Err(usage(
-                format!("\"{}\" needs our certificate and private key (auth.cert + auth.key, or auth.pkcs12)", p.auth.method.as_str()),
-            ));
+            return Err(usage(format!(
+                "\"{}\" needs our certificate and private key (auth.cert + auth.key, or auth.pkcs12)",
+                p.auth.method.as_str()
+            )));
         }
     };
     let own = chain.first().ok_or_else(|| {

@@ -1171,8 +1171,14 @@ mod tests {
         p.auth.cert = Some("/etc/vpn/me.pem".into());
         p.auth.key = Some("/etc/vpn/me.key".into());
         let text = export(&p, Format::Swanctl);
-        assert!(text.contains("local-1 {\n            auth = eap-tls"), "{text}");
-        assert!(text.contains("remote {\n            auth = pubkey"), "{text}");
+        assert!(
+            text.contains("local-1 {\n            auth = eap-tls"),
+            "{text}"
+        );
+        assert!(
+            text.contains("remote {\n            auth = pubkey"),
+            "{text}"
+        );
         let back = reimport(&text, "x.conf");
         assert_eq!(back.auth.method, AuthMethod::EapTls, "{text}");
         assert_eq!(back.ike_version, 2, "{text}");

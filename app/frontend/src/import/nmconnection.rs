@@ -653,8 +653,8 @@ mod tests {
     #[test]
     fn strongswan_eap_tls_is_our_certificate_inside_eap_tls() {
         let text = "[connection]\nid=Card\ntype=vpn\n[vpn]\nservice-type=org.freedesktop.NetworkManager.strongswan\naddress=gw.example.org\nmethod=eap-tls\ncertificate=/etc/ca.pem\nusercert=/home/u/me.pem\nuserkey=/home/u/me.key\n";
-        let i = super::super::import_str(text, "card.nmconnection", &[], &Default::default())
-            .unwrap();
+        let i =
+            super::super::import_str(text, "card.nmconnection", &[], &Default::default()).unwrap();
         let p = &i[0].profile;
         assert_eq!(p.ike_version, 2);
         assert_eq!(p.auth.method, AuthMethod::EapTls);

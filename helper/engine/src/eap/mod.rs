@@ -129,9 +129,9 @@ impl Peer {
             // Success before the method proved anything: RFC 3748 §4.2 lets a peer
             // ignore it; a VPN must not trust it.
             SUCCESS => Err(EapError::Malformed("EAP Success before authentication")),
-            FAILURE if self.tls.as_ref().is_some_and(|t| t.started()) => Err(
-                EapError::TlsRefused("EAP Failure after the TLS handshake started".into()),
-            ),
+            FAILURE if self.tls.as_ref().is_some_and(|t| t.started()) => Err(EapError::TlsRefused(
+                "EAP Failure after the TLS handshake started".into(),
+            )),
             FAILURE => Err(self
                 .refused
                 .map_or(EapError::Failure, EapError::UnsupportedMethod)),

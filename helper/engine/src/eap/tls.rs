@@ -107,7 +107,9 @@ impl Framing {
             .ok_or(EapError::Malformed("EAP-TLS request without flags"))?;
         if flags & FLAG_S != 0 {
             if !self.rx.is_empty() || self.sending() {
-                return Err(EapError::Malformed("EAP-TLS start in the middle of a message"));
+                return Err(EapError::Malformed(
+                    "EAP-TLS start in the middle of a message",
+                ));
             }
             return Ok(Incoming::Start);
         }

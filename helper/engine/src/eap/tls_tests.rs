@@ -222,11 +222,13 @@ fn run(setup: TlsSetup, mut server: ServerConnection) -> Outcome {
             Incoming::Ack if sf.sending() => req = sf.next_response(),
             Incoming::Ack => {
                 // Our last flight taken: EAP Success, with the key the peer must have.
-                let result = peer
-                    .msk()
-                    .cloned()
-                    .ok_or(EapError::Failure)
-                    .and_then(|m| if server.is_handshaking() { Err(EapError::Failure) } else { Ok(m) });
+                let result = peer.msk().cloned().ok_or(EapError::Failure).and_then(|m| {
+                    if server.is_handshaking() {
+                        Err(EapError::Failure)
+                    } else {
+                        Ok(m)
+                    }
+                });
                 return Outcome {
                     result,
                     server,
@@ -291,7 +293,11 @@ fn tls12_handshake_gives_the_rfc5216_msk_with_fragments_both_ways() {
     );
     // Our second flight (certificate, key exchange, signature, finished) needed
     // more than one packet: the first with L and M.
-    assert!(o.our_flags.contains(&(FLAG_L | FLAG_M)), "{:?}", o.our_flags);
+    assert!(
+        o.our_flags.contains(&(FLAG_L | FLAG_M)),
+        "{:?}",
+        o.our_flags
+    );
     // And the server's peer certificate is ours.
     let theirs = o.server.peer_certificates().unwrap();
     assert_eq!(

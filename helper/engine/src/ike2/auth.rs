@@ -374,7 +374,7 @@ impl Ike2 {
     }
 
     /// The wall time of `now` (certificates are checked at it).
-    pub(super) fn wall_time(&self, now: std::time::Instant) -> Result<std::time::SystemTime, Error> {
+    fn wall_time(&self, now: std::time::Instant) -> Result<std::time::SystemTime, Error> {
         let (at, wall) = self.config.wall_clock.ok_or_else(|| {
             Error::Local("no wall clock given: certificates cannot be checked".into())
         })?;

@@ -149,11 +149,11 @@ impl Ike2 {
         let setup = tls::TlsSetup {
             certs,
             server_id: self.config.remote_id.clone(),
-            at: self.wall_time(now)?,
+            at: self.eap_wall_time(now)?,
             allow_tls13: true,
         };
-        let peer = tls::TlsPeer::new(setup, &mut *self.rng)
-            .map_err(|e| Error::Local(e.to_string()))?;
+        let peer =
+            tls::TlsPeer::new(setup, &mut *self.rng).map_err(|e| Error::Local(e.to_string()))?;
         let me = identity_text(&self.local_identity());
         let creds = eap::Credentials {
             identity: me.clone(),
@@ -163,6 +163,19 @@ impl Ike2 {
         c.peer = Peer::with_tls(creds, peer);
         c.tls = true;
         Ok(c)
+    }
+
+    /// The wall time of `now` for EAP-TLS's certificate checks (as auth.rs does for
+    /// IKE's; kept here so that the two files change apart).
+    fn eap_wall_time(&self, now: std::time::Instant) -> Result<std::time::SystemTime, Error> {
+        let (at, wall) = self.config.wall_clock.ok_or_else(|| {
+            Error::Local("no wall clock given: certificates cannot be checked".into())
+        })?;
+        Ok(if now >= at {
+            wall + (now - at)
+        } else {
+            wall.checked_sub(at - now).unwrap_or(wall)
+        })
     }
 
     /// The initiator's signed octets (§2.15) with our identity.
