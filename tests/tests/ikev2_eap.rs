@@ -129,3 +129,140 @@ fn ikev2_eap_tls_client_certificate_from_another_ca_is_refused() {
         Ok(())
     });
 }
+
+// ----- EAP-GTC against strongSwan ----------------------------------------------------
+
+/// The client's address after the network change (the lab's outer /24).
+const NEW_CLIENT_ADDR: &str = "192.0.2.3";
+
+/// EAP-GTC with a one-time passcode: strongSwan `remote { auth = eap-gtc }` checks it
+/// with its XAuth backend `generic` (`charon.plugins.eap-gtc.backend`, the `eap`
+/// secret of the user), no PAM. The profile has no password; `postern-helper up` asks
+/// for the passcode on its terminal (a pty made by `script`), connects, and after a
+/// network change (MOBIKE off: a new negotiation) asks again: a passcode is never kept.
+#[test]
+fn ikev2_eap_gtc_passcode_asked_each_time() {
+    use postern_lab::process::{Proc, Stream};
+    let t = Tunnel::main_psk("v2-gtc")
+        .ikev2()
+        .xauth("alice", "314159", "314159")
+        .mode_config(true);
+    let swanctl = t.gateway_swanctl();
+    let from = "auth = eap-mschapv2";
+    assert!(swanctl.contains(from), "{swanctl}");
+    let swanctl = swanctl.replace(from, "auth = eap-gtc");
+    run_scenario("v2-gtc", |lab: &Lab| {
+        let gw = lab.start_gateway_plugins(
+            &t,
+            &swanctl,
+            "    eap-gtc {\n      backend = generic\n    }",
+        )?;
+        let profile = lab.write_profile(&t)?;
+        let text = std::fs::read_to_string(&profile)?;
+        let text = text.replace("password = \"314159\"\n", "");
+        let text = text.replace("[network]\n", "[network]\nmobike = false\n");
+        lab_ensure!(
+            !text.contains("314159") && text.contains("mobike = false"),
+            "profile not as expected:\n{text}"
+        );
+        std::fs::write(&profile, text)?;
+        let helper = postern_lab::postern::helper_path()?;
+        // The passcode typed twice (the pty keeps the second line until it is read);
+        // the pipe stays open, bounded: 45 s.
+        let line = format!(
+            "(sleep 1; printf '314159\\r'; sleep 8; printf '314159\\r'; sleep 36) | script -qfec 'exec {} up {}' /dev/null",
+            helper.display(),
+            profile.display()
+        );
+        let mut cmd = lab.command(Role::Client, std::path::Path::new("sh"));
+        cmd.args(["-c", &line]);
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let up = Proc::spawn("postern-helper-gtc", cmd, Some(&lab.dir.join("pty.out")))?;
+        lab.adopt(&up);
+        let count = |p: &Proc, what: &str| {
+            p.lines_of(Stream::Stdout)
+                .iter()
+                .filter(|l| l.starts_with(what))
+                .count()
+        };
+        up.wait_line(Some(Stream::Stdout), "connected", Duration::from_secs(20))?;
+        let asked = count(&up, "xauth: the gateway asks for passcode");
+        lab_ensure!(
+            asked == 1,
+            "asked {asked} times: {:?}",
+            up.lines_of(Stream::Stdout)
+        );
+        let log = std::fs::read_to_string(gw.log_path()).unwrap_or_default();
+        lab_ensure!(
+            log.contains("EAP method EAP_GTC succeeded"),
+            "the gateway's log has no EAP-GTC success:\n{}",
+            gw.log_tail(40)
+        );
+        lab.ping(Role::Client, None, LAN_HOST)?;
+        lab.exec(
+            Role::Client,
+            &["ip", "addr", "del", "192.0.2.2/24", "dev", "c0"],
+        )?;
+        lab.exec(
+            Role::Client,
+            &[
+                "ip",
+                "addr",
+                "add",
+                &format!("{NEW_CLIENT_ADDR}/24"),
+                "dev",
+                "c0",
+            ],
+        )?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while count(&up, "connected") < 2 {
+            lab_ensure!(
+                Instant::now() < deadline,
+                "not connected again: {:?}",
+                up.lines_of(Stream::Stdout)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let log = std::fs::read_to_string(gw.log_path()).unwrap_or_default();
+        let gtc = log.matches("EAP method EAP_GTC succeeded").count();
+        lab_ensure!(gtc == 2, "{gtc} EAP-GTC successes in the gateway's log");
+        let asked = count(&up, "xauth: the gateway asks for passcode");
+        lab_ensure!(
+            asked == 2,
+            "the passcode was asked {asked} times (want 2: never kept): {:?}",
+            up.lines_of(Stream::Stdout)
+        );
+        lab.ping(Role::Client, None, LAN_HOST)?;
+        let all = up.lines();
+        lab_ensure!(
+            !all.iter().any(|l| l.text.contains("314159")),
+            "the passcode was printed"
+        );
+        // The end: SIGTERM to the helper (found by its parent, `script`, by pid),
+        // then to our process group (the feeding shell, script).
+        let group = up.pid();
+        let script = std::process::Command::new("pgrep")
+            .args(["-P", &group.to_string()])
+            .output()?;
+        for spid in String::from_utf8_lossy(&script.stdout).split_whitespace() {
+            let helper_pids = std::process::Command::new("pgrep")
+                .args(["-x", "postern-helper", "-P", spid])
+                .output()?;
+            for hpid in String::from_utf8_lossy(&helper_pids.stdout).split_whitespace() {
+                let _ = std::process::Command::new("kill")
+                    .args(["-TERM", hpid])
+                    .status();
+            }
+        }
+        let ended = up.wait_line(
+            Some(Stream::Stdout),
+            "disconnected",
+            Duration::from_secs(15),
+        );
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", "--", &format!("-{group}")])
+            .status();
+        ended?;
+        Ok(())
+    });
+}
