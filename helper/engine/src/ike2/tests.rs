@@ -13,6 +13,7 @@ use crate::crypto::test_rng;
 use crate::ike::{ChildConfig, Config, DpdConfig, Error, Event, ModeConfigInfo};
 use crate::proposal::{parse_esp, parse_ike};
 
+mod eap_tls;
 mod frag;
 mod ike_sa;
 mod mobike;
