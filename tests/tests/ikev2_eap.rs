@@ -98,6 +98,38 @@ fn ikev2_eap_tls_client_certificate() {
     });
 }
 
+/// A gateway that allows TLS 1.3 (`libtls.version_max = 1.3`): Postern offers TLS 1.2
+/// only (strongSwan 5.9's TLS 1.3 server signs its CertificateVerify with a scheme
+/// rustls refuses), so EAP-TLS runs over 1.2 and connects. The setting is top-level in
+/// strongswan.conf: the plugin-settings text closes `charon.plugins` and `charon`,
+/// adds `libtls`, and reopens both (strongSwan merges sections of the same name).
+#[test]
+fn ikev2_eap_tls_with_a_gateway_allowing_tls13_runs_over_tls12() {
+    let (t, swanctl, profile) = eap_tls("v2-eaptls13", "client", CLIENT_DN);
+    let tls13 = "  }\n}\nlibtls {\n  version_max = 1.3\n}\ncharon {\n  plugins {";
+    run_scenario("v2-eaptls13", |lab: &Lab| {
+        let gw = lab.start_gateway_plugins(&t, &swanctl, tls13)?;
+        let client = lab.start_postern_text("v2-eaptls13", &profile)?;
+        client.wait_connected()?;
+        let log = std::fs::read_to_string(gw.log_path()).unwrap_or_default();
+        lab_ensure!(
+            log.contains("negotiated TLS 1.2"),
+            "the gateway's log does not show TLS 1.2:\n{}",
+            gw.log_tail(60)
+        );
+        lab_ensure!(
+            log.contains("EAP method EAP_TLS succeeded"),
+            "the gateway's log has no EAP-TLS success:\n{}",
+            gw.log_tail(40)
+        );
+        lab.ping(Role::Client, None, LAN_HOST)?;
+        client.sigterm()?;
+        let code = client.exit_code(Duration::from_secs(15))?;
+        lab_ensure!(code == exit::OK, "exit code {code} after SIGTERM");
+        gw.wait_no_sas(Duration::from_secs(10))
+    });
+}
+
 /// A client certificate from a CA the gateway does not trust (the lab's ECDSA CA):
 /// refused at once in one sentence, no CHILD_SA on the gateway.
 #[test]

@@ -150,7 +150,11 @@ impl Ike2 {
             certs,
             server_id: self.config.remote_id.clone(),
             at: self.eap_wall_time(now)?,
-            allow_tls13: true,
+            // TLS 1.2 only: strongSwan 5.9's TLS 1.3 server (libtls.version_max = 1.3)
+            // signs its CertificateVerify with a scheme a TLS 1.3 client may not accept
+            // (rustls: "SignedHandshakeWithUnadvertisedSigScheme"); its default is 1.2.
+            // RFC 9190 (TLS 1.3) is implemented in eap::tls and tested against rustls.
+            allow_tls13: false,
         };
         let peer =
             tls::TlsPeer::new(setup, &mut *self.rng).map_err(|e| Error::Local(e.to_string()))?;
