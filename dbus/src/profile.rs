@@ -94,9 +94,10 @@ keyword_enum!(
     ExchangeMode { Main = "main", Aggressive = "aggressive" } default Main
 );
 keyword_enum!(
-    /// Phase 1 authentication: pre-shared key, RSA signatures, or hybrid (gateway
-    /// certificate + XAuth for the user).
-    AuthMethod { Psk = "psk", RsaSig = "rsa-sig", Hybrid = "hybrid" } default Psk
+    /// Phase 1 authentication: pre-shared key, RSA signatures, hybrid (gateway
+    /// certificate + XAuth for the user), or EAP-TLS (IKEv2 only: the gateway's
+    /// certificate in AUTH, ours inside EAP-TLS).
+    AuthMethod { Psk = "psk", RsaSig = "rsa-sig", Hybrid = "hybrid", EapTls = "eap-tls" } default Psk
 );
 keyword_enum!(
     /// ESP encapsulation.
@@ -1362,12 +1363,17 @@ fn check_ikev2(
     xauth: bool,
     phase2: &Phase2,
 ) -> Result<(), ProfileError> {
-    if ike_version != 2 {
-        return Ok(());
-    }
-    // psk with or without [xauth] (EAP for IKEv2), rsa-sig without; hybrid (the
-    // gateway's certificate + EAP) needs [xauth], checked with IKEv1's rules.
-    let unsupported = if matches!(auth.method, AuthMethod::RsaSig) && xauth {
+    // psk with or without [xauth] (EAP for IKEv2), rsa-sig and eap-tls without; hybrid
+    // (the gateway's certificate + EAP) needs [xauth], checked with IKEv1's rules.
+    let unsupported = if ike_version != 2 && matches!(auth.method, AuthMethod::EapTls) {
+        Some(
+            "auth.method = \"eap-tls\" is an IKEv2 login: set ike_version = 2, or use \"rsa-sig\" with IKEv1",
+        )
+    } else if ike_version != 2 {
+        None
+    } else if matches!(auth.method, AuthMethod::EapTls) && xauth {
+        Some("with auth.method = \"eap-tls\" our certificate is the login: remove [xauth]")
+    } else if matches!(auth.method, AuthMethod::RsaSig) && xauth {
         Some(
             "with IKEv2, [xauth] is an EAP login in place of our certificate: use auth.method = \"hybrid\" (the gateway's certificate + EAP), or remove [xauth]",
         )
@@ -1457,11 +1463,22 @@ fn check_auth_material(
             method_span,
             "\"rsa-sig\" needs auth.cert and auth.key together (or auth.pkcs12 alone)",
         )),
-        AuthMethod::RsaSig if auth.pkcs12.is_some() && auth.cert.is_some() => Err(cx.err(
-            "auth.pkcs12",
-            None,
-            "give either auth.pkcs12 or auth.cert + auth.key, not both",
-        )),
+        AuthMethod::EapTls if auth.cert.is_some() != auth.key.is_some() => {
+            Err(cx.err(
+                "auth.method",
+                method_span,
+                "\"eap-tls\" needs our certificate: auth.cert and auth.key together (or auth.pkcs12 alone)",
+            ))
+        }
+        AuthMethod::RsaSig | AuthMethod::EapTls
+            if auth.pkcs12.is_some() && auth.cert.is_some() =>
+        {
+            Err(cx.err(
+                "auth.pkcs12",
+                None,
+                "give either auth.pkcs12 or auth.cert + auth.key, not both",
+            ))
+        }
         AuthMethod::Hybrid if !has_xauth => Err(cx.err(
             "auth.method",
             method_span,

@@ -1030,3 +1030,43 @@ fn on_suspend_keeps_by_default_and_round_trips() {
         "\"keep\", \"disconnect\"",
     );
 }
+
+/// `auth.method = "eap-tls"`: IKEv2 only, our certificate is the login (no [xauth]),
+/// cert and key together.
+#[test]
+fn eap_tls_is_an_ikev2_certificate_login() {
+    let p = parse(&format!(
+        "{HEAD}ike_version = 2\n[auth]\nmethod = \"eap-tls\"\ncert = \"/c.pem\"\nkey = \"/k.pem\"\nca = \"/ca.pem\"\n"
+    ));
+    assert_eq!(p.auth.method, AuthMethod::EapTls);
+    assert!(p.to_toml_string().contains("method = \"eap-tls\""));
+    assert_eq!(parse(&p.to_toml_string()).auth.method, AuthMethod::EapTls);
+    let e = refuse(&format!(
+        "{HEAD}[auth]\nmethod = \"eap-tls\"\ncert = \"/c.pem\"\nkey = \"/k.pem\"\n"
+    ));
+    assert!(
+        e.to_string()
+            .contains("is an IKEv2 login: set ike_version = 2"),
+        "{e}"
+    );
+    let e = refuse(&format!(
+        "{HEAD}ike_version = 2\n[auth]\nmethod = \"eap-tls\"\ncert = \"/c.pem\"\nkey = \"/k.pem\"\n[xauth]\nusername = \"alice\"\n"
+    ));
+    check(
+        &e,
+        3,
+        "ike_version",
+        ProfileErrorKind::Invalid,
+        "our certificate is the login: remove [xauth]",
+    );
+    let e = refuse(&format!(
+        "{HEAD}ike_version = 2\n[auth]\nmethod = \"eap-tls\"\ncert = \"/c.pem\"\n"
+    ));
+    check(
+        &e,
+        5,
+        "auth.method",
+        ProfileErrorKind::Invalid,
+        "\"eap-tls\" needs our certificate",
+    );
+}

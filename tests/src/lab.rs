@@ -482,6 +482,28 @@ impl Lab {
         )
     }
 
+    /// [`Lab::start_gateway_as`] with more `charon.plugins` settings in strongswan.conf
+    /// (e.g. EAP-GTC's XAuth backend).
+    pub fn start_gateway_plugins(
+        &self,
+        tunnel: &Tunnel,
+        swanctl: &str,
+        plugin_settings: &str,
+    ) -> Result<Charon> {
+        self.start_charon(
+            Role::Gw,
+            "gateway",
+            swanctl,
+            &CharonOptions {
+                fragment_size: tunnel.gw_fragment_size,
+                files: tunnel.auth.gateway_files(),
+                kernel_esp: tunnel.gw_kernel_esp,
+                plugin_settings: plugin_settings.to_string(),
+                ..CharonOptions::default()
+            },
+        )
+    }
+
     /// strongSwan as the gateway with a hand-made swanctl.conf (scenarios with several
     /// connections), in the gw namespace.
     pub fn start_gateway_conf(&self, swanctl: &str) -> Result<Charon> {

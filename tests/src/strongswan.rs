@@ -48,6 +48,8 @@ const WANTED_PLUGINS: &[&str] = &[
     "xauth-generic",
     "eap-identity",
     "eap-mschapv2",
+    "eap-tls",
+    "eap-gtc",
     "unity",
     "counters",
 ];
@@ -113,6 +115,8 @@ pub struct CharonOptions {
     /// ESP in the kernel (kernel-netlink only, no kernel-libipsec): for kernels with
     /// ESP, i.e. inside the test VM.
     pub kernel_esp: bool,
+    /// More `charon.plugins` settings, e.g. `eap-gtc {\n backend = generic\n }`.
+    pub plugin_settings: String,
 }
 
 /// strongswan.conf for one charon whose files live in `dir`.
@@ -138,6 +142,7 @@ charon {{
     vici {{
       socket = unix://{d}/charon.vici
     }}
+{extra_plugins}
   }}
   filelog {{
     lab {{
@@ -165,6 +170,7 @@ swanctl {{
   load = pem pkcs1 pkcs8 x509 pubkey openssl random
 }}
 "#,
+        extra_plugins = opts.plugin_settings,
         plugins = plugin_list()
             .into_iter()
             .filter(|p| !(opts.kernel_esp && *p == "kernel-libipsec"))

@@ -115,9 +115,10 @@ fn certificate_auth(p: &Profile) -> Result<(ike::Auth, Option<Identity>), Failur
             (key, chain)
         }
         _ => {
-            return Err(usage(
-                "\"rsa-sig\" needs our certificate and private key (auth.cert + auth.key, or auth.pkcs12)".into(),
-            ));
+            return Err(usage(format!(
+                "\"{}\" needs our certificate and private key (auth.cert + auth.key, or auth.pkcs12)",
+                p.auth.method.as_str()
+            )));
         }
     };
     let own = chain.first().ok_or_else(|| {
@@ -215,6 +216,8 @@ pub fn engine_config(p: &Profile, local: IpAddr) -> Result<Config, Failure> {
         c = Config::psk(&[]);
         c.auth = auth;
         cert_id = id;
+        // EAP-TLS (IKEv2): our certificate goes inside EAP, the gateway's in AUTH.
+        c.eap_tls = matches!(p.auth.method, profile::AuthMethod::EapTls);
         // Certificates are checked against the wall time; the engine reads no clock.
         c.wall_clock = Some((std::time::Instant::now(), std::time::SystemTime::now()));
     }

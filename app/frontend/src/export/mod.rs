@@ -185,7 +185,7 @@ fn pcf(p: &Profile) -> String {
     let mut o = String::new();
     let auth_type = match p.auth.method {
         AuthMethod::Psk => 1,
-        AuthMethod::RsaSig => 3,
+        AuthMethod::RsaSig | AuthMethod::EapTls => 3,
         AuthMethod::Hybrid => 5,
     };
     let group = match &p.auth.local_id {
@@ -264,7 +264,7 @@ fn libreswan_keys(p: &Profile) -> Vec<(&'static str, String)> {
         "authby",
         match p.auth.method {
             AuthMethod::Psk => "secret",
-            AuthMethod::RsaSig | AuthMethod::Hybrid => "rsasig",
+            AuthMethod::RsaSig | AuthMethod::Hybrid | AuthMethod::EapTls => "rsasig",
         }
         .into(),
     ));
@@ -397,6 +397,12 @@ fn ipsec_conf(p: &Profile) -> String {
             let _ = writeln!(
                 o,
                 "# Postern's hybrid mode (gateway certificate + XAuth) has no libreswan equivalent: written as rsasig"
+            );
+        }
+        AuthMethod::EapTls => {
+            let _ = writeln!(
+                o,
+                "# The profile's EAP-TLS login has no libreswan client equivalent: written as rsasig (our certificate in IKE AUTH)"
             );
         }
         AuthMethod::RsaSig => {}
@@ -536,6 +542,8 @@ fn swanctl(p: &Profile) -> String {
     let first = match (p.auth.method, login, v2) {
         (AuthMethod::Psk, _, false) | (AuthMethod::Psk, None, true) => "psk",
         (AuthMethod::RsaSig, _, _) => "pubkey",
+        // Our certificate inside EAP-TLS (IKEv2 only).
+        (AuthMethod::EapTls, _, _) => "eap-tls",
         (AuthMethod::Hybrid, _, false) => "xauth",
         // IKEv2: the user's EAP login is our only round against the gateway.
         (AuthMethod::Hybrid | AuthMethod::Psk, _, true) => "eap",
@@ -574,7 +582,7 @@ fn swanctl(p: &Profile) -> String {
     }
     let remote = match p.auth.method {
         AuthMethod::Psk => "psk",
-        AuthMethod::RsaSig | AuthMethod::Hybrid => "pubkey",
+        AuthMethod::RsaSig | AuthMethod::Hybrid | AuthMethod::EapTls => "pubkey",
     };
     let _ = writeln!(o, "        remote {{\n            auth = {remote}");
     if let Some(id) = &p.auth.remote_id {
@@ -647,7 +655,7 @@ fn swanctl(p: &Profile) -> String {
                 "#     ike-{name} {{ secret = \"...\" }}   (the pre-shared key)"
             );
         }
-        AuthMethod::RsaSig => {
+        AuthMethod::RsaSig | AuthMethod::EapTls => {
             let _ = writeln!(o, "#     (the private key goes in swanctl/private/)");
         }
         AuthMethod::Hybrid => {}
@@ -935,6 +943,7 @@ fn authentication(p: &Profile) -> String {
         AuthMethod::RsaSig => "RSA signatures (X.509)",
         AuthMethod::Hybrid if p.ike_version == 2 => "gateway certificate + EAP user login",
         AuthMethod::Hybrid => "hybrid (gateway certificate + XAuth)",
+        AuthMethod::EapTls => "gateway certificate + EAP-TLS with our certificate (X.509)",
     }
     .into()
 }
@@ -1164,6 +1173,29 @@ mod tests {
             }
             same_swanctl_view(&p, &back, &text);
         }
+    }
+
+    #[test]
+    fn swanctl_writes_and_reads_back_eap_tls() {
+        let mut p = fixture("nm_strongswan_psk.nmconnection").profile;
+        p.auth.method = AuthMethod::EapTls;
+        p.auth.psk = None;
+        p.auth.ca = Some("/etc/vpn/ca.pem".into());
+        p.auth.cert = Some("/etc/vpn/me.pem".into());
+        p.auth.key = Some("/etc/vpn/me.key".into());
+        let text = export(&p, Format::Swanctl);
+        assert!(
+            text.contains("local-1 {\n            auth = eap-tls"),
+            "{text}"
+        );
+        assert!(
+            text.contains("remote {\n            auth = pubkey"),
+            "{text}"
+        );
+        let back = reimport(&text, "x.conf");
+        assert_eq!(back.auth.method, AuthMethod::EapTls, "{text}");
+        assert_eq!(back.ike_version, 2, "{text}");
+        assert!(back.xauth.is_none(), "{text}");
     }
 
     #[test]

@@ -868,6 +868,10 @@ fn auth_v2(d: &mut Draft, params: &Params) {
             "pubkey" | "rsa" | "ecdsa" if key == "leftauth" => {
                 d.p.auth.method = AuthMethod::RsaSig;
             }
+            "eap" if a == "eap-tls" && key == "leftauth" => {
+                // Our certificate inside EAP-TLS; the gateway signs.
+                d.p.auth.method = AuthMethod::EapTls;
+            }
             "eap" => {
                 match a.strip_prefix("eap-").unwrap_or("") {
                     "" | "mschapv2" | "gtc" => {}
@@ -878,7 +882,7 @@ fn auth_v2(d: &mut Draft, params: &Params) {
                     ),
                     other => {
                         return d.refuse(format!(
-                            "its login is EAP-{} ({key}={a}); Postern's IKEv2 login is EAP-MSCHAPv2 or EAP-GTC",
+                            "its login is EAP-{} ({key}={a}); Postern's IKEv2 login is EAP-MSCHAPv2, EAP-GTC or EAP-TLS",
                             other.to_ascii_uppercase()
                         ));
                     }

@@ -865,6 +865,7 @@ impl Draft {
             AuthMethod::Psk => "pre-shared key",
             AuthMethod::RsaSig => "certificates",
             AuthMethod::Hybrid => "gateway certificate",
+            AuthMethod::EapTls => "EAP-TLS",
         };
         let mut s = auth.to_string();
         if self.p.xauth.is_some() {
@@ -920,7 +921,7 @@ impl Draft {
         let mut needed = Vec::new();
         match self.p.auth.method {
             AuthMethod::Psk => needed.push(PSK),
-            AuthMethod::RsaSig => {
+            AuthMethod::RsaSig | AuthMethod::EapTls => {
                 if self.p.auth.cert.is_none() && self.p.auth.pkcs12.is_none() {
                     self.missing(
                         "auth.cert",

@@ -357,7 +357,8 @@ fn libreswan(
 
 /// NetworkManager's strongswan plugin (`nm-strongswan.c`): IKEv2 only. `method` psk,
 /// key/cert/agent/smartcard (our certificate), eap (the user's login against the
-/// gateway's certificate: Postern's `hybrid` + `[xauth]`), eap-tls (not supported).
+/// gateway's certificate: Postern's `hybrid` + `[xauth]`), eap-tls (our certificate
+/// inside EAP-TLS: Postern's `eap-tls`).
 fn strongswan(name: &str, vpn: &[&Item], secrets: &[&Item]) -> Draft {
     let mut d = Draft::new(name, Some(1));
     d.ikev2();
@@ -396,12 +397,12 @@ fn strongswan(name: &str, vpn: &[&Item], secrets: &[&Item]) -> Draft {
             Some(XAUTH_PASSWORD)
         }
         "eap-tls" => {
-            d.refuse("its login is EAP-TLS (method = eap-tls); Postern's IKEv2 login is EAP-MSCHAPv2 or EAP-GTC");
-            None
+            d.p.auth.method = AuthMethod::EapTls;
+            Some(KEY_PASSPHRASE)
         }
         o => {
             d.refuse(format!(
-                "method = {o} is not one Postern has (psk, key, cert, eap)"
+                "method = {o} is not one Postern has (psk, key, cert, eap, eap-tls)"
             ));
             None
         }
@@ -648,14 +649,17 @@ mod tests {
     }
 
     #[test]
-    fn strongswan_eap_tls_is_refused_in_one_line() {
-        let text = "[connection]\nid=Card\ntype=vpn\n[vpn]\nservice-type=org.freedesktop.NetworkManager.strongswan\naddress=gw.example.org\nmethod=eap-tls\n";
-        let e = super::super::import_str(text, "card.nmconnection", &[], &Default::default())
-            .unwrap_err();
-        assert!(
-            e.message.contains("'Card'") && e.message.contains("EAP-TLS"),
-            "{e}"
-        );
+    fn strongswan_eap_tls_is_our_certificate_inside_eap_tls() {
+        let text = "[connection]\nid=Card\ntype=vpn\n[vpn]\nservice-type=org.freedesktop.NetworkManager.strongswan\naddress=gw.example.org\nmethod=eap-tls\ncertificate=/etc/ca.pem\nusercert=/home/u/me.pem\nuserkey=/home/u/me.key\n";
+        let i =
+            super::super::import_str(text, "card.nmconnection", &[], &Default::default()).unwrap();
+        let p = &i[0].profile;
+        assert_eq!(p.ike_version, 2);
+        assert_eq!(p.auth.method, AuthMethod::EapTls);
+        assert_eq!(p.auth.cert.as_deref(), Some("/home/u/me.pem"));
+        assert_eq!(p.auth.key.as_deref(), Some("/home/u/me.key"));
+        assert_eq!(p.auth.ca.as_deref(), Some("/etc/ca.pem"));
+        assert!(p.xauth.is_none());
     }
 
     #[test]

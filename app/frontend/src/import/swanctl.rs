@@ -451,6 +451,11 @@ fn auth_method_v2(d: &mut Draft, mut auths: Auths) {
             }
             "eap" => {
                 let method = a.strip_prefix("eap-").unwrap_or("");
+                if method == "tls" && i == 0 {
+                    // Our certificate inside EAP-TLS; the gateway signs.
+                    d.p.auth.method = AuthMethod::EapTls;
+                    continue;
+                }
                 match method {
                     "" | "mschapv2" | "gtc" => {}
                     "dynamic" | "radius" => d.warn(
@@ -460,7 +465,7 @@ fn auth_method_v2(d: &mut Draft, mut auths: Auths) {
                     ),
                     other => {
                         d.refuse(format!(
-                            "its login is EAP-{} (auth = {auth}); Postern's IKEv2 login is EAP-MSCHAPv2 or EAP-GTC",
+                            "its login is EAP-{} (auth = {auth}); Postern's IKEv2 login is EAP-MSCHAPv2, EAP-GTC or EAP-TLS",
                             other.to_ascii_uppercase()
                         ));
                         return;
@@ -647,7 +652,6 @@ fn child(d: &mut Draft, ch: &Node) {
 #[cfg(test)]
 mod tests {
     use super::super::testutil::*;
-    use super::super::{ImportOptions, import_file};
     use super::*;
 
     #[test]
@@ -765,25 +769,13 @@ mod tests {
             assert!(warned(b, "version"));
             assert!(b.missing.iter().any(|m| m.key == "auth.cert"));
         }
-        // EAP-TLS: never imported, named on the others.
-        assert!(all.iter().all(|i| i.name != "smartcard"));
-        let home = all.iter().find(|i| i.name == "home").unwrap();
-        let w = home
-            .warnings
-            .iter()
-            .find(|w| w.key == "connection" && w.message.contains("'smartcard'"))
-            .unwrap();
-        assert!(w.message.contains("EAP-TLS"), "{}", w.message);
-        // Asked for by name, a refused connection is the error, in one line.
-        let e = import_file(
-            &fixture("swanctl_ikev2.conf"),
-            &ImportOptions {
-                connection: Some("smartcard".into()),
-                ..Default::default()
-            },
-        )
-        .unwrap_err();
-        assert!(e.to_string().contains("EAP-TLS"), "{e}");
+        // EAP-TLS: our certificate inside EAP (auth.method = "eap-tls"), its file to copy.
+        let t = all.iter().find(|i| i.name == "smartcard").unwrap();
+        assert_eq!(t.profile.ike_version, 2);
+        assert_eq!(t.profile.auth.method, AuthMethod::EapTls);
+        assert!(t.profile.xauth.is_none());
+        assert!(t.missing.iter().any(|m| m.key == "auth.cert"));
+        assert!(t.toml.contains("method = \"eap-tls\""), "{}", t.toml);
     }
 
     #[test]

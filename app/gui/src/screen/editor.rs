@@ -171,7 +171,7 @@ const MODE_CONFIG_V2: &[&str] = &["pull", "off"];
 /// `autoconnect`: `boot` is for system profiles (the helper ignores it on yours), kept
 /// so a profile that says it survives the form.
 const AUTOCONNECT: &[&str] = &["no", "login", "boot"];
-const METHODS: &[&str] = &["psk", "rsa-sig", "hybrid"];
+const METHODS: &[&str] = &["psk", "rsa-sig", "hybrid", "eap-tls"];
 const ENCAP: &[&str] = &["tunnel", "transport"];
 const MODE_CONFIG: &[&str] = &["pull", "push", "off"];
 const NAT: &[&str] = &["auto", "force", "off"];

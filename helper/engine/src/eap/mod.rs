@@ -6,6 +6,7 @@
 //! payload. Every length is checked; every failure is a typed [`EapError`].
 
 pub mod mschapv2;
+pub mod tls;
 
 use zeroize::Zeroizing;
 
@@ -45,6 +46,14 @@ pub enum EapError {
     BadAuthenticatorResponse,
     #[error("the gateway ended EAP without success")]
     Failure,
+    /// The gateway's TLS certificate failed our checks.
+    #[error("{0}")]
+    ServerCertificate(crate::cert::CertError),
+    /// The gateway's TLS server refused us (an alert, or EAP Failure during EAP-TLS).
+    #[error("the gateway refused our certificate in EAP-TLS: {0}")]
+    TlsRefused(String),
+    #[error("EAP-TLS failed: {0}")]
+    Tls(String),
 }
 
 fn detail(s: &str) -> String {
@@ -83,6 +92,9 @@ pub struct Peer {
     method_done: bool,
     /// The last method we answered with a Nak.
     refused: Option<u8>,
+    /// EAP-TLS: set when the profile logs in with a certificate; then it is the only
+    /// method we speak.
+    tls: Option<tls::TlsPeer>,
 }
 
 impl Peer {
@@ -93,7 +105,15 @@ impl Peer {
             msk: None,
             method_done: false,
             refused: None,
+            tls: None,
         }
+    }
+
+    /// A peer that speaks EAP-TLS only (the identity in `creds`, no password).
+    pub fn with_tls(creds: Credentials, tls: tls::TlsPeer) -> Self {
+        let mut p = Peer::new(creds);
+        p.tls = Some(tls);
+        p
     }
 
     /// The password (or this round's passcode) once the user has typed it.
@@ -109,6 +129,9 @@ impl Peer {
             // Success before the method proved anything: RFC 3748 §4.2 lets a peer
             // ignore it; a VPN must not trust it.
             SUCCESS => Err(EapError::Malformed("EAP Success before authentication")),
+            FAILURE if self.tls.as_ref().is_some_and(|t| t.started()) => Err(EapError::TlsRefused(
+                "EAP Failure after the TLS handshake started".into(),
+            )),
             FAILURE => Err(self
                 .refused
                 .map_or(EapError::Failure, EapError::UnsupportedMethod)),
@@ -116,6 +139,20 @@ impl Peer {
                 let (&ty, data) = body
                     .split_first()
                     .ok_or(EapError::Malformed("request without a type"))?;
+                if let Some(t) = self.tls.as_mut()
+                    && ty > NAK
+                {
+                    if ty != tls::TLS {
+                        self.refused = Some(ty);
+                        return Ok(Step::Respond(response(id, NAK, &[tls::TLS])));
+                    }
+                    let r = t.on_request(data)?;
+                    if let Some(m) = t.msk() {
+                        self.method_done = true;
+                        self.msk = Some(m.clone());
+                    }
+                    return Ok(Step::Respond(response(id, tls::TLS, &r)));
+                }
                 match ty {
                     IDENTITY => Ok(Step::Respond(response(id, IDENTITY, &self.creds.identity))),
                     NOTIFICATION => Ok(Step::Respond(response(id, NOTIFICATION, &[]))),

@@ -352,6 +352,9 @@ pub struct Config {
     pub request_ipv6: bool,
     /// Responder only: ask the initiator for this XAuth login.
     pub xauth_server: Option<XAuthServer>,
+    /// IKEv2 initiator: prove ourselves with our certificate inside EAP-TLS (RFC 5216)
+    /// instead of an AUTH signature; `auth` is `Signature` with our key.
+    pub eap_tls: bool,
     /// Responder only: what to hand out by Mode Config.
     pub mode_config_server: Option<ModeConfigInfo>,
     /// A moment of the engine's clock and the wall time then, given by the driver
@@ -386,6 +389,7 @@ impl Config {
             fragmentation: true,
             fragment_size: 1280,
             xauth_server: None,
+            eap_tls: false,
             mode_config_server: None,
             wall_clock: None,
         }

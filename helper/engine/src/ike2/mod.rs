@@ -486,6 +486,14 @@ impl Ike2 {
                 "with IKEv2, [xauth] is an EAP login in place of our certificate: use auth.method = \"hybrid\" or remove [xauth]".into(),
             ));
         }
+        if config.eap_tls
+            && (config.xauth.is_some()
+                || !matches!(&config.auth, Auth::Signature(c) if c.key.is_some()))
+        {
+            return Err(Error::Local(
+                "EAP-TLS needs our certificate and private key (auth.cert + auth.key, or auth.pkcs12) and no [xauth]".into(),
+            ));
+        }
         if let Auth::Signature(c) = &config.auth
             && c.key.is_none()
             && config.xauth.is_none()
@@ -1666,7 +1674,7 @@ impl Ike2 {
             &id.data,
         );
         // With the user's login (EAP, RFC 7296 §2.16) our AUTH comes after EAP.
-        let eap = self.config.xauth.is_some();
+        let eap = self.config.xauth.is_some() || self.config.eap_tls;
         let auth = if eap {
             None
         } else {
@@ -1694,7 +1702,10 @@ impl Ike2 {
         payloads.extend(auth);
         self.mobike_offer(&mut payloads);
         if eap {
-            self.eap = Some(eap_auth::EapClient::new(&self.config));
+            match self.eap_client(now) {
+                Ok(c) => self.eap = Some(c),
+                Err(e) => return self.fail(e),
+            }
         }
         if self.config.mode_config != ModeConfigMode::Off {
             let addr = self

@@ -14,6 +14,7 @@ use crate::ike::{ChildConfig, Config, DpdConfig, Error, Event, ModeConfigInfo};
 use crate::proposal::{parse_esp, parse_ike};
 
 mod children;
+mod eap_tls;
 mod frag;
 mod ike_sa;
 mod mobike;
