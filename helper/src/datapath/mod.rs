@@ -1339,6 +1339,7 @@ mod tests {
                 },
                 local_ts: None,
                 remote_ts: None,
+                more_ts: Vec::new(),
                 lifetime: Duration::from_secs(1),
                 lifetime_kb: None,
             };

@@ -15,6 +15,7 @@ use crate::proposal::{parse_esp, parse_ike};
 
 mod frag;
 mod ike_sa;
+mod inner6;
 mod mobike;
 
 // ----- codec ----------------------------------------------------------------------
