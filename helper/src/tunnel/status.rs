@@ -64,6 +64,8 @@ pub struct Status {
     pub sas: Vec<SaSummary>,
     /// Phase 1 algorithms, e.g. `aes256-sha256-modp2048`.
     pub ike_proposal: String,
+    /// The profile's IKE version (1 or 2); 0: not known.
+    pub ike_version: u32,
     /// The last failure or gateway complaint: its kind and one sentence.
     pub last_error: Option<postern_dbus::failure::Failure>,
     /// What the firewall holds: `kill switch on: ...`, `IPv6 blocked while
