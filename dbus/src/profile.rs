@@ -1664,6 +1664,8 @@ fn parse_network(cx: &Cx<'_>, n: &RawNetwork) -> Result<Network, ProfileError> {
         ike_fragment_size: match &n.ike_fragment_size {
             None => None,
             Some(v) => match u16::try_from(*v.get_ref()) {
+                // The default written out is the default (one profile, not two).
+                Ok(DEFAULT_IKE_FRAGMENT_SIZE) => None,
                 Ok(b) if IKE_FRAGMENT_SIZES.contains(&b) => Some(b),
                 _ => {
                     return Err(cx.err(
@@ -2066,6 +2068,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(plain.network.ike_fragment_size, None);
+        assert_eq!(with("1280").unwrap().network, plain.network);
         assert!(!plain.to_toml_string().contains("ike_fragment_size"));
     }
 
