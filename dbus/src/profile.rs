@@ -1671,7 +1671,7 @@ fn parse_network(cx: &Cx<'_>, n: &RawNetwork) -> Result<Network, ProfileError> {
                     return Err(cx.err(
                         "network.ike_fragment_size",
                         Some(v.span()),
-                        &format!(
+                        format!(
                             "must be {}..={} bytes",
                             IKE_FRAGMENT_SIZES.start(),
                             IKE_FRAGMENT_SIZES.end()
@@ -2053,7 +2053,10 @@ mod tests {
         for bad in ["0", "65001", "-1", "70000", "\"500\""] {
             assert!(with(bad).is_err(), "{bad}");
         }
-        assert_eq!(with("65000").unwrap().network.ike_fragment_size, Some(65000));
+        assert_eq!(
+            with("65000").unwrap().network.ike_fragment_size,
+            Some(65000)
+        );
         let p = with("500").unwrap();
         assert_eq!(p.network.ike_fragment_size, Some(500));
         let text = p.to_toml_string();

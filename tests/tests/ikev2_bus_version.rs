@@ -53,15 +53,17 @@ fn ikev2_status_says_the_version_the_helper_carries() {
         gw.wait_established(Duration::from_secs(10))?;
         let up = connected_status(&u)?;
         lab_ensure!(
-            up.lines()
-                .next()
-                .is_some_and(|l| l.contains(" ike IKEv2 ")),
+            up.lines().next().is_some_and(|l| l.contains(" ike IKEv2 ")),
             "status does not say IKEv2:\n{up}"
         );
         // The profile file now says IKEv1: the helper's word still counts.
         let file = u.home.join("config/postern/profiles/v2office.toml");
         let old = std::fs::read_to_string(&file)?;
-        lab_ensure!(old.contains("ike_version = 2\n"), "{}: {old}", file.display());
+        lab_ensure!(
+            old.contains("ike_version = 2\n"),
+            "{}: {old}",
+            file.display()
+        );
         std::fs::write(&file, old.replace("ike_version = 2\n", "ike_version = 1\n"))?;
         let again = connected_status(&u)?;
         lab_ensure!(

@@ -29,7 +29,11 @@ fn ikev2_client_sends_fragments() {
     };
     let t = Tunnel::main_psk("v2-fragsz")
         .ikev2()
-        .signatures(certs, &format!("dn:{CLIENT_DN}"), &format!("fqdn:{GW_NAME}"))
+        .signatures(
+            certs,
+            &format!("dn:{CLIENT_DN}"),
+            &format!("fqdn:{GW_NAME}"),
+        )
         .mode_config(true);
     run_scenario("v2-fragsz", |lab: &Lab| {
         let gw = lab.start_gateway(&t)?;
@@ -54,7 +58,8 @@ fn ikev2_client_sends_fragments() {
             );
         }
         lab_ensure!(
-            log.lines().any(|l| l.contains("reassembled fragmented IKE message")),
+            log.lines()
+                .any(|l| l.contains("reassembled fragmented IKE message")),
             "the gateway did not reassemble our fragments: {}",
             gw.log_tail(40)
         );
@@ -74,7 +79,8 @@ fn ikev2_client_sends_fragments() {
         eprintln!("v2-fragsz: {} fragment lines, sizes {sizes:?}", got.len());
         let out = client.stdout();
         lab_ensure!(
-            out.iter().any(|l| l.starts_with(&format!("mode-config {POOL_FIRST}"))),
+            out.iter()
+                .any(|l| l.starts_with(&format!("mode-config {POOL_FIRST}"))),
             "no pool address: {out:?}"
         );
         lab.ping(Role::Client, None, LAN_HOST)?;

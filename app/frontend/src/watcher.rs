@@ -103,6 +103,9 @@ pub enum Command {
 }
 
 /// What the watcher tells the app.
+// A `Tunnel` is the big variant and the common one (every property change): boxing it
+// would allocate for each update to save space on the rare small ones.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Update {
     /// The watcher runs: commands go through this.

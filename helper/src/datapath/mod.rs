@@ -1026,7 +1026,12 @@ impl Outward {
         let o = sas
             .iter_mut()
             .filter_map(|o| {
-                let p = o.remotes.iter().filter(|r| r.contains(&dst)).map(|r| r.prefix).max()?;
+                let p = o
+                    .remotes
+                    .iter()
+                    .filter(|r| r.contains(&dst))
+                    .map(|r| r.prefix)
+                    .max()?;
                 Some((p, o))
             })
             .max_by_key(|(p, _)| *p)

@@ -823,7 +823,11 @@ mod tests {
         tun.ike_version = 2;
         assert_eq!(tunnel_version(&tun, 1), 2);
         tun.ike_version = 7;
-        assert_eq!(tunnel_version(&tun, 2), 2, "nonsense from the bus is ignored");
+        assert_eq!(
+            tunnel_version(&tun, 2),
+            2,
+            "nonsense from the bus is ignored"
+        );
     }
 
     #[test]

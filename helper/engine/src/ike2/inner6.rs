@@ -147,7 +147,11 @@ pub(super) fn mode_config_v6(attr: &CfgAttr, mc: &mut ModeConfigInfo) {
         }
         cfg::INTERNAL_IP6_SUBNET => {
             if let Some((a, p)) = ip6_with_prefix(&attr.value) {
-                let m = if p == 0 { 0 } else { u128::MAX << (128 - u32::from(p)) };
+                let m = if p == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - u32::from(p))
+                };
                 mc.split_include.push(TrafficSelector {
                     addr: IpAddr::V6(Ipv6Addr::from(u128::from(a) & m)),
                     prefix: p,
@@ -226,10 +230,7 @@ mod tests {
     fn ip6_address_attribute_is_17_octets_with_a_prefix_up_to_128() {
         let mut v = "fd01::5".parse::<Ipv6Addr>().unwrap().octets().to_vec();
         v.push(120);
-        assert_eq!(
-            ip6_with_prefix(&v),
-            Some(("fd01::5".parse().unwrap(), 120))
-        );
+        assert_eq!(ip6_with_prefix(&v), Some(("fd01::5".parse().unwrap(), 120)));
         assert_eq!(ip6_with_prefix(&v[..16]), None, "no prefix octet");
         let mut long = v.clone();
         long.push(0);
