@@ -10,7 +10,9 @@
 
 use std::time::Duration;
 
-use postern_lab::config::{GW6, LAN_HOST, LAN_HOST6, LAN_NET, LAN_NET6};
+use postern_lab::config::{
+    CLIENT_ADDR, CLIENT6, GW_ADDR, GW6, LAN_HOST, LAN_HOST6, LAN_NET, LAN_NET6,
+};
 use postern_lab::postern::exit;
 use postern_lab::{Charon, Client, Lab, Result, Role, Tunnel, lab_bail, lab_ensure, run_scenario};
 
@@ -223,6 +225,50 @@ fn ikev2_ipv4_only_gateway_full_tunnel_blocks_ipv6() {
             ping6(lab, GW6).is_err(),
             "IPv6 to the gateway answered outside the tunnel while connected"
         );
+        disconnect(&client, &gw)
+    });
+}
+
+/// IPv6 outside too: the gateway reached over IPv6 (IKE and ESP over IPv6, the profile
+/// names it in brackets), IPv4 and IPv6 inside one child; ping and ping -6 through.
+#[test]
+fn ikev2_ipv6_outer_dual_stack_inside() {
+    let t = Tunnel::main_psk("v2-v6out").ikev2().mode_config(true);
+    run_scenario("v2-v6out", |lab: &Lab| {
+        lab.add_ipv6()?;
+        let swanctl = dual_stack_swanctl(&t, (LAN_NET, LAN_NET6))
+            .replace(GW_ADDR, GW6)
+            .replace(CLIENT_ADDR, CLIENT6);
+        let gw = lab.start_gateway_conf(&swanctl)?;
+        let profile = t
+            .postern_profile()
+            .replace(
+                &format!("gateway = \"{GW_ADDR}\""),
+                &format!("gateway = \"[{GW6}]\""),
+            )
+            .replace(GW_ADDR, GW6)
+            .replace(CLIENT_ADDR, CLIENT6)
+            .replace(
+                "pfs = ",
+                &format!("remote_networks = [\"{LAN_NET}\", \"{LAN_NET6}\"]\npfs = "),
+            );
+        let client = lab.start_postern_text("v2-v6out", &profile)?;
+        client.wait_connected()?;
+        let vip6 = assigned_v6(&client)?;
+        let sa = gw.wait_established(Duration::from_secs(10))?;
+        let shown = gw.list_sas_text();
+        lab_ensure!(
+            sa.get("version") == "2" && sa.get("remote-host") == CLIENT6,
+            "the gateway's IKEv2 SA is not over IPv6:\n{shown}"
+        );
+        let out = client.stdout();
+        lab_ensure!(
+            out.iter().any(|l| l.starts_with("phase2 established")
+                && l.contains(&format!("local_ts={vip6}/128 remote_ts={LAN_NET6}"))),
+            "no IPv6 pair in the child: {out:?}"
+        );
+        lab.ping(Role::Client, None, LAN_HOST)?;
+        ping6(lab, LAN_HOST6)?;
         disconnect(&client, &gw)
     });
 }

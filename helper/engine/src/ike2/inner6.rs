@@ -29,11 +29,28 @@ impl Ike2 {
     /// (`Config::request_ipv6`), our IPv6 address (any, narrowed by the gateway to the
     /// one it assigns) with the profile's first IPv6 network, or all of IPv6 when the
     /// profile names no network.
+    ///
+    /// With the configuration payload each pair keeps to one family: the children a
+    /// profile gives are made from our outer address, so over an IPv6 gateway the first
+    /// one's remote network is an IPv6 one; the IPv4 pair then takes the profile's
+    /// first IPv4 network (all of IPv4 when it names none), and is left out when the
+    /// profile names IPv6 networks only.
     pub(super) fn offered_pairs(&self) -> Vec<Pair> {
-        let mut pairs = vec![self.offered_ts()];
-        if let Some(v6) = self.offered_v6() {
-            pairs.push(v6);
+        let (local, remote) = self.offered_ts();
+        let v6 = self.offered_v6();
+        let mut pairs = Vec::with_capacity(2);
+        if local.addr.is_ipv4() == remote.addr.is_ipv4() {
+            pairs.push((local, remote));
+        } else {
+            let named = &self.config.remote_networks;
+            match named.iter().find(|n| n.addr.is_ipv4()) {
+                Some(n) => pairs.push((local, *n)),
+                None if named.is_empty() => pairs.push((local, super::any_v4())),
+                None if v6.is_none() => pairs.push((local, remote)),
+                None => {}
+            }
         }
+        pairs.extend(v6);
         pairs
     }
 
@@ -103,6 +120,7 @@ pub(super) fn pick_pairs(local: &[Selector], remote: &[Selector], offered: &[Pai
     offered
         .iter()
         .filter_map(|(l, r)| Some((pick(local, l)?, pick(remote, r)?)))
+        .filter(|(l, r)| l.addr.is_ipv4() == r.addr.is_ipv4())
         .collect()
 }
 

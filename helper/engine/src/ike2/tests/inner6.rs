@@ -129,3 +129,34 @@ fn rekeys_by_either_side_keep_both_pairs() {
     assert!(Pair::failure(&p.client_events).is_none());
     assert!(Pair::failure(&p.gateway_events).is_none());
 }
+
+/// Over an IPv6 gateway the profile's children are made from the IPv6 outer address
+/// (their first remote network is the IPv6 one): the IPv4 pair still takes the
+/// profile's IPv4 network, each pair keeps to its family.
+#[test]
+fn over_an_ipv6_gateway_each_pair_keeps_to_its_family() {
+    let mut p = dual_stack(true, true);
+    let c = &mut p.client;
+    c.config.children = vec![ChildConfig {
+        local: Some(ts("fd00:2::2/128")),
+        remote: Some(ts("fd00:77::/64")),
+    }];
+    c.config.remote_networks = vec![ts("10.77.0.0/24"), ts("fd00:77::/64")];
+    assert_eq!(
+        c.offered_pairs(),
+        vec![
+            (ts("0.0.0.0/0"), ts("10.77.0.0/24")),
+            (ts("::/0"), ts("fd00:77::/64"))
+        ]
+    );
+    p.drive(Duration::from_secs(5));
+    assert!(p.established(), "{:?}", p.client_events);
+    let c = &p.client.children()[0];
+    assert_eq!(
+        c.ts_pairs(),
+        vec![
+            (Some(ts("10.200.0.5/32")), ts("10.77.0.0/24")),
+            (Some(ts("fd01::5/128")), ts("fd00:77::/64"))
+        ]
+    );
+}
