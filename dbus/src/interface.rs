@@ -351,6 +351,12 @@ pub trait Connection {
     /// Phase 1 algorithms, e.g. `aes256-sha256-modp2048`.
     #[zbus(property)]
     fn ike_proposal(&self) -> zbus::Result<String>;
+    /// The IKE version the tunnel speaks (its profile's `ike_version`): 1 or 2; 0 when
+    /// the helper does not know it (a tunnel it lost in a restart). Never changes.
+    /// Added in revision 1 without a version bump: front ends read it as 0 from an
+    /// older helper (an error) and fall back to the profile file.
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn ike_version(&self) -> zbus::Result<u32>;
     #[zbus(property)]
     fn sas(&self) -> zbus::Result<Vec<SaInfo>>;
     /// Read on demand (no change signal: it changes with every packet).

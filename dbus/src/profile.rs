@@ -288,7 +288,18 @@ pub struct Network {
     /// IKEv2: MOBIKE (RFC 4555), so a network change moves the tunnel instead of
     /// negotiating it again (when the gateway does it too). Default on.
     pub mobike: bool,
+    /// The largest IKE datagram sent whole (bytes, IP header included); larger IKE
+    /// messages go in fragments (IKEv2 RFC 7383, IKEv1 fragmentation) when the gateway
+    /// supports them. `None`: [`DEFAULT_IKE_FRAGMENT_SIZE`].
+    pub ike_fragment_size: Option<u16>,
 }
+
+/// `network.ike_fragment_size` when the profile does not set it.
+pub const DEFAULT_IKE_FRAGMENT_SIZE: u16 = 1280;
+/// The bounds of `network.ike_fragment_size` (400 still leaves each fragment some 300
+/// bytes of message, so a certificate chain needs a few dozen at most; 65000 leaves
+/// room for the headers in a UDP datagram).
+pub const IKE_FRAGMENT_SIZES: std::ops::RangeInclusive<u16> = 400..=65000;
 
 /// Dead peer detection (RFC 3706): probe after `interval` of silence, give up after
 /// `timeout` without an answer.
@@ -927,6 +938,7 @@ struct RawNetwork {
     kill_switch: Option<Spanned<bool>>,
     allow_lan: Option<Spanned<bool>>,
     mobike: Option<Spanned<bool>>,
+    ike_fragment_size: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1672,6 +1684,25 @@ fn parse_network(cx: &Cx<'_>, n: &RawNetwork) -> Result<Network, ProfileError> {
         kill_switch: n.kill_switch.as_ref().is_some_and(|b| *b.get_ref()),
         allow_lan: n.allow_lan.as_ref().is_some_and(|b| *b.get_ref()),
         mobike: n.mobike.as_ref().is_none_or(|b| *b.get_ref()),
+        ike_fragment_size: match &n.ike_fragment_size {
+            None => None,
+            Some(v) => match u16::try_from(*v.get_ref()) {
+                // The default written out is the default (one profile, not two).
+                Ok(DEFAULT_IKE_FRAGMENT_SIZE) => None,
+                Ok(b) if IKE_FRAGMENT_SIZES.contains(&b) => Some(b),
+                _ => {
+                    return Err(cx.err(
+                        "network.ike_fragment_size",
+                        Some(v.span()),
+                        format!(
+                            "must be {}..={} bytes",
+                            IKE_FRAGMENT_SIZES.start(),
+                            IKE_FRAGMENT_SIZES.end()
+                        ),
+                    ));
+                }
+            },
+        },
     };
     Ok(network)
 }
@@ -1820,6 +1851,8 @@ struct OutNetwork {
     allow_lan: bool,
     #[serde(skip_serializing_if = "is_true")]
     mobike: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ike_fragment_size: Option<u16>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -1969,6 +2002,7 @@ impl Profile {
                 kill_switch: self.network.kill_switch,
                 allow_lan: self.network.allow_lan,
                 mobike: self.network.mobike,
+                ike_fragment_size: self.network.ike_fragment_size,
             },
         };
         toml::to_string(&out).expect("a profile always serialises")
@@ -2023,6 +2057,45 @@ mod tests {
             assert_eq!(parse_duration(&format_duration(d)), Ok(d));
         }
         assert_eq!(format_duration(s(5400)), "1h30m");
+    }
+
+    #[test]
+    fn ike_fragment_size_is_bounded_and_round_trips() {
+        let with = |v: &str| {
+            Profile::from_toml_str(
+                &format!(
+                    "name = \"x\"\ngateway = \"192.0.2.1\"\n\n[network]\nike_fragment_size = {v}\n"
+                ),
+                "x.toml",
+                SecretPolicy::Forbid,
+            )
+        };
+        let p = with("399").unwrap_err();
+        assert_eq!(p.key.as_deref(), Some("network.ike_fragment_size"));
+        assert!(p.to_string().contains("400..=65000"), "{p}");
+        for bad in ["0", "65001", "-1", "70000", "\"500\""] {
+            assert!(with(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            with("65000").unwrap().network.ike_fragment_size,
+            Some(65000)
+        );
+        let p = with("500").unwrap();
+        assert_eq!(p.network.ike_fragment_size, Some(500));
+        let text = p.to_toml_string();
+        assert!(text.contains("ike_fragment_size = 500"), "{text}");
+        let again = Profile::from_toml_str(&text, "x.toml", SecretPolicy::Forbid).unwrap();
+        assert_eq!(again.network.ike_fragment_size, Some(500));
+        // Unset: left out of the file, the engine's default applies.
+        let plain = Profile::from_toml_str(
+            "name = \"x\"\ngateway = \"192.0.2.1\"\n",
+            "x.toml",
+            SecretPolicy::Forbid,
+        )
+        .unwrap();
+        assert_eq!(plain.network.ike_fragment_size, None);
+        assert_eq!(with("1280").unwrap().network, plain.network);
+        assert!(!plain.to_toml_string().contains("ike_fragment_size"));
     }
 
     #[test]

@@ -718,7 +718,12 @@ async fn status(json: bool) -> Result<(), Fail> {
         let sas = c.sas().await.unwrap_or_default();
         let t = c.traffic().await.unwrap_or_default();
         let per_sa = c.sa_traffic().await.unwrap_or_default();
-        let version = ike_version_of(&conn, &name).await;
+        // The helper says which version the tunnel speaks; an older helper (or a tunnel
+        // it lost in a restart) does not, and the profile file tells instead.
+        let version = match c.ike_version().await {
+            Ok(v @ 1..=2) => Some(v as u8),
+            _ => ike_version_of(&conn, &name).await,
+        };
         let traffic_of = |spi_in: u32| {
             per_sa
                 .iter()

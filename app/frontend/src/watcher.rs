@@ -103,6 +103,9 @@ pub enum Command {
 }
 
 /// What the watcher tells the app.
+// A `Tunnel` is the big variant and the common one (every property change): boxing it
+// would allocate for each update to save space on the rare small ones.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Update {
     /// The watcher runs: commands go through this.
@@ -188,6 +191,9 @@ pub struct Tunnel {
     pub dns: Vec<String>,
     pub routes: Vec<String>,
     pub ike_proposal: String,
+    /// The IKE version the helper says the tunnel speaks (1 or 2); 0: not known (an
+    /// older helper), the profile file tells.
+    pub ike_version: u32,
     pub sas: Vec<SaInfo>,
     pub last_error: Option<Fail>,
     /// The helper's firewall for this tunnel (`kill switch on: ...`, `IPv6 blocked
@@ -908,6 +914,7 @@ async fn snapshot(c: &ConnectionProxy<'_>, profile: &str, path: &str) -> Result<
         dns: c.dns().await.unwrap_or_default(),
         routes: c.routes().await.unwrap_or_default(),
         ike_proposal: c.ike_proposal().await.unwrap_or_default(),
+        ike_version: c.ike_version().await.unwrap_or_default(),
         sas: c.sas().await.unwrap_or_default(),
         last_error: c
             .last_error()

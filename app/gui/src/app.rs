@@ -38,6 +38,9 @@ pub struct Options {
     pub login: bool,
 }
 
+// `Watcher(Update::Tunnel)` is the big variant and the common one (every property
+// change of a tunnel); boxing it would allocate for each to save space on the rest.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Message {
     Profiles(plist::Message),

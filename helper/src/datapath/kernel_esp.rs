@@ -108,10 +108,13 @@ impl KernelDatapath {
             None
         };
         let (local, gateway, reqid) = (self.local, self.gateway, self.reqid);
+        // Any pair of another family than the gateway's (IKEv2 may carry both in one SA).
         let cross_family = c
             .local_ts
             .or(c.remote_ts)
-            .is_some_and(|t| t.addr.is_ipv4() != gateway.is_ipv4());
+            .into_iter()
+            .chain(c.more_ts.iter().map(|p| p.1))
+            .any(|t| t.addr.is_ipv4() != gateway.is_ipv4());
         let host = |a: IpAddr| TrafficSelector {
             addr: a,
             prefix: if a.is_ipv4() { 32 } else { 128 },
@@ -120,8 +123,10 @@ impl KernelDatapath {
         let theirs = c.remote_ts.unwrap_or(host(gateway));
         // Tunnel mode: each SA carries its own selectors, so the pairs of several
         // remote networks (IKEv2 children, IKEv1 quick modes) under our one reqid
-        // each take only their network's packets.
-        let selectors = mode == xfrm::MODE_TUNNEL && !cross_family;
+        // each take only their network's packets. An SA with more than one selector
+        // pair (IKEv2's IPv4 + IPv6 in one child) keeps the any-selector: the kernel
+        // matches an SA's selector on input, and one selector cannot name both.
+        let selectors = mode == xfrm::MODE_TUNNEL && !cross_family && c.more_ts.is_empty();
         for (src, dst, spi, keys, sel) in [
             (gateway, local, c.spi_in, &c.keys_in, (theirs, ours)),
             (local, gateway, c.spi_out, &c.keys_out, (ours, theirs)),
@@ -158,6 +163,22 @@ impl KernelDatapath {
             }
         }
         self.sas.push((c.spi_in, c.spi_out, theirs));
+        self.install_pair(mode, c.local_ts, ours, theirs).await?;
+        for (l, r) in &c.more_ts {
+            self.install_pair(mode, Some(*l), *l, *r).await?;
+        }
+        Ok(())
+    }
+
+    /// The policies and route of one selector pair (once).
+    async fn install_pair(
+        &mut self,
+        mode: u8,
+        local_ts: Option<TrafficSelector>,
+        ours: TrafficSelector,
+        theirs: TrafficSelector,
+    ) -> Result<(), DatapathError> {
+        let (local, gateway, reqid) = (self.local, self.gateway, self.reqid);
         if !self.policies.contains(&(ours, theirs)) {
             for (dir, src, dst, tsrc, tdst) in [
                 (Dir::Out, ours, theirs, local, gateway),
@@ -192,7 +213,7 @@ impl KernelDatapath {
         if mode == xfrm::MODE_TUNNEL && theirs.prefix > 0 && !self.routes.contains(&theirs) {
             // From our inner address of the network's family (an IPv6 one beside the
             // IPv4 one goes on the interface with its first SA).
-            let src = match c.local_ts {
+            let src = match local_ts {
                 Some(ts) if ts.is_host() && ts.addr.is_ipv4() == theirs.addr.is_ipv4() => ts.addr,
                 _ if self.vip.is_ipv4() == theirs.addr.is_ipv4() => self.vip,
                 _ => return Err(DatapathError::NoVirtualIp),

@@ -92,13 +92,15 @@ struct Stats {
 }
 
 struct Outbound {
-    remote: TrafficSelector,
+    /// The remote networks the SA carries (IKEv2: an IPv6 one beside the IPv4 one).
+    remotes: Vec<TrafficSelector>,
     sa: OutboundSa,
     life: ByteLife,
 }
 
 struct Inbound {
-    remote: Option<TrafficSelector>,
+    /// Where inner packets may come from (any of them).
+    remotes: Vec<TrafficSelector>,
     sa: InboundSa,
     life: ByteLife,
 }
@@ -459,34 +461,49 @@ impl Datapath {
         }
     }
 
-    /// Installs an SA pair and routes its remote network through the device (once).
+    /// Installs an SA pair and routes its remote networks through the device (once).
     /// A newer SA for the same remote network takes over sending (rekey); the older
     /// inbound SA keeps receiving until it is deleted.
     pub fn install(&mut self, c: &ChildSa) -> Result<(), DatapathError> {
         if c.encapsulation != Encapsulation::Tunnel {
             return Err(DatapathError::Unsupported("transport mode"));
         }
-        let Some(remote) = c.remote_ts else {
+        let pairs = c.ts_pairs();
+        if pairs.is_empty() {
             return Err(DatapathError::Unsupported("SAs without traffic selectors"));
-        };
+        }
+        let remotes: Vec<TrafficSelector> = pairs.iter().map(|p| p.1).collect();
         let rng = crate::rng::os_rng().map_err(DatapathError::Random)?;
         let out = OutboundSa::new(c.spi_out, &c.proposal, &c.keys_out, rng)?;
         let inb = InboundSa::new(c.spi_in, &c.proposal, &c.keys_in)?;
         let lifetime_kb = c.lifetime_kb;
         self.inbound.push(Inbound {
-            remote: Some(remote),
+            remotes: remotes.clone(),
             sa: inb,
             life: ByteLife::new(lifetime_kb, c.spi_in, self.rekey.clone()),
         });
         {
             let mut sas = self.outbound.lock().unwrap_or_else(|e| e.into_inner());
-            sas.retain(|o| o.remote != remote);
+            sas.retain(|o| !o.remotes.iter().any(|r| remotes.contains(r)));
             sas.push(Outbound {
-                remote,
+                remotes,
                 sa: out,
                 life: ByteLife::new(lifetime_kb, c.spi_in, self.rekey.clone()),
             });
         }
+        for (local, remote) in pairs {
+            self.route_network(local, remote)?;
+        }
+        Ok(())
+    }
+
+    /// Routes one remote network of an SA through the device (once), from our inner
+    /// address of its family (`local`, else the device's address).
+    fn route_network(
+        &mut self,
+        local: Option<TrafficSelector>,
+        remote: TrafficSelector,
+    ) -> Result<(), DatapathError> {
         // A gateway may propose 0.0.0.0/0 for its side (Cisco Unity): the SA can carry
         // anything, but only the profile's split networks are routed, unless the
         // profile asked for a full tunnel.
@@ -495,7 +512,7 @@ impl Datapath {
         }
         // The source of the routes: our inner address of the network's family (an
         // IPv6 one beside the IPv4 one goes on the device with its first SA).
-        let src = match c.local_ts {
+        let src = match local {
             Some(ts) if ts.is_host() && ts.addr.is_ipv4() == remote.addr.is_ipv4() => ts.addr,
             _ if self.vip.is_ipv4() == remote.addr.is_ipv4() => self.vip,
             _ => return Err(DatapathError::NoVirtualIp),
@@ -748,10 +765,8 @@ impl Datapath {
             return Err(());
         }
         let src = inner_address(inner, next_header, false).ok_or(())?;
-        if sa
-            .remote
-            .is_some_and(|r| !r.contains(&TrafficSelector::host(src)))
-        {
+        let src = TrafficSelector::host(src);
+        if !sa.remotes.iter().any(|r| r.contains(&src)) {
             return Err(());
         }
         let n = inner.len();
@@ -1012,8 +1027,17 @@ impl Outward {
         // The most specific remote network holding the destination.
         let o = sas
             .iter_mut()
-            .filter(|o| o.remote.contains(&dst))
-            .max_by_key(|o| o.remote.prefix)?;
+            .filter_map(|o| {
+                let p = o
+                    .remotes
+                    .iter()
+                    .filter(|r| r.contains(&dst))
+                    .map(|r| r.prefix)
+                    .max()?;
+                Some((p, o))
+            })
+            .max_by_key(|(p, _)| *p)
+            .map(|(_, o)| o)?;
         if !o.life.charge(n) {
             return None;
         }
@@ -1341,6 +1365,7 @@ mod tests {
                 },
                 local_ts: None,
                 remote_ts: None,
+                more_ts: Vec::new(),
                 lifetime: Duration::from_secs(1),
                 lifetime_kb: None,
             };

@@ -280,7 +280,8 @@ async fn start(
         portal_url: profile.network.portal_url.clone(),
     };
     let name = profile.name.clone();
-    let status = Status::new(&profile.gateway);
+    let mut status = Status::new(&profile.gateway);
+    status.ike_version = u32::from(profile.ike_version);
     // User tunnels only: a system tunnel's owner is root, told by the journal's lines.
     let record = match (&daemon.records, &origin.system) {
         (Some(dir), None) => {
@@ -846,6 +847,14 @@ impl ConnObject {
         #[zbus(connection)] conn: &Connection,
     ) -> zbus::fdo::Result<String> {
         Ok(self.allowed(conn, hdr).await?.ike_proposal)
+    }
+    #[zbus(property(emits_changed_signal = "const"))]
+    async fn ike_version(
+        &self,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<u32> {
+        Ok(self.allowed(conn, hdr).await?.ike_version)
     }
     #[zbus(property)]
     async fn sas(

@@ -281,9 +281,52 @@ pub fn engine_config(p: &Profile, local: IpAddr) -> Result<Config, Failure> {
             .iter()
             .chain(&p.phase2.local_networks)
             .any(|n| n.addr.is_ipv6());
+    c.fragment_size = usize::from(
+        p.network
+            .ike_fragment_size
+            .unwrap_or(profile::DEFAULT_IKE_FRAGMENT_SIZE),
+    );
     c.dpd = p.network.dpd.as_ref().map(|d| DpdConfig {
         interval: d.interval,
         timeout: d.timeout,
     });
     Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(network: &str) -> Profile {
+        let text = format!(
+            "name = \"x\"\ngateway = \"192.0.2.1\"\nike_version = 2\n\n[auth]\npsk = \"k\"\n\n[network]\n{network}"
+        );
+        Profile::from_toml_str(&text, "x.toml", profile::SecretPolicy::AllowIfPrivate)
+            .expect("profile")
+    }
+
+    #[test]
+    fn the_ike_fragment_size_reaches_the_engine() {
+        let local: IpAddr = "192.0.2.2".parse().unwrap();
+        let c = engine_config(&profile("ike_fragment_size = 500\n"), local).unwrap();
+        assert_eq!(c.fragment_size, 500);
+        let c = engine_config(&profile(""), local).unwrap();
+        assert_eq!(c.fragment_size, 1280);
+    }
+
+    #[test]
+    fn ipv6_inside_is_asked_for_when_ipv6_may_cross_the_tunnel() {
+        let local: IpAddr = "192.0.2.2".parse().unwrap();
+        let with = |nets: &str| {
+            let text = format!(
+                "name = \"x\"\ngateway = \"192.0.2.1\"\nike_version = 2\n\n[auth]\npsk = \"k\"\n\n[phase2]\nremote_networks = [{nets}]\n"
+            );
+            let p = Profile::from_toml_str(&text, "x.toml", profile::SecretPolicy::AllowIfPrivate)
+                .expect("profile");
+            engine_config(&p, local).unwrap().request_ipv6
+        };
+        assert!(with(""), "full tunnel");
+        assert!(with("\"10.77.0.0/24\", \"fd00:77::/64\""));
+        assert!(!with("\"10.77.0.0/24\""));
+    }
 }

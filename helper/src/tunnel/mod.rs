@@ -109,6 +109,8 @@ pub struct SaSummary {
     pub udp_encapsulation: bool,
     pub local_ts: String,
     pub remote_ts: String,
+    /// Further (local, remote) selector pairs of the same SA (IKEv2: IPv6 beside IPv4).
+    pub more_ts: Vec<(String, String)>,
     pub lifetime: Duration,
     pub lifetime_kb: Option<u64>,
 }
@@ -222,7 +224,7 @@ impl fmt::Display for Event {
             ),
             Event::Phase2Established(c) => write!(
                 f,
-                "phase2 established spi_in=0x{:08x} spi_out=0x{:08x} esp={} mode={}{} local_ts={} remote_ts={} lifetime={}s",
+                "phase2 established spi_in=0x{:08x} spi_out=0x{:08x} esp={} mode={}{} local_ts={} remote_ts={}{} lifetime={}s",
                 c.spi_in,
                 c.spi_out,
                 c.proposal,
@@ -230,6 +232,10 @@ impl fmt::Display for Event {
                 if c.udp_encapsulation { "-in-udp" } else { "" },
                 c.local_ts,
                 c.remote_ts,
+                c.more_ts
+                    .iter()
+                    .map(|(l, r)| format!(" local_ts={l} remote_ts={r}"))
+                    .collect::<String>(),
                 c.lifetime.as_secs()
             ),
             Event::Datapath(line) | Event::Note(line) => f.write_str(line),
@@ -848,6 +854,11 @@ fn sa_summary(c: &ike::ChildSa, local: SocketAddr, remote: SocketAddr) -> SaSumm
             .remote_ts
             .map(|t| t.to_string())
             .unwrap_or_else(|| remote.ip().to_string()),
+        more_ts: c
+            .more_ts
+            .iter()
+            .map(|(l, r)| (l.to_string(), r.to_string()))
+            .collect(),
         lifetime: c.lifetime,
         lifetime_kb: c.lifetime_kb,
     }

@@ -796,19 +796,20 @@ impl<'d> Session<'d> {
         }
         let p = self.profile();
         let children = self.ike.children();
-        let full_tunnel = p.phase2.remote_networks.is_empty()
-            && children
-                .iter()
-                .any(|c| c.remote_ts.is_some_and(|t| t.prefix == 0));
-        let networks: Vec<(IpAddr, u8)> = children
+        // Every remote network of every SA (an IKEv2 SA may carry IPv6 beside IPv4).
+        let remotes: Vec<ike::TrafficSelector> = children
             .iter()
-            .filter_map(|c| c.remote_ts)
+            .flat_map(|c| c.ts_pairs())
+            .map(|(_, r)| r)
+            .collect();
+        let full_tunnel =
+            p.phase2.remote_networks.is_empty() && remotes.iter().any(|t| t.prefix == 0);
+        let networks: Vec<(IpAddr, u8)> = remotes
+            .iter()
             .filter(|t| t.prefix != 0)
             .map(|t| (t.addr, t.prefix))
             .collect();
-        let carries_v6 = children
-            .iter()
-            .any(|c| c.remote_ts.is_some_and(|t| t.addr.is_ipv6()));
+        let carries_v6 = remotes.iter().any(|t| t.addr.is_ipv6());
         let block_ipv6 = full_tunnel && !carries_v6;
         let mode = if p.network.kill_switch {
             firewall::Mode::KillSwitch

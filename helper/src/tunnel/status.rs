@@ -64,6 +64,8 @@ pub struct Status {
     pub sas: Vec<SaSummary>,
     /// Phase 1 algorithms, e.g. `aes256-sha256-modp2048`.
     pub ike_proposal: String,
+    /// The profile's IKE version (1 or 2); 0: not known.
+    pub ike_version: u32,
     /// The last failure or gateway complaint: its kind and one sentence.
     pub last_error: Option<postern_dbus::failure::Failure>,
     /// What the firewall holds: `kill switch on: ...`, `IPv6 blocked while
@@ -106,6 +108,14 @@ impl Status {
                 }
                 if !self.routes.contains(&sa.remote_ts) {
                     self.routes.push(sa.remote_ts.clone());
+                }
+                for (local, remote) in &sa.more_ts {
+                    if let Some(ip) = host_of(local) {
+                        self.add_address(ip);
+                    }
+                    if !self.routes.contains(remote) {
+                        self.routes.push(remote.clone());
+                    }
                 }
             }
             Event::Connected { .. } => {
@@ -247,6 +257,7 @@ mod tests {
             udp_encapsulation: true,
             local_ts: "10.200.0.5/32".into(),
             remote_ts: "10.77.0.0/24".into(),
+            more_ts: Vec::new(),
             lifetime: Duration::from_secs(3600),
             lifetime_kb: None,
         }
@@ -273,6 +284,24 @@ mod tests {
         assert_eq!(only.addresses(), "fd01::1");
         s.apply(&Event::Disconnected);
         assert_eq!(s.addresses(), "");
+    }
+
+    #[test]
+    fn one_ikev2_sa_with_an_ipv6_pair_shows_both_addresses_and_networks() {
+        let mut s = Status::new("gw");
+        let mut both = sa(7);
+        both.more_ts = vec![("fd01::5/128".into(), "fd00:77::/64".into())];
+        s.apply(&Event::Phase2Established(both.clone()));
+        assert_eq!(s.addresses(), "10.200.0.5,fd01::5");
+        assert_eq!(
+            s.routes,
+            vec!["10.77.0.0/24".to_string(), "fd00:77::/64".to_string()]
+        );
+        assert!(
+            Event::Phase2Established(both)
+                .to_string()
+                .contains("remote_ts=10.77.0.0/24 local_ts=fd01::5/128 remote_ts=fd00:77::/64 ")
+        );
     }
 
     #[test]

@@ -378,8 +378,20 @@ pub struct About<'a> {
     pub ike_version: u8,
 }
 
+/// The IKE version of a tunnel: the helper's when it says (1 or 2), else the profile's
+/// (`profile`, 0 when not known).
+pub fn tunnel_version(t: &Tunnel, profile: u8) -> u8 {
+    match t.ike_version {
+        v @ 1..=2 => v as u8,
+        _ => profile,
+    }
+}
+
 /// The label and value of the IKE SA's row: "Phase 1" in IKEv1's words, "IKE SA" with
 /// the version for IKEv2.
+///
+/// The version is the helper's (`Tunnel::ike_version`, the tunnel's own), else the
+/// profile's ([`tunnel_version`]).
 pub fn ike_row(version: u8, proposal: &str) -> (&'static str, String) {
     match version {
         2 => ("IKE SA", format!("IKEv2 {proposal}")),
@@ -551,7 +563,7 @@ pub fn view<'a>(
             if let Some(c) = &l.check {
                 body = body.push(check_box(c));
             }
-            body = body.push(details(t, l, now, about.ike_version));
+            body = body.push(details(t, l, now, tunnel_version(t, about.ike_version)));
         }
     }
 
@@ -803,6 +815,20 @@ pub fn log_filter_id() -> iced::widget::Id {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_helpers_version_comes_before_the_profiles() {
+        let mut tun = t("connected", "established");
+        assert_eq!(tunnel_version(&tun, 1), 1, "an older helper: the profile's");
+        tun.ike_version = 2;
+        assert_eq!(tunnel_version(&tun, 1), 2);
+        tun.ike_version = 7;
+        assert_eq!(
+            tunnel_version(&tun, 2),
+            2,
+            "nonsense from the bus is ignored"
+        );
+    }
 
     #[test]
     fn the_ike_sa_row_says_the_version() {

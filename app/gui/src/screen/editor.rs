@@ -429,6 +429,13 @@ pub const FIELDS: &[Field] = &[
         "",
     ),
     f(
+        "network.ike_fragment_size",
+        "IKE fragment size (bytes)",
+        Kind::Int,
+        G_NET,
+        "default: 1280 (400 to 65000)",
+    ),
+    f(
         "network.retransmit.tries",
         "Retransmissions",
         Kind::Int,
@@ -1816,7 +1823,7 @@ mod tests {
 
     #[test]
     fn an_existing_profile_round_trips_through_the_form() {
-        let text = "name = \"lab\"\ngateway = \"10.0.0.1\"\nexchange_mode = \"aggressive\"\n\n[auth]\nlocal_id = \"keyid:grp\"\n\n[phase2]\nremote_networks = [\"10.77.0.0/24\", \"10.78.0.0/24\"]\n\n[network]\ndpd = \"off\"\nreconnect = false\nmobike = false\n";
+        let text = "name = \"lab\"\ngateway = \"10.0.0.1\"\nexchange_mode = \"aggressive\"\n\n[auth]\nlocal_id = \"keyid:grp\"\n\n[phase2]\nremote_networks = [\"10.77.0.0/24\", \"10.78.0.0/24\"]\n\n[network]\ndpd = \"off\"\nreconnect = false\nmobike = false\nike_fragment_size = 600\n";
         let s = State::edit("lab", text, vec!["lab".into()], true);
         assert!(s.is_valid(), "{:?}", s.invalid);
         assert!(s.advanced, "advanced keys are set: the part is open");

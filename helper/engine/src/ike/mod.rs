@@ -451,8 +451,22 @@ pub struct ChildSa {
     pub keys_out: EspKeys,
     pub local_ts: Option<TrafficSelector>,
     pub remote_ts: Option<TrafficSelector>,
+    /// Further (local, remote) selector pairs the same SA carries (IKEv2: the IPv6
+    /// pair beside the IPv4 one in one child); empty for IKEv1.
+    pub more_ts: Vec<(TrafficSelector, TrafficSelector)>,
     pub lifetime: Duration,
     pub lifetime_kb: Option<u64>,
+}
+
+impl ChildSa {
+    /// Every (local, remote) selector pair of the SA: the first, then [`Self::more_ts`].
+    pub fn ts_pairs(&self) -> Vec<(Option<TrafficSelector>, TrafficSelector)> {
+        self.remote_ts
+            .map(|r| (self.local_ts, r))
+            .into_iter()
+            .chain(self.more_ts.iter().map(|(l, r)| (Some(*l), *r)))
+            .collect()
+    }
 }
 
 /// What happened; polled with [`Ike::poll_event`].

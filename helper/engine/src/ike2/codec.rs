@@ -139,6 +139,7 @@ pub mod cfg {
     pub const INTERNAL_IP6_ADDRESS: u16 = 8;
     pub const INTERNAL_IP6_DNS: u16 = 10;
     pub const INTERNAL_IP4_SUBNET: u16 = 13;
+    pub const INTERNAL_IP6_SUBNET: u16 = 15;
 }
 
 /// The IKE header (§3.1).

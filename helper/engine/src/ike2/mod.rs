@@ -29,6 +29,7 @@ mod children;
 pub mod codec;
 mod eap_auth;
 mod frag;
+mod inner6;
 pub mod keys;
 pub mod mobike;
 mod rekey_ike;
@@ -73,6 +74,8 @@ struct Rekey {
     dh: Option<DhKeyPair>,
     local_ts: TrafficSelector,
     remote_ts: TrafficSelector,
+    /// The child's further selector pairs (`inner6.rs`), offered again.
+    more_ts: Vec<inner6::Pair>,
 }
 
 /// A child's rekey is started at this share of its lifetime (the gateway's own rekey,
@@ -762,14 +765,9 @@ impl Ike2 {
                 data: dh.public().to_vec(),
             });
         }
-        payloads.push(Payload::Ts {
-            initiator: true,
-            selectors: vec![to_selector(&local_ts)],
-        });
-        payloads.push(Payload::Ts {
-            initiator: false,
-            selectors: vec![to_selector(&remote_ts)],
-        });
+        let mut pairs = vec![(local_ts, remote_ts)];
+        pairs.extend(old.more_ts.iter().copied());
+        payloads.extend(inner6::ts_payloads(&pairs, true));
         self.rekey = Some(Rekey {
             old_spi_in,
             new_spi_in,
@@ -777,6 +775,7 @@ impl Ike2 {
             dh,
             local_ts,
             remote_ts,
+            more_ts: old.more_ts.clone(),
         });
         self.request(
             now,
@@ -882,20 +881,22 @@ impl Ike2 {
             }
             None => None,
         };
-        let ts = |init: bool, within: &TrafficSelector| {
-            payloads.iter().find_map(|p| match p {
-                Payload::Ts {
-                    initiator,
-                    selectors,
-                } if *initiator == init => selectors
-                    .iter()
-                    .filter_map(from_selector)
-                    .find(|t| within.contains(t)),
-                _ => None,
-            })
+        let ts = |init: bool| {
+            payloads
+                .iter()
+                .find_map(|p| match p {
+                    Payload::Ts {
+                        initiator,
+                        selectors,
+                    } if *initiator == init => Some(selectors.as_slice()),
+                    _ => None,
+                })
+                .unwrap_or_default()
         };
-        let (Some(local_ts), Some(remote_ts)) = (ts(true, &rk.local_ts), ts(false, &rk.remote_ts))
-        else {
+        let mut offered = vec![(rk.local_ts, rk.remote_ts)];
+        offered.extend(rk.more_ts.iter().copied());
+        let mut pairs = inner6::pick_pairs(ts(true), ts(false), &offered).into_iter();
+        let Some((local_ts, remote_ts)) = pairs.next() else {
             return Err(Error::InvalidId(
                 "the gateway's traffic selectors on the rekey are not within ours".into(),
             ));
@@ -906,7 +907,9 @@ impl Ike2 {
             g_ir: shared.as_ref().map(|s| s.as_slice()),
             we_initiated: true,
         };
-        Ok(self.make_child_with(ours, rk.new_spi_in, spi_out, local_ts, remote_ts, km))
+        let mut child = self.make_child_with(ours, rk.new_spi_in, spi_out, local_ts, remote_ts, km);
+        child.more_ts = pairs.collect();
+        Ok(child)
     }
 
     /// The peer's CREATE_CHILD_SA: a rekey of a child is answered (with PFS when the
@@ -1033,14 +1036,9 @@ impl Ike2 {
         ];
         out.extend(ker);
         // The exchange's initiator is the peer: TSi is its side, ours is TSr.
-        out.push(Payload::Ts {
-            initiator: true,
-            selectors: vec![to_selector(&remote_ts)],
-        });
-        out.push(Payload::Ts {
-            initiator: false,
-            selectors: vec![to_selector(&local_ts)],
-        });
+        let mut pairs = vec![(local_ts, remote_ts)];
+        pairs.extend(old.more_ts.iter().copied());
+        out.extend(inner6::ts_payloads(&pairs, false));
         self.respond_with(exchange::CREATE_CHILD_SA, id, &out);
         let km = Keymat {
             ni: &ni,
@@ -1048,7 +1046,8 @@ impl Ike2 {
             g_ir: shared.as_ref().map(|s| s.as_slice()),
             we_initiated: false,
         };
-        let child = self.make_child_with(ours, spi_in, spi_out, local_ts, remote_ts, km);
+        let mut child = self.make_child_with(ours, spi_in, spi_out, local_ts, remote_ts, km);
+        child.more_ts = old.more_ts.clone();
         self.children.push(child.clone());
         self.forget_rekey(old.spi_in);
         if self.role == Role::Initiator {
@@ -1724,7 +1723,10 @@ impl Ike2 {
                         kind: cfg::INTERNAL_IP4_DNS,
                         value: Vec::new(),
                     },
-                ],
+                ]
+                .into_iter()
+                .chain(self.cp_request_v6())
+                .collect(),
             });
         }
         let spi = self.child_spi.to_be_bytes().to_vec();
@@ -1741,15 +1743,7 @@ impl Ike2 {
                 })
                 .collect(),
         ));
-        let (l, r) = self.offered_ts();
-        payloads.push(Payload::Ts {
-            initiator: true,
-            selectors: vec![to_selector(&l)],
-        });
-        payloads.push(Payload::Ts {
-            initiator: false,
-            selectors: vec![to_selector(&r)],
-        });
+        payloads.extend(inner6::ts_payloads(&self.offered_pairs(), true));
         self.state = State::ExpectAuthReply;
         self.request(now, Request::Auth, exchange::IKE_AUTH, &payloads);
         self.next_id = self.next_id.wrapping_add(1);
@@ -1897,25 +1891,25 @@ impl Ike2 {
                 "IKE_AUTH reply without traffic selectors".into(),
             ));
         };
-        let (offered_l, offered_r) = self.offered_ts();
-        let pick = |list: &[Selector], within: &TrafficSelector| {
-            list.iter()
-                .filter_map(from_selector)
-                .find(|t| within.contains(t))
-        };
-        let (Some(local_ts), Some(remote_ts)) = (pick(&tsi, &offered_l), pick(&tsr, &offered_r))
-        else {
+        let pairs = inner6::pick_pairs(&tsi, &tsr, &self.offered_pairs());
+        let Some(&(local_ts, remote_ts)) = pairs.first() else {
             return Err(Error::InvalidId(
                 "the gateway's traffic selectors are not within ours (or not whole subnets)".into(),
             ));
         };
-        if tsr.len() > 1 {
+        let used: Vec<TrafficSelector> = pairs.iter().map(|p| p.1).collect();
+        let unused = inner6::unused(&tsr, &used);
+        if unused > 0 {
+            let list: Vec<String> = used.iter().map(ToString::to_string).collect();
             self.outbox_ev.push_back(Event::Note(format!(
-                "ike: the gateway offered {} remote selectors; only {remote_ts} is used",
-                tsr.len()
+                "ike: the gateway offered {} remote selectors; only {} used",
+                tsr.len(),
+                list.join(", ")
             )));
         }
-        Ok(self.make_child(ours, self.child_spi, spi_out, local_ts, remote_ts))
+        let mut child = self.make_child(ours, self.child_spi, spi_out, local_ts, remote_ts);
+        child.more_ts = pairs.get(1..).unwrap_or_default().to_vec();
+        Ok(child)
     }
 
     fn make_child(
@@ -1980,6 +1974,7 @@ impl Ike2 {
             keys_out,
             local_ts: Some(local_ts),
             remote_ts: Some(remote_ts),
+            more_ts: Vec::new(),
             lifetime: self.config.esp_lifetime,
             lifetime_kb: self.config.esp_lifetime_kb,
         }
@@ -2443,6 +2438,7 @@ impl Ike2 {
         self.mobike_answer(payloads, &mut out);
         // The child: CP, SA, TS.
         let mut vip = None;
+        let mut vip6 = None;
         if payloads.iter().any(|p| {
             matches!(
                 p,
@@ -2456,6 +2452,7 @@ impl Ike2 {
                 Some(mc) => {
                     vip = mc.address;
                     self.extra.peer_vip = vip;
+                    vip6 = mc.address6.map(|(a, _)| a);
                     out.push(Payload::Cp {
                         cfg_type: cfg::CFG_REPLY,
                         attrs: cp_reply(&mc),
@@ -2468,17 +2465,15 @@ impl Ike2 {
                 }
             }
         }
-        match self.child_for_request(payloads, vip) {
+        match self.child_for_request(payloads, vip, vip6) {
             Ok((child, chosen)) => {
                 out.push(Payload::Sa(vec![chosen]));
-                out.push(Payload::Ts {
-                    initiator: true,
-                    selectors: vec![to_selector(&child.remote_ts.unwrap_or_else(any_v4))],
-                });
-                out.push(Payload::Ts {
-                    initiator: false,
-                    selectors: vec![to_selector(&child.local_ts.unwrap_or_else(any_v4))],
-                });
+                let mut pairs = vec![(
+                    child.local_ts.unwrap_or_else(any_v4),
+                    child.remote_ts.unwrap_or_else(any_v4),
+                )];
+                pairs.extend(child.more_ts.iter().copied());
+                out.extend(inner6::ts_payloads(&pairs, false));
                 self.respond_with(exchange::IKE_AUTH, id, &out);
                 self.children.push(child.clone());
                 self.outbox_ev.push_back(Event::Phase2Established(child));
@@ -2498,6 +2493,7 @@ impl Ike2 {
         &mut self,
         payloads: &[Payload],
         vip: Option<Ipv4Addr>,
+        vip6: Option<std::net::Ipv6Addr>,
     ) -> Result<(ChildSa, Proposal), u16> {
         let sa = payloads
             .iter()
@@ -2541,10 +2537,21 @@ impl Ike2 {
                 None,
             ),
         };
-        Ok((
-            self.make_child(ours, spi_in, spi_out, local_ts, remote_ts),
-            chosen,
-        ))
+        let mut child = self.make_child(ours, spi_in, spi_out, local_ts, remote_ts);
+        // An IPv6 pair beside it (`inner6.rs`): our IPv6 side is a child config's.
+        let v6 = self
+            .config
+            .children
+            .iter()
+            .find(|c| c.local.is_some_and(|l| l.addr.is_ipv6()));
+        child.more_ts.extend(inner6::responder_v6(
+            &tsi,
+            &tsr,
+            vip6,
+            v6.and_then(|c| c.local),
+            v6.and_then(|c| c.remote),
+        ));
+        Ok((child, chosen))
     }
 }
 
@@ -2577,11 +2584,6 @@ fn mode_config_from(attrs: &[CfgAttr]) -> ModeConfigInfo {
                     mc.dns.push(IpAddr::V4(x));
                 }
             }
-            cfg::INTERNAL_IP6_DNS if a.value.len() == 16 => {
-                if let Ok(b) = <[u8; 16]>::try_from(a.value.as_slice()) {
-                    mc.dns.push(IpAddr::from(b));
-                }
-            }
             cfg::INTERNAL_IP4_SUBNET if a.value.len() == 8 => {
                 if let (Some(addr), Some(mask)) = (v4(&a.value[..4]), v4(&a.value[4..])) {
                     let m = u32::from(mask);
@@ -2593,7 +2595,7 @@ fn mode_config_from(attrs: &[CfgAttr]) -> ModeConfigInfo {
                     }
                 }
             }
-            _ => {}
+            _ => inner6::mode_config_v6(a, &mut mc),
         }
     }
     mc
@@ -2630,6 +2632,7 @@ fn cp_reply(mc: &ModeConfigInfo) -> Vec<CfgAttr> {
             });
         }
     }
+    inner6::cp_reply_v6(mc, &mut v);
     v
 }
 

@@ -17,6 +17,7 @@ mod children;
 mod eap_tls;
 mod frag;
 mod ike_sa;
+mod inner6;
 mod mobike;
 mod suites;
 

@@ -558,6 +558,7 @@ fn child_sa(ctx: &IsakmpSa, q: &Quick, choice: &EspChoice, k: &Keying<'_>) -> Ch
         keys_out: derive(k.spi_out),
         local_ts: q.child.local,
         remote_ts: q.child.remote,
+        more_ts: Vec::new(),
         lifetime: choice
             .lifetime
             .unwrap_or(cfg.esp_lifetime)
