@@ -572,6 +572,7 @@ impl SigningKey for OurKey {
             cert::SigKind::Rsa => &RSA_SCHEMES,
             cert::SigKind::EcdsaP256 => &[SignatureScheme::ECDSA_NISTP256_SHA256],
             cert::SigKind::EcdsaP384 => &[SignatureScheme::ECDSA_NISTP384_SHA384],
+            cert::SigKind::EcdsaP521 => &[SignatureScheme::ECDSA_NISTP521_SHA512],
         };
         let scheme = ours.iter().copied().find(|s| offered.contains(s))?;
         Some(Box::new(OurSigner {
@@ -661,6 +662,11 @@ fn sign(
         (PrivateKey::P384(k), S::ECDSA_NISTP384_SHA384) => {
             use p384::ecdsa::signature::Signer as _;
             let s: p384::ecdsa::Signature = k.try_sign(message).map_err(|e| e.to_string())?;
+            return Ok(s.to_der().as_bytes().to_vec());
+        }
+        (PrivateKey::P521(k), S::ECDSA_NISTP521_SHA512) => {
+            use p521::ecdsa::signature::Signer as _;
+            let s: p521::ecdsa::Signature = k.try_sign(message).map_err(|e| e.to_string())?;
             return Ok(s.to_der().as_bytes().to_vec());
         }
         _ => return Err(format!("no signature {scheme:?} with this key")),
