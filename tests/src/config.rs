@@ -28,6 +28,7 @@ pub const LAB_SECRETS: &[(&str, &str)] = &[
     (LAB_PSK, "the lab gateway's PSK"),
     ("not-the-gateway-secret", "the wrong client PSK (interop)"),
     ("alice-pw-5c1e", "an XAuth password (abuse)"),
+    ("gtc-8642-pass", "an EAP-GTC passcode (ikev2_eap)"),
     (
         "alice-pass-7",
         "an XAuth password (remote access, roaming, rekey, suspend)",

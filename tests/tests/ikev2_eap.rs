@@ -177,7 +177,7 @@ fn ikev2_eap_gtc_passcode_asked_each_time() {
     use postern_lab::process::{Proc, Stream};
     let t = Tunnel::main_psk("v2-gtc")
         .ikev2()
-        .xauth("alice", "314159", "314159")
+        .xauth("alice", "gtc-8642-pass", "gtc-8642-pass")
         .mode_config(true);
     let swanctl = t.gateway_swanctl();
     let from = "auth = eap-mschapv2";
@@ -191,10 +191,10 @@ fn ikev2_eap_gtc_passcode_asked_each_time() {
         )?;
         let profile = lab.write_profile(&t)?;
         let text = std::fs::read_to_string(&profile)?;
-        let text = text.replace("password = \"314159\"\n", "");
+        let text = text.replace("password = \"gtc-8642-pass\"\n", "");
         let text = text.replace("[network]\n", "[network]\nmobike = false\n");
         lab_ensure!(
-            !text.contains("314159") && text.contains("mobike = false"),
+            !text.contains("gtc-8642-pass") && text.contains("mobike = false"),
             "profile not as expected:\n{text}"
         );
         std::fs::write(&profile, text)?;
@@ -202,7 +202,7 @@ fn ikev2_eap_gtc_passcode_asked_each_time() {
         // The passcode typed twice (the pty keeps the second line until it is read);
         // the pipe stays open, bounded: 45 s.
         let line = format!(
-            "(sleep 1; printf '314159\\r'; sleep 8; printf '314159\\r'; sleep 36) | script -qfec 'exec {} up {}' /dev/null",
+            "(sleep 1; printf 'gtc-8642-pass\\r'; sleep 8; printf 'gtc-8642-pass\\r'; sleep 36) | script -qfec 'exec {} up {}' /dev/null",
             helper.display(),
             profile.display()
         );
@@ -267,7 +267,7 @@ fn ikev2_eap_gtc_passcode_asked_each_time() {
         lab.ping(Role::Client, None, LAN_HOST)?;
         let all = up.lines();
         lab_ensure!(
-            !all.iter().any(|l| l.text.contains("314159")),
+            !all.iter().any(|l| l.text.contains("gtc-8642-pass")),
             "the passcode was printed"
         );
         // The end: SIGTERM to the helper (found by its parent, `script`, by pid),
