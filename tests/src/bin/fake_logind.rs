@@ -127,14 +127,14 @@ async fn main() -> ExitCode {
                 emit(&emitter, true).await;
                 say("sleeping");
                 let start = Instant::now();
-                let mut waited = false;
                 while !all_released(&held) && start.elapsed() < Duration::from_secs(5) {
-                    waited = true;
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
+                // Said also when the holder let go before the first look (a fast
+                // helper under load): the test waits for this line either way.
                 if !all_released(&held) {
                     say("inhibitor still held after 5000 ms");
-                } else if waited {
+                } else {
                     say(&format!(
                         "released after {} ms",
                         start.elapsed().as_millis()
